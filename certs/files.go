@@ -1,0 +1,190 @@
+package certs
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// PEM block types used by this package.
+const (
+	pemCertificate = "CERTIFICATE"
+	pemPrivateKey  = "PRIVATE KEY"
+	pemCSR         = "CERTIFICATE REQUEST"
+	pemCRL         = "X509 CRL"
+)
+
+// WriteFileAtomic writes data to path with permission perm so that readers
+// see either the old file or the complete new one, even across a crash: it
+// writes a temporary file in the same directory, fsyncs it, renames it over
+// path and fsyncs the directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := writeTemp(path, data, perm)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// WritePrivateKey writes a PEM private key with mode 0600 and refuses to
+// overwrite an existing file: replacing a key by mistake would orphan the
+// certificate issued for it, and a key is never meant to be rewritten.
+func WritePrivateKey(path string, keyPEM []byte) error {
+	tmp, err := writeTemp(path, keyPEM, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	// A hard link is atomic and fails if path exists.
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("certs: write private key: %s already exists, refusing to overwrite it", path)
+		}
+		// Some file systems have no hard links: fall back to O_EXCL.
+		f, err2 := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err2 != nil {
+			if errors.Is(err2, fs.ErrExist) {
+				return fmt.Errorf("certs: write private key: %s already exists, refusing to overwrite it", path)
+			}
+			return fmt.Errorf("certs: write private key %s: %w", path, err2)
+		}
+		_, err2 = f.Write(keyPEM)
+		if err2 == nil {
+			err2 = f.Sync()
+		}
+		if cerr := f.Close(); err2 == nil {
+			err2 = cerr
+		}
+		if err2 != nil {
+			os.Remove(path)
+			return fmt.Errorf("certs: write private key %s: %w", path, err2)
+		}
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes data to a new fsynced temporary file next to path.
+func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	return tmp, nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("certs: sync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return fmt.Errorf("certs: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// LoadCertificate reads the first CERTIFICATE block of a PEM file. It is
+// how operators point fedguard at ca.crt or a peer's certificate.
+func LoadCertificate(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("certs: load certificate: %w", err)
+	}
+	cert, err := parseCertificatePEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("certs: load certificate %s: %w", path, err)
+	}
+	return cert, nil
+}
+
+// parseCertificatePEM parses the first CERTIFICATE block of data.
+func parseCertificatePEM(data []byte) (*x509.Certificate, error) {
+	der, err := firstBlock(data, pemCertificate)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// firstBlock returns the bytes of the first PEM block of type typ, skipping
+// blocks of other types.
+func firstBlock(data []byte, typ string) ([]byte, error) {
+	rest := data
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			return nil, fmt.Errorf("no PEM %q block found", typ)
+		}
+		if b.Type == typ {
+			return b.Bytes, nil
+		}
+	}
+}
+
+// newKey makes a P-256 key and its PKCS #8 PEM encoding.
+func newKey() (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: generate key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: marshal key: %w", err)
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: pemPrivateKey, Bytes: der}), nil
+}
+
+// parsePrivateKeyPEM reads a PKCS #8 "PRIVATE KEY" PEM block.
+func parsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
+	der, err := firstBlock(data, pemPrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse private key: %w", err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("private key of type %T cannot sign", k)
+	}
+	return s, nil
+}

@@ -1,0 +1,315 @@
+package certs
+
+import (
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// federationSetup is one CA with a coordinator and an enrolled participant.
+type federationSetup struct {
+	ca                   *Authority
+	srvCert, srvKey      string
+	cliCert, cliKey      string
+	revocations          *RevocationList
+	serverOpts           ServerOptions
+	clientOpts           ClientOptions
+	participantSerialHex string
+}
+
+func newFederation(t *testing.T) *federationSetup {
+	t.Helper()
+	ca := newTestCA(t, "fed")
+	f := &federationSetup{ca: ca}
+	f.srvCert, f.srvKey = serverFiles(t, ca)
+	var err error
+	f.revocations, err = NewRevocationList(filepath.Join(ca.dir, crlFile), ca.Certificate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliCert, cliKey, cert := enrol(t, ca, "st-mary")
+	f.cliCert, f.cliKey = cliCert, cliKey
+	f.participantSerialHex = serialHex(cert.SerialNumber)
+	f.serverOpts = ServerOptions{CA: ca.Certificate(), CertFile: f.srvCert, KeyFile: f.srvKey, Federation: "fed", Revocations: f.revocations}
+	f.clientOpts = ClientOptions{CA: ca.Certificate(), CertFile: cliCert, KeyFile: cliKey, Federation: "fed", ServerName: "127.0.0.1"}
+	return f
+}
+
+func mustServer(t *testing.T, o ServerOptions) *tls.Config {
+	t.Helper()
+	c, err := ServerConfig(o)
+	if err != nil {
+		t.Fatalf("ServerConfig = %v", err)
+	}
+	return c
+}
+
+func mustClient(t *testing.T, o ClientOptions) *tls.Config {
+	t.Helper()
+	c, err := ClientConfig(o)
+	if err != nil {
+		t.Fatalf("ClientConfig = %v", err)
+	}
+	return c
+}
+
+func TestHandshakeSuccess(t *testing.T) {
+	f := newFederation(t)
+	var seen Identity
+	o := f.serverOpts
+	o.Authorize = func(id Identity) error { seen = id; return nil }
+	srv := mustServer(t, o)
+	var state tls.ConnectionState
+	srv.VerifyConnection = chainVerify(srv.VerifyConnection, func(cs tls.ConnectionState) { state = cs })
+	sErr, cErr := handshake(t, srv, mustClient(t, f.clientOpts))
+	if sErr != nil || cErr != nil {
+		t.Fatalf("handshake: server %v, client %v", sErr, cErr)
+	}
+	want := Identity{Federation: "fed", Role: RoleParticipant, Name: "st-mary"}
+	if seen != want {
+		t.Errorf("Authorize saw %v, want %v", seen, want)
+	}
+	if id, err := PeerIdentity(state); err != nil || id != want {
+		t.Errorf("PeerIdentity = %v, %v; want %v", id, err, want)
+	}
+	if state.Version != tls.VersionTLS13 {
+		t.Errorf("version = %x, want TLS 1.3", state.Version)
+	}
+	if _, err := PeerIdentity(tls.ConnectionState{}); err == nil {
+		t.Error("PeerIdentity(unverified) = nil error")
+	}
+}
+
+// chainVerify runs observe after next succeeds.
+func chainVerify(next func(tls.ConnectionState) error, observe func(tls.ConnectionState)) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if err := next(cs); err != nil {
+			return err
+		}
+		observe(cs)
+		return nil
+	}
+}
+
+// TestServerRefusals runs real handshakes that the server must refuse and
+// checks that Classify names the right reason on the server side.
+func TestServerRefusals(t *testing.T) {
+	f := newFederation(t)
+	now := time.Now()
+	other := newTestCA(t, "fed") // same federation name, different key
+	otherCert, otherKey, _ := enrol(t, other, "st-mary")
+	expCert, expKey, _ := issueRaw(t, f.ca, Identity{"fed", RoleParticipant, "old"}, nil, nil, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	futCert, futKey, _ := issueRaw(t, f.ca, Identity{"fed", RoleParticipant, "early"}, nil, nil, now.Add(24*time.Hour), now.Add(48*time.Hour))
+	foreignCert, foreignKey, _ := issueRaw(t, f.ca, Identity{"elsewhere", RoleParticipant, "x"}, nil, nil, now.Add(-time.Hour), now.Add(time.Hour))
+	revCert, revKey, rev := enrol(t, f.ca, "st-john")
+	if err := f.ca.Revoke(rev.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := f.revocations.Reload(); err != nil || !changed {
+		t.Fatalf("Reload = %v, %v; want changed", changed, err)
+	}
+
+	client := func(cert, key string) *tls.Config {
+		o := f.clientOpts
+		o.CertFile, o.KeyFile = cert, key
+		return mustClient(t, o)
+	}
+	tls12 := client(f.cliCert, f.cliKey)
+	tls12.MinVersion, tls12.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	noCert := client(f.cliCert, f.cliKey)
+	noCert.GetClientCertificate = nil
+
+	tests := []struct {
+		name      string
+		client    *tls.Config
+		authorize func(Identity) error
+		want      string
+		wantID    string
+	}{
+		{"another CA", client(otherCert, otherKey), nil, ReasonUnknownAuthority, "spiffe://fed/participant/st-mary"},
+		{"expired", client(expCert, expKey), nil, ReasonExpired, "spiffe://fed/participant/old"},
+		{"not yet valid", client(futCert, futKey), nil, ReasonNotYetValid, "spiffe://fed/participant/early"},
+		{"revoked", client(revCert, revKey), nil, ReasonRevoked, "spiffe://fed/participant/st-john"},
+		{"wrong role", client(f.srvCert, f.srvKey), nil, ReasonWrongRole, "spiffe://fed/coordinator"},
+		{"other federation", client(foreignCert, foreignKey), nil, ReasonBadIdentity, ""},
+		{"not enrolled", client(f.cliCert, f.cliKey), func(Identity) error { return errors.New("st-mary is not enrolled") }, ReasonNotEnrolled, "spiffe://fed/participant/st-mary"},
+		{"TLS 1.2", tls12, nil, ReasonOther, ""},
+		{"no certificate", noCert, nil, ReasonNoCertificate, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := f.serverOpts
+			o.Authorize = tt.authorize
+			sErr, cErr := handshake(t, mustServer(t, o), tt.client)
+			if sErr == nil {
+				t.Fatalf("server accepted the handshake (client err %v)", cErr)
+			}
+			if cErr == nil {
+				t.Errorf("client saw no error")
+			}
+			r := Classify(sErr)
+			if r == nil || r.Reason != tt.want {
+				t.Fatalf("Classify(%v) = %+v, want reason %q", sErr, r, tt.want)
+			}
+			if tt.wantID != "" && r.Identity.URI() != tt.wantID {
+				t.Errorf("Refusal.Identity = %v, want %s", r.Identity, tt.wantID)
+			}
+			if tt.want == ReasonRevoked && r.Serial != serialHex(rev.SerialNumber) {
+				t.Errorf("Refusal.Serial = %q, want %x", r.Serial, rev.SerialNumber)
+			}
+			if !errors.Is(r, r.Err) || r.Error() == "" {
+				t.Errorf("Refusal does not unwrap or print: %v", r)
+			}
+		})
+	}
+}
+
+// TestRevokeLive revokes an enrolled participant while the server config
+// stays in place: after Reload the next handshake is refused.
+func TestRevokeLive(t *testing.T) {
+	f := newFederation(t)
+	srv := mustServer(t, f.serverOpts)
+	cli := mustClient(t, f.clientOpts)
+	if sErr, cErr := handshake(t, srv, cli); sErr != nil || cErr != nil {
+		t.Fatalf("before revocation: server %v, client %v", sErr, cErr)
+	}
+	if _, err := f.ca.RevokeName("st-mary"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.revocations.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	sErr, _ := handshake(t, srv, cli)
+	if r := Classify(sErr); r == nil || r.Reason != ReasonRevoked || r.Serial != f.participantSerialHex {
+		t.Fatalf("after revocation: Classify(%v) = %+v, want revoked %s", sErr, r, f.participantSerialHex)
+	}
+}
+
+// TestClientRefusals checks that a participant only talks to its own
+// federation's coordinator.
+func TestClientRefusals(t *testing.T) {
+	f := newFederation(t)
+	now := time.Now()
+	// Another federation's coordinator, from a CA the client (wrongly) trusts.
+	otherFed := newTestCA(t, "other")
+	ofCert, ofKey := serverFiles(t, otherFed)
+	// A coordinator URI of another federation, signed by our CA.
+	fCert, fKey, _ := issueRaw(t, f.ca, Identity{Federation: "other", Role: RoleCoordinator}, []string{"localhost"}, nil, now.Add(-time.Hour), now.Add(time.Hour))
+
+	tests := []struct {
+		name             string
+		srvCert, srvKey  string
+		clientCA         *Authority
+		wantClientReason []string
+	}{
+		{"participant certificate as server", f.cliCert, f.cliKey, f.ca, []string{ReasonWrongRole, ReasonBadIdentity}},
+		{"other federation's coordinator", ofCert, ofKey, otherFed, []string{ReasonBadIdentity}},
+		{"other federation URI from our CA", fCert, fKey, f.ca, []string{ReasonBadIdentity}},
+		{"coordinator of another CA", ofCert, ofKey, f.ca, []string{ReasonUnknownAuthority}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			so := f.serverOpts
+			so.CertFile, so.KeyFile = tt.srvCert, tt.srvKey
+			so.CA = tt.clientCA.Certificate() // the server accepts the client in every case
+			so.Revocations = nil
+			srv := mustServer(t, so)
+			srv.ClientAuth = tls.RequestClientCert
+			srv.VerifyConnection = nil
+			co := f.clientOpts
+			co.CA = tt.clientCA.Certificate()
+			co.ServerName = "localhost"
+			_, cErr := handshake(t, srv, mustClient(t, co))
+			if cErr == nil {
+				t.Fatal("client accepted the server")
+			}
+			r := Classify(cErr)
+			ok := false
+			for _, w := range tt.wantClientReason {
+				ok = ok || r.Reason == w
+			}
+			if !ok {
+				t.Errorf("Classify(%v) = %q, want one of %q", cErr, r.Reason, tt.wantClientReason)
+			}
+		})
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	f := newFederation(t)
+	bad := []ServerOptions{
+		{},
+		{CA: f.ca.Certificate(), CertFile: f.srvCert, KeyFile: f.srvKey, Federation: "Bad"},
+		{CA: f.ca.Certificate(), CertFile: f.srvCert, Federation: "fed"},
+		{CA: f.ca.Certificate(), CertFile: f.srvCert, KeyFile: f.cliKey, Federation: "fed"},
+	}
+	for i, o := range bad {
+		if _, err := ServerConfig(o); err == nil {
+			t.Errorf("ServerConfig(bad[%d]) = nil error", i)
+		}
+	}
+	if _, err := ClientConfig(ClientOptions{CA: f.ca.Certificate(), Federation: "fed"}); err == nil {
+		t.Error("ClientConfig(no files) = nil error")
+	}
+	c := mustServer(t, f.serverOpts)
+	if c.MinVersion != tls.VersionTLS13 || c.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("ServerConfig: MinVersion %x ClientAuth %v", c.MinVersion, c.ClientAuth)
+	}
+}
+
+// TestCertificateReload replaces the coordinator's files and checks that
+// the next handshake serves the new certificate, and that a broken
+// replacement keeps the old one in service.
+func TestCertificateReload(t *testing.T) {
+	f := newFederation(t)
+	kp, err := newKeyPair(f.srvCert, f.srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := kp.get()
+	certPEM, keyPEM, err := f.ca.IssueServer([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Half-way renewal: new certificate, old key.
+	WriteFileAtomic(f.srvCert, certPEM, 0o644)
+	bump(t, f.srvCert)
+	if got, err := kp.get(); err != nil || got != first {
+		t.Errorf("mismatched files: get = %v, want the previous certificate", err)
+	}
+	WriteFileAtomic(f.srvKey, keyPEM, 0o600)
+	bump(t, f.srvKey)
+	second, err := kp.get()
+	if err != nil || second == first || second.Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) == 0 {
+		t.Errorf("renewed files not picked up: %v", err)
+	}
+	if again, _ := kp.get(); again != second {
+		t.Error("unchanged files reloaded")
+	}
+}
+
+// bump moves a file's mtime forward, for file systems with coarse mtimes.
+func bump(t *testing.T, path string) {
+	t.Helper()
+	fi, _ := os.Stat(path)
+	next := fi.ModTime().Add(2 * time.Second)
+	if err := os.Chtimes(path, next, next); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	if Classify(nil) != nil {
+		t.Error("Classify(nil) != nil")
+	}
+	r := &Refusal{Reason: ReasonRevoked}
+	if got := Classify(errors.Join(errors.New("x"), r)); got != r {
+		t.Errorf("Classify(wrapped refusal) = %v", got)
+	}
+	if got := Classify(errors.New("connection reset")); got.Reason != ReasonOther {
+		t.Errorf("Classify(other) = %q", got.Reason)
+	}
+}

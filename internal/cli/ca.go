@@ -1,0 +1,334 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fedguard/fedguard/certs"
+)
+
+// This file holds the operator's `fedguard ca` commands (the federation CA)
+// and the hospital's `fedguard participant init` (key and CSR). Everything
+// they do is a call into package certs.
+
+func init() {
+	commands["ca"] = &command{
+		summary: "the federation CA: init, issue, sign, revoke, list",
+		sub: map[string]*command{
+			"init":   {summary: "create a federation CA in a new directory", run: runCAInit},
+			"issue":  {summary: "issue the coordinator's server certificate and key", run: runCAIssue},
+			"sign":   {summary: "sign a participant's CSR", run: runCASign},
+			"revoke": {summary: "revoke a certificate by serial, file or participant name", run: runCARevoke},
+			"list":   {summary: "list issued certificates and whether they are revoked", run: runCAList},
+		},
+	}
+	if commands["participant"] == nil {
+		commands["participant"] = &command{summary: "the hospital agent: init, run", sub: map[string]*command{}}
+	}
+	commands["participant"].sub["init"] = &command{
+		summary: "make this hospital's key and certificate signing request",
+		run:     runParticipantInit,
+	}
+}
+
+func runCAInit(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "ca init")
+	dir := flags.String("dir", "", "directory for the new CA (created 0700, must not hold anything)")
+	fed := flags.String("federation", "", "federation name: a-z, 0-9, '-', '.'")
+	validity := flags.Duration("validity", certs.DefaultCAValidity, "lifetime of the CA certificate")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	if err := required(flags, "dir", "federation"); err != nil {
+		return err
+	}
+	if *validity <= 0 {
+		return usageError("ca init: -validity must be positive")
+	}
+	a, err := certs.Init(*dir, *fed, *validity)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "created the CA of federation %q in %s\n", a.Federation(), *dir)
+	fmt.Fprintf(env.Stdout, "  certificate %s (valid until %s): give it to the coordinator and every hospital\n",
+		filepath.Join(*dir, "ca.crt"), a.Certificate().NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
+	return nil
+}
+
+func runCAIssue(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "ca issue")
+	dir := flags.String("dir", "", "CA directory")
+	outCert := flags.String("out-cert", "", "file for the coordinator certificate")
+	outKey := flags.String("out-key", "", "file for the coordinator private key (0600, must not exist)")
+	hosts := flags.String("host", "", "comma-separated DNS names and IP addresses the coordinator is reached at")
+	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	if err := required(flags, "dir", "out-cert", "out-key", "host"); err != nil {
+		return err
+	}
+	if *validity <= 0 {
+		return usageError("ca issue: -validity must be positive")
+	}
+	hostList := caSplitList(*hosts)
+	if len(hostList) == 0 {
+		return usageError("ca issue: -host names no host")
+	}
+	// Check before issuing, so a refused key file does not leave an
+	// orphan certificate in issued.jsonl.
+	if _, err := os.Lstat(*outKey); err == nil {
+		return fmt.Errorf("ca issue: %s already exists, refusing to overwrite a private key", *outKey)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("ca issue: %w", err)
+	}
+	a, err := certs.Open(*dir)
+	if err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := a.IssueServer(hostList, *validity)
+	if err != nil {
+		return err
+	}
+	if err := certs.WritePrivateKey(*outKey, keyPEM); err != nil {
+		return err
+	}
+	if err := certs.WriteFileAtomic(*outCert, certPEM, 0o644); err != nil {
+		return err
+	}
+	cert, err := certs.LoadCertificate(*outCert)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "issued %s serial %s for %s, valid until %s\n",
+		certs.Identity{Federation: a.Federation(), Role: certs.RoleCoordinator}, caSerial(cert.SerialNumber),
+		strings.Join(hostList, ", "), cert.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "  certificate %s\n  private key %s (0600)\n", *outCert, *outKey)
+	return nil
+}
+
+func runCASign(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "ca sign")
+	dir := flags.String("dir", "", "CA directory")
+	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM)")
+	out := flags.String("out", "", "file for the signed certificate")
+	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	if err := required(flags, "dir", "csr", "out"); err != nil {
+		return err
+	}
+	if *validity <= 0 {
+		return usageError("ca sign: -validity must be positive")
+	}
+	csrPEM, err := os.ReadFile(*csrFile)
+	if err != nil {
+		return fmt.Errorf("ca sign: %w", err)
+	}
+	a, err := certs.Open(*dir)
+	if err != nil {
+		return err
+	}
+	certPEM, err := a.Sign(csrPEM, *validity)
+	if err != nil {
+		return fmt.Errorf("ca sign %s: %w", *csrFile, err)
+	}
+	if err := certs.WriteFileAtomic(*out, certPEM, 0o644); err != nil {
+		return err
+	}
+	cert, err := certs.LoadCertificate(*out)
+	if err != nil {
+		return err
+	}
+	id, err := certs.ParseIdentity(cert)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "signed %s serial %s, valid until %s\n", id, caSerial(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(env.Stdout, "  certificate %s: send it back to %s with %s\n", *out, id.Name, filepath.Join(*dir, "ca.crt"))
+	return nil
+}
+
+func runCARevoke(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "ca revoke")
+	dir := flags.String("dir", "", "CA directory")
+	serial := flags.String("serial", "", "serial number to revoke, in hex")
+	certFile := flags.String("cert", "", "certificate file to revoke")
+	name := flags.String("name", "", "participant name: revoke every certificate issued to it")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	if err := required(flags, "dir"); err != nil {
+		return err
+	}
+	n := 0
+	for _, s := range []string{*serial, *certFile, *name} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return usageError("ca revoke: give exactly one of -serial, -cert or -name")
+	}
+	a, err := certs.Open(*dir)
+	if err != nil {
+		return err
+	}
+	var serials []*big.Int
+	switch {
+	case *serial != "":
+		s, err := certs.ParseSerial(*serial)
+		if err != nil {
+			return usageError("ca revoke: %v", err)
+		}
+		serials = []*big.Int{s}
+	case *certFile != "":
+		cert, err := certs.LoadCertificate(*certFile)
+		if err != nil {
+			return err
+		}
+		if err := cert.CheckSignatureFrom(a.Certificate()); err != nil {
+			return fmt.Errorf("ca revoke: %s was not issued by this CA: %w", *certFile, err)
+		}
+		serials = []*big.Int{cert.SerialNumber}
+	}
+	issued, err := a.Issued()
+	if err != nil {
+		return err
+	}
+	already := map[string]bool{}
+	identity := map[string]string{}
+	for _, r := range issued {
+		already[r.Serial] = r.Revoked
+		identity[r.Serial] = r.Identity
+	}
+	if *name != "" {
+		revoked, err := a.RevokeName(*name)
+		if err != nil {
+			return err
+		}
+		if len(revoked) == 0 {
+			fmt.Fprintf(env.Stdout, "every certificate of %s was already revoked\n", *name)
+		}
+		serials = revoked
+	} else {
+		s := serials[0]
+		if already[s.Text(16)] {
+			fmt.Fprintf(env.Stdout, "serial %s (%s) was already revoked\n", caSerial(s), identity[s.Text(16)])
+			return nil
+		}
+		if err := a.Revoke(s); err != nil {
+			return err
+		}
+	}
+	for _, s := range serials {
+		id := identity[s.Text(16)]
+		if id == "" {
+			id = "not in issued.jsonl"
+		}
+		fmt.Fprintf(env.Stdout, "revoked serial %s (%s)\n", caSerial(s), id)
+	}
+	if len(serials) > 0 {
+		fmt.Fprintf(env.Stdout, "  the coordinator refuses them once it reloads %s\n", filepath.Join(*dir, "crl.pem"))
+	}
+	return nil
+}
+
+func runCAList(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "ca list")
+	dir := flags.String("dir", "", "CA directory")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	if err := required(flags, "dir"); err != nil {
+		return err
+	}
+	a, err := certs.Open(*dir)
+	if err != nil {
+		return err
+	}
+	issued, err := a.Issued()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERIAL\tIDENTITY\tNOT AFTER\tREVOKED")
+	for _, r := range issued {
+		revoked := "no"
+		if r.Revoked {
+			revoked = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Serial, r.Identity, r.NotAfter.UTC().Format(time.RFC3339), revoked)
+	}
+	return tw.Flush()
+}
+
+func runParticipantInit(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "participant init")
+	name := flags.String("name", "", "this hospital's participant name: a-z, 0-9, '-', '.'")
+	fed := flags.String("federation", "", "the federation to join")
+	dir := flags.String("dir", "", "directory for NAME.key and NAME.csr (created 0700 if missing)")
+	if err := parseFlags(flags, args); err != nil {
+		return err
+	}
+	if err := required(flags, "name", "federation", "dir"); err != nil {
+		return err
+	}
+	// Validate before the name becomes a file name.
+	if err := certs.ValidateName(*name); err != nil {
+		return usageError("participant init: -name: %v", err)
+	}
+	if err := certs.ValidateName(*fed); err != nil {
+		return usageError("participant init: -federation: %v", err)
+	}
+	keyFile := filepath.Join(*dir, *name+".key")
+	csrFile := filepath.Join(*dir, *name+".csr")
+	if _, err := os.Lstat(keyFile); err == nil {
+		return fmt.Errorf("participant init: %s already exists, refusing to overwrite a private key", keyFile)
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("participant init: %w", err)
+	}
+	keyPEM, csrPEM, err := certs.NewParticipantRequest(*fed, *name)
+	if err != nil {
+		return err
+	}
+	if err := certs.WritePrivateKey(keyFile, keyPEM); err != nil {
+		return err
+	}
+	if err := certs.WriteFileAtomic(csrFile, csrPEM, 0o644); err != nil {
+		return err
+	}
+	id := certs.Identity{Federation: *fed, Role: certs.RoleParticipant, Name: *name}
+	fmt.Fprintf(env.Stdout, "wrote %s (private key, 0600: it stays here, never send it)\n", keyFile)
+	fmt.Fprintf(env.Stdout, "wrote %s (certificate signing request for %s)\n", csrFile, id)
+	fmt.Fprintf(env.Stdout, "next: send %s.csr to the federation operator, who runs:\n", *name)
+	fmt.Fprintf(env.Stdout, "  fedguard ca sign --dir CA_DIR --csr %s.csr --out %s.crt\n", *name, *name)
+	fmt.Fprintf(env.Stdout, "then put the returned %s.crt and ca.crt in %s\n", *name, *dir)
+	return nil
+}
+
+// caSplitList splits a comma-separated flag value, dropping empty items.
+func caSplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// caSerial is how the CLI prints serials: the hex form that
+// issued.jsonl, `ca list` and `ca revoke -serial` use.
+func caSerial(s *big.Int) string { return s.Text(16) }
