@@ -1,0 +1,122 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// ErrNonFinite means a parameter is NaN or ±Inf. Such values are never valid on the
+// wire: one of them would poison every aggregate it enters.
+var ErrNonFinite = errors.New("model: non-finite parameter")
+
+// AppendBytes appends the wire encoding (format version 1: little-endian float32) of
+// params to dst and returns the extended slice.
+func AppendBytes(dst []byte, params []float32) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 4*len(params))[:n+4*len(params)]
+	encode(dst[n:], params)
+	return dst
+}
+
+// encode writes len(p) values into b, which must have length 4·len(p).
+func encode(b []byte, p []float32) {
+	b = b[:4*len(p)] // one bounds check here lets the compiler drop those in the loop
+	i := 0
+	// Two values per 64-bit store: the low word is the earlier value, as in
+	// little-endian order.
+	for ; i+4 <= len(p); i += 4 {
+		q := p[i : i+4 : i+4]
+		d := b[4*i : 4*i+16 : 4*i+16]
+		binary.LittleEndian.PutUint64(d[0:8], uint64(math.Float32bits(q[0]))|uint64(math.Float32bits(q[1]))<<32)
+		binary.LittleEndian.PutUint64(d[8:16], uint64(math.Float32bits(q[2]))|uint64(math.Float32bits(q[3]))<<32)
+	}
+	for ; i < len(p); i++ {
+		binary.LittleEndian.PutUint32(b[4*i:4*i+4], math.Float32bits(p[i]))
+	}
+}
+
+// expMask selects the float32 exponent; all ones means NaN or ±Inf.
+const expMask = 0x7f800000
+
+// DecodeInto decodes wire bytes (format version 1) into dst. len(src) must be
+// 4·len(dst). A NaN or ±Inf value is refused with an error wrapping ErrNonFinite
+// and naming its index; on error dst holds unspecified values and must not be used.
+func DecodeInto(dst []float32, src []byte) error {
+	if len(src) != 4*len(dst) {
+		return fmt.Errorf("model: decode: %d bytes for %d parameters, want %d", len(src), len(dst), 4*len(dst))
+	}
+	// Decode in chunks and test finiteness once per chunk: the hot loop has no
+	// data-dependent branch, and a chunk stays in L1 for the rare re-scan.
+	const chunk = 4096
+	for start := 0; start < len(dst); start += chunk {
+		d := dst[start:min(start+chunk, len(dst))]
+		s := src[4*start : 4*start+4*len(d)]
+		bad := uint32(0)
+		i := 0
+		for ; i+4 <= len(d); i += 4 {
+			q := d[i : i+4 : i+4]
+			w := s[4*i : 4*i+16 : 4*i+16]
+			u0, u1 := binary.LittleEndian.Uint64(w[0:8]), binary.LittleEndian.Uint64(w[8:16])
+			a, b, c, e := uint32(u0), uint32(u0>>32), uint32(u1), uint32(u1>>32)
+			// bad gets bit 31 set iff some exponent is all ones.
+			bad |= ((a & expMask) + 0x00800000) | ((b & expMask) + 0x00800000) |
+				((c & expMask) + 0x00800000) | ((e & expMask) + 0x00800000)
+			q[0], q[1], q[2], q[3] = math.Float32frombits(a), math.Float32frombits(b), math.Float32frombits(c), math.Float32frombits(e)
+		}
+		for ; i < len(d); i++ {
+			u := binary.LittleEndian.Uint32(s[4*i : 4*i+4])
+			bad |= (u & expMask) + 0x00800000
+			d[i] = math.Float32frombits(u)
+		}
+		if bad&0x80000000 != 0 {
+			for i, v := range d {
+				if math.Float32bits(v)&expMask == expMask {
+					return fmt.Errorf("model: decode: parameter %d is %v: %w", start+i, v, ErrNonFinite)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// digestBlock is how many bytes Digest encodes before handing them to SHA-256.
+const digestBlock = 64 << 10
+
+// Digest returns SHA-256 of the wire bytes of params (what AppendBytes produces),
+// encoding through one 64 KiB buffer instead of materializing the whole encoding.
+func Digest(params []float32) [32]byte {
+	h := sha256.New()
+	buf := make([]byte, digestBlock)
+	for len(params) > 0 {
+		k := min(len(params), digestBlock/4)
+		encode(buf[:4*k], params[:k])
+		h.Write(buf[:4*k])
+		params = params[k:]
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Norm returns the L2 norm of v, accumulated in float64 (no overflow or precision
+// loss for float32 inputs); clipping and anomaly scores rely on it.
+func Norm(v []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		a, b, c, d := float64(v[i]), float64(v[i+1]), float64(v[i+2]), float64(v[i+3])
+		s0 += a * a
+		s1 += b * b
+		s2 += c * c
+		s3 += d * d
+	}
+	for ; i < len(v); i++ {
+		a := float64(v[i])
+		s0 += a * a
+	}
+	return math.Sqrt((s0 + s1) + (s2 + s3))
+}
