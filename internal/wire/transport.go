@@ -1,0 +1,42 @@
+package wire
+
+import (
+	"google.golang.org/grpc"
+)
+
+// Flow-control windows and socket buffers for streams of tens to hundreds
+// of megabytes. gRPC's defaults (64 KiB windows grown by bandwidth probing)
+// suit small RPCs; a model stream on loopback spends most of its time
+// waiting for window updates with them. The windows bound what a peer can
+// make the other side buffer per stream and per connection.
+const (
+	StreamWindow = 2 << 20
+	ConnWindow   = 4 << 20
+	socketBuffer = 256 << 10
+)
+
+// ServerOptions are the transport options of the coordinator's gRPC server.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.InitialWindowSize(StreamWindow),
+		grpc.InitialConnWindowSize(ConnWindow),
+		grpc.ReadBufferSize(socketBuffer),
+		grpc.WriteBufferSize(socketBuffer),
+	}
+}
+
+// DialOptions are the transport options of a participant's connection.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(MaxMessageBytes),
+			grpc.MaxCallSendMsgSize(MaxMessageBytes),
+		),
+		grpc.WithInitialWindowSize(StreamWindow),
+		grpc.WithInitialConnWindowSize(ConnWindow),
+		grpc.WithReadBufferSize(socketBuffer),
+		grpc.WithWriteBufferSize(socketBuffer),
+	}
+}
