@@ -1,0 +1,296 @@
+package coordinator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/model"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	// DefaultListen is where the coordinator listens when Listen is empty.
+	DefaultListen = "127.0.0.1:7443"
+	// DefaultRounds is the number of rounds to run.
+	DefaultRounds = 20
+	// DefaultCohortTimeout is how long an open cohort waits for more than
+	// the minimum number of ready participants before it starts anyway.
+	DefaultCohortTimeout = 10 * time.Second
+	// DefaultRoundTimeout bounds download, local training and upload.
+	DefaultRoundTimeout = 5 * time.Minute
+	// DefaultStatsTimeout is how long the coordinator waits for feature
+	// statistics from more than the minimum number of participants.
+	DefaultStatsTimeout = 30 * time.Second
+	// DefaultLongPoll is how long one WaitRound call may block.
+	DefaultLongPoll = 30 * time.Second
+	// DefaultKeepModels is how many past global models stay in the database.
+	DefaultKeepModels = 5
+	// MaxSamples bounds a self-reported sample count.
+	MaxSamples = 1 << 40
+)
+
+// Duration is a time.Duration written as "30s" in configuration files.
+type Duration time.Duration
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// ModelConfig describes the model the federation trains.
+type ModelConfig struct {
+	// Kind is "logreg" or "mlp".
+	Kind string `json:"kind"`
+	// Features are the feature columns every hospital must have, in order.
+	Features []string `json:"features"`
+	// Label is the label column.
+	Label string `json:"label"`
+	// Classes are the label values; index i is model output i.
+	Classes []string `json:"classes"`
+	// Hidden are the MLP's hidden layer widths.
+	Hidden []int `json:"hidden,omitempty"`
+}
+
+// TrainingConfig is what participants do locally each round.
+type TrainingConfig struct {
+	Rounds       int     `json:"rounds"`
+	LocalEpochs  int     `json:"local_epochs"`
+	LearningRate float64 `json:"learning_rate"`
+	BatchSize    int     `json:"batch_size"`
+	L2           float64 `json:"l2"`
+}
+
+// Config is the coordinator's configuration file (JSON).
+type Config struct {
+	// Federation is the federation's name, as in every certificate.
+	Federation string `json:"federation"`
+	// Listen is the TCP address for participants.
+	Listen string `json:"listen"`
+	// DataDir holds the coordinator's database (state.db).
+	DataDir string `json:"data_dir"`
+	// CACert, Cert and Key are PEM files: the federation CA certificate
+	// and the coordinator's own server certificate and key.
+	CACert string `json:"ca_cert"`
+	Cert   string `json:"cert"`
+	Key    string `json:"key"`
+	// CRL is the federation CA's revocation list (crl.pem); the file is
+	// reloaded whenever it changes. Empty means no revocation list.
+	CRL string `json:"crl"`
+	// Enrolled are the participant names allowed to take part.
+	Enrolled []string `json:"enrolled"`
+	// MinParticipants is the quorum: the fewest ready participants a round
+	// opens with and the fewest updates it closes with.
+	MinParticipants int            `json:"min_participants"`
+	Model           ModelConfig    `json:"model"`
+	Training        TrainingConfig `json:"training"`
+	// Rule is the aggregation rule's name (see package aggregation).
+	Rule          string   `json:"rule"`
+	CohortTimeout Duration `json:"cohort_timeout"`
+	RoundTimeout  Duration `json:"round_timeout"`
+	StatsTimeout  Duration `json:"stats_timeout"`
+	LongPoll      Duration `json:"long_poll"`
+	KeepModels    int      `json:"keep_models"`
+	// Seed makes the initial model and the per-round seeds reproducible.
+	Seed uint64 `json:"seed"`
+}
+
+// LoadConfig reads a JSON configuration file; unknown fields are errors, so
+// a misspelt setting is never silently ignored.
+func LoadConfig(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read coordinator config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("parse coordinator config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// withDefaults fills zero values with the documented defaults.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Training.Rounds == 0 {
+		c.Training.Rounds = DefaultRounds
+	}
+	if c.Training.LocalEpochs == 0 {
+		c.Training.LocalEpochs = 1
+	}
+	if c.Training.LearningRate == 0 {
+		c.Training.LearningRate = 0.1
+	}
+	if c.Training.BatchSize == 0 {
+		c.Training.BatchSize = 32
+	}
+	if c.MinParticipants == 0 {
+		c.MinParticipants = max(1, (len(c.Enrolled)+1)/2)
+	}
+	if c.Model.Kind == "mlp" && len(c.Model.Hidden) == 0 {
+		c.Model.Hidden = []int{16}
+	}
+	if c.Rule == "" {
+		c.Rule = "fedavg"
+	}
+	if c.CohortTimeout == 0 {
+		c.CohortTimeout = Duration(DefaultCohortTimeout)
+	}
+	if c.RoundTimeout == 0 {
+		c.RoundTimeout = Duration(DefaultRoundTimeout)
+	}
+	if c.StatsTimeout == 0 {
+		c.StatsTimeout = Duration(DefaultStatsTimeout)
+	}
+	if c.LongPoll == 0 {
+		c.LongPoll = Duration(DefaultLongPoll)
+	}
+	if c.KeepModels == 0 {
+		c.KeepModels = DefaultKeepModels
+	}
+	return c
+}
+
+// spec returns the model specification the configuration describes.
+func (c Config) spec() (model.Spec, error) {
+	k, err := model.ParseKind(c.Model.Kind)
+	if err != nil {
+		return model.Spec{}, err
+	}
+	s := model.Spec{Kind: k, Features: len(c.Model.Features), Classes: len(c.Model.Classes)}
+	if k == model.MLP {
+		s.Hidden = slices.Clone(c.Model.Hidden)
+	}
+	return s, s.Validate()
+}
+
+// Validate checks the configuration (after defaults) and names every
+// problem it finds.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if err := certs.ValidateName(c.Federation); err != nil {
+		add("federation: %w", err)
+	}
+	if c.DataDir == "" {
+		add("data_dir is required")
+	}
+	for field, v := range map[string]string{"ca_cert": c.CACert, "cert": c.Cert, "key": c.Key} {
+		if v == "" {
+			add("%s is required", field)
+		}
+	}
+	if len(c.Enrolled) == 0 {
+		add("enrolled: no participants")
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Enrolled {
+		if err := certs.ValidateName(n); err != nil {
+			add("enrolled %q: %w", n, err)
+		}
+		if seen[n] {
+			add("enrolled: %q listed twice", n)
+		}
+		seen[n] = true
+	}
+	if c.MinParticipants < 1 || c.MinParticipants > len(c.Enrolled) {
+		add("min_participants %d must be between 1 and the %d enrolled", c.MinParticipants, len(c.Enrolled))
+	}
+	if _, err := c.spec(); err != nil {
+		add("model: %w", err)
+	}
+	if c.Model.Label == "" {
+		add("model.label is required")
+	}
+	cols := map[string]bool{c.Model.Label: true}
+	for _, f := range c.Model.Features {
+		if f == "" || cols[f] {
+			add("model.features: %q is empty or repeated (or is the label)", f)
+		}
+		cols[f] = true
+	}
+	classes := map[string]bool{}
+	for _, cl := range c.Model.Classes {
+		if cl == "" || classes[cl] {
+			add("model.classes: %q is empty or repeated", cl)
+		}
+		classes[cl] = true
+	}
+	plan := c.plan()
+	if err := plan.Validate(); err != nil {
+		add("training: %w", err)
+	}
+	if c.Training.Rounds < 1 {
+		add("training.rounds %d must be at least 1", c.Training.Rounds)
+	}
+	if _, err := aggregation.New(c.Rule); err != nil {
+		add("rule: %w", err)
+	}
+	for name, d := range map[string]Duration{"cohort_timeout": c.CohortTimeout, "round_timeout": c.RoundTimeout, "stats_timeout": c.StatsTimeout, "long_poll": c.LongPoll} {
+		if d < 0 {
+			add("%s must not be negative", name)
+		}
+	}
+	if c.KeepModels < 1 {
+		add("keep_models %d must be at least 1", c.KeepModels)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func (c Config) plan() model.Plan {
+	return model.Plan{
+		Epochs:       c.Training.LocalEpochs,
+		LearningRate: c.Training.LearningRate,
+		BatchSize:    c.Training.BatchSize,
+		L2:           c.Training.L2,
+	}
+}
+
+// nonHeap is what a coordinator process holds outside the Go heap (its
+// code, thread stacks, bbolt's mapping): MemoryBudget subtracts it so that
+// the whole process, not just the heap, stays within the budget.
+const nonHeap = 32 << 20
+
+// minBudget keeps small federations from garbage-collecting continuously.
+const minBudget = 128 << 20
+
+// MemoryBudget is the memory a coordinator with this configuration should
+// stay within: one model-sized buffer per enrolled participant (their
+// updates) and three more (the current model, the aggregate that becomes the
+// next model, and the encoding written to disk), less what the process holds
+// outside the heap. `fedguard coordinator` gives it to the Go runtime as a
+// soft limit (unless GOMEMLIMIT is set), so that garbage collection keeps
+// the heap near what is live instead of letting it double.
+func MemoryBudget(cfg Config) (int64, error) {
+	s, err := cfg.withDefaults().spec()
+	if err != nil {
+		return 0, err
+	}
+	return max(int64(len(cfg.Enrolled)+3)*4*int64(s.NumParams())-nonHeap, minBudget), nil
+}

@@ -1,0 +1,506 @@
+// Package coordinator runs a federation's rounds: it admits participants
+// over mutual TLS, publishes the global model, collects updates, aggregates
+// them with the configured rule and persists every closed round in bbolt.
+//
+// # Rounds
+//
+// A federation first fixes its feature scaling from the participants'
+// aggregate statistics (count, sum, sum of squares per feature; no rows).
+// Then round r (r = 1, 2, …) opens once every enrolled participant is
+// ready, or once MinParticipants are ready and CohortTimeout has passed;
+// the ready participants form the cohort. Each trains on the global model
+// of round r-1 and streams back its update. The round closes when the whole
+// cohort has answered or RoundTimeout passes: with at least MinParticipants
+// updates the rule aggregates them and the new model and the round record
+// are committed in one bbolt transaction before round r+1 is announced;
+// with fewer the round is retried (same number, next attempt). Updates that
+// arrive after the close are refused with FailedPrecondition.
+//
+// # Restarts
+//
+// Only closed rounds are persisted. A coordinator killed at any point
+// (SIGKILL included) restarts from the last closed round; participants
+// reconnect on their own and the open round starts again.
+//
+// # Errors on the wire
+//
+// Requests are validated at the gRPC edge: a malformed request or update is
+// InvalidArgument, an update for a round that is not open (or from outside
+// the cohort) is FailedPrecondition, a second update from the same
+// participant is AlreadyExists, a revoked or unenrolled caller is
+// PermissionDenied. A refused update changes nothing.
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/model"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+// RoundResult is what an observer learns when a round closes.
+type RoundResult struct {
+	Record RoundRecord
+	// Model is the new global model (a copy the observer may keep).
+	Model []float32
+	Spec  model.Spec
+	// Scaling is the federation's feature standardization.
+	Scaling  dataset.Scaling
+	Duration time.Duration
+}
+
+// Option configures a Coordinator.
+type Option func(*options)
+
+type options struct {
+	log      *slog.Logger
+	observer func(RoundResult)
+	now      func() time.Time
+}
+
+// WithLogger sets the structured logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithObserver calls f, from the coordinator's round loop, after each round
+// is committed. The demo uses it to evaluate the global model on held-out
+// data; f must not block for long.
+func WithObserver(f func(RoundResult)) Option { return func(o *options) { o.observer = f } }
+
+type phase int
+
+const (
+	phaseStats phase = iota
+	phaseCohort
+	phaseTraining
+	phaseFinished
+)
+
+func (p phase) String() string {
+	return [...]string{"stats", "cohort", "training", "finished"}[p]
+}
+
+// received is one accepted update of the open round.
+type received struct {
+	delta   []float32
+	samples uint64
+	norm    float64
+	sum     [32]byte
+	holdout *fedguardv1.Evaluation
+}
+
+// openRound is the round in progress (never persisted).
+type openRound struct {
+	number   uint64
+	attempt  uint32
+	opened   time.Time
+	deadline time.Time
+	cohort   []string
+	updates  map[string]*received
+	// receiving marks participants with an update stream in flight, so one
+	// participant cannot make the coordinator buffer several updates.
+	receiving map[string]bool
+}
+
+func (r *openRound) inCohort(name string) bool { return slices.Contains(r.cohort, name) }
+
+// Coordinator is one federation's coordinator.
+type Coordinator struct {
+	cfg       Config
+	spec      model.Spec
+	specProto *fedguardv1.ModelSpec
+	rule      aggregation.Rule
+	store     *store
+	opts      options
+	enrolled  map[string]bool
+
+	mu          sync.Mutex
+	changed     chan struct{} // closed and replaced on every state change
+	phase       phase
+	lastRound   uint64
+	model       []float32 // global model of lastRound; replaced, never mutated
+	modelSum    [32]byte  // SHA-256 of model in wire format v1
+	scaling     *dataset.Scaling
+	stats       map[string]dataset.Stats
+	statsSince  time.Time
+	ready       map[string]int // participants blocked in WaitRound (count of calls)
+	cohortSince time.Time
+	attempt     uint32
+	round       *openRound
+	told        map[string]bool // participants told that training finished
+
+	kick chan struct{}
+}
+
+// New validates cfg, opens (or creates) the state database and restores the
+// last closed round.
+func New(cfg Config, opts ...Option) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	o := options{log: slog.Default(), now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	spec, err := cfg.spec()
+	if err != nil {
+		return nil, err
+	}
+	rule, err := aggregation.New(cfg.Rule)
+	if err != nil {
+		return nil, err
+	}
+	specJSON, err := json.Marshal(cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(cfg.DataDir, cfg.Federation, specJSON)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{
+		cfg:      cfg,
+		spec:     spec,
+		rule:     rule,
+		store:    st,
+		opts:     o,
+		enrolled: map[string]bool{},
+		changed:  make(chan struct{}),
+		stats:    map[string]dataset.Stats{},
+		ready:    map[string]int{},
+		told:     map[string]bool{},
+		kick:     make(chan struct{}, 1),
+	}
+	for _, n := range cfg.Enrolled {
+		c.enrolled[n] = true
+	}
+	c.specProto = &fedguardv1.ModelSpec{
+		FormatVersion: model.FormatVersion,
+		Kind:          fedguardv1.ModelKind(spec.Kind),
+		Features:      slices.Clone(cfg.Model.Features),
+		Label:         cfg.Model.Label,
+		Classes:       slices.Clone(cfg.Model.Classes),
+		NumParams:     uint64(spec.NumParams()),
+	}
+	for _, h := range spec.Hidden {
+		c.specProto.Hidden = append(c.specProto.Hidden, uint32(h))
+	}
+	p, ok, err := st.load()
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	if !ok {
+		rng := rand.New(rand.NewPCG(cfg.Seed, 0x66656467756172))
+		p.model = model.AppendBytes(nil, model.Init(spec, rng))
+		if err := st.saveInitial(p.model); err != nil {
+			st.close()
+			return nil, fmt.Errorf("save initial model: %w", err)
+		}
+	}
+	if len(p.model) != 4*spec.NumParams() {
+		st.close()
+		return nil, fmt.Errorf("%w: stored model has %d bytes, spec needs %d", ErrCorrupt, len(p.model), 4*spec.NumParams())
+	}
+	c.model = make([]float32, spec.NumParams())
+	if err := model.DecodeInto(c.model, p.model); err != nil {
+		st.close()
+		return nil, fmt.Errorf("%w: stored model of round %d: %v", ErrCorrupt, p.lastRound, err)
+	}
+	c.lastRound, c.scaling = p.lastRound, p.scaling
+	c.modelSum = sha256.Sum256(p.model)
+	switch {
+	case c.lastRound >= uint64(cfg.Training.Rounds):
+		c.phase = phaseFinished
+	case c.scaling == nil:
+		c.phase = phaseStats
+	default:
+		c.phase = phaseCohort
+	}
+	if ok {
+		o.log.Info("resumed from database", "round", c.lastRound, "phase", c.phase.String())
+	}
+	return c, nil
+}
+
+// Close releases the state database.
+func (c *Coordinator) Close() error { return c.store.close() }
+
+// Rounds returns the records of all closed rounds, oldest first.
+func (c *Coordinator) Rounds() ([]RoundRecord, error) { return c.store.rounds() }
+
+// broadcastLocked wakes every waiter; c.mu must be held.
+func (c *Coordinator) broadcastLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// poke asks the round loop to re-examine the state.
+func (c *Coordinator) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// loop drives the phases until the training is finished or ctx ends.
+func (c *Coordinator) loop(ctx context.Context) error {
+	for {
+		next, err := c.step(ctx)
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		done := c.phase == phaseFinished
+		c.mu.Unlock()
+		if done {
+			return nil
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-c.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// step advances the state machine as far as it can now and returns how long
+// until it should look again.
+func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.opts.now()
+	const idle = time.Second
+	switch c.phase {
+	case phaseStats:
+		n := len(c.stats)
+		if n == 0 {
+			return idle, nil
+		}
+		wait := c.statsSince.Add(time.Duration(c.cfg.StatsTimeout)).Sub(now)
+		if n < len(c.enrolled) && (n < c.cfg.MinParticipants || wait > 0) {
+			return max(min(wait, idle), time.Millisecond), nil
+		}
+		if err := c.fixScalingLocked(); err != nil {
+			return 0, err
+		}
+		return 0, nil
+	case phaseCohort:
+		n := len(c.ready)
+		if n == 0 {
+			c.cohortSince = time.Time{}
+			return idle, nil
+		}
+		if c.cohortSince.IsZero() {
+			c.cohortSince = now
+		}
+		wait := c.cohortSince.Add(time.Duration(c.cfg.CohortTimeout)).Sub(now)
+		if n < len(c.enrolled) && (n < c.cfg.MinParticipants || wait > 0) {
+			return max(min(wait, idle), time.Millisecond), nil
+		}
+		c.openRoundLocked(now)
+		return time.Until(c.round.deadline), nil
+	case phaseTraining:
+		r := c.round
+		if len(r.updates) < len(r.cohort) && now.Before(r.deadline) {
+			return r.deadline.Sub(now), nil
+		}
+		if len(r.updates) < c.cfg.MinParticipants {
+			c.opts.log.WarnContext(ctx, "round failed: too few updates, retrying",
+				"round", r.number, "attempt", r.attempt, "updates", len(r.updates), "min", c.cfg.MinParticipants)
+			c.attempt++
+			c.round = nil
+			c.phase = phaseCohort
+			c.cohortSince = time.Time{}
+			c.broadcastLocked()
+			return 0, nil
+		}
+		if err := c.closeRoundLocked(ctx, now); err != nil {
+			return 0, err
+		}
+		return 0, nil
+	}
+	return idle, nil
+}
+
+func (c *Coordinator) fixScalingLocked() error {
+	var total dataset.Stats
+	names := make([]string, 0, len(c.stats))
+	for n := range c.stats {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for i, n := range names {
+		s := c.stats[n]
+		if i == 0 {
+			total = dataset.Stats{Count: s.Count, Sum: slices.Clone(s.Sum), SumSquares: slices.Clone(s.SumSquares)}
+			continue
+		}
+		if err := total.Merge(s); err != nil {
+			return fmt.Errorf("merge feature statistics: %w", err)
+		}
+	}
+	sc, err := dataset.ScalingFrom(total)
+	if err != nil {
+		return fmt.Errorf("derive feature scaling: %w", err)
+	}
+	if err := c.store.saveScaling(sc); err != nil {
+		return fmt.Errorf("save feature scaling: %w", err)
+	}
+	c.scaling = &sc
+	c.stats = nil
+	c.phase = phaseCohort
+	c.opts.log.Info("feature scaling fixed", "participants", len(names), "rows", total.Count)
+	c.broadcastLocked()
+	return nil
+}
+
+func (c *Coordinator) openRoundLocked(now time.Time) {
+	cohort := make([]string, 0, len(c.ready))
+	for n := range c.ready {
+		cohort = append(cohort, n)
+	}
+	slices.Sort(cohort)
+	c.round = &openRound{
+		number:    c.lastRound + 1,
+		attempt:   c.attempt,
+		opened:    now,
+		deadline:  now.Add(time.Duration(c.cfg.RoundTimeout)),
+		cohort:    cohort,
+		updates:   map[string]*received{},
+		receiving: map[string]bool{},
+	}
+	c.phase = phaseTraining
+	c.opts.log.Info("round opened", "round", c.round.number, "attempt", c.round.attempt, "cohort", cohort)
+	c.broadcastLocked()
+}
+
+func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error {
+	r := c.round
+	names := make([]string, 0, len(r.updates))
+	for n := range r.updates {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	updates := make([]aggregation.Update, len(names))
+	rec := RoundRecord{Round: r.number, Attempt: r.attempt, Opened: r.opened, Cohort: r.cohort}
+	var hCount, hLoss, hAcc float64
+	for i, n := range names {
+		u := r.updates[n]
+		updates[i] = aggregation.Update{ID: n, Delta: u.delta, Samples: u.samples}
+		rec.Participants = append(rec.Participants, ParticipantRecord{
+			Name: n, Samples: u.samples, Norm: u.norm, SHA256: hex.EncodeToString(u.sum[:]),
+			HoldoutCount: u.holdout.GetCount(), HoldoutLoss: u.holdout.GetLoss(), HoldoutAccuracy: u.holdout.GetAccuracy(),
+		})
+		w := float64(u.holdout.GetCount())
+		hCount += w
+		hLoss += w * u.holdout.GetLoss()
+		hAcc += w * u.holdout.GetAccuracy()
+	}
+	if hCount > 0 {
+		rec.HoldoutLoss, rec.HoldoutAccuracy = hLoss/hCount, hAcc/hCount
+	}
+	for _, n := range r.cohort {
+		if r.updates[n] == nil {
+			rec.Dropped = append(rec.Dropped, n)
+		}
+	}
+	delta := make([]float32, c.spec.NumParams())
+	report, err := c.rule.Aggregate(delta, updates)
+	if err != nil {
+		// Every update was checked on arrival, so this is a bug or a rule
+		// precondition the configuration did not catch: retry the round.
+		c.opts.log.ErrorContext(ctx, "aggregation failed, retrying round", "round", r.number, "error", err)
+		c.attempt++
+		c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
+		c.broadcastLocked()
+		return nil
+	}
+	// Turn the aggregate into the next model in place, then drop the
+	// updates before encoding it: at no point are more than the updates and
+	// two model-sized vectors alive.
+	for i, v := range c.model {
+		delta[i] = clampFinite(delta[i] + v)
+	}
+	next := delta
+	r.updates, updates = nil, nil
+	encoded := model.AppendBytes(make([]byte, 0, 4*len(next)), next)
+	sum := sha256.Sum256(encoded)
+	rec.Report = report
+	rec.ModelSHA256 = hex.EncodeToString(sum[:])
+	rec.Closed = c.opts.now()
+	if err := c.store.commitRound(rec, encoded, c.cfg.KeepModels); err != nil {
+		return fmt.Errorf("commit round %d: %w", r.number, err)
+	}
+	encoded = nil
+	c.lastRound, c.model, c.modelSum = r.number, next, sum
+	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
+	c.phase = phaseCohort
+	if c.lastRound >= uint64(c.cfg.Training.Rounds) {
+		c.phase = phaseFinished
+	}
+	c.opts.log.InfoContext(ctx, "round closed", "round", rec.Round, "participants", len(names),
+		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
+	c.broadcastLocked()
+	if c.opts.observer != nil {
+		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened)})
+	}
+	return nil
+}
+
+// clampFinite keeps a sum of finite values finite: an overflow saturates at
+// the largest float32 instead of poisoning the model with an infinity.
+func clampFinite(v float32) float32 {
+	if math.IsInf(float64(v), 0) {
+		return float32(math.Copysign(math.MaxFloat32, float64(v)))
+	}
+	return v
+}
+
+// assignmentLocked is the caller's ticket for the open round.
+func (c *Coordinator) assignmentLocked() *fedguardv1.RoundAssignment {
+	r := c.round
+	a := &fedguardv1.RoundAssignment{
+		Round:       r.number,
+		Attempt:     r.attempt,
+		Model:       c.specProto,
+		Plan:        &fedguardv1.TrainingPlan{LocalEpochs: uint32(c.cfg.Training.LocalEpochs), LearningRate: c.cfg.Training.LearningRate, BatchSize: uint32(c.cfg.Training.BatchSize), L2: c.cfg.Training.L2},
+		Deadline:    timestampOf(r.deadline),
+		ModelSha256: c.modelSum[:],
+		Seed:        c.cfg.Seed ^ (r.number * 0x9e3779b97f4a7c15) ^ uint64(r.attempt),
+	}
+	if c.scaling != nil {
+		a.Scaling = &fedguardv1.FeatureScaling{Mean: c.scaling.Mean, Std: c.scaling.Std}
+	}
+	return a
+}
+
+// errFinished is returned internally when the training has finished.
+var errFinished = errors.New("training finished")
+
+// identity returns the verified caller identity put in ctx by the
+// interceptors.
+func identity(ctx context.Context) certs.Identity {
+	id, _ := ctx.Value(identityKey{}).(certs.Identity)
+	return id
+}
+
+type identityKey struct{}

@@ -1,0 +1,259 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/wire"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+const (
+	// stopGrace is how long a graceful stop may take before open streams
+	// are cut.
+	stopGrace = 5 * time.Second
+	// finishGrace is how long a finished coordinator keeps serving so that
+	// participants learn that the training is over.
+	finishGrace = 5 * time.Second
+	// crlPoll is how often the revocation list file is checked.
+	crlPoll = 2 * time.Second
+)
+
+// Run listens on the configured address and serves until the training is
+// finished (it returns nil) or ctx is cancelled (graceful stop, nil).
+func (c *Coordinator) Run(ctx context.Context) error {
+	lis, err := net.Listen("tcp", c.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.cfg.Listen, err)
+	}
+	return c.Serve(ctx, lis)
+}
+
+// Serve is Run on a listener the caller opened.
+func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
+	log := c.opts.log
+	caCert, err := certs.LoadCertificate(c.cfg.CACert)
+	if err != nil {
+		return fmt.Errorf("load CA certificate: %w", err)
+	}
+	crl, err := certs.NewRevocationList(c.cfg.CRL, caCert)
+	if err != nil {
+		return fmt.Errorf("load revocation list: %w", err)
+	}
+	tlsCfg, err := certs.ServerConfig(certs.ServerOptions{
+		CA:          caCert,
+		CertFile:    c.cfg.Cert,
+		KeyFile:     c.cfg.Key,
+		Federation:  c.cfg.Federation,
+		Revocations: crl,
+		Authorize:   c.authorize,
+	})
+	if err != nil {
+		return fmt.Errorf("TLS configuration: %w", err)
+	}
+	auth := &authenticator{c: c, crl: crl}
+	srv := grpc.NewServer(append(wire.ServerOptions(),
+		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), log: log}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ChainUnaryInterceptor(auth.unary),
+		grpc.ChainStreamInterceptor(auth.stream),
+	)...)
+	fedguardv1.RegisterCoordinatorServiceServer(srv, &service{c: c})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	hs.SetServingStatus(fedguardv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	log.InfoContext(ctx, "coordinator listening", "addr", lis.Addr().String(), "federation", c.cfg.Federation,
+		"enrolled", len(c.enrolled), "rounds", c.cfg.Training.Rounds, "rule", c.rule.Name())
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		crl.Watch(gctx, crlPoll,
+			func(err error) {
+				log.ErrorContext(gctx, "revocation list reload failed; keeping the previous list", "error", err)
+			},
+			func() { log.InfoContext(gctx, "revocation list reloaded") })
+		return nil
+	})
+	g.Go(func() error {
+		err := c.loop(gctx)
+		if err == nil && gctx.Err() == nil {
+			c.waitTold(gctx)
+			log.InfoContext(gctx, "training finished", "rounds", c.cfg.Training.Rounds)
+		}
+		cancel()
+		return err
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(stopGrace):
+			srv.Stop()
+		}
+		return nil
+	})
+	err = g.Wait()
+	log.Info("coordinator stopped", "round", c.lastRoundNow())
+	return err
+}
+
+func (c *Coordinator) lastRoundNow() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastRound
+}
+
+// waitTold waits until every member of the last cohort has been told the
+// training is finished, or finishGrace passes.
+func (c *Coordinator) waitTold(ctx context.Context) {
+	deadline := time.After(finishGrace)
+	for {
+		c.mu.Lock()
+		want := c.lastCohortLocked()
+		all := true
+		for _, n := range want {
+			all = all && c.told[n]
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		if all {
+			return
+		}
+		select {
+		case <-ch:
+		case <-c.kick:
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Coordinator) lastCohortLocked() []string {
+	recs, err := c.store.rounds()
+	if err != nil || len(recs) == 0 {
+		return nil
+	}
+	return recs[len(recs)-1].Cohort
+}
+
+// authorize is the TLS-level admission check: only enrolled names.
+func (c *Coordinator) authorize(id certs.Identity) error {
+	if !c.enrolled[id.Name] {
+		return fmt.Errorf("participant %q is not enrolled", id.Name)
+	}
+	return nil
+}
+
+// authenticator reads the caller's identity from its verified certificate on
+// every call and re-checks revocation and enrolment, so that a revocation
+// also cuts connections opened before it.
+type authenticator struct {
+	c   *Coordinator
+	crl *certs.RevocationList
+}
+
+func (a *authenticator) check(ctx context.Context) (context.Context, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "no peer information")
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "connection is not TLS")
+	}
+	id, err := certs.PeerIdentity(info.State)
+	if err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+	}
+	leaf := info.State.PeerCertificates[0]
+	if a.crl.IsRevoked(leaf.SerialNumber) {
+		a.c.opts.log.WarnContext(ctx, "call refused", "participant", id.Name, "reason", certs.ReasonRevoked, "serial", leaf.SerialNumber.Text(16))
+		return nil, status.Errorf(codes.PermissionDenied, "certificate %s of %s is revoked", leaf.SerialNumber.Text(16), id.Name)
+	}
+	if err := a.c.authorize(id); err != nil {
+		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
+	}
+	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if info.FullMethod == healthpb.Health_Check_FullMethodName || info.FullMethod == healthpb.Health_List_FullMethodName {
+		return handler(ctx, req)
+	}
+	ctx, err := a.check(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if info.FullMethod == healthpb.Health_Watch_FullMethodName {
+		return handler(srv, ss)
+	}
+	ctx, err := a.check(ss.Context())
+	if err != nil {
+		return err
+	}
+	return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+}
+
+type identityStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *identityStream) Context() context.Context { return s.ctx }
+
+// refusalLogger logs every failed TLS handshake with its reason: the
+// operator's record of refused connections (another CA, expired, revoked,
+// wrong role, not enrolled, …).
+type refusalLogger struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	out, info, err := r.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		ref := certs.Classify(err)
+		r.log.Warn("connection refused", "remote", conn.RemoteAddr().String(), "reason", ref.Reason,
+			"identity", ref.Identity.String(), "serial", ref.Serial, "error", err)
+	}
+	return out, info, err
+}
+
+func (r refusalLogger) Clone() credentials.TransportCredentials {
+	return refusalLogger{TransportCredentials: r.TransportCredentials.Clone(), log: r.log}
+}

@@ -1,0 +1,298 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"math"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/model"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+// service implements fedguardv1.CoordinatorServiceServer on a Coordinator.
+// It validates every request here, at the edge, and maps domain errors to
+// status codes; the Coordinator itself never sees a malformed request.
+type service struct {
+	fedguardv1.UnimplementedCoordinatorServiceServer
+	c *Coordinator
+}
+
+var _ fedguardv1.CoordinatorServiceServer = (*service)(nil)
+
+func timestampOf(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// Join implements fedguardv1.CoordinatorServiceServer.
+func (s *service) Join(ctx context.Context, req *fedguardv1.JoinRequest) (*fedguardv1.JoinResponse, error) {
+	if len(req.GetAgentVersion()) > 256 {
+		return nil, status.Error(codes.InvalidArgument, "agent_version longer than 256 bytes")
+	}
+	id := identity(ctx)
+	c := s.c
+	c.mu.Lock()
+	needStats := c.scaling == nil
+	c.mu.Unlock()
+	c.opts.log.InfoContext(ctx, "participant joined", "participant", id.Name, "agent_version", req.GetAgentVersion())
+	return &fedguardv1.JoinResponse{
+		Federation:  c.cfg.Federation,
+		Participant: id.Name,
+		Model:       c.specProto,
+		StatsNeeded: needStats,
+	}, nil
+}
+
+func validateReportStatsRequest(req *fedguardv1.ReportStatsRequest, features int) (dataset.Stats, error) {
+	st := req.GetStats()
+	if st == nil {
+		return dataset.Stats{}, status.Error(codes.InvalidArgument, "stats missing")
+	}
+	if st.GetCount() == 0 || st.GetCount() > MaxSamples {
+		return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats.count %d must be between 1 and %d", st.GetCount(), uint64(MaxSamples))
+	}
+	if len(st.GetSum()) != features || len(st.GetSumSquares()) != features {
+		return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats have %d sums and %d sums of squares, the model has %d features",
+			len(st.GetSum()), len(st.GetSumSquares()), features)
+	}
+	for i := range features {
+		a, b := st.GetSum()[i], st.GetSumSquares()[i]
+		if math.IsNaN(a) || math.IsInf(a, 0) || math.IsNaN(b) || math.IsInf(b, 0) || b < 0 {
+			return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats for feature %d are not finite or negative", i)
+		}
+	}
+	return dataset.Stats{Count: st.GetCount(), Sum: st.GetSum(), SumSquares: st.GetSumSquares()}, nil
+}
+
+// ReportStats implements fedguardv1.CoordinatorServiceServer. Statistics
+// that arrive after the scaling is fixed are acknowledged and ignored, so a
+// late or restarted participant needs no special path.
+func (s *service) ReportStats(ctx context.Context, req *fedguardv1.ReportStatsRequest) (*fedguardv1.ReportStatsResponse, error) {
+	st, err := validateReportStatsRequest(req, s.c.spec.Features)
+	if err != nil {
+		return nil, err
+	}
+	id := identity(ctx)
+	c := s.c
+	c.mu.Lock()
+	if c.phase == phaseStats {
+		if len(c.stats) == 0 {
+			c.statsSince = c.opts.now()
+		}
+		c.stats[id.Name] = st
+	}
+	c.mu.Unlock()
+	c.poke()
+	c.opts.log.InfoContext(ctx, "feature statistics received", "participant", id.Name, "rows", st.Count)
+	return &fedguardv1.ReportStatsResponse{}, nil
+}
+
+// WaitRound implements fedguardv1.CoordinatorServiceServer.
+func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest) (*fedguardv1.WaitRoundResponse, error) {
+	c := s.c
+	name := identity(ctx).Name
+	timer := time.NewTimer(time.Duration(c.cfg.LongPoll))
+	defer timer.Stop()
+	registered := false
+	defer func() {
+		if registered {
+			c.mu.Lock()
+			if c.ready[name]--; c.ready[name] <= 0 {
+				delete(c.ready, name)
+			}
+			c.mu.Unlock()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		switch {
+		case c.phase == phaseFinished:
+			c.told[name] = true
+			c.mu.Unlock()
+			c.poke()
+			return &fedguardv1.WaitRoundResponse{Finished: true}, nil
+		case c.phase == phaseTraining && c.round.inCohort(name) && c.round.updates[name] == nil:
+			a := c.assignmentLocked()
+			c.mu.Unlock()
+			return &fedguardv1.WaitRoundResponse{Assignment: a}, nil
+		}
+		if !registered && c.phase != phaseStats {
+			c.ready[name]++
+			registered = true
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		c.poke()
+		select {
+		case <-ch:
+		case <-timer.C:
+			return &fedguardv1.WaitRoundResponse{}, nil
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// GetModel implements fedguardv1.CoordinatorServiceServer.
+func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.CoordinatorService_GetModelServer) error {
+	c := s.c
+	name := identity(stream.Context()).Name
+	c.mu.Lock()
+	if c.phase != phaseTraining || c.round.number != req.GetRound() {
+		open := uint64(0)
+		if c.round != nil {
+			open = c.round.number
+		}
+		c.mu.Unlock()
+		return status.Errorf(codes.FailedPrecondition, "round %d is not open (open round: %d)", req.GetRound(), open)
+	}
+	if !c.round.inCohort(name) {
+		c.mu.Unlock()
+		return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, req.GetRound())
+	}
+	params, round := c.model, c.round.number
+	c.mu.Unlock()
+	// Encode chunk by chunk: the model is kept once, as floats, however
+	// many participants download it at the same time.
+	total := uint64(len(params))
+	return wire.Chunks(params, func(offset uint64, data []byte) error {
+		return stream.Send(&fedguardv1.GetModelResponse{
+			Round:         round,
+			FormatVersion: model.FormatVersion,
+			Offset:        offset,
+			Data:          data,
+			NumParams:     total,
+		})
+	})
+}
+
+// validateUpdateHeader checks the first message of an update stream.
+func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fedguardv1.UpdateHeader, error) {
+	h := req.GetHeader()
+	if h == nil {
+		return nil, status.Error(codes.InvalidArgument, "first message of an update must be the header")
+	}
+	if req.GetFormatVersion() != model.FormatVersion {
+		return nil, status.Errorf(codes.InvalidArgument, "format_version %d not supported (want %d)", req.GetFormatVersion(), model.FormatVersion)
+	}
+	if want := uint64(s.c.spec.NumParams()); h.GetNumParams() != want {
+		return nil, status.Errorf(codes.InvalidArgument, "update has %d parameters, the model has %d", h.GetNumParams(), want)
+	}
+	if h.GetSampleCount() == 0 || h.GetSampleCount() > MaxSamples {
+		return nil, status.Errorf(codes.InvalidArgument, "sample_count %d must be between 1 and %d", h.GetSampleCount(), uint64(MaxSamples))
+	}
+	if len(h.GetSha256()) != 32 {
+		return nil, status.Errorf(codes.InvalidArgument, "sha256 has %d bytes, want 32", len(h.GetSha256()))
+	}
+	if ev := h.GetHoldout(); ev != nil {
+		if math.IsNaN(ev.GetLoss()) || math.IsInf(ev.GetLoss(), 0) || ev.GetLoss() < 0 ||
+			!(ev.GetAccuracy() >= 0 && ev.GetAccuracy() <= 1) || ev.GetCount() > MaxSamples {
+			return nil, status.Error(codes.InvalidArgument, "holdout evaluation out of range (loss must be finite and non-negative, accuracy in [0,1])")
+		}
+	}
+	return h, nil
+}
+
+// SubmitUpdate implements fedguardv1.CoordinatorServiceServer. The update
+// is decoded into a private buffer and becomes part of the round only after
+// its last chunk checked out, so a refused update changes nothing.
+func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer) error {
+	c := s.c
+	ctx := stream.Context()
+	name := identity(ctx).Name
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	h, err := s.validateUpdateHeader(first)
+	if err != nil {
+		return err
+	}
+	round := first.GetRound()
+	c.mu.Lock()
+	if err := c.admitLocked(name, round); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	r := c.round
+	r.receiving[name] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(r.receiving, name)
+		c.mu.Unlock()
+	}()
+
+	delta := make([]float32, h.GetNumParams())
+	asm := wire.NewAssembler(delta)
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if msg.GetRound() != round || msg.GetFormatVersion() != model.FormatVersion {
+			return status.Errorf(codes.InvalidArgument, "chunk names round %d format %d, the update is for round %d format %d",
+				msg.GetRound(), msg.GetFormatVersion(), round, model.FormatVersion)
+		}
+		ch := msg.GetChunk()
+		if ch == nil {
+			return status.Error(codes.InvalidArgument, "only chunks may follow the header")
+		}
+		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
+			c.opts.log.WarnContext(ctx, "update refused", "participant", name, "round", round, "error", err)
+			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
+		}
+	}
+	if err := asm.Done(); err != nil {
+		return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
+	}
+	sum := asm.Sum()
+	if subtle.ConstantTimeCompare(sum[:], h.GetSha256()) != 1 {
+		return status.Error(codes.InvalidArgument, "update refused: sha256 does not match the parameters received")
+	}
+	norm := asm.Norm()
+	if math.IsInf(norm, 0) || math.IsNaN(norm) {
+		return status.Error(codes.InvalidArgument, "update refused: L2 norm overflows")
+	}
+
+	c.mu.Lock()
+	if c.round != r || c.phase != phaseTraining {
+		c.mu.Unlock()
+		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
+	}
+	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout()}
+	n, total := len(r.updates), len(r.cohort)
+	c.mu.Unlock()
+	c.poke()
+	c.opts.log.InfoContext(ctx, "update received", "participant", name, "round", round,
+		"samples", h.GetSampleCount(), "norm", norm, "received", n, "cohort", total)
+	return stream.SendAndClose(&fedguardv1.SubmitUpdateResponse{Round: round, Norm: norm})
+}
+
+// admitLocked decides whether name may submit an update for round now.
+func (c *Coordinator) admitLocked(name string, round uint64) error {
+	if c.phase != phaseTraining {
+		return status.Errorf(codes.FailedPrecondition, "round %d is not open (last closed round: %d, phase: %s)", round, c.lastRound, c.phase)
+	}
+	r := c.round
+	switch {
+	case round != r.number:
+		return status.Errorf(codes.FailedPrecondition, "round %d is not open (open round: %d)", round, r.number)
+	case !r.inCohort(name):
+		return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, round)
+	case r.updates[name] != nil:
+		return status.Errorf(codes.AlreadyExists, "%s already submitted an update for round %d", name, round)
+	case r.receiving[name]:
+		return status.Errorf(codes.AlreadyExists, "%s is already sending an update for round %d", name, round)
+	}
+	return nil
+}

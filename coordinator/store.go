@@ -1,0 +1,258 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/dataset"
+)
+
+// The database layout, all in one place. Keys of per-round buckets are the
+// round number as 8 big-endian bytes, so cursors walk rounds in order.
+//
+//	meta/schema_version  -> "1"
+//	meta/federation      -> federation name
+//	meta/spec            -> JSON of the ModelConfig the database was made for
+//	state/last_round     -> uint64: the last closed round (0: only the initial model)
+//	state/scaling        -> JSON dataset.Scaling, once fixed
+//	models/<round>       -> global model after that round, wire format v1
+//	rounds/<round>       -> JSON RoundRecord
+var (
+	bucketMeta   = []byte("meta")
+	bucketState  = []byte("state")
+	bucketModels = []byte("models")
+	bucketRounds = []byte("rounds")
+
+	keySchema    = []byte("schema_version")
+	keyFed       = []byte("federation")
+	keySpec      = []byte("spec")
+	keyLastRound = []byte("last_round")
+	keyScaling   = []byte("scaling")
+)
+
+// schemaVersion is bumped, with a migration, whenever the layout changes.
+const schemaVersion = "1"
+
+// StateFile is the database's name inside the data directory.
+const StateFile = "state.db"
+
+// ErrCorrupt reports a database whose contents contradict themselves.
+var ErrCorrupt = errors.New("coordinator: state database is corrupt")
+
+// ParticipantRecord is what a round kept of one participant's update.
+type ParticipantRecord struct {
+	Name            string  `json:"name"`
+	Samples         uint64  `json:"samples"`
+	Norm            float64 `json:"norm"`
+	SHA256          string  `json:"sha256"`
+	HoldoutCount    uint64  `json:"holdout_count"`
+	HoldoutLoss     float64 `json:"holdout_loss"`
+	HoldoutAccuracy float64 `json:"holdout_accuracy"`
+}
+
+// RoundRecord is a closed round as persisted.
+type RoundRecord struct {
+	Round        uint64              `json:"round"`
+	Attempt      uint32              `json:"attempt"`
+	Opened       time.Time           `json:"opened"`
+	Closed       time.Time           `json:"closed"`
+	Cohort       []string            `json:"cohort"`
+	Participants []ParticipantRecord `json:"participants"`
+	// Dropped are cohort members whose update did not arrive in time.
+	Dropped     []string           `json:"dropped,omitempty"`
+	Report      aggregation.Report `json:"report"`
+	ModelSHA256 string             `json:"model_sha256"`
+	// HoldoutLoss and HoldoutAccuracy are the participants' evaluations of
+	// the round's starting model, weighted by their holdout sizes.
+	HoldoutLoss     float64 `json:"holdout_loss"`
+	HoldoutAccuracy float64 `json:"holdout_accuracy"`
+}
+
+// store keeps the coordinator's state in a bbolt file. Every change is one
+// transaction, so a crash at any point leaves either the old or the new
+// state, never a mix.
+type store struct {
+	db *bolt.DB
+}
+
+// persisted is the state read back at start-up.
+type persisted struct {
+	lastRound uint64
+	model     []byte // wire format v1
+	scaling   *dataset.Scaling
+}
+
+func roundKey(r uint64) []byte { return binary.BigEndian.AppendUint64(nil, r) }
+
+// openStore opens (or creates) dir/state.db for federation and the given
+// model configuration. A database made for another federation or another
+// model is refused rather than silently reused.
+func openStore(dir, federation string, spec []byte) (*store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	path := filepath.Join(dir, StateFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: another coordinator holds it", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketState, bucketModels, bucketRounds} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keySchema); v == nil {
+			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
+				return err
+			}
+			if err := meta.Put(keyFed, []byte(federation)); err != nil {
+				return err
+			}
+			return meta.Put(keySpec, spec)
+		} else if string(v) != schemaVersion {
+			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
+		}
+		if got := meta.Get(keyFed); string(got) != federation {
+			return fmt.Errorf("database belongs to federation %q, config says %q", got, federation)
+		}
+		if got := meta.Get(keySpec); !bytes.Equal(got, spec) {
+			return fmt.Errorf("database was made for model %s, config says %s", got, spec)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+// load reads the persisted state; ok is false for a new database.
+func (s *store) load() (p persisted, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		st := tx.Bucket(bucketState)
+		v := st.Get(keyLastRound)
+		if v == nil {
+			return nil
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("%w: last_round is %d bytes", ErrCorrupt, len(v))
+		}
+		p.lastRound = binary.BigEndian.Uint64(v)
+		m := tx.Bucket(bucketModels).Get(roundKey(p.lastRound))
+		if m == nil {
+			return fmt.Errorf("%w: no model for round %d", ErrCorrupt, p.lastRound)
+		}
+		p.model = bytes.Clone(m)
+		if p.lastRound > 0 {
+			var rec RoundRecord
+			if err := json.Unmarshal(tx.Bucket(bucketRounds).Get(roundKey(p.lastRound)), &rec); err != nil {
+				return fmt.Errorf("%w: round %d record: %v", ErrCorrupt, p.lastRound, err)
+			}
+			sum := sha256.Sum256(p.model)
+			if hex.EncodeToString(sum[:]) != rec.ModelSHA256 {
+				return fmt.Errorf("%w: model of round %d does not match its recorded digest", ErrCorrupt, p.lastRound)
+			}
+		}
+		if sc := st.Get(keyScaling); sc != nil {
+			p.scaling = new(dataset.Scaling)
+			if err := json.Unmarshal(sc, p.scaling); err != nil {
+				return fmt.Errorf("%w: scaling: %v", ErrCorrupt, err)
+			}
+		}
+		ok = true
+		return nil
+	})
+	return p, ok, err
+}
+
+// saveInitial stores the initial model as round 0.
+func (s *store) saveInitial(model []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketModels).Put(roundKey(0), model); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketState).Put(keyLastRound, roundKey(0))
+	})
+}
+
+// saveScaling fixes the federation's feature scaling.
+func (s *store) saveScaling(sc dataset.Scaling) error {
+	b, err := json.Marshal(sc)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketState).Put(keyScaling, b)
+	})
+}
+
+// commitRound stores a closed round and its model in one transaction and
+// drops models older than keep rounds.
+func (s *store) commitRound(rec RoundRecord, model []byte, keep int) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		models := tx.Bucket(bucketModels)
+		if err := models.Put(roundKey(rec.Round), model); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRounds).Put(roundKey(rec.Round), b); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketState).Put(keyLastRound, roundKey(rec.Round)); err != nil {
+			return err
+		}
+		if rec.Round >= uint64(keep) {
+			cut := rec.Round - uint64(keep) + 1
+			// Collect first: deleting under a moving cursor skips keys.
+			var old [][]byte
+			c := models.Cursor()
+			for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < cut; k, _ = c.Next() {
+				old = append(old, bytes.Clone(k))
+			}
+			for _, k := range old {
+				if err := models.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// rounds returns every closed round's record, oldest first.
+func (s *store) rounds() ([]RoundRecord, error) {
+	var out []RoundRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRounds).ForEach(func(k, v []byte) error {
+			var rec RoundRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("%w: round %x: %v", ErrCorrupt, k, err)
+			}
+			out = append(out, rec)
+			return nil
+		})
+	})
+	return out, err
+}
