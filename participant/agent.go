@@ -1,0 +1,596 @@
+package participant
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/model"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+// Defaults for the fields of [Config] and for the [Option]s.
+const (
+	// DefaultMinBackoff is the first wait after a transient failure: long
+	// enough not to hammer a restarting coordinator, short enough that a
+	// brief network blip costs no round.
+	DefaultMinBackoff = 200 * time.Millisecond
+	// DefaultMaxBackoff caps the wait between retries so that an agent notices
+	// a coordinator that is back within seconds, even after a long outage.
+	DefaultMaxBackoff = 10 * time.Second
+	// DefaultWaitRoundTimeout bounds one WaitRound long poll. The coordinator
+	// answers empty before that; the bound only detects a silently dead link.
+	DefaultWaitRoundTimeout = 2 * time.Minute
+	// DefaultCallTimeout bounds Join and ReportStats, which the coordinator
+	// answers at once; a hung call means a broken link.
+	DefaultCallTimeout = 30 * time.Second
+	// DefaultRoundTimeout is the per-RPC deadline for GetModel and
+	// SubmitUpdate when an assignment carries no deadline.
+	DefaultRoundTimeout = 10 * time.Minute
+	// MinRoundTimeout is the shortest deadline the agent gives to GetModel,
+	// training and SubmitUpdate, so that a small clock skew between hospital
+	// and coordinator does not make every round fail locally: the coordinator
+	// enforces the real deadline anyway.
+	MinRoundTimeout = 10 * time.Second
+)
+
+// Trainer is the agent's local work, behind an interface so that the
+// benchmark can run no-op training and tests can inject faults.
+type Trainer interface {
+	// Prepare is called after Join with the federation's model spec; it loads
+	// and checks local data and returns the feature aggregates for scaling.
+	// An error is permanent: Run returns it.
+	Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error)
+	// Train trains from start (the round's global model) and returns the
+	// update. It must not modify start. An error skips the round, unless it
+	// wraps [ErrIncompatible] or ctx ended.
+	Train(ctx context.Context, a *fedguardv1.RoundAssignment, start []float32) (Result, error)
+}
+
+// Result is one round's local outcome.
+type Result struct {
+	// Delta is the trained model minus the starting model.
+	Delta []float32
+	// Samples is the number of training rows behind Delta; the coordinator
+	// weighs updates by it.
+	Samples uint64
+	// Holdout is the starting model's quality on the local holdout rows
+	// (federated evaluation).
+	Holdout model.Metrics
+}
+
+// Config is what an [Agent] needs. Coordinator, TLS and Trainer are required.
+type Config struct {
+	// Coordinator is the coordinator's address, host:port.
+	Coordinator string
+	// TLS is the client side of the federation's mutual TLS, as made by
+	// certs.ClientConfig.
+	TLS *tls.Config
+	// Trainer does the local work.
+	Trainer Trainer
+	// Log receives the agent's progress; nil means slog.Default().
+	Log *slog.Logger
+	// MinBackoff and MaxBackoff bound the wait between retries; zero means
+	// DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// AgentVersion is reported in Join for the operator's records.
+	AgentVersion string
+}
+
+// Option changes an Agent's defaults, for tests and the benchmark.
+type Option func(*Agent)
+
+// WithDialOptions adds gRPC dial options after the agent's own (for example
+// a bufconn dialer).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(a *Agent) { a.dialOpts = append(a.dialOpts, opts...) }
+}
+
+// WithWaitRoundTimeout sets the deadline of one WaitRound long poll
+// (default [DefaultWaitRoundTimeout]).
+func WithWaitRoundTimeout(d time.Duration) Option {
+	return func(a *Agent) { a.waitTimeout = d }
+}
+
+// AgentStats are counters of an Agent, for tests, the benchmark and the
+// operator.
+type AgentStats struct {
+	// Rounds is the number of updates the coordinator accepted.
+	Rounds uint64
+	// BytesReceived and BytesSent count payload bytes of model and update
+	// chunks.
+	BytesReceived, BytesSent uint64
+	// ModelsRefused counts starting models that failed verification.
+	ModelsRefused uint64
+	// Retries counts backoffs after transient failures.
+	Retries uint64
+}
+
+// Agent takes part in a federation on behalf of one hospital. Create it with
+// [New]; Run it once.
+type Agent struct {
+	cfg         Config
+	log         *slog.Logger
+	creds       *certWatch
+	dialOpts    []grpc.DialOption
+	waitTimeout time.Duration
+
+	rounds, bytesIn, bytesOut, refused, retries atomic.Uint64
+	running                                     atomic.Bool
+
+	// State of Run; only Run's goroutine touches it.
+	prepared *fedguardv1.ModelSpec
+	spec     model.Spec
+	stats    dataset.Stats
+	last     struct{ round, attempt uint64 } // last accepted submission
+	attempt  int                             // consecutive transient failures
+}
+
+// New checks cfg and returns an agent ready to Run.
+func New(cfg Config, opts ...Option) (*Agent, error) {
+	switch {
+	case cfg.Coordinator == "":
+		return nil, errors.New("participant: Config.Coordinator is empty")
+	case cfg.TLS == nil:
+		return nil, errors.New("participant: Config.TLS is nil (the federation requires mutual TLS)")
+	case len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetClientCertificate == nil:
+		return nil, errors.New("participant: Config.TLS has no client certificate")
+	case cfg.Trainer == nil:
+		return nil, errors.New("participant: Config.Trainer is nil")
+	case cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
+		return nil, errors.New("participant: negative backoff")
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		return nil, fmt.Errorf("participant: MaxBackoff %v < MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
+	}
+	a := &Agent{
+		cfg:         cfg,
+		log:         cfg.Log,
+		creds:       newCertWatch(credentials.NewTLS(cfg.TLS)),
+		waitTimeout: DefaultWaitRoundTimeout,
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.waitTimeout <= 0 {
+		return nil, errors.New("participant: WaitRound timeout must be positive")
+	}
+	return a, nil
+}
+
+// Stats returns the agent's counters; it is safe to call while Run runs.
+func (a *Agent) Stats() AgentStats {
+	return AgentStats{
+		Rounds:        a.rounds.Load(),
+		BytesReceived: a.bytesIn.Load(),
+		BytesSent:     a.bytesOut.Load(),
+		ModelsRefused: a.refused.Load(),
+		Retries:       a.retries.Load(),
+	}
+}
+
+// permanentError carries an error that ends Run.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return permanentError{err} }
+
+// Run takes part until the coordinator says the training is finished
+// (returns nil), ctx is cancelled (returns ctx.Err()), or a permanent error
+// (returns it: PermissionDenied, Unauthenticated or Unimplemented from the
+// coordinator, [ErrIncompatible], [ErrCertificate]). Transient failures are
+// retried with exponential backoff and jitter, each retry logged.
+//
+// Run may be called only once at a time: the agent's state (the prepared
+// specification, the last submitted round) belongs to one run.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("participant: Run is already running")
+	}
+	defer a.running.Store(false)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(a.creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                30 * time.Second,
+			Timeout:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  a.cfg.MinBackoff,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   a.cfg.MaxBackoff,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+		grpc.WithUserAgent("fedguard-participant/" + a.cfg.AgentVersion),
+	}, wire.DialOptions()...)
+	opts = append(opts, a.dialOpts...)
+	conn, err := grpc.NewClient(a.cfg.Coordinator, opts...)
+	if err != nil {
+		return fmt.Errorf("participant: dial %s: %w", a.cfg.Coordinator, err)
+	}
+	defer conn.Close()
+	client := fedguardv1.NewCoordinatorServiceClient(conn)
+
+	var round uint64
+	for {
+		err := a.session(ctx, client, &round)
+		if err == nil {
+			a.log.InfoContext(ctx, "training finished", slog.Uint64("rounds", a.rounds.Load()))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := a.classify(err); err != nil {
+			a.log.ErrorContext(ctx, "stopping", slog.Any("error", err), slog.Uint64("round", round))
+			return err
+		}
+		a.attempt++
+		a.retries.Add(1)
+		d := a.backoff(a.attempt)
+		a.log.WarnContext(ctx, "coordinator unreachable, retrying",
+			slog.Any("error", err), slog.Uint64("round", round),
+			slog.Int("attempt", a.attempt), slog.Duration("backoff", d))
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+// classify returns the error that ends Run, or nil when err is transient.
+func (a *Agent) classify(err error) error {
+	var p permanentError
+	if errors.As(err, &p) {
+		return p.err
+	}
+	switch status.Code(err) {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
+		return fmt.Errorf("participant: coordinator refused the agent: %w", err)
+	case codes.Unavailable:
+		if cerr := a.creds.take(); cerr != nil {
+			return fmt.Errorf("%w (coordinator %s)", cerr, a.cfg.Coordinator)
+		}
+	}
+	return nil
+}
+
+// backoff returns the wait before retry number attempt (1-based):
+// exponential from MinBackoff, capped at MaxBackoff, then drawn uniformly
+// from its upper half ("equal jitter") so that hospitals cut off together do
+// not all return at the same instant.
+func (a *Agent) backoff(attempt int) time.Duration {
+	d := float64(a.cfg.MinBackoff) * math.Pow(2, float64(min(attempt-1, 30)))
+	d = min(d, float64(a.cfg.MaxBackoff))
+	return time.Duration(d/2 + rand.Float64()*d/2)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// session runs one connection's life: Join, Prepare, ReportStats, rounds.
+// It returns nil when the training is finished.
+func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServiceClient, round *uint64) error {
+	cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+	jr, err := client.Join(cctx, &fedguardv1.JoinRequest{AgentVersion: a.cfg.AgentVersion})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	a.creds.clear()
+	a.log.InfoContext(ctx, "joined", slog.String("federation", jr.GetFederation()), slog.String("participant", jr.GetParticipant()))
+	if err := a.prepare(jr.GetModel()); err != nil {
+		return err
+	}
+	if jr.GetStatsNeeded() {
+		if err := checkStats(a.stats, a.spec.Features); err != nil {
+			return permanent(err)
+		}
+		st := &fedguardv1.FeatureStats{Count: a.stats.Count, Sum: a.stats.Sum, SumSquares: a.stats.SumSquares}
+		cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+		_, err := client.ReportStats(cctx, &fedguardv1.ReportStatsRequest{Stats: st})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("report stats: %w", err)
+		}
+		a.log.InfoContext(ctx, "feature statistics reported", slog.Uint64("rows", a.stats.Count))
+	}
+	refusals := 0
+	for {
+		wctx, cancel := context.WithTimeout(ctx, a.waitTimeout)
+		wr, err := client.WaitRound(wctx, &fedguardv1.WaitRoundRequest{})
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil && status.Code(err) == codes.DeadlineExceeded {
+				continue // our own long-poll bound; ask again
+			}
+			return fmt.Errorf("wait round: %w", err)
+		}
+		a.attempt = 0
+		if wr.GetFinished() {
+			return nil
+		}
+		asg := wr.GetAssignment()
+		if asg == nil {
+			continue
+		}
+		*round = asg.GetRound()
+		if asg.GetRound() == a.last.round && uint64(asg.GetAttempt()) == a.last.attempt {
+			// Already submitted; the coordinator should not offer it again.
+			// Wait rather than spin.
+			refusals++
+			if err := sleep(ctx, a.backoff(refusals)); err != nil {
+				return err
+			}
+			continue
+		}
+		err = a.runRound(ctx, client, asg)
+		var st interface{ GRPCStatus() *status.Status }
+		switch {
+		case err == nil:
+			refusals = 0
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, new(permanentError)):
+			return err
+		case errors.Is(err, ErrModelRefused):
+			a.refused.Add(1)
+			a.log.WarnContext(ctx, "starting model refused", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		case errors.As(err, &st) && roundLevel(status.Code(err)):
+			a.log.WarnContext(ctx, "round not completed", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		case errors.As(err, &st):
+			return err // transient or permanent: the caller decides
+		default:
+			// A local training failure: skip the round.
+			a.log.ErrorContext(ctx, "local training failed", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		}
+		refusals++
+		if err := sleep(ctx, a.backoff(refusals)); err != nil {
+			return err
+		}
+	}
+}
+
+// roundLevel reports whether a status code from a round RPC ends only the
+// round, not the session.
+func roundLevel(c codes.Code) bool {
+	return c == codes.FailedPrecondition || c == codes.InvalidArgument || c == codes.Aborted
+}
+
+// prepare checks spec and hands it to the Trainer, once per distinct spec.
+func (a *Agent) prepare(spec *fedguardv1.ModelSpec) error {
+	if spec == nil {
+		return permanent(fmt.Errorf("%w: Join returned no model specification", ErrIncompatible))
+	}
+	if a.prepared != nil && proto.Equal(a.prepared, spec) {
+		return nil
+	}
+	s, err := wire.SpecFromProto(spec)
+	if err != nil {
+		return permanent(fmt.Errorf("%w: %w", ErrIncompatible, err))
+	}
+	st, err := a.cfg.Trainer.Prepare(spec)
+	if err != nil {
+		return permanent(fmt.Errorf("participant: prepare local data: %w", err))
+	}
+	if a.prepared != nil {
+		a.log.Warn("model specification changed", slog.Int("params", s.NumParams()))
+	}
+	a.prepared, a.spec, a.stats = proto.Clone(spec).(*fedguardv1.ModelSpec), s, st
+	return nil
+}
+
+// checkStats refuses to report aggregates the coordinator could not use.
+func checkStats(st dataset.Stats, features int) error {
+	if st.Count == 0 || len(st.Sum) != features || len(st.SumSquares) != features {
+		return fmt.Errorf("%w: trainer returned statistics for %d rows and %d/%d features, want %d features",
+			ErrIncompatible, st.Count, len(st.Sum), len(st.SumSquares), features)
+	}
+	for i := range features {
+		if math.IsNaN(st.Sum[i]) || math.IsInf(st.Sum[i], 0) || math.IsNaN(st.SumSquares[i]) || math.IsInf(st.SumSquares[i], 0) {
+			return fmt.Errorf("%w: feature statistics are not finite", ErrIncompatible)
+		}
+	}
+	return nil
+}
+
+// roundContext returns the context for a round's RPCs and training.
+func roundContext(ctx context.Context, asg *fedguardv1.RoundAssignment) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(DefaultRoundTimeout)
+	if d := asg.GetDeadline(); d != nil && d.IsValid() {
+		deadline = d.AsTime()
+	}
+	if floor := time.Now().Add(MinRoundTimeout); deadline.Before(floor) {
+		deadline = floor
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+// runRound fetches and checks the starting model, trains and submits.
+func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment) error {
+	if m := asg.GetModel(); m != nil && !proto.Equal(m, a.prepared) {
+		// The coordinator changed the specification: join again to pick
+		// it up (and prepare the data for it).
+		return status.Error(codes.Unavailable, "assignment carries a different model specification")
+	}
+	rctx, cancel := roundContext(ctx, asg)
+	defer cancel()
+	log := a.log.With(slog.Uint64("round", asg.GetRound()))
+	log.InfoContext(ctx, "round assigned", slog.Uint64("attempt", uint64(asg.GetAttempt())))
+
+	start, err := a.fetchModel(rctx, client, asg)
+	if err != nil {
+		return err
+	}
+	res, err := a.cfg.Trainer.Train(rctx, asg, start)
+	if err != nil {
+		if errors.Is(err, ErrIncompatible) {
+			return permanent(err)
+		}
+		return fmt.Errorf("participant: train: %w", err)
+	}
+	if err := a.checkResult(res); err != nil {
+		return err
+	}
+	resp, err := a.submit(rctx, client, asg, res)
+	if err != nil {
+		return err
+	}
+	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+	a.rounds.Add(1)
+	log.InfoContext(ctx, "update accepted", slog.Float64("norm", resp.GetNorm()),
+		slog.Uint64("samples", res.Samples), slog.Float64("holdout_accuracy", res.Holdout.Accuracy))
+	return nil
+}
+
+// checkResult refuses to send an update the coordinator would have to refuse.
+func (a *Agent) checkResult(res Result) error {
+	if len(res.Delta) != a.spec.NumParams() {
+		return fmt.Errorf("participant: trainer returned %d parameters, want %d", len(res.Delta), a.spec.NumParams())
+	}
+	if res.Samples == 0 {
+		return errors.New("participant: trainer reported no training rows")
+	}
+	for _, v := range res.Delta {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return errors.New("participant: trainer returned a non-finite update")
+		}
+	}
+	return nil
+}
+
+// fetchModel streams the starting model of asg's round and verifies it.
+func (a *Agent) fetchModel(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment) ([]float32, error) {
+	ctx, cancel := context.WithCancel(ctx) // ends the stream early on refusal
+	defer cancel()
+	stream, err := client.GetModel(ctx, &fedguardv1.GetModelRequest{Round: asg.GetRound()})
+	if err != nil {
+		return nil, fmt.Errorf("get model: %w", err)
+	}
+	n := a.spec.NumParams()
+	params := make([]float32, n)
+	asm := wire.NewAssembler(params)
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get model: %w", err)
+		}
+		switch {
+		case msg.GetRound() != asg.GetRound():
+			return nil, fmt.Errorf("%w: chunk for round %d, assignment is for round %d", ErrModelRefused, msg.GetRound(), asg.GetRound())
+		case msg.GetFormatVersion() != model.FormatVersion:
+			return nil, fmt.Errorf("%w: chunk in format version %d, want %d", ErrModelRefused, msg.GetFormatVersion(), model.FormatVersion)
+		case msg.GetNumParams() != uint64(n):
+			return nil, fmt.Errorf("%w: chunk for %d parameters, want %d", ErrModelRefused, msg.GetNumParams(), n)
+		}
+		if err := asm.Add(msg.GetOffset(), msg.GetData()); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrModelRefused, err)
+		}
+		a.bytesIn.Add(uint64(len(msg.GetData())))
+	}
+	if err := asm.Done(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrModelRefused, err)
+	}
+	sum := asm.Sum()
+	if subtle.ConstantTimeCompare(sum[:], asg.GetModelSha256()) != 1 {
+		return nil, fmt.Errorf("%w: digest %x differs from the assignment's %x", ErrModelRefused, sum, asg.GetModelSha256())
+	}
+	return params, nil
+}
+
+// submit streams res as the update for asg's round.
+func (a *Agent) submit(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, res Result) (*fedguardv1.SubmitUpdateResponse, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.SubmitUpdate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("submit update: %w", err)
+	}
+	digest := model.Digest(res.Delta)
+	hdr := &fedguardv1.SubmitUpdateRequest{
+		Round:         asg.GetRound(),
+		FormatVersion: model.FormatVersion,
+		Body: &fedguardv1.SubmitUpdateRequest_Header{Header: &fedguardv1.UpdateHeader{
+			NumParams:   uint64(len(res.Delta)),
+			SampleCount: res.Samples,
+			Sha256:      digest[:],
+			Holdout: &fedguardv1.Evaluation{
+				Count:    uint64(max(res.Holdout.Count, 0)),
+				Loss:     res.Holdout.Loss,
+				Accuracy: res.Holdout.Accuracy,
+			},
+		}},
+	}
+	var sent uint64
+	err = stream.Send(hdr)
+	if err == nil {
+		err = wire.Chunks(res.Delta, func(offset uint64, data []byte) error {
+			err := stream.Send(&fedguardv1.SubmitUpdateRequest{
+				Round:         asg.GetRound(),
+				FormatVersion: model.FormatVersion,
+				Body:          &fedguardv1.SubmitUpdateRequest_Chunk{Chunk: &fedguardv1.UpdateChunk{Offset: offset, Data: data}},
+			})
+			if err == nil {
+				sent += uint64(len(data))
+			}
+			return err
+		})
+	}
+	a.bytesOut.Add(sent)
+	// io.EOF from Send means the coordinator ended the stream; its status
+	// comes from CloseAndRecv.
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("submit update: %w", err)
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, fmt.Errorf("submit update: %w", err)
+	}
+	if resp.GetRound() != asg.GetRound() {
+		a.log.WarnContext(ctx, "coordinator acknowledged another round", slog.Uint64("round", asg.GetRound()), slog.Uint64("acknowledged", resp.GetRound()))
+	}
+	return resp, nil
+}

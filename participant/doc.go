@@ -1,0 +1,50 @@
+// Package participant is the hospital's agent of a fedguard federation: it
+// dials out to the coordinator, trains on local rows that never leave the
+// hospital, and sends back only model updates and aggregates.
+//
+// # Protocol
+//
+// An [Agent] follows the life cycle that the wire contract
+// (proto/fedguard/v1/coordinator.proto) describes for a participant:
+//
+//  1. Join, once per connection (and again after every reconnect). The
+//     identity is the client certificate, never a request field.
+//  2. [Trainer.Prepare], once per model specification: the local data are
+//     loaded and checked against the federation's features, label and classes.
+//  3. ReportStats, when Join says the federation still lacks feature scaling:
+//     per-feature count, sum and sum of squares, never a row.
+//  4. A loop of WaitRound (a long poll), GetModel, [Trainer.Train] and
+//     SubmitUpdate, until WaitRound says the training is finished.
+//
+// # Verification of the starting model
+//
+// Every chunk of a streamed model must name the assigned round, format
+// version 1 ([model.FormatVersion]) and the specification's parameter count,
+// and the SHA-256 of the assembled parameter bytes must equal the digest in
+// the round assignment (compared in constant time). A model that fails any
+// check is refused: the agent logs it, does not train or submit, and goes
+// back to WaitRound after a backoff. Refusals are counted in [AgentStats].
+//
+// # Failures
+//
+// Run separates three kinds of failure:
+//
+//   - permanent: the coordinator answers PermissionDenied, Unauthenticated or
+//     Unimplemented; a TLS handshake fails because a certificate was refused
+//     (by either side, see [ErrCertificate]); the local data cannot satisfy
+//     the model specification ([ErrIncompatible]). Run returns the error.
+//   - per round: a refused model ([ErrModelRefused]), or the coordinator
+//     answering FailedPrecondition, InvalidArgument or Aborted to a round
+//     call (the round closed, the caller is not in its cohort, the update was
+//     not accepted). The agent logs it and waits for the next assignment.
+//   - transient: anything else (Unavailable, DeadlineExceeded, a reset
+//     connection, a restarting coordinator). The agent backs off
+//     exponentially with full jitter between [DefaultMinBackoff] and
+//     [DefaultMaxBackoff] (or the configured bounds), then joins again.
+//
+// # Privacy
+//
+// Nothing derived from individual rows is sent or logged except the feature
+// aggregates of ReportStats, the update itself and the holdout metrics
+// (count, loss, accuracy). Parameter values are never logged.
+package participant

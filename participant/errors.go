@@ -1,0 +1,140 @@
+package participant
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc/credentials"
+
+	"github.com/fedguard/fedguard/certs"
+)
+
+var (
+	// ErrModelRefused marks a starting model that failed verification: a chunk
+	// for another round, format version or size, a malformed chunk sequence,
+	// or a digest that differs from the round assignment's. The agent never
+	// trains on such a model; it logs the refusal and waits for the next
+	// assignment, so Run does not return this error.
+	ErrModelRefused = errors.New("participant: model refused")
+
+	// ErrIncompatible marks a model specification that the local data (or
+	// this agent) cannot satisfy: unknown format version or model kind,
+	// missing feature or label columns, labels outside the federation's
+	// classes. Retrying cannot help, so Run returns it.
+	ErrIncompatible = errors.New("participant: incompatible model specification")
+
+	// ErrCertificate marks a TLS handshake that failed because a certificate
+	// was refused, by this agent (the coordinator's certificate does not
+	// chain to the federation CA or names another host) or by the
+	// coordinator (the hospital's certificate is unknown, expired or
+	// revoked). An operator must act, so Run returns it.
+	ErrCertificate = errors.New("participant: certificate refused")
+)
+
+// certAlerts are the TLS alert descriptions (as crypto/tls prints them) that
+// a peer sends when it refuses our certificate.
+var certAlerts = []string{
+	"tls: bad certificate",
+	"tls: unsupported certificate",
+	"tls: revoked certificate",
+	"tls: expired certificate",
+	"tls: unknown certificate",
+	"tls: unknown certificate authority",
+	"tls: access denied",
+	"tls: certificate required",
+}
+
+// isCertRefusal reports whether err says that a certificate was refused.
+func isCertRefusal(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		ierr x509.CertificateInvalidError
+		herr x509.HostnameError
+		rerr *certs.Refusal
+		op   *net.OpError
+	)
+	if errors.As(err, &rerr) || errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &ierr) || errors.As(err, &herr) {
+		return true
+	}
+	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		msg := op.Err.Error()
+		for _, a := range certAlerts {
+			if msg == a {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// certWatch wraps the agent's transport credentials to remember the last
+// certificate refusal seen during a handshake or on the first reads after it
+// (with TLS 1.3 the server's refusal of a client certificate arrives after the
+// client's handshake has completed). gRPC reports both as Unavailable, which
+// would otherwise look transient.
+type certWatch struct {
+	credentials.TransportCredentials
+	mu   *sync.Mutex
+	last *error
+}
+
+func newCertWatch(inner credentials.TransportCredentials) *certWatch {
+	return &certWatch{TransportCredentials: inner, mu: new(sync.Mutex), last: new(error)}
+}
+
+func (w *certWatch) record(err error) {
+	if isCertRefusal(err) {
+		w.mu.Lock()
+		*w.last = fmt.Errorf("%w: %w", ErrCertificate, err)
+		w.mu.Unlock()
+	}
+}
+
+// take returns and clears the recorded refusal.
+func (w *certWatch) take() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	err := *w.last
+	*w.last = nil
+	return err
+}
+
+// clear forgets a refusal after a successful call proved the link works.
+func (w *certWatch) clear() { _ = w.take() }
+
+func (w *certWatch) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, info, err := w.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		w.record(err)
+		return nil, nil, err
+	}
+	return &watchedConn{Conn: conn, w: w}, info, nil
+}
+
+func (w *certWatch) Clone() credentials.TransportCredentials {
+	return &certWatch{TransportCredentials: w.TransportCredentials.Clone(), mu: w.mu, last: w.last}
+}
+
+// watchedConn records certificate refusals that arrive as TLS alerts after
+// the handshake.
+type watchedConn struct {
+	net.Conn
+	w *certWatch
+}
+
+func (c *watchedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil {
+		c.w.record(err)
+	}
+	return n, err
+}

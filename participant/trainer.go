@@ -1,0 +1,245 @@
+package participant
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/model"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+// DefaultHoldout is the fraction of local rows a [LocalTrainer] keeps out of
+// training to evaluate each round's starting model: enough rows for a useful
+// accuracy estimate at a typical hospital, few enough not to starve training.
+const DefaultHoldout = 0.2
+
+// NoHoldout, as LocalTrainer.Holdout, keeps every row for training (the
+// zero value means DefaultHoldout). The agent then reports an empty holdout
+// evaluation.
+const NoHoldout = -1
+
+var _ Trainer = (*LocalTrainer)(nil)
+
+// LocalTrainer trains on a CSV file at the hospital. At Prepare it reads the
+// file with the federation's feature and label columns and holds out a
+// stratified fraction of the rows (split by a rng seeded from Seed, so the
+// same file always gives the same split). Each round it standardizes with the
+// assignment's federation scaling (cached while the scaling does not change),
+// evaluates the starting model on the holdout rows, trains with the
+// assignment's plan and a rng seeded from (Seed, assignment seed, round), and
+// returns trained − start.
+//
+// Its fields must not change after the first call to Prepare. Its methods are
+// safe for concurrent use.
+type LocalTrainer struct {
+	// DataFile is the hospital's CSV file, with a header row.
+	DataFile string
+	// Ignore names columns to skip (for example a record id).
+	Ignore []string
+	// Holdout is the fraction of rows kept for evaluation, in (0, 1);
+	// 0 means DefaultHoldout and NoHoldout means none.
+	Holdout float64
+	// Seed makes the holdout split and the local shuffling reproducible.
+	Seed uint64
+
+	mu      sync.Mutex
+	spec    model.Spec
+	train   *dataset.Table // unscaled
+	test    *dataset.Table // unscaled
+	trainY  []int
+	testY   []int
+	scaling dataset.Scaling // scaling of the cached tables below
+	strain  *dataset.Table
+	stest   *dataset.Table
+}
+
+// Prepare reads and checks the local data for spec and returns the
+// aggregates of the training rows. Errors that mean the data cannot serve
+// this federation wrap [ErrIncompatible].
+func (t *LocalTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error) {
+	holdout := t.Holdout
+	switch holdout {
+	case 0:
+		holdout = DefaultHoldout
+	case NoHoldout:
+		holdout = 0
+	}
+	if !(holdout >= 0 && holdout < 1) {
+		return dataset.Stats{}, fmt.Errorf("participant: holdout fraction %v outside [0, 1)", t.Holdout)
+	}
+	s, err := wire.SpecFromProto(spec)
+	if err != nil {
+		return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
+	}
+	if spec.GetLabel() == "" {
+		return dataset.Stats{}, fmt.Errorf("%w: the specification names no label column", ErrIncompatible)
+	}
+	tbl, err := dataset.ReadFile(t.DataFile, dataset.ReadOptions{
+		Label:    spec.GetLabel(),
+		Features: spec.GetFeatures(),
+		Ignore:   t.Ignore,
+	})
+	if err != nil {
+		if errors.Is(err, dataset.ErrSchema) {
+			return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
+		}
+		return dataset.Stats{}, fmt.Errorf("participant: read %s: %w", t.DataFile, err)
+	}
+	if !slices.Equal(tbl.Features, spec.GetFeatures()) {
+		return dataset.Stats{}, fmt.Errorf("%w: %s has features %q, the federation wants %q", ErrIncompatible, t.DataFile, tbl.Features, spec.GetFeatures())
+	}
+	y, err := tbl.Encode(spec.GetClasses())
+	if err != nil {
+		return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
+	}
+	trainIdx, testIdx := stratify(y, len(spec.GetClasses()), holdout, rand.New(rand.NewPCG(t.Seed, 0x686f6c646f7574))) // "holdout"
+	if len(trainIdx) == 0 {
+		return dataset.Stats{}, fmt.Errorf("%w: %s leaves no training row after the holdout", ErrIncompatible, t.DataFile)
+	}
+	train, test := tbl.Subset(trainIdx), tbl.Subset(testIdx)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.spec = s
+	t.train, t.test = train, test
+	t.trainY, t.testY = pick(y, trainIdx), pick(y, testIdx)
+	t.scaling, t.strain, t.stest = dataset.Scaling{}, nil, nil
+	return train.Stats(), nil
+}
+
+// stratify splits the row indices so that each class keeps about the same
+// share of holdout rows: round(holdout × class size), at least one when the
+// class has two rows or more and holdout > 0, never the whole class.
+// Indices come back in ascending order.
+func stratify(y []int, classes int, holdout float64, rng *rand.Rand) (train, test []int) {
+	byClass := make([][]int, classes)
+	for i, c := range y {
+		byClass[c] = append(byClass[c], i)
+	}
+	for _, idx := range byClass {
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		k := int(math.Round(holdout * float64(len(idx))))
+		if holdout > 0 && k == 0 && len(idx) >= 2 {
+			k = 1
+		}
+		k = min(k, len(idx)-1)
+		k = max(k, 0)
+		test = append(test, idx[:k]...)
+		train = append(train, idx[k:]...)
+	}
+	slices.Sort(train)
+	slices.Sort(test)
+	return train, test
+}
+
+func pick(y, idx []int) []int {
+	out := make([]int, len(idx))
+	for i, j := range idx {
+		out[i] = y[j]
+	}
+	return out
+}
+
+// scaled returns the training and holdout tables standardized with sc,
+// computing them only when sc differs from the last one.
+func (t *LocalTrainer) scaled(sc dataset.Scaling) (train, test *dataset.Table, err error) {
+	if t.strain != nil && slices.Equal(t.scaling.Mean, sc.Mean) && slices.Equal(t.scaling.Std, sc.Std) {
+		return t.strain, t.stest, nil
+	}
+	train, test = clone(t.train), clone(t.test)
+	if err := train.Standardize(sc); err != nil {
+		return nil, nil, fmt.Errorf("participant: standardize: %w", err)
+	}
+	if err := test.Standardize(sc); err != nil {
+		return nil, nil, fmt.Errorf("participant: standardize: %w", err)
+	}
+	t.scaling = dataset.Scaling{Mean: slices.Clone(sc.Mean), Std: slices.Clone(sc.Std)}
+	t.strain, t.stest = train, test
+	return train, test, nil
+}
+
+func clone(tbl *dataset.Table) *dataset.Table {
+	x := make([][]float64, len(tbl.X))
+	for i, row := range tbl.X {
+		x[i] = slices.Clone(row)
+	}
+	return &dataset.Table{Features: tbl.Features, X: x, Labels: tbl.Labels}
+}
+
+// roundSeed derives the two PCG seeds of a round from the trainer's seed,
+// the assignment's seed and the round, so that neither party alone picks
+// the shuffling and every round shuffles differently.
+func roundSeed(seed, asgSeed, round uint64) (uint64, uint64) {
+	var b [24]byte
+	binary.LittleEndian.PutUint64(b[0:], seed)
+	binary.LittleEndian.PutUint64(b[8:], asgSeed)
+	binary.LittleEndian.PutUint64(b[16:], round)
+	h := sha256.Sum256(b[:])
+	return binary.LittleEndian.Uint64(h[0:]), binary.LittleEndian.Uint64(h[8:])
+}
+
+// Train evaluates start on the holdout rows, trains from it on the training
+// rows and returns the difference. It does not modify start.
+func (t *LocalTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, start []float32) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.train == nil {
+		return Result{}, errors.New("participant: Train called before Prepare")
+	}
+	if len(start) != t.spec.NumParams() {
+		return Result{}, fmt.Errorf("participant: starting model has %d parameters, want %d", len(start), t.spec.NumParams())
+	}
+	p := a.GetPlan()
+	if p == nil {
+		return Result{}, errors.New("participant: assignment has no training plan")
+	}
+	sc, err := wire.ScalingFromProto(a.GetScaling(), t.spec.Features)
+	if err != nil {
+		return Result{}, err
+	}
+	train, test, err := t.scaled(sc)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	if len(t.testY) > 0 {
+		if res.Holdout, err = model.Evaluate(t.spec, start, test.X, t.testY); err != nil {
+			return Result{}, fmt.Errorf("participant: evaluate starting model: %w", err)
+		}
+	}
+	s1, s2 := roundSeed(t.Seed, a.GetSeed(), a.GetRound())
+	plan := model.Plan{
+		Epochs:       int(p.GetLocalEpochs()),
+		LearningRate: p.GetLearningRate(),
+		BatchSize:    int(p.GetBatchSize()),
+		L2:           p.GetL2(),
+	}
+	trained, err := model.Train(t.spec, slices.Clone(start), train.X, t.trainY, plan, rand.New(rand.NewPCG(s1, s2)))
+	if err != nil {
+		return Result{}, fmt.Errorf("participant: local training: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	if len(trained) != len(start) {
+		return Result{}, fmt.Errorf("participant: training returned %d parameters, want %d", len(trained), len(start))
+	}
+	res.Delta = make([]float32, len(start))
+	for i := range trained {
+		res.Delta[i] = trained[i] - start[i]
+	}
+	res.Samples = uint64(len(t.trainY))
+	return res, nil
+}
