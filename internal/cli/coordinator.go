@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+
+	"github.com/fedguard/fedguard/coordinator"
+)
+
+func init() {
+	commands["coordinator"] = &command{
+		summary: "run a federation's coordinator (rounds, aggregation, persistence)",
+		run:     runCoordinator,
+	}
+}
+
+func runCoordinator(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "coordinator")
+	configPath := fs.String("config", "", "coordinator configuration file (JSON; see examples/coordinator.json)")
+	listen := fs.String("listen", "", "override the configuration's listen address")
+	dataDir := fs.String("data-dir", "", "override the configuration's data directory")
+	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "config"); err != nil {
+		return err
+	}
+	cfg, err := coordinator.LoadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(env.Stdout, "%s: configuration is valid\n", *configPath)
+		return nil
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		budget, err := coordinator.MemoryBudget(cfg)
+		if err != nil {
+			return err
+		}
+		debug.SetMemoryLimit(budget)
+		env.Log.Debug("soft memory limit set", "bytes", budget)
+	}
+	c, err := coordinator.New(cfg, coordinator.WithLogger(env.Log))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Run(ctx)
+}
