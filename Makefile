@@ -1,0 +1,53 @@
+# fedguard: the two commands a new machine needs are `make demo` and `make test`.
+GO      ?= go
+BUF     := $(GO) tool -modfile=tools/buf/go.mod buf
+BIN     := bin/fedguard
+PKGS    := ./...
+
+.PHONY: all build test demo proto proto-check bench lint fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/fedguard
+
+# The test command CI runs: vet, then every test (integration tests too) under the race detector.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# A whole federation on loopback: CA, coordinator, four hospitals, 20 rounds.
+demo: build
+	./$(BIN) demo
+
+# Regenerate the Go code of the wire contract (tools pinned in go.mod and tools/buf/go.mod).
+proto:
+	$(BUF) lint
+	$(BUF) generate
+
+# Fails when the committed generated code differs from what `make proto` makes.
+proto-check: proto
+	@git diff --exit-code -- proto/ || { echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "untracked generated files: run 'make proto' and commit"; exit 1; }
+
+# Go benchmarks, then the end-to-end round benchmark.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	./$(BIN) bench round --participants 10 --params 10000000
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); test -z "$$out" || { echo "gofmt needed: $$out"; exit 1; }
+	$(BUF) lint
+
+# Short fuzzing of every parser (FUZZTIME=1m for longer).
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin
