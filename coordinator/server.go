@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,24 +48,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller opened.
 func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	log := c.opts.log
-	caCert, err := certs.LoadCertificate(c.cfg.CACert)
+	tlsCfg, crl, err := serverTLS(c.cfg, c.authorize)
 	if err != nil {
-		return fmt.Errorf("load CA certificate: %w", err)
-	}
-	crl, err := certs.NewRevocationList(c.cfg.CRL, caCert)
-	if err != nil {
-		return fmt.Errorf("load revocation list: %w", err)
-	}
-	tlsCfg, err := certs.ServerConfig(certs.ServerOptions{
-		CA:          caCert,
-		CertFile:    c.cfg.Cert,
-		KeyFile:     c.cfg.Key,
-		Federation:  c.cfg.Federation,
-		Revocations: crl,
-		Authorize:   c.authorize,
-	})
-	if err != nil {
-		return fmt.Errorf("TLS configuration: %w", err)
+		return err
 	}
 	auth := &authenticator{c: c, crl: crl}
 	srv := grpc.NewServer(append(wire.ServerOptions(),
@@ -123,6 +109,47 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	err = g.Wait()
 	log.Info("coordinator stopped", "round", c.lastRoundNow())
 	return err
+}
+
+// serverTLS loads the CA, the revocation list and the server certificate.
+func serverTLS(cfg Config, authorize func(certs.Identity) error) (*tls.Config, *certs.RevocationList, error) {
+	caCert, err := certs.LoadCertificate(cfg.CACert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load CA certificate: %w", err)
+	}
+	crl, err := certs.NewRevocationList(cfg.CRL, caCert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load revocation list: %w", err)
+	}
+	tlsCfg, err := certs.ServerConfig(certs.ServerOptions{
+		CA:          caCert,
+		CertFile:    cfg.Cert,
+		KeyFile:     cfg.Key,
+		Federation:  cfg.Federation,
+		Revocations: crl,
+		Authorize:   authorize,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("TLS configuration: %w", err)
+	}
+	return tlsCfg, crl, nil
+}
+
+// CheckFiles validates cfg and loads the files it names (CA certificate,
+// revocation list, server certificate and key) without opening the
+// database or listening: what `fedguard coordinator --check-config` runs.
+func CheckFiles(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	tlsCfg, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil })
+	if err != nil {
+		return err
+	}
+	if _, err := tlsCfg.GetCertificate(&tls.ClientHelloInfo{}); err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	return nil
 }
 
 func (c *Coordinator) lastRoundNow() uint64 {

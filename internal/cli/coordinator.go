@@ -38,12 +38,15 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
+	if *check {
+		if err := coordinator.CheckFiles(cfg); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "%s: configuration is valid and its certificate files load\n", *configPath)
+		return nil
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
-	}
-	if *check {
-		fmt.Fprintf(env.Stdout, "%s: configuration is valid\n", *configPath)
-		return nil
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		budget, err := coordinator.MemoryBudget(cfg)
