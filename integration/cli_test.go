@@ -1,0 +1,204 @@
+package integration
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestDemo runs `fedguard demo` as a user would and checks its JSON output
+// and the files it keeps.
+func TestDemo(t *testing.T) {
+	t.Run("json", func(t *testing.T) {
+		out, errOut, err := runFedguard(t, 2*time.Minute, "demo", "--json")
+		if err != nil {
+			t.Fatalf("fedguard demo --json: %v\nstderr:\n%s", err, errOut)
+		}
+		recs := jsonLines(t, out)
+		if len(recs) != 21 {
+			t.Fatalf("fedguard demo --json printed %d JSON lines, want 20 rounds + 1 summary:\n%s", len(recs), out)
+		}
+		var lastAcc float64
+		for i, r := range recs[:20] {
+			for _, k := range []string{"round", "participants", "accuracy", "loss"} {
+				if _, ok := r[k]; !ok {
+					t.Fatalf("round line %d has no %q: %v", i+1, k, r)
+				}
+			}
+			if got := r["round"]; got != float64(i+1) {
+				t.Errorf("line %d: round = %v, want %d", i+1, got, i+1)
+			}
+			if got := r["participants"]; got != float64(4) {
+				t.Errorf("round %d: participants = %v, want 4", i+1, got)
+			}
+			lastAcc, _ = r["accuracy"].(float64)
+		}
+		sum, ok := recs[20]["summary"].(map[string]any)
+		if !ok {
+			t.Fatalf("last line = %v, want {\"summary\": {...}}", recs[20])
+		}
+		if got := sum["rounds"]; got != float64(20) {
+			t.Errorf("summary.rounds = %v, want 20", got)
+		}
+		acc, _ := sum["final_accuracy"].(float64)
+		if acc < 0.93 {
+			t.Errorf("summary.final_accuracy = %v, want >= 0.93", acc)
+		}
+		if acc != lastAcc {
+			t.Errorf("summary.final_accuracy = %v, but round 20 printed accuracy %v", acc, lastAcc)
+		}
+	})
+	t.Run("dir", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "fed")
+		out, errOut, err := runFedguard(t, time.Minute, "demo", "--dir", dir, "--rounds", "3")
+		if err != nil {
+			t.Fatalf("fedguard demo --dir %s --rounds 3: %v\nstdout:\n%s\nstderr:\n%s", dir, err, out, errOut)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "ca", "ca.key"))
+		if err != nil {
+			t.Fatalf("demo --dir did not keep the CA key: %v", err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o600 {
+			t.Errorf("ca/ca.key has mode %v, want 0600", perm)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "coordinator", "data", "state.db")); err != nil || fi.Size() == 0 {
+			t.Errorf("demo --dir did not keep coordinator/data/state.db: %v", err)
+		}
+	})
+}
+
+// TestCLIEnrolmentFlow is the operator's and the hospitals' flow done only
+// with the command line: CA, coordinator certificate, hospital keys and
+// CSRs, signing, then a coordinator and two hospital processes that train
+// three rounds and all exit 0.
+func TestCLIEnrolmentFlow(t *testing.T) {
+	root := t.TempDir()
+	const fed = "clinic-net"
+	ca := filepath.Join(root, "operator", "ca")
+	op := filepath.Join(root, "operator")
+	mustFedguard(t, "ca", "init", "--dir", ca, "--federation", fed)
+	mustFedguard(t, "ca", "issue", "--dir", ca, "--host", "127.0.0.1,localhost",
+		"--out-cert", filepath.Join(op, "coordinator.crt"), "--out-key", filepath.Join(op, "coordinator.key"))
+	if fi, err := os.Stat(filepath.Join(op, "coordinator.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ca issue: coordinator.key stat = %v, %v; want mode 0600", fi, err)
+	}
+	hospitals := []string{"st-mary", "city-general"}
+	for i, h := range hospitals {
+		hdir := filepath.Join(root, h)
+		mustFedguard(t, "participant", "init", "--name", h, "--federation", fed, "--dir", hdir)
+		// The CSR travels to the operator; the certificate comes back.
+		csr, err := os.ReadFile(filepath.Join(hdir, h+".csr"))
+		if err != nil {
+			t.Fatalf("participant init did not write %s.csr: %v", h, err)
+		}
+		if strings.Contains(string(csr), "PRIVATE KEY") {
+			t.Fatalf("%s.csr contains a private key", h)
+		}
+		inbox := filepath.Join(op, h+".csr")
+		if err := os.WriteFile(inbox, csr, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := mustFedguard(t, "ca", "sign", "--dir", ca, "--csr", inbox, "--out", filepath.Join(hdir, h+".crt"))
+		if !strings.Contains(out, "spiffe://"+fed+"/participant/"+h) {
+			t.Errorf("ca sign output does not name spiffe://%s/participant/%s:\n%s", fed, h, out)
+		}
+		writeWDBCShare(t, filepath.Join(hdir, "data.csv"), i, len(hospitals))
+	}
+	list := mustFedguard(t, "ca", "list", "--dir", ca)
+	for _, h := range hospitals {
+		if !strings.Contains(list, "participant/"+h) {
+			t.Errorf("ca list does not show %s:\n%s", h, list)
+		}
+	}
+
+	cfg := fedConfig(t, root, fed, hospitals, 2, 3)
+	cfg.DataDir = filepath.Join(op, "data")
+	cfg.CACert = filepath.Join(ca, "ca.crt")
+	cfg.Cert = filepath.Join(op, "coordinator.crt")
+	cfg.Key = filepath.Join(op, "coordinator.key")
+	cfg.CRL = filepath.Join(ca, "crl.pem")
+	cfg.RoundTimeout = 0 // the default: nobody drops out here
+	cfgPath := writeConfig(t, op, cfg)
+	mustFedguard(t, "coordinator", "--config", cfgPath, "--check-config")
+	coord := startCoordinator(t, cfgPath)
+
+	var procs []*participantProc
+	for _, h := range hospitals {
+		hdir := filepath.Join(root, h)
+		procs = append(procs, startParticipant(t, h,
+			"--coordinator", coord.Addr, "--federation", fed,
+			"--ca", filepath.Join(ca, "ca.crt"), // ca.crt is public: every hospital gets it
+			"--cert", filepath.Join(hdir, h+".crt"), "--key", filepath.Join(hdir, h+".key"),
+			"--data", filepath.Join(hdir, "data.csv"), "--ignore", "id"))
+	}
+	for _, p := range procs {
+		if err := p.wait(t, 90*time.Second); err != nil {
+			t.Errorf("participant %s exited with %v, want 0", p.name, err)
+		}
+	}
+	if err := coord.waitExit(30 * time.Second); err != nil {
+		t.Errorf("coordinator exited with %v after the last round, want 0", err)
+	}
+	for r := 1; r <= 3; r++ {
+		rec := coord.waitLog("round closed", time.Second, msgRound("round closed", float64(r)))
+		if rec["participants"] != float64(2) {
+			t.Errorf("round %d closed with %v participants, want 2", r, rec["participants"])
+		}
+	}
+	coord.waitLog("training finished", time.Second, func(m map[string]any) bool { return m["msg"] == "training finished" })
+	recs := readRounds(t, cfg)
+	if len(recs) != 3 {
+		t.Fatalf("database holds %d rounds, want 3", len(recs))
+	}
+}
+
+// TestBenchRoundSmoke runs the round benchmark at a tiny size.
+func TestBenchRoundSmoke(t *testing.T) {
+	out, errOut, err := runFedguard(t, 2*time.Minute, "bench", "round", "--participants", "2", "--params", "100000", "--rounds", "2", "--json")
+	if err != nil {
+		t.Fatalf("fedguard bench round: %v\nstderr:\n%s", err, errOut)
+	}
+	recs := jsonLines(t, out)
+	if len(recs) != 1 {
+		t.Fatalf("bench round --json printed %d JSON objects, want 1:\n%s", len(recs), out)
+	}
+	for _, k := range []string{"participants", "params", "round_seconds", "bytes", "peak_rss_bytes"} {
+		v, ok := recs[0][k].(float64)
+		if !ok || !(v > 0) {
+			t.Errorf("bench result %q = %v, want a number > 0", k, recs[0][k])
+		}
+	}
+	if got := recs[0]["participants"]; got != float64(2) {
+		t.Errorf("participants = %v, want 2", got)
+	}
+	if p, _ := recs[0]["params"].(float64); p < 90_000 || p > 110_000 {
+		t.Errorf("params = %v, want about 100000", p)
+	}
+}
+
+// TestBenchRoundWritesNoStrayFiles: the benchmark must keep its files in its
+// own temporary directory. Regression test: a debugLog() helper in
+// benchmark/round.go once copied every coordinator log line to the fixed path
+// /tmp/coord.log (ignoring TMPDIR, shared by concurrent runs, never closed).
+func TestBenchRoundWritesNoStrayFiles(t *testing.T) {
+	const stray = "/tmp/coord.log"
+	before, errBefore := os.Stat(stray)
+	time.Sleep(10 * time.Millisecond) // a rewrite must show in the mtime
+	if _, errOut, err := runFedguard(t, 2*time.Minute, "bench", "round", "--participants", "1", "--params", "1000", "--rounds", "1", "--json"); err != nil {
+		t.Fatalf("fedguard bench round: %v\nstderr:\n%s", err, errOut)
+	}
+	after, errAfter := os.Stat(stray)
+	switch {
+	case errAfter != nil:
+		// Not written: good.
+	case errBefore != nil:
+		t.Errorf("fedguard bench round created %s (benchmark/round.go debugLog); it must write nothing outside its temporary directory", stray)
+	case !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size():
+		t.Errorf("fedguard bench round rewrote %s (benchmark/round.go debugLog); it must write nothing outside its temporary directory", stray)
+	}
+}
