@@ -317,6 +317,12 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		return fmt.Errorf("join: %w", err)
 	}
 	a.creds.clear()
+	// A new session may be with a restarted coordinator, which keeps only
+	// closed rounds and so offers an open round again from its first
+	// attempt: what this agent submitted to its predecessor is gone. The
+	// coordinator decides who still owes an update; the guard below only
+	// stops a spin within one session.
+	a.last.round, a.last.attempt = 0, 0
 	a.log.InfoContext(ctx, "joined", slog.String("federation", jr.GetFederation()), slog.String("participant", jr.GetParticipant()))
 	if err := a.prepare(jr.GetModel()); err != nil {
 		return err
@@ -491,10 +497,8 @@ func (a *Agent) checkResult(res Result) error {
 	if res.Samples == 0 {
 		return errors.New("participant: trainer reported no training rows")
 	}
-	for _, v := range res.Delta {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return errors.New("participant: trainer returned a non-finite update")
-		}
+	if err := model.CheckFinite(res.Delta); err != nil {
+		return fmt.Errorf("participant: trainer returned a non-finite update: %w", err)
 	}
 	return nil
 }
