@@ -106,10 +106,7 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 	if err := model.DecodeInto(part, data); err != nil {
 		return fmt.Errorf("chunk at parameter offset %d: %w", offset, err)
 	}
-	for _, v := range part {
-		f := float64(v)
-		a.sumSq += f * f
-	}
+	a.sumSq += model.SumSquares(part)
 	a.h.Write(data)
 	a.next += n
 	return nil
