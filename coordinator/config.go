@@ -111,6 +111,9 @@ type Config struct {
 	KeepModels    int      `json:"keep_models"`
 	// Seed makes the initial model and the per-round seeds reproducible.
 	Seed uint64 `json:"seed"`
+	// Reflection registers the gRPC server reflection service (for grpcurl
+	// and similar tools; callers still need an enrolled certificate).
+	Reflection bool `json:"reflection,omitempty"`
 }
 
 // LoadConfig reads a JSON configuration file; unknown fields are errors, so
@@ -198,9 +201,9 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		add("data_dir is required")
 	}
-	for field, v := range map[string]string{"ca_cert": c.CACert, "cert": c.Cert, "key": c.Key} {
-		if v == "" {
-			add("%s is required", field)
+	for _, f := range []struct{ name, value string }{{"ca_cert", c.CACert}, {"cert", c.Cert}, {"key", c.Key}} {
+		if f.value == "" {
+			add("%s is required", f.name)
 		}
 	}
 	if len(c.Enrolled) == 0 {
@@ -249,9 +252,12 @@ func (c Config) Validate() error {
 	if _, err := aggregation.New(c.Rule); err != nil {
 		add("rule: %w", err)
 	}
-	for name, d := range map[string]Duration{"cohort_timeout": c.CohortTimeout, "round_timeout": c.RoundTimeout, "stats_timeout": c.StatsTimeout, "long_poll": c.LongPoll} {
-		if d < 0 {
-			add("%s must not be negative", name)
+	for _, d := range []struct {
+		name  string
+		value Duration
+	}{{"cohort_timeout", c.CohortTimeout}, {"round_timeout", c.RoundTimeout}, {"stats_timeout", c.StatsTimeout}, {"long_poll", c.LongPoll}} {
+		if d.value < 0 {
+			add("%s must not be negative", d.name)
 		}
 	}
 	if c.KeepModels < 1 {

@@ -36,7 +36,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -77,7 +76,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithObserver calls f, from the coordinator's round loop, after each round
 // is committed. The demo uses it to evaluate the global model on held-out
-// data; f must not block for long.
+// data. f runs while the coordinator's state is locked: it must be quick and
+// must not call the Coordinator.
 func WithObserver(f func(RoundResult)) Option { return func(o *options) { o.observer = f } }
 
 type phase int
@@ -141,6 +141,7 @@ type Coordinator struct {
 	attempt     uint32
 	round       *openRound
 	told        map[string]bool // participants told that training finished
+	lastCohort  []string        // cohort of the last closed round
 
 	kick chan struct{}
 }
@@ -221,7 +222,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		st.close()
 		return nil, fmt.Errorf("%w: stored model of round %d: %v", ErrCorrupt, p.lastRound, err)
 	}
-	c.lastRound, c.scaling = p.lastRound, p.scaling
+	c.lastRound, c.scaling, c.lastCohort = p.lastRound, p.scaling, p.cohort
 	c.modelSum = sha256.Sum256(p.model)
 	switch {
 	case c.lastRound >= uint64(cfg.Training.Rounds):
@@ -451,7 +452,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		return fmt.Errorf("commit round %d: %w", r.number, err)
 	}
 	encoded = nil
-	c.lastRound, c.model, c.modelSum = r.number, next, sum
+	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, next, sum, r.cohort
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
 	c.phase = phaseCohort
 	if c.lastRound >= uint64(c.cfg.Training.Rounds) {
@@ -492,9 +493,6 @@ func (c *Coordinator) assignmentLocked() *fedguardv1.RoundAssignment {
 	}
 	return a
 }
-
-// errFinished is returned internally when the training has finished.
-var errFinished = errors.New("training finished")
 
 // identity returns the verified caller identity put in ctx by the
 // interceptors.

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/certs"
@@ -61,6 +62,9 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.ChainStreamInterceptor(auth.stream),
 	)...)
 	fedguardv1.RegisterCoordinatorServiceServer(srv, &service{c: c})
+	if c.cfg.Reflection {
+		reflection.Register(srv)
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus(fedguardv1.CoordinatorService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -164,9 +168,8 @@ func (c *Coordinator) waitTold(ctx context.Context) {
 	deadline := time.After(finishGrace)
 	for {
 		c.mu.Lock()
-		want := c.lastCohortLocked()
 		all := true
-		for _, n := range want {
+		for _, n := range c.lastCohort {
 			all = all && c.told[n]
 		}
 		ch := c.changed
@@ -181,17 +184,8 @@ func (c *Coordinator) waitTold(ctx context.Context) {
 			return
 		case <-ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func (c *Coordinator) lastCohortLocked() []string {
-	recs, err := c.store.rounds()
-	if err != nil || len(recs) == 0 {
-		return nil
-	}
-	return recs[len(recs)-1].Cohort
 }
 
 // authorize is the TLS-level admission check: only enrolled names.
@@ -275,8 +269,14 @@ func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 	out, info, err := r.TransportCredentials.ServerHandshake(conn)
 	if err != nil {
 		ref := certs.Classify(err)
-		r.log.Warn("connection refused", "remote", conn.RemoteAddr().String(), "reason", ref.Reason,
-			"identity", ref.Identity.String(), "serial", ref.Serial, "error", err)
+		attrs := []any{"remote", conn.RemoteAddr().String(), "reason", ref.Reason}
+		if !ref.Identity.IsZero() {
+			attrs = append(attrs, "identity", ref.Identity.String())
+		}
+		if ref.Serial != "" {
+			attrs = append(attrs, "serial", ref.Serial)
+		}
+		r.log.Warn("connection refused", append(attrs, "error", err)...)
 	}
 	return out, info, err
 }

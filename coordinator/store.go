@@ -91,6 +91,7 @@ type persisted struct {
 	lastRound uint64
 	model     []byte // wire format v1
 	scaling   *dataset.Scaling
+	cohort    []string // the last closed round's cohort
 }
 
 func roundKey(r uint64) []byte { return binary.BigEndian.AppendUint64(nil, r) }
@@ -171,6 +172,7 @@ func (s *store) load() (p persisted, ok bool, err error) {
 			if hex.EncodeToString(sum[:]) != rec.ModelSHA256 {
 				return fmt.Errorf("%w: model of round %d does not match its recorded digest", ErrCorrupt, p.lastRound)
 			}
+			p.cohort = rec.Cohort
 		}
 		if sc := st.Get(keyScaling); sc != nil {
 			p.scaling = new(dataset.Scaling)

@@ -22,6 +22,7 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	listen := fs.String("listen", "", "override the configuration's listen address")
 	dataDir := fs.String("data-dir", "", "override the configuration's data directory")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
+	reflect := fs.Bool("reflection", false, "register gRPC server reflection (for grpcurl; callers still need an enrolled certificate)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +38,9 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *reflect {
+		cfg.Reflection = true
 	}
 	if *check {
 		if err := coordinator.CheckFiles(cfg); err != nil {
