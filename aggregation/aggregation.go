@@ -22,8 +22,6 @@ import (
 	"errors"
 	"fmt"
 
-	"gonum.org/v1/gonum/blas/blas32"
-
 	"github.com/fedguard/fedguard/model"
 )
 
@@ -107,18 +105,26 @@ func (FedAvg) Aggregate(dst []float32, updates []Update) (Report, error) {
 		total += float64(u.Samples)
 	}
 	rep := Report{Rule: "fedavg", Entries: make([]Entry, len(updates))}
-	// dst = Σ wᵢ·Δᵢ with gonum's vectorised float32 axpy, one update at a
-	// time over blocks that stay in cache. The weights sum to one, so the
-	// float32 accumulator's error is a few ulps of the largest |Δᵢ|, far
-	// below the update noise of SGD.
-	const block = 1 << 14
+	// dst = Σ wᵢ·Δᵢ accumulated in float64 over cache-sized blocks, each
+	// update streaming through once. Each product is rounded before it is
+	// added (the explicit conversion forbids a fused multiply-add), so the
+	// result is the same bit for bit on every architecture: anyone can
+	// recompute a round's model from its inputs.
+	const block = 1 << 12
+	var acc [block]float64
+	w := make([]float64, len(updates))
+	for i, u := range updates {
+		w[i] = float64(u.Samples) / total
+	}
 	for lo := 0; lo < len(dst); lo += block {
 		hi := min(lo+block, len(dst))
-		acc := blas32.Vector{N: hi - lo, Inc: 1, Data: dst[lo:hi]}
-		clear(acc.Data)
-		for _, u := range updates {
-			w := float32(float64(u.Samples) / total)
-			blas32.Axpy(w, blas32.Vector{N: hi - lo, Inc: 1, Data: u.Delta[lo:hi]}, acc)
+		a := acc[:hi-lo]
+		clear(a)
+		for j, u := range updates {
+			axpy64(a, w[j], u.Delta[lo:hi])
+		}
+		for i, v := range a {
+			dst[lo+i] = float32(v)
 		}
 	}
 	for i, u := range updates {
@@ -127,10 +133,19 @@ func (FedAvg) Aggregate(dst []float32, updates []Update) (Report, error) {
 	return rep, nil
 }
 
-// Add sets dst[i] += delta[i]: applies an aggregated update to a model.
-func Add(dst, delta []float32) {
-	for i, v := range delta[:len(dst)] {
-		dst[i] += v
+// axpy64 sets a[i] += w·x[i] in float64, four lanes per step.
+func axpy64(a []float64, w float64, x []float32) {
+	x = x[:len(a)]
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		aa, xx := a[i:i+4:i+4], x[i:i+4:i+4]
+		aa[0] += float64(w * float64(xx[0]))
+		aa[1] += float64(w * float64(xx[1]))
+		aa[2] += float64(w * float64(xx[2]))
+		aa[3] += float64(w * float64(xx[3]))
+	}
+	for ; i < len(a); i++ {
+		a[i] += float64(w * float64(x[i]))
 	}
 }
 

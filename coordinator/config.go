@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"slices"
 	"time"
@@ -129,6 +131,9 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("parse coordinator config %s: %w", path, err)
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse coordinator config %s: unexpected content after the configuration object", path)
+	}
 	return c, nil
 }
 
@@ -225,6 +230,9 @@ func (c Config) Validate() error {
 	if _, err := c.spec(); err != nil {
 		add("model: %w", err)
 	}
+	if c.Model.Kind != "mlp" && len(c.Model.Hidden) > 0 {
+		add("model: hidden layers are only for kind mlp, not %q", c.Model.Kind)
+	}
 	if c.Model.Label == "" {
 		add("model.label is required")
 	}
@@ -245,6 +253,10 @@ func (c Config) Validate() error {
 	plan := c.plan()
 	if err := plan.Validate(); err != nil {
 		add("training: %w", err)
+	}
+	// The wire carries these as uint32.
+	if c.Training.LocalEpochs > math.MaxUint32 || c.Training.BatchSize > math.MaxUint32 {
+		add("training: local_epochs %d and batch_size %d must fit in 32 bits", c.Training.LocalEpochs, c.Training.BatchSize)
 	}
 	if c.Training.Rounds < 1 {
 		add("training.rounds %d must be at least 1", c.Training.Rounds)
@@ -278,19 +290,15 @@ func (c Config) plan() model.Plan {
 	}
 }
 
-// nonHeap is what a coordinator process holds outside the Go heap (its
-// code, thread stacks, bbolt's mapping): MemoryBudget subtracts it so that
-// the whole process, not just the heap, stays within the budget.
-const nonHeap = 32 << 20
-
 // minBudget keeps small federations from garbage-collecting continuously.
 const minBudget = 128 << 20
 
 // MemoryBudget is the memory a coordinator with this configuration should
 // stay within: one model-sized buffer per enrolled participant (their
 // updates) and three more (the current model, the aggregate that becomes the
-// next model, and the encoding written to disk), less what the process holds
-// outside the heap. `fedguard coordinator` gives it to the Go runtime as a
+// next model, and the encoding written to disk). At most two of the three
+// are alive with the updates, so the third is the collector's headroom.
+// `fedguard coordinator` gives it to the Go runtime as a
 // soft limit (unless GOMEMLIMIT is set), so that garbage collection keeps
 // the heap near what is live instead of letting it double.
 func MemoryBudget(cfg Config) (int64, error) {
@@ -298,5 +306,5 @@ func MemoryBudget(cfg Config) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return max(int64(len(cfg.Enrolled)+3)*4*int64(s.NumParams())-nonHeap, minBudget), nil
+	return max(int64(len(cfg.Enrolled)+3)*4*int64(s.NumParams()), minBudget), nil
 }

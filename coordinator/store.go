@@ -25,6 +25,7 @@ import (
 //	meta/federation      -> federation name
 //	meta/spec            -> JSON of the ModelConfig the database was made for
 //	state/last_round     -> uint64: the last closed round (0: only the initial model)
+//	state/model_sha256   -> SHA-256 of models/<last_round>, checked at start-up
 //	state/scaling        -> JSON dataset.Scaling, once fixed
 //	models/<round>       -> global model after that round, wire format v1
 //	rounds/<round>       -> JSON RoundRecord
@@ -39,6 +40,7 @@ var (
 	keySpec      = []byte("spec")
 	keyLastRound = []byte("last_round")
 	keyScaling   = []byte("scaling")
+	keyModelSum  = []byte("model_sha256")
 )
 
 // schemaVersion is bumped, with a migration, whenever the layout changes.
@@ -163,14 +165,17 @@ func (s *store) load() (p persisted, ok bool, err error) {
 			return fmt.Errorf("%w: no model for round %d", ErrCorrupt, p.lastRound)
 		}
 		p.model = bytes.Clone(m)
+		sum := sha256.Sum256(p.model)
+		if want := st.Get(keyModelSum); !bytes.Equal(sum[:], want) {
+			return fmt.Errorf("%w: model of round %d does not match its recorded digest", ErrCorrupt, p.lastRound)
+		}
 		if p.lastRound > 0 {
 			var rec RoundRecord
 			if err := json.Unmarshal(tx.Bucket(bucketRounds).Get(roundKey(p.lastRound)), &rec); err != nil {
 				return fmt.Errorf("%w: round %d record: %v", ErrCorrupt, p.lastRound, err)
 			}
-			sum := sha256.Sum256(p.model)
 			if hex.EncodeToString(sum[:]) != rec.ModelSHA256 {
-				return fmt.Errorf("%w: model of round %d does not match its recorded digest", ErrCorrupt, p.lastRound)
+				return fmt.Errorf("%w: round %d record names another model digest", ErrCorrupt, p.lastRound)
 			}
 			p.cohort = rec.Cohort
 		}
@@ -190,6 +195,10 @@ func (s *store) load() (p persisted, ok bool, err error) {
 func (s *store) saveInitial(model []byte) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketModels).Put(roundKey(0), model); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(model)
+		if err := tx.Bucket(bucketState).Put(keyModelSum, sum[:]); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketState).Put(keyLastRound, roundKey(0))
@@ -223,6 +232,10 @@ func (s *store) commitRound(rec RoundRecord, model []byte, keep int) error {
 			return err
 		}
 		if err := tx.Bucket(bucketState).Put(keyLastRound, roundKey(rec.Round)); err != nil {
+			return err
+		}
+		sum := sha256.Sum256(model)
+		if err := tx.Bucket(bucketState).Put(keyModelSum, sum[:]); err != nil {
 			return err
 		}
 		if rec.Round >= uint64(keep) {

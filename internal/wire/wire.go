@@ -104,6 +104,11 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 	}
 	part := a.dst[a.next : a.next+n]
 	if err := model.DecodeInto(part, data); err != nil {
+		for i, v := range part {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("chunk at parameter offset %d: parameter %d is %v: %w", offset, offset+uint64(i), v, model.ErrNonFinite)
+			}
+		}
 		return fmt.Errorf("chunk at parameter offset %d: %w", offset, err)
 	}
 	a.sumSq += model.SumSquares(part)

@@ -1,0 +1,348 @@
+package coordinator_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedguard/fedguard/coordinator"
+)
+
+func TestLoadConfig(t *testing.T) {
+	valid := coordinator.Config{
+		Federation:      "wdbc-study",
+		Listen:          "127.0.0.1:7443",
+		DataDir:         "/var/lib/fedguard",
+		CACert:          "ca/ca.crt",
+		Cert:            "coordinator/coordinator.crt",
+		Key:             "coordinator/coordinator.key",
+		CRL:             "ca/crl.pem",
+		Enrolled:        []string{"hospital-a", "hospital-b", "hospital-c"},
+		MinParticipants: 2,
+		Model: coordinator.ModelConfig{
+			Kind: "mlp", Features: []string{"radius", "texture", "perimeter"}, Label: "diagnosis",
+			Classes: []string{"B", "M"}, Hidden: []int{16, 8},
+		},
+		Training:      coordinator.TrainingConfig{Rounds: 30, LocalEpochs: 2, LearningRate: 0.05, BatchSize: 16, L2: 0.001},
+		Rule:          "fedavg",
+		CohortTimeout: coordinator.Duration(3 * time.Second),
+		RoundTimeout:  coordinator.Duration(150 * time.Second),
+		StatsTimeout:  coordinator.Duration(500 * time.Millisecond),
+		LongPoll:      coordinator.Duration(20 * time.Second),
+		KeepModels:    3,
+		Seed:          42,
+	}
+	minimal := coordinator.Config{
+		Federation: "demo", DataDir: "data", CACert: "ca.crt", Cert: "c.crt", Key: "c.key",
+		Enrolled: []string{"hospital-a"},
+		Model:    coordinator.ModelConfig{Kind: "logreg", Features: []string{"x"}, Label: "y", Classes: []string{"0", "1"}},
+	}
+	tests := []struct {
+		file    string
+		want    coordinator.Config
+		wantErr []string // substrings of the error; nil means success
+	}{
+		{"valid.json", valid, nil},
+		{"minimal.json", minimal, nil},
+		{"unknown_field.json", coordinator.Config{}, []string{"unknown field", "min_participant"}},
+		{"unknown_nested_field.json", coordinator.Config{}, []string{"unknown field", "epochs"}},
+		{"bad_duration.json", coordinator.Config{}, []string{"5 minutes"}},
+		{"number_duration.json", coordinator.Config{}, []string{"duration must be a string"}},
+		{"wrong_type.json", coordinator.Config{}, []string{"enrolled"}},
+		{"syntax.json", coordinator.Config{}, []string{"syntax.json"}},
+		{"empty.json", coordinator.Config{}, []string{"empty.json"}},
+		// A file with content after the configuration object (here a
+		// botched edit that left a second, stray fragment) must not be
+		// half-read: the trailing setting would be silently ignored.
+		{"trailing.json", coordinator.Config{}, []string{"trailing.json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			path := filepath.Join("testdata", "config", tt.file)
+			got, err := coordinator.LoadConfig(path)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("LoadConfig(%q) = %+v, nil; want an error", path, got)
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("LoadConfig(%q) error %q does not mention %q", path, err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("LoadConfig(%q) = %v", path, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("LoadConfig(%q) mismatch (-want +got):\n%s", path, diff)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("LoadConfig(%q).Validate() = %v", path, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.json")
+	_, err := coordinator.LoadConfig(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("LoadConfig(%q) = %v, want an error wrapping fs.ErrNotExist", path, err)
+	}
+}
+
+// TestConfigGoldenRoundTrip checks that a fully specified configuration
+// marshals back to the same JSON document (durations as Go duration
+// strings) and that the marshalled form loads to the same Config.
+func TestConfigGoldenRoundTrip(t *testing.T) {
+	path := filepath.Join("testdata", "config", "valid.json")
+	cfg, err := coordinator.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatalf("json.Marshal(config) = %v", err)
+	}
+	golden, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, got map[string]any
+	if err := json.Unmarshal(golden, &want); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("json.Marshal(LoadConfig(%q)) differs from the file (-file +marshalled):\n%s", path, diff)
+	}
+	again := filepath.Join(t.TempDir(), "again.json")
+	if err := os.WriteFile(again, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg2, err := coordinator.LoadConfig(again)
+	if err != nil {
+		t.Fatalf("LoadConfig(marshalled config) = %v", err)
+	}
+	if diff := cmp.Diff(cfg, cfg2); diff != "" {
+		t.Errorf("config does not survive marshal and load (-first +second):\n%s", diff)
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{`"30s"`, 30 * time.Second, false},
+		{`"1h2m3.5s"`, time.Hour + 2*time.Minute + 3500*time.Millisecond, false},
+		{`"-5s"`, -5 * time.Second, false},
+		{`"0s"`, 0, false},
+		{`30`, 0, true},
+		{`"30"`, 0, true},
+		{`null`, 0, true},
+		{`"soon"`, 0, true},
+	}
+	for _, tt := range tests {
+		var d coordinator.Duration
+		err := json.Unmarshal([]byte(tt.in), &d)
+		if (err != nil) != tt.wantErr || (err == nil && time.Duration(d) != tt.want) {
+			t.Errorf("Unmarshal(%s) = %v, %v; want %v, error %v", tt.in, time.Duration(d), err, tt.want, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Errorf("Marshal(%v) = %v", time.Duration(d), err)
+			continue
+		}
+		var back coordinator.Duration
+		if err := json.Unmarshal(b, &back); err != nil || back != d {
+			t.Errorf("Marshal(%v) = %s, which reads back as %v, %v", time.Duration(d), b, time.Duration(back), err)
+		}
+	}
+}
+
+// validConfig is a configuration Validate accepts, with every file field set.
+func validConfig() coordinator.Config {
+	return coordinator.Config{
+		Federation: "demo",
+		DataDir:    "/tmp/fedguard-data",
+		CACert:     "ca.crt",
+		Cert:       "coordinator.crt",
+		Key:        "coordinator.key",
+		Enrolled:   []string{"hospital-a", "hospital-b", "hospital-c"},
+		Model: coordinator.ModelConfig{
+			Kind: "logreg", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"},
+		},
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*coordinator.Config)
+		want   []string // substrings of the error; nil means valid
+	}{
+		{"valid with defaults", func(*coordinator.Config) {}, nil},
+		{"valid mlp without hidden (default width)", func(c *coordinator.Config) { c.Model.Kind = "mlp" }, nil},
+		{"valid min equals enrolled", func(c *coordinator.Config) { c.MinParticipants = 3 }, nil},
+		{"valid zero timeouts mean defaults", func(c *coordinator.Config) { c.RoundTimeout, c.LongPoll = 0, 0 }, nil},
+		{"federation empty", func(c *coordinator.Config) { c.Federation = "" }, []string{"federation"}},
+		{"federation bad name", func(c *coordinator.Config) { c.Federation = "My Federation" }, []string{"federation"}},
+		{"data_dir missing", func(c *coordinator.Config) { c.DataDir = "" }, []string{"data_dir is required"}},
+		{"ca_cert missing", func(c *coordinator.Config) { c.CACert = "" }, []string{"ca_cert is required"}},
+		{"cert missing", func(c *coordinator.Config) { c.Cert = "" }, []string{"cert is required"}},
+		{"key missing", func(c *coordinator.Config) { c.Key = "" }, []string{"key is required"}},
+		{"all files missing", func(c *coordinator.Config) { c.CACert, c.Cert, c.Key = "", "", "" },
+			[]string{"ca_cert is required", "cert is required", "key is required"}},
+		{"no enrolled", func(c *coordinator.Config) { c.Enrolled = nil }, []string{"enrolled: no participants"}},
+		{"duplicate enrolled", func(c *coordinator.Config) { c.Enrolled = append(c.Enrolled, "hospital-b") },
+			[]string{`"hospital-b" listed twice`}},
+		{"bad enrolled name", func(c *coordinator.Config) { c.Enrolled[1] = "Hospital B" }, []string{`enrolled "Hospital B"`}},
+		{"min_participants above enrolled", func(c *coordinator.Config) { c.MinParticipants = 4 }, []string{"min_participants 4"}},
+		{"min_participants negative", func(c *coordinator.Config) { c.MinParticipants = -1 }, []string{"min_participants -1"}},
+		{"bad model kind", func(c *coordinator.Config) { c.Model.Kind = "svm" }, []string{"model:", "svm"}},
+		{"no features", func(c *coordinator.Config) { c.Model.Features = nil }, []string{"model:", "features 0"}},
+		{"one class", func(c *coordinator.Config) { c.Model.Classes = []string{"B"} }, []string{"model:", "classes 1"}},
+		{"mlp zero width", func(c *coordinator.Config) { c.Model.Kind, c.Model.Hidden = "mlp", []int{8, 0} }, []string{"model:", "width 0"}},
+		{"logreg with hidden", func(c *coordinator.Config) { c.Model.Hidden = []int{8} }, []string{"model:", "hidden"}},
+		{"label missing", func(c *coordinator.Config) { c.Model.Label = "" }, []string{"model.label is required"}},
+		{"label among features", func(c *coordinator.Config) { c.Model.Features = []string{"f1", "y"} },
+			[]string{`model.features: "y"`, "label"}},
+		{"duplicate feature", func(c *coordinator.Config) { c.Model.Features = []string{"f1", "f2", "f1"} },
+			[]string{`model.features: "f1"`}},
+		{"empty feature", func(c *coordinator.Config) { c.Model.Features = []string{"f1", ""} }, []string{`model.features: ""`}},
+		{"duplicate classes", func(c *coordinator.Config) { c.Model.Classes = []string{"B", "M", "B"} }, []string{`model.classes: "B"`}},
+		{"empty class", func(c *coordinator.Config) { c.Model.Classes = []string{"B", ""} }, []string{`model.classes: ""`}},
+		{"negative learning rate", func(c *coordinator.Config) { c.Training.LearningRate = -0.1 }, []string{"training:", "learning rate"}},
+		{"NaN learning rate", func(c *coordinator.Config) { c.Training.LearningRate = math.NaN() }, []string{"training:", "learning rate"}},
+		{"negative batch size", func(c *coordinator.Config) { c.Training.BatchSize = -4 }, []string{"training:", "batch size"}},
+		{"negative epochs", func(c *coordinator.Config) { c.Training.LocalEpochs = -1 }, []string{"training:", "epochs"}},
+		{"negative l2", func(c *coordinator.Config) { c.Training.L2 = -1 }, []string{"training:", "L2"}},
+		{"infinite l2", func(c *coordinator.Config) { c.Training.L2 = math.Inf(1) }, []string{"training:", "L2"}},
+		// The plan travels as uint32 fields (TrainingPlan.local_epochs,
+		// batch_size): a larger value must be refused, not truncated on the
+		// wire into something else (1<<32+1 would arrive as 1).
+		{"local_epochs beyond the wire's uint32", func(c *coordinator.Config) { c.Training.LocalEpochs = 1<<32 + 1 }, []string{"epochs"}},
+		{"batch_size beyond the wire's uint32", func(c *coordinator.Config) { c.Training.BatchSize = 1<<32 + 16 }, []string{"batch"}},
+		{"negative rounds", func(c *coordinator.Config) { c.Training.Rounds = -3 }, []string{"training.rounds -3"}},
+		{"unknown rule", func(c *coordinator.Config) { c.Rule = "krum" }, []string{"rule:", "krum"}},
+		{"negative cohort_timeout", func(c *coordinator.Config) { c.CohortTimeout = -1 }, []string{"cohort_timeout must not be negative"}},
+		{"negative round_timeout", func(c *coordinator.Config) { c.RoundTimeout = coordinator.Duration(-time.Second) }, []string{"round_timeout must not be negative"}},
+		{"negative stats_timeout", func(c *coordinator.Config) { c.StatsTimeout = -1 }, []string{"stats_timeout must not be negative"}},
+		{"negative long_poll", func(c *coordinator.Config) { c.LongPoll = -1 }, []string{"long_poll must not be negative"}},
+		{"negative keep_models", func(c *coordinator.Config) { c.KeepModels = -2 }, []string{"keep_models -2"}},
+		{"every problem named", func(c *coordinator.Config) {
+			c.Federation, c.DataDir, c.Enrolled, c.Model.Kind, c.Rule, c.LongPoll = "", "", nil, "svm", "krum", -1
+		}, []string{"federation", "data_dir", "enrolled: no participants", "model:", "rule:", "long_poll"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want an error naming %q", tt.want)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("Validate() = %q, want it to name %q", err, s)
+				}
+			}
+			// New validates first and must refuse the same configuration
+			// before touching the data directory.
+			c.DataDir = filepath.Join(t.TempDir(), "data")
+			if c.Validate() == nil {
+				return // the only problem was data_dir
+			}
+			if co, err := coordinator.New(c); err == nil {
+				co.Close()
+				t.Fatalf("New(invalid config) = nil error, want the Validate error")
+			}
+			if _, err := os.Stat(c.DataDir); err == nil {
+				t.Errorf("New(invalid config) created %s", c.DataDir)
+			}
+		})
+	}
+}
+
+func TestMemoryBudget(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name     string
+		enrolled int
+		model    coordinator.ModelConfig
+		want     int64
+		wantErr  bool
+	}{
+		{
+			// 62 parameters: far under the floor.
+			name: "small logreg gets the floor", enrolled: 4,
+			model: coordinator.ModelConfig{Kind: "logreg", Features: names("f", 30), Label: "y", Classes: []string{"B", "M"}},
+			want:  128 * mib,
+		},
+		{
+			// 1000 -> 10000 -> 10: 10000·1001 + 10·10001 = 10 110 010
+			// parameters; (4 enrolled + 3) buffers of 4 bytes each.
+			name: "large mlp", enrolled: 4,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
+			want:  7 * 4 * 10_110_010,
+		},
+		{
+			// 100 -> 16 (default hidden) -> 2: 16·101 + 2·17 = 1650.
+			name: "mlp default hidden", enrolled: 2,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 100), Label: "y", Classes: []string{"a", "b"}},
+			want:  128 * mib,
+		},
+		{
+			name: "bad kind", enrolled: 2,
+			model:   coordinator.ModelConfig{Kind: "svm", Features: names("f", 3), Label: "y", Classes: []string{"a", "b"}},
+			wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			c.Enrolled = names("hospital-", tt.enrolled)
+			c.Model = tt.model
+			got, err := coordinator.MemoryBudget(c)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("MemoryBudget() = %d, %v; want error %v", got, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("MemoryBudget() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// names returns prefix0, prefix1, …
+func names(prefix string, n int) []string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return s
+}

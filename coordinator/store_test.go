@@ -1,0 +1,409 @@
+package coordinator
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/model"
+)
+
+const (
+	testFed  = "demo"
+	testSpec = `{"kind":"logreg","features":["a","b"],"label":"y","classes":["0","1"]}`
+)
+
+// openTestStore opens dir's store for the test federation and closes it
+// when the test ends (closing twice is harmless).
+func openTestStore(t *testing.T, dir string) *store {
+	t.Helper()
+	s, err := openStore(dir, testFed, []byte(testSpec))
+	if err != nil {
+		t.Fatalf("openStore(%s) = %v", dir, err)
+	}
+	t.Cleanup(func() { s.close() })
+	return s
+}
+
+// reopen closes s and opens the same file again, so assertions read what
+// reached the file rather than what one handle remembers.
+func reopen(t *testing.T, s *store, dir string) *store {
+	t.Helper()
+	if err := s.close(); err != nil {
+		t.Fatalf("close store: %v", err)
+	}
+	return openTestStore(t, dir)
+}
+
+// modelBytes is a recognisable model of 6 parameters for round r.
+func modelBytes(r uint64) []byte {
+	p := make([]float32, 6)
+	for i := range p {
+		p[i] = float32(r)*10 + float32(i)
+	}
+	return model.AppendBytes(nil, p)
+}
+
+// record is the round record commitRound would get for round r.
+func record(r uint64, m []byte) RoundRecord {
+	sum := sha256.Sum256(m)
+	opened := time.Date(2026, 3, 1, 12, 0, int(r%60), 0, time.UTC)
+	return RoundRecord{
+		Round: r, Attempt: uint32(r % 2), Opened: opened, Closed: opened.Add(time.Second),
+		Cohort: []string{"hospital-a", "hospital-b"},
+		Participants: []ParticipantRecord{
+			{Name: "hospital-a", Samples: 10 * r, Norm: 1.5, SHA256: strings.Repeat("ab", 32), HoldoutCount: 3, HoldoutLoss: 0.5, HoldoutAccuracy: 0.75},
+		},
+		Dropped:     []string{"hospital-b"},
+		Report:      aggregation.Report{Rule: "fedavg", Entries: []aggregation.Entry{{ID: "hospital-a", Weight: 1, Selected: true}}},
+		ModelSHA256: hex.EncodeToString(sum[:]),
+	}
+}
+
+// storedModelRounds lists the rounds that have a model in the file.
+func storedModelRounds(t *testing.T, s *store) []uint64 {
+	t.Helper()
+	var out []uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketModels).ForEach(func(k, _ []byte) error {
+			out = append(out, binary.BigEndian.Uint64(k))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestStoreNewDatabase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nested", "data")
+	s := openTestStore(t, dir)
+	if _, ok, err := s.load(); ok || err != nil {
+		t.Fatalf("load() of a new database = ok %v, %v; want not ok, nil", ok, err)
+	}
+	if recs, err := s.rounds(); len(recs) != 0 || err != nil {
+		t.Fatalf("rounds() of a new database = %v, %v", recs, err)
+	}
+	s = reopen(t, s, dir)
+	if _, ok, err := s.load(); ok || err != nil {
+		t.Fatalf("load() of a reopened empty database = ok %v, %v; want not ok, nil", ok, err)
+	}
+}
+
+func TestStoreSaveCommitLoad(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if err := s.saveInitial(modelBytes(0)); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, dir)
+	p, ok, err := s.load()
+	if err != nil || !ok {
+		t.Fatalf("load() after saveInitial = ok %v, %v", ok, err)
+	}
+	if p.lastRound != 0 || !slices.Equal(p.model, modelBytes(0)) || p.scaling != nil {
+		t.Errorf("load() after saveInitial = round %d, model %x, scaling %v; want round 0, %x, nil", p.lastRound, p.model, p.scaling, modelBytes(0))
+	}
+
+	sc := dataset.Scaling{Mean: []float64{1.5, -2}, Std: []float64{0.25, 3}}
+	if err := s.saveScaling(sc); err != nil {
+		t.Fatal(err)
+	}
+	var want []RoundRecord
+	for r := uint64(1); r <= 3; r++ {
+		rec := record(r, modelBytes(r))
+		want = append(want, rec)
+		if err := s.commitRound(rec, modelBytes(r), 5); err != nil {
+			t.Fatalf("commitRound(%d) = %v", r, err)
+		}
+	}
+	s = reopen(t, s, dir)
+	p, ok, err = s.load()
+	if err != nil || !ok {
+		t.Fatalf("load() after 3 rounds = ok %v, %v", ok, err)
+	}
+	if p.lastRound != 3 || !slices.Equal(p.model, modelBytes(3)) {
+		t.Errorf("load() after 3 rounds = round %d, model %x; want round 3, %x", p.lastRound, p.model, modelBytes(3))
+	}
+	if diff := cmp.Diff(&sc, p.scaling); diff != "" {
+		t.Errorf("load() scaling mismatch (-want +got):\n%s", diff)
+	}
+	got, err := s.rounds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rounds() mismatch (-want +got):\n%s", diff)
+	}
+	if rounds := storedModelRounds(t, s); !slices.Equal(rounds, []uint64{0, 1, 2, 3}) {
+		t.Errorf("stored models = %v, want [0 1 2 3]", rounds)
+	}
+}
+
+func TestStoreKeepModels(t *testing.T) {
+	tests := []struct {
+		keep, rounds int
+	}{
+		{1, 1}, {1, 6}, {2, 6}, {3, 7}, {5, 4}, {5, 5}, {5, 12}, {20, 3},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("keep=%d,rounds=%d", tt.keep, tt.rounds), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir)
+			if err := s.saveInitial(modelBytes(0)); err != nil {
+				t.Fatal(err)
+			}
+			for r := uint64(1); r <= uint64(tt.rounds); r++ {
+				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), tt.keep); err != nil {
+					t.Fatalf("commitRound(%d) = %v", r, err)
+				}
+			}
+			s = reopen(t, s, dir)
+			var want []uint64
+			for r := max(0, tt.rounds-tt.keep+1); r <= tt.rounds; r++ {
+				want = append(want, uint64(r))
+			}
+			if got := storedModelRounds(t, s); !slices.Equal(got, want) {
+				t.Errorf("keep %d after %d rounds: stored models %v, want %v", tt.keep, tt.rounds, got, want)
+			}
+			// Records are never pruned, and the last model still loads.
+			if recs, err := s.rounds(); err != nil || len(recs) != tt.rounds {
+				t.Errorf("rounds() = %d records, %v; want %d", len(recs), err, tt.rounds)
+			}
+			if p, ok, err := s.load(); err != nil || !ok || p.lastRound != uint64(tt.rounds) || !slices.Equal(p.model, modelBytes(uint64(tt.rounds))) {
+				t.Errorf("load() = round %d, ok %v, %v; want round %d with its model", p.lastRound, ok, err, tt.rounds)
+			}
+		})
+	}
+}
+
+func TestStoreRoundsOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	// Numerically ordered rounds whose decimal or little-endian encodings
+	// sort differently.
+	want := []uint64{1, 2, 9, 10, 100, 255, 256, 65536, 1 << 40}
+	order := slices.Clone(want)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for _, r := range order {
+		if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = reopen(t, s, dir)
+	recs, err := s.rounds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, r := range recs {
+		got = append(got, r.Round)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rounds() order = %v, want %v", got, want)
+	}
+}
+
+func TestStoreLocked(t *testing.T) {
+	dir := t.TempDir()
+	openTestStore(t, dir)
+	type result struct {
+		s   *store
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		s, err := openStore(dir, testFed, []byte(testSpec))
+		done <- result{s, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("second openStore on an open database still blocked after 10s, want a lock timeout")
+	}
+	if r.err == nil {
+		r.s.close()
+		t.Fatal("second openStore on an open database succeeded")
+	}
+	if !strings.Contains(r.err.Error(), "another coordinator holds it") {
+		t.Errorf("second openStore = %v, want it to say another coordinator holds it", r.err)
+	}
+	t.Logf("second openStore refused after %v", time.Since(start))
+}
+
+func TestStoreRefusesOtherDatabase(t *testing.T) {
+	tests := []struct {
+		name       string
+		federation string
+		spec       string
+		want       string // "" means accepted
+	}{
+		{"same", testFed, testSpec, ""},
+		{"other federation", "other", testSpec, `belongs to federation "demo"`},
+		{"other model", testFed, `{"kind":"mlp","features":["a","b"],"label":"y","classes":["0","1"],"hidden":[16]}`, "made for model"},
+		{"other features", testFed, `{"kind":"logreg","features":["a","c"],"label":"y","classes":["0","1"]}`, "made for model"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir)
+			if err := s.saveInitial(modelBytes(0)); err != nil {
+				t.Fatal(err)
+			}
+			s.close()
+			s2, err := openStore(dir, tt.federation, []byte(tt.spec))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("openStore(same federation and model) = %v", err)
+				}
+				s2.close()
+				return
+			}
+			if err == nil {
+				s2.close()
+				t.Fatalf("openStore(%q, %s) on a database of %q = nil, want refusal", tt.federation, tt.spec, testFed)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("openStore(%q) = %v, want it to mention %q", tt.federation, err, tt.want)
+			}
+			// The refused open must leave the database as it was.
+			s3 := openTestStore(t, dir)
+			if p, ok, err := s3.load(); err != nil || !ok || !slices.Equal(p.model, modelBytes(0)) {
+				t.Errorf("database after a refused open: ok %v, %v", ok, err)
+			}
+		})
+	}
+}
+
+func TestStoreRefusesOtherSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keySchema, []byte("2"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.close()
+	if s2, err := openStore(dir, testFed, []byte(testSpec)); err == nil {
+		s2.close()
+		t.Fatal("openStore of a schema version 2 database succeeded")
+	} else if !strings.Contains(err.Error(), "schema version") {
+		t.Errorf("openStore of schema version 2 = %v", err)
+	}
+}
+
+func TestStoreDetectsCorruption(t *testing.T) {
+	tests := []struct {
+		name    string
+		rounds  uint64 // rounds committed after the initial model
+		corrupt func(tx *bolt.Tx) error
+	}{
+		{"flipped byte in last model", 2, func(tx *bolt.Tx) error { return flip(tx, bucketModels, roundKey(2), 5) }},
+		{"flipped byte in last model, first round", 1, func(tx *bolt.Tx) error { return flip(tx, bucketModels, roundKey(1), 0) }},
+		{"truncated model", 2, func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketModels).Put(roundKey(2), modelBytes(2)[:20])
+		}},
+		{"missing last model", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketModels).Delete(roundKey(2)) }},
+		{"missing last record", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketRounds).Delete(roundKey(2)) }},
+		{"garbled record", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketRounds).Put(roundKey(2), []byte("{")) }},
+		{"short last_round", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(keyLastRound, []byte{2}) }},
+		{"garbled scaling", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(keyScaling, []byte("[")) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir)
+			if err := s.saveInitial(modelBytes(0)); err != nil {
+				t.Fatal(err)
+			}
+			for r := uint64(1); r <= tt.rounds; r++ {
+				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), 5); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.db.Update(tt.corrupt); err != nil {
+				t.Fatal(err)
+			}
+			s = reopen(t, s, dir)
+			if _, _, err := s.load(); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("load() of a corrupted database = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// flip inverts one bit of byte i of bucket/key.
+func flip(tx *bolt.Tx, bucket, key []byte, i int) error {
+	b := tx.Bucket(bucket)
+	v := slices.Clone(b.Get(key))
+	if v == nil {
+		return errors.New("flip: no such key")
+	}
+	v[i] ^= 0x04
+	return b.Put(key, v)
+}
+
+// TestNewDetectsCorruptInitialModel corrupts the stored initial model (round
+// 0, the starting point of round 1) of a coordinator that has not closed a
+// round yet: the restart must refuse it with ErrCorrupt rather than train
+// from it.
+func TestNewDetectsCorruptInitialModel(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	tests := []struct {
+		name    string
+		corrupt func(m []byte) []byte
+	}{
+		{"truncated", func(m []byte) []byte { return m[:len(m)-4] }},
+		{"NaN", func(m []byte) []byte { return append(slices.Clone(m[:len(m)-4]), 0, 0, 0xc0, 0x7f) }},
+		// A finite value changed by one flipped bit: nothing but a
+		// digest can tell.
+		{"flipped bit", func(m []byte) []byte { m = slices.Clone(m); m[9] ^= 0x04; return m }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{
+				Federation: "demo", DataDir: t.TempDir(), CACert: "ca.crt", Cert: "c.crt", Key: "c.key",
+				Enrolled: []string{"hospital-a"},
+				Model:    ModelConfig{Kind: "mlp", Features: []string{"a", "b"}, Label: "y", Classes: []string{"0", "1"}, Hidden: []int{3}},
+				Seed:     5,
+			}
+			c, err := New(cfg, WithLogger(quiet))
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			if err := c.store.db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bucketModels)
+				return b.Put(roundKey(0), tt.corrupt(b.Get(roundKey(0))))
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			c2, err := New(cfg, WithLogger(quiet))
+			if err == nil {
+				c2.Close()
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("New on a database with a %s initial model = %v, want ErrCorrupt", tt.name, err)
+			}
+		})
+	}
+}
