@@ -11,10 +11,16 @@
 // size. It reports the median round time (from one round's opening to the
 // next one's, as a participant sees it), the payload bytes moved per round
 // and the coordinator's peak resident memory, next to the model's size.
+//
+// Its baseline, measured in the same run, is the time to push the same
+// number of bytes through one TLS 1.3 connection on loopback with the same
+// certificates and nothing else: the floor for moving the round's data at
+// all. RoundResult.Ratio is the round time over that floor.
 package benchmark
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/demo"
@@ -66,6 +73,10 @@ type RoundResult struct {
 	// of the memory goal (participants + 3) × model size.
 	ModelBytes uint64    `json:"model_bytes"`
 	Rounds     []float64 `json:"round_seconds_all"`
+	// BaselineSeconds is the time to move Bytes through one TLS 1.3
+	// loopback connection; Ratio is RoundSeconds / BaselineSeconds.
+	BaselineSeconds float64 `json:"baseline_seconds"`
+	Ratio           float64 `json:"ratio"`
 }
 
 const benchFederation = "bench"
@@ -196,13 +207,81 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	}
 	sorted := slices.Clone(times)
 	slices.Sort(sorted)
-	return RoundResult{
+	res := RoundResult{
 		Participants: o.Participants, Params: params,
 		RoundSeconds: sorted[len(sorted)/2],
 		Bytes:        bytes / uint64(o.Rounds+1),
 		PeakRSSBytes: rss, ModelBytes: uint64(4 * params),
 		Rounds: times,
-	}, nil
+	}
+	res.BaselineSeconds, err = tlsFloor(dir, names[0], res.Bytes)
+	if err != nil {
+		return RoundResult{}, fmt.Errorf("benchmark: baseline: %w", err)
+	}
+	res.Ratio = res.RoundSeconds / res.BaselineSeconds
+	return res, nil
+}
+
+// tlsFloor times sending n bytes through one mutual-TLS 1.3 connection on
+// loopback between the benchmark's coordinator and participant
+// certificates: no gRPC, no framing, no processing.
+func tlsFloor(dir, participantName string, n uint64) (float64, error) {
+	ca, err := certs.LoadCertificate(filepath.Join(dir, "ca", "ca.crt"))
+	if err != nil {
+		return 0, err
+	}
+	srvCfg, err := certs.ServerConfig(certs.ServerOptions{
+		CA: ca, Federation: benchFederation,
+		CertFile: filepath.Join(dir, "coordinator", "coordinator.crt"),
+		KeyFile:  filepath.Join(dir, "coordinator", "coordinator.key"),
+	})
+	if err != nil {
+		return 0, err
+	}
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", srvCfg)
+	if err != nil {
+		return 0, err
+	}
+	defer lis.Close()
+	cliCfg, err := demo.ClientTLS(dir, benchFederation, participantName, lis.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	got := make(chan error, 1)
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			got <- err
+			return
+		}
+		defer c.Close()
+		m, err := io.Copy(io.Discard, c)
+		if err == nil && uint64(m) != n {
+			err = fmt.Errorf("received %d of %d bytes", m, n)
+		}
+		got <- err
+	}()
+	conn, err := tls.Dial("tcp", lis.Addr().String(), cliCfg)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1<<20)
+	start := time.Now()
+	for left := n; left > 0; {
+		k := min(left, uint64(len(buf)))
+		if _, err := conn.Write(buf[:k]); err != nil {
+			conn.Close()
+			return 0, err
+		}
+		left -= k
+	}
+	if err := conn.Close(); err != nil {
+		return 0, err
+	}
+	if err := <-got; err != nil {
+		return 0, err
+	}
+	return time.Since(start).Seconds(), nil
 }
 
 // noopTrainer "trains" by returning a fixed random update.

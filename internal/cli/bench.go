@@ -41,6 +41,8 @@ func runBenchRound(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "participants       %d\n", res.Participants)
 	fmt.Fprintf(env.Stdout, "params             %d (%.1f MB)\n", res.Params, mb/1e6)
 	fmt.Fprintf(env.Stdout, "round (median)     %.3f s over %d rounds\n", res.RoundSeconds, len(res.Rounds))
+	fmt.Fprintf(env.Stdout, "baseline           %.3f s to send the same bytes through one TLS 1.3 loopback connection\n", res.BaselineSeconds)
+	fmt.Fprintf(env.Stdout, "ratio              %.2f × baseline\n", res.Ratio)
 	fmt.Fprintf(env.Stdout, "bytes per round    %.1f MB (%.1f models)\n", float64(res.Bytes)/1e6, float64(res.Bytes)/mb)
 	fmt.Fprintf(env.Stdout, "coordinator peak   %.1f MB = %.2f models (goal: participants + 3 = %d)\n",
 		float64(res.PeakRSSBytes)/1e6, float64(res.PeakRSSBytes)/mb, res.Participants+3)
