@@ -1,6 +1,7 @@
 # fedguard: the two commands a new machine needs are `make demo` and `make test`.
 GO      ?= go
-BUF     := $(GO) tool -modfile=tools/buf/go.mod buf
+TOOL    := $(GO) tool -modfile=tools/go.mod
+BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
@@ -20,7 +21,7 @@ test:
 demo: build
 	./$(BIN) demo
 
-# Regenerate the Go code of the wire contract (tools pinned in go.mod and tools/buf/go.mod).
+# Regenerate the Go code of the wire contract (tools pinned in go.mod and tools/go.mod).
 proto:
 	$(BUF) lint
 	$(BUF) generate
@@ -35,8 +36,10 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	./$(BIN) bench round --participants 10 --params 10000000
 
+# Lint: vet, staticcheck (pinned in tools/go.mod), gofmt, buf lint.
 lint:
 	$(GO) vet $(PKGS)
+	$(TOOL) staticcheck $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); test -z "$$out" || { echo "gofmt needed: $$out"; exit 1; }
 	$(BUF) lint
 

@@ -170,7 +170,7 @@ func TestCohort(t *testing.T) {
 				if diff := cmp.Diff(wantPlan, a.GetPlan(), protocmp.Transform()); diff != "" {
 					t.Errorf("%s: assignment plan (-want +got):\n%s", ready[i].name, diff)
 				}
-				if d := a.GetDeadline().AsTime().Sub(time.Now()); d <= 0 || d > time.Duration(f.cfg.RoundTimeout) {
+				if d := time.Until(a.GetDeadline().AsTime()); d <= 0 || d > time.Duration(f.cfg.RoundTimeout) {
 					t.Errorf("%s: assignment deadline in %v, want within round_timeout %v", ready[i].name, d, time.Duration(f.cfg.RoundTimeout))
 				}
 				if len(a.GetModelSha256()) != 32 || a.GetModel().GetNumParams() != numParams {

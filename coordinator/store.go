@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/dataset"
@@ -108,7 +109,7 @@ func openStore(dir, federation string, spec []byte) (*store, error) {
 	path := filepath.Join(dir, StateFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: another coordinator holds it", path)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,7 +229,7 @@ func TestWriteCSVRoundTrip(t *testing.T) {
 		readWDBC(t),
 		{
 			Features: []string{"a b", "quoted \"x\"", "comma,y", " lead"},
-			X:        [][]float64{{0, -0.0, 1e-310, 1.7976931348623157e308}, {0.1, -2.5, 3, 1.0 / 3}},
+			X:        [][]float64{{0, math.Copysign(0, -1), 1e-310, 1.7976931348623157e308}, {0.1, -2.5, 3, 1.0 / 3}},
 			Labels:   []string{"λ", "with, comma"},
 		},
 	}

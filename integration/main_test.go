@@ -173,7 +173,6 @@ func writeConfig(t *testing.T, dir string, cfg coordinator.Config) string {
 type coordProc struct {
 	*process.Coordinator
 	t      *testing.T
-	name   string
 	logBuf *lockedBuffer
 }
 

@@ -74,11 +74,10 @@ func Chunks(params []float32, fn func(offset uint64, data []byte) error) error {
 
 // Assembler rebuilds a vector from in-order chunks.
 type Assembler struct {
-	dst    []float32
-	next   uint64
-	h      hash.Hash
-	sumSq  float64
-	closed bool
+	dst   []float32
+	next  uint64
+	h     hash.Hash
+	sumSq float64
 }
 
 // NewAssembler returns an Assembler that decodes into dst; the vector is
