@@ -118,21 +118,42 @@ type Config struct {
 	Reflection bool `json:"reflection,omitempty"`
 }
 
+// MaxConfigBytes bounds a configuration file.
+const MaxConfigBytes = 16 << 20
+
 // LoadConfig reads a JSON configuration file; unknown fields are errors, so
 // a misspelt setting is never silently ignored.
 func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("read coordinator config: %w", err)
 	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("read coordinator config: %w", err)
+	}
+	if len(b) > MaxConfigBytes {
+		return Config{}, fmt.Errorf("read coordinator config %s: larger than %d bytes", path, MaxConfigBytes)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse coordinator config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes one JSON configuration object; unknown fields and
+// anything after the object are errors.
+func ParseConfig(b []byte) (Config, error) {
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return Config{}, fmt.Errorf("parse coordinator config %s: %w", path, err)
+		return Config{}, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse coordinator config %s: unexpected content after the configuration object", path)
+		return Config{}, errors.New("unexpected content after the configuration object")
 	}
 	return c, nil
 }
