@@ -249,7 +249,7 @@ func (c Config) Validate() error {
 		add("min_participants %d must be between 1 and the %d enrolled", c.MinParticipants, len(c.Enrolled))
 	}
 	if _, err := c.spec(); err != nil {
-		add("model: %w", err)
+		add("%w", err) // the model package names itself
 	}
 	if c.Model.Kind != "mlp" && len(c.Model.Hidden) > 0 {
 		add("model: hidden layers are only for kind mlp, not %q", c.Model.Kind)

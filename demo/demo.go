@@ -131,6 +131,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	}
 	cfg := fed.CoordinatorConfig(o.Rounds, o.Model, o.Rule)
 	cfg.Seed = o.Seed
+	if err := cfg.Validate(); err != nil {
+		return Summary{}, err
+	}
 
 	var (
 		mu   sync.Mutex

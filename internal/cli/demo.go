@@ -27,6 +27,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if o.Rounds < 1 {
+		return usageError("demo: -rounds %d must be at least 1", o.Rounds)
+	}
 	if *verbose {
 		o.Log = env.Log
 	} else {
