@@ -153,6 +153,23 @@ func (s *server) observed() []coordinator.RoundResult {
 	return slices.Clone(s.results)
 }
 
+// waitObserved waits until this server's observer has seen round. The
+// observer runs just after a round's commit, so a round can be in Rounds()
+// a moment before the observer has it.
+func (s *server) waitObserved(t *testing.T, round uint64, within time.Duration) []coordinator.RoundResult {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if obs := s.observed(); len(obs) > 0 && obs[len(obs)-1].Record.Round >= round {
+			return obs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("observer saw %d rounds after %v, want round %d among them", len(s.observed()), within, round)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // participant is a raw generated client holding participant name's
 // certificate over its own connection.
 type participant struct {

@@ -380,8 +380,8 @@ func TestTraining(t *testing.T) {
 		if last.Opened.IsZero() || last.Closed.Before(last.Opened) {
 			t.Errorf("round %d opened %v, closed %v", round, last.Opened, last.Closed)
 		}
-		obs := s.observed()
-		if len(obs) == 0 || obs[len(obs)-1].Record.Round != round {
+		obs := s.waitObserved(t, round, 10*time.Second)
+		if obs[len(obs)-1].Record.Round != round {
 			t.Fatalf("observer saw %d results, want the last for round %d", len(obs), round)
 		}
 		if got := obs[len(obs)-1].Model; !sameBits(got, next) {
@@ -694,7 +694,7 @@ func TestFedAvgBitExact(t *testing.T) {
 		assignments(t, ps)
 		submitAll(t, round, ps, tt.updates)
 		waitRounds(t, s.c, int(round), 10*time.Second)
-		obs := s.observed()
+		obs := s.waitObserved(t, round, 10*time.Second)
 		got := obs[len(obs)-1].Model
 		want := fedAvgRef(current, tt.updates)
 		if !sameBits(got, want) {
