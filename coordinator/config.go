@@ -314,18 +314,26 @@ func (c Config) plan() model.Plan {
 // minBudget keeps small federations from garbage-collecting continuously.
 const minBudget = 128 << 20
 
-// MemoryBudget is the memory a coordinator with this configuration should
-// stay within: one model-sized buffer per enrolled participant (their
-// updates) and three more (the current model, the aggregate that becomes the
-// next model, and the encoding written to disk). At most two of the three
-// are alive with the updates, so the third is the collector's headroom.
-// `fedguard coordinator` gives it to the Go runtime as a
-// soft limit (unless GOMEMLIMIT is set), so that garbage collection keeps
-// the heap near what is live instead of letting it double.
+// nonHeap is what a coordinator process holds outside the Go heap: its
+// mapped code, thread stacks, runtime metadata.
+const nonHeap = 32 << 20
+
+// MemoryBudget is the soft memory limit for a coordinator with this
+// configuration. The goal is that the whole process stays within one
+// model-sized buffer per enrolled participant (their updates) and three
+// more (the current model, the aggregate that becomes the next model, and
+// the encoding written to disk). Only two of the three are alive together
+// with the updates, so the third is the collector's headroom; the limit
+// leaves out what the process holds outside the heap (nonHeap, but never
+// more than half a model, so the limit stays above the live peak).
+// `fedguard coordinator` gives it to the Go runtime (unless GOMEMLIMIT is
+// set), so that garbage collection keeps the heap near what is live instead
+// of letting it double.
 func MemoryBudget(cfg Config) (int64, error) {
 	s, err := cfg.withDefaults().spec()
 	if err != nil {
 		return 0, err
 	}
-	return max(int64(len(cfg.Enrolled)+3)*4*int64(s.NumParams()), minBudget), nil
+	m := 4 * int64(s.NumParams())
+	return max(int64(len(cfg.Enrolled)+3)*m-min(nonHeap, m/2), minBudget), nil
 }
