@@ -89,11 +89,14 @@ func TestFedAvgRefuses(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	if r, err := New("fedavg"); err != nil || r.Name() != "fedavg" {
-		t.Fatalf(`New("fedavg") = %v, %v`, r, err)
+	if r, err := New(Config{Rule: "fedavg"}); err != nil || r.Name() != "fedavg" {
+		t.Fatalf(`New(fedavg) = %v, %v`, r, err)
 	}
-	if _, err := New("krum-ish"); err == nil {
-		t.Fatal(`New("krum-ish") succeeded, want an error`)
+	if r, err := New(Config{}); err != nil || r != (FedAvg{}) {
+		t.Fatalf(`New(Config{}) = %v, %v, want FedAvg{}`, r, err)
+	}
+	if _, err := New(Config{Rule: "krum-ish"}); !errors.Is(err, ErrUnknownRule) {
+		t.Fatalf(`New(krum-ish) = %v, want %v`, err, ErrUnknownRule)
 	}
 }
 

@@ -133,11 +133,21 @@ func CheckFinite(v []float32) error {
 	const block = 4096
 	for start := 0; start < len(v); start += block {
 		d := v[start:min(start+block, len(v))]
-		bad := uint32(0)
-		for _, x := range d {
-			bad |= (math.Float32bits(x) & expMask) + 0x00800000
+		// Four independent accumulators keep the loop from waiting on one
+		// OR chain.
+		var b0, b1, b2, b3 uint32
+		i := 0
+		for ; i+4 <= len(d); i += 4 {
+			q := d[i : i+4 : i+4]
+			b0 |= (math.Float32bits(q[0]) & expMask) + 0x00800000
+			b1 |= (math.Float32bits(q[1]) & expMask) + 0x00800000
+			b2 |= (math.Float32bits(q[2]) & expMask) + 0x00800000
+			b3 |= (math.Float32bits(q[3]) & expMask) + 0x00800000
 		}
-		if bad&0x80000000 == 0 {
+		for ; i < len(d); i++ {
+			b0 |= (math.Float32bits(d[i]) & expMask) + 0x00800000
+		}
+		if (b0|b1|b2|b3)&0x80000000 == 0 {
 			continue
 		}
 		for i, x := range d {

@@ -1,0 +1,121 @@
+package aggregation
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// The kernel benchmarks run at the size of issue 3's targets, n = 50 updates
+// of d = 1,000,000 float32, and report "x-pass": the time per operation over
+// the time of one summing pass over the same inputs (sumPass), measured in
+// the same benchmark, because this machine is shared and only ratios compare.
+
+const benchN, benchD = 50, 1_000_000
+
+var benchInputs = sync.OnceValue(func() [][]float32 {
+	rng := rand.New(rand.NewPCG(1, 1))
+	xs := make([][]float32, benchN)
+	for i := range xs {
+		xs[i] = make([]float32, benchD)
+		for c := range xs[i] {
+			xs[i][c] = float32(rng.NormFloat64())
+		}
+	}
+	return xs
+})
+
+// sumPass is the baseline, the memory floor of any aggregation: dst = Σ xs
+// in float32, every input read once, by gonum's assembly axpy over blocks of
+// 4096 coordinates on all cores.
+func sumPass(dst []float32, xs [][]float32) {
+	const block = 4096
+	tasks := (len(dst) + block - 1) / block
+	parallel(tasks, len(dst)*len(xs), func(_, t int) {
+		lo := t * block
+		hi := min(lo+block, len(dst))
+		y := blas32.Vector{N: hi - lo, Inc: 1, Data: dst[lo:hi]}
+		clear(y.Data)
+		for _, x := range xs {
+			blas32.Axpy(1, blas32.Vector{N: hi - lo, Inc: 1, Data: x[lo:hi]}, y)
+		}
+	})
+}
+
+// passSeconds is the median of five timed passes after a warm-up.
+func passSeconds(xs [][]float32) float64 {
+	dst := make([]float32, len(xs[0]))
+	sumPass(dst, xs)
+	ts := make([]float64, 5)
+	for i := range ts {
+		start := time.Now()
+		sumPass(dst, xs)
+		ts[i] = time.Since(start).Seconds()
+	}
+	slices.Sort(ts)
+	return ts[len(ts)/2]
+}
+
+// benchKernel times op on the benchmark inputs and reports its ratio to one
+// pass measured just before.
+func benchKernel(b *testing.B, op func(xs [][]float32, dst []float32)) {
+	xs := benchInputs()
+	dst := make([]float32, benchD)
+	pass := passSeconds(xs)
+	b.SetBytes(int64(benchN) * benchD * 4)
+	for b.Loop() {
+		op(xs, dst)
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/pass, "x-pass")
+	b.ReportMetric(pass*1e3, "pass-ms")
+}
+
+func BenchmarkPass(b *testing.B) {
+	benchKernel(b, func(xs [][]float32, dst []float32) { sumPass(dst, xs) })
+}
+
+func BenchmarkPairwise(b *testing.B) {
+	benchKernel(b, func(xs [][]float32, _ []float32) { pairwiseSquaredDistances(xs) })
+}
+
+func BenchmarkMedian(b *testing.B) {
+	benchKernel(b, func(xs [][]float32, dst []float32) { coordinateMedian(dst, xs) })
+}
+
+func BenchmarkTrimmedMean(b *testing.B) {
+	// k = 12: the largest f with n ≥ 4f + 3 (Bulyan's bound) at n = 50.
+	benchKernel(b, func(xs [][]float32, dst []float32) { coordinateTrimmedMean(dst, xs, 12) })
+}
+
+func BenchmarkMeanOf(b *testing.B) {
+	idx := make([]int, benchN)
+	for i := range idx {
+		idx[i] = i
+	}
+	benchKernel(b, func(xs [][]float32, dst []float32) { meanOf(dst, xs, idx) })
+}
+
+func BenchmarkWeightedSum(b *testing.B) {
+	w := make([]float64, benchN)
+	for i := range w {
+		w[i] = 1 / float64(benchN)
+	}
+	benchKernel(b, func(xs [][]float32, dst []float32) { weightedSum(dst, xs, w) })
+}
+
+func BenchmarkClosestToMedianMean(b *testing.B) {
+	// Bulyan at n = 50, f = 11: θ = n − 2f = 28 selected, β = θ − 2f = 6.
+	sel := make([]int, 28)
+	for i := range sel {
+		sel[i] = 2 * i % benchN
+	}
+	benchKernel(b, func(xs [][]float32, dst []float32) { coordinateClosestToMedianMean(dst, xs, sel, 6) })
+}
+
+func BenchmarkSquaredDistancesTo(b *testing.B) {
+	benchKernel(b, func(xs [][]float32, dst []float32) { squaredDistancesTo(xs, xs[0]) })
+}

@@ -1,0 +1,181 @@
+package aggregation
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Config is a rule and its parameters as they appear in configuration files.
+// A parameter the rule does not use must be left zero. New builds the Rule;
+// the pre-steps apply in the order norm-clip, bucket, rule.
+type Config struct {
+	// Rule is one of fedavg (the default when empty), median,
+	// trimmed-mean, krum, multi-krum, bulyan, centered-clipping.
+	Rule string `json:"rule"`
+	// F is the assumed number of Byzantine participants, used by median,
+	// trimmed-mean, krum, multi-krum, bulyan and centered-clipping.
+	F int `json:"f,omitempty"`
+	// M is multi-krum's number of averaged updates (required, ≥ 1).
+	M int `json:"m,omitempty"`
+	// Beta is trimmed-mean's fraction trimmed at each end, in [0, 0.5).
+	Beta float64 `json:"beta,omitempty"`
+	// Tau is centered-clipping's radius τ (required, > 0).
+	Tau float64 `json:"tau,omitempty"`
+	// Iterations is centered-clipping's L (0 means DefaultIterations).
+	Iterations int `json:"iterations,omitempty"`
+	// MaxSamples is fedavg's cap on each claimed sample count (0 = none).
+	MaxSamples uint64 `json:"max_samples,omitempty"`
+	// NormClip is the pre-step clipping each update to this L2 norm
+	// (0 = off).
+	NormClip float64 `json:"norm_clip,omitempty"`
+	// Bucket is the pre-step bucket size s (0 or 1 = off). A bucketing
+	// rule needs randomness: see WithRand.
+	Bucket int `json:"bucket,omitempty"`
+}
+
+// Rule names as they appear in configuration.
+const (
+	NameFedAvg           = "fedavg"
+	NameMedian           = "median"
+	NameTrimmedMean      = "trimmed-mean"
+	NameKrum             = "krum"
+	NameMultiKrum        = "multi-krum"
+	NameBulyan           = "bulyan"
+	NameCenteredClipping = "centered-clipping"
+)
+
+var ruleNames = []string{NameFedAvg, NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping}
+
+// Validate checks the parameters that do not depend on the number of
+// updates: a known rule, no parameter the rule does not use, and each
+// parameter in range. Errors wrap ErrUnknownRule or ErrConfig.
+func (c Config) Validate() error {
+	_, err := c.base()
+	return err
+}
+
+// New returns the rule c configures, after Validate. A rule with bucketing
+// needs a source of randomness per round: see WithRand.
+func New(c Config) (Rule, error) {
+	r, err := c.base()
+	if err != nil {
+		return nil, err
+	}
+	var rule Rule = r
+	if fa, ok := r.(fedAvgRule); ok {
+		rule = fa.FedAvg
+	}
+	if c.Bucket > 1 {
+		rule = Bucketing{Size: c.Bucket, Rule: rule}
+	}
+	if c.NormClip > 0 {
+		rule = NormClip{Bound: c.NormClip, Rule: rule}
+	}
+	return rule, nil
+}
+
+// CheckCohort checks the preconditions that depend on the number n of
+// updates aggregated together, after bucketing has turned them into ⌈n/s⌉
+// bucket means: for example krum's n ≥ 2f+3. It checks exactly n (some
+// preconditions, such as trimmed-mean's, are not monotone in n), so the
+// coordinator calls it with each cohort size it may aggregate, at least the
+// minimum cohort and the enrolled count. Errors wrap ErrCohort, or those of
+// Validate.
+func (c Config) CheckCohort(n int) error {
+	r, err := c.base()
+	if err != nil {
+		return err
+	}
+	if n < 1 {
+		return fmt.Errorf("%w: no updates", ErrCohort)
+	}
+	m := n
+	if c.Bucket > 1 {
+		m = buckets(n, c.Bucket)
+	}
+	if err := r.cohort(m); err != nil {
+		if m != n {
+			return fmt.Errorf("%d updates in %d buckets of %d: %w", n, m, c.Bucket, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// base validates c and returns its rule without pre-steps.
+func (c Config) base() (checked, error) {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
+	}
+	name := c.Rule
+	if name == "" {
+		name = NameFedAvg
+	}
+	uses := map[string]bool{}
+	var r checked
+	switch name {
+	case NameFedAvg:
+		r = fedAvgRule{FedAvg{MaxSamples: c.MaxSamples}}
+		uses["max_samples"] = true
+	case NameMedian:
+		r = Median{F: c.F}
+		uses["f"] = true
+	case NameTrimmedMean:
+		r = TrimmedMean{Beta: c.Beta, F: c.F}
+		uses["f"], uses["beta"] = true, true
+	case NameKrum:
+		r = Krum{F: c.F}
+		uses["f"] = true
+	case NameMultiKrum:
+		r = MultiKrum{F: c.F, M: c.M}
+		uses["f"], uses["m"] = true, true
+	case NameBulyan:
+		r = Bulyan{F: c.F}
+		uses["f"] = true
+	case NameCenteredClipping:
+		r = CenteredClipping{Tau: c.Tau, Iterations: c.Iterations, F: c.F}
+		uses["f"], uses["tau"], uses["iterations"] = true, true, true
+	default:
+		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, c.Rule, strings.Join(ruleNames, ", "))
+	}
+	for _, p := range []struct {
+		key string
+		set bool
+	}{
+		{"f", c.F != 0}, {"m", c.M != 0}, {"beta", c.Beta != 0}, {"tau", c.Tau != 0},
+		{"iterations", c.Iterations != 0}, {"max_samples", c.MaxSamples != 0},
+	} {
+		if p.set && !uses[p.key] {
+			bad("%s is not a parameter of %s", p.key, name)
+		}
+	}
+	if err := r.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if !(c.NormClip >= 0) || math.IsInf(c.NormClip, 0) {
+		bad("norm_clip %v must be a non-negative finite L2 bound", c.NormClip)
+	}
+	if c.Bucket < 0 {
+		bad("bucket size %d must not be negative", c.Bucket)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}
+
+// fedAvgRule gives FedAvg the checked methods without adding them to its
+// exported method set. It is unwrapped by New.
+type fedAvgRule struct{ FedAvg }
+
+func (fedAvgRule) validate() error { return nil }
+
+func (fedAvgRule) cohort(n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w: fedavg needs at least one update", ErrCohort)
+	}
+	return nil
+}

@@ -1,0 +1,609 @@
+package aggregation
+
+// Kernels: the dense numeric loops the rules are built from. They take the
+// updates as [][]float32 of one length d, never modify them, and keep at most
+// one small scratch block per worker goroutine (never a copy of the inputs).
+//
+// # Design
+//
+// Every kernel walks the coordinates in blocks that stay in L1/L2 and spreads
+// the blocks over GOMAXPROCS goroutines. Each output value is computed by one
+// goroutine in an order fixed by n and d alone, so results are the same bit
+// for bit whatever the number of cores.
+//
+// On amd64 with AVX-512 (and without the purego build tag) the inner loops
+// are Go assembly (kernel_amd64.s). The portable Go loops in this file
+// perform exactly the same float32 and float64 operations in the same order
+// (the assembly uses no fused multiply-add, and the Go code forbids fusion
+// with explicit conversions), so both give the same bits: a round can be
+// recomputed anywhere from its inputs.
+//
+// # Pairwise distances
+//
+// ||x_i − x_j||² is summed from the differences themselves, not expanded into
+// norms and a dot product, so there is no cancellation: identical vectors
+// give exactly 0 and every computed distance has a small relative error. Rows
+// are taken in tiles of 4×4 pairs; for each tile and each block of
+// pairBlock = 2048 coordinates, the sixteen squared differences are summed in
+// float32 in 16 lanes (lane l takes the coordinates ≡ l mod 16 of the block,
+// 128 terms per lane), the lanes are added by a fixed tree (8, 4, 2, 1) and
+// the block's float32 partial is added to a float64 total. All terms are
+// non-negative, so each block partial p of an exact block sum s satisfies
+//
+//	|p − s| ≤ ((pairBlock/16 + 4) + 3)·u·s ≈ 135·2⁻²⁴·s < 8.1e-6·s  (u = 2⁻²⁴),
+//
+// (128 lane additions, the 4-level tree, and one rounding each for the
+// difference, the square and the partial's conversion being exact) and so
+// the total has relative error below 8.1e-6 + n_blocks·2⁻⁵³ ≈ 8.1e-6. A
+// float32 square that overflows (|x_i − x_j| ≳ 1.8e19) makes the pair's sum
+// infinite; such pairs are recomputed in float64.
+//
+// # Per-coordinate order statistics
+//
+// Median and trimmed mean load 16 consecutive coordinates of every update
+// into an n × 16 scratch block (one 64-byte row per update) and run a sorting
+// network over its rows with 16-lane min/max: Batcher's odd–even merge sort
+// for n wires, pruned backwards to the comparators that can reach the wanted
+// ranks. The kept ranks are then summed in float64 in rank order. No value is
+// compared by a branch, so ties and duplicates cost nothing extra.
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+const (
+	// pairBlock is the number of coordinates summed in float32 before the
+	// partial goes to float64 in pairwiseSquaredDistances.
+	pairBlock = 2048
+	// lanes is the SIMD width the kernels' summation order is defined by.
+	lanes = 16
+	// pairChunkBudget bounds the float64 partial matrices (bytes) kept to
+	// reduce pairwise distances in a fixed order.
+	pairChunkBudget = 16 << 20
+	// maxPairChunks is the number of coordinate ranges (at most) the
+	// pairwise work is cut into for the goroutines.
+	maxPairChunks = 64
+	// colChunk is the number of coordinates per task of the per-coordinate
+	// kernels and meanOf.
+	colChunk = 8192
+	// minParallelWork is the rough number of inner-loop operations below
+	// which a kernel stays on the calling goroutine.
+	minParallelWork = 1 << 16
+)
+
+// parallel runs task(worker, i) for every i in [0, tasks) on up to
+// GOMAXPROCS goroutines; worker is in [0, workers) and no two concurrent calls
+// share it. work estimates the total number of inner-loop operations.
+func parallel(tasks, work int, task func(worker, i int)) {
+	workers := min(runtime.GOMAXPROCS(0), tasks, max(1, work/minParallelWork))
+	if workers <= 1 {
+		for i := range tasks {
+			task(0, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= tasks {
+					return
+				}
+				task(w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// pairwiseSquaredDistances returns the n×n matrix (row-major, len n*n) of
+// ||x_i − x_j||², computed from the coordinate differences with float32
+// partial sums over blocks of 2048 coordinates added into float64 (relative
+// error below 8.1e-6 per entry, see the file comment), clamped at 0,
+// symmetric, with a zero diagonal. Identical vectors are exactly 0 apart.
+func pairwiseSquaredDistances(xs [][]float32) []float64 {
+	n := len(xs)
+	out := make([]float64, n*n)
+	if n < 2 {
+		return out
+	}
+	d := len(xs[0])
+	if d == 0 {
+		return out
+	}
+	tiles := (n + 3) / 4
+	type tilePair struct{ a, b int }
+	tps := make([]tilePair, 0, tiles*(tiles+1)/2)
+	for a := range tiles {
+		for b := a; b < tiles; b++ {
+			tps = append(tps, tilePair{a, b})
+		}
+	}
+	blocks := (d + pairBlock - 1) / pairBlock
+	chunks := min(blocks, maxPairChunks, max(1, pairChunkBudget/(8*n*n)))
+	partial := make([]float64, chunks*n*n)
+	rowOf := func(t, k int) int { return min(4*t+k, n-1) } // a short last tile repeats its last row
+	parallel(chunks, len(tps)*16*d, func(_, c int) {
+		acc := partial[c*n*n : (c+1)*n*n]
+		var a, b [4][]float32
+		var s [16]float32
+		for blk := c * blocks / chunks; blk < (c+1)*blocks/chunks; blk++ {
+			lo := blk * pairBlock
+			hi := min(lo+pairBlock, d)
+			for _, tp := range tps {
+				for k := range 4 {
+					a[k] = xs[rowOf(tp.a, k)][lo:hi]
+					b[k] = xs[rowOf(tp.b, k)][lo:hi]
+				}
+				pairTile(&s, &a, &b)
+				for p := range 4 {
+					i := 4*tp.a + p
+					if i >= n {
+						break
+					}
+					for q := range 4 {
+						j := 4*tp.b + q
+						if j >= n {
+							break
+						}
+						if j > i {
+							acc[i*n+j] += float64(s[p*4+q])
+						}
+					}
+				}
+			}
+		}
+	})
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			var v float64
+			for c := range chunks {
+				v += partial[c*n*n+i*n+j]
+			}
+			if math.IsInf(v, 0) || math.IsNaN(v) {
+				v = squaredDistance64(xs[i], xs[j])
+			}
+			v = max(v, 0)
+			out[i*n+j], out[j*n+i] = v, v
+		}
+	}
+	return out
+}
+
+// squaredDistance64 is ||x − y||² entirely in float64, the slow path for
+// pairs whose float32 squares overflow.
+func squaredDistance64(x, y []float32) float64 {
+	var s float64
+	for i := range x {
+		t := float64(x[i]) - float64(y[i])
+		s += t * t
+	}
+	return s
+}
+
+// pairTileGeneric is the portable pairTile: s[4p+q] = Σ (a[p][i] − b[q][i])²
+// over the block, summed in 16 float32 lanes by i mod 16, then the lanes by
+// the tree (l, l+8), (l, l+4), (l, l+2), (0, 1).
+func pairTileGeneric(s *[16]float32, a, b *[4][]float32) {
+	var acc [16][lanes]float32
+	n := len(a[0])
+	for p := range 4 {
+		x := a[p][:n]
+		for q := range 4 {
+			y := b[q][:n]
+			l := &acc[p*4+q]
+			for i := range n {
+				t := x[i] - y[i]
+				l[i&(lanes-1)] += float32(t * t)
+			}
+		}
+	}
+	for k := range acc {
+		s[k] = laneTree(&acc[k])
+	}
+}
+
+// laneTree adds 16 lanes in the fixed tree order the assembly uses.
+func laneTree(l *[lanes]float32) float32 {
+	v := *l
+	for w := lanes / 2; w >= 1; w /= 2 {
+		for i := range w {
+			v[i] += v[i+w]
+		}
+	}
+	return v[0]
+}
+
+// coordinateMedian writes the per-coordinate median (mean of the two middle
+// values, computed in float64, for even n) into dst.
+func coordinateMedian(dst []float32, xs [][]float32) {
+	n := len(xs)
+	if n%2 == 1 {
+		orderStat(dst, xs, n/2, n/2+1)
+	} else {
+		orderStat(dst, xs, n/2-1, n/2+1)
+	}
+}
+
+// coordinateTrimmedMean writes, per coordinate, the mean (float64
+// accumulation, in rank order) of the values left after dropping the k
+// smallest and k largest (0 ≤ k < n/2) into dst.
+func coordinateTrimmedMean(dst []float32, xs [][]float32, k int) {
+	orderStat(dst, xs, k, len(xs)-k)
+}
+
+// orderStat writes, per coordinate, the float64 mean of the values of ranks
+// lo..hi-1 (0-based, ascending) into dst.
+func orderStat(dst []float32, xs [][]float32, lo, hi int) {
+	n, d := len(xs), len(dst)
+	if n == 0 || d == 0 {
+		return
+	}
+	for _, x := range xs {
+		if len(x) < d {
+			panic("aggregation: update shorter than dst")
+		}
+	}
+	net := sortNetwork(n, lo, hi)
+	groups := (d + lanes - 1) / lanes
+	perTask := colChunk / lanes
+	tasks := (groups + perTask - 1) / perTask
+	workers := runtime.GOMAXPROCS(0)
+	scratch := make([][]float32, workers)
+	parallel(tasks, d*(n+len(net)/2), func(w, t int) {
+		if scratch[w] == nil {
+			scratch[w] = alignedFloats(n * lanes)
+		}
+		buf := scratch[w]
+		for g := t * perTask; g < min((t+1)*perTask, groups); g++ {
+			off := g * lanes
+			if off+lanes <= d {
+				rankMean16(dst[off:off+lanes], buf, xs, off, net, lo, hi)
+				continue
+			}
+			// Last, partial group: pad the lanes with zeros.
+			var tmp [lanes]float32
+			m := d - off
+			for r, x := range xs {
+				row := buf[r*lanes : (r+1)*lanes]
+				copy(row, x[off:d])
+				clear(row[m:])
+			}
+			networkRows(buf, net)
+			meanRowsGeneric(&tmp, buf, lo, hi)
+			copy(dst[off:d], tmp[:m])
+		}
+	})
+}
+
+// rankMeanGeneric is the portable rankMean16: gather 16 coordinates from off,
+// sort them across rows, and write the mean of ranks lo..hi-1.
+func rankMeanGeneric(dst []float32, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
+	for r, x := range xs {
+		copy(buf[r*lanes:(r+1)*lanes], x[off:off+lanes])
+	}
+	networkRowsGeneric(buf, net)
+	meanRowsGeneric((*[lanes]float32)(dst), buf, lo, hi)
+}
+
+// networkRowsGeneric applies the comparators net (pairs of byte offsets of
+// 16-float rows of buf) with lane-wise min and max.
+func networkRowsGeneric(buf []float32, net []int32) {
+	for c := 0; c+1 < len(net); c += 2 {
+		x := (*[lanes]float32)(buf[net[c]/4:])
+		y := (*[lanes]float32)(buf[net[c+1]/4:])
+		for l := range lanes {
+			// The same choices as VMINPS/VMAXPS, which return their
+			// second operand on equal values (so −0 and +0 too).
+			a, b := x[l], y[l]
+			lo, hi := b, b
+			if a < b {
+				lo = a
+			}
+			if a > b {
+				hi = a
+			}
+			x[l], y[l] = lo, hi
+		}
+	}
+}
+
+// meanRowsGeneric writes the float64 mean of rows lo..hi-1 of buf, added in
+// row order, per lane.
+func meanRowsGeneric(dst *[lanes]float32, buf []float32, lo, hi int) {
+	var s [lanes]float64
+	for r := lo; r < hi; r++ {
+		row := buf[r*lanes : (r+1)*lanes]
+		for l := range lanes {
+			s[l] += float64(row[l])
+		}
+	}
+	cnt := float64(hi - lo)
+	for l := range lanes {
+		dst[l] = float32(s[l] / cnt)
+	}
+}
+
+// alignedFloats returns a zeroed slice of n float32 starting on a 64-byte
+// boundary.
+func alignedFloats(n int) []float32 {
+	b := make([]float32, n+lanes)
+	off := 0
+	for off < lanes && uintptr(unsafe.Pointer(&b[off]))%64 != 0 {
+		off++
+	}
+	return b[off : off+n : off+n]
+}
+
+var networks sync.Map // networkKey → []int32
+
+type networkKey struct{ n, lo, hi int }
+
+// sortNetwork returns Batcher's odd–even merge sorting network for n wires,
+// pruned to the comparators that can change the values of ranks lo..hi-1, as
+// pairs of byte offsets of 16-float rows (wire i at 64·i), min to the first.
+func sortNetwork(n, lo, hi int) []int32 {
+	key := networkKey{n, lo, hi}
+	if v, ok := networks.Load(key); ok {
+		return v.([]int32)
+	}
+	var all [][2]int
+	for p := 1; p < n; p <<= 1 {
+		for k := p; k >= 1; k >>= 1 {
+			for j := k % p; j+k < n; j += 2 * k {
+				for i := 0; i < k && i+j+k < n; i++ {
+					if (i+j)/(2*p) == (i+j+k)/(2*p) {
+						all = append(all, [2]int{i + j, i + j + k})
+					}
+				}
+			}
+		}
+	}
+	live := make([]bool, n)
+	for r := lo; r < hi; r++ {
+		live[r] = true
+	}
+	keep := make([]bool, len(all))
+	kept := 0
+	for c := len(all) - 1; c >= 0; c-- {
+		i, j := all[c][0], all[c][1]
+		if live[i] || live[j] {
+			keep[c] = true
+			live[i], live[j] = true, true
+			kept++
+		}
+	}
+	net := make([]int32, 0, 2*kept)
+	for c, cmp := range all {
+		if keep[c] {
+			net = append(net, int32(cmp[0]*lanes*4), int32(cmp[1]*lanes*4))
+		}
+	}
+	v, _ := networks.LoadOrStore(key, net)
+	return v.([]int32)
+}
+
+// meanOf writes the unweighted mean of xs[idx...] into dst (float64
+// accumulation in the order of idx).
+func meanOf(dst []float32, xs [][]float32, idx []int) {
+	d := len(dst)
+	if d == 0 || len(idx) == 0 {
+		return
+	}
+	tasks := (d + colChunk - 1) / colChunk
+	workers := runtime.GOMAXPROCS(0)
+	scratch := make([][]float64, workers)
+	cnt := float64(len(idx))
+	parallel(tasks, d*len(idx), func(w, t int) {
+		if scratch[w] == nil {
+			scratch[w] = make([]float64, colChunk)
+		}
+		lo := t * colChunk
+		hi := min(lo+colChunk, d)
+		acc := scratch[w][:hi-lo]
+		clear(acc)
+		for _, i := range idx {
+			add64(acc, xs[i][lo:hi])
+		}
+		div32(dst[lo:hi], acc, cnt)
+	})
+}
+
+// add64Generic sets acc[i] += float64(x[i]).
+func add64Generic(acc []float64, x []float32) {
+	x = x[:len(acc)]
+	for i := range acc {
+		acc[i] += float64(x[i])
+	}
+}
+
+// div32Generic sets dst[i] = float32(acc[i] / c).
+func div32Generic(dst []float32, acc []float64, c float64) {
+	acc = acc[:len(dst)]
+	for i := range dst {
+		dst[i] = float32(acc[i] / c)
+	}
+}
+
+// sort16Generic is the portable sort16: gather 16 coordinates from off into
+// the rows of buf and sort them across rows.
+func sort16Generic(buf []float32, xs [][]float32, off int, net []int32) {
+	for r, x := range xs {
+		copy(buf[r*lanes:(r+1)*lanes], x[off:off+lanes])
+	}
+	networkRowsGeneric(buf, net)
+}
+
+// axpy64wGeneric sets acc[i] += float64(w·float64(x[i])), the product
+// rounded before the addition.
+func axpy64wGeneric(acc []float64, w float64, x []float32) {
+	x = x[:len(acc)]
+	for i := range acc {
+		acc[i] += float64(w * float64(x[i]))
+	}
+}
+
+// weightedSum writes Σ w[j]·xs[j] into dst: per coordinate, in float64, the
+// products rounded and added in the order of xs (exactly FedAvg's
+// arithmetic, so the same bits as its scalar loop), over blocks of colChunk
+// coordinates on all cores.
+func weightedSum(dst []float32, xs [][]float32, w []float64) {
+	d := len(dst)
+	if d == 0 {
+		return
+	}
+	tasks := (d + colChunk - 1) / colChunk
+	scratch := make([][]float64, runtime.GOMAXPROCS(0))
+	parallel(tasks, d*len(xs), func(wk, t int) {
+		if scratch[wk] == nil {
+			scratch[wk] = make([]float64, colChunk)
+		}
+		lo := t * colChunk
+		hi := min(lo+colChunk, d)
+		acc := scratch[wk][:hi-lo]
+		clear(acc)
+		for j, x := range xs {
+			axpy64w(acc, w[j], x[lo:hi])
+		}
+		div32(dst[lo:hi], acc, 1)
+	})
+}
+
+// squaredDistancesTo returns ||x_i − c||² for every update, each summed in
+// float64 (four lanes by coordinate mod 4 per block of colChunk
+// coordinates, the blocks added in order), over all cores. It is for scores
+// and clipping: the order differs from a plain sequential sum.
+func squaredDistancesTo(xs [][]float32, c []float32) []float64 {
+	n, d := len(xs), len(c)
+	out := make([]float64, n)
+	if n == 0 || d == 0 {
+		return out
+	}
+	blocks := (d + colChunk - 1) / colChunk
+	part := make([]float64, n*blocks)
+	parallel(n*blocks, n*d, func(_, t int) {
+		i, b := t/blocks, t%blocks
+		lo := b * colChunk
+		hi := min(lo+colChunk, d)
+		x, y := xs[i][lo:hi], c[lo:hi]
+		var s [4]float64
+		k := 0
+		for ; k+4 <= len(x); k += 4 {
+			xx, yy := x[k:k+4:k+4], y[k:k+4:k+4]
+			t0 := float64(xx[0]) - float64(yy[0])
+			t1 := float64(xx[1]) - float64(yy[1])
+			t2 := float64(xx[2]) - float64(yy[2])
+			t3 := float64(xx[3]) - float64(yy[3])
+			s[0] += float64(t0 * t0)
+			s[1] += float64(t1 * t1)
+			s[2] += float64(t2 * t2)
+			s[3] += float64(t3 * t3)
+		}
+		for ; k < len(x); k++ {
+			t := float64(x[k]) - float64(y[k])
+			s[k&3] += float64(t * t)
+		}
+		part[t] = (s[0] + s[1]) + (s[2] + s[3])
+	})
+	for i := range n {
+		var v float64
+		for b := range blocks {
+			v += part[i*blocks+b]
+		}
+		out[i] = v
+	}
+	return out
+}
+
+// coordinateClosestToMedianMean is Bulyan's last step: per coordinate, over
+// the updates xs[sel...] (t of them), the float64 mean of the beta values
+// closest to their median (mean of the two middle values for even t),
+// taken as the window [a, b) of the sorted values grown from the first value
+// ≥ the median outwards, the lower side winning ties, and added in ascending
+// order. 1 ≤ beta ≤ t.
+func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, beta int) {
+	t, d := len(sel), len(dst)
+	if t == 0 || d == 0 {
+		return
+	}
+	rows := make([][]float32, t)
+	for c, i := range sel {
+		if len(xs[i]) < d {
+			panic("aggregation: update shorter than dst")
+		}
+		rows[c] = xs[i]
+	}
+	// Fully sorted: with ties at the median the window can reach any rank.
+	net := sortNetwork(t, 0, t)
+	groups := (d + lanes - 1) / lanes
+	perTask := colChunk / lanes
+	tasks := (groups + perTask - 1) / perTask
+	scratch := make([][]float32, runtime.GOMAXPROCS(0))
+	parallel(tasks, d*(t+len(net)/2), func(w, k int) {
+		if scratch[w] == nil {
+			scratch[w] = alignedFloats(t * lanes)
+		}
+		buf := scratch[w]
+		for g := k * perTask; g < min((k+1)*perTask, groups); g++ {
+			off := g * lanes
+			m := min(lanes, d-off)
+			if m == lanes {
+				sort16(buf, rows, off, net)
+			} else {
+				for r, x := range rows {
+					row := buf[r*lanes : (r+1)*lanes]
+					copy(row, x[off:d])
+					clear(row[m:])
+				}
+				networkRows(buf, net)
+			}
+			for l := range m {
+				dst[off+l] = closestToMedianLane(buf, l, t, beta)
+			}
+		}
+	})
+}
+
+// closestToMedianLane computes coordinateClosestToMedianMean for lane l of
+// the sorted rows of buf.
+func closestToMedianLane(buf []float32, l, t, beta int) float32 {
+	at := func(r int) float32 { return buf[r*lanes+l] }
+	var m float64
+	if t%2 == 1 {
+		m = float64(at(t / 2))
+	} else {
+		m = (float64(at(t/2-1)) + float64(at(t/2))) / 2
+	}
+	// First rank with value ≥ m: at or next to the middle.
+	b := (t - 1) / 2
+	for b > 0 && float64(at(b-1)) >= m {
+		b--
+	}
+	for b < t && float64(at(b)) < m {
+		b++
+	}
+	a := b
+	for b-a < beta {
+		switch {
+		case a == 0:
+			b++
+		case b == t:
+			a--
+		case m-float64(at(a-1)) <= float64(at(b))-m:
+			a--
+		default:
+			b++
+		}
+	}
+	var s float64
+	for r := a; r < b; r++ {
+		s += float64(at(r))
+	}
+	return float32(s / float64(beta))
+}

@@ -1,0 +1,107 @@
+//go:build amd64 && !purego
+
+package aggregation
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// haveAVX512 selects the assembly kernels of kernel_amd64.s. Tests turn it
+// off to check that the portable loops give the same bits.
+var haveAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ
+
+//go:noescape
+func pairTileAVX512(s *[16]float32, rows *[8]*float32, n int)
+
+//go:noescape
+func rankMean16AVX512(dst *float32, buf *float32, xs *[]float32, n int, off int, net *int32, nnet int, lo, hi int)
+
+//go:noescape
+func sort16AVX512(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)
+
+//go:noescape
+func axpy64AVX512(acc *float64, x *float32, n int, w float64)
+
+//go:noescape
+func add64AVX512(acc *float64, x *float32, n int)
+
+//go:noescape
+func div32AVX512(dst *float32, acc *float64, n int, c float64)
+
+func pairTile(s *[16]float32, a, b *[4][]float32) {
+	n := len(a[0])
+	if !haveAVX512 || n == 0 {
+		pairTileGeneric(s, a, b)
+		return
+	}
+	var rows [8]*float32
+	for k := range 4 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+		rows[4+k] = unsafe.SliceData(b[k][:n])
+	}
+	pairTileAVX512(s, &rows, n)
+}
+
+func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
+	if !haveAVX512 {
+		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
+		return
+	}
+	// orderStat checked that every update holds off+16 values.
+	n := len(xs)
+	_ = buf[n*lanes-1]
+	_ = dst[lanes-1]
+	if !(0 <= lo && lo < hi && hi <= n) {
+		panic("aggregation: rank range out of bounds")
+	}
+	rankMean16AVX512(&dst[0], &buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net), lo, hi)
+}
+
+// networkRows serves only the last, partial group of a vector, so the
+// portable loop is enough (it gives the same bits as the assembly).
+func networkRows(buf []float32, net []int32) { networkRowsGeneric(buf, net) }
+
+func add64(acc []float64, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	m := n &^ (lanes - 1)
+	if haveAVX512 && m > 0 {
+		add64AVX512(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add64Generic(acc, x)
+}
+
+func div32(dst []float32, acc []float64, c float64) {
+	n := len(dst)
+	acc = acc[:n]
+	m := n &^ (lanes - 1)
+	if haveAVX512 && m > 0 {
+		div32AVX512(&dst[0], &acc[0], m, c)
+		dst, acc = dst[m:], acc[m:]
+	}
+	div32Generic(dst, acc, c)
+}
+
+func sort16(buf []float32, xs [][]float32, off int, net []int32) {
+	if !haveAVX512 {
+		sort16Generic(buf, xs, off, net)
+		return
+	}
+	// The callers checked that every update holds off+16 values.
+	_ = buf[len(xs)*lanes-1]
+	sort16AVX512(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
+}
+
+func axpy64w(acc []float64, w float64, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	m := n &^ (lanes - 1)
+	if haveAVX512 && m > 0 {
+		axpy64AVX512(&acc[0], &x[0], m, w)
+		acc, x = acc[m:], x[m:]
+	}
+	axpy64wGeneric(acc, w, x)
+}

@@ -1,0 +1,22 @@
+//go:build !amd64 || purego
+
+package aggregation
+
+// haveAVX512 is false: this build has no assembly kernels.
+var haveAVX512 = false
+
+func pairTile(s *[16]float32, a, b *[4][]float32) { pairTileGeneric(s, a, b) }
+
+func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
+	rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
+}
+
+func networkRows(buf []float32, net []int32) { networkRowsGeneric(buf, net) }
+
+func add64(acc []float64, x []float32) { add64Generic(acc, x) }
+
+func div32(dst []float32, acc []float64, c float64) { div32Generic(dst, acc, c) }
+
+func sort16(buf []float32, xs [][]float32, off int, net []int32) { sort16Generic(buf, xs, off, net) }
+
+func axpy64w(acc []float64, w float64, x []float32) { axpy64wGeneric(acc, w, x) }
