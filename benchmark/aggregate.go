@@ -1,0 +1,234 @@
+package benchmark
+
+// # Aggregation rules
+//
+// Aggregate times one aggregation rule on N random float32 updates of D
+// coordinates, and in the same process on the same data its baseline: one
+// pass that sums the updates (float32 axpy over cache-sized blocks on all
+// cores), the memory floor of any rule that reads every input.
+// AggregateResult.Ratio is the rule's median time over the pass's.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/fedguard/fedguard/aggregation"
+)
+
+// DefaultAggregateRuns is the number of timed runs of Aggregate when
+// AggregateOptions.Runs is 0 (after one untimed warm-up run).
+const DefaultAggregateRuns = 5
+
+// DefaultTau is the centered-clipping radius Aggregate uses when none is
+// given; the cost of the rule does not depend on it.
+const DefaultTau = 1.0
+
+// AggregateOptions configure Aggregate.
+type AggregateOptions struct {
+	// Rule is the rule's configuration name (aggregation.Config.Rule).
+	Rule string
+	// N updates of D coordinates.
+	N, D int
+	// F is the assumed number of Byzantine updates. Negative means the
+	// largest the rule accepts for N (see DefaultF); fedavg uses none.
+	F int
+	// M is multi-krum's number of averaged updates (0: N − F).
+	M int
+	// Beta is trimmed-mean's trimmed fraction (0: F/N, so that k = F).
+	Beta float64
+	// Tau is centered-clipping's radius (0: DefaultTau).
+	Tau float64
+	// Iterations is centered-clipping's L (0: the rule's default).
+	Iterations int
+	// Runs is the number of timed runs (0: DefaultAggregateRuns).
+	Runs int
+	// Seed makes the random updates reproducible.
+	Seed uint64
+}
+
+// AggregateResult is Aggregate's measurement. JSON names are the
+// benchmark's stable output format.
+type AggregateResult struct {
+	Rule string `json:"rule"`
+	N    int    `json:"n"`
+	D    int    `json:"d"`
+	// Seconds is the median time of one aggregation; PassSeconds the median
+	// time of one summing pass over the same updates, measured interleaved
+	// with it; Ratio is Seconds / PassSeconds.
+	Seconds     float64 `json:"seconds"`
+	PassSeconds float64 `json:"pass_seconds"`
+	Ratio       float64 `json:"ratio"`
+	// Config is the rule configuration actually run (with defaults filled).
+	Config aggregation.Config `json:"-"`
+}
+
+// ErrAggregateOptions marks options Aggregate refuses.
+var ErrAggregateOptions = errors.New("benchmark: invalid aggregate options")
+
+// DefaultF is the largest f that rule accepts with n updates: (n−1)/2 for
+// median, trimmed-mean and centered-clipping (f < n/2), (n−3)/2 for krum and
+// multi-krum (n ≥ 2f+3), (n−3)/4 for bulyan (n ≥ 4f+3), and 0 for fedavg
+// and unknown rules.
+func DefaultF(rule string, n int) int {
+	f := 0
+	switch rule {
+	case aggregation.NameMedian, aggregation.NameTrimmedMean, aggregation.NameCenteredClipping:
+		f = (n - 1) / 2
+	case aggregation.NameKrum, aggregation.NameMultiKrum:
+		f = (n - 3) / 2
+	case aggregation.NameBulyan:
+		f = (n - 3) / 4
+	}
+	return max(f, 0)
+}
+
+// config fills o's defaults into a rule configuration.
+func (o AggregateOptions) config() aggregation.Config {
+	c := aggregation.Config{Rule: o.Rule}
+	if c.Rule == "" {
+		c.Rule = aggregation.NameFedAvg
+	}
+	if c.Rule == aggregation.NameFedAvg {
+		return c
+	}
+	c.F = o.F
+	if c.F < 0 {
+		c.F = DefaultF(c.Rule, o.N)
+	}
+	switch c.Rule {
+	case aggregation.NameMultiKrum:
+		c.M = o.M
+		if c.M == 0 {
+			c.M = o.N - c.F
+		}
+	case aggregation.NameTrimmedMean:
+		c.Beta = o.Beta
+		if c.Beta == 0 {
+			c.Beta = float64(c.F) / float64(o.N)
+		}
+	case aggregation.NameCenteredClipping:
+		c.Tau, c.Iterations = o.Tau, o.Iterations
+		if c.Tau == 0 {
+			c.Tau = DefaultTau
+		}
+	}
+	return c
+}
+
+// Aggregate runs the benchmark. It builds the rule with aggregation.New and
+// checks the cohort before generating any data.
+func Aggregate(ctx context.Context, o AggregateOptions) (AggregateResult, error) {
+	if o.N < 1 || o.D < 1 {
+		return AggregateResult{}, fmt.Errorf("%w: n=%d d=%d, both must be positive", ErrAggregateOptions, o.N, o.D)
+	}
+	runs := o.Runs
+	if runs == 0 {
+		runs = DefaultAggregateRuns
+	}
+	if runs < 0 {
+		return AggregateResult{}, fmt.Errorf("%w: runs=%d", ErrAggregateOptions, runs)
+	}
+	cfg := o.config()
+	if err := cfg.CheckCohort(o.N); err != nil {
+		return AggregateResult{}, fmt.Errorf("benchmark: %w", err)
+	}
+	rule, err := aggregation.New(cfg)
+	if err != nil {
+		return AggregateResult{}, fmt.Errorf("benchmark: %w", err)
+	}
+	updates := randomUpdates(o.N, o.D, o.Seed)
+	xs := make([][]float32, o.N)
+	for i, u := range updates {
+		xs[i] = u.Delta
+	}
+	dst := make([]float32, o.D)
+	sum := make([]float32, o.D)
+	var ruleTimes, passTimes []float64
+	for r := range runs + 1 { // run 0 is the warm-up
+		if err := ctx.Err(); err != nil {
+			return AggregateResult{}, err
+		}
+		start := time.Now()
+		SumPass(sum, xs)
+		pass := time.Since(start).Seconds()
+		start = time.Now()
+		if _, err := rule.Aggregate(dst, updates); err != nil {
+			return AggregateResult{}, fmt.Errorf("benchmark: %s: %w", cfg.Rule, err)
+		}
+		t := time.Since(start).Seconds()
+		if r > 0 {
+			ruleTimes, passTimes = append(ruleTimes, t), append(passTimes, pass)
+		}
+	}
+	res := AggregateResult{Rule: cfg.Rule, N: o.N, D: o.D, Config: cfg,
+		Seconds: median(ruleTimes), PassSeconds: median(passTimes)}
+	if res.PassSeconds > 0 {
+		res.Ratio = res.Seconds / res.PassSeconds
+	}
+	return res, nil
+}
+
+func median(ts []float64) float64 {
+	if len(ts) == 0 {
+		return 0
+	}
+	ts = slices.Sorted(slices.Values(ts))
+	return ts[len(ts)/2]
+}
+
+// randomUpdates returns n updates of d standard normal float32 values, each
+// generated from its own stream (in parallel) so that the data depend only on
+// the seed.
+func randomUpdates(n, d int, seed uint64) []aggregation.Update {
+	us := make([]aggregation.Update, n)
+	parallelFor(n, func(i int) {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		x := make([]float32, d)
+		for c := range x {
+			x[c] = float32(rng.NormFloat64())
+		}
+		us[i] = aggregation.Update{ID: "p" + strconv.Itoa(i), Delta: x, Samples: 1 + uint64(i%7)}
+	})
+	return us
+}
+
+// SumPass sets dst = Σ xs in float32: the baseline pass. Every input is read
+// once, by gonum's assembly axpy over blocks of 4096 coordinates spread over
+// all cores.
+func SumPass(dst []float32, xs [][]float32) {
+	const block = 4096
+	parallelFor((len(dst)+block-1)/block, func(t int) {
+		lo := t * block
+		hi := min(lo+block, len(dst))
+		y := blas32.Vector{N: hi - lo, Inc: 1, Data: dst[lo:hi]}
+		clear(y.Data)
+		for _, x := range xs {
+			blas32.Axpy(1, blas32.Vector{N: hi - lo, Inc: 1, Data: x[lo:hi]}, y)
+		}
+	})
+}
+
+// parallelFor runs f(i) for i in [0, n) on GOMAXPROCS goroutines.
+func parallelFor(n int, f func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
