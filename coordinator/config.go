@@ -104,13 +104,14 @@ type Config struct {
 	MinParticipants int            `json:"min_participants"`
 	Model           ModelConfig    `json:"model"`
 	Training        TrainingConfig `json:"training"`
-	// Rule is the aggregation rule's name (see package aggregation).
-	Rule          string   `json:"rule"`
-	CohortTimeout Duration `json:"cohort_timeout"`
-	RoundTimeout  Duration `json:"round_timeout"`
-	StatsTimeout  Duration `json:"stats_timeout"`
-	LongPoll      Duration `json:"long_poll"`
-	KeepModels    int      `json:"keep_models"`
+	// Aggregation is the aggregation rule, its parameters and pre-steps
+	// (see package aggregation); the default is fedavg.
+	Aggregation   aggregation.Config `json:"aggregation"`
+	CohortTimeout Duration           `json:"cohort_timeout"`
+	RoundTimeout  Duration           `json:"round_timeout"`
+	StatsTimeout  Duration           `json:"stats_timeout"`
+	LongPoll      Duration           `json:"long_poll"`
+	KeepModels    int                `json:"keep_models"`
 	// Seed makes the initial model and the per-round seeds reproducible.
 	Seed uint64 `json:"seed"`
 	// Reflection registers the gRPC server reflection service (for grpcurl
@@ -181,8 +182,8 @@ func (c Config) withDefaults() Config {
 	if c.Model.Kind == "mlp" && len(c.Model.Hidden) == 0 {
 		c.Model.Hidden = []int{16}
 	}
-	if c.Rule == "" {
-		c.Rule = "fedavg"
+	if c.Aggregation.Rule == "" {
+		c.Aggregation.Rule = aggregation.NameFedAvg
 	}
 	if c.CohortTimeout == 0 {
 		c.CohortTimeout = Duration(DefaultCohortTimeout)
@@ -282,8 +283,18 @@ func (c Config) Validate() error {
 	if c.Training.Rounds < 1 {
 		add("training.rounds %d must be at least 1", c.Training.Rounds)
 	}
-	if _, err := aggregation.New(c.Rule); err != nil {
-		add("rule: %w", err)
+	if err := c.Aggregation.Validate(); err != nil {
+		add("%w", err) // the aggregation package names itself
+	} else if c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
+		// A round may close with any number of updates from the quorum to
+		// the whole federation, and some preconditions (trimmed-mean's) are
+		// not monotone in that number: check every one.
+		for n := c.MinParticipants; n <= len(c.Enrolled); n++ {
+			if err := c.Aggregation.CheckCohort(n); err != nil {
+				add("a round of %d updates (min_participants %d to %d enrolled) could never be aggregated: %w", n, c.MinParticipants, len(c.Enrolled), err)
+				break
+			}
+		}
 	}
 	for _, d := range []struct {
 		name  string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
 )
 
@@ -33,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 			Classes: []string{"B", "M"}, Hidden: []int{16, 8},
 		},
 		Training:      coordinator.TrainingConfig{Rounds: 30, LocalEpochs: 2, LearningRate: 0.05, BatchSize: 16, L2: 0.001},
-		Rule:          "fedavg",
+		Aggregation:   aggregation.Config{Rule: "fedavg"},
 		CohortTimeout: coordinator.Duration(3 * time.Second),
 		RoundTimeout:  coordinator.Duration(150 * time.Second),
 		StatsTimeout:  coordinator.Duration(500 * time.Millisecond),
@@ -242,15 +243,19 @@ func TestValidate(t *testing.T) {
 		{"local_epochs beyond the wire's uint32", func(c *coordinator.Config) { c.Training.LocalEpochs = 1<<32 + 1 }, []string{"epochs"}},
 		{"batch_size beyond the wire's uint32", func(c *coordinator.Config) { c.Training.BatchSize = 1<<32 + 16 }, []string{"batch"}},
 		{"negative rounds", func(c *coordinator.Config) { c.Training.Rounds = -3 }, []string{"training.rounds -3"}},
-		{"unknown rule", func(c *coordinator.Config) { c.Rule = "krum" }, []string{"rule:", "krum"}},
+		{"unknown rule", func(c *coordinator.Config) { c.Aggregation.Rule = "krum-ish" }, []string{"aggregation:", "krum-ish"}},
+		{"krum needs more updates than the quorum", func(c *coordinator.Config) {
+			c.Aggregation = aggregation.Config{Rule: "krum", F: 1}
+			c.MinParticipants = 2
+		}, []string{"aggregation:", "round of 2 updates"}},
 		{"negative cohort_timeout", func(c *coordinator.Config) { c.CohortTimeout = -1 }, []string{"cohort_timeout must not be negative"}},
 		{"negative round_timeout", func(c *coordinator.Config) { c.RoundTimeout = coordinator.Duration(-time.Second) }, []string{"round_timeout must not be negative"}},
 		{"negative stats_timeout", func(c *coordinator.Config) { c.StatsTimeout = -1 }, []string{"stats_timeout must not be negative"}},
 		{"negative long_poll", func(c *coordinator.Config) { c.LongPoll = -1 }, []string{"long_poll must not be negative"}},
 		{"negative keep_models", func(c *coordinator.Config) { c.KeepModels = -2 }, []string{"keep_models -2"}},
 		{"every problem named", func(c *coordinator.Config) {
-			c.Federation, c.DataDir, c.Enrolled, c.Model.Kind, c.Rule, c.LongPoll = "", "", nil, "svm", "krum", -1
-		}, []string{"federation", "data_dir", "enrolled: no participants", "model:", "rule:", "long_poll"}},
+			c.Federation, c.DataDir, c.Enrolled, c.Model.Kind, c.Aggregation.Rule, c.LongPoll = "", "", nil, "svm", "krum-ish", -1
+		}, []string{"federation", "data_dir", "enrolled: no participants", "model:", "unknown rule", "long_poll"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

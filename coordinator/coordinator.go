@@ -34,6 +34,7 @@ package coordinator
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -162,7 +163,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	rule, err := aggregation.New(cfg.Rule)
+	rule, err := aggregation.New(cfg.Aggregation)
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +427,10 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		}
 	}
 	delta := make([]float32, c.spec.NumParams())
-	report, err := c.rule.Aggregate(delta, updates)
+	// Rules with randomness (bucketing) draw it from the round's seed, so
+	// anyone holding the inputs can recompute the round.
+	rule := aggregation.WithRand(c.rule, rand.NewChaCha8(roundSeed(c.cfg.Seed, r.number, r.attempt)))
+	report, err := rule.Aggregate(delta, updates)
 	if err != nil {
 		// Every update was checked on arrival, so this is a bug or a rule
 		// precondition the configuration did not catch: retry the round.
@@ -472,6 +476,16 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened)})
 	}
 	return nil
+}
+
+// roundSeed derives the seed of round r's randomness from the federation's
+// seed.
+func roundSeed(seed, round uint64, attempt uint32) [32]byte {
+	var b [20]byte
+	binary.BigEndian.PutUint64(b[0:], seed)
+	binary.BigEndian.PutUint64(b[8:], round)
+	binary.BigEndian.PutUint32(b[16:], attempt)
+	return sha256.Sum256(append([]byte("fedguard round seed v1"), b[:]...))
 }
 
 // clampFinite keeps a sum of finite values finite: an overflow saturates at

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
@@ -45,8 +46,9 @@ type Options struct {
 	Rounds int
 	// Model is "logreg" (default) or "mlp".
 	Model string
-	// Rule is the aggregation rule (default fedavg).
-	Rule string
+	// Aggregation is the aggregation rule and its parameters (default
+	// fedavg).
+	Aggregation aggregation.Config
 	// Seed fixes the data split and the initial model.
 	Seed uint64
 	// JSON prints one JSON object per round instead of a table.
@@ -129,7 +131,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
-	cfg := fed.CoordinatorConfig(o.Rounds, o.Model, o.Rule)
+	cfg := fed.CoordinatorConfig(o.Rounds, o.Model, o.Aggregation)
 	cfg.Seed = o.Seed
 	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
@@ -142,7 +144,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	)
 	if !o.JSON {
 		fmt.Fprintf(out, "fedguard demo: %d hospitals, %s, %d rounds, rule %s, files in %s\n\n",
-			len(Hospitals), o.Model, o.Rounds, cfg.Rule, dir)
+			len(Hospitals), o.Model, o.Rounds, ruleName(cfg.Aggregation), dir)
 		fmt.Fprintf(out, tableFormat, "round", "participants", "accuracy", "loss", "hospitals' holdout acc.", "seconds")
 	}
 	observe := func(res coordinator.RoundResult) {
@@ -353,7 +355,7 @@ func ClientTLS(dir, federation, name, addr string) (*tls.Config, error) {
 }
 
 // CoordinatorConfig is the demo coordinator's configuration.
-func (f *Fed) CoordinatorConfig(rounds int, kind, rule string) coordinator.Config {
+func (f *Fed) CoordinatorConfig(rounds int, kind string, agg aggregation.Config) coordinator.Config {
 	names := make([]string, len(Hospitals))
 	for i, h := range Hospitals {
 		names[i] = h.Name
@@ -374,7 +376,7 @@ func (f *Fed) CoordinatorConfig(rounds int, kind, rule string) coordinator.Confi
 		Training: coordinator.TrainingConfig{
 			Rounds: rounds, LocalEpochs: 2, LearningRate: 0.1, BatchSize: 16, L2: 1e-3,
 		},
-		Rule:          rule,
+		Aggregation:   agg,
 		CohortTimeout: coordinator.Duration(3 * time.Second),
 		RoundTimeout:  coordinator.Duration(30 * time.Second),
 		StatsTimeout:  coordinator.Duration(5 * time.Second),
@@ -397,6 +399,21 @@ func (f *Fed) Agent(name, addr string, log *slog.Logger, seed uint64) (*particip
 		Trainer:     &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed},
 		Log:         log.With("participant", name),
 	})
+}
+
+// ruleName describes an aggregation configuration in one phrase.
+func ruleName(c aggregation.Config) string {
+	name := c.Rule
+	if name == "" {
+		name = aggregation.NameFedAvg
+	}
+	if c.NormClip > 0 {
+		name += fmt.Sprintf(" after norm-clip %g", c.NormClip)
+	}
+	if c.Bucket > 1 {
+		name += fmt.Sprintf(" over buckets of %d", c.Bucket)
+	}
+	return name
 }
 
 // Evaluate scores a round's global model on the demo's test split.

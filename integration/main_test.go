@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/internal/process"
@@ -144,7 +145,7 @@ func fedConfig(t *testing.T, dir, federation string, enrolled []string, min, rou
 		MinParticipants: min,
 		Model:           coordinator.ModelConfig{Kind: "logreg", Features: wdbcFeatures(t), Label: wdbc.Label, Classes: wdbc.Classes()},
 		Training:        coordinator.TrainingConfig{Rounds: rounds, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 16, L2: 1e-3},
-		Rule:            "fedavg",
+		Aggregation:     aggregation.Config{Rule: "fedavg"},
 		CohortTimeout:   coordinator.Duration(time.Second),
 		RoundTimeout:    coordinator.Duration(3 * time.Second),
 		StatsTimeout:    coordinator.Duration(2 * time.Second),

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"log/slog"
 
+	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/demo"
 )
 
@@ -20,7 +22,7 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs.StringVar(&o.Dir, "dir", "", "keep the federation's files (CA, keys, data, coordinator database) in this directory")
 	fs.IntVar(&o.Rounds, "rounds", 20, "training rounds")
 	fs.StringVar(&o.Model, "model", "logreg", "model: logreg or mlp")
-	fs.StringVar(&o.Rule, "rule", "fedavg", "aggregation rule")
+	aggregationFlags(fs, &o.Aggregation)
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the data split and the initial model")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object per round, then a summary object")
 	verbose := fs.Bool("v", false, "show the federation's logs (coordinator and hospitals) on stderr")
@@ -37,4 +39,17 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 	_, err := demo.Run(ctx, o, env.Stdout)
 	return err
+}
+
+// aggregationFlags defines the flags that choose an aggregation rule and its
+// parameters.
+func aggregationFlags(fs *flag.FlagSet, c *aggregation.Config) {
+	fs.StringVar(&c.Rule, "rule", aggregation.NameFedAvg, "aggregation rule: fedavg, median, trimmed-mean, krum, multi-krum, bulyan, centered-clipping")
+	fs.IntVar(&c.F, "f", 0, "number of Byzantine participants the rule assumes")
+	fs.IntVar(&c.M, "m", 0, "multi-krum: number of updates averaged")
+	fs.Float64Var(&c.Beta, "beta", 0, "trimmed-mean: fraction trimmed at each end")
+	fs.Float64Var(&c.Tau, "tau", 0, "centered-clipping: clipping radius")
+	fs.IntVar(&c.Iterations, "iterations", 0, "centered-clipping: iterations (default 3)")
+	fs.Float64Var(&c.NormClip, "norm-clip", 0, "pre-step: clip every update to this L2 norm (0: off)")
+	fs.IntVar(&c.Bucket, "bucket", 0, "pre-step: average random buckets of this size before the rule (0: off)")
 }
