@@ -107,7 +107,10 @@
 // # Errors
 //
 // Inputs no rule accepts (no updates, ragged lengths, NaN or infinities)
-// are refused with ErrNoUpdates, ErrLength and ErrNonFinite. A parameter
+// are refused with ErrNoUpdates, ErrLength and ErrNonFinite (naming the
+// first bad update in input order; the rules detect it from their first
+// pass over the inputs rather than a separate one, so on this error, as on
+// any error, dst holds unspecified values and must not be used). A parameter
 // that is wrong whatever the cohort is ErrConfig (or ErrUnknownRule); a
 // cohort too small for the rule and its parameters is ErrCohort. The rules
 // never return NaN and never fall back to another rule.
@@ -165,7 +168,8 @@ type Rule interface {
 	Name() string
 	// Aggregate writes the aggregate of updates into dst, whose length must
 	// equal every update's and which must not overlap them. It never
-	// changes the updates.
+	// changes the updates. On error the contents of dst are unspecified
+	// and must not be used.
 	Aggregate(dst []float32, updates []Update) (Report, error)
 }
 
@@ -195,6 +199,16 @@ var (
 // Check validates updates against a model of n parameters: at least one
 // update, each of length n and finite.
 func Check(n int, updates []Update) error {
+	if err := checkLengths(n, updates); err != nil {
+		return err
+	}
+	return checkFinite(updates)
+}
+
+// checkLengths is Check without the finiteness test: at least one update,
+// each of length n. The rules call it up front and leave finiteness to
+// their first kernel pass (see deferredFinite).
+func checkLengths(n int, updates []Update) error {
 	if len(updates) == 0 {
 		return ErrNoUpdates
 	}
@@ -202,6 +216,16 @@ func Check(n int, updates []Update) error {
 		if len(u.Delta) != n {
 			return fmt.Errorf("%w: %q has %d, want %d", ErrLength, u.ID, len(u.Delta), n)
 		}
+	}
+	return nil
+}
+
+// checkFinite is Check's finiteness test: ErrNonFinite naming the first
+// update in input order holding a NaN or infinity.
+func checkFinite(updates []Update) error {
+	n := 0
+	if len(updates) > 0 {
+		n = len(updates[0].Delta)
 	}
 	// One pass over every input: spread it over the cores, reporting the
 	// first bad update in input order whatever finishes first.
@@ -216,6 +240,19 @@ func Check(n int, updates []Update) error {
 	}
 	return nil
 }
+
+// deferredFinite is how the rules avoid a separate validation pass. A rule
+// checks lengths up front and runs its first kernel pass over the inputs
+// unvalidated; every such pass (weightedSum, pairwiseSquaredDistances,
+// squaredDistancesTo) propagates a NaN or infinity of any input into some
+// value it returns, because NaN and ±Inf survive subtraction from, scaling
+// by and addition of finite numbers (or become NaN). When that value is not
+// finite the rule calls deferredFinite, which runs the exact test and
+// returns ErrNonFinite naming the first bad update in input order, or nil
+// when all inputs are finite after all (a float32 overflow of a finite
+// result), in which case the rule goes on as before. On error dst holds
+// unspecified values.
+func deferredFinite(updates []Update) error { return checkFinite(updates) }
 
 // FedAvg is the sample-weighted mean. Sample counts are self-reported, so
 // a participant can buy weight by claiming a large count; MaxSamples, when
@@ -235,12 +272,15 @@ func (FedAvg) Name() string { return "fedavg" }
 // sample count, capped at MaxSamples when that is set. A zero count is
 // refused with ErrZeroSamples.
 func (r FedAvg) Aggregate(dst []float32, updates []Update) (Report, error) {
-	if err := Check(len(dst), updates); err != nil {
+	if err := checkLengths(len(dst), updates); err != nil {
 		return Report{}, err
 	}
 	var total float64
 	for _, u := range updates {
 		if u.Samples == 0 {
+			if err := checkFinite(updates); err != nil {
+				return Report{}, err
+			}
 			return Report{}, fmt.Errorf("%w: %q", ErrZeroSamples, u.ID)
 		}
 		total += float64(r.samples(u))
@@ -255,7 +295,12 @@ func (r FedAvg) Aggregate(dst []float32, updates []Update) (Report, error) {
 	for i, u := range updates {
 		w[i] = float64(r.samples(u)) / total
 	}
-	weightedSum(dst, vectors(updates), w)
+	if !weightedSum(dst, vectors(updates), w) {
+		// Finiteness is tested on the result: see deferredFinite.
+		if err := deferredFinite(updates); err != nil {
+			return Report{}, err
+		}
+	}
 	for i, u := range updates {
 		rep.Entries[i] = Entry{ID: u.ID, Weight: float64(r.samples(u)) / total, Selected: true}
 		if s := r.samples(u); s != u.Samples {

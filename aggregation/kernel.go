@@ -38,6 +38,18 @@ package aggregation
 // float32 square that overflows (|x_i − x_j| ≳ 1.8e19) makes the pair's sum
 // infinite; such pairs are recomputed in float64.
 //
+// # Distances to a center and finiteness
+//
+// squaredDistancesTo sums (x_k − c_k)² in float64 in four lanes by k mod 4
+// per block of colChunk coordinates; the assembly (sqdist4, four rows at a
+// time in sqdist4x4) keeps one 4-lane chain per row, so the order and the
+// bits are the portable loop's. weightedSumDist fuses centered clipping's
+// weighted sum with the next iteration's distances. The first pass each
+// rule makes over its inputs (weightedSum, pairwiseSquaredDistancesFinite,
+// squaredDistancesTo) doubles as the finiteness test: a NaN or infinity in
+// an input always reaches one of its outputs, and only then is the exact
+// per-update test run (deferredFinite in aggregation.go).
+//
 // # Per-coordinate order statistics
 //
 // Median and trimmed mean load 16 consecutive coordinates of every update
@@ -108,14 +120,23 @@ func parallel(tasks, work int, task func(worker, i int)) {
 // error below 8.1e-6 per entry, see the file comment), clamped at 0,
 // symmetric, with a zero diagonal. Identical vectors are exactly 0 apart.
 func pairwiseSquaredDistances(xs [][]float32) []float64 {
+	out, _ := pairwiseSquaredDistancesFinite(xs)
+	return out
+}
+
+// pairwiseSquaredDistancesFinite is pairwiseSquaredDistances that also
+// reports whether all of xs is finite, for n ≥ 2 (every row then takes part
+// in some pair, whose float32 partial a NaN or infinity makes non-finite).
+// When it reports false, the matrix holds NaNs and must not be used.
+func pairwiseSquaredDistancesFinite(xs [][]float32) ([]float64, bool) {
 	n := len(xs)
 	out := make([]float64, n*n)
 	if n < 2 {
-		return out
+		return out, true
 	}
 	d := len(xs[0])
 	if d == 0 {
-		return out
+		return out, true
 	}
 	tiles := (n + 3) / 4
 	type tilePair struct{ a, b int }
@@ -142,6 +163,17 @@ func pairwiseSquaredDistances(xs [][]float32) []float64 {
 					b[k] = xs[rowOf(tp.b, k)][lo:hi]
 				}
 				pairTile(&s, &a, &b)
+				if tp.a != tp.b && 4*tp.b+3 < n {
+					// A full off-diagonal tile: every pair has j > i.
+					for p := range 4 {
+						row := acc[(4*tp.a+p)*n+4*tp.b:][:4]
+						row[0] += float64(s[p*4])
+						row[1] += float64(s[p*4+1])
+						row[2] += float64(s[p*4+2])
+						row[3] += float64(s[p*4+3])
+					}
+					continue
+				}
 				for p := range 4 {
 					i := 4*tp.a + p
 					if i >= n {
@@ -160,6 +192,17 @@ func pairwiseSquaredDistances(xs [][]float32) []float64 {
 			}
 		}
 	})
+	finite := true
+	rowOK := make([]int8, n) // 0 unknown, 1 finite, -1 not
+	rowFinite := func(i int) bool {
+		if rowOK[i] == 0 {
+			rowOK[i] = 1
+			if !allFinite(xs[i]) {
+				rowOK[i] = -1
+			}
+		}
+		return rowOK[i] > 0
+	}
 	for i := range n {
 		for j := i + 1; j < n; j++ {
 			var v float64
@@ -167,13 +210,19 @@ func pairwiseSquaredDistances(xs [][]float32) []float64 {
 				v += partial[c*n*n+i*n+j]
 			}
 			if math.IsInf(v, 0) || math.IsNaN(v) {
+				if !rowFinite(i) || !rowFinite(j) {
+					finite = false
+					v = math.NaN()
+					out[i*n+j], out[j*n+i] = v, v
+					continue
+				}
 				v = squaredDistance64(xs[i], xs[j])
 			}
 			v = max(v, 0)
 			out[i*n+j], out[j*n+i] = v, v
 		}
 	}
-	return out
+	return out, finite
 }
 
 // squaredDistance64 is ||x − y||² entirely in float64, the slow path for
@@ -452,14 +501,17 @@ func axpy64wGeneric(acc []float64, w float64, x []float32) {
 // weightedSum writes Σ w[j]·xs[j] into dst: per coordinate, in float64, the
 // products rounded and added in the order of xs (exactly FedAvg's
 // arithmetic, so the same bits as its scalar loop), over blocks of colChunk
-// coordinates on all cores.
-func weightedSum(dst []float32, xs [][]float32, w []float64) {
+// coordinates on all cores. It reports whether every value written is
+// finite: with finite weights, a NaN or infinity in any xs[j] makes the
+// coordinate's float64 sum, and so dst, non-finite.
+func weightedSum(dst []float32, xs [][]float32, w []float64) bool {
 	d := len(dst)
 	if d == 0 {
-		return
+		return true
 	}
 	tasks := (d + colChunk - 1) / colChunk
 	scratch := make([][]float64, runtime.GOMAXPROCS(0))
+	var bad atomic.Bool
 	parallel(tasks, d*len(xs), func(wk, t int) {
 		if scratch[wk] == nil {
 			scratch[wk] = make([]float64, colChunk)
@@ -472,7 +524,89 @@ func weightedSum(dst []float32, xs [][]float32, w []float64) {
 			axpy64w(acc, w[j], x[lo:hi])
 		}
 		div32(dst[lo:hi], acc, 1)
+		if !allFinite(dst[lo:hi]) {
+			bad.Store(true)
+		}
 	})
+	return !bad.Load()
+}
+
+// fuseSub is the sub-block of weightedSumDist: small enough that the n
+// updates' slices of it stay in L2 between the two uses.
+const fuseSub = 2048
+
+// weightedSumDist is weightedSum(dst, terms, w) followed by
+// squaredDistancesTo(xs, dst), fused: each block of colChunk coordinates
+// is produced in sub-blocks of fuseSub coordinates, and the distances of xs
+// to a sub-block are summed while xs's slices of it are still in cache. The
+// bits are those of the two calls (the 4-lane accumulators carry across
+// sub-blocks, which start at multiples of 4). It reports whether dst is
+// finite, as weightedSum does.
+func weightedSumDist(dst []float32, terms [][]float32, w []float64, xs [][]float32) ([]float64, bool) {
+	n, d := len(xs), len(dst)
+	out := make([]float64, n)
+	if d == 0 {
+		return out, true
+	}
+	blocks := (d + colChunk - 1) / colChunk
+	part := make([]float64, n*blocks)
+	workers := runtime.GOMAXPROCS(0)
+	scratch := make([][]float64, workers)
+	lanesAcc := make([][][4]float64, workers)
+	var bad atomic.Bool
+	parallel(blocks, d*(len(terms)+n), func(wk, b int) {
+		if scratch[wk] == nil {
+			scratch[wk] = make([]float64, fuseSub)
+			lanesAcc[wk] = make([][4]float64, n)
+		}
+		sa := lanesAcc[wk]
+		clear(sa)
+		lo := b * colChunk
+		hi := min(lo+colChunk, d)
+		for slo := lo; slo < hi; slo += fuseSub {
+			shi := min(slo+fuseSub, hi)
+			acc := scratch[wk][:shi-slo]
+			clear(acc)
+			for j, x := range terms {
+				axpy64w(acc, w[j], x[slo:shi])
+			}
+			v := dst[slo:shi]
+			div32(v, acc, 1)
+			if !allFinite(v) {
+				bad.Store(true)
+			}
+			sqdistRows(sa, xs, slo, shi, v)
+		}
+		for i := range n {
+			part[i*blocks+b] = (sa[i][0] + sa[i][1]) + (sa[i][2] + sa[i][3])
+		}
+	})
+	for i := range n {
+		var v float64
+		for b := range blocks {
+			v += part[i*blocks+b]
+		}
+		out[i] = v
+	}
+	return out, !bad.Load()
+}
+
+// allFinite reports whether v holds no NaN or infinity.
+func allFinite(v []float32) bool {
+	const expMask = 0x7f800000
+	var b0, b1, b2, b3 uint32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		q := v[i : i+4 : i+4]
+		b0 |= (math.Float32bits(q[0]) & expMask) + 0x00800000
+		b1 |= (math.Float32bits(q[1]) & expMask) + 0x00800000
+		b2 |= (math.Float32bits(q[2]) & expMask) + 0x00800000
+		b3 |= (math.Float32bits(q[3]) & expMask) + 0x00800000
+	}
+	for ; i < len(v); i++ {
+		b0 |= (math.Float32bits(v[i]) & expMask) + 0x00800000
+	}
+	return (b0|b1|b2|b3)&0x80000000 == 0
 }
 
 // squaredDistancesTo returns ||x_i − c||² for every update, each summed in
@@ -487,29 +621,17 @@ func squaredDistancesTo(xs [][]float32, c []float32) []float64 {
 	}
 	blocks := (d + colChunk - 1) / colChunk
 	part := make([]float64, n*blocks)
-	parallel(n*blocks, n*d, func(_, t int) {
-		i, b := t/blocks, t%blocks
+	groups := (n + 3) / 4
+	parallel(groups*blocks, n*d, func(_, t int) {
+		g, b := t/blocks, t%blocks
 		lo := b * colChunk
 		hi := min(lo+colChunk, d)
-		x, y := xs[i][lo:hi], c[lo:hi]
-		var s [4]float64
-		k := 0
-		for ; k+4 <= len(x); k += 4 {
-			xx, yy := x[k:k+4:k+4], y[k:k+4:k+4]
-			t0 := float64(xx[0]) - float64(yy[0])
-			t1 := float64(xx[1]) - float64(yy[1])
-			t2 := float64(xx[2]) - float64(yy[2])
-			t3 := float64(xx[3]) - float64(yy[3])
-			s[0] += float64(t0 * t0)
-			s[1] += float64(t1 * t1)
-			s[2] += float64(t2 * t2)
-			s[3] += float64(t3 * t3)
+		rows := xs[4*g : min(4*g+4, n)]
+		var s [4][4]float64
+		sqdistRows(s[:len(rows)], rows, lo, hi, c[lo:hi])
+		for r := range rows {
+			part[(4*g+r)*blocks+b] = (s[r][0] + s[r][1]) + (s[r][2] + s[r][3])
 		}
-		for ; k < len(x); k++ {
-			t := float64(x[k]) - float64(y[k])
-			s[k&3] += float64(t * t)
-		}
-		part[t] = (s[0] + s[1]) + (s[2] + s[3])
 	})
 	for i := range n {
 		var v float64
@@ -519,6 +641,56 @@ func squaredDistancesTo(xs [][]float32, c []float32) []float64 {
 		out[i] = v
 	}
 	return out
+}
+
+// sqdist4Generic is the portable sqdist4: s[k&3] += float64(t·t) with
+// t = float64(x[k]) − float64(y[k]), k increasing (len(x) ≤ len(y); the
+// lane of x[k] is k mod 4, so callers split a block only at multiples of 4).
+func sqdist4Generic(s *[4]float64, x, y []float32) {
+	y = y[:len(x)]
+	k := 0
+	for ; k+4 <= len(x); k += 4 {
+		xx, yy := x[k:k+4:k+4], y[k:k+4:k+4]
+		t0 := float64(xx[0]) - float64(yy[0])
+		t1 := float64(xx[1]) - float64(yy[1])
+		t2 := float64(xx[2]) - float64(yy[2])
+		t3 := float64(xx[3]) - float64(yy[3])
+		s[0] += float64(t0 * t0)
+		s[1] += float64(t1 * t1)
+		s[2] += float64(t2 * t2)
+		s[3] += float64(t3 * t3)
+	}
+	for ; k < len(x); k++ {
+		t := float64(x[k]) - float64(y[k])
+		s[k&3] += float64(t * t)
+	}
+}
+
+// sqdist4x4Generic is the portable sqdist4x4: sqdist4 of each x[r] (each
+// at least len(y) long) against y into s[r].
+func sqdist4x4Generic(s *[4][4]float64, x *[4][]float32, y []float32) {
+	for r := range 4 {
+		sqdist4Generic(&s[r], x[r][:len(y)], y)
+	}
+}
+
+// sqdistRows adds sqdist4 of every xs[i][lo:hi] against y (len hi−lo)
+// into s[i], four rows at a time.
+func sqdistRows(s [][4]float64, xs [][]float32, lo, hi int, y []float32) {
+	n := len(xs)
+	var rows [4][]float32
+	var acc [4][4]float64
+	for g := 0; g < n; g += 4 {
+		for r := range 4 {
+			i := min(g+r, n-1) // a short last group repeats its last row
+			rows[r] = xs[i][lo:hi]
+			acc[r] = s[i]
+		}
+		sqdist4x4(&acc, &rows, y)
+		for r := range min(4, n-g) {
+			s[g+r] = acc[r]
+		}
+	}
 }
 
 // coordinateClosestToMedianMean is Bulyan's last step: per coordinate, over

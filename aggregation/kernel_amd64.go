@@ -105,3 +105,37 @@ func axpy64w(acc []float64, w float64, x []float32) {
 	}
 	axpy64wGeneric(acc, w, x)
 }
+
+//go:noescape
+func sqdist4AVX512(s *[4]float64, x, y *float32, n int)
+
+func sqdist4(s *[4]float64, x, y []float32) {
+	n := len(x)
+	y = y[:n]
+	m := n &^ 7
+	if haveAVX512 && m > 0 {
+		sqdist4AVX512(s, &x[0], &y[0], m)
+		x, y = x[m:], y[m:]
+	}
+	sqdist4Generic(s, x, y)
+}
+
+//go:noescape
+func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
+
+func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
+	n := len(y)
+	m := n &^ 3
+	if !haveAVX512 || m == 0 {
+		sqdist4x4Generic(s, x, y)
+		return
+	}
+	var rows [4]*float32
+	for r := range 4 {
+		rows[r] = unsafe.SliceData(x[r][:n])
+	}
+	sqdist4x4AVX512(s, &rows, &y[0], m)
+	for r := range 4 {
+		sqdist4Generic(&s[r], x[r][m:n], y[m:])
+	}
+}

@@ -507,3 +507,83 @@ axpyloop:
 axpydone:
 	VZEROUPPER
 	RET
+
+// func sqdist4AVX512(s *[4]float64, x, y *float32, n int)
+// s[k%4] += float64(t·t) with t = float64(x[k]) − float64(y[k]), k in
+// increasing order, for k < n; n is a multiple of 8. One 4-lane float64
+// chain, so the same operations in the same order as sqdist4Generic.
+TEXT ·sqdist4AVX512(SB), NOSPLIT, $0-32
+	MOVQ s+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	VMOVUPD (DI), Y0
+	SHRQ $3, CX
+	JZ sqd4done
+sqd4loop:
+	VCVTPS2PD (SI), Y1
+	VCVTPS2PD (DX), Y2
+	VCVTPS2PD 16(SI), Y3
+	VCVTPS2PD 16(DX), Y4
+	VSUBPD Y2, Y1, Y1
+	VSUBPD Y4, Y3, Y3
+	VMULPD Y1, Y1, Y1
+	VMULPD Y3, Y3, Y3
+	VADDPD Y1, Y0, Y0
+	VADDPD Y3, Y0, Y0
+	ADDQ $32, SI
+	ADDQ $32, DX
+	DECQ CX
+	JNZ sqd4loop
+sqd4done:
+	VMOVUPD Y0, (DI)
+	VZEROUPPER
+	RET
+
+// func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
+// sqdist4AVX512 for four rows at once against the same y (s[r] for
+// rows[r]): four independent chains; n is a multiple of 4.
+TEXT ·sqdist4x4AVX512(SB), NOSPLIT, $0-32
+	MOVQ s+0(FP), DI
+	MOVQ rows+8(FP), AX
+	MOVQ 0(AX), R8
+	MOVQ 8(AX), R9
+	MOVQ 16(AX), R10
+	MOVQ 24(AX), R11
+	MOVQ y+16(FP), DX
+	MOVQ n+24(FP), CX
+	VMOVUPD 0(DI), Y0
+	VMOVUPD 32(DI), Y1
+	VMOVUPD 64(DI), Y2
+	VMOVUPD 96(DI), Y3
+	XORQ BX, BX
+	SHRQ $2, CX
+	JZ sqx4done
+sqx4loop:
+	VCVTPS2PD (DX)(BX*1), Y8
+	VCVTPS2PD (R8)(BX*1), Y4
+	VCVTPS2PD (R9)(BX*1), Y5
+	VCVTPS2PD (R10)(BX*1), Y6
+	VCVTPS2PD (R11)(BX*1), Y7
+	VSUBPD Y8, Y4, Y4
+	VSUBPD Y8, Y5, Y5
+	VSUBPD Y8, Y6, Y6
+	VSUBPD Y8, Y7, Y7
+	VMULPD Y4, Y4, Y4
+	VMULPD Y5, Y5, Y5
+	VMULPD Y6, Y6, Y6
+	VMULPD Y7, Y7, Y7
+	VADDPD Y4, Y0, Y0
+	VADDPD Y5, Y1, Y1
+	VADDPD Y6, Y2, Y2
+	VADDPD Y7, Y3, Y3
+	ADDQ $16, BX
+	DECQ CX
+	JNZ sqx4loop
+sqx4done:
+	VMOVUPD Y0, 0(DI)
+	VMOVUPD Y1, 32(DI)
+	VMOVUPD Y2, 64(DI)
+	VMOVUPD Y3, 96(DI)
+	VZEROUPPER
+	RET

@@ -20,3 +20,7 @@ func div32(dst []float32, acc []float64, c float64) { div32Generic(dst, acc, c) 
 func sort16(buf []float32, xs [][]float32, off int, net []int32) { sort16Generic(buf, xs, off, net) }
 
 func axpy64w(acc []float64, w float64, x []float32) { axpy64wGeneric(acc, w, x) }
+
+func sqdist4(s *[4]float64, x, y []float32) { sqdist4Generic(s, x, y) }
+
+func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) { sqdist4x4Generic(s, x, y) }

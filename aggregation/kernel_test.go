@@ -443,3 +443,89 @@ func TestSquaredDistancesTo(t *testing.T) {
 		}
 	})
 }
+
+// squaredDistancesToRef is squaredDistancesTo's documented order: per block
+// of colChunk coordinates four float64 lanes by coordinate mod 4, the lanes
+// added as (0+1)+(2+3), the blocks added in order.
+func squaredDistancesToRef(x, c []float32) float64 {
+	var v float64
+	for lo := 0; lo < len(c); lo += colChunk {
+		hi := min(lo+colChunk, len(c))
+		var s [4]float64
+		for k := lo; k < hi; k++ {
+			t := float64(x[k]) - float64(c[k])
+			s[(k-lo)&3] += float64(t * t)
+		}
+		v += (s[0] + s[1]) + (s[2] + s[3])
+	}
+	return v
+}
+
+func TestSquaredDistancesToBits(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		forKernelCases(t, func(t *testing.T, xs [][]float32) {
+			c := xs[len(xs)-1]
+			got := squaredDistancesTo(xs, c)
+			for i, x := range xs {
+				if want := squaredDistancesToRef(x, c); math.Float64bits(got[i]) != math.Float64bits(want) {
+					t.Fatalf("squaredDistancesTo[%d] = %v, want %v", i, got[i], want)
+				}
+			}
+		})
+	})
+}
+
+func TestWeightedSumDistMatchesUnfused(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		forKernelCases(t, func(t *testing.T, xs [][]float32) {
+			n, d := len(xs), len(xs[0])
+			w := make([]float64, n)
+			for j := range w {
+				w[j] = float64(j+1) / float64(n*(n+1)/2)
+			}
+			want := make([]float32, d)
+			weightedSum(want, xs, w)
+			wantSq := squaredDistancesTo(xs, want)
+			got := make([]float32, d)
+			gotSq, ok := weightedSumDist(got, xs, w, xs)
+			if !ok {
+				t.Fatal("weightedSumDist reported a non-finite result")
+			}
+			for c := range want {
+				if math.Float32bits(got[c]) != math.Float32bits(want[c]) {
+					t.Fatalf("dst[%d] = %v, want %v", c, got[c], want[c])
+				}
+			}
+			for i := range wantSq {
+				if math.Float64bits(gotSq[i]) != math.Float64bits(wantSq[i]) {
+					t.Fatalf("sq[%d] = %v, want %v", i, gotSq[i], wantSq[i])
+				}
+			}
+		})
+	})
+}
+
+func TestKernelsFlagNonFinite(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+			for _, d := range []int{1, 17, 3000, 9001} {
+				for row := range 3 {
+					xs := make([][]float32, 3)
+					for i := range xs {
+						xs[i] = make([]float32, d)
+						for c := range xs[i] {
+							xs[i][c] = float32(i*d + c)
+						}
+					}
+					xs[row][d-1] = bad
+					if _, ok := pairwiseSquaredDistancesFinite(xs); ok {
+						t.Fatalf("pairwise: %v in row %d of d=%d not flagged", bad, row, d)
+					}
+					if ok := weightedSum(make([]float32, d), xs, []float64{0, 0.5, 0.5}); ok {
+						t.Fatalf("weightedSum: %v in row %d of d=%d not flagged", bad, row, d)
+					}
+				}
+			}
+		}
+	})
+}

@@ -8,8 +8,9 @@ import (
 	"strings"
 )
 
-// The robust rules. Each checks its parameters (ErrConfig), the updates
-// (Check) and its cohort precondition (ErrCohort) before any arithmetic,
+// The robust rules. Each checks its parameters (ErrConfig), the updates'
+// lengths and its cohort precondition (ErrCohort) before any arithmetic,
+// tests finiteness from its first kernel pass (see deferredFinite),
 // ignores sample counts, and does its heavy work in the kernels
 // (pairwiseSquaredDistances, coordinateMedian, coordinateTrimmedMean,
 // meanOf), except Bulyan's closest-to-the-median trimming below.
@@ -54,7 +55,7 @@ func (r Median) Aggregate(dst []float32, updates []Update) (Report, error) {
 	}
 	xs := vectors(updates)
 	coordinateMedian(dst, xs)
-	return distanceReport(r.Name(), dst, updates, "median: distance %.6g to the coordinate-wise median"), nil
+	return distanceReport(r.Name(), dst, updates, "median: distance %.6g to the coordinate-wise median")
 }
 
 // TrimmedMean is the coordinate-wise β-trimmed mean (Yin et al., ICML
@@ -107,7 +108,7 @@ func (r TrimmedMean) Aggregate(dst []float32, updates []Update) (Report, error) 
 	k := trimCount(r.Beta, n)
 	coordinateTrimmedMean(dst, vectors(updates), k)
 	return distanceReport(r.Name(), dst, updates, fmt.Sprintf(
-		"trimmed-mean: %d lowest and %d highest of %d values dropped per coordinate; distance %%.6g to the aggregate", k, k, n)), nil
+		"trimmed-mean: %d lowest and %d highest of %d values dropped per coordinate; distance %%.6g to the aggregate", k, k, n))
 }
 
 // Krum selects the update with the lowest Krum score (Blanchard et al.,
@@ -176,7 +177,13 @@ func (r MultiKrum) aggregate(as checked, dst []float32, updates []Update) (Repor
 	name := as.Name()
 	xs := vectors(updates)
 	n := len(xs)
-	nb := newNeighbours(pairwiseSquaredDistances(xs), n)
+	dist, finite := pairwiseSquaredDistancesFinite(xs)
+	if !finite {
+		if err := deferredFinite(updates); err != nil {
+			return Report{}, err
+		}
+	}
+	nb := newNeighbours(dist, n)
 	alive := make([]bool, n)
 	for i := range alive {
 		alive[i] = true
@@ -247,7 +254,13 @@ func (r Bulyan) Aggregate(dst []float32, updates []Update) (Report, error) {
 	n := len(xs)
 	theta := n - 2*r.F
 	beta := theta - 2*r.F
-	nb := newNeighbours(pairwiseSquaredDistances(xs), n)
+	dist, finite := pairwiseSquaredDistancesFinite(xs)
+	if !finite {
+		if err := deferredFinite(updates); err != nil {
+			return Report{}, err
+		}
+	}
+	nb := newNeighbours(dist, n)
 	alive := make([]bool, n)
 	for i := range alive {
 		alive[i] = true
@@ -337,10 +350,23 @@ func (r CenteredClipping) Aggregate(dst []float32, updates []Update) (Report, er
 	w := make([]float64, n+1)
 	dist := make([]float64, n)
 	scale := make([]float64, n)
-	for range iters {
-		copy(v, dst)
+	// The distances to the first center are the finiteness test (see
+	// deferredFinite): a NaN or infinity in an update, or in the median,
+	// makes a distance non-finite. Each later iteration's distances come
+	// out of the previous weighted sum, fused (weightedSumDist).
+	copy(v, dst)
+	sqs := squaredDistancesTo(xs, v)
+	for _, sq := range sqs {
+		if math.IsNaN(sq) || math.IsInf(sq, 0) {
+			if err := deferredFinite(updates); err != nil {
+				return Report{}, err
+			}
+			break
+		}
+	}
+	for it := range iters {
 		var sum float64
-		for i, sq := range squaredDistancesTo(xs, v) {
+		for i, sq := range sqs {
 			dist[i] = math.Sqrt(sq)
 			scale[i] = 1
 			if dist[i] > r.Tau {
@@ -350,7 +376,12 @@ func (r CenteredClipping) Aggregate(dst []float32, updates []Update) (Report, er
 			sum += w[i]
 		}
 		w[n] = max(1-sum, 0)
-		weightedSum(dst, terms, w)
+		if it == iters-1 {
+			weightedSum(dst, terms, w)
+			break
+		}
+		sqs, _ = weightedSumDist(dst, terms, w, xs)
+		copy(v, dst)
 	}
 	rep := Report{Rule: r.Name(), Entries: make([]Entry, n)}
 	for i, u := range updates {
@@ -372,15 +403,24 @@ type checked interface {
 	cohort(n int) error
 }
 
-// prologue checks r's parameters, the updates and r's cohort.
+// prologue checks r's parameters, the updates' lengths and r's cohort. It
+// does not test finiteness when the cohort is fine: the rule does, from its
+// first kernel pass (see deferredFinite). The errors come in the order of
+// Check then cohort either way.
 func prologue(r checked, dst []float32, updates []Update) error {
 	if err := r.validate(); err != nil {
 		return err
 	}
-	if err := Check(len(dst), updates); err != nil {
+	if err := checkLengths(len(dst), updates); err != nil {
 		return err
 	}
-	return r.cohort(len(updates))
+	if err := r.cohort(len(updates)); err != nil {
+		if ferr := checkFinite(updates); ferr != nil {
+			return ferr
+		}
+		return err
+	}
+	return nil
 }
 
 func checkF(f int) error {
@@ -400,15 +440,25 @@ func vectors(updates []Update) [][]float32 {
 }
 
 // distanceReport selects every update and scores it by its distance to
-// agg; format has one %g verb for the distance.
-func distanceReport(name string, agg []float32, updates []Update, format string) Report {
+// agg; format has one %g verb for the distance. It is the finiteness test
+// of the rules that call it (see deferredFinite): a NaN or infinity in an
+// update, or in agg, makes that update's distance non-finite.
+func distanceReport(name string, agg []float32, updates []Update, format string) (Report, error) {
 	rep := Report{Rule: name, Entries: make([]Entry, len(updates))}
 	sq := squaredDistancesTo(vectors(updates), agg)
+	for _, v := range sq {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			if err := deferredFinite(updates); err != nil {
+				return Report{}, err
+			}
+			break
+		}
+	}
 	for i, u := range updates {
 		dd := math.Sqrt(sq[i])
 		rep.Entries[i] = Entry{ID: u.ID, Score: dd, Selected: true, Reason: fmt.Sprintf(format, dd)}
 	}
-	return rep
+	return rep, nil
 }
 
 // neighbours holds the distance matrix and each row's other indices in

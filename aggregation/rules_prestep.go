@@ -66,13 +66,22 @@ func (c NormClip) Aggregate(dst []float32, updates []Update) (Report, error) {
 	if err := c.validate(); err != nil {
 		return Report{}, err
 	}
-	if err := Check(len(dst), updates); err != nil {
+	if err := checkLengths(len(dst), updates); err != nil {
 		return Report{}, err
 	}
 	clipped := make([]Update, len(updates))
 	norms := make([]float64, len(updates))
 	factors := make([]float64, len(updates))
 	sq := squaredDistancesTo(vectors(updates), make([]float32, len(dst)))
+	// The norms are the finiteness test (see deferredFinite).
+	for _, v := range sq {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			if err := deferredFinite(updates); err != nil {
+				return Report{}, err
+			}
+			break
+		}
+	}
 	for i, u := range updates {
 		clipped[i] = u
 		norms[i] = math.Sqrt(sq[i])
@@ -144,16 +153,18 @@ func (b Bucketing) Aggregate(dst []float32, updates []Update) (Report, error) {
 	if err := b.validate(); err != nil {
 		return Report{}, err
 	}
-	if err := Check(len(dst), updates); err != nil {
+	// Finiteness is tested on the bucket means (or by fedavg) below; an
+	// error before them is preceded by the test, as with Check.
+	if err := checkLengths(len(dst), updates); err != nil {
 		return Report{}, err
 	}
 	if b.Rand == nil {
-		return Report{}, ErrNoRand
+		return Report{}, cmpErr(checkFinite(updates), ErrNoRand)
 	}
 	n := len(updates)
 	perm, err := permutation(b.Rand, n)
 	if err != nil {
-		return Report{}, err
+		return Report{}, cmpErr(checkFinite(updates), err)
 	}
 	nb := buckets(n, b.Size)
 	bucketOf := make([]int, n)
@@ -189,6 +200,17 @@ func (b Bucketing) Aggregate(dst []float32, updates []Update) (Report, error) {
 			samples = satAdd(samples, updates[i].Samples)
 		}
 		means[t] = Update{ID: fmt.Sprintf("bucket-%d", t+1), Delta: m, Samples: samples}
+	}
+	// A mean is finite unless a member holds a NaN or infinity (the float64
+	// mean of finite float32 values lies between them): the finiteness
+	// test, naming the update rather than its bucket.
+	for _, m := range means {
+		if !allFinite(m.Delta) {
+			if err := deferredFinite(updates); err != nil {
+				return Report{}, err
+			}
+			break
+		}
 	}
 	inner, err := b.Rule.Aggregate(dst, means)
 	if err != nil {
@@ -235,6 +257,14 @@ func permutation(r io.Reader, n int) ([]int, error) {
 		}
 	}
 	return p, nil
+}
+
+// cmpErr returns first when it is not nil, else second.
+func cmpErr(first, second error) error {
+	if first != nil {
+		return first
+	}
+	return second
 }
 
 func satAdd(a, b uint64) uint64 {
