@@ -41,8 +41,8 @@ package aggregation
 // # Distances to a center and finiteness
 //
 // squaredDistancesTo sums (x_k − c_k)² in float64 in four lanes by k mod 4
-// per block of colChunk coordinates; the assembly (sqdist4, four rows at a
-// time in sqdist4x4) keeps one 4-lane chain per row, so the order and the
+// per block of colChunk coordinates; the assembly (sqdist4x4, four rows at
+// a time) keeps one 4-lane chain per row, so the order and the
 // bits are the portable loop's. weightedSumDist fuses centered clipping's
 // weighted sum with the next iteration's distances. The first pass each
 // rule makes over its inputs (weightedSum, pairwiseSquaredDistancesFinite,

@@ -107,20 +107,6 @@ func axpy64w(acc []float64, w float64, x []float32) {
 }
 
 //go:noescape
-func sqdist4AVX512(s *[4]float64, x, y *float32, n int)
-
-func sqdist4(s *[4]float64, x, y []float32) {
-	n := len(x)
-	y = y[:n]
-	m := n &^ 7
-	if haveAVX512 && m > 0 {
-		sqdist4AVX512(s, &x[0], &y[0], m)
-		x, y = x[m:], y[m:]
-	}
-	sqdist4Generic(s, x, y)
-}
-
-//go:noescape
 func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
 
 func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {

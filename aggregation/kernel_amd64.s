@@ -508,41 +508,11 @@ axpydone:
 	VZEROUPPER
 	RET
 
-// func sqdist4AVX512(s *[4]float64, x, y *float32, n int)
-// s[k%4] += float64(t·t) with t = float64(x[k]) − float64(y[k]), k in
-// increasing order, for k < n; n is a multiple of 8. One 4-lane float64
-// chain, so the same operations in the same order as sqdist4Generic.
-TEXT ·sqdist4AVX512(SB), NOSPLIT, $0-32
-	MOVQ s+0(FP), DI
-	MOVQ x+8(FP), SI
-	MOVQ y+16(FP), DX
-	MOVQ n+24(FP), CX
-	VMOVUPD (DI), Y0
-	SHRQ $3, CX
-	JZ sqd4done
-sqd4loop:
-	VCVTPS2PD (SI), Y1
-	VCVTPS2PD (DX), Y2
-	VCVTPS2PD 16(SI), Y3
-	VCVTPS2PD 16(DX), Y4
-	VSUBPD Y2, Y1, Y1
-	VSUBPD Y4, Y3, Y3
-	VMULPD Y1, Y1, Y1
-	VMULPD Y3, Y3, Y3
-	VADDPD Y1, Y0, Y0
-	VADDPD Y3, Y0, Y0
-	ADDQ $32, SI
-	ADDQ $32, DX
-	DECQ CX
-	JNZ sqd4loop
-sqd4done:
-	VMOVUPD Y0, (DI)
-	VZEROUPPER
-	RET
-
 // func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
-// sqdist4AVX512 for four rows at once against the same y (s[r] for
-// rows[r]): four independent chains; n is a multiple of 4.
+// s[r][k%4] += float64(t·t) with t = float64(rows[r][k]) − float64(y[k]),
+// k in increasing order, for k < n, for four rows at once against the same
+// y: four independent 4-lane chains, the same operations in the same order
+// as sqdist4Generic; n is a multiple of 4.
 TEXT ·sqdist4x4AVX512(SB), NOSPLIT, $0-32
 	MOVQ s+0(FP), DI
 	MOVQ rows+8(FP), AX
