@@ -65,6 +65,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/fedguard/fedguard/model"
 )
 
 const (
@@ -197,7 +199,7 @@ func pairwiseSquaredDistancesFinite(xs [][]float32) ([]float64, bool) {
 	rowFinite := func(i int) bool {
 		if rowOK[i] == 0 {
 			rowOK[i] = 1
-			if !allFinite(xs[i]) {
+			if !model.AllFinite(xs[i]) {
 				rowOK[i] = -1
 			}
 		}
@@ -524,7 +526,7 @@ func weightedSum(dst []float32, xs [][]float32, w []float64) bool {
 			axpy64w(acc, w[j], x[lo:hi])
 		}
 		div32(dst[lo:hi], acc, 1)
-		if !allFinite(dst[lo:hi]) {
+		if !model.AllFinite(dst[lo:hi]) {
 			bad.Store(true)
 		}
 	})
@@ -572,7 +574,7 @@ func weightedSumDist(dst []float32, terms [][]float32, w []float64, xs [][]float
 			}
 			v := dst[slo:shi]
 			div32(v, acc, 1)
-			if !allFinite(v) {
+			if !model.AllFinite(v) {
 				bad.Store(true)
 			}
 			sqdistRows(sa, xs, slo, shi, v)
@@ -589,24 +591,6 @@ func weightedSumDist(dst []float32, terms [][]float32, w []float64, xs [][]float
 		out[i] = v
 	}
 	return out, !bad.Load()
-}
-
-// allFinite reports whether v holds no NaN or infinity.
-func allFinite(v []float32) bool {
-	const expMask = 0x7f800000
-	var b0, b1, b2, b3 uint32
-	i := 0
-	for ; i+4 <= len(v); i += 4 {
-		q := v[i : i+4 : i+4]
-		b0 |= (math.Float32bits(q[0]) & expMask) + 0x00800000
-		b1 |= (math.Float32bits(q[1]) & expMask) + 0x00800000
-		b2 |= (math.Float32bits(q[2]) & expMask) + 0x00800000
-		b3 |= (math.Float32bits(q[3]) & expMask) + 0x00800000
-	}
-	for ; i < len(v); i++ {
-		b0 |= (math.Float32bits(v[i]) & expMask) + 0x00800000
-	}
-	return (b0|b1|b2|b3)&0x80000000 == 0
 }
 
 // squaredDistancesTo returns ||x_i − c||² for every update, each summed in

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/fedguard/fedguard/model"
 )
 
 var (
@@ -205,7 +207,7 @@ func (b Bucketing) Aggregate(dst []float32, updates []Update) (Report, error) {
 	// mean of finite float32 values lies between them): the finiteness
 	// test, naming the update rather than its bucket.
 	for _, m := range means {
-		if !allFinite(m.Delta) {
+		if !model.AllFinite(m.Delta) {
 			if err := deferredFinite(updates); err != nil {
 				return Report{}, err
 			}
