@@ -405,14 +405,20 @@ func TestCoordinateClosestToMedianMean(t *testing.T) {
 	})
 }
 
+// rampWeights are n distinct weights 1..n, normalised to sum to one.
+func rampWeights(n int) []float64 {
+	w := make([]float64, n)
+	for j := range w {
+		w[j] = float64(j+1) / float64(n*(n+1)/2)
+	}
+	return w
+}
+
 func TestWeightedSumMatchesScalarLoop(t *testing.T) {
 	withPaths(t, func(t *testing.T) {
 		forKernelCases(t, func(t *testing.T, xs [][]float32) {
 			n, d := len(xs), len(xs[0])
-			w := make([]float64, n)
-			for j := range w {
-				w[j] = float64(j+1) / float64(n*(n+1)/2)
-			}
+			w := rampWeights(n)
 			acc := make([]float64, d)
 			for j, x := range xs {
 				// The textbook loop: each product rounded, then added.
@@ -479,10 +485,7 @@ func TestWeightedSumDistMatchesUnfused(t *testing.T) {
 	withPaths(t, func(t *testing.T) {
 		forKernelCases(t, func(t *testing.T, xs [][]float32) {
 			n, d := len(xs), len(xs[0])
-			w := make([]float64, n)
-			for j := range w {
-				w[j] = float64(j+1) / float64(n*(n+1)/2)
-			}
+			w := rampWeights(n)
 			want := make([]float32, d)
 			weightedSum(want, xs, w)
 			wantSq := squaredDistancesTo(xs, want)

@@ -40,9 +40,13 @@ func (Median) Name() string { return "median" }
 
 func (r Median) validate() error { return checkF(r.F) }
 
-func (r Median) cohort(n int) error {
-	if n < 1 || 2*r.F >= n {
-		return fmt.Errorf("%w: median needs f < n/2, have n=%d f=%d", ErrCohort, n, r.F)
+func (r Median) cohort(n int) error { return honestMajority(r.Name(), n, r.F) }
+
+// honestMajority is the precondition of the rules that need fewer than half
+// of the n updates to be Byzantine.
+func honestMajority(name string, n, f int) error {
+	if n < 1 || 2*f >= n {
+		return fmt.Errorf("%w: %s needs f < n/2, have n=%d f=%d", ErrCohort, name, n, f)
 	}
 	return nil
 }
@@ -323,12 +327,7 @@ func (r CenteredClipping) validate() error {
 	return nil
 }
 
-func (r CenteredClipping) cohort(n int) error {
-	if n < 1 || 2*r.F >= n {
-		return fmt.Errorf("%w: centered-clipping needs f < n/2, have n=%d f=%d", ErrCohort, n, r.F)
-	}
-	return nil
-}
+func (r CenteredClipping) cohort(n int) error { return honestMajority(r.Name(), n, r.F) }
 
 // Aggregate implements Rule. Each entry's score is the update's distance
 // to the center of the last iteration.
