@@ -1,0 +1,26 @@
+package dataset
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"math"
+)
+
+// Digest is the SHA-256 of a canonical encoding of s (a domain tag, the
+// feature count, then every mean and every std as big-endian IEEE 754 bits).
+// A signed round manifest carries it, so a participant can check that the
+// standardization it was sent is the one the federation fixed: a skewed
+// scaling would bias a hospital's training as surely as a swapped model.
+func (s Scaling) Digest() [32]byte {
+	b := make([]byte, 0, 32+16*len(s.Mean))
+	b = append(b, "fedguard-scaling-v1\x00"...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Mean)))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Std)))
+	for _, v := range s.Mean {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	for _, v := range s.Std {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return sha256.Sum256(b)
+}

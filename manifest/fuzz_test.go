@@ -1,0 +1,126 @@
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// FuzzOpen feeds arbitrary envelopes to Open. It must never panic; every
+// error must wrap exactly one of Open's kinds; and whatever it accepts must
+// be a statement that this package writes byte for byte, with the digest
+// Digest computes.
+func FuzzOpen(f *testing.F) {
+	s := testSigner(f)
+	keys := s.Public()
+	golden, err := os.ReadFile("testdata/manifest.golden")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(golden)
+	genesis, _, err := Sign(s, genesisRound())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(genesis)
+	f.Add(editEnvelope(f, golden, func(e map[string]any) { e["signatures"] = sigs(e)[:1] }))
+	f.Add(editEnvelope(f, golden, func(e map[string]any) { e["signatures"] = nil }))
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(``))
+	kinds := []error{ErrMalformed, ErrUnsigned, ErrBadSignature, ErrModelMismatch}
+	f.Fuzz(func(t *testing.T, env []byte) {
+		r, digest, err := Open(env, keys)
+		if err != nil {
+			n := 0
+			for _, k := range kinds {
+				if errors.Is(err, k) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("Open error %q wraps %d kinds, want 1", err, n)
+			}
+			return
+		}
+		_, payload, err := decodeEnvelope(env)
+		if err != nil {
+			t.Fatalf("Open accepted an envelope decodeEnvelope refuses: %v", err)
+		}
+		if d, err := Digest(env); err != nil || d != digest {
+			t.Fatalf("Digest = %x, %v; Open digest %x", d, err, digest)
+		}
+		again, err := marshalStatement(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, payload) {
+			t.Fatalf("accepted payload is not what Sign writes:\n got %q\nwant %q", payload, again)
+		}
+	})
+}
+
+// FuzzParseStatement fuzzes the statement parser directly, which FuzzOpen
+// rarely reaches past the signatures. Whatever it accepts must encode back
+// to a statement it parses to the same Round, and that encoding must be a
+// fixed point.
+func FuzzParseStatement(f *testing.F) {
+	for _, r := range []Round{goldenRound(), genesisRound()} {
+		payload, err := marshalStatement(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(payload)
+	}
+	f.Add([]byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"https://fedguard.dev/round-manifest/v1","predicate":{}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		r, err := parseStatement(payload)
+		if err != nil {
+			return
+		}
+		enc, err := marshalStatement(r)
+		if err != nil {
+			t.Fatalf("marshalStatement(parsed round) = %v", err)
+		}
+		r2, err := parseStatement(enc)
+		if err != nil {
+			t.Fatalf("parseStatement(marshalStatement(r)) = %v", err)
+		}
+		if diff := cmp.Diff(r, r2); diff != "" {
+			t.Fatalf("round changed across re-encoding (-first +second):\n%s", diff)
+		}
+		enc2, _ := marshalStatement(r2)
+		if !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding is not a fixed point:\n%q\n%q", enc, enc2)
+		}
+	})
+}
+
+// FuzzParsePublicKeys checks that the key parser never panics and that
+// what it accepts marshals to a file it parses to the same keys.
+func FuzzParsePublicKeys(f *testing.F) {
+	if data, err := os.ReadFile("testdata/signing.pub"); err == nil {
+		f.Add(data)
+	}
+	if data, err := os.ReadFile("testdata/cosign.pub"); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ParsePublicKeys(data)
+		if err != nil {
+			return
+		}
+		back, err := ParsePublicKeys(k.MarshalPEM())
+		if err != nil {
+			t.Fatalf("ParsePublicKeys(MarshalPEM(k)) = %v", err)
+		}
+		if !back.Equal(k) || back.Fingerprint() != k.Fingerprint() {
+			t.Fatal("keys changed across MarshalPEM")
+		}
+	})
+}
