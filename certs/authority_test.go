@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -330,6 +331,21 @@ func TestRevoke(t *testing.T) {
 	for _, c := range []*x509.Certificate{c1, c2, c3} {
 		if !rl.IsRevoked(c.SerialNumber) {
 			t.Errorf("IsRevoked(%x) = false", c.SerialNumber)
+		}
+	}
+	// Revoked lists the same serials, ordered, each with its time.
+	var want []string
+	for _, c := range []*x509.Certificate{c1, c2, c3} {
+		want = append(want, c.SerialNumber.Text(16))
+	}
+	slices.Sort(want)
+	listed := rl.Revoked()
+	if len(listed) != len(want) {
+		t.Fatalf("Revoked() has %d entries, want %d", len(listed), len(want))
+	}
+	for i, r := range listed {
+		if r.Serial != want[i] || r.At.IsZero() || time.Since(r.At) > time.Hour {
+			t.Errorf("Revoked()[%d] = %+v, want serial %s revoked just now", i, r, want[i])
 		}
 	}
 }

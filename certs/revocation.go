@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,7 +23,7 @@ type RevocationList struct {
 	ca   *x509.Certificate
 
 	mu      sync.RWMutex
-	serials map[string]struct{}
+	serials map[string]time.Time // revocation time by serial (hex)
 	number  *big.Int
 	hash    [sha256.Size]byte
 }
@@ -33,7 +35,7 @@ func NewRevocationList(path string, ca *x509.Certificate) (*RevocationList, erro
 	if ca == nil {
 		return nil, errors.New("certs: revocation list: no CA certificate")
 	}
-	r := &RevocationList{path: path, ca: ca, serials: map[string]struct{}{}}
+	r := &RevocationList{path: path, ca: ca, serials: map[string]time.Time{}}
 	if path == "" {
 		return r, nil
 	}
@@ -65,9 +67,9 @@ func (r *RevocationList) Reload() (changed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("certs: reload CRL %s (keeping the previous list): %w", r.path, err)
 	}
-	serials := make(map[string]struct{}, len(crl.RevokedCertificateEntries))
+	serials := make(map[string]time.Time, len(crl.RevokedCertificateEntries))
 	for _, e := range crl.RevokedCertificateEntries {
-		serials[serialHex(e.SerialNumber)] = struct{}{}
+		serials[serialHex(e.SerialNumber)] = e.RevocationTime
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -145,4 +147,26 @@ func (r *RevocationList) IsRevoked(serial *big.Int) bool {
 	defer r.mu.RUnlock()
 	_, ok := r.serials[serialHex(serial)]
 	return ok
+}
+
+// Revocation is one entry of the loaded list.
+type Revocation struct {
+	// Serial is the certificate's serial number in lowercase hex.
+	Serial string
+	At     time.Time
+}
+
+// Revoked returns the loaded list's entries, ordered by serial.
+func (r *RevocationList) Revoked() []Revocation {
+	if r == nil {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Revocation, 0, len(r.serials))
+	for s, at := range r.serials {
+		out = append(out, Revocation{Serial: s, At: at})
+	}
+	slices.SortFunc(out, func(a, b Revocation) int { return strings.Compare(a.Serial, b.Serial) })
+	return out
 }
