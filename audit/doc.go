@@ -1,0 +1,71 @@
+// Package audit keeps the federation's tamper-evident audit log: an
+// append-only sequence of events, stored in bbolt, that is at once a hash
+// chain and an RFC 6962 Merkle tree, with signed checkpoints. An auditor
+// checks an export of it offline with only the coordinator's public key.
+//
+// # Events and their encoding
+//
+// Every event has a canonical binary encoding (see [Event.MarshalBinary]),
+// versioned by its leading magic string "fedguard-audit-event-v1\x00":
+//
+//	magic    24 bytes  "fedguard-audit-event-v1\x00"
+//	seq      uint64    big-endian, counts from 0
+//	time     int64     big-endian, Unix nanoseconds (UTC)
+//	round    uint64    big-endian
+//	kind     uint32 big-endian length, then the bytes ([a-z_], at most 64)
+//	actor    uint32 big-endian length, then the bytes (UTF-8, at most 256)
+//	payload  uint32 big-endian length, then the bytes (a JSON object)
+//	prev     32 bytes  Hash of the previous event (zeros for event 0)
+//
+// The encoding leaves out the event's own hash, which is its SHA-256:
+// Event.Hash = SHA-256(encoding). Event n's leaf in the Merkle tree is
+// tlog.RecordHash(encoding) at index n, so the chain and the tree cover the
+// same bytes, and the database stores exactly those bytes. A payload is
+// stored as encoding/json writes it: compact, with <, >, &, U+2028 and
+// U+2029 escaped, so that it passes through any later json.Marshal
+// unchanged and its hash survives being embedded in other JSON documents.
+//
+// The encoding never changes within a version: a change of any field's
+// meaning or layout takes a new magic string ("…-v2"), and readers keep
+// decoding v1 events, whose hashes are already signed.
+//
+// # Checkpoints
+//
+// A checkpoint is a C2SP tlog-checkpoint signed note
+// (https://c2sp.org/tlog-checkpoint, golang.org/x/mod/sumdb/note):
+//
+//	<origin>
+//	<tree size, decimal>
+//	<root hash, standard base64>
+//
+//	— <origin> <signature>
+//
+// The key's name is the log's origin. The coordinator signs one after each
+// round; each checkpoint vouches for every event before its size, and
+// tlog's inclusion proofs ([Log.Prove], [VerifyProof]) show a single event
+// is in it.
+//
+// # Export format
+//
+// [Log.Export] writes JSON lines, format "fedguard-audit-export-v1": a
+// header, the events in sequence order, then the checkpoints in size order:
+//
+//	{"type":"header","format":"fedguard-audit-export-v1","origin":"…","events":N,"checkpoints":M}
+//	{"type":"event","seq":0,"kind":"…","actor":"…","round":0,"time":"…","payload":{…},"prev":"<hex>","hash":"<hex>"}
+//	{"type":"checkpoint","size":N,"note":"<signed note text>"}
+//
+// Times are RFC 3339 with nanoseconds in UTC, hashes lowercase hex, and
+// strings escaped as encoding/json escapes them. Each line has exactly one
+// form: [Verify] rejects any other spelling of the same content, so an
+// accepted export is byte for byte what Export would write for it.
+//
+// # Verification
+//
+// [Verify] streams an export and checks the chain, recomputes every hash
+// and the Merkle tree, and checks each checkpoint's signature and root. It
+// names the first line and sequence number that fail. What Verify cannot
+// see is an export cut back to an earlier checkpoint, since the signed
+// history is then merely shorter: compare [Summary.Covered] and
+// [Summary.Root] with a checkpoint obtained independently (a participant
+// keeps the latest one it has seen) to rule that out.
+package audit

@@ -1,0 +1,185 @@
+package audit
+
+import "encoding/json"
+
+// Event kinds. The payload of each kind is the struct named after it below;
+// a kind's payload only ever gains fields, so old exports stay readable.
+const (
+	KindCoordinatorStarted  = "coordinator_started"
+	KindCoordinatorStopped  = "coordinator_stopped"
+	KindConfigLoaded        = "config_loaded"
+	KindEnrolment           = "enrolment"
+	KindCertificateAccepted = "certificate_accepted"
+	KindCertificateRevoked  = "certificate_revoked"
+	KindConnectionRefused   = "connection_refused"
+	KindStatsReceived       = "stats_received"
+	KindScalingFixed        = "scaling_fixed"
+	KindRoundOpened         = "round_opened"
+	KindCohort              = "cohort"
+	KindModelPublished      = "model_published"
+	KindUpdateReceived      = "update_received"
+	KindUpdateRefused       = "update_refused"
+	KindAggregationReport   = "aggregation_report"
+	KindRoundFailed         = "round_failed"
+	KindRoundClosed         = "round_closed"
+	KindManifestSigned      = "manifest_signed"
+	KindManifestRefused     = "manifest_refused"
+)
+
+// ActorCoordinator is the actor of every event the coordinator causes on
+// its own; events caused by a participant name the participant.
+const ActorCoordinator = "coordinator"
+
+// CoordinatorStarted records a start of the coordinator process.
+type CoordinatorStarted struct {
+	Version    string `json:"version"`
+	Federation string `json:"federation"`
+	// LastRound is the last closed round the coordinator resumed from.
+	LastRound uint64 `json:"last_round"`
+}
+
+// CoordinatorStopped records an orderly stop.
+type CoordinatorStopped struct {
+	Reason string `json:"reason"`
+}
+
+// ConfigLoaded records the configuration a coordinator runs with: its
+// digest (SHA-256 of the file's bytes) and the settings that shape a model.
+type ConfigLoaded struct {
+	SHA256          string          `json:"sha256"`
+	MinParticipants int             `json:"min_participants"`
+	Rounds          int             `json:"rounds"`
+	Aggregation     json.RawMessage `json:"aggregation"`
+	Secure          bool            `json:"secure,omitempty"`
+}
+
+// Enrolment records the enrolled participants, with the changes since the
+// previous enrolment event.
+type Enrolment struct {
+	Enrolled []string `json:"enrolled"`
+	Added    []string `json:"added,omitempty"`
+	Removed  []string `json:"removed,omitempty"`
+}
+
+// CertificateAccepted records the first connection made with a
+// certificate: which certificate a participant used, and when it expires.
+type CertificateAccepted struct {
+	Participant string `json:"participant"`
+	Serial      string `json:"serial"`
+	SHA256      string `json:"sha256"`
+	NotBefore   string `json:"not_before"`
+	NotAfter    string `json:"not_after"`
+}
+
+// CertificateRevoked records a serial found revoked in the federation's
+// certificate revocation list.
+type CertificateRevoked struct {
+	Serial    string `json:"serial"`
+	RevokedAt string `json:"revoked_at"`
+}
+
+// ConnectionRefused records a refused TLS handshake. Suppressed counts the
+// refusals dropped since the previous event by the rate limit, so a flood
+// of bad connections cannot flood the log.
+type ConnectionRefused struct {
+	Reason     string `json:"reason"`
+	Remote     string `json:"remote"`
+	Serial     string `json:"serial,omitempty"`
+	Subject    string `json:"subject,omitempty"`
+	Suppressed uint64 `json:"suppressed,omitempty"`
+}
+
+// StatsReceived lists the aggregate statistics a participant sent: only
+// counts and per-feature sums leave a hospital, never rows.
+type StatsReceived struct {
+	Rows     uint64 `json:"rows"`
+	Features int    `json:"features"`
+	// Aggregates names the aggregates sent, for the record.
+	Aggregates []string `json:"aggregates"`
+}
+
+// ScalingFixed records the federation-wide feature standardization.
+type ScalingFixed struct {
+	Participants []string `json:"participants"`
+	Rows         uint64   `json:"rows"`
+	SHA256       string   `json:"sha256"`
+}
+
+// RoundOpened records the opening of a round attempt.
+type RoundOpened struct {
+	Attempt  uint32 `json:"attempt"`
+	Deadline string `json:"deadline"`
+}
+
+// Cohort records who was asked to train in a round attempt.
+type Cohort struct {
+	Attempt uint32   `json:"attempt"`
+	Members []string `json:"members"`
+}
+
+// ModelPublished records the model a round trains on (the global model of
+// the previous round) and the manifest that vouches for it.
+type ModelPublished struct {
+	ModelRound     uint64 `json:"model_round"`
+	ModelSHA256    string `json:"model_sha256"`
+	ManifestSHA256 string `json:"manifest_sha256"`
+}
+
+// UpdateReceived records an accepted update; the actor is the participant.
+type UpdateReceived struct {
+	Attempt         uint32  `json:"attempt"`
+	SHA256          string  `json:"sha256"`
+	Norm            float64 `json:"norm"`
+	Samples         uint64  `json:"samples"`
+	HoldoutCount    uint64  `json:"holdout_count"`
+	HoldoutAccuracy float64 `json:"holdout_accuracy"`
+}
+
+// UpdateRefused records a refused update; the actor is the participant.
+type UpdateRefused struct {
+	Attempt uint32 `json:"attempt"`
+	// Code is the gRPC status code name, Reason its message.
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+}
+
+// AggregationReport records the robust rule's verdict: the rule's own
+// report (scores, selections, exclusions) as it serializes.
+type AggregationReport struct {
+	Attempt uint32          `json:"attempt"`
+	Rule    string          `json:"rule"`
+	Report  json.RawMessage `json:"report"`
+}
+
+// RoundFailed records a round attempt that closed without a quorum.
+type RoundFailed struct {
+	Attempt uint32 `json:"attempt"`
+	Reason  string `json:"reason"`
+	Updates int    `json:"updates"`
+}
+
+// RoundClosed records a committed round: the new global model's digest.
+type RoundClosed struct {
+	Attempt      uint32   `json:"attempt"`
+	ModelSHA256  string   `json:"model_sha256"`
+	Participants []string `json:"participants"`
+	Dropped      []string `json:"dropped,omitempty"`
+	// Recovered marks an event written at start-up for a round whose
+	// commit outlived a crash that the event did not.
+	Recovered bool `json:"recovered,omitempty"`
+}
+
+// ManifestSigned records a signed round manifest, whole, so that an
+// auditor can check its signatures from the export alone.
+type ManifestSigned struct {
+	SHA256   string          `json:"sha256"`
+	Envelope json.RawMessage `json:"envelope"`
+}
+
+// ManifestRefused records a participant's refusal of a manifest; the actor
+// is the participant.
+type ManifestRefused struct {
+	ManifestRound uint64 `json:"manifest_round"`
+	Reason        string `json:"reason"`
+	Detail        string `json:"detail"`
+}
