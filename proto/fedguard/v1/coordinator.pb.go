@@ -680,7 +680,13 @@ type RoundAssignment struct {
 	// SHA-256 of the starting model's parameter bytes (format_version layout).
 	ModelSha256 []byte `protobuf:"bytes,7,opt,name=model_sha256,json=modelSha256,proto3" json:"model_sha256,omitempty"`
 	// Seed the participant mixes into its local shuffling for this round.
-	Seed          uint64 `protobuf:"varint,8,opt,name=seed,proto3" json:"seed,omitempty"`
+	Seed uint64 `protobuf:"varint,8,opt,name=seed,proto3" json:"seed,omitempty"`
+	// The signed manifest of the starting model (the manifest of round - 1):
+	// a DSSE envelope around an in-toto statement, signed with the
+	// coordinator's Ed25519 and ML-DSA-65 keys. The participant verifies it
+	// against the keys it pinned at enrolment, checks that it extends the last
+	// manifest it accepted, and trains only then.
+	Manifest      []byte `protobuf:"bytes,9,opt,name=manifest,proto3" json:"manifest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +777,216 @@ func (x *RoundAssignment) GetSeed() uint64 {
 	return 0
 }
 
+func (x *RoundAssignment) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// GetManifestRequest names a closed round (0 is the initial model).
+type GetManifestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManifestRequest) Reset() {
+	*x = GetManifestRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManifestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManifestRequest) ProtoMessage() {}
+
+func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
+func (*GetManifestRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetManifestRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+// GetManifestResponse carries the signed manifest of one round.
+type GetManifestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Round uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	// DSSE envelope, as in RoundAssignment.manifest.
+	Manifest      []byte `protobuf:"bytes,2,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetManifestResponse) Reset() {
+	*x = GetManifestResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetManifestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetManifestResponse) ProtoMessage() {}
+
+func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
+func (*GetManifestResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetManifestResponse) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *GetManifestResponse) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// ReportRefusalRequest tells the coordinator that the caller refused a
+// manifest, so the refusal lands in the federation's audit log.
+type ReportRefusalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The round of the refused manifest as the manifest claimed it (0 when it
+	// could not be read).
+	ManifestRound uint64 `protobuf:"varint,1,opt,name=manifest_round,json=manifestRound,proto3" json:"manifest_round,omitempty"`
+	// A stable reason: unsigned, bad_signature, malformed, rollback, fork,
+	// wrong_federation, model_mismatch.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Human-readable detail, at most 1024 bytes.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRefusalRequest) Reset() {
+	*x = ReportRefusalRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRefusalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRefusalRequest) ProtoMessage() {}
+
+func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRefusalRequest.ProtoReflect.Descriptor instead.
+func (*ReportRefusalRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReportRefusalRequest) GetManifestRound() uint64 {
+	if x != nil {
+		return x.ManifestRound
+	}
+	return 0
+}
+
+func (x *ReportRefusalRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReportRefusalRequest) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// ReportRefusalResponse acknowledges a recorded refusal.
+type ReportRefusalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRefusalResponse) Reset() {
+	*x = ReportRefusalResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRefusalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRefusalResponse) ProtoMessage() {}
+
+func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRefusalResponse.ProtoReflect.Descriptor instead.
+func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+}
+
 // GetModelRequest names the round whose starting model is wanted.
 type GetModelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -781,7 +997,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -793,7 +1009,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -806,7 +1022,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -833,7 +1049,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1061,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1074,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -914,7 +1130,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1142,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1155,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -982,7 +1198,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1210,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1223,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -1049,7 +1265,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1277,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1290,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -1146,7 +1362,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1374,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1387,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -1200,7 +1416,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1428,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1441,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -1287,7 +1503,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1c.fedguard.v1.RoundAssignmentR\n" +
 	"assignment\x12\x1a\n" +
-	"\bfinished\x18\x02 \x01(\bR\bfinished\"\xc4\x02\n" +
+	"\bfinished\x18\x02 \x01(\bR\bfinished\"\xe0\x02\n" +
 	"\x0fRoundAssignment\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12,\n" +
@@ -1296,7 +1512,18 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\ascaling\x18\x05 \x01(\v2\x1b.fedguard.v1.FeatureScalingR\ascaling\x126\n" +
 	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12!\n" +
 	"\fmodel_sha256\x18\a \x01(\fR\vmodelSha256\x12\x12\n" +
-	"\x04seed\x18\b \x01(\x04R\x04seed\"'\n" +
+	"\x04seed\x18\b \x01(\x04R\x04seed\x12\x1a\n" +
+	"\bmanifest\x18\t \x01(\fR\bmanifest\"*\n" +
+	"\x12GetManifestRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\"G\n" +
+	"\x13GetManifestResponse\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x1a\n" +
+	"\bmanifest\x18\x02 \x01(\fR\bmanifest\"m\n" +
+	"\x14ReportRefusalRequest\x12%\n" +
+	"\x0emanifest_round\x18\x01 \x01(\x04R\rmanifestRound\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x17\n" +
+	"\x15ReportRefusalResponse\"'\n" +
 	"\x0fGetModelRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\"\x9a\x01\n" +
 	"\x10GetModelResponse\x12\x14\n" +
@@ -1332,11 +1559,13 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\tModelKind\x12\x1a\n" +
 	"\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MODEL_KIND_LOGREG\x10\x01\x12\x12\n" +
-	"\x0eMODEL_KIND_MLP\x10\x022\x91\x03\n" +
+	"\x0eMODEL_KIND_MLP\x10\x022\xbb\x04\n" +
 	"\x12CoordinatorService\x12;\n" +
 	"\x04Join\x12\x18.fedguard.v1.JoinRequest\x1a\x19.fedguard.v1.JoinResponse\x12P\n" +
 	"\vReportStats\x12\x1f.fedguard.v1.ReportStatsRequest\x1a .fedguard.v1.ReportStatsResponse\x12J\n" +
-	"\tWaitRound\x12\x1d.fedguard.v1.WaitRoundRequest\x1a\x1e.fedguard.v1.WaitRoundResponse\x12I\n" +
+	"\tWaitRound\x12\x1d.fedguard.v1.WaitRoundRequest\x1a\x1e.fedguard.v1.WaitRoundResponse\x12P\n" +
+	"\vGetManifest\x12\x1f.fedguard.v1.GetManifestRequest\x1a .fedguard.v1.GetManifestResponse\x12V\n" +
+	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12I\n" +
 	"\bGetModel\x12\x1c.fedguard.v1.GetModelRequest\x1a\x1d.fedguard.v1.GetModelResponse0\x01\x12U\n" +
 	"\fSubmitUpdate\x12 .fedguard.v1.SubmitUpdateRequest\x1a!.fedguard.v1.SubmitUpdateResponse(\x01B;Z9github.com/fedguard/fedguard/proto/fedguard/v1;fedguardv1b\x06proto3"
 
@@ -1353,7 +1582,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),             // 1: fedguard.v1.ModelSpec
@@ -1367,14 +1596,18 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*WaitRoundRequest)(nil),      // 9: fedguard.v1.WaitRoundRequest
 	(*WaitRoundResponse)(nil),     // 10: fedguard.v1.WaitRoundResponse
 	(*RoundAssignment)(nil),       // 11: fedguard.v1.RoundAssignment
-	(*GetModelRequest)(nil),       // 12: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),      // 13: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),          // 14: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),            // 15: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),   // 16: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),           // 17: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),  // 18: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*GetManifestRequest)(nil),    // 12: fedguard.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),   // 13: fedguard.v1.GetManifestResponse
+	(*ReportRefusalRequest)(nil),  // 14: fedguard.v1.ReportRefusalRequest
+	(*ReportRefusalResponse)(nil), // 15: fedguard.v1.ReportRefusalResponse
+	(*GetModelRequest)(nil),       // 16: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),      // 17: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),          // 18: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),            // 19: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),   // 20: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),           // 21: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),  // 22: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -1384,22 +1617,26 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 4: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	2,  // 5: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	3,  // 6: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	19, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
-	15, // 8: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	14, // 9: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	17, // 10: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	23, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	19, // 8: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	18, // 9: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	21, // 10: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
 	5,  // 11: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
 	7,  // 12: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
 	9,  // 13: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	12, // 14: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	16, // 15: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	6,  // 16: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 17: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 18: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	13, // 19: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	18, // 20: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
+	12, // 14: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	14, // 15: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	16, // 16: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	20, // 17: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	6,  // 18: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 19: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 20: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	13, // 21: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	15, // 22: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	17, // 23: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	22, // 24: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1410,7 +1647,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 	if File_fedguard_v1_coordinator_proto != nil {
 		return
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[15].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[19].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -1420,7 +1657,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

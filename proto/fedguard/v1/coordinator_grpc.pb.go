@@ -33,11 +33,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Join_FullMethodName         = "/fedguard.v1.CoordinatorService/Join"
-	CoordinatorService_ReportStats_FullMethodName  = "/fedguard.v1.CoordinatorService/ReportStats"
-	CoordinatorService_WaitRound_FullMethodName    = "/fedguard.v1.CoordinatorService/WaitRound"
-	CoordinatorService_GetModel_FullMethodName     = "/fedguard.v1.CoordinatorService/GetModel"
-	CoordinatorService_SubmitUpdate_FullMethodName = "/fedguard.v1.CoordinatorService/SubmitUpdate"
+	CoordinatorService_Join_FullMethodName          = "/fedguard.v1.CoordinatorService/Join"
+	CoordinatorService_ReportStats_FullMethodName   = "/fedguard.v1.CoordinatorService/ReportStats"
+	CoordinatorService_WaitRound_FullMethodName     = "/fedguard.v1.CoordinatorService/WaitRound"
+	CoordinatorService_GetManifest_FullMethodName   = "/fedguard.v1.CoordinatorService/GetManifest"
+	CoordinatorService_ReportRefusal_FullMethodName = "/fedguard.v1.CoordinatorService/ReportRefusal"
+	CoordinatorService_GetModel_FullMethodName      = "/fedguard.v1.CoordinatorService/GetModel"
+	CoordinatorService_SubmitUpdate_FullMethodName  = "/fedguard.v1.CoordinatorService/SubmitUpdate"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -63,6 +65,13 @@ type CoordinatorServiceClient interface {
 	// training is finished, or the server's long-poll interval passes (then it
 	// returns with neither set and the caller asks again).
 	WaitRound(ctx context.Context, in *WaitRoundRequest, opts ...grpc.CallOption) (*WaitRoundResponse, error)
+	// GetManifest returns the signed manifest of a closed round, so that a
+	// participant that missed rounds can check the chain from the last
+	// manifest it accepted. NotFound for a round that has not closed.
+	GetManifest(ctx context.Context, in *GetManifestRequest, opts ...grpc.CallOption) (*GetManifestResponse, error)
+	// ReportRefusal records, in the audit log, that the caller refused a
+	// manifest (and so the model it vouches for), and why.
+	ReportRefusal(ctx context.Context, in *ReportRefusalRequest, opts ...grpc.CallOption) (*ReportRefusalResponse, error)
 	// GetModel streams the global model that a round starts from, in chunks.
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetModelResponse], error)
 	// SubmitUpdate streams one participant's update for an open round: first a
@@ -102,6 +111,26 @@ func (c *coordinatorServiceClient) WaitRound(ctx context.Context, in *WaitRoundR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(WaitRoundResponse)
 	err := c.cc.Invoke(ctx, CoordinatorService_WaitRound_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) GetManifest(ctx context.Context, in *GetManifestRequest, opts ...grpc.CallOption) (*GetManifestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetManifestResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_GetManifest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) ReportRefusal(ctx context.Context, in *ReportRefusalRequest, opts ...grpc.CallOption) (*ReportRefusalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportRefusalResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_ReportRefusal_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +192,13 @@ type CoordinatorServiceServer interface {
 	// training is finished, or the server's long-poll interval passes (then it
 	// returns with neither set and the caller asks again).
 	WaitRound(context.Context, *WaitRoundRequest) (*WaitRoundResponse, error)
+	// GetManifest returns the signed manifest of a closed round, so that a
+	// participant that missed rounds can check the chain from the last
+	// manifest it accepted. NotFound for a round that has not closed.
+	GetManifest(context.Context, *GetManifestRequest) (*GetManifestResponse, error)
+	// ReportRefusal records, in the audit log, that the caller refused a
+	// manifest (and so the model it vouches for), and why.
+	ReportRefusal(context.Context, *ReportRefusalRequest) (*ReportRefusalResponse, error)
 	// GetModel streams the global model that a round starts from, in chunks.
 	GetModel(*GetModelRequest, grpc.ServerStreamingServer[GetModelResponse]) error
 	// SubmitUpdate streams one participant's update for an open round: first a
@@ -186,6 +222,12 @@ func (UnimplementedCoordinatorServiceServer) ReportStats(context.Context, *Repor
 }
 func (UnimplementedCoordinatorServiceServer) WaitRound(context.Context, *WaitRoundRequest) (*WaitRoundResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WaitRound not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) GetManifest(context.Context, *GetManifestRequest) (*GetManifestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetManifest not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) ReportRefusal(context.Context, *ReportRefusalRequest) (*ReportRefusalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportRefusal not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) GetModel(*GetModelRequest, grpc.ServerStreamingServer[GetModelResponse]) error {
 	return status.Error(codes.Unimplemented, "method GetModel not implemented")
@@ -268,6 +310,42 @@ func _CoordinatorService_WaitRound_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_GetManifest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetManifestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).GetManifest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_GetManifest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).GetManifest(ctx, req.(*GetManifestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_ReportRefusal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportRefusalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).ReportRefusal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_ReportRefusal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).ReportRefusal(ctx, req.(*ReportRefusalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CoordinatorService_GetModel_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(GetModelRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -304,6 +382,14 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WaitRound",
 			Handler:    _CoordinatorService_WaitRound_Handler,
+		},
+		{
+			MethodName: "GetManifest",
+			Handler:    _CoordinatorService_GetManifest_Handler,
+		},
+		{
+			MethodName: "ReportRefusal",
+			Handler:    _CoordinatorService_ReportRefusal_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
