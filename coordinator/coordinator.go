@@ -22,6 +22,24 @@
 // (SIGKILL included) restarts from the last closed round; participants
 // reconnect on their own and the open round starts again.
 //
+// # Integrity and audit
+//
+// The coordinator signs every model it publishes: the initial model's
+// manifest when the feature scaling is fixed, and each round's when the
+// round closes (package manifest; keys in the data directory, made on
+// first start or by `fedguard coordinator --init-keys`). A manifest is
+// committed in the same transaction as its model and is sent with every
+// assignment; GetManifest serves older ones so that a participant that
+// missed rounds can check the chain.
+//
+// Every state-changing step is appended to the audit log (package audit,
+// DATA_DIR/audit.db) and is durable before it is acknowledged: an update is
+// recorded before SubmitUpdate returns, a round's verdict and new model
+// before the round is committed, the round's opening before anyone is told.
+// After each round the log is checkpointed and the checkpoint goes into the
+// manifest. A federation with signed rounds refuses to start without its
+// signing key or its audit log, rather than start a second history.
+//
 // # Errors on the wire
 //
 // Requests are validated at the gRPC edge: a malformed request or update is
@@ -37,6 +55,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -47,8 +66,10 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -115,6 +136,8 @@ type openRound struct {
 	// receiving marks participants with an update stream in flight, so one
 	// participant cannot make the coordinator buffer several updates.
 	receiving map[string]bool
+	// refused holds the reason of each cohort member's last refused update.
+	refused map[string]string
 }
 
 func (r *openRound) inCohort(name string) bool { return slices.Contains(r.cohort, name) }
@@ -128,6 +151,11 @@ type Coordinator struct {
 	store     *store
 	opts      options
 	enrolled  map[string]bool
+	signer    *manifest.Signer
+	audit     *audit.Log
+	certs     certSeen
+	refusals  refusalLimit
+	revokedMu sync.Mutex // serializes recordRevocations
 
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced on every state change
@@ -135,6 +163,7 @@ type Coordinator struct {
 	lastRound   uint64
 	model       []float32 // global model of lastRound; replaced, never mutated
 	modelSum    [32]byte  // SHA-256 of model in wire format v1
+	manifest    []byte    // signed manifest of lastRound; nil until the scaling is fixed
 	scaling     *dataset.Scaling
 	stats       map[string]dataset.Stats
 	statsSince  time.Time
@@ -224,8 +253,18 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		st.close()
 		return nil, fmt.Errorf("%w: stored model of round %d: %v", ErrCorrupt, p.lastRound, err)
 	}
-	c.lastRound, c.scaling, c.lastCohort = p.lastRound, p.scaling, p.cohort
+	c.lastRound, c.scaling, c.lastCohort, c.manifest = p.lastRound, p.scaling, p.cohort, p.manifest
 	c.modelSum = sha256.Sum256(p.model)
+	c.certs.seen = map[string]bool{}
+	c.signer, c.audit, err = openIntegrity(cfg, o.now, p.manifest != nil)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	if err := c.recordStart(context.Background()); err != nil {
+		c.Close()
+		return nil, err
+	}
 	switch {
 	case c.lastRound >= uint64(cfg.Training.Rounds):
 		c.phase = phaseFinished
@@ -240,8 +279,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	return c, nil
 }
 
-// Close releases the state database.
-func (c *Coordinator) Close() error { return c.store.close() }
+// Close releases the audit log and the state database.
+func (c *Coordinator) Close() error {
+	return errors.Join(c.audit.Close(), c.store.close())
+}
 
 // Rounds returns the records of all closed rounds, oldest first.
 func (c *Coordinator) Rounds() ([]RoundRecord, error) { return c.store.rounds() }
@@ -302,7 +343,7 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		if n < len(c.enrolled) && (n < c.cfg.MinParticipants || wait > 0) {
 			return max(min(wait, idle), time.Millisecond), nil
 		}
-		if err := c.fixScalingLocked(); err != nil {
+		if err := c.fixScalingLocked(ctx); err != nil {
 			return 0, err
 		}
 		return 0, nil
@@ -319,7 +360,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		if n < len(c.enrolled) && (n < c.cfg.MinParticipants || wait > 0) {
 			return max(min(wait, idle), time.Millisecond), nil
 		}
-		c.openRoundLocked(now)
+		if err := c.openRoundLocked(ctx, now); err != nil {
+			return 0, err
+		}
 		return time.Until(c.round.deadline), nil
 	case phaseTraining:
 		r := c.round
@@ -329,6 +372,11 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		if len(r.updates) < c.cfg.MinParticipants {
 			c.opts.log.WarnContext(ctx, "round failed: too few updates, retrying",
 				"round", r.number, "attempt", r.attempt, "updates", len(r.updates), "min", c.cfg.MinParticipants)
+			if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{
+				Attempt: r.attempt, Reason: fmt.Sprintf("%d updates before the deadline, %d needed", len(r.updates), c.cfg.MinParticipants), Updates: len(r.updates),
+			})); err != nil {
+				return 0, err
+			}
 			c.attempt++
 			c.round = nil
 			c.phase = phaseCohort
@@ -344,7 +392,7 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 	return idle, nil
 }
 
-func (c *Coordinator) fixScalingLocked() error {
+func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 	var total dataset.Stats
 	names := make([]string, 0, len(c.stats))
 	for n := range c.stats {
@@ -365,10 +413,24 @@ func (c *Coordinator) fixScalingLocked() error {
 	if err != nil {
 		return fmt.Errorf("derive feature scaling: %w", err)
 	}
-	if err := c.store.saveScaling(sc); err != nil {
-		return fmt.Errorf("save feature scaling: %w", err)
+	// The initial model's manifest vouches for the scaling too, so it is
+	// signed now, and committed with the scaling.
+	digest := sc.Digest()
+	if err := c.record(ctx, event(audit.KindScalingFixed, 0, audit.ScalingFixed{
+		Participants: names, Rows: total.Count, SHA256: hex.EncodeToString(digest[:]),
+	})); err != nil {
+		return err
 	}
 	c.scaling = &sc
+	genesis, err := c.signLocked(ctx, nil, c.modelSum)
+	if err == nil {
+		err = c.store.saveScaling(sc, genesis)
+	}
+	if err != nil {
+		c.scaling = nil
+		return fmt.Errorf("save feature scaling: %w", err)
+	}
+	c.manifest = genesis
 	c.stats = nil
 	c.phase = phaseCohort
 	c.opts.log.Info("feature scaling fixed", "participants", len(names), "rows", total.Count)
@@ -376,24 +438,40 @@ func (c *Coordinator) fixScalingLocked() error {
 	return nil
 }
 
-func (c *Coordinator) openRoundLocked(now time.Time) {
+func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error {
 	cohort := make([]string, 0, len(c.ready))
 	for n := range c.ready {
 		cohort = append(cohort, n)
 	}
 	slices.Sort(cohort)
+	number, deadline := c.lastRound+1, now.Add(time.Duration(c.cfg.RoundTimeout))
+	md, err := manifest.Digest(c.manifest)
+	if err != nil {
+		return fmt.Errorf("manifest of round %d: %w", c.lastRound, err)
+	}
+	if err := c.record(ctx,
+		event(audit.KindRoundOpened, number, audit.RoundOpened{Attempt: c.attempt, Deadline: deadline.UTC().Format(time.RFC3339Nano)}),
+		event(audit.KindCohort, number, audit.Cohort{Attempt: c.attempt, Members: cohort}),
+		event(audit.KindModelPublished, number, audit.ModelPublished{
+			ModelRound: c.lastRound, ModelSHA256: hex.EncodeToString(c.modelSum[:]), ManifestSHA256: hex.EncodeToString(md[:]),
+		}),
+	); err != nil {
+		return err
+	}
 	c.round = &openRound{
-		number:    c.lastRound + 1,
+		number:    number,
 		attempt:   c.attempt,
 		opened:    now,
-		deadline:  now.Add(time.Duration(c.cfg.RoundTimeout)),
+		deadline:  deadline,
 		cohort:    cohort,
 		updates:   map[string]*received{},
 		receiving: map[string]bool{},
+		refused:   map[string]string{},
 	}
 	c.phase = phaseTraining
 	c.opts.log.Info("round opened", "round", c.round.number, "attempt", c.round.attempt, "cohort", cohort)
 	c.broadcastLocked()
+	return nil
 }
 
 func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error {
@@ -422,7 +500,11 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		rec.HoldoutLoss, rec.HoldoutAccuracy = hLoss/hCount, hAcc/hCount
 	}
 	for _, n := range r.cohort {
-		if r.updates[n] == nil {
+		switch {
+		case r.updates[n] != nil:
+		case r.refused[n] != "":
+			rec.Refused = append(rec.Refused, RefusedUpdate{Name: n, Reason: r.refused[n]})
+		default:
 			rec.Dropped = append(rec.Dropped, n)
 		}
 	}
@@ -435,6 +517,11 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		// Every update was checked on arrival, so this is a bug or a rule
 		// precondition the configuration did not catch: retry the round.
 		c.opts.log.ErrorContext(ctx, "aggregation failed, retrying round", "round", r.number, "error", err)
+		if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{
+			Attempt: r.attempt, Reason: "aggregation failed: " + err.Error(), Updates: len(updates),
+		})); err != nil {
+			return err
+		}
 		c.attempt++
 		c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
 		c.broadcastLocked()
@@ -459,9 +546,27 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	rec.Report = report
 	rec.ModelSHA256 = hex.EncodeToString(sum[:])
 	rec.Closed = c.opts.now()
-	if err := c.store.commitRound(rec, encoded, c.cfg.KeepModels); err != nil {
+	// The log records the verdict and the new model, the checkpoint covers
+	// them and the manifest covers the checkpoint; all of it is durable
+	// before the commit, and the commit before anyone hears of the round.
+	reportJSON, err := json.Marshal(report)
+	if err != nil {
+		return err
+	}
+	if err := c.record(ctx,
+		event(audit.KindAggregationReport, r.number, audit.AggregationReport{Attempt: r.attempt, Rule: c.rule.Name(), Report: reportJSON}),
+		event(audit.KindRoundClosed, r.number, audit.RoundClosed{Attempt: r.attempt, ModelSHA256: rec.ModelSHA256, Participants: names, Dropped: rec.Dropped}),
+	); err != nil {
+		return err
+	}
+	env, err := c.signLocked(ctx, &rec, sum)
+	if err != nil {
+		return err
+	}
+	if err := c.store.commitRound(rec, encoded, env, c.cfg.KeepModels); err != nil {
 		return fmt.Errorf("commit round %d: %w", r.number, err)
 	}
+	c.manifest = env
 	encoded = nil
 	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, next, sum, r.cohort
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
@@ -507,6 +612,7 @@ func (c *Coordinator) assignmentLocked() *fedguardv1.RoundAssignment {
 		Plan:        &fedguardv1.TrainingPlan{LocalEpochs: uint32(c.cfg.Training.LocalEpochs), LearningRate: c.cfg.Training.LearningRate, BatchSize: uint32(c.cfg.Training.BatchSize), L2: c.cfg.Training.L2},
 		Deadline:    timestampOf(r.deadline),
 		ModelSha256: c.modelSum[:],
+		Manifest:    c.manifest,
 		Seed:        c.cfg.Seed ^ (r.number * 0x9e3779b97f4a7c15) ^ uint64(r.attempt),
 	}
 	if c.scaling != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/wire"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -55,7 +55,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	auth := &authenticator{c: c, crl: crl}
 	srv := grpc.NewServer(append(wire.ServerOptions(),
-		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), log: log}),
+		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ChainUnaryInterceptor(auth.unary),
@@ -72,6 +72,9 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	log.InfoContext(ctx, "coordinator listening", "addr", lis.Addr().String(), "federation", c.cfg.Federation,
 		"enrolled", len(c.enrolled), "rounds", c.cfg.Training.Rounds, "rule", c.rule.Name())
 
+	if err := c.recordRevocations(ctx, crl); err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
@@ -86,7 +89,12 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 			func(err error) {
 				log.ErrorContext(gctx, "revocation list reload failed; keeping the previous list", "error", err)
 			},
-			func() { log.InfoContext(gctx, "revocation list reloaded") })
+			func() {
+				log.InfoContext(gctx, "revocation list reloaded")
+				// A failure is logged by record and retried at the next
+				// reload or start; the revocation itself is in force.
+				_ = c.recordRevocations(gctx, crl)
+			})
 		return nil
 	})
 	g.Go(func() error {
@@ -111,7 +119,22 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		return nil
 	})
 	err = g.Wait()
-	log.Info("coordinator stopped", "round", c.lastRoundNow())
+	reason := "stopped"
+	switch {
+	case err != nil:
+		reason = "error: " + err.Error()
+	case c.finished():
+		reason = "training finished"
+	}
+	// A last checkpoint covers the stop too, so the whole log is signed.
+	rerr := c.record(context.WithoutCancel(ctx), event(audit.KindCoordinatorStopped, c.lastRoundNow(), audit.CoordinatorStopped{Reason: reason}))
+	if rerr == nil {
+		_, rerr = c.audit.Checkpoint()
+	}
+	if rerr != nil && err == nil {
+		err = rerr
+	}
+	log.Info("coordinator stopped", "round", c.lastRoundNow(), "reason", reason)
 	return err
 }
 
@@ -160,6 +183,13 @@ func (c *Coordinator) lastRoundNow() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastRound
+}
+
+// finished reports whether the configured rounds are done.
+func (c *Coordinator) finished() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.phase == phaseFinished
 }
 
 // waitTold waits until every member of the last cohort has been told the
@@ -225,6 +255,9 @@ func (a *authenticator) check(ctx context.Context) (context.Context, error) {
 	if err := a.c.authorize(id); err != nil {
 		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
 	}
+	if err := a.c.recordCertificate(ctx, id.Name, leaf); err != nil {
+		return nil, status.Error(codes.Unavailable, "the audit log cannot record the connection; try again")
+	}
 	return context.WithValue(ctx, identityKey{}, id), nil
 }
 
@@ -257,30 +290,37 @@ type identityStream struct {
 
 func (s *identityStream) Context() context.Context { return s.ctx }
 
-// refusalLogger logs every failed TLS handshake with its reason: the
-// operator's record of refused connections (another CA, expired, revoked,
-// wrong role, not enrolled, …).
+// refusalLogger logs every failed TLS handshake with its reason (another
+// CA, expired, revoked, wrong role, not enrolled, …) and records it in the
+// audit log, at most refusalsPerMinute a minute.
 type refusalLogger struct {
 	credentials.TransportCredentials
-	log *slog.Logger
+	c *Coordinator
 }
 
 func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	out, info, err := r.TransportCredentials.ServerHandshake(conn)
 	if err != nil {
 		ref := certs.Classify(err)
-		attrs := []any{"remote", conn.RemoteAddr().String(), "reason", ref.Reason}
+		remote := conn.RemoteAddr().String()
+		attrs := []any{"remote", remote, "reason", ref.Reason}
+		ev := audit.ConnectionRefused{Reason: ref.Reason, Remote: remote, Serial: ref.Serial}
 		if !ref.Identity.IsZero() {
 			attrs = append(attrs, "identity", ref.Identity.String())
+			ev.Subject = ref.Identity.String()
 		}
 		if ref.Serial != "" {
 			attrs = append(attrs, "serial", ref.Serial)
 		}
-		r.log.Warn("connection refused", append(attrs, "error", err)...)
+		r.c.opts.log.Warn("connection refused", append(attrs, "error", err)...)
+		if ok, suppressed := r.c.refusals.allow(r.c.opts.now()); ok {
+			ev.Suppressed = suppressed
+			_ = r.c.record(context.Background(), event(audit.KindConnectionRefused, r.c.lastRoundNow(), ev))
+		}
 	}
 	return out, info, err
 }
 
 func (r refusalLogger) Clone() credentials.TransportCredentials {
-	return refusalLogger{TransportCredentials: r.TransportCredentials.Clone(), log: r.log}
+	return refusalLogger{TransportCredentials: r.TransportCredentials.Clone(), c: r.c}
 }

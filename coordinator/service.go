@@ -3,17 +3,21 @@ package coordinator
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -82,6 +86,13 @@ func (s *service) ReportStats(ctx context.Context, req *fedguardv1.ReportStatsRe
 	c := s.c
 	c.mu.Lock()
 	if c.phase == phaseStats {
+		// The log lists what left the hospital before it is used.
+		if err := c.record(ctx, audit.Entry{Kind: audit.KindStatsReceived, Actor: id.Name, Payload: audit.StatsReceived{
+			Rows: st.Count, Features: len(st.Sum), Aggregates: []string{"count", "sum", "sum_of_squares"},
+		}}); err != nil {
+			c.mu.Unlock()
+			return nil, status.Error(codes.Unavailable, "the audit log cannot record the statistics; try again")
+		}
 		if len(c.stats) == 0 {
 			c.statsSince = c.opts.now()
 		}
@@ -201,15 +212,46 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 
 // SubmitUpdate implements fedguardv1.CoordinatorServiceServer. The update
 // is decoded into a private buffer and becomes part of the round only after
-// its last chunk checked out, so a refused update changes nothing.
+// its last chunk checked out, so a refused update changes nothing. Every
+// refusal and every acceptance is in the audit log before the participant
+// hears of it.
 func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer) error {
-	c := s.c
 	ctx := stream.Context()
 	name := identity(ctx).Name
 	first, err := stream.Recv()
 	if err != nil {
 		return err
 	}
+	round := first.GetRound()
+	err = s.submitUpdate(stream, name, first)
+	if st, ok := status.FromError(err); ok && err != nil && st.Code() != codes.Canceled && st.Code() != codes.DeadlineExceeded && st.Code() != codes.Unavailable {
+		s.c.refuseUpdate(ctx, name, round, st)
+	}
+	return err
+}
+
+// refuseUpdate records a refused update, and remembers the reason for the
+// round's record when the participant is in the open round's cohort.
+func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint64, st *status.Status) {
+	c.mu.Lock()
+	attempt := uint32(0)
+	if r := c.round; r != nil && r.number == round && r.inCohort(name) {
+		attempt = r.attempt
+		if r.updates[name] == nil {
+			r.refused[name] = st.Message()
+		}
+	}
+	c.mu.Unlock()
+	// A failure here is logged by record; the participant hears the
+	// refusal either way.
+	_ = c.record(ctx, audit.Entry{Kind: audit.KindUpdateRefused, Actor: name, Round: round, Payload: audit.UpdateRefused{
+		Attempt: attempt, Code: st.Code().String(), Reason: st.Message(),
+	}})
+}
+
+func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, name string, first *fedguardv1.SubmitUpdateRequest) error {
+	c := s.c
+	ctx := stream.Context()
 	h, err := s.validateUpdateHeader(first)
 	if err != nil {
 		return err
@@ -264,6 +306,15 @@ func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		return status.Error(codes.InvalidArgument, "update refused: L2 norm overflows")
 	}
 
+	// Recorded before it joins the round (outside the lock, so that many
+	// participants share one fsync): should the round close in between,
+	// the refusal below is recorded after it.
+	if err := c.record(ctx, audit.Entry{Kind: audit.KindUpdateReceived, Actor: name, Round: round, Payload: audit.UpdateReceived{
+		Attempt: r.attempt, SHA256: hex.EncodeToString(sum[:]), Norm: norm, Samples: h.GetSampleCount(),
+		HoldoutCount: h.GetHoldout().GetCount(), HoldoutAccuracy: h.GetHoldout().GetAccuracy(),
+	}}); err != nil {
+		return status.Error(codes.Unavailable, "the audit log cannot record the update; send it again")
+	}
 	c.mu.Lock()
 	if c.round != r || c.phase != phaseTraining {
 		c.mu.Unlock()
@@ -276,6 +327,63 @@ func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 	c.opts.log.InfoContext(ctx, "update received", "participant", name, "round", round,
 		"samples", h.GetSampleCount(), "norm", norm, "received", n, "cohort", total)
 	return stream.SendAndClose(&fedguardv1.SubmitUpdateResponse{Round: round, Norm: norm})
+}
+
+// GetManifest implements fedguardv1.CoordinatorServiceServer.
+func (s *service) GetManifest(ctx context.Context, req *fedguardv1.GetManifestRequest) (*fedguardv1.GetManifestResponse, error) {
+	c := s.c
+	c.mu.Lock()
+	last, fixed := c.lastRound, c.manifest != nil
+	c.mu.Unlock()
+	if !fixed || req.GetRound() > last {
+		return nil, status.Errorf(codes.NotFound, "round %d has no manifest (last closed round: %d)", req.GetRound(), last)
+	}
+	env, err := c.store.manifest(req.GetRound())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read manifest of round %d: %v", req.GetRound(), err)
+	}
+	if env == nil {
+		return nil, status.Errorf(codes.NotFound, "round %d has no manifest", req.GetRound())
+	}
+	return &fedguardv1.GetManifestResponse{Round: req.GetRound(), Manifest: env}, nil
+}
+
+// refusalReasons are the reasons a participant may give in ReportRefusal.
+var refusalReasons = []manifest.Reason{
+	manifest.ReasonUnsigned, manifest.ReasonBadSignature, manifest.ReasonMalformed, manifest.ReasonRollback,
+	manifest.ReasonFork, manifest.ReasonGap, manifest.ReasonWrongFederation, manifest.ReasonModelMismatch,
+}
+
+// maxRefusalDetail bounds the free text of a ReportRefusal.
+const maxRefusalDetail = 1024
+
+// ReportRefusal implements fedguardv1.CoordinatorServiceServer.
+func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefusalRequest) (*fedguardv1.ReportRefusalResponse, error) {
+	reason := manifest.Reason(req.GetReason())
+	if !slices.Contains(refusalReasons, reason) {
+		return nil, status.Errorf(codes.InvalidArgument, "reason %q is not one of %v", truncate(req.GetReason()), refusalReasons)
+	}
+	if len(req.GetDetail()) > maxRefusalDetail {
+		return nil, status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(req.GetDetail()), maxRefusalDetail)
+	}
+	name := identity(ctx).Name
+	c := s.c
+	c.opts.log.WarnContext(ctx, "participant refused a manifest", "participant", name,
+		"manifest_round", req.GetManifestRound(), "reason", reason, "detail", req.GetDetail())
+	if err := c.record(ctx, audit.Entry{Kind: audit.KindManifestRefused, Actor: name, Round: c.lastRoundNow(), Payload: audit.ManifestRefused{
+		ManifestRound: req.GetManifestRound(), Reason: string(reason), Detail: req.GetDetail(),
+	}}); err != nil {
+		return nil, status.Error(codes.Unavailable, "the audit log cannot record the refusal; try again")
+	}
+	return &fedguardv1.ReportRefusalResponse{}, nil
+}
+
+// truncate shortens untrusted input before it goes into an error message.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 // admitLocked decides whether name may submit an update for round now.

@@ -1,25 +1,30 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -326,6 +331,8 @@ func TestTraining(t *testing.T) {
 	// The initial logistic regression is all zeros.
 	current := make([]float32, numParams)
 	var want []coordinator.RoundRecord
+	keys := s.c.PublicKeys()
+	var parent string // digest of the last manifest seen, hex
 	for i, r := range rounds {
 		round := uint64(i + 1)
 		if round == 3 {
@@ -359,6 +366,22 @@ func TestTraining(t *testing.T) {
 			}
 			if !slices.Equal(a.GetModelSha256(), startSum[:]) {
 				t.Errorf("round %d: %s: assignment model_sha256 %x, want the previous model's %x", round, ps[j].name, a.GetModelSha256(), startSum)
+			}
+			// The manifest vouches for the starting model and extends the
+			// one of the round before; GetManifest serves the same bytes.
+			v, err := manifest.Verify(a.GetManifest(), keys, fedName)
+			if err != nil {
+				t.Fatalf("round %d: %s: manifest: %v", round, ps[j].name, err)
+			}
+			if v.Round.Round != round-1 || v.Round.ModelSHA256 != hex.EncodeToString(startSum[:]) || (round > 1 && v.Round.Parent != parent) {
+				t.Errorf("round %d: manifest of round %d for model %s, parent %s; want round %d, model %x, parent %s",
+					round, v.Round.Round, v.Round.ModelSHA256, v.Round.Parent, round-1, startSum, parent)
+			}
+			if got, err := ps[j].svc.GetManifest(callCtx(t, 5*time.Second), &fedguardv1.GetManifestRequest{Round: round - 1}); err != nil || !bytes.Equal(got.GetManifest(), a.GetManifest()) {
+				t.Errorf("round %d: GetManifest(%d) = %v; want the assignment's manifest", round, round-1, err)
+			}
+			if j == len(as)-1 {
+				parent = hex.EncodeToString(v.Digest[:])
 			}
 			params, _, err := ps[j].getModel(t, round)
 			if err != nil {
@@ -426,6 +449,51 @@ func TestTraining(t *testing.T) {
 	if err := s.waitServe(t, 15*time.Second); err != nil {
 		t.Errorf("Serve of a finished federation = %v, want nil", err)
 	}
+	s.stop(t)
+
+	// The audit log of the three runs verifies with the coordinator's key
+	// and holds what happened, once.
+	kinds := auditKinds(t, f.cfg, keys)
+	for kind, n := range map[string]int{
+		audit.KindCoordinatorStarted: 3, audit.KindCoordinatorStopped: 3, audit.KindRoundOpened: 3, audit.KindRoundClosed: 3,
+		audit.KindManifestSigned: 4, audit.KindUpdateReceived: 8, audit.KindScalingFixed: 1, audit.KindStatsReceived: 3,
+		audit.KindAggregationReport: 3, audit.KindEnrolment: 1, audit.KindModelPublished: 3,
+	} {
+		if kinds[kind] != n {
+			t.Errorf("audit log has %d %s events, want %d (all: %v)", kinds[kind], kind, n, kinds)
+		}
+	}
+}
+
+// auditKinds verifies the audit log of a stopped coordinator through its
+// export, as an auditor would, and counts its events by kind.
+func auditKinds(t *testing.T, cfg coordinator.Config, keys manifest.PublicKeys) map[string]int {
+	t.Helper()
+	l, err := audit.Open(filepath.Join(cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var buf bytes.Buffer
+	if err := l.Export(&buf); err != nil {
+		t.Fatal(err)
+	}
+	v, err := keys.NoteVerifier(coordinator.AuditOrigin(cfg.Federation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := audit.Verify(&buf, audit.VerifyOptions{Verifiers: note.VerifierList(v)})
+	if err != nil {
+		t.Fatalf("audit log does not verify: %v", err)
+	}
+	if sum.Uncovered != 0 {
+		t.Errorf("%d events after the last checkpoint of a stopped coordinator, want 0", sum.Uncovered)
+	}
+	kinds := map[string]int{}
+	if err := l.Events(0, func(e audit.Event) error { kinds[e.Kind]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return kinds
 }
 
 // TestRoundRetry: a round without quorum by round_timeout is retried with
@@ -486,6 +554,12 @@ func TestRoundRetry(t *testing.T) {
 	wantCode(t, "SubmitUpdate(closed round 1)", err, codes.FailedPrecondition)
 	_, _, err = ps[0].getModel(t, 1)
 	wantCode(t, "GetModel(closed round 1)", err, codes.FailedPrecondition)
+	keys := s.c.PublicKeys()
+	s.stop(t)
+	if kinds := auditKinds(t, f.cfg, keys); kinds[audit.KindRoundFailed] != 1 || kinds[audit.KindRoundOpened] != 2 {
+		t.Errorf("audit log has %d round_failed and %d round_opened events, want 1 and 2 (attempts 0 and 1 of round 1)",
+			kinds[audit.KindRoundFailed], kinds[audit.KindRoundOpened])
+	}
 }
 
 // TestUpdateRefusals sends malformed and misplaced updates during an open
@@ -564,6 +638,14 @@ func TestUpdateRefusals(t *testing.T) {
 	if diff := cmp.Diff([]coordinator.RoundRecord{wantRecord(1, 0, []string{"hospital-a", "hospital-b"}, updates, next)}, recs, recordOpts); diff != "" {
 		t.Errorf("Rounds() after the refusals (-want +got):\n%s", diff)
 	}
+	// Every refusal, and the refused second update, is on the record.
+	keys := s.c.PublicKeys()
+	s.stop(t)
+	kinds := auditKinds(t, f.cfg, keys)
+	if kinds[audit.KindUpdateRefused] != len(tests)+1 || kinds[audit.KindUpdateReceived] != 2 {
+		t.Errorf("audit log has %d update_refused and %d update_received events, want %d and 2",
+			kinds[audit.KindUpdateRefused], kinds[audit.KindUpdateReceived], len(tests)+1)
+	}
 }
 
 // TestRevocationCutsOpenConnection revokes a participant's certificate
@@ -610,6 +692,12 @@ func TestRevocationCutsOpenConnection(t *testing.T) {
 	wantCode(t, "SubmitUpdate by the revoked participant", err, codes.PermissionDenied)
 	if _, err := other.svc.Join(callCtx(t, 10*time.Second), &fedguardv1.JoinRequest{}); err != nil {
 		t.Errorf("%s: Join after another's revocation = %v", other.name, err)
+	}
+	keys := s.c.PublicKeys()
+	s.stop(t)
+	if kinds := auditKinds(t, f.cfg, keys); kinds[audit.KindCertificateRevoked] != 1 || kinds[audit.KindCertificateAccepted] != 3 {
+		t.Errorf("audit log has %d certificate_revoked and %d certificate_accepted events, want 1 and 3",
+			kinds[audit.KindCertificateRevoked], kinds[audit.KindCertificateAccepted])
 	}
 	// A new connection with the revoked certificate fails its handshake.
 	fresh := dial(t, victim.name, s.addr, f.tlsFor(t, victim.name, s.addr))
@@ -745,5 +833,64 @@ func TestRequestValidation(t *testing.T) {
 	time.Sleep(4 * time.Duration(f.cfg.StatsTimeout))
 	if !p.statsNeeded(t) {
 		t.Errorf("scaling fixed after only refused statistics")
+	}
+}
+
+// TestManifestRPCs: GetManifest serves only closed rounds' manifests, and
+// ReportRefusal validates its input and puts a valid refusal on the record
+// under the caller's name.
+func TestManifestRPCs(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	_, err := ps[0].svc.GetManifest(callCtx(t, 5*time.Second), &fedguardv1.GetManifestRequest{Round: 0})
+	wantCode(t, "GetManifest(0) before the scaling is fixed", err, codes.NotFound)
+	fixScaling(t, ps)
+	got, err := ps[0].svc.GetManifest(callCtx(t, 5*time.Second), &fedguardv1.GetManifestRequest{Round: 0})
+	if err != nil {
+		t.Fatalf("GetManifest(0) after the scaling is fixed = %v", err)
+	}
+	if v, err := manifest.Verify(got.GetManifest(), s.c.PublicKeys(), fedName); err != nil || v.Round.Round != 0 || v.Round.Parent != "" {
+		t.Errorf("manifest of round 0 = %+v, %v; want a verified genesis manifest", v.Round, err)
+	}
+	_, err = ps[0].svc.GetManifest(callCtx(t, 5*time.Second), &fedguardv1.GetManifestRequest{Round: 1})
+	wantCode(t, "GetManifest(1) before round 1 closed", err, codes.NotFound)
+
+	for _, tt := range []struct {
+		name string
+		req  *fedguardv1.ReportRefusalRequest
+		want codes.Code
+	}{
+		{"unknown reason", &fedguardv1.ReportRefusalRequest{Reason: "dislike"}, codes.InvalidArgument},
+		{"empty reason", &fedguardv1.ReportRefusalRequest{}, codes.InvalidArgument},
+		{"detail too long", &fedguardv1.ReportRefusalRequest{Reason: "rollback", Detail: strings.Repeat("x", 1025)}, codes.InvalidArgument},
+		{"valid", &fedguardv1.ReportRefusalRequest{ManifestRound: 7, Reason: "fork", Detail: "manifest 7 differs"}, codes.OK},
+	} {
+		_, err := ps[1].svc.ReportRefusal(callCtx(t, 5*time.Second), tt.req)
+		wantCode(t, "ReportRefusal: "+tt.name, err, tt.want)
+	}
+	keys := s.c.PublicKeys()
+	s.stop(t)
+	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused []audit.Event
+	err = l.Events(0, func(e audit.Event) error {
+		if e.Kind == audit.KindManifestRefused {
+			refused = append(refused, e)
+		}
+		return nil
+	})
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refused) != 1 || refused[0].Actor != "hospital-b" || !strings.Contains(string(refused[0].Payload), `"reason":"fork"`) {
+		t.Errorf("manifest_refused events = %+v, want one by hospital-b with reason fork", refused)
+	}
+	if kinds := auditKinds(t, f.cfg, keys); kinds[audit.KindManifestSigned] != 1 {
+		t.Errorf("audit log has %d manifest_signed events, want 1 (round 0)", kinds[audit.KindManifestSigned])
 	}
 }

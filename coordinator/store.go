@@ -30,11 +30,18 @@ import (
 //	state/scaling        -> JSON dataset.Scaling, once fixed
 //	models/<round>       -> global model after that round, wire format v1
 //	rounds/<round>       -> JSON RoundRecord
+//	manifests/<round>    -> signed round manifest (DSSE envelope) of models/<round>
+//	state/enrolled       -> JSON []string: enrolment as last recorded in the audit log
+//	state/revoked        -> JSON []string: revoked serials already recorded in the audit log
+//
+// The audit log lives in its own file (audit.db, package audit), so that it
+// can be copied and verified on its own.
 var (
-	bucketMeta   = []byte("meta")
-	bucketState  = []byte("state")
-	bucketModels = []byte("models")
-	bucketRounds = []byte("rounds")
+	bucketMeta      = []byte("meta")
+	bucketState     = []byte("state")
+	bucketModels    = []byte("models")
+	bucketRounds    = []byte("rounds")
+	bucketManifests = []byte("manifests")
 
 	keySchema    = []byte("schema_version")
 	keyFed       = []byte("federation")
@@ -42,10 +49,14 @@ var (
 	keyLastRound = []byte("last_round")
 	keyScaling   = []byte("scaling")
 	keyModelSum  = []byte("model_sha256")
+	keyEnrolled  = []byte("enrolled")
+	keyRevoked   = []byte("revoked")
 )
 
 // schemaVersion is bumped, with a migration, whenever the layout changes.
-const schemaVersion = "1"
+// Version 1 (before signed manifests) cannot be migrated: its rounds have
+// no manifests a participant could verify, so it is refused with advice.
+const schemaVersion = "2"
 
 // StateFile is the database's name inside the data directory.
 const StateFile = "state.db"
@@ -64,6 +75,12 @@ type ParticipantRecord struct {
 	HoldoutAccuracy float64 `json:"holdout_accuracy"`
 }
 
+// RefusedUpdate is a refused update of a round: who sent it and why.
+type RefusedUpdate struct {
+	Name   string `json:"name"`
+	Reason string `json:"reason"`
+}
+
 // RoundRecord is a closed round as persisted.
 type RoundRecord struct {
 	Round        uint64              `json:"round"`
@@ -73,7 +90,10 @@ type RoundRecord struct {
 	Cohort       []string            `json:"cohort"`
 	Participants []ParticipantRecord `json:"participants"`
 	// Dropped are cohort members whose update did not arrive in time.
-	Dropped     []string           `json:"dropped,omitempty"`
+	Dropped []string `json:"dropped,omitempty"`
+	// Refused are cohort members whose update was refused and who sent no
+	// acceptable one afterwards.
+	Refused     []RefusedUpdate    `json:"refused,omitempty"`
 	Report      aggregation.Report `json:"report"`
 	ModelSHA256 string             `json:"model_sha256"`
 	// HoldoutLoss and HoldoutAccuracy are the participants' evaluations of
@@ -95,6 +115,7 @@ type persisted struct {
 	model     []byte // wire format v1
 	scaling   *dataset.Scaling
 	cohort    []string // the last closed round's cohort
+	manifest  []byte   // signed manifest of lastRound; nil before the scaling is fixed
 }
 
 func roundKey(r uint64) []byte { return binary.BigEndian.AppendUint64(nil, r) }
@@ -115,7 +136,7 @@ func openStore(dir, federation string, spec []byte) (*store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketState, bucketModels, bucketRounds} {
+		for _, b := range [][]byte{bucketMeta, bucketState, bucketModels, bucketRounds, bucketManifests} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -129,6 +150,8 @@ func openStore(dir, federation string, spec []byte) (*store, error) {
 				return err
 			}
 			return meta.Put(keySpec, spec)
+		} else if string(v) == "1" {
+			return fmt.Errorf("schema version 1 was written by a fedguard without signed round manifests and cannot be upgraded: start this federation in a new data directory")
 		} else if string(v) != schemaVersion {
 			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
 		}
@@ -185,6 +208,11 @@ func (s *store) load() (p persisted, ok bool, err error) {
 			if err := json.Unmarshal(sc, p.scaling); err != nil {
 				return fmt.Errorf("%w: scaling: %v", ErrCorrupt, err)
 			}
+			m := tx.Bucket(bucketManifests).Get(roundKey(p.lastRound))
+			if m == nil {
+				return fmt.Errorf("%w: no signed manifest for round %d", ErrCorrupt, p.lastRound)
+			}
+			p.manifest = bytes.Clone(m)
 		}
 		ok = true
 		return nil
@@ -206,20 +234,60 @@ func (s *store) saveInitial(model []byte) error {
 	})
 }
 
-// saveScaling fixes the federation's feature scaling.
-func (s *store) saveScaling(sc dataset.Scaling) error {
+// saveScaling fixes the federation's feature scaling together with the
+// signed manifest of the initial model (round 0), which vouches for both.
+func (s *store) saveScaling(sc dataset.Scaling, genesis []byte) error {
 	b, err := json.Marshal(sc)
 	if err != nil {
 		return err
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketManifests).Put(roundKey(0), genesis); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketState).Put(keyScaling, b)
 	})
 }
 
-// commitRound stores a closed round and its model in one transaction and
-// drops models older than keep rounds.
-func (s *store) commitRound(rec RoundRecord, model []byte, keep int) error {
+// manifest returns the signed manifest of a closed round, or nil.
+func (s *store) manifest(round uint64) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		out = bytes.Clone(tx.Bucket(bucketManifests).Get(roundKey(round)))
+		return nil
+	})
+	return out, err
+}
+
+// stateList reads a JSON list kept in the state bucket (nil when absent).
+func (s *store) stateList(key []byte) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketState).Get(key)
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &out); err != nil {
+			return fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// putStateList replaces a JSON list kept in the state bucket.
+func (s *store) putStateList(key []byte, list []string) error {
+	b, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(key, b) })
+}
+
+// commitRound stores a closed round, its model and its signed manifest in
+// one transaction and drops models older than keep rounds (manifests and
+// records are small and kept for good: they are the federation's history).
+func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -230,6 +298,9 @@ func (s *store) commitRound(rec RoundRecord, model []byte, keep int) error {
 			return err
 		}
 		if err := tx.Bucket(bucketRounds).Put(roundKey(rec.Round), b); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketManifests).Put(roundKey(rec.Round), manifest); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketState).Put(keyLastRound, roundKey(rec.Round)); err != nil {
@@ -269,6 +340,70 @@ func (s *store) rounds() ([]RoundRecord, error) {
 			out = append(out, rec)
 			return nil
 		})
+	})
+	return out, err
+}
+
+// ExportedModel is a closed round's global model and its signed manifest,
+// as read from a stopped coordinator's data directory.
+type ExportedModel struct {
+	Federation string
+	Round      uint64
+	// Model is the parameters in wire format v1: the bytes the manifest's
+	// subject digest covers.
+	Model    []byte
+	Manifest []byte
+}
+
+// ExportModel reads the model of a closed round (round < 0: the last one)
+// and its manifest from dataDir's state database, read-only, so that an
+// auditor can check the model file against its signed manifest with any
+// DSSE tool. Only the last keep_models models are kept; older rounds have a
+// manifest but no model.
+func ExportModel(dataDir string, round int64) (ExportedModel, error) {
+	path := filepath.Join(dataDir, StateFile)
+	if _, err := os.Stat(path); err != nil {
+		return ExportedModel{}, fmt.Errorf("state database: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return ExportedModel{}, fmt.Errorf("open %s: a running coordinator holds it; stop it or export from a copy", path)
+		}
+		return ExportedModel{}, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var out ExportedModel
+	err = db.View(func(tx *bolt.Tx) error {
+		meta, st := tx.Bucket(bucketMeta), tx.Bucket(bucketState)
+		if meta == nil || st == nil || tx.Bucket(bucketManifests) == nil {
+			return fmt.Errorf("%s is not a fedguard state database of schema version %s", path, schemaVersion)
+		}
+		if v := meta.Get(keySchema); string(v) != schemaVersion {
+			return fmt.Errorf("%s has schema version %q, this build reads %q", path, v, schemaVersion)
+		}
+		out.Federation = string(meta.Get(keyFed))
+		last := st.Get(keyLastRound)
+		if len(last) != 8 {
+			return fmt.Errorf("%w: no closed round", ErrCorrupt)
+		}
+		r := binary.BigEndian.Uint64(last)
+		if round >= 0 {
+			if uint64(round) > r {
+				return fmt.Errorf("round %d has not closed (last closed round: %d)", round, r)
+			}
+			r = uint64(round)
+		}
+		out.Round = r
+		out.Manifest = bytes.Clone(tx.Bucket(bucketManifests).Get(roundKey(r)))
+		if out.Manifest == nil {
+			return fmt.Errorf("round %d has no signed manifest (the feature scaling was not fixed yet)", r)
+		}
+		out.Model = bytes.Clone(tx.Bucket(bucketModels).Get(roundKey(r)))
+		if out.Model == nil {
+			return fmt.Errorf("the model of round %d is no longer kept (keep_models); its manifest is", r)
+		}
+		return nil
 	})
 	return out, err
 }

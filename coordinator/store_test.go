@@ -58,6 +58,10 @@ func modelBytes(r uint64) []byte {
 	return model.AppendBytes(nil, p)
 }
 
+// manifestBytes stands for the signed manifest of round r: the store keeps
+// it without reading it.
+func manifestBytes(r uint64) []byte { return []byte(fmt.Sprintf(`{"manifest of round":%d}`, r)) }
+
 // record is the round record commitRound would get for round r.
 func record(r uint64, m []byte) RoundRecord {
 	sum := sha256.Sum256(m)
@@ -121,14 +125,14 @@ func TestStoreSaveCommitLoad(t *testing.T) {
 	}
 
 	sc := dataset.Scaling{Mean: []float64{1.5, -2}, Std: []float64{0.25, 3}}
-	if err := s.saveScaling(sc); err != nil {
+	if err := s.saveScaling(sc, manifestBytes(0)); err != nil {
 		t.Fatal(err)
 	}
 	var want []RoundRecord
 	for r := uint64(1); r <= 3; r++ {
 		rec := record(r, modelBytes(r))
 		want = append(want, rec)
-		if err := s.commitRound(rec, modelBytes(r), 5); err != nil {
+		if err := s.commitRound(rec, modelBytes(r), manifestBytes(r), 5); err != nil {
 			t.Fatalf("commitRound(%d) = %v", r, err)
 		}
 	}
@@ -142,6 +146,17 @@ func TestStoreSaveCommitLoad(t *testing.T) {
 	}
 	if diff := cmp.Diff(&sc, p.scaling); diff != "" {
 		t.Errorf("load() scaling mismatch (-want +got):\n%s", diff)
+	}
+	if !slices.Equal(p.manifest, manifestBytes(3)) {
+		t.Errorf("load() manifest = %q, want %q", p.manifest, manifestBytes(3))
+	}
+	for r := uint64(0); r <= 3; r++ {
+		if m, err := s.manifest(r); err != nil || !slices.Equal(m, manifestBytes(r)) {
+			t.Errorf("manifest(%d) = %q, %v; want %q", r, m, err, manifestBytes(r))
+		}
+	}
+	if m, err := s.manifest(4); err != nil || m != nil {
+		t.Errorf("manifest(4) = %q, %v; want nil, nil", m, err)
 	}
 	got, err := s.rounds()
 	if err != nil {
@@ -169,7 +184,7 @@ func TestStoreKeepModels(t *testing.T) {
 				t.Fatal(err)
 			}
 			for r := uint64(1); r <= uint64(tt.rounds); r++ {
-				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), tt.keep); err != nil {
+				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), tt.keep); err != nil {
 					t.Fatalf("commitRound(%d) = %v", r, err)
 				}
 			}
@@ -201,7 +216,7 @@ func TestStoreRoundsOrder(t *testing.T) {
 	order := slices.Clone(want)
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	for _, r := range order {
-		if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), 1000); err != nil {
+		if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), 1000); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -293,19 +308,24 @@ func TestStoreRefusesOtherDatabase(t *testing.T) {
 }
 
 func TestStoreRefusesOtherSchema(t *testing.T) {
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(keySchema, []byte("2"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	s.close()
-	if s2, err := openStore(dir, testFed, []byte(testSpec)); err == nil {
-		s2.close()
-		t.Fatal("openStore of a schema version 2 database succeeded")
-	} else if !strings.Contains(err.Error(), "schema version") {
-		t.Errorf("openStore of schema version 2 = %v", err)
+	for _, tt := range []struct{ version, want string }{
+		{"3", `schema version "3", this build reads "2"`},
+		{"1", "without signed round manifests"},
+	} {
+		dir := t.TempDir()
+		s := openTestStore(t, dir)
+		if err := s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(keySchema, []byte(tt.version))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		s.close()
+		if s2, err := openStore(dir, testFed, []byte(testSpec)); err == nil {
+			s2.close()
+			t.Errorf("openStore of a schema version %s database succeeded", tt.version)
+		} else if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("openStore of schema version %s = %v, want it to say %q", tt.version, err, tt.want)
+		}
 	}
 }
 
@@ -325,6 +345,12 @@ func TestStoreDetectsCorruption(t *testing.T) {
 		{"garbled record", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketRounds).Put(roundKey(2), []byte("{")) }},
 		{"short last_round", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(keyLastRound, []byte{2}) }},
 		{"garbled scaling", 2, func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(keyScaling, []byte("[")) }},
+		{"missing manifest of the last round", 2, func(tx *bolt.Tx) error {
+			if err := tx.Bucket(bucketState).Put(keyScaling, []byte(`{"Mean":[0],"Std":[1]}`)); err != nil {
+				return err
+			}
+			return tx.Bucket(bucketManifests).Delete(roundKey(2))
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,7 +360,7 @@ func TestStoreDetectsCorruption(t *testing.T) {
 				t.Fatal(err)
 			}
 			for r := uint64(1); r <= tt.rounds; r++ {
-				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), 5); err != nil {
+				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), 5); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -405,5 +431,62 @@ func TestNewDetectsCorruptInitialModel(t *testing.T) {
 				t.Errorf("New on a database with a %s initial model = %v, want ErrCorrupt", tt.name, err)
 			}
 		})
+	}
+}
+
+func TestExportModel(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	if err := s.saveInitial(modelBytes(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ExportModel(dir, -1); err == nil {
+		t.Fatal("ExportModel while a coordinator holds the database succeeded")
+	} else if !strings.Contains(err.Error(), "running coordinator") {
+		t.Errorf("ExportModel while held = %v, want it to say a running coordinator holds it", err)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ExportModel(dir, -1); err == nil || !strings.Contains(err.Error(), "no signed manifest") {
+		t.Errorf("ExportModel before the scaling is fixed = %v, want no signed manifest", err)
+	}
+	s = openTestStore(t, dir)
+	if err := s.saveScaling(dataset.Scaling{Mean: []float64{0}, Std: []float64{1}}, manifestBytes(0)); err != nil {
+		t.Fatal(err)
+	}
+	for r := uint64(1); r <= 3; r++ {
+		if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		round     int64
+		wantRound uint64
+		wantErr   string
+	}{
+		{-1, 3, ""},
+		{2, 2, ""},
+		{1, 0, "no longer kept"}, // keep_models 2: rounds 2 and 3 only
+		{4, 0, "has not closed"},
+	}
+	for _, tt := range tests {
+		m, err := ExportModel(dir, tt.round)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ExportModel(%d) = %v, want an error saying %q", tt.round, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || m.Round != tt.wantRound || m.Federation != testFed ||
+			!slices.Equal(m.Model, modelBytes(tt.wantRound)) || !slices.Equal(m.Manifest, manifestBytes(tt.wantRound)) {
+			t.Errorf("ExportModel(%d) = round %d of %q, %v; want round %d's model and manifest", tt.round, m.Round, m.Federation, err, tt.wantRound)
+		}
+	}
+	if _, err := ExportModel(t.TempDir(), -1); err == nil || !strings.Contains(err.Error(), "state database") {
+		t.Errorf("ExportModel of an empty directory = %v, want a missing state database", err)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/manifest"
 )
 
 func init() {
@@ -23,6 +25,7 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	dataDir := fs.String("data-dir", "", "override the configuration's data directory")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	reflect := fs.Bool("reflection", false, "register gRPC server reflection (for grpcurl; callers still need an enrolled certificate)")
+	initKeys := fs.Bool("init-keys", false, "create the data directory and the manifest-signing keys, print where the public key is, and exit")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -41,6 +44,22 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	}
 	if *reflect {
 		cfg.Reflection = true
+	}
+	if *initKeys {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data directory: %w", err)
+		}
+		signer, created, err := manifest.LoadOrCreateSigner(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		verb := "kept the existing"
+		if created {
+			verb = "created"
+		}
+		fmt.Fprintf(env.Stdout, "%s manifest-signing keys in %s (fingerprint %s)\nhand %s to every hospital with its certificate: they pin it\n",
+			verb, cfg.DataDir, signer.Public().Fingerprint(), filepath.Join(cfg.DataDir, manifest.PublicFile))
+		return nil
 	}
 	if *check {
 		if err := coordinator.CheckFiles(cfg); err != nil {

@@ -1,0 +1,328 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/manifest"
+)
+
+// This file holds `fedguard audit`, the compliance officer's commands. They
+// read a coordinator's audit database (read-only) or an export of it, and
+// need nothing secret: only the coordinator's public key file.
+
+func init() {
+	commands["audit"] = &command{
+		summary: "the audit record: export, verify, prove, report",
+		sub: map[string]*command{
+			"export": {summary: "write an audit database as JSON lines (events, then signed checkpoints)", run: runAuditExport},
+			"verify": {summary: "verify an export (or an inclusion proof) offline with the coordinator's public key", run: runAuditVerify},
+			"prove":  {summary: "print an offline-checkable proof that one event is in the signed log", run: runAuditProve},
+			"report": {summary: "per-round provenance report (Markdown or HTML)", run: runAuditReport},
+			"model":  {summary: "write a round's model file and its signed manifest, for cosign and other DSSE tools", run: runAuditModel},
+		},
+	}
+}
+
+// openAudit opens an audit database read-only.
+func openAudit(path string) (*audit.Log, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("audit database: %w", err)
+	}
+	return audit.Open(path, audit.Options{ReadOnly: true})
+}
+
+// output returns the writer for -out ("" or "-": standard output) and a
+// function that completes it: the file is written to a temporary name and
+// renamed only when everything was written, so a failed export leaves no
+// partial file behind.
+func output(env *Env, path string) (io.Writer, func(err error) error) {
+	if path == "" || path == "-" {
+		return env.Stdout, func(err error) error { return err }
+	}
+	var buf bytes.Buffer
+	return &buf, func(err error) error {
+		if err != nil {
+			return err
+		}
+		return certs.WriteFileAtomic(path, buf.Bytes(), 0o644)
+	}
+}
+
+func runAuditExport(_ context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "audit export")
+	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
+	out := fs.String("out", "", "output file (default: standard output)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "db"); err != nil {
+		return err
+	}
+	l, err := openAudit(*db)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	w, done := output(env, *out)
+	return done(l.Export(w))
+}
+
+// keyFile is a coordinator's public key as `fedguard audit` reads it:
+// signing.pub (PEM, both keys: checkpoints and manifests can be checked)
+// or a signed-note verifier key line (checkpoints only).
+type keyFile struct {
+	keys      *manifest.PublicKeys
+	verifiers note.Verifiers
+}
+
+func loadKeyFile(path string) (keyFile, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return keyFile{}, fmt.Errorf("key: %w", err)
+	}
+	if bytes.Contains(b, []byte("-----BEGIN")) {
+		k, err := manifest.ParsePublicKeys(b)
+		if err != nil {
+			return keyFile{}, fmt.Errorf("key %s: %w", path, err)
+		}
+		return keyFile{keys: &k, verifiers: keyVerifiers{k}}, nil
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
+	if err != nil {
+		return keyFile{}, fmt.Errorf("key %s: neither a PEM signing.pub nor a note verifier key: %w", path, err)
+	}
+	return keyFile{verifiers: note.VerifierList(v)}, nil
+}
+
+// keyVerifiers makes the note verifier for whatever name a checkpoint
+// signature claims from the coordinator's Ed25519 key; the key hash, which
+// covers the name, must still match.
+type keyVerifiers struct{ keys manifest.PublicKeys }
+
+func (k keyVerifiers) Verifier(name string, hash uint32) (note.Verifier, error) {
+	v, err := k.keys.NoteVerifier(name)
+	if err != nil || v.KeyHash() != hash {
+		return nil, &note.UnknownVerifierError{Name: name, KeyHash: hash}
+	}
+	return v, nil
+}
+
+func (k keyFile) verifyManifest(env []byte) error {
+	_, _, err := manifest.Open(env, *k.keys)
+	return err
+}
+
+func runAuditVerify(_ context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "audit verify")
+	key := fs.String("key", "", "the coordinator's public key file (signing.pub, or a note verifier key)")
+	proof := fs.Bool("proof", false, "FILE is an inclusion proof from 'fedguard audit prove', not an export")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("%v", err)
+	}
+	if err := required(fs, "key"); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError("audit verify: want one FILE (an export, or - for standard input), got %d arguments", fs.NArg())
+	}
+	k, err := loadKeyFile(*key)
+	if err != nil {
+		return err
+	}
+	var in io.Reader = os.Stdin
+	if name := fs.Arg(0); name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	if *proof {
+		data, err := io.ReadAll(io.LimitReader(in, 16<<20))
+		if err != nil {
+			return err
+		}
+		ev, cp, err := audit.VerifyProof(data, k.verifiers)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "OK: event %d (%s by %s, round %d) is in the log %s, checkpoint of %d events signed by the coordinator\n",
+			ev.Seq, ev.Kind, ev.Actor, ev.Round, cp.Origin, cp.Size)
+		return nil
+	}
+	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.verifiers})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "OK: %d events of %s verified: hash chain intact, %d signed checkpoints; the last covers %d events\n",
+		sum.Events, sum.Origin, sum.Checkpoints, sum.Covered)
+	if sum.Uncovered > 0 {
+		fmt.Fprintf(env.Stdout, "note: the last %d events are chained but not yet covered by a signed checkpoint\n", sum.Uncovered)
+	}
+	return nil
+}
+
+func runAuditProve(_ context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "audit prove")
+	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
+	seq := fs.Int64("seq", -1, "sequence number of the event to prove")
+	out := fs.String("out", "", "output file (default: standard output)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "db"); err != nil {
+		return err
+	}
+	if *seq < 0 {
+		return usageError("audit prove: -seq is required and must be at least 0")
+	}
+	l, err := openAudit(*db)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	p, err := l.Prove(uint64(*seq))
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	w, done := output(env, *out)
+	_, err = w.Write(append(b, '\n'))
+	return done(err)
+}
+
+func runAuditReport(_ context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "audit report")
+	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
+	round := fs.Uint64("round", 0, "report only this round (default: every round)")
+	html := fs.Bool("html", false, "write HTML instead of Markdown")
+	key := fs.String("key", "", "the coordinator's signing.pub: verify the log and each round's manifest signatures")
+	out := fs.String("out", "", "output file (default: standard output)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "db"); err != nil {
+		return err
+	}
+	l, err := openAudit(*db)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	opts := audit.ReportOptions{Round: *round, Origin: l.Origin(), LogStatus: "not verified (no -key given): checkpoints and signatures were not checked"}
+	if *key != "" {
+		k, err := loadKeyFile(*key)
+		if err != nil {
+			return err
+		}
+		if k.keys == nil {
+			return usageError("audit report: -key must be the coordinator's signing.pub (PEM), to check manifests")
+		}
+		opts.VerifyManifest = k.verifyManifest
+		var verified bool
+		opts.LogStatus, verified = logStatus(l, k.verifiers)
+		if verified {
+			// Only checkpoints that verified may vouch for rounds.
+			if err := l.Checkpoints(func(c audit.Checkpoint) error { opts.Checkpoints = append(opts.Checkpoints, c); return nil }); err != nil {
+				return err
+			}
+		}
+	}
+	var events []audit.Event
+	if err := l.Events(0, func(e audit.Event) error { events = append(events, e); return nil }); err != nil {
+		return err
+	}
+	rep, err := audit.BuildReport(events, opts)
+	if err != nil {
+		return err
+	}
+	w, done := output(env, *out)
+	if *html {
+		return done(rep.WriteHTML(w))
+	}
+	return done(rep.WriteMarkdown(w))
+}
+
+// logStatus verifies the whole log as an auditor would, through its own
+// export, and says so in one line.
+func logStatus(l *audit.Log, v note.Verifiers) (string, bool) {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(l.Export(pw)) }()
+	sum, err := audit.Verify(pr, audit.VerifyOptions{Verifiers: v})
+	pr.Close()
+	if err != nil {
+		return "NOT VERIFIED: " + err.Error(), false
+	}
+	s := fmt.Sprintf("verified: %d events, hash chain intact, %d signed checkpoints, the last covering %d events", sum.Events, sum.Checkpoints, sum.Covered)
+	if sum.Uncovered > 0 {
+		s += fmt.Sprintf(" (%d later events not yet covered)", sum.Uncovered)
+	}
+	return s, true
+}
+
+func runAuditModel(_ context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "audit model")
+	dataDir := fs.String("data-dir", "", "a stopped coordinator's data directory (or a copy of it)")
+	round := fs.Int64("round", -1, "round whose model to write (default: the last closed round; 0 is the initial model)")
+	outDir := fs.String("out", ".", "directory for MODEL.bin and MODEL.bin.manifest.json")
+	key := fs.String("key", "", "the coordinator's signing.pub: check the manifest and the model before writing them")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "data-dir"); err != nil {
+		return err
+	}
+	m, err := coordinator.ExportModel(*dataDir, *round)
+	if err != nil {
+		return err
+	}
+	name := manifest.SubjectName(m.Federation, m.Round)
+	if *key != "" {
+		k, err := loadKeyFile(*key)
+		if err != nil {
+			return err
+		}
+		if k.keys == nil {
+			return usageError("audit model: -key must be the coordinator's signing.pub (PEM)")
+		}
+		v, err := manifest.Verify(m.Manifest, *k.keys, m.Federation)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(m.Model)
+		if err := v.CheckModel(sum); err != nil {
+			return err
+		}
+	}
+	modelPath := filepath.Join(*outDir, name)
+	if err := certs.WriteFileAtomic(modelPath, m.Model, 0o644); err != nil {
+		return err
+	}
+	if err := certs.WriteFileAtomic(modelPath+".manifest.json", m.Manifest, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s and %s (round %d)\n", modelPath, modelPath+".manifest.json", m.Round)
+	return nil
+}
