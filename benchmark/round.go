@@ -38,6 +38,7 @@ import (
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/process"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -123,9 +124,10 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	for i := range features {
 		features[i] = fmt.Sprintf("f%d", i)
 	}
+	dataDir := filepath.Join(dir, "coordinator", "data")
 	cfg := coordinator.Config{
 		Federation: benchFederation, Listen: "127.0.0.1:0",
-		DataDir:  filepath.Join(dir, "coordinator", "data"),
+		DataDir:  dataDir,
 		CACert:   filepath.Join(dir, "ca", "ca.crt"),
 		Cert:     filepath.Join(dir, "coordinator", "coordinator.crt"),
 		Key:      filepath.Join(dir, "coordinator", "coordinator.key"),
@@ -158,6 +160,11 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The coordinator made its signing keys at start; the hospitals pin them.
+	keys, err := manifest.LoadPublicKeys(filepath.Join(dataDir, manifest.PublicFile))
+	if err != nil {
+		return RoundResult{}, err
+	}
 	for i, name := range names {
 		tlsCfg, err := demo.ClientTLS(dir, benchFederation, name, proc.Addr)
 		if err != nil {
@@ -168,7 +175,10 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 		if i == 0 {
 			t = trainer.timed(o.Progress)
 		}
-		a, err := participant.New(participant.Config{Coordinator: proc.Addr, TLS: tlsCfg, Trainer: t, Log: o.Log.With("participant", name)})
+		a, err := participant.New(participant.Config{
+			Coordinator: proc.Addr, TLS: tlsCfg, Trainer: t, Log: o.Log.With("participant", name),
+			Federation: benchFederation, CoordinatorKeys: keys,
+		})
 		if err != nil {
 			cancel()
 			return RoundResult{}, err

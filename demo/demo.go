@@ -30,6 +30,7 @@ import (
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -194,7 +195,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		}
 	}()
 	for _, h := range Hospitals {
-		agent, err := fed.Agent(h.Name, lis.Addr().String(), o.Log, o.Seed)
+		agent, err := fed.Agent(h.Name, lis.Addr().String(), coord.PublicKeys(), o.Log, o.Seed)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -237,6 +238,17 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	} else {
 		fmt.Fprintf(out, "\nfinal: accuracy %.4f, loss %.4f on %d held-out rows after %d rounds (%.1f s)\n",
 			s.FinalAccuracy, s.FinalLoss, s.TestRows, s.Rounds, s.Seconds)
+		if o.Dir != "" {
+			data := cfg.DataDir
+			fmt.Fprintf(out, "\nevery round is signed and audited; to check the record offline:\n"+
+				"  fedguard audit export --db %s --out audit.jsonl\n"+
+				"  fedguard audit verify --key %s audit.jsonl\n"+
+				"  fedguard audit report --db %s --key %s\n"+
+				"  fedguard audit model --data-dir %s --key %s --out %s\n",
+				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
+				data, filepath.Join(data, manifest.PublicFile), o.Dir)
+		}
 	}
 	return s, nil
 }
@@ -387,17 +399,22 @@ func (f *Fed) CoordinatorConfig(rounds int, kind string, agg aggregation.Config)
 	return c
 }
 
-// Agent builds hospital name's agent, dialling addr.
-func (f *Fed) Agent(name, addr string, log *slog.Logger, seed uint64) (*participant.Agent, error) {
+// Agent builds hospital name's agent, dialling addr and trusting only
+// manifests signed with keys (the coordinator's, pinned as at enrolment).
+// The agent keeps its last accepted manifest in dir/NAME/accepted.json.
+func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logger, seed uint64) (*participant.Agent, error) {
 	tlsCfg, err := ClientTLS(f.Dir, Federation, name, addr)
 	if err != nil {
 		return nil, err
 	}
 	return participant.New(participant.Config{
-		Coordinator: addr,
-		TLS:         tlsCfg,
-		Trainer:     &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed},
-		Log:         log.With("participant", name),
+		Coordinator:     addr,
+		TLS:             tlsCfg,
+		Trainer:         &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed},
+		Log:             log.With("participant", name),
+		Federation:      Federation,
+		CoordinatorKeys: keys,
+		StateFile:       filepath.Join(f.Dir, name, "accepted.json"),
 	})
 }
 

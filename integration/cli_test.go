@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"crypto/sha256"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/manifest"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -69,6 +73,36 @@ func TestDemo(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(dir, "coordinator", "data", "state.db")); err != nil || fi.Size() == 0 {
 			t.Errorf("demo --dir did not keep coordinator/data/state.db: %v", err)
 		}
+		// The demo tells the compliance officer where to start.
+		pub := filepath.Join(dir, "coordinator", "data", "signing.pub")
+		if !strings.Contains(out, "fedguard audit verify --key "+pub) {
+			t.Errorf("demo --dir output does not show how to verify the audit log with %s:\n%s", pub, out)
+		}
+		checkAuditTrail(t, filepath.Join(dir, "coordinator", "data"), 3)
+
+		// The final model and its manifest, for DSSE tools: the subject
+		// digest is the model file's SHA-256.
+		mustFedguard(t, "audit", "model", "--data-dir", filepath.Join(dir, "coordinator", "data"), "--key", pub, "--out", dir)
+		name := manifest.SubjectName(demo.Federation, 3)
+		model, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := os.ReadFile(filepath.Join(dir, name+".manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := manifest.LoadPublicKeys(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := manifest.Verify(env, keys, demo.Federation)
+		if err != nil {
+			t.Fatalf("exported manifest: %v", err)
+		}
+		if err := v.CheckModel(sha256.Sum256(model)); err != nil || v.Round.Round != 3 {
+			t.Errorf("exported model of round %d: %v; want round 3 matching its manifest", v.Round.Round, err)
+		}
 	})
 }
 
@@ -125,6 +159,19 @@ func TestCLIEnrolmentFlow(t *testing.T) {
 	cfg.RoundTimeout = 0 // the default: nobody drops out here
 	cfgPath := writeConfig(t, op, cfg)
 	mustFedguard(t, "coordinator", "--config", cfgPath, "--check-config")
+	// The operator makes the signing keys before enrolment and hands
+	// signing.pub to the hospitals with their certificates.
+	out := mustFedguard(t, "coordinator", "--config", cfgPath, "--init-keys")
+	pub := filepath.Join(cfg.DataDir, "signing.pub")
+	if !strings.Contains(out, pub) || !strings.Contains(out, "sha256:") {
+		t.Errorf("coordinator --init-keys output does not name %s and its fingerprint:\n%s", pub, out)
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.DataDir, "signing.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("signing.key stat = %v, %v; want mode 0600", fi, err)
+	}
+	if again := mustFedguard(t, "coordinator", "--config", cfgPath, "--init-keys"); !strings.Contains(again, "kept the existing") {
+		t.Errorf("a second --init-keys did not keep the keys:\n%s", again)
+	}
 	coord := startCoordinator(t, cfgPath)
 
 	var procs []*participantProc
@@ -134,7 +181,8 @@ func TestCLIEnrolmentFlow(t *testing.T) {
 			"--coordinator", coord.Addr, "--federation", fed,
 			"--ca", filepath.Join(ca, "ca.crt"), // ca.crt is public: every hospital gets it
 			"--cert", filepath.Join(hdir, h+".crt"), "--key", filepath.Join(hdir, h+".key"),
-			"--data", filepath.Join(hdir, "data.csv"), "--ignore", "id"))
+			"--data", filepath.Join(hdir, "data.csv"), "--ignore", "id",
+			"--coordinator-key", pub))
 	}
 	for _, p := range procs {
 		if err := p.wait(t, 90*time.Second); err != nil {
@@ -155,6 +203,15 @@ func TestCLIEnrolmentFlow(t *testing.T) {
 	if len(recs) != 3 {
 		t.Fatalf("database holds %d rounds, want 3", len(recs))
 	}
+	for _, h := range hospitals {
+		// Round 3 trained on the model of round 2: its manifest is the
+		// last one the hospital accepted.
+		b, err := os.ReadFile(filepath.Join(root, h, h+".accepted.json"))
+		if err != nil || !strings.Contains(string(b), `"round":2`) {
+			t.Errorf("%s.accepted.json = %s, %v; want the manifest of round 2", h, b, err)
+		}
+	}
+	checkAuditTrail(t, cfg.DataDir, 3)
 }
 
 // TestBenchRoundSmoke runs the round benchmark at a tiny size.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -46,9 +47,15 @@ func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer)
 	if trainer == nil {
 		trainer = localTrainer(dir, name)
 	}
+	keys, err := manifest.LoadPublicKeys(filepath.Join(dir, "coordinator", "data", manifest.PublicFile))
+	if err != nil {
+		t.Fatalf("the hospitals pin the coordinator's key: %v", err)
+	}
 	a, err := participant.New(participant.Config{
 		Coordinator: addr, TLS: tlsCfg, Trainer: trainer, Log: discardLogger(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+		Federation: demo.Federation, CoordinatorKeys: keys,
+		StateFile: filepath.Join(dir, name, "accepted.json"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +205,8 @@ func TestParticipantDropout(t *testing.T) {
 			procs[h] = startParticipant(t, h, "--coordinator", coord.Addr, "--federation", demo.Federation,
 				"--ca", filepath.Join(dir, "ca", "ca.crt"),
 				"--cert", filepath.Join(dir, h, h+".crt"), "--key", filepath.Join(dir, h, h+".key"),
-				"--data", filepath.Join(dir, h, "data.csv"))
+				"--data", filepath.Join(dir, h, "data.csv"),
+				"--coordinator-key", filepath.Join(cfg.DataDir, "signing.pub"))
 		}
 		coord.waitLog("round opened for round 2", 60*time.Second, msgRound("round opened", 2))
 		if err := procs["hospital-c"].cmd.Process.Signal(syscall.SIGKILL); err != nil {

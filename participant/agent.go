@@ -23,6 +23,7 @@ import (
 
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -93,6 +94,17 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// AgentVersion is reported in Join for the operator's records.
 	AgentVersion string
+	// Federation is the federation's name; manifests of another are
+	// refused.
+	Federation string
+	// CoordinatorKeys are the coordinator's manifest-signing keys (its
+	// signing.pub), pinned at enrolment. The agent trains only on models
+	// whose signed manifest verifies against both of them.
+	CoordinatorKeys manifest.PublicKeys
+	// StateFile keeps the last manifest the agent accepted, so that a
+	// restarted agent still refuses a rolled-back or forked model. Empty
+	// means memory only (for tests).
+	StateFile string
 }
 
 // Option changes an Agent's defaults, for tests and the benchmark.
@@ -142,6 +154,7 @@ type Agent struct {
 	stats    dataset.Stats
 	last     struct{ round, attempt uint64 } // last accepted submission
 	attempt  int                             // consecutive transient failures
+	accepted *manifest.Accepted              // last manifest accepted; nil before the first
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -155,6 +168,10 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, errors.New("participant: Config.TLS has no client certificate")
 	case cfg.Trainer == nil:
 		return nil, errors.New("participant: Config.Trainer is nil")
+	case cfg.Federation == "":
+		return nil, errors.New("participant: Config.Federation is empty")
+	case cfg.CoordinatorKeys.Fingerprint() == "": // "" for incomplete keys
+		return nil, errors.New("participant: Config.CoordinatorKeys are not set: pin the coordinator's signing.pub")
 	case cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
 		return nil, errors.New("participant: negative backoff")
 	}
@@ -175,6 +192,13 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	if cfg.StateFile != "" {
+		acc, err := manifest.LoadAccepted(cfg.StateFile)
+		if err != nil {
+			return nil, fmt.Errorf("participant: %w", err)
+		}
+		a.accepted = acc
 	}
 	for _, o := range opts {
 		o(a)
@@ -463,6 +487,9 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	defer cancel()
 	log := a.log.With(slog.Uint64("round", asg.GetRound()))
 	log.InfoContext(ctx, "round assigned", slog.Uint64("attempt", uint64(asg.GetAttempt())))
+	if err := a.checkManifest(rctx, client, asg); err != nil {
+		return err
+	}
 
 	start, err := a.fetchModel(rctx, client, asg)
 	if err != nil {

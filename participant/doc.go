@@ -25,14 +25,32 @@
 // check is refused: the agent logs it, does not train or submit, and goes
 // back to WaitRound after a backoff. Refusals are counted in [AgentStats].
 //
+// # Signed round manifests
+//
+// Before it downloads a starting model the agent verifies the round's
+// signed manifest (package manifest): a DSSE envelope whose Ed25519 and
+// ML-DSA-65 signatures must both verify against the coordinator keys pinned
+// in [Config.CoordinatorKeys], for [Config.Federation], vouching for
+// exactly the assigned model digest, parameter count and feature scaling,
+// and extending the last manifest the agent accepted: the round grows and
+// the parent digests chain back to it (manifests of rounds the agent missed
+// are fetched with GetManifest and checked too). The last accepted manifest
+// is kept in [Config.StateFile], so a restart does not forget it. A refused
+// manifest (unsigned, signed by another key, rolled back, forked, for
+// another model) is reported to the coordinator with ReportRefusal, so it
+// lands in the federation's audit log, and logged at the hospital; then
+// Run stops with [ErrManifestRefused]: a coordinator that serves such a
+// model needs an operator, not a retry.
+//
 // # Failures
 //
 // Run separates three kinds of failure:
 //
 //   - permanent: the coordinator answers PermissionDenied, Unauthenticated or
-//     Unimplemented; a TLS handshake fails because a certificate was refused
-//     (by either side, see [ErrCertificate]); the local data cannot satisfy
-//     the model specification ([ErrIncompatible]). Run returns the error.
+//     Unimplemented; a round manifest is refused ([ErrManifestRefused]); a
+//     TLS handshake fails because a certificate was refused (by either
+//     side, see [ErrCertificate]); the local data cannot satisfy the model
+//     specification ([ErrIncompatible]). Run returns the error.
 //   - per round: a refused model ([ErrModelRefused]), or the coordinator
 //     answering FailedPrecondition, InvalidArgument or Aborted to a round
 //     call (the round closed, the caller is not in its cohort, the update was

@@ -34,6 +34,15 @@ var (
 	// coordinator (the hospital's certificate is unknown, expired or
 	// revoked). An operator must act, so Run returns it.
 	ErrCertificate = errors.New("participant: certificate refused")
+
+	// ErrManifestRefused marks a round manifest that the agent refused:
+	// unsigned, signed by a key other than the pinned one, for another
+	// federation, or not extending the last manifest accepted (a rollback
+	// or a fork), or one that vouches for another model than the one
+	// assigned. The coordinator cannot be trusted until an operator has
+	// looked, so the agent reports the refusal to it and Run returns this
+	// error (wrapping a *manifest.RefusalError with the reason).
+	ErrManifestRefused = errors.New("participant: round manifest refused")
 )
 
 // certAlerts are the TLS alert descriptions (as crypto/tls prints them) that

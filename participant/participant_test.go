@@ -3,9 +3,12 @@ package participant_test
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -28,7 +31,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -163,20 +168,43 @@ type record struct {
 	delta  []float32
 }
 
+// link is a round the fake closed: the global model after it and the
+// signed manifest that vouches for that model.
+type link struct {
+	global []float32
+	round  manifest.Round
+	env    []byte
+	digest [32]byte
+}
+
+// accepted is what an honest agent persists once it accepted l's manifest.
+func (l link) accepted() *manifest.Accepted {
+	return &manifest.Accepted{Round: l.round.Round, Digest: hex.EncodeToString(l.digest[:])}
+}
+
 // fakeCoordinator runs a federation of one hospital: every update is
-// accepted and added to the global model, and each accepted update opens the
-// next round.
+// accepted and added to the global model, and each accepted update closes
+// the round (with a signed manifest) and opens the next one.
 type fakeCoordinator struct {
 	fedguardv1.UnimplementedCoordinatorServiceServer
 	t      *testing.T
 	spec   *fedguardv1.ModelSpec
 	rounds uint64
+	signer *manifest.Signer
 
 	// Fault injection; nil means none.
 	joinErr   error
 	tamper    func(call int, msg *fedguardv1.GetModelResponse)
 	onWait    func(ctx context.Context, round uint64) error
 	submitErr func(call int) error
+	// offer sees every assignment WaitRound is about to send, with f.mu
+	// held, and returns the one to send (a malicious coordinator).
+	offer func(asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment
+	// serveManifest sees every envelope GetManifest is about to send, with
+	// f.mu held, and returns the one to send.
+	serveManifest func(round uint64, env []byte) []byte
+	// answerManifest, when set, answers GetManifest instead (f.mu held).
+	answerManifest func(round uint64) (*fedguardv1.GetManifestResponse, error)
 
 	mu                        sync.Mutex
 	round                     uint64
@@ -186,16 +214,121 @@ type fakeCoordinator struct {
 	stats                     []*fedguardv1.FeatureStats
 	joins, getModels, submits int
 	records                   []record
+	// chain[r] is round r's model and manifest; chain[0], the initial
+	// model, is signed once the scaling is known. The open round starts
+	// from chain[round-1].
+	chain         []link
+	manifestCalls []uint64
+	refusals      []*fedguardv1.ReportRefusalRequest
 }
 
 func newFake(t *testing.T, rounds uint64) *fakeCoordinator {
+	t.Helper()
 	spec := testSpec()
 	rng := rand.New(rand.NewPCG(1, 2))
 	global := make([]float32, spec.GetNumParams())
 	for i := range global {
 		global[i] = float32(rng.NormFloat64() * 0.01)
 	}
-	return &fakeCoordinator{t: t, spec: spec, rounds: rounds, round: 1, attempt: 1, global: global}
+	signer, err := manifest.GenerateSigner(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fakeCoordinator{t: t, spec: spec, rounds: rounds, signer: signer, round: 1, attempt: 1, global: global}
+}
+
+// keys returns the public keys an agent of this fake's federation pins.
+func (f *fakeCoordinator) keys() manifest.PublicKeys { return f.signer.Public() }
+
+// manifestRound returns the manifest predicate of global as the model of
+// round n, its parent being chain[n-1], as the coordinator would write it.
+// f.mu must be held.
+func (f *fakeCoordinator) manifestRound(n uint64, global []float32, included []manifest.Contributor) manifest.Round {
+	// The coordinator writes its configuration's model object.
+	spec, err := json.Marshal(map[string]any{
+		"kind": model.Kind(f.spec.GetKind()).String(), "features": f.spec.GetFeatures(), "label": f.spec.GetLabel(),
+		"classes": f.spec.GetClasses(), "hidden": f.spec.GetHidden(),
+	})
+	if err != nil {
+		f.t.Errorf("marshal model spec: %v", err)
+	}
+	scaling := dataset.Scaling{Mean: f.scaling.GetMean(), Std: f.scaling.GetStd()}.Digest()
+	r := manifest.Round{
+		Federation:    federation,
+		Round:         n,
+		ModelSHA256:   hex.EncodeToString(wireDigest(f.t, global)),
+		NumParams:     uint64(len(global)),
+		ModelSpec:     spec,
+		ScalingSHA256: hex.EncodeToString(scaling[:]),
+		Parameters:    []byte(`{}`),
+		Included:      included,
+		Excluded:      []manifest.Exclusion{},
+		Closed:        time.Now(),
+	}
+	if n > 0 {
+		r.Attempt = f.attempt
+		r.Parent = hex.EncodeToString(f.chain[n-1].digest[:])
+		r.Rule = "fedavg"
+	}
+	return r
+}
+
+// sign signs r with s. It runs on server goroutines too, so it reports
+// failures with Errorf.
+func sign(t *testing.T, s *manifest.Signer, r manifest.Round) ([]byte, [32]byte) {
+	env, digest, err := manifest.Sign(s, r)
+	if err != nil {
+		t.Errorf("manifest.Sign(round %d) = %v", r.Round, err)
+	}
+	return env, digest
+}
+
+// closeLocked makes global the model of round len(f.chain) and signs its
+// manifest. f.mu must be held.
+func (f *fakeCoordinator) closeLocked(global []float32, included []manifest.Contributor) {
+	r := f.manifestRound(uint64(len(f.chain)), global, included)
+	env, digest := sign(f.t, f.signer, r)
+	f.chain = append(f.chain, link{global: slices.Clone(global), round: r, env: env, digest: digest})
+	f.global = slices.Clone(global)
+}
+
+// advanceLocked closes the open round with an update from another
+// hospital, name, as if this one had not been in its cohort, and opens the
+// next. f.mu must be held.
+func (f *fakeCoordinator) advanceLocked(name string) {
+	next := slices.Clone(f.global)
+	for i := range next {
+		next[i] += 0.001 * float32(i%7+1)
+	}
+	d := sha256.Sum256([]byte(name))
+	f.closeLocked(next, []manifest.Contributor{{Name: name, Samples: 100, UpdateSHA256: hex.EncodeToString(d[:]), Norm: 1}})
+	f.round++
+	f.attempt = 1
+}
+
+// restoreLocked puts the fake back in the state it had while round was
+// open, as a coordinator restored from an old backup would be: the rounds
+// from round on are forgotten. f.mu must be held.
+func (f *fakeCoordinator) restoreLocked(round uint64) {
+	f.chain = f.chain[:round]
+	f.global = slices.Clone(f.chain[round-1].global)
+	f.round, f.attempt = round, 1
+}
+
+// reportStats reports the reference trainer's statistics, as the first
+// hospital of the federation would have done, so that the fake can sign its
+// initial model (and advance) before any agent joins.
+func (f *fakeCoordinator) reportStats(t *testing.T) {
+	t.Helper()
+	st, err := newTrainer().Prepare(testSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReportStats(context.Background(), &fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{
+		Count: st.Count, Sum: st.Sum, SumSquares: st.SumSquares,
+	}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (f *fakeCoordinator) Join(ctx context.Context, _ *fedguardv1.JoinRequest) (*fedguardv1.JoinResponse, error) {
@@ -225,6 +358,9 @@ func (f *fakeCoordinator) ReportStats(_ context.Context, req *fedguardv1.ReportS
 		sc.Std = append(sc.Std, math.Sqrt(max(st.GetSumSquares()[i]/c-m*m, 1e-12)))
 	}
 	f.scaling = sc
+	if len(f.chain) == 0 {
+		f.closeLocked(f.global, []manifest.Contributor{})
+	}
 	return &fedguardv1.ReportStatsResponse{}, nil
 }
 
@@ -238,6 +374,7 @@ func (f *fakeCoordinator) assignment() *fedguardv1.RoundAssignment {
 		Deadline:    timestamppb.New(time.Now().Add(time.Minute)),
 		ModelSha256: wireDigest(f.t, f.global),
 		Seed:        1000 + f.round,
+		Manifest:    f.chain[f.round-1].env,
 	}
 }
 
@@ -258,7 +395,36 @@ func (f *fakeCoordinator) WaitRound(ctx context.Context, _ *fedguardv1.WaitRound
 	if f.round > f.rounds {
 		return &fedguardv1.WaitRoundResponse{Finished: true}, nil
 	}
-	return &fedguardv1.WaitRoundResponse{Assignment: f.assignment()}, nil
+	asg := f.assignment()
+	if f.offer != nil {
+		asg = f.offer(asg)
+	}
+	return &fedguardv1.WaitRoundResponse{Assignment: asg}, nil
+}
+
+func (f *fakeCoordinator) GetManifest(_ context.Context, req *fedguardv1.GetManifestRequest) (*fedguardv1.GetManifestResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := req.GetRound()
+	f.manifestCalls = append(f.manifestCalls, r)
+	if f.answerManifest != nil {
+		return f.answerManifest(r)
+	}
+	if r >= uint64(len(f.chain)) {
+		return nil, status.Errorf(codes.NotFound, "round %d has not closed", r)
+	}
+	env := f.chain[r].env
+	if f.serveManifest != nil {
+		env = f.serveManifest(r, env)
+	}
+	return &fedguardv1.GetManifestResponse{Round: r, Manifest: env}, nil
+}
+
+func (f *fakeCoordinator) ReportRefusal(_ context.Context, req *fedguardv1.ReportRefusalRequest) (*fedguardv1.ReportRefusalResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refusals = append(f.refusals, req)
+	return &fedguardv1.ReportRefusalResponse{}, nil
 }
 
 func (f *fakeCoordinator) GetModel(req *fedguardv1.GetModelRequest, stream grpc.ServerStreamingServer[fedguardv1.GetModelResponse]) error {
@@ -333,9 +499,13 @@ func (f *fakeCoordinator) SubmitUpdate(stream grpc.ClientStreamingServer[fedguar
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.records = append(f.records, record{asg: asg, start: start, header: hdr, delta: delta})
-	for i := range f.global {
-		f.global[i] += delta[i]
+	next := slices.Clone(f.global)
+	for i := range next {
+		next[i] += delta[i]
 	}
+	f.closeLocked(next, []manifest.Contributor{{
+		Name: hospital, Samples: hdr.GetSampleCount(), UpdateSHA256: hex.EncodeToString(hdr.GetSha256()), Norm: asm.Norm(),
+	}})
 	f.round++
 	f.attempt = 1
 	return stream.SendAndClose(&fedguardv1.SubmitUpdateResponse{Round: round, Norm: asm.Norm()})
@@ -348,18 +518,40 @@ func (f *fakeCoordinator) counts() (joins, getModels, submits, accepted int) {
 	return f.joins, f.getModels, f.submits, len(f.records)
 }
 
-func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer) (*participant.Agent, *bytes.Buffer) {
+// manifestLog returns what f received from GetManifest and ReportRefusal.
+func (f *fakeCoordinator) manifestLog() (fetched []uint64, refusals []*fedguardv1.ReportRefusalRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.manifestCalls), slices.Clone(f.refusals)
+}
+
+// closed returns chain[r] of f: round r's model and manifest.
+func (f *fakeCoordinator) closed(r uint64) link {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.chain[r]
+}
+
+// newAgent returns an agent of federation that pins keys, with the test's
+// backoff and a captured log. edits change its Config (a StateFile, say).
+func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
 	t.Helper()
 	var logs syncBuffer
-	a, err := participant.New(participant.Config{
-		Coordinator:  addr,
-		TLS:          tlsCfg,
-		Trainer:      tr,
-		Log:          slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		MinBackoff:   10 * time.Millisecond,
-		MaxBackoff:   100 * time.Millisecond,
-		AgentVersion: "test",
-	})
+	cfg := participant.Config{
+		Coordinator:     addr,
+		TLS:             tlsCfg,
+		Trainer:         tr,
+		Log:             slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MinBackoff:      10 * time.Millisecond,
+		MaxBackoff:      100 * time.Millisecond,
+		AgentVersion:    "test",
+		Federation:      federation,
+		CoordinatorKeys: keys,
+	}
+	for _, e := range edits {
+		e(&cfg)
+	}
+	a, err := participant.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,6 +561,11 @@ func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trai
 		}
 	})
 	return a, &logs.buf
+}
+
+// withState sets the agent's StateFile.
+func withState(path string) func(*participant.Config) {
+	return func(c *participant.Config) { c.StateFile = path }
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test.
@@ -462,7 +659,7 @@ func TestRunTwoRounds(t *testing.T) {
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer())
+	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 	if err := run(t, a, 15*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
@@ -474,6 +671,11 @@ func TestRunTwoRounds(t *testing.T) {
 	}
 	if joins, _, _, _ := fake.counts(); joins != 1 {
 		t.Errorf("agent joined %d times over one healthy connection, want 1", joins)
+	}
+	// Each assignment carries the manifest of the round before, which
+	// extends the last one accepted: there is nothing to fetch or refuse.
+	if fetched, refusals := fake.manifestLog(); len(fetched) != 0 || len(refusals) != 0 {
+		t.Errorf("GetManifest calls %v, ReportRefusal calls %v; want none", fetched, refusals)
 	}
 }
 
@@ -500,7 +702,7 @@ func TestRefusesBadModel(t *testing.T) {
 				}
 			}
 			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, logs := newAgent(t, addr, p.clientTLS, newTrainer())
+			a, logs := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 			if err := run(t, a, 15*time.Second); err != nil {
 				t.Fatalf("Run = %v, want nil", err)
 			}
@@ -526,7 +728,7 @@ func TestRefusedModelNeverSubmitted(t *testing.T) {
 	fake := newFake(t, 1)
 	fake.tamper = func(_ int, msg *fedguardv1.GetModelResponse) { msg.Data[len(msg.Data)-1] ^= 0x01 }
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer())
+	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -564,7 +766,7 @@ func TestReconnectsAfterCoordinatorRestart(t *testing.T) {
 		return nil
 	}
 	srv, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, logs := newAgent(t, addr, p.clientTLS, newTrainer())
+	a, logs := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 	done := make(chan error, 1)
 	go func() { done <- run(t, a, 15*time.Second) }()
 
@@ -607,7 +809,7 @@ func TestPermanentErrors(t *testing.T) {
 			fake := newFake(t, 2)
 			fake.joinErr = tt.joinErr
 			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, p.clientTLS, newTrainer())
+			a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 			start := time.Now()
 			err := run(t, a, 10*time.Second)
 			if status.Code(err) != tt.code {
@@ -642,7 +844,7 @@ func TestCertificateRefusalIsPermanent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake := newFake(t, 1)
 			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, tt.client, newTrainer())
+			a, _ := newAgent(t, addr, tt.client, newTrainer(), fake.keys())
 			start := time.Now()
 			err := run(t, a, 10*time.Second)
 			if !errors.Is(err, participant.ErrCertificate) {
@@ -671,7 +873,7 @@ func TestRoundClosedGoesBackToWait(t *testing.T) {
 		return status.Error(codes.FailedPrecondition, "round closed")
 	}
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, logs := newAgent(t, addr, p.clientTLS, newTrainer())
+	a, logs := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 	if err := run(t, a, 15*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
@@ -704,7 +906,7 @@ func TestIncompatibleSpecIsPermanent(t *testing.T) {
 			fake := newFake(t, 1)
 			tt.mutate(fake.spec)
 			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, p.clientTLS, newTrainer())
+			a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 			err := run(t, a, 10*time.Second)
 			if !errors.Is(err, participant.ErrIncompatible) {
 				t.Fatalf("Run = %v, want ErrIncompatible", err)
@@ -729,7 +931,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer())
+	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -774,7 +976,7 @@ func TestTrainerFailureSkipsRound(t *testing.T) {
 	fake := newFake(t, 1)
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
 	tr := &faultyTrainer{Trainer: newTrainer()}
-	a, logs := newAgent(t, addr, p.clientTLS, tr)
+	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys())
 	if err := run(t, a, 15*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
@@ -787,11 +989,18 @@ func TestTrainerFailureSkipsRound(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
+	signer, err := manifest.GenerateSigner(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := signer.Public()
 	good := func() participant.Config {
 		return participant.Config{
-			Coordinator: "127.0.0.1:1",
-			TLS:         &tls.Config{Certificates: []tls.Certificate{{}}},
-			Trainer:     newTrainer(),
+			Coordinator:     "127.0.0.1:1",
+			TLS:             &tls.Config{Certificates: []tls.Certificate{{}}},
+			Trainer:         newTrainer(),
+			Federation:      federation,
+			CoordinatorKeys: keys,
 		}
 	}
 	tests := []struct {
@@ -804,6 +1013,13 @@ func TestNewValidates(t *testing.T) {
 		{"no TLS", func(c *participant.Config) { c.TLS = nil }, false},
 		{"no client certificate", func(c *participant.Config) { c.TLS = &tls.Config{} }, false},
 		{"no trainer", func(c *participant.Config) { c.Trainer = nil }, false},
+		{"no federation", func(c *participant.Config) { c.Federation = "" }, false},
+		{"no coordinator keys", func(c *participant.Config) { c.CoordinatorKeys = manifest.PublicKeys{} }, false},
+		{"no Ed25519 key", func(c *participant.Config) { c.CoordinatorKeys.Ed25519 = nil }, false},
+		{"no ML-DSA-65 key", func(c *participant.Config) { c.CoordinatorKeys.MLDSA65 = nil }, false},
+		// manifest.Verify would refuse to run with it on every round.
+		{"truncated Ed25519 key", func(c *participant.Config) { c.CoordinatorKeys.Ed25519 = c.CoordinatorKeys.Ed25519[:31] }, false},
+		{"state file absent", func(c *participant.Config) { c.StateFile = filepath.Join(t.TempDir(), "accepted.json") }, true},
 		{"negative backoff", func(c *participant.Config) { c.MinBackoff = -1 }, false},
 		{"max below min", func(c *participant.Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }, false},
 	}

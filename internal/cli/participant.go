@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
 
@@ -50,11 +52,20 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 	holdout := fs.Float64("holdout", participant.DefaultHoldout, "fraction of local rows kept for evaluation, in [0, 1)")
 	seed := fs.Uint64("seed", 1, "seed of the holdout split and local shuffling")
 	serverName := fs.String("server-name", "", "name expected in the coordinator's certificate (default: host of -coordinator)")
+	coordKey := fs.String("coordinator-key", "", "the coordinator's manifest-signing public keys (its signing.pub), pinned at enrolment")
+	state := fs.String("state", "", "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := required(fs, "coordinator", "federation", "ca", "cert", "key", "data"); err != nil {
+	if err := required(fs, "coordinator", "federation", "ca", "cert", "key", "data", "coordinator-key"); err != nil {
 		return err
+	}
+	if *state == "" {
+		*state = strings.TrimSuffix(*keyFile, filepath.Ext(*keyFile)) + ".accepted.json"
+	}
+	keys, err := manifest.LoadPublicKeys(*coordKey)
+	if err != nil {
+		return fmt.Errorf("participant run: %w", err)
 	}
 	if !(*holdout >= 0 && *holdout < 1) {
 		return usageError("participant run: -holdout %v outside [0, 1)", *holdout)
@@ -85,11 +96,14 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 		h = participant.NoHoldout // an explicit 0 means no holdout, not the default
 	}
 	agent, err := participant.New(participant.Config{
-		Coordinator:  *coordinator,
-		TLS:          tlsCfg,
-		Trainer:      &participant.LocalTrainer{DataFile: *data, Ignore: ignore, Holdout: h, Seed: *seed},
-		Log:          env.Log,
-		AgentVersion: agentVersion,
+		Coordinator:     *coordinator,
+		TLS:             tlsCfg,
+		Trainer:         &participant.LocalTrainer{DataFile: *data, Ignore: ignore, Holdout: h, Seed: *seed},
+		Log:             env.Log,
+		AgentVersion:    agentVersion,
+		Federation:      *federation,
+		CoordinatorKeys: keys,
+		StateFile:       *state,
 	})
 	if err != nil {
 		return fmt.Errorf("participant run: %w", err)
