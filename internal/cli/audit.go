@@ -38,12 +38,19 @@ func init() {
 	}
 }
 
-// openAudit opens an audit database read-only.
-func openAudit(path string) (*audit.Log, error) {
-	if _, err := os.Stat(path); err != nil {
+// parseAndOpen parses a command's flags, of which -db (bound to db) is
+// required, and opens that audit database read-only.
+func parseAndOpen(fs *flag.FlagSet, db *string, args []string) (*audit.Log, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := required(fs, "db"); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(*db); err != nil {
 		return nil, fmt.Errorf("audit database: %w", err)
 	}
-	return audit.Open(path, audit.Options{ReadOnly: true})
+	return audit.Open(*db, audit.Options{ReadOnly: true})
 }
 
 // output returns the writer for -out ("" or "-": standard output) and a
@@ -67,13 +74,7 @@ func runAuditExport(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit export")
 	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	out := fs.String("out", "", "output file (default: standard output)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "db"); err != nil {
-		return err
-	}
-	l, err := openAudit(*db)
+	l, err := parseAndOpen(fs, db, args)
 	if err != nil {
 		return err
 	}
@@ -186,20 +187,14 @@ func runAuditProve(_ context.Context, env *Env, args []string) error {
 	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	seq := fs.Int64("seq", -1, "sequence number of the event to prove")
 	out := fs.String("out", "", "output file (default: standard output)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "db"); err != nil {
-		return err
-	}
-	if *seq < 0 {
-		return usageError("audit prove: -seq is required and must be at least 0")
-	}
-	l, err := openAudit(*db)
+	l, err := parseAndOpen(fs, db, args)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
+	if *seq < 0 {
+		return usageError("audit prove: -seq is required and must be at least 0")
+	}
 	p, err := l.Prove(uint64(*seq))
 	if err != nil {
 		return err
@@ -220,13 +215,7 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 	html := fs.Bool("html", false, "write HTML instead of Markdown")
 	key := fs.String("key", "", "the coordinator's signing.pub: verify the log and each round's manifest signatures")
 	out := fs.String("out", "", "output file (default: standard output)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "db"); err != nil {
-		return err
-	}
-	l, err := openAudit(*db)
+	l, err := parseAndOpen(fs, db, args)
 	if err != nil {
 		return err
 	}
