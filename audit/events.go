@@ -9,6 +9,7 @@ const (
 	KindCoordinatorStopped  = "coordinator_stopped"
 	KindConfigLoaded        = "config_loaded"
 	KindEnrolment           = "enrolment"
+	KindCertificateIssued   = "certificate_issued"
 	KindCertificateAccepted = "certificate_accepted"
 	KindCertificateRevoked  = "certificate_revoked"
 	KindConnectionRefused   = "connection_refused"
@@ -29,6 +30,10 @@ const (
 // ActorCoordinator is the actor of every event the coordinator causes on
 // its own; events caused by a participant name the participant.
 const ActorCoordinator = "coordinator"
+
+// ActorCA is the actor of the events in a federation CA's own audit log
+// (certificates issued and revoked by `fedguard ca`).
+const ActorCA = "ca"
 
 // CoordinatorStarted records a start of the coordinator process.
 type CoordinatorStarted struct {
@@ -71,11 +76,23 @@ type CertificateAccepted struct {
 	NotAfter    string `json:"not_after"`
 }
 
-// CertificateRevoked records a serial found revoked in the federation's
-// certificate revocation list.
+// CertificateIssued records a certificate the federation CA issued, in
+// the CA's own audit log: the register of who may connect, and until when.
+type CertificateIssued struct {
+	Identity  string `json:"identity"`
+	Serial    string `json:"serial"`
+	SHA256    string `json:"sha256"`
+	NotBefore string `json:"not_before"`
+	NotAfter  string `json:"not_after"`
+}
+
+// CertificateRevoked records a revoked serial: in the CA's log when it is
+// revoked (with the identity), in the coordinator's when the coordinator
+// first loads a revocation list that names it.
 type CertificateRevoked struct {
 	Serial    string `json:"serial"`
 	RevokedAt string `json:"revoked_at"`
+	Identity  string `json:"identity,omitempty"`
 }
 
 // ConnectionRefused records a refused TLS handshake. Suppressed counts the

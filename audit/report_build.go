@@ -265,12 +265,22 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		}
 		entry.Detail = fmt.Sprintf("%s connected with certificate serial %s (sha256 %s), valid %s to %s",
 			p.Participant, p.Serial, p.SHA256, p.NotBefore, p.NotAfter)
+	case KindCertificateIssued:
+		p, err := reportPayload[CertificateIssued](ev)
+		if err != nil {
+			return err
+		}
+		entry.Detail = fmt.Sprintf("certificate serial %s (sha256 %s) issued to %s, valid %s to %s",
+			p.Serial, p.SHA256, p.Identity, p.NotBefore, p.NotAfter)
 	case KindCertificateRevoked:
 		p, err := reportPayload[CertificateRevoked](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("serial %s revoked at %s", p.Serial, p.RevokedAt)
+		if p.Identity != "" {
+			entry.Detail += " (" + p.Identity + ")"
+		}
 	case KindConnectionRefused:
 		p, err := reportPayload[ConnectionRefused](ev)
 		if err != nil {

@@ -633,7 +633,7 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 // TestBuildReportBadPayload breaks the payload of every known kind in turn.
 func TestBuildReportBadPayload(t *testing.T) {
 	kinds := []string{KindCoordinatorStarted, KindCoordinatorStopped, KindConfigLoaded, KindEnrolment,
-		KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
+		KindCertificateIssued, KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
 		KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused, KindAggregationReport,
 		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused}
 	for _, kind := range kinds {

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/manifest"
 )
 
 // This file holds the operator's `fedguard ca` commands (the federation CA)
 // and the hospital's `fedguard participant init` (key and CSR). Everything
-// they do is a call into package certs.
+// they do is a call into package certs, and every issuance and revocation
+// is also appended to the CA's audit log (ca_audit.go).
 
 func init() {
 	commands["ca"] = &command{
@@ -61,6 +63,11 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "  certificate %s (valid until %s): give it to the coordinator and every hospital\n",
 		filepath.Join(*dir, "ca.crt"), a.Certificate().NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
+	if err := recordCA(*dir, a.Federation()); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "  audit log %s: every certificate issued or revoked, verifiable with %s\n",
+		filepath.Join(caAuditDir(*dir), "audit.db"), filepath.Join(caAuditDir(*dir), manifest.PublicFile))
 	return nil
 }
 
@@ -99,18 +106,21 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	entry, cert, id, err := issuedEntry(certPEM)
+	if err != nil {
+		return err
+	}
+	if err := recordCA(*dir, a.Federation(), entry); err != nil {
+		return err
+	}
 	if err := certs.WritePrivateKey(*outKey, keyPEM); err != nil {
 		return err
 	}
 	if err := certs.WriteFileAtomic(*outCert, certPEM, 0o644); err != nil {
 		return err
 	}
-	cert, err := certs.LoadCertificate(*outCert)
-	if err != nil {
-		return err
-	}
 	fmt.Fprintf(env.Stdout, "issued %s serial %s for %s, valid until %s\n",
-		certs.Identity{Federation: a.Federation(), Role: certs.RoleCoordinator}, caSerial(cert.SerialNumber),
+		id, caSerial(cert.SerialNumber),
 		strings.Join(hostList, ", "), cert.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(env.Stdout, "  certificate %s\n  private key %s (0600)\n", *outCert, *outKey)
 	return nil
@@ -143,15 +153,14 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("ca sign %s: %w", *csrFile, err)
 	}
+	entry, cert, id, err := issuedEntry(certPEM)
+	if err != nil {
+		return err
+	}
+	if err := recordCA(*dir, a.Federation(), entry); err != nil {
+		return err
+	}
 	if err := certs.WriteFileAtomic(*out, certPEM, 0o644); err != nil {
-		return err
-	}
-	cert, err := certs.LoadCertificate(*out)
-	if err != nil {
-		return err
-	}
-	id, err := certs.ParseIdentity(cert)
-	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "signed %s serial %s, valid until %s\n", id, caSerial(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339))
@@ -230,6 +239,9 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 		if err := a.Revoke(s); err != nil {
 			return err
 		}
+	}
+	if err := recordCA(*dir, a.Federation(), revokedEntries(serials, identity)...); err != nil {
+		return err
 	}
 	for _, s := range serials {
 		id := identity[s.Text(16)]

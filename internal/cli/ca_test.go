@@ -135,6 +135,31 @@ func TestCACommands(t *testing.T) {
 			t.Errorf("ca list does not show %s:\n%s", want, out)
 		}
 	}
+
+	// The CA's own audit log holds the three issuances and three
+	// revocations (one each for the coordinator and the two hospitals),
+	// and its export verifies with the key beside it.
+	export := filepath.Join(tmp, "ca-audit.jsonl")
+	db := filepath.Join(caDir, "audit", "audit.db")
+	if code, _, errOut := caRun(t, "audit", "export", "--db", db, "--out", export); code != 0 {
+		t.Fatalf("audit export of the CA log = %d: %s", code, errOut)
+	}
+	code, out, errOut = caRun(t, "audit", "verify", "--key", filepath.Join(caDir, "audit", "signing.pub"), export)
+	if code != 0 || !strings.Contains(out, "OK: 6 events of fedguard/hospitals-eu/ca") {
+		t.Errorf("audit verify of the CA log = %d, %q, %q; want 6 events verified", code, out, errOut)
+	}
+	b, err := os.ReadFile(export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, n := range map[string]int{`"kind":"certificate_issued"`: 3, `"kind":"certificate_revoked"`: 3, `"identity":"spiffe://hospitals-eu/participant/st-mary"`: 2} {
+		if got := strings.Count(string(b), kind); got != n {
+			t.Errorf("CA log has %d lines with %s, want %d", got, kind, n)
+		}
+	}
+	if got := caMode(t, filepath.Join(caDir, "audit", "signing.key")); got != 0o600 {
+		t.Errorf("CA audit signing.key has mode %v, want 0600", got)
+	}
 }
 
 // TestCAHelp checks that the new commands are registered where the
