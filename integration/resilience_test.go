@@ -300,6 +300,9 @@ func TestCoordinatorRestart(t *testing.T) {
 		t.Errorf("final coordinator exited with %v, want 0", err)
 	}
 	checkContiguous(t, readRounds(t, cfg), rounds)
+	// The audit log outlived the SIGKILL: it opens, verifies and tells the
+	// whole story.
+	checkAuditTrail(t, cfg.DataDir, rounds)
 }
 
 // lastRoundClosed is the highest round a coordinator logged as closed.
