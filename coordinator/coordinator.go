@@ -509,9 +509,16 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		}
 	}
 	delta := make([]float32, c.spec.NumParams())
-	// Rules with randomness (bucketing) draw it from the round's seed, so
-	// anyone holding the inputs can recompute the round.
-	rule := aggregation.WithRand(c.rule, rand.NewChaCha8(roundSeed(c.cfg.Seed, r.number, r.attempt)))
+	// Rules with randomness (bucketing) draw it from the signed manifest
+	// the round started from: fixed, and checked by every participant,
+	// before any update of the round existed, so the coordinator cannot
+	// pick the split that suits it, and anyone holding the inputs can
+	// recompute the round.
+	start, err := manifest.Digest(c.manifest)
+	if err != nil {
+		return fmt.Errorf("manifest of round %d: %w", c.lastRound, err)
+	}
+	rule := aggregation.WithRand(c.rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt)))
 	report, err := rule.Aggregate(delta, updates)
 	if err != nil {
 		// Every update was checked on arrival, so this is a bug or a rule
@@ -583,14 +590,14 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	return nil
 }
 
-// roundSeed derives the seed of round r's randomness from the federation's
-// seed.
-func roundSeed(seed, round uint64, attempt uint32) [32]byte {
-	var b [20]byte
-	binary.BigEndian.PutUint64(b[0:], seed)
-	binary.BigEndian.PutUint64(b[8:], round)
-	binary.BigEndian.PutUint32(b[16:], attempt)
-	return sha256.Sum256(append([]byte("fedguard round seed v1"), b[:]...))
+// RoundSeed is the seed of the aggregation's randomness (the bucket split)
+// in a round attempt: a hash of the digest of the signed manifest the round
+// started from (the manifest of round-1), the round and the attempt.
+func RoundSeed(startManifest [32]byte, round uint64, attempt uint32) [32]byte {
+	b := append([]byte("fedguard round seed v2\x00"), startManifest[:]...)
+	b = binary.BigEndian.AppendUint64(b, round)
+	b = binary.BigEndian.AppendUint32(b, attempt)
+	return sha256.Sum256(b)
 }
 
 // clampFinite keeps a sum of finite values finite: an overflow saturates at
