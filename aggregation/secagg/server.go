@@ -1,0 +1,513 @@
+package secagg
+
+import (
+	"cmp"
+	"crypto/subtle"
+	"fmt"
+	"slices"
+
+	"github.com/cloudflare/circl/dh/x25519"
+)
+
+// Server is the aggregating side of one session: it checks and routes the
+// participants' messages and computes the sum. Its methods are the
+// rounds, called in order, each once, with every message received for
+// that round. A participant whose message is missing or rejected has
+// dropped out at that round. Any error is final: the session failed and
+// the caller retries with a new Session. The server keeps the running sum
+// of the masked inputs, never an individual one. A Server is not safe for
+// concurrent use; it uses up to GOMAXPROCS goroutines internally.
+type Server struct {
+	cfg     Config
+	session [32]byte
+	g       *graph
+	verify  Verify
+
+	next Phase // the round expected next; 0 when finished
+	err  error // why the session failed
+
+	cPub, sPub []x25519.Key // by id, for U1
+	commits    [][32]byte   // by id, for U2
+	u1, u2, u3 *idSet
+	u4         *idSet
+	survivors  []uint32 // U3, sorted
+	sum        []uint32 // Σ_{U3} masked inputs
+}
+
+// NewServer returns the server of session cfg; verify checks the
+// participants' identity signatures.
+func NewServer(cfg Config, verify Verify) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if verify == nil {
+		return nil, fmt.Errorf("%w: nil verify", ErrInvalidConfig)
+	}
+	cfg.Session = slices.Clone(cfg.Session)
+	return &Server{
+		cfg:     cfg,
+		session: cfg.sessionDigest(),
+		g:       newGraph(cfg),
+		verify:  verify,
+		next:    PhaseAdvertiseKeys,
+		cPub:    make([]x25519.Key, cfg.N+1),
+		sPub:    make([]x25519.Key, cfg.N+1),
+		commits: make([][32]byte, cfg.N+1),
+	}, nil
+}
+
+func (s *Server) begin(p Phase) error {
+	switch {
+	case s.err != nil:
+		return fmt.Errorf("%w: at %v: %w", ErrAborted, p, s.err)
+	case s.next == 0:
+		return fmt.Errorf("%w: %v called after the session finished", ErrPhase, p)
+	case p != s.next:
+		return fmt.Errorf("%w: %v called, expected %v", ErrPhase, p, s.next)
+	}
+	return nil
+}
+
+// fail ends the session: the sum of masked inputs is erased.
+func (s *Server) fail(err error) error {
+	s.err = err
+	clear(s.sum)
+	s.sum = nil
+	return err
+}
+
+// distinct drops nil messages and every message of a participant that
+// sent more than one (the server cannot tell which is genuine), and sorts
+// the rest by sender.
+func distinct[M any](msgs []*M, id func(*M) uint32) ([]*M, []Rejection) {
+	count := make(map[uint32]int, len(msgs))
+	for _, m := range msgs {
+		if m != nil {
+			count[id(m)]++
+		}
+	}
+	var out []*M
+	var rejected []Rejection
+	for _, m := range msgs {
+		switch {
+		case m == nil:
+			rejected = append(rejected, Rejection{Err: fmt.Errorf("%w: nil message", ErrMalformed)})
+		case count[id(m)] > 1:
+			rejected = append(rejected, Rejection{ID: id(m), Err: fmt.Errorf("%w: %d messages from participant %d in one round", ErrMalformed, count[id(m)], id(m))})
+			count[id(m)] = -1 // report once
+		case count[id(m)] == 1:
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b *M) int { return cmp.Compare(id(a), id(b)) })
+	return out, rejected
+}
+
+func sortRejections(r []Rejection) []Rejection {
+	slices.SortStableFunc(r, func(a, b Rejection) int { return cmp.Compare(a.ID, b.ID) })
+	return r
+}
+
+// prune removes from set the participants whose secrets could never be
+// reconstructed because fewer than Threshold of their closed
+// neighbourhood are in set (always none, or everyone, in the complete
+// graph), rejecting them, and fails if fewer than Threshold are left.
+func (s *Server) prune(p Phase, set *idSet, rejected *[]Rejection) error {
+	t := s.cfg.Threshold
+	if set.len() < t {
+		return &TooFewError{Phase: p, Have: set.len(), Need: t}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, id := range set.list() {
+			if have := s.g.closedCount(id, set); have < t {
+				set.remove(id)
+				*rejected = append(*rejected, Rejection{ID: id, Err: &TooFewError{Phase: p, ID: id, Have: have, Need: t}})
+				changed = true
+			}
+		}
+	}
+	if set.len() < t {
+		return &TooFewError{Phase: p, Have: set.len(), Need: t}
+	}
+	return nil
+}
+
+// CollectKeys ends round 0. It checks each advertisement (well formed,
+// validly signed, no low-order key), keeps the participants with at least
+// Threshold of their closed neighbourhood advertised (U1), and returns for
+// each of them the advertisements of its neighbours in U1, sorted by id.
+func (s *Server) CollectKeys(msgs []*AdvertiseKeys) (relay map[uint32][]*AdvertiseKeys, rejected []Rejection, err error) {
+	if err := s.begin(PhaseAdvertiseKeys); err != nil {
+		return nil, nil, err
+	}
+	msgs, rejected = distinct(msgs, func(m *AdvertiseKeys) uint32 { return m.ID })
+	u1 := newIDSet(s.cfg.N)
+	byID := make(map[uint32]*AdvertiseKeys, len(msgs))
+	for _, m := range msgs {
+		if err := s.checkAdvertisement(m); err != nil {
+			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
+			continue
+		}
+		u1.add(m.ID)
+		byID[m.ID] = m
+		s.cPub[m.ID], s.sPub[m.ID] = m.CPub, m.SPub
+	}
+	if err := s.prune(PhaseAdvertiseKeys, u1, &rejected); err != nil {
+		return nil, sortRejections(rejected), s.fail(err)
+	}
+	s.u1 = u1
+	relay = make(map[uint32][]*AdvertiseKeys, u1.len())
+	for _, u := range u1.list() {
+		list := []*AdvertiseKeys{}
+		for _, v := range s.g.neighbours(u) {
+			if u1.has(v) {
+				list = append(list, byID[v])
+			}
+		}
+		relay[u] = list
+	}
+	s.next = PhaseShareKeys
+	return relay, sortRejections(rejected), nil
+}
+
+func (s *Server) checkAdvertisement(m *AdvertiseKeys) error {
+	if err := m.Validate(s.cfg); err != nil {
+		return err
+	}
+	cPub, sPub := m.keys()
+	if err := s.verify(m.ID, advertiseMessage(&s.session, m.ID, cPub, sPub), m.Sig); err != nil {
+		return fmt.Errorf("%w: advertisement of participant %d: %v", ErrBadSignature, m.ID, err)
+	}
+	for _, k := range []*x25519.Key{cPub, sPub} {
+		if err := checkPublicKey(k); err != nil {
+			return fmt.Errorf("advertisement of participant %d: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// CollectShares ends round 1. It accepts the ShareKeys of participants in
+// U1 that carry exactly one share for each of their neighbours in U1,
+// keeps those with at least Threshold of their closed neighbourhood
+// accepted (U2), and returns for each member of U2 the shares addressed to
+// it by other members of U2, sorted by sender.
+func (s *Server) CollectShares(msgs []*ShareKeys) (route map[uint32][]*EncryptedShare, rejected []Rejection, err error) {
+	if err := s.begin(PhaseShareKeys); err != nil {
+		return nil, nil, err
+	}
+	msgs, rejected = distinct(msgs, func(m *ShareKeys) uint32 { return m.ID })
+	u2 := newIDSet(s.cfg.N)
+	byID := make(map[uint32]*ShareKeys, len(msgs))
+	for _, m := range msgs {
+		if err := s.checkShares(m); err != nil {
+			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
+			continue
+		}
+		u2.add(m.ID)
+		byID[m.ID] = m
+	}
+	if err := s.prune(PhaseShareKeys, u2, &rejected); err != nil {
+		return nil, sortRejections(rejected), s.fail(err)
+	}
+	s.u2 = u2
+	route = make(map[uint32][]*EncryptedShare, u2.len())
+	for _, u := range u2.list() {
+		route[u] = []*EncryptedShare{}
+	}
+	for _, u := range u2.list() {
+		s.commits[u] = byID[u].SelfCommit
+		for _, es := range byID[u].Shares {
+			if u2.has(es.To) {
+				route[es.To] = append(route[es.To], es)
+			}
+		}
+	}
+	s.next = PhaseMaskedInput
+	return route, sortRejections(rejected), nil
+}
+
+func (s *Server) checkShares(m *ShareKeys) error {
+	if !s.u1.has(m.ID) {
+		return fmt.Errorf("%w: shares from participant %d, which did not advertise keys", ErrInconsistent, m.ID)
+	}
+	if err := m.Validate(s.cfg); err != nil {
+		return err
+	}
+	var want, got []uint32
+	for _, v := range s.g.neighbours(m.ID) {
+		if s.u1.has(v) {
+			want = append(want, v)
+		}
+	}
+	for _, es := range m.Shares {
+		got = append(got, es.To)
+	}
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("%w: participant %d sent shares to %s, want its neighbours that advertised keys %s",
+			ErrInconsistent, m.ID, formatIDs(got), formatIDs(want))
+	}
+	return nil
+}
+
+// CollectMasked ends round 2. It accepts the masked inputs of members of
+// U2 (they form U3), adds them up, and returns U3, sorted. It fails if
+// some secret needed to unmask could not be reconstructed from the
+// members of U3 (each survivor needs Threshold of its closed
+// neighbourhood in U3, each dropped participant with a surviving
+// neighbour Threshold of its neighbours), or if the neighbour graph on U3
+// is disconnected.
+func (s *Server) CollectMasked(msgs []*MaskedInput) (survivors []uint32, rejected []Rejection, err error) {
+	if err := s.begin(PhaseMaskedInput); err != nil {
+		return nil, nil, err
+	}
+	msgs, rejected = distinct(msgs, func(m *MaskedInput) uint32 { return m.ID })
+	u3 := newIDSet(s.cfg.N)
+	var vecs [][]uint32
+	for _, m := range msgs {
+		if !s.u2.has(m.ID) {
+			rejected = append(rejected, Rejection{ID: m.ID, Err: fmt.Errorf("%w: masked input from participant %d, which is not in U2", ErrInconsistent, m.ID)})
+			continue
+		}
+		if err := m.Validate(s.cfg); err != nil {
+			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
+			continue
+		}
+		u3.add(m.ID)
+		vecs = append(vecs, m.Masked)
+	}
+	rejected = sortRejections(rejected)
+	s.u3 = u3
+	if u3.len() < s.cfg.Threshold {
+		return nil, rejected, s.fail(&TooFewError{Phase: PhaseMaskedInput, Have: u3.len(), Need: s.cfg.Threshold})
+	}
+	if err := s.checkRecoverable(PhaseMaskedInput, u3); err != nil {
+		return nil, rejected, s.fail(err)
+	}
+	if parts := s.g.components(u3); len(parts) > 1 {
+		return nil, rejected, s.fail(fmt.Errorf("%w: survivors %s split into parts of sizes %v", ErrDisconnected, formatIDs(u3.list()), parts))
+	}
+	s.sum = make([]uint32, s.cfg.Dim)
+	sumVectors(s.sum, vecs)
+	s.survivors = u3.list()
+	s.next = PhaseConsistencyCheck
+	return slices.Clone(s.survivors), rejected, nil
+}
+
+// checkRecoverable checks that every secret the server will need can be
+// reconstructed from the shares of holders: the self-mask secret of each
+// survivor (held by its closed neighbourhood) and the mask key of each
+// dropped member of U2 with a surviving neighbour (held by its
+// neighbours).
+func (s *Server) checkRecoverable(p Phase, holders *idSet) error {
+	t := s.cfg.Threshold
+	for _, w := range s.u2.list() {
+		if !s.u3.has(w) && !s.g.hasNeighbourIn(w, s.u3) {
+			continue // dropped, and no survivor masked against it
+		}
+		if have := s.g.closedCount(w, holders); have < t {
+			return &TooFewError{Phase: p, ID: w, Have: have, Need: t}
+		}
+	}
+	return nil
+}
+
+// CollectConsistency ends round 3. It accepts the valid signatures of U3
+// by members of U3 (their signers form U4), requires at least Threshold of
+// them overall and enough in every neighbourhood to reconstruct each
+// needed secret, and returns one UnmaskRequest for each member of U4.
+func (s *Server) CollectConsistency(sigs []*ConsistencySig) (requests map[uint32]*UnmaskRequest, rejected []Rejection, err error) {
+	if err := s.begin(PhaseConsistencyCheck); err != nil {
+		return nil, nil, err
+	}
+	sigs, rejected = distinct(sigs, func(m *ConsistencySig) uint32 { return m.ID })
+	u4 := newIDSet(s.cfg.N)
+	var valid []*ConsistencySig
+	for _, m := range sigs {
+		if err := s.checkConsistency(m); err != nil {
+			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
+			continue
+		}
+		u4.add(m.ID)
+		valid = append(valid, m)
+	}
+	rejected = sortRejections(rejected)
+	if u4.len() < s.cfg.Threshold {
+		return nil, rejected, s.fail(&TooFewError{Phase: PhaseConsistencyCheck, Have: u4.len(), Need: s.cfg.Threshold})
+	}
+	if err := s.checkRecoverable(PhaseConsistencyCheck, u4); err != nil {
+		return nil, rejected, s.fail(err)
+	}
+	s.u4 = u4
+	requests = make(map[uint32]*UnmaskRequest, u4.len())
+	for _, u := range u4.list() {
+		requests[u] = &UnmaskRequest{
+			ID:        u,
+			Survivors: slices.Clone(s.survivors),
+			Dropped:   s.dropped(u),
+			Sigs:      slices.Clone(valid),
+		}
+	}
+	s.next = PhaseUnmasking
+	return requests, rejected, nil
+}
+
+func (s *Server) checkConsistency(m *ConsistencySig) error {
+	if !s.u3.has(m.ID) {
+		return fmt.Errorf("%w: consistency signature from participant %d, which is not a survivor", ErrInconsistent, m.ID)
+	}
+	if err := m.Validate(s.cfg); err != nil {
+		return err
+	}
+	if err := s.verify(m.ID, consistencyMessage(&s.session, m.ID, s.survivors), m.Sig); err != nil {
+		return fmt.Errorf("%w: consistency signature of participant %d: %v", ErrBadSignature, m.ID, err)
+	}
+	return nil
+}
+
+// dropped returns u's neighbours in U2 that are not in U3, sorted.
+func (s *Server) dropped(u uint32) []uint32 {
+	var out []uint32
+	for _, v := range s.g.neighbours(u) {
+		if s.u2.has(v) && !s.u3.has(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// selfOwners returns u and its neighbours in U3, sorted: whose self-mask
+// shares u reveals.
+func (s *Server) selfOwners(u uint32) []uint32 {
+	out := []uint32{u}
+	for _, v := range s.g.neighbours(u) {
+		if s.u3.has(v) {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Unmask ends round 4. It accepts the responses of members of U4 that
+// carry exactly the shares their request asked for, reconstructs each
+// survivor's self-mask secret and each needed dropped participant's mask
+// key (checking them against the self-mask commitment and the advertised
+// mask key), removes the masks from the sum of U3's masked inputs, and
+// returns Σ_{u in U3} input_u modulo 2^32.
+func (s *Server) Unmask(resps []*UnmaskResponse) (sum []uint32, rejected []Rejection, err error) {
+	if err := s.begin(PhaseUnmasking); err != nil {
+		return nil, nil, err
+	}
+	resps, rejected = distinct(resps, func(m *UnmaskResponse) uint32 { return m.ID })
+	u5 := newIDSet(s.cfg.N)
+	selfHeld := make(map[uint32][]heldShare)
+	keyHeld := make(map[uint32][]heldShare)
+	for _, r := range resps {
+		if err := s.checkResponse(r); err != nil {
+			rejected = append(rejected, Rejection{ID: r.ID, Err: err})
+			continue
+		}
+		u5.add(r.ID)
+		for _, sh := range r.SelfShares {
+			v, _ := decodeScalar(&sh.Value) // checked by Validate
+			selfHeld[sh.Owner] = append(selfHeld[sh.Owner], heldShare{holder: r.ID, value: v})
+		}
+		for _, sh := range r.KeyShares {
+			v, _ := decodeScalar(&sh.Value)
+			keyHeld[sh.Owner] = append(keyHeld[sh.Owner], heldShare{holder: r.ID, value: v})
+		}
+	}
+	rejected = sortRejections(rejected)
+	if u5.len() < s.cfg.Threshold {
+		return nil, rejected, s.fail(&TooFewError{Phase: PhaseUnmasking, Have: u5.len(), Need: s.cfg.Threshold})
+	}
+	if err := s.checkRecoverable(PhaseUnmasking, u5); err != nil {
+		return nil, rejected, s.fail(err)
+	}
+	masks, err := s.reconstruct(selfHeld, keyHeld)
+	if err != nil {
+		return nil, rejected, s.fail(err)
+	}
+	applyMasks(s.sum, masks)
+	sum, s.sum = s.sum, nil
+	s.next = 0
+	return sum, rejected, nil
+}
+
+func (s *Server) checkResponse(r *UnmaskResponse) error {
+	if !s.u4.has(r.ID) {
+		return fmt.Errorf("%w: unmask response from participant %d, which was not asked", ErrInconsistent, r.ID)
+	}
+	if err := r.Validate(s.cfg); err != nil {
+		return err
+	}
+	owners := func(shares []Share) []uint32 {
+		out := make([]uint32, len(shares))
+		for i := range shares {
+			out[i] = shares[i].Owner
+		}
+		return out
+	}
+	if got, want := owners(r.SelfShares), s.selfOwners(r.ID); !slices.Equal(got, want) {
+		return fmt.Errorf("%w: participant %d sent self-mask shares of %s, want %s", ErrInconsistent, r.ID, formatIDs(got), formatIDs(want))
+	}
+	if got, want := owners(r.KeyShares), s.dropped(r.ID); !slices.Equal(got, want) {
+		return fmt.Errorf("%w: participant %d sent mask-key shares of %s, want %s", ErrInconsistent, r.ID, formatIDs(got), formatIDs(want))
+	}
+	return nil
+}
+
+// reconstruct recovers the secrets and returns the masks to take off the
+// sum: each survivor's self mask, and each dangling pairwise mask between
+// a survivor u and a dropped neighbour v (which u added with sign + when
+// u < v, so it is removed with −).
+func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) ([]mask, error) {
+	ip := newInterpolator(s.cfg.Threshold)
+	var masks []mask
+	for _, w := range s.survivors {
+		b, err := ip.recover(selfHeld[w])
+		if err != nil {
+			return nil, fmt.Errorf("secagg: reconstruct self-mask secret of participant %d: %w", w, err)
+		}
+		enc := encodeScalar(b)
+		commit := selfCommit(enc[:], &s.session, w)
+		if subtle.ConstantTimeCompare(commit[:], s.commits[w][:]) != 1 {
+			return nil, fmt.Errorf("%w: self-mask secret of participant %d", ErrReconstruct, w)
+		}
+		masks = append(masks, mask{seed: selfSeed(enc[:], &s.session, w), negate: true})
+		clear(enc[:])
+	}
+	for _, v := range s.u2.list() {
+		if s.u3.has(v) || !s.g.hasNeighbourIn(v, s.u3) {
+			continue
+		}
+		sv, err := ip.recover(keyHeld[v])
+		if err != nil {
+			return nil, fmt.Errorf("secagg: reconstruct mask key of participant %d: %w", v, err)
+		}
+		priv := x25519.Key(encodeScalar(sv))
+		var pub x25519.Key
+		x25519.KeyGen(&pub, &priv)
+		if subtle.ConstantTimeCompare(pub[:], s.sPub[v][:]) != 1 {
+			return nil, fmt.Errorf("%w: mask key of participant %d does not match its advertised public key", ErrReconstruct, v)
+		}
+		var err2 error
+		s.g.eachNeighbour(v, func(u uint32) {
+			if !s.u3.has(u) || err2 != nil {
+				return
+			}
+			dh, err := agree(&priv, &s.sPub[u])
+			if err != nil {
+				err2 = err // cannot happen: keys were checked in CollectKeys
+				return
+			}
+			masks = append(masks, mask{seed: pairSeed(&dh, &s.session, u, v, &s.sPub[u], &s.sPub[v]), negate: u < v})
+		})
+		clear(priv[:])
+		if err2 != nil {
+			return nil, err2
+		}
+	}
+	return masks, nil
+}
