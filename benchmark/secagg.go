@@ -1,0 +1,723 @@
+package benchmark
+
+// # Secure aggregation
+//
+// SecAgg runs one whole session of aggregation/secagg in this process, as
+// the coordinator and N participants would run it over the network, with
+// real ECDSA P-256 identity keys and the fixed-point encoding of
+// secagg.Params: N random float32 updates of D coordinates with random
+// sample counts are encoded, masked, summed, unmasked and decoded, and
+// the decoded weighted mean is checked against the exact one before any
+// figure is returned, so that a broken session cannot pass for a fast one.
+//
+// Dropouts are the server's worst case (Bonawitz et al., CCS 2017):
+// the dropped participants leave after ShareKeys and before sending their
+// masked input, so every survivor's input carries a pairwise mask with
+// each of them that the server must reconstruct and remove.
+//
+// The participants run one after another, each on the whole machine, as
+// each would on its own machine: a client's MaskedInput and the server's
+// mask removal expand masks on GOMAXPROCS goroutines (see secagg's
+// applyMasks), so the times are for SecAggResult.Cores cores. The
+// server's times are the median of SecAggServerRuns runs over the same
+// messages: the live one and replays by fresh servers, which must unmask
+// the same sum. Each time is compared with the unit every
+// secure-aggregation cost is made of, measured in the same run: the
+// AES-128-CTR keystream of one mask (4·(D+1) bytes, one goroutine,
+// crypto/cipher). A client adds N masks
+// (with the complete graph), the server removes (N−k) + k·(N−k) masks for
+// k dropouts; on c cores that is about N/c and (N−k)(k+1)/c keystreams.
+
+import (
+	"context"
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation/secagg"
+)
+
+// Targets of issue 4 for one secure aggregation of n = 100 participants,
+// d = 10^6 coordinates and 10 % dropouts: the figures bench secagg
+// compares its measurements with.
+const (
+	// SecAggMaskingTarget is the most one participant's MaskedInput may
+	// take, in seconds.
+	SecAggMaskingTarget = 0.150
+	// SecAggUnmaskTarget is the most the server's unmasking round may
+	// take, in seconds.
+	SecAggUnmaskTarget = 1.0
+	// SecAggBytesTarget is the most a participant's masked input may
+	// weigh relative to its plain float32 update; the key material (keys,
+	// shares, signatures) comes on top.
+	SecAggBytesTarget = 1.01
+)
+
+// SecAggFraming is the fixed per-message overhead counted in
+// SecAggResult.BytesPerClient for the transport's framing (a message
+// type, a length, a session or round tag), on top of the contents.
+const SecAggFraming = 16
+
+// SecAggServerRuns is how many times SecAgg runs the server over the
+// session's messages: one server run is a single measurement of a few
+// hundred milliseconds, which a noisy machine easily doubles.
+const SecAggServerRuns = 3
+
+// secAggBaselineRuns is how many times the baseline is timed before the
+// session, and again after: one run is half a millisecond for d = 10^6, so
+// a single one is at the mercy of the scheduler.
+const secAggBaselineRuns = 10
+
+// ErrSecAggOptions marks options SecAgg refuses.
+var ErrSecAggOptions = errors.New("benchmark: invalid secagg options")
+
+// ErrSecAggWrong means the session completed but its decoded mean is not
+// the weighted mean of the survivors' inputs within the encoding's error
+// bound (or carries the wrong total weight): the measurement is void.
+var ErrSecAggWrong = errors.New("benchmark: secure aggregation returned a wrong mean")
+
+// SecAggOptions configure SecAgg.
+type SecAggOptions struct {
+	// N participants with updates of D float32 coordinates.
+	N, D int
+	// Dropout is the fraction of participants, rounded to the nearest
+	// count, that drop out after ShareKeys and before MaskedInput.
+	Dropout float64
+	// Threshold is the number of shares that reconstruct a secret. 0
+	// means the default: ⌊2m/3⌋+1 with m the size of a closed
+	// neighbourhood (N for the complete graph, Degree+1 otherwise), and
+	// at least ⌊m/2⌋+1 (see secagg.Config.Validate).
+	Threshold int
+	// Degree is the neighbour graph's degree: 0 for the complete graph,
+	// k for SecAgg+'s k-regular graph.
+	Degree int
+	// Seed makes the inputs, the weights, the rounding and the choice of
+	// who drops out reproducible. The participants' secrets and identity
+	// keys come from crypto/rand, as in production.
+	Seed uint64
+	// Progress, when set, receives a line per round with its times.
+	Progress io.Writer
+}
+
+// SecAggResult is SecAgg's measurement. JSON names are the benchmark's
+// stable output format. Times are in seconds.
+type SecAggResult struct {
+	N       int     `json:"n"`
+	D       int     `json:"d"`
+	Dropout float64 `json:"dropout"`
+	// Threshold and Degree are those of the session run (defaults
+	// filled); Dropped is how many participants dropped out.
+	Threshold int `json:"threshold"`
+	Degree    int `json:"degree"`
+	Dropped   int `json:"dropped"`
+	// Cores is GOMAXPROCS: the goroutines a client or the server expands
+	// masks on.
+	Cores int `json:"cores"`
+
+	// ClientSeconds is one surviving participant's compute time over
+	// every round (AdvertiseKeys, ShareKeys, Encode, MaskedInput,
+	// ConsistencyCheck, Unmask), the median over the survivors;
+	// MaskingSeconds is the median of their MaskedInput alone.
+	ClientSeconds  float64 `json:"client_seconds"`
+	MaskingSeconds float64 `json:"masking_seconds"`
+	// ServerSeconds is the server's compute time over its five rounds
+	// (CollectKeys, CollectShares, CollectMasked, CollectConsistency,
+	// Unmask) and Decode; UnmaskSeconds is its Unmask alone. Both are
+	// medians of SecAggServerRuns runs.
+	ServerSeconds float64 `json:"server_seconds"`
+	UnmaskSeconds float64 `json:"unmask_seconds"`
+	// BaselineKeystreamSeconds is the time of the AES-128-CTR keystream
+	// of one mask, 4·(D+1) bytes, on one goroutine: the median of
+	// secAggBaselineRuns runs before the session and as many after. The ratios are the times
+	// above over it.
+	BaselineKeystreamSeconds float64 `json:"baseline_keystream_seconds"`
+	ClientRatio              float64 `json:"client_ratio"`
+	MaskingRatio             float64 `json:"masking_ratio"`
+	ServerRatio              float64 `json:"server_ratio"`
+	UnmaskRatio              float64 `json:"unmask_ratio"`
+
+	// BytesPerClient is the most any surviving participant sent in the
+	// session (they differ only by the lengths of their ASN.1
+	// signatures), counted from the message contents plus SecAggFraming
+	// per message:
+	//
+	//	AdvertiseKeys   cPub 32 + sPub 32 + signature
+	//	ShareKeys       commitment 32 + per share (from, to) 8 + secagg.ShareCiphertextSize
+	//	MaskedInput     4·(D+1)
+	//	ConsistencySig  signature
+	//	UnmaskResponse  per revealed share owner 4 + scalar 32
+	//
+	// Sender ids are not counted: the transport knows them from the
+	// authenticated connection. MaskedBytes is the MaskedInput message
+	// with its framing; KeyMaterialBytes is everything else.
+	BytesPerClient      int `json:"bytes_per_client"`
+	MaskedBytes         int `json:"masked_bytes"`
+	KeyMaterialBytes    int `json:"key_material_bytes"`
+	PlainBytesPerClient int `json:"plain_bytes_per_client"` // 4·D: a plain float32 update
+
+	// MaxError is the largest absolute difference, over the coordinates,
+	// between the decoded mean and the exact weighted mean (in float64)
+	// of the survivors' inputs; ErrorBound is what secagg.Params
+	// guarantees (Params.ErrorBound). SecAgg fails unless MaxError ≤
+	// ErrorBound.
+	MaxError   float64 `json:"max_error"`
+	ErrorBound float64 `json:"error_bound"`
+}
+
+// DefaultSecAggThreshold is the threshold SecAgg uses when none is given,
+// for n participants and the given degree (0: complete graph): ⌊2m/3⌋+1
+// with m the closed neighbourhood's size (n, or degree+1), at least
+// ⌊m/2⌋+1 and at most m. Two thirds tolerates a third of a neighbourhood
+// dropping out and ⌊m/3⌋ participants colluding with a malicious server.
+func DefaultSecAggThreshold(n, degree int) int {
+	m := n
+	if degree > 0 {
+		m = degree + 1
+	}
+	return min(m, max(2*m/3+1, m/2+1))
+}
+
+// secAggDropped returns how many of n participants drop out at rate p.
+func secAggDropped(n int, p float64) int { return int(math.Round(p * float64(n))) }
+
+// check validates o and fills its defaults.
+func (o SecAggOptions) check() (SecAggOptions, error) {
+	switch {
+	case o.N < 3 || o.N > secagg.MaxParticipants:
+		return o, fmt.Errorf("%w: n=%d, want 3..%d", ErrSecAggOptions, o.N, secagg.MaxParticipants)
+	case o.D < 1 || o.D+1 > secagg.MaxDim:
+		return o, fmt.Errorf("%w: d=%d, want 1..%d (one word is added for the weight)", ErrSecAggOptions, o.D, secagg.MaxDim-1)
+	case !(o.Dropout >= 0 && o.Dropout < 1): // also refuses NaN
+		return o, fmt.Errorf("%w: dropout=%v, want 0 ≤ dropout < 1", ErrSecAggOptions, o.Dropout)
+	case o.Degree < 0 || o.Degree >= o.N:
+		return o, fmt.Errorf("%w: degree=%d, want 0 (complete graph) or 1..n-1=%d", ErrSecAggOptions, o.Degree, o.N-1)
+	case o.Degree*o.N%2 == 1:
+		return o, fmt.Errorf("%w: degree=%d with n=%d: a regular graph needs degree·n even", ErrSecAggOptions, o.Degree, o.N)
+	case o.Threshold < 0:
+		return o, fmt.Errorf("%w: threshold=%d, want 0 (default) or positive", ErrSecAggOptions, o.Threshold)
+	}
+	m := o.N
+	if o.Degree > 0 {
+		m = o.Degree + 1
+	}
+	if o.Threshold == 0 {
+		o.Threshold = DefaultSecAggThreshold(o.N, o.Degree)
+	}
+	if o.Threshold > m || 2*o.Threshold <= m {
+		return o, fmt.Errorf("%w: threshold=%d, want more than half of and at most the neighbourhood size %d (%d..%d)",
+			ErrSecAggOptions, o.Threshold, m, m/2+1, m)
+	}
+	if dropped := secAggDropped(o.N, o.Dropout); o.N-dropped < o.Threshold {
+		return o, fmt.Errorf("%w: dropout=%v drops %d of %d participants, leaving %d survivors, fewer than threshold %d",
+			ErrSecAggOptions, o.Dropout, dropped, o.N, o.N-dropped, o.Threshold)
+	}
+	return o, nil
+}
+
+// SecAgg runs the secure-aggregation benchmark: one session with o.N
+// participants, of which a fraction o.Dropout drops out after ShareKeys.
+// It refuses invalid options with an error wrapping ErrSecAggOptions before
+// doing any work, stops between participants and rounds when ctx is done,
+// and fails with ErrSecAggWrong if the decoded mean is wrong.
+//
+// It holds the survivors' masked inputs at once, as the server receives
+// them: about 4·(D+1)·N bytes, plus a few vectors of D.
+func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
+	o, err := o.check()
+	if err != nil {
+		return SecAggResult{}, err
+	}
+	params, err := secagg.DefaultParams(o.N, 1.0)
+	if err != nil {
+		return SecAggResult{}, fmt.Errorf("benchmark: secagg encoding for %d participants: %w", o.N, err)
+	}
+	ks := newKeystreamBaseline(o.D + 1)
+	baseline := ks.times(secAggBaselineRuns)
+
+	s, err := newSecAggSession(o, params)
+	if err != nil {
+		return SecAggResult{}, err
+	}
+	rounds := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"AdvertiseKeys", s.advertise},
+		{"ShareKeys", s.share},
+		{"MaskedInput", s.mask},
+		{"ConsistencyCheck", s.consist},
+		{"Unmasking", s.unmask},
+	}
+	for _, r := range rounds {
+		if err := ctx.Err(); err != nil {
+			return SecAggResult{}, fmt.Errorf("benchmark: secagg interrupted before %s: %w", r.name, err)
+		}
+		// Collect the garbage of the previous round now rather than
+		// during the next round's timed calls.
+		runtime.GC()
+		clientBefore, serverBefore := slices.Clone(s.clientTime), s.serverTime
+		if err := r.run(ctx); err != nil {
+			return SecAggResult{}, fmt.Errorf("benchmark: secagg %s: %w", r.name, err)
+		}
+		if o.Progress != nil {
+			var spent []float64
+			for _, id := range s.survivors {
+				spent = append(spent, (s.clientTime[id] - clientBefore[id]).Seconds())
+			}
+			fmt.Fprintf(o.Progress, "secagg %-17s client (median) %9.4f s   server %9.4f s\n",
+				r.name, median(spent), (s.serverTime - serverBefore).Seconds())
+		}
+	}
+	maxErr, err := s.check()
+	if err != nil {
+		return SecAggResult{}, err
+	}
+	for run := 2; run <= SecAggServerRuns; run++ {
+		if err := ctx.Err(); err != nil {
+			return SecAggResult{}, fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
+		}
+		runtime.GC()
+		if err := s.replayServer(); err != nil {
+			return SecAggResult{}, fmt.Errorf("benchmark: secagg server run %d: %w", run, err)
+		}
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "secagg %-17s %30s server %9.4f s (Unmask %.4f s)\n",
+				fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
+		}
+	}
+	baseline = append(baseline, ks.times(secAggBaselineRuns)...)
+
+	res := SecAggResult{
+		N: o.N, D: o.D, Dropout: o.Dropout,
+		Threshold: o.Threshold, Degree: o.Degree, Dropped: o.N - len(s.survivors),
+		Cores:                    runtime.GOMAXPROCS(0),
+		ServerSeconds:            median(s.serverTimes),
+		UnmaskSeconds:            median(s.unmaskTimes),
+		BaselineKeystreamSeconds: median(baseline),
+		PlainBytesPerClient:      4 * o.D,
+		MaskedBytes:              SecAggFraming + 4*(o.D+1),
+		MaxError:                 maxErr,
+		ErrorBound:               params.ErrorBound(o.N),
+	}
+	var total, masking []float64
+	for _, id := range s.survivors {
+		total = append(total, s.clientTime[id].Seconds())
+		masking = append(masking, s.maskTime[id].Seconds())
+		res.BytesPerClient = max(res.BytesPerClient, s.sent[id])
+	}
+	res.ClientSeconds, res.MaskingSeconds = median(total), median(masking)
+	res.KeyMaterialBytes = res.BytesPerClient - res.MaskedBytes
+	if b := res.BaselineKeystreamSeconds; b > 0 {
+		res.ClientRatio, res.MaskingRatio = res.ClientSeconds/b, res.MaskingSeconds/b
+		res.ServerRatio, res.UnmaskRatio = res.ServerSeconds/b, res.UnmaskSeconds/b
+	}
+	return res, nil
+}
+
+// secAggSession is one session being run: the server, the clients, the
+// messages in flight and what was measured. Slices indexed by participant
+// id have N+1 entries, the first unused.
+type secAggSession struct {
+	o      SecAggOptions
+	params secagg.Params
+	cfg    secagg.Config
+	verify secagg.Verify
+	server *secagg.Server
+	client []*secagg.Client
+	drop   []bool // drops out after ShareKeys
+
+	// Every message the clients sent, for replaying the server.
+	adverts []*secagg.AdvertiseKeys
+	shares  []*secagg.ShareKeys
+	masked  []*secagg.MaskedInput
+	sigs    []*secagg.ConsistencySig
+	resps   []*secagg.UnmaskResponse
+
+	relay     map[uint32][]*secagg.AdvertiseKeys
+	route     map[uint32][]*secagg.EncryptedShare
+	survivors []uint32 // U3 as the server announced it
+	requests  map[uint32]*secagg.UnmaskRequest
+	sum       []uint32 // unmasked sum, then decoded into mean
+	mean      []float32
+	weight    uint64 // total weight Decode reported
+
+	// The reference: Σ w·x over the survivors in float64, and Σ w.
+	exact       []float64
+	exactWeight uint64
+
+	clientTime, maskTime []time.Duration // by id
+	serverTime           time.Duration   // of the live run: all rounds and Decode
+	serverTimes          []float64       // seconds, by run: all rounds and Decode
+	unmaskTimes          []float64       // seconds, by run: Server.Unmask alone
+	sent                 []int           // bytes sent, by id
+}
+
+// newSecAggSession makes the identity keys, the server and the clients,
+// and picks who drops out.
+func newSecAggSession(o SecAggOptions, params secagg.Params) (*secAggSession, error) {
+	keys := make([]*ecdsa.PrivateKey, o.N+1)
+	for id := 1; id <= o.N; id++ {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("benchmark: identity key of participant %d: %w", id, err)
+		}
+		keys[id] = k
+	}
+	verify := secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
+		if id == 0 || int(id) > o.N {
+			return nil, fmt.Errorf("no participant %d", id)
+		}
+		return &keys[id].PublicKey, nil
+	})
+	cfg := secagg.Config{
+		Session:   fmt.Appendf(nil, "fedguard bench secagg|n=%d|d=%d|seed=%d", o.N, o.D, o.Seed),
+		N:         o.N,
+		Threshold: o.Threshold,
+		Degree:    o.Degree,
+		GraphSeed: sha256.Sum256(fmt.Appendf(nil, "fedguard bench secagg graph|seed=%d", o.Seed)),
+		Dim:       o.D + 1,
+	}
+	server, err := secagg.NewServer(cfg, verify)
+	if err != nil {
+		return nil, fmt.Errorf("benchmark: %w", err)
+	}
+	s := &secAggSession{
+		o: o, params: params, cfg: cfg, verify: verify, server: server,
+		client:     make([]*secagg.Client, o.N+1),
+		drop:       make([]bool, o.N+1),
+		exact:      make([]float64, o.D),
+		clientTime: make([]time.Duration, o.N+1),
+		maskTime:   make([]time.Duration, o.N+1),
+		sent:       make([]int, o.N+1),
+	}
+	for id := 1; id <= o.N; id++ {
+		c, err := secagg.NewClient(cfg, uint32(id), keys[id], verify, crand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("benchmark: participant %d: %w", id, err)
+		}
+		s.client[id] = c
+	}
+	perm := rand.New(rand.NewPCG(o.Seed, 0xd409)).Perm(o.N)
+	for _, i := range perm[:secAggDropped(o.N, o.Dropout)] {
+		s.drop[i+1] = true
+	}
+	for id := 1; id <= o.N; id++ {
+		if !s.drop[id] {
+			s.survivors = append(s.survivors, uint32(id))
+		}
+	}
+	return s, nil
+}
+
+// timeClient runs f as participant id's compute and counts its time.
+func (s *secAggSession) timeClient(id uint32, f func() error) error {
+	start := time.Now()
+	err := f()
+	s.clientTime[id] += time.Since(start)
+	return err
+}
+
+// timeServer runs f as the server's compute and counts its time.
+func (s *secAggSession) timeServer(f func() ([]secagg.Rejection, error)) error {
+	start := time.Now()
+	rejected, err := f()
+	s.serverTime += time.Since(start)
+	if err != nil {
+		return err
+	}
+	if len(rejected) > 0 {
+		return fmt.Errorf("server rejected honest participants: %v", rejected)
+	}
+	return nil
+}
+
+// ids returns the keys of m, sorted.
+func ids[V any](m map[uint32]V) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (s *secAggSession) advertise(ctx context.Context) error {
+	var msgs []*secagg.AdvertiseKeys
+	for id := uint32(1); id <= uint32(s.o.N); id++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var m *secagg.AdvertiseKeys
+		err := s.timeClient(id, func() (err error) {
+			m, err = s.client[id].AdvertiseKeys()
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("participant %d: %w", id, err)
+		}
+		s.sent[id] += SecAggFraming + len(m.CPub) + len(m.SPub) + len(m.Sig)
+		msgs = append(msgs, m)
+	}
+	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
+		s.relay, rejected, err = s.server.CollectKeys(msgs)
+		s.adverts = msgs
+		return rejected, err
+	})
+}
+
+func (s *secAggSession) share(ctx context.Context) error {
+	var msgs []*secagg.ShareKeys
+	for _, id := range ids(s.relay) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var m *secagg.ShareKeys
+		err := s.timeClient(id, func() (err error) {
+			m, err = s.client[id].ShareKeys(s.relay[id])
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("participant %d: %w", id, err)
+		}
+		s.sent[id] += SecAggFraming + len(m.SelfCommit)
+		for _, sh := range m.Shares {
+			s.sent[id] += 8 + len(sh.Ciphertext)
+		}
+		msgs = append(msgs, m)
+	}
+	s.relay = nil
+	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
+		s.route, rejected, err = s.server.CollectShares(msgs)
+		s.shares = msgs
+		return rejected, err
+	})
+}
+
+// mask makes each survivor's input, encodes and masks it. The inputs are
+// made one at a time (untimed) and added to the reference as they go, so
+// that only the masked inputs are held at once.
+func (s *secAggSession) mask(ctx context.Context) error {
+	var msgs []*secagg.MaskedInput
+	x := make([]float32, s.o.D)
+	enc := make([]uint32, s.o.D+1)
+	for _, id := range ids(s.route) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if s.drop[id] {
+			continue
+		}
+		rng := rand.New(rand.NewPCG(s.o.Seed, uint64(id)))
+		weight := 1 + rng.Uint64N(1000)
+		for i := range x {
+			x[i] = float32(2*rng.Float64() - 1)
+			s.exact[i] += float64(weight) * float64(x[i])
+		}
+		s.exactWeight += weight
+		var round [32]byte
+		binary.LittleEndian.PutUint64(round[:], s.o.Seed)
+		binary.LittleEndian.PutUint64(round[8:], uint64(id))
+		var m *secagg.MaskedInput
+		err := s.timeClient(id, func() (err error) {
+			if err := s.params.Encode(enc, x, weight, rand.NewChaCha8(round)); err != nil {
+				return fmt.Errorf("encode: %w", err)
+			}
+			start := time.Now()
+			m, err = s.client[id].MaskedInput(s.route[id], enc)
+			s.maskTime[id] = time.Since(start)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("participant %d: %w", id, err)
+		}
+		s.sent[id] += SecAggFraming + 4*len(m.Masked)
+		msgs = append(msgs, m)
+	}
+	s.route = nil
+	var survivors []uint32
+	err := s.timeServer(func() (rejected []secagg.Rejection, err error) {
+		survivors, rejected, err = s.server.CollectMasked(msgs)
+		s.masked = msgs
+		return rejected, err
+	})
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(survivors, s.survivors) {
+		return fmt.Errorf("server announced survivors %v, want %v", survivors, s.survivors)
+	}
+	return nil
+}
+
+func (s *secAggSession) consist(ctx context.Context) error {
+	var msgs []*secagg.ConsistencySig
+	for _, id := range s.survivors {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var m *secagg.ConsistencySig
+		err := s.timeClient(id, func() (err error) {
+			m, err = s.client[id].ConsistencyCheck(s.survivors)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("participant %d: %w", id, err)
+		}
+		s.sent[id] += SecAggFraming + len(m.Sig)
+		msgs = append(msgs, m)
+	}
+	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
+		s.requests, rejected, err = s.server.CollectConsistency(msgs)
+		s.sigs = msgs
+		return rejected, err
+	})
+}
+
+// unmask runs the last round and decodes the sum into the mean.
+func (s *secAggSession) unmask(ctx context.Context) error {
+	var msgs []*secagg.UnmaskResponse
+	for _, id := range ids(s.requests) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var m *secagg.UnmaskResponse
+		err := s.timeClient(id, func() (err error) {
+			m, err = s.client[id].Unmask(s.requests[id])
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("participant %d: %w", id, err)
+		}
+		s.sent[id] += SecAggFraming + (4+32)*(len(m.SelfShares)+len(m.KeyShares))
+		msgs = append(msgs, m)
+	}
+	s.requests = nil
+	before := s.serverTime
+	err := s.timeServer(func() (rejected []secagg.Rejection, err error) {
+		s.sum, rejected, err = s.server.Unmask(msgs)
+		s.resps = msgs
+		return rejected, err
+	})
+	unmask := s.serverTime - before
+	if err != nil {
+		return err
+	}
+	s.mean = make([]float32, s.o.D)
+	err = s.timeServer(func() (_ []secagg.Rejection, err error) {
+		s.weight, err = s.params.Decode(s.mean, s.sum)
+		if err != nil {
+			err = fmt.Errorf("decode: %w", err)
+		}
+		return nil, err
+	})
+	s.serverTimes = append(s.serverTimes, s.serverTime.Seconds())
+	s.unmaskTimes = append(s.unmaskTimes, unmask.Seconds())
+	return err
+}
+
+// replayServer runs a fresh server over the session's messages, times it
+// like the live one, and checks that it unmasks the same sum.
+func (s *secAggSession) replayServer() error {
+	server, err := secagg.NewServer(s.cfg, s.verify)
+	if err != nil {
+		return err
+	}
+	var sum []uint32
+	mean := make([]float32, s.o.D)
+	steps := []struct {
+		name string
+		run  func() ([]secagg.Rejection, error)
+	}{
+		{"CollectKeys", func() (r []secagg.Rejection, err error) { _, r, err = server.CollectKeys(s.adverts); return r, err }},
+		{"CollectShares", func() (r []secagg.Rejection, err error) { _, r, err = server.CollectShares(s.shares); return r, err }},
+		{"CollectMasked", func() (r []secagg.Rejection, err error) { _, r, err = server.CollectMasked(s.masked); return r, err }},
+		{"CollectConsistency", func() (r []secagg.Rejection, err error) { _, r, err = server.CollectConsistency(s.sigs); return r, err }},
+		{"Unmask", func() (r []secagg.Rejection, err error) { sum, r, err = server.Unmask(s.resps); return r, err }},
+		{"Decode", func() ([]secagg.Rejection, error) { _, err := s.params.Decode(mean, sum); return nil, err }},
+	}
+	var total, unmask time.Duration
+	for _, step := range steps {
+		start := time.Now()
+		rejected, err := step.run()
+		d := time.Since(start)
+		if err != nil {
+			return fmt.Errorf("%s: %w", step.name, err)
+		}
+		if len(rejected) > 0 {
+			return fmt.Errorf("%s rejected honest participants: %v", step.name, rejected)
+		}
+		total += d
+		if step.name == "Unmask" {
+			unmask = d
+		}
+	}
+	if !slices.Equal(sum, s.sum) {
+		return fmt.Errorf("%w: a replay of the server unmasked another sum", ErrSecAggWrong)
+	}
+	s.serverTimes = append(s.serverTimes, total.Seconds())
+	s.unmaskTimes = append(s.unmaskTimes, unmask.Seconds())
+	return nil
+}
+
+// check compares the decoded mean with the exact weighted mean of the
+// survivors' inputs and returns the largest error.
+func (s *secAggSession) check() (float64, error) {
+	if s.weight != s.exactWeight {
+		return 0, fmt.Errorf("%w: total weight %d, want %d", ErrSecAggWrong, s.weight, s.exactWeight)
+	}
+	bound := s.params.ErrorBound(s.o.N)
+	maxErr, worst := 0.0, 0
+	for i, acc := range s.exact {
+		if e := math.Abs(float64(s.mean[i]) - acc/float64(s.exactWeight)); e > maxErr || math.IsNaN(e) {
+			maxErr, worst = e, i
+		}
+	}
+	if !(maxErr <= bound) {
+		return 0, fmt.Errorf("%w: coordinate %d off by %g, bound %g", ErrSecAggWrong, worst, maxErr, bound)
+	}
+	return maxErr, nil
+}
+
+// keystreamBaseline times the AES-128-CTR keystream of one mask.
+type keystreamBaseline struct {
+	block     cipher.Block
+	zero, out []byte
+}
+
+func newKeystreamBaseline(words int) *keystreamBaseline {
+	block, err := aes.NewCipher(make([]byte, 16))
+	if err != nil {
+		panic("benchmark: " + err.Error()) // 16-byte keys are always valid
+	}
+	k := &keystreamBaseline{block: block, zero: make([]byte, 4*words), out: make([]byte, 4*words)}
+	k.run() // fault the pages in, untimed
+	return k
+}
+
+func (k *keystreamBaseline) run() {
+	cipher.NewCTR(k.block, make([]byte, aes.BlockSize)).XORKeyStream(k.out, k.zero)
+}
+
+// times returns the seconds of n runs.
+func (k *keystreamBaseline) times(n int) []float64 {
+	ts := make([]float64, n)
+	for i := range ts {
+		start := time.Now()
+		k.run()
+		ts[i] = time.Since(start).Seconds()
+	}
+	return ts
+}
