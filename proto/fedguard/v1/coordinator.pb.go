@@ -686,7 +686,10 @@ type RoundAssignment struct {
 	// coordinator's Ed25519 and ML-DSA-65 keys. The participant verifies it
 	// against the keys it pinned at enrolment, checks that it extends the last
 	// manifest it accepted, and trains only then.
-	Manifest      []byte `protobuf:"bytes,9,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	Manifest []byte `protobuf:"bytes,9,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// Secure is set when the round runs secure aggregation: the participant
+	// takes part through SecureAggregate, never SubmitUpdate.
+	Secure        *SecureRound `protobuf:"bytes,10,opt,name=secure,proto3" json:"secure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -784,6 +787,1236 @@ func (x *RoundAssignment) GetManifest() []byte {
 	return nil
 }
 
+func (x *RoundAssignment) GetSecure() *SecureRound {
+	if x != nil {
+		return x.Secure
+	}
+	return nil
+}
+
+// SecureRound is the public layout of a secure round. Every participant
+// derives the bucket split, each bucket's session and the neighbour graph
+// from it and from the digest of the manifest the round starts from, so the
+// coordinator cannot choose them.
+type SecureRound struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Cohort is the round's cohort, sorted.
+	Cohort []string `protobuf:"bytes,1,rep,name=cohort,proto3" json:"cohort,omitempty"`
+	// BucketSize is s: the cohort is cut into floor(n/s) buckets of s or s+1
+	// members each, one SecAgg session per bucket. 0 means one bucket.
+	BucketSize uint32 `protobuf:"varint,2,opt,name=bucket_size,json=bucketSize,proto3" json:"bucket_size,omitempty"`
+	// ThresholdPercent fixes each session's threshold: the larger of
+	// ceil(m * percent / 100) and floor(m/2)+1, m the neighbourhood size.
+	ThresholdPercent uint32 `protobuf:"varint,3,opt,name=threshold_percent,json=thresholdPercent,proto3" json:"threshold_percent,omitempty"`
+	// Degree is the neighbour graph's degree: 0 for the complete graph.
+	Degree uint32 `protobuf:"varint,4,opt,name=degree,proto3" json:"degree,omitempty"`
+	// Clip, QuantBits and WeightBits are the fixed-point encoding.
+	Clip       float64 `protobuf:"fixed64,5,opt,name=clip,proto3" json:"clip,omitempty"`
+	QuantBits  uint32  `protobuf:"varint,6,opt,name=quant_bits,json=quantBits,proto3" json:"quant_bits,omitempty"`
+	WeightBits uint32  `protobuf:"varint,7,opt,name=weight_bits,json=weightBits,proto3" json:"weight_bits,omitempty"`
+	// WeightUnit: a participant's weight is ceil(samples / weight_unit),
+	// capped at 2^weight_bits.
+	WeightUnit uint64 `protobuf:"varint,8,opt,name=weight_unit,json=weightUnit,proto3" json:"weight_unit,omitempty"`
+	// NormClip, when positive, is the L2 norm every update is clipped to
+	// before it is encoded.
+	NormClip float64 `protobuf:"fixed64,9,opt,name=norm_clip,json=normClip,proto3" json:"norm_clip,omitempty"`
+	// PhaseTimeoutMillis bounds each phase but the masked input (which has
+	// the round's deadline): the stream may last until the round deadline
+	// plus two phase timeouts.
+	PhaseTimeoutMillis uint64 `protobuf:"varint,10,opt,name=phase_timeout_millis,json=phaseTimeoutMillis,proto3" json:"phase_timeout_millis,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *SecureRound) Reset() {
+	*x = SecureRound{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureRound) ProtoMessage() {}
+
+func (x *SecureRound) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureRound.ProtoReflect.Descriptor instead.
+func (*SecureRound) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SecureRound) GetCohort() []string {
+	if x != nil {
+		return x.Cohort
+	}
+	return nil
+}
+
+func (x *SecureRound) GetBucketSize() uint32 {
+	if x != nil {
+		return x.BucketSize
+	}
+	return 0
+}
+
+func (x *SecureRound) GetThresholdPercent() uint32 {
+	if x != nil {
+		return x.ThresholdPercent
+	}
+	return 0
+}
+
+func (x *SecureRound) GetDegree() uint32 {
+	if x != nil {
+		return x.Degree
+	}
+	return 0
+}
+
+func (x *SecureRound) GetClip() float64 {
+	if x != nil {
+		return x.Clip
+	}
+	return 0
+}
+
+func (x *SecureRound) GetQuantBits() uint32 {
+	if x != nil {
+		return x.QuantBits
+	}
+	return 0
+}
+
+func (x *SecureRound) GetWeightBits() uint32 {
+	if x != nil {
+		return x.WeightBits
+	}
+	return 0
+}
+
+func (x *SecureRound) GetWeightUnit() uint64 {
+	if x != nil {
+		return x.WeightUnit
+	}
+	return 0
+}
+
+func (x *SecureRound) GetNormClip() float64 {
+	if x != nil {
+		return x.NormClip
+	}
+	return 0
+}
+
+func (x *SecureRound) GetPhaseTimeoutMillis() uint64 {
+	if x != nil {
+		return x.PhaseTimeoutMillis
+	}
+	return 0
+}
+
+// SecureAggregateRequest is a participant's message in a secure round.
+type SecureAggregateRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Round   uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*SecureAggregateRequest_Advertise
+	//	*SecureAggregateRequest_Shares
+	//	*SecureAggregateRequest_Masked
+	//	*SecureAggregateRequest_Consistency
+	//	*SecureAggregateRequest_Unmask
+	//	*SecureAggregateRequest_Decline
+	Body          isSecureAggregateRequest_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureAggregateRequest) Reset() {
+	*x = SecureAggregateRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureAggregateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureAggregateRequest) ProtoMessage() {}
+
+func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureAggregateRequest.ProtoReflect.Descriptor instead.
+func (*SecureAggregateRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SecureAggregateRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *SecureAggregateRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SecureAggregateRequest) GetBody() isSecureAggregateRequest_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *SecureAggregateRequest) GetAdvertise() *SecureAdvertise {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateRequest_Advertise); ok {
+			return x.Advertise
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateRequest) GetShares() *SecureShares {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateRequest_Shares); ok {
+			return x.Shares
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateRequest) GetMasked() *SecureMaskedChunk {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateRequest_Masked); ok {
+			return x.Masked
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateRequest) GetConsistency() *SecureSignature {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateRequest_Consistency); ok {
+			return x.Consistency
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateRequest) GetUnmask() *SecureUnmaskResponse {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateRequest_Unmask); ok {
+			return x.Unmask
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateRequest) GetDecline() *SecureDecline {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateRequest_Decline); ok {
+			return x.Decline
+		}
+	}
+	return nil
+}
+
+type isSecureAggregateRequest_Body interface {
+	isSecureAggregateRequest_Body()
+}
+
+type SecureAggregateRequest_Advertise struct {
+	Advertise *SecureAdvertise `protobuf:"bytes,3,opt,name=advertise,proto3,oneof"`
+}
+
+type SecureAggregateRequest_Shares struct {
+	Shares *SecureShares `protobuf:"bytes,4,opt,name=shares,proto3,oneof"`
+}
+
+type SecureAggregateRequest_Masked struct {
+	Masked *SecureMaskedChunk `protobuf:"bytes,5,opt,name=masked,proto3,oneof"`
+}
+
+type SecureAggregateRequest_Consistency struct {
+	Consistency *SecureSignature `protobuf:"bytes,6,opt,name=consistency,proto3,oneof"`
+}
+
+type SecureAggregateRequest_Unmask struct {
+	Unmask *SecureUnmaskResponse `protobuf:"bytes,7,opt,name=unmask,proto3,oneof"`
+}
+
+type SecureAggregateRequest_Decline struct {
+	Decline *SecureDecline `protobuf:"bytes,8,opt,name=decline,proto3,oneof"`
+}
+
+func (*SecureAggregateRequest_Advertise) isSecureAggregateRequest_Body() {}
+
+func (*SecureAggregateRequest_Shares) isSecureAggregateRequest_Body() {}
+
+func (*SecureAggregateRequest_Masked) isSecureAggregateRequest_Body() {}
+
+func (*SecureAggregateRequest_Consistency) isSecureAggregateRequest_Body() {}
+
+func (*SecureAggregateRequest_Unmask) isSecureAggregateRequest_Body() {}
+
+func (*SecureAggregateRequest_Decline) isSecureAggregateRequest_Body() {}
+
+// SecureAggregateResponse is the server's message in a secure round.
+type SecureAggregateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Body:
+	//
+	//	*SecureAggregateResponse_Keys
+	//	*SecureAggregateResponse_Shares
+	//	*SecureAggregateResponse_Survivors
+	//	*SecureAggregateResponse_Unmask
+	//	*SecureAggregateResponse_Done
+	Body          isSecureAggregateResponse_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureAggregateResponse) Reset() {
+	*x = SecureAggregateResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureAggregateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureAggregateResponse) ProtoMessage() {}
+
+func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureAggregateResponse.ProtoReflect.Descriptor instead.
+func (*SecureAggregateResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SecureAggregateResponse) GetBody() isSecureAggregateResponse_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *SecureAggregateResponse) GetKeys() *SecureKeys {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateResponse_Keys); ok {
+			return x.Keys
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateResponse) GetShares() *SecureRoutedShares {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateResponse_Shares); ok {
+			return x.Shares
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateResponse) GetSurvivors() *SecureSurvivors {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateResponse_Survivors); ok {
+			return x.Survivors
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateResponse) GetUnmask() *SecureUnmaskRequest {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateResponse_Unmask); ok {
+			return x.Unmask
+		}
+	}
+	return nil
+}
+
+func (x *SecureAggregateResponse) GetDone() *SecureDone {
+	if x != nil {
+		if x, ok := x.Body.(*SecureAggregateResponse_Done); ok {
+			return x.Done
+		}
+	}
+	return nil
+}
+
+type isSecureAggregateResponse_Body interface {
+	isSecureAggregateResponse_Body()
+}
+
+type SecureAggregateResponse_Keys struct {
+	Keys *SecureKeys `protobuf:"bytes,1,opt,name=keys,proto3,oneof"`
+}
+
+type SecureAggregateResponse_Shares struct {
+	Shares *SecureRoutedShares `protobuf:"bytes,2,opt,name=shares,proto3,oneof"`
+}
+
+type SecureAggregateResponse_Survivors struct {
+	Survivors *SecureSurvivors `protobuf:"bytes,3,opt,name=survivors,proto3,oneof"`
+}
+
+type SecureAggregateResponse_Unmask struct {
+	Unmask *SecureUnmaskRequest `protobuf:"bytes,4,opt,name=unmask,proto3,oneof"`
+}
+
+type SecureAggregateResponse_Done struct {
+	Done *SecureDone `protobuf:"bytes,5,opt,name=done,proto3,oneof"`
+}
+
+func (*SecureAggregateResponse_Keys) isSecureAggregateResponse_Body() {}
+
+func (*SecureAggregateResponse_Shares) isSecureAggregateResponse_Body() {}
+
+func (*SecureAggregateResponse_Survivors) isSecureAggregateResponse_Body() {}
+
+func (*SecureAggregateResponse_Unmask) isSecureAggregateResponse_Body() {}
+
+func (*SecureAggregateResponse_Done) isSecureAggregateResponse_Body() {}
+
+// SecureAdvertise carries the two X25519 public keys of a participant,
+// signed with its certificate's key.
+type SecureAdvertise struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CPub          []byte                 `protobuf:"bytes,1,opt,name=c_pub,json=cPub,proto3" json:"c_pub,omitempty"`
+	SPub          []byte                 `protobuf:"bytes,2,opt,name=s_pub,json=sPub,proto3" json:"s_pub,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureAdvertise) Reset() {
+	*x = SecureAdvertise{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureAdvertise) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureAdvertise) ProtoMessage() {}
+
+func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureAdvertise.ProtoReflect.Descriptor instead.
+func (*SecureAdvertise) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SecureAdvertise) GetCPub() []byte {
+	if x != nil {
+		return x.CPub
+	}
+	return nil
+}
+
+func (x *SecureAdvertise) GetSPub() []byte {
+	if x != nil {
+		return x.SPub
+	}
+	return nil
+}
+
+func (x *SecureAdvertise) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// SecureKeys relays the advertisements of the caller's neighbours, each
+// with the certificate that signed it, so the caller can check every
+// signature against the federation CA itself.
+type SecureKeys struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peers         []*SecurePeer          `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureKeys) Reset() {
+	*x = SecureKeys{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureKeys) ProtoMessage() {}
+
+func (x *SecureKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureKeys.ProtoReflect.Descriptor instead.
+func (*SecureKeys) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SecureKeys) GetPeers() []*SecurePeer {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// SecurePeer is one neighbour's advertisement, by session id (1-based
+// position in the bucket's sorted member list).
+type SecurePeer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Advertise     *SecureAdvertise       `protobuf:"bytes,2,opt,name=advertise,proto3" json:"advertise,omitempty"`
+	Certificate   []byte                 `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurePeer) Reset() {
+	*x = SecurePeer{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurePeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurePeer) ProtoMessage() {}
+
+func (x *SecurePeer) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurePeer.ProtoReflect.Descriptor instead.
+func (*SecurePeer) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SecurePeer) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SecurePeer) GetAdvertise() *SecureAdvertise {
+	if x != nil {
+		return x.Advertise
+	}
+	return nil
+}
+
+func (x *SecurePeer) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// SecureShares carries the caller's encrypted shares and its commitment to
+// its self-mask secret.
+type SecureShares struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SelfCommit    []byte                 `protobuf:"bytes,1,opt,name=self_commit,json=selfCommit,proto3" json:"self_commit,omitempty"`
+	Shares        []*SecureShare         `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureShares) Reset() {
+	*x = SecureShares{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureShares) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureShares) ProtoMessage() {}
+
+func (x *SecureShares) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureShares.ProtoReflect.Descriptor instead.
+func (*SecureShares) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SecureShares) GetSelfCommit() []byte {
+	if x != nil {
+		return x.SelfCommit
+	}
+	return nil
+}
+
+func (x *SecureShares) GetShares() []*SecureShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+// SecureShare is one AEAD-sealed pair of Shamir shares.
+type SecureShare struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint32                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureShare) Reset() {
+	*x = SecureShare{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureShare) ProtoMessage() {}
+
+func (x *SecureShare) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureShare.ProtoReflect.Descriptor instead.
+func (*SecureShare) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SecureShare) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SecureShare) GetTo() uint32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *SecureShare) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// SecureRoutedShares are the shares addressed to the caller.
+type SecureRoutedShares struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shares        []*SecureShare         `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureRoutedShares) Reset() {
+	*x = SecureRoutedShares{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureRoutedShares) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureRoutedShares) ProtoMessage() {}
+
+func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureRoutedShares.ProtoReflect.Descriptor instead.
+func (*SecureRoutedShares) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SecureRoutedShares) GetShares() []*SecureShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+// SecureMaskedChunk is part of the masked input: little-endian 32-bit
+// words starting at word offset, at most 1 MiB per chunk, in order.
+type SecureMaskedChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Words         uint64                 `protobuf:"varint,3,opt,name=words,proto3" json:"words,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureMaskedChunk) Reset() {
+	*x = SecureMaskedChunk{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureMaskedChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureMaskedChunk) ProtoMessage() {}
+
+func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureMaskedChunk.ProtoReflect.Descriptor instead.
+func (*SecureMaskedChunk) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SecureMaskedChunk) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *SecureMaskedChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SecureMaskedChunk) GetWords() uint64 {
+	if x != nil {
+		return x.Words
+	}
+	return 0
+}
+
+// SecureSurvivors is the list of ids whose masked input the server holds.
+type SecureSurvivors struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []uint32               `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureSurvivors) Reset() {
+	*x = SecureSurvivors{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureSurvivors) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureSurvivors) ProtoMessage() {}
+
+func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureSurvivors.ProtoReflect.Descriptor instead.
+func (*SecureSurvivors) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SecureSurvivors) GetIds() []uint32 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// SecureSignature is a participant's signature of the survivor list.
+type SecureSignature struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Signature     []byte                 `protobuf:"bytes,1,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureSignature) Reset() {
+	*x = SecureSignature{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureSignature) ProtoMessage() {}
+
+func (x *SecureSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureSignature.ProtoReflect.Descriptor instead.
+func (*SecureSignature) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SecureSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// SecureUnmaskRequest asks for the shares that remove the masks.
+type SecureUnmaskRequest struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Survivors     []uint32                 `protobuf:"varint,1,rep,packed,name=survivors,proto3" json:"survivors,omitempty"`
+	Dropped       []uint32                 `protobuf:"varint,2,rep,packed,name=dropped,proto3" json:"dropped,omitempty"`
+	Signatures    []*SecureSignerSignature `protobuf:"bytes,3,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureUnmaskRequest) Reset() {
+	*x = SecureUnmaskRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureUnmaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureUnmaskRequest) ProtoMessage() {}
+
+func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureUnmaskRequest.ProtoReflect.Descriptor instead.
+func (*SecureUnmaskRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SecureUnmaskRequest) GetSurvivors() []uint32 {
+	if x != nil {
+		return x.Survivors
+	}
+	return nil
+}
+
+func (x *SecureUnmaskRequest) GetDropped() []uint32 {
+	if x != nil {
+		return x.Dropped
+	}
+	return nil
+}
+
+func (x *SecureUnmaskRequest) GetSignatures() []*SecureSignerSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+// SecureSignerSignature is one survivor's signature of the survivor list.
+type SecureSignerSignature struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureSignerSignature) Reset() {
+	*x = SecureSignerSignature{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureSignerSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureSignerSignature) ProtoMessage() {}
+
+func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureSignerSignature.ProtoReflect.Descriptor instead.
+func (*SecureSignerSignature) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SecureSignerSignature) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SecureSignerSignature) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// SecureUnmaskResponse reveals shares: of self-mask secrets of survivors
+// and of mask keys of dropped participants.
+type SecureUnmaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SelfShares    []*SecureRevealed      `protobuf:"bytes,1,rep,name=self_shares,json=selfShares,proto3" json:"self_shares,omitempty"`
+	KeyShares     []*SecureRevealed      `protobuf:"bytes,2,rep,name=key_shares,json=keyShares,proto3" json:"key_shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureUnmaskResponse) Reset() {
+	*x = SecureUnmaskResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureUnmaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureUnmaskResponse) ProtoMessage() {}
+
+func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureUnmaskResponse.ProtoReflect.Descriptor instead.
+func (*SecureUnmaskResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SecureUnmaskResponse) GetSelfShares() []*SecureRevealed {
+	if x != nil {
+		return x.SelfShares
+	}
+	return nil
+}
+
+func (x *SecureUnmaskResponse) GetKeyShares() []*SecureRevealed {
+	if x != nil {
+		return x.KeyShares
+	}
+	return nil
+}
+
+// SecureRevealed is one revealed share of owner's secret.
+type SecureRevealed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         uint32                 `protobuf:"varint,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureRevealed) Reset() {
+	*x = SecureRevealed{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureRevealed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureRevealed) ProtoMessage() {}
+
+func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureRevealed.ProtoReflect.Descriptor instead.
+func (*SecureRevealed) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SecureRevealed) GetOwner() uint32 {
+	if x != nil {
+		return x.Owner
+	}
+	return 0
+}
+
+func (x *SecureRevealed) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// SecureDecline says why the caller sits the round out.
+type SecureDecline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureDecline) Reset() {
+	*x = SecureDecline{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureDecline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureDecline) ProtoMessage() {}
+
+func (x *SecureDecline) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureDecline.ProtoReflect.Descriptor instead.
+func (*SecureDecline) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SecureDecline) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// SecureDone ends a participant's secure round: its bucket's sum was
+// unmasked.
+type SecureDone struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Survivors     uint32                 `protobuf:"varint,1,opt,name=survivors,proto3" json:"survivors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureDone) Reset() {
+	*x = SecureDone{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureDone) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureDone) ProtoMessage() {}
+
+func (x *SecureDone) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureDone.ProtoReflect.Descriptor instead.
+func (*SecureDone) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SecureDone) GetSurvivors() uint32 {
+	if x != nil {
+		return x.Survivors
+	}
+	return 0
+}
+
 // GetManifestRequest names a closed round (0 is the initial model).
 type GetManifestRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -794,7 +2027,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +2039,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +2052,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetManifestRequest) GetRound() uint64 {
@@ -841,7 +2074,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +2086,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +2099,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetManifestResponse) GetRound() uint64 {
@@ -901,7 +2134,7 @@ type ReportRefusalRequest struct {
 
 func (x *ReportRefusalRequest) Reset() {
 	*x = ReportRefusalRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +2146,7 @@ func (x *ReportRefusalRequest) String() string {
 func (*ReportRefusalRequest) ProtoMessage() {}
 
 func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +2159,7 @@ func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalRequest.ProtoReflect.Descriptor instead.
 func (*ReportRefusalRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReportRefusalRequest) GetManifestRound() uint64 {
@@ -959,7 +2192,7 @@ type ReportRefusalResponse struct {
 
 func (x *ReportRefusalResponse) Reset() {
 	*x = ReportRefusalResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +2204,7 @@ func (x *ReportRefusalResponse) String() string {
 func (*ReportRefusalResponse) ProtoMessage() {}
 
 func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +2217,7 @@ func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalResponse.ProtoReflect.Descriptor instead.
 func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 // GetModelRequest names the round whose starting model is wanted.
@@ -997,7 +2230,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +2242,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +2255,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -1049,7 +2282,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +2294,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +2307,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -1130,7 +2363,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +2375,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +2388,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -1198,7 +2431,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +2443,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +2456,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -1265,7 +2498,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +2510,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +2523,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -1362,7 +2595,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +2607,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +2620,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -1416,7 +2649,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +2661,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +2674,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -1503,7 +2736,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1c.fedguard.v1.RoundAssignmentR\n" +
 	"assignment\x12\x1a\n" +
-	"\bfinished\x18\x02 \x01(\bR\bfinished\"\xe0\x02\n" +
+	"\bfinished\x18\x02 \x01(\bR\bfinished\"\x92\x03\n" +
 	"\x0fRoundAssignment\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12,\n" +
@@ -1513,7 +2746,96 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\bdeadline\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12!\n" +
 	"\fmodel_sha256\x18\a \x01(\fR\vmodelSha256\x12\x12\n" +
 	"\x04seed\x18\b \x01(\x04R\x04seed\x12\x1a\n" +
-	"\bmanifest\x18\t \x01(\fR\bmanifest\"*\n" +
+	"\bmanifest\x18\t \x01(\fR\bmanifest\x120\n" +
+	"\x06secure\x18\n" +
+	" \x01(\v2\x18.fedguard.v1.SecureRoundR\x06secure\"\xcf\x02\n" +
+	"\vSecureRound\x12\x16\n" +
+	"\x06cohort\x18\x01 \x03(\tR\x06cohort\x12\x1f\n" +
+	"\vbucket_size\x18\x02 \x01(\rR\n" +
+	"bucketSize\x12+\n" +
+	"\x11threshold_percent\x18\x03 \x01(\rR\x10thresholdPercent\x12\x16\n" +
+	"\x06degree\x18\x04 \x01(\rR\x06degree\x12\x12\n" +
+	"\x04clip\x18\x05 \x01(\x01R\x04clip\x12\x1d\n" +
+	"\n" +
+	"quant_bits\x18\x06 \x01(\rR\tquantBits\x12\x1f\n" +
+	"\vweight_bits\x18\a \x01(\rR\n" +
+	"weightBits\x12\x1f\n" +
+	"\vweight_unit\x18\b \x01(\x04R\n" +
+	"weightUnit\x12\x1b\n" +
+	"\tnorm_clip\x18\t \x01(\x01R\bnormClip\x120\n" +
+	"\x14phase_timeout_millis\x18\n" +
+	" \x01(\x04R\x12phaseTimeoutMillis\"\xb4\x03\n" +
+	"\x16SecureAggregateRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12<\n" +
+	"\tadvertise\x18\x03 \x01(\v2\x1c.fedguard.v1.SecureAdvertiseH\x00R\tadvertise\x123\n" +
+	"\x06shares\x18\x04 \x01(\v2\x19.fedguard.v1.SecureSharesH\x00R\x06shares\x128\n" +
+	"\x06masked\x18\x05 \x01(\v2\x1e.fedguard.v1.SecureMaskedChunkH\x00R\x06masked\x12@\n" +
+	"\vconsistency\x18\x06 \x01(\v2\x1c.fedguard.v1.SecureSignatureH\x00R\vconsistency\x12;\n" +
+	"\x06unmask\x18\a \x01(\v2!.fedguard.v1.SecureUnmaskResponseH\x00R\x06unmask\x126\n" +
+	"\adecline\x18\b \x01(\v2\x1a.fedguard.v1.SecureDeclineH\x00R\adeclineB\x06\n" +
+	"\x04body\"\xb4\x02\n" +
+	"\x17SecureAggregateResponse\x12-\n" +
+	"\x04keys\x18\x01 \x01(\v2\x17.fedguard.v1.SecureKeysH\x00R\x04keys\x129\n" +
+	"\x06shares\x18\x02 \x01(\v2\x1f.fedguard.v1.SecureRoutedSharesH\x00R\x06shares\x12<\n" +
+	"\tsurvivors\x18\x03 \x01(\v2\x1c.fedguard.v1.SecureSurvivorsH\x00R\tsurvivors\x12:\n" +
+	"\x06unmask\x18\x04 \x01(\v2 .fedguard.v1.SecureUnmaskRequestH\x00R\x06unmask\x12-\n" +
+	"\x04done\x18\x05 \x01(\v2\x17.fedguard.v1.SecureDoneH\x00R\x04doneB\x06\n" +
+	"\x04body\"Y\n" +
+	"\x0fSecureAdvertise\x12\x13\n" +
+	"\x05c_pub\x18\x01 \x01(\fR\x04cPub\x12\x13\n" +
+	"\x05s_pub\x18\x02 \x01(\fR\x04sPub\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\";\n" +
+	"\n" +
+	"SecureKeys\x12-\n" +
+	"\x05peers\x18\x01 \x03(\v2\x17.fedguard.v1.SecurePeerR\x05peers\"z\n" +
+	"\n" +
+	"SecurePeer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12:\n" +
+	"\tadvertise\x18\x02 \x01(\v2\x1c.fedguard.v1.SecureAdvertiseR\tadvertise\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\"a\n" +
+	"\fSecureShares\x12\x1f\n" +
+	"\vself_commit\x18\x01 \x01(\fR\n" +
+	"selfCommit\x120\n" +
+	"\x06shares\x18\x02 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"Q\n" +
+	"\vSecureShare\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\rR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\rR\x02to\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"F\n" +
+	"\x12SecureRoutedShares\x120\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"U\n" +
+	"\x11SecureMaskedChunk\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
+	"\x05words\x18\x03 \x01(\x04R\x05words\"#\n" +
+	"\x0fSecureSurvivors\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\rR\x03ids\"/\n" +
+	"\x0fSecureSignature\x12\x1c\n" +
+	"\tsignature\x18\x01 \x01(\fR\tsignature\"\x91\x01\n" +
+	"\x13SecureUnmaskRequest\x12\x1c\n" +
+	"\tsurvivors\x18\x01 \x03(\rR\tsurvivors\x12\x18\n" +
+	"\adropped\x18\x02 \x03(\rR\adropped\x12B\n" +
+	"\n" +
+	"signatures\x18\x03 \x03(\v2\".fedguard.v1.SecureSignerSignatureR\n" +
+	"signatures\"E\n" +
+	"\x15SecureSignerSignature\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x90\x01\n" +
+	"\x14SecureUnmaskResponse\x12<\n" +
+	"\vself_shares\x18\x01 \x03(\v2\x1b.fedguard.v1.SecureRevealedR\n" +
+	"selfShares\x12:\n" +
+	"\n" +
+	"key_shares\x18\x02 \x03(\v2\x1b.fedguard.v1.SecureRevealedR\tkeyShares\"<\n" +
+	"\x0eSecureRevealed\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\rR\x05owner\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"'\n" +
+	"\rSecureDecline\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"*\n" +
+	"\n" +
+	"SecureDone\x12\x1c\n" +
+	"\tsurvivors\x18\x01 \x01(\rR\tsurvivors\"*\n" +
 	"\x12GetManifestRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\"G\n" +
 	"\x13GetManifestResponse\x12\x14\n" +
@@ -1559,7 +2881,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\tModelKind\x12\x1a\n" +
 	"\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MODEL_KIND_LOGREG\x10\x01\x12\x12\n" +
-	"\x0eMODEL_KIND_MLP\x10\x022\xbb\x04\n" +
+	"\x0eMODEL_KIND_MLP\x10\x022\x9d\x05\n" +
 	"\x12CoordinatorService\x12;\n" +
 	"\x04Join\x12\x18.fedguard.v1.JoinRequest\x1a\x19.fedguard.v1.JoinResponse\x12P\n" +
 	"\vReportStats\x12\x1f.fedguard.v1.ReportStatsRequest\x1a .fedguard.v1.ReportStatsResponse\x12J\n" +
@@ -1567,7 +2889,8 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\vGetManifest\x12\x1f.fedguard.v1.GetManifestRequest\x1a .fedguard.v1.GetManifestResponse\x12V\n" +
 	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12I\n" +
 	"\bGetModel\x12\x1c.fedguard.v1.GetModelRequest\x1a\x1d.fedguard.v1.GetModelResponse0\x01\x12U\n" +
-	"\fSubmitUpdate\x12 .fedguard.v1.SubmitUpdateRequest\x1a!.fedguard.v1.SubmitUpdateResponse(\x01B;Z9github.com/fedguard/fedguard/proto/fedguard/v1;fedguardv1b\x06proto3"
+	"\fSubmitUpdate\x12 .fedguard.v1.SubmitUpdateRequest\x1a!.fedguard.v1.SubmitUpdateResponse(\x01\x12`\n" +
+	"\x0fSecureAggregate\x12#.fedguard.v1.SecureAggregateRequest\x1a$.fedguard.v1.SecureAggregateResponse(\x010\x01B;Z9github.com/fedguard/fedguard/proto/fedguard/v1;fedguardv1b\x06proto3"
 
 var (
 	file_fedguard_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1582,32 +2905,50 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
-	(ModelKind)(0),                // 0: fedguard.v1.ModelKind
-	(*ModelSpec)(nil),             // 1: fedguard.v1.ModelSpec
-	(*TrainingPlan)(nil),          // 2: fedguard.v1.TrainingPlan
-	(*FeatureScaling)(nil),        // 3: fedguard.v1.FeatureScaling
-	(*FeatureStats)(nil),          // 4: fedguard.v1.FeatureStats
-	(*JoinRequest)(nil),           // 5: fedguard.v1.JoinRequest
-	(*JoinResponse)(nil),          // 6: fedguard.v1.JoinResponse
-	(*ReportStatsRequest)(nil),    // 7: fedguard.v1.ReportStatsRequest
-	(*ReportStatsResponse)(nil),   // 8: fedguard.v1.ReportStatsResponse
-	(*WaitRoundRequest)(nil),      // 9: fedguard.v1.WaitRoundRequest
-	(*WaitRoundResponse)(nil),     // 10: fedguard.v1.WaitRoundResponse
-	(*RoundAssignment)(nil),       // 11: fedguard.v1.RoundAssignment
-	(*GetManifestRequest)(nil),    // 12: fedguard.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),   // 13: fedguard.v1.GetManifestResponse
-	(*ReportRefusalRequest)(nil),  // 14: fedguard.v1.ReportRefusalRequest
-	(*ReportRefusalResponse)(nil), // 15: fedguard.v1.ReportRefusalResponse
-	(*GetModelRequest)(nil),       // 16: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),      // 17: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),          // 18: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),            // 19: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),   // 20: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),           // 21: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),  // 22: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(ModelKind)(0),                  // 0: fedguard.v1.ModelKind
+	(*ModelSpec)(nil),               // 1: fedguard.v1.ModelSpec
+	(*TrainingPlan)(nil),            // 2: fedguard.v1.TrainingPlan
+	(*FeatureScaling)(nil),          // 3: fedguard.v1.FeatureScaling
+	(*FeatureStats)(nil),            // 4: fedguard.v1.FeatureStats
+	(*JoinRequest)(nil),             // 5: fedguard.v1.JoinRequest
+	(*JoinResponse)(nil),            // 6: fedguard.v1.JoinResponse
+	(*ReportStatsRequest)(nil),      // 7: fedguard.v1.ReportStatsRequest
+	(*ReportStatsResponse)(nil),     // 8: fedguard.v1.ReportStatsResponse
+	(*WaitRoundRequest)(nil),        // 9: fedguard.v1.WaitRoundRequest
+	(*WaitRoundResponse)(nil),       // 10: fedguard.v1.WaitRoundResponse
+	(*RoundAssignment)(nil),         // 11: fedguard.v1.RoundAssignment
+	(*SecureRound)(nil),             // 12: fedguard.v1.SecureRound
+	(*SecureAggregateRequest)(nil),  // 13: fedguard.v1.SecureAggregateRequest
+	(*SecureAggregateResponse)(nil), // 14: fedguard.v1.SecureAggregateResponse
+	(*SecureAdvertise)(nil),         // 15: fedguard.v1.SecureAdvertise
+	(*SecureKeys)(nil),              // 16: fedguard.v1.SecureKeys
+	(*SecurePeer)(nil),              // 17: fedguard.v1.SecurePeer
+	(*SecureShares)(nil),            // 18: fedguard.v1.SecureShares
+	(*SecureShare)(nil),             // 19: fedguard.v1.SecureShare
+	(*SecureRoutedShares)(nil),      // 20: fedguard.v1.SecureRoutedShares
+	(*SecureMaskedChunk)(nil),       // 21: fedguard.v1.SecureMaskedChunk
+	(*SecureSurvivors)(nil),         // 22: fedguard.v1.SecureSurvivors
+	(*SecureSignature)(nil),         // 23: fedguard.v1.SecureSignature
+	(*SecureUnmaskRequest)(nil),     // 24: fedguard.v1.SecureUnmaskRequest
+	(*SecureSignerSignature)(nil),   // 25: fedguard.v1.SecureSignerSignature
+	(*SecureUnmaskResponse)(nil),    // 26: fedguard.v1.SecureUnmaskResponse
+	(*SecureRevealed)(nil),          // 27: fedguard.v1.SecureRevealed
+	(*SecureDecline)(nil),           // 28: fedguard.v1.SecureDecline
+	(*SecureDone)(nil),              // 29: fedguard.v1.SecureDone
+	(*GetManifestRequest)(nil),      // 30: fedguard.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),     // 31: fedguard.v1.GetManifestResponse
+	(*ReportRefusalRequest)(nil),    // 32: fedguard.v1.ReportRefusalRequest
+	(*ReportRefusalResponse)(nil),   // 33: fedguard.v1.ReportRefusalResponse
+	(*GetModelRequest)(nil),         // 34: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),        // 35: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),            // 36: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),              // 37: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),     // 38: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),             // 39: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),    // 40: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -1617,29 +2958,50 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 4: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	2,  // 5: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	3,  // 6: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	23, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
-	19, // 8: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	18, // 9: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	21, // 10: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 11: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 12: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 13: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	12, // 14: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	14, // 15: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	16, // 16: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	20, // 17: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	6,  // 18: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 19: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 20: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	13, // 21: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	15, // 22: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	17, // 23: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	22, // 24: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	41, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	12, // 8: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
+	15, // 9: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
+	18, // 10: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
+	21, // 11: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
+	23, // 12: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
+	26, // 13: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
+	28, // 14: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
+	16, // 15: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
+	20, // 16: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
+	22, // 17: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
+	24, // 18: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
+	29, // 19: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
+	17, // 20: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
+	15, // 21: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
+	19, // 22: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
+	19, // 23: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
+	25, // 24: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	37, // 27: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	36, // 28: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	39, // 29: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	5,  // 30: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	7,  // 31: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	9,  // 32: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	30, // 33: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	32, // 34: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	34, // 35: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	38, // 36: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	13, // 37: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	6,  // 38: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 39: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 40: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	31, // 41: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	33, // 42: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	35, // 43: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	40, // 44: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	14, // 45: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	38, // [38:46] is the sub-list for method output_type
+	30, // [30:38] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -1647,7 +3009,22 @@ func file_fedguard_v1_coordinator_proto_init() {
 	if File_fedguard_v1_coordinator_proto != nil {
 		return
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[19].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[12].OneofWrappers = []any{
+		(*SecureAggregateRequest_Advertise)(nil),
+		(*SecureAggregateRequest_Shares)(nil),
+		(*SecureAggregateRequest_Masked)(nil),
+		(*SecureAggregateRequest_Consistency)(nil),
+		(*SecureAggregateRequest_Unmask)(nil),
+		(*SecureAggregateRequest_Decline)(nil),
+	}
+	file_fedguard_v1_coordinator_proto_msgTypes[13].OneofWrappers = []any{
+		(*SecureAggregateResponse_Keys)(nil),
+		(*SecureAggregateResponse_Shares)(nil),
+		(*SecureAggregateResponse_Survivors)(nil),
+		(*SecureAggregateResponse_Unmask)(nil),
+		(*SecureAggregateResponse_Done)(nil),
+	}
+	file_fedguard_v1_coordinator_proto_msgTypes[37].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -1657,7 +3034,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,13 +33,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Join_FullMethodName          = "/fedguard.v1.CoordinatorService/Join"
-	CoordinatorService_ReportStats_FullMethodName   = "/fedguard.v1.CoordinatorService/ReportStats"
-	CoordinatorService_WaitRound_FullMethodName     = "/fedguard.v1.CoordinatorService/WaitRound"
-	CoordinatorService_GetManifest_FullMethodName   = "/fedguard.v1.CoordinatorService/GetManifest"
-	CoordinatorService_ReportRefusal_FullMethodName = "/fedguard.v1.CoordinatorService/ReportRefusal"
-	CoordinatorService_GetModel_FullMethodName      = "/fedguard.v1.CoordinatorService/GetModel"
-	CoordinatorService_SubmitUpdate_FullMethodName  = "/fedguard.v1.CoordinatorService/SubmitUpdate"
+	CoordinatorService_Join_FullMethodName            = "/fedguard.v1.CoordinatorService/Join"
+	CoordinatorService_ReportStats_FullMethodName     = "/fedguard.v1.CoordinatorService/ReportStats"
+	CoordinatorService_WaitRound_FullMethodName       = "/fedguard.v1.CoordinatorService/WaitRound"
+	CoordinatorService_GetManifest_FullMethodName     = "/fedguard.v1.CoordinatorService/GetManifest"
+	CoordinatorService_ReportRefusal_FullMethodName   = "/fedguard.v1.CoordinatorService/ReportRefusal"
+	CoordinatorService_GetModel_FullMethodName        = "/fedguard.v1.CoordinatorService/GetModel"
+	CoordinatorService_SubmitUpdate_FullMethodName    = "/fedguard.v1.CoordinatorService/SubmitUpdate"
+	CoordinatorService_SecureAggregate_FullMethodName = "/fedguard.v1.CoordinatorService/SecureAggregate"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -77,6 +78,15 @@ type CoordinatorServiceClient interface {
 	// SubmitUpdate streams one participant's update for an open round: first a
 	// header, then the parameter chunks in order.
 	SubmitUpdate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[SubmitUpdateRequest, SubmitUpdateResponse], error)
+	// SecureAggregate runs one participant's part of a secure round (SecAgg+,
+	// see package aggregation/secagg) in place of SubmitUpdate: the caller
+	// sends its key advertisement, shares, masked input, consistency
+	// signature and unmask response in that order, each after the server's
+	// previous message, and the server answers each phase once the caller's
+	// bucket has completed it. The stream ends with a SecureDone, or with an
+	// error status when the bucket's session failed (Aborted) or the caller
+	// was dropped from it (FailedPrecondition). One stream per round attempt.
+	SecureAggregate(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SecureAggregateRequest, SecureAggregateResponse], error)
 }
 
 type coordinatorServiceClient struct {
@@ -169,6 +179,19 @@ func (c *coordinatorServiceClient) SubmitUpdate(ctx context.Context, opts ...grp
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CoordinatorService_SubmitUpdateClient = grpc.ClientStreamingClient[SubmitUpdateRequest, SubmitUpdateResponse]
 
+func (c *coordinatorServiceClient) SecureAggregate(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SecureAggregateRequest, SecureAggregateResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CoordinatorService_ServiceDesc.Streams[2], CoordinatorService_SecureAggregate_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SecureAggregateRequest, SecureAggregateResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CoordinatorService_SecureAggregateClient = grpc.BidiStreamingClient[SecureAggregateRequest, SecureAggregateResponse]
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -204,6 +227,15 @@ type CoordinatorServiceServer interface {
 	// SubmitUpdate streams one participant's update for an open round: first a
 	// header, then the parameter chunks in order.
 	SubmitUpdate(grpc.ClientStreamingServer[SubmitUpdateRequest, SubmitUpdateResponse]) error
+	// SecureAggregate runs one participant's part of a secure round (SecAgg+,
+	// see package aggregation/secagg) in place of SubmitUpdate: the caller
+	// sends its key advertisement, shares, masked input, consistency
+	// signature and unmask response in that order, each after the server's
+	// previous message, and the server answers each phase once the caller's
+	// bucket has completed it. The stream ends with a SecureDone, or with an
+	// error status when the bucket's session failed (Aborted) or the caller
+	// was dropped from it (FailedPrecondition). One stream per round attempt.
+	SecureAggregate(grpc.BidiStreamingServer[SecureAggregateRequest, SecureAggregateResponse]) error
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -234,6 +266,9 @@ func (UnimplementedCoordinatorServiceServer) GetModel(*GetModelRequest, grpc.Ser
 }
 func (UnimplementedCoordinatorServiceServer) SubmitUpdate(grpc.ClientStreamingServer[SubmitUpdateRequest, SubmitUpdateResponse]) error {
 	return status.Error(codes.Unimplemented, "method SubmitUpdate not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) SecureAggregate(grpc.BidiStreamingServer[SecureAggregateRequest, SecureAggregateResponse]) error {
+	return status.Error(codes.Unimplemented, "method SecureAggregate not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -364,6 +399,13 @@ func _CoordinatorService_SubmitUpdate_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CoordinatorService_SubmitUpdateServer = grpc.ClientStreamingServer[SubmitUpdateRequest, SubmitUpdateResponse]
 
+func _CoordinatorService_SecureAggregate_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CoordinatorServiceServer).SecureAggregate(&grpc.GenericServerStream[SecureAggregateRequest, SecureAggregateResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CoordinatorService_SecureAggregateServer = grpc.BidiStreamingServer[SecureAggregateRequest, SecureAggregateResponse]
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -401,6 +443,12 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "SubmitUpdate",
 			Handler:       _CoordinatorService_SubmitUpdate_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "SecureAggregate",
+			Handler:       _CoordinatorService_SecureAggregate_Handler,
+			ServerStreams: true,
 			ClientStreams: true,
 		},
 	},

@@ -1,0 +1,260 @@
+// Package secureround is the layout of a secure round, shared by the
+// coordinator and the participant agent: which bucket each cohort member is
+// in, each bucket's SecAgg session (package aggregation/secagg), the
+// fixed-point encoding, and the mapping between secagg's messages and the
+// wire messages of SecureAggregate.
+//
+// Everything in a Plan is derived from the round assignment and from the
+// digest of the signed manifest the round starts from, which every
+// participant has verified before it takes part. A participant recomputes
+// its bucket and its session itself, so a coordinator cannot pick the split
+// (and with it who shares a sum with whom), reuse a session, or give two
+// members of one bucket different views of it.
+package secureround
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/certs"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+// ErrPlan is wrapped by every error FromProto and Plan.Check return.
+var ErrPlan = errors.New("secure round layout")
+
+// Defaults of the coordinator's secure configuration.
+const (
+	// DefaultThresholdPercent makes a session need two thirds of a
+	// bucket: it survives a third of its members dropping out, and
+	// colluders need a third of it to break a member's privacy.
+	DefaultThresholdPercent = 67
+	// DefaultPhaseTimeout bounds each phase of a session but the masked
+	// input (which waits for local training, until the round deadline).
+	DefaultPhaseTimeout = 30 * time.Second
+	// MaxPhaseTimeout bounds the phase timeout a participant accepts.
+	MaxPhaseTimeout = time.Hour
+	// MaxCohort bounds the cohort of a secure round.
+	MaxCohort = secagg.MaxParticipants
+)
+
+// Plan is one secure round attempt as every party derives it.
+type Plan struct {
+	Federation string
+	Round      uint64
+	Attempt    uint32
+	// Start is the digest of the signed manifest the round starts from.
+	Start [32]byte
+	// Cohort is sorted and without duplicates.
+	Cohort []string
+	// BucketSize is s (0: one bucket of the whole cohort).
+	BucketSize       int
+	ThresholdPercent int
+	Degree           int
+	Params           secagg.Params
+	WeightUnit       uint64
+	NormClip         float64
+	// PhaseTimeout bounds each phase but the masked input's.
+	PhaseTimeout time.Duration
+	// Dim is the number of model parameters; a session adds up Dim+1
+	// words (the weight travels as the last one).
+	Dim int
+}
+
+// FromProto builds and checks the Plan of an assignment's SecureRound.
+func FromProto(federation string, start [32]byte, round uint64, attempt uint32, dim int, p *fedguardv1.SecureRound) (Plan, error) {
+	if p == nil {
+		return Plan{}, fmt.Errorf("%w: missing", ErrPlan)
+	}
+	pl := Plan{
+		Federation: federation, Round: round, Attempt: attempt, Start: start,
+		Cohort:           p.GetCohort(),
+		BucketSize:       int(min(p.GetBucketSize(), math.MaxInt32)),
+		ThresholdPercent: int(min(p.GetThresholdPercent(), math.MaxInt32)),
+		Degree:           int(min(p.GetDegree(), math.MaxInt32)),
+		Params:           secagg.Params{Clip: p.GetClip(), QuantBits: uint(p.GetQuantBits()), WeightBits: uint(p.GetWeightBits())},
+		WeightUnit:       p.GetWeightUnit(),
+		NormClip:         p.GetNormClip(),
+		PhaseTimeout:     time.Duration(min(p.GetPhaseTimeoutMillis(), uint64(MaxPhaseTimeout/time.Millisecond))) * time.Millisecond,
+		Dim:              dim,
+	}
+	return pl, pl.Check()
+}
+
+// Proto is the wire form of p's public parameters.
+func (p Plan) Proto() *fedguardv1.SecureRound {
+	return &fedguardv1.SecureRound{
+		Cohort:             p.Cohort,
+		BucketSize:         uint32(p.BucketSize),
+		ThresholdPercent:   uint32(p.ThresholdPercent),
+		Degree:             uint32(p.Degree),
+		Clip:               p.Params.Clip,
+		QuantBits:          uint32(p.Params.QuantBits),
+		WeightBits:         uint32(p.Params.WeightBits),
+		WeightUnit:         p.WeightUnit,
+		NormClip:           p.NormClip,
+		PhaseTimeoutMillis: uint64(p.PhaseTimeout / time.Millisecond),
+	}
+}
+
+// Check reports whether p describes a round that can run: a sorted cohort
+// of valid, distinct names, buckets of at least two, a threshold over half
+// of every neighbourhood, an encoding whose bit budget holds for the
+// largest bucket, and a session configuration secagg accepts.
+func (p Plan) Check() error {
+	n := len(p.Cohort)
+	if n < 2 || n > MaxCohort {
+		return fmt.Errorf("%w: cohort of %d, want 2 to %d", ErrPlan, n, MaxCohort)
+	}
+	for i, name := range p.Cohort {
+		if err := certs.ValidateName(name); err != nil {
+			return fmt.Errorf("%w: cohort member %d: %v", ErrPlan, i, err)
+		}
+		if i > 0 && name <= p.Cohort[i-1] {
+			return fmt.Errorf("%w: cohort not sorted or with duplicates at %q", ErrPlan, name)
+		}
+	}
+	switch {
+	case p.BucketSize == 1 || p.BucketSize > n:
+		return fmt.Errorf("%w: bucket size %d for a cohort of %d: want 0 (one bucket) or 2 to %d", ErrPlan, p.BucketSize, n, n)
+	case p.ThresholdPercent < 1 || p.ThresholdPercent > 100:
+		return fmt.Errorf("%w: threshold_percent %d, want 1 to 100", ErrPlan, p.ThresholdPercent)
+	case p.WeightUnit < 1:
+		return fmt.Errorf("%w: weight_unit 0", ErrPlan)
+	case !(p.NormClip >= 0) || math.IsInf(p.NormClip, 0):
+		return fmt.Errorf("%w: norm_clip %v", ErrPlan, p.NormClip)
+	case p.PhaseTimeout < time.Millisecond || p.PhaseTimeout > MaxPhaseTimeout:
+		return fmt.Errorf("%w: phase timeout %v, want 1ms to %v", ErrPlan, p.PhaseTimeout, MaxPhaseTimeout)
+	case p.Dim < 1 || p.Dim >= secagg.MaxDim:
+		return fmt.Errorf("%w: %d parameters, want 1 to %d", ErrPlan, p.Dim, secagg.MaxDim-1)
+	}
+	buckets := p.Buckets()
+	largest := 0
+	for _, m := range buckets {
+		largest = max(largest, len(m))
+	}
+	if err := p.Params.Check(largest); err != nil {
+		return fmt.Errorf("%w: %w", ErrPlan, err)
+	}
+	for b := range buckets {
+		if err := p.Session(b).Validate(); err != nil {
+			return fmt.Errorf("%w: bucket %d: %w", ErrPlan, b, err)
+		}
+	}
+	return nil
+}
+
+// seed is the public randomness of the round attempt: the split and the
+// neighbour graphs are functions of it.
+func (p Plan) seed() [32]byte {
+	b := []byte("fedguard secure round v1\x00")
+	b = binary.BigEndian.AppendUint32(b, uint32(len(p.Federation)))
+	b = append(b, p.Federation...)
+	b = append(b, p.Start[:]...)
+	b = binary.BigEndian.AppendUint64(b, p.Round)
+	b = binary.BigEndian.AppendUint32(b, p.Attempt)
+	return sha256.Sum256(b)
+}
+
+// Buckets splits the cohort: a permutation drawn from the round's seed, cut
+// into ⌊n/s⌋ buckets whose sizes differ by at most one (so none is smaller
+// than s: a bucket of one would reveal an update). Members of a bucket are
+// sorted; a member's session id is its position plus one.
+func (p Plan) Buckets() [][]string {
+	n := len(p.Cohort)
+	k := 1
+	if p.BucketSize > 0 {
+		k = max(1, n/p.BucketSize)
+	}
+	perm := slices.Clone(p.Cohort)
+	rng := rand.New(rand.NewChaCha8(p.seed()))
+	rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+	out := make([][]string, k)
+	at := 0
+	for b := range k {
+		size := n / k
+		if b < n%k {
+			size++
+		}
+		out[b] = slices.Sorted(slices.Values(perm[at : at+size]))
+		at += size
+	}
+	return out
+}
+
+// Bucket returns the index of name's bucket, its members and name's session
+// id; ok is false when name is not in the cohort.
+func (p Plan) Bucket(name string) (index int, members []string, id uint32, ok bool) {
+	for b, m := range p.Buckets() {
+		if i, found := slices.BinarySearch(m, name); found {
+			return b, m, uint32(i + 1), true
+		}
+	}
+	return 0, nil, 0, false
+}
+
+// Session is the SecAgg configuration of bucket b. The session identifier
+// binds the federation, round, attempt, bucket, start manifest and members,
+// so nothing of one session is valid in another, and a retry is a new
+// session.
+func (p Plan) Session(b int) secagg.Config {
+	members := p.Buckets()[b]
+	m := len(members)
+	h := sha256.New()
+	seed := p.seed()
+	h.Write([]byte("fedguard secure session v1\x00"))
+	h.Write(seed[:])
+	h.Write(binary.BigEndian.AppendUint32(nil, uint32(b)))
+	for _, name := range members {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(name))))
+		h.Write([]byte(name))
+	}
+	session := h.Sum(nil)
+	degree := p.Degree
+	if degree >= m-1 {
+		degree = 0
+	} else if degree%2 == 1 && m%2 == 1 {
+		degree++ // no odd-degree regular graph on an odd number of vertices
+		if degree >= m-1 {
+			degree = 0
+		}
+	}
+	hood := m
+	if degree > 0 {
+		hood = degree + 1
+	}
+	return secagg.Config{
+		Session:   session,
+		N:         m,
+		Threshold: Threshold(hood, p.ThresholdPercent),
+		Degree:    degree,
+		GraphSeed: sha256.Sum256(append([]byte("fedguard secure graph v1\x00"), session...)),
+		Dim:       p.Dim + 1,
+	}
+}
+
+// Threshold is the number of shares that reconstruct a secret in a
+// neighbourhood of m: ⌈m·percent/100⌉, but always more than half of m (the
+// condition under which an honest participant never helps reveal both
+// secrets of another) and at most m.
+func Threshold(m, percent int) int {
+	t := (m*percent + 99) / 100
+	return min(m, max(t, m/2+1))
+}
+
+// Weight is the integer weight a participant with this many training
+// samples gives its update: ⌈samples/unit⌉, between 1 and 2^WeightBits.
+func (p Plan) Weight(samples uint64) uint64 {
+	w := samples / p.WeightUnit
+	if samples%p.WeightUnit != 0 {
+		w++
+	}
+	return min(max(w, 1), uint64(1)<<p.Params.WeightBits)
+}
