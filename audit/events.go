@@ -25,6 +25,8 @@ const (
 	KindRoundClosed         = "round_closed"
 	KindManifestSigned      = "manifest_signed"
 	KindManifestRefused     = "manifest_refused"
+	KindSecureSession       = "secure_session"
+	KindSecureDeclined      = "secure_declined"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -173,6 +175,33 @@ type RoundFailed struct {
 	Attempt uint32 `json:"attempt"`
 	Reason  string `json:"reason"`
 	Updates int    `json:"updates"`
+}
+
+// SecureSession records how one bucket's secure aggregation ended. It
+// names who was in the session at each step, never anything about one
+// participant's update: the only vector the coordinator learned is the
+// bucket's sum, whose digest is here.
+type SecureSession struct {
+	Attempt uint32   `json:"attempt"`
+	Bucket  int      `json:"bucket"`
+	Members []string `json:"members"`
+	// Survivors are the members whose masked input is in the sum.
+	Survivors []string `json:"survivors,omitempty"`
+	// Dropped maps a member that left the session to the phase it left in.
+	Dropped map[string]string `json:"dropped,omitempty"`
+	// SumSHA256 is the digest of the unmasked sum (words, little endian).
+	SumSHA256 string `json:"sum_sha256,omitempty"`
+	// Weight is the total weight of the survivors' updates.
+	Weight uint64 `json:"weight,omitempty"`
+	// Error says why the session failed; empty when it completed.
+	Error string `json:"error,omitempty"`
+}
+
+// SecureDeclined records a participant sitting a secure round out, and
+// why; the actor is the participant.
+type SecureDeclined struct {
+	Attempt uint32 `json:"attempt"`
+	Reason  string `json:"reason"`
 }
 
 // RoundClosed records a committed round: the new global model's digest.

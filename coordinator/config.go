@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"slices"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/secureround"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -112,11 +115,43 @@ type Config struct {
 	StatsTimeout  Duration           `json:"stats_timeout"`
 	LongPoll      Duration           `json:"long_poll"`
 	KeepModels    int                `json:"keep_models"`
+	// Secure runs every round through secure aggregation (SecAgg+):
+	// the coordinator learns only sums. With aggregation.bucket s ≥ 2 the
+	// cohort is split into buckets of s or more, one secure sum each, and
+	// the rule runs over the bucket means; aggregation.norm_clip is then
+	// applied by each participant to its own update.
+	Secure bool `json:"secure,omitempty"`
+	// SecAgg tunes secure aggregation; zero values take the defaults.
+	SecAgg SecAggConfig `json:"secagg,omitzero"`
 	// Seed makes the initial model and the per-round seeds reproducible.
 	Seed uint64 `json:"seed"`
 	// Reflection registers the gRPC server reflection service (for grpcurl
 	// and similar tools; callers still need an enrolled certificate).
 	Reflection bool `json:"reflection,omitempty"`
+}
+
+// SecAggConfig tunes secure aggregation (see package secureround).
+type SecAggConfig struct {
+	// ThresholdPercent is the share of a bucket (or of a neighbourhood)
+	// that must stay until the end of a session: 67 by default, never
+	// less than half plus one.
+	ThresholdPercent int `json:"threshold_percent,omitempty"`
+	// Degree is the neighbour graph's degree: 0 (default) for the complete
+	// graph, k for SecAgg+'s random k-regular graph in large buckets.
+	Degree int `json:"degree,omitempty"`
+	// Clip bounds every coordinate of an update before it is quantized
+	// (default 1).
+	Clip float64 `json:"clip,omitempty"`
+	// QuantBits are the bits of one quantized coordinate (default: what
+	// the 32-bit ring leaves after the weight and the largest bucket).
+	QuantBits int `json:"quant_bits,omitempty"`
+	// WeightBits bound an update's weight to 2^weight_bits (default 10).
+	WeightBits int `json:"weight_bits,omitempty"`
+	// WeightUnit: an update weighs ⌈samples/weight_unit⌉ (default 1).
+	WeightUnit uint64 `json:"weight_unit,omitempty"`
+	// PhaseTimeout bounds each phase of a session but the masked input,
+	// which has the round's deadline (default 30s).
+	PhaseTimeout Duration `json:"phase_timeout,omitempty"`
 }
 
 // MaxConfigBytes bounds a configuration file.
@@ -200,8 +235,96 @@ func (c Config) withDefaults() Config {
 	if c.KeepModels == 0 {
 		c.KeepModels = DefaultKeepModels
 	}
+	if c.Secure {
+		a := &c.SecAgg
+		if a.ThresholdPercent == 0 {
+			a.ThresholdPercent = secureround.DefaultThresholdPercent
+		}
+		if a.Clip == 0 {
+			a.Clip = 1
+		}
+		if a.WeightBits == 0 {
+			a.WeightBits = secagg.DefaultWeightBits
+		}
+		if a.WeightUnit == 0 {
+			a.WeightUnit = 1
+		}
+		if a.PhaseTimeout == 0 {
+			a.PhaseTimeout = Duration(secureround.DefaultPhaseTimeout)
+		}
+		if a.QuantBits == 0 {
+			largest := len(c.Enrolled)
+			if c.Aggregation.Bucket > 1 {
+				largest = min(largest, 2*c.Aggregation.Bucket-1)
+			}
+			a.QuantBits = max(2, secagg.RingBits-bits.Len(uint(max(largest, 1)-1))-a.WeightBits)
+		}
+	}
 	return c
 }
+
+// securePlan is the layout of a secure round over cohort; dim and start
+// are filled in by the caller for a real round.
+func (c Config) securePlan(cohort []string) secureround.Plan {
+	bucket := c.Aggregation.Bucket
+	if bucket <= 1 {
+		bucket = 0
+	}
+	return secureround.Plan{
+		Federation:       c.Federation,
+		Cohort:           cohort,
+		BucketSize:       bucket,
+		ThresholdPercent: c.SecAgg.ThresholdPercent,
+		Degree:           c.SecAgg.Degree,
+		Params:           secagg.Params{Clip: c.SecAgg.Clip, QuantBits: uint(max(c.SecAgg.QuantBits, 0)), WeightBits: uint(max(c.SecAgg.WeightBits, 0))},
+		WeightUnit:       c.SecAgg.WeightUnit,
+		NormClip:         c.Aggregation.NormClip,
+		PhaseTimeout:     time.Duration(c.SecAgg.PhaseTimeout),
+		Dim:              1,
+	}
+}
+
+// secureRule is the rule over bucket means: the configured one without
+// its pre-steps, which the secure round replaces (participants clip their
+// own updates; the buckets are the secure sessions).
+func (c Config) secureRule() aggregation.Config {
+	a := c.Aggregation
+	a.Bucket, a.NormClip = 0, 0
+	return a
+}
+
+// checkSecure checks that every cohort a round may have, from
+// min_participants to all enrolled, can be laid out in buckets whose
+// encoding fits the ring, and that the rule can aggregate the buckets.
+func (c Config) checkSecure(add func(string, ...any)) {
+	a := c.SecAgg
+	if a.Degree < 0 || a.QuantBits < 0 || a.WeightBits < 0 || a.PhaseTimeout < 0 {
+		add("secagg: degree, quant_bits, weight_bits and phase_timeout must not be negative")
+		return
+	}
+	if c.MinParticipants < 2 {
+		add("secure: min_participants %d must be at least 2 (a secure sum of one is the update)", c.MinParticipants)
+		return
+	}
+	rule := c.secureRule()
+	for n := c.MinParticipants; n <= len(c.Enrolled); n++ {
+		cohort := make([]string, n)
+		for i := range cohort {
+			cohort[i] = fmt.Sprintf("p%06d", i)
+		}
+		plan := c.securePlan(cohort)
+		if err := plan.Check(); err != nil {
+			add("secure: a round of %d participants: %w", n, err)
+			return
+		}
+		if err := rule.CheckCohort(len(plan.Buckets())); err != nil {
+			add("secure: a round of %d participants makes %d buckets, which %s cannot aggregate: %w", n, len(plan.Buckets()), rule.Rule, err)
+			return
+		}
+	}
+}
+
+// MaxConfigBytes bounds
 
 // spec returns the model specification the configuration describes.
 func (c Config) spec() (model.Spec, error) {
@@ -285,7 +408,7 @@ func (c Config) Validate() error {
 	}
 	if err := c.Aggregation.Validate(); err != nil {
 		add("%w", err) // the aggregation package names itself
-	} else if c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
+	} else if !c.Secure && c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
 		// A round may close with any number of updates from the quorum to
 		// the whole federation, and some preconditions (trimmed-mean's) are
 		// not monotone in that number: check every one.
@@ -306,6 +429,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeepModels < 1 {
 		add("keep_models %d must be at least 1", c.KeepModels)
+	}
+	if c.Secure && c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
+		c.checkSecure(add)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))

@@ -248,6 +248,25 @@ func TestValidate(t *testing.T) {
 			c.Aggregation = aggregation.Config{Rule: "krum", F: 1}
 			c.MinParticipants = 2
 		}, []string{"aggregation:", "round of 2 updates"}},
+		{"valid secure", func(c *coordinator.Config) { c.Secure, c.MinParticipants = true, 2 }, nil},
+		{"valid secure krum over buckets", func(c *coordinator.Config) {
+			c.Enrolled = []string{"h1", "h2", "h3", "h4", "h5", "h6"}
+			c.Secure, c.MinParticipants, c.Aggregation = true, 6, aggregation.Config{Rule: "krum", Bucket: 2}
+		}, nil},
+		{"secure quorum of one", func(c *coordinator.Config) { c.Secure, c.MinParticipants = true, 1 },
+			[]string{"secure: min_participants 1", "sum of one is the update"}},
+		{"secure krum over too few buckets", func(c *coordinator.Config) {
+			c.Secure, c.MinParticipants, c.Aggregation = true, 2, aggregation.Config{Rule: "krum", Bucket: 2}
+		}, []string{"secure: a round of 2 participants makes 1 buckets", "krum"}},
+		{"secure bit budget exceeded", func(c *coordinator.Config) {
+			c.Secure, c.MinParticipants = true, 2
+			c.SecAgg.QuantBits, c.SecAgg.WeightBits = 24, 10
+		}, []string{"secure: a round of 2 participants", "bit budget exceeded"}},
+		{"secure threshold percent out of range", func(c *coordinator.Config) {
+			c.Secure, c.MinParticipants, c.SecAgg.ThresholdPercent = true, 2, 150
+		}, []string{"threshold_percent 150"}},
+		{"secure negative degree", func(c *coordinator.Config) { c.Secure, c.MinParticipants, c.SecAgg.Degree = true, 2, -1 },
+			[]string{"secagg: degree"}},
 		{"negative cohort_timeout", func(c *coordinator.Config) { c.CohortTimeout = -1 }, []string{"cohort_timeout must not be negative"}},
 		{"negative round_timeout", func(c *coordinator.Config) { c.RoundTimeout = coordinator.Duration(-time.Second) }, []string{"round_timeout must not be negative"}},
 		{"negative stats_timeout", func(c *coordinator.Config) { c.StatsTimeout = -1 }, []string{"stats_timeout must not be negative"}},
@@ -352,4 +371,26 @@ func names(prefix string, n int) []string {
 		s[i] = fmt.Sprintf("%s%d", prefix, i)
 	}
 	return s
+}
+
+// TestExampleConfigs keeps the shipped example configurations loadable
+// and valid: they are what an operator starts from.
+func TestExampleConfigs(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join("..", "examples", "coordinator*.json"))
+	if err != nil || len(paths) < 2 {
+		t.Fatalf("example configurations: %v, %v", paths, err)
+	}
+	for _, p := range paths {
+		c, err := coordinator.LoadConfig(p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		if strings.Contains(p, "secure") && !c.Secure {
+			t.Errorf("%s does not enable secure aggregation", p)
+		}
+	}
 }

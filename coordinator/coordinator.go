@@ -138,6 +138,17 @@ type openRound struct {
 	receiving map[string]bool
 	// refused holds the reason of each cohort member's last refused update.
 	refused map[string]string
+	// secure is set in a secure round.
+	secure *secureRound
+}
+
+// wants reports whether name should be given the round: it is in the
+// cohort and has not yet taken part in this attempt.
+func (r *openRound) wants(name string) bool {
+	if !r.inCohort(name) || r.updates[name] != nil {
+		return false
+	}
+	return r.secure == nil || !r.secure.joined[name]
 }
 
 func (r *openRound) inCohort(name string) bool { return slices.Contains(r.cohort, name) }
@@ -148,14 +159,16 @@ type Coordinator struct {
 	spec      model.Spec
 	specProto *fedguardv1.ModelSpec
 	rule      aggregation.Rule
-	store     *store
-	opts      options
-	enrolled  map[string]bool
-	signer    *manifest.Signer
-	audit     *audit.Log
-	certs     certSeen
-	refusals  refusalLimit
-	revokedMu sync.Mutex // serializes recordRevocations
+	// secureRule aggregates bucket means in secure rounds.
+	secureRule aggregation.Rule
+	store      *store
+	opts       options
+	enrolled   map[string]bool
+	signer     *manifest.Signer
+	audit      *audit.Log
+	certs      certSeen
+	refusals   refusalLimit
+	revokedMu  sync.Mutex // serializes recordRevocations
 
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced on every state change
@@ -196,6 +209,12 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	var secureRule aggregation.Rule
+	if cfg.Secure {
+		if secureRule, err = aggregation.New(cfg.secureRule()); err != nil {
+			return nil, err
+		}
+	}
 	specJSON, err := json.Marshal(cfg.Model)
 	if err != nil {
 		return nil, err
@@ -205,17 +224,18 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		return nil, err
 	}
 	c := &Coordinator{
-		cfg:      cfg,
-		spec:     spec,
-		rule:     rule,
-		store:    st,
-		opts:     o,
-		enrolled: map[string]bool{},
-		changed:  make(chan struct{}),
-		stats:    map[string]dataset.Stats{},
-		ready:    map[string]int{},
-		told:     map[string]bool{},
-		kick:     make(chan struct{}, 1),
+		cfg:        cfg,
+		spec:       spec,
+		rule:       rule,
+		secureRule: secureRule,
+		store:      st,
+		opts:       o,
+		enrolled:   map[string]bool{},
+		changed:    make(chan struct{}),
+		stats:      map[string]dataset.Stats{},
+		ready:      map[string]int{},
+		told:       map[string]bool{},
+		kick:       make(chan struct{}, 1),
 	}
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
@@ -366,23 +386,18 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		return time.Until(c.round.deadline), nil
 	case phaseTraining:
 		r := c.round
-		if len(r.updates) < len(r.cohort) && now.Before(r.deadline) {
-			return r.deadline.Sub(now), nil
-		}
-		if len(r.updates) < c.cfg.MinParticipants {
-			c.opts.log.WarnContext(ctx, "round failed: too few updates, retrying",
-				"round", r.number, "attempt", r.attempt, "updates", len(r.updates), "min", c.cfg.MinParticipants)
-			if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{
-				Attempt: r.attempt, Reason: fmt.Sprintf("%d updates before the deadline, %d needed", len(r.updates), c.cfg.MinParticipants), Updates: len(r.updates),
-			})); err != nil {
-				return 0, err
+		if r.secure != nil {
+			// Each bucket ends by its own deadlines and pokes the loop.
+			if !r.secure.finished() {
+				return idle, nil
 			}
-			c.attempt++
-			c.round = nil
-			c.phase = phaseCohort
-			c.cohortSince = time.Time{}
-			c.broadcastLocked()
-			return 0, nil
+		} else {
+			if len(r.updates) < len(r.cohort) && now.Before(r.deadline) {
+				return r.deadline.Sub(now), nil
+			}
+			if len(r.updates) < c.cfg.MinParticipants {
+				return 0, c.failRoundLocked(ctx, fmt.Sprintf("%d updates before the deadline, %d needed", len(r.updates), c.cfg.MinParticipants), len(r.updates))
+			}
 		}
 		if err := c.closeRoundLocked(ctx, now); err != nil {
 			return 0, err
@@ -390,6 +405,20 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		return 0, nil
 	}
 	return idle, nil
+}
+
+// failRoundLocked ends the open round without a model; the next attempt
+// starts with a new cohort.
+func (c *Coordinator) failRoundLocked(ctx context.Context, reason string, updates int) error {
+	r := c.round
+	c.opts.log.WarnContext(ctx, "round failed, retrying", "round", r.number, "attempt", r.attempt, "reason", reason)
+	if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{Attempt: r.attempt, Reason: reason, Updates: updates})); err != nil {
+		return err
+	}
+	c.attempt++
+	c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
+	c.broadcastLocked()
+	return nil
 }
 
 func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
@@ -458,7 +487,7 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 	); err != nil {
 		return err
 	}
-	c.round = &openRound{
+	r := &openRound{
 		number:    number,
 		attempt:   c.attempt,
 		opened:    now,
@@ -468,6 +497,12 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 		receiving: map[string]bool{},
 		refused:   map[string]string{},
 	}
+	if c.cfg.Secure {
+		if err := c.startSecureLocked(ctx, r, md); err != nil {
+			return fmt.Errorf("lay out secure round %d: %w", number, err)
+		}
+	}
+	c.round = r
 	c.phase = phaseTraining
 	c.opts.log.Info("round opened", "round", c.round.number, "attempt", c.round.attempt, "cohort", cohort)
 	c.broadcastLocked()
@@ -475,6 +510,99 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 }
 
 func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error {
+	r := c.round
+	rule := c.rule
+	var (
+		rec     RoundRecord
+		updates []aggregation.Update
+		names   []string
+	)
+	if r.secure != nil {
+		var failed string
+		if rec, updates, names, failed = c.secureOutcomeLocked(ctx); failed != "" {
+			return c.failRoundLocked(ctx, failed, len(names))
+		}
+		rule = c.secureRule
+	} else {
+		rec, updates, names = c.plainOutcomeLocked()
+	}
+	delta := make([]float32, c.spec.NumParams())
+	// Rules with randomness (bucketing) draw it from the signed manifest
+	// the round started from: fixed, and checked by every participant,
+	// before any update of the round existed, so the coordinator cannot
+	// pick the split that suits it, and anyone holding the inputs can
+	// recompute the round.
+	start, err := manifest.Digest(c.manifest)
+	if err != nil {
+		return fmt.Errorf("manifest of round %d: %w", c.lastRound, err)
+	}
+	report, err := aggregation.WithRand(rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt))).Aggregate(delta, updates)
+	if err != nil {
+		// Every update was checked on arrival, so this is a bug or a rule
+		// precondition the configuration did not catch: retry the round.
+		// In a secure round, sessions that failed can leave too few
+		// buckets for the rule.
+		c.opts.log.ErrorContext(ctx, "aggregation failed", "round", r.number, "error", err)
+		return c.failRoundLocked(ctx, "aggregation failed: "+err.Error(), len(updates))
+	}
+	// Turn the aggregate into the next model in place, then drop the
+	// updates before encoding it: at no point are more than the updates and
+	// two model-sized vectors alive.
+	for i, v := range c.model {
+		delta[i] = clampFinite(delta[i] + v)
+	}
+	next := delta
+	r.updates, updates = nil, nil
+	// Collect the updates now, before the encoding and bbolt's write buffer
+	// are allocated, rather than when the soft memory limit forces it: the
+	// heap holds only pointer-free vectors, so this costs a few
+	// milliseconds, and it keeps the round's peak at the updates plus two
+	// models.
+	runtime.GC()
+	encoded := model.AppendBytes(make([]byte, 0, 4*len(next)), next)
+	sum := sha256.Sum256(encoded)
+	rec.Report = report
+	rec.ModelSHA256 = hex.EncodeToString(sum[:])
+	rec.Closed = c.opts.now()
+	// The log records the verdict and the new model, the checkpoint covers
+	// them and the manifest covers the checkpoint; all of it is durable
+	// before the commit, and the commit before anyone hears of the round.
+	reportJSON, err := json.Marshal(report)
+	if err != nil {
+		return err
+	}
+	if err := c.record(ctx,
+		event(audit.KindAggregationReport, r.number, audit.AggregationReport{Attempt: r.attempt, Rule: rule.Name(), Report: reportJSON}),
+		event(audit.KindRoundClosed, r.number, audit.RoundClosed{Attempt: r.attempt, ModelSHA256: rec.ModelSHA256, Participants: names, Dropped: rec.Dropped}),
+	); err != nil {
+		return err
+	}
+	env, err := c.signLocked(ctx, &rec, sum)
+	if err != nil {
+		return err
+	}
+	if err := c.store.commitRound(rec, encoded, env, c.cfg.KeepModels); err != nil {
+		return fmt.Errorf("commit round %d: %w", r.number, err)
+	}
+	c.manifest = env
+	encoded = nil
+	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, next, sum, r.cohort
+	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
+	c.phase = phaseCohort
+	if c.lastRound >= uint64(c.cfg.Training.Rounds) {
+		c.phase = phaseFinished
+	}
+	c.opts.log.InfoContext(ctx, "round closed", "round", rec.Round, "participants", len(names),
+		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
+	c.broadcastLocked()
+	if c.opts.observer != nil {
+		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened)})
+	}
+	return nil
+}
+
+// plainOutcomeLocked gathers the open round's updates and its record.
+func (c *Coordinator) plainOutcomeLocked() (RoundRecord, []aggregation.Update, []string) {
 	r := c.round
 	names := make([]string, 0, len(r.updates))
 	for n := range r.updates {
@@ -508,86 +636,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 			rec.Dropped = append(rec.Dropped, n)
 		}
 	}
-	delta := make([]float32, c.spec.NumParams())
-	// Rules with randomness (bucketing) draw it from the signed manifest
-	// the round started from: fixed, and checked by every participant,
-	// before any update of the round existed, so the coordinator cannot
-	// pick the split that suits it, and anyone holding the inputs can
-	// recompute the round.
-	start, err := manifest.Digest(c.manifest)
-	if err != nil {
-		return fmt.Errorf("manifest of round %d: %w", c.lastRound, err)
-	}
-	rule := aggregation.WithRand(c.rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt)))
-	report, err := rule.Aggregate(delta, updates)
-	if err != nil {
-		// Every update was checked on arrival, so this is a bug or a rule
-		// precondition the configuration did not catch: retry the round.
-		c.opts.log.ErrorContext(ctx, "aggregation failed, retrying round", "round", r.number, "error", err)
-		if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{
-			Attempt: r.attempt, Reason: "aggregation failed: " + err.Error(), Updates: len(updates),
-		})); err != nil {
-			return err
-		}
-		c.attempt++
-		c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
-		c.broadcastLocked()
-		return nil
-	}
-	// Turn the aggregate into the next model in place, then drop the
-	// updates before encoding it: at no point are more than the updates and
-	// two model-sized vectors alive.
-	for i, v := range c.model {
-		delta[i] = clampFinite(delta[i] + v)
-	}
-	next := delta
-	r.updates, updates = nil, nil
-	// Collect the updates now, before the encoding and bbolt's write buffer
-	// are allocated, rather than when the soft memory limit forces it: the
-	// heap holds only pointer-free vectors, so this costs a few
-	// milliseconds, and it keeps the round's peak at the updates plus two
-	// models.
-	runtime.GC()
-	encoded := model.AppendBytes(make([]byte, 0, 4*len(next)), next)
-	sum := sha256.Sum256(encoded)
-	rec.Report = report
-	rec.ModelSHA256 = hex.EncodeToString(sum[:])
-	rec.Closed = c.opts.now()
-	// The log records the verdict and the new model, the checkpoint covers
-	// them and the manifest covers the checkpoint; all of it is durable
-	// before the commit, and the commit before anyone hears of the round.
-	reportJSON, err := json.Marshal(report)
-	if err != nil {
-		return err
-	}
-	if err := c.record(ctx,
-		event(audit.KindAggregationReport, r.number, audit.AggregationReport{Attempt: r.attempt, Rule: c.rule.Name(), Report: reportJSON}),
-		event(audit.KindRoundClosed, r.number, audit.RoundClosed{Attempt: r.attempt, ModelSHA256: rec.ModelSHA256, Participants: names, Dropped: rec.Dropped}),
-	); err != nil {
-		return err
-	}
-	env, err := c.signLocked(ctx, &rec, sum)
-	if err != nil {
-		return err
-	}
-	if err := c.store.commitRound(rec, encoded, env, c.cfg.KeepModels); err != nil {
-		return fmt.Errorf("commit round %d: %w", r.number, err)
-	}
-	c.manifest = env
-	encoded = nil
-	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, next, sum, r.cohort
-	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
-	c.phase = phaseCohort
-	if c.lastRound >= uint64(c.cfg.Training.Rounds) {
-		c.phase = phaseFinished
-	}
-	c.opts.log.InfoContext(ctx, "round closed", "round", rec.Round, "participants", len(names),
-		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
-	c.broadcastLocked()
-	if c.opts.observer != nil {
-		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened)})
-	}
-	return nil
+	return rec, updates, names
 }
 
 // RoundSeed is the seed of the aggregation's randomness (the bucket split)
@@ -624,6 +673,9 @@ func (c *Coordinator) assignmentLocked() *fedguardv1.RoundAssignment {
 	}
 	if c.scaling != nil {
 		a.Scaling = &fedguardv1.FeatureScaling{Mean: c.scaling.Mean, Std: c.scaling.Std}
+	}
+	if r.secure != nil {
+		a.Secure = r.secure.plan.Proto()
 	}
 	return a
 }

@@ -107,7 +107,7 @@ func (c *Coordinator) recordStart(ctx context.Context) error {
 		event(audit.KindCoordinatorStarted, c.lastRound, audit.CoordinatorStarted{Version: version(), Federation: c.cfg.Federation, LastRound: c.lastRound}),
 		event(audit.KindConfigLoaded, c.lastRound, audit.ConfigLoaded{
 			SHA256: hex.EncodeToString(sum[:]), MinParticipants: c.cfg.MinParticipants,
-			Rounds: c.cfg.Training.Rounds, Aggregation: agg,
+			Rounds: c.cfg.Training.Rounds, Aggregation: agg, Secure: c.cfg.Secure,
 		}),
 	}
 	before, err := c.store.stateList(keyEnrolled)
@@ -224,6 +224,15 @@ func (l *refusalLimit) allow(now time.Time) (bool, uint64) {
 
 // manifestFor builds the manifest predicate of the model after round rec
 // (rec == nil: the initial model, round 0).
+// ruleName is the rule that forms the model: in a secure round the rule
+// over bucket means.
+func (c *Coordinator) ruleName() string {
+	if c.cfg.Secure {
+		return c.secureRule.Name()
+	}
+	return c.rule.Name()
+}
+
 func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []byte, cp audit.Checkpoint) (manifest.Round, error) {
 	spec, err := json.Marshal(c.cfg.Model)
 	if err != nil {
@@ -240,7 +249,7 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 		NumParams:     uint64(c.spec.NumParams()),
 		ModelSpec:     spec,
 		ScalingSHA256: hex.EncodeToString(scaling[:]),
-		Rule:          c.rule.Name(),
+		Rule:          c.ruleName(),
 		Parameters:    params,
 		Included:      []manifest.Contributor{},
 		Excluded:      []manifest.Exclusion{},
@@ -264,20 +273,36 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 	for i, e := range rec.Report.Entries {
 		entries[e.ID] = i
 	}
+	rule := c.ruleName()
+	m.Secure = c.cfg.Secure
 	for _, p := range rec.Participants {
-		i, ok := entries[p.Name]
+		key := p.Name
+		if p.Bucket > 0 {
+			key = bucketID(p.Bucket - 1)
+		}
+		i, ok := entries[key]
 		if ok && !rec.Report.Entries[i].Selected {
-			m.Excluded = append(m.Excluded, manifest.Exclusion{Name: p.Name, Reason: "excluded by " + c.rule.Name() + ": " + rec.Report.Entries[i].Reason})
+			m.Excluded = append(m.Excluded, manifest.Exclusion{Name: p.Name, Reason: "excluded by " + rule + ": " + rec.Report.Entries[i].Reason})
 			continue
 		}
-		ct := manifest.Contributor{Name: p.Name, Samples: p.Samples, UpdateSHA256: p.SHA256, Norm: p.Norm}
+		ct := manifest.Contributor{Name: p.Name, Samples: p.Samples, UpdateSHA256: p.SHA256, Norm: p.Norm, Bucket: p.Bucket}
 		if ok {
 			ct.Weight = rec.Report.Entries[i].Weight
 		}
 		m.Included = append(m.Included, ct)
 	}
+	dropped := map[string]string{}
+	for _, b := range rec.Secure {
+		for n, why := range b.Dropped {
+			dropped[n] = fmt.Sprintf("left the secure session of bucket %d at %s", b.Bucket, why)
+		}
+	}
 	for _, n := range rec.Dropped {
-		m.Excluded = append(m.Excluded, manifest.Exclusion{Name: n, Reason: "no update before the deadline"})
+		why := dropped[n]
+		if why == "" {
+			why = "no update before the deadline"
+		}
+		m.Excluded = append(m.Excluded, manifest.Exclusion{Name: n, Reason: why})
 	}
 	for _, r := range rec.Refused {
 		m.Excluded = append(m.Excluded, manifest.Exclusion{Name: r.Name, Reason: "update refused: " + r.Reason})

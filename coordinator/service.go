@@ -128,7 +128,7 @@ func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest)
 			c.mu.Unlock()
 			c.poke()
 			return &fedguardv1.WaitRoundResponse{Finished: true}, nil
-		case c.phase == phaseTraining && c.round.inCohort(name) && c.round.updates[name] == nil:
+		case c.phase == phaseTraining && c.round.wants(name):
 			a := c.assignmentLocked()
 			c.mu.Unlock()
 			return &fedguardv1.WaitRoundResponse{Assignment: a}, nil
@@ -393,6 +393,8 @@ func (c *Coordinator) admitLocked(name string, round uint64) error {
 	}
 	r := c.round
 	switch {
+	case r.secure != nil:
+		return status.Errorf(codes.FailedPrecondition, "round %d is secure: take part through SecureAggregate, plain updates are refused", r.number)
 	case round != r.number:
 		return status.Errorf(codes.FailedPrecondition, "round %d is not open (open round: %d)", round, r.number)
 	case !r.inCohort(name):

@@ -73,6 +73,21 @@ type ParticipantRecord struct {
 	HoldoutCount    uint64  `json:"holdout_count"`
 	HoldoutLoss     float64 `json:"holdout_loss"`
 	HoldoutAccuracy float64 `json:"holdout_accuracy"`
+	// Bucket, in a secure round, is the 1-based bucket whose sum the
+	// update went into; SHA256 is then that sum's digest, and Samples
+	// and Norm are zero: the coordinator never saw the update.
+	Bucket int `json:"bucket,omitempty"`
+}
+
+// SecureBucketRecord is one bucket of a secure round.
+type SecureBucketRecord struct {
+	Bucket    int               `json:"bucket"`
+	Members   []string          `json:"members"`
+	Survivors []string          `json:"survivors,omitempty"`
+	Dropped   map[string]string `json:"dropped,omitempty"`
+	Weight    uint64            `json:"weight,omitempty"`
+	SumSHA256 string            `json:"sum_sha256,omitempty"`
+	Error     string            `json:"error,omitempty"`
 }
 
 // RefusedUpdate is a refused update of a round: who sent it and why.
@@ -100,6 +115,8 @@ type RoundRecord struct {
 	// the round's starting model, weighted by their holdout sizes.
 	HoldoutLoss     float64 `json:"holdout_loss"`
 	HoldoutAccuracy float64 `json:"holdout_accuracy"`
+	// Secure lists the buckets of a secure round.
+	Secure []SecureBucketRecord `json:"secure,omitempty"`
 }
 
 // store keeps the coordinator's state in a bbolt file. Every change is one

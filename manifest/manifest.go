@@ -71,6 +71,10 @@ type Contributor struct {
 	UpdateSHA256 string  `json:"update_sha256"`
 	Norm         float64 `json:"norm"`
 	Weight       float64 `json:"weight,omitempty"`
+	// Bucket, in a secure round, is the 1-based bucket whose secure sum
+	// the update went into. UpdateSHA256 is then the digest of that sum
+	// (the only vector the coordinator saw), and Samples and Norm are 0.
+	Bucket int `json:"bucket,omitempty"`
 }
 
 // Exclusion is a participant whose update was left out, and why (a robust
@@ -115,9 +119,12 @@ type Round struct {
 	ScalingSHA256 string          `json:"scaling_sha256"`
 	Rule          string          `json:"rule"`
 	Parameters    json.RawMessage `json:"parameters"`
-	Included      []Contributor   `json:"included"`
-	Excluded      []Exclusion     `json:"excluded"`
-	Checkpoint    *Checkpoint     `json:"checkpoint,omitempty"`
+	// Secure marks a round aggregated with secure aggregation: the rule
+	// ran over bucket sums, never over individual updates.
+	Secure     bool          `json:"secure,omitempty"`
+	Included   []Contributor `json:"included"`
+	Excluded   []Exclusion   `json:"excluded"`
+	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
 	// Closed is when the round closed. Sign stores it in UTC.
 	Closed time.Time `json:"closed"`
 }
