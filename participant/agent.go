@@ -21,11 +21,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/secureround"
 )
 
 // Defaults for the fields of [Config] and for the [Option]s.
@@ -51,6 +53,11 @@ const (
 	// and coordinator does not make every round fail locally: the coordinator
 	// enforces the real deadline anyway.
 	MinRoundTimeout = 10 * time.Second
+	// SecureRoundMargin is added to the deadline of a secure round's
+	// context beyond the round deadline and the two phase timeouts that
+	// may follow it (consistency check and unmasking), for the
+	// coordinator's own work and the network between phases.
+	SecureRoundMargin = 30 * time.Second
 )
 
 // Trainer is the agent's local work, behind an interface so that the
@@ -122,13 +129,27 @@ func WithWaitRoundTimeout(d time.Duration) Option {
 	return func(a *Agent) { a.waitTimeout = d }
 }
 
+// WithSecureHook sets a function the agent calls in secure rounds just
+// before it sends each phase's message (secagg.PhaseAdvertiseKeys,
+// PhaseShareKeys, PhaseMaskedInput, PhaseConsistencyCheck,
+// PhaseUnmasking). A non-nil error makes the agent abandon the round at
+// once, cancelling its SecureAggregate stream, as a participant that drops
+// out at that phase; the round ends with that error (logged like a failed
+// local training, then the agent waits for the next assignment). It is
+// meant for fault-injection tests and is called from Run's goroutine.
+func WithSecureHook(hook func(phase secagg.Phase) error) Option {
+	return func(a *Agent) { a.secureHook = hook }
+}
+
 // AgentStats are counters of an Agent, for tests, the benchmark and the
 // operator.
 type AgentStats struct {
-	// Rounds is the number of updates the coordinator accepted.
+	// Rounds is the number of updates the coordinator accepted: plain
+	// updates, and secure rounds whose bucket sum was unmasked with this
+	// agent's input in it.
 	Rounds uint64
 	// BytesReceived and BytesSent count payload bytes of model and update
-	// chunks.
+	// chunks (in secure rounds, of the masked input's chunks).
 	BytesReceived, BytesSent uint64
 	// ModelsRefused counts starting models that failed verification.
 	ModelsRefused uint64
@@ -144,6 +165,12 @@ type Agent struct {
 	creds       *certWatch
 	dialOpts    []grpc.DialOption
 	waitTimeout time.Duration
+	secureHook  func(secagg.Phase) error
+	// presented is the client certificate last presented in a TLS
+	// handshake: its key signs in secure rounds, since the coordinator
+	// relays the certificate of the connection. Nil until a handshake
+	// asked for one (or when the certificate is static).
+	presented atomic.Pointer[tls.Certificate]
 
 	rounds, bytesIn, bytesOut, refused, retries atomic.Uint64
 	running                                     atomic.Bool
@@ -152,9 +179,13 @@ type Agent struct {
 	prepared *fedguardv1.ModelSpec
 	spec     model.Spec
 	stats    dataset.Stats
-	last     struct{ round, attempt uint64 } // last accepted submission
+	last     struct{ round, attempt uint64 } // last accepted submission, completed or declined secure round
 	attempt  int                             // consecutive transient failures
 	accepted *manifest.Accepted              // last manifest accepted; nil before the first
+	name     string                          // the participant name the coordinator knows us by (Join)
+	// revealed holds the digests (hex) of the starting models of the
+	// secure rounds in which the agent revealed its shares; see runSecure.
+	revealed map[string]bool
 }
 
 // New checks cfg and returns an agent ready to Run.
@@ -187,18 +218,19 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	a := &Agent{
 		cfg:         cfg,
 		log:         cfg.Log,
-		creds:       newCertWatch(credentials.NewTLS(cfg.TLS)),
 		waitTimeout: DefaultWaitRoundTimeout,
+		revealed:    map[string]bool{},
 	}
+	a.creds = newCertWatch(credentials.NewTLS(a.watchClientCertificate(cfg.TLS)))
 	if a.log == nil {
 		a.log = slog.Default()
 	}
 	if cfg.StateFile != "" {
-		acc, err := manifest.LoadAccepted(cfg.StateFile)
+		acc, revealed, err := loadState(cfg.StateFile)
 		if err != nil {
 			return nil, fmt.Errorf("participant: %w", err)
 		}
-		a.accepted = acc
+		a.accepted, a.revealed = acc, revealed
 	}
 	for _, o := range opts {
 		o(a)
@@ -347,6 +379,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 	// coordinator decides who still owes an update; the guard below only
 	// stops a spin within one session.
 	a.last.round, a.last.attempt = 0, 0
+	a.name = jr.GetParticipant()
 	a.log.InfoContext(ctx, "joined", slog.String("federation", jr.GetFederation()), slog.String("participant", jr.GetParticipant()))
 	if err := a.prepare(jr.GetModel()); err != nil {
 		return err
@@ -406,6 +439,8 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		case errors.Is(err, ErrModelRefused):
 			a.refused.Add(1)
 			a.log.WarnContext(ctx, "starting model refused", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		case errors.Is(err, ErrSecureRound):
+			a.log.WarnContext(ctx, "secure round abandoned", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.As(err, &st) && roundLevel(status.Code(err)):
 			a.log.WarnContext(ctx, "round not completed", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.As(err, &st):
@@ -464,11 +499,18 @@ func checkStats(st dataset.Stats, features int) error {
 	return nil
 }
 
-// roundContext returns the context for a round's RPCs and training.
+// roundContext returns the context for a round's RPCs and training. A
+// secure round lasts beyond the round deadline, by two phase timeouts
+// (consistency check and unmasking follow the masked inputs, which the
+// coordinator awaits until the deadline) and [SecureRoundMargin].
 func roundContext(ctx context.Context, asg *fedguardv1.RoundAssignment) (context.Context, context.CancelFunc) {
 	deadline := time.Now().Add(DefaultRoundTimeout)
 	if d := asg.GetDeadline(); d != nil && d.IsValid() {
 		deadline = d.AsTime()
+	}
+	if s := asg.GetSecure(); s != nil {
+		phase := time.Duration(min(s.GetPhaseTimeoutMillis(), uint64(secureround.MaxPhaseTimeout/time.Millisecond))) * time.Millisecond
+		deadline = deadline.Add(2*phase + SecureRoundMargin)
 	}
 	if floor := time.Now().Add(MinRoundTimeout); deadline.Before(floor) {
 		deadline = floor
@@ -476,7 +518,9 @@ func roundContext(ctx context.Context, asg *fedguardv1.RoundAssignment) (context
 	return context.WithDeadline(ctx, deadline)
 }
 
-// runRound fetches and checks the starting model, trains and submits.
+// runRound fetches and checks the starting model, trains and submits; a
+// secure round goes through runSecure instead once the manifest is
+// checked.
 func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment) error {
 	if m := asg.GetModel(); m != nil && !proto.Equal(m, a.prepared) {
 		// The coordinator changed the specification: join again to pick
@@ -489,6 +533,9 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	log.InfoContext(ctx, "round assigned", slog.Uint64("attempt", uint64(asg.GetAttempt())))
 	if err := a.checkManifest(rctx, client, asg); err != nil {
 		return err
+	}
+	if asg.GetSecure() != nil {
+		return a.runSecure(ctx, rctx, client, asg, log)
 	}
 
 	start, err := a.fetchModel(rctx, client, asg)

@@ -14,7 +14,8 @@
 //  3. ReportStats, when Join says the federation still lacks feature scaling:
 //     per-feature count, sum and sum of squares, never a row.
 //  4. A loop of WaitRound (a long poll), GetModel, [Trainer.Train] and
-//     SubmitUpdate, until WaitRound says the training is finished.
+//     SubmitUpdate, until WaitRound says the training is finished. A
+//     secure round replaces SubmitUpdate with SecureAggregate (below).
 //
 // # Verification of the starting model
 //
@@ -42,6 +43,29 @@
 // Run stops with [ErrManifestRefused]: a coordinator that serves such a
 // model needs an operator, not a retry.
 //
+// # Secure rounds
+//
+// When an assignment carries a SecureRound, the agent derives the round's
+// layout itself (package secureround: its bucket, its session id, the
+// SecAgg session and the fixed-point encoding) from the assignment and the
+// digest of the manifest it just verified, and refuses the round if it is
+// not in the cohort. It then runs its side of SecAgg+ (package
+// aggregation/secagg) on one SecureAggregate stream: key advertisement
+// (signed with the key of its client certificate), encrypted shares, the
+// masked input (its update, clipped to the plan's L2 norm, quantized with
+// its weight, and masked), the signature of the survivor set, and the
+// unmasking. The other participants' certificates, relayed by the
+// coordinator, must chain to the federation CA and name the bucket members.
+// The coordinator only ever sees the masked input.
+//
+// The agent reveals its shares in at most one session per starting model
+// and records that in [Config.StateFile] before it does; an assignment
+// that starts again from such a model is declined
+// ([DeclineAlreadyRevealed]), since two unmasked sums of nearly the same
+// inputs over different survivor sets would give one hospital's update
+// away. The round's context lasts until the deadline plus two phase
+// timeouts and [SecureRoundMargin].
+//
 // # Failures
 //
 // Run separates three kinds of failure:
@@ -51,7 +75,8 @@
 //     TLS handshake fails because a certificate was refused (by either
 //     side, see [ErrCertificate]); the local data cannot satisfy the model
 //     specification ([ErrIncompatible]). Run returns the error.
-//   - per round: a refused model ([ErrModelRefused]), or the coordinator
+//   - per round: a refused model ([ErrModelRefused]), a secure round the
+//     agent abandoned ([ErrSecureRound]), or the coordinator
 //     answering FailedPrecondition, InvalidArgument or Aborted to a round
 //     call (the round closed, the caller is not in its cohort, the update was
 //     not accepted). The agent logs it and waits for the next assignment.
@@ -63,6 +88,8 @@
 // # Privacy
 //
 // Nothing derived from individual rows is sent or logged except the feature
-// aggregates of ReportStats, the update itself and the holdout metrics
-// (count, loss, accuracy). Parameter values are never logged.
+// aggregates of ReportStats, the update itself (in a secure round, only
+// masked) and the holdout metrics (count, loss, accuracy; not sent in a
+// secure round). Parameter values, update norms and masked words are
+// never logged.
 package participant

@@ -43,6 +43,16 @@ var (
 	// looked, so the agent reports the refusal to it and Run returns this
 	// error (wrapping a *manifest.RefusalError with the reason).
 	ErrManifestRefused = errors.New("participant: round manifest refused")
+
+	// ErrSecureRound marks a secure round the agent abandoned on its own
+	// side: the round's layout cannot be derived from the assignment or
+	// does not include this agent, or the coordinator's messages do not
+	// fit the protocol (a relayed certificate or signature that does not
+	// verify, a message out of order, an inconsistent survivor set or
+	// unmask request). The agent sends nothing more in that session (the
+	// coordinator counts it as dropped out), logs the error and waits for
+	// the next assignment, so Run does not return this error.
+	ErrSecureRound = errors.New("participant: secure round abandoned")
 )
 
 // certAlerts are the TLS alert descriptions (as crypto/tls prints them) that
