@@ -1,6 +1,8 @@
 // Package demo runs a whole federation on one machine: a federation CA, a
-// coordinator and four hospitals with unequal, label-skewed shares of the
-// WDBC breast-cancer data, all over real mutual-TLS gRPC on loopback.
+// coordinator and (by default) four hospitals with unequal, label-skewed
+// shares of the WDBC breast-cancer data, all over real mutual-TLS gRPC on
+// loopback. A rule that cannot aggregate the rounds of four hospitals (Krum
+// over buckets, say) gets the fewest hospitals it can (see [Run]).
 //
 // It is what `fedguard demo` runs, and the integration tests use it as the
 // reference federation. The global model is evaluated after every round on
@@ -22,6 +24,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +42,20 @@ import (
 // Federation is the demo federation's name, as in its certificates.
 const Federation = "demo"
 
+// DefaultHospitals is the number of hospitals a demo runs when
+// Options.Hospitals is 0 and the aggregation rule can aggregate their rounds.
+const DefaultHospitals = 4
+
+// MinHospitals and MaxHospitals bound the number of hospitals: it takes two
+// to federate, and the names run from hospital-a to hospital-z.
+const (
+	MinHospitals = 2
+	MaxHospitals = 26
+)
+
+// ErrHospitals is a number of hospitals outside [MinHospitals, MaxHospitals].
+var ErrHospitals = fmt.Errorf("demo: the number of hospitals must be between %d and %d", MinHospitals, MaxHospitals)
+
 // Options configure a demo run.
 type Options struct {
 	// Dir keeps the federation's files (CA, keys, data, database); empty
@@ -50,8 +68,16 @@ type Options struct {
 	// Aggregation is the aggregation rule and its parameters (default
 	// fedavg).
 	Aggregation aggregation.Config
+	// Secure runs every round through secure aggregation: the
+	// coordinator sees only sums (of each bucket, with a bucket size).
+	Secure bool
 	// Seed fixes the data split and the initial model.
 	Seed uint64
+	// Hospitals is the number of hospitals, between MinHospitals and
+	// MaxHospitals. Zero means DefaultHospitals, or if the coordinator
+	// cannot run that many with the aggregation rule, the fewest above it
+	// that it can.
+	Hospitals int
 	// JSON prints one JSON object per round instead of a table.
 	JSON bool
 	// Log receives the federation's structured logs (default: discarded
@@ -59,17 +85,57 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// Hospitals are the demo's participants and their shares of the training
-// rows, each leaning towards one diagnosis.
-var Hospitals = []struct {
-	Name      string
-	Fraction  float64
+// withDefaults fills in the zero options that have a default, all but
+// Hospitals (see chooseHospitals) and Log.
+func (o Options) withDefaults() Options {
+	if o.Rounds == 0 {
+		o.Rounds = 20
+	}
+	if o.Model == "" {
+		o.Model = "logreg"
+	}
+	return o
+}
+
+// Hospital is a demo participant, its share of the training rows and the
+// diagnosis it leans towards.
+type Hospital struct {
+	// Name is its participant name, as in its certificate.
+	Name string
+	// Fraction is its share of the federation's training rows.
+	Fraction float64
+	// Preferred is the diagnosis of most of its rows (see labelSkew).
 	Preferred string
-}{
-	{"hospital-a", 0.40, "B"},
-	{"hospital-b", 0.30, "M"},
-	{"hospital-c", 0.20, "B"},
-	{"hospital-d", 0.10, "M"},
+}
+
+// HospitalSplit returns the n hospitals of a demo, named hospital-a,
+// hospital-b, …: hospital i (from 0) holds the fraction (n−i)/(n(n+1)/2) of
+// the training rows, so four hold 40, 30, 20 and 10 %, and leans towards B
+// if i is even and M if it is odd. An n outside [MinHospitals,
+// MaxHospitals] is ErrHospitals.
+func HospitalSplit(n int) ([]Hospital, error) {
+	if n < MinHospitals || n > MaxHospitals {
+		return nil, fmt.Errorf("%w, not %d", ErrHospitals, n)
+	}
+	total := float64(n * (n + 1) / 2)
+	hs := make([]Hospital, n)
+	for i := range hs {
+		hs[i] = Hospital{
+			Name:      "hospital-" + string(rune('a'+i)),
+			Fraction:  float64(n-i) / total,
+			Preferred: wdbc.Classes()[i%2],
+		}
+	}
+	return hs, nil
+}
+
+// names are the hospitals' names.
+func names(hs []Hospital) []string {
+	ns := make([]string, len(hs))
+	for i, h := range hs {
+		ns[i] = h.Name
+	}
+	return ns
 }
 
 // tableFormat lays out one row of the per-round table.
@@ -87,10 +153,13 @@ type Row struct {
 	Accuracy     float64  `json:"accuracy"`
 	Loss         float64  `json:"loss"`
 	// HoldoutAccuracy is the participants' own evaluation of the round's
-	// starting model, weighted by their holdout sizes.
-	HoldoutAccuracy float64 `json:"holdout_accuracy"`
-	Seconds         float64 `json:"seconds"`
-	ModelSHA256     string  `json:"model_sha256"`
+	// starting model, weighted by their holdout sizes. Secure rounds do
+	// not report it: it is about one hospital, so it stays there.
+	HoldoutAccuracy float64 `json:"holdout_accuracy,omitempty"`
+	// Buckets is the number of secure sums in a secure round.
+	Buckets     int     `json:"buckets,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	ModelSHA256 string  `json:"model_sha256"`
 }
 
 // Summary is the outcome of a demo run.
@@ -99,19 +168,31 @@ type Summary struct {
 	FinalAccuracy float64 `json:"final_accuracy"`
 	FinalLoss     float64 `json:"final_loss"`
 	TestRows      int     `json:"test_rows"`
-	Seconds       float64 `json:"seconds"`
-	Dir           string  `json:"dir,omitempty"`
+	// Hospitals is the number of hospitals in the federation.
+	Hospitals int `json:"hospitals"`
+	// HospitalsReason says why Hospitals is not DefaultHospitals when the
+	// demo chose the number (Options.Hospitals 0).
+	HospitalsReason string  `json:"hospitals_reason,omitempty"`
+	Seconds         float64 `json:"seconds"`
+	Dir             string  `json:"dir,omitempty"`
 }
 
 // Run sets up the federation, trains, prints a row per round to out and
-// returns the summary.
+// returns the summary. With o.Hospitals 0 it runs DefaultHospitals, unless
+// the coordinator's configuration for that many is invalid (the rule cannot
+// aggregate a round of them); then it runs the fewest more, up to
+// MaxHospitals, whose configuration is valid, and says why in the table's
+// header. If there is no such number, the error is that of DefaultHospitals.
 func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	start := time.Now()
-	if o.Rounds == 0 {
-		o.Rounds = 20
+	o = o.withDefaults()
+	n, why, err := chooseHospitals(o)
+	if err != nil {
+		return Summary{}, err
 	}
-	if o.Model == "" {
-		o.Model = "logreg"
+	hospitals, err := HospitalSplit(n)
+	if err != nil {
+		return Summary{}, err
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -128,12 +209,11 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return Summary{}, err
 	}
 
-	fed, err := Setup(dir, o.Seed)
+	fed, err := SetupHospitals(dir, o.Seed, hospitals)
 	if err != nil {
 		return Summary{}, err
 	}
-	cfg := fed.CoordinatorConfig(o.Rounds, o.Model, o.Aggregation)
-	cfg.Seed = o.Seed
+	cfg := fed.CoordinatorConfig(o)
 	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
 	}
@@ -144,8 +224,12 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		werr error
 	)
 	if !o.JSON {
-		fmt.Fprintf(out, "fedguard demo: %d hospitals, %s, %d rounds, rule %s, files in %s\n\n",
-			len(Hospitals), o.Model, o.Rounds, ruleName(cfg.Aggregation), dir)
+		count := fmt.Sprintf("%d hospitals", n)
+		if why != "" {
+			count += " (" + why + ")"
+		}
+		fmt.Fprintf(out, "fedguard demo: %s, %s, %d rounds, rule %s, files in %s\n\n",
+			count, o.Model, o.Rounds, ruleName(cfg.Aggregation)+secureNote(cfg), dir)
 		fmt.Fprintf(out, tableFormat, "round", "participants", "accuracy", "loss", "hospitals' holdout acc.", "seconds")
 	}
 	observe := func(res coordinator.RoundResult) {
@@ -153,7 +237,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		row := Row{
 			Round: res.Record.Round, Participants: len(res.Record.Participants), Dropped: res.Record.Dropped,
 			Accuracy: m.Accuracy, Loss: m.Loss, HoldoutAccuracy: res.Record.HoldoutAccuracy,
-			Seconds: res.Duration.Seconds(), ModelSHA256: res.Record.ModelSHA256,
+			Seconds: res.Duration.Seconds(), ModelSHA256: res.Record.ModelSHA256, Buckets: len(res.Record.Secure),
 		}
 		for _, p := range res.Record.Participants {
 			row.Names = append(row.Names, p.Name)
@@ -170,8 +254,12 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 			fmt.Fprintln(out, string(b))
 			return
 		}
+		holdout := fmt.Sprintf("%.4f", row.HoldoutAccuracy)
+		if row.Buckets > 0 {
+			holdout = fmt.Sprintf("- (%d secure sum%s)", row.Buckets, map[bool]string{true: "s"}[row.Buckets > 1])
+		}
 		fmt.Fprintf(out, tableFormat, fmt.Sprint(row.Round), fmt.Sprint(row.Participants), fmt.Sprintf("%.4f", row.Accuracy),
-			fmt.Sprintf("%.4f", row.Loss), fmt.Sprintf("%.4f", row.HoldoutAccuracy), fmt.Sprintf("%.3f", row.Seconds))
+			fmt.Sprintf("%.4f", row.Loss), holdout, fmt.Sprintf("%.3f", row.Seconds))
 	}
 	coord, err := coordinator.New(cfg, coordinator.WithLogger(o.Log), coordinator.WithObserver(observe))
 	if err != nil {
@@ -185,7 +273,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(Hospitals)+1)
+	errs := make(chan error, len(fed.Hospitals)+1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -194,7 +282,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 			cancel()
 		}
 	}()
-	for _, h := range Hospitals {
+	for _, h := range fed.Hospitals {
 		agent, err := fed.Agent(h.Name, lis.Addr().String(), coord.PublicKeys(), o.Log, o.Seed)
 		if err != nil {
 			cancel()
@@ -228,7 +316,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return Summary{}, errors.New("demo: no round closed")
 	}
 	last := rows[len(rows)-1]
-	s := Summary{Rounds: len(rows), FinalAccuracy: last.Accuracy, FinalLoss: last.Loss, TestRows: fed.Test.Len(), Seconds: time.Since(start).Seconds()}
+	s := Summary{Rounds: len(rows), FinalAccuracy: last.Accuracy, FinalLoss: last.Loss, TestRows: fed.Test.Len(), Hospitals: len(fed.Hospitals), HospitalsReason: why, Seconds: time.Since(start).Seconds()}
 	if o.Dir != "" {
 		s.Dir = o.Dir
 	}
@@ -253,41 +341,110 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	return s, nil
 }
 
+// chooseHospitals returns the number of hospitals a demo with options o
+// (defaults filled in) runs, and when it is not the one asked for, why. An
+// explicit o.Hospitals is used as it is; zero means DefaultHospitals if the
+// coordinator configuration built for them is valid, else the fewest more
+// whose configuration is. Every count is checked with
+// coordinator.Config.Validate on Fed.CoordinatorConfig, so whatever that
+// configuration is made of takes part.
+func chooseHospitals(o Options) (int, string, error) {
+	features, err := wdbcFeatures()
+	if err != nil {
+		return 0, "", err
+	}
+	check := func(n int) error {
+		hs, err := HospitalSplit(n)
+		if err != nil {
+			return err
+		}
+		f := &Fed{Dir: o.Dir, Features: features, Hospitals: hs}
+		return f.CoordinatorConfig(o).Validate()
+	}
+	if o.Hospitals != 0 {
+		return o.Hospitals, "", check(o.Hospitals)
+	}
+	first := check(DefaultHospitals)
+	if first == nil {
+		return DefaultHospitals, "", nil
+	}
+	for n := DefaultHospitals + 1; n <= MaxHospitals; n++ {
+		if check(n) == nil {
+			if o.Secure {
+				// Secure rounds count buckets differently (⌊n/s⌋, none
+				// smaller than s): say what the configuration check said.
+				why := strings.TrimPrefix(first.Error(), "invalid coordinator config: ")
+				return n, fmt.Sprintf("%d are too few: %s", DefaultHospitals, why), nil
+			}
+			return n, tooFew(o.Aggregation, DefaultHospitals), nil
+		}
+	}
+	return 0, "", first
+}
+
+// tooFew says in a few words why the aggregation rule c cannot run with n
+// hospitals: the first round size it cannot aggregate, and the rule's
+// precondition.
+func tooFew(c aggregation.Config, n int) string {
+	for k := minParticipants(n); k <= n; k++ {
+		if err := c.CheckCohort(k); err != nil {
+			msg := strings.Replace(err.Error(), aggregation.ErrCohort.Error()+": ", "", 1)
+			if !strings.HasPrefix(msg, fmt.Sprintf("%d updates", k)) {
+				msg = fmt.Sprintf("%d updates: %s", k, msg)
+			}
+			return fmt.Sprintf("%d are too few: a round of %s", n, msg)
+		}
+	}
+	return fmt.Sprintf("%d are too few for %s", n, ruleName(c))
+}
+
+// minParticipants is the quorum of a demo with n hospitals: a round closes
+// without one of them.
+func minParticipants(n int) int { return max(1, n-1) }
+
 // Fed is a demo federation laid out in a directory: the CA, the
 // coordinator's certificate, and per hospital its key, certificate and data.
 type Fed struct {
 	Dir      string
 	Features []string
 	Test     *dataset.Table
+	// Hospitals are the federation's participants.
+	Hospitals []Hospital
 }
 
-// Setup creates the federation's files in dir (see Enrol) and splits the
-// WDBC rows: a stratified 20 % test split kept by the demo, the rest shared
-// among the hospitals, each writing its share to dir/NAME/data.csv.
+// Setup is SetupHospitals with the DefaultHospitals of HospitalSplit.
 func Setup(dir string, seed uint64) (*Fed, error) {
-	names := make([]string, len(Hospitals))
-	for i, h := range Hospitals {
-		names[i] = h.Name
-	}
-	if err := Enrol(dir, Federation, names); err != nil {
+	hs, err := HospitalSplit(DefaultHospitals)
+	if err != nil {
 		return nil, err
 	}
-	all, err := dataset.ReadCSV(bytes.NewReader(wdbc.CSV), dataset.ReadOptions{Label: wdbc.Label, Ignore: []string{wdbc.IDColumn}})
+	return SetupHospitals(dir, seed, hs)
+}
+
+// SetupHospitals creates the federation's files in dir for hospitals (see
+// Enrol) and splits the WDBC rows: a stratified 20 % test split kept by the
+// demo, the rest shared among the hospitals by their fractions and preferred
+// labels, each writing its share to dir/NAME/data.csv.
+func SetupHospitals(dir string, seed uint64, hospitals []Hospital) (*Fed, error) {
+	if err := Enrol(dir, Federation, names(hospitals)); err != nil {
+		return nil, err
+	}
+	all, err := readWDBC()
 	if err != nil {
-		return nil, fmt.Errorf("read WDBC: %w", err)
+		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(seed, 0xde70))
 	train, test := all.Split(0.2, rng)
-	fractions := make([]float64, len(Hospitals))
-	preferred := make([]string, len(Hospitals))
-	for i, h := range Hospitals {
+	fractions := make([]float64, len(hospitals))
+	preferred := make([]string, len(hospitals))
+	for i, h := range hospitals {
 		fractions[i], preferred[i] = h.Fraction, h.Preferred
 	}
 	parts, err := train.Partition(fractions, preferred, labelSkew, rng)
 	if err != nil {
 		return nil, fmt.Errorf("partition WDBC: %w", err)
 	}
-	for i, h := range Hospitals {
+	for i, h := range hospitals {
 		var buf bytes.Buffer
 		if err := parts[i].WriteCSV(&buf, wdbc.Label); err != nil {
 			return nil, err
@@ -296,7 +453,25 @@ func Setup(dir string, seed uint64) (*Fed, error) {
 			return nil, err
 		}
 	}
-	return &Fed{Dir: dir, Features: all.Features, Test: test}, nil
+	return &Fed{Dir: dir, Features: all.Features, Test: test, Hospitals: slices.Clone(hospitals)}, nil
+}
+
+// readWDBC reads the shipped WDBC data.
+func readWDBC() (*dataset.Table, error) {
+	all, err := dataset.ReadCSV(bytes.NewReader(wdbc.CSV), dataset.ReadOptions{Label: wdbc.Label, Ignore: []string{wdbc.IDColumn}})
+	if err != nil {
+		return nil, fmt.Errorf("read WDBC: %w", err)
+	}
+	return all, nil
+}
+
+// wdbcFeatures are the feature columns of the shipped WDBC data.
+func wdbcFeatures() ([]string, error) {
+	all, err := readWDBC()
+	if err != nil {
+		return nil, err
+	}
+	return all.Features, nil
 }
 
 // Enrol lays out a federation's certificates in dir the way an operator and
@@ -366,12 +541,12 @@ func ClientTLS(dir, federation, name, addr string) (*tls.Config, error) {
 	})
 }
 
-// CoordinatorConfig is the demo coordinator's configuration.
-func (f *Fed) CoordinatorConfig(rounds int, kind string, agg aggregation.Config) coordinator.Config {
-	names := make([]string, len(Hospitals))
-	for i, h := range Hospitals {
-		names[i] = h.Name
-	}
+// CoordinatorConfig is the demo coordinator's configuration for the
+// federation's hospitals and options o (Rounds, Model, Aggregation and Seed;
+// zero Rounds and Model take their defaults). A round needs all hospitals
+// but one.
+func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
+	o = o.withDefaults()
 	c := coordinator.Config{
 		Federation:      Federation,
 		Listen:          "127.0.0.1:0",
@@ -380,20 +555,22 @@ func (f *Fed) CoordinatorConfig(rounds int, kind string, agg aggregation.Config)
 		Cert:            filepath.Join(f.Dir, "coordinator", "coordinator.crt"),
 		Key:             filepath.Join(f.Dir, "coordinator", "coordinator.key"),
 		CRL:             filepath.Join(f.Dir, "ca", "crl.pem"),
-		Enrolled:        names,
-		MinParticipants: len(Hospitals) - 1,
+		Enrolled:        names(f.Hospitals),
+		MinParticipants: minParticipants(len(f.Hospitals)),
 		Model: coordinator.ModelConfig{
-			Kind: kind, Features: f.Features, Label: wdbc.Label, Classes: wdbc.Classes(),
+			Kind: o.Model, Features: f.Features, Label: wdbc.Label, Classes: wdbc.Classes(),
 		},
 		Training: coordinator.TrainingConfig{
-			Rounds: rounds, LocalEpochs: 2, LearningRate: 0.1, BatchSize: 16, L2: 1e-3,
+			Rounds: o.Rounds, LocalEpochs: 2, LearningRate: 0.1, BatchSize: 16, L2: 1e-3,
 		},
-		Aggregation:   agg,
+		Seed:          o.Seed,
+		Aggregation:   o.Aggregation,
+		Secure:        o.Secure,
 		CohortTimeout: coordinator.Duration(3 * time.Second),
 		RoundTimeout:  coordinator.Duration(30 * time.Second),
 		StatsTimeout:  coordinator.Duration(5 * time.Second),
 	}
-	if kind == "mlp" {
+	if o.Model == "mlp" {
 		c.Model.Hidden = []int{16}
 	}
 	return c
@@ -416,6 +593,17 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 		CoordinatorKeys: keys,
 		StateFile:       filepath.Join(f.Dir, name, "accepted.json"),
 	})
+}
+
+// secureNote says, in the header, what the coordinator sees.
+func secureNote(c coordinator.Config) string {
+	if !c.Secure {
+		return ""
+	}
+	if c.Aggregation.Bucket > 1 {
+		return fmt.Sprintf(", secure aggregation per bucket of %d or more (the coordinator sees only bucket sums)", c.Aggregation.Bucket)
+	}
+	return ", secure aggregation (the coordinator sees only the sum)"
 }
 
 // ruleName describes an aggregation configuration in one phrase.

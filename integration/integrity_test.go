@@ -63,11 +63,15 @@ func checkAuditTrail(t *testing.T, dataDir string, rounds int) {
 		t.Errorf("audit verify printed %q, want OK", out)
 	}
 	kinds := map[string]int{}
-	update := -1 // line index of an update_received event
+	update := -1 // line index of an update_received (secure: secure_session) event
+	field := `"samples":`
 	for i, l := range lines {
 		kinds[l.Kind]++
-		if l.Kind == "update_received" && update < 0 {
+		if (l.Kind == "update_received" || l.Kind == "secure_session") && update < 0 {
 			update = i
+			if l.Kind == "secure_session" {
+				field = `"weight":`
+			}
 		}
 	}
 	// Every round closed, was signed and was announced; round 0's
@@ -78,7 +82,7 @@ func checkAuditTrail(t *testing.T, dataDir string, rounds int) {
 		}
 	}
 	if update < 0 {
-		t.Fatal("export has no update_received event")
+		t.Fatal("export has no update_received or secure_session event")
 	}
 
 	// One event, proved against the signed checkpoint, checked offline.
@@ -88,10 +92,10 @@ func checkAuditTrail(t *testing.T, dataDir string, rounds int) {
 		t.Errorf("audit verify --proof printed %q, want OK", out)
 	}
 
-	// An edited sample count is caught and named.
-	edited := strings.Replace(raw[update], `"samples":`, `"samples":1`, 1)
+	// An edited sample count (or bucket weight) is caught and named.
+	edited := strings.Replace(raw[update], field, field+"1", 1)
 	if edited == raw[update] {
-		t.Fatalf("update_received line has no samples field: %s", raw[update])
+		t.Fatalf("%s line has no %s field: %s", lines[update].Kind, field, raw[update])
 	}
 	mutated := filepath.Join(t.TempDir(), "edited.jsonl")
 	all := append(append(append([]string{}, raw[:update]...), edited), raw[update+1:]...)

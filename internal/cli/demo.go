@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"github.com/fedguard/fedguard/aggregation"
@@ -23,7 +24,10 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Rounds, "rounds", 20, "training rounds")
 	fs.StringVar(&o.Model, "model", "logreg", "model: logreg or mlp")
 	aggregationFlags(fs, &o.Aggregation)
+	fs.BoolVar(&o.Secure, "secure", false, "secure aggregation (SecAgg+): the coordinator learns only sums, per bucket with -bucket")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the data split and the initial model")
+	fs.IntVar(&o.Hospitals, "hospitals", 0, fmt.Sprintf("number of hospitals, %d to %d (0: %d, or the fewest more the rule can aggregate)",
+		demo.MinHospitals, demo.MaxHospitals, demo.DefaultHospitals))
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object per round, then a summary object")
 	verbose := fs.Bool("v", false, "show the federation's logs (coordinator and hospitals) on stderr")
 	if err := parseFlags(fs, args); err != nil {
@@ -31,6 +35,9 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	}
 	if o.Rounds < 1 {
 		return usageError("demo: -rounds %d must be at least 1", o.Rounds)
+	}
+	if o.Hospitals != 0 && (o.Hospitals < demo.MinHospitals || o.Hospitals > demo.MaxHospitals) {
+		return usageError("demo: -hospitals %d must be 0 (automatic) or between %d and %d", o.Hospitals, demo.MinHospitals, demo.MaxHospitals)
 	}
 	if *verbose {
 		o.Log = env.Log
