@@ -12,6 +12,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
@@ -384,4 +386,61 @@ func TestSecureAggregateRefusals(t *testing.T) {
 	wantCode(t, "second stream", open(ps[0], advertise(make([]byte, 32))), codes.AlreadyExists)
 	long := &fedguardv1.SecureAggregateRequest{Round: round, Body: &fedguardv1.SecureAggregateRequest_Decline{Decline: &fedguardv1.SecureDecline{Reason: strings.Repeat("x", 2000)}}}
 	wantCode(t, "long decline", open(ps[1], long), codes.InvalidArgument)
+}
+
+// TestSecureBucketsWithDropout runs secure + robust aggregation: four
+// hospitals in two buckets of two, the median over the bucket means. One
+// hospital leaves before its masked input, so its bucket's session (which
+// needs both) fails; the round closes with the other bucket's mean, and the
+// record names the failed bucket.
+func TestSecureBucketsWithDropout(t *testing.T) {
+	t.Parallel()
+	f := secureFederation(t)
+	f.cfg.Aggregation = aggregation.Config{Rule: "median", Bucket: 2}
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abcd...)
+	fixScaling(t, ps)
+	asgs := assignments(t, ps)
+	start, err := manifest.Digest(asgs[0].GetManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := secureround.FromProto(fedName, start, asgs[0].GetRound(), asgs[0].GetAttempt(), numParams, asgs[0].GetSecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	buckets := plan.Buckets()
+	if len(buckets) != 2 {
+		t.Fatalf("%d buckets, want 2", len(buckets))
+	}
+	leaver, kept := buckets[0][0], buckets[1]
+	ups := secureUpdates()
+	errs := f.runSecure(t, ps, asgs, ups, map[string]secagg.Phase{leaver: secagg.PhaseMaskedInput})
+	for _, n := range kept {
+		if errs[n] != nil {
+			t.Errorf("%s (in the complete bucket): %v", n, errs[n])
+		}
+	}
+	if other := buckets[0][1]; status.Code(errs[other]) != codes.Aborted {
+		t.Errorf("%s (in the failed bucket): %v, want Aborted", other, errs[other])
+	}
+	obs := s.waitObserved(t, 1, 30*time.Second)
+	rec := obs[0].Record
+	want := weightedMean(ups, kept)
+	p, _ := secagg.DefaultParams(3, 1)
+	for i := range want {
+		if d := math.Abs(float64(obs[0].Model[i] - want[i])); d > p.ErrorBound(2)+1e-6 {
+			t.Errorf("model[%d] = %v, want the mean of bucket %v, %v", i, obs[0].Model[i], kept, want[i])
+		}
+	}
+	if len(rec.Secure) != 2 || rec.Secure[0].Error == "" || rec.Secure[1].Error != "" {
+		t.Fatalf("record's buckets %+v, want the first failed and the second complete", rec.Secure)
+	}
+	var got []string
+	for _, pr := range rec.Participants {
+		got = append(got, pr.Name)
+	}
+	if !slices.Equal(got, kept) {
+		t.Errorf("record's participants %v, want %v", got, kept)
+	}
 }
