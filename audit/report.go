@@ -144,6 +144,11 @@ const (
 	// ExcludedManifestRefused: the participant refused the model it was
 	// sent, because its manifest did not verify.
 	ExcludedManifestRefused = "manifest refused"
+	// ExcludedSessionFailed: the secure session of the participant's
+	// bucket failed, so no sum of the bucket reached the rule.
+	ExcludedSessionFailed = "secure sum failed"
+	// ExcludedDeclined: the participant sat the secure round out.
+	ExcludedDeclined = "declined"
 )
 
 // InitialManifest is the signed manifest of round 0: the model every
@@ -186,6 +191,14 @@ type RoundReport struct {
 	Cohort []string
 	// Rule is the robust rule as the aggregation report names it.
 	Rule string
+	// Secure marks a final attempt run with secure aggregation: the
+	// coordinator saw only each bucket's sum, the rule ruled on the
+	// buckets' means, and Contributors are the members whose masked input
+	// is in a completed sum.
+	Secure bool
+	// Sums are the secure sessions of every attempt, in the order the
+	// attempts opened and then by bucket; empty for a plain round.
+	Sums []SecureSumReport
 	// Contributors are the participants whose update was accepted, by
 	// name; Selected says which of them the rule kept. An update recorded
 	// on arrival and refused afterwards (it came as the round closed) is
@@ -238,6 +251,12 @@ type AttemptReport struct {
 	Cohort   []string
 	// Updates and Refused count the accepted and refused updates.
 	Updates, Refused int
+	// Secure marks an attempt run with secure aggregation (a secure
+	// session or a decline names it). Sums and FailedSums count its
+	// completed and failed sessions, Inputs the members whose masked
+	// input is in a completed sum.
+	Secure                   bool
+	Sums, FailedSums, Inputs int
 	// Outcome is one of the Attempt* constants; Reason explains a failed
 	// or interrupted attempt.
 	Outcome string
@@ -264,7 +283,49 @@ type ContributorReport struct {
 	Clip       float64
 	Bucket     int
 	RuleReason string
+	// SecureBucket is, in a secure round, the bucket whose sum carried the
+	// participant's update; 0 in a plain round. The coordinator saw only
+	// the sum: Samples, Norm, UpdateSHA256 and the holdout figures are
+	// zero, Seq is the secure_session event, and the rule's figures are
+	// the bucket's.
+	SecureBucket int
 }
+
+// SecureSumReport is one bucket's secure session: who was in it, whose
+// masked input is in its sum, and what the rule did with the sum.
+type SecureSumReport struct {
+	Attempt uint32
+	// Seq is the secure_session event's sequence number.
+	Seq    uint64
+	Bucket int
+	// Members are the participants assigned to the bucket, Survivors those
+	// whose masked input is in the sum; Dropped maps a member that left
+	// the session to "Phase: why".
+	Members   []string
+	Survivors []string
+	Dropped   map[string]string
+	// SumSHA256 is the digest of the unmasked sum, Weight the total weight
+	// of the survivors' updates.
+	SumSHA256 string
+	Weight    uint64
+	// Error says why the session failed; empty when it completed.
+	Error string
+	// Final says the session belongs to the round's final attempt, the one
+	// the contributors and exclusions describe; a session of an earlier
+	// attempt shaped no model.
+	Final bool
+	// Ruled says whether the attempt's aggregation report has an entry for
+	// the bucket ("bucket-N"); Selected, Score, RuleWeight and RuleReason
+	// are that entry's.
+	Ruled      bool
+	Selected   bool
+	Score      float64
+	RuleWeight float64
+	RuleReason string
+}
+
+// Failed says whether the session failed, leaving no sum.
+func (s SecureSumReport) Failed() bool { return s.Error != "" }
 
 // ExclusionReport is one reason a participant is not among the round's
 // selected contributors.

@@ -68,7 +68,15 @@ type attemptState struct {
 	aggRule  string
 	failed   *seqd[RoundFailed]
 	closing  *seqd[RoundClosed] // the round_closed event naming this attempt
+	// sessions are the attempt's secure sessions, one per bucket, in log
+	// order; declined its declines of the secure round.
+	sessions []seqd[SecureSession]
+	declined []actord[SecureDeclined]
 }
+
+// secure says whether the attempt ran with secure aggregation, as its
+// secure sessions and declines show.
+func (a *attemptState) secure() bool { return len(a.sessions) > 0 || len(a.declined) > 0 }
 
 // ended returns the sequence number of the attempt's outcome, and false
 // while it has none.
@@ -174,7 +182,7 @@ func (r *roundState) lastOpened() *attemptState {
 func isRoundKind(kind string) bool {
 	switch kind {
 	case KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused,
-		KindAggregationReport, KindRoundFailed, KindRoundClosed, KindManifestSigned:
+		KindAggregationReport, KindRoundFailed, KindRoundClosed, KindManifestSigned, KindSecureSession, KindSecureDeclined:
 		return true
 	}
 	return false
@@ -330,6 +338,10 @@ func decodeUnplaced(ev Event) error {
 		_, err = reportPayload[RoundFailed](ev)
 	case KindRoundClosed:
 		_, err = reportPayload[RoundClosed](ev)
+	case KindSecureSession:
+		_, err = reportPayload[SecureSession](ev)
+	case KindSecureDeclined:
+		_, err = reportPayload[SecureDeclined](ev)
 	}
 	return err
 }
@@ -448,6 +460,35 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			return err
 		}
 		r.manifests = append(r.manifests, seqd[ManifestSigned]{ev.Seq, p})
+	case KindSecureSession:
+		p, err := reportPayload[SecureSession](ev)
+		if err != nil {
+			return err
+		}
+		a := r.attempt(p.Attempt, ev)
+		for _, s := range a.sessions {
+			if s.v.Bucket == p.Bucket {
+				r.notef("seq %d: a second secure_session for bucket %d of attempt %d; the first (seq %d) is reported", ev.Seq, p.Bucket, p.Attempt, s.seq)
+				return nil
+			}
+		}
+		if end, ok := a.ended(); ok {
+			r.notef("seq %d: secure_session for bucket %d of attempt %d, which already ended at seq %d", ev.Seq, p.Bucket, p.Attempt, end)
+		}
+		a.sessions = append(a.sessions, seqd[SecureSession]{ev.Seq, p})
+	case KindSecureDeclined:
+		p, err := reportPayload[SecureDeclined](ev)
+		if err != nil {
+			return err
+		}
+		a := r.attempt(p.Attempt, ev)
+		for _, d := range a.declined {
+			if d.actor == ev.Actor {
+				r.notef("seq %d: a second decline from %s recorded in attempt %d; the first (seq %d) is reported", ev.Seq, ev.Actor, p.Attempt, d.seq)
+				return nil
+			}
+		}
+		a.declined = append(a.declined, newActord(index, ev, p))
 	}
 	return nil
 }
@@ -552,6 +593,10 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 		switch {
 		case a.closing != nil:
 			ar.Outcome = AttemptClosed
+		case a.failed != nil && a.secure():
+			// A secure attempt's count is of inputs or of buckets,
+			// depending on why it failed: the sums say which.
+			ar.Outcome, ar.Reason = AttemptFailed, a.failed.v.Reason
 		case a.failed != nil:
 			ar.Outcome, ar.Reason = AttemptFailed, fmt.Sprintf("%s (%s)", a.failed.v.Reason, reportPlural(a.failed.v.Updates, "update", "updates"))
 		case a.unopened:
@@ -566,6 +611,17 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 			}
 		default:
 			ar.Outcome = AttemptOpen
+		}
+		if a.secure() {
+			ar.Secure = true
+			for _, s := range a.sessions {
+				if s.v.Error != "" {
+					ar.FailedSums++
+				} else {
+					ar.Sums++
+					ar.Inputs += len(s.v.Survivors)
+				}
+			}
 		}
 		if !a.opened.IsZero() && (rep.Opened.IsZero() || a.opened.Before(rep.Opened)) {
 			rep.Opened = a.opened
@@ -596,12 +652,19 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 	b.lineage(&rep, r, notef)
 
 	// Contributors, the rule's verdict and the exclusions.
+	for _, a := range r.attempts {
+		rep.Sums = append(rep.Sums, secureSums(a, a == final)...)
+	}
 	if final != nil {
-		rep.Cohort, rep.Rule = final.cohort, final.aggRule
+		rep.Cohort, rep.Rule, rep.Secure = final.cohort, final.aggRule, final.secure()
 		if !final.cohorted {
 			notef("Attempt %d has no cohort event: dropped participants cannot be named", final.number)
 		}
-		b.contributors(&rep, r, final, notef)
+		if rep.Secure {
+			b.secureContributors(&rep, r, final, notef)
+		} else {
+			b.contributors(&rep, r, final, notef)
+		}
 	}
 	if r.closed != nil {
 		b.checkClosed(&rep, r.closed.v, notef)
@@ -808,18 +871,40 @@ func (b *reportBuilder) checkClosed(rep *RoundReport, c RoundClosed, notef func(
 		got = append(got, x.Participant)
 		in[x.Participant] = true
 	}
-	for _, n := range rep.Cohort {
-		if !in[n] {
-			dropped = append(dropped, n)
+	if rep.Secure {
+		// round_closed lists as dropped the members that left a completed
+		// session; the members of a failed one are in neither list.
+		for _, s := range rep.Sums {
+			if s.Final && !s.Failed() {
+				for _, n := range s.Members {
+					if !in[n] {
+						dropped = append(dropped, n)
+					}
+				}
+			}
+		}
+	} else {
+		for _, n := range rep.Cohort {
+			if !in[n] {
+				dropped = append(dropped, n)
+			}
 		}
 	}
 	want := slices.Sorted(slices.Values(c.Participants))
 	if !slices.Equal(want, got) {
-		notef("The round_closed event lists participants %s, but the log shows accepted updates from %s", reportList(want), reportList(got))
+		if rep.Secure {
+			notef("The round_closed event lists participants %s, but the completed secure sums hold the inputs of %s", reportList(want), reportList(got))
+		} else {
+			notef("The round_closed event lists participants %s, but the log shows accepted updates from %s", reportList(want), reportList(got))
+		}
 	}
 	slices.Sort(dropped)
 	if wantDropped := slices.Sorted(slices.Values(c.Dropped)); !slices.Equal(wantDropped, dropped) {
-		notef("The round_closed event lists dropped %s, but the cohort less the accepted updates is %s", reportList(wantDropped), reportList(dropped))
+		if rep.Secure {
+			notef("The round_closed event lists dropped %s, but the members that left a completed secure session are %s", reportList(wantDropped), reportList(dropped))
+		} else {
+			notef("The round_closed event lists dropped %s, but the cohort less the accepted updates is %s", reportList(wantDropped), reportList(dropped))
+		}
 	}
 	if c.ModelSHA256 == "" {
 		notef("The round_closed event names no model digest")

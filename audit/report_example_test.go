@@ -124,3 +124,44 @@ func ExampleReport_WriteMarkdown() {
 	//
 	// - No manifest_signed event: nothing vouches for the model outside this log
 }
+
+// A secure round: the coordinator saw only each bucket's sum, so the
+// contributors are the survivors of the sessions, ruled as their bucket.
+func ExampleBuildReport_secure() {
+	events := reportEvents()[:3] // started, round_opened, cohort
+	add := func(kind, actor string, payload any) {
+		raw, err := json.Marshal(payload)
+		if err != nil {
+			panic(err)
+		}
+		seq := uint64(len(events))
+		events = append(events, audit.Event{Seq: seq, Kind: kind, Actor: actor, Round: 1,
+			Time: time.Date(2025, 3, 1, 9, int(seq), 0, 0, time.UTC), Payload: raw})
+	}
+	add(audit.KindSecureSession, audit.ActorCoordinator, audit.SecureSession{Bucket: 1, Members: []string{"st-marys", "northgate"},
+		Survivors: []string{"st-marys"}, Dropped: map[string]string{"northgate": "MaskedInput: stream ended"},
+		SumSHA256: "5b2e0b1a0b3e6d7c0f3c1de0c6e8a3b1f9b0d2c4e6a8b0c2d4e6f8a0b2c4d6e8", Weight: 900})
+	add(audit.KindAggregationReport, audit.ActorCoordinator, audit.AggregationReport{Rule: "fedavg",
+		Report: json.RawMessage(`{"rule":"fedavg","entries":[{"id":"bucket-1","weight":1,"selected":true}]}`)})
+	add(audit.KindRoundClosed, audit.ActorCoordinator, audit.RoundClosed{ModelSHA256: "cd36b49d7b2a8b5e4e13663cb54c5e1338c17b7d3af1c506fb3842bd08291822",
+		Participants: []string{"st-marys"}, Dropped: []string{"northgate"}})
+	rep, err := audit.BuildReport(events, audit.ReportOptions{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r := rep.Rounds[0]
+	for _, s := range r.Sums {
+		fmt.Printf("bucket %d: %d of %d members in the sum, selected %t\n", s.Bucket, len(s.Survivors), len(s.Members), s.Selected)
+	}
+	for _, c := range r.Contributors {
+		fmt.Printf("contributor %s through bucket %d, selected %t\n", c.Participant, c.SecureBucket, c.Selected)
+	}
+	for _, e := range r.Excluded {
+		fmt.Printf("excluded %s: %s, %s\n", e.Participant, e.Kind, e.Reason)
+	}
+	// Output:
+	// bucket 1: 1 of 2 members in the sum, selected true
+	// contributor st-marys through bucket 1, selected true
+	// excluded northgate: dropped, left the secure session of bucket 1 at MaskedInput: stream ended
+}

@@ -635,7 +635,7 @@ func TestBuildReportBadPayload(t *testing.T) {
 	kinds := []string{KindCoordinatorStarted, KindCoordinatorStopped, KindConfigLoaded, KindEnrolment,
 		KindCertificateIssued, KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
 		KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused, KindAggregationReport,
-		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused}
+		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined}
 	for _, kind := range kinds {
 		for _, payload := range []string{`{"attempt":`, `["an array"]`, ``} {
 			t.Run(kind+" "+payload, func(t *testing.T) {
@@ -866,6 +866,8 @@ func TestReportGolden(t *testing.T) {
 			Checkpoints:    []Checkpoint{reportGoldenCheckpoint(39)},
 		}},
 		{"report_tampered", reportTamperedLog, ReportOptions{VerifyManifest: reportVerify}},
+		{"report_secure", reportSecureLog, ReportOptions{VerifyManifest: reportVerify, LogStatus: "verified: 29 events, hash chain intact",
+			Origin: "coordinator.lung-xray.example/audit"}},
 	} {
 		rep, err := BuildReport(g.log(t).events, g.opts)
 		if err != nil {

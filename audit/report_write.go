@@ -48,8 +48,10 @@ type docFact struct {
 
 type docTable struct {
 	Title string
-	Head  []string
-	Rows  [][]docLine
+	// Caption, when set, says how to read the table; it follows the title.
+	Caption string
+	Head    []string
+	Rows    [][]docLine
 	// Empty is said instead of a table without rows.
 	Empty string
 }
@@ -202,6 +204,9 @@ func (r RoundReport) summary() docLine {
 }
 
 func (r RoundReport) contributions() string {
+	if r.Secure {
+		return r.secureContributions()
+	}
 	contrib := fmt.Sprintf("%d of %d cohort members contributed", len(r.Contributors), len(r.Cohort))
 	if r.Rule != "" {
 		contrib += fmt.Sprintf(", %d selected by %s", r.SelectedCount(), r.Rule)
@@ -238,7 +243,12 @@ func (r RoundReport) docSection(haveCheckpoints bool) docSection {
 		rule = spanBad("unknown: no aggregation report")
 	}
 	s.Facts = append(s.Facts, docFact{"Rule", docLine{rule}})
-	if r.Status == RoundStatusClosed {
+	if r.Secure {
+		s.Facts = append(s.Facts, docFact{"Secure aggregation", r.secureFact()})
+	}
+	if r.Status == RoundStatusClosed && r.Secure {
+		s.Facts = append(s.Facts, docFact{"Shaped the model", r.secureShaped()})
+	} else if r.Status == RoundStatusClosed {
 		// The regulator's first question, answered in one line.
 		var shaped, unknown []string
 		for _, c := range r.Contributors {
@@ -293,15 +303,22 @@ func (r RoundReport) docSection(haveCheckpoints bool) docSection {
 			if a.Unopened {
 				seq = spanBad(fmt.Sprintf("never opened (first named at seq %d)", a.Seq))
 			}
+			updates := strconv.Itoa(a.Updates)
+			if a.Secure {
+				updates = secureAttemptInputs(a)
+			}
 			at.Rows = append(at.Rows, []docLine{
 				{spanText(strconv.FormatUint(uint64(a.Attempt), 10))}, {seq}, {spanText(reportTime(a.Opened))},
-				{spanText(a.Deadline)}, {spanText(strconv.Itoa(len(a.Cohort)))}, {spanText(strconv.Itoa(a.Updates))}, {spanText(strconv.Itoa(a.Refused))},
+				{spanText(a.Deadline)}, {spanText(strconv.Itoa(len(a.Cohort)))}, {spanText(updates)}, {spanText(strconv.Itoa(a.Refused))},
 				{outcome}, {spanText(a.Reason)},
 			})
 		}
 		s.Tables = append(s.Tables, at)
 	}
 
+	if len(r.Sums) > 0 {
+		s.Tables = append(s.Tables, r.sumsTable())
+	}
 	var scored, weighted bool
 	for _, c := range r.Contributors {
 		scored = scored || c.Score != 0
@@ -334,6 +351,9 @@ func (r RoundReport) docSection(haveCheckpoints bool) docSection {
 			{spanText(c.Participant)}, {spanText(strconv.FormatUint(c.Seq, 10))}, {spanText(strconv.FormatUint(c.Samples, 10))}, {spanText(reportFloat(c.Norm))},
 			{spanDigest(c.UpdateSHA256)}, {spanText(holdout)}, {spanText(score)}, {spanText(weight)}, {selected}, {spanText(c.RuleReason)},
 		})
+	}
+	if r.Secure {
+		ct = r.secureContributorsTable()
 	}
 	et := docTable{Title: "Exclusions", Head: []string{"participant", "exclusion", "reason", "seq"}, Empty: "None."}
 	if r.Status == RoundStatusOpen {
@@ -371,6 +391,9 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		for _, t := range s.Tables {
 			if t.Title != "" {
 				fmt.Fprintf(&b, "\n### %s\n", mdText(t.Title))
+			}
+			if t.Caption != "" {
+				fmt.Fprintf(&b, "\n%s\n", mdText(t.Caption))
 			}
 			b.WriteString("\n")
 			if len(t.Rows) == 0 {

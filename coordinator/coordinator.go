@@ -16,6 +16,17 @@
 // with fewer the round is retried (same number, next attempt). Updates that
 // arrive after the close are refused with FailedPrecondition.
 //
+// # Secure rounds
+//
+// With Config.Secure the coordinator never sees an update: each round runs
+// SecAgg+ (package aggregation/secagg) over SecureAggregate streams, one
+// session per bucket laid out by package secureround from the manifest the
+// round starts from, and the rule (without its pre-steps) runs over the
+// bucket means. Sessions tolerate dropouts down to their threshold; a round
+// whose sessions leave fewer than MinParticipants inputs, or too few sums
+// for the rule, is retried. Records, audit events and manifests hold sums
+// and membership only (see secure.go).
+//
 // # Restarts
 //
 // Only closed rounds are persisted. A coordinator killed at any point

@@ -598,7 +598,7 @@ func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord,
 	case len(updates) == 0:
 		return rec, nil, names, "every secure session failed: " + strings.Join(errs, "; ")
 	case len(names) < c.cfg.MinParticipants:
-		return rec, nil, names, fmt.Sprintf("%d inputs in the completed secure sessions, %d needed", len(names), c.cfg.MinParticipants)
+		return rec, nil, names, fmt.Sprintf("completed secure sessions hold the inputs of %d participants, %d needed", len(names), c.cfg.MinParticipants)
 	}
 	return rec, updates, names, ""
 }
