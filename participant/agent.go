@@ -112,6 +112,14 @@ type Config struct {
 	// restarted agent still refuses a rolled-back or forked model. Empty
 	// means memory only (for tests).
 	StateFile string
+	// RequireSecure makes the agent take part in secure rounds only: a
+	// coordinator that asks for a plain update (and so would see it) is
+	// refused, and Run stops with ErrPlainRound.
+	RequireSecure bool
+	// MinSecureBucket is the smallest secure sum the agent contributes
+	// to; it declines a round that puts it in a smaller bucket. 0 means
+	// any (secure sums always have at least two members).
+	MinSecureBucket int
 }
 
 // Option changes an Agent's defaults, for tests and the benchmark.
@@ -536,6 +544,9 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	}
 	if asg.GetSecure() != nil {
 		return a.runSecure(ctx, rctx, client, asg, log)
+	}
+	if a.cfg.RequireSecure {
+		return permanent(fmt.Errorf("%w: round %d", ErrPlainRound, asg.GetRound()))
 	}
 
 	start, err := a.fetchModel(rctx, client, asg)

@@ -35,6 +35,11 @@ var (
 	// revoked). An operator must act, so Run returns it.
 	ErrCertificate = errors.New("participant: certificate refused")
 
+	// ErrPlainRound marks a plain round offered to an agent configured
+	// with RequireSecure: the coordinator would see this hospital's
+	// update. An operator must act, so Run returns it.
+	ErrPlainRound = errors.New("participant: plain round refused: this hospital requires secure aggregation")
+
 	// ErrManifestRefused marks a round manifest that the agent refused:
 	// unsigned, signed by a key other than the pinned one, for another
 	// federation, or not extending the last manifest accepted (a rollback

@@ -65,7 +65,13 @@ func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.Coordinat
 	}
 	modelDigest := hex.EncodeToString(asg.GetModelSha256())
 	if a.revealed[modelDigest] {
-		return a.decline(ctx, rctx, client, asg, log)
+		return a.decline(ctx, rctx, client, asg, log, DeclineAlreadyRevealed)
+	}
+	if min := a.cfg.MinSecureBucket; len(members) < min {
+		// A sum of few updates tells each contributor much about the
+		// others (with two, the other's update), so the hospital sets the
+		// smallest sum it contributes to, not the coordinator.
+		return a.decline(ctx, rctx, client, asg, log, fmt.Sprintf("a secure sum of %d is below this hospital's minimum of %d", len(members), min))
 	}
 	signer, err := a.identity()
 	if err != nil {
@@ -280,8 +286,8 @@ func checkKeys(p *fedguardv1.SecureKeys, own *secagg.AdvertiseKeys, n int, feder
 // it already revealed its shares in a session starting from the same model
 // (see runSecure), and counts the round as done: the agent will not take
 // part in this attempt, so it does not ask for it again.
-func (a *Agent) decline(ctx, rctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) error {
-	log.WarnContext(ctx, "declining a secure round: "+DeclineAlreadyRevealed,
+func (a *Agent) decline(ctx, rctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger, reason string) error {
+	log.WarnContext(ctx, "declining a secure round: "+reason,
 		slog.Uint64("attempt", uint64(asg.GetAttempt())), slog.String("model_sha256", hex.EncodeToString(asg.GetModelSha256())))
 	sctx, cancel := context.WithCancel(rctx)
 	defer cancel()
@@ -291,7 +297,7 @@ func (a *Agent) decline(ctx, rctx context.Context, client fedguardv1.Coordinator
 	}
 	err = stream.Send(&fedguardv1.SecureAggregateRequest{
 		Round: asg.GetRound(), Attempt: asg.GetAttempt(),
-		Body: &fedguardv1.SecureAggregateRequest_Decline{Decline: &fedguardv1.SecureDecline{Reason: DeclineAlreadyRevealed}},
+		Body: &fedguardv1.SecureAggregateRequest_Decline{Decline: &fedguardv1.SecureDecline{Reason: reason}},
 	})
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("secure aggregate: decline: %w", err)

@@ -738,8 +738,15 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 // file state.
 func newSecureAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, opts ...participant.Option) (*participant.Agent, *syncBuffer) {
 	t.Helper()
+	return newPolicyAgent(t, addr, tlsCfg, keys, name, state, nil, opts...)
+}
+
+// newPolicyAgent is newSecureAgent with the hospital's policy settings
+// changed by policy (when not nil).
+func newPolicyAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, policy func(*participant.Config), opts ...participant.Option) (*participant.Agent, *syncBuffer) {
+	t.Helper()
 	logs := new(syncBuffer)
-	a, err := participant.New(participant.Config{
+	cfg := participant.Config{
 		Coordinator:     addr,
 		TLS:             tlsCfg,
 		Trainer:         secureTrainers()[name],
@@ -750,7 +757,11 @@ func newSecureAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest
 		Federation:      federation,
 		CoordinatorKeys: keys,
 		StateFile:       state,
-	}, opts...)
+	}
+	if policy != nil {
+		policy(&cfg)
+	}
+	a, err := participant.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1148,4 +1159,42 @@ func TestStateFileRevealed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecurePolicy checks the hospital's own limits on what it takes part
+// in: a secure sum smaller than its minimum is declined before any key is
+// advertised, and a plain round is refused outright when it requires
+// secure aggregation.
+func TestSecurePolicy(t *testing.T) {
+	t.Run("min bucket", func(t *testing.T) {
+		p := newPKI(t)
+		fake := newSecureFake(t, 1, secureNames)
+		fake.declinesToAdvance = 1
+		addr := p.serveSecure(t, fake)
+		a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.MinSecureBucket = 4 })
+		if err := run(t, a, 30*time.Second); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		_, declines, advertised := fake.results()
+		if len(declines) != 1 || !strings.Contains(declines[0].reason, "a secure sum of 3 is below this hospital's minimum of 4") {
+			t.Errorf("declines %+v, want one naming the sum of 3 and the minimum of 4", declines)
+		}
+		if _, getModels := fake.counts(); len(advertised) != 0 || getModels != 0 {
+			t.Errorf("advertisements %v, GetModel calls %d; want none", advertised, getModels)
+		}
+	})
+	t.Run("require secure", func(t *testing.T) {
+		p := newPKI(t)
+		fake := newSecureFake(t, 1, secureNames)
+		fake.offer = func(asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment { return asg } // a plain round
+		addr := p.serveSecure(t, fake)
+		a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.RequireSecure = true })
+		err := run(t, a, 30*time.Second)
+		if !errors.Is(err, participant.ErrPlainRound) {
+			t.Fatalf("Run = %v, want ErrPlainRound", err)
+		}
+		if _, getModels := fake.counts(); getModels != 0 {
+			t.Errorf("GetModel calls %d, want none: the agent must not even train for a plain round", getModels)
+		}
+	})
 }

@@ -53,6 +53,8 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 	seed := fs.Uint64("seed", 1, "seed of the holdout split and local shuffling")
 	serverName := fs.String("server-name", "", "name expected in the coordinator's certificate (default: host of -coordinator)")
 	coordKey := fs.String("coordinator-key", "", "the coordinator's manifest-signing public keys (its signing.pub), pinned at enrolment")
+	requireSecure := fs.Bool("require-secure", false, "take part in secure-aggregation rounds only: stop if the coordinator asks for a plain update")
+	minBucket := fs.Int("min-secure-bucket", 0, "decline secure rounds that put this hospital in a sum of fewer members")
 	state := fs.String("state", "", "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -104,6 +106,8 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 		Federation:      *federation,
 		CoordinatorKeys: keys,
 		StateFile:       *state,
+		RequireSecure:   *requireSecure,
+		MinSecureBucket: *minBucket,
 	})
 	if err != nil {
 		return fmt.Errorf("participant run: %w", err)
