@@ -1,0 +1,141 @@
+package attack
+
+import (
+	"math"
+	"math/rand/v2"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// none sends the honest updates unchanged.
+type none struct{ base }
+
+// Craft implements Attack: copies of Own.
+func (a none) Craft(r Round) ([][]float32, error) {
+	if _, err := a.check(r); err != nil {
+		return nil, err
+	}
+	return scaled(r.Own, 1), nil
+}
+
+// signFlip sends the negated own update.
+type signFlip struct{ base }
+
+// Craft implements Attack: −Own[i].
+func (a signFlip) Craft(r Round) ([][]float32, error) {
+	if _, err := a.check(r); err != nil {
+		return nil, err
+	}
+	return scaled(r.Own, -1), nil
+}
+
+// gaussian sends N(0, σ²) noise.
+type gaussian struct {
+	base
+	sigma float64
+}
+
+// Craft implements Attack: F independent N(0, σ²) vectors.
+func (a gaussian) Craft(r Round) ([][]float32, error) {
+	v, err := a.check(r)
+	if err != nil {
+		return nil, err
+	}
+	if r.F == 0 {
+		return [][]float32{}, nil
+	}
+	if r.Rng == nil {
+		return nil, errNoRand(a.name)
+	}
+	out := make([][]float32, r.F)
+	for i := range out {
+		w := make([]float32, v.d)
+		for j := range w {
+			w[j] = to32(a.sigma * r.Rng.NormFloat64())
+		}
+		out[i] = w
+	}
+	return out, nil
+}
+
+// labelFlip is the data poisoning attack y → classes−1−y; it sends the
+// update trained on the flipped rows.
+type labelFlip struct{ none }
+
+// Poison implements Attack: labels in [0, classes) become classes−1−y;
+// others are kept. x is returned as is (its rows are not changed), y is a
+// new slice.
+func (labelFlip) Poison(x [][]float64, y []int, classes int, _ *rand.Rand) ([][]float64, []int) {
+	out := make([]int, len(y))
+	for i, l := range y {
+		if l >= 0 && l < classes {
+			l = classes - 1 - l
+		}
+		out[i] = l
+	}
+	return x, out
+}
+
+// DefaultZ returns Baruch et al.'s z_max for n participants, f of them
+// Byzantine: s = ⌊n/2 + 1⌋ − f (kept in [1, n]), z_max = Φ⁻¹((n − s)/n),
+// and 0 when that is negative or undefined (n < 1).
+func DefaultZ(n, f int) float64 {
+	if n < 1 {
+		return 0
+	}
+	s := min(max(n/2+1-f, 1), n)
+	z := distuv.UnitNormal.Quantile(float64(n-s) / float64(n))
+	if !(z > 0) || math.IsInf(z, 0) {
+		return 0
+	}
+	return z
+}
+
+// alie is Baruch et al.'s "A Little Is Enough".
+type alie struct {
+	base
+	z float64 // 0: DefaultZ(N, F)
+}
+
+// Craft implements Attack: F copies of μ − z·σ.
+func (a alie) Craft(r Round) ([][]float32, error) {
+	v, err := a.check(r)
+	if err != nil {
+		return nil, err
+	}
+	if r.F == 0 {
+		return [][]float32{}, nil
+	}
+	z := a.z
+	if z == 0 {
+		z = DefaultZ(r.N, r.F)
+	}
+	mu := mean(v.benign, v.d)
+	sd := std(v.benign, mu)
+	for j := range mu {
+		mu[j] -= z * sd[j]
+	}
+	return copies(mu, r.F), nil
+}
+
+// ipm is Xie et al.'s Inner Product Manipulation.
+type ipm struct {
+	base
+	eps float64
+}
+
+// Craft implements Attack: F copies of −ε·μ.
+func (a ipm) Craft(r Round) ([][]float32, error) {
+	v, err := a.check(r)
+	if err != nil {
+		return nil, err
+	}
+	if r.F == 0 {
+		return [][]float32{}, nil
+	}
+	mu := mean(v.benign, v.d)
+	for j := range mu {
+		mu[j] *= -a.eps
+	}
+	return copies(mu, r.F), nil
+}
