@@ -179,3 +179,60 @@ func (fedAvgRule) cohort(n int) error {
 	}
 	return nil
 }
+
+// DefaultTau is the centered-clipping radius τ that Defaults fills in. It
+// is a radius in the units of the updates: suited to model updates of norm
+// about 1, as local training rounds with learning rates near 0.1 give.
+const DefaultTau = 1.0
+
+// MaxF returns the largest f that rule accepts with n updates: (n−1)/2 for
+// median, trimmed-mean and centered-clipping (2f < n), (n−3)/2 for krum and
+// multi-krum (n ≥ 2f+3), (n−3)/4 for bulyan (n ≥ 4f+3), and 0 for fedavg
+// and unknown rules (never negative).
+func MaxF(rule string, n int) int {
+	f := 0
+	switch rule {
+	case NameMedian, NameTrimmedMean, NameCenteredClipping:
+		f = (n - 1) / 2
+	case NameKrum, NameMultiKrum:
+		f = (n - 3) / 2
+	case NameBulyan:
+		f = (n - 3) / 4
+	}
+	return max(f, 0)
+}
+
+// Defaults returns the configuration of rule for n updates of which f are
+// assumed Byzantine, with every parameter the rule requires filled in:
+// F = f (a negative f means MaxF(rule, n); fedavg takes no f), multi-krum's
+// M = n − f, trimmed-mean's Beta = f/n (so that it trims k = f values at
+// each end) and centered-clipping's Tau = DefaultTau. An empty rule is
+// fedavg. Defaults does not validate: an unknown rule comes back with only
+// its name, for Validate to refuse, and an f too large for n is left for
+// CheckCohort. With bucketing, n is the number of buckets the rule sees.
+func Defaults(rule string, n, f int) Config {
+	c := Config{Rule: rule}
+	switch rule {
+	case "", NameFedAvg:
+		c.Rule = NameFedAvg
+		return c
+	case NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping:
+	default:
+		return c
+	}
+	if f < 0 {
+		f = MaxF(rule, n)
+	}
+	c.F = f
+	switch rule {
+	case NameMultiKrum:
+		c.M = n - f
+	case NameTrimmedMean:
+		if n > 0 {
+			c.Beta = float64(f) / float64(n)
+		}
+	case NameCenteredClipping:
+		c.Tau = DefaultTau
+	}
+	return c
+}

@@ -142,3 +142,35 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		rule string
+		n, f int
+		want Config
+	}{
+		{"", 25, 5, Config{Rule: "fedavg"}},
+		{"fedavg", 25, -1, Config{Rule: "fedavg"}},
+		{"median", 50, -1, Config{Rule: "median", F: 24}},
+		{"trimmed-mean", 25, 5, Config{Rule: "trimmed-mean", F: 5, Beta: 0.2}},
+		{"trimmed-mean", 10, -1, Config{Rule: "trimmed-mean", F: 4, Beta: 0.4}},
+		{"krum", 50, -1, Config{Rule: "krum", F: 23}},
+		{"multi-krum", 25, 5, Config{Rule: "multi-krum", F: 5, M: 20}},
+		{"multi-krum", 10, -1, Config{Rule: "multi-krum", F: 3, M: 7}},
+		{"bulyan", 50, -1, Config{Rule: "bulyan", F: 11}},
+		{"bulyan", 3, -1, Config{Rule: "bulyan"}},
+		{"centered-clipping", 10, -1, Config{Rule: "centered-clipping", F: 4, Tau: DefaultTau}},
+		{"no-such-rule", 10, 2, Config{Rule: "no-such-rule"}},
+	} {
+		got := Defaults(tc.rule, tc.n, tc.f)
+		if got != tc.want {
+			t.Errorf("Defaults(%q, %d, %d) = %+v, want %+v", tc.rule, tc.n, tc.f, got, tc.want)
+		}
+		if tc.rule == "no-such-rule" {
+			continue
+		}
+		if err := got.CheckCohort(tc.n); err != nil {
+			t.Errorf("Defaults(%q, %d, %d) = %+v: CheckCohort(%d): %v", tc.rule, tc.n, tc.f, got, tc.n, err)
+		}
+	}
+}

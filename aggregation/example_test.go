@@ -109,3 +109,17 @@ func ExampleWithRand() {
 	// c bucket 1
 	// d bucket 1
 }
+
+// The configuration of a rule from its name alone, for 25 participants of
+// which 5 may be Byzantine.
+func ExampleDefaults() {
+	for _, rule := range []string{"fedavg", "trimmed-mean", "multi-krum", "centered-clipping"} {
+		c := aggregation.Defaults(rule, 25, 5)
+		fmt.Printf("%+v %v\n", c, c.CheckCohort(25))
+	}
+	// Output:
+	// {Rule:fedavg F:0 M:0 Beta:0 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:trimmed-mean F:5 M:0 Beta:0.2 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:multi-krum F:5 M:20 Beta:0 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:centered-clipping F:5 M:0 Beta:0 Tau:1 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
+}

@@ -29,10 +29,6 @@ import (
 // AggregateOptions.Runs is 0 (after one untimed warm-up run).
 const DefaultAggregateRuns = 5
 
-// DefaultTau is the centered-clipping radius Aggregate uses when none is
-// given; the cost of the rule does not depend on it.
-const DefaultTau = 1.0
-
 // AggregateOptions configure Aggregate.
 type AggregateOptions struct {
 	// Rule is the rule's configuration name (aggregation.Config.Rule).
@@ -40,13 +36,14 @@ type AggregateOptions struct {
 	// N updates of D coordinates.
 	N, D int
 	// F is the assumed number of Byzantine updates. Negative means the
-	// largest the rule accepts for N (see DefaultF); fedavg uses none.
+	// largest the rule accepts for N (see aggregation.MaxF); fedavg uses
+	// none.
 	F int
 	// M is multi-krum's number of averaged updates (0: N − F).
 	M int
 	// Beta is trimmed-mean's trimmed fraction (0: F/N, so that k = F).
 	Beta float64
-	// Tau is centered-clipping's radius (0: DefaultTau).
+	// Tau is centered-clipping's radius (0: aggregation.DefaultTau).
 	Tau float64
 	// Iterations is centered-clipping's L (0: the rule's default).
 	Iterations int
@@ -75,52 +72,24 @@ type AggregateResult struct {
 // ErrAggregateOptions marks options Aggregate refuses.
 var ErrAggregateOptions = errors.New("benchmark: invalid aggregate options")
 
-// DefaultF is the largest f that rule accepts with n updates: (n−1)/2 for
-// median, trimmed-mean and centered-clipping (f < n/2), (n−3)/2 for krum and
-// multi-krum (n ≥ 2f+3), (n−3)/4 for bulyan (n ≥ 4f+3), and 0 for fedavg
-// and unknown rules.
-func DefaultF(rule string, n int) int {
-	f := 0
-	switch rule {
-	case aggregation.NameMedian, aggregation.NameTrimmedMean, aggregation.NameCenteredClipping:
-		f = (n - 1) / 2
-	case aggregation.NameKrum, aggregation.NameMultiKrum:
-		f = (n - 3) / 2
-	case aggregation.NameBulyan:
-		f = (n - 3) / 4
-	}
-	return max(f, 0)
-}
-
-// config fills o's defaults into a rule configuration.
+// config fills o's defaults into a rule configuration: those of
+// aggregation.Defaults, then the parameters o sets.
 func (o AggregateOptions) config() aggregation.Config {
-	c := aggregation.Config{Rule: o.Rule}
-	if c.Rule == "" {
-		c.Rule = aggregation.NameFedAvg
-	}
-	if c.Rule == aggregation.NameFedAvg {
-		return c
-	}
-	c.F = o.F
-	if c.F < 0 {
-		c.F = DefaultF(c.Rule, o.N)
-	}
+	c := aggregation.Defaults(o.Rule, o.N, o.F)
 	switch c.Rule {
 	case aggregation.NameMultiKrum:
-		c.M = o.M
-		if c.M == 0 {
-			c.M = o.N - c.F
+		if o.M != 0 {
+			c.M = o.M
 		}
 	case aggregation.NameTrimmedMean:
-		c.Beta = o.Beta
-		if c.Beta == 0 {
-			c.Beta = float64(c.F) / float64(o.N)
+		if o.Beta != 0 {
+			c.Beta = o.Beta
 		}
 	case aggregation.NameCenteredClipping:
-		c.Tau, c.Iterations = o.Tau, o.Iterations
-		if c.Tau == 0 {
-			c.Tau = DefaultTau
+		if o.Tau != 0 {
+			c.Tau = o.Tau
 		}
+		c.Iterations = o.Iterations
 	}
 	return c
 }

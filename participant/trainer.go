@@ -187,6 +187,37 @@ func roundSeed(seed, asgSeed, round uint64) (uint64, uint64) {
 	return binary.LittleEndian.Uint64(h[0:]), binary.LittleEndian.Uint64(h[8:])
 }
 
+// RoundRand returns the rng that shuffles the local rows of one round: a
+// PCG seeded from the trainer's seed, the assignment's seed and the round by
+// SHA-256 (see [LocalTrainer]). The simulator derives its clients' rngs
+// with it too, from the client, the simulation's seed and the round.
+func RoundRand(seed, asgSeed, round uint64) *rand.Rand {
+	s1, s2 := roundSeed(seed, asgSeed, round)
+	return rand.New(rand.NewPCG(s1, s2))
+}
+
+// TrainUpdate is one participant's local training: it trains spec from
+// start on the rows (x, y) with plan, shuffling with rng, and returns the
+// update trained − start. It does not modify start. [LocalTrainer] and the
+// simulator both train through it. Errors are those of [model.Train]
+// (including [model.ErrDiverged]) and a start of the wrong length.
+func TrainUpdate(spec model.Spec, start []float32, x [][]float64, y []int, plan model.Plan, rng *rand.Rand) ([]float32, error) {
+	if len(start) != spec.NumParams() {
+		return nil, fmt.Errorf("participant: starting model has %d parameters, want %d", len(start), spec.NumParams())
+	}
+	trained, err := model.Train(spec, start, x, y, plan, rng)
+	if err != nil {
+		return nil, fmt.Errorf("participant: local training: %w", err)
+	}
+	if len(trained) != len(start) {
+		return nil, fmt.Errorf("participant: training returned %d parameters, want %d", len(trained), len(start))
+	}
+	for i := range trained {
+		trained[i] -= start[i]
+	}
+	return trained, nil
+}
+
 // Train evaluates start on the holdout rows, trains from it on the training
 // rows and returns the difference. It does not modify start.
 func (t *LocalTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, start []float32) (Result, error) {
@@ -219,27 +250,20 @@ func (t *LocalTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment,
 			return Result{}, fmt.Errorf("participant: evaluate starting model: %w", err)
 		}
 	}
-	s1, s2 := roundSeed(t.Seed, a.GetSeed(), a.GetRound())
 	plan := model.Plan{
 		Epochs:       int(p.GetLocalEpochs()),
 		LearningRate: p.GetLearningRate(),
 		BatchSize:    int(p.GetBatchSize()),
 		L2:           p.GetL2(),
 	}
-	trained, err := model.Train(t.spec, slices.Clone(start), train.X, t.trainY, plan, rand.New(rand.NewPCG(s1, s2)))
+	delta, err := TrainUpdate(t.spec, start, train.X, t.trainY, plan, RoundRand(t.Seed, a.GetSeed(), a.GetRound()))
 	if err != nil {
-		return Result{}, fmt.Errorf("participant: local training: %w", err)
+		return Result{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	if len(trained) != len(start) {
-		return Result{}, fmt.Errorf("participant: training returned %d parameters, want %d", len(trained), len(start))
-	}
-	res.Delta = make([]float32, len(start))
-	for i := range trained {
-		res.Delta[i] = trained[i] - start[i]
-	}
+	res.Delta = delta
 	res.Samples = uint64(len(t.trainY))
 	return res, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/benchmark"
 )
 
@@ -26,7 +27,7 @@ func runBenchAggregate(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.F, "f", -1, "assumed Byzantine updates (-1: the largest the rule accepts for n)")
 	fs.IntVar(&o.M, "m", 0, "multi-krum's averaged updates (0: n - f)")
 	fs.Float64Var(&o.Beta, "beta", 0, "trimmed-mean's trimmed fraction (0: f/n)")
-	fs.Float64Var(&o.Tau, "tau", 0, fmt.Sprintf("centered-clipping's radius (0: %v)", benchmark.DefaultTau))
+	fs.Float64Var(&o.Tau, "tau", 0, fmt.Sprintf("centered-clipping's radius (0: %v)", aggregation.DefaultTau))
 	fs.IntVar(&o.Iterations, "iterations", 0, "centered-clipping's iterations (0: the rule's default)")
 	fs.IntVar(&o.Runs, "runs", benchmark.DefaultAggregateRuns, "timed runs (after one warm-up run)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the random updates")

@@ -1,0 +1,475 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/simulation"
+)
+
+func init() {
+	commands["simulate"] = &command{
+		summary: "poisoning attacks against aggregation rules, in process (simulate grid: every pair)",
+		run:     runSimulate,
+	}
+}
+
+// Default grid of `fedguard simulate grid`.
+const (
+	defaultGridAttacks = "none,sign-flip,gaussian,label-flip,alie,ipm,min-max"
+	defaultGridRules   = "fedavg,median,trimmed-mean,krum,multi-krum,bulyan,centered-clipping"
+)
+
+// attackParams are the flags of each attack's parameters; an attack gets
+// only its own (attack.New refuses the others).
+var attackParams = map[string][]string{
+	attack.NameGaussian: {"sigma"},
+	attack.NameALIE:     {"z"},
+	attack.NameIPM:      {"epsilon"},
+	attack.NameMinMax:   {"perturbation"},
+	attack.NameMinSum:   {"perturbation"},
+	attack.NameBackdoor: {"scale", "target"},
+}
+
+// ruleParams are the flags of each rule's parameters besides f, which
+// every rule but fedavg takes; norm-clip and bucket apply to every rule.
+var ruleParams = map[string][]string{
+	aggregation.NameMultiKrum:        {"m"},
+	aggregation.NameTrimmedMean:      {"beta"},
+	aggregation.NameCenteredClipping: {"tau", "iterations"},
+	aggregation.NameFedAvg:           {},
+}
+
+// simFlags are the flags `simulate` and `simulate grid` share.
+type simFlags struct {
+	fs     *flag.FlagSet
+	o      simulation.Options
+	hidden string
+	attack attack.Config
+	rule   aggregation.Config
+	out    string
+	json   bool
+}
+
+func newSimFlags(env *Env, name string) *simFlags {
+	f := &simFlags{fs: newFlagSet(env, name)}
+	fs := f.fs
+	fs.StringVar(&f.o.Dataset, "dataset", simulation.DefaultDataset, "data set: mnist or wdbc")
+	fs.StringVar(&f.o.Model, "model", simulation.DefaultModel, "model: logreg or mlp")
+	fs.StringVar(&f.hidden, "hidden", "", fmt.Sprintf("mlp hidden layer widths, comma-separated (default %d for mnist, %d for wdbc)",
+		simulation.DefaultHiddenMNIST, simulation.DefaultHiddenWDBC))
+	fs.IntVar(&f.o.Clients, "clients", simulation.DefaultClients, "number of clients")
+	fs.IntVar(&f.o.Byzantine, "byzantine", 0, "number of Byzantine clients among them")
+	fs.Float64Var(&f.attack.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
+	fs.Float64Var(&f.attack.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f)")
+	fs.Float64Var(&f.attack.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
+	fs.StringVar(&f.attack.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
+	fs.Float64Var(&f.attack.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
+	fs.IntVar(&f.attack.Target, "target", 0, "backdoor: target class")
+	fs.BoolVar(&f.attack.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
+	aggregationFlags(fs, &f.rule)
+	fs.StringVar(&f.o.Partition, "partition", simulation.DefaultPartition, "split of the rows: iid, dirichlet:ALPHA or sorted")
+	fs.IntVar(&f.o.Rounds, "rounds", simulation.DefaultRounds, "federated rounds")
+	fs.IntVar(&f.o.LocalEpochs, "local-epochs", simulation.DefaultLocalEpochs, "clients' passes over their rows per round")
+	fs.Float64Var(&f.o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
+	fs.IntVar(&f.o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
+	fs.Float64Var(&f.o.L2, "l2", 0, "clients' L2 weight decay")
+	fs.Uint64Var(&f.o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
+	fs.StringVar(&f.o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
+	fs.IntVar(&f.o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
+	fs.StringVar(&f.out, "out", "", "write the results, CSV and PNG plots into this directory")
+	fs.BoolVar(&f.json, "json", false, "print JSON objects instead of tables")
+	return f
+}
+
+// parse parses args and fills o.Hidden.
+func (f *simFlags) parse(args []string) error {
+	if err := parseFlags(f.fs, args); err != nil {
+		return err
+	}
+	if f.hidden != "" {
+		for _, s := range strings.Split(f.hidden, ",") {
+			h, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || h < 1 {
+				return usageError("%s: -hidden %q: want positive widths separated by commas", f.fs.Name(), f.hidden)
+			}
+			f.o.Hidden = append(f.o.Hidden, h)
+		}
+	}
+	return nil
+}
+
+// set reports which flags the command line set.
+func (f *simFlags) set() map[string]bool {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
+// attackConfig is attack name with the parameters set on the command line:
+// all of them for a single run (attack.New refuses those the attack does
+// not take), only its own in a grid.
+func (f *simFlags) attackConfig(name string, all bool) attack.Config {
+	set := f.set()
+	c := attack.Config{Name: name, OwnOnly: f.attack.OwnOnly}
+	use := func(p string) bool { return set[p] && (all || contains(attackParams[name], p)) }
+	if use("sigma") {
+		c.Sigma = f.attack.Sigma
+	}
+	if use("z") {
+		c.Z = f.attack.Z
+	}
+	if use("epsilon") {
+		c.Epsilon = f.attack.Epsilon
+	}
+	if use("perturbation") {
+		c.Perturbation = f.attack.Perturbation
+	}
+	if use("scale") {
+		c.Scale = f.attack.Scale
+	}
+	if use("target") {
+		c.Target = f.attack.Target
+	}
+	return c
+}
+
+// ruleConfig is aggregation.Defaults for rule, n clients (their buckets
+// with -bucket) and f = -f or else the number of Byzantine clients, then
+// the parameters set on the command line: all of them for a single run
+// (aggregation.Config.Validate refuses those the rule does not take), only
+// its own in a grid.
+func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
+	set := f.set()
+	n := f.o.Clients
+	if f.rule.Bucket > 1 {
+		n = (n + f.rule.Bucket - 1) / f.rule.Bucket
+	}
+	byz := f.o.Byzantine
+	if set["f"] {
+		byz = f.rule.F
+	}
+	c := aggregation.Defaults(rule, n, byz)
+	known := !errors.Is(aggregation.Config{Rule: rule}.Validate(), aggregation.ErrUnknownRule)
+	use := func(p string) bool {
+		if !set[p] {
+			return false
+		}
+		if all || !known {
+			return true
+		}
+		return p == "f" && rule != aggregation.NameFedAvg || contains(ruleParams[rule], p)
+	}
+	if use("f") {
+		c.F = f.rule.F
+	}
+	if use("m") {
+		c.M = f.rule.M
+	}
+	if use("beta") {
+		c.Beta = f.rule.Beta
+	}
+	if use("tau") {
+		c.Tau = f.rule.Tau
+	}
+	if use("iterations") {
+		c.Iterations = f.rule.Iterations
+	}
+	c.NormClip, c.Bucket = f.rule.NormClip, f.rule.Bucket
+	return c
+}
+
+func contains(xs []string, x string) bool { return slices.Contains(xs, x) }
+
+func runSimulate(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "grid" {
+		return runSimulateGrid(ctx, env, args[1:])
+	}
+	f := newSimFlags(env, "simulate")
+	f.fs.StringVar(&f.attack.Name, "attack", attack.NameNone, "attack: "+strings.Join(attack.Names, ", "))
+	f.fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate [flags]\n       fedguard simulate grid [-attacks A,B] [-rules X,Y] [flags]\n\nflags:\n")
+		f.fs.PrintDefaults()
+	}
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	o := f.o
+	o.Attack = f.attackConfig(f.attack.Name, true)
+	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
+	if f.out != "" {
+		if err := os.MkdirAll(f.out, 0o755); err != nil {
+			return err
+		}
+	}
+	tty := isTerminal(env.Stderr)
+	start := time.Now()
+	header := false
+	res, err := simulation.Run(ctx, o, func(r simulation.RoundResult) {
+		if f.json {
+			b, _ := json.Marshal(r)
+			fmt.Fprintln(env.Stdout, string(b))
+			return
+		}
+		if !header {
+			fmt.Fprintf(env.Stderr, "simulate: %s, %s, %d clients (%d Byzantine, attack %s), rule %s, %d rounds\n",
+				o.Dataset, o.Model, o.Clients, o.Byzantine, simulation.AttackLabel(o.Attack), simulation.RuleLabel(o.Aggregation), o.Rounds)
+			fmt.Fprintf(env.Stdout, "%5s  %8s  %10s  %8s  %8s\n", "round", "accuracy", "loss", "asr", "seconds")
+			header = true
+		}
+		asr := "-"
+		if r.AttackSuccess != nil {
+			asr = fmt.Sprintf("%.4f", *r.AttackSuccess)
+		}
+		fmt.Fprintf(env.Stdout, "%5d  %8.4f  %10.4g  %8s  %8.2f\n", r.Round, r.Accuracy, r.Loss, asr, r.Seconds)
+		if tty {
+			progress(env.Stderr, tty, "round", r.Round, o.Rounds, start)
+		}
+	})
+	if err != nil {
+		return simulateError(err)
+	}
+	if f.out != "" {
+		if err := writeRun(f.out, res); err != nil {
+			return err
+		}
+	}
+	if f.json {
+		sum := res
+		sum.Rounds = nil
+		b, err := json.Marshal(map[string]any{"summary": sum})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "\nfinal: accuracy %.4f", res.Accuracy)
+	if res.AttackSuccess != nil {
+		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
+	}
+	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	if f.out != "" {
+		fmt.Fprintf(env.Stdout, "wrote %s\n", f.out)
+	}
+	return nil
+}
+
+// writeRun writes result.json, rounds.csv and the accuracy plot of a run.
+func writeRun(dir string, res simulation.Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "rounds.csv"), func(w io.Writer) error { return simulation.WriteRoundsCSV(w, res) }); err != nil {
+		return err
+	}
+	_, err = simulation.WriteAccuracyPlots(dir, []simulation.Result{res})
+	return err
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(fh); err != nil {
+		fh.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return fh.Close()
+}
+
+// simulateError turns refused options into a usage error (exit code 2).
+func simulateError(err error) error {
+	if errors.Is(err, simulation.ErrOptions) {
+		return usageError("%v", err)
+	}
+	return err
+}
+
+func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
+	f := newSimFlags(env, "simulate grid")
+	attacks := f.fs.String("attacks", defaultGridAttacks, "attacks, comma-separated: "+strings.Join(attack.Names, ", "))
+	rules := f.fs.String("rules", defaultGridRules, "aggregation rules, comma-separated (-rule is ignored)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.set()["rule"] {
+		return usageError("simulate grid: use -rules, not -rule")
+	}
+	var acs []attack.Config
+	for _, a := range splitList(*attacks) {
+		acs = append(acs, f.attackConfig(a, false))
+	}
+	var rcs []aggregation.Config
+	for _, r := range splitList(*rules) {
+		rcs = append(rcs, f.ruleConfig(r, false))
+	}
+	if f.out != "" {
+		if err := os.MkdirAll(f.out, 0o755); err != nil {
+			return err
+		}
+	}
+	tty := isTerminal(env.Stderr)
+	start := time.Now()
+	if !f.json {
+		fmt.Fprintf(env.Stderr, "simulate grid: %d attacks × %d rules on %s, %s, %d clients (%d Byzantine), %d rounds\n",
+			len(acs), len(rcs), f.o.Dataset, f.o.Model, f.o.Clients, f.o.Byzantine, f.o.Rounds)
+	}
+	results, err := simulation.Grid(ctx, f.o, acs, rcs, func(done, total int, last simulation.Result) {
+		if f.json {
+			sum := last
+			sum.Rounds = nil
+			b, _ := json.Marshal(map[string]any{"attack": simulation.AttackLabel(last.Options.Attack),
+				"rule": simulation.RuleLabel(last.Options.Aggregation), "result": sum, "done": done, "total": total})
+			fmt.Fprintln(env.Stdout, string(b))
+			return
+		}
+		progress(env.Stderr, tty, "run", done, total, start)
+	})
+	if err != nil {
+		return simulateError(err)
+	}
+	if f.out != "" {
+		if err := writeFile(filepath.Join(f.out, "grid.csv"), func(w io.Writer) error { return simulation.WriteCSV(w, results) }); err != nil {
+			return err
+		}
+		if err := simulation.WriteHeatmap(filepath.Join(f.out, "heatmap.png"), results); err != nil {
+			return err
+		}
+		if _, err := simulation.WriteAccuracyPlots(f.out, results); err != nil {
+			return err
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	if f.json {
+		b, err := json.Marshal(map[string]any{"summary": gridSummary(results, elapsed)})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	}
+	writeGridTable(env.Stdout, results)
+	fmt.Fprintf(env.Stdout, "\n%d runs in %.1f s", len(results), elapsed)
+	if f.out != "" {
+		fmt.Fprintf(env.Stdout, "; wrote grid.csv, heatmap.png and accuracy-*.png in %s", f.out)
+	}
+	fmt.Fprintln(env.Stdout)
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// gridCell is one cell of the grid's JSON summary.
+type gridCell struct {
+	Attack        string   `json:"attack"`
+	Rule          string   `json:"rule"`
+	Accuracy      float64  `json:"final_accuracy"`
+	AttackSuccess *float64 `json:"attack_success,omitempty"`
+	Seconds       float64  `json:"seconds"`
+}
+
+func gridSummary(results []simulation.Result, seconds float64) map[string]any {
+	cells := make([]gridCell, len(results))
+	for i, r := range results {
+		cells[i] = gridCell{Attack: simulation.AttackLabel(r.Options.Attack), Rule: simulation.RuleLabel(r.Options.Aggregation),
+			Accuracy: r.Accuracy, AttackSuccess: r.AttackSuccess, Seconds: r.Seconds}
+	}
+	return map[string]any{"runs": cells, "seconds": seconds}
+}
+
+// writeGridTable prints attacks down and rules across: the final accuracy,
+// and the attack success rate in parentheses where defined.
+func writeGridTable(w io.Writer, results []simulation.Result) {
+	var attacks, rules []string
+	cell := map[[2]string]string{}
+	for _, r := range results {
+		a, ru := simulation.AttackLabel(r.Options.Attack), simulation.RuleLabel(r.Options.Aggregation)
+		if !contains(attacks, a) {
+			attacks = append(attacks, a)
+		}
+		if !contains(rules, ru) {
+			rules = append(rules, ru)
+		}
+		s := fmt.Sprintf("%.4f", r.Accuracy)
+		if r.AttackSuccess != nil {
+			s += fmt.Sprintf(" (%.2f)", *r.AttackSuccess)
+		}
+		cell[[2]string{a, ru}] = s
+	}
+	aw := len("attack \\ rule")
+	for _, a := range attacks {
+		aw = max(aw, len(a))
+	}
+	widths := make([]int, len(rules))
+	for j, ru := range rules {
+		widths[j] = len(ru)
+		for _, a := range attacks {
+			widths[j] = max(widths[j], len(cell[[2]string{a, ru}]))
+		}
+	}
+	fmt.Fprintf(w, "%-*s", aw, "attack \\ rule")
+	for j, ru := range rules {
+		fmt.Fprintf(w, "  %*s", widths[j], ru)
+	}
+	fmt.Fprintln(w)
+	for _, a := range attacks {
+		fmt.Fprintf(w, "%-*s", aw, a)
+		for j, ru := range rules {
+			fmt.Fprintf(w, "  %*s", widths[j], cell[[2]string{a, ru}])
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// progress reports done of total with the elapsed time and an estimate of
+// the time left: on one line rewritten in place on a terminal, else one
+// line each time.
+func progress(w io.Writer, tty bool, what string, done, total int, start time.Time) {
+	elapsed := time.Since(start)
+	eta := time.Duration(float64(elapsed) / float64(done) * float64(total-done))
+	line := fmt.Sprintf("%s %d/%d, elapsed %s, ETA %s", what, done, total, elapsed.Round(time.Second), eta.Round(time.Second))
+	switch {
+	case !tty:
+		fmt.Fprintln(w, line)
+	case done == total:
+		fmt.Fprintf(w, "\r%-70s\n", line)
+	default:
+		fmt.Fprintf(w, "\r%-70s", line)
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	fh, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := fh.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

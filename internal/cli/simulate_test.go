@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// wdbcArgs is a small simulation that runs in well under a second.
+var wdbcArgs = []string{"--dataset", "wdbc", "--model", "logreg", "--clients", "7", "--rounds", "3", "--seed", "3"}
+
+func TestSimulateJSON(t *testing.T) {
+	out := t.TempDir()
+	args := append([]string{"simulate", "--json", "--out", out, "--byzantine", "1", "--attack", "backdoor", "--target", "1", "--rule", "median"}, wdbcArgs...)
+	code, stdout, stderr := caRun(t, args...)
+	if code != 0 {
+		t.Fatalf("simulate = %d, stderr %s", code, stderr)
+	}
+	var lines []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, m)
+	}
+	if len(lines) != 4 {
+		t.Fatalf("simulate --json printed %d lines, want 3 rounds and a summary:\n%s", len(lines), stdout)
+	}
+	for i, m := range lines[:3] {
+		if m["round"] != float64(i+1) {
+			t.Errorf("line %d: round %v, want %d", i, m["round"], i+1)
+		}
+		for _, k := range []string{"accuracy", "loss", "attack_success", "seconds"} {
+			if _, ok := m[k].(float64); !ok {
+				t.Errorf("line %d: %q = %v, want a number", i, k, m[k])
+			}
+		}
+	}
+	sum, ok := lines[3]["summary"].(map[string]any)
+	if !ok {
+		t.Fatalf("last line %v, want {\"summary\": {...}}", lines[3])
+	}
+	for _, k := range []string{"final_accuracy", "final_attack_success", "seconds"} {
+		if _, ok := sum[k].(float64); !ok {
+			t.Errorf("summary %q = %v, want a number", k, sum[k])
+		}
+	}
+	rule := sum["options"].(map[string]any)["aggregation"].(map[string]any)
+	if rule["rule"] != "median" || rule["f"] != 1.0 {
+		t.Errorf("summary rule %v, want median with f = 1 (the Byzantine count)", rule)
+	}
+	for _, f := range []string{"result.json", "rounds.csv", "accuracy-backdoor.png"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("--out: %s: %v", f, err)
+		}
+	}
+}
+
+func TestSimulateTable(t *testing.T) {
+	code, stdout, stderr := caRun(t, append([]string{"simulate"}, wdbcArgs...)...)
+	if code != 0 || !strings.Contains(stdout, "round  accuracy") || !strings.Contains(stdout, "final: accuracy") {
+		t.Errorf("simulate = %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+func TestSimulateUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--attack", "nope", "--byzantine", "1"}, `unknown attack "nope"`},
+		{[]string{"--rule", "krum", "--f", "3"}, "krum"},
+		{[]string{"--rule", "bulyan", "--byzantine", "2"}, "bulyan"},
+		{[]string{"--byzantine", "7"}, "byzantine 7"},
+		{[]string{"--attack", "alie", "--byzantine", "1", "--sigma", "3"}, "sigma is not a parameter of alie"},
+		{[]string{"--hidden", "x"}, "-hidden"},
+		{[]string{"--dataset", "cifar"}, "unknown dataset"},
+		{[]string{"grid", "--attacks", "none,nope", "--rules", "fedavg"}, `unknown attack "nope"`},
+		{[]string{"grid", "--rules", "krum,bulyan", "--attacks", "none", "--byzantine", "2"}, "rule bulyan"},
+		{[]string{"grid", "--rule", "krum"}, "-rules"},
+	} {
+		args := append(append([]string{"simulate"}, wdbcArgs...), tc.args...)
+		if tc.args[0] == "grid" {
+			args = append(append([]string{"simulate", "grid"}, wdbcArgs...), tc.args[1:]...)
+		}
+		code, _, stderr := caRun(t, args...)
+		if code != 2 || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("fedguard %s = %d, stderr %q; want 2 and %q", strings.Join(args, " "), code, stderr, tc.msg)
+		}
+	}
+}
+
+func TestSimulateGrid(t *testing.T) {
+	out := t.TempDir()
+	args := append([]string{"simulate", "grid", "--attacks", "sign-flip,gaussian", "--rules", "fedavg,trimmed-mean",
+		"--byzantine", "1", "--sigma", "2", "--out", out}, wdbcArgs...)
+	code, stdout, stderr := caRun(t, args...)
+	if code != 0 {
+		t.Fatalf("simulate grid = %d, stderr %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], "attack \\ rule") || !strings.Contains(lines[0], "trimmed-mean") ||
+		!strings.HasPrefix(lines[1], "sign-flip") || !strings.HasPrefix(lines[2], "gaussian") {
+		t.Errorf("simulate grid table:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "run 4/4") {
+		t.Errorf("simulate grid progress:\n%s", stderr)
+	}
+	for _, f := range []string{"grid.csv", "heatmap.png", "accuracy-sign-flip.png", "accuracy-gaussian.png"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("--out: %s: %v", f, err)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package simulation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/attack"
+)
+
+// Grid runs base with every (attack, rule) pair and returns the results
+// attack-major: results[a·len(rules)+r] is attacks[a] against rules[r].
+// Every pair is validated before anything runs (the errors of all bad
+// pairs are joined, each wrapping ErrOptions), the data set is loaded once,
+// and the pairs run in parallel on GOMAXPROCS goroutines, each with
+// base.Workers = GOMAXPROCS / (pairs running at once), which does not
+// change the results. progress (if not nil) is called after each finished
+// run, never concurrently, with the number of runs done.
+func Grid(ctx context.Context, base Options, attacks []attack.Config, rules []aggregation.Config, progress func(done, total int, last Result)) ([]Result, error) {
+	total := len(attacks) * len(rules)
+	if total == 0 {
+		return nil, fmt.Errorf("%w: the grid needs at least one attack and one rule", ErrOptions)
+	}
+	pairs := min(runtime.GOMAXPROCS(0), total)
+	base.Workers = max(1, runtime.GOMAXPROCS(0)/pairs)
+	runs := make([]*checked, total)
+	var errs []error
+	for a, ac := range attacks {
+		for r, rc := range rules {
+			o := base
+			o.Attack, o.Aggregation = ac, rc
+			c, err := check(o)
+			if err != nil {
+				err = fmt.Errorf("attack %s × rule %s: %w", AttackLabel(ac), RuleLabel(rc), err)
+			}
+			runs[a*len(rules)+r], errs = c, append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	d, err := load(runs[0].o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make([]Result, total)
+	var (
+		mu       sync.Mutex
+		done     int
+		firstErr error // the first run that failed, not those it cancelled
+	)
+	err = forEach(ctx, pairs, total, func(i int) error {
+		res, err := run(ctx, runs[i], d, time.Now(), nil)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("attack %s × rule %s: %w", AttackLabel(runs[i].o.Attack), RuleLabel(runs[i].o.Aggregation), err)
+			}
+			cancel()
+			return err
+		}
+		results[i] = res
+		done++
+		if progress != nil {
+			progress(done, total, res)
+		}
+		return nil
+	})
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// AttackLabel names an attack configuration in tables and plots: its name,
+// with "/own" when the attackers see only their own updates.
+func AttackLabel(c attack.Config) string {
+	name := c.Name
+	if name == "" {
+		name = attack.NameNone
+	}
+	if c.OwnOnly {
+		name += "/own"
+	}
+	return name
+}
+
+// RuleLabel names a rule configuration in tables and plots: the rule's
+// name, after its pre-steps ("clip2+bucket2+krum").
+func RuleLabel(c aggregation.Config) string {
+	name := c.Rule
+	if name == "" {
+		name = aggregation.NameFedAvg
+	}
+	if c.Bucket > 1 {
+		name = fmt.Sprintf("bucket%d+%s", c.Bucket, name)
+	}
+	if c.NormClip > 0 {
+		name = fmt.Sprintf("clip%g+%s", c.NormClip, name)
+	}
+	return name
+}

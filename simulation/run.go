@@ -1,0 +1,336 @@
+package simulation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/participant"
+	"github.com/fedguard/fedguard/partition"
+)
+
+// RoundResult is the global model's quality after one round, on the test
+// rows no client holds. The JSON names are those of `fedguard simulate
+// --json`.
+type RoundResult struct {
+	// Round counts from 1.
+	Round int `json:"round"`
+	// Accuracy and Loss are the test accuracy and mean cross-entropy.
+	Accuracy float64 `json:"accuracy"`
+	Loss     float64 `json:"loss"`
+	// AttackSuccess is a backdoor attack's success rate: the share of the
+	// test rows whose label is not the attack's target that the model puts
+	// in the target class once the trigger is applied. Nil for the other
+	// attacks.
+	AttackSuccess *float64 `json:"attack_success,omitempty"`
+	// Diverged counts the clients whose local training diverged (from a
+	// global model an attack had blown up); each sent a zero update.
+	Diverged int `json:"diverged,omitempty"`
+	// Seconds is the round's wall time, evaluation included.
+	Seconds float64 `json:"seconds"`
+}
+
+// Result is a whole simulation.
+type Result struct {
+	// Options are the options run, with the defaults filled in.
+	Options Options       `json:"options"`
+	Rounds  []RoundResult `json:"rounds,omitempty"`
+	// Accuracy, Loss and AttackSuccess are those of the last round.
+	Accuracy      float64  `json:"final_accuracy"`
+	Loss          float64  `json:"final_loss"`
+	AttackSuccess *float64 `json:"final_attack_success,omitempty"`
+	// ByzantineClients are the indices (from 0) of the attacking clients.
+	ByzantineClients []int `json:"byzantine_clients,omitempty"`
+	// ModelSHA256 is the hex model.Digest of the final global model: the
+	// same options and seed give the same digest on any machine.
+	ModelSHA256 string `json:"model_sha256"`
+	// Seconds is the wall time of the run, data loading included.
+	Seconds float64 `json:"seconds"`
+}
+
+// Run simulates a federation of o.Clients participants, o.Byzantine of
+// them attacking, for o.Rounds rounds, and calls onRound (if not nil) after
+// each round. Options it refuses wrap ErrOptions.
+//
+// Every client trains through participant.TrainUpdate, the participants'
+// own training code, and the global model moves by the aggregate of
+// aggregation.New(o.Aggregation), the coordinator's rule, as
+// global ← global + aggregate (saturating at ±MaxFloat32, as the
+// coordinator does). Clients train in parallel on o.Workers goroutines;
+// each client's shuffling comes from participant.RoundRand(client, seed,
+// round) and the rule's randomness from the seed and the round, and every
+// client writes its own slot, so the results do not depend on o.Workers or
+// the number of cores.
+func Run(ctx context.Context, o Options, onRound func(RoundResult)) (Result, error) {
+	start := time.Now()
+	c, err := check(o)
+	if err != nil {
+		return Result{}, err
+	}
+	d, err := load(c.o)
+	if err != nil {
+		return Result{}, err
+	}
+	return run(ctx, c, d, start, onRound)
+}
+
+// sim is one simulation's state.
+type sim struct {
+	*checked
+	d *data
+	// clientX and clientY are each client's rows (the Byzantine clients'
+	// after attack.Poison).
+	clientX [][][]float64
+	clientY [][]int
+	byz     []bool
+	byzIdx  []int
+	// trigX and trigY are the backdoor's test rows: those of another
+	// class with the trigger applied, labelled with the target.
+	trigX [][]float64
+	trigY []int
+}
+
+func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func(RoundResult)) (Result, error) {
+	s, err := setup(c, d)
+	if err != nil {
+		return Result{}, err
+	}
+	o := c.o
+	res := Result{Options: o, ByzantineClients: s.byzIdx}
+	global := model.Init(c.spec, derive(o.Seed, "init"))
+	deltas := make([][]float32, o.Clients)
+	diverged := make([]bool, o.Clients)
+	updates := make([]aggregation.Update, o.Clients)
+	agg := make([]float32, len(global))
+	for r := 1; r <= o.Rounds; r++ {
+		t0 := time.Now()
+		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
+			delta, err := participant.TrainUpdate(c.spec, global, s.clientX[i], s.clientY[i], c.plan,
+				participant.RoundRand(uint64(i), o.Seed, uint64(r)))
+			diverged[i] = errors.Is(err, model.ErrDiverged)
+			if diverged[i] {
+				delta, err = make([]float32, len(global)), nil
+			}
+			if err != nil {
+				return fmt.Errorf("simulation: round %d client %d: %w", r, i, err)
+			}
+			deltas[i] = delta
+			return nil
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		if err := s.craft(r, global, deltas); err != nil {
+			return Result{}, err
+		}
+		for i := range updates {
+			updates[i] = aggregation.Update{ID: clientID(i), Delta: deltas[i], Samples: uint64(len(s.clientY[i]))}
+		}
+		rule := aggregation.WithRand(c.rule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
+		if _, err := rule.Aggregate(agg, updates); err != nil {
+			return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
+		}
+		for i, v := range agg {
+			global[i] = clampFinite(global[i] + v)
+		}
+		rr, err := s.evaluate(global)
+		if err != nil {
+			return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
+		}
+		rr.Round = r
+		for _, dv := range diverged {
+			if dv {
+				rr.Diverged++
+			}
+		}
+		rr.Seconds = time.Since(t0).Seconds()
+		res.Rounds = append(res.Rounds, rr)
+		if onRound != nil {
+			onRound(rr)
+		}
+	}
+	last := res.Rounds[len(res.Rounds)-1]
+	res.Accuracy, res.Loss, res.AttackSuccess = last.Accuracy, last.Loss, last.AttackSuccess
+	dg := model.Digest(global)
+	res.ModelSHA256 = fmt.Sprintf("%x", dg[:])
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// setup splits the training rows among the clients, picks the Byzantine
+// ones and poisons their rows once.
+func setup(c *checked, d *data) (*sim, error) {
+	o := c.o
+	if o.Clients > len(d.trainY) {
+		return nil, fmt.Errorf("%w: %d clients but only %d training rows", ErrOptions, o.Clients, len(d.trainY))
+	}
+	parts, err := partition.Split(d.trainY, d.classes, o.Clients, c.scheme, derive(o.Seed, "partition"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
+	}
+	if len(parts) != o.Clients {
+		return nil, fmt.Errorf("simulation: partition %s returned %d parts for %d clients", o.Partition, len(parts), o.Clients)
+	}
+	s := &sim{checked: c, d: d,
+		clientX: make([][][]float64, o.Clients), clientY: make([][]int, o.Clients), byz: make([]bool, o.Clients)}
+	for i, idx := range parts {
+		if len(idx) == 0 {
+			return nil, fmt.Errorf("simulation: partition %s left client %d without rows", o.Partition, i)
+		}
+		s.clientX[i] = make([][]float64, len(idx))
+		s.clientY[i] = make([]int, len(idx))
+		for k, j := range idx {
+			s.clientX[i][k], s.clientY[i][k] = d.trainX[j], d.trainY[j]
+		}
+	}
+	s.byzIdx = derive(o.Seed, "byzantine").Perm(o.Clients)[:o.Byzantine]
+	slices.Sort(s.byzIdx)
+	for _, i := range s.byzIdx {
+		s.byz[i] = true
+		s.clientX[i], s.clientY[i] = c.attack.Poison(s.clientX[i], s.clientY[i], d.classes, derive(o.Seed, "poison", uint64(i)))
+		if len(s.clientX[i]) == 0 || len(s.clientX[i]) != len(s.clientY[i]) {
+			return nil, fmt.Errorf("simulation: attack %s poisoned client %d into %d rows and %d labels", o.Attack.Name, i, len(s.clientX[i]), len(s.clientY[i]))
+		}
+	}
+	if bd, ok := c.attack.(attack.Backdoor); ok {
+		for i, y := range d.testY {
+			if y != bd.Target() {
+				s.trigX = append(s.trigX, bd.Trigger(d.testX[i]))
+				s.trigY = append(s.trigY, bd.Target())
+			}
+		}
+	}
+	return s, nil
+}
+
+// craft replaces the Byzantine clients' updates with the attack's.
+func (s *sim) craft(r int, global []float32, deltas [][]float32) error {
+	o := s.o
+	if o.Byzantine == 0 {
+		return nil
+	}
+	var honest, own [][]float32
+	for i, dl := range deltas {
+		if s.byz[i] {
+			own = append(own, dl)
+		} else if !o.Attack.OwnOnly {
+			honest = append(honest, dl)
+		}
+	}
+	crafted, err := s.attack.Craft(attack.Round{
+		Honest: honest, Own: own, Global: global, Rule: o.Aggregation,
+		N: o.Clients, F: o.Byzantine, Rng: derive(o.Seed, "attack", uint64(r)),
+	})
+	if err != nil {
+		return fmt.Errorf("simulation: round %d: %w", r, err)
+	}
+	if len(crafted) != o.Byzantine {
+		return fmt.Errorf("simulation: round %d: attack %s crafted %d updates for %d Byzantine clients", r, o.Attack.Name, len(crafted), o.Byzantine)
+	}
+	for k, i := range s.byzIdx {
+		if len(crafted[k]) != len(global) {
+			return fmt.Errorf("simulation: round %d: attack %s crafted an update of %d values, want %d", r, o.Attack.Name, len(crafted[k]), len(global))
+		}
+		deltas[i] = crafted[k]
+	}
+	return nil
+}
+
+// evalChunk is the number of test rows evaluated per task. It is fixed, so
+// the sums, and so the metrics, do not depend on the number of workers.
+const evalChunk = 1000
+
+// evaluate measures global on the test rows and, for a backdoor, the
+// attack success rate.
+func (s *sim) evaluate(global []float32) (RoundResult, error) {
+	m, err := evaluate(s.spec, global, s.d.testX, s.d.testY, s.o.Workers)
+	if err != nil {
+		return RoundResult{}, err
+	}
+	rr := RoundResult{Accuracy: m.Accuracy, Loss: m.Loss}
+	if s.trigY != nil {
+		bm, err := evaluate(s.spec, global, s.trigX, s.trigY, s.o.Workers)
+		if err != nil {
+			return RoundResult{}, err
+		}
+		rr.AttackSuccess = &bm.Accuracy
+	}
+	return rr, nil
+}
+
+// evaluate is model.Evaluate over chunks of evalChunk rows in parallel,
+// combined in chunk order.
+func evaluate(spec model.Spec, params []float32, x [][]float64, y []int, workers int) (model.Metrics, error) {
+	chunks := (len(x) + evalChunk - 1) / evalChunk
+	ms := make([]model.Metrics, chunks)
+	err := forEach(context.Background(), workers, chunks, func(i int) error {
+		lo, hi := i*evalChunk, min((i+1)*evalChunk, len(x))
+		m, err := model.Evaluate(spec, params, x[lo:hi], y[lo:hi])
+		ms[i] = m
+		return err
+	})
+	if err != nil {
+		return model.Metrics{}, err
+	}
+	var loss, correct float64
+	for _, m := range ms {
+		loss += m.Loss * float64(m.Count)
+		correct += math.Round(m.Accuracy * float64(m.Count))
+	}
+	n := float64(len(x))
+	loss /= n
+	if math.IsNaN(loss) || loss > math.MaxFloat64 {
+		loss = math.MaxFloat64 // keep JSON valid for a blown-up model
+	}
+	return model.Metrics{Count: len(x), Loss: loss, Accuracy: correct / n}, nil
+}
+
+// clampFinite keeps a sum of finite values finite, as the coordinator
+// does: an overflow saturates at the largest float32.
+func clampFinite(v float32) float32 {
+	if math.IsInf(float64(v), 0) {
+		return float32(math.Copysign(math.MaxFloat32, float64(v)))
+	}
+	return v
+}
+
+func clientID(i int) string { return fmt.Sprintf("client-%04d", i) }
+
+// forEach calls f(i) for i in [0, n) on up to workers goroutines and
+// returns the error of the lowest i that failed, or ctx's error.
+func forEach(ctx context.Context, workers, n int, f func(i int) error) error {
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(max(workers, 1), n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := ctx.Err(); err != nil {
+					errs[i] = err
+					continue
+				}
+				errs[i] = f(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
