@@ -27,6 +27,7 @@ const (
 	KindManifestRefused     = "manifest_refused"
 	KindSecureSession       = "secure_session"
 	KindSecureDeclined      = "secure_declined"
+	KindDataValidation      = "data_validation"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -228,4 +229,33 @@ type ManifestRefused struct {
 	ManifestRound uint64 `json:"manifest_round"`
 	Reason        string `json:"reason"`
 	Detail        string `json:"detail"`
+}
+
+// DataValidation records a participant's check of its data file before a
+// round (package validation); the actor is the participant. It holds
+// everything the participant sent about its data, and so lists exactly
+// which aggregates left the hospital: the row and column counts and, per
+// finding, a count of cells, rows or sampled values out of a total. No
+// cell value, row number or unnamed column header is in it.
+type DataValidation struct {
+	Attempt uint32 `json:"attempt"`
+	// Mode is "warn" or "enforce"; Training is false when enforce mode
+	// found errors and the participant sat the round out.
+	Mode     string `json:"mode"`
+	Training bool   `json:"training"`
+	Rows     uint64 `json:"rows"`
+	Columns  uint32 `json:"columns"`
+	// Findings are as reported; empty when the data met the expectations.
+	Findings []ValidationFinding `json:"findings"`
+}
+
+// ValidationFinding is one finding of a DataValidation: Count of Total
+// cells, rows or sampled values of Column broke Rule.
+type ValidationFinding struct {
+	// Column is empty for a column the expectations file does not name.
+	Column   string `json:"column"`
+	Rule     string `json:"rule"`
+	Severity string `json:"severity"`
+	Count    uint64 `json:"count"`
+	Total    uint64 `json:"total"`
 }

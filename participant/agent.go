@@ -120,6 +120,18 @@ type Config struct {
 	// to; it declines a round that puts it in a smaller bucket. 0 means
 	// any (secure sums always have at least two members).
 	MinSecureBucket int
+	// Expectations is the path of an expectations file (package
+	// validation). When set, the agent checks its data file against it
+	// before every round and reports the findings, as counts only, to the
+	// coordinator's audit log. Empty means no validation.
+	Expectations string
+	// ValidationMode is ValidationWarn (the default with Expectations:
+	// report and train) or ValidationEnforce (report, and sit the round
+	// out when a finding is an error).
+	ValidationMode string
+	// ValidationData is the data file to check; empty means the Trainer's
+	// DataFile, when the Trainer is a *LocalTrainer.
+	ValidationData string
 }
 
 // Option changes an Agent's defaults, for tests and the benchmark.
@@ -174,6 +186,7 @@ type Agent struct {
 	dialOpts    []grpc.DialOption
 	waitTimeout time.Duration
 	secureHook  func(secagg.Phase) error
+	validator   *validator // nil without Config.Expectations
 	// presented is the client certificate last presented in a TLS
 	// handshake: its key signs in secure rounds, since the coordinator
 	// relays the certificate of the connection. Nil until a handshake
@@ -240,6 +253,11 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		}
 		a.accepted, a.revealed = acc, revealed
 	}
+	v, err := newValidator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.validator = v
 	for _, o := range opts {
 		o(a)
 	}
@@ -444,6 +462,8 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			return ctx.Err()
 		case errors.As(err, new(permanentError)):
 			return err
+		case errors.Is(err, ErrDataRefused):
+			a.log.WarnContext(ctx, "round sat out: the data file does not meet its expectations", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.Is(err, ErrModelRefused):
 			a.refused.Add(1)
 			a.log.WarnContext(ctx, "starting model refused", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
@@ -539,6 +559,11 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	defer cancel()
 	log := a.log.With(slog.Uint64("round", asg.GetRound()))
 	log.InfoContext(ctx, "round assigned", slog.Uint64("attempt", uint64(asg.GetAttempt())))
+	if err := a.validateData(rctx, client, asg, log); err != nil {
+		// Sit this attempt out; do not check it again when offered again.
+		a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+		return err
+	}
 	if err := a.checkManifest(rctx, client, asg); err != nil {
 		return err
 	}

@@ -220,6 +220,9 @@ type fakeCoordinator struct {
 	chain         []link
 	manifestCalls []uint64
 	refusals      []*fedguardv1.ReportRefusalRequest
+	validations   []*fedguardv1.ReportValidationRequest
+	// onValidation sees every ReportValidation request, with f.mu held.
+	onValidation func(req *fedguardv1.ReportValidationRequest)
 }
 
 func newFake(t *testing.T, rounds uint64) *fakeCoordinator {
@@ -425,6 +428,16 @@ func (f *fakeCoordinator) ReportRefusal(_ context.Context, req *fedguardv1.Repor
 	defer f.mu.Unlock()
 	f.refusals = append(f.refusals, req)
 	return &fedguardv1.ReportRefusalResponse{}, nil
+}
+
+func (f *fakeCoordinator) ReportValidation(_ context.Context, req *fedguardv1.ReportValidationRequest) (*fedguardv1.ReportValidationResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.validations = append(f.validations, req)
+	if f.onValidation != nil {
+		f.onValidation(req)
+	}
+	return &fedguardv1.ReportValidationResponse{}, nil
 }
 
 func (f *fakeCoordinator) GetModel(req *fedguardv1.GetModelRequest, stream grpc.ServerStreamingServer[fedguardv1.GetModelResponse]) error {

@@ -2,14 +2,18 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
+	"github.com/fedguard/fedguard/validation"
 )
 
 // agentVersion is what `participant run` reports in Join.
@@ -22,6 +26,11 @@ func init() {
 	commands["participant"].sub["run"] = &command{
 		summary: "take part in a federation's training until it finishes",
 		run:     runParticipant,
+	}
+	commands["participant"].summary = "the hospital agent: init, run, validate"
+	commands["participant"].sub["validate"] = &command{
+		summary: "check a data file against an expectations file, or propose one (--init)",
+		run:     runValidate,
 	}
 }
 
@@ -56,8 +65,16 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 	requireSecure := fs.Bool("require-secure", false, "take part in secure-aggregation rounds only: stop if the coordinator asks for a plain update")
 	minBucket := fs.Int("min-secure-bucket", 0, "decline secure rounds that put this hospital in a sum of fewer members")
 	state := fs.String("state", "", "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
+	expect := fs.String("expect", "", "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
+	mode := fs.String("validation", "", "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch {
+	case *mode != "" && *expect == "":
+		return usageError("participant run: -validation needs -expect")
+	case *mode != "" && *mode != modeWarn && *mode != modeEnforce:
+		return usageError("participant run: -validation %q, want %s or %s", *mode, modeWarn, modeEnforce)
 	}
 	if err := required(fs, "coordinator", "federation", "ca", "cert", "key", "data", "coordinator-key"); err != nil {
 		return err
@@ -108,6 +125,8 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 		StateFile:       *state,
 		RequireSecure:   *requireSecure,
 		MinSecureBucket: *minBucket,
+		Expectations:    *expect,
+		ValidationMode:  *mode,
 	})
 	if err != nil {
 		return fmt.Errorf("participant run: %w", err)
@@ -119,5 +138,111 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 		}
 		return fmt.Errorf("participant run: %w", err)
 	}
+	return nil
+}
+
+// The validation modes of `participant validate` and `participant run`.
+const (
+	modeWarn    = participant.ValidationWarn
+	modeEnforce = participant.ValidationEnforce
+)
+
+// runValidate is `participant validate`: with --expect it checks --data and
+// prints the findings (exit 1 when --mode enforce finds errors); with --init
+// it proposes an expectations file for --data.
+func runValidate(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "participant validate")
+	data := fs.String("data", "", "data file, CSV with a header row")
+	expect := fs.String("expect", "", "expectations file (JSON) to check -data against")
+	mode := fs.String("mode", modeEnforce, "warn: report and exit 0; enforce: exit 1 when a finding is an error")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	initExp := fs.Bool("init", false, "propose an expectations file from -data instead of checking it")
+	label := fs.String("label", "diagnosis", "label column (with -init)")
+	out := fs.String("out", "", "file to write the proposed expectations to, refusing to overwrite (with -init; default stdout)")
+	var ignore stringList
+	fs.Var(&ignore, "ignore", "column to list as ignored, e.g. a record id (with -init; repeatable, or comma-separated)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "data"); err != nil {
+		return err
+	}
+	if *initExp {
+		if *expect != "" || *asJSON {
+			return usageError("participant validate: -init cannot be combined with -expect or -json")
+		}
+		return proposeExpectations(env, *data, *label, *out, ignore)
+	}
+	if *expect == "" {
+		return usageError("participant validate: one of -expect or -init is required")
+	}
+	if *out != "" || len(ignore) > 0 {
+		return usageError("participant validate: -out and -ignore go with -init")
+	}
+	if *mode != modeWarn && *mode != modeEnforce {
+		return usageError("participant validate: -mode %q, want %s or %s", *mode, modeWarn, modeEnforce)
+	}
+	exp, err := validation.LoadExpectations(*expect)
+	if err != nil {
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	f, err := os.Open(*data)
+	if err != nil {
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	defer f.Close()
+	rep, err := validation.Check(f, exp)
+	if err != nil {
+		return fmt.Errorf("participant validate: %s: %w", *data, err)
+	}
+	failed := *mode == modeEnforce && rep.Errors() > 0
+	if *asJSON {
+		b, err := json.MarshalIndent(struct {
+			Mode   string `json:"mode"`
+			Passed bool   `json:"passed"`
+			validation.Report
+		}{*mode, !failed, rep}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("participant validate: %w", err)
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", b)
+	} else if err := rep.WriteTable(env.Stdout); err != nil {
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	if failed {
+		return fmt.Errorf("participant validate: %s does not meet %s: %d errors (mode enforce)", *data, *expect, rep.Errors())
+	}
+	return nil
+}
+
+func proposeExpectations(env *Env, data, label, out string, ignore []string) error {
+	f, err := os.Open(data)
+	if err != nil {
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	defer f.Close()
+	exp, err := validation.Propose(f, label, validation.IgnoreColumns(ignore...))
+	if err != nil {
+		return fmt.Errorf("participant validate: %s: %w", data, err)
+	}
+	b, err := exp.Marshal()
+	if err != nil {
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	if out == "" {
+		_, err := env.Stdout.Write(b)
+		return err
+	}
+	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
+		if err == nil {
+			return fmt.Errorf("participant validate: refusing to overwrite %s", out)
+		}
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	if err := certs.WriteFileAtomic(out, b, 0o644); err != nil {
+		return fmt.Errorf("participant validate: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "wrote %s: %d columns, label %q with %d classes, %d ignored\n",
+		out, len(exp.Columns), exp.Label.Column, len(exp.Label.Classes), len(exp.Ignore))
 	return nil
 }

@@ -2220,6 +2220,227 @@ func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
 	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
+// ReportValidationRequest is a participant's data validation result for one
+// round. Everything in it is an aggregate; all of it is recorded in the
+// audit log as the list of what left the hospital.
+type ReportValidationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The round (from 1) and attempt the check preceded.
+	Round   uint64 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// "warn" (report and train) or "enforce" (no training on errors).
+	Mode string `protobuf:"bytes,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Whether the caller trains in this round: false when enforce mode found
+	// errors.
+	Training bool `protobuf:"varint,4,opt,name=training,proto3" json:"training,omitempty"`
+	// Size of the data file: data rows and columns.
+	Rows    uint64 `protobuf:"varint,5,opt,name=rows,proto3" json:"rows,omitempty"`
+	Columns uint32 `protobuf:"varint,6,opt,name=columns,proto3" json:"columns,omitempty"`
+	// At most 256 findings.
+	Findings      []*ValidationFinding `protobuf:"bytes,7,rep,name=findings,proto3" json:"findings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportValidationRequest) Reset() {
+	*x = ReportValidationRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportValidationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportValidationRequest) ProtoMessage() {}
+
+func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportValidationRequest.ProtoReflect.Descriptor instead.
+func (*ReportValidationRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReportValidationRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReportValidationRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ReportValidationRequest) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ReportValidationRequest) GetTraining() bool {
+	if x != nil {
+		return x.Training
+	}
+	return false
+}
+
+func (x *ReportValidationRequest) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ReportValidationRequest) GetColumns() uint32 {
+	if x != nil {
+		return x.Columns
+	}
+	return 0
+}
+
+func (x *ReportValidationRequest) GetFindings() []*ValidationFinding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+// ValidationFinding is one finding of a data check, as counts only.
+type ValidationFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The column at fault, at most 256 bytes; empty for a column that the
+	// expectations file does not name, whose header stays at the hospital.
+	Column string `protobuf:"bytes,1,opt,name=column,proto3" json:"column,omitempty"`
+	// The rule: missing_column, unexpected_column, pii, missing, not_number,
+	// range, category, label_class, label_balance or unreadable.
+	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// "warn" or "error".
+	Severity string `protobuf:"bytes,3,opt,name=severity,proto3" json:"severity,omitempty"`
+	// count of total cells, rows or sampled values are at fault (count <= total).
+	Count         uint64 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	Total         uint64 `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidationFinding) Reset() {
+	*x = ValidationFinding{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidationFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidationFinding) ProtoMessage() {}
+
+func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidationFinding.ProtoReflect.Descriptor instead.
+func (*ValidationFinding) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ValidationFinding) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *ValidationFinding) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ValidationFinding) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *ValidationFinding) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ValidationFinding) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// ReportValidationResponse acknowledges a recorded validation report.
+type ReportValidationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportValidationResponse) Reset() {
+	*x = ReportValidationResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportValidationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportValidationResponse) ProtoMessage() {}
+
+func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportValidationResponse.ProtoReflect.Descriptor instead.
+func (*ReportValidationResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+}
+
 // GetModelRequest names the round whose starting model is wanted.
 type GetModelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2230,7 +2451,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2463,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2476,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -2282,7 +2503,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2515,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2528,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -2363,7 +2584,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2596,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2609,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -2431,7 +2652,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2664,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2677,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -2498,7 +2719,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2510,7 +2731,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2523,7 +2744,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -2595,7 +2816,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2828,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2841,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -2649,7 +2870,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2661,7 +2882,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2674,7 +2895,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -2845,7 +3066,22 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x0emanifest_round\x18\x01 \x01(\x04R\rmanifestRound\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x17\n" +
-	"\x15ReportRefusalResponse\"'\n" +
+	"\x15ReportRefusalResponse\"\xe3\x01\n" +
+	"\x17ReportValidationRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x1a\n" +
+	"\btraining\x18\x04 \x01(\bR\btraining\x12\x12\n" +
+	"\x04rows\x18\x05 \x01(\x04R\x04rows\x12\x18\n" +
+	"\acolumns\x18\x06 \x01(\rR\acolumns\x12:\n" +
+	"\bfindings\x18\a \x03(\v2\x1e.fedguard.v1.ValidationFindingR\bfindings\"\x87\x01\n" +
+	"\x11ValidationFinding\x12\x16\n" +
+	"\x06column\x18\x01 \x01(\tR\x06column\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x1a\n" +
+	"\bseverity\x18\x03 \x01(\tR\bseverity\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x14\n" +
+	"\x05total\x18\x05 \x01(\x04R\x05total\"\x1a\n" +
+	"\x18ReportValidationResponse\"'\n" +
 	"\x0fGetModelRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\"\x9a\x01\n" +
 	"\x10GetModelResponse\x12\x14\n" +
@@ -2881,13 +3117,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\tModelKind\x12\x1a\n" +
 	"\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MODEL_KIND_LOGREG\x10\x01\x12\x12\n" +
-	"\x0eMODEL_KIND_MLP\x10\x022\x9d\x05\n" +
+	"\x0eMODEL_KIND_MLP\x10\x022\xfe\x05\n" +
 	"\x12CoordinatorService\x12;\n" +
 	"\x04Join\x12\x18.fedguard.v1.JoinRequest\x1a\x19.fedguard.v1.JoinResponse\x12P\n" +
 	"\vReportStats\x12\x1f.fedguard.v1.ReportStatsRequest\x1a .fedguard.v1.ReportStatsResponse\x12J\n" +
 	"\tWaitRound\x12\x1d.fedguard.v1.WaitRoundRequest\x1a\x1e.fedguard.v1.WaitRoundResponse\x12P\n" +
 	"\vGetManifest\x12\x1f.fedguard.v1.GetManifestRequest\x1a .fedguard.v1.GetManifestResponse\x12V\n" +
-	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12I\n" +
+	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12_\n" +
+	"\x10ReportValidation\x12$.fedguard.v1.ReportValidationRequest\x1a%.fedguard.v1.ReportValidationResponse\x12I\n" +
 	"\bGetModel\x12\x1c.fedguard.v1.GetModelRequest\x1a\x1d.fedguard.v1.GetModelResponse0\x01\x12U\n" +
 	"\fSubmitUpdate\x12 .fedguard.v1.SubmitUpdateRequest\x1a!.fedguard.v1.SubmitUpdateResponse(\x01\x12`\n" +
 	"\x0fSecureAggregate\x12#.fedguard.v1.SecureAggregateRequest\x1a$.fedguard.v1.SecureAggregateResponse(\x010\x01B;Z9github.com/fedguard/fedguard/proto/fedguard/v1;fedguardv1b\x06proto3"
@@ -2905,50 +3142,53 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
-	(ModelKind)(0),                  // 0: fedguard.v1.ModelKind
-	(*ModelSpec)(nil),               // 1: fedguard.v1.ModelSpec
-	(*TrainingPlan)(nil),            // 2: fedguard.v1.TrainingPlan
-	(*FeatureScaling)(nil),          // 3: fedguard.v1.FeatureScaling
-	(*FeatureStats)(nil),            // 4: fedguard.v1.FeatureStats
-	(*JoinRequest)(nil),             // 5: fedguard.v1.JoinRequest
-	(*JoinResponse)(nil),            // 6: fedguard.v1.JoinResponse
-	(*ReportStatsRequest)(nil),      // 7: fedguard.v1.ReportStatsRequest
-	(*ReportStatsResponse)(nil),     // 8: fedguard.v1.ReportStatsResponse
-	(*WaitRoundRequest)(nil),        // 9: fedguard.v1.WaitRoundRequest
-	(*WaitRoundResponse)(nil),       // 10: fedguard.v1.WaitRoundResponse
-	(*RoundAssignment)(nil),         // 11: fedguard.v1.RoundAssignment
-	(*SecureRound)(nil),             // 12: fedguard.v1.SecureRound
-	(*SecureAggregateRequest)(nil),  // 13: fedguard.v1.SecureAggregateRequest
-	(*SecureAggregateResponse)(nil), // 14: fedguard.v1.SecureAggregateResponse
-	(*SecureAdvertise)(nil),         // 15: fedguard.v1.SecureAdvertise
-	(*SecureKeys)(nil),              // 16: fedguard.v1.SecureKeys
-	(*SecurePeer)(nil),              // 17: fedguard.v1.SecurePeer
-	(*SecureShares)(nil),            // 18: fedguard.v1.SecureShares
-	(*SecureShare)(nil),             // 19: fedguard.v1.SecureShare
-	(*SecureRoutedShares)(nil),      // 20: fedguard.v1.SecureRoutedShares
-	(*SecureMaskedChunk)(nil),       // 21: fedguard.v1.SecureMaskedChunk
-	(*SecureSurvivors)(nil),         // 22: fedguard.v1.SecureSurvivors
-	(*SecureSignature)(nil),         // 23: fedguard.v1.SecureSignature
-	(*SecureUnmaskRequest)(nil),     // 24: fedguard.v1.SecureUnmaskRequest
-	(*SecureSignerSignature)(nil),   // 25: fedguard.v1.SecureSignerSignature
-	(*SecureUnmaskResponse)(nil),    // 26: fedguard.v1.SecureUnmaskResponse
-	(*SecureRevealed)(nil),          // 27: fedguard.v1.SecureRevealed
-	(*SecureDecline)(nil),           // 28: fedguard.v1.SecureDecline
-	(*SecureDone)(nil),              // 29: fedguard.v1.SecureDone
-	(*GetManifestRequest)(nil),      // 30: fedguard.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),     // 31: fedguard.v1.GetManifestResponse
-	(*ReportRefusalRequest)(nil),    // 32: fedguard.v1.ReportRefusalRequest
-	(*ReportRefusalResponse)(nil),   // 33: fedguard.v1.ReportRefusalResponse
-	(*GetModelRequest)(nil),         // 34: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),        // 35: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),            // 36: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),              // 37: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),     // 38: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),             // 39: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),    // 40: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
+	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
+	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
+	(*TrainingPlan)(nil),             // 2: fedguard.v1.TrainingPlan
+	(*FeatureScaling)(nil),           // 3: fedguard.v1.FeatureScaling
+	(*FeatureStats)(nil),             // 4: fedguard.v1.FeatureStats
+	(*JoinRequest)(nil),              // 5: fedguard.v1.JoinRequest
+	(*JoinResponse)(nil),             // 6: fedguard.v1.JoinResponse
+	(*ReportStatsRequest)(nil),       // 7: fedguard.v1.ReportStatsRequest
+	(*ReportStatsResponse)(nil),      // 8: fedguard.v1.ReportStatsResponse
+	(*WaitRoundRequest)(nil),         // 9: fedguard.v1.WaitRoundRequest
+	(*WaitRoundResponse)(nil),        // 10: fedguard.v1.WaitRoundResponse
+	(*RoundAssignment)(nil),          // 11: fedguard.v1.RoundAssignment
+	(*SecureRound)(nil),              // 12: fedguard.v1.SecureRound
+	(*SecureAggregateRequest)(nil),   // 13: fedguard.v1.SecureAggregateRequest
+	(*SecureAggregateResponse)(nil),  // 14: fedguard.v1.SecureAggregateResponse
+	(*SecureAdvertise)(nil),          // 15: fedguard.v1.SecureAdvertise
+	(*SecureKeys)(nil),               // 16: fedguard.v1.SecureKeys
+	(*SecurePeer)(nil),               // 17: fedguard.v1.SecurePeer
+	(*SecureShares)(nil),             // 18: fedguard.v1.SecureShares
+	(*SecureShare)(nil),              // 19: fedguard.v1.SecureShare
+	(*SecureRoutedShares)(nil),       // 20: fedguard.v1.SecureRoutedShares
+	(*SecureMaskedChunk)(nil),        // 21: fedguard.v1.SecureMaskedChunk
+	(*SecureSurvivors)(nil),          // 22: fedguard.v1.SecureSurvivors
+	(*SecureSignature)(nil),          // 23: fedguard.v1.SecureSignature
+	(*SecureUnmaskRequest)(nil),      // 24: fedguard.v1.SecureUnmaskRequest
+	(*SecureSignerSignature)(nil),    // 25: fedguard.v1.SecureSignerSignature
+	(*SecureUnmaskResponse)(nil),     // 26: fedguard.v1.SecureUnmaskResponse
+	(*SecureRevealed)(nil),           // 27: fedguard.v1.SecureRevealed
+	(*SecureDecline)(nil),            // 28: fedguard.v1.SecureDecline
+	(*SecureDone)(nil),               // 29: fedguard.v1.SecureDone
+	(*GetManifestRequest)(nil),       // 30: fedguard.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),      // 31: fedguard.v1.GetManifestResponse
+	(*ReportRefusalRequest)(nil),     // 32: fedguard.v1.ReportRefusalRequest
+	(*ReportRefusalResponse)(nil),    // 33: fedguard.v1.ReportRefusalResponse
+	(*ReportValidationRequest)(nil),  // 34: fedguard.v1.ReportValidationRequest
+	(*ValidationFinding)(nil),        // 35: fedguard.v1.ValidationFinding
+	(*ReportValidationResponse)(nil), // 36: fedguard.v1.ReportValidationResponse
+	(*GetModelRequest)(nil),          // 37: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),         // 38: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),             // 39: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),               // 40: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 41: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 42: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 43: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -2958,7 +3198,7 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 4: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	2,  // 5: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	3,  // 6: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	41, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	44, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	12, // 8: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
 	15, // 9: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
 	18, // 10: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
@@ -2978,30 +3218,33 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	25, // 24: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
 	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
 	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	37, // 27: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	36, // 28: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	39, // 29: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 30: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 31: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 32: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	30, // 33: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	32, // 34: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	34, // 35: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	38, // 36: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	13, // 37: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	6,  // 38: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 39: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 40: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	31, // 41: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	33, // 42: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	35, // 43: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	40, // 44: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	14, // 45: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	38, // [38:46] is the sub-list for method output_type
-	30, // [30:38] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	35, // 27: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	40, // 28: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	39, // 29: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	42, // 30: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	5,  // 31: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	7,  // 32: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	9,  // 33: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	30, // 34: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	32, // 35: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	34, // 36: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	37, // 37: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	41, // 38: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	13, // 39: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	6,  // 40: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 41: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 42: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	31, // 43: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	33, // 44: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	36, // 45: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	38, // 46: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	43, // 47: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	14, // 48: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	40, // [40:49] is the sub-list for method output_type
+	31, // [31:40] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3024,7 +3267,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[37].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[40].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3034,7 +3277,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

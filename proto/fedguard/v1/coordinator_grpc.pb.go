@@ -33,14 +33,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Join_FullMethodName            = "/fedguard.v1.CoordinatorService/Join"
-	CoordinatorService_ReportStats_FullMethodName     = "/fedguard.v1.CoordinatorService/ReportStats"
-	CoordinatorService_WaitRound_FullMethodName       = "/fedguard.v1.CoordinatorService/WaitRound"
-	CoordinatorService_GetManifest_FullMethodName     = "/fedguard.v1.CoordinatorService/GetManifest"
-	CoordinatorService_ReportRefusal_FullMethodName   = "/fedguard.v1.CoordinatorService/ReportRefusal"
-	CoordinatorService_GetModel_FullMethodName        = "/fedguard.v1.CoordinatorService/GetModel"
-	CoordinatorService_SubmitUpdate_FullMethodName    = "/fedguard.v1.CoordinatorService/SubmitUpdate"
-	CoordinatorService_SecureAggregate_FullMethodName = "/fedguard.v1.CoordinatorService/SecureAggregate"
+	CoordinatorService_Join_FullMethodName             = "/fedguard.v1.CoordinatorService/Join"
+	CoordinatorService_ReportStats_FullMethodName      = "/fedguard.v1.CoordinatorService/ReportStats"
+	CoordinatorService_WaitRound_FullMethodName        = "/fedguard.v1.CoordinatorService/WaitRound"
+	CoordinatorService_GetManifest_FullMethodName      = "/fedguard.v1.CoordinatorService/GetManifest"
+	CoordinatorService_ReportRefusal_FullMethodName    = "/fedguard.v1.CoordinatorService/ReportRefusal"
+	CoordinatorService_ReportValidation_FullMethodName = "/fedguard.v1.CoordinatorService/ReportValidation"
+	CoordinatorService_GetModel_FullMethodName         = "/fedguard.v1.CoordinatorService/GetModel"
+	CoordinatorService_SubmitUpdate_FullMethodName     = "/fedguard.v1.CoordinatorService/SubmitUpdate"
+	CoordinatorService_SecureAggregate_FullMethodName  = "/fedguard.v1.CoordinatorService/SecureAggregate"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -73,6 +74,11 @@ type CoordinatorServiceClient interface {
 	// ReportRefusal records, in the audit log, that the caller refused a
 	// manifest (and so the model it vouches for), and why.
 	ReportRefusal(ctx context.Context, in *ReportRefusalRequest, opts ...grpc.CallOption) (*ReportRefusalResponse, error)
+	// ReportValidation records, in the audit log, the outcome of the caller's
+	// check of its data file before a round (package validation): counts per
+	// column and rule, never a row, a cell value or a row number. It fails
+	// with InvalidArgument for a malformed or oversized report.
+	ReportValidation(ctx context.Context, in *ReportValidationRequest, opts ...grpc.CallOption) (*ReportValidationResponse, error)
 	// GetModel streams the global model that a round starts from, in chunks.
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetModelResponse], error)
 	// SubmitUpdate streams one participant's update for an open round: first a
@@ -141,6 +147,16 @@ func (c *coordinatorServiceClient) ReportRefusal(ctx context.Context, in *Report
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReportRefusalResponse)
 	err := c.cc.Invoke(ctx, CoordinatorService_ReportRefusal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) ReportValidation(ctx context.Context, in *ReportValidationRequest, opts ...grpc.CallOption) (*ReportValidationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportValidationResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_ReportValidation_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +238,11 @@ type CoordinatorServiceServer interface {
 	// ReportRefusal records, in the audit log, that the caller refused a
 	// manifest (and so the model it vouches for), and why.
 	ReportRefusal(context.Context, *ReportRefusalRequest) (*ReportRefusalResponse, error)
+	// ReportValidation records, in the audit log, the outcome of the caller's
+	// check of its data file before a round (package validation): counts per
+	// column and rule, never a row, a cell value or a row number. It fails
+	// with InvalidArgument for a malformed or oversized report.
+	ReportValidation(context.Context, *ReportValidationRequest) (*ReportValidationResponse, error)
 	// GetModel streams the global model that a round starts from, in chunks.
 	GetModel(*GetModelRequest, grpc.ServerStreamingServer[GetModelResponse]) error
 	// SubmitUpdate streams one participant's update for an open round: first a
@@ -260,6 +281,9 @@ func (UnimplementedCoordinatorServiceServer) GetManifest(context.Context, *GetMa
 }
 func (UnimplementedCoordinatorServiceServer) ReportRefusal(context.Context, *ReportRefusalRequest) (*ReportRefusalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportRefusal not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) ReportValidation(context.Context, *ReportValidationRequest) (*ReportValidationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportValidation not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) GetModel(*GetModelRequest, grpc.ServerStreamingServer[GetModelResponse]) error {
 	return status.Error(codes.Unimplemented, "method GetModel not implemented")
@@ -381,6 +405,24 @@ func _CoordinatorService_ReportRefusal_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_ReportValidation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportValidationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).ReportValidation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_ReportValidation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).ReportValidation(ctx, req.(*ReportValidationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CoordinatorService_GetModel_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(GetModelRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -432,6 +474,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportRefusal",
 			Handler:    _CoordinatorService_ReportRefusal_Handler,
+		},
+		{
+			MethodName: "ReportValidation",
+			Handler:    _CoordinatorService_ReportValidation_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

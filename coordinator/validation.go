@@ -1,0 +1,106 @@
+package coordinator
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedguard/fedguard/audit"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/validation"
+)
+
+// Bounds of a ReportValidation request.
+const (
+	// maxValidationFindings is the most findings one report may carry.
+	maxValidationFindings = 256
+	// maxValidationColumn is the longest column name in a finding.
+	maxValidationColumn = validation.MaxNameBytes
+)
+
+// validateReportValidationRequest checks a ReportValidation request against
+// the round the coordinator is at (lastRound, the last closed round): the
+// round is one that has been or is being offered, the mode and each
+// finding's rule and severity are known, counts do not exceed their totals,
+// sizes are bounded, and training agrees with the mode and the findings.
+func validateReportValidationRequest(req *fedguardv1.ReportValidationRequest, lastRound uint64) error {
+	if req.GetRound() == 0 || req.GetRound() > lastRound+1 {
+		return status.Errorf(codes.InvalidArgument, "round %d is not a round of this federation so far (last closed: %d)", req.GetRound(), lastRound)
+	}
+	mode := req.GetMode()
+	if mode != "warn" && mode != "enforce" {
+		return status.Errorf(codes.InvalidArgument, "mode %q, want warn or enforce", truncate(mode))
+	}
+	if req.GetRows() > validation.MaxRows || req.GetColumns() > validation.MaxColumns {
+		return status.Errorf(codes.InvalidArgument, "%d rows and %d columns exceed the limits (%d, %d)",
+			req.GetRows(), req.GetColumns(), validation.MaxRows, validation.MaxColumns)
+	}
+	fs := req.GetFindings()
+	if len(fs) > maxValidationFindings {
+		return status.Errorf(codes.InvalidArgument, "%d findings, more than %d", len(fs), maxValidationFindings)
+	}
+	errs := 0
+	for i, f := range fs {
+		col := f.GetColumn()
+		if len(col) > maxValidationColumn || !utf8.ValidString(col) || strings.IndexFunc(col, unicode.IsControl) >= 0 {
+			return status.Errorf(codes.InvalidArgument, "finding %d: column name is not at most %d bytes of printable UTF-8", i, maxValidationColumn)
+		}
+		if !validation.Rule(f.GetRule()).Known() {
+			return status.Errorf(codes.InvalidArgument, "finding %d: unknown rule %q", i, truncate(f.GetRule()))
+		}
+		switch validation.Severity(f.GetSeverity()) {
+		case validation.SeverityError:
+			errs++
+		case validation.SeverityWarn:
+		default:
+			return status.Errorf(codes.InvalidArgument, "finding %d: severity %q, want warn or error", i, truncate(f.GetSeverity()))
+		}
+		if f.GetCount() > f.GetTotal() {
+			return status.Errorf(codes.InvalidArgument, "finding %d: count %d exceeds total %d", i, f.GetCount(), f.GetTotal())
+		}
+	}
+	if want := mode == "warn" || errs == 0; req.GetTraining() != want {
+		return status.Errorf(codes.InvalidArgument, "training %t with mode %s and %d errors, want %t", req.GetTraining(), mode, errs, want)
+	}
+	return nil
+}
+
+// ReportValidation implements fedguardv1.CoordinatorServiceServer: it puts
+// the caller's data validation result on the record, as it came, so that
+// the audit log lists every aggregate that left the hospital.
+func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportValidationRequest) (*fedguardv1.ReportValidationResponse, error) {
+	c := s.c
+	if err := validateReportValidationRequest(req, c.lastRoundNow()); err != nil {
+		return nil, err
+	}
+	name := identity(ctx).Name
+	ev := audit.DataValidation{
+		Attempt: req.GetAttempt(), Mode: req.GetMode(), Training: req.GetTraining(),
+		Rows: req.GetRows(), Columns: req.GetColumns(), Findings: []audit.ValidationFinding{},
+	}
+	errs := 0
+	for _, f := range req.GetFindings() {
+		ev.Findings = append(ev.Findings, audit.ValidationFinding{
+			Column: f.GetColumn(), Rule: f.GetRule(), Severity: f.GetSeverity(), Count: f.GetCount(), Total: f.GetTotal(),
+		})
+		if f.GetSeverity() == string(validation.SeverityError) {
+			errs++
+		}
+	}
+	level := slog.LevelInfo
+	if !req.GetTraining() {
+		level = slog.LevelWarn
+	}
+	c.opts.log.Log(ctx, level, "participant data validation", slog.String("participant", name),
+		slog.Uint64("round", req.GetRound()), slog.String("mode", req.GetMode()), slog.Bool("training", req.GetTraining()),
+		slog.Int("findings", len(ev.Findings)), slog.Int("errors", errs))
+	if err := c.record(ctx, audit.Entry{Kind: audit.KindDataValidation, Actor: name, Round: req.GetRound(), Payload: ev}); err != nil {
+		return nil, status.Error(codes.Unavailable, "the audit log cannot record the validation report; try again")
+	}
+	return &fedguardv1.ReportValidationResponse{}, nil
+}
