@@ -414,6 +414,16 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		if err := checkStats(a.stats, a.spec.Features); err != nil {
 			return permanent(err)
 		}
+		// The statistics fix the federation's scaling: in enforce mode,
+		// data that fails its expectations must not shape it either. The
+		// check is repeated on the next connection attempt, so a fixed
+		// file gets through.
+		if a.validator != nil {
+			if _, refused := a.validator.check(ctx, a.log); refused != nil {
+				a.log.WarnContext(ctx, "feature statistics withheld: the data fails its expectations", slog.Any("error", refused))
+				return refused
+			}
+		}
 		st := &fedguardv1.FeatureStats{Count: a.stats.Count, Sum: a.stats.Sum, SumSquares: a.stats.SumSquares}
 		cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
 		_, err := client.ReportStats(cctx, &fedguardv1.ReportStatsRequest{Stats: st})

@@ -2,6 +2,8 @@ package participant_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +174,35 @@ func TestNewValidatesExpectations(t *testing.T) {
 				t.Errorf("New(%s) = %v, want ok=%v", tt.name, err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestDataValidationBeforeStats: in enforce mode, data that fails its
+// expectations does not even shape the federation's scaling: the agent
+// withholds its feature statistics (and retries on the next connection).
+func TestDataValidationBeforeStats(t *testing.T) {
+	expect, withEmail := validationFiles(t)
+	p := newPKI(t)
+	fake := newFake(t, 1) // statistics not yet reported: the agent is asked for them
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	tr := newTrainer()
+	tr.DataFile = withEmail
+	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys(), func(c *participant.Config) {
+		c.Expectations, c.ValidationMode = expect, participant.ValidationEnforce
+	})
+	if err := run(t, a, 2*time.Second); !errors.Is(err, context.DeadlineExceeded) && err != nil {
+		t.Fatalf("Run = %v, want it still retrying when its context ends", err)
+	}
+	fake.mu.Lock()
+	stats := len(fake.stats)
+	fake.mu.Unlock()
+	if stats != 0 {
+		t.Errorf("%d feature statistics reported, want none from data that fails enforce", stats)
+	}
+	if joins, _, _, _ := fake.counts(); joins < 2 {
+		t.Errorf("%d joins, want the agent to keep retrying", joins)
+	}
+	if !strings.Contains(logs.String(), "feature statistics withheld") {
+		t.Errorf("no log of the withheld statistics:\n%s", logs)
 	}
 }
