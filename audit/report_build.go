@@ -310,6 +310,12 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("feature scaling sha256 %s fixed from %d rows of %s", p.SHA256, p.Rows, reportList(p.Participants))
+	case KindDataValidation:
+		p, err := reportPayload[DataValidation](ev)
+		if err != nil {
+			return err
+		}
+		entry.Detail = describeValidation(p)
 	default:
 		return nil // an unknown kind: a newer log than this reader
 	}
@@ -970,4 +976,32 @@ func reportList(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// describeValidation says what a hospital's data check found, in counts:
+// what the hospital sent, and whether it trained.
+func describeValidation(p DataValidation) string {
+	errs, warns := 0, 0
+	var parts []string
+	for _, f := range p.Findings {
+		if f.Severity == "error" {
+			errs++
+		} else {
+			warns++
+		}
+		col := f.Column
+		if col == "" {
+			col = "a column the expectations do not name"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s on %s (%d of %d)", f.Severity, f.Rule, col, f.Count, f.Total))
+	}
+	trained := "trained"
+	if !p.Training {
+		trained = "sat the round out"
+	}
+	d := fmt.Sprintf("data checked (%s mode, attempt %d): %d rows, %d columns, %d errors, %d warnings; %s", p.Mode, p.Attempt, p.Rows, p.Columns, errs, warns, trained)
+	if len(parts) > 0 {
+		d += ": " + strings.Join(parts, "; ")
+	}
+	return d
 }

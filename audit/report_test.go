@@ -630,12 +630,39 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 	}
 }
 
+// TestBuildReportDataValidation: every hospital's data check is in the
+// timeline, with what it found (as counts) and whether the hospital trained.
+func TestBuildReportDataValidation(t *testing.T) {
+	l := newReportLog(t)
+	l.start()
+	l.add(KindDataValidation, "hospital-a", 1, DataValidation{Attempt: 0, Mode: "enforce", Training: true, Rows: 60, Columns: 32})
+	l.add(KindDataValidation, "hospital-b", 1, DataValidation{Attempt: 0, Mode: "enforce", Training: false, Rows: 60, Columns: 33,
+		Findings: []ValidationFinding{{Rule: "pii", Severity: "error", Count: 60, Total: 60}, {Column: "id", Rule: "pii", Severity: "warn"}}})
+	rep, err := BuildReport(l.events, ReportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range rep.Timeline {
+		if e.Kind == KindDataValidation {
+			got = append(got, e.Actor+": "+e.Detail)
+		}
+	}
+	want := []string{
+		"hospital-a: data checked (enforce mode, attempt 0): 60 rows, 32 columns, 0 errors, 0 warnings; trained",
+		"hospital-b: data checked (enforce mode, attempt 0): 60 rows, 33 columns, 1 errors, 1 warnings; sat the round out: error pii on a column the expectations do not name (60 of 60); warn pii on id (0 of 0)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("data checks in the timeline (-want +got):\n%s", diff)
+	}
+}
+
 // TestBuildReportBadPayload breaks the payload of every known kind in turn.
 func TestBuildReportBadPayload(t *testing.T) {
 	kinds := []string{KindCoordinatorStarted, KindCoordinatorStopped, KindConfigLoaded, KindEnrolment,
 		KindCertificateIssued, KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
 		KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused, KindAggregationReport,
-		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined}
+		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined, KindDataValidation}
 	for _, kind := range kinds {
 		for _, payload := range []string{`{"attempt":`, `["an array"]`, ``} {
 			t.Run(kind+" "+payload, func(t *testing.T) {
