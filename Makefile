@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build test demo proto proto-check bench lint fuzz clean
+.PHONY: all build test demo proto proto-check bench lint fuzz deploy-check clean
 
 all: build
 
@@ -42,6 +42,13 @@ lint:
 	$(TOOL) staticcheck $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); test -z "$$out" || { echo "gofmt needed: $$out"; exit 1; }
 	$(BUF) lint
+
+# The Prometheus alert rules in deploy/: syntax, then their unit tests
+# (promtool from Debian's prometheus package; .ci/run installs it). The Go
+# test TestDeployReferencesExist checks the metric names they use.
+deploy-check:
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
 
 # Short fuzzing of every parser (FUZZTIME=1m for longer).
 FUZZTIME ?= 10s

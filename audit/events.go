@@ -27,6 +27,7 @@ const (
 	KindManifestRefused     = "manifest_refused"
 	KindSecureSession       = "secure_session"
 	KindSecureDeclined      = "secure_declined"
+	KindAnomalyFlagged      = "anomaly_flagged"
 	KindDataValidation      = "data_validation"
 )
 
@@ -258,4 +259,21 @@ type ValidationFinding struct {
 	Severity string `json:"severity"`
 	Count    uint64 `json:"count"`
 	Total    uint64 `json:"total"`
+}
+
+// AnomalyFlagged records that a participant's update of a round left the
+// band the coordinator's anomaly monitoring expects (see package
+// coordinator, "Metrics and anomaly flags"). Its Round is the round's
+// number, its actor the coordinator.
+type AnomalyFlagged struct {
+	Attempt     uint32 `json:"attempt"`
+	Participant string `json:"participant"`
+	// Kind is "norm", "cosine" or "excluded".
+	Kind string `json:"kind"`
+	// Value is the measured value: the norm, the cosine similarity to the
+	// aggregate, or the rule's score.
+	Value float64 `json:"value"`
+	// Band is the [low, high] interval Value was expected in; empty for
+	// "excluded".
+	Band []float64 `json:"band,omitempty"`
 }

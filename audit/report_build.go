@@ -316,6 +316,15 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 			return err
 		}
 		entry.Detail = describeValidation(p)
+	case KindAnomalyFlagged:
+		p, err := reportPayload[AnomalyFlagged](ev)
+		if err != nil {
+			return err
+		}
+		entry.Detail = fmt.Sprintf("round %d attempt %d: %s's update flagged (%s): value %.6g", ev.Round, p.Attempt, p.Participant, p.Kind, p.Value)
+		if len(p.Band) == 2 {
+			entry.Detail += fmt.Sprintf(" outside [%.6g, %.6g]", p.Band[0], p.Band[1])
+		}
 	default:
 		return nil // an unknown kind: a newer log than this reader
 	}

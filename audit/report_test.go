@@ -648,6 +648,15 @@ func TestBuildReportDataValidation(t *testing.T) {
 			got = append(got, e.Actor+": "+e.Detail)
 		}
 	}
+	l.add(KindAnomalyFlagged, ActorCoordinator, 2, AnomalyFlagged{Attempt: 1, Participant: "hospital-d", Kind: "norm", Value: 50, Band: []float64{0.7, 1.4}})
+	rep, err = BuildReport(l.events, ReportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rep.Timeline[len(rep.Timeline)-1]
+	if want := "round 2 attempt 1: hospital-d's update flagged (norm): value 50 outside [0.7, 1.4]"; last.Kind != KindAnomalyFlagged || last.Detail != want {
+		t.Errorf("last timeline entry %s %q, want the anomaly flag %q", last.Kind, last.Detail, want)
+	}
 	want := []string{
 		"hospital-a: data checked (enforce mode, attempt 0): 60 rows, 32 columns, 0 errors, 0 warnings; trained",
 		"hospital-b: data checked (enforce mode, attempt 0): 60 rows, 33 columns, 1 errors, 1 warnings; sat the round out: error pii on a column the expectations do not name (60 of 60); warn pii on id (0 of 0)",
@@ -662,7 +671,7 @@ func TestBuildReportBadPayload(t *testing.T) {
 	kinds := []string{KindCoordinatorStarted, KindCoordinatorStopped, KindConfigLoaded, KindEnrolment,
 		KindCertificateIssued, KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
 		KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused, KindAggregationReport,
-		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined, KindDataValidation}
+		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined, KindDataValidation, KindAnomalyFlagged}
 	for _, kind := range kinds {
 		for _, payload := range []string{`{"attempt":`, `["an array"]`, ``} {
 			t.Run(kind+" "+payload, func(t *testing.T) {

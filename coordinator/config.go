@@ -128,6 +128,14 @@ type Config struct {
 	// Reflection registers the gRPC server reflection service (for grpcurl
 	// and similar tools; callers still need an enrolled certificate).
 	Reflection bool `json:"reflection,omitempty"`
+	// MetricsListen is the TCP address (host:port) of the HTTP listener
+	// that serves Prometheus metrics at /metrics and a liveness check at
+	// /healthz; empty (the default) serves none. It carries no TLS and no
+	// authentication: bind it to loopback or a monitoring network, such as
+	// "127.0.0.1:9464".
+	MetricsListen string `json:"metrics_listen,omitempty"`
+	// Anomaly tunes the anomaly flags raised on plain rounds' updates.
+	Anomaly AnomalyConfig `json:"anomaly,omitzero"`
 }
 
 // SecAggConfig tunes secure aggregation (see package secureround).
@@ -433,6 +441,12 @@ func (c Config) Validate() error {
 	if c.Secure && c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
 		c.checkSecure(add)
 	}
+	if c.MetricsListen != "" {
+		if err := validateMetricsListen(c.MetricsListen, c.Listen); err != nil {
+			add("%w", err)
+		}
+	}
+	c.Anomaly.validate(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))
 	}

@@ -51,6 +51,25 @@
 // manifest. A federation with signed rounds refuses to start without its
 // signing key or its audit log, rather than start a second history.
 //
+// # Metrics and anomaly flags
+//
+// Each Coordinator keeps its metrics in its own Prometheus registry
+// (Gatherer), served over plain HTTP at /metrics, beside /healthz, when
+// Config.MetricsListen is set. Its own metrics are named fedguard_* (the
+// standard go_* and process_* ones sit beside them), and no label ever
+// holds a participant's name (the label sets are fixed: failure
+// classes, gRPC codes, certificate refusal reasons, audit event kinds,
+// phases, anomaly kinds). When a plain round closes, each update is
+// flagged if its L2 norm lies more than AnomalyConfig.NormMADs median
+// absolute deviations from the cohort's median norm, if its cosine
+// similarity to the aggregate is below AnomalyConfig.CosineFloor, or if
+// the rule excluded it; each flag is an anomaly_flagged audit event
+// (AnomalyFlagged) recorded with the round's verdict and counted in
+// fedguard_anomaly_flags_total{kind}. Flags change nothing in the round.
+// Secure rounds are not monitored: the coordinator never sees their
+// updates. deploy/ holds a Grafana dashboard and Prometheus alert rules
+// over these metrics.
+//
 // # Errors on the wire
 //
 // Requests are validated at the gRPC edge: a malformed request or update is
@@ -180,6 +199,10 @@ type Coordinator struct {
 	certs      certSeen
 	refusals   refusalLimit
 	revokedMu  sync.Mutex // serializes recordRevocations
+	metrics    *metrics
+
+	metricsMu   sync.Mutex
+	metricsAddr string // bound metrics listener, while Serve runs
 
 	mu          sync.Mutex
 	changed     chan struct{} // closed and replaced on every state change
@@ -247,6 +270,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		ready:      map[string]int{},
 		told:       map[string]bool{},
 		kick:       make(chan struct{}, 1),
+		metrics:    newMetrics(),
 	}
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
@@ -304,6 +328,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	default:
 		c.phase = phaseCohort
 	}
+	c.metrics.setState(c.phase, c.lastRound)
 	if ok {
 		o.log.Info("resumed from database", "round", c.lastRound, "phase", c.phase.String())
 	}
@@ -322,6 +347,11 @@ func (c *Coordinator) Rounds() ([]RoundRecord, error) { return c.store.rounds() 
 func (c *Coordinator) broadcastLocked() {
 	close(c.changed)
 	c.changed = make(chan struct{})
+	round := c.lastRound
+	if c.round != nil {
+		round = c.round.number
+	}
+	c.metrics.setState(c.phase, round)
 }
 
 // poke asks the round loop to re-examine the state.
@@ -407,7 +437,7 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 				return r.deadline.Sub(now), nil
 			}
 			if len(r.updates) < c.cfg.MinParticipants {
-				return 0, c.failRoundLocked(ctx, fmt.Sprintf("%d updates before the deadline, %d needed", len(r.updates), c.cfg.MinParticipants), len(r.updates))
+				return 0, c.failRoundLocked(ctx, failure{failQuorum, fmt.Sprintf("%d updates before the deadline, %d needed", len(r.updates), c.cfg.MinParticipants)}, len(r.updates))
 			}
 		}
 		if err := c.closeRoundLocked(ctx, now); err != nil {
@@ -420,12 +450,14 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 
 // failRoundLocked ends the open round without a model; the next attempt
 // starts with a new cohort.
-func (c *Coordinator) failRoundLocked(ctx context.Context, reason string, updates int) error {
+func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates int) error {
 	r := c.round
-	c.opts.log.WarnContext(ctx, "round failed, retrying", "round", r.number, "attempt", r.attempt, "reason", reason)
-	if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{Attempt: r.attempt, Reason: reason, Updates: updates})); err != nil {
+	c.opts.log.WarnContext(ctx, "round failed, retrying", "round", r.number, "attempt", r.attempt, "reason", f.reason)
+	if err := c.record(ctx, event(audit.KindRoundFailed, r.number, audit.RoundFailed{Attempt: r.attempt, Reason: f.reason, Updates: updates})); err != nil {
 		return err
 	}
+	c.metrics.roundsFailed.WithLabelValues(f.class).Inc()
+	c.metrics.dropouts.Add(float64(r.dropouts()))
 	c.attempt++
 	c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
 	c.broadcastLocked()
@@ -515,6 +547,7 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 	}
 	c.round = r
 	c.phase = phaseTraining
+	c.metrics.cohortSize.Set(float64(len(cohort)))
 	c.opts.log.Info("round opened", "round", c.round.number, "attempt", c.round.attempt, "cohort", cohort)
 	c.broadcastLocked()
 	return nil
@@ -529,8 +562,8 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		names   []string
 	)
 	if r.secure != nil {
-		var failed string
-		if rec, updates, names, failed = c.secureOutcomeLocked(ctx); failed != "" {
+		var failed failure
+		if rec, updates, names, failed = c.secureOutcomeLocked(ctx); failed.class != "" {
 			return c.failRoundLocked(ctx, failed, len(names))
 		}
 		rule = c.secureRule
@@ -554,7 +587,13 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		// In a secure round, sessions that failed can leave too few
 		// buckets for the rule.
 		c.opts.log.ErrorContext(ctx, "aggregation failed", "round", r.number, "error", err)
-		return c.failRoundLocked(ctx, "aggregation failed: "+err.Error(), len(updates))
+		return c.failRoundLocked(ctx, failure{failAggregation, "aggregation failed: " + err.Error()}, len(updates))
+	}
+	// Anomaly flags compare each update with the others and with the
+	// aggregate, so they are computed before the aggregate becomes the model.
+	var flags []audit.AnomalyFlagged
+	if r.secure == nil {
+		flags = anomalyFlags(c.cfg.Anomaly, r.attempt, names, r.updates, delta, report)
 	}
 	// Turn the aggregate into the next model in place, then drop the
 	// updates before encoding it: at no point are more than the updates and
@@ -582,11 +621,16 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	if err != nil {
 		return err
 	}
-	if err := c.record(ctx,
-		event(audit.KindAggregationReport, r.number, audit.AggregationReport{Attempt: r.attempt, Rule: rule.Name(), Report: reportJSON}),
-		event(audit.KindRoundClosed, r.number, audit.RoundClosed{Attempt: r.attempt, ModelSHA256: rec.ModelSHA256, Participants: names, Dropped: rec.Dropped}),
-	); err != nil {
+	entries := []audit.Entry{event(audit.KindAggregationReport, r.number, audit.AggregationReport{Attempt: r.attempt, Rule: rule.Name(), Report: reportJSON})}
+	for _, f := range flags {
+		entries = append(entries, event(audit.KindAnomalyFlagged, r.number, f))
+	}
+	entries = append(entries, event(audit.KindRoundClosed, r.number, audit.RoundClosed{Attempt: r.attempt, ModelSHA256: rec.ModelSHA256, Participants: names, Dropped: rec.Dropped}))
+	if err := c.record(ctx, entries...); err != nil {
 		return err
+	}
+	for _, f := range flags {
+		c.opts.log.WarnContext(ctx, "anomaly flagged", "round", r.number, "participant", f.Participant, "kind", f.Kind, "value", f.Value, "band", f.Band)
 	}
 	env, err := c.signLocked(ctx, &rec, sum)
 	if err != nil {
@@ -603,6 +647,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	if c.lastRound >= uint64(c.cfg.Training.Rounds) {
 		c.phase = phaseFinished
 	}
+	c.metrics.roundClosed(rec, flags)
 	c.opts.log.InfoContext(ctx, "round closed", "round", rec.Round, "participants", len(names),
 		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
 	c.broadcastLocked()

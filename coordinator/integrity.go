@@ -78,9 +78,15 @@ func (c *Coordinator) PublicKeys() manifest.PublicKeys { return c.signer.Public(
 // an action the log could not record does not happen. The append outlives
 // a cancelled request: an event half-way to disk is finished, not dropped.
 func (c *Coordinator) record(ctx context.Context, entries ...audit.Entry) error {
-	if _, err := c.audit.Append(context.WithoutCancel(ctx), entries...); err != nil {
+	began := time.Now()
+	_, err := c.audit.Append(context.WithoutCancel(ctx), entries...)
+	c.metrics.auditAppend.Observe(time.Since(began).Seconds())
+	if err != nil {
 		c.opts.log.ErrorContext(ctx, "audit log append failed", "error", err, "kind", entries[0].Kind)
 		return fmt.Errorf("audit log: %w", err)
+	}
+	for _, e := range entries {
+		c.metrics.auditEvents.WithLabelValues(e.Kind).Inc()
 	}
 	return nil
 }

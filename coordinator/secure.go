@@ -117,7 +117,7 @@ func (c *Coordinator) startSecureLocked(ctx context.Context, r *openRound, start
 	opened := r.opened
 	for _, b := range s.buckets {
 		go func() {
-			b.run(ctx, c.opts.log.With("round", r.number, "attempt", r.attempt, "bucket", b.index+1), func(p secagg.Phase, now time.Time) time.Time {
+			b.run(ctx, c.opts.log.With("round", r.number, "attempt", r.attempt, "bucket", b.index+1), c.metrics.securePhaseDone, func(p secagg.Phase, now time.Time) time.Time {
 				switch p {
 				case secagg.PhaseAdvertiseKeys:
 					return opened.Add(plan.PhaseTimeout)
@@ -140,7 +140,8 @@ func later(a, b time.Time) time.Time {
 }
 
 // run walks the session's phases; see the comment at the top of the file.
-func (b *bucket) run(ctx context.Context, log *slog.Logger, deadline func(secagg.Phase, time.Time) time.Time) {
+// observe is told how long each phase that closed took.
+func (b *bucket) run(ctx context.Context, log *slog.Logger, observe func(secagg.Phase, time.Duration), deadline func(secagg.Phase, time.Time) time.Time) {
 	defer close(b.done)
 	n := len(b.members)
 	keys := make(map[uint32]crypto.PublicKey, n)
@@ -195,7 +196,8 @@ func (b *bucket) run(ctx context.Context, log *slog.Logger, deadline func(secagg
 	}
 	for p := secagg.PhaseAdvertiseKeys; p <= secagg.PhaseUnmasking; p++ {
 		pending = map[uint32]secureMsg{}
-		timer := time.NewTimer(time.Until(deadline(p, time.Now())))
+		began := time.Now()
+		timer := time.NewTimer(time.Until(deadline(p, began)))
 	collect:
 		for {
 			waiting := false
@@ -337,6 +339,7 @@ func (b *bucket) run(ctx context.Context, log *slog.Logger, deadline func(secagg
 				return &fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Done{Done: &fedguardv1.SecureDone{Survivors: uint32(len(res.survivors))}}}
 			})
 		}
+		observe(p, time.Since(began))
 		log.Debug("secure phase closed", "phase", p.String(), "answered", len(pending), "rejected", len(rejected))
 	}
 	log.Info("secure session completed", "survivors", len(res.survivors), "dropped", len(res.dropped))
@@ -557,7 +560,7 @@ func bucketID(i int) string { return fmt.Sprintf("bucket-%d", i+1) }
 // the bucket means as the rule's inputs. failed is non-empty when the
 // round cannot close: no session completed, or fewer than min_participants
 // inputs are in the completed ones.
-func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord, updates []aggregation.Update, names []string, failed string) {
+func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord, updates []aggregation.Update, names []string, failed failure) {
 	r := c.round
 	rec = RoundRecord{Round: r.number, Attempt: r.attempt, Opened: r.opened, Cohort: r.cohort}
 	var entries []audit.Entry
@@ -568,6 +571,7 @@ func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord,
 		ev := audit.SecureSession{Attempt: r.attempt, Bucket: i + 1, Members: b.members, Dropped: res.dropped}
 		if res.err != nil {
 			br.Error, ev.Error = res.err.Error(), res.err.Error()
+			c.metrics.secureFailed.Inc()
 			errs = append(errs, fmt.Sprintf("bucket %d: %v", i+1, res.err))
 			for _, m := range b.members {
 				rec.Refused = append(rec.Refused, RefusedUpdate{Name: m, Reason: fmt.Sprintf("secure session of bucket %d failed: %v", i+1, res.err)})
@@ -592,13 +596,13 @@ func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord,
 	}
 	slices.Sort(names)
 	if err := c.record(ctx, entries...); err != nil {
-		return rec, nil, names, "the audit log cannot record the secure sessions"
+		return rec, nil, names, failure{failAudit, "the audit log cannot record the secure sessions"}
 	}
 	switch {
 	case len(updates) == 0:
-		return rec, nil, names, "every secure session failed: " + strings.Join(errs, "; ")
+		return rec, nil, names, failure{failSecure, "every secure session failed: " + strings.Join(errs, "; ")}
 	case len(names) < c.cfg.MinParticipants:
-		return rec, nil, names, fmt.Sprintf("completed secure sessions hold the inputs of %d participants, %d needed", len(names), c.cfg.MinParticipants)
+		return rec, nil, names, failure{failQuorum, fmt.Sprintf("completed secure sessions hold the inputs of %d participants, %d needed", len(names), c.cfg.MinParticipants)}
 	}
-	return rec, updates, names, ""
+	return rec, updates, names, failure{}
 }

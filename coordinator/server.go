@@ -75,9 +75,16 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	if err := c.recordRevocations(ctx, crl); err != nil {
 		return err
 	}
+	ms, err := c.listenMetrics()
+	if err != nil {
+		return err
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
+	if ms != nil {
+		g.Go(func() error { return c.serveMetrics(gctx, ms) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("serve: %w", err)
@@ -250,9 +257,11 @@ func (a *authenticator) check(ctx context.Context) (context.Context, error) {
 	leaf := info.State.PeerCertificates[0]
 	if a.crl.IsRevoked(leaf.SerialNumber) {
 		a.c.opts.log.WarnContext(ctx, "call refused", "participant", id.Name, "reason", certs.ReasonRevoked, "serial", leaf.SerialNumber.Text(16))
+		a.c.metrics.refusedConnection(certs.ReasonRevoked)
 		return nil, status.Errorf(codes.PermissionDenied, "certificate %s of %s is revoked", leaf.SerialNumber.Text(16), id.Name)
 	}
 	if err := a.c.authorize(id); err != nil {
+		a.c.metrics.refusedConnection(certs.ReasonNotEnrolled)
 		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
 	}
 	if err := a.c.recordCertificate(ctx, id.Name, leaf); err != nil {
@@ -302,6 +311,7 @@ func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 	out, info, err := r.TransportCredentials.ServerHandshake(conn)
 	if err != nil {
 		ref := certs.Classify(err)
+		r.c.metrics.refusedConnection(ref.Reason)
 		remote := conn.RemoteAddr().String()
 		attrs := []any{"remote", remote, "reason", ref.Reason}
 		ev := audit.ConnectionRefused{Reason: ref.Reason, Remote: remote, Serial: ref.Serial}

@@ -242,6 +242,7 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 		}
 	}
 	c.mu.Unlock()
+	c.metrics.refusedUpdate(st.Code())
 	// A failure here is logged by record; the participant hears the
 	// refusal either way.
 	_ = c.record(ctx, audit.Entry{Kind: audit.KindUpdateRefused, Actor: name, Round: round, Payload: audit.UpdateRefused{
@@ -323,6 +324,8 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout()}
 	n, total := len(r.updates), len(r.cohort)
 	c.mu.Unlock()
+	c.metrics.updatesAccepted.Inc()
+	c.metrics.updateNorm.Observe(norm)
 	c.poke()
 	c.opts.log.InfoContext(ctx, "update received", "participant", name, "round", round,
 		"samples", h.GetSampleCount(), "norm", norm, "received", n, "cohort", total)

@@ -23,6 +23,7 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	configPath := fs.String("config", "", "coordinator configuration file (JSON; see examples/coordinator.json)")
 	listen := fs.String("listen", "", "override the configuration's listen address")
 	dataDir := fs.String("data-dir", "", "override the configuration's data directory")
+	metricsListen := fs.String("metrics-listen", "", "override the configuration's metrics_listen: serve Prometheus /metrics and /healthz on this host:port (plain HTTP)")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	reflect := fs.Bool("reflection", false, "register gRPC server reflection (for grpcurl; callers still need an enrolled certificate)")
 	initKeys := fs.Bool("init-keys", false, "create the data directory and the manifest-signing keys, print where the public key is, and exit")
@@ -41,6 +42,9 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *metricsListen != "" {
+		cfg.MetricsListen = *metricsListen
 	}
 	if *reflect {
 		cfg.Reflection = true

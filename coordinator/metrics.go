@@ -1,0 +1,532 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/codes"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/certs"
+)
+
+// Anomaly monitoring, in detail (see also the package documentation).
+// When a plain round closes, each accepted update is flagged when:
+//
+//   - norm: its L2 norm lies outside [median − K·MAD, median + K·MAD] of
+//     the cohort's norms (K = AnomalyConfig.NormMADs, default 3.5; MAD is
+//     the median absolute deviation). The MAD is floored at 5% of the
+//     median: when half the cohort has nearly the same norm the MAD is
+//     close to zero and would flag any difference, so with K = 3.5 a norm
+//     within ±17.5% of the median is never flagged. With fewer than 3
+//     updates the check is skipped: the median says nothing.
+//   - cosine: its cosine similarity to the round's aggregate update is
+//     below AnomalyConfig.CosineFloor (default 0: it points away from the
+//     aggregate); skipped when either vector is zero.
+//   - excluded: the robust rule left it out of the aggregate (value: the
+//     rule's score, when it has one).
+
+// Anomaly kinds: the values of audit.AnomalyFlagged.Kind and of the kind
+// label of fedguard_anomaly_flags_total.
+const (
+	AnomalyNorm     = "norm"
+	AnomalyCosine   = "cosine"
+	AnomalyExcluded = "excluded"
+)
+
+// Defaults of AnomalyConfig.
+const (
+	// DefaultNormMADs is how many median absolute deviations an update's
+	// norm may lie from the cohort's median before it is flagged.
+	DefaultNormMADs = 3.5
+	// DefaultCosineFloor is the lowest cosine similarity to the aggregate
+	// an update may have without being flagged.
+	DefaultCosineFloor = 0.0
+)
+
+// Round failure classes: the reason label of fedguard_rounds_failed_total.
+const (
+	failQuorum      = "quorum"         // too few updates (or secure inputs) before the deadline
+	failAggregation = "aggregation"    // the rule could not aggregate the updates
+	failSecure      = "secure_session" // every secure session failed
+	failAudit       = "audit"          // the audit log could not record the outcome
+)
+
+// failure is why a round attempt failed: a class for the metric, the
+// reason for the log and the audit record. The zero value means no failure.
+type failure struct{ class, reason string }
+
+// madFloor is the smallest MAD, as a fraction of the median norm, that the
+// norm check uses (see above).
+const madFloor = 0.05
+
+// metricsShutdownGrace bounds the metrics server's graceful stop.
+const metricsShutdownGrace = 2 * time.Second
+
+var (
+	failClasses  = []string{failQuorum, failAggregation, failSecure, failAudit}
+	anomalyKinds = []string{AnomalyNorm, AnomalyCosine, AnomalyExcluded}
+	certReasons  = []string{
+		certs.ReasonUnknownAuthority, certs.ReasonExpired, certs.ReasonNotYetValid, certs.ReasonRevoked,
+		certs.ReasonWrongRole, certs.ReasonNotEnrolled, certs.ReasonBadIdentity, certs.ReasonNoCertificate, certs.ReasonOther,
+	}
+	// refusedCodes are the codes a refused update is pre-counted under;
+	// any other valid code appears on first use.
+	refusedCodes = []codes.Code{codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists, codes.PermissionDenied, codes.Unauthenticated}
+	// auditKinds are the kinds the coordinator appends.
+	auditKinds = []string{
+		audit.KindCoordinatorStarted, audit.KindCoordinatorStopped, audit.KindConfigLoaded, audit.KindEnrolment,
+		audit.KindCertificateAccepted, audit.KindCertificateRevoked, audit.KindConnectionRefused,
+		audit.KindStatsReceived, audit.KindScalingFixed, audit.KindRoundOpened, audit.KindCohort,
+		audit.KindModelPublished, audit.KindUpdateReceived, audit.KindUpdateRefused, audit.KindAggregationReport,
+		audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindManifestRefused,
+		audit.KindSecureSession, audit.KindSecureDeclined, audit.KindDataValidation, audit.KindAnomalyFlagged,
+	}
+	securePhases = []secagg.Phase{
+		secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmasking,
+	}
+)
+
+// phaseLabel is the phase label of a secure-aggregation phase.
+func phaseLabel(p secagg.Phase) string {
+	switch p {
+	case secagg.PhaseAdvertiseKeys:
+		return "advertise_keys"
+	case secagg.PhaseShareKeys:
+		return "share_keys"
+	case secagg.PhaseMaskedInput:
+		return "masked_input"
+	case secagg.PhaseConsistencyCheck:
+		return "consistency_check"
+	case secagg.PhaseUnmasking:
+		return "unmasking"
+	}
+	return "other"
+}
+
+// metrics are one coordinator's Prometheus collectors.
+type metrics struct {
+	reg *prometheus.Registry
+
+	roundsClosed       prometheus.Counter
+	roundsFailed       *prometheus.CounterVec
+	roundDuration      prometheus.Histogram
+	cohortSize         prometheus.Gauge
+	dropouts           prometheus.Counter
+	updatesAccepted    prometheus.Counter
+	updatesRefused     *prometheus.CounterVec
+	connectionsRefused *prometheus.CounterVec
+	updateNorm         prometheus.Histogram
+	excluded           prometheus.Counter
+	anomalyFlags       *prometheus.CounterVec
+	auditEvents        *prometheus.CounterVec
+	auditAppend        prometheus.Histogram
+	securePhase        *prometheus.HistogramVec
+	secureFailed       prometheus.Counter
+	round              prometheus.Gauge
+	phase              *prometheus.GaugeVec
+	lastClosed         prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		roundsClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedguard_rounds_closed_total", Help: "Rounds closed with a new global model.",
+		}),
+		roundsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedguard_rounds_failed_total", Help: "Round attempts that failed and were retried, by reason class (quorum, aggregation, secure_session, audit).",
+		}, []string{"reason"}),
+		roundDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fedguard_round_duration_seconds", Help: "Time from a round's opening to its close, for closed rounds.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2.5, 12), // 0.1s to about 6h
+		}),
+		cohortSize: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_cohort_size", Help: "Participants in the cohort of the last round opened.",
+		}),
+		dropouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedguard_dropouts_total", Help: "Cohort members that sent no update (or left their secure session) before their round ended.",
+		}),
+		updatesAccepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedguard_updates_accepted_total", Help: "Plain updates accepted into a round.",
+		}),
+		updatesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedguard_updates_refused_total", Help: "Updates refused, by gRPC status code.",
+		}, []string{"code"}),
+		connectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedguard_connections_refused_total", Help: "TLS handshakes refused, and calls refused by the per-call revocation and enrolment check, by reason.",
+		}, []string{"reason"}),
+		updateNorm: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fedguard_update_norm", Help: "L2 norms of accepted plain updates.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 13), // 0.001 to about 16800
+		}),
+		excluded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedguard_participants_excluded_total", Help: "Participants whose update (or secure bucket) the aggregation rule left out of a closed round.",
+		}),
+		anomalyFlags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedguard_anomaly_flags_total", Help: "Anomaly flags raised on plain updates, by kind (norm, cosine, excluded).",
+		}, []string{"kind"}),
+		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedguard_audit_events_total", Help: "Events appended to the audit log, by kind.",
+		}, []string{"kind"}),
+		auditAppend: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fedguard_audit_append_seconds", Help: "Latency of one audit log append (a batch of events made durable).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms to about 4s
+		}),
+		securePhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fedguard_secure_phase_duration_seconds", Help: "Duration of each phase of a secure-aggregation session, by phase.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms to about 200s
+		}, []string{"phase"}),
+		secureFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fedguard_secure_sessions_failed_total", Help: "Secure-aggregation sessions (one per bucket) that failed.",
+		}),
+		round: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_round", Help: "The round being trained, or the last closed round when none is open.",
+		}),
+		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fedguard_phase", Help: "1 for the coordinator's current phase (stats, cohort, training, finished), 0 for the others.",
+		}, []string{"phase"}),
+		lastClosed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_last_round_closed_timestamp_seconds", Help: "Unix time the last round closed in this process (0 before the first).",
+		}),
+	}
+	m.reg.MustRegister(m.roundsClosed, m.roundsFailed, m.roundDuration, m.cohortSize, m.dropouts,
+		m.updatesAccepted, m.updatesRefused, m.connectionsRefused, m.updateNorm, m.excluded, m.anomalyFlags,
+		m.auditEvents, m.auditAppend, m.securePhase, m.secureFailed, m.round, m.phase, m.lastClosed,
+		// The process's own: memory against MemoryBudget, file descriptors,
+		// garbage collection.
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every series of a fixed label set exists from the start, at zero, so
+	// that rate() and increase() see the first event.
+	for _, v := range failClasses {
+		m.roundsFailed.WithLabelValues(v)
+	}
+	for _, v := range refusedCodes {
+		m.updatesRefused.WithLabelValues(v.String())
+	}
+	for _, v := range certReasons {
+		m.connectionsRefused.WithLabelValues(v)
+	}
+	for _, v := range anomalyKinds {
+		m.anomalyFlags.WithLabelValues(v)
+	}
+	for _, v := range auditKinds {
+		m.auditEvents.WithLabelValues(v)
+	}
+	for _, p := range securePhases {
+		m.securePhase.WithLabelValues(phaseLabel(p))
+	}
+	for p := phaseStats; p <= phaseFinished; p++ {
+		m.phase.WithLabelValues(p.String())
+	}
+	return m
+}
+
+// setState publishes the coordinator's phase and round.
+func (m *metrics) setState(p phase, round uint64) {
+	for q := phaseStats; q <= phaseFinished; q++ {
+		v := 0.0
+		if q == p {
+			v = 1
+		}
+		m.phase.WithLabelValues(q.String()).Set(v)
+	}
+	m.round.Set(float64(round))
+}
+
+// refusedUpdate counts a refused update under its code; codes outside
+// gRPC's set count as Unknown, so the label stays bounded.
+func (m *metrics) refusedUpdate(c codes.Code) {
+	if c > codes.Unauthenticated {
+		c = codes.Unknown
+	}
+	m.updatesRefused.WithLabelValues(c.String()).Inc()
+}
+
+// refusedConnection counts a refused connection or call under reason; a
+// reason outside certs' set counts as certs.ReasonOther.
+func (m *metrics) refusedConnection(reason string) {
+	if !slices.Contains(certReasons, reason) {
+		reason = certs.ReasonOther
+	}
+	m.connectionsRefused.WithLabelValues(reason).Inc()
+}
+
+// Gatherer returns the coordinator's metrics registry: what /metrics on
+// Config.MetricsListen serves, for callers that export it otherwise.
+func (c *Coordinator) Gatherer() prometheus.Gatherer { return c.metrics.reg }
+
+// MetricsAddr returns the address the metrics listener is bound to, or ""
+// when Config.MetricsListen is empty or Serve has not bound it yet (or has
+// returned).
+func (c *Coordinator) MetricsAddr() string {
+	c.metricsMu.Lock()
+	defer c.metricsMu.Unlock()
+	return c.metricsAddr
+}
+
+// metricsServer is the HTTP server of /metrics and /healthz.
+type metricsServer struct {
+	srv *http.Server
+	lis net.Listener
+}
+
+// listenMetrics binds Config.MetricsListen; nil when it is empty.
+func (c *Coordinator) listenMetrics() (*metricsServer, error) {
+	if c.cfg.MetricsListen == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", c.cfg.MetricsListen)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", c.cfg.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{
+		ErrorLog:            slogPrinter{c},
+		Registry:            c.metrics.reg,
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	c.metricsMu.Lock()
+	c.metricsAddr = lis.Addr().String()
+	c.metricsMu.Unlock()
+	return &metricsServer{lis: lis, srv: &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}}, nil
+}
+
+// serve runs the metrics server until ctx ends, then shuts it down.
+func (c *Coordinator) serveMetrics(ctx context.Context, ms *metricsServer) error {
+	c.opts.log.InfoContext(ctx, "metrics listening", "addr", ms.lis.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- ms.srv.Serve(ms.lis) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metricsShutdownGrace)
+		if serr := ms.srv.Shutdown(sctx); serr != nil {
+			_ = ms.srv.Close()
+		}
+		cancel()
+		err = <-errc
+	}
+	c.metricsMu.Lock()
+	c.metricsAddr = ""
+	c.metricsMu.Unlock()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("metrics: serve: %w", err)
+}
+
+// slogPrinter sends promhttp's error log to the coordinator's logger.
+type slogPrinter struct{ c *Coordinator }
+
+func (p slogPrinter) Println(v ...any) {
+	p.c.opts.log.Error("metrics: "+fmt.Sprint(v...), "component", "metrics")
+}
+
+// validateMetricsListen checks a host:port for the metrics listener.
+func validateMetricsListen(addr, grpcListen string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics_listen %q: %w", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("metrics_listen %q: port %q is not a TCP port", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return fmt.Errorf("metrics_listen %q: host %q is neither an IP address nor a host name", addr, host)
+	}
+	if addr == grpcListen && port != "0" {
+		return fmt.Errorf("metrics_listen %q is the participants' listen address", addr)
+	}
+	return nil
+}
+
+// validHostname accepts letters, digits, '-' and '.' (no lookup).
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// anomalyFlags checks the updates of a plain round against each other and
+// the aggregate agg (see "Anomaly monitoring" above). names are sorted;
+// the flags come in name order, norm before cosine before excluded.
+func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, agg []float32, report aggregation.Report) []audit.AnomalyFlagged {
+	k, floor := cfg.normMADs(), cfg.CosineFloor
+	var flags []audit.AnomalyFlagged
+	norms := make([]float64, len(names))
+	for i, n := range names {
+		norms[i] = updates[n].norm
+	}
+	var lo, hi float64
+	checkNorm := len(norms) >= 3
+	if checkNorm {
+		med := median(slices.Clone(norms))
+		dev := make([]float64, len(norms))
+		for i, v := range norms {
+			dev[i] = math.Abs(v - med)
+		}
+		mad := max(median(dev), madFloor*med)
+		lo, hi = med-k*mad, med+k*mad
+	}
+	aggNorm := 0.0
+	for _, v := range agg {
+		aggNorm += float64(v) * float64(v)
+	}
+	aggNorm = math.Sqrt(aggNorm)
+	entries := map[string]aggregation.Entry{}
+	for _, e := range report.Entries {
+		entries[e.ID] = e
+	}
+	for i, n := range names {
+		u := updates[n]
+		if checkNorm && (norms[i] < lo || norms[i] > hi) {
+			flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyNorm, Value: norms[i], Band: []float64{lo, hi}})
+		}
+		if aggNorm > 0 && u.norm > 0 {
+			dot := 0.0
+			for j, v := range u.delta {
+				dot += float64(v) * float64(agg[j])
+			}
+			cos := dot / (u.norm * aggNorm)
+			if cos < floor {
+				flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyCosine, Value: cos, Band: []float64{floor, 1}})
+			}
+		}
+		if e, ok := entries[n]; ok && !e.Selected {
+			flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyExcluded, Value: e.Score})
+		}
+	}
+	return flags
+}
+
+// median sorts v and returns its median; v must not be empty.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// AnomalyConfig tunes the coordinator's anomaly monitoring of plain rounds
+// (see the package documentation's Metrics section); zero values take the
+// defaults.
+type AnomalyConfig struct {
+	// NormMADs is K: an update whose norm lies more than K median absolute
+	// deviations from the cohort's median norm is flagged (default
+	// DefaultNormMADs).
+	NormMADs float64 `json:"norm_mads,omitempty"`
+	// CosineFloor: an update whose cosine similarity to the aggregate is
+	// below it is flagged (default DefaultCosineFloor, 0; -1 turns the
+	// check off). It must be in [-1, 1].
+	CosineFloor float64 `json:"cosine_floor,omitempty"`
+}
+
+func (a AnomalyConfig) normMADs() float64 {
+	if a.NormMADs == 0 {
+		return DefaultNormMADs
+	}
+	return a.NormMADs
+}
+
+// validate checks the anomaly settings.
+func (a AnomalyConfig) validate(add func(string, ...any)) {
+	if !(a.NormMADs >= 0) || math.IsInf(a.NormMADs, 0) {
+		add("anomaly.norm_mads %v must be a finite number ≥ 0 (0: the default %v)", a.NormMADs, DefaultNormMADs)
+	}
+	if !(a.CosineFloor >= -1 && a.CosineFloor <= 1) {
+		add("anomaly.cosine_floor %v must be between -1 and 1", a.CosineFloor)
+	}
+}
+
+// securePhaseDone observes how long a secure-aggregation phase took.
+func (m *metrics) securePhaseDone(p secagg.Phase, d time.Duration) {
+	m.securePhase.WithLabelValues(phaseLabel(p)).Observe(d.Seconds())
+}
+
+// roundClosed counts a committed round and the anomaly flags it recorded.
+func (m *metrics) roundClosed(rec RoundRecord, flags []audit.AnomalyFlagged) {
+	m.roundsClosed.Inc()
+	m.roundDuration.Observe(rec.Closed.Sub(rec.Opened).Seconds())
+	m.dropouts.Add(float64(len(rec.Dropped)))
+	m.excluded.Add(float64(excludedCount(rec)))
+	m.lastClosed.Set(float64(rec.Closed.UnixNano()) / 1e9)
+	for _, f := range flags {
+		m.anomalyFlags.WithLabelValues(f.Kind).Inc()
+	}
+}
+
+// excludedCount is how many participants the rule left out of rec: those
+// whose update, or whose secure bucket, it did not select.
+func excludedCount(rec RoundRecord) int {
+	selected := map[string]bool{}
+	for _, e := range rec.Report.Entries {
+		selected[e.ID] = e.Selected
+	}
+	n := 0
+	for _, p := range rec.Participants {
+		key := p.Name
+		if p.Bucket > 0 {
+			key = bucketID(p.Bucket - 1)
+		}
+		if s, ok := selected[key]; ok && !s {
+			n++
+		}
+	}
+	return n
+}
+
+// dropouts counts the cohort members that took no part in the attempt:
+// in a plain round, those with neither an update nor a refused one; in a
+// secure round, those dropped from their sessions.
+func (r *openRound) dropouts() int {
+	n := 0
+	if r.secure != nil {
+		for _, b := range r.secure.buckets {
+			select {
+			case <-b.done:
+				n += len(b.result.dropped)
+			default:
+			}
+		}
+		return n
+	}
+	for _, m := range r.cohort {
+		if r.updates[m] == nil && r.refused[m] == "" {
+			n++
+		}
+	}
+	return n
+}
