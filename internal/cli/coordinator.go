@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,38 +19,59 @@ func init() {
 	}
 }
 
-func runCoordinator(ctx context.Context, env *Env, args []string) error {
+// coordinatorFlags registers the flags of `coordinator` that override
+// fields of its configuration file, bound to c.
+func coordinatorFlags(fs *flag.FlagSet, c *coordinator.Config) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "override the configuration's listen address")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "override the configuration's data directory")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "override the configuration's metrics_listen: serve Prometheus /metrics and /healthz on this host:port (plain HTTP; an empty value turns it off)")
+	fs.BoolVar(&c.Reflection, "reflection", c.Reflection, "override the configuration's reflection: register gRPC server reflection (for grpcurl; callers still need an enrolled certificate)")
+}
+
+// coordinatorRun is the parsed command line of `coordinator`.
+type coordinatorRun struct {
+	cfg        coordinator.Config // the file's values, overridden by the flags given
+	configPath string
+	check      bool
+	initKeys   bool
+}
+
+// parseCoordinator parses the command line of `coordinator` and loads its
+// configuration file; the flags given explicitly override the file's
+// values (flags > file > defaults), so `-reflection=false` turns off what
+// the file turns on.
+func parseCoordinator(env *Env, args []string) (coordinatorRun, error) {
 	fs := newFlagSet(env, "coordinator")
-	configPath := fs.String("config", "", "coordinator configuration file (JSON; see examples/coordinator.json)")
-	listen := fs.String("listen", "", "override the configuration's listen address")
-	dataDir := fs.String("data-dir", "", "override the configuration's data directory")
-	metricsListen := fs.String("metrics-listen", "", "override the configuration's metrics_listen: serve Prometheus /metrics and /healthz on this host:port (plain HTTP)")
+	configPath := fs.String("config", "", "coordinator configuration file (JSON; see examples/coordinator.json); flags given override it")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
-	reflect := fs.Bool("reflection", false, "register gRPC server reflection (for grpcurl; callers still need an enrolled certificate)")
 	initKeys := fs.Bool("init-keys", false, "create the data directory and the manifest-signing keys, print where the public key is, and exit")
+	var flags coordinator.Config
+	coordinatorFlags(fs, &flags)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return coordinatorRun{}, err
 	}
 	if err := required(fs, "config"); err != nil {
-		return err
+		return coordinatorRun{}, err
 	}
 	cfg, err := coordinator.LoadConfig(*configPath)
 	if err != nil {
+		return coordinatorRun{}, err
+	}
+	target := flag.NewFlagSet("", flag.ContinueOnError)
+	coordinatorFlags(target, &cfg)
+	if err := overrideFlags(fs, target, map[string]bool{}); err != nil {
+		return coordinatorRun{}, usageError("coordinator: %v", err)
+	}
+	return coordinatorRun{cfg: cfg, configPath: *configPath, check: *check, initKeys: *initKeys}, nil
+}
+
+func runCoordinator(ctx context.Context, env *Env, args []string) error {
+	r, err := parseCoordinator(env, args)
+	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
-	if *metricsListen != "" {
-		cfg.MetricsListen = *metricsListen
-	}
-	if *reflect {
-		cfg.Reflection = true
-	}
-	if *initKeys {
+	cfg := r.cfg
+	if r.initKeys {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data directory: %w", err)
 		}
@@ -65,11 +87,11 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 			verb, cfg.DataDir, signer.Public().Fingerprint(), filepath.Join(cfg.DataDir, manifest.PublicFile))
 		return nil
 	}
-	if *check {
+	if r.check {
 		if err := coordinator.CheckFiles(cfg); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "%s: configuration is valid and its certificate files load\n", *configPath)
+		fmt.Fprintf(env.Stdout, "%s: configuration is valid and its certificate files load\n", r.configPath)
 		return nil
 	}
 	if err := cfg.Validate(); err != nil {

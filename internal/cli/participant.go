@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/fedguard/fedguard/certs"
-	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 	"github.com/fedguard/fedguard/validation"
 )
@@ -48,86 +46,129 @@ func (l *stringList) Set(v string) error {
 	return nil
 }
 
-func runParticipant(ctx context.Context, env *Env, args []string) error {
+// participantFlags registers the flags of `participant run` that mirror
+// the fields of a participant configuration file, bound to c.
+func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
+	fs.StringVar(&c.Coordinator, "coordinator", c.Coordinator, "coordinator address, HOST:PORT")
+	fs.StringVar(&c.Federation, "federation", c.Federation, "federation name")
+	fs.StringVar(&c.CA, "ca", c.CA, "federation CA certificate (ca.crt)")
+	fs.StringVar(&c.Cert, "cert", c.Cert, "this hospital's certificate (NAME.crt)")
+	fs.StringVar(&c.Key, "key", c.Key, "this hospital's private key (NAME.key)")
+	fs.StringVar(&c.Data, "data", c.Data, "local training data, CSV with a header row")
+	fs.Var((*stringList)(&c.Ignore), "ignore", "CSV column to skip, e.g. a record id (repeatable, or comma-separated; replaces the file's list)")
+	fs.Float64Var(&c.Holdout, "holdout", c.Holdout, "fraction of local rows kept for evaluation, in [0, 1)")
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the holdout split and local shuffling")
+	fs.StringVar(&c.ServerName, "server-name", c.ServerName, "name expected in the coordinator's certificate (default: host of -coordinator)")
+	fs.StringVar(&c.CoordinatorKey, "coordinator-key", c.CoordinatorKey, "the coordinator's manifest-signing public keys (its signing.pub), pinned at enrolment")
+	fs.BoolVar(&c.RequireSecure, "require-secure", c.RequireSecure, "take part in secure-aggregation rounds only: stop if the coordinator asks for a plain update")
+	fs.IntVar(&c.MinSecureBucket, "min-secure-bucket", c.MinSecureBucket, "decline secure rounds that put this hospital in a sum of fewer members")
+	fs.StringVar(&c.State, "state", c.State, "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
+	fs.StringVar(&c.Expect, "expect", c.Expect, "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
+	fs.StringVar(&c.Validation, "validation", c.Validation, "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")
+}
+
+// fieldFlag returns the flag of a participant configuration field.
+func fieldFlag(field string) string { return strings.ReplaceAll(field, "_", "-") }
+
+// participantRun is the parsed command line of `participant run`.
+type participantRun struct {
+	cfg        participant.FileConfig // the file's values, overridden by the flags given
+	configPath string                 // "" without -config
+	check      bool
+}
+
+// parseParticipantRun parses the command line of `participant run`, loads
+// the configuration file if there is one, lets the flags given explicitly
+// override it (flags > file > defaults) and validates the result. Problems
+// with a flag are usage errors naming the flag; problems with the file name
+// the file and the field.
+func parseParticipantRun(env *Env, args []string) (participantRun, error) {
 	fs := newFlagSet(env, "participant run")
-	coordinator := fs.String("coordinator", "", "coordinator address, HOST:PORT")
-	federation := fs.String("federation", "", "federation name")
-	caFile := fs.String("ca", "", "federation CA certificate (ca.crt)")
-	certFile := fs.String("cert", "", "this hospital's certificate (NAME.crt)")
-	keyFile := fs.String("key", "", "this hospital's private key (NAME.key)")
-	data := fs.String("data", "", "local training data, CSV with a header row")
-	var ignore stringList
-	fs.Var(&ignore, "ignore", "CSV column to skip, e.g. a record id (repeatable, or comma-separated)")
-	holdout := fs.Float64("holdout", participant.DefaultHoldout, "fraction of local rows kept for evaluation, in [0, 1)")
-	seed := fs.Uint64("seed", 1, "seed of the holdout split and local shuffling")
-	serverName := fs.String("server-name", "", "name expected in the coordinator's certificate (default: host of -coordinator)")
-	coordKey := fs.String("coordinator-key", "", "the coordinator's manifest-signing public keys (its signing.pub), pinned at enrolment")
-	requireSecure := fs.Bool("require-secure", false, "take part in secure-aggregation rounds only: stop if the coordinator asks for a plain update")
-	minBucket := fs.Int("min-secure-bucket", 0, "decline secure rounds that put this hospital in a sum of fewer members")
-	state := fs.String("state", "", "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
-	expect := fs.String("expect", "", "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
-	mode := fs.String("validation", "", "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")
+	configPath := fs.String("config", "", "participant configuration file (JSON; see examples/participant.json); flags given override it")
+	check := fs.Bool("check-config", false, "validate the configuration and the files it names (CA, certificate, key, coordinator key, data, expectations) without connecting, and exit")
+	flags := participant.DefaultFileConfig()
+	participantFlags(fs, &flags)
 	if err := parseFlags(fs, args); err != nil {
+		return participantRun{}, err
+	}
+	r := participantRun{cfg: flags, configPath: *configPath, check: *check}
+	given := map[string]bool{}
+	if r.configPath != "" {
+		cfg, err := participant.LoadFileConfig(r.configPath)
+		if err != nil {
+			return participantRun{}, fmt.Errorf("participant run: %w", err)
+		}
+		target := flag.NewFlagSet("", flag.ContinueOnError)
+		participantFlags(target, &cfg)
+		if err := overrideFlags(fs, target, given); err != nil {
+			return participantRun{}, usageError("participant run: %v", err)
+		}
+		r.cfg = cfg
+	}
+	if err := r.cfg.Validate(); err != nil {
+		var fe *participant.FieldError
+		switch {
+		case !errors.As(err, &fe):
+			return participantRun{}, fmt.Errorf("participant run: %w", err)
+		case r.configPath == "" || given[fieldFlag(fe.Field)]:
+			return participantRun{}, usageError("participant run: %s", fe.Describe(func(f string) string { return "-" + fieldFlag(f) }))
+		default:
+			return participantRun{}, fmt.Errorf("participant run: %s: %s", r.configPath, fe.Describe(func(f string) string {
+				if given[fieldFlag(f)] {
+					return "-" + fieldFlag(f)
+				}
+				return f
+			}))
+		}
+	}
+	return r, nil
+}
+
+// overrideFlags sets in target every flag given explicitly on parsed's
+// command line (found with Visit, so a flag left at its default does not
+// override), and records their names in given. Flags that target does not
+// have are skipped. A list flag replaces the target's list.
+func overrideFlags(parsed, target *flag.FlagSet, given map[string]bool) error {
+	var err error
+	parsed.Visit(func(f *flag.Flag) {
+		t := target.Lookup(f.Name)
+		if t == nil || err != nil {
+			return
+		}
+		given[f.Name] = true
+		if l, ok := t.Value.(*stringList); ok {
+			*l = nil
+		}
+		err = t.Value.Set(f.Value.String())
+	})
+	return err
+}
+
+func runParticipant(ctx context.Context, env *Env, args []string) error {
+	r, err := parseParticipantRun(env, args)
+	if err != nil {
 		return err
 	}
-	switch {
-	case *mode != "" && *expect == "":
-		return usageError("participant run: -validation needs -expect")
-	case *mode != "" && *mode != modeWarn && *mode != modeEnforce:
-		return usageError("participant run: -validation %q, want %s or %s", *mode, modeWarn, modeEnforce)
+	name := r.configPath
+	if name == "" {
+		name = "participant run"
 	}
-	if err := required(fs, "coordinator", "federation", "ca", "cert", "key", "data", "coordinator-key"); err != nil {
-		return err
+	if r.check {
+		id, err := r.cfg.Check()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Fprintf(env.Stdout, "%s: OK: %s of federation %s, coordinator %s; certificate, key, CA, coordinator key and data file load\n",
+			name, id.Name, id.Federation, r.cfg.Coordinator)
+		return nil
 	}
-	if *state == "" {
-		*state = strings.TrimSuffix(*keyFile, filepath.Ext(*keyFile)) + ".accepted.json"
-	}
-	keys, err := manifest.LoadPublicKeys(*coordKey)
+	cfg, err := r.cfg.Config()
 	if err != nil {
 		return fmt.Errorf("participant run: %w", err)
 	}
-	if !(*holdout >= 0 && *holdout < 1) {
-		return usageError("participant run: -holdout %v outside [0, 1)", *holdout)
-	}
-	host, _, err := net.SplitHostPort(*coordinator)
-	if err != nil {
-		return usageError("participant run: -coordinator %q: %v", *coordinator, err)
-	}
-	if *serverName == "" {
-		*serverName = host
-	}
-	ca, err := certs.LoadCertificate(*caFile)
-	if err != nil {
-		return fmt.Errorf("participant run: %w", err)
-	}
-	tlsCfg, err := certs.ClientConfig(certs.ClientOptions{
-		CA:         ca,
-		CertFile:   *certFile,
-		KeyFile:    *keyFile,
-		Federation: *federation,
-		ServerName: *serverName,
-	})
-	if err != nil {
-		return fmt.Errorf("participant run: %w", err)
-	}
-	h := *holdout
-	if h == 0 {
-		h = participant.NoHoldout // an explicit 0 means no holdout, not the default
-	}
-	agent, err := participant.New(participant.Config{
-		Coordinator:     *coordinator,
-		TLS:             tlsCfg,
-		Trainer:         &participant.LocalTrainer{DataFile: *data, Ignore: ignore, Holdout: h, Seed: *seed},
-		Log:             env.Log,
-		AgentVersion:    agentVersion,
-		Federation:      *federation,
-		CoordinatorKeys: keys,
-		StateFile:       *state,
-		RequireSecure:   *requireSecure,
-		MinSecureBucket: *minBucket,
-		Expectations:    *expect,
-		ValidationMode:  *mode,
-	})
+	cfg.Log = env.Log
+	cfg.AgentVersion = agentVersion
+	agent, err := participant.New(cfg)
 	if err != nil {
 		return fmt.Errorf("participant run: %w", err)
 	}

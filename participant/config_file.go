@@ -1,0 +1,341 @@
+package participant
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/manifest"
+	"github.com/fedguard/fedguard/validation"
+)
+
+// DefaultSeed is the seed of the holdout split and the local shuffling when
+// a [FileConfig] (or `fedguard participant run`) names none. Any fixed value
+// does: the point is that a restarted agent splits its rows the same way.
+const DefaultSeed = 1
+
+// MaxFileConfigBytes bounds a participant configuration file. A real one is
+// well under a kilobyte; the bound only stops a wrong path (a data file, a
+// device) from being read whole.
+const MaxFileConfigBytes = 1 << 20
+
+// FileConfig is the participant's configuration file (JSON), the settings
+// of `fedguard participant run`, one field per command-line flag: the
+// field coordinator_key is the flag -coordinator-key, and so on. Flags
+// given on the command line override the file's values.
+//
+// Relative paths in the file (ca, cert, key, coordinator_key, data, state,
+// expect) are resolved against the directory of the file, not the working
+// directory, so a file and its certificates can move together.
+// examples/participant.json is a complete example.
+//
+// Unknown fields are errors, so a misspelt setting is never silently
+// ignored. A field left out takes the value of [DefaultFileConfig].
+type FileConfig struct {
+	// Coordinator is the coordinator's address, host:port. Required.
+	Coordinator string `json:"coordinator"`
+	// Federation is the federation's name, as in every certificate.
+	// Required.
+	Federation string `json:"federation"`
+	// CA is the federation CA certificate (ca.crt). Required.
+	CA string `json:"ca"`
+	// Cert and Key are this hospital's certificate (NAME.crt) and private
+	// key (NAME.key). Required.
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+	// CoordinatorKey is the coordinator's manifest-signing public keys
+	// (its signing.pub), pinned at enrolment. Required.
+	CoordinatorKey string `json:"coordinator_key"`
+	// Data is the local training data, a CSV file with a header row.
+	// Required.
+	Data string `json:"data"`
+	// Ignore names CSV columns to skip, such as a record id.
+	Ignore []string `json:"ignore,omitempty"`
+	// Holdout is the fraction of local rows kept for evaluation, in
+	// [0, 1); 0 means no holdout. Left out, it is [DefaultHoldout].
+	Holdout float64 `json:"holdout"`
+	// Seed seeds the holdout split and the local shuffling. Left out, it
+	// is [DefaultSeed].
+	Seed uint64 `json:"seed"`
+	// ServerName is the name expected in the coordinator's certificate;
+	// empty means the host of Coordinator.
+	ServerName string `json:"server_name,omitempty"`
+	// State is the file keeping the last round manifest accepted (see
+	// [Config.StateFile]); empty means NAME.accepted.json beside Key.
+	State string `json:"state,omitempty"`
+	// RequireSecure takes part in secure-aggregation rounds only (see
+	// [Config.RequireSecure]).
+	RequireSecure bool `json:"require_secure,omitempty"`
+	// MinSecureBucket declines secure rounds that put this hospital in a
+	// sum of fewer members (see [Config.MinSecureBucket]); 0 means any.
+	MinSecureBucket int `json:"min_secure_bucket,omitempty"`
+	// Expect is an expectations file (package validation): the data file
+	// is checked against it before every round and the findings, counts
+	// only, are reported to the coordinator. Empty means no validation.
+	Expect string `json:"expect,omitempty"`
+	// Validation is, with Expect, [ValidationWarn] (the default: report
+	// and train) or [ValidationEnforce] (sit out rounds whose data has
+	// errors).
+	Validation string `json:"validation,omitempty"`
+}
+
+// DefaultFileConfig returns the values a configuration file's missing
+// fields take: Holdout [DefaultHoldout], Seed [DefaultSeed], everything
+// else empty.
+func DefaultFileConfig() FileConfig {
+	return FileConfig{Holdout: DefaultHoldout, Seed: DefaultSeed}
+}
+
+// FieldError is a problem with one field of a [FileConfig], found by
+// [FileConfig.Validate]. Field and Other are JSON field names; the command
+// line shows them as flags (Field "coordinator_key" is -coordinator-key).
+type FieldError struct {
+	// Field is the field at fault.
+	Field string
+	// Reason says what is wrong with it, such as "is required".
+	Reason string
+	// Other, when set, is a field that Reason refers to and that follows
+	// it in the message ("validation needs expect").
+	Other string
+}
+
+// Error returns the problem with the fields named as in the file.
+func (e *FieldError) Error() string {
+	return "participant: config: " + e.Describe(func(f string) string { return f })
+}
+
+// Describe returns the problem with each field named by name, for example
+// as a command-line flag.
+func (e *FieldError) Describe(name func(field string) string) string {
+	s := name(e.Field) + " " + e.Reason
+	if e.Other != "" {
+		s += " " + name(e.Other)
+	}
+	return s
+}
+
+// LoadFileConfig reads the configuration file at path and resolves its
+// relative paths against the directory of path. Errors name the file, and
+// the field when the JSON decoder does (an unknown field, a wrong type).
+// It does not validate the result: flags may still complete or override
+// it; call [FileConfig.Validate] on the final configuration.
+func LoadFileConfig(path string) (FileConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return FileConfig{}, fmt.Errorf("participant: read config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileConfigBytes+1))
+	if err != nil {
+		return FileConfig{}, fmt.Errorf("participant: read config %s: %w", path, err)
+	}
+	if len(b) > MaxFileConfigBytes {
+		return FileConfig{}, fmt.Errorf("participant: read config %s: larger than %d bytes", path, MaxFileConfigBytes)
+	}
+	c, err := ParseFileConfig(b, filepath.Dir(path))
+	if err != nil {
+		return FileConfig{}, fmt.Errorf("participant: config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseFileConfig decodes one JSON configuration object over
+// [DefaultFileConfig], then resolves its relative paths against dir (none
+// are changed when dir is empty). Unknown fields and anything after the
+// object are errors.
+func ParseFileConfig(b []byte, dir string) (FileConfig, error) {
+	c := DefaultFileConfig()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return FileConfig{}, err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return FileConfig{}, errors.New("unexpected content after the configuration object")
+	}
+	if dir != "" {
+		for _, p := range c.paths() {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(dir, *p)
+			}
+		}
+	}
+	return c, nil
+}
+
+// paths returns the fields that hold file paths.
+func (c *FileConfig) paths() []*string {
+	return []*string{&c.CA, &c.Cert, &c.Key, &c.CoordinatorKey, &c.Data, &c.State, &c.Expect}
+}
+
+// Validate checks c without touching a file and returns the first problem
+// as a *[FieldError].
+func (c FileConfig) Validate() error {
+	switch {
+	case c.Validation != "" && c.Expect == "":
+		return &FieldError{Field: "validation", Reason: "needs", Other: "expect"}
+	case c.Validation != "" && c.Validation != ValidationWarn && c.Validation != ValidationEnforce:
+		return &FieldError{Field: "validation", Reason: fmt.Sprintf("%q, want %s or %s", c.Validation, ValidationWarn, ValidationEnforce)}
+	}
+	for _, r := range []struct{ field, value string }{
+		{"coordinator", c.Coordinator}, {"federation", c.Federation}, {"ca", c.CA}, {"cert", c.Cert},
+		{"key", c.Key}, {"data", c.Data}, {"coordinator_key", c.CoordinatorKey},
+	} {
+		if r.value == "" {
+			return &FieldError{Field: r.field, Reason: "is required"}
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Coordinator); err != nil {
+		return &FieldError{Field: "coordinator", Reason: fmt.Sprintf("%q: %v", c.Coordinator, err)}
+	}
+	if err := certs.ValidateName(c.Federation); err != nil {
+		return &FieldError{Field: "federation", Reason: fmt.Sprintf("%q: %v", c.Federation, err)}
+	}
+	switch {
+	case !(c.Holdout >= 0 && c.Holdout < 1):
+		return &FieldError{Field: "holdout", Reason: fmt.Sprintf("%v outside [0, 1)", c.Holdout)}
+	case c.MinSecureBucket < 0:
+		return &FieldError{Field: "min_secure_bucket", Reason: fmt.Sprintf("%d is negative", c.MinSecureBucket)}
+	}
+	for _, col := range c.Ignore {
+		if strings.TrimSpace(col) == "" {
+			return &FieldError{Field: "ignore", Reason: "holds an empty column name"}
+		}
+	}
+	return nil
+}
+
+// Config validates c, loads the files it names (the CA certificate, this
+// hospital's certificate and key, the coordinator's public keys) and
+// returns the agent's [Config], with a [LocalTrainer] over Data. The
+// caller sets Log and AgentVersion.
+func (c FileConfig) Config() (Config, error) {
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	keys, err := manifest.LoadPublicKeys(c.CoordinatorKey)
+	if err != nil {
+		return Config{}, fmt.Errorf("participant: coordinator_key: %w", err)
+	}
+	ca, err := certs.LoadCertificate(c.CA)
+	if err != nil {
+		return Config{}, fmt.Errorf("participant: ca: %w", err)
+	}
+	serverName := c.ServerName
+	if serverName == "" {
+		serverName, _, _ = net.SplitHostPort(c.Coordinator) // checked by Validate
+	}
+	tlsCfg, err := certs.ClientConfig(certs.ClientOptions{
+		CA:         ca,
+		CertFile:   c.Cert,
+		KeyFile:    c.Key,
+		Federation: c.Federation,
+		ServerName: serverName,
+	})
+	if err != nil {
+		return Config{}, fmt.Errorf("participant: cert and key: %w", err)
+	}
+	state := c.State
+	if state == "" {
+		state = strings.TrimSuffix(c.Key, filepath.Ext(c.Key)) + ".accepted.json"
+	}
+	h := c.Holdout
+	if h == 0 {
+		h = NoHoldout // an explicit 0 means no holdout, not the default
+	}
+	return Config{
+		Coordinator:     c.Coordinator,
+		TLS:             tlsCfg,
+		Trainer:         &LocalTrainer{DataFile: c.Data, Ignore: c.Ignore, Holdout: h, Seed: c.Seed},
+		Federation:      c.Federation,
+		CoordinatorKeys: keys,
+		StateFile:       state,
+		RequireSecure:   c.RequireSecure,
+		MinSecureBucket: c.MinSecureBucket,
+		Expectations:    c.Expect,
+		ValidationMode:  c.Validation,
+	}, nil
+}
+
+// Check does what an agent does with c before it first dials the
+// coordinator, without dialling: it builds the [Config] (see
+// [FileConfig.Config]), checks that the certificate chains to the CA as a
+// participant of the federation and is valid now, that the data file and
+// the state file (when it exists) can be read, and that the expectations
+// file, if any, parses. It returns this hospital's identity.
+func (c FileConfig) Check() (certs.Identity, error) {
+	cfg, err := c.Config()
+	if err != nil {
+		return certs.Identity{}, err
+	}
+	id, err := c.checkCertificate(cfg)
+	if err != nil {
+		return certs.Identity{}, err
+	}
+	if err := readHeader(c.Data); err != nil {
+		return certs.Identity{}, fmt.Errorf("participant: data: %w", err)
+	}
+	if _, _, err := loadState(cfg.StateFile); err != nil {
+		return certs.Identity{}, fmt.Errorf("participant: state: %w", err)
+	}
+	if c.Expect != "" {
+		if _, err := validation.LoadExpectations(c.Expect); err != nil {
+			return certs.Identity{}, fmt.Errorf("participant: expect: %w", err)
+		}
+	}
+	return id, nil
+}
+
+// checkCertificate verifies the client certificate of cfg.TLS against its
+// CA and returns the participant identity it carries.
+func (c FileConfig) checkCertificate(cfg Config) (certs.Identity, error) {
+	tc, err := cfg.TLS.GetClientCertificate(nil)
+	if err != nil {
+		return certs.Identity{}, fmt.Errorf("participant: cert and key: %w", err)
+	}
+	leaf := tc.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(tc.Certificate[0]); err != nil {
+			return certs.Identity{}, fmt.Errorf("participant: cert: %w", err)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:     cfg.TLS.RootCAs,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
+	}
+	id, err := certs.ParseIdentity(leaf)
+	if err != nil {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
+	}
+	if id.Role != certs.RoleParticipant || id.Federation != c.Federation {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s is %s, want a participant of federation %q", c.Cert, id, c.Federation)
+	}
+	return id, nil
+}
+
+// readHeader checks that path can be opened and starts with a CSV header.
+func readHeader(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := csv.NewReader(f).Read(); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s is empty, want a CSV header row", path)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,373 @@
+package participant_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/manifest"
+	"github.com/fedguard/fedguard/participant"
+)
+
+// exampleConfig is the shipped example; a test loads it so it stays valid.
+const exampleConfig = "../examples/participant.json"
+
+func TestLoadFileConfigExample(t *testing.T) {
+	c, err := participant.LoadFileConfig(exampleConfig)
+	if err != nil {
+		t.Fatalf("LoadFileConfig(%q) = %v", exampleConfig, err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("LoadFileConfig(%q).Validate() = %v, want nil", exampleConfig, err)
+	}
+	want := participant.FileConfig{
+		Coordinator:     "coordinator.example.org:7443",
+		Federation:      "breast-cancer",
+		CA:              "/etc/fedguard/ca.crt",
+		Cert:            "/etc/fedguard/hospital-a.crt",
+		Key:             "/etc/fedguard/hospital-a.key",
+		CoordinatorKey:  "/etc/fedguard/signing.pub",
+		Data:            "/data/wdbc-local.csv",
+		Ignore:          []string{"id"},
+		Holdout:         0.2,
+		Seed:            1,
+		ServerName:      "coordinator.example.org",
+		State:           "/var/lib/fedguard/hospital-a.accepted.json",
+		Expect:          "/etc/fedguard/expectations-wdbc.json",
+		Validation:      participant.ValidationEnforce,
+		RequireSecure:   false,
+		MinSecureBucket: 0,
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("LoadFileConfig(%q) mismatch (-want +got):\n%s", exampleConfig, diff)
+	}
+}
+
+func TestParseFileConfig(t *testing.T) {
+	const dir = "/srv/hospital"
+	base := participant.FileConfig{
+		Coordinator: "c.example:7443", Federation: "f", CA: "/abs/ca.crt",
+		Cert: dir + "/h.crt", Key: dir + "/keys/h.key", CoordinatorKey: dir + "/signing.pub",
+		Data: "/data/d.csv", Holdout: participant.DefaultHoldout, Seed: participant.DefaultSeed,
+	}
+	minimal := `{"coordinator":"c.example:7443","federation":"f","ca":"/abs/ca.crt","cert":"h.crt",
+	  "key":"keys/h.key","coordinator_key":"./signing.pub","data":"/data/d.csv"`
+	tests := []struct {
+		name    string
+		in      string
+		dir     string
+		want    func(c *participant.FileConfig)
+		wantErr string
+	}{
+		{name: "defaults and relative paths", in: minimal + `}`, dir: dir, want: func(*participant.FileConfig) {}},
+		{name: "no dir keeps paths", in: minimal + `}`, want: func(c *participant.FileConfig) {
+			c.Cert, c.Key, c.CoordinatorKey = "h.crt", "keys/h.key", "./signing.pub"
+		}},
+		{name: "explicit zero holdout and seed", in: minimal + `,"holdout":0,"seed":0}`, dir: dir, want: func(c *participant.FileConfig) {
+			c.Holdout, c.Seed = 0, 0
+		}},
+		{name: "state and expect resolved", in: minimal + `,"state":"s.json","expect":"../e.json","validation":"warn"}`, dir: dir, want: func(c *participant.FileConfig) {
+			c.State, c.Expect, c.Validation = dir+"/s.json", "/srv/e.json", "warn"
+		}},
+		{name: "unknown field", in: minimal + `,"holdot":0.1}`, dir: dir, wantErr: `unknown field "holdot"`},
+		{name: "wrong type", in: minimal + `,"seed":"one"}`, dir: dir, wantErr: "seed"},
+		{name: "bad JSON", in: minimal, dir: dir, wantErr: "unexpected EOF"},
+		{name: "two objects", in: minimal + `}{}`, dir: dir, wantErr: "unexpected content after the configuration object"},
+		{name: "not an object", in: `[]`, dir: dir, wantErr: "cannot unmarshal array"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := participant.ParseFileConfig([]byte(tt.in), tt.dir)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseFileConfig(%q) = %v, want an error containing %q", tt.in, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseFileConfig(%q) = %v", tt.in, err)
+			}
+			want := base
+			tt.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ParseFileConfig(%q) mismatch (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}
+
+func TestLoadFileConfigErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	unknown := filepath.Join(dir, "unknown.json")
+	if err := os.WriteFile(unknown, []byte(`{"coordinator":"c:1","color":"red"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, []byte(`{"ignore":["`+strings.Repeat("x", participant.MaxFileConfigBytes)+`"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{unknown, []string{unknown, `unknown field "color"`}},
+		{big, []string{big, "larger than"}},
+		{filepath.Join(dir, "missing.json"), []string{"missing.json", "no such file"}},
+	}
+	for _, tt := range tests {
+		_, err := participant.LoadFileConfig(tt.path)
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("LoadFileConfig(%q) = %v, want an error containing %q", tt.path, err, w)
+			}
+		}
+	}
+}
+
+func TestFileConfigValidate(t *testing.T) {
+	valid := participant.FileConfig{
+		Coordinator: "c.example:7443", Federation: "f", CA: "ca.crt", Cert: "h.crt", Key: "h.key",
+		CoordinatorKey: "signing.pub", Data: "d.csv", Holdout: 0.2, Seed: 1,
+	}
+	tests := []struct {
+		name   string
+		change func(c *participant.FileConfig)
+		want   *participant.FieldError // nil: valid
+	}{
+		{"valid", func(*participant.FileConfig) {}, nil},
+		{"no holdout", func(c *participant.FileConfig) { c.Holdout = 0 }, nil},
+		{"enforce", func(c *participant.FileConfig) { c.Expect, c.Validation = "e.json", "enforce" }, nil},
+		{"no coordinator", func(c *participant.FileConfig) { c.Coordinator = "" }, &participant.FieldError{Field: "coordinator", Reason: "is required"}},
+		{"no coordinator key", func(c *participant.FileConfig) { c.CoordinatorKey = "" }, &participant.FieldError{Field: "coordinator_key", Reason: "is required"}},
+		{"no port", func(c *participant.FileConfig) { c.Coordinator = "c.example" }, &participant.FieldError{Field: "coordinator", Reason: `"c.example": address c.example: missing port in address`}},
+		{"bad federation", func(c *participant.FileConfig) { c.Federation = "Bad_Name" }, nil},
+		{"validation without expect", func(c *participant.FileConfig) { c.Validation = "warn" }, &participant.FieldError{Field: "validation", Reason: "needs", Other: "expect"}},
+		{"bad validation", func(c *participant.FileConfig) { c.Expect, c.Validation = "e.json", "strict" }, &participant.FieldError{Field: "validation", Reason: `"strict", want warn or enforce`}},
+		{"holdout 1", func(c *participant.FileConfig) { c.Holdout = 1 }, &participant.FieldError{Field: "holdout", Reason: "1 outside [0, 1)"}},
+		{"negative bucket", func(c *participant.FileConfig) { c.MinSecureBucket = -1 }, &participant.FieldError{Field: "min_secure_bucket", Reason: "-1 is negative"}},
+		{"empty ignore", func(c *participant.FileConfig) { c.Ignore = []string{"id", " "} }, &participant.FieldError{Field: "ignore", Reason: "holds an empty column name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			tt.change(&c)
+			err := c.Validate()
+			var fe *participant.FieldError
+			switch {
+			case tt.name == "bad federation": // the reason comes from certs
+				if !errors.As(err, &fe) || fe.Field != "federation" {
+					t.Errorf("Validate() = %v, want a FieldError for federation", err)
+				}
+			case tt.want == nil:
+				if err != nil {
+					t.Errorf("Validate() = %v, want nil", err)
+				}
+			case !errors.As(err, &fe):
+				t.Errorf("Validate() = %v, want %v", err, tt.want)
+			default:
+				if diff := cmp.Diff(tt.want, fe); diff != "" {
+					t.Errorf("Validate() mismatch (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+func TestFieldErrorDescribe(t *testing.T) {
+	e := &participant.FieldError{Field: "validation", Reason: "needs", Other: "expect"}
+	if got, want := e.Error(), "participant: config: validation needs expect"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	flag := func(f string) string { return "-" + strings.ReplaceAll(f, "_", "-") }
+	if got, want := e.Describe(flag), "-validation needs -expect"; got != want {
+		t.Errorf("Describe(flag) = %q, want %q", got, want)
+	}
+}
+
+// enrolment writes what a hospital has after enrolment into dir: ca.crt,
+// st-mary.crt and .key for federation fed, the coordinator's signing.pub
+// and a data file; it returns a configuration with paths relative to dir.
+func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
+	t.Helper()
+	caDir := filepath.Join(t.TempDir(), "ca")
+	ca, err := certs.Init(caDir, fed, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, csrPEM, err := certs.NewParticipantRequest(fed, "st-mary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Sign(csrPEM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(caDir, "ca.crt"), filepath.Join(dir, "ca.crt"))
+	if err := os.WriteFile(filepath.Join(dir, "st-mary.crt"), certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WritePrivateKey(filepath.Join(dir, "st-mary.key"), keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	coord := t.TempDir()
+	if _, _, err := manifest.LoadOrCreateSigner(coord); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(coord, manifest.PublicFile), filepath.Join(dir, manifest.PublicFile))
+	copyFile(t, dataFile, filepath.Join(dir, "data.csv"))
+	return participant.FileConfig{
+		Coordinator: "127.0.0.1:7443", Federation: fed, CA: "ca.crt", Cert: "st-mary.crt", Key: "st-mary.key",
+		CoordinatorKey: manifest.PublicFile, Data: "data.csv", Ignore: []string{"id"},
+		Holdout: participant.DefaultHoldout, Seed: participant.DefaultSeed,
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeConfig writes c as dir/participant.json.
+func writeConfig(t *testing.T, dir string, c participant.FileConfig) string {
+	t.Helper()
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "participant.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestFileConfigCheck(t *testing.T) {
+	other := t.TempDir()
+	enrolment(t, other, "other-fed") // a second federation, to borrow its CA and certificate
+	tests := []struct {
+		name    string
+		change  func(t *testing.T, dir string, c *participant.FileConfig)
+		wantErr []string // substrings; none means Check succeeds
+	}{
+		{"valid", func(*testing.T, string, *participant.FileConfig) {}, nil},
+		{"with expectations", func(t *testing.T, dir string, c *participant.FileConfig) {
+			expect, _ := validationFiles(t)
+			copyFile(t, expect, filepath.Join(dir, "expect.json"))
+			c.Expect, c.Validation = "expect.json", participant.ValidationEnforce
+		}, nil},
+		{"missing data", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Data = "nope.csv" }, []string{"participant: data:", "nope.csv", "no such file"}},
+		{"empty data", func(t *testing.T, dir string, c *participant.FileConfig) {
+			if err := os.WriteFile(filepath.Join(dir, "empty.csv"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c.Data = "empty.csv"
+		}, []string{"empty.csv is empty"}},
+		{"missing key", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Key = "nope.key" }, []string{"cert and key", "nope.key"}},
+		{"key of another hospital", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Key = filepath.Join(other, "st-mary.key") }, []string{"cert and key"}},
+		{"coordinator key is not one", func(_ *testing.T, _ string, c *participant.FileConfig) { c.CoordinatorKey = "ca.crt" }, []string{"coordinator_key"}},
+		{"ca is not a certificate", func(_ *testing.T, _ string, c *participant.FileConfig) { c.CA = "data.csv" }, []string{"participant: ca:"}},
+		{"certificate of another CA", func(_ *testing.T, _ string, c *participant.FileConfig) { c.CA = filepath.Join(other, "ca.crt") }, []string{"st-mary.crt", "unknown authority"}},
+		{"certificate of another federation", func(_ *testing.T, _ string, c *participant.FileConfig) {
+			c.CA, c.Cert, c.Key = filepath.Join(other, "ca.crt"), filepath.Join(other, "st-mary.crt"), filepath.Join(other, "st-mary.key")
+		}, []string{"want a participant of federation \"clinic-net\""}},
+		{"bad expectations", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Expect = "data.csv" }, []string{"participant: expect:", "invalid expectations"}},
+		{"corrupt state", func(t *testing.T, dir string, c *participant.FileConfig) {
+			if err := os.WriteFile(filepath.Join(dir, "st-mary.accepted.json"), []byte("{"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"participant: state:"}},
+		{"invalid", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Holdout = 2 }, []string{"holdout 2 outside [0, 1)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := enrolment(t, dir, "clinic-net")
+			tt.change(t, dir, &c)
+			loaded, err := participant.LoadFileConfig(writeConfig(t, dir, c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := loaded.Check()
+			if len(tt.wantErr) == 0 {
+				want := certs.Identity{Federation: "clinic-net", Role: certs.RoleParticipant, Name: "st-mary"}
+				if err != nil || id != want {
+					t.Errorf("Check() = %v, %v; want %v, nil", id, err, want)
+				}
+				return
+			}
+			for _, w := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Check() = %v, want an error containing %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestFileConfigConfig(t *testing.T) {
+	dir := t.TempDir()
+	c := enrolment(t, dir, "clinic-net")
+	c.Holdout = 0
+	c.Expect, c.Validation = "e.json", participant.ValidationWarn
+	loaded, err := participant.LoadFileConfig(writeConfig(t, dir, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loaded.Config()
+	if err != nil {
+		t.Fatalf("Config() = %v", err)
+	}
+	tr, ok := cfg.Trainer.(*participant.LocalTrainer)
+	if !ok {
+		t.Fatalf("Config().Trainer is %T, want *LocalTrainer", cfg.Trainer)
+	}
+	got := []any{cfg.Coordinator, cfg.Federation, cfg.StateFile, cfg.Expectations, cfg.ValidationMode, cfg.TLS.ServerName, tr.DataFile, tr.Ignore, tr.Holdout, tr.Seed}
+	want := []any{"127.0.0.1:7443", "clinic-net", filepath.Join(dir, "st-mary.accepted.json"), filepath.Join(dir, "e.json"), "warn", "127.0.0.1",
+		filepath.Join(dir, "data.csv"), []string{"id"}, float64(participant.NoHoldout), uint64(participant.DefaultSeed)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// FuzzParseFileConfig checks that any input either fails or parses to a
+// configuration that marshals and parses back to itself.
+func FuzzParseFileConfig(f *testing.F) {
+	example, err := os.ReadFile(exampleConfig)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(example)
+	f.Add([]byte(`{"holdout":0,"seed":0,"ignore":[]}`))
+	f.Add([]byte(`{"data":"x"} {}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := participant.ParseFileConfig(b, "")
+		if err != nil {
+			return
+		}
+		_ = c.Validate()
+		out, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("Marshal(%+v) = %v", c, err)
+		}
+		again, err := participant.ParseFileConfig(out, "")
+		if err != nil {
+			t.Fatalf("ParseFileConfig(%s) = %v after a round trip", out, err)
+		}
+		if diff := cmp.Diff(c, again, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("round trip mismatch (-first +second):\n%s", diff)
+		}
+	})
+}
