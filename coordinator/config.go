@@ -129,9 +129,11 @@ type Config struct {
 	// and similar tools; callers still need an enrolled certificate).
 	Reflection bool `json:"reflection,omitempty"`
 	// MetricsListen is the TCP address (host:port) of the HTTP listener
-	// that serves Prometheus metrics at /metrics and a liveness check at
-	// /healthz; empty (the default) serves none. It carries no TLS and no
-	// authentication: bind it to loopback or a monitoring network, such as
+	// that serves Prometheus metrics at /metrics, a liveness check at
+	// /healthz and the operators' read-only status page at /status (and
+	// /status.json); empty (the default) serves none. It carries no TLS
+	// and no authentication, and the status page names participants:
+	// bind it to loopback or a monitoring network, such as
 	// "127.0.0.1:9464".
 	MetricsListen string `json:"metrics_listen,omitempty"`
 	// Anomaly tunes the anomaly flags raised on plain rounds' updates.

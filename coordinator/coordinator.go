@@ -70,6 +70,16 @@
 // updates. deploy/ holds a Grafana dashboard and Prometheus alert rules
 // over these metrics.
 //
+// # Status page
+//
+// The same listener serves a read-only page for operators at /status (and
+// the same Status as JSON at /status.json): the round and its phase, each
+// enrolled participant's last status, the recent anomaly flags,
+// exclusions and secure sessions (the last StatusKeep of each), and the
+// audit log's head and last checkpoint. It is plain HTML with no script,
+// under a Content-Security-Policy that allows nothing else, and never
+// shows an update's values (see status.go).
+//
 // # Errors on the wire
 //
 // Requests are validated at the gRPC edge: a malformed request or update is
@@ -113,6 +123,9 @@ type RoundResult struct {
 	// Scaling is the federation's feature standardization.
 	Scaling  dataset.Scaling
 	Duration time.Duration
+	// Flags are the round's anomaly flags (plain rounds only), as
+	// recorded in the audit log.
+	Flags []audit.AnomalyFlagged
 }
 
 // Option configures a Coordinator.
@@ -220,6 +233,7 @@ type Coordinator struct {
 	round       *openRound
 	told        map[string]bool // participants told that training finished
 	lastCohort  []string        // cohort of the last closed round
+	status      statusBook      // what the status page shows beyond the above
 
 	kick chan struct{}
 }
@@ -271,6 +285,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		told:       map[string]bool{},
 		kick:       make(chan struct{}, 1),
 		metrics:    newMetrics(),
+		status:     newStatusBook(cfg.Enrolled),
 	}
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
@@ -315,6 +330,9 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		st.close()
 		return nil, err
+	}
+	if cp, ok, err := c.audit.LatestCheckpoint(); err == nil && ok {
+		c.status.checkpoint = checkpointStatus(cp, time.Time{})
 	}
 	if err := c.recordStart(context.Background()); err != nil {
 		c.Close()
@@ -458,6 +476,7 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 	}
 	c.metrics.roundsFailed.WithLabelValues(f.class).Inc()
 	c.metrics.dropouts.Add(float64(r.dropouts()))
+	c.noteFailedLocked(r, f.reason)
 	c.attempt++
 	c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
 	c.broadcastLocked()
@@ -548,6 +567,7 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 	c.round = r
 	c.phase = phaseTraining
 	c.metrics.cohortSize.Set(float64(len(cohort)))
+	c.noteCohortLocked(r)
 	c.opts.log.Info("round opened", "round", c.round.number, "attempt", c.round.attempt, "cohort", cohort)
 	c.broadcastLocked()
 	return nil
@@ -648,11 +668,12 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		c.phase = phaseFinished
 	}
 	c.metrics.roundClosed(rec, flags)
+	c.noteClosedLocked(rec, flags)
 	c.opts.log.InfoContext(ctx, "round closed", "round", rec.Round, "participants", len(names),
 		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
 	c.broadcastLocked()
 	if c.opts.observer != nil {
-		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened)})
+		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened), Flags: slices.Clone(flags)})
 	}
 	return nil
 }

@@ -324,6 +324,7 @@ func (c *Coordinator) signLocked(ctx context.Context, rec *RoundRecord, modelSum
 	if err != nil {
 		return nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
+	c.noteCheckpointLocked(cp)
 	var parent []byte
 	if rec != nil {
 		parent = c.manifest

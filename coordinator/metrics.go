@@ -26,14 +26,21 @@ import (
 //
 //   - norm: its L2 norm lies outside [median − K·MAD, median + K·MAD] of
 //     the cohort's norms (K = AnomalyConfig.NormMADs, default 3.5; MAD is
-//     the median absolute deviation). The MAD is floored at 5% of the
-//     median: when half the cohort has nearly the same norm the MAD is
-//     close to zero and would flag any difference, so with K = 3.5 a norm
-//     within ±17.5% of the median is never flagged. With fewer than 3
-//     updates the check is skipped: the median says nothing.
+//     the median absolute deviation) and also outside [median/R, R·median]
+//     (R = AnomalyConfig.NormRatio, default 3). The MAD is floored at 5% of
+//     the median: when half the cohort has nearly the same norm the MAD is
+//     close to zero and would flag any difference. The ratio keeps honest
+//     hospitals with different data from being flagged: near convergence
+//     their norms differ by a factor of two or so from round to round (the
+//     WDBC demo's do), while a boosted update (model replacement, scaling)
+//     is many times the median. With fewer than 3 updates the check is
+//     skipped: the median says nothing.
 //   - cosine: its cosine similarity to the round's aggregate update is
-//     below AnomalyConfig.CosineFloor (default 0: it points away from the
-//     aggregate); skipped when either vector is zero.
+//     below AnomalyConfig.CosineFloor (default −0.5: it points clearly
+//     against the aggregate); skipped when either vector is zero. Honest
+//     updates near convergence are mostly noise and can point slightly
+//     away from the aggregate (the demo's go down to about −0.4), so the
+//     floor is below 0.
 //   - excluded: the robust rule left it out of the aggregate (value: the
 //     rule's score, when it has one).
 
@@ -50,9 +57,12 @@ const (
 	// DefaultNormMADs is how many median absolute deviations an update's
 	// norm may lie from the cohort's median before it is flagged.
 	DefaultNormMADs = 3.5
+	// DefaultNormRatio is how many times the cohort's median norm an
+	// update's norm must also be off (above or below) before it is flagged.
+	DefaultNormRatio = 3.0
 	// DefaultCosineFloor is the lowest cosine similarity to the aggregate
 	// an update may have without being flagged.
-	DefaultCosineFloor = 0.0
+	DefaultCosineFloor = -0.5
 )
 
 // Round failure classes: the reason label of fedguard_rounds_failed_total.
@@ -276,7 +286,8 @@ func (c *Coordinator) MetricsAddr() string {
 	return c.metricsAddr
 }
 
-// metricsServer is the HTTP server of /metrics and /healthz.
+// metricsServer is the HTTP server of /metrics, /healthz and the status
+// page (status.go).
 type metricsServer struct {
 	srv *http.Server
 	lis net.Listener
@@ -302,6 +313,7 @@ func (c *Coordinator) listenMetrics() (*metricsServer, error) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	newStatusHandler(c.Status).register(mux)
 	c.metricsMu.Lock()
 	c.metricsAddr = lis.Addr().String()
 	c.metricsMu.Unlock()
@@ -382,7 +394,7 @@ func validHostname(h string) bool {
 // the aggregate agg (see "Anomaly monitoring" above). names are sorted;
 // the flags come in name order, norm before cosine before excluded.
 func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, agg []float32, report aggregation.Report) []audit.AnomalyFlagged {
-	k, floor := cfg.normMADs(), cfg.CosineFloor
+	k, ratio, floor := cfg.normMADs(), cfg.normRatio(), cfg.cosineFloor()
 	var flags []audit.AnomalyFlagged
 	norms := make([]float64, len(names))
 	for i, n := range names {
@@ -397,7 +409,7 @@ func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map
 			dev[i] = math.Abs(v - med)
 		}
 		mad := max(median(dev), madFloor*med)
-		lo, hi = med-k*mad, med+k*mad
+		lo, hi = min(med-k*mad, med/ratio), max(med+k*mad, med*ratio)
 	}
 	aggNorm := 0.0
 	for _, v := range agg {
@@ -448,10 +460,28 @@ type AnomalyConfig struct {
 	// deviations from the cohort's median norm is flagged (default
 	// DefaultNormMADs).
 	NormMADs float64 `json:"norm_mads,omitempty"`
+	// NormRatio is R: the norm must also be more than R times the median,
+	// or less than the median over R (default DefaultNormRatio; at least
+	// 1).
+	NormRatio float64 `json:"norm_ratio,omitempty"`
 	// CosineFloor: an update whose cosine similarity to the aggregate is
-	// below it is flagged (default DefaultCosineFloor, 0; -1 turns the
-	// check off). It must be in [-1, 1].
-	CosineFloor float64 `json:"cosine_floor,omitempty"`
+	// below it is flagged (default DefaultCosineFloor when absent; -1
+	// turns the check off). It must be in [-1, 1].
+	CosineFloor *float64 `json:"cosine_floor,omitempty"`
+}
+
+func (a AnomalyConfig) normRatio() float64 {
+	if a.NormRatio == 0 {
+		return DefaultNormRatio
+	}
+	return a.NormRatio
+}
+
+func (a AnomalyConfig) cosineFloor() float64 {
+	if a.CosineFloor == nil {
+		return DefaultCosineFloor
+	}
+	return *a.CosineFloor
 }
 
 func (a AnomalyConfig) normMADs() float64 {
@@ -466,8 +496,11 @@ func (a AnomalyConfig) validate(add func(string, ...any)) {
 	if !(a.NormMADs >= 0) || math.IsInf(a.NormMADs, 0) {
 		add("anomaly.norm_mads %v must be a finite number ≥ 0 (0: the default %v)", a.NormMADs, DefaultNormMADs)
 	}
-	if !(a.CosineFloor >= -1 && a.CosineFloor <= 1) {
-		add("anomaly.cosine_floor %v must be between -1 and 1", a.CosineFloor)
+	if !(a.NormRatio == 0 || a.NormRatio >= 1) || math.IsInf(a.NormRatio, 0) {
+		add("anomaly.norm_ratio %v must be a finite number ≥ 1 (0: the default %v)", a.NormRatio, DefaultNormRatio)
+	}
+	if f := a.cosineFloor(); !(f >= -1 && f <= 1) {
+		add("anomaly.cosine_floor %v must be between -1 and 1", f)
 	}
 }
 

@@ -36,15 +36,27 @@ func TestAnomalyFlags(t *testing.T) {
 			name:    "norm outlier",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 50)},
 			agg:     agg,
-			// median 1.05, MAD 0.1: band 1.05 ± 0.35.
-			want: []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 50, Band: []float64{0.7, 1.4}}},
+			// median 1.05, MAD 0.1: 1.05 ± 0.35, widened to 1.05/3 … 3·1.05.
+			want: []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 50, Band: []float64{0.35, 3.15}}},
+		},
+		{
+			name:    "honest spread: two and a half times the median is not flagged",
+			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 2.5)},
+			agg:     agg,
+		},
+		{
+			name:    "norm ratio 1: the MAD band alone",
+			cfg:     AnomalyConfig{NormRatio: 1},
+			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 2.5)},
+			agg:     agg,
+			want:    []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 2.5, Band: []float64{0.7, 1.4}}},
 		},
 		{
 			name:    "small norm outlier",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 0.01)},
 			agg:     agg,
-			// median 0.95, MAD 0.1.
-			want: []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 0.01, Band: []float64{0.6, 1.3}}},
+			// median 0.95, MAD 0.1: 0.95 ± 0.35, widened to 0.95/3 … 3·0.95.
+			want: []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 0.01, Band: []float64{0.95 / 3, 2.85}}},
 		},
 		{
 			name:    "wider band",
@@ -61,11 +73,11 @@ func TestAnomalyFlags(t *testing.T) {
 			name:    "sign flip",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, -1)},
 			agg:     agg,
-			want:    []audit.AnomalyFlagged{{Participant: "c", Kind: AnomalyCosine, Value: -1, Band: []float64{0, 1}}},
+			want:    []audit.AnomalyFlagged{{Participant: "c", Kind: AnomalyCosine, Value: -1, Band: []float64{-0.5, 1}}},
 		},
 		{
 			name:    "sign flip, floor off",
-			cfg:     AnomalyConfig{CosineFloor: -1},
+			cfg:     AnomalyConfig{CosineFloor: ptr(-1.0)},
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, -1)},
 			agg:     agg,
 		},
@@ -97,3 +109,5 @@ func TestAnomalyFlags(t *testing.T) {
 		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

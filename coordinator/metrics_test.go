@@ -315,10 +315,12 @@ func TestMetricsConfig(t *testing.T) {
 		{"url", func(c *coordinator.Config) { c.MetricsListen = "http://127.0.0.1:9464" }, "metrics_listen"},
 		{"same as listen", func(c *coordinator.Config) { c.Listen, c.MetricsListen = "127.0.0.1:7443", "127.0.0.1:7443" }, "participants' listen address"},
 		{"anomaly", func(c *coordinator.Config) {
-			c.Anomaly = coordinator.AnomalyConfig{NormMADs: 5, CosineFloor: -0.5}
+			floor := 0.0 // explicit: flag anything pointing away from the aggregate
+			c.Anomaly = coordinator.AnomalyConfig{NormMADs: 5, NormRatio: 2, CosineFloor: &floor}
 		}, ""},
 		{"negative mads", func(c *coordinator.Config) { c.Anomaly.NormMADs = -1 }, "anomaly.norm_mads"},
-		{"cosine above 1", func(c *coordinator.Config) { c.Anomaly.CosineFloor = 1.5 }, "anomaly.cosine_floor"},
+		{"norm ratio below 1", func(c *coordinator.Config) { c.Anomaly.NormRatio = 0.5 }, "anomaly.norm_ratio"},
+		{"cosine above 1", func(c *coordinator.Config) { floor := 1.5; c.Anomaly.CosineFloor = &floor }, "anomaly.cosine_floor"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -432,6 +432,7 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 		if err := c.record(ctx, audit.Entry{Kind: audit.KindSecureDeclined, Actor: name, Round: round, Payload: audit.SecureDeclined{Attempt: attempt, Reason: reason}}); err != nil {
 			return status.Error(codes.Unavailable, "the audit log cannot record the decline")
 		}
+		c.noteStatus(name, ParticipantRefused, "declined the secure round: "+reason)
 		return nil
 	}
 	cert, err := peerCertificate(ctx)
@@ -598,6 +599,7 @@ func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord,
 	if err := c.record(ctx, entries...); err != nil {
 		return rec, nil, names, failure{failAudit, "the audit log cannot record the secure sessions"}
 	}
+	c.noteSessionsLocked(rec)
 	switch {
 	case len(updates) == 0:
 		return rec, nil, names, failure{failSecure, "every secure session failed: " + strings.Join(errs, "; ")}

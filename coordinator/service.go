@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"slices"
@@ -43,6 +44,7 @@ func (s *service) Join(ctx context.Context, req *fedguardv1.JoinRequest) (*fedgu
 	c := s.c
 	c.mu.Lock()
 	needStats := c.scaling == nil
+	c.noteStatusLocked(id.Name, ParticipantJoined, "")
 	c.mu.Unlock()
 	c.opts.log.InfoContext(ctx, "participant joined", "participant", id.Name, "agent_version", req.GetAgentVersion())
 	return &fedguardv1.JoinResponse{
@@ -136,6 +138,7 @@ func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest)
 		if !registered && c.phase != phaseStats {
 			c.ready[name]++
 			registered = true
+			c.noteReadyLocked(name)
 		}
 		ch := c.changed
 		c.mu.Unlock()
@@ -239,6 +242,7 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 		attempt = r.attempt
 		if r.updates[name] == nil {
 			r.refused[name] = st.Message()
+			c.noteStatusLocked(name, ParticipantRefused, st.Message())
 		}
 	}
 	c.mu.Unlock()
@@ -322,6 +326,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
 	}
 	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout()}
+	c.noteStatusLocked(name, ParticipantUpdateReceived, "")
 	n, total := len(r.updates), len(r.cohort)
 	c.mu.Unlock()
 	c.metrics.updatesAccepted.Inc()
@@ -378,6 +383,7 @@ func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefus
 	}}); err != nil {
 		return nil, status.Error(codes.Unavailable, "the audit log cannot record the refusal; try again")
 	}
+	c.noteStatus(name, ParticipantRefused, fmt.Sprintf("refused the manifest of round %d: %s", req.GetManifestRound(), reason))
 	return &fedguardv1.ReportRefusalResponse{}, nil
 }
 

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"unicode"
@@ -101,6 +102,9 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		slog.Int("findings", len(ev.Findings)), slog.Int("errors", errs))
 	if err := c.record(ctx, audit.Entry{Kind: audit.KindDataValidation, Actor: name, Round: req.GetRound(), Payload: ev}); err != nil {
 		return nil, status.Error(codes.Unavailable, "the audit log cannot record the validation report; try again")
+	}
+	if !req.GetTraining() {
+		c.noteStatus(name, ParticipantRefused, fmt.Sprintf("refused to train in round %d: data validation (%s) found %d errors", req.GetRound(), req.GetMode(), errs))
 	}
 	return &fedguardv1.ReportValidationResponse{}, nil
 }

@@ -5,7 +5,10 @@
 // over buckets, say) gets the fewest hospitals it can (see [Run]).
 //
 // It is what `fedguard demo` runs, and the integration tests use it as the
-// reference federation. The global model is evaluated after every round on
+// reference federation. With Options.Poison one hospital turns bad: it
+// sends its honest update multiplied by PoisonFactor, and the
+// coordinator's anomaly monitoring flags it (see the rows' flags, the
+// summary, and with Options.MetricsListen the status page and /metrics). The global model is evaluated after every round on
 // rows that no hospital holds (the demo's held-out test split); in a real
 // federation nobody holds such rows, and the participants' own holdout
 // evaluations (also shown) are what the operator sees.
@@ -30,6 +33,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
@@ -37,6 +41,7 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
 // Federation is the demo federation's name, as in its certificates.
@@ -83,6 +88,56 @@ type Options struct {
 	// Log receives the federation's structured logs (default: discarded
 	// below warnings).
 	Log *slog.Logger
+	// Poison names a hospital (hospital-a, …) that sends its update
+	// multiplied by PoisonFactor every round (see Poisoned); empty: none.
+	// The coordinator checks norms in plain rounds of three or more
+	// updates (see PoisonFactor for when it flags this one); secure rounds
+	// are not monitored.
+	Poison string
+	// MetricsListen sets the coordinator's metrics_listen (host:port;
+	// port 0 picks one): /metrics and the status page at /status, whose
+	// URL the demo prints first. Empty: none.
+	MetricsListen string
+}
+
+// PoisonFactor is what a poisoned hospital (Options.Poison) multiplies its
+// update by. From the same starting model the honest norms lie within a
+// few times of each other, so the coordinator's norm check flags the
+// poisoned update in round 1 whichever hospital it is. Later it depends on
+// the rule: the check is relative to the cohort, and under fedavg the
+// poisoned update steers the model towards its own data, after which its
+// (scaled) updates shrink and the others' corrective updates grow, so it
+// is flagged in some rounds only (20 of 20 rounds to 1 of 20 over seeds
+// 1 to 8 and the four hospitals). A robust rule (median, f 1) keeps the
+// model where the honest hospitals want it, and the poisoned hospital is
+// flagged in nearly every round. A larger factor does not help: the
+// poisoned hospital steers harder.
+const PoisonFactor = 50
+
+// Poisoned is a hospital gone bad: it trains like Trainer, then sends the
+// update multiplied by Factor (a scaling attack, the crudest model
+// poisoning). The demo and the integration tests use it.
+type Poisoned struct {
+	participant.Trainer
+	Factor float32
+}
+
+var _ participant.Trainer = (*Poisoned)(nil)
+
+// Train implements participant.Trainer.
+func (p *Poisoned) Train(ctx context.Context, a *fedguardv1.RoundAssignment, start []float32) (participant.Result, error) {
+	r, err := p.Trainer.Train(ctx, a, start)
+	for i := range r.Delta {
+		r.Delta[i] *= p.Factor
+	}
+	return r, err
+}
+
+// Flag is an anomaly flag the coordinator raised on a round's update.
+type Flag struct {
+	Participant string  `json:"participant"`
+	Kind        string  `json:"kind"`
+	Value       float64 `json:"value"`
 }
 
 // withDefaults fills in the zero options that have a default, all but
@@ -139,7 +194,7 @@ func names(hs []Hospital) []string {
 }
 
 // tableFormat lays out one row of the per-round table.
-const tableFormat = "%5s  %12s  %8s  %7s  %23s  %7s\n"
+const tableFormat = "%5s  %12s  %8s  %7s  %23s  %7s  %s\n"
 
 // labelSkew is the share of a hospital's rows drawn from its preferred label.
 const labelSkew = 0.75
@@ -160,6 +215,8 @@ type Row struct {
 	Buckets     int     `json:"buckets,omitempty"`
 	Seconds     float64 `json:"seconds"`
 	ModelSHA256 string  `json:"model_sha256"`
+	// Flags are the coordinator's anomaly flags on the round's updates.
+	Flags []Flag `json:"flags,omitempty"`
 }
 
 // Summary is the outcome of a demo run.
@@ -175,6 +232,12 @@ type Summary struct {
 	HospitalsReason string  `json:"hospitals_reason,omitempty"`
 	Seconds         float64 `json:"seconds"`
 	Dir             string  `json:"dir,omitempty"`
+	// Poisoned is Options.Poison, and PoisonFlagged the number of rounds
+	// in which the coordinator flagged it.
+	Poisoned      string `json:"poisoned,omitempty"`
+	PoisonFlagged int    `json:"poison_flagged,omitempty"`
+	// Flags is the number of anomaly flags over all rounds.
+	Flags int `json:"flags"`
 }
 
 // Run sets up the federation, trains, prints a row per round to out and
@@ -193,6 +256,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	hospitals, err := HospitalSplit(n)
 	if err != nil {
 		return Summary{}, err
+	}
+	if o.Poison != "" && !slices.Contains(names(hospitals), o.Poison) {
+		return Summary{}, fmt.Errorf("demo: poison %q is not one of the hospitals (%s)", o.Poison, strings.Join(names(hospitals), ", "))
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -213,6 +279,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	if err != nil {
 		return Summary{}, err
 	}
+	fed.Poison = o.Poison
 	cfg := fed.CoordinatorConfig(o)
 	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
@@ -228,9 +295,20 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		if why != "" {
 			count += " (" + why + ")"
 		}
-		fmt.Fprintf(out, "fedguard demo: %s, %s, %d rounds, rule %s, files in %s\n\n",
-			count, o.Model, o.Rounds, ruleName(cfg.Aggregation)+secureNote(cfg), dir)
-		fmt.Fprintf(out, tableFormat, "round", "participants", "accuracy", "loss", "hospitals' holdout acc.", "seconds")
+		poison := ""
+		if o.Poison != "" {
+			poison = fmt.Sprintf(", %s poisoned (update ×%d)", o.Poison, PoisonFactor)
+		}
+		fmt.Fprintf(out, "fedguard demo: %s, %s, %d rounds, rule %s%s, files in %s\n\n",
+			count, o.Model, o.Rounds, ruleName(cfg.Aggregation)+secureNote(cfg), poison, dir)
+	}
+	header := func() {
+		if !o.JSON {
+			fmt.Fprintf(out, tableFormat, "round", "participants", "accuracy", "loss", "hospitals' holdout acc.", "seconds", "anomaly flags")
+		}
+	}
+	if o.MetricsListen == "" {
+		header()
 	}
 	observe := func(res coordinator.RoundResult) {
 		m, err := fed.Evaluate(res)
@@ -241,6 +319,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		}
 		for _, p := range res.Record.Participants {
 			row.Names = append(row.Names, p.Name)
+		}
+		for _, f := range res.Flags {
+			row.Flags = append(row.Flags, Flag{Participant: f.Participant, Kind: f.Kind, Value: f.Value})
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -259,7 +340,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 			holdout = fmt.Sprintf("- (%d secure sum%s)", row.Buckets, map[bool]string{true: "s"}[row.Buckets > 1])
 		}
 		fmt.Fprintf(out, tableFormat, fmt.Sprint(row.Round), fmt.Sprint(row.Participants), fmt.Sprintf("%.4f", row.Accuracy),
-			fmt.Sprintf("%.4f", row.Loss), holdout, fmt.Sprintf("%.3f", row.Seconds))
+			fmt.Sprintf("%.4f", row.Loss), holdout, fmt.Sprintf("%.3f", row.Seconds), flagText(res.Flags))
 	}
 	coord, err := coordinator.New(cfg, coordinator.WithLogger(o.Log), coordinator.WithObserver(observe))
 	if err != nil {
@@ -282,6 +363,18 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 			cancel()
 		}
 	}()
+	if o.MetricsListen != "" {
+		// Rows come from the observer only once the hospitals run.
+		if addr := waitMetricsAddr(ctx, coord); addr != "" {
+			if o.JSON {
+				b, _ := json.Marshal(map[string]string{"status_page": "http://" + addr + "/status", "metrics": "http://" + addr + "/metrics"})
+				fmt.Fprintln(out, string(b))
+			} else {
+				fmt.Fprintf(out, "status page: http://%s/status (metrics: http://%s/metrics)\n\n", addr, addr)
+			}
+		}
+		header()
+	}
 	for _, h := range fed.Hospitals {
 		agent, err := fed.Agent(h.Name, lis.Addr().String(), coord.PublicKeys(), o.Log, o.Seed)
 		if err != nil {
@@ -320,12 +413,24 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	if o.Dir != "" {
 		s.Dir = o.Dir
 	}
+	s.Poisoned = o.Poison
+	for _, r := range rows {
+		s.Flags += len(r.Flags)
+		if o.Poison != "" && slices.ContainsFunc(r.Flags, func(f Flag) bool { return f.Participant == o.Poison }) {
+			s.PoisonFlagged++
+		}
+	}
 	if o.JSON {
 		b, _ := json.Marshal(map[string]any{"summary": s})
 		fmt.Fprintln(out, string(b))
 	} else {
 		fmt.Fprintf(out, "\nfinal: accuracy %.4f, loss %.4f on %d held-out rows after %d rounds (%.1f s)\n",
 			s.FinalAccuracy, s.FinalLoss, s.TestRows, s.Rounds, s.Seconds)
+		fmt.Fprintf(out, "anomaly flags: %d", s.Flags)
+		if o.Poison != "" {
+			fmt.Fprintf(out, "; the poisoned %s was flagged in %d of %d rounds", o.Poison, s.PoisonFlagged, s.Rounds)
+		}
+		fmt.Fprintln(out)
 		if o.Dir != "" {
 			data := cfg.DataDir
 			fmt.Fprintf(out, "\nevery round is signed and audited; to check the record offline:\n"+
@@ -339,6 +444,31 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		}
 	}
 	return s, nil
+}
+
+// flagText lays out a round's anomaly flags for the table.
+func flagText(flags []audit.AnomalyFlagged) string {
+	if len(flags) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(flags))
+	for i, f := range flags {
+		parts[i] = fmt.Sprintf("%s %s %.3g", f.Participant, f.Kind, f.Value)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// waitMetricsAddr waits until c's metrics listener is bound and returns
+// its address; "" if ctx ends first or it takes more than ten seconds.
+func waitMetricsAddr(ctx context.Context, c *coordinator.Coordinator) string {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if a := c.MetricsAddr(); a != "" {
+			return a
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ""
 }
 
 // chooseHospitals returns the number of hospitals a demo with options o
@@ -410,6 +540,9 @@ type Fed struct {
 	Test     *dataset.Table
 	// Hospitals are the federation's participants.
 	Hospitals []Hospital
+	// Poison names the hospital whose agent (see Agent) sends its updates
+	// multiplied by PoisonFactor; empty: none.
+	Poison string
 }
 
 // Setup is SetupHospitals with the DefaultHospitals of HospitalSplit.
@@ -542,8 +675,8 @@ func ClientTLS(dir, federation, name, addr string) (*tls.Config, error) {
 }
 
 // CoordinatorConfig is the demo coordinator's configuration for the
-// federation's hospitals and options o (Rounds, Model, Aggregation and Seed;
-// zero Rounds and Model take their defaults). A round needs all hospitals
+// federation's hospitals and options o (Rounds, Model, Aggregation, Seed,
+// Secure and MetricsListen; zero Rounds and Model take their defaults). A round needs all hospitals
 // but one.
 func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 	o = o.withDefaults()
@@ -566,6 +699,7 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 		Seed:          o.Seed,
 		Aggregation:   o.Aggregation,
 		Secure:        o.Secure,
+		MetricsListen: o.MetricsListen,
 		CohortTimeout: coordinator.Duration(3 * time.Second),
 		RoundTimeout:  coordinator.Duration(30 * time.Second),
 		StatsTimeout:  coordinator.Duration(5 * time.Second),
@@ -578,16 +712,21 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 
 // Agent builds hospital name's agent, dialling addr and trusting only
 // manifests signed with keys (the coordinator's, pinned as at enrolment).
+// The hospital named by f.Poison gets a Poisoned trainer.
 // The agent keeps its last accepted manifest in dir/NAME/accepted.json.
 func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logger, seed uint64) (*participant.Agent, error) {
 	tlsCfg, err := ClientTLS(f.Dir, Federation, name, addr)
 	if err != nil {
 		return nil, err
 	}
+	var trainer participant.Trainer = &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed}
+	if name == f.Poison {
+		trainer = &Poisoned{Trainer: trainer, Factor: PoisonFactor}
+	}
 	return participant.New(participant.Config{
 		Coordinator:     addr,
 		TLS:             tlsCfg,
-		Trainer:         &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed},
+		Trainer:         trainer,
 		Log:             log.With("participant", name),
 		Federation:      Federation,
 		CoordinatorKeys: keys,

@@ -5,15 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/participant"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
 func TestHospitalSplit(t *testing.T) {
@@ -238,4 +243,51 @@ func ExampleHospitalSplit() {
 	// hospital-b 30% leaning M
 	// hospital-c 20% leaning B
 	// hospital-d 10% leaning M
+}
+
+// fixedTrainer returns the same update every round.
+type fixedTrainer struct{ delta []float32 }
+
+func (f fixedTrainer) Prepare(*fedguardv1.ModelSpec) (dataset.Stats, error) {
+	return dataset.Stats{}, nil
+}
+
+func (f fixedTrainer) Train(context.Context, *fedguardv1.RoundAssignment, []float32) (participant.Result, error) {
+	return participant.Result{Delta: slices.Clone(f.delta), Samples: 3}, nil
+}
+
+func TestPoisoned(t *testing.T) {
+	p := &Poisoned{Trainer: fixedTrainer{delta: []float32{1, -2, 0.5}}, Factor: PoisonFactor}
+	r, err := p.Train(context.Background(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []float32{50, -100, 25}; !slices.Equal(r.Delta, want) || r.Samples != 3 {
+		t.Errorf("Poisoned.Train = %v (%d samples), want %v (3 samples)", r.Delta, r.Samples, want)
+	}
+}
+
+// TestRunPoison runs a short demo with a poisoned hospital and the status
+// page on: the URL comes first, and the poisoned update is flagged in
+// round 1, the row and the summary say so.
+func TestRunPoison(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a federation")
+	}
+	var out bytes.Buffer
+	o := Options{Rounds: 2, Seed: 1, Poison: "hospital-c", MetricsListen: "127.0.0.1:0"}
+	s, err := Run(context.Background(), o, &out)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[0], "hospital-c poisoned (update ×50)") || !strings.HasPrefix(lines[2], "status page: http://127.0.0.1:") {
+		t.Errorf("Run: output does not start with the poisoning and the status page:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "hospital-c norm ") || s.Poisoned != "hospital-c" || s.PoisonFlagged < 1 || s.Flags < 1 {
+		t.Errorf("Run: summary %+v, output:\n%s\nwant hospital-c flagged", s, out.String())
+	}
+	if _, err := Run(context.Background(), Options{Rounds: 1, Poison: "hospital-z"}, io.Discard); err == nil || !strings.Contains(err.Error(), "hospital-z") {
+		t.Errorf("Run with poison hospital-z = %v, want an error naming it", err)
+	}
 }

@@ -29,6 +29,8 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Hospitals, "hospitals", 0, fmt.Sprintf("number of hospitals, %d to %d (0: %d, or the fewest more the rule can aggregate)",
 		demo.MinHospitals, demo.MaxHospitals, demo.DefaultHospitals))
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object per round, then a summary object")
+	fs.StringVar(&o.Poison, "poison", "", fmt.Sprintf("poison this hospital (hospital-a, …): it sends its update multiplied by %d, and the coordinator flags it", demo.PoisonFactor))
+	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "serve the coordinator's /metrics and status page (/status) on this host:port, such as 127.0.0.1:9464 (port 0: any); the URL is printed first")
 	verbose := fs.Bool("v", false, "show the federation's logs (coordinator and hospitals) on stderr")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -1,0 +1,199 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// hostile is text a participant controls (a secure-round decline reason,
+// say), made to break out of the page if it were not escaped.
+const hostile = `</td><script>alert("x")</script><img src=x onerror=alert(1)>&`
+
+// sampleStatus is a status with one of everything.
+func sampleStatus() Status {
+	at := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	return Status{
+		Federation: "demo", Time: at, Phase: "training", Round: 3, Open: true, Attempt: 1, LastClosed: 2, Rounds: 20,
+		Deadline: at.Add(time.Minute), Cohort: []string{"hospital-a", "hospital-b"}, CohortRound: 3, Rule: "fedavg", Secure: true,
+		Participants: []ParticipantStatus{
+			{Name: "hospital-a", Status: ParticipantUpdateReceived, Since: at, Round: 3, Attempt: 1},
+			{Name: "hospital-b", Status: ParticipantFlagged, Since: at, Round: 2, Flags: []string{AnomalyNorm}, FlagsRound: 2},
+			{Name: "hospital-c", Status: ParticipantRefused, Reason: "declined the secure round: " + hostile, Since: at, Round: 3, Attempt: 1},
+			{Name: "hospital-d", Status: ParticipantEnrolled},
+		},
+		Flags: []FlagStatus{{Round: 2, Participant: "hospital-b", Kind: AnomalyNorm, Value: 52.25, Band: []float64{0.5, 1.5}, Time: at}},
+		Exclusions: []ExclusionStatus{
+			{Round: 2, Participant: "hospital-d", Kind: ExclusionDropped, Reason: "no update before the deadline", Time: at},
+		},
+		SecureSessions: []SessionStatus{{
+			Round: 2, Bucket: 1, Members: []string{"hospital-a", "hospital-b", "hospital-c"}, Survivors: []string{"hospital-a", "hospital-b"},
+			Dropped: map[string]string{"hospital-c": "masked input: " + hostile}, Time: at,
+		}},
+		Audit: AuditStatus{Origin: "fedguard/demo", Size: 123, Checkpoint: &CheckpointStatus{Size: 120, Root: "q83vEjRWeJA=", Time: at}},
+	}
+}
+
+func get(t *testing.T, h http.Handler, path string) *http.Response {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	return rec.Result()
+}
+
+func TestStatusPage(t *testing.T) {
+	mux := http.NewServeMux()
+	newStatusHandler(sampleStatus).register(mux)
+	resp := get(t, mux, "/status")
+	body, _ := io.ReadAll(resp.Body)
+	page := string(body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /status = %s, want 200", resp.Status)
+	}
+	if got, want := resp.Header.Get("Content-Type"), "text/html; charset=utf-8"; got != want {
+		t.Errorf("Content-Type = %q, want %q", got, want)
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "style-src 'sha256-", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+		}
+	}
+	for _, bad := range []string{"unsafe-inline", "unsafe-eval", "script-src", "*"} {
+		if strings.Contains(csp, bad) {
+			t.Errorf("Content-Security-Policy %q allows %q", csp, bad)
+		}
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers %v: want nosniff and no-store", resp.Header)
+	}
+	for _, want := range []string{
+		`<meta http-equiv="refresh" content="5">`,
+		`<span id="federation">demo</span>`,
+		`<dd id="phase">training</dd>`,
+		`round 3 (open)`,
+		`<dd id="attempt">1</dd>`,
+		`2 of 20`,
+		`hospital-a, hospital-b (round 3)`,
+		`<td>hospital-b</td><td>anomaly-flagged</td><td></td><td>2 (attempt 0)</td><td>norm (round 2)</td>`,
+		`<td>hospital-d</td><td>enrolled</td>`,
+		`<td>hospital-b</td><td>norm</td><td>52.25</td><td>[0.5, 1.5]</td>`,
+		`<td>hospital-d</td><td>dropped</td><td>no update before the deadline</td>`,
+		`Secure sessions`,
+		`<dd id="audit-size">123 events</dd>`,
+		`tree size 120, root <span class="mono">q83vEjRWeJA=</span>, signed 2025-03-04 05:06:07Z`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("GET /status lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script") || strings.Contains(page, "<img") {
+		t.Errorf("GET /status holds unescaped participant text:\n%s", page)
+	}
+	if !strings.Contains(page, "&lt;/td&gt;&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") {
+		t.Errorf("GET /status does not show the hostile reason escaped:\n%s", page)
+	}
+	// The style block is what the policy's hash allows.
+	if !strings.Contains(page, "<style>"+statusCSS+"</style>") {
+		t.Error("the page's style block is not statusCSS, so the CSP hash does not allow it")
+	}
+}
+
+func TestStatusPageEmpty(t *testing.T) {
+	mux := http.NewServeMux()
+	newStatusHandler(func() Status {
+		return Status{Federation: "demo", Phase: "stats", Rounds: 3, Cohort: []string{}, Audit: AuditStatus{Size: 2}}
+	}).register(mux)
+	resp := get(t, mux, "/status")
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"none closed yet", "No anomaly flags.", "No exclusions.", `<dd id="checkpoint" class="none">none yet</dd>`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET /status of a new federation lacks %q", want)
+		}
+	}
+	if strings.Contains(string(body), "Secure sessions") {
+		t.Error("a plain federation's page has a secure sessions section")
+	}
+}
+
+func TestStatusJSON(t *testing.T) {
+	mux := http.NewServeMux()
+	newStatusHandler(sampleStatus).register(mux)
+	resp := get(t, mux, "/status.json")
+	if got := resp.Header.Get("Content-Type"); got != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", got)
+	}
+	if resp.Header.Get("Content-Security-Policy") == "" {
+		t.Error("GET /status.json has no Content-Security-Policy")
+	}
+	var got Status
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatalf("GET /status.json: %v", err)
+	}
+	if diff := cmp.Diff(sampleStatus(), got); diff != "" {
+		t.Errorf("GET /status.json mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestStatusRoutes(t *testing.T) {
+	mux := http.NewServeMux()
+	newStatusHandler(sampleStatus).register(mux)
+	resp := get(t, mux, "/")
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/status" {
+		t.Errorf("GET / = %s to %q, want 302 to /status", resp.Status, resp.Header.Get("Location"))
+	}
+	if resp := get(t, mux, "/nonesuch"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /nonesuch = %s, want 404", resp.Status)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/status", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /status = %d, want 405", rec.Code)
+	}
+}
+
+// TestStatusBusy: requests beyond statusInFlight are turned away rather
+// than queued on the coordinator's lock.
+func TestStatusBusy(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, statusInFlight)
+	h := newStatusHandler(func() Status {
+		entered <- struct{}{}
+		<-release
+		return sampleStatus()
+	})
+	mux := http.NewServeMux()
+	h.register(mux)
+	done := make(chan int, statusInFlight)
+	for range statusInFlight {
+		go func() { done <- get(t, mux, "/status").StatusCode }()
+	}
+	for range statusInFlight {
+		<-entered
+	}
+	if resp := get(t, mux, "/status.json"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("GET /status.json with %d in flight = %s, want 503", statusInFlight, resp.Status)
+	}
+	close(release)
+	for range statusInFlight {
+		if code := <-done; code != http.StatusOK {
+			t.Errorf("GET /status in flight = %d, want 200", code)
+		}
+	}
+}
+
+func TestKeepLast(t *testing.T) {
+	var s []int
+	for i := range StatusKeep + 7 {
+		s = keepLast(s, i)
+	}
+	if len(s) != StatusKeep || s[0] != 7 || s[len(s)-1] != StatusKeep+6 {
+		t.Errorf("keepLast after %d appends = %d elements from %d to %d, want %d from 7 to %d", StatusKeep+7, len(s), s[0], s[len(s)-1], StatusKeep, StatusKeep+6)
+	}
+}
