@@ -129,8 +129,7 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 	if maxRows < 0 {
 		return nil, fmt.Errorf("%w: ReadOptions.MaxRows %d is negative", ErrSchema, o.MaxRows)
 	}
-	g := &guardReader{r: r, line: 1}
-	cr := csv.NewReader(g)
+	cr := csv.NewReader(NewBoundedReader(r, maxBytes, maxLineBytes))
 	cr.ReuseRecord = true
 	// FieldsPerRecord 0: the header fixes the width, every later row must match.
 
@@ -319,24 +318,34 @@ func (e *tooLargeError) Unwrap() error { return ErrTooLarge }
 
 // guardReader caps the total bytes and the physical line length that reach csv.Reader.
 type guardReader struct {
-	r       io.Reader
-	n       int64 // bytes read so far
-	lineLen int64 // bytes since the last '\n'
-	line    int   // current physical line, 1-based
-	err     error // sticky
+	r        io.Reader
+	maxBytes int64
+	maxLine  int64
+	n        int64 // bytes read so far
+	lineLen  int64 // bytes since the last '\n'
+	line     int   // current physical line, 1-based
+	err      error // sticky
+}
+
+// NewBoundedReader returns a reader of r that fails with an error wrapping
+// ErrTooLarge once more than maxBytes have been read or a physical line is
+// longer than maxLineBytes, naming the line. Put it under a csv.Reader,
+// which otherwise buffers whatever line it is given.
+func NewBoundedReader(r io.Reader, maxBytes, maxLineBytes int64) io.Reader {
+	return &guardReader{r: r, maxBytes: maxBytes, maxLine: maxLineBytes, line: 1}
 }
 
 func (g *guardReader) Read(p []byte) (int, error) {
 	if g.err != nil {
 		return 0, g.err
 	}
-	if room := maxBytes - g.n + 1; int64(len(p)) > room {
+	if room := g.maxBytes - g.n + 1; int64(len(p)) > room {
 		p = p[:room]
 	}
 	k, err := g.r.Read(p)
 	g.n += int64(k)
-	if g.n > maxBytes {
-		g.err = &tooLargeError{fmt.Sprintf("more than %d bytes", maxBytes)}
+	if g.n > g.maxBytes {
+		g.err = &tooLargeError{fmt.Sprintf("more than %d bytes", g.maxBytes)}
 		return 0, g.err
 	}
 	q := p[:k]
@@ -347,15 +356,15 @@ func (g *guardReader) Read(p []byte) (int, error) {
 			break
 		}
 		g.lineLen += int64(i)
-		if g.lineLen > maxLineBytes {
+		if g.lineLen > g.maxLine {
 			break
 		}
 		g.lineLen = 0
 		g.line++
 		q = q[i+1:]
 	}
-	if g.lineLen > maxLineBytes {
-		g.err = &tooLargeError{fmt.Sprintf("line %d is longer than %d bytes", g.line, maxLineBytes)}
+	if g.lineLen > g.maxLine {
+		g.err = &tooLargeError{fmt.Sprintf("line %d is longer than %d bytes", g.line, g.maxLine)}
 		return 0, g.err
 	}
 	return k, err

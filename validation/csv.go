@@ -1,12 +1,13 @@
 package validation
 
 import (
-	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/fedguard/fedguard/dataset"
 )
 
 // Limits that bound what [Check] and [Propose] read, so that a malformed or
@@ -43,7 +44,7 @@ type table struct {
 }
 
 func newTable(r io.Reader) (*table, error) {
-	cr := csv.NewReader(&guardReader{r: r})
+	cr := csv.NewReader(dataset.NewBoundedReader(r, maxBytes, maxLineBytes))
 	cr.ReuseRecord = true
 	rec, err := cr.Read()
 	if err != nil {
@@ -109,9 +110,8 @@ func (t *table) next() ([]string, error) {
 }
 
 func csvError(err error) error {
-	var te *tooLargeError
-	if errors.As(err, &te) {
-		return fmt.Errorf("validation: %w", te)
+	if errors.Is(err, dataset.ErrTooLarge) {
+		return fmt.Errorf("validation: %w: %v", ErrTooLarge, strings.TrimPrefix(err.Error(), dataset.ErrTooLarge.Error()+": "))
 	}
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
@@ -119,55 +119,4 @@ func csvError(err error) error {
 		return fmt.Errorf("validation: %w: %v", ErrCSV, pe)
 	}
 	return fmt.Errorf("validation: read: %w", err)
-}
-
-// tooLargeError is returned by guardReader; it wraps ErrTooLarge.
-type tooLargeError struct{ msg string }
-
-func (e *tooLargeError) Error() string { return ErrTooLarge.Error() + ": " + e.msg }
-func (e *tooLargeError) Unwrap() error { return ErrTooLarge }
-
-// guardReader caps the total bytes and the physical line length that reach
-// csv.Reader, so that it never buffers an unbounded line.
-type guardReader struct {
-	r       io.Reader
-	n       int64 // bytes read so far
-	lineLen int64 // bytes since the last '\n'
-	line    int   // current physical line, 0-based
-	err     error // sticky
-}
-
-func (g *guardReader) Read(p []byte) (int, error) {
-	if g.err != nil {
-		return 0, g.err
-	}
-	if room := maxBytes - g.n + 1; int64(len(p)) > room {
-		p = p[:room]
-	}
-	k, err := g.r.Read(p)
-	g.n += int64(k)
-	if g.n > maxBytes {
-		g.err = &tooLargeError{fmt.Sprintf("more than %d bytes", maxBytes)}
-		return 0, g.err
-	}
-	q := p[:k]
-	for {
-		i := bytes.IndexByte(q, '\n')
-		if i < 0 {
-			g.lineLen += int64(len(q))
-			break
-		}
-		g.lineLen += int64(i)
-		if g.lineLen > maxLineBytes {
-			break
-		}
-		g.lineLen = 0
-		g.line++
-		q = q[i+1:]
-	}
-	if g.lineLen > maxLineBytes {
-		g.err = &tooLargeError{fmt.Sprintf("line %d is longer than %d bytes", g.line+1, maxLineBytes)}
-		return 0, g.err
-	}
-	return k, err
 }
