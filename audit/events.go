@@ -236,8 +236,10 @@ type ManifestRefused struct {
 // round (package validation); the actor is the participant. It holds
 // everything the participant sent about its data, and so lists exactly
 // which aggregates left the hospital: the row and column counts and, per
-// finding, a count of cells, rows or sampled values out of a total. No
-// cell value, row number or unnamed column header is in it.
+// finding, a count of cells, rows or sampled values out of a total, and,
+// when the participant sent them for drift monitoring, the aggregates of
+// its training rows named in FeatureStats. No cell value, row number or
+// unnamed column header is in it.
 type DataValidation struct {
 	Attempt uint32 `json:"attempt"`
 	// Mode is "warn" or "enforce"; Training is false when enforce mode
@@ -248,6 +250,10 @@ type DataValidation struct {
 	Columns  uint32 `json:"columns"`
 	// Findings are as reported; empty when the data met the expectations.
 	Findings []ValidationFinding `json:"findings"`
+	// FeatureStats lists the per-feature aggregates of the training rows
+	// that came with the report (as in StatsReceived: their row count, the
+	// number of features and the aggregates' names); absent when none came.
+	FeatureStats *StatsReceived `json:"feature_stats,omitempty"`
 }
 
 // ValidationFinding is one finding of a DataValidation: Count of Total
@@ -261,19 +267,26 @@ type ValidationFinding struct {
 	Total    uint64 `json:"total"`
 }
 
-// AnomalyFlagged records that a participant's update of a round left the
-// band the coordinator's anomaly monitoring expects (see package
-// coordinator, "Metrics and anomaly flags"). Its Round is the round's
-// number, its actor the coordinator.
+// AnomalyFlagged records that a participant's update of a round, or the
+// feature statistics of its data, left the band the coordinator's anomaly
+// monitoring expects (see package coordinator, "Metrics and anomaly
+// flags"). Its Round is the round's number, its actor the coordinator.
 type AnomalyFlagged struct {
 	Attempt     uint32 `json:"attempt"`
 	Participant string `json:"participant"`
-	// Kind is "norm", "cosine" or "excluded".
+	// Kind is "norm", "cosine", "excluded" or "drift".
 	Kind string `json:"kind"`
 	// Value is the measured value: the norm, the cosine similarity to the
-	// aggregate, or the rule's score.
+	// aggregate, the rule's score, or (drift) the largest standardized
+	// mean shift over the features, |mean − reference mean| / reference
+	// std.
 	Value float64 `json:"value"`
 	// Band is the [low, high] interval Value was expected in; empty for
 	// "excluded".
 	Band []float64 `json:"band,omitempty"`
+	// Feature names the feature of the largest shift (drift only).
+	Feature string `json:"feature,omitempty"`
+	// VarianceRatio is that feature's variance over the reference
+	// variance (drift only).
+	VarianceRatio float64 `json:"variance_ratio,omitempty"`
 }

@@ -321,7 +321,14 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		if err != nil {
 			return err
 		}
-		entry.Detail = fmt.Sprintf("round %d attempt %d: %s's update flagged (%s): value %.6g", ev.Round, p.Attempt, p.Participant, p.Kind, p.Value)
+		what := "update"
+		if p.Feature != "" {
+			what = "data statistics"
+		}
+		entry.Detail = fmt.Sprintf("round %d attempt %d: %s's %s flagged (%s): value %.6g", ev.Round, p.Attempt, p.Participant, what, p.Kind, p.Value)
+		if p.Feature != "" {
+			entry.Detail += fmt.Sprintf(" at feature %s (variance ratio %.3g)", p.Feature, p.VarianceRatio)
+		}
 		if len(p.Band) == 2 {
 			entry.Detail += fmt.Sprintf(" outside [%.6g, %.6g]", p.Band[0], p.Band[1])
 		}
@@ -1009,6 +1016,9 @@ func describeValidation(p DataValidation) string {
 		trained = "sat the round out"
 	}
 	d := fmt.Sprintf("data checked (%s mode, attempt %d): %d rows, %d columns, %d errors, %d warnings; %s", p.Mode, p.Attempt, p.Rows, p.Columns, errs, warns, trained)
+	if st := p.FeatureStats; st != nil {
+		d += fmt.Sprintf("; sent %s of %d rows over %d features", reportList(st.Aggregates), st.Rows, st.Features)
+	}
 	if len(parts) > 0 {
 		d += ": " + strings.Join(parts, "; ")
 	}

@@ -2,23 +2,22 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
-	"net/http"
 	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/metricsserver"
 )
 
 // Anomaly monitoring, in detail (see also the package documentation).
@@ -43,6 +42,36 @@ import (
 //     floor is below 0.
 //   - excluded: the robust rule left it out of the aggregate (value: the
 //     rule's score, when it has one).
+//
+// Drift monitoring looks at data rather than updates, in plain and secure
+// rounds alike. Each ReportValidation may carry the aggregates of the
+// participant's training rows (count, per-feature sum and sum of
+// squares, the same as ReportStats). Against the federation's reference,
+// the scaling fixed from all hospitals' aggregates at the start, the
+// coordinator computes per feature the standardized mean shift
+// |mean − mean_ref| / std_ref and the variance ratio var / std_ref²:
+//
+//   - drift: the largest shift exceeds AnomalyConfig.DriftShift (default
+//     DefaultDriftShift, 2). Value is that shift, Feature its feature,
+//     VarianceRatio that feature's variance ratio. The flag is recorded
+//     when the report arrives, with the report's round and attempt; a
+//     report without aggregates (or before the scaling is fixed) is not
+//     checked.
+//
+// The reference includes the hospital's own rows, and a hospital with a
+// different case mix differs from it honestly: in the demo (WDBC, each
+// hospital drawing 75 % of its rows from one diagnosis) the largest
+// shift of each hospital lies between 0.44 and 0.94 reference standard
+// deviations (4 hospitals, data splits of seeds 1 to 5); the same
+// hospitals with every feature moved by 3 standard deviations show 2.96
+// or more (TestDriftDefaultOnDemo measures both). The default of 2 is
+// about twice the largest honest shift and one standard deviation below
+// the shifted hospitals. Comparing each hospital with its own
+// first report instead would never flag a skewed but stable hospital, but
+// the agent reports the aggregates of the training rows it loaded when the
+// session began, which change only when it restarts; and data that was
+// shifted from the start would never be flagged. So the reference is the
+// federation's.
 
 // Anomaly kinds: the values of audit.AnomalyFlagged.Kind and of the kind
 // label of fedguard_anomaly_flags_total.
@@ -50,6 +79,7 @@ const (
 	AnomalyNorm     = "norm"
 	AnomalyCosine   = "cosine"
 	AnomalyExcluded = "excluded"
+	AnomalyDrift    = "drift"
 )
 
 // Defaults of AnomalyConfig.
@@ -63,6 +93,11 @@ const (
 	// DefaultCosineFloor is the lowest cosine similarity to the aggregate
 	// an update may have without being flagged.
 	DefaultCosineFloor = -0.5
+	// DefaultDriftShift is the largest standardized mean shift, in
+	// reference standard deviations, a participant's feature statistics
+	// may show against the federation's scaling without being flagged
+	// (see "Drift monitoring" above for the measurements behind it).
+	DefaultDriftShift = 2.0
 )
 
 // Round failure classes: the reason label of fedguard_rounds_failed_total.
@@ -81,12 +116,9 @@ type failure struct{ class, reason string }
 // norm check uses (see above).
 const madFloor = 0.05
 
-// metricsShutdownGrace bounds the metrics server's graceful stop.
-const metricsShutdownGrace = 2 * time.Second
-
 var (
 	failClasses  = []string{failQuorum, failAggregation, failSecure, failAudit}
-	anomalyKinds = []string{AnomalyNorm, AnomalyCosine, AnomalyExcluded}
+	anomalyKinds = []string{AnomalyNorm, AnomalyCosine, AnomalyExcluded, AnomalyDrift}
 	certReasons  = []string{
 		certs.ReasonUnknownAuthority, certs.ReasonExpired, certs.ReasonNotYetValid, certs.ReasonRevoked,
 		certs.ReasonWrongRole, certs.ReasonNotEnrolled, certs.ReasonBadIdentity, certs.ReasonNoCertificate, certs.ReasonOther,
@@ -185,7 +217,7 @@ func newMetrics() *metrics {
 			Name: "fedguard_participants_excluded_total", Help: "Participants whose update (or secure bucket) the aggregation rule left out of a closed round.",
 		}),
 		anomalyFlags: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_anomaly_flags_total", Help: "Anomaly flags raised on plain updates, by kind (norm, cosine, excluded).",
+			Name: "fedguard_anomaly_flags_total", Help: "Anomaly flags raised on plain updates (norm, cosine, excluded) and on participants' data statistics (drift), by kind.",
 		}, []string{"kind"}),
 		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fedguard_audit_events_total", Help: "Events appended to the audit log, by kind.",
@@ -286,70 +318,32 @@ func (c *Coordinator) MetricsAddr() string {
 	return c.metricsAddr
 }
 
-// metricsServer is the HTTP server of /metrics, /healthz and the status
-// page (status.go).
-type metricsServer struct {
-	srv *http.Server
-	lis net.Listener
-}
-
-// listenMetrics binds Config.MetricsListen; nil when it is empty.
-func (c *Coordinator) listenMetrics() (*metricsServer, error) {
+// listenMetrics binds Config.MetricsListen with /metrics, /healthz and the
+// status page (status.go); nil when it is empty.
+func (c *Coordinator) listenMetrics() (*metricsserver.Server, error) {
 	if c.cfg.MetricsListen == "" {
 		return nil, nil
 	}
-	lis, err := net.Listen("tcp", c.cfg.MetricsListen)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: listen on %s: %w", c.cfg.MetricsListen, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{
-		ErrorLog:            slogPrinter{c},
-		Registry:            c.metrics.reg,
-		MaxRequestsInFlight: 4,
-		Timeout:             10 * time.Second,
-	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux := metricsserver.Mux(c.metrics.reg, slogPrinter{c})
 	newStatusHandler(c.Status).register(mux)
+	ms, err := metricsserver.Listen(c.cfg.MetricsListen, mux)
+	if err != nil {
+		return nil, err
+	}
 	c.metricsMu.Lock()
-	c.metricsAddr = lis.Addr().String()
+	c.metricsAddr = ms.Addr()
 	c.metricsMu.Unlock()
-	return &metricsServer{lis: lis, srv: &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-	}}, nil
+	return ms, nil
 }
 
-// serve runs the metrics server until ctx ends, then shuts it down.
-func (c *Coordinator) serveMetrics(ctx context.Context, ms *metricsServer) error {
-	c.opts.log.InfoContext(ctx, "metrics listening", "addr", ms.lis.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- ms.srv.Serve(ms.lis) }()
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), metricsShutdownGrace)
-		if serr := ms.srv.Shutdown(sctx); serr != nil {
-			_ = ms.srv.Close()
-		}
-		cancel()
-		err = <-errc
-	}
+// serveMetrics runs the metrics server until ctx ends, then shuts it down.
+func (c *Coordinator) serveMetrics(ctx context.Context, ms *metricsserver.Server) error {
+	c.opts.log.InfoContext(ctx, "metrics listening", "addr", ms.Addr())
+	err := ms.Serve(ctx)
 	c.metricsMu.Lock()
 	c.metricsAddr = ""
 	c.metricsMu.Unlock()
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return fmt.Errorf("metrics: serve: %w", err)
+	return err
 }
 
 // slogPrinter sends promhttp's error log to the coordinator's logger.
@@ -361,33 +355,13 @@ func (p slogPrinter) Println(v ...any) {
 
 // validateMetricsListen checks a host:port for the metrics listener.
 func validateMetricsListen(addr, grpcListen string) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("metrics_listen %q: %w", addr, err)
+	if err := metricsserver.ValidateAddr(addr); err != nil {
+		return fmt.Errorf("metrics_listen %w", err)
 	}
-	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
-		return fmt.Errorf("metrics_listen %q: port %q is not a TCP port", addr, port)
-	}
-	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
-		return fmt.Errorf("metrics_listen %q: host %q is neither an IP address nor a host name", addr, host)
-	}
-	if addr == grpcListen && port != "0" {
+	if _, port, _ := net.SplitHostPort(addr); addr == grpcListen && port != "0" {
 		return fmt.Errorf("metrics_listen %q is the participants' listen address", addr)
 	}
 	return nil
-}
-
-// validHostname accepts letters, digits, '-' and '.' (no lookup).
-func validHostname(h string) bool {
-	if len(h) > 253 {
-		return false
-	}
-	for _, r := range h {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // anomalyFlags checks the updates of a plain round against each other and
@@ -442,6 +416,60 @@ func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map
 	return flags
 }
 
+// drift is how far a participant's feature statistics lie from the
+// federation's reference scaling, at the feature where they lie farthest.
+type drift struct {
+	// Feature is the index of the feature with the largest Shift.
+	Feature int
+	// Shift is |mean − mean_ref| / std_ref at Feature.
+	Shift float64
+	// VarianceRatio is var / std_ref² at Feature (population variances).
+	VarianceRatio float64
+}
+
+// driftOf compares st with ref (see "Drift monitoring" above); false when
+// st has no rows or its width is not ref's. Ties go to the lower feature.
+func driftOf(st dataset.Stats, ref dataset.Scaling) (drift, bool) {
+	w := len(ref.Mean)
+	if st.Count == 0 || w == 0 || len(ref.Std) != w || len(st.Sum) != w || len(st.SumSquares) != w {
+		return drift{}, false
+	}
+	n := float64(st.Count)
+	d := drift{Shift: -1}
+	for j := range w {
+		mean := st.Sum[j] / n
+		v := max(st.SumSquares[j]/n-mean*mean, 0)
+		sd := ref.Std[j]
+		if !(sd > 0) {
+			sd = 1 // as dataset.ScalingFrom does for a constant column
+		}
+		shift := math.Abs(mean-ref.Mean[j]) / sd
+		if shift > d.Shift {
+			d = drift{Feature: j, Shift: shift, VarianceRatio: v / (sd * sd)}
+		}
+	}
+	return d, true
+}
+
+// driftFlag returns the drift flag of participant's statistics st in the
+// given attempt, or nil when they are within cfg's band (or cannot be
+// compared). features names the reference's features.
+func driftFlag(cfg AnomalyConfig, attempt uint32, participant string, features []string, st dataset.Stats, ref dataset.Scaling) *audit.AnomalyFlagged {
+	d, ok := driftOf(st, ref)
+	limit := cfg.driftShift()
+	if !ok || !(d.Shift > limit) {
+		return nil
+	}
+	name := fmt.Sprintf("feature %d", d.Feature)
+	if d.Feature < len(features) && features[d.Feature] != "" {
+		name = features[d.Feature]
+	}
+	return &audit.AnomalyFlagged{
+		Attempt: attempt, Participant: participant, Kind: AnomalyDrift, Value: d.Shift,
+		Band: []float64{0, limit}, Feature: name, VarianceRatio: d.VarianceRatio,
+	}
+}
+
 // median sorts v and returns its median; v must not be empty.
 func median(v []float64) float64 {
 	slices.Sort(v)
@@ -468,6 +496,18 @@ type AnomalyConfig struct {
 	// below it is flagged (default DefaultCosineFloor when absent; -1
 	// turns the check off). It must be in [-1, 1].
 	CosineFloor *float64 `json:"cosine_floor,omitempty"`
+	// DriftShift: a participant whose reported feature statistics have a
+	// feature mean more than DriftShift reference standard deviations
+	// from the federation's mean is flagged (default DefaultDriftShift;
+	// a finite number > 0).
+	DriftShift float64 `json:"drift_shift,omitempty"`
+}
+
+func (a AnomalyConfig) driftShift() float64 {
+	if a.DriftShift == 0 {
+		return DefaultDriftShift
+	}
+	return a.DriftShift
 }
 
 func (a AnomalyConfig) normRatio() float64 {
@@ -501,6 +541,9 @@ func (a AnomalyConfig) validate(add func(string, ...any)) {
 	}
 	if f := a.cosineFloor(); !(f >= -1 && f <= 1) {
 		add("anomaly.cosine_floor %v must be between -1 and 1", f)
+	}
+	if !(a.DriftShift >= 0) || math.IsInf(a.DriftShift, 0) {
+		add("anomaly.drift_shift %v must be a finite number > 0 (0: the default %v)", a.DriftShift, DefaultDriftShift)
 	}
 }
 

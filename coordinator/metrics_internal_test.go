@@ -9,6 +9,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/dataset"
 )
 
 func TestAnomalyFlags(t *testing.T) {
@@ -111,3 +112,63 @@ func TestAnomalyFlags(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestDriftOf(t *testing.T) {
+	ref := dataset.Scaling{Mean: []float64{1, 10}, Std: []float64{2, 5}}
+	// statsOf builds stats of n rows with the given per-feature means and
+	// variances.
+	statsOf := func(n uint64, mean, variance []float64) dataset.Stats {
+		s := dataset.Stats{Count: n}
+		for j := range mean {
+			s.Sum = append(s.Sum, float64(n)*mean[j])
+			s.SumSquares = append(s.SumSquares, float64(n)*(variance[j]+mean[j]*mean[j]))
+		}
+		return s
+	}
+	for _, tt := range []struct {
+		name string
+		st   dataset.Stats
+		want drift
+		ok   bool
+	}{
+		{"the reference", statsOf(10, []float64{1, 10}, []float64{4, 25}), drift{Feature: 0, Shift: 0, VarianceRatio: 1}, true},
+		{"first feature up 1.5 std", statsOf(10, []float64{4, 10}, []float64{4, 25}), drift{Feature: 0, Shift: 1.5, VarianceRatio: 1}, true},
+		{"second feature down 3 std", statsOf(4, []float64{1.5, -5}, []float64{1, 100}), drift{Feature: 1, Shift: 3, VarianceRatio: 4}, true},
+		{"narrower", statsOf(8, []float64{1, 12.5}, []float64{1, 6.25}), drift{Feature: 1, Shift: 0.5, VarianceRatio: 0.25}, true},
+		{"no rows", dataset.Stats{Sum: []float64{0, 0}, SumSquares: []float64{0, 0}}, drift{}, false},
+		{"wrong width", statsOf(3, []float64{1}, []float64{1}), drift{}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := driftOf(tt.st, ref)
+			if ok != tt.ok || math.Abs(got.Shift-tt.want.Shift) > 1e-9 || got.Feature != tt.want.Feature ||
+				math.Abs(got.VarianceRatio-tt.want.VarianceRatio) > 1e-9 {
+				t.Errorf("driftOf(%+v) = %+v, %t, want %+v, %t", tt.st, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestDriftFlag(t *testing.T) {
+	ref := dataset.Scaling{Mean: []float64{0, 0}, Std: []float64{1, 1}}
+	st := dataset.Stats{Count: 2, Sum: []float64{0, 5}, SumSquares: []float64{2, 12.5}} // f2: mean 2.5, variance 0
+	for _, tt := range []struct {
+		name  string
+		cfg   AnomalyConfig
+		names []string
+		want  *audit.AnomalyFlagged
+	}{
+		{"default band", AnomalyConfig{}, []string{"a", "b"},
+			&audit.AnomalyFlagged{Attempt: 2, Participant: "p", Kind: AnomalyDrift, Value: 2.5, Band: []float64{0, DefaultDriftShift}, Feature: "b"}},
+		{"no names", AnomalyConfig{}, nil,
+			&audit.AnomalyFlagged{Attempt: 2, Participant: "p", Kind: AnomalyDrift, Value: 2.5, Band: []float64{0, DefaultDriftShift}, Feature: "feature 1"}},
+		{"wider band", AnomalyConfig{DriftShift: 3}, []string{"a", "b"}, nil},
+		{"at the limit", AnomalyConfig{DriftShift: 2.5}, []string{"a", "b"}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := driftFlag(tt.cfg, 2, "p", tt.names, st, ref)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("driftFlag (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

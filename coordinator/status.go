@@ -126,8 +126,9 @@ type ParticipantStatus struct {
 	Round   uint64 `json:"round,omitempty"`
 	Attempt uint32 `json:"attempt,omitempty"`
 	// Flags are the anomaly kinds its update was flagged with in
-	// FlagsRound, the last closed round whose cohort it was in; they stay
-	// while it takes part in the next round.
+	// FlagsRound, the last closed round whose cohort it was in, or its
+	// data statistics (drift) in the round they were reported for; they
+	// stay while it takes part in the next round.
 	Flags      []string `json:"flags,omitempty"`
 	FlagsRound uint64   `json:"flags_round,omitempty"`
 }
@@ -312,7 +313,10 @@ func (c *Coordinator) noteClosedLocked(rec RoundRecord, flags []audit.AnomalyFla
 	now := rec.Closed
 	for _, m := range rec.Cohort {
 		if p := c.status.participants[m]; p != nil {
-			p.Flags, p.FlagsRound = nil, rec.Round
+			if p.FlagsRound != rec.Round {
+				p.Flags = nil // drift flags of this round's data stay
+			}
+			p.FlagsRound = rec.Round
 		}
 	}
 	selected := map[string]reportEntry{}
@@ -334,7 +338,9 @@ func (c *Coordinator) noteClosedLocked(rec RoundRecord, flags []audit.AnomalyFla
 			excl = append(excl, ExclusionStatus{Round: rec.Round, Attempt: rec.Attempt, Participant: p.Name, Kind: ExclusionByRule, Reason: reason, Time: now})
 			continue
 		}
-		c.status.set(p.Name, ParticipantIncluded, "", now)
+		if ps := c.status.set(p.Name, ParticipantIncluded, "", now); ps != nil && len(ps.Flags) > 0 {
+			ps.Status = ParticipantFlagged
+		}
 	}
 	for _, n := range rec.Dropped {
 		reason := "no update before the deadline"
@@ -360,6 +366,26 @@ func (c *Coordinator) noteClosedLocked(rec RoundRecord, flags []audit.AnomalyFla
 		})
 	}
 	c.status.exclusions = keepLast(c.status.exclusions, excl...)
+}
+
+// noteDrift records a drift flag raised on a participant's data
+// statistics for round, when its report arrived: in the recent flags,
+// and among the participant's flags of that round.
+func (c *Coordinator) noteDrift(round uint64, f audit.AnomalyFlagged) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.opts.now()
+	if p := c.status.participants[f.Participant]; p != nil {
+		if p.FlagsRound != round {
+			p.Flags, p.FlagsRound = nil, round
+		}
+		if !slices.Contains(p.Flags, f.Kind) {
+			p.Flags = append(p.Flags, f.Kind)
+		}
+	}
+	c.status.flags = keepLast(c.status.flags, FlagStatus{
+		Round: round, Attempt: f.Attempt, Participant: f.Participant, Kind: f.Kind, Value: f.Value, Band: slices.Clone(f.Band), Time: now,
+	})
 }
 
 // reportEntry is what the status needs of an aggregation report entry.

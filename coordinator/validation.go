@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/dataset"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/validation"
 )
@@ -28,8 +29,10 @@ const (
 // the round the coordinator is at (lastRound, the last closed round): the
 // round is one that has been or is being offered, the mode and each
 // finding's rule and severity are known, counts do not exceed their totals,
-// sizes are bounded, and training agrees with the mode and the findings.
-func validateReportValidationRequest(req *fedguardv1.ReportValidationRequest, lastRound uint64) error {
+// sizes are bounded, training agrees with the mode and the findings, and
+// the feature statistics, when present, are as ReportStats' for a model
+// of features features.
+func validateReportValidationRequest(req *fedguardv1.ReportValidationRequest, lastRound uint64, features int) error {
 	if req.GetRound() == 0 || req.GetRound() > lastRound+1 {
 		return status.Errorf(codes.InvalidArgument, "round %d is not a round of this federation so far (last closed: %d)", req.GetRound(), lastRound)
 	}
@@ -68,21 +71,33 @@ func validateReportValidationRequest(req *fedguardv1.ReportValidationRequest, la
 	if want := mode == "warn" || errs == 0; req.GetTraining() != want {
 		return status.Errorf(codes.InvalidArgument, "training %t with mode %s and %d errors, want %t", req.GetTraining(), mode, errs, want)
 	}
+	if st := req.GetFeatureStats(); st != nil {
+		if _, err := validateReportStatsRequest(&fedguardv1.ReportStatsRequest{Stats: st}, features); err != nil {
+			return status.Errorf(codes.InvalidArgument, "feature_stats: %s", status.Convert(err).Message())
+		}
+	}
 	return nil
 }
+
+// featureStatsAggregates names the aggregates a FeatureStats carries.
+var featureStatsAggregates = []string{"count", "sum", "sum_of_squares"}
 
 // ReportValidation implements fedguardv1.CoordinatorServiceServer: it puts
 // the caller's data validation result on the record, as it came, so that
 // the audit log lists every aggregate that left the hospital.
 func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportValidationRequest) (*fedguardv1.ReportValidationResponse, error) {
 	c := s.c
-	if err := validateReportValidationRequest(req, c.lastRoundNow()); err != nil {
+	if err := validateReportValidationRequest(req, c.lastRoundNow(), c.spec.Features); err != nil {
 		return nil, err
 	}
 	name := identity(ctx).Name
 	ev := audit.DataValidation{
 		Attempt: req.GetAttempt(), Mode: req.GetMode(), Training: req.GetTraining(),
 		Rows: req.GetRows(), Columns: req.GetColumns(), Findings: []audit.ValidationFinding{},
+	}
+	pst := req.GetFeatureStats()
+	if pst != nil {
+		ev.FeatureStats = &audit.StatsReceived{Rows: pst.GetCount(), Features: len(pst.GetSum()), Aggregates: featureStatsAggregates}
 	}
 	errs := 0
 	for _, f := range req.GetFindings() {
@@ -100,8 +115,30 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 	c.opts.log.Log(ctx, level, "participant data validation", slog.String("participant", name),
 		slog.Uint64("round", req.GetRound()), slog.String("mode", req.GetMode()), slog.Bool("training", req.GetTraining()),
 		slog.Int("findings", len(ev.Findings)), slog.Int("errors", errs))
-	if err := c.record(ctx, audit.Entry{Kind: audit.KindDataValidation, Actor: name, Round: req.GetRound(), Payload: ev}); err != nil {
+	entries := []audit.Entry{{Kind: audit.KindDataValidation, Actor: name, Round: req.GetRound(), Payload: ev}}
+	// Drift: the statistics against the federation's reference scaling,
+	// recorded in the same append as the report they come from.
+	var flag *audit.AnomalyFlagged
+	if pst != nil {
+		c.mu.Lock()
+		ref := c.scaling
+		c.mu.Unlock()
+		if ref != nil {
+			st := dataset.Stats{Count: pst.GetCount(), Sum: pst.GetSum(), SumSquares: pst.GetSumSquares()}
+			flag = driftFlag(c.cfg.Anomaly, req.GetAttempt(), name, c.specProto.GetFeatures(), st, *ref)
+		}
+	}
+	if flag != nil {
+		entries = append(entries, event(audit.KindAnomalyFlagged, req.GetRound(), *flag))
+	}
+	if err := c.record(ctx, entries...); err != nil {
 		return nil, status.Error(codes.Unavailable, "the audit log cannot record the validation report; try again")
+	}
+	if flag != nil {
+		c.opts.log.WarnContext(ctx, "participant data drift", slog.String("participant", name), slog.Uint64("round", req.GetRound()),
+			slog.String("feature", flag.Feature), slog.Float64("shift", flag.Value), slog.Float64("variance_ratio", flag.VarianceRatio))
+		c.metrics.anomalyFlags.WithLabelValues(AnomalyDrift).Inc()
+		c.noteDrift(req.GetRound(), *flag)
 	}
 	if !req.GetTraining() {
 		c.noteStatus(name, ParticipantRefused, fmt.Sprintf("refused to train in round %d: data validation (%s) found %d errors", req.GetRound(), req.GetMode(), errs))

@@ -2,7 +2,9 @@ package coordinator_test
 
 import (
 	"encoding/json"
+	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +65,21 @@ func TestReportValidation(t *testing.T) {
 		}, codes.InvalidArgument},
 		{"enforce with errors but training", func(r *fedguardv1.ReportValidationRequest) { r.Training = true }, codes.InvalidArgument},
 		{"warn but not training", func(r *fedguardv1.ReportValidationRequest) { r.Mode = "warn" }, codes.InvalidArgument},
+		{"feature stats of 3 features", func(r *fedguardv1.ReportValidationRequest) {
+			r.FeatureStats = &fedguardv1.FeatureStats{Count: 2, Sum: []float64{1, 2, 3}, SumSquares: []float64{1, 2, 3}}
+		}, codes.InvalidArgument},
+		{"feature stats without rows", func(r *fedguardv1.ReportValidationRequest) {
+			r.FeatureStats = &fedguardv1.FeatureStats{Sum: []float64{1, 2}, SumSquares: []float64{1, 2}}
+		}, codes.InvalidArgument},
+		{"feature stats not finite", func(r *fedguardv1.ReportValidationRequest) {
+			r.FeatureStats = &fedguardv1.FeatureStats{Count: 2, Sum: []float64{math.NaN(), 2}, SumSquares: []float64{1, 2}}
+		}, codes.InvalidArgument},
+		{"feature stats infinite", func(r *fedguardv1.ReportValidationRequest) {
+			r.FeatureStats = &fedguardv1.FeatureStats{Count: 2, Sum: []float64{1, 2}, SumSquares: []float64{1, math.Inf(1)}}
+		}, codes.InvalidArgument},
+		{"negative sum of squares", func(r *fedguardv1.ReportValidationRequest) {
+			r.FeatureStats = &fedguardv1.FeatureStats{Count: 2, Sum: []float64{1, 2}, SumSquares: []float64{-1, 2}}
+		}, codes.InvalidArgument},
 		{"valid enforce", func(*fedguardv1.ReportValidationRequest) {}, codes.OK},
 		{"valid warn", func(r *fedguardv1.ReportValidationRequest) { r.Mode, r.Training = "warn", true }, codes.OK},
 	} {
@@ -112,4 +129,125 @@ func TestReportValidation(t *testing.T) {
 	if diff := cmp.Diff(want, events); diff != "" {
 		t.Errorf("data_validation events (-want +got):\n%s", diff)
 	}
+}
+
+// TestReportValidationDrift: feature statistics far from the federation's
+// scaling raise a drift flag (audit event, metric, status), statistics
+// close to it do not, and the data_validation event lists the aggregates
+// that came.
+func TestReportValidationDrift(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	fixScaling(t, ps) // reference: mean (1, 2), std (1, 1)
+
+	report := func(p *participant, st stats) {
+		t.Helper()
+		_, err := p.svc.ReportValidation(callCtx(t, 5*time.Second), &fedguardv1.ReportValidationRequest{
+			Round: 1, Attempt: 1, Mode: "warn", Training: true, Rows: st.count, Columns: 3,
+			FeatureStats: &fedguardv1.FeatureStats{Count: st.count, Sum: st.sum, SumSquares: st.sumSq},
+		})
+		if err != nil {
+			t.Fatalf("%s: ReportValidation = %v", p.name, err)
+		}
+	}
+	report(ps[0], statsOf([2]float64{0, 1}, [2]float64{2, 3}))     // the reference itself
+	report(ps[1], statsOf([2]float64{0, 7}, [2]float64{2, 9}))     // feature f2 moved by 6 std
+	report(ps[2], statsOf([2]float64{1.5, 1}, [2]float64{3.5, 3})) // f1 moved by 1.5 std: within the band
+	// Without statistics: not checked.
+	if _, err := ps[2].svc.ReportValidation(callCtx(t, 5*time.Second), &fedguardv1.ReportValidationRequest{
+		Round: 1, Attempt: 1, Mode: "warn", Training: true,
+	}); err != nil {
+		t.Fatalf("ReportValidation without statistics = %v", err)
+	}
+
+	st := s.c.Status()
+	var flags []coordinator.FlagStatus
+	for _, fl := range st.Flags {
+		fl.Time = time.Time{}
+		flags = append(flags, fl)
+	}
+	wantFlags := []coordinator.FlagStatus{{Round: 1, Attempt: 1, Participant: "hospital-b", Kind: coordinator.AnomalyDrift, Value: 6, Band: []float64{0, coordinator.DefaultDriftShift}}}
+	if diff := cmp.Diff(wantFlags, flags); diff != "" {
+		t.Errorf("Status().Flags (-want +got):\n%s", diff)
+	}
+	for _, p := range st.Participants {
+		want := []string(nil)
+		if p.Name == "hospital-b" {
+			want = []string{coordinator.AnomalyDrift}
+		}
+		if !slices.Equal(p.Flags, want) {
+			t.Errorf("Status(): %s has flags %q, want %q", p.Name, p.Flags, want)
+		}
+	}
+	if got := anomalyCount(t, s.c, coordinator.AnomalyDrift); got != 1 {
+		t.Errorf("fedguard_anomaly_flags_total{kind=drift} = %v, want 1", got)
+	}
+	s.stop(t)
+
+	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var gotFlags []audit.AnomalyFlagged
+	var gotStats []*audit.StatsReceived
+	err = l.Events(0, func(e audit.Event) error {
+		switch e.Kind {
+		case audit.KindAnomalyFlagged:
+			var a audit.AnomalyFlagged
+			if err := json.Unmarshal(e.Payload, &a); err != nil {
+				return err
+			}
+			if e.Actor != audit.ActorCoordinator || e.Round != 1 {
+				t.Errorf("anomaly_flagged event by %s in round %d, want the coordinator in round 1", e.Actor, e.Round)
+			}
+			gotFlags = append(gotFlags, a)
+		case audit.KindDataValidation:
+			var v audit.DataValidation
+			if err := json.Unmarshal(e.Payload, &v); err != nil {
+				return err
+			}
+			gotStats = append(gotStats, v.FeatureStats)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantAudit := []audit.AnomalyFlagged{{
+		Attempt: 1, Participant: "hospital-b", Kind: coordinator.AnomalyDrift, Value: 6,
+		Band: []float64{0, coordinator.DefaultDriftShift}, Feature: "f2", VarianceRatio: 1,
+	}}
+	if diff := cmp.Diff(wantAudit, gotFlags); diff != "" {
+		t.Errorf("anomaly_flagged events (-want +got):\n%s", diff)
+	}
+	sent := &audit.StatsReceived{Rows: 2, Features: 2, Aggregates: []string{"count", "sum", "sum_of_squares"}}
+	if diff := cmp.Diff([]*audit.StatsReceived{sent, sent, sent, nil}, gotStats); diff != "" {
+		t.Errorf("data_validation feature_stats (-want +got):\n%s", diff)
+	}
+}
+
+// anomalyCount reads fedguard_anomaly_flags_total{kind} from c's registry.
+func anomalyCount(t *testing.T, c *coordinator.Coordinator, kind string) float64 {
+	t.Helper()
+	mfs, err := c.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "fedguard_anomaly_flags_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == kind {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no fedguard_anomaly_flags_total{kind=%q}", kind)
+	return 0
 }

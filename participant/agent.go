@@ -23,6 +23,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
@@ -132,6 +133,11 @@ type Config struct {
 	// ValidationData is the data file to check; empty means the Trainer's
 	// DataFile, when the Trainer is a *LocalTrainer.
 	ValidationData string
+	// MetricsListen is the TCP address (host:port) of an HTTP listener
+	// that serves the agent's Prometheus metrics at /metrics and a
+	// liveness check at /healthz while Run runs (see Agent.MetricsAddr;
+	// port 0 picks a free port). Empty, the default, means no listener.
+	MetricsListen string
 }
 
 // Option changes an Agent's defaults, for tests and the benchmark.
@@ -187,6 +193,7 @@ type Agent struct {
 	waitTimeout time.Duration
 	secureHook  func(secagg.Phase) error
 	validator   *validator // nil without Config.Expectations
+	metrics     *metrics
 	// presented is the client certificate last presented in a TLS
 	// handshake: its key signs in secure rounds, since the coordinator
 	// relays the certificate of the connection. Nil until a handshake
@@ -227,6 +234,11 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	case cfg.MinBackoff < 0 || cfg.MaxBackoff < 0:
 		return nil, errors.New("participant: negative backoff")
 	}
+	if cfg.MetricsListen != "" {
+		if err := metricsserver.ValidateAddr(cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("participant: Config.MetricsListen %w", err)
+		}
+	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = DefaultMinBackoff
 	}
@@ -242,6 +254,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		waitTimeout: DefaultWaitRoundTimeout,
 		revealed:    map[string]bool{},
 	}
+	a.metrics = newMetrics(a)
 	a.creds = newCertWatch(credentials.NewTLS(a.watchClientCertificate(cfg.TLS)))
 	if a.log == nil {
 		a.log = slog.Default()
@@ -294,11 +307,20 @@ func permanent(err error) error { return permanentError{err} }
 //
 // Run may be called only once at a time: the agent's state (the prepared
 // specification, the last submitted round) belongs to one run.
+//
+// With Config.MetricsListen set, Run first binds the metrics listener
+// (failing to is an error, before anything is dialled) and shuts it down
+// before it returns.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("participant: Run is already running")
 	}
 	defer a.running.Store(false)
+	stopMetrics, err := a.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(a.creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
@@ -323,7 +345,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("participant: dial %s: %w", a.cfg.Coordinator, err)
 	}
 	defer conn.Close()
-	client := fedguardv1.NewCoordinatorServiceClient(conn)
+	client := countingClient{fedguardv1.NewCoordinatorServiceClient(conn), a.metrics}
 
 	var round uint64
 	for {
@@ -419,7 +441,9 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		// check is repeated on the next connection attempt, so a fixed
 		// file gets through.
 		if a.validator != nil {
-			if _, refused := a.validator.check(ctx, a.log); refused != nil {
+			req, refused := a.validator.check(ctx, a.log)
+			a.metrics.validated(req)
+			if refused != nil {
 				a.log.WarnContext(ctx, "feature statistics withheld: the data fails its expectations", slog.Any("error", refused))
 				return refused
 			}
@@ -462,7 +486,10 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			}
 			continue
 		}
+		a.metrics.assigned(asg.GetRound())
+		started, done := time.Now(), a.rounds.Load()
 		err = a.runRound(ctx, client, asg)
+		a.metrics.roundEnded(ctx, asg.GetRound(), started, a.rounds.Load() > done, err)
 		var st interface{ GRPCStatus() *status.Status }
 		switch {
 		case err == nil:
@@ -588,7 +615,11 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	if err != nil {
 		return err
 	}
+	trainStart := time.Now()
 	res, err := a.cfg.Trainer.Train(rctx, asg, start)
+	if err == nil {
+		a.metrics.trained(trainStart)
+	}
 	if err != nil {
 		if errors.Is(err, ErrIncompatible) {
 			return permanent(err)

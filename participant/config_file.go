@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/validation"
 )
@@ -86,6 +87,10 @@ type FileConfig struct {
 	// and train) or [ValidationEnforce] (sit out rounds whose data has
 	// errors).
 	Validation string `json:"validation,omitempty"`
+	// MetricsListen is the host:port of an HTTP listener serving this
+	// agent's Prometheus metrics at /metrics (see [Config.MetricsListen]);
+	// empty, the default, means none.
+	MetricsListen string `json:"metrics_listen,omitempty"`
 }
 
 // DefaultFileConfig returns the values a configuration file's missing
@@ -206,6 +211,11 @@ func (c FileConfig) Validate() error {
 	case c.MinSecureBucket < 0:
 		return &FieldError{Field: "min_secure_bucket", Reason: fmt.Sprintf("%d is negative", c.MinSecureBucket)}
 	}
+	if c.MetricsListen != "" {
+		if err := metricsserver.ValidateAddr(c.MetricsListen); err != nil {
+			return &FieldError{Field: "metrics_listen", Reason: err.Error()}
+		}
+	}
 	for _, col := range c.Ignore {
 		if strings.TrimSpace(col) == "" {
 			return &FieldError{Field: "ignore", Reason: "holds an empty column name"}
@@ -263,6 +273,7 @@ func (c FileConfig) Config() (Config, error) {
 		MinSecureBucket: c.MinSecureBucket,
 		Expectations:    c.Expect,
 		ValidationMode:  c.Validation,
+		MetricsListen:   c.MetricsListen,
 	}, nil
 }
 

@@ -132,6 +132,7 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 		return err
 	}
 	a.refused.Add(1)
+	a.metrics.refusedManifest(ref.Reason)
 	a.log.ErrorContext(ctx, "round manifest refused: not training on this model",
 		slog.String("reason", string(ref.Reason)), slog.Uint64("manifest_round", ref.Round), slog.String("detail", ref.Detail))
 	detail := ref.Detail

@@ -223,7 +223,11 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 	if err != nil {
 		return Result{}, nil, err
 	}
+	trainStart := time.Now()
 	res, err := a.cfg.Trainer.Train(ctx, asg, start)
+	if err == nil {
+		a.metrics.trained(trainStart)
+	}
 	if err != nil {
 		if errors.Is(err, ErrIncompatible) {
 			return Result{}, nil, permanent(err)
@@ -316,6 +320,7 @@ func (a *Agent) decline(ctx, rctx context.Context, client fedguardv1.Coordinator
 		}
 	}
 	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+	a.metrics.declined()
 	return nil
 }
 
@@ -398,6 +403,7 @@ type secureStream struct {
 	a      *Agent
 	asg    *fedguardv1.RoundAssignment
 	stream grpc.BidiStreamingClient[fedguardv1.SecureAggregateRequest, fedguardv1.SecureAggregateResponse]
+	sent   time.Time // when the current phase's message was sent, for the metrics
 }
 
 // hook runs the fault-injection hook before phase's message.
@@ -415,6 +421,7 @@ func (s *secureStream) send(phase secagg.Phase, req *fedguardv1.SecureAggregateR
 		return err
 	}
 	req.Round, req.Attempt = s.asg.GetRound(), s.asg.GetAttempt()
+	s.sent = time.Now()
 	if err := s.stream.Send(req); err != nil {
 		return s.sendError(phase, err)
 	}
@@ -428,6 +435,7 @@ func (s *secureStream) sendMasked(words []uint32) error {
 		return err
 	}
 	var sent uint64
+	s.sent = time.Now()
 	err := secureround.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
 		err := s.stream.Send(&fedguardv1.SecureAggregateRequest{
 			Round: s.asg.GetRound(), Attempt: s.asg.GetAttempt(),
@@ -470,5 +478,6 @@ func (s *secureStream) recv(phase secagg.Phase, want string, ok func(*fedguardv1
 	case !ok(resp):
 		return nil, fmt.Errorf("%w: the coordinator answered %v with %T, want the %s", ErrSecureRound, phase, resp.GetBody(), want)
 	}
+	s.a.metrics.securePhaseDone(phase, s.sent)
 	return resp, nil
 }

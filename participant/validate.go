@@ -139,8 +139,22 @@ func severityRank(s validation.Severity) int {
 	return 1
 }
 
-// validateData runs the data check before a round, reports its result to
-// the coordinator and returns an error wrapping ErrDataRefused when the
+// driftStats are the aggregates of the training rows that a validation
+// report carries for the coordinator's drift monitoring: the same count,
+// sums and sums of squares that ReportStats sends, of the rows the trainer
+// prepared. They are withheld (nil) when the agent will not train, since
+// then no row of this round's data is used, and when they are not finite
+// or not of the model's width.
+func (a *Agent) driftStats(training bool) *fedguardv1.FeatureStats {
+	if !training || a.spec.Features == 0 || checkStats(a.stats, a.spec.Features) != nil {
+		return nil
+	}
+	return &fedguardv1.FeatureStats{Count: a.stats.Count, Sum: a.stats.Sum, SumSquares: a.stats.SumSquares}
+}
+
+// validateData runs the data check before a round, reports its result
+// (with the training rows' aggregates, see driftStats) to the coordinator
+// and returns an error wrapping ErrDataRefused when the
 // round must be sat out. A failed report is logged, not fatal: the check
 // itself is what protects the data.
 func (a *Agent) validateData(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) error {
@@ -149,6 +163,7 @@ func (a *Agent) validateData(ctx context.Context, client fedguardv1.CoordinatorS
 	}
 	req, refused := a.validator.check(ctx, log)
 	req.Round, req.Attempt = asg.GetRound(), asg.GetAttempt()
+	req.FeatureStats = a.driftStats(req.GetTraining())
 	cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
 	_, err := client.ReportValidation(cctx, req)
 	cancel()

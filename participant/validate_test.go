@@ -64,8 +64,10 @@ func validationFiles(t *testing.T) (expect, withEmail string) {
 
 // TestDataValidation: before every round the agent checks its data file; in
 // warn mode it reports and trains, in enforce mode it reports and sits out
-// the rounds whose data has errors. Reports carry counts only, and the name
-// of a column the expectations do not list stays at the hospital.
+// the rounds whose data has errors. Reports carry counts only (and, when
+// the agent trains, the training rows' feature aggregates for drift
+// monitoring), and the name of a column the expectations do not list stays
+// at the hospital.
 func TestDataValidation(t *testing.T) {
 	expect, withEmail := validationFiles(t)
 	idWarn := &fedguardv1.ValidationFinding{Column: "id", Rule: "pii", Severity: "warn"}
@@ -96,6 +98,21 @@ func TestDataValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A report before a round the agent trains in carries the
+			// aggregates of its training rows, as ReportStats does.
+			ref := newTrainer()
+			if tt.data != "" {
+				ref.DataFile = tt.data
+			}
+			st, err := ref.Prepare(testSpec())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range tt.wantReports {
+				if r.Training {
+					r.FeatureStats = &fedguardv1.FeatureStats{Count: st.Count, Sum: st.Sum, SumSquares: st.SumSquares}
+				}
+			}
 			p := newPKI(t)
 			fake := newFake(t, 2)
 			// A hospital that sits out does not hold the federation up: the

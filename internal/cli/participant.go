@@ -65,6 +65,7 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.StringVar(&c.State, "state", c.State, "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
 	fs.StringVar(&c.Expect, "expect", c.Expect, "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
 	fs.StringVar(&c.Validation, "validation", c.Validation, "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HOST:PORT of an HTTP listener serving Prometheus metrics at /metrics and /healthz (default: none)")
 }
 
 // fieldFlag returns the flag of a participant configuration field.

@@ -2237,7 +2237,13 @@ type ReportValidationRequest struct {
 	Rows    uint64 `protobuf:"varint,5,opt,name=rows,proto3" json:"rows,omitempty"`
 	Columns uint32 `protobuf:"varint,6,opt,name=columns,proto3" json:"columns,omitempty"`
 	// At most 256 findings.
-	Findings      []*ValidationFinding `protobuf:"bytes,7,rep,name=findings,proto3" json:"findings,omitempty"`
+	Findings []*ValidationFinding `protobuf:"bytes,7,rep,name=findings,proto3" json:"findings,omitempty"`
+	// The aggregates of the caller's training rows, as in ReportStats
+	// (count, and per feature of the model the sum and the sum of squares),
+	// for the coordinator's drift monitoring against the federation's
+	// scaling. Absent when the caller has none to send; then its data is not
+	// monitored for drift in this round.
+	FeatureStats  *FeatureStats `protobuf:"bytes,8,opt,name=feature_stats,json=featureStats,proto3" json:"feature_stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2317,6 +2323,13 @@ func (x *ReportValidationRequest) GetColumns() uint32 {
 func (x *ReportValidationRequest) GetFindings() []*ValidationFinding {
 	if x != nil {
 		return x.Findings
+	}
+	return nil
+}
+
+func (x *ReportValidationRequest) GetFeatureStats() *FeatureStats {
+	if x != nil {
+		return x.FeatureStats
 	}
 	return nil
 }
@@ -3066,7 +3079,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x0emanifest_round\x18\x01 \x01(\x04R\rmanifestRound\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x17\n" +
-	"\x15ReportRefusalResponse\"\xe3\x01\n" +
+	"\x15ReportRefusalResponse\"\xa3\x02\n" +
 	"\x17ReportValidationRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x12\n" +
@@ -3074,7 +3087,8 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\btraining\x18\x04 \x01(\bR\btraining\x12\x12\n" +
 	"\x04rows\x18\x05 \x01(\x04R\x04rows\x12\x18\n" +
 	"\acolumns\x18\x06 \x01(\rR\acolumns\x12:\n" +
-	"\bfindings\x18\a \x03(\v2\x1e.fedguard.v1.ValidationFindingR\bfindings\"\x87\x01\n" +
+	"\bfindings\x18\a \x03(\v2\x1e.fedguard.v1.ValidationFindingR\bfindings\x12>\n" +
+	"\rfeature_stats\x18\b \x01(\v2\x19.fedguard.v1.FeatureStatsR\ffeatureStats\"\x87\x01\n" +
 	"\x11ValidationFinding\x12\x16\n" +
 	"\x06column\x18\x01 \x01(\tR\x06column\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x1a\n" +
@@ -3219,32 +3233,33 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
 	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
 	35, // 27: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	40, // 28: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	39, // 29: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	42, // 30: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 31: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 32: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 33: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	30, // 34: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	32, // 35: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	34, // 36: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	37, // 37: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	41, // 38: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	13, // 39: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	6,  // 40: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 41: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 42: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	31, // 43: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	33, // 44: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	36, // 45: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	38, // 46: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	43, // 47: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	14, // 48: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	40, // [40:49] is the sub-list for method output_type
-	31, // [31:40] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	4,  // 28: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	40, // 29: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	39, // 30: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	42, // 31: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	5,  // 32: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	7,  // 33: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	9,  // 34: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	30, // 35: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	32, // 36: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	34, // 37: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	37, // 38: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	41, // 39: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	13, // 40: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	6,  // 41: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 42: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 43: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	31, // 44: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	33, // 45: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	36, // 46: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	38, // 47: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	43, // 48: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	14, // 49: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	41, // [41:50] is the sub-list for method output_type
+	32, // [32:41] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
