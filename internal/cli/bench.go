@@ -10,7 +10,7 @@ import (
 
 func init() {
 	commands["bench"] = &command{
-		summary: "measure fedguard: round",
+		summary: "measure fedguard: round, aggregate, secagg",
 		sub: map[string]*command{
 			"round": {summary: "rounds over real mTLS on loopback with no-op training", run: runBenchRound},
 		},
