@@ -327,8 +327,9 @@ func (c Config) checkSecure(add func(string, ...any)) {
 			add("secure: a round of %d participants: %w", n, err)
 			return
 		}
-		if err := rule.CheckCohort(len(plan.Buckets())); err != nil {
-			add("secure: a round of %d participants makes %d buckets, which %s cannot aggregate: %w", n, len(plan.Buckets()), rule.Rule, err)
+		k := len(plan.Buckets())
+		if err := rule.CheckCohort(k); err != nil {
+			add("secure: a round of %d participants makes %d buckets, which %s cannot aggregate: %w", n, k, rule.Rule, err)
 			return
 		}
 	}

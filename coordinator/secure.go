@@ -103,9 +103,10 @@ func (c *Coordinator) startSecureLocked(ctx context.Context, r *openRound, start
 		return err
 	}
 	s := &secureRound{plan: plan, member: map[string]*bucket{}, joined: map[string]bool{}}
-	for i, members := range plan.Buckets() {
+	buckets, sessions := plan.Layout()
+	for i, members := range buckets {
 		b := &bucket{
-			index: i, members: members, cfg: plan.Session(i), params: plan.Params,
+			index: i, members: members, cfg: sessions[i], params: plan.Params,
 			inbox: make(chan secureMsg, 2*len(members)), done: make(chan struct{}),
 		}
 		s.buckets = append(s.buckets, b)

@@ -135,7 +135,7 @@ func (p Plan) Check() error {
 	case p.Dim < 1 || p.Dim >= secagg.MaxDim:
 		return fmt.Errorf("%w: %d parameters, want 1 to %d", ErrPlan, p.Dim, secagg.MaxDim-1)
 	}
-	buckets := p.Buckets()
+	buckets, sessions := p.Layout()
 	largest := 0
 	for _, m := range buckets {
 		largest = max(largest, len(m))
@@ -143,8 +143,8 @@ func (p Plan) Check() error {
 	if err := p.Params.Check(largest); err != nil {
 		return fmt.Errorf("%w: %w", ErrPlan, err)
 	}
-	for b := range buckets {
-		if err := p.Session(b).Validate(); err != nil {
+	for b, s := range sessions {
+		if err := s.Validate(); err != nil {
 			return fmt.Errorf("%w: bucket %d: %w", ErrPlan, b, err)
 		}
 	}
@@ -204,8 +204,21 @@ func (p Plan) Bucket(name string) (index int, members []string, id uint32, ok bo
 // binds the federation, round, attempt, bucket, start manifest and members,
 // so nothing of one session is valid in another, and a retry is a new
 // session.
-func (p Plan) Session(b int) secagg.Config {
-	members := p.Buckets()[b]
+func (p Plan) Session(b int) secagg.Config { return p.session(b, p.Buckets()[b]) }
+
+// Layout is the bucket split and every bucket's session, the split drawn
+// once (Session draws it again for each call).
+func (p Plan) Layout() (buckets [][]string, sessions []secagg.Config) {
+	buckets = p.Buckets()
+	sessions = make([]secagg.Config, len(buckets))
+	for b, members := range buckets {
+		sessions[b] = p.session(b, members)
+	}
+	return buckets, sessions
+}
+
+// session is the configuration of bucket b with the given members.
+func (p Plan) session(b int, members []string) secagg.Config {
 	m := len(members)
 	h := sha256.New()
 	seed := p.seed()
