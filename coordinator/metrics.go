@@ -135,27 +135,7 @@ var (
 		audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindManifestRefused,
 		audit.KindSecureSession, audit.KindSecureDeclined, audit.KindDataValidation, audit.KindAnomalyFlagged,
 	}
-	securePhases = []secagg.Phase{
-		secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmasking,
-	}
 )
-
-// phaseLabel is the phase label of a secure-aggregation phase.
-func phaseLabel(p secagg.Phase) string {
-	switch p {
-	case secagg.PhaseAdvertiseKeys:
-		return "advertise_keys"
-	case secagg.PhaseShareKeys:
-		return "share_keys"
-	case secagg.PhaseMaskedInput:
-		return "masked_input"
-	case secagg.PhaseConsistencyCheck:
-		return "consistency_check"
-	case secagg.PhaseUnmasking:
-		return "unmasking"
-	}
-	return "other"
-}
 
 // metrics are one coordinator's Prometheus collectors.
 type metrics struct {
@@ -266,8 +246,8 @@ func newMetrics() *metrics {
 	for _, v := range auditKinds {
 		m.auditEvents.WithLabelValues(v)
 	}
-	for _, p := range securePhases {
-		m.securePhase.WithLabelValues(phaseLabel(p))
+	for _, p := range metricsserver.SecurePhases() {
+		m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p))
 	}
 	for p := phaseStats; p <= phaseFinished; p++ {
 		m.phase.WithLabelValues(p.String())
@@ -549,7 +529,7 @@ func (a AnomalyConfig) validate(add func(string, ...any)) {
 
 // securePhaseDone observes how long a secure-aggregation phase took.
 func (m *metrics) securePhaseDone(p secagg.Phase, d time.Duration) {
-	m.securePhase.WithLabelValues(phaseLabel(p)).Observe(d.Seconds())
+	m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p)).Observe(d.Seconds())
 }
 
 // roundClosed counts a committed round and the anomaly flags it recorded.

@@ -357,10 +357,7 @@ func (s *service) GetManifest(ctx context.Context, req *fedguardv1.GetManifestRe
 }
 
 // refusalReasons are the reasons a participant may give in ReportRefusal.
-var refusalReasons = []manifest.Reason{
-	manifest.ReasonUnsigned, manifest.ReasonBadSignature, manifest.ReasonMalformed, manifest.ReasonRollback,
-	manifest.ReasonFork, manifest.ReasonGap, manifest.ReasonWrongFederation, manifest.ReasonModelMismatch,
-}
+var refusalReasons = manifest.Reasons()
 
 // maxRefusalDetail bounds the free text of a ReportRefusal.
 const maxRefusalDetail = 1024

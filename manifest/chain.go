@@ -44,6 +44,13 @@ const (
 	ReasonModelMismatch Reason = "model_mismatch"
 )
 
+// Reasons lists every Reason: what a refusal report may name, and the
+// fixed values of a reason label.
+func Reasons() []Reason {
+	return []Reason{ReasonUnsigned, ReasonBadSignature, ReasonMalformed, ReasonRollback,
+		ReasonFork, ReasonGap, ReasonWrongFederation, ReasonModelMismatch}
+}
+
 // RefusalError is why a participant refused a manifest: what [Verify],
 // [Extends] and [Verified.CheckModel] return. Reason is for programs,
 // Detail for people.

@@ -63,37 +63,13 @@ var (
 		SatOutDataRefused, SatOutDeclined, SatOutManifestRefused, SatOutModelRefused, SatOutPlainRefused,
 		SatOutSecureAbandoned, SatOutIncompatible, SatOutCoordinator, SatOutConnection, SatOutTrainingFailed,
 	}
-	manifestReasons = []manifest.Reason{
-		manifest.ReasonUnsigned, manifest.ReasonBadSignature, manifest.ReasonMalformed, manifest.ReasonRollback,
-		manifest.ReasonFork, manifest.ReasonGap, manifest.ReasonWrongFederation, manifest.ReasonModelMismatch,
-	}
-	severities   = []validation.Severity{validation.SeverityWarn, validation.SeverityError}
-	securePhases = []secagg.Phase{
-		secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmasking,
-	}
+	manifestReasons = manifest.Reasons()
+	severities      = []validation.Severity{validation.SeverityWarn, validation.SeverityError}
 )
 
 // labelOther stands for a value outside a fixed label set, so that the
 // set stays bounded whatever a peer sends.
 const labelOther = "other"
-
-// phaseLabel is the phase label of a secure-aggregation phase, as the
-// coordinator's fedguard_secure_phase_duration_seconds spells it.
-func phaseLabel(p secagg.Phase) string {
-	switch p {
-	case secagg.PhaseAdvertiseKeys:
-		return "advertise_keys"
-	case secagg.PhaseShareKeys:
-		return "share_keys"
-	case secagg.PhaseMaskedInput:
-		return "masked_input"
-	case secagg.PhaseConsistencyCheck:
-		return "consistency_check"
-	case secagg.PhaseUnmasking:
-		return "unmasking"
-	}
-	return labelOther
-}
 
 // metrics are one agent's Prometheus collectors. The agent is one
 // participant, so no label names it.
@@ -166,8 +142,8 @@ func newMetrics(a *Agent) *metrics {
 	for _, v := range severities {
 		m.findings.WithLabelValues(string(v))
 	}
-	for _, p := range securePhases {
-		m.securePhase.WithLabelValues(phaseLabel(p))
+	for _, p := range metricsserver.SecurePhases() {
+		m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p))
 	}
 	return m
 }
@@ -295,7 +271,7 @@ func (m *metrics) validated(req *fedguardv1.ReportValidationRequest) {
 // securePhaseDone observes how long the coordinator took to answer a
 // secure-aggregation phase's message sent at sent.
 func (m *metrics) securePhaseDone(p secagg.Phase, sent time.Time) {
-	m.securePhase.WithLabelValues(phaseLabel(p)).Observe(time.Since(sent).Seconds())
+	m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p)).Observe(time.Since(sent).Seconds())
 }
 
 // countingClient counts the validation findings the agent reports before
