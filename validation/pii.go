@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -129,20 +130,11 @@ func headerKinds(name string) []Kind {
 	words = append(words, strings.Join(words, ""))
 	var out []Kind
 	for _, w := range words {
-		if k, ok := headerWords[w]; ok && !containsKind(out, k) {
+		if k, ok := headerWords[w]; ok && !slices.Contains(out, k) {
 			out = append(out, k)
 		}
 	}
 	return out
-}
-
-func containsKind(ks []Kind, k Kind) bool {
-	for _, x := range ks {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 var (
@@ -341,7 +333,7 @@ func (s *screen) signals(name string) []Signal {
 	hk := headerKinds(name)
 	var out []Signal
 	for _, k := range kinds {
-		sig := Signal{Kind: k, Header: containsKind(hk, k)}
+		sig := Signal{Kind: k, Header: slices.Contains(hk, k)}
 		if m := s.matches[k]; m > 0 && s.flagged(k, m) {
 			sig.Matches, sig.Sampled = m, s.sampled
 		}

@@ -124,7 +124,7 @@ func (f *simFlags) set() map[string]bool {
 func (f *simFlags) attackConfig(name string, all bool) attack.Config {
 	set := f.set()
 	c := attack.Config{Name: name, OwnOnly: f.attack.OwnOnly}
-	use := func(p string) bool { return set[p] && (all || contains(attackParams[name], p)) }
+	use := func(p string) bool { return set[p] && (all || slices.Contains(attackParams[name], p)) }
 	if use("sigma") {
 		c.Sigma = f.attack.Sigma
 	}
@@ -170,7 +170,7 @@ func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
 		if all || !known {
 			return true
 		}
-		return p == "f" && rule != aggregation.NameFedAvg || contains(ruleParams[rule], p)
+		return p == "f" && rule != aggregation.NameFedAvg || slices.Contains(ruleParams[rule], p)
 	}
 	if use("f") {
 		c.F = f.rule.F
@@ -190,8 +190,6 @@ func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
 	c.NormClip, c.Bucket = f.rule.NormClip, f.rule.Bucket
 	return c
 }
-
-func contains(xs []string, x string) bool { return slices.Contains(xs, x) }
 
 func runSimulate(ctx context.Context, env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "grid" {
@@ -410,10 +408,10 @@ func writeGridTable(w io.Writer, results []simulation.Result) {
 	cell := map[[2]string]string{}
 	for _, r := range results {
 		a, ru := simulation.AttackLabel(r.Options.Attack), simulation.RuleLabel(r.Options.Aggregation)
-		if !contains(attacks, a) {
+		if !slices.Contains(attacks, a) {
 			attacks = append(attacks, a)
 		}
-		if !contains(rules, ru) {
+		if !slices.Contains(rules, ru) {
 			rules = append(rules, ru)
 		}
 		s := fmt.Sprintf("%.4f", r.Accuracy)
