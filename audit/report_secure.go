@@ -241,15 +241,7 @@ func (r RoundReport) secureFact() docLine {
 // secureShaped answers "which data sources shaped the model" for a secure
 // round: the survivors of the sums the rule selected.
 func (r RoundReport) secureShaped() docLine {
-	var shaped, unknown []string
-	for _, c := range r.Contributors {
-		switch {
-		case !c.Ruled:
-			unknown = append(unknown, c.Participant)
-		case c.Selected:
-			shaped = append(shaped, c.Participant)
-		}
-	}
+	shaped, unknown := r.shapedBy()
 	var buckets []string
 	for _, s := range r.Sums {
 		if s.Final && s.Ruled && s.Selected {

@@ -250,15 +250,7 @@ func (r RoundReport) docSection(haveCheckpoints bool) docSection {
 		s.Facts = append(s.Facts, docFact{"Shaped the model", r.secureShaped()})
 	} else if r.Status == RoundStatusClosed {
 		// The regulator's first question, answered in one line.
-		var shaped, unknown []string
-		for _, c := range r.Contributors {
-			switch {
-			case !c.Ruled:
-				unknown = append(unknown, c.Participant)
-			case c.Selected:
-				shaped = append(shaped, c.Participant)
-			}
-		}
+		shaped, unknown := r.shapedBy()
 		value := docLine{spanText(fmt.Sprintf("%s (%d of %d accepted updates)", reportList(shaped), len(shaped), len(r.Contributors)))}
 		if len(unknown) > 0 {
 			value = append(value, spanBad(fmt.Sprintf("; unknown for %s: the aggregation report does not name them", reportList(unknown))))
@@ -525,4 +517,18 @@ func (r Report) WriteHTML(w io.Writer) error {
 		return fmt.Errorf("audit: write html report: %w", err)
 	}
 	return nil
+}
+
+// shapedBy splits the round's contributors into those the rule selected
+// and those it has no verdict on.
+func (r RoundReport) shapedBy() (shaped, unknown []string) {
+	for _, c := range r.Contributors {
+		switch {
+		case !c.Ruled:
+			unknown = append(unknown, c.Participant)
+		case c.Selected:
+			shaped = append(shaped, c.Participant)
+		}
+	}
+	return shaped, unknown
 }
