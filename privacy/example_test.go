@@ -1,0 +1,70 @@
+package privacy_test
+
+import (
+	"fmt"
+
+	"github.com/fedguard/fedguard/privacy"
+)
+
+// A hospital trains 10⁴ DP-SGD steps, each on a Poisson sample of 1 % of its
+// patients, with noise multiplier 1.1: the guarantee at δ = 10⁻⁵.
+func ExampleEpsilon() {
+	g, err := privacy.Epsilon(1e-5, privacy.Event{Q: 0.01, Sigma: 1.1, Steps: 10_000})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("ε = %.3f at δ = %g (Rényi order %g)\n", g.Epsilon, g.Delta, g.Order)
+	// Output: ε = 5.632 at δ = 1e-05 (Rényi order 4.7)
+}
+
+// A ledger of rounds with different settings composes into one guarantee.
+func ExampleEpsilon_ledger() {
+	ledger := []privacy.Event{
+		{Q: 0.01, Sigma: 1.0, Steps: 500},
+		{Q: 0.02, Sigma: 2.0, Steps: 1000},
+		{Q: 1, Sigma: 10, Steps: 10}, // ten full-batch Gaussian releases
+	}
+	g, err := privacy.Epsilon(1e-5, ledger...)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("ε = %.3f\n", g.Epsilon)
+	// Output: ε = 2.527
+}
+
+// The RDP curve can be kept and extended, then converted at any δ.
+func ExampleCompose() {
+	orders := privacy.DefaultOrders()
+	rdp, err := privacy.Compose(orders, privacy.Event{Q: 0.004, Sigma: 4, Steps: 100_000})
+	if err != nil {
+		panic(err)
+	}
+	for _, delta := range []float64{1e-5, 1e-7} {
+		eps, order, err := privacy.EpsilonFromRDP(orders, rdp, delta)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("δ = %g: ε = %.3f (order %g)\n", delta, eps, order)
+	}
+	// Output:
+	// δ = 1e-05: ε = 1.333 (order 14)
+	// δ = 1e-07: ε = 1.650 (order 17)
+}
+
+// The inverse questions a hospital asks: how much noise for a budget, and how
+// many steps a budget allows.
+func ExampleSigmaFor() {
+	sigma, err := privacy.SigmaFor(0.01, 10_000, 8, 1e-5)
+	if err != nil {
+		panic(err)
+	}
+	steps, err := privacy.MaxSteps(0.01, 1.1, 8, 1e-5)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("σ = %.3f for ε = 8 over 10000 steps\n", sigma)
+	fmt.Printf("σ = 1.1 allows %d steps within ε = 8\n", steps)
+	// Output:
+	// σ = 0.917 for ε = 8 over 10000 steps
+	// σ = 1.1 allows 18503 steps within ε = 8
+}
