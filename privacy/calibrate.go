@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"errors"
+	"fmt"
 	"math"
 )
 
@@ -56,7 +57,8 @@ func SigmaFor(q float64, steps int64, epsilon, delta float64) (float64, error) {
 		for lo = hi; !fits(hi); hi *= 2 {
 			lo = hi
 			if hi > MaxSigma {
-				return 0, ErrUnreachable
+				return 0, fmt.Errorf("%w: no σ up to %g keeps %d steps at q = %g within ε = %g at δ = %g",
+					ErrUnreachable, MaxSigma, steps, q, epsilon, delta)
 			}
 		}
 	}
