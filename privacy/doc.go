@@ -37,6 +37,11 @@
 // numbers for 17 event sequences and the tests hold fedguard to them;
 // docs/privacy.md lists them.
 //
+// DistributedDiscreteGaussian accounts for the distributed discrete
+// Gaussian mechanism of Kairouz, Liu and Steinke 2021 (noise added by each
+// client inside secure aggregation), from their Theorem 1 and Proposition
+// 14; its RDP composes with the events above by adding the curves.
+//
 // # Conventions
 //
 // Neighbouring datasets differ by adding or removing one record (dp_accounting's
@@ -62,6 +67,9 @@
 //   - B. Balle, G. Barthe, M. Gaboardi, J. Hsu, T. Sato. Hypothesis Testing
 //     Interpretations and Rényi Differential Privacy. AISTATS 2020.
 //     arXiv:1905.09982.
+//   - P. Kairouz, Z. Liu, T. Steinke. The Distributed Discrete Gaussian
+//     Mechanism for Federated Learning with Secure Aggregation. ICML 2021.
+//     arXiv:2102.06387.
 //   - Google dp_accounting, python/dp_accounting/dp_accounting/rdp/
 //     rdp_privacy_accountant.py in github.com/google/differential-privacy.
 package privacy

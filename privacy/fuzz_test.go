@@ -46,3 +46,30 @@ func FuzzEpsilon(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDistributedEpsilon does the same for the distributed discrete
+// Gaussian: refused with ErrInvalid, or ε ≥ 0 and ρ ≥ 0, never NaN.
+func FuzzDistributedEpsilon(f *testing.F) {
+	f.Add(1.0, 10, 1000, 2.0, 0.0, int64(1), 1e-5)
+	f.Add(0.5, 2, 1, 1.0, 0.0, int64(1), 1e-5)
+	f.Add(0.5, 1<<20, 1<<30, 1e300, 1e301, int64(math.MaxInt64), 1e-300)
+	f.Add(1e300, 1, 1, 1e-300, 0.0, int64(0), 0.5)
+	f.Add(0.5, 1, 1, 1.0, 1.7e308, int64(1), 1e-5) // ℓ1/σ overflows while τ = 0: ∞·0
+	f.Fuzz(func(t *testing.T, sigma float64, clients, dim int, l2, l1 float64, steps int64, delta float64) {
+		m := DistributedDiscreteGaussian{Sigma: sigma, Clients: clients, Dim: dim, L2: l2, L1: l1, Steps: steps}
+		g, err := m.Epsilon(delta)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("%+v: Epsilon(%v): error %v does not wrap ErrInvalid", m, delta, err)
+			}
+			return
+		}
+		if math.IsNaN(g.Epsilon) || g.Epsilon < 0 {
+			t.Fatalf("%+v: Epsilon(%v) = %v", m, delta, g.Epsilon)
+		}
+		rho, err := m.ZCDP()
+		if err != nil || math.IsNaN(rho) || rho < 0 {
+			t.Fatalf("%+v: ZCDP() = %v, %v", m, rho, err)
+		}
+	})
+}

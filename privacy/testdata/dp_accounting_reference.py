@@ -53,6 +53,17 @@ CASES = [
 ]
 
 
+# Discrete Gaussian releases (sigma, l2 sensitivity, dimension, steps, δ):
+# the one-client case of the distributed discrete Gaussian, where fedguard's
+# DistributedDiscreteGaussian has τ = 0.
+DISCRETE_GAUSSIAN = [
+    (1.0, 1.0, 1, 1, 1e-5),
+    (10.0, 3.0, 1000, 100, 1e-5),
+    (50.0, 20.0, 65536, 1000, 1e-6),
+    (0.5, 0.25, 1, 10, 1e-3),
+]
+
+
 def event(q, sigma, steps):
   gaussian = dp_accounting.GaussianDpEvent(sigma)
   if q < 1:
@@ -82,11 +93,21 @@ def main():
         one.compose(event(q, s, 1))
         singles[(q, s)] = {"q": q, "sigma": s,
                            "rdp": [finite_or_none(r) for r in one.rdp]}
+  discrete = []
+  for sigma, sens, dim, steps, delta in DISCRETE_GAUSSIAN:
+    acct = rdp.RdpAccountant()
+    acct.compose(dp_accounting.SelfComposedDpEvent(
+        dp_accounting.DiscreteGaussianDpEvent(sigma, sens, dim), steps))
+    eps, order = acct.get_epsilon_and_optimal_order(delta)
+    discrete.append({"sigma": sigma, "l2": sens, "dim": dim, "steps": steps,
+                     "delta": delta, "epsilon": float(eps),
+                     "order": float(order)})
   out = {
       "source": "dp_accounting " + dp_accounting_version() +
                 " rdp.RdpAccountant (default orders, ADD_OR_REMOVE_ONE)",
       "orders": [float(o) for o in rdp.RdpAccountant().orders],
       "cases": cases,
+      "discrete_gaussian": discrete,
       "single_step_rdp": sorted(singles.values(),
                                 key=lambda x: (x["q"], x["sigma"])),
   }

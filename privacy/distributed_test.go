@@ -1,0 +1,198 @@
+package privacy
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// TestDistributedDiscreteGaussianFormulas compares τ, ρ, the RDP at three
+// orders and ε with testdata/ddg.json, the paper's formulas evaluated at 50
+// digits by testdata/ddg_reference.py.
+func TestDistributedDiscreteGaussianFormulas(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "ddg.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Cases []struct {
+			DistributedDiscreteGaussian
+			Delta   float64            `json:"delta"`
+			Tau     float64            `json:"tau"`
+			Rho     float64            `json:"rho"`
+			RDP     map[string]float64 `json:"rdp"`
+			Epsilon float64            `json:"epsilon"`
+			Order   float64            `json:"order"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	if len(ref.Cases) < 5 {
+		t.Fatalf("only %d cases", len(ref.Cases))
+	}
+	const tol = 1e-12
+	for _, c := range ref.Cases {
+		m := c.DistributedDiscreteGaussian
+		if got := m.Tau(); relErr(got, c.Tau) > tol {
+			t.Errorf("%+v: Tau() = %.17g, want %.17g", m, got, c.Tau)
+		}
+		rho, err := m.ZCDP()
+		if err != nil {
+			t.Fatalf("%+v: ZCDP: %v", m, err)
+		}
+		if relErr(rho, c.Rho) > tol {
+			t.Errorf("%+v: ZCDP() = %.17g, want %.17g", m, rho, c.Rho)
+		}
+		for k, want := range c.RDP {
+			a, err := strconv.ParseFloat(k, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := m.RDP([]float64{a})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if relErr(got[0], want) > tol {
+				t.Errorf("%+v: RDP at α=%v = %.17g, want %.17g", m, a, got[0], want)
+			}
+		}
+		g, err := m.Epsilon(c.Delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if relErr(g.Epsilon, c.Epsilon) > 1e-9 || g.Order != c.Order {
+			t.Errorf("%+v: Epsilon(%v) = %.17g at α=%v, want %.17g at α=%v", m, c.Delta, g.Epsilon, g.Order, c.Epsilon, c.Order)
+		}
+	}
+}
+
+// TestDistributedDiscreteGaussianOneClient checks the one-client case, where
+// τ = 0 and the mechanism is the discrete Gaussian, against dp_accounting's
+// DiscreteGaussianDpEvent.
+func TestDistributedDiscreteGaussianOneClient(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "dp_accounting.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		DiscreteGaussian []struct {
+			Sigma, L2, Delta, Epsilon, Order float64
+			Dim                              int
+			Steps                            int64
+		} `json:"discrete_gaussian"`
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
+		t.Fatal(err)
+	}
+	if len(ref.DiscreteGaussian) == 0 {
+		t.Fatal("no discrete Gaussian reference cases")
+	}
+	for _, c := range ref.DiscreteGaussian {
+		m := DistributedDiscreteGaussian{Sigma: c.Sigma, Clients: 1, Dim: c.Dim, L2: c.L2, Steps: c.Steps}
+		if tau := m.Tau(); tau != 0 {
+			t.Errorf("%+v: Tau() = %v, want 0", m, tau)
+		}
+		g, err := m.Epsilon(c.Delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if relErr(g.Epsilon, c.Epsilon) > 1e-12 || g.Order != c.Order {
+			t.Errorf("%+v: Epsilon(%v) = %.17g at α=%v, dp_accounting %.17g at α=%v", m, c.Delta, g.Epsilon, g.Order, c.Epsilon, c.Order)
+		}
+	}
+}
+
+// TestDistributedDiscreteGaussianLimits checks what the formulas must do at
+// their edges: with many clients and σ large, τ vanishes and the mechanism
+// costs what the continuous Gaussian with the summed noise costs; fewer
+// surviving clients never cost less.
+func TestDistributedDiscreteGaussianLimits(t *testing.T) {
+	m := DistributedDiscreteGaussian{Sigma: 10, Clients: 100, Dim: 1 << 16, L2: 100, Steps: 20}
+	g, err := m.Epsilon(1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Summed noise σ√n = 100 over sensitivity 100: noise multiplier 1.
+	want, err := Epsilon(1e-5, Event{Q: 1, Sigma: 1, Steps: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relErr(g.Epsilon, want.Epsilon) > 1e-12 {
+		t.Errorf("large-σ distributed discrete Gaussian ε = %v, continuous Gaussian %v", g.Epsilon, want.Epsilon)
+	}
+	prev := math.Inf(1)
+	for _, n := range []int{2, 5, 10, 20, 50, 100} {
+		m := DistributedDiscreteGaussian{Sigma: 0.8, Clients: n, Dim: 1000, L2: 5, Steps: 10}
+		g, err := m.Epsilon(1e-5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Epsilon > prev {
+			t.Errorf("%d clients: ε = %v > ε with fewer clients %v", n, g.Epsilon, prev)
+		}
+		prev = g.Epsilon
+	}
+}
+
+func TestDistributedDiscreteGaussianValidation(t *testing.T) {
+	ok := DistributedDiscreteGaussian{Sigma: 1, Clients: 10, Dim: 100, L2: 5, Steps: 1}
+	for _, tt := range []struct {
+		name string
+		edit func(*DistributedDiscreteGaussian)
+	}{
+		{"sigma below 1/2", func(m *DistributedDiscreteGaussian) { m.Sigma = 0.49 }},
+		{"sigma NaN", func(m *DistributedDiscreteGaussian) { m.Sigma = math.NaN() }},
+		{"sigma inf", func(m *DistributedDiscreteGaussian) { m.Sigma = math.Inf(1) }},
+		{"no clients", func(m *DistributedDiscreteGaussian) { m.Clients = 0 }},
+		{"too many clients", func(m *DistributedDiscreteGaussian) { m.Clients = MaxClients + 1 }},
+		{"no dimension", func(m *DistributedDiscreteGaussian) { m.Dim = 0 }},
+		{"l2 zero", func(m *DistributedDiscreteGaussian) { m.L2 = 0 }},
+		{"l2 NaN", func(m *DistributedDiscreteGaussian) { m.L2 = math.NaN() }},
+		{"l1 below l2", func(m *DistributedDiscreteGaussian) { m.L1 = 4 }},
+		{"l1 NaN", func(m *DistributedDiscreteGaussian) { m.L1 = math.NaN() }},
+		{"steps negative", func(m *DistributedDiscreteGaussian) { m.Steps = -1 }},
+	} {
+		m := ok
+		tt.edit(&m)
+		if _, err := m.Epsilon(1e-5); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Epsilon error = %v, want ErrInvalid", tt.name, err)
+		}
+		if _, err := m.ZCDP(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: ZCDP error = %v, want ErrInvalid", tt.name, err)
+		}
+	}
+	if _, err := ok.Epsilon(1e-5); err != nil {
+		t.Errorf("valid mechanism: %v", err)
+	}
+}
+
+func TestConditionalRoundingL2Bound(t *testing.T) {
+	tests := []struct {
+		c, beta float64
+		dim     int
+		want    float64
+	}{
+		{10, 0, 100, 20}, // c + √d
+		{10, math.Exp(-0.5), 100, math.Sqrt(140)}, // √(100 + 25 + 1·(10 + 5))
+		{1, 1e-10, 1, 2}, // √(1.25 + √(2 log 1e10)·1.5) ≈ 3.4 > c + √d
+	}
+	for _, tt := range tests {
+		got, err := ConditionalRoundingL2Bound(tt.c, tt.beta, tt.dim)
+		if err != nil || relErr(got, tt.want) > 1e-15 {
+			t.Errorf("ConditionalRoundingL2Bound(%v, %v, %d) = %v, %v; want %v", tt.c, tt.beta, tt.dim, got, err, tt.want)
+		}
+	}
+	for _, bad := range []struct {
+		c, beta float64
+		dim     int
+	}{{0, 0, 1}, {1, 1, 1}, {1, -0.1, 1}, {1, 0, 0}, {math.Inf(1), 0, 1}} {
+		if _, err := ConditionalRoundingL2Bound(bad.c, bad.beta, bad.dim); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ConditionalRoundingL2Bound(%+v) error = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
