@@ -77,10 +77,11 @@ func Compose(orders []float64, events ...Event) ([]float64, error) {
 		steps[k] += float64(e.Steps)
 	}
 	total := make([]float64, len(orders))
+	step := make([]float64, len(orders))
 	for k, m := range seen {
-		t := steps[k]
-		for i, a := range orders {
-			total[i] += t * sampledGaussianRDP(m.q, m.sigma, a)
+		stepRDP(m.q, m.sigma, orders, step)
+		for i, r := range step {
+			total[i] += steps[k] * r
 		}
 	}
 	return total, nil

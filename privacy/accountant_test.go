@@ -78,7 +78,7 @@ func TestGaussianClosedForm(t *testing.T) {
 // and for integer α the expansion at q = 1 − 1e−12 is within rounding.
 func TestSampledTendsToGaussian(t *testing.T) {
 	for _, a := range []float64{2, 5, 32} {
-		got := sampledGaussianRDP(1-1e-12, 2, a)
+		got := sampledGaussianRDP(1-1e-12, 2, a, newErfcTable(1-1e-12, 2))
 		if want := GaussianRDP(2, a); relErr(got, want) > 1e-9 {
 			t.Errorf("sampledGaussianRDP(1−1e−12, 2, %v) = %v, want ≈ %v", a, got, want)
 		}

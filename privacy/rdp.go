@@ -96,14 +96,23 @@ func SampledGaussianRDP(q, sigma float64, orders []float64) ([]float64, error) {
 		return nil, err
 	}
 	out := make([]float64, len(orders))
-	for i, a := range orders {
-		out[i] = sampledGaussianRDP(q, sigma, a)
-	}
+	stepRDP(q, sigma, orders, out)
 	return out, nil
 }
 
-// sampledGaussianRDP is SampledGaussianRDP at one validated order.
-func sampledGaussianRDP(q, sigma, alpha float64) float64 {
+// stepRDP sets out[i] to one step's RDP at orders[i], for a validated
+// mechanism and validated orders. The fractional orders share one table of
+// the first series' erfc terms, which do not depend on α.
+func stepRDP(q, sigma float64, orders, out []float64) {
+	tab := newErfcTable(q, sigma)
+	for i, a := range orders {
+		out[i] = sampledGaussianRDP(q, sigma, a, tab)
+	}
+}
+
+// sampledGaussianRDP is SampledGaussianRDP at one validated order; tab is
+// newErfcTable(q, sigma), shared between the orders of one mechanism.
+func sampledGaussianRDP(q, sigma, alpha float64, tab *erfcTable) float64 {
 	var r float64
 	switch {
 	case q == 1:
@@ -114,7 +123,7 @@ func sampledGaussianRDP(q, sigma, alpha float64) float64 {
 	case alpha == math.Trunc(alpha):
 		r = logAInt(q, sigma, int(alpha)) / (alpha - 1)
 	default:
-		r = logAFrac(q, sigma, alpha) / (alpha - 1)
+		r = logAFrac(q, sigma, alpha, tab) / (alpha - 1)
 	}
 	switch {
 	case math.IsNaN(r):
@@ -153,21 +162,19 @@ func logAInt(q, sigma float64, alpha int) float64 {
 // binomial coefficients C(α,i) change sign past i = α; like dp_accounting
 // (scipy's gammaln is log|Γ|) the series adds their absolute values, which
 // bounds A_α from above.
-func logAFrac(q, sigma, alpha float64) float64 {
+func logAFrac(q, sigma, alpha float64, tab *erfcTable) float64 {
 	var a0, a1 logSum
-	z0 := sigma*sigma*math.Log(1/q-1) + 0.5
+	z0, sqrt2Sigma := tab.z0, tab.sqrt2Sigma
 	logq, log1mq := math.Log(q), math.Log1p(-q)
 	twoSigma2 := 2 * sigma * sigma
-	sqrt2Sigma := math.Sqrt2 * sigma
 	logBinom := 0.0 // log |C(α, 0)|
 	lastS0, lastS1 := math.Inf(-1), math.Inf(-1)
 	for i := range maxFracTerms {
 		fi := float64(i)
 		j := alpha - fi
-		logS0 := logBinom + fi*logq + j*log1mq + (fi*fi-fi)/twoSigma2 +
-			logErfc((fi-z0)/sqrt2Sigma) - math.Ln2
+		logS0 := logBinom + fi*logq + j*log1mq + (fi*fi-fi)/twoSigma2 + tab.logHalfErfc0(i)
 		logS1 := logBinom + j*logq + fi*log1mq + (j*j-j)/twoSigma2 +
-			logErfc((z0-j)/sqrt2Sigma) - math.Ln2
+			(logErfc((z0-j)/sqrt2Sigma) - math.Ln2)
 		a0.add(logS0)
 		a1.add(logS1)
 		// dp_accounting's stopping rule: both terms decreasing and the larger
@@ -186,6 +193,30 @@ func logAFrac(q, sigma, alpha float64) float64 {
 		logBinom += math.Log(math.Abs(j) / (fi + 1))
 	}
 	return math.Inf(1)
+}
+
+// erfcTable holds, for one mechanism (q, σ), the terms
+// log(erfc((i − z0)/(√2σ))/2) of the first fractional series, i = 0, 1, …:
+// they do not depend on the order, so the up to 90 fractional orders of a
+// grid compute each once. It grows as far as the slowest series needs.
+type erfcTable struct {
+	z0, sqrt2Sigma float64
+	v              []float64
+}
+
+func newErfcTable(q, sigma float64) *erfcTable {
+	return &erfcTable{
+		z0:         sigma*sigma*math.Log(1/q-1) + 0.5,
+		sqrt2Sigma: math.Sqrt2 * sigma,
+	}
+}
+
+// logHalfErfc0 returns log(erfc((i − z0)/(√2σ))/2).
+func (t *erfcTable) logHalfErfc0(i int) float64 {
+	for len(t.v) <= i {
+		t.v = append(t.v, logErfc((float64(len(t.v))-t.z0)/t.sqrt2Sigma)-math.Ln2)
+	}
+	return t.v[i]
 }
 
 // logSum accumulates log Σ e^x: the running maximum m and Σ e^(x−m), so that
