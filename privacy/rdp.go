@@ -180,13 +180,11 @@ func logAFrac(q, sigma, alpha float64, tab *erfcTable) float64 {
 		// dp_accounting's stopping rule: both terms decreasing and the larger
 		// below e^−30 of the total. The total is at least the largest term
 		// seen and at most that times 2·maxFracTerms, so a term above
-		// max − 30 + log(2·maxFracTerms) cannot pass and the exact total
-		// (two logs, an exp and a log1p) is skipped.
+		// max − 30 + log(2·maxFracTerms) cannot pass and the comparison is
+		// skipped; below, it is made without logarithms (belowTotal).
 		if logS0 < lastS0 && logS1 < lastS1 {
-			if big := math.Max(logS0, logS1); big < math.Max(a0.m, a1.m)-30+logTwiceMaxFracTerms {
-				if total := logSumOf(a0, a1); big < total-30 {
-					return total
-				}
+			if big := math.Max(logS0, logS1); big < math.Max(a0.m, a1.m)-30+logTwiceMaxFracTerms && belowTotal(big+30, a0, a1) {
+				return logSumOf(a0, a1)
 			}
 		}
 		lastS0, lastS1 = logS0, logS1
@@ -254,6 +252,34 @@ func (l logSum) log() float64 {
 		return l.m
 	}
 	return l.m + math.Log(l.s)
+}
+
+// belowTotal reports whether x < log(Σa + Σb), comparing e^(x−M) with
+// Σa·e^(ma−M) + Σb·e^(mb−M), M the larger running maximum: two
+// exponentials instead of the three logarithms and an exponential of
+// computing the log-sum. False when either side is NaN.
+func belowTotal(x float64, a, b logSum) bool {
+	m := math.Inf(-1)
+	if a.s > 0 {
+		m = a.m
+	}
+	if b.s > 0 && b.m > m {
+		m = b.m
+	}
+	switch {
+	case math.IsInf(m, -1):
+		return false // both sums are empty: the total is log 0 = −Inf
+	case math.IsInf(m, 1):
+		return x < m
+	}
+	var sum float64
+	if a.s > 0 {
+		sum += a.s * math.Exp(a.m-m)
+	}
+	if b.s > 0 {
+		sum += b.s * math.Exp(b.m-m)
+	}
+	return math.Exp(x-m) < sum
 }
 
 // logSumOf returns log(Σa + Σb).
