@@ -30,10 +30,11 @@
 //     gives ε = 0 for nearly non-private-loss sequences (EpsilonFromRDP).
 //
 // The computation follows Google's dp_accounting RdpAccountant
-// (rdp_privacy_accountant.py) step by step, including its log-space
-// arithmetic, its 1000-term cap on the fractional series (an order whose
-// series does not converge is excluded, as +Inf) and its order grid
-// (DefaultOrders). testdata/dp_accounting.json holds dp_accounting's own
+// (rdp_privacy_accountant.py) step by step — its series, its stopping rule
+// and 1000-term cap on the fractional series (an order whose series does not
+// converge is excluded, as +Inf), its conversion and its order grid
+// (DefaultOrders) — with log-space arithmetic organised for speed, so the
+// two differ only by rounding. testdata/dp_accounting.json holds dp_accounting's own
 // numbers for 17 event sequences and the tests hold fedguard to them;
 // docs/privacy.md lists them.
 //
