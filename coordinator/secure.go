@@ -433,7 +433,14 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 		if err := c.record(ctx, audit.Entry{Kind: audit.KindSecureDeclined, Actor: name, Round: round, Payload: audit.SecureDeclined{Attempt: attempt, Reason: reason}}); err != nil {
 			return status.Error(codes.Unavailable, "the audit log cannot record the decline")
 		}
-		c.noteStatus(name, ParticipantRefused, "declined the secure round: "+reason)
+		c.mu.Lock()
+		c.noteStatusLocked(name, ParticipantRefused, "declined the secure round: "+reason)
+		if reason == secureround.DeclineAlreadyRevealed {
+			// It declines every other session from this model: later
+			// attempts of the round leave it out (retry.go).
+			c.sitOutLocked(name, round)
+		}
+		c.mu.Unlock()
 		return nil
 	}
 	cert, err := peerCertificate(ctx)
