@@ -42,9 +42,10 @@
 // A failed attempt is retried after an exponential backoff with jitter
 // (1 s doubling to 5 min). Participants that declined a secure round as
 // already revealed are left out of its later attempts; when too few are
-// left the round is wedged: no attempt opens, the status page and
-// fedguard_round_wedged say so, and nothing is appended to the audit log
-// meanwhile (retry.go).
+// left, or after three identical failures in a row with the same cohort,
+// the round is wedged: no attempt opens (until a participant joins again,
+// in the second case), the status page and fedguard_round_wedged say so,
+// and nothing is appended to the audit log meanwhile (retry.go).
 //
 // # Integrity and audit
 //
@@ -525,7 +526,7 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 	c.metrics.dropouts.Add(float64(r.dropouts()))
 	c.noteFailedLocked(r, f.reason)
 	c.attempt++
-	c.noteFailedAttemptLocked(c.opts.now(), f.reason)
+	c.noteFailedAttemptLocked(c.opts.now(), f.reason, r.cohort)
 	if r.secure != nil {
 		if err := c.saveSecureAttemptLocked(r.secure.plan.Start, nil); err != nil {
 			return err

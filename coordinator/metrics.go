@@ -228,7 +228,7 @@ func newMetrics() *metrics {
 			Name: "fedguard_round_failed_attempts", Help: "Attempts of the next round that failed in a row (0 once it closes); the next one opens after an exponential backoff.",
 		}),
 		wedged: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_round_wedged", Help: "1 while the next round cannot open: too few enrolled participants are left that have not declined it as already revealed (see the status page).",
+			Name: "fedguard_round_wedged", Help: "1 while the next round cannot open: too few participants are left that have not declined it as already revealed, or its last attempts failed identically (see the status page).",
 		}),
 	}
 	m.reg.MustRegister(m.roundsClosed, m.roundsFailed, m.roundDuration, m.cohortSize, m.dropouts,

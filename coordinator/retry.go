@@ -30,6 +30,14 @@ import (
 // clears when the coordinator restarts (the participants decline once
 // more, each audited once) or the enrolment changes.
 //
+// Any other failure that repeats, identically, stallAfter times in a row
+// with the same cohort (the same reason, say too few updates because one
+// member never sends its own) wedges the round the same way: no attempt
+// opens until a participant joins again (a restarted hospital, a network
+// back) or the coordinator restarts; each such Join allows one more
+// attempt. So the audit log records at most stallAfter attempts of a
+// failure that repeats, plus one per change, instead of one per retry.
+//
 // A coordinator crash does not wedge a secure round. Before it tells
 // anyone of a secure attempt it records the attempt and its cohort in its
 // state database (keyOpenSecure); a restarted coordinator offers that same
@@ -40,6 +48,7 @@ import (
 const (
 	retryBackoffMin = time.Second
 	retryBackoffMax = 5 * time.Minute
+	stallAfter      = 3
 )
 
 // keyOpenSecure, in the state bucket, is the secure attempt of the round
@@ -55,6 +64,9 @@ type retryState struct {
 	failures int       // attempts of the round that failed in a row
 	at       time.Time // the next attempt opens no earlier
 	reason   string    // why the last one failed
+	cohort   []string  // the last failed attempt's cohort
+	same     int       // failures in a row with that reason and cohort
+	stalled  bool      // same reached stallAfter: no attempt until a Join
 	// sitOut holds the participants that declined the round as already
 	// revealed: later attempts leave them out.
 	sitOut map[string]bool
@@ -72,15 +84,31 @@ func retryDelay(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// noteFailedAttemptLocked schedules the next attempt after a failure.
-func (c *Coordinator) noteFailedAttemptLocked(now time.Time, reason string) {
+// noteFailedAttemptLocked schedules the next attempt after a failure of
+// an attempt with cohort.
+func (c *Coordinator) noteFailedAttemptLocked(now time.Time, reason string, cohort []string) {
 	c.retry.failures++
-	c.retry.reason = reason
+	if reason == c.retry.reason && slices.Equal(cohort, c.retry.cohort) {
+		c.retry.same++
+	} else {
+		c.retry.same = 1
+	}
+	c.retry.reason, c.retry.cohort = reason, slices.Clone(cohort)
+	c.retry.stalled = c.retry.same >= stallAfter
 	d := retryDelay(c.retry.failures)
 	c.retry.at = now.Add(d)
 	c.retry.resume = nil
 	c.metrics.failedAttempts.Set(float64(c.retry.failures))
 	c.opts.log.Info("next attempt scheduled", "round", c.lastRound+1, "attempt", c.attempt, "failed_in_a_row", c.retry.failures, "in", d.Round(time.Millisecond).String())
+}
+
+// unstallLocked lets one more attempt open after a stall: a participant
+// joined, something changed.
+func (c *Coordinator) unstallLocked() {
+	if c.retry.stalled {
+		c.retry.stalled = false
+		c.retry.same = stallAfter - 1
+	}
 }
 
 // resetRetryLocked forgets the failures when a round closes.
@@ -126,6 +154,10 @@ func (c *Coordinator) checkWedgedLocked() bool {
 		})
 		c.retry.wedged = fmt.Sprintf("round %d cannot open: %v revealed their shares for another session starting from its model and decline every other, "+
 			"which leaves %d enrolled participants, %d needed", c.lastRound+1, out, able, c.cfg.MinParticipants)
+	}
+	if c.retry.wedged == "" && c.retry.stalled {
+		c.retry.wedged = fmt.Sprintf("the last %d attempts of round %d failed the same way with the same cohort (%s): "+
+			"no attempt opens until a participant joins again or the coordinator restarts", c.retry.same, c.lastRound+1, c.retry.reason)
 	}
 	if c.retry.wedged != "" && c.retry.wedged != was {
 		c.opts.log.Error("round wedged: no attempt will open", "round", c.lastRound+1, "reason", c.retry.wedged)

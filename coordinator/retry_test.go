@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -187,4 +188,68 @@ func TestSecureAttemptSurvivesRestart(t *testing.T) {
 	if a := asgs[0]; a.GetAttempt() != 1 {
 		t.Fatalf("after a failed attempt 0 and a restart: attempt %d, want 1", a.GetAttempt())
 	}
+}
+
+// TestRoundStallsAfterIdenticalFailures: the cohort is there but sends no
+// update, so every attempt fails the same way. After three such failures
+// the coordinator stops opening attempts (the audit log stops growing)
+// and says why; a participant joining again allows one more attempt.
+// Before the fix the attempts went on, one per round_timeout, for good.
+func TestRoundStallsAfterIdenticalFailures(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	f.cfg.RoundTimeout = coordinator.Duration(300 * time.Millisecond)
+	f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
+	f.cfg.LongPoll = coordinator.Duration(time.Second)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	fixScaling(t, ps)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = p.svc.WaitRound(callCtx(t, 2*time.Second), &fedguardv1.WaitRoundRequest{})
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	waitWedged := func(failures int) coordinator.Status {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := s.c.Status()
+			if st.Wedged != "" && st.FailedAttempts == failures {
+				return st
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 30 s: %d failed attempts, wedged %q; want %d and wedged", st.FailedAttempts, st.Wedged, failures)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	st := waitWedged(coordinator.StallAfter)
+	if !strings.Contains(st.Wedged, "failed the same way") {
+		t.Errorf("wedged: %q, want it to say the attempts failed the same way", st.Wedged)
+	}
+	if g := gauge(t, s.c, "fedguard_round_wedged"); g != 1 {
+		t.Errorf("fedguard_round_wedged = %v, want 1", g)
+	}
+	size := st.Audit.Size
+	time.Sleep(3 * time.Second)
+	if got := s.c.Status().Audit.Size; got != size {
+		t.Errorf("the audit log grew from %d to %d events while the round was stalled", size, got)
+	}
+	// A participant joins again: one more attempt, which fails the same
+	// way and stalls the round again.
+	if _, err := ps[0].svc.Join(callCtx(t, 5*time.Second), &fedguardv1.JoinRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	waitWedged(coordinator.StallAfter + 1)
 }

@@ -99,9 +99,10 @@ type Status struct {
 	FailedAttempts int       `json:"failed_attempts,omitempty"`
 	LastFailure    string    `json:"last_failure,omitempty"`
 	NextAttempt    time.Time `json:"next_attempt,omitzero"`
-	// Wedged says why the round after LastClosed cannot open at all (too
-	// few participants left that have not declined it as already
-	// revealed); empty when it can. SittingOut are those participants.
+	// Wedged says why the round after LastClosed cannot open (too few
+	// participants left that have not declined it as already revealed, or
+	// its last attempts failed identically); empty when it can.
+	// SittingOut are the participants that declined it so.
 	Wedged     string   `json:"wedged,omitempty"`
 	SittingOut []string `json:"sitting_out,omitempty"`
 	// Rounds is the number of rounds the federation trains.
