@@ -1,14 +1,19 @@
 package coordinator_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
@@ -252,4 +257,44 @@ func TestRoundStallsAfterIdenticalFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitWedged(coordinator.StallAfter + 1)
+}
+
+// TestSecureAttemptRecordCorrupt: a malformed record of the open secure
+// attempt stops the coordinator with ErrCorrupt rather than letting it
+// guess an attempt number (and perhaps reuse one).
+func TestSecureAttemptRecordCorrupt(t *testing.T) {
+	t.Parallel()
+	for name, rec := range map[string]string{
+		"not a list":     `{"round":1}`,
+		"too short":      `["1","0"]`,
+		"bad round":      `["one","0","00"]`,
+		"attempt range":  `["1","4294967296","00"]`,
+		"negative round": `["-1","0","00"]`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := secureFederation(t)
+			s := start(t, f.cfg)
+			fixScaling(t, f.connect(t, s, abcd...))
+			s.stop(t)
+			db, err := bolt.Open(filepath.Join(f.cfg.DataDir, coordinator.StateFile), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("state")).Put([]byte("open_secure"), []byte(rec)) })
+			if cerr := db.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := coordinator.New(f.cfg, coordinator.WithLogger(slog.New(slog.DiscardHandler)))
+			if err == nil {
+				c.Close()
+			}
+			if !errors.Is(err, coordinator.ErrCorrupt) {
+				t.Errorf("New with state/open_secure = %s: %v, want ErrCorrupt", rec, err)
+			}
+		})
+	}
 }
