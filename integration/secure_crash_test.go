@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -183,5 +185,132 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 			}
 			checkAuditTrail(t, cfg.DataDir, 2)
 		})
+	}
+}
+
+// TestSecureWedgeReported: the coordinator is killed once round 1's
+// hospitals have all revealed their shares (one bucket's sum unmasked, the
+// other's last hospital about to answer), and the hospitals restart too,
+// losing their side of the session; then no hospital can take part in
+// round 1 again (each declines as already revealed), which is the
+// one case a crash still stops a round. The restarted coordinator must
+// report it, in its log, /status.json and /metrics, and neither retry nor
+// grow its audit log, however often the hospitals ask.
+func TestSecureWedgeReported(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fed, err := demo.Setup(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hospitals []string
+	for _, h := range fed.Hospitals {
+		hospitals = append(hospitals, h.Name)
+	}
+	cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
+	cfg.Secure = true
+	cfg.Aggregation.Bucket = 2
+	cfg.MetricsListen = "127.0.0.1:0"
+	cfg.SecAgg.PhaseTimeout = coordinator.Duration(20 * time.Second)
+	cfg.RoundTimeout = coordinator.Duration(30 * time.Second)
+	cfgPath := writeConfig(t, dir, cfg)
+	coord := startCoordinator(t, cfgPath)
+	addr := coord.Addr
+
+	var mu sync.Mutex
+	reached := 0
+	killReq, killed := make(chan struct{}), make(chan struct{})
+	hook := participant.WithSecureHook(func(p secagg.Phase) error {
+		if p != secagg.PhaseUnmasking {
+			return nil
+		}
+		mu.Lock()
+		reached++
+		last := reached == len(hospitals)
+		mu.Unlock()
+		if last {
+			killReq <- struct{}{}
+			<-killed
+		}
+		return nil
+	})
+	agents := func(opts ...participant.Option) map[string]*participant.Agent {
+		out := map[string]*participant.Agent{}
+		for _, h := range hospitals {
+			tlsCfg, err := demo.ClientTLS(dir, demo.Federation, h, addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := manifest.LoadPublicKeys(filepath.Join(cfg.DataDir, manifest.PublicFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := participant.New(participant.Config{
+				Coordinator: addr, TLS: tlsCfg, Trainer: localTrainer(dir, h), Log: discardLogger(),
+				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+				Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, h, "accepted.json"),
+			}, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[h] = a
+		}
+		return out
+	}
+	firstCtx, stopFirst := context.WithCancel(context.Background())
+	waitFirst := runAgents(t, firstCtx, agents(hook))
+	select {
+	case <-killReq:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("round 1 never reached its unmasking")
+	}
+	coord.waitLog("a completed session", 30*time.Second, func(m map[string]any) bool { return m["msg"] == "secure session completed" })
+	if err := coord.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = coord.waitExit(10 * time.Second)
+	stopFirst() // the hospitals restart too: they lose the session
+	close(killed)
+	waitFirst(30 * time.Second)
+
+	second := startCoordinator(t, cfgPath, "--listen", addr)
+	rec := second.waitLog("metrics listening", 30*time.Second, func(r map[string]any) bool { return r["msg"] == "metrics listening" })
+	base := "http://" + rec["addr"].(string)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runAgents(t, ctx, agents())
+	second.waitLog("round wedged", 60*time.Second, func(m map[string]any) bool { return m["msg"] == "round wedged: no attempt will open" })
+
+	status := func() coordinator.Status {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/status.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st coordinator.Status
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := status()
+	if st.Wedged == "" || !slices.Equal(st.SittingOut, hospitals) {
+		t.Errorf("/status.json: wedged %q, sitting out %v; want wedged, with %v sitting out", st.Wedged, st.SittingOut, hospitals)
+	}
+	if got := scrapeSample(t, base+"/metrics", "fedguard_round_wedged"); got != 1 {
+		t.Errorf("fedguard_round_wedged = %v, want 1", got)
+	}
+	time.Sleep(5 * time.Second) // the hospitals keep asking for rounds
+	if got := status().Audit.Size; got != st.Audit.Size {
+		t.Errorf("the audit log grew from %d to %d events while the round was wedged", st.Audit.Size, got)
+	}
+	opened := 0
+	for _, m := range second.Logs() {
+		if m["msg"] == "round opened" {
+			opened++
+		}
+	}
+	if opened != 1 {
+		t.Errorf("the restarted coordinator opened %d attempts, want 1 (the one it resumed, which every hospital declined)", opened)
 	}
 }
