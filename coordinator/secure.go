@@ -35,6 +35,19 @@ import (
 // broke, are dropped from the session, which goes on as long as secagg
 // allows it (the threshold) and fails otherwise. The round closes when
 // every bucket's session has ended.
+//
+// Sessions live in memory only. What survives a crash is the attempt and
+// its cohort (saveSecureAttemptLocked, before anyone hears of the
+// attempt): a restarted coordinator lays out the very same sessions again
+// and runs them from the start, and each member that kept its side
+// re-sends its messages and checks that the answers are the same as
+// before (package participant). Since the bucket's secagg.Server is
+// deterministic in the messages it gets (relays, routes and survivor sets
+// come out sorted), members that re-send the same messages get the same
+// answers, so a resumed session completes with the same sum. Nothing here
+// lets a member reveal anything twice: that is the members' rule, and
+// they keep it (see retry.go for the coordinator's side of a round that
+// cannot go on).
 
 // secureRound is the secure part of an open round.
 type secureRound struct {
