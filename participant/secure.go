@@ -206,7 +206,7 @@ type secureSession struct {
 	routed     []*secagg.EncryptedShare
 	survivors  []uint32
 	unmask     *secagg.UnmaskRequest
-	res        Result // of the training, for the log
+	res        Result // of the training, for the log (without its Delta)
 	done       bool   // the coordinator answered the unmasking
 }
 
@@ -288,6 +288,7 @@ func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.Coordinator
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrSecureRound, err)
 		}
+		res.Delta = nil // the update itself is not kept with the session
 		s.res, out.masked = res, masked.Masked
 	case secagg.PhaseConsistencyCheck:
 		sig, err := sc.ConsistencyCheck(s.survivors)
