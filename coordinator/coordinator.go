@@ -31,7 +31,21 @@
 //
 // Only closed rounds are persisted. A coordinator killed at any point
 // (SIGKILL included) restarts from the last closed round; participants
-// reconnect on their own and the open round starts again.
+// reconnect on their own and the open round starts again. In a secure
+// federation the coordinator also records each attempt and its cohort
+// before anyone hears of it, and a restarted coordinator offers that very
+// attempt again to the same cohort: the participants resume its sessions
+// where they were, so a crash at any phase, even after the hospitals
+// revealed their shares, costs no hospital its round (see retry.go and
+// package participant).
+//
+// A failed attempt is retried after an exponential backoff with jitter
+// (1 s doubling to 5 min). Participants that declined a secure round as
+// already revealed are left out of its later attempts; when too few are
+// left, or after three identical failures in a row with the same cohort,
+// the round is wedged: no attempt opens (until a participant joins again,
+// in the second case), the status page and fedguard_round_wedged say so,
+// and nothing is appended to the audit log meanwhile (retry.go).
 //
 // # Integrity and audit
 //
@@ -234,6 +248,7 @@ type Coordinator struct {
 	told        map[string]bool // participants told that training finished
 	lastCohort  []string        // cohort of the last closed round
 	status      statusBook      // what the status page shows beyond the above
+	retry       retryState      // failed attempts of the next round (retry.go)
 
 	kick chan struct{}
 }
@@ -346,6 +361,16 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	default:
 		c.phase = phaseCohort
 	}
+	if cfg.Secure && c.phase == phaseCohort {
+		md, err := manifest.Digest(c.manifest)
+		if err == nil {
+			err = c.loadSecureAttempt(md)
+		}
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	c.metrics.setState(c.phase, c.lastRound)
 	if ok {
 		o.log.Info("resumed from database", "round", c.lastRound, "phase", c.phase.String())
@@ -427,7 +452,18 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		}
 		return 0, nil
 	case phaseCohort:
-		n := len(c.ready)
+		if wait := c.retry.at.Sub(now); wait > 0 {
+			return wait, nil // back off after a failed attempt
+		}
+		if c.checkWedgedLocked() {
+			return idle, nil
+		}
+		n, able := 0, len(c.enrolled)-len(c.retry.sitOut)
+		for name := range c.ready {
+			if c.eligibleLocked(name) {
+				n++
+			}
+		}
 		if n == 0 {
 			c.cohortSince = time.Time{}
 			return idle, nil
@@ -436,7 +472,19 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 			c.cohortSince = now
 		}
 		wait := c.cohortSince.Add(time.Duration(c.cfg.CohortTimeout)).Sub(now)
-		if n < len(c.enrolled) && (n < c.cfg.MinParticipants || wait > 0) {
+		if resume := c.retry.resume; resume != nil {
+			// The attempt to resume opens with its own cohort, once all
+			// of it is back (or the cohort timeout has passed).
+			back := 0
+			for _, name := range resume {
+				if c.ready[name] > 0 {
+					back++
+				}
+			}
+			if back < len(resume) && wait > 0 {
+				return max(min(wait, idle), time.Millisecond), nil
+			}
+		} else if n < able && (n < c.cfg.MinParticipants || wait > 0) {
 			return max(min(wait, idle), time.Millisecond), nil
 		}
 		if err := c.openRoundLocked(ctx, now); err != nil {
@@ -478,6 +526,12 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 	c.metrics.dropouts.Add(float64(r.dropouts()))
 	c.noteFailedLocked(r, f.reason)
 	c.attempt++
+	c.noteFailedAttemptLocked(c.opts.now(), f.reason, r.cohort)
+	if r.secure != nil {
+		if err := c.saveSecureAttemptLocked(r.secure.plan.Start, nil); err != nil {
+			return err
+		}
+	}
 	c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
 	c.broadcastLocked()
 	return nil
@@ -532,7 +586,12 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error {
 	cohort := make([]string, 0, len(c.ready))
 	for n := range c.ready {
-		cohort = append(cohort, n)
+		if c.eligibleLocked(n) {
+			cohort = append(cohort, n)
+		}
+	}
+	if c.retry.resume != nil {
+		cohort = slices.Clone(c.retry.resume)
 	}
 	slices.Sort(cohort)
 	number, deadline := c.lastRound+1, now.Add(time.Duration(c.cfg.RoundTimeout))
@@ -560,6 +619,12 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 		refused:   map[string]string{},
 	}
 	if c.cfg.Secure {
+		// Durable before anyone hears of the attempt: a restarted
+		// coordinator offers the same sessions again (retry.go).
+		if err := c.saveSecureAttemptLocked(md, cohort); err != nil {
+			return err
+		}
+		c.retry.resume = nil
 		if err := c.startSecureLocked(ctx, r, md); err != nil {
 			return fmt.Errorf("lay out secure round %d: %w", number, err)
 		}
@@ -663,6 +728,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	encoded = nil
 	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, next, sum, r.cohort
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
+	c.resetRetryLocked()
 	c.phase = phaseCohort
 	if c.lastRound >= uint64(c.cfg.Training.Rounds) {
 		c.phase = phaseFinished

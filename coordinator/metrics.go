@@ -159,6 +159,8 @@ type metrics struct {
 	round              prometheus.Gauge
 	phase              *prometheus.GaugeVec
 	lastClosed         prometheus.Gauge
+	failedAttempts     prometheus.Gauge
+	wedged             prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -222,10 +224,17 @@ func newMetrics() *metrics {
 		lastClosed: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "fedguard_last_round_closed_timestamp_seconds", Help: "Unix time the last round closed in this process (0 before the first).",
 		}),
+		failedAttempts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_round_failed_attempts", Help: "Attempts of the next round that failed in a row (0 once it closes); the next one opens after an exponential backoff.",
+		}),
+		wedged: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_round_wedged", Help: "1 while the next round cannot open: too few participants are left that have not declined it as already revealed, or its last attempts failed identically (see the status page).",
+		}),
 	}
 	m.reg.MustRegister(m.roundsClosed, m.roundsFailed, m.roundDuration, m.cohortSize, m.dropouts,
 		m.updatesAccepted, m.updatesRefused, m.connectionsRefused, m.updateNorm, m.excluded, m.anomalyFlags,
 		m.auditEvents, m.auditAppend, m.securePhase, m.secureFailed, m.round, m.phase, m.lastClosed,
+		m.failedAttempts, m.wedged,
 		// The process's own: memory against MemoryBudget, file descriptors,
 		// garbage collection.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

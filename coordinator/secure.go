@@ -35,6 +35,19 @@ import (
 // broke, are dropped from the session, which goes on as long as secagg
 // allows it (the threshold) and fails otherwise. The round closes when
 // every bucket's session has ended.
+//
+// Sessions live in memory only. What survives a crash is the attempt and
+// its cohort (saveSecureAttemptLocked, before anyone hears of the
+// attempt): a restarted coordinator lays out the very same sessions again
+// and runs them from the start, and each member that kept its side
+// re-sends its messages and checks that the answers are the same as
+// before (package participant). Since the bucket's secagg.Server is
+// deterministic in the messages it gets (relays, routes and survivor sets
+// come out sorted), members that re-send the same messages get the same
+// answers, so a resumed session completes with the same sum. Nothing here
+// lets a member reveal anything twice: that is the members' rule, and
+// they keep it (see retry.go for the coordinator's side of a round that
+// cannot go on).
 
 // secureRound is the secure part of an open round.
 type secureRound struct {
@@ -433,7 +446,14 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 		if err := c.record(ctx, audit.Entry{Kind: audit.KindSecureDeclined, Actor: name, Round: round, Payload: audit.SecureDeclined{Attempt: attempt, Reason: reason}}); err != nil {
 			return status.Error(codes.Unavailable, "the audit log cannot record the decline")
 		}
-		c.noteStatus(name, ParticipantRefused, "declined the secure round: "+reason)
+		c.mu.Lock()
+		c.noteStatusLocked(name, ParticipantRefused, "declined the secure round: "+reason)
+		if reason == secureround.DeclineAlreadyRevealed {
+			// It declines every other session from this model: later
+			// attempts of the round leave it out (retry.go).
+			c.sitOutLocked(name, round)
+		}
+		c.mu.Unlock()
 		return nil
 	}
 	cert, err := peerCertificate(ctx)

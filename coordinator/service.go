@@ -45,6 +45,7 @@ func (s *service) Join(ctx context.Context, req *fedguardv1.JoinRequest) (*fedgu
 	c.mu.Lock()
 	needStats := c.scaling == nil
 	c.noteStatusLocked(id.Name, ParticipantJoined, "")
+	c.unstallLocked() // something changed: a stalled round may try again
 	c.mu.Unlock()
 	c.opts.log.InfoContext(ctx, "participant joined", "participant", id.Name, "agent_version", req.GetAgentVersion())
 	return &fedguardv1.JoinResponse{

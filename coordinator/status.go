@@ -92,6 +92,19 @@ type Status struct {
 	// will open with.
 	Attempt    uint32 `json:"attempt"`
 	LastClosed uint64 `json:"last_closed"`
+	// FailedAttempts is how many attempts of the round after LastClosed
+	// failed in a row, LastFailure why the last one did, and NextAttempt
+	// how long the coordinator backs off: the next attempt opens no
+	// earlier.
+	FailedAttempts int       `json:"failed_attempts,omitempty"`
+	LastFailure    string    `json:"last_failure,omitempty"`
+	NextAttempt    time.Time `json:"next_attempt,omitzero"`
+	// Wedged says why the round after LastClosed cannot open (too few
+	// participants left that have not declined it as already revealed, or
+	// its last attempts failed identically); empty when it can.
+	// SittingOut are the participants that declined it so.
+	Wedged     string   `json:"wedged,omitempty"`
+	SittingOut []string `json:"sitting_out,omitempty"`
 	// Rounds is the number of rounds the federation trains.
 	Rounds int `json:"rounds"`
 	// Deadline is the open round's deadline.
@@ -425,6 +438,13 @@ func (c *Coordinator) Status() Status {
 	if s.Cohort != nil {
 		s.CohortRound = c.lastRound
 	}
+	s.FailedAttempts, s.LastFailure, s.Wedged = c.retry.failures, c.retry.reason, c.retry.wedged
+	if c.retry.at.After(s.Time) {
+		s.NextAttempt = c.retry.at
+	}
+	if len(c.retry.sitOut) > 0 {
+		s.SittingOut = slices.Sorted(maps.Keys(c.retry.sitOut))
+	}
 	if r := c.round; r != nil {
 		s.Round, s.Open, s.Attempt, s.Deadline = r.number, true, r.attempt, r.deadline
 		s.Cohort, s.CohortRound = slices.Clone(r.cohort), r.number
@@ -493,7 +513,10 @@ const statusHTML = `<!DOCTYPE html>
 <dt>Phase</dt><dd id="phase">{{.S.Phase}}</dd>
 <dt>Round</dt><dd id="round-number">{{if .S.Open}}round {{.S.Round}} (open){{else if .S.Round}}round {{.S.Round}} (closed){{else}}none closed yet{{end}}</dd>
 <dt>Attempt</dt><dd id="attempt">{{.S.Attempt}}</dd>
-<dt>Rounds closed</dt><dd>{{.S.LastClosed}} of {{.S.Rounds}}</dd>
+{{if .S.Wedged}}<dt>Wedged</dt><dd id="wedged" class="refused">{{.S.Wedged}}</dd>
+{{end}}{{if .S.FailedAttempts}}<dt>Failed attempts</dt><dd id="failed-attempts">{{.S.FailedAttempts}} in a row; the last: {{.S.LastFailure}}{{if not .S.NextAttempt.IsZero}}; the next opens no earlier than {{tm .S.NextAttempt}}{{end}}</dd>
+{{end}}{{if .S.SittingOut}}<dt>Sitting out</dt><dd id="sitting-out">{{join .S.SittingOut}} (already revealed their shares for this round's model)</dd>
+{{end}}<dt>Rounds closed</dt><dd>{{.S.LastClosed}} of {{.S.Rounds}}</dd>
 {{if .S.Open}}<dt>Deadline</dt><dd>{{tm .S.Deadline}}</dd>
 {{end}}<dt>Cohort</dt><dd id="cohort">{{if .S.Cohort}}{{join .S.Cohort}} (round {{.S.CohortRound}}){{else}}<span class="none">none yet</span>{{end}}</dd>
 <dt>Aggregation</dt><dd>{{.S.Rule}}{{if .S.Secure}}, secure aggregation (the coordinator sees only sums){{end}}</dd>

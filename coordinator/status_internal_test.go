@@ -36,7 +36,9 @@ func sampleStatus() Status {
 			Round: 2, Bucket: 1, Members: []string{"hospital-a", "hospital-b", "hospital-c"}, Survivors: []string{"hospital-a", "hospital-b"},
 			Dropped: map[string]string{"hospital-c": "masked input: " + hostile}, Time: at,
 		}},
-		Audit: AuditStatus{Origin: "fedguard/demo", Size: 123, Checkpoint: &CheckpointStatus{Size: 120, Root: "q83vEjRWeJA=", Time: at}},
+		Audit:          AuditStatus{Origin: "fedguard/demo", Size: 123, Checkpoint: &CheckpointStatus{Size: 120, Root: "q83vEjRWeJA=", Time: at}},
+		FailedAttempts: 2, LastFailure: "every secure session failed: " + hostile, NextAttempt: at.Add(30 * time.Second),
+		Wedged: "round 3 cannot open: too few left", SittingOut: []string{"hospital-c"},
 	}
 }
 
@@ -87,6 +89,10 @@ func TestStatusPage(t *testing.T) {
 		`<td>hospital-d</td><td>dropped</td><td>no update before the deadline</td>`,
 		`Secure sessions`,
 		`<dd id="audit-size">123 events</dd>`,
+		`<dd id="wedged" class="refused">round 3 cannot open: too few left</dd>`,
+		`<dd id="failed-attempts">2 in a row; the last: every secure session failed: &lt;/td&gt;`,
+		`the next opens no earlier than 2025-03-04 05:06:37Z</dd>`,
+		`<dd id="sitting-out">hospital-c (already revealed`,
 		`tree size 120, root <span class="mono">q83vEjRWeJA=</span>, signed 2025-03-04 05:06:07Z`,
 	} {
 		if !strings.Contains(page, want) {

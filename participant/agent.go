@@ -214,6 +214,10 @@ type Agent struct {
 	// revealed holds the digests (hex) of the starting models of the
 	// secure rounds in which the agent revealed its shares; see runSecure.
 	revealed map[string]bool
+	// pending is the secure session the agent took part in last, kept
+	// until it takes part in another so that a restarted coordinator can
+	// resume it; see runSecure.
+	pending *secureSession
 }
 
 // New checks cfg and returns an agent ready to Run.

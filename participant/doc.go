@@ -63,8 +63,13 @@
 // that starts again from such a model is declined
 // ([DeclineAlreadyRevealed]), since two unmasked sums of nearly the same
 // inputs over different survivor sets would give one hospital's update
-// away. The round's context lasts until the deadline plus two phase
-// timeouts and [SecureRoundMargin].
+// away. A session interrupted by a coordinator crash is not another
+// session: the agent keeps its side of its last session in memory, and
+// when the restarted coordinator offers that same session again it
+// re-sends what it had sent, byte for byte, checks that the answers it
+// had received come back identical, and goes on (see runSecure, "Resuming
+// a session after a coordinator crash"). The round's context lasts until
+// the deadline plus two phase timeouts and [SecureRoundMargin].
 //
 // # Failures
 //

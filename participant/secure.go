@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
@@ -29,7 +30,7 @@ import (
 // DeclineAlreadyRevealed is the reason an agent gives, in a SecureDecline,
 // for sitting out a secure round that starts from a model for which it
 // already revealed its shares in an earlier session.
-const DeclineAlreadyRevealed = "already revealed shares for a session starting from this model"
+const DeclineAlreadyRevealed = secureround.DeclineAlreadyRevealed
 
 // runSecure takes part in a secure round (asg.Secure set) whose manifest
 // checkManifest has accepted: it derives the round's layout itself, then
@@ -40,16 +41,38 @@ const DeclineAlreadyRevealed = "already revealed shares for a session starting f
 //
 // The agent reveals its shares (answers Unmask) in at most one session
 // starting from a given model, and it records that before it answers, in
-// [Config.StateFile]. A later assignment starting from the same model —
-// another attempt of the round, possibly after a restart of either side —
-// is declined with [DeclineAlreadyRevealed]: the agent sends no masked
-// input for it. The reason is the one attack SecAgg leaves to its caller
-// (see package aggregation/secagg, "Threat model"): a coordinator that
-// completes a session, claims that it failed and gets the retry unmasked
-// over a different survivor set learns the difference of two sums of
-// (nearly) the same inputs — training from the same model on the same
-// rows — that is, the update of the one hospital in one sum and not in the
-// other.
+// [Config.StateFile]. A later assignment of another session starting from
+// the same model — another attempt of the round, possibly after a restart
+// of either side — is declined with [DeclineAlreadyRevealed]: the agent
+// sends no masked input for it. The reason is the one attack SecAgg leaves
+// to its caller (see package aggregation/secagg, "Threat model"): a
+// coordinator that completes a session, claims that it failed and gets the
+// retry unmasked over a different survivor set learns the difference of
+// two sums of (nearly) the same inputs — training from the same model on
+// the same rows — that is, the update of the one hospital in one sum and
+// not in the other.
+//
+// # Resuming a session after a coordinator crash
+//
+// A coordinator keeps a session in memory only; when it dies mid-session
+// the agent keeps its side (see [secureSession]): the SecAgg client, every
+// message it computed and every answer it received, in the order of the
+// protocol. A restarted coordinator offers the very same session again
+// (same federation, round, attempt, start manifest, cohort and parameters,
+// hence the same session id and bucket); the agent then re-sends, byte for
+// byte, the messages it had computed, and requires every answer it had
+// received to come back identical. Past the point it had reached, the same
+// client goes on, each of its rounds still called at most once. Seen from
+// the agent this is one session whose transport lost and repeated some
+// messages: it still advertises one key pair, masks one input (computed
+// once, so one set of masks never hides two inputs), signs one survivor
+// set and reveals one set of shares, so it reveals nothing that one
+// uninterrupted session would not have. An answer that differs from the
+// recorded one (a coordinator that lost a member, or one that lies) ends
+// the session for good: the agent forgets it and never answers in it
+// again. The agent keeps one such session, in memory, until it takes part
+// in another one; an agent that restarts itself loses it and, if it had
+// revealed, declines the resumed session like any other.
 func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) error {
 	start, err := manifest.Digest(asg.GetManifest())
 	if err != nil {
@@ -64,38 +87,32 @@ func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.Coordinat
 		return fmt.Errorf("%w: this agent (%q) is not in the round's cohort of %d", ErrSecureRound, a.name, len(plan.Cohort))
 	}
 	modelDigest := hex.EncodeToString(asg.GetModelSha256())
-	if a.revealed[modelDigest] {
-		return a.decline(ctx, rctx, client, asg, log, DeclineAlreadyRevealed)
-	}
-	if min := a.cfg.MinSecureBucket; len(members) < min {
-		// A sum of few updates tells each contributor much about the
-		// others (with two, the other's update), so the hospital sets the
-		// smallest sum it contributes to, not the coordinator.
-		return a.decline(ctx, rctx, client, asg, log, fmt.Sprintf("a secure sum of %d is below this hospital's minimum of %d", len(members), min))
-	}
-	signer, err := a.identity()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	roots := a.cfg.TLS.RootCAs
-	if roots == nil {
-		return fmt.Errorf("%w: Config.TLS has no RootCAs to check the other participants' certificates against", ErrSecureRound)
-	}
-	cfg := plan.Session(bucket)
-	var peerKeys map[uint32]any // set once the advertisements arrive
-	verify := secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
-		if k, ok := peerKeys[id]; ok {
-			return k, nil
-		}
-		return nil, fmt.Errorf("no certificate relayed for participant %d", id)
-	})
-	sc, err := secagg.NewClient(cfg, id, signer, verify, crand.Reader)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
 	log = log.With(slog.Uint64("attempt", uint64(asg.GetAttempt())), slog.Int("bucket", bucket))
-	log.DebugContext(ctx, "secure round joined", slog.Int("bucket_size", len(members)), slog.Uint64("session_id", uint64(id)),
-		slog.Int("threshold", cfg.Threshold), slog.Int("degree", cfg.Degree))
+	s := a.pending
+	if s != nil && !s.is(plan, bucket, id, modelDigest) {
+		s = nil
+	}
+	if s == nil {
+		if a.revealed[modelDigest] {
+			return a.decline(ctx, rctx, client, asg, log, DeclineAlreadyRevealed)
+		}
+		if min := a.cfg.MinSecureBucket; len(members) < min {
+			// A sum of few updates tells each contributor much about the
+			// others (with two, the other's update), so the hospital sets the
+			// smallest sum it contributes to, not the coordinator.
+			return a.decline(ctx, rctx, client, asg, log, fmt.Sprintf("a secure sum of %d is below this hospital's minimum of %d", len(members), min))
+		}
+		if s, err = a.newSecureSession(plan, bucket, id, members, modelDigest); err != nil {
+			return err
+		}
+		// Whatever session the agent kept before, it never answers in it
+		// again.
+		a.pending = s
+		log.DebugContext(ctx, "secure round joined", slog.Int("bucket_size", len(members)), slog.Uint64("session_id", uint64(id)),
+			slog.Int("threshold", s.cfg.Threshold), slog.Int("degree", s.cfg.Degree))
+	} else {
+		log.InfoContext(ctx, "resuming a secure session", slog.Int("messages_sent", len(s.sent)), slog.Int("answers_received", len(s.got)))
+	}
 
 	sctx, cancel := context.WithCancel(rctx) // abandoning the round ends the stream
 	defer cancel()
@@ -103,103 +120,37 @@ func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.Coordinat
 	if err != nil {
 		return fmt.Errorf("secure aggregate: %w", err)
 	}
-	s := &secureStream{a: a, asg: asg, stream: stream}
-
-	// Round 0: advertise keys; the coordinator relays the neighbours'.
-	adv, err := sc.AdvertiseKeys()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	if err := s.send(secagg.PhaseAdvertiseKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: secureround.AdvertiseToProto(adv)}}); err != nil {
-		return err
-	}
-	resp, err := s.recv(secagg.PhaseAdvertiseKeys, "keys", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetKeys() != nil })
-	if err != nil {
-		return err
-	}
-	neighbours, keys, err := checkKeys(resp.GetKeys(), adv, cfg.N, a.cfg.Federation, members, roots)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	// The relay leaves out this participant's own advertisement, but its
-	// own signature is among the consistency signatures it checks.
-	keys[id] = signer.Public()
-	peerKeys = keys
-	log.DebugContext(ctx, "secure keys received", slog.Int("neighbours", len(neighbours)))
-
-	// Round 1: share keys; the coordinator routes the shares addressed to
-	// this participant.
-	shares, err := sc.ShareKeys(neighbours)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	if err := s.send(secagg.PhaseShareKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: secureround.SharesToProto(shares)}}); err != nil {
-		return err
-	}
-	resp, err = s.recv(secagg.PhaseShareKeys, "shares", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetShares() != nil })
-	if err != nil {
-		return err
-	}
-	routed, err := secureround.RoutedFromProto(resp.GetShares(), cfg.N)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	log.DebugContext(ctx, "secure shares received", slog.Int("shares", len(routed)))
-
-	// Round 2: train, encode and mask.
-	res, input, err := a.secureInput(rctx, client, asg, plan)
-	if err != nil {
-		return err
-	}
-	masked, err := sc.MaskedInput(routed, input)
-	clear(input)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	if err := s.sendMasked(masked.Masked); err != nil {
-		return err
-	}
-	resp, err = s.recv(secagg.PhaseMaskedInput, "survivors", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetSurvivors() != nil })
-	if err != nil {
-		return err
-	}
-	survivors, err := secureround.SurvivorsFromProto(resp.GetSurvivors(), cfg.N)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	log.DebugContext(ctx, "secure survivors received", slog.Int("survivors", len(survivors)))
-
-	// Round 3: sign the survivor set.
-	sig, err := sc.ConsistencyCheck(survivors)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	if err := s.send(secagg.PhaseConsistencyCheck, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: sig.Sig}}}); err != nil {
-		return err
-	}
-	resp, err = s.recv(secagg.PhaseConsistencyCheck, "unmask request", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetUnmask() != nil })
-	if err != nil {
-		return err
-	}
-	req, err := secureround.UnmaskRequestFromProto(id, cfg.N, resp.GetUnmask())
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-
-	// Round 4: reveal the shares, once per starting model.
-	reveal, err := sc.Unmask(req)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSecureRound, err)
-	}
-	if err := a.recordReveal(modelDigest); err != nil {
-		return err
-	}
-	if err := s.send(secagg.PhaseUnmasking, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: secureround.UnmaskResponseToProto(reveal)}}); err != nil {
-		return err
-	}
-	resp, err = s.recv(secagg.PhaseUnmasking, "done", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetDone() != nil })
-	if err != nil {
-		return err
+	st := &secureStream{a: a, asg: asg, stream: stream}
+	var resp *fedguardv1.SecureAggregateResponse
+	for p := secagg.PhaseAdvertiseKeys; p <= secagg.PhaseUnmasking; p++ {
+		i := int(p - secagg.PhaseAdvertiseKeys) // index in s.sent and s.got
+		replay := i < len(s.sent)
+		if !replay {
+			if err := a.secureMessage(rctx, client, asg, s, p); err != nil {
+				if s.client.Failed() {
+					a.forget(s)
+				}
+				return err
+			}
+		}
+		if err := st.sendPhase(p, s.sent[i], replay); err != nil {
+			return err
+		}
+		if resp, err = st.recv(p, secureAnswers[p].want, secureAnswers[p].ok); err != nil {
+			return err
+		}
+		if i < len(s.got) {
+			if !proto.Equal(resp, s.got[i]) {
+				a.forget(s)
+				return fmt.Errorf("%w: the coordinator answered %v of the resumed session differently than before", ErrSecureRound, p)
+			}
+			continue
+		}
+		if err := s.accept(p, resp, a.cfg.Federation, members, a.cfg.TLS.RootCAs); err != nil {
+			a.forget(s)
+			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+		}
+		log.DebugContext(ctx, "secure answer received", slog.String("phase", p.String()))
 	}
 	// The coordinator ends the stream after SecureDone; its status no
 	// longer matters.
@@ -209,9 +160,191 @@ func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.Coordinat
 		}
 	}
 	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
-	a.rounds.Add(1)
+	if !s.done {
+		s.done = true
+		a.rounds.Add(1)
+	}
+	// s stays pending: the coordinator may yet die before it commits the
+	// round, and then offers this session again.
 	log.InfoContext(ctx, "secure round done", slog.Uint64("survivors", uint64(resp.GetDone().GetSurvivors())),
-		slog.Int("bucket_size", len(members)), slog.Uint64("samples", res.Samples), slog.Float64("holdout_accuracy", res.Holdout.Accuracy))
+		slog.Int("bucket_size", len(members)), slog.Uint64("samples", s.res.Samples), slog.Float64("holdout_accuracy", s.res.Holdout.Accuracy))
+	return nil
+}
+
+// secureAnswers is, by phase, what the coordinator answers a phase's
+// message with.
+var secureAnswers = [...]struct {
+	want string
+	ok   func(*fedguardv1.SecureAggregateResponse) bool
+}{
+	secagg.PhaseAdvertiseKeys:    {"keys", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetKeys() != nil }},
+	secagg.PhaseShareKeys:        {"shares", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetShares() != nil }},
+	secagg.PhaseMaskedInput:      {"survivors", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetSurvivors() != nil }},
+	secagg.PhaseConsistencyCheck: {"unmask request", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetUnmask() != nil }},
+	secagg.PhaseUnmasking:        {"done", func(r *fedguardv1.SecureAggregateResponse) bool { return r.GetDone() != nil }},
+}
+
+// secureSession is the agent's side of one SecAgg session, kept (in
+// Agent.pending) so that the session can be resumed with a restarted
+// coordinator: see runSecure. sent[i] is the message of the i-th phase
+// (from secagg.PhaseAdvertiseKeys on), recorded before it is first sent;
+// got[i] the coordinator's answer to it, recorded once checked. len(got) ≤ len(sent) ≤ len(got)+1.
+type secureSession struct {
+	plan   secureround.Plan
+	bucket int
+	id     uint32
+	model  string // hex digest of the starting model
+	cfg    secagg.Config
+	client *secagg.Client
+	sent   []secureOut
+	got    []*fedguardv1.SecureAggregateResponse
+
+	// What the answers said, for the client's next rounds.
+	own        *secagg.AdvertiseKeys
+	peerKeys   map[uint32]any // identity keys of the members, once relayed
+	neighbours []*secagg.AdvertiseKeys
+	routed     []*secagg.EncryptedShare
+	survivors  []uint32
+	unmask     *secagg.UnmaskRequest
+	res        Result // of the training, for the log (without its Delta)
+	done       bool   // the coordinator answered the unmasking
+}
+
+// secureOut is one phase's message: a request, or the masked input's words
+// (sent as chunks).
+type secureOut struct {
+	req    *fedguardv1.SecureAggregateRequest
+	masked []uint32
+}
+
+// is reports whether the assignment's session (plan, bucket, id, starting
+// model) is s's: the same round attempt with the same public parameters,
+// so the same SecAgg configuration.
+func (s *secureSession) is(plan secureround.Plan, bucket int, id uint32, model string) bool {
+	p := s.plan
+	return p.Federation == plan.Federation && p.Round == plan.Round && p.Attempt == plan.Attempt && p.Start == plan.Start &&
+		p.Dim == plan.Dim && proto.Equal(p.Proto(), plan.Proto()) && s.bucket == bucket && s.id == id && s.model == model
+}
+
+// newSecureSession makes the agent's client for bucket's session of plan.
+func (a *Agent) newSecureSession(plan secureround.Plan, bucket int, id uint32, members []string, model string) (*secureSession, error) {
+	signer, err := a.identity()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSecureRound, err)
+	}
+	if a.cfg.TLS.RootCAs == nil {
+		return nil, fmt.Errorf("%w: Config.TLS has no RootCAs to check the other participants' certificates against", ErrSecureRound)
+	}
+	s := &secureSession{plan: plan, bucket: bucket, id: id, model: model, cfg: plan.Session(bucket)}
+	verify := secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
+		if k, ok := s.peerKeys[id]; ok {
+			return k, nil
+		}
+		return nil, fmt.Errorf("no certificate relayed for participant %d", id)
+	})
+	if s.client, err = secagg.NewClient(s.cfg, id, signer, verify, crand.Reader); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSecureRound, err)
+	}
+	s.peerKeys = map[uint32]any{id: signer.Public()}
+	return s, nil
+}
+
+// forget drops s if it is the pending session: the agent never answers in
+// it again.
+func (a *Agent) forget(s *secureSession) {
+	if a.pending == s {
+		a.pending = nil
+	}
+}
+
+// secureMessage computes phase p's message of s with its client and
+// records it in s.sent before anything is sent.
+func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, s *secureSession, p secagg.Phase) error {
+	sc := s.client
+	var out secureOut
+	switch p {
+	case secagg.PhaseAdvertiseKeys:
+		adv, err := sc.AdvertiseKeys()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+		}
+		s.own = adv
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: secureround.AdvertiseToProto(adv)}}
+	case secagg.PhaseShareKeys:
+		shares, err := sc.ShareKeys(s.neighbours)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+		}
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: secureround.SharesToProto(shares)}}
+	case secagg.PhaseMaskedInput:
+		// Train, encode and mask: once per session, so that one set of
+		// masks never hides two inputs.
+		res, input, err := a.secureInput(ctx, client, asg, s.plan)
+		if err != nil {
+			return err
+		}
+		masked, err := sc.MaskedInput(s.routed, input)
+		clear(input)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+		}
+		res.Delta = nil // the update itself is not kept with the session
+		s.res, out.masked = res, masked.Masked
+	case secagg.PhaseConsistencyCheck:
+		sig, err := sc.ConsistencyCheck(s.survivors)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+		}
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: sig.Sig}}}
+	case secagg.PhaseUnmasking:
+		// Reveal the shares, once per starting model.
+		reveal, err := sc.Unmask(s.unmask)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+		}
+		if err := a.recordReveal(s.model); err != nil {
+			return err
+		}
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: secureround.UnmaskResponseToProto(reveal)}}
+	}
+	s.sent = append(s.sent, out)
+	return nil
+}
+
+// accept checks the coordinator's answer to phase p's message and records
+// it, with what the client's next round needs.
+func (s *secureSession) accept(p secagg.Phase, resp *fedguardv1.SecureAggregateResponse, federation string, members []string, roots *x509.CertPool) error {
+	n := s.cfg.N
+	switch p {
+	case secagg.PhaseAdvertiseKeys:
+		neighbours, keys, err := checkKeys(resp.GetKeys(), s.own, n, federation, members, roots)
+		if err != nil {
+			return err
+		}
+		// The relay leaves out this participant's own advertisement, but
+		// its own signature is among the consistency signatures it checks.
+		keys[s.id] = s.peerKeys[s.id]
+		s.neighbours, s.peerKeys = neighbours, keys
+	case secagg.PhaseShareKeys:
+		routed, err := secureround.RoutedFromProto(resp.GetShares(), n)
+		if err != nil {
+			return err
+		}
+		s.routed = routed
+	case secagg.PhaseMaskedInput:
+		survivors, err := secureround.SurvivorsFromProto(resp.GetSurvivors(), n)
+		if err != nil {
+			return err
+		}
+		s.survivors = survivors
+	case secagg.PhaseConsistencyCheck:
+		req, err := secureround.UnmaskRequestFromProto(s.id, n, resp.GetUnmask())
+		if err != nil {
+			return err
+		}
+		s.unmask = req
+	}
+	s.got = append(s.got, resp)
 	return nil
 }
 
@@ -414,26 +547,30 @@ func (s *secureStream) hook(phase secagg.Phase) error {
 	return s.a.secureHook(phase)
 }
 
-// send sends phase's message, after the hook, with the round and attempt
-// of the assignment.
-func (s *secureStream) send(phase secagg.Phase, req *fedguardv1.SecureAggregateRequest) error {
-	if err := s.hook(phase); err != nil {
-		return err
+// sendPhase sends phase's message out: after the hook unless it is a
+// replay (a message computed and sent before, sent again to a resumed
+// session), with the round and attempt of the assignment.
+func (s *secureStream) sendPhase(phase secagg.Phase, out secureOut, replay bool) error {
+	if !replay {
+		if err := s.hook(phase); err != nil {
+			return err
+		}
 	}
+	if phase == secagg.PhaseMaskedInput {
+		return s.sendMasked(out.masked)
+	}
+	req := proto.Clone(out.req).(*fedguardv1.SecureAggregateRequest)
 	req.Round, req.Attempt = s.asg.GetRound(), s.asg.GetAttempt()
 	s.sent = time.Now()
 	if err := s.stream.Send(req); err != nil {
 		return s.sendError(phase, err)
 	}
-	s.a.log.Debug("secure phase sent", slog.Uint64("round", s.asg.GetRound()), slog.String("phase", phase.String()))
+	s.a.log.Debug("secure phase sent", slog.Uint64("round", s.asg.GetRound()), slog.String("phase", phase.String()), slog.Bool("replay", replay))
 	return nil
 }
 
-// sendMasked sends the masked input as chunks, after the hook.
+// sendMasked sends the masked input as chunks.
 func (s *secureStream) sendMasked(words []uint32) error {
-	if err := s.hook(secagg.PhaseMaskedInput); err != nil {
-		return err
-	}
 	var sent uint64
 	s.sent = time.Now()
 	err := secureround.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {

@@ -196,8 +196,19 @@ type secureFake struct {
 	// arrived, the fake closes the round without them.
 	declinesToAdvance int
 
+	// crashAt: the first time every member has sent its message of that
+	// phase, the fake "crashes": it forgets the session and answers every
+	// stream Unavailable, as a coordinator that died would; the next
+	// stream of the same round attempt starts the session anew, as a
+	// restarted coordinator does. onCrash runs then.
+	crashAt secagg.Phase
+	onCrash func()
+
 	sm         sync.Mutex
 	runs       map[[2]uint64]*bucketRun
+	crashed    bool
+	adverts    map[string][]*fedguardv1.SecureAdvertise // every advertisement received, by member
+	masked     map[string][][32]byte                    // digest of every masked input received, by member
 	sums       []secureSum
 	declines   []decline
 	advertised map[uint32][]string // by attempt
@@ -209,7 +220,8 @@ func newSecureFake(t *testing.T, rounds uint64, cohort []string) *secureFake {
 	f := newFake(t, rounds)
 	f.reportStats(t)
 	s := &secureFake{fakeCoordinator: f, cohort: cohort, layout: secureLayout(),
-		runs: map[[2]uint64]*bucketRun{}, advertised: map[uint32][]string{}}
+		runs: map[[2]uint64]*bucketRun{}, advertised: map[uint32][]string{},
+		adverts: map[string][]*fedguardv1.SecureAdvertise{}, masked: map[string][][32]byte{}}
 	f.offer = func(asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment {
 		asg.Secure = s.secureRound()
 		return asg
@@ -333,6 +345,7 @@ func (s *secureFake) SecureAggregate(stream grpc.BidiStreamingServer[fedguardv1.
 	if first.GetAdvertise() != nil {
 		s.sm.Lock()
 		s.advertised[first.GetAttempt()] = append(s.advertised[first.GetAttempt()], name)
+		s.adverts[name] = append(s.adverts[name], proto.Clone(first.GetAdvertise()).(*fedguardv1.SecureAdvertise))
 		s.sm.Unlock()
 	}
 	return r.serve(name, der, first, stream)
@@ -465,7 +478,34 @@ func (r *bucketRun) maybeResolveLocked() {
 			return
 		}
 	}
+	s := r.s
+	s.sm.Lock()
+	crash := s.crashAt == r.phase && !s.crashed
+	if crash {
+		s.crashed = true
+		delete(s.runs, [2]uint64{r.plan.Round, uint64(r.plan.Attempt)})
+	}
+	s.sm.Unlock()
+	if crash {
+		r.failed = errCrashed
+		r.cond.Broadcast()
+		if s.onCrash != nil {
+			s.onCrash()
+		}
+		return
+	}
 	r.resolveLocked()
+}
+
+// errCrashed is the failure of a session the fake forgot in a "crash".
+var errCrashed = errors.New("the coordinator crashed")
+
+// failedStatus is what a member hears from a failed session.
+func failedStatus(err error) error {
+	if err == errCrashed {
+		return status.Error(codes.Unavailable, "the coordinator crashed")
+	}
+	return status.Errorf(codes.Aborted, "session failed: %v", err)
 }
 
 // resolveLocked ends the current phase with the messages received.
@@ -604,7 +644,7 @@ func (r *bucketRun) submit(p secagg.Phase, id uint32, msg any) (any, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failed != nil {
-		return nil, status.Errorf(codes.Aborted, "session failed: %v", r.failed)
+		return nil, failedStatus(r.failed)
 	}
 	if r.phase != p || !r.expected[id] || r.out[p] != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "participant %d is not in the session at %v", id, p)
@@ -615,7 +655,7 @@ func (r *bucketRun) submit(p secagg.Phase, id uint32, msg any) (any, error) {
 		r.cond.Wait()
 	}
 	if r.failed != nil {
-		return nil, status.Errorf(codes.Aborted, "session failed: %v", r.failed)
+		return nil, failedStatus(r.failed)
 	}
 	v, ok := r.out[p][id]
 	if !ok {
@@ -699,6 +739,9 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 			return status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
+	r.s.sm.Lock()
+	r.s.masked[name] = append(r.s.masked[name], sha256.Sum256([]byte(fmt.Sprint(asm.Words()))))
+	r.s.sm.Unlock()
 	if v, err = r.submit(secagg.PhaseMaskedInput, id, &secagg.MaskedInput{ID: id, Masked: asm.Words()}); err != nil {
 		return err
 	}
@@ -1197,4 +1240,129 @@ func TestSecurePolicy(t *testing.T) {
 			t.Errorf("GetModel calls %d, want none: the agent must not even train for a plain round", getModels)
 		}
 	})
+}
+
+// TestSecureResumeAfterCoordinatorCrash: the fake coordinator dies once
+// every hospital has revealed its shares and before it answers (the crash
+// of issue 12), then offers the same round attempt again. The agents
+// resume the session: each re-sends the very advertisement and masked
+// input it had sent (no second masked input, no second key pair), none
+// computes a second Unmask answer, none declines, and the round closes
+// with all of them.
+func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
+	p := newPKI(t)
+	tlsCfgs := p.hospitals(t, secureNames...)
+	fake := newSecureFake(t, 1, secureNames)
+	fake.crashAt = secagg.PhaseUnmasking
+	addr := p.serveSecure(t, fake)
+	dir := t.TempDir()
+	var mu sync.Mutex
+	computed := map[string]map[secagg.Phase]int{}
+	agents := map[string]*participant.Agent{}
+	logs := map[string]*syncBuffer{}
+	for _, name := range secureNames {
+		computed[name] = map[secagg.Phase]int{}
+		hook := participant.WithSecureHook(func(ph secagg.Phase) error {
+			mu.Lock()
+			defer mu.Unlock()
+			computed[name][ph]++
+			return nil
+		})
+		agents[name], logs[name] = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"), hook)
+	}
+	for name, err := range runAll(t, agents, 60*time.Second) {
+		if err != nil {
+			t.Errorf("%s: Run = %v, want nil", name, err)
+		}
+	}
+	fake.sm.Lock()
+	defer fake.sm.Unlock()
+	if !fake.crashed {
+		t.Fatal("the fake never crashed")
+	}
+	sums, declines := slices.Clone(fake.sums), slices.Clone(fake.declines)
+	if len(sums) != 1 || sums[0].attempt != 1 || len(declines) != 0 {
+		t.Fatalf("sums %+v, declines %v; want one sum, of attempt 1, and no decline", sums, declines)
+	}
+	checkMean(t, sums[0], secureNames, fake.layout)
+	for _, name := range secureNames {
+		if n := computed[name][secagg.PhaseUnmasking]; n != 1 {
+			t.Errorf("%s computed %d Unmask answers, want 1", name, n)
+		}
+		if n := computed[name][secagg.PhaseMaskedInput]; n != 1 {
+			t.Errorf("%s computed %d masked inputs, want 1", name, n)
+		}
+		adv, masked := fake.adverts[name], fake.masked[name]
+		if len(adv) != 2 || !proto.Equal(adv[0], adv[1]) {
+			t.Errorf("%s advertised %d times, want twice the same advertisement (the original and its replay)", name, len(adv))
+		}
+		if len(masked) != 2 || masked[0] != masked[1] {
+			t.Errorf("%s sent %d masked inputs, want twice the same one", name, len(masked))
+		}
+		if st := agents[name].Stats(); st.Rounds != 1 {
+			t.Errorf("%s: Stats().Rounds = %d, want 1", name, st.Rounds)
+		}
+		if !strings.Contains(logs[name].String(), "resuming a secure session") {
+			t.Errorf("%s: the log does not say it resumed the session", name)
+		}
+	}
+}
+
+// TestSecureResumeDiverges: the fake coordinator dies after the masked
+// inputs arrived, and hospital-c restarts meanwhile, losing its side of
+// the session; it joins the offered session afresh, with new keys. The
+// other two, resuming, see an advertisement relay that differs from the
+// one they had: they give up the session for good (it is never unmasked)
+// and take part in the next attempt, a new session, which closes the
+// round.
+func TestSecureResumeDiverges(t *testing.T) {
+	p := newPKI(t)
+	tlsCfgs := p.hospitals(t, secureNames...)
+	fake := newSecureFake(t, 1, secureNames)
+	fake.crashAt = secagg.PhaseMaskedInput
+	addr := p.serveSecure(t, fake)
+	dir := t.TempDir()
+	restart := "hospital-c"
+	state := func(name string) string { return filepath.Join(dir, name+".json") }
+	cctx, killC := context.WithCancel(context.Background())
+	defer killC()
+	fake.onCrash = killC
+	first, _ := newSecureAgent(t, addr, tlsCfgs[restart], fake.keys(), restart, state(restart))
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(cctx) }()
+
+	agents := map[string]*participant.Agent{}
+	logs := map[string]*syncBuffer{}
+	for _, name := range secureNames[:2] {
+		agents[name], logs[name] = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, state(name))
+	}
+	done := make(chan map[string]error, 1)
+	go func() { done <- runAll(t, agents, 90*time.Second) }()
+	select {
+	case err := <-firstDone:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("the first %s: Run = %v, want it cancelled at the crash", restart, err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no crash in 60 s")
+	}
+	second, _ := newSecureAgent(t, addr, tlsCfgs[restart], fake.keys(), restart, state(restart))
+	if err := run(t, second, 90*time.Second); err != nil {
+		t.Errorf("the restarted %s: Run = %v, want nil", restart, err)
+	}
+	for name, err := range <-done {
+		if err != nil {
+			t.Errorf("%s: Run = %v, want nil", name, err)
+		}
+	}
+	sums, declines, _ := fake.results()
+	if len(sums) != 1 || sums[0].attempt != 2 || len(declines) != 0 {
+		t.Fatalf("sums %+v, declines %v; want one sum, of attempt 2, and no decline", sums, declines)
+	}
+	checkMean(t, sums[0], secureNames, fake.layout)
+	for name, log := range logs {
+		if !strings.Contains(log.String(), "differently than before") {
+			t.Errorf("%s: the log does not say the resumed session diverged", name)
+		}
+	}
 }

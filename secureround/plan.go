@@ -45,6 +45,13 @@ const (
 	MaxCohort = secagg.MaxParticipants
 )
 
+// DeclineAlreadyRevealed is the reason a participant gives, in a
+// SecureDecline, for sitting out a secure session that starts from a model
+// for which it already revealed its shares in another session. It will
+// decline every other session from that model, so the coordinator leaves
+// it out of the round's later attempts instead of asking again.
+const DeclineAlreadyRevealed = "already revealed shares for a session starting from this model"
+
 // Plan is one secure round attempt as every party derives it.
 type Plan struct {
 	Federation string

@@ -95,6 +95,9 @@ func NewClient(cfg Config, id uint32, signer crypto.Signer, verify Verify, rand 
 // ID returns the participant's id.
 func (c *Client) ID() uint32 { return c.id }
 
+// Failed reports whether the client has aborted: it answers nothing more.
+func (c *Client) Failed() bool { return c.state == clientFailed }
+
 // begin checks that the client is in state want before a round.
 func (c *Client) begin(want clientState, round string) error {
 	switch c.state {

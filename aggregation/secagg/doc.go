@@ -166,6 +166,12 @@
 // sums of the same inputs reveals an input. The caller must prevent that:
 // a participant should answer Unmask in at most one session per round
 // (fedguard's participant agent has to enforce this across retries).
+// Re-sending, to a session resumed after the server crashed, the very
+// bytes a Client already sent, and going on with that same Client when
+// the server's answers so far come back identical, is safe: the Client
+// still runs each round once, so it masks one input with one set of
+// masks and reveals the shares of one signed survivor set (fedguard's
+// agent resumes sessions so; see package participant).
 //
 // Malicious coordinator, k-regular graph (Degree > 0): Threshold is a
 // fraction of a neighbourhood, not of N, so the coordinator can gather

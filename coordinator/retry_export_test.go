@@ -1,0 +1,4 @@
+package coordinator
+
+// StallAfter is stallAfter, for the external tests.
+const StallAfter = stallAfter
