@@ -117,6 +117,11 @@ type StatsReceived struct {
 	Features int    `json:"features"`
 	// Aggregates names the aggregates sent, for the record.
 	Aggregates []string `json:"aggregates"`
+	// SHA256 is the digest of the statistics as sent (dataset.Stats.Digest),
+	// not the values: the hospital that kept its statistics can show they
+	// are the ones recorded, and those of a hospital the scaling clipped
+	// are pinned to its name.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // ScalingFixed records the federation-wide feature standardization.
@@ -124,6 +129,19 @@ type ScalingFixed struct {
 	Participants []string `json:"participants"`
 	Rows         uint64   `json:"rows"`
 	SHA256       string   `json:"sha256"`
+	// Rule names how the participants' statistics were combined; empty in
+	// logs older than the rule ("pooled").
+	Rule string `json:"rule,omitempty"`
+	// Clipped lists the participants whose moments lay outside the robust
+	// band in some features and were clipped to it, with how many.
+	Clipped []ScalingClip `json:"clipped,omitempty"`
+}
+
+// ScalingClip names a participant whose statistics the robust scaling
+// clipped, and in how many features.
+type ScalingClip struct {
+	Participant string `json:"participant"`
+	Features    int    `json:"features"`
 }
 
 // RoundOpened records the opening of a round attempt.

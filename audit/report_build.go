@@ -304,12 +304,21 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("feature statistics over %d rows, %d features: %s", p.Rows, p.Features, reportList(p.Aggregates))
+		if p.SHA256 != "" {
+			entry.Detail += ", sha256 " + p.SHA256
+		}
 	case KindScalingFixed:
 		p, err := reportPayload[ScalingFixed](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("feature scaling sha256 %s fixed from %d rows of %s", p.SHA256, p.Rows, reportList(p.Participants))
+		if p.Rule != "" {
+			entry.Detail += " by " + p.Rule
+		}
+		for _, cl := range p.Clipped {
+			entry.Detail += fmt.Sprintf("; %s clipped in %d features", cl.Participant, cl.Features)
+		}
 	case KindDataValidation:
 		p, err := reportPayload[DataValidation](ev)
 		if err != nil {

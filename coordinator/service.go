@@ -73,7 +73,18 @@ func validateReportStatsRequest(req *fedguardv1.ReportStatsRequest, features int
 			return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats for feature %d are not finite or negative", i)
 		}
 	}
-	return dataset.Stats{Count: st.GetCount(), Sum: st.GetSum(), SumSquares: st.GetSumSquares()}, nil
+	out := dataset.Stats{Count: st.GetCount(), Sum: st.GetSum(), SumSquares: st.GetSumSquares()}
+	if err := dataset.CheckStats(out); err != nil {
+		return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats are impossible: %v", err)
+	}
+	return out, nil
+}
+
+// statsReceived is the audit record of statistics: their row count, width,
+// the aggregates' names and the digest of the values.
+func statsReceived(st dataset.Stats) audit.StatsReceived {
+	d := st.Digest()
+	return audit.StatsReceived{Rows: st.Count, Features: len(st.Sum), Aggregates: featureStatsAggregates, SHA256: hex.EncodeToString(d[:])}
 }
 
 // ReportStats implements fedguardv1.CoordinatorServiceServer. Statistics
@@ -89,9 +100,7 @@ func (s *service) ReportStats(ctx context.Context, req *fedguardv1.ReportStatsRe
 	c.mu.Lock()
 	if c.phase == phaseStats {
 		// The log lists what left the hospital before it is used.
-		if err := c.record(ctx, audit.Entry{Kind: audit.KindStatsReceived, Actor: id.Name, Payload: audit.StatsReceived{
-			Rows: st.Count, Features: len(st.Sum), Aggregates: []string{"count", "sum", "sum_of_squares"},
-		}}); err != nil {
+		if err := c.record(ctx, audit.Entry{Kind: audit.KindStatsReceived, Actor: id.Name, Payload: statsReceived(st)}); err != nil {
 			c.mu.Unlock()
 			return nil, status.Error(codes.Unavailable, "the audit log cannot record the statistics; try again")
 		}

@@ -97,7 +97,8 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 	}
 	pst := req.GetFeatureStats()
 	if pst != nil {
-		ev.FeatureStats = &audit.StatsReceived{Rows: pst.GetCount(), Features: len(pst.GetSum()), Aggregates: featureStatsAggregates}
+		sr := statsReceived(dataset.Stats{Count: pst.GetCount(), Sum: pst.GetSum(), SumSquares: pst.GetSumSquares()})
+		ev.FeatureStats = &sr
 	}
 	errs := 0
 	for _, f := range req.GetFindings() {
