@@ -29,6 +29,8 @@ const (
 	KindSecureDeclined      = "secure_declined"
 	KindAnomalyFlagged      = "anomaly_flagged"
 	KindDataValidation      = "data_validation"
+	KindCallRefused         = "call_refused"
+	KindEventsSuppressed    = "events_suppressed"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -108,6 +110,34 @@ type ConnectionRefused struct {
 	Serial     string `json:"serial,omitempty"`
 	Subject    string `json:"subject,omitempty"`
 	Suppressed uint64 `json:"suppressed,omitempty"`
+}
+
+// CallRefused records a call the coordinator refused after the TLS
+// handshake (a revoked certificate, a malformed or untimely request, a
+// quota, a full disk), other than a refused update (UpdateRefused); the
+// actor is the caller, or the coordinator when the call carried no
+// verified identity. Serial is the caller's certificate serial (hex) when
+// it was refused for a revoked certificate.
+type CallRefused struct {
+	Method string `json:"method"`
+	// Code is the gRPC status code name, Reason its message.
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+	Serial string `json:"serial,omitempty"`
+}
+
+// EventsSuppressed records what the per-identity limit of audited events
+// left out of the log in one window: how many events of each kind
+// Participant's calls caused beyond the limit (calls refused for the
+// quota included). It is written when the window ends and when the
+// coordinator stops, so no count is lost. Participant is empty for
+// connections refused before any identity was verified.
+type EventsSuppressed struct {
+	Participant string            `json:"participant,omitempty"`
+	Kinds       map[string]uint64 `json:"kinds"`
+	Total       uint64            `json:"total"`
+	Since       string            `json:"since"`
+	Until       string            `json:"until"`
 }
 
 // StatsReceived lists the aggregate statistics a participant sent: only

@@ -239,7 +239,9 @@ type Coordinator struct {
 	signer     *manifest.Signer
 	audit      *audit.Log
 	certs      certSeen
-	refusals   refusalLimit
+	quota      eventQuota
+	disk       diskGuard
+	live       liveCalls
 	revokedMu  sync.Mutex // serializes recordRevocations
 	metrics    *metrics
 
@@ -376,6 +378,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		c.phase = phaseCohort
 	}
 	c.metrics.setState(c.phase, c.lastRound)
+	c.metrics.diskMinFree.Set(float64(cfg.MinFreeBytes))
 	if ok {
 		o.log.Info("resumed from database", "round", c.lastRound, "phase", c.phase.String())
 	}
@@ -456,6 +459,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		}
 		return 0, nil
 	case phaseCohort:
+		if c.disk.paused.Load() {
+			return idle, nil // no new round while the disk is nearly full
+		}
 		n := len(c.ready)
 		if n == 0 {
 			c.cohortSince = time.Time{}

@@ -99,6 +99,10 @@ func (s *service) ReportStats(ctx context.Context, req *fedguardv1.ReportStatsRe
 	c := s.c
 	c.mu.Lock()
 	if c.phase == phaseStats {
+		if err := c.admit(id.Name, audit.KindStatsReceived); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 		// The log lists what left the hospital before it is used.
 		if err := c.record(ctx, audit.Entry{Kind: audit.KindStatsReceived, Actor: id.Name, Payload: statsReceived(st)}); err != nil {
 			c.mu.Unlock()
@@ -256,11 +260,9 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 	}
 	c.mu.Unlock()
 	c.metrics.refusedUpdate(st.Code())
-	// A failure here is logged by record; the participant hears the
-	// refusal either way.
-	_ = c.record(ctx, audit.Entry{Kind: audit.KindUpdateRefused, Actor: name, Round: round, Payload: audit.UpdateRefused{
+	c.refusal(ctx, name, audit.Entry{Kind: audit.KindUpdateRefused, Actor: name, Round: round, Payload: audit.UpdateRefused{
 		Attempt: attempt, Code: st.Code().String(), Reason: st.Message(),
-	}})
+	}}, "update refused", "participant", name, "round", round, "attempt", attempt, "code", st.Code().String(), "reason", st.Message())
 }
 
 func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, name string, first *fedguardv1.SubmitUpdateRequest) error {
@@ -304,7 +306,6 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 			return status.Error(codes.InvalidArgument, "only chunks may follow the header")
 		}
 		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
-			c.opts.log.WarnContext(ctx, "update refused", "participant", name, "round", round, "error", err)
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
 	}
@@ -382,6 +383,9 @@ func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefus
 	}
 	name := identity(ctx).Name
 	c := s.c
+	if err := c.admit(name, audit.KindManifestRefused); err != nil {
+		return nil, err
+	}
 	c.opts.log.WarnContext(ctx, "participant refused a manifest", "participant", name,
 		"manifest_round", req.GetManifestRound(), "reason", reason, "detail", req.GetDetail())
 	if err := c.record(ctx, audit.Entry{Kind: audit.KindManifestRefused, Actor: name, Round: c.lastRoundNow(), Payload: audit.ManifestRefused{

@@ -91,6 +91,9 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		return nil, err
 	}
 	name := identity(ctx).Name
+	if err := c.admit(name, audit.KindDataValidation); err != nil {
+		return nil, err
+	}
 	ev := audit.DataValidation{
 		Attempt: req.GetAttempt(), Mode: req.GetMode(), Training: req.GetTraining(),
 		Rows: req.GetRows(), Columns: req.GetColumns(), Findings: []audit.ValidationFinding{},

@@ -1,0 +1,54 @@
+package coordinator
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedguard/fedguard/audit"
+)
+
+// TestEventQuotaWindows: each identity has its own window; counts beyond
+// the limit come out once, when the window ends (due without all) or at
+// a stop (due with all), never twice, and a new window starts afresh.
+func TestEventQuotaWindows(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var q eventQuota
+	for i := range AuditEventsPerMinute + 5 {
+		if got, want := q.take("a", audit.KindDataValidation, t0.Add(time.Duration(i)*time.Millisecond)), i < AuditEventsPerMinute; got != want {
+			t.Fatalf("take #%d = %t, want %t", i, got, want)
+		}
+	}
+	q.suppress("a", audit.KindCallRefused, t0.Add(time.Second))
+	if !q.take("b", audit.KindDataValidation, t0.Add(time.Second)) {
+		t.Fatal("b's first event refused after a's flood")
+	}
+	if got := q.due(t0.Add(59*time.Second), false); len(got) != 0 {
+		t.Errorf("due before the window ended = %+v", got)
+	}
+	want := []audit.EventsSuppressed{{
+		Participant: "a", Kinds: map[string]uint64{audit.KindDataValidation: 5, audit.KindCallRefused: 1}, Total: 6,
+		Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z",
+	}}
+	if diff := cmp.Diff(want, q.due(t0.Add(61*time.Second), false)); diff != "" {
+		t.Errorf("due after the window (-want +got):\n%s", diff)
+	}
+	if got := q.due(t0.Add(62*time.Second), true); len(got) != 0 {
+		t.Errorf("due again = %+v, want nothing (already written)", got)
+	}
+	// A window that ends while its identity keeps calling is kept for the
+	// next write, not merged into the new one.
+	t1 := t0.Add(2 * time.Minute)
+	for i := range AuditEventsPerMinute + 2 {
+		q.take("a", audit.KindUpdateRefused, t1.Add(time.Duration(i)*time.Millisecond))
+	}
+	if !q.take("a", audit.KindUpdateRefused, t1.Add(time.Minute)) {
+		t.Error("first event of a new window refused")
+	}
+	q.take("a", audit.KindUpdateRefused, t1.Add(time.Minute+time.Second)) // within the new quota
+	got := q.due(t1.Add(time.Minute+2*time.Second), true)
+	if len(got) != 1 || got[0].Total != 2 || got[0].Until != "2026-01-01T00:03:00Z" {
+		t.Errorf("at stop = %+v, want the ended window's 2", got)
+	}
+}
