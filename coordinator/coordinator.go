@@ -115,7 +115,12 @@
 // InvalidArgument, an update for a round that is not open (or from outside
 // the cohort) is FailedPrecondition, a second update from the same
 // participant is AlreadyExists, a revoked or unenrolled caller is
-// PermissionDenied. A refused update changes nothing.
+// PermissionDenied (also ending its running calls, revoke.go), a caller
+// past its quota of audited events, or any caller while the disk is
+// nearly full, is ResourceExhausted (quota.go, disk.go). A refused update
+// changes nothing. Every refusal is one warning in the text log and one
+// audit event (update_refused or call_refused), or, beyond the caller's
+// quota, part of one events_suppressed count.
 package coordinator
 
 import (

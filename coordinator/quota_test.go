@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/audit"
@@ -310,5 +311,67 @@ func TestConnectionRefusalsCountedAtStop(t *testing.T) {
 	}
 	if events != coordinator.AuditEventsPerMinute || uint64(events)+suppressed != n {
 		t.Errorf("%d connection_refused events and %d suppressed, want %d and %d", events, suppressed, coordinator.AuditEventsPerMinute, n-coordinator.AuditEventsPerMinute)
+	}
+}
+
+// gauge reads an unlabelled gauge from c's registry.
+func gauge(t *testing.T, c *coordinator.Coordinator, name string) float64 {
+	t.Helper()
+	mfs, err := c.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
+// TestDiskGuard (issue 12, item 3): below min_free_bytes of free space
+// the coordinator pauses before the disk is full: every call but the
+// health check is refused with ResourceExhausted, nothing is written for
+// them one by one (their count is, at the stop), no round opens, and
+// fedguard_disk_paused is 1. The real file system of the test's data
+// directory has less than 2⁶² bytes free.
+func TestDiskGuard(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	f.cfg.MinFreeBytes = 1 << 62
+	f.cfg.StatsTimeout = coordinator.Duration(100 * time.Millisecond)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	_, err := ps[0].svc.Join(callCtx(t, 5*time.Second), &fedguardv1.JoinRequest{})
+	wantCode(t, "Join while the disk is nearly full", err, codes.ResourceExhausted)
+	if !strings.Contains(status.Convert(err).Message(), "disk is nearly full") {
+		t.Errorf("Join refused with %q, want it to say the disk is nearly full", status.Convert(err).Message())
+	}
+	for _, p := range ps {
+		_, err := p.svc.ReportStats(callCtx(t, 5*time.Second), &fedguardv1.ReportStatsRequest{
+			Stats: &fedguardv1.FeatureStats{Count: 1, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}},
+		})
+		wantCode(t, p.name+": ReportStats while the disk is nearly full", err, codes.ResourceExhausted)
+	}
+	if _, err := ps[0].health().Check(callCtx(t, 5*time.Second), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("health check while paused = %v", err)
+	}
+	if got := gauge(t, s.c, "fedguard_disk_paused"); got != 1 {
+		t.Errorf("fedguard_disk_paused = %v, want 1", got)
+	}
+	if free, limit := gauge(t, s.c, "fedguard_disk_free_bytes"), gauge(t, s.c, "fedguard_disk_min_free_bytes"); !(free > 0 && free < limit) {
+		t.Errorf("fedguard_disk_free_bytes = %v, min %v; want a positive value below the minimum", free, limit)
+	}
+	time.Sleep(300 * time.Millisecond) // past stats_timeout: nothing was counted
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	k := countKinds(t, f.cfg)
+	if k[audit.KindStatsReceived+"/"+abc[0]] != 0 || k[audit.KindCertificateAccepted+"/"+abc[0]] != 0 || k[audit.KindScalingFixed+"/coordinator"] != 0 {
+		t.Errorf("audit log while paused: %v; want nothing from the participants", k)
+	}
+	if k[audit.KindEventsSuppressed+"/coordinator"] != len(abc) {
+		t.Errorf("%d events_suppressed at stop, want one per participant (%d)", k[audit.KindEventsSuppressed+"/coordinator"], len(abc))
 	}
 }
