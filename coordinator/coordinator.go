@@ -25,8 +25,9 @@
 // sent: weights are row counts capped at the median hospital's, the
 // per-feature centre and spread are weighted medians over the hospitals,
 // and each hospital's mean and variance are clipped to a band of
-// ClipBand spreads around that centre before they are pooled. So with
-// three or more hospitals reporting, one hospital, whatever it sends,
+// dataset.ClipBand (4) spreads around that centre before they are
+// pooled. So with three or more hospitals reporting, one hospital,
+// whatever it sends,
 // moves the scaling by at most a few honest spreads (with two, each is
 // bounded only by the other's band). The scaling_fixed event names the
 // hospitals that were clipped, and each stats_received event carries the

@@ -237,5 +237,5 @@ func (c *Coordinator) callRefused(ctx context.Context, method string, err error)
 	}
 	c.refusal(ctx, who, audit.Entry{Kind: audit.KindCallRefused, Actor: actor, Round: c.lastRoundNow(), Payload: audit.CallRefused{
 		Method: method, Code: st.Code().String(), Reason: st.Message(),
-	}}, "call refused", "participant", who, "method", method, "code", st.Code().String(), "reason", st.Message())
+	}}, "call refused", "participant", who, "method", method, "code", st.Code().String(), "error", st.Message())
 }

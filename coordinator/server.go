@@ -269,38 +269,44 @@ type authenticator struct {
 // refused call is on the record (text log and audit log, within the
 // quota) when check returns.
 func (a *authenticator) check(ctx context.Context, method string) (context.Context, func(), error) {
-	refuse := func(who, serial string, err error) (context.Context, func(), error) {
+	// refuse records the refusal; reason is its class in the text log
+	// (certs' reasons), the status message its detail.
+	refuse := func(who, reason, serial string, err error) (context.Context, func(), error) {
 		st := status.Convert(err)
 		actor := who
 		if actor == anonymous {
 			actor = audit.ActorCoordinator
 		}
+		attrs := []any{"participant", who, "method", method, "code", st.Code().String(), "reason", reason, "error", st.Message()}
+		if serial != "" {
+			attrs = append(attrs, "serial", serial)
+		}
 		a.c.refusal(ctx, who, audit.Entry{Kind: audit.KindCallRefused, Actor: actor, Round: a.c.lastRoundNow(), Payload: audit.CallRefused{
 			Method: method, Code: st.Code().String(), Reason: st.Message(), Serial: serial,
-		}}, "call refused", "participant", who, "method", method, "code", st.Code().String(), "reason", st.Message())
+		}}, "call refused", attrs...)
 		return nil, nil, err
 	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return refuse(anonymous, "", status.Error(codes.Unauthenticated, "no peer information"))
+		return refuse(anonymous, certs.ReasonNoCertificate, "", status.Error(codes.Unauthenticated, "no peer information"))
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return refuse(anonymous, "", status.Error(codes.Unauthenticated, "connection is not TLS"))
+		return refuse(anonymous, certs.ReasonNoCertificate, "", status.Error(codes.Unauthenticated, "connection is not TLS"))
 	}
 	id, err := certs.PeerIdentity(info.State)
 	if err != nil {
-		return refuse(anonymous, "", status.Errorf(codes.Unauthenticated, "client certificate: %v", err))
+		return refuse(anonymous, certs.ReasonBadIdentity, "", status.Errorf(codes.Unauthenticated, "client certificate: %v", err))
 	}
 	leaf := info.State.PeerCertificates[0]
 	serial := leaf.SerialNumber.Text(16)
 	if a.crl.IsRevoked(leaf.SerialNumber) {
 		a.c.metrics.refusedConnection(certs.ReasonRevoked)
-		return refuse(id.Name, serial, status.Errorf(codes.PermissionDenied, "certificate %s of %s is revoked", serial, id.Name))
+		return refuse(id.Name, certs.ReasonRevoked, serial, status.Errorf(codes.PermissionDenied, "certificate %s of %s is revoked", serial, id.Name))
 	}
 	if err := a.c.authorize(id); err != nil {
 		a.c.metrics.refusedConnection(certs.ReasonNotEnrolled)
-		return refuse(id.Name, "", status.Errorf(codes.PermissionDenied, "%v", err))
+		return refuse(id.Name, certs.ReasonNotEnrolled, "", status.Errorf(codes.PermissionDenied, "%v", err))
 	}
 	if a.c.disk.paused.Load() {
 		return nil, nil, a.c.errDiskPaused(id.Name, method)

@@ -11,9 +11,12 @@ import (
 // ClipBand is how far, in robust standard deviations, a party's mean may
 // lie from the robust centre (and its standard deviation from zero) before
 // RobustScaling clips it. It is wide enough that honest non-IID parties
-// are left alone in the federations we test, and narrow enough that one
-// party cannot move the scaling by more than a few honest spreads.
-const ClipBand = 3
+// are left alone: the demo's label-skewed hospitals (WDBC, data splits of
+// seeds 1 to 5) are never clipped with 4, while 3 clipped an honest
+// hospital in one feature in two of the five splits; and narrow enough
+// that one party cannot move the scaling by more than a few honest
+// spreads (coordinator's TestDriftDefaultOnDemo checks the first).
+const ClipBand = 4
 
 // Party is one party's statistics, named, for RobustScaling.
 type Party struct {
