@@ -84,11 +84,30 @@ func (q *eventQuota) current(who string, now time.Time) *window {
 		return w
 	}
 	if w != nil && w.total > 0 {
-		q.ended = append(q.ended, w.summary(who, w.start.Add(quotaWindow)))
+		q.keep(w.summary(who, w.start.Add(quotaWindow)))
 	}
 	w = &window{start: now, suppressed: map[string]uint64{}}
 	q.windows[who] = w
 	return w
+}
+
+// keep adds an ended window's summary to those to write, merged with an
+// earlier one of the same identity not yet written (while the disk is
+// nearly full nothing is written), so that they stay one per identity.
+func (q *eventQuota) keep(sum audit.EventsSuppressed) {
+	for i := range q.ended {
+		e := &q.ended[i]
+		if e.Participant != sum.Participant {
+			continue
+		}
+		for k, n := range sum.Kinds {
+			e.Kinds[k] += n
+		}
+		e.Total += sum.Total
+		e.Until = sum.Until
+		return
+	}
+	q.ended = append(q.ended, sum)
 }
 
 // take counts one event of kind caused by who and reports whether it may
@@ -122,8 +141,6 @@ func (q *eventQuota) suppress(who, kind string, now time.Time) {
 func (q *eventQuota) due(now time.Time, all bool) []audit.EventsSuppressed {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := q.ended
-	q.ended = nil
 	for who, w := range q.windows {
 		ended := now.Sub(w.start) >= quotaWindow
 		if !ended && !all {
@@ -134,10 +151,12 @@ func (q *eventQuota) due(now time.Time, all bool) []audit.EventsSuppressed {
 			if ended {
 				until = w.start.Add(quotaWindow)
 			}
-			out = append(out, w.summary(who, until))
+			q.keep(w.summary(who, until))
 		}
 		delete(q.windows, who)
 	}
+	out := q.ended
+	q.ended = nil
 	slices.SortFunc(out, func(a, b audit.EventsSuppressed) int {
 		if c := strings.Compare(a.Since, b.Since); c != 0 {
 			return c

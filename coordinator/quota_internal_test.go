@@ -52,3 +52,21 @@ func TestEventQuotaWindows(t *testing.T) {
 		t.Errorf("at stop = %+v, want the ended window's 2", got)
 	}
 }
+
+// TestEventQuotaKeepsOneSummaryPerIdentity: windows that end while nothing
+// is written (a paused coordinator) merge into one summary per identity.
+func TestEventQuotaKeepsOneSummaryPerIdentity(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var q eventQuota
+	for m := range 10 {
+		q.suppress("a", audit.KindCallRefused, t0.Add(time.Duration(m)*time.Minute))
+		q.suppress("b", audit.KindCallRefused, t0.Add(time.Duration(m)*time.Minute))
+	}
+	if len(q.ended) != 2 {
+		t.Fatalf("%d summaries kept after 10 windows of 2 identities, want 2", len(q.ended))
+	}
+	got := q.due(t0.Add(20*time.Minute), true)
+	if len(got) != 2 || got[0].Total != 10 || got[1].Total != 10 || got[0].Since != "2026-01-01T00:00:00Z" || got[0].Until != "2026-01-01T00:10:00Z" {
+		t.Errorf("due = %+v, want a and b with 10 each over 10 minutes", got)
+	}
+}
