@@ -1,6 +1,9 @@
 package coordinator
 
 import (
+	"context"
+	"encoding/json"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -68,5 +71,59 @@ func TestEventQuotaKeepsOneSummaryPerIdentity(t *testing.T) {
 	got := q.due(t0.Add(20*time.Minute), true)
 	if len(got) != 2 || got[0].Total != 10 || got[1].Total != 10 || got[0].Since != "2026-01-01T00:00:00Z" || got[0].Until != "2026-01-01T00:10:00Z" {
 		t.Errorf("due = %+v, want a and b with 10 each over 10 minutes", got)
+	}
+}
+
+// TestSuppressedWrittenWhenWindowEnds: the count of refusals beyond the
+// quota is written once the window ends, by the periodic flush, with no
+// later refusal to carry it (the old connection-refusal limit put it on
+// the next refusal's event, so a quiet end or a stop lost it).
+func TestSuppressedWrittenWhenWindowEnds(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := Config{
+		Federation: "quota", DataDir: t.TempDir(), CACert: "ca.crt", Cert: "c.crt", Key: "c.key",
+		Enrolled: []string{"hospital-a", "hospital-b"},
+		Model:    ModelConfig{Kind: "logreg", Features: []string{"f1"}, Label: "y", Classes: []string{"B", "M"}},
+	}
+	c, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), func(o *options) { o.now = func() time.Time { return clock } })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for range AuditEventsPerMinute + 5 {
+		c.refusal(ctx, "hospital-a", audit.Entry{Kind: audit.KindUpdateRefused, Actor: "hospital-a", Round: 1,
+			Payload: audit.UpdateRefused{Code: "FailedPrecondition", Reason: "round 1 is not open"}}, "update refused")
+	}
+	count := func() (refused, summaries int, last audit.EventsSuppressed) {
+		t.Helper()
+		if err := c.audit.Events(0, func(e audit.Event) error {
+			switch e.Kind {
+			case audit.KindUpdateRefused:
+				refused++
+			case audit.KindEventsSuppressed:
+				summaries++
+				return json.Unmarshal(e.Payload, &last)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return refused, summaries, last
+	}
+	clock = clock.Add(30 * time.Second)
+	if err := c.flushSuppressed(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if r, s, _ := count(); r != AuditEventsPerMinute || s != 0 {
+		t.Fatalf("within the window: %d update_refused, %d events_suppressed; want %d and 0", r, s, AuditEventsPerMinute)
+	}
+	clock = clock.Add(31 * time.Second)
+	if err := c.flushSuppressed(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	r, s, last := count()
+	if r != AuditEventsPerMinute || s != 1 || last.Participant != "hospital-a" || last.Kinds[audit.KindUpdateRefused] != 5 {
+		t.Errorf("after the window: %d update_refused, %d events_suppressed (%+v); want %d and one counting 5", r, s, last, AuditEventsPerMinute)
 	}
 }
