@@ -29,6 +29,8 @@ const (
 	KindSecureDeclined      = "secure_declined"
 	KindAnomalyFlagged      = "anomaly_flagged"
 	KindDataValidation      = "data_validation"
+	KindCallRefused         = "call_refused"
+	KindEventsSuppressed    = "events_suppressed"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -110,6 +112,34 @@ type ConnectionRefused struct {
 	Suppressed uint64 `json:"suppressed,omitempty"`
 }
 
+// CallRefused records a call the coordinator refused after the TLS
+// handshake (a revoked certificate, a malformed or untimely request, a
+// quota, a full disk), other than a refused update (UpdateRefused); the
+// actor is the caller, or the coordinator when the call carried no
+// verified identity. Serial is the caller's certificate serial (hex) when
+// it was refused for a revoked certificate.
+type CallRefused struct {
+	Method string `json:"method"`
+	// Code is the gRPC status code name, Reason its message.
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
+	Serial string `json:"serial,omitempty"`
+}
+
+// EventsSuppressed records what the per-identity limit of audited events
+// left out of the log in one window: how many events of each kind
+// Participant's calls caused beyond the limit (calls refused for the
+// quota included). It is written when the window ends and when the
+// coordinator stops, so no count is lost. Participant is empty for
+// connections refused before any identity was verified.
+type EventsSuppressed struct {
+	Participant string            `json:"participant,omitempty"`
+	Kinds       map[string]uint64 `json:"kinds"`
+	Total       uint64            `json:"total"`
+	Since       string            `json:"since"`
+	Until       string            `json:"until"`
+}
+
 // StatsReceived lists the aggregate statistics a participant sent: only
 // counts and per-feature sums leave a hospital, never rows.
 type StatsReceived struct {
@@ -117,6 +147,11 @@ type StatsReceived struct {
 	Features int    `json:"features"`
 	// Aggregates names the aggregates sent, for the record.
 	Aggregates []string `json:"aggregates"`
+	// SHA256 is the digest of the statistics as sent (dataset.Stats.Digest),
+	// not the values: the hospital that kept its statistics can show they
+	// are the ones recorded, and those of a hospital the scaling clipped
+	// are pinned to its name.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // ScalingFixed records the federation-wide feature standardization.
@@ -124,6 +159,19 @@ type ScalingFixed struct {
 	Participants []string `json:"participants"`
 	Rows         uint64   `json:"rows"`
 	SHA256       string   `json:"sha256"`
+	// Rule names how the participants' statistics were combined; empty in
+	// logs older than the rule ("pooled").
+	Rule string `json:"rule,omitempty"`
+	// Clipped lists the participants whose moments lay outside the robust
+	// band in some features and were clipped to it, with how many.
+	Clipped []ScalingClip `json:"clipped,omitempty"`
+}
+
+// ScalingClip names a participant whose statistics the robust scaling
+// clipped, and in how many features.
+type ScalingClip struct {
+	Participant string `json:"participant"`
+	Features    int    `json:"features"`
 }
 
 // RoundOpened records the opening of a round attempt.

@@ -78,7 +78,7 @@ type Report struct {
 	// limit kept out of the log included; RefusedBy breaks the count down
 	// by reason.
 	ConnectionsRefused uint64
-	RefusedBy          []RefusalCount
+	RefusedBy          []RefusalCount // RefusedOverLimit: beyond the limit, reason not recorded
 	Rounds             []RoundReport
 	// Notes are anomalies of the log outside any one round.
 	Notes []string
@@ -359,6 +359,10 @@ type ruleEntry struct {
 	Clip     float64 `json:"clip"`
 	Bucket   int     `json:"bucket"`
 }
+
+// RefusedOverLimit is the reason RefusedBy gives the refused handshakes
+// that an events_suppressed event counts: their reasons were not recorded.
+const RefusedOverLimit = "over_the_limit"
 
 // BuildReport reads a log's events, in sequence order, and reports on
 // them. events must be one contiguous run of the log from its first event,

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -298,18 +299,53 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		// that matter.
 		b.refBy[p.Reason] += 1 + p.Suppressed
 		return nil
+	case KindCallRefused:
+		p, err := reportPayload[CallRefused](ev)
+		if err != nil {
+			return err
+		}
+		entry.Detail = fmt.Sprintf("%s refused (%s): %s", p.Method, p.Code, p.Reason)
+	case KindEventsSuppressed:
+		p, err := reportPayload[EventsSuppressed](ev)
+		if err != nil {
+			return err
+		}
+		// Refused handshakes beyond the limit count with the others, under
+		// a reason of their own: which one each had is not recorded.
+		if n := p.Kinds[KindConnectionRefused]; n > 0 {
+			b.refBy[RefusedOverLimit] += n
+		}
+		who := p.Participant
+		if who == "" {
+			who = "callers without a verified identity"
+		}
+		kinds := slices.Sorted(maps.Keys(p.Kinds))
+		for i, k := range kinds {
+			kinds[i] = fmt.Sprintf("%s %d", k, p.Kinds[k])
+		}
+		entry.Detail = fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
+			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
 	case KindStatsReceived:
 		p, err := reportPayload[StatsReceived](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("feature statistics over %d rows, %d features: %s", p.Rows, p.Features, reportList(p.Aggregates))
+		if p.SHA256 != "" {
+			entry.Detail += ", sha256 " + p.SHA256
+		}
 	case KindScalingFixed:
 		p, err := reportPayload[ScalingFixed](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("feature scaling sha256 %s fixed from %d rows of %s", p.SHA256, p.Rows, reportList(p.Participants))
+		if p.Rule != "" {
+			entry.Detail += " by " + p.Rule
+		}
+		for _, cl := range p.Clipped {
+			entry.Detail += fmt.Sprintf("; %s clipped in %d features", cl.Participant, cl.Features)
+		}
 	case KindDataValidation:
 		p, err := reportPayload[DataValidation](ev)
 		if err != nil {

@@ -671,7 +671,8 @@ func TestBuildReportBadPayload(t *testing.T) {
 	kinds := []string{KindCoordinatorStarted, KindCoordinatorStopped, KindConfigLoaded, KindEnrolment,
 		KindCertificateIssued, KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
 		KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused, KindAggregationReport,
-		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined, KindDataValidation, KindAnomalyFlagged}
+		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined, KindDataValidation, KindAnomalyFlagged,
+		KindCallRefused, KindEventsSuppressed}
 	for _, kind := range kinds {
 		for _, payload := range []string{`{"attempt":`, `["an array"]`, ``} {
 			t.Run(kind+" "+payload, func(t *testing.T) {
@@ -1051,5 +1052,40 @@ func TestMarkdownCodeSpan(t *testing.T) {
 		if got := mdCode(tt.in); got != tt.want {
 			t.Errorf("mdCode(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestBuildReportQuotaEvents: refused calls are in the timeline, and
+// refused handshakes counted by an events_suppressed event are counted
+// with the others, under RefusedOverLimit.
+func TestBuildReportQuotaEvents(t *testing.T) {
+	l := newReportLog(t)
+	l.start()
+	l.add(KindConnectionRefused, ActorCoordinator, 0, ConnectionRefused{Reason: "revoked", Remote: "198.51.100.7:40222"})
+	l.add(KindCallRefused, "hospital-a", 0, CallRefused{Method: "/fedguard.v1.CoordinatorService/WaitRound", Code: "PermissionDenied", Reason: "certificate revoked"})
+	l.add(KindEventsSuppressed, ActorCoordinator, 0, EventsSuppressed{Kinds: map[string]uint64{KindConnectionRefused: 40}, Total: 40,
+		Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
+	l.add(KindEventsSuppressed, ActorCoordinator, 0, EventsSuppressed{Participant: "hospital-b",
+		Kinds: map[string]uint64{KindDataValidation: 7, KindCallRefused: 2}, Total: 9, Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
+	rep, err := BuildReport(l.events, ReportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ConnectionsRefused != 41 || !slices.Contains(rep.RefusedBy, RefusalCount{Reason: RefusedOverLimit, Count: 40}) {
+		t.Errorf("ConnectionsRefused %d by %+v, want 41 with 40 %s", rep.ConnectionsRefused, rep.RefusedBy, RefusedOverLimit)
+	}
+	var details []string
+	for _, e := range rep.Timeline {
+		if e.Kind == KindCallRefused || e.Kind == KindEventsSuppressed {
+			details = append(details, e.Detail)
+		}
+	}
+	want := []string{
+		"/fedguard.v1.CoordinatorService/WaitRound refused (PermissionDenied): certificate revoked",
+		"40 events of callers without a verified identity beyond the per-minute limit, counted not listed (connection_refused 40), 2026-01-01T00:00:00Z to 2026-01-01T00:01:00Z",
+		"9 events of hospital-b beyond the per-minute limit, counted not listed (call_refused 2, data_validation 7), 2026-01-01T00:00:00Z to 2026-01-01T00:01:00Z",
+	}
+	if diff := cmp.Diff(want, details); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
 	}
 }

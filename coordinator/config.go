@@ -138,6 +138,11 @@ type Config struct {
 	MetricsListen string `json:"metrics_listen,omitempty"`
 	// Anomaly tunes the anomaly flags raised on plain rounds' updates.
 	Anomaly AnomalyConfig `json:"anomaly,omitzero"`
+	// MinFreeBytes is the free space on the data directory's file system
+	// below which the coordinator pauses, refusing calls with
+	// ResourceExhausted until space is freed (default
+	// DefaultMinFreeBytes, 256 MiB; see disk.go).
+	MinFreeBytes uint64 `json:"min_free_bytes,omitempty"`
 }
 
 // SecAggConfig tunes secure aggregation (see package secureround).
@@ -244,6 +249,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepModels == 0 {
 		c.KeepModels = DefaultKeepModels
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = DefaultMinFreeBytes
 	}
 	if c.Secure {
 		a := &c.SecAgg

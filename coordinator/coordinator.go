@@ -16,6 +16,36 @@
 // with fewer the round is retried (same number, next attempt). Updates that
 // arrive after the close are refused with FailedPrecondition.
 //
+// # Feature scaling
+//
+// Each hospital's statistics must be ones some data could have
+// (dataset.CheckStats: finite moments, Σx² ≥ (Σx)²/n) or ReportStats
+// refuses them. They are then combined by the robust rule of
+// dataset.RobustScaling (scalingRule in the audit log), not pooled as
+// sent: weights are row counts capped at the median hospital's, the
+// per-feature centre and spread are weighted medians over the hospitals,
+// and each hospital's mean and variance are clipped to a band of
+// dataset.ClipBand (4) spreads around that centre before they are
+// pooled. So with three or more hospitals reporting, one hospital,
+// whatever it sends,
+// moves the scaling by at most a few honest spreads (with two, each is
+// bounded only by the other's band). The scaling_fixed event names the
+// hospitals that were clipped, and each stats_received event carries the
+// digest of the statistics as sent, so a bad one can be named and shown.
+//
+// What the statistics reveal, in plain and secure mode alike: ReportStats
+// is not secure-aggregated (the robust rule needs each hospital's
+// moments), so the coordinator learns each hospital's row count and, per
+// feature, its mean and variance. Nothing finer (no row, no quantile) is
+// sent. The coordinator keeps them in memory only until the scaling is
+// fixed and never writes them: the audit log holds the row count and a
+// SHA-256 digest (which reveals nothing about the values to a reader who
+// cannot guess them exactly), the state database only the pooled scaling,
+// and other hospitals only ever see the pooled scaling. So per-hospital
+// moments are protected from other hospitals and from readers of the
+// log, as updates are in secure mode, but not from the coordinator
+// itself, unlike secure updates.
+//
 // # Secure rounds
 //
 // With Config.Secure the coordinator never sees an update: each round runs
@@ -100,7 +130,12 @@
 // InvalidArgument, an update for a round that is not open (or from outside
 // the cohort) is FailedPrecondition, a second update from the same
 // participant is AlreadyExists, a revoked or unenrolled caller is
-// PermissionDenied. A refused update changes nothing.
+// PermissionDenied (also ending its running calls, revoke.go), a caller
+// past its quota of audited events, or any caller while the disk is
+// nearly full, is ResourceExhausted (quota.go, disk.go). A refused update
+// changes nothing. Every refusal is one warning in the text log and one
+// audit event (update_refused or call_refused), or, beyond the caller's
+// quota, part of one events_suppressed count.
 package coordinator
 
 import (
@@ -224,7 +259,9 @@ type Coordinator struct {
 	signer     *manifest.Signer
 	audit      *audit.Log
 	certs      certSeen
-	refusals   refusalLimit
+	quota      eventQuota
+	disk       diskGuard
+	live       liveCalls
 	revokedMu  sync.Mutex // serializes recordRevocations
 	metrics    *metrics
 
@@ -372,6 +409,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		}
 	}
 	c.metrics.setState(c.phase, c.lastRound)
+	c.metrics.diskMinFree.Set(float64(cfg.MinFreeBytes))
 	if ok {
 		o.log.Info("resumed from database", "round", c.lastRound, "phase", c.phase.String())
 	}
@@ -452,6 +490,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		}
 		return 0, nil
 	case phaseCohort:
+		if c.disk.paused.Load() {
+			return idle, nil // no new round while the disk is nearly full
+		}
 		if wait := c.retry.at.Sub(now); wait > 0 {
 			return wait, nil // back off after a failed attempt
 		}
@@ -537,33 +578,36 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 	return nil
 }
 
+// scalingRule names the rule that combines the hospitals' statistics.
+const scalingRule = "robust-median-clip-v1"
+
 func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
-	var total dataset.Stats
 	names := make([]string, 0, len(c.stats))
 	for n := range c.stats {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	parties := make([]dataset.Party, len(names))
+	var rows uint64
 	for i, n := range names {
-		s := c.stats[n]
-		if i == 0 {
-			total = dataset.Stats{Count: s.Count, Sum: slices.Clone(s.Sum), SumSquares: slices.Clone(s.SumSquares)}
-			continue
-		}
-		if err := total.Merge(s); err != nil {
-			return fmt.Errorf("merge feature statistics: %w", err)
-		}
+		parties[i] = dataset.Party{Name: n, Stats: c.stats[n]}
+		rows += c.stats[n].Count // at most MaxSamples each: no overflow
 	}
-	sc, err := dataset.ScalingFrom(total)
+	sc, clipped, err := dataset.RobustScaling(parties)
 	if err != nil {
 		return fmt.Errorf("derive feature scaling: %w", err)
+	}
+	ev := audit.ScalingFixed{Participants: names, Rows: rows, Rule: scalingRule}
+	for _, cl := range clipped {
+		ev.Clipped = append(ev.Clipped, audit.ScalingClip{Participant: cl.Name, Features: cl.Features})
+		c.opts.log.WarnContext(ctx, "feature statistics clipped to the federation's robust band",
+			"participant", cl.Name, "features", cl.Features)
 	}
 	// The initial model's manifest vouches for the scaling too, so it is
 	// signed now, and committed with the scaling.
 	digest := sc.Digest()
-	if err := c.record(ctx, event(audit.KindScalingFixed, 0, audit.ScalingFixed{
-		Participants: names, Rows: total.Count, SHA256: hex.EncodeToString(digest[:]),
-	})); err != nil {
+	ev.SHA256 = hex.EncodeToString(digest[:])
+	if err := c.record(ctx, event(audit.KindScalingFixed, 0, ev)); err != nil {
 		return err
 	}
 	c.scaling = &sc
@@ -578,7 +622,7 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 	c.manifest = genesis
 	c.stats = nil
 	c.phase = phaseCohort
-	c.opts.log.Info("feature scaling fixed", "participants", len(names), "rows", total.Count)
+	c.opts.log.Info("feature scaling fixed", "participants", len(names), "rows", rows, "clipped", len(clipped))
 	c.broadcastLocked()
 	return nil
 }

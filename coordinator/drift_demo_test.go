@@ -37,7 +37,9 @@ func TestDriftDefaultOnDemo(t *testing.T) {
 			Classes:       wdbc.Classes(),
 			NumParams:     uint64((len(fed.Features) + 1) * len(wdbc.Classes())),
 		}
-		var all dataset.Stats
+		// The reference is the scaling the coordinator fixes: the robust
+		// rule over the hospitals' statistics.
+		var parties []dataset.Party
 		stats := map[string]dataset.Stats{}
 		for _, h := range fed.Hospitals {
 			// As demo.Fed.Agent trains: holdout 0.2, the agent's seed.
@@ -47,13 +49,14 @@ func TestDriftDefaultOnDemo(t *testing.T) {
 				t.Fatalf("seed %d: %s: Prepare: %v", seed, h.Name, err)
 			}
 			stats[h.Name] = st
-			if err := all.Merge(st); err != nil {
-				t.Fatal(err)
-			}
+			parties = append(parties, dataset.Party{Name: h.Name, Stats: st})
 		}
-		ref, err := dataset.ScalingFrom(all)
+		ref, clipped, err := dataset.RobustScaling(parties)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(clipped) > 0 {
+			t.Errorf("seed %d: the robust scaling clipped honest hospitals: %v", seed, clipped)
 		}
 		for name, st := range stats {
 			shift, vr, ok := coordinator.DriftShiftOf(st, ref)

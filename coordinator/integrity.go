@@ -198,36 +198,6 @@ func (c *Coordinator) recordCertificate(ctx context.Context, name string, leaf *
 	return nil
 }
 
-// refusalLimit bounds the connection_refused events per minute, so that a
-// flood of bad handshakes costs the log one event a second at most; the
-// next event counts what was suppressed.
-type refusalLimit struct {
-	mu         sync.Mutex
-	window     time.Time
-	n          int
-	suppressed uint64
-}
-
-const refusalsPerMinute = 60
-
-// allow reports whether a refusal may be recorded now, and how many were
-// suppressed before it.
-func (l *refusalLimit) allow(now time.Time) (bool, uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.window) >= time.Minute {
-		l.window, l.n = now, 0
-	}
-	if l.n >= refusalsPerMinute {
-		l.suppressed++
-		return false, 0
-	}
-	l.n++
-	s := l.suppressed
-	l.suppressed = 0
-	return true, s
-}
-
 // manifestFor builds the manifest predicate of the model after round rec
 // (rec == nil: the initial model, round 0).
 // ruleName is the rule that forms the model: in a secure round the rule

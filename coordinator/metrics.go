@@ -134,6 +134,12 @@ var (
 		audit.KindModelPublished, audit.KindUpdateReceived, audit.KindUpdateRefused, audit.KindAggregationReport,
 		audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindManifestRefused,
 		audit.KindSecureSession, audit.KindSecureDeclined, audit.KindDataValidation, audit.KindAnomalyFlagged,
+		audit.KindCallRefused, audit.KindEventsSuppressed,
+	}
+	// quotaKinds are the kinds a client's calls cause, under its quota.
+	quotaKinds = []string{
+		audit.KindConnectionRefused, audit.KindCallRefused, audit.KindStatsReceived, audit.KindUpdateRefused,
+		audit.KindManifestRefused, audit.KindDataValidation,
 	}
 )
 
@@ -161,6 +167,10 @@ type metrics struct {
 	lastClosed         prometheus.Gauge
 	failedAttempts     prometheus.Gauge
 	wedged             prometheus.Gauge
+	eventsSuppressed   *prometheus.CounterVec
+	diskFree           prometheus.Gauge
+	diskMinFree        prometheus.Gauge
+	diskPaused         prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -230,11 +240,24 @@ func newMetrics() *metrics {
 		wedged: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "fedguard_round_wedged", Help: "1 while the next round cannot open: too few participants are left that have not declined it as already revealed, or its last attempts failed identically (see the status page).",
 		}),
+		eventsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fedguard_audit_events_suppressed_total", Help: "Events beyond an identity's per-minute quota (or while paused), counted in events_suppressed instead of written one by one, by kind.",
+		}, []string{"kind"}),
+		diskFree: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_disk_free_bytes", Help: "Free space on the data directory's file system, as last checked.",
+		}),
+		diskMinFree: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_disk_min_free_bytes", Help: "The free space below which the coordinator pauses (min_free_bytes).",
+		}),
+		diskPaused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_disk_paused", Help: "1 while the coordinator is paused because its disk is nearly full, else 0.",
+		}),
 	}
 	m.reg.MustRegister(m.roundsClosed, m.roundsFailed, m.roundDuration, m.cohortSize, m.dropouts,
 		m.updatesAccepted, m.updatesRefused, m.connectionsRefused, m.updateNorm, m.excluded, m.anomalyFlags,
 		m.auditEvents, m.auditAppend, m.securePhase, m.secureFailed, m.round, m.phase, m.lastClosed,
 		m.failedAttempts, m.wedged,
+		m.eventsSuppressed, m.diskFree, m.diskMinFree, m.diskPaused,
 		// The process's own: memory against MemoryBudget, file descriptors,
 		// garbage collection.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -254,6 +277,9 @@ func newMetrics() *metrics {
 	}
 	for _, v := range auditKinds {
 		m.auditEvents.WithLabelValues(v)
+	}
+	for _, v := range quotaKinds {
+		m.eventsSuppressed.WithLabelValues(v)
 	}
 	for _, p := range metricsserver.SecurePhases() {
 		m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p))

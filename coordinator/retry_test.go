@@ -44,23 +44,6 @@ func (p *participant) decline(t *testing.T, asg *fedguardv1.RoundAssignment, rea
 	return nil
 }
 
-// gauge is the value of a gauge without labels in the coordinator's
-// registry.
-func gauge(t *testing.T, c *coordinator.Coordinator, name string) float64 {
-	t.Helper()
-	mfs, err := c.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
-}
-
 // TestSecureRoundWedgedByDeclines: every hospital declines round 1 as
 // already revealed (as after the crash of issue 12 before hospitals could
 // resume a session), and keeps asking for rounds as an agent does. The

@@ -75,6 +75,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	if err := c.recordRevocations(ctx, crl); err != nil {
 		return err
 	}
+	c.checkDisk(ctx)
 	ms, err := c.listenMetrics()
 	if err != nil {
 		return err
@@ -101,8 +102,26 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 				// A failure is logged by record and retried at the next
 				// reload or start; the revocation itself is in force.
 				_ = c.recordRevocations(gctx, crl)
+				c.endRevoked(gctx, crl)
 			})
 		return nil
+	})
+	g.Go(func() error {
+		// Ended quota windows are written out, and the free space
+		// checked, every quotaTick.
+		t := time.NewTicker(quotaTick)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				c.checkDisk(gctx)
+				// A failure is logged by record; the counts are written
+				// at the stop at the latest.
+				_ = c.flushSuppressed(gctx, false)
+			}
+		}
 	})
 	g.Go(func() error {
 		err := c.loop(gctx)
@@ -133,8 +152,11 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	case c.finished():
 		reason = "training finished"
 	}
-	// A last checkpoint covers the stop too, so the whole log is signed.
-	rerr := c.record(context.WithoutCancel(ctx), event(audit.KindCoordinatorStopped, c.lastRoundNow(), audit.CoordinatorStopped{Reason: reason}))
+	// The counts of suppressed events go on the record before the stop,
+	// so none is lost; a last checkpoint covers them and the stop, so the
+	// whole log is signed.
+	rerr := c.flushSuppressed(context.WithoutCancel(ctx), true)
+	rerr = errors.Join(rerr, c.record(context.WithoutCancel(ctx), event(audit.KindCoordinatorStopped, c.lastRoundNow(), audit.CoordinatorStopped{Reason: reason})))
 	if rerr == nil {
 		_, rerr = c.audit.Checkpoint()
 	}
@@ -241,55 +263,93 @@ type authenticator struct {
 	crl *certs.RevocationList
 }
 
-func (a *authenticator) check(ctx context.Context) (context.Context, error) {
+// check admits a call to method: it returns the call's context, carrying
+// the caller's identity and cancelled if the caller's certificate is
+// revoked while the call runs, and the function to call when it ends. A
+// refused call is on the record (text log and audit log, within the
+// quota) when check returns.
+func (a *authenticator) check(ctx context.Context, method string) (context.Context, func(), error) {
+	// refuse records the refusal; reason is its class in the text log
+	// (certs' reasons), the status message its detail.
+	refuse := func(who, reason, serial string, err error) (context.Context, func(), error) {
+		st := status.Convert(err)
+		actor := who
+		if actor == anonymous {
+			actor = audit.ActorCoordinator
+		}
+		attrs := []any{"participant", who, "method", method, "code", st.Code().String(), "reason", reason, "error", st.Message()}
+		if serial != "" {
+			attrs = append(attrs, "serial", serial)
+		}
+		a.c.refusal(ctx, who, audit.Entry{Kind: audit.KindCallRefused, Actor: actor, Round: a.c.lastRoundNow(), Payload: audit.CallRefused{
+			Method: method, Code: st.Code().String(), Reason: st.Message(), Serial: serial,
+		}}, "call refused", attrs...)
+		return nil, nil, err
+	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer information")
+		return refuse(anonymous, certs.ReasonNoCertificate, "", status.Error(codes.Unauthenticated, "no peer information"))
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "connection is not TLS")
+		return refuse(anonymous, certs.ReasonNoCertificate, "", status.Error(codes.Unauthenticated, "connection is not TLS"))
 	}
 	id, err := certs.PeerIdentity(info.State)
 	if err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+		return refuse(anonymous, certs.ReasonBadIdentity, "", status.Errorf(codes.Unauthenticated, "client certificate: %v", err))
 	}
 	leaf := info.State.PeerCertificates[0]
+	serial := leaf.SerialNumber.Text(16)
 	if a.crl.IsRevoked(leaf.SerialNumber) {
-		a.c.opts.log.WarnContext(ctx, "call refused", "participant", id.Name, "reason", certs.ReasonRevoked, "serial", leaf.SerialNumber.Text(16))
 		a.c.metrics.refusedConnection(certs.ReasonRevoked)
-		return nil, status.Errorf(codes.PermissionDenied, "certificate %s of %s is revoked", leaf.SerialNumber.Text(16), id.Name)
+		return refuse(id.Name, certs.ReasonRevoked, serial, status.Errorf(codes.PermissionDenied, "certificate %s of %s is revoked", serial, id.Name))
 	}
 	if err := a.c.authorize(id); err != nil {
 		a.c.metrics.refusedConnection(certs.ReasonNotEnrolled)
-		return nil, status.Errorf(codes.PermissionDenied, "%v", err)
+		return refuse(id.Name, certs.ReasonNotEnrolled, "", status.Errorf(codes.PermissionDenied, "%v", err))
+	}
+	if a.c.disk.paused.Load() {
+		return nil, nil, a.c.errDiskPaused(id.Name, method)
 	}
 	if err := a.c.recordCertificate(ctx, id.Name, leaf); err != nil {
-		return nil, status.Error(codes.Unavailable, "the audit log cannot record the connection; try again")
+		return nil, nil, status.Error(codes.Unavailable, "the audit log cannot record the connection; try again")
 	}
-	return context.WithValue(ctx, identityKey{}, id), nil
+	ctx, end := a.c.live.begin(context.WithValue(ctx, identityKey{}, id), leaf.SerialNumber, id.Name, method)
+	return ctx, end, nil
 }
 
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if info.FullMethod == healthpb.Health_Check_FullMethodName || info.FullMethod == healthpb.Health_List_FullMethodName {
 		return handler(ctx, req)
 	}
-	ctx, err := a.check(ctx)
+	ctx, end, err := a.check(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
-	return handler(ctx, req)
+	defer end()
+	resp, err := handler(ctx, req)
+	err = revokedDuringCall(ctx, err)
+	a.c.callRefused(ctx, info.FullMethod, err)
+	return resp, err
 }
 
 func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if info.FullMethod == healthpb.Health_Watch_FullMethodName {
 		return handler(srv, ss)
 	}
-	ctx, err := a.check(ss.Context())
+	ctx, end, err := a.check(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
-	return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+	defer end()
+	err = handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+	revoked := revokedDuringCall(ctx, err)
+	// SubmitUpdate records its own refusals (update_refused), but not one
+	// for a revocation it could not see.
+	if info.FullMethod != submitUpdateMethod || revoked != err {
+		a.c.callRefused(ctx, info.FullMethod, revoked)
+	}
+	return revoked
 }
 
 type identityStream struct {
@@ -301,7 +361,9 @@ func (s *identityStream) Context() context.Context { return s.ctx }
 
 // refusalLogger logs every failed TLS handshake with its reason (another
 // CA, expired, revoked, wrong role, not enrolled, …) and records it in the
-// audit log, at most refusalsPerMinute a minute.
+// audit log, within the quota of refusals without a verified identity
+// (quota.go), and remembers every accepted connection by its certificate
+// so that a revocation can close it (revoke.go).
 type refusalLogger struct {
 	credentials.TransportCredentials
 	c *Coordinator
@@ -309,6 +371,11 @@ type refusalLogger struct {
 
 func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	out, info, err := r.TransportCredentials.ServerHandshake(conn)
+	if err == nil {
+		if ti, ok := info.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			out = r.c.live.track(out, ti.State.PeerCertificates[0].SerialNumber)
+		}
+	}
 	if err != nil {
 		ref := certs.Classify(err)
 		r.c.metrics.refusedConnection(ref.Reason)
@@ -322,11 +389,8 @@ func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 		if ref.Serial != "" {
 			attrs = append(attrs, "serial", ref.Serial)
 		}
-		r.c.opts.log.Warn("connection refused", append(attrs, "error", err)...)
-		if ok, suppressed := r.c.refusals.allow(r.c.opts.now()); ok {
-			ev.Suppressed = suppressed
-			_ = r.c.record(context.Background(), event(audit.KindConnectionRefused, r.c.lastRoundNow(), ev))
-		}
+		r.c.refusal(context.Background(), anonymous, event(audit.KindConnectionRefused, r.c.lastRoundNow(), ev),
+			"connection refused", append(attrs, "error", err)...)
 	}
 	return out, info, err
 }

@@ -74,7 +74,18 @@ func validateReportStatsRequest(req *fedguardv1.ReportStatsRequest, features int
 			return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats for feature %d are not finite or negative", i)
 		}
 	}
-	return dataset.Stats{Count: st.GetCount(), Sum: st.GetSum(), SumSquares: st.GetSumSquares()}, nil
+	out := dataset.Stats{Count: st.GetCount(), Sum: st.GetSum(), SumSquares: st.GetSumSquares()}
+	if err := dataset.CheckStats(out); err != nil {
+		return dataset.Stats{}, status.Errorf(codes.InvalidArgument, "stats are impossible: %v", err)
+	}
+	return out, nil
+}
+
+// statsReceived is the audit record of statistics: their row count, width,
+// the aggregates' names and the digest of the values.
+func statsReceived(st dataset.Stats) audit.StatsReceived {
+	d := st.Digest()
+	return audit.StatsReceived{Rows: st.Count, Features: len(st.Sum), Aggregates: featureStatsAggregates, SHA256: hex.EncodeToString(d[:])}
 }
 
 // ReportStats implements fedguardv1.CoordinatorServiceServer. Statistics
@@ -89,10 +100,12 @@ func (s *service) ReportStats(ctx context.Context, req *fedguardv1.ReportStatsRe
 	c := s.c
 	c.mu.Lock()
 	if c.phase == phaseStats {
+		if err := c.admit(id.Name, audit.KindStatsReceived); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
 		// The log lists what left the hospital before it is used.
-		if err := c.record(ctx, audit.Entry{Kind: audit.KindStatsReceived, Actor: id.Name, Payload: audit.StatsReceived{
-			Rows: st.Count, Features: len(st.Sum), Aggregates: []string{"count", "sum", "sum_of_squares"},
-		}}); err != nil {
+		if err := c.record(ctx, audit.Entry{Kind: audit.KindStatsReceived, Actor: id.Name, Payload: statsReceived(st)}); err != nil {
 			c.mu.Unlock()
 			return nil, status.Error(codes.Unavailable, "the audit log cannot record the statistics; try again")
 		}
@@ -248,11 +261,9 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 	}
 	c.mu.Unlock()
 	c.metrics.refusedUpdate(st.Code())
-	// A failure here is logged by record; the participant hears the
-	// refusal either way.
-	_ = c.record(ctx, audit.Entry{Kind: audit.KindUpdateRefused, Actor: name, Round: round, Payload: audit.UpdateRefused{
+	c.refusal(ctx, name, audit.Entry{Kind: audit.KindUpdateRefused, Actor: name, Round: round, Payload: audit.UpdateRefused{
 		Attempt: attempt, Code: st.Code().String(), Reason: st.Message(),
-	}})
+	}}, "update refused", "participant", name, "round", round, "attempt", attempt, "code", st.Code().String(), "reason", st.Message())
 }
 
 func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, name string, first *fedguardv1.SubmitUpdateRequest) error {
@@ -296,7 +307,6 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 			return status.Error(codes.InvalidArgument, "only chunks may follow the header")
 		}
 		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
-			c.opts.log.WarnContext(ctx, "update refused", "participant", name, "round", round, "error", err)
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
 	}
@@ -374,6 +384,9 @@ func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefus
 	}
 	name := identity(ctx).Name
 	c := s.c
+	if err := c.admit(name, audit.KindManifestRefused); err != nil {
+		return nil, err
+	}
 	c.opts.log.WarnContext(ctx, "participant refused a manifest", "participant", name,
 		"manifest_round", req.GetManifestRound(), "reason", reason, "detail", req.GetDetail())
 	if err := c.record(ctx, audit.Entry{Kind: audit.KindManifestRefused, Actor: name, Round: c.lastRoundNow(), Payload: audit.ManifestRefused{

@@ -50,15 +50,21 @@ func TestStatsPhase(t *testing.T) {
 		wantStd  []float64
 	}{
 		{
-			// f1 over {1, 3, 5, -2, 0, 2, 8}: mean 17/7, population
-			// variance 107/7 - (17/7)² = 460/49.
+			// f1 over {1, 3}, {5} and {-2, 0, 2, 8}, by the robust rule
+			// (dataset.RobustScaling): counts capped at the median 2, so
+			// weights 2, 1, 2; means 2, 5, 2 and variances 1, 0, 14, none
+			// clipped; pooled mean 13/5 and variance
+			// (2·(1+0.36) + 5.76 + 2·(14+0.36))/5 = 7.44. (Pooled as sent,
+			// 17/7 and 460/49.)
 			name: "all enrolled fix it at once", timeout: 30 * time.Second, report: []int{0, 1, 2}, fixed: true,
-			wantMean: []float64{17.0 / 7, 7}, wantStd: []float64{math.Sqrt(460) / 7, 1},
+			wantMean: []float64{13.0 / 5, 7}, wantStd: []float64{math.Sqrt(7.44), 1},
 		},
 		{
-			// f1 over {1, 3, 5}: mean 3, variance 8/3.
+			// f1 over {1, 3} and {5}: weights 1, 1 (capped at the lower
+			// median count 1); means 2 and 5, variances 1 and 0; pooled
+			// mean 3.5, variance (1 + 2.25 + 0 + 2.25)/2 = 2.75.
 			name: "min participants after stats_timeout", timeout: 700 * time.Millisecond, report: []int{0, 1}, fixed: true,
-			wantMean: []float64{3, 7}, wantStd: []float64{math.Sqrt(8.0 / 3), 1},
+			wantMean: []float64{3.5, 7}, wantStd: []float64{math.Sqrt(2.75), 1},
 		},
 		{
 			name: "below min never", timeout: 200 * time.Millisecond, report: []int{2}, fixed: false,

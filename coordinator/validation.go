@@ -91,13 +91,17 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		return nil, err
 	}
 	name := identity(ctx).Name
+	if err := c.admit(name, audit.KindDataValidation); err != nil {
+		return nil, err
+	}
 	ev := audit.DataValidation{
 		Attempt: req.GetAttempt(), Mode: req.GetMode(), Training: req.GetTraining(),
 		Rows: req.GetRows(), Columns: req.GetColumns(), Findings: []audit.ValidationFinding{},
 	}
 	pst := req.GetFeatureStats()
 	if pst != nil {
-		ev.FeatureStats = &audit.StatsReceived{Rows: pst.GetCount(), Features: len(pst.GetSum()), Aggregates: featureStatsAggregates}
+		sr := statsReceived(dataset.Stats{Count: pst.GetCount(), Sum: pst.GetSum(), SumSquares: pst.GetSumSquares()})
+		ev.FeatureStats = &sr
 	}
 	errs := 0
 	for _, f := range req.GetFindings() {

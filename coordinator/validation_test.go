@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"math"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/dataset"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -223,8 +225,16 @@ func TestReportValidationDrift(t *testing.T) {
 	if diff := cmp.Diff(wantAudit, gotFlags); diff != "" {
 		t.Errorf("anomaly_flagged events (-want +got):\n%s", diff)
 	}
-	sent := &audit.StatsReceived{Rows: 2, Features: 2, Aggregates: []string{"count", "sum", "sum_of_squares"}}
-	if diff := cmp.Diff([]*audit.StatsReceived{sent, sent, sent, nil}, gotStats); diff != "" {
+	// Each with the digest of the statistics as sent.
+	sent := func(st stats) *audit.StatsReceived {
+		d := dataset.Stats{Count: st.count, Sum: st.sum, SumSquares: st.sumSq}.Digest()
+		return &audit.StatsReceived{Rows: 2, Features: 2, Aggregates: []string{"count", "sum", "sum_of_squares"}, SHA256: hex.EncodeToString(d[:])}
+	}
+	wantStats := []*audit.StatsReceived{
+		sent(statsOf([2]float64{0, 1}, [2]float64{2, 3})), sent(statsOf([2]float64{0, 7}, [2]float64{2, 9})),
+		sent(statsOf([2]float64{1.5, 1}, [2]float64{3.5, 3})), nil,
+	}
+	if diff := cmp.Diff(wantStats, gotStats); diff != "" {
 		t.Errorf("data_validation feature_stats (-want +got):\n%s", diff)
 	}
 }

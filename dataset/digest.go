@@ -24,3 +24,23 @@ func (s Scaling) Digest() [32]byte {
 	}
 	return sha256.Sum256(b)
 }
+
+// Digest is the SHA-256 of a canonical encoding of s (a domain tag, the
+// row count, the feature count, then every sum and every sum of squares as
+// big-endian IEEE 754 bits). The coordinator's audit log records it for
+// each party's statistics, so that a party can show which statistics it
+// sent and a bad one can be named without the log holding the values.
+func (s Stats) Digest() [32]byte {
+	b := make([]byte, 0, 40+16*len(s.Sum))
+	b = append(b, "fedguard-stats-v1\x00"...)
+	b = binary.BigEndian.AppendUint64(b, s.Count)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Sum)))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s.SumSquares)))
+	for _, v := range s.Sum {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	for _, v := range s.SumSquares {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return sha256.Sum256(b)
+}
