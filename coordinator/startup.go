@@ -128,7 +128,14 @@ func crossCheck(p persisted, log *audit.Log, keys manifest.PublicKeys, federatio
 	if err != nil {
 		return audit.CheckSummary{}, err
 	}
-	sum, err := log.Check(note.VerifierList(v))
+	verifiers := note.VerifierList(v)
+	if cp, ok, err := log.LatestCheckpoint(); err == nil && ok {
+		// Checked first, to name a replaced key for what it is.
+		if _, err := audit.OpenCheckpoint(cp.Note, verifiers); err != nil {
+			return audit.CheckSummary{}, fmt.Errorf("%w: audit.db's latest checkpoint (of %d events) is %v: the signing key in the data directory is not the one this federation signs with (the hospitals pinned its public key); restore signing.key from a backup", ErrDataMismatch, cp.Size, err)
+		}
+	}
+	sum, err := log.Check(verifiers)
 	if err != nil {
 		return sum, fmt.Errorf("%w; %s", err, restoreAdvice)
 	}
