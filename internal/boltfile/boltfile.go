@@ -169,6 +169,119 @@ func Precheck(path string) error {
 			return fmt.Errorf("%w: freelist page %d: %v", ErrDamaged, use.freelist, err)
 		}
 	}
+	t := treeCheck{f: f, m: use, pageSize: pageSize, seen: map[uint64]bool{}}
+	if err := t.page(use.root, 0); err != nil {
+		return fmt.Errorf("%w: %v", ErrDamaged, err)
+	}
+	return nil
+}
+
+// treeCheck walks the pages of every bucket's B+tree from the root with
+// plain reads, checking each page's header and that every element lies
+// within its page, and that no page is reached twice. bbolt follows these
+// links without such checks, so a damaged link can make it read outside a
+// page or loop forever (a cycle); after this walk, neither can happen.
+type treeCheck struct {
+	f        *os.File
+	m        meta
+	pageSize int64
+	seen     map[uint64]bool
+}
+
+// maxDepth bounds the nesting of pages and buckets: a real database is a
+// few levels deep.
+const maxDepth = 256
+
+const (
+	branchPageFlag = 0x01
+	leafPageFlag   = 0x02
+	bucketLeafFlag = 0x01
+	elementSize    = 16
+)
+
+// page checks page id and the trees below it.
+func (t *treeCheck) page(id uint64, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("page %d: the tree is more than %d levels deep", id, maxDepth)
+	}
+	if id < 2 || id >= t.m.pgid {
+		return fmt.Errorf("a link to page %d, outside the database's %d pages", id, t.m.pgid)
+	}
+	hdr := make([]byte, pageHeaderSize)
+	if _, err := t.f.ReadAt(hdr, int64(id)*t.pageSize); err != nil {
+		return fmt.Errorf("page %d: %v", id, err)
+	}
+	le := binary.LittleEndian
+	overflow := uint64(le.Uint32(hdr[12:]))
+	if got := le.Uint64(hdr); got != id {
+		return fmt.Errorf("page %d says it is page %d", id, got)
+	}
+	if id+overflow >= t.m.pgid {
+		return fmt.Errorf("page %d: its %d overflow pages run past the database's %d pages", id, overflow, t.m.pgid)
+	}
+	for i := id; i <= id+overflow; i++ {
+		if t.seen[i] {
+			return fmt.Errorf("page %d is reached twice", i)
+		}
+		t.seen[i] = true
+	}
+	buf := make([]byte, int64(overflow+1)*t.pageSize)
+	if _, err := t.f.ReadAt(buf, int64(id)*t.pageSize); err != nil {
+		return fmt.Errorf("page %d: %v", id, err)
+	}
+	return t.elements(buf, fmt.Sprintf("page %d", id), depth)
+}
+
+// elements checks the elements of the page in buf (a page read from the
+// file, or an inline bucket's page inside a value).
+func (t *treeCheck) elements(buf []byte, where string, depth int) error {
+	le := binary.LittleEndian
+	if len(buf) < pageHeaderSize {
+		return fmt.Errorf("%s: %d bytes, shorter than a page header", where, len(buf))
+	}
+	flags, count := le.Uint16(buf[8:]), int(le.Uint16(buf[10:]))
+	if pageHeaderSize+count*elementSize > len(buf) {
+		return fmt.Errorf("%s: %d elements do not fit in %d bytes", where, count, len(buf))
+	}
+	for i := range count {
+		off := pageHeaderSize + i*elementSize
+		e := buf[off : off+elementSize]
+		switch flags {
+		case branchPageFlag:
+			pos, ksize, child := uint64(le.Uint32(e)), uint64(le.Uint32(e[4:])), le.Uint64(e[8:])
+			if uint64(off)+pos+ksize > uint64(len(buf)) {
+				return fmt.Errorf("%s: branch element %d lies outside the page", where, i)
+			}
+			if err := t.page(child, depth+1); err != nil {
+				return err
+			}
+		case leafPageFlag:
+			eflags, pos, ksize, vsize := le.Uint32(e), uint64(le.Uint32(e[4:])), uint64(le.Uint32(e[8:])), uint64(le.Uint32(e[12:]))
+			end := uint64(off) + pos + ksize + vsize
+			if end > uint64(len(buf)) {
+				return fmt.Errorf("%s: leaf element %d lies outside the page", where, i)
+			}
+			if eflags&bucketLeafFlag == 0 {
+				continue
+			}
+			v := buf[uint64(off)+pos+ksize : end]
+			if len(v) < 16 {
+				return fmt.Errorf("%s: bucket element %d has a %d-byte header", where, i, len(v))
+			}
+			if root := le.Uint64(v); root != 0 {
+				if err := t.page(root, depth+1); err != nil {
+					return err
+				}
+			} else if err := t.elements(v[16:], fmt.Sprintf("%s: inline bucket %d", where, i), depth+1); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s: flags %#x, not a branch or leaf page", where, flags)
+		}
+	}
+	if flags == branchPageFlag && count == 0 {
+		return fmt.Errorf("%s: a branch page without elements", where)
+	}
 	return nil
 }
 
