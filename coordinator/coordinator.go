@@ -31,7 +31,12 @@
 //
 // Only closed rounds are persisted. A coordinator killed at any point
 // (SIGKILL included) restarts from the last closed round; participants
-// reconnect on their own and the open round starts again.
+// reconnect on their own and the open round starts again. Before it
+// restarts, it checks both of its files page by page, verifies the whole
+// audit log and checks that the two agree, and refuses to start on a
+// damaged, missing or empty file, or on a pair that tells two histories
+// (see startup.go); only WithInit makes a new federation, and only in a
+// directory that holds neither file.
 //
 // # Integrity and audit
 //
