@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/manifest"
 )
 
 // ranFederation is the data directory of a federation that closed two
@@ -238,5 +239,89 @@ func TestStartupChecks(t *testing.T) {
 				t.Logf("refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestRestartAfterUnpublishedClose stops a coordinator between recording
+// round 2's close (the log has its verdict, checkpoint and manifest) and
+// committing it, as a crash there would. The restart must accept the pair
+// (state.db one round behind the log is that window, not an old backup),
+// run round 2 again, and the provenance report must report the published
+// close: the regression test of issue 12 item 6 on a real log, where the
+// report showed the unpublished close as the round's model, the real
+// attempt as open and the real manifest as "NOT the round's model".
+func TestRestartAfterUnpublishedClose(t *testing.T) {
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	fixScaling(t, ps)
+	updates := func(round uint64) map[string]update {
+		return map[string]update{
+			"hospital-a": {deltas(round*3 + 1), 10, nil},
+			"hospital-b": {deltas(round*3 + 2), 20, nil},
+			"hospital-c": {deltas(round*3 + 3), 30, nil},
+		}
+	}
+	assignments(t, ps)
+	submitAll(t, 1, ps, updates(1))
+	waitRounds(t, s.c, 1, 10*time.Second)
+
+	coordinator.FailCommits(s.c, 1, errors.New("injected: the process died before the commit"))
+	assignments(t, ps)
+	submitAll(t, 2, ps, updates(2))
+	if err := s.waitServe(t, 20*time.Second); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("Serve after the failed commit = %v, want the injected error", err)
+	}
+	s.stop(t)
+
+	// The restart resumes after round 1, and round 2 runs again with
+	// other updates (hospital-c sits it out): another model.
+	if _, err := coordinator.CheckData(f.cfg); err != nil {
+		t.Fatalf("CheckData after a crash before the commit: %v", err)
+	}
+	f.cfg.CohortTimeout = coordinator.Duration(500 * time.Millisecond)
+	s = start(t, f.cfg)
+	ps = f.connect(t, s, "hospital-a", "hospital-b")
+	if got := assignments(t, ps); got[0].GetRound() != 2 {
+		t.Fatalf("after the restart the coordinator opened round %d, want 2 again", got[0].GetRound())
+	}
+	rerun := updates(2)
+	delete(rerun, "hospital-c")
+	submitAll(t, 2, ps, rerun)
+	recs := waitRounds(t, s.c, 2, 20*time.Second)
+	keys := s.c.PublicKeys()
+	s.stop(t)
+
+	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var events []audit.Event
+	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.BuildReport(events, audit.ReportOptions{Round: 2, VerifyManifest: func(env []byte) error {
+		_, err := manifest.Verify(env, keys, fedName)
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("report has %d rounds, want round 2 alone", len(rep.Rounds))
+	}
+	r := rep.Rounds[0]
+	if r.Status != audit.RoundStatusClosed || r.ModelSHA256 != recs[1].ModelSHA256 {
+		t.Errorf("round 2 reported %s with model %s, want closed with the committed model %s", r.Status, r.ModelSHA256, recs[1].ModelSHA256)
+	}
+	if r.ManifestModelSHA256 != recs[1].ModelSHA256 || r.Signature != audit.SignatureVerified {
+		t.Errorf("round 2's manifest names model %s (signature %s), want the committed model %s, verified", r.ManifestModelSHA256, r.Signature, recs[1].ModelSHA256)
+	}
+	if len(r.Attempts) != 2 || r.Attempts[0].Outcome != audit.AttemptInterrupted || !strings.Contains(r.Attempts[0].Reason, "never published") || r.Attempts[1].Outcome != audit.AttemptClosed {
+		t.Errorf("round 2's attempts = %+v, want the unpublished close interrupted, then the published one closed", r.Attempts)
+	}
+	if len(r.Notes) > 0 {
+		t.Errorf("round 2's notes: %q", r.Notes)
 	}
 }

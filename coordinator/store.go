@@ -125,6 +125,9 @@ type RoundRecord struct {
 // state, never a mix.
 type store struct {
 	db *bolt.DB
+	// failCommit, when set (by tests), fails commitRound before it
+	// writes, as a crash between recording a round and committing it.
+	failCommit func() error
 }
 
 // persisted is the state read back at start-up.
@@ -343,6 +346,11 @@ func (s *store) putStateList(key []byte, list []string) error {
 // one transaction and drops models older than keep rounds (manifests and
 // records are small and kept for good: they are the federation's history).
 func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) error {
+	if s.failCommit != nil {
+		if err := s.failCommit(); err != nil {
+			return err
+		}
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
