@@ -15,6 +15,8 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/fedguard/fedguard/internal/boltfile"
 )
 
 // Tuning of the log. The batch bounds keep one group commit's transaction
@@ -110,10 +112,14 @@ type pendingEntry struct {
 
 // corruptError describes an inconsistency in the database; it matches
 // ErrCorrupt under errors.Is.
-type corruptError struct{ detail string }
+type corruptError struct {
+	detail string
+	cause  error // the file-level fault (boltfile.ErrEmpty, ErrDamaged), if any
+}
 
 func (e *corruptError) Error() string        { return "database is corrupt: " + e.detail }
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+func (e *corruptError) Unwrap() error        { return e.cause }
 
 func corruptf(format string, args ...any) error {
 	return &corruptError{detail: fmt.Sprintf(format, args...)}
@@ -123,18 +129,25 @@ func corruptf(format string, args ...any) error {
 // existing directory) if it is absent and not ReadOnly. It checks the
 // schema version and origin, and that the head agrees with the stored
 // events: the last event's hash, its chain link and the number of events
-// and tree hashes. A disagreement is an error wrapping ErrCorrupt. The
-// full check of every event is Verify on an Export.
+// and tree hashes. A disagreement is an error wrapping ErrCorrupt. So is
+// an existing file that is empty (0 bytes) or not a sound bbolt database
+// (package internal/boltfile checks every page before use): an empty
+// file is a lost log, never made a new one. The full check of every event
+// is Check, or Verify on an Export.
 func Open(path string, opts Options) (*Log, error) {
 	if opts.Origin != "" {
 		if err := checkOrigin(opts.Origin); err != nil {
 			return nil, fmt.Errorf("audit: open %s: %w", path, err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout, ReadOnly: opts.ReadOnly})
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout, ReadOnly: opts.ReadOnly})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("audit: open %s: the database is in use by another process (a running coordinator?): %w", path, err)
+		}
+		if errors.Is(err, boltfile.ErrEmpty) || errors.Is(err, boltfile.ErrDamaged) {
+			// Never made anew: an empty file is a lost log, not a new one.
+			return nil, fmt.Errorf("audit: open %s: %w", path, &corruptError{detail: err.Error(), cause: err})
 		}
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
@@ -221,7 +234,7 @@ func checkMeta(tx *bolt.Tx, origin string) (string, error) {
 	}
 	version, stored := meta.Get(keySchemaVersion), meta.Get(keyOrigin)
 	if version == nil || stored == nil {
-		return "", errors.New("not an audit log: its meta bucket has no schema_version or origin")
+		return "", corruptf("its meta bucket has no schema_version or origin")
 	}
 	if string(version) != schemaVersion {
 		if v, err := strconv.Atoi(string(version)); err == nil && v > 1 {

@@ -69,6 +69,11 @@ type attemptState struct {
 	aggRule  string
 	failed   *seqd[RoundFailed]
 	closing  *seqd[RoundClosed] // the round_closed event naming this attempt
+	// unpublished is the attempt's close when the round opened again after
+	// it (at seq reopened): the close was never committed, as after a
+	// coordinator crash between recording a close and committing it.
+	unpublished *seqd[RoundClosed]
+	reopened    uint64
 	// sessions are the attempt's secure sessions, one per bucket, in log
 	// order; declined its declines of the secure round.
 	sessions []seqd[SecureSession]
@@ -87,6 +92,8 @@ func (a *attemptState) ended() (uint64, bool) {
 		return a.failed.seq, true
 	case a.closing != nil:
 		return a.closing.seq, true
+	case a.unpublished != nil:
+		return a.unpublished.seq, true
 	}
 	return 0, false
 }
@@ -414,6 +421,18 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 		if err != nil {
 			return err
 		}
+		if next := b.rounds[r.number+1]; r.closed != nil && b.open == nil && (next == nil || !next.real) {
+			// The round opens again after its close, and before any later
+			// round: the close was never committed (the coordinator
+			// crashed between recording and committing it) and the round
+			// is run again. The later close is the round's.
+			for _, a := range r.attempts {
+				if a.closing == r.closed {
+					a.unpublished, a.closing, a.reopened = a.closing, nil, ev.Seq
+				}
+			}
+			r.closed = nil
+		}
 		a := &attemptState{number: p.Attempt, seq: ev.Seq, opened: ev.Time, deadline: p.Deadline}
 		a.refused, r.early = r.early, nil
 		r.attempts = append(r.attempts, a)
@@ -649,6 +668,15 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 			}
 		}
 		switch {
+		case a.unpublished != nil:
+			ar.Outcome, ar.Reason = AttemptInterrupted, fmt.Sprintf("closed at seq %d with model %s, never published: the round opened again at seq %d",
+				a.unpublished.seq, a.unpublished.v.ModelSHA256, a.reopened)
+			for _, s := range b.starts {
+				if s > a.unpublished.seq && s < a.reopened {
+					ar.Reason += fmt.Sprintf(", after the coordinator restarted at seq %d", s)
+					break
+				}
+			}
 		case a.closing != nil:
 			ar.Outcome = AttemptClosed
 		case a.failed != nil && a.secure():
@@ -730,8 +758,18 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 
 	// The signed manifest.
 	rep.Signature = SignatureMissing
-	if n := len(r.manifests); n > 0 {
-		m := r.manifests[n-1]
+	// Manifests signed before the round opened again, or before its
+	// close, are of closes that were never published.
+	var cut uint64
+	for _, a := range r.attempts {
+		cut = max(cut, a.reopened)
+	}
+	if r.closed != nil {
+		cut = max(cut, r.closed.seq)
+	}
+	manifests := slices.DeleteFunc(slices.Clone(r.manifests), func(m seqd[ManifestSigned]) bool { return m.seq < cut })
+	if n := len(manifests); n > 0 {
+		m := manifests[n-1]
 		if n > 1 {
 			notef("%d manifest_signed events; the last (seq %d) is reported", n, m.seq)
 		}

@@ -273,6 +273,29 @@ func TestBuildReportRounds(t *testing.T) {
 				Signature: SignatureMissing}},
 		},
 		{
+			// Issue 12 item 6: the coordinator recorded the close of round
+			// 1 and its manifest, crashed before committing the round,
+			// and ran round 1 again. The report showed the unpublished
+			// first close as the round's model, the real attempt as open
+			// and the real manifest as "NOT the round's model".
+			name: "round run again after a crash before its commit",
+			build: func(l *reportLog) {
+				unpublished := reportSum("unpublished model 1")
+				l.start().open(1, 0, abc...).update(1, 0, "a").update(1, 0, "b").update(1, 0, "c").aggregate(1, 0, "fedavg", true, "a", "b", "c")
+				l.add(KindRoundClosed, ActorCoordinator, 1, RoundClosed{Attempt: 0, ModelSHA256: unpublished, Participants: abc})
+				l.add(KindManifestSigned, ActorCoordinator, 1, reportManifest(unpublished, "valid"))
+				l.start().open(1, 0, "a", "b").update(1, 0, "a").update(1, 0, "b").aggregate(1, 0, "fedavg", true, "a", "b")
+				l.close(1, 0, []string{"a", "b"}, nil).sign(1, "valid")
+			},
+			opts: ReportOptions{VerifyManifest: reportVerify},
+			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed,
+				Attempts: []string{
+					"0 interrupted closed at seq 8 with model " + reportSum("unpublished model 1") + ", never published: the round opened again at seq 11, after the coordinator restarted at seq 10",
+					"0 closed",
+				},
+				Contributors: []string{"a selected", "b selected"}, Model: reportModelSum(1), Signature: SignatureVerified}},
+		},
+		{
 			name: "dropped participant",
 			build: func(l *reportLog) {
 				l.start().open(1, 0, "a", "b", "c").update(1, 0, "a").update(1, 0, "c").aggregate(1, 0, "fedavg", true, "a", "c")

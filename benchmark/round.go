@@ -145,7 +145,7 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
 		return RoundResult{}, err
 	}
-	proc, err := process.StartCoordinator(ctx, o.Binary, cfgPath, nil)
+	proc, err := process.StartCoordinator(ctx, o.Binary, cfgPath, nil, "--init")
 	if err != nil {
 		return RoundResult{}, err
 	}

@@ -301,7 +301,7 @@ func TestValidate(t *testing.T) {
 			if c.Validate() == nil {
 				return // the only problem was data_dir
 			}
-			if co, err := coordinator.New(c); err == nil {
+			if co, err := coordinator.New(c, coordinator.WithInit()); err == nil {
 				co.Close()
 				t.Fatalf("New(invalid config) = nil error, want the Validate error")
 			}

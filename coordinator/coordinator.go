@@ -77,12 +77,18 @@
 // in the second case), the status page and fedguard_round_wedged say so,
 // and nothing is appended to the audit log meanwhile (retry.go).
 //
+// Before it restarts, the coordinator checks both of its files page by
+// page, verifies the whole audit log and checks that the two agree, and refuses to start on a
+// damaged, missing or empty file, or on a pair that tells two histories
+// (see startup.go); only WithInit makes a new federation, and only in a
+// directory that holds neither file.
+//
 // # Integrity and audit
 //
 // The coordinator signs every model it publishes: the initial model's
 // manifest when the feature scaling is fixed, and each round's when the
 // round closes (package manifest; keys in the data directory, made on
-// first start or by `fedguard coordinator --init-keys`). A manifest is
+// `fedguard coordinator --init` or --init-keys). A manifest is
 // committed in the same transaction as its model and is sent with every
 // assignment; GetManifest serves older ones so that a participant that
 // missed rounds can check the chain.
@@ -184,6 +190,7 @@ type options struct {
 	log      *slog.Logger
 	observer func(RoundResult)
 	now      func() time.Time
+	init     bool // create a new federation if the data directory holds none
 }
 
 // WithLogger sets the structured logger (default slog.Default()).
@@ -290,8 +297,9 @@ type Coordinator struct {
 	kick chan struct{}
 }
 
-// New validates cfg, opens (or creates) the state database and restores the
-// last closed round.
+// New validates cfg, opens the state database and the audit log, checks
+// them and their agreement (see startup.go), and restores the last closed
+// round. It creates a new federation only WithInit.
 func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -319,7 +327,11 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(cfg.DataDir, cfg.Federation, specJSON)
+	mode, err := planStart(cfg.DataDir, o.init)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(cfg.DataDir, cfg.Federation, specJSON, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -359,6 +371,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		return nil, err
 	}
 	if !ok {
+		if !o.init {
+			st.close()
+			return nil, fmt.Errorf("%w: state.db holds no initial model: the --init that made it was interrupted; run the coordinator with --init again", ErrCorrupt)
+		}
 		rng := rand.New(rand.NewPCG(cfg.Seed, 0x66656467756172))
 		p.model = model.AppendBytes(nil, model.Init(spec, rng))
 		if err := st.saveInitial(p.model); err != nil {
@@ -378,9 +394,13 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	c.lastRound, c.scaling, c.lastCohort, c.manifest = p.lastRound, p.scaling, p.cohort, p.manifest
 	c.modelSum = sha256.Sum256(p.model)
 	c.certs.seen = map[string]bool{}
-	c.signer, c.audit, err = openIntegrity(cfg, o.now, p.manifest != nil)
+	c.signer, c.audit, err = openIntegrity(cfg, o.now, p.manifest != nil, o.init)
 	if err != nil {
 		st.close()
+		return nil, err
+	}
+	if _, err := crossCheck(p, c.audit, c.signer.Public(), cfg.Federation); err != nil {
+		c.Close()
 		return nil, err
 	}
 	if cp, ok, err := c.audit.LatestCheckpoint(); err == nil && ok {

@@ -92,7 +92,7 @@ func start(t *testing.T, cfg coordinator.Config) *server {
 	t.Helper()
 	s := &server{done: make(chan error, 1)}
 	log := slog.New(slog.DiscardHandler)
-	c, err := coordinator.New(cfg, coordinator.WithLogger(log), coordinator.WithObserver(func(r coordinator.RoundResult) {
+	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(log), coordinator.WithObserver(func(r coordinator.RoundResult) {
 		s.mu.Lock()
 		s.results = append(s.results, r)
 		s.mu.Unlock()

@@ -42,7 +42,10 @@ func version() string {
 // signed manifests already: its hospitals pinned the old public key and
 // would refuse everything a new one signs, so a lost key is an error that
 // names the fix.
-func openIntegrity(cfg Config, now func() time.Time, signed bool) (*manifest.Signer, *audit.Log, error) {
+//
+// A missing audit log is made only for a federation being created (init)
+// that has no signed round yet; otherwise it is an error.
+func openIntegrity(cfg Config, now func() time.Time, signed, init bool) (*manifest.Signer, *audit.Log, error) {
 	var signer *manifest.Signer
 	var err error
 	if signed {
@@ -59,9 +62,12 @@ func openIntegrity(cfg Config, now func() time.Time, signed bool) (*manifest.Sig
 		return nil, nil, fmt.Errorf("signing keys: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, AuditFile)
-	if _, err := os.Stat(path); signed && err != nil {
+	if _, err := os.Stat(path); err != nil && (signed || !init) {
 		// A fresh log would silently start a second history.
-		return nil, nil, fmt.Errorf("the audit log of a federation with signed rounds is missing (restore it from a backup): %w", err)
+		if signed {
+			return nil, nil, fmt.Errorf("%w: the audit log of a federation with signed rounds is missing (%v); %s", ErrDataMismatch, err, restoreAdvice)
+		}
+		return nil, nil, fmt.Errorf("%w: the audit log is missing (%v); %s (if this federation never fixed its scaling, --init makes a new log)", ErrDataMismatch, err, restoreAdvice)
 	}
 	log, err := audit.Open(path, audit.Options{Origin: origin, Signer: ns, Now: now})
 	if err != nil {

@@ -224,7 +224,7 @@ var metricRef = regexp.MustCompile(`\bfedguard_[a-z0-9_]*[a-z0-9]`)
 // the coordinator exports.
 func TestDeployReferencesExist(t *testing.T) {
 	f := newFederation(t, []string{"hospital-a", "hospital-b"})
-	c, err := coordinator.New(f.cfg)
+	c, err := coordinator.New(f.cfg, coordinator.WithInit())
 	if err != nil {
 		t.Fatal(err)
 	}

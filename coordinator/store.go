@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/boltfile"
 )
 
 // The database layout, all in one place. Keys of per-round buckets are the
@@ -124,6 +125,9 @@ type RoundRecord struct {
 // state, never a mix.
 type store struct {
 	db *bolt.DB
+	// failCommit, when set (by tests), fails commitRound before it
+	// writes, as a crash between recording a round and committing it.
+	failCommit func() error
 }
 
 // persisted is the state read back at start-up.
@@ -137,29 +141,61 @@ type persisted struct {
 
 func roundKey(r uint64) []byte { return binary.BigEndian.AppendUint64(nil, r) }
 
-// openStore opens (or creates) dir/state.db for federation and the given
-// model configuration. A database made for another federation or another
-// model is refused rather than silently reused.
-func openStore(dir, federation string, spec []byte) (*store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
+// storeMode says how openStore may treat the file.
+type storeMode int
+
+const (
+	storeOpen     storeMode = iota // an existing database, read-write
+	storeCreate                    // a new database; the file must not exist
+	storeReadOnly                  // an existing database, read-only (tools)
+)
+
+// openStore opens dir/state.db for federation and the given model
+// configuration, or creates it (storeCreate). A database made for another
+// federation or another model is refused rather than silently reused, and
+// the file is checked page by page before use (package internal/boltfile):
+// a damaged or empty file is an error wrapping ErrCorrupt, never a crash
+// and never a new database.
+func openStore(dir, federation string, spec []byte, mode storeMode) (*store, error) {
 	path := filepath.Join(dir, StateFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if mode == storeCreate {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		if _, err := os.Lstat(path); err == nil {
+			return nil, fmt.Errorf("create %s: it exists already", path)
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open state database: %w", err)
+	}
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: mode == storeReadOnly})
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, fmt.Errorf("open %s: another coordinator holds it", path)
+		case errors.Is(err, boltfile.ErrEmpty), errors.Is(err, boltfile.ErrDamaged):
+			return nil, fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	check := func(tx *bolt.Tx) error {
+		if mode == storeCreate {
+			for _, b := range [][]byte{bucketMeta, bucketState, bucketModels, bucketRounds, bucketManifests} {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+		}
 		for _, b := range [][]byte{bucketMeta, bucketState, bucketModels, bucketRounds, bucketManifests} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%w: it has no %q bucket (not a fedguard state database?)", ErrCorrupt, b)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keySchema); v == nil {
+			if mode != storeCreate {
+				return fmt.Errorf("%w: it has no schema version", ErrCorrupt)
+			}
 			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
 				return err
 			}
@@ -179,7 +215,12 @@ func openStore(dir, federation string, spec []byte) (*store, error) {
 			return fmt.Errorf("database was made for model %s, config says %s", got, spec)
 		}
 		return nil
-	})
+	}
+	if mode == storeReadOnly {
+		err = db.View(check)
+	} else {
+		err = db.Update(check)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -305,6 +346,11 @@ func (s *store) putStateList(key []byte, list []string) error {
 // one transaction and drops models older than keep rounds (manifests and
 // records are small and kept for good: they are the federation's history).
 func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) error {
+	if s.failCommit != nil {
+		if err := s.failCommit(); err != nil {
+			return err
+		}
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -382,10 +428,13 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 	if _, err := os.Stat(path); err != nil {
 		return ExportedModel{}, fmt.Errorf("state database: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	db, err := boltfile.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return ExportedModel{}, fmt.Errorf("open %s: a running coordinator holds it; stop it or export from a copy", path)
+		}
+		if errors.Is(err, boltfile.ErrEmpty) || errors.Is(err, boltfile.ErrDamaged) {
+			return ExportedModel{}, fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
 		}
 		return ExportedModel{}, fmt.Errorf("open %s: %w", path, err)
 	}

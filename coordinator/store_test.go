@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,7 +32,11 @@ const (
 // when the test ends (closing twice is harmless).
 func openTestStore(t *testing.T, dir string) *store {
 	t.Helper()
-	s, err := openStore(dir, testFed, []byte(testSpec))
+	mode := storeOpen
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err != nil {
+		mode = storeCreate
+	}
+	s, err := openStore(dir, testFed, []byte(testSpec), mode)
 	if err != nil {
 		t.Fatalf("openStore(%s) = %v", dir, err)
 	}
@@ -244,7 +249,7 @@ func TestStoreLocked(t *testing.T) {
 	done := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		s, err := openStore(dir, testFed, []byte(testSpec))
+		s, err := openStore(dir, testFed, []byte(testSpec), storeOpen)
 		done <- result{s, err}
 	}()
 	var r result
@@ -283,7 +288,7 @@ func TestStoreRefusesOtherDatabase(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.close()
-			s2, err := openStore(dir, tt.federation, []byte(tt.spec))
+			s2, err := openStore(dir, tt.federation, []byte(tt.spec), storeOpen)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("openStore(same federation and model) = %v", err)
@@ -320,7 +325,7 @@ func TestStoreRefusesOtherSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.close()
-		if s2, err := openStore(dir, testFed, []byte(testSpec)); err == nil {
+		if s2, err := openStore(dir, testFed, []byte(testSpec), storeOpen); err == nil {
 			s2.close()
 			t.Errorf("openStore of a schema version %s database succeeded", tt.version)
 		} else if !strings.Contains(err.Error(), tt.want) {
@@ -410,7 +415,7 @@ func TestNewDetectsCorruptInitialModel(t *testing.T) {
 				Model:    ModelConfig{Kind: "mlp", Features: []string{"a", "b"}, Label: "y", Classes: []string{"0", "1"}, Hidden: []int{3}},
 				Seed:     5,
 			}
-			c, err := New(cfg, WithLogger(quiet))
+			c, err := New(cfg, WithInit(), WithLogger(quiet))
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}

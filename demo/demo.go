@@ -342,7 +342,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		fmt.Fprintf(out, tableFormat, fmt.Sprint(row.Round), fmt.Sprint(row.Participants), fmt.Sprintf("%.4f", row.Accuracy),
 			fmt.Sprintf("%.4f", row.Loss), holdout, fmt.Sprintf("%.3f", row.Seconds), flagText(res.Flags))
 	}
-	coord, err := coordinator.New(cfg, coordinator.WithLogger(o.Log), coordinator.WithObserver(observe))
+	coord, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(o.Log), coordinator.WithObserver(observe))
 	if err != nil {
 		return Summary{}, err
 	}

@@ -195,9 +195,18 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startCoordinator starts `fedguard coordinator --config cfgPath`; the
-// process is killed (if still running) and reaped when the test ends.
+// startCoordinator starts `fedguard coordinator --config cfgPath --init`
+// (--init: a new data directory becomes a new federation, an existing one
+// is resumed); the process is killed (if still running) and reaped when
+// the test ends.
 func startCoordinator(t *testing.T, cfgPath string, extra ...string) *coordProc {
+	t.Helper()
+	return startCoordinatorArgs(t, cfgPath, append([]string{"--init"}, extra...)...)
+}
+
+// startCoordinatorArgs starts `fedguard coordinator --config cfgPath
+// args...`, without --init unless args has it.
+func startCoordinatorArgs(t *testing.T, cfgPath string, extra ...string) *coordProc {
 	t.Helper()
 	buf := &lockedBuffer{}
 	p, err := process.StartCoordinator(context.Background(), fedguardBin, cfgPath, buf, extra...)

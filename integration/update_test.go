@@ -47,7 +47,7 @@ func stopInProcess(t *testing.T, done <-chan struct{}) {
 // serveInProcessOn is serveInProcess on cfg.Listen.
 func serveInProcessOn(t *testing.T, cfg coordinator.Config, opts ...coordinator.Option) (c *coordinator.Coordinator, addr string, done <-chan struct{}, serveErr *error) {
 	t.Helper()
-	c, err := coordinator.New(cfg, append([]coordinator.Option{coordinator.WithLogger(discardLogger())}, opts...)...)
+	c, err := coordinator.New(cfg, append([]coordinator.Option{coordinator.WithInit(), coordinator.WithLogger(discardLogger())}, opts...)...)
 	if err != nil {
 		t.Fatalf("coordinator.New: %v", err)
 	}

@@ -34,6 +34,7 @@ func init() {
 			"prove":  {summary: "print an offline-checkable proof that one event is in the signed log", run: runAuditProve},
 			"report": {summary: "per-round provenance report (Markdown or HTML)", run: runAuditReport},
 			"model":  {summary: "write a round's model file and its signed manifest, for cosign and other DSSE tools", run: runAuditModel},
+			"check":  {summary: "check an audit database in place: its file, chain, Merkle tree and signed checkpoints", run: runAuditCheck},
 		},
 	}
 }

@@ -34,6 +34,8 @@ type coordinatorRun struct {
 	configPath string
 	check      bool
 	initKeys   bool
+	init       bool
+	checkData  bool
 }
 
 // parseCoordinator parses the command line of `coordinator` and loads its
@@ -45,6 +47,8 @@ func parseCoordinator(env *Env, args []string) (coordinatorRun, error) {
 	configPath := fs.String("config", "", "coordinator configuration file (JSON; see examples/coordinator.json); flags given override it")
 	check := fs.Bool("check-config", false, "validate the configuration and exit")
 	initKeys := fs.Bool("init-keys", false, "create the data directory and the manifest-signing keys, print where the public key is, and exit")
+	init := fs.Bool("init", false, "start a new federation if the data directory holds none (creates state.db, audit.db and, if absent, the signing keys), then run; an existing federation is resumed. Without it the coordinator only resumes one: a missing file is an error, never a new history")
+	checkData := fs.Bool("check-data", false, "check the data directory of a stopped coordinator (state.db and audit.db sound, the audit log verified, the two in agreement), print the verdict and exit (status 1 if it fails)")
 	var flags coordinator.Config
 	coordinatorFlags(fs, &flags)
 	if err := parseFlags(fs, args); err != nil {
@@ -62,7 +66,7 @@ func parseCoordinator(env *Env, args []string) (coordinatorRun, error) {
 	if err := overrideFlags(fs, target, map[string]bool{}); err != nil {
 		return coordinatorRun{}, usageError("coordinator: %v", err)
 	}
-	return coordinatorRun{cfg: cfg, configPath: *configPath, check: *check, initKeys: *initKeys}, nil
+	return coordinatorRun{cfg: cfg, configPath: *configPath, check: *check, initKeys: *initKeys, init: *init, checkData: *checkData}, nil
 }
 
 func runCoordinator(ctx context.Context, env *Env, args []string) error {
@@ -97,6 +101,9 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if r.checkData {
+		return checkData(env, cfg)
+	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		budget, err := coordinator.MemoryBudget(cfg)
 		if err != nil {
@@ -105,10 +112,31 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 		debug.SetMemoryLimit(budget)
 		env.Log.Debug("soft memory limit set", "bytes", budget)
 	}
-	c, err := coordinator.New(cfg, coordinator.WithLogger(env.Log))
+	opts := []coordinator.Option{coordinator.WithLogger(env.Log)}
+	if r.init {
+		opts = append(opts, coordinator.WithInit())
+	}
+	c, err := coordinator.New(cfg, opts...)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	return c.Run(ctx)
+}
+
+// checkData runs `coordinator --check-data`: the start-up checks of the
+// data directory, without starting.
+func checkData(env *Env, cfg coordinator.Config) error {
+	d, err := coordinator.CheckData(cfg)
+	if err != nil {
+		fmt.Fprintf(env.Stdout, "FAILED: %s\n", cfg.DataDir)
+		return err
+	}
+	round := fmt.Sprintf("last closed round %d", d.LastRound)
+	if !d.Signed {
+		round = "no signed round yet (the feature scaling is not fixed)"
+	}
+	fmt.Fprintf(env.Stdout, "OK: %s\n  %s: sound, %s\n  %s: sound and verified, %d events, %d signed checkpoints (the last covers %d events), head %s\n  the two agree\n",
+		cfg.DataDir, coordinator.StateFile, round, coordinator.AuditFile, d.Audit.Events, d.Audit.Checkpoints, d.Audit.Covered, d.Audit.Head)
+	return nil
 }

@@ -1,0 +1,14 @@
+package coordinator
+
+// FailCommits makes c's next n round commits fail before they write, as
+// a crash between recording a round's close in the audit log and
+// committing it would leave the files.
+func FailCommits(c *Coordinator, n int, err error) {
+	c.store.failCommit = func() error {
+		if n == 0 {
+			return nil
+		}
+		n--
+		return err
+	}
+}

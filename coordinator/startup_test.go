@@ -1,0 +1,327 @@
+package coordinator_test
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/manifest"
+)
+
+// ranFederation is the data directory of a federation that closed two
+// rounds and was stopped, with a copy of it as it was after round 1.
+type ranFederation struct {
+	cfg    coordinator.Config
+	data   string // final data directory
+	after1 string // copy of the data directory after round 1
+}
+
+// twoRounds runs a federation of three hospitals through two rounds.
+func twoRounds(t *testing.T) ranFederation {
+	t.Helper()
+	var ran ranFederation
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	fixScaling(t, ps)
+	for round := uint64(1); round <= 2; round++ {
+		assignments(t, ps)
+		submitAll(t, round, ps, map[string]update{
+			"hospital-a": {deltas(round*3 + 1), 10, nil},
+			"hospital-b": {deltas(round*3 + 2), 20, nil},
+			"hospital-c": {deltas(round*3 + 3), 30, nil},
+		})
+		waitRounds(t, s.c, int(round), 10*time.Second)
+		if round == 1 {
+			// A backup taken between the rounds, of a stopped
+			// coordinator, so the copy is consistent.
+			if err := s.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			ran.after1 = copyDir(t, f.cfg.DataDir)
+			s = start(t, f.cfg)
+			ps = f.connect(t, s, abc...)
+		}
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	ran.cfg, ran.data = f.cfg, f.cfg.DataDir
+	return ran
+}
+
+// copyDir copies the files of dir into a new temporary directory.
+func copyDir(t *testing.T, dir string) string {
+	t.Helper()
+	out := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		copyFile(t, filepath.Join(dir, e.Name()), filepath.Join(out, e.Name()))
+	}
+	return out
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageFile changes the file at path with fn.
+func damageFile(t *testing.T, path string, fn func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, fn(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillPage sets every byte of page n (4096 bytes) to v.
+func fillPage(n int, v byte) func([]byte) []byte {
+	return func(b []byte) []byte {
+		for i := n * 4096; i < (n+1)*4096 && i < len(b); i++ {
+			b[i] = v
+		}
+		return b
+	}
+}
+
+// usedPages returns the bbolt page ids of leaf and branch pages in use.
+func usedPages(t *testing.T, path string) []int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var ids []int
+	err = db.View(func(tx *bolt.Tx) error {
+		for i := 2; i < int(tx.Size()/4096); i++ {
+			if p, err := tx.Page(i); err == nil && p != nil && (p.Type == "leaf" || p.Type == "branch") {
+				ids = append(ids, i)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("no pages in use in %s (%v)", path, err)
+	}
+	return ids
+}
+
+// TestStartupChecks is the regression test of issue 12 items 4 and 5: on
+// main, a missing or empty state.db restarted the federation at round 0, a
+// 0-byte audit.db became a new log, an older state.db or audit.db was
+// taken as is, damaged files crashed the process, and a broken chain was
+// appended to. Each case must now be refused, by New and by CheckData
+// alike, with an error naming the fault; a sound directory starts.
+func TestStartupChecks(t *testing.T) {
+	fx := twoRounds(t)
+	state := func(d string) string { return filepath.Join(d, coordinator.StateFile) }
+	auditDB := func(d string) string { return filepath.Join(d, coordinator.AuditFile) }
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		init  bool  // New WithInit
+		want  error // nil: starts
+		says  string
+	}{
+		{"sound", func(*testing.T, string) {}, false, nil, ""},
+		{"sound, with --init", func(*testing.T, string) {}, true, nil, ""},
+		{"state.db missing", func(t *testing.T, d string) { os.Remove(state(d)) }, false, coordinator.ErrDataMismatch, "state.db is missing"},
+		{"state.db missing, with --init", func(t *testing.T, d string) { os.Remove(state(d)) }, true, coordinator.ErrDataMismatch, "starting over at round 0 would fork it"},
+		{"state.db empty", func(t *testing.T, d string) { os.Truncate(state(d), 0) }, true, coordinator.ErrCorrupt, "is empty (0 bytes)"},
+		{"audit.db missing", func(t *testing.T, d string) { os.Remove(auditDB(d)) }, true, coordinator.ErrDataMismatch, "audit log"},
+		{"audit.db empty", func(t *testing.T, d string) { os.Truncate(auditDB(d), 0) }, true, audit.ErrCorrupt, "is empty (0 bytes)"},
+		{"state.db from the round-1 backup", func(t *testing.T, d string) { copyFile(t, state(fx.after1), state(d)) }, false, coordinator.ErrDataMismatch, "records coordinator_stopped of round 2"},
+		{"audit.db from the round-1 backup", func(t *testing.T, d string) { copyFile(t, auditDB(fx.after1), auditDB(d)) }, false, coordinator.ErrDataMismatch, "audit.db is older than state.db"},
+		{"state.db cut short", func(t *testing.T, d string) {
+			damageFile(t, state(d), func(b []byte) []byte { return b[:len(b)/3] })
+		}, false, coordinator.ErrCorrupt, "cut short"},
+		{"audit.db cut short", func(t *testing.T, d string) {
+			damageFile(t, auditDB(d), func(b []byte) []byte { return b[:len(b)/3] })
+		}, false, audit.ErrCorrupt, "cut short"},
+		{"state.db page of 0xFF", func(t *testing.T, d string) {
+			damageFile(t, state(d), fillPage(usedPages(t, state(d))[0], 0xFF))
+		}, false, coordinator.ErrCorrupt, "damaged"},
+		{"audit.db page of 0xFF", func(t *testing.T, d string) {
+			damageFile(t, auditDB(d), fillPage(usedPages(t, auditDB(d))[0], 0xFF))
+		}, false, audit.ErrCorrupt, "damaged"},
+		{"audit.db page zeroed", func(t *testing.T, d string) {
+			ids := usedPages(t, auditDB(d))
+			damageFile(t, auditDB(d), fillPage(ids[len(ids)/2], 0))
+		}, false, audit.ErrCorrupt, ""},
+		{"audit.db meta pages zeroed", func(t *testing.T, d string) {
+			damageFile(t, auditDB(d), func(b []byte) []byte { return fillPage(1, 0)(fillPage(0, 0)(b)) })
+		}, false, audit.ErrCorrupt, "neither meta page is intact"},
+		{"audit event changed in place", func(t *testing.T, d string) {
+			// One flipped digit in an early event, inside a value: bbolt's
+			// structure and the log's head stay sound.
+			damageFile(t, auditDB(d), func(b []byte) []byte {
+				i := strings.Index(string(b), `"federation":"`)
+				if i < 0 {
+					t.Fatal("no event with a federation field in audit.db")
+				}
+				b[i+len(`"federation":"`)] ^= 1
+				return b
+			})
+		}, false, audit.ErrCorrupt, "does not match the event"},
+		{"both missing", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, false, coordinator.ErrNoFederation, "run the coordinator once with --init"},
+		{"both missing, with --init", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, true, nil, ""},
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := fx.cfg
+			cfg.DataDir = copyDir(t, fx.data)
+			tt.setup(t, cfg.DataDir)
+			check := func(what string, err error) {
+				t.Helper()
+				if tt.want == nil {
+					if err != nil {
+						t.Fatalf("%s: %v, want a start", what, err)
+					}
+					return
+				}
+				if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.says) {
+					t.Fatalf("%s = %v, want an error wrapping %q that says %q", what, err, tt.want, tt.says)
+				}
+			}
+			if tt.name != "both missing, with --init" {
+				_, err := coordinator.CheckData(cfg)
+				check("CheckData", err)
+			}
+			opts := []coordinator.Option{coordinator.WithLogger(quiet)}
+			if tt.init {
+				opts = append(opts, coordinator.WithInit())
+			}
+			c, err := coordinator.New(cfg, opts...)
+			if err == nil {
+				defer c.Close()
+			}
+			check("New", err)
+			if err != nil {
+				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestRestartAfterUnpublishedClose stops a coordinator between recording
+// round 2's close (the log has its verdict, checkpoint and manifest) and
+// committing it, as a crash there would. The restart must accept the pair
+// (state.db one round behind the log is that window, not an old backup),
+// run round 2 again, and the provenance report must report the published
+// close: the regression test of issue 12 item 6 on a real log, where the
+// report showed the unpublished close as the round's model, the real
+// attempt as open and the real manifest as "NOT the round's model".
+func TestRestartAfterUnpublishedClose(t *testing.T) {
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	fixScaling(t, ps)
+	updates := func(round uint64) map[string]update {
+		return map[string]update{
+			"hospital-a": {deltas(round*3 + 1), 10, nil},
+			"hospital-b": {deltas(round*3 + 2), 20, nil},
+			"hospital-c": {deltas(round*3 + 3), 30, nil},
+		}
+	}
+	assignments(t, ps)
+	submitAll(t, 1, ps, updates(1))
+	waitRounds(t, s.c, 1, 10*time.Second)
+
+	coordinator.FailCommits(s.c, 1, errors.New("injected: the process died before the commit"))
+	assignments(t, ps)
+	submitAll(t, 2, ps, updates(2))
+	if err := s.waitServe(t, 20*time.Second); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("Serve after the failed commit = %v, want the injected error", err)
+	}
+	s.stop(t)
+
+	// The restart resumes after round 1, and round 2 runs again with
+	// other updates (hospital-c sits it out): another model.
+	if _, err := coordinator.CheckData(f.cfg); err != nil {
+		t.Fatalf("CheckData after a crash before the commit: %v", err)
+	}
+	f.cfg.CohortTimeout = coordinator.Duration(500 * time.Millisecond)
+	s = start(t, f.cfg)
+	ps = f.connect(t, s, "hospital-a", "hospital-b")
+	if got := assignments(t, ps); got[0].GetRound() != 2 {
+		t.Fatalf("after the restart the coordinator opened round %d, want 2 again", got[0].GetRound())
+	}
+	rerun := updates(2)
+	delete(rerun, "hospital-c")
+	submitAll(t, 2, ps, rerun)
+	recs := waitRounds(t, s.c, 2, 20*time.Second)
+	keys := s.c.PublicKeys()
+	s.stop(t)
+
+	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var events []audit.Event
+	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.BuildReport(events, audit.ReportOptions{Round: 2, VerifyManifest: func(env []byte) error {
+		_, err := manifest.Verify(env, keys, fedName)
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("report has %d rounds, want round 2 alone", len(rep.Rounds))
+	}
+	r := rep.Rounds[0]
+	if r.Status != audit.RoundStatusClosed || r.ModelSHA256 != recs[1].ModelSHA256 {
+		t.Errorf("round 2 reported %s with model %s, want closed with the committed model %s", r.Status, r.ModelSHA256, recs[1].ModelSHA256)
+	}
+	if r.ManifestModelSHA256 != recs[1].ModelSHA256 || r.Signature != audit.SignatureVerified {
+		t.Errorf("round 2's manifest names model %s (signature %s), want the committed model %s, verified", r.ManifestModelSHA256, r.Signature, recs[1].ModelSHA256)
+	}
+	if len(r.Attempts) != 2 || r.Attempts[0].Outcome != audit.AttemptInterrupted || !strings.Contains(r.Attempts[0].Reason, "never published") || r.Attempts[1].Outcome != audit.AttemptClosed {
+		t.Errorf("round 2's attempts = %+v, want the unpublished close interrupted, then the published one closed", r.Attempts)
+	}
+	if len(r.Notes) > 0 {
+		t.Errorf("round 2's notes: %q", r.Notes)
+	}
+}
