@@ -8,9 +8,15 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// haveAVX512 selects the assembly kernels of kernel_amd64.s. Tests turn it
-// off to check that the portable loops give the same bits.
-var haveAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ
+// availablePaths lists the kernel paths this CPU runs: the AVX-512 kernels
+// of kernel_amd64.s need AVX512F, VL and DQ.
+func availablePaths() []kernelPath {
+	p := []kernelPath{pathPurego}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ {
+		p = append(p, pathAVX512)
+	}
+	return p
+}
 
 //go:noescape
 func pairTileAVX512(s *[16]float32, rows *[8]*float32, n int)
@@ -32,7 +38,7 @@ func div32AVX512(dst *float32, acc *float64, n int, c float64)
 
 func pairTile(s *[16]float32, a, b *[4][]float32) {
 	n := len(a[0])
-	if !haveAVX512 || n == 0 {
+	if kernel != pathAVX512 || n == 0 {
 		pairTileGeneric(s, a, b)
 		return
 	}
@@ -45,7 +51,7 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 }
 
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
-	if !haveAVX512 {
+	if kernel != pathAVX512 {
 		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
 		return
 	}
@@ -67,7 +73,7 @@ func add64(acc []float64, x []float32) {
 	n := len(acc)
 	x = x[:n]
 	m := n &^ (lanes - 1)
-	if haveAVX512 && m > 0 {
+	if kernel == pathAVX512 && m > 0 {
 		add64AVX512(&acc[0], &x[0], m)
 		acc, x = acc[m:], x[m:]
 	}
@@ -78,7 +84,7 @@ func div32(dst []float32, acc []float64, c float64) {
 	n := len(dst)
 	acc = acc[:n]
 	m := n &^ (lanes - 1)
-	if haveAVX512 && m > 0 {
+	if kernel == pathAVX512 && m > 0 {
 		div32AVX512(&dst[0], &acc[0], m, c)
 		dst, acc = dst[m:], acc[m:]
 	}
@@ -86,7 +92,7 @@ func div32(dst []float32, acc []float64, c float64) {
 }
 
 func sort16(buf []float32, xs [][]float32, off int, net []int32) {
-	if !haveAVX512 {
+	if kernel != pathAVX512 {
 		sort16Generic(buf, xs, off, net)
 		return
 	}
@@ -99,7 +105,7 @@ func axpy64w(acc []float64, w float64, x []float32) {
 	n := len(acc)
 	x = x[:n]
 	m := n &^ (lanes - 1)
-	if haveAVX512 && m > 0 {
+	if kernel == pathAVX512 && m > 0 {
 		axpy64AVX512(&acc[0], &x[0], m, w)
 		acc, x = acc[m:], x[m:]
 	}
@@ -112,7 +118,7 @@ func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
 func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
 	n := len(y)
 	m := n &^ 3
-	if !haveAVX512 || m == 0 {
+	if kernel != pathAVX512 || m == 0 {
 		sqdist4x4Generic(s, x, y)
 		return
 	}

@@ -2,8 +2,8 @@
 
 package aggregation
 
-// haveAVX512 is false: this build has no assembly kernels.
-var haveAVX512 = false
+// availablePaths: this build has no assembly kernels.
+func availablePaths() []kernelPath { return []kernelPath{pathPurego} }
 
 func pairTile(s *[16]float32, a, b *[4][]float32) { pairTileGeneric(s, a, b) }
 

@@ -59,6 +59,9 @@ type AggregateResult struct {
 	Rule string `json:"rule"`
 	N    int    `json:"n"`
 	D    int    `json:"d"`
+	// Kernel is the aggregation kernel path that ran: "avx512", "avx2" or
+	// "purego" (aggregation.Kernel; FEDGUARD_KERNEL forces one).
+	Kernel string `json:"kernel"`
 	// Seconds is the median time of one aggregation; PassSeconds the median
 	// time of one summing pass over the same updates, measured interleaved
 	// with it; Ratio is Seconds / PassSeconds.
@@ -107,6 +110,10 @@ func Aggregate(ctx context.Context, o AggregateOptions) (AggregateResult, error)
 	if runs < 0 {
 		return AggregateResult{}, fmt.Errorf("%w: runs=%d", ErrAggregateOptions, runs)
 	}
+	kernel, err := aggregation.Kernel()
+	if err != nil {
+		return AggregateResult{}, fmt.Errorf("benchmark: %w", err)
+	}
 	cfg := o.config()
 	if err := cfg.CheckCohort(o.N); err != nil {
 		return AggregateResult{}, fmt.Errorf("benchmark: %w", err)
@@ -139,7 +146,7 @@ func Aggregate(ctx context.Context, o AggregateOptions) (AggregateResult, error)
 			ruleTimes, passTimes = append(ruleTimes, t), append(passTimes, pass)
 		}
 	}
-	res := AggregateResult{Rule: cfg.Rule, N: o.N, D: o.D, Config: cfg,
+	res := AggregateResult{Rule: cfg.Rule, N: o.N, D: o.D, Kernel: kernel, Config: cfg,
 		Seconds: median(ruleTimes), PassSeconds: median(passTimes)}
 	if res.PassSeconds > 0 {
 		res.Ratio = res.Seconds / res.PassSeconds

@@ -46,7 +46,7 @@ func runBenchAggregate(ctx context.Context, env *Env, args []string) error {
 		return json.NewEncoder(env.Stdout).Encode(res)
 	}
 	c := res.Config
-	fmt.Fprintf(env.Stdout, "rule %s, n=%d, d=%d, f=%d", res.Rule, res.N, res.D, c.F)
+	fmt.Fprintf(env.Stdout, "rule %s, kernel %s, n=%d, d=%d, f=%d", res.Rule, res.Kernel, res.N, res.D, c.F)
 	if c.M > 0 {
 		fmt.Fprintf(env.Stdout, ", m=%d", c.M)
 	}
