@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build test demo proto proto-check bench lint fuzz deploy-check clean
+.PHONY: all build test demo proto proto-check asm asm-check bench lint fuzz deploy-check clean
 
 all: build
 
@@ -30,6 +30,17 @@ proto:
 proto-check: proto
 	@git diff --exit-code -- proto/ || { echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "untracked generated files: run 'make proto' and commit"; exit 1; }
+
+# Regenerate the AVX2 kernels (aggregation/kernel_avx2_amd64.s and their Go
+# declarations) from their avo description in aggregation/internal/asm, a
+# module of its own so that avo stays out of the main module.
+asm:
+	cd aggregation && $(GO) generate -run 'internal/asm' .
+
+# Fails when the committed generated assembly differs from what `make asm` makes.
+asm-check: asm
+	@git diff --exit-code -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go || { echo "generated assembly is stale: run 'make asm' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go)" || { echo "untracked generated assembly: run 'make asm' and commit"; exit 1; }
 
 # Go benchmarks, then the end-to-end round benchmark.
 bench: build

@@ -11,8 +11,9 @@ package aggregation
 // goroutine in an order fixed by n and d alone, so results are the same bit
 // for bit whatever the number of cores.
 //
-// On amd64 with AVX-512 (and without the purego build tag) the inner loops
-// are Go assembly (kernel_amd64.s). The portable Go loops in this file
+// On amd64 (without the purego build tag) the inner loops are Go assembly:
+// AVX-512 (kernel_amd64.s) or AVX2 (kernel_avx2_amd64.s, generated with avo),
+// as kernel_path.go selects. The portable Go loops in this file
 // perform exactly the same float32 and float64 operations in the same order
 // (the assembly uses no fused multiply-add, and the Go code forbids fusion
 // with explicit conversions), so both give the same bits: a round can be
@@ -243,20 +244,26 @@ func squaredDistance64(x, y []float32) float64 {
 // the tree (l, l+8), (l, l+4), (l, l+2), (0, 1).
 func pairTileGeneric(s *[16]float32, a, b *[4][]float32) {
 	var acc [16][lanes]float32
+	pairTileAcc(&acc, a, b, 0)
+	for k := range acc {
+		s[k] = laneTree(&acc[k])
+	}
+}
+
+// pairTileAcc adds (a[p][i] − b[q][i])² to acc[4p+q][i mod 16] for i from
+// `from` to the end of the block, i increasing.
+func pairTileAcc(acc *[16][lanes]float32, a, b *[4][]float32, from int) {
 	n := len(a[0])
 	for p := range 4 {
 		x := a[p][:n]
 		for q := range 4 {
 			y := b[q][:n]
 			l := &acc[p*4+q]
-			for i := range n {
+			for i := from; i < n; i++ {
 				t := x[i] - y[i]
 				l[i&(lanes-1)] += float32(t * t)
 			}
 		}
-	}
-	for k := range acc {
-		s[k] = laneTree(&acc[k])
 	}
 }
 
