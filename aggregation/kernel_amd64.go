@@ -17,10 +17,10 @@ import (
 )
 
 // availablePaths lists the kernel paths this CPU runs: the AVX-512 kernels
-// need AVX512F, VL and DQ, the AVX2 ones AVX2 (and the AVX they extend).
+// need AVX512F, VL and DQ, the AVX2 ones AVX2 and FMA (for an exact a·1 − b).
 func availablePaths() []kernelPath {
 	p := []kernelPath{pathPurego}
-	if cpu.X86.HasAVX && cpu.X86.HasAVX2 {
+	if cpu.X86.HasAVX && cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		p = append(p, pathAVX2)
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ {
