@@ -191,3 +191,18 @@ func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
 		sqdist4Generic(&s[r], x[r][m:n], y[m:])
 	}
 }
+
+// passPath is the path of the summing pass's adds: AVX2 on every CPU that
+// has it (AVX-512 ones too), whatever FEDGUARD_KERNEL forces.
+var passPath = map[bool]kernelPath{true: pathAVX2, false: pathPurego}[cpu.X86.HasAVX2]
+
+// passAdd32 is the summing pass's acc += x.
+func passAdd32(acc, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := n &^ 31; passPath == pathAVX2 && m > 0 {
+		add32AVX2(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add32Generic(acc, x)
+}

@@ -499,3 +499,35 @@ sqdone:
 	VMOVUPD Y3, 96(AX)
 	VZEROUPPER
 	RET
+
+// func add32AVX2(acc *float32, x *float32, n int)
+// Requires: AVX
+TEXT ·add32AVX2(SB), NOSPLIT, $0-24
+	MOVQ acc+0(FP), AX
+	MOVQ x+8(FP), CX
+	MOVQ n+16(FP), DX
+	XORQ BX, BX
+	SHLQ $0x02, DX
+	CMPQ BX, DX
+	JGE  add32done
+
+add32:
+	VMOVUPS (AX)(BX*1), Y0
+	VADDPS  (CX)(BX*1), Y0, Y0
+	VMOVUPS Y0, (AX)(BX*1)
+	VMOVUPS 32(AX)(BX*1), Y0
+	VADDPS  32(CX)(BX*1), Y0, Y0
+	VMOVUPS Y0, 32(AX)(BX*1)
+	VMOVUPS 64(AX)(BX*1), Y0
+	VADDPS  64(CX)(BX*1), Y0, Y0
+	VMOVUPS Y0, 64(AX)(BX*1)
+	VMOVUPS 96(AX)(BX*1), Y0
+	VADDPS  96(CX)(BX*1), Y0, Y0
+	VMOVUPS Y0, 96(AX)(BX*1)
+	ADDQ    $0x80, BX
+	CMPQ    BX, DX
+	JL      add32
+
+add32done:
+	VZEROUPPER
+	RET

@@ -47,3 +47,9 @@ func axpy64AVX2(acc *float64, x *float32, n int, w float64)
 //
 //go:noescape
 func sqdist4x4AVX2(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
+
+// add32AVX2 sets acc[i] += x[i] in float32 for i < n; n is a multiple of 32.
+// It is the summing pass benchmarks divide by, not a rule's kernel.
+//
+//go:noescape
+func add32AVX2(acc *float32, x *float32, n int)

@@ -29,7 +29,7 @@ func TestAggregateJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"d", "kernel", "n", "pass_seconds", "ratio", "rule", "seconds"}; !slices.Equal(keys, want) {
+	if want := []string{"d", "kernel", "n", "pass_kernel", "pass_seconds", "ratio", "rule", "seconds"}; !slices.Equal(keys, want) {
 		t.Errorf("JSON keys = %v, want %v", keys, want)
 	}
 	if got["rule"] != "fedavg" || got["n"] != 3.0 || got["d"] != 100.0 {

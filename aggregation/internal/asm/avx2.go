@@ -30,6 +30,7 @@ func main() {
 	div32()
 	axpy64()
 	sqdist4x4()
+	add32()
 	Generate()
 }
 
@@ -344,6 +345,34 @@ func sqdist4x4() {
 	for r := range 4 {
 		VMOVUPD(acc[r], Mem{Base: s, Disp: 32 * r})
 	}
+	VZEROUPPER()
+	RET()
+}
+
+func add32() {
+	TEXT("add32AVX2", NOSPLIT, "func(acc *float32, x *float32, n int)")
+	Pragma("noescape")
+	Doc("add32AVX2 sets acc[i] += x[i] in float32 for i < n; n is a multiple of 32.",
+		"It is the summing pass benchmarks divide by, not a rule's kernel.")
+	acc := Load(Param("acc"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	i := GP64()
+	XORQ(i, i)
+	SHLQ(U8(2), n)
+	CMPQ(i, n)
+	JGE(LabelRef("add32done"))
+	Label("add32")
+	for k := range 4 {
+		v := YMM()
+		VMOVUPS(Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k}, v)
+		VADDPS(Mem{Base: x, Index: i, Scale: 1, Disp: 32 * k}, v, v)
+		VMOVUPS(v, Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k})
+	}
+	ADDQ(U8(128), i)
+	CMPQ(i, n)
+	JL(LabelRef("add32"))
+	Label("add32done")
 	VZEROUPPER()
 	RET()
 }
