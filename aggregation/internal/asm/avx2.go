@@ -35,13 +35,15 @@ func main() {
 }
 
 // pairTile: the 16 squared-difference accumulators of a 4×4 tile of rows,
-// each 16 float32 lanes (two YMM), taken in four 2×2 sub-tiles so that the
-// 8 accumulators, the 4 loaded halves of the a rows, the temporaries and the
-// constant 1 fit in the 16 YMM registers (the b rows are memory operands). The block is walked in chunks of pairChunk
-// coordinates (the 8 rows' chunks, 16 KB, stay in L1 across the four
-// sub-tiles). As in the AVX-512 kernel, half the differences are a·1 − b by
-// VFMSUB231PS (exact product, one rounding: the bits of VSUBPS) so that
-// the FMA and the FADD pipes share the work.
+// each 16 float32 lanes (two YMM). The block is walked in chunks of
+// pairChunk coordinates (the 8 rows' chunks, 16 KB, stay in L1), and each
+// chunk in four passes: b rows {0, 1} or {2, 3} against all four a rows,
+// lanes 0-7 or 8-15. A pass keeps its 8 accumulators, the 4 a values, one
+// b value, a temporary and the constant 1 in 15 of the 16 YMM registers,
+// and loads 6 vectors per 8 squared differences. As in the AVX-512 kernel,
+// half the differences are a·1 − b by VFMSUB231PS (exact product, one
+// rounding: the bits of VSUBPS) so that the FMA and the FADD pipes share
+// the work.
 const pairChunk = 512
 
 func pairTile() {
@@ -68,59 +70,55 @@ func pairTile() {
 	ADDQ(U32(4*pairChunk), end)
 	CMPQ(end, n)
 	CMOVQGT(n, end)
-	for sub := range 4 {
-		p0, q0 := 2*(sub/2), 2*(sub%2)
-		a := [2]GPVirtual{GP64(), GP64()}
-		b := [2]GPVirtual{GP64(), GP64()}
-		for k := range 2 {
-			MOVQ(Mem{Base: rows, Disp: 8 * (p0 + k)}, a[k])
-			MOVQ(Mem{Base: rows, Disp: 8 * (4 + q0 + k)}, b[k])
+	for pass := range 4 {
+		q0, h := 2*(pass/2), pass%2
+		var a [4]GPVirtual
+		for p := range 4 {
+			a[p] = GP64()
+			MOVQ(Mem{Base: rows, Disp: 8 * p}, a[p])
 		}
-		// acc[p][q][h]: sub-tile pair (p0+p, q0+q), lanes 8h..8h+7.
-		var acc [2][2][2]VecVirtual
-		for p := range 2 {
+		b := [2]GPVirtual{GP64(), GP64()}
+		for q := range 2 {
+			MOVQ(Mem{Base: rows, Disp: 8 * (4 + q0 + q)}, b[q])
+		}
+		// acc[p][q]: pair (p, q0+q), lanes 8h..8h+7.
+		var acc [4][2]VecVirtual
+		for p := range 4 {
 			for q := range 2 {
-				for h := range 2 {
-					acc[p][q][h] = YMM()
-					VMOVUPS(Mem{Base: accp, Disp: 64*(4*(p0+p)+q0+q) + 32*h}, acc[p][q][h])
-				}
+				acc[p][q] = YMM()
+				VMOVUPS(Mem{Base: accp, Disp: 64*(4*p+q0+q) + 32*h}, acc[p][q])
 			}
 		}
 		i := GP64()
 		MOVQ(start, i)
-		loop := fmt.Sprintf("pair%d", sub)
+		loop := fmt.Sprintf("pair%d", pass)
 		Label(loop)
-		var x [2][2]VecVirtual
-		for p := range 2 {
-			for h := range 2 {
-				x[p][h] = YMM()
-				VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, x[p][h])
-			}
+		var x [4]VecVirtual
+		for p := range 4 {
+			x[p] = YMM()
+			VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, x[p])
 		}
 		for q := range 2 {
-			for p := range 2 {
-				for h := range 2 {
-					t := YMM()
-					bm := Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}
-					if p == 1 {
-						VMOVUPS(bm, t)
-						VFMSUB231PS(ones, x[p][h], t) // t = a·1 − b
-					} else {
-						VSUBPS(bm, x[p][h], t)
-					}
-					VMULPS(t, t, t)
-					VADDPS(t, acc[p][q][h], acc[p][q][h])
+			y := YMM()
+			VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}, y)
+			for p := range 4 {
+				t := YMM()
+				if p%2 == 1 {
+					VMOVAPS(y, t)
+					VFMSUB231PS(ones, x[p], t) // t = a·1 − b
+				} else {
+					VSUBPS(y, x[p], t)
 				}
+				VMULPS(t, t, t)
+				VADDPS(t, acc[p][q], acc[p][q])
 			}
 		}
 		ADDQ(U8(64), i)
 		CMPQ(i, end)
 		JL(LabelRef(loop))
-		for p := range 2 {
+		for p := range 4 {
 			for q := range 2 {
-				for h := range 2 {
-					VMOVUPS(acc[p][q][h], Mem{Base: accp, Disp: 64*(4*(p0+p)+q0+q) + 32*h})
-				}
+				VMOVUPS(acc[p][q], Mem{Base: accp, Disp: 64*(4*p+q0+q) + 32*h})
 			}
 		}
 	}
