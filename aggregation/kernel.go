@@ -406,18 +406,26 @@ type networkKey struct{ n, lo, hi int }
 // sortNetwork returns Batcher's odd–even merge sorting network for n wires,
 // pruned to the comparators that can change the values of ranks lo..hi-1, as
 // pairs of byte offsets of 16-float rows (wire i at 64·i), min to the first.
+//
+// Its first blockComparators·(n/8) comparators are, block by block, the
+// complete first three stages (p = 1, 2, 4) on each full block of 8 wires
+// 8b..8b+7, i.e. Batcher's 8-sorter, unpruned: the AVX2 kernel runs them
+// with the 8 rows in registers. Reordering comparators of disjoint wires
+// and keeping comparators on wires that cannot reach the wanted ranks
+// change none of the kept ranks' values.
 func sortNetwork(n, lo, hi int) []int32 {
 	key := networkKey{n, lo, hi}
 	if v, ok := networks.Load(key); ok {
 		return v.([]int32)
 	}
-	var all [][2]int
+	type comparator struct{ a, b, p int }
+	var all []comparator
 	for p := 1; p < n; p <<= 1 {
 		for k := p; k >= 1; k >>= 1 {
 			for j := k % p; j+k < n; j += 2 * k {
 				for i := 0; i < k && i+j+k < n; i++ {
 					if (i+j)/(2*p) == (i+j+k)/(2*p) {
-						all = append(all, [2]int{i + j, i + j + k})
+						all = append(all, comparator{i + j, i + j + k, p})
 					}
 				}
 			}
@@ -428,24 +436,37 @@ func sortNetwork(n, lo, hi int) []int32 {
 		live[r] = true
 	}
 	keep := make([]bool, len(all))
-	kept := 0
 	for c := len(all) - 1; c >= 0; c-- {
-		i, j := all[c][0], all[c][1]
+		i, j := all[c].a, all[c].b
 		if live[i] || live[j] {
 			keep[c] = true
 			live[i], live[j] = true, true
-			kept++
 		}
 	}
-	net := make([]int32, 0, 2*kept)
-	for c, cmp := range all {
-		if keep[c] {
-			net = append(net, int32(cmp[0]*lanes*4), int32(cmp[1]*lanes*4))
+	// inBlock reports whether comparator c is one of the first stages of a
+	// full block of 8 wires.
+	inBlock := func(c comparator) bool { return c.p <= 4 && c.b < n&^7 }
+	net := make([]int32, 0, 2*len(all))
+	add := func(c comparator) { net = append(net, int32(c.a*lanes*4), int32(c.b*lanes*4)) }
+	for b := range n / 8 {
+		for _, c := range all {
+			if inBlock(c) && c.a/8 == b {
+				add(c)
+			}
+		}
+	}
+	for i, c := range all {
+		if keep[i] && !inBlock(c) {
+			add(c)
 		}
 	}
 	v, _ := networks.LoadOrStore(key, net)
 	return v.([]int32)
 }
+
+// blockComparators is the number of comparators of Batcher's 8-sorter, the
+// start of every network of sortNetwork per full block of 8 wires.
+const blockComparators = 19
 
 // meanOf writes the unweighted mean of xs[idx...] into dst (float64
 // accumulation in the order of idx).

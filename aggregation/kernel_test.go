@@ -531,3 +531,26 @@ func TestKernelsFlagNonFinite(t *testing.T) {
 		}
 	})
 }
+
+// TestSortNetworkBlocks pins the layout the AVX2 kernel relies on: each
+// network starts, per full block of 8 wires, with Batcher's 8-sorter on
+// that block (the comparators of the 8-wire network, shifted).
+func TestSortNetworkBlocks(t *testing.T) {
+	eight := sortNetwork(8, 0, 8)
+	if len(eight) != 2*blockComparators {
+		t.Fatalf("8-sorter has %d comparators, want %d", len(eight)/2, blockComparators)
+	}
+	for _, n := range []int{8, 9, 16, 23, 50, 100} {
+		for _, r := range [][2]int{{0, n}, {n / 2, n/2 + 1}} {
+			net := sortNetwork(n, r[0], r[1])
+			for b := range n / 8 {
+				for c := range 2 * blockComparators {
+					got, want := net[2*blockComparators*b+c], eight[c]+int32(b*8*lanes*4)
+					if got != want {
+						t.Fatalf("n=%d ranks %v block %d: entry %d = %d, want %d", n, r, b, c, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -161,10 +161,45 @@ func sort16() {
 	DECQ(n)
 	JNZ(LabelRef("gather"))
 
+	// The first 19·(n/8) comparators are Batcher's 8-sorter on each full
+	// block of 8 rows (see sortNetwork): run them on the block's rows in
+	// registers, one half of the lanes at a time, then skip them.
 	Label("network")
+	blocks := Load(Param("n"), GP64())
+	SHRQ(U8(3), blocks)
+	skip := GP64()
+	MOVQ(blocks, skip)
+	IMUL3Q(U32(8*len(sorter8())), skip, skip) // bytes of net
+	blk := GP64()
+	MOVQ(buf, blk)
+	TESTQ(blocks, blocks)
+	JZ(LabelRef("rest"))
+	Label("block")
+	for h := range 2 {
+		var r [8]VecVirtual
+		for w := range 8 {
+			r[w] = YMM()
+			VMOVUPS(Mem{Base: blk, Disp: 64*w + 32*h}, r[w])
+		}
+		for _, c := range sorter8() {
+			x, y := r[c[0]], r[c[1]]
+			mn, mx := YMM(), YMM()
+			VMINPS(y, x, mn)
+			VMAXPS(y, x, mx)
+			r[c[0]], r[c[1]] = mn, mx
+		}
+		for w := range 8 {
+			VMOVUPS(r[w], Mem{Base: blk, Disp: 64*w + 32*h})
+		}
+	}
+	ADDQ(U32(8*64), blk)
+	DECQ(blocks)
+	JNZ(LabelRef("block"))
+	Label("rest")
 	net := Load(Param("net"), GP64())
 	end := Load(Param("nnet"), GP64())
 	LEAQ(Mem{Base: net, Index: end, Scale: 4}, end)
+	ADDQ(skip, net)
 	CMPQ(net, end)
 	JGE(LabelRef("done"))
 	Label("cmp")
@@ -186,6 +221,25 @@ func sort16() {
 	Label("done")
 	VZEROUPPER()
 	RET()
+}
+
+// sorter8 returns Batcher's odd–even merge sorting network for 8 wires in
+// the order of aggregation's sortNetwork.
+func sorter8() [][2]int {
+	const n = 8
+	var net [][2]int
+	for p := 1; p < n; p <<= 1 {
+		for k := p; k >= 1; k >>= 1 {
+			for j := k % p; j+k < n; j += 2 * k {
+				for i := 0; i < k && i+j+k < n; i++ {
+					if (i+j)/(2*p) == (i+j+k)/(2*p) {
+						net = append(net, [2]int{i + j, i + j + k})
+					}
+				}
+			}
+		}
+	}
+	return net
 }
 
 // meanRows: the float64 mean of rows lo..hi-1 in four 4-lane accumulators.
