@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build test demo proto proto-check asm asm-check bench lint fuzz deploy-check clean
+.PHONY: all build test test-arm64 demo proto proto-check asm asm-check bench lint fuzz deploy-check clean
 
 all: build
 
@@ -16,6 +16,13 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The aggregation kernels on arm64 (the portable path; there is no NEON
+# path yet), cross-compiled and run under qemu-user-static (Debian package
+# qemu-user-static): correctness only, qemu says nothing about speed.
+test-arm64:
+	GOARCH=arm64 $(GO) test -c -o bin/aggregation-arm64.test ./aggregation
+	cd aggregation && qemu-aarch64-static ../bin/aggregation-arm64.test -test.short -test.count=1
 
 # A whole federation on loopback: CA, coordinator, four hospitals, 20 rounds.
 demo: build
