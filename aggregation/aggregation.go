@@ -117,6 +117,15 @@
 // that is wrong whatever the cohort is ErrConfig (or ErrUnknownRule); a
 // cohort too small for the rule and its parameters is ErrCohort. The rules
 // never return NaN and never fall back to another rule.
+//
+// # Kernel paths
+//
+// The dense loops run on one of three paths, chosen once per process:
+// AVX-512 or AVX2 assembly on amd64, or portable Go (every architecture,
+// and the purego build tag). All give the same bits, so a round can be
+// recomputed on any machine. The environment variable FEDGUARD_KERNEL
+// (avx512, avx2, purego) forces one; New refuses with ErrKernel when the
+// CPU lacks it. Kernel names the path that runs.
 package aggregation
 
 import (
