@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build test demo proto proto-check bench lint fuzz deploy-check clean
+.PHONY: all build test test-arm64 demo proto proto-check asm asm-check bench lint fuzz deploy-check clean
 
 all: build
 
@@ -16,6 +16,13 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The aggregation kernels on arm64 (the portable path; there is no NEON
+# path yet), cross-compiled and run under qemu-user-static (Debian package
+# qemu-user-static): correctness only, qemu says nothing about speed.
+test-arm64:
+	GOARCH=arm64 $(GO) test -c -o bin/aggregation-arm64.test ./aggregation
+	cd aggregation && qemu-aarch64-static ../bin/aggregation-arm64.test -test.short -test.count=1
 
 # A whole federation on loopback: CA, coordinator, four hospitals, 20 rounds.
 demo: build
@@ -30,6 +37,17 @@ proto:
 proto-check: proto
 	@git diff --exit-code -- proto/ || { echo "generated protobuf code is stale: run 'make proto' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "untracked generated files: run 'make proto' and commit"; exit 1; }
+
+# Regenerate the AVX2 kernels (aggregation/kernel_avx2_amd64.s and their Go
+# declarations) from their avo description in aggregation/internal/asm, a
+# module of its own so that avo stays out of the main module.
+asm:
+	cd aggregation && $(GO) generate -run 'internal/asm' .
+
+# Fails when the committed generated assembly differs from what `make asm` makes.
+asm-check: asm
+	@git diff --exit-code -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go || { echo "generated assembly is stale: run 'make asm' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go)" || { echo "untracked generated assembly: run 'make asm' and commit"; exit 1; }
 
 # Go benchmarks, then the end-to-end round benchmark.
 bench: build

@@ -36,9 +36,12 @@
 //   - bulyan (Bulyan): El Mhamdi et al., "The Hidden Vulnerability of
 //     Distributed Learning in Byzantium" (ICML 2018). Selection: θ = n−2f
 //     updates are chosen by θ passes of Krum, each pass over the updates not
-//     yet chosen (with r of them left, scores sum the max(r−f−2, 0) nearest
+//     yet chosen (with r of them left, scores sum the max(r−f−2, 1) nearest
 //     other remaining updates) and moving the lowest-scoring one into the
-//     selection. Aggregation: per coordinate, the β = θ−2f selected values
+//     selection. The paper's r−f−2 is 0 in the last pass at f = 1 (3 left),
+//     which would make every score 0 and let the smallest ID win even when
+//     it is a far outlier; at least one neighbour keeps the paper's intent
+//     that each pass picks an update close to the others. Aggregation: per coordinate, the β = θ−2f selected values
 //     closest to the median of the θ selected values (for even θ the mean
 //     of the two middle ones) are averaged. Closest means smallest absolute
 //     difference; they form a run of the sorted values, grown from the
@@ -114,6 +117,15 @@
 // that is wrong whatever the cohort is ErrConfig (or ErrUnknownRule); a
 // cohort too small for the rule and its parameters is ErrCohort. The rules
 // never return NaN and never fall back to another rule.
+//
+// # Kernel paths
+//
+// The dense loops run on one of three paths, chosen once per process:
+// AVX-512 or AVX2 assembly on amd64, or portable Go (every architecture,
+// and the purego build tag). All give the same bits, so a round can be
+// recomputed on any machine. The environment variable FEDGUARD_KERNEL
+// (avx512, avx2, purego) forces one; New refuses with ErrKernel when the
+// CPU lacks it. Kernel names the path that runs.
 package aggregation
 
 import (

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"gonum.org/v1/gonum/blas/blas32"
 )
 
 // The kernel benchmarks run at the size of issue 3's targets, n = 50 updates
@@ -30,21 +28,8 @@ var benchInputs = sync.OnceValue(func() [][]float32 {
 })
 
 // sumPass is the baseline, the memory floor of any aggregation: dst = Σ xs
-// in float32, every input read once, by gonum's assembly axpy over blocks of
-// 4096 coordinates on all cores.
-func sumPass(dst []float32, xs [][]float32) {
-	const block = 4096
-	tasks := (len(dst) + block - 1) / block
-	parallel(tasks, len(dst)*len(xs), func(_, t int) {
-		lo := t * block
-		hi := min(lo+block, len(dst))
-		y := blas32.Vector{N: hi - lo, Inc: 1, Data: dst[lo:hi]}
-		clear(y.Data)
-		for _, x := range xs {
-			blas32.Axpy(1, blas32.Vector{N: hi - lo, Inc: 1, Data: x[lo:hi]}, y)
-		}
-	})
-}
+// in float32, every input read once (Pass).
+func sumPass(dst []float32, xs [][]float32) { Pass(dst, xs) }
 
 // passSeconds is the median of five timed passes after a warm-up.
 func passSeconds(xs [][]float32) float64 {

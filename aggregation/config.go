@@ -57,8 +57,12 @@ func (c Config) Validate() error {
 }
 
 // New returns the rule c configures, after Validate. A rule with bucketing
-// needs a source of randomness per round: see WithRand.
+// needs a source of randomness per round: see WithRand. It refuses (with
+// ErrKernel) when FEDGUARD_KERNEL forces a kernel path the CPU lacks.
 func New(c Config) (Rule, error) {
+	if kernelErr != nil {
+		return nil, kernelErr
+	}
 	r, err := c.base()
 	if err != nil {
 		return nil, err

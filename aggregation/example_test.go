@@ -123,3 +123,14 @@ func ExampleDefaults() {
 	// {Rule:multi-krum F:5 M:20 Beta:0 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
 	// {Rule:centered-clipping F:5 M:0 Beta:0 Tau:1 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
 }
+
+// Kernel names the path the rules run on this machine; FEDGUARD_KERNEL
+// forces one, and a path the CPU lacks is refused.
+func ExampleKernel() {
+	path, err := aggregation.Kernel()
+	if err != nil {
+		fmt.Println("refused:", err) // e.g. FEDGUARD_KERNEL=avx512 on a CPU without it
+		return
+	}
+	fmt.Println("kernel path:", path, "of", aggregation.KernelPaths())
+}

@@ -11,8 +11,9 @@ package aggregation
 // goroutine in an order fixed by n and d alone, so results are the same bit
 // for bit whatever the number of cores.
 //
-// On amd64 with AVX-512 (and without the purego build tag) the inner loops
-// are Go assembly (kernel_amd64.s). The portable Go loops in this file
+// On amd64 (without the purego build tag) the inner loops are Go assembly:
+// AVX-512 (kernel_amd64.s) or AVX2 (kernel_avx2_amd64.s, generated with avo),
+// as kernel_path.go selects. The portable Go loops in this file
 // perform exactly the same float32 and float64 operations in the same order
 // (the assembly uses no fused multiply-add, and the Go code forbids fusion
 // with explicit conversions), so both give the same bits: a round can be
@@ -243,20 +244,26 @@ func squaredDistance64(x, y []float32) float64 {
 // the tree (l, l+8), (l, l+4), (l, l+2), (0, 1).
 func pairTileGeneric(s *[16]float32, a, b *[4][]float32) {
 	var acc [16][lanes]float32
+	pairTileAcc(&acc, a, b, 0)
+	for k := range acc {
+		s[k] = laneTree(&acc[k])
+	}
+}
+
+// pairTileAcc adds (a[p][i] − b[q][i])² to acc[4p+q][i mod 16] for i from
+// `from` to the end of the block, i increasing.
+func pairTileAcc(acc *[16][lanes]float32, a, b *[4][]float32, from int) {
 	n := len(a[0])
 	for p := range 4 {
 		x := a[p][:n]
 		for q := range 4 {
 			y := b[q][:n]
 			l := &acc[p*4+q]
-			for i := range n {
+			for i := from; i < n; i++ {
 				t := x[i] - y[i]
 				l[i&(lanes-1)] += float32(t * t)
 			}
 		}
-	}
-	for k := range acc {
-		s[k] = laneTree(&acc[k])
 	}
 }
 
@@ -399,18 +406,26 @@ type networkKey struct{ n, lo, hi int }
 // sortNetwork returns Batcher's odd–even merge sorting network for n wires,
 // pruned to the comparators that can change the values of ranks lo..hi-1, as
 // pairs of byte offsets of 16-float rows (wire i at 64·i), min to the first.
+//
+// Its first blockComparators·(n/8) comparators are, block by block, the
+// complete first three stages (p = 1, 2, 4) on each full block of 8 wires
+// 8b..8b+7, i.e. Batcher's 8-sorter, unpruned: the AVX2 kernel runs them
+// with the 8 rows in registers. Reordering comparators of disjoint wires
+// and keeping comparators on wires that cannot reach the wanted ranks
+// change none of the kept ranks' values.
 func sortNetwork(n, lo, hi int) []int32 {
 	key := networkKey{n, lo, hi}
 	if v, ok := networks.Load(key); ok {
 		return v.([]int32)
 	}
-	var all [][2]int
+	type comparator struct{ a, b, p int }
+	var all []comparator
 	for p := 1; p < n; p <<= 1 {
 		for k := p; k >= 1; k >>= 1 {
 			for j := k % p; j+k < n; j += 2 * k {
 				for i := 0; i < k && i+j+k < n; i++ {
 					if (i+j)/(2*p) == (i+j+k)/(2*p) {
-						all = append(all, [2]int{i + j, i + j + k})
+						all = append(all, comparator{i + j, i + j + k, p})
 					}
 				}
 			}
@@ -421,24 +436,37 @@ func sortNetwork(n, lo, hi int) []int32 {
 		live[r] = true
 	}
 	keep := make([]bool, len(all))
-	kept := 0
 	for c := len(all) - 1; c >= 0; c-- {
-		i, j := all[c][0], all[c][1]
+		i, j := all[c].a, all[c].b
 		if live[i] || live[j] {
 			keep[c] = true
 			live[i], live[j] = true, true
-			kept++
 		}
 	}
-	net := make([]int32, 0, 2*kept)
-	for c, cmp := range all {
-		if keep[c] {
-			net = append(net, int32(cmp[0]*lanes*4), int32(cmp[1]*lanes*4))
+	// inBlock reports whether comparator c is one of the first stages of a
+	// full block of 8 wires.
+	inBlock := func(c comparator) bool { return c.p <= 4 && c.b < n&^7 }
+	net := make([]int32, 0, 2*len(all))
+	add := func(c comparator) { net = append(net, int32(c.a*lanes*4), int32(c.b*lanes*4)) }
+	for b := range n / 8 {
+		for _, c := range all {
+			if inBlock(c) && c.a/8 == b {
+				add(c)
+			}
+		}
+	}
+	for i, c := range all {
+		if keep[i] && !inBlock(c) {
+			add(c)
 		}
 	}
 	v, _ := networks.LoadOrStore(key, net)
 	return v.([]int32)
 }
+
+// blockComparators is the number of comparators of Batcher's 8-sorter, the
+// start of every network of sortNetwork per full block of 8 wires.
+const blockComparators = 19
 
 // meanOf writes the unweighted mean of xs[idx...] into dst (float64
 // accumulation in the order of idx).

@@ -2,15 +2,32 @@
 
 package aggregation
 
+// The amd64 kernels: AVX-512 in kernel_amd64.s (hand-written), AVX2 in
+// kernel_avx2_amd64.s (generated with avo from internal/asm: `make asm`).
+// The AVX-512 file stays hand-written because it can only be run and
+// checked on an AVX-512 CPU, and regenerating code nobody can test here
+// would trade a reviewed kernel for an unverified one.
+
+//go:generate go run -C internal/asm . -out ../../kernel_avx2_amd64.s -stubs ../../kernel_avx2_stubs_amd64.go -pkg aggregation
+
 import (
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
 
-// haveAVX512 selects the assembly kernels of kernel_amd64.s. Tests turn it
-// off to check that the portable loops give the same bits.
-var haveAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ
+// availablePaths lists the kernel paths this CPU runs: the AVX-512 kernels
+// need AVX512F, VL and DQ, the AVX2 ones AVX2 and FMA (for an exact a·1 − b).
+func availablePaths() []kernelPath {
+	p := []kernelPath{pathPurego}
+	if cpu.X86.HasAVX && cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		p = append(p, pathAVX2)
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ {
+		p = append(p, pathAVX512)
+	}
+	return p
+}
 
 //go:noescape
 func pairTileAVX512(s *[16]float32, rows *[8]*float32, n int)
@@ -30,9 +47,12 @@ func add64AVX512(acc *float64, x *float32, n int)
 //go:noescape
 func div32AVX512(dst *float32, acc *float64, n int, c float64)
 
+//go:noescape
+func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
+
 func pairTile(s *[16]float32, a, b *[4][]float32) {
 	n := len(a[0])
-	if !haveAVX512 || n == 0 {
+	if kernel == pathPurego || n == 0 {
 		pairTileGeneric(s, a, b)
 		return
 	}
@@ -41,11 +61,25 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 		rows[k] = unsafe.SliceData(a[k][:n])
 		rows[4+k] = unsafe.SliceData(b[k][:n])
 	}
-	pairTileAVX512(s, &rows, n)
+	if kernel == pathAVX512 {
+		pairTileAVX512(s, &rows, n)
+		return
+	}
+	// AVX2: the lanes of the whole 16-coordinate groups, then the tail
+	// in Go, then the same lane tree.
+	var acc [16][lanes]float32
+	m := n &^ (lanes - 1)
+	if m > 0 {
+		pairTileAVX2(&acc, &rows, m)
+	}
+	pairTileAcc(&acc, a, b, m)
+	for k := range acc {
+		s[k] = laneTree(&acc[k])
+	}
 }
 
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
-	if !haveAVX512 {
+	if kernel == pathPurego {
 		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
 		return
 	}
@@ -56,19 +90,40 @@ func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi
 	if !(0 <= lo && lo < hi && hi <= n) {
 		panic("aggregation: rank range out of bounds")
 	}
-	rankMean16AVX512(&dst[0], &buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net), lo, hi)
+	if kernel == pathAVX512 {
+		rankMean16AVX512(&dst[0], &buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net), lo, hi)
+		return
+	}
+	sort16AVX2(&buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net))
+	meanRowsAVX2((*[lanes]float32)(dst), &buf[0], lo, hi, float64(hi-lo))
 }
 
 // networkRows serves only the last, partial group of a vector, so the
 // portable loop is enough (it gives the same bits as the assembly).
 func networkRows(buf []float32, net []int32) { networkRowsGeneric(buf, net) }
 
+// simdPrefix returns how many of the first n elements the element-wise
+// assembly of the current path takes (a multiple of its group), 0 for the
+// portable path.
+func simdPrefix(n int) int {
+	switch kernel {
+	case pathAVX512:
+		return n &^ 15
+	case pathAVX2:
+		return n &^ 7
+	}
+	return 0
+}
+
 func add64(acc []float64, x []float32) {
 	n := len(acc)
 	x = x[:n]
-	m := n &^ (lanes - 1)
-	if haveAVX512 && m > 0 {
-		add64AVX512(&acc[0], &x[0], m)
+	if m := simdPrefix(n); m > 0 {
+		if kernel == pathAVX512 {
+			add64AVX512(&acc[0], &x[0], m)
+		} else {
+			add64AVX2(&acc[0], &x[0], m)
+		}
 		acc, x = acc[m:], x[m:]
 	}
 	add64Generic(acc, x)
@@ -77,42 +132,49 @@ func add64(acc []float64, x []float32) {
 func div32(dst []float32, acc []float64, c float64) {
 	n := len(dst)
 	acc = acc[:n]
-	m := n &^ (lanes - 1)
-	if haveAVX512 && m > 0 {
-		div32AVX512(&dst[0], &acc[0], m, c)
+	if m := simdPrefix(n); m > 0 {
+		if kernel == pathAVX512 {
+			div32AVX512(&dst[0], &acc[0], m, c)
+		} else {
+			div32AVX2(&dst[0], &acc[0], m, c)
+		}
 		dst, acc = dst[m:], acc[m:]
 	}
 	div32Generic(dst, acc, c)
 }
 
 func sort16(buf []float32, xs [][]float32, off int, net []int32) {
-	if !haveAVX512 {
+	if kernel == pathPurego {
 		sort16Generic(buf, xs, off, net)
 		return
 	}
 	// The callers checked that every update holds off+16 values.
 	_ = buf[len(xs)*lanes-1]
-	sort16AVX512(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
+	if kernel == pathAVX512 {
+		sort16AVX512(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
+		return
+	}
+	sort16AVX2(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
 }
 
 func axpy64w(acc []float64, w float64, x []float32) {
 	n := len(acc)
 	x = x[:n]
-	m := n &^ (lanes - 1)
-	if haveAVX512 && m > 0 {
-		axpy64AVX512(&acc[0], &x[0], m, w)
+	if m := simdPrefix(n); m > 0 {
+		if kernel == pathAVX512 {
+			axpy64AVX512(&acc[0], &x[0], m, w)
+		} else {
+			axpy64AVX2(&acc[0], &x[0], m, w)
+		}
 		acc, x = acc[m:], x[m:]
 	}
 	axpy64wGeneric(acc, w, x)
 }
 
-//go:noescape
-func sqdist4x4AVX512(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
-
 func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
 	n := len(y)
 	m := n &^ 3
-	if !haveAVX512 || m == 0 {
+	if kernel == pathPurego || m == 0 {
 		sqdist4x4Generic(s, x, y)
 		return
 	}
@@ -120,8 +182,27 @@ func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
 	for r := range 4 {
 		rows[r] = unsafe.SliceData(x[r][:n])
 	}
-	sqdist4x4AVX512(s, &rows, &y[0], m)
+	if kernel == pathAVX512 {
+		sqdist4x4AVX512(s, &rows, &y[0], m)
+	} else {
+		sqdist4x4AVX2(s, &rows, &y[0], m)
+	}
 	for r := range 4 {
 		sqdist4Generic(&s[r], x[r][m:n], y[m:])
 	}
+}
+
+// passPath is the path of the summing pass's adds: AVX2 on every CPU that
+// has it (AVX-512 ones too), whatever FEDGUARD_KERNEL forces.
+var passPath = map[bool]kernelPath{true: pathAVX2, false: pathPurego}[cpu.X86.HasAVX2]
+
+// passAdd32 is the summing pass's acc += x.
+func passAdd32(acc, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := n &^ 31; passPath == pathAVX2 && m > 0 {
+		add32AVX2(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add32Generic(acc, x)
 }

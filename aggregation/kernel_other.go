@@ -2,8 +2,8 @@
 
 package aggregation
 
-// haveAVX512 is false: this build has no assembly kernels.
-var haveAVX512 = false
+// availablePaths: this build has no assembly kernels.
+func availablePaths() []kernelPath { return []kernelPath{pathPurego} }
 
 func pairTile(s *[16]float32, a, b *[4][]float32) { pairTileGeneric(s, a, b) }
 
@@ -24,3 +24,8 @@ func axpy64w(acc []float64, w float64, x []float32) { axpy64wGeneric(acc, w, x) 
 func sqdist4(s *[4]float64, x, y []float32) { sqdist4Generic(s, x, y) }
 
 func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) { sqdist4x4Generic(s, x, y) }
+
+// passPath is the path of the summing pass's adds.
+const passPath = pathPurego
+
+func passAdd32(acc, x []float32) { add32Generic(acc, x) }

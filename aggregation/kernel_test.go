@@ -111,17 +111,16 @@ func forKernelCases(t *testing.T, f func(t *testing.T, xs [][]float32)) {
 	}
 }
 
-// withPaths runs f with the assembly kernels (when there are any) and with the
-// portable loops.
+// withPaths runs f once per kernel path this CPU offers (the portable loops
+// included), as a subtest named after the path.
 func withPaths(t *testing.T, f func(t *testing.T)) {
 	t.Helper()
-	saved := haveAVX512
-	defer func() { haveAVX512 = saved }()
-	if saved {
-		t.Run("asm", f)
+	saved := kernel
+	defer func() { kernel = saved }()
+	for _, p := range availablePaths() {
+		kernel = p
+		t.Run(p.String(), f)
 	}
-	haveAVX512 = false
-	t.Run("go", f)
 }
 
 func TestPairwiseSquaredDistances(t *testing.T) {
@@ -260,7 +259,7 @@ func btoi(b bool) int {
 }
 
 // TestKernelsDeterministic wants the same bits on one core and on two, and
-// (on amd64) from the assembly and the portable loops.
+// from the default kernel path and the portable loops.
 func TestKernelsDeterministic(t *testing.T) {
 	n, d := 20, 3*pairBlock+5
 	if !raceEnabled && !testing.Short() {
@@ -282,16 +281,16 @@ func TestKernelsDeterministic(t *testing.T) {
 	d1, m1, t1, o1 := run()
 	runtime.GOMAXPROCS(2)
 	d2, m2, t2, o2 := run()
-	savedAsm := haveAVX512
-	haveAVX512 = false
+	savedPath := kernel
+	kernel = pathPurego
 	d3, m3, t3, o3 := run()
-	haveAVX512 = savedAsm
+	kernel = savedPath
 	for _, c := range []struct {
 		name string
 		a, b any
 	}{
 		{"1 vs 2 cores", []any{d1, m1, t1, o1}, []any{d2, m2, t2, o2}},
-		{"assembly vs Go", []any{d2, m2, t2, o2}, []any{d3, m3, t3, o3}},
+		{kernel.String() + " vs purego", []any{d2, m2, t2, o2}, []any{d3, m3, t3, o3}},
 	} {
 		a, b := c.a.([]any), c.b.([]any)
 		for k := range a {
@@ -531,4 +530,27 @@ func TestKernelsFlagNonFinite(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSortNetworkBlocks pins the layout the AVX2 kernel relies on: each
+// network starts, per full block of 8 wires, with Batcher's 8-sorter on
+// that block (the comparators of the 8-wire network, shifted).
+func TestSortNetworkBlocks(t *testing.T) {
+	eight := sortNetwork(8, 0, 8)
+	if len(eight) != 2*blockComparators {
+		t.Fatalf("8-sorter has %d comparators, want %d", len(eight)/2, blockComparators)
+	}
+	for _, n := range []int{8, 9, 16, 23, 50, 100} {
+		for _, r := range [][2]int{{0, n}, {n / 2, n/2 + 1}} {
+			net := sortNetwork(n, r[0], r[1])
+			for b := range n / 8 {
+				for c := range 2 * blockComparators {
+					got, want := net[2*blockComparators*b+c], eight[c]+int32(b*8*lanes*4)
+					if got != want {
+						t.Fatalf("n=%d ranks %v block %d: entry %d = %d, want %d", n, r, b, c, got, want)
+					}
+				}
+			}
+		}
+	}
 }

@@ -100,7 +100,7 @@ func refMean(xs [][]float64, idx []int) []float64 {
 
 // refKrumScores scores each member of set against the other members.
 func refKrumScores(xs [][]float64, set []int, f int) map[int]float64 {
-	k := max(len(set)-f-2, 0)
+	k := min(max(len(set)-f-2, 1), len(set)-1) // Krum's n−f−2 ≥ 1; Bulyan's last passes clamp at 1
 	scores := map[int]float64{}
 	for _, i := range set {
 		var ds []float64

@@ -275,7 +275,7 @@ func (r Bulyan) Aggregate(dst []float32, updates []Update) (Report, error) {
 	sel := make([]int, 0, theta)
 	for p := 1; p <= theta; p++ {
 		left := n - p + 1
-		s := nb.scores(alive, max(left-r.F-2, 0))
+		s := nb.scores(alive, bulyanNeighbours(left, r.F))
 		i := krumOrder(s, updates, alive)[0]
 		sel = append(sel, i)
 		alive[i] = false
@@ -296,6 +296,17 @@ func (r Bulyan) Aggregate(dst []float32, updates []Update) (Report, error) {
 		rep.Entries[i] = e
 	}
 	return rep, nil
+}
+
+// bulyanNeighbours is the number of nearest neighbours a Krum pass of
+// Bulyan sums with left updates remaining: left−f−2 as in Krum, but at
+// least 1 (while there is another update). At f = 1 the last pass has 3
+// left and left−f−2 = 0: every score would be 0 and the tie would go to the
+// smallest ID, even a far outlier. The paper's intent is that each pass
+// picks an update close to others; one neighbour keeps that (the outlier's
+// nearest neighbour is far, the two others are each other's).
+func bulyanNeighbours(left, f int) int {
+	return min(max(left-f-2, 1), left-1)
 }
 
 // CenteredClipping is centered clipping (Karimireddy et al., ICML 2021)

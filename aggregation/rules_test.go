@@ -435,3 +435,36 @@ func TestTrimCount(t *testing.T) {
 		}
 	}
 }
+
+// TestBulyanLastPassOutlierFirst: at f = 1 Bulyan's last Krum pass has 3
+// updates left and n−f−2 = 0 neighbours to sum, so every score was 0 and
+// the tie went to the smallest ID, here a far outlier. Each pass now sums
+// at least its one nearest neighbour, so the two close updates outscore it.
+func TestBulyanLastPassOutlierFirst(t *testing.T) {
+	vals := []float32{1e6, 0, 1, 2, 3, 4, 5} // "a" is the outlier
+	updates := make([]Update, len(vals))
+	for i, v := range vals {
+		updates[i] = Update{ID: string(rune('a' + i)), Delta: []float32{v, -v}, Samples: 1}
+	}
+	rule, err := New(Config{Rule: NameBulyan, F: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]float32, 2)
+	rep, err := rule.Aggregate(dst, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chosen := 0
+	for _, e := range rep.Entries {
+		if e.Selected {
+			chosen++
+		}
+	}
+	if a := rep.Entries[0]; a.Selected || chosen != 5 {
+		t.Errorf("outlier a selected %v (%s), %d chosen, want a left out of the 5", a.Selected, a.Reason, chosen)
+	}
+	if !(dst[0] >= 0 && dst[0] <= 5 && dst[1] == -dst[0]) {
+		t.Errorf("aggregate = %v, want within the honest values", dst)
+	}
+}

@@ -29,7 +29,7 @@ func TestAggregateJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"d", "n", "pass_seconds", "ratio", "rule", "seconds"}; !slices.Equal(keys, want) {
+	if want := []string{"d", "kernel", "n", "pass_kernel", "pass_seconds", "ratio", "rule", "seconds"}; !slices.Equal(keys, want) {
 		t.Errorf("JSON keys = %v, want %v", keys, want)
 	}
 	if got["rule"] != "fedavg" || got["n"] != 3.0 || got["d"] != 100.0 {
@@ -37,6 +37,9 @@ func TestAggregateJSON(t *testing.T) {
 	}
 	if s, p := got["seconds"].(float64), got["pass_seconds"].(float64); !(s > 0 && p > 0) {
 		t.Errorf("JSON = %s, want positive times", buf.Bytes())
+	}
+	if k, _ := aggregation.Kernel(); got["kernel"] != k || !slices.Contains(aggregation.KernelPaths(), k) {
+		t.Errorf("JSON kernel = %v, want the path that ran (%q, one of %v)", got["kernel"], k, aggregation.KernelPaths())
 	}
 }
 

@@ -46,7 +46,7 @@ func runBenchAggregate(ctx context.Context, env *Env, args []string) error {
 		return json.NewEncoder(env.Stdout).Encode(res)
 	}
 	c := res.Config
-	fmt.Fprintf(env.Stdout, "rule %s, n=%d, d=%d, f=%d", res.Rule, res.N, res.D, c.F)
+	fmt.Fprintf(env.Stdout, "rule %s, kernel %s, n=%d, d=%d, f=%d", res.Rule, res.Kernel, res.N, res.D, c.F)
 	if c.M > 0 {
 		fmt.Fprintf(env.Stdout, ", m=%d", c.M)
 	}
@@ -59,6 +59,6 @@ func runBenchAggregate(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "; medians of %d runs\n", o.Runs)
 	fmt.Fprintf(env.Stdout, "%-20s %10s %8s\n", "", "ms", "ratio")
 	fmt.Fprintf(env.Stdout, "%-20s %10.2f %8.2f\n", res.Rule, res.Seconds*1e3, res.Ratio)
-	fmt.Fprintf(env.Stdout, "%-20s %10.2f %8.2f\n", "pass (sum once)", res.PassSeconds*1e3, 1.0)
+	fmt.Fprintf(env.Stdout, "%-20s %10.2f %8.2f\n", "pass (sum once, "+res.PassKernel+")", res.PassSeconds*1e3, 1.0)
 	return nil
 }

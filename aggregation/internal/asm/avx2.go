@@ -1,0 +1,430 @@
+// Command asm generates the AVX2 kernels of package aggregation
+// (kernel_avx2_amd64.s and its Go declarations) with avo. Run it through
+// `go generate ./aggregation` or `make asm`; CI (`make asm-check`) fails when
+// the committed files differ from what it makes.
+//
+// Each kernel performs exactly the float32 and float64 operations of its
+// portable loop in kernel.go, in the same order and without fused
+// multiply-add, so every path gives the same bits. The summation order is
+// defined by 16 lanes (lanes in kernel.go); an AVX2 register holds 8
+// float32 or 4 float64, so a 16-lane accumulator is two or four registers.
+//
+// It is a module of its own so that avo does not become a dependency of
+// fedguard's main module.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	pairTile()
+	sort16()
+	meanRows()
+	add64()
+	div32()
+	axpy64()
+	sqdist4x4()
+	add32()
+	Generate()
+}
+
+// pairTile: the 16 squared-difference accumulators of a 4×4 tile of rows,
+// each 16 float32 lanes (two YMM). The block is walked in chunks of
+// pairChunk coordinates (the 8 rows' chunks, 16 KB, stay in L1), and each
+// chunk in four passes: b rows {0, 1} or {2, 3} against all four a rows,
+// lanes 0-7 or 8-15. A pass keeps its 8 accumulators, the 4 a values, one
+// b value, a temporary and the constant 1 in 15 of the 16 YMM registers,
+// and loads 6 vectors per 8 squared differences. As in the AVX-512 kernel,
+// half the differences are a·1 − b by VFMSUB231PS (exact product, one
+// rounding: the bits of VSUBPS) so that the FMA and the FADD pipes share
+// the work.
+const pairChunk = 512
+
+func pairTile() {
+	TEXT("pairTileAVX2", NOSPLIT, "func(acc *[16][16]float32, rows *[8]*float32, n int)")
+	Pragma("noescape")
+	Doc("pairTileAVX2 adds (a_p[i] − b_q[i])² (float32 difference, square",
+		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
+		"rows holds a0..a3, b0..b3; n is a multiple of 16.")
+	accp := Load(Param("acc"), GP64())
+	rows := Load(Param("rows"), GP64())
+	n := Load(Param("n"), GP64())
+	SHLQ(U8(2), n) // bytes
+	ones := YMM()
+	one := GP32()
+	MOVL(U32(0x3f800000), one)
+	MOVD(one, ones.AsX())
+	VBROADCASTSS(ones.AsX(), ones)
+	start, end := GP64(), GP64()
+	XORQ(start, start)
+	TESTQ(n, n)
+	JZ(LabelRef("pairdone"))
+	Label("chunk")
+	MOVQ(start, end)
+	ADDQ(U32(4*pairChunk), end)
+	CMPQ(end, n)
+	CMOVQGT(n, end)
+	for pass := range 4 {
+		q0, h := 2*(pass/2), pass%2
+		var a [4]GPVirtual
+		for p := range 4 {
+			a[p] = GP64()
+			MOVQ(Mem{Base: rows, Disp: 8 * p}, a[p])
+		}
+		b := [2]GPVirtual{GP64(), GP64()}
+		for q := range 2 {
+			MOVQ(Mem{Base: rows, Disp: 8 * (4 + q0 + q)}, b[q])
+		}
+		// acc[p][q]: pair (p, q0+q), lanes 8h..8h+7.
+		var acc [4][2]VecVirtual
+		for p := range 4 {
+			for q := range 2 {
+				acc[p][q] = YMM()
+				VMOVUPS(Mem{Base: accp, Disp: 64*(4*p+q0+q) + 32*h}, acc[p][q])
+			}
+		}
+		i := GP64()
+		MOVQ(start, i)
+		loop := fmt.Sprintf("pair%d", pass)
+		Label(loop)
+		var x [4]VecVirtual
+		for p := range 4 {
+			x[p] = YMM()
+			VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, x[p])
+		}
+		for q := range 2 {
+			y := YMM()
+			VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}, y)
+			for p := range 4 {
+				t := YMM()
+				if p%2 == 1 {
+					VMOVAPS(y, t)
+					VFMSUB231PS(ones, x[p], t) // t = a·1 − b
+				} else {
+					VSUBPS(y, x[p], t)
+				}
+				VMULPS(t, t, t)
+				VADDPS(t, acc[p][q], acc[p][q])
+			}
+		}
+		ADDQ(U8(64), i)
+		CMPQ(i, end)
+		JL(LabelRef(loop))
+		for p := range 4 {
+			for q := range 2 {
+				VMOVUPS(acc[p][q], Mem{Base: accp, Disp: 64*(4*p+q0+q) + 32*h})
+			}
+		}
+	}
+	MOVQ(end, start)
+	CMPQ(start, n)
+	JL(LabelRef("chunk"))
+	Label("pairdone")
+	VZEROUPPER()
+	RET()
+}
+
+// sort16: gather 16 coordinates of every update into 64-byte rows, then the
+// comparators of a sorting network, lane-wise, on the rows in memory.
+func sort16() {
+	TEXT("sort16AVX2", NOSPLIT, "func(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)")
+	Pragma("noescape")
+	Doc("sort16AVX2 copies xs[r][off:off+16] into row r (64 bytes) of buf for",
+		"r < n, then applies the comparators net (nnet int32s: pairs of byte",
+		"offsets of rows; the minimum to the first, the maximum to the second,",
+		"VMINPS/VMAXPS returning the second row's value on equal values).")
+	buf := Load(Param("buf"), GP64())
+	xs := Load(Param("xs"), GP64())
+	n := Load(Param("n"), GP64())
+	off := Load(Param("off"), GP64())
+	SHLQ(U8(2), off)
+	dst := GP64()
+	MOVQ(buf, dst)
+	TESTQ(n, n)
+	JZ(LabelRef("network"))
+	Label("gather")
+	src := GP64()
+	MOVQ(Mem{Base: xs}, src)
+	lo, hi := YMM(), YMM()
+	VMOVUPS(Mem{Base: src, Index: off, Scale: 1}, lo)
+	VMOVUPS(Mem{Base: src, Index: off, Scale: 1, Disp: 32}, hi)
+	VMOVUPS(lo, Mem{Base: dst})
+	VMOVUPS(hi, Mem{Base: dst, Disp: 32})
+	ADDQ(U8(24), xs) // next slice header
+	ADDQ(U8(64), dst)
+	DECQ(n)
+	JNZ(LabelRef("gather"))
+
+	// The first 19·(n/8) comparators are Batcher's 8-sorter on each full
+	// block of 8 rows (see sortNetwork): run them on the block's rows in
+	// registers, one half of the lanes at a time, then skip them.
+	Label("network")
+	blocks := Load(Param("n"), GP64())
+	SHRQ(U8(3), blocks)
+	skip := GP64()
+	MOVQ(blocks, skip)
+	IMUL3Q(U32(8*len(sorter8())), skip, skip) // bytes of net
+	blk := GP64()
+	MOVQ(buf, blk)
+	TESTQ(blocks, blocks)
+	JZ(LabelRef("rest"))
+	Label("block")
+	for h := range 2 {
+		var r [8]VecVirtual
+		for w := range 8 {
+			r[w] = YMM()
+			VMOVUPS(Mem{Base: blk, Disp: 64*w + 32*h}, r[w])
+		}
+		for _, c := range sorter8() {
+			x, y := r[c[0]], r[c[1]]
+			mn, mx := YMM(), YMM()
+			VMINPS(y, x, mn)
+			VMAXPS(y, x, mx)
+			r[c[0]], r[c[1]] = mn, mx
+		}
+		for w := range 8 {
+			VMOVUPS(r[w], Mem{Base: blk, Disp: 64*w + 32*h})
+		}
+	}
+	ADDQ(U32(8*64), blk)
+	DECQ(blocks)
+	JNZ(LabelRef("block"))
+	Label("rest")
+	net := Load(Param("net"), GP64())
+	end := Load(Param("nnet"), GP64())
+	LEAQ(Mem{Base: net, Index: end, Scale: 4}, end)
+	ADDQ(skip, net)
+	CMPQ(net, end)
+	JGE(LabelRef("done"))
+	Label("cmp")
+	r0, r1 := GP64(), GP64()
+	MOVLQSX(Mem{Base: net}, r0)
+	MOVLQSX(Mem{Base: net, Disp: 4}, r1)
+	for h := range 2 {
+		x, y, mn, mx := YMM(), YMM(), YMM(), YMM()
+		VMOVUPS(Mem{Base: buf, Index: r0, Scale: 1, Disp: 32 * h}, x)
+		VMOVUPS(Mem{Base: buf, Index: r1, Scale: 1, Disp: 32 * h}, y)
+		VMINPS(y, x, mn)
+		VMAXPS(y, x, mx)
+		VMOVUPS(mn, Mem{Base: buf, Index: r0, Scale: 1, Disp: 32 * h})
+		VMOVUPS(mx, Mem{Base: buf, Index: r1, Scale: 1, Disp: 32 * h})
+	}
+	ADDQ(U8(8), net)
+	CMPQ(net, end)
+	JL(LabelRef("cmp"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// sorter8 returns Batcher's odd–even merge sorting network for 8 wires in
+// the order of aggregation's sortNetwork.
+func sorter8() [][2]int {
+	const n = 8
+	var net [][2]int
+	for p := 1; p < n; p <<= 1 {
+		for k := p; k >= 1; k >>= 1 {
+			for j := k % p; j+k < n; j += 2 * k {
+				for i := 0; i < k && i+j+k < n; i++ {
+					if (i+j)/(2*p) == (i+j+k)/(2*p) {
+						net = append(net, [2]int{i + j, i + j + k})
+					}
+				}
+			}
+		}
+	}
+	return net
+}
+
+// meanRows: the float64 mean of rows lo..hi-1 in four 4-lane accumulators.
+func meanRows() {
+	TEXT("meanRowsAVX2", NOSPLIT, "func(dst *[16]float32, buf *float32, lo, hi int, cnt float64)")
+	Pragma("noescape")
+	Doc("meanRowsAVX2 writes float32(s_l / cnt) into dst[l], s_l the float64 sum",
+		"of lane l of the 64-byte rows lo..hi-1 of buf added in row order; lo < hi.")
+	dst := Load(Param("dst"), GP64())
+	buf := Load(Param("buf"), GP64())
+	lo := Load(Param("lo"), GP64())
+	hi := Load(Param("hi"), GP64())
+	cnt := YMM()
+	VBROADCASTSD(Load(Param("cnt"), XMM()), cnt)
+	SHLQ(U8(6), lo)
+	SHLQ(U8(6), hi)
+	var s [4]VecVirtual
+	for k := range s {
+		s[k] = YMM()
+		VXORPD(s[k], s[k], s[k])
+	}
+	Label("row")
+	for k := range s {
+		v := YMM()
+		VCVTPS2PD(Mem{Base: buf, Index: lo, Scale: 1, Disp: 16 * k}, v)
+		VADDPD(v, s[k], s[k])
+	}
+	ADDQ(U8(64), lo)
+	CMPQ(lo, hi)
+	JL(LabelRef("row"))
+	for k := range s {
+		VDIVPD(cnt, s[k], s[k])
+		x := XMM()
+		VCVTPD2PSY(s[k], x)
+		VMOVUPS(x, Mem{Base: dst, Disp: 16 * k})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// elementwise emits a loop over n (a multiple of 8) elements: body gets the
+// byte offsets of the float32 and float64 element 0 of the group and the
+// group's half (4 elements) k in {0, 1}.
+func elementwise(name string, n Register, i32, i64 GPVirtual, body func(k int)) {
+	XORQ(i32, i32)
+	XORQ(i64, i64)
+	SHLQ(U8(2), n)
+	CMPQ(i32, n)
+	JGE(LabelRef(name + "done"))
+	Label(name)
+	body(0)
+	body(1)
+	ADDQ(U8(32), i32)
+	ADDQ(U8(64), i64)
+	CMPQ(i32, n)
+	JL(LabelRef(name))
+	Label(name + "done")
+	VZEROUPPER()
+	RET()
+}
+
+func add64() {
+	TEXT("add64AVX2", NOSPLIT, "func(acc *float64, x *float32, n int)")
+	Pragma("noescape")
+	Doc("add64AVX2 sets acc[i] += float64(x[i]) for i < n; n is a multiple of 8.")
+	acc := Load(Param("acc"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	i32, i64 := GP64(), GP64()
+	elementwise("add64", n, i32, i64, func(k int) {
+		v := YMM()
+		VCVTPS2PD(Mem{Base: x, Index: i32, Scale: 1, Disp: 16 * k}, v)
+		VADDPD(Mem{Base: acc, Index: i64, Scale: 1, Disp: 32 * k}, v, v)
+		VMOVUPD(v, Mem{Base: acc, Index: i64, Scale: 1, Disp: 32 * k})
+	})
+}
+
+func div32() {
+	TEXT("div32AVX2", NOSPLIT, "func(dst *float32, acc *float64, n int, c float64)")
+	Pragma("noescape")
+	Doc("div32AVX2 sets dst[i] = float32(acc[i] / c) for i < n; n is a multiple of 8.")
+	dst := Load(Param("dst"), GP64())
+	acc := Load(Param("acc"), GP64())
+	n := Load(Param("n"), GP64())
+	c := YMM()
+	VBROADCASTSD(Load(Param("c"), XMM()), c)
+	i32, i64 := GP64(), GP64()
+	elementwise("div32", n, i32, i64, func(k int) {
+		v := YMM()
+		VMOVUPD(Mem{Base: acc, Index: i64, Scale: 1, Disp: 32 * k}, v)
+		VDIVPD(c, v, v)
+		x := XMM()
+		VCVTPD2PSY(v, x)
+		VMOVUPS(x, Mem{Base: dst, Index: i32, Scale: 1, Disp: 16 * k})
+	})
+}
+
+func axpy64() {
+	TEXT("axpy64AVX2", NOSPLIT, "func(acc *float64, x *float32, n int, w float64)")
+	Pragma("noescape")
+	Doc("axpy64AVX2 sets acc[i] += float64(w·float64(x[i])) for i < n, the",
+		"product rounded before the addition (no FMA); n is a multiple of 8.")
+	acc := Load(Param("acc"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	w := YMM()
+	VBROADCASTSD(Load(Param("w"), XMM()), w)
+	i32, i64 := GP64(), GP64()
+	elementwise("axpy64", n, i32, i64, func(k int) {
+		v := YMM()
+		VCVTPS2PD(Mem{Base: x, Index: i32, Scale: 1, Disp: 16 * k}, v)
+		VMULPD(w, v, v)
+		VADDPD(Mem{Base: acc, Index: i64, Scale: 1, Disp: 32 * k}, v, v)
+		VMOVUPD(v, Mem{Base: acc, Index: i64, Scale: 1, Disp: 32 * k})
+	})
+}
+
+func sqdist4x4() {
+	TEXT("sqdist4x4AVX2", NOSPLIT, "func(s *[4][4]float64, rows *[4]*float32, y *float32, n int)")
+	Pragma("noescape")
+	Doc("sqdist4x4AVX2 adds float64(t·t), t = float64(rows[r][k]) − float64(y[k]),",
+		"to s[r][k mod 4] for k < n, k increasing, for the four rows (four",
+		"independent 4-lane float64 chains); n is a multiple of 4.")
+	s := Load(Param("s"), GP64())
+	rows := Load(Param("rows"), GP64())
+	y := Load(Param("y"), GP64())
+	n := Load(Param("n"), GP64())
+	var x [4]GPVirtual
+	var acc [4]VecVirtual
+	for r := range 4 {
+		x[r] = GP64()
+		MOVQ(Mem{Base: rows, Disp: 8 * r}, x[r])
+		acc[r] = YMM()
+		VMOVUPD(Mem{Base: s, Disp: 32 * r}, acc[r])
+	}
+	i := GP64()
+	XORQ(i, i)
+	SHLQ(U8(2), n)
+	CMPQ(i, n)
+	JGE(LabelRef("sqdone"))
+	Label("sq")
+	yv := YMM()
+	VCVTPS2PD(Mem{Base: y, Index: i, Scale: 1}, yv)
+	for r := range 4 {
+		t := YMM()
+		VCVTPS2PD(Mem{Base: x[r], Index: i, Scale: 1}, t)
+		VSUBPD(yv, t, t)
+		VMULPD(t, t, t)
+		VADDPD(t, acc[r], acc[r])
+	}
+	ADDQ(U8(16), i)
+	CMPQ(i, n)
+	JL(LabelRef("sq"))
+	Label("sqdone")
+	for r := range 4 {
+		VMOVUPD(acc[r], Mem{Base: s, Disp: 32 * r})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+func add32() {
+	TEXT("add32AVX2", NOSPLIT, "func(acc *float32, x *float32, n int)")
+	Pragma("noescape")
+	Doc("add32AVX2 sets acc[i] += x[i] in float32 for i < n; n is a multiple of 32.",
+		"It is the summing pass benchmarks divide by, not a rule's kernel.")
+	acc := Load(Param("acc"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	i := GP64()
+	XORQ(i, i)
+	SHLQ(U8(2), n)
+	CMPQ(i, n)
+	JGE(LabelRef("add32done"))
+	Label("add32")
+	for k := range 4 {
+		v := YMM()
+		VMOVUPS(Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k}, v)
+		VADDPS(Mem{Base: x, Index: i, Scale: 1, Disp: 32 * k}, v, v)
+		VMOVUPS(v, Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k})
+	}
+	ADDQ(U8(128), i)
+	CMPQ(i, n)
+	JL(LabelRef("add32"))
+	Label("add32done")
+	VZEROUPPER()
+	RET()
+}
