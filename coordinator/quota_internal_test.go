@@ -85,7 +85,7 @@ func TestSuppressedWrittenWhenWindowEnds(t *testing.T) {
 		Enrolled: []string{"hospital-a", "hospital-b"},
 		Model:    ModelConfig{Kind: "logreg", Features: []string{"f1"}, Label: "y", Classes: []string{"B", "M"}},
 	}
-	c, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), func(o *options) { o.now = func() time.Time { return clock } })
+	c, err := New(cfg, WithInit(), WithLogger(slog.New(slog.DiscardHandler)), func(o *options) { o.now = func() time.Time { return clock } })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func startLogged(t *testing.T, cfg coordinator.Config) (*server, *syncBuffer) {
 	t.Helper()
 	buf := &syncBuffer{}
 	s := &server{done: make(chan error, 1)}
-	c, err := coordinator.New(cfg, coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
+	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
 	if err != nil {
 		t.Fatalf("coordinator.New: %v", err)
 	}
