@@ -138,6 +138,9 @@ type Config struct {
 	MetricsListen string `json:"metrics_listen,omitempty"`
 	// Anomaly tunes the anomaly flags raised on plain rounds' updates.
 	Anomaly AnomalyConfig `json:"anomaly,omitzero"`
+	// Limits bound the connections, calls and update streams of one
+	// participant.
+	Limits LimitsConfig `json:"limits,omitzero"`
 }
 
 // SecAggConfig tunes secure aggregation (see package secureround).
@@ -242,6 +245,7 @@ func (c Config) withDefaults() Config {
 	if c.LongPoll == 0 {
 		c.LongPoll = Duration(DefaultLongPoll)
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.KeepModels == 0 {
 		c.KeepModels = DefaultKeepModels
 	}
@@ -450,6 +454,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.Anomaly.validate(add)
+	c.Limits.validate(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))
 	}

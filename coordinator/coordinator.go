@@ -213,6 +213,7 @@ type Coordinator struct {
 	refusals   refusalLimit
 	revokedMu  sync.Mutex // serializes recordRevocations
 	metrics    *metrics
+	limits     *perIdentity
 
 	metricsMu   sync.Mutex
 	metricsAddr string // bound metrics listener, while Serve runs
@@ -285,8 +286,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		told:       map[string]bool{},
 		kick:       make(chan struct{}, 1),
 		metrics:    newMetrics(),
+		limits:     newPerIdentity(),
 		status:     newStatusBook(cfg.Enrolled),
 	}
+	c.metrics.reg.MustRegister(c.limits.collectors()...)
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
 	}

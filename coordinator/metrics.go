@@ -122,6 +122,7 @@ var (
 	certReasons  = []string{
 		certs.ReasonUnknownAuthority, certs.ReasonExpired, certs.ReasonNotYetValid, certs.ReasonRevoked,
 		certs.ReasonWrongRole, certs.ReasonNotEnrolled, certs.ReasonBadIdentity, certs.ReasonNoCertificate, certs.ReasonOther,
+		ReasonTooManyConnections, ReasonTooManyCalls,
 	}
 	// refusedCodes are the codes a refused update is pre-counted under;
 	// any other valid code appears on first use.

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -54,10 +53,9 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		return err
 	}
 	auth := &authenticator{c: c, crl: crl}
-	srv := grpc.NewServer(append(wire.ServerOptions(),
+	opts := append(wire.ServerOptions(), serverLimits(c.cfg.Limits)...)
+	srv := grpc.NewServer(append(opts,
 		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
 	)...)
@@ -271,25 +269,34 @@ func (a *authenticator) check(ctx context.Context) (context.Context, error) {
 }
 
 func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if info.FullMethod == healthpb.Health_Check_FullMethodName || info.FullMethod == healthpb.Health_List_FullMethodName {
-		return handler(ctx, req)
+	if info.FullMethod != healthpb.Health_Check_FullMethodName && info.FullMethod != healthpb.Health_List_FullMethodName {
+		var err error
+		if ctx, err = a.check(ctx); err != nil {
+			return nil, err
+		}
 	}
-	ctx, err := a.check(ctx)
+	end, err := a.c.enterCall(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
+	defer end()
 	return handler(ctx, req)
 }
 
 func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if info.FullMethod == healthpb.Health_Watch_FullMethodName {
-		return handler(srv, ss)
+	if info.FullMethod != healthpb.Health_Watch_FullMethodName {
+		ctx, err := a.check(ss.Context())
+		if err != nil {
+			return err
+		}
+		ss = &identityStream{ServerStream: ss, ctx: ctx}
 	}
-	ctx, err := a.check(ss.Context())
+	end, err := a.c.enterCall(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
-	return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+	defer end()
+	return handler(srv, ss)
 }
 
 type identityStream struct {
@@ -309,6 +316,9 @@ type refusalLogger struct {
 
 func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	out, info, err := r.TransportCredentials.ServerHandshake(conn)
+	if err == nil {
+		out, err = r.c.admitConnection(out, info)
+	}
 	if err != nil {
 		ref := certs.Classify(err)
 		r.c.metrics.refusedConnection(ref.Reason)

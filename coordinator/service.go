@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"time"
@@ -276,16 +274,14 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 	}()
 
+	// The buffer lives as long as this call, which recvBounded ends with
+	// the round attempt or when the stream stalls.
 	delta := make([]float32, h.GetNumParams())
+	held := 4 * int64(len(delta))
+	c.limits.buffered.Add(held)
+	defer c.limits.buffered.Add(-held)
 	asm := wire.NewAssembler(delta)
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	err = recvBounded(c, r, stream.Recv, func(m *fedguardv1.SubmitUpdateRequest) int { return len(m.GetChunk().GetData()) }, func(msg *fedguardv1.SubmitUpdateRequest) error {
 		if msg.GetRound() != round || msg.GetFormatVersion() != model.FormatVersion {
 			return status.Errorf(codes.InvalidArgument, "chunk names round %d format %d, the update is for round %d format %d",
 				msg.GetRound(), msg.GetFormatVersion(), round, model.FormatVersion)
@@ -298,6 +294,10 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 			c.opts.log.WarnContext(ctx, "update refused", "participant", name, "round", round, "error", err)
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := asm.Done(); err != nil {
 		return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
