@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -193,7 +194,10 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var serials []*big.Int
+	var (
+		serials []*big.Int
+		cert    *x509.Certificate
+	)
 	switch {
 	case *serial != "":
 		s, err := certs.ParseSerial(*serial)
@@ -202,7 +206,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 		}
 		serials = []*big.Int{s}
 	case *certFile != "":
-		cert, err := certs.LoadCertificate(*certFile)
+		cert, err = certs.LoadCertificate(*certFile)
 		if err != nil {
 			return err
 		}
@@ -236,7 +240,11 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "serial %s (%s) was already revoked\n", caSerial(s), identity[s.Text(16)])
 			return nil
 		}
-		if err := a.Revoke(s); err != nil {
+		revoke := func() error { return a.Revoke(s) }
+		if *certFile != "" {
+			revoke = func() error { return a.RevokeCertificate(cert) }
+		}
+		if err := revoke(); err != nil {
 			return err
 		}
 	}

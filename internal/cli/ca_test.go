@@ -64,6 +64,8 @@ func TestCACommands(t *testing.T) {
 		{"revoke unknown name", []string{"ca", "revoke", "--dir", caDir, "--name", "nobody"}, 1, nil, "no certificate was issued"},
 		{"revoke two selectors", []string{"ca", "revoke", "--dir", caDir, "--name", "st-john", "--serial", "ff"}, 2, nil, "exactly one"},
 		{"revoke bad serial", []string{"ca", "revoke", "--dir", caDir, "--serial", "zz"}, 2, nil, "bad serial"},
+		// Before, an unknown serial was added to the CRL and reported revoked.
+		{"revoke unknown serial", []string{"ca", "revoke", "--dir", caDir, "--serial", "abc123"}, 1, nil, "never issued a certificate with that serial"},
 	}
 	for _, st := range steps {
 		code, out, errOut := caRun(t, st.args...)
