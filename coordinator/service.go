@@ -156,11 +156,13 @@ func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.Co
 	c := s.c
 	name := identity(stream.Context()).Name
 	c.mu.Lock()
-	if c.phase != phaseTraining || c.round.number != req.GetRound() {
-		open := uint64(0)
-		if c.round != nil {
-			open = c.round.number
-		}
+	if c.phase != phaseTraining {
+		last, ph := c.lastRound, c.phase
+		c.mu.Unlock()
+		return status.Errorf(codes.FailedPrecondition, "round %d is not open: no round is (last closed round: %d, phase: %s)", req.GetRound(), last, ph)
+	}
+	if c.round.number != req.GetRound() {
+		open := c.round.number
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d is not open (open round: %d)", req.GetRound(), open)
 	}
