@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/model"
@@ -447,6 +448,11 @@ func (c Config) Validate() error {
 	}
 	if c.Secure && c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
 		c.checkSecure(add)
+	}
+	if c.Listen != "" {
+		if err := metricsserver.ValidateAddr(c.Listen); err != nil {
+			add("listen %w", err)
+		}
 	}
 	if c.MetricsListen != "" {
 		if err := validateMetricsListen(c.MetricsListen, c.Listen); err != nil {

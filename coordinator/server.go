@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -164,7 +165,41 @@ func serverTLS(cfg Config, authorize func(certs.Identity) error) (*tls.Config, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("TLS configuration: %w", err)
 	}
+	if err := checkServerCertificate(tlsCfg, caCert, cfg.Federation); err != nil {
+		return nil, nil, fmt.Errorf("server certificate %s: %w", cfg.Cert, err)
+	}
 	return tlsCfg, crl, nil
+}
+
+// checkServerCertificate makes sure the coordinator serves its own
+// certificate: issued by the CA for server authentication to
+// spiffe://FEDERATION/coordinator. Participants refuse anything else, so a
+// participant's certificate in cert would otherwise start a coordinator
+// nobody can reach.
+func checkServerCertificate(tlsCfg *tls.Config, ca *x509.Certificate, federation string) error {
+	kp, err := tlsCfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		return err
+	}
+	leaf := kp.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(kp.Certificate[0]); err != nil {
+			return err
+		}
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return err
+	}
+	id, err := certs.ParseIdentity(leaf)
+	if err != nil {
+		return err
+	}
+	if want := (certs.Identity{Federation: federation, Role: certs.RoleCoordinator}); id != want {
+		return fmt.Errorf("it is %s, want %s (the coordinator's certificate, from fedguard ca issue)", id, want)
+	}
+	return nil
 }
 
 // CheckFiles validates cfg and loads the files it names (CA certificate,
@@ -174,14 +209,8 @@ func CheckFiles(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	tlsCfg, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil })
-	if err != nil {
-		return err
-	}
-	if _, err := tlsCfg.GetCertificate(&tls.ClientHelloInfo{}); err != nil {
-		return fmt.Errorf("server certificate: %w", err)
-	}
-	return nil
+	_, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil })
+	return err
 }
 
 func (c *Coordinator) lastRoundNow() uint64 {
