@@ -446,6 +446,11 @@ func (a *Authority) readIssued() ([]IssuedCert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: read issued certificates: %w", err)
 	}
+	return parseIssued(data)
+}
+
+// parseIssued parses the lines of issued.jsonl.
+func parseIssued(data []byte) ([]IssuedCert, error) {
 	var recs []IssuedCert
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)

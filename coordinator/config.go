@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
-	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/secureround"
 )

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -364,14 +367,30 @@ var refusalReasons = manifest.Reasons()
 // maxRefusalDetail bounds the free text of a ReportRefusal.
 const maxRefusalDetail = 1024
 
-// ReportRefusal implements fedguardv1.CoordinatorServiceServer.
-func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefusalRequest) (*fedguardv1.ReportRefusalResponse, error) {
+// validateReportRefusalRequest checks a ReportRefusal request: a known
+// reason, and a detail of at most maxRefusalDetail bytes of UTF-8 without
+// control characters other than tab and newline, since it goes into the
+// text log and the audit log as it came.
+func validateReportRefusalRequest(req *fedguardv1.ReportRefusalRequest) (manifest.Reason, error) {
 	reason := manifest.Reason(req.GetReason())
 	if !slices.Contains(refusalReasons, reason) {
-		return nil, status.Errorf(codes.InvalidArgument, "reason %q is not one of %v", truncate(req.GetReason()), refusalReasons)
+		return "", status.Errorf(codes.InvalidArgument, "reason %q is not one of %v", truncate(req.GetReason()), refusalReasons)
 	}
-	if len(req.GetDetail()) > maxRefusalDetail {
-		return nil, status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(req.GetDetail()), maxRefusalDetail)
+	d := req.GetDetail()
+	if len(d) > maxRefusalDetail {
+		return "", status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(d), maxRefusalDetail)
+	}
+	if !utf8.ValidString(d) || strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+		return "", status.Error(codes.InvalidArgument, "detail is not printable UTF-8")
+	}
+	return reason, nil
+}
+
+// ReportRefusal implements fedguardv1.CoordinatorServiceServer.
+func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefusalRequest) (*fedguardv1.ReportRefusalResponse, error) {
+	reason, err := validateReportRefusalRequest(req)
+	if err != nil {
+		return nil, err
 	}
 	name := identity(ctx).Name
 	c := s.c
