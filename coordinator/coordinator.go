@@ -616,7 +616,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	// aggregate, so they are computed before the aggregate becomes the model.
 	var flags []audit.AnomalyFlagged
 	if r.secure == nil {
-		flags = anomalyFlags(c.cfg.Anomaly, r.attempt, names, r.updates, delta, report)
+		flags = anomalyFlags(c.cfg.Anomaly, r.attempt, names, r.updates, report)
 	}
 	// Turn the aggregate into the next model in place, then drop the
 	// updates before encoding it: at no point are more than the updates and
