@@ -15,7 +15,7 @@ import (
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
-// gauge reads one unlabelled gauge, or one series of a labelled counter
+// metricValue reads one unlabelled gauge, or one series of a labelled counter
 // (label=value), from c's registry.
 func metricValue(t *testing.T, c *coordinator.Coordinator, name, label, value string) float64 {
 	t.Helper()
@@ -70,17 +70,17 @@ func header(round uint64, delta []float32) *fedguardv1.SubmitUpdateRequest {
 
 // slowSender sends round's update of delta one parameter every gap (gap
 // 0: only the header and the first parameter, then nothing), without
-// closing the stream. It returns when the call ends, with the call's error
-// and the time it ended.
-func (p *participant) slowSend(t *testing.T, round uint64, delta []float32, gap time.Duration) (error, time.Time) {
+// closing the stream. It returns when the call ends, with the time it
+// ended and the call's error.
+func (p *participant) slowSend(t *testing.T, round uint64, delta []float32, gap time.Duration) (time.Time, error) {
 	stream, err := p.svc.SubmitUpdate(callCtx(t, 20*time.Second))
 	if err != nil {
-		return err, time.Now()
+		return time.Now(), err
 	}
 	ended := make(chan error, 1)
 	go func() { ended <- stream.RecvMsg(new(fedguardv1.SubmitUpdateResponse)) }()
 	if err := stream.Send(header(round, delta)); err != nil {
-		return <-ended, time.Now()
+		return time.Now(), <-ended
 	}
 	for i := range delta {
 		data := model.AppendBytes(nil, delta[i:i+1])
@@ -92,12 +92,12 @@ func (p *participant) slowSend(t *testing.T, round uint64, delta []float32, gap 
 		}
 		select {
 		case err := <-ended:
-			return err, time.Now()
+			return time.Now(), err
 		case <-time.After(gap):
 		}
 	}
 	err = <-ended
-	return err, time.Now()
+	return time.Now(), err
 }
 
 // TestHalfSentUpdateEndsWithRound holds an update stream open across the
@@ -133,7 +133,7 @@ func TestHalfSentUpdateEndsWithRound(t *testing.T) {
 				slowErr error
 				endedAt time.Time
 			)
-			wg.Go(func() { slowErr, endedAt = ps[0].slowSend(t, round, deltas(1), tc.gap) })
+			wg.Go(func() { endedAt, slowErr = ps[0].slowSend(t, round, deltas(1), tc.gap) })
 			waitMetric(t, s.c, "fedguard_update_buffer_bytes", 4*numParams, 5*time.Second)
 			for _, p := range ps[1:] {
 				if _, err := p.submit(t, round, update{delta: deltas(2), samples: 5}); err != nil {
@@ -177,7 +177,7 @@ func TestUpdateStreamStall(t *testing.T) {
 			fixScaling(t, ps)
 			round := assignments(t, ps)[0].GetRound()
 			began := time.Now()
-			err, ended := ps[0].slowSend(t, round, deltas(1), tc.gap)
+			ended, err := ps[0].slowSend(t, round, deltas(1), tc.gap)
 			wantCode(t, "stalled update stream", err, codes.ResourceExhausted)
 			if took := ended.Sub(began); took > 5*time.Second {
 				t.Errorf("stalled stream ended after %v, want about 250ms", took)
