@@ -191,3 +191,49 @@ func resignNote(t *testing.T, msg string, signer note.Signer) []byte {
 	}
 	return []byte(cl.Note)
 }
+
+// FuzzVerifyProof feeds VerifyProof mutated proofs. It must never panic,
+// and whatever it accepts must be an event the log's key holder signed
+// (same sequence number and hash) under a checkpoint of that log.
+func FuzzVerifyProof(f *testing.F) {
+	const n = 5
+	signer, verifiers := randomKey(f, testOrigin)
+	l, _ := openTestLog(f, signer)
+	var events []Event
+	for i := range n {
+		evs, err := l.Append(context.Background(), synthEntry(i))
+		if err != nil {
+			f.Fatal(err)
+		}
+		events = append(events, evs...)
+	}
+	cp, err := l.Checkpoint()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for seq := range uint64(n) {
+		p, err := l.Prove(seq)
+		if err != nil {
+			f.Fatal(err)
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"event":null,"proof":[],"checkpoint":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, got, err := VerifyProof(data, verifiers)
+		if err != nil {
+			return
+		}
+		if ev.Seq >= n || ev.Hash != events[ev.Seq].Hash {
+			t.Fatalf("VerifyProof accepted event %d with hash %v, not one the log signed", ev.Seq, ev.Hash)
+		}
+		if got.Size != cp.Size || got.Root != cp.Root {
+			t.Fatalf("VerifyProof accepted checkpoint size %d root %v, the log's is size %d root %v", got.Size, got.Root, cp.Size, cp.Root)
+		}
+	})
+}

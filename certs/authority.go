@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -445,6 +446,11 @@ func (a *Authority) readIssued() ([]IssuedCert, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: read issued certificates: %w", err)
 	}
+	return parseIssued(data)
+}
+
+// parseIssued parses the lines of issued.jsonl.
+func parseIssued(data []byte) ([]IssuedCert, error) {
 	var recs []IssuedCert
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
@@ -465,16 +471,43 @@ func (a *Authority) readIssued() ([]IssuedCert, error) {
 	return recs, nil
 }
 
-// Revoke adds serial to the CRL and rewrites crl.pem atomically with the
-// next CRL number. Revoking a serial twice is not an error (the CRL is left
-// unchanged), so an operator can safely repeat a command.
+// ErrUnknownSerial is returned by Revoke for a serial the CA never issued
+// (it is not in issued.jsonl): most likely a typing error, which must not
+// look like a successful revocation.
+var ErrUnknownSerial = errors.New("certs: revoke: this CA never issued a certificate with that serial")
+
+// Revoke adds serial, which must be in issued.jsonl, to the CRL and
+// rewrites crl.pem atomically with the next CRL number. Revoking a serial
+// twice is not an error (the CRL is left unchanged), so an operator can
+// safely repeat a command. An unknown serial is ErrUnknownSerial.
 func (a *Authority) Revoke(serial *big.Int) error {
 	if serial == nil || serial.Sign() <= 0 {
 		return errors.New("certs: revoke: serial must be a positive integer")
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err := a.revokeLocked([]*big.Int{serial})
+	recs, err := a.readIssued()
+	if err != nil {
+		return err
+	}
+	want := serialHex(serial)
+	if !slices.ContainsFunc(recs, func(r IssuedCert) bool { return strings.EqualFold(r.Serial, want) }) {
+		return fmt.Errorf("%w: %s (see fedguard ca list)", ErrUnknownSerial, want)
+	}
+	_, err = a.revokeLocked([]*big.Int{serial})
+	return err
+}
+
+// RevokeCertificate revokes cert, which must carry this CA's signature,
+// whether or not issued.jsonl lists it: the certificate itself proves the
+// CA issued it.
+func (a *Authority) RevokeCertificate(cert *x509.Certificate) error {
+	if err := cert.CheckSignatureFrom(a.cert); err != nil {
+		return fmt.Errorf("certs: revoke: the certificate was not issued by this CA: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err := a.revokeLocked([]*big.Int{cert.SerialNumber})
 	return err
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net/url"
 	"os"
@@ -309,6 +310,15 @@ func TestRevoke(t *testing.T) {
 	}
 	if _, err := a.RevokeName("nobody"); err == nil || !strings.Contains(err.Error(), "no certificate was issued") {
 		t.Errorf("RevokeName(nobody) = %v", err)
+	}
+	// A serial the CA never issued is refused and the CRL left as it was
+	// (before, it was added and reported revoked).
+	before := crlNumber()
+	if err := a.Revoke(big.NewInt(0xabc123)); !errors.Is(err, ErrUnknownSerial) {
+		t.Errorf("Revoke(unknown serial) = %v, want ErrUnknownSerial", err)
+	}
+	if n := crlNumber(); n.Cmp(before) != 0 {
+		t.Errorf("CRL number after refusing an unknown serial = %v, want %v", n, before)
 	}
 	for _, s := range []*big.Int{nil, big.NewInt(0), big.NewInt(-1)} {
 		if err := a.Revoke(s); err == nil {

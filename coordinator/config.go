@@ -15,6 +15,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/secureround"
 )
@@ -143,6 +144,9 @@ type Config struct {
 	// ResourceExhausted until space is freed (default
 	// DefaultMinFreeBytes, 256 MiB; see disk.go).
 	MinFreeBytes uint64 `json:"min_free_bytes,omitempty"`
+	// Limits bound the connections, calls and update streams of one
+	// participant.
+	Limits LimitsConfig `json:"limits,omitzero"`
 }
 
 // SecAggConfig tunes secure aggregation (see package secureround).
@@ -247,6 +251,7 @@ func (c Config) withDefaults() Config {
 	if c.LongPoll == 0 {
 		c.LongPoll = Duration(DefaultLongPoll)
 	}
+	c.Limits = c.Limits.withDefaults()
 	if c.KeepModels == 0 {
 		c.KeepModels = DefaultKeepModels
 	}
@@ -452,12 +457,18 @@ func (c Config) Validate() error {
 	if c.Secure && c.MinParticipants >= 1 && c.MinParticipants <= len(c.Enrolled) {
 		c.checkSecure(add)
 	}
+	if c.Listen != "" {
+		if err := metricsserver.ValidateAddr(c.Listen); err != nil {
+			add("listen %w", err)
+		}
+	}
 	if c.MetricsListen != "" {
 		if err := validateMetricsListen(c.MetricsListen, c.Listen); err != nil {
 			add("%w", err)
 		}
 	}
 	c.Anomaly.validate(add)
+	c.Limits.validate(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))
 	}

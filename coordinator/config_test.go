@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,6 +205,10 @@ func TestValidate(t *testing.T) {
 		{"valid mlp without hidden (default width)", func(c *coordinator.Config) { c.Model.Kind = "mlp" }, nil},
 		{"valid min equals enrolled", func(c *coordinator.Config) { c.MinParticipants = 3 }, nil},
 		{"valid zero timeouts mean defaults", func(c *coordinator.Config) { c.RoundTimeout, c.LongPoll = 0, 0 }, nil},
+		// Before, listen was only checked when the coordinator bound it.
+		{"listen not an address", func(c *coordinator.Config) { c.Listen = "not-an-address" }, []string{"listen", "not-an-address"}},
+		{"listen bad port", func(c *coordinator.Config) { c.Listen = "127.0.0.1:http2x" }, []string{"listen", "not a TCP port"}},
+		{"negative limits", func(c *coordinator.Config) { c.Limits.MaxCalls = -1 }, []string{"limits must not be negative"}},
 		{"federation empty", func(c *coordinator.Config) { c.Federation = "" }, []string{"federation"}},
 		{"federation bad name", func(c *coordinator.Config) { c.Federation = "My Federation" }, []string{"federation"}},
 		{"data_dir missing", func(c *coordinator.Config) { c.DataDir = "" }, []string{"data_dir is required"}},
@@ -391,6 +396,33 @@ func TestExampleConfigs(t *testing.T) {
 		}
 		if strings.Contains(p, "secure") && !c.Secure {
 			t.Errorf("%s does not enable secure aggregation", p)
+		}
+	}
+}
+
+// TestCheckFilesServerCertificate: CheckFiles (coordinator --check-config)
+// refuses a participant's certificate as the server's, which participants
+// would refuse at every handshake. Before, it said OK.
+func TestCheckFilesServerCertificate(t *testing.T) {
+	f := newFederation(t, abc)
+	if err := coordinator.CheckFiles(f.cfg); err != nil {
+		t.Fatalf("CheckFiles(valid) = %v", err)
+	}
+	cfg := f.cfg
+	cfg.Cert = filepath.Join(f.dir, "hospital-a", "hospital-a.crt")
+	cfg.Key = filepath.Join(f.dir, "hospital-a", "hospital-a.key")
+	err := coordinator.CheckFiles(cfg)
+	if err == nil || !strings.Contains(err.Error(), "server certificate") {
+		t.Errorf("CheckFiles(participant certificate as the server's) = %v, want a server certificate error", err)
+	}
+	if co, err := coordinator.New(cfg); err == nil {
+		defer co.Close()
+		lis, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		if err := co.Serve(t.Context(), lis); err == nil || !strings.Contains(err.Error(), "server certificate") {
+			t.Errorf("Serve(participant certificate as the server's) = %v, want a server certificate error", err)
 		}
 	}
 }

@@ -271,6 +271,7 @@ type Coordinator struct {
 	live       liveCalls
 	revokedMu  sync.Mutex // serializes recordRevocations
 	metrics    *metrics
+	limits     *perIdentity
 
 	metricsMu   sync.Mutex
 	metricsAddr string // bound metrics listener, while Serve runs
@@ -349,8 +350,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		told:       map[string]bool{},
 		kick:       make(chan struct{}, 1),
 		metrics:    newMetrics(),
+		limits:     newPerIdentity(),
 		status:     newStatusBook(cfg.Enrolled),
 	}
+	c.metrics.reg.MustRegister(c.limits.collectors()...)
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
 	}
@@ -742,7 +745,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	// aggregate, so they are computed before the aggregate becomes the model.
 	var flags []audit.AnomalyFlagged
 	if r.secure == nil {
-		flags = anomalyFlags(c.cfg.Anomaly, r.attempt, names, r.updates, delta, report)
+		flags = anomalyFlags(c.cfg.Anomaly, r.attempt, names, r.updates, report)
 	}
 	// Turn the aggregate into the next model in place, then drop the
 	// updates before encoding it: at no point are more than the updates and

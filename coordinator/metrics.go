@@ -34,12 +34,18 @@ import (
 //     WDBC demo's do), while a boosted update (model replacement, scaling)
 //     is many times the median. With fewer than 3 updates the check is
 //     skipped: the median says nothing.
-//   - cosine: its cosine similarity to the round's aggregate update is
+//   - cosine: its cosine similarity to the round's reference direction is
 //     below AnomalyConfig.CosineFloor (default −0.5: it points clearly
-//     against the aggregate); skipped when either vector is zero. Honest
-//     updates near convergence are mostly noise and can point slightly
-//     away from the aggregate (the demo's go down to about −0.4), so the
-//     floor is below 0.
+//     against the others); skipped when either vector is zero. The
+//     reference is the sample-weighted mean of the updates, each first
+//     scaled down to the cohort's median norm if it is larger: FedAvg's
+//     direction when the updates are alike, but one that no single
+//     update, however large, can drag its way. (It was the round's
+//     aggregate, which a boosted update — the demo's --poison, 50 times an
+//     honest one — dragged so far that the honest hospitals were the ones
+//     flagged.) Honest updates near convergence are mostly noise and can
+//     point slightly away from the reference (the demo's go down to about
+//     −0.4), so the floor is below 0.
 //   - excluded: the robust rule left it out of the aggregate (value: the
 //     rule's score, when it has one).
 //
@@ -122,6 +128,7 @@ var (
 	certReasons  = []string{
 		certs.ReasonUnknownAuthority, certs.ReasonExpired, certs.ReasonNotYetValid, certs.ReasonRevoked,
 		certs.ReasonWrongRole, certs.ReasonNotEnrolled, certs.ReasonBadIdentity, certs.ReasonNoCertificate, certs.ReasonOther,
+		ReasonTooManyConnections, ReasonTooManyCalls,
 	}
 	// refusedCodes are the codes a refused update is pre-counted under;
 	// any other valid code appears on first use.
@@ -379,10 +386,10 @@ func validateMetricsListen(addr, grpcListen string) error {
 	return nil
 }
 
-// anomalyFlags checks the updates of a plain round against each other and
-// the aggregate agg (see "Anomaly monitoring" above). names are sorted;
-// the flags come in name order, norm before cosine before excluded.
-func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, agg []float32, report aggregation.Report) []audit.AnomalyFlagged {
+// anomalyFlags checks the updates of a plain round against each other
+// (see "Anomaly monitoring" above). names are sorted; the flags come in
+// name order, norm before cosine before excluded.
+func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, report aggregation.Report) []audit.AnomalyFlagged {
 	k, ratio, floor := cfg.normMADs(), cfg.normRatio(), cfg.cosineFloor()
 	var flags []audit.AnomalyFlagged
 	norms := make([]float64, len(names))
@@ -400,11 +407,29 @@ func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map
 		mad := max(median(dev), madFloor*med)
 		lo, hi = min(med-k*mad, med/ratio), max(med+k*mad, med*ratio)
 	}
-	aggNorm := 0.0
-	for _, v := range agg {
-		aggNorm += float64(v) * float64(v)
+	// ref is the sample-weighted mean of the updates clipped to the median
+	// norm: what the round's FedAvg would be if no update were larger
+	// than the median one.
+	var ref []float64
+	if len(names) > 0 {
+		med := median(slices.Clone(norms))
+		ref = make([]float64, len(updates[names[0]].delta))
+		for _, n := range names {
+			u := updates[n]
+			if u.norm == 0 {
+				continue
+			}
+			w := float64(u.samples) * min(1, med/u.norm)
+			for j, v := range u.delta {
+				ref[j] += w * float64(v)
+			}
+		}
 	}
-	aggNorm = math.Sqrt(aggNorm)
+	refNorm := 0.0
+	for _, v := range ref {
+		refNorm += v * v
+	}
+	refNorm = math.Sqrt(refNorm)
 	entries := map[string]aggregation.Entry{}
 	for _, e := range report.Entries {
 		entries[e.ID] = e
@@ -414,13 +439,12 @@ func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map
 		if checkNorm && (norms[i] < lo || norms[i] > hi) {
 			flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyNorm, Value: norms[i], Band: []float64{lo, hi}})
 		}
-		if aggNorm > 0 && u.norm > 0 {
+		if u.norm > 0 && refNorm > 0 && len(ref) == len(u.delta) {
 			dot := 0.0
 			for j, v := range u.delta {
-				dot += float64(v) * float64(agg[j])
+				dot += float64(v) * ref[j]
 			}
-			cos := dot / (u.norm * aggNorm)
-			if cos < floor {
+			if cos := dot / (u.norm * refNorm); cos < floor {
 				flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyCosine, Value: cos, Band: []float64{floor, 1}})
 			}
 		}

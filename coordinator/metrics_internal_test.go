@@ -13,49 +13,41 @@ import (
 )
 
 func TestAnomalyFlags(t *testing.T) {
-	// up points along the aggregate; down against it.
 	up := []float32{1, 0}
 	upd := func(v []float32, k float32) *received {
 		d := []float32{v[0] * k, v[1] * k}
-		return &received{delta: d, norm: math.Hypot(float64(d[0]), float64(d[1]))}
+		return &received{delta: d, norm: math.Hypot(float64(d[0]), float64(d[1])), samples: 10}
 	}
-	agg := []float32{1, 0}
 	tests := []struct {
 		name    string
 		cfg     AnomalyConfig
 		updates map[string]*received
-		agg     []float32
 		report  aggregation.Report
 		want    []audit.AnomalyFlagged
 	}{
 		{
 			name:    "alike",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9)},
-			agg:     agg,
 		},
 		{
 			name:    "norm outlier",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 50)},
-			agg:     agg,
 			// median 1.05, MAD 0.1: 1.05 ± 0.35, widened to 1.05/3 … 3·1.05.
 			want: []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 50, Band: []float64{0.35, 3.15}}},
 		},
 		{
 			name:    "honest spread: two and a half times the median is not flagged",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 2.5)},
-			agg:     agg,
 		},
 		{
 			name:    "norm ratio 1: the MAD band alone",
 			cfg:     AnomalyConfig{NormRatio: 1},
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 2.5)},
-			agg:     agg,
 			want:    []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 2.5, Band: []float64{0.7, 1.4}}},
 		},
 		{
 			name:    "small norm outlier",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 0.01)},
-			agg:     agg,
 			// median 0.95, MAD 0.1: 0.95 ± 0.35, widened to 0.95/3 … 3·0.95.
 			want: []audit.AnomalyFlagged{{Participant: "d", Kind: AnomalyNorm, Value: 0.01, Band: []float64{0.95 / 3, 2.85}}},
 		},
@@ -63,34 +55,42 @@ func TestAnomalyFlags(t *testing.T) {
 			name:    "wider band",
 			cfg:     AnomalyConfig{NormMADs: 1000},
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9), "d": upd(up, 50)},
-			agg:     agg,
 		},
 		{
 			name:    "two updates: no norm check",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 100)},
-			agg:     agg,
 		},
 		{
 			name:    "sign flip",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, -1)},
-			agg:     agg,
 			want:    []audit.AnomalyFlagged{{Participant: "c", Kind: AnomalyCosine, Value: -1, Band: []float64{-0.5, 1}}},
 		},
 		{
 			name:    "sign flip, floor off",
 			cfg:     AnomalyConfig{CosineFloor: ptr(-1.0)},
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, -1)},
-			agg:     agg,
 		},
 		{
-			name:    "zero aggregate: no cosine check",
-			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, -1)},
-			agg:     []float32{0, 0},
+			name:    "the others are zero: no cosine check",
+			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 0)},
+		},
+		{
+			// Before, the cosine was taken against the round's FedAvg
+			// aggregate, which d's size drags its way: a and b were flagged
+			// at −0.98 and −0.99, and d, which points against everyone, was
+			// not. Against the clipped mean, a, b and c are at 0.55 to 0.78.
+			name: "a large update does not set the direction: only it is flagged",
+			updates: map[string]*received{
+				"a": upd([]float32{1, 0}, 1), "b": upd([]float32{0.9, 0.3}, 1), "c": upd([]float32{-0.2, 1}, 1), "d": upd([]float32{-50, -10}, 1),
+			},
+			want: []audit.AnomalyFlagged{
+				{Participant: "d", Kind: AnomalyNorm, Value: 50.99019513592785, Band: []float64{0.3366339837864262, 3.029705854077836}},
+				{Participant: "d", Kind: AnomalyCosine, Value: -0.6996193093150425, Band: []float64{-0.5, 1}},
+			},
 		},
 		{
 			name:    "excluded by the rule",
 			updates: map[string]*received{"a": upd(up, 1), "b": upd(up, 1.1), "c": upd(up, 0.9)},
-			agg:     agg,
 			report:  aggregation.Report{Entries: []aggregation.Entry{{ID: "a", Selected: true}, {ID: "b", Selected: false, Score: 7}, {ID: "c", Selected: true}}},
 			want:    []audit.AnomalyFlagged{{Participant: "b", Kind: AnomalyExcluded, Value: 7}},
 		},
@@ -103,7 +103,7 @@ func TestAnomalyFlags(t *testing.T) {
 					names = append(names, n)
 				}
 			}
-			got := anomalyFlags(tt.cfg, 0, names, tt.updates, tt.agg, tt.report)
+			got := anomalyFlags(tt.cfg, 0, names, tt.updates, tt.report)
 			if diff := cmp.Diff(tt.want, got, cmpopts.EquateApprox(0, 1e-6), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("anomalyFlags mismatch (-want +got):\n%s", diff)
 			}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +15,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -54,10 +54,9 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		return err
 	}
 	auth := &authenticator{c: c, crl: crl}
-	srv := grpc.NewServer(append(wire.ServerOptions(),
+	opts := append(wire.ServerOptions(), serverLimits(c.cfg.Limits)...)
+	srv := grpc.NewServer(append(opts,
 		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
 	)...)
@@ -188,7 +187,41 @@ func serverTLS(cfg Config, authorize func(certs.Identity) error) (*tls.Config, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("TLS configuration: %w", err)
 	}
+	if err := checkServerCertificate(tlsCfg, caCert, cfg.Federation); err != nil {
+		return nil, nil, fmt.Errorf("server certificate %s: %w", cfg.Cert, err)
+	}
 	return tlsCfg, crl, nil
+}
+
+// checkServerCertificate makes sure the coordinator serves its own
+// certificate: issued by the CA for server authentication to
+// spiffe://FEDERATION/coordinator. Participants refuse anything else, so a
+// participant's certificate in cert would otherwise start a coordinator
+// nobody can reach.
+func checkServerCertificate(tlsCfg *tls.Config, ca *x509.Certificate, federation string) error {
+	kp, err := tlsCfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		return err
+	}
+	leaf := kp.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(kp.Certificate[0]); err != nil {
+			return err
+		}
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return err
+	}
+	id, err := certs.ParseIdentity(leaf)
+	if err != nil {
+		return err
+	}
+	if want := (certs.Identity{Federation: federation, Role: certs.RoleCoordinator}); id != want {
+		return fmt.Errorf("it is %s, want %s (the coordinator's certificate, from fedguard ca issue)", id, want)
+	}
+	return nil
 }
 
 // CheckFiles validates cfg and loads the files it names (CA certificate,
@@ -198,14 +231,8 @@ func CheckFiles(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	tlsCfg, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil })
-	if err != nil {
-		return err
-	}
-	if _, err := tlsCfg.GetCertificate(&tls.ClientHelloInfo{}); err != nil {
-		return fmt.Errorf("server certificate: %w", err)
-	}
-	return nil
+	_, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil })
+	return err
 }
 
 func (c *Coordinator) lastRoundNow() uint64 {
@@ -327,6 +354,11 @@ func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServ
 		return nil, err
 	}
 	defer end()
+	leave, err := a.c.enterCall(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	resp, err := handler(ctx, req)
 	err = revokedDuringCall(ctx, err)
 	a.c.callRefused(ctx, info.FullMethod, err)
@@ -342,6 +374,11 @@ func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 		return err
 	}
 	defer end()
+	leave, err := a.c.enterCall(ctx, info.FullMethod)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	err = handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
 	revoked := revokedDuringCall(ctx, err)
 	// SubmitUpdate records its own refusals (update_refused), but not one
@@ -372,7 +409,8 @@ type refusalLogger struct {
 func (r refusalLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	out, info, err := r.TransportCredentials.ServerHandshake(conn)
 	if err == nil {
-		if ti, ok := info.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+		out, err = r.c.admitConnection(out, info)
+		if ti, ok := info.(credentials.TLSInfo); err == nil && ok && len(ti.State.PeerCertificates) > 0 {
 			out = r.c.live.track(out, ti.State.PeerCertificates[0].SerialNumber)
 		}
 	}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -172,11 +173,13 @@ func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.Co
 	c := s.c
 	name := identity(stream.Context()).Name
 	c.mu.Lock()
-	if c.phase != phaseTraining || c.round.number != req.GetRound() {
-		open := uint64(0)
-		if c.round != nil {
-			open = c.round.number
-		}
+	if c.phase != phaseTraining {
+		last, ph := c.lastRound, c.phase
+		c.mu.Unlock()
+		return status.Errorf(codes.FailedPrecondition, "round %d is not open: no round is (last closed round: %d, phase: %s)", req.GetRound(), last, ph)
+	}
+	if c.round.number != req.GetRound() {
+		open := c.round.number
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d is not open (open round: %d)", req.GetRound(), open)
 	}
@@ -288,16 +291,14 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 	}()
 
+	// The buffer lives as long as this call, which recvBounded ends with
+	// the round attempt or when the stream stalls.
 	delta := make([]float32, h.GetNumParams())
+	held := 4 * int64(len(delta))
+	c.limits.buffered.Add(held)
+	defer c.limits.buffered.Add(-held)
 	asm := wire.NewAssembler(delta)
-	for {
-		msg, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	err = recvBounded(c, r, stream.Recv, func(m *fedguardv1.SubmitUpdateRequest) int { return len(m.GetChunk().GetData()) }, func(msg *fedguardv1.SubmitUpdateRequest) error {
 		if msg.GetRound() != round || msg.GetFormatVersion() != model.FormatVersion {
 			return status.Errorf(codes.InvalidArgument, "chunk names round %d format %d, the update is for round %d format %d",
 				msg.GetRound(), msg.GetFormatVersion(), round, model.FormatVersion)
@@ -309,6 +310,10 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := asm.Done(); err != nil {
 		return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
@@ -373,14 +378,30 @@ var refusalReasons = manifest.Reasons()
 // maxRefusalDetail bounds the free text of a ReportRefusal.
 const maxRefusalDetail = 1024
 
-// ReportRefusal implements fedguardv1.CoordinatorServiceServer.
-func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefusalRequest) (*fedguardv1.ReportRefusalResponse, error) {
+// validateReportRefusalRequest checks a ReportRefusal request: a known
+// reason, and a detail of at most maxRefusalDetail bytes of UTF-8 without
+// control characters other than tab and newline, since it goes into the
+// text log and the audit log as it came.
+func validateReportRefusalRequest(req *fedguardv1.ReportRefusalRequest) (manifest.Reason, error) {
 	reason := manifest.Reason(req.GetReason())
 	if !slices.Contains(refusalReasons, reason) {
-		return nil, status.Errorf(codes.InvalidArgument, "reason %q is not one of %v", truncate(req.GetReason()), refusalReasons)
+		return "", status.Errorf(codes.InvalidArgument, "reason %q is not one of %v", truncate(req.GetReason()), refusalReasons)
 	}
-	if len(req.GetDetail()) > maxRefusalDetail {
-		return nil, status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(req.GetDetail()), maxRefusalDetail)
+	d := req.GetDetail()
+	if len(d) > maxRefusalDetail {
+		return "", status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(d), maxRefusalDetail)
+	}
+	if !utf8.ValidString(d) || strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+		return "", status.Error(codes.InvalidArgument, "detail is not printable UTF-8")
+	}
+	return reason, nil
+}
+
+// ReportRefusal implements fedguardv1.CoordinatorServiceServer.
+func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefusalRequest) (*fedguardv1.ReportRefusalResponse, error) {
+	reason, err := validateReportRefusalRequest(req)
+	if err != nil {
+		return nil, err
 	}
 	name := identity(ctx).Name
 	c := s.c

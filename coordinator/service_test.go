@@ -18,6 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/fedguard/fedguard/aggregation"
@@ -962,5 +963,21 @@ func TestBucketSplitFromManifest(t *testing.T) {
 	}
 	if !differs {
 		t.Errorf("the split does not depend on the starting manifest")
+	}
+}
+
+// TestGetModelNoOpenRound: GetModel before any round is open says so,
+// instead of "round 0 is not open (open round: 0)".
+func TestGetModelNoOpenRound(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	p := f.connect(t, s, "hospital-a")[0]
+	for _, round := range []uint64{0, 1} {
+		_, _, err := p.getModel(t, round)
+		wantCode(t, "GetModel in the statistics phase", err, codes.FailedPrecondition)
+		if msg := status.Convert(err).Message(); strings.Contains(msg, "open round") || !strings.Contains(msg, "no round is") {
+			t.Errorf("GetModel(%d) in the statistics phase = %q, want it to say no round is open", round, msg)
+		}
 	}
 }

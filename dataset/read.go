@@ -107,7 +107,7 @@ func ReadFile(path string, o ReadOptions) (*Table, error) {
 // ReadCSV reads a labelled numeric table: a header row, then one row per record.
 // Header names, cells and labels are trimmed of surrounding white space and a
 // leading UTF-8 byte-order mark is dropped. Every feature cell must be a finite
-// number (strconv.ParseFloat syntax); empty cells are refused for now. Errors name
+// plain decimal number (see ParseNumber); empty cells are refused for now. Errors name
 // the line, column and value; they wrap ErrEmpty, ErrTooLarge, ErrSchema or, for a
 // bad row, a *RowError.
 func ReadCSV(r io.Reader, o ReadOptions) (*Table, error) {
@@ -259,6 +259,24 @@ func parseCell(s string) (float64, error) {
 	if s == "" {
 		return 0, ErrMissingValue
 	}
+	return ParseNumber(s)
+}
+
+// ParseNumber parses one cell as a plain decimal number: an optional sign,
+// digits with an optional decimal point, and an optional exponent ("-1.5",
+// ".5", "3e-2"). It refuses the rest of Go's syntax that strconv.ParseFloat
+// accepts — hexadecimal ("0x1p-2"), underscores ("1_000"), "inf", "NaN" —
+// since no spreadsheet or database writes them and each would otherwise be
+// read differently by other tools. The error wraps ErrNotNumber, or
+// ErrNonFinite for a number out of float64 range.
+func ParseNumber(s string) (float64, error) {
+	if !plainNumber(s) {
+		switch strings.ToLower(strings.TrimLeft(s, "+-")) {
+		case "nan", "inf", "infinity":
+			return 0, ErrNonFinite
+		}
+		return 0, ErrNotNumber
+	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		if errors.Is(err, strconv.ErrRange) && math.IsInf(v, 0) {
@@ -270,6 +288,41 @@ func parseCell(s string) (float64, error) {
 		return 0, ErrNonFinite
 	}
 	return v, nil
+}
+
+// plainNumber reports whether s is [+-]digits[.digits][(e|E)[+-]digits],
+// with at least one digit in the mantissa.
+func plainNumber(s string) bool {
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	digits := 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		exp := 0
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			exp++
+		}
+		if exp == 0 {
+			return false
+		}
+	}
+	return i == len(s)
 }
 
 func checkLabel(s string) error {

@@ -29,7 +29,7 @@ func TestReadCSV(t *testing.T) {
 		},
 		{
 			name: "ignore, label in the middle, spaces, BOM, CRLF",
-			in:   "\ufeffid, y ,a,b\r\n1, B , -1 ,0x1p-2\r\n\r\n2,M,+3,1E3\r\n",
+			in:   "\ufeffid, y ,a,b\r\n1, B , -1 ,.25\r\n\r\n2,M,+3,1E3\r\n",
 			o:    ReadOptions{Label: "y", Ignore: []string{"id", "nope"}},
 			want: &Table{Features: []string{"a", "b"}, X: [][]float64{{-1, 0.25}, {3, 1000}}, Labels: []string{"B", "M"}},
 		},
@@ -92,6 +92,12 @@ func TestReadCSVErrors(t *testing.T) {
 		{"negative max rows", "a,y\n1,x\n", ReadOptions{Label: "y", MaxRows: -1}, "MaxRows -1 is negative", ErrSchema},
 		{"not a number", "a,b,y\n1,2,x\n3,abc,x\n", ReadOptions{Label: "y"}, `dataset: line 3: column "b": not a number (value "abc")`, ErrNotNumber},
 		{"not a number, truncated", "a,y\n" + long + ",x\n", ReadOptions{Label: "y"}, `line 2: column "a": not a number (value "` + long[:40] + `…")`, ErrNotNumber},
+		{"hexadecimal float", "a,y\n0x1p-2,x\n", ReadOptions{Label: "y"}, `line 2: column "a": not a number (value "0x1p-2")`, ErrNotNumber},
+		{"hexadecimal integer", "a,y\n0x10,x\n", ReadOptions{Label: "y"}, `not a number (value "0x10")`, ErrNotNumber},
+		{"underscores", "a,y\n1_000,x\n", ReadOptions{Label: "y"}, `not a number (value "1_000")`, ErrNotNumber},
+		{"no mantissa", "a,y\n.e5,x\n", ReadOptions{Label: "y"}, `not a number (value ".e5")`, ErrNotNumber},
+		{"no exponent digits", "a,y\n1e,x\n", ReadOptions{Label: "y"}, `not a number (value "1e")`, ErrNotNumber},
+		{"Infinity", "a,y\n+Infinity,x\n", ReadOptions{Label: "y"}, `non-finite value (value "+Infinity")`, ErrNonFinite},
 		{"NaN", "a,y\n1,x\nNaN,x\n", ReadOptions{Label: "y"}, `line 3: column "a": non-finite value (value "NaN")`, ErrNonFinite},
 		{"Inf", "a,y\n-Inf,x\n", ReadOptions{Label: "y"}, `non-finite value (value "-Inf")`, ErrNonFinite},
 		{"out of range", "a,y\n1e999,x\n", ReadOptions{Label: "y"}, `non-finite value (out of float64 range) (value "1e999")`, ErrNonFinite},
@@ -274,12 +280,39 @@ func TestWriteCSVErrors(t *testing.T) {
 	}
 }
 
+// TestParseNumber: plain decimal and scientific notation only.
+func TestParseNumber(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want float64
+	}{
+		{"0", 0}, {"-0", 0}, {"+2", 2}, {"1.5", 1.5}, {"-1.5", -1.5}, {".5", 0.5}, {"5.", 5},
+		{"1e3", 1000}, {"1E-3", 0.001}, {"2.5e+2", 250}, {"007", 7},
+	} {
+		if got, err := ParseNumber(tt.in); err != nil || got != tt.want {
+			t.Errorf("ParseNumber(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+	for _, in := range []string{"", "+", "-", ".", "e5", "1e", "1e+", "1.2.3", "0x1p-2", "0X10", "1_000", "0b101", "0o17",
+		" 1", "1 ", "1,5", "--1", "+-1", "1e5.5", "١"} {
+		if _, err := ParseNumber(in); !errors.Is(err, ErrNotNumber) {
+			t.Errorf("ParseNumber(%q) error = %v, want ErrNotNumber", in, err)
+		}
+	}
+	for _, in := range []string{"NaN", "nan", "Inf", "-inf", "+Infinity", "1e999"} {
+		if _, err := ParseNumber(in); !errors.Is(err, ErrNonFinite) {
+			t.Errorf("ParseNumber(%q) error = %v, want ErrNonFinite", in, err)
+		}
+	}
+}
+
 func FuzzReadCSV(f *testing.F) {
 	f.Add([]byte("a,b,y\n1,2,x\n3,4,z\n"), "y")
 	f.Add([]byte("\ufeffid, y ,a\r\n1, B , -1\r\n"), "y")
 	f.Add([]byte("\"a\",\"q\"\"\"\n1e308,\"x,y\"\n"), "q\"")
 	f.Add([]byte("a,y\nNaN,x\n"), "y")
 	f.Add([]byte("a,y\n0x1p-1074,-0\n"), "y")
+	f.Add([]byte("a,y\n1_000,-0\n4.9e-324,x\n"), "y")
 	f.Add(wdbc.CSV[:2000], "diagnosis")
 	f.Fuzz(func(t *testing.T, in []byte, label string) {
 		tab, err := ReadCSV(bytes.NewReader(in), ReadOptions{Label: label, MaxRows: 1000})

@@ -155,7 +155,7 @@ func RobustScaling(parties []Party) (Scaling, []Clipped, error) {
 		}
 		// As ScalingFrom: a constant column, or one whose variance is
 		// rounding noise of its second moment, keeps its values.
-		if std < minStd || v <= 0x1p-46*(mean*mean+v) {
+		if std < MinStd || v <= 0x1p-46*(mean*mean+v) {
 			std = 1
 		}
 		sc.Mean[j], sc.Std[j] = mean, std

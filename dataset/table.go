@@ -91,8 +91,10 @@ func (s *Stats) Merge(o Stats) error {
 // (x - Mean[j]) / Std[j] with the same numbers, so their models see the same space.
 type Scaling struct{ Mean, Std []float64 }
 
-// minStd is the standard deviation below which a column counts as constant.
-const minStd = 1e-12
+// MinStd is the standard deviation below which a column counts as
+// constant: ScalingFrom gives such a column a deviation of 1, so no
+// scaling it derives has a smaller one.
+const MinStd = 1e-12
 
 // ScalingFrom derives mean and (population) std from merged stats; a std below 1e-12 becomes 1 (constant column); Count 0 is an error.
 // A variance within float64 rounding noise of the second moment (relative 2⁻⁴⁶) is
@@ -114,7 +116,7 @@ func ScalingFrom(s Stats) (Scaling, error) {
 		}
 		v := m2 - mean*mean
 		std := math.Sqrt(max(v, 0))
-		if std < minStd || v <= 0x1p-46*m2 {
+		if std < MinStd || v <= 0x1p-46*m2 {
 			std = 1
 		}
 		sc.Mean[j], sc.Std[j] = mean, std
@@ -133,10 +135,16 @@ func (t *Table) Standardize(s Scaling) error {
 			return fmt.Errorf("dataset: standardize: feature %q: invalid scaling (mean %v, std %v)", t.Features[j], s.Mean[j], sd)
 		}
 	}
-	for _, row := range t.X {
+	for i, row := range t.X {
 		row = row[:w]
 		for j := range row {
-			row[j] = (row[j] - s.Mean[j]) / s.Std[j]
+			v := (row[j] - s.Mean[j]) / s.Std[j]
+			if math.IsInf(v, 0) || math.IsNaN(v) {
+				// Half-scaled rows are no use to the caller: it must
+				// drop the table.
+				return fmt.Errorf("dataset: standardize: row %d, feature %q: the scaling (mean %v, std %v) makes the value non-finite", i, t.Features[j], s.Mean[j], s.Std[j])
+			}
+			row[j] = v
 		}
 	}
 	return nil

@@ -100,6 +100,8 @@ func TestScaling(t *testing.T) {
 		}(), "feature 0: non-finite"},
 		{"width", tab.Standardize(Scaling{Mean: []float64{0}, Std: []float64{1}}), "scaling width 1/1, table has 3 features"},
 		{"zero std", tab.Standardize(Scaling{Mean: []float64{0, 0, 0}, Std: []float64{1, 0, 1}}), `feature "const": invalid scaling`},
+		// Before, this standardized to infinities without an error.
+		{"overflow", tab.Standardize(Scaling{Mean: []float64{1e300, 0, 0}, Std: []float64{MinStd, 1, 1}}), "makes the value non-finite"},
 	}
 	for _, e := range errs {
 		if e.err == nil || !strings.Contains(e.err.Error(), e.want) {

@@ -437,10 +437,14 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 				"  fedguard audit export --db %s --out audit.jsonl\n"+
 				"  fedguard audit verify --key %s audit.jsonl\n"+
 				"  fedguard audit report --db %s --key %s\n"+
-				"  fedguard audit model --data-dir %s --key %s --out %s\n",
+				"  fedguard audit model --data-dir %s --key %s --out %s\n"+
+				"and the last round's model without fedguard, with cosign:\n"+
+				"  cosign verify-blob-attestation --key %s --insecure-ignore-tlog --type %s --signature %s.manifest.json %s\n",
 				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
 				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
-				data, filepath.Join(data, manifest.PublicFile), o.Dir)
+				data, filepath.Join(data, manifest.PublicFile), o.Dir,
+				filepath.Join(data, manifest.CosignPublicFile), manifest.PredicateType,
+				filepath.Join(o.Dir, manifest.SubjectName(cfg.Federation, uint64(s.Rounds))), filepath.Join(o.Dir, manifest.SubjectName(cfg.Federation, uint64(s.Rounds))))
 		}
 	}
 	return s, nil

@@ -291,3 +291,29 @@ func TestRunPoison(t *testing.T) {
 		t.Errorf("Run with poison hospital-z = %v, want an error naming it", err)
 	}
 }
+
+// TestPoisonFlagsOnlyThePoisoned runs the README's poisoned demo (20
+// rounds, the default seed, hospital-d boosted 50 times): no honest
+// hospital may be flagged. Before the cosine check used a clipped
+// reference, hospital-b and hospital-c got cosine flags in rounds 13 and
+// 19, because the poisoned update dragged the round's aggregate its way.
+func TestPoisonFlagsOnlyThePoisoned(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a federation")
+	}
+	var out bytes.Buffer
+	s, err := Run(context.Background(), Options{Rounds: 20, Seed: 1, Poison: "hospital-d"}, &out)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		for _, honest := range []string{"hospital-a ", "hospital-b ", "hospital-c "} {
+			if strings.Contains(line, honest+"norm") || strings.Contains(line, honest+"cosine") || strings.Contains(line, honest+"excluded") {
+				t.Errorf("an honest hospital is flagged: %q", line)
+			}
+		}
+	}
+	if s.PoisonFlagged < s.Rounds/2 {
+		t.Errorf("the poisoned hospital was flagged in %d of %d rounds, want most", s.PoisonFlagged, s.Rounds)
+	}
+}

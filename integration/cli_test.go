@@ -84,6 +84,11 @@ func TestDemo(t *testing.T) {
 		// digest is the model file's SHA-256.
 		mustFedguard(t, "audit", "model", "--data-dir", filepath.Join(dir, "coordinator", "data"), "--key", pub, "--out", dir)
 		name := manifest.SubjectName(demo.Federation, 3)
+		cosign := "cosign verify-blob-attestation --key " + filepath.Join(dir, "coordinator", "data", manifest.CosignPublicFile) +
+			" --insecure-ignore-tlog --type " + manifest.PredicateType + " --signature " + filepath.Join(dir, name) + ".manifest.json " + filepath.Join(dir, name)
+		if !strings.Contains(out, cosign) {
+			t.Errorf("demo --dir output does not show the cosign command %q:\n%s", cosign, out)
+		}
 		model, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

@@ -59,6 +59,13 @@ func (d *dialRecorder) locals() map[string]bool {
 // connection, closed when the test ends.
 func rawClient(t *testing.T, addr string, tlsCfg *tls.Config, opts ...grpc.DialOption) (fedguardv1.CoordinatorServiceClient, *dialRecorder) {
 	t.Helper()
+	conn, rec := rawConn(t, addr, tlsCfg, opts...)
+	return fedguardv1.NewCoordinatorServiceClient(conn), rec
+}
+
+// rawConn is rawClient's connection, for a caller that closes it early.
+func rawConn(t *testing.T, addr string, tlsCfg *tls.Config, opts ...grpc.DialOption) (*grpc.ClientConn, *dialRecorder) {
+	t.Helper()
 	rec := &dialRecorder{}
 	all := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
@@ -70,7 +77,7 @@ func rawClient(t *testing.T, addr string, tlsCfg *tls.Config, opts ...grpc.DialO
 		t.Fatalf("grpc.NewClient(%s): %v", addr, err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return fedguardv1.NewCoordinatorServiceClient(conn), rec
+	return conn, rec
 }
 
 // clientTLS is a TLS 1.3 client configuration presenting cert and trusting

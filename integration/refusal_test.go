@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -133,15 +134,17 @@ func TestRefusals(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		var rec *dialRecorder
 		for {
-			var c fedguardv1.CoordinatorServiceClient
-			c, rec = rawClient(t, coord.Addr, clientTLS(t, caFile, bob))
-			_, err := join(c)
+			var conn *grpc.ClientConn
+			conn, rec = rawConn(t, coord.Addr, clientTLS(t, caFile, bob))
+			_, err := join(fedguardv1.NewCoordinatorServiceClient(conn))
 			// A connection whose handshake just preceded the reload is
 			// refused per call (PermissionDenied) instead: try a new one,
-			// which the handshake must refuse.
+			// which the handshake must refuse. The old one is closed, as
+			// bob may keep only limits.max_connections open.
 			if err != nil && status.Code(err) != codes.PermissionDenied {
 				break
 			}
+			conn.Close()
 			if time.Now().After(deadline) {
 				t.Fatalf("bob's new connections still admitted 10 s after `fedguard ca revoke`")
 			}

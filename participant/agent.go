@@ -40,6 +40,12 @@ const (
 	// DefaultMaxBackoff caps the wait between retries so that an agent notices
 	// a coordinator that is back within seconds, even after a long outage.
 	DefaultMaxBackoff = 10 * time.Second
+	// DefaultGiveUpAfter is how long the agent keeps retrying a coordinator
+	// it cannot reach before Run returns ErrCoordinatorGone: long enough
+	// for a restart or a maintenance window, short enough that an agent
+	// whose federation finished while it was away (and whose coordinator
+	// then exited) stops on its own.
+	DefaultGiveUpAfter = time.Hour
 	// DefaultWaitRoundTimeout bounds one WaitRound long poll. The coordinator
 	// answers empty before that; the bound only detects a silently dead link.
 	DefaultWaitRoundTimeout = 2 * time.Minute
@@ -100,6 +106,11 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between retries; zero means
 	// DefaultMinBackoff and DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
+	// GiveUpAfter is how long Run keeps retrying without reaching the
+	// coordinator (since the last call it answered, or since Run started)
+	// before it returns ErrCoordinatorGone; zero means DefaultGiveUpAfter,
+	// a negative value retries forever.
+	GiveUpAfter time.Duration
 	// AgentVersion is reported in Join for the operator's records.
 	AgentVersion string
 	// Federation is the federation's name; manifests of another are
@@ -209,6 +220,7 @@ type Agent struct {
 	stats    dataset.Stats
 	last     struct{ round, attempt uint64 } // last accepted submission, completed or declined secure round
 	attempt  int                             // consecutive transient failures
+	contact  time.Time                       // when the coordinator last answered (or Run started)
 	accepted *manifest.Accepted              // last manifest accepted; nil before the first
 	name     string                          // the participant name the coordinator knows us by (Join)
 	// revealed holds the digests (hex) of the starting models of the
@@ -248,6 +260,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.GiveUpAfter == 0 {
+		cfg.GiveUpAfter = DefaultGiveUpAfter
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return nil, fmt.Errorf("participant: MaxBackoff %v < MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
@@ -295,6 +310,11 @@ func (a *Agent) Stats() AgentStats {
 	}
 }
 
+// ErrCoordinatorGone is returned by Run when the coordinator could not be
+// reached for Config.GiveUpAfter: most often because the federation
+// finished while the agent was away and the coordinator exited.
+var ErrCoordinatorGone = errors.New("participant: coordinator unreachable, giving up")
+
 // permanentError carries an error that ends Run.
 type permanentError struct{ err error }
 
@@ -304,7 +324,9 @@ func (e permanentError) Unwrap() error { return e.err }
 func permanent(err error) error { return permanentError{err} }
 
 // Run takes part until the coordinator says the training is finished
-// (returns nil), ctx is cancelled (returns ctx.Err()), or a permanent error
+// (returns nil), ctx is cancelled (returns ctx.Err()), the coordinator
+// stays unreachable for Config.GiveUpAfter ([ErrCoordinatorGone]), or a
+// permanent error
 // (returns it: PermissionDenied, Unauthenticated or Unimplemented from the
 // coordinator, [ErrIncompatible], [ErrCertificate]). Transient failures are
 // retried with exponential backoff and jitter, each retry logged.
@@ -352,6 +374,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	client := countingClient{fedguardv1.NewCoordinatorServiceClient(conn), a.metrics}
 
 	var round uint64
+	a.contact = time.Now()
 	for {
 		err := a.session(ctx, client, &round)
 		if err == nil {
@@ -362,6 +385,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		if err := a.classify(err); err != nil {
+			a.log.ErrorContext(ctx, "stopping", slog.Any("error", err), slog.Uint64("round", round))
+			return err
+		}
+		if away := time.Since(a.contact); a.cfg.GiveUpAfter > 0 && away >= a.cfg.GiveUpAfter {
+			err := fmt.Errorf("%w: no answer from %s for %v (%d attempts; last error: %w); if the federation has finished, this is expected, otherwise restart the agent when the coordinator is back",
+				ErrCoordinatorGone, a.cfg.Coordinator, away.Round(time.Second), a.attempt, err)
 			a.log.ErrorContext(ctx, "stopping", slog.Any("error", err), slog.Uint64("round", round))
 			return err
 		}
@@ -425,6 +454,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		return fmt.Errorf("join: %w", err)
 	}
 	a.creds.clear()
+	a.contact = time.Now()
 	// A new session may be with a restarted coordinator, which keeps only
 	// closed rounds and so offers an open round again from its first
 	// attempt: what this agent submitted to its predecessor is gone. The
@@ -472,7 +502,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			}
 			return fmt.Errorf("wait round: %w", err)
 		}
-		a.attempt = 0
+		a.attempt, a.contact = 0, time.Now()
 		if wr.GetFinished() {
 			return nil
 		}

@@ -299,11 +299,41 @@ func (c FileConfig) Check() (certs.Identity, error) {
 		return certs.Identity{}, fmt.Errorf("participant: state: %w", err)
 	}
 	if c.Expect != "" {
-		if _, err := validation.LoadExpectations(c.Expect); err != nil {
-			return certs.Identity{}, fmt.Errorf("participant: expect: %w", err)
+		if err := checkData(cfg, c.Expect); err != nil {
+			return certs.Identity{}, err
 		}
 	}
 	return id, nil
+}
+
+// checkData checks the data file against the expectations as the agent
+// does before each round, and fails on any finding of severity error, in
+// either mode: in warn mode the agent would train on such data, which a
+// configuration check should not call OK without saying so.
+func checkData(cfg Config, expect string) error {
+	v, err := newValidator(cfg)
+	if err != nil {
+		return fmt.Errorf("participant: expect: %w", err)
+	}
+	rep, err := v.read()
+	if err != nil {
+		return fmt.Errorf("participant: data %s against %s: %w", v.file, expect, err)
+	}
+	if rep.Errors() == 0 {
+		return nil
+	}
+	var msgs []string
+	for _, f := range rep.Findings {
+		if f.Severity == validation.SeverityError {
+			msgs = append(msgs, fmt.Sprintf("  %s: %s: %s", f.Column, f.Rule, f.Message))
+		}
+	}
+	then := "the agent sits out every round until the data is fixed (validation: enforce)"
+	if v.mode == ValidationWarn {
+		then = "the agent would train on it anyway (validation: warn)"
+	}
+	return fmt.Errorf("participant: data %s fails its expectations %s with %d errors; %s:\n%s",
+		v.file, expect, rep.Errors(), then, strings.Join(msgs, "\n"))
 }
 
 // checkCertificate verifies the client certificate of cfg.TLS against its

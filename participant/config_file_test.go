@@ -268,6 +268,19 @@ func TestFileConfigCheck(t *testing.T) {
 			copyFile(t, expect, filepath.Join(dir, "expect.json"))
 			c.Expect, c.Validation = "expect.json", participant.ValidationEnforce
 		}, nil},
+		// Before, both said OK: only the expectations file was parsed.
+		{"data refused by its expectations (enforce)", func(t *testing.T, dir string, c *participant.FileConfig) {
+			expect, withEmail := validationFiles(t)
+			copyFile(t, expect, filepath.Join(dir, "expect.json"))
+			copyFile(t, withEmail, filepath.Join(dir, "data.csv"))
+			c.Expect, c.Validation = "expect.json", participant.ValidationEnforce
+		}, []string{"fails its expectations", "email: pii", "sits out every round"}},
+		{"data refused by its expectations (warn)", func(t *testing.T, dir string, c *participant.FileConfig) {
+			expect, withEmail := validationFiles(t)
+			copyFile(t, expect, filepath.Join(dir, "expect.json"))
+			copyFile(t, withEmail, filepath.Join(dir, "data.csv"))
+			c.Expect, c.Validation = "expect.json", participant.ValidationWarn
+		}, []string{"fails its expectations", "would train on it anyway"}},
 		{"missing data", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Data = "nope.csv" }, []string{"participant: data:", "nope.csv", "no such file"}},
 		{"empty data", func(t *testing.T, dir string, c *participant.FileConfig) {
 			if err := os.WriteFile(filepath.Join(dir, "empty.csv"), nil, 0o644); err != nil {

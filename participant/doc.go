@@ -89,6 +89,12 @@
 //     connection, a restarting coordinator). The agent backs off
 //     exponentially with full jitter between [DefaultMinBackoff] and
 //     [DefaultMaxBackoff] (or the configured bounds), then joins again.
+//     When nothing has answered for Config.GiveUpAfter
+//     ([DefaultGiveUpAfter], an hour), Run returns [ErrCoordinatorGone]:
+//     an agent started after its federation finished, or left running
+//     when the coordinator exited, stops with that message instead of
+//     retrying forever. (An agent that is told the training is finished
+//     returns nil at once.)
 //
 // # Privacy
 //

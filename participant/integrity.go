@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -135,7 +136,13 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 	a.metrics.refusedManifest(ref.Reason)
 	a.log.ErrorContext(ctx, "round manifest refused: not training on this model",
 		slog.String("reason", string(ref.Reason)), slog.Uint64("manifest_round", ref.Round), slog.String("detail", ref.Detail))
-	detail := ref.Detail
+	// The coordinator takes at most 1 KiB of printable UTF-8.
+	detail := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(ref.Detail, ""))
 	if len(detail) > 1024 {
 		detail = strings.ToValidUTF8(detail[:1024], "")
 	}

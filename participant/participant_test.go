@@ -1076,3 +1076,26 @@ func TestLocalTrainerHoldoutIsStratified(t *testing.T) {
 		}
 	}
 }
+
+// TestGivesUpOnGoneCoordinator: with nobody listening (the federation
+// finished and its coordinator exited), Run stops after GiveUpAfter with
+// ErrCoordinatorGone and a message that says why. Before, it retried
+// forever.
+func TestGivesUpOnGoneCoordinator(t *testing.T) {
+	p := newPKI(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), newFake(t, 1).keys(), func(c *participant.Config) { c.GiveUpAfter = 500 * time.Millisecond })
+	began := time.Now()
+	err = run(t, a, 20*time.Second)
+	if !errors.Is(err, participant.ErrCoordinatorGone) || !strings.Contains(err.Error(), "federation has finished") {
+		t.Fatalf("Run = %v, want ErrCoordinatorGone saying the federation may have finished", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("Run gave up after %v, want about 500ms", took)
+	}
+}

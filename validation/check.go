@@ -3,9 +3,10 @@ package validation
 import (
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
+
+	"github.com/fedguard/fedguard/dataset"
 )
 
 // Severity says whether a finding stops training (in enforce mode).
@@ -129,8 +130,8 @@ func (c *colStat) add(v string, sample bool) {
 	if c.unchecked {
 		return
 	}
-	x, err := strconv.ParseFloat(v, 64)
-	isNum := err == nil && !math.IsNaN(x) && !math.IsInf(x, 0)
+	x, err := dataset.ParseNumber(v)
+	isNum := err == nil
 	if isNum {
 		if c.numbers == 0 || x < c.min {
 			c.min = x

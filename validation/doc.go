@@ -63,7 +63,7 @@
 //
 // Each non-empty sampled value is matched against the patterns below, the
 // first that matches wins. A value that is an ordinary number
-// (strconv.ParseFloat) matches nothing, except 9 or more plain digits.
+// (dataset.ParseNumber) matches nothing, except 9 or more plain digits.
 //
 //   - identifier: 9 or more digits (Dutch BSN has 9, UK NHS 10), NHS style
 //     "ddd ddd dddd", US SSN "ddd-dd-dddd"

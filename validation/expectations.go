@@ -26,8 +26,9 @@ type Type string
 
 // The column types.
 const (
-	// TypeNumber is a column of finite decimal numbers (strconv.ParseFloat
-	// syntax, surrounding white space ignored), as the trainer reads them.
+	// TypeNumber is a column of finite plain decimal numbers
+	// (dataset.ParseNumber, surrounding white space ignored), as the
+	// trainer reads them.
 	TypeNumber Type = "number"
 	// TypeCategory is a column whose values come from a fixed list.
 	TypeCategory Type = "category"

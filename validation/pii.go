@@ -5,9 +5,10 @@ import (
 	"hash/maphash"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/fedguard/fedguard/dataset"
 )
 
 // Kind is a kind of personal data the PII screen looks for.
@@ -176,7 +177,7 @@ func valueKind(v string) Kind {
 		}
 		return ""
 	}
-	if _, err := strconv.ParseFloat(v, 64); err == nil {
+	if _, err := dataset.ParseNumber(v); err == nil {
 		return "" // an ordinary number
 	}
 	switch {

@@ -415,3 +415,25 @@ func TestWiden(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckGoNumberSyntax: a number column holding Go-only number syntax
+// (hexadecimal, underscores) is not numeric, exactly as the trainer's
+// reader refuses it. Before, strconv.ParseFloat's syntax passed the check
+// and the data then failed to load, or was read differently by other tools.
+func TestCheckGoNumberSyntax(t *testing.T) {
+	e := Expectations{Version: 1, Label: Label{Column: "y", Classes: []Class{{Value: "a", MaxShare: 1}}},
+		Columns: []Column{{Name: "x", Type: TypeNumber}}}
+	rep, err := Check(strings.NewReader("x,y\n0x1p-2,a\n1_000,a\n0x10,a\n2.5e1,a\n"), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *Finding
+	for i, f := range rep.Findings {
+		if f.Rule == RuleNotNumber && f.Column == "x" {
+			got = &rep.Findings[i]
+		}
+	}
+	if got == nil || got.Count != 3 || got.Total != 4 {
+		t.Errorf("Check findings %+v, want not_number on x for 3 of 4 cells", rep.Findings)
+	}
+}

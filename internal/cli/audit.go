@@ -278,6 +278,13 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 	round := fs.Int64("round", -1, "round whose model to write (default: the last closed round; 0 is the initial model)")
 	outDir := fs.String("out", ".", "directory for MODEL.bin and MODEL.bin.manifest.json")
 	key := fs.String("key", "", "the coordinator's signing.pub: check the manifest and the model before writing them")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nThe files it writes can be checked without fedguard, with cosign (v2.4.1 or later;\n"+
+			"it checks the Ed25519 signature, against the coordinator's %s, and the model's digest):\n  %s\n",
+			manifest.CosignPublicFile, cosignCommand(manifest.CosignPublicFile, "FED-model-round-000020.bin"))
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -314,5 +321,16 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s and %s (round %d)\n", modelPath, modelPath+".manifest.json", m.Round)
+	fmt.Fprintf(env.Stdout, "check them without fedguard:\n  %s\n", cosignCommand(filepath.Join(*dataDir, manifest.CosignPublicFile), modelPath))
 	return nil
+}
+
+// cosignCommand is the cosign command that checks the model file model
+// against its manifest (model + ".manifest.json") and the coordinator's
+// cosign.pub at key: --insecure-ignore-tlog because manifests are not in
+// Rekor, --type because the predicate is fedguard's (see package
+// manifest).
+func cosignCommand(key, model string) string {
+	return fmt.Sprintf("cosign verify-blob-attestation --key %s --insecure-ignore-tlog --type %s --signature %s %s",
+		key, manifest.PredicateType, model+".manifest.json", model)
 }

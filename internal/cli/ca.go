@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -193,7 +194,10 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var serials []*big.Int
+	var (
+		serials []*big.Int
+		cert    *x509.Certificate
+	)
 	switch {
 	case *serial != "":
 		s, err := certs.ParseSerial(*serial)
@@ -202,7 +206,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 		}
 		serials = []*big.Int{s}
 	case *certFile != "":
-		cert, err := certs.LoadCertificate(*certFile)
+		cert, err = certs.LoadCertificate(*certFile)
 		if err != nil {
 			return err
 		}
@@ -236,7 +240,11 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "serial %s (%s) was already revoked\n", caSerial(s), identity[s.Text(16)])
 			return nil
 		}
-		if err := a.Revoke(s); err != nil {
+		revoke := func() error { return a.Revoke(s) }
+		if *certFile != "" {
+			revoke = func() error { return a.RevokeCertificate(cert) }
+		}
+		if err := revoke(); err != nil {
 			return err
 		}
 	}
@@ -326,7 +334,13 @@ func runParticipantInit(_ context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "wrote %s (certificate signing request for %s)\n", csrFile, id)
 	fmt.Fprintf(env.Stdout, "next: send %s.csr to the federation operator, who runs:\n", *name)
 	fmt.Fprintf(env.Stdout, "  fedguard ca sign --dir CA_DIR --csr %s.csr --out %s.crt\n", *name, *name)
-	fmt.Fprintf(env.Stdout, "then put the returned %s.crt and ca.crt in %s\n", *name, *dir)
+	fmt.Fprintf(env.Stdout, "then put the returned %s.crt and ca.crt in %s, with the coordinator's signing.pub\n", *name, *dir)
+	fmt.Fprintln(env.Stdout, "(its manifest-signing keys: the agent trains only on models they sign); check the")
+	fmt.Fprintln(env.Stdout, "fingerprint of signing.pub with the operator over another channel, such as the phone")
+	fmt.Fprintln(env.Stdout, "(the coordinator prints it when it creates its keys), and run:")
+	fmt.Fprintf(env.Stdout, "  fedguard participant run --coordinator HOST:PORT --federation %s \\\n", *fed)
+	fmt.Fprintf(env.Stdout, "    --ca %s --cert %s --key %s \\\n", filepath.Join(*dir, "ca.crt"), filepath.Join(*dir, *name+".crt"), keyFile)
+	fmt.Fprintf(env.Stdout, "    --coordinator-key %s --data DATA.csv\n", filepath.Join(*dir, manifest.PublicFile))
 	return nil
 }
 

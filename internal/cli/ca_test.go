@@ -51,7 +51,7 @@ func TestCACommands(t *testing.T) {
 		{"init missing flag", []string{"ca", "init", "--dir", caDir}, 2, nil, "-federation is required"},
 		{"issue", []string{"ca", "issue", "--dir", caDir, "--out-cert", srvCert, "--out-key", srvKey, "--host", "127.0.0.1,coord.example.org"}, 0, []string{"spiffe://hospitals-eu/coordinator", "127.0.0.1, coord.example.org"}, ""},
 		{"issue over key", []string{"ca", "issue", "--dir", caDir, "--out-cert", srvCert, "--out-key", srvKey, "--host", "127.0.0.1"}, 1, nil, "refusing to overwrite"},
-		{"participant init", []string{"participant", "init", "--name", "st-mary", "--federation", "hospitals-eu", "--dir", hosp}, 0, []string{"st-mary.key", "send st-mary.csr to the federation operator", "fedguard ca sign"}, ""},
+		{"participant init", []string{"participant", "init", "--name", "st-mary", "--federation", "hospitals-eu", "--dir", hosp}, 0, []string{"st-mary.key", "send st-mary.csr to the federation operator", "fedguard ca sign", "signing.pub", "--coordinator-key " + filepath.Join(hosp, "signing.pub")}, ""},
 		{"participant init again", []string{"participant", "init", "--name", "st-mary", "--federation", "hospitals-eu", "--dir", hosp}, 1, nil, "refusing to overwrite"},
 		{"participant init bad name", []string{"participant", "init", "--name", "../evil", "--federation", "hospitals-eu", "--dir", hosp}, 2, nil, "-name"},
 		{"participant init other", []string{"participant", "init", "--name", "st-john", "--federation", "hospitals-eu", "--dir", hosp}, 0, nil, ""},
@@ -64,6 +64,8 @@ func TestCACommands(t *testing.T) {
 		{"revoke unknown name", []string{"ca", "revoke", "--dir", caDir, "--name", "nobody"}, 1, nil, "no certificate was issued"},
 		{"revoke two selectors", []string{"ca", "revoke", "--dir", caDir, "--name", "st-john", "--serial", "ff"}, 2, nil, "exactly one"},
 		{"revoke bad serial", []string{"ca", "revoke", "--dir", caDir, "--serial", "zz"}, 2, nil, "bad serial"},
+		// Before, an unknown serial was added to the CRL and reported revoked.
+		{"revoke unknown serial", []string{"ca", "revoke", "--dir", caDir, "--serial", "abc123"}, 1, nil, "never issued a certificate with that serial"},
 	}
 	for _, st := range steps {
 		code, out, errOut := caRun(t, st.args...)
@@ -176,5 +178,18 @@ func TestCAHelp(t *testing.T) {
 	}
 	if code, _, _ := caRun(t, "ca", "list"); code != 2 {
 		t.Errorf("ca list without -dir = exit %d, want 2", code)
+	}
+}
+
+// TestAuditModelHelpNamesCosign: `audit model --help` gives the exact
+// cosign command that checks what it writes (before, nothing told a user
+// how to run cosign on a round).
+func TestAuditModelHelpNamesCosign(t *testing.T) {
+	_, out, errOut := caRun(t, "audit", "model", "--help")
+	for _, want := range []string{"cosign verify-blob-attestation --key cosign.pub --insecure-ignore-tlog",
+		"--type https://fedguard.dev/round-manifest/v1", "--signature FED-model-round-000020.bin.manifest.json FED-model-round-000020.bin"} {
+		if !strings.Contains(out+errOut, want) {
+			t.Errorf("audit model --help does not say %q:\n%s%s", want, out, errOut)
+		}
 	}
 }

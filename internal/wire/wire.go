@@ -173,8 +173,10 @@ func ScalingFromProto(p *fedguardv1.FeatureScaling, n int) (dataset.Scaling, err
 	}
 	for i := range n {
 		m, s := p.GetMean()[i], p.GetStd()[i]
-		if math.IsNaN(m) || math.IsInf(m, 0) || !(s > 0) || math.IsInf(s, 0) {
-			return dataset.Scaling{}, fmt.Errorf("wire: feature scaling %d is invalid (mean %v, std %v)", i, m, s)
+		// No scaling the coordinator derives has a deviation below
+		// dataset.MinStd; a smaller one would blow values up.
+		if math.IsNaN(m) || math.IsInf(m, 0) || !(s >= dataset.MinStd) || math.IsInf(s, 0) {
+			return dataset.Scaling{}, fmt.Errorf("wire: feature scaling %d is invalid (mean %v, std %v; the deviation must be finite and at least %v)", i, m, s, dataset.MinStd)
 		}
 	}
 	return dataset.Scaling{Mean: p.GetMean(), Std: p.GetStd()}, nil

@@ -1,0 +1,356 @@
+package coordinator
+
+// Per-participant bounds on what a client can make the coordinator hold.
+//
+// A participant is one certificate identity (its spiffe name); its mTLS
+// handshake proves it, so the counts below cannot be spread over made-up
+// names. They bound:
+//
+//   - connections: a verified handshake beyond LimitsConfig.MaxConnections
+//     open connections of the same participant is closed at once and
+//     refused with reason too_many_connections. A connection's slot is
+//     freed when gRPC closes it (the peer went away, the keepalive
+//     enforcement found it dead, or it stayed idle too long).
+//   - calls: a call beyond LimitsConfig.MaxCalls calls in flight of the same
+//     participant, over all its connections, is refused with
+//     ResourceExhausted before its handler runs. HTTP/2 also caps the
+//     streams of one connection at the same number.
+//   - update streams: an update is decoded into a buffer of the model's
+//     size, so a SubmitUpdate stream ends, and its buffer is dropped, when
+//     the round or the attempt it is for ends (at the round's deadline at
+//     the latest), when no message arrived for LimitsConfig.UpdateIdle, or
+//     when, UpdateIdle after its header, it has delivered less than
+//     UpdateMinRate bytes a second on average. A participant can thus hold
+//     at most one update buffer, for the open round, and only while it
+//     makes progress. fedguard_update_buffer_bytes shows what is held.
+//
+// Handshakes that do not complete are bounded by gRPC's connection timeout
+// (handshakeTimeout), and idle connections by keepalive's
+// MaxConnectionIdle.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/certs"
+)
+
+// Defaults of LimitsConfig.
+const (
+	// DefaultMaxConnections is how many connections one participant may
+	// keep open. An agent needs one; the rest is room for restarts whose
+	// old connection the keepalive has not yet found dead.
+	DefaultMaxConnections = 8
+	// DefaultMaxCalls is how many calls one participant may have in
+	// flight. An agent has at most three (a long poll, a download or
+	// upload, a report).
+	DefaultMaxCalls = 16
+	// DefaultUpdateIdle is the longest an update stream may go without a
+	// message, and the grace before its average rate is checked.
+	DefaultUpdateIdle = 30 * time.Second
+	// DefaultUpdateMinRate is the lowest average rate, in bytes a second,
+	// of an update stream after its grace: 64 KiB/s, a hundredth of a
+	// slow hospital uplink (a 1 M-parameter update still gets 64 s).
+	DefaultUpdateMinRate = 64 << 10
+)
+
+const (
+	// handshakeTimeout bounds a connection's TLS handshake.
+	handshakeTimeout = 20 * time.Second
+	// maxConnectionIdle closes a connection without a call for this long;
+	// an agent always has a long poll open, so only abandoned connections
+	// are closed.
+	maxConnectionIdle = 5 * time.Minute
+)
+
+// Reasons of refusals by the limits: values of the reason label of
+// fedguard_connections_refused_total and of audit.ConnectionRefused.Reason.
+const (
+	ReasonTooManyConnections = "too_many_connections"
+	ReasonTooManyCalls       = "too_many_calls"
+)
+
+// LimitsConfig bounds what one participant can make the coordinator hold
+// (see the package's limits.go for the rules). Zero values take the
+// defaults.
+type LimitsConfig struct {
+	// MaxConnections is how many connections one participant may keep
+	// open (default DefaultMaxConnections).
+	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxCalls is how many calls one participant may have in flight
+	// (default DefaultMaxCalls).
+	MaxCalls int `json:"max_calls,omitempty"`
+	// UpdateIdle is the longest an update stream may wait for its next
+	// message (default DefaultUpdateIdle).
+	UpdateIdle Duration `json:"update_idle,omitempty"`
+	// UpdateMinRate is the lowest average rate of an update stream, in
+	// bytes a second, from UpdateIdle after its header on (default
+	// DefaultUpdateMinRate).
+	UpdateMinRate int64 `json:"update_min_rate,omitempty"`
+}
+
+func (l LimitsConfig) withDefaults() LimitsConfig {
+	if l.MaxConnections == 0 {
+		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxCalls == 0 {
+		l.MaxCalls = DefaultMaxCalls
+	}
+	if l.UpdateIdle == 0 {
+		l.UpdateIdle = Duration(DefaultUpdateIdle)
+	}
+	if l.UpdateMinRate == 0 {
+		l.UpdateMinRate = DefaultUpdateMinRate
+	}
+	return l
+}
+
+func (l LimitsConfig) validate(add func(string, ...any)) {
+	if l.MaxConnections < 0 || l.MaxCalls < 0 || l.UpdateIdle < 0 || l.UpdateMinRate < 0 {
+		add("limits must not be negative")
+	}
+	if l.MaxCalls > 1<<16 || l.MaxConnections > 1<<16 {
+		add("limits.max_calls %d and limits.max_connections %d must be at most 65536", l.MaxCalls, l.MaxConnections)
+	}
+}
+
+// serverLimits are the gRPC server options that carry the limits.
+func serverLimits(l LimitsConfig) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.MaxConcurrentStreams(uint32(l.MaxCalls)),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: maxConnectionIdle,
+			Time:              30 * time.Second,
+			Timeout:           10 * time.Second,
+		}),
+	}
+}
+
+// perIdentity counts what each participant holds.
+type perIdentity struct {
+	mu    sync.Mutex
+	conns map[string]int
+	calls map[string]int
+
+	// buffered is the bytes of update buffers held by streams in flight.
+	buffered atomic.Int64
+}
+
+func newPerIdentity() *perIdentity {
+	return &perIdentity{conns: map[string]int{}, calls: map[string]int{}}
+}
+
+// take counts one more in m[name] unless it is at limit.
+func (p *perIdentity) take(m map[string]int, name string, limit int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m[name] >= limit {
+		return false
+	}
+	m[name]++
+	return true
+}
+
+func (p *perIdentity) give(m map[string]int, name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m[name]--; m[name] <= 0 {
+		delete(m, name)
+	}
+}
+
+// limitMetrics are the limits' collectors, registered with the
+// coordinator's.
+func (p *perIdentity) collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fedguard_update_buffer_bytes", Help: "Bytes of update buffers held by plain update streams in flight.",
+		}, func() float64 { return float64(p.buffered.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "fedguard_participant_connections", Help: "Participant connections open.",
+		}, func() float64 { return float64(p.total(p.conns)) }),
+	}
+}
+
+func (p *perIdentity) total(m map[string]int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// admitConnection counts a verified connection against its participant's
+// limit. It returns the connection to hand to gRPC, whose Close frees the
+// slot, or a *certs.Refusal after closing conn.
+func (c *Coordinator) admitConnection(conn net.Conn, info credentials.AuthInfo) (net.Conn, error) {
+	ti, ok := info.(credentials.TLSInfo)
+	if !ok {
+		return conn, nil
+	}
+	id, err := certs.PeerIdentity(ti.State)
+	if err != nil {
+		return conn, nil // the call check refuses it with its reason
+	}
+	if !c.limits.take(c.limits.conns, id.Name, c.cfg.Limits.MaxConnections) {
+		conn.Close()
+		leaf := ti.State.PeerCertificates[0]
+		return nil, &certs.Refusal{
+			Reason: ReasonTooManyConnections, Identity: id, Serial: leaf.SerialNumber.Text(16),
+			Err: fmt.Errorf("%s already has %d connections open (limits.max_connections)", id.Name, c.cfg.Limits.MaxConnections),
+		}
+	}
+	return &countedConn{Conn: conn, release: sync.OnceFunc(func() { c.limits.give(c.limits.conns, id.Name) })}, nil
+}
+
+// countedConn frees its participant's connection slot on Close.
+type countedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// ConnectionState lets callers that look for the TLS state still find it.
+func (c *countedConn) ConnectionState() tls.ConnectionState {
+	if tc, ok := c.Conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return tc.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
+
+// peerName is the participant name of a call's verified certificate, or
+// "" (the call check then refuses the call).
+func peerName(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return ""
+	}
+	id, err := certs.PeerIdentity(info.State)
+	if err != nil {
+		return ""
+	}
+	return id.Name
+}
+
+// enterCall counts a call against its participant's limit; the returned
+// function ends it.
+func (c *Coordinator) enterCall(ctx context.Context, method string) (func(), error) {
+	name := peerName(ctx)
+	if name == "" {
+		return func() {}, nil
+	}
+	if !c.limits.take(c.limits.calls, name, c.cfg.Limits.MaxCalls) {
+		c.metrics.refusedConnection(ReasonTooManyCalls)
+		err := status.Errorf(codes.ResourceExhausted, "%s already has %d calls in flight (limits.max_calls)", name, c.cfg.Limits.MaxCalls)
+		remote := ""
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			remote = p.Addr.String()
+		}
+		c.refusal(ctx, name, audit.Entry{Kind: audit.KindCallRefused, Actor: name, Round: c.lastRoundNow(), Payload: audit.CallRefused{
+			Method: method, Code: codes.ResourceExhausted.String(), Reason: status.Convert(err).Message(),
+		}}, "call refused", "participant", name, "reason", ReasonTooManyCalls, "method", method, "remote", remote)
+		return nil, err
+	}
+	return sync.OnceFunc(func() { c.limits.give(c.limits.calls, name) }), nil
+}
+
+// recvResult is one Recv of an update stream.
+type recvResult[T any] struct {
+	msg T
+	err error
+}
+
+// recvBounded receives the messages of an update stream for r, calling fn
+// on each, until io.EOF (it returns nil) or an error. It ends the stream (returning a status
+// error) when r is no longer the open round, at r's deadline, after
+// UpdateIdle without a message, or when the stream falls below
+// UpdateMinRate (see the top of this file). size(msg) is a message's
+// payload bytes.
+func recvBounded[T any](c *Coordinator, r *openRound, recv func() (T, error), size func(T) int, fn func(T) error) error {
+	lim := c.cfg.Limits
+	idle := time.Duration(lim.UpdateIdle)
+	results := make(chan recvResult[T])
+	done := make(chan struct{})
+	defer close(done)
+	// Recv blocks without a context; when the handler returns, gRPC
+	// cancels the stream and this Recv returns.
+	go func() {
+		for {
+			m, err := recv()
+			select {
+			case results <- recvResult[T]{m, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	start := c.opts.now()
+	var bytes int64
+	idleT := time.NewTimer(idle)
+	defer idleT.Stop()
+	deadline := time.NewTimer(r.deadline.Sub(start))
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		open := c.round == r && c.phase == phaseTraining
+		changed := c.changed
+		c.mu.Unlock()
+		if !open {
+			return status.Errorf(codes.FailedPrecondition, "round %d attempt %d ended while the update was arriving", r.number, r.attempt)
+		}
+		select {
+		case res := <-results:
+			if errors.Is(res.err, io.EOF) {
+				return nil
+			}
+			if res.err != nil {
+				return res.err
+			}
+			bytes += int64(size(res.msg))
+			if elapsed := c.opts.now().Sub(start); elapsed > idle && float64(bytes) < float64(lim.UpdateMinRate)*elapsed.Seconds() {
+				return status.Errorf(codes.ResourceExhausted, "update stream too slow: %d bytes in %v, the minimum is %d bytes a second (limits.update_min_rate)",
+					bytes, elapsed.Round(time.Millisecond), lim.UpdateMinRate)
+			}
+			if err := fn(res.msg); err != nil {
+				return err
+			}
+			idleT.Reset(idle)
+		case <-idleT.C:
+			return status.Errorf(codes.ResourceExhausted, "update stream idle for %v (limits.update_idle)", idle)
+		case <-deadline.C:
+			return status.Errorf(codes.FailedPrecondition, "round %d reached its deadline while the update was arriving", r.number)
+		case <-changed:
+		}
+	}
+}

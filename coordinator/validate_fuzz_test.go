@@ -1,0 +1,141 @@
+package coordinator
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+)
+
+// fuzzSeeds adds each message's encoding to f.
+func fuzzSeeds(f *testing.F, msgs ...proto.Message) {
+	for _, m := range msgs {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+}
+
+// invalidArgument fails unless err is nil or an InvalidArgument status.
+func invalidArgument(t *testing.T, err error) {
+	if err != nil && status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("validator returned %v, want an InvalidArgument status", err)
+	}
+}
+
+// FuzzValidateReportStats: the ReportStats check never panics, refuses
+// with InvalidArgument only, and what it accepts has a row count in
+// [1, MaxSamples] and finite sums of the model's width, with non-negative
+// sums of squares.
+func FuzzValidateReportStats(f *testing.F) {
+	fuzzSeeds(f,
+		&fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{Count: 3, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}}},
+		&fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{Count: 0, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}}},
+		&fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{Count: 1, Sum: []float64{math.NaN(), 2}, SumSquares: []float64{-1, 4}}},
+		&fedguardv1.ReportStatsRequest{},
+	)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req fedguardv1.ReportStatsRequest
+		if proto.Unmarshal(data, &req) != nil {
+			return
+		}
+		st, err := validateReportStatsRequest(&req, 2)
+		invalidArgument(t, err)
+		if err != nil {
+			return
+		}
+		if st.Count == 0 || st.Count > MaxSamples || len(st.Sum) != 2 || len(st.SumSquares) != 2 {
+			t.Fatalf("accepted stats of %d rows, %d sums, %d sums of squares", st.Count, len(st.Sum), len(st.SumSquares))
+		}
+		for i := range 2 {
+			if math.IsNaN(st.Sum[i]) || math.IsInf(st.Sum[i], 0) || !(st.SumSquares[i] >= 0) || math.IsInf(st.SumSquares[i], 0) {
+				t.Fatalf("accepted feature %d with sum %v, sum of squares %v", i, st.Sum[i], st.SumSquares[i])
+			}
+		}
+	})
+}
+
+// FuzzValidateReportValidation: the ReportValidation check never panics,
+// refuses with InvalidArgument only, and what it accepts is bounded:
+// a round offered so far, a known mode, at most maxValidationFindings
+// findings with printable column names and counts within their totals,
+// and training that agrees with the mode.
+func FuzzValidateReportValidation(f *testing.F) {
+	fuzzSeeds(f,
+		&fedguardv1.ReportValidationRequest{Round: 1, Mode: "warn", Training: true, Rows: 10, Columns: 3},
+		&fedguardv1.ReportValidationRequest{Round: 2, Mode: "enforce", Training: false, Findings: []*fedguardv1.ValidationFinding{
+			{Column: "age", Rule: "range", Severity: "error", Count: 2, Total: 10},
+		}},
+		&fedguardv1.ReportValidationRequest{Round: 1, Mode: "warn", Training: true,
+			FeatureStats: &fedguardv1.FeatureStats{Count: 3, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}}},
+		&fedguardv1.ReportValidationRequest{Round: 9, Mode: "strict"},
+	)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req fedguardv1.ReportValidationRequest
+		if proto.Unmarshal(data, &req) != nil {
+			return
+		}
+		err := validateReportValidationRequest(&req, 1, 2)
+		invalidArgument(t, err)
+		if err != nil {
+			return
+		}
+		if req.GetRound() == 0 || req.GetRound() > 2 || (req.GetMode() != "warn" && req.GetMode() != "enforce") ||
+			len(req.GetFindings()) > maxValidationFindings {
+			t.Fatalf("accepted round %d, mode %q, %d findings", req.GetRound(), req.GetMode(), len(req.GetFindings()))
+		}
+		errs := 0
+		for _, fd := range req.GetFindings() {
+			if len(fd.GetColumn()) > maxValidationColumn || !utf8.ValidString(fd.GetColumn()) || fd.GetCount() > fd.GetTotal() {
+				t.Fatalf("accepted finding %v", fd)
+			}
+			if fd.GetSeverity() == "error" {
+				errs++
+			}
+		}
+		if req.GetTraining() != (req.GetMode() == "warn" || errs == 0) {
+			t.Fatalf("accepted training %t with mode %s and %d errors", req.GetTraining(), req.GetMode(), errs)
+		}
+	})
+}
+
+// FuzzValidateReportRefusal: the ReportRefusal check never panics, refuses
+// with InvalidArgument only, and what it accepts has a known reason and a
+// detail of at most maxRefusalDetail bytes of printable UTF-8, which is
+// what goes into the logs. (It accepted any bytes as the detail before.)
+func FuzzValidateReportRefusal(f *testing.F) {
+	fuzzSeeds(f,
+		&fedguardv1.ReportRefusalRequest{ManifestRound: 3, Reason: string(refusalReasons[0]), Detail: "digest mismatch"},
+		&fedguardv1.ReportRefusalRequest{Reason: "nope"},
+		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: "a\x1b[31mred\r\nforged log line"},
+		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: strings.Repeat("x", maxRefusalDetail+1)},
+	)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req fedguardv1.ReportRefusalRequest
+		if proto.Unmarshal(data, &req) != nil {
+			return
+		}
+		reason, err := validateReportRefusalRequest(&req)
+		invalidArgument(t, err)
+		if err != nil {
+			return
+		}
+		if string(reason) != req.GetReason() {
+			t.Fatalf("accepted reason %q as %q", req.GetReason(), reason)
+		}
+		d := req.GetDetail()
+		if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
+			strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+			t.Fatalf("accepted detail %q", d)
+		}
+	})
+}
