@@ -255,14 +255,20 @@ func TestCallsPerParticipant(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
-		// In the statistics phase a long poll waits for its whole time.
-		wg.Go(func() { _, _ = holder.svc.WaitRound(ctx, &fedguardv1.WaitRoundRequest{}) })
+		// In the statistics phase a long poll waits for its whole time;
+		// one that ends early (a loaded machine) is asked again, so two
+		// stay in flight until cancel.
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_, _ = holder.svc.WaitRound(ctx, &fedguardv1.WaitRoundRequest{})
+			}
+		})
 	}
 	join := func() error {
 		_, err := other.svc.Join(callCtx(t, 5*time.Second), &fedguardv1.JoinRequest{AgentVersion: "test"})
 		return err
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	var err error
 	for err = join(); status.Code(err) != codes.ResourceExhausted; err = join() {
 		if time.Now().After(deadline) {
