@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build build-static image image-test test demo proto proto-check bench lint fuzz deploy-check clean
+.PHONY: all build build-static image image-test release release-verify test demo proto proto-check bench lint fuzz deploy-check clean
 
 all: build
 
@@ -34,6 +34,21 @@ image: build-static
 # containers.conf is integration/testdata/containers.conf.
 image-test: image
 	FEDGUARD_IMAGE=$(IMAGE) $(GO) test -count=1 -run '^TestContainer' -v ./integration
+
+# A release in dist/: static binaries for linux/amd64 and linux/arm64, a
+# CycloneDX SBOM of each (cyclonedx-gomod, pinned in tools/go.mod),
+# SHA256SUMS, and cosign signatures of SHA256SUMS and of the SBOMs with
+# RELEASE_KEY (a cosign key, unlocked by COSIGN_PASSWORD; cosign is pinned in
+# tools/cosign/go.mod). See docs/release.md.
+RELEASE_KEY ?= cosign.key
+RELEASE_PUB ?= cosign.pub
+release:
+	GO="$(GO)" RELEASE_KEY="$(RELEASE_KEY)" deploy/release/build.sh dist
+
+# Checks dist/ offline as a hospital would: the signatures with RELEASE_PUB
+# (cosign and openssl), the checksums, each SBOM against its binary.
+release-verify:
+	GO="$(GO)" RELEASE_PUB="$(RELEASE_PUB)" deploy/release/verify.sh dist
 
 # The test command CI runs: vet, then every test (integration tests too) under the race detector.
 test:

@@ -179,7 +179,8 @@ func TestContainerFederation(t *testing.T) {
 		case "training finished":
 			finished = true
 		case "round closed":
-			closed[r["round"].(float64)], _ = r["participants"].(float64)
+			round, _ := r["round"].(float64)
+			closed[round], _ = r["participants"].(float64)
 		}
 	}
 	if !finished || len(closed) != 3 || closed[1] != 2 || closed[2] != 2 || closed[3] != 2 {
