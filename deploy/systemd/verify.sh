@@ -12,8 +12,8 @@
 # installed on the host. (`--root=DIR` would need a whole systemd tree,
 # sysinit.target included, under DIR.)
 set -euo pipefail
+bin=$(realpath "${1:-$(dirname "$0")/../../bin/fedguard}")
 cd "$(dirname "$0")"
-bin=$(realpath "${1:-../../bin/fedguard}")
 max=${MAX_EXPOSURE:-2.0}
 [[ -x $bin ]] || { echo "verify.sh: $bin is not an executable (run make build)"; exit 1; }
 command -v systemd-analyze >/dev/null || { echo "verify.sh: systemd-analyze is required (Debian package systemd)"; exit 1; }
