@@ -30,11 +30,17 @@ GO=${GO:-go}
 : "${RELEASE_KEY:?set RELEASE_KEY to the cosign private key (see docs/release.md)}"
 [[ -f $RELEASE_KEY || $RELEASE_KEY == *://* ]] || { echo "build.sh: RELEASE_KEY $RELEASE_KEY: no such file"; exit 1; }
 read -ra cosign <<<"${COSIGN:-$GO tool -modfile=tools/cosign/go.mod cosign}"
-read -ra sbom <<<"$GO tool -modfile=tools/go.mod cyclonedx-gomod"
 version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 
 rm -rf "$out"
 mkdir -p "$out"
+# cyclonedx-gomod takes the package URLs' goos/goarch from its environment,
+# not from the binary it reads: it must run with the target's GOOS/GOARCH,
+# so it is built once for this host rather than run by `go tool` (which
+# would build it for the target).
+tooldir=$(mktemp -d)
+trap 'rm -rf "$tooldir"' EXIT
+GOOS= GOARCH= "$GO" build -modfile=tools/go.mod -o "$tooldir/cyclonedx-gomod" github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
 for arch in amd64 arm64; do
   bin=fedguard-linux-$arch
   echo "build  $out/$bin ($version)"
@@ -42,7 +48,7 @@ for arch in amd64 arm64; do
   # From the binary's own build information: exactly the modules linked
   # in. Licenses come from the module cache; nothing is fetched.
   echo "sbom   $out/$bin.cdx.json"
-  GOPROXY=off GOFLAGS=-mod=mod "${sbom[@]}" bin -json -licenses -noserial -notimestamp \
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOPROXY=off GOFLAGS=-mod=mod "$tooldir/cyclonedx-gomod" bin -json -licenses -noserial -notimestamp \
     -version "$version" -output "$out/$bin.cdx.json" "$out/$bin" 2>"$out/.sbom.log" ||
     { cat "$out/.sbom.log"; exit 1; }
   rm -f "$out/.sbom.log"

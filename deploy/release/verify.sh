@@ -49,5 +49,8 @@ for arch in amd64 arm64; do
   done < <("$GO" version -m "$bin" | awk '$1 == "dep" { print $2, $3 }')
   ((n > 0)) || { echo "FAIL $bin: no dependencies in its build information"; exit 1; }
   grep -q '"bomFormat": "CycloneDX"' "$sbom" || { echo "FAIL $sbom: not a CycloneDX document"; exit 1; }
+  # Every package URL names the binary's architecture.
+  archs=$(grep -o 'goarch=[a-z0-9]*' "$sbom" | sort -u | tr '\n' ' ')
+  [[ $archs == "goarch=$arch " ]] || { echo "FAIL $sbom: package URLs name $archs, want goarch=$arch only"; exit 1; }
   echo "ok   $sbom: describes $bin ($n modules)"
 done
