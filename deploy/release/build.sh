@@ -22,7 +22,7 @@
 # alone). See docs/release.md.
 #
 # The SBOM generator and cosign are pinned Go tools (tools/go.mod and
-# tools/cosign/go.mod), built from the module proxy by `go tool`.
+# tools/cosign/go.mod), built from the module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-dist}
