@@ -1,0 +1,467 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/participant"
+)
+
+// prometheusServer finds Debian's Prometheus server (package prometheus,
+// which .ci/run installs). Without it the test fails in CI (CI set) and is
+// skipped elsewhere.
+func prometheusServer(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("prometheus"); err == nil {
+		return p
+	}
+	msg := "the prometheus server is not installed: the live monitoring test runs it against real coordinators. " +
+		"Install it with `apt-get update && apt-get install -y --no-install-recommends prometheus` (.ci/run does)"
+	if ci := os.Getenv("CI"); ci != "" && ci != "false" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// monitoredFederation is a demo federation whose coordinator and first
+// hospital are real fedguard processes with their metrics listeners on;
+// the other hospitals run in process (one of them poisoned, perhaps:
+// the binary has no way to poison its updates, and should not have one).
+// It trains round 1 once release is called and stops in round 3, so both
+// processes stay up, to be scraped, after round 2 has closed.
+type monitoredFederation struct {
+	coord                 *coordProc
+	coordAddr, partAddr   string // metrics listeners
+	release               func()
+	coordJob, participJob string
+}
+
+// startMonitoredFederation starts a federation of the demo's four
+// hospitals (seed 1); poison names the hospital whose update is
+// multiplied by demo.PoisonFactor, or is empty. Its Prometheus jobs are
+// coordinator-NAME and participant-NAME.
+func startMonitoredFederation(t *testing.T, name, poison string) *monitoredFederation {
+	t.Helper()
+	dir := t.TempDir()
+	fed, err := demo.Setup(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hospitals []string
+	for _, h := range fed.Hospitals {
+		hospitals = append(hospitals, h.Name)
+	}
+	if len(hospitals) < 3 || hospitals[0] == poison {
+		t.Fatalf("demo hospitals %v: want at least 3 (the norm check needs 3 updates), the first one honest", hospitals)
+	}
+	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), 3)
+	cfg.MetricsListen = "127.0.0.1:0"
+	cfg.RoundTimeout = coordinator.Duration(5 * time.Minute) // round 1 waits for release, round 3 for the end
+	coord := startCoordinator(t, writeConfig(t, dir, cfg))
+	rec := coord.waitLog("metrics listening", 30*time.Second, func(r map[string]any) bool { return r["msg"] == "metrics listening" })
+	m := &monitoredFederation{coord: coord, coordJob: "coordinator-" + name, participJob: "participant-" + name}
+	m.coordAddr, _ = rec["addr"].(string)
+	if m.coordAddr == "" {
+		t.Fatalf("%s: metrics listening record %v has no addr", name, rec)
+	}
+
+	first := hospitals[0]
+	hp := startParticipant(t, first, "--coordinator", coord.Addr, "--federation", demo.Federation,
+		"--ca", filepath.Join(dir, "ca", "ca.crt"),
+		"--cert", filepath.Join(dir, first, first+".crt"), "--key", filepath.Join(dir, first, first+".key"),
+		"--data", filepath.Join(dir, first, "data.csv"),
+		"--coordinator-key", filepath.Join(cfg.DataDir, "signing.pub"),
+		"--metrics-listen", "127.0.0.1:0")
+	m.partAddr = waitParticipantLog(t, hp, "metrics listening", 30*time.Second)["addr"].(string)
+
+	release := make(chan struct{})
+	m.release = sync.OnceFunc(func() { close(release) })
+	t.Cleanup(m.release)
+	never := make(chan struct{}) // round 3 ends with the test
+	agents := map[string]*participant.Agent{}
+	for _, h := range hospitals[1:] {
+		var tr participant.Trainer = localTrainer(dir, h)
+		if h == poison {
+			tr = &demo.Poisoned{Trainer: tr, Factor: demo.PoisonFactor}
+		}
+		tr = &gate{Trainer: &gate{Trainer: tr, holdRound: 3, release: never}, holdRound: 1, release: release}
+		agents[h] = newAgent(t, dir, h, coord.Addr, tr)
+	}
+	runAgents(t, context.Background(), agents)
+	return m
+}
+
+// waitParticipantLog waits until a participant process logged a JSON
+// record with the given msg, and returns it.
+func waitParticipantLog(t *testing.T, p *participantProc, msg string, timeout time.Duration) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(p.out.String(), "\n") {
+			var r map[string]any
+			if json.Unmarshal([]byte(line), &r) == nil && r["msg"] == msg {
+				return r
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("participant %s exited (%v) before logging %q:\n%s", p.name, p.err, msg, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("participant %s did not log %q within %v:\n%s", p.name, msg, timeout, p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// promServer is a Prometheus server process owned by a test.
+type promServer struct {
+	base string // http://127.0.0.1:PORT
+	out  *lockedBuffer
+	done chan struct{}
+}
+
+// startPrometheus runs the prometheus server on a free loopback port,
+// scraping each job's target every second and evaluating the real
+// deploy/prometheus/alerts.yml every second. It is stopped when the test
+// ends.
+func startPrometheus(t *testing.T, bin string, jobs map[string]string) *promServer {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The rules are loaded as written, not a test copy: PoisoningSuspected
+	// has no `for:` (the test checks, through the rules API), so it fires
+	// at the first evaluation that sees a flag.
+	rules := filepath.Join(root, "deploy", "prometheus", "alerts.yml")
+	dir := t.TempDir()
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n")
+	fmt.Fprintf(&cfg, "rule_files:\n  - %q\n", rules)
+	fmt.Fprintf(&cfg, "scrape_configs:\n")
+	names := make([]string, 0, len(jobs))
+	for job := range jobs {
+		names = append(names, job)
+	}
+	slices.Sort(names)
+	for _, job := range names {
+		fmt.Fprintf(&cfg, "  - job_name: %q\n    static_configs:\n      - targets: [%q]\n", job, jobs[job])
+	}
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A free port: bound and released here, so another process could take
+	// it before Prometheus does; Prometheus then exits and the test says so.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+
+	p := &promServer{base: "http://" + addr, out: &lockedBuffer{}, done: make(chan struct{})}
+	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("prometheus configuration:\n%s\nprometheus output:\n%s", cfg.String(), p.out.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.base + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("prometheus exited before it was ready (%v):\n%s", waitErr, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus not ready 60s after start:\n%s", p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// api GETs Prometheus' HTTP API at path with query and decodes its data.
+func (p *promServer) api(t *testing.T, path string, query url.Values, data any) {
+	t.Helper()
+	u := p.base + path
+	if query != nil {
+		u += "?" + query.Encode()
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string          `json:"status"`
+		Error  string          `json:"error"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("GET %s: %s: %v", u, resp.Status, err)
+	}
+	if body.Status != "success" {
+		t.Fatalf("GET %s: %s: status %q, error %q", u, resp.Status, body.Status, body.Error)
+	}
+	if err := json.Unmarshal(body.Data, data); err != nil {
+		t.Fatalf("GET %s: data: %v", u, err)
+	}
+}
+
+// promAlert is an alert in /api/v1/alerts.
+type promAlert struct {
+	Labels map[string]string `json:"labels"`
+	State  string            `json:"state"`
+	Value  string            `json:"value"`
+}
+
+func (p *promServer) alerts(t *testing.T) []promAlert {
+	t.Helper()
+	var data struct {
+		Alerts []promAlert `json:"alerts"`
+	}
+	p.api(t, "/api/v1/alerts", nil, &data)
+	return data.Alerts
+}
+
+// query evaluates an instant query and returns its samples as
+// labels → value.
+func (p *promServer) query(t *testing.T, q string) map[string]float64 {
+	t.Helper()
+	var data struct {
+		ResultType string `json:"resultType"`
+		Result     []struct {
+			Metric map[string]string `json:"metric"`
+			Value  [2]any            `json:"value"`
+		} `json:"result"`
+	}
+	p.api(t, "/api/v1/query", url.Values{"query": {q}}, &data)
+	if data.ResultType != "vector" {
+		t.Fatalf("query %s: result type %q, want vector", q, data.ResultType)
+	}
+	out := map[string]float64{}
+	for _, r := range data.Result {
+		s, _ := r.Value[1].(string)
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			t.Fatalf("query %s: value %v: %v", q, r.Value, err)
+		}
+		out[fmt.Sprint(r.Metric)] = v
+	}
+	return out
+}
+
+// single is the value of a query's only sample; false unless there is
+// exactly one.
+func single(samples map[string]float64) (float64, bool) {
+	if len(samples) != 1 {
+		return 0, false
+	}
+	for _, v := range samples {
+		return v, true
+	}
+	return 0, false
+}
+
+// promRule is an alerting rule in /api/v1/rules.
+type promRule struct {
+	Name           string    `json:"name"`
+	Type           string    `json:"type"`
+	Duration       float64   `json:"duration"` // for:, in seconds
+	Health         string    `json:"health"`
+	LastError      string    `json:"lastError"`
+	LastEvaluation time.Time `json:"lastEvaluation"`
+}
+
+func (p *promServer) rules(t *testing.T) map[string]promRule {
+	t.Helper()
+	var data struct {
+		Groups []struct {
+			Rules []promRule `json:"rules"`
+		} `json:"groups"`
+	}
+	p.api(t, "/api/v1/rules", url.Values{"type": {"alert"}}, &data)
+	out := map[string]promRule{}
+	for _, g := range data.Groups {
+		for _, r := range g.Rules {
+			out[r.Name] = r
+		}
+	}
+	return out
+}
+
+// poll calls cond every 250ms until it returns true, failing the test
+// with what after timeout.
+func poll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// TestPrometheusAlerts runs Debian's Prometheus server against two demo
+// federations, each a real coordinator process and a real participant
+// process (with metrics listeners) plus in-process hospitals: in one,
+// hospital-d sends its update multiplied by demo.PoisonFactor. Prometheus
+// scrapes all four every second and evaluates deploy/prometheus/alerts.yml
+// every second. PoisoningSuspected must fire, in Prometheus' own alerts
+// API, for the poisoned federation's coordinator; once the honest
+// federation has closed two rounds and Prometheus has evaluated its rules
+// on them, no alert may be firing for it, and PoisoningSuspected may never
+// have been pending or firing for it.
+func TestPrometheusAlerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two federations and a Prometheus server")
+	}
+	t.Parallel()
+	bin := prometheusServer(t)
+	poisoned := startMonitoredFederation(t, "poisoned", "hospital-d")
+	honest := startMonitoredFederation(t, "honest", "")
+	jobs := map[string]string{}
+	for _, f := range []*monitoredFederation{poisoned, honest} {
+		jobs[f.coordJob] = f.coordAddr
+		jobs[f.participJob] = f.partAddr
+	}
+	prom := startPrometheus(t, bin, jobs)
+
+	// The real rules loaded, PoisoningSuspected without a `for:` the test
+	// would have to wait out.
+	var rules map[string]promRule
+	poll(t, "the rules loaded and evaluated", 30*time.Second, func() bool {
+		rules = prom.rules(t)
+		r, ok := rules["PoisoningSuspected"]
+		return ok && !r.LastEvaluation.IsZero()
+	})
+	for _, name := range []string{"PoisoningSuspected", "FedguardDataDrift", "FedguardRoundsFailing"} {
+		if r, ok := rules[name]; !ok || r.Health == "err" {
+			t.Errorf("rule %s: %+v (loaded %d rules); want it loaded from alerts.yml and healthy", name, r, len(rules))
+		}
+	}
+	if d := rules["PoisoningSuspected"].Duration; d > 0 {
+		t.Fatalf("PoisoningSuspected has for: %vs: this test loads alerts.yml as written; load a copy with a shortened for: instead", d)
+	}
+
+	// Every target scraped at least once before any round trains, so that
+	// increase() sees the flag counter go up from 0.
+	poll(t, "every target up", 60*time.Second, func() bool {
+		var data struct {
+			ActiveTargets []struct {
+				Labels map[string]string `json:"labels"`
+				Health string            `json:"health"`
+			} `json:"activeTargets"`
+		}
+		prom.api(t, "/api/v1/targets", url.Values{"state": {"active"}}, &data)
+		up := 0
+		for _, tg := range data.ActiveTargets {
+			if tg.Health == "up" {
+				up++
+			}
+		}
+		return up == len(jobs)
+	})
+	poisoned.release()
+	honest.release()
+
+	var fired promAlert
+	poll(t, "PoisoningSuspected firing for "+poisoned.coordJob, 3*time.Minute, func() bool {
+		for _, a := range prom.alerts(t) {
+			if a.Labels["alertname"] == "PoisoningSuspected" && a.Labels["job"] == poisoned.coordJob && a.State == "firing" {
+				fired = a
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("firing: %+v", fired)
+	if fired.Labels["instance"] != poisoned.coordAddr || !slices.Contains([]string{"norm", "cosine"}, fired.Labels["kind"]) || fired.Labels["severity"] != "critical" {
+		t.Errorf("PoisoningSuspected labels %v: want instance %s, kind norm or cosine, severity critical", fired.Labels, poisoned.coordAddr)
+	}
+
+	// The honest federation: two rounds closed, scraped, and the rules
+	// evaluated after that scrape.
+	honest.coord.waitLog("honest round 2 closed", 3*time.Minute, msgRound("round closed", 2))
+	closed := fmt.Sprintf(`fedguard_rounds_closed_total{job=%q}`, honest.coordJob)
+	poll(t, "Prometheus scraped the honest coordinator's two closed rounds", time.Minute, func() bool {
+		v, ok := single(prom.query(t, closed))
+		return ok && v == 2
+	})
+	scraped := time.Now()
+	poll(t, "a rule evaluation after the scrape", 30*time.Second, func() bool {
+		return prom.rules(t)["PoisoningSuspected"].LastEvaluation.After(scraped)
+	})
+	for _, a := range prom.alerts(t) {
+		job := a.Labels["job"]
+		if job != honest.coordJob && job != honest.participJob {
+			continue
+		}
+		if a.State == "firing" || a.Labels["alertname"] == "PoisoningSuspected" {
+			t.Errorf("honest federation: alert %s %s (%v)", a.Labels["alertname"], a.State, a.Labels)
+		}
+	}
+	// ALERTS keeps every pending and firing state the rules went through.
+	for _, q := range []string{
+		fmt.Sprintf(`max_over_time(ALERTS{alertname="PoisoningSuspected", job=%q}[1h])`, honest.coordJob),
+		fmt.Sprintf(`max_over_time(ALERTS{alertstate="firing", job=~%q}[1h])`, honest.coordJob+"|"+honest.participJob),
+	} {
+		if got := prom.query(t, q); len(got) != 0 {
+			t.Errorf("%s = %v, want no series: an alert was pending or firing for the honest federation", q, got)
+		}
+	}
+	if got, ok := single(prom.query(t, fmt.Sprintf(`sum(fedguard_anomaly_flags_total{job=%q, kind=~"norm|cosine"})`, honest.coordJob))); !ok || got != 0 {
+		t.Errorf("honest federation's norm and cosine flags, as scraped: %v, want 0", got)
+	}
+
+	// The participant processes were scraped too, with their rounds.
+	for _, f := range []*monitoredFederation{poisoned, honest} {
+		q := fmt.Sprintf(`fedguard_participant_rounds_completed_total{job=%q}`, f.participJob)
+		poll(t, q+" ≥ 1", time.Minute, func() bool {
+			v, ok := single(prom.query(t, q))
+			return ok && v >= 1
+		})
+	}
+}
