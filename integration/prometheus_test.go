@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -55,9 +59,16 @@ type monitoredFederation struct {
 
 // startMonitoredFederation starts a federation of the demo's four
 // hospitals (seed 1); poison names the hospital whose update is
-// multiplied by demo.PoisonFactor, or is empty. Its Prometheus jobs are
+// multiplied by demo.PoisonFactor, or is empty. The first hospital checks
+// its data against expectations proposed from it (`participant validate
+// --init`), so that it reports its rows' aggregates and the coordinator
+// checks them for drift. With drift, that hospital's agent starts only
+// once the federation's scaling is fixed from the others' statistics, on
+// data whose every feature is moved by driftStds standard deviations
+// after its expectations were made (as an export changed between
+// enrolment and a restart would be). Its Prometheus jobs are
 // coordinator-NAME and participant-NAME.
-func startMonitoredFederation(t *testing.T, name, poison string) *monitoredFederation {
+func startMonitoredFederation(t *testing.T, name, poison string, drift bool) *monitoredFederation {
 	t.Helper()
 	dir := t.TempDir()
 	fed, err := demo.Setup(dir, 1)
@@ -71,7 +82,11 @@ func startMonitoredFederation(t *testing.T, name, poison string) *monitoredFeder
 	if len(hospitals) < 3 || hospitals[0] == poison {
 		t.Fatalf("demo hospitals %v: want at least 3 (the norm check needs 3 updates), the first one honest", hospitals)
 	}
-	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), 3)
+	min := len(hospitals)
+	if drift {
+		min-- // the scaling is fixed without the first hospital
+	}
+	cfg := fedConfig(t, dir, demo.Federation, hospitals, min, 3)
 	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.RoundTimeout = coordinator.Duration(5 * time.Minute) // round 1 waits for release, round 3 for the end
 	coord := startCoordinator(t, writeConfig(t, dir, cfg))
@@ -81,15 +96,6 @@ func startMonitoredFederation(t *testing.T, name, poison string) *monitoredFeder
 	if m.coordAddr == "" {
 		t.Fatalf("%s: metrics listening record %v has no addr", name, rec)
 	}
-
-	first := hospitals[0]
-	hp := startParticipant(t, first, "--coordinator", coord.Addr, "--federation", demo.Federation,
-		"--ca", filepath.Join(dir, "ca", "ca.crt"),
-		"--cert", filepath.Join(dir, first, first+".crt"), "--key", filepath.Join(dir, first, first+".key"),
-		"--data", filepath.Join(dir, first, "data.csv"),
-		"--coordinator-key", filepath.Join(cfg.DataDir, "signing.pub"),
-		"--metrics-listen", "127.0.0.1:0")
-	m.partAddr = waitParticipantLog(t, hp, "metrics listening", 30*time.Second)["addr"].(string)
 
 	release := make(chan struct{})
 	m.release = sync.OnceFunc(func() { close(release) })
@@ -105,7 +111,92 @@ func startMonitoredFederation(t *testing.T, name, poison string) *monitoredFeder
 		agents[h] = newAgent(t, dir, h, coord.Addr, tr)
 	}
 	runAgents(t, context.Background(), agents)
+
+	first := hospitals[0]
+	data := filepath.Join(dir, first, "data.csv")
+	expect := filepath.Join(dir, first, "expectations.json")
+	mustFedguard(t, "participant", "validate", "--init", "--data", data, "--label", wdbc.Label, "--out", expect)
+	if drift {
+		coord.waitLog("feature scaling fixed", 60*time.Second, func(r map[string]any) bool { return r["msg"] == "feature scaling fixed" })
+		shiftFeatures(t, data, wdbcFeatures(t), driftStds)
+	}
+	hp := startParticipant(t, first, "--coordinator", coord.Addr, "--federation", demo.Federation,
+		"--ca", filepath.Join(dir, "ca", "ca.crt"),
+		"--cert", filepath.Join(dir, first, first+".crt"), "--key", filepath.Join(dir, first, first+".key"),
+		"--data", data, "--expect", expect,
+		"--coordinator-key", filepath.Join(cfg.DataDir, "signing.pub"),
+		"--metrics-listen", "127.0.0.1:0")
+	m.partAddr, _ = waitParticipantLog(t, hp, "metrics listening", 30*time.Second)["addr"].(string)
+	if m.partAddr == "" {
+		t.Fatalf("%s: %s's metrics listening record has no addr", name, first)
+	}
 	return m
+}
+
+// driftStds is how many standard deviations (of the whole WDBC data set)
+// a drifted hospital's features are moved: well above
+// coordinator.DefaultDriftShift.
+const driftStds = 5
+
+// shiftFeatures adds k standard deviations of each feature, over all of
+// WDBC, to every value of that feature in the CSV file at path.
+func shiftFeatures(t *testing.T, path string, features []string, k float64) {
+	t.Helper()
+	all, err := csv.NewReader(bytes.NewReader(wdbc.CSV)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	std := map[string]float64{}
+	for j, col := range all[0] {
+		if !slices.Contains(features, col) {
+			continue
+		}
+		var sum, sq float64
+		for _, row := range all[1:] {
+			v, err := strconv.ParseFloat(row[j], 64)
+			if err != nil {
+				t.Fatalf("WDBC %s: %v", col, err)
+			}
+			sum += v
+			sq += v * v
+		}
+		n := float64(len(all) - 1)
+		std[col] = math.Sqrt(sq/n - (sum/n)*(sum/n))
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shifted := 0
+	for j, col := range rows[0] {
+		sd, ok := std[col]
+		if !ok {
+			continue
+		}
+		shifted++
+		for _, row := range rows[1:] {
+			v, err := strconv.ParseFloat(row[j], 64)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", path, col, err)
+			}
+			row[j] = strconv.FormatFloat(v+k*sd, 'g', -1, 64)
+		}
+	}
+	if shifted != len(features) {
+		t.Fatalf("%s: shifted %d columns, want the %d features", path, shifted, len(features))
+	}
+	var out bytes.Buffer
+	w := csv.NewWriter(&out)
+	if err := w.WriteAll(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitParticipantLog waits until a participant process logged a JSON
@@ -344,13 +435,15 @@ func poll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	}
 }
 
-// TestPrometheusAlerts runs Debian's Prometheus server against two demo
+// TestPrometheusAlerts runs Debian's Prometheus server against three demo
 // federations, each a real coordinator process and a real participant
 // process (with metrics listeners) plus in-process hospitals: in one,
-// hospital-d sends its update multiplied by demo.PoisonFactor. Prometheus
-// scrapes all four every second and evaluates deploy/prometheus/alerts.yml
+// hospital-d sends its update multiplied by demo.PoisonFactor; in another,
+// hospital-a's data drifted (see startMonitoredFederation). Prometheus
+// scrapes all six every second and evaluates deploy/prometheus/alerts.yml
 // every second. PoisoningSuspected must fire, in Prometheus' own alerts
-// API, for the poisoned federation's coordinator; once the honest
+// API, for the poisoned federation's coordinator, and FedguardDataDrift
+// for the drifted one's; once the honest
 // federation has closed two rounds and Prometheus has evaluated its rules
 // on them, no alert may be firing for it, and PoisoningSuspected may never
 // have been pending or firing for it.
@@ -360,10 +453,12 @@ func TestPrometheusAlerts(t *testing.T) {
 	}
 	t.Parallel()
 	bin := prometheusServer(t)
-	poisoned := startMonitoredFederation(t, "poisoned", "hospital-d")
-	honest := startMonitoredFederation(t, "honest", "")
+	poisoned := startMonitoredFederation(t, "poisoned", "hospital-d", false)
+	drifted := startMonitoredFederation(t, "drifted", "", true)
+	honest := startMonitoredFederation(t, "honest", "", false)
+	feds := []*monitoredFederation{poisoned, drifted, honest}
 	jobs := map[string]string{}
-	for _, f := range []*monitoredFederation{poisoned, honest} {
+	for _, f := range feds {
 		jobs[f.coordJob] = f.coordAddr
 		jobs[f.participJob] = f.partAddr
 	}
@@ -382,8 +477,10 @@ func TestPrometheusAlerts(t *testing.T) {
 			t.Errorf("rule %s: %+v (loaded %d rules); want it loaded from alerts.yml and healthy", name, r, len(rules))
 		}
 	}
-	if d := rules["PoisoningSuspected"].Duration; d > 0 {
-		t.Fatalf("PoisoningSuspected has for: %vs: this test loads alerts.yml as written; load a copy with a shortened for: instead", d)
+	for _, name := range []string{"PoisoningSuspected", "FedguardDataDrift"} {
+		if d := rules[name].Duration; d > 0 {
+			t.Fatalf("%s has for: %vs: this test loads alerts.yml as written; load a copy with a shortened for: instead", name, d)
+		}
 	}
 
 	// Every target scraped at least once before any round trains, so that
@@ -404,23 +501,48 @@ func TestPrometheusAlerts(t *testing.T) {
 		}
 		return up == len(jobs)
 	})
-	poisoned.release()
-	honest.release()
-
-	var fired promAlert
-	poll(t, "PoisoningSuspected firing for "+poisoned.coordJob, 3*time.Minute, func() bool {
-		for _, a := range prom.alerts(t) {
-			if a.Labels["alertname"] == "PoisoningSuspected" && a.Labels["job"] == poisoned.coordJob && a.State == "firing" {
-				fired = a
-				return true
-			}
-		}
-		return false
-	})
-	t.Logf("firing: %+v", fired)
-	if fired.Labels["instance"] != poisoned.coordAddr || !slices.Contains([]string{"norm", "cosine"}, fired.Labels["kind"]) || fired.Labels["severity"] != "critical" {
-		t.Errorf("PoisoningSuspected labels %v: want instance %s, kind norm or cosine, severity critical", fired.Labels, poisoned.coordAddr)
+	for _, f := range feds {
+		f.release()
 	}
+
+	// firing waits until alert fires for f's coordinator.
+	firing := func(alert string, f *monitoredFederation) promAlert {
+		t.Helper()
+		var fired promAlert
+		poll(t, alert+" firing for "+f.coordJob, 3*time.Minute, func() bool {
+			for _, a := range prom.alerts(t) {
+				if a.Labels["alertname"] == alert && a.Labels["job"] == f.coordJob && a.State == "firing" {
+					fired = a
+					return true
+				}
+			}
+			return false
+		})
+		t.Logf("firing: %+v", fired)
+		if fired.Labels["instance"] != f.coordAddr {
+			t.Errorf("%s labels %v: want instance %s", alert, fired.Labels, f.coordAddr)
+		}
+		return fired
+	}
+	if a := firing("PoisoningSuspected", poisoned); !slices.Contains([]string{"norm", "cosine"}, a.Labels["kind"]) || a.Labels["severity"] != "critical" {
+		t.Errorf("PoisoningSuspected labels %v: want kind norm or cosine, severity critical", a.Labels)
+	}
+	if a := firing("FedguardDataDrift", drifted); a.Labels["severity"] != "warning" {
+		t.Errorf("FedguardDataDrift labels %v: want severity warning", a.Labels)
+	}
+	// Who was flagged is in the coordinators' logs (and audit logs), not
+	// in the alerts: the poisoned hospital's norm and the drifted one's
+	// data.
+	poisoned.coord.waitLog("hospital-d's norm flagged", 10*time.Second, func(r map[string]any) bool {
+		return r["msg"] == "anomaly flagged" && r["participant"] == "hospital-d" && r["kind"] == coordinator.AnomalyNorm
+	})
+	rec := drifted.coord.waitLog("hospital-a's data drift", 10*time.Second, func(r map[string]any) bool {
+		return r["msg"] == "participant data drift" && r["participant"] == "hospital-a"
+	})
+	if shift, _ := rec["shift"].(float64); shift < coordinator.DefaultDriftShift {
+		t.Errorf("drift record %v: shift below the default %v", rec, coordinator.DefaultDriftShift)
+	}
+	t.Logf("drift: %v", rec)
 
 	// The honest federation: two rounds closed, scraped, and the rules
 	// evaluated after that scrape.
@@ -452,12 +574,16 @@ func TestPrometheusAlerts(t *testing.T) {
 			t.Errorf("%s = %v, want no series: an alert was pending or firing for the honest federation", q, got)
 		}
 	}
-	if got, ok := single(prom.query(t, fmt.Sprintf(`sum(fedguard_anomaly_flags_total{job=%q, kind=~"norm|cosine"})`, honest.coordJob))); !ok || got != 0 {
-		t.Errorf("honest federation's norm and cosine flags, as scraped: %v, want 0", got)
+	if got, ok := single(prom.query(t, fmt.Sprintf(`sum(fedguard_anomaly_flags_total{job=%q, kind=~"norm|cosine|drift"})`, honest.coordJob))); !ok || got != 0 {
+		t.Errorf("honest federation's norm, cosine and drift flags, as scraped: %v, want 0", got)
+	}
+	// Its first hospital's data was checked for drift before each round.
+	if got, ok := single(prom.query(t, fmt.Sprintf(`fedguard_audit_events_total{job=%q, kind="data_validation"}`, honest.coordJob))); !ok || got < 2 {
+		t.Errorf("honest federation's data_validation events, as scraped: %v, want at least 2 (rounds 1 and 2)", got)
 	}
 
 	// The participant processes were scraped too, with their rounds.
-	for _, f := range []*monitoredFederation{poisoned, honest} {
+	for _, f := range feds {
 		q := fmt.Sprintf(`fedguard_participant_rounds_completed_total{job=%q}`, f.participJob)
 		poll(t, q+" ≥ 1", time.Minute, func() bool {
 			v, ok := single(prom.query(t, q))
