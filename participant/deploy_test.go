@@ -3,7 +3,9 @@ package participant_test
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -16,6 +18,29 @@ var metricRef = regexp.MustCompile(`\bfedguard_[a-z0-9_]*[a-z0-9]`)
 // against the coordinator's registry (coordinator's
 // TestDeployReferencesExist).
 const participantDashboard = "../deploy/grafana/fedguard-participant-dashboard.json"
+
+// TestDashboardsChecked: every Grafana dashboard under deploy/grafana is
+// checked against a real registry, the coordinator's or the participant's.
+func TestDashboardsChecked(t *testing.T) {
+	checked := []string{
+		"../deploy/grafana/fedguard-dashboard.json", // coordinator's TestDeployReferencesExist
+		participantDashboard,                        // TestDeployReferencesExist below
+	}
+	files, err := filepath.Glob("../deploy/grafana/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !slices.Contains(checked, f) {
+			t.Errorf("%s: no test checks its metric names against a registry (add it to the coordinator's or the participant's TestDeployReferencesExist)", f)
+		}
+	}
+	for _, f := range checked {
+		if !slices.Contains(files, f) {
+			t.Errorf("%s is missing", f)
+		}
+	}
+}
 
 // TestDeployReferencesExist checks that every fedguard_ metric the
 // participant's Grafana dashboard names exists in a real agent's registry,
