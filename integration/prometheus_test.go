@@ -82,11 +82,11 @@ func startMonitoredFederation(t *testing.T, name, poison string, drift bool) *mo
 	if len(hospitals) < 3 || hospitals[0] == poison {
 		t.Fatalf("demo hospitals %v: want at least 3 (the norm check needs 3 updates), the first one honest", hospitals)
 	}
-	min := len(hospitals)
+	quorum := len(hospitals)
 	if drift {
-		min-- // the scaling is fixed without the first hospital
+		quorum-- // the scaling is fixed without the first hospital
 	}
-	cfg := fedConfig(t, dir, demo.Federation, hospitals, min, 3)
+	cfg := fedConfig(t, dir, demo.Federation, hospitals, quorum, 3)
 	cfg.MetricsListen = "127.0.0.1:0"
 	cfg.RoundTimeout = coordinator.Duration(5 * time.Minute) // round 1 waits for release, round 3 for the end
 	coord := startCoordinator(t, writeConfig(t, dir, cfg))
@@ -126,7 +126,7 @@ func startMonitoredFederation(t *testing.T, name, poison string, drift bool) *mo
 		"--data", data, "--expect", expect,
 		"--coordinator-key", filepath.Join(cfg.DataDir, "signing.pub"),
 		"--metrics-listen", "127.0.0.1:0")
-	m.partAddr, _ = waitParticipantLog(t, hp, "metrics listening", 30*time.Second)["addr"].(string)
+	m.partAddr, _ = waitParticipantRecord(t, hp, "metrics listening", 30*time.Second)["addr"].(string)
 	if m.partAddr == "" {
 		t.Fatalf("%s: %s's metrics listening record has no addr", name, first)
 	}
@@ -135,7 +135,12 @@ func startMonitoredFederation(t *testing.T, name, poison string, drift bool) *mo
 
 // driftStds is how many standard deviations (of the whole WDBC data set)
 // a drifted hospital's features are moved: well above
-// coordinator.DefaultDriftShift.
+// coordinator.DefaultDriftShift. The hospital starts after the scaling is
+// fixed because a hospital whose data is moved from the start is part of
+// the reference it is compared with: one of four equal hospitals moved by
+// d standard deviations lies (3d/4)/√(1+3d²/16) < √3 reference standard
+// deviations from the reference mean, under the default 2, however large
+// d is.
 const driftStds = 5
 
 // shiftFeatures adds k standard deviations of each feature, over all of
@@ -199,9 +204,9 @@ func shiftFeatures(t *testing.T, path string, features []string, k float64) {
 	}
 }
 
-// waitParticipantLog waits until a participant process logged a JSON
+// waitParticipantRecord waits until a participant process logged a JSON
 // record with the given msg, and returns it.
-func waitParticipantLog(t *testing.T, p *participantProc, msg string, timeout time.Duration) map[string]any {
+func waitParticipantRecord(t *testing.T, p *participantProc, msg string, timeout time.Duration) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -383,9 +388,9 @@ func (p *promServer) query(t *testing.T, q string) map[string]float64 {
 	return out
 }
 
-// single is the value of a query's only sample; false unless there is
+// promSingle is the value of a query's only sample; false unless there is
 // exactly one.
-func single(samples map[string]float64) (float64, bool) {
+func promSingle(samples map[string]float64) (float64, bool) {
 	if len(samples) != 1 {
 		return 0, false
 	}
@@ -422,9 +427,9 @@ func (p *promServer) rules(t *testing.T) map[string]promRule {
 	return out
 }
 
-// poll calls cond every 250ms until it returns true, failing the test
+// promPoll calls cond every 250ms until it returns true, failing the test
 // with what after timeout.
-func poll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func promPoll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -467,7 +472,7 @@ func TestPrometheusAlerts(t *testing.T) {
 	// The real rules loaded, PoisoningSuspected without a `for:` the test
 	// would have to wait out.
 	var rules map[string]promRule
-	poll(t, "the rules loaded and evaluated", 30*time.Second, func() bool {
+	promPoll(t, "the rules loaded and evaluated", 30*time.Second, func() bool {
 		rules = prom.rules(t)
 		r, ok := rules["PoisoningSuspected"]
 		return ok && !r.LastEvaluation.IsZero()
@@ -485,7 +490,7 @@ func TestPrometheusAlerts(t *testing.T) {
 
 	// Every target scraped at least once before any round trains, so that
 	// increase() sees the flag counter go up from 0.
-	poll(t, "every target up", 60*time.Second, func() bool {
+	promPoll(t, "every target up", 60*time.Second, func() bool {
 		var data struct {
 			ActiveTargets []struct {
 				Labels map[string]string `json:"labels"`
@@ -509,7 +514,7 @@ func TestPrometheusAlerts(t *testing.T) {
 	firing := func(alert string, f *monitoredFederation) promAlert {
 		t.Helper()
 		var fired promAlert
-		poll(t, alert+" firing for "+f.coordJob, 3*time.Minute, func() bool {
+		promPoll(t, alert+" firing for "+f.coordJob, 3*time.Minute, func() bool {
 			for _, a := range prom.alerts(t) {
 				if a.Labels["alertname"] == alert && a.Labels["job"] == f.coordJob && a.State == "firing" {
 					fired = a
@@ -548,12 +553,12 @@ func TestPrometheusAlerts(t *testing.T) {
 	// evaluated after that scrape.
 	honest.coord.waitLog("honest round 2 closed", 3*time.Minute, msgRound("round closed", 2))
 	closed := fmt.Sprintf(`fedguard_rounds_closed_total{job=%q}`, honest.coordJob)
-	poll(t, "Prometheus scraped the honest coordinator's two closed rounds", time.Minute, func() bool {
-		v, ok := single(prom.query(t, closed))
+	promPoll(t, "Prometheus scraped the honest coordinator's two closed rounds", time.Minute, func() bool {
+		v, ok := promSingle(prom.query(t, closed))
 		return ok && v == 2
 	})
 	scraped := time.Now()
-	poll(t, "a rule evaluation after the scrape", 30*time.Second, func() bool {
+	promPoll(t, "a rule evaluation after the scrape", 30*time.Second, func() bool {
 		return prom.rules(t)["PoisoningSuspected"].LastEvaluation.After(scraped)
 	})
 	for _, a := range prom.alerts(t) {
@@ -574,19 +579,19 @@ func TestPrometheusAlerts(t *testing.T) {
 			t.Errorf("%s = %v, want no series: an alert was pending or firing for the honest federation", q, got)
 		}
 	}
-	if got, ok := single(prom.query(t, fmt.Sprintf(`sum(fedguard_anomaly_flags_total{job=%q, kind=~"norm|cosine|drift"})`, honest.coordJob))); !ok || got != 0 {
+	if got, ok := promSingle(prom.query(t, fmt.Sprintf(`sum(fedguard_anomaly_flags_total{job=%q, kind=~"norm|cosine|drift"})`, honest.coordJob))); !ok || got != 0 {
 		t.Errorf("honest federation's norm, cosine and drift flags, as scraped: %v, want 0", got)
 	}
 	// Its first hospital's data was checked for drift before each round.
-	if got, ok := single(prom.query(t, fmt.Sprintf(`fedguard_audit_events_total{job=%q, kind="data_validation"}`, honest.coordJob))); !ok || got < 2 {
+	if got, ok := promSingle(prom.query(t, fmt.Sprintf(`fedguard_audit_events_total{job=%q, kind="data_validation"}`, honest.coordJob))); !ok || got < 2 {
 		t.Errorf("honest federation's data_validation events, as scraped: %v, want at least 2 (rounds 1 and 2)", got)
 	}
 
 	// The participant processes were scraped too, with their rounds.
 	for _, f := range feds {
 		q := fmt.Sprintf(`fedguard_participant_rounds_completed_total{job=%q}`, f.participJob)
-		poll(t, q+" ≥ 1", time.Minute, func() bool {
-			v, ok := single(prom.query(t, q))
+		promPoll(t, q+" ≥ 1", time.Minute, func() bool {
+			v, ok := promSingle(prom.query(t, q))
 			return ok && v >= 1
 		})
 	}
