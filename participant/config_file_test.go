@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -153,6 +154,20 @@ func TestFileConfigValidate(t *testing.T) {
 		{"holdout 1", func(c *participant.FileConfig) { c.Holdout = 1 }, &participant.FieldError{Field: "holdout", Reason: "1 outside [0, 1)"}},
 		{"negative bucket", func(c *participant.FileConfig) { c.MinSecureBucket = -1 }, &participant.FieldError{Field: "min_secure_bucket", Reason: "-1 is negative"}},
 		{"empty ignore", func(c *participant.FileConfig) { c.Ignore = []string{"id", " "} }, &participant.FieldError{Field: "ignore", Reason: "holds an empty column name"}},
+		{"exec trainer", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "python3 '/opt/my model/train.py'", "45m", "/var/lib/fedguard/trainer"
+		}, nil},
+		{"local trainer", func(c *participant.FileConfig) { c.Trainer = "local" }, nil},
+		{"unknown trainer", func(c *participant.FileConfig) { c.Trainer = "torch" }, &participant.FieldError{Field: "trainer", Reason: `"torch", want local or exec`}},
+		{"exec without command", func(c *participant.FileConfig) { c.Trainer = "exec" }, &participant.FieldError{Field: "trainer_command", Reason: "is required with trainer exec"}},
+		{"unterminated quote", func(c *participant.FileConfig) { c.Trainer, c.TrainerCommand = "exec", "python3 'train.py" },
+			&participant.FieldError{Field: "trainer_command", Reason: `trainer command "python3 'train.py": unterminated single quote`}},
+		{"bad timeout", func(c *participant.FileConfig) { c.Trainer, c.TrainerCommand, c.TrainerTimeout = "exec", "t", "-5m" },
+			&participant.FieldError{Field: "trainer_timeout", Reason: `"-5m" is not a positive duration such as 45m`}},
+		{"command without exec", func(c *participant.FileConfig) { c.TrainerCommand = "python3 train.py" },
+			&participant.FieldError{Field: "trainer_command", Reason: "is only for an exec trainer: set", Other: "trainer"}},
+		{"timeout without exec", func(c *participant.FileConfig) { c.TrainerTimeout = "5m" },
+			&participant.FieldError{Field: "trainer_timeout", Reason: "is only for an exec trainer: set", Other: "trainer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -339,6 +354,37 @@ func TestFileConfigConfig(t *testing.T) {
 		filepath.Join(dir, "data.csv"), []string{"id"}, float64(participant.NoHoldout), uint64(participant.DefaultSeed)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestFileConfigExecTrainer(t *testing.T) {
+	dir := t.TempDir()
+	c := enrolment(t, dir, "clinic-net")
+	c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "sh -c 'exit 0'", "90s", "work"
+	path := writeConfig(t, dir, c)
+	loaded, err := participant.LoadFileConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loaded.Config()
+	if err != nil {
+		t.Fatalf("Config() = %v", err)
+	}
+	tr, ok := cfg.Trainer.(*participant.ExecTrainer)
+	if !ok {
+		t.Fatalf("Config().Trainer is %T, want *ExecTrainer", cfg.Trainer)
+	}
+	got := []any{tr.Command, tr.Timeout, tr.Dir, tr.Local.DataFile, tr.Seed}
+	want := []any{[]string{"sh", "-c", "exit 0"}, 90 * time.Second, filepath.Join(dir, "work"), filepath.Join(dir, "data.csv"), uint64(participant.DefaultSeed)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := loaded.Check(); err != nil {
+		t.Errorf("Check() = %v", err)
+	}
+	loaded.TrainerCommand = "/nonexistent/train.py"
+	if _, err := loaded.Check(); err == nil || !strings.Contains(err.Error(), "/nonexistent/train.py") {
+		t.Errorf("Check() with a missing trainer = %v, want an error naming it", err)
 	}
 }
 

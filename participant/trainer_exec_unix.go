@@ -1,0 +1,20 @@
+//go:build unix
+
+package participant
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setProcessGroup starts cmd in a process group of its own and makes its
+// cancellation kill the whole group, so that a trainer's workers (a
+// PyTorch DataLoader, a shell's children) die with it.
+func setProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// The leader has not been waited for yet, so its pid is still
+		// the group's id.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
