@@ -106,6 +106,15 @@ type FileConfig struct {
 	// TrainerDir is where the exec trainer's private round directories
 	// go (created 0700); empty means a new temporary directory.
 	TrainerDir string `json:"trainer_dir,omitempty"`
+	// TrainerCode is the exec trainer's code (a file or a directory)
+	// whose digest is logged every round and checked against
+	// ApproveTrainer; empty means the program of TrainerCommand (for
+	// "python3 train.py" that is python3: name the script here).
+	TrainerCode string `json:"trainer_code,omitempty"`
+	// ApproveTrainer is the hospital's allow-list of trainer digests
+	// ("sha256:…", see [TrainerDigest]): the agent refuses to run exec
+	// trainer code whose digest is not on it.
+	ApproveTrainer []string `json:"approve_trainer,omitempty"`
 	// MetricsListen is the host:port of an HTTP listener serving this
 	// agent's Prometheus metrics at /metrics (see [Config.MetricsListen]);
 	// empty, the default, means none.
@@ -198,7 +207,7 @@ func ParseFileConfig(b []byte, dir string) (FileConfig, error) {
 
 // paths returns the fields that hold file paths.
 func (c *FileConfig) paths() []*string {
-	return []*string{&c.CA, &c.Cert, &c.Key, &c.CoordinatorKey, &c.Data, &c.State, &c.Expect, &c.TrainerDir}
+	return []*string{&c.CA, &c.Cert, &c.Key, &c.CoordinatorKey, &c.Data, &c.State, &c.Expect, &c.TrainerDir, &c.TrainerCode}
 }
 
 // Validate checks c without touching a file and returns the first problem
@@ -257,6 +266,7 @@ func (c FileConfig) validateTrainer() error {
 	case "", TrainerLocal:
 		for _, f := range []struct{ field, value string }{
 			{"trainer_command", c.TrainerCommand}, {"trainer_timeout", c.TrainerTimeout}, {"trainer_dir", c.TrainerDir},
+			{"trainer_code", c.TrainerCode}, {"approve_trainer", strings.Join(c.ApproveTrainer, ",")},
 		} {
 			if f.value != "" {
 				return &FieldError{Field: f.field, Reason: "is only for an exec trainer: set", Other: "trainer"}
@@ -272,6 +282,11 @@ func (c FileConfig) validateTrainer() error {
 	}
 	if _, err := SplitCommand(c.TrainerCommand); err != nil {
 		return &FieldError{Field: "trainer_command", Reason: strings.TrimPrefix(err.Error(), "participant: ")}
+	}
+	for _, d := range c.ApproveTrainer {
+		if _, err := ParseTrainerDigest(d); err != nil {
+			return &FieldError{Field: "approve_trainer", Reason: strings.TrimPrefix(err.Error(), "participant: ")}
+		}
 	}
 	if c.TrainerTimeout != "" {
 		if d, err := time.ParseDuration(c.TrainerTimeout); err != nil || d <= 0 {
@@ -289,7 +304,8 @@ func (c FileConfig) trainer(h float64) Trainer {
 	}
 	cmd, _ := SplitCommand(c.TrainerCommand)           // checked by Validate
 	timeout, _ := time.ParseDuration(c.TrainerTimeout) // "" gives 0: the default
-	return &ExecTrainer{Command: cmd, Dir: c.TrainerDir, Timeout: timeout, Local: local, Seed: c.Seed}
+	return &ExecTrainer{Command: cmd, Dir: c.TrainerDir, Timeout: timeout, Local: local, Seed: c.Seed,
+		Code: c.TrainerCode, Approved: c.ApproveTrainer}
 }
 
 // Config validates c, loads the files it names (the CA certificate, this
@@ -365,6 +381,9 @@ func (c FileConfig) Check() (certs.Identity, error) {
 	}
 	if et, ok := cfg.Trainer.(*ExecTrainer); ok {
 		if err := et.lookPath(); err != nil {
+			return certs.Identity{}, err
+		}
+		if _, err := et.approve(); err != nil {
 			return certs.Identity{}, err
 		}
 	}

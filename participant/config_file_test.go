@@ -158,6 +158,14 @@ func TestFileConfigValidate(t *testing.T) {
 			c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "python3 '/opt/my model/train.py'", "45m", "/var/lib/fedguard/trainer"
 		}, nil},
 		{"local trainer", func(c *participant.FileConfig) { c.Trainer = "local" }, nil},
+		{"approved trainer", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.TrainerCode, c.ApproveTrainer = "exec", "python3 train.py", "train.py", []string{"sha256:" + strings.Repeat("ab", 32)}
+		}, nil},
+		{"bad digest", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.ApproveTrainer = "exec", "t", []string{"sha256:ABC"}
+		}, &participant.FieldError{Field: "approve_trainer", Reason: `trainer digest "sha256:ABC" is not sha256: and 64 lowercase hex digits`}},
+		{"approve without exec", func(c *participant.FileConfig) { c.ApproveTrainer = []string{"sha256:" + strings.Repeat("ab", 32)} },
+			&participant.FieldError{Field: "approve_trainer", Reason: "is only for an exec trainer: set", Other: "trainer"}},
 		{"unknown trainer", func(c *participant.FileConfig) { c.Trainer = "torch" }, &participant.FieldError{Field: "trainer", Reason: `"torch", want local or exec`}},
 		{"exec without command", func(c *participant.FileConfig) { c.Trainer = "exec" }, &participant.FieldError{Field: "trainer_command", Reason: "is required with trainer exec"}},
 		{"unterminated quote", func(c *participant.FileConfig) { c.Trainer, c.TrainerCommand = "exec", "python3 'train.py" },
@@ -382,6 +390,11 @@ func TestFileConfigExecTrainer(t *testing.T) {
 	if _, err := loaded.Check(); err != nil {
 		t.Errorf("Check() = %v", err)
 	}
+	loaded.ApproveTrainer = []string{"sha256:" + strings.Repeat("0", 64)}
+	if _, err := loaded.Check(); !errors.Is(err, participant.ErrTrainerNotApproved) {
+		t.Errorf("Check() with an unapproved trainer = %v, want ErrTrainerNotApproved", err)
+	}
+	loaded.ApproveTrainer = nil
 	loaded.TrainerCommand = "/nonexistent/train.py"
 	if _, err := loaded.Check(); err == nil || !strings.Contains(err.Error(), "/nonexistent/train.py") {
 		t.Errorf("Check() with a missing trainer = %v, want an error naming it", err)

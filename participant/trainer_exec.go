@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,14 +74,22 @@ var ErrTrainer = errors.New("participant: external trainer failed")
 
 // The reasons of a [TrainerError], stable for logs and metrics.
 const (
-	TrainerCannotStart = "start"      // the command could not be started
-	TrainerCrashed     = "crash"      // it exited with an error or a signal
-	TrainerTimedOut    = "timeout"    // it ran past its timeout and was killed
-	TrainerBadOutput   = "output"     // no readable, well-formed weights file
-	TrainerBadLayout   = "layout"     // the weights have other tensors or shapes
-	TrainerNonFinite   = "non_finite" // NaN or ±Inf in the weights or update
-	TrainerBadMetrics  = "metrics"    // the metrics file is missing or invalid
+	TrainerCannotStart = "start"        // the command could not be started
+	TrainerCrashed     = "crash"        // it exited with an error or a signal
+	TrainerTimedOut    = "timeout"      // it ran past its timeout and was killed
+	TrainerBadOutput   = "output"       // no readable, well-formed weights file
+	TrainerBadLayout   = "layout"       // the weights have other tensors or shapes
+	TrainerNonFinite   = "non_finite"   // NaN or ±Inf in the weights or update
+	TrainerBadMetrics  = "metrics"      // the metrics file is missing or invalid
+	TrainerNotApproved = "not_approved" // the code's digest is not on the allow-list
 )
+
+// ErrTrainerNotApproved marks trainer code whose digest ([TrainerDigest])
+// is not on the hospital's allow-list (ExecTrainer.Approved). At Prepare it
+// stops the agent (an operator must approve the code or fix the list); in
+// a round (the code changed since) the round is sat out, as a *TrainerError
+// with reason TrainerNotApproved that wraps this error.
+var ErrTrainerNotApproved = errors.New("participant: trainer code not approved")
 
 // TrainerError is one failed run of an external trainer.
 type TrainerError struct {
@@ -206,6 +215,16 @@ type ExecTrainer struct {
 	Dir string
 	// Timeout bounds one run; 0 means DefaultTrainerTimeout.
 	Timeout time.Duration
+	// Code is the trainer's code whose digest ([TrainerDigest]) is
+	// logged each round and checked against Approved: a file or a
+	// directory. Empty means the program, Command[0] — for an
+	// interpreter ("python3 train.py") set Code to the script or its
+	// directory.
+	Code string
+	// Approved is the hospital's allow-list of trainer digests
+	// ("sha256:…"). When it is not empty the agent refuses to run code
+	// whose digest is not on it, checked at Prepare and before every run.
+	Approved []string
 	// Local, when set, reads the hospital's CSV file at Prepare for the
 	// feature statistics the federation's scaling needs, and names the
 	// data file in the plan. Nil means no statistics (a federation that
@@ -294,6 +313,9 @@ func (t *ExecTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error)
 	if err := t.lookPath(); err != nil {
 		return dataset.Stats{}, err
 	}
+	if _, err := t.approve(); err != nil {
+		return dataset.Stats{}, err
+	}
 	s, err := wire.SpecFromProto(spec)
 	if err != nil {
 		return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
@@ -332,6 +354,31 @@ func (t *ExecTrainer) lookPath() error {
 		return fmt.Errorf("participant: trainer command: %w", err)
 	}
 	return nil
+}
+
+// approve returns the digest of the trainer's code, or an error wrapping
+// ErrTrainerNotApproved when Approved is set and does not list it.
+func (t *ExecTrainer) approve() (string, error) {
+	code := t.Code
+	if code == "" {
+		prog := t.Command[0]
+		if strings.Contains(prog, "/") && !filepath.IsAbs(prog) && t.CommandDir != "" {
+			prog = filepath.Join(t.CommandDir, prog)
+		}
+		p, err := exec.LookPath(prog)
+		if err != nil {
+			return "", fmt.Errorf("participant: trainer command: %w", err)
+		}
+		code = p
+	}
+	d, err := TrainerDigest(code)
+	if err != nil {
+		return "", err
+	}
+	if len(t.Approved) > 0 && !slices.Contains(t.Approved, d) {
+		return d, fmt.Errorf("%w: %s has digest %s, the hospital approves %s", ErrTrainerNotApproved, code, d, strings.Join(t.Approved, ", "))
+	}
+	return d, nil
 }
 
 // privateDir returns dir, created 0700 when missing and refused when
@@ -376,6 +423,15 @@ func (t *ExecTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 		log = slog.Default()
 	}
 	log = log.With(slog.Uint64("round", a.GetRound()))
+
+	digest, err := t.approve()
+	if err != nil {
+		if errors.Is(err, ErrTrainerNotApproved) {
+			return Result{}, &TrainerError{Reason: TrainerNotApproved, Err: err}
+		}
+		return Result{}, &TrainerError{Reason: TrainerCannotStart, Err: err}
+	}
+	log.InfoContext(ctx, "running external trainer", slog.String("trainer_digest", digest), slog.Bool("approved", len(t.Approved) > 0))
 
 	dir, err := os.MkdirTemp(root, fmt.Sprintf("round-%d-%d-", a.GetRound(), a.GetAttempt()))
 	if err != nil {
