@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -446,7 +447,7 @@ func (t *ExecTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 		return Result{}, err
 	}
 	meta := map[string]string{"format": "pt", "fedguard.round": strconv.FormatUint(a.GetRound(), 10)}
-	if err := safetensors.WriteFile(filepath.Join(dir, TrainerModelFile), layout, start, meta, 0o600); err != nil {
+	if err := writeScratch(filepath.Join(dir, TrainerModelFile), layout, start, meta); err != nil {
 		return Result{}, fmt.Errorf("participant: write the model for the trainer: %w", err)
 	}
 
@@ -510,6 +511,26 @@ func (t *ExecTrainer) plan(a *fedguardv1.RoundAssignment, spec model.Spec) (Trai
 		plan.Scaling = &TrainerScaling{Mean: s.Mean, Std: s.Std}
 	}
 	return plan, nil
+}
+
+// writeScratch writes a model file for the trainer into the round's fresh
+// private directory: created exclusively (0600), buffered, not synced —
+// the file lives for one run and is never read after a crash, so
+// durability would only cost time.
+func writeScratch(path string, layout safetensors.Layout, params []float32, meta map[string]string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	err = safetensors.Write(bw, layout, params, meta)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func writePlan(path string, plan TrainerPlan) error {
