@@ -103,6 +103,15 @@ func TestDemo(t *testing.T) {
 		if err := v.CheckModel(sha256.Sum256(model)); err != nil || v.Round.Round != 3 {
 			t.Errorf("exported model of round %d: %v; want round 3 matching its manifest", v.Round.Round, err)
 		}
+
+		// The deployable model: safetensors with its manifest, checked as
+		// a serving system would.
+		mustFedguard(t, "model", "export", "--data-dir", filepath.Join(dir, "coordinator", "data"), "--out", dir)
+		st := filepath.Join(dir, demo.Federation+"-model-round-000003.safetensors")
+		out = mustFedguard(t, "model", "verify", "--model", st, "--manifest", st+".manifest.json", "--key", pub, "--federation", demo.Federation)
+		if !strings.Contains(out, "verified: ") || !strings.Contains(out, "round 3") {
+			t.Errorf("model verify printed %q", out)
+		}
 	})
 }
 
