@@ -519,3 +519,47 @@ func TestParseTrainerMetrics(t *testing.T) {
 
 // HelperTrainer is helperTrainer for the external tests.
 var HelperTrainer = helperTrainer
+
+// FuzzSplitCommand checks that SplitCommand never panics and that words
+// it returns, quoted back with single quotes, split to themselves.
+func FuzzSplitCommand(f *testing.F) {
+	for _, s := range []string{"python3 train.py", `sh -c "echo \"\$HOME\""`, `a\ b 'c d' ""`, `'`, `\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args, err := SplitCommand(s)
+		if err != nil {
+			return
+		}
+		quoted := make([]string, len(args))
+		for i, a := range args {
+			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		again, err := SplitCommand(strings.Join(quoted, " "))
+		if err != nil || !slices.Equal(again, args) {
+			t.Fatalf("SplitCommand(%q) = %q; quoted back and split: %q, %v", s, args, again, err)
+		}
+	})
+}
+
+// FuzzParseTrainerMetrics checks that the parser never panics and that
+// what it accepts marshals and parses back to itself.
+func FuzzParseTrainerMetrics(f *testing.F) {
+	for _, s := range []string{`{"samples": 42, "holdout": {"count": 10, "loss": 0.5, "accuracy": 0.8}}`, `{"samples": 1}`, `{"samples": 0}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseTrainerMetrics(b)
+		if err != nil {
+			return
+		}
+		out, err := json.Marshal(m)
+		if err != nil {
+			t.Fatalf("Marshal(%+v) = %v", m, err)
+		}
+		again, err := ParseTrainerMetrics(out)
+		if err != nil || !cmp.Equal(again, m) {
+			t.Fatalf("round trip of %s: %+v, %v; want %+v", out, again, err, m)
+		}
+	})
+}
