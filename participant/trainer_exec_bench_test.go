@@ -2,10 +2,13 @@ package participant
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/internal/wire"
@@ -98,4 +101,65 @@ func benchLayout(spec *fedguardv1.ModelSpec) (safetensors.Layout, error) {
 		return nil, err
 	}
 	return safetensors.SpecLayout(s)
+}
+
+// BenchmarkExecRoundMemory runs one ExecTrainer round of a 101 M-parameter
+// model (404 MB) with the no-op shell trainer and reports the process's
+// peak resident memory (VmHWM, Linux) as a multiple of the model's size.
+// Issue 14's target is ≤ 3: the agent holds the starting model and the
+// update, and streams the files.
+//
+//	go test ./participant -run '^$' -bench ExecRoundMemory -benchtime 1x
+func BenchmarkExecRoundMemory(b *testing.B) {
+	const features, hidden, classes = 1000, 99900, 10
+	spec := &fedguardv1.ModelSpec{
+		FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_MLP, Label: "y", Hidden: []uint32{hidden},
+		NumParams: hidden*(features+1) + classes*(hidden+1),
+	}
+	for i := range features {
+		spec.Features = append(spec.Features, "f"+itoa(i))
+	}
+	for i := range classes {
+		spec.Classes = append(spec.Classes, itoa(i))
+	}
+	noop, err := filepath.Abs("testdata/trainer/noop.sh")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &ExecTrainer{Command: []string{"sh", noop}, Dir: filepath.Join(b.TempDir(), "w"), Log: slog.New(slog.DiscardHandler)}
+	if _, err := tr.Prepare(spec); err != nil {
+		b.Fatal(err)
+	}
+	start := make([]float32, spec.NumParams)
+	for i := range start {
+		start[i] = float32(i%1000) / 1000
+	}
+	asg := &fedguardv1.RoundAssignment{Round: 1, Plan: &fedguardv1.TrainingPlan{LocalEpochs: 1}}
+	for b.Loop() {
+		res, err := tr.Train(context.Background(), asg, start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.KeepAlive(res)
+	}
+	hwm, err := peakRSS()
+	if err != nil {
+		b.Skip(err)
+	}
+	b.ReportMetric(float64(hwm)/float64(4*len(start)), "peakRSS/model")
+}
+
+// peakRSS returns the process's peak resident set size in bytes.
+func peakRSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc/self/status")
 }
