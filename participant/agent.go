@@ -259,6 +259,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	if et, ok := cfg.Trainer.(*ExecTrainer); ok && et.Log == nil {
+		et.Log = a.log // the trainer's output belongs in the agent's log
+	}
 	if cfg.StateFile != "" {
 		acc, revealed, err := loadState(cfg.StateFile)
 		if err != nil {

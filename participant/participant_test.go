@@ -996,7 +996,8 @@ func TestExecTrainerSitsOut(t *testing.T) {
 		Dir:     filepath.Join(t.TempDir(), "work"),
 		Local:   newTrainer(),
 	}
-	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys(), func(c *participant.Config) { tr.Log = c.Log })
+	// No Log: New gives the trainer the agent's, where its output must land.
+	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys())
 	if err := run(t, a, 30*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
@@ -1016,7 +1017,7 @@ func TestExecTrainerSitsOut(t *testing.T) {
 			t.Errorf("round %d: header %v, want the trainer's metrics", r.asg.GetRound(), h)
 		}
 	}
-	for _, want := range []string{"round sat out: the external trainer failed", "reason=crash", "Segmentation fault"} {
+	for _, want := range []string{"round sat out: the external trainer failed", "reason=crash", `msg="trainer output" round=1 stream=stderr line="Segmentation fault"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("agent log lacks %q", want)
 		}

@@ -233,8 +233,8 @@ type ExecTrainer struct {
 	Local *LocalTrainer
 	// Seed is mixed into each round's seed (see TrainerPlan.Seed).
 	Seed uint64
-	// Log receives the trainer's output and progress; nil means
-	// slog.Default().
+	// Log receives the trainer's output and progress; nil means the
+	// agent's log ([New] sets it), or slog.Default() outside an agent.
 	Log *slog.Logger
 
 	mu     sync.Mutex
