@@ -611,24 +611,37 @@ func trainerEnv(dir string, local *LocalTrainer) []string {
 	return env
 }
 
+// openRegular opens a file a trainer wrote, refusing anything but a
+// regular file (after symlinks). It opens without blocking, so that a
+// named pipe left in its place cannot hang the agent.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|openNonblock, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file (%v)", filepath.Base(path), fi.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
 // readTrained reads the trainer's weights into dst, refusing a file that is
 // not a regular file, is larger than the layout can explain, or does not
 // hold exactly the layout's tensors.
 func readTrained(path string, layout safetensors.Layout, dst []float32) error {
-	f, err := os.Open(path)
+	f, fi, err := openRegular(path)
 	if err != nil {
 		return trainerErr(TrainerBadOutput, "weights file: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return trainerErr(TrainerBadOutput, "weights file: %w", err)
-	}
 	// The widest dtype read is 8 bytes per value.
 	limit := int64(8+MaxTrainerHeaderBytes) + 8*int64(layout.NumParams())
 	switch {
-	case !fi.Mode().IsRegular():
-		return trainerErr(TrainerBadOutput, "weights file %s is not a regular file", TrainerOutputFile)
 	case fi.Size() > limit:
 		return trainerErr(TrainerBadOutput, "weights file of %d bytes, more than the %d a model of %d parameters can take", fi.Size(), limit, layout.NumParams())
 	}
@@ -651,7 +664,7 @@ func readTrained(path string, layout safetensors.Layout, dst []float32) error {
 // readTrainerMetrics reads and checks metrics.json strictly: bounded,
 // no unknown fields, samples ≥ 1, finite loss, accuracy in [0, 1].
 func readTrainerMetrics(path string) (TrainerMetrics, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return TrainerMetrics{}, trainerErr(TrainerBadMetrics, "metrics file: %w", err)
 	}

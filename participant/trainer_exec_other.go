@@ -4,6 +4,9 @@ package participant
 
 import "os/exec"
 
+// openNonblock is not needed where there are no named pipes to block on.
+const openNonblock = 0
+
 // setProcessGroup kills only the trainer's own process on systems without
 // POSIX process groups.
 func setProcessGroup(cmd *exec.Cmd) {}

@@ -210,6 +210,20 @@ func helperTrain(mode string, args []string) int {
 			return fail("%v", err)
 		}
 		return writeMetrics(goodMetrics)
+	case "fifo":
+		// A named pipe nobody writes: opening it for reading would block.
+		if err := syscall.Mkfifo(out, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return writeMetrics(goodMetrics)
+	case "fifo_metrics":
+		if writeOK() != 0 {
+			return 2
+		}
+		if err := syscall.Mkfifo(metrics, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return 0
 	case "no_output":
 		return writeMetrics(goodMetrics)
 	case "no_metrics":
@@ -314,6 +328,8 @@ func TestExecTrainerFailures(t *testing.T) {
 		{"nan", TrainerNonFinite, "NaN"},
 		{"huge", TrainerBadOutput, "more than"},
 		{"symlink", TrainerBadOutput, ""},
+		{"fifo", TrainerBadOutput, "not a regular file"},
+		{"fifo_metrics", TrainerBadMetrics, "not a regular file"},
 		{"no_metrics", TrainerBadMetrics, "no such file"},
 		{"bad_metrics", TrainerBadMetrics, "samples"},
 		{"unknown_metrics", TrainerBadMetrics, "gpu"},

@@ -7,6 +7,10 @@ import (
 	"syscall"
 )
 
+// openNonblock makes opening a named pipe return at once instead of
+// waiting for a writer; it changes nothing for a regular file.
+const openNonblock = syscall.O_NONBLOCK
+
 // setProcessGroup starts cmd in a process group of its own and makes its
 // cancellation kill the whole group, so that a trainer's workers (a
 // PyTorch DataLoader, a shell's children) die with it.
