@@ -51,6 +51,22 @@ func TestLoadFileConfigExample(t *testing.T) {
 	}
 }
 
+// TestLoadFileConfigExecExample keeps the shipped exec-trainer example
+// valid (docs/trainer.md).
+func TestLoadFileConfigExecExample(t *testing.T) {
+	const path = "../examples/participant-exec.json"
+	c, err := participant.LoadFileConfig(path)
+	if err != nil {
+		t.Fatalf("LoadFileConfig(%q) = %v", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("LoadFileConfig(%q).Validate() = %v, want nil", path, err)
+	}
+	if c.Trainer != participant.TrainerExec || c.TrainerCode != "/opt/hospital-model" || len(c.ApproveTrainer) != 1 {
+		t.Errorf("LoadFileConfig(%q) = %+v, want an exec trainer with its code and one approved digest", path, c)
+	}
+}
+
 func TestParseFileConfig(t *testing.T) {
 	const dir = "/srv/hospital"
 	base := participant.FileConfig{
