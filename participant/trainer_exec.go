@@ -559,15 +559,55 @@ func (t *ExecTrainer) run(ctx context.Context, dir string, log *slog.Logger) err
 	cmd.Stdin = nil
 	stdout := &lineLog{log: log, stream: "stdout"}
 	stderr := &lineLog{log: log, stream: "stderr"}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	setProcessGroup(cmd)
-	cmd.WaitDelay = trainerWaitDelay
-	started := time.Now()
-	err := cmd.Start()
+	// Our own pipes rather than exec's: Wait then returns when the
+	// trainer exits, even if a process it left behind holds them.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		return &TrainerError{Reason: TrainerCannotStart, Err: err}
 	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return &TrainerError{Reason: TrainerCannotStart, Err: err}
+	}
+	defer outR.Close()
+	defer errR.Close()
+	cmd.Stdout, cmd.Stderr = outW, errW
+	setProcessGroup(cmd)
+	cmd.WaitDelay = trainerWaitDelay
+	started := time.Now()
+	err = cmd.Start()
+	outW.Close() // the trainer has its copies
+	errW.Close()
+	if err != nil {
+		return &TrainerError{Reason: TrainerCannotStart, Err: err}
+	}
+	drained := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range []struct {
+		r *os.File
+		l *lineLog
+	}{{outR, stdout}, {errR, stderr}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(p.l, p.r)
+		}()
+	}
+	go func() { wg.Wait(); close(drained) }()
 	err = cmd.Wait()
+	// Whatever the trainer left running in its group dies with the round.
+	killGroup(cmd)
+	select {
+	case <-drained:
+	case <-time.After(trainerWaitDelay):
+		// A process outside the group (it called setsid) holds the
+		// pipes: stop reading them.
+		outR.Close()
+		errR.Close()
+		<-drained
+	}
 	stdout.flush()
 	stderr.flush()
 	switch {

@@ -10,3 +10,6 @@ const openNonblock = 0
 // setProcessGroup kills only the trainer's own process on systems without
 // POSIX process groups.
 func setProcessGroup(cmd *exec.Cmd) {}
+
+// killGroup has no group to kill on systems without process groups.
+func killGroup(cmd *exec.Cmd) {}

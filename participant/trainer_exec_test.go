@@ -160,6 +160,20 @@ func helperTrain(mode string, args []string) int {
 			return fail("%v", err)
 		}
 		time.Sleep(time.Hour)
+	case "linger":
+		// Leaves a child running (holding its stdout) and exits 0.
+		child := exec.Command("sleep", "300")
+		child.Stdout = os.Stdout
+		if err := child.Start(); err != nil {
+			return fail("%v", err)
+		}
+		if err := os.WriteFile(args[0], []byte(strconv.Itoa(child.Process.Pid)), 0o600); err != nil {
+			return fail("%v", err)
+		}
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(goodMetrics)
 	case "garbage":
 		os.WriteFile(out, []byte("not a safetensors file at all"), 0o600)
 		return writeMetrics(goodMetrics)
@@ -420,6 +434,29 @@ func TestExecTrainerCancelKillsGroup(t *testing.T) {
 	for i := 0; alive(pid); i++ {
 		if i == 500 {
 			t.Fatalf("the trainer's child %d survived the cancelled round", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestExecTrainerKillsLeftovers runs a trainer that exits 0 but leaves a
+// child running: the round succeeds and the child is dead, so that no
+// process of one round keeps working on the hospital's data after it.
+func TestExecTrainerKillsLeftovers(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	tr := newExec(t, helperTrainer("linger", pidFile), nil)
+	if _, err := tr.Train(context.Background(), execAssignment(), execStart); err != nil {
+		t.Fatalf("Train = %v", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	for i := 0; alive(pid); i++ {
+		if i == 500 {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the trainer's child %d outlived the round", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -22,3 +22,13 @@ func setProcessGroup(cmd *exec.Cmd) {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 }
+
+// killGroup kills what is left of the trainer's process group after its
+// leader exited. The group id cannot name another group meanwhile: Linux
+// does not reuse a pid while a group of that id has members, and when it
+// has none the kill finds nothing (ESRCH, ignored).
+func killGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
