@@ -669,6 +669,7 @@ func (a *Agent) fetchModel(ctx context.Context, client fedguardv1.CoordinatorSer
 		return nil, fmt.Errorf("get model: %w", err)
 	}
 	n := a.spec.NumParams()
+	collectBefore(n)
 	params := make([]float32, n)
 	asm := wire.NewAssembler(params)
 	for {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,22 @@ const (
 	// let go of it.
 	trainerWaitDelay = 5 * time.Second
 )
+
+// largeModel is the parameter count (64 MB) from which the agent collects
+// garbage before it allocates a model-sized vector (see collectBefore).
+const largeModel = 16 << 20
+
+// collectBefore runs the garbage collector before a vector of n parameters
+// is allocated, when n is large: the last round's starting model and
+// update are garbage by then, and reusing their memory keeps the agent
+// near two models' worth instead of the four or five that GOGC's default
+// growth allows (BenchmarkExecRoundMemory). Model vectors hold no
+// pointers, so the collection itself is cheap.
+func collectBefore(n int) {
+	if n >= largeModel {
+		runtime.GC()
+	}
+}
 
 // Files in a round's working directory, and the plan's format version.
 const (
@@ -456,6 +473,12 @@ func (t *ExecTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 	}
 
 	// The trainer's weights, read in place and turned into the update.
+	// For a large model, collect first: the last round's starting model
+	// and update are garbage by now, and reusing their memory keeps the
+	// agent near two models' worth instead of the four or five that
+	// GOGC's default growth allows (BenchmarkExecRoundMemory). The big
+	// vectors hold no pointers, so the collection itself is cheap.
+	collectBefore(len(start))
 	delta := make([]float32, len(start))
 	if err := readTrained(filepath.Join(dir, TrainerOutputFile), layout, delta); err != nil {
 		return Result{}, err
