@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/manifest"
+	"github.com/fedguard/fedguard/participant"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -108,6 +109,15 @@ func TestDemo(t *testing.T) {
 		if err := v.CheckModel(sha256.Sum256(model)); err != nil || v.Round.Round != 3 {
 			t.Errorf("exported model of round %d: %v; want round 3 matching its manifest", v.Round.Round, err)
 		}
+
+		// The deployable model: safetensors with its manifest, checked as
+		// a serving system would.
+		mustFedguard(t, "model", "export", "--data-dir", filepath.Join(dir, "coordinator", "data"), "--out", dir)
+		st := filepath.Join(dir, demo.Federation+"-model-round-000003.safetensors")
+		out = mustFedguard(t, "model", "verify", "--model", st, "--manifest", st+".manifest.json", "--key", pub, "--federation", demo.Federation)
+		if !strings.Contains(out, "verified: ") || !strings.Contains(out, "round 3") {
+			t.Errorf("model verify printed %q", out)
+		}
 	})
 }
 
@@ -179,20 +189,40 @@ func TestCLIEnrolmentFlow(t *testing.T) {
 	}
 	coord := startCoordinator(t, cfgPath)
 
+	// The second hospital brings its own trainer (a real process, the
+	// no-op shell trainer of the exec contract) and approves its code.
+	noop, err := filepath.Abs("../participant/testdata/trainer/noop.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noopDigest, err := participant.TrainerDigest(noop)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var procs []*participantProc
-	for _, h := range hospitals {
+	for i, h := range hospitals {
 		hdir := filepath.Join(root, h)
-		procs = append(procs, startParticipant(t, h,
+		args := []string{
 			"--coordinator", coord.Addr, "--federation", fed,
 			"--ca", filepath.Join(ca, "ca.crt"), // ca.crt is public: every hospital gets it
 			"--cert", filepath.Join(hdir, h+".crt"), "--key", filepath.Join(hdir, h+".key"),
 			"--data", filepath.Join(hdir, "data.csv"), "--ignore", "id",
-			"--coordinator-key", pub))
+			"--coordinator-key", pub,
+		}
+		if i == 1 {
+			args = append(args, "--trainer", "exec", "--trainer-command", "sh "+noop,
+				"--trainer-code", noop, "--approve-trainer", noopDigest, "--trainer-dir", filepath.Join(hdir, "trainer"))
+		}
+		procs = append(procs, startParticipant(t, h, args...))
 	}
 	for _, p := range procs {
 		if err := p.wait(t, 90*time.Second); err != nil {
 			t.Errorf("participant %s exited with %v, want 0", p.name, err)
 		}
+	}
+	// The exec hospital ran its approved trainer once per round.
+	if log := procs[1].out.String(); strings.Count(log, `"msg":"external trainer done"`) != 3 || !strings.Contains(log, noopDigest) {
+		t.Errorf("%s's log does not show 3 runs of the trainer %s:\n%s", hospitals[1], noopDigest, log)
 	}
 	if err := coord.waitExit(30 * time.Second); err != nil {
 		t.Errorf("coordinator exited with %v after the last round, want 0", err)

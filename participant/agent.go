@@ -278,6 +278,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	if et, ok := cfg.Trainer.(*ExecTrainer); ok && et.Log == nil {
+		et.Log = a.log // the trainer's output belongs in the agent's log
+	}
 	if cfg.StateFile != "" {
 		acc, revealed, err := loadState(cfg.StateFile)
 		if err != nil {
@@ -538,6 +541,9 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		case errors.Is(err, ErrModelRefused):
 			a.refused.Add(1)
 			a.log.WarnContext(ctx, "starting model refused", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		case errors.Is(err, ErrTrainer):
+			a.log.WarnContext(ctx, "round sat out: the external trainer failed", slog.Any("error", err),
+				slog.String("reason", trainerReason(err)), slog.Uint64("round", asg.GetRound()))
 		case errors.Is(err, ErrSecureRound):
 			a.log.WarnContext(ctx, "secure round abandoned", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.As(err, &st) && roundLevel(status.Code(err)):
@@ -697,6 +703,7 @@ func (a *Agent) fetchModel(ctx context.Context, client fedguardv1.CoordinatorSer
 		return nil, fmt.Errorf("get model: %w", err)
 	}
 	n := a.spec.NumParams()
+	collectBefore(n)
 	params := make([]float32, n)
 	asm := wire.NewAssembler(params)
 	for {

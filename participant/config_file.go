@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
@@ -87,6 +88,33 @@ type FileConfig struct {
 	// and train) or [ValidationEnforce] (sit out rounds whose data has
 	// errors).
 	Validation string `json:"validation,omitempty"`
+	// Trainer is how the agent trains: "local" (the default: the
+	// built-in models, trained on Data) or "exec" (the hospital's own
+	// program, TrainerCommand, through files; see [ExecTrainer] and
+	// docs/trainer.md). With exec, Data still serves the feature
+	// statistics and validation, and the trainer gets its path.
+	Trainer string `json:"trainer,omitempty"`
+	// TrainerCommand is the exec trainer's command line, such as
+	// "python3 train.py", split into words without a shell (see
+	// [SplitCommand]). It runs in the agent's working directory: unlike
+	// the file's paths, its words are not resolved against the file's
+	// directory, so give the script's absolute path in a file.
+	TrainerCommand string `json:"trainer_command,omitempty"`
+	// TrainerTimeout bounds one run of the exec trainer, as a Go duration
+	// ("45m"); empty means [DefaultTrainerTimeout].
+	TrainerTimeout string `json:"trainer_timeout,omitempty"`
+	// TrainerDir is where the exec trainer's private round directories
+	// go (created 0700); empty means a new temporary directory.
+	TrainerDir string `json:"trainer_dir,omitempty"`
+	// TrainerCode is the exec trainer's code (a file or a directory)
+	// whose digest is logged every round and checked against
+	// ApproveTrainer; empty means the program of TrainerCommand (for
+	// "python3 train.py" that is python3: name the script here).
+	TrainerCode string `json:"trainer_code,omitempty"`
+	// ApproveTrainer is the hospital's allow-list of trainer digests
+	// ("sha256:…", see [TrainerDigest]): the agent refuses to run exec
+	// trainer code whose digest is not on it.
+	ApproveTrainer []string `json:"approve_trainer,omitempty"`
 	// MetricsListen is the host:port of an HTTP listener serving this
 	// agent's Prometheus metrics at /metrics (see [Config.MetricsListen]);
 	// empty, the default, means none.
@@ -179,7 +207,7 @@ func ParseFileConfig(b []byte, dir string) (FileConfig, error) {
 
 // paths returns the fields that hold file paths.
 func (c *FileConfig) paths() []*string {
-	return []*string{&c.CA, &c.Cert, &c.Key, &c.CoordinatorKey, &c.Data, &c.State, &c.Expect}
+	return []*string{&c.CA, &c.Cert, &c.Key, &c.CoordinatorKey, &c.Data, &c.State, &c.Expect, &c.TrainerDir, &c.TrainerCode}
 }
 
 // Validate checks c without touching a file and returns the first problem
@@ -216,12 +244,68 @@ func (c FileConfig) Validate() error {
 			return &FieldError{Field: "metrics_listen", Reason: err.Error()}
 		}
 	}
+	if err := c.validateTrainer(); err != nil {
+		return err
+	}
 	for _, col := range c.Ignore {
 		if strings.TrimSpace(col) == "" {
 			return &FieldError{Field: "ignore", Reason: "holds an empty column name"}
 		}
 	}
 	return nil
+}
+
+// Trainer kinds of a [FileConfig].
+const (
+	TrainerLocal = "local"
+	TrainerExec  = "exec"
+)
+
+func (c FileConfig) validateTrainer() error {
+	switch c.Trainer {
+	case "", TrainerLocal:
+		for _, f := range []struct{ field, value string }{
+			{"trainer_command", c.TrainerCommand}, {"trainer_timeout", c.TrainerTimeout}, {"trainer_dir", c.TrainerDir},
+			{"trainer_code", c.TrainerCode}, {"approve_trainer", strings.Join(c.ApproveTrainer, ",")},
+		} {
+			if f.value != "" {
+				return &FieldError{Field: f.field, Reason: "is only for an exec trainer: set", Other: "trainer"}
+			}
+		}
+		return nil
+	case TrainerExec:
+	default:
+		return &FieldError{Field: "trainer", Reason: fmt.Sprintf("%q, want %s or %s", c.Trainer, TrainerLocal, TrainerExec)}
+	}
+	if c.TrainerCommand == "" {
+		return &FieldError{Field: "trainer_command", Reason: "is required with trainer exec"}
+	}
+	if _, err := SplitCommand(c.TrainerCommand); err != nil {
+		return &FieldError{Field: "trainer_command", Reason: strings.TrimPrefix(err.Error(), "participant: ")}
+	}
+	for _, d := range c.ApproveTrainer {
+		if _, err := ParseTrainerDigest(d); err != nil {
+			return &FieldError{Field: "approve_trainer", Reason: strings.TrimPrefix(err.Error(), "participant: ")}
+		}
+	}
+	if c.TrainerTimeout != "" {
+		if d, err := time.ParseDuration(c.TrainerTimeout); err != nil || d <= 0 {
+			return &FieldError{Field: "trainer_timeout", Reason: fmt.Sprintf("%q is not a positive duration such as 45m", c.TrainerTimeout)}
+		}
+	}
+	return nil
+}
+
+// trainer returns the Trainer c asks for (c is valid).
+func (c FileConfig) trainer(h float64) Trainer {
+	local := &LocalTrainer{DataFile: c.Data, Ignore: c.Ignore, Holdout: h, Seed: c.Seed}
+	if c.Trainer != TrainerExec {
+		return local
+	}
+	cmd, _ := SplitCommand(c.TrainerCommand)           // checked by Validate
+	timeout, _ := time.ParseDuration(c.TrainerTimeout) // "" gives 0: the default
+	return &ExecTrainer{Command: cmd, Dir: c.TrainerDir, Timeout: timeout, Local: local, Seed: c.Seed,
+		Code: c.TrainerCode, Approved: c.ApproveTrainer}
 }
 
 // Config validates c, loads the files it names (the CA certificate, this
@@ -265,7 +349,7 @@ func (c FileConfig) Config() (Config, error) {
 	return Config{
 		Coordinator:     c.Coordinator,
 		TLS:             tlsCfg,
-		Trainer:         &LocalTrainer{DataFile: c.Data, Ignore: c.Ignore, Holdout: h, Seed: c.Seed},
+		Trainer:         c.trainer(h),
 		Federation:      c.Federation,
 		CoordinatorKeys: keys,
 		StateFile:       state,
@@ -294,6 +378,14 @@ func (c FileConfig) Check() (certs.Identity, error) {
 	}
 	if err := readHeader(c.Data); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: data: %w", err)
+	}
+	if et, ok := cfg.Trainer.(*ExecTrainer); ok {
+		if err := et.lookPath(); err != nil {
+			return certs.Identity{}, err
+		}
+		if _, err := et.approve(); err != nil {
+			return certs.Identity{}, err
+		}
 	}
 	if _, _, err := loadState(cfg.StateFile); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: state: %w", err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -47,6 +48,22 @@ func TestLoadFileConfigExample(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("LoadFileConfig(%q) mismatch (-want +got):\n%s", exampleConfig, diff)
+	}
+}
+
+// TestLoadFileConfigExecExample keeps the shipped exec-trainer example
+// valid (docs/trainer.md).
+func TestLoadFileConfigExecExample(t *testing.T) {
+	const path = "../examples/participant-exec.json"
+	c, err := participant.LoadFileConfig(path)
+	if err != nil {
+		t.Fatalf("LoadFileConfig(%q) = %v", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("LoadFileConfig(%q).Validate() = %v, want nil", path, err)
+	}
+	if c.Trainer != participant.TrainerExec || c.TrainerCode != "/opt/hospital-model" || len(c.ApproveTrainer) != 1 {
+		t.Errorf("LoadFileConfig(%q) = %+v, want an exec trainer with its code and one approved digest", path, c)
 	}
 }
 
@@ -153,6 +170,28 @@ func TestFileConfigValidate(t *testing.T) {
 		{"holdout 1", func(c *participant.FileConfig) { c.Holdout = 1 }, &participant.FieldError{Field: "holdout", Reason: "1 outside [0, 1)"}},
 		{"negative bucket", func(c *participant.FileConfig) { c.MinSecureBucket = -1 }, &participant.FieldError{Field: "min_secure_bucket", Reason: "-1 is negative"}},
 		{"empty ignore", func(c *participant.FileConfig) { c.Ignore = []string{"id", " "} }, &participant.FieldError{Field: "ignore", Reason: "holds an empty column name"}},
+		{"exec trainer", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "python3 '/opt/my model/train.py'", "45m", "/var/lib/fedguard/trainer"
+		}, nil},
+		{"local trainer", func(c *participant.FileConfig) { c.Trainer = "local" }, nil},
+		{"approved trainer", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.TrainerCode, c.ApproveTrainer = "exec", "python3 train.py", "train.py", []string{"sha256:" + strings.Repeat("ab", 32)}
+		}, nil},
+		{"bad digest", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.ApproveTrainer = "exec", "t", []string{"sha256:ABC"}
+		}, &participant.FieldError{Field: "approve_trainer", Reason: `trainer digest "sha256:ABC" is not sha256: and 64 lowercase hex digits`}},
+		{"approve without exec", func(c *participant.FileConfig) { c.ApproveTrainer = []string{"sha256:" + strings.Repeat("ab", 32)} },
+			&participant.FieldError{Field: "approve_trainer", Reason: "is only for an exec trainer: set", Other: "trainer"}},
+		{"unknown trainer", func(c *participant.FileConfig) { c.Trainer = "torch" }, &participant.FieldError{Field: "trainer", Reason: `"torch", want local or exec`}},
+		{"exec without command", func(c *participant.FileConfig) { c.Trainer = "exec" }, &participant.FieldError{Field: "trainer_command", Reason: "is required with trainer exec"}},
+		{"unterminated quote", func(c *participant.FileConfig) { c.Trainer, c.TrainerCommand = "exec", "python3 'train.py" },
+			&participant.FieldError{Field: "trainer_command", Reason: `trainer command "python3 'train.py": unterminated single quote`}},
+		{"bad timeout", func(c *participant.FileConfig) { c.Trainer, c.TrainerCommand, c.TrainerTimeout = "exec", "t", "-5m" },
+			&participant.FieldError{Field: "trainer_timeout", Reason: `"-5m" is not a positive duration such as 45m`}},
+		{"command without exec", func(c *participant.FileConfig) { c.TrainerCommand = "python3 train.py" },
+			&participant.FieldError{Field: "trainer_command", Reason: "is only for an exec trainer: set", Other: "trainer"}},
+		{"timeout without exec", func(c *participant.FileConfig) { c.TrainerTimeout = "5m" },
+			&participant.FieldError{Field: "trainer_timeout", Reason: "is only for an exec trainer: set", Other: "trainer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -352,6 +391,42 @@ func TestFileConfigConfig(t *testing.T) {
 		filepath.Join(dir, "data.csv"), []string{"id"}, float64(participant.NoHoldout), uint64(participant.DefaultSeed)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestFileConfigExecTrainer(t *testing.T) {
+	dir := t.TempDir()
+	c := enrolment(t, dir, "clinic-net")
+	c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "sh -c 'exit 0'", "90s", "work"
+	path := writeConfig(t, dir, c)
+	loaded, err := participant.LoadFileConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loaded.Config()
+	if err != nil {
+		t.Fatalf("Config() = %v", err)
+	}
+	tr, ok := cfg.Trainer.(*participant.ExecTrainer)
+	if !ok {
+		t.Fatalf("Config().Trainer is %T, want *ExecTrainer", cfg.Trainer)
+	}
+	got := []any{tr.Command, tr.Timeout, tr.Dir, tr.Local.DataFile, tr.Seed}
+	want := []any{[]string{"sh", "-c", "exit 0"}, 90 * time.Second, filepath.Join(dir, "work"), filepath.Join(dir, "data.csv"), uint64(participant.DefaultSeed)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := loaded.Check(); err != nil {
+		t.Errorf("Check() = %v", err)
+	}
+	loaded.ApproveTrainer = []string{"sha256:" + strings.Repeat("0", 64)}
+	if _, err := loaded.Check(); !errors.Is(err, participant.ErrTrainerNotApproved) {
+		t.Errorf("Check() with an unapproved trainer = %v, want ErrTrainerNotApproved", err)
+	}
+	loaded.ApproveTrainer = nil
+	loaded.TrainerCommand = "/nonexistent/train.py"
+	if _, err := loaded.Check(); err == nil || !strings.Contains(err.Error(), "/nonexistent/train.py") {
+		t.Errorf("Check() with a missing trainer = %v, want an error naming it", err)
 	}
 }
 

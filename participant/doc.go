@@ -96,6 +96,17 @@
 //     retrying forever. (An agent that is told the training is finished
 //     returns nil at once.)
 //
+// # External trainers
+//
+// [ExecTrainer] runs the hospital's own program (PyTorch or anything else)
+// once per round through files in a private directory: the verified
+// global model as safetensors (package safetensors) and a [TrainerPlan] in,
+// the trained weights and a [TrainerMetrics] out; docs/trainer.md is the
+// contract. A trainer that fails (crash, timeout, bad weights or metrics,
+// code not on the hospital's allow-list, see [TrainerDigest]) makes the
+// agent sit the round out with a stable reason ([ErrTrainer],
+// [TrainerError]); cancelling the round kills the trainer's process group.
+//
 // # Privacy
 //
 // Nothing derived from individual rows is sent or logged except the feature

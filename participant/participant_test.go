@@ -984,6 +984,46 @@ func (f *faultyTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment
 	return f.Trainer.Train(ctx, a, start)
 }
 
+// TestExecTrainerSitsOut runs an agent whose external trainer (a real
+// process) crashes once: the agent sits that attempt out, logs why, and
+// then takes part in both rounds with the trainer's weights.
+func TestExecTrainerSitsOut(t *testing.T) {
+	p := newPKI(t)
+	fake := newFake(t, 2)
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	tr := &participant.ExecTrainer{
+		Command: participant.HelperTrainer("crash_once", filepath.Join(t.TempDir(), "crashed")),
+		Dir:     filepath.Join(t.TempDir(), "work"),
+		Local:   newTrainer(),
+	}
+	// No Log: New gives the trainer the agent's, where its output must land.
+	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys())
+	if err := run(t, a, 30*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.records) != 2 {
+		t.Fatalf("coordinator accepted %d updates, want 2", len(fake.records))
+	}
+	for _, r := range fake.records {
+		for i, d := range r.delta {
+			trained := r.start[i] + 0.5 // the helper's training, in float32
+			if want := trained - r.start[i]; d != want {
+				t.Fatalf("round %d: delta[%d] = %v, want trained − start = %v", r.asg.GetRound(), i, d, want)
+			}
+		}
+		if h := r.header; h.GetSampleCount() != 42 || h.GetHoldout().GetAccuracy() != 0.8 {
+			t.Errorf("round %d: header %v, want the trainer's metrics", r.asg.GetRound(), h)
+		}
+	}
+	for _, want := range []string{"round sat out: the external trainer failed", "reason=crash", `msg="trainer output" round=1 stream=stderr line="Segmentation fault"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("agent log lacks %q", want)
+		}
+	}
+}
+
 func TestTrainerFailureSkipsRound(t *testing.T) {
 	p := newPKI(t)
 	fake := newFake(t, 1)

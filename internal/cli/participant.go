@@ -65,6 +65,12 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.StringVar(&c.State, "state", c.State, "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
 	fs.StringVar(&c.Expect, "expect", c.Expect, "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
 	fs.StringVar(&c.Validation, "validation", c.Validation, "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")
+	fs.StringVar(&c.Trainer, "trainer", c.Trainer, "how to train: local (the built-in models on -data, the default) or exec (the hospital's own program, -trainer-command; see docs/trainer.md)")
+	fs.StringVar(&c.TrainerCommand, "trainer-command", c.TrainerCommand, `with -trainer exec: the trainer's command line, e.g. "python3 train.py", split into words without a shell`)
+	fs.StringVar(&c.TrainerTimeout, "trainer-timeout", c.TrainerTimeout, "with -trainer exec: bound on one training run, e.g. 45m (default 30m)")
+	fs.StringVar(&c.TrainerDir, "trainer-dir", c.TrainerDir, "with -trainer exec: directory for the private round directories (default: a new temporary directory)")
+	fs.StringVar(&c.TrainerCode, "trainer-code", c.TrainerCode, "with -trainer exec: the trainer's code, a file or directory, whose digest is logged and approved (default: the program of -trainer-command)")
+	fs.Var((*stringList)(&c.ApproveTrainer), "approve-trainer", "with -trainer exec: an approved trainer digest, sha256:HEX (repeatable, or comma-separated); other code is refused")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HOST:PORT of an HTTP listener serving Prometheus metrics at /metrics and /healthz (default: none)")
 }
 

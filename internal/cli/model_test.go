@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedguard/fedguard/manifest"
+	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/safetensors"
+)
+
+// signedModel writes a model file as `model export` does, its manifest
+// and the signer's public keys into dir, and returns their paths.
+func signedModel(t *testing.T, dir string) (modelPath, manifestPath, keyPath string, s *manifest.Signer) {
+	t.Helper()
+	s, err := manifest.GenerateSigner(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := []float32{0.5, -1, 2, 0, 0.25, 1, -0.5, 0.125}
+	d := model.Digest(params)
+	r := manifest.Round{
+		Federation:    "clinic-net",
+		ModelSHA256:   hex.EncodeToString(d[:]),
+		NumParams:     uint64(len(params)),
+		ModelSpec:     []byte(`{"kind":"logreg","features":["a","b","c"],"label":"y","classes":["0","1"]}`),
+		ScalingSHA256: strings.Repeat("0", 64),
+		Parameters:    []byte(`{}`),
+		Included:      []manifest.Contributor{},
+		Excluded:      []manifest.Exclusion{},
+		Closed:        time.Now(),
+	}
+	env, digest, err := manifest.Sign(s, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout, err := safetensors.SpecLayout(model.Spec{Kind: model.LogReg, Features: 3, Classes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	modelPath = filepath.Join(dir, exportName(r.Federation, 0))
+	if err := safetensors.WriteFile(modelPath, layout, params, exportMetadata(r, digest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifestPath = modelPath + ".manifest.json"
+	keyPath = filepath.Join(dir, "signing.pub")
+	for p, b := range map[string][]byte{manifestPath: env, keyPath: s.Public().MarshalPEM()} {
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return modelPath, manifestPath, keyPath, s
+}
+
+func TestModelVerify(t *testing.T) {
+	dir := t.TempDir()
+	modelPath, manifestPath, keyPath, _ := signedModel(t, dir)
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"model", "verify", "--model", modelPath, "--manifest", manifestPath, "--key", keyPath, "--federation", "clinic-net"}, &out, &errOut); code != 0 {
+		t.Fatalf("model verify = %d\nstderr: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "verified: ") || !strings.Contains(out.String(), "round 0") {
+		t.Errorf("model verify printed %q", out.String())
+	}
+
+	keys, err := manifest.LoadPublicKeys(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envelope, err := os.ReadFile(manifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(modelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every one-byte change of the file is refused.
+	bad := filepath.Join(dir, "bad.safetensors")
+	for i := range good {
+		for _, flip := range []byte{0x01, 0x20} {
+			b := bytes.Clone(good)
+			b[i] ^= flip
+			if err := os.WriteFile(bad, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verifyModel(bad, envelope, keys, ""); err == nil {
+				t.Fatalf("verifyModel accepted the file with byte %d xor %#x (%q → %q)", i, flip, good[i], b[i])
+			}
+		}
+	}
+	// Another federation, another key, another manifest.
+	if _, err := verifyModel(modelPath, envelope, keys, "other-net"); err == nil {
+		t.Errorf("verifyModel with another federation succeeded")
+	}
+	_, _, _, other := signedModel(t, t.TempDir())
+	if _, err := verifyModel(modelPath, envelope, other.Public(), ""); err == nil {
+		t.Errorf("verifyModel with another key succeeded")
+	}
+	m2, _, _, _ := signedModel(t, t.TempDir()) // same values, another manifest
+	if _, err := verifyModel(m2, envelope, keys, ""); err == nil {
+		t.Errorf("verifyModel of a file exported with another manifest succeeded")
+	}
+	if code := Main(context.Background(), []string{"model", "verify", "--model", bad, "--manifest", manifestPath, "--key", keyPath}, &out, &errOut); code == 0 {
+		t.Errorf("model verify of a changed file exited 0")
+	}
+}

@@ -1,0 +1,618 @@
+package participant
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/safetensors"
+)
+
+// execSpec is a 3-feature, 2-class logistic regression: 8 parameters in
+// two tensors.
+func execSpec() *fedguardv1.ModelSpec {
+	return &fedguardv1.ModelSpec{
+		FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_LOGREG,
+		Features: []string{"a", "b", "c"}, Label: "y", Classes: []string{"0", "1"}, NumParams: 8,
+	}
+}
+
+func execAssignment() *fedguardv1.RoundAssignment {
+	return &fedguardv1.RoundAssignment{
+		Round: 4, Attempt: 1, Seed: 99,
+		Plan:    &fedguardv1.TrainingPlan{LocalEpochs: 2, LearningRate: 0.1, BatchSize: 16, L2: 1e-3},
+		Scaling: &fedguardv1.FeatureScaling{Mean: []float64{0, 1, 2}, Std: []float64{1, 1, 2}},
+	}
+}
+
+// helperTrainer returns a command that runs this test binary as an
+// external trainer behaving as mode (see TestHelperTrainer).
+func helperTrainer(mode string, args ...string) []string {
+	return append([]string{os.Args[0], "-test.run=^TestHelperTrainer$", "--", mode}, args...)
+}
+
+// TestHelperTrainer is not a test: run by an ExecTrainer (FEDGUARD_PLAN
+// set), it is the external trainer of the exec tests, a real process that
+// follows or breaks the contract as its mode says.
+func TestHelperTrainer(t *testing.T) {
+	if os.Getenv("FEDGUARD_PLAN") == "" {
+		t.Skip("run as an external trainer only")
+	}
+	args := flag.Args()
+	os.Exit(helperTrain(args[0], args[1:]))
+}
+
+func helperTrain(mode string, args []string) int {
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, format+"\n", a...)
+		return 2
+	}
+	// The environment is exactly the contract's.
+	var names []string
+	for _, kv := range os.Environ() {
+		names = append(names, kv[:strings.IndexByte(kv, '=')])
+	}
+	slices.Sort(names)
+	want := []string{"FEDGUARD_METRICS", "FEDGUARD_MODEL", "FEDGUARD_OUTPUT", "FEDGUARD_PLAN", "FEDGUARD_WORKDIR", "HOME", "PATH"}
+	if os.Getenv("FEDGUARD_DATA") != "" {
+		want = slices.Insert(want, 0, "FEDGUARD_DATA")
+	}
+	if !slices.Equal(names, want) {
+		return fail("environment %v, want %v", names, want)
+	}
+	if wd, _ := os.Getwd(); filepath.Base(wd) != "participant" || os.Getenv("HOME") != os.Getenv("FEDGUARD_WORKDIR") {
+		return fail("working directory %s (want the agent's), HOME %s, FEDGUARD_WORKDIR %s", wd, os.Getenv("HOME"), os.Getenv("FEDGUARD_WORKDIR"))
+	}
+	if fi, err := os.Stat(os.Getenv("FEDGUARD_WORKDIR")); err != nil || fi.Mode().Perm() != 0o700 {
+		return fail("round directory %v, %v: want mode 0700", fi, err)
+	}
+	b, err := os.ReadFile(os.Getenv("FEDGUARD_PLAN"))
+	if err != nil {
+		return fail("%v", err)
+	}
+	var plan TrainerPlan
+	if err := json.Unmarshal(b, &plan); err != nil {
+		return fail("plan: %v", err)
+	}
+	if plan.FormatVersion != TrainerPlanVersion || plan.Round == 0 || plan.Epochs == 0 || plan.Scaling == nil || plan.Model != TrainerModelFile {
+		return fail("plan %+v", plan)
+	}
+	layout, params, _, err := safetensors.ReadFile(os.Getenv("FEDGUARD_MODEL"), 0)
+	if err != nil {
+		return fail("%v", err)
+	}
+	for i := range params {
+		params[i] += 0.5
+	}
+	out, metrics := os.Getenv("FEDGUARD_OUTPUT"), os.Getenv("FEDGUARD_METRICS")
+	writeOK := func() int {
+		// Tensors in reverse order: the agent places them by name.
+		rev := slices.Clone(layout)
+		slices.Reverse(rev)
+		var rp []float32
+		pos := map[string][]float32{}
+		o := 0
+		for _, t := range layout {
+			pos[t.Name] = params[o : o+t.NumElements()]
+			o += t.NumElements()
+		}
+		for _, t := range rev {
+			rp = append(rp, pos[t.Name]...)
+		}
+		if err := safetensors.WriteFile(out, rev, rp, nil, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return 0
+	}
+	writeMetrics := func(s string) int {
+		if err := os.WriteFile(metrics, []byte(s), 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return 0
+	}
+	const goodMetrics = `{"samples": 42, "holdout": {"count": 10, "loss": 0.5, "accuracy": 0.8}}`
+	switch mode {
+	case "ok":
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(goodMetrics)
+	case "crash_once":
+		// Crashes unless the marker file args[0] exists, which it makes.
+		if _, err := os.Stat(args[0]); err == nil {
+			if writeOK() != 0 {
+				return 2
+			}
+			return writeMetrics(goodMetrics)
+		}
+		os.WriteFile(args[0], nil, 0o600)
+		fmt.Fprintln(os.Stderr, "Segmentation fault")
+		return 139
+	case "crash":
+		fmt.Fprintln(os.Stderr, "Traceback: CUDA out of memory")
+		return 3
+	case "sleep":
+		time.Sleep(time.Hour)
+	case "spawn":
+		child := exec.Command("sleep", "300")
+		if err := child.Start(); err != nil {
+			return fail("%v", err)
+		}
+		if err := os.WriteFile(args[0], []byte(strconv.Itoa(child.Process.Pid)), 0o600); err != nil {
+			return fail("%v", err)
+		}
+		time.Sleep(time.Hour)
+	case "linger":
+		// Leaves a child running (holding its stdout) and exits 0.
+		child := exec.Command("sleep", "300")
+		child.Stdout = os.Stdout
+		if err := child.Start(); err != nil {
+			return fail("%v", err)
+		}
+		if err := os.WriteFile(args[0], []byte(strconv.Itoa(child.Process.Pid)), 0o600); err != nil {
+			return fail("%v", err)
+		}
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(goodMetrics)
+	case "garbage":
+		os.WriteFile(out, []byte("not a safetensors file at all"), 0o600)
+		return writeMetrics(goodMetrics)
+	case "shape":
+		bad := slices.Clone(layout)
+		bad[1].Shape = []int{1, bad[1].Shape[0]} // bias as a row vector
+		if err := safetensors.WriteFile(out, bad, params, nil, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return writeMetrics(goodMetrics)
+	case "missing_tensor":
+		if err := safetensors.WriteFile(out, layout[:1], params[:layout[0].NumElements()], nil, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return writeMetrics(goodMetrics)
+	case "nan":
+		hdr, _ := safetensors.Header(layout, nil)
+		f := binary.LittleEndian.AppendUint64(nil, uint64(len(hdr)))
+		f = append(f, hdr...)
+		for i := range params {
+			v := params[i]
+			if i == 3 {
+				v = float32(math.NaN())
+			}
+			f = binary.LittleEndian.AppendUint32(f, math.Float32bits(v))
+		}
+		os.WriteFile(out, f, 0o600)
+		return writeMetrics(goodMetrics)
+	case "overflow":
+		// Finite weights whose difference from the start is not.
+		for i := range params {
+			params[i] = -math.MaxFloat32
+		}
+		if err := safetensors.WriteFile(out, layout, params, nil, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return writeMetrics(goodMetrics)
+	case "huge":
+		f, err := os.Create(out)
+		if err != nil {
+			return fail("%v", err)
+		}
+		f.Truncate(1 << 30) // sparse: a 1 GiB file for an 8-parameter model
+		f.Close()
+		return writeMetrics(goodMetrics)
+	case "symlink":
+		if err := os.Symlink("/dev/zero", out); err != nil {
+			return fail("%v", err)
+		}
+		return writeMetrics(goodMetrics)
+	case "fifo":
+		// A named pipe nobody writes: opening it for reading would block.
+		if err := syscall.Mkfifo(out, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return writeMetrics(goodMetrics)
+	case "fifo_metrics":
+		if writeOK() != 0 {
+			return 2
+		}
+		if err := syscall.Mkfifo(metrics, 0o600); err != nil {
+			return fail("%v", err)
+		}
+		return 0
+	case "no_output":
+		return writeMetrics(goodMetrics)
+	case "no_metrics":
+		return writeOK()
+	case "bad_metrics":
+		writeOK()
+		return writeMetrics(`{"samples": 0}`)
+	case "unknown_metrics":
+		writeOK()
+		return writeMetrics(`{"samples": 3, "gpu": "A100"}`)
+	case "chatty":
+		line := strings.Repeat("x", 100) + "\n"
+		for range 10000 { // 1 MB
+			os.Stdout.WriteString(line)
+		}
+		os.Stdout.WriteString(strings.Repeat("y", 5000) + "\n")
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(goodMetrics)
+	}
+	return fail("unknown mode %q", mode)
+}
+
+func newExec(t *testing.T, cmd []string, log *slog.Logger) *ExecTrainer {
+	t.Helper()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tr := &ExecTrainer{Command: cmd, Dir: filepath.Join(t.TempDir(), "work"), Timeout: time.Minute, Log: log}
+	if _, err := tr.Prepare(execSpec()); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+var execStart = []float32{1, 2, 3, 4, 5, 6, 7, 8}
+
+func TestExecTrainer(t *testing.T) {
+	var logs bytes.Buffer
+	tr := newExec(t, helperTrainer("ok"), slog.New(slog.NewTextHandler(&logs, nil)))
+	start := slices.Clone(execStart)
+	res, err := tr.Train(context.Background(), execAssignment(), start)
+	if err != nil {
+		t.Fatalf("Train: %v\nlogs:\n%s", err, logs.String())
+	}
+	want := Result{Delta: []float32{0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}, Samples: 42}
+	want.Holdout.Count, want.Holdout.Loss, want.Holdout.Accuracy = 10, 0.5, 0.8
+	if diff := cmp.Diff(want, res); diff != "" {
+		t.Errorf("Train (-want +got):\n%s", diff)
+	}
+	if !slices.Equal(start, execStart) {
+		t.Errorf("Train modified start")
+	}
+	// The working directory is private, and each round's files are gone.
+	fi, err := os.Stat(tr.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("working directory mode %v, want 0700", fi.Mode().Perm())
+	}
+	if ents, _ := os.ReadDir(tr.Dir); len(ents) != 0 {
+		t.Errorf("round directory left behind: %v", ents)
+	}
+}
+
+func TestExecTrainerShell(t *testing.T) {
+	// As `--trainer-command "sh noop.sh"` run from the script's directory.
+	dir, err := filepath.Abs("testdata/trainer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := SplitCommand("sh noop.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &ExecTrainer{Command: cmd, CommandDir: dir, Dir: filepath.Join(t.TempDir(), "work"), Log: slog.New(slog.DiscardHandler)}
+	if _, err := tr.Prepare(execSpec()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.Train(context.Background(), execAssignment(), execStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Delta, make([]float32, 8)) || res.Samples != 1 {
+		t.Errorf("Train = %+v, want a zero update of 1 sample", res)
+	}
+}
+
+func TestExecTrainerFailures(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		reason string
+		want   string // in the error message
+	}{
+		{"crash", TrainerCrashed, "CUDA out of memory"},
+		{"garbage", TrainerBadOutput, "malformed"},
+		{"no_output", TrainerBadOutput, "no such file"},
+		{"shape", TrainerBadLayout, "shape"},
+		{"missing_tensor", TrainerBadLayout, "lacks tensor"},
+		{"nan", TrainerNonFinite, "NaN"},
+		{"huge", TrainerBadOutput, "more than"},
+		{"symlink", TrainerBadOutput, ""},
+		{"fifo", TrainerBadOutput, "not a regular file"},
+		{"fifo_metrics", TrainerBadMetrics, "not a regular file"},
+		{"no_metrics", TrainerBadMetrics, "no such file"},
+		{"bad_metrics", TrainerBadMetrics, "samples"},
+		{"unknown_metrics", TrainerBadMetrics, "gpu"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			tr := newExec(t, helperTrainer(tc.mode), nil)
+			_, err := tr.Train(context.Background(), execAssignment(), execStart)
+			var te *TrainerError
+			if !errors.As(err, &te) || !errors.Is(err, ErrTrainer) || te.Reason != tc.reason {
+				t.Fatalf("Train = %v, want a TrainerError with reason %q", err, tc.reason)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Train = %v, want it to mention %q", err, tc.want)
+			}
+			if ents, _ := os.ReadDir(tr.Dir); len(ents) != 0 {
+				t.Errorf("round directory left behind: %v", ents)
+			}
+		})
+	}
+	t.Run("round deadline", func(t *testing.T) {
+		tr := newExec(t, helperTrainer("sleep"), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := tr.Train(ctx, execAssignment(), execStart)
+		var te *TrainerError
+		if !errors.As(err, &te) || te.Reason != TrainerTimedOut || !strings.Contains(err.Error(), "deadline") {
+			t.Fatalf("Train = %v, want reason %q for the round's deadline", err, TrainerTimedOut)
+		}
+	})
+	t.Run("overflow", func(t *testing.T) {
+		tr := newExec(t, helperTrainer("overflow"), nil)
+		start := slices.Repeat([]float32{math.MaxFloat32}, 8)
+		_, err := tr.Train(context.Background(), execAssignment(), start)
+		var te *TrainerError
+		if !errors.As(err, &te) || te.Reason != TrainerNonFinite || !strings.Contains(err.Error(), "trained − start") {
+			t.Fatalf("Train = %v, want reason %q for the update", err, TrainerNonFinite)
+		}
+	})
+	t.Run("cannot start", func(t *testing.T) {
+		tr := newExec(t, []string{"/bin/sh"}, nil)
+		tr.Command = []string{filepath.Join(t.TempDir(), "gone")}
+		_, err := tr.Train(context.Background(), execAssignment(), execStart)
+		var te *TrainerError
+		if !errors.As(err, &te) || te.Reason != TrainerCannotStart {
+			t.Fatalf("Train = %v, want reason %q", err, TrainerCannotStart)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		tr := newExec(t, helperTrainer("sleep"), nil)
+		tr.Timeout = 200 * time.Millisecond
+		_, err := tr.Train(context.Background(), execAssignment(), execStart)
+		var te *TrainerError
+		if !errors.As(err, &te) || te.Reason != TrainerTimedOut {
+			t.Fatalf("Train = %v, want reason %q", err, TrainerTimedOut)
+		}
+	})
+}
+
+// TestExecTrainerCancelKillsGroup cancels a round while the trainer and a
+// process it started run: both must die, and Train must return the
+// context's error.
+func TestExecTrainerCancelKillsGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	tr := newExec(t, helperTrainer("spawn", pidFile), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := tr.Train(ctx, execAssignment(), execStart)
+		done <- err
+	}()
+	var pid int
+	for pid == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("Train returned %v before it was cancelled", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 {
+			pid, _ = strconv.Atoi(string(b))
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Train = %v, want context.Canceled", err)
+	}
+	// The grandchild is killed with the group; it may linger as a zombie
+	// until its new parent reaps it.
+	for i := 0; alive(pid); i++ {
+		if i == 500 {
+			t.Fatalf("the trainer's child %d survived the cancelled round", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestExecTrainerKillsLeftovers runs a trainer that exits 0 but leaves a
+// child running: the round succeeds and the child is dead, so that no
+// process of one round keeps working on the hospital's data after it.
+func TestExecTrainerKillsLeftovers(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	tr := newExec(t, helperTrainer("linger", pidFile), nil)
+	if _, err := tr.Train(context.Background(), execAssignment(), execStart); err != nil {
+		t.Fatalf("Train = %v", err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	for i := 0; alive(pid); i++ {
+		if i == 500 {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the trainer's child %d outlived the round", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid runs (a zombie does not).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+func TestExecTrainerBoundedLog(t *testing.T) {
+	var logs bytes.Buffer
+	tr := newExec(t, helperTrainer("chatty"), slog.New(slog.NewJSONHandler(&logs, nil)))
+	if _, err := tr.Train(context.Background(), execAssignment(), execStart); err != nil {
+		t.Fatal(err)
+	}
+	var logged, longest int
+	truncated := false
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec struct {
+			Msg, Stream, Line string
+			Dropped           int64 `json:"dropped_bytes"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		switch rec.Msg {
+		case "trainer output":
+			logged += len(rec.Line) + 1
+			longest = max(longest, len(rec.Line))
+		case "trainer output truncated":
+			truncated = rec.Stream == "stdout" && rec.Dropped > 900_000
+		}
+	}
+	if logged > MaxTrainerLogBytes || logged < MaxTrainerLogBytes/2 {
+		t.Errorf("logged %d bytes of trainer output, want at most (and about) %d", logged, MaxTrainerLogBytes)
+	}
+	if longest > MaxTrainerLogLine {
+		t.Errorf("logged a line of %d bytes, more than %d", longest, MaxTrainerLogLine)
+	}
+	if !truncated {
+		t.Errorf("no truncation record for the dropped stdout")
+	}
+}
+
+func TestExecTrainerPrepare(t *testing.T) {
+	tr := &ExecTrainer{Command: []string{"/nonexistent/trainer"}}
+	if _, err := tr.Prepare(execSpec()); err == nil {
+		t.Errorf("Prepare with a missing program succeeded")
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr = &ExecTrainer{Command: []string{"/bin/sh"}, Dir: open}
+	if _, err := tr.Prepare(execSpec()); err == nil || !strings.Contains(err.Error(), "0700") {
+		t.Errorf("Prepare with a world-readable directory = %v, want a refusal", err)
+	}
+	if _, err := (&ExecTrainer{}).Train(context.Background(), execAssignment(), execStart); err == nil {
+		t.Errorf("Train before Prepare succeeded")
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"python3 train.py", []string{"python3", "train.py"}},
+		{"  python3\t-u  train.py --epochs 3 ", []string{"python3", "-u", "train.py", "--epochs", "3"}},
+		{`python3 '/opt/my models/train.py'`, []string{"python3", "/opt/my models/train.py"}},
+		{`sh -c "echo \"\$HOME\" \\ok"`, []string{"sh", "-c", `echo "$HOME" \ok`}},
+		{`a\ b c''d ""`, []string{"a b", "cd", ""}},
+		{`$HOME *.py; rm -rf /`, []string{"$HOME", "*.py;", "rm", "-rf", "/"}},
+	} {
+		got, err := SplitCommand(tc.in)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("SplitCommand(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "   ", `python3 'train.py`, `python3 "train.py`, `python3 train.py\`} {
+		if got, err := SplitCommand(in); err == nil {
+			t.Errorf("SplitCommand(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+func TestParseTrainerMetrics(t *testing.T) {
+	for _, in := range []string{
+		``, `{}`, `{"samples": 0}`, `{"samples": -1}`, `{"samples": 1.5}`, `{"samples": 1} {}`,
+		`{"samples": 1, "holdout": {"count": 3, "loss": -1, "accuracy": 0.5}}`,
+		`{"samples": 1, "holdout": {"count": 3, "loss": 1, "accuracy": 1.5}}`,
+		`{"samples": 1, "extra": true}`,
+	} {
+		if m, err := ParseTrainerMetrics([]byte(in)); err == nil {
+			t.Errorf("ParseTrainerMetrics(%q) = %+v, want an error", in, m)
+		}
+	}
+	m, err := ParseTrainerMetrics([]byte(`{"samples": 7, "holdout": {"count": 2, "loss": 0.1, "accuracy": 1}}`))
+	if err != nil || m.Samples != 7 || m.Holdout.Accuracy != 1 {
+		t.Errorf("ParseTrainerMetrics = %+v, %v", m, err)
+	}
+}
+
+// HelperTrainer is helperTrainer for the external tests.
+var HelperTrainer = helperTrainer
+
+// FuzzSplitCommand checks that SplitCommand never panics and that words
+// it returns, quoted back with single quotes, split to themselves.
+func FuzzSplitCommand(f *testing.F) {
+	for _, s := range []string{"python3 train.py", `sh -c "echo \"\$HOME\""`, `a\ b 'c d' ""`, `'`, `\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		args, err := SplitCommand(s)
+		if err != nil {
+			return
+		}
+		quoted := make([]string, len(args))
+		for i, a := range args {
+			quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		again, err := SplitCommand(strings.Join(quoted, " "))
+		if err != nil || !slices.Equal(again, args) {
+			t.Fatalf("SplitCommand(%q) = %q; quoted back and split: %q, %v", s, args, again, err)
+		}
+	})
+}
+
+// FuzzParseTrainerMetrics checks that the parser never panics and that
+// what it accepts marshals and parses back to itself.
+func FuzzParseTrainerMetrics(f *testing.F) {
+	for _, s := range []string{`{"samples": 42, "holdout": {"count": 10, "loss": 0.5, "accuracy": 0.8}}`, `{"samples": 1}`, `{"samples": 0}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseTrainerMetrics(b)
+		if err != nil {
+			return
+		}
+		out, err := json.Marshal(m)
+		if err != nil {
+			t.Fatalf("Marshal(%+v) = %v", m, err)
+		}
+		again, err := ParseTrainerMetrics(out)
+		if err != nil || !cmp.Equal(again, m) {
+			t.Fatalf("round trip of %s: %+v, %v; want %+v", out, again, err, m)
+		}
+	})
+}
