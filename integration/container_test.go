@@ -131,7 +131,8 @@ func TestContainerFederation(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
-	coord, err := process.StartCoordinator(context.Background(), wrapper, cfgPath, logs)
+	// --init: the first start creates the federation in the empty volume.
+	coord, err := process.StartCoordinator(context.Background(), wrapper, cfgPath, logs, "--init")
 	if err != nil {
 		t.Fatalf("coordinator in the container: %v\nlog:\n%s", err, logs.String())
 	}
