@@ -54,10 +54,13 @@
 // # TLS
 //
 // [ServerConfig] and [ClientConfig] build TLS 1.3-only mutual-TLS
-// configurations. The server requires and verifies a client certificate
-// against the CA, then checks in VerifyConnection that the peer is a
-// participant of this federation, not revoked, and enrolled (through
-// [ServerOptions].Authorize). The client verifies that the server is this
+// configurations. The server requires a client certificate without naming
+// the CA in its request (so a client sends a certificate of another CA,
+// which is then refused as unknown_authority rather than missing), and in
+// VerifyConnection verifies it against the CA and checks that the peer is
+// a participant of this federation, not revoked, and enrolled (through
+// [ServerOptions].Authorize); [PeerIdentity] names only a peer so
+// verified. The client verifies that the server is this
 // federation's coordinator. Every refusal is a [*Refusal] with a stable
 // Reason, and [Classify] maps any server-side handshake error onto one, so
 // the coordinator can log and count refusals by cause. Certificates and keys

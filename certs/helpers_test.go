@@ -119,6 +119,14 @@ func p256(t testing.TB) *ecdsa.PrivateKey {
 // 1.3 the client learns of a refused client certificate only on reading).
 func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr error) {
 	t.Helper()
+	_, serverErr, clientErr = handshakeState(t, server, client)
+	return serverErr, clientErr
+}
+
+// handshakeState is handshake that also returns the server connection's
+// state after its handshake (what gRPC's credentials hand the server).
+func handshakeState(t *testing.T, server, client *tls.Config) (state tls.ConnectionState, serverErr, clientErr error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +146,7 @@ func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr e
 			done <- err
 			return
 		}
+		state = tc.ConnectionState()
 		_, err = tc.Write([]byte("ok"))
 		done <- err
 	}()
@@ -162,7 +171,8 @@ func handshake(t *testing.T, server, client *tls.Config) (serverErr, clientErr e
 		}
 	}
 	conn.Close()
-	return <-done, clientErr
+	serverErr = <-done
+	return state, serverErr, clientErr
 }
 
 func fileMode(t testing.TB, path string) os.FileMode {

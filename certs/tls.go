@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
+	"weak"
 )
 
 // Reasons a peer certificate is refused, as found in Refusal.Reason. They are
@@ -152,15 +154,79 @@ func expiredReason(e x509.CertificateInvalidError) string {
 	return ReasonExpired
 }
 
-// PeerIdentity extracts and checks the identity of the peer of a verified
-// connection (the coordinator's gRPC interceptor passes
-// credentials.TLSInfo.State). It refuses a state without verified chains,
-// so it can never be fooled by an unverified certificate.
+// PeerIdentity extracts and checks the identity of the peer of a completed,
+// verified connection (the coordinator's gRPC interceptor passes
+// credentials.TLSInfo.State). The peer's certificate must have been
+// verified: either by crypto/tls (VerifiedChains, the participant's side)
+// or by ServerConfig's VerifyConnection, which verifies client chains itself
+// (see ServerConfig) and remembers the leaves it accepted. Any other state,
+// in particular one whose certificate nobody verified, is refused, so it
+// can never be fooled by an unverified certificate. The handshake must be
+// complete: VerifyConnection runs before the client has proven that it
+// holds the certificate's key.
 func PeerIdentity(state tls.ConnectionState) (Identity, error) {
-	if len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
-		return Identity{}, errors.New("certs: peer has no verified certificate")
+	if !state.HandshakeComplete {
+		return Identity{}, errors.New("certs: the TLS handshake is not complete")
 	}
-	return ParseIdentity(state.VerifiedChains[0][0])
+	if len(state.VerifiedChains) > 0 && len(state.VerifiedChains[0]) > 0 {
+		return ParseIdentity(state.VerifiedChains[0][0])
+	}
+	if len(state.PeerCertificates) > 0 && verifiedLeaves.has(state.PeerCertificates[0]) {
+		return ParseIdentity(state.PeerCertificates[0])
+	}
+	return Identity{}, errors.New("certs: peer has no verified certificate")
+}
+
+// verifiedLeaves holds, by pointer, the client certificates that
+// ServerConfig's VerifyConnection accepted: crypto/tls hands the same parsed
+// certificate to VerifyConnection and, once the handshake completes, in the
+// connection's state. A full handshake parses the client's certificates
+// anew; a resumed one may share the parsed certificate of an earlier
+// connection with the same bytes, and VerifyConnection checks it again
+// (chain, validity, revocation, Authorize). So a certificate is found only
+// if that very certificate passed every check. The set holds its keys
+// weakly: an entry goes when its certificate is garbage collected.
+var verifiedLeaves leafSet
+
+type leafSet struct{ m sync.Map } // weak.Pointer[x509.Certificate] → struct{}
+
+func (s *leafSet) add(c *x509.Certificate) {
+	wp := weak.Make(c)
+	if _, loaded := s.m.LoadOrStore(wp, struct{}{}); !loaded {
+		runtime.AddCleanup(c, func(wp weak.Pointer[x509.Certificate]) { s.m.Delete(wp) }, wp)
+	}
+}
+
+func (s *leafSet) has(c *x509.Certificate) bool {
+	_, ok := s.m.Load(weak.Make(c))
+	return ok
+}
+
+// verifyClientChain verifies a client's chain against roots for client
+// authentication, as crypto/tls would with RequireAndVerifyClientCert, and
+// returns its leaf. Its errors are the *Refusal Classify derives from the
+// standard check's error, so a certificate from another CA is refused as
+// ReasonUnknownAuthority.
+func verifyClientChain(cs tls.ConnectionState, roots *x509.CertPool, now func() time.Time) (*x509.Certificate, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return nil, &Refusal{Reason: ReasonNoCertificate, Err: errors.New("no client certificate")}
+	}
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if now != nil {
+		opts.CurrentTime = now()
+	}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	leaf := cs.PeerCertificates[0]
+	if _, err := leaf.Verify(opts); err != nil {
+		return nil, Classify(&tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err})
+	}
+	return leaf, nil
 }
 
 // ServerOptions configure the coordinator's side of mutual TLS.
@@ -183,11 +249,22 @@ type ServerOptions struct {
 }
 
 // ServerConfig returns the coordinator's TLS configuration: TLS 1.3 only,
-// client certificates required and verified against the CA, then in
-// VerifyConnection the identity must be a participant of o.Federation, not
+// client certificates required and, in VerifyConnection, verified against
+// the CA; then the identity must be a participant of o.Federation, not
 // revoked, and accepted by o.Authorize. Refusals are *Refusal values. The
 // server certificate is served through GetCertificate and reloaded when its
 // files change, so a renewed certificate needs no restart.
+//
+// The chain is verified in VerifyConnection rather than by crypto/tls
+// (RequireAndVerifyClientCert with ClientCAs) because ClientCAs would
+// advertise the CA's name in the CertificateRequest, and a Go client with
+// tls.Config.Certificates then withholds a certificate from a differently
+// named CA: the refusal would read "no certificate" instead of "unknown
+// authority". Without ClientCAs the request names no CA and every client
+// sends what it has; a certificate is still required, its key proven by the
+// handshake, and nothing is accepted that does not chain to the CA.
+// VerifiedChains is therefore empty on the coordinator's connections;
+// PeerIdentity reads the leaf VerifyConnection accepted.
 func ServerConfig(o ServerOptions) (*tls.Config, error) {
 	if o.CA == nil {
 		return nil, errors.New("certs: server config: no CA certificate")
@@ -205,17 +282,16 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		MaxVersion: tls.VersionTLS13,
-		ClientAuth: tls.RequireAndVerifyClientCert,
-		ClientCAs:  pool,
+		ClientAuth: tls.RequireAnyClientCert,
 		Time:       o.Now,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return kp.get()
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-				return &Refusal{Reason: ReasonNoCertificate, Err: errors.New("no verified client certificate")}
+			leaf, err := verifyClientChain(cs, pool, o.Now)
+			if err != nil {
+				return err
 			}
-			leaf := cs.VerifiedChains[0][0]
 			id, err := ParseIdentity(leaf)
 			if err != nil {
 				return refusal(ReasonBadIdentity, leaf, Identity{}, err)
@@ -234,6 +310,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 					return refusal(ReasonNotEnrolled, leaf, id, err)
 				}
 			}
+			verifiedLeaves.add(leaf)
 			return nil
 		},
 	}, nil

@@ -1,8 +1,14 @@
 package certs
 
 import (
+	"crypto"
+	crand "crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -62,9 +68,9 @@ func TestHandshakeSuccess(t *testing.T) {
 	o := f.serverOpts
 	o.Authorize = func(id Identity) error { seen = id; return nil }
 	srv := mustServer(t, o)
-	var state tls.ConnectionState
-	srv.VerifyConnection = chainVerify(srv.VerifyConnection, func(cs tls.ConnectionState) { state = cs })
-	sErr, cErr := handshake(t, srv, mustClient(t, f.clientOpts))
+	var during tls.ConnectionState
+	srv.VerifyConnection = chainVerify(srv.VerifyConnection, func(cs tls.ConnectionState) { during = cs })
+	state, sErr, cErr := handshakeState(t, srv, mustClient(t, f.clientOpts))
 	if sErr != nil || cErr != nil {
 		t.Fatalf("handshake: server %v, client %v", sErr, cErr)
 	}
@@ -80,6 +86,10 @@ func TestHandshakeSuccess(t *testing.T) {
 	}
 	if _, err := PeerIdentity(tls.ConnectionState{}); err == nil {
 		t.Error("PeerIdentity(unverified) = nil error")
+	}
+	// During the handshake the client has not yet proven it holds the key.
+	if id, err := PeerIdentity(during); err == nil {
+		t.Errorf("PeerIdentity(state in VerifyConnection) = %v, nil error", id)
 	}
 }
 
@@ -255,8 +265,10 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("ClientConfig(no files) = nil error")
 	}
 	c := mustServer(t, f.serverOpts)
-	if c.MinVersion != tls.VersionTLS13 || c.ClientAuth != tls.RequireAndVerifyClientCert {
-		t.Errorf("ServerConfig: MinVersion %x ClientAuth %v", c.MinVersion, c.ClientAuth)
+	// A client certificate is required; the chain is verified in
+	// VerifyConnection, and no CA is named to clients (ClientCAs would be).
+	if c.MinVersion != tls.VersionTLS13 || c.ClientAuth != tls.RequireAnyClientCert || c.ClientCAs != nil || c.VerifyConnection == nil {
+		t.Errorf("ServerConfig: MinVersion %x ClientAuth %v ClientCAs %v", c.MinVersion, c.ClientAuth, c.ClientCAs)
 	}
 }
 
@@ -311,5 +323,188 @@ func TestClassify(t *testing.T) {
 	}
 	if got := Classify(errors.New("connection reset")); got.Reason != ReasonOther {
 		t.Errorf("Classify(other) = %q", got.Reason)
+	}
+}
+
+// forgedChain builds, outside any Authority, a participant certificate for
+// spiffe://fed/participant/st-mary signed by a key of the attacker's,
+// under a CA certificate that copies the subject of real (so its name is
+// the one the federation CA has), and returns the leaf and that CA as a
+// certificate whose chain a client sends. With selfSigned the leaf signs
+// itself instead.
+func forgedChain(t *testing.T, real *x509.Certificate, selfSigned bool) tls.Certificate {
+	t.Helper()
+	caKey, leafKey := p256(t), p256(t)
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: real.Subject, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(crand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("spiffe://fed/participant/st-mary")
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: "st-mary"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true, URIs: []*url.URL{u},
+	}
+	parent, signer, chain := ca, crypto.Signer(caKey), [][]byte{nil, caDER}
+	if selfSigned {
+		parent, signer, chain = leafTmpl, leafKey, [][]byte{nil}
+	}
+	leafDER, err := x509.CreateCertificate(crand.Reader, leafTmpl, parent, leafKey.Public(), signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain[0] = leafDER
+	return tls.Certificate{Certificate: chain, PrivateKey: leafKey}
+}
+
+// TestClientCertificatesNotFiltered is the regression test for a
+// certificate from a foreign CA logged as "no certificate": the server used
+// to name the federation CA in its CertificateRequest, and a Go client with
+// tls.Config.Certificates (not GetClientCertificate) then withheld any
+// certificate of a differently named CA, so the refusal read
+// no_certificate. It failed so before the fix ("another federation's CA":
+// reason no_certificate, want unknown_authority). Every client here sends
+// its certificate the way such a client does, and each must be refused for
+// what is wrong with it; none may authenticate.
+func TestClientCertificatesNotFiltered(t *testing.T) {
+	f := newFederation(t)
+	now := time.Now()
+	elsewhere := newTestCA(t, "elsewhere") // another CA name: "fedguard elsewhere CA"
+	ewCert, ewKey, _ := enrol(t, elsewhere, "st-mary")
+	expCert, expKey, _ := issueRaw(t, f.ca, Identity{"fed", RoleParticipant, "old"}, nil, nil, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	revCert, revKey, rev := enrol(t, f.ca, "st-john")
+	if err := f.ca.Revoke(rev.SerialNumber); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.revocations.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	load := func(cert, key string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tests := []struct {
+		name string
+		cert tls.Certificate
+		want string
+	}{
+		{"another federation's CA", load(ewCert, ewKey), ReasonUnknownAuthority},
+		{"self-signed", forgedChain(t, f.ca.Certificate(), true), ReasonUnknownAuthority},
+		{"forged CA with the federation CA's name", forgedChain(t, f.ca.Certificate(), false), ReasonUnknownAuthority},
+		{"expired", load(expCert, expKey), ReasonExpired},
+		{"revoked", load(revCert, revKey), ReasonRevoked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cli := mustClient(t, f.clientOpts)
+			cli.GetClientCertificate = nil
+			cli.Certificates = []tls.Certificate{tt.cert}
+			srv := mustServer(t, f.serverOpts)
+			var sent bool
+			srv.VerifyConnection = func(next func(tls.ConnectionState) error) func(tls.ConnectionState) error {
+				return func(cs tls.ConnectionState) error {
+					sent = len(cs.PeerCertificates) > 0
+					if err := next(cs); err != nil {
+						return err
+					}
+					t.Errorf("VerifyConnection accepted %v", cs.PeerCertificates[0].URIs)
+					if id, err := PeerIdentity(cs); err == nil {
+						t.Errorf("PeerIdentity of a refused certificate = %v", id)
+					}
+					return nil
+				}
+			}(srv.VerifyConnection)
+			sErr, cErr := handshake(t, srv, cli)
+			if sErr == nil {
+				t.Fatalf("server accepted the handshake (client err %v)", cErr)
+			}
+			if cErr == nil {
+				t.Error("client saw no error")
+			}
+			if !sent {
+				t.Error("the client sent no certificate")
+			}
+			if r := Classify(sErr); r.Reason != tt.want {
+				t.Errorf("Classify(%v) = %q, want %q", sErr, r.Reason, tt.want)
+			}
+		})
+	}
+}
+
+// TestPeerIdentityUnverified checks that PeerIdentity refuses the state of
+// a connection whose client certificate nobody verified, even a genuine
+// certificate of the federation: only a leaf that ServerConfig's
+// VerifyConnection accepted (or a chain crypto/tls verified) names a peer.
+func TestPeerIdentityUnverified(t *testing.T) {
+	f := newFederation(t)
+	// A server that requests but does not verify the client certificate.
+	srv := mustServer(t, f.serverOpts)
+	srv.ClientAuth = tls.RequestClientCert
+	srv.VerifyConnection = nil
+	state, sErr, cErr := handshakeState(t, srv, mustClient(t, f.clientOpts))
+	if sErr != nil || cErr != nil {
+		t.Fatalf("handshake: server %v, client %v", sErr, cErr)
+	}
+	if len(state.PeerCertificates) == 0 {
+		t.Fatal("the client sent no certificate")
+	}
+	if id, err := PeerIdentity(state); err == nil {
+		t.Errorf("PeerIdentity(unverified genuine certificate) = %v, nil error", id)
+	}
+	genuine, err := LoadCertificate(f.cliCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state = tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{genuine}}
+	if id, err := PeerIdentity(state); err == nil {
+		t.Errorf("PeerIdentity(parsed certificate) = %v, nil error", id)
+	}
+}
+
+// TestResumedSessionReverified resumes a TLS 1.3 session: crypto/tls
+// does not verify a resumed client chain when the server verifies it
+// itself, so VerifyConnection must, and a certificate revoked since the
+// first handshake must be refused on resumption.
+func TestResumedSessionReverified(t *testing.T) {
+	f := newFederation(t)
+	srv := mustServer(t, f.serverOpts)
+	cli := mustClient(t, f.clientOpts)
+	cli.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	var states []tls.ConnectionState
+	for i := range 2 {
+		state, sErr, cErr := handshakeState(t, srv, cli)
+		if sErr != nil || cErr != nil {
+			t.Fatalf("handshake %d: server %v, client %v", i, sErr, cErr)
+		}
+		states = append(states, state)
+	}
+	if !states[1].DidResume {
+		t.Fatal("the second handshake did not resume")
+	}
+	want := Identity{Federation: "fed", Role: RoleParticipant, Name: "st-mary"}
+	if id, err := PeerIdentity(states[1]); err != nil || id != want {
+		t.Errorf("PeerIdentity(resumed) = %v, %v; want %v", id, err, want)
+	}
+	if _, err := f.ca.RevokeName("st-mary"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.revocations.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	sErr, _ := handshake(t, srv, cli)
+	if r := Classify(sErr); r == nil || r.Reason != ReasonRevoked {
+		t.Fatalf("resumption after revocation: Classify(%v) = %+v, want revoked", sErr, r)
 	}
 }

@@ -31,6 +31,13 @@ func TestRefusals(t *testing.T) {
 	if err := demo.Enrol(other, fed, []string{"alice"}); err != nil {
 		t.Fatal(err)
 	}
+	// A CA with another name: a Go client that sends its certificate from
+	// tls.Config.Certificates withholds it when the server names the CAs it
+	// accepts, so this was logged as no_certificate.
+	elsewhere := t.TempDir()
+	if err := demo.Enrol(elsewhere, "elsewhere", []string{"alice"}); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fedConfig(t, dir, fed, []string{"alice", "bob"}, 2, 5)
 	coord := startCoordinator(t, writeConfig(t, dir, cfg))
 	caDir := filepath.Join(dir, "ca")
@@ -80,6 +87,7 @@ func TestRefusals(t *testing.T) {
 		reason string
 	}{
 		{"certificate from another CA", pair(other, "alice"), certs.ReasonUnknownAuthority},
+		{"certificate from another CA of another name", pair(elsewhere, "alice"), certs.ReasonUnknownAuthority},
 		{"expired", signParticipant(t, caDir, fed, "alice", now.Add(-72*time.Hour), now.Add(-24*time.Hour)), certs.ReasonExpired},
 		{"not yet valid", signParticipant(t, caDir, fed, "alice", now.Add(24*time.Hour), now.Add(72*time.Hour)), certs.ReasonNotYetValid},
 		{"coordinator certificate as client", loadPair(t, cfg.Cert, cfg.Key), certs.ReasonWrongRole},
