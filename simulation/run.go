@@ -111,17 +111,36 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	diverged := make([]bool, o.Clients)
 	updates := make([]aggregation.Update, o.Clients)
 	agg := make([]float32, len(global))
+	// The momenta run whenever a style is set, so that β = 0 can be
+	// checked to reproduce the runs without momentum bit for bit.
+	var worker *momentum
+	var velocity []float32
+	if o.MomentumStyle != "" {
+		worker = newMomentum(o.MomentumStyle, o.WorkerMomentum, o.Clients)
+		velocity = make([]float32, len(global))
+	}
+	baseRule := c.rule
+	if sr := statefulRule(o.Aggregation, o.ClippingCenter); sr != nil {
+		baseRule = sr // a fresh state for every run
+	}
 	for r := 1; r <= o.Rounds; r++ {
 		t0 := time.Now()
 		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
-			delta, err := participant.TrainUpdate(c.spec, global, s.clientX[i], s.clientY[i], c.plan,
-				participant.RoundRand(uint64(i), o.Seed, uint64(r)))
+			rng := participant.RoundRand(uint64(i), o.Seed, uint64(r))
+			x, y, plan := s.clientX[i], s.clientY[i], c.plan
+			if o.LocalSteps > 0 {
+				x, y, plan = s.batches(i, rng, plan)
+			}
+			delta, err := participant.TrainUpdate(c.spec, global, x, y, plan, rng)
 			diverged[i] = errors.Is(err, model.ErrDiverged)
 			if diverged[i] {
 				delta, err = make([]float32, len(global)), nil
 			}
 			if err != nil {
 				return fmt.Errorf("simulation: round %d client %d: %w", r, i, err)
+			}
+			if worker != nil {
+				delta = worker.step(i, delta)
 			}
 			deltas[i] = delta
 			return nil
@@ -135,12 +154,20 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		for i := range updates {
 			updates[i] = aggregation.Update{ID: clientID(i), Delta: deltas[i], Samples: uint64(len(s.clientY[i]))}
 		}
-		rule := aggregation.WithRand(c.rule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
+		rule := aggregation.WithRand(baseRule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
 		if _, err := rule.Aggregate(agg, updates); err != nil {
 			return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
 		}
-		for i, v := range agg {
+		step := agg
+		if velocity != nil {
+			accumulate(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
+			step = velocity
+		}
+		for i, v := range step {
 			global[i] = clampFinite(global[i] + v)
+		}
+		if o.EvalEvery > 1 && r%o.EvalEvery != 0 && r != o.Rounds {
+			continue
 		}
 		rr, err := s.evaluate(global)
 		if err != nil {
@@ -210,6 +237,22 @@ func setup(c *checked, d *data) (*sim, error) {
 		}
 	}
 	return s, nil
+}
+
+// batches draws client i's rows for o.LocalSteps mini-batches of
+// plan.BatchSize rows, without replacement (all its rows when it holds
+// fewer), and returns them with the plan of one pass over them: one SGD
+// step per mini-batch.
+func (s *sim) batches(i int, rng *rand.Rand, plan model.Plan) ([][]float64, []int, model.Plan) {
+	rows := len(s.clientY[i])
+	k := min(s.o.LocalSteps*plan.BatchSize, rows)
+	perm := rng.Perm(rows)[:k]
+	x, y := make([][]float64, k), make([]int, k)
+	for j, p := range perm {
+		x[j], y[j] = s.clientX[i][p], s.clientY[i][p]
+	}
+	plan.Epochs = 1
+	return x, y, plan
 }
 
 // craft replaces the Byzantine clients' updates with the attack's.
