@@ -76,6 +76,13 @@ type Options struct {
 	// Partition splits the training rows among the clients: "iid",
 	// "dirichlet:ALPHA" or "sorted" ("" is DefaultPartition).
 	Partition string `json:"partition"`
+	// PartitionHonest splits the rows by Partition among the honest
+	// clients only, and gives the Byzantine ones IID shares, as the
+	// bucketing paper's code does (epfml/byzantine-robust-noniid-optimizer,
+	// utils.py, get_sampler_callback): with "sorted" and all clients in the
+	// split, the Byzantine clients' label-sorted shares would be classes
+	// no honest client holds.
+	PartitionHonest bool `json:"partition_honest,omitempty"`
 	// Rounds of federated training (0: DefaultRounds).
 	Rounds int `json:"rounds"`
 	// LocalEpochs, LearningRate, BatchSize and L2 are every client's

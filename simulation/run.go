@@ -200,12 +200,11 @@ func setup(c *checked, d *data) (*sim, error) {
 	if o.Clients > len(d.trainY) {
 		return nil, fmt.Errorf("%w: %d clients but only %d training rows", ErrOptions, o.Clients, len(d.trainY))
 	}
-	parts, err := partition.Split(d.trainY, d.classes, o.Clients, c.scheme, derive(o.Seed, "partition"))
+	byzIdx := derive(o.Seed, "byzantine").Perm(o.Clients)[:o.Byzantine]
+	slices.Sort(byzIdx)
+	parts, err := split(c, d, byzIdx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
-	}
-	if len(parts) != o.Clients {
-		return nil, fmt.Errorf("simulation: partition %s returned %d parts for %d clients", o.Partition, len(parts), o.Clients)
+		return nil, err
 	}
 	s := &sim{checked: c, d: d,
 		clientX: make([][][]float64, o.Clients), clientY: make([][]int, o.Clients), byz: make([]bool, o.Clients)}
@@ -219,8 +218,7 @@ func setup(c *checked, d *data) (*sim, error) {
 			s.clientX[i][k], s.clientY[i][k] = d.trainX[j], d.trainY[j]
 		}
 	}
-	s.byzIdx = derive(o.Seed, "byzantine").Perm(o.Clients)[:o.Byzantine]
-	slices.Sort(s.byzIdx)
+	s.byzIdx = byzIdx
 	for _, i := range s.byzIdx {
 		s.byz[i] = true
 		s.clientX[i], s.clientY[i] = c.attack.Poison(s.clientX[i], s.clientY[i], d.classes, derive(o.Seed, "poison", uint64(i)))
@@ -253,6 +251,48 @@ func (s *sim) batches(i int, rng *rand.Rand, plan model.Plan) ([][]float64, []in
 	}
 	plan.Epochs = 1
 	return x, y, plan
+}
+
+// split deals the training rows out to the clients: all of them by
+// o.Partition, or with o.PartitionHonest the honest clients (in index
+// order) by o.Partition and Byzantine client k (in index order) the k-th
+// share, modulo N−F, of an IID split into N−F shares.
+func split(c *checked, d *data, byzIdx []int) ([][]int, error) {
+	o := c.o
+	if !o.PartitionHonest || o.Byzantine == 0 {
+		parts, err := partition.Split(d.trainY, d.classes, o.Clients, c.scheme, derive(o.Seed, "partition"))
+		if err != nil {
+			return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
+		}
+		if len(parts) != o.Clients {
+			return nil, fmt.Errorf("simulation: partition %s returned %d parts for %d clients", o.Partition, len(parts), o.Clients)
+		}
+		return parts, nil
+	}
+	good := o.Clients - o.Byzantine
+	honest, err := partition.Split(d.trainY, d.classes, good, c.scheme, derive(o.Seed, "partition"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
+	}
+	iid, err := partition.Split(d.trainY, d.classes, good, partition.Scheme{Kind: partition.KindIID}, derive(o.Seed, "partition", 1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: partition iid: %w", ErrOptions, err)
+	}
+	if len(honest) != good || len(iid) != good {
+		return nil, fmt.Errorf("simulation: partition %s returned %d and %d parts for %d honest clients", o.Partition, len(honest), len(iid), good)
+	}
+	parts := make([][]int, o.Clients)
+	h, b := 0, 0
+	for i := range parts {
+		if b < len(byzIdx) && byzIdx[b] == i {
+			parts[i] = iid[b%good]
+			b++
+			continue
+		}
+		parts[i] = honest[h]
+		h++
+	}
+	return parts, nil
 }
 
 // craft replaces the Byzantine clients' updates with the attack's.

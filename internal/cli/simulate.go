@@ -36,7 +36,7 @@ const (
 // only its own (attack.New refuses the others).
 var attackParams = map[string][]string{
 	attack.NameGaussian: {"sigma"},
-	attack.NameALIE:     {"z"},
+	attack.NameALIE:     {"z", "z-rule"},
 	attack.NameIPM:      {"epsilon"},
 	attack.NameMinMax:   {"perturbation"},
 	attack.NameMinSum:   {"perturbation"},
@@ -61,6 +61,7 @@ type simFlags struct {
 	rule   aggregation.Config
 	out    string
 	json   bool
+	preset string
 }
 
 func newSimFlags(env *Env, name string) *simFlags {
@@ -79,6 +80,8 @@ func newSimFlags(env *Env, name string) *simFlags {
 	fs.Float64Var(&f.attack.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
 	fs.IntVar(&f.attack.Target, "target", 0, "backdoor: target class")
 	fs.BoolVar(&f.attack.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
+	fs.StringVar(&f.attack.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
+	fs.BoolVar(&f.attack.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
 	aggregationFlags(fs, &f.rule)
 	fs.StringVar(&f.o.Partition, "partition", simulation.DefaultPartition, "split of the rows: iid, dirichlet:ALPHA or sorted")
 	fs.IntVar(&f.o.Rounds, "rounds", simulation.DefaultRounds, "federated rounds")
@@ -86,6 +89,14 @@ func newSimFlags(env *Env, name string) *simFlags {
 	fs.Float64Var(&f.o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
 	fs.IntVar(&f.o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
 	fs.Float64Var(&f.o.L2, "l2", 0, "clients' L2 weight decay")
+	fs.IntVar(&f.o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
+	fs.Float64Var(&f.o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
+	fs.Float64Var(&f.o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
+	fs.StringVar(&f.o.MomentumStyle, "momentum-style", "", "momentum recursion: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
+	fs.StringVar(&f.o.ClippingCenter, "clipping-center", "", "centered-clipping's start: median (stateless, default) or previous (the last aggregate)")
+	fs.IntVar(&f.o.EvalEvery, "eval-every", 0, "evaluate every N rounds and after the last (0: every round)")
+	fs.BoolVar(&f.o.PartitionHonest, "partition-honest", false, "split by -partition among the honest clients only; the Byzantine ones get IID shares")
+	fs.StringVar(&f.preset, "preset", "", "start from a paper's set-up: "+strings.Join(simulation.PresetNames(), ", ")+" (flags given override it)")
 	fs.Uint64Var(&f.o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
 	fs.StringVar(&f.o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
 	fs.IntVar(&f.o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
@@ -94,10 +105,18 @@ func newSimFlags(env *Env, name string) *simFlags {
 	return f
 }
 
-// parse parses args and fills o.Hidden.
+// parse parses args and fills o.Hidden; with -preset, the options start
+// from the preset's and the flags given override them.
 func (f *simFlags) parse(args []string) error {
 	if err := parseFlags(f.fs, args); err != nil {
 		return err
+	}
+	if f.preset != "" {
+		p, err := simulation.LookupPreset(f.preset)
+		if err != nil {
+			return usageError("%s: %v", f.fs.Name(), err)
+		}
+		f.applyPreset(p.Options)
 	}
 	if f.hidden != "" {
 		for _, s := range strings.Split(f.hidden, ",") {
@@ -109,6 +128,30 @@ func (f *simFlags) parse(args []string) error {
 		}
 	}
 	return nil
+}
+
+// applyPreset sets f.o to p, but for the options whose flags the command
+// line set.
+func (f *simFlags) applyPreset(p simulation.Options) {
+	set, o := f.set(), f.o
+	keep := map[string]func(){
+		"dataset": func() { p.Dataset = o.Dataset }, "model": func() { p.Model = o.Model; p.Hidden = nil },
+		"clients": func() { p.Clients = o.Clients }, "byzantine": func() { p.Byzantine = o.Byzantine },
+		"partition": func() { p.Partition = o.Partition }, "rounds": func() { p.Rounds = o.Rounds },
+		"local-epochs": func() { p.LocalEpochs = o.LocalEpochs }, "lr": func() { p.LearningRate = o.LearningRate },
+		"batch-size": func() { p.BatchSize = o.BatchSize }, "l2": func() { p.L2 = o.L2 }, "seed": func() { p.Seed = o.Seed },
+		"mnist-dir": func() { p.MNISTDir = o.MNISTDir }, "workers": func() { p.Workers = o.Workers },
+		"local-steps": func() { p.LocalSteps = o.LocalSteps }, "worker-momentum": func() { p.WorkerMomentum = o.WorkerMomentum },
+		"server-momentum": func() { p.ServerMomentum = o.ServerMomentum }, "momentum-style": func() { p.MomentumStyle = o.MomentumStyle },
+		"clipping-center": func() { p.ClippingCenter = o.ClippingCenter }, "eval-every": func() { p.EvalEvery = o.EvalEvery },
+		"partition-honest": func() { p.PartitionHonest = o.PartitionHonest },
+	}
+	for name, k := range keep {
+		if set[name] {
+			k()
+		}
+	}
+	f.o = p
 }
 
 // set reports which flags the command line set.
@@ -131,6 +174,10 @@ func (f *simFlags) attackConfig(name string, all bool) attack.Config {
 	if use("z") {
 		c.Z = f.attack.Z
 	}
+	if use("z-rule") {
+		c.ZRule = f.attack.ZRule
+	}
+	c.HonestStats = f.attack.HonestStats
 	if use("epsilon") {
 		c.Epsilon = f.attack.Epsilon
 	}
@@ -207,6 +254,15 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	o := f.o
 	o.Attack = f.attackConfig(f.attack.Name, true)
 	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		if set := f.set(); !set["attack"] {
+			o.Attack = p.Attacks[0]
+		}
+		if !f.set()["rule"] {
+			o.Aggregation = p.Rules[0]
+		}
+	}
 	if f.out != "" {
 		if err := os.MkdirAll(f.out, 0o755); err != nil {
 			return err
@@ -318,6 +374,15 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	var rcs []aggregation.Config
 	for _, r := range splitList(*rules) {
 		rcs = append(rcs, f.ruleConfig(r, false))
+	}
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		if !f.set()["attacks"] {
+			acs = p.Attacks
+		}
+		if !f.set()["rules"] {
+			rcs = p.Rules
+		}
 	}
 	if f.out != "" {
 		if err := os.MkdirAll(f.out, 0o755); err != nil {

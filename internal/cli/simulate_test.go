@@ -117,3 +117,36 @@ func TestSimulateGrid(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulatePreset checks that a preset sets the options and the flags
+// given override it.
+func TestSimulatePreset(t *testing.T) {
+	args := []string{"simulate", "--json", "--preset", "karimireddy2022-mnist", "--dataset", "wdbc", "--model", "logreg",
+		"--clients", "10", "--byzantine", "2", "--rounds", "4", "--lr", "0.05"}
+	code, stdout, stderr := caRun(t, args...)
+	if code != 0 {
+		t.Fatalf("simulate --preset = %d, stderr %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	var last map[string]map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("summary %q: %v", lines[len(lines)-1], err)
+	}
+	o := last["summary"]["options"].(map[string]any)
+	for k, want := range map[string]any{
+		"preset": "karimireddy2022-mnist", "worker_momentum": 0.9, "momentum_style": "heavy-ball", "local_steps": 1.0,
+		"clipping_center": "previous", "partition": "sorted", "partition_honest": true, "batch_size": 32.0,
+		"clients": 10.0, "byzantine": 2.0, "rounds": 4.0, "learning_rate": 0.05, "dataset": "wdbc",
+	} {
+		if o[k] != want {
+			t.Errorf("options %s = %v, want %v", k, o[k], want)
+		}
+	}
+	atk := o["attack"].(map[string]any)
+	if atk["name"] != "alie" || atk["z_rule"] != "bucketing" || atk["honest_stats"] != true {
+		t.Errorf("attack %v, want the preset's first: alie, z rule bucketing, honest statistics", atk)
+	}
+	if code, _, stderr := caRun(t, "simulate", "--preset", "nope"); code != 2 || !strings.Contains(stderr, "karimireddy2022-mnist") {
+		t.Errorf("unknown preset: exit %d, stderr %s; want 2 and the known names", code, stderr)
+	}
+}
