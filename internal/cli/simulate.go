@@ -242,10 +242,13 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "grid" {
 		return runSimulateGrid(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "merge" {
+		return runSimulateMerge(env, args[1:])
+	}
 	f := newSimFlags(env, "simulate")
 	f.fs.StringVar(&f.attack.Name, "attack", attack.NameNone, "attack: "+strings.Join(attack.Names, ", "))
 	f.fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: fedguard simulate [flags]\n       fedguard simulate grid [-attacks A,B] [-rules X,Y] [flags]\n\nflags:\n")
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate [flags]\n       fedguard simulate grid [-attacks A,B] [-rules X,Y] [-shard K/N] [flags]\n       fedguard simulate merge -out DIR SHARD_DIR...\n\nflags:\n")
 		f.fs.PrintDefaults()
 	}
 	if err := f.parse(args); err != nil {
@@ -361,8 +364,20 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	f := newSimFlags(env, "simulate grid")
 	attacks := f.fs.String("attacks", defaultGridAttacks, "attacks, comma-separated: "+strings.Join(attack.Names, ", "))
 	rules := f.fs.String("rules", defaultGridRules, "aggregation rules, comma-separated (-rule is ignored)")
+	shardFlag := f.fs.String("shard", "", "run only share K of N of the cells (K/N, from 1/N to N/N) and write grid.json into -out; join the shards with simulate merge")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	shard := simulation.Shard{K: 1, N: 1}
+	if *shardFlag != "" {
+		sh, err := simulation.ParseShard(*shardFlag)
+		if err != nil {
+			return usageError("simulate grid: %v", err)
+		}
+		if f.out == "" {
+			return usageError("simulate grid: -shard needs -out, where the shard's grid.json goes")
+		}
+		shard = sh
 	}
 	if f.set()["rule"] {
 		return usageError("simulate grid: use -rules, not -rule")
@@ -392,10 +407,14 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	tty := isTerminal(env.Stderr)
 	start := time.Now()
 	if !f.json {
-		fmt.Fprintf(env.Stderr, "simulate grid: %d attacks × %d rules on %s, %s, %d clients (%d Byzantine), %d rounds\n",
+		fmt.Fprintf(env.Stderr, "simulate grid: %d attacks × %d rules on %s, %s, %d clients (%d Byzantine), %d rounds",
 			len(acs), len(rcs), f.o.Dataset, f.o.Model, f.o.Clients, f.o.Byzantine, f.o.Rounds)
+		if shard.N > 1 {
+			fmt.Fprintf(env.Stderr, ", shard %s", shard)
+		}
+		fmt.Fprintln(env.Stderr)
 	}
-	results, err := simulation.Grid(ctx, f.o, acs, rcs, func(done, total int, last simulation.Result) {
+	results, err := simulation.GridShard(ctx, f.o, acs, rcs, shard, func(done, total int, last simulation.Result) {
 		if f.json {
 			sum := last
 			sum.Rounds = nil
@@ -410,13 +429,8 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 		return simulateError(err)
 	}
 	if f.out != "" {
-		if err := writeFile(filepath.Join(f.out, "grid.csv"), func(w io.Writer) error { return simulation.WriteCSV(w, results) }); err != nil {
-			return err
-		}
-		if err := simulation.WriteHeatmap(filepath.Join(f.out, "heatmap.png"), results); err != nil {
-			return err
-		}
-		if _, err := simulation.WriteAccuracyPlots(f.out, results); err != nil {
+		gf := simulation.NewGridFile(f.o, acs, rcs, shard, results)
+		if err := writeGrid(f.out, gf, results, shard.N == 1); err != nil {
 			return err
 		}
 	}
@@ -431,10 +445,90 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	}
 	writeGridTable(env.Stdout, results)
 	fmt.Fprintf(env.Stdout, "\n%d runs in %.1f s", len(results), elapsed)
-	if f.out != "" {
-		fmt.Fprintf(env.Stdout, "; wrote grid.csv, heatmap.png and accuracy-*.png in %s", f.out)
+	switch {
+	case f.out != "" && shard.N > 1:
+		fmt.Fprintf(env.Stdout, "; wrote shard %s's grid.json and timing.csv in %s", shard, f.out)
+	case f.out != "":
+		fmt.Fprintf(env.Stdout, "; wrote grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png in %s", f.out)
 	}
 	fmt.Fprintln(env.Stdout)
+	return nil
+}
+
+// writeGrid writes a grid run's grid.json and timing.csv into dir and,
+// for a whole grid, grid.csv, heatmap.png and accuracy-*.png.
+func writeGrid(dir string, gf simulation.GridFile, results []simulation.Result, whole bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "grid.json"), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", " ")
+		return enc.Encode(gf)
+	}); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "timing.csv"), func(w io.Writer) error { return simulation.WriteTimingCSV(w, results) }); err != nil {
+		return err
+	}
+	if !whole {
+		return nil
+	}
+	if err := writeFile(filepath.Join(dir, "grid.csv"), func(w io.Writer) error { return simulation.WriteCSV(w, results) }); err != nil {
+		return err
+	}
+	if err := simulation.WriteHeatmap(filepath.Join(dir, "heatmap.png"), results); err != nil {
+		return err
+	}
+	_, err := simulation.WriteAccuracyPlots(dir, results)
+	return err
+}
+
+// runSimulateMerge joins the grid.json files of a grid's shards into the
+// outputs and the table one whole run gives.
+func runSimulateMerge(env *Env, args []string) error {
+	fs := newFlagSet(env, "simulate merge")
+	out := fs.String("out", "", "write grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png here (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate merge -out DIR SHARD...\n\nSHARD is a shard's -out directory or its grid.json.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("%v", err)
+	}
+	if *out == "" || fs.NArg() == 0 {
+		return usageError("simulate merge: want -out DIR and the shards' directories or grid.json files")
+	}
+	var files []simulation.GridFile
+	for _, p := range fs.Args() {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			p = filepath.Join(p, "grid.json")
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		gf, err := simulation.ReadGridFile(fh)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		files = append(files, gf)
+	}
+	results, err := simulation.MergeGrid(files)
+	if err != nil {
+		return err
+	}
+	g := files[0]
+	whole := simulation.NewGridFile(g.Base, g.Attacks, g.Rules, simulation.Shard{K: 1, N: 1}, results)
+	if err := writeGrid(*out, whole, results, true); err != nil {
+		return err
+	}
+	writeGridTable(env.Stdout, results)
+	fmt.Fprintf(env.Stdout, "\nmerged %d shards, %d runs; wrote grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png in %s\n", len(files), len(results), *out)
 	return nil
 }
 
