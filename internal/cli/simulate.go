@@ -259,10 +259,11 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
 	if f.preset != "" {
 		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
-		if set := f.set(); !set["attack"] {
+		set := f.set()
+		if !set["attack"] {
 			o.Attack = p.Attacks[0]
 		}
-		if !f.set()["rule"] {
+		if !set["rule"] {
 			o.Aggregation = p.Rules[0]
 		}
 	}
