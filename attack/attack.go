@@ -274,8 +274,18 @@ type Config struct {
 	Name string `json:"name"`
 	// Sigma is gaussian's standard deviation.
 	Sigma float64 `json:"sigma,omitempty"`
-	// Z is ALIE's z; 0 means Baruch et al.'s z_max for n and f.
+	// Z is ALIE's z; 0 means the z_max of ZRule for n and f.
 	Z float64 `json:"z,omitempty"`
+	// ZRule is the formula of ALIE's default z: ZRuleBaruch ("" is it)
+	// or ZRuleBucketing (see DefaultZFor).
+	ZRule string `json:"z_rule,omitempty"`
+	// HonestStats computes the statistics-based attacks' μ and σ over the
+	// honest updates only, not over the honest and the attackers' own
+	// honestly trained ones, as the bucketing paper's code does
+	// (epfml/byzantine-robust-noniid-optimizer, codes/attacks/alittle.py
+	// and xie.py loop over the non-Byzantine workers). Ignored with
+	// OwnOnly, or when no honest update is visible.
+	HonestStats bool `json:"honest_stats,omitempty"`
 	// Epsilon is IPM's ε.
 	Epsilon float64 `json:"epsilon,omitempty"`
 	// Perturbation is min-max/min-sum's deviation direction: "std"
@@ -348,7 +358,7 @@ func New(c Config, features int) (Attack, error) {
 	case NameGaussian:
 		uses["sigma"] = true
 	case NameALIE:
-		uses["z"] = true
+		uses["z"], uses["z_rule"] = true, true
 	case NameIPM:
 		uses["epsilon"] = true
 	case NameMinMax, NameMinSum:
@@ -363,7 +373,7 @@ func New(c Config, features int) (Attack, error) {
 		key string
 		set bool
 	}{
-		{"sigma", c.Sigma != 0}, {"z", c.Z != 0}, {"epsilon", c.Epsilon != 0},
+		{"sigma", c.Sigma != 0}, {"z", c.Z != 0}, {"z_rule", c.ZRule != ""}, {"epsilon", c.Epsilon != 0},
 		{"perturbation", c.Perturbation != ""}, {"scale", c.Scale != 0}, {"target", c.Target != 0},
 	} {
 		if p.set && !uses[p.key] {
@@ -376,6 +386,11 @@ func New(c Config, features int) (Attack, error) {
 	}
 	if !finite(c.Z) {
 		bad("z %v must be finite", c.Z)
+	}
+	switch c.ZRule {
+	case "", ZRuleBaruch, ZRuleBucketing:
+	default:
+		bad("z rule %q is not one of %s, %s", c.ZRule, ZRuleBaruch, ZRuleBucketing)
 	}
 	if !finite(c.Epsilon) || c.Epsilon < 0 {
 		bad("epsilon %v must be a positive finite number (0 means %v)", c.Epsilon, DefaultEpsilon)
@@ -400,7 +415,7 @@ func New(c Config, features int) (Attack, error) {
 		return nil, errors.Join(errs...)
 	}
 
-	b := base{name: name, ownOnly: c.OwnOnly}
+	b := base{name: name, ownOnly: c.OwnOnly, honestStats: c.HonestStats}
 	switch name {
 	case NameNone:
 		return none{b}, nil
@@ -415,7 +430,7 @@ func New(c Config, features int) (Attack, error) {
 	case NameLabelFlip:
 		return labelFlip{none{b}}, nil
 	case NameALIE:
-		return alie{b, c.Z}, nil
+		return alie{b, c.Z, c.ZRule}, nil
 	case NameIPM:
 		eps := c.Epsilon
 		if eps == 0 {
@@ -440,8 +455,9 @@ func New(c Config, features int) (Attack, error) {
 // base holds what every attack shares: its name, OwnOnly, and the model
 // poisoning Poison that leaves the rows alone.
 type base struct {
-	name    string
-	ownOnly bool
+	name        string
+	ownOnly     bool
+	honestStats bool
 }
 
 // Name implements Attack.
@@ -507,7 +523,10 @@ func (a base) check(r Round) (view, error) {
 		v.full = true
 		v.others = r.Honest
 		v.benign = make([][]float32, 0, len(r.Honest)+len(r.Own))
-		v.benign = append(append(v.benign, r.Honest...), r.Own...)
+		v.benign = append(v.benign, r.Honest...)
+		if !a.honestStats {
+			v.benign = append(v.benign, r.Own...)
+		}
 	}
 	return v, nil
 }

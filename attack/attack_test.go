@@ -65,6 +65,11 @@ func TestCraftHandMade(t *testing.T) {
 		{attack.Config{Name: attack.NameALIE, Z: 1.5}, []float32{0.5, 2, 0, -3.5}},
 		{attack.Config{Name: attack.NameALIE, Z: -1.5}, []float32{3.5, 2, 0, -0.5}},
 		{attack.Config{Name: attack.NameALIE}, []float32{float32(2 - z0), 2, 0, float32(-2 - z0)}},
+		// The bucketing code's z for n = 3, f = 1: Φ⁻¹((2−1)/2) = 0.
+		{attack.Config{Name: attack.NameALIE, ZRule: attack.ZRuleBucketing}, []float32{2, 2, 0, -2}},
+		// σ over the two honest updates only: √2 instead of 1.
+		{attack.Config{Name: attack.NameALIE, Z: 1.5, HonestStats: true}, []float32{float32(2 - 1.5*math.Sqrt2), 2, 0, float32(-2 - 1.5*math.Sqrt2)}},
+		{attack.Config{Name: attack.NameALIE, Z: 1.5, HonestStats: true, OwnOnly: true}, []float32{2, 2, 0, -2}},
 		// −εμ
 		{attack.Config{Name: attack.NameIPM}, []float32{-0.2, -0.2, 0, 0.2}},
 		{attack.Config{Name: attack.NameIPM, Epsilon: 100}, []float32{-200, -200, 0, 200}},
@@ -243,6 +248,26 @@ func TestDefaultZ(t *testing.T) {
 	} {
 		if got := attack.DefaultZ(tc.n, tc.f); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("DefaultZ(%d, %d) = %v, want %v", tc.n, tc.f, got, tc.want)
+		}
+	}
+}
+
+func TestDefaultZFor(t *testing.T) {
+	for _, tc := range []struct {
+		rule string
+		n, f int
+		want float64
+	}{
+		{"", 25, 5, 0.46769879911450835},
+		{attack.ZRuleBaruch, 25, 5, 0.46769879911450835},
+		// s = 8, Φ⁻¹((25−5−8)/(25−5)) = Φ⁻¹(0.6), the bucketing paper's
+		// code's z for its n = 25, f = 5 experiments.
+		{attack.ZRuleBucketing, 25, 5, 0.2533471031357998},
+		{attack.ZRuleBucketing, 3, 1, 0},
+		{attack.ZRuleBucketing, 5, 5, 0},
+	} {
+		if got := attack.DefaultZFor(tc.rule, tc.n, tc.f); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("DefaultZFor(%q, %d, %d) = %v, want %v", tc.rule, tc.n, tc.f, got, tc.want)
 		}
 	}
 }
@@ -445,6 +470,8 @@ func TestNewErrors(t *testing.T) {
 		{attack.Config{Name: attack.NameIPM, Epsilon: -0.1}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameIPM, Epsilon: math.NaN()}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameALIE, Z: math.NaN()}, 4, attack.ErrConfig},
+		{attack.Config{Name: attack.NameALIE, ZRule: "xie"}, 4, attack.ErrConfig},
+		{attack.Config{Name: attack.NameIPM, ZRule: attack.ZRuleBucketing}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameMinMax, Perturbation: "gauss"}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameBackdoor, Scale: -2}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameBackdoor, Target: -1}, 4, attack.ErrConfig},

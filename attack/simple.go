@@ -91,10 +91,45 @@ func DefaultZ(n, f int) float64 {
 	return z
 }
 
+// ALIE's z conventions (Config.ZRule).
+const (
+	// ZRuleBaruch is z_max = Φ⁻¹((n − s)/n), Baruch et al. 2019, Section
+	// 3 (the default).
+	ZRuleBaruch = "baruch"
+	// ZRuleBucketing is Φ⁻¹((n − f − s)/(n − f)), the formula of the
+	// bucketing paper's code (epfml/byzantine-robust-noniid-optimizer,
+	// codes/attacks/alittle.py, ALittleIsEnoughAttack.__init__:
+	// cdf_value = (n - m - s) / (n - m)), with the same s.
+	ZRuleBucketing = "bucketing"
+)
+
+// DefaultZFor returns ALIE's default z for n participants, f of them
+// Byzantine, under rule: DefaultZ for ZRuleBaruch (or ""), and for
+// ZRuleBucketing Φ⁻¹((n − f − s)/(n − f)) with s = ⌊n/2 + 1⌋ − f (kept in
+// [1, n − f]), 0 when that is negative or undefined. For n = 25, f = 5:
+// s = 8, Baruch's z = Φ⁻¹(17/25) ≈ 0.4677, the bucketing code's
+// Φ⁻¹(12/20) ≈ 0.2533.
+func DefaultZFor(rule string, n, f int) float64 {
+	if rule != ZRuleBucketing {
+		return DefaultZ(n, f)
+	}
+	g := n - f
+	if g < 1 {
+		return 0
+	}
+	s := min(max(n/2+1-f, 1), g)
+	z := distuv.UnitNormal.Quantile(float64(g-s) / float64(g))
+	if !(z > 0) || math.IsInf(z, 0) {
+		return 0
+	}
+	return z
+}
+
 // alie is Baruch et al.'s "A Little Is Enough".
 type alie struct {
 	base
-	z float64 // 0: DefaultZ(N, F)
+	z     float64 // 0: DefaultZFor(zRule, N, F)
+	zRule string
 }
 
 // Craft implements Attack: F copies of μ − z·σ.
@@ -108,7 +143,7 @@ func (a alie) Craft(r Round) ([][]float32, error) {
 	}
 	z := a.z
 	if z == 0 {
-		z = DefaultZ(r.N, r.F)
+		z = DefaultZFor(a.zRule, r.N, r.F)
 	}
 	mu := mean(v.benign, v.d)
 	sd := std(v.benign, mu)

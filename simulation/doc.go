@@ -36,10 +36,24 @@
 // Options.Workers and the number of cores (Result.ModelSHA256 is the final
 // model's digest).
 //
+// # Momentum and the papers' set-ups
+//
+// Options.LocalSteps makes a round a few SGD steps on fresh mini-batches,
+// as in the robustness papers; Options.WorkerMomentum keeps a momentum per
+// client across rounds (the client sends it instead of its update),
+// Options.ServerMomentum one for the server, in the convention
+// Options.MomentumStyle names; Options.ClippingCenter starts centered
+// clipping from the previous aggregate as its authors define it. With both
+// momenta 0 the runs are those without momentum, bit for bit. Presets
+// (LookupPreset) mirror papers' experiments as their code runs them; see
+// docs/reproductions.md.
+//
 // # Grids
 //
 // Grid runs every (attack, rule) pair of a base configuration in parallel
 // and WriteCSV, WriteHeatmap and WriteAccuracyPlots turn the results into
 // a CSV file and PNG plots (gonum.org/v1/plot). aggregation.Defaults gives
-// a rule's parameters from its name, n and f.
+// a rule's parameters from its name, n and f. GridShard runs one Shard of
+// the cells, and MergeGrid joins the shards' GridFiles into the results
+// of the whole grid, so that WriteCSV gives the same bytes.
 package simulation

@@ -21,13 +21,27 @@ import (
 // change the results. progress (if not nil) is called after each finished
 // run, never concurrently, with the number of runs done.
 func Grid(ctx context.Context, base Options, attacks []attack.Config, rules []aggregation.Config, progress func(done, total int, last Result)) ([]Result, error) {
-	total := len(attacks) * len(rules)
-	if total == 0 {
+	return GridShard(ctx, base, attacks, rules, Shard{K: 1, N: 1}, progress)
+}
+
+// GridShard is Grid for the cells of one shard (see Shard.Cells): every
+// pair is still validated, and the results are those of the shard's cells
+// in cell order; a cell's result is the same as in the whole grid.
+func GridShard(ctx context.Context, base Options, attacks []attack.Config, rules []aggregation.Config, shard Shard, progress func(done, total int, last Result)) ([]Result, error) {
+	if err := shard.validate(); err != nil {
+		return nil, err
+	}
+	if len(attacks)*len(rules) == 0 {
 		return nil, fmt.Errorf("%w: the grid needs at least one attack and one rule", ErrOptions)
+	}
+	cells := shard.Cells(len(attacks) * len(rules))
+	total := len(cells)
+	if total == 0 {
+		return []Result{}, nil
 	}
 	pairs := min(runtime.GOMAXPROCS(0), total)
 	base.Workers = max(1, runtime.GOMAXPROCS(0)/pairs)
-	runs := make([]*checked, total)
+	runs := make([]*checked, len(attacks)*len(rules))
 	var errs []error
 	for a, ac := range attacks {
 		for r, rc := range rules {
@@ -43,7 +57,7 @@ func Grid(ctx context.Context, base Options, attacks []attack.Config, rules []ag
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	d, err := load(runs[0].o)
+	d, err := load(runs[cells[0]].o)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +69,8 @@ func Grid(ctx context.Context, base Options, attacks []attack.Config, rules []ag
 		done     int
 		firstErr error // the first run that failed, not those it cancelled
 	)
-	err = forEach(ctx, pairs, total, func(i int) error {
+	err = forEach(ctx, pairs, total, func(k int) error {
+		i := cells[k]
 		res, err := run(ctx, runs[i], d, time.Now(), nil)
 		mu.Lock()
 		defer mu.Unlock()
@@ -66,7 +81,7 @@ func Grid(ctx context.Context, base Options, attacks []attack.Config, rules []ag
 			cancel()
 			return err
 		}
-		results[i] = res
+		results[k] = res
 		done++
 		if progress != nil {
 			progress(done, total, res)

@@ -76,6 +76,13 @@ type Options struct {
 	// Partition splits the training rows among the clients: "iid",
 	// "dirichlet:ALPHA" or "sorted" ("" is DefaultPartition).
 	Partition string `json:"partition"`
+	// PartitionHonest splits the rows by Partition among the honest
+	// clients only, and gives the Byzantine ones IID shares, as the
+	// bucketing paper's code does (epfml/byzantine-robust-noniid-optimizer,
+	// utils.py, get_sampler_callback): with "sorted" and all clients in the
+	// split, the Byzantine clients' label-sorted shares would be classes
+	// no honest client holds.
+	PartitionHonest bool `json:"partition_honest,omitempty"`
 	// Rounds of federated training (0: DefaultRounds).
 	Rounds int `json:"rounds"`
 	// LocalEpochs, LearningRate, BatchSize and L2 are every client's
@@ -84,6 +91,35 @@ type Options struct {
 	LearningRate float64 `json:"learning_rate"`
 	BatchSize    int     `json:"batch_size"`
 	L2           float64 `json:"l2,omitempty"`
+	// LocalSteps, when positive, replaces LocalEpochs: each round every
+	// client takes LocalSteps SGD steps on mini-batches of BatchSize rows
+	// drawn without replacement from its rows (the papers' set-up, where a
+	// worker sends one stochastic gradient per round). 0: LocalEpochs full
+	// passes.
+	LocalSteps int `json:"local_steps,omitempty"`
+	// WorkerMomentum is β of every client's momentum, kept across rounds:
+	// a client sends its momentum instead of its fresh update (see
+	// MomentumStyle). 0 is none.
+	WorkerMomentum float64 `json:"worker_momentum,omitempty"`
+	// ServerMomentum is the server's β: the global model moves by the
+	// server's momentum of the aggregates (MomentumStyle's recursion)
+	// instead of the aggregate. 0 is none.
+	ServerMomentum float64 `json:"server_momentum,omitempty"`
+	// MomentumStyle is MomentumEMA or MomentumHeavyBall ("" is
+	// MomentumEMA when a momentum is set). Set with both momenta 0, the
+	// recursions run with β = 0 and reproduce the runs without momentum
+	// bit for bit.
+	MomentumStyle string `json:"momentum_style,omitempty"`
+	// ClippingCenter is where centered clipping starts each round:
+	// CenterMedian (the production rule, stateless; "" is it) or
+	// CenterPrevious (the previous aggregate, its authors' definition).
+	ClippingCenter string `json:"clipping_center,omitempty"`
+	// EvalEvery evaluates the global model every EvalEvery rounds and
+	// after the last (0 or 1: every round). Rounds not evaluated are left
+	// out of Result.Rounds.
+	EvalEvery int `json:"eval_every,omitempty"`
+	// Preset is the name of the preset these options came from, if any.
+	Preset string `json:"preset,omitempty"`
 	// Seed determines everything random: the data split, the partition,
 	// the Byzantine clients, the initial model, the local shuffling, the
 	// attacks' and the rule's randomness.
@@ -139,6 +175,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Workers == 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.MomentumStyle == "" && (o.WorkerMomentum != 0 || o.ServerMomentum != 0) {
+		o.MomentumStyle = MomentumEMA
 	}
 	return o
 }
@@ -203,6 +242,24 @@ func check(o Options) (*checked, error) {
 		return bad(fmt.Errorf("rounds %d, want at least 1", o.Rounds))
 	case o.Workers < 1:
 		return bad(fmt.Errorf("workers %d, want at least 1 (0: GOMAXPROCS)", o.Workers))
+	case o.LocalSteps < 0:
+		return bad(fmt.Errorf("local steps %d, want at least 0 (0: local epochs)", o.LocalSteps))
+	case !(o.WorkerMomentum >= 0 && o.WorkerMomentum < 1):
+		return bad(fmt.Errorf("worker momentum %v, want β in [0, 1)", o.WorkerMomentum))
+	case !(o.ServerMomentum >= 0 && o.ServerMomentum < 1):
+		return bad(fmt.Errorf("server momentum %v, want β in [0, 1)", o.ServerMomentum))
+	case o.EvalEvery < 0:
+		return bad(fmt.Errorf("eval every %d, want at least 0", o.EvalEvery))
+	}
+	switch o.MomentumStyle {
+	case "", MomentumEMA, MomentumHeavyBall:
+	default:
+		return bad(fmt.Errorf("momentum style %q, want %s or %s", o.MomentumStyle, MomentumEMA, MomentumHeavyBall))
+	}
+	switch o.ClippingCenter {
+	case "", CenterMedian, CenterPrevious: // other rules than centered clipping ignore it
+	default:
+		return bad(fmt.Errorf("clipping center %q, want %s or %s", o.ClippingCenter, CenterMedian, CenterPrevious))
 	}
 	scheme, err := partition.Parse(o.Partition)
 	if err != nil {

@@ -111,17 +111,36 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	diverged := make([]bool, o.Clients)
 	updates := make([]aggregation.Update, o.Clients)
 	agg := make([]float32, len(global))
+	// The momenta run whenever a style is set, so that β = 0 can be
+	// checked to reproduce the runs without momentum bit for bit.
+	var worker *momentum
+	var velocity []float32
+	if o.MomentumStyle != "" {
+		worker = newMomentum(o.MomentumStyle, o.WorkerMomentum, o.Clients)
+		velocity = make([]float32, len(global))
+	}
+	baseRule := c.rule
+	if sr := statefulRule(o.Aggregation, o.ClippingCenter); sr != nil {
+		baseRule = sr // a fresh state for every run
+	}
 	for r := 1; r <= o.Rounds; r++ {
 		t0 := time.Now()
 		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
-			delta, err := participant.TrainUpdate(c.spec, global, s.clientX[i], s.clientY[i], c.plan,
-				participant.RoundRand(uint64(i), o.Seed, uint64(r)))
+			rng := participant.RoundRand(uint64(i), o.Seed, uint64(r))
+			x, y, plan := s.clientX[i], s.clientY[i], c.plan
+			if o.LocalSteps > 0 {
+				x, y, plan = s.batches(i, rng, plan)
+			}
+			delta, err := participant.TrainUpdate(c.spec, global, x, y, plan, rng)
 			diverged[i] = errors.Is(err, model.ErrDiverged)
 			if diverged[i] {
 				delta, err = make([]float32, len(global)), nil
 			}
 			if err != nil {
 				return fmt.Errorf("simulation: round %d client %d: %w", r, i, err)
+			}
+			if worker != nil {
+				delta = worker.step(i, delta)
 			}
 			deltas[i] = delta
 			return nil
@@ -135,12 +154,20 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		for i := range updates {
 			updates[i] = aggregation.Update{ID: clientID(i), Delta: deltas[i], Samples: uint64(len(s.clientY[i]))}
 		}
-		rule := aggregation.WithRand(c.rule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
+		rule := aggregation.WithRand(baseRule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
 		if _, err := rule.Aggregate(agg, updates); err != nil {
 			return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
 		}
-		for i, v := range agg {
+		step := agg
+		if velocity != nil {
+			accumulate(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
+			step = velocity
+		}
+		for i, v := range step {
 			global[i] = clampFinite(global[i] + v)
+		}
+		if o.EvalEvery > 1 && r%o.EvalEvery != 0 && r != o.Rounds {
+			continue
 		}
 		rr, err := s.evaluate(global)
 		if err != nil {
@@ -173,12 +200,11 @@ func setup(c *checked, d *data) (*sim, error) {
 	if o.Clients > len(d.trainY) {
 		return nil, fmt.Errorf("%w: %d clients but only %d training rows", ErrOptions, o.Clients, len(d.trainY))
 	}
-	parts, err := partition.Split(d.trainY, d.classes, o.Clients, c.scheme, derive(o.Seed, "partition"))
+	byzIdx := derive(o.Seed, "byzantine").Perm(o.Clients)[:o.Byzantine]
+	slices.Sort(byzIdx)
+	parts, err := split(c, d, byzIdx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
-	}
-	if len(parts) != o.Clients {
-		return nil, fmt.Errorf("simulation: partition %s returned %d parts for %d clients", o.Partition, len(parts), o.Clients)
+		return nil, err
 	}
 	s := &sim{checked: c, d: d,
 		clientX: make([][][]float64, o.Clients), clientY: make([][]int, o.Clients), byz: make([]bool, o.Clients)}
@@ -192,8 +218,7 @@ func setup(c *checked, d *data) (*sim, error) {
 			s.clientX[i][k], s.clientY[i][k] = d.trainX[j], d.trainY[j]
 		}
 	}
-	s.byzIdx = derive(o.Seed, "byzantine").Perm(o.Clients)[:o.Byzantine]
-	slices.Sort(s.byzIdx)
+	s.byzIdx = byzIdx
 	for _, i := range s.byzIdx {
 		s.byz[i] = true
 		s.clientX[i], s.clientY[i] = c.attack.Poison(s.clientX[i], s.clientY[i], d.classes, derive(o.Seed, "poison", uint64(i)))
@@ -210,6 +235,64 @@ func setup(c *checked, d *data) (*sim, error) {
 		}
 	}
 	return s, nil
+}
+
+// batches draws client i's rows for o.LocalSteps mini-batches of
+// plan.BatchSize rows, without replacement (all its rows when it holds
+// fewer), and returns them with the plan of one pass over them: one SGD
+// step per mini-batch.
+func (s *sim) batches(i int, rng *rand.Rand, plan model.Plan) ([][]float64, []int, model.Plan) {
+	rows := len(s.clientY[i])
+	k := min(s.o.LocalSteps*plan.BatchSize, rows)
+	perm := rng.Perm(rows)[:k]
+	x, y := make([][]float64, k), make([]int, k)
+	for j, p := range perm {
+		x[j], y[j] = s.clientX[i][p], s.clientY[i][p]
+	}
+	plan.Epochs = 1
+	return x, y, plan
+}
+
+// split deals the training rows out to the clients: all of them by
+// o.Partition, or with o.PartitionHonest the honest clients (in index
+// order) by o.Partition and Byzantine client k (in index order) the k-th
+// share, modulo N−F, of an IID split into N−F shares.
+func split(c *checked, d *data, byzIdx []int) ([][]int, error) {
+	o := c.o
+	if !o.PartitionHonest || o.Byzantine == 0 {
+		parts, err := partition.Split(d.trainY, d.classes, o.Clients, c.scheme, derive(o.Seed, "partition"))
+		if err != nil {
+			return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
+		}
+		if len(parts) != o.Clients {
+			return nil, fmt.Errorf("simulation: partition %s returned %d parts for %d clients", o.Partition, len(parts), o.Clients)
+		}
+		return parts, nil
+	}
+	good := o.Clients - o.Byzantine
+	honest, err := partition.Split(d.trainY, d.classes, good, c.scheme, derive(o.Seed, "partition"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: partition %s: %w", ErrOptions, o.Partition, err)
+	}
+	iid, err := partition.Split(d.trainY, d.classes, good, partition.Scheme{Kind: partition.KindIID}, derive(o.Seed, "partition", 1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: partition iid: %w", ErrOptions, err)
+	}
+	if len(honest) != good || len(iid) != good {
+		return nil, fmt.Errorf("simulation: partition %s returned %d and %d parts for %d honest clients", o.Partition, len(honest), len(iid), good)
+	}
+	parts := make([][]int, o.Clients)
+	h, b := 0, 0
+	for i := range parts {
+		if b < len(byzIdx) && byzIdx[b] == i {
+			parts[i] = iid[b%good]
+			b++
+			continue
+		}
+		parts[i] = honest[h]
+		h++
+	}
+	return parts, nil
 }
 
 // craft replaces the Byzantine clients' updates with the attack's.

@@ -22,24 +22,30 @@ import (
 )
 
 // WriteCSV writes one row per result: attack, rule, final_accuracy,
-// attack_success (empty unless the attack is a backdoor), seconds, then
-// the accuracy after each round (round_1, round_2, …; empty cells when
-// the results have fewer rounds than the longest).
+// attack_success (empty unless the attack is a backdoor), then the
+// accuracy after each evaluated round (round_1, round_2, … named by the
+// round numbers of the result with the most; empty cells when a result
+// has fewer). It holds no wall time, so the same grid gives the same file
+// byte for byte, in one run or merged from shards; WriteTimingCSV writes
+// the times.
 func WriteCSV(w io.Writer, results []Result) error {
-	rounds := 0
+	var longest []RoundResult
 	for _, r := range results {
-		rounds = max(rounds, len(r.Rounds))
+		if len(r.Rounds) > len(longest) {
+			longest = r.Rounds
+		}
 	}
+	rounds := len(longest)
 	cw := csv.NewWriter(w)
-	head := []string{"attack", "rule", "final_accuracy", "attack_success", "seconds"}
-	for i := 1; i <= rounds; i++ {
-		head = append(head, "round_"+strconv.Itoa(i))
+	head := []string{"attack", "rule", "final_accuracy", "attack_success"}
+	for _, rr := range longest {
+		head = append(head, "round_"+strconv.Itoa(rr.Round))
 	}
 	if err := cw.Write(head); err != nil {
 		return err
 	}
 	for _, r := range results {
-		row := []string{AttackLabel(r.Options.Attack), RuleLabel(r.Options.Aggregation), fmtFloat(r.Accuracy), "", strconv.FormatFloat(r.Seconds, 'f', 3, 64)}
+		row := []string{AttackLabel(r.Options.Attack), RuleLabel(r.Options.Aggregation), fmtFloat(r.Accuracy), ""}
 		if r.AttackSuccess != nil {
 			row[3] = fmtFloat(*r.AttackSuccess)
 		}
@@ -51,6 +57,22 @@ func WriteCSV(w io.Writer, results []Result) error {
 			}
 		}
 		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteTimingCSV writes one row per result: attack, rule and the run's
+// wall time in seconds.
+func WriteTimingCSV(w io.Writer, results []Result) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write([]string{"attack", "rule", "seconds"}); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if err := cw.Write([]string{AttackLabel(r.Options.Attack), RuleLabel(r.Options.Aggregation), strconv.FormatFloat(r.Seconds, 'f', 3, 64)}); err != nil {
 			return err
 		}
 	}

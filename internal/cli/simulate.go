@@ -36,7 +36,7 @@ const (
 // only its own (attack.New refuses the others).
 var attackParams = map[string][]string{
 	attack.NameGaussian: {"sigma"},
-	attack.NameALIE:     {"z"},
+	attack.NameALIE:     {"z", "z-rule"},
 	attack.NameIPM:      {"epsilon"},
 	attack.NameMinMax:   {"perturbation"},
 	attack.NameMinSum:   {"perturbation"},
@@ -61,6 +61,7 @@ type simFlags struct {
 	rule   aggregation.Config
 	out    string
 	json   bool
+	preset string
 }
 
 func newSimFlags(env *Env, name string) *simFlags {
@@ -79,6 +80,8 @@ func newSimFlags(env *Env, name string) *simFlags {
 	fs.Float64Var(&f.attack.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
 	fs.IntVar(&f.attack.Target, "target", 0, "backdoor: target class")
 	fs.BoolVar(&f.attack.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
+	fs.StringVar(&f.attack.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
+	fs.BoolVar(&f.attack.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
 	aggregationFlags(fs, &f.rule)
 	fs.StringVar(&f.o.Partition, "partition", simulation.DefaultPartition, "split of the rows: iid, dirichlet:ALPHA or sorted")
 	fs.IntVar(&f.o.Rounds, "rounds", simulation.DefaultRounds, "federated rounds")
@@ -86,6 +89,14 @@ func newSimFlags(env *Env, name string) *simFlags {
 	fs.Float64Var(&f.o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
 	fs.IntVar(&f.o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
 	fs.Float64Var(&f.o.L2, "l2", 0, "clients' L2 weight decay")
+	fs.IntVar(&f.o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
+	fs.Float64Var(&f.o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
+	fs.Float64Var(&f.o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
+	fs.StringVar(&f.o.MomentumStyle, "momentum-style", "", "momentum recursion: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
+	fs.StringVar(&f.o.ClippingCenter, "clipping-center", "", "centered-clipping's start: median (stateless, default) or previous (the last aggregate)")
+	fs.IntVar(&f.o.EvalEvery, "eval-every", 0, "evaluate every N rounds and after the last (0: every round)")
+	fs.BoolVar(&f.o.PartitionHonest, "partition-honest", false, "split by -partition among the honest clients only; the Byzantine ones get IID shares")
+	fs.StringVar(&f.preset, "preset", "", "start from a paper's set-up: "+strings.Join(simulation.PresetNames(), ", ")+" (flags given override it)")
 	fs.Uint64Var(&f.o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
 	fs.StringVar(&f.o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
 	fs.IntVar(&f.o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
@@ -94,10 +105,18 @@ func newSimFlags(env *Env, name string) *simFlags {
 	return f
 }
 
-// parse parses args and fills o.Hidden.
+// parse parses args and fills o.Hidden; with -preset, the options start
+// from the preset's and the flags given override them.
 func (f *simFlags) parse(args []string) error {
 	if err := parseFlags(f.fs, args); err != nil {
 		return err
+	}
+	if f.preset != "" {
+		p, err := simulation.LookupPreset(f.preset)
+		if err != nil {
+			return usageError("%s: %v", f.fs.Name(), err)
+		}
+		f.applyPreset(p.Options)
 	}
 	if f.hidden != "" {
 		for _, s := range strings.Split(f.hidden, ",") {
@@ -109,6 +128,30 @@ func (f *simFlags) parse(args []string) error {
 		}
 	}
 	return nil
+}
+
+// applyPreset sets f.o to p, but for the options whose flags the command
+// line set.
+func (f *simFlags) applyPreset(p simulation.Options) {
+	set, o := f.set(), f.o
+	keep := map[string]func(){
+		"dataset": func() { p.Dataset = o.Dataset }, "model": func() { p.Model = o.Model; p.Hidden = nil },
+		"clients": func() { p.Clients = o.Clients }, "byzantine": func() { p.Byzantine = o.Byzantine },
+		"partition": func() { p.Partition = o.Partition }, "rounds": func() { p.Rounds = o.Rounds },
+		"local-epochs": func() { p.LocalEpochs = o.LocalEpochs }, "lr": func() { p.LearningRate = o.LearningRate },
+		"batch-size": func() { p.BatchSize = o.BatchSize }, "l2": func() { p.L2 = o.L2 }, "seed": func() { p.Seed = o.Seed },
+		"mnist-dir": func() { p.MNISTDir = o.MNISTDir }, "workers": func() { p.Workers = o.Workers },
+		"local-steps": func() { p.LocalSteps = o.LocalSteps }, "worker-momentum": func() { p.WorkerMomentum = o.WorkerMomentum },
+		"server-momentum": func() { p.ServerMomentum = o.ServerMomentum }, "momentum-style": func() { p.MomentumStyle = o.MomentumStyle },
+		"clipping-center": func() { p.ClippingCenter = o.ClippingCenter }, "eval-every": func() { p.EvalEvery = o.EvalEvery },
+		"partition-honest": func() { p.PartitionHonest = o.PartitionHonest },
+	}
+	for name, k := range keep {
+		if set[name] {
+			k()
+		}
+	}
+	f.o = p
 }
 
 // set reports which flags the command line set.
@@ -131,6 +174,10 @@ func (f *simFlags) attackConfig(name string, all bool) attack.Config {
 	if use("z") {
 		c.Z = f.attack.Z
 	}
+	if use("z-rule") {
+		c.ZRule = f.attack.ZRule
+	}
+	c.HonestStats = f.attack.HonestStats
 	if use("epsilon") {
 		c.Epsilon = f.attack.Epsilon
 	}
@@ -195,10 +242,13 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	if len(args) > 0 && args[0] == "grid" {
 		return runSimulateGrid(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "merge" {
+		return runSimulateMerge(env, args[1:])
+	}
 	f := newSimFlags(env, "simulate")
 	f.fs.StringVar(&f.attack.Name, "attack", attack.NameNone, "attack: "+strings.Join(attack.Names, ", "))
 	f.fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: fedguard simulate [flags]\n       fedguard simulate grid [-attacks A,B] [-rules X,Y] [flags]\n\nflags:\n")
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate [flags]\n       fedguard simulate grid [-attacks A,B] [-rules X,Y] [-shard K/N] [flags]\n       fedguard simulate merge -out DIR SHARD_DIR...\n\nflags:\n")
 		f.fs.PrintDefaults()
 	}
 	if err := f.parse(args); err != nil {
@@ -207,6 +257,16 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	o := f.o
 	o.Attack = f.attackConfig(f.attack.Name, true)
 	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		set := f.set()
+		if !set["attack"] {
+			o.Attack = p.Attacks[0]
+		}
+		if !set["rule"] {
+			o.Aggregation = p.Rules[0]
+		}
+	}
 	if f.out != "" {
 		if err := os.MkdirAll(f.out, 0o755); err != nil {
 			return err
@@ -305,8 +365,20 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	f := newSimFlags(env, "simulate grid")
 	attacks := f.fs.String("attacks", defaultGridAttacks, "attacks, comma-separated: "+strings.Join(attack.Names, ", "))
 	rules := f.fs.String("rules", defaultGridRules, "aggregation rules, comma-separated (-rule is ignored)")
+	shardFlag := f.fs.String("shard", "", "run only share K of N of the cells (K/N, from 1/N to N/N) and write grid.json into -out; join the shards with simulate merge")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	shard := simulation.Shard{K: 1, N: 1}
+	if *shardFlag != "" {
+		sh, err := simulation.ParseShard(*shardFlag)
+		if err != nil {
+			return usageError("simulate grid: %v", err)
+		}
+		if f.out == "" {
+			return usageError("simulate grid: -shard needs -out, where the shard's grid.json goes")
+		}
+		shard = sh
 	}
 	if f.set()["rule"] {
 		return usageError("simulate grid: use -rules, not -rule")
@@ -319,6 +391,15 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	for _, r := range splitList(*rules) {
 		rcs = append(rcs, f.ruleConfig(r, false))
 	}
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		if !f.set()["attacks"] {
+			acs = p.Attacks
+		}
+		if !f.set()["rules"] {
+			rcs = p.Rules
+		}
+	}
 	if f.out != "" {
 		if err := os.MkdirAll(f.out, 0o755); err != nil {
 			return err
@@ -327,10 +408,14 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	tty := isTerminal(env.Stderr)
 	start := time.Now()
 	if !f.json {
-		fmt.Fprintf(env.Stderr, "simulate grid: %d attacks × %d rules on %s, %s, %d clients (%d Byzantine), %d rounds\n",
+		fmt.Fprintf(env.Stderr, "simulate grid: %d attacks × %d rules on %s, %s, %d clients (%d Byzantine), %d rounds",
 			len(acs), len(rcs), f.o.Dataset, f.o.Model, f.o.Clients, f.o.Byzantine, f.o.Rounds)
+		if shard.N > 1 {
+			fmt.Fprintf(env.Stderr, ", shard %s", shard)
+		}
+		fmt.Fprintln(env.Stderr)
 	}
-	results, err := simulation.Grid(ctx, f.o, acs, rcs, func(done, total int, last simulation.Result) {
+	results, err := simulation.GridShard(ctx, f.o, acs, rcs, shard, func(done, total int, last simulation.Result) {
 		if f.json {
 			sum := last
 			sum.Rounds = nil
@@ -345,13 +430,8 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 		return simulateError(err)
 	}
 	if f.out != "" {
-		if err := writeFile(filepath.Join(f.out, "grid.csv"), func(w io.Writer) error { return simulation.WriteCSV(w, results) }); err != nil {
-			return err
-		}
-		if err := simulation.WriteHeatmap(filepath.Join(f.out, "heatmap.png"), results); err != nil {
-			return err
-		}
-		if _, err := simulation.WriteAccuracyPlots(f.out, results); err != nil {
+		gf := simulation.NewGridFile(f.o, acs, rcs, shard, results)
+		if err := writeGrid(f.out, gf, results, shard.N == 1); err != nil {
 			return err
 		}
 	}
@@ -366,10 +446,90 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	}
 	writeGridTable(env.Stdout, results)
 	fmt.Fprintf(env.Stdout, "\n%d runs in %.1f s", len(results), elapsed)
-	if f.out != "" {
-		fmt.Fprintf(env.Stdout, "; wrote grid.csv, heatmap.png and accuracy-*.png in %s", f.out)
+	switch {
+	case f.out != "" && shard.N > 1:
+		fmt.Fprintf(env.Stdout, "; wrote shard %s's grid.json and timing.csv in %s", shard, f.out)
+	case f.out != "":
+		fmt.Fprintf(env.Stdout, "; wrote grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png in %s", f.out)
 	}
 	fmt.Fprintln(env.Stdout)
+	return nil
+}
+
+// writeGrid writes a grid run's grid.json and timing.csv into dir and,
+// for a whole grid, grid.csv, heatmap.png and accuracy-*.png.
+func writeGrid(dir string, gf simulation.GridFile, results []simulation.Result, whole bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "grid.json"), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", " ")
+		return enc.Encode(gf)
+	}); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "timing.csv"), func(w io.Writer) error { return simulation.WriteTimingCSV(w, results) }); err != nil {
+		return err
+	}
+	if !whole {
+		return nil
+	}
+	if err := writeFile(filepath.Join(dir, "grid.csv"), func(w io.Writer) error { return simulation.WriteCSV(w, results) }); err != nil {
+		return err
+	}
+	if err := simulation.WriteHeatmap(filepath.Join(dir, "heatmap.png"), results); err != nil {
+		return err
+	}
+	_, err := simulation.WriteAccuracyPlots(dir, results)
+	return err
+}
+
+// runSimulateMerge joins the grid.json files of a grid's shards into the
+// outputs and the table one whole run gives.
+func runSimulateMerge(env *Env, args []string) error {
+	fs := newFlagSet(env, "simulate merge")
+	out := fs.String("out", "", "write grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png here (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate merge -out DIR SHARD...\n\nSHARD is a shard's -out directory or its grid.json.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError("%v", err)
+	}
+	if *out == "" || fs.NArg() == 0 {
+		return usageError("simulate merge: want -out DIR and the shards' directories or grid.json files")
+	}
+	var files []simulation.GridFile
+	for _, p := range fs.Args() {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			p = filepath.Join(p, "grid.json")
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		gf, err := simulation.ReadGridFile(fh)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		files = append(files, gf)
+	}
+	results, err := simulation.MergeGrid(files)
+	if err != nil {
+		return err
+	}
+	g := files[0]
+	whole := simulation.NewGridFile(g.Base, g.Attacks, g.Rules, simulation.Shard{K: 1, N: 1}, results)
+	if err := writeGrid(*out, whole, results, true); err != nil {
+		return err
+	}
+	writeGridTable(env.Stdout, results)
+	fmt.Fprintf(env.Stdout, "\nmerged %d shards, %d runs; wrote grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png in %s\n", len(files), len(results), *out)
 	return nil
 }
 

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,6 +116,99 @@ func TestSimulateGrid(t *testing.T) {
 	for _, f := range []string{"grid.csv", "heatmap.png", "accuracy-sign-flip.png", "accuracy-gaussian.png"} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("--out: %s: %v", f, err)
+		}
+	}
+}
+
+// TestSimulatePreset checks that a preset sets the options and the flags
+// given override it.
+func TestSimulatePreset(t *testing.T) {
+	args := []string{"simulate", "--json", "--preset", "karimireddy2022-mnist", "--dataset", "wdbc", "--model", "logreg",
+		"--clients", "10", "--byzantine", "2", "--rounds", "4", "--lr", "0.05"}
+	code, stdout, stderr := caRun(t, args...)
+	if code != 0 {
+		t.Fatalf("simulate --preset = %d, stderr %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	var last map[string]map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
+		t.Fatalf("summary %q: %v", lines[len(lines)-1], err)
+	}
+	o := last["summary"]["options"].(map[string]any)
+	for k, want := range map[string]any{
+		"preset": "karimireddy2022-mnist", "worker_momentum": 0.9, "momentum_style": "heavy-ball", "local_steps": 1.0,
+		"clipping_center": "previous", "partition": "sorted", "partition_honest": true, "batch_size": 32.0,
+		"clients": 10.0, "byzantine": 2.0, "rounds": 4.0, "learning_rate": 0.05, "dataset": "wdbc",
+	} {
+		if o[k] != want {
+			t.Errorf("options %s = %v, want %v", k, o[k], want)
+		}
+	}
+	atk := o["attack"].(map[string]any)
+	if atk["name"] != "alie" || atk["z_rule"] != "bucketing" || atk["honest_stats"] != true {
+		t.Errorf("attack %v, want the preset's first: alie, z rule bucketing, honest statistics", atk)
+	}
+	if code, _, stderr := caRun(t, "simulate", "--preset", "nope"); code != 2 || !strings.Contains(stderr, "karimireddy2022-mnist") {
+		t.Errorf("unknown preset: exit %d, stderr %s; want 2 and the known names", code, stderr)
+	}
+}
+
+// TestSimulateGridShards checks that a grid split into 4 shards and
+// merged gives the same grid.csv, plots and table as the whole run, byte
+// for byte, and that merge refuses an incomplete or repeated set.
+func TestSimulateGridShards(t *testing.T) {
+	grid := append([]string{"simulate", "grid", "--attacks", "none,sign-flip,gaussian", "--rules", "fedavg,median",
+		"--byzantine", "1", "--sigma", "2", "--bucket", "2", "--eval-every", "2", "--worker-momentum", "0.5"}, wdbcArgs...)
+	dir := t.TempDir()
+	whole := filepath.Join(dir, "whole")
+	code, wholeOut, stderr := caRun(t, append(grid, "--out", whole)...)
+	if code != 0 {
+		t.Fatalf("simulate grid = %d, stderr %s", code, stderr)
+	}
+	var shards []string
+	for k := 1; k <= 4; k++ {
+		sd := filepath.Join(dir, fmt.Sprintf("shard%d", k))
+		code, _, stderr := caRun(t, append(grid, "--out", sd, "--shard", fmt.Sprintf("%d/4", k))...)
+		if code != 0 {
+			t.Fatalf("simulate grid --shard %d/4 = %d, stderr %s", k, code, stderr)
+		}
+		if _, err := os.Stat(filepath.Join(sd, "grid.csv")); err == nil {
+			t.Errorf("shard %d/4 wrote grid.csv: only a whole grid or a merge should", k)
+		}
+		shards = append(shards, sd)
+	}
+	merged := filepath.Join(dir, "merged")
+	// In another order than the shards' numbers.
+	code, mergedOut, stderr := caRun(t, "simulate", "merge", "--out", merged, shards[2], shards[0], filepath.Join(shards[3], "grid.json"), shards[1])
+	if code != 0 {
+		t.Fatalf("simulate merge = %d, stderr %s", code, stderr)
+	}
+	table := func(s string) string { return s[:strings.LastIndex(strings.TrimRight(s, "\n"), "\n")] }
+	if table(wholeOut) != table(mergedOut) {
+		t.Errorf("merged table:\n%s\nwant the whole run's:\n%s", mergedOut, wholeOut)
+	}
+	files, _ := filepath.Glob(filepath.Join(whole, "*"))
+	for _, f := range files {
+		name := filepath.Base(f)
+		if name == "grid.json" || name == "timing.csv" { // they hold wall times
+			continue
+		}
+		want, _ := os.ReadFile(f)
+		got, err := os.ReadFile(filepath.Join(merged, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("merged %s differs from the whole run's (%v)", name, err)
+		}
+	}
+	if len(files) < 6 {
+		t.Errorf("whole run wrote %v, want grid.csv, grid.json, timing.csv, heatmap.png and 3 accuracy plots", files)
+	}
+	for _, bad := range [][]string{
+		{shards[0], shards[1], shards[2]},
+		{shards[0], shards[1], shards[2], shards[2]},
+		{shards[0], shards[1], shards[2], whole},
+	} {
+		if code, _, _ := caRun(t, append([]string{"simulate", "merge", "--out", filepath.Join(dir, "bad")}, bad...)...); code == 0 {
+			t.Errorf("simulate merge %v succeeded, want a refusal", bad)
 		}
 	}
 }
