@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build test demo proto proto-check bench lint fuzz deploy-check clean
+.PHONY: all build test demo proto proto-check bench lint fuzz deploy-check soak clean
 
 all: build
 
@@ -58,6 +58,14 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x $$pkg || exit 1; \
 	  done; \
 	done
+
+# The soak test (issue 12; not in CI, not in `make test`): real coordinator and
+# hospital processes, random kills, a full disk, a slow and a flooding client,
+# in plain and secure mode, then the data checked. Mounts a tmpfs (root);
+# SOAK_DURATION=5m shortens it, SOAK_SEED repeats a run's choices.
+SOAK_DURATION ?= 30m
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 3h ./integration
 
 clean:
 	rm -rf bin
