@@ -33,7 +33,7 @@ import (
 
 // The soak test of issue 12 (`make soak`, never in CI or `make test`): for
 // SOAK_DURATION (default 30m) it runs federations of real processes, a
-// `fedguard coordinator` and three `fedguard participant run` hospitals,
+// `fedguard coordinator` and four `fedguard participant run` hospitals,
 // alternating plain and secure legs, and does to them, at random:
 //
 //   - SIGKILL and SIGTERM the coordinator, and restart it (without --init)
@@ -45,7 +45,7 @@ import (
 //     min_free_bytes above its free space instead, and says so), filled to
 //     below min_free_bytes (the guard must pause the coordinator), or
 //     completely (ENOSPC), then emptied again (it must resume);
-//   - a slow client (plain legs): the fourth enrolled hospital takes an
+//   - a slow client (plain legs): the fifth enrolled hospital takes an
 //     assignment and trickles its update, one parameter a second;
 //   - a flooding client: the same identity sends ReportValidation calls far
 //     beyond its audit quota.
@@ -234,16 +234,25 @@ type soakLeg struct {
 	params    uint64 // the model's number of parameters
 }
 
-// soakHospitals run as processes; soakClient is the fourth enrolled
-// hospital, whose certificate the slow and the flooding client use.
-var soakHospitals = []string{"hospital-a", "hospital-b", "hospital-c"}
+// soakHospitals run as processes; soakClient is the fifth enrolled
+// hospital, whose certificate the slow and the flooding client use. Four
+// running hospitals make a secure cohort of four, whose sessions (two
+// thirds needed: 3 of 4) survive the one hospital the soak kills at a
+// time; with three, a session needs all three and a hospital killed at
+// its unmasking stops the round for good (the others revealed their
+// shares and decline every later session from the same model).
+var soakHospitals = []string{"hospital-a", "hospital-b", "hospital-c", "hospital-d"}
 
-const soakClient = "hospital-d"
+const soakClient = "hospital-e"
 
 func (l *soakLeg) run(d time.Duration) {
 	t := l.t
 	l.dir = t.TempDir()
-	if _, err := demo.Setup(l.dir, uint64(l.n)); err != nil {
+	hs, err := demo.HospitalSplit(len(soakHospitals) + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := demo.SetupHospitals(l.dir, uint64(l.n), hs); err != nil {
 		t.Fatal(err)
 	}
 	l.cfg = fedConfig(t, l.dir, demo.Federation, append(slices.Clone(soakHospitals), soakClient), 2, 100000)
@@ -521,6 +530,11 @@ func (l *soakLeg) fullDisk(enospc bool) {
 			// free the space and restart.
 			err := c.Wait()
 			last := lastError(c.Logs())
+			for _, r := range c.Logs() {
+				if r["msg"] == "audit log append failed" {
+					last = fmt.Sprintf("%s (appending %v)", last, r["kind"])
+				}
+			}
 			t.Logf("the coordinator exited on the full disk (enospc %v): %v; last error: %s", enospc, err, last)
 			l.mu.Lock()
 			l.logs = append(l.logs, c.Logs())
