@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build build-static image image-test release release-verify test test-arm64 demo proto proto-check asm asm-check bench lint fuzz deploy-check clean
+.PHONY: all build build-static image image-test release release-verify test test-arm64 demo proto proto-check asm asm-check bench lint fuzz deploy-check soak clean
 
 all: build
 
@@ -117,6 +117,14 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2000x $$pkg || exit 1; \
 	  done; \
 	done
+
+# The soak test (issue 12; not in CI, not in `make test`): real coordinator and
+# hospital processes, random kills, a full disk, a slow and a flooding client,
+# in plain and secure mode, then the data checked. Mounts a tmpfs (root);
+# SOAK_DURATION=5m shortens it, SOAK_SEED repeats a run's choices.
+SOAK_DURATION ?= 30m
+soak:
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -run '^TestSoak$$' -count=1 -v -timeout 3h ./integration
 
 clean:
 	rm -rf bin dist

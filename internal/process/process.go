@@ -103,6 +103,9 @@ func (c *Coordinator) Logs() []map[string]any {
 	return append([]map[string]any(nil), c.logs...)
 }
 
+// PID is the process id, for sampling /proc/PID/status while it runs.
+func (c *Coordinator) PID() int { return c.cmd.Process.Pid }
+
 // Signal sends sig to the process.
 func (c *Coordinator) Signal(sig syscall.Signal) error { return c.cmd.Process.Signal(sig) }
 
