@@ -88,11 +88,11 @@ func isDiskFull(err error) bool {
 func (c *Coordinator) pauseDiskFull(ctx context.Context, err error, inARow int) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.pauseForDisk()
-	c.opts.log.ErrorContext(ctx, "pausing: the data directory's disk is full; calls are refused until space is freed",
-		"error", err, "data_dir", c.cfg.DataDir, "failures_in_a_row", inARow)
+	c.pauseForDisk(ctx, err)
 	if r := c.round; r != nil {
 		const reason = "the coordinator's disk is full"
+		c.opts.log.WarnContext(ctx, "round attempt abandoned: the disk is full; the round is retried once it has room",
+			"round", r.number, "attempt", r.attempt, "failures_in_a_row", inARow)
 		c.noteFailedLocked(r, reason)
 		c.attempt++
 		c.retry.resume = nil
@@ -105,8 +105,11 @@ func (c *Coordinator) pauseDiskFull(ctx context.Context, err error, inARow int) 
 // pauseForDisk sets the paused state after a write failed for want of
 // space: the guard's next check (quotaTick) resumes once the free space is
 // back above Config.MinFreeBytes.
-func (c *Coordinator) pauseForDisk() {
-	if !c.disk.paused.Swap(true) {
-		c.metrics.diskPaused.Set(1)
+func (c *Coordinator) pauseForDisk(ctx context.Context, err error) {
+	if c.disk.paused.Swap(true) {
+		return
 	}
+	c.metrics.diskPaused.Set(1)
+	c.opts.log.ErrorContext(ctx, "pausing: the data directory's disk is full; calls are refused until space is freed",
+		"error", err, "data_dir", c.cfg.DataDir)
 }

@@ -90,7 +90,7 @@ func (c *Coordinator) record(ctx context.Context, entries ...audit.Entry) error 
 	if err != nil {
 		c.opts.log.ErrorContext(ctx, "audit log append failed", "error", err, "kind", entries[0].Kind)
 		if isDiskFull(err) {
-			c.pauseForDisk() // whoever wrote: calls are refused from now on
+			c.pauseForDisk(ctx, err) // whoever wrote: calls are refused from now on
 		}
 		return fmt.Errorf("audit log: %w", err)
 	}
