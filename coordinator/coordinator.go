@@ -411,6 +411,9 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	}
 	if err := c.recordStart(context.Background()); err != nil {
 		c.Close()
+		if isDiskFull(err) {
+			return nil, fmt.Errorf("the data directory's disk is full (%s): free space there and start again: %w", cfg.DataDir, err)
+		}
 		return nil, err
 	}
 	switch {
@@ -468,10 +471,17 @@ func (c *Coordinator) poke() {
 
 // loop drives the phases until the training is finished or ctx ends.
 func (c *Coordinator) loop(ctx context.Context) error {
+	full := 0 // disk-full failures in a row
 	for {
 		next, err := c.step(ctx)
 		if err != nil {
-			return err
+			if !isDiskFull(err) {
+				return err
+			}
+			full++
+			next = c.pauseDiskFull(ctx, err, full)
+		} else {
+			full = 0
 		}
 		c.mu.Lock()
 		done := c.phase == phaseFinished

@@ -89,6 +89,9 @@ func (c *Coordinator) record(ctx context.Context, entries ...audit.Entry) error 
 	c.metrics.auditAppend.Observe(time.Since(began).Seconds())
 	if err != nil {
 		c.opts.log.ErrorContext(ctx, "audit log append failed", "error", err, "kind", entries[0].Kind)
+		if isDiskFull(err) {
+			c.pauseForDisk(ctx, err) // whoever wrote: calls are refused from now on
+		}
 		return fmt.Errorf("audit log: %w", err)
 	}
 	for _, e := range entries {

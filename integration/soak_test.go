@@ -517,7 +517,10 @@ func (l *soakLeg) fullDisk(enospc bool) {
 		since = 0
 		undo = func() { l.stopCoordinator(syscall.SIGTERM); l.start() }
 	}
-	paused := l.waitLogSince(c, since, 20*time.Second, "pausing: the data directory's disk is nearly full; calls are refused until space is freed")
+	paused := l.waitLogSince(c, since, 20*time.Second,
+		"pausing: the data directory's disk is nearly full; calls are refused until space is freed",
+		// A write that met the full disk before the guard's check.
+		"pausing: the data directory's disk is full; calls are refused until space is freed")
 	if paused {
 		l.st.add(func(s *soakStats) { s.diskPauses++ })
 	} else {
@@ -597,14 +600,14 @@ func shortErr(out string) string {
 	return l
 }
 
-// waitLogSince waits for a record with msg among c's records from index
+// waitLogSince waits for a record with one of msgs among c's records from index
 // since on; false if c exits or the time runs out first.
-func (l *soakLeg) waitLogSince(c *coordProc, since int, timeout time.Duration, msg string) bool {
+func (l *soakLeg) waitLogSince(c *coordProc, since int, timeout time.Duration, msgs ...string) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		logs := c.Logs()
 		for _, r := range logs[min(since, len(logs)):] {
-			if r["msg"] == msg {
+			if m, _ := r["msg"].(string); slices.Contains(msgs, m) {
 				return true
 			}
 		}
