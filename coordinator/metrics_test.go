@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/metricnames"
 )
 
 // scrape fetches url and returns its samples in the Prometheus text
@@ -215,9 +215,6 @@ func abs(x float64) float64 {
 	return x
 }
 
-// metricRef matches a metric name in a dashboard or a rule file.
-var metricRef = regexp.MustCompile(`\bfedguard_[a-z0-9_]*[a-z0-9]`)
-
 // TestDeployReferencesExist checks that every fedguard_ metric the Grafana
 // dashboard and the Prometheus rules (and their unit tests) name exists in
 // a real coordinator's registry, and that the dashboard shows every metric
@@ -229,34 +226,12 @@ func TestDeployReferencesExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	families, err := c.Gatherer().Gather()
+	exported, err := metricnames.Gather(c.Gatherer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	exported := map[string]string{} // name → type
-	for _, mf := range families {
-		if strings.HasPrefix(mf.GetName(), "fedguard_") {
-			exported[mf.GetName()] = mf.GetType().String()
-		}
-	}
 	if len(exported) < 15 {
 		t.Fatalf("registry exports %d fedguard_ metrics, want at least 15: %v", len(exported), exported)
-	}
-	// resolve maps a referenced series name to the family that exports it.
-	resolve := func(ref string) (string, bool) {
-		if _, ok := exported[ref]; ok {
-			return ref, true
-		}
-		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			base, ok := strings.CutSuffix(ref, suffix)
-			if !ok {
-				continue
-			}
-			if typ, ok := exported[base]; ok && (typ == "HISTOGRAM" || typ == "SUMMARY") {
-				return base, true
-			}
-		}
-		return "", false
 	}
 
 	files := []string{
@@ -273,13 +248,13 @@ func TestDeployReferencesExist(t *testing.T) {
 			if strings.HasSuffix(file, ".json") && !json.Valid(b) {
 				t.Fatalf("%s is not valid JSON", file)
 			}
-			refs := metricRef.FindAllString(string(b), -1)
+			refs := metricnames.Ref.FindAllString(string(b), -1)
 			if len(refs) == 0 {
 				t.Fatalf("%s names no fedguard_ metric", file)
 			}
 			shown := map[string]bool{}
 			for _, ref := range refs {
-				base, ok := resolve(ref)
+				base, ok := exported.Resolve(ref)
 				if !ok {
 					t.Errorf("%s names %s, which the coordinator does not export", file, ref)
 					continue

@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
 	"testing"
-)
 
-// metricRef matches a metric name in a dashboard.
-var metricRef = regexp.MustCompile(`\bfedguard_[a-z0-9_]*[a-z0-9]`)
+	"github.com/fedguard/fedguard/internal/metricnames"
+)
 
 // participantDashboard is the Grafana dashboard over an agent's metrics;
 // deploy/grafana/fedguard-dashboard.json, the coordinator's, is checked
@@ -50,34 +47,12 @@ func TestDeployReferencesExist(t *testing.T) {
 	fake := newFake(t, 1)
 	// The agent never runs: its registry exists from New on.
 	a, _ := newAgent(t, "127.0.0.1:1", p.clientTLS, newTrainer(), fake.keys())
-	families, err := a.Gatherer().Gather()
+	exported, err := metricnames.Gather(a.Gatherer())
 	if err != nil {
 		t.Fatal(err)
 	}
-	exported := map[string]string{} // name → type
-	for _, mf := range families {
-		if strings.HasPrefix(mf.GetName(), "fedguard_") {
-			exported[mf.GetName()] = mf.GetType().String()
-		}
-	}
 	if len(exported) < 10 {
 		t.Fatalf("registry exports %d fedguard_ metrics, want at least 10: %v", len(exported), exported)
-	}
-	// resolve maps a referenced series name to the family that exports it.
-	resolve := func(ref string) (string, bool) {
-		if _, ok := exported[ref]; ok {
-			return ref, true
-		}
-		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			base, ok := strings.CutSuffix(ref, suffix)
-			if !ok {
-				continue
-			}
-			if typ, ok := exported[base]; ok && (typ == "HISTOGRAM" || typ == "SUMMARY") {
-				return base, true
-			}
-		}
-		return "", false
 	}
 
 	b, err := os.ReadFile(participantDashboard)
@@ -104,12 +79,12 @@ func TestDeployReferencesExist(t *testing.T) {
 	for _, panel := range dash.Panels {
 		for _, tg := range panel.Targets {
 			n++
-			refs := metricRef.FindAllString(tg.Expr, -1)
+			refs := metricnames.Ref.FindAllString(tg.Expr, -1)
 			if len(refs) == 0 {
 				t.Errorf("%s: a %s panel's query %q names no fedguard_ metric", participantDashboard, panel.Type, tg.Expr)
 			}
 			for _, ref := range refs {
-				if base, ok := resolve(ref); ok {
+				if base, ok := exported.Resolve(ref); ok {
 					shown[base] = true
 				}
 			}
@@ -119,8 +94,8 @@ func TestDeployReferencesExist(t *testing.T) {
 		t.Fatalf("%s has no queries", participantDashboard)
 	}
 	// Every name in the file, the template variables' queries too.
-	for _, ref := range metricRef.FindAllString(string(b), -1) {
-		if _, ok := resolve(ref); !ok {
+	for _, ref := range metricnames.Ref.FindAllString(string(b), -1) {
+		if _, ok := exported.Resolve(ref); !ok {
 			t.Errorf("%s names %s, which the participant does not export", participantDashboard, ref)
 		}
 	}
