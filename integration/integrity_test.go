@@ -253,19 +253,7 @@ func TestManifestRefusals(t *testing.T) {
 		}
 		agents := map[string]*participant.Agent{}
 		for _, h := range hospitals {
-			tlsCfg, err := demo.ClientTLS(dir, demo.Federation, h, coord.Addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := participant.New(participant.Config{
-				Coordinator: coord.Addr, TLS: tlsCfg, Trainer: localTrainer(dir, h), Log: discardLogger(),
-				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-				Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(stateDir, h+".json"),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			agents[h] = a
+			agents[h] = pinnedAgent(t, dir, h, coord.Addr, nil, keys, filepath.Join(stateDir, h+".json"))
 		}
 		errs := runAgents(t, context.Background(), agents)(90 * time.Second)
 		if expectRefusal {

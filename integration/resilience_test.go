@@ -37,8 +37,20 @@ func (s *stallTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment,
 	return s.LocalTrainer.Train(ctx, a, start)
 }
 
-// newAgent is a demo hospital's agent (data from demo.Setup) with trainer.
+// newAgent is a demo hospital's agent (data from demo.Setup) with trainer
+// (nil: the local one), pinning the coordinator's key from the demo's data
+// directory.
 func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer) *participant.Agent {
+	t.Helper()
+	keys, err := manifest.LoadPublicKeys(filepath.Join(dir, "coordinator", "data", manifest.PublicFile))
+	if err != nil {
+		t.Fatalf("the hospitals pin the coordinator's key: %v", err)
+	}
+	return pinnedAgent(t, dir, name, addr, trainer, keys, filepath.Join(dir, name, "accepted.json"))
+}
+
+// pinnedAgent is newAgent with the pinned keys and the state file given.
+func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string) *participant.Agent {
 	t.Helper()
 	tlsCfg, err := demo.ClientTLS(dir, demo.Federation, name, addr)
 	if err != nil {
@@ -47,15 +59,10 @@ func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer)
 	if trainer == nil {
 		trainer = localTrainer(dir, name)
 	}
-	keys, err := manifest.LoadPublicKeys(filepath.Join(dir, "coordinator", "data", manifest.PublicFile))
-	if err != nil {
-		t.Fatalf("the hospitals pin the coordinator's key: %v", err)
-	}
 	a, err := participant.New(participant.Config{
 		Coordinator: addr, TLS: tlsCfg, Trainer: trainer, Log: discardLogger(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		Federation: demo.Federation, CoordinatorKeys: keys,
-		StateFile: filepath.Join(dir, name, "accepted.json"),
+		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: stateFile,
 	})
 	if err != nil {
 		t.Fatal(err)
