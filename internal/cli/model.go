@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
@@ -119,7 +120,7 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 	if err := safetensors.WriteFile(path, layout, params, exportMetadata(v.Round, v.Digest), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path+".manifest.json", m.Manifest, 0o644); err != nil {
+	if err := certs.WriteFileAtomic(path+".manifest.json", m.Manifest, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s and %s (round %d, %d parameters)\n", path, path+".manifest.json", m.Round, len(params))
