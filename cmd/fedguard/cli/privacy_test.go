@@ -15,7 +15,7 @@ import (
 
 // The -update flag rewrites the golden files:
 //
-//	go test ./internal/cli -run TestPrivacyCommands -update
+//	go test ./cmd/fedguard/cli -run TestPrivacyCommands -update
 //
 // Other golden tests of the package may define the same flag, so it is
 // defined here only if no one has yet.
@@ -94,7 +94,7 @@ func TestPrivacyCommands(t *testing.T) {
 // and checks the command reports the reference ε, so the command anyone can
 // run is the cross-checked one.
 func TestPrivacyEpsilonMatchesReference(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "privacy", "testdata", "dp_accounting.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "privacy", "testdata", "dp_accounting.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,7 +142,7 @@ func mustJSON(t *testing.T, v any) string {
 // TestParticipantExampleConfig keeps examples/participant.json loadable
 // through the command line.
 func TestParticipantExampleConfig(t *testing.T) {
-	r, err := parseParticipantRun(testEnv(), []string{"--config", "../../examples/participant.json"})
+	r, err := parseParticipantRun(testEnv(), []string{"--config", "../../../examples/participant.json"})
 	if err != nil {
 		t.Fatalf("examples/participant.json: %v", err)
 	}
@@ -200,7 +200,7 @@ func TestParticipantRunCheckConfig(t *testing.T) {
 	cfgPath := hospitalFiles(t, dir)
 	// participant.json names expectations.json, which is not there: the
 	// flag points at the example instead.
-	example, err := filepath.Abs("../../examples/expectations-wdbc.json")
+	example, err := filepath.Abs("../../../examples/expectations-wdbc.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestParticipantRunCheckConfig(t *testing.T) {
 
 func TestCoordinatorFlagsOverride(t *testing.T) {
 	dir := t.TempDir()
-	b, err := os.ReadFile("../../examples/coordinator.json")
+	b, err := os.ReadFile("../../../examples/coordinator.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestCoordinatorFlagsOverride(t *testing.T) {
 // TestCoordinatorExampleConfigs keeps examples/coordinator*.json valid.
 func TestCoordinatorExampleConfigs(t *testing.T) {
 	for _, name := range []string{"coordinator.json", "coordinator-secure.json"} {
-		path := filepath.Join("../../examples", name)
+		path := filepath.Join("../../../examples", name)
 		r, err := parseCoordinator(testEnv(), []string{"--config", path})
 		if err != nil {
 			t.Errorf("parseCoordinator(%s) = %v", path, err)

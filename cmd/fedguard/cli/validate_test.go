@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-const wdbcCSV = "../../data/wdbc/wdbc.csv"
+const wdbcCSV = "../../../data/wdbc/wdbc.csv"
 
 // piiCSV is a hospital export that should never reach training: a name, an
 // e-mail address and a date of birth next to the measurements.
@@ -38,7 +38,7 @@ func TestParticipantValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	proposed := filepath.Join(tmp, "wdbc.json")
-	example := "../../examples/expectations-wdbc.json"
+	example := "../../../examples/expectations-wdbc.json"
 
 	steps := []struct {
 		name     string
