@@ -25,20 +25,6 @@ import (
 // read a coordinator's audit database (read-only) or an export of it, and
 // need nothing secret: only the coordinator's public key file.
 
-func init() {
-	commands["audit"] = &command{
-		summary: "the audit record: export, verify, prove, report",
-		sub: map[string]*command{
-			"export": {summary: "write an audit database as JSON lines (events, then signed checkpoints)", run: runAuditExport},
-			"verify": {summary: "verify an export (or an inclusion proof) offline with the coordinator's public key", run: runAuditVerify},
-			"prove":  {summary: "print an offline-checkable proof that one event is in the signed log", run: runAuditProve},
-			"report": {summary: "per-round provenance report (Markdown or HTML)", run: runAuditReport},
-			"model":  {summary: "write a round's model file and its signed manifest, for cosign and other DSSE tools", run: runAuditModel},
-			"check":  {summary: "check an audit database in place: its file, chain, Merkle tree and signed checkpoints", run: runAuditCheck},
-		},
-	}
-}
-
 // parseAndOpen parses a command's flags, of which -db (bound to db) is
 // required, and opens that audit database read-only.
 func parseAndOpen(fs *flag.FlagSet, db *string, args []string) (*audit.Log, error) {

@@ -8,15 +8,6 @@ import (
 	"github.com/fedguard/fedguard/benchmark"
 )
 
-func init() {
-	commands["bench"] = &command{
-		summary: "measure fedguard: round, aggregate, secagg",
-		sub: map[string]*command{
-			"round": {summary: "rounds over real mTLS on loopback with no-op training", run: runBenchRound},
-		},
-	}
-}
-
 func runBenchRound(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "bench round")
 	var o benchmark.RoundOptions

@@ -9,15 +9,6 @@ import (
 	"github.com/fedguard/fedguard/benchmark"
 )
 
-// bench.go's init (run first: files initialise in name order) creates
-// commands["bench"].
-func init() {
-	commands["bench"].sub["aggregate"] = &command{
-		summary: "one aggregation rule on random updates, against one summing pass",
-		run:     runBenchAggregate,
-	}
-}
-
 func runBenchAggregate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "bench aggregate")
 	var o benchmark.AggregateOptions

@@ -10,15 +10,6 @@ import (
 	"github.com/fedguard/fedguard/benchmark"
 )
 
-// bench.go's init (run first: files initialise in name order) creates
-// commands["bench"].
-func init() {
-	commands["bench"].sub["secagg"] = &command{
-		summary: "one secure-aggregation session with dropouts, against the AES-CTR keystream of one mask",
-		run:     runBenchSecAgg,
-	}
-}
-
 func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "bench secagg")
 	var o benchmark.SecAggOptions

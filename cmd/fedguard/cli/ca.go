@@ -22,26 +22,6 @@ import (
 // they do is a call into package certs, and every issuance and revocation
 // is also appended to the CA's audit log (ca_audit.go).
 
-func init() {
-	commands["ca"] = &command{
-		summary: "the federation CA: init, issue, sign, revoke, list",
-		sub: map[string]*command{
-			"init":   {summary: "create a federation CA in a new directory", run: runCAInit},
-			"issue":  {summary: "issue the coordinator's server certificate and key", run: runCAIssue},
-			"sign":   {summary: "sign a participant's CSR", run: runCASign},
-			"revoke": {summary: "revoke a certificate by serial, file or participant name", run: runCARevoke},
-			"list":   {summary: "list issued certificates and whether they are revoked", run: runCAList},
-		},
-	}
-	if commands["participant"] == nil {
-		commands["participant"] = &command{summary: "the hospital agent: init, run", sub: map[string]*command{}}
-	}
-	commands["participant"].sub["init"] = &command{
-		summary: "make this hospital's key and certificate signing request",
-		run:     runParticipantInit,
-	}
-}
-
 func runCAInit(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca init")
 	dir := flags.String("dir", "", "directory for the new CA (created 0700, must not hold anything)")

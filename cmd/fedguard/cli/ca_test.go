@@ -173,7 +173,7 @@ func TestCAHelp(t *testing.T) {
 			t.Errorf("fedguard ca help = %d, missing %q:\n%s", code, sub, out)
 		}
 	}
-	if commands["participant"] == nil || commands["participant"].sub["init"] == nil {
+	if p := lookup(commands, "participant"); p == nil || lookup(p.sub, "init") == nil {
 		t.Error("participant init is not registered")
 	}
 	if code, _, _ := caRun(t, "ca", "list"); code != 2 {

@@ -1,7 +1,7 @@
-// Package cli maps fedguard's command line onto package calls. Each
-// subcommand lives in its own file and registers itself in commands; none
-// holds domain logic, so everything a command does can also be done from a
-// test through the packages it calls.
+// Package cli maps fedguard's command line onto package calls. The command
+// table (commands.go) lists every command; each command's code lives in its
+// own file and holds no domain logic, so everything a command does can also
+// be done from a test through the packages it calls.
 package cli
 
 import (
@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"strings"
 )
 
@@ -23,16 +22,24 @@ type Env struct {
 	Log *slog.Logger
 }
 
-// command is one subcommand, possibly with subcommands of its own (run is
-// then nil and sub is set).
+// command is one entry of the command table: a command with its run
+// function, or (run nil, sub set) a group of subcommands.
 type command struct {
+	name    string
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) error
-	sub     map[string]*command
+	sub     []*command
 }
 
-// commands is filled by the init functions of the files of this package.
-var commands = map[string]*command{}
+// lookup finds the command called name in table.
+func lookup(table []*command, name string) *command {
+	for _, c := range table {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
 
 // errUsage marks an error caused by the command line itself (exit code 2).
 var errUsage = errors.New("usage")
@@ -77,7 +84,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func dispatch(ctx context.Context, env *Env, path []string, table map[string]*command, args []string) error {
+func dispatch(ctx context.Context, env *Env, path []string, table []*command, args []string) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printHelp(env.Stdout, path, table)
 		if len(args) == 0 {
@@ -85,8 +92,8 @@ func dispatch(ctx context.Context, env *Env, path []string, table map[string]*co
 		}
 		return nil
 	}
-	c, ok := table[args[0]]
-	if !ok {
+	c := lookup(table, args[0])
+	if c == nil {
 		return usageError("unknown command %q (see 'fedguard %shelp')", strings.Join(append(path, args[0]), " "), prefix(path))
 	}
 	path = append(path, args[0])
@@ -103,15 +110,10 @@ func prefix(path []string) string {
 	return strings.Join(path, " ") + " "
 }
 
-func printHelp(w io.Writer, path []string, table map[string]*command) {
+func printHelp(w io.Writer, path []string, table []*command) {
 	fmt.Fprintf(w, "usage: fedguard [-log-format text|json] [-log-level LEVEL] %sCOMMAND [flags]\n\ncommands:\n", prefix(path))
-	names := make([]string, 0, len(table))
-	for n := range table {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, table[n].summary)
+	for _, c := range table {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 }
 

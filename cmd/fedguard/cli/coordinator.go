@@ -12,13 +12,6 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 )
 
-func init() {
-	commands["coordinator"] = &command{
-		summary: "run a federation's coordinator (rounds, aggregation, persistence)",
-		run:     runCoordinator,
-	}
-}
-
 // coordinatorFlags registers the flags of `coordinator` that override
 // fields of its configuration file, bound to c.
 func coordinatorFlags(fs *flag.FlagSet, c *coordinator.Config) {

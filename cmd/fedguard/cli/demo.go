@@ -10,13 +10,6 @@ import (
 	"github.com/fedguard/fedguard/demo"
 )
 
-func init() {
-	commands["demo"] = &command{
-		summary: "run a whole federation on loopback with the shipped WDBC data",
-		run:     runDemo,
-	}
-}
-
 func runDemo(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "demo")
 	var o demo.Options

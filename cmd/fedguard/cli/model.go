@@ -20,13 +20,6 @@ import (
 	"github.com/fedguard/fedguard/safetensors"
 )
 
-func init() {
-	commands["model"] = &command{summary: "the federation's model as a deployable file: export, verify", sub: map[string]*command{
-		"export": {summary: "write a round's model as safetensors with its signed manifest", run: runModelExport},
-		"verify": {summary: "check a safetensors model against its signed manifest (the serving side's check)", run: runModelVerify},
-	}}
-}
-
 // Metadata keys of an exported model file. They tie the file to its
 // manifest; [verifyModel] requires exactly these.
 const (

@@ -17,21 +17,6 @@ import (
 // agentVersion is what `participant run` reports in Join.
 const agentVersion = "fedguard-participant/1"
 
-func init() {
-	if commands["participant"] == nil {
-		commands["participant"] = &command{summary: "the hospital agent: init, run", sub: map[string]*command{}}
-	}
-	commands["participant"].sub["run"] = &command{
-		summary: "take part in a federation's training until it finishes",
-		run:     runParticipant,
-	}
-	commands["participant"].summary = "the hospital agent: init, run, validate"
-	commands["participant"].sub["validate"] = &command{
-		summary: "check a data file against an expectations file, or propose one (--init)",
-		run:     runValidate,
-	}
-}
-
 // stringList is a repeatable flag that also accepts comma-separated values.
 type stringList []string
 

@@ -10,17 +10,6 @@ import (
 	"github.com/fedguard/fedguard/privacy"
 )
 
-func init() {
-	commands["privacy"] = &command{
-		summary: "differential-privacy accounting: epsilon, sigma, steps",
-		sub: map[string]*command{
-			"epsilon": {summary: "(ε, δ) of T steps of the Poisson-subsampled Gaussian mechanism", run: runPrivacyEpsilon},
-			"sigma":   {summary: "the noise multiplier that keeps T steps within an (ε, δ) budget", run: runPrivacySigma},
-			"steps":   {summary: "how many steps an (ε, δ) budget allows", run: runPrivacySteps},
-		},
-	}
-}
-
 // privacyFlags declares the accountant's flags on fs; each command picks the
 // ones it takes.
 type privacyFlags struct {

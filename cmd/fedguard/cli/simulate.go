@@ -19,13 +19,6 @@ import (
 	"github.com/fedguard/fedguard/simulation"
 )
 
-func init() {
-	commands["simulate"] = &command{
-		summary: "poisoning attacks against aggregation rules, in process (simulate grid: every pair)",
-		run:     runSimulate,
-	}
-}
-
 // Default grid of `fedguard simulate grid`.
 const (
 	defaultGridAttacks = "none,sign-flip,gaussian,label-flip,alie,ipm,min-max"
