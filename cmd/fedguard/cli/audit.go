@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -70,51 +69,6 @@ func runAuditExport(_ context.Context, env *Env, args []string) error {
 	return done(l.Export(w))
 }
 
-// keyFile is a coordinator's public key as `fedguard audit` reads it:
-// signing.pub (PEM, both keys: checkpoints and manifests can be checked)
-// or a signed-note verifier key line (checkpoints only).
-type keyFile struct {
-	keys      *manifest.PublicKeys
-	verifiers note.Verifiers
-}
-
-func loadKeyFile(path string) (keyFile, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return keyFile{}, fmt.Errorf("key: %w", err)
-	}
-	if bytes.Contains(b, []byte("-----BEGIN")) {
-		k, err := manifest.ParsePublicKeys(b)
-		if err != nil {
-			return keyFile{}, fmt.Errorf("key %s: %w", path, err)
-		}
-		return keyFile{keys: &k, verifiers: keyVerifiers{k}}, nil
-	}
-	v, err := note.NewVerifier(strings.TrimSpace(string(b)))
-	if err != nil {
-		return keyFile{}, fmt.Errorf("key %s: neither a PEM signing.pub nor a note verifier key: %w", path, err)
-	}
-	return keyFile{verifiers: note.VerifierList(v)}, nil
-}
-
-// keyVerifiers makes the note verifier for whatever name a checkpoint
-// signature claims from the coordinator's Ed25519 key; the key hash, which
-// covers the name, must still match.
-type keyVerifiers struct{ keys manifest.PublicKeys }
-
-func (k keyVerifiers) Verifier(name string, hash uint32) (note.Verifier, error) {
-	v, err := k.keys.NoteVerifier(name)
-	if err != nil || v.KeyHash() != hash {
-		return nil, &note.UnknownVerifierError{Name: name, KeyHash: hash}
-	}
-	return v, nil
-}
-
-func (k keyFile) verifyManifest(env []byte) error {
-	_, _, err := manifest.Open(env, *k.keys)
-	return err
-}
-
 func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit verify")
 	key := fs.String("key", "", "the coordinator's public key file (signing.pub, or a note verifier key)")
@@ -131,7 +85,7 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	if fs.NArg() != 1 {
 		return usageError("audit verify: want one FILE (an export, or - for standard input), got %d arguments", fs.NArg())
 	}
-	k, err := loadKeyFile(*key)
+	k, err := manifest.LoadPublicKeyFile(*key)
 	if err != nil {
 		return err
 	}
@@ -149,7 +103,7 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		ev, cp, err := audit.VerifyProof(data, k.verifiers)
+		ev, cp, err := audit.VerifyProof(data, k.Verifiers)
 		if err != nil {
 			return err
 		}
@@ -157,7 +111,7 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 			ev.Seq, ev.Kind, ev.Actor, ev.Round, cp.Origin, cp.Size)
 		return nil
 	}
-	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.verifiers})
+	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers})
 	if err != nil {
 		return err
 	}
@@ -209,16 +163,16 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 	defer l.Close()
 	opts := audit.ReportOptions{Round: *round, Origin: l.Origin(), LogStatus: "not verified (no -key given): checkpoints and signatures were not checked"}
 	if *key != "" {
-		k, err := loadKeyFile(*key)
+		k, err := manifest.LoadPublicKeyFile(*key)
 		if err != nil {
 			return err
 		}
-		if k.keys == nil {
+		if k.Keys == nil {
 			return usageError("audit report: -key must be the coordinator's signing.pub (PEM), to check manifests")
 		}
-		opts.VerifyManifest = k.verifyManifest
+		opts.VerifyManifest = k.VerifyManifest
 		var verified bool
-		opts.LogStatus, verified = logStatus(l, k.verifiers)
+		opts.LogStatus, verified = logStatus(l, k.Verifiers)
 		if verified {
 			// Only checkpoints that verified may vouch for rounds.
 			if err := l.Checkpoints(func(c audit.Checkpoint) error { opts.Checkpoints = append(opts.Checkpoints, c); return nil }); err != nil {
@@ -283,14 +237,14 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 	}
 	name := manifest.SubjectName(m.Federation, m.Round)
 	if *key != "" {
-		k, err := loadKeyFile(*key)
+		k, err := manifest.LoadPublicKeyFile(*key)
 		if err != nil {
 			return err
 		}
-		if k.keys == nil {
+		if k.Keys == nil {
 			return usageError("audit model: -key must be the coordinator's signing.pub (PEM)")
 		}
-		v, err := manifest.Verify(m.Manifest, *k.keys, m.Federation)
+		v, err := manifest.Verify(m.Manifest, *k.Keys, m.Federation)
 		if err != nil {
 			return err
 		}

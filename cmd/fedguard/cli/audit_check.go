@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+
+	"github.com/fedguard/fedguard/manifest"
 )
 
 // runAuditCheck runs `fedguard audit check`: audit.Log.Check on a stopped
@@ -19,19 +21,19 @@ func runAuditCheck(_ context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	kf := keyFile{}
+	var kf manifest.PublicKeyFile
 	if *key != "" {
-		if kf, err = loadKeyFile(*key); err != nil {
+		if kf, err = manifest.LoadPublicKeyFile(*key); err != nil {
 			return err
 		}
 	}
-	sum, err := l.Check(kf.verifiers)
+	sum, err := l.Check(kf.Verifiers)
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "FAILED: %s\n", *db)
 		return err
 	}
 	signatures := "signatures verified"
-	if kf.verifiers == nil {
+	if kf.Verifiers == nil {
 		signatures = "signatures NOT checked (no --key)"
 	}
 	fmt.Fprintf(env.Stdout, "OK: %s: %d events, head %s; %d checkpoints (%s), the last covers %d events\n",

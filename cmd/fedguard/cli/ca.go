@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -14,13 +12,14 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/certs/ca"
 	"github.com/fedguard/fedguard/manifest"
 )
 
 // This file holds the operator's `fedguard ca` commands (the federation CA)
 // and the hospital's `fedguard participant init` (key and CSR). Everything
-// they do is a call into package certs, and every issuance and revocation
-// is also appended to the CA's audit log (ca_audit.go).
+// they do is a call into package certs or certs/ca, which also appends every
+// issuance and revocation to the CA's audit log.
 
 func runCAInit(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca init")
@@ -36,7 +35,7 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	if *validity <= 0 {
 		return usageError("ca init: -validity must be positive")
 	}
-	a, err := certs.Init(*dir, *fed, *validity)
+	a, err := ca.Init(*dir, *fed, *validity)
 	if err != nil {
 		return err
 	}
@@ -44,11 +43,8 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "  certificate %s (valid until %s): give it to the coordinator and every hospital\n",
 		filepath.Join(*dir, "ca.crt"), a.Certificate().NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
-	if err := recordCA(*dir, a.Federation()); err != nil {
-		return err
-	}
 	fmt.Fprintf(env.Stdout, "  audit log %s: every certificate issued or revoked, verifiable with %s\n",
-		filepath.Join(caAuditDir(*dir), "audit.db"), filepath.Join(caAuditDir(*dir), manifest.PublicFile))
+		filepath.Join(ca.AuditDir(*dir), "audit.db"), filepath.Join(ca.AuditDir(*dir), manifest.PublicFile))
 	return nil
 }
 
@@ -72,32 +68,14 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	if len(hostList) == 0 {
 		return usageError("ca issue: -host names no host")
 	}
-	// Check before issuing, so a refused key file does not leave an
-	// orphan certificate in issued.jsonl.
-	if _, err := os.Lstat(*outKey); err == nil {
-		return fmt.Errorf("ca issue: %s already exists, refusing to overwrite a private key", *outKey)
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	a, err := ca.Open(*dir)
+	if err != nil {
+		return err
+	}
+	cert, id, err := a.IssueServer(hostList, *validity, *outCert, *outKey)
+	if kerr := (*ca.KeyFileError)(nil); errors.As(err, &kerr) {
 		return fmt.Errorf("ca issue: %w", err)
-	}
-	a, err := certs.Open(*dir)
-	if err != nil {
-		return err
-	}
-	certPEM, keyPEM, err := a.IssueServer(hostList, *validity)
-	if err != nil {
-		return err
-	}
-	entry, cert, id, err := issuedEntry(certPEM)
-	if err != nil {
-		return err
-	}
-	if err := recordCA(*dir, a.Federation(), entry); err != nil {
-		return err
-	}
-	if err := certs.WritePrivateKey(*outKey, keyPEM); err != nil {
-		return err
-	}
-	if err := certs.WriteFileAtomic(*outCert, certPEM, 0o644); err != nil {
+	} else if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "issued %s serial %s for %s, valid until %s\n",
@@ -126,22 +104,14 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("ca sign: %w", err)
 	}
-	a, err := certs.Open(*dir)
+	a, err := ca.Open(*dir)
 	if err != nil {
 		return err
 	}
-	certPEM, err := a.Sign(csrPEM, *validity)
-	if err != nil {
+	cert, id, err := a.Sign(csrPEM, *validity, *out)
+	if rerr := (*ca.RequestError)(nil); errors.As(err, &rerr) {
 		return fmt.Errorf("ca sign %s: %w", *csrFile, err)
-	}
-	entry, cert, id, err := issuedEntry(certPEM)
-	if err != nil {
-		return err
-	}
-	if err := recordCA(*dir, a.Federation(), entry); err != nil {
-		return err
-	}
-	if err := certs.WriteFileAtomic(*out, certPEM, 0o644); err != nil {
+	} else if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "signed %s serial %s, valid until %s\n", id, caSerial(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339))
@@ -170,13 +140,13 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	if n != 1 {
 		return usageError("ca revoke: give exactly one of -serial, -cert or -name")
 	}
-	a, err := certs.Open(*dir)
+	a, err := ca.Open(*dir)
 	if err != nil {
 		return err
 	}
 	var (
-		serials []*big.Int
-		cert    *x509.Certificate
+		revoked []ca.Revoked
+		already bool
 	)
 	switch {
 	case *serial != "":
@@ -184,61 +154,44 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 		if err != nil {
 			return usageError("ca revoke: %v", err)
 		}
-		serials = []*big.Int{s}
-	case *certFile != "":
-		cert, err = certs.LoadCertificate(*certFile)
+		r, was, err := a.Revoke(s)
 		if err != nil {
 			return err
 		}
-		if err := cert.CheckSignatureFrom(a.Certificate()); err != nil {
-			return fmt.Errorf("ca revoke: %s was not issued by this CA: %w", *certFile, err)
+		revoked, already = []ca.Revoked{r}, was
+	case *certFile != "":
+		cert, err := certs.LoadCertificate(*certFile)
+		if err != nil {
+			return err
 		}
-		serials = []*big.Int{cert.SerialNumber}
-	}
-	issued, err := a.Issued()
-	if err != nil {
-		return err
-	}
-	already := map[string]bool{}
-	identity := map[string]string{}
-	for _, r := range issued {
-		already[r.Serial] = r.Revoked
-		identity[r.Serial] = r.Identity
-	}
-	if *name != "" {
-		revoked, err := a.RevokeName(*name)
+		r, was, err := a.RevokeCertificate(cert)
+		if errors.Is(err, ca.ErrForeign) {
+			return fmt.Errorf("ca revoke: %s %w", *certFile, err)
+		} else if err != nil {
+			return err
+		}
+		revoked, already = []ca.Revoked{r}, was
+	default:
+		revoked, err = a.RevokeName(*name)
 		if err != nil {
 			return err
 		}
 		if len(revoked) == 0 {
 			fmt.Fprintf(env.Stdout, "every certificate of %s was already revoked\n", *name)
 		}
-		serials = revoked
-	} else {
-		s := serials[0]
-		if already[s.Text(16)] {
-			fmt.Fprintf(env.Stdout, "serial %s (%s) was already revoked\n", caSerial(s), identity[s.Text(16)])
-			return nil
-		}
-		revoke := func() error { return a.Revoke(s) }
-		if *certFile != "" {
-			revoke = func() error { return a.RevokeCertificate(cert) }
-		}
-		if err := revoke(); err != nil {
-			return err
-		}
 	}
-	if err := recordCA(*dir, a.Federation(), revokedEntries(serials, identity)...); err != nil {
-		return err
+	if already {
+		fmt.Fprintf(env.Stdout, "serial %s (%s) was already revoked\n", caSerial(revoked[0].Serial), revoked[0].Identity)
+		return nil
 	}
-	for _, s := range serials {
-		id := identity[s.Text(16)]
+	for _, r := range revoked {
+		id := r.Identity
 		if id == "" {
 			id = "not in issued.jsonl"
 		}
-		fmt.Fprintf(env.Stdout, "revoked serial %s (%s)\n", caSerial(s), id)
+		fmt.Fprintf(env.Stdout, "revoked serial %s (%s)\n", caSerial(r.Serial), id)
 	}
-	if len(serials) > 0 {
+	if len(revoked) > 0 {
 		fmt.Fprintf(env.Stdout, "  the coordinator refuses them once it reloads %s\n", filepath.Join(*dir, "crl.pem"))
 	}
 	return nil
