@@ -1,4 +1,4 @@
-package secureround_test
+package wire_test
 
 import (
 	"crypto/x509"
@@ -14,9 +14,8 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
-	"github.com/fedguard/fedguard/internal/wire"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
-	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 func TestMaskedRoundTrip(t *testing.T) {
@@ -26,9 +25,9 @@ func TestMaskedRoundTrip(t *testing.T) {
 		for i := range words {
 			words[i] = uint32(i)*2654435761 + 1
 		}
-		asm := secureround.NewMaskedAssembler(dim)
+		asm := wire.NewMaskedAssembler(dim)
 		chunks := 0
-		err := secureround.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+		err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
 			chunks++
 			if asm.Done() {
 				t.Errorf("assembler done before chunk %d", chunks)
@@ -77,14 +76,14 @@ func TestMaskedAssemblerRefusals(t *testing.T) {
 			if tt.name == "wrong length" {
 				dim = 8
 			}
-			asm := secureround.NewMaskedAssembler(dim)
+			asm := wire.NewMaskedAssembler(dim)
 			var err error
 			for _, c := range tt.chunks {
 				if err = asm.Add(c); err != nil {
 					break
 				}
 			}
-			if !errors.Is(err, secureround.ErrMessage) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, wire.ErrMessage) || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Add = %v, want ErrMessage naming %q", err, tt.want)
 			}
 		})
@@ -101,21 +100,21 @@ func TestFromProtoRefusals(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"advertisement missing", second(secureround.AdvertiseFromProto(1, nil)), "missing"},
-		{"short key", second(secureround.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 31), SPub: make([]byte, 32), Signature: []byte{1}})), "31 and 32 bytes"},
-		{"no signature", second(secureround.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32)})), "signature of 0 bytes"},
-		{"huge signature", second(secureround.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32), Signature: make([]byte, secagg.MaxSignatureSize+1)})), "signature of"},
-		{"too many peers", second(secureround.KeysFromProto(&fedguardv1.SecureKeys{Peers: make([]*fedguardv1.SecurePeer, 3)}, 2)), "3 advertisements"},
-		{"peer id zero", second(secureround.KeysFromProto(&fedguardv1.SecureKeys{Peers: []*fedguardv1.SecurePeer{{Id: 0, Advertise: good, Certificate: []byte{1}}}}, 2)), "participant 0"},
-		{"peer without certificate", second(secureround.KeysFromProto(&fedguardv1.SecureKeys{Peers: []*fedguardv1.SecurePeer{{Id: 1, Advertise: good}}}, 2)), "0 bytes"},
-		{"short commitment", second(secureround.SharesFromProto(1, 3, &fedguardv1.SecureShares{SelfCommit: make([]byte, 3)})), "commitment of 3 bytes"},
-		{"too many shares", second(secureround.SharesFromProto(1, 3, &fedguardv1.SecureShares{SelfCommit: make([]byte, 32), Shares: []*fedguardv1.SecureShare{share(secagg.ShareCiphertextSize), share(secagg.ShareCiphertextSize), share(secagg.ShareCiphertextSize)}})), "3 shares"},
-		{"short ciphertext", second(secureround.RoutedFromProto(&fedguardv1.SecureRoutedShares{Shares: []*fedguardv1.SecureShare{share(5)}}, 3)), "5 bytes"},
-		{"too many survivors", second(secureround.SurvivorsFromProto(&fedguardv1.SecureSurvivors{Ids: []uint32{1, 2, 3}}, 2)), "3 survivors"},
-		{"too many signatures", second(secureround.UnmaskRequestFromProto(1, 2, &fedguardv1.SecureUnmaskRequest{Signatures: make([]*fedguardv1.SecureSignerSignature, 3)})), "3 signatures"},
-		{"short revealed share", second(secureround.UnmaskResponseFromProto(1, 2, &fedguardv1.SecureUnmaskResponse{KeyShares: []*fedguardv1.SecureRevealed{{Owner: 2, Value: []byte{1}}}})), "1 bytes"},
+		{"advertisement missing", second(wire.AdvertiseFromProto(1, nil)), "missing"},
+		{"short key", second(wire.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 31), SPub: make([]byte, 32), Signature: []byte{1}})), "31 and 32 bytes"},
+		{"no signature", second(wire.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32)})), "signature of 0 bytes"},
+		{"huge signature", second(wire.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32), Signature: make([]byte, secagg.MaxSignatureSize+1)})), "signature of"},
+		{"too many peers", second(wire.KeysFromProto(&fedguardv1.SecureKeys{Peers: make([]*fedguardv1.SecurePeer, 3)}, 2)), "3 advertisements"},
+		{"peer id zero", second(wire.KeysFromProto(&fedguardv1.SecureKeys{Peers: []*fedguardv1.SecurePeer{{Id: 0, Advertise: good, Certificate: []byte{1}}}}, 2)), "participant 0"},
+		{"peer without certificate", second(wire.KeysFromProto(&fedguardv1.SecureKeys{Peers: []*fedguardv1.SecurePeer{{Id: 1, Advertise: good}}}, 2)), "0 bytes"},
+		{"short commitment", second(wire.SharesFromProto(1, 3, &fedguardv1.SecureShares{SelfCommit: make([]byte, 3)})), "commitment of 3 bytes"},
+		{"too many shares", second(wire.SharesFromProto(1, 3, &fedguardv1.SecureShares{SelfCommit: make([]byte, 32), Shares: []*fedguardv1.SecureShare{share(secagg.ShareCiphertextSize), share(secagg.ShareCiphertextSize), share(secagg.ShareCiphertextSize)}})), "3 shares"},
+		{"short ciphertext", second(wire.RoutedFromProto(&fedguardv1.SecureRoutedShares{Shares: []*fedguardv1.SecureShare{share(5)}}, 3)), "5 bytes"},
+		{"too many survivors", second(wire.SurvivorsFromProto(&fedguardv1.SecureSurvivors{Ids: []uint32{1, 2, 3}}, 2)), "3 survivors"},
+		{"too many signatures", second(wire.UnmaskRequestFromProto(1, 2, &fedguardv1.SecureUnmaskRequest{Signatures: make([]*fedguardv1.SecureSignerSignature, 3)})), "3 signatures"},
+		{"short revealed share", second(wire.UnmaskResponseFromProto(1, 2, &fedguardv1.SecureUnmaskResponse{KeyShares: []*fedguardv1.SecureRevealed{{Owner: 2, Value: []byte{1}}}})), "1 bytes"},
 	} {
-		if !errors.Is(tt.err, secureround.ErrMessage) || !strings.Contains(tt.err.Error(), tt.want) {
+		if !errors.Is(tt.err, wire.ErrMessage) || !strings.Contains(tt.err.Error(), tt.want) {
 			t.Errorf("%s: %v, want ErrMessage naming %q", tt.name, tt.err, tt.want)
 		}
 	}
@@ -175,7 +174,7 @@ func TestPeerKeys(t *testing.T) {
 		{"not a certificate", []byte("junk"), "certificate of participant 2"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			keys, err := secureround.PeerKeys([]secureround.Peer{{Advertise: adv, Certificate: tt.cert}}, "demo", members, roots, time.Now())
+			keys, err := wire.PeerKeys([]wire.Peer{{Advertise: adv, Certificate: tt.cert}}, "demo", members, roots, time.Now())
 			if tt.want == "" {
 				if err != nil || keys[2] == nil {
 					t.Fatalf("PeerKeys = %v, %v; want the key of participant 2", keys, err)
@@ -207,17 +206,17 @@ func FuzzRequest(f *testing.F) {
 			return
 		}
 		const n = 4
-		if m, err := secureround.AdvertiseFromProto(1, req.GetAdvertise()); err == nil && len(m.Sig) == 0 {
+		if m, err := wire.AdvertiseFromProto(1, req.GetAdvertise()); err == nil && len(m.Sig) == 0 {
 			t.Errorf("accepted an advertisement without a signature")
 		}
-		if m, err := secureround.SharesFromProto(1, n, req.GetShares()); err == nil && len(m.Shares) > n-1 {
+		if m, err := wire.SharesFromProto(1, n, req.GetShares()); err == nil && len(m.Shares) > n-1 {
 			t.Errorf("accepted %d shares in a bucket of %d", len(m.Shares), n)
 		}
-		asm := secureround.NewMaskedAssembler(3)
+		asm := wire.NewMaskedAssembler(3)
 		if asm.Add(req.GetMasked()) == nil && len(asm.Words()) != 3 {
 			t.Errorf("assembler changed its length")
 		}
-		if r, err := secureround.UnmaskResponseFromProto(1, n, req.GetUnmask()); err == nil && len(r.SelfShares)+len(r.KeyShares) > 2*n {
+		if r, err := wire.UnmaskResponseFromProto(1, n, req.GetUnmask()); err == nil && len(r.SelfShares)+len(r.KeyShares) > 2*n {
 			t.Errorf("accepted %d revealed shares", len(r.SelfShares)+len(r.KeyShares))
 		}
 	})

@@ -1,4 +1,4 @@
-package secureround
+package wire
 
 import (
 	"crypto/x509"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
-	"github.com/fedguard/fedguard/internal/wire"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -165,11 +164,11 @@ func RoutedFromProto(p *fedguardv1.SecureRoutedShares, n int) ([]*secagg.Encrypt
 	return sharesFromProto(p.GetShares(), n-1)
 }
 
-// SendMasked sends a masked input in chunks of at most wire.ChunkBytes.
+// SendMasked sends a masked input in chunks of at most ChunkBytes.
 // Each chunk has its own buffer: gRPC may read a message after Send
 // returns (stats handlers do).
 func SendMasked(words []uint32, send func(*fedguardv1.SecureMaskedChunk) error) error {
-	const per = wire.ChunkBytes / 4
+	const per = ChunkBytes / 4
 	for off := 0; off < len(words); off += per {
 		end := min(off+per, len(words))
 		buf := make([]byte, 0, 4*(end-off))
@@ -202,8 +201,8 @@ func (a *MaskedAssembler) Add(c *fedguardv1.SecureMaskedChunk) error {
 		return fmt.Errorf("%w: masked input of %d words, the session has %d", ErrMessage, c.GetWords(), len(a.words))
 	case c.GetOffset() != a.next:
 		return fmt.Errorf("%w: masked chunk at word %d, expected %d", ErrMessage, c.GetOffset(), a.next)
-	case len(c.GetData()) == 0 || len(c.GetData())%4 != 0 || len(c.GetData()) > wire.ChunkBytes:
-		return fmt.Errorf("%w: masked chunk of %d bytes (a positive multiple of 4, at most %d)", ErrMessage, len(c.GetData()), wire.ChunkBytes)
+	case len(c.GetData()) == 0 || len(c.GetData())%4 != 0 || len(c.GetData()) > ChunkBytes:
+		return fmt.Errorf("%w: masked chunk of %d bytes (a positive multiple of 4, at most %d)", ErrMessage, len(c.GetData()), ChunkBytes)
 	case a.next+uint64(len(c.GetData())/4) > uint64(len(a.words)):
 		return fmt.Errorf("%w: masked chunk at word %d runs past %d words", ErrMessage, a.next, len(a.words))
 	}

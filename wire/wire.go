@@ -1,7 +1,12 @@
-// Package wire moves parameter vectors over the fedguard.v1 contract: it cuts
-// a vector into chunks small enough for gRPC's default message limits and
-// reassembles them on the other side, refusing anything out of order, out of
-// bounds or non-finite, while hashing and measuring the vector on the fly.
+// Package wire is the one place where fedguard's Go types meet the
+// fedguard.v1 messages, for both the plain and the secure round: it cuts a
+// parameter vector into chunks small enough for gRPC's default message
+// limits and reassembles them on the other side, refusing anything out of
+// order, out of bounds or non-finite, while hashing and measuring the vector
+// on the fly; and it converts, with every check a peer's mistake calls for,
+// the model and feature-scaling descriptions and the secure-aggregation
+// messages. It holds no protocol state: the coordinator and the participant
+// agent decide what to send and when.
 //
 // # Format
 //
@@ -17,6 +22,16 @@
 // model and dataset packages' types, checking everything a peer could get
 // wrong (unknown format version, unknown kind, a parameter count that does
 // not match the architecture).
+//
+// # Secure aggregation
+//
+// The XToProto and XFromProto functions of secure.go map the messages of
+// package aggregation/secagg onto the SecureAggregate stream's messages and
+// back. A FromProto function gets the bucket size n, refuses any id, count
+// or size outside it, and wraps every refusal in [ErrMessage]. Masked
+// inputs travel as uint32 words in chunks of at most ChunkBytes
+// ([SendMasked], [MaskedAssembler]). [PeerKeys] checks each relayed key
+// advertisement against the certificate that signed it.
 package wire
 
 import (
