@@ -3,9 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,10 +25,7 @@ import (
 // parseAndOpen parses a command's flags, of which -db (bound to db) is
 // required, and opens that audit database read-only.
 func parseAndOpen(fs *flag.FlagSet, db *string, args []string) (*audit.Log, error) {
-	if err := parseFlags(fs, args); err != nil {
-		return nil, err
-	}
-	if err := required(fs, "db"); err != nil {
+	if err := parseFlags(fs, args, "db"); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(*db); err != nil {
@@ -73,11 +68,8 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit verify")
 	key := fs.String("key", "", "the coordinator's public key file (signing.pub, or a note verifier key)")
 	proof := fs.Bool("proof", false, "FILE is an inclusion proof from 'fedguard audit prove', not an export")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError("%v", err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if err := required(fs, "key"); err != nil {
 		return err
@@ -214,8 +206,7 @@ func logStatus(l *audit.Log, v note.Verifiers) (string, bool) {
 
 func runAuditModel(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit model")
-	dataDir := fs.String("data-dir", "", "a stopped coordinator's data directory (or a copy of it)")
-	round := fs.Int64("round", -1, "round whose model to write (default: the last closed round; 0 is the initial model)")
+	dataDir, round := roundModelFlags(fs)
 	outDir := fs.String("out", ".", "directory for MODEL.bin and MODEL.bin.manifest.json")
 	key := fs.String("key", "", "the coordinator's signing.pub: check the manifest and the model before writing them")
 	fs.Usage = func() {
@@ -225,10 +216,7 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 			"it checks the Ed25519 signature, against the coordinator's %s, and the model's digest):\n  %s\n",
 			manifest.CosignPublicFile, cosignCommand(manifest.CosignPublicFile, "FED-model-round-000020.bin"))
 	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "data-dir"); err != nil {
+	if err := parseFlags(fs, args, "data-dir"); err != nil {
 		return err
 	}
 	m, err := coordinator.ExportModel(*dataDir, *round)
@@ -244,12 +232,7 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 		if k.Keys == nil {
 			return usageError("audit model: -key must be the coordinator's signing.pub (PEM)")
 		}
-		v, err := manifest.Verify(m.Manifest, *k.Keys, m.Federation)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(m.Model)
-		if err := v.CheckModel(sum); err != nil {
+		if _, err := verifyExported(m, *k.Keys); err != nil {
 			return err
 		}
 	}

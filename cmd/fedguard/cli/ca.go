@@ -26,10 +26,7 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	dir := flags.String("dir", "", "directory for the new CA (created 0700, must not hold anything)")
 	fed := flags.String("federation", "", "federation name: a-z, 0-9, '-', '.'")
 	validity := flags.Duration("validity", certs.DefaultCAValidity, "lifetime of the CA certificate")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "dir", "federation"); err != nil {
+	if err := parseFlags(flags, args, "dir", "federation"); err != nil {
 		return err
 	}
 	if *validity <= 0 {
@@ -55,16 +52,13 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	outKey := flags.String("out-key", "", "file for the coordinator private key (0600, must not exist)")
 	hosts := flags.String("host", "", "comma-separated DNS names and IP addresses the coordinator is reached at")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "dir", "out-cert", "out-key", "host"); err != nil {
+	if err := parseFlags(flags, args, "dir", "out-cert", "out-key", "host"); err != nil {
 		return err
 	}
 	if *validity <= 0 {
 		return usageError("ca issue: -validity must be positive")
 	}
-	hostList := caSplitList(*hosts)
+	hostList := splitList(*hosts)
 	if len(hostList) == 0 {
 		return usageError("ca issue: -host names no host")
 	}
@@ -91,10 +85,7 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM)")
 	out := flags.String("out", "", "file for the signed certificate")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "dir", "csr", "out"); err != nil {
+	if err := parseFlags(flags, args, "dir", "csr", "out"); err != nil {
 		return err
 	}
 	if *validity <= 0 {
@@ -125,10 +116,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	serial := flags.String("serial", "", "serial number to revoke, in hex")
 	certFile := flags.String("cert", "", "certificate file to revoke")
 	name := flags.String("name", "", "participant name: revoke every certificate issued to it")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "dir"); err != nil {
+	if err := parseFlags(flags, args, "dir"); err != nil {
 		return err
 	}
 	n := 0
@@ -200,10 +188,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 func runCAList(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca list")
 	dir := flags.String("dir", "", "CA directory")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "dir"); err != nil {
+	if err := parseFlags(flags, args, "dir"); err != nil {
 		return err
 	}
 	a, err := certs.Open(*dir)
@@ -231,10 +216,7 @@ func runParticipantInit(_ context.Context, env *Env, args []string) error {
 	name := flags.String("name", "", "this hospital's participant name: a-z, 0-9, '-', '.'")
 	fed := flags.String("federation", "", "the federation to join")
 	dir := flags.String("dir", "", "directory for NAME.key and NAME.csr (created 0700 if missing)")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "name", "federation", "dir"); err != nil {
+	if err := parseFlags(flags, args, "name", "federation", "dir"); err != nil {
 		return err
 	}
 	// Validate before the name becomes a file name.
@@ -275,17 +257,6 @@ func runParticipantInit(_ context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "    --ca %s --cert %s --key %s \\\n", filepath.Join(*dir, "ca.crt"), filepath.Join(*dir, *name+".crt"), keyFile)
 	fmt.Fprintf(env.Stdout, "    --coordinator-key %s --data DATA.csv\n", filepath.Join(*dir, manifest.PublicFile))
 	return nil
-}
-
-// caSplitList splits a comma-separated flag value, dropping empty items.
-func caSplitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // caSerial is how the CLI prints serials: the hex form that

@@ -125,16 +125,26 @@ func newFlagSet(env *Env, name string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args and refuses stray positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags parses args, refuses stray positional arguments and, like
+// required, fails when one of the mandatory string flags is empty.
+func parseFlags(fs *flag.FlagSet, args []string, mandatory ...string) error {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return required(fs, mandatory...)
+}
+
+// parseArgs parses args of a command that takes positional arguments
+// (fs.Args()): a bad flag is a usage error, -h is flag.ErrHelp.
+func parseArgs(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageError("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
 	}
 	return nil
 }

@@ -1,10 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -72,26 +68,7 @@ func TestHelp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			code := Main(context.Background(), tt.args, &out, &errOut)
-			got := fmt.Sprintf("$ fedguard %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s", strings.Join(tt.args, " "), code, out.String(), errOut.String())
-			path := filepath.Join("testdata", "help", tt.name+".golden")
-			if updateGolden() {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("fedguard %s:\ngot:\n%s\nwant:\n%s", strings.Join(tt.args, " "), got, want)
-			}
+			checkGolden(t, filepath.Join("testdata", "help", tt.name+".golden"), tt.args)
 		})
 	}
 }

@@ -21,6 +21,27 @@ func testEnv() *Env {
 	return &Env{Stdout: io.Discard, Stderr: io.Discard, Log: slog.New(slog.DiscardHandler)}
 }
 
+// parseRunCase runs parseParticipantRun on args. With wantErr, it checks
+// that the error contains it and is a usage error exactly when wantUsage,
+// and returns false; else it fails on any error.
+func parseRunCase(t *testing.T, args []string, wantErr string, wantUsage bool) (participantRun, bool) {
+	t.Helper()
+	r, err := parseParticipantRun(testEnv(), args)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("parseParticipantRun(%q) = %v, want an error containing %q", args, err, wantErr)
+		}
+		if got := errors.Is(err, errUsage); got != wantUsage {
+			t.Errorf("parseParticipantRun(%q) = %v: usage error %v, want %v", args, err, got, wantUsage)
+		}
+		return participantRun{}, false
+	}
+	if err != nil {
+		t.Fatalf("parseParticipantRun(%q) = %v", args, err)
+	}
+	return r, true
+}
+
 // writeJSON writes v (a value, or raw JSON as a string) to dir/name.
 func writeJSON(t *testing.T, dir, name string, v any) string {
 	t.Helper()
@@ -107,18 +128,9 @@ func TestParticipantRunConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := parseParticipantRun(testEnv(), tt.args)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseParticipantRun(%q) = %v, want an error containing %q", tt.args, err, tt.wantErr)
-				}
-				if got := errors.Is(err, errUsage); got != tt.wantUsage {
-					t.Errorf("parseParticipantRun(%q) = %v: usage error %v, want %v", tt.args, err, got, tt.wantUsage)
-				}
+			r, ok := parseRunCase(t, tt.args, tt.wantErr, tt.wantUsage)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatalf("parseParticipantRun(%q) = %v", tt.args, err)
 			}
 			want := fromFile
 			want.Ignore = append([]string(nil), fromFile.Ignore...)

@@ -44,19 +44,14 @@ func parseCoordinator(env *Env, args []string) (coordinatorRun, error) {
 	checkData := fs.Bool("check-data", false, "check the data directory of a stopped coordinator (state.db and audit.db sound, the audit log verified, the two in agreement), print the verdict and exit (status 1 if it fails)")
 	var flags coordinator.Config
 	coordinatorFlags(fs, &flags)
-	if err := parseFlags(fs, args); err != nil {
-		return coordinatorRun{}, err
-	}
-	if err := required(fs, "config"); err != nil {
+	if err := parseFlags(fs, args, "config"); err != nil {
 		return coordinatorRun{}, err
 	}
 	cfg, err := coordinator.LoadConfig(*configPath)
 	if err != nil {
 		return coordinatorRun{}, err
 	}
-	target := flag.NewFlagSet("", flag.ContinueOnError)
-	coordinatorFlags(target, &cfg)
-	if err := overrideFlags(fs, target, map[string]bool{}); err != nil {
+	if cfg, err = overlay(fs, coordinatorFlags, cfg, nil, nil); err != nil {
 		return coordinatorRun{}, usageError("coordinator: %v", err)
 	}
 	return coordinatorRun{cfg: cfg, configPath: *configPath, check: *check, initKeys: *initKeys, init: *init, checkData: *checkData}, nil

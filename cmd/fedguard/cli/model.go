@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -67,16 +68,33 @@ func exportMetadata(r manifest.Round, manifestDigest [32]byte) map[string]string
 	}
 }
 
+// roundModelFlags declares -data-dir and -round, which name a round's model
+// in a stopped coordinator's data directory (coordinator.ExportModel).
+func roundModelFlags(fs *flag.FlagSet) (dataDir *string, round *int64) {
+	dataDir = fs.String("data-dir", "", "a stopped coordinator's data directory (or a copy of it)")
+	round = fs.Int64("round", -1, "round whose model to write (default: the last closed round; 0 is the initial model)")
+	return dataDir, round
+}
+
+// verifyExported checks an exported round's manifest against keys, then the
+// model's digest against the manifest.
+func verifyExported(m coordinator.ExportedModel, keys manifest.PublicKeys) (manifest.Verified, error) {
+	v, err := manifest.Verify(m.Manifest, keys, m.Federation)
+	if err != nil {
+		return manifest.Verified{}, err
+	}
+	if err := v.CheckModel(sha256.Sum256(m.Model)); err != nil {
+		return manifest.Verified{}, err
+	}
+	return v, nil
+}
+
 func runModelExport(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "model export")
-	dataDir := fs.String("data-dir", "", "a stopped coordinator's data directory (or a copy of it)")
-	round := fs.Int64("round", -1, "round whose model to write (default: the last closed round; 0 is the initial model)")
+	dataDir, round := roundModelFlags(fs)
 	outDir := fs.String("out", ".", "directory for FEDERATION-model-round-N.safetensors and its .manifest.json")
 	key := fs.String("key", "", "the coordinator's signing.pub (default: signing.pub in -data-dir)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "data-dir"); err != nil {
+	if err := parseFlags(fs, args, "data-dir"); err != nil {
 		return err
 	}
 	if *key == "" {
@@ -90,11 +108,8 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := manifest.Verify(m.Manifest, keys, m.Federation)
+	v, err := verifyExported(m, keys)
 	if err != nil {
-		return err
-	}
-	if err := v.CheckModel(sha256.Sum256(m.Model)); err != nil {
 		return err
 	}
 	spec, err := specOf(v.Round)
@@ -126,10 +141,7 @@ func runModelVerify(_ context.Context, env *Env, args []string) error {
 	manifestPath := fs.String("manifest", "", "its signed round manifest (DSSE envelope)")
 	key := fs.String("key", "", "the coordinator's signing.pub")
 	federation := fs.String("federation", "", "the federation the model must come from (default: any the key signs for)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "model", "manifest", "key"); err != nil {
+	if err := parseFlags(fs, args, "model", "manifest", "key"); err != nil {
 		return err
 	}
 	keys, err := manifest.LoadPublicKeys(*key)

@@ -90,12 +90,9 @@ func parseParticipantRun(env *Env, args []string) (participantRun, error) {
 		if err != nil {
 			return participantRun{}, fmt.Errorf("participant run: %w", err)
 		}
-		target := flag.NewFlagSet("", flag.ContinueOnError)
-		participantFlags(target, &cfg)
-		if err := overrideFlags(fs, target, given); err != nil {
+		if r.cfg, err = overlay(fs, participantFlags, cfg, nil, given); err != nil {
 			return participantRun{}, usageError("participant run: %v", err)
 		}
-		r.cfg = cfg
 	}
 	if err := r.cfg.Validate(); err != nil {
 		var fe *participant.FieldError
@@ -116,24 +113,35 @@ func parseParticipantRun(env *Env, args []string) (participantRun, error) {
 	return r, nil
 }
 
-// overrideFlags sets in target every flag given explicitly on parsed's
-// command line (found with Visit, so a flag left at its default does not
-// override), and records their names in given. Flags that target does not
-// have are skipped. A list flag replaces the target's list.
-func overrideFlags(parsed, target *flag.FlagSet, given map[string]bool) error {
+// overlay returns base with the flags given explicitly on parsed's command
+// line (found with Visit, so a flag left at its default does not override)
+// set on top, with their command-line values: a configuration file's
+// values under the flags given, or a simulation's parameters from the
+// flags that concern it. declare declares the flags bound to a config
+// (participantFlags, attackFlags, …), so the declarations are the one place
+// that says which flag fills which field. Flags declare does not know, and
+// those keep (if not nil) refuses, are skipped; a list flag replaces
+// base's list. The names of the flags set go into given, if not nil.
+func overlay[C any](parsed *flag.FlagSet, declare func(*flag.FlagSet, *C), base C, keep func(name string) bool, given map[string]bool) (C, error) {
+	dst := new(C)
+	target := flag.NewFlagSet("", flag.ContinueOnError)
+	declare(target, dst)
+	*dst = base
 	var err error
 	parsed.Visit(func(f *flag.Flag) {
 		t := target.Lookup(f.Name)
-		if t == nil || err != nil {
+		if t == nil || err != nil || keep != nil && !keep(f.Name) {
 			return
 		}
-		given[f.Name] = true
+		if given != nil {
+			given[f.Name] = true
+		}
 		if l, ok := t.Value.(*stringList); ok {
 			*l = nil
 		}
 		err = t.Value.Set(f.Value.String())
 	})
-	return err
+	return *dst, err
 }
 
 func runParticipant(ctx context.Context, env *Env, args []string) error {
@@ -194,10 +202,7 @@ func runValidate(ctx context.Context, env *Env, args []string) error {
 	out := fs.String("out", "", "file to write the proposed expectations to, refusing to overwrite (with -init; default stdout)")
 	var ignore stringList
 	fs.Var(&ignore, "ignore", "column to list as ignored, e.g. a record id (with -init; repeatable, or comma-separated)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "data"); err != nil {
+	if err := parseFlags(fs, args, "data"); err != nil {
 		return err
 	}
 	if *initExp {

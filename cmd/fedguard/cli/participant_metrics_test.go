@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"strings"
 	"testing"
 )
@@ -33,18 +32,9 @@ func TestParticipantRunMetricsListen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := parseParticipantRun(testEnv(), tt.args)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("parseParticipantRun(%q) = %v, want an error containing %q", tt.args, err, tt.wantErr)
-				}
-				if got := errors.Is(err, errUsage); got != tt.wantUsage {
-					t.Errorf("parseParticipantRun(%q) = %v: usage error %v, want %v", tt.args, err, got, tt.wantUsage)
-				}
+			r, ok := parseRunCase(t, tt.args, tt.wantErr, tt.wantUsage)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatalf("parseParticipantRun(%q) = %v", tt.args, err)
 			}
 			if r.cfg.MetricsListen != tt.want {
 				t.Errorf("parseParticipantRun(%q): MetricsListen = %q, want %q", tt.args, r.cfg.MetricsListen, tt.want)

@@ -65,27 +65,33 @@ func TestPrivacyCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			code := Main(context.Background(), tt.args, &out, &errOut)
-			got := fmt.Sprintf("$ fedguard %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s", strings.Join(tt.args, " "), code, out.String(), errOut.String())
-			path := filepath.Join("testdata", "privacy", tt.name+".golden")
-			if updateGolden() {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("fedguard %s:\ngot:\n%s\nwant:\n%s", strings.Join(tt.args, " "), got, want)
-			}
+			checkGolden(t, filepath.Join("testdata", "privacy", tt.name+".golden"), tt.args)
 		})
+	}
+}
+
+// checkGolden runs the command line args and compares its exit code,
+// stdout and stderr with the golden file path (rewritten with -update).
+func checkGolden(t *testing.T, path string, args []string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), args, &out, &errOut)
+	got := fmt.Sprintf("$ fedguard %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	if updateGolden() {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("fedguard %s:\ngot:\n%s\nwant:\n%s", strings.Join(args, " "), got, want)
 	}
 }
 

@@ -60,42 +60,62 @@ type simFlags struct {
 func newSimFlags(env *Env, name string) *simFlags {
 	f := &simFlags{fs: newFlagSet(env, name)}
 	fs := f.fs
-	fs.StringVar(&f.o.Dataset, "dataset", simulation.DefaultDataset, "data set: mnist or wdbc")
-	fs.StringVar(&f.o.Model, "model", simulation.DefaultModel, "model: logreg or mlp")
+	optionFlags(fs, &f.o)
+	attackFlags(fs, &f.attack)
+	aggregationFlags(fs, &f.rule)
 	fs.StringVar(&f.hidden, "hidden", "", fmt.Sprintf("mlp hidden layer widths, comma-separated (default %d for mnist, %d for wdbc)",
 		simulation.DefaultHiddenMNIST, simulation.DefaultHiddenWDBC))
-	fs.IntVar(&f.o.Clients, "clients", simulation.DefaultClients, "number of clients")
-	fs.IntVar(&f.o.Byzantine, "byzantine", 0, "number of Byzantine clients among them")
-	fs.Float64Var(&f.attack.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
-	fs.Float64Var(&f.attack.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f)")
-	fs.Float64Var(&f.attack.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
-	fs.StringVar(&f.attack.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
-	fs.Float64Var(&f.attack.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
-	fs.IntVar(&f.attack.Target, "target", 0, "backdoor: target class")
-	fs.BoolVar(&f.attack.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
-	fs.StringVar(&f.attack.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
-	fs.BoolVar(&f.attack.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
-	aggregationFlags(fs, &f.rule)
-	fs.StringVar(&f.o.Partition, "partition", simulation.DefaultPartition, "split of the rows: iid, dirichlet:ALPHA or sorted")
-	fs.IntVar(&f.o.Rounds, "rounds", simulation.DefaultRounds, "federated rounds")
-	fs.IntVar(&f.o.LocalEpochs, "local-epochs", simulation.DefaultLocalEpochs, "clients' passes over their rows per round")
-	fs.Float64Var(&f.o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
-	fs.IntVar(&f.o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
-	fs.Float64Var(&f.o.L2, "l2", 0, "clients' L2 weight decay")
-	fs.IntVar(&f.o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
-	fs.Float64Var(&f.o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
-	fs.Float64Var(&f.o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
-	fs.StringVar(&f.o.MomentumStyle, "momentum-style", "", "momentum recursion: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
-	fs.StringVar(&f.o.ClippingCenter, "clipping-center", "", "centered-clipping's start: median (stateless, default) or previous (the last aggregate)")
-	fs.IntVar(&f.o.EvalEvery, "eval-every", 0, "evaluate every N rounds and after the last (0: every round)")
-	fs.BoolVar(&f.o.PartitionHonest, "partition-honest", false, "split by -partition among the honest clients only; the Byzantine ones get IID shares")
 	fs.StringVar(&f.preset, "preset", "", "start from a paper's set-up: "+strings.Join(simulation.PresetNames(), ", ")+" (flags given override it)")
-	fs.Uint64Var(&f.o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
-	fs.StringVar(&f.o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
-	fs.IntVar(&f.o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
 	fs.StringVar(&f.out, "out", "", "write the results, CSV and PNG plots into this directory")
 	fs.BoolVar(&f.json, "json", false, "print JSON objects instead of tables")
 	return f
+}
+
+// optionFlags declares the flags of a simulation's options, bound to o.
+func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
+	fs.StringVar(&o.Dataset, "dataset", simulation.DefaultDataset, "data set: mnist or wdbc")
+	fs.StringVar(&o.Model, "model", simulation.DefaultModel, "model: logreg or mlp")
+	fs.IntVar(&o.Clients, "clients", simulation.DefaultClients, "number of clients")
+	fs.IntVar(&o.Byzantine, "byzantine", 0, "number of Byzantine clients among them")
+	fs.StringVar(&o.Partition, "partition", simulation.DefaultPartition, "split of the rows: iid, dirichlet:ALPHA or sorted")
+	fs.IntVar(&o.Rounds, "rounds", simulation.DefaultRounds, "federated rounds")
+	fs.IntVar(&o.LocalEpochs, "local-epochs", simulation.DefaultLocalEpochs, "clients' passes over their rows per round")
+	fs.Float64Var(&o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
+	fs.IntVar(&o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
+	fs.Float64Var(&o.L2, "l2", 0, "clients' L2 weight decay")
+	fs.IntVar(&o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
+	fs.Float64Var(&o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
+	fs.Float64Var(&o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
+	fs.StringVar(&o.MomentumStyle, "momentum-style", "", "momentum recursion: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
+	fs.StringVar(&o.ClippingCenter, "clipping-center", "", "centered-clipping's start: median (stateless, default) or previous (the last aggregate)")
+	fs.IntVar(&o.EvalEvery, "eval-every", 0, "evaluate every N rounds and after the last (0: every round)")
+	fs.BoolVar(&o.PartitionHonest, "partition-honest", false, "split by -partition among the honest clients only; the Byzantine ones get IID shares")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
+	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
+	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
+}
+
+// attackFlags declares the flags of the attacks' parameters, bound to c.
+func attackFlags(fs *flag.FlagSet, c *attack.Config) {
+	fs.Float64Var(&c.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
+	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f)")
+	fs.Float64Var(&c.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
+	fs.StringVar(&c.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
+	fs.Float64Var(&c.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
+	fs.IntVar(&c.Target, "target", 0, "backdoor: target class")
+	fs.BoolVar(&c.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
+	fs.StringVar(&c.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
+	fs.BoolVar(&c.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
+}
+
+// mustOverlay is overlay for flags parsed once already, into configs of
+// the same declarations: setting them again cannot fail.
+func mustOverlay[C any](parsed *flag.FlagSet, declare func(*flag.FlagSet, *C), base C, keep func(name string) bool) C {
+	c, err := overlay(parsed, declare, base, keep, nil)
+	if err != nil {
+		panic(fmt.Sprintf("cli: a parsed flag does not parse again: %v", err))
+	}
+	return c
 }
 
 // parse parses args and fills o.Hidden; with -preset, the options start
@@ -124,27 +144,13 @@ func (f *simFlags) parse(args []string) error {
 }
 
 // applyPreset sets f.o to p, but for the options whose flags the command
-// line set.
+// line set. A model given on the command line drops the preset's hidden
+// layers.
 func (f *simFlags) applyPreset(p simulation.Options) {
-	set, o := f.set(), f.o
-	keep := map[string]func(){
-		"dataset": func() { p.Dataset = o.Dataset }, "model": func() { p.Model = o.Model; p.Hidden = nil },
-		"clients": func() { p.Clients = o.Clients }, "byzantine": func() { p.Byzantine = o.Byzantine },
-		"partition": func() { p.Partition = o.Partition }, "rounds": func() { p.Rounds = o.Rounds },
-		"local-epochs": func() { p.LocalEpochs = o.LocalEpochs }, "lr": func() { p.LearningRate = o.LearningRate },
-		"batch-size": func() { p.BatchSize = o.BatchSize }, "l2": func() { p.L2 = o.L2 }, "seed": func() { p.Seed = o.Seed },
-		"mnist-dir": func() { p.MNISTDir = o.MNISTDir }, "workers": func() { p.Workers = o.Workers },
-		"local-steps": func() { p.LocalSteps = o.LocalSteps }, "worker-momentum": func() { p.WorkerMomentum = o.WorkerMomentum },
-		"server-momentum": func() { p.ServerMomentum = o.ServerMomentum }, "momentum-style": func() { p.MomentumStyle = o.MomentumStyle },
-		"clipping-center": func() { p.ClippingCenter = o.ClippingCenter }, "eval-every": func() { p.EvalEvery = o.EvalEvery },
-		"partition-honest": func() { p.PartitionHonest = o.PartitionHonest },
+	if f.set()["model"] {
+		p.Hidden = nil
 	}
-	for name, k := range keep {
-		if set[name] {
-			k()
-		}
-	}
-	f.o = p
+	f.o = mustOverlay(f.fs, optionFlags, p, nil)
 }
 
 // set reports which flags the command line set.
@@ -158,32 +164,10 @@ func (f *simFlags) set() map[string]bool {
 // all of them for a single run (attack.New refuses those the attack does
 // not take), only its own in a grid.
 func (f *simFlags) attackConfig(name string, all bool) attack.Config {
-	set := f.set()
-	c := attack.Config{Name: name, OwnOnly: f.attack.OwnOnly}
-	use := func(p string) bool { return set[p] && (all || slices.Contains(attackParams[name], p)) }
-	if use("sigma") {
-		c.Sigma = f.attack.Sigma
-	}
-	if use("z") {
-		c.Z = f.attack.Z
-	}
-	if use("z-rule") {
-		c.ZRule = f.attack.ZRule
-	}
-	c.HonestStats = f.attack.HonestStats
-	if use("epsilon") {
-		c.Epsilon = f.attack.Epsilon
-	}
-	if use("perturbation") {
-		c.Perturbation = f.attack.Perturbation
-	}
-	if use("scale") {
-		c.Scale = f.attack.Scale
-	}
-	if use("target") {
-		c.Target = f.attack.Target
-	}
-	return c
+	return mustOverlay(f.fs, attackFlags, attack.Config{Name: name}, func(p string) bool {
+		// own-only and honest-stats are not parameters: they apply to every attack.
+		return p == "own-only" || p == "honest-stats" || all || slices.Contains(attackParams[name], p)
+	})
 }
 
 // ruleConfig is aggregation.Defaults for rule, n clients (their buckets
@@ -201,32 +185,17 @@ func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
 	if set["f"] {
 		byz = f.rule.F
 	}
-	c := aggregation.Defaults(rule, n, byz)
 	known := !errors.Is(aggregation.Config{Rule: rule}.Validate(), aggregation.ErrUnknownRule)
-	use := func(p string) bool {
-		if !set[p] {
+	c := mustOverlay(f.fs, aggregationFlags, aggregation.Defaults(rule, n, byz), func(p string) bool {
+		switch {
+		case p == "rule":
 			return false
-		}
-		if all || !known {
+		case all || !known:
 			return true
 		}
 		return p == "f" && rule != aggregation.NameFedAvg || slices.Contains(ruleParams[rule], p)
-	}
-	if use("f") {
-		c.F = f.rule.F
-	}
-	if use("m") {
-		c.M = f.rule.M
-	}
-	if use("beta") {
-		c.Beta = f.rule.Beta
-	}
-	if use("tau") {
-		c.Tau = f.rule.Tau
-	}
-	if use("iterations") {
-		c.Iterations = f.rule.Iterations
-	}
+	})
+	// The pre-steps apply to every rule, set or not.
 	c.NormClip, c.Bucket = f.rule.NormClip, f.rule.Bucket
 	return c
 }
@@ -487,11 +456,8 @@ func runSimulateMerge(env *Env, args []string) error {
 		fmt.Fprintf(env.Stderr, "usage: fedguard simulate merge -out DIR SHARD...\n\nSHARD is a shard's -out directory or its grid.json.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError("%v", err)
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *out == "" || fs.NArg() == 0 {
 		return usageError("simulate merge: want -out DIR and the shards' directories or grid.json files")
@@ -526,6 +492,7 @@ func runSimulateMerge(env *Env, args []string) error {
 	return nil
 }
 
+// splitList splits a comma-separated flag value, dropping empty items.
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
