@@ -9,9 +9,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// PublicKeyFile is a coordinator's public key as an auditor holds it: either its
-// signing.pub (PEM, both keys, so that checkpoints and manifests can be
-// checked) or a signed-note verifier key line (checkpoints only), as
+// PublicKeyFile is a coordinator's public key as an auditor holds it:
+// either its signing.pub (PEM, both keys, so that checkpoints and manifests
+// can be checked) or a signed-note verifier key line (checkpoints only), as
 // `fedguard audit` takes in -key.
 type PublicKeyFile struct {
 	// Keys are the manifest-signing keys of signing.pub; nil when the file
@@ -21,13 +21,14 @@ type PublicKeyFile struct {
 	Verifiers note.Verifiers
 }
 
-// ErrNoManifestKeys is returned by PublicKeyFile.VerifyManifest for a key file
-// that is a verifier key line: it cannot check a manifest.
+// ErrNoManifestKeys is returned by PublicKeyFile.VerifyManifest for a key
+// file that is a verifier key line: it cannot check a manifest.
 var ErrNoManifestKeys = errors.New("manifest: the key file is a note verifier key, not signing.pub: it cannot check manifests")
 
-// LoadPublicKeyFile reads a PublicKeyFile (at most a key file's size). A PEM file must
-// be a signing.pub as [ParsePublicKeys] reads it; anything else must be one
-// note verifier key line (golang.org/x/mod/sumdb/note).
+// LoadPublicKeyFile reads a PublicKeyFile (at most a key file's size). A
+// PEM file must be a signing.pub as [ParsePublicKeys] reads it; anything
+// else must be one note verifier key line (golang.org/x/mod/sumdb/note).
+// Errors name the file ("key FILE: …").
 func LoadPublicKeyFile(path string) (PublicKeyFile, error) {
 	b, err := readSmall(path)
 	if err != nil {
@@ -40,7 +41,8 @@ func LoadPublicKeyFile(path string) (PublicKeyFile, error) {
 	return k, nil
 }
 
-// ParsePublicKeyFile parses the contents of a key file (see [LoadPublicKeyFile]).
+// ParsePublicKeyFile parses the contents of a key file (see
+// [LoadPublicKeyFile]).
 func ParsePublicKeyFile(data []byte) (PublicKeyFile, error) {
 	if bytes.Contains(data, []byte("-----BEGIN")) {
 		k, err := ParsePublicKeys(data)

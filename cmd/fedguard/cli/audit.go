@@ -22,16 +22,19 @@ import (
 // read a coordinator's audit database (read-only) or an export of it, and
 // need nothing secret: only the coordinator's public key file.
 
-// parseAndOpen parses a command's flags, of which -db (bound to db) is
-// required, and opens that audit database read-only.
-func parseAndOpen(fs *flag.FlagSet, db *string, args []string) (*audit.Log, error) {
+// parseAndOpen declares -db, the audit database the commands that read one
+// share, parses the command's flags (-db is required) and opens that
+// database read-only. It returns the -db value, also with an error.
+func parseAndOpen(fs *flag.FlagSet, args []string) (*audit.Log, string, error) {
+	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	if err := parseFlags(fs, args, "db"); err != nil {
-		return nil, err
+		return nil, *db, err
 	}
 	if _, err := os.Stat(*db); err != nil {
-		return nil, fmt.Errorf("audit database: %w", err)
+		return nil, *db, fmt.Errorf("audit database: %w", err)
 	}
-	return audit.Open(*db, audit.Options{ReadOnly: true})
+	l, err := audit.Open(*db, audit.Options{ReadOnly: true})
+	return l, *db, err
 }
 
 // output returns the writer for -out ("" or "-": standard output) and a
@@ -53,9 +56,8 @@ func output(env *Env, path string) (io.Writer, func(err error) error) {
 
 func runAuditExport(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit export")
-	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	out := fs.String("out", "", "output file (default: standard output)")
-	l, err := parseAndOpen(fs, db, args)
+	l, _, err := parseAndOpen(fs, args)
 	if err != nil {
 		return err
 	}
@@ -117,10 +119,9 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 
 func runAuditProve(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit prove")
-	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	seq := fs.Int64("seq", -1, "sequence number of the event to prove")
 	out := fs.String("out", "", "output file (default: standard output)")
-	l, err := parseAndOpen(fs, db, args)
+	l, _, err := parseAndOpen(fs, args)
 	if err != nil {
 		return err
 	}
@@ -143,12 +144,11 @@ func runAuditProve(_ context.Context, env *Env, args []string) error {
 
 func runAuditReport(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit report")
-	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	round := fs.Uint64("round", 0, "report only this round (default: every round)")
 	html := fs.Bool("html", false, "write HTML instead of Markdown")
 	key := fs.String("key", "", "the coordinator's signing.pub: verify the log and each round's manifest signatures")
 	out := fs.String("out", "", "output file (default: standard output)")
-	l, err := parseAndOpen(fs, db, args)
+	l, _, err := parseAndOpen(fs, args)
 	if err != nil {
 		return err
 	}

@@ -13,11 +13,10 @@ import (
 // coordinator --check-data` also checks it against state.db.
 func runAuditCheck(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit check")
-	db := fs.String("db", "", "audit database (the coordinator's DATA_DIR/audit.db)")
 	key := fs.String("key", "", "the coordinator's public key (DATA_DIR/signing.pub, or a note verifier key); without it checkpoint signatures are not checked")
-	l, err := parseAndOpen(fs, db, args)
+	l, db, err := parseAndOpen(fs, args)
 	if err != nil {
-		fmt.Fprintf(env.Stdout, "FAILED: %s\n", *db)
+		fmt.Fprintf(env.Stdout, "FAILED: %s\n", db)
 		return err
 	}
 	defer l.Close()
@@ -29,7 +28,7 @@ func runAuditCheck(_ context.Context, env *Env, args []string) error {
 	}
 	sum, err := l.Check(kf.Verifiers)
 	if err != nil {
-		fmt.Fprintf(env.Stdout, "FAILED: %s\n", *db)
+		fmt.Fprintf(env.Stdout, "FAILED: %s\n", db)
 		return err
 	}
 	signatures := "signatures verified"
@@ -37,6 +36,6 @@ func runAuditCheck(_ context.Context, env *Env, args []string) error {
 		signatures = "signatures NOT checked (no --key)"
 	}
 	fmt.Fprintf(env.Stdout, "OK: %s: %d events, head %s; %d checkpoints (%s), the last covers %d events\n",
-		*db, sum.Events, sum.Head, sum.Checkpoints, signatures, sum.Covered)
+		db, sum.Events, sum.Head, sum.Checkpoints, signatures, sum.Covered)
 	return nil
 }
