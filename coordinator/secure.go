@@ -24,6 +24,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // A secure round runs one SecAgg session per bucket. Each bucket is a
@@ -270,7 +271,7 @@ func (b *bucket) run(ctx context.Context, log *slog.Logger, observe func(secagg.
 					return nil
 				}
 				return &fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Keys{
-					Keys: secureround.KeysToProto(list, func(id uint32) []byte { return certs[id] }),
+					Keys: wire.KeysToProto(list, func(id uint32) []byte { return certs[id] }),
 				}}
 			})
 		case secagg.PhaseShareKeys:
@@ -288,7 +289,7 @@ func (b *bucket) run(ctx context.Context, log *slog.Logger, observe func(secagg.
 				if !ok {
 					return nil
 				}
-				return &fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Shares{Shares: secureround.RoutedToProto(list)}}
+				return &fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Shares{Shares: wire.RoutedToProto(list)}}
 			})
 		case secagg.PhaseMaskedInput:
 			var msgs []*secagg.MaskedInput
@@ -330,7 +331,7 @@ func (b *bucket) run(ctx context.Context, log *slog.Logger, observe func(secagg.
 				if !ok {
 					return nil
 				}
-				return &fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Unmask{Unmask: secureround.UnmaskRequestToProto(r)}}
+				return &fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Unmask{Unmask: wire.UnmaskRequestToProto(r)}}
 			})
 		case secagg.PhaseUnmasking:
 			var msgs []*secagg.UnmaskResponse
@@ -469,29 +470,29 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 		m := secureMsg{id: id, phase: phase, reply: make(chan secureReply, 1)}
 		switch phase {
 		case secagg.PhaseAdvertiseKeys:
-			m.body, err = secureround.AdvertiseFromProto(id, msg.GetAdvertise())
+			m.body, err = wire.AdvertiseFromProto(id, msg.GetAdvertise())
 			m.key, m.cert = cert.PublicKey, cert.Raw
 		case secagg.PhaseShareKeys:
 			if msg.GetShares() == nil {
-				err = fmt.Errorf("%w: expected shares", secureround.ErrMessage)
+				err = fmt.Errorf("%w: expected shares", wire.ErrMessage)
 				break
 			}
-			m.body, err = secureround.SharesFromProto(id, n, msg.GetShares())
+			m.body, err = wire.SharesFromProto(id, n, msg.GetShares())
 		case secagg.PhaseMaskedInput:
 			m.body, err = receiveMasked(stream, msg, b.cfg.Dim, id, round, attempt)
 		case secagg.PhaseConsistencyCheck:
 			sig := msg.GetConsistency().GetSignature()
 			if len(sig) == 0 || len(sig) > secagg.MaxSignatureSize {
-				err = fmt.Errorf("%w: expected a consistency signature of 1 to %d bytes", secureround.ErrMessage, secagg.MaxSignatureSize)
+				err = fmt.Errorf("%w: expected a consistency signature of 1 to %d bytes", wire.ErrMessage, secagg.MaxSignatureSize)
 				break
 			}
 			m.body = &secagg.ConsistencySig{ID: id, Sig: sig}
 		case secagg.PhaseUnmasking:
 			if msg.GetUnmask() == nil {
-				err = fmt.Errorf("%w: expected an unmask response", secureround.ErrMessage)
+				err = fmt.Errorf("%w: expected an unmask response", wire.ErrMessage)
 				break
 			}
-			m.body, err = secureround.UnmaskResponseFromProto(id, n, msg.GetUnmask())
+			m.body, err = wire.UnmaskResponseFromProto(id, n, msg.GetUnmask())
 		}
 		if err != nil {
 			if st, ok := status.FromError(err); ok {
@@ -539,12 +540,12 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 
 // receiveMasked reads the chunks of a masked input, starting with first.
 func receiveMasked(stream fedguardv1.CoordinatorService_SecureAggregateServer, first *fedguardv1.SecureAggregateRequest, dim int, id uint32, round uint64, attempt uint32) (*secagg.MaskedInput, error) {
-	asm := secureround.NewMaskedAssembler(dim)
+	asm := wire.NewMaskedAssembler(dim)
 	msg := first
 	for {
 		ch := msg.GetMasked()
 		if ch == nil {
-			return nil, fmt.Errorf("%w: expected a masked input chunk", secureround.ErrMessage)
+			return nil, fmt.Errorf("%w: expected a masked input chunk", wire.ErrMessage)
 		}
 		if err := asm.Add(ch); err != nil {
 			return nil, err

@@ -29,6 +29,7 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 var abcd = []string{"hospital-a", "hospital-b", "hospital-c", "hospital-d"}
@@ -91,18 +92,18 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseAdvertiseKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: secureround.AdvertiseToProto(adv)}}); err != nil {
+	if err := send(secagg.PhaseAdvertiseKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}}); err != nil {
 		return err
 	}
 	resp, err := stream.Recv()
 	if err != nil {
 		return err
 	}
-	peers, err := secureround.KeysFromProto(resp.GetKeys(), len(members))
+	peers, err := wire.KeysFromProto(resp.GetKeys(), len(members))
 	if err != nil {
 		return err
 	}
-	if peerKeys, err = secureround.PeerKeys(peers, fedName, members, roots, time.Now()); err != nil {
+	if peerKeys, err = wire.PeerKeys(peers, fedName, members, roots, time.Now()); err != nil {
 		return err
 	}
 	peerKeys[id] = kp.PrivateKey.(crypto.Signer).Public() // the relay leaves out the client's own
@@ -114,13 +115,13 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseShareKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: secureround.SharesToProto(sk)}}); err != nil {
+	if err := send(secagg.PhaseShareKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(sk)}}); err != nil {
 		return err
 	}
 	if resp, err = stream.Recv(); err != nil {
 		return err
 	}
-	routed, err := secureround.RoutedFromProto(resp.GetShares(), len(members))
+	routed, err := wire.RoutedFromProto(resp.GetShares(), len(members))
 	if err != nil {
 		return err
 	}
@@ -135,7 +136,7 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if stopAt == secagg.PhaseMaskedInput {
 		return errStopped
 	}
-	if err := secureround.SendMasked(mi.Masked, func(c *fedguardv1.SecureMaskedChunk) error {
+	if err := wire.SendMasked(mi.Masked, func(c *fedguardv1.SecureMaskedChunk) error {
 		return send(0, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: c}})
 	}); err != nil {
 		return err
@@ -143,7 +144,7 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if resp, err = stream.Recv(); err != nil {
 		return err
 	}
-	surv, err := secureround.SurvivorsFromProto(resp.GetSurvivors(), len(members))
+	surv, err := wire.SurvivorsFromProto(resp.GetSurvivors(), len(members))
 	if err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if resp, err = stream.Recv(); err != nil {
 		return err
 	}
-	req, err := secureround.UnmaskRequestFromProto(id, len(members), resp.GetUnmask())
+	req, err := wire.UnmaskRequestFromProto(id, len(members), resp.GetUnmask())
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseUnmasking, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: secureround.UnmaskResponseToProto(un)}}); err != nil {
+	if err := send(secagg.PhaseUnmasking, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: wire.UnmaskResponseToProto(un)}}); err != nil {
 		return err
 	}
 	if resp, err = stream.Recv(); err != nil {

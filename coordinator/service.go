@@ -18,10 +18,10 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
-	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // service implements fedguardv1.CoordinatorServiceServer on a Coordinator.

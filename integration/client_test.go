@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/fedguard/fedguard/certs"
-	"github.com/fedguard/fedguard/internal/wire"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // dialRecorder is a gRPC dialer that remembers the local address of every

@@ -17,9 +17,9 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
-	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // serveInProcess runs a coordinator in this process on a loopback listener;

@@ -24,11 +24,11 @@ import (
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/metricsserver"
-	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // Defaults for the fields of [Config] and for the [Option]s.

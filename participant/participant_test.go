@@ -32,11 +32,11 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/dataset"
-	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 const (

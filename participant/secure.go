@@ -25,6 +25,7 @@ import (
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // DeclineAlreadyRevealed is the reason an agent gives, in a SecureDecline,
@@ -269,13 +270,13 @@ func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.Coordinator
 			return fmt.Errorf("%w: %w", ErrSecureRound, err)
 		}
 		s.own = adv
-		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: secureround.AdvertiseToProto(adv)}}
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}}
 	case secagg.PhaseShareKeys:
 		shares, err := sc.ShareKeys(s.neighbours)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrSecureRound, err)
 		}
-		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: secureround.SharesToProto(shares)}}
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(shares)}}
 	case secagg.PhaseMaskedInput:
 		// Train, encode and mask: once per session, so that one set of
 		// masks never hides two inputs.
@@ -305,7 +306,7 @@ func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.Coordinator
 		if err := a.recordReveal(s.model); err != nil {
 			return err
 		}
-		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: secureround.UnmaskResponseToProto(reveal)}}
+		out.req = &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: wire.UnmaskResponseToProto(reveal)}}
 	}
 	s.sent = append(s.sent, out)
 	return nil
@@ -326,19 +327,19 @@ func (s *secureSession) accept(p secagg.Phase, resp *fedguardv1.SecureAggregateR
 		keys[s.id] = s.peerKeys[s.id]
 		s.neighbours, s.peerKeys = neighbours, keys
 	case secagg.PhaseShareKeys:
-		routed, err := secureround.RoutedFromProto(resp.GetShares(), n)
+		routed, err := wire.RoutedFromProto(resp.GetShares(), n)
 		if err != nil {
 			return err
 		}
 		s.routed = routed
 	case secagg.PhaseMaskedInput:
-		survivors, err := secureround.SurvivorsFromProto(resp.GetSurvivors(), n)
+		survivors, err := wire.SurvivorsFromProto(resp.GetSurvivors(), n)
 		if err != nil {
 			return err
 		}
 		s.survivors = survivors
 	case secagg.PhaseConsistencyCheck:
-		req, err := secureround.UnmaskRequestFromProto(s.id, n, resp.GetUnmask())
+		req, err := wire.UnmaskRequestFromProto(s.id, n, resp.GetUnmask())
 		if err != nil {
 			return err
 		}
@@ -397,11 +398,11 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 // it sent, and returns the neighbours' advertisements with their identity
 // keys by session id.
 func checkKeys(p *fedguardv1.SecureKeys, own *secagg.AdvertiseKeys, n int, federation string, members []string, roots *x509.CertPool) ([]*secagg.AdvertiseKeys, map[uint32]any, error) {
-	peers, err := secureround.KeysFromProto(p, n)
+	peers, err := wire.KeysFromProto(p, n)
 	if err != nil {
 		return nil, nil, err
 	}
-	keys, err := secureround.PeerKeys(peers, federation, members, roots, time.Now())
+	keys, err := wire.PeerKeys(peers, federation, members, roots, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -573,7 +574,7 @@ func (s *secureStream) sendPhase(phase secagg.Phase, out secureOut, replay bool)
 func (s *secureStream) sendMasked(words []uint32) error {
 	var sent uint64
 	s.sent = time.Now()
-	err := secureround.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+	err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
 		err := s.stream.Send(&fedguardv1.SecureAggregateRequest{
 			Round: s.asg.GetRound(), Attempt: s.asg.GetAttempt(),
 			Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: c},

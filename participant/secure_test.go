@@ -36,6 +36,7 @@ import (
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // The secure tests run real agents over real mTLS against secureFake, a
@@ -694,7 +695,7 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 		return m, err
 	}
 
-	adv, err := secureround.AdvertiseFromProto(id, msg.GetAdvertise())
+	adv, err := wire.AdvertiseFromProto(id, msg.GetAdvertise())
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -706,7 +707,7 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 		return err
 	}
 	relay := append(slices.Clone(v.([]*secagg.AdvertiseKeys)), adv) // its own included
-	keys := secureround.KeysToProto(relay, func(id uint32) []byte {
+	keys := wire.KeysToProto(relay, func(id uint32) []byte {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.certs[id]
@@ -718,19 +719,19 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 	if msg, err = next(); err != nil {
 		return err
 	}
-	shares, err := secureround.SharesFromProto(id, n, msg.GetShares())
+	shares, err := wire.SharesFromProto(id, n, msg.GetShares())
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if v, err = r.submit(secagg.PhaseShareKeys, id, shares); err != nil {
 		return err
 	}
-	routed := secureround.RoutedToProto(v.([]*secagg.EncryptedShare))
+	routed := wire.RoutedToProto(v.([]*secagg.EncryptedShare))
 	if err := stream.Send(&fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Shares{Shares: routed}}); err != nil {
 		return err
 	}
 
-	asm := secureround.NewMaskedAssembler(r.cfg.Dim)
+	asm := wire.NewMaskedAssembler(r.cfg.Dim)
 	for !asm.Done() {
 		if msg, err = next(); err != nil {
 			return err
@@ -759,7 +760,7 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 	if v, err = r.submit(secagg.PhaseConsistencyCheck, id, &secagg.ConsistencySig{ID: id, Sig: msg.GetConsistency().GetSignature()}); err != nil {
 		return err
 	}
-	req := secureround.UnmaskRequestToProto(v.(*secagg.UnmaskRequest))
+	req := wire.UnmaskRequestToProto(v.(*secagg.UnmaskRequest))
 	if err := stream.Send(&fedguardv1.SecureAggregateResponse{Body: &fedguardv1.SecureAggregateResponse_Unmask{Unmask: req}}); err != nil {
 		return err
 	}
@@ -767,7 +768,7 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 	if msg, err = next(); err != nil {
 		return err
 	}
-	resp, err := secureround.UnmaskResponseFromProto(id, n, msg.GetUnmask())
+	resp, err := wire.UnmaskResponseFromProto(id, n, msg.GetUnmask())
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -12,9 +12,9 @@ import (
 	"sync"
 
 	"github.com/fedguard/fedguard/dataset"
-	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // DefaultHoldout is the fraction of local rows a [LocalTrainer] keeps out of

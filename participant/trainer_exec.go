@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/dataset"
-	"github.com/fedguard/fedguard/internal/wire"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // Defaults and bounds of an [ExecTrainer].

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fedguard/fedguard/internal/wire"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // BenchmarkExecRound measures one round of an ExecTrainer with the no-op

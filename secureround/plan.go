@@ -1,8 +1,8 @@
 // Package secureround is the layout of a secure round, shared by the
 // coordinator and the participant agent: which bucket each cohort member is
-// in, each bucket's SecAgg session (package aggregation/secagg), the
-// fixed-point encoding, and the mapping between secagg's messages and the
-// wire messages of SecureAggregate.
+// in, each bucket's SecAgg session (package aggregation/secagg) and the
+// fixed-point encoding. The mapping between secagg's messages and the wire
+// messages of SecureAggregate is in package wire.
 //
 // Everything in a Plan is derived from the round assignment and from the
 // digest of the signed manifest the round starts from, which every

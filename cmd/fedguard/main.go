@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fedguard/fedguard/internal/cli"
+	"github.com/fedguard/fedguard/cmd/fedguard/cli"
 )
 
 func main() {

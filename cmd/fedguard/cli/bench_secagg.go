@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/fedguard/fedguard/benchmark"
+)
+
+func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "bench secagg")
+	var o benchmark.SecAggOptions
+	fs.IntVar(&o.N, "n", 100, "number of participants")
+	fs.IntVar(&o.D, "d", 1_000_000, "float32 coordinates per update")
+	fs.Float64Var(&o.Dropout, "dropout", 0.1, "fraction of participants dropping out after ShareKeys, before MaskedInput")
+	fs.IntVar(&o.Threshold, "threshold", 0, "shares that reconstruct a secret (0: ⌊2m/3⌋+1, m = n or degree+1)")
+	fs.IntVar(&o.Degree, "degree", 0, "neighbours per participant (0: complete graph)")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the inputs, weights, rounding and dropouts")
+	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if !*asJSON {
+		o.Progress = env.Stderr
+	}
+	res, err := benchmark.SecAgg(ctx, o)
+	if errors.Is(err, benchmark.ErrSecAggOptions) {
+		return usageError("bench secagg: %v", err)
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(env.Stdout).Encode(res)
+	}
+	printSecAgg(env.Stdout, res)
+	return nil
+}
+
+// printSecAgg prints res as a table: each time in ms, over the keystream
+// baseline and over its target where the issue sets one.
+func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
+	graph := "complete graph"
+	if res.Degree > 0 {
+		graph = fmt.Sprintf("%d-regular graph", res.Degree)
+	}
+	fmt.Fprintf(w, "secagg n=%d, d=%d, dropout %g (%d dropped after ShareKeys), threshold %d, %s, %d cores\n",
+		res.N, res.D, res.Dropout, res.Dropped, res.Threshold, graph, res.Cores)
+	fmt.Fprintf(w, "%-32s %14s %12s %12s %10s\n", "", "measured", "× keystream", "target", "× target")
+	row := func(name string, s, ratio float64, target string, ofTarget float64) {
+		t := "-"
+		if ofTarget > 0 {
+			t = fmt.Sprintf("%.2f", ofTarget)
+		}
+		fmt.Fprintf(w, "%-32s %11.3f ms %12.1f %12s %10s\n", name, s*1e3, ratio, target, t)
+	}
+	row("client, all rounds (median)", res.ClientSeconds, res.ClientRatio, "", 0)
+	row("client MaskedInput (median)", res.MaskingSeconds, res.MaskingRatio, "≤ 150 ms", res.MaskingSeconds/benchmark.SecAggMaskingTarget)
+	row("server, all rounds + Decode", res.ServerSeconds, res.ServerRatio, "", 0)
+	row("server Unmask", res.UnmaskSeconds, res.UnmaskRatio, "≤ 1 s", res.UnmaskSeconds/benchmark.SecAggUnmaskTarget)
+	row("baseline: keystream of one mask", res.BaselineKeystreamSeconds, 1, "", 0)
+
+	plain := float64(res.PlainBytesPerClient)
+	fmt.Fprintf(w, "%-32s %14s %12s %12s %10s\n", "", "bytes", "× plain", "target", "× target")
+	fmt.Fprintf(w, "%-32s %14d %12.6f %12s %10s\n", "sent per client", res.BytesPerClient, float64(res.BytesPerClient)/plain, "", "-")
+	fmt.Fprintf(w, "%-32s %14d %12.6f %12s %10.4f\n", "  masked input", res.MaskedBytes, float64(res.MaskedBytes)/plain,
+		fmt.Sprintf("≤ %.2f×plain", benchmark.SecAggBytesTarget), float64(res.MaskedBytes)/plain/benchmark.SecAggBytesTarget)
+	fmt.Fprintf(w, "%-32s %14d %12.6f %12s %10s\n", "  key material", res.KeyMaterialBytes, float64(res.KeyMaterialBytes)/plain, "", "-")
+	fmt.Fprintf(w, "%-32s %14d %12.6f %12s %10s\n", "plain float32 update", res.PlainBytesPerClient, 1.0, "", "-")
+	fmt.Fprintf(w, "max error of the mean            %.3g (bound %.3g)\n", res.MaxError, res.ErrorBound)
+}

@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestCommandTable checks the shape of the command table: every entry has a
+// name, a one-line summary and exactly one of run and sub; names are unique
+// and sorted at each level (help prints them in table order), and the
+// table has two levels at most, which is all dispatch and help know.
+func TestCommandTable(t *testing.T) {
+	var check func(path string, table []*command, depth int)
+	check = func(path string, table []*command, depth int) {
+		names := make([]string, 0, len(table))
+		for _, c := range table {
+			where := strings.TrimSpace(path + " " + c.name)
+			switch {
+			case c.name == "" || strings.ContainsAny(c.name, " \t\n"):
+				t.Errorf("command %q under %q: bad name", c.name, path)
+			case c.summary == "" || strings.Contains(c.summary, "\n"):
+				t.Errorf("command %q: summary %q is not one line", where, c.summary)
+			case (c.run == nil) == (c.sub == nil):
+				t.Errorf("command %q: has run %v and sub %v, want exactly one", where, c.run != nil, c.sub != nil)
+			case c.sub != nil && depth > 0:
+				t.Errorf("command %q: a third level, which dispatch does not offer", where)
+			}
+			names = append(names, c.name)
+			if c.sub != nil {
+				check(where, c.sub, depth+1)
+			}
+		}
+		if !slices.IsSorted(names) {
+			t.Errorf("commands under %q are %v, want them sorted (help lists them in table order)", path, names)
+		}
+		if len(slices.Compact(slices.Clone(names))) != len(names) {
+			t.Errorf("commands under %q are %v: a name is listed twice", path, names)
+		}
+	}
+	check("", commands, 0)
+}
+
+// TestHelp compares `fedguard help` and each group's help, and the answer
+// to an unknown command, with testdata/help/NAME.golden: the command table
+// must print what the init()-registered commands printed (the golden files
+// were written from that code, before the table).
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"none", nil},
+		{"help", []string{"help"}},
+		{"dash-h", []string{"-h"}},
+		{"unknown", []string{"nosuch"}},
+		{"audit-unknown", []string{"audit", "nosuch"}},
+		{"participant-h", []string{"participant", "-h"}},
+	}
+	for _, c := range commands {
+		if c.sub != nil {
+			tests = append(tests, struct {
+				name string
+				args []string
+			}{c.name, []string{c.name, "help"}})
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkGolden(t, filepath.Join("testdata", "help", tt.name+".golden"), tt.args)
+		})
+	}
+}

@@ -1,0 +1,593 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/simulation"
+)
+
+// Default grid of `fedguard simulate grid`.
+const (
+	defaultGridAttacks = "none,sign-flip,gaussian,label-flip,alie,ipm,min-max"
+	defaultGridRules   = "fedavg,median,trimmed-mean,krum,multi-krum,bulyan,centered-clipping"
+)
+
+// attackParams are the flags of each attack's parameters; an attack gets
+// only its own (attack.New refuses the others).
+var attackParams = map[string][]string{
+	attack.NameGaussian: {"sigma"},
+	attack.NameALIE:     {"z", "z-rule"},
+	attack.NameIPM:      {"epsilon"},
+	attack.NameMinMax:   {"perturbation"},
+	attack.NameMinSum:   {"perturbation"},
+	attack.NameBackdoor: {"scale", "target"},
+}
+
+// ruleParams are the flags of each rule's parameters besides f, which
+// every rule but fedavg takes; norm-clip and bucket apply to every rule.
+var ruleParams = map[string][]string{
+	aggregation.NameMultiKrum:        {"m"},
+	aggregation.NameTrimmedMean:      {"beta"},
+	aggregation.NameCenteredClipping: {"tau", "iterations"},
+	aggregation.NameFedAvg:           {},
+}
+
+// simFlags are the flags `simulate` and `simulate grid` share.
+type simFlags struct {
+	fs     *flag.FlagSet
+	o      simulation.Options
+	hidden string
+	attack attack.Config
+	rule   aggregation.Config
+	out    string
+	json   bool
+	preset string
+}
+
+func newSimFlags(env *Env, name string) *simFlags {
+	f := &simFlags{fs: newFlagSet(env, name)}
+	fs := f.fs
+	optionFlags(fs, &f.o)
+	attackFlags(fs, &f.attack)
+	aggregationFlags(fs, &f.rule)
+	fs.StringVar(&f.hidden, "hidden", "", fmt.Sprintf("mlp hidden layer widths, comma-separated (default %d for mnist, %d for wdbc)",
+		simulation.DefaultHiddenMNIST, simulation.DefaultHiddenWDBC))
+	fs.StringVar(&f.preset, "preset", "", "start from a paper's set-up: "+strings.Join(simulation.PresetNames(), ", ")+" (flags given override it)")
+	fs.StringVar(&f.out, "out", "", "write the results, CSV and PNG plots into this directory")
+	fs.BoolVar(&f.json, "json", false, "print JSON objects instead of tables")
+	return f
+}
+
+// optionFlags declares the flags of a simulation's options, bound to o.
+func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
+	fs.StringVar(&o.Dataset, "dataset", simulation.DefaultDataset, "data set: mnist or wdbc")
+	fs.StringVar(&o.Model, "model", simulation.DefaultModel, "model: logreg or mlp")
+	fs.IntVar(&o.Clients, "clients", simulation.DefaultClients, "number of clients")
+	fs.IntVar(&o.Byzantine, "byzantine", 0, "number of Byzantine clients among them")
+	fs.StringVar(&o.Partition, "partition", simulation.DefaultPartition, "split of the rows: iid, dirichlet:ALPHA or sorted")
+	fs.IntVar(&o.Rounds, "rounds", simulation.DefaultRounds, "federated rounds")
+	fs.IntVar(&o.LocalEpochs, "local-epochs", simulation.DefaultLocalEpochs, "clients' passes over their rows per round")
+	fs.Float64Var(&o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
+	fs.IntVar(&o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
+	fs.Float64Var(&o.L2, "l2", 0, "clients' L2 weight decay")
+	fs.IntVar(&o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
+	fs.Float64Var(&o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
+	fs.Float64Var(&o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
+	fs.StringVar(&o.MomentumStyle, "momentum-style", "", "momentum recursion: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
+	fs.StringVar(&o.ClippingCenter, "clipping-center", "", "centered-clipping's start: median (stateless, default) or previous (the last aggregate)")
+	fs.IntVar(&o.EvalEvery, "eval-every", 0, "evaluate every N rounds and after the last (0: every round)")
+	fs.BoolVar(&o.PartitionHonest, "partition-honest", false, "split by -partition among the honest clients only; the Byzantine ones get IID shares")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
+	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
+	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
+}
+
+// attackFlags declares the flags of the attacks' parameters, bound to c.
+func attackFlags(fs *flag.FlagSet, c *attack.Config) {
+	fs.Float64Var(&c.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
+	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f)")
+	fs.Float64Var(&c.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
+	fs.StringVar(&c.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
+	fs.Float64Var(&c.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
+	fs.IntVar(&c.Target, "target", 0, "backdoor: target class")
+	fs.BoolVar(&c.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
+	fs.StringVar(&c.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
+	fs.BoolVar(&c.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
+}
+
+// mustOverlay is overlay for flags parsed once already, into configs of
+// the same declarations: setting them again cannot fail.
+func mustOverlay[C any](parsed *flag.FlagSet, declare func(*flag.FlagSet, *C), base C, keep func(name string) bool) C {
+	c, err := overlay(parsed, declare, base, keep, nil)
+	if err != nil {
+		panic(fmt.Sprintf("cli: a parsed flag does not parse again: %v", err))
+	}
+	return c
+}
+
+// parse parses args and fills o.Hidden; with -preset, the options start
+// from the preset's and the flags given override them.
+func (f *simFlags) parse(args []string) error {
+	if err := parseFlags(f.fs, args); err != nil {
+		return err
+	}
+	if f.preset != "" {
+		p, err := simulation.LookupPreset(f.preset)
+		if err != nil {
+			return usageError("%s: %v", f.fs.Name(), err)
+		}
+		f.applyPreset(p.Options)
+	}
+	if f.hidden != "" {
+		for _, s := range strings.Split(f.hidden, ",") {
+			h, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || h < 1 {
+				return usageError("%s: -hidden %q: want positive widths separated by commas", f.fs.Name(), f.hidden)
+			}
+			f.o.Hidden = append(f.o.Hidden, h)
+		}
+	}
+	return nil
+}
+
+// applyPreset sets f.o to p, but for the options whose flags the command
+// line set. A model given on the command line drops the preset's hidden
+// layers.
+func (f *simFlags) applyPreset(p simulation.Options) {
+	if f.set()["model"] {
+		p.Hidden = nil
+	}
+	f.o = mustOverlay(f.fs, optionFlags, p, nil)
+}
+
+// set reports which flags the command line set.
+func (f *simFlags) set() map[string]bool {
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	return set
+}
+
+// attackConfig is attack name with the parameters set on the command line:
+// all of them for a single run (attack.New refuses those the attack does
+// not take), only its own in a grid.
+func (f *simFlags) attackConfig(name string, all bool) attack.Config {
+	return mustOverlay(f.fs, attackFlags, attack.Config{Name: name}, func(p string) bool {
+		// own-only and honest-stats are not parameters: they apply to every attack.
+		return p == "own-only" || p == "honest-stats" || all || slices.Contains(attackParams[name], p)
+	})
+}
+
+// ruleConfig is aggregation.Defaults for rule, n clients (their buckets
+// with -bucket) and f = -f or else the number of Byzantine clients, then
+// the parameters set on the command line: all of them for a single run
+// (aggregation.Config.Validate refuses those the rule does not take), only
+// its own in a grid.
+func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
+	set := f.set()
+	n := f.o.Clients
+	if f.rule.Bucket > 1 {
+		n = (n + f.rule.Bucket - 1) / f.rule.Bucket
+	}
+	byz := f.o.Byzantine
+	if set["f"] {
+		byz = f.rule.F
+	}
+	known := !errors.Is(aggregation.Config{Rule: rule}.Validate(), aggregation.ErrUnknownRule)
+	c := mustOverlay(f.fs, aggregationFlags, aggregation.Defaults(rule, n, byz), func(p string) bool {
+		switch {
+		case p == "rule":
+			return false
+		case all || !known:
+			return true
+		}
+		return p == "f" && rule != aggregation.NameFedAvg || slices.Contains(ruleParams[rule], p)
+	})
+	// The pre-steps apply to every rule, set or not.
+	c.NormClip, c.Bucket = f.rule.NormClip, f.rule.Bucket
+	return c
+}
+
+func runSimulate(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 && args[0] == "grid" {
+		return runSimulateGrid(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "merge" {
+		return runSimulateMerge(env, args[1:])
+	}
+	f := newSimFlags(env, "simulate")
+	f.fs.StringVar(&f.attack.Name, "attack", attack.NameNone, "attack: "+strings.Join(attack.Names, ", "))
+	f.fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate [flags]\n       fedguard simulate grid [-attacks A,B] [-rules X,Y] [-shard K/N] [flags]\n       fedguard simulate merge -out DIR SHARD_DIR...\n\nflags:\n")
+		f.fs.PrintDefaults()
+	}
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	o := f.o
+	o.Attack = f.attackConfig(f.attack.Name, true)
+	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		set := f.set()
+		if !set["attack"] {
+			o.Attack = p.Attacks[0]
+		}
+		if !set["rule"] {
+			o.Aggregation = p.Rules[0]
+		}
+	}
+	if f.out != "" {
+		if err := os.MkdirAll(f.out, 0o755); err != nil {
+			return err
+		}
+	}
+	tty := isTerminal(env.Stderr)
+	start := time.Now()
+	header := false
+	res, err := simulation.Run(ctx, o, func(r simulation.RoundResult) {
+		if f.json {
+			b, _ := json.Marshal(r)
+			fmt.Fprintln(env.Stdout, string(b))
+			return
+		}
+		if !header {
+			fmt.Fprintf(env.Stderr, "simulate: %s, %s, %d clients (%d Byzantine, attack %s), rule %s, %d rounds\n",
+				o.Dataset, o.Model, o.Clients, o.Byzantine, simulation.AttackLabel(o.Attack), simulation.RuleLabel(o.Aggregation), o.Rounds)
+			fmt.Fprintf(env.Stdout, "%5s  %8s  %10s  %8s  %8s\n", "round", "accuracy", "loss", "asr", "seconds")
+			header = true
+		}
+		asr := "-"
+		if r.AttackSuccess != nil {
+			asr = fmt.Sprintf("%.4f", *r.AttackSuccess)
+		}
+		fmt.Fprintf(env.Stdout, "%5d  %8.4f  %10.4g  %8s  %8.2f\n", r.Round, r.Accuracy, r.Loss, asr, r.Seconds)
+		if tty {
+			progress(env.Stderr, tty, "round", r.Round, o.Rounds, start)
+		}
+	})
+	if err != nil {
+		return simulateError(err)
+	}
+	if f.out != "" {
+		if err := writeRun(f.out, res); err != nil {
+			return err
+		}
+	}
+	if f.json {
+		sum := res
+		sum.Rounds = nil
+		b, err := json.Marshal(map[string]any{"summary": sum})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "\nfinal: accuracy %.4f", res.Accuracy)
+	if res.AttackSuccess != nil {
+		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
+	}
+	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	if f.out != "" {
+		fmt.Fprintf(env.Stdout, "wrote %s\n", f.out)
+	}
+	return nil
+}
+
+// writeRun writes result.json, rounds.csv and the accuracy plot of a run.
+func writeRun(dir string, res simulation.Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "result.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "rounds.csv"), func(w io.Writer) error { return simulation.WriteRoundsCSV(w, res) }); err != nil {
+		return err
+	}
+	_, err = simulation.WriteAccuracyPlots(dir, []simulation.Result{res})
+	return err
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	fh, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(fh); err != nil {
+		fh.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return fh.Close()
+}
+
+// simulateError turns refused options into a usage error (exit code 2).
+func simulateError(err error) error {
+	if errors.Is(err, simulation.ErrOptions) {
+		return usageError("%v", err)
+	}
+	return err
+}
+
+func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
+	f := newSimFlags(env, "simulate grid")
+	attacks := f.fs.String("attacks", defaultGridAttacks, "attacks, comma-separated: "+strings.Join(attack.Names, ", "))
+	rules := f.fs.String("rules", defaultGridRules, "aggregation rules, comma-separated (-rule is ignored)")
+	shardFlag := f.fs.String("shard", "", "run only share K of N of the cells (K/N, from 1/N to N/N) and write grid.json into -out; join the shards with simulate merge")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	shard := simulation.Shard{K: 1, N: 1}
+	if *shardFlag != "" {
+		sh, err := simulation.ParseShard(*shardFlag)
+		if err != nil {
+			return usageError("simulate grid: %v", err)
+		}
+		if f.out == "" {
+			return usageError("simulate grid: -shard needs -out, where the shard's grid.json goes")
+		}
+		shard = sh
+	}
+	if f.set()["rule"] {
+		return usageError("simulate grid: use -rules, not -rule")
+	}
+	var acs []attack.Config
+	for _, a := range splitList(*attacks) {
+		acs = append(acs, f.attackConfig(a, false))
+	}
+	var rcs []aggregation.Config
+	for _, r := range splitList(*rules) {
+		rcs = append(rcs, f.ruleConfig(r, false))
+	}
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		if !f.set()["attacks"] {
+			acs = p.Attacks
+		}
+		if !f.set()["rules"] {
+			rcs = p.Rules
+		}
+	}
+	if f.out != "" {
+		if err := os.MkdirAll(f.out, 0o755); err != nil {
+			return err
+		}
+	}
+	tty := isTerminal(env.Stderr)
+	start := time.Now()
+	if !f.json {
+		fmt.Fprintf(env.Stderr, "simulate grid: %d attacks × %d rules on %s, %s, %d clients (%d Byzantine), %d rounds",
+			len(acs), len(rcs), f.o.Dataset, f.o.Model, f.o.Clients, f.o.Byzantine, f.o.Rounds)
+		if shard.N > 1 {
+			fmt.Fprintf(env.Stderr, ", shard %s", shard)
+		}
+		fmt.Fprintln(env.Stderr)
+	}
+	results, err := simulation.GridShard(ctx, f.o, acs, rcs, shard, func(done, total int, last simulation.Result) {
+		if f.json {
+			sum := last
+			sum.Rounds = nil
+			b, _ := json.Marshal(map[string]any{"attack": simulation.AttackLabel(last.Options.Attack),
+				"rule": simulation.RuleLabel(last.Options.Aggregation), "result": sum, "done": done, "total": total})
+			fmt.Fprintln(env.Stdout, string(b))
+			return
+		}
+		progress(env.Stderr, tty, "run", done, total, start)
+	})
+	if err != nil {
+		return simulateError(err)
+	}
+	if f.out != "" {
+		gf := simulation.NewGridFile(f.o, acs, rcs, shard, results)
+		if err := writeGrid(f.out, gf, results, shard.N == 1); err != nil {
+			return err
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	if f.json {
+		b, err := json.Marshal(map[string]any{"summary": gridSummary(results, elapsed)})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	}
+	writeGridTable(env.Stdout, results)
+	fmt.Fprintf(env.Stdout, "\n%d runs in %.1f s", len(results), elapsed)
+	switch {
+	case f.out != "" && shard.N > 1:
+		fmt.Fprintf(env.Stdout, "; wrote shard %s's grid.json and timing.csv in %s", shard, f.out)
+	case f.out != "":
+		fmt.Fprintf(env.Stdout, "; wrote grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png in %s", f.out)
+	}
+	fmt.Fprintln(env.Stdout)
+	return nil
+}
+
+// writeGrid writes a grid run's grid.json and timing.csv into dir and,
+// for a whole grid, grid.csv, heatmap.png and accuracy-*.png.
+func writeGrid(dir string, gf simulation.GridFile, results []simulation.Result, whole bool) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "grid.json"), func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", " ")
+		return enc.Encode(gf)
+	}); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "timing.csv"), func(w io.Writer) error { return simulation.WriteTimingCSV(w, results) }); err != nil {
+		return err
+	}
+	if !whole {
+		return nil
+	}
+	if err := writeFile(filepath.Join(dir, "grid.csv"), func(w io.Writer) error { return simulation.WriteCSV(w, results) }); err != nil {
+		return err
+	}
+	if err := simulation.WriteHeatmap(filepath.Join(dir, "heatmap.png"), results); err != nil {
+		return err
+	}
+	_, err := simulation.WriteAccuracyPlots(dir, results)
+	return err
+}
+
+// runSimulateMerge joins the grid.json files of a grid's shards into the
+// outputs and the table one whole run gives.
+func runSimulateMerge(env *Env, args []string) error {
+	fs := newFlagSet(env, "simulate merge")
+	out := fs.String("out", "", "write grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png here (required)")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: fedguard simulate merge -out DIR SHARD...\n\nSHARD is a shard's -out directory or its grid.json.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() == 0 {
+		return usageError("simulate merge: want -out DIR and the shards' directories or grid.json files")
+	}
+	var files []simulation.GridFile
+	for _, p := range fs.Args() {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			p = filepath.Join(p, "grid.json")
+		}
+		fh, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		gf, err := simulation.ReadGridFile(fh)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		files = append(files, gf)
+	}
+	results, err := simulation.MergeGrid(files)
+	if err != nil {
+		return err
+	}
+	g := files[0]
+	whole := simulation.NewGridFile(g.Base, g.Attacks, g.Rules, simulation.Shard{K: 1, N: 1}, results)
+	if err := writeGrid(*out, whole, results, true); err != nil {
+		return err
+	}
+	writeGridTable(env.Stdout, results)
+	fmt.Fprintf(env.Stdout, "\nmerged %d shards, %d runs; wrote grid.csv, grid.json, timing.csv, heatmap.png and accuracy-*.png in %s\n", len(files), len(results), *out)
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// gridCell is one cell of the grid's JSON summary.
+type gridCell struct {
+	Attack        string   `json:"attack"`
+	Rule          string   `json:"rule"`
+	Accuracy      float64  `json:"final_accuracy"`
+	AttackSuccess *float64 `json:"attack_success,omitempty"`
+	Seconds       float64  `json:"seconds"`
+}
+
+func gridSummary(results []simulation.Result, seconds float64) map[string]any {
+	cells := make([]gridCell, len(results))
+	for i, r := range results {
+		cells[i] = gridCell{Attack: simulation.AttackLabel(r.Options.Attack), Rule: simulation.RuleLabel(r.Options.Aggregation),
+			Accuracy: r.Accuracy, AttackSuccess: r.AttackSuccess, Seconds: r.Seconds}
+	}
+	return map[string]any{"runs": cells, "seconds": seconds}
+}
+
+// writeGridTable prints attacks down and rules across: the final accuracy,
+// and the attack success rate in parentheses where defined.
+func writeGridTable(w io.Writer, results []simulation.Result) {
+	var attacks, rules []string
+	cell := map[[2]string]string{}
+	for _, r := range results {
+		a, ru := simulation.AttackLabel(r.Options.Attack), simulation.RuleLabel(r.Options.Aggregation)
+		if !slices.Contains(attacks, a) {
+			attacks = append(attacks, a)
+		}
+		if !slices.Contains(rules, ru) {
+			rules = append(rules, ru)
+		}
+		s := fmt.Sprintf("%.4f", r.Accuracy)
+		if r.AttackSuccess != nil {
+			s += fmt.Sprintf(" (%.2f)", *r.AttackSuccess)
+		}
+		cell[[2]string{a, ru}] = s
+	}
+	aw := len("attack \\ rule")
+	for _, a := range attacks {
+		aw = max(aw, len(a))
+	}
+	widths := make([]int, len(rules))
+	for j, ru := range rules {
+		widths[j] = len(ru)
+		for _, a := range attacks {
+			widths[j] = max(widths[j], len(cell[[2]string{a, ru}]))
+		}
+	}
+	fmt.Fprintf(w, "%-*s", aw, "attack \\ rule")
+	for j, ru := range rules {
+		fmt.Fprintf(w, "  %*s", widths[j], ru)
+	}
+	fmt.Fprintln(w)
+	for _, a := range attacks {
+		fmt.Fprintf(w, "%-*s", aw, a)
+		for j, ru := range rules {
+			fmt.Fprintf(w, "  %*s", widths[j], cell[[2]string{a, ru}])
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// progress reports done of total with the elapsed time and an estimate of
+// the time left: on one line rewritten in place on a terminal, else one
+// line each time.
+func progress(w io.Writer, tty bool, what string, done, total int, start time.Time) {
+	elapsed := time.Since(start)
+	eta := time.Duration(float64(elapsed) / float64(done) * float64(total-done))
+	line := fmt.Sprintf("%s %d/%d, elapsed %s, ETA %s", what, done, total, elapsed.Round(time.Second), eta.Round(time.Second))
+	switch {
+	case !tty:
+		fmt.Fprintln(w, line)
+	case done == total:
+		fmt.Fprintf(w, "\r%-70s\n", line)
+	default:
+		fmt.Fprintf(w, "\r%-70s", line)
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	fh, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := fh.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,223 @@
+package wire_test
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/certs"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
+)
+
+func TestMaskedRoundTrip(t *testing.T) {
+	per := wire.ChunkBytes / 4
+	for _, dim := range []int{1, 7, per, per + 1, 3*per - 1} {
+		words := make([]uint32, dim)
+		for i := range words {
+			words[i] = uint32(i)*2654435761 + 1
+		}
+		asm := wire.NewMaskedAssembler(dim)
+		chunks := 0
+		err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+			chunks++
+			if asm.Done() {
+				t.Errorf("assembler done before chunk %d", chunks)
+			}
+			b, err := proto.Marshal(c)
+			if err != nil {
+				return err
+			}
+			var got fedguardv1.SecureMaskedChunk
+			if err := proto.Unmarshal(b, &got); err != nil {
+				return err
+			}
+			return asm.Add(&got)
+		})
+		if err != nil {
+			t.Fatalf("dim %d: %v", dim, err)
+		}
+		if want := (dim + per - 1) / per; chunks != want {
+			t.Errorf("dim %d: %d chunks, want %d", dim, chunks, want)
+		}
+		if !asm.Done() || !slices.Equal(asm.Words(), words) {
+			t.Errorf("dim %d: assembled words differ", dim)
+		}
+	}
+}
+
+func TestMaskedAssemblerRefusals(t *testing.T) {
+	chunk := func(off, words uint64, n int) *fedguardv1.SecureMaskedChunk {
+		return &fedguardv1.SecureMaskedChunk{Offset: off, Words: words, Data: make([]byte, n)}
+	}
+	for _, tt := range []struct {
+		name   string
+		chunks []*fedguardv1.SecureMaskedChunk
+		want   string
+	}{
+		{"wrong length", []*fedguardv1.SecureMaskedChunk{chunk(0, 9, 8)}, "9 words"},
+		{"gap", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 8), chunk(3, 8, 8)}, "at word 3, expected 2"},
+		{"overlap", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 8), chunk(1, 8, 8)}, "at word 1, expected 2"},
+		{"ragged", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 7)}, "7 bytes"},
+		{"empty", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 0)}, "0 bytes"},
+		{"past the end", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 24), chunk(6, 8, 12)}, "runs past 8 words"},
+		{"too large", []*fedguardv1.SecureMaskedChunk{chunk(0, 1<<20, wire.ChunkBytes+4)}, "at most"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dim := int(tt.chunks[0].GetWords())
+			if tt.name == "wrong length" {
+				dim = 8
+			}
+			asm := wire.NewMaskedAssembler(dim)
+			var err error
+			for _, c := range tt.chunks {
+				if err = asm.Add(c); err != nil {
+					break
+				}
+			}
+			if !errors.Is(err, wire.ErrMessage) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Add = %v, want ErrMessage naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFromProtoRefusals(t *testing.T) {
+	good := &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32), Signature: []byte{1}}
+	share := func(n int) *fedguardv1.SecureShare {
+		return &fedguardv1.SecureShare{From: 1, To: 2, Ciphertext: make([]byte, n)}
+	}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"advertisement missing", second(wire.AdvertiseFromProto(1, nil)), "missing"},
+		{"short key", second(wire.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 31), SPub: make([]byte, 32), Signature: []byte{1}})), "31 and 32 bytes"},
+		{"no signature", second(wire.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32)})), "signature of 0 bytes"},
+		{"huge signature", second(wire.AdvertiseFromProto(1, &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32), Signature: make([]byte, secagg.MaxSignatureSize+1)})), "signature of"},
+		{"too many peers", second(wire.KeysFromProto(&fedguardv1.SecureKeys{Peers: make([]*fedguardv1.SecurePeer, 3)}, 2)), "3 advertisements"},
+		{"peer id zero", second(wire.KeysFromProto(&fedguardv1.SecureKeys{Peers: []*fedguardv1.SecurePeer{{Id: 0, Advertise: good, Certificate: []byte{1}}}}, 2)), "participant 0"},
+		{"peer without certificate", second(wire.KeysFromProto(&fedguardv1.SecureKeys{Peers: []*fedguardv1.SecurePeer{{Id: 1, Advertise: good}}}, 2)), "0 bytes"},
+		{"short commitment", second(wire.SharesFromProto(1, 3, &fedguardv1.SecureShares{SelfCommit: make([]byte, 3)})), "commitment of 3 bytes"},
+		{"too many shares", second(wire.SharesFromProto(1, 3, &fedguardv1.SecureShares{SelfCommit: make([]byte, 32), Shares: []*fedguardv1.SecureShare{share(secagg.ShareCiphertextSize), share(secagg.ShareCiphertextSize), share(secagg.ShareCiphertextSize)}})), "3 shares"},
+		{"short ciphertext", second(wire.RoutedFromProto(&fedguardv1.SecureRoutedShares{Shares: []*fedguardv1.SecureShare{share(5)}}, 3)), "5 bytes"},
+		{"too many survivors", second(wire.SurvivorsFromProto(&fedguardv1.SecureSurvivors{Ids: []uint32{1, 2, 3}}, 2)), "3 survivors"},
+		{"too many signatures", second(wire.UnmaskRequestFromProto(1, 2, &fedguardv1.SecureUnmaskRequest{Signatures: make([]*fedguardv1.SecureSignerSignature, 3)})), "3 signatures"},
+		{"short revealed share", second(wire.UnmaskResponseFromProto(1, 2, &fedguardv1.SecureUnmaskResponse{KeyShares: []*fedguardv1.SecureRevealed{{Owner: 2, Value: []byte{1}}}})), "1 bytes"},
+	} {
+		if !errors.Is(tt.err, wire.ErrMessage) || !strings.Contains(tt.err.Error(), tt.want) {
+			t.Errorf("%s: %v, want ErrMessage naming %q", tt.name, tt.err, tt.want)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }
+
+// TestPeerKeys checks relayed certificates with real ones from a real CA:
+// the right member's certificate passes, another member's (a coordinator
+// swapping keys), another federation's and another CA's do not.
+func TestPeerKeys(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := certs.Init(filepath.Join(dir, "ca"), "demo", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := certs.Init(filepath.Join(dir, "other"), "demo", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(a *certs.Authority, fed, name string) []byte {
+		_, csr, err := certs.NewParticipantRequest(fed, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fed != a.Federation() {
+			// The authority refuses foreign requests; use a second CA of
+			// that federation instead.
+			b, err := certs.Init(filepath.Join(t.TempDir(), "ca"), fed, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a = b
+		}
+		pemCert, err := a.Sign(csr, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(pemCert)
+		if block == nil {
+			t.Fatal("no PEM block in the signed certificate")
+		}
+		return block.Bytes
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	members := []string{"hospital-a", "hospital-b"}
+	adv := &secagg.AdvertiseKeys{ID: 2}
+	for _, tt := range []struct {
+		name string
+		cert []byte
+		want string // "" means accepted
+	}{
+		{"right member", issue(ca, "demo", "hospital-b"), ""},
+		{"another member's certificate", issue(ca, "demo", "hospital-a"), "names"},
+		{"another CA", issue(other, "demo", "hospital-b"), "certificate relayed for participant 2"},
+		{"not a certificate", []byte("junk"), "certificate of participant 2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			keys, err := wire.PeerKeys([]wire.Peer{{Advertise: adv, Certificate: tt.cert}}, "demo", members, roots, time.Now())
+			if tt.want == "" {
+				if err != nil || keys[2] == nil {
+					t.Fatalf("PeerKeys = %v, %v; want the key of participant 2", keys, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("PeerKeys = %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzRequest feeds arbitrary bytes as a participant's message through
+// every reader the coordinator applies to it: none may panic, and what
+// they accept must fit the bucket.
+func FuzzRequest(f *testing.F) {
+	f.Add([]byte{})
+	seed := &fedguardv1.SecureAggregateRequest{Round: 1, Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: &fedguardv1.SecureShares{
+		SelfCommit: make([]byte, 32), Shares: []*fedguardv1.SecureShare{{From: 1, To: 2, Ciphertext: make([]byte, secagg.ShareCiphertextSize)}},
+	}}}
+	b, _ := proto.Marshal(seed)
+	f.Add(b)
+	b, _ = proto.Marshal(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: &fedguardv1.SecureMaskedChunk{Words: 3, Data: make([]byte, 12)}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req fedguardv1.SecureAggregateRequest
+		if proto.Unmarshal(data, &req) != nil {
+			return
+		}
+		const n = 4
+		if m, err := wire.AdvertiseFromProto(1, req.GetAdvertise()); err == nil && len(m.Sig) == 0 {
+			t.Errorf("accepted an advertisement without a signature")
+		}
+		if m, err := wire.SharesFromProto(1, n, req.GetShares()); err == nil && len(m.Shares) > n-1 {
+			t.Errorf("accepted %d shares in a bucket of %d", len(m.Shares), n)
+		}
+		asm := wire.NewMaskedAssembler(3)
+		if asm.Add(req.GetMasked()) == nil && len(asm.Words()) != 3 {
+			t.Errorf("assembler changed its length")
+		}
+		if r, err := wire.UnmaskResponseFromProto(1, n, req.GetUnmask()); err == nil && len(r.SelfShares)+len(r.KeyShares) > 2*n {
+			t.Errorf("accepted %d revealed shares", len(r.SelfShares)+len(r.KeyShares))
+		}
+	})
+}
