@@ -119,6 +119,27 @@ type FileConfig struct {
 	// agent's Prometheus metrics at /metrics (see [Config.MetricsListen]);
 	// empty, the default, means none.
 	MetricsListen string `json:"metrics_listen,omitempty"`
+	// GiveUpAfter is how long the agent keeps retrying a coordinator it
+	// cannot reach before it exits with [ErrCoordinatorGone], as a Go
+	// duration ("6h"), or "never"; empty means [DefaultGiveUpAfter]. A
+	// systemd unit that restarts the agent anyway may want "never"; an
+	// operator who wants to hear about a retired federation keeps a bound.
+	GiveUpAfter string `json:"give_up_after,omitempty"`
+}
+
+// GiveUpNever is the give_up_after value that retries forever.
+const GiveUpNever = "never"
+
+// giveUpAfter turns c.GiveUpAfter (valid) into [Config.GiveUpAfter].
+func (c FileConfig) giveUpAfter() time.Duration {
+	switch c.GiveUpAfter {
+	case "":
+		return 0 // Config's default
+	case GiveUpNever:
+		return -1
+	}
+	d, _ := time.ParseDuration(c.GiveUpAfter) // checked by Validate
+	return d
 }
 
 // DefaultFileConfig returns the values a configuration file's missing
@@ -244,6 +265,11 @@ func (c FileConfig) Validate() error {
 			return &FieldError{Field: "metrics_listen", Reason: err.Error()}
 		}
 	}
+	if c.GiveUpAfter != "" && c.GiveUpAfter != GiveUpNever {
+		if d, err := time.ParseDuration(c.GiveUpAfter); err != nil || d <= 0 {
+			return &FieldError{Field: "give_up_after", Reason: fmt.Sprintf("%q is not a positive duration such as 6h, or %q", c.GiveUpAfter, GiveUpNever)}
+		}
+	}
 	if err := c.validateTrainer(); err != nil {
 		return err
 	}
@@ -358,6 +384,7 @@ func (c FileConfig) Config() (Config, error) {
 		Expectations:    c.Expect,
 		ValidationMode:  c.Validation,
 		MetricsListen:   c.MetricsListen,
+		GiveUpAfter:     c.giveUpAfter(),
 	}, nil
 }
 

@@ -190,6 +190,12 @@ func TestFileConfigValidate(t *testing.T) {
 			&participant.FieldError{Field: "trainer_timeout", Reason: `"-5m" is not a positive duration such as 45m`}},
 		{"command without exec", func(c *participant.FileConfig) { c.TrainerCommand = "python3 train.py" },
 			&participant.FieldError{Field: "trainer_command", Reason: "is only for an exec trainer: set", Other: "trainer"}},
+		{"give up after", func(c *participant.FileConfig) { c.GiveUpAfter = "6h" }, nil},
+		{"give up never", func(c *participant.FileConfig) { c.GiveUpAfter = "never" }, nil},
+		{"give up zero", func(c *participant.FileConfig) { c.GiveUpAfter = "0s" },
+			&participant.FieldError{Field: "give_up_after", Reason: `"0s" is not a positive duration such as 6h, or "never"`}},
+		{"give up words", func(c *participant.FileConfig) { c.GiveUpAfter = "forever" },
+			&participant.FieldError{Field: "give_up_after", Reason: `"forever" is not a positive duration such as 6h, or "never"`}},
 		{"timeout without exec", func(c *participant.FileConfig) { c.TrainerTimeout = "5m" },
 			&participant.FieldError{Field: "trainer_timeout", Reason: "is only for an exec trainer: set", Other: "trainer"}},
 	}
@@ -386,11 +392,21 @@ func TestFileConfigConfig(t *testing.T) {
 	if !ok {
 		t.Fatalf("Config().Trainer is %T, want *LocalTrainer", cfg.Trainer)
 	}
-	got := []any{cfg.Coordinator, cfg.Federation, cfg.StateFile, cfg.Expectations, cfg.ValidationMode, cfg.TLS.ServerName, tr.DataFile, tr.Ignore, tr.Holdout, tr.Seed}
+	got := []any{cfg.Coordinator, cfg.Federation, cfg.StateFile, cfg.Expectations, cfg.ValidationMode, cfg.TLS.ServerName, tr.DataFile, tr.Ignore, tr.Holdout, tr.Seed, cfg.GiveUpAfter}
 	want := []any{"127.0.0.1:7443", "clinic-net", filepath.Join(dir, "st-mary.accepted.json"), filepath.Join(dir, "e.json"), "warn", "127.0.0.1",
-		filepath.Join(dir, "data.csv"), []string{"id"}, float64(participant.NoHoldout), uint64(participant.DefaultSeed)}
+		filepath.Join(dir, "data.csv"), []string{"id"}, float64(participant.NoHoldout), uint64(participant.DefaultSeed), time.Duration(0)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Config() mismatch (-want +got):\n%s", diff)
+	}
+	for value, want := range map[string]time.Duration{"6h": 6 * time.Hour, "never": -1} {
+		loaded.GiveUpAfter = value
+		cfg, err := loaded.Config()
+		if err != nil {
+			t.Fatalf("Config() with give_up_after %q = %v", value, err)
+		}
+		if cfg.GiveUpAfter != want {
+			t.Errorf("give_up_after %q: Config().GiveUpAfter = %v, want %v", value, cfg.GiveUpAfter, want)
+		}
 	}
 }
 

@@ -53,6 +53,7 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.StringVar(&c.Trainer, "trainer", c.Trainer, "how to train: local (the built-in models on -data, the default) or exec (the hospital's own program, -trainer-command; see docs/trainer.md)")
 	fs.StringVar(&c.TrainerCommand, "trainer-command", c.TrainerCommand, `with -trainer exec: the trainer's command line, e.g. "python3 train.py", split into words without a shell`)
 	fs.StringVar(&c.TrainerTimeout, "trainer-timeout", c.TrainerTimeout, "with -trainer exec: bound on one training run, e.g. 45m (default 30m)")
+	fs.StringVar(&c.GiveUpAfter, "give-up-after", c.GiveUpAfter, "how long to keep retrying an unreachable coordinator before exiting, e.g. 6h, or never (default 1h)")
 	fs.StringVar(&c.TrainerDir, "trainer-dir", c.TrainerDir, "with -trainer exec: directory for the private round directories (default: a new temporary directory)")
 	fs.StringVar(&c.TrainerCode, "trainer-code", c.TrainerCode, "with -trainer exec: the trainer's code, a file or directory, whose digest is logged and approved (default: the program of -trainer-command)")
 	fs.Var((*stringList)(&c.ApproveTrainer), "approve-trainer", "with -trainer exec: an approved trainer digest, sha256:HEX (repeatable, or comma-separated); other code is refused")
