@@ -51,6 +51,7 @@ var layers = map[string]int{
 	"internal/metricnames":   helpers,
 	"internal/process":       helpers,
 	"internal/archtest":      helpers,
+	"internal/doccheck":      helpers,
 
 	"proto/fedguard/v1": foundations,
 	"data/mnist":        foundations,
