@@ -1,4 +1,4 @@
-package audit
+package report
 
 import (
 	"bytes"
@@ -13,12 +13,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fedguard/fedguard/audit"
 )
 
 // reportBuilder accumulates events; finish turns a round's state into its
 // report once the whole log has been read.
 type reportBuilder struct {
-	opts       ReportOptions
+	opts       Options
 	rounds     map[uint64]*roundState
 	federation string
 	timeline   []TimelineEntry
@@ -30,21 +32,21 @@ type reportBuilder struct {
 	open *roundState
 	// pending are manifest refusals recorded between rounds, waiting for
 	// the next round to open.
-	pending []actord[ManifestRefused]
+	pending []actord[audit.ManifestRefused]
 	// initial are the manifest_signed events of round 0.
-	initial []seqd[ManifestSigned]
+	initial []seqd[audit.ManifestSigned]
 }
 
 type roundState struct {
 	number    uint64
 	attempts  []*attemptState
-	closed    *seqd[RoundClosed]
+	closed    *seqd[audit.RoundClosed]
 	closedAt  time.Time
-	manifests []seqd[ManifestSigned]
-	published []seqd[ModelPublished]
-	mrefused  []actord[ManifestRefused]
+	manifests []seqd[audit.ManifestSigned]
+	published []seqd[audit.ModelPublished]
+	mrefused  []actord[audit.ManifestRefused]
 	// early are update refusals recorded before any attempt opened.
-	early []actord[UpdateRefused]
+	early []actord[audit.UpdateRefused]
 	// real is set by any event but a refusal: a round that only refusals
 	// name never opened.
 	real      bool
@@ -63,21 +65,21 @@ type attemptState struct {
 	deadline string
 	cohort   []string
 	cohorted bool
-	received []actord[UpdateReceived]
-	refused  []actord[UpdateRefused]
+	received []actord[audit.UpdateReceived]
+	refused  []actord[audit.UpdateRefused]
 	agg      *seqd[ruleReport]
 	aggRule  string
-	failed   *seqd[RoundFailed]
-	closing  *seqd[RoundClosed] // the round_closed event naming this attempt
+	failed   *seqd[audit.RoundFailed]
+	closing  *seqd[audit.RoundClosed] // the round_closed event naming this attempt
 	// unpublished is the attempt's close when the round opened again after
 	// it (at seq reopened): the close was never committed, as after a
 	// coordinator crash between recording a close and committing it.
-	unpublished *seqd[RoundClosed]
+	unpublished *seqd[audit.RoundClosed]
 	reopened    uint64
 	// sessions are the attempt's secure sessions, one per bucket, in log
 	// order; declined its declines of the secure round.
-	sessions []seqd[SecureSession]
-	declined []actord[SecureDeclined]
+	sessions []seqd[audit.SecureSession]
+	declined []actord[audit.SecureDeclined]
 }
 
 // secure says whether the attempt ran with secure aggregation, as its
@@ -114,12 +116,12 @@ type actord[T any] struct {
 	v     T
 }
 
-func newActord[T any](index uint64, ev Event, v T) actord[T] {
+func newActord[T any](index uint64, ev audit.Event, v T) actord[T] {
 	return actord[T]{index: index, seq: ev.Seq, time: ev.Time, actor: ev.Actor, v: v}
 }
 
 // reportPayload decodes ev's payload as a T, naming the event on failure.
-func reportPayload[T any](ev Event) (T, error) {
+func reportPayload[T any](ev audit.Event) (T, error) {
 	var v T
 	if err := json.Unmarshal(ev.Payload, &v); err != nil {
 		return v, fmt.Errorf("audit: report: seq %d (%s): decode payload: %w", ev.Seq, ev.Kind, err)
@@ -149,7 +151,7 @@ func (r *roundState) touch(index, seq uint64) {
 
 // round returns the state of the event's round, counting the event in
 // the round's span.
-func (b *reportBuilder) round(index uint64, ev Event) *roundState {
+func (b *reportBuilder) round(index uint64, ev audit.Event) *roundState {
 	r := b.rounds[ev.Round]
 	if r == nil {
 		r = &roundState{number: ev.Round}
@@ -162,7 +164,7 @@ func (b *reportBuilder) round(index uint64, ev Event) *roundState {
 // attempt returns the latest attempt numbered n of r. An event naming an
 // attempt that no round_opened event opened gets one made up, with a note,
 // so that what it records is still reported.
-func (r *roundState) attempt(n uint32, ev Event) *attemptState {
+func (r *roundState) attempt(n uint32, ev audit.Event) *attemptState {
 	for _, a := range slices.Backward(r.attempts) {
 		if a.number == n {
 			return a
@@ -186,20 +188,20 @@ func (r *roundState) lastOpened() *attemptState {
 
 // isRoundKind says whether events of kind belong to the round their Round
 // field names. Manifest refusals are placed by position instead (see
-// BuildReport).
+// Build).
 func isRoundKind(kind string) bool {
 	switch kind {
-	case KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused,
-		KindAggregationReport, KindRoundFailed, KindRoundClosed, KindManifestSigned, KindSecureSession, KindSecureDeclined:
+	case audit.KindRoundOpened, audit.KindCohort, audit.KindModelPublished, audit.KindUpdateReceived, audit.KindUpdateRefused,
+		audit.KindAggregationReport, audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindSecureSession, audit.KindSecureDeclined:
 		return true
 	}
 	return false
 }
 
-func (b *reportBuilder) add(index uint64, ev Event) error {
+func (b *reportBuilder) add(index uint64, ev audit.Event) error {
 	switch {
-	case ev.Kind == KindManifestRefused:
-		p, err := reportPayload[ManifestRefused](ev)
+	case ev.Kind == audit.KindManifestRefused:
+		p, err := reportPayload[audit.ManifestRefused](ev)
 		if err != nil {
 			return err
 		}
@@ -211,13 +213,13 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		b.open.touch(index, ev.Seq)
 		b.open.mrefused = append(b.open.mrefused, m)
 		return nil
-	case ev.Kind == KindManifestSigned && ev.Round == 0:
+	case ev.Kind == audit.KindManifestSigned && ev.Round == 0:
 		// The genesis manifest, signed for the initial model.
-		p, err := reportPayload[ManifestSigned](ev)
+		p, err := reportPayload[audit.ManifestSigned](ev)
 		if err != nil {
 			return err
 		}
-		b.initial = append(b.initial, seqd[ManifestSigned]{ev.Seq, p})
+		b.initial = append(b.initial, seqd[audit.ManifestSigned]{ev.Seq, p})
 		return nil
 	case isRoundKind(ev.Kind):
 		if ev.Round == 0 {
@@ -230,8 +232,8 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 	}
 	entry := TimelineEntry{Seq: ev.Seq, Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor}
 	switch ev.Kind {
-	case KindCoordinatorStarted:
-		p, err := reportPayload[CoordinatorStarted](ev)
+	case audit.KindCoordinatorStarted:
+		p, err := reportPayload[audit.CoordinatorStarted](ev)
 		if err != nil {
 			return err
 		}
@@ -241,14 +243,14 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		b.federation = p.Federation
 		b.starts = append(b.starts, ev.Seq)
 		entry.Detail = fmt.Sprintf("version %s, federation %s, resuming after round %d", p.Version, p.Federation, p.LastRound)
-	case KindCoordinatorStopped:
-		p, err := reportPayload[CoordinatorStopped](ev)
+	case audit.KindCoordinatorStopped:
+		p, err := reportPayload[audit.CoordinatorStopped](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = p.Reason
-	case KindConfigLoaded:
-		p, err := reportPayload[ConfigLoaded](ev)
+	case audit.KindConfigLoaded:
+		p, err := reportPayload[audit.ConfigLoaded](ev)
 		if err != nil {
 			return err
 		}
@@ -262,8 +264,8 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		}
 		entry.Detail = fmt.Sprintf("configuration sha256 %s: aggregation %s, at least %d participants, %d rounds, secure aggregation %t",
 			p.SHA256, agg, p.MinParticipants, p.Rounds, p.Secure)
-	case KindEnrolment:
-		p, err := reportPayload[Enrolment](ev)
+	case audit.KindEnrolment:
+		p, err := reportPayload[audit.Enrolment](ev)
 		if err != nil {
 			return err
 		}
@@ -274,22 +276,22 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		if len(p.Removed) > 0 {
 			entry.Detail += "; removed " + strings.Join(p.Removed, ", ")
 		}
-	case KindCertificateAccepted:
-		p, err := reportPayload[CertificateAccepted](ev)
+	case audit.KindCertificateAccepted:
+		p, err := reportPayload[audit.CertificateAccepted](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("%s connected with certificate serial %s (sha256 %s), valid %s to %s",
 			p.Participant, p.Serial, p.SHA256, p.NotBefore, p.NotAfter)
-	case KindCertificateIssued:
-		p, err := reportPayload[CertificateIssued](ev)
+	case audit.KindCertificateIssued:
+		p, err := reportPayload[audit.CertificateIssued](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("certificate serial %s (sha256 %s) issued to %s, valid %s to %s",
 			p.Serial, p.SHA256, p.Identity, p.NotBefore, p.NotAfter)
-	case KindCertificateRevoked:
-		p, err := reportPayload[CertificateRevoked](ev)
+	case audit.KindCertificateRevoked:
+		p, err := reportPayload[audit.CertificateRevoked](ev)
 		if err != nil {
 			return err
 		}
@@ -297,8 +299,8 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		if p.Identity != "" {
 			entry.Detail += " (" + p.Identity + ")"
 		}
-	case KindConnectionRefused:
-		p, err := reportPayload[ConnectionRefused](ev)
+	case audit.KindConnectionRefused:
+		p, err := reportPayload[audit.ConnectionRefused](ev)
 		if err != nil {
 			return err
 		}
@@ -306,20 +308,20 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		// that matter.
 		b.refBy[p.Reason] += 1 + p.Suppressed
 		return nil
-	case KindCallRefused:
-		p, err := reportPayload[CallRefused](ev)
+	case audit.KindCallRefused:
+		p, err := reportPayload[audit.CallRefused](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = fmt.Sprintf("%s refused (%s): %s", p.Method, p.Code, p.Reason)
-	case KindEventsSuppressed:
-		p, err := reportPayload[EventsSuppressed](ev)
+	case audit.KindEventsSuppressed:
+		p, err := reportPayload[audit.EventsSuppressed](ev)
 		if err != nil {
 			return err
 		}
 		// Refused handshakes beyond the limit count with the others, under
 		// a reason of their own: which one each had is not recorded.
-		if n := p.Kinds[KindConnectionRefused]; n > 0 {
+		if n := p.Kinds[audit.KindConnectionRefused]; n > 0 {
 			b.refBy[RefusedOverLimit] += n
 		}
 		who := p.Participant
@@ -332,8 +334,8 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		}
 		entry.Detail = fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
 			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
-	case KindStatsReceived:
-		p, err := reportPayload[StatsReceived](ev)
+	case audit.KindStatsReceived:
+		p, err := reportPayload[audit.StatsReceived](ev)
 		if err != nil {
 			return err
 		}
@@ -341,8 +343,8 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		if p.SHA256 != "" {
 			entry.Detail += ", sha256 " + p.SHA256
 		}
-	case KindScalingFixed:
-		p, err := reportPayload[ScalingFixed](ev)
+	case audit.KindScalingFixed:
+		p, err := reportPayload[audit.ScalingFixed](ev)
 		if err != nil {
 			return err
 		}
@@ -353,14 +355,14 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		for _, cl := range p.Clipped {
 			entry.Detail += fmt.Sprintf("; %s clipped in %d features", cl.Participant, cl.Features)
 		}
-	case KindDataValidation:
-		p, err := reportPayload[DataValidation](ev)
+	case audit.KindDataValidation:
+		p, err := reportPayload[audit.DataValidation](ev)
 		if err != nil {
 			return err
 		}
 		entry.Detail = describeValidation(p)
-	case KindAnomalyFlagged:
-		p, err := reportPayload[AnomalyFlagged](ev)
+	case audit.KindAnomalyFlagged:
+		p, err := reportPayload[audit.AnomalyFlagged](ev)
 		if err != nil {
 			return err
 		}
@@ -384,40 +386,40 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 
 // decodeUnplaced checks the payload of a round event that cannot be
 // placed, so that it fails as it would anywhere else in the log.
-func decodeUnplaced(ev Event) error {
+func decodeUnplaced(ev audit.Event) error {
 	var err error
 	switch ev.Kind {
-	case KindRoundOpened:
-		_, err = reportPayload[RoundOpened](ev)
-	case KindCohort:
-		_, err = reportPayload[Cohort](ev)
-	case KindModelPublished:
-		_, err = reportPayload[ModelPublished](ev)
-	case KindUpdateReceived:
-		_, err = reportPayload[UpdateReceived](ev)
-	case KindUpdateRefused:
-		_, err = reportPayload[UpdateRefused](ev)
-	case KindAggregationReport:
-		_, err = reportPayload[AggregationReport](ev)
-	case KindRoundFailed:
-		_, err = reportPayload[RoundFailed](ev)
-	case KindRoundClosed:
-		_, err = reportPayload[RoundClosed](ev)
-	case KindSecureSession:
-		_, err = reportPayload[SecureSession](ev)
-	case KindSecureDeclined:
-		_, err = reportPayload[SecureDeclined](ev)
+	case audit.KindRoundOpened:
+		_, err = reportPayload[audit.RoundOpened](ev)
+	case audit.KindCohort:
+		_, err = reportPayload[audit.Cohort](ev)
+	case audit.KindModelPublished:
+		_, err = reportPayload[audit.ModelPublished](ev)
+	case audit.KindUpdateReceived:
+		_, err = reportPayload[audit.UpdateReceived](ev)
+	case audit.KindUpdateRefused:
+		_, err = reportPayload[audit.UpdateRefused](ev)
+	case audit.KindAggregationReport:
+		_, err = reportPayload[audit.AggregationReport](ev)
+	case audit.KindRoundFailed:
+		_, err = reportPayload[audit.RoundFailed](ev)
+	case audit.KindRoundClosed:
+		_, err = reportPayload[audit.RoundClosed](ev)
+	case audit.KindSecureSession:
+		_, err = reportPayload[audit.SecureSession](ev)
+	case audit.KindSecureDeclined:
+		_, err = reportPayload[audit.SecureDeclined](ev)
 	}
 	return err
 }
 
-func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) error {
-	if ev.Kind != KindUpdateRefused {
+func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev audit.Event) error {
+	if ev.Kind != audit.KindUpdateRefused {
 		r.real = true
 	}
 	switch ev.Kind {
-	case KindRoundOpened:
-		p, err := reportPayload[RoundOpened](ev)
+	case audit.KindRoundOpened:
+		p, err := reportPayload[audit.RoundOpened](ev)
 		if err != nil {
 			return err
 		}
@@ -443,8 +445,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.touch(m.index, m.seq)
 		}
 		r.mrefused, b.pending = append(r.mrefused, b.pending...), nil
-	case KindCohort:
-		p, err := reportPayload[Cohort](ev)
+	case audit.KindCohort:
+		p, err := reportPayload[audit.Cohort](ev)
 		if err != nil {
 			return err
 		}
@@ -453,14 +455,14 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.notef("seq %d: a second cohort event for attempt %d; the later one is reported", ev.Seq, p.Attempt)
 		}
 		a.cohort, a.cohorted = p.Members, true
-	case KindModelPublished:
-		p, err := reportPayload[ModelPublished](ev)
+	case audit.KindModelPublished:
+		p, err := reportPayload[audit.ModelPublished](ev)
 		if err != nil {
 			return err
 		}
-		r.published = append(r.published, seqd[ModelPublished]{ev.Seq, p})
-	case KindUpdateReceived:
-		p, err := reportPayload[UpdateReceived](ev)
+		r.published = append(r.published, seqd[audit.ModelPublished]{ev.Seq, p})
+	case audit.KindUpdateReceived:
+		p, err := reportPayload[audit.UpdateReceived](ev)
 		if err != nil {
 			return err
 		}
@@ -472,8 +474,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			}
 		}
 		a.received = append(a.received, newActord(index, ev, p))
-	case KindUpdateRefused:
-		p, err := reportPayload[UpdateRefused](ev)
+	case audit.KindUpdateRefused:
+		p, err := reportPayload[audit.UpdateRefused](ev)
 		if err != nil {
 			return err
 		}
@@ -487,8 +489,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.notef("seq %d: the refusal names attempt %d, but attempt %d was the one open", ev.Seq, p.Attempt, a.number)
 		}
 		a.refused = append(a.refused, f)
-	case KindAggregationReport:
-		p, err := reportPayload[AggregationReport](ev)
+	case audit.KindAggregationReport:
+		p, err := reportPayload[audit.AggregationReport](ev)
 		if err != nil {
 			return err
 		}
@@ -501,8 +503,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.notef("seq %d: a second aggregation report for attempt %d; the later one is reported", ev.Seq, p.Attempt)
 		}
 		a.agg, a.aggRule = &seqd[ruleReport]{ev.Seq, rr}, cmp.Or(p.Rule, rr.Rule)
-	case KindRoundFailed:
-		p, err := reportPayload[RoundFailed](ev)
+	case audit.KindRoundFailed:
+		p, err := reportPayload[audit.RoundFailed](ev)
 		if err != nil {
 			return err
 		}
@@ -512,9 +514,9 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			return nil
 		}
 		// The round stays open: its next attempt forms a new cohort.
-		a.failed = &seqd[RoundFailed]{ev.Seq, p}
-	case KindRoundClosed:
-		p, err := reportPayload[RoundClosed](ev)
+		a.failed = &seqd[audit.RoundFailed]{ev.Seq, p}
+	case audit.KindRoundClosed:
+		p, err := reportPayload[audit.RoundClosed](ev)
 		if err != nil {
 			return err
 		}
@@ -526,19 +528,19 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 		if end, ok := a.ended(); ok {
 			r.notef("seq %d: round_closed for attempt %d, which failed at seq %d", ev.Seq, p.Attempt, end)
 		}
-		r.closed, r.closedAt = &seqd[RoundClosed]{ev.Seq, p}, ev.Time
+		r.closed, r.closedAt = &seqd[audit.RoundClosed]{ev.Seq, p}, ev.Time
 		a.closing = r.closed
 		if b.open == r {
 			b.open = nil
 		}
-	case KindManifestSigned:
-		p, err := reportPayload[ManifestSigned](ev)
+	case audit.KindManifestSigned:
+		p, err := reportPayload[audit.ManifestSigned](ev)
 		if err != nil {
 			return err
 		}
-		r.manifests = append(r.manifests, seqd[ManifestSigned]{ev.Seq, p})
-	case KindSecureSession:
-		p, err := reportPayload[SecureSession](ev)
+		r.manifests = append(r.manifests, seqd[audit.ManifestSigned]{ev.Seq, p})
+	case audit.KindSecureSession:
+		p, err := reportPayload[audit.SecureSession](ev)
 		if err != nil {
 			return err
 		}
@@ -552,9 +554,9 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 		if end, ok := a.ended(); ok {
 			r.notef("seq %d: secure_session for bucket %d of attempt %d, which already ended at seq %d", ev.Seq, p.Bucket, p.Attempt, end)
 		}
-		a.sessions = append(a.sessions, seqd[SecureSession]{ev.Seq, p})
-	case KindSecureDeclined:
-		p, err := reportPayload[SecureDeclined](ev)
+		a.sessions = append(a.sessions, seqd[audit.SecureSession]{ev.Seq, p})
+	case audit.KindSecureDeclined:
+		p, err := reportPayload[audit.SecureDeclined](ev)
 		if err != nil {
 			return err
 		}
@@ -585,7 +587,7 @@ func (b *reportBuilder) settle() {
 			continue
 		}
 		for _, f := range r.early {
-			b.timeline = append(b.timeline, TimelineEntry{Seq: f.seq, Time: f.time, Kind: KindUpdateRefused, Actor: f.actor,
+			b.timeline = append(b.timeline, TimelineEntry{Seq: f.seq, Time: f.time, Kind: audit.KindUpdateRefused, Actor: f.actor,
 				Detail: fmt.Sprintf("update for round %d refused before the round opened: %s: %s", n, f.v.Code, f.v.Reason)})
 		}
 		if !r.real {
@@ -593,13 +595,13 @@ func (b *reportBuilder) settle() {
 		}
 	}
 	for _, m := range b.pending {
-		b.timeline = append(b.timeline, TimelineEntry{Seq: m.seq, Time: m.time, Kind: KindManifestRefused, Actor: m.actor,
+		b.timeline = append(b.timeline, TimelineEntry{Seq: m.seq, Time: m.time, Kind: audit.KindManifestRefused, Actor: m.actor,
 			Detail: manifestRefusal(m.v) + "; no round opened after it"})
 	}
 	slices.SortFunc(b.timeline, func(x, y TimelineEntry) int { return cmp.Compare(x.Seq, y.Seq) })
 }
 
-func manifestRefusal(m ManifestRefused) string {
+func manifestRefusal(m audit.ManifestRefused) string {
 	s := fmt.Sprintf("refused the manifest of round %d: %s", m.ManifestRound, m.Reason)
 	if m.Detail != "" {
 		s += " (" + m.Detail + ")"
@@ -639,7 +641,7 @@ func (b *reportBuilder) signature(envelope []byte) string {
 // the digest the event gives the manifest is its payload's, as package
 // manifest defines it; note says what does not match. The signature check,
 // not this, says whether the payload is authentic.
-func (b *reportBuilder) checkManifest(m seqd[ManifestSigned]) (model, note string) {
+func (b *reportBuilder) checkManifest(m seqd[audit.ManifestSigned]) (model, note string) {
 	payload, ok := manifestPayload(m.v.Envelope)
 	if !ok {
 		return "", ""
@@ -651,7 +653,7 @@ func (b *reportBuilder) checkManifest(m seqd[ManifestSigned]) (model, note strin
 }
 
 // finish reports on round r; checkpoints are sorted by size.
-func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundReport {
+func (b *reportBuilder) finish(r *roundState, checkpoints []audit.Checkpoint) RoundReport {
 	rep := RoundReport{Round: r.number, FirstSeq: r.firstSeq, LastSeq: r.lastSeq}
 	notes := slices.Clone(r.notes)
 	notef := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
@@ -767,7 +769,7 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 	if r.closed != nil {
 		cut = max(cut, r.closed.seq)
 	}
-	manifests := slices.DeleteFunc(slices.Clone(r.manifests), func(m seqd[ManifestSigned]) bool { return m.seq < cut })
+	manifests := slices.DeleteFunc(slices.Clone(r.manifests), func(m seqd[audit.ManifestSigned]) bool { return m.seq < cut })
 	if n := len(manifests); n > 0 {
 		m := manifests[n-1]
 		if n > 1 {
@@ -867,7 +869,7 @@ func (b *reportBuilder) contributors(rep *RoundReport, r *roundState, a *attempt
 		}
 	}
 	end, ended := a.ended()
-	refusedAfter := func(name string, seq uint64) *actord[UpdateRefused] {
+	refusedAfter := func(name string, seq uint64) *actord[audit.UpdateRefused] {
 		for i, f := range a.refused {
 			if f.actor == name && f.seq > seq {
 				return &a.refused[i]
@@ -960,7 +962,7 @@ func (b *reportBuilder) contributors(rep *RoundReport, r *roundState, a *attempt
 
 // checkClosed compares what round_closed claims with what the round's
 // events show.
-func (b *reportBuilder) checkClosed(rep *RoundReport, c RoundClosed, notef func(string, ...any)) {
+func (b *reportBuilder) checkClosed(rep *RoundReport, c audit.RoundClosed, notef func(string, ...any)) {
 	var got, dropped []string
 	in := map[string]bool{}
 	for _, x := range rep.Contributors {
@@ -1070,7 +1072,7 @@ func reportList(s []string) string {
 
 // describeValidation says what a hospital's data check found, in counts:
 // what the hospital sent, and whether it trained.
-func describeValidation(p DataValidation) string {
+func describeValidation(p audit.DataValidation) string {
 	errs, warns := 0, 0
 	var parts []string
 	for _, f := range p.Findings {
