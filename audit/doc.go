@@ -29,6 +29,32 @@
 // meaning or layout takes a new magic string ("…-v2"), and readers keep
 // decoding v1 events, whose hashes are already signed.
 //
+// # Event kinds
+//
+// Every kind has one row in the table of event kinds (kindTable in
+// events.go; [Kinds], [LookupKind], [KindSpec]): its name, its payload
+// type, the logs that write it, whether a client's calls cause it (the
+// coordinator's quota of audited events), and where the provenance
+// report (package audit/report) places it, with the line it renders for
+// a timeline kind. The report and the coordinator's metrics
+// (fedguard_audit_events_total, fedguard_audit_events_suppressed_total)
+// read the table; nothing else lists kinds. To add a kind:
+//
+//  1. In events.go, add its Kind constant (lowercase, [a-z_]), its
+//     payload struct named after it, and its row in kindTable, in the
+//     constants' order: timeline(…) with the function that renders its
+//     timeline line, or placed[…](…) for a kind the report's round logic
+//     reads (SectionRound: which also needs that logic in
+//     audit/report/report_build.go's addRoundEvent), places by position
+//     or counts.
+//  2. Emit it: an [Entry] with the constant as Kind, appended by its
+//     writer (the coordinator's record or refusal, or the CA's log).
+//
+// TestKindTable checks the table against the constants, and
+// TestEveryEmittedKindIsInTable scans the module for kinds emitted
+// without a row. A kind's name and payload fields never change meaning
+// once released; a payload only gains fields.
+//
 // # Checkpoints
 //
 // A checkpoint is a C2SP tlog-checkpoint signed note

@@ -1,14 +1,12 @@
 package report
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,21 +184,17 @@ func (r *roundState) lastOpened() *attemptState {
 	return nil
 }
 
-// isRoundKind says whether events of kind belong to the round their Round
-// field names. Manifest refusals are placed by position instead (see
-// Build).
-func isRoundKind(kind string) bool {
-	switch kind {
-	case audit.KindRoundOpened, audit.KindCohort, audit.KindModelPublished, audit.KindUpdateReceived, audit.KindUpdateRefused,
-		audit.KindAggregationReport, audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindSecureSession, audit.KindSecureDeclined:
-		return true
-	}
-	return false
-}
+// lookupKind finds an event's row in the table of event kinds; tests swap
+// it to show that a new kind is one row of the table.
+var lookupKind = audit.LookupKind
 
 func (b *reportBuilder) add(index uint64, ev audit.Event) error {
-	switch {
-	case ev.Kind == audit.KindManifestRefused:
+	spec, ok := lookupKind(ev.Kind)
+	if !ok {
+		return nil // an unknown kind: a newer log than this reader
+	}
+	switch spec.Section {
+	case audit.SectionByPosition:
 		p, err := reportPayload[audit.ManifestRefused](ev)
 		if err != nil {
 			return err
@@ -213,204 +207,66 @@ func (b *reportBuilder) add(index uint64, ev audit.Event) error {
 		b.open.touch(index, ev.Seq)
 		b.open.mrefused = append(b.open.mrefused, m)
 		return nil
-	case ev.Kind == audit.KindManifestSigned && ev.Round == 0:
-		// The genesis manifest, signed for the initial model.
-		p, err := reportPayload[audit.ManifestSigned](ev)
-		if err != nil {
-			return err
+	case audit.SectionRound:
+		if ev.Kind == audit.KindManifestSigned && ev.Round == 0 {
+			// The genesis manifest, signed for the initial model.
+			p, err := reportPayload[audit.ManifestSigned](ev)
+			if err != nil {
+				return err
+			}
+			b.initial = append(b.initial, seqd[audit.ManifestSigned]{ev.Seq, p})
+			return nil
 		}
-		b.initial = append(b.initial, seqd[audit.ManifestSigned]{ev.Seq, p})
-		return nil
-	case isRoundKind(ev.Kind):
 		if ev.Round == 0 {
 			// Rounds count from 1: a round event for round 0 cannot be
-			// placed, so it is named rather than dropped silently.
+			// placed, so it is named rather than dropped silently; its
+			// payload must decode as anywhere else in the log.
 			b.notef("seq %d: %s names round 0, and rounds count from 1; it is left out of the rounds", ev.Seq, ev.Kind)
-			return decodeUnplaced(ev)
+			_, err := decodePayload(spec, ev)
+			return err
 		}
 		return b.addRoundEvent(index, b.round(index, ev), ev)
 	}
-	entry := TimelineEntry{Seq: ev.Seq, Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor}
-	switch ev.Kind {
-	case audit.KindCoordinatorStarted:
-		p, err := reportPayload[audit.CoordinatorStarted](ev)
-		if err != nil {
-			return err
-		}
+	p, err := decodePayload(spec, ev)
+	if err != nil {
+		return err
+	}
+	switch p := p.(type) {
+	case audit.ConnectionRefused:
+		// Counted, not listed: a flood of refusals would bury the events
+		// that matter.
+		b.refBy[p.Reason] += 1 + p.Suppressed
+	case audit.CoordinatorStarted:
 		if b.federation != "" && p.Federation != b.federation {
 			b.notef("seq %d: the coordinator started for federation %q, earlier for %q", ev.Seq, p.Federation, b.federation)
 		}
 		b.federation = p.Federation
 		b.starts = append(b.starts, ev.Seq)
-		entry.Detail = fmt.Sprintf("version %s, federation %s, resuming after round %d", p.Version, p.Federation, p.LastRound)
-	case audit.KindCoordinatorStopped:
-		p, err := reportPayload[audit.CoordinatorStopped](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = p.Reason
-	case audit.KindConfigLoaded:
-		p, err := reportPayload[audit.ConfigLoaded](ev)
-		if err != nil {
-			return err
-		}
-		agg := string(p.Aggregation)
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, p.Aggregation); err == nil {
-			agg = buf.String()
-		}
-		if agg == "" {
-			agg = "(none)"
-		}
-		entry.Detail = fmt.Sprintf("configuration sha256 %s: aggregation %s, at least %d participants, %d rounds, secure aggregation %t",
-			p.SHA256, agg, p.MinParticipants, p.Rounds, p.Secure)
-	case audit.KindEnrolment:
-		p, err := reportPayload[audit.Enrolment](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("%d enrolled: %s", len(p.Enrolled), reportList(p.Enrolled))
-		if len(p.Added) > 0 {
-			entry.Detail += "; added " + strings.Join(p.Added, ", ")
-		}
-		if len(p.Removed) > 0 {
-			entry.Detail += "; removed " + strings.Join(p.Removed, ", ")
-		}
-	case audit.KindCertificateAccepted:
-		p, err := reportPayload[audit.CertificateAccepted](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("%s connected with certificate serial %s (sha256 %s), valid %s to %s",
-			p.Participant, p.Serial, p.SHA256, p.NotBefore, p.NotAfter)
-	case audit.KindCertificateIssued:
-		p, err := reportPayload[audit.CertificateIssued](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("certificate serial %s (sha256 %s) issued to %s, valid %s to %s",
-			p.Serial, p.SHA256, p.Identity, p.NotBefore, p.NotAfter)
-	case audit.KindCertificateRevoked:
-		p, err := reportPayload[audit.CertificateRevoked](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("serial %s revoked at %s", p.Serial, p.RevokedAt)
-		if p.Identity != "" {
-			entry.Detail += " (" + p.Identity + ")"
-		}
-	case audit.KindConnectionRefused:
-		p, err := reportPayload[audit.ConnectionRefused](ev)
-		if err != nil {
-			return err
-		}
-		// Counted, not listed: a flood of refusals would bury the events
-		// that matter.
-		b.refBy[p.Reason] += 1 + p.Suppressed
-		return nil
-	case audit.KindCallRefused:
-		p, err := reportPayload[audit.CallRefused](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("%s refused (%s): %s", p.Method, p.Code, p.Reason)
-	case audit.KindEventsSuppressed:
-		p, err := reportPayload[audit.EventsSuppressed](ev)
-		if err != nil {
-			return err
-		}
+	case audit.EventsSuppressed:
 		// Refused handshakes beyond the limit count with the others, under
 		// a reason of their own: which one each had is not recorded.
 		if n := p.Kinds[audit.KindConnectionRefused]; n > 0 {
 			b.refBy[RefusedOverLimit] += n
 		}
-		who := p.Participant
-		if who == "" {
-			who = "callers without a verified identity"
-		}
-		kinds := slices.Sorted(maps.Keys(p.Kinds))
-		for i, k := range kinds {
-			kinds[i] = fmt.Sprintf("%s %d", k, p.Kinds[k])
-		}
-		entry.Detail = fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
-			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
-	case audit.KindStatsReceived:
-		p, err := reportPayload[audit.StatsReceived](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("feature statistics over %d rows, %d features: %s", p.Rows, p.Features, reportList(p.Aggregates))
-		if p.SHA256 != "" {
-			entry.Detail += ", sha256 " + p.SHA256
-		}
-	case audit.KindScalingFixed:
-		p, err := reportPayload[audit.ScalingFixed](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("feature scaling sha256 %s fixed from %d rows of %s", p.SHA256, p.Rows, reportList(p.Participants))
-		if p.Rule != "" {
-			entry.Detail += " by " + p.Rule
-		}
-		for _, cl := range p.Clipped {
-			entry.Detail += fmt.Sprintf("; %s clipped in %d features", cl.Participant, cl.Features)
-		}
-	case audit.KindDataValidation:
-		p, err := reportPayload[audit.DataValidation](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = describeValidation(p)
-	case audit.KindAnomalyFlagged:
-		p, err := reportPayload[audit.AnomalyFlagged](ev)
-		if err != nil {
-			return err
-		}
-		what := "update"
-		if p.Feature != "" {
-			what = "data statistics"
-		}
-		entry.Detail = fmt.Sprintf("round %d attempt %d: %s's %s flagged (%s): value %.6g", ev.Round, p.Attempt, p.Participant, what, p.Kind, p.Value)
-		if p.Feature != "" {
-			entry.Detail += fmt.Sprintf(" at feature %s (variance ratio %.3g)", p.Feature, p.VarianceRatio)
-		}
-		if len(p.Band) == 2 {
-			entry.Detail += fmt.Sprintf(" outside [%.6g, %.6g]", p.Band[0], p.Band[1])
-		}
-	default:
-		return nil // an unknown kind: a newer log than this reader
 	}
-	b.timeline = append(b.timeline, entry)
+	if spec.Section == audit.SectionTimeline {
+		entry := TimelineEntry{Seq: ev.Seq, Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor}
+		if spec.Detail != nil {
+			entry.Detail = spec.Detail(ev, p)
+		}
+		b.timeline = append(b.timeline, entry)
+	}
 	return nil
 }
 
-// decodeUnplaced checks the payload of a round event that cannot be
-// placed, so that it fails as it would anywhere else in the log.
-func decodeUnplaced(ev audit.Event) error {
-	var err error
-	switch ev.Kind {
-	case audit.KindRoundOpened:
-		_, err = reportPayload[audit.RoundOpened](ev)
-	case audit.KindCohort:
-		_, err = reportPayload[audit.Cohort](ev)
-	case audit.KindModelPublished:
-		_, err = reportPayload[audit.ModelPublished](ev)
-	case audit.KindUpdateReceived:
-		_, err = reportPayload[audit.UpdateReceived](ev)
-	case audit.KindUpdateRefused:
-		_, err = reportPayload[audit.UpdateRefused](ev)
-	case audit.KindAggregationReport:
-		_, err = reportPayload[audit.AggregationReport](ev)
-	case audit.KindRoundFailed:
-		_, err = reportPayload[audit.RoundFailed](ev)
-	case audit.KindRoundClosed:
-		_, err = reportPayload[audit.RoundClosed](ev)
-	case audit.KindSecureSession:
-		_, err = reportPayload[audit.SecureSession](ev)
-	case audit.KindSecureDeclined:
-		_, err = reportPayload[audit.SecureDeclined](ev)
+// decodePayload decodes ev's payload by its row of the table, naming the
+// event on failure.
+func decodePayload(spec audit.KindSpec, ev audit.Event) (any, error) {
+	p, err := spec.Decode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("audit: report: seq %d (%s): decode payload: %w", ev.Seq, ev.Kind, err)
 	}
-	return err
+	return p, nil
 }
 
 func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev audit.Event) error {
@@ -1068,35 +924,4 @@ func reportList(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-// describeValidation says what a hospital's data check found, in counts:
-// what the hospital sent, and whether it trained.
-func describeValidation(p audit.DataValidation) string {
-	errs, warns := 0, 0
-	var parts []string
-	for _, f := range p.Findings {
-		if f.Severity == "error" {
-			errs++
-		} else {
-			warns++
-		}
-		col := f.Column
-		if col == "" {
-			col = "a column the expectations do not name"
-		}
-		parts = append(parts, fmt.Sprintf("%s %s on %s (%d of %d)", f.Severity, f.Rule, col, f.Count, f.Total))
-	}
-	trained := "trained"
-	if !p.Training {
-		trained = "sat the round out"
-	}
-	d := fmt.Sprintf("data checked (%s mode, attempt %d): %d rows, %d columns, %d errors, %d warnings; %s", p.Mode, p.Attempt, p.Rows, p.Columns, errs, warns, trained)
-	if st := p.FeatureStats; st != nil {
-		d += fmt.Sprintf("; sent %s of %d rows over %d features", reportList(st.Aggregates), st.Rows, st.Features)
-	}
-	if len(parts) > 0 {
-		d += ": " + strings.Join(parts, "; ")
-	}
-	return d
 }
