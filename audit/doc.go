@@ -29,6 +29,20 @@
 // meaning or layout takes a new magic string ("…-v2"), and readers keep
 // decoding v1 events, whose hashes are already signed.
 //
+// # Storage
+//
+// A [Log] keeps its bytes in a [Store]: the events' canonical encodings,
+// the stored hashes of the Merkle tree (tlog's stored-hash indexes, about
+// two per event, from which every root and proof is read), the
+// checkpoint notes and the head. The Log does all the rest (encoding,
+// hashing, chaining, signing, group commit), so every Store holds the
+// same bytes. [Open] keeps them in a bbolt file ([BoltStore], in the
+// layout of layout.go, whose version is meta/schema_version); [New] with a
+// [MemStore] keeps them in memory, for tests and simulations that need no
+// file. Package audit/audittest is the conformance suite both pass:
+// append order, read-back, tree hashes and proofs, checkpoints,
+// durability across a reopen, refusal after Close and concurrent readers.
+//
 // # Event kinds
 //
 // Every kind has one row in the table of event kinds (kindTable in
