@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -23,8 +23,7 @@ type BoltStore struct {
 	origin   string
 	readOnly bool
 
-	mu     sync.Mutex
-	closed bool
+	closed atomic.Bool
 
 	// failCommit, when set (by tests), fails batches inside the transaction.
 	failCommit func() error
@@ -253,38 +252,29 @@ func (s *BoltStore) Head() (uint64, Hash, error) {
 	return size, last, err
 }
 
-// view runs fn in a read transaction, reporting a closed database as
-// ErrClosed.
-func (s *BoltStore) view(fn func(*bolt.Tx) error) error {
-	if s.isClosed() {
-		return ErrClosed
-	}
-	err := s.db.View(fn)
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-		return ErrClosed
-	}
-	return err
-}
+// view runs fn in a read transaction.
+func (s *BoltStore) view(fn func(*bolt.Tx) error) error { return s.tx(false, fn) }
 
 // update runs fn in a write transaction.
-func (s *BoltStore) update(fn func(*bolt.Tx) error) error {
-	if s.readOnly {
+func (s *BoltStore) update(fn func(*bolt.Tx) error) error { return s.tx(true, fn) }
+
+// tx runs fn in a transaction, reporting a closed database as ErrClosed.
+func (s *BoltStore) tx(writable bool, fn func(*bolt.Tx) error) error {
+	if writable && s.readOnly {
 		return ErrReadOnly
 	}
-	if s.isClosed() {
+	if s.closed.Load() {
 		return ErrClosed
 	}
-	err := s.db.Update(fn)
+	run := s.db.View
+	if writable {
+		run = s.db.Update
+	}
+	err := run(fn)
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
-}
-
-func (s *BoltStore) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
 }
 
 // Append stores a batch in one transaction.
@@ -440,13 +430,9 @@ func (s *BoltStore) AddCheckpoint(c StoredCheckpoint) (StoredCheckpoint, error) 
 
 // Close closes the database file.
 func (s *BoltStore) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.closed.CompareAndSwap(false, true) {
 		return ErrClosed
 	}
-	s.closed = true
-	s.mu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("audit: close %s: %w", s.path, err)
 	}

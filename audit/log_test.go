@@ -179,16 +179,6 @@ func TestOpenErrors(t *testing.T) {
 		}
 		return path
 	}
-	editDB := func(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
-		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		if err := db.Update(fn); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tests := []struct {
 		name    string
 		path    func(t *testing.T) string

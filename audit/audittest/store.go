@@ -104,6 +104,17 @@ func fill(t *testing.T, s audit.Store, m *model, sizes ...int) {
 	}
 }
 
+// filled returns a new store of f, closed when the test ends, with
+// batches of the given sizes appended, and its model.
+func filled(t *testing.T, f Factory, sizes ...int) (audit.Store, *model) {
+	t.Helper()
+	s := f.New(t)
+	t.Cleanup(func() { s.Close() })
+	m := &model{}
+	fill(t, s, m, sizes...)
+	return s, m
+}
+
 // checkHead checks s's head against m.
 func checkHead(t *testing.T, s audit.Store, m *model) {
 	t.Helper()
@@ -182,10 +193,7 @@ func testAppendOrder(t *testing.T, f Factory) {
 }
 
 func testRefusedBatch(t *testing.T, f Factory) {
-	s := f.New(t)
-	defer s.Close()
-	m := &model{}
-	fill(t, s, m, 10)
+	s, m := filled(t, f, 10)
 	next := *m
 	next.encs, next.hashes = slices.Clone(m.encs), slices.Clone(m.hashes)
 	good := next.batch(t, 3)
@@ -217,10 +225,7 @@ func testRefusedBatch(t *testing.T, f Factory) {
 }
 
 func testReadBack(t *testing.T, f Factory) {
-	s := f.New(t)
-	defer s.Close()
-	m := &model{}
-	fill(t, s, m, 20)
+	s, m := filled(t, f, 20)
 	for _, tc := range []struct {
 		from          uint64
 		max, maxBytes int
@@ -275,10 +280,7 @@ func testReadBack(t *testing.T, f Factory) {
 }
 
 func testTreeHashes(t *testing.T, f Factory) {
-	s := f.New(t)
-	defer s.Close()
-	m := &model{}
-	fill(t, s, m, 1, 2, 30, 100, 1, 66)
+	s, m := filled(t, f, 1, 2, 30, 100, 1, 66)
 	n := int64(len(m.encs))
 	// The store is the tlog.HashReader of tree hashes, roots and proofs,
 	// as the Log uses it: they must be what the model gives.
@@ -335,10 +337,7 @@ func testTreeHashes(t *testing.T, f Factory) {
 }
 
 func testCheckpoints(t *testing.T, f Factory) {
-	s := f.New(t)
-	defer s.Close()
-	m := &model{}
-	fill(t, s, m, 30)
+	s, _ := filled(t, f, 30)
 	add := func(size uint64, note string) audit.StoredCheckpoint {
 		t.Helper()
 		c, err := s.AddCheckpoint(audit.StoredCheckpoint{Size: size, Note: []byte(note)})

@@ -1019,17 +1019,20 @@ func TestReportMarkdownEscapes(t *testing.T) {
 	if !strings.Contains(md, `\<script\>alert("x")\</script\>`) {
 		t.Errorf("WriteMarkdown does not show the hostile name escaped:\n%s", md)
 	}
-	// Outside code spans, no '<' is unescaped; inside one (the forged
-	// digest) markup is shown, not interpreted.
+	checkMarkdownEscaped(t, md)
+}
+
+// checkMarkdownEscaped checks a Markdown report that holds hostile text:
+// outside code spans, no '<' is unescaped (inside one, markup is shown,
+// not interpreted), and every table row keeps its header's number of
+// cells, whatever pipes and line breaks the log holds.
+func checkMarkdownEscaped(t *testing.T, md string) {
+	t.Helper()
+	cells := 0
 	for i, ln := range strings.Split(md, "\n") {
 		if strings.Contains(strings.ReplaceAll(stripCodeSpans(ln), `\<`, ""), "<") {
 			t.Errorf("line %d has an unescaped '<': %s", i+1, ln)
 		}
-	}
-	// Every table row keeps its header's number of cells, whatever pipes
-	// and line breaks the log holds.
-	cells := 0
-	for _, ln := range strings.Split(md, "\n") {
 		if !strings.HasPrefix(ln, "|") {
 			cells = 0
 			continue
