@@ -22,7 +22,7 @@ func BenchmarkAppend(b *testing.B) {
 		ctx := context.Background()
 		entry := synthEntry(1)
 		var commits atomic.Int64
-		l.failCommit = func() error { commits.Add(1); return nil }
+		l.store.(*BoltStore).failCommit = func() error { commits.Add(1); return nil }
 		b.ReportAllocs()
 		b.ResetTimer()
 		if parallel {

@@ -1,11 +1,9 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -52,51 +50,17 @@ func (l *Log) Check(verifiers note.Verifiers) (CheckSummary, error) {
 	}
 	var prev Hash
 	for next := uint64(0); next < size; {
-		err := l.view(func(tx *bolt.Tx) error {
-			events, tree := tx.Bucket(bucketEvents), tx.Bucket(bucketTree)
-			hashes := treeReader(tree)
-			c := events.Cursor()
-			k, v := c.Seek(u64Key(next))
-			for read := 0; next < size && read < readChunkBytes; k, v = c.Next() {
-				if seq, err := parseU64(k); err != nil || seq != next {
-					return corruptf("event %d is missing", next)
-				}
-				ev, err := decodeEvent(v)
-				if err != nil {
-					return corruptf("event %d: %v", next, err)
-				}
-				if ev.Seq != next {
-					return corruptf("the event stored as %d says it is event %d", next, ev.Seq)
-				}
-				if ev.Prev != prev {
-					return corruptf("event %d does not link to event %d", next, int64(next)-1)
-				}
-				leaf := tree.Get(u64Key(uint64(tlog.StoredHashIndex(0, int64(next)))))
-				if want := tlog.RecordHash(v); !bytes.Equal(leaf, want[:]) {
-					return corruptf("the tree's leaf hash of event %d does not match the event", next)
-				}
-				// Event next adds its leaf and the interior hashes it
-				// completes (about one on average), from hashes checked
-				// before it: so every stored hash is checked once.
-				stored, err := tlog.StoredHashes(int64(next), v, hashes)
-				if err != nil {
-					return corruptf("tree hashes of event %d: %v", next, err)
-				}
-				idx := uint64(tlog.StoredHashIndex(0, int64(next)))
-				for j, h := range stored {
-					if got := tree.Get(u64Key(idx + uint64(j))); !bytes.Equal(got, h[:]) {
-						return corruptf("tree hash %d, added with event %d, is not what the events give", idx+uint64(j), next)
-					}
-				}
-				prev = sha256.Sum256(v)
-				read += len(v)
-				next++
-			}
-			return nil
-		})
+		encs, err := l.store.ReadEvents(next, int(min(size-next, readChunkEvents)), readChunkBytes)
+		if err == nil && len(encs) == 0 {
+			err = corruptf("event %d is missing", next)
+		}
+		if err == nil {
+			err = l.checkEvents(next, encs, &prev)
+		}
 		if err != nil {
 			return CheckSummary{}, fmt.Errorf("audit: check: %w", err)
 		}
+		next += uint64(len(encs))
 	}
 	if prev != l.lastHash() {
 		return CheckSummary{}, fmt.Errorf("audit: check: %w", corruptf("the head's last hash is not the hash of event %d", int64(size)-1))
@@ -115,12 +79,7 @@ func (l *Log) Check(verifiers note.Verifiers) (CheckSummary, error) {
 		if cp.Origin != l.origin {
 			return CheckSummary{}, fmt.Errorf("audit: check: %w", corruptf("checkpoint %d has origin %q, not the log's %q", cp.Size, cp.Origin, l.origin))
 		}
-		var root tlog.Hash
-		err := l.view(func(tx *bolt.Tx) error {
-			var err error
-			root, err = tlog.TreeHash(int64(cp.Size), treeReader(tx.Bucket(bucketTree)))
-			return err
-		})
+		root, err := tlog.TreeHash(int64(cp.Size), l.store)
 		if err != nil {
 			return CheckSummary{}, fmt.Errorf("audit: check: %w", corruptf("checkpoint %d: %v", cp.Size, err))
 		}
@@ -129,6 +88,70 @@ func (l *Log) Check(verifiers note.Verifiers) (CheckSummary, error) {
 		}
 	}
 	return sum, nil
+}
+
+// checkEvents checks the stored events encs, from seq next on, after the
+// event of hash *prev, and the tree hashes they add; it leaves *prev the
+// hash of the last. It reads the chunk's tree hashes in one call.
+func (l *Log) checkEvents(next uint64, encs [][]byte, prev *Hash) error {
+	lo := tlog.StoredHashIndex(0, int64(next))
+	hi := tlog.StoredHashCount(int64(next) + int64(len(encs)))
+	indexes := make([]int64, hi-lo)
+	for i := range indexes {
+		indexes[i] = lo + int64(i)
+	}
+	stored, err := l.store.ReadHashes(indexes)
+	if err != nil {
+		return err
+	}
+	// Hashes before the chunk come from the store; the chunk's own are
+	// the stored ones, each checked before a later event reads it.
+	hashes := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			if x < lo {
+				h, err := l.store.ReadHashes([]int64{x})
+				if err != nil {
+					return nil, err
+				}
+				out[i] = h[0]
+				continue
+			}
+			out[i] = stored[x-lo]
+		}
+		return out, nil
+	})
+	for _, v := range encs {
+		ev, err := decodeEvent(v)
+		if err != nil {
+			return corruptf("event %d: %v", next, err)
+		}
+		if ev.Seq != next {
+			return corruptf("the event stored as %d says it is event %d", next, ev.Seq)
+		}
+		if ev.Prev != *prev {
+			return corruptf("event %d does not link to event %d", next, int64(next)-1)
+		}
+		idx := tlog.StoredHashIndex(0, int64(next))
+		if stored[idx-lo] != tlog.RecordHash(v) {
+			return corruptf("the tree's leaf hash of event %d does not match the event", next)
+		}
+		// Event next adds its leaf and the interior hashes it completes
+		// (about one on average), from hashes checked before it: so every
+		// stored hash is checked once.
+		want, err := tlog.StoredHashes(int64(next), v, hashes)
+		if err != nil {
+			return corruptf("tree hashes of event %d: %v", next, err)
+		}
+		for j := range want {
+			if stored[idx-lo+int64(j)] != want[j] {
+				return corruptf("tree hash %d, added with event %d, is not what the events give", idx+int64(j), next)
+			}
+		}
+		*prev = sha256.Sum256(v)
+		next++
+	}
+	return nil
 }
 
 // lastHash returns the hash of the last committed event.

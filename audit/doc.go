@@ -29,6 +29,46 @@
 // meaning or layout takes a new magic string ("…-v2"), and readers keep
 // decoding v1 events, whose hashes are already signed.
 //
+// # Storage
+//
+// A [Log] keeps its bytes in a [Store]: the events' canonical encodings,
+// the stored hashes of the Merkle tree (tlog's stored-hash indexes, about
+// two per event, from which every root and proof is read), the
+// checkpoint notes and the head. The Log does all the rest (encoding,
+// hashing, chaining, signing, group commit), so every Store holds the
+// same bytes. [Open] keeps them in a bbolt file ([BoltStore], in the
+// layout of layout.go, whose version is meta/schema_version); [New] with a
+// [MemStore] keeps them in memory, for tests and simulations that need no
+// file. Package audit/audittest is the conformance suite both pass:
+// append order, read-back, tree hashes and proofs, checkpoints,
+// durability across a reopen, refusal after Close and concurrent readers.
+//
+// # Event kinds
+//
+// Every kind has one row in the table of event kinds (kindTable in
+// events.go; [Kinds], [LookupKind], [KindSpec]): its name, its payload
+// type, the logs that write it, whether a client's calls cause it (the
+// coordinator's quota of audited events), and where the provenance
+// report (package audit/report) places it, with the line it renders for
+// a timeline kind. The report and the coordinator's metrics
+// (fedguard_audit_events_total, fedguard_audit_events_suppressed_total)
+// read the table; nothing else lists kinds. To add a kind:
+//
+//  1. In events.go, add its Kind constant (lowercase, [a-z_]), its
+//     payload struct named after it, and its row in kindTable, in the
+//     constants' order: timeline(…) with the function that renders its
+//     timeline line, or placed[…](…) for a kind the report's round logic
+//     reads (SectionRound: which also needs that logic in
+//     audit/report/report_build.go's addRoundEvent), places by position
+//     or counts.
+//  2. Emit it: an [Entry] with the constant as Kind, appended by its
+//     writer (the coordinator's record or refusal, or the CA's log).
+//
+// TestKindTable checks the table against the constants, and
+// TestEveryEmittedKindIsInTable scans the module for kinds emitted
+// without a row. A kind's name and payload fields never change meaning
+// once released; a payload only gains fields.
+//
 // # Checkpoints
 //
 // A checkpoint is a C2SP tlog-checkpoint signed note

@@ -1,9 +1,18 @@
 package audit
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
 
-// Event kinds. The payload of each kind is the struct named after it below;
-// a kind's payload only ever gains fields, so old exports stay readable.
+// Event kinds. The payload of each kind is the struct named after it below,
+// and kindTable says who writes it and how the report and the metrics
+// render it; a kind's payload only ever gains fields, so old exports stay
+// readable.
 const (
 	KindCoordinatorStarted  = "coordinator_started"
 	KindCoordinatorStopped  = "coordinator_stopped"
@@ -40,6 +49,114 @@ const ActorCoordinator = "coordinator"
 // ActorCA is the actor of the events in a federation CA's own audit log
 // (certificates issued and revoked by `fedguard ca`).
 const ActorCA = "ca"
+
+// kindTable is the table of event kinds: one row per Kind constant, in
+// their order (see KindSpec, and "Event kinds" in the package
+// documentation for how to add one). A timeline row's function renders the
+// event's line in the provenance report's timeline.
+var kindTable = []KindSpec{
+	timeline(KindCoordinatorStarted, WriterCoordinator, false, func(_ Event, p CoordinatorStarted) string {
+		return fmt.Sprintf("version %s, federation %s, resuming after round %d", p.Version, p.Federation, p.LastRound)
+	}),
+	timeline(KindCoordinatorStopped, WriterCoordinator, false, func(_ Event, p CoordinatorStopped) string { return p.Reason }),
+	timeline(KindConfigLoaded, WriterCoordinator, false, func(_ Event, p ConfigLoaded) string {
+		agg := string(p.Aggregation)
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, p.Aggregation); err == nil {
+			agg = buf.String()
+		}
+		if agg == "" {
+			agg = "(none)"
+		}
+		return fmt.Sprintf("configuration sha256 %s: aggregation %s, at least %d participants, %d rounds, secure aggregation %t",
+			p.SHA256, agg, p.MinParticipants, p.Rounds, p.Secure)
+	}),
+	timeline(KindEnrolment, WriterCoordinator, false, func(_ Event, p Enrolment) string {
+		d := fmt.Sprintf("%d enrolled: %s", len(p.Enrolled), listOrNone(p.Enrolled))
+		if len(p.Added) > 0 {
+			d += "; added " + strings.Join(p.Added, ", ")
+		}
+		if len(p.Removed) > 0 {
+			d += "; removed " + strings.Join(p.Removed, ", ")
+		}
+		return d
+	}),
+	timeline(KindCertificateIssued, WriterCA, false, func(_ Event, p CertificateIssued) string {
+		return fmt.Sprintf("certificate serial %s (sha256 %s) issued to %s, valid %s to %s",
+			p.Serial, p.SHA256, p.Identity, p.NotBefore, p.NotAfter)
+	}),
+	timeline(KindCertificateAccepted, WriterCoordinator, false, func(_ Event, p CertificateAccepted) string {
+		return fmt.Sprintf("%s connected with certificate serial %s (sha256 %s), valid %s to %s",
+			p.Participant, p.Serial, p.SHA256, p.NotBefore, p.NotAfter)
+	}),
+	timeline(KindCertificateRevoked, WriterCoordinator|WriterCA, false, func(_ Event, p CertificateRevoked) string {
+		d := fmt.Sprintf("serial %s revoked at %s", p.Serial, p.RevokedAt)
+		if p.Identity != "" {
+			d += " (" + p.Identity + ")"
+		}
+		return d
+	}),
+	placed[ConnectionRefused](KindConnectionRefused, WriterCoordinator, true, SectionCounted),
+	timeline(KindStatsReceived, WriterCoordinator, true, func(_ Event, p StatsReceived) string {
+		d := fmt.Sprintf("feature statistics over %d rows, %d features: %s", p.Rows, p.Features, listOrNone(p.Aggregates))
+		if p.SHA256 != "" {
+			d += ", sha256 " + p.SHA256
+		}
+		return d
+	}),
+	timeline(KindScalingFixed, WriterCoordinator, false, func(_ Event, p ScalingFixed) string {
+		d := fmt.Sprintf("feature scaling sha256 %s fixed from %d rows of %s", p.SHA256, p.Rows, listOrNone(p.Participants))
+		if p.Rule != "" {
+			d += " by " + p.Rule
+		}
+		for _, cl := range p.Clipped {
+			d += fmt.Sprintf("; %s clipped in %d features", cl.Participant, cl.Features)
+		}
+		return d
+	}),
+	placed[RoundOpened](KindRoundOpened, WriterCoordinator, false, SectionRound),
+	placed[Cohort](KindCohort, WriterCoordinator, false, SectionRound),
+	placed[ModelPublished](KindModelPublished, WriterCoordinator, false, SectionRound),
+	placed[UpdateReceived](KindUpdateReceived, WriterCoordinator, false, SectionRound),
+	placed[UpdateRefused](KindUpdateRefused, WriterCoordinator, true, SectionRound),
+	placed[AggregationReport](KindAggregationReport, WriterCoordinator, false, SectionRound),
+	placed[RoundFailed](KindRoundFailed, WriterCoordinator, false, SectionRound),
+	placed[RoundClosed](KindRoundClosed, WriterCoordinator, false, SectionRound),
+	placed[ManifestSigned](KindManifestSigned, WriterCoordinator, false, SectionRound),
+	placed[ManifestRefused](KindManifestRefused, WriterCoordinator, true, SectionByPosition),
+	placed[SecureSession](KindSecureSession, WriterCoordinator, false, SectionRound),
+	placed[SecureDeclined](KindSecureDeclined, WriterCoordinator, false, SectionRound),
+	timeline(KindAnomalyFlagged, WriterCoordinator, false, func(ev Event, p AnomalyFlagged) string {
+		what := "update"
+		if p.Feature != "" {
+			what = "data statistics"
+		}
+		d := fmt.Sprintf("round %d attempt %d: %s's %s flagged (%s): value %.6g", ev.Round, p.Attempt, p.Participant, what, p.Kind, p.Value)
+		if p.Feature != "" {
+			d += fmt.Sprintf(" at feature %s (variance ratio %.3g)", p.Feature, p.VarianceRatio)
+		}
+		if len(p.Band) == 2 {
+			d += fmt.Sprintf(" outside [%.6g, %.6g]", p.Band[0], p.Band[1])
+		}
+		return d
+	}),
+	timeline(KindDataValidation, WriterCoordinator, true, func(_ Event, p DataValidation) string { return describeValidation(p) }),
+	timeline(KindCallRefused, WriterCoordinator, true, func(_ Event, p CallRefused) string {
+		return fmt.Sprintf("%s refused (%s): %s", p.Method, p.Code, p.Reason)
+	}),
+	timeline(KindEventsSuppressed, WriterCoordinator, false, func(_ Event, p EventsSuppressed) string {
+		who := p.Participant
+		if who == "" {
+			who = "callers without a verified identity"
+		}
+		kinds := slices.Sorted(maps.Keys(p.Kinds))
+		for i, k := range kinds {
+			kinds[i] = fmt.Sprintf("%s %d", k, p.Kinds[k])
+		}
+		return fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
+			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
+	}),
+}
 
 // CoordinatorStarted records a start of the coordinator process.
 type CoordinatorStarted struct {

@@ -3,13 +3,12 @@ package audit
 import (
 	"bufio"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // ExportFormat names the export format in its header line. A change to any
@@ -24,22 +23,26 @@ func (l *Log) Export(w io.Writer) error {
 	if l.isClosed() {
 		return ErrClosed
 	}
-	var size uint64
+	// The checkpoints first: none covers more than the head read after.
+	stored, err := l.store.Checkpoints()
 	var cps []Checkpoint
-	err := l.view(func(tx *bolt.Tx) error {
-		var err error
-		if size, _, err = readHead(tx); err != nil {
-			return err
+	for _, sc := range stored {
+		if err != nil {
+			break
 		}
-		return tx.Bucket(bucketCheckpoints).ForEach(func(k, v []byte) error {
-			cp, err := parseStoredCheckpoint(v)
-			if err != nil {
-				return corruptf("checkpoint %x: %v", k, err)
-			}
-			cps = append(cps, cp)
-			return nil
-		})
-	})
+		var cp Checkpoint
+		if cp, err = parseStoredCheckpoint(sc.Note); err != nil {
+			err = corruptf("checkpoint %x: %v", u64Key(sc.Size), err)
+		}
+		cps = append(cps, cp)
+	}
+	var size uint64
+	if err == nil {
+		size, _, err = l.store.Head()
+	}
+	if errors.Is(err, ErrClosed) {
+		return ErrClosed
+	}
 	if err != nil {
 		return fmt.Errorf("audit: export: %w", err)
 	}

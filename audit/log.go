@@ -7,16 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/fedguard/fedguard/internal/boltfile"
 )
 
 // Tuning of the log. The batch bounds keep one group commit's transaction
@@ -40,7 +35,7 @@ const (
 	readChunkBytes  = 4 << 20
 )
 
-// Options configure Open.
+// Options configure Open and New.
 type Options struct {
 	// Origin is the checkpoint origin line and the name of the signing key,
 	// e.g. "fedguard.example/FED". It is required to create a log and fixed
@@ -58,12 +53,14 @@ type Options struct {
 	ReadOnly bool
 }
 
-// Log is an append-only audit log in a bbolt file. Its methods are safe for
-// concurrent use. Appends are group-committed by one writer goroutine: each
-// returns once its events are fsynced, and concurrent appends share fsyncs.
+// Log is an append-only audit log, kept in a Store: a bbolt file (Open) or
+// memory (New with a MemStore). Its methods are safe for concurrent use.
+// Appends are group-committed by one writer goroutine: each returns once
+// its events are stored (fsynced, in a file), and concurrent appends share
+// one Store.Append.
 type Log struct {
-	db       *bolt.DB
-	path     string
+	store    Store
+	name     string // for errors: the file's path, or the origin
 	origin   string
 	signer   note.Signer
 	now      func() time.Time
@@ -78,9 +75,6 @@ type Log struct {
 	size   uint64 // committed events
 	last   Hash   // hash of event size-1
 	broken error  // set when the head could not be re-read after a failed commit
-
-	// failCommit, when set (by tests), fails batches inside the transaction.
-	failCommit func() error
 }
 
 // Entry is one event to append; the log assigns its sequence number, time
@@ -140,20 +134,37 @@ func Open(path string, opts Options) (*Log, error) {
 			return nil, fmt.Errorf("audit: open %s: %w", path, err)
 		}
 	}
-	db, err := boltfile.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout, ReadOnly: opts.ReadOnly})
+	s, err := OpenBoltStore(path, BoltOptions{Origin: opts.Origin, ReadOnly: opts.ReadOnly})
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("audit: open %s: the database is in use by another process (a running coordinator?): %w", path, err)
-		}
-		if errors.Is(err, boltfile.ErrEmpty) || errors.Is(err, boltfile.ErrDamaged) {
-			// Never made anew: an empty file is a lost log, not a new one.
-			return nil, fmt.Errorf("audit: open %s: %w", path, &corruptError{detail: err.Error(), cause: err})
-		}
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
+	l, err := newLog(s, path, opts)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// New returns a Log kept in s, such as a MemStore. Options.Origin, if
+// set, must be the store's; Options.ReadOnly refuses appends and
+// checkpoints. Closing the Log closes s.
+func New(s Store, opts Options) (*Log, error) {
+	l, err := newLog(s, s.Origin(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("audit: new log %s: %w", s.Origin(), err)
+	}
+	return l, nil
+}
+
+func newLog(s Store, name string, opts Options) (*Log, error) {
+	if opts.Origin != "" && opts.Origin != s.Origin() {
+		return nil, fmt.Errorf("the log's origin is %q, not %q", s.Origin(), opts.Origin)
+	}
 	l := &Log{
-		db:       db,
-		path:     path,
+		store:    s,
+		name:     name,
+		origin:   s.Origin(),
 		signer:   opts.Signer,
 		now:      opts.Now,
 		readOnly: opts.ReadOnly,
@@ -163,25 +174,12 @@ func Open(path string, opts Options) (*Log, error) {
 	if l.now == nil {
 		l.now = time.Now
 	}
-	load := func(tx *bolt.Tx) error {
-		var err error
-		if l.origin, err = checkMeta(tx, opts.Origin); err != nil {
-			return err
-		}
-		l.size, l.last, err = checkHead(tx)
-		return err
+	var err error
+	if l.size, l.last, err = s.Head(); err != nil {
+		return nil, err
 	}
-	if opts.ReadOnly {
-		err = db.View(load)
-	} else {
-		err = db.Update(load)
-	}
-	if err == nil && l.signer != nil && l.signer.Name() != l.origin {
-		err = fmt.Errorf("the signer's key is named %q, but checkpoints of this log need a key named after its origin %q", l.signer.Name(), l.origin)
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	if l.signer != nil && l.signer.Name() != l.origin {
+		return nil, fmt.Errorf("the signer's key is named %q, but checkpoints of this log need a key named after its origin %q", l.signer.Name(), l.origin)
 	}
 	if opts.ReadOnly {
 		close(l.stopped)
@@ -189,157 +187,6 @@ func Open(path string, opts Options) (*Log, error) {
 		go l.run()
 	}
 	return l, nil
-}
-
-// checkMeta creates the buckets of a new database (tx is writable) or
-// checks an existing one's schema version and origin. It returns the
-// log's origin.
-func checkMeta(tx *bolt.Tx, origin string) (string, error) {
-	meta := tx.Bucket(bucketMeta)
-	if meta == nil {
-		if !tx.Writable() {
-			return "", errors.New("not an audit log: it has no meta bucket")
-		}
-		// Never add our buckets to some other program's database.
-		if err := tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			return fmt.Errorf("not an audit log: it has a %q bucket but no meta bucket", name)
-		}); err != nil {
-			return "", err
-		}
-		if origin == "" {
-			return "", errors.New("creating a log needs Options.Origin")
-		}
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return "", fmt.Errorf("create bucket %s: %w", name, err)
-			}
-		}
-		meta = tx.Bucket(bucketMeta)
-		head := tx.Bucket(bucketHead)
-		var zero Hash
-		for _, kv := range []struct {
-			b    *bolt.Bucket
-			k, v []byte
-		}{
-			{meta, keySchemaVersion, []byte(schemaVersion)},
-			{meta, keyOrigin, []byte(origin)},
-			{head, keyCount, u64Key(0)},
-			{head, keyLastHash, zero[:]},
-		} {
-			if err := kv.b.Put(kv.k, kv.v); err != nil {
-				return "", err
-			}
-		}
-		return origin, nil
-	}
-	version, stored := meta.Get(keySchemaVersion), meta.Get(keyOrigin)
-	if version == nil || stored == nil {
-		return "", corruptf("its meta bucket has no schema_version or origin")
-	}
-	if string(version) != schemaVersion {
-		if v, err := strconv.Atoi(string(version)); err == nil && v > 1 {
-			return "", fmt.Errorf("schema version %s was written by a newer fedguard; this build reads version %s", version, schemaVersion)
-		}
-		return "", fmt.Errorf("unknown schema version %q; this build reads version %s", version, schemaVersion)
-	}
-	for _, name := range allBuckets {
-		if tx.Bucket(name) == nil {
-			return "", corruptf("bucket %q is missing", name)
-		}
-	}
-	if origin != "" && origin != string(stored) {
-		return "", fmt.Errorf("the log's origin is %q, not %q", stored, origin)
-	}
-	return string(stored), nil
-}
-
-// checkHead reads the head and checks it against the end of the stored
-// log: cheap checks (a few reads) that catch a head or tail that is not
-// what the last committed transaction wrote.
-func checkHead(tx *bolt.Tx) (uint64, Hash, error) {
-	count, last, err := readHead(tx)
-	if err != nil {
-		return 0, Hash{}, err
-	}
-	events := tx.Bucket(bucketEvents)
-	c := events.Cursor()
-	lastKey, lastVal := c.Last()
-	firstKey, _ := c.First()
-	treeLast, _ := tx.Bucket(bucketTree).Cursor().Last()
-	cpLast, _ := tx.Bucket(bucketCheckpoints).Cursor().Last()
-	if count == 0 {
-		switch {
-		case lastKey != nil:
-			return 0, Hash{}, corruptf("the head says the log is empty, but events are stored")
-		case last != Hash{}:
-			return 0, Hash{}, corruptf("the head of the empty log has a last hash")
-		case treeLast != nil:
-			return 0, Hash{}, corruptf("the head says the log is empty, but tree hashes are stored")
-		case cpLast != nil:
-			return 0, Hash{}, corruptf("the head says the log is empty, but checkpoints are stored")
-		}
-		return 0, Hash{}, nil
-	}
-	if lastKey == nil {
-		return 0, Hash{}, corruptf("the head says %d events, but none are stored", count)
-	}
-	if seq, err := parseU64(lastKey); err != nil || seq != count-1 {
-		return 0, Hash{}, corruptf("the head says %d events, but the last stored event has key %x", count, lastKey)
-	}
-	if seq, err := parseU64(firstKey); err != nil || seq != 0 {
-		return 0, Hash{}, corruptf("the first stored event has key %x, not 0", firstKey)
-	}
-	ev, err := decodeEvent(lastVal)
-	if err != nil {
-		return 0, Hash{}, corruptf("event %d: %v", count-1, err)
-	}
-	if ev.Seq != count-1 {
-		return 0, Hash{}, corruptf("the event stored as %d says it is event %d", count-1, ev.Seq)
-	}
-	if ev.Hash != last {
-		return 0, Hash{}, corruptf("the head's last hash %s is not the hash %s of event %d", last, ev.Hash, count-1)
-	}
-	var prev Hash
-	if count >= 2 {
-		v := events.Get(u64Key(count - 2))
-		if v == nil {
-			return 0, Hash{}, corruptf("event %d is missing", count-2)
-		}
-		prev = sha256.Sum256(v)
-	}
-	if ev.Prev != prev {
-		return 0, Hash{}, corruptf("event %d does not link to event %d: its prev is %s, not %s", count-1, int64(count)-2, ev.Prev, prev)
-	}
-	wantTree := uint64(tlog.StoredHashCount(int64(count))) - 1
-	if idx, err := parseU64(treeLast); err != nil || idx != wantTree {
-		return 0, Hash{}, corruptf("%d events need tree hashes up to index %d, but the last stored has key %x", count, wantTree, treeLast)
-	}
-	leaf := tx.Bucket(bucketTree).Get(u64Key(uint64(tlog.StoredHashIndex(0, int64(count-1)))))
-	if want := tlog.RecordHash(lastVal); !bytes.Equal(leaf, want[:]) {
-		return 0, Hash{}, corruptf("the tree's leaf hash of event %d does not match the event", count-1)
-	}
-	if cpLast != nil {
-		if size, err := parseU64(cpLast); err != nil || size > count {
-			return 0, Hash{}, corruptf("a checkpoint has key %x, beyond the %d events stored", cpLast, count)
-		}
-	}
-	return count, last, nil
-}
-
-// readHead reads head/count and head/last_hash.
-func readHead(tx *bolt.Tx) (uint64, Hash, error) {
-	head := tx.Bucket(bucketHead)
-	count, err := parseU64(head.Get(keyCount))
-	if err != nil {
-		return 0, Hash{}, corruptf("head count: %v", err)
-	}
-	var last Hash
-	v := head.Get(keyLastHash)
-	if len(v) != len(last) {
-		return 0, Hash{}, corruptf("head last hash is %d bytes", len(v))
-	}
-	copy(last[:], v)
-	return count, last, nil
 }
 
 // Origin returns the log's origin, the first line of its checkpoints.
@@ -364,8 +211,8 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	l.nudge()
 	<-l.stopped
-	if err := l.db.Close(); err != nil {
-		return fmt.Errorf("audit: close %s: %w", l.path, err)
+	if err := l.store.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		return fmt.Errorf("audit: close %s: %w", l.name, err)
 	}
 	return nil
 }
@@ -374,16 +221,6 @@ func (l *Log) isClosed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.closed
-}
-
-// view runs fn in a read transaction, reporting a database closed under
-// it as ErrClosed.
-func (l *Log) view(fn func(*bolt.Tx) error) error {
-	err := l.db.View(fn)
-	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
-		return ErrClosed
-	}
-	return err
 }
 
 // Append appends entries as consecutive events and returns them, with
@@ -518,16 +355,15 @@ func (l *Log) nextBatch() []*appendRequest {
 	return batch
 }
 
-// commit writes a batch in one transaction and answers its requests.
+// commit writes a batch with one Store.Append and answers its requests.
 func (l *Log) commit(batch []*appendRequest) {
 	l.mu.Lock()
 	size, last := l.size, l.last
 	l.mu.Unlock()
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		size, last, err = l.writeBatch(tx, batch, size, last)
-		return err
-	})
+	b, err := l.buildBatch(batch, size, last)
+	if err == nil {
+		err = l.store.Append(b)
+	}
 	if err != nil {
 		err = fmt.Errorf("audit: append: commit failed, nothing of this batch is stored: %w", err)
 		for _, r := range batch {
@@ -536,7 +372,7 @@ func (l *Log) commit(batch []*appendRequest) {
 		l.reloadHead()
 	} else {
 		l.mu.Lock()
-		l.size, l.last = size, last
+		l.size, l.last = size+uint64(len(b.Events)), b.Last
 		l.mu.Unlock()
 	}
 	for _, r := range batch {
@@ -544,67 +380,70 @@ func (l *Log) commit(batch []*appendRequest) {
 	}
 }
 
-// writeBatch stores the batch's events after the head (size, last) and
-// returns the new head.
-func (l *Log) writeBatch(tx *bolt.Tx, batch []*appendRequest, size uint64, last Hash) (uint64, Hash, error) {
-	events, tree, head := tx.Bucket(bucketEvents), tx.Bucket(bucketTree), tx.Bucket(bucketHead)
-	// Keys only ever grow: fill pages completely instead of splitting them
-	// half-empty, as bbolt's own Compact does.
-	events.FillPercent, tree.FillPercent = 1, 1
-	hashes := treeReader(tree)
+// buildBatch makes the batch's events after the head (size, last): their
+// encodings, hashes and the tree hashes they add.
+func (l *Log) buildBatch(batch []*appendRequest, size uint64, last Hash) (Batch, error) {
+	b := Batch{Start: size, Last: last}
+	base := tlog.StoredHashCount(int64(size))
+	// The tree hashes of this batch's earlier events, then the store's:
+	// the few roots of complete subtrees left of the batch, which its
+	// events share, so they are read once.
+	before := map[int64]tlog.Hash{}
+	hashes := tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		var missing []int64
+		for _, idx := range indexes {
+			if _, ok := before[idx]; idx < base && !ok {
+				missing = append(missing, idx)
+			}
+		}
+		if len(missing) > 0 {
+			got, err := l.store.ReadHashes(missing)
+			if err != nil {
+				return nil, err
+			}
+			for i, idx := range missing {
+				before[idx] = got[i]
+			}
+		}
+		out := make([]tlog.Hash, len(indexes))
+		for i, idx := range indexes {
+			if idx < base {
+				out[i] = before[idx]
+			} else {
+				out[i] = b.Hashes[idx-base]
+			}
+		}
+		return out, nil
+	})
 	for _, r := range batch {
 		r.events = make([]Event, len(r.entries))
 		for i, p := range r.entries {
 			ns, err := unixNano(l.now())
 			if err != nil {
-				return 0, Hash{}, err
+				return Batch{}, err
 			}
-			ev := Event{Seq: size, Kind: p.kind, Actor: p.actor, Round: p.round, Time: time.Unix(0, ns).UTC(), Payload: p.payload, Prev: last}
+			ev := Event{Seq: size, Kind: p.kind, Actor: p.actor, Round: p.round, Time: time.Unix(0, ns).UTC(), Payload: p.payload, Prev: b.Last}
 			enc := appendEncoding(make([]byte, 0, fixedLen+len(p.kind)+len(p.actor)+len(p.payload)), &ev, ns)
 			ev.Hash = sha256.Sum256(enc)
-			if err := events.Put(u64Key(size), enc); err != nil {
-				return 0, Hash{}, fmt.Errorf("store event %d: %w", size, err)
-			}
 			stored, err := tlog.StoredHashes(int64(size), enc, hashes)
 			if err != nil {
-				return 0, Hash{}, fmt.Errorf("tree hashes of event %d: %w", size, err)
+				return Batch{}, fmt.Errorf("tree hashes of event %d: %w", size, err)
 			}
-			idx := uint64(tlog.StoredHashIndex(0, int64(size)))
-			for j := range stored {
-				if err := tree.Put(u64Key(idx+uint64(j)), stored[j][:]); err != nil {
-					return 0, Hash{}, fmt.Errorf("store tree hash %d: %w", idx+uint64(j), err)
-				}
-			}
+			b.Events = append(b.Events, enc)
+			b.Hashes = append(b.Hashes, stored...)
 			r.events[i] = ev
-			last = ev.Hash
+			b.Last = ev.Hash
 			size++
 		}
 	}
-	if err := head.Put(keyCount, u64Key(size)); err != nil {
-		return 0, Hash{}, err
-	}
-	if err := head.Put(keyLastHash, bytes.Clone(last[:])); err != nil {
-		return 0, Hash{}, err
-	}
-	if l.failCommit != nil {
-		if err := l.failCommit(); err != nil {
-			return 0, Hash{}, err
-		}
-	}
-	return size, last, nil
+	return b, nil
 }
 
 // reloadHead re-reads the head after a failed commit, so that the next
-// batch continues from what is on disk whatever the failure left in
+// batch continues from what is stored whatever the failure left in
 // memory. If even that fails, the log refuses further appends.
 func (l *Log) reloadHead() {
-	var size uint64
-	var last Hash
-	err := l.db.View(func(tx *bolt.Tx) error {
-		var err error
-		size, last, err = checkHead(tx)
-		return err
-	})
+	size, last, err := l.store.Head()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -612,21 +451,6 @@ func (l *Log) reloadHead() {
 		return
 	}
 	l.size, l.last = size, last
-}
-
-// treeReader reads stored tree hashes from b for tlog.
-func treeReader(b *bolt.Bucket) tlog.HashReader {
-	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		out := make([]tlog.Hash, len(indexes))
-		for i, idx := range indexes {
-			v := b.Get(u64Key(uint64(idx)))
-			if len(v) != tlog.HashSize {
-				return nil, corruptf("tree hash %d is missing", idx)
-			}
-			copy(out[i][:], v)
-		}
-		return out, nil
-	})
 }
 
 // Checkpoint signs and stores a checkpoint of the log's current size, and
@@ -643,26 +467,10 @@ func (l *Log) Checkpoint() (Checkpoint, error) {
 	if l.isClosed() {
 		return Checkpoint{}, ErrClosed
 	}
-	var (
-		size   uint64
-		root   tlog.Hash
-		latest Checkpoint
-		have   bool
-	)
-	err := l.view(func(tx *bolt.Tx) error {
-		var err error
-		if size, _, err = readHead(tx); err != nil {
-			return err
-		}
-		if latest, have, err = lastCheckpoint(tx); err != nil || (have && latest.Size >= size) {
-			return err
-		}
-		if size == 0 {
-			return errors.New("the log is empty")
-		}
-		root, err = tlog.TreeHash(int64(size), treeReader(tx.Bucket(bucketTree)))
-		return err
-	})
+	size, root, latest, have, err := l.checkpointState()
+	if errors.Is(err, ErrClosed) {
+		return Checkpoint{}, ErrClosed
+	}
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
@@ -673,36 +481,64 @@ func (l *Log) Checkpoint() (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, err
 	}
-	err = l.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCheckpoints)
-		if v := b.Get(u64Key(size)); v != nil {
-			// Another Checkpoint call stored this size first.
-			var err error
-			cp, err = parseStoredCheckpoint(v)
-			return err
-		}
-		return b.Put(u64Key(size), cp.Note)
-	})
+	stored, err := l.store.AddCheckpoint(StoredCheckpoint{Size: size, Note: cp.Note})
+	if err == nil && !bytes.Equal(stored.Note, cp.Note) {
+		// Another Checkpoint call stored this size first.
+		cp, err = parseStoredCheckpoint(stored.Note)
+	}
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("audit: checkpoint of size %d: %w", size, err)
 	}
 	return cp, nil
 }
 
-// lastCheckpoint returns the stored checkpoint of the largest size.
-func lastCheckpoint(tx *bolt.Tx) (Checkpoint, bool, error) {
-	k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
-	if k == nil {
-		return Checkpoint{}, false, nil
+// checkpointState reads what Checkpoint needs: the stored size, the root
+// of its tree, and the latest checkpoint. The root is only computed when
+// the latest checkpoint does not cover the size.
+func (l *Log) checkpointState() (size uint64, root tlog.Hash, latest Checkpoint, have bool, err error) {
+	// The latest checkpoint first: it never covers more than the head
+	// read after it.
+	if latest, have, err = l.latestCheckpoint(); err != nil {
+		return
 	}
-	cp, err := parseStoredCheckpoint(v)
+	if size, _, err = l.store.Head(); err != nil {
+		return
+	}
+	if have && latest.Size >= size {
+		return
+	}
+	if size == 0 {
+		err = errors.New("the log is empty")
+		return
+	}
+	root, err = tlog.TreeHash(int64(size), l.store)
+	return
+}
+
+// latestCheckpoint returns the stored checkpoint of the largest size.
+func (l *Log) latestCheckpoint() (Checkpoint, bool, error) {
+	sc, ok, err := l.store.LatestCheckpoint()
+	if err != nil || !ok {
+		return Checkpoint{}, false, err
+	}
+	cp, err := storedCheckpoint(sc)
 	if err != nil {
-		return Checkpoint{}, false, corruptf("checkpoint %x: %v", k, err)
-	}
-	if size, err := parseU64(k); err != nil || size != cp.Size {
-		return Checkpoint{}, false, corruptf("checkpoint stored under key %x is of size %d", k, cp.Size)
+		return Checkpoint{}, false, err
 	}
 	return cp, true, nil
+}
+
+// storedCheckpoint parses a stored checkpoint note, checking it is of the
+// size it is stored under.
+func storedCheckpoint(sc StoredCheckpoint) (Checkpoint, error) {
+	cp, err := parseStoredCheckpoint(sc.Note)
+	if err != nil {
+		return Checkpoint{}, corruptf("checkpoint %x: %v", u64Key(sc.Size), err)
+	}
+	if cp.Size != sc.Size {
+		return Checkpoint{}, corruptf("checkpoint stored under key %x is of size %d", u64Key(sc.Size), cp.Size)
+	}
+	return cp, nil
 }
 
 // LatestCheckpoint returns the stored checkpoint of the largest size, and
@@ -711,13 +547,10 @@ func (l *Log) LatestCheckpoint() (Checkpoint, bool, error) {
 	if l.isClosed() {
 		return Checkpoint{}, false, ErrClosed
 	}
-	var cp Checkpoint
-	var ok bool
-	err := l.view(func(tx *bolt.Tx) error {
-		var err error
-		cp, ok, err = lastCheckpoint(tx)
-		return err
-	})
+	cp, ok, err := l.latestCheckpoint()
+	if errors.Is(err, ErrClosed) {
+		return Checkpoint{}, false, ErrClosed
+	}
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("audit: latest checkpoint: %w", err)
 	}
@@ -743,20 +576,19 @@ func (l *Log) checkpoints() ([]Checkpoint, error) {
 	if l.isClosed() {
 		return nil, ErrClosed
 	}
-	var cps []Checkpoint
-	err := l.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketCheckpoints).ForEach(func(k, v []byte) error {
-			cp, err := parseStoredCheckpoint(v)
-			if err != nil {
-				return corruptf("checkpoint %x: %v", k, err)
-			}
-			if size, err := parseU64(k); err != nil || size != cp.Size {
-				return corruptf("checkpoint stored under key %x is of size %d", k, cp.Size)
-			}
-			cps = append(cps, cp)
-			return nil
-		})
-	})
+	stored, err := l.store.Checkpoints()
+	if errors.Is(err, ErrClosed) {
+		return nil, ErrClosed
+	}
+	cps := make([]Checkpoint, 0, len(stored))
+	for _, sc := range stored {
+		if err != nil {
+			break
+		}
+		var cp Checkpoint
+		cp, err = storedCheckpoint(sc)
+		cps = append(cps, cp)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: read checkpoints: %w", err)
 	}
@@ -778,44 +610,39 @@ func (l *Log) Events(from uint64, fn func(Event) error) error {
 // events calls fn with events [from, to).
 func (l *Log) events(from, to uint64, fn func(Event) error) error {
 	var prev Hash // hash of event from-1
-	first := true
-	for from < to {
-		var chunk []Event
-		err := l.view(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketEvents)
-			if first && from > 0 {
-				v := b.Get(u64Key(from - 1))
-				if v == nil {
-					return corruptf("event %d is missing", from-1)
-				}
-				prev = sha256.Sum256(v)
-			}
-			first = false
-			c := b.Cursor()
-			k, v := c.Seek(u64Key(from))
-			for read := 0; from+uint64(len(chunk)) < to && len(chunk) < readChunkEvents && read < readChunkBytes; k, v = c.Next() {
-				want := from + uint64(len(chunk))
-				if seq, err := parseU64(k); err != nil || seq != want {
-					return corruptf("event %d is missing", want)
-				}
-				ev, err := decodeEvent(v)
-				if err != nil {
-					return corruptf("event %d: %v", want, err)
-				}
-				if ev.Seq != want {
-					return corruptf("the event stored as %d says it is event %d", want, ev.Seq)
-				}
-				if ev.Prev != prev {
-					return corruptf("event %d does not link to event %d", want, int64(want)-1)
-				}
-				prev = ev.Hash
-				chunk = append(chunk, ev)
-				read += len(v)
-			}
-			return nil
-		})
+	if from > 0 && from < to {
+		v, err := l.store.ReadEvents(from-1, 1, 0)
+		if err == nil && len(v) == 0 {
+			err = corruptf("event %d is missing", from-1)
+		}
 		if err != nil {
-			return fmt.Errorf("audit: read events: %w", err)
+			return readError(err)
+		}
+		prev = sha256.Sum256(v[0])
+	}
+	for from < to {
+		encs, err := l.store.ReadEvents(from, int(min(to-from, readChunkEvents)), readChunkBytes)
+		if err == nil && len(encs) == 0 {
+			err = corruptf("event %d is missing", from)
+		}
+		if err != nil {
+			return readError(err)
+		}
+		chunk := make([]Event, len(encs))
+		for i, v := range encs {
+			want := from + uint64(i)
+			ev, err := decodeEvent(v)
+			if err != nil {
+				return readError(corruptf("event %d: %v", want, err))
+			}
+			if ev.Seq != want {
+				return readError(corruptf("the event stored as %d says it is event %d", want, ev.Seq))
+			}
+			if ev.Prev != prev {
+				return readError(corruptf("event %d does not link to event %d", want, int64(want)-1))
+			}
+			prev = ev.Hash
+			chunk[i] = ev
 		}
 		for _, ev := range chunk {
 			if err := fn(ev); err != nil {
@@ -825,4 +652,12 @@ func (l *Log) events(from, to uint64, fn func(Event) error) error {
 		from += uint64(len(chunk))
 	}
 	return nil
+}
+
+// readError wraps an error of reading events, leaving ErrClosed as it is.
+func readError(err error) error {
+	if errors.Is(err, ErrClosed) {
+		return ErrClosed
+	}
+	return fmt.Errorf("audit: read events: %w", err)
 }

@@ -179,16 +179,6 @@ func TestOpenErrors(t *testing.T) {
 		}
 		return path
 	}
-	editDB := func(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
-		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		if err := db.Update(fn); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tests := []struct {
 		name    string
 		path    func(t *testing.T) string
@@ -411,7 +401,7 @@ func TestConcurrentAppend(t *testing.T) {
 	signer, verifiers := randomKey(t, testOrigin)
 	l, path := openTestLog(t, signer)
 	var commits atomic.Int64
-	l.failCommit = func() error { commits.Add(1); return nil }
+	l.store.(*BoltStore).failCommit = func() error { commits.Add(1); return nil }
 
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -552,7 +542,7 @@ func TestAppendCommitFailure(t *testing.T) {
 	l, path := openTestLog(t, signer)
 	injected := errors.New("injected failure")
 	var calls atomic.Int64
-	l.failCommit = func() error {
+	l.store.(*BoltStore).failCommit = func() error {
 		if calls.Add(1)%3 == 2 { // every third commit fails
 			return injected
 		}
@@ -599,7 +589,7 @@ func TestAppendCommitFailure(t *testing.T) {
 	if l.Size() != uint64(len(stored)) {
 		t.Fatalf("Size = %d, want %d (the events of successful appends)", l.Size(), len(stored))
 	}
-	l.failCommit = nil
+	l.store.(*BoltStore).failCommit = nil
 	l.Close()
 
 	l, err := Open(path, Options{Signer: signer})
@@ -648,7 +638,7 @@ func TestAppendCancelledWhileQueued(t *testing.T) {
 	l, path := openTestLog(t, nil)
 	release := make(chan struct{})
 	inCommit := make(chan struct{}, 1)
-	l.failCommit = func() error { // holds the writer inside a commit
+	l.store.(*BoltStore).failCommit = func() error { // holds the writer inside a commit
 		select {
 		case inCommit <- struct{}{}:
 		default:

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -39,38 +38,10 @@ func (l *Log) Prove(seq uint64) (Proof, error) {
 	if l.isClosed() {
 		return Proof{}, ErrClosed
 	}
-	var p Proof
-	err := l.view(func(tx *bolt.Tx) error {
-		cp, ok, err := lastCheckpoint(tx)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: event %d: the log has no checkpoint yet", ErrNotCovered, seq)
-		}
-		if seq >= cp.Size {
-			return fmt.Errorf("%w: event %d is after the latest checkpoint, of size %d", ErrNotCovered, seq, cp.Size)
-		}
-		v := tx.Bucket(bucketEvents).Get(u64Key(seq))
-		if v == nil {
-			return corruptf("event %d is missing", seq)
-		}
-		ev, err := decodeEvent(v)
-		if err != nil {
-			return corruptf("event %d: %v", seq, err)
-		}
-		proof, err := tlog.ProveRecord(int64(cp.Size), int64(seq), treeReader(tx.Bucket(bucketTree)))
-		if err != nil {
-			return err
-		}
-		// Hand out only proofs that check: a damaged tree must not make a
-		// proof an auditor would reject as a forgery.
-		if err := tlog.CheckRecord(proof, int64(cp.Size), cp.Root, int64(seq), tlog.RecordHash(v)); err != nil {
-			return corruptf("the stored tree does not prove event %d in checkpoint %d: %v", seq, cp.Size, err)
-		}
-		p = Proof{Event: ev, Index: seq, Proof: proof, Checkpoint: string(cp.Note)}
-		return nil
-	})
+	p, err := l.prove(seq)
+	if errors.Is(err, ErrClosed) {
+		return Proof{}, ErrClosed
+	}
 	if errors.Is(err, ErrNotCovered) {
 		return Proof{}, err
 	}
@@ -124,4 +95,39 @@ func VerifyProof(data []byte, verifiers note.Verifiers) (Event, Checkpoint, erro
 		return Event{}, Checkpoint{}, fmt.Errorf("audit: verify proof: event %d is not proved in checkpoint %d: %w", p.Index, cp.Size, err)
 	}
 	return ev, cp, nil
+}
+
+func (l *Log) prove(seq uint64) (Proof, error) {
+	cp, ok, err := l.latestCheckpoint()
+	if err != nil {
+		return Proof{}, err
+	}
+	if !ok {
+		return Proof{}, fmt.Errorf("%w: event %d: the log has no checkpoint yet", ErrNotCovered, seq)
+	}
+	if seq >= cp.Size {
+		return Proof{}, fmt.Errorf("%w: event %d is after the latest checkpoint, of size %d", ErrNotCovered, seq, cp.Size)
+	}
+	encs, err := l.store.ReadEvents(seq, 1, 0)
+	if err == nil && len(encs) == 0 {
+		err = corruptf("event %d is missing", seq)
+	}
+	if err != nil {
+		return Proof{}, err
+	}
+	v := encs[0]
+	ev, err := decodeEvent(v)
+	if err != nil {
+		return Proof{}, corruptf("event %d: %v", seq, err)
+	}
+	proof, err := tlog.ProveRecord(int64(cp.Size), int64(seq), l.store)
+	if err != nil {
+		return Proof{}, err
+	}
+	// Hand out only proofs that check: a damaged tree must not make a
+	// proof an auditor would reject as a forgery.
+	if err := tlog.CheckRecord(proof, int64(cp.Size), cp.Root, int64(seq), tlog.RecordHash(v)); err != nil {
+		return Proof{}, corruptf("the stored tree does not prove event %d in checkpoint %d: %v", seq, cp.Size, err)
+	}
+	return Proof{Event: ev, Index: seq, Proof: proof, Checkpoint: string(cp.Note)}, nil
 }

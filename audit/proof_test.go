@@ -18,29 +18,8 @@ import (
 // a power of two, and checks each proof offline.
 func TestProveEvery(t *testing.T) {
 	const n = 37
-	signer, verifiers := randomKey(t, testOrigin)
-	l, _ := openTestLog(t, signer)
-	var events []Event
-	for i := range n {
-		evs, err := l.Append(context.Background(), synthEntry(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, evs...)
-	}
-	cp, err := l.Checkpoint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := range uint64(n) {
-		p, err := l.Prove(seq)
-		if err != nil {
-			t.Fatalf("Prove(%d) = %v", seq, err)
-		}
-		data, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+	l, verifiers, events, cp, proofs := provedLog(t, n)
+	for seq, data := range proofs {
 		ev, gotCP, err := VerifyProof(data, verifiers)
 		if err != nil {
 			t.Fatalf("VerifyProof(Prove(%d)) = %v", seq, err)
@@ -197,29 +176,8 @@ func resignNote(t *testing.T, msg string, signer note.Signer) []byte {
 // (same sequence number and hash) under a checkpoint of that log.
 func FuzzVerifyProof(f *testing.F) {
 	const n = 5
-	signer, verifiers := randomKey(f, testOrigin)
-	l, _ := openTestLog(f, signer)
-	var events []Event
-	for i := range n {
-		evs, err := l.Append(context.Background(), synthEntry(i))
-		if err != nil {
-			f.Fatal(err)
-		}
-		events = append(events, evs...)
-	}
-	cp, err := l.Checkpoint()
-	if err != nil {
-		f.Fatal(err)
-	}
-	for seq := range uint64(n) {
-		p, err := l.Prove(seq)
-		if err != nil {
-			f.Fatal(err)
-		}
-		data, err := json.Marshal(p)
-		if err != nil {
-			f.Fatal(err)
-		}
+	_, verifiers, events, cp, proofs := provedLog(f, n)
+	for _, data := range proofs {
 		f.Add(data)
 	}
 	f.Add([]byte(`{}`))
@@ -236,4 +194,38 @@ func FuzzVerifyProof(f *testing.F) {
 			t.Fatalf("VerifyProof accepted checkpoint size %d root %v, the log's is size %d root %v", got.Size, got.Root, cp.Size, cp.Root)
 		}
 	})
+}
+
+// provedLog appends n synthetic events to a new log, signs a checkpoint of
+// them and returns the log, its verifiers, the events, the checkpoint and
+// each event's proof in its JSON form.
+func provedLog(tb testing.TB, n int) (*Log, note.Verifiers, []Event, Checkpoint, [][]byte) {
+	tb.Helper()
+	signer, verifiers := randomKey(tb, testOrigin)
+	l, _ := openTestLog(tb, signer)
+	var events []Event
+	for i := range n {
+		evs, err := l.Append(context.Background(), synthEntry(i))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		events = append(events, evs...)
+	}
+	cp, err := l.Checkpoint()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var proofs [][]byte
+	for seq := range uint64(n) {
+		p, err := l.Prove(seq)
+		if err != nil {
+			tb.Fatalf("Prove(%d) = %v", seq, err)
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		proofs = append(proofs, data)
+	}
+	return l, verifiers, events, cp, proofs
 }

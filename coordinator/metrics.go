@@ -133,21 +133,11 @@ var (
 	// refusedCodes are the codes a refused update is pre-counted under;
 	// any other valid code appears on first use.
 	refusedCodes = []codes.Code{codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists, codes.PermissionDenied, codes.Unauthenticated}
-	// auditKinds are the kinds the coordinator appends.
-	auditKinds = []string{
-		audit.KindCoordinatorStarted, audit.KindCoordinatorStopped, audit.KindConfigLoaded, audit.KindEnrolment,
-		audit.KindCertificateAccepted, audit.KindCertificateRevoked, audit.KindConnectionRefused,
-		audit.KindStatsReceived, audit.KindScalingFixed, audit.KindRoundOpened, audit.KindCohort,
-		audit.KindModelPublished, audit.KindUpdateReceived, audit.KindUpdateRefused, audit.KindAggregationReport,
-		audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindManifestRefused,
-		audit.KindSecureSession, audit.KindSecureDeclined, audit.KindDataValidation, audit.KindAnomalyFlagged,
-		audit.KindCallRefused, audit.KindEventsSuppressed,
-	}
-	// quotaKinds are the kinds a client's calls cause, under its quota.
-	quotaKinds = []string{
-		audit.KindConnectionRefused, audit.KindCallRefused, audit.KindStatsReceived, audit.KindUpdateRefused,
-		audit.KindManifestRefused, audit.KindDataValidation,
-	}
+	// auditKinds are the kinds the coordinator appends, and quotaKinds
+	// those a client's calls cause, under its quota: both from the table
+	// of event kinds.
+	auditKinds = audit.KindNames(func(k audit.KindSpec) bool { return k.Writers&audit.WriterCoordinator != 0 })
+	quotaKinds = audit.KindNames(func(k audit.KindSpec) bool { return k.Quota })
 )
 
 // metrics are one coordinator's Prometheus collectors.

@@ -13,6 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/manifest"
 )
@@ -301,7 +302,7 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := audit.BuildReport(events, audit.ReportOptions{Round: 2, VerifyManifest: func(env []byte) error {
+	rep, err := report.Build(events, report.Options{Round: 2, VerifyManifest: func(env []byte) error {
 		_, err := manifest.Verify(env, keys, fedName)
 		return err
 	}})
@@ -312,13 +313,13 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 		t.Fatalf("report has %d rounds, want round 2 alone", len(rep.Rounds))
 	}
 	r := rep.Rounds[0]
-	if r.Status != audit.RoundStatusClosed || r.ModelSHA256 != recs[1].ModelSHA256 {
+	if r.Status != report.RoundStatusClosed || r.ModelSHA256 != recs[1].ModelSHA256 {
 		t.Errorf("round 2 reported %s with model %s, want closed with the committed model %s", r.Status, r.ModelSHA256, recs[1].ModelSHA256)
 	}
-	if r.ManifestModelSHA256 != recs[1].ModelSHA256 || r.Signature != audit.SignatureVerified {
+	if r.ManifestModelSHA256 != recs[1].ModelSHA256 || r.Signature != report.SignatureVerified {
 		t.Errorf("round 2's manifest names model %s (signature %s), want the committed model %s, verified", r.ManifestModelSHA256, r.Signature, recs[1].ModelSHA256)
 	}
-	if len(r.Attempts) != 2 || r.Attempts[0].Outcome != audit.AttemptInterrupted || !strings.Contains(r.Attempts[0].Reason, "never published") || r.Attempts[1].Outcome != audit.AttemptClosed {
+	if len(r.Attempts) != 2 || r.Attempts[0].Outcome != report.AttemptInterrupted || !strings.Contains(r.Attempts[0].Reason, "never published") || r.Attempts[1].Outcome != report.AttemptClosed {
 		t.Errorf("round 2's attempts = %+v, want the unpublished close interrupted, then the published one closed", r.Attempts)
 	}
 	if len(r.Notes) > 0 {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/manifest"
@@ -153,7 +154,7 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer l.Close()
-	opts := audit.ReportOptions{Round: *round, Origin: l.Origin(), LogStatus: "not verified (no -key given): checkpoints and signatures were not checked"}
+	opts := report.Options{Round: *round, Origin: l.Origin(), LogStatus: "not verified (no -key given): checkpoints and signatures were not checked"}
 	if *key != "" {
 		k, err := manifest.LoadPublicKeyFile(*key)
 		if err != nil {
@@ -176,7 +177,7 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 	if err := l.Events(0, func(e audit.Event) error { events = append(events, e); return nil }); err != nil {
 		return err
 	}
-	rep, err := audit.BuildReport(events, opts)
+	rep, err := report.Build(events, opts)
 	if err != nil {
 		return err
 	}

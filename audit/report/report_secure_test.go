@@ -1,4 +1,4 @@
-package audit
+package report
 
 import (
 	"encoding/json"
@@ -7,13 +7,15 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedguard/fedguard/audit"
 )
 
 // session records the secure session of a bucket: members are "name"
 // (survivor) or "name!" (dropped at the masked input); fail, when set,
 // makes the session failed, with no survivors.
 func (l *reportLog) session(round uint64, attempt uint32, bucket int, fail string, members ...string) *reportLog {
-	p := SecureSession{Attempt: attempt, Bucket: bucket, Error: fail}
+	p := audit.SecureSession{Attempt: attempt, Bucket: bucket, Error: fail}
 	for _, m := range members {
 		name, dropped := strings.CutSuffix(m, "!")
 		p.Members = append(p.Members, name)
@@ -31,12 +33,12 @@ func (l *reportLog) session(round uint64, attempt uint32, bucket int, fail strin
 		p.SumSHA256 = reportSum(fmt.Sprintf("sum %d %d %d", round, attempt, bucket))
 		p.Weight = 1000 * uint64(len(p.Survivors))
 	}
-	return l.add(KindSecureSession, ActorCoordinator, round, p)
+	return l.add(audit.KindSecureSession, audit.ActorCoordinator, round, p)
 }
 
 // decline records name sitting the secure round out.
 func (l *reportLog) decline(round uint64, attempt uint32, name, reason string) *reportLog {
-	return l.add(KindSecureDeclined, name, round, SecureDeclined{Attempt: attempt, Reason: reason})
+	return l.add(audit.KindSecureDeclined, name, round, audit.SecureDeclined{Attempt: attempt, Reason: reason})
 }
 
 // summarizeSums is the part of a secure round's sums the table tests
@@ -128,7 +130,7 @@ func TestBuildReportSecure(t *testing.T) {
 			name: "a member declines",
 			build: func(l *reportLog) {
 				l.start().open(1, 0, abcd...).decline(1, 0, "d", "the ethics board has not approved secure rounds")
-				l.add(KindSecureSession, ActorCoordinator, 1, SecureSession{Attempt: 0, Bucket: 1, Members: abcd, Survivors: []string{"a", "b", "c"},
+				l.add(audit.KindSecureSession, audit.ActorCoordinator, 1, audit.SecureSession{Attempt: 0, Bucket: 1, Members: abcd, Survivors: []string{"a", "b", "c"},
 					Dropped: map[string]string{"d": "AdvertiseKeys: stream ended"}, SumSHA256: reportSum("sum"), Weight: 3000})
 				l.aggregate(1, 0, "fedavg", true, "bucket-1").close(1, 0, []string{"a", "b", "c"}, []string{"d"}).sign(1, "valid")
 			},
@@ -227,16 +229,16 @@ func TestBuildReportSecure(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newReportLog(t)
 			tt.build(l)
-			rep, err := BuildReport(l.events, ReportOptions{})
+			rep, err := Build(l.events, Options{})
 			if err != nil {
-				t.Fatalf("BuildReport: %v", err)
+				t.Fatalf("Build: %v", err)
 			}
 			if len(rep.Rounds) != 1 {
-				t.Fatalf("BuildReport made %d rounds, want 1", len(rep.Rounds))
+				t.Fatalf("Build made %d rounds, want 1", len(rep.Rounds))
 			}
 			r := rep.Rounds[0]
 			if diff := cmp.Diff(tt.want, summarizeRound(r)); diff != "" {
-				t.Errorf("BuildReport round mismatch (-want +got):\n%s", diff)
+				t.Errorf("Build round mismatch (-want +got):\n%s", diff)
 			}
 			if r.Secure != tt.wantSecure {
 				t.Errorf("Secure = %t, want %t", r.Secure, tt.wantSecure)
@@ -254,7 +256,7 @@ func TestBuildReportSecureContributor(t *testing.T) {
 	l := newReportLog(t)
 	l.start().open(1, 0, "a", "b").session(1, 0, 1, "", "a").session(1, 0, 2, "", "b")
 	l.aggregate(1, 0, "multi-krum", true, "bucket-1", "bucket-2!").close(1, 0, []string{"a", "b"}, nil)
-	rep, err := BuildReport(l.events, ReportOptions{})
+	rep, err := Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +272,7 @@ func TestBuildReportSecureContributor(t *testing.T) {
 // TestBuildReportPlainUnchanged checks that a plain round reports no
 // secure figures, so that its rendering is the one it always was.
 func TestBuildReportPlainUnchanged(t *testing.T) {
-	rep, err := BuildReport(newReportLog(t).start().clean(1).events, ReportOptions{})
+	rep, err := Build(newReportLog(t).start().clean(1).events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,10 +295,10 @@ func reportSecureLog(t *testing.T) *reportLog {
 	l := newReportLog(t)
 	names := []string{"st-marys", "northgate", "riverside", "lakeview", "eastfield", "westbrook", "harbourview", "millbrook", "kingsway", "hillcrest"}
 	l.start()
-	l.add(KindConfigLoaded, ActorCoordinator, 0, ConfigLoaded{SHA256: reportSum("config"), MinParticipants: 6, Rounds: 10,
+	l.add(audit.KindConfigLoaded, audit.ActorCoordinator, 0, audit.ConfigLoaded{SHA256: reportSum("config"), MinParticipants: 6, Rounds: 10,
 		Aggregation: json.RawMessage(`{"rule": "multi-krum", "f": 1, "m": 2, "bucket": 2}`), Secure: true})
-	l.add(KindManifestSigned, ActorCoordinator, 0, reportManifest(reportModelSum(0), "valid"))
-	l.add(KindEnrolment, ActorCoordinator, 0, Enrolment{Enrolled: names, Added: names})
+	l.add(audit.KindManifestSigned, audit.ActorCoordinator, 0, reportManifest(reportModelSum(0), "valid"))
+	l.add(audit.KindEnrolment, audit.ActorCoordinator, 0, audit.Enrolment{Enrolled: names, Added: names})
 
 	// Attempt 0: one bucket's session fails, and the other holds too
 	// few inputs.
@@ -311,7 +313,7 @@ func reportSecureLog(t *testing.T) *reportLog {
 	l.open(1, 1, names...)
 	l.decline(1, 1, "westbrook", "secure rounds not yet approved by the data protection officer")
 	l.session(1, 1, 1, "", "st-marys", "northgate")
-	l.add(KindSecureSession, ActorCoordinator, 1, SecureSession{Attempt: 1, Bucket: 2,
+	l.add(audit.KindSecureSession, audit.ActorCoordinator, 1, audit.SecureSession{Attempt: 1, Bucket: 2,
 		Members: []string{"riverside", "lakeview", "eastfield", "westbrook"}, Survivors: []string{"riverside", "lakeview"},
 		Dropped:   map[string]string{"eastfield": "MaskedInput: stream ended", "westbrook": "AdvertiseKeys: stream ended"},
 		SumSHA256: reportSum("sum 1 1 2"), Weight: 2400})
@@ -333,11 +335,11 @@ func TestReportSecureEscapes(t *testing.T) {
 	const evil = "<script>x</script> | cell\n| row |"
 	l := newReportLog(t)
 	l.start().open(1, 0, "a", "b|c", "d").decline(1, 0, "d", evil)
-	l.add(KindSecureSession, ActorCoordinator, 1, SecureSession{Attempt: 0, Bucket: 1, Members: []string{"a", "b|c"}, Survivors: []string{"a"},
+	l.add(audit.KindSecureSession, audit.ActorCoordinator, 1, audit.SecureSession{Attempt: 0, Bucket: 1, Members: []string{"a", "b|c"}, Survivors: []string{"a"},
 		Dropped: map[string]string{"b|c": evil}, SumSHA256: evil, Weight: 1})
 	l.session(1, 0, 2, evil, "d")
 	l.aggregate(1, 0, "krum", true, "bucket-1").close(1, 0, []string{"a"}, []string{"b|c"})
-	rep, err := BuildReport(l.events, ReportOptions{})
+	rep, err := Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,20 +353,5 @@ func TestReportSecureEscapes(t *testing.T) {
 	if strings.Contains(html.String(), "<script") {
 		t.Errorf("WriteHTML let a <script> element through")
 	}
-	cells := 0
-	for i, ln := range strings.Split(md.String(), "\n") {
-		if strings.Contains(strings.ReplaceAll(stripCodeSpans(ln), `\<`, ""), "<") {
-			t.Errorf("line %d has an unescaped '<': %s", i+1, ln)
-		}
-		if !strings.HasPrefix(ln, "|") {
-			cells = 0
-			continue
-		}
-		n := strings.Count(strings.ReplaceAll(ln, `\|`, ""), "|")
-		if cells == 0 {
-			cells = n
-		} else if n != cells {
-			t.Errorf("table row has %d cell separators, its header %d: %s", n, cells, ln)
-		}
-	}
+	checkMarkdownEscaped(t, md.String())
 }

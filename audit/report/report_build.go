@@ -1,24 +1,24 @@
-package audit
+package report
 
 import (
-	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fedguard/fedguard/audit"
 )
 
 // reportBuilder accumulates events; finish turns a round's state into its
 // report once the whole log has been read.
 type reportBuilder struct {
-	opts       ReportOptions
+	opts       Options
 	rounds     map[uint64]*roundState
 	federation string
 	timeline   []TimelineEntry
@@ -30,21 +30,21 @@ type reportBuilder struct {
 	open *roundState
 	// pending are manifest refusals recorded between rounds, waiting for
 	// the next round to open.
-	pending []actord[ManifestRefused]
+	pending []actord[audit.ManifestRefused]
 	// initial are the manifest_signed events of round 0.
-	initial []seqd[ManifestSigned]
+	initial []seqd[audit.ManifestSigned]
 }
 
 type roundState struct {
 	number    uint64
 	attempts  []*attemptState
-	closed    *seqd[RoundClosed]
+	closed    *seqd[audit.RoundClosed]
 	closedAt  time.Time
-	manifests []seqd[ManifestSigned]
-	published []seqd[ModelPublished]
-	mrefused  []actord[ManifestRefused]
+	manifests []seqd[audit.ManifestSigned]
+	published []seqd[audit.ModelPublished]
+	mrefused  []actord[audit.ManifestRefused]
 	// early are update refusals recorded before any attempt opened.
-	early []actord[UpdateRefused]
+	early []actord[audit.UpdateRefused]
 	// real is set by any event but a refusal: a round that only refusals
 	// name never opened.
 	real      bool
@@ -63,21 +63,21 @@ type attemptState struct {
 	deadline string
 	cohort   []string
 	cohorted bool
-	received []actord[UpdateReceived]
-	refused  []actord[UpdateRefused]
+	received []actord[audit.UpdateReceived]
+	refused  []actord[audit.UpdateRefused]
 	agg      *seqd[ruleReport]
 	aggRule  string
-	failed   *seqd[RoundFailed]
-	closing  *seqd[RoundClosed] // the round_closed event naming this attempt
+	failed   *seqd[audit.RoundFailed]
+	closing  *seqd[audit.RoundClosed] // the round_closed event naming this attempt
 	// unpublished is the attempt's close when the round opened again after
 	// it (at seq reopened): the close was never committed, as after a
 	// coordinator crash between recording a close and committing it.
-	unpublished *seqd[RoundClosed]
+	unpublished *seqd[audit.RoundClosed]
 	reopened    uint64
 	// sessions are the attempt's secure sessions, one per bucket, in log
 	// order; declined its declines of the secure round.
-	sessions []seqd[SecureSession]
-	declined []actord[SecureDeclined]
+	sessions []seqd[audit.SecureSession]
+	declined []actord[audit.SecureDeclined]
 }
 
 // secure says whether the attempt ran with secure aggregation, as its
@@ -114,12 +114,12 @@ type actord[T any] struct {
 	v     T
 }
 
-func newActord[T any](index uint64, ev Event, v T) actord[T] {
+func newActord[T any](index uint64, ev audit.Event, v T) actord[T] {
 	return actord[T]{index: index, seq: ev.Seq, time: ev.Time, actor: ev.Actor, v: v}
 }
 
 // reportPayload decodes ev's payload as a T, naming the event on failure.
-func reportPayload[T any](ev Event) (T, error) {
+func reportPayload[T any](ev audit.Event) (T, error) {
 	var v T
 	if err := json.Unmarshal(ev.Payload, &v); err != nil {
 		return v, fmt.Errorf("audit: report: seq %d (%s): decode payload: %w", ev.Seq, ev.Kind, err)
@@ -149,7 +149,7 @@ func (r *roundState) touch(index, seq uint64) {
 
 // round returns the state of the event's round, counting the event in
 // the round's span.
-func (b *reportBuilder) round(index uint64, ev Event) *roundState {
+func (b *reportBuilder) round(index uint64, ev audit.Event) *roundState {
 	r := b.rounds[ev.Round]
 	if r == nil {
 		r = &roundState{number: ev.Round}
@@ -162,7 +162,7 @@ func (b *reportBuilder) round(index uint64, ev Event) *roundState {
 // attempt returns the latest attempt numbered n of r. An event naming an
 // attempt that no round_opened event opened gets one made up, with a note,
 // so that what it records is still reported.
-func (r *roundState) attempt(n uint32, ev Event) *attemptState {
+func (r *roundState) attempt(n uint32, ev audit.Event) *attemptState {
 	for _, a := range slices.Backward(r.attempts) {
 		if a.number == n {
 			return a
@@ -184,22 +184,18 @@ func (r *roundState) lastOpened() *attemptState {
 	return nil
 }
 
-// isRoundKind says whether events of kind belong to the round their Round
-// field names. Manifest refusals are placed by position instead (see
-// BuildReport).
-func isRoundKind(kind string) bool {
-	switch kind {
-	case KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused,
-		KindAggregationReport, KindRoundFailed, KindRoundClosed, KindManifestSigned, KindSecureSession, KindSecureDeclined:
-		return true
-	}
-	return false
-}
+// lookupKind finds an event's row in the table of event kinds; tests swap
+// it to show that a new kind is one row of the table.
+var lookupKind = audit.LookupKind
 
-func (b *reportBuilder) add(index uint64, ev Event) error {
-	switch {
-	case ev.Kind == KindManifestRefused:
-		p, err := reportPayload[ManifestRefused](ev)
+func (b *reportBuilder) add(index uint64, ev audit.Event) error {
+	spec, ok := lookupKind(ev.Kind)
+	if !ok {
+		return nil // an unknown kind: a newer log than this reader
+	}
+	switch spec.Section {
+	case audit.SectionByPosition:
+		p, err := reportPayload[audit.ManifestRefused](ev)
 		if err != nil {
 			return err
 		}
@@ -211,213 +207,75 @@ func (b *reportBuilder) add(index uint64, ev Event) error {
 		b.open.touch(index, ev.Seq)
 		b.open.mrefused = append(b.open.mrefused, m)
 		return nil
-	case ev.Kind == KindManifestSigned && ev.Round == 0:
-		// The genesis manifest, signed for the initial model.
-		p, err := reportPayload[ManifestSigned](ev)
-		if err != nil {
-			return err
+	case audit.SectionRound:
+		if ev.Kind == audit.KindManifestSigned && ev.Round == 0 {
+			// The genesis manifest, signed for the initial model.
+			p, err := reportPayload[audit.ManifestSigned](ev)
+			if err != nil {
+				return err
+			}
+			b.initial = append(b.initial, seqd[audit.ManifestSigned]{ev.Seq, p})
+			return nil
 		}
-		b.initial = append(b.initial, seqd[ManifestSigned]{ev.Seq, p})
-		return nil
-	case isRoundKind(ev.Kind):
 		if ev.Round == 0 {
 			// Rounds count from 1: a round event for round 0 cannot be
-			// placed, so it is named rather than dropped silently.
+			// placed, so it is named rather than dropped silently; its
+			// payload must decode as anywhere else in the log.
 			b.notef("seq %d: %s names round 0, and rounds count from 1; it is left out of the rounds", ev.Seq, ev.Kind)
-			return decodeUnplaced(ev)
+			_, err := decodePayload(spec, ev)
+			return err
 		}
 		return b.addRoundEvent(index, b.round(index, ev), ev)
 	}
-	entry := TimelineEntry{Seq: ev.Seq, Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor}
-	switch ev.Kind {
-	case KindCoordinatorStarted:
-		p, err := reportPayload[CoordinatorStarted](ev)
-		if err != nil {
-			return err
-		}
+	p, err := decodePayload(spec, ev)
+	if err != nil {
+		return err
+	}
+	switch p := p.(type) {
+	case audit.ConnectionRefused:
+		// Counted, not listed: a flood of refusals would bury the events
+		// that matter.
+		b.refBy[p.Reason] += 1 + p.Suppressed
+	case audit.CoordinatorStarted:
 		if b.federation != "" && p.Federation != b.federation {
 			b.notef("seq %d: the coordinator started for federation %q, earlier for %q", ev.Seq, p.Federation, b.federation)
 		}
 		b.federation = p.Federation
 		b.starts = append(b.starts, ev.Seq)
-		entry.Detail = fmt.Sprintf("version %s, federation %s, resuming after round %d", p.Version, p.Federation, p.LastRound)
-	case KindCoordinatorStopped:
-		p, err := reportPayload[CoordinatorStopped](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = p.Reason
-	case KindConfigLoaded:
-		p, err := reportPayload[ConfigLoaded](ev)
-		if err != nil {
-			return err
-		}
-		agg := string(p.Aggregation)
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, p.Aggregation); err == nil {
-			agg = buf.String()
-		}
-		if agg == "" {
-			agg = "(none)"
-		}
-		entry.Detail = fmt.Sprintf("configuration sha256 %s: aggregation %s, at least %d participants, %d rounds, secure aggregation %t",
-			p.SHA256, agg, p.MinParticipants, p.Rounds, p.Secure)
-	case KindEnrolment:
-		p, err := reportPayload[Enrolment](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("%d enrolled: %s", len(p.Enrolled), reportList(p.Enrolled))
-		if len(p.Added) > 0 {
-			entry.Detail += "; added " + strings.Join(p.Added, ", ")
-		}
-		if len(p.Removed) > 0 {
-			entry.Detail += "; removed " + strings.Join(p.Removed, ", ")
-		}
-	case KindCertificateAccepted:
-		p, err := reportPayload[CertificateAccepted](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("%s connected with certificate serial %s (sha256 %s), valid %s to %s",
-			p.Participant, p.Serial, p.SHA256, p.NotBefore, p.NotAfter)
-	case KindCertificateIssued:
-		p, err := reportPayload[CertificateIssued](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("certificate serial %s (sha256 %s) issued to %s, valid %s to %s",
-			p.Serial, p.SHA256, p.Identity, p.NotBefore, p.NotAfter)
-	case KindCertificateRevoked:
-		p, err := reportPayload[CertificateRevoked](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("serial %s revoked at %s", p.Serial, p.RevokedAt)
-		if p.Identity != "" {
-			entry.Detail += " (" + p.Identity + ")"
-		}
-	case KindConnectionRefused:
-		p, err := reportPayload[ConnectionRefused](ev)
-		if err != nil {
-			return err
-		}
-		// Counted, not listed: a flood of refusals would bury the events
-		// that matter.
-		b.refBy[p.Reason] += 1 + p.Suppressed
-		return nil
-	case KindCallRefused:
-		p, err := reportPayload[CallRefused](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("%s refused (%s): %s", p.Method, p.Code, p.Reason)
-	case KindEventsSuppressed:
-		p, err := reportPayload[EventsSuppressed](ev)
-		if err != nil {
-			return err
-		}
+	case audit.EventsSuppressed:
 		// Refused handshakes beyond the limit count with the others, under
 		// a reason of their own: which one each had is not recorded.
-		if n := p.Kinds[KindConnectionRefused]; n > 0 {
+		if n := p.Kinds[audit.KindConnectionRefused]; n > 0 {
 			b.refBy[RefusedOverLimit] += n
 		}
-		who := p.Participant
-		if who == "" {
-			who = "callers without a verified identity"
-		}
-		kinds := slices.Sorted(maps.Keys(p.Kinds))
-		for i, k := range kinds {
-			kinds[i] = fmt.Sprintf("%s %d", k, p.Kinds[k])
-		}
-		entry.Detail = fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
-			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
-	case KindStatsReceived:
-		p, err := reportPayload[StatsReceived](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("feature statistics over %d rows, %d features: %s", p.Rows, p.Features, reportList(p.Aggregates))
-		if p.SHA256 != "" {
-			entry.Detail += ", sha256 " + p.SHA256
-		}
-	case KindScalingFixed:
-		p, err := reportPayload[ScalingFixed](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = fmt.Sprintf("feature scaling sha256 %s fixed from %d rows of %s", p.SHA256, p.Rows, reportList(p.Participants))
-		if p.Rule != "" {
-			entry.Detail += " by " + p.Rule
-		}
-		for _, cl := range p.Clipped {
-			entry.Detail += fmt.Sprintf("; %s clipped in %d features", cl.Participant, cl.Features)
-		}
-	case KindDataValidation:
-		p, err := reportPayload[DataValidation](ev)
-		if err != nil {
-			return err
-		}
-		entry.Detail = describeValidation(p)
-	case KindAnomalyFlagged:
-		p, err := reportPayload[AnomalyFlagged](ev)
-		if err != nil {
-			return err
-		}
-		what := "update"
-		if p.Feature != "" {
-			what = "data statistics"
-		}
-		entry.Detail = fmt.Sprintf("round %d attempt %d: %s's %s flagged (%s): value %.6g", ev.Round, p.Attempt, p.Participant, what, p.Kind, p.Value)
-		if p.Feature != "" {
-			entry.Detail += fmt.Sprintf(" at feature %s (variance ratio %.3g)", p.Feature, p.VarianceRatio)
-		}
-		if len(p.Band) == 2 {
-			entry.Detail += fmt.Sprintf(" outside [%.6g, %.6g]", p.Band[0], p.Band[1])
-		}
-	default:
-		return nil // an unknown kind: a newer log than this reader
 	}
-	b.timeline = append(b.timeline, entry)
+	if spec.Section == audit.SectionTimeline {
+		entry := TimelineEntry{Seq: ev.Seq, Time: ev.Time, Kind: ev.Kind, Actor: ev.Actor}
+		if spec.Detail != nil {
+			entry.Detail = spec.Detail(ev, p)
+		}
+		b.timeline = append(b.timeline, entry)
+	}
 	return nil
 }
 
-// decodeUnplaced checks the payload of a round event that cannot be
-// placed, so that it fails as it would anywhere else in the log.
-func decodeUnplaced(ev Event) error {
-	var err error
-	switch ev.Kind {
-	case KindRoundOpened:
-		_, err = reportPayload[RoundOpened](ev)
-	case KindCohort:
-		_, err = reportPayload[Cohort](ev)
-	case KindModelPublished:
-		_, err = reportPayload[ModelPublished](ev)
-	case KindUpdateReceived:
-		_, err = reportPayload[UpdateReceived](ev)
-	case KindUpdateRefused:
-		_, err = reportPayload[UpdateRefused](ev)
-	case KindAggregationReport:
-		_, err = reportPayload[AggregationReport](ev)
-	case KindRoundFailed:
-		_, err = reportPayload[RoundFailed](ev)
-	case KindRoundClosed:
-		_, err = reportPayload[RoundClosed](ev)
-	case KindSecureSession:
-		_, err = reportPayload[SecureSession](ev)
-	case KindSecureDeclined:
-		_, err = reportPayload[SecureDeclined](ev)
+// decodePayload decodes ev's payload by its row of the table, naming the
+// event on failure.
+func decodePayload(spec audit.KindSpec, ev audit.Event) (any, error) {
+	p, err := spec.Decode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("audit: report: seq %d (%s): decode payload: %w", ev.Seq, ev.Kind, err)
 	}
-	return err
+	return p, nil
 }
 
-func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) error {
-	if ev.Kind != KindUpdateRefused {
+func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev audit.Event) error {
+	if ev.Kind != audit.KindUpdateRefused {
 		r.real = true
 	}
 	switch ev.Kind {
-	case KindRoundOpened:
-		p, err := reportPayload[RoundOpened](ev)
+	case audit.KindRoundOpened:
+		p, err := reportPayload[audit.RoundOpened](ev)
 		if err != nil {
 			return err
 		}
@@ -443,8 +301,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.touch(m.index, m.seq)
 		}
 		r.mrefused, b.pending = append(r.mrefused, b.pending...), nil
-	case KindCohort:
-		p, err := reportPayload[Cohort](ev)
+	case audit.KindCohort:
+		p, err := reportPayload[audit.Cohort](ev)
 		if err != nil {
 			return err
 		}
@@ -453,14 +311,14 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.notef("seq %d: a second cohort event for attempt %d; the later one is reported", ev.Seq, p.Attempt)
 		}
 		a.cohort, a.cohorted = p.Members, true
-	case KindModelPublished:
-		p, err := reportPayload[ModelPublished](ev)
+	case audit.KindModelPublished:
+		p, err := reportPayload[audit.ModelPublished](ev)
 		if err != nil {
 			return err
 		}
-		r.published = append(r.published, seqd[ModelPublished]{ev.Seq, p})
-	case KindUpdateReceived:
-		p, err := reportPayload[UpdateReceived](ev)
+		r.published = append(r.published, seqd[audit.ModelPublished]{ev.Seq, p})
+	case audit.KindUpdateReceived:
+		p, err := reportPayload[audit.UpdateReceived](ev)
 		if err != nil {
 			return err
 		}
@@ -472,8 +330,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			}
 		}
 		a.received = append(a.received, newActord(index, ev, p))
-	case KindUpdateRefused:
-		p, err := reportPayload[UpdateRefused](ev)
+	case audit.KindUpdateRefused:
+		p, err := reportPayload[audit.UpdateRefused](ev)
 		if err != nil {
 			return err
 		}
@@ -487,8 +345,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.notef("seq %d: the refusal names attempt %d, but attempt %d was the one open", ev.Seq, p.Attempt, a.number)
 		}
 		a.refused = append(a.refused, f)
-	case KindAggregationReport:
-		p, err := reportPayload[AggregationReport](ev)
+	case audit.KindAggregationReport:
+		p, err := reportPayload[audit.AggregationReport](ev)
 		if err != nil {
 			return err
 		}
@@ -501,8 +359,8 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			r.notef("seq %d: a second aggregation report for attempt %d; the later one is reported", ev.Seq, p.Attempt)
 		}
 		a.agg, a.aggRule = &seqd[ruleReport]{ev.Seq, rr}, cmp.Or(p.Rule, rr.Rule)
-	case KindRoundFailed:
-		p, err := reportPayload[RoundFailed](ev)
+	case audit.KindRoundFailed:
+		p, err := reportPayload[audit.RoundFailed](ev)
 		if err != nil {
 			return err
 		}
@@ -512,9 +370,9 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 			return nil
 		}
 		// The round stays open: its next attempt forms a new cohort.
-		a.failed = &seqd[RoundFailed]{ev.Seq, p}
-	case KindRoundClosed:
-		p, err := reportPayload[RoundClosed](ev)
+		a.failed = &seqd[audit.RoundFailed]{ev.Seq, p}
+	case audit.KindRoundClosed:
+		p, err := reportPayload[audit.RoundClosed](ev)
 		if err != nil {
 			return err
 		}
@@ -526,19 +384,19 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 		if end, ok := a.ended(); ok {
 			r.notef("seq %d: round_closed for attempt %d, which failed at seq %d", ev.Seq, p.Attempt, end)
 		}
-		r.closed, r.closedAt = &seqd[RoundClosed]{ev.Seq, p}, ev.Time
+		r.closed, r.closedAt = &seqd[audit.RoundClosed]{ev.Seq, p}, ev.Time
 		a.closing = r.closed
 		if b.open == r {
 			b.open = nil
 		}
-	case KindManifestSigned:
-		p, err := reportPayload[ManifestSigned](ev)
+	case audit.KindManifestSigned:
+		p, err := reportPayload[audit.ManifestSigned](ev)
 		if err != nil {
 			return err
 		}
-		r.manifests = append(r.manifests, seqd[ManifestSigned]{ev.Seq, p})
-	case KindSecureSession:
-		p, err := reportPayload[SecureSession](ev)
+		r.manifests = append(r.manifests, seqd[audit.ManifestSigned]{ev.Seq, p})
+	case audit.KindSecureSession:
+		p, err := reportPayload[audit.SecureSession](ev)
 		if err != nil {
 			return err
 		}
@@ -552,9 +410,9 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev Event) err
 		if end, ok := a.ended(); ok {
 			r.notef("seq %d: secure_session for bucket %d of attempt %d, which already ended at seq %d", ev.Seq, p.Bucket, p.Attempt, end)
 		}
-		a.sessions = append(a.sessions, seqd[SecureSession]{ev.Seq, p})
-	case KindSecureDeclined:
-		p, err := reportPayload[SecureDeclined](ev)
+		a.sessions = append(a.sessions, seqd[audit.SecureSession]{ev.Seq, p})
+	case audit.KindSecureDeclined:
+		p, err := reportPayload[audit.SecureDeclined](ev)
 		if err != nil {
 			return err
 		}
@@ -585,7 +443,7 @@ func (b *reportBuilder) settle() {
 			continue
 		}
 		for _, f := range r.early {
-			b.timeline = append(b.timeline, TimelineEntry{Seq: f.seq, Time: f.time, Kind: KindUpdateRefused, Actor: f.actor,
+			b.timeline = append(b.timeline, TimelineEntry{Seq: f.seq, Time: f.time, Kind: audit.KindUpdateRefused, Actor: f.actor,
 				Detail: fmt.Sprintf("update for round %d refused before the round opened: %s: %s", n, f.v.Code, f.v.Reason)})
 		}
 		if !r.real {
@@ -593,13 +451,13 @@ func (b *reportBuilder) settle() {
 		}
 	}
 	for _, m := range b.pending {
-		b.timeline = append(b.timeline, TimelineEntry{Seq: m.seq, Time: m.time, Kind: KindManifestRefused, Actor: m.actor,
+		b.timeline = append(b.timeline, TimelineEntry{Seq: m.seq, Time: m.time, Kind: audit.KindManifestRefused, Actor: m.actor,
 			Detail: manifestRefusal(m.v) + "; no round opened after it"})
 	}
 	slices.SortFunc(b.timeline, func(x, y TimelineEntry) int { return cmp.Compare(x.Seq, y.Seq) })
 }
 
-func manifestRefusal(m ManifestRefused) string {
+func manifestRefusal(m audit.ManifestRefused) string {
 	s := fmt.Sprintf("refused the manifest of round %d: %s", m.ManifestRound, m.Reason)
 	if m.Detail != "" {
 		s += " (" + m.Detail + ")"
@@ -639,7 +497,7 @@ func (b *reportBuilder) signature(envelope []byte) string {
 // the digest the event gives the manifest is its payload's, as package
 // manifest defines it; note says what does not match. The signature check,
 // not this, says whether the payload is authentic.
-func (b *reportBuilder) checkManifest(m seqd[ManifestSigned]) (model, note string) {
+func (b *reportBuilder) checkManifest(m seqd[audit.ManifestSigned]) (model, note string) {
 	payload, ok := manifestPayload(m.v.Envelope)
 	if !ok {
 		return "", ""
@@ -651,7 +509,7 @@ func (b *reportBuilder) checkManifest(m seqd[ManifestSigned]) (model, note strin
 }
 
 // finish reports on round r; checkpoints are sorted by size.
-func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundReport {
+func (b *reportBuilder) finish(r *roundState, checkpoints []audit.Checkpoint) RoundReport {
 	rep := RoundReport{Round: r.number, FirstSeq: r.firstSeq, LastSeq: r.lastSeq}
 	notes := slices.Clone(r.notes)
 	notef := func(format string, args ...any) { notes = append(notes, fmt.Sprintf(format, args...)) }
@@ -767,7 +625,7 @@ func (b *reportBuilder) finish(r *roundState, checkpoints []Checkpoint) RoundRep
 	if r.closed != nil {
 		cut = max(cut, r.closed.seq)
 	}
-	manifests := slices.DeleteFunc(slices.Clone(r.manifests), func(m seqd[ManifestSigned]) bool { return m.seq < cut })
+	manifests := slices.DeleteFunc(slices.Clone(r.manifests), func(m seqd[audit.ManifestSigned]) bool { return m.seq < cut })
 	if n := len(manifests); n > 0 {
 		m := manifests[n-1]
 		if n > 1 {
@@ -867,7 +725,7 @@ func (b *reportBuilder) contributors(rep *RoundReport, r *roundState, a *attempt
 		}
 	}
 	end, ended := a.ended()
-	refusedAfter := func(name string, seq uint64) *actord[UpdateRefused] {
+	refusedAfter := func(name string, seq uint64) *actord[audit.UpdateRefused] {
 		for i, f := range a.refused {
 			if f.actor == name && f.seq > seq {
 				return &a.refused[i]
@@ -960,7 +818,7 @@ func (b *reportBuilder) contributors(rep *RoundReport, r *roundState, a *attempt
 
 // checkClosed compares what round_closed claims with what the round's
 // events show.
-func (b *reportBuilder) checkClosed(rep *RoundReport, c RoundClosed, notef func(string, ...any)) {
+func (b *reportBuilder) checkClosed(rep *RoundReport, c audit.RoundClosed, notef func(string, ...any)) {
 	var got, dropped []string
 	in := map[string]bool{}
 	for _, x := range rep.Contributors {
@@ -1066,35 +924,4 @@ func reportList(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
-}
-
-// describeValidation says what a hospital's data check found, in counts:
-// what the hospital sent, and whether it trained.
-func describeValidation(p DataValidation) string {
-	errs, warns := 0, 0
-	var parts []string
-	for _, f := range p.Findings {
-		if f.Severity == "error" {
-			errs++
-		} else {
-			warns++
-		}
-		col := f.Column
-		if col == "" {
-			col = "a column the expectations do not name"
-		}
-		parts = append(parts, fmt.Sprintf("%s %s on %s (%d of %d)", f.Severity, f.Rule, col, f.Count, f.Total))
-	}
-	trained := "trained"
-	if !p.Training {
-		trained = "sat the round out"
-	}
-	d := fmt.Sprintf("data checked (%s mode, attempt %d): %d rows, %d columns, %d errors, %d warnings; %s", p.Mode, p.Attempt, p.Rows, p.Columns, errs, warns, trained)
-	if st := p.FeatureStats; st != nil {
-		d += fmt.Sprintf("; sent %s of %d rows over %d features", reportList(st.Aggregates), st.Rows, st.Features)
-	}
-	if len(parts) > 0 {
-		d += ": " + strings.Join(parts, "; ")
-	}
-	return d
 }

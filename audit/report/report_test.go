@@ -1,4 +1,4 @@
-package audit
+package report
 
 import (
 	"bytes"
@@ -20,11 +20,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/audit"
 )
 
 // The -update flag rewrites the golden files:
 //
-//	go test ./audit -run TestReportGolden -update
+//	go test ./audit/report -run TestReportGolden -update
 //
 // Other golden tests of the package may define the same flag, so it is
 // defined here only if no one has yet.
@@ -43,7 +44,7 @@ func updateReportGolden() bool {
 // 0, one minute apart.
 type reportLog struct {
 	t      *testing.T
-	events []Event
+	events []audit.Event
 }
 
 var reportEpoch = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -62,7 +63,7 @@ func (l *reportLog) add(kind, actor string, round uint64, p any) *reportLog {
 		}
 	}
 	seq := uint64(len(l.events))
-	l.events = append(l.events, Event{Seq: seq, Kind: kind, Actor: actor, Round: round,
+	l.events = append(l.events, audit.Event{Seq: seq, Kind: kind, Actor: actor, Round: round,
 		Time: reportEpoch.Add(time.Duration(seq) * time.Minute), Payload: raw})
 	return l
 }
@@ -94,7 +95,7 @@ func reportManifestSum(round uint64) string {
 // reportManifest is a manifest_signed payload for model: a DSSE envelope
 // around its statement, sig standing in for the signatures reportVerify
 // checks.
-func reportManifest(model, sig string) ManifestSigned {
+func reportManifest(model, sig string) audit.ManifestSigned {
 	st := reportStatement(model)
 	env, err := json.Marshal(map[string]any{
 		"payloadType": "application/vnd.in-toto+json",
@@ -105,7 +106,7 @@ func reportManifest(model, sig string) ManifestSigned {
 		panic(err)
 	}
 	h := sha256.Sum256(st)
-	return ManifestSigned{SHA256: hex.EncodeToString(h[:]), Envelope: env}
+	return audit.ManifestSigned{SHA256: hex.EncodeToString(h[:]), Envelope: env}
 }
 
 // reportVerify accepts envelopes whose signature reads "valid", standing in
@@ -126,24 +127,24 @@ func reportVerify(env []byte) error {
 }
 
 func (l *reportLog) start() *reportLog {
-	return l.add(KindCoordinatorStarted, ActorCoordinator, 0, CoordinatorStarted{Version: "v0.9.0", Federation: "lung-xray"})
+	return l.add(audit.KindCoordinatorStarted, audit.ActorCoordinator, 0, audit.CoordinatorStarted{Version: "v0.9.0", Federation: "lung-xray"})
 }
 
 func (l *reportLog) open(round uint64, attempt uint32, cohort ...string) *reportLog {
-	l.add(KindRoundOpened, ActorCoordinator, round, RoundOpened{Attempt: attempt,
+	l.add(audit.KindRoundOpened, audit.ActorCoordinator, round, audit.RoundOpened{Attempt: attempt,
 		Deadline: reportEpoch.Add(time.Duration(len(l.events)+30) * time.Minute).Format(time.RFC3339)})
-	l.add(KindCohort, ActorCoordinator, round, Cohort{Attempt: attempt, Members: cohort})
-	return l.add(KindModelPublished, ActorCoordinator, round, ModelPublished{ModelRound: round - 1,
+	l.add(audit.KindCohort, audit.ActorCoordinator, round, audit.Cohort{Attempt: attempt, Members: cohort})
+	return l.add(audit.KindModelPublished, audit.ActorCoordinator, round, audit.ModelPublished{ModelRound: round - 1,
 		ModelSHA256: reportModelSum(round - 1), ManifestSHA256: reportManifestSum(round - 1)})
 }
 
 func (l *reportLog) update(round uint64, attempt uint32, name string) *reportLog {
-	return l.add(KindUpdateReceived, name, round, UpdateReceived{Attempt: attempt, SHA256: reportUpdateSum(name, round),
+	return l.add(audit.KindUpdateReceived, name, round, audit.UpdateReceived{Attempt: attempt, SHA256: reportUpdateSum(name, round),
 		Norm: 1.25, Samples: 1000, HoldoutCount: 200, HoldoutAccuracy: 0.875})
 }
 
 func (l *reportLog) refuse(round uint64, attempt uint32, name, code, reason string) *reportLog {
-	return l.add(KindUpdateRefused, name, round, UpdateRefused{Attempt: attempt, Code: code, Reason: reason})
+	return l.add(audit.KindUpdateRefused, name, round, audit.UpdateRefused{Attempt: attempt, Code: code, Reason: reason})
 }
 
 // aggregate records a rule's report; entries are "name" (selected) or
@@ -183,20 +184,20 @@ func (l *reportLog) aggregate(round uint64, attempt uint32, rule string, weighte
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	return l.add(KindAggregationReport, ActorCoordinator, round, AggregationReport{Attempt: attempt, Rule: rule, Report: raw})
+	return l.add(audit.KindAggregationReport, audit.ActorCoordinator, round, audit.AggregationReport{Attempt: attempt, Rule: rule, Report: raw})
 }
 
 func (l *reportLog) fail(round uint64, attempt uint32, reason string, updates int) *reportLog {
-	return l.add(KindRoundFailed, ActorCoordinator, round, RoundFailed{Attempt: attempt, Reason: reason, Updates: updates})
+	return l.add(audit.KindRoundFailed, audit.ActorCoordinator, round, audit.RoundFailed{Attempt: attempt, Reason: reason, Updates: updates})
 }
 
 func (l *reportLog) close(round uint64, attempt uint32, participants, dropped []string) *reportLog {
-	return l.add(KindRoundClosed, ActorCoordinator, round, RoundClosed{Attempt: attempt, ModelSHA256: reportModelSum(round),
+	return l.add(audit.KindRoundClosed, audit.ActorCoordinator, round, audit.RoundClosed{Attempt: attempt, ModelSHA256: reportModelSum(round),
 		Participants: participants, Dropped: dropped})
 }
 
 func (l *reportLog) sign(round uint64, sig string) *reportLog {
-	return l.add(KindManifestSigned, ActorCoordinator, round, reportManifest(reportModelSum(round), sig))
+	return l.add(audit.KindManifestSigned, audit.ActorCoordinator, round, reportManifest(reportModelSum(round), sig))
 }
 
 // clean is one round in which a, b and c all contribute under fedavg.
@@ -241,13 +242,13 @@ func TestBuildReportRounds(t *testing.T) {
 	tests := []struct {
 		name  string
 		build func(l *reportLog)
-		opts  ReportOptions
+		opts  Options
 		want  []reportRoundSummary
 	}{
 		{
 			name:  "clean round",
 			build: func(l *reportLog) { l.start().clean(1) },
-			opts:  ReportOptions{VerifyManifest: reportVerify},
+			opts:  Options{VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"},
 				Contributors: []string{"a selected", "b selected", "c selected"}, Model: reportModelSum(1), Signature: SignatureVerified}},
 		},
@@ -258,7 +259,7 @@ func TestBuildReportRounds(t *testing.T) {
 				l.open(1, 1, "b", "c").update(1, 1, "b").update(1, 1, "c").aggregate(1, 1, "fedavg", true, "b", "c")
 				l.close(1, 1, []string{"b", "c"}, nil).sign(1, "valid")
 			},
-			opts: ReportOptions{VerifyManifest: reportVerify},
+			opts: Options{VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed,
 				Attempts:     []string{"0 failed 1 update, at least 2 needed (1 update)", "1 closed"},
 				Contributors: []string{"b selected", "c selected"}, Model: reportModelSum(1), Signature: SignatureVerified}},
@@ -282,12 +283,12 @@ func TestBuildReportRounds(t *testing.T) {
 			build: func(l *reportLog) {
 				unpublished := reportSum("unpublished model 1")
 				l.start().open(1, 0, abc...).update(1, 0, "a").update(1, 0, "b").update(1, 0, "c").aggregate(1, 0, "fedavg", true, "a", "b", "c")
-				l.add(KindRoundClosed, ActorCoordinator, 1, RoundClosed{Attempt: 0, ModelSHA256: unpublished, Participants: abc})
-				l.add(KindManifestSigned, ActorCoordinator, 1, reportManifest(unpublished, "valid"))
+				l.add(audit.KindRoundClosed, audit.ActorCoordinator, 1, audit.RoundClosed{Attempt: 0, ModelSHA256: unpublished, Participants: abc})
+				l.add(audit.KindManifestSigned, audit.ActorCoordinator, 1, reportManifest(unpublished, "valid"))
 				l.start().open(1, 0, "a", "b").update(1, 0, "a").update(1, 0, "b").aggregate(1, 0, "fedavg", true, "a", "b")
 				l.close(1, 0, []string{"a", "b"}, nil).sign(1, "valid")
 			},
-			opts: ReportOptions{VerifyManifest: reportVerify},
+			opts: Options{VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed,
 				Attempts: []string{
 					"0 interrupted closed at seq 8 with model " + reportSum("unpublished model 1") + ", never published: the round opened again at seq 11, after the coordinator restarted at seq 10",
@@ -343,7 +344,7 @@ func TestBuildReportRounds(t *testing.T) {
 			name: "manifest refused",
 			build: func(l *reportLog) {
 				l.start().open(1, 0, abc...)
-				l.add(KindManifestRefused, "c", 1, ManifestRefused{ManifestRound: 0, Reason: "rollback", Detail: "round 0 after round 4"})
+				l.add(audit.KindManifestRefused, "c", 1, audit.ManifestRefused{ManifestRound: 0, Reason: "rollback", Detail: "round 0 after round 4"})
 				l.update(1, 0, "a").update(1, 0, "b").aggregate(1, 0, "fedavg", true, "a", "b").close(1, 0, []string{"a", "b"}, []string{"c"}).sign(1, "valid")
 			},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"},
@@ -356,7 +357,7 @@ func TestBuildReportRounds(t *testing.T) {
 			build: func(l *reportLog) {
 				l.start().open(1, 0, "a").update(1, 0, "a").aggregate(1, 0, "fedavg", true, "a").close(1, 0, []string{"a"}, nil).sign(1, "forged")
 			},
-			opts: ReportOptions{VerifyManifest: reportVerify},
+			opts: Options{VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"}, Contributors: []string{"a selected"},
 				Model: reportModelSum(1), Signature: "INVALID: ed25519: signature does not verify"}},
 		},
@@ -371,7 +372,7 @@ func TestBuildReportRounds(t *testing.T) {
 			build: func(l *reportLog) {
 				l.start().open(1, 0, "a").update(1, 0, "a").aggregate(1, 0, "fedavg", true, "a").close(1, 0, []string{"a"}, nil)
 			},
-			opts: ReportOptions{VerifyManifest: reportVerify},
+			opts: Options{VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"}, Contributors: []string{"a selected"},
 				Model: reportModelSum(1), Signature: SignatureMissing,
 				Notes: []string{"No manifest_signed event: nothing vouches for the model outside this log"}}},
@@ -380,9 +381,9 @@ func TestBuildReportRounds(t *testing.T) {
 			name: "manifest names another model",
 			build: func(l *reportLog) {
 				l.start().open(1, 0, "a").update(1, 0, "a").aggregate(1, 0, "fedavg", true, "a").close(1, 0, []string{"a"}, nil)
-				l.add(KindManifestSigned, ActorCoordinator, 1, reportManifest(reportModelSum(99), "valid"))
+				l.add(audit.KindManifestSigned, audit.ActorCoordinator, 1, reportManifest(reportModelSum(99), "valid"))
 			},
-			opts: ReportOptions{VerifyManifest: reportVerify},
+			opts: Options{VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"}, Contributors: []string{"a selected"},
 				Model: reportModelSum(1), Signature: SignatureVerified,
 				Notes: []string{fmt.Sprintf("seq 7: the manifest names model %s, but the round closed with model %s", reportModelSum(99), reportModelSum(1))}}},
@@ -392,7 +393,7 @@ func TestBuildReportRounds(t *testing.T) {
 			build: func(l *reportLog) {
 				l.start().clean(1).open(2, 0, abc...).update(2, 0, "b").refuse(2, 0, "c", "InvalidArgument", "norm 9e+09 is not finite")
 			},
-			opts: ReportOptions{Round: 2},
+			opts: Options{Round: 2},
 			want: []reportRoundSummary{{Round: 2, Status: RoundStatusOpen, Attempts: []string{"0 open"}, Contributors: []string{"b unruled"},
 				Excluded:  []string{"c update refused: InvalidArgument: norm 9e+09 is not finite (seq 14)"},
 				Signature: SignatureMissing}},
@@ -402,7 +403,7 @@ func TestBuildReportRounds(t *testing.T) {
 			build: func(l *reportLog) {
 				l.start().clean(1).clean(2).clean(3)
 			},
-			opts: ReportOptions{Round: 2, VerifyManifest: reportVerify},
+			opts: Options{Round: 2, VerifyManifest: reportVerify},
 			want: []reportRoundSummary{{Round: 2, Status: RoundStatusClosed, Attempts: []string{"0 closed"},
 				Contributors: []string{"a selected", "b selected", "c selected"}, Model: reportModelSum(2), Signature: SignatureVerified}},
 		},
@@ -432,12 +433,12 @@ func TestBuildReportRounds(t *testing.T) {
 			name: "published model is not the previous round's",
 			build: func(l *reportLog) {
 				l.start().clean(1)
-				l.add(KindRoundOpened, ActorCoordinator, 2, RoundOpened{Attempt: 0, Deadline: "2025-03-01T11:00:00Z"})
-				l.add(KindCohort, ActorCoordinator, 2, Cohort{Attempt: 0, Members: []string{"a"}})
-				l.add(KindModelPublished, ActorCoordinator, 2, ModelPublished{ModelRound: 1, ModelSHA256: reportSum("swapped"), ManifestSHA256: reportManifestSum(1)})
+				l.add(audit.KindRoundOpened, audit.ActorCoordinator, 2, audit.RoundOpened{Attempt: 0, Deadline: "2025-03-01T11:00:00Z"})
+				l.add(audit.KindCohort, audit.ActorCoordinator, 2, audit.Cohort{Attempt: 0, Members: []string{"a"}})
+				l.add(audit.KindModelPublished, audit.ActorCoordinator, 2, audit.ModelPublished{ModelRound: 1, ModelSHA256: reportSum("swapped"), ManifestSHA256: reportManifestSum(1)})
 				l.update(2, 0, "a").aggregate(2, 0, "fedavg", true, "a").close(2, 0, []string{"a"}, nil).sign(2, "valid")
 			},
-			opts: ReportOptions{Round: 2},
+			opts: Options{Round: 2},
 			want: []reportRoundSummary{{Round: 2, Status: RoundStatusClosed, Attempts: []string{"0 closed"}, Contributors: []string{"a selected"},
 				Model: reportModelSum(2), Signature: SignatureNotChecked,
 				Notes: []string{fmt.Sprintf("The model published for this round (%s) is not the one round 1 produced (%s)", reportSum("swapped"), reportModelSum(1))}}},
@@ -498,11 +499,11 @@ func TestBuildReportRounds(t *testing.T) {
 			name: "manifest refused between rounds",
 			build: func(l *reportLog) {
 				l.start().clean(1)
-				l.add(KindManifestRefused, "c", 1, ManifestRefused{ManifestRound: 1, Reason: "fork"})
+				l.add(audit.KindManifestRefused, "c", 1, audit.ManifestRefused{ManifestRound: 1, Reason: "fork"})
 				l.open(2, 0, "a", "b").update(2, 0, "a").update(2, 0, "b").aggregate(2, 0, "fedavg", true, "a", "b")
 				l.close(2, 0, []string{"a", "b"}, nil).sign(2, "valid")
 			},
-			opts: ReportOptions{Round: 2},
+			opts: Options{Round: 2},
 			want: []reportRoundSummary{{Round: 2, Status: RoundStatusClosed, Attempts: []string{"0 closed"},
 				Contributors: []string{"a selected", "b selected"},
 				Excluded:     []string{"c manifest refused: manifest of round 1: fork (seq 10)"},
@@ -514,7 +515,7 @@ func TestBuildReportRounds(t *testing.T) {
 				l.start().open(1, 0, "a").update(1, 0, "a").aggregate(1, 0, "fedavg", true, "a").close(1, 0, []string{"a"}, nil)
 				m := reportManifest(reportModelSum(1), "valid")
 				m.SHA256 = reportSum("another manifest")
-				l.add(KindManifestSigned, ActorCoordinator, 1, m)
+				l.add(audit.KindManifestSigned, audit.ActorCoordinator, 1, m)
 			},
 			want: []reportRoundSummary{{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"}, Contributors: []string{"a selected"},
 				Model: reportModelSum(1), Signature: SignatureNotChecked,
@@ -525,16 +526,16 @@ func TestBuildReportRounds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newReportLog(t)
 			tt.build(l)
-			rep, err := BuildReport(l.events, tt.opts)
+			rep, err := Build(l.events, tt.opts)
 			if err != nil {
-				t.Fatalf("BuildReport: %v", err)
+				t.Fatalf("Build: %v", err)
 			}
 			var got []reportRoundSummary
 			for _, r := range rep.Rounds {
 				got = append(got, summarizeRound(r))
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("BuildReport rounds mismatch (-want +got):\n%s", diff)
+				t.Errorf("Build rounds mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -543,12 +544,12 @@ func TestBuildReportRounds(t *testing.T) {
 func TestBuildReportRoundNotFound(t *testing.T) {
 	l := newReportLog(t)
 	l.start().clean(1).clean(2)
-	_, err := BuildReport(l.events, ReportOptions{Round: 7})
+	_, err := Build(l.events, Options{Round: 7})
 	if !errors.Is(err, ErrRoundNotFound) {
-		t.Fatalf("BuildReport(Round: 7) = %v, want ErrRoundNotFound", err)
+		t.Fatalf("Build(Round: 7) = %v, want ErrRoundNotFound", err)
 	}
 	if want := "round 7 requested, the log holds rounds 1 to 2"; !strings.Contains(err.Error(), want) {
-		t.Errorf("BuildReport(Round: 7) = %q, want it to say %q", err, want)
+		t.Errorf("Build(Round: 7) = %q, want it to say %q", err, want)
 	}
 	for _, tt := range []struct {
 		in   []uint64
@@ -563,8 +564,8 @@ func TestBuildReportRoundNotFound(t *testing.T) {
 			t.Errorf("roundRanges(%v) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
-	if _, err := BuildReport(newReportLog(t).start().events, ReportOptions{Round: 1}); !errors.Is(err, ErrRoundNotFound) {
-		t.Errorf("BuildReport(no rounds, Round: 1) = %v, want ErrRoundNotFound", err)
+	if _, err := Build(newReportLog(t).start().events, Options{Round: 1}); !errors.Is(err, ErrRoundNotFound) {
+		t.Errorf("Build(no rounds, Round: 1) = %v, want ErrRoundNotFound", err)
 	}
 }
 
@@ -573,15 +574,15 @@ func TestBuildReportRoundNotFound(t *testing.T) {
 func TestBuildReportUnknownKind(t *testing.T) {
 	l := newReportLog(t)
 	l.start().clean(1)
-	base, err := BuildReport(l.events, ReportOptions{})
+	base, err := Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.add("secagg_unmasked", ActorCoordinator, 1, json.RawMessage(`not json`))
-	l.add("federation_renamed", ActorCoordinator, 0, json.RawMessage(`{"federation":"other"}`))
-	got, err := BuildReport(l.events, ReportOptions{})
+	l.add("secagg_unmasked", audit.ActorCoordinator, 1, json.RawMessage(`not json`))
+	l.add("federation_renamed", audit.ActorCoordinator, 0, json.RawMessage(`{"federation":"other"}`))
+	got, err := Build(l.events, Options{})
 	if err != nil {
-		t.Fatalf("BuildReport with unknown kinds: %v", err)
+		t.Fatalf("Build with unknown kinds: %v", err)
 	}
 	if diff := cmp.Diff(base.Rounds, got.Rounds); diff != "" {
 		t.Errorf("unknown kinds changed the rounds (-without +with):\n%s", diff)
@@ -600,11 +601,11 @@ func TestBuildReportUnknownKind(t *testing.T) {
 func TestBuildReportOutsideRounds(t *testing.T) {
 	l := newReportLog(t)
 	l.start()
-	l.add(KindManifestSigned, ActorCoordinator, 0, reportManifest(reportModelSum(0), "valid"))
+	l.add(audit.KindManifestSigned, audit.ActorCoordinator, 0, reportManifest(reportModelSum(0), "valid"))
 	l.refuse(7, 0, "z", "FailedPrecondition", "round 7 is not open")
 	l.clean(1)
-	l.add(KindManifestRefused, "c", 1, ManifestRefused{ManifestRound: 1, Reason: "rollback"})
-	rep, err := BuildReport(l.events, ReportOptions{VerifyManifest: reportVerify})
+	l.add(audit.KindManifestRefused, "c", 1, audit.ManifestRefused{ManifestRound: 1, Reason: "rollback"})
+	rep, err := Build(l.events, Options{VerifyManifest: reportVerify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,11 +614,11 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 		t.Errorf("Initial mismatch (-want +got):\n%s", diff)
 	}
 	if got := len(rep.Rounds); got != 1 || rep.RoundCount != 1 {
-		t.Errorf("BuildReport made %d rounds (RoundCount %d), want 1: a refusal must not invent round 7", got, rep.RoundCount)
+		t.Errorf("Build made %d rounds (RoundCount %d), want 1: a refusal must not invent round 7", got, rep.RoundCount)
 	}
 	var got []string
 	for _, e := range rep.Timeline {
-		if e.Kind == KindUpdateRefused || e.Kind == KindManifestRefused {
+		if e.Kind == audit.KindUpdateRefused || e.Kind == audit.KindManifestRefused {
 			got = append(got, fmt.Sprintf("%d %s %s: %s", e.Seq, e.Kind, e.Actor, e.Detail))
 		}
 	}
@@ -628,8 +629,8 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("refusals in the timeline (-want +got):\n%s", diff)
 	}
-	if _, err := BuildReport(l.events, ReportOptions{Round: 7}); !errors.Is(err, ErrRoundNotFound) {
-		t.Errorf("BuildReport(Round: 7) = %v, want ErrRoundNotFound", err)
+	if _, err := Build(l.events, Options{Round: 7}); !errors.Is(err, ErrRoundNotFound) {
+		t.Errorf("Build(Round: 7) = %v, want ErrRoundNotFound", err)
 	}
 	if notes := rep.Rounds[0].Notes; len(notes) != 0 {
 		t.Errorf("round 1 notes = %q, want none: it trained on the genesis model", notes)
@@ -638,9 +639,9 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 	// A round 1 that trained on another model than the genesis one.
 	l = newReportLog(t)
 	l.start()
-	l.add(KindManifestSigned, ActorCoordinator, 0, reportManifest(reportSum("another initial model"), "valid"))
+	l.add(audit.KindManifestSigned, audit.ActorCoordinator, 0, reportManifest(reportSum("another initial model"), "valid"))
 	l.clean(1)
-	rep, err = BuildReport(l.events, ReportOptions{})
+	rep, err = Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -658,26 +659,26 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 func TestBuildReportDataValidation(t *testing.T) {
 	l := newReportLog(t)
 	l.start()
-	l.add(KindDataValidation, "hospital-a", 1, DataValidation{Attempt: 0, Mode: "enforce", Training: true, Rows: 60, Columns: 32})
-	l.add(KindDataValidation, "hospital-b", 1, DataValidation{Attempt: 0, Mode: "enforce", Training: false, Rows: 60, Columns: 33,
-		Findings: []ValidationFinding{{Rule: "pii", Severity: "error", Count: 60, Total: 60}, {Column: "id", Rule: "pii", Severity: "warn"}}})
-	rep, err := BuildReport(l.events, ReportOptions{})
+	l.add(audit.KindDataValidation, "hospital-a", 1, audit.DataValidation{Attempt: 0, Mode: "enforce", Training: true, Rows: 60, Columns: 32})
+	l.add(audit.KindDataValidation, "hospital-b", 1, audit.DataValidation{Attempt: 0, Mode: "enforce", Training: false, Rows: 60, Columns: 33,
+		Findings: []audit.ValidationFinding{{Rule: "pii", Severity: "error", Count: 60, Total: 60}, {Column: "id", Rule: "pii", Severity: "warn"}}})
+	rep, err := Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, e := range rep.Timeline {
-		if e.Kind == KindDataValidation {
+		if e.Kind == audit.KindDataValidation {
 			got = append(got, e.Actor+": "+e.Detail)
 		}
 	}
-	l.add(KindAnomalyFlagged, ActorCoordinator, 2, AnomalyFlagged{Attempt: 1, Participant: "hospital-d", Kind: "norm", Value: 50, Band: []float64{0.7, 1.4}})
-	rep, err = BuildReport(l.events, ReportOptions{})
+	l.add(audit.KindAnomalyFlagged, audit.ActorCoordinator, 2, audit.AnomalyFlagged{Attempt: 1, Participant: "hospital-d", Kind: "norm", Value: 50, Band: []float64{0.7, 1.4}})
+	rep, err = Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	last := rep.Timeline[len(rep.Timeline)-1]
-	if want := "round 2 attempt 1: hospital-d's update flagged (norm): value 50 outside [0.7, 1.4]"; last.Kind != KindAnomalyFlagged || last.Detail != want {
+	if want := "round 2 attempt 1: hospital-d's update flagged (norm): value 50 outside [0.7, 1.4]"; last.Kind != audit.KindAnomalyFlagged || last.Detail != want {
 		t.Errorf("last timeline entry %s %q, want the anomaly flag %q", last.Kind, last.Detail, want)
 	}
 	want := []string{
@@ -691,22 +692,22 @@ func TestBuildReportDataValidation(t *testing.T) {
 
 // TestBuildReportBadPayload breaks the payload of every known kind in turn.
 func TestBuildReportBadPayload(t *testing.T) {
-	kinds := []string{KindCoordinatorStarted, KindCoordinatorStopped, KindConfigLoaded, KindEnrolment,
-		KindCertificateIssued, KindCertificateAccepted, KindCertificateRevoked, KindConnectionRefused, KindStatsReceived, KindScalingFixed,
-		KindRoundOpened, KindCohort, KindModelPublished, KindUpdateReceived, KindUpdateRefused, KindAggregationReport,
-		KindRoundFailed, KindRoundClosed, KindManifestSigned, KindManifestRefused, KindSecureSession, KindSecureDeclined, KindDataValidation, KindAnomalyFlagged,
-		KindCallRefused, KindEventsSuppressed}
+	kinds := []string{audit.KindCoordinatorStarted, audit.KindCoordinatorStopped, audit.KindConfigLoaded, audit.KindEnrolment,
+		audit.KindCertificateIssued, audit.KindCertificateAccepted, audit.KindCertificateRevoked, audit.KindConnectionRefused, audit.KindStatsReceived, audit.KindScalingFixed,
+		audit.KindRoundOpened, audit.KindCohort, audit.KindModelPublished, audit.KindUpdateReceived, audit.KindUpdateRefused, audit.KindAggregationReport,
+		audit.KindRoundFailed, audit.KindRoundClosed, audit.KindManifestSigned, audit.KindManifestRefused, audit.KindSecureSession, audit.KindSecureDeclined, audit.KindDataValidation, audit.KindAnomalyFlagged,
+		audit.KindCallRefused, audit.KindEventsSuppressed}
 	for _, kind := range kinds {
 		for _, payload := range []string{`{"attempt":`, `["an array"]`, ``} {
 			t.Run(kind+" "+payload, func(t *testing.T) {
 				l := newReportLog(t)
 				l.start().clean(1)
-				l.add(kind, ActorCoordinator, 1, json.RawMessage(payload))
+				l.add(kind, audit.ActorCoordinator, 1, json.RawMessage(payload))
 				l.sign(1, "valid")
-				_, err := BuildReport(l.events, ReportOptions{})
+				_, err := Build(l.events, Options{})
 				want := fmt.Sprintf("seq 10 (%s)", kind)
 				if err == nil || !strings.Contains(err.Error(), want) {
-					t.Fatalf("BuildReport with %s payload %q = %v, want an error naming %q", kind, payload, err, want)
+					t.Fatalf("Build with %s payload %q = %v, want an error naming %q", kind, payload, err, want)
 				}
 			})
 		}
@@ -714,11 +715,11 @@ func TestBuildReportBadPayload(t *testing.T) {
 	t.Run("rule report", func(t *testing.T) {
 		l := newReportLog(t)
 		l.start().open(1, 0, "a").update(1, 0, "a")
-		l.add(KindAggregationReport, ActorCoordinator, 1, AggregationReport{Attempt: 0, Rule: "krum", Report: json.RawMessage(`{"entries":{}}`)})
-		_, err := BuildReport(l.events, ReportOptions{})
+		l.add(audit.KindAggregationReport, audit.ActorCoordinator, 1, audit.AggregationReport{Attempt: 0, Rule: "krum", Report: json.RawMessage(`{"entries":{}}`)})
+		_, err := Build(l.events, Options{})
 		var typeErr *json.UnmarshalTypeError
 		if err == nil || !strings.Contains(err.Error(), "seq 5 (aggregation_report)") || !errors.As(err, &typeErr) {
-			t.Fatalf("BuildReport with a bad rule report = %v, want a JSON type error naming seq 5", err)
+			t.Fatalf("Build with a bad rule report = %v, want a JSON type error naming seq 5", err)
 		}
 	})
 }
@@ -727,9 +728,9 @@ func TestBuildReportSequenceGap(t *testing.T) {
 	l := newReportLog(t)
 	l.start().clean(1)
 	events := slices.Delete(slices.Clone(l.events), 4, 5)
-	_, err := BuildReport(events, ReportOptions{})
+	_, err := Build(events, Options{})
 	if err == nil || !strings.Contains(err.Error(), "seq 5 follows seq 3") {
-		t.Fatalf("BuildReport with seq 4 missing = %v, want an error naming seq 5 after seq 3", err)
+		t.Fatalf("Build with seq 4 missing = %v, want an error naming seq 5 after seq 3", err)
 	}
 }
 
@@ -750,13 +751,13 @@ func TestBuildReportCheckpoint(t *testing.T) {
 		{[]uint64{18, 25}, []uint64{18, 25}},
 	}
 	for _, tt := range tests {
-		var cps []Checkpoint
+		var cps []audit.Checkpoint
 		for _, s := range tt.sizes {
-			c := Checkpoint{Size: s}
+			c := audit.Checkpoint{Size: s}
 			c.Root[0] = byte(s)
 			cps = append(cps, c)
 		}
-		rep, err := BuildReport(l.events, ReportOptions{Checkpoints: cps})
+		rep, err := Build(l.events, Options{Checkpoints: cps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -782,15 +783,15 @@ func TestBuildReportCheckpoint(t *testing.T) {
 func TestBuildReportContributorFigures(t *testing.T) {
 	l := newReportLog(t)
 	l.start().open(1, 0, "a")
-	l.add(KindUpdateReceived, "a", 1, UpdateReceived{Attempt: 0, SHA256: reportUpdateSum("a", 1), Norm: 2.5, Samples: 321, HoldoutCount: 40, HoldoutAccuracy: 0.9})
+	l.add(audit.KindUpdateReceived, "a", 1, audit.UpdateReceived{Attempt: 0, SHA256: reportUpdateSum("a", 1), Norm: 2.5, Samples: 321, HoldoutCount: 40, HoldoutAccuracy: 0.9})
 	rule, err := json.Marshal(aggregation.Report{Rule: "bucket(krum)", Entries: []aggregation.Entry{
 		{ID: "a", Weight: 0.5, Score: 7, Selected: true, Reason: "bucket 1 of 1", Clip: 0.25, Bucket: 1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.add(KindAggregationReport, ActorCoordinator, 1, AggregationReport{Attempt: 0, Report: rule})
+	l.add(audit.KindAggregationReport, audit.ActorCoordinator, 1, audit.AggregationReport{Attempt: 0, Report: rule})
 	l.close(1, 0, []string{"a"}, nil)
-	rep, err := BuildReport(l.events, ReportOptions{})
+	rep, err := Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -846,20 +847,20 @@ func reportGoldenLog(t *testing.T) *reportLog {
 	l := newReportLog(t)
 	names := []string{"st-marys", "northgate", "riverside", "lakeview", "eastfield", "westbrook"}
 	l.start()
-	l.add(KindConfigLoaded, ActorCoordinator, 0, ConfigLoaded{SHA256: reportSum("config"), MinParticipants: 3, Rounds: 10,
+	l.add(audit.KindConfigLoaded, audit.ActorCoordinator, 0, audit.ConfigLoaded{SHA256: reportSum("config"), MinParticipants: 3, Rounds: 10,
 		Aggregation: json.RawMessage(`{"rule": "multi-krum", "f": 0, "m": 3}`)})
-	l.add(KindManifestSigned, ActorCoordinator, 0, reportManifest(reportModelSum(0), "valid"))
-	l.add(KindEnrolment, ActorCoordinator, 0, Enrolment{Enrolled: names, Added: names})
+	l.add(audit.KindManifestSigned, audit.ActorCoordinator, 0, reportManifest(reportModelSum(0), "valid"))
+	l.add(audit.KindEnrolment, audit.ActorCoordinator, 0, audit.Enrolment{Enrolled: names, Added: names})
 	for _, n := range names {
-		l.add(KindCertificateAccepted, n, 0, CertificateAccepted{Participant: n, Serial: "0x" + reportSum(n)[:8], SHA256: reportSum("cert " + n),
+		l.add(audit.KindCertificateAccepted, n, 0, audit.CertificateAccepted{Participant: n, Serial: "0x" + reportSum(n)[:8], SHA256: reportSum("cert " + n),
 			NotBefore: "2025-01-01T00:00:00Z", NotAfter: "2026-01-01T00:00:00Z"})
 	}
-	l.add(KindConnectionRefused, "", 0, ConnectionRefused{Reason: "unknown_authority", Remote: "203.0.113.9:51000", Suppressed: 4})
-	l.add(KindConnectionRefused, "", 0, ConnectionRefused{Reason: "revoked", Remote: "198.51.100.7:40222", Serial: "0x1f"})
+	l.add(audit.KindConnectionRefused, "", 0, audit.ConnectionRefused{Reason: "unknown_authority", Remote: "203.0.113.9:51000", Suppressed: 4})
+	l.add(audit.KindConnectionRefused, "", 0, audit.ConnectionRefused{Reason: "revoked", Remote: "198.51.100.7:40222", Serial: "0x1f"})
 	for _, n := range names {
-		l.add(KindStatsReceived, n, 0, StatsReceived{Rows: 1200, Features: 14, Aggregates: []string{"count", "sum", "sum_squares"}})
+		l.add(audit.KindStatsReceived, n, 0, audit.StatsReceived{Rows: 1200, Features: 14, Aggregates: []string{"count", "sum", "sum_squares"}})
 	}
-	l.add(KindScalingFixed, ActorCoordinator, 0, ScalingFixed{Participants: names, Rows: 7200, SHA256: reportSum("scaling")})
+	l.add(audit.KindScalingFixed, audit.ActorCoordinator, 0, audit.ScalingFixed{Participants: names, Rows: 7200, SHA256: reportSum("scaling")})
 
 	// Round 1: five hospitals contribute; Multi-Krum keeps three.
 	l.open(1, 0, names[:5]...)
@@ -873,13 +874,13 @@ func reportGoldenLog(t *testing.T) *reportLog {
 	// manifest, lakeview's update is refused and eastfield drops out.
 	l.open(2, 0, names...).update(2, 0, "st-marys").fail(2, 0, "1 update before the deadline, 3 needed", 1)
 	l.open(2, 1, names...)
-	l.add(KindManifestRefused, "riverside", 2, ManifestRefused{ManifestRound: 1, Reason: "parent_mismatch", Detail: "parent digest differs from the last accepted manifest"})
+	l.add(audit.KindManifestRefused, "riverside", 2, audit.ManifestRefused{ManifestRound: 1, Reason: "parent_mismatch", Detail: "parent digest differs from the last accepted manifest"})
 	l.update(2, 1, "st-marys").refuse(2, 1, "lakeview", "InvalidArgument", "update norm 41.7 exceeds the bound 10")
-	l.add(KindUpdateReceived, "northgate", 2, UpdateReceived{Attempt: 1, SHA256: reportUpdateSum("northgate", 2), Norm: 9.5, Samples: 50000})
+	l.add(audit.KindUpdateReceived, "northgate", 2, audit.UpdateReceived{Attempt: 1, SHA256: reportUpdateSum("northgate", 2), Norm: 9.5, Samples: 50000})
 	l.update(2, 1, "westbrook")
 	l.aggregate(2, 1, "multi-krum", true, "st-marys", "northgate", "westbrook")
 	l.close(2, 1, []string{"st-marys", "northgate", "westbrook"}, []string{"eastfield", "lakeview", "riverside"}).sign(2, "valid")
-	l.add(KindCertificateRevoked, ActorCoordinator, 0, CertificateRevoked{Serial: "0x" + reportSum("lakeview")[:8], RevokedAt: "2025-03-01T10:30:00Z"})
+	l.add(audit.KindCertificateRevoked, audit.ActorCoordinator, 0, audit.CertificateRevoked{Serial: "0x" + reportSum("lakeview")[:8], RevokedAt: "2025-03-01T10:30:00Z"})
 
 	// Round 3: open at the end of the log.
 	l.open(3, 0, "st-marys", "northgate", "westbrook").update(3, 0, "northgate")
@@ -896,19 +897,19 @@ func reportTamperedLog(t *testing.T) *reportLog {
 	l.open(1, 0, "st-marys", "northgate").update(1, 0, "st-marys").update(1, 0, "northgate")
 	l.aggregate(1, 0, "median", false, "st-marys", "northgate")
 	l.close(1, 0, []string{"st-marys", "northgate"}, nil).sign(1, "forged")
-	l.add(KindRoundOpened, ActorCoordinator, 2, RoundOpened{Attempt: 0, Deadline: "2025-03-01T09:40:00Z"})
-	l.add(KindCohort, ActorCoordinator, 2, Cohort{Attempt: 0, Members: []string{"st-marys", "northgate"}})
-	l.add(KindModelPublished, ActorCoordinator, 2, ModelPublished{ModelRound: 1, ModelSHA256: reportSum("swapped"), ManifestSHA256: reportManifestSum(1)})
+	l.add(audit.KindRoundOpened, audit.ActorCoordinator, 2, audit.RoundOpened{Attempt: 0, Deadline: "2025-03-01T09:40:00Z"})
+	l.add(audit.KindCohort, audit.ActorCoordinator, 2, audit.Cohort{Attempt: 0, Members: []string{"st-marys", "northgate"}})
+	l.add(audit.KindModelPublished, audit.ActorCoordinator, 2, audit.ModelPublished{ModelRound: 1, ModelSHA256: reportSum("swapped"), ManifestSHA256: reportManifestSum(1)})
 	l.update(2, 0, "st-marys")
-	l.add(KindUpdateReceived, "northgate", 0, UpdateReceived{Attempt: 0, SHA256: reportUpdateSum("northgate", 2)})
+	l.add(audit.KindUpdateReceived, "northgate", 0, audit.UpdateReceived{Attempt: 0, SHA256: reportUpdateSum("northgate", 2)})
 	l.aggregate(2, 0, "median", false, "st-marys")
 	l.close(2, 0, []string{"st-marys", "northgate"}, nil).sign(2, "valid")
 	return l
 }
 
 // reportGoldenCheckpoint is a checkpoint of the given size with a made-up root.
-func reportGoldenCheckpoint(size uint64) Checkpoint {
-	c := Checkpoint{Origin: "coordinator.lung-xray.example/audit", Size: size}
+func reportGoldenCheckpoint(size uint64) audit.Checkpoint {
+	c := audit.Checkpoint{Origin: "coordinator.lung-xray.example/audit", Size: size}
 	c.Root = sha256.Sum256(fmt.Appendf(nil, "root %d", size))
 	return c
 }
@@ -917,21 +918,21 @@ func TestReportGolden(t *testing.T) {
 	for _, g := range []struct {
 		name string
 		log  func(*testing.T) *reportLog
-		opts ReportOptions
+		opts Options
 	}{
-		{"report", reportGoldenLog, ReportOptions{
+		{"report", reportGoldenLog, Options{
 			VerifyManifest: reportVerify,
 			LogStatus:      "verified: 51 events, hash chain intact, 1 signed checkpoint, the last covering 39 events (12 later events not yet covered)",
 			Origin:         "coordinator.lung-xray.example/audit",
-			Checkpoints:    []Checkpoint{reportGoldenCheckpoint(39)},
+			Checkpoints:    []audit.Checkpoint{reportGoldenCheckpoint(39)},
 		}},
-		{"report_tampered", reportTamperedLog, ReportOptions{VerifyManifest: reportVerify}},
-		{"report_secure", reportSecureLog, ReportOptions{VerifyManifest: reportVerify, LogStatus: "verified: 29 events, hash chain intact",
+		{"report_tampered", reportTamperedLog, Options{VerifyManifest: reportVerify}},
+		{"report_secure", reportSecureLog, Options{VerifyManifest: reportVerify, LogStatus: "verified: 29 events, hash chain intact",
 			Origin: "coordinator.lung-xray.example/audit"}},
 	} {
-		rep, err := BuildReport(g.log(t).events, g.opts)
+		rep, err := Build(g.log(t).events, g.opts)
 		if err != nil {
-			t.Fatalf("BuildReport(%s): %v", g.name, err)
+			t.Fatalf("Build(%s): %v", g.name, err)
 		}
 		for _, f := range []struct {
 			ext   string
@@ -977,9 +978,9 @@ func TestReportGolden(t *testing.T) {
 func reportHostileLog(t *testing.T) *reportLog {
 	const evil = `<script>alert("x")</script>`
 	l := newReportLog(t)
-	l.add(KindCoordinatorStarted, ActorCoordinator, 0, CoordinatorStarted{Version: "v1", Federation: "fed " + evil})
+	l.add(audit.KindCoordinatorStarted, audit.ActorCoordinator, 0, audit.CoordinatorStarted{Version: "v1", Federation: "fed " + evil})
 	l.open(1, 0, evil, "a|b", "ok")
-	l.add(KindUpdateReceived, evil, 1, UpdateReceived{Attempt: 0, SHA256: evil + "|`", Norm: 1, Samples: 1})
+	l.add(audit.KindUpdateReceived, evil, 1, audit.UpdateReceived{Attempt: 0, SHA256: evil + "|`", Norm: 1, Samples: 1})
 	l.update(1, 0, "ok")
 	l.refuse(1, 0, "a|b", "InvalidArgument", "bad | row\n| injected | cell |")
 	l.aggregate(1, 0, "krum", true, "ok", evil+"!")
@@ -988,7 +989,7 @@ func reportHostileLog(t *testing.T) *reportLog {
 }
 
 func TestReportHTMLEscapes(t *testing.T) {
-	rep, err := BuildReport(reportHostileLog(t).events, ReportOptions{})
+	rep, err := Build(reportHostileLog(t).events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1006,7 +1007,7 @@ func TestReportHTMLEscapes(t *testing.T) {
 }
 
 func TestReportMarkdownEscapes(t *testing.T) {
-	rep, err := BuildReport(reportHostileLog(t).events, ReportOptions{})
+	rep, err := Build(reportHostileLog(t).events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1018,17 +1019,20 @@ func TestReportMarkdownEscapes(t *testing.T) {
 	if !strings.Contains(md, `\<script\>alert("x")\</script\>`) {
 		t.Errorf("WriteMarkdown does not show the hostile name escaped:\n%s", md)
 	}
-	// Outside code spans, no '<' is unescaped; inside one (the forged
-	// digest) markup is shown, not interpreted.
+	checkMarkdownEscaped(t, md)
+}
+
+// checkMarkdownEscaped checks a Markdown report that holds hostile text:
+// outside code spans, no '<' is unescaped (inside one, markup is shown,
+// not interpreted), and every table row keeps its header's number of
+// cells, whatever pipes and line breaks the log holds.
+func checkMarkdownEscaped(t *testing.T, md string) {
+	t.Helper()
+	cells := 0
 	for i, ln := range strings.Split(md, "\n") {
 		if strings.Contains(strings.ReplaceAll(stripCodeSpans(ln), `\<`, ""), "<") {
 			t.Errorf("line %d has an unescaped '<': %s", i+1, ln)
 		}
-	}
-	// Every table row keeps its header's number of cells, whatever pipes
-	// and line breaks the log holds.
-	cells := 0
-	for _, ln := range strings.Split(md, "\n") {
 		if !strings.HasPrefix(ln, "|") {
 			cells = 0
 			continue
@@ -1084,13 +1088,13 @@ func TestMarkdownCodeSpan(t *testing.T) {
 func TestBuildReportQuotaEvents(t *testing.T) {
 	l := newReportLog(t)
 	l.start()
-	l.add(KindConnectionRefused, ActorCoordinator, 0, ConnectionRefused{Reason: "revoked", Remote: "198.51.100.7:40222"})
-	l.add(KindCallRefused, "hospital-a", 0, CallRefused{Method: "/fedguard.v1.CoordinatorService/WaitRound", Code: "PermissionDenied", Reason: "certificate revoked"})
-	l.add(KindEventsSuppressed, ActorCoordinator, 0, EventsSuppressed{Kinds: map[string]uint64{KindConnectionRefused: 40}, Total: 40,
+	l.add(audit.KindConnectionRefused, audit.ActorCoordinator, 0, audit.ConnectionRefused{Reason: "revoked", Remote: "198.51.100.7:40222"})
+	l.add(audit.KindCallRefused, "hospital-a", 0, audit.CallRefused{Method: "/fedguard.v1.CoordinatorService/WaitRound", Code: "PermissionDenied", Reason: "certificate revoked"})
+	l.add(audit.KindEventsSuppressed, audit.ActorCoordinator, 0, audit.EventsSuppressed{Kinds: map[string]uint64{audit.KindConnectionRefused: 40}, Total: 40,
 		Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
-	l.add(KindEventsSuppressed, ActorCoordinator, 0, EventsSuppressed{Participant: "hospital-b",
-		Kinds: map[string]uint64{KindDataValidation: 7, KindCallRefused: 2}, Total: 9, Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
-	rep, err := BuildReport(l.events, ReportOptions{})
+	l.add(audit.KindEventsSuppressed, audit.ActorCoordinator, 0, audit.EventsSuppressed{Participant: "hospital-b",
+		Kinds: map[string]uint64{audit.KindDataValidation: 7, audit.KindCallRefused: 2}, Total: 9, Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
+	rep, err := Build(l.events, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1099,7 +1103,7 @@ func TestBuildReportQuotaEvents(t *testing.T) {
 	}
 	var details []string
 	for _, e := range rep.Timeline {
-		if e.Kind == KindCallRefused || e.Kind == KindEventsSuppressed {
+		if e.Kind == audit.KindCallRefused || e.Kind == audit.KindEventsSuppressed {
 			details = append(details, e.Detail)
 		}
 	}

@@ -1,4 +1,4 @@
-package audit
+package report
 
 import (
 	"cmp"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fedguard/fedguard/audit"
 )
 
 // In a secure round the coordinator never sees one participant's update:
@@ -67,7 +69,7 @@ func (b *reportBuilder) secureContributors(rep *RoundReport, r *roundState, a *a
 	for _, u := range a.received {
 		notef("seq %d: an update from %s is recorded in attempt %d, a secure attempt, which takes no plain update; it is not counted", u.seq, u.actor, a.number)
 	}
-	declined := map[string]actord[SecureDeclined]{}
+	declined := map[string]actord[audit.SecureDeclined]{}
 	for _, d := range a.declined {
 		declined[d.actor] = d
 	}

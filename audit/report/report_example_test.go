@@ -1,4 +1,4 @@
-package audit_test
+package report_test
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/audit/report"
 )
 
 // reportEvents is a one-round log: the coordinator starts, asks two
@@ -34,8 +35,8 @@ func reportEvents() []audit.Event {
 	return events
 }
 
-func ExampleBuildReport() {
-	rep, err := audit.BuildReport(reportEvents(), audit.ReportOptions{})
+func ExampleBuild() {
+	rep, err := report.Build(reportEvents(), report.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -58,15 +59,15 @@ func ExampleBuildReport() {
 	// note: No manifest_signed event: nothing vouches for the model outside this log
 }
 
-func ExampleBuildReport_roundNotFound() {
-	_, err := audit.BuildReport(reportEvents(), audit.ReportOptions{Round: 4})
+func ExampleBuild_roundNotFound() {
+	_, err := report.Build(reportEvents(), report.Options{Round: 4})
 	fmt.Println(err)
 	// Output:
 	// audit: round not in the log: round 4 requested, the log holds round 1 only
 }
 
 func ExampleReport_WriteMarkdown() {
-	rep, err := audit.BuildReport(reportEvents(), audit.ReportOptions{Round: 1})
+	rep, err := report.Build(reportEvents(), report.Options{Round: 1})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -127,7 +128,7 @@ func ExampleReport_WriteMarkdown() {
 
 // A secure round: the coordinator saw only each bucket's sum, so the
 // contributors are the survivors of the sessions, ruled as their bucket.
-func ExampleBuildReport_secure() {
+func ExampleBuild_secure() {
 	events := reportEvents()[:3] // started, round_opened, cohort
 	add := func(kind, actor string, payload any) {
 		raw, err := json.Marshal(payload)
@@ -145,7 +146,7 @@ func ExampleBuildReport_secure() {
 		Report: json.RawMessage(`{"rule":"fedavg","entries":[{"id":"bucket-1","weight":1,"selected":true}]}`)})
 	add(audit.KindRoundClosed, audit.ActorCoordinator, audit.RoundClosed{ModelSHA256: "cd36b49d7b2a8b5e4e13663cb54c5e1338c17b7d3af1c506fb3842bd08291822",
 		Participants: []string{"st-marys"}, Dropped: []string{"northgate"}})
-	rep, err := audit.BuildReport(events, audit.ReportOptions{})
+	rep, err := report.Build(events, report.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,4 +1,4 @@
-package audit
+package report
 
 import (
 	"cmp"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fedguard/fedguard/audit"
 )
 
 // The provenance report answers, per round, the three questions a
@@ -22,12 +24,12 @@ import (
 // not the one the previous round closed with) are reported as notes next
 // to the round, never smoothed over.
 
-// ErrRoundNotFound is returned by BuildReport when ReportOptions.Round names
+// ErrRoundNotFound is returned by Build when Options.Round names
 // a round of which the log holds no event.
 var ErrRoundNotFound = errors.New("audit: round not in the log")
 
-// ReportOptions selects and qualifies what BuildReport reports.
-type ReportOptions struct {
+// Options selects and qualifies what Build reports.
+type Options struct {
 	// Round restricts the report to one round; 0 reports every round.
 	Round uint64
 	// VerifyManifest checks the signatures of a manifest_signed event's
@@ -46,13 +48,13 @@ type ReportOptions struct {
 	// covered by the smallest one whose tree includes the round's last
 	// event; rounds after the last checkpoint are protected by the hash
 	// chain only, and the report says so. Only Size and Root are read.
-	Checkpoints []Checkpoint
+	Checkpoints []audit.Checkpoint
 }
 
 // Report is the provenance report of a log: federation-wide events, then
 // one RoundReport per round.
 type Report struct {
-	// Origin and LogStatus are ReportOptions.Origin and LogStatus.
+	// Origin and LogStatus are Options.Origin and LogStatus.
 	Origin    string
 	LogStatus string
 	// Federation is the federation name the coordinator started with.
@@ -61,12 +63,12 @@ type Report struct {
 	// sequence numbers.
 	Events            int
 	FirstSeq, LastSeq uint64
-	// Checkpoints are ReportOptions.Checkpoints, by size.
-	Checkpoints []Checkpoint
+	// Checkpoints are Options.Checkpoints, by size.
+	Checkpoints []audit.Checkpoint
 	// Initial is the manifest of round 0, the genesis: the model the
 	// federation started from. Nil when the log holds none.
 	Initial *InitialManifest
-	// Round is ReportOptions.Round: 0 when Rounds holds every round.
+	// Round is Options.Round: 0 when Rounds holds every round.
 	Round uint64
 	// RoundCount is the number of rounds in the log, whatever Round.
 	RoundCount int
@@ -219,7 +221,7 @@ type RoundReport struct {
 	Signature string
 	// Checkpoint is the smallest supplied checkpoint covering the round's
 	// last event; nil when none does.
-	Checkpoint *Checkpoint
+	Checkpoint *audit.Checkpoint
 	// FirstSeq and LastSeq bound the round's events.
 	FirstSeq, LastSeq uint64
 	// Notes are anomalies found in the round's events.
@@ -364,7 +366,7 @@ type ruleEntry struct {
 // that an events_suppressed event counts: their reasons were not recorded.
 const RefusedOverLimit = "over_the_limit"
 
-// BuildReport reads a log's events, in sequence order, and reports on
+// Build reads a log's events, in sequence order, and reports on
 // them. events must be one contiguous run of the log from its first event,
 // as an export holds it: checkpoint coverage counts events from the start.
 //
@@ -381,7 +383,7 @@ const RefusedOverLimit = "over_the_limit"
 // manifest refusal to the round open when it was recorded or, between
 // rounds, to the next one to open. Refusals that name a round that never
 // opened are listed with the federation events rather than invent a round.
-func BuildReport(events []Event, opts ReportOptions) (Report, error) {
+func Build(events []audit.Event, opts Options) (Report, error) {
 	b := &reportBuilder{
 		opts:   opts,
 		rounds: map[uint64]*roundState{},
@@ -401,7 +403,7 @@ func BuildReport(events []Event, opts ReportOptions) (Report, error) {
 		LogStatus:   opts.LogStatus,
 		Federation:  b.federation,
 		Events:      len(events),
-		Checkpoints: slices.SortedFunc(slices.Values(opts.Checkpoints), func(a, b Checkpoint) int { return cmp.Compare(a.Size, b.Size) }),
+		Checkpoints: slices.SortedFunc(slices.Values(opts.Checkpoints), func(a, b audit.Checkpoint) int { return cmp.Compare(a.Size, b.Size) }),
 		Initial:     b.initialManifest(),
 		Round:       opts.Round,
 		RoundCount:  len(b.rounds),
