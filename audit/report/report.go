@@ -82,6 +82,11 @@ type Report struct {
 	ConnectionsRefused uint64
 	RefusedBy          []RefusalCount // RefusedOverLimit: beyond the limit, reason not recorded
 	Rounds             []RoundReport
+	// Controls links every flagged event of the log (refusals, flags,
+	// exclusions, failed rounds) to the control of the threat model that
+	// produced it and its MITRE ATLAS technique, grouped by control,
+	// kind, detail and actor.
+	Controls []ControlFinding
 	// Notes are anomalies of the log outside any one round.
 	Notes []string
 }
@@ -396,6 +401,7 @@ func Build(events []audit.Event, opts Options) (Report, error) {
 		if err := b.add(uint64(i), ev); err != nil {
 			return Report{}, err
 		}
+		b.controls.add(ev)
 	}
 	b.settle()
 	rep := Report{
@@ -408,6 +414,7 @@ func Build(events []audit.Event, opts Options) (Report, error) {
 		Round:       opts.Round,
 		RoundCount:  len(b.rounds),
 		Timeline:    b.timeline,
+		Controls:    b.controls.findings(),
 	}
 	if len(events) > 0 {
 		rep.FirstSeq, rep.LastSeq = events[0].Seq, events[len(events)-1].Seq

@@ -25,6 +25,7 @@ type reportBuilder struct {
 	refBy      map[string]uint64
 	starts     []uint64 // seqs of coordinator_started events
 	notes      []string
+	controls   controls
 	// open is the round between its first round_opened and its
 	// round_closed event; nil between rounds.
 	open *roundState

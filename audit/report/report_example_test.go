@@ -95,6 +95,12 @@ func ExampleReport_WriteMarkdown() {
 	// | --- | --- | --- | --- | --- |
 	// | 0 | 2025-03-01T09:00:00Z | coordinator_started | coordinator | version v1.0.0, federation lung-xray, resuming after round 0 |
 	//
+	// ## Controls
+	//
+	// Every flagged event, linked to the control of docs/threat-model.md that produced it and to its MITRE ATLAS technique.
+	//
+	// Nothing flagged.
+	//
 	// ## Round 1
 	//
 	// Closed. Model `cd36b49d7b2a8b5e4e13663cb54c5e1338c17b7d3af1c506fb3842bd08291822`; signature **missing**; 1 of 2 cohort members contributed, 1 selected by fedavg; 1 exclusion. **See 1 note below.**

@@ -168,6 +168,17 @@ func (r Report) doc() reportDoc {
 		tl.Rows = append(tl.Rows, []docLine{{spanText(strconv.FormatUint(e.Seq, 10))}, {spanText(reportTime(e.Time))}, {spanText(e.Kind)}, {spanText(e.Actor)}, {spanText(e.Detail)}})
 	}
 	d.Sections = append(d.Sections, docSection{ID: "federation", Heading: "Federation events", Tables: []docTable{tl}})
+	ct := docTable{Head: []string{"control", "ATLAS technique", "event", "detail", "about", "events", "seq"}, Empty: "Nothing flagged."}
+	for _, c := range r.Controls {
+		seqs := strconv.FormatUint(c.FirstSeq, 10)
+		if c.LastSeq != c.FirstSeq {
+			seqs += "–" + strconv.FormatUint(c.LastSeq, 10)
+		}
+		ct.Rows = append(ct.Rows, []docLine{{spanText(c.Control + " " + c.ControlName)}, {spanCode(c.Technique), spanText(" " + c.TechniqueName)},
+			{spanText(c.Kind)}, {spanText(c.Detail)}, {spanText(c.Actor)}, {spanText(strconv.FormatUint(c.Count, 10))}, {spanText(seqs)}})
+	}
+	d.Sections = append(d.Sections, docSection{ID: "controls", Heading: "Controls", Tables: []docTable{ct},
+		Summary: docLine{spanText("Every flagged event, linked to the control of docs/threat-model.md that produced it and to its MITRE ATLAS technique.")}})
 	for _, rr := range r.Rounds {
 		d.Sections = append(d.Sections, rr.docSection(len(r.Checkpoints) > 0))
 	}
