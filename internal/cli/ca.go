@@ -47,6 +47,7 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	dir := flags.String("dir", "", "directory for the new CA (created 0700, must not hold anything)")
 	fed := flags.String("federation", "", "federation name: a-z, 0-9, '-', '.'")
 	validity := flags.Duration("validity", certs.DefaultCAValidity, "lifetime of the CA certificate")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
@@ -56,14 +57,18 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	if *validity <= 0 {
 		return usageError("ca init: -validity must be positive")
 	}
-	a, err := certs.Init(*dir, *fed, *validity)
+	a, keyWhere, err := initCA(*dir, *fed, *validity, hsm)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "created the CA of federation %q in %s\n", a.Federation(), *dir)
 	fmt.Fprintf(env.Stdout, "  certificate %s (valid until %s): give it to the coordinator and every hospital\n",
 		filepath.Join(*dir, "ca.crt"), a.Certificate().NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
+	if keyWhere != "" {
+		fmt.Fprintf(env.Stdout, "  private key: %s; it never leaves the token\n", keyWhere)
+	} else {
+		fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
+	}
 	if err := recordCA(*dir, a.Federation()); err != nil {
 		return err
 	}
@@ -75,6 +80,7 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 func runCAIssue(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca issue")
 	dir := flags.String("dir", "", "CA directory")
+	hsm := caKeyFlags(flags)
 	outCert := flags.String("out-cert", "", "file for the coordinator certificate")
 	outKey := flags.String("out-key", "", "file for the coordinator private key (0600, must not exist)")
 	hosts := flags.String("host", "", "comma-separated DNS names and IP addresses the coordinator is reached at")
@@ -99,10 +105,11 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("ca issue: %w", err)
 	}
-	a, err := certs.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	certPEM, keyPEM, err := a.IssueServer(hostList, *validity)
 	if err != nil {
 		return err
@@ -130,6 +137,7 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 func runCASign(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca sign")
 	dir := flags.String("dir", "", "CA directory")
+	hsm := caKeyFlags(flags)
 	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM)")
 	out := flags.String("out", "", "file for the signed certificate")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
@@ -146,10 +154,11 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("ca sign: %w", err)
 	}
-	a, err := certs.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	certPEM, err := a.Sign(csrPEM, *validity)
 	if err != nil {
 		return fmt.Errorf("ca sign %s: %w", *csrFile, err)
@@ -172,6 +181,7 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 func runCARevoke(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca revoke")
 	dir := flags.String("dir", "", "CA directory")
+	hsm := caKeyFlags(flags)
 	serial := flags.String("serial", "", "serial number to revoke, in hex")
 	certFile := flags.String("cert", "", "certificate file to revoke")
 	name := flags.String("name", "", "participant name: revoke every certificate issued to it")
@@ -190,10 +200,11 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	if n != 1 {
 		return usageError("ca revoke: give exactly one of -serial, -cert or -name")
 	}
-	a, err := certs.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	var (
 		serials []*big.Int
 		cert    *x509.Certificate
@@ -267,16 +278,18 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 func runCAList(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca list")
 	dir := flags.String("dir", "", "CA directory")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
 	if err := required(flags, "dir"); err != nil {
 		return err
 	}
-	a, err := certs.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	issued, err := a.Issued()
 	if err != nil {
 		return err
