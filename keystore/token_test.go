@@ -6,7 +6,11 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"os"
 	"path/filepath"
@@ -71,6 +75,57 @@ func TestEd25519SignsInToken(t *testing.T) {
 	sig2, err := k2.Sign(nil, msg, nil)
 	if err != nil || string(sig2) != string(sig) {
 		t.Fatalf("reopened key signs differently (err %v)", err)
+	}
+}
+
+// TestImportedKeysSignAsFiles moves file keys into the token (as an
+// operator would with softhsm2-util --import) and checks that the token
+// signs exactly as the file key did: Ed25519 is deterministic, so the
+// signatures are byte for byte those of crypto/ed25519, and the pinned
+// public keys do not change.
+func TestImportedKeysSignAsFiles(t *testing.T) {
+	cfg := softhsm.New(t, "fedguard-test", "coordinator")
+	seed := sha256.Sum256([]byte("fedguard keystore test key"))
+	edFile := ed25519.NewKeyFromSeed(seed[:])
+	ecFile, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for label, key := range map[string]any{"imported-ed25519": edFile, "imported-p256": ecFile} {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		softhsm.Import(t, cfg, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), label)
+	}
+	tok := open(t, cfg)
+	ed, err := tok.Ed25519("imported-ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !edFile.Public().(ed25519.PublicKey).Equal(ed.Public()) {
+		t.Fatal("imported Ed25519 key has another public key")
+	}
+	for _, msg := range []string{"", "DSSEv1 28 application/vnd.in-toto+json 2 {}", strings.Repeat("x", 4096)} {
+		got, err := ed.Sign(nil, []byte(msg), crypto.Hash(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ed25519.Sign(edFile, []byte(msg)); string(got) != string(want) {
+			t.Errorf("token signature of a %d-byte message differs from crypto/ed25519's", len(msg))
+		}
+	}
+	ec, err := tok.ECDSA("imported-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecFile.PublicKey.Equal(ec.Public()) {
+		t.Fatal("imported P-256 key has another public key")
+	}
+	digest := sha256.Sum256([]byte("tbs"))
+	sig, err := ec.Sign(nil, digest[:], crypto.SHA256)
+	if err != nil || !ecdsa.VerifyASN1(&ecFile.PublicKey, digest[:], sig) {
+		t.Fatalf("imported P-256 key: signature does not verify with the file's public key (%v)", err)
 	}
 }
 

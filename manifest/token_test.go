@@ -172,3 +172,73 @@ func TestTokenSignerRefuses(t *testing.T) {
 		}
 	})
 }
+
+// TestMoveFileIdentityToToken follows docs/keys.md's migration: the
+// Ed25519 block of signing.key is imported into the token, the ML-DSA-65
+// block becomes signing-mldsa.key, signing.key is removed. The identity,
+// and so every hospital's pin, is unchanged.
+func TestMoveFileIdentityToToken(t *testing.T) {
+	dir := t.TempDir()
+	fileSigner, _, err := LoadOrCreateSigner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edBlock, rest := pem.Decode(keyPEM)
+	mlBlock, _ := pem.Decode(rest)
+	if edBlock == nil || mlBlock == nil || mlBlock.Type != pemMLDSAPrivate {
+		t.Fatal("signing.key is not the two blocks docs/keys.md describes")
+	}
+	cfg := softhsm.New(t, "fedguard-test", "coordinator")
+	softhsm.Import(t, cfg, pem.EncodeToMemory(edBlock), cfg.KeyLabel)
+	if err := os.WriteFile(filepath.Join(dir, MLDSAKeyFile), pem.EncodeToMemory(mlBlock), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, KeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := keystore.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.Ed25519(cfg.KeyLabel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadTokenSigner(dir, key)
+	if err != nil {
+		t.Fatalf("the moved identity does not load: %v", err)
+	}
+	if s.Public().Fingerprint() != fileSigner.Public().Fingerprint() {
+		t.Fatalf("fingerprint changed from %s to %s", fileSigner.Public().Fingerprint(), s.Public().Fingerprint())
+	}
+	env, _, err := Sign(s, goldenRound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Open(env, fileSigner.Public()); err != nil {
+		t.Fatalf("a manifest signed after the move does not verify with the keys pinned before: %v", err)
+	}
+	// Ed25519 is deterministic: the token's signature is the file key's.
+	fileEnv, _, err := Sign(fileSigner, goldenRound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edSig(t, env) != edSig(t, fileEnv) {
+		t.Error("the token's Ed25519 signature differs from the file key's")
+	}
+}
+
+// edSig returns an envelope's first (Ed25519) signature.
+func edSig(t *testing.T, env []byte) string {
+	t.Helper()
+	var e envelope
+	if err := json.Unmarshal(env, &e); err != nil || len(e.Signatures) == 0 {
+		t.Fatalf("envelope: %v", err)
+	}
+	return e.Signatures[0].Sig
+}

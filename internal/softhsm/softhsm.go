@@ -8,6 +8,7 @@
 package softhsm
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,4 +89,21 @@ func New(t testing.TB, label, key string) keystore.PKCS11 {
 		t.Fatal(err)
 	}
 	return keystore.PKCS11{Module: module, TokenLabel: label, KeyLabel: key, PINFile: pinFile}
+}
+
+// Import puts the PKCS #8 PEM private key keyPEM (Ed25519, ECDSA or RSA)
+// on the token cfg names, as a key pair labelled label, with
+// `softhsm2-util --import`: how an operator moves a file key into a token.
+func Import(t testing.TB, cfg keystore.PKCS11, keyPEM []byte, label string) {
+	t.Helper()
+	_, util := need(t)
+	path := filepath.Join(t.TempDir(), "import.pem")
+	if err := os.WriteFile(path, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("%x", label)
+	cmd := exec.Command(util, "--import", path, "--token", cfg.TokenLabel, "--label", label, "--id", id, "--pin", PIN)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util --import: %v\n%s", err, out)
+	}
 }
