@@ -26,10 +26,6 @@ const (
 	ckmEdDSA               = 0x00001057 // CKM_EDDSA
 )
 
-// oidEd25519 is CKA_EC_PARAMS for Ed25519: the DER of OID 1.3.101.112
-// (RFC 8410).
-var oidEd25519 = []byte{0x06, 0x03, 0x2b, 0x65, 0x70}
-
 // Token is an open, logged-in PKCS #11 token. Its keys sign only while it
 // is open. A Token is safe for concurrent use.
 type Token struct {
@@ -318,8 +314,6 @@ func (t *Token) Ed25519(label string) (*Ed25519Key, error) {
 }
 
 // ed25519Public reads the public key's CKA_EC_PARAMS and CKA_EC_POINT.
-// PKCS #11 3.0 says CKA_EC_POINT is the raw 32 bytes; SoftHSM2 wraps them
-// in a DER OCTET STRING, as it does for ECDSA. Both are accepted.
 func (t *Token) ed25519Public(h pkcs11.ObjectHandle) (ed25519.PublicKey, error) {
 	attrs, err := t.raw.GetAttributeValue(t.session, h, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, nil),
@@ -328,17 +322,7 @@ func (t *Token) ed25519Public(h pkcs11.ObjectHandle) (ed25519.PublicKey, error) 
 	if err != nil {
 		return nil, fmt.Errorf("read public key: %w", err)
 	}
-	if p := attrs[0].Value; string(p) != string(oidEd25519) && string(p) != "\x13\x0cedwards25519" {
-		return nil, fmt.Errorf("CKA_EC_PARAMS %x is not Ed25519", p)
-	}
-	point := attrs[1].Value
-	if len(point) == 2+ed25519.PublicKeySize && point[0] == 0x04 && point[1] == ed25519.PublicKeySize {
-		point = point[2:]
-	}
-	if len(point) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("CKA_EC_POINT is %d bytes, not an Ed25519 public key", len(attrs[1].Value))
-	}
-	return ed25519.PublicKey(append([]byte(nil), point...)), nil
+	return parseEd25519Point(attrs[0].Value, attrs[1].Value)
 }
 
 // GenerateEd25519 makes an Ed25519 key pair labelled label on the token

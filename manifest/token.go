@@ -80,20 +80,30 @@ func loadTokenSigner(dir string, ed crypto.Signer, repair bool) (*Signer, error)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: load ML-DSA-65 key: %w", err)
 	}
-	blocks, err := decodePEM(data, pemMLDSAPrivate)
+	seed, err := parseMLDSAKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %s: %w", path, err)
 	}
-	if len(blocks[0]) != mldsa65.SeedSize {
-		return nil, fmt.Errorf("manifest: %s: %s block is %d bytes, want the %d-byte seed", path, pemMLDSAPrivate, len(blocks[0]), mldsa65.SeedSize)
-	}
-	var seed [mldsa65.SeedSize]byte
-	copy(seed[:], blocks[0])
-	s := newTokenSigner(ed, edPub, &seed)
+	s := newTokenSigner(ed, edPub, seed)
 	if err := writePublicFiles(dir, s.public, !repair); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// parseMLDSAKey parses signing-mldsa.key: exactly one "ML-DSA-65
+// PRIVATE KEY" block holding the 32-byte seed.
+func parseMLDSAKey(data []byte) (*[mldsa65.SeedSize]byte, error) {
+	blocks, err := decodePEM(data, pemMLDSAPrivate)
+	if err != nil {
+		return nil, err
+	}
+	if len(blocks[0]) != mldsa65.SeedSize {
+		return nil, fmt.Errorf("%s block is %d bytes, want the %d-byte seed", pemMLDSAPrivate, len(blocks[0]), mldsa65.SeedSize)
+	}
+	var seed [mldsa65.SeedSize]byte
+	copy(seed[:], blocks[0])
+	return &seed, nil
 }
 
 // tokenPublic checks that ed is an Ed25519 key and that dir does not also
