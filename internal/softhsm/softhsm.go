@@ -51,10 +51,14 @@ func need(t testing.TB) (module, util string) {
 	t.Helper()
 	module = Module()
 	util, err := exec.LookPath("softhsm2-util")
-	if module != "" && err == nil {
+	_, merr := os.Stat(module)
+	if module != "" && merr == nil && err == nil {
 		return module, util
 	}
 	msg := "SoftHSM2 is not installed (no libsofthsm2.so or softhsm2-util): apt-get install softhsm2 (.ci/run does)"
+	if m := os.Getenv("SOFTHSM2_MODULE"); m != "" && merr != nil {
+		msg = fmt.Sprintf("SOFTHSM2_MODULE=%s: %v", m, merr)
+	}
 	if ci := os.Getenv("CI"); ci != "" && ci != "false" {
 		t.Fatal(msg)
 	}
