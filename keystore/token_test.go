@@ -253,3 +253,33 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEd25519Sign compares a signature in the token (CKM_EDDSA,
+// through the PKCS #11 module, checked against the public key) with one
+// by crypto/ed25519 from a file key, on a manifest-sized message.
+func BenchmarkEd25519Sign(b *testing.B) {
+	cfg := softhsm.New(b, "fedguard-bench", "k")
+	tok, err := keystore.Open(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
+	k, err := tok.GenerateEd25519(cfg.KeyLabel)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, file, _ := ed25519.GenerateKey(rand.Reader)
+	msg := make([]byte, 2048)
+	for _, s := range []struct {
+		name string
+		key  crypto.Signer
+	}{{"file", file}, {"token", k}} {
+		b.Run(s.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.key.Sign(nil, msg, crypto.Hash(0)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
