@@ -52,7 +52,7 @@ func version() string {
 func openIntegrity(cfg Config, now func() time.Time, signed, init bool) (signer *manifest.Signer, keys io.Closer, _ *audit.Log, err error) {
 	signer, keys, err = openSigner(cfg, signed, init)
 	if err != nil {
-		if signed {
+		if signed && !tokenAccess(err) {
 			return nil, nil, nil, fmt.Errorf("signing keys of a federation with signed rounds (restore them from a backup: hospitals pinned their public key): %w", err)
 		}
 		return nil, nil, nil, fmt.Errorf("signing keys: %w", err)

@@ -66,6 +66,18 @@ func tokenSigner(tok *keystore.Token, cfg Config, signed, genToken bool) (*manif
 	return s, err
 }
 
+// tokenAccess reports an error in reaching the token (its module, label,
+// PIN or the build), rather than a key that is missing: restoring keys
+// from a backup does not fix it.
+func tokenAccess(err error) bool {
+	for _, e := range []error{keystore.ErrConfig, keystore.ErrModule, keystore.ErrToken, keystore.ErrPIN, keystore.ErrNoCgo} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // InitKeys makes the signing identity of a new federation, or checks the
 // existing one, for `fedguard coordinator --init-keys`: with cfg.PKCS11
 // set the Ed25519 key is generated on the token (unless the label exists)

@@ -134,6 +134,11 @@ func TestSigningKeyOnToken(t *testing.T) {
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("err %q, want %v mentioning %q", err, tc.is, tc.says)
 			}
+			// Restoring keys from a backup fixes a missing key, not a
+			// token that cannot be reached.
+			if restore := strings.Contains(err.Error(), "restore them from a backup"); restore != (tc.is == keystore.ErrKeyNotFound) {
+				t.Errorf("err %q: advice to restore the keys is wrong here", err)
+			}
 		})
 	}
 	// And with the right configuration it resumes, signing with the token.
