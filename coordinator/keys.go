@@ -66,6 +66,31 @@ func tokenSigner(tok *keystore.Token, cfg Config, signed, genToken bool) (*manif
 	return s, err
 }
 
+// checkToken opens the token cfg.PKCS11 names, if any, and looks for the
+// signing key: a wrong module, token label or PIN is reported before the
+// coordinator starts. A missing key is an error only once signing.pub
+// exists, since --init-keys makes it.
+func checkToken(cfg Config) error {
+	if !cfg.PKCS11.Enabled() {
+		return nil
+	}
+	tok, err := keystore.Open(cfg.PKCS11)
+	if err != nil {
+		return fmt.Errorf("pkcs11: %w", err)
+	}
+	defer tok.Close()
+	_, err = tok.Ed25519(cfg.PKCS11.KeyLabel)
+	if errors.Is(err, keystore.ErrKeyNotFound) {
+		if _, serr := os.Stat(filepath.Join(cfg.DataDir, manifest.PublicFile)); serr != nil {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pkcs11: %w", err)
+	}
+	return nil
+}
+
 // tokenAccess reports an error in reaching the token (its module, label,
 // PIN or the build), rather than a key that is missing: restoring keys
 // from a backup does not fix it.

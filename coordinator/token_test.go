@@ -141,6 +141,23 @@ func TestSigningKeyOnToken(t *testing.T) {
 			}
 		})
 	}
+	// --check-config logs in to the token.
+	if err := coordinator.CheckFiles(f.cfg); err != nil {
+		t.Errorf("CheckFiles with the token: %v", err)
+	}
+	for _, tc := range []struct {
+		change func(*keystore.PKCS11)
+		is     error
+	}{
+		{func(p *keystore.PKCS11) { p.PINFile = wrongPIN }, keystore.ErrPIN},
+		{func(p *keystore.PKCS11) { p.KeyLabel = "no-such-key" }, keystore.ErrKeyNotFound},
+	} {
+		cfg := f.cfg
+		tc.change(&cfg.PKCS11)
+		if err := coordinator.CheckFiles(cfg); !errors.Is(err, tc.is) {
+			t.Errorf("CheckFiles: err %v, want %v", err, tc.is)
+		}
+	}
 	// And with the right configuration it resumes, signing with the token.
 	c, err := coordinator.New(f.cfg, quiet)
 	if err != nil {

@@ -90,6 +90,7 @@ func TestHSMFederation(t *testing.T) {
 	cfg.PKCS11 = tok
 	cfg.PKCS11.KeyLabel = "coordinator"
 	cfgPath := writeConfig(t, op, cfg)
+	mustFedguard(t, "coordinator", "--config", cfgPath, "--check-config") // logs in to the token
 	out = mustFedguard(t, "coordinator", "--config", cfgPath, "--init-keys")
 	if !strings.Contains(out, `Ed25519 key "coordinator" on PKCS #11 token "fedguard-ci"`) {
 		t.Errorf("coordinator --init-keys output:\n%s", out)
