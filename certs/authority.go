@@ -90,6 +90,22 @@ type IssuedCert struct {
 // with mode 0700; Init refuses a dir that is not empty, so an existing CA is
 // never overwritten. validity 0 means DefaultCAValidity.
 func Init(dir, federation string, validity time.Duration) (*Authority, error) {
+	return initAuthority(dir, federation, validity, nil)
+}
+
+// InitWithKey is [Init] with a CA key kept elsewhere, such as on a PKCS #11
+// token (package keystore): the certificate is signed with key and no
+// ca.key is written. Every later use of the CA opens it with
+// [OpenWithKey] and the same key.
+func InitWithKey(dir, federation string, validity time.Duration, key crypto.Signer) (*Authority, error) {
+	if key == nil {
+		return nil, errors.New("certs: init: no CA key")
+	}
+	return initAuthority(dir, federation, validity, key)
+}
+
+// initAuthority is Init, making a key file when key is nil.
+func initAuthority(dir, federation string, validity time.Duration, key crypto.Signer) (*Authority, error) {
 	if err := ValidateName(federation); err != nil {
 		return nil, fmt.Errorf("certs: init: federation: %w", err)
 	}
@@ -102,9 +118,12 @@ func Init(dir, federation string, validity time.Duration) (*Authority, error) {
 	if err := prepareDir(dir); err != nil {
 		return nil, err
 	}
-	key, keyPEM, err := newKey()
-	if err != nil {
-		return nil, err
+	var keyPEM []byte
+	if key == nil {
+		var err error
+		if key, keyPEM, err = newKey(); err != nil {
+			return nil, err
+		}
 	}
 	serial, err := newSerial()
 	if err != nil {
@@ -132,8 +151,10 @@ func Init(dir, federation string, validity time.Duration) (*Authority, error) {
 		return nil, fmt.Errorf("certs: init: %w", err)
 	}
 	a := &Authority{dir: dir, federation: federation, cert: cert, key: key}
-	if err := WritePrivateKey(filepath.Join(dir, caKeyFile), keyPEM); err != nil {
-		return nil, fmt.Errorf("certs: init: %w", err)
+	if keyPEM != nil {
+		if err := WritePrivateKey(filepath.Join(dir, caKeyFile), keyPEM); err != nil {
+			return nil, fmt.Errorf("certs: init: %w", err)
+		}
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, caCertFile), pemEncode(pemCertificate, der), 0o644); err != nil {
 		return nil, fmt.Errorf("certs: init: %w", err)
@@ -171,10 +192,6 @@ func prepareDir(dir string) error {
 // Open loads the CA kept in dir and checks that its key matches its
 // certificate and that the certificate names a federation.
 func Open(dir string) (*Authority, error) {
-	cert, err := LoadCertificate(filepath.Join(dir, caCertFile))
-	if err != nil {
-		return nil, fmt.Errorf("certs: open CA: %w", err)
-	}
 	keyPEM, err := os.ReadFile(filepath.Join(dir, caKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("certs: open CA: %w", err)
@@ -183,9 +200,28 @@ func Open(dir string) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: open CA: %s: %w", caKeyFile, err)
 	}
+	return openAuthority(dir, key, caKeyFile)
+}
+
+// OpenWithKey is [Open] for a CA made by [InitWithKey]: its key is kept
+// elsewhere, such as on a PKCS #11 token, and must match ca.crt.
+func OpenWithKey(dir string, key crypto.Signer) (*Authority, error) {
+	if key == nil {
+		return nil, errors.New("certs: open CA: no CA key")
+	}
+	return openAuthority(dir, key, "the CA key")
+}
+
+// openAuthority loads ca.crt and checks it against key, named keyName in
+// errors.
+func openAuthority(dir string, key crypto.Signer, keyName string) (*Authority, error) {
+	cert, err := LoadCertificate(filepath.Join(dir, caCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("certs: open CA: %w", err)
+	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cert.PublicKey) {
-		return nil, fmt.Errorf("certs: open CA: %s does not match %s", caKeyFile, caCertFile)
+		return nil, fmt.Errorf("certs: open CA: %s does not match %s", keyName, caCertFile)
 	}
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 || cert.KeyUsage&x509.KeyUsageCRLSign == 0 {
 		return nil, fmt.Errorf("certs: open CA: %s is not a CA certificate that may sign certificates and CRLs", caCertFile)

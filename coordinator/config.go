@@ -16,6 +16,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
+	"github.com/fedguard/fedguard/keystore"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/secureround"
 )
@@ -147,6 +148,12 @@ type Config struct {
 	// Limits bound the connections, calls and update streams of one
 	// participant.
 	Limits LimitsConfig `json:"limits,omitzero"`
+	// PKCS11, if set, names the PKCS #11 token and key label of the
+	// Ed25519 manifest- and checkpoint-signing key; the ML-DSA-65 half
+	// stays in DATA_DIR/signing-mldsa.key (docs/keys.md). The PIN comes
+	// from its pin_file or $FEDGUARD_PKCS11_PIN. Unset, both keys are
+	// files in the data directory.
+	PKCS11 keystore.PKCS11 `json:"pkcs11,omitzero"`
 }
 
 // SecAggConfig tunes secure aggregation (see package secureround).
@@ -374,6 +381,11 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		add("data_dir is required")
+	}
+	if c.PKCS11.Enabled() {
+		if err := c.PKCS11.Validate(); err != nil {
+			add("pkcs11: %w", err)
+		}
 	}
 	for _, f := range []struct{ name, value string }{{"ca_cert", c.CACert}, {"cert", c.Cert}, {"key", c.Key}} {
 		if f.value == "" {

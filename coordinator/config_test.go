@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/keystore"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -212,6 +213,11 @@ func TestValidate(t *testing.T) {
 		{"federation empty", func(c *coordinator.Config) { c.Federation = "" }, []string{"federation"}},
 		{"federation bad name", func(c *coordinator.Config) { c.Federation = "My Federation" }, []string{"federation"}},
 		{"data_dir missing", func(c *coordinator.Config) { c.DataDir = "" }, []string{"data_dir is required"}},
+		{"valid pkcs11", func(c *coordinator.Config) {
+			c.PKCS11 = keystore.PKCS11{Module: "/usr/lib/softhsm/libsofthsm2.so", TokenLabel: "t", KeyLabel: "k"}
+		}, nil},
+		{"pkcs11 without key_label", func(c *coordinator.Config) { c.PKCS11 = keystore.PKCS11{Module: "/m.so", TokenLabel: "t"} },
+			[]string{"pkcs11:", "key_label"}},
 		{"ca_cert missing", func(c *coordinator.Config) { c.CACert = "" }, []string{"ca_cert is required"}},
 		{"cert missing", func(c *coordinator.Config) { c.Cert = "" }, []string{"cert is required"}},
 		{"key missing", func(c *coordinator.Config) { c.Key = "" }, []string{"key is required"}},

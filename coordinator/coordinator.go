@@ -152,6 +152,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -264,6 +265,7 @@ type Coordinator struct {
 	opts       options
 	enrolled   map[string]bool
 	signer     *manifest.Signer
+	keys       io.Closer // the PKCS #11 token of signer's key; nil for files
 	audit      *audit.Log
 	certs      certSeen
 	quota      eventQuota
@@ -397,7 +399,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	c.lastRound, c.scaling, c.lastCohort, c.manifest = p.lastRound, p.scaling, p.cohort, p.manifest
 	c.modelSum = sha256.Sum256(p.model)
 	c.certs.seen = map[string]bool{}
-	c.signer, c.audit, err = openIntegrity(cfg, o.now, p.manifest != nil, o.init)
+	c.signer, c.keys, c.audit, err = openIntegrity(cfg, o.now, p.manifest != nil, o.init)
 	if err != nil {
 		st.close()
 		return nil, err
@@ -442,9 +444,14 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	return c, nil
 }
 
-// Close releases the audit log and the state database.
+// Close releases the audit log, the state database and the signing key's
+// token, if any.
 func (c *Coordinator) Close() error {
-	return errors.Join(c.audit.Close(), c.store.close())
+	err := errors.Join(c.audit.Close(), c.store.close())
+	if c.keys != nil {
+		err = errors.Join(err, c.keys.Close())
+	}
+	return err
 }
 
 // Rounds returns the records of all closed rounds, oldest first.

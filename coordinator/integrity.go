@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -45,35 +46,40 @@ func version() string {
 //
 // A missing audit log is made only for a federation being created (init)
 // that has no signed round yet; otherwise it is an error.
-func openIntegrity(cfg Config, now func() time.Time, signed, init bool) (*manifest.Signer, *audit.Log, error) {
-	var signer *manifest.Signer
-	var err error
-	if signed {
-		signer, err = manifest.LoadSigner(cfg.DataDir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("signing keys of a federation with signed rounds (restore them from a backup: hospitals pinned their public key): %w", err)
+//
+// With cfg.PKCS11 set the Ed25519 key is on a token (see openSigner); the
+// returned closer releases it, and is nil for file keys.
+func openIntegrity(cfg Config, now func() time.Time, signed, init bool) (signer *manifest.Signer, keys io.Closer, _ *audit.Log, err error) {
+	signer, keys, err = openSigner(cfg, signed, init)
+	if err != nil {
+		if signed && !tokenAccess(err) {
+			return nil, nil, nil, fmt.Errorf("signing keys of a federation with signed rounds (restore them from a backup: hospitals pinned their public key): %w", err)
 		}
-	} else if signer, _, err = manifest.LoadOrCreateSigner(cfg.DataDir); err != nil {
-		return nil, nil, fmt.Errorf("signing keys: %w", err)
+		return nil, nil, nil, fmt.Errorf("signing keys: %w", err)
 	}
+	defer func() {
+		if err != nil && keys != nil {
+			keys.Close()
+		}
+	}()
 	origin := AuditOrigin(cfg.Federation)
 	ns, err := signer.NoteSigner(origin)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing keys: %w", err)
+		return nil, nil, nil, fmt.Errorf("signing keys: %w", err)
 	}
 	path := filepath.Join(cfg.DataDir, AuditFile)
 	if _, err := os.Stat(path); err != nil && (signed || !init) {
 		// A fresh log would silently start a second history.
 		if signed {
-			return nil, nil, fmt.Errorf("%w: the audit log of a federation with signed rounds is missing (%v); %s", ErrDataMismatch, err, restoreAdvice)
+			return nil, nil, nil, fmt.Errorf("%w: the audit log of a federation with signed rounds is missing (%v); %s", ErrDataMismatch, err, restoreAdvice)
 		}
-		return nil, nil, fmt.Errorf("%w: the audit log is missing (%v); %s (if this federation never fixed its scaling, --init makes a new log)", ErrDataMismatch, err, restoreAdvice)
+		return nil, nil, nil, fmt.Errorf("%w: the audit log is missing (%v); %s (if this federation never fixed its scaling, --init makes a new log)", ErrDataMismatch, err, restoreAdvice)
 	}
 	log, err := audit.Open(path, audit.Options{Origin: origin, Signer: ns, Now: now})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return signer, log, nil
+	return signer, keys, log, nil
 }
 
 // PublicKeys returns the keys participants pin to verify round manifests.

@@ -227,12 +227,15 @@ func checkServerCertificate(tlsCfg *tls.Config, ca *x509.Certificate, federation
 // CheckFiles validates cfg and loads the files it names (CA certificate,
 // revocation list, server certificate and key) without opening the
 // database or listening: what `fedguard coordinator --check-config` runs.
+// With cfg.PKCS11 set it also logs in to the token (see checkToken).
 func CheckFiles(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	_, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil })
-	return err
+	if _, _, err := serverTLS(cfg.withDefaults(), func(certs.Identity) error { return nil }); err != nil {
+		return err
+	}
+	return checkToken(cfg)
 }
 
 func (c *Coordinator) lastRoundNow() uint64 {

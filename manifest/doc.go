@@ -129,6 +129,11 @@
 // others access it. The parsers refuse anything but exactly the expected
 // blocks, in order.
 //
+// With the Ed25519 key on a PKCS #11 token ([LoadTokenSigner], package
+// keystore), signing.key is replaced by signing-mldsa.key ([MLDSAKeyFile],
+// mode 0600), the "ML-DSA-65 PRIVATE KEY" block alone: no token holds
+// ML-DSA-65 keys yet (docs/keys.md). The public files are unchanged.
+//
 // # Chain
 //
 // A participant keeps an [Accepted] record ([LoadAccepted],

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"crypto"
 	stded25519 "crypto/ed25519"
 	crand "crypto/rand"
 	"crypto/sha256"
@@ -59,8 +60,11 @@ type PublicKeys struct {
 // Signer holds the coordinator's two private keys. It signs round
 // manifests ([Sign]) and, through [Signer.NoteSigner], audit checkpoints.
 // A Signer is safe for concurrent use.
+//
+// The Ed25519 key is a crypto.Signer: a file key (signing.key) or a key on
+// a PKCS #11 token (package keystore, [LoadTokenSigner]).
 type Signer struct {
-	ed     ed25519.PrivateKey
+	ed     crypto.Signer
 	mldsa  *mldsa65.PrivateKey
 	public PublicKeys
 	// deterministic selects deterministic ML-DSA-65 signing. Only tests set
@@ -93,7 +97,7 @@ func GenerateSigner(rand io.Reader) (*Signer, error) {
 func newSigner(ed ed25519.PrivateKey, mlSeed *[mldsa65.SeedSize]byte) *Signer {
 	mlPub, mlPriv := mldsa65.NewKeyFromSeed(mlSeed)
 	return &Signer{
-		ed:    ed,
+		ed:    stded25519.PrivateKey(ed),
 		mldsa: mlPriv,
 		public: PublicKeys{
 			Ed25519: ed.Public().(ed25519.PublicKey),
@@ -222,7 +226,7 @@ func (s *Signer) NoteSigner(name string) (note.Signer, error) {
 type noteSigner struct {
 	name string
 	hash uint32
-	key  ed25519.PrivateKey
+	key  crypto.Signer
 }
 
 var _ note.Signer = (*noteSigner)(nil)
@@ -230,7 +234,7 @@ var _ note.Signer = (*noteSigner)(nil)
 func (n *noteSigner) Name() string    { return n.name }
 func (n *noteSigner) KeyHash() uint32 { return n.hash }
 func (n *noteSigner) Sign(msg []byte) ([]byte, error) {
-	return ed25519.Sign(n.key, msg), nil
+	return n.key.Sign(nil, msg, crypto.Hash(0))
 }
 
 // ParsePublicKeys parses the contents of a signing.pub file (see
@@ -303,7 +307,11 @@ func parsePrivateKeys(data []byte) (*Signer, error) {
 
 // marshalPrivateKeys encodes s as signing.key.
 func (s *Signer) marshalPrivateKeys() ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(stded25519.PrivateKey(s.ed))
+	ed, ok := s.ed.(stded25519.PrivateKey)
+	if !ok {
+		return nil, errors.New("manifest: the Ed25519 key is not a file key")
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(ed)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: marshal Ed25519 key: %w", err)
 	}

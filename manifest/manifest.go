@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -229,7 +230,11 @@ func marshalJSON(v any) ([]byte, error) {
 // package documentation, section Compatibility with cosign.
 func (s *Signer) signEnvelope(payloadType string, payload []byte) ([]byte, error) {
 	msg := pae(payloadType, payload)
-	edSig := ed25519.Sign(s.ed, msg)
+	// Pure Ed25519 (hash 0), in a file key or on a token.
+	edSig, err := s.ed.Sign(nil, msg, crypto.Hash(0))
+	if err != nil {
+		return nil, fmt.Errorf("manifest: Ed25519 sign: %w", err)
+	}
 	mlSig := make([]byte, mldsa65.SignatureSize)
 	// Empty context string; hedged unless a test asked for determinism.
 	if err := mldsa65.SignTo(s.mldsa, msg, nil, !s.deterministic, mlSig); err != nil {

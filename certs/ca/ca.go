@@ -29,6 +29,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -73,6 +74,19 @@ type Authority struct {
 // log, with a fresh checkpoint-signing key.
 func Init(dir, federation string, validity time.Duration) (*Authority, error) {
 	a, err := certs.Init(dir, federation, validity)
+	return startLog(dir, a, err)
+}
+
+// InitWithKey is [Init] with the CA key kept elsewhere, such as on a
+// PKCS #11 token (package keystore; see [certs.InitWithKey]).
+func InitWithKey(dir, federation string, validity time.Duration, key crypto.Signer) (*Authority, error) {
+	a, err := certs.InitWithKey(dir, federation, validity, key)
+	return startLog(dir, a, err)
+}
+
+// startLog completes an Init that returned a and err: it starts the new
+// CA's audit log.
+func startLog(dir string, a *certs.Authority, err error) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +101,15 @@ func Init(dir, federation string, validity time.Duration) (*Authority, error) {
 // CA has none.
 func Open(dir string) (*Authority, error) {
 	a, err := certs.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Authority{dir: dir, a: a}, nil
+}
+
+// OpenWithKey is [Open] for a CA made by [InitWithKey], with the same key.
+func OpenWithKey(dir string, key crypto.Signer) (*Authority, error) {
+	a, err := certs.OpenWithKey(dir, key)
 	if err != nil {
 		return nil, err
 	}

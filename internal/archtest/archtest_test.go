@@ -59,6 +59,7 @@ var layers = map[string]int{
 	"dataset":           foundations,
 	"model":             foundations,
 	"certs":             foundations,
+	"keystore":          foundations,
 	"privacy":           foundations,
 	"partition":         foundations,
 
@@ -81,6 +82,7 @@ var layers = map[string]int{
 	"demo":             assemblies,
 	"benchmark":        assemblies,
 	"internal/fedtest": assemblies,
+	"internal/softhsm": assemblies,
 
 	"cmd/fedguard/cli": cli,
 
@@ -90,7 +92,7 @@ var layers = map[string]int{
 
 // testSupport are packages only tests may import: fixtures and harnesses
 // that must not ship in the binary.
-var testSupport = []string{"internal/fedtest"}
+var testSupport = []string{"internal/fedtest", "internal/softhsm"}
 
 // cliPackage may be imported only from cmd/.
 const cliPackage = "cmd/fedguard/cli"

@@ -26,20 +26,25 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	dir := flags.String("dir", "", "directory for the new CA (created 0700, must not hold anything)")
 	fed := flags.String("federation", "", "federation name: a-z, 0-9, '-', '.'")
 	validity := flags.Duration("validity", certs.DefaultCAValidity, "lifetime of the CA certificate")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args, "dir", "federation"); err != nil {
 		return err
 	}
 	if *validity <= 0 {
 		return usageError("ca init: -validity must be positive")
 	}
-	a, err := ca.Init(*dir, *fed, *validity)
+	a, keyWhere, err := initCA(*dir, *fed, *validity, hsm)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "created the CA of federation %q in %s\n", a.Federation(), *dir)
 	fmt.Fprintf(env.Stdout, "  certificate %s (valid until %s): give it to the coordinator and every hospital\n",
 		filepath.Join(*dir, "ca.crt"), a.Certificate().NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
+	if keyWhere != "" {
+		fmt.Fprintf(env.Stdout, "  private key: %s; it never leaves the token\n", keyWhere)
+	} else {
+		fmt.Fprintf(env.Stdout, "  private key %s: keep it offline, it never leaves this directory\n", filepath.Join(*dir, "ca.key"))
+	}
 	fmt.Fprintf(env.Stdout, "  audit log %s: every certificate issued or revoked, verifiable with %s\n",
 		filepath.Join(ca.AuditDir(*dir), "audit.db"), filepath.Join(ca.AuditDir(*dir), manifest.PublicFile))
 	return nil
@@ -52,6 +57,7 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	outKey := flags.String("out-key", "", "file for the coordinator private key (0600, must not exist)")
 	hosts := flags.String("host", "", "comma-separated DNS names and IP addresses the coordinator is reached at")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args, "dir", "out-cert", "out-key", "host"); err != nil {
 		return err
 	}
@@ -62,10 +68,11 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	if len(hostList) == 0 {
 		return usageError("ca issue: -host names no host")
 	}
-	a, err := ca.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	cert, id, err := a.IssueServer(hostList, *validity, *outCert, *outKey)
 	if kerr := (*ca.KeyFileError)(nil); errors.As(err, &kerr) {
 		return fmt.Errorf("ca issue: %w", err)
@@ -85,6 +92,7 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM)")
 	out := flags.String("out", "", "file for the signed certificate")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args, "dir", "csr", "out"); err != nil {
 		return err
 	}
@@ -95,10 +103,11 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("ca sign: %w", err)
 	}
-	a, err := ca.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	cert, id, err := a.Sign(csrPEM, *validity, *out)
 	if rerr := (*ca.RequestError)(nil); errors.As(err, &rerr) {
 		return fmt.Errorf("ca sign %s: %w", *csrFile, err)
@@ -116,6 +125,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	serial := flags.String("serial", "", "serial number to revoke, in hex")
 	certFile := flags.String("cert", "", "certificate file to revoke")
 	name := flags.String("name", "", "participant name: revoke every certificate issued to it")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args, "dir"); err != nil {
 		return err
 	}
@@ -128,10 +138,11 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	if n != 1 {
 		return usageError("ca revoke: give exactly one of -serial, -cert or -name")
 	}
-	a, err := ca.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	var (
 		revoked []ca.Revoked
 		already bool
@@ -188,13 +199,15 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 func runCAList(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca list")
 	dir := flags.String("dir", "", "CA directory")
+	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args, "dir"); err != nil {
 		return err
 	}
-	a, err := certs.Open(*dir)
+	a, done, err := openCA(*dir, hsm)
 	if err != nil {
 		return err
 	}
+	defer done()
 	issued, err := a.Issued()
 	if err != nil {
 		return err

@@ -63,6 +63,9 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	cfg := r.cfg
+	if r.initKeys && cfg.PKCS11.Enabled() {
+		return initTokenKeys(env, cfg)
+	}
 	if r.initKeys {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data directory: %w", err)
