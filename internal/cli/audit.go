@@ -171,7 +171,7 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 			ev.Seq, ev.Kind, ev.Actor, ev.Round, cp.Origin, cp.Size)
 		return nil
 	}
-	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.verifiers})
+	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.verifiers, Rotate: k.rotations()})
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 		}
 		opts.VerifyManifest = k.verifyManifest
 		var verified bool
-		opts.LogStatus, verified = logStatus(l, k.verifiers)
+		opts.LogStatus, verified = logStatus(l, k)
 		if verified {
 			// Only checkpoints that verified may vouch for rounds.
 			if err := l.Checkpoints(func(c audit.Checkpoint) error { opts.Checkpoints = append(opts.Checkpoints, c); return nil }); err != nil {
@@ -257,10 +257,10 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 
 // logStatus verifies the whole log as an auditor would, through its own
 // export, and says so in one line.
-func logStatus(l *audit.Log, v note.Verifiers) (string, bool) {
+func logStatus(l *audit.Log, k keyFile) (string, bool) {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(l.Export(pw)) }()
-	sum, err := audit.Verify(pr, audit.VerifyOptions{Verifiers: v})
+	sum, err := audit.Verify(pr, audit.VerifyOptions{Verifiers: k.verifiers, Rotate: k.rotations()})
 	pr.Close()
 	if err != nil {
 		return "NOT VERIFIED: " + err.Error(), false
