@@ -273,9 +273,9 @@ type Coordinator struct {
 	metrics    *metrics
 	limits     *perIdentity
 
-	// keys are every identity the coordinator signed with (key
+	// keyring is every identity the coordinator signed with (key
 	// rotation), and rotations the rotations that lead to signer's.
-	keys      manifest.Keyring
+	keyring   manifest.Keyring
 	rotations []manifest.VerifiedRotation
 
 	metricsMu   sync.Mutex
@@ -407,11 +407,11 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		st.close()
 		return nil, err
 	}
-	if c.keys, c.rotations, err = loadKeyring(cfg.DataDir, c.signer.Public()); err != nil {
+	if c.keyring, c.rotations, err = loadKeyring(cfg.DataDir, c.signer.Public()); err != nil {
 		c.Close()
 		return nil, err
 	}
-	if _, err := crossCheck(p, c.audit, c.keys, cfg.Federation); err != nil {
+	if _, err := crossCheck(p, c.audit, c.keyring, cfg.Federation); err != nil {
 		c.Close()
 		return nil, err
 	}
