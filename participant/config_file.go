@@ -320,7 +320,7 @@ func (c FileConfig) Config() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("participant: coordinator_key: %w", err)
 	}
-	ca, err := certs.LoadCertificate(c.CA)
+	cas, err := certs.LoadCABundle(c.CA)
 	if err != nil {
 		return Config{}, fmt.Errorf("participant: ca: %w", err)
 	}
@@ -329,7 +329,8 @@ func (c FileConfig) Config() (Config, error) {
 		serverName, _, _ = net.SplitHostPort(c.Coordinator) // checked by Validate
 	}
 	tlsCfg, err := certs.ClientConfig(certs.ClientOptions{
-		CA:         ca,
+		CA:         cas[0],
+		MoreCAs:    cas[1:],
 		CertFile:   c.Cert,
 		KeyFile:    c.Key,
 		Federation: c.Federation,
