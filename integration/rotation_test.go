@@ -142,6 +142,17 @@ func TestKeyRotation(t *testing.T) {
 	if out := mustFedguard(t, "audit", "verify", "--key", firstPub, export); !strings.HasPrefix(out, "OK: ") {
 		t.Errorf("audit verify --key <first key> printed %q, want OK", out)
 	}
+	for _, args := range [][]string{
+		{"audit", "check", "--db", filepath.Join(dataDir, "audit.db"), "--key", firstPub},
+		{"audit", "report", "--db", filepath.Join(dataDir, "audit.db"), "--key", firstPub},
+		{"audit", "model", "--data-dir", dataDir, "--round", "3", "--key", firstPub, "--out", t.TempDir()},
+		{"audit", "model", "--data-dir", dataDir, "--round", "5", "--key", firstPub, "--out", t.TempDir()},
+	} {
+		out := mustFedguard(t, args...)
+		if strings.Contains(out, "NOT VERIFIED") || strings.Contains(out, "FAILED") || strings.Contains(out, "INVALID") {
+			t.Errorf("fedguard %s with the first key across rotations:\n%s", strings.Join(args[:2], " "), out)
+		}
+	}
 	rotated := 0
 	for _, l := range lines {
 		if l.Kind == "key_rotated" {

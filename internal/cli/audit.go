@@ -124,11 +124,6 @@ func (k keyVerifiers) Verifier(name string, hash uint32) (note.Verifier, error) 
 	return v, nil
 }
 
-func (k keyFile) verifyManifest(env []byte) error {
-	_, _, err := manifest.Open(env, *k.keys)
-	return err
-}
-
 func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit verify")
 	key := fs.String("key", "", "the coordinator's public key file (signing.pub, or a note verifier key)")
@@ -230,7 +225,12 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 		if k.keys == nil {
 			return usageError("audit report: -key must be the coordinator's signing.pub (PEM), to check manifests")
 		}
-		opts.VerifyManifest = k.verifyManifest
+		ring, err := k.followLog(l)
+		if err != nil {
+			// The log status below says what is wrong with the log.
+			ring = manifest.Keyring{*k.keys}
+		}
+		opts.VerifyManifest = func(env []byte) error { _, _, err := ring.Open(env); return err }
 		var verified bool
 		opts.LogStatus, verified = logStatus(l, k)
 		if verified {
@@ -304,7 +304,11 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 		if k.keys == nil {
 			return usageError("audit model: -key must be the coordinator's signing.pub (PEM)")
 		}
-		v, err := manifest.Verify(m.Manifest, *k.keys, m.Federation)
+		ring, err := rotatedKeyring(*dataDir, *k.keys, m.Federation)
+		if err != nil {
+			return err
+		}
+		v, err := verifyWith(ring, m.Manifest, m.Federation)
 		if err != nil {
 			return err
 		}
@@ -321,7 +325,12 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "wrote %s and %s (round %d)\n", modelPath, modelPath+".manifest.json", m.Round)
-	fmt.Fprintf(env.Stdout, "check them without fedguard:\n  %s\n", cosignCommand(filepath.Join(*dataDir, manifest.CosignPublicFile), modelPath))
+	check := cosignCommand(filepath.Join(*dataDir, manifest.CosignPublicFile), modelPath)
+	if manifest.CarriedRotations(m.Manifest) != nil {
+		// The first manifest of rotated keys is a v2 manifest.
+		check = strings.Replace(check, manifest.PredicateType, manifest.PredicateTypeV2, 1)
+	}
+	fmt.Fprintf(env.Stdout, "check them without fedguard:\n  %s\n", check)
 	return nil
 }
 

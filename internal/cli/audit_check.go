@@ -25,7 +25,18 @@ func runAuditCheck(_ context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	sum, err := l.Check(kf.verifiers)
+	verifiers := kf.verifiers
+	if kf.keys != nil {
+		// Checkpoints signed after key rotations are checked with the
+		// keys the rotations recorded in the log lead to.
+		ring, err := kf.followLog(l)
+		if err != nil {
+			fmt.Fprintf(env.Stdout, "FAILED: %s\n", *db)
+			return err
+		}
+		verifiers = keyringVerifiers{ring}
+	}
+	sum, err := l.Check(verifiers)
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "FAILED: %s\n", *db)
 		return err

@@ -46,3 +46,75 @@ func (k keyFile) rotations() func(ev *audit.Event) (note.Verifiers, error) {
 		return keyVerifiers{v.New}, nil
 	}
 }
+
+// followLog follows the key rotations recorded in l from k's keys and
+// returns every key trusted on the way, k's first: what signed the log's
+// checkpoints and the federation's manifests. It returns k's keys alone
+// when k is a note verifier key and the log never rotated.
+func (k keyFile) followLog(l *audit.Log) (manifest.Keyring, error) {
+	var ring manifest.Keyring
+	if k.keys != nil {
+		ring = manifest.Keyring{*k.keys}
+	}
+	follow := k.rotations()
+	err := l.Events(0, func(ev audit.Event) error {
+		if ev.Kind != audit.KindKeyRotated {
+			return nil
+		}
+		vs, err := follow(&ev)
+		if err != nil {
+			return fmt.Errorf("event %d: key rotation: %w", ev.Seq, err)
+		}
+		ring = append(ring, vs.(keyVerifiers).keys)
+		return nil
+	})
+	return ring, err
+}
+
+// keyringVerifiers verifies checkpoints signed by any key of a keyring,
+// each signature against the key its hash names.
+type keyringVerifiers struct{ ring manifest.Keyring }
+
+func (k keyringVerifiers) Verifier(name string, hash uint32) (note.Verifier, error) {
+	for _, keys := range k.ring {
+		if v, err := (keyVerifiers{keys}).Verifier(name, hash); err == nil {
+			return v, nil
+		}
+	}
+	return nil, &note.UnknownVerifierError{Name: name, KeyHash: hash}
+}
+
+// rotatedKeyring returns pinned and the keys that the rotations committed
+// in a coordinator's data directory lead to from it: what `audit model
+// --key` checks a manifest with, from before or after a rotation.
+func rotatedKeyring(dataDir string, pinned manifest.PublicKeys, federation string) (manifest.Keyring, error) {
+	chain, err := manifest.LoadRotations(dataDir)
+	if err != nil || len(chain) == 0 {
+		return manifest.Keyring{pinned}, err
+	}
+	envs := make([][]byte, len(chain))
+	for i, v := range chain {
+		envs[i] = v.Envelope
+	}
+	_, applied, err := manifest.FollowRotations(pinned, federation, envs)
+	if err != nil {
+		return nil, err
+	}
+	return manifest.NewKeyring(pinned, applied), nil
+}
+
+// verifyWith is manifest.Verify under the newest key of ring that verifies
+// env; the error is the newest key's if none does.
+func verifyWith(ring manifest.Keyring, env []byte, federation string) (manifest.Verified, error) {
+	var first error
+	for i := len(ring) - 1; i >= 0; i-- {
+		v, err := manifest.Verify(env, ring[i], federation)
+		if err == nil {
+			return v, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return manifest.Verified{}, first
+}
