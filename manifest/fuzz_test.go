@@ -166,6 +166,9 @@ func FuzzOpenRotation(f *testing.F) {
 	a, b := fixedSigner(f, "a"), fixedSigner(f, "b")
 	env, _ := testRotation(f, a, b, 1, "", 3)
 	f.Add(env)
+	if golden, err := os.ReadFile("testdata/rotation.golden"); err == nil {
+		f.Add(golden)
+	}
 	f.Add(editEnvelope(f, env, func(e map[string]any) { e["signatures"] = sigs(e)[2:] }))
 	f.Add([]byte(`{}`))
 	kinds := []error{ErrMalformed, ErrUnsigned, ErrBadSignature}

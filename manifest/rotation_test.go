@@ -303,3 +303,72 @@ func TestKeyring(t *testing.T) {
 		t.Errorf("Keyring.Open(signed by another key) = %v, want ErrBadSignature", err)
 	}
 }
+
+// goldenRotation is testdata/rotation.golden: the coordinator's test keys
+// rotate to "coordinator-2" after the golden round 3; and
+// testdata/manifest-v2.golden is round 4, the new keys' first, carrying it.
+func goldenRotation(t *testing.T) (old, new *Signer, rotation, v2 []byte) {
+	t.Helper()
+	old, new = testSigner(t), fixedSigner(t, "coordinator-2")
+	_, round3, err := Sign(old, goldenRound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotation, _, err = SignRotation(old, new, Rotation{
+		Federation: "hospitals-eu", Seq: 1, AfterRound: 3, AfterManifest: hexDigest(round3),
+		Rotated: time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := goldenRound()
+	r.Round, r.Parent, r.Closed = 4, hexDigest(round3), r.Closed.Add(time.Hour)
+	r.KeyRotations = []json.RawMessage{rotation}
+	v2, _, err = Sign(new, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return old, new, rotation, v2
+}
+
+// TestRotationGolden pins the key rotation manifest and the v2 round
+// manifest that carries it (deterministic ML-DSA-65, as TestGolden), and
+// checks that the checked-in files follow from the checked-in old keys.
+func TestRotationGolden(t *testing.T) {
+	old, new, rotation, v2 := goldenRotation(t)
+	files := map[string][]byte{
+		"rotation.golden":    rotation,
+		"manifest-v2.golden": v2,
+		"signing-2.pub":      new.Public().MarshalPEM(),
+	}
+	for name, want := range files {
+		path := filepath.Join("testdata", name)
+		if *update {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s differs from what this code writes:\n got %.200q\nwant %.200q", path, got, want)
+		}
+	}
+	pinned, err := LoadPublicKeys(filepath.Join("testdata", PublicFile))
+	if err != nil || !pinned.Equal(old.Public()) {
+		t.Fatalf("testdata/signing.pub = %v, want the old keys", err)
+	}
+	golden, _ := os.ReadFile(filepath.Join("testdata", "manifest-v2.golden"))
+	keys, applied, err := FollowRotations(pinned, "hospitals-eu", CarriedRotations(golden))
+	if err != nil || len(applied) != 1 || !keys.Equal(new.Public()) {
+		t.Fatalf("FollowRotations(golden) = %d applied, %v; want the new keys", len(applied), err)
+	}
+	if r, _, err := Open(golden, keys); err != nil || r.Round != 4 {
+		t.Errorf("Open(manifest-v2.golden, new keys) = round %d, %v", r.Round, err)
+	}
+	if _, _, err := Open(golden, pinned); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("Open(manifest-v2.golden, old keys) = %v, want ErrBadSignature", err)
+	}
+}
