@@ -85,6 +85,23 @@
 // tlog's inclusion proofs ([Log.Prove], [VerifyProof]) show a single event
 // is in it.
 //
+// # Key rotation
+//
+// When the coordinator rotates its signing keys (`fedguard coordinator
+// rotate-keys`), it appends a key_rotated event ([KeyRotated]) holding the
+// rotation manifest, signed by both the old and the new keys (package
+// manifest, section Key rotation), and signs a checkpoint covering it with
+// the old keys, their last. Every later checkpoint is the new keys'. The
+// rule, which [Verify] applies when [VerifyOptions.Rotate] is set: a
+// checkpoint is signed by the keys in effect when its last event was
+// appended, and a key_rotated event puts its new keys in effect for the
+// events after it. So an auditor who holds only the federation's first
+// public key verifies a log that spans any number of rotations: each
+// rotation is vouched for by the keys before it, and the checkpoints before
+// and after it by the right keys. A checkpoint signed by a retired key
+// after its rotation is refused, as is a rotation the trusted keys did not
+// sign.
+//
 // # Export format
 //
 // [Log.Export] writes JSON lines, format "fedguard-audit-export-v1": a

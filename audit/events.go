@@ -40,6 +40,7 @@ const (
 	KindDataValidation      = "data_validation"
 	KindCallRefused         = "call_refused"
 	KindEventsSuppressed    = "events_suppressed"
+	KindKeyRotated          = "key_rotated"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -155,6 +156,9 @@ var kindTable = []KindSpec{
 		}
 		return fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
 			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
+	}),	timeline(KindKeyRotated, WriterCoordinator, false, func(_ Event, p KeyRotated) string {
+		return fmt.Sprintf("signing keys rotated (rotation %d, after round %d): %s to %s, rotation manifest sha256 %s",
+			p.Seq, p.AfterRound, p.OldFingerprint, p.NewFingerprint, p.SHA256)
 	}),
 }
 
@@ -387,6 +391,21 @@ type RoundClosed struct {
 type ManifestSigned struct {
 	SHA256   string          `json:"sha256"`
 	Envelope json.RawMessage `json:"envelope"`
+}
+
+// KeyRotated records a rotation of the coordinator's signing keys
+// (`fedguard coordinator rotate-keys`), with the rotation manifest itself:
+// signed by both the old and the new keys, it is what lets an auditor who
+// holds only the old public key check the checkpoints signed after it
+// (see "Key rotation" in the package documentation). The checkpoint that
+// covers this event is the last one the old keys sign.
+type KeyRotated struct {
+	Seq            uint64          `json:"seq"`
+	OldFingerprint string          `json:"old_fingerprint"`
+	NewFingerprint string          `json:"new_fingerprint"`
+	AfterRound     uint64          `json:"after_round"`
+	SHA256         string          `json:"sha256"`
+	Envelope       json.RawMessage `json:"envelope"`
 }
 
 // ManifestRefused records a participant's refusal of a manifest; the actor

@@ -30,6 +30,18 @@ type VerifyOptions struct {
 	Verifiers note.Verifiers
 	// Origin, if set, is the origin the export must have.
 	Origin string
+	// Rotate, if set, follows the coordinator's key rotations: Verify
+	// calls it with every key_rotated event, in order, once the event's
+	// hash and chain link are checked, and it returns the verifiers of
+	// the keys the rotation introduces (after checking that the keys
+	// trusted so far signed it), or an error that fails the export. The
+	// keys of each checkpoint are then those in effect when its last event
+	// was appended: Verifiers before the first rotation, and the keys of
+	// the latest key_rotated event before that last event after it (see
+	// "Key rotation" in the package documentation). Without Rotate,
+	// key_rotated events are ordinary events and every checkpoint must
+	// verify under Verifiers.
+	Rotate func(ev *Event) (note.Verifiers, error)
 }
 
 // Summary describes an export that Verify accepted.
@@ -115,9 +127,32 @@ type verifier struct {
 	root    tlog.Hash
 	inTail  bool // a checkpoint line has been seen: no more events
 
+	// epochs are the key rotations seen, in order: the verifiers in
+	// effect for the events after seq.
+	epochs []epoch
+
 	// onEvent and onCheckpoint, when set (by tests), see what was accepted.
 	onEvent      func(*Event)
 	onCheckpoint func(*Checkpoint)
+}
+
+// epoch is a key rotation: the verifiers of the checkpoints whose last
+// event comes after the key_rotated event seq.
+type epoch struct {
+	seq       uint64
+	verifiers note.Verifiers
+}
+
+// verifiersFor returns the verifiers of a checkpoint of size: those in
+// effect when its last event, size-1, was appended.
+func (v *verifier) verifiersFor(size uint64) note.Verifiers {
+	vs := v.opts.Verifiers
+	for _, e := range v.epochs {
+		if e.seq < size-1 {
+			vs = e.verifiers
+		}
+	}
+	return vs
 }
 
 type headerLine struct {
@@ -226,6 +261,13 @@ func (v *verifier) event(it *eventItem) error {
 	if err := v.tree.add(int64(want), it.leaf); err != nil {
 		return verifyErr(v.lines, int64(want), 0, "Merkle tree: %v", err)
 	}
+	if v.opts.Rotate != nil && it.ev.Kind == KindKeyRotated {
+		vs, err := v.opts.Rotate(&it.ev)
+		if err != nil {
+			return verifyErr(v.lines, int64(want), 0, "key rotation: %v", err)
+		}
+		v.epochs = append(v.epochs, epoch{seq: want, verifiers: vs})
+	}
 	v.prev = it.ev.Hash
 	v.n++
 	if v.onEvent != nil {
@@ -247,7 +289,7 @@ func (v *verifier) checkpoint(line []byte) error {
 	if size == 0 {
 		return verifyErr(v.lines, -1, 0, "a checkpoint of size 0 signs nothing")
 	}
-	cp, err := OpenCheckpoint([]byte(cl.Note), v.opts.Verifiers)
+	cp, err := OpenCheckpoint([]byte(cl.Note), v.verifiersFor(size))
 	if err != nil {
 		return verifyErr(v.lines, -1, size, "%v", err)
 	}

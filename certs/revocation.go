@@ -20,7 +20,7 @@ import (
 // safe for concurrent use; a nil *RevocationList revokes nothing.
 type RevocationList struct {
 	path string
-	ca   *x509.Certificate
+	cas  []*x509.Certificate
 
 	mu      sync.RWMutex
 	serials map[string]time.Time // revocation time by serial (hex)
@@ -28,14 +28,15 @@ type RevocationList struct {
 	hash    [sha256.Size]byte
 }
 
-// NewRevocationList loads the CRL at path, verified against ca. A missing
-// file is an error, so a mistyped path does not silently disable
-// revocation; path == "" explicitly means nothing is ever revoked.
-func NewRevocationList(path string, ca *x509.Certificate) (*RevocationList, error) {
+// NewRevocationList loads the CRL at path, verified against ca (or, during
+// a CA rotation's overlap, one of more). A missing file is an error, so a
+// mistyped path does not silently disable revocation; path == ""
+// explicitly means nothing is ever revoked.
+func NewRevocationList(path string, ca *x509.Certificate, more ...*x509.Certificate) (*RevocationList, error) {
 	if ca == nil {
 		return nil, errors.New("certs: revocation list: no CA certificate")
 	}
-	r := &RevocationList{path: path, ca: ca, serials: map[string]time.Time{}}
+	r := &RevocationList{path: path, cas: append([]*x509.Certificate{ca}, more...), serials: map[string]time.Time{}}
 	if path == "" {
 		return r, nil
 	}
@@ -63,7 +64,7 @@ func (r *RevocationList) Reload() (changed bool, err error) {
 	if same {
 		return false, nil
 	}
-	crl, err := parseCRL(data, r.ca)
+	crl, err := parseCRLFrom(data, r.cas)
 	if err != nil {
 		return false, fmt.Errorf("certs: reload CRL %s (keeping the previous list): %w", r.path, err)
 	}

@@ -233,6 +233,9 @@ func verifyClientChain(cs tls.ConnectionState, roots *x509.CertPool, now func() 
 type ServerOptions struct {
 	// CA is the federation CA; client certificates must chain to it.
 	CA *x509.Certificate
+	// MoreCAs are trusted as CA is: the next CA, during the overlap of a
+	// CA rotation ([LoadCABundle]).
+	MoreCAs []*x509.Certificate
 	// CertFile and KeyFile hold the coordinator's certificate and key; they
 	// are re-read when they change on disk.
 	CertFile, KeyFile string
@@ -276,8 +279,7 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: server config: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(o.CA)
+	pool := caPool(o.CA, o.MoreCAs)
 	fed := o.Federation
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -320,6 +322,9 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 type ClientOptions struct {
 	// CA is the federation CA; the server certificate must chain to it.
 	CA *x509.Certificate
+	// MoreCAs are trusted as CA is: the next CA, during the overlap of a
+	// CA rotation ([LoadCABundle]).
+	MoreCAs []*x509.Certificate
 	// CertFile and KeyFile hold the participant's certificate and key;
 	// they are re-read when they change on disk.
 	CertFile, KeyFile string
@@ -349,8 +354,7 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certs: client config: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(o.CA)
+	pool := caPool(o.CA, o.MoreCAs)
 	want := Identity{Federation: o.Federation, Role: RoleCoordinator}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,

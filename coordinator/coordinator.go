@@ -275,6 +275,11 @@ type Coordinator struct {
 	metrics    *metrics
 	limits     *perIdentity
 
+	// keyring is every identity the coordinator signed with (key
+	// rotation), and rotations the rotations that lead to signer's.
+	keyring   manifest.Keyring
+	rotations []manifest.VerifiedRotation
+
 	metricsMu   sync.Mutex
 	metricsAddr string // bound metrics listener, while Serve runs
 
@@ -404,7 +409,11 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		st.close()
 		return nil, err
 	}
-	if _, err := crossCheck(p, c.audit, c.signer.Public(), cfg.Federation); err != nil {
+	if c.keyring, c.rotations, err = loadKeyring(cfg.DataDir, c.signer.Public()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := crossCheck(p, c.audit, c.keyring, cfg.Federation); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -168,16 +168,18 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 
 // serverTLS loads the CA, the revocation list and the server certificate.
 func serverTLS(cfg Config, authorize func(certs.Identity) error) (*tls.Config, *certs.RevocationList, error) {
-	caCert, err := certs.LoadCertificate(cfg.CACert)
+	cas, err := certs.LoadCABundle(cfg.CACert)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load CA certificate: %w", err)
 	}
-	crl, err := certs.NewRevocationList(cfg.CRL, caCert)
+	caCert := cas[0]
+	crl, err := certs.NewRevocationList(cfg.CRL, caCert, cas[1:]...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load revocation list: %w", err)
 	}
 	tlsCfg, err := certs.ServerConfig(certs.ServerOptions{
 		CA:          caCert,
+		MoreCAs:     cas[1:],
 		CertFile:    cfg.Cert,
 		KeyFile:     cfg.Key,
 		Federation:  cfg.Federation,
@@ -187,7 +189,7 @@ func serverTLS(cfg Config, authorize func(certs.Identity) error) (*tls.Config, *
 	if err != nil {
 		return nil, nil, fmt.Errorf("TLS configuration: %w", err)
 	}
-	if err := checkServerCertificate(tlsCfg, caCert, cfg.Federation); err != nil {
+	if err := checkServerCertificate(tlsCfg, cas, cfg.Federation); err != nil {
 		return nil, nil, fmt.Errorf("server certificate %s: %w", cfg.Cert, err)
 	}
 	return tlsCfg, crl, nil
@@ -198,7 +200,7 @@ func serverTLS(cfg Config, authorize func(certs.Identity) error) (*tls.Config, *
 // spiffe://FEDERATION/coordinator. Participants refuse anything else, so a
 // participant's certificate in cert would otherwise start a coordinator
 // nobody can reach.
-func checkServerCertificate(tlsCfg *tls.Config, ca *x509.Certificate, federation string) error {
+func checkServerCertificate(tlsCfg *tls.Config, cas []*x509.Certificate, federation string) error {
 	kp, err := tlsCfg.GetCertificate(&tls.ClientHelloInfo{})
 	if err != nil {
 		return err
@@ -210,7 +212,9 @@ func checkServerCertificate(tlsCfg *tls.Config, ca *x509.Certificate, federation
 		}
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(ca)
+	for _, ca := range cas {
+		roots.AddCert(ca)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return err
 	}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/manifest"
 )
@@ -123,12 +121,11 @@ func planStart(dir string, init bool) (storeMode, error) {
 // crossCheck verifies the audit log in place and checks that it and the
 // state read from state.db describe one history (see the start-up
 // cross-checks above). keys are the coordinator's public keys.
-func crossCheck(p persisted, log *audit.Log, keys manifest.PublicKeys, federation string) (audit.CheckSummary, error) {
-	v, err := keys.NoteVerifier(AuditOrigin(federation))
+func crossCheck(p persisted, log *audit.Log, keys manifest.Keyring, federation string) (audit.CheckSummary, error) {
+	verifiers, err := keys.NoteVerifiers(AuditOrigin(federation))
 	if err != nil {
 		return audit.CheckSummary{}, err
 	}
-	verifiers := note.VerifierList(v)
 	if cp, ok, err := log.LatestCheckpoint(); err == nil && ok {
 		// Checked first, to name a replaced key for what it is.
 		if _, err := audit.OpenCheckpoint(cp.Note, verifiers); err != nil {
@@ -145,7 +142,7 @@ func crossCheck(p persisted, log *audit.Log, keys manifest.PublicKeys, federatio
 		}
 		return sum, nil
 	}
-	m, digest, err := manifest.Open(p.manifest, keys)
+	m, digest, err := keys.Open(p.manifest)
 	if err != nil {
 		return sum, fmt.Errorf("%w: manifest of round %d: %v", ErrCorrupt, p.lastRound, err)
 	}
@@ -243,9 +240,13 @@ func CheckData(cfg Config) (DataCheck, error) {
 	if !ok {
 		return DataCheck{}, fmt.Errorf("%w: state.db holds no initial model (an interrupted --init: run the coordinator with --init again)", ErrCorrupt)
 	}
-	keys, err := manifest.LoadPublicKeys(filepath.Join(cfg.DataDir, manifest.PublicFile))
+	current, err := manifest.LoadPublicKeys(filepath.Join(cfg.DataDir, manifest.PublicFile))
 	if err != nil {
 		return DataCheck{}, fmt.Errorf("public keys: %w", err)
+	}
+	keys, _, err := loadKeyring(cfg.DataDir, current)
+	if err != nil {
+		return DataCheck{}, err
 	}
 	log, err := audit.Open(filepath.Join(cfg.DataDir, AuditFile), audit.Options{Origin: AuditOrigin(cfg.Federation), ReadOnly: true})
 	if err != nil {

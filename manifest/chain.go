@@ -42,13 +42,18 @@ const (
 	// ReasonModelMismatch: the model and the manifest disagree on its
 	// digest.
 	ReasonModelMismatch Reason = "model_mismatch"
+	// ReasonBadRotation: a manifest carries a key rotation that the
+	// participant does not follow: not signed by both the pinned keys and
+	// the new ones, not from the pinned keys, or not at the point of the
+	// chain where the participant stands.
+	ReasonBadRotation Reason = "bad_rotation"
 )
 
 // Reasons lists every Reason: what a refusal report may name, and the
 // fixed values of a reason label.
 func Reasons() []Reason {
 	return []Reason{ReasonUnsigned, ReasonBadSignature, ReasonMalformed, ReasonRollback,
-		ReasonFork, ReasonGap, ReasonWrongFederation, ReasonModelMismatch}
+		ReasonFork, ReasonGap, ReasonWrongFederation, ReasonModelMismatch, ReasonBadRotation}
 }
 
 // RefusalError is why a participant refused a manifest: what [Verify],

@@ -146,6 +146,45 @@
 // not whichever model it happens to see first. Refusals are
 // [*RefusalError] values with a stable [Reason].
 //
+// # Key rotation
+//
+// The coordinator's keys can be replaced without any hospital re-pinning
+// (`fedguard coordinator rotate-keys`, docs/keys.md). A rotation manifest
+// is a DSSE envelope like a round manifest, around an in-toto statement
+// whose subject is the new signing.pub ("FED-signing-key-NNNNNN.pub") and
+// whose predicate, of type https://fedguard.dev/key-rotation/v1, is a
+// [Rotation]: both identities as signing.pub files, their fingerprints,
+// the rotation's sequence number and the digest of the one before it, and
+// the last round manifest the old keys signed (after_round,
+// after_manifest). It carries four signatures, Ed25519 and ML-DSA-65 of
+// the old keys, then of the new: the old keys hand over, the new keys
+// prove they are held, and each hybrid holds while either of its schemes
+// does. [OpenRotation] requires all four.
+//
+// The manifest of round after_round+1 is the new keys' first. It is a v2
+// round manifest (https://fedguard.dev/round-manifest/v2): v1 plus
+// key_rotations, the rotation manifests that took effect after the round
+// before it. A participant that pinned the old keys finds that the
+// manifest does not verify under them, reads the rotations it carries
+// ([CarriedRotations]), follows those from its pinned keys
+// ([FollowRotations]) provided they take effect exactly after the manifest
+// it accepted last, and verifies the manifest under the new keys; it then
+// pins them. A participant that missed rounds reaches that manifest while
+// catching up, since it accepts every missed manifest in order, so a chain
+// of rotations (old → mid → new) is followed one link at a time. Once the
+// new keys are pinned, a manifest signed by the old ones is refused, which
+// stops whoever kept a retired key from rolling a participant back.
+//
+// On the coordinator a rotation lives in its signing directory:
+//
+//	rotations/rotation-NNNNNN.json  the committed rotation manifests
+//	retired/NNNNNN/                 the keys rotation NNNNNN retired (never deleted)
+//	rotation-pending/               a rotation being made ([StageRotation]);
+//	                                [CommitRotation] finishes it, also after a crash
+//
+// [Keyring] holds every identity a coordinator has signed with, to check
+// what the retired ones signed.
+//
 // # Checkpoints
 //
 // The coordinator's Ed25519 key also signs the audit log's checkpoints as

@@ -164,3 +164,69 @@ func ExampleSigner_NoteSigner() {
 	// 3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=
 	// 1 fedguard/hospitals-eu
 }
+
+// ExampleFollowRotations rotates a coordinator's keys: the old and the new
+// keys both sign the rotation manifest, the first manifest of the new keys
+// carries it, and a participant that pinned the old keys follows it and
+// verifies that manifest. A rotation signed by the new keys alone is
+// refused.
+func ExampleFollowRotations() {
+	old, err := manifest.GenerateSigner(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	next, err := manifest.GenerateSigner(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	genesis := manifest.Round{
+		Federation: "hospitals-eu", ModelSHA256: hex.EncodeToString(make([]byte, 32)), NumParams: 31,
+		ModelSpec: json.RawMessage(`{}`), ScalingSHA256: hex.EncodeToString(make([]byte, 32)),
+		Parameters: json.RawMessage(`{}`), Closed: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC),
+	}
+	_, genesisDigest, err := manifest.Sign(old, genesis)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Coordinator: the old keys signed up to round 0; rotate.
+	rotation, _, err := manifest.SignRotation(old, next, manifest.Rotation{
+		Federation: "hospitals-eu", Seq: 1, AfterRound: 0,
+		AfterManifest: hex.EncodeToString(genesisDigest[:]), Rotated: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	round1 := genesis
+	round1.Round, round1.Parent, round1.Rule = 1, hex.EncodeToString(genesisDigest[:]), "median"
+	round1.KeyRotations = []json.RawMessage{rotation}
+	env, _, err := manifest.Sign(next, round1)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Participant: the manifest does not verify under the pinned keys; it
+	// follows the rotation it carries, from its pinned keys.
+	pinned := old.Public()
+	_, err = manifest.Verify(env, pinned, "hospitals-eu")
+	fmt.Println("under the pinned keys:", err != nil)
+	keys, applied, err := manifest.FollowRotations(pinned, "hospitals-eu", manifest.CarriedRotations(env))
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := manifest.Verify(env, keys, "hospitals-eu")
+	fmt.Println("rotations followed:", len(applied), "round", v.Round.Round, "verified:", err == nil)
+
+	// A rotation signed by the new keys alone is refused.
+	var e map[string]any
+	_ = json.Unmarshal(rotation, &e)
+	e["signatures"] = e["signatures"].([]any)[2:]
+	newOnly, _ := json.Marshal(e)
+	_, _, err = manifest.FollowRotations(pinned, "hospitals-eu", [][]byte{newOnly})
+	var ref *manifest.RefusalError
+	fmt.Println("new keys alone:", errors.As(err, &ref) && ref.Reason == manifest.ReasonBadRotation)
+	// Output:
+	// under the pinned keys: true
+	// rotations followed: 1 round 1 verified: true
+	// new keys alone: true
+}

@@ -157,3 +157,45 @@ func FuzzParsePrivateKeys(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenRotation feeds arbitrary envelopes to OpenRotation. It must never
+// panic, every error must wrap one of Open's kinds, and whatever it accepts
+// must be signed by both identities it names and be what SignRotation
+// writes, with the digest Digest computes.
+func FuzzOpenRotation(f *testing.F) {
+	a, b := fixedSigner(f, "a"), fixedSigner(f, "b")
+	env, _ := testRotation(f, a, b, 1, "", 3)
+	f.Add(env)
+	if golden, err := os.ReadFile("testdata/rotation.golden"); err == nil {
+		f.Add(golden)
+	}
+	f.Add(editEnvelope(f, env, func(e map[string]any) { e["signatures"] = sigs(e)[2:] }))
+	f.Add([]byte(`{}`))
+	kinds := []error{ErrMalformed, ErrUnsigned, ErrBadSignature}
+	f.Fuzz(func(t *testing.T, env []byte) {
+		v, err := OpenRotation(env)
+		if err != nil {
+			n := 0
+			for _, k := range kinds {
+				if errors.Is(err, k) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Fatalf("OpenRotation error %q wraps %d kinds, want 1", err, n)
+			}
+			return
+		}
+		if d, err := Digest(env); err != nil || d != v.Digest {
+			t.Fatalf("Digest = %x, %v; OpenRotation digest %x", d, err, v.Digest)
+		}
+		_, payload, _ := decodeEnvelope(env)
+		again, err := rotationStatement(v.Rotation)
+		if err != nil || !bytes.Equal(again, payload) {
+			t.Fatalf("accepted payload is not what SignRotation writes")
+		}
+		if v.Old.Equal(v.New) || v.Old.Fingerprint() != v.Rotation.OldFingerprint {
+			t.Fatalf("accepted a rotation with inconsistent keys")
+		}
+	})
+}

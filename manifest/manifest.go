@@ -31,6 +31,11 @@ const (
 	StatementType = "https://in-toto.io/Statement/v1"
 	// PredicateType names the predicate, a [Round].
 	PredicateType = "https://fedguard.dev/round-manifest/v1"
+	// PredicateTypeV2 names a [Round] that carries key rotations
+	// (KeyRotations): v1 with that one field added. A manifest without
+	// rotations is written as v1, so v1 readers read every manifest of a
+	// federation that never rotated its keys.
+	PredicateTypeV2 = "https://fedguard.dev/round-manifest/v2"
 )
 
 // Bounds on untrusted envelopes, checked before any decoding so that a
@@ -128,6 +133,20 @@ type Round struct {
 	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
 	// Closed is when the round closed. Sign stores it in UTC.
 	Closed time.Time `json:"closed"`
+	// KeyRotations, in a v2 manifest only, are the key rotation manifests
+	// (DSSE envelopes, see [Rotation]) that took effect after the round
+	// before this one: this manifest is the first its new keys sign, and
+	// a participant that pinned the old keys follows them from here. See
+	// the package documentation, section Key rotation.
+	KeyRotations []json.RawMessage `json:"key_rotations,omitempty"`
+}
+
+// predicateType is the predicate type r is written as.
+func (r *Round) predicateType() string {
+	if len(r.KeyRotations) > 0 {
+		return PredicateTypeV2
+	}
+	return PredicateType
 }
 
 // statement is the in-toto Statement v1 that carries a Round.
@@ -206,7 +225,7 @@ func marshalStatement(r Round) ([]byte, error) {
 			Name:   SubjectName(r.Federation, r.Round),
 			Digest: map[string]string{"sha256": r.ModelSHA256},
 		}},
-		PredicateType: PredicateType,
+		PredicateType: r.predicateType(),
 		Predicate:     pred,
 	})
 }
@@ -425,8 +444,8 @@ func parseStatement(payload []byte) (Round, error) {
 	if st.Type != StatementType {
 		return Round{}, fail(ErrMalformed, "statement _type %.64q, want %q", st.Type, StatementType)
 	}
-	if st.PredicateType != PredicateType {
-		return Round{}, fail(ErrMalformed, "predicateType %.64q, want %q", st.PredicateType, PredicateType)
+	if st.PredicateType != PredicateType && st.PredicateType != PredicateTypeV2 {
+		return Round{}, fail(ErrMalformed, "predicateType %.64q, want %q or %q", st.PredicateType, PredicateType, PredicateTypeV2)
 	}
 	if len(st.Subject) != 1 {
 		return Round{}, fail(ErrMalformed, "statement has %d subjects, want 1", len(st.Subject))
@@ -445,6 +464,9 @@ func parseStatement(payload []byte) (Round, error) {
 	}
 	if err := r.validate(); err != nil {
 		return Round{}, fail(ErrMalformed, "round %d: %v", r.Round, err)
+	}
+	if want := r.predicateType(); st.PredicateType != want {
+		return Round{}, fail(ErrMalformed, "round %d with %d key rotations is a %s manifest, not %s", r.Round, len(r.KeyRotations), want, st.PredicateType)
 	}
 	if want := SubjectName(r.Federation, r.Round); subj.Name != want {
 		return Round{}, fail(ErrMalformed, "subject name %.80q, want %q", subj.Name, want)
@@ -547,6 +569,17 @@ func (r *Round) validate() error {
 	}
 	if r.Closed.IsZero() {
 		return errors.New("closed time is missing")
+	}
+	if len(r.KeyRotations) > MaxRotations {
+		return fmt.Errorf("%d key rotations, more than %d", len(r.KeyRotations), MaxRotations)
+	}
+	if len(r.KeyRotations) > 0 && r.Round == 0 {
+		return errors.New("round 0 carries key rotations: the genesis is signed by the first keys")
+	}
+	for i, k := range r.KeyRotations {
+		if err := checkObject(k); err != nil {
+			return fmt.Errorf("key_rotations[%d]: %w", i, err)
+		}
 	}
 	return nil
 }

@@ -226,6 +226,10 @@ type Agent struct {
 	// revealed holds the digests (hex) of the starting models of the
 	// secure rounds in which the agent revealed its shares; see runSecure.
 	revealed map[string]bool
+	// keys are the coordinator keys the agent pins now: Config's, or the
+	// keys the rotations it followed (recorded in rotations) lead to.
+	keys      manifest.PublicKeys
+	rotations []rotationRecord
 	// pending is the secure session the agent took part in last, kept
 	// until it takes part in another so that a restarted coordinator can
 	// resume it; see runSecure.
@@ -272,6 +276,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		log:         cfg.Log,
 		waitTimeout: DefaultWaitRoundTimeout,
 		revealed:    map[string]bool{},
+		keys:        cfg.CoordinatorKeys,
 	}
 	a.metrics = newMetrics(a)
 	a.creds = newCertWatch(credentials.NewTLS(a.watchClientCertificate(cfg.TLS)))
@@ -282,11 +287,14 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		et.Log = a.log // the trainer's output belongs in the agent's log
 	}
 	if cfg.StateFile != "" {
-		acc, revealed, err := loadState(cfg.StateFile)
+		acc, revealed, rotations, err := loadState(cfg.StateFile)
 		if err != nil {
 			return nil, fmt.Errorf("participant: %w", err)
 		}
 		a.accepted, a.revealed = acc, revealed
+		if err := a.pinRecorded(rotations); err != nil {
+			return nil, fmt.Errorf("participant: state %s: %w", cfg.StateFile, err)
+		}
 	}
 	v, err := newValidator(cfg)
 	if err != nil {

@@ -346,7 +346,7 @@ func (c FileConfig) Config() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("participant: coordinator_key: %w", err)
 	}
-	ca, err := certs.LoadCertificate(c.CA)
+	cas, err := certs.LoadCABundle(c.CA)
 	if err != nil {
 		return Config{}, fmt.Errorf("participant: ca: %w", err)
 	}
@@ -355,7 +355,8 @@ func (c FileConfig) Config() (Config, error) {
 		serverName, _, _ = net.SplitHostPort(c.Coordinator) // checked by Validate
 	}
 	tlsCfg, err := certs.ClientConfig(certs.ClientOptions{
-		CA:         ca,
+		CA:         cas[0],
+		MoreCAs:    cas[1:],
 		CertFile:   c.Cert,
 		KeyFile:    c.Key,
 		Federation: c.Federation,
@@ -414,7 +415,7 @@ func (c FileConfig) Check() (certs.Identity, error) {
 			return certs.Identity{}, err
 		}
 	}
-	if _, _, err := loadState(cfg.StateFile); err != nil {
+	if _, _, _, err := loadState(cfg.StateFile); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: state: %w", err)
 	}
 	if c.Expect != "" {

@@ -43,6 +43,15 @@
 // Run stops with [ErrManifestRefused]: a coordinator that serves such a
 // model needs an operator, not a retry.
 //
+// When the coordinator rotates its keys, the first manifest the new keys
+// sign carries the rotation manifest, signed by the old and the new keys
+// (package manifest, section Key rotation). The agent follows a rotation
+// only from the keys it pins and only at the point of the chain where it
+// stands, pins the new keys, and records the rotation in the state file in
+// the same write as that manifest; at start it verifies the recorded
+// rotations again from [Config.CoordinatorKeys]. Nobody re-pins by hand,
+// and a manifest signed by a retired key is refused from then on.
+//
 // # Secure rounds
 //
 // When an assignment carries a SecureRound, the agent derives the round's

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	"google.golang.org/grpc/codes"
@@ -33,68 +34,194 @@ const saveEvery = 1000
 // one, each extending the one before, so memory stays flat however many
 // rounds were missed. The newest accepted manifest is saved.
 func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment) error {
-	v, err := a.verify(asg.GetManifest())
-	if err != nil {
+	v, f, err := a.verify(asg.GetManifest())
+	// A manifest the pinned keys did not sign may be signed by keys that a
+	// rotation in a missed round's manifest introduced (and carry a later
+	// rotation, from keys the agent has yet to learn): catch up first,
+	// then check it with the keys that leads to.
+	var ref *manifest.RefusalError
+	deferred := err != nil && (signatureRefusal(err) || errors.As(err, &ref) && ref.Reason == manifest.ReasonBadRotation) && asg.GetRound() > 1 &&
+		(a.accepted == nil || a.accepted.Round+1 < asg.GetRound()-1)
+	if err != nil && !deferred {
 		return a.refuse(ctx, client, err)
 	}
-	if err := a.matches(v, asg); err != nil {
-		return a.refuse(ctx, client, err)
+	target := asg.GetRound() - 1
+	if !deferred {
+		if err := a.matches(v, asg); err != nil {
+			return a.refuse(ctx, client, err)
+		}
+		target = v.Round.Round
 	}
 	from := uint64(0)
 	if a.accepted != nil {
 		from = a.accepted.Round + 1
 	}
-	for r := from; r < v.Round.Round; r++ {
+	for r := from; r < target; r++ {
 		resp, err := client.GetManifest(ctx, &fedguardv1.GetManifestRequest{Round: r})
 		switch {
 		case status.Code(err) == codes.NotFound:
 			// A coordinator that cannot show its history cannot be
 			// checked: the same as a hole in it.
 			return a.refuse(ctx, client, &manifest.RefusalError{Reason: manifest.ReasonGap, Round: r,
-				Detail: fmt.Sprintf("the coordinator has no manifest of round %d, which the manifest of round %d builds on", r, v.Round.Round)})
+				Detail: fmt.Sprintf("the coordinator has no manifest of round %d, which the manifest of round %d builds on", r, target)})
 		case err != nil:
 			return fmt.Errorf("get manifest of round %d: %w", r, err)
 		case resp.GetRound() != r:
 			return a.refuse(ctx, client, &manifest.RefusalError{Reason: manifest.ReasonMalformed, Round: resp.GetRound(),
 				Detail: fmt.Sprintf("asked for the manifest of round %d, got one labelled round %d", r, resp.GetRound())})
 		}
-		m, err := a.verify(resp.GetManifest())
+		m, mf, err := a.verify(resp.GetManifest())
 		if err != nil {
 			return a.refuse(ctx, client, err)
 		}
-		if err := a.accept(ctx, client, m, (r+1-from)%saveEvery == 0); err != nil {
+		if err := a.accept(ctx, client, m, mf, (r+1-from)%saveEvery == 0); err != nil {
 			return err
 		}
 	}
-	if err := a.accept(ctx, client, v, true); err != nil {
+	if deferred {
+		if v, f, err = a.verify(asg.GetManifest()); err != nil {
+			return a.refuse(ctx, client, err)
+		}
+		if err := a.matches(v, asg); err != nil {
+			return a.refuse(ctx, client, err)
+		}
+	}
+	if err := a.accept(ctx, client, v, f, true); err != nil {
 		return err
 	}
 	a.log.InfoContext(ctx, "round manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
 	return nil
 }
 
+// signatureRefusal reports whether err refuses a manifest for its
+// signatures: what a manifest signed by keys the agent has yet to learn of
+// looks like.
+func signatureRefusal(err error) bool {
+	var ref *manifest.RefusalError
+	return errors.As(err, &ref) && (ref.Reason == manifest.ReasonBadSignature || ref.Reason == manifest.ReasonUnsigned)
+}
+
+// following is a key rotation a manifest carried and the agent verified:
+// the keys it leads to and the rotations, to pin and record once the
+// manifest is accepted.
+type following struct {
+	keys      manifest.PublicKeys
+	rotations []manifest.VerifiedRotation
+}
+
 // accept takes m as the newest accepted manifest if it extends the last
-// one, and saves it when save is set.
-func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorServiceClient, m manifest.Verified, save bool) error {
+// one, and saves it when save is set. If m is the first manifest of keys
+// a rotation introduced (f set), the agent pins them, and records the
+// rotation and m in one write of its state file.
+func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorServiceClient, m manifest.Verified, f *following, save bool) error {
 	if err := manifest.Extends(a.accepted, []manifest.Verified{m}); err != nil {
 		return a.refuse(ctx, client, err)
 	}
 	acc := manifest.Accepted{Round: m.Round.Round, Digest: hex.EncodeToString(m.Digest[:])}
+	rotations := a.rotations
+	if f != nil {
+		rotations = slices.Clone(a.rotations)
+		for _, r := range f.rotations {
+			rotations = append(rotations, rotationRecord{
+				OldFingerprint: r.Rotation.OldFingerprint, NewFingerprint: r.Rotation.NewFingerprint,
+				At: time.Now().UTC(), SHA256: hex.EncodeToString(r.Digest[:]), Envelope: r.Envelope,
+			})
+		}
+		save = true
+	}
 	if save && a.cfg.StateFile != "" {
-		if err := saveState(a.cfg.StateFile, acc, a.revealed); err != nil {
+		if err := saveState(a.cfg.StateFile, acc, a.revealed, rotations); err != nil {
 			// Without the record a restart could accept a rollback: stop.
 			return permanent(fmt.Errorf("participant: %w", err))
 		}
 	}
 	a.accepted = &acc
+	if f != nil {
+		for _, r := range f.rotations {
+			a.log.InfoContext(ctx, "coordinator keys rotated: following the rotation signed by the pinned keys",
+				slog.Uint64("rotation", r.Rotation.Seq), slog.String("old_fingerprint", r.Rotation.OldFingerprint),
+				slog.String("new_fingerprint", r.Rotation.NewFingerprint), slog.Uint64("manifest_round", m.Round.Round),
+				slog.String("rotation_sha256", hex.EncodeToString(r.Digest[:])))
+		}
+		a.keys, a.rotations = f.keys, rotations
+	}
 	return nil
 }
 
-func (a *Agent) verify(envelope []byte) (manifest.Verified, error) {
+// verify checks a manifest against the pinned keys. If they did not sign
+// it and it carries key rotations, the agent follows those that start
+// from its pinned keys and take effect exactly where it stands in the
+// chain (after the manifest it accepted last), and checks the manifest
+// with the keys they lead to; the rotation is pinned only once the
+// manifest is accepted ([Agent.accept]).
+func (a *Agent) verify(envelope []byte) (manifest.Verified, *following, error) {
 	if len(envelope) == 0 {
-		return manifest.Verified{}, &manifest.RefusalError{Reason: manifest.ReasonUnsigned, Detail: "the coordinator sent no manifest"}
+		return manifest.Verified{}, nil, &manifest.RefusalError{Reason: manifest.ReasonUnsigned, Detail: "the coordinator sent no manifest"}
 	}
-	return manifest.Verify(envelope, a.cfg.CoordinatorKeys, a.cfg.Federation)
+	v, err := manifest.Verify(envelope, a.keys, a.cfg.Federation)
+	if err == nil || !signatureRefusal(err) {
+		return v, nil, err
+	}
+	carried := manifest.CarriedRotations(envelope)
+	if carried == nil {
+		return v, nil, err
+	}
+	// Refusals name the manifest that carried the rotation, by the round
+	// its payload claims.
+	var claimed uint64
+	if ref := (*manifest.RefusalError)(nil); errors.As(err, &ref) {
+		claimed = ref.Round
+	}
+	keys, rots, ferr := manifest.FollowRotations(a.keys, a.cfg.Federation, carried)
+	if ref := (*manifest.RefusalError)(nil); errors.As(ferr, &ref) {
+		ref.Round = claimed
+	}
+	if ferr != nil {
+		return manifest.Verified{}, nil, ferr
+	}
+	if len(rots) == 0 {
+		return v, nil, err
+	}
+	for _, r := range rots {
+		if a.accepted == nil || r.Rotation.AfterRound != a.accepted.Round || r.Rotation.AfterManifest != a.accepted.Digest {
+			at := "no manifest yet"
+			if a.accepted != nil {
+				at = fmt.Sprintf("round %d's manifest %s", a.accepted.Round, a.accepted.Digest)
+			}
+			return manifest.Verified{}, nil, &manifest.RefusalError{Reason: manifest.ReasonBadRotation, Round: claimed,
+				Detail: fmt.Sprintf("key rotation %d takes effect after round %d's manifest %s, but this hospital accepted %s", r.Rotation.Seq, r.Rotation.AfterRound, r.Rotation.AfterManifest, at)}
+		}
+	}
+	v, err = manifest.Verify(envelope, keys, a.cfg.Federation)
+	if err != nil {
+		return manifest.Verified{}, nil, err
+	}
+	return v, &following{keys: keys, rotations: rots}, nil
+}
+
+// pinRecorded pins the keys that the rotations recorded in the state file
+// lead to from the configured keys, after verifying them again: the
+// state file is not trusted to name keys on its own.
+func (a *Agent) pinRecorded(recs []rotationRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	envs := make([][]byte, len(recs))
+	for i, r := range recs {
+		envs[i] = r.Envelope
+	}
+	keys, rots, err := manifest.FollowRotations(a.cfg.CoordinatorKeys, a.cfg.Federation, envs)
+	if err != nil {
+		return fmt.Errorf("the key rotations it records do not follow from the configured coordinator keys %s: %w", a.cfg.CoordinatorKeys.Fingerprint(), err)
+	}
+	applied := recs[len(recs)-len(rots):]
+	for i, r := range rots {
+		if applied[i].SHA256 != hex.EncodeToString(r.Digest[:]) || applied[i].OldFingerprint != r.Rotation.OldFingerprint || applied[i].NewFingerprint != r.Rotation.NewFingerprint {
+			return fmt.Errorf("rotation %d: the record does not match its manifest", r.Rotation.Seq)
+		}
+	}
+	a.keys, a.rotations = keys, recs
+	return nil
 }
 
 // matches checks that manifest v vouches for what asg asks to train on.

@@ -205,6 +205,10 @@ type fakeCoordinator struct {
 	serveManifest func(round uint64, env []byte) []byte
 	// answerManifest, when set, answers GetManifest instead (f.mu held).
 	answerManifest func(round uint64) (*fedguardv1.GetManifestResponse, error)
+	// rotate, when set, runs before the manifest of round n is signed
+	// (f.mu held): it may replace f.signer, and returns the key rotations
+	// that manifest carries.
+	rotate func(n uint64) []json.RawMessage
 
 	mu                        sync.Mutex
 	round                     uint64
@@ -290,6 +294,9 @@ func sign(t *testing.T, s *manifest.Signer, r manifest.Round) ([]byte, [32]byte)
 // manifest. f.mu must be held.
 func (f *fakeCoordinator) closeLocked(global []float32, included []manifest.Contributor) {
 	r := f.manifestRound(uint64(len(f.chain)), global, included)
+	if f.rotate != nil {
+		r.KeyRotations = f.rotate(r.Round)
+	}
 	env, digest := sign(f.t, f.signer, r)
 	f.chain = append(f.chain, link{global: slices.Clone(global), round: r, env: env, digest: digest})
 	f.global = slices.Clone(global)

@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
@@ -22,13 +23,19 @@ func FuzzLoadState(f *testing.F) {
 	f.Add([]byte(`{"round":7,"digest":"` + d + `"} {}`))
 	f.Add([]byte(`{"round":7,"digest":"` + d + `","extra":1}`))
 	f.Add([]byte{})
+	rot := `{"old_fingerprint":"sha256:` + d + `","new_fingerprint":"sha256:` + strings.Repeat("cd", 32) +
+		`","at":"2026-06-01T12:00:00Z","sha256":"` + d + `","envelope":{"payloadType":"x","payload":"","signatures":[]}}`
+	f.Add([]byte(`{"round":7,"digest":"` + d + `","rotations":[` + rot + `]}`))
+	f.Add([]byte(`{"round":7,"digest":"` + d + `","rotations":[` + rot + `,` + rot + `]}`))
+	f.Add([]byte(`{"round":7,"digest":"` + d + `","rotations":[` + strings.Replace(rot, "sha256:", "md5:", 1) + `]}`))
+	f.Add([]byte(`{"round":7,"digest":"` + d + `","rotations":[{"at":"2026-06-01T12:00:00Z"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "state.json")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		acc, revealed, err := loadState(path)
+		acc, revealed, rotations, err := loadState(path)
 		if err != nil {
 			return
 		}
@@ -36,12 +43,22 @@ func FuzzLoadState(f *testing.F) {
 			t.Fatalf("loadState accepted %+v", acc)
 		}
 		again := filepath.Join(dir, "again.json")
-		if err := saveState(again, manifest.Accepted{Round: acc.Round, Digest: acc.Digest}, revealed); err != nil {
+		if err := saveState(again, manifest.Accepted{Round: acc.Round, Digest: acc.Digest}, revealed, rotations); err != nil {
 			t.Fatalf("saveState(loaded state) = %v", err)
 		}
-		acc2, revealed2, err := loadState(again)
+		acc2, revealed2, rotations2, err := loadState(again)
 		if err != nil || *acc2 != *acc || !maps.Equal(revealed2, revealed) {
 			t.Fatalf("state changed across a save: %+v %v, then %+v %v (%v)", acc, revealed, acc2, revealed2, err)
+		}
+		if len(rotations2) != len(rotations) {
+			t.Fatalf("state lost rotations across a save: %d, then %d", len(rotations), len(rotations2))
+		}
+		for i := range rotations {
+			a, b := rotations[i], rotations2[i]
+			if a.OldFingerprint != b.OldFingerprint || a.NewFingerprint != b.NewFingerprint || !a.At.Equal(b.At) ||
+				a.SHA256 != b.SHA256 || !json.Valid(b.Envelope) {
+				t.Fatalf("rotation %d changed across a save: %+v, then %+v", i, a, b)
+			}
 		}
 	})
 }

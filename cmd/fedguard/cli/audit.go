@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/certs"
@@ -106,7 +104,7 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 			ev.Seq, ev.Kind, ev.Actor, ev.Round, cp.Origin, cp.Size)
 		return nil
 	}
-	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers})
+	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers, Rotate: rotations(k)})
 	if err != nil {
 		return err
 	}
@@ -163,9 +161,14 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 		if k.Keys == nil {
 			return usageError("audit report: -key must be the coordinator's signing.pub (PEM), to check manifests")
 		}
-		opts.VerifyManifest = k.VerifyManifest
+		ring, err := followLog(k, l)
+		if err != nil {
+			// The log status below says what is wrong with the log.
+			ring = manifest.Keyring{*k.Keys}
+		}
+		opts.VerifyManifest = func(env []byte) error { _, _, err := ring.Open(env); return err }
 		var verified bool
-		opts.LogStatus, verified = logStatus(l, k.Verifiers)
+		opts.LogStatus, verified = logStatus(l, k)
 		if verified {
 			// Only checkpoints that verified may vouch for rounds.
 			if err := l.Checkpoints(func(c audit.Checkpoint) error { opts.Checkpoints = append(opts.Checkpoints, c); return nil }); err != nil {
@@ -190,10 +193,10 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 
 // logStatus verifies the whole log as an auditor would, through its own
 // export, and says so in one line.
-func logStatus(l *audit.Log, v note.Verifiers) (string, bool) {
+func logStatus(l *audit.Log, k manifest.PublicKeyFile) (string, bool) {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(l.Export(pw)) }()
-	sum, err := audit.Verify(pr, audit.VerifyOptions{Verifiers: v})
+	sum, err := audit.Verify(pr, audit.VerifyOptions{Verifiers: k.Verifiers, Rotate: rotations(k)})
 	pr.Close()
 	if err != nil {
 		return "NOT VERIFIED: " + err.Error(), false
@@ -233,7 +236,11 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 		if k.Keys == nil {
 			return usageError("audit model: -key must be the coordinator's signing.pub (PEM)")
 		}
-		if _, err := verifyExported(m, *k.Keys); err != nil {
+		ring, err := rotatedKeyring(*dataDir, *k.Keys, m.Federation)
+		if err != nil {
+			return err
+		}
+		if _, err := verifyExported(m, ring); err != nil {
 			return err
 		}
 	}

@@ -26,7 +26,18 @@ func runAuditCheck(_ context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	sum, err := l.Check(kf.Verifiers)
+	verifiers := kf.Verifiers
+	if kf.Keys != nil {
+		// Checkpoints signed after key rotations are checked with the
+		// keys the rotations recorded in the log lead to.
+		ring, err := followLog(kf, l)
+		if err != nil {
+			fmt.Fprintf(env.Stdout, "FAILED: %s\n", db)
+			return err
+		}
+		verifiers = keyringVerifiers{ring}
+	}
+	sum, err := l.Check(verifiers)
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "FAILED: %s\n", db)
 		return err

@@ -76,10 +76,10 @@ func roundModelFlags(fs *flag.FlagSet) (dataDir *string, round *int64) {
 	return dataDir, round
 }
 
-// verifyExported checks an exported round's manifest against keys, then the
-// model's digest against the manifest.
-func verifyExported(m coordinator.ExportedModel, keys manifest.PublicKeys) (manifest.Verified, error) {
-	v, err := manifest.Verify(m.Manifest, keys, m.Federation)
+// verifyExported checks an exported round's manifest against the keys of
+// ring (see verifyWith), then the model's digest against the manifest.
+func verifyExported(m coordinator.ExportedModel, ring manifest.Keyring) (manifest.Verified, error) {
+	v, err := verifyWith(ring, m.Manifest, m.Federation)
 	if err != nil {
 		return manifest.Verified{}, err
 	}
@@ -108,7 +108,7 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	v, err := verifyExported(m, keys)
+	v, err := verifyExported(m, manifest.Keyring{keys})
 	if err != nil {
 		return err
 	}
