@@ -288,8 +288,8 @@ func newMetrics() *metrics {
 	for _, v := range quotaKinds {
 		m.eventsSuppressed.WithLabelValues(v)
 	}
-	for _, p := range metricsserver.SecurePhases() {
-		m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p))
+	for _, p := range secagg.Phases() {
+		m.securePhase.WithLabelValues(p.Label())
 	}
 	for p := phaseStats; p <= phaseFinished; p++ {
 		m.phase.WithLabelValues(p.String())
@@ -588,7 +588,7 @@ func (a AnomalyConfig) validate(add func(string, ...any)) {
 
 // securePhaseDone observes how long a secure-aggregation phase took.
 func (m *metrics) securePhaseDone(p secagg.Phase, d time.Duration) {
-	m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p)).Observe(d.Seconds())
+	m.securePhase.WithLabelValues(p.Label()).Observe(d.Seconds())
 }
 
 // roundClosed counts a committed round and the anomaly flags it recorded.

@@ -142,8 +142,8 @@ func newMetrics(a *Agent) *metrics {
 	for _, v := range severities {
 		m.findings.WithLabelValues(string(v))
 	}
-	for _, p := range metricsserver.SecurePhases() {
-		m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p))
+	for _, p := range secagg.Phases() {
+		m.securePhase.WithLabelValues(p.Label())
 	}
 	return m
 }
@@ -271,7 +271,7 @@ func (m *metrics) validated(req *fedguardv1.ReportValidationRequest) {
 // securePhaseDone observes how long the coordinator took to answer a
 // secure-aggregation phase's message sent at sent.
 func (m *metrics) securePhaseDone(p secagg.Phase, sent time.Time) {
-	m.securePhase.WithLabelValues(metricsserver.PhaseLabel(p)).Observe(time.Since(sent).Seconds())
+	m.securePhase.WithLabelValues(p.Label()).Observe(time.Since(sent).Seconds())
 }
 
 // countingClient counts the validation findings the agent reports before
