@@ -631,8 +631,8 @@ func (r *openRound) dropouts() int {
 	if r.secure != nil {
 		for _, b := range r.secure.buckets {
 			select {
-			case <-b.done:
-				n += len(b.result.dropped)
+			case <-b.Done():
+				n += len(b.Result().Dropped)
 			default:
 			}
 		}

@@ -125,7 +125,9 @@ func Phases() []Phase {
 }
 
 // valid reports whether p is one of the rounds.
-func (p Phase) valid() bool { return p >= PhaseAdvertiseKeys && int(p-PhaseAdvertiseKeys) < len(phases) }
+func (p Phase) valid() bool {
+	return p >= PhaseAdvertiseKeys && int(p-PhaseAdvertiseKeys) < len(phases)
+}
 
 // String is the round's name as in the paper, e.g. "AdvertiseKeys".
 func (p Phase) String() string {
