@@ -23,6 +23,13 @@ package coordinator
 //     UpdateMinRate bytes a second on average. A participant can thus hold
 //     at most one update buffer, for the open round, and only while it
 //     makes progress. fedguard_update_buffer_bytes shows what is held.
+//   - secure streams: a SecureAggregate stream is under the same two
+//     limits wherever the coordinator waits for the member (secure.go's
+//     secureIn): its first message and each phase's message must come
+//     within UpdateIdle (the masked input, which follows local training,
+//     within the phase's deadline), the masked input's chunks at
+//     UpdateMinRate, and the stream ends with the member's session or
+//     the round attempt. Its refusals are audited as call_refused.
 //
 // Handshakes that do not complete are bounded by gRPC's connection timeout
 // (handshakeTimeout), and idle connections by keepalive's

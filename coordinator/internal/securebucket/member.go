@@ -77,7 +77,7 @@ func (m *Member) Send(ctx context.Context, msg Message) (*fedguardv1.SecureAggre
 	select {
 	case m.s.inbox <- message{id: m.id, phase: msg.phase, body: msg.body, reply: rep}:
 	case <-m.s.done:
-		return nil, m.s.endError()
+		return nil, m.s.EndError()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -89,7 +89,7 @@ func (m *Member) Send(ctx context.Context, msg Message) (*fedguardv1.SecureAggre
 		select {
 		case r = <-rep:
 		default:
-			return nil, m.s.endError()
+			return nil, m.s.EndError()
 		}
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -176,9 +176,9 @@ func (s *Session) Record(attempt uint32) audit.SecureSession {
 	return ev
 }
 
-// endError is what a member hears when it talks to a session that has
+// EndError is what a member hears when it talks to a session that has
 // ended without it.
-func (s *Session) endError() error {
+func (s *Session) EndError() error {
 	if s.result.Err != nil {
 		return errorf(ErrFailed, "secure session of bucket %d failed: %v", s.index+1, s.result.Err)
 	}
