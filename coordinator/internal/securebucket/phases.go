@@ -2,6 +2,8 @@ package securebucket
 
 import (
 	"crypto"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -221,3 +223,20 @@ type decoding struct {
 
 // n is the number of the session's members.
 func (d *decoding) n() int { return len(d.m.s.members) }
+
+// SumDigest is SHA-256 of the words, little endian: what the audit log and
+// the manifest record of a bucket's sum.
+func SumDigest(words []uint32) [32]byte {
+	h := sha256.New()
+	buf := make([]byte, 0, 64<<10)
+	for i, w := range words {
+		buf = binary.LittleEndian.AppendUint32(buf, w)
+		if len(buf) == cap(buf) || i == len(words)-1 {
+			h.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}

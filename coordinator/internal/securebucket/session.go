@@ -38,8 +38,6 @@ package securebucket
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -327,21 +325,4 @@ func (r *run) answer(p secagg.Phase, pending map[uint32]message, rejected []seca
 		m.reply <- reply{err: errorf(ErrDropped, "dropped from the secure session at %v: too few of its neighbours are left", p)}
 		r.drop(id, p, "too few neighbours left")
 	}
-}
-
-// SumDigest is SHA-256 of the words, little endian: what the audit log and
-// the manifest record of a bucket's sum.
-func SumDigest(words []uint32) [32]byte {
-	h := sha256.New()
-	buf := make([]byte, 0, 64<<10)
-	for i, w := range words {
-		buf = binary.LittleEndian.AppendUint32(buf, w)
-		if len(buf) == cap(buf) || i == len(words)-1 {
-			h.Write(buf)
-			buf = buf[:0]
-		}
-	}
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
 }
