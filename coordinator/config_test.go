@@ -264,7 +264,7 @@ func TestValidate(t *testing.T) {
 			c.Secure, c.MinParticipants, c.Aggregation = true, 2, aggregation.Config{Rule: "krum", Bucket: 2}
 		}, []string{"secure: a round of 2 participants makes 1 buckets", "krum"}},
 		{"secure bit budget exceeded", func(c *coordinator.Config) {
-			c.Secure, c.MinParticipants, c.SecAgg.ThresholdPercent = true, 2, 66
+			c.Secure, c.MinParticipants = true, 2
 			c.SecAgg.QuantBits, c.SecAgg.WeightBits = 24, 10
 		}, []string{"secure: a round of 2 participants", "bit budget exceeded"}},
 		{"secure threshold percent out of range", func(c *coordinator.Config) {
