@@ -156,7 +156,7 @@ var kindTable = []KindSpec{
 		}
 		return fmt.Sprintf("%d events of %s beyond the per-minute limit, counted not listed (%s), %s to %s",
 			p.Total, who, strings.Join(kinds, ", "), p.Since, p.Until)
-	}),	timeline(KindKeyRotated, WriterCoordinator, false, func(_ Event, p KeyRotated) string {
+	}), timeline(KindKeyRotated, WriterCoordinator, false, func(_ Event, p KeyRotated) string {
 		return fmt.Sprintf("signing keys rotated (rotation %d, after round %d): %s to %s, rotation manifest sha256 %s",
 			p.Seq, p.AfterRound, p.OldFingerprint, p.NewFingerprint, p.SHA256)
 	}),

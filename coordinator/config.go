@@ -353,6 +353,107 @@ func (c Config) checkSecure(add func(string, ...any)) {
 			return
 		}
 	}
+	if ws := c.dropoutWedges(); len(ws) > 0 && ws.fixable() {
+		w := ws[0]
+		add("secure: in a round of %d participants the threshold of bucket %d is %d, all of a neighbourhood of %d (secagg.threshold_percent %d), "+
+			"so one dropout fails the round although the other %d would be a quorum: set secagg.threshold_percent to at most %d",
+			w.n, w.bucket, w.threshold, w.hood, c.SecAgg.ThresholdPercent, w.n-1, ws.maxPercent())
+	}
+}
+
+// wedge is a round that one dropout makes impossible (see dropoutWedges).
+type wedge struct {
+	n, bucket       int // the cohort size, the 1-based bucket
+	hood, threshold int // the bucket's neighbourhood and threshold
+}
+
+type wedges []wedge
+
+// fixable reports whether a lower threshold_percent removes every wedge:
+// each is a neighbourhood of three or more. A bucket of two has no
+// threshold with slack (it must be more than half of two).
+func (ws wedges) fixable() bool {
+	for _, w := range ws {
+		if w.hood <= 2 {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPercent is the largest threshold_percent whose threshold leaves
+// every neighbourhood of ws one dropout of slack: ⌈hood·p/100⌉ ≤ hood−1.
+func (ws wedges) maxPercent() int {
+	p := 100
+	for _, w := range ws {
+		p = min(p, 100*(w.hood-1)/w.hood)
+	}
+	return p
+}
+
+// dropoutWedges lists the buckets of the full round (every enrolled
+// hospital in the cohort, more than min_participants) that make one
+// dropout fail the round although the others would still be a quorum:
+// the bucket's threshold is its whole neighbourhood (a participant and
+// the holders of its shares), so its session fails when one member
+// leaves, and the round cannot close without it (its other buckets hold
+// fewer than min_participants inputs, or are too few for the rule). Such
+// a round fails at every attempt while a hospital of the cohort keeps
+// dropping out. Smaller cohorts are not checked: one hospital is already
+// missing from them, and their retries lay out new buckets.
+//
+// When a lower threshold_percent removes every wedge, Validate refuses
+// the configuration and names the percentage. When buckets of two are
+// among them, only a larger bucket or a smaller min_participants helps:
+// that is a Warning, since documented configurations (the demo's secure
+// Krum over buckets of 2) run so on purpose.
+func (c Config) dropoutWedges() wedges {
+	rule := c.secureRule()
+	var ws wedges
+	n := len(c.Enrolled)
+	if n <= c.MinParticipants {
+		return nil // every hospital is needed anyway
+	}
+	cohort := make([]string, n)
+	for i := range cohort {
+		cohort[i] = fmt.Sprintf("p%06d", i)
+	}
+	buckets, sessions := c.securePlan(cohort).Layout()
+	for b, s := range sessions {
+		hood := s.N
+		if s.Degree > 0 {
+			hood = s.Degree + 1
+		}
+		if s.Threshold < hood {
+			continue
+		}
+		if len(buckets) > 1 && n-len(buckets[b]) >= c.MinParticipants && rule.CheckCohort(len(buckets)-1) == nil {
+			continue
+		}
+		ws = append(ws, wedge{n: n, bucket: b + 1, hood: hood, threshold: s.Threshold})
+	}
+	return ws
+}
+
+// Warnings are the problems of a valid configuration that an operator
+// should know of before the first round: today, a secure layout in which
+// one dropout fails a round that a lower threshold cannot save (see
+// dropoutWedges). Validate refuses what it must; the coordinator logs
+// these at start, and --check-config prints them.
+func (c Config) Warnings() []string {
+	c = c.withDefaults()
+	if !c.Secure || c.Validate() != nil {
+		return nil
+	}
+	for _, w := range c.dropoutWedges() {
+		if w.hood > 2 {
+			continue
+		}
+		return []string{fmt.Sprintf("secure: in a round of %d participants the threshold of bucket %d is %d, all of a neighbourhood of %d, "+
+			"so one dropout fails the round although the other %d would be a quorum: use aggregation.bucket 3 or more, or lower min_participants",
+			w.n, w.bucket, w.threshold, w.hood, w.n-1)}
+	}
+	return nil
 }
 
 // MaxConfigBytes bounds

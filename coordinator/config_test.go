@@ -259,7 +259,7 @@ func TestValidate(t *testing.T) {
 			c.Aggregation = aggregation.Config{Rule: "krum", F: 1}
 			c.MinParticipants = 2
 		}, []string{"aggregation:", "round of 2 updates"}},
-		{"valid secure", func(c *coordinator.Config) { c.Secure, c.MinParticipants = true, 2 }, nil},
+		{"valid secure", func(c *coordinator.Config) { c.Secure, c.MinParticipants, c.SecAgg.ThresholdPercent = true, 2, 66 }, nil},
 		{"valid secure krum over buckets", func(c *coordinator.Config) {
 			c.Enrolled = []string{"h1", "h2", "h3", "h4", "h5", "h6"}
 			c.Secure, c.MinParticipants, c.Aggregation = true, 6, aggregation.Config{Rule: "krum", Bucket: 2}
@@ -430,5 +430,77 @@ func TestCheckFilesServerCertificate(t *testing.T) {
 		if err := co.Serve(t.Context(), lis); err == nil || !strings.Contains(err.Error(), "server certificate") {
 			t.Errorf("Serve(participant certificate as the server's) = %v, want a server certificate error", err)
 		}
+	}
+}
+
+// TestSecureDropoutSlack: a secure configuration in which one hospital
+// dropping out makes a round impossible, although the others would be a
+// quorum, is refused when a lower threshold_percent would give the slack,
+// and warned about when only the layout would (buckets of two). Before,
+// three hospitals at the default 67 % passed --check-config and their
+// rounds failed whenever one of them dropped out: the threshold of a
+// bucket of three was three.
+func TestSecureDropoutSlack(t *testing.T) {
+	names := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("hospital-%c", 'a'+i)
+		}
+		return out
+	}
+	tests := []struct {
+		name                 string
+		enrolled, min, pct   int
+		degree, bucket       int
+		rule                 string
+		wantErr, wantWarning []string // substrings; nil means none
+	}{
+		{name: "three at the default 67 %", enrolled: 3, min: 2,
+			wantErr: []string{"round of 3 participants", "threshold of bucket 1 is 3", "threshold_percent 67", "at most 66"}},
+		{name: "three at 66 %", enrolled: 3, min: 2, pct: 66},
+		{name: "three, all needed anyway", enrolled: 3, min: 3},
+		{name: "four at the default", enrolled: 4, min: 3},
+		{name: "four at 100 %", enrolled: 4, min: 2, pct: 100,
+			wantErr: []string{"round of 4 participants", "threshold of bucket 1 is 4", "at most 75"}},
+		{name: "five at 81 %", enrolled: 5, min: 3, pct: 81,
+			wantErr: []string{"round of 5 participants", "is 5, all of a neighbourhood of 5", "at most 80"}},
+		{name: "five at 80 %", enrolled: 5, min: 3, pct: 80},
+		{name: "buckets of 3 at the default, quorum of all but one", enrolled: 6, min: 5, bucket: 3, rule: "median",
+			wantErr: []string{"round of 6 participants", "neighbourhood of 3", "at most 66"}},
+		{name: "buckets of 3 at 66 %", enrolled: 6, min: 5, bucket: 3, rule: "median", pct: 66},
+		{name: "buckets of 3, the other bucket is a quorum", enrolled: 6, min: 3, bucket: 3, rule: "median"},
+		{name: "buckets of 2, quorum of all but one (the demo's)", enrolled: 7, min: 6, bucket: 2, rule: "krum",
+			wantWarning: []string{"round of 7 participants", "neighbourhood of 2", "aggregation.bucket 3 or more"}},
+		{name: "buckets of 2, all needed anyway (examples/coordinator-secure.json)", enrolled: 6, min: 6, bucket: 2, rule: "krum"},
+		{name: "sparse graph without slack", enrolled: 8, min: 6, degree: 2, pct: 100,
+			wantErr: []string{"neighbourhood of 3", "at most 66"}},
+		{name: "smaller cohorts are not checked", enrolled: 4, min: 2},
+		{name: "sparse graph with slack", enrolled: 8, min: 6, degree: 4, pct: 67},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validConfig()
+			c.Enrolled, c.MinParticipants, c.Secure = names(tt.enrolled), tt.min, true
+			c.SecAgg.ThresholdPercent, c.SecAgg.Degree = tt.pct, tt.degree
+			c.Aggregation = aggregation.Config{Rule: tt.rule, Bucket: tt.bucket}
+			err := c.Validate()
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("Validate() = %v, want nil", err)
+			}
+			for _, w := range tt.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v, want an error containing %q", err, w)
+				}
+			}
+			warnings := strings.Join(c.Warnings(), "\n")
+			if tt.wantWarning == nil && warnings != "" {
+				t.Errorf("Warnings() = %q, want none", warnings)
+			}
+			for _, w := range tt.wantWarning {
+				if !strings.Contains(warnings, w) {
+					t.Errorf("Warnings() = %q, want one containing %q", warnings, w)
+				}
+			}
+		})
 	}
 }

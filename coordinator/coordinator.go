@@ -317,6 +317,9 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	for _, f := range opts {
 		f(&o)
 	}
+	for _, w := range cfg.Warnings() {
+		o.log.Warn("configuration warning", "warning", w)
+	}
 	spec, err := cfg.spec()
 	if err != nil {
 		return nil, err

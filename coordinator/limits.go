@@ -23,6 +23,19 @@ package coordinator
 //     UpdateMinRate bytes a second on average. A participant can thus hold
 //     at most one update buffer, for the open round, and only while it
 //     makes progress. fedguard_update_buffer_bytes shows what is held.
+//   - downloads: a client that calls GetModel and reads slowly, or not at
+//     all, blocks the coordinator's Send (HTTP/2 flow control). The
+//     download ends with ResourceExhausted when a message waits
+//     UpdateIdle to be taken, or when, UpdateIdle after it began, it has
+//     gone out at less than UpdateMinRate bytes a second on average
+//     (sendBounded).
+//   - secure streams: a SecureAggregate stream is under the same two
+//     limits wherever the coordinator waits for the member (secure.go's
+//     secureIn): its first message and each phase's message must come
+//     within UpdateIdle (the masked input, which follows local training,
+//     within the phase's deadline), the masked input's chunks at
+//     UpdateMinRate, and the stream ends with the member's session or
+//     the round attempt. Its refusals are audited as call_refused.
 //
 // Handshakes that do not complete are bounded by gRPC's connection timeout
 // (handshakeTimeout), and idle connections by keepalive's
@@ -351,6 +364,58 @@ func recvBounded[T any](c *Coordinator, r *openRound, recv func() (T, error), si
 		case <-deadline.C:
 			return status.Errorf(codes.FailedPrecondition, "round %d reached its deadline while the update was arriving", r.number)
 		case <-changed:
+		}
+	}
+}
+
+// errSendStopped ends a sendBounded send whose caller gave up.
+var errSendStopped = errors.New("download abandoned")
+
+// sendBounded runs send, which streams a download to the caller and calls
+// sent(n) after each message of n payload bytes went out, and ends the
+// call with ResourceExhausted when a message waits UpdateIdle to go out,
+// or when, UpdateIdle after the start, fewer than UpdateMinRate bytes a
+// second went out on average. gRPC's Send takes no context and blocks
+// while the client does not read, so send runs in a goroutine of its
+// own, as grpc-go's maintainers advise (grpc/grpc-go#1229): the handler's
+// return ends the stream, which releases a Send blocked in it, and sent
+// then tells send to stop.
+func (c *Coordinator) sendBounded(what string, send func(sent func(n int) error) error) error {
+	lim := c.cfg.Limits
+	idle := time.Duration(lim.UpdateIdle)
+	var stopped atomic.Bool
+	var bytes atomic.Int64
+	progress := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- send(func(n int) error {
+			if stopped.Load() {
+				return errSendStopped
+			}
+			bytes.Add(int64(n))
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	defer stopped.Store(true)
+	start := c.opts.now()
+	idleT := time.NewTimer(idle)
+	defer idleT.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-progress:
+			if elapsed := c.opts.now().Sub(start); elapsed > idle && float64(bytes.Load()) < float64(lim.UpdateMinRate)*elapsed.Seconds() {
+				return status.Errorf(codes.ResourceExhausted, "%s too slow: %d bytes taken in %v, the minimum is %d bytes a second (limits.update_min_rate)",
+					what, bytes.Load(), elapsed.Round(time.Millisecond), lim.UpdateMinRate)
+			}
+			idleT.Reset(idle)
+		case <-idleT.C:
+			return status.Errorf(codes.ResourceExhausted, "%s stalled: the client took nothing for %v (limits.update_idle)", what, idle)
 		}
 	}
 }

@@ -3,13 +3,19 @@ package coordinator_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -292,5 +298,216 @@ func TestCallsPerParticipant(t *testing.T) {
 	// Other participants were never limited.
 	if err := f.connect(t, s, "hospital-b")[0].statsNeeded(t); !err {
 		t.Errorf("hospital-b: stats not needed in the statistics phase")
+	}
+}
+
+// stallingClient is a participant's client whose SecureAggregate stream
+// stalls before it sends its message of phase at: it sends nothing more
+// and waits for the coordinator to end the stream, whose error the Send
+// returns.
+type stallingClient struct {
+	fedguardv1.CoordinatorServiceClient
+	at secagg.Phase
+}
+
+func (c stallingClient) SecureAggregate(ctx context.Context, opts ...grpc.CallOption) (fedguardv1.CoordinatorService_SecureAggregateClient, error) {
+	s, err := c.CoordinatorServiceClient.SecureAggregate(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &stallingStream{CoordinatorService_SecureAggregateClient: s, at: c.at}, nil
+}
+
+type stallingStream struct {
+	fedguardv1.CoordinatorService_SecureAggregateClient
+	at   secagg.Phase
+	sent secagg.Phase // the phase of the last message sent
+}
+
+func (s *stallingStream) Send(req *fedguardv1.SecureAggregateRequest) error {
+	next := s.sent + 1
+	if req.GetMasked().GetOffset() > 0 {
+		next = s.sent // a later chunk of the masked input
+	}
+	if next == s.at {
+		for {
+			if _, err := s.Recv(); err != nil {
+				return err
+			}
+		}
+	}
+	s.sent = next
+	return s.CoordinatorService_SecureAggregateClient.Send(req)
+}
+
+// TestSecureStreamStall (issue 12, item 7): a SecureAggregate stream that
+// goes silent is under limits.update_idle as an update stream is: it is
+// ended with ResourceExhausted, the refusal is in the text log and in the
+// audit log once (call_refused, as the stream's other refusals), and the
+// others' session goes on without it.
+// Before, the stream stayed open as long as the client liked (here until
+// its own 15 s deadline: DeadlineExceeded), silent from the start or
+// between two phases.
+func TestSecureStreamStall(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		at   secagg.Phase
+	}{
+		{"silent after opening", secagg.PhaseAdvertiseKeys},
+		{"silent before sharing keys", secagg.PhaseShareKeys},
+		{"silent before the consistency check", secagg.PhaseConsistencyCheck},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := secureFederation(t)
+			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(time.Second), UpdateMinRate: 1000}
+			s, logs := startLogged(t, f.cfg)
+			ps := f.connect(t, s, abcd...)
+			fixScaling(t, ps)
+			asgs := assignments(t, ps)
+			ups := secureUpdates()
+			staller := *ps[3]
+			staller.svc = stallingClient{CoordinatorServiceClient: ps[3].svc, at: tc.at}
+
+			var wg sync.WaitGroup
+			errs := make([]error, len(ps))
+			for i, p := range ps {
+				if i == 3 {
+					p = &staller
+				}
+				wg.Go(func() {
+					ctx := callCtx(t, 15*time.Second)
+					if i == 3 {
+						began := time.Now()
+						errs[i] = f.secureClient(ctx, p, asgs[i], ups[p.name].delta, ups[p.name].samples, 0)
+						if took := time.Since(began); took > 10*time.Second {
+							t.Errorf("stalled stream ended after %v, want about limits.update_idle (1s)", took)
+						}
+						return
+					}
+					errs[i] = f.secureClient(ctx, p, asgs[i], ups[p.name].delta, ups[p.name].samples, 0)
+				})
+			}
+			wg.Wait()
+			wantCode(t, "stalled SecureAggregate stream", errs[3], codes.ResourceExhausted)
+			if msg := status.Convert(errs[3]).Message(); msg == "" {
+				t.Errorf("stalled stream's status has no message")
+			}
+			for i, err := range errs[:3] {
+				if err != nil {
+					t.Errorf("%s: %v", ps[i].name, err)
+				}
+			}
+			// The masked inputs are in the sum from the consistency check on.
+			want := 3
+			if tc.at > secagg.PhaseMaskedInput {
+				want = 4
+			}
+			recs := waitRounds(t, s.c, 1, 30*time.Second)
+			if got := recs[0].Secure[0].Survivors; len(got) != want {
+				t.Errorf("round 1 survivors %v, want %d", got, want)
+			}
+			if err := s.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(readEvents(t, f.cfg, audit.KindUpdateRefused)); n != 0 {
+				t.Errorf("%d update_refused events, want none (a secure stream's refusal is a call_refused)", n)
+			}
+			var refused []audit.CallRefused
+			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
+				var p audit.CallRefused
+				if err := json.Unmarshal(e.Payload, &p); err != nil {
+					t.Fatal(err)
+				}
+				if e.Actor != "hospital-d" {
+					t.Errorf("call_refused by %s, want hospital-d", e.Actor)
+				}
+				refused = append(refused, p)
+			}
+			if len(refused) != 1 || refused[0].Code != codes.ResourceExhausted.String() || !strings.HasSuffix(refused[0].Method, "/SecureAggregate") {
+				t.Errorf("call_refused events %+v, want one ResourceExhausted of SecureAggregate", refused)
+			}
+			lines := logs.lines(t, "call refused")
+			if len(lines) != 1 || lines[0]["participant"] != "hospital-d" || lines[0]["code"] != codes.ResourceExhausted.String() {
+				t.Errorf("call refused lines %v, want one for hospital-d", lines)
+			}
+		})
+	}
+}
+
+// TestModelDownloadStall (issue 12, item 7): a participant that calls
+// GetModel and does not read is cut once its download has been stalled
+// for limits.update_idle, with ResourceExhausted, logged and audited as a
+// refused call. The client is a real mTLS client with gRPC's smallest
+// flow-control windows (so that a model of about 1 MiB fills them) that
+// reads nothing until the coordinator has given up. Before the fix the
+// coordinator's Send stayed blocked as long as the client lived: no
+// refusal was ever logged, and the client could then read the whole
+// model.
+func TestModelDownloadStall(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	// 2·512 + 512·512 + 512·2 weights and their biases: about 1 MiB of
+	// parameters, far more than the 64 KiB windows hold.
+	f.cfg.Model.Kind, f.cfg.Model.Hidden = "mlp", []int{512, 512}
+	f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(time.Second), UpdateMinRate: 1000}
+	s, logs := startLogged(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	fixScaling(t, ps)
+	round := assignments(t, ps)[0].GetRound()
+
+	conn, err := grpc.NewClient("passthrough:///"+s.addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(f.tlsFor(t, abc[0], s.addr))),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := fedguardv1.NewCoordinatorServiceClient(conn).GetModel(callCtx(t, 30*time.Second), &fedguardv1.GetModelRequest{Round: round})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range logs.lines(t, "call refused") {
+			if m, _ := l["method"].(string); strings.HasSuffix(m, "/GetModel") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(refused()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no GetModel refusal logged 10 s after a download nobody reads, want one after about limits.update_idle (1s)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if l := refused(); len(l) != 1 || l[0]["participant"] != abc[0] || l[0]["code"] != codes.ResourceExhausted.String() {
+		t.Errorf("GetModel refusals logged: %v, want one ResourceExhausted for %s", l, abc[0])
+	}
+	// The client now reads what had gone out, then the refusal.
+	var got, total uint64
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			wantCode(t, "GetModel after the stall", err, codes.ResourceExhausted)
+			break
+		}
+		got, total = got+uint64(len(msg.GetData())), 4*msg.GetNumParams()
+	}
+	if total < 1<<20 || got >= total {
+		t.Errorf("the stalled download delivered %d of %d bytes, want a model of 1 MiB or more, not all of it", got, total)
+	}
+	// Another download of the same participant is served.
+	if _, _, err := ps[0].getModel(t, round); err != nil {
+		t.Errorf("GetModel after the stalled one = %v", err)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKinds(t, f.cfg)["call_refused/"+abc[0]]; n != 1 {
+		t.Errorf("%d call_refused events of %s, want 1", n, abc[0])
 	}
 }

@@ -279,7 +279,7 @@ func newMetrics() *metrics {
 		m.eventsSuppressed.WithLabelValues(v)
 	}
 	for _, p := range secagg.Phases() {
-		m.securePhase.WithLabelValues(secagg.PhaseLabel(p))
+		m.securePhase.WithLabelValues(p.Label())
 	}
 	for p := phaseStats; p <= phaseFinished; p++ {
 		m.phase.WithLabelValues(p.String())
@@ -578,7 +578,7 @@ func (a AnomalyConfig) validate(add func(string, ...any)) {
 
 // securePhaseDone observes how long a secure-aggregation phase took.
 func (m *metrics) securePhaseDone(p secagg.Phase, d time.Duration) {
-	m.securePhase.WithLabelValues(secagg.PhaseLabel(p)).Observe(d.Seconds())
+	m.securePhase.WithLabelValues(p.Label()).Observe(d.Seconds())
 }
 
 // roundClosed counts a committed round and the anomaly flags it recorded.
@@ -621,8 +621,8 @@ func (r *openRound) dropouts() int {
 	if r.secure != nil {
 		for _, b := range r.secure.buckets {
 			select {
-			case <-b.done:
-				n += len(b.result.dropped)
+			case <-b.Done():
+				n += len(b.Result().Dropped)
 			default:
 			}
 		}

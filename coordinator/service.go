@@ -190,15 +190,21 @@ func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.Co
 	params, round := c.model, c.round.number
 	c.mu.Unlock()
 	// Encode chunk by chunk: the model is kept once, as floats, however
-	// many participants download it at the same time.
+	// many participants download it at the same time. A client that does
+	// not read is cut (sendBounded).
 	total := uint64(len(params))
-	return wire.Chunks(params, func(offset uint64, data []byte) error {
-		return stream.Send(&fedguardv1.GetModelResponse{
-			Round:         round,
-			FormatVersion: model.FormatVersion,
-			Offset:        offset,
-			Data:          data,
-			NumParams:     total,
+	return c.sendBounded("model download", func(sent func(int) error) error {
+		return wire.Chunks(params, func(offset uint64, data []byte) error {
+			if err := stream.Send(&fedguardv1.GetModelResponse{
+				Round:         round,
+				FormatVersion: model.FormatVersion,
+				Offset:        offset,
+				Data:          data,
+				NumParams:     total,
+			}); err != nil {
+				return err
+			}
+			return sent(len(data))
 		})
 	})
 }

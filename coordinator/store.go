@@ -16,6 +16,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/boltfile"
 )
@@ -80,17 +81,6 @@ type ParticipantRecord struct {
 	Bucket int `json:"bucket,omitempty"`
 }
 
-// SecureBucketRecord is one bucket of a secure round.
-type SecureBucketRecord struct {
-	Bucket    int               `json:"bucket"`
-	Members   []string          `json:"members"`
-	Survivors []string          `json:"survivors,omitempty"`
-	Dropped   map[string]string `json:"dropped,omitempty"`
-	Weight    uint64            `json:"weight,omitempty"`
-	SumSHA256 string            `json:"sum_sha256,omitempty"`
-	Error     string            `json:"error,omitempty"`
-}
-
 // RefusedUpdate is a refused update of a round: who sent it and why.
 type RefusedUpdate struct {
 	Name   string `json:"name"`
@@ -116,8 +106,9 @@ type RoundRecord struct {
 	// the round's starting model, weighted by their holdout sizes.
 	HoldoutLoss     float64 `json:"holdout_loss"`
 	HoldoutAccuracy float64 `json:"holdout_accuracy"`
-	// Secure lists the buckets of a secure round.
-	Secure []SecureBucketRecord `json:"secure,omitempty"`
+	// Secure lists the buckets of a secure round, as their secure_session
+	// events in the audit log have them.
+	Secure []audit.SecureSession `json:"secure,omitempty"`
 }
 
 // store keeps the coordinator's state in a bbolt file. Every change is one

@@ -143,7 +143,7 @@ func newMetrics(a *Agent) *metrics {
 		m.findings.WithLabelValues(string(v))
 	}
 	for _, p := range secagg.Phases() {
-		m.securePhase.WithLabelValues(secagg.PhaseLabel(p))
+		m.securePhase.WithLabelValues(p.Label())
 	}
 	return m
 }
@@ -271,7 +271,7 @@ func (m *metrics) validated(req *fedguardv1.ReportValidationRequest) {
 // securePhaseDone observes how long the coordinator took to answer a
 // secure-aggregation phase's message sent at sent.
 func (m *metrics) securePhaseDone(p secagg.Phase, sent time.Time) {
-	m.securePhase.WithLabelValues(secagg.PhaseLabel(p)).Observe(time.Since(sent).Seconds())
+	m.securePhase.WithLabelValues(p.Label()).Observe(time.Since(sent).Seconds())
 }
 
 // countingClient counts the validation findings the agent reports before

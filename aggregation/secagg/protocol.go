@@ -99,20 +99,62 @@ const (
 	PhaseUnmasking
 )
 
-func (p Phase) String() string {
-	switch p {
-	case PhaseAdvertiseKeys:
-		return "AdvertiseKeys"
-	case PhaseShareKeys:
-		return "ShareKeys"
-	case PhaseMaskedInput:
-		return "MaskedInput"
-	case PhaseConsistencyCheck:
-		return "ConsistencyCheck"
-	case PhaseUnmasking:
-		return "Unmasking"
+// phases lists the rounds once, in order, with their names: String's
+// (also the prefix of the coordinator's drop reasons in the audit log)
+// and Label's (the phase label of the coordinator's and the
+// participant's metrics). Phases, String, Label and ParsePhase all read
+// it, so a phase is added or renamed here only.
+var phases = [...]struct {
+	phase       Phase
+	name, label string
+}{
+	{PhaseAdvertiseKeys, "AdvertiseKeys", "advertise_keys"},
+	{PhaseShareKeys, "ShareKeys", "share_keys"},
+	{PhaseMaskedInput, "MaskedInput", "masked_input"},
+	{PhaseConsistencyCheck, "ConsistencyCheck", "consistency_check"},
+	{PhaseUnmasking, "Unmasking", "unmasking"},
+}
+
+// Phases returns the rounds of the protocol, in order.
+func Phases() []Phase {
+	out := make([]Phase, len(phases))
+	for i, p := range phases {
+		out[i] = p.phase
 	}
-	return fmt.Sprintf("Phase(%d)", int(p))
+	return out
+}
+
+// valid reports whether p is one of the rounds.
+func (p Phase) valid() bool {
+	return p >= PhaseAdvertiseKeys && int(p-PhaseAdvertiseKeys) < len(phases)
+}
+
+// String is the round's name as in the paper, e.g. "AdvertiseKeys".
+func (p Phase) String() string {
+	if !p.valid() {
+		return fmt.Sprintf("Phase(%d)", int(p))
+	}
+	return phases[p-PhaseAdvertiseKeys].name
+}
+
+// Label is the round's name as a metric label value, e.g.
+// "advertise_keys"; "other" for anything else, so that a label set stays
+// bounded.
+func (p Phase) Label() string {
+	if !p.valid() {
+		return "other"
+	}
+	return phases[p-PhaseAdvertiseKeys].label
+}
+
+// ParsePhase is the round whose String is name.
+func ParsePhase(name string) (Phase, bool) {
+	for _, p := range phases {
+		if p.name == name {
+			return p.phase, true
+		}
+	}
+	return 0, false
 }
 
 // TooFewError reports that a phase cannot go on because fewer than Need

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/audit"
 )
 
@@ -19,6 +20,14 @@ import (
 // who left it and at which phase, and the aggregation report names the
 // buckets ("bucket-1", "bucket-2", …) rather than participants. This file
 // turns those events into the report's contributors, exclusions and sums.
+
+// droppedPhase is the phase a secure_session event's drop reason names:
+// the coordinator writes "Phase: why", with the phase's name from
+// secagg's one list of phases.
+func droppedPhase(why string) (secagg.Phase, bool) {
+	name, _, _ := strings.Cut(why, ":")
+	return secagg.ParsePhase(name)
+}
 
 // bucketEntryID is the ID the aggregation report gives a bucket's mean.
 func bucketEntryID(bucket int) string { return "bucket-" + strconv.Itoa(bucket) }
@@ -140,6 +149,9 @@ func (b *reportBuilder) secureContributors(rep *RoundReport, r *roundState, a *a
 			case survived[m]:
 				notef("seq %d: %s is both a survivor of the secure session of bucket %d and dropped from it (%s)", s.Seq, m, s.Bucket, s.Dropped[m])
 			default:
+				if _, ok := droppedPhase(s.Dropped[m]); !ok {
+					notef("seq %d: %s left the secure session of bucket %d at %q, which names no phase of the protocol", s.Seq, m, s.Bucket, s.Dropped[m])
+				}
 				exclude(m, ExcludedDropped, fmt.Sprintf("left the secure session of bucket %d at %s", s.Bucket, s.Dropped[m]), s.Seq)
 			}
 		}

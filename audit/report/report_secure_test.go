@@ -213,6 +213,24 @@ func TestBuildReportSecure(t *testing.T) {
 			wantSums:   []string{"attempt 0 bucket 1 final=true a, b of a, b: selected"},
 		},
 		{
+			// The coordinator writes "Phase: why" with a phase of
+			// secagg.Phases; anything else is pointed out.
+			name: "a drop at no phase of the protocol",
+			build: func(l *reportLog) {
+				l.start().open(1, 0, "a", "b", "c")
+				l.add(audit.KindSecureSession, audit.ActorCoordinator, 1, audit.SecureSession{Attempt: 0, Bucket: 1, Members: []string{"a", "b", "c"}, Survivors: []string{"a", "b"},
+					Dropped: map[string]string{"c": "Rebooting: stream ended"}, SumSHA256: reportSum("sum"), Weight: 2000})
+				l.aggregate(1, 0, "fedavg", true, "bucket-1").close(1, 0, []string{"a", "b"}, []string{"c"}).sign(1, "valid")
+			},
+			want: reportRoundSummary{Round: 1, Status: RoundStatusClosed, Attempts: []string{"0 closed"},
+				Contributors: []string{"a selected", "b selected"},
+				Excluded:     []string{"c dropped: left the secure session of bucket 1 at Rebooting: stream ended (seq 4)"},
+				Model:        reportModelSum(1), Signature: SignatureNotChecked,
+				Notes: []string{`seq 4: c left the secure session of bucket 1 at "Rebooting: stream ended", which names no phase of the protocol`}},
+			wantSecure: true,
+			wantSums:   []string{"attempt 0 bucket 1 final=true a, b of a, b, c: selected"},
+		},
+		{
 			name: "a second session for one bucket",
 			build: func(l *reportLog) {
 				l.start().open(1, 0, "a").session(1, 0, 1, "", "a").session(1, 0, 1, "", "z")

@@ -86,6 +86,9 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 		if err := coordinator.CheckFiles(cfg); err != nil {
 			return err
 		}
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(env.Stderr, "%s: warning: %s\n", r.configPath, w)
+		}
 		fmt.Fprintf(env.Stdout, "%s: configuration is valid and its certificate files load\n", r.configPath)
 		return nil
 	}
