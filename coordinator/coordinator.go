@@ -264,7 +264,7 @@ type Coordinator struct {
 	rule      aggregation.Rule
 	// secureRule aggregates bucket means in secure rounds.
 	secureRule aggregation.Rule
-	store      *store
+	store      stateStore
 	opts       options
 	enrolled   map[string]bool
 	signer     *manifest.Signer
