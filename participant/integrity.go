@@ -81,7 +81,7 @@ func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorService
 	}
 	acc := manifest.Accepted{Round: m.Round.Round, Digest: hex.EncodeToString(m.Digest[:])}
 	if save && a.cfg.StateFile != "" {
-		if err := saveState(a.cfg.StateFile, acc, a.revealed); err != nil {
+		if err := a.ops.SaveState(a.cfg.StateFile, acc, a.revealed); err != nil {
 			// Without the record a restart could accept a rollback: stop.
 			return permanent(fmt.Errorf("participant: %w", err))
 		}
