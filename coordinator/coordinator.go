@@ -14,7 +14,10 @@
 // updates the rule aggregates them and the new model and the round record
 // are committed in one bbolt transaction before round r+1 is announced;
 // with fewer the round is retried (same number, next attempt). Updates that
-// arrive after the close are refused with FailedPrecondition.
+// arrive after the close are refused with FailedPrecondition, as are those
+// that arrive while the rule runs: the rule, the signature and the commit
+// run outside the coordinator's lock, so every RPC keeps answering while a
+// robust rule works through a large cohort (closeRoundLocked).
 //
 // # Feature scaling
 //
