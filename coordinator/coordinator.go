@@ -14,7 +14,10 @@
 // updates the rule aggregates them and the new model and the round record
 // are committed in one bbolt transaction before round r+1 is announced;
 // with fewer the round is retried (same number, next attempt). Updates that
-// arrive after the close are refused with FailedPrecondition.
+// arrive after the close are refused with FailedPrecondition, as are those
+// that arrive while the rule runs: the rule, the signature and the commit
+// run outside the coordinator's lock, so every RPC keeps answering while a
+// robust rule works through a large cohort (closeRoundLocked).
 //
 // # Feature scaling
 //
@@ -240,12 +243,16 @@ type openRound struct {
 	refused map[string]string
 	// secure is set in a secure round.
 	secure *secureRound
+	// closing is set once the round loop has taken the round's updates to
+	// aggregate them, outside c.mu (closeRoundLocked): from then on the
+	// round accepts nothing, as if it were closed already.
+	closing bool
 }
 
 // wants reports whether name should be given the round: it is in the
 // cohort and has not yet taken part in this attempt.
 func (r *openRound) wants(name string) bool {
-	if !r.inCohort(name) || r.updates[name] != nil {
+	if r.closing || !r.inCohort(name) || r.updates[name] != nil {
 		return false
 	}
 	return r.secure == nil || !r.secure.joined[name]
@@ -261,7 +268,7 @@ type Coordinator struct {
 	rule      aggregation.Rule
 	// secureRule aggregates bucket means in secure rounds.
 	secureRule aggregation.Rule
-	store      *store
+	store      stateStore
 	opts       options
 	enrolled   map[string]bool
 	signer     *manifest.Signer
@@ -586,6 +593,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 		return time.Until(c.round.deadline), nil
 	case phaseTraining:
 		r := c.round
+		if r.closing {
+			return idle, nil // being closed by another step (the loop runs one at a time)
+		}
 		if r.secure != nil {
 			// Each bucket ends by its own deadlines and pokes the loop.
 			if !r.secure.finished() {
@@ -599,7 +609,7 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 				return 0, c.failRoundLocked(ctx, failure{failQuorum, fmt.Sprintf("%d updates before the deadline, %d needed", len(r.updates), c.cfg.MinParticipants)}, len(r.updates))
 			}
 		}
-		if err := c.closeRoundLocked(ctx, now); err != nil {
+		if err := c.closeRoundLocked(ctx); err != nil {
 			return 0, err
 		}
 		return 0, nil
@@ -734,7 +744,19 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 	return nil
 }
 
-func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error {
+// closeRoundLocked aggregates the open round and commits it. c.mu must be
+// held; it is released while the slow part runs (the rule, the new model,
+// the audit records, the signature and the commit: everything that needs
+// no shared mutable state) and held again when it returns, so that the
+// coordinator answers its RPCs while a rule runs over the whole cohort.
+//
+// Meanwhile the round is marked closing: no update, secure session or
+// assignment is accepted for it any more, and it stays c.round, so the
+// status page shows it. Nothing else replaces c.round or changes the last
+// round, its model or its manifest while it is closing: only the round
+// loop does, and the loop is here. The check after the lock is taken again
+// keeps that promise honest.
+func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 	r := c.round
 	rule := c.rule
 	var (
@@ -751,7 +773,6 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	} else {
 		rec, updates, names = c.plainOutcomeLocked()
 	}
-	delta := make([]float32, c.spec.NumParams())
 	// Rules with randomness (bucketing) draw it from the signed manifest
 	// the round started from: fixed, and checked by every participant,
 	// before any update of the round existed, so the coordinator cannot
@@ -761,68 +782,36 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 	if err != nil {
 		return fmt.Errorf("manifest of round %d: %w", c.lastRound, err)
 	}
-	report, err := aggregation.WithRand(rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt))).Aggregate(delta, updates)
+	// From here on the round takes nothing more, and the updates belong to
+	// this call alone (r.updates is only read, as empty, by the RPCs).
+	r.closing = true
+	n, received := len(updates), r.updates
+	r.updates = nil
+	job := closeJob{
+		rule: aggregation.WithRand(rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt))), ruleName: rule.Name(),
+		round: r.number, attempt: r.attempt, start: c.model, parent: c.manifest,
+		rec: rec, updates: updates, names: names, received: received, plain: r.secure == nil,
+	}
+	c.broadcastLocked() // update streams still arriving end now
+	c.mu.Unlock()
+	out, err := c.runClose(ctx, &job)
+	c.mu.Lock()
+	if c.round != r || c.phase != phaseTraining {
+		// Only the round loop replaces the round, and it is here.
+		return fmt.Errorf("round %d attempt %d changed while it was closing", r.number, r.attempt)
+	}
+	if out.checkpoint != nil {
+		c.noteCheckpointLocked(*out.checkpoint)
+	}
 	if err != nil {
-		// Every update was checked on arrival, so this is a bug or a rule
-		// precondition the configuration did not catch: retry the round.
-		// In a secure round, sessions that failed can leave too few
-		// buckets for the rule.
-		c.opts.log.ErrorContext(ctx, "aggregation failed", "round", r.number, "error", err)
-		return c.failRoundLocked(ctx, failure{failAggregation, "aggregation failed: " + err.Error()}, len(updates))
-	}
-	// Anomaly flags compare each update with the others and with the
-	// aggregate, so they are computed before the aggregate becomes the model.
-	var flags []audit.AnomalyFlagged
-	if r.secure == nil {
-		flags = anomalyFlags(c.cfg.Anomaly, r.attempt, names, r.updates, report)
-	}
-	// Turn the aggregate into the next model in place, then drop the
-	// updates before encoding it: at no point are more than the updates and
-	// two model-sized vectors alive.
-	for i, v := range c.model {
-		delta[i] = clampFinite(delta[i] + v)
-	}
-	next := delta
-	r.updates, updates = nil, nil
-	// Collect the updates now, before the encoding and bbolt's write buffer
-	// are allocated, rather than when the soft memory limit forces it: the
-	// heap holds only pointer-free vectors, so this costs a few
-	// milliseconds, and it keeps the round's peak at the updates plus two
-	// models.
-	runtime.GC()
-	encoded := model.AppendBytes(make([]byte, 0, 4*len(next)), next)
-	sum := sha256.Sum256(encoded)
-	rec.Report = report
-	rec.ModelSHA256 = hex.EncodeToString(sum[:])
-	rec.Closed = c.opts.now()
-	// The log records the verdict and the new model, the checkpoint covers
-	// them and the manifest covers the checkpoint; all of it is durable
-	// before the commit, and the commit before anyone hears of the round.
-	reportJSON, err := json.Marshal(report)
-	if err != nil {
+		if out.aggregationFailed {
+			return c.failRoundLocked(ctx, failure{failAggregation, "aggregation failed: " + err.Error()}, n)
+		}
 		return err
 	}
-	entries := []audit.Entry{event(audit.KindAggregationReport, r.number, audit.AggregationReport{Attempt: r.attempt, Rule: rule.Name(), Report: reportJSON})}
-	for _, f := range flags {
-		entries = append(entries, event(audit.KindAnomalyFlagged, r.number, f))
-	}
-	entries = append(entries, event(audit.KindRoundClosed, r.number, audit.RoundClosed{Attempt: r.attempt, ModelSHA256: rec.ModelSHA256, Participants: names, Dropped: rec.Dropped}))
-	if err := c.record(ctx, entries...); err != nil {
-		return err
-	}
-	for _, f := range flags {
-		c.opts.log.WarnContext(ctx, "anomaly flagged", "round", r.number, "participant", f.Participant, "kind", f.Kind, "value", f.Value, "band", f.Band)
-	}
-	env, err := c.signLocked(ctx, &rec, sum)
-	if err != nil {
-		return err
-	}
-	if err := c.store.commitRound(rec, encoded, env, c.cfg.KeepModels); err != nil {
-		return fmt.Errorf("commit round %d: %w", r.number, err)
-	}
-	c.manifest = env
-	encoded = nil
-	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, next, sum, r.cohort
+	rec, flags := out.rec, out.flags
+	c.manifest = out.manifest
+	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, out.model, out.modelSum, r.cohort
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
 	c.resetRetryLocked()
 	c.phase = phaseCohort
@@ -835,9 +824,110 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context, now time.Time) error
 		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
 	c.broadcastLocked()
 	if c.opts.observer != nil {
-		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(next), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened), Flags: slices.Clone(flags)})
+		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(out.model), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened), Flags: slices.Clone(flags)})
 	}
 	return nil
+}
+
+// closeJob is what closing a round needs, copied out of the shared state
+// under c.mu: the slices and maps in it are not changed by anyone while
+// the round closes (start and parent are replaced, never mutated).
+type closeJob struct {
+	rule     aggregation.Rule // seeded for this attempt
+	ruleName string
+	round    uint64
+	attempt  uint32
+	start    []float32 // the model the round started from
+	parent   []byte    // its signed manifest
+	rec      RoundRecord
+	updates  []aggregation.Update
+	names    []string
+	received map[string]*received // plain rounds: the accepted updates
+	plain    bool
+}
+
+// closeOutcome is what runClose made.
+type closeOutcome struct {
+	rec               RoundRecord
+	flags             []audit.AnomalyFlagged
+	model             []float32
+	modelSum          [32]byte
+	manifest          []byte
+	checkpoint        *audit.Checkpoint // the round's checkpoint, once taken
+	aggregationFailed bool
+}
+
+// runClose aggregates a round and commits it, without c.mu: it reads only
+// job, the configuration, and the coordinator's parts that lock
+// themselves (the audit log, the store, the metrics).
+func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome, error) {
+	var out closeOutcome
+	delta := make([]float32, c.spec.NumParams())
+	report, err := job.rule.Aggregate(delta, job.updates)
+	if err != nil {
+		// Every update was checked on arrival, so this is a bug or a rule
+		// precondition the configuration did not catch: retry the round.
+		// In a secure round, sessions that failed can leave too few
+		// buckets for the rule.
+		c.opts.log.ErrorContext(ctx, "aggregation failed", "round", job.round, "error", err)
+		out.aggregationFailed = true
+		return out, err
+	}
+	// Anomaly flags compare each update with the others and with the
+	// aggregate, so they are computed before the aggregate becomes the model.
+	if job.plain {
+		out.flags = anomalyFlags(c.cfg.Anomaly, job.attempt, job.names, job.received, report)
+	}
+	// Turn the aggregate into the next model in place, then drop the
+	// updates before encoding it: at no point are more than the updates and
+	// two model-sized vectors alive.
+	for i, v := range job.start {
+		delta[i] = clampFinite(delta[i] + v)
+	}
+	next := delta
+	job.received, job.updates = nil, nil
+	// Collect the updates now, before the encoding and bbolt's write buffer
+	// are allocated, rather than when the soft memory limit forces it: the
+	// heap holds only pointer-free vectors, so this costs a few
+	// milliseconds, and it keeps the round's peak at the updates plus two
+	// models.
+	runtime.GC()
+	encoded := model.AppendBytes(make([]byte, 0, 4*len(next)), next)
+	sum := sha256.Sum256(encoded)
+	rec := job.rec
+	rec.Report = report
+	rec.ModelSHA256 = hex.EncodeToString(sum[:])
+	rec.Closed = c.opts.now()
+	// The log records the verdict and the new model, the checkpoint covers
+	// them and the manifest covers the checkpoint; all of it is durable
+	// before the commit, and the commit before anyone hears of the round.
+	reportJSON, err := json.Marshal(report)
+	if err != nil {
+		return out, err
+	}
+	entries := []audit.Entry{event(audit.KindAggregationReport, job.round, audit.AggregationReport{Attempt: job.attempt, Rule: job.ruleName, Report: reportJSON})}
+	for _, f := range out.flags {
+		entries = append(entries, event(audit.KindAnomalyFlagged, job.round, f))
+	}
+	entries = append(entries, event(audit.KindRoundClosed, job.round, audit.RoundClosed{Attempt: job.attempt, ModelSHA256: rec.ModelSHA256, Participants: job.names, Dropped: rec.Dropped}))
+	if err := c.record(ctx, entries...); err != nil {
+		return out, err
+	}
+	for _, f := range out.flags {
+		c.opts.log.WarnContext(ctx, "anomaly flagged", "round", job.round, "participant", f.Participant, "kind", f.Kind, "value", f.Value, "band", f.Band)
+	}
+	env, cp, err := c.sign(ctx, &rec, sum, job.parent)
+	if cp != nil {
+		out.checkpoint = cp
+	}
+	if err != nil {
+		return out, err
+	}
+	if err := c.store.commitRound(rec, encoded, env, c.cfg.KeepModels); err != nil {
+		return out, fmt.Errorf("commit round %d: %w", job.round, err)
+	}
+	out.rec, out.model, out.modelSum, out.manifest = rec, next, sum, env
+	return out, nil
 }
 
 // plainOutcomeLocked gathers the open round's updates and its record.

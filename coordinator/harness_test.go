@@ -86,9 +86,10 @@ type server struct {
 	results []coordinator.RoundResult
 }
 
-// start runs a coordinator for cfg on a loopback port. It is stopped and
-// closed when the test ends unless stop was called.
-func start(t *testing.T, cfg coordinator.Config) *server {
+// start runs a coordinator for cfg on a loopback port, calling each of
+// before on it before it serves. It is stopped and closed when the test
+// ends unless stop was called.
+func start(t *testing.T, cfg coordinator.Config, before ...func(*coordinator.Coordinator)) *server {
 	t.Helper()
 	s := &server{done: make(chan error, 1)}
 	log := slog.New(slog.DiscardHandler)
@@ -104,6 +105,9 @@ func start(t *testing.T, cfg coordinator.Config) *server {
 	if err != nil {
 		c.Close()
 		t.Fatal(err)
+	}
+	for _, f := range before {
+		f(c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.c, s.addr, s.cancel = c, lis.Addr().String(), cancel

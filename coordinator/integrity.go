@@ -306,27 +306,37 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 // with digest modelSum (rec == nil: the initial model) and records it. It
 // returns the envelope, to be committed with the model.
 func (c *Coordinator) signLocked(ctx context.Context, rec *RoundRecord, modelSum [32]byte) ([]byte, error) {
-	cp, err := c.audit.Checkpoint()
-	if err != nil {
-		return nil, fmt.Errorf("audit checkpoint: %w", err)
-	}
-	c.noteCheckpointLocked(cp)
 	var parent []byte
 	if rec != nil {
 		parent = c.manifest
 	}
+	env, cp, err := c.sign(ctx, rec, modelSum, parent)
+	if cp != nil {
+		c.noteCheckpointLocked(*cp)
+	}
+	return env, err
+}
+
+// sign is signLocked for a caller that does not hold c.mu (the round
+// close): parent is the previous round's manifest, and the checkpoint it
+// took, if it got so far, is returned for the status page.
+func (c *Coordinator) sign(ctx context.Context, rec *RoundRecord, modelSum [32]byte, parent []byte) ([]byte, *audit.Checkpoint, error) {
+	cp, err := c.audit.Checkpoint()
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit checkpoint: %w", err)
+	}
 	m, err := c.manifestFor(rec, modelSum, parent, cp)
 	if err != nil {
-		return nil, err
+		return nil, &cp, err
 	}
 	env, digest, err := manifest.Sign(c.signer, m)
 	if err != nil {
-		return nil, fmt.Errorf("sign manifest of round %d: %w", m.Round, err)
+		return nil, &cp, fmt.Errorf("sign manifest of round %d: %w", m.Round, err)
 	}
 	if err := c.record(ctx, event(audit.KindManifestSigned, m.Round, audit.ManifestSigned{
 		SHA256: hex.EncodeToString(digest[:]), Envelope: env,
 	})); err != nil {
-		return nil, err
+		return nil, &cp, err
 	}
-	return env, nil
+	return env, &cp, nil
 }

@@ -336,7 +336,7 @@ func recvBounded[T any](c *Coordinator, r *openRound, recv func() (T, error), si
 	defer deadline.Stop()
 	for {
 		c.mu.Lock()
-		open := c.round == r && c.phase == phaseTraining
+		open := c.round == r && c.phase == phaseTraining && !r.closing
 		changed := c.changed
 		c.mu.Unlock()
 		if !open {

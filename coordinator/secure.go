@@ -142,6 +142,9 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 	case first.GetRound() != r.number || first.GetAttempt() != r.attempt:
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d attempt %d is not open (open: round %d attempt %d)", first.GetRound(), first.GetAttempt(), r.number, r.attempt)
+	case r.closing:
+		c.mu.Unlock()
+		return status.Errorf(codes.FailedPrecondition, "round %d attempt %d is closing: its sessions are over", r.number, r.attempt)
 	case !r.inCohort(name):
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, r.number)

@@ -343,7 +343,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		return status.Error(codes.Unavailable, "the audit log cannot record the update; send it again")
 	}
 	c.mu.Lock()
-	if c.round != r || c.phase != phaseTraining {
+	if c.round != r || c.phase != phaseTraining || r.closing {
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
 	}
@@ -444,6 +444,8 @@ func (c *Coordinator) admitLocked(name string, round uint64) error {
 		return status.Errorf(codes.FailedPrecondition, "round %d is secure: take part through SecureAggregate, plain updates are refused", r.number)
 	case round != r.number:
 		return status.Errorf(codes.FailedPrecondition, "round %d is not open (open round: %d)", round, r.number)
+	case r.closing:
+		return status.Errorf(codes.FailedPrecondition, "round %d is closing: it takes no more updates", round)
 	case !r.inCohort(name):
 		return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, round)
 	case r.updates[name] != nil:

@@ -4,7 +4,7 @@ package coordinator
 // a crash between recording a round's close in the audit log and
 // committing it would leave the files.
 func FailCommits(c *Coordinator, n int, err error) {
-	c.store.failCommit = func() error {
+	c.store.(*store).failCommit = func() error {
 		if n == 0 {
 			return nil
 		}

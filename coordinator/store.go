@@ -111,6 +111,50 @@ type RoundRecord struct {
 	Secure []audit.SecureSession `json:"secure,omitempty"`
 }
 
+// stateStore keeps the coordinator's state between rounds: the closed
+// rounds' records, models and signed manifests, the feature scaling and a
+// few lists (enrolment, revocations, the open secure attempt). Every
+// method that writes is all or nothing: after a crash, or an error, the
+// store holds the state before the call or after it, never a mix. A closed
+// store refuses every call with an error wrapping errStoreClosed.
+//
+// store (a bbolt file, the coordinator's) and memStore (tests and tools
+// that need no file) implement it; testStateStore is the conformance
+// suite both pass.
+type stateStore interface {
+	// load reads the persisted state; ok is false before saveInitial.
+	load() (p persisted, ok bool, err error)
+	// saveInitial stores the initial model as round 0.
+	saveInitial(model []byte) error
+	// saveScaling fixes the feature scaling with the signed manifest of
+	// round 0.
+	saveScaling(sc dataset.Scaling, genesis []byte) error
+	// commitRound stores a closed round, its model and manifest, makes it
+	// the last round and drops models older than keep rounds.
+	commitRound(rec RoundRecord, model, manifest []byte, keep int) error
+	// manifest returns the signed manifest of a round, or nil.
+	manifest(round uint64) ([]byte, error)
+	// model returns the model of a round in wire format v1, or nil when
+	// it is not kept.
+	model(round uint64) ([]byte, error)
+	// rounds returns every closed round's record, oldest first.
+	rounds() ([]RoundRecord, error)
+	// stateList reads a list kept under key (nil when absent); putStateList
+	// replaces it.
+	stateList(key []byte) ([]string, error)
+	putStateList(key []byte, list []string) error
+	// close releases the store; closing twice is harmless.
+	close() error
+}
+
+var (
+	_ stateStore = (*store)(nil)
+	_ stateStore = (*memStore)(nil)
+)
+
+// errStoreClosed reports a call to a closed stateStore.
+var errStoreClosed = errors.New("coordinator: state database is closed")
+
 // store keeps the coordinator's state in a bbolt file. Every change is one
 // transaction, so a crash at any point leaves either the old or the new
 // state, never a mix.
@@ -221,9 +265,21 @@ func openStore(dir, federation string, spec []byte, mode storeMode) (*store, err
 
 func (s *store) close() error { return s.db.Close() }
 
+// view and update run fn in a bbolt transaction; a closed database is
+// errStoreClosed.
+func (s *store) view(fn func(*bolt.Tx) error) error   { return storeErr(s.db.View(fn)) }
+func (s *store) update(fn func(*bolt.Tx) error) error { return storeErr(s.db.Update(fn)) }
+
+func storeErr(err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", errStoreClosed, err)
+	}
+	return err
+}
+
 // load reads the persisted state; ok is false for a new database.
 func (s *store) load() (p persisted, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		st := tx.Bucket(bucketState)
 		v := st.Get(keyLastRound)
 		if v == nil {
@@ -271,7 +327,7 @@ func (s *store) load() (p persisted, ok bool, err error) {
 
 // saveInitial stores the initial model as round 0.
 func (s *store) saveInitial(model []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketModels).Put(roundKey(0), model); err != nil {
 			return err
 		}
@@ -290,7 +346,7 @@ func (s *store) saveScaling(sc dataset.Scaling, genesis []byte) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bucketManifests).Put(roundKey(0), genesis); err != nil {
 			return err
 		}
@@ -301,7 +357,7 @@ func (s *store) saveScaling(sc dataset.Scaling, genesis []byte) error {
 // manifest returns the signed manifest of a closed round, or nil.
 func (s *store) manifest(round uint64) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		out = bytes.Clone(tx.Bucket(bucketManifests).Get(roundKey(round)))
 		return nil
 	})
@@ -311,7 +367,7 @@ func (s *store) manifest(round uint64) ([]byte, error) {
 // stateList reads a JSON list kept in the state bucket (nil when absent).
 func (s *store) stateList(key []byte) ([]string, error) {
 	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketState).Get(key)
 		if v == nil {
 			return nil
@@ -330,7 +386,7 @@ func (s *store) putStateList(key []byte, list []string) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(key, b) })
+	return s.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketState).Put(key, b) })
 }
 
 // commitRound stores a closed round, its model and its signed manifest in
@@ -346,7 +402,7 @@ func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) e
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		models := tx.Bucket(bucketModels)
 		if err := models.Put(roundKey(rec.Round), model); err != nil {
 			return err
@@ -382,10 +438,20 @@ func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) e
 	})
 }
 
+// model returns the model of a round, or nil when it is not kept.
+func (s *store) model(round uint64) ([]byte, error) {
+	var out []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		out = bytes.Clone(tx.Bucket(bucketModels).Get(roundKey(round)))
+		return nil
+	})
+	return out, err
+}
+
 // rounds returns every closed round's record, oldest first.
 func (s *store) rounds() ([]RoundRecord, error) {
 	var out []RoundRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRounds).ForEach(func(k, v []byte) error {
 			var rec RoundRecord
 			if err := json.Unmarshal(v, &rec); err != nil {

@@ -2,12 +2,10 @@ package coordinator
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedguard/fedguard/aggregation"
@@ -80,162 +77,6 @@ func record(r uint64, m []byte) RoundRecord {
 		Dropped:     []string{"hospital-b"},
 		Report:      aggregation.Report{Rule: "fedavg", Entries: []aggregation.Entry{{ID: "hospital-a", Weight: 1, Selected: true}}},
 		ModelSHA256: hex.EncodeToString(sum[:]),
-	}
-}
-
-// storedModelRounds lists the rounds that have a model in the file.
-func storedModelRounds(t *testing.T, s *store) []uint64 {
-	t.Helper()
-	var out []uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketModels).ForEach(func(k, _ []byte) error {
-			out = append(out, binary.BigEndian.Uint64(k))
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func TestStoreNewDatabase(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "nested", "data")
-	s := openTestStore(t, dir)
-	if _, ok, err := s.load(); ok || err != nil {
-		t.Fatalf("load() of a new database = ok %v, %v; want not ok, nil", ok, err)
-	}
-	if recs, err := s.rounds(); len(recs) != 0 || err != nil {
-		t.Fatalf("rounds() of a new database = %v, %v", recs, err)
-	}
-	s = reopen(t, s, dir)
-	if _, ok, err := s.load(); ok || err != nil {
-		t.Fatalf("load() of a reopened empty database = ok %v, %v; want not ok, nil", ok, err)
-	}
-}
-
-func TestStoreSaveCommitLoad(t *testing.T) {
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
-	if err := s.saveInitial(modelBytes(0)); err != nil {
-		t.Fatal(err)
-	}
-	s = reopen(t, s, dir)
-	p, ok, err := s.load()
-	if err != nil || !ok {
-		t.Fatalf("load() after saveInitial = ok %v, %v", ok, err)
-	}
-	if p.lastRound != 0 || !slices.Equal(p.model, modelBytes(0)) || p.scaling != nil {
-		t.Errorf("load() after saveInitial = round %d, model %x, scaling %v; want round 0, %x, nil", p.lastRound, p.model, p.scaling, modelBytes(0))
-	}
-
-	sc := dataset.Scaling{Mean: []float64{1.5, -2}, Std: []float64{0.25, 3}}
-	if err := s.saveScaling(sc, manifestBytes(0)); err != nil {
-		t.Fatal(err)
-	}
-	var want []RoundRecord
-	for r := uint64(1); r <= 3; r++ {
-		rec := record(r, modelBytes(r))
-		want = append(want, rec)
-		if err := s.commitRound(rec, modelBytes(r), manifestBytes(r), 5); err != nil {
-			t.Fatalf("commitRound(%d) = %v", r, err)
-		}
-	}
-	s = reopen(t, s, dir)
-	p, ok, err = s.load()
-	if err != nil || !ok {
-		t.Fatalf("load() after 3 rounds = ok %v, %v", ok, err)
-	}
-	if p.lastRound != 3 || !slices.Equal(p.model, modelBytes(3)) {
-		t.Errorf("load() after 3 rounds = round %d, model %x; want round 3, %x", p.lastRound, p.model, modelBytes(3))
-	}
-	if diff := cmp.Diff(&sc, p.scaling); diff != "" {
-		t.Errorf("load() scaling mismatch (-want +got):\n%s", diff)
-	}
-	if !slices.Equal(p.manifest, manifestBytes(3)) {
-		t.Errorf("load() manifest = %q, want %q", p.manifest, manifestBytes(3))
-	}
-	for r := uint64(0); r <= 3; r++ {
-		if m, err := s.manifest(r); err != nil || !slices.Equal(m, manifestBytes(r)) {
-			t.Errorf("manifest(%d) = %q, %v; want %q", r, m, err, manifestBytes(r))
-		}
-	}
-	if m, err := s.manifest(4); err != nil || m != nil {
-		t.Errorf("manifest(4) = %q, %v; want nil, nil", m, err)
-	}
-	got, err := s.rounds()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("rounds() mismatch (-want +got):\n%s", diff)
-	}
-	if rounds := storedModelRounds(t, s); !slices.Equal(rounds, []uint64{0, 1, 2, 3}) {
-		t.Errorf("stored models = %v, want [0 1 2 3]", rounds)
-	}
-}
-
-func TestStoreKeepModels(t *testing.T) {
-	tests := []struct {
-		keep, rounds int
-	}{
-		{1, 1}, {1, 6}, {2, 6}, {3, 7}, {5, 4}, {5, 5}, {5, 12}, {20, 3},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("keep=%d,rounds=%d", tt.keep, tt.rounds), func(t *testing.T) {
-			dir := t.TempDir()
-			s := openTestStore(t, dir)
-			if err := s.saveInitial(modelBytes(0)); err != nil {
-				t.Fatal(err)
-			}
-			for r := uint64(1); r <= uint64(tt.rounds); r++ {
-				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), tt.keep); err != nil {
-					t.Fatalf("commitRound(%d) = %v", r, err)
-				}
-			}
-			s = reopen(t, s, dir)
-			var want []uint64
-			for r := max(0, tt.rounds-tt.keep+1); r <= tt.rounds; r++ {
-				want = append(want, uint64(r))
-			}
-			if got := storedModelRounds(t, s); !slices.Equal(got, want) {
-				t.Errorf("keep %d after %d rounds: stored models %v, want %v", tt.keep, tt.rounds, got, want)
-			}
-			// Records are never pruned, and the last model still loads.
-			if recs, err := s.rounds(); err != nil || len(recs) != tt.rounds {
-				t.Errorf("rounds() = %d records, %v; want %d", len(recs), err, tt.rounds)
-			}
-			if p, ok, err := s.load(); err != nil || !ok || p.lastRound != uint64(tt.rounds) || !slices.Equal(p.model, modelBytes(uint64(tt.rounds))) {
-				t.Errorf("load() = round %d, ok %v, %v; want round %d with its model", p.lastRound, ok, err, tt.rounds)
-			}
-		})
-	}
-}
-
-func TestStoreRoundsOrder(t *testing.T) {
-	dir := t.TempDir()
-	s := openTestStore(t, dir)
-	// Numerically ordered rounds whose decimal or little-endian encodings
-	// sort differently.
-	want := []uint64{1, 2, 9, 10, 100, 255, 256, 65536, 1 << 40}
-	order := slices.Clone(want)
-	rand.New(rand.NewPCG(1, 2)).Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	for _, r := range order {
-		if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), 1000); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s = reopen(t, s, dir)
-	recs, err := s.rounds()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []uint64
-	for _, r := range recs {
-		got = append(got, r.Round)
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("rounds() order = %v, want %v", got, want)
 	}
 }
 
@@ -419,7 +260,7 @@ func TestNewDetectsCorruptInitialModel(t *testing.T) {
 			if err != nil {
 				t.Fatalf("New: %v", err)
 			}
-			if err := c.store.db.Update(func(tx *bolt.Tx) error {
+			if err := c.store.(*store).db.Update(func(tx *bolt.Tx) error {
 				b := tx.Bucket(bucketModels)
 				return b.Put(roundKey(0), tt.corrupt(b.Get(roundKey(0))))
 			}); err != nil {

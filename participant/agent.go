@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -199,7 +198,8 @@ type AgentStats struct {
 type Agent struct {
 	cfg         Config
 	log         *slog.Logger
-	creds       *certWatch
+	creds       *certWatch // nil without Config.TLS (an Ops's own transport)
+	ops         Ops
 	dialOpts    []grpc.DialOption
 	waitTimeout time.Duration
 	secureHook  func(secagg.Phase) error
@@ -241,10 +241,6 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	switch {
 	case cfg.Coordinator == "":
 		return nil, errors.New("participant: Config.Coordinator is empty")
-	case cfg.TLS == nil:
-		return nil, errors.New("participant: Config.TLS is nil (the federation requires mutual TLS)")
-	case len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetClientCertificate == nil:
-		return nil, errors.New("participant: Config.TLS has no client certificate")
 	case cfg.Trainer == nil:
 		return nil, errors.New("participant: Config.Trainer is nil")
 	case cfg.Federation == "":
@@ -277,9 +273,24 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		waitTimeout: DefaultWaitRoundTimeout,
 		revealed:    map[string]bool{},
 		keys:        cfg.CoordinatorKeys,
+		ops:         DefaultOps,
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	// Only an Ops of a test may bring its own transport.
+	switch {
+	case cfg.TLS == nil && a.ops == DefaultOps:
+		return nil, errors.New("participant: Config.TLS is nil (the federation requires mutual TLS)")
+	case cfg.TLS != nil && len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetClientCertificate == nil:
+		return nil, errors.New("participant: Config.TLS has no client certificate")
+	case a.ops == nil:
+		return nil, errors.New("participant: WithOps(nil)")
 	}
 	a.metrics = newMetrics(a)
-	a.creds = newCertWatch(credentials.NewTLS(a.watchClientCertificate(cfg.TLS)))
+	if cfg.TLS != nil {
+		a.creds = newCertWatch(credentials.NewTLS(a.watchClientCertificate(cfg.TLS)))
+	}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -287,12 +298,12 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		et.Log = a.log // the trainer's output belongs in the agent's log
 	}
 	if cfg.StateFile != "" {
-		acc, revealed, rotations, err := loadState(cfg.StateFile)
+		st, err := a.ops.LoadState(cfg.StateFile)
 		if err != nil {
 			return nil, fmt.Errorf("participant: %w", err)
 		}
-		a.accepted, a.revealed = acc, revealed
-		if err := a.pinRecorded(rotations); err != nil {
+		a.accepted, a.revealed = st.Accepted, st.Revealed
+		if err := a.pinRecorded(st.rotations); err != nil {
 			return nil, fmt.Errorf("participant: state %s: %w", cfg.StateFile, err)
 		}
 	}
@@ -301,9 +312,6 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	a.validator = v
-	for _, o := range opts {
-		o(a)
-	}
 	if a.waitTimeout <= 0 {
 		return nil, errors.New("participant: WaitRound timeout must be positive")
 	}
@@ -358,8 +366,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopMetrics()
-	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(a.creds),
+	opts := []grpc.DialOption{
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{
 			Time:                30 * time.Second,
 			Timeout:             10 * time.Second,
@@ -375,9 +382,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		grpc.WithUserAgent("fedguard-participant/" + a.cfg.AgentVersion),
-	}, wire.DialOptions()...)
+	}
+	if a.creds != nil { // nil only with an Ops that brings its transport
+		opts = append(opts, grpc.WithTransportCredentials(a.creds))
+	}
+	opts = append(opts, wire.DialOptions()...)
 	opts = append(opts, a.dialOpts...)
-	conn, err := grpc.NewClient(a.cfg.Coordinator, opts...)
+	conn, err := a.ops.Dial(a.cfg.Coordinator, opts...)
 	if err != nil {
 		return fmt.Errorf("participant: dial %s: %w", a.cfg.Coordinator, err)
 	}
@@ -385,7 +396,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	client := countingClient{fedguardv1.NewCoordinatorServiceClient(conn), a.metrics}
 
 	var round uint64
-	a.contact = time.Now()
+	a.contact = a.ops.Now()
 	for {
 		err := a.session(ctx, client, &round)
 		if err == nil {
@@ -399,7 +410,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.ErrorContext(ctx, "stopping", slog.Any("error", err), slog.Uint64("round", round))
 			return err
 		}
-		if away := time.Since(a.contact); a.cfg.GiveUpAfter > 0 && away >= a.cfg.GiveUpAfter {
+		if away := a.ops.Now().Sub(a.contact); a.cfg.GiveUpAfter > 0 && away >= a.cfg.GiveUpAfter {
 			err := fmt.Errorf("%w: no answer from %s for %v (%d attempts; last error: %w); if the federation has finished, this is expected, otherwise restart the agent when the coordinator is back",
 				ErrCoordinatorGone, a.cfg.Coordinator, away.Round(time.Second), a.attempt, err)
 			a.log.ErrorContext(ctx, "stopping", slog.Any("error", err), slog.Uint64("round", round))
@@ -411,7 +422,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.WarnContext(ctx, "coordinator unreachable, retrying",
 			slog.Any("error", err), slog.Uint64("round", round),
 			slog.Int("attempt", a.attempt), slog.Duration("backoff", d))
-		if err := sleep(ctx, d); err != nil {
+		if err := a.ops.Sleep(ctx, d); err != nil {
 			return err
 		}
 	}
@@ -441,7 +452,7 @@ func (a *Agent) classify(err error) error {
 func (a *Agent) backoff(attempt int) time.Duration {
 	d := float64(a.cfg.MinBackoff) * math.Pow(2, float64(min(attempt-1, 30)))
 	d = min(d, float64(a.cfg.MaxBackoff))
-	return time.Duration(d/2 + rand.Float64()*d/2)
+	return time.Duration(d/2 + a.ops.Float64()*d/2)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -465,7 +476,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		return fmt.Errorf("join: %w", err)
 	}
 	a.creds.clear()
-	a.contact = time.Now()
+	a.contact = a.ops.Now()
 	// A new session may be with a restarted coordinator, which keeps only
 	// closed rounds and so offers an open round again from its first
 	// attempt: what this agent submitted to its predecessor is gone. The
@@ -513,7 +524,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			}
 			return fmt.Errorf("wait round: %w", err)
 		}
-		a.attempt, a.contact = 0, time.Now()
+		a.attempt, a.contact = 0, a.ops.Now()
 		if wr.GetFinished() {
 			return nil
 		}
@@ -526,7 +537,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			// Already submitted; the coordinator should not offer it again.
 			// Wait rather than spin.
 			refusals++
-			if err := sleep(ctx, a.backoff(refusals)); err != nil {
+			if err := a.ops.Sleep(ctx, a.backoff(refusals)); err != nil {
 				return err
 			}
 			continue

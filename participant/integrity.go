@@ -130,7 +130,7 @@ func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorService
 		save = true
 	}
 	if save && a.cfg.StateFile != "" {
-		if err := saveState(a.cfg.StateFile, acc, a.revealed, rotations); err != nil {
+		if err := a.ops.SaveState(a.cfg.StateFile, State{Accepted: &acc, Revealed: a.revealed, rotations: rotations}); err != nil {
 			// Without the record a restart could accept a rollback: stop.
 			return permanent(fmt.Errorf("participant: %w", err))
 		}

@@ -556,6 +556,12 @@ func (f *fakeCoordinator) closed(r uint64) link {
 // backoff and a captured log. edits change its Config (a StateFile, say).
 func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
 	t.Helper()
+	return newAgentWith(t, addr, tlsCfg, tr, keys, nil, edits...)
+}
+
+// newAgentWith is newAgent with options.
+func newAgentWith(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, opts []participant.Option, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
+	t.Helper()
 	var logs syncBuffer
 	cfg := participant.Config{
 		Coordinator:     addr,
@@ -571,7 +577,7 @@ func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trai
 	for _, e := range edits {
 		e(&cfg)
 	}
-	a, err := participant.New(cfg)
+	a, err := participant.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -881,7 +887,6 @@ func TestCertificateRefusalIsPermanent(t *testing.T) {
 }
 
 func TestRoundClosedGoesBackToWait(t *testing.T) {
-	p := newPKI(t)
 	fake := newFake(t, 2)
 	fake.submitErr = func(call int) error {
 		if call != 1 {
@@ -892,8 +897,7 @@ func TestRoundClosedGoesBackToWait(t *testing.T) {
 		fake.mu.Unlock()
 		return status.Error(codes.FailedPrecondition, "round closed")
 	}
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, logs := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+	a, logs := newLocalAgent(t, serveLocal(t, fake), newTrainer(), fake.keys())
 	if err := run(t, a, 15*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
@@ -922,11 +926,9 @@ func TestIncompatibleSpecIsPermanent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newPKI(t)
 			fake := newFake(t, 1)
 			tt.mutate(fake.spec)
-			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+			a, _ := newLocalAgent(t, serveLocal(t, fake), newTrainer(), fake.keys())
 			err := run(t, a, 10*time.Second)
 			if !errors.Is(err, participant.ErrIncompatible) {
 				t.Fatalf("Run = %v, want ErrIncompatible", err)
@@ -939,7 +941,6 @@ func TestIncompatibleSpecIsPermanent(t *testing.T) {
 }
 
 func TestRunStopsOnCancel(t *testing.T) {
-	p := newPKI(t)
 	fake := newFake(t, 1)
 	waiting := make(chan struct{}, 1)
 	fake.onWait = func(ctx context.Context, _ uint64) error {
@@ -950,8 +951,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 		<-ctx.Done()
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+	a, _ := newLocalAgent(t, serveLocal(t, fake), newTrainer(), fake.keys())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -1032,11 +1032,9 @@ func TestExecTrainerSitsOut(t *testing.T) {
 }
 
 func TestTrainerFailureSkipsRound(t *testing.T) {
-	p := newPKI(t)
 	fake := newFake(t, 1)
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
 	tr := &faultyTrainer{Trainer: newTrainer()}
-	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys())
+	a, logs := newLocalAgent(t, serveLocal(t, fake), tr, fake.keys())
 	if err := run(t, a, 15*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}

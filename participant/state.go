@@ -89,6 +89,18 @@ func isHexDigest(s string) bool {
 	return true
 }
 
+// State is what the agent keeps in its state file (see [Ops]): the last
+// manifest it accepted, the sessions in which it revealed its shares, and
+// the coordinator key rotations it followed. An Ops that keeps it elsewhere
+// stores the value as it is given.
+type State struct {
+	Accepted *manifest.Accepted
+	Revealed map[string]bool
+	// rotations are re-verified from Config.CoordinatorKeys at start-up,
+	// so a state file cannot name keys on its own word.
+	rotations []rotationRecord
+}
+
 // loadState reads the state file at path: nil and no reveals when it does
 // not exist. Anything but one well-formed record is an error, so that a
 // corrupt file stops the agent instead of making it forget the chain.
