@@ -222,7 +222,10 @@ type Agent struct {
 	attempt  int                             // consecutive transient failures
 	contact  time.Time                       // when the coordinator last answered (or Run started)
 	accepted *manifest.Accepted              // last manifest accepted; nil before the first
-	name     string                          // the participant name the coordinator knows us by (Join)
+	// checkpoint is the signed audit checkpoint of the accepted manifest
+	// (nil if it had none), kept for `fedguard participant witness`.
+	checkpoint []byte
+	name       string // the participant name the coordinator knows us by (Join)
 	// revealed holds the digests (hex) of the starting models of the
 	// secure rounds in which the agent revealed its shares; see runSecure.
 	revealed map[string]bool
@@ -282,11 +285,11 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		et.Log = a.log // the trainer's output belongs in the agent's log
 	}
 	if cfg.StateFile != "" {
-		acc, revealed, err := loadState(cfg.StateFile)
+		acc, cp, revealed, err := loadState(cfg.StateFile)
 		if err != nil {
 			return nil, fmt.Errorf("participant: %w", err)
 		}
-		a.accepted, a.revealed = acc, revealed
+		a.accepted, a.checkpoint, a.revealed = acc, cp, revealed
 	}
 	v, err := newValidator(cfg)
 	if err != nil {

@@ -387,7 +387,7 @@ func (c FileConfig) Check() (certs.Identity, error) {
 			return certs.Identity{}, err
 		}
 	}
-	if _, _, err := loadState(cfg.StateFile); err != nil {
+	if _, _, _, err := loadState(cfg.StateFile); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: state: %w", err)
 	}
 	if c.Expect != "" {

@@ -80,13 +80,23 @@ func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorService
 		return a.refuse(ctx, client, err)
 	}
 	acc := manifest.Accepted{Round: m.Round.Round, Digest: hex.EncodeToString(m.Digest[:])}
+	var cp []byte
+	if c := m.Round.Checkpoint; c != nil {
+		// The signature vouches for the note; a note the state file cannot
+		// hold is not kept (a witness then says so), rather than stopping.
+		if err := checkCheckpointNote(c.Note); err != nil {
+			a.log.WarnContext(ctx, "not keeping the manifest's audit checkpoint", slog.Uint64("manifest_round", m.Round.Round), slog.Any("error", err))
+		} else {
+			cp = []byte(c.Note)
+		}
+	}
 	if save && a.cfg.StateFile != "" {
-		if err := saveState(a.cfg.StateFile, acc, a.revealed); err != nil {
+		if err := saveState(a.cfg.StateFile, acc, cp, a.revealed); err != nil {
 			// Without the record a restart could accept a rollback: stop.
 			return permanent(fmt.Errorf("participant: %w", err))
 		}
 	}
-	a.accepted = &acc
+	a.accepted, a.checkpoint = &acc, cp
 	return nil
 }
 

@@ -468,7 +468,7 @@ func (a *Agent) recordReveal(model string) error {
 		if a.accepted == nil {
 			return fmt.Errorf("%w: no accepted manifest to record the revealed session with", ErrSecureRound)
 		}
-		if err := saveState(a.cfg.StateFile, *a.accepted, revealed); err != nil {
+		if err := saveState(a.cfg.StateFile, *a.accepted, a.checkpoint, revealed); err != nil {
 			return permanent(fmt.Errorf("participant: %w", err))
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/manifest"
@@ -21,7 +23,7 @@ const maxStateFileSize = 16 << 20
 
 // stateRecord is the content of [Config.StateFile], one JSON object:
 //
-//	{"round": 7, "digest": "<hex>", "revealed": ["<hex>", ...]}
+//	{"round": 7, "digest": "<hex>", "checkpoint": "<note>", "revealed": ["<hex>", ...]}
 //
 // round and digest are a [manifest.Accepted], the last manifest the agent
 // accepted. revealed lists, sorted, the SHA-256 digests (lowercase hex) of
@@ -29,11 +31,43 @@ const maxStateFileSize = 16 << 20
 // its shares (see [Agent.runSecure]). It is omitted while empty, so an agent
 // that never took part in a secure round writes exactly the format of
 // [manifest.SaveAccepted], and a file written before secure rounds existed
-// reads as one with nothing revealed.
+// reads as one with nothing revealed. checkpoint is the signed audit
+// checkpoint (a note) that the accepted manifest carries, what `fedguard
+// participant witness` countersigns; it is omitted when that manifest has
+// none, and a file written before it was recorded reads as one without.
 type stateRecord struct {
-	Round    uint64   `json:"round"`
-	Digest   string   `json:"digest"`
-	Revealed []string `json:"revealed,omitempty"`
+	Round      uint64   `json:"round"`
+	Digest     string   `json:"digest"`
+	Checkpoint string   `json:"checkpoint,omitempty"`
+	Revealed   []string `json:"revealed,omitempty"`
+}
+
+// maxCheckpointNote bounds the checkpoint note kept in the state file: a
+// checkpoint is three short lines and a signature or two, well under 1 KiB.
+const maxCheckpointNote = 16 << 10
+
+// State is what the agent keeps in its state file about the manifests it
+// accepted, as [ReadState] returns it.
+type State struct {
+	// Accepted is the last manifest the agent accepted.
+	Accepted manifest.Accepted
+	// Checkpoint is the signed audit checkpoint (a note, unverified here)
+	// of that manifest; nil if it had none or the file predates it.
+	Checkpoint []byte
+}
+
+// ReadState reads the agent's state file at path, for the commands that
+// work from it offline (`fedguard participant witness`). It is an error
+// if the file does not exist: the agent has accepted nothing yet.
+func ReadState(path string) (State, error) {
+	if _, err := os.Stat(path); err != nil {
+		return State{}, fmt.Errorf("participant: state file: %w", err)
+	}
+	acc, cp, _, err := loadState(path)
+	if err != nil {
+		return State{}, fmt.Errorf("participant: %w", err)
+	}
+	return State{Accepted: *acc, Checkpoint: cp}, nil
 }
 
 // isHexDigest reports whether s is a SHA-256 digest in lowercase hex.
@@ -49,55 +83,65 @@ func isHexDigest(s string) bool {
 	return true
 }
 
-// loadState reads the state file at path: nil and no reveals when it does
-// not exist. Anything but one well-formed record is an error, so that a
+// loadState reads the state file at path: nil, no checkpoint and no
+// reveals when it does not exist. Anything but one well-formed record is an error, so that a
 // corrupt file stops the agent instead of making it forget the chain.
-func loadState(path string) (*manifest.Accepted, map[string]bool, error) {
+func loadState(path string) (*manifest.Accepted, []byte, map[string]bool, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, map[string]bool{}, nil
+		return nil, nil, map[string]bool{}, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("load state: %w", err)
+		return nil, nil, nil, fmt.Errorf("load state: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxStateFileSize+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("load state %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("load state %s: %w", path, err)
 	}
 	if len(data) > maxStateFileSize {
-		return nil, nil, fmt.Errorf("load state %s: larger than %d bytes", path, maxStateFileSize)
+		return nil, nil, nil, fmt.Errorf("load state %s: larger than %d bytes", path, maxStateFileSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var rec stateRecord
 	if err := dec.Decode(&rec); err != nil {
-		return nil, nil, fmt.Errorf("load state %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("load state %s: %w", path, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, fmt.Errorf("load state %s: data after the JSON value", path)
+		return nil, nil, nil, fmt.Errorf("load state %s: data after the JSON value", path)
 	}
 	if !isHexDigest(rec.Digest) {
-		return nil, nil, fmt.Errorf("load state %s: digest %.80q is not 64 lowercase hex digits", path, rec.Digest)
+		return nil, nil, nil, fmt.Errorf("load state %s: digest %.80q is not 64 lowercase hex digits", path, rec.Digest)
+	}
+	if err := checkCheckpointNote(rec.Checkpoint); err != nil {
+		return nil, nil, nil, fmt.Errorf("load state %s: %w", path, err)
+	}
+	var cp []byte
+	if rec.Checkpoint != "" {
+		cp = []byte(rec.Checkpoint)
 	}
 	revealed := make(map[string]bool, len(rec.Revealed))
 	for _, d := range rec.Revealed {
 		if !isHexDigest(d) {
-			return nil, nil, fmt.Errorf("load state %s: revealed model digest %.80q is not 64 lowercase hex digits", path, d)
+			return nil, nil, nil, fmt.Errorf("load state %s: revealed model digest %.80q is not 64 lowercase hex digits", path, d)
 		}
 		revealed[d] = true
 	}
-	return &manifest.Accepted{Round: rec.Round, Digest: rec.Digest}, revealed, nil
+	return &manifest.Accepted{Round: rec.Round, Digest: rec.Digest}, cp, revealed, nil
 }
 
-// saveState records acc and revealed in the state file at path,
-// atomically: after a crash the file holds either the old record or the
-// new one, never a torn one.
-func saveState(path string, acc manifest.Accepted, revealed map[string]bool) error {
+// saveState records acc, its checkpoint cp and revealed in the state file
+// at path, atomically: after a crash the file holds either the old record
+// or the new one, never a torn one.
+func saveState(path string, acc manifest.Accepted, cp []byte, revealed map[string]bool) error {
 	if !isHexDigest(acc.Digest) {
 		return fmt.Errorf("save accepted manifest: digest %.80q is not 64 lowercase hex digits", acc.Digest)
 	}
-	rec := stateRecord{Round: acc.Round, Digest: acc.Digest}
+	if err := checkCheckpointNote(string(cp)); err != nil {
+		return fmt.Errorf("save accepted manifest: %w", err)
+	}
+	rec := stateRecord{Round: acc.Round, Digest: acc.Digest, Checkpoint: string(cp)}
 	for d := range revealed {
 		rec.Revealed = append(rec.Revealed, d)
 	}
@@ -108,6 +152,19 @@ func saveState(path string, acc manifest.Accepted, revealed map[string]bool) err
 	}
 	if err := certs.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save accepted manifest: %w", err)
+	}
+	return nil
+}
+
+// checkCheckpointNote bounds a checkpoint note kept in the state file and
+// requires printable UTF-8 (a signed note has no other control character
+// than newline). Its signature is checked by whoever relies on it.
+func checkCheckpointNote(cp string) error {
+	if len(cp) > maxCheckpointNote {
+		return fmt.Errorf("checkpoint note is %d bytes, more than %d", len(cp), maxCheckpointNote)
+	}
+	if !utf8.ValidString(cp) || strings.IndexFunc(cp, func(r rune) bool { return r < 0x20 && r != '\n' }) >= 0 {
+		return errors.New("checkpoint note is not printable UTF-8")
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"bytes"
 	"maps"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func FuzzLoadState(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		acc, revealed, err := loadState(path)
+		acc, cp, revealed, err := loadState(path)
 		if err != nil {
 			return
 		}
@@ -36,11 +37,11 @@ func FuzzLoadState(f *testing.F) {
 			t.Fatalf("loadState accepted %+v", acc)
 		}
 		again := filepath.Join(dir, "again.json")
-		if err := saveState(again, manifest.Accepted{Round: acc.Round, Digest: acc.Digest}, revealed); err != nil {
+		if err := saveState(again, manifest.Accepted{Round: acc.Round, Digest: acc.Digest}, cp, revealed); err != nil {
 			t.Fatalf("saveState(loaded state) = %v", err)
 		}
-		acc2, revealed2, err := loadState(again)
-		if err != nil || *acc2 != *acc || !maps.Equal(revealed2, revealed) {
+		acc2, cp2, revealed2, err := loadState(again)
+		if err != nil || *acc2 != *acc || !bytes.Equal(cp2, cp) || !maps.Equal(revealed2, revealed) {
 			t.Fatalf("state changed across a save: %+v %v, then %+v %v (%v)", acc, revealed, acc2, revealed2, err)
 		}
 	})
