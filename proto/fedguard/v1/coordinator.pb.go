@@ -2590,7 +2590,12 @@ type UpdateHeader struct {
 	Sha256 []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The participant's evaluation of the round's starting model on its local
 	// holdout rows (federated evaluation; only aggregates leave the hospital).
-	Holdout       *Evaluation `protobuf:"bytes,4,opt,name=holdout,proto3" json:"holdout,omitempty"`
+	Holdout *Evaluation `protobuf:"bytes,4,opt,name=holdout,proto3" json:"holdout,omitempty"`
+	// The data version the update was trained on: HMAC-SHA256, under the
+	// federation's salt, of the data file's digest, the columns and the rows
+	// trained on (package lineage). Empty or exactly 32 bytes; empty means
+	// the agent reports none. It goes into the audit log and the manifest.
+	DataSha256    []byte `protobuf:"bytes,5,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2649,6 +2654,13 @@ func (x *UpdateHeader) GetSha256() []byte {
 func (x *UpdateHeader) GetHoldout() *Evaluation {
 	if x != nil {
 		return x.Holdout
+	}
+	return nil
+}
+
+func (x *UpdateHeader) GetDataSha256() []byte {
+	if x != nil {
+		return x.DataSha256
 	}
 	return nil
 }
@@ -3104,13 +3116,15 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
-	"num_params\x18\x05 \x01(\x04R\tnumParams\"\x9b\x01\n" +
+	"num_params\x18\x05 \x01(\x04R\tnumParams\"\xbc\x01\n" +
 	"\fUpdateHeader\x12\x1d\n" +
 	"\n" +
 	"num_params\x18\x01 \x01(\x04R\tnumParams\x12!\n" +
 	"\fsample_count\x18\x02 \x01(\x04R\vsampleCount\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x121\n" +
-	"\aholdout\x18\x04 \x01(\v2\x17.fedguard.v1.EvaluationR\aholdout\"R\n" +
+	"\aholdout\x18\x04 \x01(\v2\x17.fedguard.v1.EvaluationR\aholdout\x12\x1f\n" +
+	"\vdata_sha256\x18\x05 \x01(\fR\n" +
+	"dataSha256\"R\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x12\n" +
