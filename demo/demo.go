@@ -38,6 +38,7 @@ import (
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
@@ -131,6 +132,15 @@ func (p *Poisoned) Train(ctx context.Context, a *fedguardv1.RoundAssignment, sta
 		r.Delta[i] *= p.Factor
 	}
 	return r, err
+}
+
+// DataDescription implements participant.DataDescriber: a poisoned
+// hospital trains on its data like any other, and reports it.
+func (p *Poisoned) DataDescription() (lineage.Description, bool) {
+	if d, ok := p.Trainer.(participant.DataDescriber); ok {
+		return d.DataDescription()
+	}
+	return lineage.Description{}, false
 }
 
 // Flag is an anomaly flag the coordinator raised on a round's update.
@@ -723,6 +733,11 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	ca, err := certs.LoadCertificate(filepath.Join(f.Dir, "ca", "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	salt := lineage.SaltFor(ca.Raw)
 	var trainer participant.Trainer = &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed}
 	if name == f.Poison {
 		trainer = &Poisoned{Trainer: trainer, Factor: PoisonFactor}
@@ -735,6 +750,7 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 		Federation:      Federation,
 		CoordinatorKeys: keys,
 		StateFile:       filepath.Join(f.Dir, name, "accepted.json"),
+		DataSalt:        &salt,
 	})
 }
 

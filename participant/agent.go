@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/internal/wire"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -120,6 +122,12 @@ type Config struct {
 	// signing.pub), pinned at enrolment. The agent trains only on models
 	// whose signed manifest verifies against both of them.
 	CoordinatorKeys manifest.PublicKeys
+	// DataSalt is the federation's data-version salt (lineage.SaltFor of
+	// its CA certificate). When set and the Trainer is a [DataDescriber],
+	// every update carries the data version it was trained on, which the
+	// coordinator records in its audit log and the round's manifest. Nil
+	// means no data version is reported.
+	DataSalt *lineage.Salt
 	// StateFile keeps the last manifest the agent accepted, so that a
 	// restarted agent still refuses a rolled-back or forked model. Empty
 	// means memory only (for tests).
@@ -222,6 +230,8 @@ type Agent struct {
 	attempt  int                             // consecutive transient failures
 	contact  time.Time                       // when the coordinator last answered (or Run started)
 	accepted *manifest.Accepted              // last manifest accepted; nil before the first
+	// data is the data version reported with each update; nil for none.
+	data []byte
 	// checkpoint is the signed audit checkpoint of the accepted manifest
 	// (nil if it had none), kept for `fedguard participant witness`.
 	checkpoint []byte
@@ -590,6 +600,12 @@ func (a *Agent) prepare(spec *fedguardv1.ModelSpec) error {
 		a.log.Warn("model specification changed", slog.Int("params", s.NumParams()))
 	}
 	a.prepared, a.spec, a.stats = proto.Clone(spec).(*fedguardv1.ModelSpec), s, st
+	if a.data, err = a.dataVersion(); err != nil {
+		return permanent(err)
+	}
+	if a.data != nil {
+		a.log.Info("data version", slog.String("data_sha256", hex.EncodeToString(a.data)))
+	}
 	return nil
 }
 
@@ -756,6 +772,7 @@ func (a *Agent) submit(ctx context.Context, client fedguardv1.CoordinatorService
 			NumParams:   uint64(len(res.Delta)),
 			SampleCount: res.Samples,
 			Sha256:      digest[:],
+			DataSha256:  a.data,
 			Holdout: &fedguardv1.Evaluation{
 				Count:    uint64(max(res.Holdout.Count, 0)),
 				Loss:     res.Holdout.Loss,

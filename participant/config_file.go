@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/validation"
 )
@@ -346,7 +347,9 @@ func (c FileConfig) Config() (Config, error) {
 	if h == 0 {
 		h = NoHoldout // an explicit 0 means no holdout, not the default
 	}
+	salt := lineage.SaltFor(ca.Raw)
 	return Config{
+		DataSalt:        &salt,
 		Coordinator:     c.Coordinator,
 		TLS:             tlsCfg,
 		Trainer:         c.trainer(h),
