@@ -447,11 +447,17 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 				"  fedguard audit export --db %s --out audit.jsonl\n"+
 				"  fedguard audit verify --key %s audit.jsonl\n"+
 				"  fedguard audit report --db %s --key %s\n"+
+				"  fedguard audit lineage --db %s --key %s\n"+
+				"  fedguard participant witness --state %s --cert %s --key %s --coordinator-key %s --out hospital-a.witness.json\n"+
+				"  fedguard audit verify --key %s --ca %s --witness hospital-a.witness.json audit.jsonl\n"+
 				"  fedguard audit model --data-dir %s --key %s --out %s\n"+
 				"and the last round's model without fedguard, with cosign:\n"+
 				"  cosign verify-blob-attestation --key %s --insecure-ignore-tlog --type %s --signature %s.manifest.json %s\n",
 				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
 				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(o.Dir, "hospital-a", "accepted.json"), filepath.Join(o.Dir, "hospital-a", "hospital-a.crt"), filepath.Join(o.Dir, "hospital-a", "hospital-a.key"), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(data, manifest.PublicFile), filepath.Join(o.Dir, "ca", "ca.crt"),
 				data, filepath.Join(data, manifest.PublicFile), o.Dir,
 				filepath.Join(data, manifest.CosignPublicFile), manifest.PredicateType,
 				filepath.Join(o.Dir, manifest.SubjectName(cfg.Federation, uint64(s.Rounds))), filepath.Join(o.Dir, manifest.SubjectName(cfg.Federation, uint64(s.Rounds))))
