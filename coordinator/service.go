@@ -142,9 +142,10 @@ func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest)
 		switch {
 		case c.phase == phaseFinished:
 			c.told[name] = true
+			final := c.manifest
 			c.mu.Unlock()
 			c.poke()
-			return &fedguardv1.WaitRoundResponse{Finished: true}, nil
+			return &fedguardv1.WaitRoundResponse{Finished: true, Manifest: final}, nil
 		case c.phase == phaseTraining && c.round.wants(name):
 			a := c.assignmentLocked()
 			c.mu.Unlock()

@@ -520,7 +520,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		}
 		a.attempt, a.contact = 0, time.Now()
 		if wr.GetFinished() {
-			return nil
+			return a.acceptFinal(ctx, client, wr.GetManifest())
 		}
 		asg := wr.GetAssignment()
 		if asg == nil {

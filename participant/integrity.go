@@ -40,6 +40,48 @@ func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.Coordinator
 	if err := a.matches(v, asg); err != nil {
 		return a.refuse(ctx, client, err)
 	}
+	if err := a.catchUp(ctx, client, v); err != nil {
+		return err
+	}
+	a.log.InfoContext(ctx, "round manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
+	return nil
+}
+
+// acceptFinal accepts the manifest of the final model, which WaitRound
+// sends with finished, so that the agent's record (and so its witness,
+// `fedguard participant witness`) covers the federation's whole history
+// rather than stopping at the last round it trained in. A refused
+// manifest is reported and stops the agent, as in any round; a connection
+// that fails while fetching the rounds in between does not (the
+// coordinator is shutting down): the record then stays where it was.
+func (a *Agent) acceptFinal(ctx context.Context, client fedguardv1.CoordinatorServiceClient, envelope []byte) error {
+	if len(envelope) == 0 {
+		return nil // a coordinator from before the field
+	}
+	v, err := a.verify(envelope)
+	if err != nil {
+		return a.refuse(ctx, client, err)
+	}
+	if a.accepted != nil && v.Round.Round <= a.accepted.Round {
+		// Nothing new, unless it contradicts what was accepted.
+		return a.accept(ctx, client, v, false)
+	}
+	err = a.catchUp(ctx, client, v)
+	var ref *manifest.RefusalError
+	switch {
+	case err == nil:
+		a.log.InfoContext(ctx, "final manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
+	case errors.Is(err, ErrManifestRefused) || errors.As(err, &ref) || errors.As(err, new(permanentError)):
+		return err
+	default:
+		a.log.WarnContext(ctx, "final manifest not recorded: could not fetch the manifests before it", slog.Any("error", err))
+	}
+	return nil
+}
+
+// catchUp accepts v, the manifest of the model the agent is about to use,
+// after the manifests of the rounds since the last one it accepted.
+func (a *Agent) catchUp(ctx context.Context, client fedguardv1.CoordinatorServiceClient, v manifest.Verified) error {
 	from := uint64(0)
 	if a.accepted != nil {
 		from = a.accepted.Round + 1
@@ -66,11 +108,7 @@ func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.Coordinator
 			return err
 		}
 	}
-	if err := a.accept(ctx, client, v, true); err != nil {
-		return err
-	}
-	a.log.InfoContext(ctx, "round manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
-	return nil
+	return a.accept(ctx, client, v, true)
 }
 
 // accept takes m as the newest accepted manifest if it extends the last

@@ -205,6 +205,9 @@ type fakeCoordinator struct {
 	serveManifest func(round uint64, env []byte) []byte
 	// answerManifest, when set, answers GetManifest instead (f.mu held).
 	answerManifest func(round uint64) (*fedguardv1.GetManifestResponse, error)
+	// final, when set, makes WaitRound send with finished the envelope it
+	// returns for the last closed round's (f.mu held).
+	final func(env []byte) []byte
 
 	mu                        sync.Mutex
 	round                     uint64
@@ -396,7 +399,11 @@ func (f *fakeCoordinator) WaitRound(ctx context.Context, _ *fedguardv1.WaitRound
 		return nil, status.Error(codes.FailedPrecondition, "report stats first")
 	}
 	if f.round > f.rounds {
-		return &fedguardv1.WaitRoundResponse{Finished: true}, nil
+		resp := &fedguardv1.WaitRoundResponse{Finished: true}
+		if f.final != nil {
+			resp.Manifest = f.final(f.chain[len(f.chain)-1].env)
+		}
+		return resp, nil
 	}
 	asg := f.assignment()
 	if f.offer != nil {

@@ -164,6 +164,22 @@ func TestWitnessRefutesCutBackAndFork(t *testing.T) {
 			sizes = append(sizes, v.Size)
 		}
 	}
+	// The agent accepted the final model's manifest when the federation
+	// finished, so its witness covers every round, the last one included
+	// (only the coordinator's shutdown events come after it).
+	var lastClosed uint64
+	for _, l := range lines {
+		var v struct {
+			Seq  uint64 `json:"seq"`
+			Kind string `json:"kind"`
+		}
+		if json.Unmarshal([]byte(l), &v) == nil && v.Kind == audit.KindRoundClosed {
+			lastClosed = v.Seq
+		}
+	}
+	if cp.Size <= lastClosed {
+		t.Errorf("hospital-a witnessed a checkpoint of %d events, the last round closed at event %d: the final round is not witnessed", cp.Size, lastClosed)
+	}
 	var earlier uint64
 	for _, s := range sizes {
 		if s < cp.Size {

@@ -616,7 +616,11 @@ type WaitRoundResponse struct {
 	// Set when the caller is in the cohort of an open round.
 	Assignment *RoundAssignment `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
 	// True when the federation has finished its configured rounds.
-	Finished      bool `protobuf:"varint,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	Finished bool `protobuf:"varint,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	// With finished: the signed manifest of the final model. Participants
+	// accept it like any other, so that the last manifest (and audit
+	// checkpoint) each one keeps, and witnesses, covers the whole history.
+	Manifest      []byte `protobuf:"bytes,3,opt,name=manifest,proto3" json:"manifest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -663,6 +667,13 @@ func (x *WaitRoundResponse) GetFinished() bool {
 		return x.Finished
 	}
 	return false
+}
+
+func (x *WaitRoundResponse) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
 }
 
 // RoundAssignment is a participant's ticket for one round.
@@ -2977,12 +2988,13 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x12ReportStatsRequest\x12/\n" +
 	"\x05stats\x18\x01 \x01(\v2\x19.fedguard.v1.FeatureStatsR\x05stats\"\x15\n" +
 	"\x13ReportStatsResponse\"\x12\n" +
-	"\x10WaitRoundRequest\"m\n" +
+	"\x10WaitRoundRequest\"\x89\x01\n" +
 	"\x11WaitRoundResponse\x12<\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1c.fedguard.v1.RoundAssignmentR\n" +
 	"assignment\x12\x1a\n" +
-	"\bfinished\x18\x02 \x01(\bR\bfinished\"\x92\x03\n" +
+	"\bfinished\x18\x02 \x01(\bR\bfinished\x12\x1a\n" +
+	"\bmanifest\x18\x03 \x01(\fR\bmanifest\"\x92\x03\n" +
 	"\x0fRoundAssignment\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12,\n" +
