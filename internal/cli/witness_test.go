@@ -140,6 +140,12 @@ func TestWitnessRefutesCutBackAndFork(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("participant witness: exit %d: %s", code, errOut)
 	}
+	// The same from the hospital's configuration file.
+	cfg := hospitalConfigWithState(t, dir, "hospital-a", filepath.Join(h, "accepted.json"))
+	code, fromConfig, errOut := runCLI("participant", "witness", "-config", cfg)
+	if code != 0 || !strings.Contains(fromConfig, `"witness": "hospital-a"`) {
+		t.Fatalf("participant witness -config: exit %d, %q, %s", code, fromConfig, errOut)
+	}
 	wdata, err := os.ReadFile(wpath)
 	if err != nil {
 		t.Fatal(err)
@@ -289,4 +295,23 @@ func forkExport(t *testing.T, dataDir string, size uint64) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// hospitalConfigWithState is hospitalConfig with the agent's state file.
+func hospitalConfigWithState(t *testing.T, dir, name, state string) string {
+	t.Helper()
+	b, err := os.ReadFile(hospitalConfig(t, dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["state"] = state
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeTemp(t, name+"-state.json", string(out))
 }
