@@ -34,6 +34,12 @@ type VerifyOptions struct {
 	// hospitals' witnesses, see package witness): the export must extend
 	// each of them, or Verify fails with a *WitnessError naming it.
 	Witnessed []Witnessed
+	// OnEvent, if set, sees each event once its place in the chain is
+	// checked, in order. Verify's result still decides: an event seen here
+	// belongs to a verified export only if Verify returns no error. The
+	// event's Payload is valid only during the call (copy it to keep it).
+	// An error from OnEvent stops Verify and is returned.
+	OnEvent func(Event) error
 }
 
 // Witnessed is a checkpoint as a witness saw it: signed by the log's key,
@@ -263,6 +269,11 @@ func (v *verifier) event(it *eventItem) error {
 	v.n++
 	if v.onEvent != nil {
 		v.onEvent(&it.ev)
+	}
+	if v.opts.OnEvent != nil {
+		if err := v.opts.OnEvent(it.ev); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +79,35 @@ func TestAuditLineageDemo(t *testing.T) {
 		t.Fatalf("audit lineage -json: exit %d: %s", code, errOut)
 	}
 	checkGolden(t, "lineage-demo.golden", redactDigests(table+"\n"+js))
+	// The same from an export, which is verified as it is read.
+	lines := exportLines(t, dir)
+	export := writeTemp(t, "audit.jsonl", strings.Join(lines, "\n")+"\n")
+	if code, fromExport, errOut := runCLI("audit", "lineage", "-key", key, export); code != 0 || fromExport != table {
+		t.Fatalf("audit lineage EXPORT = exit %d, %q, %s; want the table from -db:\n%s", code, fromExport, errOut, table)
+	}
+	// An export whose data version was rewritten does not verify.
+	tampered := slices.Clone(lines)
+	for i, l := range lines {
+		if j := strings.Index(l, `"data_sha256":"`); j >= 0 && strings.Contains(l, `"kind":"update_received"`) {
+			j += len(`"data_sha256":"`)
+			flip := byte('0')
+			if l[j] == '0' {
+				flip = '1'
+			}
+			tampered[i] = l[:j] + string(flip) + l[j+1:]
+			break
+		}
+	}
+	if slices.Equal(tampered, lines) {
+		t.Fatal("no data version to rewrite in the export")
+	}
+	bad := writeTemp(t, "tampered.jsonl", strings.Join(tampered, "\n")+"\n")
+	if code, _, errOut := runCLI("audit", "lineage", "-key", key, bad); code != 1 || !strings.Contains(errOut, "hash does not match") {
+		t.Fatalf("audit lineage on a tampered export = exit %d, %s; want exit 1, hash does not match", code, errOut)
+	}
+	if code, _, errOut := runCLI("audit", "lineage", "-key", key, "-db", db, export); code != 2 {
+		t.Fatalf("audit lineage with -db and an export = exit %d, %s; want 2", code, errOut)
+	}
 	// Round 2's model: the trace stops there.
 	code, r2, errOut := runCLI("audit", "lineage", "-db", db, "-key", key, "-round", "2")
 	if code != 0 || strings.Contains(r2, "\n3 ") || !strings.Contains(r2, "lineage of the model of round 2") {
