@@ -323,6 +323,9 @@ type UpdateReceived struct {
 	Samples         uint64  `json:"samples"`
 	HoldoutCount    uint64  `json:"holdout_count"`
 	HoldoutAccuracy float64 `json:"holdout_accuracy"`
+	// DataSHA256 is the data version the update was trained on (package
+	// lineage); omitted when the participant reported none.
+	DataSHA256 string `json:"data_sha256,omitempty"`
 }
 
 // UpdateRefused records a refused update; the actor is the participant.

@@ -42,6 +42,45 @@ type VerifyOptions struct {
 	// key_rotated events are ordinary events and every checkpoint must
 	// verify under Verifiers.
 	Rotate func(ev *Event) (note.Verifiers, error)
+	// Witnessed lists checkpoints that others saw the log's key sign (the
+	// hospitals' witnesses, see package witness): the export must extend
+	// each of them, or Verify fails with a *WitnessError naming it.
+	Witnessed []Witnessed
+	// OnEvent, if set, sees each event once its place in the chain is
+	// checked, in order. Verify's result still decides: an event seen here
+	// belongs to a verified export only if Verify returns no error. The
+	// event's Payload is valid only during the call (copy it to keep it).
+	// An error from OnEvent stops Verify and is returned.
+	OnEvent func(Event) error
+}
+
+// Witnessed is a checkpoint as a witness saw it: signed by the log's key,
+// vouched for by Witness. Verify does not check signatures on it; the
+// caller does (package witness).
+type Witnessed struct {
+	// Witness names who saw it, for the error that says so.
+	Witness string
+	Origin  string
+	Size    uint64
+	Root    tlog.Hash
+}
+
+// WitnessError is an export that does not extend a witnessed checkpoint:
+// it was cut back to fewer events than a witness saw signed, or it holds
+// other events (a fork) at the witnessed size.
+type WitnessError struct {
+	Witness string
+	// Size is the witnessed tree size; Events the export's.
+	Size, Events uint64
+	// CutBack: the export is shorter than the witnessed tree. Otherwise
+	// the witnessed tree is not a prefix of the export's (a fork).
+	CutBack bool
+	Reason  string
+}
+
+// Error formats e as "audit: refuted by witness NAME: <reason>".
+func (e *WitnessError) Error() string {
+	return "audit: refuted by witness " + e.Witness + ": " + e.Reason
 }
 
 // Summary describes an export that Verify accepted.
@@ -273,6 +312,11 @@ func (v *verifier) event(it *eventItem) error {
 	if v.onEvent != nil {
 		v.onEvent(&it.ev)
 	}
+	if v.opts.OnEvent != nil {
+		if err := v.opts.OnEvent(it.ev); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -344,6 +388,9 @@ func (v *verifier) finish() (Summary, error) {
 	if uint64(v.cps) != h.Checkpoints {
 		return Summary{}, verifyErr(0, -1, 0, "the header says %d checkpoints, but the export has %d", h.Checkpoints, v.cps)
 	}
+	if err := v.witnessed(); err != nil {
+		return Summary{}, err
+	}
 	return Summary{
 		Events:      v.n,
 		Checkpoints: v.cps,
@@ -352,6 +399,41 @@ func (v *verifier) finish() (Summary, error) {
 		Origin:      h.Origin,
 		Root:        v.root,
 	}, nil
+}
+
+// witnessed checks that the export's tree (all its events, whose chain
+// and signed prefix were checked) extends every witnessed checkpoint: a
+// tlog consistency proof from the witnessed tree to the export's, made
+// from the export's own hashes, must check against the witnessed root.
+func (v *verifier) witnessed() error {
+	if len(v.opts.Witnessed) == 0 {
+		return nil
+	}
+	head, err := tlog.TreeHash(int64(v.n), &v.tree)
+	if err != nil {
+		return verifyErr(0, -1, 0, "Merkle tree: %v", err)
+	}
+	for _, w := range v.opts.Witnessed {
+		fail := func(cut bool, format string, args ...any) error {
+			return &WitnessError{Witness: w.Witness, Size: w.Size, Events: v.n, CutBack: cut, Reason: fmt.Sprintf(format, args...)}
+		}
+		switch {
+		case w.Origin != v.header.Origin:
+			return fail(false, "it saw the log %q, the export is of %q", w.Origin, v.header.Origin)
+		case w.Size == 0:
+			continue
+		case w.Size > v.n:
+			return fail(true, "it saw a signed checkpoint of %d events, the export holds only %d: the export was cut back (events %d..%d are missing)", w.Size, v.n, v.n, w.Size-1)
+		}
+		proof, err := tlog.ProveTree(int64(v.n), int64(w.Size), &v.tree)
+		if err != nil {
+			return verifyErr(0, -1, 0, "Merkle tree: %v", err)
+		}
+		if err := tlog.CheckTree(proof, int64(v.n), head, int64(w.Size), w.Root); err != nil {
+			return fail(false, "it saw a signed checkpoint of %d events whose root is not the export's at that size: the export's history forks from the witnessed one", w.Size)
+		}
+	}
+	return nil
 }
 
 // sameLine reports whether rendered, a line with its newline, is line.

@@ -226,6 +226,7 @@ type received struct {
 	norm    float64
 	sum     [32]byte
 	holdout *fedguardv1.Evaluation
+	data    string // the data version (hex), "" if not reported
 }
 
 // openRound is the round in progress (never persisted).
@@ -947,6 +948,7 @@ func (c *Coordinator) plainOutcomeLocked() (RoundRecord, []aggregation.Update, [
 		rec.Participants = append(rec.Participants, ParticipantRecord{
 			Name: n, Samples: u.samples, Norm: u.norm, SHA256: hex.EncodeToString(u.sum[:]),
 			HoldoutCount: u.holdout.GetCount(), HoldoutLoss: u.holdout.GetLoss(), HoldoutAccuracy: u.holdout.GetAccuracy(),
+			DataSHA256: u.data,
 		})
 		w := float64(u.holdout.GetCount())
 		hCount += w

@@ -277,7 +277,7 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 			m.Excluded = append(m.Excluded, manifest.Exclusion{Name: p.Name, Reason: "excluded by " + rule + ": " + rec.Report.Entries[i].Reason})
 			continue
 		}
-		ct := manifest.Contributor{Name: p.Name, Samples: p.Samples, UpdateSHA256: p.SHA256, Norm: p.Norm, Bucket: p.Bucket}
+		ct := manifest.Contributor{Name: p.Name, Samples: p.Samples, UpdateSHA256: p.SHA256, Norm: p.Norm, Bucket: p.Bucket, DataSHA256: p.DataSHA256}
 		if ok {
 			ct.Weight = rec.Report.Entries[i].Weight
 		}

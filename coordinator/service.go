@@ -142,9 +142,10 @@ func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest)
 		switch {
 		case c.phase == phaseFinished:
 			c.told[name] = true
+			final := c.manifest
 			c.mu.Unlock()
 			c.poke()
-			return &fedguardv1.WaitRoundResponse{Finished: true}, nil
+			return &fedguardv1.WaitRoundResponse{Finished: true, Manifest: final}, nil
 		case c.phase == phaseTraining && c.round.wants(name):
 			a := c.assignmentLocked()
 			c.mu.Unlock()
@@ -226,6 +227,9 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 	}
 	if len(h.GetSha256()) != 32 {
 		return nil, status.Errorf(codes.InvalidArgument, "sha256 has %d bytes, want 32", len(h.GetSha256()))
+	}
+	if n := len(h.GetDataSha256()); n != 0 && n != 32 {
+		return nil, status.Errorf(codes.InvalidArgument, "data_sha256 has %d bytes, want 0 or 32", n)
 	}
 	if ev := h.GetHoldout(); ev != nil {
 		if math.IsNaN(ev.GetLoss()) || math.IsInf(ev.GetLoss(), 0) || ev.GetLoss() < 0 ||
@@ -339,6 +343,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 	if err := c.record(ctx, audit.Entry{Kind: audit.KindUpdateReceived, Actor: name, Round: round, Payload: audit.UpdateReceived{
 		Attempt: r.attempt, SHA256: hex.EncodeToString(sum[:]), Norm: norm, Samples: h.GetSampleCount(),
 		HoldoutCount: h.GetHoldout().GetCount(), HoldoutAccuracy: h.GetHoldout().GetAccuracy(),
+		DataSHA256: hex.EncodeToString(h.GetDataSha256()),
 	}}); err != nil {
 		return status.Error(codes.Unavailable, "the audit log cannot record the update; send it again")
 	}
@@ -347,7 +352,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
 	}
-	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout()}
+	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout(), data: hex.EncodeToString(h.GetDataSha256())}
 	c.noteStatusLocked(name, ParticipantUpdateReceived, "")
 	n, total := len(r.updates), len(r.cohort)
 	c.mu.Unlock()

@@ -611,6 +611,8 @@ func TestUpdateRefusals(t *testing.T) {
 		{"too many samples", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) { h.SampleCount = coordinator.MaxSamples + 1 }), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
 		{"short sha256", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) { h.Sha256 = sum[:31] }), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
 		{"sha256 mismatch", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) { h.Sha256 = make([]byte, 32) }), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"data_sha256 of 31 bytes", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) { h.DataSha256 = make([]byte, 31) }), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"data_sha256 of 1 KiB", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) { h.DataSha256 = make([]byte, 1024) }), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
 		{"holdout accuracy 1.5", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
 			h.Holdout = &fedguardv1.Evaluation{Count: 1, Loss: 0.1, Accuracy: 1.5}
 		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},

@@ -79,6 +79,9 @@ type ParticipantRecord struct {
 	// update went into; SHA256 is then that sum's digest, and Samples
 	// and Norm are zero: the coordinator never saw the update.
 	Bucket int `json:"bucket,omitempty"`
+	// DataSHA256 is the data version the participant trained on (package
+	// lineage), empty if it reported none.
+	DataSHA256 string `json:"data_sha256,omitempty"`
 }
 
 // RefusedUpdate is a refused update of a round: who sent it and why.

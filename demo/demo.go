@@ -38,6 +38,7 @@ import (
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
@@ -131,6 +132,15 @@ func (p *Poisoned) Train(ctx context.Context, a *fedguardv1.RoundAssignment, sta
 		r.Delta[i] *= p.Factor
 	}
 	return r, err
+}
+
+// DataDescription implements participant.DataDescriber: a poisoned
+// hospital trains on its data like any other, and reports it.
+func (p *Poisoned) DataDescription() (lineage.Description, bool) {
+	if d, ok := p.Trainer.(participant.DataDescriber); ok {
+		return d.DataDescription()
+	}
+	return lineage.Description{}, false
 }
 
 // Flag is an anomaly flag the coordinator raised on a round's update.
@@ -437,11 +447,17 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 				"  fedguard audit export --db %s --out audit.jsonl\n"+
 				"  fedguard audit verify --key %s audit.jsonl\n"+
 				"  fedguard audit report --db %s --key %s\n"+
+				"  fedguard audit lineage --db %s --key %s\n"+
+				"  fedguard participant witness --state %s --cert %s --key %s --coordinator-key %s --out hospital-a.witness.json\n"+
+				"  fedguard audit verify --key %s --ca %s --witness hospital-a.witness.json audit.jsonl\n"+
 				"  fedguard audit model --data-dir %s --key %s --out %s\n"+
 				"and the last round's model without fedguard, with cosign:\n"+
 				"  cosign verify-blob-attestation --key %s --insecure-ignore-tlog --type %s --signature %s.manifest.json %s\n",
 				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
 				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(data, coordinator.AuditFile), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(o.Dir, "hospital-a", "accepted.json"), filepath.Join(o.Dir, "hospital-a", "hospital-a.crt"), filepath.Join(o.Dir, "hospital-a", "hospital-a.key"), filepath.Join(data, manifest.PublicFile),
+				filepath.Join(data, manifest.PublicFile), filepath.Join(o.Dir, "ca", "ca.crt"),
 				data, filepath.Join(data, manifest.PublicFile), o.Dir,
 				filepath.Join(data, manifest.CosignPublicFile), manifest.PredicateType,
 				filepath.Join(o.Dir, manifest.SubjectName(cfg.Federation, uint64(s.Rounds))), filepath.Join(o.Dir, manifest.SubjectName(cfg.Federation, uint64(s.Rounds))))
@@ -723,6 +739,11 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	ca, err := certs.LoadCertificate(filepath.Join(f.Dir, "ca", "ca.crt"))
+	if err != nil {
+		return nil, err
+	}
+	salt := lineage.SaltFor(ca.Raw)
 	var trainer participant.Trainer = &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed}
 	if name == f.Poison {
 		trainer = &Poisoned{Trainer: trainer, Factor: PoisonFactor}
@@ -735,6 +756,7 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 		Federation:      Federation,
 		CoordinatorKeys: keys,
 		StateFile:       filepath.Join(f.Dir, name, "accepted.json"),
+		DataSalt:        &salt,
 	})
 }
 

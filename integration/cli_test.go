@@ -239,11 +239,12 @@ func TestCLIEnrolmentFlow(t *testing.T) {
 		t.Fatalf("database holds %d rounds, want 3", len(recs))
 	}
 	for _, h := range hospitals {
-		// Round 3 trained on the model of round 2: its manifest is the
-		// last one the hospital accepted.
+		// Round 3 trained on the model of round 2; when the training
+		// finished, the hospital accepted the final model's manifest
+		// (round 3), so its witness covers every round.
 		b, err := os.ReadFile(filepath.Join(root, h, h+".accepted.json"))
-		if err != nil || !strings.Contains(string(b), `"round":2`) {
-			t.Errorf("%s.accepted.json = %s, %v; want the manifest of round 2", h, b, err)
+		if err != nil || !strings.Contains(string(b), `"round":3`) || !strings.Contains(string(b), `"checkpoint":`) {
+			t.Errorf("%s.accepted.json = %s, %v; want the manifest of round 3 and its checkpoint", h, b, err)
 		}
 	}
 	checkAuditTrail(t, cfg.DataDir, 3)

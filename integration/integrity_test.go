@@ -275,7 +275,8 @@ func TestManifestRefusals(t *testing.T) {
 	hospitalState := filepath.Join(dir, "hospitals")
 
 	// Round 1, then a backup, then rounds 2 and 3: the hospitals have
-	// accepted the manifest of round 2.
+	// accepted the manifest of round 3 (the final model's, sent when the
+	// training finished).
 	for _, err := range train(live, hospitalState, 1, false) {
 		if err != nil {
 			t.Fatalf("first round: Run = %v", err)
@@ -306,14 +307,15 @@ func TestManifestRefusals(t *testing.T) {
 	t.Run("fork", func(t *testing.T) {
 		forked := filepath.Join(dir, "forked")
 		copyDir(t, backup, forked)
-		// Round 2 runs again on the backup, with hospitals that never saw
-		// the original (fresh state): a second, different round 2.
-		for _, err := range train(forked, filepath.Join(dir, "other-hospitals"), 2, false) {
+		// Rounds 2 and 3 run again on the backup, with hospitals that
+		// never saw the original (fresh state): a second, different
+		// history, whose round 4 the original hospitals are offered.
+		for _, err := range train(forked, filepath.Join(dir, "other-hospitals"), 3, false) {
 			if err != nil {
 				t.Fatalf("second history: Run = %v", err)
 			}
 		}
-		got := refusals(t, train(forked, hospitalState, 3, true))
+		got := refusals(t, train(forked, hospitalState, 4, true))
 		for _, h := range hospitals {
 			if got[h] != manifest.ReasonFork {
 				t.Errorf("%s: refusal reason %q, want %q", h, got[h], manifest.ReasonFork)

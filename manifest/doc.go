@@ -43,6 +43,15 @@
 // PredicateType (…/round-manifest/v2), and readers that know both accept
 // both. The golden file testdata/manifest.golden pins the v1 encoding.
 //
+// One exception was made, for data lineage (issue 17): included[] entries
+// may carry data_sha256, the contributor's data version (package lineage).
+// It is optional and omitted when empty, so every manifest signed before
+// it (and every round whose participants report no data version) encodes
+// byte for byte as before and verifies unchanged; it adds a fact about a
+// contributor and changes the meaning of no other field. A reader older
+// than the field refuses a manifest that carries it, which is the
+// fail-closed outcome the rule above is for.
+//
 // # Signatures
 //
 // Each manifest carries an Ed25519 signature (RFC 8032, pure Ed25519) and an

@@ -81,6 +81,11 @@ type Contributor struct {
 	// the update went into. UpdateSHA256 is then the digest of that sum
 	// (the only vector the coordinator saw), and Samples and Norm are 0.
 	Bucket int `json:"bucket,omitempty"`
+	// DataSHA256 is the data version the participant trained on: an HMAC
+	// of its data file's digest, columns and rows under the federation's
+	// salt (package lineage). Omitted when the participant reported none,
+	// so manifests without it encode exactly as before.
+	DataSHA256 string `json:"data_sha256,omitempty"`
 }
 
 // Exclusion is a participant whose update was left out, and why (a robust
@@ -541,6 +546,9 @@ func (r *Round) validate() error {
 		}
 		if !(c.Weight >= 0) || math.IsInf(c.Weight, 0) {
 			return fmt.Errorf("included[%d] %q: weight %v is not a finite non-negative number", i, c.Name, c.Weight)
+		}
+		if c.DataSHA256 != "" && !isHexDigest(c.DataSHA256) {
+			return fmt.Errorf("included[%d] %q: data_sha256 %.80q is not 64 lowercase hex digits", i, c.Name, c.DataSHA256)
 		}
 	}
 	for i, e := range r.Excluded {

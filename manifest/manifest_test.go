@@ -111,6 +111,8 @@ func TestRoundTrip(t *testing.T) {
 	paris := goldenRound()
 	paris.Closed = time.Date(2026, 3, 14, 16, 9, 26, 0, time.FixedZone("CET", 3600))
 	paris.Checkpoint = nil
+	lineage := goldenRound()
+	lineage.Included[0].DataSHA256 = sum("st-mary's data")
 	for _, tc := range []struct {
 		name string
 		r    Round
@@ -119,6 +121,7 @@ func TestRoundTrip(t *testing.T) {
 		{"genesis", genesisRound()},
 		{"nil lists", minimal},
 		{"local time, no checkpoint", paris},
+		{"data versions", lineage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, digest, err := Sign(s, tc.r)
@@ -442,6 +445,7 @@ func TestOpenRejects(t *testing.T) {
 		{"predicate model digest bad", sign(func(st map[string]any) { pred(st)["model_sha256"] = "abc" }), ErrMalformed, ReasonMalformed, `round 3: model_sha256 "abc" is not 64 lowercase hex digits`},
 		{"scaling digest missing", signRound(func(r *Round) { r.ScalingSHA256 = "" }), ErrMalformed, ReasonMalformed, `scaling_sha256 "" is not`},
 		{"update digest bad", signRound(func(r *Round) { r.Included[1].UpdateSHA256 = "xyz" }), ErrMalformed, ReasonMalformed, `included[1] "charite": update_sha256 "xyz"`},
+		{"data version bad", signRound(func(r *Round) { r.Included[1].DataSHA256 = strings.ToUpper(sum("data")) }), ErrMalformed, ReasonMalformed, `included[1] "charite": data_sha256 "`},
 		{"federation bad", signRound(func(r *Round) { r.Federation = "Hospitals EU" }), ErrMalformed, ReasonMalformed, "federation: certs: name"},
 		{"contributor twice", signRound(func(r *Round) { r.Included[1].Name = "st-mary" }), ErrMalformed, ReasonMalformed, `included[1]: "st-mary" is already listed as included`},
 		{"included and excluded", signRound(func(r *Round) { r.Excluded[0].Name = "charite" }), ErrMalformed, ReasonMalformed, `excluded[0]: "charite" is already listed as included`},

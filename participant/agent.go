@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/metricsserver"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -119,6 +121,12 @@ type Config struct {
 	// signing.pub), pinned at enrolment. The agent trains only on models
 	// whose signed manifest verifies against both of them.
 	CoordinatorKeys manifest.PublicKeys
+	// DataSalt is the federation's data-version salt (lineage.SaltFor of
+	// its CA certificate). When set and the Trainer is a [DataDescriber],
+	// every update carries the data version it was trained on, which the
+	// coordinator records in its audit log and the round's manifest. Nil
+	// means no data version is reported.
+	DataSalt *lineage.Salt
 	// StateFile keeps the last manifest the agent accepted, so that a
 	// restarted agent still refuses a rolled-back or forked model. Empty
 	// means memory only (for tests).
@@ -222,7 +230,12 @@ type Agent struct {
 	attempt  int                             // consecutive transient failures
 	contact  time.Time                       // when the coordinator last answered (or Run started)
 	accepted *manifest.Accepted              // last manifest accepted; nil before the first
-	name     string                          // the participant name the coordinator knows us by (Join)
+	// data is the data version reported with each update; nil for none.
+	data []byte
+	// checkpoint is the signed audit checkpoint of the accepted manifest
+	// (nil if it had none), kept for `fedguard participant witness`.
+	checkpoint []byte
+	name       string // the participant name the coordinator knows us by (Join)
 	// revealed holds the digests (hex) of the starting models of the
 	// secure rounds in which the agent revealed its shares; see runSecure.
 	revealed map[string]bool
@@ -302,7 +315,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("participant: %w", err)
 		}
-		a.accepted, a.revealed = st.Accepted, st.Revealed
+		a.accepted, a.checkpoint, a.revealed = st.Accepted, st.Checkpoint, st.Revealed
 		if err := a.pinRecorded(st.rotations); err != nil {
 			return nil, fmt.Errorf("participant: state %s: %w", cfg.StateFile, err)
 		}
@@ -526,7 +539,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		}
 		a.attempt, a.contact = 0, a.ops.Now()
 		if wr.GetFinished() {
-			return nil
+			return a.acceptFinal(ctx, client, wr.GetManifest())
 		}
 		asg := wr.GetAssignment()
 		if asg == nil {
@@ -606,6 +619,12 @@ func (a *Agent) prepare(spec *fedguardv1.ModelSpec) error {
 		a.log.Warn("model specification changed", slog.Int("params", s.NumParams()))
 	}
 	a.prepared, a.spec, a.stats = proto.Clone(spec).(*fedguardv1.ModelSpec), s, st
+	if a.data, err = a.dataVersion(); err != nil {
+		return permanent(err)
+	}
+	if a.data != nil {
+		a.log.Info("data version", slog.String("data_sha256", hex.EncodeToString(a.data)))
+	}
 	return nil
 }
 
@@ -772,6 +791,7 @@ func (a *Agent) submit(ctx context.Context, client fedguardv1.CoordinatorService
 			NumParams:   uint64(len(res.Delta)),
 			SampleCount: res.Samples,
 			Sha256:      digest[:],
+			DataSha256:  a.data,
 			Holdout: &fedguardv1.Evaluation{
 				Count:    uint64(max(res.Holdout.Count, 0)),
 				Loss:     res.Holdout.Loss,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/validation"
 )
@@ -119,6 +120,11 @@ type FileConfig struct {
 	// agent's Prometheus metrics at /metrics (see [Config.MetricsListen]);
 	// empty, the default, means none.
 	MetricsListen string `json:"metrics_listen,omitempty"`
+	// NoDataVersion stops the agent reporting its data version (see
+	// [Config.DataSalt] and docs/lineage.md): for a hospital whose data
+	// are so few and so well known outside that confirming a guess of the
+	// whole file would disclose something.
+	NoDataVersion bool `json:"no_data_version,omitempty"`
 	// GiveUpAfter is how long the agent keeps retrying a coordinator it
 	// cannot reach before it exits with [ErrCoordinatorGone], as a Go
 	// duration ("6h"), or "never"; empty means [DefaultGiveUpAfter]. A
@@ -373,7 +379,15 @@ func (c FileConfig) Config() (Config, error) {
 	if h == 0 {
 		h = NoHoldout // an explicit 0 means no holdout, not the default
 	}
+	var salt *lineage.Salt
+	if !c.NoDataVersion {
+		// The first CA of the bundle: during a CA rotation's overlap the
+		// old one, so the data version stays the same (docs/lineage.md).
+		s := lineage.SaltFor(cas[0].Raw)
+		salt = &s
+	}
 	return Config{
+		DataSalt:        salt,
 		Coordinator:     c.Coordinator,
 		TLS:             tlsCfg,
 		Trainer:         c.trainer(h),
@@ -415,7 +429,7 @@ func (c FileConfig) Check() (certs.Identity, error) {
 			return certs.Identity{}, err
 		}
 	}
-	if _, _, _, err := loadState(cfg.StateFile); err != nil {
+	if _, err := loadState(cfg.StateFile); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: state: %w", err)
 	}
 	if c.Expect != "" {

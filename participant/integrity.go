@@ -52,6 +52,62 @@ func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.Coordinator
 		}
 		target = v.Round.Round
 	}
+	if err := a.acceptBefore(ctx, client, target); err != nil {
+		return err
+	}
+	if deferred {
+		if v, f, err = a.verify(asg.GetManifest()); err != nil {
+			return a.refuse(ctx, client, err)
+		}
+		if err := a.matches(v, asg); err != nil {
+			return a.refuse(ctx, client, err)
+		}
+	}
+	if err := a.accept(ctx, client, v, f, true); err != nil {
+		return err
+	}
+	a.log.InfoContext(ctx, "round manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
+	return nil
+}
+
+// acceptFinal accepts the manifest of the final model, which WaitRound
+// sends with finished, so that the agent's record (and so its witness,
+// `fedguard participant witness`) covers the federation's whole history
+// rather than stopping at the last round it trained in. A refused
+// manifest is reported and stops the agent, as in any round; a connection
+// that fails while fetching the rounds in between does not (the
+// coordinator is shutting down): the record then stays where it was.
+func (a *Agent) acceptFinal(ctx context.Context, client fedguardv1.CoordinatorServiceClient, envelope []byte) error {
+	if len(envelope) == 0 {
+		return nil // a coordinator from before the field
+	}
+	v, f, err := a.verify(envelope)
+	if err != nil {
+		return a.refuse(ctx, client, err)
+	}
+	if a.accepted != nil && v.Round.Round <= a.accepted.Round {
+		// Nothing new, unless it contradicts what was accepted.
+		return a.accept(ctx, client, v, f, false)
+	}
+	err = a.acceptBefore(ctx, client, v.Round.Round)
+	if err == nil {
+		err = a.accept(ctx, client, v, f, true)
+	}
+	var ref *manifest.RefusalError
+	switch {
+	case err == nil:
+		a.log.InfoContext(ctx, "final manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
+	case errors.Is(err, ErrManifestRefused) || errors.As(err, &ref) || errors.As(err, new(permanentError)):
+		return err
+	default:
+		a.log.WarnContext(ctx, "final manifest not recorded: could not fetch the manifests before it", slog.Any("error", err))
+	}
+	return nil
+}
+
+// acceptBefore fetches and accepts, one by one, the manifests of the
+// rounds after the last one the agent accepted and before target.
+func (a *Agent) acceptBefore(ctx context.Context, client fedguardv1.CoordinatorServiceClient, target uint64) error {
 	from := uint64(0)
 	if a.accepted != nil {
 		from = a.accepted.Round + 1
@@ -78,18 +134,6 @@ func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.Coordinator
 			return err
 		}
 	}
-	if deferred {
-		if v, f, err = a.verify(asg.GetManifest()); err != nil {
-			return a.refuse(ctx, client, err)
-		}
-		if err := a.matches(v, asg); err != nil {
-			return a.refuse(ctx, client, err)
-		}
-	}
-	if err := a.accept(ctx, client, v, f, true); err != nil {
-		return err
-	}
-	a.log.InfoContext(ctx, "round manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
 	return nil
 }
 
@@ -118,6 +162,16 @@ func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorService
 		return a.refuse(ctx, client, err)
 	}
 	acc := manifest.Accepted{Round: m.Round.Round, Digest: hex.EncodeToString(m.Digest[:])}
+	var cp []byte
+	if c := m.Round.Checkpoint; c != nil {
+		// The signature vouches for the note; a note the state file cannot
+		// hold is not kept (a witness then says so), rather than stopping.
+		if err := checkCheckpointNote(c.Note); err != nil {
+			a.log.WarnContext(ctx, "not keeping the manifest's audit checkpoint", slog.Uint64("manifest_round", m.Round.Round), slog.Any("error", err))
+		} else {
+			cp = []byte(c.Note)
+		}
+	}
 	rotations := a.rotations
 	if f != nil {
 		rotations = slices.Clone(a.rotations)
@@ -130,12 +184,12 @@ func (a *Agent) accept(ctx context.Context, client fedguardv1.CoordinatorService
 		save = true
 	}
 	if save && a.cfg.StateFile != "" {
-		if err := a.ops.SaveState(a.cfg.StateFile, State{Accepted: &acc, Revealed: a.revealed, rotations: rotations}); err != nil {
+		if err := a.ops.SaveState(a.cfg.StateFile, State{Accepted: &acc, Checkpoint: cp, Revealed: a.revealed, rotations: rotations}); err != nil {
 			// Without the record a restart could accept a rollback: stop.
 			return permanent(fmt.Errorf("participant: %w", err))
 		}
 	}
-	a.accepted = &acc
+	a.accepted, a.checkpoint = &acc, cp
 	if f != nil {
 		for _, r := range f.rotations {
 			a.log.InfoContext(ctx, "coordinator keys rotated: following the rotation signed by the pinned keys",

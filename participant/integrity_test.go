@@ -676,3 +676,46 @@ func TestStateFileUnwritable(t *testing.T) {
 		t.Errorf("Stats() = %+v, want no retry and no refusal", st)
 	}
 }
+
+// TestFinalManifest: when the federation finishes, the agent accepts the
+// final model's manifest, which WaitRound sends with finished, so that its
+// state (and its witness) covers the last round too; a forged final
+// manifest is refused and reported like any other.
+func TestFinalManifest(t *testing.T) {
+	p := newPKI(t)
+	t.Run("accepted", func(t *testing.T) {
+		fake := newFake(t, 2)
+		fake.final = func(env []byte) []byte { return env }
+		_, addr := p.serve(t, fake, "127.0.0.1:0")
+		state := filepath.Join(t.TempDir(), "accepted.json")
+		a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), withState(state))
+		if err := run(t, a, 15*time.Second); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		if diff := cmp.Diff(fake.closed(2).accepted(), loadState(t, state)); diff != "" {
+			t.Fatalf("state after the finish mismatch (-want +got):\n%s", diff)
+		}
+		want := ""
+		if cp := fake.closed(2).round.Checkpoint; cp != nil {
+			want = cp.Note
+		}
+		if st, err := participant.ReadState(state); err != nil || string(st.Checkpoint) != want {
+			t.Errorf("ReadState = %+v, %v; want the final manifest's checkpoint %q", st, err, want)
+		}
+	})
+	t.Run("forged", func(t *testing.T) {
+		fake := newFake(t, 2)
+		other := newFake(t, 2) // another signer
+		fake.final = func(env []byte) []byte {
+			return resign(t, other.signer, fake.chain[len(fake.chain)-1].round, func(*manifest.Round) {})
+		}
+		_, addr := p.serve(t, fake, "127.0.0.1:0")
+		state := filepath.Join(t.TempDir(), "accepted.json")
+		a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), withState(state))
+		err := run(t, a, 15*time.Second)
+		checkRefused(t, err, a, fake, manifest.ReasonBadSignature, 2)
+		if diff := cmp.Diff(fake.closed(1).accepted(), loadState(t, state)); diff != "" {
+			t.Errorf("state after the refusal mismatch (-want +got):\n%s", diff)
+		}
+	})
+}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-
 )
 
 // Ops is every effect an Agent has on the world besides its Trainer and
@@ -56,14 +55,9 @@ func (defaultOps) Dial(target string, opts ...grpc.DialOption) (Conn, error) {
 	return grpc.NewClient(target, opts...)
 }
 
-func (defaultOps) LoadState(path string) (State, error) {
-	acc, revealed, rotations, err := loadState(path)
-	return State{Accepted: acc, Revealed: revealed, rotations: rotations}, err
-}
+func (defaultOps) LoadState(path string) (State, error) { return loadState(path) }
 
-func (defaultOps) SaveState(path string, st State) error {
-	return saveState(path, *st.Accepted, st.Revealed, st.rotations)
-}
+func (defaultOps) SaveState(path string, st State) error { return saveState(path, st) }
 
 func (defaultOps) Now() time.Time { return time.Now() }
 

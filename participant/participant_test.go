@@ -209,6 +209,9 @@ type fakeCoordinator struct {
 	// (f.mu held): it may replace f.signer, and returns the key rotations
 	// that manifest carries.
 	rotate func(n uint64) []json.RawMessage
+	// final, when set, makes WaitRound send with finished the envelope it
+	// returns for the last closed round's (f.mu held).
+	final func(env []byte) []byte
 
 	mu                        sync.Mutex
 	round                     uint64
@@ -403,7 +406,11 @@ func (f *fakeCoordinator) WaitRound(ctx context.Context, _ *fedguardv1.WaitRound
 		return nil, status.Error(codes.FailedPrecondition, "report stats first")
 	}
 	if f.round > f.rounds {
-		return &fedguardv1.WaitRoundResponse{Finished: true}, nil
+		resp := &fedguardv1.WaitRoundResponse{Finished: true}
+		if f.final != nil {
+			resp.Manifest = f.final(f.chain[len(f.chain)-1].env)
+		}
+		return resp, nil
 	}
 	asg := f.assignment()
 	if f.offer != nil {

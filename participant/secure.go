@@ -469,7 +469,7 @@ func (a *Agent) recordReveal(model string) error {
 		if a.accepted == nil {
 			return fmt.Errorf("%w: no accepted manifest to record the revealed session with", ErrSecureRound)
 		}
-		if err := a.ops.SaveState(a.cfg.StateFile, State{Accepted: a.accepted, Revealed: revealed, rotations: a.rotations}); err != nil {
+		if err := a.ops.SaveState(a.cfg.StateFile, State{Accepted: a.accepted, Checkpoint: a.checkpoint, Revealed: revealed, rotations: a.rotations}); err != nil {
 			return permanent(fmt.Errorf("participant: %w", err))
 		}
 	}

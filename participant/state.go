@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/manifest"
@@ -23,7 +24,7 @@ const maxStateFileSize = 16 << 20
 
 // stateRecord is the content of [Config.StateFile], one JSON object:
 //
-//	{"round": 7, "digest": "<hex>", "revealed": ["<hex>", ...],
+//	{"round": 7, "digest": "<hex>", "checkpoint": "<note>", "revealed": ["<hex>", ...],
 //	 "rotations": [{"old_fingerprint": "sha256:<hex>", "new_fingerprint": "sha256:<hex>",
 //	                "at": "<RFC 3339>", "sha256": "<hex>", "envelope": {<DSSE>}}, ...]}
 //
@@ -33,7 +34,10 @@ const maxStateFileSize = 16 << 20
 // its shares (see [Agent.runSecure]). It is omitted while empty, so an agent
 // that never took part in a secure round writes exactly the format of
 // [manifest.SaveAccepted], and a file written before secure rounds existed
-// reads as one with nothing revealed.
+// reads as one with nothing revealed. checkpoint is the signed audit
+// checkpoint (a note) that the accepted manifest carries, what `fedguard
+// participant witness` countersigns; it is omitted when that manifest has
+// none, and a file written before it was recorded reads as one without.
 //
 // rotations lists, in order, the coordinator key rotations the agent
 // followed (see package manifest, section Key rotation): the keys it
@@ -43,11 +47,16 @@ const maxStateFileSize = 16 << 20
 // configuration ([manifest.FollowRotations]) and pins the keys they end
 // at. It is omitted while empty, like revealed.
 type stateRecord struct {
-	Round     uint64           `json:"round"`
-	Digest    string           `json:"digest"`
-	Revealed  []string         `json:"revealed,omitempty"`
-	Rotations []rotationRecord `json:"rotations,omitempty"`
+	Round      uint64           `json:"round"`
+	Digest     string           `json:"digest"`
+	Checkpoint string           `json:"checkpoint,omitempty"`
+	Revealed   []string         `json:"revealed,omitempty"`
+	Rotations  []rotationRecord `json:"rotations,omitempty"`
 }
+
+// maxCheckpointNote bounds the checkpoint note kept in the state file: a
+// checkpoint is three short lines and a signature or two, well under 1 KiB.
+const maxCheckpointNote = 16 << 10
 
 // rotationRecord is one key rotation the agent followed.
 type rotationRecord struct {
@@ -90,76 +99,110 @@ func isHexDigest(s string) bool {
 }
 
 // State is what the agent keeps in its state file (see [Ops]): the last
-// manifest it accepted, the sessions in which it revealed its shares, and
-// the coordinator key rotations it followed. An Ops that keeps it elsewhere
-// stores the value as it is given.
+// manifest it accepted and that manifest's signed audit checkpoint, the
+// sessions in which it revealed its shares, and the coordinator key
+// rotations it followed. An Ops that keeps it elsewhere stores the value as
+// it is given.
 type State struct {
+	// Accepted is the last manifest the agent accepted; nil before the
+	// first.
 	Accepted *manifest.Accepted
-	Revealed map[string]bool
+	// Checkpoint is the signed audit checkpoint (a note, unverified here)
+	// of that manifest; nil if it had none or the file predates it.
+	Checkpoint []byte
+	Revealed   map[string]bool
 	// rotations are re-verified from Config.CoordinatorKeys at start-up,
 	// so a state file cannot name keys on its own word.
 	rotations []rotationRecord
 }
 
-// loadState reads the state file at path: nil and no reveals when it does
-// not exist. Anything but one well-formed record is an error, so that a
+// ReadState reads the agent's state file at path, for the commands that
+// work from it offline (`fedguard participant witness`). It is an error
+// if the file does not exist: the agent has accepted nothing yet.
+func ReadState(path string) (State, error) {
+	if _, err := os.Stat(path); err != nil {
+		return State{}, fmt.Errorf("participant: state file: %w", err)
+	}
+	st, err := loadState(path)
+	if err != nil {
+		return State{}, fmt.Errorf("participant: %w", err)
+	}
+	return st, nil
+}
+
+// loadState reads the state file at path: no accepted manifest, no
+// checkpoint and no reveals when it does not exist. Anything but one well-formed record is an error, so that a
 // corrupt file stops the agent instead of making it forget the chain.
-func loadState(path string) (*manifest.Accepted, map[string]bool, []rotationRecord, error) {
+func loadState(path string) (State, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, map[string]bool{}, nil, nil
+		return State{Revealed: map[string]bool{}}, nil
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("load state: %w", err)
+		return State{}, fmt.Errorf("load state: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxStateFileSize+1))
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("load state %s: %w", path, err)
+		return State{}, fmt.Errorf("load state %s: %w", path, err)
 	}
 	if len(data) > maxStateFileSize {
-		return nil, nil, nil, fmt.Errorf("load state %s: larger than %d bytes", path, maxStateFileSize)
+		return State{}, fmt.Errorf("load state %s: larger than %d bytes", path, maxStateFileSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var rec stateRecord
 	if err := dec.Decode(&rec); err != nil {
-		return nil, nil, nil, fmt.Errorf("load state %s: %w", path, err)
+		return State{}, fmt.Errorf("load state %s: %w", path, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, nil, fmt.Errorf("load state %s: data after the JSON value", path)
+		return State{}, fmt.Errorf("load state %s: data after the JSON value", path)
 	}
 	if !isHexDigest(rec.Digest) {
-		return nil, nil, nil, fmt.Errorf("load state %s: digest %.80q is not 64 lowercase hex digits", path, rec.Digest)
+		return State{}, fmt.Errorf("load state %s: digest %.80q is not 64 lowercase hex digits", path, rec.Digest)
+	}
+	if err := checkCheckpointNote(rec.Checkpoint); err != nil {
+		return State{}, fmt.Errorf("load state %s: %w", path, err)
+	}
+	var cp []byte
+	if rec.Checkpoint != "" {
+		cp = []byte(rec.Checkpoint)
 	}
 	revealed := make(map[string]bool, len(rec.Revealed))
 	for _, d := range rec.Revealed {
 		if !isHexDigest(d) {
-			return nil, nil, nil, fmt.Errorf("load state %s: revealed model digest %.80q is not 64 lowercase hex digits", path, d)
+			return State{}, fmt.Errorf("load state %s: revealed model digest %.80q is not 64 lowercase hex digits", path, d)
 		}
 		revealed[d] = true
 	}
 	if len(rec.Rotations) > manifest.MaxRotations {
-		return nil, nil, nil, fmt.Errorf("load state %s: %d key rotations, more than %d", path, len(rec.Rotations), manifest.MaxRotations)
+		return State{}, fmt.Errorf("load state %s: %d key rotations, more than %d", path, len(rec.Rotations), manifest.MaxRotations)
 	}
 	for i, r := range rec.Rotations {
 		if err := r.check(); err != nil {
-			return nil, nil, nil, fmt.Errorf("load state %s: rotation %d: %w", path, i+1, err)
+			return State{}, fmt.Errorf("load state %s: rotation %d: %w", path, i+1, err)
 		}
 	}
-	return &manifest.Accepted{Round: rec.Round, Digest: rec.Digest}, revealed, rec.Rotations, nil
+	return State{Accepted: &manifest.Accepted{Round: rec.Round, Digest: rec.Digest}, Checkpoint: cp, Revealed: revealed, rotations: rec.Rotations}, nil
 }
 
-// saveState records acc, revealed and rotations in the state file at
-// path, atomically: after a crash the file holds either the old record or
-// the new one, never a torn one. In particular a followed key rotation and
-// the first manifest the new keys signed are recorded together.
-func saveState(path string, acc manifest.Accepted, revealed map[string]bool, rotations []rotationRecord) error {
+// saveState records st (st.Accepted is not nil) in the state file at path,
+// atomically: after a crash the file holds either the old record or the
+// new one, never a torn one. In particular a followed key rotation and the
+// first manifest the new keys signed are recorded together.
+func saveState(path string, st State) error {
+	acc := st.Accepted
+	if acc == nil {
+		return errors.New("save accepted manifest: no manifest")
+	}
 	if !isHexDigest(acc.Digest) {
 		return fmt.Errorf("save accepted manifest: digest %.80q is not 64 lowercase hex digits", acc.Digest)
 	}
-	rec := stateRecord{Round: acc.Round, Digest: acc.Digest, Rotations: rotations}
-	for d := range revealed {
+	if err := checkCheckpointNote(string(st.Checkpoint)); err != nil {
+		return fmt.Errorf("save accepted manifest: %w", err)
+	}
+	rec := stateRecord{Round: acc.Round, Digest: acc.Digest, Checkpoint: string(st.Checkpoint), Rotations: st.rotations}
+	for d := range st.Revealed {
 		rec.Revealed = append(rec.Revealed, d)
 	}
 	slices.Sort(rec.Revealed)
@@ -169,6 +212,19 @@ func saveState(path string, acc manifest.Accepted, revealed map[string]bool, rot
 	}
 	if err := certs.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save accepted manifest: %w", err)
+	}
+	return nil
+}
+
+// checkCheckpointNote bounds a checkpoint note kept in the state file and
+// requires printable UTF-8 (a signed note has no other control character
+// than newline). Its signature is checked by whoever relies on it.
+func checkCheckpointNote(cp string) error {
+	if len(cp) > maxCheckpointNote {
+		return fmt.Errorf("checkpoint note is %d bytes, more than %d", len(cp), maxCheckpointNote)
+	}
+	if !utf8.ValidString(cp) || strings.IndexFunc(cp, func(r rune) bool { return r < 0x20 && r != '\n' }) >= 0 {
+		return errors.New("checkpoint note is not printable UTF-8")
 	}
 	return nil
 }

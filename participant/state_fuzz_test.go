@@ -1,14 +1,13 @@
 package participant
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/fedguard/fedguard/manifest"
 )
 
 // FuzzLoadState feeds arbitrary state files to the agent's loader: it must
@@ -35,19 +34,21 @@ func FuzzLoadState(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		acc, revealed, rotations, err := loadState(path)
+		st, err := loadState(path)
 		if err != nil {
 			return
 		}
+		acc, cp, revealed, rotations := st.Accepted, st.Checkpoint, st.Revealed, st.rotations
 		if acc == nil || !isHexDigest(acc.Digest) {
 			t.Fatalf("loadState accepted %+v", acc)
 		}
 		again := filepath.Join(dir, "again.json")
-		if err := saveState(again, manifest.Accepted{Round: acc.Round, Digest: acc.Digest}, revealed, rotations); err != nil {
+		if err := saveState(again, st); err != nil {
 			t.Fatalf("saveState(loaded state) = %v", err)
 		}
-		acc2, revealed2, rotations2, err := loadState(again)
-		if err != nil || *acc2 != *acc || !maps.Equal(revealed2, revealed) {
+		st2, err := loadState(again)
+		acc2, cp2, revealed2, rotations2 := st2.Accepted, st2.Checkpoint, st2.Revealed, st2.rotations
+		if err != nil || *acc2 != *acc || !bytes.Equal(cp2, cp) || !maps.Equal(revealed2, revealed) {
 			t.Fatalf("state changed across a save: %+v %v, then %+v %v (%v)", acc, revealed, acc2, revealed2, err)
 		}
 		if len(rotations2) != len(rotations) {

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
@@ -60,6 +61,7 @@ type LocalTrainer struct {
 	scaling dataset.Scaling // scaling of the cached tables below
 	strain  *dataset.Table
 	stest   *dataset.Table
+	data    *lineage.Description // what Prepare read and selected
 }
 
 // Prepare reads and checks the local data for spec and returns the
@@ -83,7 +85,7 @@ func (t *LocalTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error
 	if spec.GetLabel() == "" {
 		return dataset.Stats{}, fmt.Errorf("%w: the specification names no label column", ErrIncompatible)
 	}
-	tbl, err := dataset.ReadFile(t.DataFile, dataset.ReadOptions{
+	tbl, fileSum, err := readHashed(t.DataFile, dataset.ReadOptions{
 		Label:    spec.GetLabel(),
 		Features: spec.GetFeatures(),
 		Ignore:   t.Ignore,
@@ -113,6 +115,7 @@ func (t *LocalTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error
 	t.train, t.test = train, test
 	t.trainY, t.testY = pick(y, trainIdx), pick(y, testIdx)
 	t.scaling, t.strain, t.stest = dataset.Scaling{}, nil, nil
+	t.data = &lineage.Description{FileSHA256: fileSum, Columns: append(slices.Clone(tbl.Features), spec.GetLabel()), Rows: slices.Sorted(slices.Values(trainIdx))}
 	return train.Stats(), nil
 }
 

@@ -72,6 +72,8 @@ var layers = map[string]int{
 	"audit":              algorithms,
 
 	"wire":        protocol,
+	"witness":     protocol,
+	"lineage":     protocol,
 	"secureround": protocol,
 	"certs/ca":    protocol,
 

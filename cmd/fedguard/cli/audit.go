@@ -69,6 +69,9 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit verify")
 	key := fs.String("key", "", "the coordinator's public key file (signing.pub, or a note verifier key)")
 	proof := fs.Bool("proof", false, "FILE is an inclusion proof from 'fedguard audit prove', not an export")
+	var witnesses stringList
+	fs.Var(&witnesses, "witness", "a hospital's witness file from 'fedguard participant witness': the export must extend its checkpoint (repeatable, or comma-separated)")
+	ca := fs.String("ca", "", "with -witness: the federation's CA certificate (ca.crt), which must have issued the witnesses' certificates")
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
@@ -79,6 +82,13 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 		return usageError("audit verify: want one FILE (an export, or - for standard input), got %d arguments", fs.NArg())
 	}
 	k, err := manifest.LoadPublicKeyFile(*key)
+	if err != nil {
+		return err
+	}
+	if *proof && len(witnesses) > 0 {
+		return usageError("audit verify: -witness checks an export, not an inclusion proof")
+	}
+	witnessed, err := loadWitnesses(*ca, witnesses, k.Verifiers)
 	if err != nil {
 		return err
 	}
@@ -104,12 +114,15 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 			ev.Seq, ev.Kind, ev.Actor, ev.Round, cp.Origin, cp.Size)
 		return nil
 	}
-	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers, Rotate: rotations(k)})
+	sum, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers, Rotate: rotations(k), Witnessed: witnessed})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "OK: %d events of %s verified: hash chain intact, %d signed checkpoints; the last covers %d events\n",
 		sum.Events, sum.Origin, sum.Checkpoints, sum.Covered)
+	if len(witnessed) > 0 {
+		fmt.Fprintf(env.Stdout, "witnessed: the export extends the checkpoints of %d witnesses: %s\n", len(witnessed), describeWitnesses(witnessed))
+	}
 	if sum.Uncovered > 0 {
 		fmt.Fprintf(env.Stdout, "note: the last %d events are chained but not yet covered by a signed checkpoint\n", sum.Uncovered)
 	}

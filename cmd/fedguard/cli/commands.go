@@ -7,9 +7,10 @@ package cli
 // prints a level in the order listed, which is alphabetical (TestCommandTable
 // keeps it so).
 var commands = []*command{
-	{name: "audit", summary: "the audit record: export, verify, prove, report", sub: []*command{
+	{name: "audit", summary: "the audit record: export, verify, prove, report, lineage", sub: []*command{
 		{name: "check", summary: "check an audit database in place: its file, chain, Merkle tree and signed checkpoints", run: runAuditCheck},
 		{name: "export", summary: "write an audit database as JSON lines (events, then signed checkpoints)", run: runAuditExport},
+		{name: "lineage", summary: "which hospitals' data versions trained a model version, and what changed between rounds", run: runAuditLineage},
 		{name: "model", summary: "write a round's model file and its signed manifest, for cosign and other DSSE tools", run: runAuditModel},
 		{name: "prove", summary: "print an offline-checkable proof that one event is in the signed log", run: runAuditProve},
 		{name: "report", summary: "per-round provenance report (Markdown or HTML)", run: runAuditReport},
@@ -33,10 +34,12 @@ var commands = []*command{
 		{name: "export", summary: "write a round's model as safetensors with its signed manifest", run: runModelExport},
 		{name: "verify", summary: "check a safetensors model against its signed manifest (the serving side's check)", run: runModelVerify},
 	}},
-	{name: "participant", summary: "the hospital agent: init, run, validate", sub: []*command{
+	{name: "participant", summary: "the hospital agent: init, run, validate, witness, lineage", sub: []*command{
 		{name: "init", summary: "make this hospital's key and certificate signing request", run: runParticipantInit},
+		{name: "lineage", summary: "print this hospital's data version, or -check it against a round's manifest", run: runParticipantLineage},
 		{name: "run", summary: "take part in a federation's training until it finishes", run: runParticipant},
 		{name: "validate", summary: "check a data file against an expectations file, or propose one (--init)", run: runValidate},
+		{name: "witness", summary: "print the audit checkpoint of the last accepted manifest, signed by this hospital", run: runParticipantWitness},
 	}},
 	{name: "privacy", summary: "differential-privacy accounting: epsilon, sigma, steps", sub: []*command{
 		{name: "epsilon", summary: "(ε, δ) of T steps of the Poisson-subsampled Gaussian mechanism", run: runPrivacyEpsilon},

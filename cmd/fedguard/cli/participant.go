@@ -58,6 +58,7 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.StringVar(&c.TrainerCode, "trainer-code", c.TrainerCode, "with -trainer exec: the trainer's code, a file or directory, whose digest is logged and approved (default: the program of -trainer-command)")
 	fs.Var((*stringList)(&c.ApproveTrainer), "approve-trainer", "with -trainer exec: an approved trainer digest, sha256:HEX (repeatable, or comma-separated); other code is refused")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HOST:PORT of an HTTP listener serving Prometheus metrics at /metrics and /healthz (default: none)")
+	fs.BoolVar(&c.NoDataVersion, "no-data-version", c.NoDataVersion, "do not report this hospital's data version (see docs/lineage.md, the small-data case)")
 }
 
 // fieldFlag returns the flag of a participant configuration field.

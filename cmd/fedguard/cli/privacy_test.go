@@ -77,6 +77,13 @@ func checkGolden(t *testing.T, path string, args []string) {
 	var out, errOut bytes.Buffer
 	code := Main(context.Background(), args, &out, &errOut)
 	got := fmt.Sprintf("$ fedguard %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
+	compareGolden(t, path, got)
+}
+
+// compareGolden compares got with the golden file at path, or rewrites
+// the file under -update.
+func compareGolden(t *testing.T, path, got string) {
+	t.Helper()
 	if updateGolden() {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
@@ -91,7 +98,7 @@ func checkGolden(t *testing.T, path string, args []string) {
 		t.Fatalf("%v (run with -update to create it)", err)
 	}
 	if got != string(want) {
-		t.Errorf("fedguard %s:\ngot:\n%s\nwant:\n%s", strings.Join(args, " "), got, want)
+		t.Errorf("%s:\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }
 

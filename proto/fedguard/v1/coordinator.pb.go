@@ -616,7 +616,11 @@ type WaitRoundResponse struct {
 	// Set when the caller is in the cohort of an open round.
 	Assignment *RoundAssignment `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
 	// True when the federation has finished its configured rounds.
-	Finished      bool `protobuf:"varint,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	Finished bool `protobuf:"varint,2,opt,name=finished,proto3" json:"finished,omitempty"`
+	// With finished: the signed manifest of the final model. Participants
+	// accept it like any other, so that the last manifest (and audit
+	// checkpoint) each one keeps, and witnesses, covers the whole history.
+	Manifest      []byte `protobuf:"bytes,3,opt,name=manifest,proto3" json:"manifest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -663,6 +667,13 @@ func (x *WaitRoundResponse) GetFinished() bool {
 		return x.Finished
 	}
 	return false
+}
+
+func (x *WaitRoundResponse) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
 }
 
 // RoundAssignment is a participant's ticket for one round.
@@ -2590,7 +2601,12 @@ type UpdateHeader struct {
 	Sha256 []byte `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The participant's evaluation of the round's starting model on its local
 	// holdout rows (federated evaluation; only aggregates leave the hospital).
-	Holdout       *Evaluation `protobuf:"bytes,4,opt,name=holdout,proto3" json:"holdout,omitempty"`
+	Holdout *Evaluation `protobuf:"bytes,4,opt,name=holdout,proto3" json:"holdout,omitempty"`
+	// The data version the update was trained on: HMAC-SHA256, under the
+	// federation's salt, of the data file's digest, the columns and the rows
+	// trained on (package lineage). Empty or exactly 32 bytes; empty means
+	// the agent reports none. It goes into the audit log and the manifest.
+	DataSha256    []byte `protobuf:"bytes,5,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2649,6 +2665,13 @@ func (x *UpdateHeader) GetSha256() []byte {
 func (x *UpdateHeader) GetHoldout() *Evaluation {
 	if x != nil {
 		return x.Holdout
+	}
+	return nil
+}
+
+func (x *UpdateHeader) GetDataSha256() []byte {
+	if x != nil {
+		return x.DataSha256
 	}
 	return nil
 }
@@ -2965,12 +2988,13 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x12ReportStatsRequest\x12/\n" +
 	"\x05stats\x18\x01 \x01(\v2\x19.fedguard.v1.FeatureStatsR\x05stats\"\x15\n" +
 	"\x13ReportStatsResponse\"\x12\n" +
-	"\x10WaitRoundRequest\"m\n" +
+	"\x10WaitRoundRequest\"\x89\x01\n" +
 	"\x11WaitRoundResponse\x12<\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x1c.fedguard.v1.RoundAssignmentR\n" +
 	"assignment\x12\x1a\n" +
-	"\bfinished\x18\x02 \x01(\bR\bfinished\"\x92\x03\n" +
+	"\bfinished\x18\x02 \x01(\bR\bfinished\x12\x1a\n" +
+	"\bmanifest\x18\x03 \x01(\fR\bmanifest\"\x92\x03\n" +
 	"\x0fRoundAssignment\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12,\n" +
@@ -3104,13 +3128,15 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
-	"num_params\x18\x05 \x01(\x04R\tnumParams\"\x9b\x01\n" +
+	"num_params\x18\x05 \x01(\x04R\tnumParams\"\xbc\x01\n" +
 	"\fUpdateHeader\x12\x1d\n" +
 	"\n" +
 	"num_params\x18\x01 \x01(\x04R\tnumParams\x12!\n" +
 	"\fsample_count\x18\x02 \x01(\x04R\vsampleCount\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x121\n" +
-	"\aholdout\x18\x04 \x01(\v2\x17.fedguard.v1.EvaluationR\aholdout\"R\n" +
+	"\aholdout\x18\x04 \x01(\v2\x17.fedguard.v1.EvaluationR\aholdout\x12\x1f\n" +
+	"\vdata_sha256\x18\x05 \x01(\fR\n" +
+	"dataSha256\"R\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x12\n" +
