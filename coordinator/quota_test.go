@@ -2,11 +2,9 @@ package coordinator_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -58,20 +56,7 @@ func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 func startLogged(t *testing.T, cfg coordinator.Config) (*server, *syncBuffer) {
 	t.Helper()
 	buf := &syncBuffer{}
-	s := &server{done: make(chan error, 1)}
-	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
-	if err != nil {
-		t.Fatalf("coordinator.New: %v", err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.c, s.addr, s.cancel = c, lis.Addr().String(), cancel
-	go func() { s.done <- c.Serve(ctx, lis) }()
-	t.Cleanup(func() { s.stop(t) })
+	s := startWith(t, cfg, coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
 	return s, buf
 }
 

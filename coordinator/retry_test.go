@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
 )
@@ -184,6 +185,7 @@ func TestSecureAttemptSurvivesRestart(t *testing.T) {
 // and says why; a participant joining again allows one more attempt.
 // Before the fix the attempts went on, one per round_timeout, for good.
 func TestRoundStallsAfterIdenticalFailures(t *testing.T) {
+	fedtest.SkipIfShort(t, "waits out three failed attempts and their backoffs")
 	t.Parallel()
 	f := newFederation(t, abc)
 	f.cfg.RoundTimeout = coordinator.Duration(300 * time.Millisecond)

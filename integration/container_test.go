@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/process"
 )
 
@@ -38,9 +39,7 @@ const (
 // or builds one from the Containerfile. It needs rootful podman: without
 // it the test is skipped, except in CI (CI=true), where it fails.
 func TestContainerFederation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containers; skipped with -short")
-	}
+	fedtest.SkipIfShort(t, "starts containers")
 	podman := requirePodman(t)
 	image := containerImage(t, podman)
 

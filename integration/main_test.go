@@ -25,6 +25,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/process"
 )
 
@@ -131,26 +132,18 @@ func writeWDBCShare(t *testing.T, path string, off, n int) {
 }
 
 // fedConfig is a coordinator configuration over files laid out by
-// demo.Enrol in dir, with the short timeouts the tests want.
+// fedtest (or demo.Setup) in dir, with the short timeouts the tests want.
 func fedConfig(t *testing.T, dir, federation string, enrolled []string, min, rounds int) coordinator.Config {
-	return coordinator.Config{
-		Federation:      federation,
-		Listen:          "127.0.0.1:0",
-		DataDir:         filepath.Join(dir, "coordinator", "data"),
-		CACert:          filepath.Join(dir, "ca", "ca.crt"),
-		Cert:            filepath.Join(dir, "coordinator", "coordinator.crt"),
-		Key:             filepath.Join(dir, "coordinator", "coordinator.key"),
-		CRL:             filepath.Join(dir, "ca", "crl.pem"),
-		Enrolled:        enrolled,
-		MinParticipants: min,
-		Model:           coordinator.ModelConfig{Kind: "logreg", Features: wdbcFeatures(t), Label: wdbc.Label, Classes: wdbc.Classes()},
-		Training:        coordinator.TrainingConfig{Rounds: rounds, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 16, L2: 1e-3},
-		Aggregation:     aggregation.Config{Rule: "fedavg"},
-		CohortTimeout:   coordinator.Duration(time.Second),
-		RoundTimeout:    coordinator.Duration(3 * time.Second),
-		StatsTimeout:    coordinator.Duration(2 * time.Second),
-		LongPoll:        coordinator.Duration(2 * time.Second),
-	}
+	cfg := (&fedtest.Federation{Dir: dir, Name: federation}).Config(enrolled)
+	cfg.MinParticipants = min
+	cfg.Model = coordinator.ModelConfig{Kind: "logreg", Features: wdbcFeatures(t), Label: wdbc.Label, Classes: wdbc.Classes()}
+	cfg.Training = coordinator.TrainingConfig{Rounds: rounds, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 16, L2: 1e-3}
+	cfg.Aggregation = aggregation.Config{Rule: "fedavg"}
+	cfg.CohortTimeout = coordinator.Duration(time.Second)
+	cfg.RoundTimeout = coordinator.Duration(3 * time.Second)
+	cfg.StatsTimeout = coordinator.Duration(2 * time.Second)
+	cfg.LongPoll = coordinator.Duration(2 * time.Second)
+	return cfg
 }
 
 // writeConfig writes cfg as JSON and returns its path.

@@ -24,6 +24,7 @@ import (
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/participant"
 )
 
@@ -454,9 +455,7 @@ func promPoll(t *testing.T, what string, timeout time.Duration, cond func() bool
 // on them, no alert may be firing for it, and PoisoningSuspected may never
 // have been pending or firing for it.
 func TestPrometheusAlerts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs two federations and a Prometheus server")
-	}
+	fedtest.SkipIfShort(t, "runs two federations and a Prometheus server")
 	t.Parallel()
 	bin := prometheusServer(t)
 	poisoned := startMonitoredFederation(t, "poisoned", "hospital-d", false)

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -52,7 +54,7 @@ func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer)
 // pinnedAgent is newAgent with the pinned keys and the state file given.
 func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string) *participant.Agent {
 	t.Helper()
-	tlsCfg, err := demo.ClientTLS(dir, demo.Federation, name, addr)
+	tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,8 @@ func TestParticipantDropout(t *testing.T) {
 		hs := []string{"hospital-a", "hospital-b", "hospital-c"}
 		cfg := fedConfig(t, dir, demo.Federation, hs, 2, 4)
 		cfg.RoundTimeout = coordinator.Duration(3 * time.Second)
-		c, addr, done, serveErr := serveInProcess(t, cfg)
+		c := fedtest.Serve(t, cfg)
+		addr := c.Addr
 
 		stall := &stallTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), stallRound: 2, stalled: make(chan struct{})}
 		victimCtx, kill := context.WithCancel(context.Background())
@@ -166,9 +169,9 @@ func TestParticipantDropout(t *testing.T) {
 			}
 		}
 		select {
-		case <-done:
-			if *serveErr != nil {
-				t.Errorf("Serve = %v, want nil after the last round", *serveErr)
+		case <-c.Done():
+			if err := c.Err(); err != nil {
+				t.Errorf("Serve = %v, want nil after the last round", err)
 			}
 		case <-time.After(15 * time.Second):
 			t.Errorf("coordinator still serving 15 s after the agents finished")
@@ -199,6 +202,7 @@ func TestParticipantDropout(t *testing.T) {
 	})
 
 	t.Run("killed process", func(t *testing.T) {
+		fedtest.SkipIfShort(t, "four hospital processes, one killed mid-round; the in-process subtest covers the dropout")
 		dir := t.TempDir()
 		if _, err := demo.Setup(dir, 1); err != nil {
 			t.Fatal(err)
@@ -247,6 +251,7 @@ func TestParticipantDropout(t *testing.T) {
 // data directory resumes from the last closed round, the agents reconnect on
 // their own, and the record holds every round exactly once.
 func TestCoordinatorRestart(t *testing.T) {
+	fedtest.SkipIfShort(t, "kills and restarts a coordinator process twice under four hospital processes")
 	dir := t.TempDir()
 	if _, err := demo.Setup(dir, 1); err != nil {
 		t.Fatal(err)
@@ -358,7 +363,8 @@ func TestRestartMidRoundRerunsRound(t *testing.T) {
 	cfg := fedConfig(t, dir, demo.Federation, hs, 3, 2)
 	const roundTimeout = 6 * time.Second
 	cfg.RoundTimeout = coordinator.Duration(roundTimeout)
-	c1, addr, done1, _ := serveInProcess(t, cfg)
+	c1 := fedtest.Serve(t, cfg)
+	addr := c1.Addr
 	cfg.Listen = addr
 
 	gate := &gateTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), gateRound: 1, reached: make(chan struct{}), release: make(chan struct{})}
@@ -375,10 +381,9 @@ func TestRestartMidRoundRerunsRound(t *testing.T) {
 	time.Sleep(time.Second) // hospital-a and hospital-b submit round 1
 	// Stop the first coordinator (its open round is lost) and start a new
 	// one on the same address and database.
-	_ = c1
-	stopInProcess(t, done1)
+	_ = c1.Stop()
 	t0 := time.Now()
-	c2, _, _, _ := serveInProcessOn(t, cfg)
+	c2 := fedtest.Serve(t, cfg)
 	close(gate.release)
 	for n, err := range wait(60 * time.Second) {
 		if err != nil {

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -103,7 +105,7 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 			agents := map[string]*participant.Agent{}
 			for _, h := range hospitals {
 				computed[h] = map[secagg.Phase]int{}
-				tlsCfg, err := demo.ClientTLS(dir, demo.Federation, h, addr)
+				tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, h, addr)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -197,6 +199,7 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 // report it, in its log, /status.json and /metrics, and neither retry nor
 // grow its audit log, however often the hospitals ask.
 func TestSecureWedgeReported(t *testing.T) {
+	fedtest.SkipIfShort(t, "restarts a coordinator process and three hospitals mid-session")
 	t.Parallel()
 	dir := t.TempDir()
 	fed, err := demo.Setup(dir, 1)
@@ -237,7 +240,7 @@ func TestSecureWedgeReported(t *testing.T) {
 	agents := func(opts ...participant.Option) map[string]*participant.Agent {
 		out := map[string]*participant.Agent{}
 		for _, h := range hospitals {
-			tlsCfg, err := demo.ClientTLS(dir, demo.Federation, h, addr)
+			tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, h, addr)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/manifest"
@@ -56,7 +57,7 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 			defer kill()
 			var killed atomic.Bool
 			agent := func(name string, ctx context.Context, opts ...participant.Option) func() error {
-				tlsCfg, err := demo.ClientTLS(dir, demo.Federation, name, coord.Addr)
+				tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, coord.Addr)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/process"
@@ -622,7 +623,7 @@ func (l *soakLeg) waitLogSince(c *coordProc, since int, timeout time.Duration, m
 
 // client is a raw client presenting soakClient's certificate.
 func (l *soakLeg) client() fedguardv1.CoordinatorServiceClient {
-	tlsCfg, err := demo.ClientTLS(l.dir, demo.Federation, soakClient, l.addr)
+	tlsCfg, err := certs.LocalClientConfig(l.dir, demo.Federation, soakClient, l.addr)
 	if err != nil {
 		l.t.Fatal(err)
 	}

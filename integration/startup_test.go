@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -50,9 +51,7 @@ func usedPage(t *testing.T, path string, nth int) int {
 // flips went unnoticed) and item 4 (an empty audit.db or a missing
 // state.db started a second history).
 func TestDamagedDataFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation and many processes")
-	}
+	fedtest.SkipIfShort(t, "runs a federation and many processes")
 	dir := t.TempDir()
 	if _, err := demo.Setup(dir, 1); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -104,9 +105,7 @@ func scrapeSample(t *testing.T, url, series string) float64 {
 // round, the poisoned hospital flagged, and the audit log's head and
 // checkpoint.
 func TestStatusPagePoisoned(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation and a browser")
-	}
+	fedtest.SkipIfShort(t, "runs a federation and a browser")
 	t.Parallel()
 	browser := chromium(t)
 	dir := t.TempDir()

@@ -47,31 +47,14 @@ import (
 var secureNames = []string{"hospital-a", "hospital-b", "hospital-c"}
 
 // hospitals issues a certificate for each name by the pki's CA and returns
-// each one's client TLS configuration.
+// each one's client TLS configuration (the pki's own hospital keeps its
+// certificate).
 func (p *pki) hospitals(t *testing.T, names ...string) map[string]*tls.Config {
 	t.Helper()
-	ca, err := certs.Open(filepath.Join(p.dir, "ca"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.Add(t, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == hospital })...)
 	out := make(map[string]*tls.Config, len(names))
 	for _, name := range names {
-		keyPEM, csrPEM, err := certs.NewParticipantRequest(federation, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certPEM, err := ca.Sign(csrPEM, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "client.crt"), certPEM, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "client.key"), keyPEM, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out[name] = p.client(t, p.ca, dir)
+		out[name] = p.client(t, p.ca, p.Federation, name)
 	}
 	return out
 }
