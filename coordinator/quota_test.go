@@ -1,13 +1,11 @@
 package coordinator_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,29 +16,16 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines returns the JSON log records whose msg is msg.
-func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
+// lines returns the JSON log records in s whose msg is msg.
+func lines(t *testing.T, s *fedtest.LogBuffer, msg string) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -53,9 +38,9 @@ func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 }
 
 // startLogged is start with the coordinator's text log (JSON) kept.
-func startLogged(t *testing.T, cfg coordinator.Config) (*server, *syncBuffer) {
+func startLogged(t *testing.T, cfg coordinator.Config) (*server, *fedtest.LogBuffer) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &fedtest.LogBuffer{}
 	s := startWith(t, cfg, coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
 	return s, buf
 }
@@ -151,10 +136,10 @@ func TestRefusalsLogged(t *testing.T) {
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(logs.lines(t, "update refused")); got != n {
+	if got := len(lines(t, logs, "update refused")); got != n {
 		t.Errorf("%d update refused lines in the text log, want %d", got, n)
 	}
-	calls := logs.lines(t, "call refused")
+	calls := lines(t, logs, "call refused")
 	if len(calls) != 1 || calls[0]["participant"] != abc[2] || calls[0]["code"] != "InvalidArgument" {
 		t.Errorf("call refused lines = %v, want one for %s's ReportStats", calls, abc[2])
 	}

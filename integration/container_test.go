@@ -129,7 +129,7 @@ func TestContainerFederation(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &fedtest.LogBuffer{}
 	// --init: the first start creates the federation in the empty volume.
 	coord, err := process.StartCoordinator(context.Background(), wrapper, cfgPath, logs, "--init")
 	if err != nil {

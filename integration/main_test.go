@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
+	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/process"
 )
@@ -146,6 +146,23 @@ func fedConfig(t *testing.T, dir, federation string, enrolled []string, min, rou
 	return cfg
 }
 
+// demoFederation lays out the demo's federation (demo.Setup, seed 1: its
+// certificates and the hospitals' shares of WDBC) in a fresh directory and
+// returns the directory, the federation and its hospitals' names.
+func demoFederation(t *testing.T) (string, *demo.Fed, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	fed, err := demo.Setup(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hospitals := make([]string, len(fed.Hospitals))
+	for i, h := range fed.Hospitals {
+		hospitals[i] = h.Name
+	}
+	return dir, fed, hospitals
+}
+
 // writeConfig writes cfg as JSON and returns its path.
 func writeConfig(t *testing.T, dir string, cfg coordinator.Config) string {
 	t.Helper()
@@ -167,25 +184,7 @@ func writeConfig(t *testing.T, dir string, cfg coordinator.Config) string {
 type coordProc struct {
 	*process.Coordinator
 	t      *testing.T
-	logBuf *lockedBuffer
-}
-
-// lockedBuffer collects a process's log lines for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logBuf *fedtest.LogBuffer
 }
 
 // startCoordinator starts `fedguard coordinator --config cfgPath --init`
@@ -201,7 +200,7 @@ func startCoordinator(t *testing.T, cfgPath string, extra ...string) *coordProc 
 // args...`, without --init unless args has it.
 func startCoordinatorArgs(t *testing.T, cfgPath string, extra ...string) *coordProc {
 	t.Helper()
-	buf := &lockedBuffer{}
+	buf := &fedtest.LogBuffer{}
 	p, err := process.StartCoordinator(context.Background(), fedguardBin, cfgPath, buf, extra...)
 	if err != nil {
 		t.Fatalf("start coordinator: %v\nlog:\n%s", err, buf.String())
@@ -267,7 +266,7 @@ func msgRound(msg string, round float64) func(map[string]any) bool {
 type participantProc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *fedtest.LogBuffer
 	done chan struct{}
 	err  error
 }
@@ -278,7 +277,7 @@ func startParticipant(t *testing.T, name string, args ...string) *participantPro
 	t.Helper()
 	full := append([]string{"--log-format", "json", "participant", "run"}, args...)
 	cmd := exec.Command(fedguardBin, full...)
-	p := &participantProc{name: name, cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &participantProc{name: name, cmd: cmd, out: &fedtest.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start participant %s: %v", name, err)
@@ -346,4 +345,4 @@ func jsonLines(t *testing.T, s string) []map[string]any {
 	return out
 }
 
-var _ io.Writer = (*lockedBuffer)(nil)
+var _ io.Writer = (*fedtest.LogBuffer)(nil)

@@ -51,8 +51,9 @@ func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer)
 	return pinnedAgent(t, dir, name, addr, trainer, keys, filepath.Join(dir, name, "accepted.json"))
 }
 
-// pinnedAgent is newAgent with the pinned keys and the state file given.
-func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string) *participant.Agent {
+// pinnedAgent is newAgent with the pinned keys, the state file and the
+// agent's options given.
+func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string, opts ...participant.Option) *participant.Agent {
 	t.Helper()
 	tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, addr)
 	if err != nil {
@@ -65,7 +66,7 @@ func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Train
 		Coordinator: addr, TLS: tlsCfg, Trainer: trainer, Log: discardLogger(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: stateFile,
-	})
+	}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +137,7 @@ func checkContiguous(t *testing.T, recs []coordinator.RoundRecord, want int) {
 // dropped from that round, and the federation trains on without it.
 func TestParticipantDropout(t *testing.T) {
 	t.Run("in process", func(t *testing.T) {
-		dir := t.TempDir()
-		if _, err := demo.Setup(dir, 1); err != nil {
-			t.Fatal(err)
-		}
+		dir, _, _ := demoFederation(t)
 		hs := []string{"hospital-a", "hospital-b", "hospital-c"}
 		cfg := fedConfig(t, dir, demo.Federation, hs, 2, 4)
 		cfg.RoundTimeout = coordinator.Duration(3 * time.Second)
@@ -203,10 +201,7 @@ func TestParticipantDropout(t *testing.T) {
 
 	t.Run("killed process", func(t *testing.T) {
 		fedtest.SkipIfShort(t, "four hospital processes, one killed mid-round; the in-process subtest covers the dropout")
-		dir := t.TempDir()
-		if _, err := demo.Setup(dir, 1); err != nil {
-			t.Fatal(err)
-		}
+		dir, _, _ := demoFederation(t)
 		// hospital-d is enrolled but never runs, so every round waits the
 		// cohort timeout: the kill lands early in round 2.
 		cfg := fedConfig(t, dir, demo.Federation, []string{"hospital-a", "hospital-b", "hospital-c", "hospital-d"}, 2, 4)
@@ -252,10 +247,7 @@ func TestParticipantDropout(t *testing.T) {
 // their own, and the record holds every round exactly once.
 func TestCoordinatorRestart(t *testing.T) {
 	fedtest.SkipIfShort(t, "kills and restarts a coordinator process twice under four hospital processes")
-	dir := t.TempDir()
-	if _, err := demo.Setup(dir, 1); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := demoFederation(t)
 	const rounds = 8
 	// hospital-d never runs: every round waits the 1 s cohort timeout, so
 	// the signals land between known rounds.
@@ -355,10 +347,7 @@ func (g *gateTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 // dead coordinator must take part again, or the re-run round can only close
 // after RoundTimeout (and is retried if the quorum is missed).
 func TestRestartMidRoundRerunsRound(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := demo.Setup(dir, 1); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := demoFederation(t)
 	hs := []string{"hospital-a", "hospital-b", "hospital-c"}
 	cfg := fedConfig(t, dir, demo.Federation, hs, 3, 2)
 	const roundTimeout = 6 * time.Second

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/manifest"
@@ -34,15 +33,7 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 	for _, phase := range phases {
 		t.Run(phase.String(), func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			fed, err := demo.Setup(dir, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hospitals := make([]string, len(fed.Hospitals))
-			for i, h := range fed.Hospitals {
-				hospitals[i] = h.Name
-			}
+			dir, _, hospitals := demoFederation(t)
 			victim := hospitals[len(hospitals)-1]
 			cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
 			cfg.Secure = true
@@ -57,18 +48,7 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 			defer kill()
 			var killed atomic.Bool
 			agent := func(name string, ctx context.Context, opts ...participant.Option) func() error {
-				tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, coord.Addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				a, err := participant.New(participant.Config{
-					Coordinator: coord.Addr, TLS: tlsCfg, Trainer: localTrainer(dir, name), Log: discardLogger(),
-					MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-					Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, name, "accepted.json"),
-				}, opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
+				a := pinnedAgent(t, dir, name, coord.Addr, nil, keys, filepath.Join(dir, name, "accepted.json"), opts...)
 				return func() error { return a.Run(ctx) }
 			}
 			runs := map[string]func() error{}

@@ -108,15 +108,7 @@ func TestStatusPagePoisoned(t *testing.T) {
 	fedtest.SkipIfShort(t, "runs a federation and a browser")
 	t.Parallel()
 	browser := chromium(t)
-	dir := t.TempDir()
-	fed, err := demo.Setup(dir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hospitals []string
-	for _, h := range fed.Hospitals {
-		hospitals = append(hospitals, h.Name)
-	}
+	dir, _, hospitals := demoFederation(t)
 	const poisoned = "hospital-d"
 	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), 2)
 	cfg.MetricsListen = "127.0.0.1:0"

@@ -524,9 +524,9 @@ func (f *fakeCoordinator) closed(r uint64) link {
 
 // newAgent returns an agent of federation that pins keys, with the test's
 // backoff and a captured log. edits change its Config (a StateFile, say).
-func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
+func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
-	var logs syncBuffer
+	var logs fedtest.LogBuffer
 	cfg := participant.Config{
 		Coordinator:     addr,
 		TLS:             tlsCfg,
@@ -550,30 +550,12 @@ func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trai
 			t.Logf("agent log:\n%s", logs.String())
 		}
 	})
-	return a, &logs.buf
+	return a, &logs
 }
 
 // withState sets the agent's StateFile.
 func withState(path string) func(*participant.Config) {
 	return func(c *participant.Config) { c.StateFile = path }
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // run runs a until it returns or the test's time is up.
