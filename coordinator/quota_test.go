@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/audit"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
@@ -194,18 +192,8 @@ func TestRevocationEndsLiveCalls(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond) // the call is in the coordinator
 
-			leaf, err := certs.LoadCertificate(filepath.Join(f.dir, victim.name, victim.name+".crt"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ca, err := certs.Open(filepath.Join(f.dir, "ca"))
-			if err != nil {
-				t.Fatal(err)
-			}
 			revoked := time.Now()
-			if err := ca.Revoke(leaf.SerialNumber); err != nil {
-				t.Fatalf("Revoke: %v", err)
-			}
+			f.Revoke(t, victim.name)
 			select {
 			case err := <-done:
 				if method == "WaitRound" {

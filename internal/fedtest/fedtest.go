@@ -198,3 +198,20 @@ func (s *Coordinator) WaitServe(t testing.TB, within time.Duration) error {
 		return nil
 	}
 }
+
+// Revoke revokes participant name's certificate: the CA adds it to the
+// CRL (Files().CRL()), which the coordinator watches.
+func (f *Federation) Revoke(t testing.TB, name string) {
+	t.Helper()
+	leaf, err := certs.LoadCertificate(f.Files().Cert(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := certs.Open(filepath.Join(f.Dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Revoke(leaf.SerialNumber); err != nil {
+		t.Fatalf("fedtest: revoke %s: %v", name, err)
+	}
+}
