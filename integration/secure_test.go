@@ -13,6 +13,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -32,6 +33,9 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 	phases := []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmasking}
 	for _, phase := range phases {
 		t.Run(phase.String(), func(t *testing.T) {
+			if phase != secagg.PhaseUnmasking {
+				fedtest.SkipIfShort(t, "a coordinator process and four hospitals per phase; -short keeps the unmasking phase")
+			}
 			t.Parallel()
 			dir, _, hospitals := demoFederation(t)
 			victim := hospitals[len(hospitals)-1]
