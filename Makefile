@@ -58,10 +58,9 @@ test:
 # The unit tests in short mode, for the edit-test loop: no race detector,
 # and every long run (exhaustive dropout patterns, big kernel sweeps,
 # process-heavy integration tests) skips itself with -short and says that
-# `make test` runs it. Under a minute on a 2-core machine. -parallel 4: the
-# parallel tests (coordinator's, mostly) wait on timers, sockets and fsync
-# more than they compute, so twice GOMAXPROCS of them at once shortens the
-# run without starving them.
+# `make test` runs it. -parallel 4: the parallel tests (coordinator's,
+# mostly) wait on timers, sockets and fsync more than they compute, so
+# twice GOMAXPROCS of them at once shortens the run without starving them.
 test-short:
 	$(GO) test -short -count=1 -parallel 4 $(PKGS)
 
