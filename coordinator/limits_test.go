@@ -218,7 +218,15 @@ func TestConnectionsPerParticipant(t *testing.T) {
 		wantCode(t, "Join over a connection beyond the limit", err, codes.Unavailable)
 		p.conn.Close()
 	}
-	if got := metricValue(t, s.c, "fedguard_connections_refused_total", "reason", coordinator.ReasonTooManyConnections); got < 2 {
+	// The coordinator closes a refused connection, then counts it: the
+	// client can see the refusal first.
+	refused := func() float64 {
+		return metricValue(t, s.c, "fedguard_connections_refused_total", "reason", coordinator.ReasonTooManyConnections)
+	}
+	for deadline := time.Now().Add(5 * time.Second); refused() < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := refused(); got < 2 {
 		t.Errorf("connections refused for too_many_connections = %v, want at least 2", got)
 	}
 	// Another participant is not affected.
