@@ -5,7 +5,7 @@ BUF     := $(TOOL) buf
 BIN     := bin/fedguard
 PKGS    := ./...
 
-.PHONY: all build build-static image image-test release release-verify test test-arm64 demo proto proto-check asm asm-check bench lint fuzz deploy-check soak clean
+.PHONY: all build build-static image image-test release release-verify test test-short test-arm64 demo proto proto-check asm asm-check bench lint fuzz deploy-check soak clean
 
 all: build
 
@@ -54,6 +54,15 @@ release-verify:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The unit tests in short mode, for the edit-test loop: no race detector,
+# and every long run (exhaustive dropout patterns, big kernel sweeps,
+# process-heavy integration tests) skips itself with -short and says that
+# `make test` runs it. -parallel 4: the parallel tests (coordinator's,
+# mostly) wait on timers, sockets and fsync more than they compute, so
+# twice GOMAXPROCS of them at once shortens the run without starving them.
+test-short:
+	$(GO) test -short -count=1 -parallel 4 $(PKGS)
 
 # The aggregation kernels on arm64 (the portable path; there is no NEON
 # path yet), cross-compiled and run under qemu-user-static (Debian package

@@ -1,23 +1,69 @@
 package aggregation
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
-// The kernels are checked against naive references: double loops in float64
-// and a sort per coordinate.
+// The kernels are checked against naive references that share no code and
+// no loop structure with the kernels: sums in float64 (compensated, or in
+// double-double where a tolerance must be argued from the kernel's own
+// rounding), and a sort per coordinate for the order statistics.
+
+// u64 is the unit roundoff of float64, 2⁻⁵³.
+const u64 = 0x1p-53
+
+// gamma is Higham's γ_k = k·u/(1−k·u): a sum of k terms in float64, in any
+// order, is within γ_(k−1)·Σ|term| of the exact sum (Higham, Accuracy and
+// Stability of Numerical Algorithms, 2nd ed., §4.2).
+func gamma(k int) float64 { return float64(k) * u64 / (1 - float64(k)*u64) }
+
+// neumaierSum is the Kahan–Babuška–Neumaier compensated sum: within
+// 2u·Σ|x| of the exact sum (plus a term in n·u², negligible here), whatever
+// the order and the length.
+func neumaierSum(xs func(yield func(float64) bool)) float64 {
+	var s, c float64
+	for x := range xs {
+		t := s + x
+		if math.Abs(s) >= math.Abs(x) {
+			c += (s - t) + x
+		} else {
+			c += (x - t) + s
+		}
+		s = t
+	}
+	return s + c
+}
+
+// refSquaredDistance is ||x − y||², each difference and square in float64
+// (a difference of two float32 rounds at most once, its square once) and
+// the squares added with neumaierSum: within about 4u relative of the
+// exact value, all terms being non-negative.
+func refSquaredDistance(x, y []float32) float64 {
+	return neumaierSum(func(yield func(float64) bool) {
+		for i := range x {
+			t := float64(x[i]) - float64(y[i])
+			if !yield(t * t) {
+				return
+			}
+		}
+	})
+}
 
 func naiveDistances(xs [][]float32) []float64 {
 	n := len(xs)
 	out := make([]float64, n*n)
 	for i := range n {
-		for j := range n {
-			out[i*n+j] = squaredDistance64(xs[i], xs[j])
+		for j := i + 1; j < n; j++ { // the squares do not depend on the order of the pair
+			out[i*n+j] = refSquaredDistance(xs[i], xs[j])
+			out[j*n+i] = out[i*n+j]
 		}
 	}
 	return out
@@ -141,7 +187,10 @@ func TestPairwiseSquaredDistances(t *testing.T) {
 					if w == 0 && g != 0 {
 						t.Fatalf("D[%d,%d] = %v, want exactly 0", i, j, g)
 					}
-					if g < 0 || math.Abs(g-w) > 8.1e-6*w {
+					// The kernel is within 8.1e-6 relative of the exact
+					// value (kernel.go), the reference within 4u: their
+					// sum bounds the gap.
+					if g < 0 || math.Abs(g-w) > (8.1e-6+4*u64)*w {
 						t.Fatalf("D[%d,%d] = %v, want %v (rel. error %.3g)", i, j, g, w, math.Abs(g-w)/w)
 					}
 				}
@@ -153,12 +202,32 @@ func TestPairwiseSquaredDistances(t *testing.T) {
 func TestPairwiseOverflowFallsBack(t *testing.T) {
 	xs := [][]float32{{3e19, 1}, {-3e19, 1}, {0, 1}}
 	got := pairwiseSquaredDistances(xs)
-	want := naiveDistances(xs)
-	for i := range got {
-		if math.IsInf(got[i], 0) || math.Abs(got[i]-want[i]) > 1e-12*want[i] {
-			t.Errorf("D[%d] = %v, want %v", i, got[i], want[i])
+	for i := range xs {
+		for j := range xs {
+			// Exact in big.Float (float32 values; 512 bits hold their
+			// squares and sums exactly), then rounded once: the float64
+			// fallback, two roundings per term and one addition, is
+			// within γ_3 ≈ 3.3e-16 of it, well inside 1e-12.
+			want := exactSquaredDistance(xs[i], xs[j])
+			if g := got[i*len(xs)+j]; math.IsInf(g, 0) || math.Abs(g-want) > 1e-12*want {
+				t.Errorf("D[%d,%d] = %v, want %v", i, j, g, want)
+			}
 		}
 	}
+}
+
+// exactSquaredDistance is ||x − y||² computed exactly with math/big and
+// rounded once to float64.
+func exactSquaredDistance(x, y []float32) float64 {
+	const prec = 512
+	sum := new(big.Float).SetPrec(prec)
+	for i := range x {
+		t := new(big.Float).SetPrec(prec).SetFloat64(float64(x[i]))
+		t.Sub(t, new(big.Float).SetPrec(prec).SetFloat64(float64(y[i])))
+		sum.Add(sum, t.Mul(t, t))
+	}
+	f, _ := sum.Float64()
+	return f
 }
 
 func TestCoordinateMedian(t *testing.T) {
@@ -339,47 +408,64 @@ func TestKernelsDoNotModifyInputs(t *testing.T) {
 	}
 }
 
-// naiveClosestToMedianMean is Bulyan's step by a sort per coordinate and a
-// binary search, growing the window as the kernel documents.
+// naiveClosestToMedianMean is Bulyan's step from its definition, not from
+// the kernel's window: per coordinate, the median m of the selected values
+// (the mean of the two middle ones, in float64, for an even count), then
+// the beta values nearest m, added in ascending order. Nearest is by
+// |v − m| in float64; where those distances tie, values below m come
+// first, and on one side the one nearer m exactly (float64 distances tie
+// where exact ones do not, for values far from a huge median). The kernel
+// grows a window of the sorted values outwards from m, the lower side
+// winning ties; that is a merge of the two sides by the same order, so it
+// selects the same values, and both add them in ascending order: the
+// results must be equal.
 func naiveClosestToMedianMean(xs [][]float32, sel []int, beta int) []float32 {
 	d, t := len(xs[0]), len(sel)
 	out := make([]float32, d)
 	col := make([]float32, t)
+	type cand struct {
+		dist  float64
+		upper bool    // v ≥ m
+		away  float32 // larger is farther from m on v's side
+		v     float32
+	}
+	cs := make([]cand, t)
+	near := make([]float32, beta)
 	for c := range d {
 		for k, i := range sel {
 			col[k] = xs[i][c]
 		}
 		slices.Sort(col)
-		var m float64
-		if t%2 == 1 {
-			m = float64(col[t/2])
-		} else {
+		m := float64(col[t/2])
+		if t%2 == 0 {
 			m = (float64(col[t/2-1]) + float64(col[t/2])) / 2
 		}
-		b, _ := slices.BinarySearchFunc(col, m, func(v float32, m float64) int {
-			switch {
-			case float64(v) < m:
-				return -1
-			case float64(v) > m:
-				return 1
+		for k, v := range col {
+			up := float64(v) >= m
+			away := -v
+			if up {
+				away = v
 			}
-			return 0
-		})
-		a := b
-		for b-a < beta {
-			switch {
-			case a == 0:
-				b++
-			case b == t:
-				a--
-			case m-float64(col[a-1]) <= float64(col[b])-m:
-				a--
-			default:
-				b++
-			}
+			cs[k] = cand{math.Abs(float64(v) - m), up, away, v}
 		}
+		slices.SortFunc(cs, func(a, b cand) int {
+			if c := cmp.Compare(a.dist, b.dist); c != 0 {
+				return c
+			}
+			if a.upper != b.upper {
+				if a.upper {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Compare(a.away, b.away)
+		})
+		for k := range near {
+			near[k] = cs[k].v
+		}
+		slices.Sort(near)
 		var s float64
-		for _, v := range col[a:b] {
+		for _, v := range near {
 			s += float64(v)
 		}
 		out[c] = float32(s / float64(beta))
@@ -388,13 +474,21 @@ func naiveClosestToMedianMean(xs [][]float32, sel []int, beta int) []float32 {
 }
 
 func TestCoordinateClosestToMedianMean(t *testing.T) {
+	// Every path sees the same cases: the reference runs once per case.
+	wants := map[string][]float32{}
 	withPaths(t, func(t *testing.T) {
 		forKernelCases(t, func(t *testing.T, xs [][]float32) {
 			n, d := len(xs), len(xs[0])
 			rng := rand.New(rand.NewPCG(uint64(n), uint64(d)))
+			_, kase, _ := strings.Cut(t.Name()[len("TestCoordinateClosestToMedianMean/"):], "/")
 			for _, sel := range [][]int{rng.Perm(n), rng.Perm(n)[:(n+1)/2]} {
 				for _, beta := range slices.Compact([]int{1, (len(sel) + 1) / 2, len(sel)}) {
-					want := naiveClosestToMedianMean(xs, sel, beta)
+					key := fmt.Sprint(kase, sel, beta)
+					want, ok := wants[key]
+					if !ok {
+						want = naiveClosestToMedianMean(xs, sel, beta)
+						wants[key] = want
+					}
 					got := make([]float32, d)
 					coordinateClosestToMedianMean(got, xs, sel, beta)
 					checkEqual(t, fmt.Sprintf("coordinateClosestToMedianMean(%v, %d)", sel, beta), got, want)
@@ -413,23 +507,38 @@ func rampWeights(n int) []float64 {
 	return w
 }
 
-func TestWeightedSumMatchesScalarLoop(t *testing.T) {
+// TestWeightedSumMatchesExactSum checks weightedSum against Σ w[j]·xs[j]
+// computed in double-double (error-free products by FMA, error-free sums),
+// within the bound of the kernel's documented arithmetic: products rounded
+// and added in float64 in some order, γ_n·Σ|w[j]·xs[j]| (Higham (3.4),
+// each product's rounding counted as one more operation), then one
+// rounding to float32, u32·|sum|. The double-double reference's own error
+// (about n·2⁻¹⁰⁶ relative) is covered by a 2⁻¹⁰⁰·Σ|…| margin. That
+// weightedSum has the same bits on every kernel path is
+// TestPathsSameBits's job; here it must be right.
+func TestWeightedSumMatchesExactSum(t *testing.T) {
+	const u32 = 0x1p-24
 	withPaths(t, func(t *testing.T) {
 		forKernelCases(t, func(t *testing.T, xs [][]float32) {
 			n, d := len(xs), len(xs[0])
 			w := rampWeights(n)
-			acc := make([]float64, d)
-			for j, x := range xs {
-				// The textbook loop: each product rounded, then added.
-				for c, v := range x {
-					acc[c] += float64(w[j] * float64(v))
-				}
-			}
 			got := make([]float32, d)
 			weightedSum(got, xs, w)
-			for c := range acc {
-				if math.Float32bits(got[c]) != math.Float32bits(float32(acc[c])) {
-					t.Fatalf("weightedSum: dst[%d] = %v, want %v", c, got[c], float32(acc[c]))
+			for c := range d {
+				var hi, lo, abs float64
+				for j, x := range xs {
+					p := w[j] * float64(x[c])
+					pe := math.FMA(w[j], float64(x[c]), -p) // p + pe = w·x exactly
+					s := hi + p
+					bp := s - hi
+					se := (hi - (s - bp)) + (p - bp) // s + se = hi + p exactly
+					hi, lo = s, lo+se+pe
+					abs += math.Abs(p)
+				}
+				exact := hi + lo
+				bound := gamma(n)*abs + u32*(math.Abs(exact)+gamma(n)*abs) + 0x1p-100*abs
+				if diff := math.Abs(float64(got[c]) - exact); diff > bound || math.IsNaN(diff) {
+					t.Fatalf("weightedSum: dst[%d] = %v, want %v within %.3g", c, got[c], exact, bound)
 				}
 			}
 		})
@@ -441,15 +550,21 @@ func TestSquaredDistancesTo(t *testing.T) {
 		c := xs[len(xs)-1]
 		got := squaredDistancesTo(xs, c)
 		for i, x := range xs {
-			want := squaredDistance64(x, c)
-			if math.Abs(got[i]-want) > 1e-12*want {
+			// The kernel: terms within 3u of t², added in float64 in its
+			// lane and block order, so within γ_(d+2) of the exact sum of
+			// non-negative terms; the reference within 4u.
+			want := refSquaredDistance(x, c)
+			if math.Abs(got[i]-want) > (gamma(len(c)+2)+4*u64)*want {
 				t.Fatalf("squaredDistancesTo[%d] = %v, want %v", i, got[i], want)
 			}
 		}
 	})
 }
 
-// squaredDistancesToRef is squaredDistancesTo's documented order: per block
+// squaredDistancesToRef is squaredDistancesTo's documented order, on
+// purpose the same loop as sqdist4Generic: it pins the order that
+// weightedSumDist's fusion and the SIMD paths must reproduce bit for bit
+// (TestSquaredDistancesTo checks the values independently). Per block
 // of colChunk coordinates four float64 lanes by coordinate mod 4, the lanes
 // added as (0+1)+(2+3), the blocks added in order.
 func squaredDistancesToRef(x, c []float32) float64 {

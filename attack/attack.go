@@ -531,6 +531,33 @@ func (a base) check(r Round) (view, error) {
 	return v, nil
 }
 
+// prepare is the prologue of every Craft that crafts new updates: it
+// checks r and returns its view, or nil when the attack has nothing to do:
+// r is invalid (the error says why) or F = 0. An attack that draws
+// (needRand) needs r.Rng, but not when F = 0. Craft then returns
+// nothing(err).
+func (a base) prepare(r Round, needRand bool) (*view, error) {
+	v, err := a.check(r)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.F == 0:
+		return nil, nil
+	case needRand && r.Rng == nil:
+		return nil, errNoRand(a.name)
+	}
+	return &v, nil
+}
+
+// nothing is Craft's result when prepare returned no view: the error, or
+// no updates.
+func nothing(err error) ([][]float32, error) {
+	if err != nil {
+		return nil, err
+	}
+	return [][]float32{}, nil
+}
+
 // nonFinite returns the index of the first NaN or infinity in v, or −1.
 // It tests the exponent bits, all ones exactly for NaN and ±Inf.
 func nonFinite(v []float32) int {

@@ -67,11 +67,8 @@ func (a *backdoor) Poison(x [][]float64, y []int, classes int, rng *rand.Rand) (
 
 // Craft implements Attack: Scale·Own[i], Scale = N/F by default.
 func (a *backdoor) Craft(r Round) ([][]float32, error) {
-	if _, err := a.check(r); err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
+	if v, err := a.prepare(r, false); v == nil {
+		return nothing(err)
 	}
 	scale := a.scale
 	if scale == 0 {

@@ -11,12 +11,9 @@ type fangKrum struct{ base }
 // Craft implements Attack: F copies of −λ·s, λ halved from Fang et al.'s
 // bound until simulated Krum selects it.
 func (a fangKrum) Craft(r Round) ([][]float32, error) {
-	v, err := a.check(r)
-	if err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
+	v, err := a.prepare(r, false)
+	if v == nil {
+		return nothing(err)
 	}
 	mu := mean(v.benign, v.d)
 	s := make([]float64, v.d)
@@ -153,15 +150,9 @@ type fangTrim struct{ base }
 // extreme opposite to the estimated direction (full knowledge), or 3 to 4
 // standard deviations from the mean (partial knowledge, OwnOnly).
 func (a fangTrim) Craft(r Round) ([][]float32, error) {
-	v, err := a.check(r)
-	if err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
-	}
-	if r.Rng == nil {
-		return nil, errNoRand(a.name)
+	v, err := a.prepare(r, true)
+	if v == nil {
+		return nothing(err)
 	}
 	mu := mean(v.benign, v.d)
 	lo, hi := make([]float64, v.d), make([]float64, v.d)

@@ -13,12 +13,9 @@ type minMax struct {
 // Craft implements Attack: F copies of μ + γ·p, γ maximal under the
 // attack's constraint.
 func (a minMax) Craft(r Round) ([][]float32, error) {
-	v, err := a.check(r)
-	if err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
+	v, err := a.prepare(r, false)
+	if v == nil {
+		return nothing(err)
 	}
 	mu := mean(v.benign, v.d)
 	p := perturbation(a.perturbation, v.benign, mu)

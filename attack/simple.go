@@ -37,15 +37,9 @@ type gaussian struct {
 
 // Craft implements Attack: F independent N(0, σ²) vectors.
 func (a gaussian) Craft(r Round) ([][]float32, error) {
-	v, err := a.check(r)
-	if err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
-	}
-	if r.Rng == nil {
-		return nil, errNoRand(a.name)
+	v, err := a.prepare(r, true)
+	if v == nil {
+		return nothing(err)
 	}
 	out := make([][]float32, r.F)
 	for i := range out {
@@ -134,12 +128,9 @@ type alie struct {
 
 // Craft implements Attack: F copies of μ − z·σ.
 func (a alie) Craft(r Round) ([][]float32, error) {
-	v, err := a.check(r)
-	if err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
+	v, err := a.prepare(r, false)
+	if v == nil {
+		return nothing(err)
 	}
 	z := a.z
 	if z == 0 {
@@ -161,12 +152,9 @@ type ipm struct {
 
 // Craft implements Attack: F copies of −ε·μ.
 func (a ipm) Craft(r Round) ([][]float32, error) {
-	v, err := a.check(r)
-	if err != nil {
-		return nil, err
-	}
-	if r.F == 0 {
-		return [][]float32{}, nil
+	v, err := a.prepare(r, false)
+	if v == nil {
+		return nothing(err)
 	}
 	mu := mean(v.benign, v.d)
 	for j := range mu {

@@ -11,11 +11,10 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 )
 
-func TestAggregateJSON(t *testing.T) {
-	res, err := Aggregate(context.Background(), AggregateOptions{Rule: "fedavg", N: 3, D: 100, F: -1, Runs: 2})
-	if err != nil {
-		t.Fatalf("Aggregate: %v", err)
-	}
+// jsonObject is res encoded as JSON and decoded as an object: the fields a
+// reader of the benchmark's --json output sees.
+func jsonObject(t *testing.T, res any) map[string]any {
+	t.Helper()
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(res); err != nil {
 		t.Fatal(err)
@@ -24,6 +23,15 @@ func TestAggregateJSON(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
+	return got
+}
+
+func TestAggregateJSON(t *testing.T) {
+	res, err := Aggregate(context.Background(), AggregateOptions{Rule: "fedavg", N: 3, D: 100, F: -1, Runs: 2})
+	if err != nil {
+		t.Fatalf("Aggregate: %v", err)
+	}
+	got := jsonObject(t, res)
 	var keys []string
 	for k := range got {
 		keys = append(keys, k)
@@ -33,10 +41,10 @@ func TestAggregateJSON(t *testing.T) {
 		t.Errorf("JSON keys = %v, want %v", keys, want)
 	}
 	if got["rule"] != "fedavg" || got["n"] != 3.0 || got["d"] != 100.0 {
-		t.Errorf("JSON = %s, want rule fedavg, n 3, d 100", buf.Bytes())
+		t.Errorf("JSON = %v, want rule fedavg, n 3, d 100", got)
 	}
 	if s, p := got["seconds"].(float64), got["pass_seconds"].(float64); !(s > 0 && p > 0) {
-		t.Errorf("JSON = %s, want positive times", buf.Bytes())
+		t.Errorf("JSON = %v, want positive times", got)
 	}
 	if k, _ := aggregation.Kernel(); got["kernel"] != k || !slices.Contains(aggregation.KernelPaths(), k) {
 		t.Errorf("JSON kernel = %v, want the path that ran (%q, one of %v)", got["kernel"], k, aggregation.KernelPaths())

@@ -36,7 +36,6 @@ import (
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/dataset"
-	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/process"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
@@ -116,7 +115,7 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	for i := range names {
 		names[i] = fmt.Sprintf("p%03d", i)
 	}
-	if err := demo.Enrol(dir, benchFederation, names); err != nil {
+	if err := certs.EnrolLocal(dir, benchFederation, names); err != nil {
 		return RoundResult{}, err
 	}
 	hidden := max(1, (o.Params-benchClasses)/(benchFeatures+1+benchClasses))
@@ -128,10 +127,10 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	cfg := coordinator.Config{
 		Federation: benchFederation, Listen: "127.0.0.1:0",
 		DataDir:  dataDir,
-		CACert:   filepath.Join(dir, "ca", "ca.crt"),
-		Cert:     filepath.Join(dir, "coordinator", "coordinator.crt"),
-		Key:      filepath.Join(dir, "coordinator", "coordinator.key"),
-		CRL:      filepath.Join(dir, "ca", "crl.pem"),
+		CACert:   certs.Local(dir).CACert(),
+		Cert:     certs.Local(dir).CoordinatorCert(),
+		Key:      certs.Local(dir).CoordinatorKey(),
+		CRL:      certs.Local(dir).CRL(),
 		Enrolled: names, MinParticipants: o.Participants,
 		Model:      coordinator.ModelConfig{Kind: "mlp", Features: features, Label: "y", Classes: []string{"a", "b"}, Hidden: []int{hidden}},
 		Training:   coordinator.TrainingConfig{Rounds: o.Rounds + 1, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 1},
@@ -166,7 +165,7 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 		return RoundResult{}, err
 	}
 	for i, name := range names {
-		tlsCfg, err := demo.ClientTLS(dir, benchFederation, name, proc.Addr)
+		tlsCfg, err := certs.LocalClientConfig(dir, benchFederation, name, proc.Addr)
 		if err != nil {
 			cancel()
 			return RoundResult{}, err
@@ -236,15 +235,7 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 // loopback between the benchmark's coordinator and participant
 // certificates: no gRPC, no framing, no processing.
 func tlsFloor(dir, participantName string, n uint64) (float64, error) {
-	ca, err := certs.LoadCertificate(filepath.Join(dir, "ca", "ca.crt"))
-	if err != nil {
-		return 0, err
-	}
-	srvCfg, err := certs.ServerConfig(certs.ServerOptions{
-		CA: ca, Federation: benchFederation,
-		CertFile: filepath.Join(dir, "coordinator", "coordinator.crt"),
-		KeyFile:  filepath.Join(dir, "coordinator", "coordinator.key"),
-	})
+	srvCfg, err := certs.LocalServerConfig(dir, benchFederation)
 	if err != nil {
 		return 0, err
 	}
@@ -253,7 +244,7 @@ func tlsFloor(dir, participantName string, n uint64) (float64, error) {
 		return 0, err
 	}
 	defer lis.Close()
-	cliCfg, err := demo.ClientTLS(dir, benchFederation, participantName, lis.Addr().String())
+	cliCfg, err := certs.LocalClientConfig(dir, benchFederation, participantName, lis.Addr().String())
 	if err != nil {
 		return 0, err
 	}

@@ -3,7 +3,6 @@ package benchmark
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"strings"
@@ -19,19 +18,12 @@ func TestSecAggJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SecAgg: %v", err)
 	}
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(res); err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
-		t.Fatal(err)
-	}
+	got := jsonObject(t, res)
 	for _, k := range []string{"n", "d", "dropout", "client_seconds", "server_seconds", "bytes_per_client", "plain_bytes_per_client",
 		"threshold", "dropped", "masking_seconds", "unmask_seconds", "baseline_keystream_seconds", "client_ratio", "server_ratio",
 		"max_error", "error_bound"} {
 		if _, ok := got[k]; !ok {
-			t.Errorf("JSON %s has no key %q", buf.Bytes(), k)
+			t.Errorf("JSON %v has no key %q", got, k)
 		}
 	}
 	for _, c := range []struct {

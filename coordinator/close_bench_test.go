@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -18,7 +17,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
-	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
@@ -38,30 +37,16 @@ func BenchmarkRPCWaitDuringClose(b *testing.B) {
 	for i := range names {
 		names[i] = fmt.Sprintf("hospital-%02d", i)
 	}
-	dir := b.TempDir()
-	if err := demo.Enrol(dir, fedName, names); err != nil {
-		b.Fatal(err)
-	}
-	cfg := coordinator.Config{
-		Federation: fedName, Listen: "127.0.0.1:0",
-		DataDir:  filepath.Join(dir, "coordinator", "data"),
-		CACert:   filepath.Join(dir, "ca", "ca.crt"),
-		Cert:     filepath.Join(dir, "coordinator", "coordinator.crt"),
-		Key:      filepath.Join(dir, "coordinator", "coordinator.key"),
-		CRL:      filepath.Join(dir, "ca", "crl.pem"),
-		Enrolled: names, MinParticipants: n,
-		Model: coordinator.ModelConfig{
-			Kind: "mlp", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"}, Hidden: []int{384, 384},
-		},
-		Aggregation:   aggregation.Config{Rule: aggregation.NameKrum, F: 8},
-		Training:      coordinator.TrainingConfig{Rounds: 1 << 20, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 8},
-		CohortTimeout: coordinator.Duration(time.Minute),
-		RoundTimeout:  coordinator.Duration(5 * time.Minute),
-		StatsTimeout:  coordinator.Duration(time.Minute),
-		LongPoll:      coordinator.Duration(30 * time.Second),
-		KeepModels:    2,
-		Seed:          7,
-	}
+	fed := fedtest.New(b, fedName, names...)
+	cfg := fed.Config(names)
+	cfg.MinParticipants = n
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Model, cfg.Aggregation, cfg.Training = coordinator.ModelConfig{
+		Kind: "mlp", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"}, Hidden: []int{384, 384},
+	}, aggregation.Config{Rule: aggregation.NameKrum, F: 8}, coordinator.TrainingConfig{Rounds: 1 << 20, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 8}
+	cfg.CohortTimeout, cfg.RoundTimeout, cfg.StatsTimeout, cfg.LongPoll = coordinator.Duration(time.Minute), coordinator.Duration(5*time.Minute),
+		coordinator.Duration(time.Minute), coordinator.Duration(30*time.Second)
+	cfg.KeepModels, cfg.Seed = 2, 7
 	closed := make(chan time.Time, 1)
 	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.DiscardHandler)),
 		coordinator.WithObserver(func(coordinator.RoundResult) { closed <- time.Now() }))
@@ -83,10 +68,7 @@ func BenchmarkRPCWaitDuringClose(b *testing.B) {
 	addr := lis.Addr().String()
 	clients := make([]fedguardv1.CoordinatorServiceClient, n)
 	for i, name := range names {
-		tlsCfg, err := demo.ClientTLS(dir, fedName, name, addr)
-		if err != nil {
-			b.Fatal(err)
-		}
+		tlsCfg := fed.ClientTLS(b, name, addr)
 		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes)))
 		if err != nil {

@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/keystore"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/secureround"
 )
@@ -209,13 +209,8 @@ func LoadConfig(path string) (Config, error) {
 // anything after the object are errors.
 func ParseConfig(b []byte) (Config, error) {
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Unmarshal(b, &c); err != nil {
 		return Config{}, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Config{}, errors.New("unexpected content after the configuration object")
 	}
 	return c, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
 	agent "github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -18,9 +19,7 @@ import (
 // splits, and a hospital whose every feature is shifted by 3 reference
 // standard deviations is above it.
 func TestDriftDefaultOnDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("sets up demo federations")
-	}
+	fedtest.SkipIfShort(t, "sets up demo federations")
 	seeds := []uint64{1, 2, 3, 4, 5}
 	worst, least := 0.0, 1e9
 	for _, seed := range seeds {

@@ -6,10 +6,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"log/slog"
 	"math"
 	"net"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,7 +22,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
-	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
@@ -37,9 +35,10 @@ const (
 	numParams = 6
 )
 
-// federation is a directory of certificates made by demo.Enrol and a
+// federation is a directory of certificates laid out by fedtest and a
 // coordinator configuration pointing at it.
 type federation struct {
+	*fedtest.Federation
 	dir string
 	cfg coordinator.Config
 }
@@ -48,39 +47,27 @@ type federation struct {
 // not enrolled in the configuration) in a fresh directory.
 func newFederation(t *testing.T, enrolled []string, extra ...string) *federation {
 	t.Helper()
-	dir := t.TempDir()
-	if err := demo.Enrol(dir, fedName, append(slices.Clone(enrolled), extra...)); err != nil {
-		t.Fatalf("demo.Enrol: %v", err)
+	fed := fedtest.New(t, fedName, append(slices.Clone(enrolled), extra...)...)
+	cfg := fed.Config(enrolled)
+	cfg.MinParticipants = 2
+	cfg.Model = coordinator.ModelConfig{
+		Kind: "logreg", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"},
 	}
-	return &federation{dir: dir, cfg: coordinator.Config{
-		Federation:      fedName,
-		Listen:          "127.0.0.1:0",
-		DataDir:         filepath.Join(dir, "coordinator", "data"),
-		CACert:          filepath.Join(dir, "ca", "ca.crt"),
-		Cert:            filepath.Join(dir, "coordinator", "coordinator.crt"),
-		Key:             filepath.Join(dir, "coordinator", "coordinator.key"),
-		CRL:             filepath.Join(dir, "ca", "crl.pem"),
-		Enrolled:        enrolled,
-		MinParticipants: 2,
-		Model: coordinator.ModelConfig{
-			Kind: "logreg", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"},
-		},
-		Training:      coordinator.TrainingConfig{Rounds: 3, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 8},
-		CohortTimeout: coordinator.Duration(30 * time.Second),
-		RoundTimeout:  coordinator.Duration(30 * time.Second),
-		StatsTimeout:  coordinator.Duration(30 * time.Second),
-		LongPoll:      coordinator.Duration(5 * time.Second),
-		KeepModels:    2,
-		Seed:          7,
-	}}
+	cfg.Training = coordinator.TrainingConfig{Rounds: 3, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 8}
+	cfg.CohortTimeout = coordinator.Duration(30 * time.Second)
+	cfg.RoundTimeout = coordinator.Duration(30 * time.Second)
+	cfg.StatsTimeout = coordinator.Duration(30 * time.Second)
+	cfg.LongPoll = coordinator.Duration(5 * time.Second)
+	cfg.KeepModels = 2
+	cfg.Seed = 7
+	return &federation{Federation: fed, dir: fed.Dir, cfg: cfg}
 }
 
 // server is a running coordinator.
 type server struct {
-	c      *coordinator.Coordinator
-	addr   string
-	cancel context.CancelFunc
-	done   chan error // Serve's result
+	*fedtest.Coordinator
+	c    *coordinator.Coordinator
+	addr string
 
 	mu      sync.Mutex
 	results []coordinator.RoundResult
@@ -91,63 +78,36 @@ type server struct {
 // ends unless stop was called.
 func start(t *testing.T, cfg coordinator.Config, before ...func(*coordinator.Coordinator)) *server {
 	t.Helper()
-	s := &server{done: make(chan error, 1)}
-	log := slog.New(slog.DiscardHandler)
-	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(log), coordinator.WithObserver(func(r coordinator.RoundResult) {
+	return startHooked(t, cfg, before)
+}
+
+// startWith is start with more options (a logger, say).
+func startWith(t *testing.T, cfg coordinator.Config, opts ...coordinator.Option) *server {
+	t.Helper()
+	return startHooked(t, cfg, nil, opts...)
+}
+
+func startHooked(t *testing.T, cfg coordinator.Config, before []func(*coordinator.Coordinator), opts ...coordinator.Option) *server {
+	t.Helper()
+	s := &server{}
+	observe := coordinator.WithObserver(func(r coordinator.RoundResult) {
 		s.mu.Lock()
 		s.results = append(s.results, r)
 		s.mu.Unlock()
-	}))
-	if err != nil {
-		t.Fatalf("coordinator.New: %v", err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	for _, f := range before {
-		f(c)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.c, s.addr, s.cancel = c, lis.Addr().String(), cancel
-	go func() { s.done <- c.Serve(ctx, lis) }()
-	t.Cleanup(func() { s.stop(t) })
+	})
+	s.Coordinator = fedtest.ServeHooked(t, cfg, before, append([]coordinator.Option{observe}, opts...)...)
+	s.c, s.addr = s.Coordinator.Coordinator, s.Addr
 	return s
 }
 
 // stop cancels Serve, waits for it and closes the coordinator; it returns
-// Serve's result. Calling it again returns nil.
-func (s *server) stop(t *testing.T) error {
-	t.Helper()
-	if s.c == nil {
-		return nil
-	}
-	s.cancel()
-	var err error
-	select {
-	case err = <-s.done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("Serve did not return within 20s of cancel")
-	}
-	if cerr := s.c.Close(); cerr != nil {
-		t.Errorf("Close: %v", cerr)
-	}
-	s.c = nil
-	return err
-}
+// Serve's result. Calling it again returns the same.
+func (s *server) stop(*testing.T) error { return s.Stop() }
 
 // waitServe waits for Serve to return on its own (training finished).
 func (s *server) waitServe(t *testing.T, within time.Duration) error {
 	t.Helper()
-	select {
-	case err := <-s.done:
-		s.done <- err // for stop
-		return err
-	case <-time.After(within):
-		t.Fatalf("Serve did not return within %v", within)
-		return nil
-	}
+	return s.WaitServe(t, within)
 }
 
 // observed returns the round results the observer saw.
@@ -185,11 +145,7 @@ type participant struct {
 
 func (f *federation) tlsFor(t *testing.T, name, addr string) *tls.Config {
 	t.Helper()
-	cfg, err := demo.ClientTLS(f.dir, fedName, name, addr)
-	if err != nil {
-		t.Fatalf("demo.ClientTLS(%s): %v", name, err)
-	}
-	return cfg
+	return f.ClientTLS(t, name, addr)
 }
 
 // dial connects as name with the given TLS configuration.

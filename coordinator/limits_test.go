@@ -224,7 +224,15 @@ func TestConnectionsPerParticipant(t *testing.T) {
 		wantCode(t, "Join over a connection beyond the limit", err, codes.Unavailable)
 		p.conn.Close()
 	}
-	if got := metricValue(t, s.c, "fedguard_connections_refused_total", "reason", coordinator.ReasonTooManyConnections); got < 2 {
+	// The coordinator closes a refused connection, then counts it: the
+	// client can see the refusal first.
+	refused := func() float64 {
+		return metricValue(t, s.c, "fedguard_connections_refused_total", "reason", coordinator.ReasonTooManyConnections)
+	}
+	for deadline := time.Now().Add(5 * time.Second); refused() < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := refused(); got < 2 {
 		t.Errorf("connections refused for too_many_connections = %v, want at least 2", got)
 	}
 	// Another participant is not affected.
@@ -428,7 +436,7 @@ func TestSecureStreamStall(t *testing.T) {
 			if len(refused) != 1 || refused[0].Code != codes.ResourceExhausted.String() || !strings.HasSuffix(refused[0].Method, "/SecureAggregate") {
 				t.Errorf("call_refused events %+v, want one ResourceExhausted of SecureAggregate", refused)
 			}
-			lines := logs.lines(t, "call refused")
+			lines := lines(t, logs, "call refused")
 			if len(lines) != 1 || lines[0]["participant"] != "hospital-d" || lines[0]["code"] != codes.ResourceExhausted.String() {
 				t.Errorf("call refused lines %v, want one for hospital-d", lines)
 			}
@@ -470,7 +478,7 @@ func TestModelDownloadStall(t *testing.T) {
 	}
 	refused := func() []map[string]any {
 		var out []map[string]any
-		for _, l := range logs.lines(t, "call refused") {
+		for _, l := range lines(t, logs, "call refused") {
 			if m, _ := l["method"].(string); strings.HasSuffix(m, "/GetModel") {
 				out = append(out, l)
 			}

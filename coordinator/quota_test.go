@@ -1,15 +1,10 @@
 package coordinator_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
-	"net"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,31 +13,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/audit"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// lines returns the JSON log records whose msg is msg.
-func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
+// lines returns the JSON log records in s whose msg is msg.
+func lines(t *testing.T, s *fedtest.LogBuffer, msg string) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			t.Fatalf("log line %q: %v", l, err)
@@ -55,23 +36,10 @@ func (s *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
 }
 
 // startLogged is start with the coordinator's text log (JSON) kept.
-func startLogged(t *testing.T, cfg coordinator.Config) (*server, *syncBuffer) {
+func startLogged(t *testing.T, cfg coordinator.Config) (*server, *fedtest.LogBuffer) {
 	t.Helper()
-	buf := &syncBuffer{}
-	s := &server{done: make(chan error, 1)}
-	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
-	if err != nil {
-		t.Fatalf("coordinator.New: %v", err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.c, s.addr, s.cancel = c, lis.Addr().String(), cancel
-	go func() { s.done <- c.Serve(ctx, lis) }()
-	t.Cleanup(func() { s.stop(t) })
+	buf := &fedtest.LogBuffer{}
+	s := startWith(t, cfg, coordinator.WithLogger(slog.New(slog.NewJSONHandler(buf, nil))))
 	return s, buf
 }
 
@@ -166,10 +134,10 @@ func TestRefusalsLogged(t *testing.T) {
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(logs.lines(t, "update refused")); got != n {
+	if got := len(lines(t, logs, "update refused")); got != n {
 		t.Errorf("%d update refused lines in the text log, want %d", got, n)
 	}
-	calls := logs.lines(t, "call refused")
+	calls := lines(t, logs, "call refused")
 	if len(calls) != 1 || calls[0]["participant"] != abc[2] || calls[0]["code"] != "InvalidArgument" {
 		t.Errorf("call refused lines = %v, want one for %s's ReportStats", calls, abc[2])
 	}
@@ -224,18 +192,8 @@ func TestRevocationEndsLiveCalls(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond) // the call is in the coordinator
 
-			leaf, err := certs.LoadCertificate(filepath.Join(f.dir, victim.name, victim.name+".crt"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ca, err := certs.Open(filepath.Join(f.dir, "ca"))
-			if err != nil {
-				t.Fatal(err)
-			}
 			revoked := time.Now()
-			if err := ca.Revoke(leaf.SerialNumber); err != nil {
-				t.Fatalf("Revoke: %v", err)
-			}
+			f.Revoke(t, victim.name)
 			select {
 			case err := <-done:
 				if method == "WaitRound" {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
 )
@@ -44,6 +45,30 @@ func (p *participant) decline(t *testing.T, asg *fedguardv1.RoundAssignment, rea
 	return nil
 }
 
+// pollRounds has every participant of ps call WaitRound again and again,
+// handing each assignment to onAssign (nil: dropped), until the returned
+// function is called (more calls do nothing); it waits for them.
+func pollRounds(t *testing.T, ps []*participant, onAssign func(*participant, *fedguardv1.RoundAssignment)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				resp, err := p.svc.WaitRound(callCtx(t, 2*time.Second), &fedguardv1.WaitRoundRequest{})
+				if a := resp.GetAssignment(); err == nil && a != nil && onAssign != nil {
+					onAssign(p, a)
+				}
+			}
+		})
+	}
+	return sync.OnceFunc(func() { close(done); wg.Wait() })
+}
+
 // TestSecureRoundWedgedByDeclines: every hospital declines round 1 as
 // already revealed (as after the crash of issue 12 before hospitals could
 // resume a session), and keeps asking for rounds as an agent does. The
@@ -60,27 +85,13 @@ func TestSecureRoundWedgedByDeclines(t *testing.T) {
 	fixScaling(t, ps)
 
 	var assigned atomic.Int32
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, err := p.svc.WaitRound(callCtx(t, 2*time.Second), &fedguardv1.WaitRoundRequest{})
-				if a := resp.GetAssignment(); err == nil && a != nil {
-					assigned.Add(1)
-					if err := p.decline(t, a, secureround.DeclineAlreadyRevealed); err != nil {
-						t.Error(err)
-					}
-				}
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
+	stopPolling := pollRounds(t, ps, func(p *participant, a *fedguardv1.RoundAssignment) {
+		assigned.Add(1)
+		if err := p.decline(t, a, secureround.DeclineAlreadyRevealed); err != nil {
+			t.Error(err)
+		}
+	})
+	defer stopPolling()
 
 	deadline := time.Now().Add(20 * time.Second)
 	var st coordinator.Status
@@ -109,9 +120,7 @@ func TestSecureRoundWedgedByDeclines(t *testing.T) {
 		t.Errorf("%d assignments, want %d (one attempt, declined by all)", n, len(abcd))
 	}
 	keys := s.c.PublicKeys()
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{})
+	stopPolling()
 	s.stop(t)
 	kinds := auditKinds(t, f.cfg, keys)
 	if kinds[audit.KindRoundOpened] != 1 || kinds[audit.KindRoundFailed] != 1 || kinds[audit.KindSecureDeclined] != len(abcd) {
@@ -184,6 +193,7 @@ func TestSecureAttemptSurvivesRestart(t *testing.T) {
 // and says why; a participant joining again allows one more attempt.
 // Before the fix the attempts went on, one per round_timeout, for good.
 func TestRoundStallsAfterIdenticalFailures(t *testing.T) {
+	fedtest.SkipIfShort(t, "waits out three failed attempts and their backoffs")
 	t.Parallel()
 	f := newFederation(t, abc)
 	f.cfg.RoundTimeout = coordinator.Duration(300 * time.Millisecond)
@@ -192,21 +202,7 @@ func TestRoundStallsAfterIdenticalFailures(t *testing.T) {
 	s := start(t, f.cfg)
 	ps := f.connect(t, s, abc...)
 	fixScaling(t, ps)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = p.svc.WaitRound(callCtx(t, 2*time.Second), &fedguardv1.WaitRoundRequest{})
-			}
-		})
-	}
-	defer func() { close(stop); wg.Wait() }()
+	defer pollRounds(t, ps, nil)()
 
 	waitWedged := func(failures int) coordinator.Status {
 		t.Helper()

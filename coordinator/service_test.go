@@ -23,7 +23,6 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/audit"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
@@ -672,17 +671,7 @@ func TestRevocationCutsOpenConnection(t *testing.T) {
 			t.Fatalf("%s: Join before revocation = %v", p.name, err)
 		}
 	}
-	leaf, err := certs.LoadCertificate(filepath.Join(f.dir, victim.name, victim.name+".crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := certs.Open(filepath.Join(f.dir, "ca"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ca.Revoke(leaf.SerialNumber); err != nil {
-		t.Fatalf("Revoke: %v", err)
-	}
+	f.Revoke(t, victim.name)
 	deadline := time.Now().Add(15 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
@@ -697,7 +686,7 @@ func TestRevocationCutsOpenConnection(t *testing.T) {
 		t.Errorf("the revoked participant's client dialled %d times, want 1 (the refusal must come on the established connection)", n)
 	}
 	// Streaming calls are checked too.
-	_, err = victim.submit(t, 1, update{delta: deltas(1), samples: 1})
+	_, err := victim.submit(t, 1, update{delta: deltas(1), samples: 1})
 	wantCode(t, "SubmitUpdate by the revoked participant", err, codes.PermissionDenied)
 	if _, err := other.svc.Join(callCtx(t, 10*time.Second), &fedguardv1.JoinRequest{}); err != nil {
 		t.Errorf("%s: Join after another's revocation = %v", other.name, err)

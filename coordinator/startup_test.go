@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -100,51 +99,6 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// damageFile changes the file at path with fn.
-func damageFile(t *testing.T, path string, fn func([]byte) []byte) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, fn(b), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// fillPage sets every byte of page n (4096 bytes) to v.
-func fillPage(n int, v byte) func([]byte) []byte {
-	return func(b []byte) []byte {
-		for i := n * 4096; i < (n+1)*4096 && i < len(b); i++ {
-			b[i] = v
-		}
-		return b
-	}
-}
-
-// usedPages returns the bbolt page ids of leaf and branch pages in use.
-func usedPages(t *testing.T, path string) []int {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var ids []int
-	err = db.View(func(tx *bolt.Tx) error {
-		for i := 2; i < int(tx.Size()/4096); i++ {
-			if p, err := tx.Page(i); err == nil && p != nil && (p.Type == "leaf" || p.Type == "branch") {
-				ids = append(ids, i)
-			}
-		}
-		return nil
-	})
-	if err != nil || len(ids) == 0 {
-		t.Fatalf("no pages in use in %s (%v)", path, err)
-	}
-	return ids
-}
-
 // TestStartupChecks is the regression test of issue 12 items 4 and 5: on
 // main, a missing or empty state.db restarted the federation at round 0, a
 // 0-byte audit.db became a new log, an older state.db or audit.db was
@@ -172,28 +126,28 @@ func TestStartupChecks(t *testing.T) {
 		{"state.db from the round-1 backup", func(t *testing.T, d string) { copyFile(t, state(fx.after1), state(d)) }, false, coordinator.ErrDataMismatch, "records coordinator_stopped of round 2"},
 		{"audit.db from the round-1 backup", func(t *testing.T, d string) { copyFile(t, auditDB(fx.after1), auditDB(d)) }, false, coordinator.ErrDataMismatch, "audit.db is older than state.db"},
 		{"state.db cut short", func(t *testing.T, d string) {
-			damageFile(t, state(d), func(b []byte) []byte { return b[:len(b)/3] })
+			fedtest.DamageFile(t, state(d), func(b []byte) []byte { return b[:len(b)/3] })
 		}, false, coordinator.ErrCorrupt, "cut short"},
 		{"audit.db cut short", func(t *testing.T, d string) {
-			damageFile(t, auditDB(d), func(b []byte) []byte { return b[:len(b)/3] })
+			fedtest.DamageFile(t, auditDB(d), func(b []byte) []byte { return b[:len(b)/3] })
 		}, false, audit.ErrCorrupt, "cut short"},
 		{"state.db page of 0xFF", func(t *testing.T, d string) {
-			damageFile(t, state(d), fillPage(usedPages(t, state(d))[0], 0xFF))
+			fedtest.DamageFile(t, state(d), fedtest.FillPage(fedtest.UsedPages(t, state(d))[0], 0xFF))
 		}, false, coordinator.ErrCorrupt, "damaged"},
 		{"audit.db page of 0xFF", func(t *testing.T, d string) {
-			damageFile(t, auditDB(d), fillPage(usedPages(t, auditDB(d))[0], 0xFF))
+			fedtest.DamageFile(t, auditDB(d), fedtest.FillPage(fedtest.UsedPages(t, auditDB(d))[0], 0xFF))
 		}, false, audit.ErrCorrupt, "damaged"},
 		{"audit.db page zeroed", func(t *testing.T, d string) {
-			ids := usedPages(t, auditDB(d))
-			damageFile(t, auditDB(d), fillPage(ids[len(ids)/2], 0))
+			ids := fedtest.UsedPages(t, auditDB(d))
+			fedtest.DamageFile(t, auditDB(d), fedtest.FillPage(ids[len(ids)/2], 0))
 		}, false, audit.ErrCorrupt, ""},
 		{"audit.db meta pages zeroed", func(t *testing.T, d string) {
-			damageFile(t, auditDB(d), func(b []byte) []byte { return fillPage(1, 0)(fillPage(0, 0)(b)) })
+			fedtest.DamageFile(t, auditDB(d), func(b []byte) []byte { return fedtest.FillPage(1, 0)(fedtest.FillPage(0, 0)(b)) })
 		}, false, audit.ErrCorrupt, "neither meta page is intact"},
 		{"audit event changed in place", func(t *testing.T, d string) {
 			// One flipped digit in an early event, inside a value: bbolt's
 			// structure and the log's head stay sound.
-			damageFile(t, auditDB(d), func(b []byte) []byte {
+			fedtest.DamageFile(t, auditDB(d), func(b []byte) []byte {
 				i := strings.Index(string(b), `"federation":"`)
 				if i < 0 {
 					t.Fatal("no event with a federation field in audit.db")

@@ -17,7 +17,6 @@ package demo
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -575,11 +574,11 @@ func Setup(dir string, seed uint64) (*Fed, error) {
 }
 
 // SetupHospitals creates the federation's files in dir for hospitals (see
-// Enrol) and splits the WDBC rows: a stratified 20 % test split kept by the
+// certs.EnrolLocal) and splits the WDBC rows: a stratified 20 % test split kept by the
 // demo, the rest shared among the hospitals by their fractions and preferred
 // labels, each writing its share to dir/NAME/data.csv.
 func SetupHospitals(dir string, seed uint64, hospitals []Hospital) (*Fed, error) {
-	if err := Enrol(dir, Federation, names(hospitals)); err != nil {
+	if err := certs.EnrolLocal(dir, Federation, names(hospitals)); err != nil {
 		return nil, err
 	}
 	all, err := readWDBC()
@@ -627,73 +626,6 @@ func wdbcFeatures() ([]string, error) {
 	return all.Features, nil
 }
 
-// Enrol lays out a federation's certificates in dir the way an operator and
-// its hospitals would make them, all on one machine: the CA in dir/ca, the
-// coordinator's certificate for 127.0.0.1 and localhost in dir/coordinator,
-// and for each name a key made "at the hospital" (dir/NAME/NAME.key), its
-// CSR, and the certificate the CA signed from it (dir/NAME/NAME.crt).
-func Enrol(dir, federation string, names []string) error {
-	ca, err := certs.Init(filepath.Join(dir, "ca"), federation, certs.DefaultCAValidity)
-	if err != nil {
-		return fmt.Errorf("create CA: %w", err)
-	}
-	certPEM, keyPEM, err := ca.IssueServer([]string{"127.0.0.1", "localhost"}, certs.DefaultCertValidity)
-	if err != nil {
-		return err
-	}
-	cdir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(cdir, 0o700); err != nil {
-		return err
-	}
-	if err := certs.WriteFileAtomic(filepath.Join(cdir, "coordinator.crt"), certPEM, 0o644); err != nil {
-		return err
-	}
-	if err := certs.WritePrivateKey(filepath.Join(cdir, "coordinator.key"), keyPEM); err != nil {
-		return err
-	}
-	for _, name := range names {
-		hdir := filepath.Join(dir, name)
-		if err := os.MkdirAll(hdir, 0o700); err != nil {
-			return err
-		}
-		key, csr, err := certs.NewParticipantRequest(federation, name)
-		if err != nil {
-			return err
-		}
-		if err := certs.WritePrivateKey(filepath.Join(hdir, name+".key"), key); err != nil {
-			return err
-		}
-		if err := certs.WriteFileAtomic(filepath.Join(hdir, name+".csr"), csr, 0o644); err != nil {
-			return err
-		}
-		crt, err := ca.Sign(csr, certs.DefaultCertValidity)
-		if err != nil {
-			return fmt.Errorf("sign %s: %w", name, err)
-		}
-		if err := certs.WriteFileAtomic(filepath.Join(hdir, name+".crt"), crt, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// ClientTLS is the TLS configuration of participant name of an Enrol'ed
-// federation in dir, dialling addr.
-func ClientTLS(dir, federation, name, addr string) (*tls.Config, error) {
-	ca, err := certs.LoadCertificate(filepath.Join(dir, "ca", "ca.crt"))
-	if err != nil {
-		return nil, err
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator address %q: %w", addr, err)
-	}
-	return certs.ClientConfig(certs.ClientOptions{
-		CA: ca, CertFile: filepath.Join(dir, name, name+".crt"), KeyFile: filepath.Join(dir, name, name+".key"),
-		Federation: federation, ServerName: host,
-	})
-}
-
 // CoordinatorConfig is the demo coordinator's configuration for the
 // federation's hospitals and options o (Rounds, Model, Aggregation, Seed,
 // Secure and MetricsListen; zero Rounds and Model take their defaults). A round needs all hospitals
@@ -704,10 +636,10 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 		Federation:      Federation,
 		Listen:          "127.0.0.1:0",
 		DataDir:         filepath.Join(f.Dir, "coordinator", "data"),
-		CACert:          filepath.Join(f.Dir, "ca", "ca.crt"),
-		Cert:            filepath.Join(f.Dir, "coordinator", "coordinator.crt"),
-		Key:             filepath.Join(f.Dir, "coordinator", "coordinator.key"),
-		CRL:             filepath.Join(f.Dir, "ca", "crl.pem"),
+		CACert:          certs.Local(f.Dir).CACert(),
+		Cert:            certs.Local(f.Dir).CoordinatorCert(),
+		Key:             certs.Local(f.Dir).CoordinatorKey(),
+		CRL:             certs.Local(f.Dir).CRL(),
 		Enrolled:        names(f.Hospitals),
 		MinParticipants: minParticipants(len(f.Hospitals)),
 		Model: coordinator.ModelConfig{
@@ -735,7 +667,7 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 // The hospital named by f.Poison gets a Poisoned trainer.
 // The agent keeps its last accepted manifest in dir/NAME/accepted.json.
 func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logger, seed uint64) (*participant.Agent, error) {
-	tlsCfg, err := ClientTLS(f.Dir, Federation, name, addr)
+	tlsCfg, err := certs.LocalClientConfig(f.Dir, Federation, name, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -209,9 +210,7 @@ func TestSetupHospitals(t *testing.T) {
 // TestRunChoosesHospitals runs a short demo whose rule needs more than the
 // default hospitals.
 func TestRunChoosesHospitals(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation")
-	}
+	fedtest.SkipIfShort(t, "runs a federation")
 	var out bytes.Buffer
 	o := Options{Rounds: 2, Seed: 1, Aggregation: aggregation.Config{Rule: aggregation.NameKrum, Bucket: 2}}
 	s, err := Run(context.Background(), o, &out)
@@ -271,9 +270,7 @@ func TestPoisoned(t *testing.T) {
 // page on: the URL comes first, and the poisoned update is flagged in
 // round 1, the row and the summary say so.
 func TestRunPoison(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation")
-	}
+	fedtest.SkipIfShort(t, "runs a federation")
 	var out bytes.Buffer
 	o := Options{Rounds: 2, Seed: 1, Poison: "hospital-c", MetricsListen: "127.0.0.1:0"}
 	s, err := Run(context.Background(), o, &out)
@@ -298,9 +295,7 @@ func TestRunPoison(t *testing.T) {
 // reference, hospital-b and hospital-c got cosine flags in rounds 13 and
 // 19, because the poisoned update dragged the round's aggregate its way.
 func TestPoisonFlagsOnlyThePoisoned(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation")
-	}
+	fedtest.SkipIfShort(t, "runs a federation")
 	var out bytes.Buffer
 	s, err := Run(context.Background(), Options{Rounds: 20, Seed: 1, Poison: "hospital-d"}, &out)
 	if err != nil {

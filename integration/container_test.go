@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/process"
 )
 
@@ -38,9 +39,7 @@ const (
 // or builds one from the Containerfile. It needs rootful podman: without
 // it the test is skipped, except in CI (CI=true), where it fails.
 func TestContainerFederation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts containers; skipped with -short")
-	}
+	fedtest.SkipIfShort(t, "starts containers")
 	podman := requirePodman(t)
 	image := containerImage(t, podman)
 
@@ -130,7 +129,7 @@ func TestContainerFederation(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &fedtest.LogBuffer{}
 	// --init: the first start creates the federation in the empty volume.
 	coord, err := process.StartCoordinator(context.Background(), wrapper, cfgPath, logs, "--init")
 	if err != nil {

@@ -226,10 +226,7 @@ func refusedInLog(t *testing.T, dataDir string) map[string]string {
 // hospital refuses before training, says why in its own error, and the
 // refusal lands in the serving coordinator's audit log.
 func TestManifestRefusals(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := demo.Setup(dir, 1); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := demoFederation(t)
 	hospitals := []string{"hospital-a", "hospital-b"}
 	live := filepath.Join(dir, "coordinator", "data")
 	config := func(dataDir string, rounds int) string {

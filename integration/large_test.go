@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
-	"github.com/fedguard/fedguard/demo"
-	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/wire"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
 // TestLargeModel moves a 10^8-parameter model (400 MB) through GetModel and
@@ -20,15 +21,11 @@ import (
 // wire.MaxMessageBytes, against a real coordinator process. The client never
 // holds the model: it hashes the chunks as they stream and sends zeros.
 func TestLargeModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("moves 800 MB over loopback; skipped with -short")
-	}
+	fedtest.SkipIfShort(t, "moves 800 MB over loopback")
 	began := time.Now()
 	const fed = "large"
 	dir := t.TempDir()
-	if err := demo.Enrol(dir, fed, []string{"alice"}); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.In(t, dir, fed, "alice")
 	const features, hidden = 100, 970_874 // 970874·101 + 2·970875 = 100,000,024
 	cfg := fedConfig(t, dir, fed, []string{"alice"}, 1, 1)
 	cfg.Model.Kind = "mlp"
@@ -42,7 +39,7 @@ func TestLargeModel(t *testing.T) {
 	coord := startCoordinator(t, writeConfig(t, dir, cfg))
 	t.Logf("coordinator up after %v", time.Since(began))
 
-	tlsCfg, err := demo.ClientTLS(dir, fed, "alice", coord.Addr)
+	tlsCfg, err := certs.LocalClientConfig(dir, fed, "alice", coord.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,8 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
+	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/process"
 )
 
@@ -131,26 +132,35 @@ func writeWDBCShare(t *testing.T, path string, off, n int) {
 }
 
 // fedConfig is a coordinator configuration over files laid out by
-// demo.Enrol in dir, with the short timeouts the tests want.
+// fedtest (or demo.Setup) in dir, with the short timeouts the tests want.
 func fedConfig(t *testing.T, dir, federation string, enrolled []string, min, rounds int) coordinator.Config {
-	return coordinator.Config{
-		Federation:      federation,
-		Listen:          "127.0.0.1:0",
-		DataDir:         filepath.Join(dir, "coordinator", "data"),
-		CACert:          filepath.Join(dir, "ca", "ca.crt"),
-		Cert:            filepath.Join(dir, "coordinator", "coordinator.crt"),
-		Key:             filepath.Join(dir, "coordinator", "coordinator.key"),
-		CRL:             filepath.Join(dir, "ca", "crl.pem"),
-		Enrolled:        enrolled,
-		MinParticipants: min,
-		Model:           coordinator.ModelConfig{Kind: "logreg", Features: wdbcFeatures(t), Label: wdbc.Label, Classes: wdbc.Classes()},
-		Training:        coordinator.TrainingConfig{Rounds: rounds, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 16, L2: 1e-3},
-		Aggregation:     aggregation.Config{Rule: "fedavg"},
-		CohortTimeout:   coordinator.Duration(time.Second),
-		RoundTimeout:    coordinator.Duration(3 * time.Second),
-		StatsTimeout:    coordinator.Duration(2 * time.Second),
-		LongPoll:        coordinator.Duration(2 * time.Second),
+	cfg := (&fedtest.Federation{Dir: dir, Name: federation}).Config(enrolled)
+	cfg.MinParticipants = min
+	cfg.Model = coordinator.ModelConfig{Kind: "logreg", Features: wdbcFeatures(t), Label: wdbc.Label, Classes: wdbc.Classes()}
+	cfg.Training = coordinator.TrainingConfig{Rounds: rounds, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 16, L2: 1e-3}
+	cfg.Aggregation = aggregation.Config{Rule: "fedavg"}
+	cfg.CohortTimeout = coordinator.Duration(time.Second)
+	cfg.RoundTimeout = coordinator.Duration(3 * time.Second)
+	cfg.StatsTimeout = coordinator.Duration(2 * time.Second)
+	cfg.LongPoll = coordinator.Duration(2 * time.Second)
+	return cfg
+}
+
+// demoFederation lays out the demo's federation (demo.Setup, seed 1: its
+// certificates and the hospitals' shares of WDBC) in a fresh directory and
+// returns the directory, the federation and its hospitals' names.
+func demoFederation(t *testing.T) (string, *demo.Fed, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	fed, err := demo.Setup(dir, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
+	hospitals := make([]string, len(fed.Hospitals))
+	for i, h := range fed.Hospitals {
+		hospitals[i] = h.Name
+	}
+	return dir, fed, hospitals
 }
 
 // writeConfig writes cfg as JSON and returns its path.
@@ -174,25 +184,7 @@ func writeConfig(t *testing.T, dir string, cfg coordinator.Config) string {
 type coordProc struct {
 	*process.Coordinator
 	t      *testing.T
-	logBuf *lockedBuffer
-}
-
-// lockedBuffer collects a process's log lines for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logBuf *fedtest.LogBuffer
 }
 
 // startCoordinator starts `fedguard coordinator --config cfgPath --init`
@@ -208,7 +200,7 @@ func startCoordinator(t *testing.T, cfgPath string, extra ...string) *coordProc 
 // args...`, without --init unless args has it.
 func startCoordinatorArgs(t *testing.T, cfgPath string, extra ...string) *coordProc {
 	t.Helper()
-	buf := &lockedBuffer{}
+	buf := &fedtest.LogBuffer{}
 	p, err := process.StartCoordinator(context.Background(), fedguardBin, cfgPath, buf, extra...)
 	if err != nil {
 		t.Fatalf("start coordinator: %v\nlog:\n%s", err, buf.String())
@@ -274,7 +266,7 @@ func msgRound(msg string, round float64) func(map[string]any) bool {
 type participantProc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *fedtest.LogBuffer
 	done chan struct{}
 	err  error
 }
@@ -285,7 +277,7 @@ func startParticipant(t *testing.T, name string, args ...string) *participantPro
 	t.Helper()
 	full := append([]string{"--log-format", "json", "participant", "run"}, args...)
 	cmd := exec.Command(fedguardBin, full...)
-	p := &participantProc{name: name, cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &participantProc{name: name, cmd: cmd, out: &fedtest.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start participant %s: %v", name, err)
@@ -353,4 +345,4 @@ func jsonLines(t *testing.T, s string) []map[string]any {
 	return out
 }
 
-var _ io.Writer = (*lockedBuffer)(nil)
+var _ io.Writer = (*fedtest.LogBuffer)(nil)

@@ -24,6 +24,7 @@ import (
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/participant"
 )
 
@@ -70,15 +71,7 @@ type monitoredFederation struct {
 // coordinator-NAME and participant-NAME.
 func startMonitoredFederation(t *testing.T, name, poison string, drift bool) *monitoredFederation {
 	t.Helper()
-	dir := t.TempDir()
-	fed, err := demo.Setup(dir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hospitals []string
-	for _, h := range fed.Hospitals {
-		hospitals = append(hospitals, h.Name)
-	}
+	dir, _, hospitals := demoFederation(t)
 	if len(hospitals) < 3 || hospitals[0] == poison {
 		t.Fatalf("demo hospitals %v: want at least 3 (the norm check needs 3 updates), the first one honest", hospitals)
 	}
@@ -232,7 +225,7 @@ func waitParticipantRecord(t *testing.T, p *participantProc, msg string, timeout
 // promServer is a Prometheus server process owned by a test.
 type promServer struct {
 	base string // http://127.0.0.1:PORT
-	out  *lockedBuffer
+	out  *fedtest.LogBuffer
 	done chan struct{}
 }
 
@@ -276,7 +269,7 @@ func startPrometheus(t *testing.T, bin string, jobs map[string]string) *promServ
 	addr := l.Addr().String()
 	l.Close()
 
-	p := &promServer{base: "http://" + addr, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &promServer{base: "http://" + addr, out: &fedtest.LogBuffer{}, done: make(chan struct{})}
 	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr, "--log.level=warn")
 	cmd.Stdout, cmd.Stderr = p.out, p.out
@@ -454,9 +447,7 @@ func promPoll(t *testing.T, what string, timeout time.Duration, cond func() bool
 // on them, no alert may be firing for it, and PoisoningSuspected may never
 // have been pending or firing for it.
 func TestPrometheusAlerts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs two federations and a Prometheus server")
-	}
+	fedtest.SkipIfShort(t, "runs two federations and a Prometheus server")
 	t.Parallel()
 	bin := prometheusServer(t)
 	poisoned := startMonitoredFederation(t, "poisoned", "hospital-d", false)

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/certs"
-	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -24,20 +24,14 @@ import (
 func TestRefusals(t *testing.T) {
 	const fed = "refusals"
 	dir := t.TempDir()
-	if err := demo.Enrol(dir, fed, []string{"alice", "bob", "mallory"}); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.In(t, dir, fed, "alice", "bob", "mallory")
 	other := t.TempDir()
-	if err := demo.Enrol(other, fed, []string{"alice"}); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.In(t, other, fed, "alice")
 	// A CA with another name: a Go client that sends its certificate from
 	// tls.Config.Certificates withholds it when the server names the CAs it
 	// accepts, so this was logged as no_certificate.
 	elsewhere := t.TempDir()
-	if err := demo.Enrol(elsewhere, "elsewhere", []string{"alice"}); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.In(t, elsewhere, "elsewhere", "alice")
 	cfg := fedConfig(t, dir, fed, []string{"alice", "bob"}, 2, 5)
 	coord := startCoordinator(t, writeConfig(t, dir, cfg))
 	caDir := filepath.Join(dir, "ca")

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -49,10 +51,11 @@ func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer)
 	return pinnedAgent(t, dir, name, addr, trainer, keys, filepath.Join(dir, name, "accepted.json"))
 }
 
-// pinnedAgent is newAgent with the pinned keys and the state file given.
-func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string) *participant.Agent {
+// pinnedAgent is newAgent with the pinned keys, the state file and the
+// agent's options given.
+func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string, opts ...participant.Option) *participant.Agent {
 	t.Helper()
-	tlsCfg, err := demo.ClientTLS(dir, demo.Federation, name, addr)
+	tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +66,7 @@ func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Train
 		Coordinator: addr, TLS: tlsCfg, Trainer: trainer, Log: discardLogger(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: stateFile,
-	})
+	}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,14 +137,12 @@ func checkContiguous(t *testing.T, recs []coordinator.RoundRecord, want int) {
 // dropped from that round, and the federation trains on without it.
 func TestParticipantDropout(t *testing.T) {
 	t.Run("in process", func(t *testing.T) {
-		dir := t.TempDir()
-		if _, err := demo.Setup(dir, 1); err != nil {
-			t.Fatal(err)
-		}
+		dir, _, _ := demoFederation(t)
 		hs := []string{"hospital-a", "hospital-b", "hospital-c"}
 		cfg := fedConfig(t, dir, demo.Federation, hs, 2, 4)
 		cfg.RoundTimeout = coordinator.Duration(3 * time.Second)
-		c, addr, done, serveErr := serveInProcess(t, cfg)
+		c := fedtest.Serve(t, cfg)
+		addr := c.Addr
 
 		stall := &stallTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), stallRound: 2, stalled: make(chan struct{})}
 		victimCtx, kill := context.WithCancel(context.Background())
@@ -166,9 +167,9 @@ func TestParticipantDropout(t *testing.T) {
 			}
 		}
 		select {
-		case <-done:
-			if *serveErr != nil {
-				t.Errorf("Serve = %v, want nil after the last round", *serveErr)
+		case <-c.Done():
+			if err := c.Err(); err != nil {
+				t.Errorf("Serve = %v, want nil after the last round", err)
 			}
 		case <-time.After(15 * time.Second):
 			t.Errorf("coordinator still serving 15 s after the agents finished")
@@ -199,10 +200,8 @@ func TestParticipantDropout(t *testing.T) {
 	})
 
 	t.Run("killed process", func(t *testing.T) {
-		dir := t.TempDir()
-		if _, err := demo.Setup(dir, 1); err != nil {
-			t.Fatal(err)
-		}
+		fedtest.SkipIfShort(t, "four hospital processes, one killed mid-round; the in-process subtest covers the dropout")
+		dir, _, _ := demoFederation(t)
 		// hospital-d is enrolled but never runs, so every round waits the
 		// cohort timeout: the kill lands early in round 2.
 		cfg := fedConfig(t, dir, demo.Federation, []string{"hospital-a", "hospital-b", "hospital-c", "hospital-d"}, 2, 4)
@@ -247,10 +246,8 @@ func TestParticipantDropout(t *testing.T) {
 // data directory resumes from the last closed round, the agents reconnect on
 // their own, and the record holds every round exactly once.
 func TestCoordinatorRestart(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := demo.Setup(dir, 1); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.SkipIfShort(t, "kills and restarts a coordinator process twice under four hospital processes")
+	dir, _, _ := demoFederation(t)
 	const rounds = 8
 	// hospital-d never runs: every round waits the 1 s cohort timeout, so
 	// the signals land between known rounds.
@@ -350,15 +347,13 @@ func (g *gateTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 // dead coordinator must take part again, or the re-run round can only close
 // after RoundTimeout (and is retried if the quorum is missed).
 func TestRestartMidRoundRerunsRound(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := demo.Setup(dir, 1); err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _ := demoFederation(t)
 	hs := []string{"hospital-a", "hospital-b", "hospital-c"}
 	cfg := fedConfig(t, dir, demo.Federation, hs, 3, 2)
 	const roundTimeout = 6 * time.Second
 	cfg.RoundTimeout = coordinator.Duration(roundTimeout)
-	c1, addr, done1, _ := serveInProcess(t, cfg)
+	c1 := fedtest.Serve(t, cfg)
+	addr := c1.Addr
 	cfg.Listen = addr
 
 	gate := &gateTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), gateRound: 1, reached: make(chan struct{}), release: make(chan struct{})}
@@ -375,10 +370,9 @@ func TestRestartMidRoundRerunsRound(t *testing.T) {
 	time.Sleep(time.Second) // hospital-a and hospital-b submit round 1
 	// Stop the first coordinator (its open round is lost) and start a new
 	// one on the same address and database.
-	_ = c1
-	stopInProcess(t, done1)
+	_ = c1.Stop()
 	t0 := time.Now()
-	c2, _, _, _ := serveInProcessOn(t, cfg)
+	c2 := fedtest.Serve(t, cfg)
 	close(gate.release)
 	for n, err := range wait(60 * time.Second) {
 		if err != nil {

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -51,16 +53,11 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name != "unmasked" {
+				fedtest.SkipIfShort(t, "a coordinator process killed and restarted per phase; -short keeps the unmasked case")
+			}
 			t.Parallel()
-			dir := t.TempDir()
-			fed, err := demo.Setup(dir, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hospitals := make([]string, len(fed.Hospitals))
-			for i, h := range fed.Hospitals {
-				hospitals[i] = h.Name
-			}
+			dir, _, hospitals := demoFederation(t)
 			cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
 			cfg.Secure = true
 			cfg.Aggregation.Bucket = tc.buckets
@@ -103,7 +100,7 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 			agents := map[string]*participant.Agent{}
 			for _, h := range hospitals {
 				computed[h] = map[secagg.Phase]int{}
-				tlsCfg, err := demo.ClientTLS(dir, demo.Federation, h, addr)
+				tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, h, addr)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -197,16 +194,9 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 // report it, in its log, /status.json and /metrics, and neither retry nor
 // grow its audit log, however often the hospitals ask.
 func TestSecureWedgeReported(t *testing.T) {
+	fedtest.SkipIfShort(t, "restarts a coordinator process and three hospitals mid-session")
 	t.Parallel()
-	dir := t.TempDir()
-	fed, err := demo.Setup(dir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hospitals []string
-	for _, h := range fed.Hospitals {
-		hospitals = append(hospitals, h.Name)
-	}
+	dir, _, hospitals := demoFederation(t)
 	cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
 	cfg.Secure = true
 	cfg.Aggregation.Bucket = 2
@@ -237,23 +227,11 @@ func TestSecureWedgeReported(t *testing.T) {
 	agents := func(opts ...participant.Option) map[string]*participant.Agent {
 		out := map[string]*participant.Agent{}
 		for _, h := range hospitals {
-			tlsCfg, err := demo.ClientTLS(dir, demo.Federation, h, addr)
-			if err != nil {
-				t.Fatal(err)
-			}
 			keys, err := manifest.LoadPublicKeys(filepath.Join(cfg.DataDir, manifest.PublicFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := participant.New(participant.Config{
-				Coordinator: addr, TLS: tlsCfg, Trainer: localTrainer(dir, h), Log: discardLogger(),
-				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-				Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, h, "accepted.json"),
-			}, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out[h] = a
+			out[h] = pinnedAgent(t, dir, h, addr, nil, keys, filepath.Join(dir, h, "accepted.json"), opts...)
 		}
 		return out
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -32,16 +33,11 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 	phases := []secagg.Phase{secagg.PhaseAdvertiseKeys, secagg.PhaseShareKeys, secagg.PhaseMaskedInput, secagg.PhaseConsistencyCheck, secagg.PhaseUnmasking}
 	for _, phase := range phases {
 		t.Run(phase.String(), func(t *testing.T) {
+			if phase != secagg.PhaseUnmasking {
+				fedtest.SkipIfShort(t, "a coordinator process and four hospitals per phase; -short keeps the unmasking phase")
+			}
 			t.Parallel()
-			dir := t.TempDir()
-			fed, err := demo.Setup(dir, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hospitals := make([]string, len(fed.Hospitals))
-			for i, h := range fed.Hospitals {
-				hospitals[i] = h.Name
-			}
+			dir, _, hospitals := demoFederation(t)
 			victim := hospitals[len(hospitals)-1]
 			cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
 			cfg.Secure = true
@@ -56,18 +52,7 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 			defer kill()
 			var killed atomic.Bool
 			agent := func(name string, ctx context.Context, opts ...participant.Option) func() error {
-				tlsCfg, err := demo.ClientTLS(dir, demo.Federation, name, coord.Addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				a, err := participant.New(participant.Config{
-					Coordinator: coord.Addr, TLS: tlsCfg, Trainer: localTrainer(dir, name), Log: discardLogger(),
-					MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-					Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, name, "accepted.json"),
-				}, opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
+				a := pinnedAgent(t, dir, name, coord.Addr, nil, keys, filepath.Join(dir, name, "accepted.json"), opts...)
 				return func() error { return a.Run(ctx) }
 			}
 			runs := map[string]func() error{}

@@ -24,8 +24,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/process"
 	"github.com/fedguard/fedguard/manifest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -309,7 +311,7 @@ func (l *soakLeg) start(extra ...string) {
 	var c *coordProc
 	for try := 0; ; try++ {
 		// The address may still be held a moment after a kill.
-		buf := &lockedBuffer{}
+		buf := &fedtest.LogBuffer{}
 		p, err := startCoordinatorProcess(l.cfgPath, buf, args...)
 		if err == nil {
 			c = &coordProc{Coordinator: p, t: t, logBuf: buf}
@@ -375,7 +377,7 @@ func procKB(status []byte, name string) uint64 {
 
 // startCoordinatorProcess starts `fedguard coordinator --config cfgPath
 // args...`.
-func startCoordinatorProcess(cfgPath string, logW *lockedBuffer, args ...string) (*process.Coordinator, error) {
+func startCoordinatorProcess(cfgPath string, logW *fedtest.LogBuffer, args ...string) (*process.Coordinator, error) {
 	return process.StartCoordinator(context.Background(), fedguardBin, cfgPath, logW, args...)
 }
 
@@ -543,7 +545,7 @@ func (l *soakLeg) fullDisk(enospc bool) {
 			l.logs = append(l.logs, c.Logs())
 			l.mu.Unlock()
 			l.st.add(func(s *soakStats) { s.diskExits++; s.diskExitErr = last })
-			buf := &lockedBuffer{}
+			buf := &fedtest.LogBuffer{}
 			if p, err := startCoordinatorProcess(l.cfgPath, buf, "--listen", l.addr); err == nil {
 				l.st.add(func(s *soakStats) { s.fullStarts["started"]++ })
 				_ = p.Signal(syscall.SIGKILL)
@@ -622,7 +624,7 @@ func (l *soakLeg) waitLogSince(c *coordProc, since int, timeout time.Duration, m
 
 // client is a raw client presenting soakClient's certificate.
 func (l *soakLeg) client() fedguardv1.CoordinatorServiceClient {
-	tlsCfg, err := demo.ClientTLS(l.dir, demo.Federation, soakClient, l.addr)
+	tlsCfg, err := certs.LocalClientConfig(l.dir, demo.Federation, soakClient, l.addr)
 	if err != nil {
 		l.t.Fatal(err)
 	}

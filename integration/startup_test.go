@@ -10,37 +10,12 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
-
-// usedPage returns the id of a leaf or branch page in use in the bbolt
-// file at path (the nth, wrapping around).
-func usedPage(t *testing.T, path string, nth int) int {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, PreLoadFreelist: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var ids []int
-	err = db.View(func(tx *bolt.Tx) error {
-		for i := 2; i < int(tx.Size()/4096); i++ {
-			if p, err := tx.Page(i); err == nil && p != nil && (p.Type == "leaf" || p.Type == "branch") {
-				ids = append(ids, i)
-			}
-		}
-		return nil
-	})
-	if err != nil || len(ids) == 0 {
-		t.Fatalf("no page in use in %s (%v)", path, err)
-	}
-	return ids[nth%len(ids)]
-}
 
 // TestDamagedDataFiles runs the real binary on a real data directory
 // whose files were damaged, as processes, so that a Go panic (exit 2) or a
@@ -50,13 +25,8 @@ func usedPage(t *testing.T, path string, nth int) int {
 // flips went unnoticed) and item 4 (an empty audit.db or a missing
 // state.db started a second history).
 func TestDamagedDataFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation and many processes")
-	}
-	dir := t.TempDir()
-	if _, err := demo.Setup(dir, 1); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.SkipIfShort(t, "runs a federation and many processes")
+	dir, _, _ := demoFederation(t)
 	hospitals := []string{"hospital-a", "hospital-b"}
 	live := filepath.Join(dir, "coordinator", "data")
 	cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
@@ -92,23 +62,12 @@ func TestDamagedDataFiles(t *testing.T) {
 
 	stateFile := func(d string) string { return filepath.Join(d, coordinator.StateFile) }
 	auditFile := func(d string) string { return filepath.Join(d, coordinator.AuditFile) }
-	edit := func(path string, fn func(b []byte) []byte) {
-		t.Helper()
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, fn(b), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fill := func(page int, v byte) func([]byte) []byte {
-		return func(b []byte) []byte {
-			for i := page * 4096; i < (page+1)*4096 && i < len(b); i++ {
-				b[i] = v
-			}
-			return b
-		}
+	edit := func(path string, fn func(b []byte) []byte) { fedtest.DamageFile(t, path, fn) }
+	fill := fedtest.FillPage
+	// usedPage is the nth bbolt page in use in the file at path, wrapping around.
+	usedPage := func(t *testing.T, path string, nth int) int {
+		ids := fedtest.UsedPages(t, path)
+		return ids[nth%len(ids)]
 	}
 	type damage struct {
 		name    string

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -104,20 +105,10 @@ func scrapeSample(t *testing.T, url, series string) float64 {
 // round, the poisoned hospital flagged, and the audit log's head and
 // checkpoint.
 func TestStatusPagePoisoned(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a federation and a browser")
-	}
+	fedtest.SkipIfShort(t, "runs a federation and a browser")
 	t.Parallel()
 	browser := chromium(t)
-	dir := t.TempDir()
-	fed, err := demo.Setup(dir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hospitals []string
-	for _, h := range fed.Hospitals {
-		hospitals = append(hospitals, h.Name)
-	}
+	dir, _, hospitals := demoFederation(t)
 	const poisoned = "hospital-d"
 	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), 2)
 	cfg.MetricsListen = "127.0.0.1:0"

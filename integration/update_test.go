@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -15,67 +14,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
-	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
+	"github.com/fedguard/fedguard/wire"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
-	"github.com/fedguard/fedguard/wire"
 )
-
-// serveInProcess runs a coordinator in this process on a loopback listener;
-// it is stopped and closed when the test ends. done is closed when Serve
-// returns, and *serveErr then holds its error.
-func serveInProcess(t *testing.T, cfg coordinator.Config, opts ...coordinator.Option) (c *coordinator.Coordinator, addr string, done <-chan struct{}, serveErr *error) {
-	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	return serveInProcessOn(t, cfg, opts...)
-}
-
-// stopping maps a serveInProcess done channel to its stop function.
-var stopping sync.Map
-
-// stopInProcess stops and closes the coordinator whose done channel is done.
-func stopInProcess(t *testing.T, done <-chan struct{}) {
-	t.Helper()
-	f, ok := stopping.Load(done)
-	if !ok {
-		t.Fatal("stopInProcess: unknown coordinator")
-	}
-	f.(func())()
-}
-
-// serveInProcessOn is serveInProcess on cfg.Listen.
-func serveInProcessOn(t *testing.T, cfg coordinator.Config, opts ...coordinator.Option) (c *coordinator.Coordinator, addr string, done <-chan struct{}, serveErr *error) {
-	t.Helper()
-	c, err := coordinator.New(cfg, append([]coordinator.Option{coordinator.WithInit(), coordinator.WithLogger(discardLogger())}, opts...)...)
-	if err != nil {
-		t.Fatalf("coordinator.New: %v", err)
-	}
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan struct{})
-	serveErr = new(error)
-	go func() { *serveErr = c.Serve(ctx, lis); close(ch) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-ch:
-			case <-time.After(15 * time.Second):
-				t.Errorf("coordinator did not stop within 15 s of cancellation")
-			}
-			c.Close()
-		})
-	}
-	stopping.Store((<-chan struct{})(ch), stop)
-	t.Cleanup(stop)
-	return c, lis.Addr().String(), ch, serveErr
-}
 
 // stats are valid feature statistics for n features.
 func validStats(n int) *fedguardv1.FeatureStats {
@@ -127,19 +72,17 @@ func TestBadUpdates(t *testing.T) {
 	const fed = "bad-updates"
 	dir := t.TempDir()
 	names := []string{"alice", "bob"}
-	if err := demo.Enrol(dir, fed, names); err != nil {
-		t.Fatal(err)
-	}
+	fedtest.In(t, dir, fed, names...)
 	cfg := fedConfig(t, dir, fed, names, 1, 1)
 	cfg.RoundTimeout = coordinator.Duration(2 * time.Minute)
 	cfg.CohortTimeout = coordinator.Duration(30 * time.Second) // the round opens when both are ready
 	results := make(chan coordinator.RoundResult, 1)
-	_, addr, _, _ := serveInProcess(t, cfg, coordinator.WithObserver(func(r coordinator.RoundResult) { results <- r }))
+	addr := fedtest.Serve(t, cfg, coordinator.WithObserver(func(r coordinator.RoundResult) { results <- r })).Addr
 	ctx := context.Background()
 
 	clients := map[string]fedguardv1.CoordinatorServiceClient{}
 	for _, n := range names {
-		tlsCfg, err := demo.ClientTLS(dir, fed, n, addr)
+		tlsCfg, err := certs.LocalClientConfig(dir, fed, n, addr)
 		if err != nil {
 			t.Fatal(err)
 		}

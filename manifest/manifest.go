@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // Identifiers of the wire format (see the package documentation, section
@@ -482,21 +482,11 @@ func parseStatement(payload []byte) (Round, error) {
 	return r, nil
 }
 
-// strictUnmarshal decodes one JSON value into v, refusing unknown fields
-// and anything after the value. Unknown fields are refused because a v1
-// reader that skipped a field added later could accept a manifest whose
-// meaning it does not know; additions need a new PredicateType.
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
+// strictUnmarshal is strictjson.Unmarshal. Unknown fields are refused
+// because a v1 reader that skipped a field added later could accept a
+// manifest whose meaning it does not know; additions need a new
+// PredicateType.
+var strictUnmarshal = strictjson.Unmarshal
 
 // validate checks the rules a Round obeys, for Sign and Open alike.
 func (r *Round) validate() error {

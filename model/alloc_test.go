@@ -9,7 +9,7 @@ import (
 // ten times the rows must not cost more allocations.
 func TestTrainAllocs(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short")
+		t.Skip("long (trains at two data sizes to count allocations): skipped by -short; `make test` runs it")
 	}
 	s := Spec{Kind: MLP, Features: 8, Classes: 3, Hidden: []int{16, 8}}
 	p := Plan{Epochs: 3, LearningRate: 0.01, BatchSize: 16}

@@ -98,7 +98,7 @@ func TestTrainWDBC(t *testing.T) {
 // TestTrainWDBCSplits checks the accuracy is not luck of one split.
 func TestTrainWDBCSplits(t *testing.T) {
 	if testing.Short() {
-		t.Skip("short")
+		t.Skip("long (trains on several WDBC splits): skipped by -short; `make test` runs it")
 	}
 	s := model.Spec{Kind: model.LogReg, Features: 30, Classes: 2}
 	p := model.Plan{Epochs: 30, LearningRate: 0.05, BatchSize: 32, L2: 1e-3}

@@ -1,10 +1,8 @@
 package participant
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/lineage"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/validation"
 )
@@ -214,13 +213,8 @@ func LoadFileConfig(path string) (FileConfig, error) {
 // object are errors.
 func ParseFileConfig(b []byte, dir string) (FileConfig, error) {
 	c := DefaultFileConfig()
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := strictjson.Unmarshal(b, &c); err != nil {
 		return FileConfig{}, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return FileConfig{}, errors.New("unexpected content after the configuration object")
 	}
 	if dir != "" {
 		for _, p := range c.paths() {

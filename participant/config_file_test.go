@@ -96,7 +96,7 @@ func TestParseFileConfig(t *testing.T) {
 		{name: "unknown field", in: minimal + `,"holdot":0.1}`, dir: dir, wantErr: `unknown field "holdot"`},
 		{name: "wrong type", in: minimal + `,"seed":"one"}`, dir: dir, wantErr: "seed"},
 		{name: "bad JSON", in: minimal, dir: dir, wantErr: "unexpected EOF"},
-		{name: "two objects", in: minimal + `}{}`, dir: dir, wantErr: "unexpected content after the configuration object"},
+		{name: "two objects", in: minimal + `}{}`, dir: dir, wantErr: "data after the JSON value"},
 		{name: "not an object", in: `[]`, dir: dir, wantErr: "cannot unmarshal array"},
 	}
 	for _, tt := range tests {

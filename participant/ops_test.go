@@ -1,10 +1,10 @@
 package participant_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"net"
 	"slices"
 	"strings"
@@ -48,7 +48,7 @@ func serveLocal(t *testing.T, fake *fakeCoordinator) localOps {
 }
 
 // newLocalAgent is newAgent over ops, without TLS.
-func newLocalAgent(t *testing.T, ops participant.Ops, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
+func newLocalAgent(t *testing.T, ops participant.Ops, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
 	return newAgentWith(t, "coordinator.invalid:443", nil, tr, keys, []participant.Option{participant.WithOps(ops)}, edits...)
 }

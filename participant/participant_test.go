@@ -15,7 +15,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
@@ -81,55 +81,32 @@ func wireDigest(t *testing.T, params []float32) []byte {
 	return h.Sum(nil)
 }
 
-// pki is a throwaway federation CA with one coordinator and one hospital.
+// pki is a throwaway federation (fedtest) with one coordinator and one
+// hospital.
 type pki struct {
+	*fedtest.Federation
 	ca                   *x509.Certificate
 	serverTLS, clientTLS *tls.Config
-	dir                  string
 }
 
 func newPKI(t *testing.T) *pki {
 	t.Helper()
-	dir := t.TempDir()
-	ca, err := certs.Init(filepath.Join(dir, "ca"), federation, 0)
+	f := fedtest.New(t, federation, hospital)
+	ca, err := certs.LoadCertificate(f.Files().CACert())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvCert, srvKey, err := ca.IssueServer([]string{"127.0.0.1"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, csrPEM, err := certs.NewParticipantRequest(federation, hospital)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cliCert, err := ca.Sign(csrPEM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{"server.crt": srvCert, "server.key": srvKey, "client.crt": cliCert, "client.key": keyPEM}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	serverTLS, err := certs.ServerConfig(certs.ServerOptions{
-		CA: ca.Certificate(), CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key"), Federation: federation,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{ca: ca.Certificate(), serverTLS: serverTLS, dir: dir}
-	p.clientTLS = p.client(t, ca.Certificate(), dir)
+	p := &pki{Federation: f, ca: ca, serverTLS: f.ServerTLS(t)}
+	p.clientTLS = p.client(t, ca, f, hospital)
 	return p
 }
 
-// client returns a participant TLS config that trusts ca and presents the
-// hospital certificate kept in certDir.
-func (p *pki) client(t *testing.T, ca *x509.Certificate, certDir string) *tls.Config {
+// client returns a participant TLS config that trusts ca and presents
+// participant name's certificate from holder.
+func (p *pki) client(t *testing.T, ca *x509.Certificate, holder *fedtest.Federation, name string) *tls.Config {
 	t.Helper()
 	cfg, err := certs.ClientConfig(certs.ClientOptions{
-		CA: ca, CertFile: filepath.Join(certDir, "client.crt"), KeyFile: filepath.Join(certDir, "client.key"),
+		CA: ca, CertFile: holder.Files().Cert(name), KeyFile: holder.Files().Key(name),
 		Federation: federation, ServerName: "127.0.0.1",
 	})
 	if err != nil {
@@ -561,15 +538,15 @@ func (f *fakeCoordinator) closed(r uint64) link {
 
 // newAgent returns an agent of federation that pins keys, with the test's
 // backoff and a captured log. edits change its Config (a StateFile, say).
-func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
+func newAgent(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, edits ...func(*participant.Config)) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
 	return newAgentWith(t, addr, tlsCfg, tr, keys, nil, edits...)
 }
 
 // newAgentWith is newAgent with options.
-func newAgentWith(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, opts []participant.Option, edits ...func(*participant.Config)) (*participant.Agent, *bytes.Buffer) {
+func newAgentWith(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.Trainer, keys manifest.PublicKeys, opts []participant.Option, edits ...func(*participant.Config)) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
-	var logs syncBuffer
+	var logs fedtest.LogBuffer
 	cfg := participant.Config{
 		Coordinator:     addr,
 		TLS:             tlsCfg,
@@ -593,30 +570,12 @@ func newAgentWith(t *testing.T, addr string, tlsCfg *tls.Config, tr participant.
 			t.Logf("agent log:\n%s", logs.String())
 		}
 	})
-	return a, &logs.buf
+	return a, &logs
 }
 
 // withState sets the agent's StateFile.
 func withState(path string) func(*participant.Config) {
 	return func(c *participant.Config) { c.StateFile = path }
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // run runs a until it returns or the test's time is up.
@@ -869,9 +828,9 @@ func TestCertificateRefusalIsPermanent(t *testing.T) {
 		client *tls.Config
 	}{
 		// The agent does not trust the coordinator's certificate.
-		{"server not trusted", other.client(t, other.ca, other.dir)},
+		{"server not trusted", other.client(t, other.ca, other.Federation, hospital)},
 		// The coordinator does not trust the hospital's certificate.
-		{"client not trusted", p.client(t, p.ca, other.dir)},
+		{"client not trusted", p.client(t, p.ca, other.Federation, hospital)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -48,31 +49,14 @@ import (
 var secureNames = []string{"hospital-a", "hospital-b", "hospital-c"}
 
 // hospitals issues a certificate for each name by the pki's CA and returns
-// each one's client TLS configuration.
+// each one's client TLS configuration (the pki's own hospital keeps its
+// certificate).
 func (p *pki) hospitals(t *testing.T, names ...string) map[string]*tls.Config {
 	t.Helper()
-	ca, err := certs.Open(filepath.Join(p.dir, "ca"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p.Add(t, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == hospital })...)
 	out := make(map[string]*tls.Config, len(names))
 	for _, name := range names {
-		keyPEM, csrPEM, err := certs.NewParticipantRequest(federation, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certPEM, err := ca.Sign(csrPEM, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, "client.crt"), certPEM, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "client.key"), keyPEM, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		out[name] = p.client(t, p.ca, dir)
+		out[name] = p.client(t, p.ca, p.Federation, name)
 	}
 	return out
 }
@@ -780,16 +764,16 @@ func (r *bucketRun) serve(name string, der []byte, first *fedguardv1.SecureAggre
 
 // newSecureAgent returns hospital name's agent, with its state in the
 // file state.
-func newSecureAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, opts ...participant.Option) (*participant.Agent, *syncBuffer) {
+func newSecureAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, opts ...participant.Option) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
 	return newPolicyAgent(t, addr, tlsCfg, keys, name, state, nil, opts...)
 }
 
 // newPolicyAgent is newSecureAgent with the hospital's policy settings
 // changed by policy (when not nil).
-func newPolicyAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, policy func(*participant.Config), opts ...participant.Option) (*participant.Agent, *syncBuffer) {
+func newPolicyAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, policy func(*participant.Config), opts ...participant.Option) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
-	logs := new(syncBuffer)
+	logs := new(fedtest.LogBuffer)
 	cfg := participant.Config{
 		Coordinator:     addr,
 		TLS:             tlsCfg,
@@ -958,7 +942,7 @@ func TestSecureRetryAfterUnmask(t *testing.T) {
 			fake.mu.Unlock()
 		}
 		agents := map[string]*participant.Agent{}
-		logs := map[string]*syncBuffer{}
+		logs := map[string]*fedtest.LogBuffer{}
 		for _, name := range secureNames {
 			agents[name], logs[name] = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"))
 		}
@@ -1041,7 +1025,7 @@ func TestSecureHookAbort(t *testing.T) {
 				return nil
 			})
 			agents := map[string]*participant.Agent{}
-			logs := map[string]*syncBuffer{}
+			logs := map[string]*fedtest.LogBuffer{}
 			for _, name := range secureNames {
 				var opts []participant.Option
 				if name == "hospital-b" {
@@ -1260,7 +1244,7 @@ func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
 	var mu sync.Mutex
 	computed := map[string]map[secagg.Phase]int{}
 	agents := map[string]*participant.Agent{}
-	logs := map[string]*syncBuffer{}
+	logs := map[string]*fedtest.LogBuffer{}
 	for _, name := range secureNames {
 		computed[name] = map[secagg.Phase]int{}
 		hook := participant.WithSecureHook(func(ph secagg.Phase) error {
@@ -1333,7 +1317,7 @@ func TestSecureResumeDiverges(t *testing.T) {
 	go func() { firstDone <- first.Run(cctx) }()
 
 	agents := map[string]*participant.Agent{}
-	logs := map[string]*syncBuffer{}
+	logs := map[string]*fedtest.LogBuffer{}
 	for _, name := range secureNames[:2] {
 		agents[name], logs[name] = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, state(name))
 	}

@@ -1,7 +1,6 @@
 package participant
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -149,14 +149,9 @@ func loadState(path string) (State, error) {
 	if len(data) > maxStateFileSize {
 		return State{}, fmt.Errorf("load state %s: larger than %d bytes", path, maxStateFileSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var rec stateRecord
-	if err := dec.Decode(&rec); err != nil {
+	if err := strictjson.Unmarshal(data, &rec); err != nil {
 		return State{}, fmt.Errorf("load state %s: %w", path, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return State{}, fmt.Errorf("load state %s: data after the JSON value", path)
 	}
 	if !isHexDigest(rec.Digest) {
 		return State{}, fmt.Errorf("load state %s: digest %.80q is not 64 lowercase hex digits", path, rec.Digest)

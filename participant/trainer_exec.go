@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
@@ -751,13 +752,8 @@ func readTrainerMetrics(path string) (TrainerMetrics, error) {
 // finite non-negative loss and an accuracy in [0, 1].
 func ParseTrainerMetrics(b []byte) (TrainerMetrics, error) {
 	var m TrainerMetrics
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Unmarshal(b, &m); err != nil {
 		return TrainerMetrics{}, fmt.Errorf("metrics file: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return TrainerMetrics{}, errors.New("metrics file: content after the JSON object")
 	}
 	if m.Samples == 0 {
 		return TrainerMetrics{}, errors.New("metrics file: samples is missing or 0")

@@ -16,6 +16,22 @@ import (
 	"github.com/fedguard/fedguard/wire"
 )
 
+// benchMLP is the specification of an MLP with one hidden layer, features
+// named f0, f1, … and classes 0, 1, ….
+func benchMLP(features, hidden, classes int) *fedguardv1.ModelSpec {
+	spec := &fedguardv1.ModelSpec{
+		FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_MLP, Label: "y", Hidden: []uint32{uint32(hidden)},
+		NumParams: uint64(hidden*(features+1) + classes*(hidden+1)),
+	}
+	for i := range features {
+		spec.Features = append(spec.Features, "f"+itoa(i))
+	}
+	for i := range classes {
+		spec.Classes = append(spec.Classes, itoa(i))
+	}
+	return spec
+}
+
 // BenchmarkExecRound measures one round of an ExecTrainer with the no-op
 // shell trainer (write the model and plan, start the trainer, which copies
 // the model, read the weights back and subtract) against its baseline, the
@@ -27,17 +43,7 @@ import (
 func BenchmarkExecRound(b *testing.B) {
 	// An MLP of 10.1 M parameters with a small specification (a model
 	// with a million feature names would time the garbage collector).
-	const features, hidden, classes = 1000, 9990, 10
-	spec := &fedguardv1.ModelSpec{
-		FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_MLP, Label: "y", Hidden: []uint32{hidden},
-		NumParams: hidden*(features+1) + classes*(hidden+1),
-	}
-	for i := range features {
-		spec.Features = append(spec.Features, "f"+itoa(i))
-	}
-	for i := range classes {
-		spec.Classes = append(spec.Classes, itoa(i))
-	}
+	spec := benchMLP(1000, 9990, 10)
 	start := make([]float32, spec.NumParams)
 	for i := range start {
 		start[i] = float32(i%1000) / 1000
@@ -112,17 +118,7 @@ func benchLayout(spec *fedguardv1.ModelSpec) (safetensors.Layout, error) {
 //
 //	go test ./participant -run '^$' -bench ExecRoundMemory -benchtime 5x
 func BenchmarkExecRoundMemory(b *testing.B) {
-	const features, hidden, classes = 1000, 99900, 10
-	spec := &fedguardv1.ModelSpec{
-		FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_MLP, Label: "y", Hidden: []uint32{hidden},
-		NumParams: hidden*(features+1) + classes*(hidden+1),
-	}
-	for i := range features {
-		spec.Features = append(spec.Features, "f"+itoa(i))
-	}
-	for i := range classes {
-		spec.Classes = append(spec.Classes, itoa(i))
-	}
+	spec := benchMLP(1000, 99900, 10)
 	noop, err := filepath.Abs("testdata/trainer/noop.sh")
 	if err != nil {
 		b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // Shard is share K (from 1) of N of a grid's cells: `fedguard simulate
@@ -90,10 +91,8 @@ func ReadGridFile(r io.Reader) (GridFile, error) {
 	if len(b) > maxGridFile {
 		return GridFile{}, fmt.Errorf("simulation: grid file larger than %d bytes", maxGridFile)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var g GridFile
-	if err := dec.Decode(&g); err != nil {
+	if err := strictjson.Unmarshal(b, &g); err != nil {
 		return GridFile{}, fmt.Errorf("simulation: grid file: %w", err)
 	}
 	if g.Version != GridFileVersion {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 func TestParseShard(t *testing.T) {
@@ -31,6 +34,19 @@ func TestParseShard(t *testing.T) {
 		if _, err := ParseShard(bad); !errors.Is(err, ErrOptions) {
 			t.Errorf("ParseShard(%q) = %v, want ErrOptions", bad, err)
 		}
+	}
+}
+
+// TestReadGridFileRefusesTrailingData: a grid.json with a second object
+// after the first (two shards' files concatenated, say) is refused, not
+// read as its first half. Before the shared strict decoder it was accepted.
+func TestReadGridFileRefusesTrailingData(t *testing.T) {
+	one := `{"version":1,"base":{"dataset":"wdbc"},"attacks":[{"name":"none"}],"rules":[{"rule":"fedavg"}],"shard":{"k":1,"n":1},"cells":[0]}`
+	if _, err := ReadGridFile(strings.NewReader(one + "\n")); err != nil {
+		t.Fatalf("ReadGridFile(one object) = %v", err)
+	}
+	if _, err := ReadGridFile(strings.NewReader(one + one)); !errors.Is(err, strictjson.ErrTrailing) {
+		t.Fatalf("ReadGridFile(two objects) = %v, want strictjson.ErrTrailing", err)
 	}
 }
 

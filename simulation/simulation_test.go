@@ -263,7 +263,7 @@ func TestLabels(t *testing.T) {
 // a sane accuracy.
 func TestRunMNIST(t *testing.T) {
 	if testing.Short() {
-		t.Skip("loads MNIST")
+		t.Skip("long (loads MNIST): skipped by -short; `make test` runs it")
 	}
 	o := Options{Dataset: DatasetMNIST, Model: "mlp", Clients: 10, Byzantine: 2, Rounds: 2, Seed: 1,
 		Attack: attack.Config{Name: attack.NameALIE}, Aggregation: aggregation.Defaults("trimmed-mean", 10, 2)}

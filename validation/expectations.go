@@ -1,7 +1,6 @@
 package validation
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // Version is the only expectations file format version this package reads
@@ -97,13 +98,8 @@ func ParseExpectations(data []byte) (Expectations, error) {
 	if len(data) > MaxExpectationsBytes {
 		return e, fmt.Errorf("validation: %w: more than %d bytes", ErrExpectations, MaxExpectationsBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
+	if err := strictjson.Unmarshal(data, &e); err != nil {
 		return Expectations{}, fmt.Errorf("validation: %w: %v", ErrExpectations, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Expectations{}, fmt.Errorf("validation: %w: trailing data after the JSON object", ErrExpectations)
 	}
 	if err := e.Validate(); err != nil {
 		return Expectations{}, err

@@ -220,6 +220,7 @@ func checkOutcome(t *testing.T, cfg Config, inputs [][]uint32, drop map[uint32]P
 // reference model: the sum over the survivors, or ErrTooFewParticipants
 // (ErrDisconnected) at the right round.
 func TestDropoutsPerPhase(t *testing.T) {
+	logSampling(t)
 	phases := []Phase{PhaseAdvertiseKeys, PhaseShareKeys, PhaseMaskedInput, PhaseConsistencyCheck, PhaseUnmasking}
 	for _, tc := range []struct{ n, threshold, degree int }{
 		{5, 3, 0},
@@ -274,6 +275,7 @@ func outcomeKind(e expectation) string {
 // each of 4 participants (6^4 patterns): dropouts at several rounds in one
 // session.
 func TestDropoutsMixed(t *testing.T) {
+	logSampling(t)
 	cfg := testConfig(4, 3, 0, 5)
 	inputs := randomInputs(mrand.New(mrand.NewPCG(8, 4)), 4, cfg.Dim)
 	total := 1
@@ -295,8 +297,19 @@ func TestDropoutsMixed(t *testing.T) {
 
 // sampled says whether the exhaustive dropout tests run pattern i: all of
 // them, but only one in raceStride under the race detector (see
-// raceEnabled).
-func sampled(i int) bool { return !raceEnabled || i%raceStride == 0 }
+// raceEnabled) and in short mode (`make test-short`), where running every
+// pattern takes most of a minute.
+func sampled(i int) bool { return !sampling() || i%raceStride == 0 }
+
+func sampling() bool { return raceEnabled || testing.Short() }
+
+// logSampling says in the test log when only some patterns run.
+func logSampling(t *testing.T) {
+	t.Helper()
+	if sampling() {
+		t.Logf("runs one dropout pattern in %d (-race, as in `make test`, or -short, as in `make test-short`); all of them run without either: go test -count=1 -run '^%s$' ./aggregation/secagg", raceStride, t.Name())
+	}
+}
 
 const raceStride = 16
 

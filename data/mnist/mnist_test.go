@@ -298,7 +298,7 @@ func TestModuleVersion(t *testing.T) {
 // TestLoadMNIST loads the real data set from the module cache.
 func TestLoadMNIST(t *testing.T) {
 	if testing.Short() {
-		t.Skip("reads 11 MB of gzip")
+		t.Skip("long (reads 11 MB of gzip): skipped by -short; `make test` runs it")
 	}
 	t.Setenv(EnvDir, "")
 	start := time.Now()
