@@ -52,6 +52,7 @@ var layers = map[string]int{
 	"internal/process":       helpers,
 	"internal/archtest":      helpers,
 	"internal/doccheck":      helpers,
+	"internal/chart":         helpers,
 
 	"proto/fedguard/v1": foundations,
 	"data/mnist":        foundations,
