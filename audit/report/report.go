@@ -82,6 +82,9 @@ type Report struct {
 	ConnectionsRefused uint64
 	RefusedBy          []RefusalCount // RefusedOverLimit: beyond the limit, reason not recorded
 	Rounds             []RoundReport
+	// Flags are the log's anomaly_flagged events, in log order: what the
+	// HTML report's charts mark (report_chart.go).
+	Flags []FlagReport
 	// Notes are anomalies of the log outside any one round.
 	Notes []string
 }
@@ -408,6 +411,7 @@ func Build(events []audit.Event, opts Options) (Report, error) {
 		Round:       opts.Round,
 		RoundCount:  len(b.rounds),
 		Timeline:    b.timeline,
+		Flags:       b.flags,
 	}
 	if len(events) > 0 {
 		rep.FirstSeq, rep.LastSeq = events[0].Seq, events[len(events)-1].Seq
