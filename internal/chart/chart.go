@@ -120,8 +120,11 @@ type frame struct {
 	w, h           float64 // SVG size
 }
 
+// padX keeps the first and last points off the axes.
+const padX = 6
+
 func (f frame) px(x float64) float64 {
-	return marginLeft + (x-f.x0)/(f.x1-f.x0)*(f.w-marginLeft-marginRight)
+	return marginLeft + padX + (x-f.x0)/(f.x1-f.x0)*(f.w-marginLeft-marginRight-2*padX)
 }
 
 func (f frame) py(y float64) float64 {
