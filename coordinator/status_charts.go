@@ -119,8 +119,9 @@ type statusChartSet struct {
 }
 
 // statusCharts draws s's charts: accuracy and loss, then one norm chart
-// per enrolled participant, in name order. Flags of rounds before the
-// charts' first round are left off.
+// per enrolled participant, in name order, unless no round drawn has a
+// norm (a secure federation: the coordinator never sees an update). Flags
+// of rounds before the charts' first round are left off.
 func statusCharts(s Status) statusChartSet {
 	var set statusChartSet
 	rounds := s.Charts.Rounds
@@ -159,6 +160,9 @@ func statusCharts(s Status) statusChartSet {
 			Series: []chart.Series{{Name: "loss", Points: loss, Colour: "#ff7f0e"}}, Markers: all,
 		}.SVG(),
 	)
+	if !slices.ContainsFunc(rounds, func(r RoundPoint) bool { return len(r.Norms) > 0 }) {
+		return set
+	}
 	for _, p := range s.Participants {
 		var pts []chart.Point
 		var band []chart.BandPoint

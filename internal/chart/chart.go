@@ -27,6 +27,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Bounds on what one chart draws: the last points, bands and markers are
@@ -132,8 +133,14 @@ func (f frame) py(y float64) float64 {
 }
 
 // num formats a coordinate with one decimal: enough for a screen, and
-// stable for golden files.
-func num(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+// stable for golden files. A coordinate is always finite (see maxValue);
+// were it not, it is drawn at 0 rather than written as NaN.
+func num(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		v = 0
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
+}
 
 // Value formats a data value for labels: whole numbers (rounds) in full,
 // others to four significant digits.
@@ -144,7 +151,23 @@ func Value(v float64) string {
 	return strconv.FormatFloat(v, 'g', 4, 64)
 }
 
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+// maxValue bounds the values drawn: beyond it (and for NaN and the
+// infinities) a value is left out, so that no range overflows into an
+// infinite or NaN coordinate.
+const maxValue = 1e300
+
+func finite(v float64) bool { return math.Abs(v) <= maxValue }
+
+// text is s for an SVG text node or attribute: control characters (which
+// XML forbids) become spaces, and the rest is escaped.
+func text(s string) string {
+	return template.HTMLEscapeString(strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s))
+}
 
 // last returns the last n elements of s.
 func last[T any](s []T, n int) []T {
@@ -243,7 +266,8 @@ func (c Chart) frame() frame {
 		f.y0, f.y1 = 0, 1
 	}
 	if f.x0 == f.x1 {
-		f.x0, f.x1 = f.x0-1, f.x1+1
+		pad := math.Max(math.Abs(f.x0)*0.1, 1)
+		f.x0, f.x1 = f.x0-pad, f.x1+pad
 	}
 	if f.y0 == f.y1 {
 		pad := math.Max(math.Abs(f.y0)*0.1, 1e-9)
@@ -258,7 +282,7 @@ func (c Chart) SVG() template.HTML {
 	c = c.bounded()
 	f := c.frame()
 	var b strings.Builder
-	e := template.HTMLEscapeString
+	e := text
 	id := e(c.ID)
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="%s" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-title %s-desc">`,
 		id, int(f.w), int(f.h), int(f.w), int(f.h), id, id)
@@ -352,7 +376,7 @@ func (c Chart) legend(f frame) string {
 	y := float64(marginTop + 10)
 	item := func(name, colour string) {
 		fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end">%s</text><rect x="%s" y="%s" width="8" height="8" fill="%s"/>`,
-			num(x-12), num(y), template.HTMLEscapeString(name), num(x-8), num(y-8), colour)
+			num(x-12), num(y), text(name), num(x-8), num(y-8), colour)
 		y += 12
 	}
 	for i, s := range c.Series {
@@ -412,5 +436,5 @@ func bandPath(f frame, run []BandPoint, name, xlabel string) string {
 	if first == lastX {
 		what = fmt.Sprintf("%s, %s %s: [%s, %s]", name, xlabel, Value(first), Value(run[0].Lo), Value(run[0].Hi))
 	}
-	return fmt.Sprintf(`<path class="band-area" d="%s" fill="#c6dbef" stroke="none"><title>%s</title></path>`, d.String(), template.HTMLEscapeString(what))
+	return fmt.Sprintf(`<path class="band-area" d="%s" fill="#c6dbef" stroke="none"><title>%s</title></path>`, d.String(), text(what))
 }
