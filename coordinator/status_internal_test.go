@@ -288,3 +288,25 @@ func TestStatusChartsBounded(t *testing.T) {
 	}
 	t.Logf("status page of %d rounds, %d participants: %d bytes", rounds, len(names), len(body))
 }
+
+// TestStatusChartsSecure: a secure federation's rounds have no norms (the
+// coordinator never sees an update), so the page draws accuracy and loss
+// but no norm chart.
+func TestStatusChartsSecure(t *testing.T) {
+	s := Status{Federation: "demo", Cohort: []string{}, Secure: true,
+		Participants: []ParticipantStatus{{Name: "hospital-a"}, {Name: "hospital-b"}},
+		Charts: ChartStatus{Rounds: []RoundPoint{{Round: 1, Holdout: true, HoldoutAccuracy: 0.7, HoldoutLoss: 0.6}, {Round: 2}}, Flags: []ChartFlag{}}}
+	mux := http.NewServeMux()
+	newStatusHandler(func() Status { return s }).register(mux)
+	body, _ := io.ReadAll(get(t, mux, "/status").Body)
+	page := string(body)
+	if !strings.Contains(page, `id="chart-accuracy"`) || !strings.Contains(page, `id="chart-loss"`) {
+		t.Error("a secure federation's page has no accuracy or loss chart")
+	}
+	if strings.Contains(page, "chart-norm-") || strings.Contains(page, "Update norms") {
+		t.Error("a secure federation's page draws norm charts, which it has no norms for")
+	}
+	if got := strings.Count(page, `<circle class="point"`); got != 2 {
+		t.Errorf("%d points drawn, want 2 (accuracy and loss of round 1; round 2 has no holdout)", got)
+	}
+}
