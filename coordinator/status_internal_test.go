@@ -295,7 +295,7 @@ func TestStatusChartsBounded(t *testing.T) {
 func TestStatusChartsSecure(t *testing.T) {
 	s := Status{Federation: "demo", Cohort: []string{}, Secure: true,
 		Participants: []ParticipantStatus{{Name: "hospital-a"}, {Name: "hospital-b"}},
-		Charts: ChartStatus{Rounds: []RoundPoint{{Round: 1, Holdout: true, HoldoutAccuracy: 0.7, HoldoutLoss: 0.6}, {Round: 2}}, Flags: []ChartFlag{}}}
+		Charts:       ChartStatus{Rounds: []RoundPoint{{Round: 1, Holdout: true, HoldoutAccuracy: 0.7, HoldoutLoss: 0.6}, {Round: 2}}, Flags: []ChartFlag{}}}
 	mux := http.NewServeMux()
 	newStatusHandler(func() Status { return s }).register(mux)
 	body, _ := io.ReadAll(get(t, mux, "/status").Body)
