@@ -49,9 +49,11 @@ const (
 
 // Layout of the plot area inside the SVG.
 const (
-	marginLeft   = 52
-	marginRight  = 10
-	marginTop    = 10
+	marginLeft  = 52
+	marginRight = 10
+	marginTop   = 10
+	// legendHeight is added above the plot for the legend's row.
+	legendHeight = 14
 	marginBottom = 26
 )
 
@@ -122,6 +124,7 @@ type Chart struct {
 type frame struct {
 	x0, x1, y0, y1 float64 // data range
 	w, h           float64 // SVG size
+	top            float64 // the plot's top edge
 }
 
 // padX keeps the first and last points off the axes.
@@ -132,7 +135,7 @@ func (f frame) px(x float64) float64 {
 }
 
 func (f frame) py(y float64) float64 {
-	return f.h - marginBottom - (y-f.y0)/(f.y1-f.y0)*(f.h-marginTop-marginBottom)
+	return f.h - marginBottom - (y-f.y0)/(f.y1-f.y0)*(f.h-f.top-marginBottom)
 }
 
 // num formats a coordinate with one decimal: enough for a screen, and
@@ -236,7 +239,10 @@ func (c Chart) Points() int {
 
 // frame computes the data ranges, padding empty or flat ones.
 func (c Chart) frame() frame {
-	f := frame{x0: math.Inf(1), x1: math.Inf(-1), y0: math.Inf(1), y1: math.Inf(-1), w: float64(c.Width), h: float64(c.Height)}
+	f := frame{x0: math.Inf(1), x1: math.Inf(-1), y0: math.Inf(1), y1: math.Inf(-1), w: float64(c.Width), h: float64(c.Height), top: marginTop}
+	if c.hasLegend() {
+		f.top += legendHeight
+	}
 	if f.w <= 0 {
 		f.w = DefaultWidth
 	}
@@ -293,10 +299,10 @@ func (c Chart) SVG() template.HTML {
 
 	// Axes: the plot's frame, the Y range's ends and the X range's ends.
 	left, right := num(marginLeft), num(f.w-marginRight)
-	top, bottom := num(marginTop), num(f.h-marginBottom)
+	top, bottom := num(f.top), num(f.h-marginBottom)
 	fmt.Fprintf(&b, `<g class="axes" aria-hidden="true" font-family="sans-serif" font-size="10" fill="#555">`+
 		`<path d="M%s %sV%sH%s" fill="none" stroke="#999"/>`, left, top, bottom, right)
-	fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end">%s</text>`, num(marginLeft-4), num(marginTop+8), e(Value(f.y1)))
+	fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end">%s</text>`, num(marginLeft-4), num(f.top+8), e(Value(f.y1)))
 	fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end">%s</text>`, num(marginLeft-4), bottom, e(Value(f.y0)))
 	fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="start">%s</text>`, left, num(f.h-marginBottom+12), e(Value(f.x0)))
 	fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end">%s</text>`, right, num(f.h-marginBottom+12), e(Value(f.x1)))
@@ -304,7 +310,7 @@ func (c Chart) SVG() template.HTML {
 		fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="middle">%s</text>`, num((marginLeft+f.w-marginRight)/2), num(f.h-4), e(c.XLabel))
 	}
 	if c.YLabel != "" {
-		fmt.Fprintf(&b, `<text x="4" y="%s" text-anchor="start">%s</text>`, num(marginTop+(f.h-marginTop-marginBottom)/2+4), e(c.YLabel))
+		fmt.Fprintf(&b, `<text x="4" y="%s" text-anchor="start">%s</text>`, num(f.top+(f.h-f.top-marginBottom)/2+4), e(c.YLabel))
 	}
 	b.WriteString("</g>\n")
 
@@ -356,7 +362,7 @@ func (c Chart) SVG() template.HTML {
 		}
 		b.WriteString("</g>\n")
 	}
-	if len(c.Series) > 1 || len(c.Band) > 0 {
+	if c.hasLegend() {
 		b.WriteString(c.legend(f))
 	}
 	b.WriteString("</svg>")
@@ -371,16 +377,21 @@ func (c Chart) xName(x float64) string {
 	return c.XLabel + " " + Value(x)
 }
 
-// legend names the series and the band in the plot's top right corner.
+// hasLegend says whether the chart names its series and band in a legend
+// (a lone series without a band needs none: the title names it).
+func (c Chart) hasLegend() bool { return len(c.Series) > 1 || len(c.Band) > 0 }
+
+// legend names the series and the band in a row above the plot, from the
+// right edge leftwards (text widths estimated at 6 px a character).
 func (c Chart) legend(f frame) string {
 	var b strings.Builder
 	b.WriteString(`<g class="legend" aria-hidden="true" font-family="sans-serif" font-size="10" fill="#333">`)
-	x := f.w - marginRight - 4
-	y := float64(marginTop + 10)
+	x := f.w - marginRight
+	y := float64(marginTop + 8)
 	item := func(name, colour string) {
-		fmt.Fprintf(&b, `<text x="%s" y="%s" text-anchor="end">%s</text><rect x="%s" y="%s" width="8" height="8" fill="%s"/>`,
-			num(x-12), num(y), text(name), num(x-8), num(y-8), colour)
-		y += 12
+		fmt.Fprintf(&b, `<rect x="%s" y="%s" width="8" height="8" fill="%s"/><text x="%s" y="%s" text-anchor="end">%s</text>`,
+			num(x-8), num(y-8), colour, num(x-11), num(y), text(name))
+		x -= 11 + 6*float64(utf8.RuneCountInString(name)) + 12
 	}
 	for i, s := range c.Series {
 		colour := s.Colour
