@@ -126,7 +126,9 @@
 // # Status page
 //
 // The same listener serves a read-only page for operators at /status (and
-// the same Status as JSON at /status.json): the round and its phase, each
+// the same Status as JSON at /status.json): the round and its phase,
+// inline SVG charts of the last StatusChartRounds rounds (accuracy, loss,
+// each participant's update norm with its band, flags), each
 // enrolled participant's last status, the recent anomaly flags,
 // exclusions and secure sessions (the last StatusKeep of each), and the
 // audit log's head and last checkpoint. It is plain HTML with no script,

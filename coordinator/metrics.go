@@ -376,27 +376,34 @@ func validateMetricsListen(addr, grpcListen string) error {
 	return nil
 }
 
+// normBand is the interval [lo, hi] a plain round's update norms are
+// expected in (see "Anomaly monitoring" above); false when there are too
+// few updates (under 3) to say. The status page draws it.
+func normBand(cfg AnomalyConfig, norms []float64) (lo, hi float64, ok bool) {
+	if len(norms) < 3 {
+		return 0, 0, false
+	}
+	k, ratio := cfg.normMADs(), cfg.normRatio()
+	med := median(slices.Clone(norms))
+	dev := make([]float64, len(norms))
+	for i, v := range norms {
+		dev[i] = math.Abs(v - med)
+	}
+	mad := max(median(dev), madFloor*med)
+	return min(med-k*mad, med/ratio), max(med+k*mad, med*ratio), true
+}
+
 // anomalyFlags checks the updates of a plain round against each other
 // (see "Anomaly monitoring" above). names are sorted; the flags come in
 // name order, norm before cosine before excluded.
 func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, report aggregation.Report) []audit.AnomalyFlagged {
-	k, ratio, floor := cfg.normMADs(), cfg.normRatio(), cfg.cosineFloor()
+	floor := cfg.cosineFloor()
 	var flags []audit.AnomalyFlagged
 	norms := make([]float64, len(names))
 	for i, n := range names {
 		norms[i] = updates[n].norm
 	}
-	var lo, hi float64
-	checkNorm := len(norms) >= 3
-	if checkNorm {
-		med := median(slices.Clone(norms))
-		dev := make([]float64, len(norms))
-		for i, v := range norms {
-			dev[i] = math.Abs(v - med)
-		}
-		mad := max(median(dev), madFloor*med)
-		lo, hi = min(med-k*mad, med/ratio), max(med+k*mad, med*ratio)
-	}
+	lo, hi, checkNorm := normBand(cfg, norms)
 	// ref is the sample-weighted mean of the updates clipped to the median
 	// norm: what the round's FedAvg would be if no update were larger
 	// than the median one.

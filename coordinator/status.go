@@ -20,6 +20,7 @@ import (
 // Content-Security-Policy, refreshed by the browser every
 // StatusRefreshSeconds); GET /status.json is the same Status as JSON, for
 // scripts; GET / redirects to /status. The page shows the round and phase,
+// charts of the last closed rounds as inline SVG (status_charts.go),
 // every enrolled participant's last status, the last StatusKeep anomaly
 // flags, exclusions and secure sessions, and the audit log's head and last
 // checkpoint. It holds what the audit log and the metrics already say:
@@ -123,6 +124,9 @@ type Status struct {
 	// federations only).
 	SecureSessions []SessionStatus `json:"secure_sessions,omitempty"`
 	Audit          AuditStatus     `json:"audit"`
+	// Charts are the figures of the last StatusChartRounds closed rounds
+	// that the page's charts draw.
+	Charts ChartStatus `json:"charts"`
 }
 
 // ParticipantStatus is one enrolled participant's last status.
@@ -210,6 +214,10 @@ type statusBook struct {
 	exclusions   []ExclusionStatus
 	sessions     []SessionStatus
 	checkpoint   *CheckpointStatus
+	// rounds and chartFlags are what the charts draw (status_charts.go),
+	// bounded by StatusChartRounds and StatusChartFlags.
+	rounds     []RoundPoint
+	chartFlags []ChartFlag
 }
 
 func newStatusBook(enrolled []string) statusBook {
@@ -379,6 +387,11 @@ func (c *Coordinator) noteClosedLocked(rec RoundRecord, flags []audit.AnomalyFla
 		})
 	}
 	c.status.exclusions = keepLast(c.status.exclusions, excl...)
+	var marks []ChartFlag
+	for _, f := range flags {
+		marks = append(marks, ChartFlag{Round: rec.Round, Participant: f.Participant, Kind: f.Kind})
+	}
+	c.status.noteChart(c.roundPoint(rec), marks...)
 }
 
 // noteDrift records a drift flag raised on a participant's data
@@ -399,6 +412,7 @@ func (c *Coordinator) noteDrift(round uint64, f audit.AnomalyFlagged) {
 	c.status.flags = keepLast(c.status.flags, FlagStatus{
 		Round: round, Attempt: f.Attempt, Participant: f.Participant, Kind: f.Kind, Value: f.Value, Band: slices.Clone(f.Band), Time: now,
 	})
+	c.status.noteChartFlags(ChartFlag{Round: round, Participant: f.Participant, Kind: f.Kind})
 }
 
 // reportEntry is what the status needs of an aggregation report entry.
@@ -470,6 +484,7 @@ func (c *Coordinator) Status() Status {
 		cp := *cp
 		s.Audit.Checkpoint = &cp
 	}
+	s.Charts = c.status.charts()
 	return s
 }
 
@@ -492,6 +507,7 @@ table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.2em .6em;tex
 th{background:#f2f2f2}dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:0}dt{font-weight:600}
 .meta{color:#555}.none{color:#777;font-style:italic}.mono{font-family:ui-monospace,monospace}
 .anomaly-flagged,.excluded-by-the-rule,.refused,.flag{background:#fde2e1}.dropped{background:#fff3cd}
+.charts{display:flex;flex-wrap:wrap;gap:.5em 1.5em;align-items:flex-start}svg.chart{max-width:100%;height:auto}
 `
 
 // statusHTML is the page. Every value goes through html/template's
@@ -522,6 +538,16 @@ const statusHTML = `<!DOCTYPE html>
 <dt>Aggregation</dt><dd>{{.S.Rule}}{{if .S.Secure}}, secure aggregation (the coordinator sees only sums){{end}}</dd>
 </dl>
 
+<h2>Training</h2>
+{{if .C.Global}}<div class="charts" id="charts-global">
+{{range .C.Global}}{{.}}
+{{end}}</div>{{else}}<p id="charts-global" class="none">No round has closed yet.</p>{{end}}
+{{if .C.Norms}}<h2>Update norms</h2>
+<p class="meta">Each participant's update norm in the last {{.ChartRounds}} closed rounds; the shaded area is the norm band the anomaly flags use, dashed lines are its flags.</p>
+<div class="charts" id="charts-norms">
+{{range .C.Norms}}{{.}}
+{{end}}</div>
+{{end}}
 <h2>Participants</h2>
 <table id="participants">
 <thead><tr><th>participant</th><th>status</th><th>reason</th><th>last round</th><th>anomaly flags</th><th>since</th></tr></thead>
@@ -631,10 +657,13 @@ func (h *statusHandler) page(w http.ResponseWriter, _ *http.Request) {
 	}
 	defer func() { <-h.slots }()
 	var b strings.Builder
+	s := h.status()
 	err := statusTemplate.Execute(&b, struct {
-		S       Status
-		Refresh int
-	}{h.status(), StatusRefreshSeconds})
+		S           Status
+		C           statusChartSet
+		Refresh     int
+		ChartRounds int
+	}{s, statusCharts(s), StatusRefreshSeconds, StatusChartRounds})
 	if err != nil {
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 		return

@@ -39,6 +39,13 @@ func sampleStatus() Status {
 		Audit:          AuditStatus{Origin: "fedguard/demo", Size: 123, Checkpoint: &CheckpointStatus{Size: 120, Root: "q83vEjRWeJA=", Time: at}},
 		FailedAttempts: 2, LastFailure: "every secure session failed: " + hostile, NextAttempt: at.Add(30 * time.Second),
 		Wedged: "round 3 cannot open: too few left", SittingOut: []string{"hospital-c"},
+		Charts: ChartStatus{
+			Rounds: []RoundPoint{
+				{Round: 1, Holdout: true, HoldoutAccuracy: 0.61, HoldoutLoss: 0.9, Norms: map[string]float64{"hospital-a": 1, "hospital-b": 1.1, "hospital-d": 0.9}, NormBand: []float64{0.5, 1.5}},
+				{Round: 2, Holdout: true, HoldoutAccuracy: 0.72, HoldoutLoss: 0.7, Norms: map[string]float64{"hospital-a": 1, "hospital-b": 52.25, "hospital-c": 0.9}, NormBand: []float64{0.5, 1.5}},
+			},
+			Flags: []ChartFlag{{Round: 2, Participant: "hospital-b", Kind: AnomalyNorm}, {Round: 2, Participant: "hospital-b", Kind: AnomalyCosine}},
+		},
 	}
 }
 
@@ -105,6 +112,42 @@ func TestStatusPage(t *testing.T) {
 	if !strings.Contains(page, "&lt;/td&gt;&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") {
 		t.Errorf("GET /status does not show the hostile reason escaped:\n%s", page)
 	}
+	// The charts: accuracy and loss with both flags, one norm chart per
+	// participant with its own points, band areas and flags.
+	for _, want := range []struct {
+		id              string
+		points, markers int
+		band            bool
+	}{
+		{"chart-accuracy", 2, 2, false},
+		{"chart-loss", 2, 2, false},
+		{"chart-norm-hospital-a", 2, 0, true},
+		{"chart-norm-hospital-b", 2, 2, true},
+		{"chart-norm-hospital-c", 1, 0, true},
+		{"chart-norm-hospital-d", 1, 0, true},
+	} {
+		i := strings.Index(page, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="`+want.id+`"`)
+		if i < 0 {
+			t.Errorf("GET /status has no chart %s", want.id)
+			continue
+		}
+		svg := page[i : i+strings.Index(page[i:], "</svg>")]
+		if got := strings.Count(svg, `<circle class="point"`); got != want.points {
+			t.Errorf("chart %s: %d points, want %d", want.id, got, want.points)
+		}
+		if got := strings.Count(svg, `<line class="marker"`); got != want.markers {
+			t.Errorf("chart %s: %d flag markers, want %d", want.id, got, want.markers)
+		}
+		if got := strings.Contains(svg, `class="band-area"`); got != want.band {
+			t.Errorf("chart %s: band drawn %t, want %t", want.id, got, want.band)
+		}
+		if !strings.Contains(svg, `<title id="`+want.id+`-title">`) {
+			t.Errorf("chart %s has no <title>", want.id)
+		}
+	}
+	if strings.Contains(page, " style=") {
+		t.Error("GET /status has a style attribute, which its CSP blocks")
+	}
 	// The style block is what the policy's hash allows.
 	if !strings.Contains(page, "<style>"+statusCSS+"</style>") {
 		t.Error("the page's style block is not statusCSS, so the CSP hash does not allow it")
@@ -118,7 +161,7 @@ func TestStatusPageEmpty(t *testing.T) {
 	}).register(mux)
 	resp := get(t, mux, "/status")
 	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"none closed yet", "No anomaly flags.", "No exclusions.", `<dd id="checkpoint" class="none">none yet</dd>`} {
+	for _, want := range []string{"none closed yet", "No round has closed yet.", "No anomaly flags.", "No exclusions.", `<dd id="checkpoint" class="none">none yet</dd>`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /status of a new federation lacks %q", want)
 		}
@@ -201,5 +244,69 @@ func TestKeepLast(t *testing.T) {
 	}
 	if len(s) != StatusKeep || s[0] != 7 || s[len(s)-1] != StatusKeep+6 {
 		t.Errorf("keepLast after %d appends = %d elements from %d to %d, want %d from 7 to %d", StatusKeep+7, len(s), s[0], s[len(s)-1], StatusKeep, StatusKeep+6)
+	}
+}
+
+// TestStatusChartsBounded: a long federation keeps only the last
+// StatusChartRounds rounds and StatusChartFlags flags, and its page stays
+// small.
+func TestStatusChartsBounded(t *testing.T) {
+	names := []string{"hospital-a", "hospital-b", "hospital-c", "hospital-d"}
+	b := newStatusBook(names)
+	const rounds = 10_000
+	for r := uint64(1); r <= rounds; r++ {
+		p := RoundPoint{Round: r, Holdout: true, HoldoutAccuracy: 0.8, HoldoutLoss: 0.4, Norms: map[string]float64{}, NormBand: []float64{0.5, 1.5}}
+		for _, n := range names {
+			p.Norms[n] = 1
+		}
+		b.noteChart(p, ChartFlag{Round: r, Participant: "hospital-d", Kind: AnomalyNorm}, ChartFlag{Round: r, Participant: "hospital-d", Kind: AnomalyCosine})
+	}
+	cs := b.charts()
+	if len(cs.Rounds) != StatusChartRounds || cs.Rounds[0].Round != rounds-StatusChartRounds+1 || cs.Rounds[len(cs.Rounds)-1].Round != rounds {
+		t.Fatalf("charts keep %d rounds from %d, want the last %d", len(cs.Rounds), cs.Rounds[0].Round, StatusChartRounds)
+	}
+	if len(cs.Flags) != StatusChartFlags {
+		t.Errorf("charts keep %d flags, want %d", len(cs.Flags), StatusChartFlags)
+	}
+	s := Status{Federation: "demo", Cohort: []string{}, Charts: cs}
+	for _, n := range names {
+		s.Participants = append(s.Participants, ParticipantStatus{Name: n})
+	}
+	mux := http.NewServeMux()
+	newStatusHandler(func() Status { return s }).register(mux)
+	body, _ := io.ReadAll(get(t, mux, "/status").Body)
+	if got, want := strings.Count(string(body), `<circle class="point"`), (2+len(names))*StatusChartRounds; got != want {
+		t.Errorf("the page draws %d points, want %d", got, want)
+	}
+	// Flags older than the charts' first round are left off: the last
+	// StatusChartFlags flags span 100 rounds, the charts 50.
+	if got, want := strings.Count(string(body), `<line class="marker"`), 2*2*StatusChartRounds+2*StatusChartRounds; got != want {
+		t.Errorf("the page draws %d flag markers, want %d", got, want)
+	}
+	if len(body) > 400_000 {
+		t.Errorf("the status page of %d rounds is %d bytes", rounds, len(body))
+	}
+	t.Logf("status page of %d rounds, %d participants: %d bytes", rounds, len(names), len(body))
+}
+
+// TestStatusChartsSecure: a secure federation's rounds have no norms (the
+// coordinator never sees an update), so the page draws accuracy and loss
+// but no norm chart.
+func TestStatusChartsSecure(t *testing.T) {
+	s := Status{Federation: "demo", Cohort: []string{}, Secure: true,
+		Participants: []ParticipantStatus{{Name: "hospital-a"}, {Name: "hospital-b"}},
+		Charts:       ChartStatus{Rounds: []RoundPoint{{Round: 1, Holdout: true, HoldoutAccuracy: 0.7, HoldoutLoss: 0.6}, {Round: 2}}, Flags: []ChartFlag{}}}
+	mux := http.NewServeMux()
+	newStatusHandler(func() Status { return s }).register(mux)
+	body, _ := io.ReadAll(get(t, mux, "/status").Body)
+	page := string(body)
+	if !strings.Contains(page, `id="chart-accuracy"`) || !strings.Contains(page, `id="chart-loss"`) {
+		t.Error("a secure federation's page has no accuracy or loss chart")
+	}
+	if strings.Contains(page, "chart-norm-") || strings.Contains(page, "Update norms") {
+		t.Error("a secure federation's page draws norm charts, which it has no norms for")
+	}
+	if got := strings.Count(page, `<circle class="point"`); got != 2 {
+		t.Errorf("%d points drawn, want 2 (accuracy and loss of round 1; round 2 has no holdout)", got)
 	}
 }

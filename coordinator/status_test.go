@@ -106,6 +106,18 @@ func TestStatusFederation(t *testing.T) {
 		st.Flags[0].Round != 1 || len(st.Flags[0].Band) != 2 || !(st.Flags[0].Value > st.Flags[0].Band[1]) {
 		t.Errorf("flags after round 1 = %+v, want hospital-d's norm above its band", st.Flags)
 	}
+	// The charts hold round 1: everyone's norm, the band the norm flag
+	// used, and the flag on the time line.
+	if len(st.Charts.Rounds) != 1 {
+		t.Fatalf("charts after round 1 = %+v, want one round", st.Charts)
+	}
+	r1 := st.Charts.Rounds[0]
+	if r1.Round != 1 || len(r1.Norms) != len(names) || !slices.Equal(r1.NormBand, st.Flags[0].Band) || r1.Norms["hospital-d"] != st.Flags[0].Value {
+		t.Errorf("charts round 1 = %+v, want 4 norms and the norm flag's band %v", r1, st.Flags[0].Band)
+	}
+	if want := []coordinator.ChartFlag{{Round: 1, Participant: "hospital-d", Kind: coordinator.AnomalyNorm}}; !slices.Equal(st.Charts.Flags, want) {
+		t.Errorf("chart flags after round 1 = %+v, want %+v", st.Charts.Flags, want)
+	}
 	cp := st.Audit.Checkpoint
 	if cp == nil || cp.Size == 0 || cp.Size > st.Audit.Size || cp.Root == "" || cp.Time.IsZero() {
 		t.Errorf("audit after round 1 = %+v (checkpoint %+v), want a checkpoint signed by this process", st.Audit, cp)
@@ -152,7 +164,8 @@ func TestStatusFederation(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"<td>hospital-d</td><td>norm</td>", "<td>hospital-c</td><td>refused</td>", "round 2 (closed)"} {
+	for _, want := range []string{"<td>hospital-d</td><td>norm</td>", "<td>hospital-c</td><td>refused</td>", "round 2 (closed)",
+		`<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="chart-norm-hospital-d"`, `<line class="marker" data-kind="norm"`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /status lacks %q", want)
 		}

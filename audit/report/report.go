@@ -87,6 +87,9 @@ type Report struct {
 	// produced it and its MITRE ATLAS technique, grouped by control,
 	// kind, detail and actor.
 	Controls []ControlFinding
+	// Flags are the log's anomaly_flagged events, in log order: what the
+	// HTML report's charts mark (report_chart.go).
+	Flags []FlagReport
 	// Notes are anomalies of the log outside any one round.
 	Notes []string
 }
@@ -415,6 +418,7 @@ func Build(events []audit.Event, opts Options) (Report, error) {
 		RoundCount:  len(b.rounds),
 		Timeline:    b.timeline,
 		Controls:    b.controls.findings(),
+		Flags:       b.flags,
 	}
 	if len(events) > 0 {
 		rep.FirstSeq, rep.LastSeq = events[0].Seq, events[len(events)-1].Seq

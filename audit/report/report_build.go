@@ -34,6 +34,8 @@ type reportBuilder struct {
 	pending []actord[audit.ManifestRefused]
 	// initial are the manifest_signed events of round 0.
 	initial []seqd[audit.ManifestSigned]
+	// flags are the anomaly_flagged events, for the charts.
+	flags []FlagReport
 }
 
 type roundState struct {
@@ -243,6 +245,8 @@ func (b *reportBuilder) add(index uint64, ev audit.Event) error {
 		}
 		b.federation = p.Federation
 		b.starts = append(b.starts, ev.Seq)
+	case audit.AnomalyFlagged:
+		b.noteFlag(ev, p)
 	case audit.EventsSuppressed:
 		// Refused handshakes beyond the limit count with the others, under
 		// a reason of their own: which one each had is not recorded.

@@ -70,6 +70,8 @@ type reportDoc struct {
 	Facts    []docFact
 	Legend   string
 	Sections []docSection
+	// Charts are inline SVG, drawn in the HTML page only.
+	Charts []template.HTML
 }
 
 func spanText(s string) docSpan { return docSpan{Text: s} }
@@ -521,7 +523,9 @@ func mdCode(s string) string {
 // everything taken from the log.
 func (r Report) WriteHTML(w io.Writer) error {
 	var b bytes.Buffer
-	if err := reportTemplate.Execute(&b, r.doc()); err != nil {
+	d := r.doc()
+	d.Charts = r.charts()
+	if err := reportTemplate.Execute(&b, d); err != nil {
 		return fmt.Errorf("audit: render html report: %w", err)
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {

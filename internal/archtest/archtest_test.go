@@ -53,6 +53,7 @@ var layers = map[string]int{
 	"internal/archtest":      helpers,
 	"internal/doccheck":      helpers,
 	"internal/strictjson":    helpers,
+	"internal/chart":         helpers,
 
 	"proto/fedguard/v1": foundations,
 	"data/mnist":        foundations,

@@ -1,0 +1,113 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/fedguard/fedguard/audit"
+)
+
+// chartOf cuts the <svg> whose id is id out of page.
+func chartOf(t *testing.T, page, id string) string {
+	t.Helper()
+	i := strings.Index(page, `class="chart" id="`+id+`"`)
+	if i < 0 {
+		t.Fatalf("the report has no chart %s", id)
+	}
+	return page[i : i+strings.Index(page[i:], "</svg>")]
+}
+
+// TestReportCharts: three clean rounds, with a norm flag on c in round 2
+// and a drift flag on a in round 3, chart three accuracy points, three
+// norm points per participant, the norm flag's band in round 2 only, and
+// each flag on the time line of the accuracy chart and of its
+// participant's norm chart. A report of one round has no charts, and the
+// Markdown report never has any.
+func TestReportCharts(t *testing.T) {
+	l := newReportLog(t).start()
+	l.clean(1).clean(2)
+	l.add(audit.KindAnomalyFlagged, audit.ActorCoordinator, 2, audit.AnomalyFlagged{Participant: "c", Kind: "norm", Value: 9, Band: []float64{0.5, 2}})
+	l.clean(3)
+	l.add(audit.KindAnomalyFlagged, audit.ActorCoordinator, 3, audit.AnomalyFlagged{Participant: "a", Kind: "drift", Value: 4, Band: []float64{0, 3}})
+	rep, err := Build(l.events, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Flags) != 2 || rep.Flags[0].Round != 2 || rep.Flags[0].Participant != "c" || rep.Flags[1].Kind != "drift" {
+		t.Errorf("Flags = %+v, want c's norm flag of round 2 and a's drift flag of round 3", rep.Flags)
+	}
+	var b bytes.Buffer
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, want := range []struct {
+		id              string
+		points, markers int
+		bands           int
+	}{
+		{"chart-accuracy", 3, 2, 0},
+		{"chart-norm-a", 3, 1, 1},
+		{"chart-norm-b", 3, 0, 1},
+		{"chart-norm-c", 3, 1, 1},
+	} {
+		svg := chartOf(t, page, want.id)
+		if got := strings.Count(svg, `<circle class="point"`); got != want.points {
+			t.Errorf("%s: %d points, want %d", want.id, got, want.points)
+		}
+		if got := strings.Count(svg, `<line class="marker"`); got != want.markers {
+			t.Errorf("%s: %d markers, want %d", want.id, got, want.markers)
+		}
+		if got := strings.Count(svg, `class="band-area"`); got != want.bands {
+			t.Errorf("%s: %d band areas, want %d", want.id, got, want.bands)
+		}
+	}
+	if svg := chartOf(t, page, "chart-norm-c"); !strings.Contains(svg, "<title>norm band (from norm flags), round 2: [0.5, 2]</title>") {
+		t.Errorf("c's norm chart does not draw round 2's band [0.5, 2]:\n%s", svg)
+	}
+
+	one, err := Build(l.events, Options{Round: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := one.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "<svg") {
+		t.Error("the report of round 2 alone has charts")
+	}
+	b.Reset()
+	if err := rep.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "<svg") {
+		t.Error("the Markdown report has charts")
+	}
+}
+
+// TestReportChartsBounded: a long log charts only its last ChartRounds
+// rounds.
+func TestReportChartsBounded(t *testing.T) {
+	l := newReportLog(t).start()
+	const rounds = ChartRounds + 50
+	for r := uint64(1); r <= rounds; r++ {
+		l.clean(r)
+	}
+	rep, err := Build(l.events, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	svg := chartOf(t, b.String(), "chart-accuracy")
+	if got := strings.Count(svg, `<circle class="point"`); got != ChartRounds {
+		t.Errorf("the accuracy chart of %d rounds draws %d points, want %d", rounds, got, ChartRounds)
+	}
+	if !strings.Contains(svg, "<title>accuracy round 51: ") || strings.Contains(svg, "<title>accuracy round 50: ") {
+		t.Errorf("the accuracy chart does not start at round 51")
+	}
+}
