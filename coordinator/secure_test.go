@@ -242,7 +242,11 @@ func secureFederation(t *testing.T) *federation {
 	f.cfg.Training.Rounds = 2
 	f.cfg.SecAgg.PhaseTimeout = coordinator.Duration(10 * time.Second)
 	f.cfg.RoundTimeout = coordinator.Duration(20 * time.Second)
-	f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
+	// A round opens at once when all four are waiting; the timeout only
+	// matters when one is missing. At 100 ms a loaded machine opened
+	// rounds with whoever had polled, and the last hospital then waited
+	// for an assignment that never came ("no assignment in time").
+	f.cfg.CohortTimeout = coordinator.Duration(10 * time.Second)
 	return f
 }
 
