@@ -61,6 +61,7 @@ var layers = map[string]int{
 	"certs":             foundations,
 	"privacy":           foundations,
 	"partition":         foundations,
+	"examples/pytorch":  foundations,
 
 	"aggregation":        algorithms,
 	"aggregation/secagg": algorithms,
