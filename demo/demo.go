@@ -792,7 +792,7 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 		// torch, training.
 		c.MinParticipants = len(f.Hospitals)
 		c.Model.Hidden = []int{PyTorchHidden}
-		c.Training = coordinator.TrainingConfig{Rounds: o.Rounds, LocalEpochs: 1, LearningRate: 0.05, BatchSize: 32, L2: 1e-4}
+		c.Training = coordinator.TrainingConfig{Rounds: o.Rounds, LocalEpochs: 1, LearningRate: 0.05, BatchSize: 64, L2: 1e-4}
 		c.CohortTimeout = coordinator.Duration(60 * time.Second)
 		c.StatsTimeout = coordinator.Duration(2 * time.Minute)
 		c.RoundTimeout = coordinator.Duration(5 * time.Minute)

@@ -45,9 +45,9 @@ const (
 	DefaultPyTorchRounds = 10
 	// DefaultPartition is how a PyTorch demo deals MNIST's training images
 	// among the hospitals: each class's images in proportions drawn from a
-	// Dirichlet distribution of concentration 0.5 (label skew; see
+	// Dirichlet distribution of concentration 1 (label skew; see
 	// package partition).
-	DefaultPartition = "dirichlet:0.5"
+	DefaultPartition = "dirichlet:1"
 	// PyTorchHidden is the width of the hidden layer of the PyTorch demo's
 	// network (784 → 128 → 10, ReLU): fedguard's MLP layout, which
 	// train.py builds from the tensors it is given.
