@@ -315,7 +315,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 
 	var fed *Fed
 	if o.Trainer == TrainerPyTorch {
-		fed, err = SetupMNIST(dir, o.Seed, n, o.Partition)
+		fed, err = SetupMNIST(dir, o.Seed, n, o.Partition, o.Python)
 	} else {
 		fed, err = SetupHospitals(dir, o.Seed, hospitals)
 	}
@@ -609,6 +609,8 @@ type Fed struct {
 	// contract, approving TrainerDigest, its digest.
 	TrainerCode   string
 	TrainerDigest string
+	// InitialModel is the coordinator's initial_model; empty: none.
+	InitialModel string
 	// OwnInputs means the trainer feeds the model inputs of its own (MNIST:
 	// pixels / 255), not the federation's feature scaling, and Test holds
 	// them so: Evaluate does not standardize.
@@ -791,6 +793,7 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 		// takes its time: reading 20,000 rows for the statistics, starting
 		// torch, training.
 		c.MinParticipants = len(f.Hospitals)
+		c.InitialModel = f.InitialModel
 		c.Model.Hidden = []int{PyTorchHidden}
 		c.Training = coordinator.TrainingConfig{Rounds: o.Rounds, LocalEpochs: 1, LearningRate: 0.05, BatchSize: 64, L2: 1e-4}
 		c.CohortTimeout = coordinator.Duration(60 * time.Second)

@@ -76,14 +76,17 @@ func pixelFeatures() []string {
 //     the agent reads for the federation's feature statistics (the
 //     pixels' scaling) and for data validation;
 //   - dir/trainer — train.py and safetensors_np.py, the code every
-//     hospital approves by digest.
+//     hospital approves by digest;
+//   - dir/coordinator/initial.safetensors — the federation's initial
+//     model, written by PyTorch (train.py --init, torch's default
+//     initialization): the coordinator starts from it (initial_model).
 //
 // MNIST's 10,000 test images are the demo's test split. train.py feeds its
 // network pixels / 255 rather than the federation's per-pixel
 // standardization (an image model defines its own inputs; a pixel that is
 // almost always 0 would get a tiny deviation and huge values), so the
 // Fed's OwnInputs is set.
-func SetupMNIST(dir string, seed uint64, n int, scheme string) (*Fed, error) {
+func SetupMNIST(dir string, seed uint64, n int, scheme, python string) (*Fed, error) {
 	hospitals, err := HospitalSplit(n)
 	if err != nil {
 		return nil, err
@@ -119,6 +122,10 @@ func SetupMNIST(dir string, seed uint64, n int, scheme string) (*Fed, error) {
 	if err != nil {
 		return nil, err
 	}
+	initial := filepath.Join(dir, "coordinator", "initial.safetensors")
+	if err := initialModel(python, tdir, initial, seed); err != nil {
+		return nil, err
+	}
 	// train.py feeds its network pixels / 255, as test holds them.
 	t := &dataset.Table{Features: features, X: test.Images, Labels: make([]string, len(test.Labels))}
 	for i, l := range test.Labels {
@@ -127,6 +134,7 @@ func SetupMNIST(dir string, seed uint64, n int, scheme string) (*Fed, error) {
 	return &Fed{
 		Dir: dir, Features: features, Test: t, Hospitals: hospitals, OwnInputs: true,
 		Label: mnistLabel, Classes: mnist.Classes(), TrainerCode: tdir, TrainerDigest: digest,
+		InitialModel: initial,
 	}, nil
 }
 
@@ -193,6 +201,17 @@ func npy(data []byte, shape ...int) []byte {
 	out := append([]byte("\x93NUMPY\x01\x00"), binary.LittleEndian.AppendUint16(nil, uint16(len(header)))...)
 	out = append(out, header...)
 	return append(out, data...)
+}
+
+// initialModel runs train.py --init to write the federation's initial
+// model to path.
+func initialModel(python, code, path string, seed uint64) error {
+	cmd := exec.Command(python, filepath.Join(code, pytorch.Script), "--init", path,
+		"--hidden", fmt.Sprint(PyTorchHidden), "--seed", fmt.Sprint(seed%(1<<62)))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("demo: write the initial model with %s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	return nil
 }
 
 // execTrainer is hospital name's PyTorch trainer: python running the

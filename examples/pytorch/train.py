@@ -22,6 +22,11 @@ FEDGUARD_METRICS set. The script
   5. writes the trained weights (same names and shapes, F32) and
      metrics.json.
 
+With --init PATH it instead writes a new model, torch's default
+initialization of nn.Linear layers 784 → --hidden → 10, as safetensors: the
+hospital-supplied initial model the coordinator starts from
+(initial_model).
+
 It needs only numpy and torch (Debian's python3-torch 1.13 works); the
 safetensors files are read and written by safetensors_np.py beside it.
 """
@@ -77,9 +82,21 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shard", help="directory with images.npy and labels.npy (default: beside the plan's data file)")
     ap.add_argument("--standardize", action="store_true", help="standardize pixels with the plan's scaling instead of / 255")
+    ap.add_argument("--init", metavar="PATH", help="write a new initial model to PATH and exit")
+    ap.add_argument("--hidden", type=int, default=128, help="--init: hidden layer width")
+    ap.add_argument("--seed", type=int, default=1, help="--init: torch seed")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: hospitals share the machine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.init:
+        torch.manual_seed(args.seed)
+        layers = [torch.nn.Linear(784, args.hidden), torch.nn.Linear(args.hidden, 10)]
+        tensors = {}
+        for l, layer in enumerate(layers, 1):
+            tensors[f"layers.{l}.weight"] = layer.weight.detach().numpy()
+            tensors[f"layers.{l}.bias"] = layer.bias.detach().numpy()
+        safetensors_np.save(args.init, tensors, {"written_by": "examples/pytorch/train.py --init"})
+        return
 
     with open(os.environ["FEDGUARD_PLAN"]) as f:
         plan = json.load(f)
