@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/fedguard/fedguard/keystore"
 	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/safetensors"
 	"github.com/fedguard/fedguard/secureround"
 )
 
@@ -75,6 +77,14 @@ type ModelConfig struct {
 	Classes []string `json:"classes"`
 	// Hidden are the MLP's hidden layer widths.
 	Hidden []int `json:"hidden,omitempty"`
+	// LayoutSHA256 is the digest (safetensors.Layout.Digest, hex) of the
+	// model's tensor layout (safetensors.SpecLayout): the names, dtypes
+	// and shapes a hospital's trainer reads and writes. With
+	// Config.InitialModel the coordinator fills it in; it is part of
+	// every round manifest's model_spec, so a hospital's agent checks
+	// the layout it exchanges with its trainer against the signed one.
+	// Set by hand, it must be the digest of the model's layout.
+	LayoutSHA256 string `json:"layout_sha256,omitempty"`
 }
 
 // TrainingConfig is what participants do locally each round.
@@ -127,6 +137,15 @@ type Config struct {
 	SecAgg SecAggConfig `json:"secagg,omitzero"`
 	// Seed makes the initial model and the per-round seeds reproducible.
 	Seed uint64 `json:"seed"`
+	// InitialModel is a safetensors file (a hospital-supplied or
+	// pre-trained model) that the federation starts from instead of a
+	// random model. It is read when a new federation is made (--init)
+	// and refused unless its tensors are exactly the model's layout
+	// (names and shapes of safetensors.SpecLayout; F32, or F16, BF16 and
+	// F64 converted as package safetensors says) with finite values.
+	// Setting it puts the layout's digest into Model.LayoutSHA256, and so
+	// into every manifest: keep it in the configuration afterwards.
+	InitialModel string `json:"initial_model,omitempty"`
 	// Reflection registers the gRPC server reflection service (for grpcurl
 	// and similar tools; callers still need an enrolled certificate).
 	Reflection bool `json:"reflection,omitempty"`
@@ -259,6 +278,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinFreeBytes == 0 {
 		c.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if c.InitialModel != "" && c.Model.LayoutSHA256 == "" {
+		if d, err := c.layoutDigest(); err == nil { // else Validate reports the spec
+			c.Model.LayoutSHA256 = d
+		}
 	}
 	if c.Secure {
 		a := &c.SecAgg
@@ -454,6 +478,20 @@ func (c Config) Warnings() []string {
 // MaxConfigBytes bounds
 
 // spec returns the model specification the configuration describes.
+// layoutDigest is the hex digest of the model's tensor layout.
+func (c Config) layoutDigest() (string, error) {
+	s, err := c.spec()
+	if err != nil {
+		return "", err
+	}
+	l, err := safetensors.SpecLayout(s)
+	if err != nil {
+		return "", err
+	}
+	d := l.Digest()
+	return hex.EncodeToString(d[:]), nil
+}
+
 func (c Config) spec() (model.Spec, error) {
 	k, err := model.ParseKind(c.Model.Kind)
 	if err != nil {
@@ -506,6 +544,10 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.spec(); err != nil {
 		add("%w", err) // the model package names itself
+	} else if want, err := c.layoutDigest(); err != nil {
+		add("model: %w", err)
+	} else if c.Model.LayoutSHA256 != "" && c.Model.LayoutSHA256 != want {
+		add("model.layout_sha256 %q is not the digest of the model's tensor layout, %s", c.Model.LayoutSHA256, want)
 	}
 	if c.Model.Kind != "mlp" && len(c.Model.Hidden) > 0 {
 		add("model: hidden layers are only for kind mlp, not %q", c.Model.Kind)

@@ -348,6 +348,14 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The initial model is read before anything is written, so that a
+	// refused file leaves no half-made federation behind.
+	var initial []float32
+	if o.init && cfg.InitialModel != "" {
+		if initial, err = loadInitialModel(cfg.InitialModel, spec); err != nil {
+			return nil, err
+		}
+	}
 	mode, err := planStart(cfg.DataDir, o.init)
 	if err != nil {
 		return nil, err
@@ -398,8 +406,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 			st.close()
 			return nil, fmt.Errorf("%w: state.db holds no initial model: the --init that made it was interrupted; run the coordinator with --init again", ErrCorrupt)
 		}
-		rng := rand.New(rand.NewPCG(cfg.Seed, 0x66656467756172))
-		p.model = model.AppendBytes(nil, model.Init(spec, rng))
+		if initial == nil {
+			initial = model.Init(spec, rand.New(rand.NewPCG(cfg.Seed, 0x66656467756172)))
+		}
+		p.model = model.AppendBytes(nil, initial)
 		if err := st.saveInitial(p.model); err != nil {
 			st.close()
 			return nil, fmt.Errorf("save initial model: %w", err)

@@ -35,6 +35,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/data/mnist"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/lineage"
@@ -94,6 +95,15 @@ type Options struct {
 	// updates (see PoisonFactor for when it flags this one); secure rounds
 	// are not monitored.
 	Poison string
+	// Trainer is TrainerBuiltin (default: fedguard's models on WDBC) or
+	// TrainerPyTorch (an MLP on MNIST, trained by examples/pytorch's
+	// train.py in real python processes through the exec contract).
+	Trainer string
+	// Python is the interpreter of TrainerPyTorch (default DefaultPython).
+	Python string
+	// Partition deals MNIST among the hospitals of TrainerPyTorch, as
+	// partition.Parse reads it (default DefaultPartition).
+	Partition string
 	// MetricsListen sets the coordinator's metrics_listen (host:port;
 	// port 0 picks one): /metrics and the status page at /status, whose
 	// URL the demo prints first. Empty: none.
@@ -152,6 +162,22 @@ type Flag struct {
 // withDefaults fills in the zero options that have a default, all but
 // Hospitals (see chooseHospitals) and Log.
 func (o Options) withDefaults() Options {
+	if o.Trainer == "" {
+		o.Trainer = TrainerBuiltin
+	}
+	if o.Trainer == TrainerPyTorch {
+		if o.Rounds == 0 {
+			o.Rounds = DefaultPyTorchRounds
+		}
+		if o.Python == "" {
+			o.Python = DefaultPython
+		}
+		if o.Partition == "" {
+			o.Partition = DefaultPartition
+		}
+		// train.py builds fedguard's MLP layout.
+		o.Model = "mlp"
+	}
 	if o.Rounds == 0 {
 		o.Rounds = 20
 	}
@@ -258,6 +284,18 @@ type Summary struct {
 func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 	start := time.Now()
 	o = o.withDefaults()
+	switch o.Trainer {
+	case TrainerBuiltin:
+	case TrainerPyTorch:
+		if o.Poison != "" {
+			return Summary{}, errors.New("demo: --poison works with the builtin trainer only")
+		}
+		if err := CheckPython(ctx, o.Python); err != nil {
+			return Summary{}, err
+		}
+	default:
+		return Summary{}, fmt.Errorf("demo: unknown trainer %q (want %s or %s)", o.Trainer, TrainerBuiltin, TrainerPyTorch)
+	}
 	n, why, err := chooseHospitals(o)
 	if err != nil {
 		return Summary{}, err
@@ -284,7 +322,12 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return Summary{}, err
 	}
 
-	fed, err := SetupHospitals(dir, o.Seed, hospitals)
+	var fed *Fed
+	if o.Trainer == TrainerPyTorch {
+		fed, err = SetupMNIST(dir, o.Seed, n, o.Partition, o.Python)
+	} else {
+		fed, err = SetupHospitals(dir, o.Seed, hospitals)
+	}
 	if err != nil {
 		return Summary{}, err
 	}
@@ -308,8 +351,13 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		if o.Poison != "" {
 			poison = fmt.Sprintf(", %s poisoned (update ×%d)", o.Poison, PoisonFactor)
 		}
+		what := o.Model
+		if o.Trainer == TrainerPyTorch {
+			what = fmt.Sprintf("MNIST %s, PyTorch MLP 784-%d-10 trained by %s %s (approved %s)",
+				o.Partition, PyTorchHidden, o.Python, filepath.Join(fed.TrainerCode, "train.py"), fed.TrainerDigest)
+		}
 		fmt.Fprintf(out, "fedguard demo: %s, %s, %d rounds, rule %s%s, files in %s\n\n",
-			count, o.Model, o.Rounds, ruleName(cfg.Aggregation)+secureNote(cfg), poison, dir)
+			count, what, o.Rounds, ruleName(cfg.Aggregation)+secureNote(cfg), poison, dir)
 	}
 	header := func() {
 		if !o.JSON {
@@ -385,7 +433,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		header()
 	}
 	for _, h := range fed.Hospitals {
-		agent, err := fed.Agent(h.Name, lis.Addr().String(), coord.PublicKeys(), o.Log, o.Seed)
+		agent, err := fed.Agent(h.Name, lis.Addr().String(), coord.PublicKeys(), o.Log, o.Seed, o.Python)
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -498,34 +546,39 @@ func waitMetricsAddr(ctx context.Context, c *coordinator.Coordinator) string {
 // coordinator.Config.Validate on Fed.CoordinatorConfig, so whatever that
 // configuration is made of takes part.
 func chooseHospitals(o Options) (int, string, error) {
-	features, err := wdbcFeatures()
-	if err != nil {
-		return 0, "", err
+	features, label, classes := pixelFeatures(), mnistLabel, mnist.Classes()
+	defaultN := DefaultPyTorchHospitals
+	if o.Trainer != TrainerPyTorch {
+		var err error
+		if features, err = wdbcFeatures(); err != nil {
+			return 0, "", err
+		}
+		label, classes, defaultN = wdbc.Label, wdbc.Classes(), DefaultHospitals
 	}
 	check := func(n int) error {
 		hs, err := HospitalSplit(n)
 		if err != nil {
 			return err
 		}
-		f := &Fed{Dir: o.Dir, Features: features, Hospitals: hs}
+		f := &Fed{Dir: o.Dir, Features: features, Hospitals: hs, Label: label, Classes: classes}
 		return f.CoordinatorConfig(o).Validate()
 	}
 	if o.Hospitals != 0 {
 		return o.Hospitals, "", check(o.Hospitals)
 	}
-	first := check(DefaultHospitals)
+	first := check(defaultN)
 	if first == nil {
-		return DefaultHospitals, "", nil
+		return defaultN, "", nil
 	}
-	for n := DefaultHospitals + 1; n <= MaxHospitals; n++ {
+	for n := defaultN + 1; n <= MaxHospitals; n++ {
 		if check(n) == nil {
 			if o.Secure {
 				// Secure rounds count buckets differently (⌊n/s⌋, none
 				// smaller than s): say what the configuration check said.
 				why := strings.TrimPrefix(first.Error(), "invalid coordinator config: ")
-				return n, fmt.Sprintf("%d are too few: %s", DefaultHospitals, why), nil
+				return n, fmt.Sprintf("%d are too few: %s", defaultN, why), nil
 			}
-			return n, tooFew(o.Aggregation, DefaultHospitals), nil
+			return n, tooFew(o.Aggregation, defaultN), nil
 		}
 	}
 	return 0, "", first
@@ -562,6 +615,29 @@ type Fed struct {
 	// Poison names the hospital whose agent (see Agent) sends its updates
 	// multiplied by PoisonFactor; empty: none.
 	Poison string
+	// Label and Classes are the label column and its values; empty means
+	// WDBC's.
+	Label   string
+	Classes []string
+	// TrainerCode, when set, is the directory of the PyTorch trainer
+	// (SetupMNIST): the hospitals run its train.py through the exec
+	// contract, approving TrainerDigest, its digest.
+	TrainerCode   string
+	TrainerDigest string
+	// InitialModel is the coordinator's initial_model; empty: none.
+	InitialModel string
+	// OwnInputs means the trainer feeds the model inputs of its own (MNIST:
+	// pixels / 255), not the federation's feature scaling, and Test holds
+	// them so: Evaluate does not standardize.
+	OwnInputs bool
+}
+
+// labels returns f's label column and classes.
+func (f *Fed) labels() (string, []string) {
+	if f.Label == "" {
+		return wdbc.Label, wdbc.Classes()
+	}
+	return f.Label, f.Classes
 }
 
 // Setup is SetupHospitals with the DefaultHospitals of HospitalSplit.
@@ -632,6 +708,7 @@ func wdbcFeatures() ([]string, error) {
 // but one.
 func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 	o = o.withDefaults()
+	label, classes := f.labels()
 	c := coordinator.Config{
 		Federation:      Federation,
 		Listen:          "127.0.0.1:0",
@@ -643,7 +720,7 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 		Enrolled:        names(f.Hospitals),
 		MinParticipants: minParticipants(len(f.Hospitals)),
 		Model: coordinator.ModelConfig{
-			Kind: o.Model, Features: f.Features, Label: wdbc.Label, Classes: wdbc.Classes(),
+			Kind: o.Model, Features: f.Features, Label: label, Classes: classes,
 		},
 		Training: coordinator.TrainingConfig{
 			Rounds: o.Rounds, LocalEpochs: 2, LearningRate: 0.1, BatchSize: 16, L2: 1e-3,
@@ -659,6 +736,18 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 	if o.Model == "mlp" {
 		c.Model.Hidden = []int{16}
 	}
+	if o.Trainer == TrainerPyTorch {
+		// Every hospital takes part in every round, and python under load
+		// takes its time: reading 20,000 rows for the statistics, starting
+		// torch, training.
+		c.MinParticipants = len(f.Hospitals)
+		c.InitialModel = f.InitialModel
+		c.Model.Hidden = []int{PyTorchHidden}
+		c.Training = coordinator.TrainingConfig{Rounds: o.Rounds, LocalEpochs: 1, LearningRate: 0.05, BatchSize: 64, L2: 1e-4}
+		c.CohortTimeout = coordinator.Duration(60 * time.Second)
+		c.StatsTimeout = coordinator.Duration(2 * time.Minute)
+		c.RoundTimeout = coordinator.Duration(5 * time.Minute)
+	}
 	return c
 }
 
@@ -666,7 +755,10 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 // manifests signed with keys (the coordinator's, pinned as at enrolment).
 // The hospital named by f.Poison gets a Poisoned trainer.
 // The agent keeps its last accepted manifest in dir/NAME/accepted.json.
-func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logger, seed uint64) (*participant.Agent, error) {
+//
+// With f.TrainerCode (SetupMNIST) the agent runs python (DefaultPython
+// when empty) on the approved train.py through the exec contract.
+func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logger, seed uint64, python string) (*participant.Agent, error) {
 	tlsCfg, err := certs.LocalClientConfig(f.Dir, Federation, name, addr)
 	if err != nil {
 		return nil, err
@@ -677,6 +769,12 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 	}
 	salt := lineage.SaltFor(ca.Raw)
 	var trainer participant.Trainer = &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed}
+	if f.TrainerCode != "" {
+		if python == "" {
+			python = DefaultPython
+		}
+		trainer = f.execTrainer(name, python, seed)
+	}
 	if name == f.Poison {
 		trainer = &Poisoned{Trainer: trainer, Factor: PoisonFactor}
 	}
@@ -720,11 +818,15 @@ func ruleName(c aggregation.Config) string {
 
 // Evaluate scores a round's global model on the demo's test split.
 func (f *Fed) Evaluate(res coordinator.RoundResult) (model.Metrics, error) {
-	test := f.Test.Subset(allRows(f.Test.Len()))
-	if err := test.Standardize(res.Scaling); err != nil {
-		return model.Metrics{}, err
+	test := f.Test
+	if !f.OwnInputs {
+		test = f.Test.Subset(allRows(f.Test.Len()))
+		if err := test.Standardize(res.Scaling); err != nil {
+			return model.Metrics{}, err
+		}
 	}
-	y, err := test.Encode(wdbc.Classes())
+	_, classes := f.labels()
+	y, err := test.Encode(classes)
 	if err != nil {
 		return model.Metrics{}, err
 	}

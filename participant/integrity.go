@@ -19,6 +19,8 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/safetensors"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // saveEvery is how many manifests of missed rounds an agent accepts between
@@ -348,6 +350,10 @@ func sameSpec(raw []byte, spec *fedguardv1.ModelSpec) error {
 		Label    string   `json:"label"`
 		Classes  []string `json:"classes"`
 		Hidden   []uint32 `json:"hidden"`
+		// LayoutSHA256, when the federation started from an initial
+		// model, is the digest of the tensor layout the agent and its
+		// trainer exchange.
+		LayoutSHA256 string `json:"layout_sha256"`
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("manifest model_spec: %v", err)
@@ -364,6 +370,19 @@ func sameSpec(raw []byte, spec *fedguardv1.ModelSpec) error {
 		return fmt.Errorf("manifest names label %q with classes %v, Join announced %q with %v", m.Label, m.Classes, spec.GetLabel(), spec.GetClasses())
 	case !slices.Equal(m.Hidden, spec.GetHidden()):
 		return fmt.Errorf("manifest names hidden layers %v, Join announced %v", m.Hidden, spec.GetHidden())
+	}
+	if m.LayoutSHA256 != "" {
+		s, err := wire.SpecFromProto(spec)
+		if err != nil {
+			return err
+		}
+		l, err := safetensors.SpecLayout(s)
+		if err != nil {
+			return err
+		}
+		if d := l.Digest(); hex.EncodeToString(d[:]) != m.LayoutSHA256 {
+			return fmt.Errorf("manifest names tensor layout %s, the model's layout is %x", m.LayoutSHA256, d)
+		}
 	}
 	return nil
 }

@@ -275,6 +275,24 @@ func TestRefusesManifest(t *testing.T) {
 			reason: manifest.ReasonModelMismatch, round: 1,
 		},
 		{
+			// A federation started from an initial model names its tensor
+			// layout; a layout other than the one the agent and its
+			// trainer exchange is refused.
+			name: "another tensor layout", at: 2,
+			attack: func(t *testing.T, f *fakeCoordinator, asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment {
+				asg.Manifest = resign(t, f.signer, f.chain[1].round, func(r *manifest.Round) {
+					var spec map[string]any
+					if err := json.Unmarshal(r.ModelSpec, &spec); err != nil {
+						t.Fatal(err)
+					}
+					spec["layout_sha256"] = strings.Repeat("ab", 32)
+					r.ModelSpec, _ = json.Marshal(spec)
+				})
+				return asg
+			},
+			reason: manifest.ReasonModelMismatch, round: 1,
+		},
+		{
 			// The coordinator is restored from a backup taken while round
 			// 2 was open and offers it again: its manifest (round 1) is
 			// older than the accepted one (round 2).

@@ -64,6 +64,7 @@ var layers = map[string]int{
 	"keystore":          foundations,
 	"privacy":           foundations,
 	"partition":         foundations,
+	"examples/pytorch":  foundations,
 
 	"aggregation":        algorithms,
 	"aggregation/secagg": algorithms,

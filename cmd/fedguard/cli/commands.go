@@ -29,7 +29,7 @@ var commands = []*command{
 		{name: "sign", summary: "sign a participant's CSR", run: runCASign},
 	}},
 	{name: "coordinator", summary: "run a federation's coordinator (rounds, aggregation, persistence); 'coordinator rotate-keys' rotates its signing keys", run: runCoordinatorCommand},
-	{name: "demo", summary: "run a whole federation on loopback with the shipped WDBC data", run: runDemo},
+	{name: "demo", summary: "run a whole federation on loopback with the shipped data (WDBC; MNIST with --trainer pytorch)", run: runDemo},
 	{name: "model", summary: "the federation's model as a deployable file: export, verify", sub: []*command{
 		{name: "export", summary: "write a round's model as safetensors with its signed manifest", run: runModelExport},
 		{name: "verify", summary: "check a safetensors model against its signed manifest (the serving side's check)", run: runModelVerify},

@@ -203,7 +203,7 @@ func TestAuditLineageShowsChange(t *testing.T) {
 	go func() { defer wg.Done(); serveErr <- coord.Serve(ctx, lis) }()
 	start := func(name string) func() {
 		actx, acancel := context.WithCancel(ctx)
-		agent, err := fed.Agent(name, lis.Addr().String(), coord.PublicKeys(), log, 1)
+		agent, err := fed.Agent(name, lis.Addr().String(), coord.PublicKeys(), log, 1, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,85 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/safetensors"
+)
+
+// ErrInitialModel means Config.InitialModel cannot be the federation's
+// first model: unreadable, malformed, of another layout, or not finite.
+var ErrInitialModel = errors.New("coordinator: initial_model refused")
+
+// loadInitialModel reads path, a safetensors file, as the parameter vector
+// of spec. The file's tensors must be exactly spec's layout
+// (safetensors.SpecLayout: the same names and shapes, in any order); the
+// reader refuses malformed files, other dtypes than F32, F16, BF16 and F64,
+// and NaN or ±Inf (see package safetensors). Errors wrap ErrInitialModel
+// and say what the file has and what the model needs.
+func loadInitialModel(path string, spec model.Spec) ([]float32, error) {
+	want, err := safetensors.SpecLayout(spec)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInitialModel, path)
+	}
+	r, err := safetensors.Open(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
+	}
+	if got := r.Layout(); !sameTensors(got, want) {
+		return nil, fmt.Errorf("%w: %s has tensors %s, the %s model needs %s", ErrInitialModel, path, describe(got), spec.Kind, describe(want))
+	}
+	params := make([]float32, want.NumParams())
+	if err := r.ReadInto(want, params); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
+	}
+	return params, nil
+}
+
+// sameTensors reports whether a and b have the same names and shapes, in
+// any order.
+func sameTensors(a, b safetensors.Layout) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	shapes := make(map[string][]int, len(a))
+	for _, t := range a {
+		shapes[t.Name] = t.Shape
+	}
+	for _, t := range b {
+		s, ok := shapes[t.Name]
+		if !ok || !slices.Equal(s, t.Shape) {
+			return false
+		}
+	}
+	return true
+}
+
+// describe lists a layout's tensors as name[shape], at most eight of them.
+func describe(l safetensors.Layout) string {
+	parts := make([]string, 0, min(len(l), 9))
+	for i, t := range l {
+		if i == 8 {
+			parts = append(parts, fmt.Sprintf("… (%d tensors)", len(l)))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s%v", t.Name, t.Shape))
+	}
+	return strings.Join(parts, " ")
+}
