@@ -28,7 +28,7 @@ var commands = []*command{
 		{name: "revoke", summary: "revoke a certificate by serial, file or participant name", run: runCARevoke},
 		{name: "sign", summary: "sign a participant's CSR", run: runCASign},
 	}},
-	{name: "coordinator", summary: "run a federation's coordinator (rounds, aggregation, persistence); 'coordinator rotate-keys' rotates its signing keys", run: runCoordinatorCommand},
+	{name: "coordinator", summary: "run a federation's coordinator (rounds, aggregation, persistence); 'coordinator init' creates a new federation and exits; 'coordinator rotate-keys' rotates its signing keys", run: runCoordinatorCommand},
 	{name: "demo", summary: "run a whole federation on loopback with the shipped WDBC data", run: runDemo},
 	{name: "model", summary: "the federation's model as a deployable file: export, verify", sub: []*command{
 		{name: "export", summary: "write a round's model as safetensors with its signed manifest", run: runModelExport},
