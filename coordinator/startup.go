@@ -41,6 +41,15 @@ import (
 //     events carry the last committed round). A state.db with no signed
 //     round goes only with a log with no checkpoint.
 //
+// A round commit that fails for want of space (ENOSPC in bbolt's write,
+// after the round's close, checkpoint and manifest are in the log) leaves
+// the same pair as that crash: bbolt writes its meta page last, so
+// state.db keeps the previous round whole; the running coordinator pauses,
+// abandons the attempt and, once the disk has room, runs the round again
+// as a new attempt (disk.go). The log keeps the unpublished close, which
+// these checks accept and the provenance report reads as an interrupted
+// attempt (TestDiskFullBetweenAuditAndCommit). Nothing needs repairing.
+//
 // What no local check can tell apart is a state.db restored from just
 // before a round's commit and a crash in that window, when nothing was
 // recorded after the round closed; the hospitals then refuse the re-run
