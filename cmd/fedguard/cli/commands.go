@@ -23,6 +23,7 @@ var commands = []*command{
 	}},
 	{name: "ca", summary: "the federation CA: init, issue, sign, revoke, list", sub: []*command{
 		{name: "init", summary: "create a federation CA in a new directory", run: runCAInit},
+		{name: "init-audit", summary: "start the audit log of a CA made before the CA log existed (a one-time migration)", run: runCAInitAudit},
 		{name: "issue", summary: "issue the coordinator's server certificate and key", run: runCAIssue},
 		{name: "list", summary: "list issued certificates and whether they are revoked", run: runCAList},
 		{name: "revoke", summary: "revoke a certificate by serial, file or participant name", run: runCARevoke},
