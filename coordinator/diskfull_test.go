@@ -216,8 +216,21 @@ func TestDiskFullPauses(t *testing.T) {
 // log that recorded, but never published, the next round), --check-data
 // passes, and the provenance report reads the failed attempt as
 // interrupted, "never published", and the re-run as the round's model.
+// It runs twice: the coordinator resumes on its own once space is freed,
+// or it is stopped while paused (its stop event fails on the full disk
+// too) and restarted on that pair, which --check-data accepts first.
 func TestDiskFullBetweenAuditAndCommit(t *testing.T) {
 	fedtest.SkipIfShort(t, "fills a tmpfs during a round's commit")
+	for _, restart := range []bool{false, true} {
+		name := "resume"
+		if restart {
+			name = "stop while paused, restart"
+		}
+		t.Run(name, func(t *testing.T) { diskFullBetweenAuditAndCommit(t, restart) })
+	}
+}
+
+func diskFullBetweenAuditAndCommit(t *testing.T, restart bool) {
 	mnt := smallDisk(t, "16m")
 	names := []string{"a", "b"}
 	f := newFederation(t, names)
@@ -272,8 +285,27 @@ func TestDiskFullBetweenAuditAndCommit(t *testing.T) {
 	if len(recs) != 1 || recs[0].Round != 1 {
 		t.Fatalf("state.db holds rounds %+v after the failed commit of round 2, want round 1 alone", recs)
 	}
+	if restart {
+		// Stopped while paused: its stop event meets the full disk too,
+		// which the stop may report; what counts is the files it leaves.
+		if err := s.stop(t); err != nil {
+			t.Logf("stop on a full disk: %v", err)
+		}
+	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
+	}
+	if restart {
+		// The window's pair: state.db at round 1, the log one close ahead.
+		check, err := coordinator.CheckData(f.cfg)
+		if err != nil {
+			t.Fatalf("CheckData on the pair a failed commit left: %v", err)
+		}
+		if check.LastRound != 1 {
+			t.Fatalf("CheckData: last round %d, want 1", check.LastRound)
+		}
+		s = startWith(t, f.cfg, coordinator.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+		ps = f.connect(t, s, names...)
 	}
 	deadline = time.Now().Add(20 * time.Second)
 	for gauge(t, s.c, "fedguard_disk_paused") != 0 {
