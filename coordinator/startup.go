@@ -28,7 +28,7 @@ import (
 //   - both files exist and are sound bbolt files (checked page by page
 //     before use; a damaged file is an error, never a crash), or neither
 //     exists and it was asked to create a federation (WithInit,
-//     `fedguard coordinator --init`);
+//     `fedguard coordinator init` or `fedguard coordinator --init`);
 //   - the audit log verifies in place (audit.Log.Check): its chain, its
 //     Merkle tree and every checkpoint's signature, so nothing is ever
 //     appended to a broken chain;
@@ -120,7 +120,7 @@ func planStart(dir string, init bool) (storeMode, error) {
 	case st == fileAbsent && at == filePresent:
 		return 0, fmt.Errorf("%w: %s is missing, but %s holds this federation's history: starting over at round 0 would fork it; %s", ErrDataMismatch, statePath, auditPath, restoreAdvice)
 	case st == fileAbsent && !init:
-		return 0, fmt.Errorf("%w: %s holds neither %s nor %s; to start a new federation there, run the coordinator once with --init; to resume one, point data_dir at its directory", ErrNoFederation, dir, StateFile, AuditFile)
+		return 0, fmt.Errorf("%w: %s holds neither %s nor %s; to start a new federation there, run `fedguard coordinator init` once (or start the coordinator with --init); to resume one, point data_dir at its directory", ErrNoFederation, dir, StateFile, AuditFile)
 	case st == fileAbsent:
 		return storeCreate, nil
 	}
