@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
@@ -199,5 +200,167 @@ func TestDiskFullPauses(t *testing.T) {
 	}
 	if _, err := coordinator.CheckData(f.cfg); err != nil {
 		t.Fatalf("CheckData after a refused start on a full disk: %v", err)
+	}
+}
+
+// TestDiskFullBetweenAuditAndCommit (issue 12, "full disk"): the disk
+// fills exactly between the audit append of a round's close (its verdict,
+// checkpoint and signed manifest are in audit.db) and the bbolt commit of
+// the round to state.db, which then fails with ENOSPC. Nothing may be
+// half-written: state.db still ends at the previous round (bbolt writes
+// its meta page last, so a failed commit leaves the old tree), the
+// coordinator pauses instead of exiting, and once space is freed it runs
+// the round again as a new attempt and finishes the training. The log
+// then holds the unpublished close of the failed attempt; the start-up
+// cross-checks accept that pair as designed (state.db one round behind a
+// log that recorded, but never published, the next round), --check-data
+// passes, and the provenance report reads the failed attempt as
+// interrupted, "never published", and the re-run as the round's model.
+// It runs twice: the coordinator resumes on its own once space is freed,
+// or it is stopped while paused (its stop event fails on the full disk
+// too) and restarted on that pair, which --check-data accepts first.
+func TestDiskFullBetweenAuditAndCommit(t *testing.T) {
+	fedtest.SkipIfShort(t, "fills a tmpfs during a round's commit")
+	for _, restart := range []bool{false, true} {
+		name := "resume"
+		if restart {
+			name = "stop while paused, restart"
+		}
+		t.Run(name, func(t *testing.T) { diskFullBetweenAuditAndCommit(t, restart) })
+	}
+}
+
+func diskFullBetweenAuditAndCommit(t *testing.T, restart bool) {
+	mnt := smallDisk(t, "16m")
+	names := []string{"a", "b"}
+	f := newFederation(t, names)
+	f.cfg.DataDir = filepath.Join(mnt, "data")
+	f.cfg.MinFreeBytes = 1 << 20
+	// Every model is kept, so each commit writes the new model to pages
+	// past the file's end, which a full tmpfs cannot give.
+	f.cfg.KeepModels = 10
+	f.cfg.Model = coordinator.ModelConfig{Kind: "mlp", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"}, Hidden: []int{128, 128}}
+	logs := &fedtest.LogBuffer{}
+	s := startWith(t, f.cfg, coordinator.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	ps := f.connect(t, s, names...)
+	fixScaling(t, ps)
+	submitRound := func(round uint64) {
+		t.Helper()
+		for i, a := range assignmentsWhere(t, ps, func(a *fedguardv1.RoundAssignment) bool { return a.GetRound() == round }) {
+			delta := make([]float32, a.GetModel().GetNumParams())
+			for i := range delta {
+				delta[i] = float32(i%7-3) / 100
+			}
+			if _, err := ps[i].submit(t, a.GetRound(), update{delta: delta, samples: 4}); err != nil {
+				t.Fatalf("%s: submit round %d: %v", ps[i].name, round, err)
+			}
+		}
+	}
+	submitRound(1)
+	s.waitObserved(t, 1, 20*time.Second)
+
+	filler := filepath.Join(mnt, "filler")
+	coordinator.BeforeCommit(s.c, func() { fill(t, filler) })
+	submitRound(2)
+	deadline := time.Now().Add(15 * time.Second)
+	for gauge(t, s.c, "fedguard_disk_paused") != 1 {
+		select {
+		case <-s.Done():
+			t.Fatalf("the coordinator exited when the commit met a full disk: Serve = %v", s.Err())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fedguard_disk_paused did not become 1 when the commit met a full disk; log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The pause was the commit's ENOSPC, after the log had the round.
+	if out := logs.String(); !strings.Contains(out, "commit round 2") || !strings.Contains(out, "no space left on device") {
+		t.Fatalf("the pause was not the commit of round 2 meeting ENOSPC; log:\n%s", out)
+	}
+	recs, err := s.c.Rounds()
+	if err != nil {
+		t.Fatalf("Rounds after the failed commit: %v", err)
+	}
+	if len(recs) != 1 || recs[0].Round != 1 {
+		t.Fatalf("state.db holds rounds %+v after the failed commit of round 2, want round 1 alone", recs)
+	}
+	if restart {
+		// Stopped while paused: its stop event meets the full disk too,
+		// which the stop may report; what counts is the files it leaves.
+		if err := s.stop(t); err != nil {
+			t.Logf("stop on a full disk: %v", err)
+		}
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if restart {
+		// The window's pair: state.db at round 1, the log one close ahead.
+		check, err := coordinator.CheckData(f.cfg)
+		if err != nil {
+			t.Fatalf("CheckData on the pair a failed commit left: %v", err)
+		}
+		if check.LastRound != 1 {
+			t.Fatalf("CheckData: last round %d, want 1", check.LastRound)
+		}
+		s = startWith(t, f.cfg, coordinator.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+		ps = f.connect(t, s, names...)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for gauge(t, s.c, "fedguard_disk_paused") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("still paused 20s after the disk was freed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The round runs again, as a new attempt, and the training finishes.
+	submitRound(2)
+	s.waitObserved(t, 2, 20*time.Second)
+	submitRound(3)
+	s.waitObserved(t, 3, 20*time.Second)
+	if err := s.waitServe(t, 20*time.Second); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	keys := s.c.PublicKeys()
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	check, err := coordinator.CheckData(f.cfg)
+	if err != nil {
+		t.Fatalf("CheckData after the failed commit: %v", err)
+	}
+	if check.LastRound != 3 {
+		t.Errorf("CheckData: last round %d, want 3", check.LastRound)
+	}
+	// Four closes in the log (round 2 twice), three published.
+	if k := auditKinds(t, f.cfg, keys); k[audit.KindRoundClosed] != 4 {
+		t.Errorf("audit log: %d round_closed, want 4 (all: %v)", k[audit.KindRoundClosed], k)
+	}
+	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var events []audit.Event
+	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := report.Build(events, report.Options{Round: 2, VerifyManifest: func(env []byte) error {
+		_, err := manifest.Verify(env, keys, fedName)
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("report has %d rounds, want round 2 alone", len(rep.Rounds))
+	}
+	r := rep.Rounds[0]
+	if r.Status != report.RoundStatusClosed || r.Signature != report.SignatureVerified || r.ManifestModelSHA256 != r.ModelSHA256 {
+		t.Errorf("round 2 reported %s, model %s, manifest's model %s (signature %s); want closed on the re-run's verified manifest", r.Status, r.ModelSHA256, r.ManifestModelSHA256, r.Signature)
+	}
+	if len(r.Attempts) != 2 || r.Attempts[0].Outcome != report.AttemptInterrupted || !strings.Contains(r.Attempts[0].Reason, "never published") || r.Attempts[1].Outcome != report.AttemptClosed {
+		t.Errorf("round 2's attempts = %+v, want the close whose commit failed interrupted, then the re-run closed", r.Attempts)
 	}
 }

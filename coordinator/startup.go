@@ -28,7 +28,7 @@ import (
 //   - both files exist and are sound bbolt files (checked page by page
 //     before use; a damaged file is an error, never a crash), or neither
 //     exists and it was asked to create a federation (WithInit,
-//     `fedguard coordinator --init`);
+//     `fedguard coordinator init` or `fedguard coordinator --init`);
 //   - the audit log verifies in place (audit.Log.Check): its chain, its
 //     Merkle tree and every checkpoint's signature, so nothing is ever
 //     appended to a broken chain;
@@ -40,6 +40,15 @@ import (
 //     the coordinator at a later committed round than state.db's (these
 //     events carry the last committed round). A state.db with no signed
 //     round goes only with a log with no checkpoint.
+//
+// A round commit that fails for want of space (ENOSPC in bbolt's write,
+// after the round's close, checkpoint and manifest are in the log) leaves
+// the same pair as that crash: bbolt writes its meta page last, so
+// state.db keeps the previous round whole; the running coordinator pauses,
+// abandons the attempt and, once the disk has room, runs the round again
+// as a new attempt (disk.go). The log keeps the unpublished close, which
+// these checks accept and the provenance report reads as an interrupted
+// attempt (TestDiskFullBetweenAuditAndCommit). Nothing needs repairing.
 //
 // What no local check can tell apart is a state.db restored from just
 // before a round's commit and a crash in that window, when nothing was
@@ -111,7 +120,7 @@ func planStart(dir string, init bool) (storeMode, error) {
 	case st == fileAbsent && at == filePresent:
 		return 0, fmt.Errorf("%w: %s is missing, but %s holds this federation's history: starting over at round 0 would fork it; %s", ErrDataMismatch, statePath, auditPath, restoreAdvice)
 	case st == fileAbsent && !init:
-		return 0, fmt.Errorf("%w: %s holds neither %s nor %s; to start a new federation there, run the coordinator once with --init; to resume one, point data_dir at its directory", ErrNoFederation, dir, StateFile, AuditFile)
+		return 0, fmt.Errorf("%w: %s holds neither %s nor %s; to start a new federation there, run `fedguard coordinator init` once (or start the coordinator with --init); to resume one, point data_dir at its directory", ErrNoFederation, dir, StateFile, AuditFile)
 	case st == fileAbsent:
 		return storeCreate, nil
 	}

@@ -12,3 +12,17 @@ func FailCommits(c *Coordinator, n int, err error) {
 		return err
 	}
 }
+
+// BeforeCommit runs f once, just before c's next round commit writes: the
+// moment after the round's close, checkpoint and manifest are in the
+// audit log and before state.db holds the round.
+func BeforeCommit(c *Coordinator, f func()) {
+	c.store.(*store).failCommit = func() error {
+		if f != nil {
+			g := f
+			f = nil
+			g()
+		}
+		return nil
+	}
+}

@@ -156,7 +156,7 @@ func TestStartupChecks(t *testing.T) {
 				return b
 			})
 		}, false, audit.ErrCorrupt, "does not match the event"},
-		{"both missing", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, false, coordinator.ErrNoFederation, "run the coordinator once with --init"},
+		{"both missing", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, false, coordinator.ErrNoFederation, "run `fedguard coordinator init` once"},
 		{"both missing, with --init", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, true, nil, ""},
 	}
 	quiet := slog.New(slog.DiscardHandler)

@@ -120,6 +120,12 @@ func TestContainerFederation(t *testing.T) {
 		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	pub := filepath.Join(data, "signing.pub")
+	// Then the federation: `coordinator init` creates it in the volume and
+	// exits, so the service below only ever resumes.
+	args = append(append([]string{}, run...), image, "coordinator", "init", "--config", cfgPath)
+	if out, err := exec.Command(podman, args...).CombinedOutput(); err != nil || !strings.Contains(string(out), containerData+"/state.db") {
+		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 
 	// The coordinator, in the container; process.StartCoordinator runs
 	// "BIN --log-format json coordinator --config PATH", so BIN is a
@@ -130,8 +136,8 @@ func TestContainerFederation(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &fedtest.LogBuffer{}
-	// --init: the first start creates the federation in the empty volume.
-	coord, err := process.StartCoordinator(context.Background(), wrapper, cfgPath, logs, "--init")
+	// No --init: the federation exists, the coordinator resumes it.
+	coord, err := process.StartCoordinator(context.Background(), wrapper, cfgPath, logs)
 	if err != nil {
 		t.Fatalf("coordinator in the container: %v\nlog:\n%s", err, logs.String())
 	}

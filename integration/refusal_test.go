@@ -129,6 +129,9 @@ func TestRefusals(t *testing.T) {
 		if _, err := join(before); err != nil {
 			t.Fatalf("Join as bob before revocation: %v", err)
 		}
+		// fedtest's CA (certs.EnrolLocal) has no audit log: the ca
+		// commands refuse it until the explicit migration starts one.
+		mustFedguard(t, "ca", "init-audit", "--dir", caDir)
 		out := mustFedguard(t, "ca", "revoke", "--dir", caDir, "--name", "bob")
 		t.Logf("fedguard ca revoke: %s", out)
 		// The coordinator polls crl.pem; a new connection must be refused

@@ -25,6 +25,16 @@
 // [audit.KindCertificateRevoked] event per serial newly revoked, with the
 // identity issued.jsonl names for it; revoking a revoked serial again
 // records nothing. Both kinds are entries of actor [audit.ActorCA].
+//
+// # Where the log comes from
+//
+// [Init] is the only place a CA's log is made. [Open] refuses a CA whose
+// log or log key is missing ([ErrNoAuditLog]) and nothing ever re-creates
+// them, because a missing log cannot be told apart from a lost one: making
+// a new, empty log then would start a second history that verifies and
+// hides what the first recorded. A CA made by a fedguard older than the
+// CA log is migrated once, explicitly, by [InitAudit] (`fedguard ca
+// init-audit`), which refuses a CA that has any of its audit directory.
 package ca
 
 import (
@@ -91,17 +101,27 @@ func startLog(dir string, a *certs.Authority, err error) (*Authority, error) {
 		return nil, err
 	}
 	c := &Authority{dir: dir, a: a}
-	if err := c.record(); err != nil {
+	if err := c.appendLog(true); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Open opens the CA in dir. Its audit log is made on first use if an older
-// CA has none.
+// ErrNoAuditLog reports a CA directory without its audit log or the key
+// that signs the log's checkpoints. Nothing is issued or revoked without
+// the log, and the log is never re-created implicitly (see the package
+// doc); the error says whether [InitAudit] or a backup is the way out.
+var ErrNoAuditLog = errors.New("the CA has no audit log")
+
+// Open opens the CA in dir. It refuses a CA without its audit log
+// ([ErrNoAuditLog]): one made by an older fedguard is migrated with
+// [InitAudit], a lost log is restored from a backup.
 func Open(dir string) (*Authority, error) {
 	a, err := certs.Open(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkAudit(dir); err != nil {
 		return nil, err
 	}
 	return &Authority{dir: dir, a: a}, nil
@@ -113,7 +133,72 @@ func OpenWithKey(dir string, key crypto.Signer) (*Authority, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAudit(dir); err != nil {
+		return nil, err
+	}
 	return &Authority{dir: dir, a: a}, nil
+}
+
+// InitAudit starts the audit log of an existing CA that never had one (a
+// CA made by a fedguard older than the CA log): the one-time, explicit
+// migration. It refuses a CA whose audit directory exists at all, since
+// then the log was lost or damaged and only a backup restores it. The log
+// starts empty: certificates issued before stay in issued.jsonl (`fedguard
+// ca list`), not in the log.
+func InitAudit(dir string) (*Authority, error) {
+	a, err := certs.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	return startMigrated(dir, a)
+}
+
+// InitAuditWithKey is [InitAudit] for a CA whose key is kept elsewhere (see
+// [OpenWithKey]).
+func InitAuditWithKey(dir string, key crypto.Signer) (*Authority, error) {
+	a, err := certs.OpenWithKey(dir, key)
+	if err != nil {
+		return nil, err
+	}
+	return startMigrated(dir, a)
+}
+
+func startMigrated(dir string, a *certs.Authority) (*Authority, error) {
+	adir := AuditDir(dir)
+	switch _, err := os.Lstat(adir); {
+	case err == nil:
+		if cerr := checkAudit(dir); cerr == nil {
+			return nil, fmt.Errorf("CA audit log: %s already holds this CA's audit log; init-audit only starts the log of a CA that never had one", adir)
+		}
+		return nil, fmt.Errorf("CA audit log: %s exists but is incomplete: the log or its key was lost, and a new log would hide what the old one recorded; restore %s from a backup", adir, adir)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("CA audit log: %w", err)
+	}
+	return startLog(dir, a, nil)
+}
+
+// checkAudit makes sure the CA in dir has its audit log and the key that
+// signs the log's checkpoints, and says what to do when not.
+func checkAudit(dir string) error {
+	adir := AuditDir(dir)
+	switch _, err := os.Lstat(adir); {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s does not exist. A CA made by a fedguard older than the CA audit log has none: run `fedguard ca init-audit --dir %s` once to start it. If this CA had a log, restore %s from a backup instead: a new log would hide what the old one recorded", ErrNoAuditLog, adir, dir, adir)
+	case err != nil:
+		return fmt.Errorf("CA audit log: %w", err)
+	}
+	for _, p := range []string{filepath.Join(adir, "audit.db"), filepath.Join(adir, manifest.KeyFile)} {
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%w: %s is missing: the log or its key was lost; restore %s from a backup (a new one would start a second history)", ErrNoAuditLog, p, adir)
+		case err != nil:
+			return fmt.Errorf("CA audit log: %w", err)
+		case fi.Size() == 0:
+			return fmt.Errorf("%w: %s is empty (0 bytes): the file was lost; restore %s from a backup (a new one would start a second history)", ErrNoAuditLog, p, adir)
+		}
+	}
+	return nil
 }
 
 // Federation is the CA's federation name.
@@ -273,14 +358,29 @@ func (c *Authority) recordIssued(certPEM []byte) (*x509.Certificate, certs.Ident
 	return cert, id, nil
 }
 
-// record appends entries to the CA's audit log (made on first use) and
-// signs a checkpoint covering them.
-func (c *Authority) record(entries ...audit.Entry) (err error) {
-	dir := AuditDir(c.dir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("CA audit log: %w", err)
+// record appends entries to the CA's audit log and signs a checkpoint
+// covering them. The log must exist: it is checked again here, so that a
+// log removed since Open is refused, not re-created.
+func (c *Authority) record(entries ...audit.Entry) error {
+	if err := checkAudit(c.dir); err != nil {
+		return err
 	}
-	signer, _, err := manifest.LoadOrCreateSigner(dir)
+	return c.appendLog(false, entries...)
+}
+
+// appendLog appends entries to the CA's audit log; create makes the log
+// and its key (Init and InitAudit only).
+func (c *Authority) appendLog(create bool, entries ...audit.Entry) (err error) {
+	dir := AuditDir(c.dir)
+	var signer *manifest.Signer
+	if create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("CA audit log: %w", err)
+		}
+		signer, _, err = manifest.LoadOrCreateSigner(dir)
+	} else {
+		signer, err = manifest.LoadSigner(dir)
+	}
 	if err != nil {
 		return fmt.Errorf("CA audit log: %w", err)
 	}

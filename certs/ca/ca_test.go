@@ -10,6 +10,8 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/audit"
@@ -259,4 +261,122 @@ func TestRevocationsAreRecorded(t *testing.T) {
 			t.Errorf("serial %s is not revoked in the CRL", r.Serial)
 		}
 	}
+}
+
+// TestAuditLogNeverImplicit (issue 12, "an empty or missing file is never
+// a new history unless an explicit init says so", for the CA): ca.Init is
+// the only place a CA's log is made. A CA without its log (one made before
+// the CA log existed, here by certs.Init) is refused by Open with the
+// migration command named, and is migrated only by InitAudit; a CA whose
+// log, log key or audit directory was lost is refused with the advice to
+// restore it, and nothing re-creates it. Before this test's change Open
+// accepted both and the next issuance made a new, empty log (and, with
+// signing.key gone, a new key): a second history that verified.
+func TestAuditLogNeverImplicit(t *testing.T) {
+	older := func(t *testing.T) string {
+		dir := filepath.Join(t.TempDir(), "ca")
+		if _, err := certs.Init(dir, "fed", 0); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	audited := func(lose ...string) func(t *testing.T) string {
+		return func(t *testing.T) string {
+			_, dir := newCA(t)
+			for _, name := range lose {
+				if err := os.RemoveAll(filepath.Join(ca.AuditDir(dir), name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return dir
+		}
+	}
+	emptied := func(t *testing.T) string {
+		_, dir := newCA(t)
+		if err := os.Truncate(filepath.Join(ca.AuditDir(dir), "audit.db"), 0); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	tests := []struct {
+		name        string
+		make        func(t *testing.T) string
+		wantOpen    string // substring of Open's error
+		wantMigrate string // substring of InitAudit's error; "" if it succeeds
+	}{
+		{"older CA", older, "fedguard ca init-audit --dir", ""},
+		{"log lost", audited("audit.db"), "restore", "restore"},
+		{"log emptied", emptied, "empty", "restore"},
+		{"log key lost", audited(manifest.KeyFile), "restore", "restore"},
+		{"audited", audited(), "", "already holds this CA's audit log"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := tt.make(t)
+			before := dirListing(t, dir)
+			a, err := ca.Open(dir)
+			if tt.wantOpen == "" {
+				if err != nil {
+					t.Fatalf("Open = %v", err)
+				}
+			} else if !errors.Is(err, ca.ErrNoAuditLog) || !strings.Contains(err.Error(), tt.wantOpen) {
+				t.Fatalf("Open = %v, want ErrNoAuditLog saying %q", err, tt.wantOpen)
+			}
+			if a == nil {
+				if got := dirListing(t, dir); !slices.Equal(got, before) {
+					t.Fatalf("a refused Open changed the CA directory: %q, was %q", got, before)
+				}
+			}
+			m, err := ca.InitAudit(dir)
+			if tt.wantMigrate != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantMigrate) {
+					t.Fatalf("InitAudit = %v, want an error saying %q", err, tt.wantMigrate)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("InitAudit = %v", err)
+			}
+			if _, _, err := m.Sign(participantCSR(t, "st-mary"), 0, filepath.Join(t.TempDir(), "st-mary.crt")); err != nil {
+				t.Fatalf("Sign after InitAudit = %v", err)
+			}
+			if evs := events(t, dir); len(evs) != 1 || evs[0].Kind != audit.KindCertificateIssued {
+				t.Errorf("the migrated CA's log holds %d events, want the one issuance", len(evs))
+			}
+			if _, err := ca.Open(dir); err != nil {
+				t.Errorf("Open after InitAudit = %v", err)
+			}
+		})
+	}
+
+	// A log removed while the CA is open is refused at the write, not
+	// re-created.
+	a, dir := newCA(t)
+	if err := os.Remove(filepath.Join(ca.AuditDir(dir), "audit.db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Sign(participantCSR(t, "st-mary"), 0, filepath.Join(t.TempDir(), "st-mary.crt")); !errors.Is(err, ca.ErrNoAuditLog) {
+		t.Errorf("Sign with the log removed = %v, want ErrNoAuditLog", err)
+	}
+	if _, err := os.Stat(filepath.Join(ca.AuditDir(dir), "audit.db")); err == nil {
+		t.Error("Sign re-created the removed audit log")
+	}
+}
+
+// dirListing lists the files under dir, relative to it, sorted.
+func dirListing(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -50,6 +50,33 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// runCAInitAudit is `ca init-audit`: the explicit, one-time migration of a
+// CA made by a fedguard older than the CA audit log. The other ca commands
+// refuse such a CA and name this one; nothing else ever makes a CA's log,
+// since a missing log cannot be told apart from a lost one (package ca).
+func runCAInitAudit(_ context.Context, env *Env, args []string) error {
+	flags := newFlagSet(env, "ca init-audit")
+	dir := flags.String("dir", "", "CA directory of a CA that has no audit/ directory")
+	hsm := caKeyFlags(flags)
+	if err := parseFlags(flags, args, "dir"); err != nil {
+		return err
+	}
+	a, done, err := openCAWith(*dir, hsm, ca.InitAudit, ca.InitAuditWithKey)
+	if err != nil {
+		return err
+	}
+	defer done()
+	issued, err := a.Issued()
+	if err != nil {
+		return err
+	}
+	adir := ca.AuditDir(*dir)
+	fmt.Fprintf(env.Stdout, "started the audit log of the CA of federation %q: %s\n", a.Federation(), filepath.Join(adir, "audit.db"))
+	fmt.Fprintf(env.Stdout, "  its checkpoints are signed by %s (0600); verify them with %s\n", filepath.Join(adir, manifest.KeyFile), filepath.Join(adir, manifest.PublicFile))
+	fmt.Fprintf(env.Stdout, "  every certificate issued or revoked from now on is recorded; the %d issued before are listed by `fedguard ca list`, not in the log\n", len(issued))
+	return nil
+}
+
 func runCAIssue(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca issue")
 	dir := flags.String("dir", "", "CA directory")

@@ -193,3 +193,46 @@ func TestAuditModelHelpNamesCosign(t *testing.T) {
 		}
 	}
 }
+
+// TestCAInitAudit: a CA made before the CA audit log existed (certs.Init
+// makes one without it) is refused by every ca command with the migration
+// named, `ca init-audit` migrates it once, and then the commands work. On
+// main before, `ca list` and `ca sign` on such a CA succeeded and the first
+// issuance made a log implicitly, and `ca init-audit` did not exist.
+func TestCAInitAudit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	if _, err := certs.Init(dir, "hospitals-eu", 0); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string
+		wantErr  string
+	}{
+		{"list refused", []string{"ca", "list", "--dir", dir}, 1, nil, "fedguard ca init-audit --dir " + dir},
+		{"issue refused", []string{"ca", "issue", "--dir", dir, "--host", "localhost", "--out-cert", filepath.Join(dir, "..", "c.crt"), "--out-key", filepath.Join(dir, "..", "c.key")}, 1, nil, "has no audit log"},
+		{"init-audit", []string{"ca", "init-audit", "--dir", dir}, 0, []string{
+			"started the audit log of the CA of federation \"hospitals-eu\": " + filepath.Join(dir, "audit", "audit.db"),
+			filepath.Join(dir, "audit", "signing.pub"),
+			"the 0 issued before",
+		}, ""},
+		{"init-audit again", []string{"ca", "init-audit", "--dir", dir}, 1, nil, "already holds this CA's audit log"},
+		{"list", []string{"ca", "list", "--dir", dir}, 0, []string{"SERIAL"}, ""},
+	}
+	for _, st := range steps {
+		code, out, errOut := caRun(t, st.args...)
+		if code != st.wantCode {
+			t.Fatalf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", st.name, code, st.wantCode, out, errOut)
+		}
+		for _, w := range st.wantOut {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: stdout = %q, want it to contain %q", st.name, out, w)
+			}
+		}
+		if st.wantErr != "" && !strings.Contains(errOut, st.wantErr) {
+			t.Errorf("%s: stderr = %q, want it to contain %q", st.name, errOut, st.wantErr)
+		}
+	}
+}

@@ -23,12 +23,13 @@ var commands = []*command{
 	}},
 	{name: "ca", summary: "the federation CA: init, issue, sign, revoke, list", sub: []*command{
 		{name: "init", summary: "create a federation CA in a new directory", run: runCAInit},
+		{name: "init-audit", summary: "start the audit log of a CA made before the CA log existed (a one-time migration)", run: runCAInitAudit},
 		{name: "issue", summary: "issue the coordinator's server certificate and key", run: runCAIssue},
 		{name: "list", summary: "list issued certificates and whether they are revoked", run: runCAList},
 		{name: "revoke", summary: "revoke a certificate by serial, file or participant name", run: runCARevoke},
 		{name: "sign", summary: "sign a participant's CSR", run: runCASign},
 	}},
-	{name: "coordinator", summary: "run a federation's coordinator (rounds, aggregation, persistence); 'coordinator rotate-keys' rotates its signing keys", run: runCoordinatorCommand},
+	{name: "coordinator", summary: "run a federation's coordinator (rounds, aggregation, persistence); 'coordinator init' creates a new federation and exits; 'coordinator rotate-keys' rotates its signing keys", run: runCoordinatorCommand},
 	{name: "demo", summary: "run a whole federation on loopback with the shipped data (WDBC; MNIST with --trainer pytorch)", run: runDemo},
 	{name: "model", summary: "the federation's model as a deployable file: export, verify", sub: []*command{
 		{name: "export", summary: "write a round's model as safetensors with its signed manifest", run: runModelExport},

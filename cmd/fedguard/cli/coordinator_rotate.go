@@ -13,11 +13,16 @@ import (
 // hospitals follow without re-pinning (docs/keys.md, Rotation).
 
 // runCoordinatorCommand is `fedguard coordinator`: it runs the coordinator
-// itself, which has flags of its own, so rotate-keys is recognised as its
-// first argument rather than as a subcommand of the table.
+// itself, which has flags of its own, so init and rotate-keys are
+// recognised as its first argument rather than as subcommands of the table.
 func runCoordinatorCommand(ctx context.Context, env *Env, args []string) error {
-	if len(args) > 0 && args[0] == "rotate-keys" {
-		return runRotateKeys(ctx, env, args[1:])
+	if len(args) > 0 {
+		switch args[0] {
+		case "init":
+			return runCoordinatorInit(ctx, env, args[1:])
+		case "rotate-keys":
+			return runRotateKeys(ctx, env, args[1:])
+		}
 	}
 	return runCoordinator(ctx, env, args)
 }

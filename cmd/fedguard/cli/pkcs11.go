@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,8 +31,14 @@ func caKeyFlags(fs *flag.FlagSet) *keystore.PKCS11 {
 // openCA opens the CA in dir, with its key from ca.key or, if p names a
 // token, from the token; done releases the token.
 func openCA(dir string, p *keystore.PKCS11) (a *ca.Authority, done func(), err error) {
+	return openCAWith(dir, p, ca.Open, ca.OpenWithKey)
+}
+
+// openCAWith is openCA through open (a key in ca.key) or openKey (a key
+// on the token).
+func openCAWith(dir string, p *keystore.PKCS11, open func(string) (*ca.Authority, error), openKey func(string, crypto.Signer) (*ca.Authority, error)) (a *ca.Authority, done func(), err error) {
 	if !p.Enabled() {
-		a, err := ca.Open(dir)
+		a, err := open(dir)
 		return a, func() {}, err
 	}
 	tok, err := keystore.Open(*p)
@@ -40,7 +47,7 @@ func openCA(dir string, p *keystore.PKCS11) (a *ca.Authority, done func(), err e
 	}
 	key, err := tok.ECDSA(p.KeyLabel)
 	if err == nil {
-		a, err = ca.OpenWithKey(dir, key)
+		a, err = openKey(dir, key)
 	}
 	if err != nil {
 		tok.Close()
