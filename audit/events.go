@@ -367,6 +367,10 @@ type SecureSession struct {
 	SumSHA256 string `json:"sum_sha256,omitempty"`
 	// Weight is the total weight of the survivors' updates.
 	Weight uint64 `json:"weight,omitempty"`
+	// DataSHA256 maps each survivor that reported a data version with its
+	// masked input to it (package lineage): a secure round's counterpart
+	// of update_received's data_sha256.
+	DataSHA256 map[string]string `json:"data_sha256,omitempty"`
 	// Error says why the session failed; empty when it completed.
 	Error string `json:"error,omitempty"`
 }

@@ -41,6 +41,11 @@ type Rotation struct {
 	Files map[string]string
 }
 
+// ErrRotateToken is a key rotation asked of a coordinator whose Ed25519
+// signing key is on a PKCS #11 token: [RotateKeys] rotates file keys only
+// (docs/keys.md, Rotating a key held on a token).
+var ErrRotateToken = errors.New("rotate keys: the signing key is on a PKCS #11 token, which rotate-keys does not rotate yet")
+
 // RotateKeys rotates a stopped coordinator's signing keys: it makes new
 // keys, writes the rotation manifest signed by the old and the new keys
 // (package manifest, section Key rotation), records it in the audit log
@@ -56,6 +61,13 @@ type Rotation struct {
 // keys it had made. The coordinator must be stopped: its databases are
 // locked while it runs.
 func RotateKeys(cfg Config, opts RotateOptions) (Rotation, error) {
+	if cfg.PKCS11.Enabled() {
+		// The file keys it would read are not the ones the coordinator
+		// signs with: refuse before anything is read or written, dry run
+		// or not.
+		return Rotation{}, fmt.Errorf("%w: its Ed25519 key %q is on token %q, and rotate-keys signs the hand-over with %s; see docs/keys.md, section \"Rotating a key held on a token\"",
+			ErrRotateToken, cfg.PKCS11.KeyLabel, cfg.PKCS11.TokenLabel, manifest.KeyFile)
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -215,3 +215,38 @@ func TestTokenKeyNotMade(t *testing.T) {
 		t.Fatalf("a misspelt label made a key on the token (%v)", err)
 	}
 }
+
+// TestRotateKeysRefusesToken: rotate-keys, dry run or not, refuses a
+// coordinator whose Ed25519 key is on a token, and writes nothing: no
+// staged rotation, no key_rotated event, the same public keys. Before, it
+// went looking for signing.key and failed without saying why (or, with a
+// stale signing.key beside the token configuration, rotated that file).
+func TestRotateKeysRefusesToken(t *testing.T) {
+	f := newFederation(t, abc)
+	f.cfg.PKCS11 = softhsm.New(t, "fedguard-coordinator", "manifest-signing")
+	s := start(t, f.cfg)
+	fixScaling(t, f.connect(t, s, abc...))
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(f.cfg.DataDir, manifest.PublicFile)
+	before, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		_, err := coordinator.RotateKeys(f.cfg, coordinator.RotateOptions{DryRun: dry})
+		if !errors.Is(err, coordinator.ErrRotateToken) || !strings.Contains(err.Error(), `"manifest-signing" is on token "fedguard-coordinator"`) {
+			t.Errorf("RotateKeys(dry run %v) = %v, want ErrRotateToken naming the key and token", dry, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.cfg.DataDir, manifest.PendingRotationDir)); !os.IsNotExist(err) {
+		t.Errorf("a refused rotation was staged (%v)", err)
+	}
+	if got := keyRotations(t, f.cfg.DataDir); len(got) != 0 {
+		t.Errorf("audit log has %d key_rotated events after a refusal", len(got))
+	}
+	if after, err := os.ReadFile(pub); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("signing.pub changed after a refused rotation (%v)", err)
+	}
+}

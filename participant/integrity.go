@@ -262,22 +262,36 @@ func (a *Agent) pinRecorded(recs []rotationRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	keys, err := followRecorded(a.cfg.CoordinatorKeys, a.cfg.Federation, recs)
+	if err != nil {
+		return err
+	}
+	a.keys, a.rotations = keys, recs
+	return nil
+}
+
+// followRecorded verifies the rotations recorded in a state file again
+// from pinned, the configured keys, and returns the keys they lead to
+// (pinned when there are none).
+func followRecorded(pinned manifest.PublicKeys, federation string, recs []rotationRecord) (manifest.PublicKeys, error) {
+	if len(recs) == 0 {
+		return pinned, nil
+	}
 	envs := make([][]byte, len(recs))
 	for i, r := range recs {
 		envs[i] = r.Envelope
 	}
-	keys, rots, err := manifest.FollowRotations(a.cfg.CoordinatorKeys, a.cfg.Federation, envs)
+	keys, rots, err := manifest.FollowRotations(pinned, federation, envs)
 	if err != nil {
-		return fmt.Errorf("the key rotations it records do not follow from the configured coordinator keys %s: %w", a.cfg.CoordinatorKeys.Fingerprint(), err)
+		return manifest.PublicKeys{}, fmt.Errorf("the key rotations it records do not follow from the configured coordinator keys %s: %w", pinned.Fingerprint(), err)
 	}
 	applied := recs[len(recs)-len(rots):]
 	for i, r := range rots {
 		if applied[i].SHA256 != hex.EncodeToString(r.Digest[:]) || applied[i].OldFingerprint != r.Rotation.OldFingerprint || applied[i].NewFingerprint != r.Rotation.NewFingerprint {
-			return fmt.Errorf("rotation %d: the record does not match its manifest", r.Rotation.Seq)
+			return manifest.PublicKeys{}, fmt.Errorf("rotation %d: the record does not match its manifest", r.Rotation.Seq)
 		}
 	}
-	a.keys, a.rotations = keys, recs
-	return nil
+	return keys, nil
 }
 
 // matches checks that manifest v vouches for what asg asks to train on.

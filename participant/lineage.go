@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/dataset"
@@ -18,7 +19,8 @@ import (
 // exact training data of a [LocalTrainer] as a data version, reported with
 // every update and recomputed offline by `fedguard participant lineage`.
 
-// DataDescriber is a [Trainer] that can say exactly what it trains on.
+// DataDescriber is a [Trainer] that can say what data it trains on (the
+// local trainer exactly; the exec trainer, what it is handed).
 // The agent reports the data version of that description with every
 // update when [Config.DataSalt] is set.
 type DataDescriber interface {
@@ -27,7 +29,10 @@ type DataDescriber interface {
 	DataDescription() (lineage.Description, bool)
 }
 
-var _ DataDescriber = (*LocalTrainer)(nil)
+var (
+	_ DataDescriber = (*LocalTrainer)(nil)
+	_ DataDescriber = (*ExecTrainer)(nil)
+)
 
 // DataDescription implements [DataDescriber]: the data file's digest as
 // Prepare read it, the feature columns and the label, and the training
@@ -39,6 +44,31 @@ func (t *LocalTrainer) DataDescription() (lineage.Description, bool) {
 		return lineage.Description{}, false
 	}
 	return *t.data, true
+}
+
+// DataDescription implements [DataDescriber] for an ExecTrainer with a
+// Local data file: what the agent hands the trainer, not what the trainer
+// trains on. The trainer reads the file named in plan.json and selects its
+// own rows (and holdout), which the agent cannot see; so the description
+// is the digest of the file's bytes, the federation's columns (features,
+// then the label) and every row of the file. Editing the file still gives
+// a new version; a trainer that changes its own row selection does not.
+// False without Local or before Prepare.
+func (t *ExecTrainer) DataDescription() (lineage.Description, bool) {
+	if t.Local == nil {
+		return lineage.Description{}, false
+	}
+	l := t.Local
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.data == nil {
+		return lineage.Description{}, false
+	}
+	d := lineage.Description{FileSHA256: l.data.FileSHA256, Columns: slices.Clone(l.data.Columns), Rows: make([]int, l.rows)}
+	for i := range d.Rows {
+		d.Rows[i] = i
+	}
+	return d, true
 }
 
 // readHashed reads the data file at path as dataset.ReadFile does, and
@@ -87,13 +117,11 @@ func (a *Agent) dataVersion() ([]byte, error) {
 // agent reports for a federation whose manifests carry modelSpec (a
 // manifest's model_spec) and numParams: it reads and selects the data as
 // the agent does, and takes the salt from the configuration's CA
-// certificate. Only the local trainer has a data version.
+// certificate. For the exec trainer it is the version of the file and
+// columns the agent hands over (see [ExecTrainer.DataDescription]).
 func (c FileConfig) DataVersion(modelSpec json.RawMessage, numParams uint64) (lineage.Version, error) {
 	if err := c.Validate(); err != nil {
 		return lineage.Version{}, err
-	}
-	if c.Trainer == TrainerExec {
-		return lineage.Version{}, fmt.Errorf("participant: the exec trainer reports no data version")
 	}
 	ca, err := certs.LoadCertificate(c.CA)
 	if err != nil {
@@ -107,11 +135,23 @@ func (c FileConfig) DataVersion(modelSpec json.RawMessage, numParams uint64) (li
 	if h == 0 {
 		h = NoHoldout // as Config does
 	}
-	t := c.trainer(h).(*LocalTrainer)
-	if _, err := t.Prepare(spec); err != nil {
+	// The local trainer reads and selects the data in Prepare; so does the
+	// exec trainer's Local, without running the trainer.
+	tr := c.trainer(h)
+	local, ok := tr.(*LocalTrainer)
+	if e, isExec := tr.(*ExecTrainer); isExec {
+		local, ok = e.Local, e.Local != nil
+	}
+	if !ok {
+		return lineage.Version{}, fmt.Errorf("participant: trainer %q reports no data version", c.Trainer)
+	}
+	if _, err := local.Prepare(spec); err != nil {
 		return lineage.Version{}, err
 	}
-	desc, _ := t.DataDescription()
+	desc, ok := tr.(DataDescriber).DataDescription()
+	if !ok {
+		return lineage.Version{}, fmt.Errorf("participant: trainer %q reports no data version", c.Trainer)
+	}
 	return lineage.SaltFor(ca.Raw).Version(desc)
 }
 

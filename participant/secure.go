@@ -575,6 +575,11 @@ func (s *secureStream) sendMasked(words []uint32) error {
 	var sent uint64
 	s.sent = time.Now()
 	err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+		if c.GetOffset() == 0 {
+			// The data version rides on the first chunk, as it does on
+			// a plain update's header.
+			c.DataSha256 = s.a.data
+		}
 		err := s.stream.Send(&fedguardv1.SecureAggregateRequest{
 			Round: s.asg.GetRound(), Attempt: s.asg.GetAttempt(),
 			Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: c},

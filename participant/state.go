@@ -116,6 +116,21 @@ type State struct {
 	rotations []rotationRecord
 }
 
+// CoordinatorKeys returns the coordinator keys the agent pins with this
+// state: pinned (the configured coordinator_key) followed through the key
+// rotations the state records, each verified again from pinned as the
+// agent does at start-up ([manifest.FollowRotations]) — the state file is
+// not trusted to name keys on its own. It is pinned when the state records
+// no rotation. `fedguard participant witness` checks the state's
+// checkpoint with these keys.
+func (s State) CoordinatorKeys(pinned manifest.PublicKeys, federation string) (manifest.PublicKeys, error) {
+	keys, err := followRecorded(pinned, federation, s.rotations)
+	if err != nil {
+		return manifest.PublicKeys{}, fmt.Errorf("participant: state: %w", err)
+	}
+	return keys, nil
+}
+
 // ReadState reads the agent's state file at path, for the commands that
 // work from it offline (`fedguard participant witness`). It is an error
 // if the file does not exist: the agent has accepted nothing yet.

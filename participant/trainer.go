@@ -62,6 +62,7 @@ type LocalTrainer struct {
 	strain  *dataset.Table
 	stest   *dataset.Table
 	data    *lineage.Description // what Prepare read and selected
+	rows    int                  // rows of the data file Prepare read
 }
 
 // Prepare reads and checks the local data for spec and returns the
@@ -116,6 +117,7 @@ func (t *LocalTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error
 	t.trainY, t.testY = pick(y, trainIdx), pick(y, testIdx)
 	t.scaling, t.strain, t.stest = dataset.Scaling{}, nil, nil
 	t.data = &lineage.Description{FileSHA256: fileSum, Columns: append(slices.Clone(tbl.Features), spec.GetLabel()), Rows: slices.Sorted(slices.Values(trainIdx))}
+	t.rows = tbl.Len()
 	return train.Stats(), nil
 }
 

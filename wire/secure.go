@@ -187,6 +187,7 @@ func SendMasked(words []uint32, send func(*fedguardv1.SecureMaskedChunk) error) 
 type MaskedAssembler struct {
 	words []uint32
 	next  uint64
+	data  []byte // the first chunk's data version
 }
 
 // NewMaskedAssembler expects dim words.
@@ -205,6 +206,13 @@ func (a *MaskedAssembler) Add(c *fedguardv1.SecureMaskedChunk) error {
 		return fmt.Errorf("%w: masked chunk of %d bytes (a positive multiple of 4, at most %d)", ErrMessage, len(c.GetData()), ChunkBytes)
 	case a.next+uint64(len(c.GetData())/4) > uint64(len(a.words)):
 		return fmt.Errorf("%w: masked chunk at word %d runs past %d words", ErrMessage, a.next, len(a.words))
+	case a.next == 0 && len(c.GetDataSha256()) != 0 && len(c.GetDataSha256()) != 32:
+		return fmt.Errorf("%w: data_sha256 has %d bytes, want 0 or 32", ErrMessage, len(c.GetDataSha256()))
+	case a.next != 0 && len(c.GetDataSha256()) != 0:
+		return fmt.Errorf("%w: data_sha256 on the masked chunk at word %d, only the first may carry it", ErrMessage, a.next)
+	}
+	if a.next == 0 {
+		a.data = c.GetDataSha256()
 	}
 	d := c.GetData()
 	for i := 0; i < len(d); i += 4 {
@@ -219,6 +227,10 @@ func (a *MaskedAssembler) Done() bool { return a.next == uint64(len(a.words)) }
 
 // Words is the assembled input.
 func (a *MaskedAssembler) Words() []uint32 { return a.words }
+
+// DataSHA256 is the data version the first chunk carried: nil or 32
+// bytes.
+func (a *MaskedAssembler) DataSHA256() []byte { return a.data }
 
 func idsFromProto(ids []uint32, n int, what string) ([]uint32, error) {
 	if len(ids) > n {

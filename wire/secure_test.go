@@ -70,6 +70,9 @@ func TestMaskedAssemblerRefusals(t *testing.T) {
 		{"empty", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 0)}, "0 bytes"},
 		{"past the end", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 24), chunk(6, 8, 12)}, "runs past 8 words"},
 		{"too large", []*fedguardv1.SecureMaskedChunk{chunk(0, 1<<20, wire.ChunkBytes+4)}, "at most"},
+		{"short data version", []*fedguardv1.SecureMaskedChunk{withData(chunk(0, 8, 8), 31)}, "data_sha256 has 31 bytes, want 0 or 32"},
+		{"long data version", []*fedguardv1.SecureMaskedChunk{withData(chunk(0, 8, 8), 33)}, "data_sha256 has 33 bytes, want 0 or 32"},
+		{"data version on a later chunk", []*fedguardv1.SecureMaskedChunk{chunk(0, 8, 8), withData(chunk(2, 8, 8), 32)}, "data_sha256 on the masked chunk at word 2"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dim := int(tt.chunks[0].GetWords())
@@ -220,4 +223,49 @@ func FuzzRequest(f *testing.F) {
 			t.Errorf("accepted %d revealed shares", len(r.SelfShares)+len(r.KeyShares))
 		}
 	})
+}
+
+// withData sets a data version of n bytes on c.
+func withData(c *fedguardv1.SecureMaskedChunk, n int) *fedguardv1.SecureMaskedChunk {
+	c.DataSha256 = make([]byte, n)
+	return c
+}
+
+// TestMaskedDataVersion: the data version the first chunk carries is the
+// assembler's; a masked input without one has none.
+func TestMaskedDataVersion(t *testing.T) {
+	per := wire.ChunkBytes / 4
+	data := make([]byte, 32)
+	for i := range data {
+		data[i] = byte(i + 1)
+	}
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{{"reported", data}, {"not reported", nil}} {
+		t.Run(tt.name, func(t *testing.T) {
+			words := make([]uint32, 2*per+1)
+			asm := wire.NewMaskedAssembler(len(words))
+			err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+				if c.GetOffset() == 0 {
+					c.DataSha256 = tt.data
+				}
+				b, err := proto.Marshal(c)
+				if err != nil {
+					return err
+				}
+				var got fedguardv1.SecureMaskedChunk
+				if err := proto.Unmarshal(b, &got); err != nil {
+					return err
+				}
+				return asm.Add(&got)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := asm.DataSHA256(); !slices.Equal(got, tt.data) {
+				t.Errorf("DataSHA256() = %x, want %x", got, tt.data)
+			}
+		})
+	}
 }

@@ -267,3 +267,80 @@ func TestAuditLineageShowsChange(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditLineageSecure: a secure federation's lineage lists every
+// hospital's data version in every round, as a plain one's does, and each
+// secure_session event records its survivors' data versions. Before the
+// data version rode on the masked input, every secure contribution was
+// "not reported".
+func TestAuditLineageSecure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a federation")
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := demo.Run(ctx, demo.Options{
+		Dir: dir, Rounds: 2, Hospitals: 4, Seed: 1, Secure: true,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, io.Discard); err != nil {
+		t.Fatalf("secure demo: %v", err)
+	}
+	data := filepath.Join(dir, "coordinator", "data")
+	code, js, errOut := runCLI("audit", "lineage", "-db", filepath.Join(data, coordinator.AuditFile), "-key", filepath.Join(data, manifest.PublicFile), "-json")
+	if code != 0 {
+		t.Fatalf("audit lineage: exit %d: %s", code, errOut)
+	}
+	var got struct {
+		Lineage []struct {
+			Round     uint64
+			Hospitals []struct {
+				Name       string
+				DataSHA256 string `json:"data_sha256"`
+				Change     string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Lineage) != 2 {
+		t.Fatalf("lineage of %d rounds, want 2:\n%s", len(got.Lineage), js)
+	}
+	versions := map[string]string{}
+	for _, mv := range got.Lineage {
+		if len(mv.Hospitals) != 4 {
+			t.Errorf("round %d: %d hospitals, want 4", mv.Round, len(mv.Hospitals))
+		}
+		for _, h := range mv.Hospitals {
+			want := map[uint64]string{1: "first", 2: "same"}[mv.Round]
+			if h.Change != want || len(h.DataSHA256) != 64 {
+				t.Errorf("round %d, %s: data version %q, change %q; want one, %q", mv.Round, h.Name, h.DataSHA256, h.Change, want)
+			}
+			versions[h.Name] = h.DataSHA256
+		}
+	}
+	// The audit log's secure_session events carry the same versions.
+	sessions := 0
+	for _, l := range exportLines(t, dir) {
+		var e struct {
+			Kind    string `json:"kind"`
+			Payload struct {
+				Survivors  []string          `json:"survivors"`
+				DataSHA256 map[string]string `json:"data_sha256"`
+			} `json:"payload"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Kind != "secure_session" {
+			continue
+		}
+		sessions++
+		for _, s := range e.Payload.Survivors {
+			if e.Payload.DataSHA256[s] != versions[s] {
+				t.Errorf("secure_session records %s's data version %q, the manifest %q", s, e.Payload.DataSHA256[s], versions[s])
+			}
+		}
+	}
+	if sessions == 0 {
+		t.Error("no secure_session event in the export")
+	}
+}

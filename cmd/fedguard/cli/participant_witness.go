@@ -25,7 +25,7 @@ func runParticipantWitness(_ context.Context, env *Env, args []string) error {
 	state := fs.String("state", "", "the agent's state file (default: the configuration's, or NAME.accepted.json beside -key)")
 	cert := fs.String("cert", "", "this hospital's certificate (NAME.crt)")
 	key := fs.String("key", "", "this hospital's private key (NAME.key), which signs")
-	coordKey := fs.String("coordinator-key", "", "the coordinator's pinned signing.pub: the checkpoint must verify under it")
+	coordKey := fs.String("coordinator-key", "", "the coordinator's pinned signing.pub: the checkpoint must verify under it, or under the keys the state file's key rotations lead to from it")
 	out := fs.String("out", "", "output file (default: standard output)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -57,7 +57,7 @@ func runParticipantWitness(_ context.Context, env *Env, args []string) error {
 	if st.Checkpoint == nil {
 		return fmt.Errorf("participant witness: %s records no audit checkpoint for the manifest of round %d (the agent records one when it next accepts a manifest)", *state, st.Accepted.Round)
 	}
-	keys, err := manifest.LoadPublicKeys(*coordKey)
+	pinned, err := manifest.LoadPublicKeys(*coordKey)
 	if err != nil {
 		return fmt.Errorf("participant witness: coordinator key: %w", err)
 	}
@@ -66,6 +66,17 @@ func runParticipantWitness(_ context.Context, env *Env, args []string) error {
 		return fmt.Errorf("participant witness: certificate and key: %w", err)
 	}
 	leaf, err := certs.LoadCertificate(*cert)
+	if err != nil {
+		return fmt.Errorf("participant witness: %w", err)
+	}
+	id, err := certs.ParseIdentity(leaf)
+	if err != nil {
+		return fmt.Errorf("participant witness: %w", err)
+	}
+	// After a key rotation the agent pins the new keys, which sign the
+	// checkpoints it records since: follow the rotations the state file
+	// records, verified again from the configured keys.
+	keys, err := st.CoordinatorKeys(pinned, id.Federation)
 	if err != nil {
 		return fmt.Errorf("participant witness: %w", err)
 	}

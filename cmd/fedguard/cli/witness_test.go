@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"golang.org/x/mod/sumdb/note"
@@ -315,4 +316,86 @@ func hospitalConfigWithState(t *testing.T, dir, name, state string) string {
 		t.Fatal(err)
 	}
 	return writeTemp(t, name+"-state.json", string(out))
+}
+
+// TestParticipantWitnessAfterRotation: after a key rotation the agent pins
+// the new keys, and the checkpoint in its state file is the new keys'.
+// participant witness follows the rotations the state file records from
+// the configured (old) coordinator key and countersigns; a state whose
+// rotation the pinned keys did not sign, or that records none, is refused.
+// Before, witness checked the checkpoint with the configured key only and
+// refused every hospital that had followed a rotation.
+func TestParticipantWitnessAfterRotation(t *testing.T) {
+	dir := runDemoFed(t)
+	h := filepath.Join(dir, "hospital-a")
+	data := filepath.Join(dir, "coordinator", "data")
+	pinned := filepath.Join(data, manifest.PublicFile)
+	b, err := os.ReadFile(filepath.Join(h, "accepted.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	old, err := manifest.LoadSigner(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := manifest.GenerateSigner(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	round := uint64(st["round"].(float64))
+	rotation := func(from *manifest.Signer) map[string]any {
+		env, digest, err := manifest.SignRotation(from, next, manifest.Rotation{
+			Federation: demo.Federation, Seq: 1, AfterRound: round, AfterManifest: st["digest"].(string), Rotated: time.Now(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"old_fingerprint": from.Public().Fingerprint(), "new_fingerprint": next.Public().Fingerprint(),
+			"at": time.Now().UTC(), "sha256": hex.EncodeToString(digest[:]), "envelope": json.RawMessage(env)}
+	}
+	// The checkpoint as the new keys sign it.
+	cp := st["checkpoint"].(string)
+	ns, err := next.NoteSigner(coordinator.AuditOrigin(demo.Federation))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := note.Sign(&note.Note{Text: cp[:strings.Index(cp, "\n\n")+1]}, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st["checkpoint"] = string(signed)
+	stranger, err := manifest.GenerateSigner(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name      string
+		rotations []any
+		want      string // in the error; empty: witnessed
+	}{
+		{"followed", []any{rotation(old)}, ""},
+		{"not recorded", nil, "does not verify"},
+		{"not signed by the pinned keys", []any{rotation(stranger)}, "do not follow from the configured coordinator keys"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st["rotations"] = tt.rotations
+			js, err := json.Marshal(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := writeTemp(t, "accepted.json", string(js))
+			code, out, errOut := runCLI("participant", "witness", "-state", state,
+				"-cert", filepath.Join(h, "hospital-a.crt"), "-key", filepath.Join(h, "hospital-a.key"), "-coordinator-key", pinned)
+			switch {
+			case tt.want == "" && (code != 0 || !strings.Contains(out, `"witness": "hospital-a"`)):
+				t.Fatalf("participant witness = exit %d, %q, %s; want the witness", code, out, errOut)
+			case tt.want != "" && (code != 1 || !strings.Contains(errOut, tt.want)):
+				t.Fatalf("participant witness = exit %d, %s; want exit 1, %q", code, errOut, tt.want)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -61,15 +62,27 @@ var phases = [...]entry{
 		},
 		deadline: afterPhaseTimeout,
 	},
-	secagg.PhaseMaskedInput: phase[*secagg.MaskedInput, []uint32]{
+	secagg.PhaseMaskedInput: phase[masked, []uint32]{
 		decode: decodeMasked,
-		call: func(r *run, _ []uint32, in []*secagg.MaskedInput) ([]uint32, []secagg.Rejection, error) {
-			survivors, rejected, err := r.server.CollectMasked(in)
+		call: func(r *run, ids []uint32, in []masked) ([]uint32, []secagg.Rejection, error) {
+			msgs := make([]*secagg.MaskedInput, len(in))
+			data := make(map[uint32][]byte, len(in))
+			for i, m := range in {
+				msgs[i] = m.msg
+				if m.data != nil {
+					data[ids[i]] = m.data
+				}
+			}
+			survivors, rejected, err := r.server.CollectMasked(msgs)
 			if err != nil {
 				return nil, nil, err
 			}
 			for _, id := range survivors {
-				r.res.Survivors = append(r.res.Survivors, r.s.members[id-1])
+				name := r.s.members[id-1]
+				r.res.Survivors = append(r.res.Survivors, name)
+				if d, ok := data[id]; ok {
+					r.res.Data[name] = hex.EncodeToString(d)
+				}
 			}
 			return survivors, rejected, nil
 		},
@@ -149,25 +162,33 @@ type advertised struct {
 	cert []byte
 }
 
+// masked is a member's masked input with the data version it reported
+// for it (nil or 32 bytes): recorded for the survivors, so that a secure
+// round's manifest and audit log carry data lineage as a plain round's do.
+type masked struct {
+	msg  *secagg.MaskedInput
+	data []byte
+}
+
 // decodeMasked assembles a masked input from its chunks, the first in
 // d.req and the others read with d.next.
-func decodeMasked(d *decoding) (*secagg.MaskedInput, error) {
+func decodeMasked(d *decoding) (masked, error) {
 	asm := wire.NewMaskedAssembler(d.m.s.cfg.Dim)
 	req := d.req
 	for {
 		ch := req.GetMasked()
 		if ch == nil {
-			return nil, fmt.Errorf("%w: expected a masked input chunk", wire.ErrMessage)
+			return masked{}, fmt.Errorf("%w: expected a masked input chunk", wire.ErrMessage)
 		}
 		if err := asm.Add(ch); err != nil {
-			return nil, err
+			return masked{}, err
 		}
 		if asm.Done() {
-			return &secagg.MaskedInput{ID: d.id, Masked: asm.Words()}, nil
+			return masked{&secagg.MaskedInput{ID: d.id, Masked: asm.Words()}, asm.DataSHA256()}, nil
 		}
 		var err error
 		if req, err = d.next(); err != nil {
-			return nil, err
+			return masked{}, err
 		}
 	}
 }

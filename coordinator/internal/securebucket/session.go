@@ -121,6 +121,9 @@ type Result struct {
 	Survivors []string
 	// Dropped maps each member that left to "Phase: why".
 	Dropped map[string]string
+	// Data maps each survivor that reported a data version with its
+	// masked input to it, in hex.
+	Data map[string]string
 	// Err is why the session failed; nil when it completed.
 	Err error
 }
@@ -171,6 +174,9 @@ func (s *Session) Record(attempt uint32) audit.SecureSession {
 		return ev
 	}
 	ev.Survivors, ev.Weight, ev.SumSHA256 = res.Survivors, res.Weight, hex.EncodeToString(res.Sum[:])
+	if len(res.Data) > 0 {
+		ev.DataSHA256 = res.Data
+	}
 	return ev
 }
 
@@ -189,7 +195,7 @@ func (s *Session) EndError() error {
 func (s *Session) Run(ctx context.Context, log *slog.Logger, t Timing, observe func(secagg.Phase, time.Duration)) {
 	defer close(s.done)
 	r := &run{s: s, log: log, res: &s.result, keys: map[uint32]crypto.PublicKey{}, certs: map[uint32][]byte{}}
-	r.res.Dropped = map[string]string{}
+	r.res.Dropped, r.res.Data = map[string]string{}, map[string]string{}
 	var err error
 	r.server, err = secagg.NewServer(s.cfg, secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
 		if k, ok := r.keys[id]; ok {

@@ -44,7 +44,7 @@ func complete(e entry) bool {
 		return p.decode != nil && p.call != nil && p.reply != nil && p.deadline != nil
 	case phase[*secagg.ShareKeys, map[uint32][]*secagg.EncryptedShare]:
 		return p.decode != nil && p.call != nil && p.reply != nil && p.deadline != nil
-	case phase[*secagg.MaskedInput, []uint32]:
+	case phase[masked, []uint32]:
 		return p.decode != nil && p.call != nil && p.reply != nil && p.deadline != nil
 	case phase[*secagg.ConsistencySig, map[uint32]*secagg.UnmaskRequest]:
 		return p.decode != nil && p.call != nil && p.reply != nil && p.deadline != nil

@@ -1567,10 +1567,15 @@ func (x *SecureRoutedShares) GetShares() []*SecureShare {
 // SecureMaskedChunk is part of the masked input: little-endian 32-bit
 // words starting at word offset, at most 1 MiB per chunk, in order.
 type SecureMaskedChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
-	Words         uint64                 `protobuf:"varint,3,opt,name=words,proto3" json:"words,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data   []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Words  uint64                 `protobuf:"varint,3,opt,name=words,proto3" json:"words,omitempty"`
+	// The data version the masked update was trained on, as in
+	// UpdateHeader.data_sha256: on the first chunk (offset 0) only, empty or
+	// exactly 32 bytes; empty means the agent reports none. It goes into the
+	// secure_session audit event and the manifest.
+	DataSha256    []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1624,6 +1629,13 @@ func (x *SecureMaskedChunk) GetWords() uint64 {
 		return x.Words
 	}
 	return 0
+}
+
+func (x *SecureMaskedChunk) GetDataSha256() []byte {
+	if x != nil {
+		return x.DataSha256
+	}
+	return nil
 }
 
 // SecureSurvivors is the list of ids whose masked input the server holds.
@@ -3063,11 +3075,13 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\"F\n" +
 	"\x12SecureRoutedShares\x120\n" +
-	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"U\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"v\n" +
 	"\x11SecureMaskedChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
-	"\x05words\x18\x03 \x01(\x04R\x05words\"#\n" +
+	"\x05words\x18\x03 \x01(\x04R\x05words\x12\x1f\n" +
+	"\vdata_sha256\x18\x04 \x01(\fR\n" +
+	"dataSha256\"#\n" +
 	"\x0fSecureSurvivors\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\rR\x03ids\"/\n" +
 	"\x0fSecureSignature\x12\x1c\n" +
