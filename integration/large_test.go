@@ -12,8 +12,8 @@ import (
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
-	"github.com/fedguard/fedguard/wire"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // TestLargeModel moves a 10^8-parameter model (400 MB) through GetModel and

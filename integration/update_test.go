@@ -17,9 +17,9 @@ import (
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
-	"github.com/fedguard/fedguard/wire"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // stats are valid feature statistics for n features.

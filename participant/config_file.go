@@ -14,8 +14,8 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/metricsserver"
-	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/internal/strictjson"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/validation"
 )
