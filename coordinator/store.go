@@ -368,19 +368,25 @@ func (s *store) manifest(round uint64) ([]byte, error) {
 }
 
 // stateList reads a JSON list kept in the state bucket (nil when absent).
-func (s *store) stateList(key []byte) ([]string, error) {
-	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketState).Get(key)
-		if v == nil {
-			return nil
-		}
-		if err := json.Unmarshal(v, &out); err != nil {
-			return fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
-		}
-		return nil
+func (s *store) stateList(key []byte) (out []string, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		out, err = decodeStateList(key, tx.Bucket(bucketState).Get(key))
+		return err
 	})
 	return out, err
+}
+
+// decodeStateList decodes the JSON list v stored under key, for both
+// stores: nil when v is absent, ErrCorrupt when it does not decode.
+func decodeStateList(key, v []byte) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
+	}
+	return out, nil
 }
 
 // putStateList replaces a JSON list kept in the state bucket.

@@ -169,17 +169,10 @@ func (m *memStore) rounds() ([]RoundRecord, error) {
 	return out, err
 }
 
-func (m *memStore) stateList(key []byte) ([]string, error) {
-	var out []string
-	err := m.locked(func(d *memData) error {
-		v := d.lists[string(key)]
-		if v == nil {
-			return nil
-		}
-		if err := json.Unmarshal(v, &out); err != nil {
-			return fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
-		}
-		return nil
+func (m *memStore) stateList(key []byte) (out []string, err error) {
+	err = m.locked(func(d *memData) error {
+		out, err = decodeStateList(key, d.lists[string(key)])
+		return err
 	})
 	return out, err
 }
