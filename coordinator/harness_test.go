@@ -240,6 +240,16 @@ func waitScalingFixed(t *testing.T, p *participant, within time.Duration) time.T
 	return time.Time{}
 }
 
+// startScaled starts a coordinator on f.cfg, connects names to it and
+// fixes the feature scaling, so that the first round can open.
+func (f *federation) startScaled(t *testing.T, names ...string) (*server, []*participant) {
+	t.Helper()
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, names...)
+	fixScaling(t, ps)
+	return s, ps
+}
+
 // fixScaling has every participant report the same simple statistics and
 // waits until the scaling is fixed.
 func fixScaling(t *testing.T, ps []*participant) {

@@ -127,9 +127,7 @@ func TestHalfSentUpdateEndsWithRound(t *testing.T) {
 			f.cfg.RoundTimeout = coordinator.Duration(1500 * time.Millisecond)
 			// Neither the idle nor the rate limit may end the stream first.
 			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(time.Minute), UpdateMinRate: 1}
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
-			fixScaling(t, ps)
+			s, ps := f.startScaled(t, abc...)
 			asg := assignments(t, ps)
 			round := asg[0].GetRound()
 			deadline := asg[0].GetDeadline().AsTime()
@@ -178,9 +176,7 @@ func TestUpdateStreamStall(t *testing.T) {
 			f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
 			f.cfg.RoundTimeout = coordinator.Duration(time.Minute)
 			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(250 * time.Millisecond), UpdateMinRate: 1000}
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
-			fixScaling(t, ps)
+			s, ps := f.startScaled(t, abc...)
 			round := assignments(t, ps)[0].GetRound()
 			began := time.Now()
 			ended, err := ps[0].slowSend(t, round, deltas(1), tc.gap)

@@ -258,9 +258,7 @@ func TestSecureRoundDropouts(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := secureFederation(t)
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abcd...)
-			fixScaling(t, ps)
+			s, ps := f.startScaled(t, abcd...)
 			asgs := assignments(t, ps)
 			if asgs[0].GetSecure() == nil {
 				t.Fatalf("assignment of a secure round has no secure layout")
@@ -315,9 +313,7 @@ func TestSecureRoundDropouts(t *testing.T) {
 func TestSecureRoundBelowThreshold(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	ups := secureUpdates()
 	errs := f.runSecure(t, ps, asgs, ups, map[string]secagg.Phase{"hospital-c": secagg.PhaseMaskedInput, "hospital-d": secagg.PhaseMaskedInput})
@@ -357,9 +353,7 @@ func TestSecureRoundBelowThreshold(t *testing.T) {
 func TestSecureAggregateRefusals(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	_, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	open := func(p *participant, req *fedguardv1.SecureAggregateRequest) error {
 		stream, err := p.svc.SecureAggregate(callCtx(t, 10*time.Second))
@@ -396,9 +390,7 @@ func TestSecureBucketsWithDropout(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
 	f.cfg.Aggregation = aggregation.Config{Rule: "median", Bucket: 2}
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	start, err := manifest.Digest(asgs[0].GetManifest())
 	if err != nil {
