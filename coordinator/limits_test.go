@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -420,10 +419,7 @@ func TestSecureStreamStall(t *testing.T) {
 			}
 			var refused []audit.CallRefused
 			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-				var p audit.CallRefused
-				if err := json.Unmarshal(e.Payload, &p); err != nil {
-					t.Fatal(err)
-				}
+				p := payload[audit.CallRefused](t, e)
 				if e.Actor != "hospital-d" {
 					t.Errorf("call_refused by %s, want hospital-d", e.Actor)
 				}

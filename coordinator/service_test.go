@@ -860,21 +860,7 @@ func TestManifestRPCs(t *testing.T) {
 	}
 	keys := s.c.PublicKeys()
 	s.stop(t)
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refused []audit.Event
-	err = l.Events(0, func(e audit.Event) error {
-		if e.Kind == audit.KindManifestRefused {
-			refused = append(refused, e)
-		}
-		return nil
-	})
-	l.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	refused := readEvents(t, f.cfg, audit.KindManifestRefused)
 	if len(refused) != 1 || refused[0].Actor != "hospital-b" || !strings.Contains(string(refused[0].Payload), `"reason":"fork"`) {
 		t.Errorf("manifest_refused events = %+v, want one by hospital-b with reason fork", refused)
 	}

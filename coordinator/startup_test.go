@@ -243,15 +243,7 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 	keys := s.c.PublicKeys()
 	s.stop(t)
 
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var events []audit.Event
-	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	events := readEvents(t, f.cfg, "")
 	rep, err := report.Build(events, report.Options{Round: 2, VerifyManifest: func(env []byte) error {
 		_, err := manifest.Verify(env, keys, fedName)
 		return err
