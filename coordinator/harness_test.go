@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"slices"
@@ -453,12 +454,7 @@ func ruleRef(t *testing.T, start []float32, updates map[string]update) []float32
 }
 
 func sortedNames(updates map[string]update) []string {
-	names := make([]string, 0, len(updates))
-	for n := range updates {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(updates))
 }
 
 // refNorm is the L2 norm computed naively in float64.
