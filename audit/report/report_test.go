@@ -1107,3 +1107,29 @@ func writeMarkdown(t *testing.T, rep Report) string {
 	}
 	return b.String()
 }
+
+// TestBuildReportSecondFromActor: a second update, or a second decline,
+// from one participant in one attempt is noted and the first is the one
+// reported.
+func TestBuildReportSecondFromActor(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		build func(l *reportLog)
+		want  string
+	}{
+		{"update", func(l *reportLog) { l.update(1, 0, "a").update(1, 0, "a") },
+			"seq 5: a second update from a recorded in attempt 0; the first (seq 4) is reported"},
+		{"decline", func(l *reportLog) { l.decline(1, 0, "a", "first").decline(1, 0, "a", "second") },
+			"seq 5: a second decline from a recorded in attempt 0; the first (seq 4) is reported"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newReportLog(t)
+			l.start().open(1, 0, "a", "b")
+			tt.build(l)
+			rep := mustBuild(t, l.events, Options{})
+			if len(rep.Rounds) != 1 || !slices.Contains(rep.Rounds[0].Notes, tt.want) {
+				t.Fatalf("round notes %q, want %q", rep.Rounds[0].Notes, tt.want)
+			}
+		})
+	}
+}
