@@ -236,19 +236,13 @@ func BenchmarkStartupCheck(b *testing.B) {
 	l.Close()
 	b.Run("open", func(b *testing.B) {
 		for b.Loop() {
-			l, err := Open(path, Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
+			l := openReadOnly(b, path)
 			l.Close()
 		}
 	})
 	b.Run("open+check", func(b *testing.B) {
 		for b.Loop() {
-			l, err := Open(path, Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
+			l := openReadOnly(b, path)
 			if _, err := l.Check(verifiers); err != nil {
 				b.Fatal(err)
 			}
@@ -257,10 +251,7 @@ func BenchmarkStartupCheck(b *testing.B) {
 	})
 	b.Run("baseline-export+verify", func(b *testing.B) {
 		for b.Loop() {
-			l, err := Open(path, Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
+			l := openReadOnly(b, path)
 			var buf bytes.Buffer
 			if err := l.Export(&buf); err != nil {
 				b.Fatal(err)
@@ -271,4 +262,14 @@ func BenchmarkStartupCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// openReadOnly opens the log at path read-only, failing b on an error.
+func openReadOnly(b *testing.B, path string) *Log {
+	b.Helper()
+	l, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
 }

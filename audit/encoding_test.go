@@ -70,14 +70,7 @@ func TestEventGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got Event
-	if err := got.UnmarshalBinary(golden); err != nil {
-		t.Fatalf("UnmarshalBinary(golden) = %v", err)
-	}
-	e.Hash = sha256.Sum256(golden)
-	if diff := cmp.Diff(e, got); diff != "" {
-		t.Errorf("UnmarshalBinary(golden) mismatch (-want +got):\n%s", diff)
-	}
+	checkDecodes(t, "golden", golden, e)
 	// Spot-check the layout the package documentation promises.
 	if !bytes.HasPrefix(golden, []byte("fedguard-audit-event-v1\x00\x00\x00\x00\x00\x00\x00\x00\x2a")) {
 		t.Errorf("encoding does not start with the magic and seq 42 as 8 big-endian bytes: %x", golden[:32])
@@ -176,14 +169,7 @@ func TestEventFieldLimits(t *testing.T) {
 				if err != nil {
 					t.Fatalf("MarshalBinary = %v, want success", err)
 				}
-				var back Event
-				if err := back.UnmarshalBinary(enc); err != nil {
-					t.Fatalf("UnmarshalBinary(MarshalBinary) = %v", err)
-				}
-				e.Hash = sha256.Sum256(enc)
-				if diff := cmp.Diff(e, back); diff != "" {
-					t.Errorf("round trip mismatch (-want +got):\n%s", diff)
-				}
+				checkDecodes(t, "MarshalBinary", enc, e)
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -294,13 +280,34 @@ func TestAppendJSONString(t *testing.T) {
 		cases = append(cases, string(rs))
 	}
 	for _, s := range cases {
-		want, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
-		}
+		checkAppendJSONString(t, s)
+	}
+}
+
+// checkDecodes checks that enc (named what in errors) decodes to want,
+// with the hash of enc.
+func checkDecodes(t *testing.T, what string, enc []byte, want Event) {
+	t.Helper()
+	var got Event
+	if err := got.UnmarshalBinary(enc); err != nil {
+		t.Fatalf("UnmarshalBinary(%s) = %v", what, err)
+	}
+	want.Hash = sha256.Sum256(enc)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("UnmarshalBinary(%s) mismatch (-want +got):\n%s", what, diff)
+	}
+}
+
+// checkAppendJSONString checks that appendJSONString encodes s as
+// encoding/json does.
+func checkAppendJSONString(t *testing.T, s string) {
+	t.Helper()
+	want, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
+		t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
 	}
 }
 
@@ -308,15 +315,7 @@ func FuzzAppendJSONString(f *testing.F) {
 	for _, s := range []string{"", "a\"b\\c", "<&>", "\u2028", "\x00\x1f", "\xff"} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
-		}
-	})
+	f.Fuzz(checkAppendJSONString)
 }
 
 // FuzzDecodeEvent checks that the decoder never panics and accepts only

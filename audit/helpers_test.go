@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,6 +65,25 @@ func fixedClock() func() time.Time {
 
 // synthEntry is the i'th entry of a synthetic log: an update_received
 // event with a payload of about 150 bytes, the typical size.
+// appendSynth appends synthEntry(0) to synthEntry(n-1) to l, one append
+// each.
+func appendSynth(t *testing.T, l *Log, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := l.Append(context.Background(), synthEntry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// mustCheckpoint writes a checkpoint of l.
+func mustCheckpoint(t *testing.T, l *Log) {
+	t.Helper()
+	if _, err := l.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func synthEntry(i int) Entry {
 	sum := sha256.Sum256([]byte(fmt.Sprint(i)))
 	return Entry{

@@ -290,14 +290,8 @@ func TestOpenCorrupt(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l, path := openTestLog(t, signer)
-			for i := range 5 {
-				if _, err := l.Append(context.Background(), synthEntry(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if _, err := l.Checkpoint(); err != nil {
-				t.Fatal(err)
-			}
+			appendSynth(t, l, 5)
+			mustCheckpoint(t, l)
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -869,11 +863,7 @@ func TestEventsChunks(t *testing.T) {
 // middle of the log, which Open's head check does not read.
 func TestEventsCorrupt(t *testing.T) {
 	l, path := openTestLog(t, nil)
-	for i := range 10 {
-		if _, err := l.Append(context.Background(), synthEntry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendSynth(t, l, 10)
 	l.Close()
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {

@@ -63,14 +63,8 @@ func TestVerifyProofTampered(t *testing.T) {
 	signer, verifiers := testKey(t, testOrigin, "proof")
 	other, _ := testKey(t, testOrigin, "mallory")
 	l, _ := openTestLog(t, signer)
-	for i := range 12 {
-		if _, err := l.Append(context.Background(), synthEntry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := l.Checkpoint(); err != nil {
-		t.Fatal(err)
-	}
+	appendSynth(t, l, 12)
+	mustCheckpoint(t, l)
 	p, err := l.Prove(5)
 	if err != nil {
 		t.Fatal(err)

@@ -81,9 +81,7 @@ func TestDiskFullPauses(t *testing.T) {
 	f.cfg.DataDir = filepath.Join(mnt, "data")
 	f.cfg.MinFreeBytes = 1 << 20
 	f.cfg.RoundTimeout = coordinator.Duration(4 * time.Second)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, names...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, names...)
 	u := update{delta: []float32{0.1, -0.1, 0.2, 0, 0.05, -0.2}, samples: 4}
 	runRound := func(round uint64) {
 		t.Helper()

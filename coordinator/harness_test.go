@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"slices"
@@ -240,6 +241,16 @@ func waitScalingFixed(t *testing.T, p *participant, within time.Duration) time.T
 	return time.Time{}
 }
 
+// startScaled starts a coordinator on f.cfg, connects names to it and
+// fixes the feature scaling, so that the first round can open.
+func (f *federation) startScaled(t *testing.T, names ...string) (*server, []*participant) {
+	t.Helper()
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, names...)
+	fixScaling(t, ps)
+	return s, ps
+}
+
 // fixScaling has every participant report the same simple statistics and
 // waits until the scaling is fixed.
 func fixScaling(t *testing.T, ps []*participant) {
@@ -443,12 +454,7 @@ func ruleRef(t *testing.T, start []float32, updates map[string]update) []float32
 }
 
 func sortedNames(updates map[string]update) []string {
-	names := make([]string, 0, len(updates))
-	for n := range updates {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(updates))
 }
 
 // refNorm is the L2 norm computed naively in float64.

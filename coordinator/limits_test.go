@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -127,9 +126,7 @@ func TestHalfSentUpdateEndsWithRound(t *testing.T) {
 			f.cfg.RoundTimeout = coordinator.Duration(1500 * time.Millisecond)
 			// Neither the idle nor the rate limit may end the stream first.
 			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(time.Minute), UpdateMinRate: 1}
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
-			fixScaling(t, ps)
+			s, ps := f.startScaled(t, abc...)
 			asg := assignments(t, ps)
 			round := asg[0].GetRound()
 			deadline := asg[0].GetDeadline().AsTime()
@@ -178,9 +175,7 @@ func TestUpdateStreamStall(t *testing.T) {
 			f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
 			f.cfg.RoundTimeout = coordinator.Duration(time.Minute)
 			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(250 * time.Millisecond), UpdateMinRate: 1000}
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
-			fixScaling(t, ps)
+			s, ps := f.startScaled(t, abc...)
 			round := assignments(t, ps)[0].GetRound()
 			began := time.Now()
 			ended, err := ps[0].slowSend(t, round, deltas(1), tc.gap)
@@ -424,10 +419,7 @@ func TestSecureStreamStall(t *testing.T) {
 			}
 			var refused []audit.CallRefused
 			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-				var p audit.CallRefused
-				if err := json.Unmarshal(e.Payload, &p); err != nil {
-					t.Fatal(err)
-				}
+				p := payload[audit.CallRefused](t, e)
 				if e.Actor != "hospital-d" {
 					t.Errorf("call_refused by %s, want hospital-d", e.Actor)
 				}

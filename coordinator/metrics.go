@@ -173,82 +173,60 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		roundsClosed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedguard_rounds_closed_total", Help: "Rounds closed with a new global model.",
-		}),
-		roundsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_rounds_failed_total", Help: "Round attempts that failed and were retried, by reason class (quorum, aggregation, secure_session, audit).",
-		}, []string{"reason"}),
-		roundDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "fedguard_round_duration_seconds", Help: "Time from a round's opening to its close, for closed rounds.",
-			Buckets: prometheus.ExponentialBuckets(0.1, 2.5, 12), // 0.1s to about 6h
-		}),
-		cohortSize: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_cohort_size", Help: "Participants in the cohort of the last round opened.",
-		}),
-		dropouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedguard_dropouts_total", Help: "Cohort members that sent no update (or left their secure session) before their round ended.",
-		}),
-		updatesAccepted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedguard_updates_accepted_total", Help: "Plain updates accepted into a round.",
-		}),
-		updatesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_updates_refused_total", Help: "Updates refused, by gRPC status code.",
-		}, []string{"code"}),
-		connectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_connections_refused_total", Help: "TLS handshakes refused, and calls refused by the per-call revocation and enrolment check, by reason.",
-		}, []string{"reason"}),
-		updateNorm: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "fedguard_update_norm", Help: "L2 norms of accepted plain updates.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 13), // 0.001 to about 16800
-		}),
-		excluded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedguard_participants_excluded_total", Help: "Participants whose update (or secure bucket) the aggregation rule left out of a closed round.",
-		}),
-		anomalyFlags: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_anomaly_flags_total", Help: "Anomaly flags raised on plain updates (norm, cosine, excluded) and on participants' data statistics (drift), by kind.",
-		}, []string{"kind"}),
-		auditEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_audit_events_total", Help: "Events appended to the audit log, by kind.",
-		}, []string{"kind"}),
-		auditAppend: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "fedguard_audit_append_seconds", Help: "Latency of one audit log append (a batch of events made durable).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5ms to about 4s
-		}),
+		roundsClosed: newCounter("fedguard_rounds_closed_total",
+			"Rounds closed with a new global model."),
+		roundsFailed: newCounterVec("fedguard_rounds_failed_total",
+			"Round attempts that failed and were retried, by reason class (quorum, aggregation, secure_session, audit).", "reason"),
+		roundDuration: newHistogram("fedguard_round_duration_seconds",
+			"Time from a round's opening to its close, for closed rounds.",
+			prometheus.ExponentialBuckets(0.1, 2.5, 12)), // 0.1s to about 6h
+		cohortSize: newGauge("fedguard_cohort_size",
+			"Participants in the cohort of the last round opened."),
+		dropouts: newCounter("fedguard_dropouts_total",
+			"Cohort members that sent no update (or left their secure session) before their round ended."),
+		updatesAccepted: newCounter("fedguard_updates_accepted_total",
+			"Plain updates accepted into a round."),
+		updatesRefused: newCounterVec("fedguard_updates_refused_total",
+			"Updates refused, by gRPC status code.", "code"),
+		connectionsRefused: newCounterVec("fedguard_connections_refused_total",
+			"TLS handshakes refused, and calls refused by the per-call revocation and enrolment check, by reason.", "reason"),
+		updateNorm: newHistogram("fedguard_update_norm",
+			"L2 norms of accepted plain updates.",
+			prometheus.ExponentialBuckets(0.001, 4, 13)), // 0.001 to about 16800
+		excluded: newCounter("fedguard_participants_excluded_total",
+			"Participants whose update (or secure bucket) the aggregation rule left out of a closed round."),
+		anomalyFlags: newCounterVec("fedguard_anomaly_flags_total",
+			"Anomaly flags raised on plain updates (norm, cosine, excluded) and on participants' data statistics (drift), by kind.", "kind"),
+		auditEvents: newCounterVec("fedguard_audit_events_total",
+			"Events appended to the audit log, by kind.", "kind"),
+		auditAppend: newHistogram("fedguard_audit_append_seconds",
+			"Latency of one audit log append (a batch of events made durable).",
+			prometheus.ExponentialBuckets(0.0005, 2, 14)), // 0.5ms to about 4s
 		securePhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "fedguard_secure_phase_duration_seconds", Help: "Duration of each phase of a secure-aggregation session, by phase.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms to about 200s
 		}, []string{"phase"}),
-		secureFailed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "fedguard_secure_sessions_failed_total", Help: "Secure-aggregation sessions (one per bucket) that failed.",
-		}),
-		round: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_round", Help: "The round being trained, or the last closed round when none is open.",
-		}),
+		secureFailed: newCounter("fedguard_secure_sessions_failed_total",
+			"Secure-aggregation sessions (one per bucket) that failed."),
+		round: newGauge("fedguard_round",
+			"The round being trained, or the last closed round when none is open."),
 		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fedguard_phase", Help: "1 for the coordinator's current phase (stats, cohort, training, finished), 0 for the others.",
 		}, []string{"phase"}),
-		lastClosed: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_last_round_closed_timestamp_seconds", Help: "Unix time the last round closed in this process (0 before the first).",
-		}),
-		failedAttempts: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_round_failed_attempts", Help: "Attempts of the next round that failed in a row (0 once it closes); the next one opens after an exponential backoff.",
-		}),
-		wedged: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_round_wedged", Help: "1 while the next round cannot open: too few participants are left that have not declined it as already revealed, or its last attempts failed identically (see the status page).",
-		}),
-		eventsSuppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fedguard_audit_events_suppressed_total", Help: "Events beyond an identity's per-minute quota (or while paused), counted in events_suppressed instead of written one by one, by kind.",
-		}, []string{"kind"}),
-		diskFree: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_disk_free_bytes", Help: "Free space on the data directory's file system, as last checked.",
-		}),
-		diskMinFree: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_disk_min_free_bytes", Help: "The free space below which the coordinator pauses (min_free_bytes).",
-		}),
-		diskPaused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "fedguard_disk_paused", Help: "1 while the coordinator is paused because its disk is nearly full, else 0.",
-		}),
+		lastClosed: newGauge("fedguard_last_round_closed_timestamp_seconds",
+			"Unix time the last round closed in this process (0 before the first)."),
+		failedAttempts: newGauge("fedguard_round_failed_attempts",
+			"Attempts of the next round that failed in a row (0 once it closes); the next one opens after an exponential backoff."),
+		wedged: newGauge("fedguard_round_wedged",
+			"1 while the next round cannot open: too few participants are left that have not declined it as already revealed, or its last attempts failed identically (see the status page)."),
+		eventsSuppressed: newCounterVec("fedguard_audit_events_suppressed_total",
+			"Events beyond an identity's per-minute quota (or while paused), counted in events_suppressed instead of written one by one, by kind.", "kind"),
+		diskFree: newGauge("fedguard_disk_free_bytes",
+			"Free space on the data directory's file system, as last checked."),
+		diskMinFree: newGauge("fedguard_disk_min_free_bytes",
+			"The free space below which the coordinator pauses (min_free_bytes)."),
+		diskPaused: newGauge("fedguard_disk_paused",
+			"1 while the coordinator is paused because its disk is nearly full, else 0."),
 	}
 	m.reg.MustRegister(m.roundsClosed, m.roundsFailed, m.roundDuration, m.cohortSize, m.dropouts,
 		m.updatesAccepted, m.updatesRefused, m.connectionsRefused, m.updateNorm, m.excluded, m.anomalyFlags,
@@ -641,4 +619,23 @@ func (r *openRound) dropouts() int {
 		}
 	}
 	return n
+}
+
+// newCounter, newGauge, newCounterVec and newHistogram build one
+// collector each from its name and help text, so that the table in
+// newMetrics reads one metric an entry.
+func newCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func newGauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+func newCounterVec(name, help, label string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{label})
+}
+
+func newHistogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 }

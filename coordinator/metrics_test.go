@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -164,32 +163,19 @@ func TestMetricsPoisonedParticipant(t *testing.T) {
 	if err := s.stop(t); err != nil {
 		t.Fatalf("stop = %v", err)
 	}
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	var flags []audit.AnomalyFlagged
 	var order []string
-	err = l.Events(0, func(e audit.Event) error {
+	for _, e := range readEvents(t, f.cfg, "") {
 		if e.Round == 1 {
 			order = append(order, e.Kind)
 		}
 		if e.Kind != audit.KindAnomalyFlagged {
-			return nil
-		}
-		var p audit.AnomalyFlagged
-		if err := json.Unmarshal(e.Payload, &p); err != nil {
-			return fmt.Errorf("seq %d: %w", e.Seq, err)
+			continue
 		}
 		if e.Round != 1 || e.Actor != audit.ActorCoordinator {
 			t.Errorf("anomaly event seq %d: round %d actor %q, want round 1 actor %q", e.Seq, e.Round, e.Actor, audit.ActorCoordinator)
 		}
-		flags = append(flags, p)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		flags = append(flags, payload[audit.AnomalyFlagged](t, e))
 	}
 	if len(flags) != 1 {
 		t.Fatalf("audit log has %d anomaly_flagged events (%+v), want 1", len(flags), flags)

@@ -96,10 +96,7 @@ func TestAuditQuota(t *testing.T) {
 	}
 	var sup []audit.EventsSuppressed
 	for _, e := range readEvents(t, f.cfg, audit.KindEventsSuppressed) {
-		var p audit.EventsSuppressed
-		if err := json.Unmarshal(e.Payload, &p); err != nil {
-			t.Fatal(err)
-		}
+		p := payload[audit.EventsSuppressed](t, e)
 		sup = append(sup, p)
 	}
 	want := uint64(calls - coordinator.AuditEventsPerMinute)
@@ -213,10 +210,7 @@ func TestRevocationEndsLiveCalls(t *testing.T) {
 			}
 			var got []string
 			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-				var p audit.CallRefused
-				if err := json.Unmarshal(e.Payload, &p); err != nil {
-					t.Fatal(err)
-				}
+				p := payload[audit.CallRefused](t, e)
 				got = append(got, e.Actor+" "+p.Code+" "+p.Method)
 			}
 			want := victim.name + " PermissionDenied /fedguard.v1.CoordinatorService/" + method
@@ -258,10 +252,7 @@ func TestConnectionRefusalsCountedAtStop(t *testing.T) {
 	events := len(readEvents(t, f.cfg, audit.KindConnectionRefused))
 	var suppressed uint64
 	for _, e := range readEvents(t, f.cfg, audit.KindEventsSuppressed) {
-		var p audit.EventsSuppressed
-		if err := json.Unmarshal(e.Payload, &p); err != nil {
-			t.Fatal(err)
-		}
+		p := payload[audit.EventsSuppressed](t, e)
 		if p.Participant != "" {
 			t.Errorf("events_suppressed names %q for connections refused before any identity was verified", p.Participant)
 		}
@@ -275,17 +266,7 @@ func TestConnectionRefusalsCountedAtStop(t *testing.T) {
 // gauge reads an unlabelled gauge from c's registry.
 func gauge(t *testing.T, c *coordinator.Coordinator, name string) float64 {
 	t.Helper()
-	mfs, err := c.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("no gauge %s", name)
-	return 0
+	return metricValue(t, c, name, "", "")
 }
 
 // TestDiskGuard (issue 12, item 3): below min_free_bytes of free space

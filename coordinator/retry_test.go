@@ -80,9 +80,7 @@ func pollRounds(t *testing.T, ps []*participant, onAssign func(*participant, *fe
 func TestSecureRoundWedgedByDeclines(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abcd...)
 
 	var assigned atomic.Int32
 	stopPolling := pollRounds(t, ps, func(p *participant, a *fedguardv1.RoundAssignment) {
@@ -137,9 +135,7 @@ func TestSecureAttemptSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
 	f.cfg.CohortTimeout = coordinator.Duration(30 * time.Second)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	if a := asgs[0]; a.GetAttempt() != 0 || !slices.Equal(a.GetSecure().GetCohort(), abcd) {
 		t.Fatalf("first assignment: attempt %d cohort %v, want 0 and %v", a.GetAttempt(), a.GetSecure().GetCohort(), abcd)
@@ -199,9 +195,7 @@ func TestRoundStallsAfterIdenticalFailures(t *testing.T) {
 	f.cfg.RoundTimeout = coordinator.Duration(300 * time.Millisecond)
 	f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
 	f.cfg.LongPoll = coordinator.Duration(time.Second)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 	defer pollRounds(t, ps, nil)()
 
 	waitWedged := func(failures int) coordinator.Status {

@@ -27,26 +27,6 @@ func signedFederation(t *testing.T) coordinator.Config {
 	return f.cfg
 }
 
-// keyRotations returns the key_rotated events of the audit log in dir.
-func keyRotations(t *testing.T, dir string) []audit.Event {
-	t.Helper()
-	l, err := audit.Open(filepath.Join(dir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var out []audit.Event
-	if err := l.Events(0, func(e audit.Event) error {
-		if e.Kind == audit.KindKeyRotated {
-			out = append(out, e)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // TestRotateKeysResumes cuts a rotation off after its keys were staged (as
 // a crash would), checks that the coordinator refuses to start until it is
 // finished, that running RotateKeys again finishes it with the staged keys
@@ -95,7 +75,7 @@ func TestRotateKeysResumes(t *testing.T) {
 	if !r.Resumed || r.NewFingerprint != next.Public().Fingerprint() {
 		t.Errorf("RotateKeys = %+v, want the staged rotation resumed", r)
 	}
-	if got := keyRotations(t, cfg.DataDir); len(got) != 1 {
+	if got := readEvents(t, cfg, audit.KindKeyRotated); len(got) != 1 {
 		t.Errorf("audit log has %d key_rotated events, want 1", len(got))
 	}
 	s := start(t, cfg)
@@ -115,7 +95,7 @@ func TestRotateKeysResumes(t *testing.T) {
 	if err != nil || len(chain) != 2 {
 		t.Fatalf("LoadRotations = %d, %v; want 2", len(chain), err)
 	}
-	if got := keyRotations(t, cfg.DataDir); len(got) != 2 {
+	if got := readEvents(t, cfg, audit.KindKeyRotated); len(got) != 2 {
 		t.Errorf("audit log has %d key_rotated events, want 2", len(got))
 	}
 	if _, err := coordinator.CheckData(cfg); err != nil {

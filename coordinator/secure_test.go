@@ -88,14 +88,18 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 		req.Round, req.Attempt = asg.GetRound(), asg.GetAttempt()
 		return stream.Send(req)
 	}
+	// exchange sends one phase's message and receives the coordinator's reply.
+	exchange := func(ph secagg.Phase, req *fedguardv1.SecureAggregateRequest) (*fedguardv1.SecureAggregateResponse, error) {
+		if err := send(ph, req); err != nil {
+			return nil, err
+		}
+		return stream.Recv()
+	}
 	adv, err := cl.AdvertiseKeys()
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseAdvertiseKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}}); err != nil {
-		return err
-	}
-	resp, err := stream.Recv()
+	resp, err := exchange(secagg.PhaseAdvertiseKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}})
 	if err != nil {
 		return err
 	}
@@ -115,10 +119,8 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseShareKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(sk)}}); err != nil {
-		return err
-	}
-	if resp, err = stream.Recv(); err != nil {
+	resp, err = exchange(secagg.PhaseShareKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(sk)}})
+	if err != nil {
 		return err
 	}
 	routed, err := wire.RoutedFromProto(resp.GetShares(), len(members))
@@ -152,10 +154,8 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseConsistencyCheck, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: sig.Sig}}}); err != nil {
-		return err
-	}
-	if resp, err = stream.Recv(); err != nil {
+	resp, err = exchange(secagg.PhaseConsistencyCheck, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: sig.Sig}}})
+	if err != nil {
 		return err
 	}
 	req, err := wire.UnmaskRequestFromProto(id, len(members), resp.GetUnmask())
@@ -166,10 +166,8 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	if err := send(secagg.PhaseUnmasking, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: wire.UnmaskResponseToProto(un)}}); err != nil {
-		return err
-	}
-	if resp, err = stream.Recv(); err != nil {
+	resp, err = exchange(secagg.PhaseUnmasking, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: wire.UnmaskResponseToProto(un)}})
+	if err != nil {
 		return err
 	}
 	if resp.GetDone() == nil {
@@ -264,9 +262,7 @@ func TestSecureRoundDropouts(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := secureFederation(t)
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abcd...)
-			fixScaling(t, ps)
+			s, ps := f.startScaled(t, abcd...)
 			asgs := assignments(t, ps)
 			if asgs[0].GetSecure() == nil {
 				t.Fatalf("assignment of a secure round has no secure layout")
@@ -321,9 +317,7 @@ func TestSecureRoundDropouts(t *testing.T) {
 func TestSecureRoundBelowThreshold(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	ups := secureUpdates()
 	errs := f.runSecure(t, ps, asgs, ups, map[string]secagg.Phase{"hospital-c": secagg.PhaseMaskedInput, "hospital-d": secagg.PhaseMaskedInput})
@@ -363,9 +357,7 @@ func TestSecureRoundBelowThreshold(t *testing.T) {
 func TestSecureAggregateRefusals(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	_, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	open := func(p *participant, req *fedguardv1.SecureAggregateRequest) error {
 		stream, err := p.svc.SecureAggregate(callCtx(t, 10*time.Second))
@@ -402,9 +394,7 @@ func TestSecureBucketsWithDropout(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
 	f.cfg.Aggregation = aggregation.Config{Rule: "median", Bucket: 2}
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abcd...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	start, err := manifest.Digest(asgs[0].GetManifest())
 	if err != nil {

@@ -139,9 +139,7 @@ func TestCohort(t *testing.T) {
 			f := newFederation(t, abc)
 			f.cfg.CohortTimeout = coordinator.Duration(tt.cohortTimeout)
 			f.cfg.LongPoll = coordinator.Duration(tt.longPoll)
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
-			fixScaling(t, ps)
+			_, ps := f.startScaled(t, abc...)
 
 			var ready []*participant
 			for _, i := range tt.ready {
@@ -308,9 +306,7 @@ func TestTraining(t *testing.T) {
 	f := newFederation(t, abc)
 	f.cfg.RoundTimeout = coordinator.Duration(1500 * time.Millisecond)
 	f.cfg.LongPoll = coordinator.Duration(2 * time.Second)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 
 	ev := func(n uint64, loss, acc float64) *fedguardv1.Evaluation {
 		return &fedguardv1.Evaluation{Count: n, Loss: loss, Accuracy: acc}
@@ -511,9 +507,7 @@ func TestRoundRetry(t *testing.T) {
 	f.cfg.RoundTimeout = coordinator.Duration(800 * time.Millisecond)
 	f.cfg.LongPoll = coordinator.Duration(3 * time.Second)
 	f.cfg.Training.Rounds = 2
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 
 	begin := time.Now()
 	first := assignments(t, ps)
@@ -575,9 +569,7 @@ func TestUpdateRefusals(t *testing.T) {
 	f := newFederation(t, abc)
 	f.cfg.CohortTimeout = coordinator.Duration(200 * time.Millisecond)
 	f.cfg.Training.Rounds = 1
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 	a, b, c := ps[0], ps[1], ps[2]
 	assignments(t, []*participant{a, b}) // c is not in the cohort
 
@@ -771,9 +763,7 @@ func TestFedAvgBitExact(t *testing.T) {
 	}
 	f := newFederation(t, abc)
 	f.cfg.Training.Rounds = len(tests)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 	current := make([]float32, numParams)
 	for i, tt := range tests {
 		round := uint64(i + 1)
@@ -870,21 +860,7 @@ func TestManifestRPCs(t *testing.T) {
 	}
 	keys := s.c.PublicKeys()
 	s.stop(t)
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refused []audit.Event
-	err = l.Events(0, func(e audit.Event) error {
-		if e.Kind == audit.KindManifestRefused {
-			refused = append(refused, e)
-		}
-		return nil
-	})
-	l.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	refused := readEvents(t, f.cfg, audit.KindManifestRefused)
 	if len(refused) != 1 || refused[0].Actor != "hospital-b" || !strings.Contains(string(refused[0].Payload), `"reason":"fork"`) {
 		t.Errorf("manifest_refused events = %+v, want one by hospital-b with reason fork", refused)
 	}
@@ -904,9 +880,7 @@ func TestBucketSplitFromManifest(t *testing.T) {
 	f.cfg.Training.Rounds = 1
 	f.cfg.MinParticipants = 6
 	f.cfg.Aggregation = aggregation.Config{Rule: aggregation.NameMedian, Bucket: 2}
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, names...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, names...)
 	as := assignments(t, ps)
 	updates := map[string]update{}
 	for i, n := range names {

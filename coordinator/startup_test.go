@@ -30,9 +30,7 @@ func twoRounds(t *testing.T) ranFederation {
 	t.Helper()
 	var ran ranFederation
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 	for round := uint64(1); round <= 2; round++ {
 		assignments(t, ps)
 		submitAll(t, round, ps, map[string]update{
@@ -207,9 +205,7 @@ func TestStartupChecks(t *testing.T) {
 // attempt as open and the real manifest as "NOT the round's model".
 func TestRestartAfterUnpublishedClose(t *testing.T) {
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 	updates := func(round uint64) map[string]update {
 		return map[string]update{
 			"hospital-a": {deltas(round*3 + 1), 10, nil},
@@ -247,15 +243,7 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 	keys := s.c.PublicKeys()
 	s.stop(t)
 
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var events []audit.Event
-	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
-		t.Fatal(err)
-	}
+	events := readEvents(t, f.cfg, "")
 	rep, err := report.Build(events, report.Options{Round: 2, VerifyManifest: func(env []byte) error {
 		_, err := manifest.Verify(env, keys, fedName)
 		return err

@@ -35,6 +35,16 @@ func readEvents(t *testing.T, cfg coordinator.Config, kind string) []audit.Event
 	return out
 }
 
+// payload decodes the JSON payload of e as a T.
+func payload[T any](t *testing.T, e audit.Event) T {
+	t.Helper()
+	var p T
+	if err := json.Unmarshal(e.Payload, &p); err != nil {
+		t.Fatalf("seq %d (%s): %v", e.Seq, e.Kind, err)
+	}
+	return p
+}
+
 // TestStatsAttack (issue 12, item 2): one enrolled hospital sending
 // extreme statistics used to set the federation's scaling (mean ≈ 1e297
 // with the 1e300 attack) so that every honest hospital diverged, and the
@@ -106,10 +116,7 @@ func TestStatsAttack(t *testing.T) {
 			want := dataset.Stats{Count: tt.bad.count, Sum: tt.bad.sum, SumSquares: tt.bad.sumSq}.Digest()
 			found := false
 			for _, e := range readEvents(t, f.cfg, audit.KindStatsReceived) {
-				var p audit.StatsReceived
-				if err := json.Unmarshal(e.Payload, &p); err != nil {
-					t.Fatal(err)
-				}
+				p := payload[audit.StatsReceived](t, e)
 				if e.Actor == abc[2] {
 					found = p.SHA256 == hex.EncodeToString(want[:])
 				}

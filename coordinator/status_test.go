@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
@@ -12,24 +11,10 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
-
-// getStatus fetches /status.json from the metrics listener at addr.
-func getStatus(t *testing.T, addr string) coordinator.Status {
-	t.Helper()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/status.json")
-	if err != nil {
-		t.Fatalf("GET /status.json: %v", err)
-	}
-	defer resp.Body.Close()
-	var s coordinator.Status
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatalf("GET /status.json: %v", err)
-	}
-	return s
-}
 
 // participantStatus finds name in s.
 func participantStatus(t *testing.T, s coordinator.Status, name string) coordinator.ParticipantStatus {
@@ -52,7 +37,7 @@ func TestStatusFederation(t *testing.T) {
 	s := start(t, f.cfg)
 	addr := waitMetricsAddr(t, s.c)
 
-	st := getStatus(t, addr)
+	st := fedtest.Status(t, addr)
 	if st.Federation != fedName || st.Phase != "stats" || st.Round != 0 || st.Open || len(st.Participants) != len(names) {
 		t.Errorf("status at start = %+v, want phase stats, no round, %d participants", st, len(names))
 	}
@@ -68,7 +53,7 @@ func TestStatusFederation(t *testing.T) {
 	ps := f.connect(t, s, names...)
 	fixScaling(t, ps)
 	assignments(t, ps)
-	st = getStatus(t, addr)
+	st = fedtest.Status(t, addr)
 	if st.Phase != "training" || st.Round != 1 || !st.Open || !slices.Equal(st.Cohort, names) || st.Deadline.IsZero() {
 		t.Errorf("status in round 1 = phase %s round %d open %t cohort %v deadline %v, want round 1 open with everyone",
 			st.Phase, st.Round, st.Open, st.Cohort, st.Deadline)
@@ -87,7 +72,7 @@ func TestStatusFederation(t *testing.T) {
 	})
 	s.waitObserved(t, 1, 10*time.Second)
 
-	st = getStatus(t, addr)
+	st = fedtest.Status(t, addr)
 	if st.LastClosed != 1 || st.Open || st.CohortRound != 1 {
 		t.Errorf("status after round 1 = last closed %d open %t cohort round %d, want 1, false, 1", st.LastClosed, st.Open, st.CohortRound)
 	}
@@ -139,11 +124,11 @@ func TestStatusFederation(t *testing.T) {
 	}); err == nil {
 		t.Fatal("an update with a wrong digest was accepted")
 	}
-	if p := participantStatus(t, getStatus(t, addr), "hospital-c"); p.Status != coordinator.ParticipantRefused || !strings.Contains(p.Reason, "sha256") {
+	if p := participantStatus(t, fedtest.Status(t, addr), "hospital-c"); p.Status != coordinator.ParticipantRefused || !strings.Contains(p.Reason, "sha256") {
 		t.Errorf("hospital-c after its refused update: %+v, want refused with the reason", p)
 	}
 	s.waitObserved(t, 2, 10*time.Second)
-	st = getStatus(t, addr)
+	st = fedtest.Status(t, addr)
 	kinds := map[string]string{}
 	for _, e := range st.Exclusions {
 		if e.Round == 2 {

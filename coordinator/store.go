@@ -357,30 +357,40 @@ func (s *store) saveScaling(sc dataset.Scaling, genesis []byte) error {
 	})
 }
 
-// manifest returns the signed manifest of a closed round, or nil.
-func (s *store) manifest(round uint64) ([]byte, error) {
-	var out []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		out = bytes.Clone(tx.Bucket(bucketManifests).Get(roundKey(round)))
+// roundValue returns a copy of round's value in bucket, or nil.
+func (s *store) roundValue(bucket []byte, round uint64) (out []byte, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		out = bytes.Clone(tx.Bucket(bucket).Get(roundKey(round)))
 		return nil
 	})
 	return out, err
 }
 
+// manifest returns the signed manifest of a closed round, or nil.
+func (s *store) manifest(round uint64) ([]byte, error) {
+	return s.roundValue(bucketManifests, round)
+}
+
 // stateList reads a JSON list kept in the state bucket (nil when absent).
-func (s *store) stateList(key []byte) ([]string, error) {
-	var out []string
-	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketState).Get(key)
-		if v == nil {
-			return nil
-		}
-		if err := json.Unmarshal(v, &out); err != nil {
-			return fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
-		}
-		return nil
+func (s *store) stateList(key []byte) (out []string, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		out, err = decodeStateList(key, tx.Bucket(bucketState).Get(key))
+		return err
 	})
 	return out, err
+}
+
+// decodeStateList decodes the JSON list v stored under key, for both
+// stores: nil when v is absent, ErrCorrupt when it does not decode.
+func decodeStateList(key, v []byte) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal(v, &out); err != nil {
+		return nil, fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
+	}
+	return out, nil
 }
 
 // putStateList replaces a JSON list kept in the state bucket.
@@ -443,12 +453,7 @@ func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) e
 
 // model returns the model of a round, or nil when it is not kept.
 func (s *store) model(round uint64) ([]byte, error) {
-	var out []byte
-	err := s.view(func(tx *bolt.Tx) error {
-		out = bytes.Clone(tx.Bucket(bucketModels).Get(roundKey(round)))
-		return nil
-	})
-	return out, err
+	return s.roundValue(bucketModels, round)
 }
 
 // rounds returns every closed round's record, oldest first.

@@ -136,22 +136,21 @@ func (m *memStore) commitRound(rec RoundRecord, model, manifest []byte, keep int
 	})
 }
 
-func (m *memStore) manifest(round uint64) ([]byte, error) {
-	var out []byte
-	err := m.locked(func(d *memData) error {
-		out = bytes.Clone(d.manifests[round])
+// roundValue returns a copy of round's value in the map of, or nil.
+func (m *memStore) roundValue(of func(*memData) map[uint64][]byte, round uint64) (out []byte, err error) {
+	err = m.locked(func(d *memData) error {
+		out = bytes.Clone(of(d)[round])
 		return nil
 	})
 	return out, err
 }
 
+func (m *memStore) manifest(round uint64) ([]byte, error) {
+	return m.roundValue(func(d *memData) map[uint64][]byte { return d.manifests }, round)
+}
+
 func (m *memStore) model(round uint64) ([]byte, error) {
-	var out []byte
-	err := m.locked(func(d *memData) error {
-		out = bytes.Clone(d.models[round])
-		return nil
-	})
-	return out, err
+	return m.roundValue(func(d *memData) map[uint64][]byte { return d.models }, round)
 }
 
 func (m *memStore) rounds() ([]RoundRecord, error) {
@@ -169,17 +168,10 @@ func (m *memStore) rounds() ([]RoundRecord, error) {
 	return out, err
 }
 
-func (m *memStore) stateList(key []byte) ([]string, error) {
-	var out []string
-	err := m.locked(func(d *memData) error {
-		v := d.lists[string(key)]
-		if v == nil {
-			return nil
-		}
-		if err := json.Unmarshal(v, &out); err != nil {
-			return fmt.Errorf("%w: state/%s: %v", ErrCorrupt, key, err)
-		}
-		return nil
+func (m *memStore) stateList(key []byte) (out []string, err error) {
+	err = m.locked(func(d *memData) error {
+		out, err = decodeStateList(key, d.lists[string(key)])
+		return err
 	})
 	return out, err
 }

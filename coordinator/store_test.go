@@ -51,6 +51,17 @@ func reopen(t *testing.T, s *store, dir string) *store {
 	return openTestStore(t, dir)
 }
 
+// openInitialStore is openTestStore holding the initial model
+// modelBytes(0).
+func openInitialStore(t *testing.T, dir string) *store {
+	t.Helper()
+	s := openTestStore(t, dir)
+	if err := s.saveInitial(modelBytes(0)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // modelBytes is a recognisable model of 6 parameters for round r.
 func modelBytes(r uint64) []byte {
 	p := make([]float32, 6)
@@ -124,10 +135,7 @@ func TestStoreRefusesOtherDatabase(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := openTestStore(t, dir)
-			if err := s.saveInitial(modelBytes(0)); err != nil {
-				t.Fatal(err)
-			}
+			s := openInitialStore(t, dir)
 			s.close()
 			s2, err := openStore(dir, tt.federation, []byte(tt.spec), storeOpen)
 			if tt.want == "" {
@@ -201,10 +209,7 @@ func TestStoreDetectsCorruption(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := openTestStore(t, dir)
-			if err := s.saveInitial(modelBytes(0)); err != nil {
-				t.Fatal(err)
-			}
+			s := openInitialStore(t, dir)
 			for r := uint64(1); r <= tt.rounds; r++ {
 				if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), 5); err != nil {
 					t.Fatal(err)
@@ -282,10 +287,7 @@ func TestNewDetectsCorruptInitialModel(t *testing.T) {
 
 func TestExportModel(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestStore(t, dir)
-	if err := s.saveInitial(modelBytes(0)); err != nil {
-		t.Fatal(err)
-	}
+	s := openInitialStore(t, dir)
 	if _, err := ExportModel(dir, -1); err == nil {
 		t.Fatal("ExportModel while a coordinator holds the database succeeded")
 	} else if !strings.Contains(err.Error(), "running coordinator") {

@@ -60,9 +60,7 @@ func TestSigningKeyOnToken(t *testing.T) {
 	f := newFederation(t, abc)
 	f.cfg.PKCS11 = softhsm.New(t, "fedguard-coordinator", "manifest-signing")
 	f.cfg.Training.Rounds = 1
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps)
+	s, ps := f.startScaled(t, abc...)
 	assignments(t, ps)
 	submitAll(t, 1, ps, map[string]update{
 		"hospital-a": {deltas(1), 10, nil}, "hospital-b": {deltas(2), 20, nil}, "hospital-c": {deltas(3), 30, nil},

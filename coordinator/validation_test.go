@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -92,20 +91,13 @@ func TestReportValidation(t *testing.T) {
 	}
 	s.stop(t)
 
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	type got struct {
 		Actor   string
 		Round   uint64
 		Payload audit.DataValidation
 	}
 	var events []got
-	err = l.Events(0, func(e audit.Event) error {
-		if e.Kind != audit.KindDataValidation {
-			return nil
-		}
+	for _, e := range readEvents(t, f.cfg, audit.KindDataValidation) {
 		g := got{Actor: e.Actor, Round: e.Round}
 		dec := json.NewDecoder(strings.NewReader(string(e.Payload)))
 		dec.DisallowUnknownFields() // the payload holds the report and nothing else
@@ -113,11 +105,6 @@ func TestReportValidation(t *testing.T) {
 			t.Errorf("data_validation payload %s: %v", e.Payload, err)
 		}
 		events = append(events, g)
-		return nil
-	})
-	l.Close()
-	if err != nil {
-		t.Fatal(err)
 	}
 	findings := []audit.ValidationFinding{
 		{Column: "id", Rule: "pii", Severity: "warn"},
@@ -183,40 +170,21 @@ func TestReportValidationDrift(t *testing.T) {
 			t.Errorf("Status(): %s has flags %q, want %q", p.Name, p.Flags, want)
 		}
 	}
-	if got := anomalyCount(t, s.c, coordinator.AnomalyDrift); got != 1 {
+	if got := metricValue(t, s.c, "fedguard_anomaly_flags_total", "kind", coordinator.AnomalyDrift); got != 1 {
 		t.Errorf("fedguard_anomaly_flags_total{kind=drift} = %v, want 1", got)
 	}
 	s.stop(t)
 
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	var gotFlags []audit.AnomalyFlagged
-	var gotStats []*audit.StatsReceived
-	err = l.Events(0, func(e audit.Event) error {
-		switch e.Kind {
-		case audit.KindAnomalyFlagged:
-			var a audit.AnomalyFlagged
-			if err := json.Unmarshal(e.Payload, &a); err != nil {
-				return err
-			}
-			if e.Actor != audit.ActorCoordinator || e.Round != 1 {
-				t.Errorf("anomaly_flagged event by %s in round %d, want the coordinator in round 1", e.Actor, e.Round)
-			}
-			gotFlags = append(gotFlags, a)
-		case audit.KindDataValidation:
-			var v audit.DataValidation
-			if err := json.Unmarshal(e.Payload, &v); err != nil {
-				return err
-			}
-			gotStats = append(gotStats, v.FeatureStats)
+	for _, e := range readEvents(t, f.cfg, audit.KindAnomalyFlagged) {
+		if e.Actor != audit.ActorCoordinator || e.Round != 1 {
+			t.Errorf("anomaly_flagged event by %s in round %d, want the coordinator in round 1", e.Actor, e.Round)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		gotFlags = append(gotFlags, payload[audit.AnomalyFlagged](t, e))
+	}
+	var gotStats []*audit.StatsReceived
+	for _, e := range readEvents(t, f.cfg, audit.KindDataValidation) {
+		gotStats = append(gotStats, payload[audit.DataValidation](t, e).FeatureStats)
 	}
 	wantAudit := []audit.AnomalyFlagged{{
 		Attempt: 1, Participant: "hospital-b", Kind: coordinator.AnomalyDrift, Value: 6,
@@ -237,27 +205,4 @@ func TestReportValidationDrift(t *testing.T) {
 	if diff := cmp.Diff(wantStats, gotStats); diff != "" {
 		t.Errorf("data_validation feature_stats (-want +got):\n%s", diff)
 	}
-}
-
-// anomalyCount reads fedguard_anomaly_flags_total{kind} from c's registry.
-func anomalyCount(t *testing.T, c *coordinator.Coordinator, kind string) float64 {
-	t.Helper()
-	mfs, err := c.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "fedguard_anomaly_flags_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" && l.GetValue() == kind {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no fedguard_anomaly_flags_total{kind=%q}", kind)
-	return 0
 }

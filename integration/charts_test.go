@@ -2,24 +2,19 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"image/png"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fedguard/fedguard/coordinator"
-	"github.com/fedguard/fedguard/demo"
-	"github.com/fedguard/fedguard/participant"
+	"github.com/fedguard/fedguard/internal/fedtest"
 )
 
 // screenshots, when set, is a directory the chart tests copy their browser
@@ -128,53 +123,15 @@ func TestStatusPageCharts(t *testing.T) {
 	}
 	t.Parallel()
 	browser := chromium(t)
-	dir := t.TempDir()
-	fed, err := demo.Setup(dir, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var hospitals []string
-	for _, h := range fed.Hospitals {
-		hospitals = append(hospitals, h.Name)
-	}
+	dir, _, hospitals := demoFederation(t)
 	const poisoned, rounds, hold = "hospital-d", 3, 3
-	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), rounds)
-	cfg.MetricsListen = "127.0.0.1:0"
-	cfg.RoundTimeout = coordinator.Duration(time.Minute) // round 3 waits for the test
-	coord := startCoordinator(t, writeConfig(t, dir, cfg))
-	rec := coord.waitLog("metrics listening", 30*time.Second, func(r map[string]any) bool { return r["msg"] == "metrics listening" })
-	addr, _ := rec["addr"].(string)
-	if addr == "" {
-		t.Fatalf("metrics listening record %v has no addr", rec)
-	}
-
-	release := make(chan struct{})
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errs := make(chan error, len(hospitals))
-	for _, h := range hospitals {
-		var tr participant.Trainer = localTrainer(dir, h)
-		if h == poisoned {
-			tr = &demo.Poisoned{Trainer: tr, Factor: demo.PoisonFactor}
-		}
-		a := newAgent(t, dir, h, coord.Addr, &gate{Trainer: tr, holdRound: hold, release: release})
-		go func() {
-			err := a.Run(ctx)
-			if err != nil && ctx.Err() == nil {
-				err = fmt.Errorf("%s: %w", h, err)
-			} else {
-				err = nil
-			}
-			errs <- err
-		}()
-	}
-	coord.waitLog("round 2 closed", 60*time.Second, msgRound("round closed", hold-1))
+	run := startHeldFederation(t, dir, hospitals, poisoned, rounds, hold)
+	addr := run.addr
+	run.coord.waitLog("round 2 closed", 60*time.Second, msgRound("round closed", hold-1))
 
 	// What the charts must draw, from the same coordinator's JSON (round
 	// 3 is held, so nothing changes in between).
-	st := getStatusJSON(t, addr)
+	st := fedtest.Status(t, addr)
 	if len(st.Charts.Rounds) != hold-1 {
 		t.Fatalf("/status.json charts %+v: want %d rounds", st.Charts, hold-1)
 	}
@@ -227,24 +184,11 @@ func TestStatusPageCharts(t *testing.T) {
 	}
 	screenshot(t, browser, "http://"+addr+"/status", "status-page.png", 1280, 1600)
 
-	releaseOnce()
-	for range hospitals {
-		select {
-		case err := <-errs:
-			if err != nil {
-				t.Errorf("agent: %v", err)
-			}
-		case <-time.After(time.Minute):
-			t.Fatal("agents still running a minute after release")
-		}
-	}
-	if err := coord.waitExit(30 * time.Second); err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("coordinator exited with %v", err)
-	}
+	run.finish(t)
 
 	// The HTML provenance report of the whole log.
 	out := filepath.Join(t.TempDir(), "report.html")
-	mustFedguard(t, "audit", "report", "--db", filepath.Join(cfg.DataDir, coordinator.AuditFile), "--html", "--out", out)
+	mustFedguard(t, "audit", "report", "--db", filepath.Join(run.cfg.DataDir, coordinator.AuditFile), "--html", "--out", out)
 	dom = dumpDOM(t, browser, "file://"+out)
 	if strings.Contains(dom, "<script") {
 		t.Error("the report holds a script")
@@ -268,19 +212,4 @@ func TestStatusPageCharts(t *testing.T) {
 		t.Error("the report has a loss chart, but the log records no loss")
 	}
 	screenshot(t, browser, "file://"+out, "audit-report.png", 1280, 1100)
-}
-
-// getStatusJSON fetches /status.json from the metrics listener at addr.
-func getStatusJSON(t *testing.T, addr string) coordinator.Status {
-	t.Helper()
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/status.json")
-	if err != nil {
-		t.Fatalf("GET /status.json: %v", err)
-	}
-	defer resp.Body.Close()
-	var s coordinator.Status
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatalf("GET /status.json: %v", err)
-	}
-	return s
 }

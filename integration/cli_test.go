@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
@@ -165,13 +166,7 @@ func TestCLIEnrolmentFlow(t *testing.T) {
 		}
 	}
 
-	cfg := fedConfig(t, root, fed, hospitals, 2, 3)
-	cfg.DataDir = filepath.Join(op, "data")
-	cfg.CACert = filepath.Join(ca, "ca.crt")
-	cfg.Cert = filepath.Join(op, "coordinator.crt")
-	cfg.Key = filepath.Join(op, "coordinator.key")
-	cfg.CRL = filepath.Join(ca, "crl.pem")
-	cfg.RoundTimeout = 0 // the default: nobody drops out here
+	cfg := operatorConfig(t, root, op, ca, fed, hospitals, 3)
 	cfgPath := writeConfig(t, op, cfg)
 	mustFedguard(t, "coordinator", "--config", cfgPath, "--check-config")
 	// The operator makes the signing keys before enrolment and hands
@@ -294,4 +289,20 @@ func TestBenchRoundWritesNoStrayFiles(t *testing.T) {
 	case !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size():
 		t.Errorf("fedguard bench round rewrote %s (benchmark/round.go debugLog); it must write nothing outside its temporary directory", stray)
 	}
+}
+
+// operatorConfig is the coordinator configuration of federation fed as an
+// operator lays it out with the CLI: its CA (and CRL) in ca, its key,
+// certificate and data in op; a quorum of 2 for rounds rounds, with the
+// default round timeout (nobody drops out in these tests).
+func operatorConfig(t *testing.T, root, op, ca, fed string, hospitals []string, rounds int) coordinator.Config {
+	t.Helper()
+	cfg := fedConfig(t, root, fed, hospitals, 2, rounds)
+	cfg.DataDir = filepath.Join(op, "data")
+	cfg.CACert = filepath.Join(ca, "ca.crt")
+	cfg.Cert = filepath.Join(op, "coordinator.crt")
+	cfg.Key = filepath.Join(op, "coordinator.key")
+	cfg.CRL = filepath.Join(ca, "crl.pem")
+	cfg.RoundTimeout = 0
+	return cfg
 }

@@ -80,13 +80,7 @@ func TestHSMFederation(t *testing.T) {
 	}
 	t.Setenv(keystore.PINEnv, "") // the coordinator reads its pin_file
 
-	cfg := fedConfig(t, root, fed, hospitals, 2, 2)
-	cfg.DataDir = filepath.Join(op, "data")
-	cfg.CACert = filepath.Join(ca, "ca.crt")
-	cfg.Cert = filepath.Join(op, "coordinator.crt")
-	cfg.Key = filepath.Join(op, "coordinator.key")
-	cfg.CRL = filepath.Join(ca, "crl.pem")
-	cfg.RoundTimeout = 0
+	cfg := operatorConfig(t, root, op, ca, fed, hospitals, 2)
 	cfg.PKCS11 = tok
 	cfg.PKCS11.KeyLabel = "coordinator"
 	cfgPath := writeConfig(t, op, cfg)

@@ -207,17 +207,22 @@ func startCoordinatorArgs(t *testing.T, cfgPath string, extra ...string) *coordP
 	}
 	cp := &coordProc{Coordinator: p, t: t, logBuf: buf}
 	t.Cleanup(func() {
-		select {
-		case <-p.Done():
-		default:
-			_ = p.Signal(syscall.SIGKILL)
-			<-p.Done()
-		}
+		killUnlessDone(p)
 		if t.Failed() {
 			t.Logf("coordinator log (%s):\n%s", p.Addr, buf.String())
 		}
 	})
 	return cp
+}
+
+// killUnlessDone SIGKILLs p unless it has exited, and waits for it.
+func killUnlessDone(p *process.Coordinator) {
+	select {
+	case <-p.Done():
+	default:
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
+	}
 }
 
 // waitLog waits until the coordinator logged a record matching match.

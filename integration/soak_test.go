@@ -327,14 +327,7 @@ func (l *soakLeg) start(extra ...string) {
 	l.mu.Unlock()
 	l.st.add(func(s *soakStats) { s.processes++ })
 	go l.sample(c)
-	t.Cleanup(func() {
-		select {
-		case <-c.Done():
-		default:
-			_ = c.Signal(syscall.SIGKILL)
-			<-c.Done()
-		}
-	})
+	t.Cleanup(func() { killUnlessDone(c.Coordinator) })
 }
 
 // sample reads the process's VmRSS and VmHWM every 250 ms until it exits,

@@ -110,40 +110,9 @@ func TestStatusPagePoisoned(t *testing.T) {
 	browser := chromium(t)
 	dir, _, hospitals := demoFederation(t)
 	const poisoned = "hospital-d"
-	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), 2)
-	cfg.MetricsListen = "127.0.0.1:0"
-	cfg.RoundTimeout = coordinator.Duration(time.Minute) // round 2 waits for the test
-	coord := startCoordinator(t, writeConfig(t, dir, cfg))
-	rec := coord.waitLog("metrics listening", 30*time.Second, func(r map[string]any) bool { return r["msg"] == "metrics listening" })
-	addr, _ := rec["addr"].(string)
-	if addr == "" {
-		t.Fatalf("metrics listening record %v has no addr", rec)
-	}
-	base := "http://" + addr
-
-	release := make(chan struct{})
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errs := make(chan error, len(hospitals))
-	for _, h := range hospitals {
-		var tr participant.Trainer = localTrainer(dir, h)
-		if h == poisoned {
-			tr = &demo.Poisoned{Trainer: tr, Factor: demo.PoisonFactor}
-		}
-		a := newAgent(t, dir, h, coord.Addr, &gate{Trainer: tr, holdRound: 2, release: release})
-		go func() {
-			err := a.Run(ctx)
-			if err != nil && ctx.Err() == nil {
-				err = fmt.Errorf("%s: %w", h, err)
-			} else {
-				err = nil
-			}
-			errs <- err
-		}()
-	}
-	coord.waitLog("round 1 closed", 40*time.Second, msgRound("round closed", 1))
+	run := startHeldFederation(t, dir, hospitals, poisoned, 2, 2)
+	base := "http://" + run.addr
+	run.coord.waitLog("round 1 closed", 40*time.Second, msgRound("round closed", 1))
 
 	if got := scrapeSample(t, base+"/metrics", `fedguard_anomaly_flags_total{kind="norm"}`); got < 1 {
 		t.Errorf(`fedguard_anomaly_flags_total{kind="norm"} = %v after round 1, want at least 1`, got)
@@ -173,10 +142,69 @@ func TestStatusPagePoisoned(t *testing.T) {
 		t.Error("the status page holds a script")
 	}
 
-	releaseOnce()
-	for range hospitals {
+	run.finish(t)
+}
+
+// heldFederation is a coordinator, with a metrics listener, and the
+// demo's hospitals as agents (poisoned scaling its updates) whose trainers
+// hold one round until finish releases them.
+type heldFederation struct {
+	cfg     coordinator.Config
+	coord   *coordProc
+	addr    string // the metrics listener's
+	release func()
+	errs    chan error
+	agents  int
+}
+
+// startHeldFederation starts the coordinator for rounds rounds with a
+// minute's round timeout and an agent per hospital; round hold waits for
+// finish (or the test's end).
+func startHeldFederation(t *testing.T, dir string, hospitals []string, poisoned string, rounds int, hold uint64) *heldFederation {
+	t.Helper()
+	cfg := fedConfig(t, dir, demo.Federation, hospitals, len(hospitals), rounds)
+	cfg.MetricsListen = "127.0.0.1:0"
+	cfg.RoundTimeout = coordinator.Duration(time.Minute) // the held round waits for the test
+	coord := startCoordinator(t, writeConfig(t, dir, cfg))
+	rec := coord.waitLog("metrics listening", 30*time.Second, func(r map[string]any) bool { return r["msg"] == "metrics listening" })
+	addr, _ := rec["addr"].(string)
+	if addr == "" {
+		t.Fatalf("metrics listening record %v has no addr", rec)
+	}
+
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	errs := make(chan error, len(hospitals))
+	for _, h := range hospitals {
+		var tr participant.Trainer = localTrainer(dir, h)
+		if h == poisoned {
+			tr = &demo.Poisoned{Trainer: tr, Factor: demo.PoisonFactor}
+		}
+		a := newAgent(t, dir, h, coord.Addr, &gate{Trainer: tr, holdRound: hold, release: release})
+		go func() {
+			err := a.Run(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s: %w", h, err)
+			} else {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	return &heldFederation{cfg: cfg, coord: coord, addr: addr, release: releaseOnce, errs: errs, agents: len(hospitals)}
+}
+
+// finish releases the held round and waits for every agent and the
+// coordinator to end cleanly.
+func (f *heldFederation) finish(t *testing.T) {
+	t.Helper()
+	f.release()
+	for range f.agents {
 		select {
-		case err := <-errs:
+		case err := <-f.errs:
 			if err != nil {
 				t.Errorf("agent: %v", err)
 			}
@@ -184,7 +212,7 @@ func TestStatusPagePoisoned(t *testing.T) {
 			t.Fatal("agents still running a minute after release")
 		}
 	}
-	if err := coord.waitExit(30 * time.Second); err != nil && !errors.Is(err, context.Canceled) {
+	if err := f.coord.waitExit(30 * time.Second); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("coordinator exited with %v", err)
 	}
 }

@@ -26,10 +26,7 @@ func TestControls(t *testing.T) {
 	l.add(audit.KindEventsSuppressed, audit.ActorCoordinator, 0, audit.EventsSuppressed{Participant: "lakeview", Total: 12,
 		Kinds: map[string]uint64{audit.KindCallRefused: 12}})
 
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	want := []ControlFinding{
 		{Control: "C1", ControlName: "robust aggregation", Technique: "AML.T0020", TechniqueName: "Poison Training Data",
 			Kind: audit.KindAnomalyFlagged, Detail: "norm", Actor: "lakeview", Count: 2, FirstSeq: 1, LastSeq: 9},

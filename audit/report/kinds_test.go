@@ -33,10 +33,7 @@ func TestNewKindIsOneRow(t *testing.T) {
 		{Seq: 1, Kind: row.Name, Actor: audit.ActorCoordinator, Time: time.Date(2025, 3, 1, 9, 1, 0, 0, time.UTC), Payload: payload},
 	}
 
-	rep, err := Build(events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, events, Options{})
 	if len(rep.Timeline) != 1 {
 		t.Fatalf("without the row: timeline %+v, want the stop alone", rep.Timeline)
 	}
@@ -49,10 +46,7 @@ func TestNewKindIsOneRow(t *testing.T) {
 		}
 		return saved(name)
 	}
-	rep, err = Build(events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustBuild(t, events, Options{})
 	want := TimelineEntry{Seq: 1, Time: events[1].Time, Kind: row.Name, Actor: audit.ActorCoordinator, Detail: "model exported to model-round-3.bin"}
 	if len(rep.Timeline) != 2 || rep.Timeline[1] != want {
 		t.Fatalf("with the row: timeline %+v, want %+v last", rep.Timeline, want)

@@ -274,6 +274,19 @@ func decodePayload(spec audit.KindSpec, ev audit.Event) (any, error) {
 	return p, nil
 }
 
+// addFirst appends ev's payload v to list, one per actor and attempt:
+// when ev's actor already has one there, the first is kept and the second
+// (what, recorded in attempt) is noted.
+func addFirst[T any](r *roundState, list *[]actord[T], index uint64, ev audit.Event, attempt uint32, what string, v T) {
+	for _, x := range *list {
+		if x.actor == ev.Actor {
+			r.notef("seq %d: a second %s from %s recorded in attempt %d; the first (seq %d) is reported", ev.Seq, what, ev.Actor, attempt, x.seq)
+			return
+		}
+	}
+	*list = append(*list, newActord(index, ev, v))
+}
+
 func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev audit.Event) error {
 	if ev.Kind != audit.KindUpdateRefused {
 		r.real = true
@@ -328,13 +341,7 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev audit.Even
 			return err
 		}
 		a := r.attempt(p.Attempt, ev)
-		for _, u := range a.received {
-			if u.actor == ev.Actor {
-				r.notef("seq %d: a second update from %s recorded in attempt %d; the first (seq %d) is reported", ev.Seq, ev.Actor, p.Attempt, u.seq)
-				return nil
-			}
-		}
-		a.received = append(a.received, newActord(index, ev, p))
+		addFirst(r, &a.received, index, ev, p.Attempt, "update", p)
 	case audit.KindUpdateRefused:
 		p, err := reportPayload[audit.UpdateRefused](ev)
 		if err != nil {
@@ -422,13 +429,7 @@ func (b *reportBuilder) addRoundEvent(index uint64, r *roundState, ev audit.Even
 			return err
 		}
 		a := r.attempt(p.Attempt, ev)
-		for _, d := range a.declined {
-			if d.actor == ev.Actor {
-				r.notef("seq %d: a second decline from %s recorded in attempt %d; the first (seq %d) is reported", ev.Seq, ev.Actor, p.Attempt, d.seq)
-				return nil
-			}
-		}
-		a.declined = append(a.declined, newActord(index, ev, p))
+		addFirst(r, &a.declined, index, ev, p.Attempt, "decline", p)
 	}
 	return nil
 }

@@ -30,18 +30,11 @@ func TestReportCharts(t *testing.T) {
 	l.add(audit.KindAnomalyFlagged, audit.ActorCoordinator, 2, audit.AnomalyFlagged{Participant: "c", Kind: "norm", Value: 9, Band: []float64{0.5, 2}})
 	l.clean(3)
 	l.add(audit.KindAnomalyFlagged, audit.ActorCoordinator, 3, audit.AnomalyFlagged{Participant: "a", Kind: "drift", Value: 4, Band: []float64{0, 3}})
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	if len(rep.Flags) != 2 || rep.Flags[0].Round != 2 || rep.Flags[0].Participant != "c" || rep.Flags[1].Kind != "drift" {
 		t.Errorf("Flags = %+v, want c's norm flag of round 2 and a's drift flag of round 3", rep.Flags)
 	}
-	var b bytes.Buffer
-	if err := rep.WriteHTML(&b); err != nil {
-		t.Fatal(err)
-	}
-	page := b.String()
+	page := writeHTML(t, rep)
 	for _, want := range []struct {
 		id              string
 		points, markers int
@@ -67,22 +60,11 @@ func TestReportCharts(t *testing.T) {
 		t.Errorf("c's norm chart does not draw round 2's band [0.5, 2]:\n%s", svg)
 	}
 
-	one, err := Build(l.events, Options{Round: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Reset()
-	if err := one.WriteHTML(&b); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "<svg") {
+	one := mustBuild(t, l.events, Options{Round: 2})
+	if strings.Contains(writeHTML(t, one), "<svg") {
 		t.Error("the report of round 2 alone has charts")
 	}
-	b.Reset()
-	if err := rep.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "<svg") {
+	if strings.Contains(writeMarkdown(t, rep), "<svg") {
 		t.Error("the Markdown report has charts")
 	}
 }
@@ -95,10 +77,7 @@ func TestReportChartsBounded(t *testing.T) {
 	for r := uint64(1); r <= rounds; r++ {
 		l.clean(r)
 	}
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	var b bytes.Buffer
 	if err := rep.WriteHTML(&b); err != nil {
 		t.Fatal(err)

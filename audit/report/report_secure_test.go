@@ -274,10 +274,7 @@ func TestBuildReportSecureContributor(t *testing.T) {
 	l := newReportLog(t)
 	l.start().open(1, 0, "a", "b").session(1, 0, 1, "", "a").session(1, 0, 2, "", "b")
 	l.aggregate(1, 0, "multi-krum", true, "bucket-1", "bucket-2!").close(1, 0, []string{"a", "b"}, nil)
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	want := []ContributorReport{
 		{Participant: "a", Seq: 4, SecureBucket: 1, Ruled: true, Selected: true, Score: 10, Weight: 1, RuleReason: "multi-krum: score 10 among the 1 lowest"},
 		{Participant: "b", Seq: 5, SecureBucket: 2, Ruled: true, Score: 20, RuleReason: "multi-krum: score 20 not among the 1 lowest (highest kept 10)"},
@@ -290,10 +287,7 @@ func TestBuildReportSecureContributor(t *testing.T) {
 // TestBuildReportPlainUnchanged checks that a plain round reports no
 // secure figures, so that its rendering is the one it always was.
 func TestBuildReportPlainUnchanged(t *testing.T) {
-	rep, err := Build(newReportLog(t).start().clean(1).events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, newReportLog(t).start().clean(1).events, Options{})
 	r := rep.Rounds[0]
 	if r.Secure || len(r.Sums) > 0 {
 		t.Errorf("plain round: Secure = %t, %d sums; want false, none", r.Secure, len(r.Sums))
@@ -357,10 +351,7 @@ func TestReportSecureEscapes(t *testing.T) {
 		Dropped: map[string]string{"b|c": evil}, SumSHA256: evil, Weight: 1})
 	l.session(1, 0, 2, evil, "d")
 	l.aggregate(1, 0, "krum", true, "bucket-1").close(1, 0, []string{"a"}, []string{"b|c"})
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	var md, html strings.Builder
 	if err := rep.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)

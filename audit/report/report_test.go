@@ -574,10 +574,7 @@ func TestBuildReportRoundNotFound(t *testing.T) {
 func TestBuildReportUnknownKind(t *testing.T) {
 	l := newReportLog(t)
 	l.start().clean(1)
-	base, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := mustBuild(t, l.events, Options{})
 	l.add("secagg_unmasked", audit.ActorCoordinator, 1, json.RawMessage(`not json`))
 	l.add("federation_renamed", audit.ActorCoordinator, 0, json.RawMessage(`{"federation":"other"}`))
 	got, err := Build(l.events, Options{})
@@ -605,10 +602,7 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 	l.refuse(7, 0, "z", "FailedPrecondition", "round 7 is not open")
 	l.clean(1)
 	l.add(audit.KindManifestRefused, "c", 1, audit.ManifestRefused{ManifestRound: 1, Reason: "rollback"})
-	rep, err := Build(l.events, Options{VerifyManifest: reportVerify})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{VerifyManifest: reportVerify})
 	wantInitial := &InitialManifest{Seq: 1, ManifestSHA256: reportManifestSum(0), ModelSHA256: reportModelSum(0), Signature: SignatureVerified}
 	if diff := cmp.Diff(wantInitial, rep.Initial); diff != "" {
 		t.Errorf("Initial mismatch (-want +got):\n%s", diff)
@@ -641,10 +635,7 @@ func TestBuildReportOutsideRounds(t *testing.T) {
 	l.start()
 	l.add(audit.KindManifestSigned, audit.ActorCoordinator, 0, reportManifest(reportSum("another initial model"), "valid"))
 	l.clean(1)
-	rep, err = Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustBuild(t, l.events, Options{})
 	wantNotes := []string{
 		fmt.Sprintf("The model published for this round (%s) is not the one round 0 produced (%s)", reportModelSum(0), reportSum("another initial model")),
 		fmt.Sprintf("The manifest published for this round (%s) is not the one signed for round 0 (%s)", reportManifestSum(0), rep.Initial.ManifestSHA256),
@@ -662,10 +653,7 @@ func TestBuildReportDataValidation(t *testing.T) {
 	l.add(audit.KindDataValidation, "hospital-a", 1, audit.DataValidation{Attempt: 0, Mode: "enforce", Training: true, Rows: 60, Columns: 32})
 	l.add(audit.KindDataValidation, "hospital-b", 1, audit.DataValidation{Attempt: 0, Mode: "enforce", Training: false, Rows: 60, Columns: 33,
 		Findings: []audit.ValidationFinding{{Rule: "pii", Severity: "error", Count: 60, Total: 60}, {Column: "id", Rule: "pii", Severity: "warn"}}})
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	var got []string
 	for _, e := range rep.Timeline {
 		if e.Kind == audit.KindDataValidation {
@@ -673,10 +661,7 @@ func TestBuildReportDataValidation(t *testing.T) {
 		}
 	}
 	l.add(audit.KindAnomalyFlagged, audit.ActorCoordinator, 2, audit.AnomalyFlagged{Attempt: 1, Participant: "hospital-d", Kind: "norm", Value: 50, Band: []float64{0.7, 1.4}})
-	rep, err = Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustBuild(t, l.events, Options{})
 	last := rep.Timeline[len(rep.Timeline)-1]
 	if want := "round 2 attempt 1: hospital-d's update flagged (norm): value 50 outside [0.7, 1.4]"; last.Kind != audit.KindAnomalyFlagged || last.Detail != want {
 		t.Errorf("last timeline entry %s %q, want the anomaly flag %q", last.Kind, last.Detail, want)
@@ -757,10 +742,7 @@ func TestBuildReportCheckpoint(t *testing.T) {
 			c.Root[0] = byte(s)
 			cps = append(cps, c)
 		}
-		rep, err := Build(l.events, Options{Checkpoints: cps})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rep := mustBuild(t, l.events, Options{Checkpoints: cps})
 		var got []uint64
 		for _, r := range rep.Rounds {
 			var size uint64
@@ -791,10 +773,7 @@ func TestBuildReportContributorFigures(t *testing.T) {
 	}
 	l.add(audit.KindAggregationReport, audit.ActorCoordinator, 1, audit.AggregationReport{Attempt: 0, Report: rule})
 	l.close(1, 0, []string{"a"}, nil)
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	want := []ContributorReport{{Participant: "a", Seq: 4, Samples: 321, Norm: 2.5, UpdateSHA256: reportUpdateSum("a", 1), HoldoutCount: 40,
 		HoldoutAccuracy: 0.9, Ruled: true, Selected: true, Score: 7, Weight: 0.5, Clip: 0.25, Bucket: 1, RuleReason: "bucket 1 of 1"}}
 	if diff := cmp.Diff(want, rep.Rounds[0].Contributors); diff != "" {
@@ -989,15 +968,8 @@ func reportHostileLog(t *testing.T) *reportLog {
 }
 
 func TestReportHTMLEscapes(t *testing.T) {
-	rep, err := Build(reportHostileLog(t).events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := rep.WriteHTML(&b); err != nil {
-		t.Fatal(err)
-	}
-	html := b.String()
+	rep := mustBuild(t, reportHostileLog(t).events, Options{})
+	html := writeHTML(t, rep)
 	if strings.Contains(strings.ToLower(html), "<script") {
 		t.Errorf("WriteHTML let a <script> element through:\n%s", html)
 	}
@@ -1007,15 +979,8 @@ func TestReportHTMLEscapes(t *testing.T) {
 }
 
 func TestReportMarkdownEscapes(t *testing.T) {
-	rep, err := Build(reportHostileLog(t).events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := rep.WriteMarkdown(&b); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
+	rep := mustBuild(t, reportHostileLog(t).events, Options{})
+	md := writeMarkdown(t, rep)
 	if !strings.Contains(md, `\<script\>alert("x")\</script\>`) {
 		t.Errorf("WriteMarkdown does not show the hostile name escaped:\n%s", md)
 	}
@@ -1094,10 +1059,7 @@ func TestBuildReportQuotaEvents(t *testing.T) {
 		Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
 	l.add(audit.KindEventsSuppressed, audit.ActorCoordinator, 0, audit.EventsSuppressed{Participant: "hospital-b",
 		Kinds: map[string]uint64{audit.KindDataValidation: 7, audit.KindCallRefused: 2}, Total: 9, Since: "2026-01-01T00:00:00Z", Until: "2026-01-01T00:01:00Z"})
-	rep, err := Build(l.events, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustBuild(t, l.events, Options{})
 	if rep.ConnectionsRefused != 41 || !slices.Contains(rep.RefusedBy, RefusalCount{Reason: RefusedOverLimit, Count: 40}) {
 		t.Errorf("ConnectionsRefused %d by %+v, want 41 with 40 %s", rep.ConnectionsRefused, rep.RefusedBy, RefusedOverLimit)
 	}
@@ -1114,5 +1076,60 @@ func TestBuildReportQuotaEvents(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, details); diff != "" {
 		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+}
+
+// mustBuild is Build for tests whose log must build.
+func mustBuild(t *testing.T, events []audit.Event, opts Options) Report {
+	t.Helper()
+	rep, err := Build(events, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// writeHTML and writeMarkdown render rep, failing the test on an error.
+func writeHTML(t *testing.T, rep Report) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := rep.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func writeMarkdown(t *testing.T, rep Report) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := rep.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestBuildReportSecondFromActor: a second update, or a second decline,
+// from one participant in one attempt is noted and the first is the one
+// reported.
+func TestBuildReportSecondFromActor(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		build func(l *reportLog)
+		want  string
+	}{
+		{"update", func(l *reportLog) { l.update(1, 0, "a").update(1, 0, "a") },
+			"seq 5: a second update from a recorded in attempt 0; the first (seq 4) is reported"},
+		{"decline", func(l *reportLog) { l.decline(1, 0, "a", "first").decline(1, 0, "a", "second") },
+			"seq 5: a second decline from a recorded in attempt 0; the first (seq 4) is reported"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newReportLog(t)
+			l.start().open(1, 0, "a", "b")
+			tt.build(l)
+			rep := mustBuild(t, l.events, Options{})
+			if len(rep.Rounds) != 1 || !slices.Contains(rep.Rounds[0].Notes, tt.want) {
+				t.Fatalf("round notes %q, want %q", rep.Rounds[0].Notes, tt.want)
+			}
+		})
 	}
 }
