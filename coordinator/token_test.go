@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/softhsm"
 	"github.com/fedguard/fedguard/keystore"
@@ -241,7 +242,7 @@ func TestRotateKeysRefusesToken(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.cfg.DataDir, manifest.PendingRotationDir)); !os.IsNotExist(err) {
 		t.Errorf("a refused rotation was staged (%v)", err)
 	}
-	if got := keyRotations(t, f.cfg.DataDir); len(got) != 0 {
+	if got := readEvents(t, f.cfg, audit.KindKeyRotated); len(got) != 0 {
 		t.Errorf("audit log has %d key_rotated events after a refusal", len(got))
 	}
 	if after, err := os.ReadFile(pub); err != nil || !bytes.Equal(after, before) {
