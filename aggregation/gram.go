@@ -246,17 +246,18 @@ func gramDistances(xs [][]float32) (dh, eb []float64, ok bool) {
 	return dh, eb, true
 }
 
-// exactRows returns, for each row rs[r], its n distances D (row r of the
-// result, length n) exactly as pairwiseSquaredDistancesFinite computes
-// them: the same tiles, blocks, chunks and order of float64 additions.
-// All of xs must be finite.
-func exactRows(xs [][]float32, rs []int) [][]float64 {
+// exactRows returns, for each row rs[r], its distances D to the rows cols
+// (row r of the result, indexed like cols) exactly as
+// pairwiseSquaredDistancesFinite computes them: the same blocks, chunks,
+// per-pair operations and order of float64 additions (a pair's value does
+// not depend on its place in a tile). All of xs must be finite.
+func exactRows(xs [][]float32, rs, cols []int) [][]float64 {
 	n, d := len(xs), len(xs[0])
-	nr := len(rs)
-	ta, tb := (nr+3)/4, (n+3)/4
+	nr, nc := len(rs), len(cols)
+	ta, tb := (nr+3)/4, (nc+3)/4
 	blocks := (d + pairBlock - 1) / pairBlock
 	chunks := pairChunks(n, d)
-	m := nr * n
+	m := nr * nc
 	partial := make([]float64, chunks*m)
 	parallel(chunks, ta*tb*16*d, func(_, c int) {
 		acc := partial[c*m : (c+1)*m]
@@ -271,7 +272,7 @@ func exactRows(xs [][]float32, rs []int) [][]float64 {
 				}
 				for u := range tb {
 					for k := range 4 {
-						b[k] = xs[min(4*u+k, n-1)][lo:hi]
+						b[k] = xs[cols[min(4*u+k, nc-1)]][lo:hi]
 					}
 					pairTile(&s, &a, &b)
 					for p := range 4 {
@@ -280,8 +281,8 @@ func exactRows(xs [][]float32, rs []int) [][]float64 {
 							break
 						}
 						for q := range 4 {
-							if j := 4*u + q; j < n {
-								acc[r*n+j] += float64(s[p*4+q])
+							if j := 4*u + q; j < nc {
+								acc[r*nc+j] += float64(s[p*4+q])
 							}
 						}
 					}
@@ -291,19 +292,19 @@ func exactRows(xs [][]float32, rs []int) [][]float64 {
 	})
 	out := make([][]float64, nr)
 	for r, i := range rs {
-		row := make([]float64, n)
-		for j := range n {
+		row := make([]float64, nc)
+		for q, j := range cols {
 			if j == i {
 				continue
 			}
 			var v float64
 			for c := range chunks {
-				v += partial[c*m+r*n+j]
+				v += partial[c*m+r*nc+q]
 			}
 			if math.IsInf(v, 0) || math.IsNaN(v) {
 				v = squaredDistance64(xs[i], xs[j])
 			}
-			row[j] = max(v, 0)
+			row[q] = max(v, 0)
 		}
 		out[r] = row
 	}
@@ -372,15 +373,44 @@ func (pd *pairDist) bounds(scores []float64, alive []bool, k int) []float64 {
 // refine makes the rows rs exact.
 func (pd *pairDist) refine(rs []int) {
 	n := pd.n
-	for r, row := range exactRows(pd.xs, rs) {
+	// Pairs with a row refined before are exact already.
+	var cols []int
+	for j, done := range pd.refined {
+		if !done {
+			cols = append(cols, j)
+		}
+	}
+	for r, row := range exactRows(pd.xs, rs, cols) {
 		i := rs[r]
-		for j, v := range row {
+		for q, v := range row {
+			j := cols[q]
 			pd.d[i*n+j], pd.d[j*n+i] = v, v
 			pd.e[i*n+j], pd.e[j*n+i] = 0, 0
 		}
+	}
+	for _, i := range rs {
 		pd.refined[i] = true
 	}
-	pd.nb = newNeighbours(pd.d, n)
+	pd.nb.resort()
+}
+
+// resort restores each row's order after some distances changed (each
+// within its bound, so the rows are nearly sorted): insertion sort by the
+// order of newNeighbours, a total order, so the result is the one
+// newNeighbours would give.
+func (nb *neighbours) resort() {
+	for i, row := range nb.rows {
+		di := nb.d[i*nb.n : (i+1)*nb.n]
+		less := func(a, b int) bool {
+			va, vb := max(di[a], 0), max(di[b], 0)
+			return va < vb || va == vb && a < b
+		}
+		for k := 1; k < len(row); k++ {
+			for m := k; m > 0 && less(row[m], row[m-1]); m-- {
+				row[m], row[m-1] = row[m-1], row[m]
+			}
+		}
+	}
 }
 
 // resolve returns the Krum scores of the alive rows (k neighbours) and the
@@ -414,6 +444,18 @@ func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int) ([]float64
 		}
 		if len(rs) == 0 {
 			return scores, order
+		}
+		// exactRows takes rows in fours: fill the last four with the
+		// rows most likely needed next (the lowest scores), which
+		// Bulyan's later passes compare.
+		for _, i := range order {
+			if len(rs)%4 == 0 {
+				break
+			}
+			if !pd.refined[i] && !need[i] {
+				need[i] = true
+				rs = append(rs, i)
+			}
 		}
 		slices.Sort(rs)
 		pd.refine(rs)

@@ -291,3 +291,27 @@ func TestGramIdenticalScoreZero(t *testing.T) {
 		}
 	}
 }
+
+// TestExactRowsSameBits: exactRows gives pairwiseSquaredDistancesFinite's
+// bits for any rows and columns, in any tile position.
+func TestExactRowsSameBits(t *testing.T) {
+	withPaths(t, func(t *testing.T) {
+		forKernelCases(t, func(t *testing.T, xs [][]float32) {
+			n := len(xs)
+			want, finite := pairwiseSquaredDistancesFinite(xs)
+			if !finite || n < 2 {
+				return
+			}
+			rng := rand.New(rand.NewPCG(uint64(n), uint64(len(xs[0]))))
+			rs := rng.Perm(n)[:1+rng.IntN(n)]
+			cols := rng.Perm(n)[:1+rng.IntN(n)]
+			for r, row := range exactRows(xs, rs, cols) {
+				for q, v := range row {
+					if w := want[rs[r]*n+cols[q]]; math.Float64bits(v) != math.Float64bits(w) {
+						t.Fatalf("pair %d,%d: %v, want %v", rs[r], cols[q], v, w)
+					}
+				}
+			}
+		})
+	})
+}
