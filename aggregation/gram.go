@@ -2,7 +2,7 @@ package aggregation
 
 // # Gram-matrix distances with exact refinement
 //
-// Krum, Multi-Krum and Bulyan need all n(n−1)/2 squared distances, the
+// Krum, Multi-Krum (and Bulyan, see bulyanGram) need all n(n−1)/2 squared distances, the
 // dominant cost at large n. The differences kernel (pairTile) spends a
 // subtraction, a multiplication and an addition per pair and coordinate;
 // the Gram form ‖x‖² + ‖y‖² − 2⟨x, y⟩ needs one fused multiply-add. The
@@ -62,6 +62,11 @@ const gramBlock = 512
 // gramEnabled lets tests force the differences kernel throughout, the
 // decisions the Gram path must reproduce.
 var gramEnabled = true
+
+// bulyanGram makes Bulyan start from the Gram matrix too; off (see
+// Bulyan.Aggregate), and on in TestGramDecisionsExact, which keeps the
+// refinement of its passes tested.
+var bulyanGram = false
 
 const (
 	unit32 = 0x1p-24
@@ -322,12 +327,13 @@ type pairDist struct {
 	nb      *neighbours
 }
 
-// newPairDist computes the distances of xs (n ≥ 2) and reports whether all
-// of xs is finite (see pairwiseSquaredDistancesFinite).
-func newPairDist(xs [][]float32) (*pairDist, bool) {
+// newPairDist computes the distances of xs (n ≥ 2), from the Gram matrix
+// when gram is set, and reports whether all of xs is finite (see
+// pairwiseSquaredDistancesFinite).
+func newPairDist(xs [][]float32, gram bool) (*pairDist, bool) {
 	n := len(xs)
 	pd := &pairDist{xs: xs, n: n, refined: make([]bool, n)}
-	if gramEnabled && n >= 3 && len(xs[0]) > 0 {
+	if gram && gramEnabled && n >= 3 && len(xs[0]) > 0 {
 		if dh, eb, ok := gramDistances(xs); ok {
 			pd.d, pd.e = dh, eb
 			pd.nb = newNeighbours(pd.d, n)

@@ -198,6 +198,8 @@ func nearTies(rng *rand.Rand, n, d int) map[string][][]float32 {
 // the exact refinement; and a refined row's score has the exact bits.
 func TestGramDecisionsExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 5))
+	bulyanGram = true
+	defer func() { bulyanGram = false }()
 	refinedSome := false
 	for _, nd := range [][2]int{{7, 40}, {13, 600}, {24, 1030}} {
 		n, d := nd[0], nd[1]
@@ -235,7 +237,7 @@ func TestGramDecisionsExact(t *testing.T) {
 				}
 			}
 			// Multi-Krum's whole order, and refined rows' exact scores.
-			pd, _ := newPairDist(vectors(us))
+			pd, _ := newPairDist(vectors(us), true)
 			alive := make([]bool, n)
 			for i := range alive {
 				alive[i] = true

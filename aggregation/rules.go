@@ -181,7 +181,7 @@ func (r MultiKrum) aggregate(as checked, dst []float32, updates []Update) (Repor
 	name := as.Name()
 	xs := vectors(updates)
 	n := len(xs)
-	pd, finite := newPairDist(xs)
+	pd, finite := newPairDist(xs, true)
 	if !finite {
 		if err := deferredFinite(updates); err != nil {
 			return Report{}, err
@@ -257,7 +257,11 @@ func (r Bulyan) Aggregate(dst []float32, updates []Update) (Report, error) {
 	n := len(xs)
 	theta := n - 2*r.F
 	beta := theta - 2*r.F
-	pd, finite := newPairDist(xs)
+	// The differences kernel throughout: Bulyan's n−2F passes each need a
+	// certain minimum, and at n = 100 they refined about a third of the
+	// rows, which with the Gram matrix cost more than this kernel alone
+	// (see gram.go). resolve still serves its passes.
+	pd, finite := newPairDist(xs, bulyanGram)
 	if !finite {
 		if err := deferredFinite(updates); err != nil {
 			return Report{}, err
