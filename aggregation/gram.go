@@ -2,8 +2,8 @@ package aggregation
 
 // # Gram-matrix distances with exact refinement
 //
-// Krum, Multi-Krum (and Bulyan, see bulyanGram) need all n(n−1)/2 squared distances, the
-// dominant cost at large n. The differences kernel (pairTile) spends a
+// Krum and Multi-Krum (and Bulyan, see bulyanGram) need all n(n−1)/2
+// squared distances, the dominant cost at large n. The differences kernel (pairTile) spends a
 // subtraction, a multiplication and an addition per pair and coordinate;
 // the Gram form ‖x‖² + ‖y‖² − 2⟨x, y⟩ needs one fused multiply-add. The
 // rules therefore first compute every distance from the Gram matrix
