@@ -39,6 +39,11 @@ package aggregation
 // float32 square that overflows (|x_i − x_j| ≳ 1.8e19) makes the pair's sum
 // infinite; such pairs are recomputed in float64.
 //
+// Krum and Multi-Krum first take every distance from the Gram
+// matrix, a third of the work, and run this kernel only on the rows whose
+// exact scores a decision needs (gram.go): they decide exactly as if every
+// distance came from here.
+//
 // # Distances to a center and finiteness
 //
 // squaredDistancesTo sums (x_k − c_k)² in float64 in four lanes by k mod 4

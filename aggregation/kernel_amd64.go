@@ -206,3 +206,45 @@ func passAdd32(acc, x []float32) {
 	}
 	add32Generic(acc, x)
 }
+
+// gramTile adds the 12 dot products of a 3×4 tile of block rows to out
+// (see gramTileGeneric). Every AVX-512 CPU has AVX2 and FMA, so both
+// assembly paths run the AVX2 kernel.
+func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) {
+	n := len(a[0])
+	m := n &^ 7
+	if kernel == pathPurego || m == 0 {
+		gramTileGeneric(out, a, b)
+		return
+	}
+	var rows [7]*float32
+	for k := range 3 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+	}
+	for k := range 4 {
+		rows[3+k] = unsafe.SliceData(b[k][:n])
+	}
+	gramTileAVX2(out, &rows, m)
+	if m < n {
+		var ta [3][]float32
+		var tb [4][]float32
+		for k := range 3 {
+			ta[k] = a[k][m:n]
+		}
+		for k := range 4 {
+			tb[k] = b[k][m:n]
+		}
+		gramTileGeneric(out, &ta, &tb)
+	}
+}
+
+// sub32 sets dst = x − c (float32).
+func sub32(dst, x, c []float32) {
+	n := len(dst)
+	x, c = x[:n], c[:n]
+	if m := n &^ 7; kernel != pathPurego && m > 0 {
+		sub32AVX2(&dst[0], &x[0], &c[0], m)
+		dst, x, c = dst[m:], x[m:], c[m:]
+	}
+	sub32Generic(dst, x, c)
+}

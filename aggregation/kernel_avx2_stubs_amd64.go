@@ -53,3 +53,15 @@ func sqdist4x4AVX2(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
 //
 //go:noescape
 func add32AVX2(acc *float32, x *float32, n int)
+
+// gramTileAVX2 adds to out[4p+q] the float64 lane tree of the 8
+// float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n; rows holds a0..a2,
+// b0..b3; n is a positive multiple of 8.
+//
+//go:noescape
+func gramTileAVX2(out *[12]float64, rows *[7]*float32, n int)
+
+// sub32AVX2 sets dst[i] = x[i] − c[i] in float32 for i < n; n is a multiple of 8.
+//
+//go:noescape
+func sub32AVX2(dst *float32, x *float32, c *float32, n int)

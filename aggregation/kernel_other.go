@@ -29,3 +29,7 @@ func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) { sqdist4x4Generi
 const passPath = pathPurego
 
 func passAdd32(acc, x []float32) { add32Generic(acc, x) }
+
+func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) { gramTileGeneric(out, a, b) }
+
+func sub32(dst, x, c []float32) { sub32Generic(dst, x, c) }

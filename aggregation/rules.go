@@ -181,19 +181,18 @@ func (r MultiKrum) aggregate(as checked, dst []float32, updates []Update) (Repor
 	name := as.Name()
 	xs := vectors(updates)
 	n := len(xs)
-	dist, finite := pairwiseSquaredDistancesFinite(xs)
+	pd, finite := newPairDist(xs, true)
 	if !finite {
 		if err := deferredFinite(updates); err != nil {
 			return Report{}, err
 		}
+		pd.nb = newNeighbours(pd.d, n)
 	}
-	nb := newNeighbours(dist, n)
 	alive := make([]bool, n)
 	for i := range alive {
 		alive[i] = true
 	}
-	scores := nb.scores(alive, n-r.F-2)
-	order := krumOrder(scores, updates, alive)
+	scores, order := pd.resolve(updates, alive, n-r.F-2, r.M)
 	chosen := slices.Clone(order[:r.M])
 	meanOf(dst, xs, chosen)
 
@@ -258,25 +257,29 @@ func (r Bulyan) Aggregate(dst []float32, updates []Update) (Report, error) {
 	n := len(xs)
 	theta := n - 2*r.F
 	beta := theta - 2*r.F
-	dist, finite := pairwiseSquaredDistancesFinite(xs)
+	// The differences kernel throughout: Bulyan's n−2F passes each need a
+	// certain minimum, and at n = 100 they refined about a third of the
+	// rows, which with the Gram matrix cost more than this kernel alone
+	// (see gram.go). resolve still serves its passes.
+	pd, finite := newPairDist(xs, bulyanGram)
 	if !finite {
 		if err := deferredFinite(updates); err != nil {
 			return Report{}, err
 		}
+		pd.nb = newNeighbours(pd.d, n)
 	}
-	nb := newNeighbours(dist, n)
 	alive := make([]bool, n)
 	for i := range alive {
 		alive[i] = true
 	}
-	first := nb.scores(alive, n-r.F-2)
+	first := pd.nb.scores(alive, n-r.F-2)
 	pass := make([]int, n) // pass that selected i, from 1; 0 = never
 	passScore := make([]float64, n)
 	sel := make([]int, 0, theta)
 	for p := 1; p <= theta; p++ {
 		left := n - p + 1
-		s := nb.scores(alive, bulyanNeighbours(left, r.F))
-		i := krumOrder(s, updates, alive)[0]
+		s, order := pd.resolve(updates, alive, bulyanNeighbours(left, r.F), 1)
+		i := order[0]
 		sel = append(sel, i)
 		alive[i] = false
 		pass[i], passScore[i] = p, s[i]

@@ -31,6 +31,8 @@ func main() {
 	axpy64()
 	sqdist4x4()
 	add32()
+	gramTile()
+	sub32()
 	Generate()
 }
 
@@ -425,6 +427,104 @@ func add32() {
 	CMPQ(i, n)
 	JL(LabelRef("add32"))
 	Label("add32done")
+	VZEROUPPER()
+	RET()
+}
+
+// gramTile: the 12 dot products of a 3×4 tile of rows over one block, for
+// the Gram-matrix distances. Each product is summed in 8 float32 lanes
+// (lane l takes the coordinates ≡ l mod 8) by VFMADD231PS, one rounding
+// per term, the same as the portable fma32. The 12 accumulators, the 3 a
+// values and one b value fill the 16 YMM registers; 7 loads per 12 FMAs.
+// The lanes then go to float64 (exact) and are added by the tree
+// (l, l+4), (l, l+2), (0, 1), and the result is added to out.
+func gramTile() {
+	TEXT("gramTileAVX2", NOSPLIT, "func(out *[12]float64, rows *[7]*float32, n int)")
+	Pragma("noescape")
+	Doc("gramTileAVX2 adds to out[4p+q] the float64 lane tree of the 8",
+		"float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n; rows holds a0..a2,",
+		"b0..b3; n is a positive multiple of 8.")
+	outp := Load(Param("out"), GP64())
+	rows := Load(Param("rows"), GP64())
+	n := Load(Param("n"), GP64())
+	SHLQ(U8(2), n)
+	var a [3]GPVirtual
+	for p := range 3 {
+		a[p] = GP64()
+		MOVQ(Mem{Base: rows, Disp: 8 * p}, a[p])
+	}
+	var b [4]GPVirtual
+	for q := range 4 {
+		b[q] = GP64()
+		MOVQ(Mem{Base: rows, Disp: 8 * (3 + q)}, b[q])
+	}
+	var acc [3][4]VecVirtual
+	for p := range 3 {
+		for q := range 4 {
+			acc[p][q] = YMM()
+			VXORPS(acc[p][q], acc[p][q], acc[p][q])
+		}
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label("gram")
+	var x [3]VecVirtual
+	for p := range 3 {
+		x[p] = YMM()
+		VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1}, x[p])
+	}
+	for q := range 4 {
+		y := YMM()
+		VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1}, y)
+		for p := range 3 {
+			VFMADD231PS(y, x[p], acc[p][q])
+		}
+	}
+	ADDQ(U8(32), i)
+	CMPQ(i, n)
+	JL(LabelRef("gram"))
+	for p := range 3 {
+		for q := range 4 {
+			lo, hi := YMM(), YMM()
+			VCVTPS2PD(acc[p][q].AsX(), lo)
+			VEXTRACTF128(U8(1), acc[p][q], hi.AsX())
+			VCVTPS2PD(hi.AsX(), hi)
+			VADDPD(hi, lo, lo) // (l, l+4)
+			VEXTRACTF128(U8(1), lo, hi.AsX())
+			VADDPD(hi.AsX(), lo.AsX(), lo.AsX()) // (l, l+2)
+			VPERMILPD(U8(1), lo.AsX(), hi.AsX())
+			VADDSD(hi.AsX(), lo.AsX(), lo.AsX()) // (0, 1)
+			VADDSD(Mem{Base: outp, Disp: 8 * (4*p + q)}, lo.AsX(), lo.AsX())
+			VMOVSD(lo.AsX(), Mem{Base: outp, Disp: 8 * (4*p + q)})
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// sub32: dst = x − c, the centring of the Gram-matrix distances.
+func sub32() {
+	TEXT("sub32AVX2", NOSPLIT, "func(dst *float32, x *float32, c *float32, n int)")
+	Pragma("noescape")
+	Doc("sub32AVX2 sets dst[i] = x[i] − c[i] in float32 for i < n; n is a multiple of 8.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	c := Load(Param("c"), GP64())
+	n := Load(Param("n"), GP64())
+	i := GP64()
+	XORQ(i, i)
+	SHLQ(U8(2), n)
+	CMPQ(i, n)
+	JGE(LabelRef("sub32done"))
+	Label("sub32")
+	v := YMM()
+	VMOVUPS(Mem{Base: x, Index: i, Scale: 1}, v)
+	VSUBPS(Mem{Base: c, Index: i, Scale: 1}, v, v)
+	VMOVUPS(v, Mem{Base: dst, Index: i, Scale: 1})
+	ADDQ(U8(32), i)
+	CMPQ(i, n)
+	JL(LabelRef("sub32"))
+	Label("sub32done")
 	VZEROUPPER()
 	RET()
 }
