@@ -440,14 +440,7 @@ func (a *Authority) record(rec IssuedCert) error {
 	if err != nil {
 		return fmt.Errorf("record issued certificate: %w", err)
 	}
-	_, err = f.Write(append(line, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeClose(f, append(line, '\n')); err != nil {
 		return fmt.Errorf("record issued certificate: %w", err)
 	}
 	return nil

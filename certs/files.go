@@ -60,14 +60,7 @@ func WritePrivateKey(path string, keyPEM []byte) error {
 			}
 			return fmt.Errorf("certs: write private key %s: %w", path, err2)
 		}
-		_, err2 = f.Write(keyPEM)
-		if err2 == nil {
-			err2 = f.Sync()
-		}
-		if cerr := f.Close(); err2 == nil {
-			err2 = cerr
-		}
-		if err2 != nil {
+		if err2 := writeClose(f, keyPEM); err2 != nil {
 			os.Remove(path)
 			return fmt.Errorf("certs: write private key %s: %w", path, err2)
 		}
@@ -86,21 +79,29 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 		return "", fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err = f.Chmod(perm); err == nil {
+		err = writeClose(f, data)
+	} else {
+		f.Close()
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	return tmp, nil
+}
+
+// writeClose writes data to f, fsyncs and closes it, returning the first
+// error; f is closed in every case.
+func writeClose(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // syncDir makes a rename in dir durable.

@@ -440,22 +440,32 @@ func LoadOrCreateSigner(dir string) (s *Signer, created bool, err error) {
 // loadSigner reads signing.key and checks the public files against it,
 // writing missing ones if repair is set.
 func loadSigner(dir string, repair bool) (*Signer, error) {
-	keyPath := filepath.Join(dir, KeyFile)
-	if err := checkPrivate(keyPath); err != nil {
+	s, err := loadPrivate(filepath.Join(dir, KeyFile), "signing key", parsePrivateKeys)
+	if err != nil {
 		return nil, err
-	}
-	data, err := readSmall(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: load signing key: %w", err)
-	}
-	s, err := parsePrivateKeys(data)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: %s: %w", keyPath, err)
 	}
 	if err := writePublicFiles(dir, s.public, !repair); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// loadPrivate reads the private key file path, refusing it if others than
+// its owner may access it, and parses it; what names the key in errors.
+func loadPrivate[K any](path, what string, parse func([]byte) (K, error)) (K, error) {
+	var zero K
+	if err := checkPrivate(path); err != nil {
+		return zero, err
+	}
+	data, err := readSmall(path)
+	if err != nil {
+		return zero, fmt.Errorf("manifest: load %s: %w", what, err)
+	}
+	k, err := parse(data)
+	if err != nil {
+		return zero, fmt.Errorf("manifest: %s: %w", path, err)
+	}
+	return k, nil
 }
 
 // checkPrivate refuses a key file that others than its owner may access.
