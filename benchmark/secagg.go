@@ -454,14 +454,15 @@ func ids[V any](m map[uint32]V) []uint32 {
 	return out
 }
 
-// clientPhase runs one phase's client side for each participant of order
-// in turn: step makes participant id's message, timed as its compute, and
-// size is what the message adds to its bytes sent beyond SecAggFraming.
-func clientPhase[M any](ctx context.Context, s *secAggSession, order []uint32, step func(id uint32) (M, error), size func(M) int) ([]M, error) {
+// phase runs one round of the protocol: the client side for each
+// participant of order in turn (step makes participant id's message, timed
+// as its compute, and size is what the message adds to its bytes sent
+// beyond SecAggFraming), then collect, the server's side, on the messages.
+func phase[M any](ctx context.Context, s *secAggSession, order []uint32, step func(id uint32) (M, error), size func(M) int, collect func([]M) ([]secagg.Rejection, error)) error {
 	var msgs []M
 	for _, id := range order {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		var m M
 		err := s.timeClient(id, func() (err error) {
@@ -469,12 +470,12 @@ func clientPhase[M any](ctx context.Context, s *secAggSession, order []uint32, s
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("participant %d: %w", id, err)
+			return fmt.Errorf("participant %d: %w", id, err)
 		}
 		s.sent[id] += SecAggFraming + size(m)
 		msgs = append(msgs, m)
 	}
-	return msgs, nil
+	return s.timeServer(func() ([]secagg.Rejection, error) { return collect(msgs) })
 }
 
 func (s *secAggSession) advertise(ctx context.Context) error {
@@ -482,38 +483,33 @@ func (s *secAggSession) advertise(ctx context.Context) error {
 	for i := range order {
 		order[i] = uint32(i + 1)
 	}
-	msgs, err := clientPhase(ctx, s, order,
+	return phase(ctx, s, order,
 		func(id uint32) (*secagg.AdvertiseKeys, error) { return s.client[id].AdvertiseKeys() },
-		func(m *secagg.AdvertiseKeys) int { return len(m.CPub) + len(m.SPub) + len(m.Sig) })
-	if err != nil {
-		return err
-	}
-	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.relay, rejected, err = s.server.CollectKeys(msgs)
-		s.adverts = msgs
-		return rejected, err
-	})
+		func(m *secagg.AdvertiseKeys) int { return len(m.CPub) + len(m.SPub) + len(m.Sig) },
+		func(msgs []*secagg.AdvertiseKeys) (rejected []secagg.Rejection, err error) {
+			s.relay, rejected, err = s.server.CollectKeys(msgs)
+			s.adverts = msgs
+			return rejected, err
+		})
 }
 
 func (s *secAggSession) share(ctx context.Context) error {
-	msgs, err := clientPhase(ctx, s, ids(s.relay),
-		func(id uint32) (*secagg.ShareKeys, error) { return s.client[id].ShareKeys(s.relay[id]) },
-		func(m *secagg.ShareKeys) int {
-			n := len(m.SelfCommit)
-			for _, sh := range m.Shares {
-				n += 8 + len(sh.Ciphertext)
-			}
-			return n
-		})
-	if err != nil {
-		return err
+	size := func(m *secagg.ShareKeys) int {
+		n := len(m.SelfCommit)
+		for _, sh := range m.Shares {
+			n += 8 + len(sh.Ciphertext)
+		}
+		return n
 	}
-	s.relay = nil
-	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.route, rejected, err = s.server.CollectShares(msgs)
-		s.shares = msgs
-		return rejected, err
-	})
+	return phase(ctx, s, ids(s.relay),
+		func(id uint32) (*secagg.ShareKeys, error) { return s.client[id].ShareKeys(s.relay[id]) },
+		size,
+		func(msgs []*secagg.ShareKeys) (rejected []secagg.Rejection, err error) {
+			s.relay = nil
+			s.route, rejected, err = s.server.CollectShares(msgs)
+			s.shares = msgs
+			return rejected, err
+		})
 }
 
 // mask makes each survivor's input, encodes and masks it. The inputs are
@@ -573,34 +569,28 @@ func (s *secAggSession) mask(ctx context.Context) error {
 }
 
 func (s *secAggSession) consist(ctx context.Context) error {
-	msgs, err := clientPhase(ctx, s, s.survivors,
+	return phase(ctx, s, s.survivors,
 		func(id uint32) (*secagg.ConsistencySig, error) { return s.client[id].ConsistencyCheck(s.survivors) },
-		func(m *secagg.ConsistencySig) int { return len(m.Sig) })
-	if err != nil {
-		return err
-	}
-	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.requests, rejected, err = s.server.CollectConsistency(msgs)
-		s.sigs = msgs
-		return rejected, err
-	})
+		func(m *secagg.ConsistencySig) int { return len(m.Sig) },
+		func(msgs []*secagg.ConsistencySig) (rejected []secagg.Rejection, err error) {
+			s.requests, rejected, err = s.server.CollectConsistency(msgs)
+			s.sigs = msgs
+			return rejected, err
+		})
 }
 
 // unmask runs the last round and decodes the sum into the mean.
 func (s *secAggSession) unmask(ctx context.Context) error {
-	msgs, err := clientPhase(ctx, s, ids(s.requests),
-		func(id uint32) (*secagg.UnmaskResponse, error) { return s.client[id].Unmask(s.requests[id]) },
-		func(m *secagg.UnmaskResponse) int { return (4 + 32) * (len(m.SelfShares) + len(m.KeyShares)) })
-	if err != nil {
-		return err
-	}
-	s.requests = nil
 	before := s.serverTime
-	err = s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.sum, rejected, err = s.server.Unmask(msgs)
-		s.resps = msgs
-		return rejected, err
-	})
+	err := phase(ctx, s, ids(s.requests),
+		func(id uint32) (*secagg.UnmaskResponse, error) { return s.client[id].Unmask(s.requests[id]) },
+		func(m *secagg.UnmaskResponse) int { return (4 + 32) * (len(m.SelfShares) + len(m.KeyShares)) },
+		func(msgs []*secagg.UnmaskResponse) (rejected []secagg.Rejection, err error) {
+			s.requests = nil
+			s.sum, rejected, err = s.server.Unmask(msgs)
+			s.resps = msgs
+			return rejected, err
+		})
 	unmask := s.serverTime - before
 	if err != nil {
 		return err
