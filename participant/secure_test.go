@@ -3,7 +3,6 @@ package participant_test
 import (
 	"context"
 	"crypto"
-	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -1168,25 +1167,34 @@ func TestStateFileRevealed(t *testing.T) {
 		{"revealed not a list", `{"round":3,"digest":"` + d + `","revealed":"` + d + `"}`, false},
 		{"unknown field", `{"round":3,"digest":"` + d + `","revealed":[],"declined":[]}`, false},
 	}
-	signer, err := manifest.GenerateSigner(crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "accepted.json")
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := participant.New(participant.Config{
-				Coordinator: "127.0.0.1:1", TLS: &tls.Config{Certificates: []tls.Certificate{{}}}, Trainer: newTrainer(),
-				Federation: federation, CoordinatorKeys: signer.Public(), StateFile: path,
-			})
+			_, err := newWithStateFile(t, path)
 			if (err == nil) != tt.ok {
 				t.Errorf("New with state %s = %v, want ok = %v", tt.content, err, tt.ok)
 			}
 		})
 	}
+}
+
+// runBelowMinBucket runs hospital, whose minimum secure bucket is 4,
+// against a fake that offers it one secure round in a sum of 3 (then
+// finishes): the agent must decline it and end without error.
+func runBelowMinBucket(t *testing.T) (*secureFake, *participant.Agent) {
+	t.Helper()
+	p := newPKI(t)
+	fake := newSecureFake(t, 1, secureNames)
+	fake.declinesToAdvance = 1
+	addr := p.serveSecure(t, fake)
+	a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.MinSecureBucket = 4 })
+	if err := run(t, a, 30*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	return fake, a
 }
 
 // TestSecurePolicy checks the hospital's own limits on what it takes part
@@ -1195,14 +1203,7 @@ func TestStateFileRevealed(t *testing.T) {
 // secure aggregation.
 func TestSecurePolicy(t *testing.T) {
 	t.Run("min bucket", func(t *testing.T) {
-		p := newPKI(t)
-		fake := newSecureFake(t, 1, secureNames)
-		fake.declinesToAdvance = 1
-		addr := p.serveSecure(t, fake)
-		a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.MinSecureBucket = 4 })
-		if err := run(t, a, 30*time.Second); err != nil {
-			t.Fatalf("Run = %v, want nil", err)
-		}
+		fake, _ := runBelowMinBucket(t)
 		_, declines, advertised := fake.results()
 		if len(declines) != 1 || !strings.Contains(declines[0].reason, "a secure sum of 3 is below this hospital's minimum of 4") {
 			t.Errorf("declines %+v, want one naming the sum of 3 and the minimum of 4", declines)
