@@ -53,6 +53,19 @@ func output(env *Env, path string) (io.Writer, func(err error) error) {
 	}
 }
 
+// input opens the file an export is read from, standard input for "-";
+// closeIn releases it.
+func input(name string) (in io.Reader, closeIn func() error, err error) {
+	if name == "-" {
+		return os.Stdin, func() error { return nil }, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
 func runAuditExport(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit export")
 	out := fs.String("out", "", "output file (default: standard output)")
@@ -92,15 +105,11 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var in io.Reader = os.Stdin
-	if name := fs.Arg(0); name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
+	in, closeIn, err := input(fs.Arg(0))
+	if err != nil {
+		return err
 	}
+	defer closeIn()
 	if *proof {
 		data, err := io.ReadAll(io.LimitReader(in, 16<<20))
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/fedguard/fedguard/audit"
@@ -66,15 +65,11 @@ func runAuditLineage(_ context.Context, env *Env, args []string) error {
 	} else {
 		// An export is verified whole (chain, tree, signed checkpoints)
 		// while its manifests are read.
-		var in io.Reader = os.Stdin
-		if name := fs.Arg(0); name != "-" {
-			f, err := os.Open(name)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			in = f
+		in, closeIn, err := input(fs.Arg(0))
+		if err != nil {
+			return err
 		}
+		defer closeIn()
 		if _, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers, Rotate: rotations(k), OnEvent: mc.add}); err != nil {
 			return fmt.Errorf("audit lineage: %w", err)
 		}
