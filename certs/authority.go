@@ -633,13 +633,9 @@ func (a *Authority) writeCRL(number *big.Int, entries []x509.RevocationListEntry
 
 // parseCRL parses a PEM CRL and verifies it was issued and signed by ca.
 func parseCRL(data []byte, ca *x509.Certificate) (*x509.RevocationList, error) {
-	der, err := firstBlock(data, pemCRL)
+	crl, err := parseFirst(data, pemCRL, "CRL", x509.ParseRevocationList)
 	if err != nil {
 		return nil, err
-	}
-	crl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse CRL: %w", err)
 	}
 	if !bytes.Equal(crl.RawIssuer, ca.RawSubject) {
 		return nil, errors.New("CRL was not issued by this CA (issuer name differs)")

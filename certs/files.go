@@ -133,15 +133,22 @@ func LoadCertificate(path string) (*x509.Certificate, error) {
 
 // parseCertificatePEM parses the first CERTIFICATE block of data.
 func parseCertificatePEM(data []byte) (*x509.Certificate, error) {
-	der, err := firstBlock(data, pemCertificate)
+	return parseFirst(data, pemCertificate, "certificate", x509.ParseCertificate)
+}
+
+// parseFirst parses the first PEM block of type typ in data with parse;
+// what names the object in a parse error.
+func parseFirst[T any](data []byte, typ, what string, parse func(der []byte) (T, error)) (T, error) {
+	var zero T
+	der, err := firstBlock(data, typ)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	cert, err := x509.ParseCertificate(der)
+	v, err := parse(der)
 	if err != nil {
-		return nil, fmt.Errorf("parse certificate: %w", err)
+		return zero, fmt.Errorf("parse %s: %w", what, err)
 	}
-	return cert, nil
+	return v, nil
 }
 
 // firstBlock returns the bytes of the first PEM block of type typ, skipping
@@ -175,13 +182,9 @@ func newKey() (*ecdsa.PrivateKey, []byte, error) {
 
 // parsePrivateKeyPEM reads a PKCS #8 "PRIVATE KEY" PEM block.
 func parsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
-	der, err := firstBlock(data, pemPrivateKey)
+	k, err := parseFirst(data, pemPrivateKey, "private key", x509.ParsePKCS8PrivateKey)
 	if err != nil {
 		return nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {

@@ -271,13 +271,21 @@ func parsePublicKeys(data []byte) (PublicKeys, error) {
 // LoadPublicKeys reads a signing.pub file: what a participant pins at
 // enrolment and an auditor verifies with.
 func LoadPublicKeys(path string) (PublicKeys, error) {
+	return readParsed(path, parsePublicKeys, "manifest: load public keys: %w", "manifest: %s: %w")
+}
+
+// readParsed reads the small file path and parses it. A read error is
+// wrapped with readFormat (a %w verb), a parse error with parseFormat (a
+// %s verb for path, then %w).
+func readParsed[K any](path string, parse func([]byte) (K, error), readFormat, parseFormat string) (K, error) {
+	var zero K
 	data, err := readSmall(path)
 	if err != nil {
-		return PublicKeys{}, fmt.Errorf("manifest: load public keys: %w", err)
+		return zero, fmt.Errorf(readFormat, err)
 	}
-	k, err := parsePublicKeys(data)
+	k, err := parse(data)
 	if err != nil {
-		return PublicKeys{}, fmt.Errorf("manifest: %s: %w", path, err)
+		return zero, fmt.Errorf(parseFormat, path, err)
 	}
 	return k, nil
 }
@@ -453,19 +461,11 @@ func loadSigner(dir string, repair bool) (*Signer, error) {
 // loadPrivate reads the private key file path, refusing it if others than
 // its owner may access it, and parses it; what names the key in errors.
 func loadPrivate[K any](path, what string, parse func([]byte) (K, error)) (K, error) {
-	var zero K
 	if err := checkPrivate(path); err != nil {
+		var zero K
 		return zero, err
 	}
-	data, err := readSmall(path)
-	if err != nil {
-		return zero, fmt.Errorf("manifest: load %s: %w", what, err)
-	}
-	k, err := parse(data)
-	if err != nil {
-		return zero, fmt.Errorf("manifest: %s: %w", path, err)
-	}
-	return k, nil
+	return readParsed(path, parse, "manifest: load "+what+": %w", "manifest: %s: %w")
 }
 
 // checkPrivate refuses a key file that others than its owner may access.
