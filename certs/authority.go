@@ -455,18 +455,28 @@ func (a *Authority) Issued() ([]IssuedCert, error) {
 	if err != nil {
 		return nil, err
 	}
-	crl, err := a.readCRL()
+	_, revoked, err := a.readRevoked()
 	if err != nil {
 		return nil, err
-	}
-	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
-	for _, e := range crl.RevokedCertificateEntries {
-		revoked[serialHex(e.SerialNumber)] = true
 	}
 	for i := range recs {
 		recs[i].Revoked = revoked[recs[i].Serial]
 	}
 	return recs, nil
+}
+
+// readRevoked reads the current CRL and the set of its serials (hex).
+// Callers hold a.mu.
+func (a *Authority) readRevoked() (*x509.RevocationList, map[string]bool, error) {
+	crl, err := a.readCRL()
+	if err != nil {
+		return nil, nil, err
+	}
+	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
+	for _, e := range crl.RevokedCertificateEntries {
+		revoked[serialHex(e.SerialNumber)] = true
+	}
+	return crl, revoked, nil
 }
 
 // readIssued parses issued.jsonl. Callers hold a.mu.
@@ -573,13 +583,9 @@ func (a *Authority) RevokeName(name string) (revoked []*big.Int, err error) {
 
 // revokeLocked adds serials not yet revoked to the CRL and returns them.
 func (a *Authority) revokeLocked(serials []*big.Int) ([]*big.Int, error) {
-	crl, err := a.readCRL()
+	crl, have, err := a.readRevoked()
 	if err != nil {
 		return nil, err
-	}
-	have := make(map[string]bool, len(crl.RevokedCertificateEntries))
-	for _, e := range crl.RevokedCertificateEntries {
-		have[serialHex(e.SerialNumber)] = true
 	}
 	entries := crl.RevokedCertificateEntries
 	var added []*big.Int
