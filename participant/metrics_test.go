@@ -370,10 +370,7 @@ func TestMetricsDataValidation(t *testing.T) {
 // is counted as sat out.
 func TestMetricsSecure(t *testing.T) {
 	t.Run("phases", func(t *testing.T) {
-		p := newPKI(t)
-		tlsCfgs := p.hospitals(t, secureNames...)
-		fake := newSecureFake(t, 1, secureNames)
-		addr := p.serveSecure(t, fake)
+		fake, addr, tlsCfgs := secureFederation(t, 1, nil)
 		dir := t.TempDir()
 		agents := map[string]*participant.Agent{}
 		for _, name := range secureNames {

@@ -60,6 +60,20 @@ func (p *pki) hospitals(t *testing.T, names ...string) map[string]*tls.Config {
 	return out
 }
 
+// secureFederation serves, over mTLS, a secure fake of rounds rounds for
+// secureNames, configured by setup (if not nil) before it serves, and
+// returns it, its address and the hospitals' TLS configurations.
+func secureFederation(t *testing.T, rounds uint64, setup func(*secureFake)) (*secureFake, string, map[string]*tls.Config) {
+	t.Helper()
+	p := newPKI(t)
+	tlsCfgs := p.hospitals(t, secureNames...)
+	fake := newSecureFake(t, rounds, secureNames)
+	if setup != nil {
+		setup(fake)
+	}
+	return fake, p.serveSecure(t, fake), tlsCfgs
+}
+
 // serveSecure runs s on a loopback port until the test ends.
 func (p *pki) serveSecure(t *testing.T, s *secureFake) string {
 	t.Helper()
@@ -856,10 +870,7 @@ func checkMean(t *testing.T, got secureSum, names []string, layout *fedguardv1.S
 }
 
 func TestSecureRounds(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 2, secureNames)
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 2, nil)
 	dir := t.TempDir()
 	var phasesMu sync.Mutex
 	var phases []secagg.Phase
@@ -922,12 +933,10 @@ func TestSecureRounds(t *testing.T) {
 // decline it rather than send a second masked input, and still decline
 // after a restart, from their state files.
 func TestSecureRetryAfterUnmask(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 1, secureNames)
-	fake.lie = true
-	fake.declinesToAdvance = len(secureNames)
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) {
+		f.lie = true
+		f.declinesToAdvance = len(secureNames)
+	})
 	dir := t.TempDir()
 	start := hex.EncodeToString(wireDigest(t, fake.closed(0).global))
 
@@ -1005,11 +1014,9 @@ func TestSecureHookAbort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.phase.String(), func(t *testing.T) {
-			p := newPKI(t)
-			tlsCfgs := p.hospitals(t, secureNames...)
-			fake := newSecureFake(t, 1, secureNames)
-			fake.declinesToAdvance = 1 // hospital-b after an abort at PhaseUnmasking
-			addr := p.serveSecure(t, fake)
+			fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) {
+				f.declinesToAdvance = 1 // hospital-b after an abort at PhaseUnmasking
+			})
 			dir := t.TempDir()
 			errHook := fmt.Errorf("injected failure at %v", tt.phase)
 			var mu sync.Mutex
@@ -1236,11 +1243,7 @@ func TestSecurePolicy(t *testing.T) {
 // computes a second Unmask answer, none declines, and the round closes
 // with all of them.
 func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 1, secureNames)
-	fake.crashAt = secagg.PhaseUnmasking
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.crashAt = secagg.PhaseUnmasking })
 	dir := t.TempDir()
 	var mu sync.Mutex
 	computed := map[string]map[secagg.Phase]int{}
@@ -1302,11 +1305,7 @@ func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
 // and take part in the next attempt, a new session, which closes the
 // round.
 func TestSecureResumeDiverges(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 1, secureNames)
-	fake.crashAt = secagg.PhaseMaskedInput
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.crashAt = secagg.PhaseMaskedInput })
 	dir := t.TempDir()
 	restart := "hospital-c"
 	state := func(name string) string { return filepath.Join(dir, name+".json") }
