@@ -120,15 +120,22 @@ func syncDir(dir string) error {
 // LoadCertificate reads the first CERTIFICATE block of a PEM file. It is
 // how operators point fedguard at ca.crt or a peer's certificate.
 func LoadCertificate(path string) (*x509.Certificate, error) {
+	return loadFile(path, "certificate", parseCertificatePEM)
+}
+
+// loadFile reads the file path and parses it; what names its content in
+// errors ("certs: load WHAT PATH: …").
+func loadFile[T any](path, what string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("certs: load certificate: %w", err)
+		return zero, fmt.Errorf("certs: load %s: %w", what, err)
 	}
-	cert, err := parseCertificatePEM(data)
+	v, err := parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("certs: load certificate %s: %w", path, err)
+		return zero, fmt.Errorf("certs: load %s %s: %w", what, path, err)
 	}
-	return cert, nil
+	return v, nil
 }
 
 // parseCertificatePEM parses the first CERTIFICATE block of data.
