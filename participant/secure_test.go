@@ -506,6 +506,22 @@ func failedStatus(err error) error {
 	return status.Errorf(codes.Aborted, "session failed: %v", err)
 }
 
+// received is the messages of type M that ids sent, in the order of ids.
+func received[M any](got map[uint32]any, ids []uint32) []M {
+	var msgs []M
+	for _, id := range ids {
+		msgs = append(msgs, got[id].(M))
+	}
+	return msgs
+}
+
+// addReplies sets each member's reply in out from the server's answer.
+func addReplies[V any](out map[uint32]any, replies map[uint32]V) {
+	for id, v := range replies {
+		out[id] = v
+	}
+}
+
 // resolveLocked ends the current phase with the messages received.
 func (r *bucketRun) resolveLocked() {
 	defer r.cond.Broadcast()
@@ -520,32 +536,17 @@ func (r *bucketRun) resolveLocked() {
 	var err error
 	switch r.phase {
 	case secagg.PhaseAdvertiseKeys:
-		var msgs []*secagg.AdvertiseKeys
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.AdvertiseKeys))
-		}
 		var relay map[uint32][]*secagg.AdvertiseKeys
-		if relay, _, err = r.srv.CollectKeys(msgs); err == nil {
-			for id, l := range relay {
-				out[id] = l
-			}
+		if relay, _, err = r.srv.CollectKeys(received[*secagg.AdvertiseKeys](r.got, ids)); err == nil {
+			addReplies(out, relay)
 		}
 	case secagg.PhaseShareKeys:
-		var msgs []*secagg.ShareKeys
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.ShareKeys))
-		}
 		var route map[uint32][]*secagg.EncryptedShare
-		if route, _, err = r.srv.CollectShares(msgs); err == nil {
-			for id, l := range route {
-				out[id] = l
-			}
+		if route, _, err = r.srv.CollectShares(received[*secagg.ShareKeys](r.got, ids)); err == nil {
+			addReplies(out, route)
 		}
 	case secagg.PhaseMaskedInput:
-		var msgs []*secagg.MaskedInput
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.MaskedInput))
-		}
+		msgs := received[*secagg.MaskedInput](r.got, ids)
 		var survivors []uint32
 		if survivors, _, err = r.srv.CollectMasked(msgs); err == nil {
 			r.survived = survivors
@@ -554,21 +555,12 @@ func (r *bucketRun) resolveLocked() {
 			}
 		}
 	case secagg.PhaseConsistencyCheck:
-		var msgs []*secagg.ConsistencySig
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.ConsistencySig))
-		}
 		var reqs map[uint32]*secagg.UnmaskRequest
-		if reqs, _, err = r.srv.CollectConsistency(msgs); err == nil {
-			for id, req := range reqs {
-				out[id] = req
-			}
+		if reqs, _, err = r.srv.CollectConsistency(received[*secagg.ConsistencySig](r.got, ids)); err == nil {
+			addReplies(out, reqs)
 		}
 	case secagg.PhaseUnmasking:
-		var msgs []*secagg.UnmaskResponse
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.UnmaskResponse))
-		}
+		msgs := received[*secagg.UnmaskResponse](r.got, ids)
 		var sum []uint32
 		var rejected []secagg.Rejection
 		if sum, rejected, err = r.srv.Unmask(msgs); err == nil {
