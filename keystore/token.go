@@ -150,12 +150,8 @@ func (t *Token) ECDSA(label string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: token %q: find ECDSA key %q: %w", t.cfg.TokenLabel, label, err)
 	}
-	switch len(ks) {
-	case 0:
-		return nil, fmt.Errorf("%w: token %q has no key pair labelled %q", ErrKeyNotFound, t.cfg.TokenLabel, label)
-	case 1:
-	default:
-		return nil, fmt.Errorf("keystore: token %q has %d key pairs labelled %q; labels must be unique", t.cfg.TokenLabel, len(ks), label)
+	if err := t.oneLabelled(len(ks), "key pair", label); err != nil {
+		return nil, err
 	}
 	k := ks[0]
 	pub, ok := k.Public().(*ecdsa.PublicKey)
@@ -178,6 +174,19 @@ func (t *Token) GenerateECDSA(label string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("keystore: token %q: generate ECDSA P-256 key %q: %w", t.cfg.TokenLabel, label, err)
 	}
 	return k, nil
+}
+
+// oneLabelled checks that exactly one object, of n found, is a what
+// labelled label: none is ErrKeyNotFound, more is an ambiguous label.
+func (t *Token) oneLabelled(n int, what, label string) error {
+	switch n {
+	case 0:
+		return fmt.Errorf("%w: token %q has no %s labelled %q", ErrKeyNotFound, t.cfg.TokenLabel, what, label)
+	case 1:
+		return nil
+	default:
+		return fmt.Errorf("keystore: token %q has %d %ss labelled %q; labels must be unique", t.cfg.TokenLabel, n, what, label)
+	}
 }
 
 // newKeyID checks that label is free and returns a random CKA_ID for a
@@ -302,12 +311,8 @@ func (t *Token) Ed25519(label string) (*Ed25519Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch len(privs) {
-	case 0:
-		return nil, fmt.Errorf("%w: token %q has no Ed25519 private key labelled %q", ErrKeyNotFound, t.cfg.TokenLabel, label)
-	case 1:
-	default:
-		return nil, fmt.Errorf("keystore: token %q has %d Ed25519 private keys labelled %q; labels must be unique", t.cfg.TokenLabel, len(privs), label)
+	if err := t.oneLabelled(len(privs), "Ed25519 private key", label); err != nil {
+		return nil, err
 	}
 	pubs, err := t.find(pkcs11.CKO_PUBLIC_KEY, &kt, label)
 	if err != nil {

@@ -41,12 +41,9 @@ func runAuditLineage(_ context.Context, env *Env, args []string) error {
 	if (*db == "") == (fs.NArg() != 1) || fs.NArg() > 1 {
 		return usageError("audit lineage: give either -db or one export FILE (- for standard input)")
 	}
-	k, err := manifest.LoadPublicKeyFile(*key)
+	k, err := loadSigningPub(*key, "audit lineage", ", to check manifests")
 	if err != nil {
 		return err
-	}
-	if k.Keys == nil {
-		return usageError("audit lineage: -key must be the coordinator's signing.pub (PEM), to check manifests")
 	}
 	var mc manifestCollector
 	mc.keys = *k.Keys
