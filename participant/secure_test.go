@@ -829,19 +829,29 @@ func runAll(t *testing.T, agents map[string]*participant.Agent, timeout time.Dur
 // stateRevealed reads the "revealed" list of a state file.
 func stateRevealed(t *testing.T, path string) []string {
 	t.Helper()
+	return readStateFile(t, path).Revealed
+}
+
+// stateFile is what the tests read of an agent's state file, as JSON.
+type stateFile struct {
+	Round     uint64           `json:"round"`
+	Digest    string           `json:"digest"`
+	Revealed  []string         `json:"revealed"`
+	Rotations []map[string]any `json:"rotations"`
+}
+
+// readStateFile reads the agent's state file at path.
+func readStateFile(t *testing.T, path string) stateFile {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec struct {
-		Round    uint64   `json:"round"`
-		Digest   string   `json:"digest"`
-		Revealed []string `json:"revealed"`
-	}
-	if err := json.Unmarshal(data, &rec); err != nil {
+	var st stateFile
+	if err := json.Unmarshal(data, &st); err != nil {
 		t.Fatalf("state file %s: %v", path, err)
 	}
-	return rec.Revealed
+	return st
 }
 
 // checkMean compares a decoded bucket mean with the weighted mean of the
