@@ -454,56 +454,62 @@ func ids[V any](m map[uint32]V) []uint32 {
 	return out
 }
 
-func (s *secAggSession) advertise(ctx context.Context) error {
-	var msgs []*secagg.AdvertiseKeys
-	for id := uint32(1); id <= uint32(s.o.N); id++ {
+// phase runs one round of the protocol: the client side for each
+// participant of order in turn (step makes participant id's message, timed
+// as its compute, and size is what the message adds to its bytes sent
+// beyond SecAggFraming), then collect, the server's side, on the messages.
+func phase[M any](ctx context.Context, s *secAggSession, order []uint32, step func(id uint32) (M, error), size func(M) int, collect func([]M) ([]secagg.Rejection, error)) error {
+	var msgs []M
+	for _, id := range order {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var m *secagg.AdvertiseKeys
+		var m M
 		err := s.timeClient(id, func() (err error) {
-			m, err = s.client[id].AdvertiseKeys()
+			m, err = step(id)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("participant %d: %w", id, err)
 		}
-		s.sent[id] += SecAggFraming + len(m.CPub) + len(m.SPub) + len(m.Sig)
+		s.sent[id] += SecAggFraming + size(m)
 		msgs = append(msgs, m)
 	}
-	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.relay, rejected, err = s.server.CollectKeys(msgs)
-		s.adverts = msgs
-		return rejected, err
-	})
+	return s.timeServer(func() ([]secagg.Rejection, error) { return collect(msgs) })
+}
+
+func (s *secAggSession) advertise(ctx context.Context) error {
+	order := make([]uint32, s.o.N)
+	for i := range order {
+		order[i] = uint32(i + 1)
+	}
+	return phase(ctx, s, order,
+		func(id uint32) (*secagg.AdvertiseKeys, error) { return s.client[id].AdvertiseKeys() },
+		func(m *secagg.AdvertiseKeys) int { return len(m.CPub) + len(m.SPub) + len(m.Sig) },
+		func(msgs []*secagg.AdvertiseKeys) (rejected []secagg.Rejection, err error) {
+			s.relay, rejected, err = s.server.CollectKeys(msgs)
+			s.adverts = msgs
+			return rejected, err
+		})
 }
 
 func (s *secAggSession) share(ctx context.Context) error {
-	var msgs []*secagg.ShareKeys
-	for _, id := range ids(s.relay) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var m *secagg.ShareKeys
-		err := s.timeClient(id, func() (err error) {
-			m, err = s.client[id].ShareKeys(s.relay[id])
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("participant %d: %w", id, err)
-		}
-		s.sent[id] += SecAggFraming + len(m.SelfCommit)
+	size := func(m *secagg.ShareKeys) int {
+		n := len(m.SelfCommit)
 		for _, sh := range m.Shares {
-			s.sent[id] += 8 + len(sh.Ciphertext)
+			n += 8 + len(sh.Ciphertext)
 		}
-		msgs = append(msgs, m)
+		return n
 	}
-	s.relay = nil
-	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.route, rejected, err = s.server.CollectShares(msgs)
-		s.shares = msgs
-		return rejected, err
-	})
+	return phase(ctx, s, ids(s.relay),
+		func(id uint32) (*secagg.ShareKeys, error) { return s.client[id].ShareKeys(s.relay[id]) },
+		size,
+		func(msgs []*secagg.ShareKeys) (rejected []secagg.Rejection, err error) {
+			s.relay = nil
+			s.route, rejected, err = s.server.CollectShares(msgs)
+			s.shares = msgs
+			return rejected, err
+		})
 }
 
 // mask makes each survivor's input, encodes and masks it. The inputs are
@@ -563,54 +569,28 @@ func (s *secAggSession) mask(ctx context.Context) error {
 }
 
 func (s *secAggSession) consist(ctx context.Context) error {
-	var msgs []*secagg.ConsistencySig
-	for _, id := range s.survivors {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var m *secagg.ConsistencySig
-		err := s.timeClient(id, func() (err error) {
-			m, err = s.client[id].ConsistencyCheck(s.survivors)
-			return err
+	return phase(ctx, s, s.survivors,
+		func(id uint32) (*secagg.ConsistencySig, error) { return s.client[id].ConsistencyCheck(s.survivors) },
+		func(m *secagg.ConsistencySig) int { return len(m.Sig) },
+		func(msgs []*secagg.ConsistencySig) (rejected []secagg.Rejection, err error) {
+			s.requests, rejected, err = s.server.CollectConsistency(msgs)
+			s.sigs = msgs
+			return rejected, err
 		})
-		if err != nil {
-			return fmt.Errorf("participant %d: %w", id, err)
-		}
-		s.sent[id] += SecAggFraming + len(m.Sig)
-		msgs = append(msgs, m)
-	}
-	return s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.requests, rejected, err = s.server.CollectConsistency(msgs)
-		s.sigs = msgs
-		return rejected, err
-	})
 }
 
 // unmask runs the last round and decodes the sum into the mean.
 func (s *secAggSession) unmask(ctx context.Context) error {
-	var msgs []*secagg.UnmaskResponse
-	for _, id := range ids(s.requests) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var m *secagg.UnmaskResponse
-		err := s.timeClient(id, func() (err error) {
-			m, err = s.client[id].Unmask(s.requests[id])
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("participant %d: %w", id, err)
-		}
-		s.sent[id] += SecAggFraming + (4+32)*(len(m.SelfShares)+len(m.KeyShares))
-		msgs = append(msgs, m)
-	}
-	s.requests = nil
 	before := s.serverTime
-	err := s.timeServer(func() (rejected []secagg.Rejection, err error) {
-		s.sum, rejected, err = s.server.Unmask(msgs)
-		s.resps = msgs
-		return rejected, err
-	})
+	err := phase(ctx, s, ids(s.requests),
+		func(id uint32) (*secagg.UnmaskResponse, error) { return s.client[id].Unmask(s.requests[id]) },
+		func(m *secagg.UnmaskResponse) int { return (4 + 32) * (len(m.SelfShares) + len(m.KeyShares)) },
+		func(msgs []*secagg.UnmaskResponse) (rejected []secagg.Rejection, err error) {
+			s.requests = nil
+			s.sum, rejected, err = s.server.Unmask(msgs)
+			s.resps = msgs
+			return rejected, err
+		})
 	unmask := s.serverTime - before
 	if err != nil {
 		return err

@@ -440,14 +440,7 @@ func (a *Authority) record(rec IssuedCert) error {
 	if err != nil {
 		return fmt.Errorf("record issued certificate: %w", err)
 	}
-	_, err = f.Write(append(line, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeClose(f, append(line, '\n')); err != nil {
 		return fmt.Errorf("record issued certificate: %w", err)
 	}
 	return nil
@@ -462,18 +455,28 @@ func (a *Authority) Issued() ([]IssuedCert, error) {
 	if err != nil {
 		return nil, err
 	}
-	crl, err := a.readCRL()
+	_, revoked, err := a.readRevoked()
 	if err != nil {
 		return nil, err
-	}
-	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
-	for _, e := range crl.RevokedCertificateEntries {
-		revoked[serialHex(e.SerialNumber)] = true
 	}
 	for i := range recs {
 		recs[i].Revoked = revoked[recs[i].Serial]
 	}
 	return recs, nil
+}
+
+// readRevoked reads the current CRL and the set of its serials (hex).
+// Callers hold a.mu.
+func (a *Authority) readRevoked() (*x509.RevocationList, map[string]bool, error) {
+	crl, err := a.readCRL()
+	if err != nil {
+		return nil, nil, err
+	}
+	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
+	for _, e := range crl.RevokedCertificateEntries {
+		revoked[serialHex(e.SerialNumber)] = true
+	}
+	return crl, revoked, nil
 }
 
 // readIssued parses issued.jsonl. Callers hold a.mu.
@@ -580,13 +583,9 @@ func (a *Authority) RevokeName(name string) (revoked []*big.Int, err error) {
 
 // revokeLocked adds serials not yet revoked to the CRL and returns them.
 func (a *Authority) revokeLocked(serials []*big.Int) ([]*big.Int, error) {
-	crl, err := a.readCRL()
+	crl, have, err := a.readRevoked()
 	if err != nil {
 		return nil, err
-	}
-	have := make(map[string]bool, len(crl.RevokedCertificateEntries))
-	for _, e := range crl.RevokedCertificateEntries {
-		have[serialHex(e.SerialNumber)] = true
 	}
 	entries := crl.RevokedCertificateEntries
 	var added []*big.Int
@@ -640,13 +639,9 @@ func (a *Authority) writeCRL(number *big.Int, entries []x509.RevocationListEntry
 
 // parseCRL parses a PEM CRL and verifies it was issued and signed by ca.
 func parseCRL(data []byte, ca *x509.Certificate) (*x509.RevocationList, error) {
-	der, err := firstBlock(data, pemCRL)
+	crl, err := parseFirst(data, pemCRL, "CRL", x509.ParseRevocationList)
 	if err != nil {
 		return nil, err
-	}
-	crl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse CRL: %w", err)
 	}
 	if !bytes.Equal(crl.RawIssuer, ca.RawSubject) {
 		return nil, errors.New("CRL was not issued by this CA (issuer name differs)")

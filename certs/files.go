@@ -60,14 +60,7 @@ func WritePrivateKey(path string, keyPEM []byte) error {
 			}
 			return fmt.Errorf("certs: write private key %s: %w", path, err2)
 		}
-		_, err2 = f.Write(keyPEM)
-		if err2 == nil {
-			err2 = f.Sync()
-		}
-		if cerr := f.Close(); err2 == nil {
-			err2 = cerr
-		}
-		if err2 != nil {
+		if err2 := writeClose(f, keyPEM); err2 != nil {
 			os.Remove(path)
 			return fmt.Errorf("certs: write private key %s: %w", path, err2)
 		}
@@ -86,21 +79,29 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 		return "", fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err = f.Chmod(perm); err == nil {
+		err = writeClose(f, data)
+	} else {
+		f.Close()
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	return tmp, nil
+}
+
+// writeClose writes data to f, fsyncs and closes it, returning the first
+// error; f is closed in every case.
+func writeClose(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // syncDir makes a rename in dir durable.
@@ -119,28 +120,42 @@ func syncDir(dir string) error {
 // LoadCertificate reads the first CERTIFICATE block of a PEM file. It is
 // how operators point fedguard at ca.crt or a peer's certificate.
 func LoadCertificate(path string) (*x509.Certificate, error) {
+	return loadFile(path, "certificate", parseCertificatePEM)
+}
+
+// loadFile reads the file path and parses it; what names its content in
+// errors ("certs: load WHAT PATH: …").
+func loadFile[T any](path, what string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("certs: load certificate: %w", err)
+		return zero, fmt.Errorf("certs: load %s: %w", what, err)
 	}
-	cert, err := parseCertificatePEM(data)
+	v, err := parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("certs: load certificate %s: %w", path, err)
+		return zero, fmt.Errorf("certs: load %s %s: %w", what, path, err)
 	}
-	return cert, nil
+	return v, nil
 }
 
 // parseCertificatePEM parses the first CERTIFICATE block of data.
 func parseCertificatePEM(data []byte) (*x509.Certificate, error) {
-	der, err := firstBlock(data, pemCertificate)
+	return parseFirst(data, pemCertificate, "certificate", x509.ParseCertificate)
+}
+
+// parseFirst parses the first PEM block of type typ in data with parse;
+// what names the object in a parse error.
+func parseFirst[T any](data []byte, typ, what string, parse func(der []byte) (T, error)) (T, error) {
+	var zero T
+	der, err := firstBlock(data, typ)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	cert, err := x509.ParseCertificate(der)
+	v, err := parse(der)
 	if err != nil {
-		return nil, fmt.Errorf("parse certificate: %w", err)
+		return zero, fmt.Errorf("parse %s: %w", what, err)
 	}
-	return cert, nil
+	return v, nil
 }
 
 // firstBlock returns the bytes of the first PEM block of type typ, skipping
@@ -174,13 +189,9 @@ func newKey() (*ecdsa.PrivateKey, []byte, error) {
 
 // parsePrivateKeyPEM reads a PKCS #8 "PRIVATE KEY" PEM block.
 func parsePrivateKeyPEM(data []byte) (crypto.Signer, error) {
-	der, err := firstBlock(data, pemPrivateKey)
+	k, err := parseFirst(data, pemPrivateKey, "private key", x509.ParsePKCS8PrivateKey)
 	if err != nil {
 		return nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {

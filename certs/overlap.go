@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 )
 
 // MaxCABundle bounds the CA certificates a party trusts at once: the
@@ -19,15 +18,7 @@ const MaxCABundle = 2
 // federation; anything else in the file is an error, so that a stray
 // certificate is never trusted as a root.
 func LoadCABundle(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("certs: load CA certificates: %w", err)
-	}
-	cas, err := parseCABundle(data)
-	if err != nil {
-		return nil, fmt.Errorf("certs: load CA certificates %s: %w", path, err)
-	}
-	return cas, nil
+	return loadFile(path, "CA certificates", parseCABundle)
 }
 
 func parseCABundle(data []byte) ([]*x509.Certificate, error) {

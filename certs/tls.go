@@ -269,17 +269,10 @@ type ServerOptions struct {
 // VerifiedChains is therefore empty on the coordinator's connections;
 // PeerIdentity reads the leaf VerifyConnection accepted.
 func ServerConfig(o ServerOptions) (*tls.Config, error) {
-	if o.CA == nil {
-		return nil, errors.New("certs: server config: no CA certificate")
-	}
-	if err := ValidateName(o.Federation); err != nil {
-		return nil, fmt.Errorf("certs: server config: federation: %w", err)
-	}
-	kp, err := newKeyPair(o.CertFile, o.KeyFile)
+	kp, pool, err := configBase("server config", o.CA, o.MoreCAs, o.Federation, o.CertFile, o.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("certs: server config: %w", err)
+		return nil, err
 	}
-	pool := caPool(o.CA, o.MoreCAs)
 	fed := o.Federation
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -318,6 +311,23 @@ func ServerConfig(o ServerOptions) (*tls.Config, error) {
 	}, nil
 }
 
+// configBase checks what both sides of mutual TLS need (a CA, a valid
+// federation name) and loads this side's key pair and the trusted pool;
+// errors start with "certs: " and what.
+func configBase(what string, ca *x509.Certificate, moreCAs []*x509.Certificate, federation, certFile, keyFile string) (*keyPair, *x509.CertPool, error) {
+	if ca == nil {
+		return nil, nil, fmt.Errorf("certs: %s: no CA certificate", what)
+	}
+	if err := ValidateName(federation); err != nil {
+		return nil, nil, fmt.Errorf("certs: %s: federation: %w", what, err)
+	}
+	kp, err := newKeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certs: %s: %w", what, err)
+	}
+	return kp, caPool(ca, moreCAs), nil
+}
+
 // ClientOptions configure a participant's side of mutual TLS.
 type ClientOptions struct {
 	// CA is the federation CA; the server certificate must chain to it.
@@ -344,17 +354,10 @@ type ClientOptions struct {
 // certificate or another federation's coordinator — is refused with a
 // *Refusal.
 func ClientConfig(o ClientOptions) (*tls.Config, error) {
-	if o.CA == nil {
-		return nil, errors.New("certs: client config: no CA certificate")
-	}
-	if err := ValidateName(o.Federation); err != nil {
-		return nil, fmt.Errorf("certs: client config: federation: %w", err)
-	}
-	kp, err := newKeyPair(o.CertFile, o.KeyFile)
+	kp, pool, err := configBase("client config", o.CA, o.MoreCAs, o.Federation, o.CertFile, o.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("certs: client config: %w", err)
+		return nil, err
 	}
-	pool := caPool(o.CA, o.MoreCAs)
 	want := Identity{Federation: o.Federation, Role: RoleCoordinator}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,

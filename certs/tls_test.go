@@ -46,18 +46,20 @@ func newFederation(t *testing.T) *federationSetup {
 
 func mustServer(t *testing.T, o ServerOptions) *tls.Config {
 	t.Helper()
-	c, err := ServerConfig(o)
-	if err != nil {
-		t.Fatalf("ServerConfig = %v", err)
-	}
-	return c
+	return mustConfig(t, "ServerConfig", ServerConfig, o)
 }
 
 func mustClient(t *testing.T, o ClientOptions) *tls.Config {
 	t.Helper()
-	c, err := ClientConfig(o)
+	return mustConfig(t, "ClientConfig", ClientConfig, o)
+}
+
+// mustConfig returns config(o), failing the test if it is an error.
+func mustConfig[O any](t *testing.T, name string, config func(O) (*tls.Config, error), o O) *tls.Config {
+	t.Helper()
+	c, err := config(o)
 	if err != nil {
-		t.Fatalf("ClientConfig = %v", err)
+		t.Fatalf("%s = %v", name, err)
 	}
 	return c
 }

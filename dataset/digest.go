@@ -16,12 +16,8 @@ func (s Scaling) Digest() [32]byte {
 	b = append(b, "fedguard-scaling-v1\x00"...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Mean)))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Std)))
-	for _, v := range s.Mean {
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
-	}
-	for _, v := range s.Std {
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
-	}
+	b = appendFloat64s(b, s.Mean)
+	b = appendFloat64s(b, s.Std)
 	return sha256.Sum256(b)
 }
 
@@ -36,11 +32,15 @@ func (s Stats) Digest() [32]byte {
 	b = binary.BigEndian.AppendUint64(b, s.Count)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.Sum)))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s.SumSquares)))
-	for _, v := range s.Sum {
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
-	}
-	for _, v := range s.SumSquares {
-		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
-	}
+	b = appendFloat64s(b, s.Sum)
+	b = appendFloat64s(b, s.SumSquares)
 	return sha256.Sum256(b)
+}
+
+// appendFloat64s appends every v of vs to b as big-endian IEEE 754 bits.
+func appendFloat64s(b []byte, vs []float64) []byte {
+	for _, v := range vs {
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return b
 }

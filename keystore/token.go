@@ -150,12 +150,8 @@ func (t *Token) ECDSA(label string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: token %q: find ECDSA key %q: %w", t.cfg.TokenLabel, label, err)
 	}
-	switch len(ks) {
-	case 0:
-		return nil, fmt.Errorf("%w: token %q has no key pair labelled %q", ErrKeyNotFound, t.cfg.TokenLabel, label)
-	case 1:
-	default:
-		return nil, fmt.Errorf("keystore: token %q has %d key pairs labelled %q; labels must be unique", t.cfg.TokenLabel, len(ks), label)
+	if err := t.oneLabelled(len(ks), "key pair", label); err != nil {
+		return nil, err
 	}
 	k := ks[0]
 	pub, ok := k.Public().(*ecdsa.PublicKey)
@@ -169,11 +165,8 @@ func (t *Token) ECDSA(label string) (crypto.Signer, error) {
 // (sensitive, not extractable). It refuses a label already in use, so an
 // existing key is never shadowed.
 func (t *Token) GenerateECDSA(label string) (crypto.Signer, error) {
-	if err := t.labelFree(label); err != nil {
-		return nil, err
-	}
-	id := make([]byte, 16)
-	if _, err := crand.Read(id); err != nil {
+	id, err := t.newKeyID(label)
+	if err != nil {
 		return nil, err
 	}
 	k, err := t.ctx.GenerateECDSAKeyPairWithLabel(id, []byte(label), elliptic.P256())
@@ -181,6 +174,32 @@ func (t *Token) GenerateECDSA(label string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("keystore: token %q: generate ECDSA P-256 key %q: %w", t.cfg.TokenLabel, label, err)
 	}
 	return k, nil
+}
+
+// oneLabelled checks that exactly one object, of n found, is a what
+// labelled label: none is ErrKeyNotFound, more is an ambiguous label.
+func (t *Token) oneLabelled(n int, what, label string) error {
+	switch n {
+	case 0:
+		return fmt.Errorf("%w: token %q has no %s labelled %q", ErrKeyNotFound, t.cfg.TokenLabel, what, label)
+	case 1:
+		return nil
+	default:
+		return fmt.Errorf("keystore: token %q has %d %ss labelled %q; labels must be unique", t.cfg.TokenLabel, n, what, label)
+	}
+}
+
+// newKeyID checks that label is free and returns a random CKA_ID for a
+// new key pair labelled label.
+func (t *Token) newKeyID(label string) ([]byte, error) {
+	if err := t.labelFree(label); err != nil {
+		return nil, err
+	}
+	id := make([]byte, 16)
+	if _, err := crand.Read(id); err != nil {
+		return nil, err
+	}
+	return id, nil
 }
 
 // labelFree refuses a label that any private key on the token has.
@@ -292,12 +311,8 @@ func (t *Token) Ed25519(label string) (*Ed25519Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch len(privs) {
-	case 0:
-		return nil, fmt.Errorf("%w: token %q has no Ed25519 private key labelled %q", ErrKeyNotFound, t.cfg.TokenLabel, label)
-	case 1:
-	default:
-		return nil, fmt.Errorf("keystore: token %q has %d Ed25519 private keys labelled %q; labels must be unique", t.cfg.TokenLabel, len(privs), label)
+	if err := t.oneLabelled(len(privs), "Ed25519 private key", label); err != nil {
+		return nil, err
 	}
 	pubs, err := t.find(pkcs11.CKO_PUBLIC_KEY, &kt, label)
 	if err != nil {
@@ -329,11 +344,8 @@ func (t *Token) ed25519Public(h pkcs11.ObjectHandle) (ed25519.PublicKey, error) 
 // with CKM_EC_EDWARDS_KEY_PAIR_GEN: the private key sensitive and not
 // extractable. It refuses a label already in use.
 func (t *Token) GenerateEd25519(label string) (*Ed25519Key, error) {
-	if err := t.labelFree(label); err != nil {
-		return nil, err
-	}
-	id := make([]byte, 16)
-	if _, err := crand.Read(id); err != nil {
+	id, err := t.newKeyID(label)
+	if err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
@@ -341,26 +353,14 @@ func (t *Token) GenerateEd25519(label string) (*Ed25519Key, error) {
 	if t.closed {
 		return nil, errClosed
 	}
-	pubT := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+	pubT := edwardsTemplate(pkcs11.CKO_PUBLIC_KEY, label, id,
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidEd25519),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-	}
-	privT := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidEd25519))
+	privT := edwardsTemplate(pkcs11.CKO_PRIVATE_KEY, label, id,
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-	}
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false))
 	// A generating session must be read-write.
 	s, err := t.raw.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
@@ -376,4 +376,17 @@ func (t *Token) GenerateEd25519(label string) (*Ed25519Key, error) {
 		return nil, fmt.Errorf("keystore: token %q: generated key %q: %w", t.cfg.TokenLabel, label, err)
 	}
 	return &Ed25519Key{t: t, handle: privH, pub: pub}, nil
+}
+
+// edwardsTemplate is the template of one half (class) of an Ed25519 key
+// pair kept on the token, labelled label with CKA_ID id, with the
+// attributes of that half.
+func edwardsTemplate(class uint, label string, id []byte, half ...*pkcs11.Attribute) []*pkcs11.Attribute {
+	return append([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+	}, half...)
 }

@@ -23,23 +23,31 @@ import (
 )
 
 // open opens cfg or fails the test, closing the token at the end.
-func open(t *testing.T, cfg keystore.PKCS11) *keystore.Token {
-	t.Helper()
+func open(tb testing.TB, cfg keystore.PKCS11) *keystore.Token {
+	tb.Helper()
 	tok, err := keystore.Open(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { tok.Close() })
+	tb.Cleanup(func() { tok.Close() })
 	return tok
 }
 
-func TestEd25519SignsInToken(t *testing.T) {
-	cfg := softhsm.New(t, "fedguard-test", "coordinator")
-	tok := open(t, cfg)
+// ed25519OnToken makes a SoftHSM2 token labelled tokenLabel, opens it for
+// the test and generates an Ed25519 key labelled keyLabel on it.
+func ed25519OnToken(tb testing.TB, tokenLabel, keyLabel string) (keystore.PKCS11, *keystore.Token, *keystore.Ed25519Key) {
+	tb.Helper()
+	cfg := softhsm.New(tb, tokenLabel, keyLabel)
+	tok := open(tb, cfg)
 	k, err := tok.GenerateEd25519(cfg.KeyLabel)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return cfg, tok, k
+}
+
+func TestEd25519SignsInToken(t *testing.T) {
+	cfg, tok, k := ed25519OnToken(t, "fedguard-test", "coordinator")
 	pub := k.Public().(ed25519.PublicKey)
 	msg := []byte("DSSEv1 a message")
 	sig, err := k.Sign(nil, msg, crypto.Hash(0))
@@ -130,12 +138,7 @@ func TestImportedKeysSignAsFiles(t *testing.T) {
 }
 
 func TestEd25519ConcurrentSigning(t *testing.T) {
-	cfg := softhsm.New(t, "fedguard-test", "coordinator")
-	tok := open(t, cfg)
-	k, err := tok.GenerateEd25519(cfg.KeyLabel)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, k := ed25519OnToken(t, "fedguard-test", "coordinator")
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for i := range 8 {
@@ -258,16 +261,7 @@ func TestOpenErrors(t *testing.T) {
 // through the PKCS #11 module, checked against the public key) with one
 // by crypto/ed25519 from a file key, on a manifest-sized message.
 func BenchmarkEd25519Sign(b *testing.B) {
-	cfg := softhsm.New(b, "fedguard-bench", "k")
-	tok, err := keystore.Open(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tok.Close()
-	k, err := tok.GenerateEd25519(cfg.KeyLabel)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, _, k := ed25519OnToken(b, "fedguard-bench", "k")
 	_, file, _ := ed25519.GenerateKey(rand.Reader)
 	msg := make([]byte, 2048)
 	for _, s := range []struct {

@@ -155,11 +155,8 @@ func TestVerifyAndExtend(t *testing.T) {
 
 	other := goldenRound()
 	other.Federation = "hospitals-us"
-	env, _, err := Sign(s, other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = Verify(env, keys, "hospitals-eu")
+	env := mustSign(t, s, other)
+	_, err := Verify(env, keys, "hospitals-eu")
 	var re *RefusalError
 	if !errors.As(err, &re) || re.Reason != ReasonWrongFederation || re.Round != 3 {
 		t.Errorf("Verify(other federation) = %v, want wrong_federation for round 3", err)

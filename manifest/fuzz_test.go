@@ -36,15 +36,7 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, env []byte) {
 		r, digest, err := Open(env, keys)
 		if err != nil {
-			n := 0
-			for _, k := range kinds {
-				if errors.Is(err, k) {
-					n++
-				}
-			}
-			if n != 1 {
-				t.Fatalf("Open error %q wraps %d kinds, want 1", err, n)
-			}
+			checkOneKind(t, "Open", err, kinds)
 			return
 		}
 		_, payload, err := decodeEnvelope(env)
@@ -175,15 +167,7 @@ func FuzzOpenRotation(f *testing.F) {
 	f.Fuzz(func(t *testing.T, env []byte) {
 		v, err := OpenRotation(env)
 		if err != nil {
-			n := 0
-			for _, k := range kinds {
-				if errors.Is(err, k) {
-					n++
-				}
-			}
-			if n != 1 {
-				t.Fatalf("OpenRotation error %q wraps %d kinds, want 1", err, n)
-			}
+			checkOneKind(t, "OpenRotation", err, kinds)
 			return
 		}
 		if d, err := Digest(env); err != nil || d != v.Digest {
@@ -198,4 +182,19 @@ func FuzzOpenRotation(f *testing.F) {
 			t.Fatalf("accepted a rotation with inconsistent keys")
 		}
 	})
+}
+
+// checkOneKind fails t unless err, returned by fn, wraps exactly one of
+// kinds: every refusal says what kind it is, and only one.
+func checkOneKind(t *testing.T, fn string, err error, kinds []error) {
+	t.Helper()
+	n := 0
+	for _, k := range kinds {
+		if errors.Is(err, k) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%s error %q wraps %d kinds, want 1", fn, err, n)
+	}
 }

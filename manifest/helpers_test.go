@@ -107,27 +107,24 @@ func statementWith(tb testing.TB, r Round, edit func(st map[string]any)) []byte 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var st map[string]any
-	if err := json.Unmarshal(payload, &st); err != nil {
-		tb.Fatal(err)
-	}
-	edit(st)
-	out, err := json.Marshal(st)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
+	return editJSON(tb, payload, edit)
 }
 
 // editEnvelope decodes env as a generic JSON object, edits it, re-encodes.
 func editEnvelope(tb testing.TB, env []byte, edit func(e map[string]any)) []byte {
 	tb.Helper()
-	var e map[string]any
-	if err := json.Unmarshal(env, &e); err != nil {
+	return editJSON(tb, env, edit)
+}
+
+// editJSON decodes data as a generic JSON object, edits it, re-encodes.
+func editJSON(tb testing.TB, data []byte, edit func(map[string]any)) []byte {
+	tb.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(data, &v); err != nil {
 		tb.Fatal(err)
 	}
-	edit(e)
-	out, err := json.Marshal(e)
+	edit(v)
+	out, err := json.Marshal(v)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -30,15 +30,7 @@ var ErrNoManifestKeys = errors.New("manifest: the key file is a note verifier ke
 // else must be one note verifier key line (golang.org/x/mod/sumdb/note).
 // Errors name the file ("key FILE: …").
 func LoadPublicKeyFile(path string) (PublicKeyFile, error) {
-	b, err := readSmall(path)
-	if err != nil {
-		return PublicKeyFile{}, fmt.Errorf("key: %w", err)
-	}
-	k, err := ParsePublicKeyFile(b)
-	if err != nil {
-		return PublicKeyFile{}, fmt.Errorf("key %s: %w", path, err)
-	}
-	return k, nil
+	return readParsed(path, ParsePublicKeyFile, "key: %w", "key %s: %w")
 }
 
 // ParsePublicKeyFile parses the contents of a key file (see

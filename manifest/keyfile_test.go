@@ -38,14 +38,8 @@ func TestPublicKeyFile(t *testing.T) {
 	if err := os.WriteFile(lineFile, []byte(vkey+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	envelope, _, err := Sign(s, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged, _, err := Sign(other, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	envelope := mustSign(t, s, goldenRound())
+	forged := mustSign(t, other, goldenRound())
 
 	tests := []struct {
 		name         string

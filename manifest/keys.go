@@ -271,13 +271,21 @@ func parsePublicKeys(data []byte) (PublicKeys, error) {
 // LoadPublicKeys reads a signing.pub file: what a participant pins at
 // enrolment and an auditor verifies with.
 func LoadPublicKeys(path string) (PublicKeys, error) {
+	return readParsed(path, parsePublicKeys, "manifest: load public keys: %w", "manifest: %s: %w")
+}
+
+// readParsed reads the small file path and parses it. A read error is
+// wrapped with readFormat (a %w verb), a parse error with parseFormat (a
+// %s verb for path, then %w).
+func readParsed[K any](path string, parse func([]byte) (K, error), readFormat, parseFormat string) (K, error) {
+	var zero K
 	data, err := readSmall(path)
 	if err != nil {
-		return PublicKeys{}, fmt.Errorf("manifest: load public keys: %w", err)
+		return zero, fmt.Errorf(readFormat, err)
 	}
-	k, err := parsePublicKeys(data)
+	k, err := parse(data)
 	if err != nil {
-		return PublicKeys{}, fmt.Errorf("manifest: %s: %w", path, err)
+		return zero, fmt.Errorf(parseFormat, path, err)
 	}
 	return k, nil
 }
@@ -440,22 +448,24 @@ func LoadOrCreateSigner(dir string) (s *Signer, created bool, err error) {
 // loadSigner reads signing.key and checks the public files against it,
 // writing missing ones if repair is set.
 func loadSigner(dir string, repair bool) (*Signer, error) {
-	keyPath := filepath.Join(dir, KeyFile)
-	if err := checkPrivate(keyPath); err != nil {
+	s, err := loadPrivate(filepath.Join(dir, KeyFile), "signing key", parsePrivateKeys)
+	if err != nil {
 		return nil, err
-	}
-	data, err := readSmall(keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: load signing key: %w", err)
-	}
-	s, err := parsePrivateKeys(data)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: %s: %w", keyPath, err)
 	}
 	if err := writePublicFiles(dir, s.public, !repair); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// loadPrivate reads the private key file path, refusing it if others than
+// its owner may access it, and parses it; what names the key in errors.
+func loadPrivate[K any](path, what string, parse func([]byte) (K, error)) (K, error) {
+	if err := checkPrivate(path); err != nil {
+		var zero K
+		return zero, err
+	}
+	return readParsed(path, parse, "manifest: load "+what+": %w", "manifest: %s: %w")
 }
 
 // checkPrivate refuses a key file that others than its owner may access.

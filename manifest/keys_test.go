@@ -24,10 +24,7 @@ import (
 // seeds from rand, so a fixed reader gives a fixed identity, and that it
 // reports a short reader.
 func TestGenerateSignerDeterministic(t *testing.T) {
-	a, err := GenerateSigner(seedReader("x"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustSigner(t, "x")
 	b, _ := GenerateSigner(seedReader("x"))
 	c, _ := GenerateSigner(seedReader("y"))
 	if !a.Public().Equal(b.Public()) {
@@ -236,10 +233,7 @@ func TestLoadOrCreateSigner(t *testing.T) {
 		if !again.Public().Equal(s.Public()) {
 			t.Errorf("%s(existing) returned another identity", load.name)
 		}
-		env, _, err := Sign(again, goldenRound())
-		if err != nil {
-			t.Fatal(err)
-		}
+		env := mustSign(t, again, goldenRound())
 		if _, _, err := Open(env, pub); err != nil {
 			t.Errorf("manifest signed by the reloaded %s does not open: %v", load.name, err)
 		}

@@ -521,13 +521,9 @@ func (r *Round) validate() error {
 	}
 	seen := make(map[string]string, len(r.Included)+len(r.Excluded))
 	for i, c := range r.Included {
-		if err := certs.ValidateName(c.Name); err != nil {
-			return fmt.Errorf("included[%d]: %w", i, err)
+		if err := addListed(seen, "included", i, c.Name); err != nil {
+			return err
 		}
-		if prev, dup := seen[c.Name]; dup {
-			return fmt.Errorf("included[%d]: %q is already listed as %s", i, c.Name, prev)
-		}
-		seen[c.Name] = "included"
 		if !isHexDigest(c.UpdateSHA256) {
 			return fmt.Errorf("included[%d] %q: update_sha256 %.80q is not 64 lowercase hex digits", i, c.Name, c.UpdateSHA256)
 		}
@@ -542,13 +538,9 @@ func (r *Round) validate() error {
 		}
 	}
 	for i, e := range r.Excluded {
-		if err := certs.ValidateName(e.Name); err != nil {
-			return fmt.Errorf("excluded[%d]: %w", i, err)
+		if err := addListed(seen, "excluded", i, e.Name); err != nil {
+			return err
 		}
-		if prev, dup := seen[e.Name]; dup {
-			return fmt.Errorf("excluded[%d]: %q is already listed as %s", i, e.Name, prev)
-		}
-		seen[e.Name] = "excluded"
 		if e.Reason == "" {
 			return fmt.Errorf("excluded[%d] %q: no reason", i, e.Name)
 		}
@@ -611,3 +603,16 @@ func isHexDigest(s string) bool {
 
 // hexDigest spells a digest as this package does.
 func hexDigest(d [32]byte) string { return hex.EncodeToString(d[:]) }
+
+// addListed records name, entry i of the manifest's list (included or
+// excluded), in seen: a participant is named once, in one list.
+func addListed(seen map[string]string, list string, i int, name string) error {
+	if err := certs.ValidateName(name); err != nil {
+		return fmt.Errorf("%s[%d]: %w", list, i, err)
+	}
+	if prev, dup := seen[name]; dup {
+		return fmt.Errorf("%s[%d]: %q is already listed as %s", list, i, name, prev)
+	}
+	seen[name] = list
+	return nil
+}

@@ -162,10 +162,7 @@ func TestRoundTrip(t *testing.T) {
 // ML-DSA-65 (and deterministic for Ed25519), and that this does not change
 // the digest, which covers only the payload.
 func TestSignHedged(t *testing.T) {
-	s, err := GenerateSigner(seedReader("hedged"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSigner(t, "hedged")
 	env1, d1, err := Sign(s, goldenRound())
 	if err != nil {
 		t.Fatal(err)
@@ -196,10 +193,7 @@ func TestSignHedged(t *testing.T) {
 // TestSignConcurrent signs from several goroutines with one Signer, as the
 // coordinator may; run with -race.
 func TestSignConcurrent(t *testing.T) {
-	s, err := GenerateSigner(seedReader("concurrent"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustSigner(t, "concurrent")
 	errs := make(chan error, 8)
 	for i := range 8 {
 		go func() {
@@ -224,10 +218,7 @@ func TestSignConcurrent(t *testing.T) {
 // documentation, section Compatibility with cosign).
 func TestEnvelopeShape(t *testing.T) {
 	s := testSigner(t)
-	env, _, err := Sign(s, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := mustSign(t, s, goldenRound())
 	var e struct {
 		PayloadType string
 		Payload     string
@@ -324,10 +315,7 @@ func TestOpenAccepts(t *testing.T) {
 func TestOpenRejects(t *testing.T) {
 	s := testSigner(t)
 	other := fixedSigner(t, "impostor")
-	good, _, err := Sign(s, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	good := mustSign(t, s, goldenRound())
 	// sign signs a statement edited as a JSON object.
 	sign := func(edit func(st map[string]any)) []byte {
 		return signStatement(t, s, PayloadType, statementWith(t, goldenRound(), edit))
@@ -353,10 +341,7 @@ func TestOpenRejects(t *testing.T) {
 		out, _ := json.Marshal(a)
 		return out
 	}
-	byOther, _, err := Sign(other, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	byOther := mustSign(t, other, goldenRound())
 	var ge envelope
 	_ = json.Unmarshal(good, &ge)
 	payload, _ := base64.StdEncoding.DecodeString(ge.Payload)
@@ -574,10 +559,7 @@ func TestSubjectName(t *testing.T) {
 }
 
 func BenchmarkSign(b *testing.B) {
-	s, err := GenerateSigner(seedReader("bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := mustSigner(b, "bench")
 	r := goldenRound()
 	for b.Loop() {
 		if _, _, err := Sign(s, r); err != nil {
@@ -587,14 +569,8 @@ func BenchmarkSign(b *testing.B) {
 }
 
 func BenchmarkOpen(b *testing.B) {
-	s, err := GenerateSigner(seedReader("bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	env, _, err := Sign(s, goldenRound())
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := mustSigner(b, "bench")
+	env := mustSign(b, s, goldenRound())
 	keys := s.Public()
 	b.SetBytes(int64(len(env)))
 	for b.Loop() {

@@ -161,10 +161,7 @@ func TestRoundCarriesRotations(t *testing.T) {
 	ab, _ := testRotation(t, a, b, 1, "", 2)
 	r := goldenRound()
 	r.KeyRotations = []json.RawMessage{ab}
-	env, _, err := Sign(b, r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := mustSign(t, b, r)
 	got, _, err := Open(env, b.Public())
 	if err != nil {
 		t.Fatalf("Open(v2) = %v", err)
@@ -204,6 +201,17 @@ func TestRoundCarriesRotations(t *testing.T) {
 	}
 }
 
+// mustSigner is a signer made from seed, deterministically.
+func mustSigner(tb testing.TB, seed string) *Signer {
+	tb.Helper()
+	s, err := GenerateSigner(seedReader(seed))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// mustSign is the envelope of r signed by s.
 func mustSign(tb testing.TB, s *Signer, r Round) []byte {
 	tb.Helper()
 	env, _, err := Sign(s, r)

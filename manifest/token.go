@@ -72,17 +72,9 @@ func loadTokenSigner(dir string, ed crypto.Signer, repair bool) (*Signer, error)
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, MLDSAKeyFile)
-	if err := checkPrivate(path); err != nil {
+	seed, err := loadPrivate(filepath.Join(dir, MLDSAKeyFile), "ML-DSA-65 key", parseMLDSAKey)
+	if err != nil {
 		return nil, err
-	}
-	data, err := readSmall(path)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: load ML-DSA-65 key: %w", err)
-	}
-	seed, err := parseMLDSAKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("manifest: %s: %w", path, err)
 	}
 	s := newTokenSigner(ed, edPub, seed)
 	if err := writePublicFiles(dir, s.public, !repair); err != nil {

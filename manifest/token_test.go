@@ -56,10 +56,7 @@ func TestTokenSignerVerifies(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, KeyFile)); err == nil {
 		t.Fatal("a token identity wrote signing.key")
 	}
-	env, _, err := Sign(s, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := mustSign(t, s, goldenRound())
 	pinned, err := LoadPublicKeys(filepath.Join(dir, PublicFile))
 	if err != nil {
 		t.Fatal(err)
@@ -216,18 +213,12 @@ func TestMoveFileIdentityToToken(t *testing.T) {
 	if s.Public().Fingerprint() != fileSigner.Public().Fingerprint() {
 		t.Fatalf("fingerprint changed from %s to %s", fileSigner.Public().Fingerprint(), s.Public().Fingerprint())
 	}
-	env, _, err := Sign(s, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := mustSign(t, s, goldenRound())
 	if _, _, err := Open(env, fileSigner.Public()); err != nil {
 		t.Fatalf("a manifest signed after the move does not verify with the keys pinned before: %v", err)
 	}
 	// Ed25519 is deterministic: the token's signature is the file key's.
-	fileEnv, _, err := Sign(fileSigner, goldenRound())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fileEnv := mustSign(t, fileSigner, goldenRound())
 	if edSig(t, env) != edSig(t, fileEnv) {
 		t.Error("the token's Ed25519 signature differs from the file key's")
 	}

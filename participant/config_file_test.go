@@ -375,11 +375,10 @@ func TestFileConfigCheck(t *testing.T) {
 	}
 }
 
-func TestFileConfigConfig(t *testing.T) {
-	dir := t.TempDir()
-	c := enrolment(t, dir, "clinic-net")
-	c.Holdout = 0
-	c.Expect, c.Validation = "e.json", participant.ValidationWarn
+// loadConfig writes c into dir, loads it back and makes the agent's
+// Config of it.
+func loadConfig(t *testing.T, dir string, c participant.FileConfig) (participant.FileConfig, participant.Config) {
+	t.Helper()
 	loaded, err := participant.LoadFileConfig(writeConfig(t, dir, c))
 	if err != nil {
 		t.Fatal(err)
@@ -388,6 +387,15 @@ func TestFileConfigConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Config() = %v", err)
 	}
+	return loaded, cfg
+}
+
+func TestFileConfigConfig(t *testing.T) {
+	dir := t.TempDir()
+	c := enrolment(t, dir, "clinic-net")
+	c.Holdout = 0
+	c.Expect, c.Validation = "e.json", participant.ValidationWarn
+	loaded, cfg := loadConfig(t, dir, c)
 	tr, ok := cfg.Trainer.(*participant.LocalTrainer)
 	if !ok {
 		t.Fatalf("Config().Trainer is %T, want *LocalTrainer", cfg.Trainer)
@@ -414,15 +422,7 @@ func TestFileConfigExecTrainer(t *testing.T) {
 	dir := t.TempDir()
 	c := enrolment(t, dir, "clinic-net")
 	c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "sh -c 'exit 0'", "90s", "work"
-	path := writeConfig(t, dir, c)
-	loaded, err := participant.LoadFileConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loaded.Config()
-	if err != nil {
-		t.Fatalf("Config() = %v", err)
-	}
+	loaded, cfg := loadConfig(t, dir, c)
 	tr, ok := cfg.Trainer.(*participant.ExecTrainer)
 	if !ok {
 		t.Fatalf("Config().Trainer is %T, want *ExecTrainer", cfg.Trainer)

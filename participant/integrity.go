@@ -353,22 +353,25 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 	return permanent(fmt.Errorf("%w: %w", ErrManifestRefused, err))
 }
 
+// manifestSpec is the part of a manifest's model_spec (the coordinator's
+// model configuration, as JSON) that an agent checks and joins with.
+type manifestSpec struct {
+	Kind     string   `json:"kind"`
+	Features []string `json:"features"`
+	Label    string   `json:"label"`
+	Classes  []string `json:"classes"`
+	Hidden   []uint32 `json:"hidden"`
+	// LayoutSHA256, when the federation started from an initial model, is
+	// the digest of the tensor layout the agent and its trainer exchange.
+	LayoutSHA256 string `json:"layout_sha256"`
+}
+
 // sameSpec checks that a manifest's model specification (the coordinator's
 // configuration, as JSON) is the one this agent prepared its data for: the
 // same parameter count is not enough, since reordered or renamed features
 // would feed the model the wrong columns.
 func sameSpec(raw []byte, spec *fedguardv1.ModelSpec) error {
-	var m struct {
-		Kind     string   `json:"kind"`
-		Features []string `json:"features"`
-		Label    string   `json:"label"`
-		Classes  []string `json:"classes"`
-		Hidden   []uint32 `json:"hidden"`
-		// LayoutSHA256, when the federation started from an initial
-		// model, is the digest of the tensor layout the agent and its
-		// trainer exchange.
-		LayoutSHA256 string `json:"layout_sha256"`
-	}
+	var m manifestSpec
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("manifest model_spec: %v", err)
 	}

@@ -621,6 +621,24 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
+// newWithStateFile makes an agent (never run) whose state file is path,
+// so that the test sees what New makes of that file.
+func newWithStateFile(t *testing.T, path string) (*participant.Agent, error) {
+	t.Helper()
+	signer, err := manifest.GenerateSigner(crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return participant.New(participant.Config{
+		Coordinator:     "127.0.0.1:1",
+		TLS:             &tls.Config{Certificates: []tls.Certificate{{}}},
+		Trainer:         newTrainer(),
+		Federation:      federation,
+		CoordinatorKeys: signer.Public(),
+		StateFile:       path,
+	})
+}
+
 func TestCorruptStateFile(t *testing.T) {
 	digest := otherDigest("a manifest")
 	tests := []struct {
@@ -643,24 +661,13 @@ func TestCorruptStateFile(t *testing.T) {
 		}},
 		{"directory", func(path string) error { return os.Mkdir(path, 0o700) }},
 	}
-	signer, err := manifest.GenerateSigner(crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "accepted.json")
 			if err := tt.write(path); err != nil {
 				t.Fatal(err)
 			}
-			a, err := participant.New(participant.Config{
-				Coordinator:     "127.0.0.1:1",
-				TLS:             &tls.Config{Certificates: []tls.Certificate{{}}},
-				Trainer:         newTrainer(),
-				Federation:      federation,
-				CoordinatorKeys: signer.Public(),
-				StateFile:       path,
-			})
+			a, err := newWithStateFile(t, path)
 			if err == nil {
 				t.Fatalf("New with a corrupt state file = %v, nil; want an error", a)
 			}

@@ -158,13 +158,7 @@ func (c FileConfig) DataVersion(modelSpec json.RawMessage, numParams uint64) (li
 // specFromManifest is the model specification a manifest's model_spec
 // (the coordinator's model configuration) describes, as Join sends it.
 func specFromManifest(raw json.RawMessage, numParams uint64) (*fedguardv1.ModelSpec, error) {
-	var m struct {
-		Kind     string   `json:"kind"`
-		Features []string `json:"features"`
-		Label    string   `json:"label"`
-		Classes  []string `json:"classes"`
-		Hidden   []uint32 `json:"hidden"`
-	}
+	var m manifestSpec
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("participant: manifest model_spec: %w", err)
 	}

@@ -370,10 +370,7 @@ func TestMetricsDataValidation(t *testing.T) {
 // is counted as sat out.
 func TestMetricsSecure(t *testing.T) {
 	t.Run("phases", func(t *testing.T) {
-		p := newPKI(t)
-		tlsCfgs := p.hospitals(t, secureNames...)
-		fake := newSecureFake(t, 1, secureNames)
-		addr := p.serveSecure(t, fake)
+		fake, addr, tlsCfgs := secureFederation(t, 1, nil)
 		dir := t.TempDir()
 		agents := map[string]*participant.Agent{}
 		for _, name := range secureNames {
@@ -408,14 +405,7 @@ func TestMetricsSecure(t *testing.T) {
 		}
 	})
 	t.Run("declined", func(t *testing.T) {
-		p := newPKI(t)
-		fake := newSecureFake(t, 1, secureNames)
-		fake.declinesToAdvance = 1
-		addr := p.serveSecure(t, fake)
-		a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.MinSecureBucket = 4 })
-		if err := run(t, a, 30*time.Second); err != nil {
-			t.Fatalf("Run = %v, want nil", err)
-		}
+		_, a := runBelowMinBucket(t)
 		if got := gathered(t, a.Gatherer(), "fedguard_participant_rounds_sat_out_total", "reason", participant.SatOutDeclined); got != 1 {
 			t.Errorf("rounds sat out{reason=declined} = %v, want 1", got)
 		}

@@ -4,7 +4,6 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,17 +62,7 @@ func (f *fakeCoordinator) rotateAt(at uint64, next *manifest.Signer, seq uint64,
 // stateRotations reads the rotations recorded in an agent's state file.
 func stateRotations(t *testing.T, path string) (round uint64, rotations []map[string]any) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Round     uint64           `json:"round"`
-		Rotations []map[string]any `json:"rotations"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatalf("state file: %v", err)
-	}
+	st := readStateFile(t, path)
 	return st.Round, st.Rotations
 }
 

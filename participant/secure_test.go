@@ -3,7 +3,6 @@ package participant_test
 import (
 	"context"
 	"crypto"
-	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -59,6 +58,20 @@ func (p *pki) hospitals(t *testing.T, names ...string) map[string]*tls.Config {
 		out[name] = p.client(t, p.ca, p.Federation, name)
 	}
 	return out
+}
+
+// secureFederation serves, over mTLS, a secure fake of rounds rounds for
+// secureNames, configured by setup (if not nil) before it serves, and
+// returns it, its address and the hospitals' TLS configurations.
+func secureFederation(t *testing.T, rounds uint64, setup func(*secureFake)) (*secureFake, string, map[string]*tls.Config) {
+	t.Helper()
+	p := newPKI(t)
+	tlsCfgs := p.hospitals(t, secureNames...)
+	fake := newSecureFake(t, rounds, secureNames)
+	if setup != nil {
+		setup(fake)
+	}
+	return fake, p.serveSecure(t, fake), tlsCfgs
 }
 
 // serveSecure runs s on a loopback port until the test ends.
@@ -493,6 +506,22 @@ func failedStatus(err error) error {
 	return status.Errorf(codes.Aborted, "session failed: %v", err)
 }
 
+// received is the messages of type M that ids sent, in the order of ids.
+func received[M any](got map[uint32]any, ids []uint32) []M {
+	var msgs []M
+	for _, id := range ids {
+		msgs = append(msgs, got[id].(M))
+	}
+	return msgs
+}
+
+// addReplies sets each member's reply in out from the server's answer.
+func addReplies[V any](out map[uint32]any, replies map[uint32]V) {
+	for id, v := range replies {
+		out[id] = v
+	}
+}
+
 // resolveLocked ends the current phase with the messages received.
 func (r *bucketRun) resolveLocked() {
 	defer r.cond.Broadcast()
@@ -507,32 +536,17 @@ func (r *bucketRun) resolveLocked() {
 	var err error
 	switch r.phase {
 	case secagg.PhaseAdvertiseKeys:
-		var msgs []*secagg.AdvertiseKeys
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.AdvertiseKeys))
-		}
 		var relay map[uint32][]*secagg.AdvertiseKeys
-		if relay, _, err = r.srv.CollectKeys(msgs); err == nil {
-			for id, l := range relay {
-				out[id] = l
-			}
+		if relay, _, err = r.srv.CollectKeys(received[*secagg.AdvertiseKeys](r.got, ids)); err == nil {
+			addReplies(out, relay)
 		}
 	case secagg.PhaseShareKeys:
-		var msgs []*secagg.ShareKeys
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.ShareKeys))
-		}
 		var route map[uint32][]*secagg.EncryptedShare
-		if route, _, err = r.srv.CollectShares(msgs); err == nil {
-			for id, l := range route {
-				out[id] = l
-			}
+		if route, _, err = r.srv.CollectShares(received[*secagg.ShareKeys](r.got, ids)); err == nil {
+			addReplies(out, route)
 		}
 	case secagg.PhaseMaskedInput:
-		var msgs []*secagg.MaskedInput
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.MaskedInput))
-		}
+		msgs := received[*secagg.MaskedInput](r.got, ids)
 		var survivors []uint32
 		if survivors, _, err = r.srv.CollectMasked(msgs); err == nil {
 			r.survived = survivors
@@ -541,21 +555,12 @@ func (r *bucketRun) resolveLocked() {
 			}
 		}
 	case secagg.PhaseConsistencyCheck:
-		var msgs []*secagg.ConsistencySig
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.ConsistencySig))
-		}
 		var reqs map[uint32]*secagg.UnmaskRequest
-		if reqs, _, err = r.srv.CollectConsistency(msgs); err == nil {
-			for id, req := range reqs {
-				out[id] = req
-			}
+		if reqs, _, err = r.srv.CollectConsistency(received[*secagg.ConsistencySig](r.got, ids)); err == nil {
+			addReplies(out, reqs)
 		}
 	case secagg.PhaseUnmasking:
-		var msgs []*secagg.UnmaskResponse
-		for _, id := range ids {
-			msgs = append(msgs, r.got[id].(*secagg.UnmaskResponse))
-		}
+		msgs := received[*secagg.UnmaskResponse](r.got, ids)
 		var sum []uint32
 		var rejected []secagg.Rejection
 		if sum, rejected, err = r.srv.Unmask(msgs); err == nil {
@@ -824,19 +829,29 @@ func runAll(t *testing.T, agents map[string]*participant.Agent, timeout time.Dur
 // stateRevealed reads the "revealed" list of a state file.
 func stateRevealed(t *testing.T, path string) []string {
 	t.Helper()
+	return readStateFile(t, path).Revealed
+}
+
+// stateFile is what the tests read of an agent's state file, as JSON.
+type stateFile struct {
+	Round     uint64           `json:"round"`
+	Digest    string           `json:"digest"`
+	Revealed  []string         `json:"revealed"`
+	Rotations []map[string]any `json:"rotations"`
+}
+
+// readStateFile reads the agent's state file at path.
+func readStateFile(t *testing.T, path string) stateFile {
+	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec struct {
-		Round    uint64   `json:"round"`
-		Digest   string   `json:"digest"`
-		Revealed []string `json:"revealed"`
-	}
-	if err := json.Unmarshal(data, &rec); err != nil {
+	var st stateFile
+	if err := json.Unmarshal(data, &st); err != nil {
 		t.Fatalf("state file %s: %v", path, err)
 	}
-	return rec.Revealed
+	return st
 }
 
 // checkMean compares a decoded bucket mean with the weighted mean of the
@@ -857,10 +872,7 @@ func checkMean(t *testing.T, got secureSum, names []string, layout *fedguardv1.S
 }
 
 func TestSecureRounds(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 2, secureNames)
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 2, nil)
 	dir := t.TempDir()
 	var phasesMu sync.Mutex
 	var phases []secagg.Phase
@@ -923,12 +935,10 @@ func TestSecureRounds(t *testing.T) {
 // decline it rather than send a second masked input, and still decline
 // after a restart, from their state files.
 func TestSecureRetryAfterUnmask(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 1, secureNames)
-	fake.lie = true
-	fake.declinesToAdvance = len(secureNames)
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) {
+		f.lie = true
+		f.declinesToAdvance = len(secureNames)
+	})
 	dir := t.TempDir()
 	start := hex.EncodeToString(wireDigest(t, fake.closed(0).global))
 
@@ -1006,11 +1016,9 @@ func TestSecureHookAbort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.phase.String(), func(t *testing.T) {
-			p := newPKI(t)
-			tlsCfgs := p.hospitals(t, secureNames...)
-			fake := newSecureFake(t, 1, secureNames)
-			fake.declinesToAdvance = 1 // hospital-b after an abort at PhaseUnmasking
-			addr := p.serveSecure(t, fake)
+			fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) {
+				f.declinesToAdvance = 1 // hospital-b after an abort at PhaseUnmasking
+			})
 			dir := t.TempDir()
 			errHook := fmt.Errorf("injected failure at %v", tt.phase)
 			var mu sync.Mutex
@@ -1168,25 +1176,34 @@ func TestStateFileRevealed(t *testing.T) {
 		{"revealed not a list", `{"round":3,"digest":"` + d + `","revealed":"` + d + `"}`, false},
 		{"unknown field", `{"round":3,"digest":"` + d + `","revealed":[],"declined":[]}`, false},
 	}
-	signer, err := manifest.GenerateSigner(crand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "accepted.json")
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := participant.New(participant.Config{
-				Coordinator: "127.0.0.1:1", TLS: &tls.Config{Certificates: []tls.Certificate{{}}}, Trainer: newTrainer(),
-				Federation: federation, CoordinatorKeys: signer.Public(), StateFile: path,
-			})
+			_, err := newWithStateFile(t, path)
 			if (err == nil) != tt.ok {
 				t.Errorf("New with state %s = %v, want ok = %v", tt.content, err, tt.ok)
 			}
 		})
 	}
+}
+
+// runBelowMinBucket runs hospital, whose minimum secure bucket is 4,
+// against a fake that offers it one secure round in a sum of 3 (then
+// finishes): the agent must decline it and end without error.
+func runBelowMinBucket(t *testing.T) (*secureFake, *participant.Agent) {
+	t.Helper()
+	p := newPKI(t)
+	fake := newSecureFake(t, 1, secureNames)
+	fake.declinesToAdvance = 1
+	addr := p.serveSecure(t, fake)
+	a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.MinSecureBucket = 4 })
+	if err := run(t, a, 30*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	return fake, a
 }
 
 // TestSecurePolicy checks the hospital's own limits on what it takes part
@@ -1195,14 +1212,7 @@ func TestStateFileRevealed(t *testing.T) {
 // secure aggregation.
 func TestSecurePolicy(t *testing.T) {
 	t.Run("min bucket", func(t *testing.T) {
-		p := newPKI(t)
-		fake := newSecureFake(t, 1, secureNames)
-		fake.declinesToAdvance = 1
-		addr := p.serveSecure(t, fake)
-		a, _ := newPolicyAgent(t, addr, p.clientTLS, fake.keys(), hospital, "", func(c *participant.Config) { c.MinSecureBucket = 4 })
-		if err := run(t, a, 30*time.Second); err != nil {
-			t.Fatalf("Run = %v, want nil", err)
-		}
+		fake, _ := runBelowMinBucket(t)
 		_, declines, advertised := fake.results()
 		if len(declines) != 1 || !strings.Contains(declines[0].reason, "a secure sum of 3 is below this hospital's minimum of 4") {
 			t.Errorf("declines %+v, want one naming the sum of 3 and the minimum of 4", declines)
@@ -1235,11 +1245,7 @@ func TestSecurePolicy(t *testing.T) {
 // computes a second Unmask answer, none declines, and the round closes
 // with all of them.
 func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 1, secureNames)
-	fake.crashAt = secagg.PhaseUnmasking
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.crashAt = secagg.PhaseUnmasking })
 	dir := t.TempDir()
 	var mu sync.Mutex
 	computed := map[string]map[secagg.Phase]int{}
@@ -1301,11 +1307,7 @@ func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
 // and take part in the next attempt, a new session, which closes the
 // round.
 func TestSecureResumeDiverges(t *testing.T) {
-	p := newPKI(t)
-	tlsCfgs := p.hospitals(t, secureNames...)
-	fake := newSecureFake(t, 1, secureNames)
-	fake.crashAt = secagg.PhaseMaskedInput
-	addr := p.serveSecure(t, fake)
+	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.crashAt = secagg.PhaseMaskedInput })
 	dir := t.TempDir()
 	restart := "hospital-c"
 	state := func(name string) string { return filepath.Join(dir, name+".json") }

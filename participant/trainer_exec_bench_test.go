@@ -51,14 +51,7 @@ func BenchmarkExecRound(b *testing.B) {
 	asg := &fedguardv1.RoundAssignment{Round: 1, Plan: &fedguardv1.TrainingPlan{LocalEpochs: 1}}
 
 	b.Run("exec", func(b *testing.B) {
-		noop, err := filepath.Abs("testdata/trainer/noop.sh")
-		if err != nil {
-			b.Fatal(err)
-		}
-		tr := &ExecTrainer{Command: []string{"sh", noop}, Dir: filepath.Join(b.TempDir(), "w"), Log: slog.New(slog.DiscardHandler)}
-		if _, err := tr.Prepare(spec); err != nil {
-			b.Fatal(err)
-		}
+		tr := noopTrainer(b, spec)
 		b.SetBytes(int64(4 * len(start)))
 		for b.Loop() {
 			if _, err := tr.Train(context.Background(), asg, start); err != nil {
@@ -98,6 +91,21 @@ func BenchmarkExecRound(b *testing.B) {
 	})
 }
 
+// noopTrainer is an ExecTrainer running the no-op shell trainer,
+// prepared for spec.
+func noopTrainer(b *testing.B, spec *fedguardv1.ModelSpec) *ExecTrainer {
+	b.Helper()
+	noop, err := filepath.Abs("testdata/trainer/noop.sh")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &ExecTrainer{Command: []string{"sh", noop}, Dir: filepath.Join(b.TempDir(), "w"), Log: slog.New(slog.DiscardHandler)}
+	if _, err := tr.Prepare(spec); err != nil {
+		b.Fatal(err)
+	}
+	return tr
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }
 
 // benchLayout is the layout an ExecTrainer writes for spec.
@@ -119,14 +127,7 @@ func benchLayout(spec *fedguardv1.ModelSpec) (safetensors.Layout, error) {
 //	go test ./participant -run '^$' -bench ExecRoundMemory -benchtime 5x
 func BenchmarkExecRoundMemory(b *testing.B) {
 	spec := benchMLP(1000, 99900, 10)
-	noop, err := filepath.Abs("testdata/trainer/noop.sh")
-	if err != nil {
-		b.Fatal(err)
-	}
-	tr := &ExecTrainer{Command: []string{"sh", noop}, Dir: filepath.Join(b.TempDir(), "w"), Log: slog.New(slog.DiscardHandler)}
-	if _, err := tr.Prepare(spec); err != nil {
-		b.Fatal(err)
-	}
+	tr := noopTrainer(b, spec)
 	asg := &fedguardv1.RoundAssignment{Round: 1, Plan: &fedguardv1.TrainingPlan{LocalEpochs: 1}}
 	n := int(spec.NumParams)
 	for b.Loop() {

@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -254,9 +255,9 @@ func ReadFile(path string, maxParams int) (Layout, []float32, map[string]string,
 func checkOffsets(tensors []Info, dataSize int64) error {
 	slices.SortStableFunc(tensors, func(a, b Info) int {
 		if a.Begin != b.Begin {
-			return cmpInt64(a.Begin, b.Begin)
+			return cmp.Compare(a.Begin, b.Begin)
 		}
-		return cmpInt64(a.End, b.End)
+		return cmp.Compare(a.End, b.End)
 	})
 	var pos int64
 	total := 0
@@ -284,16 +285,6 @@ func checkOffsets(tensors []Info, dataSize int64) error {
 		return fmt.Errorf("%w: the tensors cover %d bytes, the data section has %d", ErrFormat, pos, dataSize)
 	}
 	return nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // parseHeader parses the JSON header strictly (see the package doc),

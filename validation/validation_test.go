@@ -19,11 +19,18 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func readExpectations(t *testing.T, name string) Expectations {
 	t.Helper()
-	e, err := LoadExpectations(filepath.Join("testdata", name))
+	return readExpectationsPath(t, filepath.Join("testdata", name))
+}
+
+// openTestdata opens testdata/name, closed when the test ends.
+func openTestdata(t *testing.T, name string) *os.File {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	t.Cleanup(func() { f.Close() })
+	return f
 }
 
 // golden compares got with testdata/name, or rewrites it with -update.
@@ -72,11 +79,7 @@ func TestCheckGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.data, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("testdata", tt.data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := openTestdata(t, tt.data)
 			rep, err := Check(f, readExpectations(t, tt.expect))
 			if err != nil {
 				t.Fatalf("Check(%s) = %v", tt.data, err)
@@ -172,11 +175,7 @@ func TestProposeGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.data, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("testdata", tt.data))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f := openTestdata(t, tt.data)
 			e, err := Propose(f, tt.label, IgnoreColumns(tt.ignore...))
 			if err != nil {
 				t.Fatalf("Propose(%s) = %v", tt.data, err)

@@ -53,6 +53,33 @@ func output(env *Env, path string) (io.Writer, func(err error) error) {
 	}
 }
 
+// loadSigningPub loads -key, which cmd needs as the coordinator's
+// signing.pub (a note verifier line is refused, saying why after the
+// message's end).
+func loadSigningPub(path, cmd, why string) (manifest.PublicKeyFile, error) {
+	k, err := manifest.LoadPublicKeyFile(path)
+	if err != nil {
+		return k, err
+	}
+	if k.Keys == nil {
+		return k, usageError("%s: -key must be the coordinator's signing.pub (PEM)%s", cmd, why)
+	}
+	return k, nil
+}
+
+// input opens the file an export is read from, standard input for "-";
+// closeIn releases it.
+func input(name string) (in io.Reader, closeIn func() error, err error) {
+	if name == "-" {
+		return os.Stdin, func() error { return nil }, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
+}
+
 func runAuditExport(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit export")
 	out := fs.String("out", "", "output file (default: standard output)")
@@ -92,15 +119,11 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var in io.Reader = os.Stdin
-	if name := fs.Arg(0); name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
+	in, closeIn, err := input(fs.Arg(0))
+	if err != nil {
+		return err
 	}
+	defer closeIn()
 	if *proof {
 		data, err := io.ReadAll(io.LimitReader(in, 16<<20))
 		if err != nil {
@@ -167,12 +190,9 @@ func runAuditReport(_ context.Context, env *Env, args []string) error {
 	defer l.Close()
 	opts := report.Options{Round: *round, Origin: l.Origin(), LogStatus: "not verified (no -key given): checkpoints and signatures were not checked"}
 	if *key != "" {
-		k, err := manifest.LoadPublicKeyFile(*key)
+		k, err := loadSigningPub(*key, "audit report", ", to check manifests")
 		if err != nil {
 			return err
-		}
-		if k.Keys == nil {
-			return usageError("audit report: -key must be the coordinator's signing.pub (PEM), to check manifests")
 		}
 		ring, err := followLog(k, l)
 		if err != nil {
@@ -242,12 +262,9 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 	}
 	name := manifest.SubjectName(m.Federation, m.Round)
 	if *key != "" {
-		k, err := manifest.LoadPublicKeyFile(*key)
+		k, err := loadSigningPub(*key, "audit model", "")
 		if err != nil {
 			return err
-		}
-		if k.Keys == nil {
-			return usageError("audit model: -key must be the coordinator's signing.pub (PEM)")
 		}
 		ring, err := rotatedKeyring(*dataDir, *k.Keys, m.Federation)
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/fedguard/fedguard/audit"
@@ -42,12 +41,9 @@ func runAuditLineage(_ context.Context, env *Env, args []string) error {
 	if (*db == "") == (fs.NArg() != 1) || fs.NArg() > 1 {
 		return usageError("audit lineage: give either -db or one export FILE (- for standard input)")
 	}
-	k, err := manifest.LoadPublicKeyFile(*key)
+	k, err := loadSigningPub(*key, "audit lineage", ", to check manifests")
 	if err != nil {
 		return err
-	}
-	if k.Keys == nil {
-		return usageError("audit lineage: -key must be the coordinator's signing.pub (PEM), to check manifests")
 	}
 	var mc manifestCollector
 	mc.keys = *k.Keys
@@ -66,15 +62,11 @@ func runAuditLineage(_ context.Context, env *Env, args []string) error {
 	} else {
 		// An export is verified whole (chain, tree, signed checkpoints)
 		// while its manifests are read.
-		var in io.Reader = os.Stdin
-		if name := fs.Arg(0); name != "-" {
-			f, err := os.Open(name)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			in = f
+		in, closeIn, err := input(fs.Arg(0))
+		if err != nil {
+			return err
 		}
+		defer closeIn()
 		if _, err := audit.Verify(in, audit.VerifyOptions{Verifiers: k.Verifiers, Rotate: rotations(k), OnEvent: mc.add}); err != nil {
 			return fmt.Errorf("audit lineage: %w", err)
 		}

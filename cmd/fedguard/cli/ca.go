@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math/big"
 	"os"
@@ -21,17 +22,27 @@ import (
 // they do is a call into package certs or certs/ca, which also appends every
 // issuance and revocation to the CA's audit log.
 
+// parseIssuing parses the flags of a `ca` command that issues a
+// certificate, like parseFlags, and then refuses a -validity (validity
+// points at its value) that is not positive.
+func parseIssuing(flags *flag.FlagSet, args []string, validity *time.Duration, mandatory ...string) error {
+	if err := parseFlags(flags, args, mandatory...); err != nil {
+		return err
+	}
+	if *validity <= 0 {
+		return usageError("%s: -validity must be positive", strings.TrimPrefix(flags.Name(), "fedguard "))
+	}
+	return nil
+}
+
 func runCAInit(_ context.Context, env *Env, args []string) error {
 	flags := newFlagSet(env, "ca init")
 	dir := flags.String("dir", "", "directory for the new CA (created 0700, must not hold anything)")
 	fed := flags.String("federation", "", "federation name: a-z, 0-9, '-', '.'")
 	validity := flags.Duration("validity", certs.DefaultCAValidity, "lifetime of the CA certificate")
 	hsm := caKeyFlags(flags)
-	if err := parseFlags(flags, args, "dir", "federation"); err != nil {
+	if err := parseIssuing(flags, args, validity, "dir", "federation"); err != nil {
 		return err
-	}
-	if *validity <= 0 {
-		return usageError("ca init: -validity must be positive")
 	}
 	a, keyWhere, err := initCA(*dir, *fed, *validity, hsm)
 	if err != nil {
@@ -85,11 +96,8 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	hosts := flags.String("host", "", "comma-separated DNS names and IP addresses the coordinator is reached at")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
 	hsm := caKeyFlags(flags)
-	if err := parseFlags(flags, args, "dir", "out-cert", "out-key", "host"); err != nil {
+	if err := parseIssuing(flags, args, validity, "dir", "out-cert", "out-key", "host"); err != nil {
 		return err
-	}
-	if *validity <= 0 {
-		return usageError("ca issue: -validity must be positive")
 	}
 	hostList := splitList(*hosts)
 	if len(hostList) == 0 {
@@ -120,11 +128,8 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	out := flags.String("out", "", "file for the signed certificate")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
 	hsm := caKeyFlags(flags)
-	if err := parseFlags(flags, args, "dir", "csr", "out"); err != nil {
+	if err := parseIssuing(flags, args, validity, "dir", "csr", "out"); err != nil {
 		return err
-	}
-	if *validity <= 0 {
-		return usageError("ca sign: -validity must be positive")
 	}
 	csrPEM, err := os.ReadFile(*csrFile)
 	if err != nil {
