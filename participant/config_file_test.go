@@ -206,7 +206,9 @@ func TestFileConfigValidate(t *testing.T) {
 			&participant.FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}},
 		{"dp sigma without clip", func(c *participant.FileConfig) { c.DPEpsilon, c.DPNoiseMultiplier = 8, 1.1 },
 			&participant.FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}},
-		{"dp delta 1", func(c *participant.FileConfig) { c.DPEpsilon, c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 8, 1, 1.1, 1 },
+		{"dp delta 1", func(c *participant.FileConfig) {
+			c.DPEpsilon, c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 8, 1, 1.1, 1
+		},
 			&participant.FieldError{Field: "dp_delta", Reason: "1 outside (0, 1)"}},
 		{"dp negative epsilon", func(c *participant.FileConfig) { c.DPEpsilon = -1 },
 			&participant.FieldError{Field: "dp_epsilon", Reason: "-1, want a finite number > 0"}},
