@@ -338,6 +338,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if a.dp, err = newDPLedger(cfg); err != nil {
 		return nil, err
 	}
+	if a.dp != nil {
+		a.cfg.Trainer = dpGuard{a.dp.trainer, a}
+	}
 	a.metrics.dpBudget(a.dp)
 	if a.waitTimeout <= 0 {
 		return nil, errors.New("participant: WaitRound timeout must be positive")
@@ -698,7 +701,7 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	if err := a.checkManifest(rctx, client, asg); err != nil {
 		return err
 	}
-	if err := a.spendPrivacy(rctx, client, asg, log); err != nil {
+	if err := a.checkPrivacy(rctx, client, asg, log); err != nil {
 		if errors.Is(err, ErrPrivacyBudget) {
 			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/strictjson"
+	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/validation"
@@ -223,48 +224,89 @@ func trainsWithDP(dt DPTrainer) bool {
 	return true
 }
 
-// spendPrivacy runs before each round's training. It asks the trainer what
-// the round will cost, computes the ε the ledger would reach, and either
-// records the round in the ledger (durably, before any training, so that a
-// crash can never leave a trained round unaccounted; a round recorded and
-// then not completed is over-counted, never under-counted) or, when the
-// budget would be exceeded, reports to the coordinator that the agent sits
-// the round out and returns an error wrapping ErrPrivacyBudget.
-func (a *Agent) spendPrivacy(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) error {
+// roundEvent returns the round's event and the ε the ledger would reach
+// with it; ok is false when the trainer does not train with DP.
+func (l *dpLedger) roundEvent(asg *fedguardv1.RoundAssignment) (LedgerEvent, float64, bool, error) {
+	ev, ok, err := l.trainer.DPEvent(asg)
+	if err != nil || !ok {
+		return LedgerEvent{}, 0, false, err
+	}
+	le := LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: ev}
+	if len(l.events) >= maxLedgerEvents {
+		return le, math.Inf(1), true, nil
+	}
+	eps, err := ledgerEpsilon(append(l.events[:len(l.events):len(l.events)], le), l.delta)
+	return le, eps, true, err
+}
+
+// checkPrivacy runs before each round, once its manifest is accepted: it
+// computes the ε the ledger would reach with the round's DP-SGD and, when
+// that exceeds the budget, reports to the coordinator that the agent sits
+// the round out and returns an error wrapping ErrPrivacyBudget. It records
+// nothing: the round is recorded by the trainer guard (dpGuard) just
+// before training, once the starting model has been verified, so that a
+// coordinator cannot drain a hospital's budget with rounds the agent
+// refuses or declines.
+func (a *Agent) checkPrivacy(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) error {
 	l := a.dp
 	if l == nil {
 		return nil
 	}
-	ev, ok, err := l.trainer.DPEvent(asg)
+	_, eps, ok, err := l.roundEvent(asg)
 	if err != nil {
 		return fmt.Errorf("participant: privacy accounting: %w", err)
 	}
-	if !ok {
+	if !ok || eps <= l.budget {
 		return nil
 	}
-	evs := append(l.events[:len(l.events):len(l.events)], LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: ev})
-	if len(evs) > maxLedgerEvents {
-		return fmt.Errorf("%w: the ledger holds its maximum of %d rounds", ErrPrivacyBudget, maxLedgerEvents)
-	}
-	eps, err := ledgerEpsilon(evs, l.delta)
+	a.reportPrivacyRefusal(ctx, client, asg, log)
+	return fmt.Errorf("%w: ε would reach %.4g > budget %.4g (δ = %g; spent so far %.4g)", ErrPrivacyBudget, eps, l.budget, l.delta, l.spent)
+}
+
+// dpGuard is the agent's Trainer when it keeps a privacy ledger: before
+// handing a round to the trainer it checks the budget again and records
+// the round in the ledger, durably — before training, so that a crash can
+// never leave a trained round unaccounted (a round recorded whose update
+// then does not reach the coordinator is over-counted, never
+// under-counted).
+type dpGuard struct {
+	DPTrainer
+	a *Agent
+}
+
+// Train implements Trainer.
+func (g dpGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignment, start []float32) (Result, error) {
+	l, a := g.a.dp, g.a
+	le, eps, ok, err := l.roundEvent(asg)
 	if err != nil {
-		return fmt.Errorf("participant: privacy accounting: %w", err)
+		return Result{}, fmt.Errorf("participant: privacy accounting: %w", err)
 	}
-	if eps > l.budget {
-		err := fmt.Errorf("%w: ε would reach %.4g > budget %.4g (δ = %g; spent so far %.4g)", ErrPrivacyBudget, eps, l.budget, l.delta, l.spent)
-		a.reportPrivacyRefusal(ctx, client, asg, log)
-		return err
-	}
-	if l.path != "" {
-		if err := saveLedger(l.path, evs); err != nil {
-			return fmt.Errorf("participant: %w", err)
+	if ok {
+		if eps > l.budget {
+			return Result{}, fmt.Errorf("%w: ε would reach %.4g > budget %.4g", ErrPrivacyBudget, eps, l.budget)
 		}
+		evs := append(l.events[:len(l.events):len(l.events)], le)
+		if l.path != "" {
+			if err := saveLedger(l.path, evs); err != nil {
+				return Result{}, fmt.Errorf("participant: %w", err)
+			}
+		}
+		l.events, l.spent = evs, eps
+		a.metrics.dpSpent.Set(eps)
+		a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),
+			slog.Float64("epsilon_budget", l.budget), slog.Float64("delta", l.delta),
+			slog.Float64("q", le.Q), slog.Float64("sigma", le.Sigma), slog.Int64("steps", le.Steps))
 	}
-	l.events, l.spent = evs, eps
-	a.metrics.dpSpent.Set(eps)
-	log.InfoContext(ctx, "privacy spent", slog.Float64("epsilon", eps), slog.Float64("epsilon_budget", l.budget),
-		slog.Float64("delta", l.delta), slog.Float64("q", ev.Q), slog.Float64("sigma", ev.Sigma), slog.Int64("steps", ev.Steps))
-	return nil
+	return g.DPTrainer.Train(ctx, asg, start)
+}
+
+// DataDescription passes the wrapped trainer's data description through,
+// so that the data version is reported as without the guard.
+func (g dpGuard) DataDescription() (lineage.Description, bool) {
+	if d, ok := g.DPTrainer.(DataDescriber); ok {
+		return d.DataDescription()
+	}
+	return lineage.Description{}, false
 }
 
 // reportPrivacyRefusal tells the coordinator, through ReportValidation

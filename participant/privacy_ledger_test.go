@@ -173,3 +173,30 @@ func TestNewValidatesDP(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedModelSpendsNoPrivacy: a starting model the agent refuses is
+// never trained on, so it costs no privacy; otherwise a coordinator could
+// drain a hospital's budget with tampered models. With the ledger recorded
+// before the model was checked (the first version of this code), the
+// ledger held three events here instead of two.
+func TestRefusedModelSpendsNoPrivacy(t *testing.T) {
+	ev := roundEvent(t)
+	p := newPKI(t)
+	fake := newFake(t, 2)
+	fake.tamper = func(call int, msg *fedguardv1.GetModelResponse) {
+		if call == 1 {
+			msg.Data[0] ^= 1
+		}
+	}
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	a, _ := newAgent(t, addr, p.clientTLS, dpTrainer(), fake.keys(), func(c *participant.Config) { c.DPEpsilon = 100 })
+	if err := run(t, a, 20*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := a.Stats().ModelsRefused; got != 1 {
+		t.Fatalf("ModelsRefused = %d, want 1", got)
+	}
+	if got, want := got2(a), epsilonOf(t, 2, ev); math.Abs(got-want) > 1e-12*want {
+		t.Errorf("ε spent %v, want %v (two rounds trained, the refused model not counted)", got, want)
+	}
+}
