@@ -156,6 +156,15 @@ type Config struct {
 	// liveness check at /healthz while Run runs (see Agent.MetricsAddr;
 	// port 0 picks a free port). Empty, the default, means no listener.
 	MetricsListen string
+	// DPEpsilon is the hospital's record-level privacy budget ε: before
+	// each round the agent computes, with package privacy, the ε its
+	// ledger would reach with the round's DP-SGD (see [DPTrainer]) and
+	// sits the round out ([ErrPrivacyBudget]) when that exceeds
+	// DPEpsilon. 0 means no budget (a DP trainer's rounds are still
+	// recorded). The ledger is kept in [PrivacyLedgerPath](StateFile).
+	DPEpsilon float64
+	// DPDelta is the δ of the budget; 0 means [DefaultDPDelta].
+	DPDelta float64
 }
 
 // Option changes an Agent's defaults, for tests and the benchmark.
@@ -212,6 +221,7 @@ type Agent struct {
 	waitTimeout time.Duration
 	secureHook  func(secagg.Phase) error
 	validator   *validator // nil without Config.Expectations
+	dp          *dpLedger  // nil without DP training or budget
 	metrics     *metrics
 	// presented is the client certificate last presented in a TLS
 	// handshake: its key signs in secure rounds, since the coordinator
@@ -325,6 +335,13 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	a.validator = v
+	if a.dp, err = newDPLedger(cfg); err != nil {
+		return nil, err
+	}
+	if a.dp != nil {
+		a.cfg.Trainer = dpGuard{a.dp.trainer, a}
+	}
+	a.metrics.dpBudget(a.dp)
 	if a.waitTimeout <= 0 {
 		return nil, errors.New("participant: WaitRound timeout must be positive")
 	}
@@ -570,6 +587,8 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			return err
 		case errors.Is(err, ErrDataRefused):
 			a.log.WarnContext(ctx, "round sat out: the data file does not meet its expectations", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		case errors.Is(err, ErrPrivacyBudget):
+			a.log.WarnContext(ctx, "round sat out: the privacy budget would be exceeded", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.Is(err, ErrModelRefused):
 			a.refused.Add(1)
 			a.log.WarnContext(ctx, "starting model refused", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
@@ -680,6 +699,12 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 		return err
 	}
 	if err := a.checkManifest(rctx, client, asg); err != nil {
+		return err
+	}
+	if err := a.checkPrivacy(rctx, client, asg, log); err != nil {
+		if errors.Is(err, ErrPrivacyBudget) {
+			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+		}
 		return err
 	}
 	if asg.GetSecure() != nil {

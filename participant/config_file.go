@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -130,6 +131,18 @@ type FileConfig struct {
 	// systemd unit that restarts the agent anyway may want "never"; an
 	// operator who wants to hear about a retired federation keeps a bound.
 	GiveUpAfter string `json:"give_up_after,omitempty"`
+	// DPEpsilon is the hospital's record-level privacy budget ε (see
+	// [Config.DPEpsilon]); 0, the default, means none. It needs
+	// DPNoiseMultiplier and DPClipNorm: the built-in trainer then trains
+	// with DP-SGD and the agent sits out any round that would exceed it.
+	DPEpsilon float64 `json:"dp_epsilon,omitempty"`
+	// DPDelta is the δ of the budget; 0 means [DefaultDPDelta].
+	DPDelta float64 `json:"dp_delta,omitempty"`
+	// DPNoiseMultiplier is DP-SGD's noise multiplier σ (see
+	// [DPSettings]); with DPClipNorm it turns DP-SGD on.
+	DPNoiseMultiplier float64 `json:"dp_noise_multiplier,omitempty"`
+	// DPClipNorm is DP-SGD's per-record clipping norm C.
+	DPClipNorm float64 `json:"dp_clip_norm,omitempty"`
 }
 
 // GiveUpNever is the give_up_after value that retries forever.
@@ -273,6 +286,9 @@ func (c FileConfig) Validate() error {
 	if err := c.validateTrainer(); err != nil {
 		return err
 	}
+	if err := c.validateDP(); err != nil {
+		return err
+	}
 	for _, col := range c.Ignore {
 		if strings.TrimSpace(col) == "" {
 			return &FieldError{Field: "ignore", Reason: "holds an empty column name"}
@@ -322,9 +338,35 @@ func (c FileConfig) validateTrainer() error {
 	return nil
 }
 
+func (c FileConfig) validateDP() error {
+	bad := func(v float64) bool { return !(v >= 0) || math.IsInf(v, 0) }
+	switch {
+	case bad(c.DPEpsilon):
+		return &FieldError{Field: "dp_epsilon", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPEpsilon)}
+	case bad(c.DPDelta) || c.DPDelta >= 1:
+		return &FieldError{Field: "dp_delta", Reason: fmt.Sprintf("%v outside (0, 1)", c.DPDelta)}
+	case bad(c.DPNoiseMultiplier):
+		return &FieldError{Field: "dp_noise_multiplier", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPNoiseMultiplier)}
+	case bad(c.DPClipNorm):
+		return &FieldError{Field: "dp_clip_norm", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPClipNorm)}
+	case (c.DPNoiseMultiplier > 0) != (c.DPClipNorm > 0):
+		return &FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}
+	case c.DPEpsilon > 0 && c.DPNoiseMultiplier == 0:
+		return &FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}
+	case c.DPDelta > 0 && c.DPEpsilon == 0:
+		return &FieldError{Field: "dp_delta", Reason: "needs", Other: "dp_epsilon"}
+	case c.DPNoiseMultiplier > 0 && c.Trainer == TrainerExec:
+		return &FieldError{Field: "dp_noise_multiplier", Reason: "is for the built-in trainer only: unset", Other: "trainer"}
+	}
+	return nil
+}
+
 // trainer returns the Trainer c asks for (c is valid).
 func (c FileConfig) trainer(h float64) Trainer {
 	local := &LocalTrainer{DataFile: c.Data, Ignore: c.Ignore, Holdout: h, Seed: c.Seed}
+	if c.DPNoiseMultiplier > 0 {
+		local.DP = &DPSettings{NoiseMultiplier: c.DPNoiseMultiplier, ClipNorm: c.DPClipNorm}
+	}
 	if c.Trainer != TrainerExec {
 		return local
 	}
@@ -394,6 +436,8 @@ func (c FileConfig) Config() (Config, error) {
 		ValidationMode:  c.Validation,
 		MetricsListen:   c.MetricsListen,
 		GiveUpAfter:     c.giveUpAfter(),
+		DPEpsilon:       c.DPEpsilon,
+		DPDelta:         c.DPDelta,
 	}, nil
 }
 

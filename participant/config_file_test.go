@@ -198,6 +198,25 @@ func TestFileConfigValidate(t *testing.T) {
 			&participant.FieldError{Field: "give_up_after", Reason: `"forever" is not a positive duration such as 6h, or "never"`}},
 		{"timeout without exec", func(c *participant.FileConfig) { c.TrainerTimeout = "5m" },
 			&participant.FieldError{Field: "trainer_timeout", Reason: "is only for an exec trainer: set", Other: "trainer"}},
+		{"dp budget", func(c *participant.FileConfig) {
+			c.DPEpsilon, c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 8, 1e-6, 1.1, 1
+		}, nil},
+		{"dp-sgd without budget", func(c *participant.FileConfig) { c.DPNoiseMultiplier, c.DPClipNorm = 1.1, 1 }, nil},
+		{"dp budget without dp-sgd", func(c *participant.FileConfig) { c.DPEpsilon = 8 },
+			&participant.FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}},
+		{"dp sigma without clip", func(c *participant.FileConfig) { c.DPEpsilon, c.DPNoiseMultiplier = 8, 1.1 },
+			&participant.FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}},
+		{"dp delta 1", func(c *participant.FileConfig) {
+			c.DPEpsilon, c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 8, 1, 1.1, 1
+		},
+			&participant.FieldError{Field: "dp_delta", Reason: "1 outside (0, 1)"}},
+		{"dp negative epsilon", func(c *participant.FileConfig) { c.DPEpsilon = -1 },
+			&participant.FieldError{Field: "dp_epsilon", Reason: "-1, want a finite number > 0"}},
+		{"dp delta without budget", func(c *participant.FileConfig) { c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 1e-5, 1.1, 1 },
+			&participant.FieldError{Field: "dp_delta", Reason: "needs", Other: "dp_epsilon"}},
+		{"dp with exec trainer", func(c *participant.FileConfig) {
+			c.Trainer, c.TrainerCommand, c.DPNoiseMultiplier, c.DPClipNorm = "exec", "t", 1.1, 1
+		}, &participant.FieldError{Field: "dp_noise_multiplier", Reason: "is for the built-in trainer only: unset", Other: "trainer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

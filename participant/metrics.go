@@ -56,12 +56,16 @@ const (
 	// SatOutTrainingFailed: local training (or checking its result)
 	// failed.
 	SatOutTrainingFailed = "training_failed"
+	// SatOutPrivacyBudget: training would have exceeded the hospital's
+	// record-level privacy budget ([ErrPrivacyBudget]).
+	SatOutPrivacyBudget = "privacy_budget"
 )
 
 var (
 	satOutReasons = []string{
 		SatOutDataRefused, SatOutDeclined, SatOutManifestRefused, SatOutModelRefused, SatOutPlainRefused,
 		SatOutSecureAbandoned, SatOutIncompatible, SatOutCoordinator, SatOutConnection, SatOutTrainingFailed,
+		SatOutPrivacyBudget,
 	}
 	manifestReasons = manifest.Reasons()
 	severities      = []validation.Severity{validation.SeverityWarn, validation.SeverityError}
@@ -84,6 +88,8 @@ type metrics struct {
 	findings        *prometheus.CounterVec
 	manifestRefused *prometheus.CounterVec
 	securePhase     *prometheus.HistogramVec
+	dpSpent         prometheus.Gauge
+	dpBudgetG       prometheus.Gauge
 
 	mu   sync.Mutex
 	addr string // bound metrics listener, while Run runs
@@ -121,11 +127,18 @@ func newMetrics(a *Agent) *metrics {
 			Name: "fedguard_participant_secure_phase_duration_seconds", Help: "Time from sending a secure-aggregation phase's message to the coordinator's answer, by phase.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms to about 200s
 		}, []string{"phase"}),
+		dpSpent: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_participant_dp_epsilon_spent", Help: "Record-level privacy loss ε of the rounds this participant trained with DP-SGD, by its ledger, at the budget's δ.",
+		}),
+		dpBudgetG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_participant_dp_epsilon_budget", Help: "The hospital's record-level privacy budget ε (+Inf for none; 0 without DP).",
+		}),
 	}
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
 	m.reg.MustRegister(m.satOut, m.round, m.lastRound, m.roundDuration, m.trainDuration, m.findings, m.manifestRefused, m.securePhase,
+		m.dpSpent, m.dpBudgetG,
 		counter("fedguard_participant_rounds_completed_total", "Rounds whose update the coordinator accepted (secure: whose sum was unmasked with this participant's input).", a.rounds.Load),
 		counter("fedguard_participant_bytes_sent_total", "Payload bytes of update chunks (secure rounds: masked-input chunks) sent.", a.bytesOut.Load),
 		counter("fedguard_participant_bytes_received_total", "Payload bytes of model chunks received.", a.bytesIn.Load),
@@ -223,6 +236,8 @@ func satOutReason(err error) string {
 	switch {
 	case errors.Is(err, ErrDataRefused):
 		return SatOutDataRefused
+	case errors.Is(err, ErrPrivacyBudget):
+		return SatOutPrivacyBudget
 	case errors.Is(err, ErrManifestRefused):
 		return SatOutManifestRefused
 	case errors.Is(err, ErrModelRefused):
@@ -239,6 +254,15 @@ func satOutReason(err error) string {
 		return SatOutConnection
 	}
 	return SatOutTrainingFailed
+}
+
+// dpBudget publishes the ledger's budget and what it has spent.
+func (m *metrics) dpBudget(l *dpLedger) {
+	if l == nil {
+		return
+	}
+	m.dpBudgetG.Set(l.budget)
+	m.dpSpent.Set(l.spent)
 }
 
 // declined counts a declined secure round.

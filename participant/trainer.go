@@ -14,6 +14,7 @@ import (
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -51,6 +52,9 @@ type LocalTrainer struct {
 	Holdout float64
 	// Seed makes the holdout split and the local shuffling reproducible.
 	Seed uint64
+	// DP, when set, makes every round train with DP-SGD (record-level
+	// differential privacy, see [model.TrainDP]) instead of plain SGD.
+	DP *DPSettings
 
 	mu      sync.Mutex
 	spec    model.Spec
@@ -63,6 +67,72 @@ type LocalTrainer struct {
 	stest   *dataset.Table
 	data    *lineage.Description // what Prepare read and selected
 	rows    int                  // rows of the data file Prepare read
+}
+
+// DPSettings are a hospital's DP-SGD parameters. The sampling rate of a
+// round is the plan's batch size over the training rows (capped at 1), and
+// its steps are the plan's epochs times ⌈1/q⌉ (see [model.DPSteps]).
+type DPSettings struct {
+	// NoiseMultiplier is σ, > 0.
+	NoiseMultiplier float64
+	// ClipNorm is the per-row clipping norm C, > 0.
+	ClipNorm float64
+	// Rand, when set, draws the samples and the noise (tests only); nil
+	// means a fresh generator seeded from crypto/rand each round
+	// ([model.NewNoiseRand]): noise that is not secret protects no one.
+	Rand *rand.Rand
+}
+
+// Validate checks the settings.
+func (d *DPSettings) Validate() error {
+	if !(d.NoiseMultiplier > 0) || math.IsInf(d.NoiseMultiplier, 0) {
+		return fmt.Errorf("participant: DP noise multiplier %v, want a positive finite number", d.NoiseMultiplier)
+	}
+	if !(d.ClipNorm > 0) || math.IsInf(d.ClipNorm, 0) {
+		return fmt.Errorf("participant: DP clipping norm %v, want a positive finite number", d.ClipNorm)
+	}
+	return nil
+}
+
+// dp returns the model.DP of a round on n rows with plan p.
+func (d *DPSettings) dp(p model.Plan, n int) model.DP {
+	return model.DP{Q: model.DPRate(p.BatchSize, n), Sigma: d.NoiseMultiplier, Clip: d.ClipNorm, Rand: d.Rand}
+}
+
+var _ DPTrainer = (*LocalTrainer)(nil)
+
+// DPEvent implements [DPTrainer]: what training for a will cost, from the
+// plan and the number of training rows; ok is false without t.DP.
+func (t *LocalTrainer) DPEvent(a *fedguardv1.RoundAssignment) (privacy.Event, bool, error) {
+	if t.DP == nil {
+		return privacy.Event{}, false, nil
+	}
+	if err := t.DP.Validate(); err != nil {
+		return privacy.Event{}, false, err
+	}
+	t.mu.Lock()
+	n := len(t.trainY)
+	t.mu.Unlock()
+	if n == 0 {
+		return privacy.Event{}, false, errors.New("participant: DPEvent called before Prepare")
+	}
+	plan := planOf(a)
+	if err := plan.Validate(); err != nil {
+		return privacy.Event{}, false, err
+	}
+	d := t.DP.dp(plan, n)
+	return privacy.Event{Q: d.Q, Sigma: d.Sigma, Steps: model.DPSteps(plan.Epochs, d.Q)}, true, nil
+}
+
+// planOf returns the model.Plan of an assignment (zero without one).
+func planOf(a *fedguardv1.RoundAssignment) model.Plan {
+	p := a.GetPlan()
+	return model.Plan{
+		Epochs:       int(p.GetLocalEpochs()),
+		LearningRate: p.GetLearningRate(),
+		BatchSize:    int(p.GetBatchSize()),
+		L2:           p.GetL2(),
+	}
 }
 
 // Prepare reads and checks the local data for spec and returns the
@@ -223,6 +293,22 @@ func TrainUpdate(spec model.Spec, start []float32, x [][]float64, y []int, plan 
 	return trained, nil
 }
 
+// TrainUpdateDP is TrainUpdate with DP-SGD ([model.TrainDP]) in place of
+// plain SGD; the simulator trains its DP clients through it too.
+func TrainUpdateDP(spec model.Spec, start []float32, x [][]float64, y []int, plan model.Plan, dp model.DP) ([]float32, error) {
+	if len(start) != spec.NumParams() {
+		return nil, fmt.Errorf("participant: starting model has %d parameters, want %d", len(start), spec.NumParams())
+	}
+	trained, err := model.TrainDP(spec, start, x, y, plan, dp)
+	if err != nil {
+		return nil, fmt.Errorf("participant: local training (DP-SGD): %w", err)
+	}
+	for i := range trained {
+		trained[i] -= start[i]
+	}
+	return trained, nil
+}
+
 // Train evaluates start on the holdout rows, trains from it on the training
 // rows and returns the difference. It does not modify start.
 func (t *LocalTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, start []float32) (Result, error) {
@@ -255,13 +341,16 @@ func (t *LocalTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment,
 			return Result{}, fmt.Errorf("participant: evaluate starting model: %w", err)
 		}
 	}
-	plan := model.Plan{
-		Epochs:       int(p.GetLocalEpochs()),
-		LearningRate: p.GetLearningRate(),
-		BatchSize:    int(p.GetBatchSize()),
-		L2:           p.GetL2(),
+	plan := planOf(a)
+	var delta []float32
+	if t.DP != nil {
+		if err := t.DP.Validate(); err != nil {
+			return Result{}, err
+		}
+		delta, err = TrainUpdateDP(t.spec, start, train.X, t.trainY, plan, t.DP.dp(plan, len(t.trainY)))
+	} else {
+		delta, err = TrainUpdate(t.spec, start, train.X, t.trainY, plan, RoundRand(t.Seed, a.GetSeed(), a.GetRound()))
 	}
-	delta, err := TrainUpdate(t.spec, start, train.X, t.trainY, plan, RoundRand(t.Seed, a.GetSeed(), a.GetRound()))
 	if err != nil {
 		return Result{}, err
 	}

@@ -124,6 +124,18 @@ type Options struct {
 	// the Byzantine clients, the initial model, the local shuffling, the
 	// attacks' and the rule's randomness.
 	Seed uint64 `json:"seed"`
+	// DPEpsilon, when > 0, makes every honest client train with DP-SGD
+	// (participant.TrainUpdateDP) at the noise multiplier that gives each
+	// client record-level (DPEpsilon, DPDelta)-DP over all the rounds
+	// (privacy.SigmaFor, at the client's sampling rate batch/rows).
+	// DPNoiseMultiplier sets σ directly instead. DPClipNorm is the
+	// clipping norm C (default 1). The noise comes from a generator seeded
+	// from the seed, so a simulation stays reproducible (a hospital's
+	// agent seeds it from crypto/rand).
+	DPEpsilon         float64 `json:"dp_epsilon,omitempty"`
+	DPDelta           float64 `json:"dp_delta,omitempty"`
+	DPNoiseMultiplier float64 `json:"dp_noise_multiplier,omitempty"`
+	DPClipNorm        float64 `json:"dp_clip_norm,omitempty"`
 	// MNISTDir is the folder of the MNIST IDX files ("" finds them in the
 	// module cache).
 	MNISTDir string `json:"-"`
@@ -248,6 +260,12 @@ func check(o Options) (*checked, error) {
 		return bad(fmt.Errorf("worker momentum %v, want β in [0, 1)", o.WorkerMomentum))
 	case !(o.ServerMomentum >= 0 && o.ServerMomentum < 1):
 		return bad(fmt.Errorf("server momentum %v, want β in [0, 1)", o.ServerMomentum))
+	case !(o.DPEpsilon >= 0) || !(o.DPNoiseMultiplier >= 0) || !(o.DPClipNorm >= 0) || !(o.DPDelta >= 0 && o.DPDelta < 1):
+		return bad(fmt.Errorf("dp: ε %v, δ %v, σ %v, C %v: want ε, σ, C >= 0 and δ in [0, 1)", o.DPEpsilon, o.DPDelta, o.DPNoiseMultiplier, o.DPClipNorm))
+	case o.DPEpsilon > 0 && o.DPNoiseMultiplier > 0:
+		return bad(errors.New("dp: give the budget ε or the noise multiplier σ, not both"))
+	case (o.DPEpsilon > 0 || o.DPNoiseMultiplier > 0) && o.LocalSteps > 0:
+		return bad(errors.New("dp: DP-SGD trains by epochs: local steps are not supported"))
 	case o.EvalEvery < 0:
 		return bad(fmt.Errorf("eval every %d, want at least 0", o.EvalEvery))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
 	"github.com/fedguard/fedguard/partition"
+	"github.com/fedguard/fedguard/privacy"
 )
 
 // RoundResult is the global model's quality after one round, on the test
@@ -55,6 +56,19 @@ type Result struct {
 	ModelSHA256 string `json:"model_sha256"`
 	// Seconds is the wall time of the run, data loading included.
 	Seconds float64 `json:"seconds"`
+	// DP is the record-level privacy of the clients' DP-SGD, when
+	// Options asked for it.
+	DP *DPResult `json:"dp,omitempty"`
+}
+
+// DPResult is what DP-SGD gave the clients: the largest ε any client
+// spent over the run at δ, and the range of noise multipliers used.
+type DPResult struct {
+	Epsilon  float64 `json:"epsilon"`
+	Delta    float64 `json:"delta"`
+	SigmaMin float64 `json:"sigma_min"`
+	SigmaMax float64 `json:"sigma_max"`
+	ClipNorm float64 `json:"clip_norm"`
 }
 
 // Run simulates a federation of o.Clients participants, o.Byzantine of
@@ -123,6 +137,11 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	if sr := statefulRule(o.Aggregation, o.ClippingCenter); sr != nil {
 		baseRule = sr // a fresh state for every run
 	}
+	dps, dpRes, err := dpSetup(c, s)
+	if err != nil {
+		return Result{}, err
+	}
+	res.DP = dpRes
 	for r := 1; r <= o.Rounds; r++ {
 		t0 := time.Now()
 		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
@@ -131,7 +150,15 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			if o.LocalSteps > 0 {
 				x, y, plan = s.batches(i, rng, plan)
 			}
-			delta, err := participant.TrainUpdate(c.spec, global, x, y, plan, rng)
+			var delta []float32
+			var err error
+			if dps != nil {
+				dp := dps[i]
+				dp.Rand = rand.New(rand.NewChaCha8(seedBytes(o.Seed, "dp-sgd", uint64(i), uint64(r))))
+				delta, err = participant.TrainUpdateDP(c.spec, global, x, y, plan, dp)
+			} else {
+				delta, err = participant.TrainUpdate(c.spec, global, x, y, plan, rng)
+			}
 			diverged[i] = errors.Is(err, model.ErrDiverged)
 			if diverged[i] {
 				delta, err = make([]float32, len(global)), nil
@@ -416,4 +443,50 @@ func forEach(ctx context.Context, workers, n int, f func(i int) error) error {
 		}
 	}
 	return nil
+}
+
+// dpSetup returns each client's DP-SGD parameters (nil without DP) and
+// the privacy they give: with Options.DPEpsilon, the σ that gives a
+// client of its number of rows that ε over all the rounds.
+func dpSetup(c *checked, s *sim) ([]model.DP, *DPResult, error) {
+	o := c.o
+	if o.DPEpsilon == 0 && o.DPNoiseMultiplier == 0 {
+		return nil, nil, nil
+	}
+	delta := o.DPDelta
+	if delta == 0 {
+		delta = participant.DefaultDPDelta
+	}
+	clip := o.DPClipNorm
+	if clip == 0 {
+		clip = 1
+	}
+	res := &DPResult{Delta: delta, ClipNorm: clip, SigmaMin: math.Inf(1)}
+	type key struct{ n int }
+	sigmas := map[key]float64{}
+	dps := make([]model.DP, o.Clients)
+	for i := range dps {
+		n := len(s.clientX[i])
+		q := model.DPRate(c.plan.BatchSize, n)
+		steps := int64(o.Rounds) * model.DPSteps(c.plan.Epochs, q)
+		sigma, ok := sigmas[key{n}]
+		if !ok {
+			sigma = o.DPNoiseMultiplier
+			if o.DPEpsilon > 0 {
+				var err error
+				if sigma, err = privacy.SigmaFor(q, steps, o.DPEpsilon, delta); err != nil {
+					return nil, nil, fmt.Errorf("simulation: dp: client %d: %w", i, err)
+				}
+			}
+			g, err := privacy.Epsilon(delta, privacy.Event{Q: q, Sigma: sigma, Steps: steps})
+			if err != nil {
+				return nil, nil, fmt.Errorf("simulation: dp: client %d: %w", i, err)
+			}
+			res.Epsilon = max(res.Epsilon, g.Epsilon)
+			sigmas[key{n}] = sigma
+		}
+		res.SigmaMin, res.SigmaMax = min(res.SigmaMin, sigma), max(res.SigmaMax, sigma)
+		dps[i] = model.DP{Q: q, Sigma: sigma, Clip: clip}
+	}
+	return dps, res, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -130,6 +131,10 @@ func TestRunRefuses(t *testing.T) {
 		{"hidden for logreg", func(o *Options) { o.Hidden = []int{8} }, nil, "no hidden layers"},
 		{"learning rate", func(o *Options) { o.LearningRate = -1 }, nil, "learning rate"},
 		{"clients > rows", func(o *Options) { o.Clients = 1000 }, nil, "1000 clients but only 456 training rows"},
+		{"dp epsilon and sigma", func(o *Options) { o.DPEpsilon, o.DPNoiseMultiplier = 8, 1 }, nil, "not both"},
+		{"dp negative", func(o *Options) { o.DPEpsilon = -1 }, nil, "dp:"},
+		{"dp delta 1", func(o *Options) { o.DPEpsilon, o.DPDelta = 8, 1 }, nil, "dp:"},
+		{"dp local steps", func(o *Options) { o.DPEpsilon, o.LocalSteps = 8, 3 }, nil, "local steps"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := wdbcOptions()
@@ -274,5 +279,39 @@ func TestRunMNIST(t *testing.T) {
 	t.Logf("MNIST, 10 clients (2 ALIE), trimmed mean, 2 rounds: accuracy %.4f in %.1f s", res.Accuracy, res.Seconds)
 	if res.Accuracy < 0.85 {
 		t.Errorf("accuracy %.4f after 2 rounds, want >= 0.85", res.Accuracy)
+	}
+}
+
+// TestRunDP: with a record-level budget every client trains with DP-SGD
+// at the σ that spends exactly that budget over the run, and the model
+// still learns; a run with σ given spends what the accountant says.
+func TestRunDP(t *testing.T) {
+	o := wdbcOptions()
+	o.DPEpsilon = 8
+	res, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DP == nil || math.Abs(res.DP.Epsilon-8) > 0.05 || res.DP.Delta != 1e-5 || res.DP.ClipNorm != 1 || !(res.DP.SigmaMin > 0) {
+		t.Fatalf("DP result %+v, want ε ≈ 8 at δ = 1e-5, C = 1", res.DP)
+	}
+	if res.Accuracy < 0.8 {
+		t.Errorf("accuracy %v with DP-SGD at ε = 8, want >= 0.8", res.Accuracy)
+	}
+	plain, err := Run(context.Background(), wdbcOptions(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.DP != nil || plain.ModelSHA256 == res.ModelSHA256 {
+		t.Errorf("plain run: DP %+v, same model as with DP: %v", plain.DP, plain.ModelSHA256 == res.ModelSHA256)
+	}
+	o = wdbcOptions()
+	o.DPNoiseMultiplier = 1000
+	res, err = Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DP == nil || res.DP.SigmaMax != 1000 || res.DP.Epsilon > 0.1 {
+		t.Errorf("σ = 1000: DP result %+v, want a tiny ε", res.DP)
 	}
 }

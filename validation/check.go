@@ -50,13 +50,18 @@ const (
 	// Check could not read (it returned an error) use it, as an error
 	// about the whole file.
 	RuleUnreadable Rule = "unreadable"
+	// RulePrivacyBudget is not a check of the data: a participant agent
+	// reports it, as an error about no column, when it sits a round out
+	// because training would exceed the hospital's record-level privacy
+	// budget (participant.ErrPrivacyBudget).
+	RulePrivacyBudget Rule = "privacy_budget"
 )
 
 // Known reports whether r is one of the rules above.
 func (r Rule) Known() bool {
 	switch r {
 	case RuleMissingColumn, RuleUnexpectedColumn, RulePII, RuleMissing, RuleNotNumber,
-		RuleRange, RuleCategory, RuleLabelClass, RuleLabelBalance, RuleUnreadable:
+		RuleRange, RuleCategory, RuleLabelClass, RuleLabelBalance, RuleUnreadable, RulePrivacyBudget:
 		return true
 	}
 	return false

@@ -92,6 +92,10 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.BoolVar(&o.PartitionHonest, "partition-honest", false, "split by -partition among the honest clients only; the Byzantine ones get IID shares")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of everything random: the same seed gives the same numbers")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "folder of the MNIST IDX files (default: the GoMNIST module's)")
+	fs.Float64Var(&o.DPEpsilon, "dp-epsilon", 0, "clients train with DP-SGD at the noise multiplier that gives each this record-level ε over the run (0: no DP)")
+	fs.Float64Var(&o.DPDelta, "dp-delta", 0, "δ of -dp-epsilon (0: 1e-05)")
+	fs.Float64Var(&o.DPNoiseMultiplier, "dp-sigma", 0, "clients train with DP-SGD at this noise multiplier σ, instead of -dp-epsilon")
+	fs.Float64Var(&o.DPClipNorm, "dp-clip", 0, "DP-SGD per-record clipping norm C (0: 1)")
 	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
 }
 
@@ -281,6 +285,9 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
 	}
 	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	if dp := res.DP; dp != nil {
+		fmt.Fprintf(env.Stdout, "record-level DP-SGD: ε = %.4g at δ = %g per client (σ %.4g–%.4g, C = %g)\n", dp.Epsilon, dp.Delta, dp.SigmaMin, dp.SigmaMax, dp.ClipNorm)
+	}
 	if f.out != "" {
 		fmt.Fprintf(env.Stdout, "wrote %s\n", f.out)
 	}

@@ -1,0 +1,338 @@
+package participant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
+	"github.com/fedguard/fedguard/lineage"
+	"github.com/fedguard/fedguard/privacy"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/validation"
+)
+
+// DefaultDPDelta is the δ of a hospital's record-level budget when it sets
+// ε and not δ: below 1/N for any hospital of fewer than 100,000 patients.
+const DefaultDPDelta = 1e-5
+
+// ErrPrivacyBudget marks a round the agent sat out because training in it
+// would take the hospital's record-level privacy loss above its budget
+// (Config.DPEpsilon). The agent reports it to the coordinator and waits
+// for the next assignment, so Run does not return this error.
+var ErrPrivacyBudget = errors.New("participant: round would exceed the privacy budget")
+
+// DPTrainer is a Trainer that trains with DP-SGD: before each round the
+// agent asks it what the round will cost, as one event of the accountant
+// (package privacy), and keeps the ledger itself.
+type DPTrainer interface {
+	Trainer
+	// DPEvent returns the Poisson-subsampled Gaussian mechanism that
+	// training for assignment a will run: sampling rate, noise multiplier
+	// and number of steps. ok is false when the trainer does not train
+	// with DP.
+	DPEvent(a *fedguardv1.RoundAssignment) (ev privacy.Event, ok bool, err error)
+}
+
+// maxLedgerEvents bounds the privacy ledger: one event per round trained,
+// so 100,000 rounds, some 8 MB of JSON.
+const maxLedgerEvents = 100_000
+
+// maxLedgerFileSize bounds the ledger file the agent reads.
+const maxLedgerFileSize = 16 << 20
+
+// ledgerVersion is the format version of the privacy ledger file.
+const ledgerVersion = 1
+
+// LedgerEvent is one round the agent trained with DP-SGD: the round and
+// attempt, and the mechanism it ran (privacy.Event).
+type LedgerEvent struct {
+	Round   uint64 `json:"round"`
+	Attempt uint32 `json:"attempt"`
+	privacy.Event
+}
+
+// ledgerRecord is the content of the privacy ledger file, one JSON object:
+//
+//	{"version": 1, "events": [{"round": 3, "attempt": 0, "q": 0.01, "sigma": 1.1, "steps": 300}, ...]}
+//
+// It is a file of its own beside the state file (see [PrivacyLedgerPath])
+// rather than a field of it: the state file records the manifests the agent
+// accepted and is written by other parts of the agent, and the ledger must
+// survive a state file being reset (a new federation) — a hospital's
+// patients do not get their privacy back when the coordinator changes.
+type ledgerRecord struct {
+	Version int           `json:"version"`
+	Events  []LedgerEvent `json:"events"`
+}
+
+// PrivacyLedgerPath returns the privacy ledger file of the agent whose
+// state file is state: beside it, with ".privacy.json" in place of its
+// extension (alice.accepted.json gives alice.accepted.privacy.json).
+func PrivacyLedgerPath(state string) string {
+	if state == "" {
+		return ""
+	}
+	return strings.TrimSuffix(state, filepath.Ext(state)) + ".privacy.json"
+}
+
+// parseLedger decodes and checks a ledger file's content.
+func parseLedger(b []byte) ([]LedgerEvent, error) {
+	if len(b) > maxLedgerFileSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxLedgerFileSize)
+	}
+	var rec ledgerRecord
+	if err := strictjson.Unmarshal(b, &rec); err != nil {
+		return nil, err
+	}
+	if rec.Version != ledgerVersion {
+		return nil, fmt.Errorf("version %d, want %d", rec.Version, ledgerVersion)
+	}
+	if len(rec.Events) > maxLedgerEvents {
+		return nil, fmt.Errorf("%d events, more than %d", len(rec.Events), maxLedgerEvents)
+	}
+	for i, e := range rec.Events {
+		if err := e.Validate(); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		if e.Round == 0 {
+			return nil, fmt.Errorf("event %d: round 0", i)
+		}
+	}
+	return rec.Events, nil
+}
+
+// loadLedger reads the ledger at path; a missing file is an empty ledger.
+func loadLedger(path string) ([]LedgerEvent, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("privacy ledger: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLedgerFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("privacy ledger %s: %w", path, err)
+	}
+	evs, err := parseLedger(b)
+	if err != nil {
+		return nil, fmt.Errorf("privacy ledger %s: %w", path, err)
+	}
+	return evs, nil
+}
+
+// saveLedger replaces the ledger at path atomically (a crash leaves the old
+// ledger or the new one) with mode 0600.
+func saveLedger(path string, evs []LedgerEvent) error {
+	if len(evs) > maxLedgerEvents {
+		return fmt.Errorf("privacy ledger: %d events, more than %d", len(evs), maxLedgerEvents)
+	}
+	if evs == nil {
+		evs = []LedgerEvent{}
+	}
+	b, err := json.Marshal(ledgerRecord{Version: ledgerVersion, Events: evs})
+	if err != nil {
+		return fmt.Errorf("privacy ledger: %w", err)
+	}
+	if err := certs.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("privacy ledger: %w", err)
+	}
+	return nil
+}
+
+// ledgerEpsilon is the ε of the composition of the ledger's events at δ.
+func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	pe := make([]privacy.Event, len(evs))
+	for i, e := range evs {
+		pe[i] = e.Event
+	}
+	g, err := privacy.Epsilon(delta, pe...)
+	if err != nil {
+		return 0, err
+	}
+	return g.Epsilon, nil
+}
+
+// dpLedger is an agent's record-level privacy accounting.
+type dpLedger struct {
+	trainer DPTrainer
+	path    string  // "" keeps it in memory (tests)
+	budget  float64 // ε budget; +Inf when the hospital set none
+	delta   float64
+	events  []LedgerEvent
+	spent   float64 // ε of events
+}
+
+// newDPLedger returns the agent's ledger: nil when the trainer does not
+// train with DP and no budget is set. A budget with a trainer that cannot
+// account for its training is an error: the budget could not be enforced.
+func newDPLedger(cfg Config) (*dpLedger, error) {
+	dt, ok := cfg.Trainer.(DPTrainer)
+	if cfg.DPEpsilon == 0 && cfg.DPDelta == 0 && (!ok || !trainsWithDP(dt)) {
+		return nil, nil
+	}
+	if !ok || !trainsWithDP(dt) {
+		return nil, errors.New("participant: Config.DPEpsilon is set but the trainer does not train with DP-SGD (set a noise multiplier and a clipping norm)")
+	}
+	l := &dpLedger{trainer: dt, path: PrivacyLedgerPath(cfg.StateFile), budget: cfg.DPEpsilon, delta: cfg.DPDelta}
+	if !(l.budget >= 0) {
+		return nil, fmt.Errorf("participant: Config.DPEpsilon %v, want > 0 (or 0 for no budget)", l.budget)
+	}
+	if l.budget == 0 {
+		l.budget = math.Inf(1)
+	}
+	if l.delta == 0 {
+		l.delta = DefaultDPDelta
+	}
+	if err := privacy.ValidateDelta(l.delta); err != nil {
+		return nil, fmt.Errorf("participant: Config.DPDelta: %w", err)
+	}
+	if l.path != "" {
+		evs, err := loadLedger(l.path)
+		if err != nil {
+			return nil, fmt.Errorf("participant: %w", err)
+		}
+		l.events = evs
+	}
+	spent, err := ledgerEpsilon(l.events, l.delta)
+	if err != nil {
+		return nil, fmt.Errorf("participant: privacy ledger: %w", err)
+	}
+	l.spent = spent
+	return l, nil
+}
+
+// trainsWithDP asks the trainer whether it trains with DP at all.
+func trainsWithDP(dt DPTrainer) bool {
+	if lt, ok := dt.(*LocalTrainer); ok {
+		return lt.DP != nil
+	}
+	return true
+}
+
+// roundEvent returns the round's event and the ε the ledger would reach
+// with it; ok is false when the trainer does not train with DP.
+func (l *dpLedger) roundEvent(asg *fedguardv1.RoundAssignment) (LedgerEvent, float64, bool, error) {
+	ev, ok, err := l.trainer.DPEvent(asg)
+	if err != nil || !ok {
+		return LedgerEvent{}, 0, false, err
+	}
+	le := LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: ev}
+	if len(l.events) >= maxLedgerEvents {
+		return le, math.Inf(1), true, nil
+	}
+	eps, err := ledgerEpsilon(append(l.events[:len(l.events):len(l.events)], le), l.delta)
+	return le, eps, true, err
+}
+
+// checkPrivacy runs before each round, once its manifest is accepted: it
+// computes the ε the ledger would reach with the round's DP-SGD and, when
+// that exceeds the budget, reports to the coordinator that the agent sits
+// the round out and returns an error wrapping ErrPrivacyBudget. It records
+// nothing: the round is recorded by the trainer guard (dpGuard) just
+// before training, once the starting model has been verified, so that a
+// coordinator cannot drain a hospital's budget with rounds the agent
+// refuses or declines.
+func (a *Agent) checkPrivacy(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) error {
+	l := a.dp
+	if l == nil {
+		return nil
+	}
+	_, eps, ok, err := l.roundEvent(asg)
+	if err != nil {
+		return fmt.Errorf("participant: privacy accounting: %w", err)
+	}
+	if !ok || eps <= l.budget {
+		return nil
+	}
+	a.reportPrivacyRefusal(ctx, client, asg, log)
+	return fmt.Errorf("%w: ε would reach %.4g > budget %.4g (δ = %g; spent so far %.4g)", ErrPrivacyBudget, eps, l.budget, l.delta, l.spent)
+}
+
+// dpGuard is the agent's Trainer when it keeps a privacy ledger: before
+// handing a round to the trainer it checks the budget again and records
+// the round in the ledger, durably — before training, so that a crash can
+// never leave a trained round unaccounted (a round recorded whose update
+// then does not reach the coordinator is over-counted, never
+// under-counted).
+type dpGuard struct {
+	DPTrainer
+	a *Agent
+}
+
+// Train implements Trainer.
+func (g dpGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignment, start []float32) (Result, error) {
+	l, a := g.a.dp, g.a
+	le, eps, ok, err := l.roundEvent(asg)
+	if err != nil {
+		return Result{}, fmt.Errorf("participant: privacy accounting: %w", err)
+	}
+	if ok {
+		if eps > l.budget {
+			return Result{}, fmt.Errorf("%w: ε would reach %.4g > budget %.4g", ErrPrivacyBudget, eps, l.budget)
+		}
+		evs := append(l.events[:len(l.events):len(l.events)], le)
+		if l.path != "" {
+			if err := saveLedger(l.path, evs); err != nil {
+				return Result{}, fmt.Errorf("participant: %w", err)
+			}
+		}
+		l.events, l.spent = evs, eps
+		a.metrics.dpSpent.Set(eps)
+		a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),
+			slog.Float64("epsilon_budget", l.budget), slog.Float64("delta", l.delta),
+			slog.Float64("q", le.Q), slog.Float64("sigma", le.Sigma), slog.Int64("steps", le.Steps))
+	}
+	return g.DPTrainer.Train(ctx, asg, start)
+}
+
+// DataDescription passes the wrapped trainer's data description through,
+// so that the data version is reported as without the guard.
+func (g dpGuard) DataDescription() (lineage.Description, bool) {
+	if d, ok := g.DPTrainer.(DataDescriber); ok {
+		return d.DataDescription()
+	}
+	return lineage.Description{}, false
+}
+
+// reportPrivacyRefusal tells the coordinator, through ReportValidation
+// (mode enforce, not training, one error finding with rule
+// privacy_budget), that the agent sits the round out for its privacy
+// budget; the coordinator records it in its audit log and the
+// participant's status. A failed report is logged, not fatal.
+func (a *Agent) reportPrivacyRefusal(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger) {
+	req := &fedguardv1.ReportValidationRequest{
+		Round: asg.GetRound(), Attempt: asg.GetAttempt(), Mode: ValidationEnforce, Training: false,
+		Findings: []*fedguardv1.ValidationFinding{{Rule: string(validation.RulePrivacyBudget), Severity: string(validation.SeverityError)}},
+	}
+	cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+	_, err := client.ReportValidation(cctx, req)
+	cancel()
+	if err != nil {
+		log.WarnContext(ctx, "privacy budget refusal not reported to the coordinator", slog.Any("error", err))
+	}
+}
+
+// PrivacySpent returns the record-level ε the agent's ledger holds, its
+// budget (+Inf for none) and δ; ok is false when the agent keeps no ledger.
+// It must not be called while Run runs.
+func (a *Agent) PrivacySpent() (epsilon, budget, delta float64, ok bool) {
+	if a.dp == nil {
+		return 0, 0, 0, false
+	}
+	return a.dp.spent, a.dp.budget, a.dp.delta, true
+}

@@ -1,0 +1,202 @@
+package participant_test
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedguard/fedguard/participant"
+	"github.com/fedguard/fedguard/privacy"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/validation"
+)
+
+// dpTrainer is the test trainer with DP-SGD on.
+func dpTrainer() *participant.LocalTrainer {
+	tr := newTrainer()
+	tr.DP = &participant.DPSettings{NoiseMultiplier: 1.1, ClipNorm: 1}
+	return tr
+}
+
+// roundEvent is what one round of the fake coordinator's plan costs.
+func roundEvent(t *testing.T) privacy.Event {
+	t.Helper()
+	tr := dpTrainer()
+	if _, err := tr.Prepare(testSpec()); err != nil {
+		t.Fatal(err)
+	}
+	ev, ok, err := tr.DPEvent(&fedguardv1.RoundAssignment{Plan: &fedguardv1.TrainingPlan{LocalEpochs: 5, LearningRate: 0.1, BatchSize: 8, L2: 1e-4}})
+	if err != nil || !ok {
+		t.Fatalf("DPEvent = %v, %v", ok, err)
+	}
+	return ev
+}
+
+func epsilonOf(t *testing.T, rounds int, ev privacy.Event) float64 {
+	t.Helper()
+	evs := make([]privacy.Event, rounds)
+	for i := range evs {
+		evs[i] = ev
+	}
+	g, err := privacy.Epsilon(participant.DefaultDPDelta, evs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.Epsilon
+}
+
+// TestPrivacyBudgetEnforced: with a budget between the ε of two rounds and
+// of three, the agent trains two rounds with DP-SGD, records them in its
+// ledger beside the state file, and sits out the third, reporting why to
+// the coordinator; a restarted agent reads the ledger back and still
+// refuses.
+func TestPrivacyBudgetEnforced(t *testing.T) {
+	ev := roundEvent(t)
+	if ev.Q <= 0 || ev.Q >= 1 || ev.Steps < 5 {
+		t.Fatalf("round event %+v: want Poisson sampling over several steps", ev)
+	}
+	e2, e3 := epsilonOf(t, 2, ev), epsilonOf(t, 3, ev)
+	budget := (e2 + e3) / 2
+	state := filepath.Join(t.TempDir(), "h.accepted.json")
+
+	p := newPKI(t)
+	fake := newFake(t, 3)
+	fake.onValidation = func(req *fedguardv1.ReportValidationRequest) {
+		if !req.GetTraining() && req.GetRound() == fake.round {
+			fake.advanceLocked("hospital-b")
+		}
+	}
+	fake.reportStats(t)
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	a, logs := newAgent(t, addr, p.clientTLS, dpTrainer(), fake.keys(), withState(state), func(c *participant.Config) {
+		c.DPEpsilon = budget
+	})
+	if err := run(t, a, 20*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if _, _, submits, _ := fake.counts(); submits != 2 {
+		t.Errorf("SubmitUpdate calls = %d, want 2 (the third round exceeds the budget)", submits)
+	}
+	fake.mu.Lock()
+	reports := fake.validations
+	fake.mu.Unlock()
+	if len(reports) != 1 || reports[0].GetRound() != 3 || reports[0].GetTraining() ||
+		len(reports[0].GetFindings()) != 1 || reports[0].GetFindings()[0].GetRule() != string(validation.RulePrivacyBudget) {
+		t.Errorf("reports to the coordinator = %v, want one privacy_budget refusal for round 3", reports)
+	}
+	if !strings.Contains(logs.String(), "round sat out: the privacy budget would be exceeded") {
+		t.Errorf("no log of the round sat out:\n%s", logs)
+	}
+	spent, b, delta, ok := a.PrivacySpent()
+	if !ok || math.Abs(spent-e2) > 1e-12*e2 || b != budget || delta != participant.DefaultDPDelta {
+		t.Errorf("PrivacySpent = %v, %v, %v, %v; want %v, %v, %v", spent, b, delta, ok, e2, budget, participant.DefaultDPDelta)
+	}
+	ledger := participant.PrivacyLedgerPath(state)
+	if ledger != filepath.Join(filepath.Dir(state), "h.accepted.privacy.json") {
+		t.Errorf("ledger path %s", ledger)
+	}
+	fi, err := os.Stat(ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("ledger mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	// A restarted agent picks the ledger up.
+	b2, _ := newAgent(t, addr, p.clientTLS, dpTrainer(), fake.keys(), withState(state), func(c *participant.Config) {
+		c.DPEpsilon = budget
+	})
+	if got, _, _, _ := b2.PrivacySpent(); math.Abs(got-e2) > 1e-12*e2 {
+		t.Errorf("restarted agent has spent %v, want %v from the ledger", got, e2)
+	}
+	m := gather(t, b2)
+	if m["fedguard_participant_dp_epsilon_spent"] != got2(b2) || m["fedguard_participant_dp_epsilon_budget"] != budget {
+		t.Errorf("metrics %v", m)
+	}
+
+	// A damaged ledger stops the agent from starting: it would otherwise
+	// forget what it spent.
+	if err := os.WriteFile(ledger, []byte(`{"version":1,"events":[{"round":1,"attempt":1,"q":2,"sigma":1,"steps":1}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = participant.New(participant.Config{Coordinator: addr, TLS: p.clientTLS, Trainer: dpTrainer(), Federation: federation,
+		CoordinatorKeys: fake.keys(), StateFile: state, DPEpsilon: budget})
+	if err == nil || !strings.Contains(err.Error(), "privacy ledger") {
+		t.Errorf("New with a damaged ledger = %v, want a privacy ledger error", err)
+	}
+}
+
+func got2(a *participant.Agent) float64 { e, _, _, _ := a.PrivacySpent(); return e }
+
+// gather returns the agent's gauge values by name.
+func gather(t *testing.T, a *participant.Agent) map[string]float64 {
+	t.Helper()
+	mfs, err := a.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if g := m.GetGauge(); g != nil {
+				out[mf.GetName()] = g.GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func TestNewValidatesDP(t *testing.T) {
+	p := newPKI(t)
+	fake := newFake(t, 1)
+	for _, tt := range []struct {
+		name string
+		tr   participant.Trainer
+		eps  float64
+		del  float64
+	}{
+		{"budget without DP-SGD", newTrainer(), 8, 0},
+		{"negative budget", dpTrainer(), -1, 0},
+		{"delta 1", dpTrainer(), 8, 1},
+		{"NaN budget", dpTrainer(), math.NaN(), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := participant.New(participant.Config{Coordinator: "127.0.0.1:1", TLS: p.clientTLS, Trainer: tt.tr, Federation: federation,
+				CoordinatorKeys: fake.keys(), DPEpsilon: tt.eps, DPDelta: tt.del})
+			if err == nil {
+				t.Error("New succeeded")
+			}
+		})
+	}
+}
+
+// TestRefusedModelSpendsNoPrivacy: a starting model the agent refuses is
+// never trained on, so it costs no privacy; otherwise a coordinator could
+// drain a hospital's budget with tampered models. With the ledger recorded
+// before the model was checked (the first version of this code), the
+// ledger held three events here instead of two.
+func TestRefusedModelSpendsNoPrivacy(t *testing.T) {
+	ev := roundEvent(t)
+	p := newPKI(t)
+	fake := newFake(t, 2)
+	fake.tamper = func(call int, msg *fedguardv1.GetModelResponse) {
+		if call == 1 {
+			msg.Data[0] ^= 1
+		}
+	}
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	a, _ := newAgent(t, addr, p.clientTLS, dpTrainer(), fake.keys(), func(c *participant.Config) { c.DPEpsilon = 100 })
+	if err := run(t, a, 20*time.Second); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := a.Stats().ModelsRefused; got != 1 {
+		t.Fatalf("ModelsRefused = %d, want 1", got)
+	}
+	if got, want := got2(a), epsilonOf(t, 2, ev); math.Abs(got-want) > 1e-12*want {
+		t.Errorf("ε spent %v, want %v (two rounds trained, the refused model not counted)", got, want)
+	}
+}
