@@ -317,6 +317,10 @@ func TestSecureRoundDropouts(t *testing.T) {
 func TestSecureRoundBelowThreshold(t *testing.T) {
 	t.Parallel()
 	f := secureFederation(t)
+	// The retry's cohort is two of four: it opens when the cohort timeout
+	// passes, so keep it short (but far above the moments the four take
+	// to poll for the first attempt).
+	f.cfg.CohortTimeout = coordinator.Duration(2 * time.Second)
 	s, ps := f.startScaled(t, abcd...)
 	asgs := assignments(t, ps)
 	ups := secureUpdates()
