@@ -15,8 +15,11 @@ package coordinator
 //     participant, over all its connections, is refused with
 //     ResourceExhausted before its handler runs. HTTP/2 also caps the
 //     streams of one connection at the same number.
-//   - update streams: an update is decoded into a buffer of the model's
-//     size, so a SubmitUpdate stream ends, and its buffer is dropped, when
+//   - update streams: a SubmitUpdate stream whose header does not come
+//     within LimitsConfig.UpdateIdle of opening ends with ResourceExhausted
+//     (recvWithin), so a silent stream cannot hold a call slot. An update
+//     is decoded into a buffer of the model's size, so a SubmitUpdate
+//     stream ends, and its buffer is dropped, when
 //     the round or the attempt it is for ends (at the round's deadline at
 //     the latest), when no message arrived for LimitsConfig.UpdateIdle, or
 //     when, UpdateIdle after its header, it has delivered less than
@@ -417,5 +420,29 @@ func (c *Coordinator) sendBounded(what string, send func(sent func(n int) error)
 		case <-idleT.C:
 			return status.Errorf(codes.ResourceExhausted, "%s stalled: the client took nothing for %v (limits.update_idle)", what, idle)
 		}
+	}
+}
+
+// recvWithin returns the next message recv gives, or ResourceExhausted when
+// none comes within idle. The Recv it leaves waiting returns when the
+// handler does, since gRPC then cancels the stream.
+func recvWithin[T any](recv func() (T, error), idle time.Duration) (T, error) {
+	type result struct {
+		m   T
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		m, err := recv()
+		got <- result{m, err}
+	}()
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	select {
+	case r := <-got:
+		return r.m, r.err
+	case <-t.C:
+		var zero T
+		return zero, status.Errorf(codes.ResourceExhausted, "no message within %v of opening the stream (limits.update_idle)", idle)
 	}
 }

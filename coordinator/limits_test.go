@@ -192,6 +192,33 @@ func TestUpdateStreamStall(t *testing.T) {
 	}
 }
 
+// TestSilentUpdateStream (issue 12): a SubmitUpdate stream that never sends
+// its header is ended with ResourceExhausted after limits.update_idle, and
+// the refusal is audited. Before, the first Recv waited for as long as the
+// client liked, holding one of its call slots (here until the client's own
+// 20 s deadline: DeadlineExceeded).
+func TestSilentUpdateStream(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(250 * time.Millisecond), UpdateMinRate: 1000}
+	s, ps := f.startScaled(t, abc...)
+	stream, err := ps[0].svc.SubmitUpdate(callCtx(t, 20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = stream.RecvMsg(new(fedguardv1.SubmitUpdateResponse))
+	wantCode(t, "silent update stream", err, codes.ResourceExhausted)
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("silent stream ended after %v, want about 250ms", took)
+	}
+	s.stop(t)
+	refused := readEvents(t, f.cfg, audit.KindUpdateRefused)
+	if len(refused) != 1 || refused[0].Actor != ps[0].name || payload[audit.UpdateRefused](t, refused[0]).Code != codes.ResourceExhausted.String() {
+		t.Errorf("update_refused events %+v, want one ResourceExhausted of %s", refused, ps[0].name)
+	}
+}
+
 // TestConnectionsPerParticipant opens connections with one certificate
 // until limits.max_connections: the next is refused (and counted), and
 // closing one frees its slot. Before the limit, one certificate opened

@@ -248,8 +248,11 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer) error {
 	ctx := stream.Context()
 	name := identity(ctx).Name
-	first, err := stream.Recv()
+	first, err := recvWithin(stream.Recv, time.Duration(s.c.cfg.Limits.UpdateIdle))
 	if err != nil {
+		if status.Code(err) == codes.ResourceExhausted {
+			s.c.refuseUpdate(ctx, name, 0, status.Convert(err))
+		}
 		return err
 	}
 	round := first.GetRound()
