@@ -103,7 +103,7 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		sr := statsReceived(dataset.Stats{Count: pst.GetCount(), Sum: pst.GetSum(), SumSquares: pst.GetSumSquares()})
 		ev.FeatureStats = &sr
 	}
-	errs := 0
+	errs, budget := 0, false
 	for _, f := range req.GetFindings() {
 		ev.Findings = append(ev.Findings, audit.ValidationFinding{
 			Column: f.GetColumn(), Rule: f.GetRule(), Severity: f.GetSeverity(), Count: f.GetCount(), Total: f.GetTotal(),
@@ -111,6 +111,7 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		if f.GetSeverity() == string(validation.SeverityError) {
 			errs++
 		}
+		budget = budget || f.GetRule() == string(validation.RulePrivacyBudget)
 	}
 	level := slog.LevelInfo
 	if !req.GetTraining() {
@@ -144,7 +145,12 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		c.metrics.anomalyFlags.WithLabelValues(AnomalyDrift).Inc()
 		c.noteDrift(req.GetRound(), *flag)
 	}
-	if !req.GetTraining() {
+	switch {
+	case !req.GetTraining() && budget:
+		// Not a finding about the data: the hospital's own privacy budget
+		// would be exceeded (see participant, privacy ledger).
+		c.noteStatus(name, ParticipantRefused, fmt.Sprintf("sat out round %d: its privacy budget would be exceeded", req.GetRound()))
+	case !req.GetTraining():
 		c.noteStatus(name, ParticipantRefused, fmt.Sprintf("refused to train in round %d: data validation (%s) found %d errors", req.GetRound(), req.GetMode(), errs))
 	}
 	return &fedguardv1.ReportValidationResponse{}, nil

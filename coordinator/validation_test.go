@@ -206,3 +206,24 @@ func TestReportValidationDrift(t *testing.T) {
 		t.Errorf("data_validation feature_stats (-want +got):\n%s", diff)
 	}
 }
+
+// TestReportValidationPrivacyBudget: a hospital out of privacy budget sits
+// out through ReportValidation (rule privacy_budget); its status says so
+// rather than blame its data. Before, it read "refused to train in round 1:
+// data validation (enforce) found 1 errors".
+func TestReportValidationPrivacyBudget(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	budget := &fedguardv1.ReportValidationRequest{Round: 1, Attempt: 1, Mode: "enforce", Rows: 569, Columns: 33,
+		Findings: []*fedguardv1.ValidationFinding{{Rule: "privacy_budget", Severity: "error"}}}
+	if _, err := ps[2].svc.ReportValidation(callCtx(t, 5*time.Second), budget); err != nil {
+		t.Fatalf("ReportValidation of a privacy-budget sit-out = %v", err)
+	}
+	for _, p := range s.c.Status().Participants {
+		if p.Name == ps[2].name && (p.Status != coordinator.ParticipantRefused || p.Reason != "sat out round 1: its privacy budget would be exceeded") {
+			t.Errorf("%s after a privacy-budget sit-out: status %q, reason %q", p.Name, p.Status, p.Reason)
+		}
+	}
+}
