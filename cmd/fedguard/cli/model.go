@@ -97,6 +97,11 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args, "data-dir"); err != nil {
 		return err
 	}
+	// Checked first, so that a mistyped -out does not surface as a failed
+	// temporary file after the model was read and verified.
+	if fi, err := os.Stat(*outDir); err != nil || !fi.IsDir() {
+		return usageError("model export: -out %s is not an existing directory", *outDir)
+	}
 	if *key == "" {
 		*key = filepath.Join(*dataDir, "signing.pub")
 	}

@@ -112,3 +112,15 @@ func TestModelVerify(t *testing.T) {
 		t.Errorf("model verify of a changed file exited 0")
 	}
 }
+
+// TestModelExportOutDir: a missing -out directory is named before anything
+// is read. Before, the export read and verified the model, then failed on
+// "open …tmp: no such file or directory".
+func TestModelExportOutDir(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "no-such-dir")
+	var stdout, stderr bytes.Buffer
+	code := Main(context.Background(), []string{"model", "export", "--data-dir", t.TempDir(), "--out", out}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "-out "+out+" is not an existing directory") {
+		t.Errorf("model export --out %s = exit %d, stderr %q; want a usage error naming -out", out, code, stderr.String())
+	}
+}
