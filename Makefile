@@ -10,12 +10,12 @@ PKGS    := ./...
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/fedguard
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/fedguard
 
 # Static binaries, for the container image and releases: no cgo, no build
 # paths, no build ID, so that the same source builds the same bytes.
 ARCH    ?= $(shell $(GO) env GOARCH)
-STATIC  := CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags=-buildid=
+STATIC  := CGO_ENABLED=0 GOOS=linux $(GO) build -buildvcs=auto -trimpath -ldflags=-buildid=
 
 # bin/fedguard-linux-$(ARCH) (ARCH=arm64 for another architecture).
 build-static:

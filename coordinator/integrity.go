@@ -8,10 +8,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/fedguard/fedguard/internal/buildinfo"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -31,12 +31,7 @@ const AuditFile = "audit.db"
 func AuditOrigin(federation string) string { return "fedguard/" + federation }
 
 // version is the coordinator's build, for the audit record.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "unknown"
-}
+func version() string { return buildinfo.Read().Short() }
 
 // openIntegrity loads the signing keys (making them for a new federation)
 // and opens the audit log. Keys are never made for a federation that has

@@ -49,7 +49,9 @@ func run(m *testing.M) int {
 		return 1
 	}
 	fedguardBin = filepath.Join(tmp, "fedguard")
-	cmd := exec.Command("go", "build", "-o", fedguardBin, "./cmd/fedguard")
+	// -buildvcs=auto stamps the commit (fedguard version) even where
+	// GOFLAGS turns stamping off, and builds a tree without git too.
+	cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", fedguardBin, "./cmd/fedguard")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration: go build ./cmd/fedguard: %v\n%s", err, out)

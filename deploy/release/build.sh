@@ -44,7 +44,7 @@ GOOS= GOARCH= "$GO" build -modfile=tools/go.mod -o "$tooldir/cyclonedx-gomod" gi
 for arch in amd64 arm64; do
   bin=fedguard-linux-$arch
   echo "build  $out/$bin ($version)"
-  CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -trimpath -ldflags=-buildid= -o "$out/$bin" ./cmd/fedguard
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch "$GO" build -buildvcs=auto -trimpath -ldflags=-buildid= -o "$out/$bin" ./cmd/fedguard
   # From the binary's own build information: exactly the modules linked
   # in. Licenses come from the module cache; nothing is fetched.
   echo "sbom   $out/$bin.cdx.json"

@@ -52,6 +52,7 @@ var layers = map[string]int{
 	"internal/process":       helpers,
 	"internal/archtest":      helpers,
 	"internal/doccheck":      helpers,
+	"internal/buildinfo":     helpers,
 	"internal/strictjson":    helpers,
 	"internal/chart":         helpers,
 

@@ -48,4 +48,5 @@ var commands = []*command{
 		{name: "steps", summary: "how many steps an (ε, δ) budget allows", run: runPrivacySteps},
 	}},
 	{name: "simulate", summary: "poisoning attacks against aggregation rules, in process (simulate grid: every pair)", run: runSimulate},
+	{name: "version", summary: "which build this is: version, commit, Go toolchain (--json)", run: runVersion},
 }

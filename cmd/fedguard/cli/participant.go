@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/fedguard/fedguard/internal/buildinfo"
 	"os"
 	"strings"
 
@@ -173,7 +174,7 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("participant run: %w", err)
 	}
 	cfg.Log = env.Log
-	cfg.AgentVersion = agentVersion
+	cfg.AgentVersion = agentVersion + " " + buildinfo.Read().Short()
 	agent, err := participant.New(cfg)
 	if err != nil {
 		return fmt.Errorf("participant run: %w", err)
