@@ -335,26 +335,7 @@ func diskFullBetweenAuditAndCommit(t *testing.T, restart bool) {
 	if k := auditKinds(t, f.cfg, keys); k[audit.KindRoundClosed] != 4 {
 		t.Errorf("audit log: %d round_closed, want 4 (all: %v)", k[audit.KindRoundClosed], k)
 	}
-	l, err := audit.Open(filepath.Join(f.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var events []audit.Event
-	if err := l.Events(0, func(ev audit.Event) error { events = append(events, ev); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := report.Build(events, report.Options{Round: 2, VerifyManifest: func(env []byte) error {
-		_, err := manifest.Verify(env, keys, fedName)
-		return err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Rounds) != 1 {
-		t.Fatalf("report has %d rounds, want round 2 alone", len(rep.Rounds))
-	}
-	r := rep.Rounds[0]
+	r := reportedRound(t, f.cfg, keys, 2)
 	if r.Status != report.RoundStatusClosed || r.Signature != report.SignatureVerified || r.ManifestModelSHA256 != r.ModelSHA256 {
 		t.Errorf("round 2 reported %s, model %s, manifest's model %s (signature %s); want closed on the re-run's verified manifest", r.Status, r.ModelSHA256, r.ManifestModelSHA256, r.Signature)
 	}

@@ -243,18 +243,7 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 	keys := s.c.PublicKeys()
 	s.stop(t)
 
-	events := readEvents(t, f.cfg, "")
-	rep, err := report.Build(events, report.Options{Round: 2, VerifyManifest: func(env []byte) error {
-		_, err := manifest.Verify(env, keys, fedName)
-		return err
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Rounds) != 1 {
-		t.Fatalf("report has %d rounds, want round 2 alone", len(rep.Rounds))
-	}
-	r := rep.Rounds[0]
+	r := reportedRound(t, f.cfg, keys, 2)
 	if r.Status != report.RoundStatusClosed || r.ModelSHA256 != recs[1].ModelSHA256 {
 		t.Errorf("round 2 reported %s with model %s, want closed with the committed model %s", r.Status, r.ModelSHA256, recs[1].ModelSHA256)
 	}
@@ -267,4 +256,21 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 	if len(r.Notes) > 0 {
 		t.Errorf("round 2's notes: %q", r.Notes)
 	}
+}
+
+// reportedRound is round's section of the provenance report of a stopped
+// coordinator's audit log, its manifests checked with keys.
+func reportedRound(t *testing.T, cfg coordinator.Config, keys manifest.PublicKeys, round uint64) report.RoundReport {
+	t.Helper()
+	rep, err := report.Build(readEvents(t, cfg, ""), report.Options{Round: round, VerifyManifest: func(env []byte) error {
+		_, err := manifest.Verify(env, keys, cfg.Federation)
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 {
+		t.Fatalf("report has %d rounds, want round %d alone", len(rep.Rounds), round)
+	}
+	return rep.Rounds[0]
 }

@@ -144,15 +144,7 @@ func TrainDP(s Spec, params []float32, x [][]float64, y []int, p Plan, dp DP) ([
 			w[k] -= lr * sum[k]
 		}
 	}
-	out := make([]float32, len(w))
-	for i, v := range w {
-		f := float32(v)
-		if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return nil, fmt.Errorf("%w: parameter %d is %v", ErrDiverged, i, f)
-		}
-		out[i] = f
-	}
-	return out, nil
+	return finalParams(w)
 }
 
 // clipFactor returns min(1, c/‖g‖): the factor that brings g within norm c.

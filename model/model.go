@@ -242,6 +242,12 @@ func Train(s Spec, params []float32, x [][]float64, y []int, p Plan, rng *rand.R
 			}
 		}
 	}
+	return finalParams(w)
+}
+
+// finalParams rounds trained parameters to float32, refusing a model that
+// diverged: a non-finite parameter would poison the aggregate.
+func finalParams(w []float64) ([]float32, error) {
 	out := make([]float32, len(w))
 	for i, v := range w {
 		f := float32(v)
