@@ -144,6 +144,48 @@ type Round struct {
 	// a participant that pinned the old keys follows them from here. See
 	// the package documentation, section Key rotation.
 	KeyRotations []json.RawMessage `json:"key_rotations,omitempty"`
+	// Privacy is the round's differential-privacy record; nil in a
+	// federation without DP, so its manifests encode exactly as before.
+	Privacy *Privacy `json:"privacy,omitempty"`
+}
+
+// Privacy records what differential privacy protected a round's model and
+// what has been spent so far. It is part of the signed predicate because a
+// compliance officer's question, "what is the guarantee, as a number", must
+// have an answer nobody can change afterwards.
+//
+// Two kinds of guarantee can stand side by side. A federation-level
+// mechanism (Mechanism, Parameters, Epsilon, Delta) protects a hospital's
+// whole contribution: the coordinator's noise on a plain aggregate, or the
+// hospitals' own noise inside secure aggregation. Record-level DP-SGD
+// protects each patient's record at the hospital that trained on it, and
+// each hospital reports its own ledger (Hospitals).
+type Privacy struct {
+	// Mechanism names the federation-level mechanism applied to this
+	// round's aggregate: "central-gaussian" or
+	// "distributed-discrete-gaussian"; empty when only hospitals'
+	// record-level DP applies.
+	Mechanism string `json:"mechanism,omitempty"`
+	// Parameters are the mechanism's parameters for this round, as its
+	// accountant in package privacy reads them.
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+	// Epsilon is the federation-level ε (natural log) spent by every round
+	// up to and including this one, at Delta.
+	Epsilon float64 `json:"epsilon,omitempty"`
+	Delta   float64 `json:"delta,omitempty"`
+	// Hospitals are the record-level ledgers of the included hospitals
+	// that train with DP-SGD, sorted by name, as each reported them.
+	Hospitals []HospitalPrivacy `json:"hospitals,omitempty"`
+}
+
+// HospitalPrivacy is one hospital's record-level DP ledger after a round.
+type HospitalPrivacy struct {
+	Name string `json:"name"`
+	// Epsilon is what the hospital has spent up to and including this
+	// round, at Delta; Budget is the ε it refuses to exceed.
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+	Budget  float64 `json:"budget,omitempty"`
 }
 
 // predicateType is the predicate type r is written as.
