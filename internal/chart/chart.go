@@ -24,6 +24,7 @@
 package chart
 
 import (
+	"cmp"
 	"fmt"
 	"html/template"
 	"math"
@@ -184,7 +185,8 @@ func last[T any](s []T, n int) []T {
 }
 
 // bounded returns the chart with its points sorted by X, non-finite values
-// dropped, and each list cut to its bound.
+// dropped, and each list cut to its bound. The values are finite when they
+// are sorted, so cmp.Compare orders them as < does.
 func (c Chart) bounded() Chart {
 	out := c
 	out.Series = make([]Series, len(c.Series))
@@ -195,7 +197,7 @@ func (c Chart) bounded() Chart {
 				pts = append(pts, p)
 			}
 		}
-		slices.SortStableFunc(pts, func(a, b Point) int { return cmpFloat(a.X, b.X) })
+		slices.SortStableFunc(pts, func(a, b Point) int { return cmp.Compare(a.X, b.X) })
 		s.Points = last(pts, MaxPoints)
 		out.Series[i] = s
 	}
@@ -205,7 +207,7 @@ func (c Chart) bounded() Chart {
 			band = append(band, b)
 		}
 	}
-	slices.SortStableFunc(band, func(a, b BandPoint) int { return cmpFloat(a.X, b.X) })
+	slices.SortStableFunc(band, func(a, b BandPoint) int { return cmp.Compare(a.X, b.X) })
 	out.Band = last(band, MaxBands)
 	var marks []Marker
 	for _, m := range c.Markers {
@@ -213,19 +215,9 @@ func (c Chart) bounded() Chart {
 			marks = append(marks, m)
 		}
 	}
-	slices.SortStableFunc(marks, func(a, b Marker) int { return cmpFloat(a.X, b.X) })
+	slices.SortStableFunc(marks, func(a, b Marker) int { return cmp.Compare(a.X, b.X) })
 	out.Markers = last(marks, MaxMarkers)
 	return out
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Points is the number of points the chart draws, over all its series.

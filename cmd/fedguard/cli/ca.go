@@ -14,6 +14,7 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/certs/ca"
+	"github.com/fedguard/fedguard/keystore"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -33,6 +34,26 @@ func parseIssuing(flags *flag.FlagSet, args []string, validity *time.Duration, m
 		return usageError("%s: -validity must be positive", strings.TrimPrefix(flags.Name(), "fedguard "))
 	}
 	return nil
+}
+
+// caCommand is what every `fedguard ca` command that works on an existing
+// CA shares: its flag set, with -dir and the token flags (-pkcs11-*), and
+// the opening of the CA once the flags are parsed.
+type caCommand struct {
+	flags *flag.FlagSet
+	dir   *string
+	hsm   *keystore.PKCS11
+}
+
+func newCACommand(env *Env, name, dirUsage string) *caCommand {
+	flags := newFlagSet(env, name)
+	return &caCommand{flags: flags, dir: flags.String("dir", "", dirUsage), hsm: caKeyFlags(flags)}
+}
+
+// open opens the CA in -dir, its key from ca.key or the token; done
+// releases the token.
+func (c *caCommand) open() (a *ca.Authority, done func(), err error) {
+	return openCA(*c.dir, c.hsm)
 }
 
 func runCAInit(_ context.Context, env *Env, args []string) error {
@@ -66,13 +87,11 @@ func runCAInit(_ context.Context, env *Env, args []string) error {
 // refuse such a CA and name this one; nothing else ever makes a CA's log,
 // since a missing log cannot be told apart from a lost one (package ca).
 func runCAInitAudit(_ context.Context, env *Env, args []string) error {
-	flags := newFlagSet(env, "ca init-audit")
-	dir := flags.String("dir", "", "CA directory of a CA that has no audit/ directory")
-	hsm := caKeyFlags(flags)
-	if err := parseFlags(flags, args, "dir"); err != nil {
+	c := newCACommand(env, "ca init-audit", "CA directory of a CA that has no audit/ directory")
+	if err := parseFlags(c.flags, args, "dir"); err != nil {
 		return err
 	}
-	a, done, err := openCAWith(*dir, hsm, ca.InitAudit, ca.InitAuditWithKey)
+	a, done, err := openCAWith(*c.dir, c.hsm, ca.InitAudit, ca.InitAuditWithKey)
 	if err != nil {
 		return err
 	}
@@ -81,7 +100,7 @@ func runCAInitAudit(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	adir := ca.AuditDir(*dir)
+	adir := ca.AuditDir(*c.dir)
 	fmt.Fprintf(env.Stdout, "started the audit log of the CA of federation %q: %s\n", a.Federation(), filepath.Join(adir, "audit.db"))
 	fmt.Fprintf(env.Stdout, "  its checkpoints are signed by %s (0600); verify them with %s\n", filepath.Join(adir, manifest.KeyFile), filepath.Join(adir, manifest.PublicFile))
 	fmt.Fprintf(env.Stdout, "  every certificate issued or revoked from now on is recorded; the %d issued before are listed by `fedguard ca list`, not in the log\n", len(issued))
@@ -89,13 +108,12 @@ func runCAInitAudit(_ context.Context, env *Env, args []string) error {
 }
 
 func runCAIssue(_ context.Context, env *Env, args []string) error {
-	flags := newFlagSet(env, "ca issue")
-	dir := flags.String("dir", "", "CA directory")
+	c := newCACommand(env, "ca issue", "CA directory")
+	flags := c.flags
 	outCert := flags.String("out-cert", "", "file for the coordinator certificate")
 	outKey := flags.String("out-key", "", "file for the coordinator private key (0600, must not exist)")
 	hosts := flags.String("host", "", "comma-separated DNS names and IP addresses the coordinator is reached at")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
-	hsm := caKeyFlags(flags)
 	if err := parseIssuing(flags, args, validity, "dir", "out-cert", "out-key", "host"); err != nil {
 		return err
 	}
@@ -103,7 +121,7 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	if len(hostList) == 0 {
 		return usageError("ca issue: -host names no host")
 	}
-	a, done, err := openCA(*dir, hsm)
+	a, done, err := c.open()
 	if err != nil {
 		return err
 	}
@@ -122,12 +140,11 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 }
 
 func runCASign(_ context.Context, env *Env, args []string) error {
-	flags := newFlagSet(env, "ca sign")
-	dir := flags.String("dir", "", "CA directory")
+	c := newCACommand(env, "ca sign", "CA directory")
+	flags := c.flags
 	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM)")
 	out := flags.String("out", "", "file for the signed certificate")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
-	hsm := caKeyFlags(flags)
 	if err := parseIssuing(flags, args, validity, "dir", "csr", "out"); err != nil {
 		return err
 	}
@@ -135,7 +152,7 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("ca sign: %w", err)
 	}
-	a, done, err := openCA(*dir, hsm)
+	a, done, err := c.open()
 	if err != nil {
 		return err
 	}
@@ -147,17 +164,16 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "signed %s serial %s, valid until %s\n", id, caSerial(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(env.Stdout, "  certificate %s: send it back to %s with %s\n", *out, id.Name, filepath.Join(*dir, "ca.crt"))
+	fmt.Fprintf(env.Stdout, "  certificate %s: send it back to %s with %s\n", *out, id.Name, filepath.Join(*c.dir, "ca.crt"))
 	return nil
 }
 
 func runCARevoke(_ context.Context, env *Env, args []string) error {
-	flags := newFlagSet(env, "ca revoke")
-	dir := flags.String("dir", "", "CA directory")
+	c := newCACommand(env, "ca revoke", "CA directory")
+	flags := c.flags
 	serial := flags.String("serial", "", "serial number to revoke, in hex")
 	certFile := flags.String("cert", "", "certificate file to revoke")
 	name := flags.String("name", "", "participant name: revoke every certificate issued to it")
-	hsm := caKeyFlags(flags)
 	if err := parseFlags(flags, args, "dir"); err != nil {
 		return err
 	}
@@ -170,7 +186,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 	if n != 1 {
 		return usageError("ca revoke: give exactly one of -serial, -cert or -name")
 	}
-	a, done, err := openCA(*dir, hsm)
+	a, done, err := c.open()
 	if err != nil {
 		return err
 	}
@@ -223,19 +239,17 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "revoked serial %s (%s)\n", caSerial(r.Serial), id)
 	}
 	if len(revoked) > 0 {
-		fmt.Fprintf(env.Stdout, "  the coordinator refuses them once it reloads %s\n", filepath.Join(*dir, "crl.pem"))
+		fmt.Fprintf(env.Stdout, "  the coordinator refuses them once it reloads %s\n", filepath.Join(*c.dir, "crl.pem"))
 	}
 	return nil
 }
 
 func runCAList(_ context.Context, env *Env, args []string) error {
-	flags := newFlagSet(env, "ca list")
-	dir := flags.String("dir", "", "CA directory")
-	hsm := caKeyFlags(flags)
-	if err := parseFlags(flags, args, "dir"); err != nil {
+	c := newCACommand(env, "ca list", "CA directory")
+	if err := parseFlags(c.flags, args, "dir"); err != nil {
 		return err
 	}
-	a, done, err := openCA(*dir, hsm)
+	a, done, err := c.open()
 	if err != nil {
 		return err
 	}
