@@ -81,8 +81,8 @@ func TestRPCsAnswerWhileRuleRuns(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			return err
 		}
-		if st.Phase != "training" || st.Round != 1 {
-			t.Errorf("status while closing: phase %s round %d, want training round 1", st.Phase, st.Round)
+		if st.Phase != "closing" || st.Round != 1 {
+			t.Errorf("status while closing: phase %s round %d, want closing round 1", st.Phase, st.Round)
 		}
 		return nil
 	})

@@ -83,7 +83,10 @@ const (
 type Status struct {
 	Federation string    `json:"federation"`
 	Time       time.Time `json:"time"`
-	// Phase is stats, cohort, training or finished.
+	// Phase is stats, cohort, training, closing or finished. Closing is
+	// the time after the round took its updates, while the rule runs and
+	// the model is signed and committed outside the coordinator's lock;
+	// the fedguard_phase metric counts it as training.
 	Phase string `json:"phase"`
 	// Round is the open round, or the last closed one when none is open.
 	Round uint64 `json:"round"`
@@ -461,6 +464,9 @@ func (c *Coordinator) Status() Status {
 	}
 	if r := c.round; r != nil {
 		s.Round, s.Open, s.Attempt, s.Deadline = r.number, true, r.attempt, r.deadline
+		if r.closing {
+			s.Phase = "closing"
+		}
 		s.Cohort, s.CohortRound = slices.Clone(r.cohort), r.number
 	}
 	if s.Cohort == nil {
