@@ -605,6 +605,15 @@ func (t *ExecTrainer) run(ctx context.Context, dir string, log *slog.Logger) err
 	outW.Close() // the trainer has its copies
 	errW.Close()
 	if err != nil {
+		// Start refuses a context that is already done: the round ended
+		// while its files were written, which is the round's deadline or
+		// cancellation, not a trainer that cannot start.
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			return ctx.Err()
+		case ctx.Err() != nil:
+			return trainerErr(TrainerTimedOut, "not started: the round's deadline passed")
+		}
 		return &TrainerError{Reason: TrainerCannotStart, Err: err}
 	}
 	drained := make(chan struct{})

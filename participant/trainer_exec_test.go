@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -373,6 +374,17 @@ func TestExecTrainerFailures(t *testing.T) {
 			t.Fatalf("Train = %v, want reason %q for the round's deadline", err, TrainerTimedOut)
 		}
 	})
+	// A round whose deadline passes before the trainer starts (the
+	// machine was slow writing its files) is a timeout, as when it passes
+	// while the trainer runs; it used to be reported as "start".
+	t.Run("deadline before start", func(t *testing.T) {
+		tr := newExec(t, helperTrainer("sleep"), nil)
+		_, err := tr.Train(&expiresAfterFirstLook{Context: context.Background()}, execAssignment(), execStart)
+		var te *TrainerError
+		if !errors.As(err, &te) || te.Reason != TrainerTimedOut || !strings.Contains(err.Error(), "deadline") {
+			t.Fatalf("Train = %v, want reason %q for the round's deadline", err, TrainerTimedOut)
+		}
+	})
 	t.Run("overflow", func(t *testing.T) {
 		tr := newExec(t, helperTrainer("overflow"), nil)
 		start := slices.Repeat([]float32{math.MaxFloat32}, 8)
@@ -615,4 +627,28 @@ func FuzzParseTrainerMetrics(f *testing.F) {
 			t.Fatalf("round trip of %s: %+v, %v; want %+v", out, again, err, m)
 		}
 	})
+}
+
+// expiresAfterFirstLook is a context whose deadline passes right after Train
+// first looks at it: the round's files are written, and then the trainer
+// cannot start. On a loaded machine a real deadline does this by chance.
+type expiresAfterFirstLook struct {
+	context.Context
+	looks atomic.Int32
+}
+
+func (c *expiresAfterFirstLook) Err() error {
+	if c.looks.Add(1) == 1 {
+		return nil
+	}
+	return context.DeadlineExceeded
+}
+
+func (c *expiresAfterFirstLook) Done() <-chan struct{} {
+	if c.looks.Load() == 0 {
+		return nil
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
