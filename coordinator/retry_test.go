@@ -173,8 +173,11 @@ func TestSecureAttemptSurvivesRestart(t *testing.T) {
 	}
 	s.stop(t)
 
-	// The next process goes on at attempt 1, with whoever is ready.
-	f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
+	// The next process goes on at attempt 1, with whoever is ready: three
+	// of the four. The cohort wait must outlast the three's first polls;
+	// at 100 ms a loaded machine opened the attempt with one or two of
+	// them and hospital-a found no assignment.
+	f.cfg.CohortTimeout = coordinator.Duration(3 * time.Second)
 	s = start(t, f.cfg)
 	ps = f.connect(t, s, abcd[:3]...)
 	asgs = assignments(t, ps)
