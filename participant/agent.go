@@ -516,6 +516,11 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 	a.name = jr.GetParticipant()
 	a.log.InfoContext(ctx, "joined", slog.String("federation", jr.GetFederation()), slog.String("participant", jr.GetParticipant()))
 	if err := a.prepare(jr.GetModel()); err != nil {
+		if errors.Is(err, ErrTrainerNotApproved) {
+			// The hospital's allow-list refuses its own trainer: the
+			// federation's audit log records that, as any refusal.
+			return a.refuseTrainer(ctx, client, err)
+		}
 		return err
 	}
 	if jr.GetStatsNeeded() {
@@ -698,7 +703,11 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 		a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
 		return err
 	}
-	if err := a.checkManifest(rctx, client, asg); err != nil {
+	v, err := a.checkManifest(rctx, client, asg)
+	if err != nil {
+		return err
+	}
+	if err := a.checkTrainer(rctx, client, v.Round); err != nil {
 		return err
 	}
 	if err := a.checkPrivacy(rctx, client, asg, log); err != nil {
