@@ -18,6 +18,7 @@ import (
 	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/keystore"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/safetensors"
 	"github.com/fedguard/fedguard/secureround"
@@ -146,6 +147,14 @@ type Config struct {
 	// Setting it puts the layout's digest into Model.LayoutSHA256, and so
 	// into every manifest: keep it in the configuration afterwards.
 	InitialModel string `json:"initial_model,omitempty"`
+	// TrainerDigest pins the code every hospital trains with: "sha256:"
+	// and 64 lowercase hex digits, a script's SHA-256 or a directory's
+	// digest as `fedguard participant run --approve-trainer` takes it
+	// (docs/trainer.md). It goes into every round manifest signed from
+	// then on (trainer_digest), and an agent refuses to train a model
+	// whose manifest pins another digest than its trainer's. Empty pins
+	// nothing.
+	TrainerDigest string `json:"trainer_digest,omitempty"`
 	// Reflection registers the gRPC server reflection service (for grpcurl
 	// and similar tools; callers still need an enrolled certificate).
 	Reflection bool `json:"reflection,omitempty"`
@@ -515,6 +524,11 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		add("data_dir is required")
+	}
+	if c.TrainerDigest != "" {
+		if err := manifest.CheckTrainerDigest(c.TrainerDigest); err != nil {
+			add("trainer_digest: %w", err)
+		}
 	}
 	if c.PKCS11.Enabled() {
 		if err := c.PKCS11.Validate(); err != nil {

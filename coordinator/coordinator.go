@@ -686,7 +686,7 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 		return err
 	}
 	c.scaling = &sc
-	genesis, err := c.signLocked(ctx, nil, c.modelSum)
+	genesis, err := c.signLocked(ctx, nil, c.modelSum, c.model)
 	if err == nil {
 		err = c.store.saveScaling(sc, genesis)
 	}
@@ -929,7 +929,7 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	for _, f := range out.flags {
 		c.opts.log.WarnContext(ctx, "anomaly flagged", "round", job.round, "participant", f.Participant, "kind", f.Kind, "value", f.Value, "band", f.Band)
 	}
-	env, cp, err := c.sign(ctx, &rec, sum, job.parent)
+	env, cp, err := c.sign(ctx, &rec, sum, next, job.parent)
 	if cp != nil {
 		out.checkpoint = cp
 	}

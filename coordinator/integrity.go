@@ -19,6 +19,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/manifest"
+	"github.com/fedguard/fedguard/safetensors"
 )
 
 // AuditFile is the audit log's name inside the data directory. The
@@ -219,12 +220,12 @@ func (c *Coordinator) ruleName() string {
 	return c.rule.Name()
 }
 
-func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []byte, cp audit.Checkpoint) (manifest.Round, error) {
+func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, params []float32, parent []byte, cp audit.Checkpoint) (manifest.Round, error) {
 	spec, err := json.Marshal(c.cfg.Model)
 	if err != nil {
 		return manifest.Round{}, err
 	}
-	params, err := json.Marshal(c.cfg.Aggregation)
+	agg, err := json.Marshal(c.cfg.Aggregation)
 	if err != nil {
 		return manifest.Round{}, err
 	}
@@ -236,13 +237,14 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 		ModelSpec:     spec,
 		ScalingSHA256: hex.EncodeToString(scaling[:]),
 		Rule:          c.ruleName(),
-		Parameters:    params,
+		Parameters:    agg,
 		Included:      []manifest.Contributor{},
 		Excluded:      []manifest.Exclusion{},
 		Checkpoint: &manifest.Checkpoint{
 			Origin: cp.Origin, Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]), Note: string(cp.Note),
 		},
-		Closed: c.opts.now().UTC(),
+		Closed:        c.opts.now().UTC(),
+		TrainerDigest: c.cfg.TrainerDigest,
 	}
 	if parent != nil {
 		d, err := manifest.Digest(parent)
@@ -251,10 +253,15 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 		}
 		m.Parent = hex.EncodeToString(d[:])
 	}
+	if rec != nil {
+		m.Round, m.Attempt, m.Closed = rec.Round, rec.Attempt, rec.Closed.UTC()
+	}
+	if err := c.addModelFile(&m, params); err != nil {
+		return manifest.Round{}, err
+	}
 	if rec == nil {
 		return m, nil
 	}
-	m.Round, m.Attempt, m.Closed = rec.Round, rec.Attempt, rec.Closed.UTC()
 	m.KeyRotations = c.rotationsAfter(rec.Round - 1)
 	entries := map[string]int{}
 	for i, e := range rec.Report.Entries {
@@ -297,15 +304,36 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 	return m, nil
 }
 
+// addModelFile sets m.SafetensorsSHA256, the digest of the model params as
+// the safetensors file `fedguard model export` writes for m (the model's
+// layout, manifest.ModelFileMetadata), so that the deployable file is a
+// subject of the manifest. It streams the encoding into the hash.
+func (c *Coordinator) addModelFile(m *manifest.Round, params []float32) error {
+	layout, err := safetensors.SpecLayout(c.spec)
+	if err != nil {
+		return fmt.Errorf("model file of round %d: %w", m.Round, err)
+	}
+	meta, err := manifest.ModelFileMetadata(*m)
+	if err != nil {
+		return fmt.Errorf("model file of round %d: %w", m.Round, err)
+	}
+	h := sha256.New()
+	if err := safetensors.Write(h, layout, params, meta); err != nil {
+		return fmt.Errorf("model file of round %d: %w", m.Round, err)
+	}
+	m.SafetensorsSHA256 = hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
 // signLocked checkpoints the audit log, signs the manifest of the model
-// with digest modelSum (rec == nil: the initial model) and records it. It
-// returns the envelope, to be committed with the model.
-func (c *Coordinator) signLocked(ctx context.Context, rec *RoundRecord, modelSum [32]byte) ([]byte, error) {
+// params with digest modelSum (rec == nil: the initial model) and records
+// it. It returns the envelope, to be committed with the model.
+func (c *Coordinator) signLocked(ctx context.Context, rec *RoundRecord, modelSum [32]byte, params []float32) ([]byte, error) {
 	var parent []byte
 	if rec != nil {
 		parent = c.manifest
 	}
-	env, cp, err := c.sign(ctx, rec, modelSum, parent)
+	env, cp, err := c.sign(ctx, rec, modelSum, params, parent)
 	if cp != nil {
 		c.noteCheckpointLocked(*cp)
 	}
@@ -315,12 +343,12 @@ func (c *Coordinator) signLocked(ctx context.Context, rec *RoundRecord, modelSum
 // sign is signLocked for a caller that does not hold c.mu (the round
 // close): parent is the previous round's manifest, and the checkpoint it
 // took, if it got so far, is returned for the status page.
-func (c *Coordinator) sign(ctx context.Context, rec *RoundRecord, modelSum [32]byte, parent []byte) ([]byte, *audit.Checkpoint, error) {
+func (c *Coordinator) sign(ctx context.Context, rec *RoundRecord, modelSum [32]byte, params []float32, parent []byte) ([]byte, *audit.Checkpoint, error) {
 	cp, err := c.audit.Checkpoint()
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit checkpoint: %w", err)
 	}
-	m, err := c.manifestFor(rec, modelSum, parent, cp)
+	m, err := c.manifestFor(rec, modelSum, params, parent, cp)
 	if err != nil {
 		return nil, &cp, err
 	}

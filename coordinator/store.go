@@ -481,6 +481,9 @@ type ExportedModel struct {
 	// subject digest covers.
 	Model    []byte
 	Manifest []byte
+	// Scaling is the federation's feature scaling, which the manifest's
+	// scaling_sha256 vouches for; nil before it was fixed.
+	Scaling *dataset.Scaling
 }
 
 // ExportModel reads the model of a closed round (round < 0: the last one)
@@ -529,6 +532,12 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 		out.Manifest = bytes.Clone(tx.Bucket(bucketManifests).Get(roundKey(r)))
 		if out.Manifest == nil {
 			return fmt.Errorf("round %d has no signed manifest (the feature scaling was not fixed yet)", r)
+		}
+		if sc := st.Get(keyScaling); sc != nil {
+			out.Scaling = new(dataset.Scaling)
+			if err := json.Unmarshal(sc, out.Scaling); err != nil {
+				return fmt.Errorf("%w: scaling: %v", ErrCorrupt, err)
+			}
 		}
 		out.Model = bytes.Clone(tx.Bucket(bucketModels).Get(roundKey(r)))
 		if out.Model == nil {

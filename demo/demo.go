@@ -742,6 +742,9 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 		// torch, training.
 		c.MinParticipants = len(f.Hospitals)
 		c.InitialModel = f.InitialModel
+		// The federation pins the trainer the hospitals approve: every
+		// manifest names it, and an agent with other code refuses.
+		c.TrainerDigest = f.TrainerDigest
 		c.Model.Hidden = []int{PyTorchHidden}
 		c.Training = coordinator.TrainingConfig{Rounds: o.Rounds, LocalEpochs: 1, LearningRate: 0.05, BatchSize: 64, L2: 1e-4}
 		c.CohortTimeout = coordinator.Duration(60 * time.Second)

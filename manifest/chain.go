@@ -47,13 +47,22 @@ const (
 	// the new ones, not from the pinned keys, or not at the point of the
 	// chain where the participant stands.
 	ReasonBadRotation Reason = "bad_rotation"
+	// ReasonTrainerMismatch: the manifest pins a trainer (TrainerDigest)
+	// and the participant's trainer code has another digest, so it does
+	// not train this model.
+	ReasonTrainerMismatch Reason = "trainer_mismatch"
+	// ReasonTrainerNotApproved: the participant's trainer code is not on
+	// the hospital's own allow-list of trainer digests, so it does not
+	// train (whatever the manifest pins).
+	ReasonTrainerNotApproved Reason = "trainer_not_approved"
 )
 
 // Reasons lists every Reason: what a refusal report may name, and the
 // fixed values of a reason label.
 func Reasons() []Reason {
 	return []Reason{ReasonUnsigned, ReasonBadSignature, ReasonMalformed, ReasonRollback,
-		ReasonFork, ReasonGap, ReasonWrongFederation, ReasonModelMismatch, ReasonBadRotation}
+		ReasonFork, ReasonGap, ReasonWrongFederation, ReasonModelMismatch, ReasonBadRotation,
+		ReasonTrainerMismatch, ReasonTrainerNotApproved}
 }
 
 // RefusalError is why a participant refused a manifest: what [Verify],

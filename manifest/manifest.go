@@ -121,9 +121,23 @@ type Round struct {
 	Parent string `json:"parent"`
 	// ModelSHA256 is the digest of the model file, also the statement's
 	// subject digest.
-	ModelSHA256 string          `json:"model_sha256"`
-	NumParams   uint64          `json:"num_params"`
-	ModelSpec   json.RawMessage `json:"model_spec"`
+	ModelSHA256 string `json:"model_sha256"`
+	// SafetensorsSHA256 is the digest of the same model as the
+	// safetensors file `fedguard model export` writes (see
+	// [ModelFileMetadata]), the statement's second subject, named
+	// [ModelFileName]: so `cosign verify-blob-attestation` checks the
+	// deployable file itself. Empty in manifests from before it, which
+	// then encode exactly as before.
+	SafetensorsSHA256 string          `json:"safetensors_sha256,omitempty"`
+	NumParams         uint64          `json:"num_params"`
+	ModelSpec         json.RawMessage `json:"model_spec"`
+	// TrainerDigest, when the federation pins the code its hospitals
+	// train with, is that code's digest: "sha256:" and 64 lowercase hex
+	// digits, a file's SHA-256 or a directory's dirhash (see
+	// participant.TrainerDigest). An agent refuses to train this model
+	// with code of another digest. Empty when nothing is pinned, so
+	// manifests without it encode exactly as before.
+	TrainerDigest string `json:"trainer_digest,omitempty"`
 	// ScalingSHA256 is the digest of the federation's feature
 	// standardization, so participants verify the scaling along with the
 	// model it was trained with.
@@ -267,14 +281,28 @@ func marshalStatement(r Round) ([]byte, error) {
 		return nil, fmt.Errorf("encode predicate: %w", err)
 	}
 	return marshalJSON(statement{
-		Type: StatementType,
-		Subject: []subject{{
-			Name:   SubjectName(r.Federation, r.Round),
-			Digest: map[string]string{"sha256": r.ModelSHA256},
-		}},
+		Type:          StatementType,
+		Subject:       r.subjects(),
 		PredicateType: r.predicateType(),
 		Predicate:     pred,
 	})
+}
+
+// subjects are the statement's subjects for r: the model in wire format
+// ([SubjectName], ModelSHA256) and, when the round has it, the same model
+// as a safetensors file ([ModelFileName], SafetensorsSHA256).
+func (r *Round) subjects() []subject {
+	s := []subject{{
+		Name:   SubjectName(r.Federation, r.Round),
+		Digest: map[string]string{"sha256": r.ModelSHA256},
+	}}
+	if r.SafetensorsSHA256 != "" {
+		s = append(s, subject{
+			Name:   ModelFileName(r.Federation, r.Round),
+			Digest: map[string]string{"sha256": r.SafetensorsSHA256},
+		})
+	}
+	return s
 }
 
 // marshalJSON is json.Marshal without HTML escaping: manifests are read by
@@ -494,16 +522,17 @@ func parseStatement(payload []byte) (Round, error) {
 	if st.PredicateType != PredicateType && st.PredicateType != PredicateTypeV2 {
 		return Round{}, fail(ErrMalformed, "predicateType %.64q, want %q or %q", st.PredicateType, PredicateType, PredicateTypeV2)
 	}
-	if len(st.Subject) != 1 {
-		return Round{}, fail(ErrMalformed, "statement has %d subjects, want 1", len(st.Subject))
+	if len(st.Subject) != 1 && len(st.Subject) != 2 {
+		return Round{}, fail(ErrMalformed, "statement has %d subjects, want 1 or 2", len(st.Subject))
 	}
-	subj := st.Subject[0]
-	subjDigest, ok := subj.Digest["sha256"]
-	if !ok || len(subj.Digest) != 1 {
-		return Round{}, fail(ErrMalformed, "subject digest must be exactly a sha256 digest, got %d entries", len(subj.Digest))
-	}
-	if !isHexDigest(subjDigest) {
-		return Round{}, fail(ErrMalformed, "subject sha256 digest %.80q is not 64 lowercase hex digits", subjDigest)
+	for i, subj := range st.Subject {
+		d, ok := subj.Digest["sha256"]
+		if !ok || len(subj.Digest) != 1 {
+			return Round{}, fail(ErrMalformed, "%s digest must be exactly a sha256 digest, got %d entries", subjectLabel(i), len(subj.Digest))
+		}
+		if !isHexDigest(d) {
+			return Round{}, fail(ErrMalformed, "%s sha256 digest %.80q is not 64 lowercase hex digits", subjectLabel(i), d)
+		}
 	}
 	var r Round
 	if err := strictUnmarshal(st.Predicate, &r); err != nil {
@@ -515,13 +544,33 @@ func parseStatement(payload []byte) (Round, error) {
 	if want := r.predicateType(); st.PredicateType != want {
 		return Round{}, fail(ErrMalformed, "round %d with %d key rotations is a %s manifest, not %s", r.Round, len(r.KeyRotations), want, st.PredicateType)
 	}
-	if want := SubjectName(r.Federation, r.Round); subj.Name != want {
-		return Round{}, fail(ErrMalformed, "subject name %.80q, want %q", subj.Name, want)
+	// The subjects are exactly those the predicate names, in order.
+	want := r.subjects()
+	if len(st.Subject) != len(want) {
+		return Round{}, fail(ErrMalformed, "round %d: statement has %d subjects, want %d (safetensors_sha256 %q)", r.Round, len(st.Subject), len(want), r.SafetensorsSHA256)
 	}
-	if subjDigest != r.ModelSHA256 {
-		return Round{}, fail(ErrModelMismatch, "round %d: subject digest %s differs from model_sha256 %s", r.Round, subjDigest, r.ModelSHA256)
+	for i, w := range want {
+		got := st.Subject[i]
+		if got.Name != w.Name {
+			return Round{}, fail(ErrMalformed, "%s name %.80q, want %q", subjectLabel(i), got.Name, w.Name)
+		}
+		if d := got.Digest["sha256"]; d != w.Digest["sha256"] {
+			field := "model_sha256"
+			if i > 0 {
+				field = "safetensors_sha256"
+			}
+			return Round{}, fail(ErrModelMismatch, "round %d: %s digest %s differs from %s %s", r.Round, subjectLabel(i), d, field, w.Digest["sha256"])
+		}
 	}
 	return r, nil
+}
+
+// subjectLabel names subject i of a statement in an error.
+func subjectLabel(i int) string {
+	if i == 0 {
+		return "subject"
+	}
+	return "second subject"
 }
 
 // strictUnmarshal is strictjson.Unmarshal. Unknown fields are refused
@@ -545,6 +594,14 @@ func (r *Round) validate() error {
 	}
 	if !isHexDigest(r.ModelSHA256) {
 		return fmt.Errorf("model_sha256 %.80q is not 64 lowercase hex digits", r.ModelSHA256)
+	}
+	if r.SafetensorsSHA256 != "" && !isHexDigest(r.SafetensorsSHA256) {
+		return fmt.Errorf("safetensors_sha256 %.80q is not 64 lowercase hex digits", r.SafetensorsSHA256)
+	}
+	if r.TrainerDigest != "" {
+		if err := CheckTrainerDigest(r.TrainerDigest); err != nil {
+			return err
+		}
 	}
 	if !isHexDigest(r.ScalingSHA256) {
 		return fmt.Errorf("scaling_sha256 %.80q is not 64 lowercase hex digits", r.ScalingSHA256)

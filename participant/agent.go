@@ -77,13 +77,18 @@ type Trainer interface {
 	Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error)
 	// Train trains from start (the round's global model) and returns the
 	// update. It must not modify start. An error skips the round, unless it
-	// wraps [ErrIncompatible] or ctx ended.
+	// wraps [ErrIncompatible] or ctx ended. Calls do not overlap: the
+	// agent trains one round at a time.
 	Train(ctx context.Context, a *fedguardv1.RoundAssignment, start []float32) (Result, error)
 }
 
 // Result is one round's local outcome.
 type Result struct {
-	// Delta is the trained model minus the starting model.
+	// Delta is the trained model minus the starting model. The caller is
+	// done with it by its next call to Train, which may write the next
+	// update into the same memory (ExecTrainer does, rather than allocate
+	// a model-sized vector every round): the agent sends it, or encodes it
+	// for secure aggregation, and keeps nothing of it.
 	Delta []float32
 	// Samples is the number of training rows behind Delta; the coordinator
 	// weighs updates by it.
@@ -516,6 +521,11 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 	a.name = jr.GetParticipant()
 	a.log.InfoContext(ctx, "joined", slog.String("federation", jr.GetFederation()), slog.String("participant", jr.GetParticipant()))
 	if err := a.prepare(jr.GetModel()); err != nil {
+		if errors.Is(err, ErrTrainerNotApproved) {
+			// The hospital's allow-list refuses its own trainer: the
+			// federation's audit log records that, as any refusal.
+			return a.refuseTrainer(ctx, client, err)
+		}
 		return err
 	}
 	if jr.GetStatsNeeded() {
@@ -698,7 +708,11 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 		a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
 		return err
 	}
-	if err := a.checkManifest(rctx, client, asg); err != nil {
+	v, err := a.checkManifest(rctx, client, asg)
+	if err != nil {
+		return err
+	}
+	if err := a.checkTrainer(rctx, client, v.Round); err != nil {
 		return err
 	}
 	if err := a.checkPrivacy(rctx, client, asg, log); err != nil {

@@ -34,8 +34,8 @@ const saveEvery = 1000
 // and scaling, and that it extends the last manifest this agent accepted.
 // The manifests of rounds the agent missed are fetched and accepted one by
 // one, each extending the one before, so memory stays flat however many
-// rounds were missed. The newest accepted manifest is saved.
-func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment) error {
+// rounds were missed. The newest accepted manifest is saved and returned.
+func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment) (manifest.Verified, error) {
 	v, f, err := a.verify(asg.GetManifest())
 	// A manifest the pinned keys did not sign may be signed by keys that a
 	// rotation in a missed round's manifest introduced (and carry a later
@@ -45,31 +45,31 @@ func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.Coordinator
 	deferred := err != nil && (signatureRefusal(err) || errors.As(err, &ref) && ref.Reason == manifest.ReasonBadRotation) && asg.GetRound() > 1 &&
 		(a.accepted == nil || a.accepted.Round+1 < asg.GetRound()-1)
 	if err != nil && !deferred {
-		return a.refuse(ctx, client, err)
+		return manifest.Verified{}, a.refuse(ctx, client, err)
 	}
 	target := asg.GetRound() - 1
 	if !deferred {
 		if err := a.matches(v, asg); err != nil {
-			return a.refuse(ctx, client, err)
+			return manifest.Verified{}, a.refuse(ctx, client, err)
 		}
 		target = v.Round.Round
 	}
 	if err := a.acceptBefore(ctx, client, target); err != nil {
-		return err
+		return manifest.Verified{}, err
 	}
 	if deferred {
 		if v, f, err = a.verify(asg.GetManifest()); err != nil {
-			return a.refuse(ctx, client, err)
+			return manifest.Verified{}, a.refuse(ctx, client, err)
 		}
 		if err := a.matches(v, asg); err != nil {
-			return a.refuse(ctx, client, err)
+			return manifest.Verified{}, a.refuse(ctx, client, err)
 		}
 	}
 	if err := a.accept(ctx, client, v, f, true); err != nil {
-		return err
+		return manifest.Verified{}, err
 	}
 	a.log.InfoContext(ctx, "round manifest verified", slog.Uint64("manifest_round", a.accepted.Round), slog.String("manifest_sha256", a.accepted.Digest))
-	return nil
+	return v, nil
 }
 
 // acceptFinal accepts the manifest of the final model, which WaitRound
@@ -331,7 +331,11 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 	}
 	a.refused.Add(1)
 	a.metrics.refusedManifest(ref.Reason)
-	a.log.ErrorContext(ctx, "round manifest refused: not training on this model",
+	msg := "round manifest refused: not training on this model"
+	if ref.Reason == manifest.ReasonTrainerMismatch || ref.Reason == manifest.ReasonTrainerNotApproved {
+		msg = "trainer refused: not training on this model"
+	}
+	a.log.ErrorContext(ctx, msg,
 		slog.String("reason", string(ref.Reason)), slog.Uint64("manifest_round", ref.Round), slog.String("detail", ref.Detail))
 	// The coordinator takes at most 1 KiB of printable UTF-8.
 	detail := strings.Map(func(r rune) rune {

@@ -210,8 +210,9 @@ var _ Trainer = (*ExecTrainer)(nil)
 // verified global model (safetensors, the layout of [safetensors.SpecLayout])
 // and a [TrainerPlan], runs Command with a timeout and a clean environment,
 // reads back the trained weights and a [TrainerMetrics], checks their
-// layout, finiteness and size, and returns trained − start. Failures are
-// *[TrainerError]s.
+// layout, finiteness and size, and returns trained − start, in the memory
+// of the update the previous call returned (see Result.Delta). Failures
+// are *[TrainerError]s.
 //
 // The command runs without a shell, in its own process group, which is
 // killed whole when the round is cancelled or the timeout passes. Its
@@ -259,6 +260,33 @@ type ExecTrainer struct {
 	layout safetensors.Layout
 	spec   model.Spec
 	dir    string
+	// spare is the memory of the last update Train returned (or of one
+	// it did not), which the next call reuses.
+	spare []float32
+}
+
+// keep makes buf the memory the next Train call writes its update into.
+func (t *ExecTrainer) keep(buf []float32) {
+	t.mu.Lock()
+	t.spare = buf
+	t.mu.Unlock()
+}
+
+// subtractFinite sets delta[i] -= start[i] and reports a non-finite result
+// (two finite float32 can differ by more than float32's range), in one
+// pass: x − x is 0 for every finite x and NaN for ±Inf and NaN. The test is
+// a branch never taken for a good update, so nothing chains one element's
+// work to the next.
+func subtractFinite(delta, start []float32) error {
+	start = start[:len(delta)]
+	for i, s := range start {
+		d := delta[i] - s
+		delta[i] = d
+		if d-d != 0 {
+			return model.CheckFinite(delta[:i+1])
+		}
+	}
+	return nil
 }
 
 // SplitCommand splits a command line into arguments the way a POSIX shell
@@ -473,27 +501,40 @@ func (t *ExecTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 		return Result{}, err
 	}
 
-	// The trainer's weights, read in place and turned into the update.
-	// For a large model, collect first: the last round's starting model
-	// and update are garbage by now, and reusing their memory keeps the
-	// agent near two models' worth instead of the four or five that
-	// GOGC's default growth allows (BenchmarkExecRoundMemory). The big
-	// vectors hold no pointers, so the collection itself is cheap.
-	collectBefore(len(start))
-	delta := make([]float32, len(start))
+	// The trainer's weights, read in place and turned into the update, in
+	// the buffer of the previous call's update when there is one (the
+	// caller is done with it, see Result.Delta): allocating and zeroing
+	// a fresh model-sized vector each round was much of the exec
+	// overhead (BenchmarkExecOverhead). Otherwise, for a large model,
+	// collect first:
+	// the last round's starting model and update are garbage by now, and
+	// reusing their memory keeps the agent near two models' worth instead
+	// of the four or five that GOGC's default growth allows
+	// (BenchmarkExecRoundMemory).
+	t.mu.Lock()
+	delta := t.spare
+	t.spare = nil
+	t.mu.Unlock()
+	if len(delta) != len(start) {
+		delta = nil
+		collectBefore(len(start))
+		delta = make([]float32, len(start))
+	}
 	if err := readTrained(filepath.Join(dir, TrainerOutputFile), layout, delta); err != nil {
+		t.keep(delta)
 		return Result{}, err
 	}
-	for i := range delta {
-		delta[i] -= start[i]
-	}
-	if err := model.CheckFinite(delta); err != nil {
+	if err := subtractFinite(delta, start); err != nil {
+		t.keep(delta)
 		return Result{}, &TrainerError{Reason: TrainerNonFinite, Err: fmt.Errorf("trained − start: %w", err)}
 	}
 	m, err := readTrainerMetrics(filepath.Join(dir, TrainerMetricsFile))
 	if err != nil {
+		t.keep(delta)
 		return Result{}, err
 	}
+	// The next call writes its update into this one's memory.
+	t.keep(delta)
 	res := Result{Delta: delta, Samples: m.Samples}
 	if h := m.Holdout; h != nil && h.Count > 0 {
 		res.Holdout = model.Metrics{Count: int(min(h.Count, math.MaxInt32)), Loss: h.Loss, Accuracy: h.Accuracy}

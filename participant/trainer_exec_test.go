@@ -652,3 +652,46 @@ func (c *expiresAfterFirstLook) Done() <-chan struct{} {
 	close(done)
 	return done
 }
+
+// TestExecTrainerReusesUpdate: a second Train writes its update into the
+// memory of the first one's (which the caller is done with), and what is
+// left there does not leak into it.
+func TestExecTrainerReusesUpdate(t *testing.T) {
+	tr := newExec(t, helperTrainer("ok"), nil)
+	first, err := tr.Train(context.Background(), execAssignment(), execStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range first.Delta {
+		first.Delta[i] = float32(math.NaN()) // the caller's leftovers
+	}
+	second, err := tr.Train(context.Background(), execAssignment(), execStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &second.Delta[0] != &first.Delta[0] {
+		t.Error("the second update has new memory, want the first one's")
+	}
+	if want := slices.Repeat([]float32{0.5}, 8); !slices.Equal(second.Delta, want) {
+		t.Errorf("second update = %v, want %v", second.Delta, want)
+	}
+}
+
+func TestSubtractFinite(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		delta, start []float32
+		want         []float32
+		ok           bool
+	}{
+		{"finite", []float32{3, -1, 0}, []float32{1, 1, 0}, []float32{2, -2, 0}, true},
+		{"overflow", []float32{math.MaxFloat32, 0}, []float32{-math.MaxFloat32, 0}, nil, false},
+		{"negative overflow", []float32{0, -math.MaxFloat32}, []float32{0, math.MaxFloat32}, nil, false},
+		{"empty", nil, nil, nil, true},
+	} {
+		err := subtractFinite(tc.delta, tc.start)
+		if (err == nil) != tc.ok || (tc.ok && !slices.Equal(tc.delta, tc.want)) {
+			t.Errorf("%s: subtractFinite = %v, %v; want ok %v, %v", tc.name, tc.delta, err, tc.ok, tc.want)
+		}
+	}
+}

@@ -890,14 +890,16 @@ func manifestPayload(envelope []byte) ([]byte, bool) {
 }
 
 // statementModel returns the model digest an in-toto statement names: the
-// sha256 digest of its only subject, or "" if it names no single one.
+// sha256 digest of its first subject, the model in wire format (a second
+// subject is the same model as a safetensors file), or "" if it names
+// none, or more than those two.
 func statementModel(statement []byte) string {
 	var st struct {
 		Subject []struct {
 			Digest map[string]string `json:"digest"`
 		} `json:"subject"`
 	}
-	if json.Unmarshal(statement, &st) != nil || len(st.Subject) != 1 {
+	if json.Unmarshal(statement, &st) != nil || len(st.Subject) == 0 || len(st.Subject) > 2 {
 		return ""
 	}
 	return st.Subject[0].Digest["sha256"]

@@ -42,6 +42,7 @@ var commands = []*command{
 		{name: "validate", summary: "check a data file against an expectations file, or propose one (--init)", run: runValidate},
 		{name: "witness", summary: "print the audit checkpoint of the last accepted manifest, signed by this hospital", run: runParticipantWitness},
 	}},
+	{name: "predict", summary: "score a CSV file's rows with an exported tabular model and the federation's scaling (verified first with -manifest and -key)", run: runPredict},
 	{name: "privacy", summary: "differential-privacy accounting: epsilon, sigma, steps", sub: []*command{
 		{name: "epsilon", summary: "(ε, δ) of T steps of the Poisson-subsampled Gaussian mechanism", run: runPrivacyEpsilon},
 		{name: "sigma", summary: "the noise multiplier that keeps T steps within an (ε, δ) budget", run: runPrivacySigma},

@@ -46,7 +46,7 @@ func signedModel(t *testing.T, dir string) (modelPath, manifestPath, keyPath str
 		t.Fatal(err)
 	}
 	modelPath = filepath.Join(dir, exportName(r.Federation, 0))
-	if err := safetensors.WriteFile(modelPath, layout, params, exportMetadata(r, digest), 0o644); err != nil {
+	if err := safetensors.WriteFile(modelPath, layout, params, legacyMetadata(r, digest), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	manifestPath = modelPath + ".manifest.json"
