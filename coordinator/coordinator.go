@@ -173,6 +173,7 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // RoundResult is what an observer learns when a round closes.
@@ -330,6 +331,16 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	for _, w := range cfg.Warnings() {
 		o.log.Warn("configuration warning", "warning", w)
 	}
+	if cfg.Model.Kind == "tensors" && len(cfg.Model.Tensors) == 0 {
+		// withDefaults takes the layout from initial_model's header; say
+		// why it could not.
+		if cfg.InitialModel == "" {
+			return nil, fmt.Errorf("%w: model kind tensors needs initial_model, the file its layout and first values come from", ErrInitialModel)
+		}
+		if _, err := initialLayout(cfg.InitialModel); err != nil {
+			return nil, err
+		}
+	}
 	spec, err := cfg.spec()
 	if err != nil {
 		return nil, err
@@ -385,17 +396,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
 	}
-	c.specProto = &fedguardv1.ModelSpec{
-		FormatVersion: model.FormatVersion,
-		Kind:          fedguardv1.ModelKind(spec.Kind),
-		Features:      slices.Clone(cfg.Model.Features),
-		Label:         cfg.Model.Label,
-		Classes:       slices.Clone(cfg.Model.Classes),
-		NumParams:     uint64(spec.NumParams()),
-	}
-	for _, h := range spec.Hidden {
-		c.specProto.Hidden = append(c.specProto.Hidden, uint32(h))
-	}
+	c.specProto = wire.SpecToProto(spec, cfg.Model.Features, cfg.Model.Label, cfg.Model.Classes)
 	p, ok, err := st.load()
 	if err != nil {
 		st.close()
@@ -549,6 +550,11 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 	const idle = time.Second
 	switch c.phase {
 	case phaseStats:
+		if c.spec.Features == 0 {
+			// A tensor-layout federation without feature columns: no
+			// statistics to wait for (see fixScalingLocked).
+			return 0, c.fixScalingLocked(ctx)
+		}
 		n := len(c.stats)
 		if n == 0 {
 			return idle, nil
@@ -656,6 +662,10 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 // scalingRule names the rule that combines the hospitals' statistics.
 const scalingRule = "robust-median-clip-v1"
 
+// noScalingRule is the scaling_fixed rule of a federation whose model has no
+// feature columns: no statistics phase, an empty scaling.
+const noScalingRule = "none-no-feature-columns"
+
 func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 	names := make([]string, 0, len(c.stats))
 	for n := range c.stats {
@@ -668,11 +678,22 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 		parties[i] = dataset.Party{Name: n, Stats: c.stats[n]}
 		rows += c.stats[n].Count // at most MaxSamples each: no overflow
 	}
-	sc, clipped, err := dataset.RobustScaling(parties)
-	if err != nil {
+	var (
+		sc      dataset.Scaling
+		clipped []dataset.Clipped
+		err     error
+		rule    = scalingRule
+	)
+	if c.spec.Features == 0 {
+		// A model without feature columns (a tensor layout whose
+		// trainers read their own data, images for instance) has nothing
+		// to standardize: the statistics phase is skipped, and the empty
+		// scaling, recorded as such, is what round 0's manifest vouches for.
+		rule = noScalingRule
+	} else if sc, clipped, err = dataset.RobustScaling(parties); err != nil {
 		return fmt.Errorf("derive feature scaling: %w", err)
 	}
-	ev := audit.ScalingFixed{Participants: names, Rows: rows, Rule: scalingRule}
+	ev := audit.ScalingFixed{Participants: names, Rows: rows, Rule: rule}
 	for _, cl := range clipped {
 		ev.Clipped = append(ev.Clipped, audit.ScalingClip{Participant: cl.Name, Features: cl.Features})
 		c.opts.log.WarnContext(ctx, "feature statistics clipped to the federation's robust band",

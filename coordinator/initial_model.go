@@ -45,11 +45,46 @@ func loadInitialModel(path string, spec model.Spec) ([]float32, error) {
 	if got := r.Layout(); !sameTensors(got, want) {
 		return nil, fmt.Errorf("%w: %s has tensors %s, the %s model needs %s", ErrInitialModel, path, describe(got), spec.Kind, describe(want))
 	}
+	if spec.Kind == model.Tensors && !r.Layout().Equal(want) {
+		// The same tensors in another order would be another parameter
+		// vector: the configured layout's order is the federation's.
+		return nil, fmt.Errorf("%w: %s has the tensors of model.tensors in another order (%s), which would reorder the parameter vector", ErrInitialModel, path, describe(r.Layout()))
+	}
 	params := make([]float32, want.NumParams())
 	if err := r.ReadInto(want, params); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
 	}
 	return params, nil
+}
+
+// initialLayout reads the tensor layout of the safetensors file at path
+// from its header, in the file's order (package safetensors: the order of
+// the data offsets). The header is checked as strictly as when the model
+// is loaded (duplicates, overlaps, sizes, dtypes, the header bound), so a
+// bad file is refused when the configuration is checked. Errors wrap
+// ErrInitialModel.
+func initialLayout(path string) (safetensors.Layout, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInitialModel, path)
+	}
+	r, err := safetensors.Open(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
+	}
+	l := r.Layout()
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
+	}
+	return l, nil
 }
 
 // sameTensors reports whether a and b have the same names and shapes, in

@@ -44,7 +44,7 @@ func (s *service) Join(ctx context.Context, req *fedguardv1.JoinRequest) (*fedgu
 	id := identity(ctx)
 	c := s.c
 	c.mu.Lock()
-	needStats := c.scaling == nil
+	needStats := c.scaling == nil && c.spec.Features > 0
 	c.noteStatusLocked(id.Name, ParticipantJoined, "")
 	c.unstallLocked() // something changed: a stalled round may try again
 	c.mu.Unlock()

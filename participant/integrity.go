@@ -364,6 +364,33 @@ type manifestSpec struct {
 	// LayoutSHA256, when the federation started from an initial model, is
 	// the digest of the tensor layout the agent and its trainer exchange.
 	LayoutSHA256 string `json:"layout_sha256"`
+	// Tensors is the layout of a "tensors" model, in parameter order.
+	Tensors []manifestTensor `json:"tensors"`
+}
+
+// manifestTensor is one tensor of a manifest's model_spec.
+type manifestTensor struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+}
+
+// sameTensorList reports whether a manifest's tensor layout is the one Join
+// announced: the same names and shapes in the same order.
+func sameTensorList(m []manifestTensor, p []*fedguardv1.TensorSpec) bool {
+	if len(m) != len(p) {
+		return false
+	}
+	for i, t := range p {
+		if m[i].Name != t.GetName() || len(m[i].Shape) != len(t.GetShape()) {
+			return false
+		}
+		for j, d := range t.GetShape() {
+			if m[i].Shape[j] < 0 || uint64(m[i].Shape[j]) != d {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // sameSpec checks that a manifest's model specification (the coordinator's
@@ -387,6 +414,8 @@ func sameSpec(raw []byte, spec *fedguardv1.ModelSpec) error {
 		return fmt.Errorf("manifest names label %q with classes %v, Join announced %q with %v", m.Label, m.Classes, spec.GetLabel(), spec.GetClasses())
 	case !slices.Equal(m.Hidden, spec.GetHidden()):
 		return fmt.Errorf("manifest names hidden layers %v, Join announced %v", m.Hidden, spec.GetHidden())
+	case !sameTensorList(m.Tensors, spec.GetTensors()):
+		return fmt.Errorf("manifest names %d tensors, Join announced another layout of %d tensors", len(m.Tensors), len(spec.GetTensors()))
 	}
 	if m.LayoutSHA256 != "" {
 		s, err := wire.SpecFromProto(spec)
