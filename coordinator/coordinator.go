@@ -245,6 +245,9 @@ type openRound struct {
 	receiving map[string]bool
 	// refused holds the reason of each cohort member's last refused update.
 	refused map[string]string
+	// satOut holds the reason of each cohort member that said it sits the
+	// round out (ReportSatOut); such a member sends no update.
+	satOut map[string]string
 	// secure is set in a secure round.
 	secure *secureRound
 	// closing is set once the round loop has taken the round's updates to
@@ -256,7 +259,7 @@ type openRound struct {
 // wants reports whether name should be given the round: it is in the
 // cohort and has not yet taken part in this attempt.
 func (r *openRound) wants(name string) bool {
-	if r.closing || !r.inCohort(name) || r.updates[name] != nil {
+	if r.closing || !r.inCohort(name) || r.updates[name] != nil || r.satOut[name] != "" {
 		return false
 	}
 	return r.secure == nil || !r.secure.joined[name]
@@ -621,7 +624,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 				return idle, nil
 			}
 		} else {
-			if len(r.updates) < len(r.cohort) && now.Before(r.deadline) {
+			// Members that sit the round out send nothing: no need to
+			// wait for them.
+			if len(r.updates)+len(r.satOut) < len(r.cohort) && now.Before(r.deadline) {
 				return r.deadline.Sub(now), nil
 			}
 			if len(r.updates) < c.cfg.MinParticipants {
@@ -757,6 +762,7 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 		updates:   map[string]*received{},
 		receiving: map[string]bool{},
 		refused:   map[string]string{},
+		satOut:    map[string]string{},
 	}
 	if c.cfg.Secure {
 		// Durable before anyone hears of the attempt: a restarted
@@ -994,6 +1000,11 @@ func (c *Coordinator) plainOutcomeLocked() (RoundRecord, []aggregation.Update, [
 	for _, n := range r.cohort {
 		switch {
 		case r.updates[n] != nil:
+		case r.satOut[n] != "":
+			// It said why it sent nothing; an update it tried to send
+			// anyway was refused for that.
+			rec.Dropped = append(rec.Dropped, n)
+			rec.SatOut = append(rec.SatOut, RefusedUpdate{Name: n, Reason: r.satOut[n]})
 		case r.refused[n] != "":
 			rec.Refused = append(rec.Refused, RefusedUpdate{Name: n, Reason: r.refused[n]})
 		default:

@@ -45,11 +45,6 @@ func loadInitialModel(path string, spec model.Spec) ([]float32, error) {
 	if got := r.Layout(); !sameTensors(got, want) {
 		return nil, fmt.Errorf("%w: %s has tensors %s, the %s model needs %s", ErrInitialModel, path, describe(got), spec.Kind, describe(want))
 	}
-	if spec.Kind == model.Tensors && !r.Layout().Equal(want) {
-		// The same tensors in another order would be another parameter
-		// vector: the configured layout's order is the federation's.
-		return nil, fmt.Errorf("%w: %s has the tensors of model.tensors in another order (%s), which would reorder the parameter vector", ErrInitialModel, path, describe(r.Layout()))
-	}
 	params := make([]float32, want.NumParams())
 	if err := r.ReadInto(want, params); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)

@@ -69,6 +69,9 @@ const (
 	// refused: to train on invalid data, to accept a manifest, to take part
 	// in a secure round (see Reason).
 	ParticipantRefused = "refused"
+	// ParticipantSatOut: it said it sits its round out, and why (its
+	// trainer failed; see Reason).
+	ParticipantSatOut = "sat out"
 )
 
 // Exclusion kinds: the values of ExclusionStatus.Kind.
@@ -76,6 +79,7 @@ const (
 	ExclusionByRule  = "excluded"
 	ExclusionDropped = "dropped"
 	ExclusionRefused = "refused"
+	ExclusionSatOut  = "sat out"
 )
 
 // Status is a snapshot of a coordinator for operators: what the status
@@ -372,7 +376,16 @@ func (c *Coordinator) noteClosedLocked(rec RoundRecord, flags []audit.AnomalyFla
 			ps.Status = ParticipantFlagged
 		}
 	}
+	satOut := map[string]string{}
+	for _, s := range rec.SatOut {
+		satOut[s.Name] = s.Reason
+	}
 	for _, n := range rec.Dropped {
+		if why, ok := satOut[n]; ok {
+			c.status.set(n, ParticipantSatOut, why, now)
+			excl = append(excl, ExclusionStatus{Round: rec.Round, Attempt: rec.Attempt, Participant: n, Kind: ExclusionSatOut, Reason: "sat out: " + why, Time: now})
+			continue
+		}
 		reason := "no update before the deadline"
 		if ps := c.status.participants[n]; ps != nil && ps.Status == ParticipantDropped && ps.Reason != "" {
 			reason = ps.Reason // a secure session said more

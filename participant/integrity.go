@@ -353,6 +353,39 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 	return permanent(fmt.Errorf("%w: %w", ErrManifestRefused, err))
 }
 
+// reportSatOut tells the coordinator that this agent sits asg's attempt
+// out and why (ReportSatOut), so that the reason is audited and lands in
+// the round's manifest rather than in this log only. Once the coordinator
+// has it, the agent does not run the attempt again (the coordinator would
+// refuse its update). A failed report is logged, not fatal: the agent then
+// may try the attempt again if it is offered again, as before.
+func (a *Agent) reportSatOut(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, reason string, cause error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCallTimeout)
+	defer cancel()
+	if _, err := client.ReportSatOut(rctx, &fedguardv1.ReportSatOutRequest{
+		Round: asg.GetRound(), Attempt: asg.GetAttempt(), Reason: reason, Detail: printable(cause.Error()),
+	}); err != nil {
+		a.log.WarnContext(ctx, "could not report the sit-out to the coordinator", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		return
+	}
+	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+}
+
+// printable makes s what the coordinator takes as a detail: valid UTF-8
+// without control characters but newline and tab, at most 1 KiB.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	if len(s) > 1024 {
+		s = strings.ToValidUTF8(s[:1024], "")
+	}
+	return s
+}
+
 // manifestSpec is the part of a manifest's model_spec (the coordinator's
 // model configuration, as JSON) that an agent checks and joins with.
 type manifestSpec struct {

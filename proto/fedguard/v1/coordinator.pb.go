@@ -2315,6 +2315,117 @@ func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
 	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
+// ReportSatOutRequest says why the caller sends no update for a round.
+type ReportSatOutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The round and attempt of the assignment the caller sits out.
+	Round   uint64 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// A stable reason, 1 to 64 bytes of [a-z0-9_]: trainer_start,
+	// trainer_crash, trainer_timeout, trainer_output, trainer_layout,
+	// trainer_non_finite, trainer_metrics, trainer_not_approved.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Human-readable detail, at most 1024 bytes of printable UTF-8.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSatOutRequest) Reset() {
+	*x = ReportSatOutRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSatOutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSatOutRequest) ProtoMessage() {}
+
+func (x *ReportSatOutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSatOutRequest.ProtoReflect.Descriptor instead.
+func (*ReportSatOutRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReportSatOutRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReportSatOutRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ReportSatOutRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReportSatOutRequest) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// ReportSatOutResponse acknowledges a recorded sit-out.
+type ReportSatOutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSatOutResponse) Reset() {
+	*x = ReportSatOutResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSatOutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSatOutResponse) ProtoMessage() {}
+
+func (x *ReportSatOutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSatOutResponse.ProtoReflect.Descriptor instead.
+func (*ReportSatOutResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+}
+
 // ReportValidationRequest is a participant's data validation result for one
 // round. Everything in it is an aggregate; all of it is recorded in the
 // audit log as the list of what left the hospital.
@@ -2345,7 +2456,7 @@ type ReportValidationRequest struct {
 
 func (x *ReportValidationRequest) Reset() {
 	*x = ReportValidationRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2468,7 @@ func (x *ReportValidationRequest) String() string {
 func (*ReportValidationRequest) ProtoMessage() {}
 
 func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2481,7 @@ func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationRequest.ProtoReflect.Descriptor instead.
 func (*ReportValidationRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReportValidationRequest) GetRound() uint64 {
@@ -2449,7 +2560,7 @@ type ValidationFinding struct {
 
 func (x *ValidationFinding) Reset() {
 	*x = ValidationFinding{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2572,7 @@ func (x *ValidationFinding) String() string {
 func (*ValidationFinding) ProtoMessage() {}
 
 func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2585,7 @@ func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationFinding.ProtoReflect.Descriptor instead.
 func (*ValidationFinding) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ValidationFinding) GetColumn() string {
@@ -2521,7 +2632,7 @@ type ReportValidationResponse struct {
 
 func (x *ReportValidationResponse) Reset() {
 	*x = ReportValidationResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2644,7 @@ func (x *ReportValidationResponse) String() string {
 func (*ReportValidationResponse) ProtoMessage() {}
 
 func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2657,7 @@ func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationResponse.ProtoReflect.Descriptor instead.
 func (*ReportValidationResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 // GetModelRequest names the round whose starting model is wanted.
@@ -2559,7 +2670,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +2682,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +2695,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -2611,7 +2722,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2623,7 +2734,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2636,7 +2747,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -2697,7 +2808,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2709,7 +2820,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2722,7 +2833,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -2772,7 +2883,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2784,7 +2895,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2797,7 +2908,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -2839,7 +2950,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2962,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2975,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -2936,7 +3047,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2948,7 +3059,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2961,7 +3072,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -2990,7 +3101,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3113,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3126,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -3194,7 +3305,13 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x0emanifest_round\x18\x01 \x01(\x04R\rmanifestRound\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x17\n" +
-	"\x15ReportRefusalResponse\"\xa3\x02\n" +
+	"\x15ReportRefusalResponse\"u\n" +
+	"\x13ReportSatOutRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x16\n" +
+	"\x14ReportSatOutResponse\"\xa3\x02\n" +
 	"\x17ReportValidationRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x12\n" +
@@ -3249,13 +3366,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MODEL_KIND_LOGREG\x10\x01\x12\x12\n" +
 	"\x0eMODEL_KIND_MLP\x10\x02\x12\x16\n" +
-	"\x12MODEL_KIND_TENSORS\x10\x032\xfe\x05\n" +
+	"\x12MODEL_KIND_TENSORS\x10\x032\xd3\x06\n" +
 	"\x12CoordinatorService\x12;\n" +
 	"\x04Join\x12\x18.fedguard.v1.JoinRequest\x1a\x19.fedguard.v1.JoinResponse\x12P\n" +
 	"\vReportStats\x12\x1f.fedguard.v1.ReportStatsRequest\x1a .fedguard.v1.ReportStatsResponse\x12J\n" +
 	"\tWaitRound\x12\x1d.fedguard.v1.WaitRoundRequest\x1a\x1e.fedguard.v1.WaitRoundResponse\x12P\n" +
 	"\vGetManifest\x12\x1f.fedguard.v1.GetManifestRequest\x1a .fedguard.v1.GetManifestResponse\x12V\n" +
-	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12_\n" +
+	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12S\n" +
+	"\fReportSatOut\x12 .fedguard.v1.ReportSatOutRequest\x1a!.fedguard.v1.ReportSatOutResponse\x12_\n" +
 	"\x10ReportValidation\x12$.fedguard.v1.ReportValidationRequest\x1a%.fedguard.v1.ReportValidationResponse\x12I\n" +
 	"\bGetModel\x12\x1c.fedguard.v1.GetModelRequest\x1a\x1d.fedguard.v1.GetModelResponse0\x01\x12U\n" +
 	"\fSubmitUpdate\x12 .fedguard.v1.SubmitUpdateRequest\x1a!.fedguard.v1.SubmitUpdateResponse(\x01\x12`\n" +
@@ -3274,7 +3392,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
@@ -3311,17 +3429,19 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*GetManifestResponse)(nil),      // 32: fedguard.v1.GetManifestResponse
 	(*ReportRefusalRequest)(nil),     // 33: fedguard.v1.ReportRefusalRequest
 	(*ReportRefusalResponse)(nil),    // 34: fedguard.v1.ReportRefusalResponse
-	(*ReportValidationRequest)(nil),  // 35: fedguard.v1.ReportValidationRequest
-	(*ValidationFinding)(nil),        // 36: fedguard.v1.ValidationFinding
-	(*ReportValidationResponse)(nil), // 37: fedguard.v1.ReportValidationResponse
-	(*GetModelRequest)(nil),          // 38: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),         // 39: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),             // 40: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),               // 41: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 42: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 43: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 44: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
+	(*ReportSatOutRequest)(nil),      // 35: fedguard.v1.ReportSatOutRequest
+	(*ReportSatOutResponse)(nil),     // 36: fedguard.v1.ReportSatOutResponse
+	(*ReportValidationRequest)(nil),  // 37: fedguard.v1.ReportValidationRequest
+	(*ValidationFinding)(nil),        // 38: fedguard.v1.ValidationFinding
+	(*ReportValidationResponse)(nil), // 39: fedguard.v1.ReportValidationResponse
+	(*GetModelRequest)(nil),          // 40: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),         // 41: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),             // 42: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),               // 43: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 44: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 45: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 46: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -3332,7 +3452,7 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 5: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	3,  // 6: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	4,  // 7: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	45, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	47, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	13, // 9: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
 	16, // 10: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
 	19, // 11: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
@@ -3352,31 +3472,33 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	26, // 25: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
 	28, // 26: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
 	28, // 27: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	36, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	38, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
 	5,  // 29: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	41, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	40, // 31: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	43, // 32: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	43, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	42, // 31: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	45, // 32: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
 	6,  // 33: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
 	8,  // 34: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
 	10, // 35: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
 	31, // 36: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
 	33, // 37: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	35, // 38: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	38, // 39: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	42, // 40: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	14, // 41: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	7,  // 42: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	9,  // 43: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	11, // 44: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	32, // 45: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	34, // 46: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	37, // 47: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	39, // 48: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	44, // 49: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	15, // 50: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
+	35, // 38: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
+	37, // 39: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	40, // 40: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	44, // 41: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	14, // 42: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	7,  // 43: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	9,  // 44: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	11, // 45: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	32, // 46: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	34, // 47: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	36, // 48: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
+	39, // 49: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	41, // 50: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	46, // 51: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	15, // 52: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	43, // [43:53] is the sub-list for method output_type
+	33, // [33:43] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
 	33, // [33:33] is the sub-list for extension extendee
 	0,  // [0:33] is the sub-list for field type_name
@@ -3402,7 +3524,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[41].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[43].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3412,7 +3534,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
