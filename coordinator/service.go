@@ -465,12 +465,24 @@ func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOut
 	c := s.c
 	round, attempt := req.GetRound(), req.GetAttempt()
 	check := func() error {
-		if err := c.admitLocked(name, round); err != nil {
-			return err
+		if c.phase != phaseTraining {
+			return status.Errorf(codes.FailedPrecondition, "round %d is not open (last closed round: %d, phase: %s)", round, c.lastRound, c.phase)
 		}
-		if c.round.attempt != attempt {
-			return status.Errorf(codes.FailedPrecondition, "round %d is at attempt %d, not %d", round, c.round.attempt, attempt)
+		r := c.round
+		switch {
+		case round != r.number || attempt != r.attempt:
+			return status.Errorf(codes.FailedPrecondition, "round %d attempt %d is not open (open: round %d attempt %d)", round, attempt, r.number, r.attempt)
+		case r.closing:
+			return status.Errorf(codes.FailedPrecondition, "round %d is closing", round)
+		case !r.inCohort(name):
+			return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, round)
+		case r.updates[name] != nil || r.receiving[name]:
+			return status.Errorf(codes.AlreadyExists, "%s sent an update for round %d", name, round)
+		case r.satOut[name] != "":
+			return status.Errorf(codes.FailedPrecondition, "%s already sits round %d out", name, round)
 		}
+		// In a secure round the member may have joined its session: it
+		// is then a dropout of it, which the protocol survives.
 		return nil
 	}
 	c.mu.Lock()
