@@ -41,6 +41,7 @@ const (
 	KindCallRefused         = "call_refused"
 	KindEventsSuppressed    = "events_suppressed"
 	KindKeyRotated          = "key_rotated"
+	KindRoundSatOut         = "round_sat_out"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -159,6 +160,9 @@ var kindTable = []KindSpec{
 	}), timeline(KindKeyRotated, WriterCoordinator, false, func(_ Event, p KeyRotated) string {
 		return fmt.Sprintf("signing keys rotated (rotation %d, after round %d): %s to %s, rotation manifest sha256 %s",
 			p.Seq, p.AfterRound, p.OldFingerprint, p.NewFingerprint, p.SHA256)
+	}),
+	timeline(KindRoundSatOut, WriterCoordinator, true, func(ev Event, p RoundSatOut) string {
+		return fmt.Sprintf("round %d attempt %d sat out (%s): %s", ev.Round, p.Attempt, p.Reason, p.Detail)
 	}),
 }
 
@@ -413,6 +417,16 @@ type KeyRotated struct {
 	AfterRound     uint64          `json:"after_round"`
 	SHA256         string          `json:"sha256"`
 	Envelope       json.RawMessage `json:"envelope"`
+}
+
+// RoundSatOut records that a participant sat out a round it was assigned
+// and why (ReportSatOut: its trainer failed); the actor is the participant
+// and Round the round. Reason is a stable token (trainer_crash, …), Detail
+// the agent's error message (at most 1 KiB).
+type RoundSatOut struct {
+	Attempt uint32 `json:"attempt"`
+	Reason  string `json:"reason"`
+	Detail  string `json:"detail"`
 }
 
 // ManifestRefused records a participant's refusal of a manifest; the actor

@@ -68,7 +68,9 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // ModelConfig describes the model the federation trains.
 type ModelConfig struct {
-	// Kind is "logreg" or "mlp".
+	// Kind is "logreg" or "mlp" (the built-in models), or "tensors": any
+	// model given as a list of named float32 tensors (a CNN, a
+	// transformer), trained by the hospitals' own trainers.
 	Kind string `json:"kind"`
 	// Features are the feature columns every hospital must have, in order.
 	Features []string `json:"features"`
@@ -86,6 +88,19 @@ type ModelConfig struct {
 	// the layout it exchanges with its trainer against the signed one.
 	// Set by hand, it must be the digest of the model's layout.
 	LayoutSHA256 string `json:"layout_sha256,omitempty"`
+	// Tensors is the tensor layout of a "tensors" model, in
+	// parameter-vector order. Left empty, it is taken from
+	// Config.InitialModel's header (the file's order) each time the
+	// configuration is loaded; given, the file must have exactly these
+	// tensors. It is part of every round manifest's model_spec. Empty for
+	// the built-in kinds, whose layout the kind implies.
+	Tensors []TensorConfig `json:"tensors,omitempty"`
+}
+
+// TensorConfig is one tensor of ModelConfig.Tensors.
+type TensorConfig struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
 }
 
 // TrainingConfig is what participants do locally each round.
@@ -287,6 +302,14 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MinFreeBytes == 0 {
 		c.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if c.Model.Kind == "tensors" && len(c.Model.Tensors) == 0 && c.InitialModel != "" {
+		if l, err := initialLayout(c.InitialModel); err == nil { // else Validate reports it
+			c.Model.Tensors = make([]TensorConfig, len(l))
+			for i, t := range l {
+				c.Model.Tensors[i] = TensorConfig{Name: t.Name, Shape: t.Shape}
+			}
+		}
 	}
 	if c.InitialModel != "" && c.Model.LayoutSHA256 == "" {
 		if d, err := c.layoutDigest(); err == nil { // else Validate reports the spec
@@ -510,6 +533,12 @@ func (c Config) spec() (model.Spec, error) {
 	if k == model.MLP {
 		s.Hidden = slices.Clone(c.Model.Hidden)
 	}
+	if k == model.Tensors {
+		s.Tensors = make([]model.Tensor, len(c.Model.Tensors))
+		for i, t := range c.Model.Tensors {
+			s.Tensors[i] = model.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape)}
+		}
+	}
 	return s, s.Validate()
 }
 
@@ -556,6 +585,17 @@ func (c Config) Validate() error {
 	if c.MinParticipants < 1 || c.MinParticipants > len(c.Enrolled) {
 		add("min_participants %d must be between 1 and the %d enrolled", c.MinParticipants, len(c.Enrolled))
 	}
+	tensorKind := c.Model.Kind == "tensors"
+	switch {
+	case tensorKind && c.InitialModel == "":
+		add("model: kind tensors needs initial_model, the safetensors file the federation starts from (there is no built-in initialization of a tensor layout)")
+	case tensorKind && len(c.Model.Tensors) == 0:
+		if _, err := initialLayout(c.InitialModel); err != nil {
+			add("model: kind tensors takes its layout from initial_model: %w", err)
+		}
+	case !tensorKind && len(c.Model.Tensors) > 0:
+		add("model: tensors are only for kind tensors, not %q", c.Model.Kind)
+	}
 	if _, err := c.spec(); err != nil {
 		add("%w", err) // the model package names itself
 	} else if want, err := c.layoutDigest(); err != nil {
@@ -566,7 +606,7 @@ func (c Config) Validate() error {
 	if c.Model.Kind != "mlp" && len(c.Model.Hidden) > 0 {
 		add("model: hidden layers are only for kind mlp, not %q", c.Model.Kind)
 	}
-	if c.Model.Label == "" {
+	if c.Model.Label == "" && (!tensorKind || len(c.Model.Features) > 0) {
 		add("model.label is required")
 	}
 	cols := map[string]bool{c.Model.Label: true}

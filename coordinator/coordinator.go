@@ -173,6 +173,7 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // RoundResult is what an observer learns when a round closes.
@@ -244,6 +245,9 @@ type openRound struct {
 	receiving map[string]bool
 	// refused holds the reason of each cohort member's last refused update.
 	refused map[string]string
+	// satOut holds the reason of each cohort member that said it sits the
+	// round out (ReportSatOut); such a member sends no update.
+	satOut map[string]string
 	// secure is set in a secure round.
 	secure *secureRound
 	// closing is set once the round loop has taken the round's updates to
@@ -255,7 +259,7 @@ type openRound struct {
 // wants reports whether name should be given the round: it is in the
 // cohort and has not yet taken part in this attempt.
 func (r *openRound) wants(name string) bool {
-	if r.closing || !r.inCohort(name) || r.updates[name] != nil {
+	if r.closing || !r.inCohort(name) || r.updates[name] != nil || r.satOut[name] != "" {
 		return false
 	}
 	return r.secure == nil || !r.secure.joined[name]
@@ -330,6 +334,16 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	for _, w := range cfg.Warnings() {
 		o.log.Warn("configuration warning", "warning", w)
 	}
+	if cfg.Model.Kind == "tensors" && len(cfg.Model.Tensors) == 0 {
+		// withDefaults takes the layout from initial_model's header; say
+		// why it could not.
+		if cfg.InitialModel == "" {
+			return nil, fmt.Errorf("%w: model kind tensors needs initial_model, the file its layout and first values come from", ErrInitialModel)
+		}
+		if _, err := initialLayout(cfg.InitialModel); err != nil {
+			return nil, err
+		}
+	}
 	spec, err := cfg.spec()
 	if err != nil {
 		return nil, err
@@ -385,17 +399,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
 	}
-	c.specProto = &fedguardv1.ModelSpec{
-		FormatVersion: model.FormatVersion,
-		Kind:          fedguardv1.ModelKind(spec.Kind),
-		Features:      slices.Clone(cfg.Model.Features),
-		Label:         cfg.Model.Label,
-		Classes:       slices.Clone(cfg.Model.Classes),
-		NumParams:     uint64(spec.NumParams()),
-	}
-	for _, h := range spec.Hidden {
-		c.specProto.Hidden = append(c.specProto.Hidden, uint32(h))
-	}
+	c.specProto = wire.SpecToProto(spec, cfg.Model.Features, cfg.Model.Label, cfg.Model.Classes)
 	p, ok, err := st.load()
 	if err != nil {
 		st.close()
@@ -549,6 +553,11 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 	const idle = time.Second
 	switch c.phase {
 	case phaseStats:
+		if c.spec.Features == 0 {
+			// A tensor-layout federation without feature columns: no
+			// statistics to wait for (see fixScalingLocked).
+			return 0, c.fixScalingLocked(ctx)
+		}
 		n := len(c.stats)
 		if n == 0 {
 			return idle, nil
@@ -615,7 +624,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 				return idle, nil
 			}
 		} else {
-			if len(r.updates) < len(r.cohort) && now.Before(r.deadline) {
+			// Members that sit the round out send nothing: no need to
+			// wait for them.
+			if len(r.updates)+len(r.satOut) < len(r.cohort) && now.Before(r.deadline) {
 				return r.deadline.Sub(now), nil
 			}
 			if len(r.updates) < c.cfg.MinParticipants {
@@ -656,6 +667,10 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 // scalingRule names the rule that combines the hospitals' statistics.
 const scalingRule = "robust-median-clip-v1"
 
+// noScalingRule is the scaling_fixed rule of a federation whose model has no
+// feature columns: no statistics phase, an empty scaling.
+const noScalingRule = "none-no-feature-columns"
+
 func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 	names := make([]string, 0, len(c.stats))
 	for n := range c.stats {
@@ -668,11 +683,22 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 		parties[i] = dataset.Party{Name: n, Stats: c.stats[n]}
 		rows += c.stats[n].Count // at most MaxSamples each: no overflow
 	}
-	sc, clipped, err := dataset.RobustScaling(parties)
-	if err != nil {
+	var (
+		sc      dataset.Scaling
+		clipped []dataset.Clipped
+		err     error
+		rule    = scalingRule
+	)
+	if c.spec.Features == 0 {
+		// A model without feature columns (a tensor layout whose
+		// trainers read their own data, images for instance) has nothing
+		// to standardize: the statistics phase is skipped, and the empty
+		// scaling, recorded as such, is what round 0's manifest vouches for.
+		rule = noScalingRule
+	} else if sc, clipped, err = dataset.RobustScaling(parties); err != nil {
 		return fmt.Errorf("derive feature scaling: %w", err)
 	}
-	ev := audit.ScalingFixed{Participants: names, Rows: rows, Rule: scalingRule}
+	ev := audit.ScalingFixed{Participants: names, Rows: rows, Rule: rule}
 	for _, cl := range clipped {
 		ev.Clipped = append(ev.Clipped, audit.ScalingClip{Participant: cl.Name, Features: cl.Features})
 		c.opts.log.WarnContext(ctx, "feature statistics clipped to the federation's robust band",
@@ -736,6 +762,7 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 		updates:   map[string]*received{},
 		receiving: map[string]bool{},
 		refused:   map[string]string{},
+		satOut:    map[string]string{},
 	}
 	if c.cfg.Secure {
 		// Durable before anyone hears of the attempt: a restarted
@@ -973,6 +1000,11 @@ func (c *Coordinator) plainOutcomeLocked() (RoundRecord, []aggregation.Update, [
 	for _, n := range r.cohort {
 		switch {
 		case r.updates[n] != nil:
+		case r.satOut[n] != "":
+			// It said why it sent nothing; an update it tried to send
+			// anyway was refused for that.
+			rec.Dropped = append(rec.Dropped, n)
+			rec.SatOut = append(rec.SatOut, RefusedUpdate{Name: n, Reason: r.satOut[n]})
 		case r.refused[n] != "":
 			rec.Refused = append(rec.Refused, RefusedUpdate{Name: n, Reason: r.refused[n]})
 		default:

@@ -52,6 +52,36 @@ func loadInitialModel(path string, spec model.Spec) ([]float32, error) {
 	return params, nil
 }
 
+// initialLayout reads the tensor layout of the safetensors file at path
+// from its header, in the file's order (package safetensors: the order of
+// the data offsets). The header is checked as strictly as when the model
+// is loaded (duplicates, overlaps, sizes, dtypes, the header bound), so a
+// bad file is refused when the configuration is checked. Errors wrap
+// ErrInitialModel.
+func initialLayout(path string) (safetensors.Layout, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInitialModel, path)
+	}
+	r, err := safetensors.Open(f, fi.Size())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
+	}
+	l := r.Layout()
+	if err := l.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
+	}
+	return l, nil
+}
+
 // sameTensors reports whether a and b have the same names and shapes, in
 // any order.
 func sameTensors(a, b safetensors.Layout) bool {

@@ -291,6 +291,9 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, params []
 			dropped[n] = fmt.Sprintf("left the secure session of bucket %d at %s", b.Bucket, why)
 		}
 	}
+	for _, s := range rec.SatOut {
+		dropped[s.Name] = "sat out: " + s.Reason
+	}
 	for _, n := range rec.Dropped {
 		why := dropped[n]
 		if why == "" {

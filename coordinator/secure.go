@@ -395,6 +395,9 @@ func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord,
 			for _, m := range ev.Members {
 				if !slices.Contains(res.Survivors, m) {
 					rec.Dropped = append(rec.Dropped, m)
+					if why := r.satOut[m]; why != "" {
+						rec.SatOut = append(rec.SatOut, RefusedUpdate{Name: m, Reason: why})
+					}
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -44,7 +45,7 @@ func (s *service) Join(ctx context.Context, req *fedguardv1.JoinRequest) (*fedgu
 	id := identity(ctx)
 	c := s.c
 	c.mu.Lock()
-	needStats := c.scaling == nil
+	needStats := c.scaling == nil && c.spec.Features > 0
 	c.noteStatusLocked(id.Name, ParticipantJoined, "")
 	c.unstallLocked() // something changed: a stalled round may try again
 	c.mu.Unlock()
@@ -433,6 +434,88 @@ func (s *service) ReportRefusal(ctx context.Context, req *fedguardv1.ReportRefus
 	return &fedguardv1.ReportRefusalResponse{}, nil
 }
 
+// satOutReason is the form of a ReportSatOut reason: a short stable token.
+var satOutReason = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+
+// validateReportSatOutRequest checks a sit-out's reason and detail.
+func validateReportSatOutRequest(req *fedguardv1.ReportSatOutRequest) error {
+	if !satOutReason.MatchString(req.GetReason()) {
+		return status.Errorf(codes.InvalidArgument, "reason %q is not 1 to 64 bytes of [a-z0-9_]", truncate(req.GetReason()))
+	}
+	d := req.GetDetail()
+	if len(d) > maxRefusalDetail {
+		return status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(d), maxRefusalDetail)
+	}
+	if !utf8.ValidString(d) || strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+		return status.Error(codes.InvalidArgument, "detail is not printable UTF-8")
+	}
+	return nil
+}
+
+// ReportSatOut implements fedguardv1.CoordinatorServiceServer. Only a
+// member of the open attempt's cohort that has sent no update may sit it
+// out; the sit-out is audited (round_sat_out), shown on the status page,
+// and its reason goes into the round manifest's exclusions. The round then
+// waits for the others only.
+func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOutRequest) (*fedguardv1.ReportSatOutResponse, error) {
+	if err := validateReportSatOutRequest(req); err != nil {
+		return nil, err
+	}
+	name := identity(ctx).Name
+	c := s.c
+	round, attempt := req.GetRound(), req.GetAttempt()
+	check := func() error {
+		if c.phase != phaseTraining {
+			return status.Errorf(codes.FailedPrecondition, "round %d is not open (last closed round: %d, phase: %s)", round, c.lastRound, c.phase)
+		}
+		r := c.round
+		switch {
+		case round != r.number || attempt != r.attempt:
+			return status.Errorf(codes.FailedPrecondition, "round %d attempt %d is not open (open: round %d attempt %d)", round, attempt, r.number, r.attempt)
+		case r.closing:
+			return status.Errorf(codes.FailedPrecondition, "round %d is closing", round)
+		case !r.inCohort(name):
+			return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, round)
+		case r.updates[name] != nil || r.receiving[name]:
+			return status.Errorf(codes.AlreadyExists, "%s sent an update for round %d", name, round)
+		case r.satOut[name] != "":
+			return status.Errorf(codes.FailedPrecondition, "%s already sits round %d out", name, round)
+		}
+		// In a secure round the member may have joined its session: it
+		// is then a dropout of it, which the protocol survives.
+		return nil
+	}
+	c.mu.Lock()
+	err := check()
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.admit(name, audit.KindRoundSatOut); err != nil {
+		return nil, err
+	}
+	c.opts.log.WarnContext(ctx, "participant sits the round out", "participant", name,
+		"round", round, "attempt", attempt, "reason", req.GetReason(), "detail", req.GetDetail())
+	if err := c.record(ctx, audit.Entry{Kind: audit.KindRoundSatOut, Actor: name, Round: round, Payload: audit.RoundSatOut{
+		Attempt: attempt, Reason: req.GetReason(), Detail: req.GetDetail(),
+	}}); err != nil {
+		return nil, status.Error(codes.Unavailable, "the audit log cannot record the sit-out; try again")
+	}
+	why := req.GetReason()
+	if d := req.GetDetail(); d != "" {
+		why += ": " + d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := check(); err != nil {
+		return nil, err // the attempt ended meanwhile; the record stands
+	}
+	c.round.satOut[name] = why
+	c.noteStatusLocked(name, ParticipantSatOut, why)
+	c.poke()
+	return &fedguardv1.ReportSatOutResponse{}, nil
+}
+
 // truncate shortens untrusted input before it goes into an error message.
 func truncate(s string) string {
 	if len(s) > 64 {
@@ -460,6 +543,8 @@ func (c *Coordinator) admitLocked(name string, round uint64) error {
 		return status.Errorf(codes.AlreadyExists, "%s already submitted an update for round %d", name, round)
 	case r.receiving[name]:
 		return status.Errorf(codes.AlreadyExists, "%s is already sending an update for round %d", name, round)
+	case r.satOut[name] != "":
+		return status.Errorf(codes.FailedPrecondition, "%s sits round %d out (it said so: %s)", name, round, truncate(r.satOut[name]))
 	}
 	return nil
 }

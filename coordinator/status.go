@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/model"
 )
 
 // The status page, in detail. GET /status on Config.MetricsListen is a
@@ -68,6 +69,9 @@ const (
 	// refused: to train on invalid data, to accept a manifest, to take part
 	// in a secure round (see Reason).
 	ParticipantRefused = "refused"
+	// ParticipantSatOut: it said it sits its round out, and why (its
+	// trainer failed; see Reason).
+	ParticipantSatOut = "sat out"
 )
 
 // Exclusion kinds: the values of ExclusionStatus.Kind.
@@ -75,6 +79,7 @@ const (
 	ExclusionByRule  = "excluded"
 	ExclusionDropped = "dropped"
 	ExclusionRefused = "refused"
+	ExclusionSatOut  = "sat out"
 )
 
 // Status is a snapshot of a coordinator for operators: what the status
@@ -88,6 +93,14 @@ type Status struct {
 	// the model is signed and committed outside the coordinator's lock;
 	// the fedguard_phase metric counts it as training.
 	Phase string `json:"phase"`
+	// Model is the model's kind and size ("mlp, 101770 parameters";
+	// "tensors: 8 tensors, 421642 parameters").
+	Model string `json:"model"`
+	// Statistics is "skipped" for a model without feature columns (a
+	// tensor layout whose trainers read their own data: there is nothing
+	// to standardize, so no statistics phase), else "pending" until the
+	// federation's feature scaling is fixed and "fixed" after.
+	Statistics string `json:"statistics"`
 	// Round is the open round, or the last closed one when none is open.
 	Round uint64 `json:"round"`
 	// Open reports whether Round is being trained.
@@ -366,7 +379,16 @@ func (c *Coordinator) noteClosedLocked(rec RoundRecord, flags []audit.AnomalyFla
 			ps.Status = ParticipantFlagged
 		}
 	}
+	satOut := map[string]string{}
+	for _, s := range rec.SatOut {
+		satOut[s.Name] = s.Reason
+	}
 	for _, n := range rec.Dropped {
+		if why, ok := satOut[n]; ok {
+			c.status.set(n, ParticipantSatOut, why, now)
+			excl = append(excl, ExclusionStatus{Round: rec.Round, Attempt: rec.Attempt, Participant: n, Kind: ExclusionSatOut, Reason: "sat out: " + why, Time: now})
+			continue
+		}
 		reason := "no update before the deadline"
 		if ps := c.status.participants[n]; ps != nil && ps.Status == ParticipantDropped && ps.Reason != "" {
 			reason = ps.Reason // a secure session said more
@@ -433,6 +455,18 @@ func checkpointStatus(cp audit.Checkpoint, at time.Time) *CheckpointStatus {
 	return &CheckpointStatus{Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root[:]), Time: at}
 }
 
+// StatisticsSkipped is Status.Statistics for a federation whose model has
+// no feature columns.
+const StatisticsSkipped = "skipped"
+
+// describeSpec names a model's kind and size for the status page.
+func describeSpec(s model.Spec) string {
+	if s.Kind == model.Tensors {
+		return fmt.Sprintf("tensors: %d tensors, %d parameters", len(s.Tensors), s.NumParams())
+	}
+	return fmt.Sprintf("%s, %d parameters", s.Kind, s.NumParams())
+}
+
 // Status returns a snapshot of the coordinator's state for operators (see
 // the status page above). It is safe to call at any time.
 func (c *Coordinator) Status() Status {
@@ -443,6 +477,8 @@ func (c *Coordinator) Status() Status {
 		Federation: c.cfg.Federation,
 		Time:       c.opts.now(),
 		Phase:      c.phase.String(),
+		Model:      describeSpec(c.spec),
+		Statistics: "fixed",
 		Round:      c.lastRound,
 		Attempt:    c.attempt,
 		LastClosed: c.lastRound,
@@ -451,6 +487,12 @@ func (c *Coordinator) Status() Status {
 		Rule:       c.ruleName(),
 		Secure:     c.cfg.Secure,
 		Audit:      AuditStatus{Origin: c.audit.Origin(), Size: size},
+	}
+	switch {
+	case c.spec.Features == 0:
+		s.Statistics = StatisticsSkipped
+	case c.scaling == nil:
+		s.Statistics = "pending"
 	}
 	if s.Cohort != nil {
 		s.CohortRound = c.lastRound
@@ -533,6 +575,8 @@ const statusHTML = `<!DOCTYPE html>
 <h2>Round</h2>
 <dl id="round">
 <dt>Phase</dt><dd id="phase">{{.S.Phase}}</dd>
+<dt>Model</dt><dd id="model">{{.S.Model}}</dd>
+<dt>Statistics</dt><dd id="statistics">{{if eq .S.Statistics "skipped"}}skipped: the model has no feature columns (a tensor layout whose trainers read their own data), so there is no feature scaling to fix{{else}}{{.S.Statistics}}{{end}}</dd>
 <dt>Round</dt><dd id="round-number">{{if .S.Open}}round {{.S.Round}} (open){{else if .S.Round}}round {{.S.Round}} (closed){{else}}none closed yet{{end}}</dd>
 <dt>Attempt</dt><dd id="attempt">{{.S.Attempt}}</dd>
 {{if .S.Wedged}}<dt>Wedged</dt><dd id="wedged" class="refused">{{.S.Wedged}}</dd>

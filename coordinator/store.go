@@ -102,7 +102,10 @@ type RoundRecord struct {
 	Dropped []string `json:"dropped,omitempty"`
 	// Refused are cohort members whose update was refused and who sent no
 	// acceptable one afterwards.
-	Refused     []RefusedUpdate    `json:"refused,omitempty"`
+	Refused []RefusedUpdate `json:"refused,omitempty"`
+	// SatOut are the Dropped members that said why they sent no update
+	// (ReportSatOut), with their reason: "<reason>: <detail>".
+	SatOut      []RefusedUpdate    `json:"sat_out,omitempty"`
 	Report      aggregation.Report `json:"report"`
 	ModelSHA256 string             `json:"model_sha256"`
 	// HoldoutLoss and HoldoutAccuracy are the participants' evaluations of

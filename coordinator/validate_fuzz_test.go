@@ -139,3 +139,38 @@ func FuzzValidateReportRefusal(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateReportSatOut: the ReportSatOut check never panics, refuses
+// with InvalidArgument only, and what it accepts has a reason of 1 to 64
+// bytes of [a-z0-9_] and a detail of at most maxRefusalDetail bytes of
+// printable UTF-8, which is what goes into the logs, the audit log, the
+// status page and the manifest.
+func FuzzValidateReportSatOut(f *testing.F) {
+	fuzzSeeds(f,
+		&fedguardv1.ReportSatOutRequest{Round: 3, Attempt: 1, Reason: "trainer_crash", Detail: "exit status 3: CUDA out of memory"},
+		&fedguardv1.ReportSatOutRequest{Reason: "Trainer crash"},
+		&fedguardv1.ReportSatOutRequest{Reason: strings.Repeat("a", 65)},
+		&fedguardv1.ReportSatOutRequest{Reason: "trainer_timeout", Detail: "a\x1b[31mred\r\nforged log line"},
+		&fedguardv1.ReportSatOutRequest{Reason: "trainer_output", Detail: strings.Repeat("x", maxRefusalDetail+1)},
+	)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req fedguardv1.ReportSatOutRequest
+		if proto.Unmarshal(data, &req) != nil {
+			return
+		}
+		err := validateReportSatOutRequest(&req)
+		invalidArgument(t, err)
+		if err != nil {
+			return
+		}
+		r := req.GetReason()
+		if len(r) < 1 || len(r) > 64 || strings.IndexFunc(r, func(c rune) bool { return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') }) >= 0 {
+			t.Fatalf("accepted reason %q", r)
+		}
+		d := req.GetDetail()
+		if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
+			strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+			t.Fatalf("accepted detail %q", d)
+		}
+	})
+}

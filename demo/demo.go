@@ -353,8 +353,8 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		}
 		what := o.Model
 		if o.Trainer == TrainerPyTorch {
-			what = fmt.Sprintf("MNIST %s, PyTorch MLP 784-%d-10 trained by %s %s (approved %s)",
-				o.Partition, PyTorchHidden, o.Python, filepath.Join(fed.TrainerCode, "train.py"), fed.TrainerDigest)
+			what = fmt.Sprintf("MNIST %s, PyTorch %s trained by %s %s (approved %s)",
+				o.Partition, PyTorchNetwork, o.Python, filepath.Join(fed.TrainerCode, "train.py"), fed.TrainerDigest)
 		}
 		fmt.Fprintf(out, "fedguard demo: %s, %s, %d rounds, rule %s%s, files in %s\n\n",
 			count, what, o.Rounds, ruleName(cfg.Aggregation)+secureNote(cfg), poison, dir)
@@ -466,7 +466,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Summary, error) {
 		return Summary{}, errors.New("demo: no round closed")
 	}
 	last := rows[len(rows)-1]
-	s := Summary{Rounds: len(rows), FinalAccuracy: last.Accuracy, FinalLoss: last.Loss, TestRows: fed.Test.Len(), Hospitals: len(fed.Hospitals), HospitalsReason: why, Seconds: time.Since(start).Seconds()}
+	s := Summary{Rounds: len(rows), FinalAccuracy: last.Accuracy, FinalLoss: last.Loss, TestRows: fed.testRows(), Hospitals: len(fed.Hospitals), HospitalsReason: why, Seconds: time.Since(start).Seconds()}
 	if o.Dir != "" {
 		s.Dir = o.Dir
 	}
@@ -546,7 +546,8 @@ func waitMetricsAddr(ctx context.Context, c *coordinator.Coordinator) string {
 // coordinator.Config.Validate on Fed.CoordinatorConfig, so whatever that
 // configuration is made of takes part.
 func chooseHospitals(o Options) (int, string, error) {
-	features, label, classes := pixelFeatures(), mnistLabel, mnist.Classes()
+	var features []string
+	label, classes := mnistLabel, mnist.Classes()
 	defaultN := DefaultPyTorchHospitals
 	if o.Trainer != TrainerPyTorch {
 		var err error
@@ -561,7 +562,13 @@ func chooseHospitals(o Options) (int, string, error) {
 			return err
 		}
 		f := &Fed{Dir: o.Dir, Features: features, Hospitals: hs, Label: label, Classes: classes}
-		return f.CoordinatorConfig(o).Validate()
+		c := f.CoordinatorConfig(o)
+		if o.Trainer == TrainerPyTorch {
+			// The layout comes from the initial model, not written yet:
+			// check the rest of the configuration with a stand-in.
+			c.InitialModel, c.Model.Tensors = "initial.safetensors", []coordinator.TensorConfig{{Name: "w", Shape: []int{1}}}
+		}
+		return c.Validate()
 	}
 	if o.Hospitals != 0 {
 		return o.Hospitals, "", check(o.Hospitals)
@@ -626,10 +633,22 @@ type Fed struct {
 	TrainerDigest string
 	// InitialModel is the coordinator's initial_model; empty: none.
 	InitialModel string
-	// OwnInputs means the trainer feeds the model inputs of its own (MNIST:
-	// pixels / 255), not the federation's feature scaling, and Test holds
-	// them so: Evaluate does not standardize.
-	OwnInputs bool
+	// TestShard, when set, is a directory of test images and labels
+	// (.npy) on which Evaluate scores each round's model with Python
+	// running TrainerCode's train.py --evaluate (a tensor layout's network
+	// is known to its trainer only).
+	TestShard string
+	Python    string
+	// TestCount is the number of test images in TestShard.
+	TestCount int
+}
+
+// testRows is the size of the demo's test split.
+func (f *Fed) testRows() int {
+	if f.TestShard != "" {
+		return f.TestCount
+	}
+	return f.Test.Len()
 }
 
 // labels returns f's label column and classes.
@@ -738,14 +757,15 @@ func (f *Fed) CoordinatorConfig(o Options) coordinator.Config {
 	}
 	if o.Trainer == TrainerPyTorch {
 		// Every hospital takes part in every round, and python under load
-		// takes its time: reading 20,000 rows for the statistics, starting
-		// torch, training.
+		// takes its time: starting torch, training.
 		c.MinParticipants = len(f.Hospitals)
 		c.InitialModel = f.InitialModel
 		// The federation pins the trainer the hospitals approve: every
 		// manifest names it, and an agent with other code refuses.
 		c.TrainerDigest = f.TrainerDigest
-		c.Model.Hidden = []int{PyTorchHidden}
+		// A tensor layout without feature columns: the layout is the
+		// initial model's, and there is no statistics phase.
+		c.Model = coordinator.ModelConfig{Kind: "tensors", Label: label, Classes: classes}
 		c.Training = coordinator.TrainingConfig{Rounds: o.Rounds, LocalEpochs: 1, LearningRate: 0.05, BatchSize: 64, L2: 1e-4}
 		c.CohortTimeout = coordinator.Duration(60 * time.Second)
 		c.StatsTimeout = coordinator.Duration(2 * time.Minute)
@@ -821,12 +841,12 @@ func ruleName(c aggregation.Config) string {
 
 // Evaluate scores a round's global model on the demo's test split.
 func (f *Fed) Evaluate(res coordinator.RoundResult) (model.Metrics, error) {
-	test := f.Test
-	if !f.OwnInputs {
-		test = f.Test.Subset(allRows(f.Test.Len()))
-		if err := test.Standardize(res.Scaling); err != nil {
-			return model.Metrics{}, err
-		}
+	if f.TestShard != "" {
+		return f.evaluatePython(res)
+	}
+	test := f.Test.Subset(allRows(f.Test.Len()))
+	if err := test.Standardize(res.Scaling); err != nil {
+		return model.Metrics{}, err
 	}
 	_, classes := f.labels()
 	y, err := test.Encode(classes)

@@ -1,14 +1,15 @@
 package demo
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -16,21 +17,24 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/mnist"
-	"github.com/fedguard/fedguard/dataset"
 	pytorch "github.com/fedguard/fedguard/examples/pytorch"
+	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
 	"github.com/fedguard/fedguard/partition"
+	"github.com/fedguard/fedguard/safetensors"
 )
 
 // Trainers of Options.Trainer.
 const (
 	// TrainerBuiltin trains fedguard's own models on WDBC rows, in process.
 	TrainerBuiltin = "builtin"
-	// TrainerPyTorch trains an MLP on MNIST images with examples/pytorch's
-	// train.py, run by each hospital's agent as a real python process
-	// through the exec contract (docs/trainer.md), its code approved by
-	// digest.
+	// TrainerPyTorch trains a small CNN on MNIST images with
+	// examples/pytorch's train.py, run by each hospital's agent as a real
+	// python process through the exec contract (docs/trainer.md), its code
+	// approved by digest. The federation's model is a tensor layout
+	// (kind tensors) taken from train.py's initial model.
 	TrainerPyTorch = "pytorch"
 )
 
@@ -41,51 +45,39 @@ const (
 	DefaultPython = "/usr/bin/python3"
 	// DefaultPyTorchHospitals is the number of hospitals of a PyTorch demo.
 	DefaultPyTorchHospitals = 3
-	// DefaultPyTorchRounds is the number of rounds of a PyTorch demo.
-	DefaultPyTorchRounds = 10
+	// DefaultPyTorchRounds is the number of rounds of a PyTorch demo: its
+	// CNN passes 97 % test accuracy at round 2 (seed 1, dirichlet:1).
+	DefaultPyTorchRounds = 3
 	// DefaultPartition is how a PyTorch demo deals MNIST's training images
 	// among the hospitals: each class's images in proportions drawn from a
 	// Dirichlet distribution of concentration 1 (label skew; see
 	// package partition).
 	DefaultPartition = "dirichlet:1"
-	// PyTorchHidden is the width of the hidden layer of the PyTorch demo's
-	// network (784 → 128 → 10, ReLU): fedguard's MLP layout, which
-	// train.py builds from the tensors it is given.
-	PyTorchHidden = 128
-	// mnistLabel is the label column of the hospitals' CSV files.
+	// PyTorchNetwork describes the PyTorch demo's network, train.py's
+	// CNN (--arch cnn), whose tensors are the federation's layout.
+	PyTorchNetwork = "CNN conv3x3(8)-pool-conv3x3(16)-pool-fc64-fc10"
+	// mnistLabel names the label of MNIST (informational: the model has
+	// no feature columns).
 	mnistLabel = "label"
 )
-
-// pixelFeatures are the feature columns of the MNIST CSV files: one per
-// pixel, row by row.
-func pixelFeatures() []string {
-	fs := make([]string, mnist.Rows*mnist.Cols)
-	for i := range fs {
-		fs[i] = fmt.Sprintf("px%03d", i)
-	}
-	return fs
-}
 
 // SetupMNIST creates the federation's files in dir for n hospitals (see
 // Enrol), deals MNIST's 60,000 training images among them with scheme
 // (partition.Parse) and lays out the PyTorch trainer:
 //
-//   - dir/NAME/images.npy (uint8, rows × 784, pixels 0 to 255) and
-//     dir/NAME/labels.npy (uint8) — the shard train.py trains on;
-//   - dir/NAME/data.csv — the same rows as CSV (pixels 0 to 255), which
-//     the agent reads for the federation's feature statistics (the
-//     pixels' scaling) and for data validation;
+//   - dir/NAME/shard/images.npy (uint8, rows × 784, pixels 0 to 255) and
+//     dir/NAME/shard/labels.npy (uint8) — the shard train.py trains on.
+//     The agent passes the directory to the trainer (plan.json's data)
+//     and never reads it: the model has no feature columns, so there are
+//     no statistics to compute and no CSV;
+//   - dir/test/images.npy and labels.npy — MNIST's 10,000 test images, on
+//     which the demo scores every round's model (train.py --evaluate);
 //   - dir/trainer — train.py and safetensors_np.py, the code every
 //     hospital approves by digest;
 //   - dir/coordinator/initial.safetensors — the federation's initial
 //     model, written by PyTorch (train.py --init, torch's default
-//     initialization): the coordinator starts from it (initial_model).
-//
-// MNIST's 10,000 test images are the demo's test split. train.py feeds its
-// network pixels / 255 rather than the federation's per-pixel
-// standardization (an image model defines its own inputs; a pixel that is
-// almost always 0 would get a tiny deviation and huge values), so the
-// Fed's OwnInputs is set.
+//     initialization): the coordinator starts from it (initial_model),
+//     and its tensors are the federation's layout (kind tensors).
 func SetupMNIST(dir string, seed uint64, n int, scheme, python string) (*Fed, error) {
 	hospitals, err := HospitalSplit(n)
 	if err != nil {
@@ -106,13 +98,15 @@ func SetupMNIST(dir string, seed uint64, n int, scheme, python string) (*Fed, er
 	if err != nil {
 		return nil, fmt.Errorf("partition MNIST: %w", err)
 	}
-	features := pixelFeatures()
 	for i, h := range hospitals {
 		hospitals[i].Fraction = float64(len(parts[i])) / float64(len(train.Labels))
 		hospitals[i].Preferred = ""
-		if err := writeShard(filepath.Join(dir, h.Name), features, train, parts[i]); err != nil {
+		if err := writeShard(filepath.Join(dir, h.Name, "shard"), train, parts[i]); err != nil {
 			return nil, fmt.Errorf("write %s's shard: %w", h.Name, err)
 		}
+	}
+	if err := writeShard(filepath.Join(dir, "test"), test, allRows(len(test.Labels))); err != nil {
+		return nil, fmt.Errorf("write the test split: %w", err)
 	}
 	tdir := filepath.Join(dir, "trainer")
 	if err := pytorch.Write(tdir); err != nil {
@@ -126,36 +120,17 @@ func SetupMNIST(dir string, seed uint64, n int, scheme, python string) (*Fed, er
 	if err := initialModel(python, tdir, initial, seed); err != nil {
 		return nil, err
 	}
-	// train.py feeds its network pixels / 255, as test holds them.
-	t := &dataset.Table{Features: features, X: test.Images, Labels: make([]string, len(test.Labels))}
-	for i, l := range test.Labels {
-		t.Labels[i] = mnist.Classes()[l]
-	}
 	return &Fed{
-		Dir: dir, Features: features, Test: t, Hospitals: hospitals, OwnInputs: true,
-		Label: mnistLabel, Classes: mnist.Classes(), TrainerCode: tdir, TrainerDigest: digest,
-		InitialModel: initial,
+		Dir: dir, Hospitals: hospitals, Label: mnistLabel, Classes: mnist.Classes(),
+		TrainerCode: tdir, TrainerDigest: digest, InitialModel: initial,
+		TestShard: filepath.Join(dir, "test"), TestCount: len(test.Labels), Python: python,
 	}, nil
 }
 
-// mnistTable is rows of set as a table with pixels 0 to 255 (the units of
-// the hospitals' CSV files).
-func mnistTable(features []string, set *mnist.Set, rows []int) *dataset.Table {
-	t := &dataset.Table{Features: features, X: make([][]float64, len(rows)), Labels: make([]string, len(rows))}
-	for i, r := range rows {
-		x := make([]float64, len(set.Images[r]))
-		for j, p := range set.Images[r] {
-			x[j] = math.Round(p * 255)
-		}
-		t.X[i], t.Labels[i] = x, mnist.Classes()[set.Labels[r]]
-	}
-	return t
-}
-
-// writeShard writes a hospital's rows of set as images.npy, labels.npy and
-// data.csv in hdir.
-func writeShard(hdir string, features []string, set *mnist.Set, rows []int) error {
-	pix := make([]byte, 0, len(rows)*len(features))
+// writeShard writes rows of set as images.npy (uint8 pixels 0 to 255,
+// rows × 784) and labels.npy in dir.
+func writeShard(dir string, set *mnist.Set, rows []int) error {
+	pix := make([]byte, 0, len(rows)*mnist.Rows*mnist.Cols)
 	labels := make([]byte, len(rows))
 	for i, r := range rows {
 		for _, p := range set.Images[r] {
@@ -163,21 +138,13 @@ func writeShard(hdir string, features []string, set *mnist.Set, rows []int) erro
 		}
 		labels[i] = byte(set.Labels[r])
 	}
-	if err := certs.WriteFileAtomic(filepath.Join(hdir, "images.npy"), npy(pix, len(rows), len(features)), 0o600); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := certs.WriteFileAtomic(filepath.Join(hdir, "labels.npy"), npy(labels, len(rows)), 0o600); err != nil {
+	if err := certs.WriteFileAtomic(filepath.Join(dir, "images.npy"), npy(pix, len(rows), mnist.Rows*mnist.Cols), 0o600); err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	w := bufio.NewWriter(&buf)
-	if err := mnistTable(features, set, rows).WriteCSV(w, mnistLabel); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return certs.WriteFileAtomic(filepath.Join(hdir, "data.csv"), buf.Bytes(), 0o600)
+	return certs.WriteFileAtomic(filepath.Join(dir, "labels.npy"), npy(labels, len(rows)), 0o600)
 }
 
 // npy encodes a C-order uint8 array of the given shape in numpy's .npy
@@ -207,7 +174,7 @@ func npy(data []byte, shape ...int) []byte {
 // model to path.
 func initialModel(python, code, path string, seed uint64) error {
 	cmd := exec.Command(python, filepath.Join(code, pytorch.Script), "--init", path,
-		"--hidden", fmt.Sprint(PyTorchHidden), "--seed", fmt.Sprint(seed%(1<<62)))
+		"--arch", "cnn", "--seed", fmt.Sprint(seed%(1<<62)))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("demo: write the initial model with %s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
 	}
@@ -215,7 +182,7 @@ func initialModel(python, code, path string, seed uint64) error {
 }
 
 // execTrainer is hospital name's PyTorch trainer: python running the
-// approved train.py, with the hospital's CSV for the statistics.
+// approved train.py on the hospital's shard directory.
 func (f *Fed) execTrainer(name, python string, seed uint64) *participant.ExecTrainer {
 	return &participant.ExecTrainer{
 		Command:  []string{python, filepath.Join(f.TrainerCode, pytorch.Script)},
@@ -223,7 +190,7 @@ func (f *Fed) execTrainer(name, python string, seed uint64) *participant.ExecTra
 		Timeout:  4 * time.Minute,
 		Code:     f.TrainerCode,
 		Approved: slices.Clone([]string{f.TrainerDigest}),
-		Local:    &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Seed: seed},
+		Local:    &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "shard"), Seed: seed},
 		Seed:     seed,
 	}
 }
@@ -241,4 +208,34 @@ func CheckPython(ctx context.Context, python string) error {
 		return fmt.Errorf("%w: %s: %v: %s", ErrNoTorch, python, err, lines[len(lines)-1])
 	}
 	return nil
+}
+
+// evaluatePython scores a round's model on f.TestShard with train.py
+// --evaluate: only the trainer knows a tensor layout's network.
+func (f *Fed) evaluatePython(res coordinator.RoundResult) (model.Metrics, error) {
+	layout, err := safetensors.SpecLayout(res.Spec)
+	if err != nil {
+		return model.Metrics{}, err
+	}
+	path := filepath.Join(f.Dir, "coordinator", "evaluate.safetensors")
+	if err := safetensors.WriteFile(path, layout, res.Model, nil, 0o600); err != nil {
+		return model.Metrics{}, err
+	}
+	defer os.Remove(path)
+	cmd := exec.Command(f.Python, filepath.Join(f.TrainerCode, pytorch.Script), "--evaluate", path, "--shard", f.TestShard)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return model.Metrics{}, fmt.Errorf("demo: evaluate with %s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	var m struct {
+		Count    int     `json:"count"`
+		Loss     float64 `json:"loss"`
+		Accuracy float64 `json:"accuracy"`
+	}
+	if err := json.Unmarshal(out, &m); err != nil {
+		return model.Metrics{}, fmt.Errorf("demo: evaluate: %q: %w", out, err)
+	}
+	return model.Metrics{Count: m.Count, Loss: m.Loss, Accuracy: m.Accuracy}, nil
 }

@@ -59,7 +59,32 @@ const (
 	LogReg Kind = 1
 	// MLP is a multilayer perceptron with ReLU hidden layers and a softmax output.
 	MLP Kind = 2
+	// Tensors is any model given as a list of named float32 tensors
+	// ([Spec.Tensors]): a convolutional network, a transformer, whatever a
+	// hospital's own trainer builds. Its parameter vector is the tensors'
+	// values in list order, each row-major. This package only sizes it:
+	// [Train], [Evaluate], [Predict] and [Init] refuse it with
+	// [ErrNotBuiltIn], since only an external trainer knows the network.
+	Tensors Kind = 3
 )
+
+// ErrNotBuiltIn means a Spec of kind Tensors was given to this package's
+// training or evaluation, which know only the built-in networks.
+var ErrNotBuiltIn = errors.New("model: a tensor-layout model has no built-in training; it needs an external trainer")
+
+// Tensor is one named tensor of a [Tensors] model.
+type Tensor struct {
+	Name  string
+	Shape []int // outermost first; empty for a scalar
+}
+
+// MaxTensors bounds the tensors of a layout (a large transformer has a few
+// thousand), so that a hostile specification cannot make a party build an
+// unbounded list.
+const MaxTensors = 1 << 16
+
+// MaxTensorName bounds a tensor's name in bytes.
+const MaxTensorName = 1024
 
 // ParseKind parses a kind's name as used in flags and config ("logreg", "mlp",
 // case-insensitive).
@@ -69,8 +94,10 @@ func ParseKind(s string) (Kind, error) {
 		return LogReg, nil
 	case "mlp":
 		return MLP, nil
+	case "tensors":
+		return Tensors, nil
 	}
-	return 0, fmt.Errorf("model: unknown model kind %q (want logreg or mlp)", s)
+	return 0, fmt.Errorf("model: unknown model kind %q (want logreg, mlp or tensors)", s)
 }
 
 // String returns the name ParseKind accepts, or Kind(n) for an unknown value.
@@ -80,6 +107,8 @@ func (k Kind) String() string {
 		return "logreg"
 	case MLP:
 		return "mlp"
+	case Tensors:
+		return "tensors"
 	}
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
@@ -91,12 +120,22 @@ type Spec struct {
 	Features int   // input width
 	Classes  int   // output width (number of labels)
 	Hidden   []int // hidden layer widths, MLP only (1+ layers)
+	// Tensors is the layout of a Tensors model, in parameter-vector
+	// order; nil for the built-in kinds. Features and Classes are then
+	// informational (0 when the data has no feature columns).
+	Tensors []Tensor
 }
 
 // Validate checks the Spec before anything is allocated from it: Features >= 1,
 // Classes >= 2, Hidden empty for LogReg and 1+ positive widths for MLP, and at most
 // MaxParams parameters.
 func (s Spec) Validate() error {
+	if s.Kind == Tensors {
+		return s.validateTensors()
+	}
+	if len(s.Tensors) != 0 {
+		return fmt.Errorf("model: %v takes no tensor list, got %d tensors", s.Kind, len(s.Tensors))
+	}
 	switch s.Kind {
 	case LogReg:
 		if len(s.Hidden) != 0 {
@@ -129,6 +168,9 @@ func (s Spec) Validate() error {
 // NumParams returns the length of the parameter vector, Σ L_l·(L_{l-1}+1). For an
 // oversized Spec it saturates above MaxParams rather than overflowing.
 func (s Spec) NumParams() int {
+	if s.Kind == Tensors {
+		return tensorParams(s.Tensors)
+	}
 	sizes := s.sizes()
 	total := 0
 	for l := 1; l < len(sizes); l++ {
@@ -138,6 +180,63 @@ func (s Spec) NumParams() int {
 		}
 		total += out * (in + 1) // each factor <= 2e9: the product fits in int64
 		if total > MaxParams {
+			return MaxParams + 1
+		}
+	}
+	return total
+}
+
+// validateTensors checks a Tensors spec: 1 to MaxTensors tensors with
+// distinct, non-empty names of at most MaxTensorName bytes, non-negative
+// dimensions, no hidden layers, and 1 to MaxParams parameters.
+func (s Spec) validateTensors() error {
+	switch {
+	case len(s.Hidden) != 0:
+		return fmt.Errorf("model: tensors takes no hidden layers, got %v", s.Hidden)
+	case len(s.Tensors) == 0:
+		return errors.New("model: tensors: the layout has no tensor")
+	case len(s.Tensors) > MaxTensors:
+		return fmt.Errorf("model: tensors: %d tensors, at most %d", len(s.Tensors), MaxTensors)
+	case s.Features < 0 || s.Classes < 0:
+		return fmt.Errorf("model: tensors: features %d and classes %d must not be negative", s.Features, s.Classes)
+	}
+	seen := make(map[string]bool, len(s.Tensors))
+	for i, t := range s.Tensors {
+		switch {
+		case t.Name == "" || len(t.Name) > MaxTensorName:
+			return fmt.Errorf("model: tensors: tensor %d has a name of %d bytes, want 1 to %d", i, len(t.Name), MaxTensorName)
+		case seen[t.Name]:
+			return fmt.Errorf("model: tensors: %q appears twice", t.Name)
+		}
+		seen[t.Name] = true
+		for _, d := range t.Shape {
+			if d < 0 {
+				return fmt.Errorf("model: tensors: %q has a negative dimension in %v", t.Name, t.Shape)
+			}
+		}
+	}
+	switch n := tensorParams(s.Tensors); {
+	case n > MaxParams:
+		return fmt.Errorf("model: %d parameters exceed MaxParams %d", n, MaxParams)
+	case n == 0:
+		return errors.New("model: tensors: the layout has no parameter")
+	}
+	return nil
+}
+
+// tensorParams sums the tensors' element counts, saturating above
+// MaxParams (negative dimensions count as oversized).
+func tensorParams(ts []Tensor) int {
+	total := 0
+	for _, t := range ts {
+		n := 1
+		for _, d := range t.Shape {
+			if d < 0 || (d > 0 && n > MaxParams/d) {
+				return MaxParams + 1
+			}
+			n *= d
+		}
+		if total += n; total > MaxParams {
 			return MaxParams + 1
 		}
 	}
@@ -157,9 +256,10 @@ func (s Spec) sizes() []int {
 // Init returns initial parameters: LogReg all zeros; MLP He/Xavier-uniform weights from rng, zero biases. Deterministic for the rng.
 // Hidden layers draw from U(±√(6/fan_in)) (He, suited to ReLU), the output layer from
 // U(±√(6/(fan_in+fan_out))) (Glorot/Xavier), drawn in parameter-vector order. It
-// returns nil for an invalid Spec; rng may be nil for LogReg.
+// returns nil for an invalid Spec and for Tensors (whose network only its trainer
+// knows: such a federation starts from a given model); rng may be nil for LogReg.
 func Init(s Spec, rng *rand.Rand) []float32 {
-	if s.Validate() != nil {
+	if s.Kind == Tensors || s.Validate() != nil {
 		return nil
 	}
 	p := make([]float32, s.NumParams())

@@ -18,6 +18,9 @@ type net struct {
 
 // newNet validates the spec, the parameter length and the data shapes.
 func newNet(s Spec, params []float32, x [][]float64, y []int) (*net, error) {
+	if s.Kind == Tensors {
+		return nil, ErrNotBuiltIn
+	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}

@@ -605,6 +605,7 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 		case errors.Is(err, ErrTrainer):
 			a.log.WarnContext(ctx, "round sat out: the external trainer failed", slog.Any("error", err),
 				slog.String("reason", trainerReason(err)), slog.Uint64("round", asg.GetRound()))
+			a.reportSatOut(ctx, client, asg, "trainer_"+trainerReason(err), err)
 		case errors.Is(err, ErrSecureRound):
 			a.log.WarnContext(ctx, "secure round abandoned", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.As(err, &st) && roundLevel(status.Code(err)):

@@ -59,7 +59,9 @@ type FileConfig struct {
 	// (its signing.pub), pinned at enrolment. Required.
 	CoordinatorKey string `json:"coordinator_key"`
 	// Data is the local training data, a CSV file with a header row.
-	// Required.
+	// Required. With the exec trainer it is the path the trainer gets
+	// (plan.json's data), a file or a directory; the agent reads it as
+	// CSV only when the federation's model has feature columns.
 	Data string `json:"data"`
 	// Ignore names CSV columns to skip, such as a record id.
 	Ignore []string `json:"ignore,omitempty"`
@@ -92,8 +94,10 @@ type FileConfig struct {
 	// Trainer is how the agent trains: "local" (the default: the
 	// built-in models, trained on Data) or "exec" (the hospital's own
 	// program, TrainerCommand, through files; see [ExecTrainer] and
-	// docs/trainer.md). With exec, Data still serves the feature
-	// statistics and validation, and the trainer gets its path.
+	// docs/trainer.md). With exec, the trainer gets Data's path; for a
+	// model with feature columns Data still serves the feature
+	// statistics and validation (a CSV file), for a tensor layout
+	// without them the agent does not read it.
 	Trainer string `json:"trainer,omitempty"`
 	// TrainerCommand is the exec trainer's command line, such as
 	// "python3 train.py", split into words without a shell (see
@@ -456,7 +460,14 @@ func (c FileConfig) Check() (certs.Identity, error) {
 	if err != nil {
 		return certs.Identity{}, err
 	}
-	if err := readHeader(c.Data); err != nil {
+	if _, exec := cfg.Trainer.(*ExecTrainer); exec && !isCSV(c.Data) {
+		// The trainer's own data (a directory of images, say): the
+		// agent does not read it, it only has to be there. Whether the
+		// federation wants a CSV is known at join.
+		if _, err := os.Stat(c.Data); err != nil {
+			return certs.Identity{}, fmt.Errorf("participant: data: %w", err)
+		}
+	} else if err := readHeader(c.Data); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: data: %w", err)
 	}
 	if et, ok := cfg.Trainer.(*ExecTrainer); ok {
@@ -538,6 +549,12 @@ func (c FileConfig) checkCertificate(cfg Config) (certs.Identity, error) {
 }
 
 // readHeader checks that path can be opened and starts with a CSV header.
+// isCSV reports whether path names a regular file with a .csv extension.
+func isCSV(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && strings.EqualFold(filepath.Ext(path), ".csv")
+}
+
 func readHeader(path string) error {
 	f, err := os.Open(path)
 	if err != nil {

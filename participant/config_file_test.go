@@ -463,6 +463,17 @@ func TestFileConfigExecTrainer(t *testing.T) {
 	if _, err := loaded.Check(); err == nil || !strings.Contains(err.Error(), "/nonexistent/train.py") {
 		t.Errorf("Check() with a missing trainer = %v, want an error naming it", err)
 	}
+	// The exec trainer's own data (a tensor-layout federation's images):
+	// a directory, not read as CSV; it only has to exist.
+	loaded.TrainerCommand = "sh -c 'exit 0'"
+	loaded.Data = t.TempDir()
+	if _, err := loaded.Check(); err != nil {
+		t.Errorf("Check() with a data directory = %v", err)
+	}
+	loaded.Data = filepath.Join(dir, "missing-shard")
+	if _, err := loaded.Check(); err == nil || !strings.Contains(err.Error(), "missing-shard") {
+		t.Errorf("Check() with missing data = %v, want an error naming it", err)
+	}
 }
 
 // FuzzParseFileConfig checks that any input either fails or parses to a

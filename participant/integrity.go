@@ -357,6 +357,39 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 	return permanent(fmt.Errorf("%w: %w", ErrManifestRefused, err))
 }
 
+// reportSatOut tells the coordinator that this agent sits asg's attempt
+// out and why (ReportSatOut), so that the reason is audited and lands in
+// the round's manifest rather than in this log only. Once the coordinator
+// has it, the agent does not run the attempt again (the coordinator would
+// refuse its update). A failed report is logged, not fatal: the agent then
+// may try the attempt again if it is offered again, as before.
+func (a *Agent) reportSatOut(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, reason string, cause error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCallTimeout)
+	defer cancel()
+	if _, err := client.ReportSatOut(rctx, &fedguardv1.ReportSatOutRequest{
+		Round: asg.GetRound(), Attempt: asg.GetAttempt(), Reason: reason, Detail: printable(cause.Error()),
+	}); err != nil {
+		a.log.WarnContext(ctx, "could not report the sit-out to the coordinator", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+		return
+	}
+	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+}
+
+// printable makes s what the coordinator takes as a detail: valid UTF-8
+// without control characters but newline and tab, at most 1 KiB.
+func printable(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	if len(s) > 1024 {
+		s = strings.ToValidUTF8(s[:1024], "")
+	}
+	return s
+}
+
 // manifestSpec is the part of a manifest's model_spec (the coordinator's
 // model configuration, as JSON) that an agent checks and joins with.
 type manifestSpec struct {
@@ -368,6 +401,33 @@ type manifestSpec struct {
 	// LayoutSHA256, when the federation started from an initial model, is
 	// the digest of the tensor layout the agent and its trainer exchange.
 	LayoutSHA256 string `json:"layout_sha256"`
+	// Tensors is the layout of a "tensors" model, in parameter order.
+	Tensors []manifestTensor `json:"tensors"`
+}
+
+// manifestTensor is one tensor of a manifest's model_spec.
+type manifestTensor struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+}
+
+// sameTensorList reports whether a manifest's tensor layout is the one Join
+// announced: the same names and shapes in the same order.
+func sameTensorList(m []manifestTensor, p []*fedguardv1.TensorSpec) bool {
+	if len(m) != len(p) {
+		return false
+	}
+	for i, t := range p {
+		if m[i].Name != t.GetName() || len(m[i].Shape) != len(t.GetShape()) {
+			return false
+		}
+		for j, d := range t.GetShape() {
+			if m[i].Shape[j] < 0 || uint64(m[i].Shape[j]) != d {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // sameSpec checks that a manifest's model specification (the coordinator's
@@ -391,6 +451,8 @@ func sameSpec(raw []byte, spec *fedguardv1.ModelSpec) error {
 		return fmt.Errorf("manifest names label %q with classes %v, Join announced %q with %v", m.Label, m.Classes, spec.GetLabel(), spec.GetClasses())
 	case !slices.Equal(m.Hidden, spec.GetHidden()):
 		return fmt.Errorf("manifest names hidden layers %v, Join announced %v", m.Hidden, spec.GetHidden())
+	case !sameTensorList(m.Tensors, spec.GetTensors()):
+		return fmt.Errorf("manifest names %d tensors, Join announced another layout of %d tensors", len(m.Tensors), len(spec.GetTensors()))
 	}
 	if m.LayoutSHA256 != "" {
 		s, err := wire.SpecFromProto(spec)

@@ -153,6 +153,10 @@ func (t *LocalTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error
 	if err != nil {
 		return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
 	}
+	if s.Kind == model.Tensors {
+		return dataset.Stats{}, fmt.Errorf("%w: the federation's model is a tensor layout (%d tensors, %d parameters), which the built-in trainer cannot train: run the hospital's own trainer (--trainer exec, docs/trainer.md): %w",
+			ErrIncompatible, len(s.Tensors), s.NumParams(), model.ErrNotBuiltIn)
+	}
 	if spec.GetLabel() == "" {
 		return dataset.Stats{}, fmt.Errorf("%w: the specification names no label column", ErrIncompatible)
 	}

@@ -172,7 +172,9 @@ type TrainerPlan struct {
 	Model   string `json:"model"`
 	Output  string `json:"output"`
 	Metrics string `json:"metrics"`
-	// Data is the hospital's data file as configured, or empty.
+	// Data is the hospital's data as configured (a file or a directory,
+	// absolute), or empty. For a model without feature columns the agent
+	// never opens it: it is the trainer's to read.
 	Data string `json:"data,omitempty"`
 	// Scaling is the federation's feature standardization x' = (x −
 	// mean) / std, for the built-in tabular models; absent otherwise.
@@ -245,10 +247,14 @@ type ExecTrainer struct {
 	// ("sha256:…"). When it is not empty the agent refuses to run code
 	// whose digest is not on it, checked at Prepare and before every run.
 	Approved []string
-	// Local, when set, reads the hospital's CSV file at Prepare for the
-	// feature statistics the federation's scaling needs, and names the
-	// data file in the plan. Nil means no statistics (a federation that
-	// needs them then refuses the agent at join).
+	// Local, when set, names the hospital's data in the plan (its
+	// DataFile: a file or a directory the trainer reads) and, for a model
+	// with feature columns, reads that CSV file at Prepare for the
+	// feature statistics the federation's scaling needs. For a model
+	// without feature columns (a tensor layout) the agent does not open
+	// the data: it need not be a CSV file. Nil means no data in the plan
+	// and no statistics (a federation that needs them then refuses the
+	// agent at join).
 	Local *LocalTrainer
 	// Seed is mixed into each round's seed (see TrainerPlan.Seed).
 	Seed uint64
@@ -372,7 +378,10 @@ func (t *ExecTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error)
 		return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
 	}
 	var st dataset.Stats
-	if t.Local != nil {
+	// A model without feature columns (a tensor layout) has no
+	// statistics phase: the trainer reads its own data, which the agent
+	// does not open (it need not be a CSV file).
+	if t.Local != nil && s.Features > 0 {
 		if st, err = t.Local.Prepare(spec); err != nil {
 			return dataset.Stats{}, err
 		}

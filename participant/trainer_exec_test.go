@@ -23,8 +23,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // execSpec is a 3-feature, 2-class logistic regression: 8 parameters in
@@ -93,8 +95,15 @@ func helperTrain(mode string, args []string) int {
 	if err := json.Unmarshal(b, &plan); err != nil {
 		return fail("plan: %v", err)
 	}
-	if plan.FormatVersion != TrainerPlanVersion || plan.Round == 0 || plan.Epochs == 0 || plan.Scaling == nil || plan.Model != TrainerModelFile {
+	if plan.FormatVersion != TrainerPlanVersion || plan.Round == 0 || plan.Epochs == 0 || (plan.Scaling == nil) != (mode == "tensors") || plan.Model != TrainerModelFile {
 		return fail("plan %+v", plan)
+	}
+	if mode == "tensors" {
+		// The hospital's own data, which the agent passes and never opens.
+		if fi, err := os.Stat(plan.Data); err != nil || !fi.IsDir() || plan.Data != os.Getenv("FEDGUARD_DATA") {
+			return fail("plan data %q: %v (want the configured directory)", plan.Data, err)
+		}
+		mode = "ok"
 	}
 	layout, params, _, err := safetensors.ReadFile(os.Getenv("FEDGUARD_MODEL"), 0)
 	if err != nil {
@@ -523,6 +532,56 @@ func TestExecTrainerBoundedLog(t *testing.T) {
 	}
 }
 
+// tensorSpec is a small convolutional layout without feature columns.
+func tensorSpec() *fedguardv1.ModelSpec {
+	return &fedguardv1.ModelSpec{
+		FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_TENSORS, NumParams: 2*9 + 2 + 1,
+		Tensors: []*fedguardv1.TensorSpec{{Name: "conv.weight", Shape: []uint64{2, 1, 3, 3}}, {Name: "conv.bias", Shape: []uint64{2}}, {Name: "scale"}},
+	}
+}
+
+// TestExecTrainerTensorLayout: a federation of any tensor layout, with no
+// feature columns, trained by an exec trainer whose data is a directory of
+// its own (images, say). The agent reads no CSV (the directory holds
+// none) and computes no statistics; the trainer gets the layout, the
+// directory's path and no scaling, and its weights come back by name.
+func TestExecTrainerTensorLayout(t *testing.T) {
+	data := t.TempDir()
+	tr := &ExecTrainer{Command: helperTrainer("tensors"), Dir: filepath.Join(t.TempDir(), "work"), Timeout: time.Minute,
+		Local: &LocalTrainer{DataFile: data}, Log: slog.New(slog.DiscardHandler)}
+	st, err := tr.Prepare(tensorSpec())
+	if err != nil {
+		t.Fatalf("Prepare with a data directory: %v", err)
+	}
+	if st.Count != 0 || len(st.Sum) != 0 {
+		t.Errorf("Prepare computed statistics %+v for a model without feature columns", st)
+	}
+	start := make([]float32, 21)
+	for i := range start {
+		start[i] = float32(i)
+	}
+	a := execAssignment()
+	a.Scaling = &fedguardv1.FeatureScaling{}
+	res, err := tr.Train(context.Background(), a, start)
+	if err != nil {
+		t.Fatalf("Train: %v", err)
+	}
+	for i, d := range res.Delta {
+		if d != 0.5 {
+			t.Fatalf("delta[%d] = %v, want 0.5 (tensors placed by name)", i, d)
+		}
+	}
+}
+
+// TestLocalTrainerRefusesTensorLayout: the built-in trainer cannot train a
+// tensor layout and says so, pointing at the exec trainer.
+func TestLocalTrainerRefusesTensorLayout(t *testing.T) {
+	_, err := (&LocalTrainer{DataFile: "testdata/none.csv"}).Prepare(tensorSpec())
+	if !errors.Is(err, ErrIncompatible) || !strings.Contains(err.Error(), "--trainer exec") {
+		t.Errorf("Prepare = %v, want ErrIncompatible naming the exec trainer", err)
+	}
+}
+
 func TestExecTrainerPrepare(t *testing.T) {
 	tr := &ExecTrainer{Command: []string{"/nonexistent/trainer"}}
 	if _, err := tr.Prepare(execSpec()); err == nil {
@@ -694,4 +753,40 @@ func TestSubtractFinite(t *testing.T) {
 			t.Errorf("%s: subtractFinite = %v, %v; want ok %v, %v", tc.name, tc.delta, err, tc.ok, tc.want)
 		}
 	}
+}
+
+// TestSameSpecTensorLayout: a manifest whose model_spec names another
+// tensor layout (or none) than Join announced is refused; the same one,
+// with its digest, is accepted.
+func TestSameSpecTensorLayout(t *testing.T) {
+	const digest = "layout_sha256"
+	l, err := safetensors.SpecLayout(mustSpec(t, tensorSpec()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := l.Digest()
+	good := fmt.Sprintf(`{"kind":"tensors","tensors":[{"name":"conv.weight","shape":[2,1,3,3]},{"name":"conv.bias","shape":[2]},{"name":"scale","shape":[]}],"%s":"%x"}`, digest, d)
+	if err := sameSpec([]byte(good), tensorSpec()); err != nil {
+		t.Errorf("sameSpec(the announced layout) = %v", err)
+	}
+	for name, raw := range map[string]string{
+		"no tensors":    `{"kind":"tensors"}`,
+		"other shape":   strings.Replace(good, "[2,1,3,3]", "[2,3,3,1]", 1),
+		"other order":   `{"kind":"tensors","tensors":[{"name":"conv.bias","shape":[2]},{"name":"conv.weight","shape":[2,1,3,3]},{"name":"scale","shape":[]}]}`,
+		"other digest":  strings.Replace(good, fmt.Sprintf("%x", d), strings.Repeat("0", 64), 1),
+		"built-in kind": `{"kind":"mlp","tensors":[]}`,
+	} {
+		if err := sameSpec([]byte(raw), tensorSpec()); err == nil {
+			t.Errorf("%s: sameSpec accepted %s", name, raw)
+		}
+	}
+}
+
+func mustSpec(t *testing.T, p *fedguardv1.ModelSpec) model.Spec {
+	t.Helper()
+	s, err := wire.SpecFromProto(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

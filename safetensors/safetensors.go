@@ -246,14 +246,25 @@ func (l Layout) String() string {
 	return sb.String()
 }
 
-// SpecLayout returns the layout of a built-in model's parameter vector
-// (see package model): for each layer l = 1..h+1, "layers.<l>.weight" of
+// SpecLayout returns the layout of a model's parameter vector. For a
+// model.Tensors spec it is the spec's tensors, in order. For a built-in
+// model (see package model) it is, for each layer l = 1..h+1, "layers.<l>.weight" of
 // shape [out, in] then "layers.<l>.bias" of shape [out] — the same values
 // in the same order as the flat vector, so that an external trainer sees
 // the built-in models as ordinary named tensors.
 func SpecLayout(s model.Spec) (Layout, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
+	}
+	if s.Kind == model.Tensors {
+		l := make(Layout, len(s.Tensors))
+		for i, t := range s.Tensors {
+			l[i] = Tensor{Name: t.Name, Shape: append([]int{}, t.Shape...)}
+		}
+		if err := l.Validate(); err != nil {
+			return nil, err
+		}
+		return l, nil
 	}
 	widths := append(append([]int{s.Features}, s.Hidden...), s.Classes)
 	l := make(Layout, 0, 2*(len(widths)-1))

@@ -21,6 +21,7 @@ func FuzzSpecFromProto(f *testing.F) {
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.LogReg), Features: []string{"a", "b"}, Classes: []string{"B", "M"}, NumParams: 6},
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.MLP), Features: []string{"a"}, Classes: []string{"x", "y", "z"}, Hidden: []uint32{4}, NumParams: 23},
 		{FormatVersion: 2},
+		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.Tensors), NumParams: 7, Tensors: []*fedguardv1.TensorSpec{{Name: "w", Shape: []uint64{2, 3}}, {Name: "b"}}},
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.MLP), Features: []string{"a"}, Classes: []string{"x", "y"}, Hidden: []uint32{1 << 31}, NumParams: 1},
 	} {
 		b, err := proto.Marshal(p)

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"slices"
 
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/model"
@@ -169,6 +170,19 @@ func SpecFromProto(p *fedguardv1.ModelSpec) (model.Spec, error) {
 	for _, h := range p.GetHidden() {
 		s.Hidden = append(s.Hidden, int(h))
 	}
+	if n := len(p.GetTensors()); n > model.MaxTensors {
+		return model.Spec{}, fmt.Errorf("wire: model spec has %d tensors, at most %d", n, model.MaxTensors)
+	}
+	for _, t := range p.GetTensors() {
+		mt := model.Tensor{Name: t.GetName(), Shape: make([]int, len(t.GetShape()))}
+		for i, d := range t.GetShape() {
+			if d > model.MaxParams {
+				return model.Spec{}, fmt.Errorf("wire: model spec: tensor %q has dimension %d, more than %d parameters", t.GetName(), d, model.MaxParams)
+			}
+			mt.Shape[i] = int(d)
+		}
+		s.Tensors = append(s.Tensors, mt)
+	}
 	if err := s.Validate(); err != nil {
 		return model.Spec{}, fmt.Errorf("wire: model spec: %w", err)
 	}
@@ -176,6 +190,32 @@ func SpecFromProto(p *fedguardv1.ModelSpec) (model.Spec, error) {
 		return model.Spec{}, fmt.Errorf("wire: model spec says %d parameters, its architecture has %d", p.GetNumParams(), got)
 	}
 	return s, nil
+}
+
+// SpecToProto is the wire form of s, whose feature, label and class names
+// are given (their counts are s's). For the built-in kinds it sets exactly
+// the fields it always did, so their encoding is unchanged; a
+// model.Tensors spec adds its tensors.
+func SpecToProto(s model.Spec, features []string, label string, classes []string) *fedguardv1.ModelSpec {
+	p := &fedguardv1.ModelSpec{
+		FormatVersion: model.FormatVersion,
+		Kind:          fedguardv1.ModelKind(s.Kind),
+		Features:      slices.Clone(features),
+		Label:         label,
+		Classes:       slices.Clone(classes),
+		NumParams:     uint64(s.NumParams()),
+	}
+	for _, h := range s.Hidden {
+		p.Hidden = append(p.Hidden, uint32(h))
+	}
+	for _, t := range s.Tensors {
+		ts := &fedguardv1.TensorSpec{Name: t.Name, Shape: make([]uint64, len(t.Shape))}
+		for i, d := range t.Shape {
+			ts.Shape[i] = uint64(d)
+		}
+		p.Tensors = append(p.Tensors, ts)
+	}
+	return p
 }
 
 // ScalingFromProto converts and checks a feature scaling for n features.

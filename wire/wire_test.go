@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/model"
@@ -295,6 +298,12 @@ func TestSpecFromProto(t *testing.T) {
 			Features: feats(3), Label: "y", Classes: []string{"a", "b"}, Hidden: []uint32{4, 5}, NumParams: 16 + 25 + 12,
 		}
 	}
+	tensors := func() *fedguardv1.ModelSpec {
+		return &fedguardv1.ModelSpec{
+			FormatVersion: 1, Kind: fedguardv1.ModelKind_MODEL_KIND_TENSORS, NumParams: 8*9 + 8 + 1,
+			Tensors: []*fedguardv1.TensorSpec{{Name: "conv.weight", Shape: []uint64{8, 1, 3, 3}}, {Name: "conv.bias", Shape: []uint64{8}}, {Name: "t"}},
+		}
+	}
 	with := func(p *fedguardv1.ModelSpec, f func(*fedguardv1.ModelSpec)) *fedguardv1.ModelSpec {
 		f(p)
 		return p
@@ -307,6 +316,13 @@ func TestSpecFromProto(t *testing.T) {
 	}{
 		{"logreg", logreg(), model.Spec{Kind: model.LogReg, Features: 3, Classes: 2}, ""},
 		{"mlp", mlp(), model.Spec{Kind: model.MLP, Features: 3, Classes: 2, Hidden: []int{4, 5}}, ""},
+		{"tensors", tensors(), model.Spec{Kind: model.Tensors, Tensors: []model.Tensor{{Name: "conv.weight", Shape: []int{8, 1, 3, 3}}, {Name: "conv.bias", Shape: []int{8}}, {Name: "t", Shape: []int{}}}}, ""},
+		{"tensors none", with(tensors(), func(p *fedguardv1.ModelSpec) { p.Tensors, p.NumParams = nil, 0 }), model.Spec{}, "no tensor"},
+		{"tensors duplicate", with(tensors(), func(p *fedguardv1.ModelSpec) { p.Tensors[1].Name = "conv.weight" }), model.Spec{}, "twice"},
+		{"tensors num_params", with(tensors(), func(p *fedguardv1.ModelSpec) { p.NumParams++ }), model.Spec{}, "82 parameters"},
+		{"tensors huge dimension", with(tensors(), func(p *fedguardv1.ModelSpec) { p.Tensors[0].Shape[0] = math.MaxUint64 }), model.Spec{}, "dimension"},
+		{"tensors overflow", with(tensors(), func(p *fedguardv1.ModelSpec) { p.Tensors[0].Shape = []uint64{1 << 30, 1 << 30, 1 << 30} }), model.Spec{}, "MaxParams"},
+		{"tensors on logreg", with(logreg(), func(p *fedguardv1.ModelSpec) { p.Tensors = tensors().Tensors }), model.Spec{}, "no tensor list"},
 		{"nil", nil, model.Spec{}, "missing"},
 		{"format version 0", with(logreg(), func(p *fedguardv1.ModelSpec) { p.FormatVersion = 0 }), model.Spec{}, "format version 0"},
 		{"format version 2", with(logreg(), func(p *fedguardv1.ModelSpec) { p.FormatVersion = 2 }), model.Spec{}, "format version 2"},
@@ -495,5 +511,39 @@ func BenchmarkAssembler(b *testing.B) {
 		if err := asm.Done(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSpecToProtoBuiltInUnchanged pins the wire bytes of the built-in
+// kinds' specifications: adding tensor layouts to ModelSpec must leave them
+// exactly as before (a hospital on an older build reads them, and Join
+// answers are compared with proto.Equal).
+func TestSpecToProtoBuiltInUnchanged(t *testing.T) {
+	for _, tc := range []struct{ spec model.Spec }{
+		{model.Spec{Kind: model.LogReg, Features: 2, Classes: 2}},
+		{model.Spec{Kind: model.MLP, Features: 2, Classes: 2, Hidden: []int{3}}},
+	} {
+		p := wire.SpecToProto(tc.spec, []string{"a", "b"}, "y", []string{"B", "A"})
+		legacy := &fedguardv1.ModelSpec{FormatVersion: 1, Kind: fedguardv1.ModelKind(tc.spec.Kind), Features: []string{"a", "b"}, Label: "y", Classes: []string{"B", "A"}, NumParams: uint64(tc.spec.NumParams())}
+		for _, h := range tc.spec.Hidden {
+			legacy.Hidden = append(legacy.Hidden, uint32(h))
+		}
+		got, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(legacy)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%v: SpecToProto encodes as %x, the fields of before as %x", tc.spec.Kind, got, want)
+		}
+		back, err := wire.SpecFromProto(p)
+		if err != nil || back.NumParams() != tc.spec.NumParams() {
+			t.Errorf("%v: round trip = %+v, %v", tc.spec.Kind, back, err)
+		}
+	}
+	cnn := model.Spec{Kind: model.Tensors, Tensors: []model.Tensor{{Name: "w", Shape: []int{4, 1, 3, 3}}, {Name: "b", Shape: []int{4}}}}
+	back, err := wire.SpecFromProto(wire.SpecToProto(cnn, nil, "", nil))
+	if err != nil || !cmp.Equal(back, cnn, cmpopts.EquateEmpty()) {
+		t.Errorf("tensor layout round trip = %+v, %v; want %+v", back, err, cnn)
 	}
 }

@@ -15,10 +15,10 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 	var o demo.Options
 	fs.StringVar(&o.Dir, "dir", "", "keep the federation's files (CA, keys, data, coordinator database) in this directory")
 	fs.IntVar(&o.Rounds, "rounds", 0, fmt.Sprintf("training rounds (0: 20, or %d with -trainer pytorch)", demo.DefaultPyTorchRounds))
-	fs.StringVar(&o.Trainer, "trainer", demo.TrainerBuiltin, "who trains: builtin (fedguard's models on WDBC, in process) or pytorch (an MLP on MNIST, trained by examples/pytorch/train.py in python processes through the exec contract, its code approved by digest)")
+	fs.StringVar(&o.Trainer, "trainer", demo.TrainerBuiltin, "who trains: builtin (fedguard's models on WDBC, in process) or pytorch (a small CNN on MNIST, any tensor layout, trained by examples/pytorch/train.py in python processes through the exec contract, its code approved by digest)")
 	fs.StringVar(&o.Python, "python", demo.DefaultPython, "-trainer pytorch: the python that runs train.py (with torch and numpy)")
 	fs.StringVar(&o.Partition, "partition", demo.DefaultPartition, "-trainer pytorch: how MNIST is dealt among the hospitals: iid, sorted or dirichlet:ALPHA")
-	fs.StringVar(&o.Model, "model", "logreg", "model: logreg or mlp (-trainer pytorch: its MLP)")
+	fs.StringVar(&o.Model, "model", "logreg", "model: logreg or mlp (-trainer pytorch: ignored, the CNN of train.py)")
 	aggregationFlags(fs, &o.Aggregation)
 	fs.BoolVar(&o.Secure, "secure", false, "secure aggregation (SecAgg+): the coordinator learns only sums, per bucket with -bucket")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the data split and the initial model")

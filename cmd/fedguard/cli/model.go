@@ -45,6 +45,9 @@ func specOf(r manifest.Round) (model.Spec, error) {
 		return model.Spec{}, fmt.Errorf("manifest model_spec: %w", err)
 	}
 	s := model.Spec{Kind: kind, Features: len(mc.Features), Classes: len(mc.Classes), Hidden: mc.Hidden}
+	for _, t := range mc.Tensors { // a "tensors" model: its layout, in order
+		s.Tensors = append(s.Tensors, model.Tensor{Name: t.Name, Shape: t.Shape})
+	}
 	if err := s.Validate(); err != nil {
 		return model.Spec{}, fmt.Errorf("manifest model_spec: %w", err)
 	}

@@ -45,6 +45,11 @@ const (
 	ModelKind_MODEL_KIND_LOGREG ModelKind = 1
 	// Multi-layer perceptron with ReLU hidden layers and a softmax output.
 	ModelKind_MODEL_KIND_MLP ModelKind = 2
+	// Any model given as a list of named float32 tensors (ModelSpec.tensors),
+	// trained by the hospitals' own trainers (the built-in trainer refuses
+	// it). The parameter vector is the tensors' values in list order, each
+	// row-major.
+	ModelKind_MODEL_KIND_TENSORS ModelKind = 3
 )
 
 // Enum value maps for ModelKind.
@@ -53,11 +58,13 @@ var (
 		0: "MODEL_KIND_UNSPECIFIED",
 		1: "MODEL_KIND_LOGREG",
 		2: "MODEL_KIND_MLP",
+		3: "MODEL_KIND_TENSORS",
 	}
 	ModelKind_value = map[string]int32{
 		"MODEL_KIND_UNSPECIFIED": 0,
 		"MODEL_KIND_LOGREG":      1,
 		"MODEL_KIND_MLP":         2,
+		"MODEL_KIND_TENSORS":     3,
 	}
 )
 
@@ -105,7 +112,10 @@ type ModelSpec struct {
 	// Hidden layer widths (MLP only).
 	Hidden []uint32 `protobuf:"varint,6,rep,packed,name=hidden,proto3" json:"hidden,omitempty"`
 	// Number of parameters; derived from the above and checked by both sides.
-	NumParams     uint64 `protobuf:"varint,7,opt,name=num_params,json=numParams,proto3" json:"num_params,omitempty"`
+	NumParams uint64 `protobuf:"varint,7,opt,name=num_params,json=numParams,proto3" json:"num_params,omitempty"`
+	// The tensor layout of a MODEL_KIND_TENSORS model, in parameter-vector
+	// order; empty for the built-in kinds (whose layout the kind implies).
+	Tensors       []*TensorSpec `protobuf:"bytes,8,rep,name=tensors,proto3" json:"tensors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +199,68 @@ func (x *ModelSpec) GetNumParams() uint64 {
 	return 0
 }
 
+func (x *ModelSpec) GetTensors() []*TensorSpec {
+	if x != nil {
+		return x.Tensors
+	}
+	return nil
+}
+
+// TensorSpec is one named float32 tensor of a model's layout.
+type TensorSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name as in the model's safetensors file ("conv1.weight").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Dimensions, outermost first; empty for a scalar.
+	Shape         []uint64 `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TensorSpec) Reset() {
+	*x = TensorSpec{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TensorSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TensorSpec) ProtoMessage() {}
+
+func (x *TensorSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TensorSpec.ProtoReflect.Descriptor instead.
+func (*TensorSpec) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TensorSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TensorSpec) GetShape() []uint64 {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
 // TrainingPlan tells participants how to train locally in a round.
 type TrainingPlan struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -203,7 +275,7 @@ type TrainingPlan struct {
 
 func (x *TrainingPlan) Reset() {
 	*x = TrainingPlan{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +287,7 @@ func (x *TrainingPlan) String() string {
 func (*TrainingPlan) ProtoMessage() {}
 
 func (x *TrainingPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +300,7 @@ func (x *TrainingPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingPlan.ProtoReflect.Descriptor instead.
 func (*TrainingPlan) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TrainingPlan) GetLocalEpochs() uint32 {
@@ -270,7 +342,7 @@ type FeatureScaling struct {
 
 func (x *FeatureScaling) Reset() {
 	*x = FeatureScaling{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +354,7 @@ func (x *FeatureScaling) String() string {
 func (*FeatureScaling) ProtoMessage() {}
 
 func (x *FeatureScaling) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +367,7 @@ func (x *FeatureScaling) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureScaling.ProtoReflect.Descriptor instead.
 func (*FeatureScaling) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FeatureScaling) GetMean() []float64 {
@@ -324,7 +396,7 @@ type FeatureStats struct {
 
 func (x *FeatureStats) Reset() {
 	*x = FeatureStats{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +408,7 @@ func (x *FeatureStats) String() string {
 func (*FeatureStats) ProtoMessage() {}
 
 func (x *FeatureStats) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +421,7 @@ func (x *FeatureStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeatureStats.ProtoReflect.Descriptor instead.
 func (*FeatureStats) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *FeatureStats) GetCount() uint64 {
@@ -384,7 +456,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +468,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +481,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JoinRequest) GetAgentVersion() string {
@@ -435,7 +507,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +519,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +532,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinResponse) GetFederation() string {
@@ -501,7 +573,7 @@ type ReportStatsRequest struct {
 
 func (x *ReportStatsRequest) Reset() {
 	*x = ReportStatsRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +585,7 @@ func (x *ReportStatsRequest) String() string {
 func (*ReportStatsRequest) ProtoMessage() {}
 
 func (x *ReportStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +598,7 @@ func (x *ReportStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatsRequest.ProtoReflect.Descriptor instead.
 func (*ReportStatsRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportStatsRequest) GetStats() *FeatureStats {
@@ -545,7 +617,7 @@ type ReportStatsResponse struct {
 
 func (x *ReportStatsResponse) Reset() {
 	*x = ReportStatsResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +629,7 @@ func (x *ReportStatsResponse) String() string {
 func (*ReportStatsResponse) ProtoMessage() {}
 
 func (x *ReportStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +642,7 @@ func (x *ReportStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStatsResponse.ProtoReflect.Descriptor instead.
 func (*ReportStatsResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 // WaitRoundRequest asks for the next round assignment.
@@ -582,7 +654,7 @@ type WaitRoundRequest struct {
 
 func (x *WaitRoundRequest) Reset() {
 	*x = WaitRoundRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +666,7 @@ func (x *WaitRoundRequest) String() string {
 func (*WaitRoundRequest) ProtoMessage() {}
 
 func (x *WaitRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +679,7 @@ func (x *WaitRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRoundRequest.ProtoReflect.Descriptor instead.
 func (*WaitRoundRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 // WaitRoundResponse answers a WaitRound long poll.
@@ -627,7 +699,7 @@ type WaitRoundResponse struct {
 
 func (x *WaitRoundResponse) Reset() {
 	*x = WaitRoundResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +711,7 @@ func (x *WaitRoundResponse) String() string {
 func (*WaitRoundResponse) ProtoMessage() {}
 
 func (x *WaitRoundResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +724,7 @@ func (x *WaitRoundResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitRoundResponse.ProtoReflect.Descriptor instead.
 func (*WaitRoundResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WaitRoundResponse) GetAssignment() *RoundAssignment {
@@ -707,7 +779,7 @@ type RoundAssignment struct {
 
 func (x *RoundAssignment) Reset() {
 	*x = RoundAssignment{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +791,7 @@ func (x *RoundAssignment) String() string {
 func (*RoundAssignment) ProtoMessage() {}
 
 func (x *RoundAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +804,7 @@ func (x *RoundAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundAssignment.ProtoReflect.Descriptor instead.
 func (*RoundAssignment) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RoundAssignment) GetRound() uint64 {
@@ -841,7 +913,7 @@ type SecureRound struct {
 
 func (x *SecureRound) Reset() {
 	*x = SecureRound{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +925,7 @@ func (x *SecureRound) String() string {
 func (*SecureRound) ProtoMessage() {}
 
 func (x *SecureRound) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +938,7 @@ func (x *SecureRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRound.ProtoReflect.Descriptor instead.
 func (*SecureRound) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SecureRound) GetCohort() []string {
@@ -959,7 +1031,7 @@ type SecureAggregateRequest struct {
 
 func (x *SecureAggregateRequest) Reset() {
 	*x = SecureAggregateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1043,7 @@ func (x *SecureAggregateRequest) String() string {
 func (*SecureAggregateRequest) ProtoMessage() {}
 
 func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1056,7 @@ func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregateRequest.ProtoReflect.Descriptor instead.
 func (*SecureAggregateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecureAggregateRequest) GetRound() uint64 {
@@ -1119,7 +1191,7 @@ type SecureAggregateResponse struct {
 
 func (x *SecureAggregateResponse) Reset() {
 	*x = SecureAggregateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1203,7 @@ func (x *SecureAggregateResponse) String() string {
 func (*SecureAggregateResponse) ProtoMessage() {}
 
 func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1216,7 @@ func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregateResponse.ProtoReflect.Descriptor instead.
 func (*SecureAggregateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SecureAggregateResponse) GetBody() isSecureAggregateResponse_Body {
@@ -1246,7 +1318,7 @@ type SecureAdvertise struct {
 
 func (x *SecureAdvertise) Reset() {
 	*x = SecureAdvertise{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1330,7 @@ func (x *SecureAdvertise) String() string {
 func (*SecureAdvertise) ProtoMessage() {}
 
 func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1343,7 @@ func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAdvertise.ProtoReflect.Descriptor instead.
 func (*SecureAdvertise) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SecureAdvertise) GetCPub() []byte {
@@ -1307,7 +1379,7 @@ type SecureKeys struct {
 
 func (x *SecureKeys) Reset() {
 	*x = SecureKeys{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1391,7 @@ func (x *SecureKeys) String() string {
 func (*SecureKeys) ProtoMessage() {}
 
 func (x *SecureKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1404,7 @@ func (x *SecureKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureKeys.ProtoReflect.Descriptor instead.
 func (*SecureKeys) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecureKeys) GetPeers() []*SecurePeer {
@@ -1355,7 +1427,7 @@ type SecurePeer struct {
 
 func (x *SecurePeer) Reset() {
 	*x = SecurePeer{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1439,7 @@ func (x *SecurePeer) String() string {
 func (*SecurePeer) ProtoMessage() {}
 
 func (x *SecurePeer) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1452,7 @@ func (x *SecurePeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurePeer.ProtoReflect.Descriptor instead.
 func (*SecurePeer) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecurePeer) GetId() uint32 {
@@ -1416,7 +1488,7 @@ type SecureShares struct {
 
 func (x *SecureShares) Reset() {
 	*x = SecureShares{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1500,7 @@ func (x *SecureShares) String() string {
 func (*SecureShares) ProtoMessage() {}
 
 func (x *SecureShares) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1513,7 @@ func (x *SecureShares) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureShares.ProtoReflect.Descriptor instead.
 func (*SecureShares) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SecureShares) GetSelfCommit() []byte {
@@ -1470,7 +1542,7 @@ type SecureShare struct {
 
 func (x *SecureShare) Reset() {
 	*x = SecureShare{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1554,7 @@ func (x *SecureShare) String() string {
 func (*SecureShare) ProtoMessage() {}
 
 func (x *SecureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1567,7 @@ func (x *SecureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureShare.ProtoReflect.Descriptor instead.
 func (*SecureShare) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecureShare) GetFrom() uint32 {
@@ -1529,7 +1601,7 @@ type SecureRoutedShares struct {
 
 func (x *SecureRoutedShares) Reset() {
 	*x = SecureRoutedShares{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1613,7 @@ func (x *SecureRoutedShares) String() string {
 func (*SecureRoutedShares) ProtoMessage() {}
 
 func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1626,7 @@ func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRoutedShares.ProtoReflect.Descriptor instead.
 func (*SecureRoutedShares) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecureRoutedShares) GetShares() []*SecureShare {
@@ -1582,7 +1654,7 @@ type SecureMaskedChunk struct {
 
 func (x *SecureMaskedChunk) Reset() {
 	*x = SecureMaskedChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1666,7 @@ func (x *SecureMaskedChunk) String() string {
 func (*SecureMaskedChunk) ProtoMessage() {}
 
 func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1679,7 @@ func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureMaskedChunk.ProtoReflect.Descriptor instead.
 func (*SecureMaskedChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SecureMaskedChunk) GetOffset() uint64 {
@@ -1648,7 +1720,7 @@ type SecureSurvivors struct {
 
 func (x *SecureSurvivors) Reset() {
 	*x = SecureSurvivors{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1732,7 @@ func (x *SecureSurvivors) String() string {
 func (*SecureSurvivors) ProtoMessage() {}
 
 func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1745,7 @@ func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSurvivors.ProtoReflect.Descriptor instead.
 func (*SecureSurvivors) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecureSurvivors) GetIds() []uint32 {
@@ -1693,7 +1765,7 @@ type SecureSignature struct {
 
 func (x *SecureSignature) Reset() {
 	*x = SecureSignature{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1777,7 @@ func (x *SecureSignature) String() string {
 func (*SecureSignature) ProtoMessage() {}
 
 func (x *SecureSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1790,7 @@ func (x *SecureSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSignature.ProtoReflect.Descriptor instead.
 func (*SecureSignature) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SecureSignature) GetSignature() []byte {
@@ -1740,7 +1812,7 @@ type SecureUnmaskRequest struct {
 
 func (x *SecureUnmaskRequest) Reset() {
 	*x = SecureUnmaskRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1824,7 @@ func (x *SecureUnmaskRequest) String() string {
 func (*SecureUnmaskRequest) ProtoMessage() {}
 
 func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1837,7 @@ func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureUnmaskRequest.ProtoReflect.Descriptor instead.
 func (*SecureUnmaskRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SecureUnmaskRequest) GetSurvivors() []uint32 {
@@ -1800,7 +1872,7 @@ type SecureSignerSignature struct {
 
 func (x *SecureSignerSignature) Reset() {
 	*x = SecureSignerSignature{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1884,7 @@ func (x *SecureSignerSignature) String() string {
 func (*SecureSignerSignature) ProtoMessage() {}
 
 func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1897,7 @@ func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSignerSignature.ProtoReflect.Descriptor instead.
 func (*SecureSignerSignature) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SecureSignerSignature) GetId() uint32 {
@@ -1854,7 +1926,7 @@ type SecureUnmaskResponse struct {
 
 func (x *SecureUnmaskResponse) Reset() {
 	*x = SecureUnmaskResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1938,7 @@ func (x *SecureUnmaskResponse) String() string {
 func (*SecureUnmaskResponse) ProtoMessage() {}
 
 func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1951,7 @@ func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureUnmaskResponse.ProtoReflect.Descriptor instead.
 func (*SecureUnmaskResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SecureUnmaskResponse) GetSelfShares() []*SecureRevealed {
@@ -1907,7 +1979,7 @@ type SecureRevealed struct {
 
 func (x *SecureRevealed) Reset() {
 	*x = SecureRevealed{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +1991,7 @@ func (x *SecureRevealed) String() string {
 func (*SecureRevealed) ProtoMessage() {}
 
 func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2004,7 @@ func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRevealed.ProtoReflect.Descriptor instead.
 func (*SecureRevealed) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SecureRevealed) GetOwner() uint32 {
@@ -1959,7 +2031,7 @@ type SecureDecline struct {
 
 func (x *SecureDecline) Reset() {
 	*x = SecureDecline{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2043,7 @@ func (x *SecureDecline) String() string {
 func (*SecureDecline) ProtoMessage() {}
 
 func (x *SecureDecline) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2056,7 @@ func (x *SecureDecline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDecline.ProtoReflect.Descriptor instead.
 func (*SecureDecline) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecureDecline) GetReason() string {
@@ -2005,7 +2077,7 @@ type SecureDone struct {
 
 func (x *SecureDone) Reset() {
 	*x = SecureDone{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2089,7 @@ func (x *SecureDone) String() string {
 func (*SecureDone) ProtoMessage() {}
 
 func (x *SecureDone) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2102,7 @@ func (x *SecureDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDone.ProtoReflect.Descriptor instead.
 func (*SecureDone) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecureDone) GetSurvivors() uint32 {
@@ -2050,7 +2122,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2134,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2147,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetManifestRequest) GetRound() uint64 {
@@ -2097,7 +2169,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2181,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2194,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetManifestResponse) GetRound() uint64 {
@@ -2157,7 +2229,7 @@ type ReportRefusalRequest struct {
 
 func (x *ReportRefusalRequest) Reset() {
 	*x = ReportRefusalRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2241,7 @@ func (x *ReportRefusalRequest) String() string {
 func (*ReportRefusalRequest) ProtoMessage() {}
 
 func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2254,7 @@ func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalRequest.ProtoReflect.Descriptor instead.
 func (*ReportRefusalRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReportRefusalRequest) GetManifestRound() uint64 {
@@ -2215,7 +2287,7 @@ type ReportRefusalResponse struct {
 
 func (x *ReportRefusalResponse) Reset() {
 	*x = ReportRefusalResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2299,7 @@ func (x *ReportRefusalResponse) String() string {
 func (*ReportRefusalResponse) ProtoMessage() {}
 
 func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2312,118 @@ func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalResponse.ProtoReflect.Descriptor instead.
 func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+// ReportSatOutRequest says why the caller sends no update for a round.
+type ReportSatOutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The round and attempt of the assignment the caller sits out.
+	Round   uint64 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// A stable reason, 1 to 64 bytes of [a-z0-9_]: trainer_start,
+	// trainer_crash, trainer_timeout, trainer_output, trainer_layout,
+	// trainer_non_finite, trainer_metrics, trainer_not_approved.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Human-readable detail, at most 1024 bytes of printable UTF-8.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSatOutRequest) Reset() {
+	*x = ReportSatOutRequest{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSatOutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSatOutRequest) ProtoMessage() {}
+
+func (x *ReportSatOutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSatOutRequest.ProtoReflect.Descriptor instead.
+func (*ReportSatOutRequest) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReportSatOutRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReportSatOutRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ReportSatOutRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReportSatOutRequest) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// ReportSatOutResponse acknowledges a recorded sit-out.
+type ReportSatOutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSatOutResponse) Reset() {
+	*x = ReportSatOutResponse{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSatOutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSatOutResponse) ProtoMessage() {}
+
+func (x *ReportSatOutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSatOutResponse.ProtoReflect.Descriptor instead.
+func (*ReportSatOutResponse) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 // ReportValidationRequest is a participant's data validation result for one
@@ -2273,7 +2456,7 @@ type ReportValidationRequest struct {
 
 func (x *ReportValidationRequest) Reset() {
 	*x = ReportValidationRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2468,7 @@ func (x *ReportValidationRequest) String() string {
 func (*ReportValidationRequest) ProtoMessage() {}
 
 func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2481,7 @@ func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationRequest.ProtoReflect.Descriptor instead.
 func (*ReportValidationRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReportValidationRequest) GetRound() uint64 {
@@ -2377,7 +2560,7 @@ type ValidationFinding struct {
 
 func (x *ValidationFinding) Reset() {
 	*x = ValidationFinding{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2572,7 @@ func (x *ValidationFinding) String() string {
 func (*ValidationFinding) ProtoMessage() {}
 
 func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2585,7 @@ func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationFinding.ProtoReflect.Descriptor instead.
 func (*ValidationFinding) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ValidationFinding) GetColumn() string {
@@ -2449,7 +2632,7 @@ type ReportValidationResponse struct {
 
 func (x *ReportValidationResponse) Reset() {
 	*x = ReportValidationResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2644,7 @@ func (x *ReportValidationResponse) String() string {
 func (*ReportValidationResponse) ProtoMessage() {}
 
 func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2657,7 @@ func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationResponse.ProtoReflect.Descriptor instead.
 func (*ReportValidationResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 // GetModelRequest names the round whose starting model is wanted.
@@ -2487,7 +2670,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2682,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2695,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -2539,7 +2722,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2734,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2747,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -2625,7 +2808,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2820,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2833,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -2700,7 +2883,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2895,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2908,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -2767,7 +2950,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2962,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2975,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -2864,7 +3047,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3059,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3072,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -2918,7 +3101,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3113,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3126,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -2964,7 +3147,7 @@ var File_fedguard_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfedguard/v1/coordinator.proto\x12\vfedguard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x01\n" +
+	"\x1dfedguard/v1/coordinator.proto\x12\vfedguard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x02\n" +
 	"\tModelSpec\x12%\n" +
 	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12*\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x16.fedguard.v1.ModelKindR\x04kind\x12\x1a\n" +
@@ -2973,7 +3156,12 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\aclasses\x18\x05 \x03(\tR\aclasses\x12\x16\n" +
 	"\x06hidden\x18\x06 \x03(\rR\x06hidden\x12\x1d\n" +
 	"\n" +
-	"num_params\x18\a \x01(\x04R\tnumParams\"\x85\x01\n" +
+	"num_params\x18\a \x01(\x04R\tnumParams\x121\n" +
+	"\atensors\x18\b \x03(\v2\x17.fedguard.v1.TensorSpecR\atensors\"6\n" +
+	"\n" +
+	"TensorSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05shape\x18\x02 \x03(\x04R\x05shape\"\x85\x01\n" +
 	"\fTrainingPlan\x12!\n" +
 	"\flocal_epochs\x18\x01 \x01(\rR\vlocalEpochs\x12#\n" +
 	"\rlearning_rate\x18\x02 \x01(\x01R\flearningRate\x12\x1d\n" +
@@ -3117,7 +3305,13 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x0emanifest_round\x18\x01 \x01(\x04R\rmanifestRound\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x17\n" +
-	"\x15ReportRefusalResponse\"\xa3\x02\n" +
+	"\x15ReportRefusalResponse\"u\n" +
+	"\x13ReportSatOutRequest\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x16\n" +
+	"\x14ReportSatOutResponse\"\xa3\x02\n" +
 	"\x17ReportValidationRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x12\n" +
@@ -3167,17 +3361,19 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"@\n" +
 	"\x14SubmitUpdateResponse\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x12\n" +
-	"\x04norm\x18\x02 \x01(\x01R\x04norm*R\n" +
+	"\x04norm\x18\x02 \x01(\x01R\x04norm*j\n" +
 	"\tModelKind\x12\x1a\n" +
 	"\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MODEL_KIND_LOGREG\x10\x01\x12\x12\n" +
-	"\x0eMODEL_KIND_MLP\x10\x022\xfe\x05\n" +
+	"\x0eMODEL_KIND_MLP\x10\x02\x12\x16\n" +
+	"\x12MODEL_KIND_TENSORS\x10\x032\xd3\x06\n" +
 	"\x12CoordinatorService\x12;\n" +
 	"\x04Join\x12\x18.fedguard.v1.JoinRequest\x1a\x19.fedguard.v1.JoinResponse\x12P\n" +
 	"\vReportStats\x12\x1f.fedguard.v1.ReportStatsRequest\x1a .fedguard.v1.ReportStatsResponse\x12J\n" +
 	"\tWaitRound\x12\x1d.fedguard.v1.WaitRoundRequest\x1a\x1e.fedguard.v1.WaitRoundResponse\x12P\n" +
 	"\vGetManifest\x12\x1f.fedguard.v1.GetManifestRequest\x1a .fedguard.v1.GetManifestResponse\x12V\n" +
-	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12_\n" +
+	"\rReportRefusal\x12!.fedguard.v1.ReportRefusalRequest\x1a\".fedguard.v1.ReportRefusalResponse\x12S\n" +
+	"\fReportSatOut\x12 .fedguard.v1.ReportSatOutRequest\x1a!.fedguard.v1.ReportSatOutResponse\x12_\n" +
 	"\x10ReportValidation\x12$.fedguard.v1.ReportValidationRequest\x1a%.fedguard.v1.ReportValidationResponse\x12I\n" +
 	"\bGetModel\x12\x1c.fedguard.v1.GetModelRequest\x1a\x1d.fedguard.v1.GetModelResponse0\x01\x12U\n" +
 	"\fSubmitUpdate\x12 .fedguard.v1.SubmitUpdateRequest\x1a!.fedguard.v1.SubmitUpdateResponse(\x01\x12`\n" +
@@ -3196,110 +3392,116 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
-	(*TrainingPlan)(nil),             // 2: fedguard.v1.TrainingPlan
-	(*FeatureScaling)(nil),           // 3: fedguard.v1.FeatureScaling
-	(*FeatureStats)(nil),             // 4: fedguard.v1.FeatureStats
-	(*JoinRequest)(nil),              // 5: fedguard.v1.JoinRequest
-	(*JoinResponse)(nil),             // 6: fedguard.v1.JoinResponse
-	(*ReportStatsRequest)(nil),       // 7: fedguard.v1.ReportStatsRequest
-	(*ReportStatsResponse)(nil),      // 8: fedguard.v1.ReportStatsResponse
-	(*WaitRoundRequest)(nil),         // 9: fedguard.v1.WaitRoundRequest
-	(*WaitRoundResponse)(nil),        // 10: fedguard.v1.WaitRoundResponse
-	(*RoundAssignment)(nil),          // 11: fedguard.v1.RoundAssignment
-	(*SecureRound)(nil),              // 12: fedguard.v1.SecureRound
-	(*SecureAggregateRequest)(nil),   // 13: fedguard.v1.SecureAggregateRequest
-	(*SecureAggregateResponse)(nil),  // 14: fedguard.v1.SecureAggregateResponse
-	(*SecureAdvertise)(nil),          // 15: fedguard.v1.SecureAdvertise
-	(*SecureKeys)(nil),               // 16: fedguard.v1.SecureKeys
-	(*SecurePeer)(nil),               // 17: fedguard.v1.SecurePeer
-	(*SecureShares)(nil),             // 18: fedguard.v1.SecureShares
-	(*SecureShare)(nil),              // 19: fedguard.v1.SecureShare
-	(*SecureRoutedShares)(nil),       // 20: fedguard.v1.SecureRoutedShares
-	(*SecureMaskedChunk)(nil),        // 21: fedguard.v1.SecureMaskedChunk
-	(*SecureSurvivors)(nil),          // 22: fedguard.v1.SecureSurvivors
-	(*SecureSignature)(nil),          // 23: fedguard.v1.SecureSignature
-	(*SecureUnmaskRequest)(nil),      // 24: fedguard.v1.SecureUnmaskRequest
-	(*SecureSignerSignature)(nil),    // 25: fedguard.v1.SecureSignerSignature
-	(*SecureUnmaskResponse)(nil),     // 26: fedguard.v1.SecureUnmaskResponse
-	(*SecureRevealed)(nil),           // 27: fedguard.v1.SecureRevealed
-	(*SecureDecline)(nil),            // 28: fedguard.v1.SecureDecline
-	(*SecureDone)(nil),               // 29: fedguard.v1.SecureDone
-	(*GetManifestRequest)(nil),       // 30: fedguard.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),      // 31: fedguard.v1.GetManifestResponse
-	(*ReportRefusalRequest)(nil),     // 32: fedguard.v1.ReportRefusalRequest
-	(*ReportRefusalResponse)(nil),    // 33: fedguard.v1.ReportRefusalResponse
-	(*ReportValidationRequest)(nil),  // 34: fedguard.v1.ReportValidationRequest
-	(*ValidationFinding)(nil),        // 35: fedguard.v1.ValidationFinding
-	(*ReportValidationResponse)(nil), // 36: fedguard.v1.ReportValidationResponse
-	(*GetModelRequest)(nil),          // 37: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),         // 38: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),             // 39: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),               // 40: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 41: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 42: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 43: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(*TensorSpec)(nil),               // 2: fedguard.v1.TensorSpec
+	(*TrainingPlan)(nil),             // 3: fedguard.v1.TrainingPlan
+	(*FeatureScaling)(nil),           // 4: fedguard.v1.FeatureScaling
+	(*FeatureStats)(nil),             // 5: fedguard.v1.FeatureStats
+	(*JoinRequest)(nil),              // 6: fedguard.v1.JoinRequest
+	(*JoinResponse)(nil),             // 7: fedguard.v1.JoinResponse
+	(*ReportStatsRequest)(nil),       // 8: fedguard.v1.ReportStatsRequest
+	(*ReportStatsResponse)(nil),      // 9: fedguard.v1.ReportStatsResponse
+	(*WaitRoundRequest)(nil),         // 10: fedguard.v1.WaitRoundRequest
+	(*WaitRoundResponse)(nil),        // 11: fedguard.v1.WaitRoundResponse
+	(*RoundAssignment)(nil),          // 12: fedguard.v1.RoundAssignment
+	(*SecureRound)(nil),              // 13: fedguard.v1.SecureRound
+	(*SecureAggregateRequest)(nil),   // 14: fedguard.v1.SecureAggregateRequest
+	(*SecureAggregateResponse)(nil),  // 15: fedguard.v1.SecureAggregateResponse
+	(*SecureAdvertise)(nil),          // 16: fedguard.v1.SecureAdvertise
+	(*SecureKeys)(nil),               // 17: fedguard.v1.SecureKeys
+	(*SecurePeer)(nil),               // 18: fedguard.v1.SecurePeer
+	(*SecureShares)(nil),             // 19: fedguard.v1.SecureShares
+	(*SecureShare)(nil),              // 20: fedguard.v1.SecureShare
+	(*SecureRoutedShares)(nil),       // 21: fedguard.v1.SecureRoutedShares
+	(*SecureMaskedChunk)(nil),        // 22: fedguard.v1.SecureMaskedChunk
+	(*SecureSurvivors)(nil),          // 23: fedguard.v1.SecureSurvivors
+	(*SecureSignature)(nil),          // 24: fedguard.v1.SecureSignature
+	(*SecureUnmaskRequest)(nil),      // 25: fedguard.v1.SecureUnmaskRequest
+	(*SecureSignerSignature)(nil),    // 26: fedguard.v1.SecureSignerSignature
+	(*SecureUnmaskResponse)(nil),     // 27: fedguard.v1.SecureUnmaskResponse
+	(*SecureRevealed)(nil),           // 28: fedguard.v1.SecureRevealed
+	(*SecureDecline)(nil),            // 29: fedguard.v1.SecureDecline
+	(*SecureDone)(nil),               // 30: fedguard.v1.SecureDone
+	(*GetManifestRequest)(nil),       // 31: fedguard.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),      // 32: fedguard.v1.GetManifestResponse
+	(*ReportRefusalRequest)(nil),     // 33: fedguard.v1.ReportRefusalRequest
+	(*ReportRefusalResponse)(nil),    // 34: fedguard.v1.ReportRefusalResponse
+	(*ReportSatOutRequest)(nil),      // 35: fedguard.v1.ReportSatOutRequest
+	(*ReportSatOutResponse)(nil),     // 36: fedguard.v1.ReportSatOutResponse
+	(*ReportValidationRequest)(nil),  // 37: fedguard.v1.ReportValidationRequest
+	(*ValidationFinding)(nil),        // 38: fedguard.v1.ValidationFinding
+	(*ReportValidationResponse)(nil), // 39: fedguard.v1.ReportValidationResponse
+	(*GetModelRequest)(nil),          // 40: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),         // 41: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),             // 42: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),               // 43: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 44: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 45: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 46: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
-	1,  // 1: fedguard.v1.JoinResponse.model:type_name -> fedguard.v1.ModelSpec
-	4,  // 2: fedguard.v1.ReportStatsRequest.stats:type_name -> fedguard.v1.FeatureStats
-	11, // 3: fedguard.v1.WaitRoundResponse.assignment:type_name -> fedguard.v1.RoundAssignment
-	1,  // 4: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
-	2,  // 5: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
-	3,  // 6: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	44, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
-	12, // 8: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
-	15, // 9: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
-	18, // 10: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
-	21, // 11: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
-	23, // 12: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
-	26, // 13: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
-	28, // 14: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
-	16, // 15: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
-	20, // 16: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
-	22, // 17: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
-	24, // 18: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
-	29, // 19: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
-	17, // 20: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
-	15, // 21: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
-	19, // 22: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
-	19, // 23: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
-	25, // 24: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	35, // 27: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	4,  // 28: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	40, // 29: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	39, // 30: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	42, // 31: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 32: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 33: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 34: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	30, // 35: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	32, // 36: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	34, // 37: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	37, // 38: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	41, // 39: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	13, // 40: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	6,  // 41: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 42: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 43: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	31, // 44: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	33, // 45: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	36, // 46: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	38, // 47: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	43, // 48: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	14, // 49: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	41, // [41:50] is the sub-list for method output_type
-	32, // [32:41] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	2,  // 1: fedguard.v1.ModelSpec.tensors:type_name -> fedguard.v1.TensorSpec
+	1,  // 2: fedguard.v1.JoinResponse.model:type_name -> fedguard.v1.ModelSpec
+	5,  // 3: fedguard.v1.ReportStatsRequest.stats:type_name -> fedguard.v1.FeatureStats
+	12, // 4: fedguard.v1.WaitRoundResponse.assignment:type_name -> fedguard.v1.RoundAssignment
+	1,  // 5: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
+	3,  // 6: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
+	4,  // 7: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
+	47, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	13, // 9: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
+	16, // 10: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
+	19, // 11: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
+	22, // 12: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
+	24, // 13: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
+	27, // 14: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
+	29, // 15: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
+	17, // 16: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
+	21, // 17: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
+	23, // 18: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
+	25, // 19: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
+	30, // 20: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
+	18, // 21: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
+	16, // 22: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
+	20, // 23: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
+	20, // 24: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
+	26, // 25: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	28, // 26: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	28, // 27: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	38, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	5,  // 29: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	43, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	42, // 31: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	45, // 32: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	6,  // 33: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	8,  // 34: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	10, // 35: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	31, // 36: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	33, // 37: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	35, // 38: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
+	37, // 39: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	40, // 40: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	44, // 41: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	14, // 42: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	7,  // 43: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	9,  // 44: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	11, // 45: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	32, // 46: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	34, // 47: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	36, // 48: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
+	39, // 49: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	41, // 50: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	46, // 51: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	15, // 52: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	43, // [43:53] is the sub-list for method output_type
+	33, // [33:43] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3307,7 +3509,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 	if File_fedguard_v1_coordinator_proto != nil {
 		return
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[12].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[13].OneofWrappers = []any{
 		(*SecureAggregateRequest_Advertise)(nil),
 		(*SecureAggregateRequest_Shares)(nil),
 		(*SecureAggregateRequest_Masked)(nil),
@@ -3315,14 +3517,14 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateRequest_Unmask)(nil),
 		(*SecureAggregateRequest_Decline)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[13].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[14].OneofWrappers = []any{
 		(*SecureAggregateResponse_Keys)(nil),
 		(*SecureAggregateResponse_Shares)(nil),
 		(*SecureAggregateResponse_Survivors)(nil),
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[40].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[43].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3332,7 +3534,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

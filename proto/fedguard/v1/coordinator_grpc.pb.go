@@ -38,6 +38,7 @@ const (
 	CoordinatorService_WaitRound_FullMethodName        = "/fedguard.v1.CoordinatorService/WaitRound"
 	CoordinatorService_GetManifest_FullMethodName      = "/fedguard.v1.CoordinatorService/GetManifest"
 	CoordinatorService_ReportRefusal_FullMethodName    = "/fedguard.v1.CoordinatorService/ReportRefusal"
+	CoordinatorService_ReportSatOut_FullMethodName     = "/fedguard.v1.CoordinatorService/ReportSatOut"
 	CoordinatorService_ReportValidation_FullMethodName = "/fedguard.v1.CoordinatorService/ReportValidation"
 	CoordinatorService_GetModel_FullMethodName         = "/fedguard.v1.CoordinatorService/GetModel"
 	CoordinatorService_SubmitUpdate_FullMethodName     = "/fedguard.v1.CoordinatorService/SubmitUpdate"
@@ -74,6 +75,12 @@ type CoordinatorServiceClient interface {
 	// ReportRefusal records, in the audit log, that the caller refused a
 	// manifest (and so the model it vouches for), and why.
 	ReportRefusal(ctx context.Context, in *ReportRefusalRequest, opts ...grpc.CallOption) (*ReportRefusalResponse, error)
+	// ReportSatOut tells the coordinator that the caller sits out the open
+	// round it was assigned, and why (its trainer crashed, timed out, wrote
+	// no usable weights, ...), so that the reason lands in the audit log, on
+	// the status page and in the round manifest's exclusions instead of in
+	// the hospital's log only. The round then need not wait for its update.
+	ReportSatOut(ctx context.Context, in *ReportSatOutRequest, opts ...grpc.CallOption) (*ReportSatOutResponse, error)
 	// ReportValidation records, in the audit log, the outcome of the caller's
 	// check of its data file before a round (package validation): counts per
 	// column and rule, never a row, a cell value or a row number. It fails
@@ -147,6 +154,16 @@ func (c *coordinatorServiceClient) ReportRefusal(ctx context.Context, in *Report
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReportRefusalResponse)
 	err := c.cc.Invoke(ctx, CoordinatorService_ReportRefusal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) ReportSatOut(ctx context.Context, in *ReportSatOutRequest, opts ...grpc.CallOption) (*ReportSatOutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportSatOutResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_ReportSatOut_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -238,6 +255,12 @@ type CoordinatorServiceServer interface {
 	// ReportRefusal records, in the audit log, that the caller refused a
 	// manifest (and so the model it vouches for), and why.
 	ReportRefusal(context.Context, *ReportRefusalRequest) (*ReportRefusalResponse, error)
+	// ReportSatOut tells the coordinator that the caller sits out the open
+	// round it was assigned, and why (its trainer crashed, timed out, wrote
+	// no usable weights, ...), so that the reason lands in the audit log, on
+	// the status page and in the round manifest's exclusions instead of in
+	// the hospital's log only. The round then need not wait for its update.
+	ReportSatOut(context.Context, *ReportSatOutRequest) (*ReportSatOutResponse, error)
 	// ReportValidation records, in the audit log, the outcome of the caller's
 	// check of its data file before a round (package validation): counts per
 	// column and rule, never a row, a cell value or a row number. It fails
@@ -281,6 +304,9 @@ func (UnimplementedCoordinatorServiceServer) GetManifest(context.Context, *GetMa
 }
 func (UnimplementedCoordinatorServiceServer) ReportRefusal(context.Context, *ReportRefusalRequest) (*ReportRefusalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportRefusal not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) ReportSatOut(context.Context, *ReportSatOutRequest) (*ReportSatOutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportSatOut not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) ReportValidation(context.Context, *ReportValidationRequest) (*ReportValidationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportValidation not implemented")
@@ -405,6 +431,24 @@ func _CoordinatorService_ReportRefusal_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_ReportSatOut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportSatOutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).ReportSatOut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_ReportSatOut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).ReportSatOut(ctx, req.(*ReportSatOutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CoordinatorService_ReportValidation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReportValidationRequest)
 	if err := dec(in); err != nil {
@@ -474,6 +518,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportRefusal",
 			Handler:    _CoordinatorService_ReportRefusal_Handler,
+		},
+		{
+			MethodName: "ReportSatOut",
+			Handler:    _CoordinatorService_ReportSatOut_Handler,
 		},
 		{
 			MethodName: "ReportValidation",
