@@ -617,7 +617,7 @@ func (c Config) Validate() error {
 			add("%w", err)
 		}
 	}
-	c.Anomaly.validate(add)
+	validateAnomaly(c.Anomaly, add)
 	c.Limits.validate(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))
