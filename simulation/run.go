@@ -59,6 +59,9 @@ type Result struct {
 	// DP is the record-level privacy of the clients' DP-SGD, when
 	// Options asked for it.
 	DP *DPResult `json:"dp,omitempty"`
+	// Detection is how often the coordinator's anomaly heuristics flagged
+	// the Byzantine and the honest clients' updates over all the rounds.
+	Detection Detection `json:"detection"`
 }
 
 // DPResult is what DP-SGD gave the clients: the largest ε any client
@@ -142,6 +145,14 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		return Result{}, err
 	}
 	res.DP = dpRes
+	det, err := newDetector(s)
+	if err != nil {
+		return Result{}, err
+	}
+	ids := make([]string, o.Clients)
+	for i := range ids {
+		ids[i] = clientID(i)
+	}
 	for r := 1; r <= o.Rounds; r++ {
 		t0 := time.Now()
 		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
@@ -182,9 +193,11 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			updates[i] = aggregation.Update{ID: clientID(i), Delta: deltas[i], Samples: uint64(len(s.clientY[i]))}
 		}
 		rule := aggregation.WithRand(baseRule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
-		if _, err := rule.Aggregate(agg, updates); err != nil {
+		report, err := rule.Aggregate(agg, updates)
+		if err != nil {
 			return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
 		}
+		det.round(updates, report, excludedBy(report, ids))
 		step := agg
 		if velocity != nil {
 			accumulate(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
@@ -212,6 +225,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			onRound(rr)
 		}
 	}
+	res.Detection = det.d
 	last := res.Rounds[len(res.Rounds)-1]
 	res.Accuracy, res.Loss, res.AttackSuccess = last.Accuracy, last.Loss, last.AttackSuccess
 	dg := model.Digest(global)

@@ -285,6 +285,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
 	}
 	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	fmt.Fprintln(env.Stdout, detectionLine(res.Detection))
 	if dp := res.DP; dp != nil {
 		fmt.Fprintf(env.Stdout, "record-level DP-SGD: ε = %.4g at δ = %g per client (σ %.4g–%.4g, C = %g)\n", dp.Epsilon, dp.Delta, dp.SigmaMin, dp.SigmaMax, dp.ClipNorm)
 	}
@@ -516,21 +517,72 @@ type gridCell struct {
 	Rule          string   `json:"rule"`
 	Accuracy      float64  `json:"final_accuracy"`
 	AttackSuccess *float64 `json:"attack_success,omitempty"`
-	Seconds       float64  `json:"seconds"`
+	// DetectionRate and FalsePositiveRate are those of any of the anomaly
+	// heuristics (simulation.DetectAny); absent when undefined.
+	DetectionRate     *float64             `json:"detection_rate,omitempty"`
+	FalsePositiveRate *float64             `json:"false_positive_rate,omitempty"`
+	Detection         simulation.Detection `json:"detection"`
+	Seconds           float64              `json:"seconds"`
 }
 
 func gridSummary(results []simulation.Result, seconds float64) map[string]any {
 	cells := make([]gridCell, len(results))
 	for i, r := range results {
 		cells[i] = gridCell{Attack: simulation.AttackLabel(r.Options.Attack), Rule: simulation.RuleLabel(r.Options.Aggregation),
-			Accuracy: r.Accuracy, AttackSuccess: r.AttackSuccess, Seconds: r.Seconds}
+			Accuracy: r.Accuracy, AttackSuccess: r.AttackSuccess, Detection: r.Detection, Seconds: r.Seconds}
+		if v, ok := r.Detection.DetectionRate(simulation.DetectAny); ok {
+			cells[i].DetectionRate = &v
+		}
+		if v, ok := r.Detection.FalsePositiveRate(simulation.DetectAny); ok {
+			cells[i].FalsePositiveRate = &v
+		}
 	}
 	return map[string]any{"runs": cells, "seconds": seconds}
 }
 
+// detectionLine summarizes a run's Detection: the detection and
+// false-positive rates of any heuristic, then of each.
+func detectionLine(d simulation.Detection) string {
+	rate := func(v float64, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	var parts []string
+	for _, k := range simulation.DetectionKinds[1:] {
+		parts = append(parts, fmt.Sprintf("%s %s/%s", k, rate(d.DetectionRate(k)), rate(d.FalsePositiveRate(k))))
+	}
+	return fmt.Sprintf("anomaly flags (detection/false positives): any %s/%s; %s",
+		rate(d.DetectionRate(simulation.DetectAny)), rate(d.FalsePositiveRate(simulation.DetectAny)), strings.Join(parts, ", "))
+}
+
 // writeGridTable prints attacks down and rules across: the final accuracy,
-// and the attack success rate in parentheses where defined.
+// and the attack success rate in parentheses where defined; then, in the
+// same layout, the anomaly heuristics' detection and false-positive
+// rates.
 func writeGridTable(w io.Writer, results []simulation.Result) {
+	writeTable(w, results, func(r simulation.Result) string {
+		s := fmt.Sprintf("%.4f", r.Accuracy)
+		if r.AttackSuccess != nil {
+			s += fmt.Sprintf(" (%.2f)", *r.AttackSuccess)
+		}
+		return s
+	})
+	fmt.Fprintln(w, "\nanomaly flags: detection rate / false-positive rate (norm, cosine or drift)")
+	writeTable(w, results, func(r simulation.Result) string {
+		rate := func(v float64, ok bool) string {
+			if !ok {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", v)
+		}
+		return rate(r.Detection.DetectionRate(simulation.DetectAny)) + " / " + rate(r.Detection.FalsePositiveRate(simulation.DetectAny))
+	})
+}
+
+// writeTable prints one cell per result, attacks down and rules across.
+func writeTable(w io.Writer, results []simulation.Result, format func(simulation.Result) string) {
 	var attacks, rules []string
 	cell := map[[2]string]string{}
 	for _, r := range results {
@@ -541,11 +593,7 @@ func writeGridTable(w io.Writer, results []simulation.Result) {
 		if !slices.Contains(rules, ru) {
 			rules = append(rules, ru)
 		}
-		s := fmt.Sprintf("%.4f", r.Accuracy)
-		if r.AttackSuccess != nil {
-			s += fmt.Sprintf(" (%.2f)", *r.AttackSuccess)
-		}
-		cell[[2]string{a, ru}] = s
+		cell[[2]string{a, ru}] = format(r)
 	}
 	aw := len("attack \\ rule")
 	for _, a := range attacks {
