@@ -233,7 +233,11 @@ func describe(o Options) string {
 	if len(o.Hidden) > 0 && o.Model == "mlp" {
 		m = fmt.Sprintf("mlp %v", o.Hidden)
 	}
-	return fmt.Sprintf("%s, %s, %d clients, %d Byzantine, %s, %d rounds", o.Dataset, m, o.Clients, o.Byzantine, o.Partition, o.Rounds)
+	d := fmt.Sprintf("%s, %s, %d clients, %d Byzantine, %s, %d rounds", o.Dataset, m, o.Clients, o.Byzantine, o.Partition, o.Rounds)
+	if o.Secure {
+		d += ", secure"
+	}
+	return d
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

@@ -97,6 +97,8 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.Float64Var(&o.DPNoiseMultiplier, "dp-sigma", 0, "clients train with DP-SGD at this noise multiplier σ, instead of -dp-epsilon")
 	fs.Float64Var(&o.DPClipNorm, "dp-clip", 0, "DP-SGD per-record clipping norm C (0: 1)")
 	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
+	fs.BoolVar(&o.Secure, "secure", false, "secure + robust mode: -bucket S buckets as the coordinator splits them, SecAgg's quantization, the rule over bucket means")
+	fs.Float64Var(&o.SecureClip, "secure-clip", 0, fmt.Sprintf("with -secure, SecAgg's per-coordinate clip (0: %g)", simulation.DefaultSecureClip))
 }
 
 // attackFlags declares the flags of the attacks' parameters, bound to c.
@@ -175,14 +177,17 @@ func (f *simFlags) attackConfig(name string, all bool) attack.Config {
 }
 
 // ruleConfig is aggregation.Defaults for rule, n clients (their buckets
-// with -bucket) and f = -f or else the number of Byzantine clients, then
+// with -bucket, as the coordinator splits them with -secure) and f = -f or else the number of Byzantine clients, then
 // the parameters set on the command line: all of them for a single run
 // (aggregation.Config.Validate refuses those the rule does not take), only
 // its own in a grid.
 func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
 	set := f.set()
 	n := f.o.Clients
-	if f.rule.Bucket > 1 {
+	switch {
+	case f.o.Secure:
+		n = simulation.SecureBuckets(n, f.rule.Bucket)
+	case f.rule.Bucket > 1:
 		n = (n + f.rule.Bucket - 1) / f.rule.Bucket
 	}
 	byz := f.o.Byzantine
@@ -286,6 +291,10 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	}
 	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
 	fmt.Fprintln(env.Stdout, detectionLine(res.Detection))
+	if sc := res.Secure; sc != nil {
+		fmt.Fprintf(env.Stdout, "secure: %d buckets (size %d), coordinate clip %g, %d quantization bits, %d weight bits, weight unit %d rows\n",
+			sc.Buckets, sc.BucketSize, sc.Clip, sc.QuantBits, sc.WeightBits, sc.WeightUnit)
+	}
 	if dp := res.DP; dp != nil {
 		fmt.Fprintf(env.Stdout, "record-level DP-SGD: ε = %.4g at δ = %g per client (σ %.4g–%.4g, C = %g)\n", dp.Epsilon, dp.Delta, dp.SigmaMin, dp.SigmaMax, dp.ClipNorm)
 	}
