@@ -46,18 +46,27 @@
 // ratio var / std_ref²; the participant is flagged (drift) when the
 // largest shift exceeds Config.DriftShift (default DefaultDriftShift, 2).
 //
-// The reference includes the participant's own rows, and a hospital with a
-// different case mix differs from it honestly: in the demo (WDBC, each
-// hospital drawing 75 % of its rows from one diagnosis) the largest shift
-// of each hospital lies between 0.44 and 0.94 reference standard
-// deviations (4 hospitals, data splits of seeds 1 to 5); the same
-// hospitals with every feature moved by 3 standard deviations show 2.96
-// or more (the coordinator's TestDriftDefaultOnDemo measures both). The
-// default of 2 is about twice the largest honest shift and one standard
-// deviation below the shifted hospitals.
+// The reference should not include the participant's own rows: a
+// participant holding a fraction p of the federation's rows, all shifted
+// by the same amount, pulls a pooled reference's mean towards itself and
+// widens its standard deviation, so that it can never lie more than
+// √((1−p)/p) reference standard deviations away, whatever its shift
+// (1.73 for p = 1/4, 2 for p = 1/5): with the default of 2, drift present
+// from the start would never be flagged for a hospital holding a fifth or
+// more of the rows. References gives each participant the robust scaling
+// of the others' statistics instead. In the demo (WDBC, 4 hospitals each
+// drawing 75 % of its rows from one diagnosis, data splits of seeds 1 to
+// 5) an honest hospital's largest shift against the others lies between
+// 0.60 and 1.45 (against all four, itself included: 0.47 to 0.86); a
+// hospital whose every feature was moved by 3 standard deviations from
+// the start shows 2.84 to 6.21 against the others, but only 1.26 to 3.22
+// against all four (the coordinator's TestDriftFromStart and
+// TestDriftDefaultOnDemo). The default of 2 lies above every honest shift
+// and below every shifted hospital's.
 package anomaly
 
 import (
+	"fmt"
 	"math"
 	"slices"
 
@@ -271,6 +280,30 @@ func DriftOf(st dataset.Stats, ref dataset.Scaling) (Shift, bool) {
 		}
 	}
 	return d, true
+}
+
+// References returns each party's drift reference: the robust scaling
+// (dataset.RobustScaling) of the other parties' statistics, so that its
+// own rows do not pull the reference towards it (see the package
+// documentation). With fewer than two parties there is no other party,
+// and References returns nil: the caller falls back to the federation's
+// scaling. Every party must pass dataset.CheckStats, and all have one
+// width, as RobustScaling requires of the whole.
+func References(parties []dataset.Party) (map[string]dataset.Scaling, error) {
+	if len(parties) < 2 {
+		return nil, nil
+	}
+	refs := make(map[string]dataset.Scaling, len(parties))
+	others := make([]dataset.Party, 0, len(parties)-1)
+	for i, p := range parties {
+		others = append(append(others[:0], parties[:i]...), parties[i+1:]...)
+		sc, _, err := dataset.RobustScaling(others)
+		if err != nil {
+			return nil, fmt.Errorf("anomaly: drift reference of %s: %w", p.Name, err)
+		}
+		refs[p.Name] = sc
+	}
+	return refs, nil
 }
 
 // Drifted reports whether a participant at d is flagged: its largest

@@ -104,3 +104,34 @@ func ExampleDriftOf() {
 	// Output:
 	// feature 1 shift 3.0 flagged true
 }
+
+// TestReferences: a party shifted from the start is flagged against the
+// others' scaling, not against the scaling its own rows are in, and the
+// others are flagged against neither.
+func TestReferences(t *testing.T) {
+	// Two rows per party with mean m and variance 1 in the one feature.
+	at := func(m float64) dataset.Stats {
+		return dataset.Stats{Count: 2, Sum: []float64{2 * m}, SumSquares: []float64{(m-1)*(m-1) + (m+1)*(m+1)}}
+	}
+	parties := []dataset.Party{{Name: "a", Stats: at(0)}, {Name: "b", Stats: at(3)}, {Name: "c", Stats: at(0)}}
+	all, _, err := dataset.RobustScaling(parties)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := anomaly.References(parties)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parties {
+		full, _ := anomaly.DriftOf(p.Stats, all)
+		loo, _ := anomaly.DriftOf(p.Stats, refs[p.Name])
+		wantLOO := p.Name == "b"
+		var cfg anomaly.Config
+		if got := cfg.Drifted(loo); got != wantLOO || cfg.Drifted(full) {
+			t.Errorf("%s: shift %.3f against the others (flagged %t, want %t), %.3f against all (want not flagged)", p.Name, loo.Shift, got, wantLOO, full.Shift)
+		}
+	}
+	if refs, err := anomaly.References(parties[:1]); refs != nil || err != nil {
+		t.Errorf("References(one party) = %v, %v, want nil, nil", refs, err)
+	}
+}

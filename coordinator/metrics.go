@@ -29,14 +29,19 @@ import (
 // runs anomaly.Check when a plain round closes and records each flag as
 // an audit.AnomalyFlagged event with the attempt, and anomaly.DriftOf when
 // a ReportValidation carrying the participant's training-row aggregates
-// arrives, against the federation's reference (the scaling fixed from all
-// hospitals' aggregates at the start); a report without aggregates (or
-// before the scaling is fixed) is not checked. Comparing each hospital
+// arrives, against the participant's reference: the robust scaling of the
+// other hospitals' aggregates at the start (anomaly.References), so that
+// its own rows, which the federation's scaling includes, do not hide a
+// drift present from the start; a hospital that did not report
+// aggregates then, and every hospital after a restart (the references are
+// kept in memory only, as the aggregates are), is checked against the
+// federation's scaling. A report without aggregates (or before the
+// scaling is fixed) is not checked. Comparing each hospital
 // with its own first report instead would never flag a skewed but stable
 // hospital, but the agent reports the aggregates of the training rows it
 // loaded when the session began, which change only when it restarts; and
 // data that was shifted from the start would never be flagged. So the
-// reference is the federation's.
+// reference is the federation's, less the hospital.
 
 // Anomaly kinds: the values of audit.AnomalyFlagged.Kind and of the kind
 // label of fedguard_anomaly_flags_total.

@@ -25,8 +25,9 @@ var DetectionKinds = []string{DetectAny, anomaly.Norm, anomaly.Cosine, anomaly.D
 // them on every plain round: norm, cosine and excluded on the round's
 // updates as the rule receives them (the Byzantine clients' crafted ones
 // included), drift on each client's training rows (the Byzantine
-// clients' after poisoning) against the federation's robust scaling of
-// all clients' statistics, as the coordinator fixes it at the start. A
+// clients' after poisoning) against its drift reference, the robust
+// scaling of all the other clients' statistics (anomaly.References), as
+// the coordinator fixes it at the start. A
 // client's drift is the same every round, so it counts once per round.
 // In a secure run (Options.Secure) the coordinator sees no update, only
 // bucket means: norm and cosine are not run, and a client is excluded
@@ -95,8 +96,8 @@ type detector struct {
 	d       Detection
 }
 
-// newDetector computes every client's drift against the federation's
-// robust scaling of the clients' statistics.
+// newDetector computes every client's drift against the robust scaling
+// of the other clients' statistics.
 func newDetector(s *sim) (*detector, error) {
 	det := &detector{byz: s.byz, drifted: make([]bool, len(s.clientX))}
 	parties := make([]dataset.Party, len(s.clientX))
@@ -104,11 +105,17 @@ func newDetector(s *sim) (*detector, error) {
 		t := dataset.Table{Features: make([]string, len(rows[0])), X: rows}
 		parties[i] = dataset.Party{Name: clientID(i), Stats: t.Stats()}
 	}
-	ref, _, err := dataset.RobustScaling(parties)
+	refs, err := anomaly.References(parties)
 	if err != nil {
 		return nil, fmt.Errorf("simulation: drift reference: %w", err)
 	}
 	for i, p := range parties {
+		ref, ok := refs[p.Name]
+		if !ok { // a single client: the federation is itself
+			if ref, _, err = dataset.RobustScaling(parties); err != nil {
+				return nil, fmt.Errorf("simulation: drift reference: %w", err)
+			}
+		}
 		sh, ok := anomaly.DriftOf(p.Stats, ref)
 		det.drifted[i] = ok && det.cfg.Drifted(sh)
 	}
