@@ -253,8 +253,12 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 			return
 		}
 		if !header {
-			fmt.Fprintf(env.Stderr, "simulate: %s, %s, %d clients (%d Byzantine, attack %s), rule %s, %d rounds\n",
-				o.Dataset, o.Model, o.Clients, o.Byzantine, simulation.AttackLabel(o.Attack), simulation.RuleLabel(o.Aggregation), o.Rounds)
+			mode := ""
+			if o.Secure {
+				mode = ", secure"
+			}
+			fmt.Fprintf(env.Stderr, "simulate: %s, %s, %d clients (%d Byzantine, attack %s), rule %s%s, %d rounds\n",
+				o.Dataset, o.Model, o.Clients, o.Byzantine, simulation.AttackLabel(o.Attack), simulation.RuleLabel(o.Aggregation), mode, o.Rounds)
 			fmt.Fprintf(env.Stdout, "%5s  %8s  %10s  %8s  %8s\n", "round", "accuracy", "loss", "asr", "seconds")
 			header = true
 		}
