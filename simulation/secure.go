@@ -25,7 +25,10 @@ import (
 // agreement and secret sharing are not simulated, nor are dropouts — and
 // decoded by secagg.Params.Decode into the bucket's weighted mean. The
 // rule, without its bucket and clipping pre-steps, aggregates the bucket
-// means weighted by their total weights: it sees no single update.
+// means weighted by their total weights: it sees no single update. The
+// attacks see the rule as configured (attack.Round.Rule): those that
+// simulate it use aggregation's bucketing pre-step in place of the
+// secure split.
 //
 // The encoding is the coordinator's default for the cohort:
 // secagg.DefaultParams for the largest bucket (secureround.LargestBucket),
