@@ -123,9 +123,9 @@ func newDetector(s *sim) (*detector, error) {
 }
 
 // round counts the flags of one round. updates are what the coordinator
-// sees (nil in a secure round), report is the rule's report on its
-// inputs, and excluded[i] says whether client i's input was left out.
-func (det *detector) round(updates []aggregation.Update, report aggregation.Report, excluded []bool) {
+// sees (nil in a secure round), and excluded[i] says whether the rule
+// left client i's input out.
+func (det *detector) round(updates []aggregation.Update, excluded []bool) {
 	flags := make([]map[string]bool, len(det.byz))
 	for i := range flags {
 		flags[i] = map[string]bool{anomaly.Drift: det.drifted[i], anomaly.Excluded: excluded[i]}

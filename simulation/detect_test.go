@@ -78,7 +78,7 @@ func TestDetectorDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		det.round(nil, aggregation.Report{}, make([]bool, clients))
+		det.round(nil, make([]bool, clients))
 	}
 	want := Detection{ByzantineUpdates: 3, HonestUpdates: 15, Byzantine: FlagCounts{Any: 3, Drift: 3}}
 	if det.d != want {

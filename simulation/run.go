@@ -207,7 +207,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			if err != nil {
 				return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
 			}
-			det.round(updates, report, excludedBy(report, ids))
+			det.round(updates, excludedBy(report, ids))
 		} else {
 			means, members, err := secure.round(ctx, s, r, deltas)
 			if err != nil {
@@ -223,7 +223,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 					excluded[i] = out
 				}
 			}
-			det.round(nil, report, excluded)
+			det.round(nil, excluded)
 		}
 		step := agg
 		if velocity != nil {

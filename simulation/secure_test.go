@@ -115,6 +115,17 @@ func TestRunSecure(t *testing.T) {
 	if err != nil || bucketed.Secure.Buckets != 4 {
 		t.Errorf("Run(secure, bucket 2, median) = %+v, %v, want 4 buckets", bucketed.Secure, err)
 	}
+	// Krum keeps one of the 4 buckets: the 6 clients of the 3 others are
+	// excluded, every round.
+	o.Aggregation = aggregation.Defaults(aggregation.NameKrum, 4, 0)
+	o.Aggregation.Bucket = 2
+	krum, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatalf("Run(secure, bucket 2, krum): %v", err)
+	}
+	if got := krum.Detection.Byzantine.Excluded + krum.Detection.Honest.Excluded; got != 6*o.Rounds {
+		t.Errorf("secure Krum over 4 buckets excluded %d client updates in %d rounds, want %d", got, o.Rounds, 6*o.Rounds)
+	}
 	o.Aggregation = aggregation.Defaults(aggregation.NameMedian, 4, 2) // f = 2 of 4 buckets
 	o.Aggregation.Bucket = 2
 	if _, err := Run(context.Background(), o, nil); !errors.Is(err, ErrOptions) || !errors.Is(err, aggregation.ErrCohort) {
