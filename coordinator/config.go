@@ -334,10 +334,7 @@ func (c Config) withDefaults() Config {
 			a.PhaseTimeout = Duration(secureround.DefaultPhaseTimeout)
 		}
 		if a.QuantBits == 0 {
-			largest := len(c.Enrolled)
-			if c.Aggregation.Bucket > 1 {
-				largest = min(largest, 2*c.Aggregation.Bucket-1)
-			}
+			largest := secureround.LargestBucket(len(c.Enrolled), c.Aggregation.Bucket)
 			a.QuantBits = max(2, secagg.RingBits-bits.Len(uint(max(largest, 1)-1))-a.WeightBits)
 		}
 	}
@@ -671,7 +668,7 @@ func (c Config) Validate() error {
 			add("%w", err)
 		}
 	}
-	c.Anomaly.validate(add)
+	validateAnomaly(c.Anomaly, add)
 	c.Limits.validate(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))

@@ -41,7 +41,9 @@
 // moments), so the coordinator learns each hospital's row count and, per
 // feature, its mean and variance. Nothing finer (no row, no quantile) is
 // sent. The coordinator keeps them in memory only until the scaling is
-// fixed and never writes them: the audit log holds the row count and a
+// fixed (and, derived from them, each hospital's drift reference: the
+// robust scaling of the other hospitals' statistics, until it stops) and
+// never writes them: the audit log holds the row count and a
 // SHA-256 digest (which reveals nothing about the values to a reader who
 // cannot guess them exactly), the state database only the pooled scaling,
 // and other hospitals only ever see the pooled scaling. So per-hospital
@@ -167,6 +169,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/anomaly"
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/dataset"
@@ -297,14 +300,19 @@ type Coordinator struct {
 	metricsMu   sync.Mutex
 	metricsAddr string // bound metrics listener, while Serve runs
 
-	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced on every state change
-	phase       phase
-	lastRound   uint64
-	model       []float32 // global model of lastRound; replaced, never mutated
-	modelSum    [32]byte  // SHA-256 of model in wire format v1
-	manifest    []byte    // signed manifest of lastRound; nil until the scaling is fixed
-	scaling     *dataset.Scaling
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced on every state change
+	phase     phase
+	lastRound uint64
+	model     []float32 // global model of lastRound; replaced, never mutated
+	modelSum  [32]byte  // SHA-256 of model in wire format v1
+	manifest  []byte    // signed manifest of lastRound; nil until the scaling is fixed
+	scaling   *dataset.Scaling
+	// driftRefs are the hospitals' drift references, each the robust
+	// scaling of the others' statistics (anomaly.References): derived
+	// from the statistics when the scaling is fixed, kept in memory only,
+	// so after a restart drift is checked against scaling.
+	driftRefs   map[string]dataset.Scaling
 	stats       map[string]dataset.Stats
 	statsSince  time.Time
 	ready       map[string]int // participants blocked in WaitRound (count of calls)
@@ -721,6 +729,10 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 		return fmt.Errorf("save feature scaling: %w", err)
 	}
 	c.manifest = genesis
+	if c.driftRefs, err = anomaly.References(parties); err != nil {
+		// RobustScaling took all of them: it takes any subset.
+		c.opts.log.Error("drift references: checking drift against the federation's scaling", "error", err)
+	}
 	c.stats = nil
 	c.phase = phaseCohort
 	c.opts.log.Info("feature scaling fixed", "participants", len(names), "rows", rows, "clipped", len(clipped))

@@ -2,8 +2,10 @@ package coordinator_test
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/fedguard/fedguard/anomaly"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/data/wdbc"
 	"github.com/fedguard/fedguard/dataset"
@@ -22,6 +24,7 @@ func TestDriftDefaultOnDemo(t *testing.T) {
 	fedtest.SkipIfShort(t, "sets up demo federations")
 	seeds := []uint64{1, 2, 3, 4, 5}
 	worst, least := 0.0, 1e9
+	looWorst, looLeast := 0.0, 1e9
 	for _, seed := range seeds {
 		dir := t.TempDir()
 		fed, err := demo.Setup(dir, seed)
@@ -80,7 +83,34 @@ func TestDriftDefaultOnDemo(t *testing.T) {
 			if shift <= coordinator.DefaultDriftShift {
 				t.Errorf("seed %d: %s shifted by 3 std has shift %.3f, not above DefaultDriftShift %v", seed, name, shift, coordinator.DefaultDriftShift)
 			}
+			// Against the drift reference, the others' scaling: honest
+			// still below the default, and shifted from the start (its
+			// moved statistics in the scaling too) above it.
+			refs, err := anomaly.References(parties)
+			if err != nil {
+				t.Fatal(err)
+			}
+			loo, _ := anomaly.DriftOf(st, refs[name])
+			looWorst = max(looWorst, loo.Shift)
+			if loo.Shift >= coordinator.DefaultDriftShift {
+				t.Errorf("seed %d: honest %s has shift %.3f against the others, at or above DefaultDriftShift %v", seed, name, loo.Shift, coordinator.DefaultDriftShift)
+			}
+			fromStart := slices.Clone(parties)
+			for i := range fromStart {
+				if fromStart[i].Name == name {
+					fromStart[i].Stats = moved
+				}
+			}
+			if refs, err = anomaly.References(fromStart); err != nil {
+				t.Fatal(err)
+			}
+			loo, _ = anomaly.DriftOf(moved, refs[name])
+			looLeast = min(looLeast, loo.Shift)
+			if loo.Shift <= coordinator.DefaultDriftShift {
+				t.Errorf("seed %d: %s shifted by 3 std from the start has shift %.3f against the others, not above DefaultDriftShift %v", seed, name, loo.Shift, coordinator.DefaultDriftShift)
+			}
 		}
 	}
 	t.Logf("largest honest shift %.3f; smallest shift of a +3 std hospital %.3f", worst, least)
+	t.Logf("against the others: largest honest shift %.3f; smallest shift of a hospital +3 std from the start %.3f", looWorst, looLeast)
 }

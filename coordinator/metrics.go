@@ -14,96 +14,50 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/anomaly"
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/metricsserver"
 )
 
-// Anomaly monitoring, in detail (see also the package documentation).
-// When a plain round closes, each accepted update is flagged when:
-//
-//   - norm: its L2 norm lies outside [median − K·MAD, median + K·MAD] of
-//     the cohort's norms (K = AnomalyConfig.NormMADs, default 3.5; MAD is
-//     the median absolute deviation) and also outside [median/R, R·median]
-//     (R = AnomalyConfig.NormRatio, default 3). The MAD is floored at 5% of
-//     the median: when half the cohort has nearly the same norm the MAD is
-//     close to zero and would flag any difference. The ratio keeps honest
-//     hospitals with different data from being flagged: near convergence
-//     their norms differ by a factor of two or so from round to round (the
-//     WDBC demo's do), while a boosted update (model replacement, scaling)
-//     is many times the median. With fewer than 3 updates the check is
-//     skipped: the median says nothing.
-//   - cosine: its cosine similarity to the round's reference direction is
-//     below AnomalyConfig.CosineFloor (default −0.5: it points clearly
-//     against the others); skipped when either vector is zero. The
-//     reference is the sample-weighted mean of the updates, each first
-//     scaled down to the cohort's median norm if it is larger: FedAvg's
-//     direction when the updates are alike, but one that no single
-//     update, however large, can drag its way. (It was the round's
-//     aggregate, which a boosted update — the demo's --poison, 50 times an
-//     honest one — dragged so far that the honest hospitals were the ones
-//     flagged.) Honest updates near convergence are mostly noise and can
-//     point slightly away from the reference (the demo's go down to about
-//     −0.4), so the floor is below 0.
-//   - excluded: the robust rule left it out of the aggregate (value: the
-//     rule's score, when it has one).
-//
-// Drift monitoring looks at data rather than updates, in plain and secure
-// rounds alike. Each ReportValidation may carry the aggregates of the
-// participant's training rows (count, per-feature sum and sum of
-// squares, the same as ReportStats). Against the federation's reference,
-// the scaling fixed from all hospitals' aggregates at the start, the
-// coordinator computes per feature the standardized mean shift
-// |mean − mean_ref| / std_ref and the variance ratio var / std_ref²:
-//
-//   - drift: the largest shift exceeds AnomalyConfig.DriftShift (default
-//     DefaultDriftShift, 2). Value is that shift, Feature its feature,
-//     VarianceRatio that feature's variance ratio. The flag is recorded
-//     when the report arrives, with the report's round and attempt; a
-//     report without aggregates (or before the scaling is fixed) is not
-//     checked.
-//
-// The reference includes the hospital's own rows, and a hospital with a
-// different case mix differs from it honestly: in the demo (WDBC, each
-// hospital drawing 75 % of its rows from one diagnosis) the largest
-// shift of each hospital lies between 0.44 and 0.94 reference standard
-// deviations (4 hospitals, data splits of seeds 1 to 5); the same
-// hospitals with every feature moved by 3 standard deviations show 2.96
-// or more (TestDriftDefaultOnDemo measures both). The default of 2 is
-// about twice the largest honest shift and one standard deviation below
-// the shifted hospitals. Comparing each hospital with its own
-// first report instead would never flag a skewed but stable hospital, but
-// the agent reports the aggregates of the training rows it loaded when the
-// session began, which change only when it restarts; and data that was
-// shifted from the start would never be flagged. So the reference is the
-// federation's.
+// Anomaly monitoring, in detail: the heuristics (norm, cosine, excluded
+// on the updates of a plain round; drift on the data statistics every
+// participant reports, in plain and secure rounds alike) are package
+// anomaly's, which the simulator runs too; see its documentation for what
+// each flags and the measurements behind the defaults. The coordinator
+// runs anomaly.Check when a plain round closes and records each flag as
+// an audit.AnomalyFlagged event with the attempt, and anomaly.DriftOf when
+// a ReportValidation carrying the participant's training-row aggregates
+// arrives, against the participant's reference: the robust scaling of the
+// other hospitals' aggregates at the start (anomaly.References), so that
+// its own rows, which the federation's scaling includes, do not hide a
+// drift present from the start; a hospital that did not report
+// aggregates then, and every hospital after a restart (the references are
+// kept in memory only, as the aggregates are), is checked against the
+// federation's scaling. A report without aggregates (or before the
+// scaling is fixed) is not checked. Comparing each hospital
+// with its own first report instead would never flag a skewed but stable
+// hospital, but the agent reports the aggregates of the training rows it
+// loaded when the session began, which change only when it restarts; and
+// data that was shifted from the start would never be flagged. So the
+// reference is the federation's, less the hospital.
 
 // Anomaly kinds: the values of audit.AnomalyFlagged.Kind and of the kind
 // label of fedguard_anomaly_flags_total.
 const (
-	AnomalyNorm     = "norm"
-	AnomalyCosine   = "cosine"
-	AnomalyExcluded = "excluded"
-	AnomalyDrift    = "drift"
+	AnomalyNorm     = anomaly.Norm
+	AnomalyCosine   = anomaly.Cosine
+	AnomalyExcluded = anomaly.Excluded
+	AnomalyDrift    = anomaly.Drift
 )
 
-// Defaults of AnomalyConfig.
+// Defaults of AnomalyConfig (see package anomaly).
 const (
-	// DefaultNormMADs is how many median absolute deviations an update's
-	// norm may lie from the cohort's median before it is flagged.
-	DefaultNormMADs = 3.5
-	// DefaultNormRatio is how many times the cohort's median norm an
-	// update's norm must also be off (above or below) before it is flagged.
-	DefaultNormRatio = 3.0
-	// DefaultCosineFloor is the lowest cosine similarity to the aggregate
-	// an update may have without being flagged.
-	DefaultCosineFloor = -0.5
-	// DefaultDriftShift is the largest standardized mean shift, in
-	// reference standard deviations, a participant's feature statistics
-	// may show against the federation's scaling without being flagged
-	// (see "Drift monitoring" above for the measurements behind it).
-	DefaultDriftShift = 2.0
+	DefaultNormMADs    = anomaly.DefaultNormMADs
+	DefaultNormRatio   = anomaly.DefaultNormRatio
+	DefaultCosineFloor = anomaly.DefaultCosineFloor
+	DefaultDriftShift  = anomaly.DefaultDriftShift
 )
 
 // Round failure classes: the reason label of fedguard_rounds_failed_total.
@@ -117,10 +71,6 @@ const (
 // failure is why a round attempt failed: a class for the metric, the
 // reason for the log and the audit record. The zero value means no failure.
 type failure struct{ class, reason string }
-
-// madFloor is the smallest MAD, as a fraction of the median norm, that the
-// norm check uses (see above).
-const madFloor = 0.05
 
 var (
 	failClasses  = []string{failQuorum, failAggregation, failSecure, failAudit}
@@ -355,123 +305,41 @@ func validateMetricsListen(addr, grpcListen string) error {
 }
 
 // normBand is the interval [lo, hi] a plain round's update norms are
-// expected in (see "Anomaly monitoring" above); false when there are too
-// few updates (under 3) to say. The status page draws it.
+// expected in (anomaly.NormBand); false when there are too few updates
+// (under 3) to say. The status page draws it.
 func normBand(cfg AnomalyConfig, norms []float64) (lo, hi float64, ok bool) {
-	if len(norms) < 3 {
-		return 0, 0, false
-	}
-	k, ratio := cfg.normMADs(), cfg.normRatio()
-	med := median(slices.Clone(norms))
-	dev := make([]float64, len(norms))
-	for i, v := range norms {
-		dev[i] = math.Abs(v - med)
-	}
-	mad := max(median(dev), madFloor*med)
-	return min(med-k*mad, med/ratio), max(med+k*mad, med*ratio), true
+	return anomaly.NormBand(cfg, norms)
 }
 
 // anomalyFlags checks the updates of a plain round against each other
-// (see "Anomaly monitoring" above). names are sorted; the flags come in
-// name order, norm before cosine before excluded.
+// (anomaly.Check). names are sorted; the flags come in name order, norm
+// before cosine before excluded.
 func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, report aggregation.Report) []audit.AnomalyFlagged {
-	floor := cfg.cosineFloor()
-	var flags []audit.AnomalyFlagged
-	norms := make([]float64, len(names))
-	for i, n := range names {
-		norms[i] = updates[n].norm
-	}
-	lo, hi, checkNorm := normBand(cfg, norms)
-	// ref is the sample-weighted mean of the updates clipped to the median
-	// norm: what the round's FedAvg would be if no update were larger
-	// than the median one.
-	var ref []float64
-	if len(names) > 0 {
-		med := median(slices.Clone(norms))
-		ref = make([]float64, len(updates[names[0]].delta))
-		for _, n := range names {
-			u := updates[n]
-			if u.norm == 0 {
-				continue
-			}
-			w := float64(u.samples) * min(1, med/u.norm)
-			for j, v := range u.delta {
-				ref[j] += w * float64(v)
-			}
-		}
-	}
-	refNorm := 0.0
-	for _, v := range ref {
-		refNorm += v * v
-	}
-	refNorm = math.Sqrt(refNorm)
-	entries := map[string]aggregation.Entry{}
-	for _, e := range report.Entries {
-		entries[e.ID] = e
-	}
+	in := make([]anomaly.Update, len(names))
 	for i, n := range names {
 		u := updates[n]
-		if checkNorm && (norms[i] < lo || norms[i] > hi) {
-			flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyNorm, Value: norms[i], Band: []float64{lo, hi}})
-		}
-		if u.norm > 0 && refNorm > 0 && len(ref) == len(u.delta) {
-			dot := 0.0
-			for j, v := range u.delta {
-				dot += float64(v) * ref[j]
-			}
-			if cos := dot / (u.norm * refNorm); cos < floor {
-				flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyCosine, Value: cos, Band: []float64{floor, 1}})
-			}
-		}
-		if e, ok := entries[n]; ok && !e.Selected {
-			flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyExcluded, Value: e.Score})
-		}
+		in[i] = anomaly.Update{ID: n, Delta: u.delta, Samples: u.samples, Norm: u.norm}
+	}
+	var flags []audit.AnomalyFlagged
+	for _, f := range anomaly.Check(cfg, in, report) {
+		flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: f.ID, Kind: f.Kind, Value: f.Value, Band: f.Band})
 	}
 	return flags
 }
 
 // drift is how far a participant's feature statistics lie from the
 // federation's reference scaling, at the feature where they lie farthest.
-type drift struct {
-	// Feature is the index of the feature with the largest Shift.
-	Feature int
-	// Shift is |mean − mean_ref| / std_ref at Feature.
-	Shift float64
-	// VarianceRatio is var / std_ref² at Feature (population variances).
-	VarianceRatio float64
-}
+type drift = anomaly.Shift
 
-// driftOf compares st with ref (see "Drift monitoring" above); false when
-// st has no rows or its width is not ref's. Ties go to the lower feature.
-func driftOf(st dataset.Stats, ref dataset.Scaling) (drift, bool) {
-	w := len(ref.Mean)
-	if st.Count == 0 || w == 0 || len(ref.Std) != w || len(st.Sum) != w || len(st.SumSquares) != w {
-		return drift{}, false
-	}
-	n := float64(st.Count)
-	d := drift{Shift: -1}
-	for j := range w {
-		mean := st.Sum[j] / n
-		v := max(st.SumSquares[j]/n-mean*mean, 0)
-		sd := ref.Std[j]
-		if !(sd > 0) {
-			sd = 1 // as dataset.ScalingFrom does for a constant column
-		}
-		shift := math.Abs(mean-ref.Mean[j]) / sd
-		if shift > d.Shift {
-			d = drift{Feature: j, Shift: shift, VarianceRatio: v / (sd * sd)}
-		}
-	}
-	return d, true
-}
+// driftOf compares st with ref (anomaly.DriftOf).
+func driftOf(st dataset.Stats, ref dataset.Scaling) (drift, bool) { return anomaly.DriftOf(st, ref) }
 
 // driftFlag returns the drift flag of participant's statistics st in the
 // given attempt, or nil when they are within cfg's band (or cannot be
 // compared). features names the reference's features.
 func driftFlag(cfg AnomalyConfig, attempt uint32, participant string, features []string, st dataset.Stats, ref dataset.Scaling) *audit.AnomalyFlagged {
 	d, ok := driftOf(st, ref)
-	limit := cfg.driftShift()
-	if !ok || !(d.Shift > limit) {
+	if !ok || !cfg.Drifted(d) {
 		return nil
 	}
 	name := fmt.Sprintf("feature %d", d.Feature)
@@ -480,80 +348,24 @@ func driftFlag(cfg AnomalyConfig, attempt uint32, participant string, features [
 	}
 	return &audit.AnomalyFlagged{
 		Attempt: attempt, Participant: participant, Kind: AnomalyDrift, Value: d.Shift,
-		Band: []float64{0, limit}, Feature: name, VarianceRatio: d.VarianceRatio,
+		Band: []float64{0, cfg.WithDefaults().DriftShift}, Feature: name, VarianceRatio: d.VarianceRatio,
 	}
 }
 
-// median sorts v and returns its median; v must not be empty.
-func median(v []float64) float64 {
-	slices.Sort(v)
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
-	}
-	return (v[n/2-1] + v[n/2]) / 2
-}
+// AnomalyConfig tunes the coordinator's anomaly monitoring (see the
+// package documentation's Metrics section and package anomaly); zero
+// values take the defaults.
+type AnomalyConfig = anomaly.Config
 
-// AnomalyConfig tunes the coordinator's anomaly monitoring of plain rounds
-// (see the package documentation's Metrics section); zero values take the
-// defaults.
-type AnomalyConfig struct {
-	// NormMADs is K: an update whose norm lies more than K median absolute
-	// deviations from the cohort's median norm is flagged (default
-	// DefaultNormMADs).
-	NormMADs float64 `json:"norm_mads,omitempty"`
-	// NormRatio is R: the norm must also be more than R times the median,
-	// or less than the median over R (default DefaultNormRatio; at least
-	// 1).
-	NormRatio float64 `json:"norm_ratio,omitempty"`
-	// CosineFloor: an update whose cosine similarity to the aggregate is
-	// below it is flagged (default DefaultCosineFloor when absent; -1
-	// turns the check off). It must be in [-1, 1].
-	CosineFloor *float64 `json:"cosine_floor,omitempty"`
-	// DriftShift: a participant whose reported feature statistics have a
-	// feature mean more than DriftShift reference standard deviations
-	// from the federation's mean is flagged (default DefaultDriftShift;
-	// a finite number > 0).
-	DriftShift float64 `json:"drift_shift,omitempty"`
-}
-
-func (a AnomalyConfig) driftShift() float64 {
-	if a.DriftShift == 0 {
-		return DefaultDriftShift
-	}
-	return a.DriftShift
-}
-
-func (a AnomalyConfig) normRatio() float64 {
-	if a.NormRatio == 0 {
-		return DefaultNormRatio
-	}
-	return a.NormRatio
-}
-
-func (a AnomalyConfig) cosineFloor() float64 {
-	if a.CosineFloor == nil {
-		return DefaultCosineFloor
-	}
-	return *a.CosineFloor
-}
-
-func (a AnomalyConfig) normMADs() float64 {
-	if a.NormMADs == 0 {
-		return DefaultNormMADs
-	}
-	return a.NormMADs
-}
-
-// validate checks the anomaly settings.
-func (a AnomalyConfig) validate(add func(string, ...any)) {
+// validateAnomaly checks the anomaly settings.
+func validateAnomaly(a AnomalyConfig, add func(string, ...any)) {
 	if !(a.NormMADs >= 0) || math.IsInf(a.NormMADs, 0) {
 		add("anomaly.norm_mads %v must be a finite number ≥ 0 (0: the default %v)", a.NormMADs, DefaultNormMADs)
 	}
 	if !(a.NormRatio == 0 || a.NormRatio >= 1) || math.IsInf(a.NormRatio, 0) {
 		add("anomaly.norm_ratio %v must be a finite number ≥ 1 (0: the default %v)", a.NormRatio, DefaultNormRatio)
 	}
-	if f := a.cosineFloor(); !(f >= -1 && f <= 1) {
+	if f := *a.WithDefaults().CosineFloor; !(f >= -1 && f <= 1) {
 		add("anomaly.cosine_floor %v must be between -1 and 1", f)
 	}
 	if !(a.DriftShift >= 0) || math.IsInf(a.DriftShift, 0) {

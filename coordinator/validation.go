@@ -121,12 +121,16 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 		slog.Uint64("round", req.GetRound()), slog.String("mode", req.GetMode()), slog.Bool("training", req.GetTraining()),
 		slog.Int("findings", len(ev.Findings)), slog.Int("errors", errs))
 	entries := []audit.Entry{{Kind: audit.KindDataValidation, Actor: name, Round: req.GetRound(), Payload: ev}}
-	// Drift: the statistics against the federation's reference scaling,
+	// Drift: the statistics against the hospital's drift reference (the
+	// others' robust scaling, or after a restart the federation's),
 	// recorded in the same append as the report they come from.
 	var flag *audit.AnomalyFlagged
 	if pst != nil {
 		c.mu.Lock()
 		ref := c.scaling
+		if r, ok := c.driftRefs[name]; ok {
+			ref = &r // the others' statistics: its own do not pull the reference its way
+		}
 		c.mu.Unlock()
 		if ref != nil {
 			st := dataset.Stats{Count: pst.GetCount(), Sum: pst.GetSum(), SumSquares: pst.GetSumSquares()}

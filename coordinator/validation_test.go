@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedguard/fedguard/audit"
@@ -225,5 +226,42 @@ func TestReportValidationPrivacyBudget(t *testing.T) {
 		if p.Name == ps[2].name && (p.Status != coordinator.ParticipantRefused || p.Reason != "sat out round 1: its privacy budget would be exceeded") {
 			t.Errorf("%s after a privacy-budget sit-out: status %q, reason %q", p.Name, p.Status, p.Reason)
 		}
+	}
+}
+
+// TestDriftFromStart: a hospital whose data is shifted from the start is
+// flagged, although its statistics are in the federation's scaling. Before,
+// drift was checked against that scaling, which hospital-b's own rows (a
+// third of them, shifted by 3 of the others' standard deviations in f2)
+// pulled to 1.15 of its standard deviations from it: never flagged, as no
+// hospital holding a fifth or more of the rows can be (see package
+// anomaly). Against the others' scaling it is 3 away.
+func TestDriftFromStart(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	ps := f.connect(t, s, abc...)
+	honest, shifted := statsOf([2]float64{0, 1}, [2]float64{2, 3}), statsOf([2]float64{0, 4}, [2]float64{2, 6})
+	ps[0].reportStats(t, honest)
+	ps[1].reportStats(t, shifted)
+	ps[2].reportStats(t, honest)
+	waitScalingFixed(t, ps[0], 10*time.Second)
+	for i, st := range []stats{honest, shifted, honest} {
+		_, err := ps[i].svc.ReportValidation(callCtx(t, 5*time.Second), &fedguardv1.ReportValidationRequest{
+			Round: 1, Attempt: 1, Mode: "warn", Training: true, Rows: st.count, Columns: 3,
+			FeatureStats: &fedguardv1.FeatureStats{Count: st.count, Sum: st.sum, SumSquares: st.sumSq},
+		})
+		if err != nil {
+			t.Fatalf("%s: ReportValidation = %v", ps[i].name, err)
+		}
+	}
+	var flags []coordinator.FlagStatus
+	for _, fl := range s.c.Status().Flags {
+		fl.Time = time.Time{}
+		flags = append(flags, fl)
+	}
+	want := []coordinator.FlagStatus{{Round: 1, Attempt: 1, Participant: "hospital-b", Kind: coordinator.AnomalyDrift, Value: 3, Band: []float64{0, coordinator.DefaultDriftShift}}}
+	if diff := cmp.Diff(want, flags, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Errorf("Status().Flags (-want +got):\n%s", diff)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/manifest"
-	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
 	"github.com/fedguard/fedguard/wire"
@@ -371,22 +370,12 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 	if err := a.checkResult(res); err != nil {
 		return Result{}, nil, err
 	}
-	delta := res.Delta
-	if plan.NormClip > 0 {
-		if n := model.Norm(delta); n > plan.NormClip {
-			delta = make([]float32, len(res.Delta))
-			f := plan.NormClip / n
-			for i, v := range res.Delta {
-				delta[i] = float32(float64(v) * f)
-			}
-		}
-	}
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {
 		return Result{}, nil, fmt.Errorf("participant: rounding seed: %w", err)
 	}
-	input := make([]uint32, len(delta)+1)
-	if err := plan.Params.Encode(input, delta, plan.Weight(res.Samples), rand.NewChaCha8(seed)); err != nil {
+	input, err := plan.Input(res.Delta, res.Samples, rand.NewChaCha8(seed))
+	if err != nil {
 		return Result{}, nil, fmt.Errorf("%w: encode the update: %w", ErrSecureRound, err)
 	}
 	return res, input, nil

@@ -24,6 +24,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -267,6 +268,40 @@ func (p Plan) session(b int, members []string) secagg.Config {
 func Threshold(m, percent int) int {
 	t := (m*percent + 99) / 100
 	return min(m, max(t, m/2+1))
+}
+
+// LargestBucket is the size of the largest bucket Buckets can give a
+// cohort of n with bucket size s (0 or 1: one bucket of the whole cohort):
+// min(n, 2s−1), since the ⌊n/s⌋ buckets differ in size by at most one.
+// The encoding's bit budget must hold for it.
+func LargestBucket(n, s int) int {
+	if s <= 1 {
+		return n
+	}
+	return min(n, 2*s-1)
+}
+
+// Input is a member's input to its bucket's session: delta clipped to
+// NormClip in L2 norm (when NormClip > 0), then encoded by Params with the
+// member's weight for samples (see secagg.Params.Encode), rng driving the
+// stochastic rounding. The participant agent sends it masked; the
+// simulator sums it unmasked, which gives the same sum.
+func (p Plan) Input(delta []float32, samples uint64, rng *rand.ChaCha8) ([]uint32, error) {
+	if p.NormClip > 0 {
+		if n := model.Norm(delta); n > p.NormClip {
+			clipped := make([]float32, len(delta))
+			f := p.NormClip / n
+			for i, v := range delta {
+				clipped[i] = float32(float64(v) * f)
+			}
+			delta = clipped
+		}
+	}
+	input := make([]uint32, len(delta)+1)
+	if err := p.Params.Encode(input, delta, p.Weight(samples), rng); err != nil {
+		return nil, err
+	}
+	return input, nil
 }
 
 // Weight is the integer weight a participant with this many training

@@ -3,6 +3,8 @@ package secureround_test
 import (
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -206,5 +208,62 @@ func TestThreshold(t *testing.T) {
 		if got := secureround.Threshold(tt.m, tt.percent); got != tt.want {
 			t.Errorf("Threshold(%d, %d) = %d, want %d", tt.m, tt.percent, got, tt.want)
 		}
+	}
+}
+
+// TestLargestBucket checks LargestBucket against the buckets Buckets
+// draws: never smaller than the largest, and reached.
+func TestLargestBucket(t *testing.T) {
+	for _, s := range []int{0, 2, 3, 5} {
+		reached := false
+		for n := max(2, s); n <= 30; n++ {
+			largest := 0
+			for _, b := range plan(n, s).Buckets() {
+				largest = max(largest, len(b))
+			}
+			got := secureround.LargestBucket(n, s)
+			if largest > got {
+				t.Errorf("LargestBucket(%d, %d) = %d, but Buckets gives one of %d", n, s, got, largest)
+			}
+			reached = reached || largest == got
+		}
+		if !reached {
+			t.Errorf("LargestBucket(·, %d) is never reached for n ≤ 30", s)
+		}
+	}
+}
+
+// TestInput checks that the inputs of a bucket, summed modulo 2^32 as the
+// unmasked SecAgg sum is, decode to the weighted mean of the members'
+// updates clipped to NormClip.
+func TestInput(t *testing.T) {
+	p := plan(4, 0)
+	p.Dim = 2
+	p.NormClip = 1
+	deltas := [][]float32{{0.3, 0.4}, {-6, 8}} // the second is clipped to norm 1: (−0.6, 0.8)
+	samples := []uint64{1, 3}
+	sum := make([]uint32, p.Dim+1)
+	for i, d := range deltas {
+		in, err := p.Input(d, samples[i], rand.NewChaCha8([32]byte{byte(i)}))
+		if err != nil {
+			t.Fatalf("Input(%v): %v", d, err)
+		}
+		for j, v := range in {
+			sum[j] += v
+		}
+	}
+	mean := make([]float32, p.Dim)
+	w, err := p.Params.Decode(mean, sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{(0.3 - 3*0.6) / 4, (0.4 + 3*0.8) / 4}
+	for j := range want {
+		if d := math.Abs(float64(mean[j]) - want[j]); w != 4 || d > p.Params.ErrorBound(2) {
+			t.Errorf("decoded mean %v with weight %d, want %v with weight 4 (error bound %g)", mean, w, want, p.Params.ErrorBound(2))
+		}
+	}
+	if _, err := p.Input([]float32{float32(math.NaN()), 0}, 1, rand.NewChaCha8([32]byte{})); !errors.Is(err, secagg.ErrInput) {
+		t.Errorf("Input(NaN) = %v, want secagg.ErrInput", err)
 	}
 }

@@ -48,6 +48,18 @@
 // (LookupPreset) mirror papers' experiments as their code runs them; see
 // docs/reproductions.md.
 //
+// # Detectors and secure mode
+//
+// Every run also runs the coordinator's anomaly heuristics (package
+// anomaly) on every round and counts in Result.Detection how many of the
+// Byzantine and of the honest clients' updates each flagged: the
+// detection and false-positive rates of `fedguard simulate`. With
+// Options.Secure the run is the secure + robust mode the coordinator runs
+// (see secure.go): the production bucket split (secureround.Plan.Buckets),
+// the participants' clipping and SecAgg encoding of their inputs
+// (secureround.Plan.Input), the modular sum and decoding of each bucket,
+// and the rule over bucket means; masking and dropouts are not simulated.
+//
 // # Grids
 //
 // Grid runs every (attack, rule) pair of a base configuration in parallel

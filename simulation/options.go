@@ -136,6 +136,15 @@ type Options struct {
 	DPDelta           float64 `json:"dp_delta,omitempty"`
 	DPNoiseMultiplier float64 `json:"dp_noise_multiplier,omitempty"`
 	DPClipNorm        float64 `json:"dp_clip_norm,omitempty"`
+	// Secure runs the secure + robust mode the coordinator runs with
+	// "secure": true (see secure.go): the clients' updates are clipped to
+	// Aggregation.NormClip, quantized as SecAgg encodes them and summed
+	// per bucket of the production split (Aggregation.Bucket is the
+	// bucket size S, 0 or 1 one bucket), and the rule, without its
+	// pre-steps, sees only the bucket means. SecureClip is SecAgg's
+	// coordinate clip (0: DefaultSecureClip, the coordinator's default).
+	Secure     bool    `json:"secure,omitempty"`
+	SecureClip float64 `json:"secure_clip,omitempty"`
 	// MNISTDir is the folder of the MNIST IDX files ("" finds them in the
 	// module cache).
 	MNISTDir string `json:"-"`
@@ -215,6 +224,9 @@ type checked struct {
 	scheme partition.Scheme
 	attack attack.Attack
 	rule   aggregation.Rule
+	// ruleConfig is the configuration rule was built from: o.Aggregation,
+	// or in a secure run the rule over bucket means.
+	ruleConfig aggregation.Config
 }
 
 // check fills in the defaults and validates o without loading any data.
@@ -293,12 +305,19 @@ func check(o Options) (*checked, error) {
 	if bd, ok := atk.(attack.Backdoor); ok && (bd.Target() < 0 || bd.Target() >= sh.classes) {
 		return bad(fmt.Errorf("attack %s: target class %d, want between 0 and %d", o.Attack.Name, bd.Target(), sh.classes-1))
 	}
-	if err := o.Aggregation.CheckCohort(o.Clients); err != nil {
-		return bad(fmt.Errorf("%d clients: %w", o.Clients, err))
+	ruleConfig, inputs, what := o.Aggregation, o.Clients, "clients"
+	if o.Secure {
+		if !(o.SecureClip >= 0) {
+			return bad(fmt.Errorf("secure clip %v, want a number ≥ 0 (0: %v)", o.SecureClip, DefaultSecureClip))
+		}
+		ruleConfig, inputs, what = secureRuleConfig(o.Aggregation), SecureBuckets(o.Clients, o.Aggregation.Bucket), "secure buckets"
 	}
-	rule, err := aggregation.New(o.Aggregation)
+	if err := ruleConfig.CheckCohort(inputs); err != nil {
+		return bad(fmt.Errorf("%d %s: %w", inputs, what, err))
+	}
+	rule, err := aggregation.New(ruleConfig)
 	if err != nil {
 		return bad(err)
 	}
-	return &checked{o: o, spec: spec, plan: plan, scheme: scheme, attack: atk, rule: rule}, nil
+	return &checked{o: o, spec: spec, plan: plan, scheme: scheme, attack: atk, rule: rule, ruleConfig: ruleConfig}, nil
 }

@@ -59,6 +59,11 @@ type Result struct {
 	// DP is the record-level privacy of the clients' DP-SGD, when
 	// Options asked for it.
 	DP *DPResult `json:"dp,omitempty"`
+	// Secure is the layout of a secure run (Options.Secure).
+	Secure *SecureResult `json:"secure,omitempty"`
+	// Detection is how often the coordinator's anomaly heuristics flagged
+	// the Byzantine and the honest clients' updates over all the rounds.
+	Detection Detection `json:"detection"`
 }
 
 // DPResult is what DP-SGD gave the clients: the largest ε any client
@@ -134,7 +139,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		velocity = make([]float32, len(global))
 	}
 	baseRule := c.rule
-	if sr := statefulRule(o.Aggregation, o.ClippingCenter); sr != nil {
+	if sr := statefulRule(c.ruleConfig, o.ClippingCenter); sr != nil {
 		baseRule = sr // a fresh state for every run
 	}
 	dps, dpRes, err := dpSetup(c, s)
@@ -142,6 +147,21 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		return Result{}, err
 	}
 	res.DP = dpRes
+	det, err := newDetector(s)
+	if err != nil {
+		return Result{}, err
+	}
+	ids := make([]string, o.Clients)
+	for i := range ids {
+		ids[i] = clientID(i)
+	}
+	var secure *secureMode
+	if o.Secure {
+		if secure, err = newSecure(s, len(global)); err != nil {
+			return Result{}, err
+		}
+		res.Secure = &secure.res
+	}
 	for r := 1; r <= o.Rounds; r++ {
 		t0 := time.Now()
 		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
@@ -182,8 +202,28 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			updates[i] = aggregation.Update{ID: clientID(i), Delta: deltas[i], Samples: uint64(len(s.clientY[i]))}
 		}
 		rule := aggregation.WithRand(baseRule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
-		if _, err := rule.Aggregate(agg, updates); err != nil {
-			return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
+		if secure == nil {
+			report, err := rule.Aggregate(agg, updates)
+			if err != nil {
+				return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
+			}
+			det.round(updates, excludedBy(report, ids))
+		} else {
+			means, members, err := secure.round(ctx, s, r, deltas)
+			if err != nil {
+				return Result{}, err
+			}
+			report, err := rule.Aggregate(agg, means)
+			if err != nil {
+				return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
+			}
+			excluded := make([]bool, o.Clients)
+			for b, out := range excludedBy(report, bucketIDs(means)) {
+				for _, i := range members[b] {
+					excluded[i] = out
+				}
+			}
+			det.round(nil, excluded)
 		}
 		step := agg
 		if velocity != nil {
@@ -212,6 +252,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			onRound(rr)
 		}
 	}
+	res.Detection = det.d
 	last := res.Rounds[len(res.Rounds)-1]
 	res.Accuracy, res.Loss, res.AttackSuccess = last.Accuracy, last.Loss, last.AttackSuccess
 	dg := model.Digest(global)

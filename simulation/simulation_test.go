@@ -196,7 +196,9 @@ func TestGridWDBC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WriteCSV wrote unreadable CSV: %v", err)
 	}
-	wantHead := "attack,rule,final_accuracy,attack_success,round_1,round_2,round_3"
+	wantHead := "attack,rule,final_accuracy,attack_success,detection_rate,false_positive_rate," +
+		"detection_norm,false_positive_norm,detection_cosine,false_positive_cosine,detection_drift,false_positive_drift," +
+		"detection_excluded,false_positive_excluded,round_1,round_2,round_3"
 	if len(rows) != 5 || strings.Join(rows[0], ",") != wantHead {
 		t.Fatalf("CSV = %q, want header %s and 4 rows", rows, wantHead)
 	}

@@ -22,7 +22,12 @@ import (
 )
 
 // WriteCSV writes one row per result: attack, rule, final_accuracy,
-// attack_success (empty unless the attack is a backdoor), then the
+// attack_success (empty unless the attack is a backdoor), the anomaly
+// heuristics' detection_rate and false_positive_rate (any of norm, cosine
+// and drift; see Detection) and the same per heuristic
+// (detection_norm, false_positive_norm, … for cosine, drift and the
+// rule's exclusions, excluded), each empty when there was no update of
+// its kind (no Byzantine client), then the
 // accuracy after each evaluated round (round_1, round_2, … named by the
 // round numbers of the result with the most; empty cells when a result
 // has fewer). It holds no wall time, so the same grid gives the same file
@@ -38,6 +43,7 @@ func WriteCSV(w io.Writer, results []Result) error {
 	rounds := len(longest)
 	cw := csv.NewWriter(w)
 	head := []string{"attack", "rule", "final_accuracy", "attack_success"}
+	head = append(head, detectionColumns()...)
 	for _, rr := range longest {
 		head = append(head, "round_"+strconv.Itoa(rr.Round))
 	}
@@ -49,6 +55,7 @@ func WriteCSV(w io.Writer, results []Result) error {
 		if r.AttackSuccess != nil {
 			row[3] = fmtFloat(*r.AttackSuccess)
 		}
+		row = append(row, detectionCells(r.Detection)...)
 		for i := range rounds {
 			if i < len(r.Rounds) {
 				row = append(row, fmtFloat(r.Rounds[i].Accuracy))
@@ -78,6 +85,37 @@ func WriteTimingCSV(w io.Writer, results []Result) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// detectionColumns are the CSV columns of a Detection: the rates of
+// DetectAny first, unsuffixed, then those of each heuristic.
+func detectionColumns() []string {
+	var cols []string
+	for _, k := range DetectionKinds {
+		if k == DetectAny {
+			cols = append(cols, "detection_rate", "false_positive_rate")
+			continue
+		}
+		cols = append(cols, "detection_"+k, "false_positive_"+k)
+	}
+	return cols
+}
+
+// detectionCells are d's rates in the order of detectionColumns, empty
+// where undefined.
+func detectionCells(d Detection) []string {
+	var cells []string
+	for _, k := range DetectionKinds {
+		for _, f := range []func(string) (float64, bool){d.DetectionRate, d.FalsePositiveRate} {
+			v, ok := f(k)
+			c := ""
+			if ok {
+				c = fmtFloat(v)
+			}
+			cells = append(cells, c)
+		}
+	}
+	return cells
 }
 
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'f', 4, 64) }
@@ -195,7 +233,11 @@ func describe(o Options) string {
 	if len(o.Hidden) > 0 && o.Model == "mlp" {
 		m = fmt.Sprintf("mlp %v", o.Hidden)
 	}
-	return fmt.Sprintf("%s, %s, %d clients, %d Byzantine, %s, %d rounds", o.Dataset, m, o.Clients, o.Byzantine, o.Partition, o.Rounds)
+	d := fmt.Sprintf("%s, %s, %d clients, %d Byzantine, %s, %d rounds", o.Dataset, m, o.Clients, o.Byzantine, o.Partition, o.Rounds)
+	if o.Secure {
+		d += ", secure"
+	}
+	return d
 }
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)

@@ -70,6 +70,7 @@ var layers = map[string]int{
 	"aggregation":        algorithms,
 	"aggregation/secagg": algorithms,
 	"attack":             algorithms,
+	"anomaly":            algorithms,
 	"safetensors":        algorithms,
 	"validation":         algorithms,
 	"manifest":           algorithms,

@@ -97,6 +97,8 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.Float64Var(&o.DPNoiseMultiplier, "dp-sigma", 0, "clients train with DP-SGD at this noise multiplier σ, instead of -dp-epsilon")
 	fs.Float64Var(&o.DPClipNorm, "dp-clip", 0, "DP-SGD per-record clipping norm C (0: 1)")
 	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
+	fs.BoolVar(&o.Secure, "secure", false, "secure + robust mode: -bucket S buckets as the coordinator splits them, SecAgg's quantization, the rule over bucket means")
+	fs.Float64Var(&o.SecureClip, "secure-clip", 0, fmt.Sprintf("with -secure, SecAgg's per-coordinate clip (0: %g)", simulation.DefaultSecureClip))
 }
 
 // attackFlags declares the flags of the attacks' parameters, bound to c.
@@ -175,14 +177,17 @@ func (f *simFlags) attackConfig(name string, all bool) attack.Config {
 }
 
 // ruleConfig is aggregation.Defaults for rule, n clients (their buckets
-// with -bucket) and f = -f or else the number of Byzantine clients, then
+// with -bucket, as the coordinator splits them with -secure) and f = -f or else the number of Byzantine clients, then
 // the parameters set on the command line: all of them for a single run
 // (aggregation.Config.Validate refuses those the rule does not take), only
 // its own in a grid.
 func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
 	set := f.set()
 	n := f.o.Clients
-	if f.rule.Bucket > 1 {
+	switch {
+	case f.o.Secure:
+		n = simulation.SecureBuckets(n, f.rule.Bucket)
+	case f.rule.Bucket > 1:
 		n = (n + f.rule.Bucket - 1) / f.rule.Bucket
 	}
 	byz := f.o.Byzantine
@@ -248,8 +253,12 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 			return
 		}
 		if !header {
-			fmt.Fprintf(env.Stderr, "simulate: %s, %s, %d clients (%d Byzantine, attack %s), rule %s, %d rounds\n",
-				o.Dataset, o.Model, o.Clients, o.Byzantine, simulation.AttackLabel(o.Attack), simulation.RuleLabel(o.Aggregation), o.Rounds)
+			mode := ""
+			if o.Secure {
+				mode = ", secure"
+			}
+			fmt.Fprintf(env.Stderr, "simulate: %s, %s, %d clients (%d Byzantine, attack %s), rule %s%s, %d rounds\n",
+				o.Dataset, o.Model, o.Clients, o.Byzantine, simulation.AttackLabel(o.Attack), simulation.RuleLabel(o.Aggregation), mode, o.Rounds)
 			fmt.Fprintf(env.Stdout, "%5s  %8s  %10s  %8s  %8s\n", "round", "accuracy", "loss", "asr", "seconds")
 			header = true
 		}
@@ -285,6 +294,11 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
 	}
 	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	fmt.Fprintln(env.Stdout, detectionLine(res.Detection))
+	if sc := res.Secure; sc != nil {
+		fmt.Fprintf(env.Stdout, "secure: %d buckets (size %d), coordinate clip %g, %d quantization bits, %d weight bits, weight unit %d rows\n",
+			sc.Buckets, sc.BucketSize, sc.Clip, sc.QuantBits, sc.WeightBits, sc.WeightUnit)
+	}
 	if dp := res.DP; dp != nil {
 		fmt.Fprintf(env.Stdout, "record-level DP-SGD: ε = %.4g at δ = %g per client (σ %.4g–%.4g, C = %g)\n", dp.Epsilon, dp.Delta, dp.SigmaMin, dp.SigmaMax, dp.ClipNorm)
 	}
@@ -516,21 +530,72 @@ type gridCell struct {
 	Rule          string   `json:"rule"`
 	Accuracy      float64  `json:"final_accuracy"`
 	AttackSuccess *float64 `json:"attack_success,omitempty"`
-	Seconds       float64  `json:"seconds"`
+	// DetectionRate and FalsePositiveRate are those of any of the anomaly
+	// heuristics (simulation.DetectAny); absent when undefined.
+	DetectionRate     *float64             `json:"detection_rate,omitempty"`
+	FalsePositiveRate *float64             `json:"false_positive_rate,omitempty"`
+	Detection         simulation.Detection `json:"detection"`
+	Seconds           float64              `json:"seconds"`
 }
 
 func gridSummary(results []simulation.Result, seconds float64) map[string]any {
 	cells := make([]gridCell, len(results))
 	for i, r := range results {
 		cells[i] = gridCell{Attack: simulation.AttackLabel(r.Options.Attack), Rule: simulation.RuleLabel(r.Options.Aggregation),
-			Accuracy: r.Accuracy, AttackSuccess: r.AttackSuccess, Seconds: r.Seconds}
+			Accuracy: r.Accuracy, AttackSuccess: r.AttackSuccess, Detection: r.Detection, Seconds: r.Seconds}
+		if v, ok := r.Detection.DetectionRate(simulation.DetectAny); ok {
+			cells[i].DetectionRate = &v
+		}
+		if v, ok := r.Detection.FalsePositiveRate(simulation.DetectAny); ok {
+			cells[i].FalsePositiveRate = &v
+		}
 	}
 	return map[string]any{"runs": cells, "seconds": seconds}
 }
 
+// detectionLine summarizes a run's Detection: the detection and
+// false-positive rates of any heuristic, then of each.
+func detectionLine(d simulation.Detection) string {
+	rate := func(v float64, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", v)
+	}
+	var parts []string
+	for _, k := range simulation.DetectionKinds[1:] {
+		parts = append(parts, fmt.Sprintf("%s %s/%s", k, rate(d.DetectionRate(k)), rate(d.FalsePositiveRate(k))))
+	}
+	return fmt.Sprintf("anomaly flags (detection/false positives): any %s/%s; %s",
+		rate(d.DetectionRate(simulation.DetectAny)), rate(d.FalsePositiveRate(simulation.DetectAny)), strings.Join(parts, ", "))
+}
+
 // writeGridTable prints attacks down and rules across: the final accuracy,
-// and the attack success rate in parentheses where defined.
+// and the attack success rate in parentheses where defined; then, in the
+// same layout, the anomaly heuristics' detection and false-positive
+// rates.
 func writeGridTable(w io.Writer, results []simulation.Result) {
+	writeTable(w, results, func(r simulation.Result) string {
+		s := fmt.Sprintf("%.4f", r.Accuracy)
+		if r.AttackSuccess != nil {
+			s += fmt.Sprintf(" (%.2f)", *r.AttackSuccess)
+		}
+		return s
+	})
+	fmt.Fprintln(w, "\nanomaly flags: detection rate / false-positive rate (norm, cosine or drift)")
+	writeTable(w, results, func(r simulation.Result) string {
+		rate := func(v float64, ok bool) string {
+			if !ok {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", v)
+		}
+		return rate(r.Detection.DetectionRate(simulation.DetectAny)) + " / " + rate(r.Detection.FalsePositiveRate(simulation.DetectAny))
+	})
+}
+
+// writeTable prints one cell per result, attacks down and rules across.
+func writeTable(w io.Writer, results []simulation.Result, format func(simulation.Result) string) {
 	var attacks, rules []string
 	cell := map[[2]string]string{}
 	for _, r := range results {
@@ -541,11 +606,7 @@ func writeGridTable(w io.Writer, results []simulation.Result) {
 		if !slices.Contains(rules, ru) {
 			rules = append(rules, ru)
 		}
-		s := fmt.Sprintf("%.4f", r.Accuracy)
-		if r.AttackSuccess != nil {
-			s += fmt.Sprintf(" (%.2f)", *r.AttackSuccess)
-		}
-		cell[[2]string{a, ru}] = s
+		cell[[2]string{a, ru}] = format(r)
 	}
 	aw := len("attack \\ rule")
 	for _, a := range attacks {

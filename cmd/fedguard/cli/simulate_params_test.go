@@ -27,6 +27,8 @@ func TestSimulateParams(t *testing.T) {
 			"--local-epochs", "2", "--lr", "0.05", "--batch-size", "16", "--l2", "0.001", "--seed", "7", "--mnist-dir", "/x", "--workers", "2",
 			"--local-steps", "3", "--worker-momentum", "0.5", "--server-momentum", "0.25", "--momentum-style", "ema",
 			"--clipping-center", "previous", "--eval-every", "2", "--partition", "sorted", "--partition-honest"},
+		// Secure buckets are ⌊n/S⌋, not ⌈n/S⌉: the rules' defaults count them.
+		{"--secure", "--secure-clip", "0.5", "--bucket", "2", "--clients", "25", "--byzantine", "5"},
 	}
 	attacks := append([]string{"nosuch"}, attack.Names...)
 	rules := []string{aggregation.NameFedAvg, aggregation.NameMedian, aggregation.NameTrimmedMean, aggregation.NameKrum,

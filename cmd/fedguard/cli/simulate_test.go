@@ -70,6 +70,24 @@ func TestSimulateTable(t *testing.T) {
 	}
 }
 
+// TestSimulateSecure runs `simulate --secure --bucket 2`: the layout and
+// the anomaly flags are printed, and a secure run whose rule cannot take
+// the buckets is a usage error.
+func TestSimulateSecure(t *testing.T) {
+	args := append(append([]string{"simulate"}, wdbcArgs...), "--clients", "8", "--byzantine", "1", "--attack", "gaussian",
+		"--rule", "median", "--secure", "--bucket", "2")
+	code, stdout, stderr := caRun(t, args...)
+	// No norm or cosine flag: the coordinator sees no single update.
+	if code != 0 || !strings.Contains(stdout, "secure: 4 buckets (size 2), coordinate clip 1,") ||
+		!strings.Contains(stdout, "norm 0.00/0.00, cosine 0.00/0.00") {
+		t.Errorf("simulate --secure = %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	code, _, stderr = caRun(t, append(args, "--f", "2")...)
+	if code != 2 || !strings.Contains(stderr, "4 secure buckets") {
+		t.Errorf("simulate --secure --f 2 over 4 buckets = %d, stderr %q; want 2 and the buckets named", code, stderr)
+	}
+}
+
 func TestSimulateUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

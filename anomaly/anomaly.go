@@ -1,0 +1,321 @@
+// Package anomaly holds the heuristics that flag suspicious updates and
+// data: the coordinator runs them on every plain round (and on the data
+// statistics of every round), and the simulator runs the same code on
+// every simulated round to measure how often they catch each attack (see
+// docs/attacks.md, "Detection rates"). It is pure: no clock, no I/O, no
+// randomness; the caller records the flags (the coordinator as
+// audit.AnomalyFlagged events and a metric).
+//
+// # Updates
+//
+// Check looks at the updates of one round against each other, and flags
+// an update when:
+//
+//   - norm: its L2 norm lies outside [median − K·MAD, median + K·MAD] of
+//     the cohort's norms (K = Config.NormMADs, default 3.5; MAD is the
+//     median absolute deviation) and also outside [median/R, R·median]
+//     (R = Config.NormRatio, default 3). The MAD is floored at 5% of the
+//     median: when half the cohort has nearly the same norm the MAD is
+//     close to zero and would flag any difference. The ratio keeps honest
+//     hospitals with different data from being flagged: near convergence
+//     their norms differ by a factor of two or so from round to round (the
+//     WDBC demo's do), while a boosted update (model replacement, scaling)
+//     is many times the median. With fewer than 3 updates the check is
+//     skipped: the median says nothing.
+//   - cosine: its cosine similarity to the round's reference direction is
+//     below Config.CosineFloor (default −0.5: it points clearly against
+//     the others); skipped when either vector is zero. The reference is
+//     the sample-weighted mean of the updates, each first scaled down to
+//     the cohort's median norm if it is larger: FedAvg's direction when
+//     the updates are alike, but one that no single update, however
+//     large, can drag its way. (It was the round's aggregate, which a
+//     boosted update — the demo's --poison, 50 times an honest one —
+//     dragged so far that the honest hospitals were the ones flagged.)
+//     Honest updates near convergence are mostly noise and can point
+//     slightly away from the reference (the demo's go down to about
+//     −0.4), so the floor is below 0.
+//   - excluded: the robust rule left it out of the aggregate (value: the
+//     rule's score, when it has one).
+//
+// # Data
+//
+// DriftOf looks at data rather than updates: a participant's training-row
+// aggregates (count, per-feature sum and sum of squares, dataset.Stats)
+// against the federation's reference scaling. Per feature it computes the
+// standardized mean shift |mean − mean_ref| / std_ref and the variance
+// ratio var / std_ref²; the participant is flagged (drift) when the
+// largest shift exceeds Config.DriftShift (default DefaultDriftShift, 2).
+//
+// The reference should not include the participant's own rows: a
+// participant holding a fraction p of the federation's rows, all shifted
+// by the same amount, pulls a pooled reference's mean towards itself and
+// widens its standard deviation, so that it can never lie more than
+// √((1−p)/p) reference standard deviations away, whatever its shift
+// (1.73 for p = 1/4, 2 for p = 1/5): with the default of 2, drift present
+// from the start would never be flagged for a hospital holding a fifth or
+// more of the rows. References gives each participant the robust scaling
+// of the others' statistics instead. In the demo (WDBC, 4 hospitals each
+// drawing 75 % of its rows from one diagnosis, data splits of seeds 1 to
+// 5) an honest hospital's largest shift against the others lies between
+// 0.60 and 1.45 (against all four, itself included: 0.47 to 0.86); a
+// hospital whose every feature was moved by 3 standard deviations from
+// the start shows 2.84 to 6.21 against the others, but only 1.26 to 3.22
+// against all four (the coordinator's TestDriftFromStart and
+// TestDriftDefaultOnDemo). The default of 2 lies above every honest shift
+// and below every shifted hospital's.
+package anomaly
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/dataset"
+)
+
+// Kinds of flags: the values of Flag.Kind (and of the coordinator's
+// audit.AnomalyFlagged.Kind and metric label).
+const (
+	Norm     = "norm"
+	Cosine   = "cosine"
+	Excluded = "excluded"
+	Drift    = "drift"
+)
+
+// Defaults of Config.
+const (
+	// DefaultNormMADs is how many median absolute deviations an update's
+	// norm may lie from the cohort's median before it is flagged.
+	DefaultNormMADs = 3.5
+	// DefaultNormRatio is how many times the cohort's median norm an
+	// update's norm must also be off (above or below) before it is flagged.
+	DefaultNormRatio = 3.0
+	// DefaultCosineFloor is the lowest cosine similarity to the reference
+	// direction an update may have without being flagged.
+	DefaultCosineFloor = -0.5
+	// DefaultDriftShift is the largest standardized mean shift, in
+	// reference standard deviations, a participant's feature statistics
+	// may show against the federation's scaling without being flagged
+	// (see the package documentation for the measurements behind it).
+	DefaultDriftShift = 2.0
+)
+
+// madFloor is the smallest MAD, as a fraction of the median norm, that the
+// norm check uses (see the package documentation).
+const madFloor = 0.05
+
+// Config tunes the heuristics; zero values take the defaults. It is the
+// coordinator's "anomaly" configuration (coordinator.AnomalyConfig).
+type Config struct {
+	// NormMADs is K: an update whose norm lies more than K median absolute
+	// deviations from the cohort's median norm is flagged (default
+	// DefaultNormMADs).
+	NormMADs float64 `json:"norm_mads,omitempty"`
+	// NormRatio is R: the norm must also be more than R times the median,
+	// or less than the median over R (default DefaultNormRatio; at least
+	// 1).
+	NormRatio float64 `json:"norm_ratio,omitempty"`
+	// CosineFloor: an update whose cosine similarity to the reference
+	// direction is below it is flagged (default DefaultCosineFloor when
+	// absent; -1 turns the check off). It must be in [-1, 1].
+	CosineFloor *float64 `json:"cosine_floor,omitempty"`
+	// DriftShift: a participant whose reported feature statistics have a
+	// feature mean more than DriftShift reference standard deviations
+	// from the federation's mean is flagged (default DefaultDriftShift;
+	// a finite number > 0).
+	DriftShift float64 `json:"drift_shift,omitempty"`
+}
+
+// WithDefaults returns c with every zero setting replaced by its default
+// (CosineFloor then points to a copy).
+func (c Config) WithDefaults() Config {
+	if c.NormMADs == 0 {
+		c.NormMADs = DefaultNormMADs
+	}
+	if c.NormRatio == 0 {
+		c.NormRatio = DefaultNormRatio
+	}
+	floor := DefaultCosineFloor
+	if c.CosineFloor != nil {
+		floor = *c.CosineFloor
+	}
+	c.CosineFloor = &floor
+	if c.DriftShift == 0 {
+		c.DriftShift = DefaultDriftShift
+	}
+	return c
+}
+
+// Update is one participant's update in a round, as Check sees it.
+type Update struct {
+	// ID names the participant; Report entries refer to it.
+	ID    string
+	Delta []float32
+	// Samples weighs the update in the reference direction.
+	Samples uint64
+	// Norm is Delta's L2 norm (model.Norm), which the caller usually has.
+	Norm float64
+}
+
+// Flag is one heuristic flagging one participant.
+type Flag struct {
+	ID   string
+	Kind string
+	// Value is what was measured: the norm, the cosine similarity, the
+	// rule's score, or the largest shift.
+	Value float64
+	// Band is the interval Value was expected in (nil for excluded).
+	Band []float64
+}
+
+// NormBand is the interval [lo, hi] a round's update norms are expected in
+// (see the package documentation); false when there are too few updates
+// (under 3) to say.
+func NormBand(cfg Config, norms []float64) (lo, hi float64, ok bool) {
+	if len(norms) < 3 {
+		return 0, 0, false
+	}
+	cfg = cfg.WithDefaults()
+	k, ratio := cfg.NormMADs, cfg.NormRatio
+	med := median(slices.Clone(norms))
+	dev := make([]float64, len(norms))
+	for i, v := range norms {
+		dev[i] = math.Abs(v - med)
+	}
+	mad := max(median(dev), madFloor*med)
+	return min(med-k*mad, med/ratio), max(med+k*mad, med*ratio), true
+}
+
+// Check flags the updates of one round against each other (see the
+// package documentation); report is the rule's report on them, whose
+// unselected entries are flagged as excluded. The flags come in the
+// order of updates, and for each update norm before cosine before
+// excluded.
+func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
+	floor := *cfg.WithDefaults().CosineFloor
+	var flags []Flag
+	norms := make([]float64, len(updates))
+	for i, u := range updates {
+		norms[i] = u.Norm
+	}
+	lo, hi, checkNorm := NormBand(cfg, norms)
+	// ref is the sample-weighted mean of the updates clipped to the median
+	// norm: what the round's FedAvg would be if no update were larger
+	// than the median one.
+	var ref []float64
+	if len(updates) > 0 {
+		med := median(slices.Clone(norms))
+		ref = make([]float64, len(updates[0].Delta))
+		for _, u := range updates {
+			if u.Norm == 0 {
+				continue
+			}
+			w := float64(u.Samples) * min(1, med/u.Norm)
+			for j, v := range u.Delta {
+				ref[j] += w * float64(v)
+			}
+		}
+	}
+	refNorm := 0.0
+	for _, v := range ref {
+		refNorm += v * v
+	}
+	refNorm = math.Sqrt(refNorm)
+	entries := map[string]aggregation.Entry{}
+	for _, e := range report.Entries {
+		entries[e.ID] = e
+	}
+	for i, u := range updates {
+		if checkNorm && (norms[i] < lo || norms[i] > hi) {
+			flags = append(flags, Flag{ID: u.ID, Kind: Norm, Value: norms[i], Band: []float64{lo, hi}})
+		}
+		if u.Norm > 0 && refNorm > 0 && len(ref) == len(u.Delta) {
+			dot := 0.0
+			for j, v := range u.Delta {
+				dot += float64(v) * ref[j]
+			}
+			if cos := dot / (u.Norm * refNorm); cos < floor {
+				flags = append(flags, Flag{ID: u.ID, Kind: Cosine, Value: cos, Band: []float64{floor, 1}})
+			}
+		}
+		if e, ok := entries[u.ID]; ok && !e.Selected {
+			flags = append(flags, Flag{ID: u.ID, Kind: Excluded, Value: e.Score})
+		}
+	}
+	return flags
+}
+
+// Shift is how far a participant's feature statistics lie from the
+// federation's reference scaling, at the feature where they lie farthest.
+type Shift struct {
+	// Feature is the index of the feature with the largest Shift.
+	Feature int
+	// Shift is |mean − mean_ref| / std_ref at Feature.
+	Shift float64
+	// VarianceRatio is var / std_ref² at Feature (population variances).
+	VarianceRatio float64
+}
+
+// DriftOf compares st with ref (see the package documentation); false
+// when st has no rows or its width is not ref's. Ties go to the lower
+// feature.
+func DriftOf(st dataset.Stats, ref dataset.Scaling) (Shift, bool) {
+	w := len(ref.Mean)
+	if st.Count == 0 || w == 0 || len(ref.Std) != w || len(st.Sum) != w || len(st.SumSquares) != w {
+		return Shift{}, false
+	}
+	n := float64(st.Count)
+	d := Shift{Shift: -1}
+	for j := range w {
+		mean := st.Sum[j] / n
+		v := max(st.SumSquares[j]/n-mean*mean, 0)
+		sd := ref.Std[j]
+		if !(sd > 0) {
+			sd = 1 // as dataset.ScalingFrom does for a constant column
+		}
+		shift := math.Abs(mean-ref.Mean[j]) / sd
+		if shift > d.Shift {
+			d = Shift{Feature: j, Shift: shift, VarianceRatio: v / (sd * sd)}
+		}
+	}
+	return d, true
+}
+
+// References returns each party's drift reference: the robust scaling
+// (dataset.RobustScaling) of the other parties' statistics, so that its
+// own rows do not pull the reference towards it (see the package
+// documentation). With fewer than two parties there is no other party,
+// and References returns nil: the caller falls back to the federation's
+// scaling. Every party must pass dataset.CheckStats, and all have one
+// width, as RobustScaling requires of the whole.
+func References(parties []dataset.Party) (map[string]dataset.Scaling, error) {
+	if len(parties) < 2 {
+		return nil, nil
+	}
+	refs := make(map[string]dataset.Scaling, len(parties))
+	others := make([]dataset.Party, 0, len(parties)-1)
+	for i, p := range parties {
+		others = append(append(others[:0], parties[:i]...), parties[i+1:]...)
+		sc, _, err := dataset.RobustScaling(others)
+		if err != nil {
+			return nil, fmt.Errorf("anomaly: drift reference of %s: %w", p.Name, err)
+		}
+		refs[p.Name] = sc
+	}
+	return refs, nil
+}
+
+// Drifted reports whether a participant at d is flagged: its largest
+// shift exceeds cfg's DriftShift.
+func (c Config) Drifted(d Shift) bool { return d.Shift > c.WithDefaults().DriftShift }
+
+// median sorts v and returns its median; v must not be empty.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
