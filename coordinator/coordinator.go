@@ -499,7 +499,24 @@ func (c *Coordinator) Close() error {
 }
 
 // Rounds returns the records of all closed rounds, oldest first.
-func (c *Coordinator) Rounds() ([]RoundRecord, error) { return c.store.rounds() }
+//
+// A round is listed once it is installed, not when its close is committed:
+// the close commits outside c.mu and relocks to install, and in between
+// GetModel, GetManifest and the status page still answer for the round
+// before. Rounds never runs ahead of them.
+func (c *Coordinator) Rounds() ([]RoundRecord, error) {
+	c.mu.Lock()
+	last := c.lastRound
+	c.mu.Unlock()
+	recs, err := c.store.rounds()
+	if err != nil {
+		return nil, err
+	}
+	for len(recs) > 0 && recs[len(recs)-1].Round > last {
+		recs = recs[:len(recs)-1]
+	}
+	return recs, nil
+}
 
 // broadcastLocked wakes every waiter; c.mu must be held.
 func (c *Coordinator) broadcastLocked() {
