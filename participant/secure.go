@@ -351,7 +351,8 @@ func (s *secureSession) accept(p secagg.Phase, resp *fedguardv1.SecureAggregateR
 
 // secureInput downloads and checks the starting model, trains, checks
 // the result, clips it to plan.NormClip in L2 norm and encodes it with its
-// weight: the input of the session, of Dim+1 words.
+// weight: the input of the session, of Dim+1 words. Under distributed DP
+// (plan.DP) the update is encoded by secagg.DDP instead, noise included.
 func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, plan secureround.Plan) (Result, []uint32, error) {
 	start, err := a.fetchModel(ctx, client, asg)
 	if err != nil {
@@ -380,6 +381,19 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 				delta[i] = float32(float64(v) * f)
 			}
 		}
+	}
+	if dp := plan.DDP(); dp != nil {
+		// Distributed DP: this hospital's share of the noise goes in
+		// before masking, from a generator seeded by crypto/rand.
+		enc, err := dp.NewEncoder()
+		if err != nil {
+			return Result{}, nil, fmt.Errorf("%w: distributed DP: %w", ErrSecureRound, err)
+		}
+		input := make([]uint32, dp.Words())
+		if err := enc.Encode(input, delta); err != nil {
+			return Result{}, nil, fmt.Errorf("%w: encode the update with distributed DP: %w", ErrSecureRound, err)
+		}
+		return res, input, nil
 	}
 	var seed [32]byte
 	if _, err := crand.Read(seed[:]); err != nil {

@@ -835,8 +835,13 @@ type SecureRound struct {
 	// the round's deadline): the stream may last until the round deadline
 	// plus two phase timeouts.
 	PhaseTimeoutMillis uint64 `protobuf:"varint,10,opt,name=phase_timeout_millis,json=phaseTimeoutMillis,proto3" json:"phase_timeout_millis,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// DP, when set, replaces the fixed-point encoding (clip, quant_bits,
+	// weight_bits, weight_unit) with the distributed discrete Gaussian
+	// mechanism: every participant adds its own share of the noise before
+	// masking, so the unmasked sum is differentially private.
+	Dp            *SecureDP `protobuf:"bytes,11,opt,name=dp,proto3" json:"dp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SecureRound) Reset() {
@@ -939,6 +944,99 @@ func (x *SecureRound) GetPhaseTimeoutMillis() uint64 {
 	return 0
 }
 
+func (x *SecureRound) GetDp() *SecureDP {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+// SecureDP is the distributed discrete Gaussian mechanism of a secure
+// round (package secagg, ddp.go). The rotation's signs are derived from the
+// round like the bucket split; the noise comes from each participant's own
+// generator.
+type SecureDP struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Mechanism is "distributed-discrete-gaussian".
+	Mechanism string `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// ClipNorm is the L2 norm every update is clipped to.
+	ClipNorm float64 `protobuf:"fixed64,2,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// Scale is the number of grid units per unit of the update.
+	Scale float64 `protobuf:"fixed64,3,opt,name=scale,proto3" json:"scale,omitempty"`
+	// Sigma2 is each participant's discrete Gaussian variance parameter, in
+	// grid units squared.
+	Sigma2 uint64 `protobuf:"varint,4,opt,name=sigma2,proto3" json:"sigma2,omitempty"`
+	// Beta is the conditional rounding's failure probability bound.
+	Beta          float64 `protobuf:"fixed64,5,opt,name=beta,proto3" json:"beta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureDP) Reset() {
+	*x = SecureDP{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureDP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureDP) ProtoMessage() {}
+
+func (x *SecureDP) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureDP.ProtoReflect.Descriptor instead.
+func (*SecureDP) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SecureDP) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *SecureDP) GetClipNorm() float64 {
+	if x != nil {
+		return x.ClipNorm
+	}
+	return 0
+}
+
+func (x *SecureDP) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
+func (x *SecureDP) GetSigma2() uint64 {
+	if x != nil {
+		return x.Sigma2
+	}
+	return 0
+}
+
+func (x *SecureDP) GetBeta() float64 {
+	if x != nil {
+		return x.Beta
+	}
+	return 0
+}
+
 // SecureAggregateRequest is a participant's message in a secure round.
 type SecureAggregateRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -959,7 +1057,7 @@ type SecureAggregateRequest struct {
 
 func (x *SecureAggregateRequest) Reset() {
 	*x = SecureAggregateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1069,7 @@ func (x *SecureAggregateRequest) String() string {
 func (*SecureAggregateRequest) ProtoMessage() {}
 
 func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1082,7 @@ func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregateRequest.ProtoReflect.Descriptor instead.
 func (*SecureAggregateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecureAggregateRequest) GetRound() uint64 {
@@ -1119,7 +1217,7 @@ type SecureAggregateResponse struct {
 
 func (x *SecureAggregateResponse) Reset() {
 	*x = SecureAggregateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1229,7 @@ func (x *SecureAggregateResponse) String() string {
 func (*SecureAggregateResponse) ProtoMessage() {}
 
 func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1242,7 @@ func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregateResponse.ProtoReflect.Descriptor instead.
 func (*SecureAggregateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SecureAggregateResponse) GetBody() isSecureAggregateResponse_Body {
@@ -1246,7 +1344,7 @@ type SecureAdvertise struct {
 
 func (x *SecureAdvertise) Reset() {
 	*x = SecureAdvertise{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1356,7 @@ func (x *SecureAdvertise) String() string {
 func (*SecureAdvertise) ProtoMessage() {}
 
 func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1369,7 @@ func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAdvertise.ProtoReflect.Descriptor instead.
 func (*SecureAdvertise) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SecureAdvertise) GetCPub() []byte {
@@ -1307,7 +1405,7 @@ type SecureKeys struct {
 
 func (x *SecureKeys) Reset() {
 	*x = SecureKeys{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1417,7 @@ func (x *SecureKeys) String() string {
 func (*SecureKeys) ProtoMessage() {}
 
 func (x *SecureKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1430,7 @@ func (x *SecureKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureKeys.ProtoReflect.Descriptor instead.
 func (*SecureKeys) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecureKeys) GetPeers() []*SecurePeer {
@@ -1355,7 +1453,7 @@ type SecurePeer struct {
 
 func (x *SecurePeer) Reset() {
 	*x = SecurePeer{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1465,7 @@ func (x *SecurePeer) String() string {
 func (*SecurePeer) ProtoMessage() {}
 
 func (x *SecurePeer) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1478,7 @@ func (x *SecurePeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurePeer.ProtoReflect.Descriptor instead.
 func (*SecurePeer) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecurePeer) GetId() uint32 {
@@ -1416,7 +1514,7 @@ type SecureShares struct {
 
 func (x *SecureShares) Reset() {
 	*x = SecureShares{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1526,7 @@ func (x *SecureShares) String() string {
 func (*SecureShares) ProtoMessage() {}
 
 func (x *SecureShares) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1539,7 @@ func (x *SecureShares) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureShares.ProtoReflect.Descriptor instead.
 func (*SecureShares) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SecureShares) GetSelfCommit() []byte {
@@ -1470,7 +1568,7 @@ type SecureShare struct {
 
 func (x *SecureShare) Reset() {
 	*x = SecureShare{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1580,7 @@ func (x *SecureShare) String() string {
 func (*SecureShare) ProtoMessage() {}
 
 func (x *SecureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1593,7 @@ func (x *SecureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureShare.ProtoReflect.Descriptor instead.
 func (*SecureShare) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecureShare) GetFrom() uint32 {
@@ -1529,7 +1627,7 @@ type SecureRoutedShares struct {
 
 func (x *SecureRoutedShares) Reset() {
 	*x = SecureRoutedShares{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1639,7 @@ func (x *SecureRoutedShares) String() string {
 func (*SecureRoutedShares) ProtoMessage() {}
 
 func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1652,7 @@ func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRoutedShares.ProtoReflect.Descriptor instead.
 func (*SecureRoutedShares) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecureRoutedShares) GetShares() []*SecureShare {
@@ -1582,7 +1680,7 @@ type SecureMaskedChunk struct {
 
 func (x *SecureMaskedChunk) Reset() {
 	*x = SecureMaskedChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1692,7 @@ func (x *SecureMaskedChunk) String() string {
 func (*SecureMaskedChunk) ProtoMessage() {}
 
 func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1705,7 @@ func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureMaskedChunk.ProtoReflect.Descriptor instead.
 func (*SecureMaskedChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SecureMaskedChunk) GetOffset() uint64 {
@@ -1648,7 +1746,7 @@ type SecureSurvivors struct {
 
 func (x *SecureSurvivors) Reset() {
 	*x = SecureSurvivors{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1758,7 @@ func (x *SecureSurvivors) String() string {
 func (*SecureSurvivors) ProtoMessage() {}
 
 func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1771,7 @@ func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSurvivors.ProtoReflect.Descriptor instead.
 func (*SecureSurvivors) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecureSurvivors) GetIds() []uint32 {
@@ -1693,7 +1791,7 @@ type SecureSignature struct {
 
 func (x *SecureSignature) Reset() {
 	*x = SecureSignature{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1803,7 @@ func (x *SecureSignature) String() string {
 func (*SecureSignature) ProtoMessage() {}
 
 func (x *SecureSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1816,7 @@ func (x *SecureSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSignature.ProtoReflect.Descriptor instead.
 func (*SecureSignature) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SecureSignature) GetSignature() []byte {
@@ -1740,7 +1838,7 @@ type SecureUnmaskRequest struct {
 
 func (x *SecureUnmaskRequest) Reset() {
 	*x = SecureUnmaskRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1752,7 +1850,7 @@ func (x *SecureUnmaskRequest) String() string {
 func (*SecureUnmaskRequest) ProtoMessage() {}
 
 func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1765,7 +1863,7 @@ func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureUnmaskRequest.ProtoReflect.Descriptor instead.
 func (*SecureUnmaskRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SecureUnmaskRequest) GetSurvivors() []uint32 {
@@ -1800,7 +1898,7 @@ type SecureSignerSignature struct {
 
 func (x *SecureSignerSignature) Reset() {
 	*x = SecureSignerSignature{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1910,7 @@ func (x *SecureSignerSignature) String() string {
 func (*SecureSignerSignature) ProtoMessage() {}
 
 func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1923,7 @@ func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSignerSignature.ProtoReflect.Descriptor instead.
 func (*SecureSignerSignature) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SecureSignerSignature) GetId() uint32 {
@@ -1854,7 +1952,7 @@ type SecureUnmaskResponse struct {
 
 func (x *SecureUnmaskResponse) Reset() {
 	*x = SecureUnmaskResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1964,7 @@ func (x *SecureUnmaskResponse) String() string {
 func (*SecureUnmaskResponse) ProtoMessage() {}
 
 func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +1977,7 @@ func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureUnmaskResponse.ProtoReflect.Descriptor instead.
 func (*SecureUnmaskResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SecureUnmaskResponse) GetSelfShares() []*SecureRevealed {
@@ -1907,7 +2005,7 @@ type SecureRevealed struct {
 
 func (x *SecureRevealed) Reset() {
 	*x = SecureRevealed{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2017,7 @@ func (x *SecureRevealed) String() string {
 func (*SecureRevealed) ProtoMessage() {}
 
 func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2030,7 @@ func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRevealed.ProtoReflect.Descriptor instead.
 func (*SecureRevealed) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SecureRevealed) GetOwner() uint32 {
@@ -1959,7 +2057,7 @@ type SecureDecline struct {
 
 func (x *SecureDecline) Reset() {
 	*x = SecureDecline{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2069,7 @@ func (x *SecureDecline) String() string {
 func (*SecureDecline) ProtoMessage() {}
 
 func (x *SecureDecline) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2082,7 @@ func (x *SecureDecline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDecline.ProtoReflect.Descriptor instead.
 func (*SecureDecline) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecureDecline) GetReason() string {
@@ -2005,7 +2103,7 @@ type SecureDone struct {
 
 func (x *SecureDone) Reset() {
 	*x = SecureDone{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2115,7 @@ func (x *SecureDone) String() string {
 func (*SecureDone) ProtoMessage() {}
 
 func (x *SecureDone) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2128,7 @@ func (x *SecureDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDone.ProtoReflect.Descriptor instead.
 func (*SecureDone) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecureDone) GetSurvivors() uint32 {
@@ -2050,7 +2148,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2160,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2173,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetManifestRequest) GetRound() uint64 {
@@ -2097,7 +2195,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2207,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2220,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetManifestResponse) GetRound() uint64 {
@@ -2157,7 +2255,7 @@ type ReportRefusalRequest struct {
 
 func (x *ReportRefusalRequest) Reset() {
 	*x = ReportRefusalRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2267,7 @@ func (x *ReportRefusalRequest) String() string {
 func (*ReportRefusalRequest) ProtoMessage() {}
 
 func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2280,7 @@ func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalRequest.ProtoReflect.Descriptor instead.
 func (*ReportRefusalRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReportRefusalRequest) GetManifestRound() uint64 {
@@ -2215,7 +2313,7 @@ type ReportRefusalResponse struct {
 
 func (x *ReportRefusalResponse) Reset() {
 	*x = ReportRefusalResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2325,7 @@ func (x *ReportRefusalResponse) String() string {
 func (*ReportRefusalResponse) ProtoMessage() {}
 
 func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2338,7 @@ func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalResponse.ProtoReflect.Descriptor instead.
 func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 // ReportValidationRequest is a participant's data validation result for one
@@ -2273,7 +2371,7 @@ type ReportValidationRequest struct {
 
 func (x *ReportValidationRequest) Reset() {
 	*x = ReportValidationRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2383,7 @@ func (x *ReportValidationRequest) String() string {
 func (*ReportValidationRequest) ProtoMessage() {}
 
 func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2396,7 @@ func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationRequest.ProtoReflect.Descriptor instead.
 func (*ReportValidationRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReportValidationRequest) GetRound() uint64 {
@@ -2377,7 +2475,7 @@ type ValidationFinding struct {
 
 func (x *ValidationFinding) Reset() {
 	*x = ValidationFinding{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2389,7 +2487,7 @@ func (x *ValidationFinding) String() string {
 func (*ValidationFinding) ProtoMessage() {}
 
 func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2402,7 +2500,7 @@ func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationFinding.ProtoReflect.Descriptor instead.
 func (*ValidationFinding) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ValidationFinding) GetColumn() string {
@@ -2449,7 +2547,7 @@ type ReportValidationResponse struct {
 
 func (x *ReportValidationResponse) Reset() {
 	*x = ReportValidationResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2559,7 @@ func (x *ReportValidationResponse) String() string {
 func (*ReportValidationResponse) ProtoMessage() {}
 
 func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2572,7 @@ func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationResponse.ProtoReflect.Descriptor instead.
 func (*ReportValidationResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 // GetModelRequest names the round whose starting model is wanted.
@@ -2487,7 +2585,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2597,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2610,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -2539,7 +2637,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +2649,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +2662,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -2625,7 +2723,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2735,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2748,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -2700,7 +2798,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2810,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2823,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -2767,7 +2865,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2877,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2890,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -2864,7 +2962,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2974,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2987,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -2918,7 +3016,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3028,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3041,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -3018,7 +3116,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x04seed\x18\b \x01(\x04R\x04seed\x12\x1a\n" +
 	"\bmanifest\x18\t \x01(\fR\bmanifest\x120\n" +
 	"\x06secure\x18\n" +
-	" \x01(\v2\x18.fedguard.v1.SecureRoundR\x06secure\"\xcf\x02\n" +
+	" \x01(\v2\x18.fedguard.v1.SecureRoundR\x06secure\"\xf6\x02\n" +
 	"\vSecureRound\x12\x16\n" +
 	"\x06cohort\x18\x01 \x03(\tR\x06cohort\x12\x1f\n" +
 	"\vbucket_size\x18\x02 \x01(\rR\n" +
@@ -3034,7 +3132,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"weightUnit\x12\x1b\n" +
 	"\tnorm_clip\x18\t \x01(\x01R\bnormClip\x120\n" +
 	"\x14phase_timeout_millis\x18\n" +
-	" \x01(\x04R\x12phaseTimeoutMillis\"\xb4\x03\n" +
+	" \x01(\x04R\x12phaseTimeoutMillis\x12%\n" +
+	"\x02dp\x18\v \x01(\v2\x15.fedguard.v1.SecureDPR\x02dp\"\x87\x01\n" +
+	"\bSecureDP\x12\x1c\n" +
+	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
+	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12\x14\n" +
+	"\x05scale\x18\x03 \x01(\x01R\x05scale\x12\x16\n" +
+	"\x06sigma2\x18\x04 \x01(\x04R\x06sigma2\x12\x12\n" +
+	"\x04beta\x18\x05 \x01(\x01R\x04beta\"\xb4\x03\n" +
 	"\x16SecureAggregateRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12<\n" +
@@ -3196,7 +3301,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
@@ -3211,38 +3316,39 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*WaitRoundResponse)(nil),        // 10: fedguard.v1.WaitRoundResponse
 	(*RoundAssignment)(nil),          // 11: fedguard.v1.RoundAssignment
 	(*SecureRound)(nil),              // 12: fedguard.v1.SecureRound
-	(*SecureAggregateRequest)(nil),   // 13: fedguard.v1.SecureAggregateRequest
-	(*SecureAggregateResponse)(nil),  // 14: fedguard.v1.SecureAggregateResponse
-	(*SecureAdvertise)(nil),          // 15: fedguard.v1.SecureAdvertise
-	(*SecureKeys)(nil),               // 16: fedguard.v1.SecureKeys
-	(*SecurePeer)(nil),               // 17: fedguard.v1.SecurePeer
-	(*SecureShares)(nil),             // 18: fedguard.v1.SecureShares
-	(*SecureShare)(nil),              // 19: fedguard.v1.SecureShare
-	(*SecureRoutedShares)(nil),       // 20: fedguard.v1.SecureRoutedShares
-	(*SecureMaskedChunk)(nil),        // 21: fedguard.v1.SecureMaskedChunk
-	(*SecureSurvivors)(nil),          // 22: fedguard.v1.SecureSurvivors
-	(*SecureSignature)(nil),          // 23: fedguard.v1.SecureSignature
-	(*SecureUnmaskRequest)(nil),      // 24: fedguard.v1.SecureUnmaskRequest
-	(*SecureSignerSignature)(nil),    // 25: fedguard.v1.SecureSignerSignature
-	(*SecureUnmaskResponse)(nil),     // 26: fedguard.v1.SecureUnmaskResponse
-	(*SecureRevealed)(nil),           // 27: fedguard.v1.SecureRevealed
-	(*SecureDecline)(nil),            // 28: fedguard.v1.SecureDecline
-	(*SecureDone)(nil),               // 29: fedguard.v1.SecureDone
-	(*GetManifestRequest)(nil),       // 30: fedguard.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),      // 31: fedguard.v1.GetManifestResponse
-	(*ReportRefusalRequest)(nil),     // 32: fedguard.v1.ReportRefusalRequest
-	(*ReportRefusalResponse)(nil),    // 33: fedguard.v1.ReportRefusalResponse
-	(*ReportValidationRequest)(nil),  // 34: fedguard.v1.ReportValidationRequest
-	(*ValidationFinding)(nil),        // 35: fedguard.v1.ValidationFinding
-	(*ReportValidationResponse)(nil), // 36: fedguard.v1.ReportValidationResponse
-	(*GetModelRequest)(nil),          // 37: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),         // 38: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),             // 39: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),               // 40: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 41: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 42: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 43: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(*SecureDP)(nil),                 // 13: fedguard.v1.SecureDP
+	(*SecureAggregateRequest)(nil),   // 14: fedguard.v1.SecureAggregateRequest
+	(*SecureAggregateResponse)(nil),  // 15: fedguard.v1.SecureAggregateResponse
+	(*SecureAdvertise)(nil),          // 16: fedguard.v1.SecureAdvertise
+	(*SecureKeys)(nil),               // 17: fedguard.v1.SecureKeys
+	(*SecurePeer)(nil),               // 18: fedguard.v1.SecurePeer
+	(*SecureShares)(nil),             // 19: fedguard.v1.SecureShares
+	(*SecureShare)(nil),              // 20: fedguard.v1.SecureShare
+	(*SecureRoutedShares)(nil),       // 21: fedguard.v1.SecureRoutedShares
+	(*SecureMaskedChunk)(nil),        // 22: fedguard.v1.SecureMaskedChunk
+	(*SecureSurvivors)(nil),          // 23: fedguard.v1.SecureSurvivors
+	(*SecureSignature)(nil),          // 24: fedguard.v1.SecureSignature
+	(*SecureUnmaskRequest)(nil),      // 25: fedguard.v1.SecureUnmaskRequest
+	(*SecureSignerSignature)(nil),    // 26: fedguard.v1.SecureSignerSignature
+	(*SecureUnmaskResponse)(nil),     // 27: fedguard.v1.SecureUnmaskResponse
+	(*SecureRevealed)(nil),           // 28: fedguard.v1.SecureRevealed
+	(*SecureDecline)(nil),            // 29: fedguard.v1.SecureDecline
+	(*SecureDone)(nil),               // 30: fedguard.v1.SecureDone
+	(*GetManifestRequest)(nil),       // 31: fedguard.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),      // 32: fedguard.v1.GetManifestResponse
+	(*ReportRefusalRequest)(nil),     // 33: fedguard.v1.ReportRefusalRequest
+	(*ReportRefusalResponse)(nil),    // 34: fedguard.v1.ReportRefusalResponse
+	(*ReportValidationRequest)(nil),  // 35: fedguard.v1.ReportValidationRequest
+	(*ValidationFinding)(nil),        // 36: fedguard.v1.ValidationFinding
+	(*ReportValidationResponse)(nil), // 37: fedguard.v1.ReportValidationResponse
+	(*GetModelRequest)(nil),          // 38: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),         // 39: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),             // 40: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),               // 41: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 42: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 43: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 44: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -3252,54 +3358,55 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 4: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	2,  // 5: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	3,  // 6: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	44, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	45, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	12, // 8: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
-	15, // 9: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
-	18, // 10: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
-	21, // 11: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
-	23, // 12: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
-	26, // 13: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
-	28, // 14: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
-	16, // 15: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
-	20, // 16: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
-	22, // 17: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
-	24, // 18: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
-	29, // 19: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
-	17, // 20: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
-	15, // 21: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
-	19, // 22: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
-	19, // 23: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
-	25, // 24: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	35, // 27: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	4,  // 28: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	40, // 29: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	39, // 30: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	42, // 31: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 32: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 33: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 34: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	30, // 35: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	32, // 36: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	34, // 37: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	37, // 38: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	41, // 39: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	13, // 40: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	6,  // 41: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 42: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 43: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	31, // 44: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	33, // 45: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	36, // 46: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	38, // 47: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	43, // 48: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	14, // 49: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	41, // [41:50] is the sub-list for method output_type
-	32, // [32:41] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	13, // 9: fedguard.v1.SecureRound.dp:type_name -> fedguard.v1.SecureDP
+	16, // 10: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
+	19, // 11: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
+	22, // 12: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
+	24, // 13: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
+	27, // 14: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
+	29, // 15: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
+	17, // 16: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
+	21, // 17: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
+	23, // 18: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
+	25, // 19: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
+	30, // 20: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
+	18, // 21: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
+	16, // 22: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
+	20, // 23: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
+	20, // 24: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
+	26, // 25: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	28, // 26: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	28, // 27: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	36, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	4,  // 29: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	41, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	40, // 31: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	43, // 32: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	5,  // 33: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	7,  // 34: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	9,  // 35: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	31, // 36: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	33, // 37: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	35, // 38: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	38, // 39: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	42, // 40: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	14, // 41: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	6,  // 42: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 43: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 44: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	32, // 45: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	34, // 46: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	37, // 47: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	39, // 48: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	44, // 49: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	15, // 50: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	42, // [42:51] is the sub-list for method output_type
+	33, // [33:42] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3307,7 +3414,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 	if File_fedguard_v1_coordinator_proto != nil {
 		return
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[12].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[13].OneofWrappers = []any{
 		(*SecureAggregateRequest_Advertise)(nil),
 		(*SecureAggregateRequest_Shares)(nil),
 		(*SecureAggregateRequest_Masked)(nil),
@@ -3315,14 +3422,14 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateRequest_Unmask)(nil),
 		(*SecureAggregateRequest_Decline)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[13].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[14].OneofWrappers = []any{
 		(*SecureAggregateResponse_Keys)(nil),
 		(*SecureAggregateResponse_Shares)(nil),
 		(*SecureAggregateResponse_Survivors)(nil),
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[40].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[41].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3332,7 +3439,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
