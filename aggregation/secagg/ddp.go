@@ -57,6 +57,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	mrand "math/rand/v2"
+	"runtime"
+	"sync"
 
 	"github.com/fedguard/fedguard/privacy"
 )
@@ -241,12 +244,23 @@ func (p DDP) Check(n int) error {
 // DDPEncoder encodes one participant's updates under a DDP. It holds the
 // noise generator and scratch space; it is not safe for concurrent use.
 type DDPEncoder struct {
-	p     DDP
-	rot   *Rotation
-	noise *DiscreteGaussian
+	p   DDP
+	rot *Rotation
+	// noise has one sampler per worker, each with its own generator
+	// seeded from the reader; worker w rounds and noises the coordinates
+	// of chunk w (chunks).
+	noise []*DiscreteGaussian
 	buf   []float64
 	l2    float64
 }
+
+// ddpMinChunk is the fewest coordinates a worker of Encode takes: below
+// that, a goroutine costs more than it saves.
+const ddpMinChunk = 1 << 14
+
+// chunks splits n coordinates among k workers: worker w takes
+// [w·n/k, (w+1)·n/k).
+func chunk(n, k, w int) (int, int) { return w * n / k, (w + 1) * n / k }
 
 // NewEncoder returns an encoder whose noise, and rounding, generator is
 // seeded from crypto/rand.
@@ -258,11 +272,16 @@ func (p DDP) NewEncoderFrom(seed io.Reader) (*DDPEncoder, error) {
 	if err := p.Check(1); err != nil {
 		return nil, err
 	}
-	g, err := NewDiscreteGaussian(p.Sigma2, seed)
-	if err != nil {
-		return nil, err
+	workers := max(1, min(runtime.GOMAXPROCS(0), p.Padded()/ddpMinChunk))
+	e := &DDPEncoder{p: p, rot: NewRotation(p.Seed, p.Dim), buf: make([]float64, p.Padded()), l2: p.L2Bound()}
+	for range workers {
+		g, err := NewDiscreteGaussian(p.Sigma2, seed)
+		if err != nil {
+			return nil, err
+		}
+		e.noise = append(e.noise, g)
 	}
-	return &DDPEncoder{p: p, rot: NewRotation(p.Seed, p.Dim), noise: g, buf: make([]float64, p.Padded()), l2: p.L2Bound()}, nil
+	return e, nil
 }
 
 // Encode writes the encoding of x to dst: len(x) must be Dim and len(dst)
@@ -285,32 +304,64 @@ func (e *DDPEncoder) Encode(dst []uint32, x []float32) error {
 		k *= p.ClipNorm / n
 	}
 	e.rot.Forward(e.buf, x)
-	rng := e.noise.rng
 	limit := e.l2 * e.l2
+	workers := len(e.noise)
+	sums := make([]float64, workers)
 	for attempt := 0; ; attempt++ {
 		if attempt == maxRoundingAttempts {
 			return fmt.Errorf("secagg: conditional rounding failed %d times in a row (β = %v)", maxRoundingAttempts, p.Beta)
 		}
+		e.parallel(func(w, lo, hi int) { sums[w] = roundChunk(dst[lo:hi], e.buf[lo:hi], k, e.noise[w].rng) })
 		var sum float64
-		for i, v := range e.buf {
-			s := v * k
-			f := math.Floor(s)
-			z := int64(f)
-			if float64(rng.Uint64()>>11)*0x1p-53 < s-f {
-				z++
-			}
-			dst[i] = uint32(z)
-			sum += float64(z) * float64(z)
+		for _, v := range sums {
+			sum += v
 		}
 		if sum <= limit {
 			break
 		}
 	}
-	for i := range e.buf {
-		dst[i] += uint32(e.noise.Sample())
-	}
+	e.parallel(func(w, lo, hi int) {
+		g := e.noise[w]
+		for i := lo; i < hi; i++ {
+			dst[i] += uint32(g.Sample())
+		}
+	})
 	dst[len(e.buf)] = 1
 	return nil
+}
+
+// parallel runs f(w, lo, hi) for every worker w and its chunk of the
+// padded coordinates, on one goroutine each, and waits for them.
+func (e *DDPEncoder) parallel(f func(w, lo, hi int)) {
+	n, k := len(e.buf), len(e.noise)
+	if k == 1 {
+		f(0, 0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range k {
+		lo, hi := chunk(n, k, w)
+		wg.Go(func() { f(w, lo, hi) })
+	}
+	wg.Wait()
+}
+
+// roundChunk writes the randomized rounding of k·v for each v of src to
+// dst in two's complement, and returns the sum of the squares of the
+// rounded values (exact in float64 below 2^53).
+func roundChunk(dst []uint32, src []float64, k float64, rng *mrand.Rand) float64 {
+	var sum float64
+	for i, v := range src {
+		s := v * k
+		f := math.Floor(s)
+		z := int64(f)
+		if float64(rng.Uint64()>>11)*0x1p-53 < s-f {
+			z++
+		}
+		dst[i] = uint32(z)
+		sum += float64(z) * float64(z)
+	}
+	return sum
 }
 
 // Decode writes to dst the mean of the clipped updates encoded by sum, the

@@ -380,3 +380,23 @@ func BenchmarkDDPEncode(b *testing.B) {
 		}
 	}
 }
+
+// TestFWHTBlocked checks the blocked, parallel transform against the
+// textbook loop, bit for bit, on lengths around the block size.
+func TestFWHTBlocked(t *testing.T) {
+	rng := rand.New(seedStream(5))
+	for _, n := range []int{1, 2, fwhtBlock / 2, fwhtBlock, 2 * fwhtBlock, 64 * fwhtBlock} {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = rng.NormFloat64()
+		}
+		want := append([]float64(nil), v...)
+		fwhtPasses(want, 1, n)
+		fwht(v)
+		for i := range v {
+			if v[i] != want[i] {
+				t.Fatalf("n=%d: coordinate %d is %v, the textbook transform gives %v", n, i, v[i], want[i])
+			}
+		}
+	}
+}

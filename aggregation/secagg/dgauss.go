@@ -61,6 +61,10 @@ type DiscreteGaussian struct {
 	// bits (denOK).
 	den   uint64
 	denOK bool
+	// signs holds unused random bits for the Laplace's signs, nsigns
+	// how many.
+	signs  uint64
+	nsigns int
 }
 
 // NewDiscreteGaussian returns a sampler of N_Z(0, sigma2) whose generator,
@@ -157,7 +161,12 @@ func (g *DiscreteGaussian) laplace() int64 {
 		if hi != 0 || carry != 0 || x > math.MaxInt64 {
 			continue // beyond int64: probability far below 2^−60, rejecting keeps the rest exact
 		}
-		neg := g.rng.Uint64()&1 == 1
+		if g.nsigns == 0 {
+			g.signs, g.nsigns = g.rng.Uint64(), 64
+		}
+		neg := g.signs&1 == 1
+		g.signs >>= 1
+		g.nsigns--
 		if neg && x == 0 {
 			continue
 		}
@@ -182,7 +191,14 @@ func (g *DiscreteGaussian) bernExp(n, d uint64) bool {
 // bernExpFrac draws Bernoulli(exp(−n/d)) for 0 ≤ n ≤ d, d ≥ 1
 // (Canonne, Kamath, Steinke 2020, Algorithm 1, γ ≤ 1).
 func (g *DiscreteGaussian) bernExpFrac(n, d uint64) bool {
-	for k := uint64(1); ; k++ {
+	if n == 0 {
+		return true // exp(0)
+	}
+	k := uint64(1)
+	if n == d {
+		k = 2 // Bernoulli(γ/1) = Bernoulli(1) succeeds without a draw
+	}
+	for ; ; k++ {
 		hi, dk := bits.Mul64(d, k)
 		if hi != 0 {
 			return g.bernExpFracBig(new(big.Int).SetUint64(n), new(big.Int).SetUint64(d), k)
