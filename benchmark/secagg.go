@@ -446,11 +446,12 @@ type secAggSession struct {
 	// With dp, check's measurement of the mean's squared error and the
 	// mechanism's noise and (at most) rounding variances.
 	dpError, dpNoise, dpRounding float64
-	cfg                          secagg.Config
-	verify                       secagg.Verify
-	server                       *secagg.Server
-	client                       []*secagg.Client
-	drop                         []bool // drops out after ShareKeys
+
+	cfg    secagg.Config
+	verify secagg.Verify
+	server *secagg.Server
+	client []*secagg.Client
+	drop   []bool // drops out after ShareKeys
 
 	// Every message the clients sent, for replaying the server.
 	adverts []*secagg.AdvertiseKeys
