@@ -246,17 +246,23 @@ func (p DDP) Check(n int) error {
 type DDPEncoder struct {
 	p   DDP
 	rot *Rotation
-	// noise has one sampler per worker, each with its own generator
-	// seeded from the reader; worker w rounds and noises the coordinates
-	// of chunk w (chunks).
+	// noise has one sampler per chunk of the padded coordinates, each
+	// with its own generator seeded from the reader: chunk w's rounding
+	// and noise come from noise[w]. The chunks depend on d′ only, not on
+	// the machine, so that a seeded encoder (NewEncoderFrom) gives the
+	// same encoding everywhere; they run on up to GOMAXPROCS goroutines.
 	noise []*DiscreteGaussian
 	buf   []float64
 	l2    float64
 }
 
-// ddpMinChunk is the fewest coordinates a worker of Encode takes: below
-// that, a goroutine costs more than it saves.
-const ddpMinChunk = 1 << 14
+// ddpMinChunk is the fewest coordinates a chunk of Encode holds (below
+// that, a goroutine costs more than it saves), and ddpMaxChunks the most
+// chunks: NewEncoderFrom reads 32 bytes of seed for each.
+const (
+	ddpMinChunk  = 1 << 14
+	ddpMaxChunks = 64
+)
 
 // chunks splits n coordinates among k workers: worker w takes
 // [w·n/k, (w+1)·n/k).
@@ -272,7 +278,7 @@ func (p DDP) NewEncoderFrom(seed io.Reader) (*DDPEncoder, error) {
 	if err := p.Check(1); err != nil {
 		return nil, err
 	}
-	workers := max(1, min(runtime.GOMAXPROCS(0), p.Padded()/ddpMinChunk))
+	workers := max(1, min(ddpMaxChunks, p.Padded()/ddpMinChunk))
 	e := &DDPEncoder{p: p, rot: NewRotation(p.Seed, p.Dim), buf: make([]float64, p.Padded()), l2: p.L2Bound()}
 	for range workers {
 		g, err := NewDiscreteGaussian(p.Sigma2, seed)
@@ -330,18 +336,27 @@ func (e *DDPEncoder) Encode(dst []uint32, x []float32) error {
 	return nil
 }
 
-// parallel runs f(w, lo, hi) for every worker w and its chunk of the
-// padded coordinates, on one goroutine each, and waits for them.
+// parallel runs f(w, lo, hi) for every chunk w of the padded
+// coordinates, [lo, hi), on up to GOMAXPROCS goroutines, and waits for
+// them.
 func (e *DDPEncoder) parallel(f func(w, lo, hi int)) {
 	n, k := len(e.buf), len(e.noise)
-	if k == 1 {
-		f(0, 0, n)
+	workers := min(k, runtime.GOMAXPROCS(0))
+	if workers == 1 {
+		for w := range k {
+			lo, hi := chunk(n, k, w)
+			f(w, lo, hi)
+		}
 		return
 	}
 	var wg sync.WaitGroup
-	for w := range k {
-		lo, hi := chunk(n, k, w)
-		wg.Go(func() { f(w, lo, hi) })
+	for g := range workers {
+		wg.Go(func() {
+			for w := g; w < k; w += workers {
+				lo, hi := chunk(n, k, w)
+				f(w, lo, hi)
+			}
+		})
 	}
 	wg.Wait()
 }

@@ -95,7 +95,8 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.Float64Var(&o.DPEpsilon, "dp-epsilon", 0, "clients train with DP-SGD at the noise multiplier that gives each this record-level ε over the run (0: no DP)")
 	fs.Float64Var(&o.DPDelta, "dp-delta", 0, "δ of -dp-epsilon (0: 1e-05)")
 	fs.Float64Var(&o.DPNoiseMultiplier, "dp-sigma", 0, "clients train with DP-SGD at this noise multiplier σ, instead of -dp-epsilon")
-	fs.Float64Var(&o.DPClipNorm, "dp-clip", 0, "DP-SGD per-record clipping norm C (0: 1)")
+	fs.Float64Var(&o.DPClipNorm, "dp-clip", 0, "DP-SGD per-record clipping norm C, or the update's with -dp-mechanism (0: 1)")
+	fs.StringVar(&o.DPMechanism, "dp-mechanism", "", "distributed-discrete-gaussian: -dp-epsilon is the federation's budget, spent by noise the clients add inside secure aggregation (fedavg only), instead of each client's DP-SGD")
 	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
 }
 
