@@ -118,8 +118,10 @@ func (c Config) checkDP(add func(string, ...any)) {
 // privacyRecord is the manifest's privacy record of round (nil without
 // federation-level DP): the mechanism, one release's parameters as the
 // accountant reads them, and the ε spent by rounds 1 to round. Rounds are
-// counted, not attempts: an attempt that failed after a bucket was
-// unmasked released a sum the count does not include (see docs/privacy.md).
+// counted, not attempts: a hospital answers the unmasking of at most one
+// session per starting model, so its update is in at most one released
+// sum per round, except if it left after sending its masked input and the
+// round was retried (see docs/privacy.md).
 func (c *Coordinator) privacyRecord(round uint64) (*manifest.Privacy, error) {
 	if c.dp == nil {
 		return nil, nil
