@@ -428,3 +428,37 @@ func TestDDPEncodeReproducible(t *testing.T) {
 		t.Error("the encoding depends on GOMAXPROCS")
 	}
 }
+
+// FuzzDDPDecode decodes arbitrary sums: Decode refuses or returns finite
+// values, and never panics.
+func FuzzDDPDecode(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 4}, uint32(3))
+	f.Add([]byte{}, uint32(0))
+	f.Fuzz(func(t *testing.T, words []byte, count uint32) {
+		p := DefaultDDP(5, 1, [32]byte{2})
+		p.Sigma2 = 100
+		sum := make([]uint32, p.Words())
+		for i := range sum[:len(sum)-1] {
+			if 4*i+3 < len(words) {
+				sum[i] = uint32(words[4*i]) | uint32(words[4*i+1])<<8 | uint32(words[4*i+2])<<16 | uint32(words[4*i+3])<<24
+			}
+		}
+		sum[len(sum)-1] = count
+		mean := make([]float32, p.Dim)
+		m, err := p.Decode(mean, sum)
+		if err != nil {
+			if !errors.Is(err, ErrSum) {
+				t.Fatalf("Decode error %v, want ErrSum", err)
+			}
+			return
+		}
+		if m != uint64(count) {
+			t.Fatalf("Decode count %d, want %d", m, count)
+		}
+		for i, v := range mean {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Fatalf("mean[%d] = %v", i, v)
+			}
+		}
+	})
+}
