@@ -110,6 +110,16 @@ type SecAggOptions struct {
 	Seed uint64
 	// Progress, when set, receives a line per round with its times.
 	Progress io.Writer
+	// DPEpsilon, when positive, runs the same session a second time with
+	// distributed DP (secagg.DDP, the noise calibrated for DPRounds rounds
+	// of (DPEpsilon, DPDelta)-DP with the threshold as the fewest
+	// survivors) and reports its costs against the first run's in
+	// SecAggResult.DP. Weights are then 1 and updates are clipped to
+	// DPClipNorm in ℓ2 norm.
+	DPEpsilon  float64
+	DPDelta    float64 // default 1e−5
+	DPRounds   int     // default 100
+	DPClipNorm float64 // default √D/2 (inputs are uniform in [−1, 1], of norm about √(D/3))
 }
 
 // SecAggResult is SecAgg's measurement. JSON names are the benchmark's
@@ -175,6 +185,45 @@ type SecAggResult struct {
 	// ErrorBound.
 	MaxError   float64 `json:"max_error"`
 	ErrorBound float64 `json:"error_bound"`
+	// DP is the run with distributed DP, when SecAggOptions.DPEpsilon is
+	// set.
+	DP *SecAggDPResult `json:"dp,omitempty"`
+}
+
+// SecAggDPResult is the cost of distributed DP (secagg.DDP) in the same
+// session as SecAggResult's, measured in the same run: the same
+// participants, inputs and dropouts, the updates encoded with rotation,
+// conditional rounding and discrete Gaussian noise instead of the
+// fixed-point encoding, and the sum decoded with the inverse rotation.
+type SecAggDPResult struct {
+	Epsilon  float64 `json:"epsilon"`
+	Delta    float64 `json:"delta"`
+	Rounds   int     `json:"rounds"`
+	ClipNorm float64 `json:"clip_norm"`
+	// MinSurvivors is the number of noise shares the account assumes (the
+	// threshold); Sigma2 is each participant's σ² on the grid, PaddedD
+	// the rotation's power of two.
+	MinSurvivors int    `json:"min_survivors"`
+	Sigma2       uint64 `json:"sigma2"`
+	PaddedD      int    `json:"padded_d"`
+	// Times as in SecAggResult, with DP.
+	ClientSeconds  float64 `json:"client_seconds"`
+	MaskingSeconds float64 `json:"masking_seconds"`
+	ServerSeconds  float64 `json:"server_seconds"`
+	UnmaskSeconds  float64 `json:"unmask_seconds"`
+	// ClientRatio and ServerRatio are the times with DP over those
+	// without (issue 15's target: at most 1.2).
+	ClientRatio float64 `json:"client_ratio"`
+	ServerRatio float64 `json:"server_ratio"`
+	MaskedBytes int     `json:"masked_bytes"`
+	// ErrorVariance is the decoded mean's squared error per coordinate,
+	// against the exact mean of the clipped inputs; NoiseVariance is the
+	// mechanism's (DDP.NoiseVariance), and the rounding adds at most
+	// RoundingVariance. SecAgg fails unless the first is within a few
+	// standard errors of the range the other two give.
+	ErrorVariance    float64 `json:"error_variance"`
+	NoiseVariance    float64 `json:"noise_variance"`
+	RoundingVariance float64 `json:"rounding_variance"`
 }
 
 // DefaultSecAggThreshold is the threshold SecAgg uses when none is given,
@@ -220,6 +269,20 @@ func (o SecAggOptions) check() (SecAggOptions, error) {
 		return o, fmt.Errorf("%w: threshold=%d, want more than half of and at most the neighbourhood size %d (%d..%d)",
 			ErrSecAggOptions, o.Threshold, m, m/2+1, m)
 	}
+	if o.DPEpsilon < 0 || math.IsNaN(o.DPEpsilon) || o.DPDelta < 0 || o.DPRounds < 0 || o.DPClipNorm < 0 || math.IsNaN(o.DPClipNorm) {
+		return o, fmt.Errorf("%w: negative DP option", ErrSecAggOptions)
+	}
+	if o.DPEpsilon > 0 {
+		if o.DPDelta == 0 {
+			o.DPDelta = 1e-5
+		}
+		if o.DPRounds == 0 {
+			o.DPRounds = 100
+		}
+		if o.DPClipNorm == 0 {
+			o.DPClipNorm = math.Sqrt(float64(o.D)) / 2
+		}
+	}
 	if dropped := secAggDropped(o.N, o.Dropout); o.N-dropped < o.Threshold {
 		return o, fmt.Errorf("%w: dropout=%v drops %d of %d participants, leaving %d survivors, fewer than threshold %d",
 			ErrSecAggOptions, o.Dropout, dropped, o.N, o.N-dropped, o.Threshold)
@@ -244,12 +307,71 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 	if err != nil {
 		return SecAggResult{}, fmt.Errorf("benchmark: secagg encoding for %d participants: %w", o.N, err)
 	}
+	var dp *secagg.DDP
+	if o.DPEpsilon > 0 {
+		d := secagg.DefaultDDP(o.D, o.DPClipNorm, sha256.Sum256(fmt.Appendf(nil, "fedguard bench secagg rotation|seed=%d", o.Seed)))
+		if d, _, err = d.Calibrate(o.Threshold, o.N, int64(o.DPRounds), o.DPEpsilon, o.DPDelta); err != nil {
+			return SecAggResult{}, fmt.Errorf("%w: distributed DP: %w", ErrSecAggOptions, err)
+		}
+		dp = &d
+	}
 	ks := newKeystreamBaseline(o.D + 1)
 	baseline := ks.times(secAggBaselineRuns)
 
-	s, err := newSecAggSession(o, params)
+	s, maxErr, err := runSecAggSession(ctx, o, params, nil)
 	if err != nil {
 		return SecAggResult{}, err
+	}
+	var sdp *secAggSession
+	if dp != nil {
+		if sdp, _, err = runSecAggSession(ctx, o, params, dp); err != nil {
+			return SecAggResult{}, fmt.Errorf("with distributed DP: %w", err)
+		}
+	}
+	baseline = append(baseline, ks.times(secAggBaselineRuns)...)
+
+	res := SecAggResult{
+		N: o.N, D: o.D, Dropout: o.Dropout,
+		Threshold: o.Threshold, Degree: o.Degree, Dropped: o.N - len(s.survivors),
+		Cores:                    runtime.GOMAXPROCS(0),
+		BaselineKeystreamSeconds: median(baseline),
+		PlainBytesPerClient:      4 * o.D,
+		MaskedBytes:              SecAggFraming + 4*(o.D+1),
+		MaxError:                 maxErr,
+		ErrorBound:               params.ErrorBound(o.N),
+	}
+	res.ClientSeconds, res.MaskingSeconds, res.ServerSeconds, res.UnmaskSeconds, res.BytesPerClient = s.times()
+	res.KeyMaterialBytes = res.BytesPerClient - res.MaskedBytes
+	if b := res.BaselineKeystreamSeconds; b > 0 {
+		res.ClientRatio, res.MaskingRatio = res.ClientSeconds/b, res.MaskingSeconds/b
+		res.ServerRatio, res.UnmaskRatio = res.ServerSeconds/b, res.UnmaskSeconds/b
+	}
+	if sdp != nil {
+		r := &SecAggDPResult{
+			Epsilon: o.DPEpsilon, Delta: o.DPDelta, Rounds: o.DPRounds, ClipNorm: o.DPClipNorm,
+			MinSurvivors: o.Threshold, Sigma2: dp.Sigma2, PaddedD: dp.Padded(),
+			MaskedBytes: SecAggFraming + 4*dp.Words(),
+		}
+		r.ClientSeconds, r.MaskingSeconds, r.ServerSeconds, r.UnmaskSeconds, _ = sdp.times()
+		r.ClientRatio, r.ServerRatio = r.ClientSeconds/res.ClientSeconds, r.ServerSeconds/res.ServerSeconds
+		r.ErrorVariance, r.NoiseVariance, r.RoundingVariance = sdp.dpError, sdp.dpNoise, sdp.dpRounding
+		res.DP = r
+	}
+	return res, nil
+}
+
+// runSecAggSession runs one whole session, with the fixed-point encoding
+// of params or, if dp is not nil, with distributed DP, checks its decoded
+// mean and replays the server; it returns the session with its times and
+// the largest error of the mean (fixed-point encoding only).
+func runSecAggSession(ctx context.Context, o SecAggOptions, params secagg.Params, dp *secagg.DDP) (*secAggSession, float64, error) {
+	s, err := newSecAggSession(o, params, dp)
+	if err != nil {
+		return nil, 0, err
+	}
+	label := "secagg"
+	if dp != nil {
+		label = "secagg+dp"
 	}
 	rounds := []struct {
 		name string
@@ -263,68 +385,55 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 	}
 	for _, r := range rounds {
 		if err := ctx.Err(); err != nil {
-			return SecAggResult{}, fmt.Errorf("benchmark: secagg interrupted before %s: %w", r.name, err)
+			return nil, 0, fmt.Errorf("benchmark: secagg interrupted before %s: %w", r.name, err)
 		}
 		// Collect the garbage of the previous round now rather than
 		// during the next round's timed calls.
 		runtime.GC()
 		clientBefore, serverBefore := slices.Clone(s.clientTime), s.serverTime
 		if err := r.run(ctx); err != nil {
-			return SecAggResult{}, fmt.Errorf("benchmark: secagg %s: %w", r.name, err)
+			return nil, 0, fmt.Errorf("benchmark: secagg %s: %w", r.name, err)
 		}
 		if o.Progress != nil {
 			var spent []float64
 			for _, id := range s.survivors {
 				spent = append(spent, (s.clientTime[id] - clientBefore[id]).Seconds())
 			}
-			fmt.Fprintf(o.Progress, "secagg %-17s client (median) %9.4f s   server %9.4f s\n",
-				r.name, median(spent), (s.serverTime - serverBefore).Seconds())
+			fmt.Fprintf(o.Progress, "%s %-17s client (median) %9.4f s   server %9.4f s\n",
+				label, r.name, median(spent), (s.serverTime - serverBefore).Seconds())
 		}
 	}
 	maxErr, err := s.check()
 	if err != nil {
-		return SecAggResult{}, err
+		return nil, 0, err
 	}
 	for run := 2; run <= SecAggServerRuns; run++ {
 		if err := ctx.Err(); err != nil {
-			return SecAggResult{}, fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
+			return nil, 0, fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
 		}
 		runtime.GC()
 		if err := s.replayServer(); err != nil {
-			return SecAggResult{}, fmt.Errorf("benchmark: secagg server run %d: %w", run, err)
+			return nil, 0, fmt.Errorf("benchmark: secagg server run %d: %w", run, err)
 		}
 		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "secagg %-17s %30s server %9.4f s (Unmask %.4f s)\n",
-				fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
+			fmt.Fprintf(o.Progress, "%s %-17s %30s server %9.4f s (Unmask %.4f s)\n",
+				label, fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
 		}
 	}
-	baseline = append(baseline, ks.times(secAggBaselineRuns)...)
+	return s, maxErr, nil
+}
 
-	res := SecAggResult{
-		N: o.N, D: o.D, Dropout: o.Dropout,
-		Threshold: o.Threshold, Degree: o.Degree, Dropped: o.N - len(s.survivors),
-		Cores:                    runtime.GOMAXPROCS(0),
-		ServerSeconds:            median(s.serverTimes),
-		UnmaskSeconds:            median(s.unmaskTimes),
-		BaselineKeystreamSeconds: median(baseline),
-		PlainBytesPerClient:      4 * o.D,
-		MaskedBytes:              SecAggFraming + 4*(o.D+1),
-		MaxError:                 maxErr,
-		ErrorBound:               params.ErrorBound(o.N),
-	}
-	var total, masking []float64
+// times returns the session's medians: a survivor's compute over every
+// round and its MaskedInput alone, the server's over every round and its
+// Unmask alone; and the most bytes a survivor sent.
+func (s *secAggSession) times() (client, masking, server, unmask float64, bytes int) {
+	var total, mask []float64
 	for _, id := range s.survivors {
 		total = append(total, s.clientTime[id].Seconds())
-		masking = append(masking, s.maskTime[id].Seconds())
-		res.BytesPerClient = max(res.BytesPerClient, s.sent[id])
+		mask = append(mask, s.maskTime[id].Seconds())
+		bytes = max(bytes, s.sent[id])
 	}
-	res.ClientSeconds, res.MaskingSeconds = median(total), median(masking)
-	res.KeyMaterialBytes = res.BytesPerClient - res.MaskedBytes
-	if b := res.BaselineKeystreamSeconds; b > 0 {
-		res.ClientRatio, res.MaskingRatio = res.ClientSeconds/b, res.MaskingSeconds/b
-		res.ServerRatio, res.UnmaskRatio = res.ServerSeconds/b, res.UnmaskSeconds/b
-	}
-	return res, nil
+	return median(total), median(mask), median(s.serverTimes), median(s.unmaskTimes), bytes
 }
 
 // secAggSession is one session being run: the server, the clients, the
@@ -333,6 +442,11 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 type secAggSession struct {
 	o      SecAggOptions
 	params secagg.Params
+	dp     *secagg.DDP // distributed DP instead of params, if set
+	// With dp, check's measurement of the mean's squared error and the
+	// mechanism's noise and (at most) rounding variances.
+	dpError, dpNoise, dpRounding float64
+
 	cfg    secagg.Config
 	verify secagg.Verify
 	server *secagg.Server
@@ -367,7 +481,7 @@ type secAggSession struct {
 
 // newSecAggSession makes the identity keys, the server and the clients,
 // and picks who drops out.
-func newSecAggSession(o SecAggOptions, params secagg.Params) (*secAggSession, error) {
+func newSecAggSession(o SecAggOptions, params secagg.Params, dp *secagg.DDP) (*secAggSession, error) {
 	keys := make([]*ecdsa.PrivateKey, o.N+1)
 	for id := 1; id <= o.N; id++ {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
@@ -390,12 +504,15 @@ func newSecAggSession(o SecAggOptions, params secagg.Params) (*secAggSession, er
 		GraphSeed: sha256.Sum256(fmt.Appendf(nil, "fedguard bench secagg graph|seed=%d", o.Seed)),
 		Dim:       o.D + 1,
 	}
+	if dp != nil {
+		cfg.Dim = dp.Words()
+	}
 	server, err := secagg.NewServer(cfg, verify)
 	if err != nil {
 		return nil, fmt.Errorf("benchmark: %w", err)
 	}
 	s := &secAggSession{
-		o: o, params: params, cfg: cfg, verify: verify, server: server,
+		o: o, params: params, dp: dp, cfg: cfg, verify: verify, server: server,
 		client:     make([]*secagg.Client, o.N+1),
 		drop:       make([]bool, o.N+1),
 		exact:      make([]float64, o.D),
@@ -518,7 +635,7 @@ func (s *secAggSession) share(ctx context.Context) error {
 func (s *secAggSession) mask(ctx context.Context) error {
 	var msgs []*secagg.MaskedInput
 	x := make([]float32, s.o.D)
-	enc := make([]uint32, s.o.D+1)
+	enc := make([]uint32, s.cfg.Dim)
 	for _, id := range ids(s.route) {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -528,9 +645,18 @@ func (s *secAggSession) mask(ctx context.Context) error {
 		}
 		rng := rand.New(rand.NewPCG(s.o.Seed, uint64(id)))
 		weight := 1 + rng.Uint64N(1000)
+		var norm2 float64
 		for i := range x {
 			x[i] = float32(2*rng.Float64() - 1)
-			s.exact[i] += float64(weight) * float64(x[i])
+			norm2 += float64(x[i]) * float64(x[i])
+		}
+		k := float64(weight) // the fixed-point encoding's weighted sum
+		if s.dp != nil {
+			// Distributed DP: weight 1, the update clipped in ℓ2 norm.
+			weight, k = 1, min(1, s.dp.ClipNorm/math.Sqrt(norm2))
+		}
+		for i, v := range x {
+			s.exact[i] += k * float64(v)
 		}
 		s.exactWeight += weight
 		var round [32]byte
@@ -538,7 +664,17 @@ func (s *secAggSession) mask(ctx context.Context) error {
 		binary.LittleEndian.PutUint64(round[8:], uint64(id))
 		var m *secagg.MaskedInput
 		err := s.timeClient(id, func() (err error) {
-			if err := s.params.Encode(enc, x, weight, rand.NewChaCha8(round)); err != nil {
+			if s.dp != nil {
+				// As a hospital does every round: a new encoder
+				// (rotation signs, noise generator from crypto/rand).
+				e, err := s.dp.NewEncoder()
+				if err != nil {
+					return err
+				}
+				if err := e.Encode(enc, x); err != nil {
+					return fmt.Errorf("encode: %w", err)
+				}
+			} else if err := s.params.Encode(enc, x, weight, rand.NewChaCha8(round)); err != nil {
 				return fmt.Errorf("encode: %w", err)
 			}
 			start := time.Now()
@@ -597,7 +733,7 @@ func (s *secAggSession) unmask(ctx context.Context) error {
 	}
 	s.mean = make([]float32, s.o.D)
 	err = s.timeServer(func() (_ []secagg.Rejection, err error) {
-		s.weight, err = s.params.Decode(s.mean, s.sum)
+		s.weight, err = s.decode(s.mean, s.sum)
 		if err != nil {
 			err = fmt.Errorf("decode: %w", err)
 		}
@@ -626,7 +762,7 @@ func (s *secAggSession) replayServer() error {
 		{"CollectMasked", func() (r []secagg.Rejection, err error) { _, r, err = server.CollectMasked(s.masked); return r, err }},
 		{"CollectConsistency", func() (r []secagg.Rejection, err error) { _, r, err = server.CollectConsistency(s.sigs); return r, err }},
 		{"Unmask", func() (r []secagg.Rejection, err error) { sum, r, err = server.Unmask(s.resps); return r, err }},
-		{"Decode", func() ([]secagg.Rejection, error) { _, err := s.params.Decode(mean, sum); return nil, err }},
+		{"Decode", func() ([]secagg.Rejection, error) { _, err := s.decode(mean, sum); return nil, err }},
 	}
 	var total, unmask time.Duration
 	for _, step := range steps {
@@ -658,6 +794,9 @@ func (s *secAggSession) check() (float64, error) {
 	if s.weight != s.exactWeight {
 		return 0, fmt.Errorf("%w: total weight %d, want %d", ErrSecAggWrong, s.weight, s.exactWeight)
 	}
+	if s.dp != nil {
+		return 0, s.checkDP()
+	}
 	bound := s.params.ErrorBound(s.o.N)
 	maxErr, worst := 0.0, 0
 	for i, acc := range s.exact {
@@ -669,6 +808,36 @@ func (s *secAggSession) check() (float64, error) {
 		return 0, fmt.Errorf("%w: coordinate %d off by %g, bound %g", ErrSecAggWrong, worst, maxErr, bound)
 	}
 	return maxErr, nil
+}
+
+// decode decodes the unmasked sum with the session's encoding.
+func (s *secAggSession) decode(mean []float32, sum []uint32) (uint64, error) {
+	if s.dp != nil {
+		return s.dp.Decode(mean, sum)
+	}
+	return s.params.Decode(mean, sum)
+}
+
+// checkDP compares the squared error of the mean decoded with distributed
+// DP with the mechanism's variance: at least the noise's, at most the
+// noise's plus the rounding's bound, within 5 % plus six standard errors
+// of the estimate over D coordinates (√(2/D) relative each).
+func (s *secAggSession) checkDP() error {
+	m := float64(s.exactWeight)
+	var sq float64
+	for i, acc := range s.exact {
+		e := float64(s.mean[i]) - acc/m
+		sq += e * e
+	}
+	s.dpError = sq / float64(len(s.exact))
+	s.dpNoise = s.dp.NoiseVariance(int(s.exactWeight))
+	s.dpRounding = 1 / (4 * s.dp.Scale * s.dp.Scale * m)
+	tol := 0.05 + 6*math.Sqrt(2/float64(len(s.exact)))
+	if !(s.dpError >= s.dpNoise*(1-tol) && s.dpError <= (s.dpNoise+s.dpRounding)*(1+tol)) {
+		return fmt.Errorf("%w: with distributed DP the mean's squared error is %g per coordinate, want %g to %g (noise, plus rounding)",
+			ErrSecAggWrong, s.dpError, s.dpNoise, s.dpNoise+s.dpRounding)
+	}
+	return nil
 }
 
 // keystreamBaseline times the AES-128-CTR keystream of one mask.

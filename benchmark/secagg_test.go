@@ -208,3 +208,40 @@ func BenchmarkSecAgg(b *testing.B) {
 	b.ReportMetric(res.MaskingRatio, "masking-x-keystream")
 	b.ReportMetric(res.UnmaskRatio, "unmask-x-keystream")
 }
+
+// TestSecAggDP runs the session with and without distributed DP: the DP
+// run's mean must carry the mechanism's noise (SecAgg checks its squared
+// error against the analytical variance) and its costs are reported
+// against the plain run's.
+func TestSecAggDP(t *testing.T) {
+	const n, d = 6, 1000
+	var progress bytes.Buffer
+	res, err := SecAgg(context.Background(), SecAggOptions{N: n, D: d, Dropout: 0.2, Seed: 4, DPEpsilon: 8, Progress: &progress})
+	if err != nil {
+		t.Fatalf("SecAgg: %v", err)
+	}
+	dp := res.DP
+	if dp == nil {
+		t.Fatal("no DP result")
+	}
+	got := jsonObject(t, res)
+	if _, ok := got["dp"].(map[string]any)["client_ratio"]; !ok {
+		t.Errorf("JSON %v has no dp.client_ratio", got["dp"])
+	}
+	if dp.PaddedD != 1024 || dp.MaskedBytes != SecAggFraming+4*(1024+1) || dp.MinSurvivors != res.Threshold || dp.Delta != 1e-5 || dp.Rounds != 100 {
+		t.Errorf("DP result %+v", dp)
+	}
+	if !(dp.ClientRatio > 0 && dp.ServerRatio > 0 && dp.NoiseVariance > 0 && dp.ErrorVariance > 0) {
+		t.Errorf("DP result %+v: ratios and variances must be positive", dp)
+	}
+	if !strings.Contains(progress.String(), "secagg+dp MaskedInput") {
+		t.Errorf("progress %q has no line for the DP run", progress.String())
+	}
+	if _, err := SecAgg(context.Background(), SecAggOptions{N: n, D: d, DPEpsilon: -1}); !errors.Is(err, ErrSecAggOptions) {
+		t.Errorf("negative dp epsilon: %v, want ErrSecAggOptions", err)
+	}
+	// A budget whose noise the ring cannot carry is refused before any work.
+	if _, err := SecAgg(context.Background(), SecAggOptions{N: n, D: d, DPEpsilon: 1e-6, DPRounds: 100_000}); !errors.Is(err, ErrSecAggOptions) || !errors.Is(err, secagg.ErrParams) {
+		t.Errorf("an impossible budget: %v, want ErrSecAggOptions and secagg.ErrParams", err)
+	}
+}

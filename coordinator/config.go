@@ -151,6 +151,9 @@ type Config struct {
 	Secure bool `json:"secure,omitempty"`
 	// SecAgg tunes secure aggregation; zero values take the defaults.
 	SecAgg SecAggConfig `json:"secagg,omitzero"`
+	// DPConfig is federation-level differential privacy: dp_mechanism,
+	// dp_epsilon, dp_delta, dp_clip_norm (see dp.go).
+	DPConfig
 	// Seed makes the initial model and the per-round seeds reproducible.
 	Seed uint64 `json:"seed"`
 	// InitialModel is a safetensors file (a hospital-supplied or
@@ -670,6 +673,7 @@ func (c Config) Validate() error {
 	}
 	validateAnomaly(c.Anomaly, add)
 	c.Limits.validate(add)
+	c.checkDP(add)
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid coordinator config: %w", errors.Join(errs...))
 	}

@@ -278,19 +278,21 @@ type Coordinator struct {
 	rule      aggregation.Rule
 	// secureRule aggregates bucket means in secure rounds.
 	secureRule aggregation.Rule
-	store      stateStore
-	opts       options
-	enrolled   map[string]bool
-	signer     *manifest.Signer
-	keys       io.Closer // the PKCS #11 token of signer's key; nil for files
-	audit      *audit.Log
-	certs      certSeen
-	quota      eventQuota
-	disk       diskGuard
-	live       liveCalls
-	revokedMu  sync.Mutex // serializes recordRevocations
-	metrics    *metrics
-	limits     *perIdentity
+	// dp is the federation's distributed DP, nil without (dp.go).
+	dp        *federationDP
+	store     stateStore
+	opts      options
+	enrolled  map[string]bool
+	signer    *manifest.Signer
+	keys      io.Closer // the PKCS #11 token of signer's key; nil for files
+	audit     *audit.Log
+	certs     certSeen
+	quota     eventQuota
+	disk      diskGuard
+	live      liveCalls
+	revokedMu sync.Mutex // serializes recordRevocations
+	metrics   *metrics
+	limits    *perIdentity
 
 	// keyring is every identity the coordinator signed with (key
 	// rotation), and rotations the rotations that lead to signer's.
@@ -382,11 +384,16 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	dp, err := cfg.distributedDP()
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(cfg.DataDir, cfg.Federation, specJSON, mode)
 	if err != nil {
 		return nil, err
 	}
 	c := &Coordinator{
+		dp:         dp,
 		cfg:        cfg,
 		spec:       spec,
 		rule:       rule,

@@ -269,6 +269,9 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, params []
 	}
 	rule := c.ruleName()
 	m.Secure = c.cfg.Secure
+	if m.Privacy, err = c.privacyRecord(rec.Round); err != nil {
+		return manifest.Round{}, err
+	}
 	for _, p := range rec.Participants {
 		key := p.Name
 		if p.Bucket > 0 {

@@ -71,13 +71,21 @@ func (s *secureRound) finished() bool {
 func (c *Coordinator) startSecureLocked(ctx context.Context, r *openRound, start [32]byte) error {
 	plan := c.cfg.securePlan(r.cohort)
 	plan.Round, plan.Attempt, plan.Start, plan.Dim = r.number, r.attempt, start, c.spec.NumParams()
+	if c.dp != nil {
+		dp := c.dp.ddp
+		plan.DP = &dp
+	}
 	if err := plan.Check(); err != nil {
 		return err
 	}
 	s := &secureRound{plan: plan, member: map[string]*securebucket.Session{}, joined: map[string]bool{}}
 	buckets, sessions := plan.Layout()
 	for i, members := range buckets {
-		b := securebucket.New(i, members, sessions[i], plan.Params)
+		var dec securebucket.Decoder = plan.Params
+		if dp := plan.DDP(); dp != nil {
+			dec = dp
+		}
+		b := securebucket.New(i, members, sessions[i], dec)
 		s.buckets = append(s.buckets, b)
 		for _, m := range members {
 			s.member[m] = b

@@ -144,6 +144,14 @@ type Config struct {
 	// to; it declines a round that puts it in a smaller bucket. 0 means
 	// any (secure sums always have at least two members).
 	MinSecureBucket int
+	// SecureDPRoundEpsilon, when positive, is the most ε one secure
+	// round may cost this hospital's update under the coordinator's
+	// distributed DP (at DPDelta, or DefaultDPDelta), computed from the
+	// plan's own parameters: its noise, the fewest survivors a sum may be
+	// unmasked with, and the ℓ2 bound. The agent declines a secure round
+	// without distributed DP or with less noise, so that the guarantee
+	// does not rest on the coordinator's configuration. 0 means no limit.
+	SecureDPRoundEpsilon float64
 	// Expectations is the path of an expectations file (package
 	// validation). When set, the agent checks its data file against it
 	// before every round and reports the findings, as counts only, to the

@@ -83,6 +83,10 @@ type FileConfig struct {
 	// MinSecureBucket declines secure rounds that put this hospital in a
 	// sum of fewer members (see [Config.MinSecureBucket]); 0 means any.
 	MinSecureBucket int `json:"min_secure_bucket,omitempty"`
+	// DPSecureRoundEpsilon declines secure rounds whose distributed DP
+	// would cost this hospital more than this ε per round, and those
+	// without it (see [Config.SecureDPRoundEpsilon]); 0 means any.
+	DPSecureRoundEpsilon float64 `json:"dp_secure_round_epsilon,omitempty"`
 	// Expect is an expectations file (package validation): the data file
 	// is checked against it before every round and the findings, counts
 	// only, are reported to the coordinator. Empty means no validation.
@@ -276,6 +280,8 @@ func (c FileConfig) Validate() error {
 		return &FieldError{Field: "holdout", Reason: fmt.Sprintf("%v outside [0, 1)", c.Holdout)}
 	case c.MinSecureBucket < 0:
 		return &FieldError{Field: "min_secure_bucket", Reason: fmt.Sprintf("%d is negative", c.MinSecureBucket)}
+	case !(c.DPSecureRoundEpsilon >= 0) || math.IsInf(c.DPSecureRoundEpsilon, 1):
+		return &FieldError{Field: "dp_secure_round_epsilon", Reason: fmt.Sprintf("%v, want a finite number ≥ 0", c.DPSecureRoundEpsilon)}
 	}
 	if c.MetricsListen != "" {
 		if err := metricsserver.ValidateAddr(c.MetricsListen); err != nil {
@@ -427,21 +433,22 @@ func (c FileConfig) Config() (Config, error) {
 		salt = &s
 	}
 	return Config{
-		DataSalt:        salt,
-		Coordinator:     c.Coordinator,
-		TLS:             tlsCfg,
-		Trainer:         c.trainer(h),
-		Federation:      c.Federation,
-		CoordinatorKeys: keys,
-		StateFile:       state,
-		RequireSecure:   c.RequireSecure,
-		MinSecureBucket: c.MinSecureBucket,
-		Expectations:    c.Expect,
-		ValidationMode:  c.Validation,
-		MetricsListen:   c.MetricsListen,
-		GiveUpAfter:     c.giveUpAfter(),
-		DPEpsilon:       c.DPEpsilon,
-		DPDelta:         c.DPDelta,
+		DataSalt:             salt,
+		Coordinator:          c.Coordinator,
+		TLS:                  tlsCfg,
+		Trainer:              c.trainer(h),
+		Federation:           c.Federation,
+		CoordinatorKeys:      keys,
+		StateFile:            state,
+		RequireSecure:        c.RequireSecure,
+		MinSecureBucket:      c.MinSecureBucket,
+		SecureDPRoundEpsilon: c.DPSecureRoundEpsilon,
+		Expectations:         c.Expect,
+		ValidationMode:       c.Validation,
+		MetricsListen:        c.MetricsListen,
+		GiveUpAfter:          c.giveUpAfter(),
+		DPEpsilon:            c.DPEpsilon,
+		DPDelta:              c.DPDelta,
 	}, nil
 }
 

@@ -102,6 +102,9 @@ func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.Coordinat
 			// smallest sum it contributes to, not the coordinator.
 			return a.decline(ctx, rctx, client, asg, log, fmt.Sprintf("a secure sum of %d is below this hospital's minimum of %d", len(members), min))
 		}
+		if reason := a.secureDPShortfall(plan); reason != "" {
+			return a.decline(ctx, rctx, client, asg, log, reason)
+		}
 		if s, err = a.newSecureSession(plan, bucket, id, members, modelDigest); err != nil {
 			return err
 		}
@@ -350,7 +353,8 @@ func (s *secureSession) accept(p secagg.Phase, resp *fedguardv1.SecureAggregateR
 
 // secureInput downloads and checks the starting model, trains, checks
 // the result, clips it to plan.NormClip in L2 norm and encodes it with its
-// weight: the input of the session, of Dim+1 words.
+// weight: the input of the session, of Dim+1 words. Under distributed DP
+// (plan.DP) the update is encoded by secagg.DDP instead, noise included.
 func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, plan secureround.Plan) (Result, []uint32, error) {
 	start, err := a.fetchModel(ctx, client, asg)
 	if err != nil {
@@ -379,6 +383,34 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 		return Result{}, nil, fmt.Errorf("%w: encode the update: %w", ErrSecureRound, err)
 	}
 	return res, input, nil
+}
+
+// secureDPShortfall returns why the hospital declines plan under its
+// Config.SecureDPRoundEpsilon, or "" if it does not: the plan has no
+// distributed DP, or one release of its sum, with the fewest survivors
+// the plan allows, costs more than that ε.
+func (a *Agent) secureDPShortfall(plan secureround.Plan) string {
+	limit := a.cfg.SecureDPRoundEpsilon
+	if limit <= 0 {
+		return ""
+	}
+	dp := plan.DDP()
+	if dp == nil {
+		return fmt.Sprintf("this hospital takes part in secure rounds with distributed DP only (at most ε = %g per round)", limit)
+	}
+	delta := a.cfg.DPDelta
+	if delta == 0 {
+		delta = DefaultDPDelta
+	}
+	g, err := dp.Mechanism(plan.MinSurvivors()).Epsilon(delta)
+	if err != nil {
+		return fmt.Sprintf("the round's distributed DP cannot be accounted: %v", err)
+	}
+	if g.Epsilon > limit {
+		return fmt.Sprintf("the round's distributed DP costs ε = %.4g per round at δ = %g (σ² = %d, %d survivors at least), above this hospital's limit of %g",
+			g.Epsilon, delta, dp.Sigma2, plan.MinSurvivors(), limit)
+	}
+	return ""
 }
 
 // checkKeys reads the relayed advertisements: it checks each certificate

@@ -597,7 +597,13 @@ func (r *bucketRun) resolveLocked() {
 // the fake lies, claims the session failed and retries it).
 func (r *bucketRun) finishLocked(sum []uint32) error {
 	mean := make([]float32, r.plan.Dim)
-	total, err := r.plan.Params.Decode(mean, sum)
+	var total uint64
+	var err error
+	if dp := r.plan.DDP(); dp != nil {
+		total, err = dp.Decode(mean, sum)
+	} else {
+		total, err = r.plan.Params.Decode(mean, sum)
+	}
 	if err != nil {
 		return err
 	}

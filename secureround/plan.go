@@ -74,6 +74,10 @@ type Plan struct {
 	// Dim is the number of model parameters; a session adds up Dim+1
 	// words (the weight travels as the last one).
 	Dim int
+	// DP, when set, is the distributed discrete Gaussian encoding that
+	// replaces Params, WeightUnit and NormClip: its Dim and Seed are the
+	// plan's (see DDP); only ClipNorm, Scale, Sigma2 and Beta travel.
+	DP *secagg.DDP
 }
 
 // FromProto builds and checks the Plan of an assignment's SecureRound.
@@ -93,12 +97,23 @@ func FromProto(federation string, start [32]byte, round uint64, attempt uint32, 
 		PhaseTimeout:     time.Duration(min(p.GetPhaseTimeoutMillis(), uint64(MaxPhaseTimeout/time.Millisecond))) * time.Millisecond,
 		Dim:              dim,
 	}
+	if d := p.GetDp(); d != nil {
+		if d.GetMechanism() != secagg.DDPMechanism {
+			return Plan{}, fmt.Errorf("%w: DP mechanism %q, want %q", ErrPlan, d.GetMechanism(), secagg.DDPMechanism)
+		}
+		pl.DP = &secagg.DDP{ClipNorm: d.GetClipNorm(), Scale: d.GetScale(), Sigma2: d.GetSigma2(), Beta: d.GetBeta()}
+	}
 	return pl, pl.Check()
 }
 
 // Proto is the wire form of p's public parameters.
 func (p Plan) Proto() *fedguardv1.SecureRound {
+	var dp *fedguardv1.SecureDP
+	if p.DP != nil {
+		dp = &fedguardv1.SecureDP{Mechanism: secagg.DDPMechanism, ClipNorm: p.DP.ClipNorm, Scale: p.DP.Scale, Sigma2: p.DP.Sigma2, Beta: p.DP.Beta}
+	}
 	return &fedguardv1.SecureRound{
+		Dp:                 dp,
 		Cohort:             p.Cohort,
 		BucketSize:         uint32(p.BucketSize),
 		ThresholdPercent:   uint32(p.ThresholdPercent),
@@ -148,7 +163,11 @@ func (p Plan) Check() error {
 	for _, m := range buckets {
 		largest = max(largest, len(m))
 	}
-	if err := p.Params.Check(largest); err != nil {
+	if p.DP != nil {
+		if err := p.DDP().Check(largest); err != nil {
+			return fmt.Errorf("%w: %w", ErrPlan, err)
+		}
+	} else if err := p.Params.Check(largest); err != nil {
 		return fmt.Errorf("%w: %w", ErrPlan, err)
 	}
 	for b, s := range sessions {
@@ -257,8 +276,47 @@ func (p Plan) session(b int, members []string) secagg.Config {
 		Threshold: Threshold(hood, p.ThresholdPercent),
 		Degree:    degree,
 		GraphSeed: sha256.Sum256(append([]byte("fedguard secure graph v1\x00"), session...)),
-		Dim:       p.Dim + 1,
+		Dim:       p.words(),
 	}
+}
+
+// words is the length of an encoded update: the fixed-point encoding's
+// Dim+1, or the DP encoding's padded dimension plus one.
+func (p Plan) words() int {
+	if p.DP != nil {
+		return p.DDP().Words()
+	}
+	return p.Dim + 1
+}
+
+// DDP returns the round's DP encoding, nil without DP: p.DP with the
+// plan's Dim and the rotation seed, which every member and the coordinator
+// derive from the round (as the buckets), so the coordinator cannot choose
+// it after seeing anything.
+func (p Plan) DDP() *secagg.DDP {
+	if p.DP == nil {
+		return nil
+	}
+	d := *p.DP
+	d.Dim = p.Dim
+	seed := p.seed()
+	d.Seed = sha256.Sum256(append([]byte("fedguard dp rotation v1\x00"), seed[:]...))
+	return &d
+}
+
+// MinSurvivors returns the fewest members any bucket's sum may be
+// unmasked with: the least session threshold (a session fails below its
+// threshold). With DP, that is the number of noise shares the account
+// must assume.
+func (p Plan) MinSurvivors() int {
+	_, sessions := p.Layout()
+	least := 0
+	for i, s := range sessions {
+		if i == 0 || s.Threshold < least {
+			least = s.Threshold
+		}
+	}
+	return least
 }
 
 // Threshold is the number of shares that reconstruct a secret in a
@@ -286,6 +344,11 @@ func LargestBucket(n, s int) int {
 // member's weight for samples (see secagg.Params.Encode), rng driving the
 // stochastic rounding. The participant agent sends it masked; the
 // simulator sums it unmasked, which gives the same sum.
+//
+// Under distributed DP (p.DP) the clipped delta is encoded by the round's
+// secagg.DDP instead, this member's share of the noise included. That
+// encoder seeds itself from crypto/rand and never uses rng: noise a
+// seed could predict would protect nothing.
 func (p Plan) Input(delta []float32, samples uint64, rng *rand.ChaCha8) ([]uint32, error) {
 	if p.NormClip > 0 {
 		if n := model.Norm(delta); n > p.NormClip {
@@ -296,6 +359,17 @@ func (p Plan) Input(delta []float32, samples uint64, rng *rand.ChaCha8) ([]uint3
 			}
 			delta = clipped
 		}
+	}
+	if d := p.DDP(); d != nil {
+		enc, err := d.NewEncoder()
+		if err != nil {
+			return nil, fmt.Errorf("distributed DP: %w", err)
+		}
+		input := make([]uint32, d.Words())
+		if err := enc.Encode(input, delta); err != nil {
+			return nil, fmt.Errorf("encode with distributed DP: %w", err)
+		}
+		return input, nil
 	}
 	input := make([]uint32, len(delta)+1)
 	if err := p.Params.Encode(input, delta, p.Weight(samples), rng); err != nil {

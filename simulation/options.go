@@ -145,6 +145,10 @@ type Options struct {
 	// coordinate clip (0: DefaultSecureClip, the coordinator's default).
 	Secure     bool    `json:"secure,omitempty"`
 	SecureClip float64 `json:"secure_clip,omitempty"`
+	// DPMechanism "distributed-discrete-gaussian" (MechanismDDP) makes the
+	// DP budget the federation's, spent by noise the clients add inside
+	// secure aggregation, instead of each client's DP-SGD (see ddp.go).
+	DPMechanism string `json:"dp_mechanism,omitempty"`
 	// MNISTDir is the folder of the MNIST IDX files ("" finds them in the
 	// module cache).
 	MNISTDir string `json:"-"`
@@ -276,10 +280,13 @@ func check(o Options) (*checked, error) {
 		return bad(fmt.Errorf("dp: ε %v, δ %v, σ %v, C %v: want ε, σ, C >= 0 and δ in [0, 1)", o.DPEpsilon, o.DPDelta, o.DPNoiseMultiplier, o.DPClipNorm))
 	case o.DPEpsilon > 0 && o.DPNoiseMultiplier > 0:
 		return bad(errors.New("dp: give the budget ε or the noise multiplier σ, not both"))
-	case (o.DPEpsilon > 0 || o.DPNoiseMultiplier > 0) && o.LocalSteps > 0:
+	case (o.DPEpsilon > 0 || o.DPNoiseMultiplier > 0) && o.LocalSteps > 0 && o.DPMechanism == "":
 		return bad(errors.New("dp: DP-SGD trains by epochs: local steps are not supported"))
 	case o.EvalEvery < 0:
 		return bad(fmt.Errorf("eval every %d, want at least 0", o.EvalEvery))
+	}
+	if err := o.checkDPMechanism(); err != nil {
+		return bad(err)
 	}
 	switch o.MomentumStyle {
 	case "", MomentumEMA, MomentumHeavyBall:

@@ -69,11 +69,15 @@ type Result struct {
 // DPResult is what DP-SGD gave the clients: the largest ε any client
 // spent over the run at δ, and the range of noise multipliers used.
 type DPResult struct {
-	Epsilon  float64 `json:"epsilon"`
-	Delta    float64 `json:"delta"`
-	SigmaMin float64 `json:"sigma_min"`
-	SigmaMax float64 `json:"sigma_max"`
-	ClipNorm float64 `json:"clip_norm"`
+	// Mechanism is MechanismDDP for distributed DP, whose ε is the
+	// federation's and whose σ is each client's in grid units; empty for
+	// DP-SGD.
+	Mechanism string  `json:"mechanism,omitempty"`
+	Epsilon   float64 `json:"epsilon"`
+	Delta     float64 `json:"delta"`
+	SigmaMin  float64 `json:"sigma_min"`
+	SigmaMax  float64 `json:"sigma_max"`
+	ClipNorm  float64 `json:"clip_norm"`
 }
 
 // Run simulates a federation of o.Clients participants, o.Byzantine of
@@ -142,8 +146,15 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	if sr := statefulRule(c.ruleConfig, o.ClippingCenter); sr != nil {
 		baseRule = sr // a fresh state for every run
 	}
-	dps, dpRes, err := dpSetup(c, s)
+	var dps []model.DP
+	var dpRes *DPResult
+	ddp, err := ddpSetup(o, len(global))
 	if err != nil {
+		return Result{}, err
+	}
+	if ddp != nil {
+		dpRes = ddp.res
+	} else if dps, dpRes, err = dpSetup(c, s); err != nil {
 		return Result{}, err
 	}
 	res.DP = dpRes
@@ -202,13 +213,21 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			updates[i] = aggregation.Update{ID: clientID(i), Delta: deltas[i], Samples: uint64(len(s.clientY[i]))}
 		}
 		rule := aggregation.WithRand(baseRule, rand.NewChaCha8(seedBytes(o.Seed, "aggregation", uint64(r))))
-		if secure == nil {
+		switch {
+		case ddp != nil:
+			// Distributed DP: the coordinator sees only the noisy sum,
+			// as in a secure round, so only drift is checked.
+			if err := ddp.aggregate(agg, deltas, o.Seed, r); err != nil {
+				return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
+			}
+			det.round(nil, make([]bool, o.Clients))
+		case secure == nil:
 			report, err := rule.Aggregate(agg, updates)
 			if err != nil {
 				return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
 			}
 			det.round(updates, excludedBy(report, ids))
-		} else {
+		default:
 			means, members, err := secure.round(ctx, s, r, deltas)
 			if err != nil {
 				return Result{}, err

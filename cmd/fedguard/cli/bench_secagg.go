@@ -19,6 +19,10 @@ func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Threshold, "threshold", 0, "shares that reconstruct a secret (0: ⌊2m/3⌋+1, m = n or degree+1)")
 	fs.IntVar(&o.Degree, "degree", 0, "neighbours per participant (0: complete graph)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the inputs, weights, rounding and dropouts")
+	fs.Float64Var(&o.DPEpsilon, "dp-epsilon", 0, "also run the session with distributed DP (distributed discrete Gaussian) for this ε, and compare (0: no DP run)")
+	fs.Float64Var(&o.DPDelta, "dp-delta", 1e-5, "δ of the DP run")
+	fs.IntVar(&o.DPRounds, "dp-rounds", 100, "rounds the DP run's budget is spread over")
+	fs.Float64Var(&o.DPClipNorm, "dp-clip-norm", 0, "ℓ2 norm the DP run clips updates to (0: √d/2)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -71,4 +75,23 @@ func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
 	fmt.Fprintf(w, "%-32s %14d %12.6f %12s %10s\n", "  key material", res.KeyMaterialBytes, float64(res.KeyMaterialBytes)/plain, "", "-")
 	fmt.Fprintf(w, "%-32s %14d %12.6f %12s %10s\n", "plain float32 update", res.PlainBytesPerClient, 1.0, "", "-")
 	fmt.Fprintf(w, "max error of the mean            %.3g (bound %.3g)\n", res.MaxError, res.ErrorBound)
+	if dp := res.DP; dp != nil {
+		fmt.Fprintf(w, "with distributed DP: ε = %g, δ = %g over %d rounds, clip %g, ≥ %d survivors, σ² = %d per participant, d' = %d\n",
+			dp.Epsilon, dp.Delta, dp.Rounds, dp.ClipNorm, dp.MinSurvivors, dp.Sigma2, dp.PaddedD)
+		fmt.Fprintf(w, "%-32s %14s %12s %12s %10s\n", "", "measured", "× no DP", "target", "× target")
+		dpRow := func(name string, s, ratio float64, target string) {
+			t, of := "", "-"
+			if target != "" {
+				t, of = target, fmt.Sprintf("%.2f", ratio/1.2)
+			}
+			fmt.Fprintf(w, "%-32s %11.3f ms %12.3f %12s %10s\n", name, s*1e3, ratio, t, of)
+		}
+		dpRow("client, all rounds (median)", dp.ClientSeconds, dp.ClientRatio, "≤ 1.2× no DP")
+		dpRow("client MaskedInput (median)", dp.MaskingSeconds, dp.MaskingSeconds/res.MaskingSeconds, "")
+		dpRow("server, all rounds + Decode", dp.ServerSeconds, dp.ServerRatio, "≤ 1.2× no DP")
+		dpRow("server Unmask", dp.UnmaskSeconds, dp.UnmaskSeconds/res.UnmaskSeconds, "")
+		fmt.Fprintf(w, "masked input with DP             %d bytes (%.4f× plain)\n", dp.MaskedBytes, float64(dp.MaskedBytes)/plain)
+		fmt.Fprintf(w, "mean's error variance with DP    %.4g per coordinate (noise %.4g, rounding at most %.4g)\n",
+			dp.ErrorVariance, dp.NoiseVariance, dp.RoundingVariance)
+	}
 }

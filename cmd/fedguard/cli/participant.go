@@ -48,6 +48,7 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.StringVar(&c.CoordinatorKey, "coordinator-key", c.CoordinatorKey, "the coordinator's manifest-signing public keys (its signing.pub), pinned at enrolment")
 	fs.BoolVar(&c.RequireSecure, "require-secure", c.RequireSecure, "take part in secure-aggregation rounds only: stop if the coordinator asks for a plain update")
 	fs.IntVar(&c.MinSecureBucket, "min-secure-bucket", c.MinSecureBucket, "decline secure rounds that put this hospital in a sum of fewer members")
+	fs.Float64Var(&c.DPSecureRoundEpsilon, "dp-secure-round-epsilon", c.DPSecureRoundEpsilon, "decline secure rounds without distributed DP, or whose noise costs this hospital more than this ε per round (0: any)")
 	fs.StringVar(&c.State, "state", c.State, "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
 	fs.StringVar(&c.Expect, "expect", c.Expect, "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
 	fs.StringVar(&c.Validation, "validation", c.Validation, "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")

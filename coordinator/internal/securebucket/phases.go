@@ -133,7 +133,7 @@ var phases = [...]entry{
 			if err != nil {
 				return struct{}{}, nil, err
 			}
-			mean := make([]float32, len(sum)-1)
+			mean := make([]float32, meanLen(r.s.params, len(sum)))
 			weight, err := r.s.params.Decode(mean, sum)
 			if err != nil {
 				return struct{}{}, nil, err

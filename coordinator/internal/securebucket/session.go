@@ -104,7 +104,7 @@ type Session struct {
 	index   int // 0-based; reported 1-based
 	members []string
 	cfg     secagg.Config
-	params  secagg.Params
+	params  Decoder
 	inbox   chan message
 	done    chan struct{} // closed when the session has ended
 	result  Result        // written before done is closed
@@ -145,11 +145,28 @@ type reply struct {
 // New is the session of bucket index (0-based) among members (sorted, as
 // the plan lays them out), with the session's configuration and the
 // encoding's parameters.
-func New(index int, members []string, cfg secagg.Config, params secagg.Params) *Session {
+//
+// params is secagg.Params for the fixed-point encoding, or *secagg.DDP
+// under distributed DP.
+func New(index int, members []string, cfg secagg.Config, params Decoder) *Session {
 	return &Session{
 		index: index, members: members, cfg: cfg, params: params,
 		inbox: make(chan message, 2*len(members)), done: make(chan struct{}),
 	}
+}
+
+// Decoder turns a bucket's unmasked sum into the mean of its members'
+// updates and their total weight: secagg.Params or *secagg.DDP.
+type Decoder interface {
+	Decode(dst []float32, sum []uint32) (uint64, error)
+}
+
+// meanLen is the length of the mean decoded from a sum of words words.
+func meanLen(d Decoder, words int) int {
+	if dp, ok := d.(*secagg.DDP); ok {
+		return dp.Dim
+	}
+	return words - 1
 }
 
 // Members are the bucket's members; member i has session id i+1.

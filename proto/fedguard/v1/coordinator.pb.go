@@ -907,8 +907,13 @@ type SecureRound struct {
 	// the round's deadline): the stream may last until the round deadline
 	// plus two phase timeouts.
 	PhaseTimeoutMillis uint64 `protobuf:"varint,10,opt,name=phase_timeout_millis,json=phaseTimeoutMillis,proto3" json:"phase_timeout_millis,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// DP, when set, replaces the fixed-point encoding (clip, quant_bits,
+	// weight_bits, weight_unit) with the distributed discrete Gaussian
+	// mechanism: every participant adds its own share of the noise before
+	// masking, so the unmasked sum is differentially private.
+	Dp            *SecureDP `protobuf:"bytes,11,opt,name=dp,proto3" json:"dp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SecureRound) Reset() {
@@ -1011,6 +1016,99 @@ func (x *SecureRound) GetPhaseTimeoutMillis() uint64 {
 	return 0
 }
 
+func (x *SecureRound) GetDp() *SecureDP {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+// SecureDP is the distributed discrete Gaussian mechanism of a secure
+// round (package secagg, ddp.go). The rotation's signs are derived from the
+// round like the bucket split; the noise comes from each participant's own
+// generator.
+type SecureDP struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Mechanism is "distributed-discrete-gaussian".
+	Mechanism string `protobuf:"bytes,1,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// ClipNorm is the L2 norm every update is clipped to.
+	ClipNorm float64 `protobuf:"fixed64,2,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// Scale is the number of grid units per unit of the update.
+	Scale float64 `protobuf:"fixed64,3,opt,name=scale,proto3" json:"scale,omitempty"`
+	// Sigma2 is each participant's discrete Gaussian variance parameter, in
+	// grid units squared.
+	Sigma2 uint64 `protobuf:"varint,4,opt,name=sigma2,proto3" json:"sigma2,omitempty"`
+	// Beta is the conditional rounding's failure probability bound.
+	Beta          float64 `protobuf:"fixed64,5,opt,name=beta,proto3" json:"beta,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecureDP) Reset() {
+	*x = SecureDP{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecureDP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecureDP) ProtoMessage() {}
+
+func (x *SecureDP) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecureDP.ProtoReflect.Descriptor instead.
+func (*SecureDP) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SecureDP) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
+func (x *SecureDP) GetClipNorm() float64 {
+	if x != nil {
+		return x.ClipNorm
+	}
+	return 0
+}
+
+func (x *SecureDP) GetScale() float64 {
+	if x != nil {
+		return x.Scale
+	}
+	return 0
+}
+
+func (x *SecureDP) GetSigma2() uint64 {
+	if x != nil {
+		return x.Sigma2
+	}
+	return 0
+}
+
+func (x *SecureDP) GetBeta() float64 {
+	if x != nil {
+		return x.Beta
+	}
+	return 0
+}
+
 // SecureAggregateRequest is a participant's message in a secure round.
 type SecureAggregateRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1031,7 +1129,7 @@ type SecureAggregateRequest struct {
 
 func (x *SecureAggregateRequest) Reset() {
 	*x = SecureAggregateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1141,7 @@ func (x *SecureAggregateRequest) String() string {
 func (*SecureAggregateRequest) ProtoMessage() {}
 
 func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1154,7 @@ func (x *SecureAggregateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregateRequest.ProtoReflect.Descriptor instead.
 func (*SecureAggregateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SecureAggregateRequest) GetRound() uint64 {
@@ -1191,7 +1289,7 @@ type SecureAggregateResponse struct {
 
 func (x *SecureAggregateResponse) Reset() {
 	*x = SecureAggregateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1301,7 @@ func (x *SecureAggregateResponse) String() string {
 func (*SecureAggregateResponse) ProtoMessage() {}
 
 func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1314,7 @@ func (x *SecureAggregateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregateResponse.ProtoReflect.Descriptor instead.
 func (*SecureAggregateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SecureAggregateResponse) GetBody() isSecureAggregateResponse_Body {
@@ -1318,7 +1416,7 @@ type SecureAdvertise struct {
 
 func (x *SecureAdvertise) Reset() {
 	*x = SecureAdvertise{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1428,7 @@ func (x *SecureAdvertise) String() string {
 func (*SecureAdvertise) ProtoMessage() {}
 
 func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1441,7 @@ func (x *SecureAdvertise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAdvertise.ProtoReflect.Descriptor instead.
 func (*SecureAdvertise) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecureAdvertise) GetCPub() []byte {
@@ -1379,7 +1477,7 @@ type SecureKeys struct {
 
 func (x *SecureKeys) Reset() {
 	*x = SecureKeys{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1489,7 @@ func (x *SecureKeys) String() string {
 func (*SecureKeys) ProtoMessage() {}
 
 func (x *SecureKeys) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1502,7 @@ func (x *SecureKeys) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureKeys.ProtoReflect.Descriptor instead.
 func (*SecureKeys) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SecureKeys) GetPeers() []*SecurePeer {
@@ -1427,7 +1525,7 @@ type SecurePeer struct {
 
 func (x *SecurePeer) Reset() {
 	*x = SecurePeer{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +1537,7 @@ func (x *SecurePeer) String() string {
 func (*SecurePeer) ProtoMessage() {}
 
 func (x *SecurePeer) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +1550,7 @@ func (x *SecurePeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurePeer.ProtoReflect.Descriptor instead.
 func (*SecurePeer) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SecurePeer) GetId() uint32 {
@@ -1488,7 +1586,7 @@ type SecureShares struct {
 
 func (x *SecureShares) Reset() {
 	*x = SecureShares{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1598,7 @@ func (x *SecureShares) String() string {
 func (*SecureShares) ProtoMessage() {}
 
 func (x *SecureShares) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1611,7 @@ func (x *SecureShares) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureShares.ProtoReflect.Descriptor instead.
 func (*SecureShares) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SecureShares) GetSelfCommit() []byte {
@@ -1542,7 +1640,7 @@ type SecureShare struct {
 
 func (x *SecureShare) Reset() {
 	*x = SecureShare{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1652,7 @@ func (x *SecureShare) String() string {
 func (*SecureShare) ProtoMessage() {}
 
 func (x *SecureShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1665,7 @@ func (x *SecureShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureShare.ProtoReflect.Descriptor instead.
 func (*SecureShare) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecureShare) GetFrom() uint32 {
@@ -1601,7 +1699,7 @@ type SecureRoutedShares struct {
 
 func (x *SecureRoutedShares) Reset() {
 	*x = SecureRoutedShares{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1711,7 @@ func (x *SecureRoutedShares) String() string {
 func (*SecureRoutedShares) ProtoMessage() {}
 
 func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1724,7 @@ func (x *SecureRoutedShares) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRoutedShares.ProtoReflect.Descriptor instead.
 func (*SecureRoutedShares) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SecureRoutedShares) GetShares() []*SecureShare {
@@ -1654,7 +1752,7 @@ type SecureMaskedChunk struct {
 
 func (x *SecureMaskedChunk) Reset() {
 	*x = SecureMaskedChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1764,7 @@ func (x *SecureMaskedChunk) String() string {
 func (*SecureMaskedChunk) ProtoMessage() {}
 
 func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1777,7 @@ func (x *SecureMaskedChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureMaskedChunk.ProtoReflect.Descriptor instead.
 func (*SecureMaskedChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SecureMaskedChunk) GetOffset() uint64 {
@@ -1720,7 +1818,7 @@ type SecureSurvivors struct {
 
 func (x *SecureSurvivors) Reset() {
 	*x = SecureSurvivors{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1830,7 @@ func (x *SecureSurvivors) String() string {
 func (*SecureSurvivors) ProtoMessage() {}
 
 func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1843,7 @@ func (x *SecureSurvivors) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSurvivors.ProtoReflect.Descriptor instead.
 func (*SecureSurvivors) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SecureSurvivors) GetIds() []uint32 {
@@ -1765,7 +1863,7 @@ type SecureSignature struct {
 
 func (x *SecureSignature) Reset() {
 	*x = SecureSignature{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1875,7 @@ func (x *SecureSignature) String() string {
 func (*SecureSignature) ProtoMessage() {}
 
 func (x *SecureSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1888,7 @@ func (x *SecureSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSignature.ProtoReflect.Descriptor instead.
 func (*SecureSignature) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SecureSignature) GetSignature() []byte {
@@ -1812,7 +1910,7 @@ type SecureUnmaskRequest struct {
 
 func (x *SecureUnmaskRequest) Reset() {
 	*x = SecureUnmaskRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1824,7 +1922,7 @@ func (x *SecureUnmaskRequest) String() string {
 func (*SecureUnmaskRequest) ProtoMessage() {}
 
 func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1837,7 +1935,7 @@ func (x *SecureUnmaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureUnmaskRequest.ProtoReflect.Descriptor instead.
 func (*SecureUnmaskRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SecureUnmaskRequest) GetSurvivors() []uint32 {
@@ -1872,7 +1970,7 @@ type SecureSignerSignature struct {
 
 func (x *SecureSignerSignature) Reset() {
 	*x = SecureSignerSignature{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +1982,7 @@ func (x *SecureSignerSignature) String() string {
 func (*SecureSignerSignature) ProtoMessage() {}
 
 func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +1995,7 @@ func (x *SecureSignerSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureSignerSignature.ProtoReflect.Descriptor instead.
 func (*SecureSignerSignature) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SecureSignerSignature) GetId() uint32 {
@@ -1926,7 +2024,7 @@ type SecureUnmaskResponse struct {
 
 func (x *SecureUnmaskResponse) Reset() {
 	*x = SecureUnmaskResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2036,7 @@ func (x *SecureUnmaskResponse) String() string {
 func (*SecureUnmaskResponse) ProtoMessage() {}
 
 func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2049,7 @@ func (x *SecureUnmaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureUnmaskResponse.ProtoReflect.Descriptor instead.
 func (*SecureUnmaskResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SecureUnmaskResponse) GetSelfShares() []*SecureRevealed {
@@ -1979,7 +2077,7 @@ type SecureRevealed struct {
 
 func (x *SecureRevealed) Reset() {
 	*x = SecureRevealed{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2089,7 @@ func (x *SecureRevealed) String() string {
 func (*SecureRevealed) ProtoMessage() {}
 
 func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2102,7 @@ func (x *SecureRevealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureRevealed.ProtoReflect.Descriptor instead.
 func (*SecureRevealed) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecureRevealed) GetOwner() uint32 {
@@ -2031,7 +2129,7 @@ type SecureDecline struct {
 
 func (x *SecureDecline) Reset() {
 	*x = SecureDecline{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2141,7 @@ func (x *SecureDecline) String() string {
 func (*SecureDecline) ProtoMessage() {}
 
 func (x *SecureDecline) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2154,7 @@ func (x *SecureDecline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDecline.ProtoReflect.Descriptor instead.
 func (*SecureDecline) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecureDecline) GetReason() string {
@@ -2077,7 +2175,7 @@ type SecureDone struct {
 
 func (x *SecureDone) Reset() {
 	*x = SecureDone{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2187,7 @@ func (x *SecureDone) String() string {
 func (*SecureDone) ProtoMessage() {}
 
 func (x *SecureDone) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2200,7 @@ func (x *SecureDone) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureDone.ProtoReflect.Descriptor instead.
 func (*SecureDone) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecureDone) GetSurvivors() uint32 {
@@ -2122,7 +2220,7 @@ type GetManifestRequest struct {
 
 func (x *GetManifestRequest) Reset() {
 	*x = GetManifestRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2232,7 @@ func (x *GetManifestRequest) String() string {
 func (*GetManifestRequest) ProtoMessage() {}
 
 func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2245,7 @@ func (x *GetManifestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestRequest.ProtoReflect.Descriptor instead.
 func (*GetManifestRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetManifestRequest) GetRound() uint64 {
@@ -2169,7 +2267,7 @@ type GetManifestResponse struct {
 
 func (x *GetManifestResponse) Reset() {
 	*x = GetManifestResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2181,7 +2279,7 @@ func (x *GetManifestResponse) String() string {
 func (*GetManifestResponse) ProtoMessage() {}
 
 func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2194,7 +2292,7 @@ func (x *GetManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetManifestResponse.ProtoReflect.Descriptor instead.
 func (*GetManifestResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetManifestResponse) GetRound() uint64 {
@@ -2229,7 +2327,7 @@ type ReportRefusalRequest struct {
 
 func (x *ReportRefusalRequest) Reset() {
 	*x = ReportRefusalRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2339,7 @@ func (x *ReportRefusalRequest) String() string {
 func (*ReportRefusalRequest) ProtoMessage() {}
 
 func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2352,7 @@ func (x *ReportRefusalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalRequest.ProtoReflect.Descriptor instead.
 func (*ReportRefusalRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReportRefusalRequest) GetManifestRound() uint64 {
@@ -2287,7 +2385,7 @@ type ReportRefusalResponse struct {
 
 func (x *ReportRefusalResponse) Reset() {
 	*x = ReportRefusalResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2397,7 @@ func (x *ReportRefusalResponse) String() string {
 func (*ReportRefusalResponse) ProtoMessage() {}
 
 func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2410,7 @@ func (x *ReportRefusalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRefusalResponse.ProtoReflect.Descriptor instead.
 func (*ReportRefusalResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 // ReportSatOutRequest says why the caller sends no update for a round.
@@ -2333,7 +2431,7 @@ type ReportSatOutRequest struct {
 
 func (x *ReportSatOutRequest) Reset() {
 	*x = ReportSatOutRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2443,7 @@ func (x *ReportSatOutRequest) String() string {
 func (*ReportSatOutRequest) ProtoMessage() {}
 
 func (x *ReportSatOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2456,7 @@ func (x *ReportSatOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSatOutRequest.ProtoReflect.Descriptor instead.
 func (*ReportSatOutRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ReportSatOutRequest) GetRound() uint64 {
@@ -2398,7 +2496,7 @@ type ReportSatOutResponse struct {
 
 func (x *ReportSatOutResponse) Reset() {
 	*x = ReportSatOutResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2508,7 @@ func (x *ReportSatOutResponse) String() string {
 func (*ReportSatOutResponse) ProtoMessage() {}
 
 func (x *ReportSatOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2521,7 @@ func (x *ReportSatOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSatOutResponse.ProtoReflect.Descriptor instead.
 func (*ReportSatOutResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 // ReportValidationRequest is a participant's data validation result for one
@@ -2456,7 +2554,7 @@ type ReportValidationRequest struct {
 
 func (x *ReportValidationRequest) Reset() {
 	*x = ReportValidationRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2468,7 +2566,7 @@ func (x *ReportValidationRequest) String() string {
 func (*ReportValidationRequest) ProtoMessage() {}
 
 func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2481,7 +2579,7 @@ func (x *ReportValidationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationRequest.ProtoReflect.Descriptor instead.
 func (*ReportValidationRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReportValidationRequest) GetRound() uint64 {
@@ -2560,7 +2658,7 @@ type ValidationFinding struct {
 
 func (x *ValidationFinding) Reset() {
 	*x = ValidationFinding{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2670,7 @@ func (x *ValidationFinding) String() string {
 func (*ValidationFinding) ProtoMessage() {}
 
 func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2683,7 @@ func (x *ValidationFinding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidationFinding.ProtoReflect.Descriptor instead.
 func (*ValidationFinding) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ValidationFinding) GetColumn() string {
@@ -2632,7 +2730,7 @@ type ReportValidationResponse struct {
 
 func (x *ReportValidationResponse) Reset() {
 	*x = ReportValidationResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2742,7 @@ func (x *ReportValidationResponse) String() string {
 func (*ReportValidationResponse) ProtoMessage() {}
 
 func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2755,7 @@ func (x *ReportValidationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportValidationResponse.ProtoReflect.Descriptor instead.
 func (*ReportValidationResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 // GetModelRequest names the round whose starting model is wanted.
@@ -2670,7 +2768,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2682,7 +2780,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2695,7 +2793,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetModelRequest) GetRound() uint64 {
@@ -2722,7 +2820,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2734,7 +2832,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2747,7 +2845,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetModelResponse) GetRound() uint64 {
@@ -2808,7 +2906,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2918,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2931,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateHeader) GetNumParams() uint64 {
@@ -2883,7 +2981,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +2993,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +3006,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -2950,7 +3048,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3060,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3073,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -3047,7 +3145,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3157,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3170,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -3101,7 +3199,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3113,7 +3211,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3126,7 +3224,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -3206,7 +3304,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x04seed\x18\b \x01(\x04R\x04seed\x12\x1a\n" +
 	"\bmanifest\x18\t \x01(\fR\bmanifest\x120\n" +
 	"\x06secure\x18\n" +
-	" \x01(\v2\x18.fedguard.v1.SecureRoundR\x06secure\"\xcf\x02\n" +
+	" \x01(\v2\x18.fedguard.v1.SecureRoundR\x06secure\"\xf6\x02\n" +
 	"\vSecureRound\x12\x16\n" +
 	"\x06cohort\x18\x01 \x03(\tR\x06cohort\x12\x1f\n" +
 	"\vbucket_size\x18\x02 \x01(\rR\n" +
@@ -3222,7 +3320,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"weightUnit\x12\x1b\n" +
 	"\tnorm_clip\x18\t \x01(\x01R\bnormClip\x120\n" +
 	"\x14phase_timeout_millis\x18\n" +
-	" \x01(\x04R\x12phaseTimeoutMillis\"\xb4\x03\n" +
+	" \x01(\x04R\x12phaseTimeoutMillis\x12%\n" +
+	"\x02dp\x18\v \x01(\v2\x15.fedguard.v1.SecureDPR\x02dp\"\x87\x01\n" +
+	"\bSecureDP\x12\x1c\n" +
+	"\tmechanism\x18\x01 \x01(\tR\tmechanism\x12\x1b\n" +
+	"\tclip_norm\x18\x02 \x01(\x01R\bclipNorm\x12\x14\n" +
+	"\x05scale\x18\x03 \x01(\x01R\x05scale\x12\x16\n" +
+	"\x06sigma2\x18\x04 \x01(\x04R\x06sigma2\x12\x12\n" +
+	"\x04beta\x18\x05 \x01(\x01R\x04beta\"\xb4\x03\n" +
 	"\x16SecureAggregateRequest\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12<\n" +
@@ -3392,7 +3497,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
@@ -3408,40 +3513,41 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*WaitRoundResponse)(nil),        // 11: fedguard.v1.WaitRoundResponse
 	(*RoundAssignment)(nil),          // 12: fedguard.v1.RoundAssignment
 	(*SecureRound)(nil),              // 13: fedguard.v1.SecureRound
-	(*SecureAggregateRequest)(nil),   // 14: fedguard.v1.SecureAggregateRequest
-	(*SecureAggregateResponse)(nil),  // 15: fedguard.v1.SecureAggregateResponse
-	(*SecureAdvertise)(nil),          // 16: fedguard.v1.SecureAdvertise
-	(*SecureKeys)(nil),               // 17: fedguard.v1.SecureKeys
-	(*SecurePeer)(nil),               // 18: fedguard.v1.SecurePeer
-	(*SecureShares)(nil),             // 19: fedguard.v1.SecureShares
-	(*SecureShare)(nil),              // 20: fedguard.v1.SecureShare
-	(*SecureRoutedShares)(nil),       // 21: fedguard.v1.SecureRoutedShares
-	(*SecureMaskedChunk)(nil),        // 22: fedguard.v1.SecureMaskedChunk
-	(*SecureSurvivors)(nil),          // 23: fedguard.v1.SecureSurvivors
-	(*SecureSignature)(nil),          // 24: fedguard.v1.SecureSignature
-	(*SecureUnmaskRequest)(nil),      // 25: fedguard.v1.SecureUnmaskRequest
-	(*SecureSignerSignature)(nil),    // 26: fedguard.v1.SecureSignerSignature
-	(*SecureUnmaskResponse)(nil),     // 27: fedguard.v1.SecureUnmaskResponse
-	(*SecureRevealed)(nil),           // 28: fedguard.v1.SecureRevealed
-	(*SecureDecline)(nil),            // 29: fedguard.v1.SecureDecline
-	(*SecureDone)(nil),               // 30: fedguard.v1.SecureDone
-	(*GetManifestRequest)(nil),       // 31: fedguard.v1.GetManifestRequest
-	(*GetManifestResponse)(nil),      // 32: fedguard.v1.GetManifestResponse
-	(*ReportRefusalRequest)(nil),     // 33: fedguard.v1.ReportRefusalRequest
-	(*ReportRefusalResponse)(nil),    // 34: fedguard.v1.ReportRefusalResponse
-	(*ReportSatOutRequest)(nil),      // 35: fedguard.v1.ReportSatOutRequest
-	(*ReportSatOutResponse)(nil),     // 36: fedguard.v1.ReportSatOutResponse
-	(*ReportValidationRequest)(nil),  // 37: fedguard.v1.ReportValidationRequest
-	(*ValidationFinding)(nil),        // 38: fedguard.v1.ValidationFinding
-	(*ReportValidationResponse)(nil), // 39: fedguard.v1.ReportValidationResponse
-	(*GetModelRequest)(nil),          // 40: fedguard.v1.GetModelRequest
-	(*GetModelResponse)(nil),         // 41: fedguard.v1.GetModelResponse
-	(*UpdateHeader)(nil),             // 42: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),               // 43: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 44: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 45: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 46: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
+	(*SecureDP)(nil),                 // 14: fedguard.v1.SecureDP
+	(*SecureAggregateRequest)(nil),   // 15: fedguard.v1.SecureAggregateRequest
+	(*SecureAggregateResponse)(nil),  // 16: fedguard.v1.SecureAggregateResponse
+	(*SecureAdvertise)(nil),          // 17: fedguard.v1.SecureAdvertise
+	(*SecureKeys)(nil),               // 18: fedguard.v1.SecureKeys
+	(*SecurePeer)(nil),               // 19: fedguard.v1.SecurePeer
+	(*SecureShares)(nil),             // 20: fedguard.v1.SecureShares
+	(*SecureShare)(nil),              // 21: fedguard.v1.SecureShare
+	(*SecureRoutedShares)(nil),       // 22: fedguard.v1.SecureRoutedShares
+	(*SecureMaskedChunk)(nil),        // 23: fedguard.v1.SecureMaskedChunk
+	(*SecureSurvivors)(nil),          // 24: fedguard.v1.SecureSurvivors
+	(*SecureSignature)(nil),          // 25: fedguard.v1.SecureSignature
+	(*SecureUnmaskRequest)(nil),      // 26: fedguard.v1.SecureUnmaskRequest
+	(*SecureSignerSignature)(nil),    // 27: fedguard.v1.SecureSignerSignature
+	(*SecureUnmaskResponse)(nil),     // 28: fedguard.v1.SecureUnmaskResponse
+	(*SecureRevealed)(nil),           // 29: fedguard.v1.SecureRevealed
+	(*SecureDecline)(nil),            // 30: fedguard.v1.SecureDecline
+	(*SecureDone)(nil),               // 31: fedguard.v1.SecureDone
+	(*GetManifestRequest)(nil),       // 32: fedguard.v1.GetManifestRequest
+	(*GetManifestResponse)(nil),      // 33: fedguard.v1.GetManifestResponse
+	(*ReportRefusalRequest)(nil),     // 34: fedguard.v1.ReportRefusalRequest
+	(*ReportRefusalResponse)(nil),    // 35: fedguard.v1.ReportRefusalResponse
+	(*ReportSatOutRequest)(nil),      // 36: fedguard.v1.ReportSatOutRequest
+	(*ReportSatOutResponse)(nil),     // 37: fedguard.v1.ReportSatOutResponse
+	(*ReportValidationRequest)(nil),  // 38: fedguard.v1.ReportValidationRequest
+	(*ValidationFinding)(nil),        // 39: fedguard.v1.ValidationFinding
+	(*ReportValidationResponse)(nil), // 40: fedguard.v1.ReportValidationResponse
+	(*GetModelRequest)(nil),          // 41: fedguard.v1.GetModelRequest
+	(*GetModelResponse)(nil),         // 42: fedguard.v1.GetModelResponse
+	(*UpdateHeader)(nil),             // 43: fedguard.v1.UpdateHeader
+	(*Evaluation)(nil),               // 44: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 45: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 46: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 47: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 48: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -3452,56 +3558,57 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 5: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	3,  // 6: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	4,  // 7: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	47, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	48, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	13, // 9: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
-	16, // 10: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
-	19, // 11: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
-	22, // 12: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
-	24, // 13: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
-	27, // 14: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
-	29, // 15: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
-	17, // 16: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
-	21, // 17: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
-	23, // 18: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
-	25, // 19: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
-	30, // 20: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
-	18, // 21: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
-	16, // 22: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
-	20, // 23: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
-	20, // 24: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
-	26, // 25: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	28, // 26: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	28, // 27: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	38, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	5,  // 29: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	43, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	42, // 31: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	45, // 32: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	6,  // 33: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	8,  // 34: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	10, // 35: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	31, // 36: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	33, // 37: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	35, // 38: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
-	37, // 39: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	40, // 40: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	44, // 41: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	14, // 42: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	7,  // 43: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	9,  // 44: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	11, // 45: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	32, // 46: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	34, // 47: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	36, // 48: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
-	39, // 49: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	41, // 50: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	46, // 51: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	15, // 52: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	43, // [43:53] is the sub-list for method output_type
-	33, // [33:43] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	14, // 10: fedguard.v1.SecureRound.dp:type_name -> fedguard.v1.SecureDP
+	17, // 11: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
+	20, // 12: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
+	23, // 13: fedguard.v1.SecureAggregateRequest.masked:type_name -> fedguard.v1.SecureMaskedChunk
+	25, // 14: fedguard.v1.SecureAggregateRequest.consistency:type_name -> fedguard.v1.SecureSignature
+	28, // 15: fedguard.v1.SecureAggregateRequest.unmask:type_name -> fedguard.v1.SecureUnmaskResponse
+	30, // 16: fedguard.v1.SecureAggregateRequest.decline:type_name -> fedguard.v1.SecureDecline
+	18, // 17: fedguard.v1.SecureAggregateResponse.keys:type_name -> fedguard.v1.SecureKeys
+	22, // 18: fedguard.v1.SecureAggregateResponse.shares:type_name -> fedguard.v1.SecureRoutedShares
+	24, // 19: fedguard.v1.SecureAggregateResponse.survivors:type_name -> fedguard.v1.SecureSurvivors
+	26, // 20: fedguard.v1.SecureAggregateResponse.unmask:type_name -> fedguard.v1.SecureUnmaskRequest
+	31, // 21: fedguard.v1.SecureAggregateResponse.done:type_name -> fedguard.v1.SecureDone
+	19, // 22: fedguard.v1.SecureKeys.peers:type_name -> fedguard.v1.SecurePeer
+	17, // 23: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
+	21, // 24: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
+	21, // 25: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
+	27, // 26: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	29, // 27: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	29, // 28: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	39, // 29: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	5,  // 30: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	44, // 31: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	43, // 32: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	46, // 33: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	6,  // 34: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	8,  // 35: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	10, // 36: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	32, // 37: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	34, // 38: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	36, // 39: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
+	38, // 40: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	41, // 41: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	45, // 42: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	15, // 43: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	7,  // 44: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	9,  // 45: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	11, // 46: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	33, // 47: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	35, // 48: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	37, // 49: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
+	40, // 50: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	42, // 51: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	47, // 52: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	16, // 53: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	44, // [44:54] is the sub-list for method output_type
+	34, // [34:44] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3509,7 +3616,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 	if File_fedguard_v1_coordinator_proto != nil {
 		return
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[13].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[14].OneofWrappers = []any{
 		(*SecureAggregateRequest_Advertise)(nil),
 		(*SecureAggregateRequest_Shares)(nil),
 		(*SecureAggregateRequest_Masked)(nil),
@@ -3517,14 +3624,14 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateRequest_Unmask)(nil),
 		(*SecureAggregateRequest_Decline)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[14].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[15].OneofWrappers = []any{
 		(*SecureAggregateResponse_Keys)(nil),
 		(*SecureAggregateResponse_Shares)(nil),
 		(*SecureAggregateResponse_Survivors)(nil),
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[43].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[44].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3534,7 +3641,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
