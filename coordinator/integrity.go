@@ -255,6 +255,7 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, parent []
 		return m, nil
 	}
 	m.Round, m.Attempt, m.Closed = rec.Round, rec.Attempt, rec.Closed.UTC()
+	m.Privacy = privacyRecord(rec)
 	m.KeyRotations = c.rotationsAfter(rec.Round - 1)
 	entries := map[string]int{}
 	for i, e := range rec.Report.Entries {

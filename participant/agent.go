@@ -817,6 +817,7 @@ func (a *Agent) submit(ctx context.Context, client fedguardv1.CoordinatorService
 			SampleCount: res.Samples,
 			Sha256:      digest[:],
 			DataSha256:  a.data,
+			Privacy:     a.privacyLedger(),
 			Holdout: &fedguardv1.Evaluation{
 				Count:    uint64(max(res.Holdout.Count, 0)),
 				Loss:     res.Holdout.Loss,

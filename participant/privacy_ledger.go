@@ -336,3 +336,19 @@ func (a *Agent) PrivacySpent() (epsilon, budget, delta float64, ok bool) {
 	}
 	return a.dp.spent, a.dp.budget, a.dp.delta, true
 }
+
+// privacyLedger is what the agent reports with its update: the ε its ledger
+// holds after the round (the round was recorded before training), δ and the
+// budget (0 for none). nil when it keeps no ledger. The coordinator records
+// it as the hospital's own claim: it cannot check it (see docs/privacy.md).
+func (a *Agent) privacyLedger() *fedguardv1.PrivacyLedger {
+	l := a.dp
+	if l == nil {
+		return nil
+	}
+	budget := l.budget
+	if math.IsInf(budget, 1) {
+		budget = 0
+	}
+	return &fedguardv1.PrivacyLedger{Epsilon: l.spent, Delta: l.delta, Budget: budget}
+}

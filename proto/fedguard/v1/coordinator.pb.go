@@ -1575,7 +1575,10 @@ type SecureMaskedChunk struct {
 	// UpdateHeader.data_sha256: on the first chunk (offset 0) only, empty or
 	// exactly 32 bytes; empty means the agent reports none. It goes into the
 	// secure_session audit event and the manifest.
-	DataSha256    []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	DataSha256 []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	// The participant's record-level privacy ledger after this round, as in
+	// UpdateHeader.privacy: on the first chunk (offset 0) only.
+	Privacy       *PrivacyLedger `protobuf:"bytes,5,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1634,6 +1637,13 @@ func (x *SecureMaskedChunk) GetWords() uint64 {
 func (x *SecureMaskedChunk) GetDataSha256() []byte {
 	if x != nil {
 		return x.DataSha256
+	}
+	return nil
+}
+
+func (x *SecureMaskedChunk) GetPrivacy() *PrivacyLedger {
+	if x != nil {
+		return x.Privacy
 	}
 	return nil
 }
@@ -2618,7 +2628,11 @@ type UpdateHeader struct {
 	// federation's salt, of the data file's digest, the columns and the rows
 	// trained on (package lineage). Empty or exactly 32 bytes; empty means
 	// the agent reports none. It goes into the audit log and the manifest.
-	DataSha256    []byte `protobuf:"bytes,5,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	DataSha256 []byte `protobuf:"bytes,5,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	// The participant's record-level privacy ledger after this round, when it
+	// trains with DP-SGD: its own claim, recorded in the audit log and the
+	// manifest as reported. Absent means it reports none.
+	Privacy       *PrivacyLedger `protobuf:"bytes,6,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2688,6 +2702,78 @@ func (x *UpdateHeader) GetDataSha256() []byte {
 	return nil
 }
 
+func (x *UpdateHeader) GetPrivacy() *PrivacyLedger {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+// PrivacyLedger is a participant's record-level differential-privacy
+// account (package privacy): the ε it has spent up to and including the
+// round, at delta, and the ε budget it refuses to exceed (0: none set).
+// ε is in nats; every value must be finite, epsilon and budget
+// non-negative, delta in (0, 1).
+type PrivacyLedger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epsilon       float64                `protobuf:"fixed64,1,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta         float64                `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	Budget        float64                `protobuf:"fixed64,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacyLedger) Reset() {
+	*x = PrivacyLedger{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyLedger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyLedger) ProtoMessage() {}
+
+func (x *PrivacyLedger) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyLedger.ProtoReflect.Descriptor instead.
+func (*PrivacyLedger) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PrivacyLedger) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *PrivacyLedger) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *PrivacyLedger) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
 // Evaluation is a model's quality on some rows.
 type Evaluation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2700,7 +2786,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2798,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2811,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -2767,7 +2853,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2865,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2878,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -2864,7 +2950,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +2962,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +2975,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -2918,7 +3004,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3016,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3029,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -3075,13 +3161,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\"F\n" +
 	"\x12SecureRoutedShares\x120\n" +
-	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"v\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"\xac\x01\n" +
 	"\x11SecureMaskedChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
 	"\x05words\x18\x03 \x01(\x04R\x05words\x12\x1f\n" +
 	"\vdata_sha256\x18\x04 \x01(\fR\n" +
-	"dataSha256\"#\n" +
+	"dataSha256\x124\n" +
+	"\aprivacy\x18\x05 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\"#\n" +
 	"\x0fSecureSurvivors\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\rR\x03ids\"/\n" +
 	"\x0fSecureSignature\x12\x1c\n" +
@@ -3142,7 +3229,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
-	"num_params\x18\x05 \x01(\x04R\tnumParams\"\xbc\x01\n" +
+	"num_params\x18\x05 \x01(\x04R\tnumParams\"\xf2\x01\n" +
 	"\fUpdateHeader\x12\x1d\n" +
 	"\n" +
 	"num_params\x18\x01 \x01(\x04R\tnumParams\x12!\n" +
@@ -3150,7 +3237,12 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x121\n" +
 	"\aholdout\x18\x04 \x01(\v2\x17.fedguard.v1.EvaluationR\aholdout\x12\x1f\n" +
 	"\vdata_sha256\x18\x05 \x01(\fR\n" +
-	"dataSha256\"R\n" +
+	"dataSha256\x124\n" +
+	"\aprivacy\x18\x06 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\"W\n" +
+	"\rPrivacyLedger\x12\x18\n" +
+	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x16\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget\"R\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x12\n" +
@@ -3196,7 +3288,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
@@ -3238,11 +3330,12 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*GetModelRequest)(nil),          // 37: fedguard.v1.GetModelRequest
 	(*GetModelResponse)(nil),         // 38: fedguard.v1.GetModelResponse
 	(*UpdateHeader)(nil),             // 39: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),               // 40: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 41: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 42: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 43: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 44: google.protobuf.Timestamp
+	(*PrivacyLedger)(nil),            // 40: fedguard.v1.PrivacyLedger
+	(*Evaluation)(nil),               // 41: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 42: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 43: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 44: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 45: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -3252,7 +3345,7 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 4: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	2,  // 5: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	3,  // 6: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	44, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	45, // 7: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	12, // 8: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
 	15, // 9: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
 	18, // 10: fedguard.v1.SecureAggregateRequest.shares:type_name -> fedguard.v1.SecureShares
@@ -3269,37 +3362,39 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	15, // 21: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
 	19, // 22: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
 	19, // 23: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
-	25, // 24: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	35, // 27: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	4,  // 28: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	40, // 29: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	39, // 30: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	42, // 31: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 32: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 33: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 34: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	30, // 35: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	32, // 36: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	34, // 37: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	37, // 38: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	41, // 39: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	13, // 40: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	6,  // 41: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 42: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 43: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	31, // 44: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	33, // 45: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	36, // 46: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	38, // 47: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	43, // 48: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	14, // 49: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	41, // [41:50] is the sub-list for method output_type
-	32, // [32:41] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	40, // 24: fedguard.v1.SecureMaskedChunk.privacy:type_name -> fedguard.v1.PrivacyLedger
+	25, // 25: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	27, // 26: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	27, // 27: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	35, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	4,  // 29: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	41, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	40, // 31: fedguard.v1.UpdateHeader.privacy:type_name -> fedguard.v1.PrivacyLedger
+	39, // 32: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	43, // 33: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	5,  // 34: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	7,  // 35: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	9,  // 36: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	30, // 37: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	32, // 38: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	34, // 39: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	37, // 40: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	42, // 41: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	13, // 42: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	6,  // 43: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 44: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 45: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	31, // 46: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	33, // 47: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	36, // 48: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	38, // 49: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	44, // 50: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	14, // 51: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	43, // [43:52] is the sub-list for method output_type
+	34, // [34:43] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3322,7 +3417,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[40].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[41].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3332,7 +3427,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
