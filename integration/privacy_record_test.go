@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
@@ -47,7 +49,8 @@ func dpAgent(t *testing.T, dir, name, addr string, keys manifest.PublicKeys, bud
 }
 
 // signedManifests opens every round's manifest in a stopped coordinator's
-// audit log (its manifest_signed events), by round.
+// audit log (its manifest_signed events), by round, and returns the
+// log's events by kind ("": all of them).
 func signedManifests(t *testing.T, cfg coordinator.Config, keys manifest.PublicKeys) (map[uint64]manifest.Round, map[string][]audit.Event) {
 	t.Helper()
 	l, err := audit.Open(filepath.Join(cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
@@ -59,6 +62,7 @@ func signedManifests(t *testing.T, cfg coordinator.Config, keys manifest.PublicK
 	byKind := map[string][]audit.Event{}
 	err = l.Events(0, func(e audit.Event) error {
 		byKind[e.Kind] = append(byKind[e.Kind], e)
+		byKind[""] = append(byKind[""], e)
 		if e.Kind != audit.KindManifestSigned {
 			return nil
 		}
@@ -144,6 +148,12 @@ func TestPrivacyOnTheRecord(t *testing.T) {
 		if r1 := ms[1].Privacy.Hospitals[i].Epsilon; !(r1 < last[i].Epsilon) {
 			t.Errorf("%s: ε after round 1 %v, after round %d %v: want it to grow", hs[i], r1, rounds, last[i].Epsilon)
 		}
+	}
+	// The provenance report's privacy section has every round, from the
+	// verified manifests, and both hospitals' ε against their budgets.
+	rep := privacyReport(t, events[""], keys)
+	if len(rep.Rounds) != rounds || !slices.Equal(rep.Hospitals, hs[:2]) || rep.Rounds[rounds-1].Hospitals[1].Epsilon != last[1].Epsilon {
+		t.Errorf("report's privacy section %+v", rep)
 	}
 	if n := len(events[audit.KindPrivacySpent]); n != rounds {
 		t.Errorf("%d privacy_spent events, want %d", n, rounds)
@@ -258,6 +268,11 @@ func TestCentralDP(t *testing.T) {
 	if n := len(events[audit.KindPrivacyExhausted]); n != 1 {
 		t.Errorf("%d privacy_exhausted events, want 1", n)
 	}
+	rep := privacyReport(t, events[""], keys)
+	if len(rep.Rounds) != 2 || rep.Rounds[1].Mechanism != coordinator.MechanismCentralGaussian || rep.Rounds[1].Epsilon != ms[2].Privacy.Epsilon ||
+		len(rep.Exhausted) != 1 || rep.Exhausted[0].Round != 3 {
+		t.Errorf("report's privacy section %+v", rep)
+	}
 	if n := len(events[audit.KindRoundOpened]); n != 2 {
 		t.Errorf("%d rounds opened, want 2", n)
 	}
@@ -300,4 +315,37 @@ func gaugeValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// privacyReport builds the provenance report of events and returns its
+// privacy section, checking that every manifest in it verified and that
+// both renderings show it.
+func privacyReport(t *testing.T, events []audit.Event, keys manifest.PublicKeys) *report.PrivacyReport {
+	t.Helper()
+	rep, err := report.Build(events, report.Options{VerifyManifest: func(env []byte) error {
+		_, _, err := manifest.Open(env, keys)
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Privacy == nil {
+		t.Fatal("the report has no privacy section")
+	}
+	for _, r := range rep.Privacy.Rounds {
+		if r.Signature != report.SignatureVerified {
+			t.Errorf("round %d: manifest signature %q", r.Round, r.Signature)
+		}
+	}
+	var md, html bytes.Buffer
+	if err := rep.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), "## Privacy") || !strings.Contains(html.String(), `id="chart-privacy"`) {
+		t.Errorf("the privacy section or its chart is missing:\n%s", md.String())
+	}
+	return rep.Privacy
 }
