@@ -23,6 +23,7 @@ import (
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
 	"github.com/fedguard/fedguard/wire"
@@ -193,7 +194,21 @@ type TrainerMetrics struct {
 	// Holdout is the starting model's quality on the hospital's held-out
 	// examples (federated evaluation); absent or count 0 means none.
 	Holdout *TrainerHoldout `json:"holdout,omitempty"`
+	// DPEvents are the differentially private mechanisms the trainer ran
+	// this round, each a Poisson-subsampled Gaussian (DP-SGD): sampling
+	// rate q in (0, 1], noise multiplier sigma > 0, steps ≥ 1; at most
+	// MaxTrainerDPEvents. The agent's accountant, not the trainer, turns
+	// them into ε, keeps the ledger and enforces the hospital's budget
+	// (docs/trainer.md, docs/privacy.md).
+	DPEvents []privacy.Event `json:"dp_events,omitempty"`
 }
+
+// MaxTrainerDPEvents bounds the DP events of one round's metrics file.
+const MaxTrainerDPEvents = 64
+
+// MaxTrainerDPSteps bounds the steps of one reported DP event: a billion
+// steps in a round is no DP-SGD anyone runs.
+const MaxTrainerDPSteps = 1_000_000_000
 
 // TrainerHoldout is the holdout evaluation of a [TrainerMetrics].
 type TrainerHoldout struct {
@@ -494,7 +509,7 @@ func (t *ExecTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Delta: delta, Samples: m.Samples}
+	res := Result{Delta: delta, Samples: m.Samples, DPEvents: m.DPEvents}
 	if h := m.Holdout; h != nil && h.Count > 0 {
 		res.Holdout = model.Metrics{Count: int(min(h.Count, math.MaxInt32)), Loss: h.Loss, Accuracy: h.Accuracy}
 	}
@@ -748,8 +763,10 @@ func readTrainerMetrics(path string) (TrainerMetrics, error) {
 }
 
 // ParseTrainerMetrics parses a metrics file (see [TrainerMetrics]):
-// one JSON object, no unknown fields, samples ≥ 1, and a holdout with a
-// finite non-negative loss and an accuracy in [0, 1].
+// one JSON object, no unknown fields, samples ≥ 1, a holdout with a
+// finite non-negative loss and an accuracy in [0, 1], and at most
+// MaxTrainerDPEvents DP events, each one the accountant is defined on
+// with 1 to MaxTrainerDPSteps steps.
 func ParseTrainerMetrics(b []byte) (TrainerMetrics, error) {
 	var m TrainerMetrics
 	if err := strictjson.Unmarshal(b, &m); err != nil {
@@ -764,6 +781,17 @@ func ParseTrainerMetrics(b []byte) (TrainerMetrics, error) {
 		}
 		if !(h.Accuracy >= 0 && h.Accuracy <= 1) {
 			return TrainerMetrics{}, fmt.Errorf("metrics file: holdout accuracy %v outside [0, 1]", h.Accuracy)
+		}
+	}
+	if len(m.DPEvents) > MaxTrainerDPEvents {
+		return TrainerMetrics{}, fmt.Errorf("metrics file: %d dp_events, at most %d", len(m.DPEvents), MaxTrainerDPEvents)
+	}
+	for i, e := range m.DPEvents {
+		if err := e.Validate(); err != nil {
+			return TrainerMetrics{}, fmt.Errorf("metrics file: dp_events[%d]: %w", i, err)
+		}
+		if e.Steps < 1 || e.Steps > MaxTrainerDPSteps {
+			return TrainerMetrics{}, fmt.Errorf("metrics file: dp_events[%d]: steps %d outside [1, %d]", i, e.Steps, MaxTrainerDPSteps)
 		}
 	}
 	return m, nil
