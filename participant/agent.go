@@ -343,6 +343,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if a.dp, err = newDPLedger(cfg); err != nil {
 		return nil, err
 	}
+	if et, ok := cfg.Trainer.(*ExecTrainer); ok && a.dp != nil {
+		et.dpPlan = a.dp.planDP
+	}
 	if a.dp != nil && a.dp.trainer != nil {
 		a.cfg.Trainer = dpGuard{a.dp.trainer, a}
 	} else if a.dp != nil {

@@ -443,3 +443,12 @@ func (g reportedDPGuard) DataDescription() (lineage.Description, bool) {
 	}
 	return lineage.Description{}, false
 }
+
+// planDP is the ledger as an exec trainer's plan.json shows it.
+func (l *dpLedger) planDP() *TrainerPlanDP {
+	budget := l.budget
+	if math.IsInf(budget, 1) {
+		budget = 0
+	}
+	return &TrainerPlanDP{Delta: l.delta, EpsilonBudget: budget, EpsilonSpent: l.spent}
+}

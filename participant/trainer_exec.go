@@ -165,9 +165,11 @@ type TrainerPlan struct {
 	// round names none). The agent and the coordinator apply it anyway;
 	// a trainer may use it, for example for DP-SGD.
 	Clip float64 `json:"clip"`
-	// DP is reserved for the round's differential-privacy settings; null
-	// until the federation has them.
-	DP *struct{} `json:"dp"`
+	// DP is the hospital's record-level privacy budget and what its
+	// agent's ledger holds before the round, when the hospital set a
+	// budget (dp_epsilon); null otherwise. A trainer may calibrate its
+	// noise with it; the agent enforces the budget either way.
+	DP *TrainerPlanDP `json:"dp"`
 	// Model, Output and Metrics are file names in the working directory:
 	// the global model to start from, and the files to write.
 	Model   string `json:"model"`
@@ -178,6 +180,15 @@ type TrainerPlan struct {
 	// Scaling is the federation's feature standardization x' = (x −
 	// mean) / std, for the built-in tabular models; absent otherwise.
 	Scaling *TrainerScaling `json:"scaling,omitempty"`
+}
+
+// TrainerPlanDP is the privacy budget of a [TrainerPlan]: ε (natural log)
+// at Delta, the budget (0: none set) and what the ledger holds before the
+// round.
+type TrainerPlanDP struct {
+	Delta         float64 `json:"delta"`
+	EpsilonBudget float64 `json:"epsilon_budget"`
+	EpsilonSpent  float64 `json:"epsilon_spent"`
 }
 
 // TrainerScaling is the feature scaling of a [TrainerPlan].
@@ -274,6 +285,10 @@ type ExecTrainer struct {
 	layout safetensors.Layout
 	spec   model.Spec
 	dir    string
+
+	// dpPlan, set by the agent when it keeps a privacy ledger, fills
+	// the plan's dp.
+	dpPlan func() *TrainerPlanDP
 }
 
 // SplitCommand splits a command line into arguments the way a POSIX shell
@@ -536,6 +551,9 @@ func (t *ExecTrainer) plan(a *fedguardv1.RoundAssignment, spec model.Spec) (Trai
 		Model:         TrainerModelFile,
 		Output:        TrainerOutputFile,
 		Metrics:       TrainerMetricsFile,
+	}
+	if t.dpPlan != nil {
+		plan.DP = t.dpPlan()
 	}
 	if t.Local != nil {
 		if abs, err := filepath.Abs(t.Local.DataFile); err == nil {

@@ -137,7 +137,11 @@ func helperTrain(mode string, args []string) int {
 		}
 		return writeMetrics(goodMetrics)
 	case "dp":
-		// Trains, and reports the DP events args[0] (a JSON array).
+		// Trains, and reports the DP events args[0] (a JSON array); the
+		// plan must carry the hospital's budget.
+		if plan.DP == nil || plan.DP.Delta != 1e-5 || !(plan.DP.EpsilonBudget > 0) || plan.DP.EpsilonSpent < 0 {
+			return fail("plan dp %+v, want the hospital's budget", plan.DP)
+		}
 		if writeOK() != 0 {
 			return 2
 		}
