@@ -377,6 +377,10 @@ type SecureSession struct {
 	// masked input to it (package lineage): a secure round's counterpart
 	// of update_received's data_sha256.
 	DataSHA256 map[string]string `json:"data_sha256,omitempty"`
+	// Privacy maps each survivor that reported a record-level privacy
+	// ledger with its masked input to it (its own claim), as
+	// update_received's counterpart in the manifest.
+	Privacy map[string]HospitalPrivacy `json:"privacy,omitempty"`
 	// Error says why the session failed; empty when it completed.
 	Error string `json:"error,omitempty"`
 }

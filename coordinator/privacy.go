@@ -233,24 +233,6 @@ func (d *centralDP) noiseWith(agg []float32, n, m int, rng *rand.Rand) (centralO
 	}, nil
 }
 
-// checkPrivacyLedger checks a participant's reported ledger: absent, or
-// finite values with ε and the budget non-negative and δ in (0, 1).
-func checkPrivacyLedger(p *fedguardv1.PrivacyLedger) error {
-	if p == nil {
-		return nil
-	}
-	ok := func(v float64) bool { return v >= 0 && !math.IsInf(v, 0) }
-	switch {
-	case !ok(p.GetEpsilon()):
-		return fmt.Errorf("epsilon %v: want a finite number ≥ 0", p.GetEpsilon())
-	case !ok(p.GetBudget()):
-		return fmt.Errorf("budget %v: want a finite number ≥ 0 (0: none)", p.GetBudget())
-	case privacy.ValidateDelta(p.GetDelta()) != nil:
-		return fmt.Errorf("delta %v: want a number in (0, 1)", p.GetDelta())
-	}
-	return nil
-}
-
 // hospitalPrivacy is the manifest's form of a reported ledger.
 func hospitalPrivacy(name string, p *fedguardv1.PrivacyLedger) *manifest.HospitalPrivacy {
 	if p == nil {
@@ -454,4 +436,14 @@ func (c *Coordinator) notePrivacyLocked(envelope []byte) {
 		c.metrics.privacy.hospitalSpent.WithLabelValues(h.Name).Set(h.Epsilon)
 		c.metrics.privacy.hospitalRemaining.WithLabelValues(h.Name).Set(remaining)
 	}
+}
+
+// securePrivacy is the ledger member reported with its masked input in a
+// secure session, in the manifest's form; nil if it reported none.
+func securePrivacy(ledgers map[string]audit.HospitalPrivacy, member string) *manifest.HospitalPrivacy {
+	h, ok := ledgers[member]
+	if !ok {
+		return nil
+	}
+	return &manifest.HospitalPrivacy{Name: member, Epsilon: h.Epsilon, Delta: h.Delta, Budget: h.Budget}
 }

@@ -231,7 +231,7 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 	if n := len(h.GetDataSha256()); n != 0 && n != 32 {
 		return nil, status.Errorf(codes.InvalidArgument, "data_sha256 has %d bytes, want 0 or 32", n)
 	}
-	if err := checkPrivacyLedger(h.GetPrivacy()); err != nil {
+	if err := wire.CheckPrivacyLedger(h.GetPrivacy()); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "privacy: %v", err)
 	}
 	if ev := h.GetHoldout(); ev != nil {

@@ -84,15 +84,23 @@ func signedManifests(t *testing.T, cfg coordinator.Config, keys manifest.PublicK
 }
 
 // TestPrivacyOnTheRecord: two of three hospitals train with DP-SGD under a
-// budget; each reports its ledger with its update, and every round's
-// signed manifest, the audit log, the status and the coordinator's metrics
-// carry what each reported — for the included hospitals only.
+// budget; each reports its ledger with its update (plain) or its masked
+// input (secure), and every round's signed manifest, the audit log, the
+// status and the coordinator's metrics carry what each reported — for the
+// included hospitals only.
 func TestPrivacyOnTheRecord(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "secure"}[secure], func(t *testing.T) { testPrivacyOnTheRecord(t, secure) })
+	}
+}
+
+func testPrivacyOnTheRecord(t *testing.T, secure bool) {
 	dir, _, hs := demoFederation(t)
 	hs = hs[:3]
 	const rounds = 3
 	cfg := fedConfig(t, dir, demo.Federation, hs, 3, rounds)
 	cfg.MetricsListen = "127.0.0.1:0"
+	cfg.Secure = secure
 	c := fedtest.Serve(t, cfg)
 	keys := c.PublicKeys()
 	agents := map[string]*participant.Agent{

@@ -1575,7 +1575,11 @@ type SecureMaskedChunk struct {
 	// UpdateHeader.data_sha256: on the first chunk (offset 0) only, empty or
 	// exactly 32 bytes; empty means the agent reports none. It goes into the
 	// secure_session audit event and the manifest.
-	DataSha256    []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	DataSha256 []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	// The participant's record-level privacy ledger after this round, as in
+	// UpdateHeader.privacy: on the first chunk (offset 0) only. It goes into
+	// the secure_session audit event and the manifest.
+	Privacy       *PrivacyLedger `protobuf:"bytes,5,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1634,6 +1638,13 @@ func (x *SecureMaskedChunk) GetWords() uint64 {
 func (x *SecureMaskedChunk) GetDataSha256() []byte {
 	if x != nil {
 		return x.DataSha256
+	}
+	return nil
+}
+
+func (x *SecureMaskedChunk) GetPrivacy() *PrivacyLedger {
+	if x != nil {
+		return x.Privacy
 	}
 	return nil
 }
@@ -3151,13 +3162,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\"F\n" +
 	"\x12SecureRoutedShares\x120\n" +
-	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"v\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"\xac\x01\n" +
 	"\x11SecureMaskedChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
 	"\x05words\x18\x03 \x01(\x04R\x05words\x12\x1f\n" +
 	"\vdata_sha256\x18\x04 \x01(\fR\n" +
-	"dataSha256\"#\n" +
+	"dataSha256\x124\n" +
+	"\aprivacy\x18\x05 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\"#\n" +
 	"\x0fSecureSurvivors\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\rR\x03ids\"/\n" +
 	"\x0fSecureSignature\x12\x1c\n" +
@@ -3351,38 +3363,39 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	15, // 21: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
 	19, // 22: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
 	19, // 23: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
-	25, // 24: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	27, // 25: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	27, // 26: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	35, // 27: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	4,  // 28: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	41, // 29: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	40, // 30: fedguard.v1.UpdateHeader.privacy:type_name -> fedguard.v1.PrivacyLedger
-	39, // 31: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	43, // 32: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	5,  // 33: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	7,  // 34: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	9,  // 35: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	30, // 36: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	32, // 37: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	34, // 38: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	37, // 39: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	42, // 40: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	13, // 41: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	6,  // 42: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	8,  // 43: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	10, // 44: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	31, // 45: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	33, // 46: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	36, // 47: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	38, // 48: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	44, // 49: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	14, // 50: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	42, // [42:51] is the sub-list for method output_type
-	33, // [33:42] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	40, // 24: fedguard.v1.SecureMaskedChunk.privacy:type_name -> fedguard.v1.PrivacyLedger
+	25, // 25: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	27, // 26: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	27, // 27: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	35, // 28: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	4,  // 29: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	41, // 30: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	40, // 31: fedguard.v1.UpdateHeader.privacy:type_name -> fedguard.v1.PrivacyLedger
+	39, // 32: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	43, // 33: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	5,  // 34: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	7,  // 35: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	9,  // 36: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	30, // 37: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	32, // 38: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	34, // 39: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	37, // 40: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	42, // 41: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	13, // 42: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	6,  // 43: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	8,  // 44: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	10, // 45: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	31, // 46: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	33, // 47: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	36, // 48: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	38, // 49: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	44, // 50: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	14, // 51: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	43, // [43:52] is the sub-list for method output_type
+	34, // [34:43] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
