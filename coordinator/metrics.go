@@ -235,7 +235,7 @@ func newMetrics() *metrics {
 		m.auditEvents, m.auditAppend, m.securePhase, m.secureFailed, m.round, m.phase, m.lastClosed,
 		m.failedAttempts, m.wedged,
 		m.eventsSuppressed, m.diskFree, m.diskMinFree, m.diskPaused,
-		m.privacy.spent, m.privacy.budget, m.privacy.exhausted, m.privacy.hospitalSpent, m.privacy.hospitalRemaining,
+		m.privacy.spent, m.privacy.budget, m.privacy.exhausted, m.privacy.hospitalSpent, m.privacy.hospitalRemaining, m.privacy.hospitals,
 		// The process's own: memory against MemoryBudget, file descriptors,
 		// garbage collection.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

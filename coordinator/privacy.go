@@ -309,10 +309,14 @@ type HospitalPrivacyStatus struct {
 
 // privacyMetrics are the coordinator's DP gauges.
 type privacyMetrics struct {
-	spent, budget     *prometheus.GaugeVec // by mechanism
-	exhausted         prometheus.Gauge
-	hospitalSpent     *prometheus.GaugeVec // by participant
-	hospitalRemaining *prometheus.GaugeVec // by participant
+	spent, budget *prometheus.GaugeVec // by mechanism
+	exhausted     prometheus.Gauge
+	// The hospitals' ledgers, summarized without names (the metrics name
+	// no participant; the status page does): the largest ε, the smallest
+	// budget left, and how many hospitals have reported a ledger.
+	hospitalSpent     prometheus.Gauge
+	hospitalRemaining prometheus.Gauge
+	hospitals         prometheus.Gauge
 }
 
 func newPrivacyMetrics() privacyMetrics {
@@ -327,20 +331,27 @@ func newPrivacyMetrics() privacyMetrics {
 		}, []string{"mechanism"}),
 		exhausted: newGauge("fedguard_privacy_budget_exhausted",
 			"1 while no round opens because the next would take the federation-level ε past its budget, else 0."),
-		hospitalSpent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fedguard_participant_privacy_epsilon",
-			Help: "Record-level ε a participant reported with its last update that went into a model (its own claim), by participant.",
-		}, []string{"participant"}),
-		hospitalRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fedguard_participant_privacy_epsilon_remaining",
-			Help: "Record-level ε budget a participant reported left (budget − ε; +Inf when it set no budget), by participant.",
-		}, []string{"participant"}),
+		hospitalSpent: newGauge("fedguard_participants_privacy_epsilon_max",
+			"The largest record-level ε any participant reported with its last update that went into a model (their own claims; 0 before any)."),
+		hospitalRemaining: newGauge("fedguard_participants_privacy_remaining_min",
+			"The smallest record-level ε budget left any participant reported (budget − ε; +Inf when none reported a budget). The status page has each participant's."),
+		hospitals: newGauge("fedguard_participants_privacy_reporting",
+			"Participants whose record-level privacy ledger the coordinator has received."),
 	}
+}
+
+// init makes every series exist from the start: the central mechanism's
+// (0 spent, no budget, until central DP says otherwise).
+func (m privacyMetrics) init() {
+	m.spent.WithLabelValues(MechanismCentralGaussian)
+	m.budget.WithLabelValues(MechanismCentralGaussian).Set(math.Inf(1))
+	m.hospitalRemaining.Set(math.Inf(1))
 }
 
 // loadCentralDP sets up central DP from the configuration and the last
 // round's manifest.
 func (c *Coordinator) loadCentralDP() (*centralDP, error) {
+	c.metrics.privacy.init()
 	if c.cfg.CentralDP == nil {
 		return nil, nil
 	}
@@ -427,15 +438,24 @@ func (c *Coordinator) notePrivacyLocked(envelope []byte) {
 			continue
 		}
 		hs := &HospitalPrivacyStatus{Round: m.Round, Epsilon: h.Epsilon, Delta: h.Delta, Budget: h.Budget}
-		remaining := math.Inf(1)
 		if h.Budget > 0 {
 			hs.Remaining = max(h.Budget-h.Epsilon, 0)
-			remaining = hs.Remaining
 		}
 		ps.Privacy = hs
-		c.metrics.privacy.hospitalSpent.WithLabelValues(h.Name).Set(h.Epsilon)
-		c.metrics.privacy.hospitalRemaining.WithLabelValues(h.Name).Set(remaining)
 	}
+	n, most, least := 0, 0.0, math.Inf(1)
+	for _, ps := range c.status.participants {
+		if hs := ps.Privacy; hs != nil {
+			n++
+			most = max(most, hs.Epsilon)
+			if hs.Budget > 0 {
+				least = min(least, hs.Remaining)
+			}
+		}
+	}
+	c.metrics.privacy.hospitals.Set(float64(n))
+	c.metrics.privacy.hospitalSpent.Set(most)
+	c.metrics.privacy.hospitalRemaining.Set(least)
 }
 
 // securePrivacy is the ledger member reported with its masked input in a

@@ -187,8 +187,9 @@ func testPrivacyOnTheRecord(t *testing.T, secure bool) {
 			}
 		}
 	}
-	if got := m[`fedguard_participant_privacy_epsilon_remaining{participant="`+hs[0]+`"}`]; math.Abs(got-(50-spent[0])) > 1e-9 {
-		t.Errorf("remaining budget metric of %s = %v, want %v (metrics %v)", hs[0], got, 50-spent[0], m)
+	if got, want := m["fedguard_participants_privacy_remaining_min"], min(50-spent[0], 80-spent[1]); math.Abs(got-want) > 1e-9 ||
+		m["fedguard_participants_privacy_reporting"] != 2 || m["fedguard_participants_privacy_epsilon_max"] != max(spent[0], spent[1]) {
+		t.Errorf("metrics %v: want the least budget left %v, 2 reporting, the largest ε %v", m, want, max(spent[0], spent[1]))
 	}
 }
 
