@@ -42,6 +42,8 @@ const (
 	KindEventsSuppressed    = "events_suppressed"
 	KindKeyRotated          = "key_rotated"
 	KindRoundSatOut         = "round_sat_out"
+	KindPrivacySpent        = "privacy_spent"
+	KindPrivacyExhausted    = "privacy_exhausted"
 )
 
 // ActorCoordinator is the actor of every event the coordinator causes on
@@ -163,6 +165,10 @@ var kindTable = []KindSpec{
 	}),
 	timeline(KindRoundSatOut, WriterCoordinator, true, func(ev Event, p RoundSatOut) string {
 		return fmt.Sprintf("round %d attempt %d sat out (%s): %s", ev.Round, p.Attempt, p.Reason, p.Detail)
+	}),
+	timeline(KindPrivacySpent, WriterCoordinator, false, func(ev Event, p PrivacySpent) string { return describePrivacy(ev, p) }),
+	timeline(KindPrivacyExhausted, WriterCoordinator, false, func(ev Event, p PrivacyExhausted) string {
+		return fmt.Sprintf("round %d not opened: %s would reach ε = %.4g > budget %.4g at δ = %g", ev.Round, p.Mechanism, p.Epsilon, p.Budget, p.Delta)
 	}),
 }
 
@@ -375,6 +381,10 @@ type SecureSession struct {
 	// masked input to it (package lineage): a secure round's counterpart
 	// of update_received's data_sha256.
 	DataSHA256 map[string]string `json:"data_sha256,omitempty"`
+	// Privacy maps each survivor that reported a record-level privacy
+	// ledger with its masked input to it (its own claim), as
+	// update_received's counterpart in the manifest.
+	Privacy map[string]HospitalPrivacy `json:"privacy,omitempty"`
 	// Error says why the session failed; empty when it completed.
 	Error string `json:"error,omitempty"`
 }
@@ -494,4 +504,60 @@ type AnomalyFlagged struct {
 	// VarianceRatio is that feature's variance over the reference
 	// variance (drift only).
 	VarianceRatio float64 `json:"variance_ratio,omitempty"`
+}
+
+// PrivacySpent records a round's differential-privacy record, as the
+// round's manifest carries it (manifest.Privacy): the federation-level
+// mechanism, its parameters and the ε spent by every round so far, and
+// the record-level ledgers the included hospitals reported. It is written
+// with the round's verdict, before the manifest is signed.
+type PrivacySpent struct {
+	Attempt uint32 `json:"attempt"`
+	// Mechanism is "central-gaussian", "distributed-discrete-gaussian", or
+	// empty when only hospitals' record-level DP applies.
+	Mechanism  string          `json:"mechanism,omitempty"`
+	Parameters json.RawMessage `json:"parameters,omitempty"`
+	Epsilon    float64         `json:"epsilon,omitempty"`
+	Delta      float64         `json:"delta,omitempty"`
+	// Hospitals are the record-level ledgers of the included hospitals, as
+	// each reported it: their own claim.
+	Hospitals []HospitalPrivacy `json:"hospitals,omitempty"`
+}
+
+// HospitalPrivacy is one hospital's record-level ledger after a round: the
+// ε it spent up to and including the round, at Delta, and its budget (0:
+// none set).
+type HospitalPrivacy struct {
+	Name    string  `json:"name"`
+	Epsilon float64 `json:"epsilon"`
+	Delta   float64 `json:"delta"`
+	Budget  float64 `json:"budget,omitempty"`
+}
+
+// PrivacyExhausted records a round the coordinator did not open because
+// its federation-level mechanism would take ε past the configured budget.
+type PrivacyExhausted struct {
+	Mechanism string  `json:"mechanism"`
+	Epsilon   float64 `json:"epsilon"`
+	Budget    float64 `json:"budget"`
+	Delta     float64 `json:"delta"`
+}
+
+// describePrivacy is the timeline line of a privacy_spent event.
+func describePrivacy(ev Event, p PrivacySpent) string {
+	var parts []string
+	if p.Mechanism != "" {
+		parts = append(parts, fmt.Sprintf("%s: ε = %.4g at δ = %g", p.Mechanism, p.Epsilon, p.Delta))
+	}
+	for _, h := range p.Hospitals {
+		s := fmt.Sprintf("%s ε = %.4g", h.Name, h.Epsilon)
+		if h.Budget > 0 {
+			s += fmt.Sprintf(" of %.4g", h.Budget)
+		}
+		parts = append(parts, s)
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "none")
+	}
+	return fmt.Sprintf("round %d attempt %d privacy: %s", ev.Round, p.Attempt, strings.Join(parts, "; "))
 }

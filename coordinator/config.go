@@ -200,6 +200,10 @@ type Config struct {
 	// from its pin_file or $FEDGUARD_PKCS11_PIN. Unset, both keys are
 	// files in the data directory.
 	PKCS11 keystore.PKCS11 `json:"pkcs11,omitzero"`
+	// CentralDP, if set, adds central differential privacy to a plain
+	// federation: the coordinator clips every update and adds Gaussian
+	// noise to the aggregate, and accounts for it (see CentralDPConfig).
+	CentralDP *CentralDPConfig `json:"central_dp,omitempty"`
 }
 
 // SecAggConfig tunes secure aggregation (see package secureround).
@@ -571,6 +575,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Enrolled) == 0 {
 		add("enrolled: no participants")
+	}
+	if err := c.CentralDP.validate(c); err != nil {
+		add("%w", err)
 	}
 	seen := map[string]bool{}
 	for _, n := range c.Enrolled {

@@ -232,7 +232,8 @@ type received struct {
 	norm    float64
 	sum     [32]byte
 	holdout *fedguardv1.Evaluation
-	data    string // the data version (hex), "" if not reported
+	data    string                    // the data version (hex), "" if not reported
+	privacy *manifest.HospitalPrivacy // its record-level ledger, nil if not reported
 }
 
 // openRound is the round in progress (never persisted).
@@ -325,6 +326,7 @@ type Coordinator struct {
 	lastCohort  []string        // cohort of the last closed round
 	status      statusBook      // what the status page shows beyond the above
 	retry       retryState      // failed attempts of the next round (retry.go)
+	central     *centralDP      // central DP's ledger; nil without central_dp (privacy.go)
 
 	kick chan struct{}
 }
@@ -476,6 +478,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		c.phase = phaseStats
 	default:
 		c.phase = phaseCohort
+	}
+	if c.central, err = c.loadCentralDP(); err != nil {
+		c.Close()
+		return nil, err
 	}
 	if cfg.Secure && c.phase == phaseCohort {
 		md, err := manifest.Digest(c.manifest)
@@ -640,6 +646,9 @@ func (c *Coordinator) step(ctx context.Context) (time.Duration, error) {
 			}
 		} else if n < able && (n < c.cfg.MinParticipants || wait > 0) {
 			return max(min(wait, idle), time.Millisecond), nil
+		}
+		if stop, err := c.centralExhaustedLocked(ctx); stop || err != nil {
+			return idle, err
 		}
 		if err := c.openRoundLocked(ctx, now); err != nil {
 			return 0, err
@@ -886,6 +895,10 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 		return err
 	}
 	rec, flags := out.rec, out.flags
+	if out.central != nil {
+		c.central.ledger, c.central.spent = out.central.ledger, out.central.spent
+	}
+	c.notePrivacyLocked(out.manifest)
 	c.manifest = out.manifest
 	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, out.model, out.modelSum, r.cohort
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
@@ -931,6 +944,7 @@ type closeOutcome struct {
 	manifest          []byte
 	checkpoint        *audit.Checkpoint // the round's checkpoint, once taken
 	aggregationFailed bool
+	central           *centralOutcome // central DP's ledger after the round
 }
 
 // runClose aggregates a round and commits it, without c.mu: it reads only
@@ -939,6 +953,10 @@ type closeOutcome struct {
 func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome, error) {
 	var out closeOutcome
 	delta := make([]float32, c.spec.NumParams())
+	central := job.plain && c.central != nil
+	if central {
+		c.central.clip(job.updates)
+	}
 	report, err := job.rule.Aggregate(delta, job.updates)
 	if err != nil {
 		// Every update was checked on arrival, so this is a bug or a rule
@@ -953,6 +971,22 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	// aggregate, so they are computed before the aggregate becomes the model.
 	if job.plain {
 		out.flags = anomalyFlags(c.cfg.Anomaly, job.attempt, job.names, job.received, report)
+	}
+	if central {
+		// The noise goes on the rule's output, the equal-weight mean of
+		// the clipped updates, before it becomes the model.
+		co, err := c.central.noise(delta, len(job.updates), len(job.rec.Cohort))
+		if err != nil {
+			return out, err
+		}
+		job.rec.Privacy, out.central = co.record, &co
+	}
+	if c.dp != nil {
+		// Distributed DP: the hospitals' noise is in the unmasked sums;
+		// the round's record is the account up to this round.
+		if job.rec.Privacy, err = c.distributedPrivacy(job.round); err != nil {
+			return out, err
+		}
 	}
 	// Turn the aggregate into the next model in place, then drop the
 	// updates before encoding it: at no point are more than the updates and
@@ -986,6 +1020,9 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 		entries = append(entries, event(audit.KindAnomalyFlagged, job.round, f))
 	}
 	entries = append(entries, event(audit.KindRoundClosed, job.round, audit.RoundClosed{Attempt: job.attempt, ModelSHA256: rec.ModelSHA256, Participants: job.names, Dropped: rec.Dropped}))
+	if p := privacyRecord(&rec); p != nil {
+		entries = append(entries, event(audit.KindPrivacySpent, job.round, privacySpentEvent(job.attempt, p)))
+	}
 	if err := c.record(ctx, entries...); err != nil {
 		return out, err
 	}
@@ -1023,7 +1060,7 @@ func (c *Coordinator) plainOutcomeLocked() (RoundRecord, []aggregation.Update, [
 		rec.Participants = append(rec.Participants, ParticipantRecord{
 			Name: n, Samples: u.samples, Norm: u.norm, SHA256: hex.EncodeToString(u.sum[:]),
 			HoldoutCount: u.holdout.GetCount(), HoldoutLoss: u.holdout.GetLoss(), HoldoutAccuracy: u.holdout.GetAccuracy(),
-			DataSHA256: u.data,
+			DataSHA256: u.data, Privacy: u.privacy,
 		})
 		w := float64(u.holdout.GetCount())
 		hCount += w

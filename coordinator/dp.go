@@ -115,14 +115,14 @@ func (c Config) checkDP(add func(string, ...any)) {
 	}
 }
 
-// privacyRecord is the manifest's privacy record of round (nil without
-// federation-level DP): the mechanism, one release's parameters as the
+// distributedPrivacy is the privacy record of round under distributed DP
+// (nil without it): the mechanism, one release's parameters as the
 // accountant reads them, and the ε spent by rounds 1 to round. Rounds are
 // counted, not attempts: a hospital answers the unmasking of at most one
 // session per starting model, so its update is in at most one released
 // sum per round, except if it left after sending its masked input and the
 // round was retried (see docs/privacy.md).
-func (c *Coordinator) privacyRecord(round uint64) (*manifest.Privacy, error) {
+func (c *Coordinator) distributedPrivacy(round uint64) (*manifest.Privacy, error) {
 	if c.dp == nil {
 		return nil, nil
 	}

@@ -262,6 +262,7 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, params []
 	if rec == nil {
 		return m, nil
 	}
+	m.Privacy = privacyRecord(rec)
 	m.KeyRotations = c.rotationsAfter(rec.Round - 1)
 	entries := map[string]int{}
 	for i, e := range rec.Report.Entries {
@@ -269,9 +270,6 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, params []
 	}
 	rule := c.ruleName()
 	m.Secure = c.cfg.Secure
-	if m.Privacy, err = c.privacyRecord(rec.Round); err != nil {
-		return manifest.Round{}, err
-	}
 	for _, p := range rec.Participants {
 		key := p.Name
 		if p.Bucket > 0 {

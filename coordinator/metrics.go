@@ -118,6 +118,7 @@ type metrics struct {
 	diskFree           prometheus.Gauge
 	diskMinFree        prometheus.Gauge
 	diskPaused         prometheus.Gauge
+	privacy            privacyMetrics
 }
 
 func newMetrics() *metrics {
@@ -177,12 +178,14 @@ func newMetrics() *metrics {
 			"The free space below which the coordinator pauses (min_free_bytes)."),
 		diskPaused: newGauge("fedguard_disk_paused",
 			"1 while the coordinator is paused because its disk is nearly full, else 0."),
+		privacy: newPrivacyMetrics(),
 	}
 	m.reg.MustRegister(m.roundsClosed, m.roundsFailed, m.roundDuration, m.cohortSize, m.dropouts,
 		m.updatesAccepted, m.updatesRefused, m.connectionsRefused, m.updateNorm, m.excluded, m.anomalyFlags,
 		m.auditEvents, m.auditAppend, m.securePhase, m.secureFailed, m.round, m.phase, m.lastClosed,
 		m.failedAttempts, m.wedged,
 		m.eventsSuppressed, m.diskFree, m.diskMinFree, m.diskPaused,
+		m.privacy.spent, m.privacy.budget, m.privacy.exhausted, m.privacy.hospitalSpent, m.privacy.hospitalRemaining, m.privacy.hospitals,
 		// The process's own: memory against MemoryBudget, file descriptors,
 		// garbage collection.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

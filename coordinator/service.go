@@ -232,6 +232,9 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 	if n := len(h.GetDataSha256()); n != 0 && n != 32 {
 		return nil, status.Errorf(codes.InvalidArgument, "data_sha256 has %d bytes, want 0 or 32", n)
 	}
+	if err := wire.CheckPrivacyLedger(h.GetPrivacy()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "privacy: %v", err)
+	}
 	if ev := h.GetHoldout(); ev != nil {
 		if math.IsNaN(ev.GetLoss()) || math.IsInf(ev.GetLoss(), 0) || ev.GetLoss() < 0 ||
 			!(ev.GetAccuracy() >= 0 && ev.GetAccuracy() <= 1) || ev.GetCount() > MaxSamples {
@@ -356,7 +359,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
 	}
-	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout(), data: hex.EncodeToString(h.GetDataSha256())}
+	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout(), data: hex.EncodeToString(h.GetDataSha256()), privacy: hospitalPrivacy(name, h.GetPrivacy())}
 	c.noteStatusLocked(name, ParticipantUpdateReceived, "")
 	n, total := len(r.updates), len(r.cohort)
 	c.mu.Unlock()

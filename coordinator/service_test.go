@@ -610,6 +610,24 @@ func TestUpdateRefusals(t *testing.T) {
 		{"holdout NaN loss", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
 			h.Holdout = &fedguardv1.Evaluation{Count: 1, Loss: math.NaN(), Accuracy: 0.5}
 		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"privacy NaN epsilon", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
+			h.Privacy = &fedguardv1.PrivacyLedger{Epsilon: math.NaN(), Delta: 1e-5}
+		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"privacy negative epsilon", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
+			h.Privacy = &fedguardv1.PrivacyLedger{Epsilon: -1, Delta: 1e-5}
+		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"privacy delta 0", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
+			h.Privacy = &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 0}
+		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"privacy delta 1", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
+			h.Privacy = &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 1}
+		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"privacy infinite budget", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
+			h.Privacy = &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 1e-5, Budget: math.Inf(1)}
+		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
+		{"privacy negative budget", a, []*fedguardv1.SubmitUpdateRequest{header(func(h *fedguardv1.UpdateHeader) {
+			h.Privacy = &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 1e-5, Budget: -2}
+		}), chunkMsg(1, 0, enc)}, codes.InvalidArgument},
 		{"NaN parameter", a, []*fedguardv1.SubmitUpdateRequest{header(nil), chunkMsg(1, 0, nan)}, codes.InvalidArgument},
 		{"incomplete", a, []*fedguardv1.SubmitUpdateRequest{header(nil), chunkMsg(1, 0, enc[:12])}, codes.InvalidArgument},
 		{"gap", a, []*fedguardv1.SubmitUpdateRequest{header(nil), chunkMsg(1, 0, enc[:8]), chunkMsg(1, 3, enc[12:])}, codes.InvalidArgument},

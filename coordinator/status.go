@@ -143,6 +143,9 @@ type Status struct {
 	// Charts are the figures of the last StatusChartRounds closed rounds
 	// that the page's charts draw.
 	Charts ChartStatus `json:"charts"`
+	// Privacy is the federation-level DP mechanism's account (central or
+	// distributed DP); nil without one.
+	Privacy *PrivacyStatus `json:"privacy,omitempty"`
 }
 
 // ParticipantStatus is one enrolled participant's last status.
@@ -164,6 +167,9 @@ type ParticipantStatus struct {
 	// stay while it takes part in the next round.
 	Flags      []string `json:"flags,omitempty"`
 	FlagsRound uint64   `json:"flags_round,omitempty"`
+	// Privacy is its record-level DP ledger as it reported it with its
+	// last update that went into a model; nil if it reported none.
+	Privacy *HospitalPrivacyStatus `json:"privacy,omitempty"`
 }
 
 // FlagStatus is one anomaly flag (see AnomalyConfig).
@@ -234,6 +240,7 @@ type statusBook struct {
 	// bounded by StatusChartRounds and StatusChartFlags.
 	rounds     []RoundPoint
 	chartFlags []ChartFlag
+	privacy    *PrivacyStatus
 }
 
 func newStatusBook(enrolled []string) statusBook {
@@ -504,6 +511,10 @@ func (c *Coordinator) Status() Status {
 	if len(c.retry.sitOut) > 0 {
 		s.SittingOut = slices.Sorted(maps.Keys(c.retry.sitOut))
 	}
+	if v := c.status.privacy; v != nil {
+		cp := *v
+		s.Privacy = &cp
+	}
 	if r := c.round; r != nil {
 		s.Round, s.Open, s.Attempt, s.Deadline = r.number, true, r.attempt, r.deadline
 		if r.closing {
@@ -518,6 +529,10 @@ func (c *Coordinator) Status() Status {
 	for _, n := range slices.Sorted(maps.Keys(c.status.participants)) {
 		p := *c.status.participants[n]
 		p.Flags = slices.Clone(p.Flags)
+		if p.Privacy != nil {
+			v := *p.Privacy
+			p.Privacy = &v
+		}
 		s.Participants = append(s.Participants, p)
 	}
 	s.Flags = newestFirst(c.status.flags, func(f FlagStatus) FlagStatus { f.Band = slices.Clone(f.Band); return f })
@@ -586,7 +601,8 @@ const statusHTML = `<!DOCTYPE html>
 {{if .S.Open}}<dt>Deadline</dt><dd>{{tm .S.Deadline}}</dd>
 {{end}}<dt>Cohort</dt><dd id="cohort">{{if .S.Cohort}}{{join .S.Cohort}} (round {{.S.CohortRound}}){{else}}<span class="none">none yet</span>{{end}}</dd>
 <dt>Aggregation</dt><dd>{{.S.Rule}}{{if .S.Secure}}, secure aggregation (the coordinator sees only sums){{end}}</dd>
-</dl>
+{{with .S.Privacy}}<dt>Privacy</dt><dd id="privacy"{{if .Exhausted}} class="refused"{{end}}>{{.Mechanism}}: ε = {{num .Epsilon}} at δ = {{num .Delta}} after round {{.Round}}{{if .Budget}}, budget {{num .Budget}} ({{num .Remaining}} left){{end}}{{if .Exhausted}}; {{.Exhausted}}{{end}}</dd>
+{{end}}</dl>
 
 <h2>Training</h2>
 {{if .C.Global}}<div class="charts" id="charts-global">
@@ -600,9 +616,9 @@ const statusHTML = `<!DOCTYPE html>
 {{end}}
 <h2>Participants</h2>
 <table id="participants">
-<thead><tr><th>participant</th><th>status</th><th>reason</th><th>last round</th><th>anomaly flags</th><th>since</th></tr></thead>
+<thead><tr><th>participant</th><th>status</th><th>reason</th><th>last round</th><th>anomaly flags</th><th>record-level ε (its claim)</th><th>since</th></tr></thead>
 <tbody>
-{{range .S.Participants}}<tr class="{{class .Status}}"><td>{{.Name}}</td><td>{{.Status}}</td><td>{{.Reason}}</td><td>{{if .Round}}{{.Round}} (attempt {{.Attempt}}){{end}}</td><td>{{if .Flags}}{{join .Flags}} (round {{.FlagsRound}}){{end}}</td><td>{{tm .Since}}</td></tr>
+{{range .S.Participants}}<tr class="{{class .Status}}"><td>{{.Name}}</td><td>{{.Status}}</td><td>{{.Reason}}</td><td>{{if .Round}}{{.Round}} (attempt {{.Attempt}}){{end}}</td><td>{{if .Flags}}{{join .Flags}} (round {{.FlagsRound}}){{end}}</td><td>{{with .Privacy}}{{num .Epsilon}} at δ = {{num .Delta}} (round {{.Round}}){{if .Budget}} of {{num .Budget}}, {{num .Remaining}} left{{end}}{{end}}</td><td>{{tm .Since}}</td></tr>
 {{end}}</tbody>
 </table>
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/fedguard/fedguard/manifest"
 	"os"
 	"path/filepath"
 	"time"
@@ -82,6 +83,9 @@ type ParticipantRecord struct {
 	// DataSHA256 is the data version the participant trained on (package
 	// lineage), empty if it reported none.
 	DataSHA256 string `json:"data_sha256,omitempty"`
+	// Privacy is the participant's record-level DP ledger after the round,
+	// as it reported it; nil if it reported none.
+	Privacy *manifest.HospitalPrivacy `json:"privacy,omitempty"`
 }
 
 // RefusedUpdate is a refused update of a round: who sent it and why.
@@ -115,6 +119,10 @@ type RoundRecord struct {
 	// Secure lists the buckets of a secure round, as their secure_session
 	// events in the audit log have them.
 	Secure []audit.SecureSession `json:"secure,omitempty"`
+	// Privacy is the round's federation-level DP record (central DP), as
+	// its manifest carries it; nil without one. The participants'
+	// record-level ledgers are in Participants.
+	Privacy *manifest.Privacy `json:"privacy,omitempty"`
 }
 
 // stateStore keeps the coordinator's state between rounds: the closed

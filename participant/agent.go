@@ -27,6 +27,7 @@ import (
 	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
 	"github.com/fedguard/fedguard/wire"
@@ -96,6 +97,10 @@ type Result struct {
 	// Holdout is the starting model's quality on the local holdout rows
 	// (federated evaluation).
 	Holdout model.Metrics
+	// DPEvents are the DP mechanisms a trainer that accounts after the
+	// fact (the exec trainer's metrics file) reports it ran; the agent's
+	// ledger accounts for them before the update leaves.
+	DPEvents []privacy.Event
 }
 
 // Config is what an [Agent] needs. Coordinator, TLS and Trainer are required.
@@ -351,8 +356,13 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 	if a.dp, err = newDPLedger(cfg); err != nil {
 		return nil, err
 	}
-	if a.dp != nil {
+	if et, ok := cfg.Trainer.(*ExecTrainer); ok && a.dp != nil {
+		et.dpPlan = a.dp.planDP
+	}
+	if a.dp != nil && a.dp.trainer != nil {
 		a.cfg.Trainer = dpGuard{a.dp.trainer, a}
+	} else if a.dp != nil {
+		a.cfg.Trainer = reportedDPGuard{a.cfg.Trainer, a}
 	}
 	a.metrics.dpBudget(a.dp)
 	if a.waitTimeout <= 0 {
@@ -750,6 +760,12 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 		if errors.Is(err, ErrIncompatible) {
 			return permanent(err)
 		}
+		if errors.Is(err, ErrPrivacyBudget) {
+			// Known only after training (an exec trainer's DP events):
+			// the update is dropped, and the coordinator told.
+			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+			a.reportPrivacyRefusal(rctx, client, asg, log)
+		}
 		return fmt.Errorf("participant: train: %w", err)
 	}
 	if err := a.checkResult(res); err != nil {
@@ -840,6 +856,7 @@ func (a *Agent) submit(ctx context.Context, client fedguardv1.CoordinatorService
 			SampleCount: res.Samples,
 			Sha256:      digest[:],
 			DataSha256:  a.data,
+			Privacy:     a.privacyLedger(),
 			Holdout: &fedguardv1.Evaluation{
 				Count:    uint64(max(res.Holdout.Count, 0)),
 				Loss:     res.Holdout.Loss,

@@ -361,7 +361,7 @@ func (c FileConfig) validateDP() error {
 		return &FieldError{Field: "dp_clip_norm", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPClipNorm)}
 	case (c.DPNoiseMultiplier > 0) != (c.DPClipNorm > 0):
 		return &FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}
-	case c.DPEpsilon > 0 && c.DPNoiseMultiplier == 0:
+	case c.DPEpsilon > 0 && c.DPNoiseMultiplier == 0 && c.Trainer != TrainerExec:
 		return &FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}
 	case c.DPDelta > 0 && c.DPEpsilon == 0:
 		return &FieldError{Field: "dp_delta", Reason: "needs", Other: "dp_epsilon"}

@@ -182,10 +182,16 @@ type dpLedger struct {
 // account for its training is an error: the budget could not be enforced.
 func newDPLedger(cfg Config) (*dpLedger, error) {
 	dt, ok := cfg.Trainer.(DPTrainer)
+	_, reports := cfg.Trainer.(*ExecTrainer)
 	if cfg.DPEpsilon == 0 && cfg.DPDelta == 0 && (!ok || !trainsWithDP(dt)) {
 		return nil, nil
 	}
-	if !ok || !trainsWithDP(dt) {
+	switch {
+	case reports:
+		// The exec trainer reports its DP events after training, in its
+		// metrics file; reportedDPGuard accounts for them.
+		dt = nil
+	case !ok || !trainsWithDP(dt):
 		return nil, errors.New("participant: Config.DPEpsilon is set but the trainer does not train with DP-SGD (set a noise multiplier and a clipping norm)")
 	}
 	l := &dpLedger{trainer: dt, path: PrivacyLedgerPath(cfg.StateFile), budget: cfg.DPEpsilon, delta: cfg.DPDelta}
@@ -227,6 +233,9 @@ func trainsWithDP(dt DPTrainer) bool {
 // roundEvent returns the round's event and the ε the ledger would reach
 // with it; ok is false when the trainer does not train with DP.
 func (l *dpLedger) roundEvent(asg *fedguardv1.RoundAssignment) (LedgerEvent, float64, bool, error) {
+	if l.trainer == nil {
+		return l.predictReported(asg)
+	}
 	ev, ok, err := l.trainer.DPEvent(asg)
 	if err != nil || !ok {
 		return LedgerEvent{}, 0, false, err
@@ -335,4 +344,111 @@ func (a *Agent) PrivacySpent() (epsilon, budget, delta float64, ok bool) {
 		return 0, 0, 0, false
 	}
 	return a.dp.spent, a.dp.budget, a.dp.delta, true
+}
+
+// privacyLedger is what the agent reports with its update: the ε its ledger
+// holds after the round (the round was recorded before training), δ and the
+// budget (0 for none). nil when it keeps no ledger. The coordinator records
+// it as the hospital's own claim: it cannot check it (see docs/privacy.md).
+func (a *Agent) privacyLedger() *fedguardv1.PrivacyLedger {
+	l := a.dp
+	if l == nil {
+		return nil
+	}
+	budget := l.budget
+	if math.IsInf(budget, 1) {
+		budget = 0
+	}
+	return &fedguardv1.PrivacyLedger{Epsilon: l.spent, Delta: l.delta, Budget: budget}
+}
+
+// predictReported is roundEvent for a trainer that reports its DP events
+// only after training (the exec trainer): it expects the round to cost
+// what the last round recorded did (the last event of the ledger; a
+// round that reported several events is expected to cost its last one
+// only, so the check after training is the one that binds), and, before
+// any round was recorded, that it costs nothing — ok is then false. A
+// spent budget is refused either way.
+func (l *dpLedger) predictReported(asg *fedguardv1.RoundAssignment) (LedgerEvent, float64, bool, error) {
+	if len(l.events) == 0 {
+		return LedgerEvent{}, 0, false, nil
+	}
+	if l.spent >= l.budget {
+		return LedgerEvent{}, math.Inf(1), true, nil // any round adds ε > 0
+	}
+	le := l.events[len(l.events)-1]
+	le.Round, le.Attempt = asg.GetRound(), asg.GetAttempt()
+	if len(l.events) >= maxLedgerEvents {
+		return le, math.Inf(1), true, nil
+	}
+	eps, err := ledgerEpsilon(append(l.events[:len(l.events):len(l.events)], le), l.delta)
+	return le, eps, true, err
+}
+
+// reportedDPGuard is the agent's Trainer when it keeps a privacy ledger
+// for a trainer that reports its DP events in its metrics file (the exec
+// trainer): after training, and before the update can leave, it composes
+// the reported events with the ledger. Over the budget, the update is
+// dropped (it never leaves the hospital, so nothing is spent and nothing
+// recorded) and the round sat out; otherwise the events are recorded,
+// durably, before the agent sends the update. A trainer that reports no
+// event while the hospital has a budget cannot be accounted for, and its
+// update is dropped too.
+type reportedDPGuard struct {
+	Trainer
+	a *Agent
+}
+
+// Train implements Trainer.
+func (g reportedDPGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignment, start []float32) (Result, error) {
+	res, err := g.Trainer.Train(ctx, asg, start)
+	if err != nil {
+		return res, err
+	}
+	l, a := g.a.dp, g.a
+	if len(res.DPEvents) == 0 {
+		return Result{}, &TrainerError{Reason: TrainerBadMetrics, Err: errors.New(
+			"the hospital has a privacy budget (dp_epsilon) but the trainer's metrics file reports no dp_events: its update cannot be accounted for and is not sent")}
+	}
+	if len(l.events)+len(res.DPEvents) > maxLedgerEvents {
+		return Result{}, fmt.Errorf("%w: the ledger holds %d events, at most %d", ErrPrivacyBudget, len(l.events), maxLedgerEvents)
+	}
+	evs := l.events[:len(l.events):len(l.events)]
+	for _, e := range res.DPEvents {
+		evs = append(evs, LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: e})
+	}
+	eps, err := ledgerEpsilon(evs, l.delta)
+	if err != nil {
+		return Result{}, fmt.Errorf("participant: privacy accounting: %w", err)
+	}
+	if eps > l.budget {
+		return Result{}, fmt.Errorf("%w: the trainer reports DP events that take ε to %.4g > budget %.4g; the update is dropped", ErrPrivacyBudget, eps, l.budget)
+	}
+	if l.path != "" {
+		if err := saveLedger(l.path, evs); err != nil {
+			return Result{}, fmt.Errorf("participant: %w", err)
+		}
+	}
+	l.events, l.spent = evs, eps
+	a.metrics.dpSpent.Set(eps)
+	a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),
+		slog.Float64("epsilon_budget", l.budget), slog.Float64("delta", l.delta), slog.Int("events", len(res.DPEvents)))
+	return res, nil
+}
+
+// DataDescription passes the wrapped trainer's data description through.
+func (g reportedDPGuard) DataDescription() (lineage.Description, bool) {
+	if d, ok := g.Trainer.(DataDescriber); ok {
+		return d.DataDescription()
+	}
+	return lineage.Description{}, false
+}
+
+// planDP is the ledger as an exec trainer's plan.json shows it.
+func (l *dpLedger) planDP() *TrainerPlanDP {
+	budget := l.budget
+	if math.IsInf(budget, 1) {
+		budget = 0
+	}
+	return &TrainerPlanDP{Delta: l.delta, EpsilonBudget: budget, EpsilonSpent: l.spent}
 }

@@ -1,9 +1,11 @@
 package participant_test
 
 import (
+	"context"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +200,93 @@ func TestRefusedModelSpendsNoPrivacy(t *testing.T) {
 	}
 	if got, want := got2(a), epsilonOf(t, 2, ev); math.Abs(got-want) > 1e-12*want {
 		t.Errorf("ε spent %v, want %v (two rounds trained, the refused model not counted)", got, want)
+	}
+}
+
+// TestExecTrainerDPEvents runs an agent whose external trainer (a real
+// process) reports its DP-SGD in its metrics file. The agent's accountant
+// keeps the ledger and enforces the budget: with room for one round, the
+// first round's update goes out with the ledger (ε, δ, budget) in its
+// header, and the later rounds, expected to cost as much, are sat out
+// before training and reported; with no room even for one, the trained
+// update is dropped, nothing is recorded, and the coordinator is told; a
+// trainer that reports no events under a budget sends nothing.
+func TestExecTrainerDPEvents(t *testing.T) {
+	ev := privacy.Event{Q: 0.05, Sigma: 1.2, Steps: 40}
+	e1, e2 := epsilonOf(t, 1, ev), epsilonOf(t, 2, ev)
+	events := `[{"q": 0.05, "sigma": 1.2, "steps": 40}]`
+	for _, tt := range []struct {
+		name    string
+		mode    string
+		budget  float64
+		submits int
+		refused []uint64 // rounds reported as over budget
+		spent   float64
+	}{
+		{"room for one round", "dp", (e1 + e2) / 2, 1, []uint64{2, 3}, e1},
+		{"no room", "dp", e1 / 2, 0, []uint64{1, 2, 3}, 0},
+		{"no events reported", "ok", 100, 0, nil, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newPKI(t)
+			fake := newFake(t, 3)
+			fake.onValidation = func(req *fedguardv1.ReportValidationRequest) {
+				if !req.GetTraining() && req.GetRound() == fake.round {
+					fake.advanceLocked("hospital-b")
+				}
+			}
+			fake.reportStats(t)
+			_, addr := p.serve(t, fake, "127.0.0.1:0")
+			args := []string{}
+			if tt.mode == "dp" {
+				args = append(args, events)
+			}
+			tr := &participant.ExecTrainer{Command: participant.HelperTrainer(tt.mode, args...), Dir: filepath.Join(t.TempDir(), "work"), Local: newTrainer()}
+			state := filepath.Join(t.TempDir(), "h.accepted.json")
+			a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys(), withState(state), func(c *participant.Config) { c.DPEpsilon = tt.budget })
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			if tt.mode == "ok" {
+				// The trainer keeps failing the contract: let it try a
+				// few times, then stop the agent.
+				deadline := time.Now().Add(20 * time.Second)
+				for !strings.Contains(logs.String(), "reports no dp_events") && time.Now().Before(deadline) {
+					time.Sleep(50 * time.Millisecond)
+				}
+				cancel()
+			}
+			if err := <-done; err != nil && tt.mode != "ok" {
+				t.Fatalf("Run = %v\n%s", err, logs)
+			}
+			fake.mu.Lock()
+			records, reports := fake.records, fake.validations
+			fake.mu.Unlock()
+			if len(records) != tt.submits {
+				t.Fatalf("%d updates sent, want %d\n%s", len(records), tt.submits, logs)
+			}
+			for _, r := range records {
+				l := r.header.GetPrivacy()
+				if l == nil || math.Abs(l.GetEpsilon()-e1) > 1e-12*e1 || l.GetBudget() != tt.budget || l.GetDelta() != participant.DefaultDPDelta {
+					t.Errorf("round %d: privacy in the header %v, want ε %v, budget %v", r.asg.GetRound(), l, e1, tt.budget)
+				}
+			}
+			var got []uint64
+			for _, r := range reports {
+				if len(r.GetFindings()) == 1 && r.GetFindings()[0].GetRule() == string(validation.RulePrivacyBudget) {
+					got = append(got, r.GetRound())
+				}
+			}
+			if !slices.Equal(got, tt.refused) {
+				t.Errorf("rounds reported over budget %v, want %v", got, tt.refused)
+			}
+			if spent := got2(a); math.Abs(spent-tt.spent) > 1e-12 {
+				t.Errorf("ε spent %v, want %v", spent, tt.spent)
+			}
+			if tt.mode == "ok" && !strings.Contains(logs.String(), "reports no dp_events") {
+				t.Errorf("no log of the unaccountable trainer:\n%s", logs)
+			}
+		})
 	}
 }

@@ -600,6 +600,7 @@ func (s *secureStream) sendMasked(words []uint32) error {
 			// The data version rides on the first chunk, as it does on
 			// a plain update's header.
 			c.DataSha256 = s.a.data
+			c.Privacy = s.a.privacyLedger()
 		}
 		err := s.stream.Send(&fedguardv1.SecureAggregateRequest{
 			Round: s.asg.GetRound(), Attempt: s.asg.GetAttempt(),

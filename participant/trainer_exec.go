@@ -23,6 +23,7 @@ import (
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
 	"github.com/fedguard/fedguard/wire"
@@ -164,9 +165,11 @@ type TrainerPlan struct {
 	// round names none). The agent and the coordinator apply it anyway;
 	// a trainer may use it, for example for DP-SGD.
 	Clip float64 `json:"clip"`
-	// DP is reserved for the round's differential-privacy settings; null
-	// until the federation has them.
-	DP *struct{} `json:"dp"`
+	// DP is the hospital's record-level privacy budget and what its
+	// agent's ledger holds before the round, when the hospital set a
+	// budget (dp_epsilon); null otherwise. A trainer may calibrate its
+	// noise with it; the agent enforces the budget either way.
+	DP *TrainerPlanDP `json:"dp"`
 	// Model, Output and Metrics are file names in the working directory:
 	// the global model to start from, and the files to write.
 	Model   string `json:"model"`
@@ -179,6 +182,15 @@ type TrainerPlan struct {
 	// Scaling is the federation's feature standardization x' = (x −
 	// mean) / std, for the built-in tabular models; absent otherwise.
 	Scaling *TrainerScaling `json:"scaling,omitempty"`
+}
+
+// TrainerPlanDP is the privacy budget of a [TrainerPlan]: ε (natural log)
+// at Delta, the budget (0: none set) and what the ledger holds before the
+// round.
+type TrainerPlanDP struct {
+	Delta         float64 `json:"delta"`
+	EpsilonBudget float64 `json:"epsilon_budget"`
+	EpsilonSpent  float64 `json:"epsilon_spent"`
 }
 
 // TrainerScaling is the feature scaling of a [TrainerPlan].
@@ -195,7 +207,21 @@ type TrainerMetrics struct {
 	// Holdout is the starting model's quality on the hospital's held-out
 	// examples (federated evaluation); absent or count 0 means none.
 	Holdout *TrainerHoldout `json:"holdout,omitempty"`
+	// DPEvents are the differentially private mechanisms the trainer ran
+	// this round, each a Poisson-subsampled Gaussian (DP-SGD): sampling
+	// rate q in (0, 1], noise multiplier sigma > 0, steps ≥ 1; at most
+	// MaxTrainerDPEvents. The agent's accountant, not the trainer, turns
+	// them into ε, keeps the ledger and enforces the hospital's budget
+	// (docs/trainer.md, docs/privacy.md).
+	DPEvents []privacy.Event `json:"dp_events,omitempty"`
 }
+
+// MaxTrainerDPEvents bounds the DP events of one round's metrics file.
+const MaxTrainerDPEvents = 64
+
+// MaxTrainerDPSteps bounds the steps of one reported DP event: a billion
+// steps in a round is no DP-SGD anyone runs.
+const MaxTrainerDPSteps = 1_000_000_000
 
 // TrainerHoldout is the holdout evaluation of a [TrainerMetrics].
 type TrainerHoldout struct {
@@ -269,6 +295,10 @@ type ExecTrainer struct {
 	// spare is the memory of the last update Train returned (or of one
 	// it did not), which the next call reuses.
 	spare []float32
+
+	// dpPlan, set by the agent when it keeps a privacy ledger, fills
+	// the plan's dp.
+	dpPlan func() *TrainerPlanDP
 }
 
 // keep makes buf the memory the next Train call writes its update into.
@@ -544,7 +574,7 @@ func (t *ExecTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 	}
 	// The next call writes its update into this one's memory.
 	t.keep(delta)
-	res := Result{Delta: delta, Samples: m.Samples}
+	res := Result{Delta: delta, Samples: m.Samples, DPEvents: m.DPEvents}
 	if h := m.Holdout; h != nil && h.Count > 0 {
 		res.Holdout = model.Metrics{Count: int(min(h.Count, math.MaxInt32)), Loss: h.Loss, Accuracy: h.Accuracy}
 	}
@@ -571,6 +601,9 @@ func (t *ExecTrainer) plan(a *fedguardv1.RoundAssignment, spec model.Spec) (Trai
 		Model:         TrainerModelFile,
 		Output:        TrainerOutputFile,
 		Metrics:       TrainerMetricsFile,
+	}
+	if t.dpPlan != nil {
+		plan.DP = t.dpPlan()
 	}
 	if t.Local != nil {
 		if abs, err := filepath.Abs(t.Local.DataFile); err == nil {
@@ -807,8 +840,10 @@ func readTrainerMetrics(path string) (TrainerMetrics, error) {
 }
 
 // ParseTrainerMetrics parses a metrics file (see [TrainerMetrics]):
-// one JSON object, no unknown fields, samples ≥ 1, and a holdout with a
-// finite non-negative loss and an accuracy in [0, 1].
+// one JSON object, no unknown fields, samples ≥ 1, a holdout with a
+// finite non-negative loss and an accuracy in [0, 1], and at most
+// MaxTrainerDPEvents DP events, each one the accountant is defined on
+// with 1 to MaxTrainerDPSteps steps.
 func ParseTrainerMetrics(b []byte) (TrainerMetrics, error) {
 	var m TrainerMetrics
 	if err := strictjson.Unmarshal(b, &m); err != nil {
@@ -823,6 +858,17 @@ func ParseTrainerMetrics(b []byte) (TrainerMetrics, error) {
 		}
 		if !(h.Accuracy >= 0 && h.Accuracy <= 1) {
 			return TrainerMetrics{}, fmt.Errorf("metrics file: holdout accuracy %v outside [0, 1]", h.Accuracy)
+		}
+	}
+	if len(m.DPEvents) > MaxTrainerDPEvents {
+		return TrainerMetrics{}, fmt.Errorf("metrics file: %d dp_events, at most %d", len(m.DPEvents), MaxTrainerDPEvents)
+	}
+	for i, e := range m.DPEvents {
+		if err := e.Validate(); err != nil {
+			return TrainerMetrics{}, fmt.Errorf("metrics file: dp_events[%d]: %w", i, err)
+		}
+		if e.Steps < 1 || e.Steps > MaxTrainerDPSteps {
+			return TrainerMetrics{}, fmt.Errorf("metrics file: dp_events[%d]: steps %d outside [1, %d]", i, e.Steps, MaxTrainerDPSteps)
 		}
 	}
 	return m, nil

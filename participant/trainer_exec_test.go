@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/safetensors"
 	"github.com/fedguard/fedguard/wire"
@@ -145,6 +146,16 @@ func helperTrain(mode string, args []string) int {
 			return 2
 		}
 		return writeMetrics(goodMetrics)
+	case "dp":
+		// Trains, and reports the DP events args[0] (a JSON array); the
+		// plan must carry the hospital's budget.
+		if plan.DP == nil || plan.DP.Delta != 1e-5 || !(plan.DP.EpsilonBudget > 0) || plan.DP.EpsilonSpent < 0 {
+			return fail("plan dp %+v, want the hospital's budget", plan.DP)
+		}
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(`{"samples": 42, "dp_events": ` + args[0] + `}`)
 	case "crash_once":
 		// Crashes unless the marker file args[0] exists, which it makes.
 		if _, err := os.Stat(args[0]); err == nil {
@@ -630,6 +641,17 @@ func TestParseTrainerMetrics(t *testing.T) {
 		`{"samples": 1, "holdout": {"count": 3, "loss": -1, "accuracy": 0.5}}`,
 		`{"samples": 1, "holdout": {"count": 3, "loss": 1, "accuracy": 1.5}}`,
 		`{"samples": 1, "extra": true}`,
+		`{"samples": 1, "dp_events": [{"q": 0, "sigma": 1, "steps": 1}]}`,
+		`{"samples": 1, "dp_events": [{"q": 1.5, "sigma": 1, "steps": 1}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": 0, "steps": 1}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": -1, "steps": 1}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": 1, "steps": 0}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": 1, "steps": -3}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": 1, "steps": 1000000001}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": 1, "steps": 1.5}]}`,
+		`{"samples": 1, "dp_events": [{"q": 0.1, "sigma": 1, "steps": 1, "epsilon": 0.1}]}`,
+		`{"samples": 1, "dp_events": {"q": 0.1, "sigma": 1, "steps": 1}}`,
+		`{"samples": 1, "dp_events": [` + strings.Repeat(`{"q": 0.1, "sigma": 1, "steps": 1},`, MaxTrainerDPEvents) + `{"q": 0.1, "sigma": 1, "steps": 1}]}`,
 	} {
 		if m, err := ParseTrainerMetrics([]byte(in)); err == nil {
 			t.Errorf("ParseTrainerMetrics(%q) = %+v, want an error", in, m)
@@ -638,6 +660,10 @@ func TestParseTrainerMetrics(t *testing.T) {
 	m, err := ParseTrainerMetrics([]byte(`{"samples": 7, "holdout": {"count": 2, "loss": 0.1, "accuracy": 1}}`))
 	if err != nil || m.Samples != 7 || m.Holdout.Accuracy != 1 {
 		t.Errorf("ParseTrainerMetrics = %+v, %v", m, err)
+	}
+	m, err = ParseTrainerMetrics([]byte(`{"samples": 7, "dp_events": [{"q": 0.01, "sigma": 1.1, "steps": 300}, {"q": 1, "sigma": 5, "steps": 1}]}`))
+	if want := []privacy.Event{{Q: 0.01, Sigma: 1.1, Steps: 300}, {Q: 1, Sigma: 5, Steps: 1}}; err != nil || !slices.Equal(m.DPEvents, want) {
+		t.Errorf("ParseTrainerMetrics with dp_events = %+v, %v; want %v", m, err, want)
 	}
 }
 
@@ -669,7 +695,8 @@ func FuzzSplitCommand(f *testing.F) {
 // FuzzParseTrainerMetrics checks that the parser never panics and that
 // what it accepts marshals and parses back to itself.
 func FuzzParseTrainerMetrics(f *testing.F) {
-	for _, s := range []string{`{"samples": 42, "holdout": {"count": 10, "loss": 0.5, "accuracy": 0.8}}`, `{"samples": 1}`, `{"samples": 0}`} {
+	for _, s := range []string{`{"samples": 42, "holdout": {"count": 10, "loss": 0.5, "accuracy": 0.8}}`, `{"samples": 1}`, `{"samples": 0}`,
+		`{"samples": 3, "dp_events": [{"q": 0.01, "sigma": 1.1, "steps": 300}]}`, `{"samples": 3, "dp_events": [{"q": 2, "sigma": 1, "steps": 1}]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

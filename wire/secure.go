@@ -188,6 +188,8 @@ type MaskedAssembler struct {
 	words []uint32
 	next  uint64
 	data  []byte // the first chunk's data version
+	// privacy is the first chunk's record-level privacy ledger.
+	privacy *fedguardv1.PrivacyLedger
 }
 
 // NewMaskedAssembler expects dim words.
@@ -210,9 +212,14 @@ func (a *MaskedAssembler) Add(c *fedguardv1.SecureMaskedChunk) error {
 		return fmt.Errorf("%w: data_sha256 has %d bytes, want 0 or 32", ErrMessage, len(c.GetDataSha256()))
 	case a.next != 0 && len(c.GetDataSha256()) != 0:
 		return fmt.Errorf("%w: data_sha256 on the masked chunk at word %d, only the first may carry it", ErrMessage, a.next)
+	case a.next != 0 && c.GetPrivacy() != nil:
+		return fmt.Errorf("%w: privacy on the masked chunk at word %d, only the first may carry it", ErrMessage, a.next)
 	}
 	if a.next == 0 {
-		a.data = c.GetDataSha256()
+		if err := CheckPrivacyLedger(c.GetPrivacy()); err != nil {
+			return fmt.Errorf("%w: privacy: %v", ErrMessage, err)
+		}
+		a.data, a.privacy = c.GetDataSha256(), c.GetPrivacy()
 	}
 	d := c.GetData()
 	for i := 0; i < len(d); i += 4 {
@@ -231,6 +238,10 @@ func (a *MaskedAssembler) Words() []uint32 { return a.words }
 // DataSHA256 is the data version the first chunk carried: nil or 32
 // bytes.
 func (a *MaskedAssembler) DataSHA256() []byte { return a.data }
+
+// Privacy is the record-level privacy ledger the first chunk carried, or
+// nil.
+func (a *MaskedAssembler) Privacy() *fedguardv1.PrivacyLedger { return a.privacy }
 
 func idsFromProto(ids []uint32, n int, what string) ([]uint32, error) {
 	if len(ids) > n {

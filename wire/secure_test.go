@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -265,6 +266,46 @@ func TestMaskedDataVersion(t *testing.T) {
 			}
 			if got := asm.DataSHA256(); !slices.Equal(got, tt.data) {
 				t.Errorf("DataSHA256() = %x, want %x", got, tt.data)
+			}
+		})
+	}
+}
+
+// TestMaskedPrivacyLedger: the ledger the first chunk carries is the
+// assembler's; a malformed one, or one on a later chunk, is refused.
+func TestMaskedPrivacyLedger(t *testing.T) {
+	per := wire.ChunkBytes / 4
+	good := &fedguardv1.PrivacyLedger{Epsilon: 2.5, Delta: 1e-5, Budget: 8}
+	for _, tt := range []struct {
+		name   string
+		ledger *fedguardv1.PrivacyLedger
+		on     uint64 // the chunk offset it rides on
+		ok     bool
+	}{
+		{"reported", good, 0, true},
+		{"not reported", nil, 0, true},
+		{"on a later chunk", good, uint64(per), false},
+		{"NaN epsilon", &fedguardv1.PrivacyLedger{Epsilon: math.NaN(), Delta: 1e-5}, 0, false},
+		{"delta 0", &fedguardv1.PrivacyLedger{Epsilon: 1}, 0, false},
+		{"negative budget", &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 1e-5, Budget: -1}, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			words := make([]uint32, 2*per+1)
+			asm := wire.NewMaskedAssembler(len(words))
+			err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+				if c.GetOffset() == tt.on {
+					c.Privacy = tt.ledger
+				}
+				return asm.Add(c)
+			})
+			if tt.ok != (err == nil) {
+				t.Fatalf("assembling = %v, want ok %v", err, tt.ok)
+			}
+			if tt.ok && !proto.Equal(asm.Privacy(), tt.ledger) {
+				t.Errorf("Privacy() = %v, want %v", asm.Privacy(), tt.ledger)
+			}
+			if !tt.ok && !errors.Is(err, wire.ErrMessage) {
+				t.Errorf("error %v, want ErrMessage", err)
 			}
 		})
 	}

@@ -92,6 +92,9 @@ type Report struct {
 	Flags []FlagReport
 	// Notes are anomalies of the log outside any one round.
 	Notes []string
+	// Privacy is the privacy section (report_privacy.go): ε over rounds
+	// from the signed manifests; nil when no manifest has a privacy record.
+	Privacy *PrivacyReport
 }
 
 // TimelineEntry is one federation-wide event, summarized.
@@ -419,6 +422,7 @@ func Build(events []audit.Event, opts Options) (Report, error) {
 		Timeline:    b.timeline,
 		Controls:    b.controls.findings(),
 		Flags:       b.flags,
+		Privacy:     b.privacySection(events, opts.Round),
 	}
 	if len(events) > 0 {
 		rep.FirstSeq, rep.LastSeq = events[0].Seq, events[len(events)-1].Seq

@@ -101,6 +101,9 @@ func (r Report) charts() []template.HTML {
 		XLabel: "round", YLabel: "accuracy", YMin: 0, YMax: 1,
 		Series: []chart.Series{{Name: "accuracy", Points: acc}}, Markers: all,
 	}.SVG()}
+	if c := r.Privacy.chart(); c != "" {
+		out = append(out, c)
+	}
 	for _, n := range names {
 		out = append(out, chart.Chart{
 			ID: "chart-norm-" + n, Title: n + " update norm over rounds",

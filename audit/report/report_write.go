@@ -181,6 +181,9 @@ func (r Report) doc() reportDoc {
 	}
 	d.Sections = append(d.Sections, docSection{ID: "controls", Heading: "Controls", Tables: []docTable{ct},
 		Summary: docLine{spanText("Every flagged event, linked to the control of docs/threat-model.md that produced it and to its MITRE ATLAS technique.")}})
+	if r.Privacy != nil {
+		d.Sections = append(d.Sections, r.Privacy.docSection())
+	}
 	for _, rr := range r.Rounds {
 		d.Sections = append(d.Sections, rr.docSection(len(r.Checkpoints) > 0))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/audit"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -67,10 +68,14 @@ var phases = [...]entry{
 		call: func(r *run, ids []uint32, in []masked) ([]uint32, []secagg.Rejection, error) {
 			msgs := make([]*secagg.MaskedInput, len(in))
 			data := make(map[uint32][]byte, len(in))
+			ledgers := map[uint32]*fedguardv1.PrivacyLedger{}
 			for i, m := range in {
 				msgs[i] = m.msg
 				if m.data != nil {
 					data[ids[i]] = m.data
+				}
+				if m.privacy != nil {
+					ledgers[ids[i]] = m.privacy
 				}
 			}
 			survivors, rejected, err := r.server.CollectMasked(msgs)
@@ -82,6 +87,9 @@ var phases = [...]entry{
 				r.res.Survivors = append(r.res.Survivors, name)
 				if d, ok := data[id]; ok {
 					r.res.Data[name] = hex.EncodeToString(d)
+				}
+				if l, ok := ledgers[id]; ok {
+					r.res.Privacy[name] = audit.HospitalPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget()}
 				}
 			}
 			return survivors, rejected, nil
@@ -166,8 +174,9 @@ type advertised struct {
 // for it (nil or 32 bytes): recorded for the survivors, so that a secure
 // round's manifest and audit log carry data lineage as a plain round's do.
 type masked struct {
-	msg  *secagg.MaskedInput
-	data []byte
+	msg     *secagg.MaskedInput
+	data    []byte
+	privacy *fedguardv1.PrivacyLedger // its record-level ledger, or nil
 }
 
 // decodeMasked assembles a masked input from its chunks, the first in
@@ -184,7 +193,7 @@ func decodeMasked(d *decoding) (masked, error) {
 			return masked{}, err
 		}
 		if asm.Done() {
-			return masked{&secagg.MaskedInput{ID: d.id, Masked: asm.Words()}, asm.DataSHA256()}, nil
+			return masked{&secagg.MaskedInput{ID: d.id, Masked: asm.Words()}, asm.DataSHA256(), asm.Privacy()}, nil
 		}
 		var err error
 		if req, err = d.next(); err != nil {

@@ -124,6 +124,9 @@ type Result struct {
 	// Data maps each survivor that reported a data version with its
 	// masked input to it, in hex.
 	Data map[string]string
+	// Privacy maps each survivor that reported a record-level privacy
+	// ledger with its masked input to it.
+	Privacy map[string]audit.HospitalPrivacy
 	// Err is why the session failed; nil when it completed.
 	Err error
 }
@@ -194,6 +197,9 @@ func (s *Session) Record(attempt uint32) audit.SecureSession {
 	if len(res.Data) > 0 {
 		ev.DataSHA256 = res.Data
 	}
+	if len(res.Privacy) > 0 {
+		ev.Privacy = res.Privacy
+	}
 	return ev
 }
 
@@ -212,7 +218,7 @@ func (s *Session) EndError() error {
 func (s *Session) Run(ctx context.Context, log *slog.Logger, t Timing, observe func(secagg.Phase, time.Duration)) {
 	defer close(s.done)
 	r := &run{s: s, log: log, res: &s.result, keys: map[uint32]crypto.PublicKey{}, certs: map[uint32][]byte{}}
-	r.res.Dropped, r.res.Data = map[string]string{}, map[string]string{}
+	r.res.Dropped, r.res.Data, r.res.Privacy = map[string]string{}, map[string]string{}, map[string]audit.HospitalPrivacy{}
 	var err error
 	r.server, err = secagg.NewServer(s.cfg, secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
 		if k, ok := r.keys[id]; ok {

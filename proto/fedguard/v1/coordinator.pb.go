@@ -1745,7 +1745,11 @@ type SecureMaskedChunk struct {
 	// UpdateHeader.data_sha256: on the first chunk (offset 0) only, empty or
 	// exactly 32 bytes; empty means the agent reports none. It goes into the
 	// secure_session audit event and the manifest.
-	DataSha256    []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	DataSha256 []byte `protobuf:"bytes,4,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	// The participant's record-level privacy ledger after this round, as in
+	// UpdateHeader.privacy: on the first chunk (offset 0) only. It goes into
+	// the secure_session audit event and the manifest.
+	Privacy       *PrivacyLedger `protobuf:"bytes,5,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1804,6 +1808,13 @@ func (x *SecureMaskedChunk) GetWords() uint64 {
 func (x *SecureMaskedChunk) GetDataSha256() []byte {
 	if x != nil {
 		return x.DataSha256
+	}
+	return nil
+}
+
+func (x *SecureMaskedChunk) GetPrivacy() *PrivacyLedger {
+	if x != nil {
+		return x.Privacy
 	}
 	return nil
 }
@@ -2899,7 +2910,11 @@ type UpdateHeader struct {
 	// federation's salt, of the data file's digest, the columns and the rows
 	// trained on (package lineage). Empty or exactly 32 bytes; empty means
 	// the agent reports none. It goes into the audit log and the manifest.
-	DataSha256    []byte `protobuf:"bytes,5,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	DataSha256 []byte `protobuf:"bytes,5,opt,name=data_sha256,json=dataSha256,proto3" json:"data_sha256,omitempty"`
+	// The participant's record-level privacy ledger after this round, when it
+	// trains with DP-SGD: its own claim, recorded in the audit log and the
+	// manifest as reported. Absent means it reports none.
+	Privacy       *PrivacyLedger `protobuf:"bytes,6,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2969,6 +2984,78 @@ func (x *UpdateHeader) GetDataSha256() []byte {
 	return nil
 }
 
+func (x *UpdateHeader) GetPrivacy() *PrivacyLedger {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
+// PrivacyLedger is a participant's record-level differential-privacy
+// account (package privacy): the ε it has spent up to and including the
+// round, at delta, and the ε budget it refuses to exceed (0: none set).
+// ε is in nats; every value must be finite, epsilon and budget
+// non-negative, delta in (0, 1).
+type PrivacyLedger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epsilon       float64                `protobuf:"fixed64,1,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta         float64                `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	Budget        float64                `protobuf:"fixed64,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivacyLedger) Reset() {
+	*x = PrivacyLedger{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivacyLedger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivacyLedger) ProtoMessage() {}
+
+func (x *PrivacyLedger) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivacyLedger.ProtoReflect.Descriptor instead.
+func (*PrivacyLedger) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PrivacyLedger) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *PrivacyLedger) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *PrivacyLedger) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
 // Evaluation is a model's quality on some rows.
 type Evaluation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2981,7 +3068,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3080,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3093,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -3048,7 +3135,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3147,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3160,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -3145,7 +3232,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3244,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3257,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -3199,7 +3286,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3211,7 +3298,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3224,7 +3311,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{46}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -3368,13 +3455,14 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\"F\n" +
 	"\x12SecureRoutedShares\x120\n" +
-	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"v\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"\xac\x01\n" +
 	"\x11SecureMaskedChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
 	"\x05words\x18\x03 \x01(\x04R\x05words\x12\x1f\n" +
 	"\vdata_sha256\x18\x04 \x01(\fR\n" +
-	"dataSha256\"#\n" +
+	"dataSha256\x124\n" +
+	"\aprivacy\x18\x05 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\"#\n" +
 	"\x0fSecureSurvivors\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\rR\x03ids\"/\n" +
 	"\x0fSecureSignature\x12\x1c\n" +
@@ -3441,7 +3529,7 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x1d\n" +
 	"\n" +
-	"num_params\x18\x05 \x01(\x04R\tnumParams\"\xbc\x01\n" +
+	"num_params\x18\x05 \x01(\x04R\tnumParams\"\xf2\x01\n" +
 	"\fUpdateHeader\x12\x1d\n" +
 	"\n" +
 	"num_params\x18\x01 \x01(\x04R\tnumParams\x12!\n" +
@@ -3449,7 +3537,12 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\x06sha256\x18\x03 \x01(\fR\x06sha256\x121\n" +
 	"\aholdout\x18\x04 \x01(\v2\x17.fedguard.v1.EvaluationR\aholdout\x12\x1f\n" +
 	"\vdata_sha256\x18\x05 \x01(\fR\n" +
-	"dataSha256\"R\n" +
+	"dataSha256\x124\n" +
+	"\aprivacy\x18\x06 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\"W\n" +
+	"\rPrivacyLedger\x12\x18\n" +
+	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x16\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget\"R\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x12\n" +
@@ -3497,7 +3590,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
@@ -3543,11 +3636,12 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*GetModelRequest)(nil),          // 41: fedguard.v1.GetModelRequest
 	(*GetModelResponse)(nil),         // 42: fedguard.v1.GetModelResponse
 	(*UpdateHeader)(nil),             // 43: fedguard.v1.UpdateHeader
-	(*Evaluation)(nil),               // 44: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 45: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 46: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 47: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 48: google.protobuf.Timestamp
+	(*PrivacyLedger)(nil),            // 44: fedguard.v1.PrivacyLedger
+	(*Evaluation)(nil),               // 45: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 46: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 47: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 48: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 49: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -3558,7 +3652,7 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 5: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	3,  // 6: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	4,  // 7: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	48, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	49, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	13, // 9: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
 	14, // 10: fedguard.v1.SecureRound.dp:type_name -> fedguard.v1.SecureDP
 	17, // 11: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
@@ -3576,39 +3670,41 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	17, // 23: fedguard.v1.SecurePeer.advertise:type_name -> fedguard.v1.SecureAdvertise
 	21, // 24: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
 	21, // 25: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
-	27, // 26: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	29, // 27: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	29, // 28: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	39, // 29: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	5,  // 30: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	44, // 31: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	43, // 32: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	46, // 33: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	6,  // 34: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	8,  // 35: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	10, // 36: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	32, // 37: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	34, // 38: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	36, // 39: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
-	38, // 40: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	41, // 41: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	45, // 42: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	15, // 43: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	7,  // 44: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	9,  // 45: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	11, // 46: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	33, // 47: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	35, // 48: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	37, // 49: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
-	40, // 50: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	42, // 51: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	47, // 52: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	16, // 53: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	44, // [44:54] is the sub-list for method output_type
-	34, // [34:44] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	44, // 26: fedguard.v1.SecureMaskedChunk.privacy:type_name -> fedguard.v1.PrivacyLedger
+	27, // 27: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	29, // 28: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	29, // 29: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	39, // 30: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	5,  // 31: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	45, // 32: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	44, // 33: fedguard.v1.UpdateHeader.privacy:type_name -> fedguard.v1.PrivacyLedger
+	43, // 34: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	47, // 35: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	6,  // 36: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	8,  // 37: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	10, // 38: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	32, // 39: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	34, // 40: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	36, // 41: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
+	38, // 42: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	41, // 43: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	46, // 44: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	15, // 45: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	7,  // 46: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	9,  // 47: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	11, // 48: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	33, // 49: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	35, // 50: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	37, // 51: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
+	40, // 52: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	42, // 53: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	48, // 54: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	16, // 55: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	46, // [46:56] is the sub-list for method output_type
+	36, // [36:46] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3631,7 +3727,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[44].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[45].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3641,7 +3737,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

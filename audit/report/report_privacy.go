@@ -1,0 +1,216 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/internal/chart"
+)
+
+// The privacy section reads what differential privacy each round's model
+// was made under from the round's signed manifest (its manifest_signed
+// event), whatever the mechanism: the federation-level mechanism (central
+// DP on the coordinator, distributed DP inside secure aggregation) with the
+// ε of all rounds so far, and the record-level ε each included hospital
+// reported with its update, against its budget. The signature status of
+// each manifest is shown beside it, so a row read from an unverified
+// manifest says so. privacy_exhausted events (a round not opened because
+// the budget was spent) are listed too.
+
+// PrivacyReport is the report's privacy section; nil when no manifest in
+// the log has a privacy record.
+type PrivacyReport struct {
+	Rounds []PrivacyRound
+	// Hospitals are the names of the hospitals that reported a
+	// record-level ledger in any round, sorted.
+	Hospitals []string
+	// Exhausted are the privacy_exhausted events, in log order.
+	Exhausted []PrivacyExhausted
+}
+
+// PrivacyRound is one round's privacy record, as its manifest has it.
+type PrivacyRound struct {
+	Round     uint64
+	Seq       uint64 // of the manifest_signed event
+	Signature string
+	Mechanism string
+	Epsilon   float64
+	Delta     float64
+	Hospitals []audit.HospitalPrivacy
+}
+
+// PrivacyExhausted is one privacy_exhausted event.
+type PrivacyExhausted struct {
+	Seq   uint64
+	Round uint64
+	audit.PrivacyExhausted
+}
+
+// manifestPrivacy is the part of a round manifest's in-toto statement the
+// section reads (package manifest's predicate, fields privacy and round).
+type manifestPrivacy struct {
+	Predicate struct {
+		Round   uint64 `json:"round"`
+		Privacy *struct {
+			Mechanism string                  `json:"mechanism"`
+			Epsilon   float64                 `json:"epsilon"`
+			Delta     float64                 `json:"delta"`
+			Hospitals []audit.HospitalPrivacy `json:"hospitals"`
+		} `json:"privacy"`
+	} `json:"predicate"`
+}
+
+// privacySection builds the section from the log's manifest_signed and
+// privacy_exhausted events; round != 0 keeps that round only.
+func (b *reportBuilder) privacySection(events []audit.Event, round uint64) *PrivacyReport {
+	p := &PrivacyReport{}
+	byRound := map[uint64]PrivacyRound{}
+	names := map[string]bool{}
+	for _, ev := range events {
+		if round != 0 && ev.Round != round {
+			continue
+		}
+		switch ev.Kind {
+		case audit.KindPrivacyExhausted:
+			v, err := reportPayload[audit.PrivacyExhausted](ev)
+			if err == nil {
+				p.Exhausted = append(p.Exhausted, PrivacyExhausted{Seq: ev.Seq, Round: ev.Round, PrivacyExhausted: v})
+			}
+		case audit.KindManifestSigned:
+			if ev.Round == 0 {
+				continue
+			}
+			v, err := reportPayload[audit.ManifestSigned](ev)
+			if err != nil {
+				continue
+			}
+			payload, ok := manifestPayload(v.Envelope)
+			if !ok {
+				continue
+			}
+			var st manifestPrivacy
+			if json.Unmarshal(payload, &st) != nil || st.Predicate.Privacy == nil || st.Predicate.Round != ev.Round {
+				continue
+			}
+			pr := st.Predicate.Privacy
+			byRound[ev.Round] = PrivacyRound{
+				Round: ev.Round, Seq: ev.Seq, Signature: b.signature(v.Envelope),
+				Mechanism: pr.Mechanism, Epsilon: pr.Epsilon, Delta: pr.Delta, Hospitals: pr.Hospitals,
+			}
+			for _, h := range pr.Hospitals {
+				names[h.Name] = true
+			}
+		}
+	}
+	if len(byRound) == 0 && len(p.Exhausted) == 0 {
+		return nil
+	}
+	for _, r := range slices.Sorted(maps.Keys(byRound)) {
+		p.Rounds = append(p.Rounds, byRound[r])
+	}
+	p.Hospitals = slices.Sorted(maps.Keys(names))
+	return p
+}
+
+// docSection renders the section: one row per round, the federation's ε
+// and each hospital's ε (with its budget), then the refusals.
+func (p *PrivacyReport) docSection() docSection {
+	s := docSection{ID: "privacy", Heading: "Privacy",
+		Summary: docLine{spanText("ε (natural log) spent up to each round, as the round's signed manifest records it: the federation-level mechanism's, " +
+			"and each included hospital's record-level ε as it reported it (its own claim: the coordinator cannot check it), against its budget.")}}
+	head := []string{"round", "manifest signature", "mechanism", "federation ε (δ)"}
+	for _, n := range p.Hospitals {
+		head = append(head, n+" ε / budget")
+	}
+	t := docTable{Head: head, Empty: "No manifest has a privacy record."}
+	for _, r := range p.Rounds {
+		fed := docLine{spanText("–")}
+		mech := "record-level only"
+		if r.Mechanism != "" {
+			mech = r.Mechanism
+			fed = docLine{spanText(fmt.Sprintf("%s (%s)", reportFloat(r.Epsilon), reportFloat(r.Delta)))}
+		}
+		row := []docLine{{spanText(strconv.FormatUint(r.Round, 10))}, {signatureSpan(r.Signature)}, {spanText(mech)}, fed}
+		for _, n := range p.Hospitals {
+			i := slices.IndexFunc(r.Hospitals, func(h audit.HospitalPrivacy) bool { return h.Name == n })
+			if i < 0 {
+				row = append(row, docLine{spanText("–")})
+				continue
+			}
+			h := r.Hospitals[i]
+			cell := reportFloat(h.Epsilon)
+			switch {
+			case h.Budget > 0 && h.Epsilon > h.Budget:
+				row = append(row, docLine{spanBad(cell + " / " + reportFloat(h.Budget) + " (over budget)")})
+				continue
+			case h.Budget > 0:
+				cell += " / " + reportFloat(h.Budget)
+			default:
+				cell += " / none"
+			}
+			row = append(row, docLine{spanText(cell)})
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	s.Tables = append(s.Tables, t)
+	if len(p.Exhausted) > 0 {
+		et := docTable{Title: "Rounds not opened: budget spent", Head: []string{"seq", "round", "mechanism", "ε it would reach", "budget", "δ"}}
+		for _, e := range p.Exhausted {
+			et.Rows = append(et.Rows, []docLine{{spanText(strconv.FormatUint(e.Seq, 10))}, {spanText(strconv.FormatUint(e.Round, 10))},
+				{spanText(e.Mechanism)}, {spanBad(reportFloat(e.Epsilon))}, {spanText(reportFloat(e.Budget))}, {spanText(reportFloat(e.Delta))}})
+		}
+		s.Tables = append(s.Tables, et)
+	}
+	return s
+}
+
+// chart draws ε over rounds: the federation's and each hospital's, with
+// each hospital's budget as a dashed line at its height (drawn as a
+// two-point series).
+func (p *PrivacyReport) chart() template.HTML {
+	if p == nil || len(p.Rounds) == 0 {
+		return ""
+	}
+	rounds := p.Rounds
+	if len(rounds) > ChartRounds {
+		rounds = rounds[len(rounds)-ChartRounds:]
+	}
+	var series []chart.Series
+	var fed []chart.Point
+	per := map[string][]chart.Point{}
+	budget := map[string]float64{}
+	for _, r := range rounds {
+		if r.Mechanism != "" {
+			fed = append(fed, chart.Point{X: float64(r.Round), Y: r.Epsilon})
+		}
+		for _, h := range r.Hospitals {
+			per[h.Name] = append(per[h.Name], chart.Point{X: float64(r.Round), Y: h.Epsilon})
+			if h.Budget > 0 && !math.IsInf(h.Budget, 0) {
+				budget[h.Name] = h.Budget
+			}
+		}
+	}
+	if len(fed) > 0 {
+		series = append(series, chart.Series{Name: "federation (" + rounds[len(rounds)-1].Mechanism + ")", Points: fed})
+	}
+	x0, x1 := float64(rounds[0].Round), float64(rounds[len(rounds)-1].Round)
+	for _, n := range p.Hospitals {
+		if len(per[n]) > 0 {
+			series = append(series, chart.Series{Name: n, Points: per[n]})
+		}
+		if b, ok := budget[n]; ok {
+			series = append(series, chart.Series{Name: n + " budget", Points: []chart.Point{{X: x0, Y: b}, {X: x1, Y: b}}})
+		}
+	}
+	return chart.Chart{
+		ID: "chart-privacy", Title: "Privacy spent over rounds",
+		Desc:   "ε spent up to each round, from the signed manifests: the federation-level mechanism's and each hospital's record-level ε as it reported it, with each hospital's budget as a flat line.",
+		XLabel: "round", YLabel: "ε", YMin: 0, Series: series,
+	}.SVG()
+}
