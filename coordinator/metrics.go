@@ -371,6 +371,11 @@ func normBand(cfg AnomalyConfig, norms []float64) (lo, hi float64, ok bool) {
 	return min(med-k*mad, med/ratio), max(med+k*mad, med*ratio), true
 }
 
+// refBlock is how many parameters of anomalyFlags' reference are built
+// at a time: 128 KiB of float64, which stays in the cache while every
+// update's dot product with it is taken.
+const refBlock = 1 << 14
+
 // anomalyFlags checks the updates of a plain round against each other
 // (see "Anomaly monitoring" above). names are sorted; the flags come in
 // name order, norm before cosine before excluded.
@@ -384,25 +389,51 @@ func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map
 	lo, hi, checkNorm := normBand(cfg, norms)
 	// ref is the sample-weighted mean of the updates clipped to the median
 	// norm: what the round's FedAvg would be if no update were larger
-	// than the median one.
-	var ref []float64
+	// than the median one. It is built and used a block of parameters at
+	// a time (refBlock), each sum taken in the same order as over the
+	// whole vector, so the flags are those of a model-sized ref without
+	// holding one: in float64 it would be two models' worth of memory at
+	// the round's peak.
+	dots := make([]float64, len(names))
+	refNorm := 0.0
 	if len(names) > 0 {
 		med := median(slices.Clone(norms))
-		ref = make([]float64, len(updates[names[0]].delta))
-		for _, n := range names {
-			u := updates[n]
-			if u.norm == 0 {
-				continue
-			}
-			w := float64(u.samples) * min(1, med/u.norm)
-			for j, v := range u.delta {
-				ref[j] += w * float64(v)
+		d := len(updates[names[0]].delta)
+		w := make([]float64, len(names))
+		for i, n := range names {
+			if u := updates[n]; u.norm != 0 {
+				w[i] = float64(u.samples) * min(1, med/u.norm)
 			}
 		}
-	}
-	refNorm := 0.0
-	for _, v := range ref {
-		refNorm += v * v
+		ref := make([]float64, min(refBlock, d))
+		for lo := 0; lo < d; lo += refBlock {
+			hi := min(lo+refBlock, d)
+			r := ref[:hi-lo]
+			clear(r)
+			for i, n := range names {
+				u := updates[n]
+				if u.norm == 0 {
+					continue
+				}
+				for j, v := range u.delta[lo:hi] {
+					r[j] += w[i] * float64(v)
+				}
+			}
+			for _, v := range r {
+				refNorm += v * v
+			}
+			for i, n := range names {
+				u := updates[n]
+				if u.norm == 0 || len(u.delta) != d {
+					continue
+				}
+				dot := dots[i]
+				for j, v := range u.delta[lo:hi] {
+					dot += float64(v) * r[j]
+				}
+				dots[i] = dot
+			}
+		}
 	}
 	refNorm = math.Sqrt(refNorm)
 	entries := map[string]aggregation.Entry{}
@@ -414,12 +445,8 @@ func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map
 		if checkNorm && (norms[i] < lo || norms[i] > hi) {
 			flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyNorm, Value: norms[i], Band: []float64{lo, hi}})
 		}
-		if u.norm > 0 && refNorm > 0 && len(ref) == len(u.delta) {
-			dot := 0.0
-			for j, v := range u.delta {
-				dot += float64(v) * ref[j]
-			}
-			if cos := dot / (u.norm * refNorm); cos < floor {
+		if u.norm > 0 && refNorm > 0 && len(u.delta) == len(updates[names[0]].delta) {
+			if cos := dots[i] / (u.norm * refNorm); cos < floor {
 				flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: n, Kind: AnomalyCosine, Value: cos, Band: []float64{floor, 1}})
 			}
 		}

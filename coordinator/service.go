@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -169,6 +170,15 @@ func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest)
 	}
 }
 
+// downloadChunkBytes is the size of the chunks GetModel sends (the wire
+// allows up to wire.ChunkBytes): each download holds its chunk and gRPC's
+// encoding of it and of the one queued behind it, so with a hundred
+// downloads at once 1 MiB chunks held about 300 MB. 64 KiB chunks were
+// far slower on a loaded machine (each waits for the transport's writer
+// goroutine): a hundred downloads at once fell under
+// limits.update_min_rate.
+const downloadChunkBytes = wire.SendChunkBytes
+
 // GetModel implements fedguardv1.CoordinatorServiceServer.
 func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.CoordinatorService_GetModelServer) error {
 	c := s.c
@@ -188,25 +198,44 @@ func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.Co
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, req.GetRound())
 	}
-	params, round := c.model, c.round.number
+	from, round := c.lastRound, c.round.number
 	c.mu.Unlock()
-	// Encode chunk by chunk: the model is kept once, as floats, however
-	// many participants download it at the same time. A client that does
-	// not read is cut (sendBounded).
-	total := uint64(len(params))
+	// The model is read from the store a chunk at a time, into one
+	// chunk-sized buffer per download: the coordinator holds no copy of
+	// the model, however many participants download it at the same time.
+	// Chunks are small (downloadChunkBytes), because each download also
+	// holds gRPC's encoding of the chunk it sends and of the one queued
+	// behind it. A client that does not read is cut (sendBounded).
+	total := uint64(c.spec.NumParams())
 	return c.sendBounded("model download", func(sent func(int) error) error {
-		return wire.Chunks(params, func(offset uint64, data []byte) error {
+		const per = downloadChunkBytes / 4
+		buf := make([]byte, 4*min(per, total))
+		for off := uint64(0); off < total || off == 0; off += per {
+			data := buf[:4*(min(off+per, total)-off)]
+			if err := c.store.readModel(from, 4*int64(off), data); err != nil {
+				if errors.Is(err, errModelGone) {
+					return status.Errorf(codes.FailedPrecondition, "round %d closed during the download", round)
+				}
+				c.opts.log.Error("model download: reading the model", "round", round, "error", err)
+				return status.Error(codes.Internal, "the model cannot be read")
+			}
 			if err := stream.Send(&fedguardv1.GetModelResponse{
 				Round:         round,
 				FormatVersion: model.FormatVersion,
-				Offset:        offset,
+				Offset:        off,
 				Data:          data,
 				NumParams:     total,
 			}); err != nil {
 				return err
 			}
-			return sent(len(data))
-		})
+			if err := sent(len(data)); err != nil {
+				return err
+			}
+			if total == 0 {
+				break
+			}
+		}
+		return nil
 	})
 }
 
@@ -306,7 +335,13 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 
 	// The buffer lives as long as this call, which recvBounded ends with
 	// the round attempt or when the stream stalls.
-	delta := make([]float32, h.GetNumParams())
+	delta := c.vecs.get()
+	accepted := false
+	defer func() {
+		if !accepted {
+			c.vecs.put(delta)
+		}
+	}()
 	held := 4 * int64(len(delta))
 	c.limits.buffered.Add(held)
 	defer c.limits.buffered.Add(-held)
@@ -355,6 +390,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
 	}
+	accepted = true
 	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout(), data: hex.EncodeToString(h.GetDataSha256())}
 	c.noteStatusLocked(name, ParticipantUpdateReceived, "")
 	n, total := len(r.updates), len(r.cohort)
