@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -277,7 +278,11 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer) error {
 	ctx := stream.Context()
 	name := identity(ctx).Name
-	first, err := recvWithin(stream.Recv, time.Duration(s.c.cfg.Limits.UpdateIdle))
+	in := readStream(s.c, "update stream", stream.Recv)
+	defer in.close()
+	first, err := in.recv(in.idle, func(idle time.Duration) error {
+		return status.Errorf(codes.ResourceExhausted, "no message within %v of opening the stream (limits.update_idle)", idle)
+	})
 	if err != nil {
 		if status.Code(err) == codes.ResourceExhausted {
 			s.c.refuseUpdate(ctx, name, 0, status.Convert(err))
@@ -285,7 +290,7 @@ func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		return err
 	}
 	round := first.GetRound()
-	err = s.submitUpdate(stream, name, first)
+	err = s.submitUpdate(stream, in, name, first)
 	if st, ok := status.FromError(err); ok && err != nil && st.Code() != codes.Canceled && st.Code() != codes.DeadlineExceeded && st.Code() != codes.Unavailable {
 		s.c.refuseUpdate(ctx, name, round, st)
 	}
@@ -311,7 +316,7 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 	}}, "update refused", "participant", name, "round", round, "attempt", attempt, "code", st.Code().String(), "reason", st.Message())
 }
 
-func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, name string, first *fedguardv1.SubmitUpdateRequest) error {
+func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, in *streamIn[*fedguardv1.SubmitUpdateRequest], name string, first *fedguardv1.SubmitUpdateRequest) error {
 	c := s.c
 	ctx := stream.Context()
 	h, err := s.validateUpdateHeader(first)
@@ -333,8 +338,8 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 	}()
 
-	// The buffer lives as long as this call, which recvBounded ends with
-	// the round attempt or when the stream stalls.
+	// The buffer lives as long as this call, which the reader ends with
+	// the round attempt, at its deadline, or when the stream stalls.
 	delta := c.vecs.get()
 	accepted := false
 	defer func() {
@@ -346,7 +351,29 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 	c.limits.buffered.Add(held)
 	defer c.limits.buffered.Add(-held)
 	asm := wire.NewAssembler(delta)
-	err = recvBounded(c, r, stream.Recv, func(m *fedguardv1.SubmitUpdateRequest) int { return len(m.GetChunk().GetData()) }, func(msg *fedguardv1.SubmitUpdateRequest) error {
+	in.stop = func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.round != r || c.phase != phaseTraining || r.closing {
+			return status.Errorf(codes.FailedPrecondition, "round %d attempt %d ended while the update was arriving", r.number, r.attempt)
+		}
+		return nil
+	}
+	in.until(r.deadline, func() error {
+		return status.Errorf(codes.FailedPrecondition, "round %d reached its deadline while the update was arriving", r.number)
+	})
+	in.meter(c.opts.now(), 0)
+	for {
+		msg, err := in.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := in.count("update stream", len(msg.GetChunk().GetData())); err != nil {
+			return err
+		}
 		if msg.GetRound() != round || msg.GetFormatVersion() != model.FormatVersion {
 			return status.Errorf(codes.InvalidArgument, "chunk names round %d format %d, the update is for round %d format %d",
 				msg.GetRound(), msg.GetFormatVersion(), round, model.FormatVersion)
@@ -358,10 +385,6 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if err := asm.Done(); err != nil {
 		return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
