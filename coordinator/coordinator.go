@@ -161,6 +161,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -924,8 +925,14 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	// The encoding is the vector itself (model.WireBytes), so committing
 	// the model costs no second copy; next is not read as floats again.
 	encoded := model.WireBytes(next)
-	defer c.vecs.put(next)
-	c.vecs.trim(len(job.names) - 1)
+	// The updates' vectors go back to the collector, and are collected
+	// now, before bbolt copies the model, rather than when the soft memory
+	// limit forces it (the heap holds only pointer-free vectors, so this
+	// costs a few milliseconds): kept for the next round, they would sit
+	// idle through its downloads, whose buffers then came on top of them
+	// (buffers.go).
+	c.vecs.trim(0)
+	runtime.GC()
 	sum := sha256.Sum256(encoded)
 	rec := job.rec
 	rec.Report = report
