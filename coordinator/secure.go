@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
@@ -241,7 +242,14 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 		if err != nil {
 			return secureStatus(err)
 		}
-		if err := stream.Send(resp); err != nil {
+		// A member that stops reading blocks Send once the flow-control
+		// windows are full: the reply is bounded as GetModel's chunks are.
+		if err := c.sendBounded("secure aggregation reply", func(sent func(int) error) error {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			return sent(proto.Size(resp))
+		}); err != nil {
 			return err
 		}
 		if m.Finished() {
