@@ -901,19 +901,13 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	// aggregate, so they are computed before the aggregate becomes the model.
 	if job.plain {
 		out.flags = anomalyFlags(c.cfg.Anomaly, job.attempt, job.names, job.received, report)
-		// The updates are needed no more: their vectors serve the next
-		// round's updates. (A secure round's bucket sums are the secure
-		// package's and are left to the collector.)
-		for _, u := range job.received {
-			c.vecs.put(u.delta)
-		}
 	}
+	// The updates are needed no more.
 	job.received, job.updates = nil, nil
 	// Turn the aggregate into the next model in place, adding the model
 	// the round started from as it is read from the store, chunk by
 	// chunk: at no point are more than the updates and one model-sized
-	// vector alive (the vectors given back above are those of the next
-	// round's updates).
+	// vector alive.
 	if err := c.addStoredModel(delta, job.startRound); err != nil {
 		c.vecs.put(delta)
 		return out, fmt.Errorf("round %d: the model it started from: %w", job.round, err)
@@ -925,12 +919,12 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	// The encoding is the vector itself (model.WireBytes), so committing
 	// the model costs no second copy; next is not read as floats again.
 	encoded := model.WireBytes(next)
-	// The updates' vectors go back to the collector, and are collected
-	// now, before bbolt copies the model, rather than when the soft memory
-	// limit forces it (the heap holds only pointer-free vectors, so this
-	// costs a few milliseconds): kept for the next round, they would sit
-	// idle through its downloads, whose buffers then came on top of them
-	// (buffers.go).
+	// The updates' vectors, and those kept for reuse within the round, go
+	// to the collector and are collected now, before bbolt copies the
+	// model, rather than when the soft memory limit forces it (the heap
+	// holds only pointer-free vectors, so this costs a few milliseconds).
+	// Kept for the next round, they would sit idle through its downloads,
+	// whose buffers then came on top of them (buffers.go).
 	c.vecs.trim(0)
 	runtime.GC()
 	sum := sha256.Sum256(encoded)
