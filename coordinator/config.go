@@ -643,14 +643,16 @@ const nonHeap = 32 << 20
 
 // MemoryBudget is the soft memory limit for a coordinator with this
 // configuration. The goal is that the whole process stays within one
-// model-sized vector per enrolled participant (their updates) and three
+// model-sized vector per enrolled participant (their updates) and two
 // more, plus what the aggregation rule itself holds:
-//   - the vectors of the updates and of the round's aggregate, which the
-//     coordinator reuses from round to round (buffers.go): enrolled + 1;
-//   - the copy of the new model bbolt makes while it commits it (the
-//     model itself is not held: GetModel and the close read it from the
-//     store): 1;
-//   - headroom for the collector: 1;
+//   - the vectors of the updates and of the round's aggregate
+//     (buffers.go): enrolled + 1. The model itself is not held (GetModel
+//     and the close read it from the store), and the copy of the new model
+//     bbolt makes while it commits it comes after the updates are
+//     collected (runClose);
+//   - headroom for the collector: 1 (the decoded chunks of updates are
+//     garbage as soon as they are copied into their vector: with more
+//     headroom the heap simply grew by it, as the soft limit allowed);
 //   - the rule's own vectors (ruleVectors): norm-clip's copies of the
 //     clipped updates and its zero vector, bucketing's bucket means under
 //     a robust rule, centered-clipping's iterate.
@@ -668,7 +670,7 @@ func MemoryBudget(cfg Config) (int64, error) {
 	}
 	m := 4 * int64(s.NumParams())
 	n := len(cfg.Enrolled)
-	return max(int64(n+3+ruleVectors(cfg.Aggregation, n))*m-min(nonHeap, m/2), minBudget), nil
+	return max(int64(n+2+ruleVectors(cfg.Aggregation, n))*m-min(nonHeap, m/2), minBudget), nil
 }
 
 // ruleVectors is how many model-sized vectors the rule of a (configured)
