@@ -187,6 +187,11 @@ func NormBand(cfg Config, norms []float64) (lo, hi float64, ok bool) {
 	return min(med-k*mad, med/ratio), max(med+k*mad, med*ratio), true
 }
 
+// refBlock is how many parameters of Check's reference are built at a
+// time: 128 KiB of float64, which stays in the cache while every update's
+// dot product with it is taken.
+const refBlock = 1 << 14
+
 // Check flags the updates of one round against each other (see the
 // package documentation); report is the rule's report on them, whose
 // unselected entries are flagged as excluded. The flags come in the
@@ -202,24 +207,50 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 	lo, hi, checkNorm := NormBand(cfg, norms)
 	// ref is the sample-weighted mean of the updates clipped to the median
 	// norm: what the round's FedAvg would be if no update were larger
-	// than the median one.
-	var ref []float64
+	// than the median one. It is built and used a block of parameters at
+	// a time (refBlock), each sum taken in the same order as over the
+	// whole vector, so the flags are those of a model-sized ref without
+	// holding one: in float64 it would be two models' worth of memory at
+	// the coordinator's peak.
+	dots := make([]float64, len(updates))
+	refNorm := 0.0
+	d := 0
 	if len(updates) > 0 {
 		med := median(slices.Clone(norms))
-		ref = make([]float64, len(updates[0].Delta))
-		for _, u := range updates {
-			if u.Norm == 0 {
-				continue
-			}
-			w := float64(u.Samples) * min(1, med/u.Norm)
-			for j, v := range u.Delta {
-				ref[j] += w * float64(v)
+		d = len(updates[0].Delta)
+		w := make([]float64, len(updates))
+		for i, u := range updates {
+			if u.Norm != 0 {
+				w[i] = float64(u.Samples) * min(1, med/u.Norm)
 			}
 		}
-	}
-	refNorm := 0.0
-	for _, v := range ref {
-		refNorm += v * v
+		ref := make([]float64, min(refBlock, d))
+		for lo := 0; lo < d; lo += refBlock {
+			hi := min(lo+refBlock, d)
+			r := ref[:hi-lo]
+			clear(r)
+			for i, u := range updates {
+				if u.Norm == 0 {
+					continue
+				}
+				for j, v := range u.Delta[lo:hi] {
+					r[j] += w[i] * float64(v)
+				}
+			}
+			for _, v := range r {
+				refNorm += v * v
+			}
+			for i, u := range updates {
+				if u.Norm == 0 || len(u.Delta) != d {
+					continue
+				}
+				dot := dots[i]
+				for j, v := range u.Delta[lo:hi] {
+					dot += float64(v) * r[j]
+				}
+				dots[i] = dot
+			}
+		}
 	}
 	refNorm = math.Sqrt(refNorm)
 	entries := map[string]aggregation.Entry{}
@@ -230,12 +261,8 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 		if checkNorm && (norms[i] < lo || norms[i] > hi) {
 			flags = append(flags, Flag{ID: u.ID, Kind: Norm, Value: norms[i], Band: []float64{lo, hi}})
 		}
-		if u.Norm > 0 && refNorm > 0 && len(ref) == len(u.Delta) {
-			dot := 0.0
-			for j, v := range u.Delta {
-				dot += float64(v) * ref[j]
-			}
-			if cos := dot / (u.Norm * refNorm); cos < floor {
+		if u.Norm > 0 && refNorm > 0 && len(u.Delta) == d {
+			if cos := dots[i] / (u.Norm * refNorm); cos < floor {
 				flags = append(flags, Flag{ID: u.ID, Kind: Cosine, Value: cos, Band: []float64{floor, 1}})
 			}
 		}

@@ -705,20 +705,53 @@ const nonHeap = 32 << 20
 
 // MemoryBudget is the soft memory limit for a coordinator with this
 // configuration. The goal is that the whole process stays within one
-// model-sized buffer per enrolled participant (their updates) and three
-// more (the current model, the aggregate that becomes the next model, and
-// the encoding written to disk). Only two of the three are alive together
-// with the updates, so the third is the collector's headroom; the limit
-// leaves out what the process holds outside the heap (nonHeap, but never
-// more than half a model, so the limit stays above the live peak).
-// `fedguard coordinator` gives it to the Go runtime (unless GOMEMLIMIT is
-// set), so that garbage collection keeps the heap near what is live instead
-// of letting it double.
+// model-sized vector per enrolled participant (their updates) and two
+// more, plus what the aggregation rule itself holds:
+//   - the vectors of the updates and of the round's aggregate
+//     (buffers.go): enrolled + 1. The model itself is not held (GetModel
+//     and the close read it from the store), and the copy of the new model
+//     bbolt makes while it commits it comes after the updates are
+//     collected (runClose);
+//   - headroom for the collector: 1 (the decoded chunks of updates are
+//     garbage as soon as they are copied into their vector: with more
+//     headroom the heap simply grew by it, as the soft limit allowed);
+//   - the rule's own vectors (ruleVectors): norm-clip's copies of the
+//     clipped updates and its zero vector, bucketing's bucket means under
+//     a robust rule, centered-clipping's iterate.
+//
+// The limit leaves out what the process holds outside the heap (nonHeap,
+// but never more than half a model, so the limit stays above the live
+// peak). `fedguard coordinator` gives it to the Go runtime (unless
+// GOMEMLIMIT is set), so that garbage collection keeps the heap near what
+// is live instead of letting it double.
 func MemoryBudget(cfg Config) (int64, error) {
-	s, err := cfg.withDefaults().spec()
+	cfg = cfg.withDefaults()
+	s, err := cfg.spec()
 	if err != nil {
 		return 0, err
 	}
 	m := 4 * int64(s.NumParams())
-	return max(int64(len(cfg.Enrolled)+3)*m-min(nonHeap, m/2), minBudget), nil
+	n := len(cfg.Enrolled)
+	return max(int64(n+2+ruleVectors(cfg.Aggregation, n))*m-min(nonHeap, m/2), minBudget), nil
+}
+
+// ruleVectors is how many model-sized vectors the rule of a (configured)
+// aggregation holds, at most, while it aggregates n updates, beyond the
+// updates and the aggregate.
+func ruleVectors(a aggregation.Config, n int) int {
+	k := 0
+	if a.Bucket > 1 && a.Rule != aggregation.NameFedAvg {
+		// One mean per bucket (fedavg needs none: the mean of the bucket
+		// means is the mean).
+		k += (n + a.Bucket - 1) / a.Bucket
+	}
+	if a.Rule == aggregation.NameCenteredClipping {
+		k++ // the iterate v
+	}
+	if a.NormClip > 0 {
+		// The zero vector the norms are measured from, and a scaled copy
+		// of every update over the bound.
+		k += 1 + n
+	}
+	return k
 }

@@ -329,6 +329,7 @@ func TestMemoryBudget(t *testing.T) {
 		name     string
 		enrolled int
 		model    coordinator.ModelConfig
+		agg      aggregation.Config
 		want     int64
 		wantErr  bool
 	}{
@@ -340,10 +341,29 @@ func TestMemoryBudget(t *testing.T) {
 		},
 		{
 			// 1000 -> 10000 -> 10: 10000·1001 + 10·10001 = 10 110 010
-			// parameters; (4 enrolled + 3) buffers of 4 bytes each, less
+			// parameters; (4 enrolled + 2) buffers of 4 bytes each, less
 			// half a model (under the 32 MiB allowance for memory outside
 			// the heap, which may not take more than half a model).
 			name: "large mlp", enrolled: 4,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
+			want:  6*4*10_110_010 - 4*10_110_010/2,
+		},
+		{
+			// The same with norm-clip: its zero vector and a clipped copy
+			// of each of the 4 updates (11 vectors in all).
+			name: "large mlp, norm-clip", enrolled: 4, agg: aggregation.Config{Rule: "fedavg", NormClip: 1},
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
+			want:  11*4*10_110_010 - 4*10_110_010/2,
+		},
+		{
+			// Buckets of 2 under the median: 2 bucket means.
+			name: "large mlp, bucketed median", enrolled: 4, agg: aggregation.Config{Rule: "median", Bucket: 2},
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
+			want:  8*4*10_110_010 - 4*10_110_010/2,
+		},
+		{
+			// Centered clipping's iterate.
+			name: "large mlp, centered-clipping", enrolled: 4, agg: aggregation.Config{Rule: "centered-clipping", Tau: 1},
 			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
 			want:  7*4*10_110_010 - 4*10_110_010/2,
 		},
@@ -364,6 +384,9 @@ func TestMemoryBudget(t *testing.T) {
 			c := validConfig()
 			c.Enrolled = names("hospital-", tt.enrolled)
 			c.Model = tt.model
+			if tt.agg.Rule != "" {
+				c.Aggregation = tt.agg
+			}
 			got, err := coordinator.MemoryBudget(c)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("MemoryBudget() = %d, %v; want error %v", got, err, tt.wantErr)

@@ -294,6 +294,9 @@ type Coordinator struct {
 	revokedMu sync.Mutex // serializes recordRevocations
 	metrics   *metrics
 	limits    *perIdentity
+	// vecs are the model-sized vectors of updates and aggregates, reused
+	// across rounds (buffers.go).
+	vecs *vectors
 
 	// keyring is every identity the coordinator signed with (key
 	// rotation), and rotations the rotations that lead to signer's.
@@ -307,9 +310,8 @@ type Coordinator struct {
 	changed   chan struct{} // closed and replaced on every state change
 	phase     phase
 	lastRound uint64
-	model     []float32 // global model of lastRound; replaced, never mutated
-	modelSum  [32]byte  // SHA-256 of model in wire format v1
-	manifest  []byte    // signed manifest of lastRound; nil until the scaling is fixed
+	modelSum  [32]byte // SHA-256 of lastRound's model (kept in store) in wire format v1
+	manifest  []byte   // signed manifest of lastRound; nil until the scaling is fixed
 	scaling   *dataset.Scaling
 	// driftRefs are the hospitals' drift references, each the robust
 	// scaling of the others' statistics (anomaly.References): derived
@@ -440,11 +442,15 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		st.close()
 		return nil, fmt.Errorf("%w: stored model has %d bytes, spec needs %d", ErrCorrupt, len(p.model), 4*spec.NumParams())
 	}
-	c.model = make([]float32, spec.NumParams())
-	if err := model.DecodeInto(c.model, p.model); err != nil {
+	// The model stays on disk (GetModel and runClose read it from the
+	// store chunk by chunk); it is decoded here once to check it.
+	c.vecs = newVectors(spec.NumParams(), len(cfg.Enrolled)+1)
+	check := c.vecs.get()
+	if err := model.DecodeInto(check, p.model); err != nil {
 		st.close()
 		return nil, fmt.Errorf("%w: stored model of round %d: %v", ErrCorrupt, p.lastRound, err)
 	}
+	c.vecs.put(check)
 	c.lastRound, c.scaling, c.lastCohort, c.manifest = p.lastRound, p.scaling, p.cohort, p.manifest
 	c.modelSum = sha256.Sum256(p.model)
 	c.certs.seen = map[string]bool{}
@@ -753,7 +759,14 @@ func (c *Coordinator) fixScalingLocked(ctx context.Context) error {
 		return err
 	}
 	c.scaling = &sc
-	genesis, err := c.signLocked(ctx, nil, c.modelSum, c.model)
+	// Round 0's manifest also vouches for the model as a safetensors
+	// file, so it needs the values, read from the store once.
+	initial := make([]float32, c.spec.NumParams())
+	err = c.addStoredModel(initial, c.lastRound)
+	var genesis []byte
+	if err == nil {
+		genesis, err = c.signLocked(ctx, nil, c.modelSum, initial)
+	}
 	if err == nil {
 		err = c.store.saveScaling(sc, genesis)
 	}
@@ -874,7 +887,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 	r.updates = nil
 	job := closeJob{
 		rule: aggregation.WithRand(rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt))), ruleName: rule.Name(),
-		round: r.number, attempt: r.attempt, start: c.model, parent: c.manifest,
+		round: r.number, attempt: r.attempt, startRound: c.lastRound, parent: c.manifest,
 		rec: rec, updates: updates, names: names, received: received, plain: r.secure == nil,
 	}
 	c.broadcastLocked() // update streams still arriving end now
@@ -900,7 +913,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 	}
 	c.notePrivacyLocked(out.manifest)
 	c.manifest = out.manifest
-	c.lastRound, c.model, c.modelSum, c.lastCohort = r.number, out.model, out.modelSum, r.cohort
+	c.lastRound, c.modelSum, c.lastCohort = r.number, out.modelSum, r.cohort
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
 	c.resetRetryLocked()
 	c.phase = phaseCohort
@@ -913,7 +926,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 		"dropped", rec.Dropped, "model_sha256", rec.ModelSHA256, "seconds", rec.Closed.Sub(rec.Opened).Seconds())
 	c.broadcastLocked()
 	if c.opts.observer != nil {
-		c.opts.observer(RoundResult{Record: rec, Model: slices.Clone(out.model), Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened), Flags: slices.Clone(flags)})
+		c.opts.observer(RoundResult{Record: rec, Model: out.model, Spec: c.spec, Scaling: *c.scaling, Duration: rec.Closed.Sub(rec.Opened), Flags: slices.Clone(flags)})
 	}
 	return nil
 }
@@ -926,20 +939,22 @@ type closeJob struct {
 	ruleName string
 	round    uint64
 	attempt  uint32
-	start    []float32 // the model the round started from
-	parent   []byte    // its signed manifest
-	rec      RoundRecord
-	updates  []aggregation.Update
-	names    []string
-	received map[string]*received // plain rounds: the accepted updates
-	plain    bool
+	// startRound is the round whose model (in the store) this round
+	// started from; parent is its signed manifest.
+	startRound uint64
+	parent     []byte
+	rec        RoundRecord
+	updates    []aggregation.Update
+	names      []string
+	received   map[string]*received // plain rounds: the accepted updates
+	plain      bool
 }
 
 // closeOutcome is what runClose made.
 type closeOutcome struct {
 	rec               RoundRecord
 	flags             []audit.AnomalyFlagged
-	model             []float32
+	model             []float32 // a copy of the new model, for the observer only
 	modelSum          [32]byte
 	manifest          []byte
 	checkpoint        *audit.Checkpoint // the round's checkpoint, once taken
@@ -952,7 +967,8 @@ type closeOutcome struct {
 // themselves (the audit log, the store, the metrics).
 func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome, error) {
 	var out closeOutcome
-	delta := make([]float32, c.spec.NumParams())
+	delta := c.vecs.get()
+	clear(delta)
 	central := job.plain && c.central != nil
 	if central {
 		c.central.clip(job.updates)
@@ -965,6 +981,7 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 		// buckets for the rule.
 		c.opts.log.ErrorContext(ctx, "aggregation failed", "round", job.round, "error", err)
 		out.aggregationFailed = true
+		c.vecs.put(delta)
 		return out, err
 	}
 	// Anomaly flags compare each update with the others and with the
@@ -988,21 +1005,31 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 			return out, err
 		}
 	}
-	// Turn the aggregate into the next model in place, then drop the
-	// updates before encoding it: at no point are more than the updates and
-	// two model-sized vectors alive.
-	for i, v := range job.start {
-		delta[i] = clampFinite(delta[i] + v)
+	// The updates are needed no more.
+	job.received, job.updates = nil, nil
+	// Turn the aggregate into the next model in place, adding the model
+	// the round started from as it is read from the store, chunk by
+	// chunk: at no point are more than the updates and one model-sized
+	// vector alive.
+	if err := c.addStoredModel(delta, job.startRound); err != nil {
+		c.vecs.put(delta)
+		return out, fmt.Errorf("round %d: the model it started from: %w", job.round, err)
 	}
 	next := delta
-	job.received, job.updates = nil, nil
-	// Collect the updates now, before the encoding and bbolt's write buffer
-	// are allocated, rather than when the soft memory limit forces it: the
-	// heap holds only pointer-free vectors, so this costs a few
-	// milliseconds, and it keeps the round's peak at the updates plus two
-	// models.
+	if c.opts.observer != nil {
+		out.model = slices.Clone(next)
+	}
+	// The encoding is the vector itself (model.WireBytes), so committing
+	// the model costs no second copy; next is not read as floats again.
+	encoded := model.WireBytes(next)
+	// The updates' vectors, and those kept for reuse within the round, go
+	// to the collector and are collected now, before bbolt copies the
+	// model, rather than when the soft memory limit forces it (the heap
+	// holds only pointer-free vectors, so this costs a few milliseconds).
+	// Kept for the next round, they would sit idle through its downloads,
+	// whose buffers then came on top of them (buffers.go).
+	c.vecs.trim(0)
 	runtime.GC()
-	encoded := model.AppendBytes(make([]byte, 0, 4*len(next)), next)
 	sum := sha256.Sum256(encoded)
 	rec := job.rec
 	rec.Report = report
@@ -1039,8 +1066,32 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	if err := c.store.commitRound(rec, encoded, env, c.cfg.KeepModels); err != nil {
 		return out, fmt.Errorf("commit round %d: %w", job.round, err)
 	}
-	out.rec, out.model, out.modelSum, out.manifest = rec, next, sum, env
+	out.rec, out.modelSum, out.manifest = rec, sum, env
 	return out, nil
+}
+
+// addStoredModel adds round's model, read from the store chunk by chunk,
+// to v element by element, saturating at the largest float32 (each element
+// gets the same single float32 addition it would get from the whole
+// model in memory).
+func (c *Coordinator) addStoredModel(v []float32, round uint64) error {
+	const per = wire.ChunkBytes / 4
+	buf := make([]byte, 4*min(per, len(v)))
+	vals := make([]float32, min(per, len(v)))
+	for off := 0; off < len(v); off += per {
+		end := min(off+per, len(v))
+		b, x := buf[:4*(end-off)], vals[:end-off]
+		if err := c.store.readModel(round, 4*int64(off), b); err != nil {
+			return err
+		}
+		if err := model.DecodeInto(x, b); err != nil {
+			return fmt.Errorf("%w: stored model of round %d: %v", ErrCorrupt, round, err)
+		}
+		for i, s := range x {
+			v[off+i] = clampFinite(v[off+i] + s)
+		}
+	}
+	return nil
 }
 
 // plainOutcomeLocked gathers the open round's updates and its record.

@@ -39,10 +39,11 @@ func ExampleMemoryBudget() {
 		},
 	}
 	// 100000·1001 + 2·100001 = 100300002 parameters of 4 bytes: one buffer
-	// per enrolled participant and three more (7), less the 32 MiB the
-	// process holds outside the Go heap.
+	// per enrolled participant and two more (6: the aggregate and the
+	// collector's headroom), less the 32 MiB the process holds outside the
+	// Go heap.
 	b, err := coordinator.MemoryBudget(cfg)
 	fmt.Println(b, err)
 	// Output:
-	// 2774845624 <nil>
+	// 2373645616 <nil>
 }

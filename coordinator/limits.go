@@ -17,7 +17,8 @@ package coordinator
 //     streams of one connection at the same number.
 //   - update streams: a SubmitUpdate stream whose header does not come
 //     within LimitsConfig.UpdateIdle of opening ends with ResourceExhausted
-//     (recvWithin), so a silent stream cannot hold a call slot. An update
+//     (streamIn, the one reader of update and secure streams), so a silent
+//     stream cannot hold a call slot. An update
 //     is decoded into a buffer of the model's size, so a SubmitUpdate
 //     stream ends, and its buffer is dropped, when
 //     the round or the attempt it is for ends (at the round's deadline at
@@ -33,8 +34,8 @@ package coordinator
 //     gone out at less than UpdateMinRate bytes a second on average
 //     (sendBounded).
 //   - secure streams: a SecureAggregate stream is under the same two
-//     limits wherever the coordinator waits for the member (secure.go's
-//     secureIn): its first message and each phase's message must come
+//     limits wherever the coordinator waits for the member (streamIn):
+//     its first message and each phase's message must come
 //     within UpdateIdle (the masked input, which follows local training,
 //     within the phase's deadline), the masked input's chunks at
 //     UpdateMinRate, and the stream ends with the member's session or
@@ -49,7 +50,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -298,32 +298,59 @@ func (c *Coordinator) enterCall(ctx context.Context, method string) (func(), err
 	return sync.OnceFunc(func() { c.limits.give(c.limits.calls, name) }), nil
 }
 
-// recvResult is one Recv of an update stream.
+// recvResult is one Recv of a client stream.
 type recvResult[T any] struct {
 	msg T
 	err error
 }
 
-// recvBounded receives the messages of an update stream for r, calling fn
-// on each, until io.EOF (it returns nil) or an error. It ends the stream (returning a status
-// error) when r is no longer the open round, at r's deadline, after
-// UpdateIdle without a message, or when the stream falls below
-// UpdateMinRate (see the top of this file). size(msg) is a message's
-// payload bytes.
-func recvBounded[T any](c *Coordinator, r *openRound, recv func() (T, error), size func(T) int, fn func(T) error) error {
-	lim := c.cfg.Limits
-	idle := time.Duration(lim.UpdateIdle)
-	results := make(chan recvResult[T])
-	done := make(chan struct{})
-	defer close(done)
-	// Recv blocks without a context; when the handler returns, gRPC
-	// cancels the stream and this Recv returns.
+// streamIn is the one reader of a client stream (SubmitUpdate's and
+// SecureAggregate's) under the limits above. It receives in a goroutine of
+// its own, started when the handler begins, so that every wait for a
+// message, the first included, is bounded:
+//   - a wait ends after a given time (recv's wait, limits.update_idle for
+//     most) with the caller's error;
+//   - once a deadline is set (until), a wait ends there at the latest;
+//   - once stop is set, the stream ends with stop's error as soon as it
+//     returns one: stop is checked before each wait, whenever the
+//     coordinator's state changes, and when ended is closed;
+//   - once metering has begun (meter), messages must keep the average
+//     rate of limits.update_min_rate after update_idle (count).
+//
+// The goroutine's Recv blocks without a context; when the handler returns,
+// gRPC cancels the stream, that Recv returns, and close lets the goroutine
+// go.
+type streamIn[T any] struct {
+	c *Coordinator
+	// what names the stream in its refusals ("update stream").
+	what    string
+	idle    time.Duration
+	results chan recvResult[T]
+	done    chan struct{}
+
+	stop     func() error
+	ended    <-chan struct{}
+	deadline time.Time
+	late     func() error // the error at deadline
+
+	// bytes counted since since, for the rate (meter, count).
+	since time.Time
+	bytes int64
+}
+
+// readStream starts reading a client stream; what names it in refusals.
+// The caller must close it.
+func readStream[T any](c *Coordinator, what string, recv func() (T, error)) *streamIn[T] {
+	in := &streamIn[T]{
+		c: c, what: what, idle: time.Duration(c.cfg.Limits.UpdateIdle),
+		results: make(chan recvResult[T]), done: make(chan struct{}),
+	}
 	go func() {
 		for {
 			m, err := recv()
 			select {
-			case results <- recvResult[T]{m, err}:
-			case <-done:
+			case in.results <- recvResult[T]{m, err}:
+			case <-in.done:
 				return
 			}
 			if err != nil {
@@ -331,44 +358,73 @@ func recvBounded[T any](c *Coordinator, r *openRound, recv func() (T, error), si
 			}
 		}
 	}()
-	start := c.opts.now()
-	var bytes int64
-	idleT := time.NewTimer(idle)
-	defer idleT.Stop()
-	deadline := time.NewTimer(r.deadline.Sub(start))
-	defer deadline.Stop()
+	return in
+}
+
+// close lets the reading goroutine go once the handler is done.
+func (in *streamIn[T]) close() { close(in.done) }
+
+// until ends every later wait at t at the latest, with late's error.
+func (in *streamIn[T]) until(t time.Time, late func() error) { in.deadline, in.late = t, late }
+
+// recv waits at most wait for the next message (or the stream's end or
+// error, which it returns as Recv gave them); then it gives up with
+// timeout(wait).
+func (in *streamIn[T]) recv(wait time.Duration, timeout func(time.Duration) error) (T, error) {
+	var zero T
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var late <-chan time.Time
+	if !in.deadline.IsZero() {
+		d := time.NewTimer(in.deadline.Sub(in.c.opts.now()))
+		defer d.Stop()
+		late = d.C
+	}
 	for {
-		c.mu.Lock()
-		open := c.round == r && c.phase == phaseTraining && !r.closing
-		changed := c.changed
-		c.mu.Unlock()
-		if !open {
-			return status.Errorf(codes.FailedPrecondition, "round %d attempt %d ended while the update was arriving", r.number, r.attempt)
+		in.c.mu.Lock()
+		changed := in.c.changed
+		in.c.mu.Unlock()
+		if in.stop != nil {
+			if err := in.stop(); err != nil {
+				return zero, err
+			}
 		}
 		select {
-		case res := <-results:
-			if errors.Is(res.err, io.EOF) {
-				return nil
-			}
-			if res.err != nil {
-				return res.err
-			}
-			bytes += int64(size(res.msg))
-			if elapsed := c.opts.now().Sub(start); elapsed > idle && float64(bytes) < float64(lim.UpdateMinRate)*elapsed.Seconds() {
-				return status.Errorf(codes.ResourceExhausted, "update stream too slow: %d bytes in %v, the minimum is %d bytes a second (limits.update_min_rate)",
-					bytes, elapsed.Round(time.Millisecond), lim.UpdateMinRate)
-			}
-			if err := fn(res.msg); err != nil {
-				return err
-			}
-			idleT.Reset(idle)
-		case <-idleT.C:
-			return status.Errorf(codes.ResourceExhausted, "update stream idle for %v (limits.update_idle)", idle)
-		case <-deadline.C:
-			return status.Errorf(codes.FailedPrecondition, "round %d reached its deadline while the update was arriving", r.number)
+		case res := <-in.results:
+			return res.msg, res.err
+		case <-timer.C:
+			return zero, timeout(wait)
+		case <-late:
+			return zero, in.late()
+		case <-in.ended:
+			in.ended = nil // stop says what ended
 		case <-changed:
 		}
 	}
+}
+
+// next waits for the next message at most limits.update_idle.
+func (in *streamIn[T]) next() (T, error) { return in.recv(in.idle, in.idleError) }
+
+// idleError ends a stream that sent nothing for wait.
+func (in *streamIn[T]) idleError(wait time.Duration) error {
+	return status.Errorf(codes.ResourceExhausted, "%s idle for %v (limits.update_idle)", in.what, wait)
+}
+
+// meter starts the rate's clock at since, with n bytes counted.
+func (in *streamIn[T]) meter(since time.Time, n int) { in.since, in.bytes = since, int64(n) }
+
+// count adds n payload bytes of what (the payload's name in the refusal)
+// and ends the stream when, update_idle after meter, fewer than
+// limits.update_min_rate bytes a second have come on average.
+func (in *streamIn[T]) count(what string, n int) error {
+	in.bytes += int64(n)
+	lim := in.c.cfg.Limits
+	if elapsed := in.c.opts.now().Sub(in.since); elapsed > in.idle && float64(in.bytes) < float64(lim.UpdateMinRate)*elapsed.Seconds() {
+		return status.Errorf(codes.ResourceExhausted, "%s too slow: %d bytes in %v, the minimum is %d bytes a second (limits.update_min_rate)",
+			what, in.bytes, elapsed.Round(time.Millisecond), lim.UpdateMinRate)
+	}
+	return nil
 }
 
 // errSendStopped ends a sendBounded send whose caller gave up.
@@ -420,29 +476,5 @@ func (c *Coordinator) sendBounded(what string, send func(sent func(n int) error)
 		case <-idleT.C:
 			return status.Errorf(codes.ResourceExhausted, "%s stalled: the client took nothing for %v (limits.update_idle)", what, idle)
 		}
-	}
-}
-
-// recvWithin returns the next message recv gives, or ResourceExhausted when
-// none comes within idle. The Recv it leaves waiting returns when the
-// handler does, since gRPC then cancels the stream.
-func recvWithin[T any](recv func() (T, error), idle time.Duration) (T, error) {
-	type result struct {
-		m   T
-		err error
-	}
-	got := make(chan result, 1)
-	go func() {
-		m, err := recv()
-		got <- result{m, err}
-	}()
-	t := time.NewTimer(idle)
-	defer t.Stop()
-	select {
-	case r := <-got:
-		return r.m, r.err
-	case <-t.C:
-		var zero T
-		return zero, status.Errorf(codes.ResourceExhausted, "no message within %v of opening the stream (limits.update_idle)", idle)
 	}
 }

@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,6 +12,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/model"
 )
 
 func TestAnomalyFlags(t *testing.T) {
@@ -170,5 +173,100 @@ func TestDriftFlag(t *testing.T) {
 				t.Errorf("driftFlag (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// refBlock is package anomaly's block of the reference (1<<14
+// parameters); the lengths below straddle it.
+const refBlock = 1 << 14
+
+// medianOf is the median as package anomaly takes it.
+func medianOf(v []float64) float64 {
+	v = slices.Sorted(slices.Values(v))
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// cosineFlagsWhole is anomalyFlags' cosine check as it was before the
+// reference was built in blocks: over a model-sized float64 reference.
+func cosineFlagsWhole(cfg AnomalyConfig, names []string, updates map[string]*received) []float64 {
+	norms := make([]float64, len(names))
+	for i, n := range names {
+		norms[i] = updates[n].norm
+	}
+	med := medianOf(norms)
+	ref := make([]float64, len(updates[names[0]].delta))
+	for _, n := range names {
+		u := updates[n]
+		if u.norm == 0 {
+			continue
+		}
+		w := float64(u.samples) * min(1, med/u.norm)
+		for j, v := range u.delta {
+			ref[j] += w * float64(v)
+		}
+	}
+	refNorm := 0.0
+	for _, v := range ref {
+		refNorm += v * v
+	}
+	refNorm = math.Sqrt(refNorm)
+	var cos []float64
+	for _, n := range names {
+		u := updates[n]
+		if u.norm == 0 {
+			continue
+		}
+		dot := 0.0
+		for j, v := range u.delta {
+			dot += float64(v) * ref[j]
+		}
+		cos = append(cos, dot/(u.norm*refNorm))
+	}
+	return cos
+}
+
+// TestAnomalyFlagsBlockedReference: the cosine flags, built over the
+// reference a block at a time so that the round's close holds no
+// model-sized float64 vector, carry the very values (bit for bit) of the
+// whole-vector computation, for lengths around the block size.
+func TestAnomalyFlagsBlockedReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	for _, d := range []int{1, 5, refBlock - 1, refBlock, refBlock + 1, 3*refBlock + 17} {
+		names := []string{"a", "b", "c", "d", "e", "z"}
+		updates := map[string]*received{}
+		for i, n := range names {
+			v := make([]float32, d)
+			for j := range v {
+				v[j] = float32(rng.NormFloat64())
+			}
+			if n == "z" {
+				clear(v) // a zero update has no cosine
+			}
+			updates[n] = &received{delta: v, norm: math.Sqrt(model.SumSquares(v)), samples: uint64(10 + i)}
+		}
+		// A floor of 2 flags every update with a norm, so every cosine is
+		// in the flags.
+		floor := 2.0
+		cfg := AnomalyConfig{CosineFloor: &floor}
+		flags := anomalyFlags(cfg, 1, names, updates, aggregation.Report{})
+		want := cosineFlagsWhole(cfg, names, updates)
+		var got []float64
+		for _, f := range flags {
+			if f.Kind == AnomalyCosine {
+				got = append(got, f.Value)
+			}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("d=%d: %d cosine flags, want %d: %+v", d, len(got), len(want), flags)
+		}
+		for i := range got {
+			if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+				t.Errorf("d=%d: cosine of %s = %v, whole-vector reference gives %v", d, names[i], got[i], want[i])
+			}
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
@@ -126,15 +127,20 @@ const maxDeclineReason = 1024
 
 // SecureAggregate implements fedguardv1.CoordinatorServiceServer. The
 // stream is read under the limits of update streams (see limits.go and
-// secureIn). Its refusals, those of the limits among them, are logged and
+// streamIn): a wait for the member's next message ends after
+// limits.update_idle (but for the masked input, which the member sends
+// after local training: at the phase's deadline), the masked input's
+// chunks must arrive at limits.update_min_rate on average once
+// update_idle has passed, and the stream ends when the member's session
+// does or the round attempt moves on. Its refusals, those of the limits among them, are logged and
 // audited once, as call_refused, by the stream interceptor (server.go).
 func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAggregateServer) error {
 	c := s.c
 	ctx := stream.Context()
 	name := identity(ctx).Name
-	in := c.readSecure(stream)
+	in := readStream(c, "secure aggregation stream", stream.Recv)
 	defer in.close()
-	first, err := in.recv(in.idle, in.idleError)
+	first, err := in.next()
 	if err != nil {
 		return err
 	}
@@ -216,7 +222,10 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 	// next reads the following request of a message of several (the
 	// masked input's chunks).
 	next := func() (*fedguardv1.SecureAggregateRequest, error) {
-		msg, err := in.recvChunk()
+		msg, err := in.next()
+		if err == nil {
+			err = in.count("masked input", len(msg.GetMasked().GetData()))
+		}
 		if err != nil {
 			if _, ok := status.FromError(err); ok {
 				return nil, &securebucket.StreamError{Err: err}
@@ -241,14 +250,21 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 		if err != nil {
 			return secureStatus(err)
 		}
-		if err := stream.Send(resp); err != nil {
+		// A member that stops reading blocks Send once the flow-control
+		// windows are full: the reply is bounded as GetModel's chunks are.
+		if err := c.sendBounded("secure aggregation reply", func(sent func(int) error) error {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			return sent(proto.Size(resp))
+		}); err != nil {
 			return err
 		}
 		if m.Finished() {
 			return nil
 		}
 		if m.Phase() != secagg.PhaseMaskedInput {
-			msg, err = in.recv(in.idle, in.idleError)
+			msg, err = in.next()
 		} else {
 			// The member trains before it sends its masked input: the
 			// session waits for it until the phase's deadline (at the
@@ -257,108 +273,12 @@ func (s *service) SecureAggregate(stream fedguardv1.CoordinatorService_SecureAgg
 			msg, err = in.recv(wait, func(time.Duration) error {
 				return status.Errorf(codes.FailedPrecondition, "dropped from the secure session at %v: no message before the phase deadline", secagg.PhaseMaskedInput)
 			})
-			in.maskedSince, in.maskedBytes = c.opts.now(), int64(len(msg.GetMasked().GetData()))
+			in.meter(c.opts.now(), len(msg.GetMasked().GetData()))
 		}
 		if err != nil {
 			return err
 		}
 	}
-}
-
-// secureIn reads a member's SecureAggregate stream under the limits of
-// update streams (limits.go): a wait for the member's next message ends
-// after limits.update_idle (but for the masked input, which the member
-// sends after local training: at the phase's deadline), the masked
-// input's chunks must arrive at limits.update_min_rate on average once
-// update_idle has passed, and the stream ends when the member's session
-// does or the round attempt moves on. A participant can thus hold a
-// stream (and the masked input's buffer) only while it makes progress.
-type secureIn struct {
-	c       *Coordinator
-	idle    time.Duration
-	results chan recvResult[*fedguardv1.SecureAggregateRequest]
-	done    chan struct{}
-	// stop, when set, says whether the stream must end, checked whenever
-	// the coordinator's state changes and when ended is closed.
-	stop  func() error
-	ended <-chan struct{}
-	// maskedBytes counts the masked input's bytes since its first chunk
-	// arrived, at maskedSince.
-	maskedSince time.Time
-	maskedBytes int64
-}
-
-// readSecure starts reading stream.
-func (c *Coordinator) readSecure(stream fedguardv1.CoordinatorService_SecureAggregateServer) *secureIn {
-	in := &secureIn{
-		c: c, idle: time.Duration(c.cfg.Limits.UpdateIdle),
-		results: make(chan recvResult[*fedguardv1.SecureAggregateRequest]), done: make(chan struct{}),
-	}
-	// Recv blocks without a context; when the handler returns, gRPC
-	// cancels the stream and this Recv returns.
-	go func() {
-		for {
-			m, err := stream.Recv()
-			select {
-			case in.results <- recvResult[*fedguardv1.SecureAggregateRequest]{m, err}:
-			case <-in.done:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return in
-}
-
-func (in *secureIn) close() { close(in.done) }
-
-// recv waits at most wait for the member's next request; then it gives
-// up with timeout(wait).
-func (in *secureIn) recv(wait time.Duration, timeout func(time.Duration) error) (*fedguardv1.SecureAggregateRequest, error) {
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		in.c.mu.Lock()
-		changed := in.c.changed
-		in.c.mu.Unlock()
-		if in.stop != nil {
-			if err := in.stop(); err != nil {
-				return nil, err
-			}
-		}
-		select {
-		case res := <-in.results:
-			return res.msg, res.err
-		case <-timer.C:
-			return nil, timeout(wait)
-		case <-in.ended:
-			in.ended = nil // stop says what ended
-		case <-changed:
-		}
-	}
-}
-
-// idleError ends a stream that sent nothing for wait.
-func (in *secureIn) idleError(wait time.Duration) error {
-	return status.Errorf(codes.ResourceExhausted, "secure aggregation stream idle for %v (limits.update_idle)", wait)
-}
-
-// recvChunk reads the next chunk of a masked input, whose first chunk
-// came at in.maskedSince, checking the average rate.
-func (in *secureIn) recvChunk() (*fedguardv1.SecureAggregateRequest, error) {
-	msg, err := in.recv(in.idle, in.idleError)
-	if err != nil {
-		return nil, err
-	}
-	lim := in.c.cfg.Limits
-	in.maskedBytes += int64(len(msg.GetMasked().GetData()))
-	if elapsed := in.c.opts.now().Sub(in.maskedSince); elapsed > in.idle && float64(in.maskedBytes) < float64(lim.UpdateMinRate)*elapsed.Seconds() {
-		return nil, status.Errorf(codes.ResourceExhausted, "masked input too slow: %d bytes in %v, the minimum is %d bytes a second (limits.update_min_rate)",
-			in.maskedBytes, elapsed.Round(time.Millisecond), lim.UpdateMinRate)
-	}
-	return msg, nil
 }
 
 // peerCertificate is the verified client certificate of the caller.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"regexp"
 	"slices"
@@ -170,6 +172,15 @@ func (s *service) WaitRound(ctx context.Context, _ *fedguardv1.WaitRoundRequest)
 	}
 }
 
+// downloadChunkBytes is the size of the chunks GetModel sends (the wire
+// allows up to wire.ChunkBytes): each download holds its chunk and gRPC's
+// encoding of it and of the one queued behind it, so with a hundred
+// downloads at once 1 MiB chunks held about 300 MB. 64 KiB chunks were
+// far slower on a loaded machine (each waits for the transport's writer
+// goroutine): a hundred downloads at once fell under
+// limits.update_min_rate.
+const downloadChunkBytes = wire.SendChunkBytes
+
 // GetModel implements fedguardv1.CoordinatorServiceServer.
 func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.CoordinatorService_GetModelServer) error {
 	c := s.c
@@ -189,25 +200,44 @@ func (s *service) GetModel(req *fedguardv1.GetModelRequest, stream fedguardv1.Co
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "%s is not in the cohort of round %d", name, req.GetRound())
 	}
-	params, round := c.model, c.round.number
+	from, round := c.lastRound, c.round.number
 	c.mu.Unlock()
-	// Encode chunk by chunk: the model is kept once, as floats, however
-	// many participants download it at the same time. A client that does
-	// not read is cut (sendBounded).
-	total := uint64(len(params))
+	// The model is read from the store a chunk at a time, into one
+	// chunk-sized buffer per download: the coordinator holds no copy of
+	// the model, however many participants download it at the same time.
+	// Chunks are small (downloadChunkBytes), because each download also
+	// holds gRPC's encoding of the chunk it sends and of the one queued
+	// behind it. A client that does not read is cut (sendBounded).
+	total := uint64(c.spec.NumParams())
 	return c.sendBounded("model download", func(sent func(int) error) error {
-		return wire.Chunks(params, func(offset uint64, data []byte) error {
+		const per = downloadChunkBytes / 4
+		buf := make([]byte, 4*min(per, total))
+		for off := uint64(0); off < total || off == 0; off += per {
+			data := buf[:4*(min(off+per, total)-off)]
+			if err := c.store.readModel(from, 4*int64(off), data); err != nil {
+				if errors.Is(err, errModelGone) {
+					return status.Errorf(codes.FailedPrecondition, "round %d closed during the download", round)
+				}
+				c.opts.log.Error("model download: reading the model", "round", round, "error", err)
+				return status.Error(codes.Internal, "the model cannot be read")
+			}
 			if err := stream.Send(&fedguardv1.GetModelResponse{
 				Round:         round,
 				FormatVersion: model.FormatVersion,
-				Offset:        offset,
+				Offset:        off,
 				Data:          data,
 				NumParams:     total,
 			}); err != nil {
 				return err
 			}
-			return sent(len(data))
-		})
+			if err := sent(len(data)); err != nil {
+				return err
+			}
+			if total == 0 {
+				break
+			}
+		}
+		return nil
 	})
 }
 
@@ -252,7 +282,11 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer) error {
 	ctx := stream.Context()
 	name := identity(ctx).Name
-	first, err := recvWithin(stream.Recv, time.Duration(s.c.cfg.Limits.UpdateIdle))
+	in := readStream(s.c, "update stream", stream.Recv)
+	defer in.close()
+	first, err := in.recv(in.idle, func(idle time.Duration) error {
+		return status.Errorf(codes.ResourceExhausted, "no message within %v of opening the stream (limits.update_idle)", idle)
+	})
 	if err != nil {
 		if status.Code(err) == codes.ResourceExhausted {
 			s.c.refuseUpdate(ctx, name, 0, status.Convert(err))
@@ -260,7 +294,7 @@ func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		return err
 	}
 	round := first.GetRound()
-	err = s.submitUpdate(stream, name, first)
+	err = s.submitUpdate(stream, in, name, first)
 	if st, ok := status.FromError(err); ok && err != nil && st.Code() != codes.Canceled && st.Code() != codes.DeadlineExceeded && st.Code() != codes.Unavailable {
 		s.c.refuseUpdate(ctx, name, round, st)
 	}
@@ -286,7 +320,7 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 	}}, "update refused", "participant", name, "round", round, "attempt", attempt, "code", st.Code().String(), "reason", st.Message())
 }
 
-func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, name string, first *fedguardv1.SubmitUpdateRequest) error {
+func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, in *streamIn[*fedguardv1.SubmitUpdateRequest], name string, first *fedguardv1.SubmitUpdateRequest) error {
 	c := s.c
 	ctx := stream.Context()
 	h, err := s.validateUpdateHeader(first)
@@ -308,14 +342,42 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 	}()
 
-	// The buffer lives as long as this call, which recvBounded ends with
-	// the round attempt or when the stream stalls.
-	delta := make([]float32, h.GetNumParams())
+	// The buffer lives as long as this call, which the reader ends with
+	// the round attempt, at its deadline, or when the stream stalls.
+	delta := c.vecs.get()
+	accepted := false
+	defer func() {
+		if !accepted {
+			c.vecs.put(delta)
+		}
+	}()
 	held := 4 * int64(len(delta))
 	c.limits.buffered.Add(held)
 	defer c.limits.buffered.Add(-held)
 	asm := wire.NewAssembler(delta)
-	err = recvBounded(c, r, stream.Recv, func(m *fedguardv1.SubmitUpdateRequest) int { return len(m.GetChunk().GetData()) }, func(msg *fedguardv1.SubmitUpdateRequest) error {
+	in.stop = func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.round != r || c.phase != phaseTraining || r.closing {
+			return status.Errorf(codes.FailedPrecondition, "round %d attempt %d ended while the update was arriving", r.number, r.attempt)
+		}
+		return nil
+	}
+	in.until(r.deadline, func() error {
+		return status.Errorf(codes.FailedPrecondition, "round %d reached its deadline while the update was arriving", r.number)
+	})
+	in.meter(c.opts.now(), 0)
+	for {
+		msg, err := in.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := in.count("update stream", len(msg.GetChunk().GetData())); err != nil {
+			return err
+		}
 		if msg.GetRound() != round || msg.GetFormatVersion() != model.FormatVersion {
 			return status.Errorf(codes.InvalidArgument, "chunk names round %d format %d, the update is for round %d format %d",
 				msg.GetRound(), msg.GetFormatVersion(), round, model.FormatVersion)
@@ -327,10 +389,6 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if err := asm.Done(); err != nil {
 		return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
@@ -359,6 +417,7 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		c.mu.Unlock()
 		return status.Errorf(codes.FailedPrecondition, "round %d closed while the update was arriving", round)
 	}
+	accepted = true
 	r.updates[name] = &received{delta: delta, samples: h.GetSampleCount(), norm: norm, sum: sum, holdout: h.GetHoldout(), data: hex.EncodeToString(h.GetDataSha256()), privacy: hospitalPrivacy(name, h.GetPrivacy())}
 	c.noteStatusLocked(name, ParticipantUpdateReceived, "")
 	n, total := len(r.updates), len(r.cohort)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -151,6 +152,12 @@ type stateStore interface {
 	// model returns the model of a round in wire format v1, or nil when
 	// it is not kept.
 	model(round uint64) ([]byte, error)
+	// readModel copies len(dst) bytes of round's model in wire format v1,
+	// from byte offset off, into dst, without holding the whole model in
+	// memory (GetModel and the round's close read it chunk by chunk). It
+	// returns an error wrapping errModelGone when the model is not kept,
+	// and one wrapping ErrCorrupt when [off, off+len(dst)) is not in it.
+	readModel(round uint64, off int64, dst []byte) error
 	// rounds returns every closed round's record, oldest first.
 	rounds() ([]RoundRecord, error)
 	// stateList reads a list kept under key (nil when absent); putStateList
@@ -169,11 +176,20 @@ var (
 // errStoreClosed reports a call to a closed stateStore.
 var errStoreClosed = errors.New("coordinator: state database is closed")
 
+// errModelGone reports a read of a model the store no longer keeps
+// (keep_models dropped it when a later round committed).
+var errModelGone = errors.New("coordinator: model no longer kept")
+
 // store keeps the coordinator's state in a bbolt file. Every change is one
 // transaction, so a crash at any point leaves either the old or the new
 // state, never a mix.
 type store struct {
 	db *bolt.DB
+	// file is a second, read-only handle on the database file: readModel
+	// reads model bytes with pread through it rather than through bbolt's
+	// memory map, so that the pages stay in the kernel's page cache and
+	// out of the coordinator's resident memory.
+	file *os.File
 	// failCommit, when set (by tests), fails commitRound before it
 	// writes, as a crash between recording a round and committing it.
 	failCommit func() error
@@ -274,10 +290,24 @@ func openStore(dir, federation string, spec []byte, mode storeMode) (*store, err
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &store{db: db}, nil
+	f, err := os.Open(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &store{db: db, file: f}, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
+func (s *store) close() error {
+	err := s.db.Close()
+	if s.file != nil {
+		// A second close reports os.ErrClosed, which is harmless here.
+		if ferr := s.file.Close(); ferr != nil && !errors.Is(ferr, os.ErrClosed) && err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
 
 // view and update run fn in a bbolt transaction; a closed database is
 // errStoreClosed.
@@ -465,6 +495,38 @@ func (s *store) commitRound(rec RoundRecord, model, manifest []byte, keep int) e
 // model returns the model of a round, or nil when it is not kept.
 func (s *store) model(round uint64) ([]byte, error) {
 	return s.roundValue(bucketModels, round)
+}
+
+// readModel implements stateStore. Within one read transaction (so that
+// bbolt neither remaps the file nor reuses the model's pages) it finds the
+// model's bytes in the memory map, turns their address into a file offset
+// and reads them with pread: bbolt's map is read-only and MAP_SHARED, so
+// the file holds the same bytes at that offset, and the pages read never
+// become part of the process's resident set.
+func (s *store) readModel(round uint64, off int64, dst []byte) error {
+	return s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketModels).Get(roundKey(round))
+		if v == nil {
+			return fmt.Errorf("%w: round %d", errModelGone, round)
+		}
+		if off < 0 || off > int64(len(v)) || int64(len(dst)) > int64(len(v))-off {
+			return fmt.Errorf("%w: read of %d bytes at %d from a model of %d bytes", ErrCorrupt, len(dst), off, len(v))
+		}
+		if len(dst) == 0 {
+			return nil
+		}
+		base := tx.DB().Info().Data
+		at := int64(uintptr(unsafe.Pointer(unsafe.SliceData(v))) - base)
+		if fi, err := s.file.Stat(); err != nil || at < 0 || at+int64(len(v)) > fi.Size() {
+			// Not where the map says: read through the map instead.
+			copy(dst, v[off:])
+			return nil
+		}
+		if _, err := s.file.ReadAt(dst, at+off); err != nil {
+			return fmt.Errorf("read model of round %d: %w", round, err)
+		}
+		return nil
+	})
 }
 
 // rounds returns every closed round's record, oldest first.

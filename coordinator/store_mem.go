@@ -188,3 +188,17 @@ func (m *memStore) putStateList(key []byte, list []string) error {
 		return nil
 	})
 }
+
+func (m *memStore) readModel(round uint64, off int64, dst []byte) error {
+	return m.locked(func(d *memData) error {
+		v, ok := d.models[round]
+		if !ok {
+			return fmt.Errorf("%w: round %d", errModelGone, round)
+		}
+		if off < 0 || off > int64(len(v)) || int64(len(dst)) > int64(len(v))-off {
+			return fmt.Errorf("%w: read of %d bytes at %d from a model of %d bytes", ErrCorrupt, len(dst), off, len(v))
+		}
+		copy(dst, v[off:])
+		return nil
+	})
+}

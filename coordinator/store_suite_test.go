@@ -205,6 +205,43 @@ func testStateStore(t *testing.T, impl storeImpl) {
 		}
 	})
 
+	t.Run("ReadModel", func(t *testing.T) {
+		// readModel serves GetModel and the round's close a chunk at a
+		// time: every range of a kept model reads back its bytes, a
+		// dropped model is errModelGone, a range outside is ErrCorrupt.
+		s := impl.open(t)
+		if err := s.saveInitial(modelBytes(0)); err != nil {
+			t.Fatal(err)
+		}
+		for r := uint64(1); r <= 3; r++ {
+			if err := s.commitRound(record(r, modelBytes(r)), modelBytes(r), manifestBytes(r), 2); err != nil {
+				t.Fatalf("commitRound(%d) = %v", r, err)
+			}
+		}
+		s = impl.reopen(t, s)
+		for _, r := range []uint64{2, 3} {
+			want := modelBytes(r)
+			for off := range len(want) + 1 {
+				for n := range len(want) - off + 1 {
+					got := make([]byte, n)
+					if err := s.readModel(r, int64(off), got); err != nil || !slices.Equal(got, want[off:off+n]) {
+						t.Fatalf("readModel(%d, %d, %d bytes) = %x, %v; want %x", r, off, n, got, err, want[off:off+n])
+					}
+				}
+			}
+			for _, bad := range []struct{ off, n int }{{-1, 1}, {0, len(want) + 1}, {len(want), 1}, {len(want) + 4, 0}} {
+				if err := s.readModel(r, int64(bad.off), make([]byte, bad.n)); !errors.Is(err, ErrCorrupt) {
+					t.Errorf("readModel(%d, %d, %d bytes) = %v, want ErrCorrupt", r, bad.off, bad.n, err)
+				}
+			}
+		}
+		for _, r := range []uint64{0, 1, 4} {
+			if err := s.readModel(r, 0, make([]byte, 4)); !errors.Is(err, errModelGone) {
+				t.Errorf("readModel(%d) of a model not kept = %v, want errModelGone", r, err)
+			}
+		}
+	})
+
 	t.Run("RoundsOrder", func(t *testing.T) {
 		s := impl.open(t)
 		// Numerically ordered rounds whose decimal or little-endian

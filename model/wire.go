@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"unsafe"
 )
 
 // ErrNonFinite means a parameter is NaN or ±Inf. Such values are never valid on the
@@ -21,6 +22,27 @@ func AppendBytes(dst []byte, params []float32) []byte {
 	encode(dst[n:], params)
 	return dst
 }
+
+// WireBytes returns params in wire format v1 in params' own memory,
+// without a copy: on a little-endian machine the float32 values already
+// are that format, elsewhere they are byte-swapped in place. params must
+// not be read as floats afterwards. The coordinator commits a new model
+// this way, so that the encoding costs no second model-sized buffer.
+func WireBytes(params []float32) []byte {
+	if len(params) == 0 {
+		return []byte{}
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(params))), 4*len(params))
+	if !littleEndian {
+		// encode reads each group of values before it writes their bytes,
+		// so it may work in place.
+		encode(b, params)
+	}
+	return b
+}
+
+// littleEndian is whether this machine stores a float32 as format v1 does.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // encode writes len(p) values into b, which must have length 4·len(p).
 func encode(b []byte, p []float32) {

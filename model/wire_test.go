@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func randomParams(n int, seed uint64) []float32 {
@@ -195,5 +196,21 @@ func BenchmarkNorm(b *testing.B) {
 	b.SetBytes(int64(4 * len(p)))
 	for b.Loop() {
 		Norm(p)
+	}
+}
+
+// TestWireBytes: the in-place encoding is AppendBytes' encoding, for every
+// length around the four-value groups, and shares the vector's memory.
+func TestWireBytes(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 1000, 4099} {
+		p := randomParams(n, uint64(n)+3)
+		want := AppendBytes(nil, p)
+		got := WireBytes(p)
+		if !bytes.Equal(got, want) {
+			t.Errorf("WireBytes(%d params) differs from AppendBytes", n)
+		}
+		if n > 0 && &got[0] != (*byte)(unsafe.Pointer(&p[0])) {
+			t.Errorf("WireBytes(%d params) copied the vector", n)
+		}
 	}
 }

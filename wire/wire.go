@@ -13,8 +13,9 @@
 // Format version 1 (model.FormatVersion) is a flat vector of IEEE-754 float32
 // values, little-endian. A chunk carries at most ChunkBytes bytes and the
 // index of its first parameter; chunks of one vector travel in order with no
-// gap and no overlap. A model of 10^8 parameters is 382 chunks, each well
-// under MaxMessageBytes, so neither side needs a large message limit.
+// gap and no overlap. Chunks sends chunks of SendChunkBytes (256 KiB): a
+// model of 10^8 parameters is 1,526 of them, each well under
+// MaxMessageBytes, so neither side needs a large message limit.
 //
 // # Conversion
 //
@@ -51,6 +52,12 @@ const (
 	// ChunkBytes is the most parameter bytes one message carries (1 MiB,
 	// a multiple of 4).
 	ChunkBytes = 1 << 20
+	// SendChunkBytes is the size of the chunks Chunks makes, a quarter of
+	// the limit: the receiver holds each message whole, twice (gRPC's
+	// buffer and the decoded message) while it decodes it, so a
+	// coordinator receiving a hundred updates at once held about 50 MB
+	// more with 1 MiB chunks. Receivers accept any size up to ChunkBytes.
+	SendChunkBytes = ChunkBytes / 4
 	// MaxMessageBytes bounds one gRPC message on both sides: a chunk plus
 	// generous room for the other fields. It stays far below any size that
 	// would let a peer make the other side allocate much.
@@ -67,14 +74,15 @@ var (
 	ErrIncomplete = errors.New("wire: vector incomplete")
 )
 
-// Chunks calls fn for each chunk of params in format version 1, in order.
+// Chunks calls fn for each chunk of params in format version 1, in order,
+// each of SendChunkBytes but the last.
 // The data slice is reused between calls: fn must not keep it. (gRPC's
 // SendMsg encodes the message before it returns; fedguard installs no stats
 // handler that could read a message later, so sending data and returning is
 // safe.)
 func Chunks(params []float32, fn func(offset uint64, data []byte) error) error {
-	const per = ChunkBytes / 4
-	buf := make([]byte, 0, ChunkBytes)
+	const per = SendChunkBytes / 4
+	buf := make([]byte, 0, SendChunkBytes)
 	for off := 0; off < len(params) || (off == 0 && len(params) == 0); off += per {
 		end := min(off+per, len(params))
 		buf = model.AppendBytes(buf[:0], params[off:end])

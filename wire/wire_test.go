@@ -65,6 +65,9 @@ func collect(t *testing.T, params []float32) []chunk {
 }
 
 func TestChunksAssemblerRoundTrip(t *testing.T) {
+	// Chunks sends chunks of SendChunkBytes (the assembler takes up to
+	// ChunkBytes).
+	const per = wire.SendChunkBytes / 4
 	for _, n := range []int{0, 1, per/4 - 1, per / 4, per/4 + 1, per - 1, per, per + 1, 3*per + 5} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			params := randomVector(n, uint64(n))
@@ -82,8 +85,8 @@ func TestChunksAssemblerRoundTrip(t *testing.T) {
 				if len(c.data) > wire.ChunkBytes || len(c.data)%4 != 0 {
 					t.Errorf("chunk %d has %d bytes, want a multiple of 4 <= %d", i, len(c.data), wire.ChunkBytes)
 				}
-				if i < len(chunks)-1 && len(c.data) != wire.ChunkBytes {
-					t.Errorf("chunk %d (not the last) has %d bytes, want %d", i, len(c.data), wire.ChunkBytes)
+				if i < len(chunks)-1 && len(c.data) != wire.SendChunkBytes {
+					t.Errorf("chunk %d (not the last) has %d bytes, want %d", i, len(c.data), wire.SendChunkBytes)
 				}
 				next += uint64(len(c.data) / 4)
 			}
