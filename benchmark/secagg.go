@@ -44,6 +44,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -110,6 +111,9 @@ type SecAggOptions struct {
 	Seed uint64
 	// Progress, when set, receives a line per round with its times.
 	Progress io.Writer
+	// ServerProfile, when set, receives a pprof CPU profile of the
+	// server's replayed runs (all its rounds, no client work).
+	ServerProfile io.Writer
 }
 
 // SecAggResult is SecAgg's measurement. JSON names are the benchmark's
@@ -285,6 +289,12 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 	if err != nil {
 		return SecAggResult{}, err
 	}
+	if o.ServerProfile != nil {
+		if err := pprof.StartCPUProfile(o.ServerProfile); err != nil {
+			return SecAggResult{}, fmt.Errorf("benchmark: secagg server profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for run := 2; run <= SecAggServerRuns; run++ {
 		if err := ctx.Err(); err != nil {
 			return SecAggResult{}, fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
@@ -297,6 +307,9 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 			fmt.Fprintf(o.Progress, "secagg %-17s %30s server %9.4f s (Unmask %.4f s)\n",
 				fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
 		}
+	}
+	if o.ServerProfile != nil {
+		pprof.StopCPUProfile()
 	}
 	baseline = append(baseline, ks.times(secAggBaselineRuns)...)
 

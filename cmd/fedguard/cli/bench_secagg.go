@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/fedguard/fedguard/benchmark"
 )
@@ -20,8 +21,17 @@ func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.Degree, "degree", 0, "neighbours per participant (0: complete graph)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the inputs, weights, rounding and dropouts")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	profile := fs.String("cpuprofile", "", "write a pprof CPU profile of the server's replayed runs to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return fmt.Errorf("bench secagg: %w", err)
+		}
+		defer f.Close()
+		o.ServerProfile = f
 	}
 	if !*asJSON {
 		o.Progress = env.Stderr
