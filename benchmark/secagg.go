@@ -46,6 +46,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
@@ -152,6 +154,17 @@ type SecAggResult struct {
 	MaskingRatio             float64 `json:"masking_ratio"`
 	ServerRatio              float64 `json:"server_ratio"`
 	UnmaskRatio              float64 `json:"unmask_ratio"`
+
+	// ServerMasks is how many masks the server must expand: each
+	// survivor's self mask and each pairwise mask between a dropped
+	// participant and a surviving neighbour. KeystreamFloorSeconds is the
+	// time to expand that much AES-128-CTR keystream (ServerMasks ×
+	// 4·(D+1) bytes) on Cores goroutines and nothing else, the median of
+	// SecAggServerRuns runs interleaved with the server's: the floor of
+	// Unmask. ServerOverFloor is ServerSeconds / KeystreamFloorSeconds.
+	ServerMasks           int     `json:"server_masks"`
+	KeystreamFloorSeconds float64 `json:"keystream_floor_seconds"`
+	ServerOverFloor       float64 `json:"server_over_floor"`
 
 	// BytesPerClient is the most any surviving participant sent in the
 	// session (they differ only by the lengths of their ASN.1
@@ -289,6 +302,8 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 	if err != nil {
 		return SecAggResult{}, err
 	}
+	masks := s.serverMasks()
+	floor := []float64{keystreamFloor(masks, o.D+1)}
 	if o.ServerProfile != nil {
 		if err := pprof.StartCPUProfile(o.ServerProfile); err != nil {
 			return SecAggResult{}, fmt.Errorf("benchmark: secagg server profile: %w", err)
@@ -303,6 +318,7 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 		if err := s.replayServer(); err != nil {
 			return SecAggResult{}, fmt.Errorf("benchmark: secagg server run %d: %w", run, err)
 		}
+		floor = append(floor, keystreamFloor(masks, o.D+1))
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "secagg %-17s %30s server %9.4f s (Unmask %.4f s)\n",
 				fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
@@ -320,6 +336,8 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 		ServerSeconds:            median(s.serverTimes),
 		UnmaskSeconds:            median(s.unmaskTimes),
 		BaselineKeystreamSeconds: median(baseline),
+		ServerMasks:              masks,
+		KeystreamFloorSeconds:    median(floor),
 		PlainBytesPerClient:      4 * o.D,
 		MaskedBytes:              SecAggFraming + 4*(o.D+1),
 		MaxError:                 maxErr,
@@ -332,6 +350,9 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 		res.BytesPerClient = max(res.BytesPerClient, s.sent[id])
 	}
 	res.ClientSeconds, res.MaskingSeconds = median(total), median(masking)
+	if res.KeystreamFloorSeconds > 0 {
+		res.ServerOverFloor = res.ServerSeconds / res.KeystreamFloorSeconds
+	}
 	res.KeyMaterialBytes = res.BytesPerClient - res.MaskedBytes
 	if b := res.BaselineKeystreamSeconds; b > 0 {
 		res.ClientRatio, res.MaskingRatio = res.ClientSeconds/b, res.MaskingSeconds/b
@@ -682,6 +703,52 @@ func (s *secAggSession) check() (float64, error) {
 		return 0, fmt.Errorf("%w: coordinate %d off by %g, bound %g", ErrSecAggWrong, worst, maxErr, bound)
 	}
 	return maxErr, nil
+}
+
+// serverMasks counts the masks the server expands in Unmask: one self mask
+// per survivor, and one pairwise mask per (dropped, surviving neighbour).
+func (s *secAggSession) serverMasks() int {
+	n := len(s.survivors)
+	for id := 1; id <= s.o.N; id++ {
+		if !s.drop[id] {
+			continue
+		}
+		for _, v := range s.cfg.Neighbours(uint32(id)) {
+			if !s.drop[v] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// keystreamFloor times expanding masks keystreams of words 32-bit words
+// each with AES-128-CTR on GOMAXPROCS goroutines, each into a buffer of
+// its own: what Unmask cannot do without.
+func keystreamFloor(masks, words int) float64 {
+	workers := max(1, min(runtime.GOMAXPROCS(0), masks))
+	block, err := aes.NewCipher(make([]byte, 16))
+	if err != nil {
+		panic("benchmark: " + err.Error()) // 16-byte keys are always valid
+	}
+	bufs := make([][]byte, workers)
+	for w := range bufs {
+		bufs[w] = make([]byte, 4*words)
+	}
+	zero := make([]byte, 4*words)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			iv := make([]byte, aes.BlockSize)
+			for next.Add(1) <= int64(masks) {
+				cipher.NewCTR(block, iv).XORKeyStream(bufs[w], zero)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start).Seconds()
 }
 
 // keystreamBaseline times the AES-128-CTR keystream of one mask.

@@ -11,7 +11,7 @@ import (
 	"github.com/fedguard/fedguard/benchmark"
 )
 
-func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
+func runBenchSecAgg(ctx context.Context, env *Env, args []string) (err error) {
 	fs := newFlagSet(env, "bench secagg")
 	var o benchmark.SecAggOptions
 	fs.IntVar(&o.N, "n", 100, "number of participants")
@@ -30,8 +30,12 @@ func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("bench secagg: %w", err)
 		}
-		defer f.Close()
 		o.ServerProfile = f
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("bench secagg: %w", cerr)
+			}
+		}()
 	}
 	if !*asJSON {
 		o.Progress = env.Stderr
@@ -72,6 +76,8 @@ func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
 	row("server, all rounds + Decode", res.ServerSeconds, res.ServerRatio, "", 0)
 	row("server Unmask", res.UnmaskSeconds, res.UnmaskRatio, "≤ 1 s", res.UnmaskSeconds/benchmark.SecAggUnmaskTarget)
 	row("baseline: keystream of one mask", res.BaselineKeystreamSeconds, 1, "", 0)
+	fmt.Fprintf(w, "%-32s %11.3f ms %12.1f   (%d masks on %d cores; server %.2f × this floor)\n", "keystream floor of the server",
+		res.KeystreamFloorSeconds*1e3, res.KeystreamFloorSeconds/res.BaselineKeystreamSeconds, res.ServerMasks, res.Cores, res.ServerOverFloor)
 
 	plain := float64(res.PlainBytesPerClient)
 	fmt.Fprintf(w, "%-32s %14s %12s %12s %10s\n", "", "bytes", "× plain", "target", "× target")
