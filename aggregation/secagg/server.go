@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cloudflare/circl/dh/x25519"
+	"github.com/cloudflare/circl/group"
 )
 
 // Server is the aggregating side of one session: it checks and routes the
@@ -561,4 +562,47 @@ func (m *serverMasks) wipe() {
 	for i := range m.jobs {
 		clear(m.jobs[i].seed[:])
 	}
+}
+
+// lagrangeAtZero returns the Lagrange basis coefficients at 0 of the
+// distinct, non-zero points xs: λ_j = Π_{m≠j} x_m / (x_m − x_j), the
+// values of circl's polynomial.LagrangeBase(j, xs, 0). LagrangeBase
+// inverts one field element per coefficient; with a SecAgg+ graph every
+// secret has its own holders, and those inversions were 45 % of the
+// server's time at n = 1,000, degree 30 (issue 16's profile). Here all
+// the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
+// (Montgomery's trick: one inversion and 3(t−1) multiplications) and
+// multiplied by Π x_m.
+func lagrangeAtZero(xs []group.Scalar) []group.Scalar {
+	g := group.Ristretto255
+	num := g.NewScalar().SetUint64(1)
+	for _, x := range xs {
+		num.Mul(num, x)
+	}
+	dens := make([]group.Scalar, len(xs))
+	diff := g.NewScalar()
+	for j := range xs {
+		d := g.NewScalar().Set(xs[j])
+		for m := range xs {
+			if m != j {
+				d.Mul(d, diff.Sub(xs[m], xs[j]))
+			}
+		}
+		dens[j] = d
+	}
+	// prefix[j] = Π_{i<j} dens[i]; inv = 1/Π dens, peeled from the end.
+	prefix := make([]group.Scalar, len(xs))
+	acc := g.NewScalar().SetUint64(1)
+	for j, d := range dens {
+		prefix[j] = acc.Copy()
+		acc.Mul(acc, d)
+	}
+	inv := g.NewScalar().Inv(acc)
+	out := make([]group.Scalar, len(xs))
+	for j := len(xs) - 1; j >= 0; j-- {
+		out[j] = g.NewScalar().Mul(inv, prefix[j]) // 1/dens[j]
+		out[j].Mul(out[j], num)
+		inv.Mul(inv, dens[j])
+	}
+	return out
 }
