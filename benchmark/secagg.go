@@ -44,7 +44,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
@@ -120,6 +123,10 @@ type SecAggOptions struct {
 	DPDelta    float64 // default 1e−5
 	DPRounds   int     // default 100
 	DPClipNorm float64 // default √D/2 (inputs are uniform in [−1, 1], of norm about √(D/3))
+	// ServerProfile, when set, receives a pprof CPU profile of the
+	// server's replayed runs (all its rounds, no client work) of the
+	// session without DP.
+	ServerProfile io.Writer
 }
 
 // SecAggResult is SecAgg's measurement. JSON names are the benchmark's
@@ -158,6 +165,16 @@ type SecAggResult struct {
 	MaskingRatio             float64 `json:"masking_ratio"`
 	ServerRatio              float64 `json:"server_ratio"`
 	UnmaskRatio              float64 `json:"unmask_ratio"`
+	// ServerMasks is how many masks the server must expand: each
+	// survivor's self mask and each pairwise mask between a dropped
+	// participant and a surviving neighbour. KeystreamFloorSeconds is the
+	// time to expand that much AES-128-CTR keystream (ServerMasks ×
+	// 4·(D+1) bytes) on Cores goroutines and nothing else, the median of
+	// SecAggServerRuns runs interleaved with the server's: the floor of
+	// Unmask. ServerOverFloor is ServerSeconds / KeystreamFloorSeconds.
+	ServerMasks           int     `json:"server_masks"`
+	KeystreamFloorSeconds float64 `json:"keystream_floor_seconds"`
+	ServerOverFloor       float64 `json:"server_over_floor"`
 
 	// BytesPerClient is the most any surviving participant sent in the
 	// session (they differ only by the lengths of their ASN.1
@@ -342,6 +359,10 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 	}
 	res.ClientSeconds, res.MaskingSeconds, res.ServerSeconds, res.UnmaskSeconds, res.BytesPerClient = s.times()
 	res.KeyMaterialBytes = res.BytesPerClient - res.MaskedBytes
+	res.ServerMasks, res.KeystreamFloorSeconds = s.masks, median(s.floor)
+	if res.KeystreamFloorSeconds > 0 {
+		res.ServerOverFloor = res.ServerSeconds / res.KeystreamFloorSeconds
+	}
 	if b := res.BaselineKeystreamSeconds; b > 0 {
 		res.ClientRatio, res.MaskingRatio = res.ClientSeconds/b, res.MaskingSeconds/b
 		res.ServerRatio, res.UnmaskRatio = res.ServerSeconds/b, res.UnmaskSeconds/b
@@ -407,6 +428,19 @@ func runSecAggSession(ctx context.Context, o SecAggOptions, params secagg.Params
 	if err != nil {
 		return nil, 0, err
 	}
+	words := o.D + 1
+	if dp != nil {
+		words = dp.Words()
+	}
+	s.masks = s.serverMasks()
+	s.floor = []float64{keystreamFloor(s.masks, words)}
+	profile := o.ServerProfile != nil && dp == nil
+	if profile {
+		if err := pprof.StartCPUProfile(o.ServerProfile); err != nil {
+			return nil, 0, fmt.Errorf("benchmark: secagg server profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for run := 2; run <= SecAggServerRuns; run++ {
 		if err := ctx.Err(); err != nil {
 			return nil, 0, fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
@@ -415,10 +449,14 @@ func runSecAggSession(ctx context.Context, o SecAggOptions, params secagg.Params
 		if err := s.replayServer(); err != nil {
 			return nil, 0, fmt.Errorf("benchmark: secagg server run %d: %w", run, err)
 		}
+		s.floor = append(s.floor, keystreamFloor(s.masks, words))
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "%s %-17s %30s server %9.4f s (Unmask %.4f s)\n",
 				label, fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
 		}
+	}
+	if profile {
+		pprof.StopCPUProfile()
 	}
 	return s, maxErr, nil
 }
@@ -446,6 +484,10 @@ type secAggSession struct {
 	// With dp, check's measurement of the mean's squared error and the
 	// mechanism's noise and (at most) rounding variances.
 	dpError, dpNoise, dpRounding float64
+	// masks is how many masks the server expands in Unmask, and floor
+	// the keystream floor of that many, timed beside each server run.
+	masks int
+	floor []float64
 
 	cfg    secagg.Config
 	verify secagg.Verify
@@ -869,4 +911,50 @@ func (k *keystreamBaseline) times(n int) []float64 {
 		ts[i] = time.Since(start).Seconds()
 	}
 	return ts
+}
+
+// serverMasks counts the masks the server expands in Unmask: one self mask
+// per survivor, and one pairwise mask per (dropped, surviving neighbour).
+func (s *secAggSession) serverMasks() int {
+	n := len(s.survivors)
+	for id := 1; id <= s.o.N; id++ {
+		if !s.drop[id] {
+			continue
+		}
+		for _, v := range s.cfg.Neighbours(uint32(id)) {
+			if !s.drop[v] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// keystreamFloor times expanding masks keystreams of words 32-bit words
+// each with AES-128-CTR on GOMAXPROCS goroutines, each into a buffer of
+// its own: what Unmask cannot do without.
+func keystreamFloor(masks, words int) float64 {
+	workers := max(1, min(runtime.GOMAXPROCS(0), masks))
+	block, err := aes.NewCipher(make([]byte, 16))
+	if err != nil {
+		panic("benchmark: " + err.Error()) // 16-byte keys are always valid
+	}
+	bufs := make([][]byte, workers)
+	for w := range bufs {
+		bufs[w] = make([]byte, 4*words)
+	}
+	zero := make([]byte, 4*words)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			iv := make([]byte, aes.BlockSize)
+			for next.Add(1) <= int64(masks) {
+				cipher.NewCTR(block, iv).XORKeyStream(bufs[w], zero)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start).Seconds()
 }

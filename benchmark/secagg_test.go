@@ -21,7 +21,7 @@ func TestSecAggJSON(t *testing.T) {
 	got := jsonObject(t, res)
 	for _, k := range []string{"n", "d", "dropout", "client_seconds", "server_seconds", "bytes_per_client", "plain_bytes_per_client",
 		"threshold", "dropped", "masking_seconds", "unmask_seconds", "baseline_keystream_seconds", "client_ratio", "server_ratio",
-		"max_error", "error_bound"} {
+		"max_error", "error_bound", "server_masks", "keystream_floor_seconds", "server_over_floor"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("JSON %v has no key %q", got, k)
 		}
@@ -31,6 +31,8 @@ func TestSecAggJSON(t *testing.T) {
 		want float64
 	}{
 		{"n", n}, {"d", d}, {"dropout", 0.25}, {"dropped", 2}, {"threshold", 6}, {"plain_bytes_per_client", 4 * d},
+		// 6 self masks, and 2 dropped with 6 surviving neighbours each.
+		{"server_masks", 6 + 2*6},
 		{"masked_bytes", SecAggFraming + 4*(d+1)},
 	} {
 		if got[c.key] != c.want {
@@ -38,7 +40,7 @@ func TestSecAggJSON(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"client_seconds", "masking_seconds", "server_seconds", "unmask_seconds", "baseline_keystream_seconds",
-		"client_ratio", "server_ratio", "error_bound"} {
+		"client_ratio", "server_ratio", "error_bound", "keystream_floor_seconds", "server_over_floor"} {
 		if v, _ := got[k].(float64); !(v > 0) {
 			t.Errorf("JSON %q = %v, want positive", k, got[k])
 		}

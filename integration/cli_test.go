@@ -2,6 +2,7 @@ package integration
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/benchmark"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/manifest"
@@ -266,6 +270,60 @@ func TestBenchRoundSmoke(t *testing.T) {
 	}
 	if p, _ := recs[0]["params"].(float64); p < 90_000 || p > 110_000 {
 		t.Errorf("params = %v, want about 100000", p)
+	}
+}
+
+// TestBenchRoundSecureSmoke runs the secure round benchmark at a tiny size:
+// both rounds ran, every SecAgg phase was timed, the secure round moved at
+// least the plain round's bytes, and the ratios are the ratios of the parts.
+func TestBenchRoundSecureSmoke(t *testing.T) {
+	out, errOut, err := runFedguard(t, 3*time.Minute, "bench", "round", "--secure", "--participants", "3", "--params", "20000", "--rounds", "2", "--json")
+	if err != nil {
+		t.Fatalf("fedguard bench round --secure: %v\nstderr:\n%s", err, errOut)
+	}
+	var res benchmark.SecureComparison
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&res); err != nil {
+		t.Fatalf("bench round --secure --json: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		name         string
+		r            benchmark.RoundResult
+		secure       bool
+		wantPhases   int
+		wantSentOver uint64
+	}{
+		{"plain", res.Plain, false, 0, 0},
+		{"secure", res.Secure, true, len(secagg.Phases()), res.Plain.BytesSent},
+	} {
+		r := c.r
+		if r.Secure != c.secure || r.Participants != 3 || r.Rule != aggregation.NameFedAvg || len(r.Rounds) != 2 {
+			t.Errorf("%s: secure %v, %d participants, rule %q, %d rounds; want %v, 3, fedavg, 2", c.name, r.Secure, r.Participants, r.Rule, len(r.Rounds), c.secure)
+		}
+		if !(r.RoundSeconds > 0) || r.PeakRSSBytes == 0 || r.BytesReceived < 3*r.ModelBytes || r.BytesSent < 3*r.ModelBytes || r.BytesSent < c.wantSentOver {
+			t.Errorf("%s: round %g s, peak %d B, sent %d B, received %d B; want > 0 and at least 3 models (%d B) each way",
+				c.name, r.RoundSeconds, r.PeakRSSBytes, r.BytesSent, r.BytesReceived, r.ModelBytes)
+		}
+		if len(r.Phases) != c.wantPhases {
+			t.Fatalf("%s: %d phases %v, want %d", c.name, len(r.Phases), r.Phases, c.wantPhases)
+		}
+		var sum float64
+		for i, p := range r.Phases {
+			if want := secagg.Phases()[i].Label(); p.Phase != want || !(p.Seconds >= 0) {
+				t.Errorf("%s: phase %d = %+v, want %s with a time ≥ 0", c.name, i, p, want)
+			}
+			sum += p.Seconds
+		}
+		if c.secure && !(sum > 0 && sum <= r.RoundSeconds) {
+			t.Errorf("%s: phases sum to %g s, want in (0, round %g s]", c.name, sum, r.RoundSeconds)
+		}
+	}
+	if want := res.Secure.RoundSeconds / res.Plain.RoundSeconds; res.SecureOverPlain != want {
+		t.Errorf("secure_over_plain = %g, want %g", res.SecureOverPlain, want)
+	}
+	if want := float64(res.Secure.PeakRSSBytes) / float64(res.Plain.PeakRSSBytes); res.PeakRSSSecureOverPlain != want {
+		t.Errorf("peak_rss_secure_over_plain = %g, want %g", res.PeakRSSSecureOverPlain, want)
 	}
 }
 

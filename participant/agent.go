@@ -222,6 +222,11 @@ type AgentStats struct {
 	// BytesReceived and BytesSent count payload bytes of model and update
 	// chunks (in secure rounds, of the masked input's chunks).
 	BytesReceived, BytesSent uint64
+	// SecureBytesSent and SecureBytesReceived count the encoded size of
+	// every SecureAggregate message sent and received (all phases, the
+	// masked input's chunks included): what a secure round adds to the
+	// model download.
+	SecureBytesSent, SecureBytesReceived uint64
 	// ModelsRefused counts starting models that failed verification.
 	ModelsRefused uint64
 	// Retries counts backoffs after transient failures.
@@ -248,6 +253,7 @@ type Agent struct {
 	presented atomic.Pointer[tls.Certificate]
 
 	rounds, bytesIn, bytesOut, refused, retries atomic.Uint64
+	secureIn, secureOut                         atomic.Uint64
 	running                                     atomic.Bool
 
 	// State of Run; only Run's goroutine touches it.
@@ -374,11 +380,13 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 // Stats returns the agent's counters; it is safe to call while Run runs.
 func (a *Agent) Stats() AgentStats {
 	return AgentStats{
-		Rounds:        a.rounds.Load(),
-		BytesReceived: a.bytesIn.Load(),
-		BytesSent:     a.bytesOut.Load(),
-		ModelsRefused: a.refused.Load(),
-		Retries:       a.retries.Load(),
+		Rounds:              a.rounds.Load(),
+		BytesReceived:       a.bytesIn.Load(),
+		BytesSent:           a.bytesOut.Load(),
+		SecureBytesSent:     a.secureOut.Load(),
+		SecureBytesReceived: a.secureIn.Load(),
+		ModelsRefused:       a.refused.Load(),
+		Retries:             a.retries.Load(),
 	}
 }
 

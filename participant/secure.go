@@ -587,6 +587,7 @@ func (s *secureStream) sendPhase(phase secagg.Phase, out secureOut, replay bool)
 	if err := s.stream.Send(req); err != nil {
 		return s.sendError(phase, err)
 	}
+	s.a.secureOut.Add(uint64(proto.Size(req)))
 	s.a.log.Debug("secure phase sent", slog.Uint64("round", s.asg.GetRound()), slog.String("phase", phase.String()), slog.Bool("replay", replay))
 	return nil
 }
@@ -602,12 +603,14 @@ func (s *secureStream) sendMasked(words []uint32) error {
 			c.DataSha256 = s.a.data
 			c.Privacy = s.a.privacyLedger()
 		}
-		err := s.stream.Send(&fedguardv1.SecureAggregateRequest{
+		req := &fedguardv1.SecureAggregateRequest{
 			Round: s.asg.GetRound(), Attempt: s.asg.GetAttempt(),
 			Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: c},
-		})
+		}
+		err := s.stream.Send(req)
 		if err == nil {
 			sent += uint64(len(c.GetData()))
+			s.a.secureOut.Add(uint64(proto.Size(req)))
 		}
 		return err
 	})
@@ -644,5 +647,6 @@ func (s *secureStream) recv(phase secagg.Phase, want string, ok func(*fedguardv1
 		return nil, fmt.Errorf("%w: the coordinator answered %v with %T, want the %s", ErrSecureRound, phase, resp.GetBody(), want)
 	}
 	s.a.metrics.securePhaseDone(phase, s.sent)
+	s.a.secureIn.Add(uint64(proto.Size(resp)))
 	return resp, nil
 }

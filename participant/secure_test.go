@@ -910,8 +910,16 @@ func TestSecureRounds(t *testing.T) {
 	}
 	n := uint64(len(fake.global))
 	for name, a := range agents {
-		want := participant.AgentStats{Rounds: 2, BytesReceived: 2 * 4 * n, BytesSent: 2 * 4 * (n + 1)}
-		if diff := cmp.Diff(want, a.Stats()); diff != "" {
+		got := a.Stats()
+		want := participant.AgentStats{Rounds: 2, BytesReceived: 2 * 4 * n, BytesSent: 2 * 4 * (n + 1),
+			SecureBytesSent: got.SecureBytesSent, SecureBytesReceived: got.SecureBytesReceived}
+		// The secure counters take every SecureAggregate message whole:
+		// more than the masked words, and some answers in every phase.
+		if got.SecureBytesSent <= got.BytesSent || got.SecureBytesReceived == 0 {
+			t.Errorf("%s: secure bytes sent %d, received %d; want more than the masked input's %d sent, and some received",
+				name, got.SecureBytesSent, got.SecureBytesReceived, got.BytesSent)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s: Stats() mismatch (-want +got):\n%s", name, diff)
 		}
 		// Each agent recorded the two starting models it revealed shares

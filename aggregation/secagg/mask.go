@@ -4,7 +4,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
+	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // SeedSize is the size of a mask seed: a pairwise mask seed agreed with
@@ -57,6 +59,69 @@ func AddMask(dst []uint32, seed *[SeedSize]byte, negate bool) {
 	// another call (cheap next to the keystream of even one chunk).
 	clear(buf[:])
 	chunkPool.Put(buf)
+}
+
+// addMasks adds n masks to dst on up to GOMAXPROCS goroutines. Each
+// goroutine takes the next mask, gets its seed and sign from seed (so that
+// deriving seeds, X25519 and HKDF on the server, runs on every core too)
+// and expands it into its own accumulator: dst for the first, a private
+// vector for each other, added to dst at the end. Addition modulo 2^32 is
+// associative and commutative, so the result does not depend on
+// scheduling. On an error of seed, dst is left partly masked and the first
+// error is returned.
+func addMasks(dst []uint32, n int, seed func(i int) ([SeedSize]byte, bool, error)) error {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	acc := make([][]uint32, max(workers, 1))
+	acc[0] = dst
+	var (
+		next   atomic.Int64
+		failed atomic.Bool
+		errs   = make([]error, len(acc))
+		wg     sync.WaitGroup
+	)
+	work := func(w int) {
+		if w > 0 {
+			acc[w] = make([]uint32, len(dst))
+		}
+		for !failed.Load() {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
+			}
+			s, negate, err := seed(i)
+			if err != nil {
+				errs[w] = err
+				failed.Store(true)
+				return
+			}
+			AddMask(acc[w], &s, negate)
+			clear(s[:])
+		}
+	}
+	for w := 1; w < workers; w++ {
+		wg.Go(func() { work(w) })
+	}
+	work(0)
+	wg.Wait()
+	for w, a := range acc[1:] {
+		if errs[w+1] == nil && a != nil {
+			addVectors(dst, a)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addVectors sets dst[i] += src[i] modulo 2^32.
+func addVectors(dst, src []uint32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
 }
 
 // addWordsGeneric adds (or subtracts) the little-endian 32-bit words of ks

@@ -19,7 +19,6 @@ import (
 
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/group"
-	"github.com/cloudflare/circl/math/polynomial"
 	"github.com/cloudflare/circl/secretsharing"
 )
 
@@ -595,11 +594,7 @@ func (ip *interpolator) recover(held []heldShare) (group.Scalar, error) {
 		for i, h := range held {
 			xs[i] = idScalar(h.holder)
 		}
-		zero := group.Ristretto255.NewScalar()
-		basis = make([]group.Scalar, len(held))
-		for j := range basis {
-			basis[j] = polynomial.LagrangeBase(uint(j), xs, zero)
-		}
+		basis = lagrangeAtZero(xs)
 		ip.bases[string(key)] = basis
 	}
 	secret := group.Ristretto255.NewScalar()

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/cloudflare/circl/dh/x25519"
+	"github.com/cloudflare/circl/group"
 )
 
 // Server is the aggregating side of one session: it checks and routes the
@@ -429,7 +430,9 @@ func (s *Server) Unmask(resps []*UnmaskResponse) (sum []uint32, rejected []Rejec
 	if err != nil {
 		return nil, rejected, s.fail(err)
 	}
-	applyMasks(s.sum, masks)
+	if err := masks.apply(s.sum); err != nil {
+		return nil, rejected, s.fail(err)
+	}
 	sum, s.sum = s.sum, nil
 	s.next = 0
 	return sum, rejected, nil
@@ -461,21 +464,27 @@ func (s *Server) checkResponse(r *UnmaskResponse) error {
 // reconstruct recovers the secrets and returns the masks to take off the
 // sum: each survivor's self mask, and each dangling pairwise mask between
 // a survivor u and a dropped neighbour v (which u added with sign + when
-// u < v, so it is removed with −).
-func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) ([]mask, error) {
+// u < v, so it is removed with −). A pairwise mask's seed is left for
+// serverMasks.seed to derive, on the goroutine that expands it: the
+// X25519 agreements are as many as the dangling masks, and deriving them
+// here, one after the other, once cost as much as expanding the masks on
+// two cores (issue 16's profile).
+func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) (*serverMasks, error) {
 	ip := newInterpolator(s.cfg.Threshold)
-	var masks []mask
+	m := &serverMasks{s: s, priv: map[uint32]*x25519.Key{}}
 	for _, w := range s.survivors {
 		b, err := ip.recover(selfHeld[w])
 		if err != nil {
+			m.wipe()
 			return nil, fmt.Errorf("secagg: reconstruct self-mask secret of participant %d: %w", w, err)
 		}
 		enc := encodeScalar(b)
 		commit := selfCommit(enc[:], &s.session, w)
 		if subtle.ConstantTimeCompare(commit[:], s.commits[w][:]) != 1 {
+			m.wipe()
 			return nil, fmt.Errorf("%w: self-mask secret of participant %d", ErrReconstruct, w)
 		}
-		masks = append(masks, mask{seed: selfSeed(enc[:], &s.session, w), negate: true})
+		m.jobs = append(m.jobs, maskJob{seed: selfSeed(enc[:], &s.session, w), negate: true})
 		clear(enc[:])
 	}
 	for _, v := range s.u2.list() {
@@ -484,30 +493,116 @@ func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) ([]mask, 
 		}
 		sv, err := ip.recover(keyHeld[v])
 		if err != nil {
+			m.wipe()
 			return nil, fmt.Errorf("secagg: reconstruct mask key of participant %d: %w", v, err)
 		}
 		priv := x25519.Key(encodeScalar(sv))
 		var pub x25519.Key
 		x25519.KeyGen(&pub, &priv)
 		if subtle.ConstantTimeCompare(pub[:], s.sPub[v][:]) != 1 {
+			clear(priv[:])
+			m.wipe()
 			return nil, fmt.Errorf("%w: mask key of participant %d does not match its advertised public key", ErrReconstruct, v)
 		}
-		var err2 error
+		m.priv[v] = &priv
 		s.g.eachNeighbour(v, func(u uint32) {
-			if !s.u3.has(u) || err2 != nil {
-				return
+			if s.u3.has(u) {
+				m.jobs = append(m.jobs, maskJob{dropped: v, survivor: u, negate: u < v})
 			}
-			dh, err := agree(&priv, &s.sPub[u])
-			if err != nil {
-				err2 = err // cannot happen: keys were checked in CollectKeys
-				return
-			}
-			masks = append(masks, mask{seed: pairSeed(&dh, &s.session, u, v, &s.sPub[u], &s.sPub[v]), negate: u < v})
 		})
-		clear(priv[:])
-		if err2 != nil {
-			return nil, err2
-		}
 	}
-	return masks, nil
+	return m, nil
+}
+
+// serverMasks are the masks Unmask takes off the sum.
+type serverMasks struct {
+	s    *Server
+	jobs []maskJob
+	// priv holds the reconstructed mask key of each dropped participant
+	// whose pairwise masks are in jobs, until apply wipes it.
+	priv map[uint32]*x25519.Key
+}
+
+// maskJob is one mask: a self mask with its seed, or the pairwise mask
+// between a dropped participant and a survivor, whose seed is derived
+// when it is expanded.
+type maskJob struct {
+	seed              [SeedSize]byte // when dropped is 0
+	dropped, survivor uint32
+	negate            bool
+}
+
+// seed is job i's seed and sign.
+func (m *serverMasks) seed(i int) ([SeedSize]byte, bool, error) {
+	j := &m.jobs[i]
+	if j.dropped == 0 {
+		return j.seed, j.negate, nil
+	}
+	s := m.s
+	u, v := j.survivor, j.dropped
+	dh, err := agree(m.priv[v], &s.sPub[u])
+	if err != nil {
+		return [SeedSize]byte{}, false, err // cannot happen: keys were checked in CollectKeys
+	}
+	seed := pairSeed(&dh, &s.session, u, v, &s.sPub[u], &s.sPub[v])
+	clear(dh[:])
+	return seed, j.negate, nil
+}
+
+// apply takes every mask off dst and wipes the secrets.
+func (m *serverMasks) apply(dst []uint32) error {
+	defer m.wipe()
+	return addMasks(dst, len(m.jobs), m.seed)
+}
+
+func (m *serverMasks) wipe() {
+	for _, k := range m.priv {
+		clear(k[:])
+	}
+	for i := range m.jobs {
+		clear(m.jobs[i].seed[:])
+	}
+}
+
+// lagrangeAtZero returns the Lagrange basis coefficients at 0 of the
+// distinct, non-zero points xs: λ_j = Π_{m≠j} x_m / (x_m − x_j), the
+// values of circl's polynomial.LagrangeBase(j, xs, 0). LagrangeBase
+// inverts one field element per coefficient; with a SecAgg+ graph every
+// secret has its own holders, and those inversions were 45 % of the
+// server's time at n = 1,000, degree 30 (issue 16's profile). Here all
+// the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
+// (Montgomery's trick: one inversion and 3(t−1) multiplications) and
+// multiplied by Π x_m.
+func lagrangeAtZero(xs []group.Scalar) []group.Scalar {
+	g := group.Ristretto255
+	num := g.NewScalar().SetUint64(1)
+	for _, x := range xs {
+		num.Mul(num, x)
+	}
+	dens := make([]group.Scalar, len(xs))
+	diff := g.NewScalar()
+	for j := range xs {
+		d := g.NewScalar().Set(xs[j])
+		for m := range xs {
+			if m != j {
+				d.Mul(d, diff.Sub(xs[m], xs[j]))
+			}
+		}
+		dens[j] = d
+	}
+	// prefix[j] = Π_{i<j} dens[i]; inv = 1/Π dens, peeled from the end.
+	prefix := make([]group.Scalar, len(xs))
+	acc := g.NewScalar().SetUint64(1)
+	for j, d := range dens {
+		prefix[j] = acc.Copy()
+		acc.Mul(acc, d)
+	}
+	inv := g.NewScalar().Inv(acc)
+	out := make([]group.Scalar, len(xs))
+	for j := len(xs) - 1; j >= 0; j-- {
+		out[j] = g.NewScalar().Mul(inv, prefix[j]) // 1/dens[j]
+		out[j].Mul(out[j], num)
+		inv.Mul(inv, dens[j])
+	}
+	return out
 }

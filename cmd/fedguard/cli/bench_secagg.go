@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/fedguard/fedguard/benchmark"
 )
 
-func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
+func runBenchSecAgg(ctx context.Context, env *Env, args []string) (err error) {
 	fs := newFlagSet(env, "bench secagg")
 	var o benchmark.SecAggOptions
 	fs.IntVar(&o.N, "n", 100, "number of participants")
@@ -24,8 +25,21 @@ func runBenchSecAgg(ctx context.Context, env *Env, args []string) error {
 	fs.IntVar(&o.DPRounds, "dp-rounds", 100, "rounds the DP run's budget is spread over")
 	fs.Float64Var(&o.DPClipNorm, "dp-clip-norm", 0, "ℓ2 norm the DP run clips updates to (0: √d/2)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
+	profile := fs.String("cpuprofile", "", "write a pprof CPU profile of the server's replayed runs to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return fmt.Errorf("bench secagg: %w", err)
+		}
+		o.ServerProfile = f
+		defer func() {
+			if cerr := f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("bench secagg: %w", cerr)
+			}
+		}()
 	}
 	if !*asJSON {
 		o.Progress = env.Stderr
@@ -66,6 +80,8 @@ func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
 	row("server, all rounds + Decode", res.ServerSeconds, res.ServerRatio, "", 0)
 	row("server Unmask", res.UnmaskSeconds, res.UnmaskRatio, "≤ 1 s", res.UnmaskSeconds/benchmark.SecAggUnmaskTarget)
 	row("baseline: keystream of one mask", res.BaselineKeystreamSeconds, 1, "", 0)
+	fmt.Fprintf(w, "%-32s %11.3f ms %12.1f   (%d masks on %d cores; server %.2f × this floor)\n", "keystream floor of the server",
+		res.KeystreamFloorSeconds*1e3, res.KeystreamFloorSeconds/res.BaselineKeystreamSeconds, res.ServerMasks, res.Cores, res.ServerOverFloor)
 
 	plain := float64(res.PlainBytesPerClient)
 	fmt.Fprintf(w, "%-32s %14s %12s %12s %10s\n", "", "bytes", "× plain", "target", "× target")
