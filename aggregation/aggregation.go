@@ -56,6 +56,13 @@
 //     starts from the previous round's aggregate momentum; these rules keep
 //     no state between rounds, so the median stands in for it. Needs τ > 0,
 //     L ≥ 1 (default 3) and, when f > 0, 2f < n.
+//   - rfa (RFA): the weighted geometric median of Pillutla, Kakade,
+//     Harchaoui, "Robust Aggregation for Federated Learning" (IEEE TSP
+//     2022), by T iterations of the smoothed Weiszfeld algorithm
+//     v ← Σᵢ βᵢxᵢ / Σᵢ βᵢ, βᵢ = αᵢ / max(ν, ‖v − xᵢ‖), from the weighted
+//     mean (or zero), αᵢ the update's share of the (capped) sample
+//     counts. Defaults T = 4, ν = 1e-5 (the authors' code); T ≤ 100.
+//     Needs, when f > 0, 2f < n. See RFA for the weights.
 //
 // Ties between equal Krum scores go to the smaller ID, then to the earlier
 // update, so the result does not depend on the order of the updates when
@@ -63,9 +70,10 @@
 //
 // # Sample counts
 //
-// Sample counts are self-reported. The robust rules ignore them: every
-// update counts once, whatever it claims, and a zero count is not an error.
-// Only fedavg weighs updates by their counts.
+// Sample counts are self-reported. The robust rules but rfa ignore them:
+// every update counts once, whatever it claims, and a zero count is not an
+// error. fedavg and rfa weigh updates by their counts (rfa as its paper
+// does), capped at max_samples when that is set, and refuse a zero count.
 //
 // # Pre-steps
 //
@@ -104,7 +112,7 @@
 // the distance to the aggregate, or to the center in centered clipping's
 // last iteration), the norm-clip factor and its bucket. Weight is the
 // update's weight in the aggregate when the aggregate is a weighted mean
-// of the updates (fedavg, krum, multi-krum); the coordinate-wise rules and
+// of the updates (fedavg, krum, multi-krum, rfa); the coordinate-wise rules and
 // centered clipping give no update a single weight and leave it 0.
 //
 // # Errors

@@ -12,10 +12,10 @@ import (
 // the pre-steps apply in the order norm-clip, bucket, rule.
 type Config struct {
 	// Rule is one of fedavg (the default when empty), median,
-	// trimmed-mean, krum, multi-krum, bulyan, centered-clipping.
+	// trimmed-mean, krum, multi-krum, bulyan, centered-clipping, rfa.
 	Rule string `json:"rule"`
 	// F is the assumed number of Byzantine participants, used by median,
-	// trimmed-mean, krum, multi-krum, bulyan and centered-clipping.
+	// trimmed-mean, krum, multi-krum, bulyan, centered-clipping and rfa.
 	F int `json:"f,omitempty"`
 	// M is multi-krum's number of averaged updates (required, ≥ 1).
 	M int `json:"m,omitempty"`
@@ -23,9 +23,16 @@ type Config struct {
 	Beta float64 `json:"beta,omitempty"`
 	// Tau is centered-clipping's radius τ (required, > 0).
 	Tau float64 `json:"tau,omitempty"`
-	// Iterations is centered-clipping's L (0 means DefaultIterations).
+	// Iterations is centered-clipping's L (0 means DefaultIterations) or
+	// rfa's T (0 means DefaultRFAIterations, at most MaxRFAIterations).
 	Iterations int `json:"iterations,omitempty"`
-	// MaxSamples is fedavg's cap on each claimed sample count (0 = none).
+	// Nu is rfa's smoothing ν (0 means DefaultNu; else positive, finite).
+	Nu float64 `json:"nu,omitempty"`
+	// Start is rfa's starting point: mean (the default when empty) or
+	// zero.
+	Start string `json:"start,omitempty"`
+	// MaxSamples is fedavg's and rfa's cap on each claimed sample count
+	// (0 = none); 1 gives rfa uniform weights.
 	MaxSamples uint64 `json:"max_samples,omitempty"`
 	// NormClip is the pre-step clipping each update to this L2 norm
 	// (0 = off).
@@ -44,9 +51,10 @@ const (
 	NameMultiKrum        = "multi-krum"
 	NameBulyan           = "bulyan"
 	NameCenteredClipping = "centered-clipping"
+	NameRFA              = "rfa"
 )
 
-var ruleNames = []string{NameFedAvg, NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping}
+var ruleNames = []string{NameFedAvg, NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping, NameRFA}
 
 // Validate checks the parameters that do not depend on the number of
 // updates: a known rule, no parameter the rule does not use, and each
@@ -142,6 +150,9 @@ func (c Config) base() (checked, error) {
 	case NameCenteredClipping:
 		r = CenteredClipping{Tau: c.Tau, Iterations: c.Iterations, F: c.F}
 		uses["f"], uses["tau"], uses["iterations"] = true, true, true
+	case NameRFA:
+		r = RFA{Iterations: c.Iterations, Nu: c.Nu, Start: c.Start, MaxSamples: c.MaxSamples, F: c.F}
+		uses["f"], uses["iterations"], uses["nu"], uses["start"], uses["max_samples"] = true, true, true, true, true
 	default:
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, c.Rule, strings.Join(ruleNames, ", "))
 	}
@@ -151,6 +162,7 @@ func (c Config) base() (checked, error) {
 	}{
 		{"f", c.F != 0}, {"m", c.M != 0}, {"beta", c.Beta != 0}, {"tau", c.Tau != 0},
 		{"iterations", c.Iterations != 0}, {"max_samples", c.MaxSamples != 0},
+		{"nu", c.Nu != 0}, {"start", c.Start != ""},
 	} {
 		if p.set && !uses[p.key] {
 			bad("%s is not a parameter of %s", p.key, name)
@@ -190,13 +202,13 @@ func (fedAvgRule) cohort(n int) error {
 const DefaultTau = 1.0
 
 // MaxF returns the largest f that rule accepts with n updates: (n−1)/2 for
-// median, trimmed-mean and centered-clipping (2f < n), (n−3)/2 for krum and
+// median, trimmed-mean, centered-clipping and rfa (2f < n), (n−3)/2 for krum and
 // multi-krum (n ≥ 2f+3), (n−3)/4 for bulyan (n ≥ 4f+3), and 0 for fedavg
 // and unknown rules (never negative).
 func MaxF(rule string, n int) int {
 	f := 0
 	switch rule {
-	case NameMedian, NameTrimmedMean, NameCenteredClipping:
+	case NameMedian, NameTrimmedMean, NameCenteredClipping, NameRFA:
 		f = (n - 1) / 2
 	case NameKrum, NameMultiKrum:
 		f = (n - 3) / 2
@@ -220,7 +232,7 @@ func Defaults(rule string, n, f int) Config {
 	case "", NameFedAvg:
 		c.Rule = NameFedAvg
 		return c
-	case NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping:
+	case NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping, NameRFA:
 	default:
 		return c
 	}

@@ -118,10 +118,10 @@ func ExampleDefaults() {
 		fmt.Printf("%+v %v\n", c, c.CheckCohort(25))
 	}
 	// Output:
-	// {Rule:fedavg F:0 M:0 Beta:0 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
-	// {Rule:trimmed-mean F:5 M:0 Beta:0.2 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
-	// {Rule:multi-krum F:5 M:20 Beta:0 Tau:0 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
-	// {Rule:centered-clipping F:5 M:0 Beta:0 Tau:1 Iterations:0 MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:fedavg F:0 M:0 Beta:0 Tau:0 Iterations:0 Nu:0 Start: MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:trimmed-mean F:5 M:0 Beta:0.2 Tau:0 Iterations:0 Nu:0 Start: MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:multi-krum F:5 M:20 Beta:0 Tau:0 Iterations:0 Nu:0 Start: MaxSamples:0 NormClip:0 Bucket:0} <nil>
+	// {Rule:centered-clipping F:5 M:0 Beta:0 Tau:1 Iterations:0 Nu:0 Start: MaxSamples:0 NormClip:0 Bucket:0} <nil>
 }
 
 // Kernel names the path the rules run on this machine; FEDGUARD_KERNEL

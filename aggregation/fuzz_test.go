@@ -17,6 +17,8 @@ func FuzzRules(f *testing.F) {
 	f.Add([]byte{12, 5, 9, 9, 9}, uint8(6), uint8(2), uint8(0), 0.0, 1e-30, uint8(1), 2.5, uint8(2), false)
 	f.Add([]byte{3, 1}, uint8(0), uint8(0), uint8(0), 0.0, 0.0, uint8(0), 1e-40, uint8(3), true)
 	f.Add([]byte{15, 4, 200, 100, 50}, uint8(4), uint8(2), uint8(3), 0.0, 0.0, uint8(0), 0.0, uint8(3), false)
+	f.Add([]byte{9, 6, 1, 2, 250, 3, 7}, uint8(7), uint8(2), uint8(7), 1e-3, 0.0, uint8(40), 0.0, uint8(0), false)
+	f.Add([]byte{6, 3, 0xff, 0x7f, 0x80, 0x7f}, uint8(7), uint8(1), uint8(1), 0.0, 0.0, uint8(101), 0.0, uint8(2), true)
 	f.Fuzz(func(t *testing.T, data []byte, rule, fb, mb uint8, beta, tau float64, iters uint8, clip float64, bucket uint8, raw bool) {
 		if len(data) < 2 {
 			return
@@ -53,6 +55,20 @@ func FuzzRules(f *testing.F) {
 			c.Beta = beta
 		case NameCenteredClipping:
 			c.Tau, c.Iterations = tau, int(iters%6)
+		case NameRFA:
+			// iters up to 255 crosses MaxRFAIterations; beta as ν covers
+			// negative, zero and huge smoothing; mb picks the start, the
+			// sample cap and whether any update claims zero samples.
+			c.Iterations, c.Nu = int(iters), beta
+			if mb&2 != 0 {
+				c.Start = RFAStartZero
+			}
+			if mb&4 != 0 {
+				c.MaxSamples = 1
+			}
+			for i := range us {
+				us[i].Samples += uint64(mb & 1)
+			}
 		}
 		r, err := New(c)
 		if err != nil {
@@ -67,6 +83,19 @@ func FuzzRules(f *testing.F) {
 		checkErr := Check(d, us)
 		cohortErr := c.CheckCohort(n)
 		zero := c.Rule == NameFedAvg && n > 0 && us[0].Samples == 0
+		anyZero := false
+		for _, u := range us {
+			anyZero = anyZero || u.Samples == 0
+		}
+		if c.Rule == NameRFA && anyZero {
+			// Without bucketing the zero claim is refused; with it, a
+			// bucket's claims are summed and may not be zero.
+			if c.Bucket <= 1 {
+				zero = true
+			} else if checkErr == nil && cohortErr == nil && errors.Is(err, ErrZeroSamples) {
+				return
+			}
+		}
 		switch {
 		case checkErr != nil:
 			if err == nil {

@@ -172,7 +172,11 @@ func reference(c Config, us []Update, rnd []byte) refResult {
 				for j := range inner[t] {
 					inner[t][j] = float64(float32(inner[t][j]))
 				}
-				bucketUpdates[t] = Update{ID: fmt.Sprintf("bucket-%d", t+1)}
+				var samples uint64
+				for _, i := range m {
+					samples += us[i].Samples
+				}
+				bucketUpdates[t] = Update{ID: fmt.Sprintf("bucket-%d", t+1), Samples: samples}
 			}
 			r := referenceRule(c, inner, bucketUpdates)
 			sel := make([]bool, n)
@@ -294,6 +298,45 @@ func referenceRule(c Config, xs [][]float64, us []Update) refResult {
 			}
 			round(next)
 			v = next
+		}
+		return refResult{agg: v, selected: sel}
+	case "rfa":
+		// Smoothed Weiszfeld, straight from the paper's definition: the
+		// iterate is rounded to float32 after each step, as the package
+		// keeps it in the float32 dst.
+		iters, nu := RFA{Iterations: c.Iterations, Nu: c.Nu}.params()
+		alpha := make([]float64, n)
+		var total float64
+		for i, u := range us {
+			s := u.Samples
+			if c.MaxSamples > 0 {
+				s = min(s, c.MaxSamples)
+			}
+			alpha[i] = float64(s)
+			total += alpha[i]
+		}
+		v := make([]float64, len(xs[0]))
+		if c.Start != "zero" {
+			for i, x := range xs {
+				for j := range v {
+					v[j] += alpha[i] / total * x[j]
+				}
+			}
+		}
+		for range iters {
+			next := make([]float64, len(v))
+			var sum float64
+			beta := make([]float64, n)
+			for i, x := range xs {
+				beta[i] = alpha[i] / max(nu, math.Sqrt(refSqDist(x, float32s(v))))
+				sum += beta[i]
+			}
+			for i, x := range xs {
+				for j := range next {
+					next[j] += beta[i] / sum * x[j]
+				}
+			}
+			v = float32s(next)
 		}
 		return refResult{agg: v, selected: sel}
 	}
@@ -427,10 +470,15 @@ func differentialConfigs(n int) []Config {
 	for _, tau := range []float64{0.5, 5, 1e6} {
 		cs = append(cs, Config{Rule: "centered-clipping", Tau: tau}, Config{Rule: "centered-clipping", Tau: tau, Iterations: 1, F: (n - 1) / 2})
 	}
+	for _, nu := range []float64{0, 0.1, 100} {
+		cs = append(cs, Config{Rule: "rfa", Nu: nu}, Config{Rule: "rfa", Nu: nu, Iterations: 12, Start: "zero", MaxSamples: 1},
+			Config{Rule: "rfa", Nu: nu, Iterations: 1, F: (n - 1) / 2, MaxSamples: 300})
+	}
 	// Pre-steps on a few rules.
 	var pre []Config
 	for _, c := range cs {
-		if c.Rule == "median" && c.F == 0 || c.Rule == "krum" && c.F == 0 || c.Rule == "" || c.Rule == "centered-clipping" && c.Iterations == 0 && c.Tau == 5 {
+		if c.Rule == "median" && c.F == 0 || c.Rule == "krum" && c.F == 0 || c.Rule == "" || c.Rule == "centered-clipping" && c.Iterations == 0 && c.Tau == 5 ||
+			c.Rule == "rfa" && c.Nu == 0.1 && c.Iterations == 0 {
 			pre = append(pre, withPre(c, 3, 0), withPre(c, 0, 2), withPre(c, 2.5, 3))
 		}
 	}
@@ -502,4 +550,14 @@ func TestRulesMatchReference(t *testing.T) {
 			}
 		}
 	}
+}
+
+// float32s rounds v to float32 values (a copy when the rounding is the
+// package's: iterates live in float32 destinations).
+func float32s(v []float64) []float64 {
+	out := make([]float64, len(v))
+	for j, x := range v {
+		out[j] = float64(float32(x))
+	}
+	return out
 }

@@ -259,6 +259,12 @@ func TestValidate(t *testing.T) {
 			c.Aggregation = aggregation.Config{Rule: "krum", F: 1}
 			c.MinParticipants = 2
 		}, []string{"aggregation:", "round of 2 updates"}},
+		{"valid rfa", func(c *coordinator.Config) {
+			c.Aggregation = aggregation.Config{Rule: "rfa", Iterations: 8, Nu: 1e-3, Start: "zero", MaxSamples: 1000}
+		}, nil},
+		{"rfa iterations beyond the bound", func(c *coordinator.Config) {
+			c.Aggregation = aggregation.Config{Rule: "rfa", Iterations: 101}
+		}, []string{"aggregation:", "rfa iterations 101"}},
 		{"valid secure", func(c *coordinator.Config) { c.Secure, c.MinParticipants, c.SecAgg.ThresholdPercent = true, 2, 66 }, nil},
 		{"valid secure krum over buckets", func(c *coordinator.Config) {
 			c.Enrolled = []string{"h1", "h2", "h3", "h4", "h5", "h6"}

@@ -18,6 +18,7 @@ import (
 	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
+	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/validation"
 )
 
@@ -151,6 +152,12 @@ type FileConfig struct {
 	DPNoiseMultiplier float64 `json:"dp_noise_multiplier,omitempty"`
 	// DPClipNorm is DP-SGD's per-record clipping norm C.
 	DPClipNorm float64 `json:"dp_clip_norm,omitempty"`
+	// Momentum is the built-in trainer's worker momentum β in [0, 1);
+	// 0, the default, means none (see [LocalTrainer.Momentum]).
+	Momentum float64 `json:"momentum,omitempty"`
+	// MomentumStyle is the momentum recursion: ema (the default when
+	// empty) or heavy-ball.
+	MomentumStyle string `json:"momentum_style,omitempty"`
 }
 
 // GiveUpNever is the give_up_after value that retries forever.
@@ -299,6 +306,9 @@ func (c FileConfig) Validate() error {
 	if err := c.validateDP(); err != nil {
 		return err
 	}
+	if err := c.validateMomentum(); err != nil {
+		return err
+	}
 	for _, col := range c.Ignore {
 		if strings.TrimSpace(col) == "" {
 			return &FieldError{Field: "ignore", Reason: "holds an empty column name"}
@@ -371,9 +381,24 @@ func (c FileConfig) validateDP() error {
 	return nil
 }
 
+func (c FileConfig) validateMomentum() error {
+	m := model.Momentum{Beta: c.Momentum, Style: c.MomentumStyle}
+	switch {
+	case !(c.Momentum >= 0 && c.Momentum < 1):
+		return &FieldError{Field: "momentum", Reason: fmt.Sprintf("%v outside [0, 1)", c.Momentum)}
+	case m.Validate() != nil:
+		return &FieldError{Field: "momentum_style", Reason: fmt.Sprintf("%q, want %s or %s", c.MomentumStyle, model.MomentumEMA, model.MomentumHeavyBall)}
+	case c.MomentumStyle != "" && c.Momentum == 0:
+		return &FieldError{Field: "momentum_style", Reason: "needs", Other: "momentum"}
+	case c.Momentum > 0 && c.Trainer == TrainerExec:
+		return &FieldError{Field: "momentum", Reason: "is for the built-in trainer only: unset", Other: "trainer"}
+	}
+	return nil
+}
+
 // trainer returns the Trainer c asks for (c is valid).
 func (c FileConfig) trainer(h float64) Trainer {
-	local := &LocalTrainer{DataFile: c.Data, Ignore: c.Ignore, Holdout: h, Seed: c.Seed}
+	local := &LocalTrainer{DataFile: c.Data, Ignore: c.Ignore, Holdout: h, Seed: c.Seed, Momentum: c.Momentum, MomentumStyle: c.MomentumStyle}
 	if c.DPNoiseMultiplier > 0 {
 		local.DP = &DPSettings{NoiseMultiplier: c.DPNoiseMultiplier, ClipNorm: c.DPClipNorm}
 	}

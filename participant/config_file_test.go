@@ -217,6 +217,18 @@ func TestFileConfigValidate(t *testing.T) {
 		{"dp with exec trainer", func(c *participant.FileConfig) {
 			c.Trainer, c.TrainerCommand, c.DPNoiseMultiplier, c.DPClipNorm = "exec", "t", 1.1, 1
 		}, &participant.FieldError{Field: "dp_noise_multiplier", Reason: "is for the built-in trainer only: unset", Other: "trainer"}},
+		{"momentum", func(c *participant.FileConfig) { c.Momentum, c.MomentumStyle = 0.9, "heavy-ball" }, nil},
+		{"momentum ema", func(c *participant.FileConfig) { c.Momentum = 0.5 }, nil},
+		{"momentum 1", func(c *participant.FileConfig) { c.Momentum = 1 },
+			&participant.FieldError{Field: "momentum", Reason: "1 outside [0, 1)"}},
+		{"momentum negative", func(c *participant.FileConfig) { c.Momentum = -0.1 },
+			&participant.FieldError{Field: "momentum", Reason: "-0.1 outside [0, 1)"}},
+		{"momentum style", func(c *participant.FileConfig) { c.Momentum, c.MomentumStyle = 0.9, "nesterov" },
+			&participant.FieldError{Field: "momentum_style", Reason: `"nesterov", want ema or heavy-ball`}},
+		{"momentum style alone", func(c *participant.FileConfig) { c.MomentumStyle = "ema" },
+			&participant.FieldError{Field: "momentum_style", Reason: "needs", Other: "momentum"}},
+		{"momentum with exec trainer", func(c *participant.FileConfig) { c.Trainer, c.TrainerCommand, c.Momentum = "exec", "t", 0.9 },
+			&participant.FieldError{Field: "momentum", Reason: "is for the built-in trainer only: unset", Other: "trainer"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -486,6 +498,7 @@ func FuzzParseFileConfig(f *testing.F) {
 	f.Add(example)
 	f.Add([]byte(`{"holdout":0,"seed":0,"ignore":[]}`))
 	f.Add([]byte(`{"data":"x"} {}`))
+	f.Add([]byte(`{"momentum":0.9,"momentum_style":"heavy-ball"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := participant.ParseFileConfig(b, "")
 		if err != nil {

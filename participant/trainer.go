@@ -55,8 +55,38 @@ type LocalTrainer struct {
 	// DP, when set, makes every round train with DP-SGD (record-level
 	// differential privacy, see [model.TrainDP]) instead of plain SGD.
 	DP *DPSettings
+	// Momentum is the worker momentum β in [0, 1) (0: none). With β > 0
+	// the trainer sends, instead of each round's update u, the momentum m
+	// of its successive updates in MomentumStyle's recursion
+	// ([model.Momentum]): the worker momentum of Karimireddy, He, Jaggi
+	// (ICML 2021, ICLR 2022), under which robust rules such as centered
+	// clipping are analysed.
+	//
+	// The state lives in memory only and starts again from m = 0 when the
+	// agent restarts, on purpose:
+	//   - losing it costs one warm-up, the same as the federation's first
+	//     round: the update sent is u (heavy-ball) or (1−β)·u (EMA), and
+	//     the momentum is back to its steady size within about 1/(1−β)
+	//     rounds;
+	//   - a copy on disk would be a second store of training signal
+	//     (a weighted sum of every past update, which secure aggregation
+	//     exists to keep from the coordinator) with its own protection,
+	//     format and parser, and it would go stale: after a restart the
+	//     federation may have moved on many rounds, changed its model, or
+	//     the hospital its data, and a momentum from then points the wrong
+	//     way with weight β^k;
+	//   - the papers' workers keep it in memory too.
+	// The state advances once per round the hospital trains (rounds it
+	// sits out leave it unchanged) and restarts at m = 0 when the model's
+	// length changes. DP-SGD updates are folded in after training: the
+	// momentum is post-processing of DP outputs and costs no budget.
+	Momentum float64
+	// MomentumStyle is model.MomentumEMA (the default when empty) or
+	// model.MomentumHeavyBall.
+	MomentumStyle string
 
 	mu      sync.Mutex
+	mom     model.Momentum
 	spec    model.Spec
 	train   *dataset.Table // unscaled
 	test    *dataset.Table // unscaled
@@ -360,6 +390,13 @@ func (t *LocalTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment,
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
+	}
+	if t.Momentum > 0 {
+		t.mom.Beta, t.mom.Style = t.Momentum, t.MomentumStyle
+		if err := t.mom.Validate(); err != nil {
+			return Result{}, fmt.Errorf("participant: %w", err)
+		}
+		t.mom.Step(delta)
 	}
 	res.Delta = delta
 	res.Samples = uint64(len(t.trainY))

@@ -52,12 +52,15 @@ func runDemo(ctx context.Context, env *Env, args []string) error {
 // aggregationFlags defines the flags that choose an aggregation rule and its
 // parameters.
 func aggregationFlags(fs *flag.FlagSet, c *aggregation.Config) {
-	fs.StringVar(&c.Rule, "rule", aggregation.NameFedAvg, "aggregation rule: fedavg, median, trimmed-mean, krum, multi-krum, bulyan, centered-clipping")
+	fs.StringVar(&c.Rule, "rule", aggregation.NameFedAvg, "aggregation rule: fedavg, median, trimmed-mean, krum, multi-krum, bulyan, centered-clipping, rfa")
 	fs.IntVar(&c.F, "f", 0, "number of Byzantine participants the rule assumes")
 	fs.IntVar(&c.M, "m", 0, "multi-krum: number of updates averaged")
 	fs.Float64Var(&c.Beta, "beta", 0, "trimmed-mean: fraction trimmed at each end")
 	fs.Float64Var(&c.Tau, "tau", 0, "centered-clipping: clipping radius")
-	fs.IntVar(&c.Iterations, "iterations", 0, "centered-clipping: iterations (default 3)")
+	fs.IntVar(&c.Iterations, "iterations", 0, "centered-clipping: iterations (default 3); rfa: Weiszfeld iterations (default 4, at most 100)")
+	fs.Float64Var(&c.Nu, "nu", 0, "rfa: smoothing ν, a distance in update units (default 1e-5)")
+	fs.StringVar(&c.Start, "start", "", "rfa: starting point, mean (default) or zero")
+	fs.Uint64Var(&c.MaxSamples, "max-samples", 0, "fedavg, rfa: cap on each claimed sample count (0: none; rfa with 1: equal weights)")
 	fs.Float64Var(&c.NormClip, "norm-clip", 0, "pre-step: clip every update to this L2 norm (0: off)")
 	fs.IntVar(&c.Bucket, "bucket", 0, "pre-step: average random buckets of this size before the rule (0: off)")
 }

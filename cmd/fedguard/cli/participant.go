@@ -65,6 +65,8 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.Float64Var(&c.DPDelta, "dp-delta", c.DPDelta, "δ of the -dp-epsilon budget (default 1e-05)")
 	fs.Float64Var(&c.DPNoiseMultiplier, "dp-noise-multiplier", c.DPNoiseMultiplier, "train the built-in models with DP-SGD at this noise multiplier σ (with -dp-clip-norm)")
 	fs.Float64Var(&c.DPClipNorm, "dp-clip-norm", c.DPClipNorm, "DP-SGD's per-record gradient clipping norm C (with -dp-noise-multiplier)")
+	fs.Float64Var(&c.Momentum, "momentum", c.Momentum, "built-in trainer: worker momentum β in [0, 1), kept in memory across rounds (0: none)")
+	fs.StringVar(&c.MomentumStyle, "momentum-style", c.MomentumStyle, "with -momentum: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
 }
 
 // fieldFlag returns the flag of a participant configuration field.

@@ -42,7 +42,8 @@ var ruleParams = map[string][]string{
 	aggregation.NameMultiKrum:        {"m"},
 	aggregation.NameTrimmedMean:      {"beta"},
 	aggregation.NameCenteredClipping: {"tau", "iterations"},
-	aggregation.NameFedAvg:           {},
+	aggregation.NameRFA:              {"iterations", "nu", "start", "max-samples"},
+	aggregation.NameFedAvg:           {"max-samples"},
 }
 
 // simFlags are the flags `simulate` and `simulate grid` share.

@@ -1,0 +1,100 @@
+package model
+
+import (
+	"fmt"
+	"math"
+)
+
+// Worker momentum conventions. The papers and their code write the same
+// heavy-ball recursion two ways; they differ by the factor 1/(1−β) on the
+// step, which also scales what a clipping radius or a norm bound at the
+// coordinator is measured against.
+const (
+	// MomentumEMA is m ← (1−β)·u + β·m, the exponential moving average of
+	// Karimireddy, He, Jaggi, "Learning from History for Byzantine Robust
+	// Optimization" (ICML 2021), Algorithm 2, and "Byzantine-Robust
+	// Learning on Heterogeneous Datasets via Bucketing" (ICLR 2022),
+	// Algorithm 2. The default.
+	MomentumEMA = "ema"
+	// MomentumHeavyBall is m ← β·m + u, PyTorch's SGD momentum buffer
+	// without dampening, as the bucketing paper's code keeps it
+	// (epfml/byzantine-robust-noniid-optimizer, codes/worker.py,
+	// MomentumWorker).
+	MomentumHeavyBall = "heavy-ball"
+)
+
+// Momentum is one participant's worker momentum: the state m that
+// successive local updates u are folded into, m being what the
+// participant sends instead of u. The zero state is m = 0, so the first
+// update sent is u (heavy-ball) or (1−β)·u (EMA). Beta = 0 sends u itself
+// and keeps no state. The same recursion, in the same float32 arithmetic,
+// is the simulator's -worker-momentum.
+//
+// A Momentum is not safe for concurrent use.
+type Momentum struct {
+	// Beta is β in [0, 1).
+	Beta float64
+	// Style is MomentumEMA (or empty) or MomentumHeavyBall.
+	Style string
+
+	m []float32
+}
+
+// Validate checks β and the style.
+func (m *Momentum) Validate() error {
+	if !(m.Beta >= 0 && m.Beta < 1) {
+		return fmt.Errorf("model: momentum %v outside [0, 1)", m.Beta)
+	}
+	switch m.Style {
+	case "", MomentumEMA, MomentumHeavyBall:
+		return nil
+	}
+	return fmt.Errorf("model: momentum style %q, want %s or %s", m.Style, MomentumEMA, MomentumHeavyBall)
+}
+
+// Step folds u into the momentum and overwrites u with the new momentum.
+// A u of another length than the state's (a new model) restarts from
+// m = 0. Values saturate at ±MaxFloat32, so a blown-up update cannot turn
+// the state into infinities; a NaN in u is left for the caller's
+// finiteness check (the agent refuses to send it) and resets the state,
+// so it does not poison the rounds after. β = 0 leaves u as it is.
+func (m *Momentum) Step(u []float32) {
+	if m.Beta == 0 {
+		return
+	}
+	if len(m.m) != len(u) {
+		m.m = make([]float32, len(u))
+	}
+	beta := float32(m.Beta)
+	bad := false
+	switch m.Style {
+	case MomentumHeavyBall:
+		for j, v := range u {
+			m.m[j] = saturate(beta*m.m[j] + v)
+			bad = bad || m.m[j] != m.m[j]
+		}
+	default:
+		a := 1 - beta
+		for j, v := range u {
+			m.m[j] = saturate(a*v + beta*m.m[j])
+			bad = bad || m.m[j] != m.m[j]
+		}
+	}
+	copy(u, m.m)
+	if bad {
+		m.m = nil
+	}
+}
+
+// Reset forgets the state: the next Step starts from m = 0.
+func (m *Momentum) Reset() { m.m = nil }
+
+func saturate(v float32) float32 {
+	switch {
+	case v > math.MaxFloat32:
+		return math.MaxFloat32
+	case v < -math.MaxFloat32:
+		return -math.MaxFloat32
+	}
+	return v
+}
