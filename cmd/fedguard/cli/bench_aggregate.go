@@ -12,7 +12,7 @@ import (
 func runBenchAggregate(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "bench aggregate")
 	var o benchmark.AggregateOptions
-	fs.StringVar(&o.Rule, "rule", "fedavg", "rule: fedavg, median, trimmed-mean, krum, multi-krum, bulyan, centered-clipping")
+	fs.StringVar(&o.Rule, "rule", "fedavg", "rule: fedavg, median, trimmed-mean, krum, multi-krum, bulyan, centered-clipping, rfa")
 	fs.IntVar(&o.N, "n", 50, "number of updates")
 	fs.IntVar(&o.D, "d", 1_000_000, "float32 coordinates per update")
 	fs.IntVar(&o.F, "f", -1, "assumed Byzantine updates (-1: the largest the rule accepts for n)")
