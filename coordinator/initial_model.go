@@ -26,22 +26,11 @@ func loadInitialModel(path string, spec model.Spec) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(path)
+	f, r, err := openInitialModel(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInitialModel, path)
-	}
-	r, err := safetensors.Open(f, fi.Size())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
-	}
 	if got := r.Layout(); !sameTensors(got, want) {
 		return nil, fmt.Errorf("%w: %s has tensors %s, the %s model needs %s", ErrInitialModel, path, describe(got), spec.Kind, describe(want))
 	}
@@ -59,22 +48,11 @@ func loadInitialModel(path string, spec model.Spec) ([]float32, error) {
 // bad file is refused when the configuration is checked. Errors wrap
 // ErrInitialModel.
 func initialLayout(path string) (safetensors.Layout, error) {
-	f, err := os.Open(path)
+	f, r, err := openInitialModel(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file", ErrInitialModel, path)
-	}
-	r, err := safetensors.Open(f, fi.Size())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
-	}
 	l := r.Layout()
 	if err := l.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInitialModel, path, err)
@@ -112,4 +90,29 @@ func describe(l safetensors.Layout) string {
 		parts = append(parts, fmt.Sprintf("%s%v", t.Name, t.Shape))
 	}
 	return strings.Join(parts, " ")
+}
+
+// openInitialModel opens the safetensors file at path, a regular file, and
+// reads its header (package safetensors checks it); the caller closes f.
+// Errors wrap ErrInitialModel.
+func openInitialModel(path string) (f *os.File, r *safetensors.Reader, err error) {
+	f, err = os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err == nil {
+		r, err = safetensors.Open(f, fi.Size())
+		if err != nil {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w: %w", ErrInitialModel, err)
+	}
+	return f, r, nil
 }

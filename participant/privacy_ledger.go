@@ -177,6 +177,20 @@ type dpLedger struct {
 	spent   float64 // ε of events
 }
 
+// commitLedger makes evs, whose ε is eps, the ledger: on disk first (the
+// spending is durable before the update it pays for can leave), then in
+// memory and the metric.
+func (a *Agent) commitLedger(l *dpLedger, evs []LedgerEvent, eps float64) error {
+	if l.path != "" {
+		if err := saveLedger(l.path, evs); err != nil {
+			return fmt.Errorf("participant: %w", err)
+		}
+	}
+	l.events, l.spent = evs, eps
+	a.metrics.dpSpent.Set(eps)
+	return nil
+}
+
 // newDPLedger returns the agent's ledger: nil when the trainer does not
 // train with DP and no budget is set. A budget with a trainer that cannot
 // account for its training is an error: the budget could not be enforced.
@@ -294,14 +308,9 @@ func (g dpGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignment, sta
 		if eps > l.budget {
 			return Result{}, fmt.Errorf("%w: ε would reach %.4g > budget %.4g", ErrPrivacyBudget, eps, l.budget)
 		}
-		evs := append(l.events[:len(l.events):len(l.events)], le)
-		if l.path != "" {
-			if err := saveLedger(l.path, evs); err != nil {
-				return Result{}, fmt.Errorf("participant: %w", err)
-			}
+		if err := a.commitLedger(l, append(l.events[:len(l.events):len(l.events)], le), eps); err != nil {
+			return Result{}, err
 		}
-		l.events, l.spent = evs, eps
-		a.metrics.dpSpent.Set(eps)
 		a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),
 			slog.Float64("epsilon_budget", l.budget), slog.Float64("delta", l.delta),
 			slog.Float64("q", le.Q), slog.Float64("sigma", le.Sigma), slog.Int64("steps", le.Steps))
@@ -424,13 +433,9 @@ func (g reportedDPGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignm
 	if eps > l.budget {
 		return Result{}, fmt.Errorf("%w: the trainer reports DP events that take ε to %.4g > budget %.4g; the update is dropped", ErrPrivacyBudget, eps, l.budget)
 	}
-	if l.path != "" {
-		if err := saveLedger(l.path, evs); err != nil {
-			return Result{}, fmt.Errorf("participant: %w", err)
-		}
+	if err := a.commitLedger(l, evs, eps); err != nil {
+		return Result{}, err
 	}
-	l.events, l.spent = evs, eps
-	a.metrics.dpSpent.Set(eps)
 	a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),
 		slog.Float64("epsilon_budget", l.budget), slog.Float64("delta", l.delta), slog.Int("events", len(res.DPEvents)))
 	return res, nil

@@ -62,6 +62,13 @@ func SigmaFor(q float64, steps int64, epsilon, delta float64) (float64, error) {
 			}
 		}
 	}
+	return narrowSigma(lo, hi, fits), nil
+}
+
+// narrowSigma returns the smallest σ in (lo, hi] that fits, to a relative
+// tolerance of sigmaRelTolerance, by bisection in log space: lo does not
+// fit, hi does, and fits is monotone in σ (more noise never costs more).
+func narrowSigma(lo, hi float64, fits func(float64) bool) float64 {
 	for hi/lo > 1+sigmaRelTolerance {
 		mid := math.Sqrt(lo * hi)
 		if fits(mid) {
@@ -70,7 +77,7 @@ func SigmaFor(q float64, steps int64, epsilon, delta float64) (float64, error) {
 			lo = mid
 		}
 	}
-	return hi, nil
+	return hi
 }
 
 // MaxStepsLimit bounds MaxSteps' answer: a budget that allows more steps

@@ -2,7 +2,6 @@ package privacy
 
 import (
 	"fmt"
-	"math"
 )
 
 // MaxDistributedSigma bounds DistributedSigmaFor's search: a client's noise
@@ -40,13 +39,5 @@ func DistributedSigmaFor(m DistributedDiscreteGaussian, epsilon, delta float64) 
 				ErrUnreachable, float64(MaxDistributedSigma), m.Steps, m.Clients, m.L2, m.Dim, epsilon, delta)
 		}
 	}
-	for hi/lo > 1+sigmaRelTolerance {
-		mid := math.Sqrt(lo * hi)
-		if fits(mid) {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	return hi, nil
+	return narrowSigma(lo, hi, fits), nil
 }
