@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -71,4 +74,31 @@ func TestHelp(t *testing.T) {
 			checkGolden(t, filepath.Join("testdata", "help", tt.name+".golden"), tt.args)
 		})
 	}
+}
+
+// TestFlagPlaceholders runs every command with -h and checks each flag's
+// line: Go's flag package takes a back-quoted word of the usage text as
+// the value's name, so "as `fedguard model export` writes it" printed
+// "-model fedguard model export", which reads as three more flags. A
+// placeholder must be one word.
+func TestFlagPlaceholders(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -[a-z0-9-]+( [A-Za-z0-9._/-]+)?(\t.*)?$`)
+	var walk func(args []string, table []*command)
+	walk = func(args []string, table []*command) {
+		for _, c := range table {
+			path := append(slices.Clone(args), c.name)
+			if c.sub != nil {
+				walk(path, c.sub)
+				continue
+			}
+			var out, errOut bytes.Buffer
+			Main(context.Background(), append(path, "-h"), &out, &errOut)
+			for _, line := range strings.Split(out.String()+errOut.String(), "\n") {
+				if strings.HasPrefix(line, "  -") && !flagLine.MatchString(line) {
+					t.Errorf("fedguard %s -h: flag line %q: its value's name is not one word", strings.Join(path, " "), line)
+				}
+			}
+		}
+	}
+	walk(nil, commands)
 }

@@ -186,11 +186,11 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 
 func runModelVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "model verify")
-	modelPath := fs.String("model", "", "the model file (safetensors), as `fedguard model export` writes it")
+	modelPath := fs.String("model", "", "the model `file` (safetensors), as fedguard model export writes it")
 	manifestPath := fs.String("manifest", "", "its signed round manifest (DSSE envelope)")
 	key := fs.String("key", "", "the coordinator's signing.pub")
 	federation := fs.String("federation", "", "the federation the model must come from (default: any the key signs for)")
-	auditLog := fs.String("audit-log", "", "an audit export (`fedguard audit export`) verified with -key: refuse the model unless its manifest is the latest the export's last signed checkpoint covers")
+	auditLog := fs.String("audit-log", "", "an audit `export` (fedguard audit export) verified with -key: refuse the model unless its manifest is the latest the export's last signed checkpoint covers")
 	if err := parseFlags(fs, args, "model", "manifest", "key"); err != nil {
 		return err
 	}

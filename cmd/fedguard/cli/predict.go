@@ -310,7 +310,7 @@ func scoreCSV(r io.Reader, m servedModel, sc dataset.Scaling, idCol string, emit
 
 func runPredict(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "predict")
-	modelPath := fs.String("model", "", "the model file (safetensors), as `fedguard model export` writes it")
+	modelPath := fs.String("model", "", "the model `file` (safetensors), as fedguard model export writes it")
 	dataPath := fs.String("data", "", "a CSV file of rows to score, with a header naming the model's features (- for standard input)")
 	scalingArg := fs.String("scaling", "", "the federation's feature scaling (default: FILE.scaling.json beside -model, as model export writes it)")
 	manifestPath := fs.String("manifest", "", "the model's signed manifest: verify the model (with -key) before scoring")
