@@ -23,6 +23,7 @@ import (
 // refused as for a closed one and the absent member is not offered the
 // closing round again. Then the round closes as usual.
 func TestRPCsAnswerWhileRuleRuns(t *testing.T) {
+	t.Parallel()
 	names := []string{"hospital-a", "hospital-b", "hospital-c"}
 	f := newFederation(t, names)
 	f.cfg.MetricsListen = "127.0.0.1:0"

@@ -30,6 +30,7 @@ func participantStatus(t *testing.T, s coordinator.Status, name string) coordina
 // over HTTP after each: a poisoned participant flagged in round 1, a
 // refused and a dropped one in round 2.
 func TestStatusFederation(t *testing.T) {
+	t.Parallel()
 	names := []string{"hospital-a", "hospital-b", "hospital-c", "hospital-d"}
 	f := newFederation(t, names)
 	f.cfg.MetricsListen = "127.0.0.1:0"

@@ -92,6 +92,7 @@ func record(r uint64, m []byte) RoundRecord {
 }
 
 func TestStoreLocked(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	openTestStore(t, dir)
 	type result struct {
@@ -286,6 +287,7 @@ func TestNewDetectsCorruptInitialModel(t *testing.T) {
 }
 
 func TestExportModel(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := openInitialStore(t, dir)
 	if _, err := ExportModel(dir, -1); err == nil {
