@@ -283,6 +283,34 @@ func Init(s Spec, rng *rand.Rand) []float32 {
 	return p
 }
 
+// InitTorch returns initial parameters as PyTorch's nn.Linear draws them
+// by default (kaiming_uniform with a = √5): every weight and every bias of
+// a layer from U(±1/√fan_in), drawn in parameter-vector order. The
+// simulator offers it to compare with papers whose code keeps PyTorch's
+// default; Init stays the default. LogReg is all zeros, as in Init; it
+// returns nil where Init does.
+func InitTorch(s Spec, rng *rand.Rand) []float32 {
+	if s.Kind == Tensors || s.Validate() != nil {
+		return nil
+	}
+	p := make([]float32, s.NumParams())
+	if s.Kind == LogReg {
+		return p
+	}
+	sizes := s.sizes()
+	off := 0
+	for l := 1; l < len(sizes); l++ {
+		in, out := sizes[l-1], sizes[l]
+		limit := 1 / math.Sqrt(float64(in))
+		layer := p[off : off+in*out+out]
+		for i := range layer {
+			layer[i] = float32((2*rng.Float64() - 1) * limit)
+		}
+		off += in*out + out
+	}
+	return p
+}
+
 // Plan is the local training schedule the coordinator sends with each round.
 type Plan struct {
 	Epochs       int     // passes over the local data, >= 1

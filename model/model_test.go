@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -272,5 +273,44 @@ func TestLossStaysFiniteOnConfidentMistakes(t *testing.T) {
 	}
 	if math.IsInf(m.Loss, 0) || math.Abs(m.Loss-2e5) > 1e-6 || m.Accuracy != 0 {
 		t.Errorf("Evaluate(confident mistake) = %+v, want loss 2e5, accuracy 0", m)
+	}
+}
+
+// TestInitTorch: every weight and bias of a layer within PyTorch
+// nn.Linear's default bound 1/√fan_in, biases not zero, the same draw for
+// the same seed, and LogReg all zeros.
+func TestInitTorch(t *testing.T) {
+	s := Spec{Kind: MLP, Features: 12, Hidden: []int{20}, Classes: 3}
+	a := InitTorch(s, rand.New(rand.NewPCG(1, 2)))
+	if len(a) != s.NumParams() {
+		t.Fatalf("len %d, want %d", len(a), s.NumParams())
+	}
+	layers := []struct {
+		name   string
+		lo, hi int
+		bound  float64
+	}{
+		{"W1 b1", 0, 12*20 + 20, 1 / math.Sqrt(12)},
+		{"W2 b2", 12*20 + 20, len(a), 1 / math.Sqrt(20)},
+	}
+	for _, l := range layers {
+		var nonzero int
+		for _, v := range a[l.lo:l.hi] {
+			if math.Abs(float64(v)) > l.bound {
+				t.Errorf("%s: %v outside ±%v", l.name, v, l.bound)
+			}
+			if v != 0 {
+				nonzero++
+			}
+		}
+		if nonzero != l.hi-l.lo {
+			t.Errorf("%s: %d of %d parameters are zero, want none (biases too)", l.name, l.hi-l.lo-nonzero, l.hi-l.lo)
+		}
+	}
+	if b := InitTorch(s, rand.New(rand.NewPCG(1, 2))); !slices.Equal(a, b) {
+		t.Error("two draws with the same seed differ")
+	}
+	if z := InitTorch(Spec{Kind: LogReg, Features: 3, Classes: 2}, nil); slices.ContainsFunc(z, func(v float32) bool { return v != 0 }) {
+		t.Errorf("LogReg = %v, want zeros", z)
 	}
 }

@@ -55,6 +55,12 @@ const (
 // error also wraps the cause (attack.ErrUnknown, aggregation.ErrCohort, …).
 var ErrOptions = errors.New("simulation: invalid options")
 
+// Options.Init values.
+const (
+	InitGlorot = "glorot"
+	InitTorch  = "pytorch"
+)
+
 // Options configure a simulation. The JSON names are those of result.json.
 type Options struct {
 	// Dataset is "mnist" or "wdbc" ("" is DefaultDataset).
@@ -97,6 +103,12 @@ type Options struct {
 	// worker sends one stochastic gradient per round). 0: LocalEpochs full
 	// passes.
 	LocalSteps int `json:"local_steps,omitempty"`
+	// Init is how an MLP's parameters start: InitGlorot ("" too: He
+	// uniform for hidden layers, Glorot for the output, zero biases;
+	// model.Init) or InitTorch (PyTorch nn.Linear's default, U(±1/√fan_in)
+	// for weights and biases; model.InitTorch), a convention switch for
+	// comparing with papers' PyTorch code.
+	Init string `json:"init,omitempty"`
 	// WorkerMomentum is β of every client's momentum, kept across rounds:
 	// a client sends its momentum instead of its fresh update (see
 	// MomentumStyle). 0 is none.
@@ -270,6 +282,8 @@ func check(o Options) (*checked, error) {
 		return bad(fmt.Errorf("rounds %d, want at least 1", o.Rounds))
 	case o.Workers < 1:
 		return bad(fmt.Errorf("workers %d, want at least 1 (0: GOMAXPROCS)", o.Workers))
+	case o.Init != "" && o.Init != InitGlorot && o.Init != InitTorch:
+		return bad(fmt.Errorf("init %q, want %s or %s", o.Init, InitGlorot, InitTorch))
 	case o.LocalSteps < 0:
 		return bad(fmt.Errorf("local steps %d, want at least 0 (0: local epochs)", o.LocalSteps))
 	case !(o.WorkerMomentum >= 0 && o.WorkerMomentum < 1):

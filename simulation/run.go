@@ -129,7 +129,11 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	}
 	o := c.o
 	res := Result{Options: o, ByzantineClients: s.byzIdx}
-	global := model.Init(c.spec, derive(o.Seed, "init"))
+	initial := model.Init
+	if o.Init == InitTorch {
+		initial = model.InitTorch
+	}
+	global := initial(c.spec, derive(o.Seed, "init"))
 	deltas := make([][]float32, o.Clients)
 	diverged := make([]bool, o.Clients)
 	updates := make([]aggregation.Update, o.Clients)

@@ -133,6 +133,7 @@ func TestRunRefuses(t *testing.T) {
 		{"clients > rows", func(o *Options) { o.Clients = 1000 }, nil, "1000 clients but only 456 training rows"},
 		{"dp epsilon and sigma", func(o *Options) { o.DPEpsilon, o.DPNoiseMultiplier = 8, 1 }, nil, "not both"},
 		{"dp negative", func(o *Options) { o.DPEpsilon = -1 }, nil, "dp:"},
+		{"unknown init", func(o *Options) { o.Init = "kaiming" }, nil, `init "kaiming"`},
 		{"dp delta 1", func(o *Options) { o.DPEpsilon, o.DPDelta = 8, 1 }, nil, "dp:"},
 		{"dp local steps", func(o *Options) { o.DPEpsilon, o.LocalSteps = 8, 3 }, nil, "local steps"},
 	} {

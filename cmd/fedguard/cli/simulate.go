@@ -84,6 +84,7 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.Float64Var(&o.LearningRate, "lr", simulation.DefaultLearningRate, "clients' SGD learning rate")
 	fs.IntVar(&o.BatchSize, "batch-size", simulation.DefaultBatchSize, "clients' SGD batch size")
 	fs.Float64Var(&o.L2, "l2", 0, "clients' L2 weight decay")
+	fs.StringVar(&o.Init, "init", "", "how an MLP starts: glorot (default: He and Glorot uniform, zero biases) or pytorch (nn.Linear's default, U(±1/√fan_in) for weights and biases)")
 	fs.IntVar(&o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
 	fs.Float64Var(&o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
 	fs.Float64Var(&o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
