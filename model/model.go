@@ -259,28 +259,12 @@ func (s Spec) sizes() []int {
 // returns nil for an invalid Spec and for Tensors (whose network only its trainer
 // knows: such a federation starts from a given model); rng may be nil for LogReg.
 func Init(s Spec, rng *rand.Rand) []float32 {
-	if s.Kind == Tensors || s.Validate() != nil {
-		return nil
-	}
-	p := make([]float32, s.NumParams())
-	if s.Kind == LogReg {
-		return p
-	}
-	sizes := s.sizes()
-	off := 0
-	for l := 1; l < len(sizes); l++ {
-		in, out := sizes[l-1], sizes[l]
-		limit := math.Sqrt(6 / float64(in))
-		if l == len(sizes)-1 {
-			limit = math.Sqrt(6 / float64(in+out))
+	return initLayers(s, rng, func(in, out int, last bool) (limit float64, biases bool) {
+		if last {
+			return math.Sqrt(6 / float64(in+out)), false
 		}
-		w := p[off : off+in*out]
-		for i := range w {
-			w[i] = float32((2*rng.Float64() - 1) * limit)
-		}
-		off += in*out + out
-	}
-	return p
+		return math.Sqrt(6 / float64(in)), false
+	})
 }
 
 // InitTorch returns initial parameters as PyTorch's nn.Linear draws them
@@ -290,6 +274,16 @@ func Init(s Spec, rng *rand.Rand) []float32 {
 // default; Init stays the default. LogReg is all zeros, as in Init; it
 // returns nil where Init does.
 func InitTorch(s Spec, rng *rand.Rand) []float32 {
+	return initLayers(s, rng, func(in, _ int, _ bool) (float64, bool) {
+		return 1 / math.Sqrt(float64(in)), true
+	})
+}
+
+// initLayers draws an MLP's parameters layer by layer in parameter-vector
+// order: each layer's weights, and its biases if bound says so (zero
+// otherwise), from U(±limit). LogReg is all zeros; an invalid Spec and
+// Tensors give nil.
+func initLayers(s Spec, rng *rand.Rand, bound func(in, out int, last bool) (limit float64, biases bool)) []float32 {
 	if s.Kind == Tensors || s.Validate() != nil {
 		return nil
 	}
@@ -301,10 +295,13 @@ func InitTorch(s Spec, rng *rand.Rand) []float32 {
 	off := 0
 	for l := 1; l < len(sizes); l++ {
 		in, out := sizes[l-1], sizes[l]
-		limit := 1 / math.Sqrt(float64(in))
-		layer := p[off : off+in*out+out]
-		for i := range layer {
-			layer[i] = float32((2*rng.Float64() - 1) * limit)
+		limit, biases := bound(in, out, l == len(sizes)-1)
+		n := in * out
+		if biases {
+			n += out
+		}
+		for i := range p[off : off+n] {
+			p[off+i] = float32((2*rng.Float64() - 1) * limit)
 		}
 		off += in*out + out
 	}
