@@ -318,14 +318,21 @@ func TestValidate(t *testing.T) {
 			if c.Validate() == nil {
 				return // the only problem was data_dir
 			}
-			if co, err := coordinator.New(c, coordinator.WithInit()); err == nil {
-				co.Close()
-				t.Fatalf("New(invalid config) = nil error, want the Validate error")
-			}
-			if _, err := os.Stat(c.DataDir); err == nil {
-				t.Errorf("New(invalid config) created %s", c.DataDir)
-			}
+			newRefusesUntouched(t, c)
 		})
+	}
+}
+
+// newRefusesUntouched checks that New refuses c, which Validate refuses,
+// before it creates c.DataDir.
+func newRefusesUntouched(t *testing.T, c coordinator.Config) {
+	t.Helper()
+	if co, err := coordinator.New(c, coordinator.WithInit()); err == nil {
+		co.Close()
+		t.Fatalf("New(invalid config) = nil error, want the Validate error")
+	}
+	if _, err := os.Stat(c.DataDir); err == nil {
+		t.Errorf("New(invalid config) created %s", c.DataDir)
 	}
 }
 

@@ -58,13 +58,7 @@ func TestValidateDP(t *testing.T) {
 				}
 			}
 			c.DataDir = filepath.Join(t.TempDir(), "data")
-			if co, err := coordinator.New(c, coordinator.WithInit()); err == nil {
-				co.Close()
-				t.Fatal("New(invalid DP config) = nil error")
-			}
-			if _, err := os.Stat(c.DataDir); err == nil {
-				t.Errorf("New(invalid DP config) created %s", c.DataDir)
-			}
+			newRefusesUntouched(t, c)
 		})
 	}
 }
