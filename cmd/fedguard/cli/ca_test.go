@@ -20,6 +20,35 @@ func caRun(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
+// cliStep is one command line of a scripted CLI test: its exit code, the
+// substrings its stdout must contain, and one its stderr must contain.
+type cliStep struct {
+	name     string
+	args     []string
+	wantCode int
+	wantOut  []string // substrings of stdout
+	wantErr  string   // substring of stderr; "" checks nothing
+}
+
+// runSteps runs the steps in order, stopping at the first wrong exit code.
+func runSteps(t *testing.T, steps []cliStep) {
+	t.Helper()
+	for _, st := range steps {
+		code, out, errOut := caRun(t, st.args...)
+		if code != st.wantCode {
+			t.Fatalf("%s: fedguard %s = exit %d, want %d\nstdout: %s\nstderr: %s", st.name, strings.Join(st.args, " "), code, st.wantCode, out, errOut)
+		}
+		for _, w := range st.wantOut {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: stdout = %q, want it to contain %q", st.name, out, w)
+			}
+		}
+		if st.wantErr != "" && !strings.Contains(errOut, st.wantErr) {
+			t.Errorf("%s: stderr = %q, want it to contain %q", st.name, errOut, st.wantErr)
+		}
+	}
+}
+
 func caMode(t *testing.T, path string) os.FileMode {
 	t.Helper()
 	fi, err := os.Stat(path)
@@ -38,13 +67,7 @@ func TestCACommands(t *testing.T) {
 	srvCert, srvKey := filepath.Join(tmp, "coord.crt"), filepath.Join(tmp, "coord.key")
 	marysCSR, marysCert := filepath.Join(hosp, "st-mary.csr"), filepath.Join(hosp, "st-mary.crt")
 
-	steps := []struct {
-		name     string
-		args     []string
-		wantCode int
-		wantOut  []string // substrings of stdout
-		wantErr  string   // substring of stderr
-	}{
+	steps := []cliStep{
 		{"init", []string{"ca", "init", "--dir", caDir, "--federation", "hospitals-eu"}, 0, []string{`federation "hospitals-eu"`, "ca.crt"}, ""},
 		{"init again", []string{"ca", "init", "--dir", caDir, "--federation", "hospitals-eu"}, 1, nil, "not empty"},
 		{"init bad federation", []string{"ca", "init", "--dir", filepath.Join(tmp, "x"), "--federation", "Bad_Name"}, 1, nil, "federation"},
@@ -67,20 +90,7 @@ func TestCACommands(t *testing.T) {
 		// Before, an unknown serial was added to the CRL and reported revoked.
 		{"revoke unknown serial", []string{"ca", "revoke", "--dir", caDir, "--serial", "abc123"}, 1, nil, "never issued a certificate with that serial"},
 	}
-	for _, st := range steps {
-		code, out, errOut := caRun(t, st.args...)
-		if code != st.wantCode {
-			t.Fatalf("%s: fedguard %s = exit %d, want %d\nstdout: %s\nstderr: %s", st.name, strings.Join(st.args, " "), code, st.wantCode, out, errOut)
-		}
-		for _, w := range st.wantOut {
-			if !strings.Contains(out, w) {
-				t.Errorf("%s: stdout %q does not contain %q", st.name, out, w)
-			}
-		}
-		if st.wantErr != "" && !strings.Contains(errOut, st.wantErr) {
-			t.Errorf("%s: stderr %q does not contain %q", st.name, errOut, st.wantErr)
-		}
-	}
+	runSteps(t, steps)
 
 	for path, want := range map[string]os.FileMode{
 		caDir:                                0o700,
@@ -204,13 +214,7 @@ func TestCAInitAudit(t *testing.T) {
 	if _, err := certs.Init(dir, "hospitals-eu", 0); err != nil {
 		t.Fatal(err)
 	}
-	steps := []struct {
-		name     string
-		args     []string
-		wantCode int
-		wantOut  []string
-		wantErr  string
-	}{
+	steps := []cliStep{
 		{"list refused", []string{"ca", "list", "--dir", dir}, 1, nil, "fedguard ca init-audit --dir " + dir},
 		{"issue refused", []string{"ca", "issue", "--dir", dir, "--host", "localhost", "--out-cert", filepath.Join(dir, "..", "c.crt"), "--out-key", filepath.Join(dir, "..", "c.key")}, 1, nil, "has no audit log"},
 		{"init-audit", []string{"ca", "init-audit", "--dir", dir}, 0, []string{
@@ -221,18 +225,5 @@ func TestCAInitAudit(t *testing.T) {
 		{"init-audit again", []string{"ca", "init-audit", "--dir", dir}, 1, nil, "already holds this CA's audit log"},
 		{"list", []string{"ca", "list", "--dir", dir}, 0, []string{"SERIAL"}, ""},
 	}
-	for _, st := range steps {
-		code, out, errOut := caRun(t, st.args...)
-		if code != st.wantCode {
-			t.Fatalf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", st.name, code, st.wantCode, out, errOut)
-		}
-		for _, w := range st.wantOut {
-			if !strings.Contains(out, w) {
-				t.Errorf("%s: stdout = %q, want it to contain %q", st.name, out, w)
-			}
-		}
-		if st.wantErr != "" && !strings.Contains(errOut, st.wantErr) {
-			t.Errorf("%s: stderr = %q, want it to contain %q", st.name, errOut, st.wantErr)
-		}
-	}
+	runSteps(t, steps)
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/coordinator"
@@ -31,13 +30,7 @@ func TestCoordinatorInit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	steps := []struct {
-		name     string
-		args     []string
-		wantCode int
-		wantOut  []string
-		wantErr  string
-	}{
+	steps := []cliStep{
 		{"resume before init", []string{"coordinator", "--config", cfgPath, "--data-dir", fresh, "--check-data"}, 1, nil, "no federation"},
 		{"init", []string{"coordinator", "init", "--config", cfgPath, "--data-dir", fresh}, 0, []string{
 			"created federation breast-cancer in " + fresh,
@@ -54,20 +47,7 @@ func TestCoordinatorInit(t *testing.T) {
 		{"init missing config", []string{"coordinator", "init", "--data-dir", fresh}, 2, nil, "-config is required"},
 		{"init extra argument", []string{"coordinator", "init", "--config", cfgPath, "now"}, 2, nil, "unexpected argument"},
 	}
-	for _, st := range steps {
-		code, out, errOut := runCLI(st.args...)
-		if code != st.wantCode {
-			t.Fatalf("%s: exit %d, want %d\nstdout: %s\nstderr: %s", st.name, code, st.wantCode, out, errOut)
-		}
-		for _, w := range st.wantOut {
-			if !strings.Contains(out, w) {
-				t.Errorf("%s: stdout = %q, want it to contain %q", st.name, out, w)
-			}
-		}
-		if st.wantErr != "" && !strings.Contains(errOut, st.wantErr) {
-			t.Errorf("%s: stderr = %q, want it to contain %q", st.name, errOut, st.wantErr)
-		}
-	}
+	runSteps(t, steps)
 	// The refused init left the lone file alone.
 	if fi, err := os.Stat(filepath.Join(auditOnly, coordinator.AuditFile)); err != nil || fi.Size() != 0 {
 		t.Errorf("refused init touched %s: %v", auditOnly, err)
