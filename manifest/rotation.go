@@ -188,15 +188,9 @@ func OpenRotation(envelope []byte) (VerifiedRotation, error) {
 
 // parseRotation decodes the statement of a rotation manifest.
 func parseRotation(payload []byte) (Rotation, error) {
-	var st statement
-	if err := strictUnmarshal(payload, &st); err != nil {
-		return Rotation{}, fail(ErrMalformed, "rotation statement: %v", err)
-	}
-	if st.Type != StatementType {
-		return Rotation{}, fail(ErrMalformed, "statement _type %.64q, want %q", st.Type, StatementType)
-	}
-	if st.PredicateType != RotationPredicateType {
-		return Rotation{}, fail(ErrMalformed, "predicateType %.64q, want %q", st.PredicateType, RotationPredicateType)
+	st, err := decodeStatement(payload, "rotation statement", RotationPredicateType)
+	if err != nil {
+		return Rotation{}, err
 	}
 	var r Rotation
 	if err := strictUnmarshal(st.Predicate, &r); err != nil {
