@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -54,7 +55,71 @@ const (
 	NameRFA              = "rfa"
 )
 
-var ruleNames = []string{NameFedAvg, NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping, NameRFA}
+// ruleSpec is one rule's row in the table of rules: the Config
+// parameters it reads (by their JSON names; any other set parameter is an
+// error), how Config builds it, how Defaults fills its required
+// parameters for n updates, and the largest f it accepts with n updates
+// (nil: it takes no f).
+type ruleSpec struct {
+	name     string
+	params   []string
+	build    func(c Config) checked
+	defaults func(c *Config, n int)
+	maxF     func(n int) int
+}
+
+// rules is the table of rules, in the order error messages list them.
+var rules = []ruleSpec{
+	{name: NameFedAvg, params: []string{"max_samples"},
+		build: func(c Config) checked { return fedAvgRule{FedAvg{MaxSamples: c.MaxSamples}} }},
+	{name: NameMedian, params: []string{"f"}, maxF: majorityF,
+		build: func(c Config) checked { return Median{F: c.F} }},
+	{name: NameTrimmedMean, params: []string{"f", "beta"}, maxF: majorityF,
+		build: func(c Config) checked { return TrimmedMean{Beta: c.Beta, F: c.F} },
+		defaults: func(c *Config, n int) {
+			if n > 0 {
+				c.Beta = float64(c.F) / float64(n)
+			}
+		}},
+	{name: NameKrum, params: []string{"f"}, maxF: krumF,
+		build: func(c Config) checked { return Krum{F: c.F} }},
+	{name: NameMultiKrum, params: []string{"f", "m"}, maxF: krumF,
+		build:    func(c Config) checked { return MultiKrum{F: c.F, M: c.M} },
+		defaults: func(c *Config, n int) { c.M = n - c.F }},
+	{name: NameBulyan, params: []string{"f"}, maxF: func(n int) int { return (n - 3) / 4 },
+		build: func(c Config) checked { return Bulyan{F: c.F} }},
+	{name: NameCenteredClipping, params: []string{"f", "tau", "iterations"}, maxF: majorityF,
+		build:    func(c Config) checked { return CenteredClipping{Tau: c.Tau, Iterations: c.Iterations, F: c.F} },
+		defaults: func(c *Config, _ int) { c.Tau = DefaultTau }},
+	{name: NameRFA, params: []string{"f", "iterations", "nu", "start", "max_samples"}, maxF: majorityF,
+		build: func(c Config) checked {
+			return RFA{Iterations: c.Iterations, Nu: c.Nu, Start: c.Start, MaxSamples: c.MaxSamples, F: c.F}
+		}},
+}
+
+// majorityF is the largest f with 2f < n (median, trimmed-mean,
+// centered-clipping, rfa); krumF the largest with n ≥ 2f+3 (krum,
+// multi-krum).
+func majorityF(n int) int { return (n - 1) / 2 }
+func krumF(n int) int     { return (n - 3) / 2 }
+
+// ruleNames lists the rules, for error messages.
+var ruleNames = func() []string {
+	names := make([]string, len(rules))
+	for i, r := range rules {
+		names[i] = r.name
+	}
+	return names
+}()
+
+// lookupRule returns name's row of the table of rules.
+func lookupRule(name string) (ruleSpec, bool) {
+	i := slices.IndexFunc(rules, func(r ruleSpec) bool { return r.name == name })
+	if i < 0 {
+		return ruleSpec{}, false
+	}
+	return rules[i], true
+}
 
 // Validate checks the parameters that do not depend on the number of
 // updates: a known rule, no parameter the rule does not use, and each
@@ -126,36 +191,11 @@ func (c Config) base() (checked, error) {
 	if name == "" {
 		name = NameFedAvg
 	}
-	uses := map[string]bool{}
-	var r checked
-	switch name {
-	case NameFedAvg:
-		r = fedAvgRule{FedAvg{MaxSamples: c.MaxSamples}}
-		uses["max_samples"] = true
-	case NameMedian:
-		r = Median{F: c.F}
-		uses["f"] = true
-	case NameTrimmedMean:
-		r = TrimmedMean{Beta: c.Beta, F: c.F}
-		uses["f"], uses["beta"] = true, true
-	case NameKrum:
-		r = Krum{F: c.F}
-		uses["f"] = true
-	case NameMultiKrum:
-		r = MultiKrum{F: c.F, M: c.M}
-		uses["f"], uses["m"] = true, true
-	case NameBulyan:
-		r = Bulyan{F: c.F}
-		uses["f"] = true
-	case NameCenteredClipping:
-		r = CenteredClipping{Tau: c.Tau, Iterations: c.Iterations, F: c.F}
-		uses["f"], uses["tau"], uses["iterations"] = true, true, true
-	case NameRFA:
-		r = RFA{Iterations: c.Iterations, Nu: c.Nu, Start: c.Start, MaxSamples: c.MaxSamples, F: c.F}
-		uses["f"], uses["iterations"], uses["nu"], uses["start"], uses["max_samples"] = true, true, true, true, true
-	default:
+	spec, ok := lookupRule(name)
+	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, c.Rule, strings.Join(ruleNames, ", "))
 	}
+	r := spec.build(c)
 	for _, p := range []struct {
 		key string
 		set bool
@@ -164,7 +204,7 @@ func (c Config) base() (checked, error) {
 		{"iterations", c.Iterations != 0}, {"max_samples", c.MaxSamples != 0},
 		{"nu", c.Nu != 0}, {"start", c.Start != ""},
 	} {
-		if p.set && !uses[p.key] {
+		if p.set && !slices.Contains(spec.params, p.key) {
 			bad("%s is not a parameter of %s", p.key, name)
 		}
 	}
@@ -206,16 +246,11 @@ const DefaultTau = 1.0
 // multi-krum (n ≥ 2f+3), (n−3)/4 for bulyan (n ≥ 4f+3), and 0 for fedavg
 // and unknown rules (never negative).
 func MaxF(rule string, n int) int {
-	f := 0
-	switch rule {
-	case NameMedian, NameTrimmedMean, NameCenteredClipping, NameRFA:
-		f = (n - 1) / 2
-	case NameKrum, NameMultiKrum:
-		f = (n - 3) / 2
-	case NameBulyan:
-		f = (n - 3) / 4
+	spec, ok := lookupRule(rule)
+	if !ok || spec.maxF == nil {
+		return 0
 	}
-	return max(f, 0)
+	return max(spec.maxF(n), 0)
 }
 
 // Defaults returns the configuration of rule for n updates of which f are
@@ -228,27 +263,19 @@ func MaxF(rule string, n int) int {
 // CheckCohort. With bucketing, n is the number of buckets the rule sees.
 func Defaults(rule string, n, f int) Config {
 	c := Config{Rule: rule}
-	switch rule {
-	case "", NameFedAvg:
+	if rule == "" {
 		c.Rule = NameFedAvg
-		return c
-	case NameMedian, NameTrimmedMean, NameKrum, NameMultiKrum, NameBulyan, NameCenteredClipping, NameRFA:
-	default:
+	}
+	spec, ok := lookupRule(c.Rule)
+	if !ok || spec.maxF == nil {
 		return c
 	}
 	if f < 0 {
-		f = MaxF(rule, n)
+		f = MaxF(c.Rule, n)
 	}
 	c.F = f
-	switch rule {
-	case NameMultiKrum:
-		c.M = n - f
-	case NameTrimmedMean:
-		if n > 0 {
-			c.Beta = float64(f) / float64(n)
-		}
-	case NameCenteredClipping:
-		c.Tau = DefaultTau
+	if spec.defaults != nil {
+		spec.defaults(&c, n)
 	}
 	return c
 }

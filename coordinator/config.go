@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
-	"os"
 	"slices"
 	"time"
 
@@ -236,17 +234,9 @@ const MaxConfigBytes = 16 << 20
 // LoadConfig reads a JSON configuration file; unknown fields are errors, so
 // a misspelt setting is never silently ignored.
 func LoadConfig(path string) (Config, error) {
-	f, err := os.Open(path)
+	b, err := strictjson.ReadFile(path, MaxConfigBytes)
 	if err != nil {
 		return Config{}, fmt.Errorf("read coordinator config: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
-	if err != nil {
-		return Config{}, fmt.Errorf("read coordinator config: %w", err)
-	}
-	if len(b) > MaxConfigBytes {
-		return Config{}, fmt.Errorf("read coordinator config %s: larger than %d bytes", path, MaxConfigBytes)
 	}
 	c, err := ParseConfig(b)
 	if err != nil {

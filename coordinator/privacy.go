@@ -276,10 +276,13 @@ func privacyRecord(rec *RoundRecord) *manifest.Privacy {
 }
 
 // privacySpentEvent is the audit payload of a round's Privacy record.
+// audit.HospitalPrivacy has manifest.HospitalPrivacy's fields (the audit
+// log does not import the manifest's types), so each ledger converts: a
+// field added to one of them and not the other stops this compiling.
 func privacySpentEvent(attempt uint32, p *manifest.Privacy) audit.PrivacySpent {
 	ev := audit.PrivacySpent{Attempt: attempt, Mechanism: p.Mechanism, Parameters: p.Parameters, Epsilon: p.Epsilon, Delta: p.Delta}
 	for _, h := range p.Hospitals {
-		ev.Hospitals = append(ev.Hospitals, audit.HospitalPrivacy{Name: h.Name, Epsilon: h.Epsilon, Delta: h.Delta, Budget: h.Budget})
+		ev.Hospitals = append(ev.Hospitals, audit.HospitalPrivacy(h))
 	}
 	return ev
 }
@@ -465,5 +468,7 @@ func securePrivacy(ledgers map[string]audit.HospitalPrivacy, member string) *man
 	if !ok {
 		return nil
 	}
-	return &manifest.HospitalPrivacy{Name: member, Epsilon: h.Epsilon, Delta: h.Delta, Budget: h.Budget}
+	m := manifest.HospitalPrivacy(h)
+	m.Name = member
+	return &m
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -510,17 +511,33 @@ func verifySignatures(env envelope, payload []byte, keys PublicKeys) error {
 	return nil
 }
 
-// parseStatement decodes and checks the statement and its Round.
-func parseStatement(payload []byte) (Round, error) {
+// decodeStatement decodes an in-toto statement strictly and checks its
+// _type and that its predicateType is one of predicateTypes; what names
+// the statement in a decoding error. Subject and predicate are the
+// caller's to check.
+func decodeStatement(payload []byte, what string, predicateTypes ...string) (statement, error) {
 	var st statement
 	if err := strictUnmarshal(payload, &st); err != nil {
-		return Round{}, fail(ErrMalformed, "statement: %v", err)
+		return statement{}, fail(ErrMalformed, "%s: %v", what, err)
 	}
 	if st.Type != StatementType {
-		return Round{}, fail(ErrMalformed, "statement _type %.64q, want %q", st.Type, StatementType)
+		return statement{}, fail(ErrMalformed, "statement _type %.64q, want %q", st.Type, StatementType)
 	}
-	if st.PredicateType != PredicateType && st.PredicateType != PredicateTypeV2 {
-		return Round{}, fail(ErrMalformed, "predicateType %.64q, want %q or %q", st.PredicateType, PredicateType, PredicateTypeV2)
+	if !slices.Contains(predicateTypes, st.PredicateType) {
+		want := make([]string, len(predicateTypes))
+		for i, t := range predicateTypes {
+			want[i] = strconv.Quote(t)
+		}
+		return statement{}, fail(ErrMalformed, "predicateType %.64q, want %s", st.PredicateType, strings.Join(want, " or "))
+	}
+	return st, nil
+}
+
+// parseStatement decodes and checks the statement and its Round.
+func parseStatement(payload []byte) (Round, error) {
+	st, err := decodeStatement(payload, "statement", PredicateType, PredicateTypeV2)
+	if err != nil {
+		return Round{}, err
 	}
 	if len(st.Subject) != 1 && len(st.Subject) != 2 {
 		return Round{}, fail(ErrMalformed, "statement has %d subjects, want 1 or 2", len(st.Subject))

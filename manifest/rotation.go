@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // RotationPredicateType names the predicate of a key rotation manifest, a
@@ -188,15 +189,9 @@ func OpenRotation(envelope []byte) (VerifiedRotation, error) {
 
 // parseRotation decodes the statement of a rotation manifest.
 func parseRotation(payload []byte) (Rotation, error) {
-	var st statement
-	if err := strictUnmarshal(payload, &st); err != nil {
-		return Rotation{}, fail(ErrMalformed, "rotation statement: %v", err)
-	}
-	if st.Type != StatementType {
-		return Rotation{}, fail(ErrMalformed, "statement _type %.64q, want %q", st.Type, StatementType)
-	}
-	if st.PredicateType != RotationPredicateType {
-		return Rotation{}, fail(ErrMalformed, "predicateType %.64q, want %q", st.PredicateType, RotationPredicateType)
+	st, err := decodeStatement(payload, "rotation statement", RotationPredicateType)
+	if err != nil {
+		return Rotation{}, err
 	}
 	var r Rotation
 	if err := strictUnmarshal(st.Predicate, &r); err != nil {
@@ -420,7 +415,7 @@ func LoadRotations(dir string) ([]VerifiedRotation, error) {
 			return nil, fmt.Errorf("manifest: key rotations: more than %d", MaxRotations)
 		}
 		path := filepath.Join(dir, RotationsDir, name)
-		data, err := readSmallN(path, MaxEnvelopeSize)
+		data, err := strictjson.ReadFile(path, MaxEnvelopeSize)
 		if err != nil {
 			return nil, fmt.Errorf("manifest: key rotation: %w", err)
 		}
@@ -440,18 +435,6 @@ func LoadRotations(dir string) ([]VerifiedRotation, error) {
 		chain = append(chain, v)
 	}
 	return chain, nil
-}
-
-// readSmallN reads path, refusing more than limit bytes.
-func readSmallN(path string, limit int) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return data, nil
 }
 
 // Save writes s's files (signing.key mode 0600, signing.pub, cosign.pub)
@@ -486,7 +469,7 @@ func (s *Signer) Save(dir string) error {
 // the verified rotation manifest. ok is false when none is pending.
 func PendingRotation(dir string) (next *Signer, v VerifiedRotation, ok bool, err error) {
 	pending := filepath.Join(dir, PendingRotationDir)
-	data, err := readSmallN(filepath.Join(pending, PendingRotationFile), MaxEnvelopeSize)
+	data, err := strictjson.ReadFile(filepath.Join(pending, PendingRotationFile), MaxEnvelopeSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, serr := os.Stat(pending); serr == nil {
 			// Made, but the manifest was never written: nothing was

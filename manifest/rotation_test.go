@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // testRotation is rotation seq from old to new, after round after.
@@ -378,5 +380,22 @@ func TestRotationGolden(t *testing.T) {
 	}
 	if _, _, err := Open(golden, pinned); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("Open(manifest-v2.golden, old keys) = %v, want ErrBadSignature", err)
+	}
+}
+
+// TestLoadRotationsBounded: a rotation file is read up to its bound and
+// no further, so one that never ends (here /dev/zero behind the file's
+// name) is refused instead of read until memory runs out, as it was
+// before LoadRotations read with strictjson.ReadFile.
+func TestLoadRotationsBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skipf("no /dev/zero here: %v", err)
+	}
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, RotationsDir), 0o755))
+	must(t, os.Symlink("/dev/zero", filepath.Join(dir, RotationsDir, RotationFile(1))))
+	_, err := LoadRotations(dir)
+	if !errors.Is(err, strictjson.ErrTooLarge) {
+		t.Fatalf("LoadRotations with an endless rotation file = %v, want a refusal wrapping strictjson.ErrTooLarge", err)
 	}
 }

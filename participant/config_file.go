@@ -216,17 +216,9 @@ func (e *FieldError) Describe(name func(field string) string) string {
 // It does not validate the result: flags may still complete or override
 // it; call [FileConfig.Validate] on the final configuration.
 func LoadFileConfig(path string) (FileConfig, error) {
-	f, err := os.Open(path)
+	b, err := strictjson.ReadFile(path, MaxFileConfigBytes)
 	if err != nil {
 		return FileConfig{}, fmt.Errorf("participant: read config: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileConfigBytes+1))
-	if err != nil {
-		return FileConfig{}, fmt.Errorf("participant: read config %s: %w", path, err)
-	}
-	if len(b) > MaxFileConfigBytes {
-		return FileConfig{}, fmt.Errorf("participant: read config %s: larger than %d bytes", path, MaxFileConfigBytes)
 	}
 	c, err := ParseFileConfig(b, filepath.Dir(path))
 	if err != nil {

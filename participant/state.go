@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -149,20 +148,12 @@ func ReadState(path string) (State, error) {
 // checkpoint and no reveals when it does not exist. Anything but one well-formed record is an error, so that a
 // corrupt file stops the agent instead of making it forget the chain.
 func loadState(path string) (State, error) {
-	f, err := os.Open(path)
+	data, err := strictjson.ReadFile(path, maxStateFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{Revealed: map[string]bool{}}, nil
 	}
 	if err != nil {
 		return State{}, fmt.Errorf("load state: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxStateFileSize+1))
-	if err != nil {
-		return State{}, fmt.Errorf("load state %s: %w", path, err)
-	}
-	if len(data) > maxStateFileSize {
-		return State{}, fmt.Errorf("load state %s: larger than %d bytes", path, maxStateFileSize)
 	}
 	var rec stateRecord
 	if err := strictjson.Unmarshal(data, &rec); err != nil {

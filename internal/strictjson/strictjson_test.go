@@ -3,6 +3,10 @@ package strictjson_test
 import (
 	"encoding/json"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/internal/strictjson"
@@ -46,6 +50,61 @@ func TestUnmarshal(t *testing.T) {
 				t.Fatalf("Unmarshal(%q) = %v", tt.in, err)
 			case got != tt.want:
 				t.Fatalf("Unmarshal(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestReadFile reads real files at, under and over the bound, a missing
+// one, a directory and an endless device, whose read must stop at the
+// bound.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tt := range []struct {
+		name    string
+		path    string
+		limit   int64
+		want    string
+		wantErr error  // want errors.Is(err, wantErr); nil for none
+		errText string // the error's text must hold this
+	}{
+		{name: "under the bound", path: write("small.json", `{"a": 1}`), limit: 9, want: `{"a": 1}`},
+		{name: "at the bound", path: write("exact.json", `{"a": 1}`), limit: 8, want: `{"a": 1}`},
+		{name: "empty", path: write("empty.json", ""), limit: 8, want: ""},
+		{name: "over the bound", path: write("big.json", `{"a": 10}`), limit: 8, wantErr: strictjson.ErrTooLarge, errText: "read " + filepath.Join(dir, "big.json") + ": larger than 8 bytes"},
+		{name: "missing", path: filepath.Join(dir, "none.json"), limit: 8, wantErr: fs.ErrNotExist, errText: "open "},
+		{name: "directory", path: dir, limit: 8, errText: "read " + dir},
+		{name: "endless device", path: "/dev/zero", limit: 1 << 10, wantErr: strictjson.ErrTooLarge, errText: "larger than 1024 bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := os.Stat(tt.path); tt.name == "endless device" && err != nil {
+				t.Skipf("no %s here: %v", tt.path, err)
+			}
+			got, err := strictjson.ReadFile(tt.path, tt.limit)
+			if tt.errText == "" {
+				if err != nil || string(got) != tt.want {
+					t.Fatalf("ReadFile = %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ReadFile = %q, want an error", got)
+			}
+			if pe := (*fs.PathError)(nil); !errors.As(err, &pe) || pe.Path != tt.path {
+				t.Errorf("ReadFile error %v (%T) is not an *fs.PathError for %s", err, err, tt.path)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("ReadFile error %v, want one wrapping %v", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.errText) {
+				t.Errorf("ReadFile error %q, want it to hold %q", err, tt.errText)
 			}
 		})
 	}

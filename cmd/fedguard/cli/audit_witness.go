@@ -2,14 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/witness"
 )
 
@@ -33,7 +32,7 @@ func loadWitnesses(ca string, paths []string, log note.Verifiers) ([]audit.Witne
 	}
 	var out []audit.Witnessed
 	for _, p := range paths {
-		data, err := readBounded(p, witness.MaxFileSize)
+		data, err := strictjson.ReadFile(p, witness.MaxFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("audit verify: witness %s: %w", p, err)
 		}
@@ -46,23 +45,6 @@ func loadWitnesses(ca string, paths []string, log note.Verifiers) ([]audit.Witne
 		})
 	}
 	return out, nil
-}
-
-// readBounded reads the file at path, refusing one longer than limit.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return data, nil
 }
 
 // describeWitnesses says, for the OK line, which witnesses the export

@@ -23,24 +23,9 @@ import (
 var errFederationExists = errors.New("coordinator init: the data directory already holds a federation")
 
 func runCoordinatorInit(_ context.Context, env *Env, args []string) error {
-	flags := newFlagSet(env, "coordinator init")
-	configPath := flags.String("config", "", "the coordinator's configuration file (JSON): its data directory, federation and model")
-	dataDir := flags.String("data-dir", "", "override the configuration's data directory")
-	if err := parseFlags(flags, args); err != nil {
-		return err
-	}
-	if err := required(flags, "config"); err != nil {
-		return err
-	}
-	if flags.NArg() != 0 {
-		return usageError("coordinator init: unexpected arguments %q", flags.Args())
-	}
-	cfg, err := coordinator.LoadConfig(*configPath)
+	cfg, err := newDataDirCommand(env, "coordinator init", "the coordinator's configuration file (JSON): its data directory, federation and model").load(args)
 	if err != nil {
 		return err
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

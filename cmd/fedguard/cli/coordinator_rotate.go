@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
 
@@ -27,26 +28,55 @@ func runCoordinatorCommand(ctx context.Context, env *Env, args []string) error {
 	return runCoordinator(ctx, env, args)
 }
 
+// dataDirCommand is what the commands that work on a stopped
+// coordinator's data directory and exit (init, rotate-keys) share: a
+// required -config, a -data-dir that overrides its data_dir, and no
+// arguments.
+type dataDirCommand struct {
+	name    string
+	flags   *flag.FlagSet
+	config  *string
+	dataDir *string
+}
+
+func newDataDirCommand(env *Env, name, configUsage string) *dataDirCommand {
+	flags := newFlagSet(env, name)
+	return &dataDirCommand{
+		name:    name,
+		flags:   flags,
+		config:  flags.String("config", "", configUsage),
+		dataDir: flags.String("data-dir", "", "override the configuration's data directory"),
+	}
+}
+
+// load parses args and returns the configuration file's contents with
+// -data-dir applied.
+func (c *dataDirCommand) load(args []string) (coordinator.Config, error) {
+	if err := parseFlags(c.flags, args); err != nil {
+		return coordinator.Config{}, err
+	}
+	if err := required(c.flags, "config"); err != nil {
+		return coordinator.Config{}, err
+	}
+	if c.flags.NArg() != 0 {
+		return coordinator.Config{}, usageError("%s: unexpected arguments %q", c.name, c.flags.Args())
+	}
+	cfg, err := coordinator.LoadConfig(*c.config)
+	if err != nil {
+		return coordinator.Config{}, err
+	}
+	if *c.dataDir != "" {
+		cfg.DataDir = *c.dataDir
+	}
+	return cfg, nil
+}
+
 func runRotateKeys(_ context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "coordinator rotate-keys")
-	configPath := fs.String("config", "", "the coordinator's configuration file (JSON): its data directory and federation")
-	dataDir := fs.String("data-dir", "", "override the configuration's data directory")
-	dryRun := fs.Bool("dry-run", false, "print what would change (old and new key fingerprints, where the files go) and write nothing")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "config"); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usageError("coordinator rotate-keys: unexpected arguments %q", fs.Args())
-	}
-	cfg, err := coordinator.LoadConfig(*configPath)
+	c := newDataDirCommand(env, "coordinator rotate-keys", "the coordinator's configuration file (JSON): its data directory and federation")
+	dryRun := c.flags.Bool("dry-run", false, "print what would change (old and new key fingerprints, where the files go) and write nothing")
+	cfg, err := c.load(args)
 	if err != nil {
 		return err
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
 	}
 	r, err := coordinator.RotateKeys(cfg, coordinator.RotateOptions{DryRun: *dryRun})
 	if err != nil {

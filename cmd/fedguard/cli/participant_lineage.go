@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -33,7 +34,7 @@ func runParticipantLineage(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("participant lineage: coordinator_key: %w", err)
 	}
-	env1, err := readBounded(*manifestPath, manifest.MaxEnvelopeSize)
+	env1, err := strictjson.ReadFile(*manifestPath, manifest.MaxEnvelopeSize)
 	if err != nil {
 		return fmt.Errorf("participant lineage: manifest: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strconv"
@@ -63,17 +64,12 @@ func marshalScaling(sc dataset.Scaling, want string) ([]byte, error) {
 // the model's manifest (or metadata) names, and against the model's
 // number of features.
 func loadScaling(path, want string, features int) (dataset.Scaling, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	b, err := strictjson.ReadFile(path, maxScalingBytes)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) && pe.Op == "open" {
 		return dataset.Scaling{}, fmt.Errorf("feature scaling: %w (model export writes it beside the model; name it with -scaling)", err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxScalingBytes+1))
 	if err != nil {
-		return dataset.Scaling{}, fmt.Errorf("feature scaling %s: %w", path, err)
-	}
-	if len(b) > maxScalingBytes {
-		return dataset.Scaling{}, fmt.Errorf("feature scaling %s: larger than %d bytes", path, maxScalingBytes)
+		return dataset.Scaling{}, fmt.Errorf("feature scaling: %w", err)
 	}
 	var sf scalingFile
 	if err := strictjson.Unmarshal(b, &sf); err != nil {
