@@ -69,9 +69,9 @@ type Result struct {
 // DPResult is what DP-SGD gave the clients: the largest ε any client
 // spent over the run at δ, and the range of noise multipliers used.
 type DPResult struct {
-	// Mechanism is MechanismDDP for distributed DP or MechanismCentral
-	// for central DP, whose ε is the
-	// federation's and whose σ is each client's in grid units; empty for
+	// Mechanism is MechanismDDP for distributed DP (the federation's ε;
+	// σ is each client's, in grid units) or MechanismCentral for central
+	// DP (the federation's ε; σ is the noise multiplier); empty for
 	// DP-SGD.
 	Mechanism string  `json:"mechanism,omitempty"`
 	Epsilon   float64 `json:"epsilon"`
