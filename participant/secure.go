@@ -369,6 +369,13 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 		if errors.Is(err, ErrIncompatible) {
 			return Result{}, nil, permanent(err)
 		}
+		if errors.Is(err, ErrPrivacyBudget) {
+			// Known only after training (an exec trainer's DP events):
+			// the update is dropped, no masked input leaves, and the
+			// coordinator is told why, as after a plain round.
+			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+			a.reportPrivacyRefusal(ctx, client, asg, a.log.With(slog.Uint64("round", asg.GetRound())))
+		}
 		return Result{}, nil, fmt.Errorf("participant: train: %w", err)
 	}
 	if err := a.checkResult(res); err != nil {

@@ -1,13 +1,17 @@
 package participant_test
 
 import (
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/participant"
+	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/validation"
 )
 
 // TestSecureDPPolicy checks the hospital's own floor on the coordinator's
@@ -67,5 +71,55 @@ func TestSecureDPPolicy(t *testing.T) {
 				t.Errorf("advertisements %v, GetModel calls %d; want none", advertised, getModels)
 			}
 		})
+	}
+}
+
+// TestSecureExecTrainerOverBudget: an exec trainer whose reported DP events
+// take the hospital past its record-level budget after it trained in a
+// secure round has its update dropped (no masked input leaves) and, as in
+// a plain round, the agent tells the coordinator it sat the round out for
+// its privacy budget (a privacy_budget report), while the others' sum is
+// unmasked without it and nothing is recorded in its ledger.
+func TestSecureExecTrainerOverBudget(t *testing.T) {
+	ev := privacy.Event{Q: 0.05, Sigma: 1.2, Steps: 40}
+	budget := epsilonOf(t, 1, ev) / 2
+	fake, addr, tlsCfgs := secureFederation(t, 1, nil)
+	dir := t.TempDir()
+	agents := map[string]*participant.Agent{}
+	for _, name := range secureNames {
+		var policy func(*participant.Config)
+		if name == "hospital-b" {
+			policy = func(c *participant.Config) {
+				c.Trainer = &participant.ExecTrainer{Command: participant.HelperTrainer("dp", `[{"q": 0.05, "sigma": 1.2, "steps": 40}]`),
+					Dir: filepath.Join(t.TempDir(), "work"), Local: newTrainer()}
+				c.DPEpsilon = budget
+			}
+		}
+		agents[name], _ = newPolicyAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"), policy)
+	}
+	for name, err := range runAll(t, agents, 60*time.Second) {
+		if err != nil {
+			t.Errorf("%s: Run = %v, want nil", name, err)
+		}
+	}
+	sums, _, _ := fake.results()
+	if len(sums) != 1 {
+		t.Fatalf("fake unmasked %d sums, want 1", len(sums))
+	}
+	checkMean(t, sums[0], []string{"hospital-a", "hospital-c"}, fake.layout)
+	fake.mu.Lock()
+	reports := fake.validations
+	fake.mu.Unlock()
+	var refused []uint64
+	for _, r := range reports {
+		if len(r.GetFindings()) == 1 && r.GetFindings()[0].GetRule() == string(validation.RulePrivacyBudget) && !r.GetTraining() {
+			refused = append(refused, r.GetRound())
+		}
+	}
+	if !slices.Equal(refused, []uint64{1}) {
+		t.Errorf("rounds reported over budget %v, want [1] (hospital-b's, after training)", refused)
+	}
+	if spent, _, _, ok := agents["hospital-b"].PrivacySpent(); !ok || spent != 0 {
+		t.Errorf("hospital-b's ledger holds ε %v (ok %v), want 0: its update never left", spent, ok)
 	}
 }
