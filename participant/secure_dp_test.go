@@ -173,6 +173,7 @@ func TestSecureDPLedger(t *testing.T) {
 	if rec.Version != 1 || len(rec.Events) != 0 || len(rec.Distributed) != 1 {
 		t.Fatalf("ledger file %s, want one distributed event and no record-level one", b)
 	}
+	t.Logf("ledger file: %s", b)
 	ev := rec.Distributed[0]
 	if ev.Round != 1 || ev.Steps != 1 || ev.Clients < 2 || ev.Clients > 3 || ev.Sigma != 4096 || ev.Dim < 2 {
 		t.Errorf("distributed event %+v, want round 1, one release at σ = 4096 of a sum of 2 or 3", ev)
