@@ -169,6 +169,9 @@ func (a *Agent) sitOutSecureBudget(ctx, rctx context.Context, client fedguardv1.
 	if err := a.sendDecline(ctx, rctx, client, asg, log, reason); err != nil {
 		log.WarnContext(ctx, "secure round decline not sent", slog.Any("error", err))
 	}
+	// Sit this attempt out even if the decline did not get through: the
+	// next offer of it would be refused the same way.
+	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
 	a.reportPrivacyRefusal(rctx, client, asg, log)
 	return fmt.Errorf("%w: %s", ErrPrivacyBudget, reason)
 }
