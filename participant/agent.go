@@ -157,6 +157,15 @@ type Config struct {
 	// without distributed DP or with less noise, so that the guarantee
 	// does not rest on the coordinator's configuration. 0 means no limit.
 	SecureDPRoundEpsilon float64
+	// SecureDPEpsilon, when positive, is the hospital's federation-level
+	// privacy budget: the most ε (at DPDelta, or DefaultDPDelta) all the
+	// secure rounds with distributed DP it sends an input to may cost its
+	// update together. The agent keeps the ledger of those rounds in
+	// [PrivacyLedgerPath](StateFile), beside the record-level one (see
+	// secureLedger), and sits out ([ErrPrivacyBudget]) a secure round that
+	// would take it past the budget. 0 means no budget (the rounds are
+	// still recorded).
+	SecureDPEpsilon float64
 	// Expectations is the path of an expectations file (package
 	// validation). When set, the agent checks its data file against it
 	// before every round and reports the findings, as counts only, to the
@@ -245,6 +254,7 @@ type Agent struct {
 	secureHook  func(secagg.Phase) error
 	validator   *validator // nil without Config.Expectations
 	dp          *dpLedger  // nil without DP training or budget
+	secureDP    *secureLedger
 	metrics     *metrics
 	// presented is the client certificate last presented in a TLS
 	// handshake: its key signs in secure rounds, since the coordinator
@@ -359,7 +369,14 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		return nil, err
 	}
 	a.validator = v
-	if a.dp, err = newDPLedger(cfg); err != nil {
+	ledger, err := newLedgerFile(cfg.StateFile)
+	if err != nil {
+		return nil, err
+	}
+	if a.dp, err = newDPLedger(cfg, ledger); err != nil {
+		return nil, err
+	}
+	if a.secureDP, err = newSecureLedger(cfg, ledger); err != nil {
 		return nil, err
 	}
 	if et, ok := cfg.Trainer.(*ExecTrainer); ok && a.dp != nil {
@@ -371,6 +388,7 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 		a.cfg.Trainer = reportedDPGuard{a.cfg.Trainer, a}
 	}
 	a.metrics.dpBudget(a.dp)
+	a.metrics.secureDPBudget(a.secureDP)
 	if a.waitTimeout <= 0 {
 		return nil, errors.New("participant: WaitRound timeout must be positive")
 	}

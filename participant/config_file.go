@@ -88,6 +88,10 @@ type FileConfig struct {
 	// would cost this hospital more than this ε per round, and those
 	// without it (see [Config.SecureDPRoundEpsilon]); 0 means any.
 	DPSecureRoundEpsilon float64 `json:"dp_secure_round_epsilon,omitempty"`
+	// DPSecureEpsilon is the hospital's federation-level privacy budget
+	// over all the secure rounds with distributed DP it sends an input to
+	// (see [Config.SecureDPEpsilon]); 0 means none.
+	DPSecureEpsilon float64 `json:"dp_secure_epsilon,omitempty"`
 	// Expect is an expectations file (package validation): the data file
 	// is checked against it before every round and the findings, counts
 	// only, are reported to the coordinator. Empty means no validation.
@@ -281,6 +285,8 @@ func (c FileConfig) Validate() error {
 		return &FieldError{Field: "min_secure_bucket", Reason: fmt.Sprintf("%d is negative", c.MinSecureBucket)}
 	case !(c.DPSecureRoundEpsilon >= 0) || math.IsInf(c.DPSecureRoundEpsilon, 1):
 		return &FieldError{Field: "dp_secure_round_epsilon", Reason: fmt.Sprintf("%v, want a finite number ≥ 0", c.DPSecureRoundEpsilon)}
+	case !(c.DPSecureEpsilon >= 0) || math.IsInf(c.DPSecureEpsilon, 1):
+		return &FieldError{Field: "dp_secure_epsilon", Reason: fmt.Sprintf("%v, want a finite number ≥ 0", c.DPSecureEpsilon)}
 	}
 	if c.MetricsListen != "" {
 		if err := metricsserver.ValidateAddr(c.MetricsListen); err != nil {
@@ -460,6 +466,7 @@ func (c FileConfig) Config() (Config, error) {
 		RequireSecure:        c.RequireSecure,
 		MinSecureBucket:      c.MinSecureBucket,
 		SecureDPRoundEpsilon: c.DPSecureRoundEpsilon,
+		SecureDPEpsilon:      c.DPSecureEpsilon,
 		Expectations:         c.Expect,
 		ValidationMode:       c.Validation,
 		MetricsListen:        c.MetricsListen,

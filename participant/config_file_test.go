@@ -3,6 +3,7 @@ package participant_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,6 +170,9 @@ func TestFileConfigValidate(t *testing.T) {
 		{"bad validation", func(c *participant.FileConfig) { c.Expect, c.Validation = "e.json", "strict" }, &participant.FieldError{Field: "validation", Reason: `"strict", want warn or enforce`}},
 		{"holdout 1", func(c *participant.FileConfig) { c.Holdout = 1 }, &participant.FieldError{Field: "holdout", Reason: "1 outside [0, 1)"}},
 		{"negative bucket", func(c *participant.FileConfig) { c.MinSecureBucket = -1 }, &participant.FieldError{Field: "min_secure_bucket", Reason: "-1 is negative"}},
+		{"negative secure budget", func(c *participant.FileConfig) { c.DPSecureEpsilon = -1 }, &participant.FieldError{Field: "dp_secure_epsilon", Reason: "-1, want a finite number ≥ 0"}},
+		{"infinite secure budget", func(c *participant.FileConfig) { c.DPSecureEpsilon = math.Inf(1) }, &participant.FieldError{Field: "dp_secure_epsilon", Reason: "+Inf, want a finite number ≥ 0"}},
+		{"secure budget", func(c *participant.FileConfig) { c.DPSecureEpsilon = 4 }, nil},
 		{"empty ignore", func(c *participant.FileConfig) { c.Ignore = []string{"id", " "} }, &participant.FieldError{Field: "ignore", Reason: "holds an empty column name"}},
 		{"exec trainer", func(c *participant.FileConfig) {
 			c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "python3 '/opt/my model/train.py'", "45m", "/var/lib/fedguard/trainer"
@@ -426,7 +430,11 @@ func TestFileConfigConfig(t *testing.T) {
 	c := enrolment(t, dir, "clinic-net")
 	c.Holdout = 0
 	c.Expect, c.Validation = "e.json", participant.ValidationWarn
+	c.DPSecureRoundEpsilon, c.DPSecureEpsilon = 2, 6
 	loaded, cfg := loadConfig(t, dir, c)
+	if cfg.SecureDPRoundEpsilon != 2 || cfg.SecureDPEpsilon != 6 {
+		t.Errorf("Config() secure DP limits %v per round, %v in all; want 2 and 6", cfg.SecureDPRoundEpsilon, cfg.SecureDPEpsilon)
+	}
 	tr, ok := cfg.Trainer.(*participant.LocalTrainer)
 	if !ok {
 		t.Fatalf("Config().Trainer is %T, want *LocalTrainer", cfg.Trainer)

@@ -90,6 +90,8 @@ type metrics struct {
 	securePhase     *prometheus.HistogramVec
 	dpSpent         prometheus.Gauge
 	dpBudgetG       prometheus.Gauge
+	secureDPSpent   prometheus.Gauge
+	secureDPBudgetG prometheus.Gauge
 
 	mu   sync.Mutex
 	addr string // bound metrics listener, while Run runs
@@ -133,12 +135,18 @@ func newMetrics(a *Agent) *metrics {
 		dpBudgetG: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "fedguard_participant_dp_epsilon_budget", Help: "The hospital's record-level privacy budget ε (+Inf for none; 0 without DP).",
 		}),
+		secureDPSpent: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_participant_dp_secure_epsilon_spent", Help: "Federation-level privacy loss ε of the secure rounds with distributed DP this participant sent an input to, by its own ledger, at the budget's δ.",
+		}),
+		secureDPBudgetG: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fedguard_participant_dp_secure_epsilon_budget", Help: "The hospital's federation-level privacy budget ε for secure rounds with distributed DP (+Inf for none).",
+		}),
 	}
 	counter := func(name, help string, v func() uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
 	m.reg.MustRegister(m.satOut, m.round, m.lastRound, m.roundDuration, m.trainDuration, m.findings, m.manifestRefused, m.securePhase,
-		m.dpSpent, m.dpBudgetG,
+		m.dpSpent, m.dpBudgetG, m.secureDPSpent, m.secureDPBudgetG,
 		counter("fedguard_participant_rounds_completed_total", "Rounds whose update the coordinator accepted (secure: whose sum was unmasked with this participant's input).", a.rounds.Load),
 		counter("fedguard_participant_bytes_sent_total", "Payload bytes of update chunks (secure rounds: masked-input chunks) sent.", a.bytesOut.Load),
 		counter("fedguard_participant_bytes_received_total", "Payload bytes of model chunks received.", a.bytesIn.Load),
@@ -263,6 +271,13 @@ func (m *metrics) dpBudget(l *dpLedger) {
 	}
 	m.dpBudgetG.Set(l.budget)
 	m.dpSpent.Set(l.spent)
+}
+
+// secureDPBudget publishes the federation-level ledger's budget and what
+// it has spent.
+func (m *metrics) secureDPBudget(l *secureLedger) {
+	m.secureDPBudgetG.Set(l.budget)
+	m.secureDPSpent.Set(l.spent)
 }
 
 // declined counts a declined secure round.

@@ -63,16 +63,27 @@ type LedgerEvent struct {
 
 // ledgerRecord is the content of the privacy ledger file, one JSON object:
 //
-//	{"version": 1, "events": [{"round": 3, "attempt": 0, "q": 0.01, "sigma": 1.1, "steps": 300}, ...]}
+//	{"version": 1, "events": [{"round": 3, "attempt": 0, "q": 0.01, "sigma": 1.1, "steps": 300}, ...],
+//	 "distributed": [{"round": 3, "attempt": 0, "sigma": 4096, "clients": 7, "dim": 65536, "l2": 1100.4, "steps": 1}, ...]}
 //
 // It is a file of its own beside the state file (see [PrivacyLedgerPath])
 // rather than a field of it: the state file records the manifests the agent
 // accepted and is written by other parts of the agent, and the ledger must
 // survive a state file being reset (a new federation) — a hospital's
 // patients do not get their privacy back when the coordinator changes.
+//
+// It holds the hospital's two ledgers, which are in different units and
+// never compose: Events, the record-level DP-SGD rounds (the unit is one
+// patient), and Distributed, the secure rounds with distributed DP it sent
+// a masked input to (the unit is the hospital's whole update; see
+// [DistributedLedgerEvent]). Distributed is left out when empty, so the
+// file of a hospital that never took part in distributed DP is what
+// version 1 always was; an older agent refuses a file that has it (the
+// parser is strict), rather than dropping it on its next write.
 type ledgerRecord struct {
-	Version int           `json:"version"`
-	Events  []LedgerEvent `json:"events"`
+	Version     int                      `json:"version"`
+	Events      []LedgerEvent            `json:"events"`
+	Distributed []DistributedLedgerEvent `json:"distributed,omitempty"`
 }
 
 // PrivacyLedgerPath returns the privacy ledger file of the agent whose
@@ -86,68 +97,110 @@ func PrivacyLedgerPath(state string) string {
 }
 
 // parseLedger decodes and checks a ledger file's content.
-func parseLedger(b []byte) ([]LedgerEvent, error) {
+func parseLedger(b []byte) (ledgerRecord, error) {
 	if len(b) > maxLedgerFileSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxLedgerFileSize)
+		return ledgerRecord{}, fmt.Errorf("larger than %d bytes", maxLedgerFileSize)
 	}
 	var rec ledgerRecord
 	if err := strictjson.Unmarshal(b, &rec); err != nil {
-		return nil, err
+		return ledgerRecord{}, err
 	}
 	if rec.Version != ledgerVersion {
-		return nil, fmt.Errorf("version %d, want %d", rec.Version, ledgerVersion)
+		return ledgerRecord{}, fmt.Errorf("version %d, want %d", rec.Version, ledgerVersion)
 	}
 	if len(rec.Events) > maxLedgerEvents {
-		return nil, fmt.Errorf("%d events, more than %d", len(rec.Events), maxLedgerEvents)
+		return ledgerRecord{}, fmt.Errorf("%d events, more than %d", len(rec.Events), maxLedgerEvents)
 	}
 	for i, e := range rec.Events {
 		if err := e.Validate(); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			return ledgerRecord{}, fmt.Errorf("event %d: %w", i, err)
 		}
 		if e.Round == 0 {
-			return nil, fmt.Errorf("event %d: round 0", i)
+			return ledgerRecord{}, fmt.Errorf("event %d: round 0", i)
 		}
 	}
-	return rec.Events, nil
+	if err := checkDistributed(rec.Distributed); err != nil {
+		return ledgerRecord{}, err
+	}
+	return rec, nil
 }
 
 // loadLedger reads the ledger at path; a missing file is an empty ledger.
-func loadLedger(path string) ([]LedgerEvent, error) {
+func loadLedger(path string) (ledgerRecord, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return ledgerRecord{Version: ledgerVersion}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("privacy ledger: %w", err)
+		return ledgerRecord{}, fmt.Errorf("privacy ledger: %w", err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxLedgerFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("privacy ledger %s: %w", path, err)
+		return ledgerRecord{}, fmt.Errorf("privacy ledger %s: %w", path, err)
 	}
-	evs, err := parseLedger(b)
+	rec, err := parseLedger(b)
 	if err != nil {
-		return nil, fmt.Errorf("privacy ledger %s: %w", path, err)
+		return ledgerRecord{}, fmt.Errorf("privacy ledger %s: %w", path, err)
 	}
-	return evs, nil
+	return rec, nil
 }
 
 // saveLedger replaces the ledger at path atomically (a crash leaves the old
 // ledger or the new one) with mode 0600.
-func saveLedger(path string, evs []LedgerEvent) error {
-	if len(evs) > maxLedgerEvents {
-		return fmt.Errorf("privacy ledger: %d events, more than %d", len(evs), maxLedgerEvents)
+func saveLedger(path string, rec ledgerRecord) error {
+	if len(rec.Events) > maxLedgerEvents {
+		return fmt.Errorf("privacy ledger: %d events, more than %d", len(rec.Events), maxLedgerEvents)
 	}
-	if evs == nil {
-		evs = []LedgerEvent{}
+	if len(rec.Distributed) > maxDistributedEvents {
+		return fmt.Errorf("privacy ledger: %d distributed events, more than %d", len(rec.Distributed), maxDistributedEvents)
 	}
-	b, err := json.Marshal(ledgerRecord{Version: ledgerVersion, Events: evs})
+	rec.Version = ledgerVersion
+	if rec.Events == nil {
+		rec.Events = []LedgerEvent{}
+	}
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("privacy ledger: %w", err)
 	}
 	if err := certs.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("privacy ledger: %w", err)
 	}
+	return nil
+}
+
+// ledgerFile is the privacy ledger file as the agent last wrote or read
+// it: both ledgers write through it, each replacing its own part, so that
+// neither loses the other's (nor a part the agent no longer keeps: the
+// record-level events of a hospital that stopped training with DP-SGD).
+type ledgerFile struct {
+	path string // "" keeps it in memory (tests)
+	rec  ledgerRecord
+}
+
+// newLedgerFile reads the agent's ledger file (beside state; in memory
+// when state is "").
+func newLedgerFile(state string) (*ledgerFile, error) {
+	f := &ledgerFile{path: PrivacyLedgerPath(state), rec: ledgerRecord{Version: ledgerVersion}}
+	if f.path == "" {
+		return f, nil
+	}
+	rec, err := loadLedger(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("participant: %w", err)
+	}
+	f.rec = rec
+	return f, nil
+}
+
+// write makes rec the file's content: on disk first, then in memory.
+func (f *ledgerFile) write(rec ledgerRecord) error {
+	if f.path != "" {
+		if err := saveLedger(f.path, rec); err != nil {
+			return fmt.Errorf("participant: %w", err)
+		}
+	}
+	f.rec = rec
 	return nil
 }
 
@@ -170,7 +223,7 @@ func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
 // dpLedger is an agent's record-level privacy accounting.
 type dpLedger struct {
 	trainer DPTrainer
-	path    string  // "" keeps it in memory (tests)
+	file    *ledgerFile
 	budget  float64 // ε budget; +Inf when the hospital set none
 	delta   float64
 	events  []LedgerEvent
@@ -181,10 +234,10 @@ type dpLedger struct {
 // spending is durable before the update it pays for can leave), then in
 // memory and the metric.
 func (a *Agent) commitLedger(l *dpLedger, evs []LedgerEvent, eps float64) error {
-	if l.path != "" {
-		if err := saveLedger(l.path, evs); err != nil {
-			return fmt.Errorf("participant: %w", err)
-		}
+	rec := l.file.rec
+	rec.Events = evs
+	if err := l.file.write(rec); err != nil {
+		return err
 	}
 	l.events, l.spent = evs, eps
 	a.metrics.dpSpent.Set(eps)
@@ -194,7 +247,7 @@ func (a *Agent) commitLedger(l *dpLedger, evs []LedgerEvent, eps float64) error 
 // newDPLedger returns the agent's ledger: nil when the trainer does not
 // train with DP and no budget is set. A budget with a trainer that cannot
 // account for its training is an error: the budget could not be enforced.
-func newDPLedger(cfg Config) (*dpLedger, error) {
+func newDPLedger(cfg Config, file *ledgerFile) (*dpLedger, error) {
 	dt, ok := cfg.Trainer.(DPTrainer)
 	_, reports := cfg.Trainer.(*ExecTrainer)
 	if cfg.DPEpsilon == 0 && cfg.DPDelta == 0 && (!ok || !trainsWithDP(dt)) {
@@ -208,7 +261,7 @@ func newDPLedger(cfg Config) (*dpLedger, error) {
 	case !ok || !trainsWithDP(dt):
 		return nil, errors.New("participant: Config.DPEpsilon is set but the trainer does not train with DP-SGD (set a noise multiplier and a clipping norm)")
 	}
-	l := &dpLedger{trainer: dt, path: PrivacyLedgerPath(cfg.StateFile), budget: cfg.DPEpsilon, delta: cfg.DPDelta}
+	l := &dpLedger{trainer: dt, file: file, budget: cfg.DPEpsilon, delta: cfg.DPDelta}
 	if !(l.budget >= 0) {
 		return nil, fmt.Errorf("participant: Config.DPEpsilon %v, want > 0 (or 0 for no budget)", l.budget)
 	}
@@ -221,13 +274,7 @@ func newDPLedger(cfg Config) (*dpLedger, error) {
 	if err := privacy.ValidateDelta(l.delta); err != nil {
 		return nil, fmt.Errorf("participant: Config.DPDelta: %w", err)
 	}
-	if l.path != "" {
-		evs, err := loadLedger(l.path)
-		if err != nil {
-			return nil, fmt.Errorf("participant: %w", err)
-		}
-		l.events = evs
-	}
+	l.events = file.rec.Events
 	spent, err := ledgerEpsilon(l.events, l.delta)
 	if err != nil {
 		return nil, fmt.Errorf("participant: privacy ledger: %w", err)

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/privacy"
 )
 
 // FuzzParseLedger feeds arbitrary privacy ledger files to the parser: it
@@ -24,14 +26,23 @@ func FuzzParseLedger(f *testing.F) {
 	f.Add([]byte(`{"version":1,"events":[],"extra":1}`))
 	f.Add([]byte(`{"version":1,"events":[]} {}`))
 	f.Add([]byte{})
+	f.Add([]byte(`{"version":1,"events":[],"distributed":[{"round":2,"attempt":0,"sigma":4096,"clients":7,"dim":65536,"l2":1100.5,"steps":1}]}`))
+	f.Add([]byte(`{"version":1,"events":[],"distributed":[{"round":2,"attempt":0,"sigma":0.2,"clients":7,"dim":65536,"l2":1100.5,"steps":1}]}`))
+	f.Add([]byte(`{"version":1,"events":[],"distributed":[{"round":2,"attempt":0,"sigma":40,"clients":7,"dim":64,"l2":11,"steps":3}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		evs, err := parseLedger(b)
+		rec, err := parseLedger(b)
 		if err != nil {
 			return
 		}
+		evs := rec.Events
 		for i, e := range evs {
 			if e.Validate() != nil || e.Round == 0 || math.IsNaN(e.Q) {
 				t.Fatalf("accepted invalid event %d: %+v", i, e)
+			}
+		}
+		for i, e := range rec.Distributed {
+			if e.Validate() != nil || e.Round == 0 || e.Steps != 1 {
+				t.Fatalf("accepted invalid distributed event %d: %+v", i, e)
 			}
 		}
 		if len(evs) > 0 && len(evs) <= 64 {
@@ -39,19 +50,27 @@ func FuzzParseLedger(f *testing.F) {
 				t.Fatalf("accepted ledger has no ε: %v", err)
 			}
 		}
+		if len(rec.Distributed) > 0 && len(rec.Distributed) <= 64 {
+			if _, err := distributedEpsilon(rec.Distributed, DefaultDPDelta); err != nil {
+				t.Fatalf("accepted distributed ledger has no ε: %v", err)
+			}
+		}
 		path := filepath.Join(t.TempDir(), "l.json")
-		if err := saveLedger(path, evs); err != nil {
+		if err := saveLedger(path, rec); err != nil {
 			t.Fatalf("save accepted ledger: %v", err)
 		}
 		back, err := loadLedger(path)
 		if err != nil {
 			t.Fatalf("load saved ledger: %v", err)
 		}
-		if len(evs) == 0 && len(back) == 0 {
+		if len(evs) == 0 && len(back.Events) == 0 && len(rec.Distributed) == 0 && len(back.Distributed) == 0 {
 			return
 		}
-		if !reflect.DeepEqual(evs, back) {
-			t.Fatalf("round trip changed the ledger:\n%+v\n%+v", evs, back)
+		if !reflect.DeepEqual(evs, back.Events) && (len(evs) > 0 || len(back.Events) > 0) {
+			t.Fatalf("round trip changed the ledger:\n%+v\n%+v", evs, back.Events)
+		}
+		if !reflect.DeepEqual(rec.Distributed, back.Distributed) && (len(rec.Distributed) > 0 || len(back.Distributed) > 0) {
+			t.Fatalf("round trip changed the distributed ledger:\n%+v\n%+v", rec.Distributed, back.Distributed)
 		}
 	})
 }
@@ -69,7 +88,29 @@ func TestLedgerBounds(t *testing.T) {
 	}
 	evs := make([]LedgerEvent, maxLedgerEvents+1)
 	path := filepath.Join(t.TempDir(), "l.json")
-	if err := saveLedger(path, evs); err == nil {
+	if err := saveLedger(path, ledgerRecord{Events: evs}); err == nil {
 		t.Error("saved a ledger of more than maxLedgerEvents events")
+	}
+	dev := `{"round":1,"attempt":0,"sigma":40,"clients":7,"dim":64,"l2":11,"steps":1}`
+	manyD := `{"version":1,"events":[],"distributed":[` + strings.Repeat(dev+",", maxDistributedEvents) + dev + `]}`
+	if _, err := parseLedger([]byte(manyD)); err == nil {
+		t.Error("parsed a ledger of more than maxDistributedEvents distributed events")
+	}
+	if err := saveLedger(path, ledgerRecord{Distributed: make([]DistributedLedgerEvent, maxDistributedEvents+1)}); err == nil {
+		t.Error("saved a ledger of more than maxDistributedEvents distributed events")
+	}
+	full := ledgerRecord{Events: make([]LedgerEvent, maxLedgerEvents), Distributed: make([]DistributedLedgerEvent, maxDistributedEvents)}
+	for i := range full.Events {
+		full.Events[i] = LedgerEvent{Round: 99999, Attempt: 999, Event: privacy.Event{Q: 0.0123456789012345, Sigma: 1.123456789012345, Steps: 123456}}
+	}
+	for i := range full.Distributed {
+		full.Distributed[i] = DistributedLedgerEvent{Round: 99999, Attempt: 999, DistributedDiscreteGaussian: privacy.DistributedDiscreteGaussian{
+			Sigma: 12345.678901234567, Clients: 1000, Dim: 1 << 20, L2: 123456.78901234567, L1: 1234567.8901234567, Steps: 1}}
+	}
+	if err := saveLedger(path, full); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadLedger(path); err != nil {
+		t.Errorf("a full ledger of realistic events does not load back: %v", err)
 	}
 }

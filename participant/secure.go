@@ -105,6 +105,13 @@ func (a *Agent) runSecure(ctx, rctx context.Context, client fedguardv1.Coordinat
 		if reason := a.secureDPShortfall(plan); reason != "" {
 			return a.decline(ctx, rctx, client, asg, log, reason)
 		}
+		reason, err := a.secureBudgetShortfall(plan)
+		if err != nil {
+			return err
+		}
+		if reason != "" {
+			return a.sitOutSecureBudget(ctx, rctx, client, asg, log, reason)
+		}
 		if s, err = a.newSecureSession(plan, bucket, id, members, modelDigest); err != nil {
 			return err
 		}
@@ -286,6 +293,10 @@ func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.Coordinator
 		if err != nil {
 			return err
 		}
+		if err := a.recordSecureRelease(ctx, s.plan); err != nil {
+			clear(input)
+			return err
+		}
 		masked, err := sc.MaskedInput(s.routed, input)
 		clear(input)
 		if err != nil {
@@ -369,6 +380,13 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 		if errors.Is(err, ErrIncompatible) {
 			return Result{}, nil, permanent(err)
 		}
+		if errors.Is(err, ErrPrivacyBudget) {
+			// Known only after training (an exec trainer's DP events):
+			// the update is dropped, no masked input leaves, and the
+			// coordinator is told why, as after a plain round.
+			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+			a.reportPrivacyRefusal(ctx, client, asg, a.log.With(slog.Uint64("round", asg.GetRound())))
+		}
 		return Result{}, nil, fmt.Errorf("participant: train: %w", err)
 	}
 	if err := a.checkResult(res); err != nil {
@@ -446,6 +464,16 @@ func checkKeys(p *fedguardv1.SecureKeys, own *secagg.AdvertiseKeys, n int, feder
 // (see runSecure), and counts the round as done: the agent will not take
 // part in this attempt, so it does not ask for it again.
 func (a *Agent) decline(ctx, rctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger, reason string) error {
+	if err := a.sendDecline(ctx, rctx, client, asg, log, reason); err != nil {
+		return err
+	}
+	a.metrics.declined()
+	return nil
+}
+
+// sendDecline is decline without counting the round as declined in the
+// metrics (a round sat out for another reason is counted under that one).
+func (a *Agent) sendDecline(ctx, rctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, log *slog.Logger, reason string) error {
 	log.WarnContext(ctx, "declining a secure round: "+reason,
 		slog.Uint64("attempt", uint64(asg.GetAttempt())), slog.String("model_sha256", hex.EncodeToString(asg.GetModelSha256())))
 	sctx, cancel := context.WithCancel(rctx)
@@ -475,7 +503,6 @@ func (a *Agent) decline(ctx, rctx context.Context, client fedguardv1.Coordinator
 		}
 	}
 	a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
-	a.metrics.declined()
 	return nil
 }
 

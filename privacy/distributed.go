@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"fmt"
 	"math"
 )
 
@@ -198,4 +199,53 @@ func ConditionalRoundingL2Bound(c, beta float64, dim int) (float64, error) {
 	}
 	b2 := math.Sqrt(c*c + d/4 + math.Sqrt(2*math.Log(1/beta))*(c+math.Sqrt(d)/2))
 	return math.Min(b1, b2), nil
+}
+
+// DistributedEpsilon returns the (ε, δ) guarantee of the composition of
+// releases of distributed discrete Gaussian mechanisms that may differ
+// from one another (another noise level, another number of clients or
+// dimension from round to round): their RDP curves, over the default
+// orders, add up (EpsilonFromRDP converts the sum). Mechanisms with the
+// same parameters are computed once and counted Steps times each, so a
+// hospital's ledger of a long federation costs its distinct rounds, not
+// its length. No mechanism is ε = 0.
+func DistributedEpsilon(delta float64, ms ...DistributedDiscreteGaussian) (Guarantee, error) {
+	if err := ValidateDelta(delta); err != nil {
+		return Guarantee{}, err
+	}
+	type key struct {
+		sigma, l2, l1 float64
+		clients, dim  int
+	}
+	steps := map[key]int64{}
+	var keys []key
+	for i, m := range ms {
+		if err := m.Validate(); err != nil {
+			return Guarantee{}, fmt.Errorf("mechanism %d: %w", i, err)
+		}
+		k := key{m.Sigma, m.L2, m.L1, m.Clients, m.Dim}
+		if _, ok := steps[k]; !ok {
+			keys = append(keys, k)
+		}
+		if m.Steps > math.MaxInt64-steps[k] {
+			return Guarantee{}, invalid("distributed discrete Gaussian: more than %d releases", int64(math.MaxInt64))
+		}
+		steps[k] += m.Steps
+	}
+	total := make([]float64, len(defaultOrders))
+	for _, k := range keys {
+		m := DistributedDiscreteGaussian{Sigma: k.sigma, Clients: k.clients, Dim: k.dim, L2: k.l2, L1: k.l1, Steps: steps[k]}
+		rdp, err := m.RDP(defaultOrders)
+		if err != nil {
+			return Guarantee{}, err
+		}
+		for i, r := range rdp {
+			total[i] += r
+		}
+	}
+	eps, order, err := EpsilonFromRDP(defaultOrders, total, delta)
+	if err != nil {
+		return Guarantee{}, err
+	}
+	return Guarantee{Epsilon: eps, Delta: delta, Order: order}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -194,5 +195,65 @@ func TestConditionalRoundingL2Bound(t *testing.T) {
 		if _, err := ConditionalRoundingL2Bound(bad.c, bad.beta, bad.dim); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ConditionalRoundingL2Bound(%+v) error = %v, want ErrInvalid", bad, err)
 		}
+	}
+}
+
+// TestDistributedEpsilon checks the composition of distributed releases:
+// T identical releases give what one mechanism with Steps = T gives, in
+// any grouping; two different mechanisms give the ε of their summed RDP
+// curves, more than either alone; no release is ε = 0; and an invalid
+// mechanism or δ is refused, naming the mechanism.
+func TestDistributedEpsilon(t *testing.T) {
+	a := DistributedDiscreteGaussian{Sigma: 80, Clients: 10, Dim: 32, L2: 100, Steps: 1}
+	b := DistributedDiscreteGaussian{Sigma: 300, Clients: 5, Dim: 1024, L2: 400, Steps: 1}
+	ten := a
+	ten.Steps = 10
+	want, err := ten.Epsilon(1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ones := make([]DistributedDiscreteGaussian, 10)
+	for i := range ones {
+		ones[i] = a
+	}
+	seven := a
+	seven.Steps = 7
+	for name, ms := range map[string][]DistributedDiscreteGaussian{
+		"ten ones": ones, "one of ten": {ten}, "seven, one, two": {seven, a, {Sigma: 80, Clients: 10, Dim: 32, L2: 100, Steps: 2}},
+	} {
+		got, err := DistributedEpsilon(1e-5, ms...)
+		if err != nil || got != want {
+			t.Errorf("%s: %+v, %v; want %+v", name, got, err, want)
+		}
+	}
+	mixed, err := DistributedEpsilon(1e-5, a, b, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, _ := a.RDP(DefaultOrders())
+	rb, _ := b.RDP(DefaultOrders())
+	sum := make([]float64, len(ra))
+	for i := range ra {
+		sum[i] = 2*ra[i] + rb[i]
+	}
+	eps, order, err := EpsilonFromRDP(DefaultOrders(), sum, 1e-5)
+	if err != nil || math.Abs(mixed.Epsilon-eps) > 1e-12*eps || mixed.Order != order {
+		t.Errorf("a, b, a: %+v, want ε %v at order %v (summed curves)", mixed, eps, order)
+	}
+	ga, _ := DistributedEpsilon(1e-5, a, a)
+	gb, _ := DistributedEpsilon(1e-5, b)
+	if !(mixed.Epsilon > ga.Epsilon && mixed.Epsilon > gb.Epsilon) {
+		t.Errorf("a, b, a: ε %v, not above a, a (%v) and b (%v)", mixed.Epsilon, ga.Epsilon, gb.Epsilon)
+	}
+	if g, err := DistributedEpsilon(1e-5); err != nil || g.Epsilon != 0 {
+		t.Errorf("no release: %+v, %v; want ε = 0", g, err)
+	}
+	bad := a
+	bad.Sigma = 0.1
+	if _, err := DistributedEpsilon(1e-5, a, bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "mechanism 1") {
+		t.Errorf("invalid mechanism: %v, want ErrInvalid naming mechanism 1", err)
+	}
+	if _, err := DistributedEpsilon(0, a); !errors.Is(err, ErrInvalid) {
+		t.Errorf("δ = 0: %v, want ErrInvalid", err)
 	}
 }

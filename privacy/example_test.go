@@ -96,3 +96,19 @@ func ExampleDistributedDiscreteGaussian() {
 	// ℓ2 sensitivity 101.81 grid units, τ = 0.0e+00
 	// 0.4049-zCDP per round, ε = 16.64 at δ = 1e-5 after 10 rounds
 }
+
+// A hospital's federation-level ledger: the secure rounds it sent an input
+// to, whose noise and fewest survivors changed when the federation grew.
+// The releases compose by adding their RDP curves.
+func ExampleDistributedEpsilon() {
+	early := privacy.DistributedDiscreteGaussian{Sigma: 40, Clients: 4, Dim: 1024, L2: 110, Steps: 1}
+	later := privacy.DistributedDiscreteGaussian{Sigma: 30, Clients: 8, Dim: 1024, L2: 110, Steps: 1}
+	ledger := []privacy.DistributedDiscreteGaussian{early, early, early, later, later}
+	g, err := privacy.DistributedEpsilon(1e-5, ledger...)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("5 rounds: ε = %.2f at δ = 1e-5\n", g.Epsilon)
+	// Output:
+	// 5 rounds: ε = 17.84 at δ = 1e-5
+}

@@ -27,21 +27,26 @@ func (o Options) checkDPMechanism() error {
 	switch o.DPMechanism {
 	case "":
 		return nil
-	case MechanismDDP:
+	case MechanismDDP, MechanismCentral:
 	default:
-		return fmt.Errorf("dp mechanism %q, want %q (or none: DP-SGD with dp_epsilon)", o.DPMechanism, MechanismDDP)
+		return fmt.Errorf("dp mechanism %q, want %q or %q (or none: DP-SGD with dp_epsilon)", o.DPMechanism, MechanismDDP, MechanismCentral)
 	}
+	mech := o.DPMechanism
 	switch {
 	case o.DPEpsilon <= 0:
-		return errors.New("dp mechanism " + MechanismDDP + " needs dp_epsilon, the federation's budget over the run")
+		return errors.New("dp mechanism " + mech + " needs dp_epsilon, the federation's budget over the run")
 	case o.DPNoiseMultiplier > 0:
-		return errors.New("dp mechanism " + MechanismDDP + " calibrates its noise from dp_epsilon: dp_noise_multiplier is DP-SGD's")
-	case o.Secure:
+		return errors.New("dp mechanism " + mech + " calibrates its noise from dp_epsilon: dp_noise_multiplier is DP-SGD's")
+	case o.Secure && mech == MechanismDDP:
 		return errors.New("dp mechanism " + MechanismDDP + " simulates its own secure sum: not with the secure + robust mode")
-	case o.Aggregation.Rule != aggregation.NameFedAvg || o.Aggregation.Bucket > 1:
+	case o.Secure:
+		return errors.New("dp mechanism " + MechanismCentral + " needs plain mode: in secure mode the coordinator never sees an update to clip")
+	case (o.Aggregation.Rule != aggregation.NameFedAvg || o.Aggregation.Bucket > 1) && mech == MechanismDDP:
 		return fmt.Errorf("dp mechanism %s sums the updates under secure aggregation: the rule must be fedavg, not %s", MechanismDDP, o.Aggregation.Rule)
+	case o.Aggregation.Rule != aggregation.NameFedAvg || o.Aggregation.Bucket > 1:
+		return fmt.Errorf("dp mechanism %s calibrates its noise to an equal-weight mean of clipped updates: the rule must be fedavg, not %s", MechanismCentral, o.Aggregation.Rule)
 	case o.MomentumStyle != "":
-		return fmt.Errorf("dp mechanism %s: momentum is not supported", MechanismDDP)
+		return fmt.Errorf("dp mechanism %s: momentum is not supported", mech)
 	}
 	return nil
 }

@@ -159,7 +159,9 @@ type Options struct {
 	SecureClip float64 `json:"secure_clip,omitempty"`
 	// DPMechanism "distributed-discrete-gaussian" (MechanismDDP) makes the
 	// DP budget the federation's, spent by noise the clients add inside
-	// secure aggregation, instead of each client's DP-SGD (see ddp.go).
+	// secure aggregation, instead of each client's DP-SGD (see ddp.go);
+	// "central-gaussian" (MechanismCentral) spends it by noise the
+	// coordinator adds to the mean of the clipped updates (central.go).
 	DPMechanism string `json:"dp_mechanism,omitempty"`
 	// MNISTDir is the folder of the MNIST IDX files ("" finds them in the
 	// module cache).

@@ -69,8 +69,9 @@ type Result struct {
 // DPResult is what DP-SGD gave the clients: the largest ε any client
 // spent over the run at δ, and the range of noise multipliers used.
 type DPResult struct {
-	// Mechanism is MechanismDDP for distributed DP, whose ε is the
-	// federation's and whose σ is each client's in grid units; empty for
+	// Mechanism is MechanismDDP for distributed DP (the federation's ε;
+	// σ is each client's, in grid units) or MechanismCentral for central
+	// DP (the federation's ε; σ is the noise multiplier); empty for
 	// DP-SGD.
 	Mechanism string  `json:"mechanism,omitempty"`
 	Epsilon   float64 `json:"epsilon"`
@@ -156,10 +157,19 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	if err != nil {
 		return Result{}, err
 	}
-	if ddp != nil {
-		dpRes = ddp.res
-	} else if dps, dpRes, err = dpSetup(c, s); err != nil {
+	central, err := centralSetup(o)
+	if err != nil {
 		return Result{}, err
+	}
+	switch {
+	case ddp != nil:
+		dpRes = ddp.res
+	case central != nil:
+		dpRes = central.res
+	default:
+		if dps, dpRes, err = dpSetup(c, s); err != nil {
+			return Result{}, err
+		}
 	}
 	res.DP = dpRes
 	det, err := newDetector(s)
@@ -225,6 +235,11 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 				return Result{}, fmt.Errorf("simulation: round %d: %w", r, err)
 			}
 			det.round(nil, make([]bool, o.Clients))
+		case central != nil:
+			// Central DP: the coordinator sees every update, clips them,
+			// averages and adds the noise.
+			central.aggregate(agg, deltas, o.Seed, r)
+			det.round(updates, make([]bool, o.Clients))
 		case secure == nil:
 			report, err := rule.Aggregate(agg, updates)
 			if err != nil {

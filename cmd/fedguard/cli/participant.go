@@ -49,6 +49,7 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.BoolVar(&c.RequireSecure, "require-secure", c.RequireSecure, "take part in secure-aggregation rounds only: stop if the coordinator asks for a plain update")
 	fs.IntVar(&c.MinSecureBucket, "min-secure-bucket", c.MinSecureBucket, "decline secure rounds that put this hospital in a sum of fewer members")
 	fs.Float64Var(&c.DPSecureRoundEpsilon, "dp-secure-round-epsilon", c.DPSecureRoundEpsilon, "decline secure rounds without distributed DP, or whose noise costs this hospital more than this ε per round (0: any)")
+	fs.Float64Var(&c.DPSecureEpsilon, "dp-secure-epsilon", c.DPSecureEpsilon, "federation-level budget ε over all the secure rounds with distributed DP this hospital sends an input to, by its own ledger (0: none)")
 	fs.StringVar(&c.State, "state", c.State, "file keeping the last round manifest accepted (default: beside -key, NAME.accepted.json)")
 	fs.StringVar(&c.Expect, "expect", c.Expect, "expectations file: check -data against it before every round and report the findings (counts only) to the coordinator")
 	fs.StringVar(&c.Validation, "validation", c.Validation, "with -expect: warn (report and train, the default) or enforce (sit out rounds whose data has errors)")

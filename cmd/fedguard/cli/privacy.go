@@ -7,8 +7,14 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/privacy"
 )
+
+// mechanismSampledGaussian names, for -mechanism, the accountant's
+// Poisson-subsampled Gaussian (DP-SGD's steps, central DP's rounds with
+// q = 1): the default.
+const mechanismSampledGaussian = "sampled-gaussian"
 
 // privacyFlags declares the accountant's flags on fs; each command picks the
 // ones it takes.
@@ -21,6 +27,12 @@ type privacyFlags struct {
 	delta   float64
 	epsilon float64
 	json    bool
+
+	// The distributed discrete Gaussian's (privacy.DistributedDiscreteGaussian).
+	mechanism string
+	clients   int
+	dim       int
+	l2, l1    float64
 }
 
 func newPrivacyFlags(env *Env, name string, names ...string) *privacyFlags {
@@ -37,9 +49,24 @@ func newPrivacyFlags(env *Env, name string, names ...string) *privacyFlags {
 			p.fs.Float64Var(&p.delta, "delta", 0, "target δ, in (0, 1)")
 		case "epsilon":
 			p.fs.Float64Var(&p.epsilon, "epsilon", 0, "target ε, > 0")
+		case "mechanism":
+			p.fs.StringVar(&p.mechanism, "mechanism", mechanismSampledGaussian, "the mechanism: "+mechanismSampledGaussian+
+				" (-q, -sigma, -steps) or "+secagg.DDPMechanism+" (-sigma, -clients, -dim, -l2, -steps: one release's parameters as a round manifest's privacy record holds them)")
+		case "clients":
+			p.fs.IntVar(&p.clients, "clients", 0, secagg.DDPMechanism+": the fewest clients whose noise is in a released sum, >= 1")
+		case "dim":
+			p.fs.IntVar(&p.dim, "dim", 0, secagg.DDPMechanism+": dimension of the (padded) integer vector each client adds, >= 1")
+		case "l2":
+			p.fs.Float64Var(&p.l2, "l2", 0, secagg.DDPMechanism+": ℓ2 sensitivity of the sum to one client, in grid units, > 0")
+		case "l1":
+			p.fs.Float64Var(&p.l1, "l1", 0, secagg.DDPMechanism+": ℓ1 sensitivity, in grid units (0: its bound from -l2 and -dim)")
 		}
 	}
 	p.fs.BoolVar(&p.json, "json", false, "print the result as one JSON object")
+	if f := p.fs.Lookup("sigma"); f != nil && p.fs.Lookup("mechanism") != nil {
+		f.Usage = "noise multiplier: noise standard deviation over the clipping norm, > 0 (" + secagg.DDPMechanism +
+			": each client's discrete Gaussian σ in grid units, >= 0.5)"
+	}
 	return p
 }
 
@@ -49,14 +76,35 @@ func (p *privacyFlags) parse(args []string) error {
 	if err := parseFlags(p.fs, args); err != nil {
 		return err
 	}
+	var names []string
+	p.fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return p.check(names)
+}
+
+// check requires the flags named in required (but -json, -mechanism and
+// -l1, which are never required) and checks every flag given against its
+// domain; a flag given that is in neither required nor the command's
+// optional ones is refused, so that a flag of the other mechanism is not
+// silently ignored.
+func (p *privacyFlags) check(required []string) error {
 	set := map[string]bool{}
 	p.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	want := map[string]bool{"json": true, "mechanism": true}
+	for _, n := range required {
+		want[n] = true
+	}
 	var err error
 	p.fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || f.Name == "json" {
+		if err != nil || f.Name == "json" || f.Name == "mechanism" {
 			return
 		}
-		if !set[f.Name] {
+		if !want[f.Name] {
+			if set[f.Name] {
+				err = usageError("%s: flag -%s does not apply to -mechanism %s", p.name, f.Name, p.mechanism)
+			}
+			return
+		}
+		if !set[f.Name] && f.Name != "l1" {
 			err = usageError("%s: flag -%s is required", p.name, f.Name)
 			return
 		}
@@ -81,6 +129,22 @@ func (p *privacyFlags) parse(args []string) error {
 			if !(p.epsilon > 0) || math.IsInf(p.epsilon, 1) {
 				err = usageError("%s: -epsilon %v: ε must be positive and finite", p.name, p.epsilon)
 			}
+		case "clients":
+			if p.clients < 1 || p.clients > privacy.MaxClients {
+				err = usageError("%s: -clients %d: the number of clients must be in [1, %d]", p.name, p.clients, privacy.MaxClients)
+			}
+		case "dim":
+			if p.dim < 1 {
+				err = usageError("%s: -dim %d: the dimension must be at least 1", p.name, p.dim)
+			}
+		case "l2":
+			if !(p.l2 > 0) || math.IsInf(p.l2, 1) {
+				err = usageError("%s: -l2 %v: the ℓ2 sensitivity must be positive and finite", p.name, p.l2)
+			}
+		case "l1":
+			if p.l1 != 0 && (!(p.l1 >= p.l2) || math.IsInf(p.l1, 1)) {
+				err = usageError("%s: -l1 %v: the ℓ1 sensitivity must be 0 or a finite number at least -l2 (%v)", p.name, p.l1, p.l2)
+			}
 		}
 	})
 	return err
@@ -98,10 +162,36 @@ type privacyResult struct {
 	Order   *float64 `json:"order,omitempty"` // the Rényi order that gave ε
 }
 
+// distributedResult is the JSON `privacy epsilon -mechanism
+// distributed-discrete-gaussian` prints: the mechanism's parameters with
+// the names of privacy.DistributedDiscreteGaussian (those of a manifest's
+// privacy record), δ, and the answer in `epsilon`.
+type distributedResult struct {
+	Mechanism string `json:"mechanism"`
+	privacy.DistributedDiscreteGaussian
+	Delta   float64 `json:"delta"`
+	Tau     float64 `json:"tau"`
+	Epsilon float64 `json:"epsilon"`
+	Order   float64 `json:"order"`
+}
+
 func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy epsilon", "q", "sigma", "steps", "delta")
-	if err := p.parse(args); err != nil {
+	p := newPrivacyFlags(env, "privacy epsilon", "mechanism", "q", "sigma", "steps", "delta", "clients", "dim", "l2", "l1")
+	if err := parseFlags(p.fs, args); err != nil {
 		return err
+	}
+	switch p.mechanism {
+	case mechanismSampledGaussian:
+		if err := p.check([]string{"q", "sigma", "steps", "delta"}); err != nil {
+			return err
+		}
+	case secagg.DDPMechanism:
+		if err := p.check([]string{"sigma", "clients", "dim", "l2", "l1", "steps", "delta"}); err != nil {
+			return err
+		}
+		return distributedEpsilon(env, p)
+	default:
+		return usageError("%s: -mechanism %q, want %s or %s", p.name, p.mechanism, mechanismSampledGaussian, secagg.DDPMechanism)
 	}
 	g, err := privacy.Epsilon(p.delta, privacy.Event{Q: p.q, Sigma: p.sigma, Steps: p.steps})
 	if err != nil {
@@ -148,5 +238,30 @@ func runPrivacySteps(_ context.Context, env *Env, args []string) error {
 		return json.NewEncoder(env.Stdout).Encode(privacyResult{Q: p.q, Sigma: p.sigma, Steps: steps, Delta: p.delta, Epsilon: p.epsilon})
 	}
 	fmt.Fprintf(env.Stdout, "%d steps with q = %g, σ = %g stay within ε = %g at δ = %g\n", steps, p.q, p.sigma, p.epsilon, p.delta)
+	return nil
+}
+
+// distributedEpsilon prints the (ε, δ) of -steps releases of the
+// distributed discrete Gaussian the flags describe: the check of a secure
+// federation's round manifest (its privacy record's parameters, with
+// -steps the round) anyone can run.
+func distributedEpsilon(env *Env, p *privacyFlags) error {
+	m := privacy.DistributedDiscreteGaussian{Sigma: p.sigma, Clients: p.clients, Dim: p.dim, L2: p.l2, L1: p.l1, Steps: p.steps}
+	if err := m.Validate(); err != nil {
+		return usageError("%s: %v", p.name, err)
+	}
+	g, err := m.Epsilon(p.delta)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	if math.IsInf(g.Epsilon, 1) {
+		return fmt.Errorf("%s: no finite ε at δ = %g: σ = %g is too small for every Rényi order", p.name, p.delta, p.sigma)
+	}
+	if p.json {
+		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
+			Delta: p.delta, Tau: m.Tau(), Epsilon: g.Epsilon, Order: g.Order})
+	}
+	fmt.Fprintf(env.Stdout, "ε = %.6g at δ = %g after %d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g, τ = %.3g; Rényi order %g)\n",
+		g.Epsilon, p.delta, p.steps, p.clients, p.sigma, p.dim, p.l2, m.Tau(), g.Order)
 	return nil
 }

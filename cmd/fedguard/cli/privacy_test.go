@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/privacy"
 )
 
 // The -update flag rewrites the golden files:
@@ -54,6 +57,14 @@ func TestPrivacyCommands(t *testing.T) {
 		{"epsilon-delta-one", []string{"privacy", "epsilon", "--q", "0.01", "--sigma", "1.1", "--steps", "10", "--delta", "1"}},
 		{"epsilon-missing-delta", []string{"privacy", "epsilon", "--q", "0.01", "--sigma", "1.1", "--steps", "10"}},
 		{"epsilon-stray-argument", []string{"privacy", "epsilon", "--q", "0.01", "--sigma", "1.1", "--steps", "10", "--delta", "1e-5", "extra"}},
+		{"epsilon-ddg", []string{"privacy", "epsilon", "--mechanism", "distributed-discrete-gaussian", "--sigma", "82", "--clients", "10", "--dim", "32", "--l2", "100.5", "--steps", "10", "--delta", "1e-5"}},
+		{"epsilon-ddg-json", []string{"privacy", "epsilon", "--mechanism", "distributed-discrete-gaussian", "--sigma", "0.9", "--clients", "5", "--dim", "1024", "--l2", "2", "--l1", "4", "--steps", "3", "--delta", "1e-5", "--json"}},
+		{"epsilon-ddg-missing-clients", []string{"privacy", "epsilon", "--mechanism", "distributed-discrete-gaussian", "--sigma", "82", "--dim", "32", "--l2", "100", "--steps", "10", "--delta", "1e-5"}},
+		{"epsilon-ddg-with-q", []string{"privacy", "epsilon", "--mechanism", "distributed-discrete-gaussian", "--q", "0.1", "--sigma", "82", "--clients", "10", "--dim", "32", "--l2", "100", "--steps", "10", "--delta", "1e-5"}},
+		{"epsilon-ddg-sigma-below-half", []string{"privacy", "epsilon", "--mechanism", "distributed-discrete-gaussian", "--sigma", "0.4", "--clients", "10", "--dim", "32", "--l2", "100", "--steps", "10", "--delta", "1e-5"}},
+		{"epsilon-ddg-l1-below-l2", []string{"privacy", "epsilon", "--mechanism", "distributed-discrete-gaussian", "--sigma", "82", "--clients", "10", "--dim", "32", "--l2", "100", "--l1", "50", "--steps", "10", "--delta", "1e-5"}},
+		{"epsilon-sampled-with-clients", []string{"privacy", "epsilon", "--q", "0.01", "--sigma", "1.1", "--steps", "10", "--delta", "1e-5", "--clients", "3"}},
+		{"epsilon-unknown-mechanism", []string{"privacy", "epsilon", "--mechanism", "skellam", "--sigma", "1", "--steps", "10", "--delta", "1e-5"}},
 		{"sigma", []string{"privacy", "sigma", "--q", "0.01", "--steps", "10000", "--epsilon", "8", "--delta", "1e-5"}},
 		{"sigma-json", []string{"privacy", "sigma", "--q", "0.01", "--steps", "10000", "--epsilon", "8", "--delta", "1e-5", "--json"}},
 		{"sigma-unreachable", []string{"privacy", "sigma", "--q", "1", "--steps", "1000000", "--epsilon", "0.001", "--delta", "1e-10"}},
@@ -156,5 +167,65 @@ func TestPrivacyEpsilonMatchesReference(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("only %d single-event reference cases", n)
+	}
+}
+
+// TestPrivacyEpsilonDistributed checks `fedguard privacy epsilon -mechanism
+// distributed-discrete-gaussian --json` against what a secure federation
+// records: the noise secagg calibrates for a budget over R rounds, given
+// back with the manifest's parameters (privacy.DistributedDiscreteGaussian
+// as JSON) and -steps R, reports an ε within that budget and within 1 % of
+// it (the calibration finds the least integer σ²), and the ε of the package.
+func TestPrivacyEpsilonDistributed(t *testing.T) {
+	for _, tt := range []struct {
+		dim, minSurvivors, rounds int
+		clip, epsilon, delta      float64
+	}{
+		{31, 10, 10, 1, 8, 1e-5},
+		{31, 10, 10, 1, 1, 1e-5},
+		{50890, 7, 100, 0.5, 4, 1e-6},
+		{1000, 3, 3, 2, 40, 1e-5},
+	} {
+		name := fmt.Sprintf("d%d-n%d-r%d-eps%g", tt.dim, tt.minSurvivors, tt.rounds, tt.epsilon)
+		t.Run(name, func(t *testing.T) {
+			p := secagg.DefaultDDP(tt.dim, tt.clip, [32]byte{})
+			_, m, err := p.Calibrate(tt.minSurvivors, tt.minSurvivors, int64(tt.rounds), tt.epsilon, tt.delta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			params, err := json.Marshal(m) // as the manifest's privacy record holds it
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rec privacy.DistributedDiscreteGaussian
+			if err := json.Unmarshal(params, &rec); err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"privacy", "epsilon", "--mechanism", secagg.DDPMechanism, "--json",
+				"--sigma", fmt.Sprint(rec.Sigma), "--clients", fmt.Sprint(rec.Clients), "--dim", fmt.Sprint(rec.Dim),
+				"--l2", fmt.Sprint(rec.L2), "--steps", fmt.Sprint(tt.rounds), "--delta", fmt.Sprint(tt.delta)}
+			var out, errOut bytes.Buffer
+			if code := Main(context.Background(), args, &out, &errOut); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut.String())
+			}
+			var got struct {
+				Epsilon float64 `json:"epsilon"`
+				Steps   int64   `json:"steps"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatalf("%v: %s", err, out.String())
+			}
+			m.Steps = int64(tt.rounds)
+			want, err := m.Epsilon(tt.delta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Epsilon != want.Epsilon || got.Steps != int64(tt.rounds) {
+				t.Errorf("ε %v after %d steps, want %v (the package's)", got.Epsilon, got.Steps, want.Epsilon)
+			}
+			if got.Epsilon > tt.epsilon || got.Epsilon < 0.99*tt.epsilon {
+				t.Errorf("ε %v, want within 1 %% below the calibrated budget %v", got.Epsilon, tt.epsilon)
+			}
+		})
 	}
 }

@@ -98,7 +98,7 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.Float64Var(&o.DPDelta, "dp-delta", 0, "δ of -dp-epsilon (0: 1e-05)")
 	fs.Float64Var(&o.DPNoiseMultiplier, "dp-sigma", 0, "clients train with DP-SGD at this noise multiplier σ, instead of -dp-epsilon")
 	fs.Float64Var(&o.DPClipNorm, "dp-clip", 0, "DP-SGD per-record clipping norm C, or the update's with -dp-mechanism (0: 1)")
-	fs.StringVar(&o.DPMechanism, "dp-mechanism", "", "distributed-discrete-gaussian: -dp-epsilon is the federation's budget, spent by noise the clients add inside secure aggregation (fedavg only), instead of each client's DP-SGD")
+	fs.StringVar(&o.DPMechanism, "dp-mechanism", "", "distributed-discrete-gaussian: -dp-epsilon is the federation's budget, spent by noise the clients add inside secure aggregation; central-gaussian: spent by noise the coordinator adds to the mean of the clipped updates (both fedavg only, instead of each client's DP-SGD)")
 	fs.IntVar(&o.Workers, "workers", 0, "clients trained at once (0: all cores); does not change the results")
 	fs.BoolVar(&o.Secure, "secure", false, "secure + robust mode: -bucket S buckets as the coordinator splits them, SecAgg's quantization, the rule over bucket means")
 	fs.Float64Var(&o.SecureClip, "secure-clip", 0, fmt.Sprintf("with -secure, SecAgg's per-coordinate clip (0: %g)", simulation.DefaultSecureClip))
@@ -303,7 +303,14 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 			sc.Buckets, sc.BucketSize, sc.Clip, sc.QuantBits, sc.WeightBits, sc.WeightUnit)
 	}
 	if dp := res.DP; dp != nil {
-		fmt.Fprintf(env.Stdout, "record-level DP-SGD: ε = %.4g at δ = %g per client (σ %.4g–%.4g, C = %g)\n", dp.Epsilon, dp.Delta, dp.SigmaMin, dp.SigmaMax, dp.ClipNorm)
+		switch dp.Mechanism {
+		case "":
+			fmt.Fprintf(env.Stdout, "record-level DP-SGD: ε = %.4g at δ = %g per client (σ %.4g–%.4g, C = %g)\n", dp.Epsilon, dp.Delta, dp.SigmaMin, dp.SigmaMax, dp.ClipNorm)
+		case simulation.MechanismDDP:
+			fmt.Fprintf(env.Stdout, "distributed DP (%s): the federation's ε = %.4g at δ = %g (σ %.4g grid units per client, C = %g)\n", dp.Mechanism, dp.Epsilon, dp.Delta, dp.SigmaMin, dp.ClipNorm)
+		default:
+			fmt.Fprintf(env.Stdout, "central DP (%s): the federation's ε = %.4g at δ = %g (noise multiplier σ %.4g, C = %g)\n", dp.Mechanism, dp.Epsilon, dp.Delta, dp.SigmaMin, dp.ClipNorm)
+		}
 	}
 	if f.out != "" {
 		fmt.Fprintf(env.Stdout, "wrote %s\n", f.out)

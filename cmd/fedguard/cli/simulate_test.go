@@ -88,6 +88,32 @@ func TestSimulateSecure(t *testing.T) {
 	}
 }
 
+// TestSimulateDPMechanisms runs `simulate -dp-mechanism M -dp-epsilon 40`
+// with each federation-level mechanism: the summary names the mechanism
+// and the federation's ε (not "record-level DP-SGD", which it printed for
+// every mechanism before), and central DP with a robust rule is a usage
+// error.
+func TestSimulateDPMechanisms(t *testing.T) {
+	for mech, want := range map[string]string{
+		"":                              "record-level DP-SGD: ε = ",
+		"central-gaussian":              "central DP (central-gaussian): the federation's ε = ",
+		"distributed-discrete-gaussian": "distributed DP (distributed-discrete-gaussian): the federation's ε = ",
+	} {
+		args := append(append([]string{"simulate"}, wdbcArgs...), "--clients", "4", "--dp-epsilon", "40")
+		if mech != "" {
+			args = append(args, "-dp-mechanism", mech)
+		}
+		code, stdout, stderr := caRun(t, args...)
+		if code != 0 || !strings.Contains(stdout, want) || (mech != "" && strings.Contains(stdout, "record-level")) {
+			t.Errorf("simulate -dp-mechanism %q = %d, want the summary %q\nstdout:\n%s\nstderr:\n%s", mech, code, want, stdout, stderr)
+		}
+	}
+	args := append(append([]string{"simulate"}, wdbcArgs...), "--dp-epsilon", "8", "-dp-mechanism", "central-gaussian", "--rule", "median")
+	if code, _, stderr := caRun(t, args...); code != 2 || !strings.Contains(stderr, "must be fedavg") {
+		t.Errorf("central DP with the median = %d, stderr %q; want a usage error", code, stderr)
+	}
+}
+
 func TestSimulateUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

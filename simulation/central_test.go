@@ -1,0 +1,80 @@
+package simulation
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/privacy"
+)
+
+// TestRunCentralDP runs a simulation with central DP, as a plain
+// federation's coordinator adds it: the federation's ε is the budget's,
+// with the σ privacy.SigmaFor gives for one Gaussian per round; the run is
+// reproducible from the seed and differs from the plain run; and options
+// the mechanism cannot serve are refused.
+func TestRunCentralDP(t *testing.T) {
+	o := wdbcOptions()
+	o.Clients, o.DPMechanism, o.DPEpsilon = 10, MechanismCentral, 40
+	res, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigma, err := privacy.SigmaFor(1, int64(o.Rounds), 40, 1e-5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := res.DP; d == nil || d.Mechanism != MechanismCentral || d.Epsilon > 40 || d.Epsilon < 39 || d.Delta != 1e-5 || d.ClipNorm != 1 || d.SigmaMin != sigma || d.SigmaMax != sigma {
+		t.Fatalf("DP result %+v, want the federation's ε just below 40 at σ = %v", res.DP, sigma)
+	}
+	t.Logf("WDBC, 10 clients, %d rounds, ε = %.3f: accuracy %.3f (σ = %.3f)", o.Rounds, res.DP.Epsilon, res.Accuracy, sigma)
+	if res.Accuracy < 0.8 {
+		t.Errorf("accuracy %v with central DP at ε = 40, want >= 0.8", res.Accuracy)
+	}
+	again, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ModelSHA256 != res.ModelSHA256 {
+		t.Error("two runs with the same seed give different models")
+	}
+	plain := wdbcOptions()
+	plain.Clients = 10
+	if p, err := Run(context.Background(), plain, nil); err != nil || p.ModelSHA256 == res.ModelSHA256 {
+		t.Errorf("plain run: %v, same model as with DP: %v", err, p.ModelSHA256 == res.ModelSHA256)
+	}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*Options)
+		want   string
+	}{
+		{"no budget", func(o *Options) { o.DPEpsilon = 0 }, "central-gaussian needs dp_epsilon"},
+		{"a robust rule", func(o *Options) { o.Aggregation = aggregation.Config{Rule: "median"} }, "must be fedavg"},
+		{"secure mode", func(o *Options) { o.Secure = true }, "needs plain mode"},
+	} {
+		bad := o
+		tt.mutate(&bad)
+		if _, err := Run(context.Background(), bad, nil); !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want ErrOptions naming %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestCentralAggregate checks one round of central DP against its
+// definition: with the noise taken out (σ = 0), the equal-weight mean of
+// the updates clipped to C.
+func TestCentralAggregate(t *testing.T) {
+	d := &centralSim{sigma: 0, clip: 1}
+	deltas := [][]float32{{3, 4}, {0.3, 0.4}, {0, -2}}
+	dst := make([]float32, 2)
+	d.aggregate(dst, deltas, 1, 1)
+	want := []float64{(0.6 + 0.3 + 0) / 3, (0.8 + 0.4 - 1) / 3}
+	for i := range want {
+		if math.Abs(float64(dst[i])-want[i]) > 1e-6 {
+			t.Errorf("coordinate %d = %v, want %v", i, dst[i], want[i])
+		}
+	}
+}
