@@ -115,9 +115,10 @@ func (p *pki) client(t *testing.T, ca *x509.Certificate, holder *fedtest.Federat
 	return cfg
 }
 
-// serve runs fake on addr ("127.0.0.1:0" for any port) until the test ends
-// or the returned server is stopped.
-func (p *pki) serve(t *testing.T, fake *fakeCoordinator, addr string) (*grpc.Server, string) {
+// serve runs fake (a fakeCoordinator or one built on it) on addr
+// ("127.0.0.1:0" for any port) until the test ends or the returned server
+// is stopped.
+func (p *pki) serve(t *testing.T, fake fedguardv1.CoordinatorServiceServer, addr string) (*grpc.Server, string) {
 	t.Helper()
 	var lis net.Listener
 	var err error
