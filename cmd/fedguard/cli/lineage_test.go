@@ -111,11 +111,7 @@ func hospitalConfig(t *testing.T, dir, name string) string {
 		"coordinator_key": filepath.Join(dir, "coordinator", "data", manifest.PublicFile),
 		"data":            filepath.Join(h, "data.csv"), "holdout": 0.2, "seed": 1,
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeTemp(t, name+".json", string(b))
+	return writeJSON(t, t.TempDir(), name+".json", cfg)
 }
 
 // TestParticipantLineageCheck: a hospital confirms that the final model's
