@@ -44,7 +44,8 @@ func twoRounds(t *testing.T) ranFederation {
 			if err := s.stop(t); err != nil {
 				t.Fatal(err)
 			}
-			ran.after1 = copyDir(t, f.cfg.DataDir)
+			ran.after1 = t.TempDir()
+			fedtest.CopyDir(t, f.cfg.DataDir, ran.after1)
 			s = start(t, f.cfg)
 			ps = f.connect(t, s, abc...)
 		}
@@ -54,23 +55,6 @@ func twoRounds(t *testing.T) ranFederation {
 	}
 	ran.cfg, ran.data = f.cfg, f.cfg.DataDir
 	return ran
-}
-
-// copyDir copies the files of dir into a new temporary directory.
-func copyDir(t *testing.T, dir string) string {
-	t.Helper()
-	out := t.TempDir()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		fedtest.CopyFile(t, filepath.Join(dir, e.Name()), filepath.Join(out, e.Name()))
-	}
-	return out
 }
 
 // TestStartupChecks is the regression test of issue 12 items 4 and 5: on
@@ -137,7 +121,8 @@ func TestStartupChecks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := fx.cfg
-			cfg.DataDir = copyDir(t, fx.data)
+			cfg.DataDir = t.TempDir()
+			fedtest.CopyDir(t, fx.data, cfg.DataDir)
 			tt.setup(t, cfg.DataDir)
 			check := func(what string, err error) {
 				t.Helper()

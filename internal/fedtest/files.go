@@ -61,6 +61,31 @@ func CopyFile(t testing.TB, from, to string) {
 	}
 }
 
+// CopyDir copies the regular files of src into dst (made, 0700, if
+// missing) with CopyFile, as a backup of a stopped coordinator's data
+// directory is taken. A file already in dst fails the test: a backup is
+// never copied over another.
+func CopyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		to := filepath.Join(dst, e.Name())
+		if _, err := os.Lstat(to); err == nil {
+			t.Fatalf("copy %s into %s: %s exists", src, dst, e.Name())
+		}
+		CopyFile(t, filepath.Join(src, e.Name()), to)
+	}
+}
+
 // DamageFile replaces the file at path by fn of its contents, for the
 // tests of what a damaged database does.
 func DamageFile(t testing.TB, path string, fn func([]byte) []byte) {
