@@ -221,8 +221,7 @@ func tensorFederation(t *testing.T) (*federation, []float32) {
 // skipped.
 func TestTensorLayoutFederation(t *testing.T) {
 	f, values := tensorFederation(t)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, "hospital-a", "hospital-b")
+	s, ps := f.startConnected(t, "hospital-a", "hospital-b")
 	for _, p := range ps {
 		if p.statsNeeded(t) {
 			t.Fatalf("%s: Join asks for statistics of a model without feature columns", p.name)

@@ -190,8 +190,7 @@ func TestTokenKeyNotMade(t *testing.T) {
 func TestRotateKeysRefusesToken(t *testing.T) {
 	f := newFederation(t, abc)
 	f.cfg.PKCS11 = softhsm.New(t, "fedguard-coordinator", "manifest-signing")
-	s := start(t, f.cfg)
-	fixScaling(t, f.connect(t, s, abc...))
+	s, _ := f.startScaled(t, abc...)
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}
