@@ -522,8 +522,7 @@ func TestMissedRounds(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), withState(state))
+			a, _ := p.agentFor(t, fake, withState(state))
 			err := run(t, a, 15*time.Second)
 
 			fetched, _ := fake.manifestLog()
