@@ -297,30 +297,40 @@ func TestValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()
 			tt.mutate(&c)
-			err := c.Validate()
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want an error naming %q", tt.want)
-			}
-			for _, s := range tt.want {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("Validate() = %q, want it to name %q", err, s)
-				}
-			}
-			// New validates first and must refuse the same configuration
-			// before touching the data directory.
-			c.DataDir = filepath.Join(t.TempDir(), "data")
-			if c.Validate() == nil {
-				return // the only problem was data_dir
-			}
-			newRefusesUntouched(t, c)
+			validateNames(t, c, tt.want)
 		})
 	}
+}
+
+// validateNames checks that Validate refuses c with an error naming every
+// string in want (want nil: that it accepts c), and that New, which
+// validates first, refuses c before touching its data directory.
+func validateNames(t *testing.T, c coordinator.Config, want []string) {
+	t.Helper()
+	err := c.Validate()
+	if want == nil {
+		if err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("Validate() = nil, want an error naming %q", want)
+	}
+	t.Logf("refused: %v", err)
+	for _, s := range want {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("Validate() = %q, want it to name %q", err, s)
+		}
+	}
+	c.DataDir = filepath.Join(t.TempDir(), "data")
+	if c.Validate() == nil {
+		if !strings.Contains(err.Error(), "data_dir") {
+			t.Fatalf("Validate() = %q, but nil with a fresh data_dir", err)
+		}
+		return // the only problem was data_dir
+	}
+	newRefusesUntouched(t, c)
 }
 
 // newRefusesUntouched checks that New refuses c, which Validate refuses,

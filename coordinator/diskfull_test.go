@@ -64,6 +64,20 @@ func fill(t *testing.T, path string) {
 	}
 }
 
+// checkDataAt runs CheckData (what `fedguard coordinator --check-data` runs) on
+// cfg's data directory, when the test says, and wants its last closed
+// round to be last.
+func checkDataAt(t *testing.T, cfg coordinator.Config, last uint64, when string) {
+	t.Helper()
+	check, err := coordinator.CheckData(cfg)
+	if err != nil {
+		t.Fatalf("CheckData %s: %v", when, err)
+	}
+	if check.LastRound != last {
+		t.Fatalf("CheckData %s: last round %d, want %d", when, check.LastRound, last)
+	}
+}
+
 // TestDiskFullPauses (issue 12, "full disk"): a disk that fills between
 // two checks of the free-space guard makes the round loop's own audit
 // write fail with ENOSPC. The coordinator must pause (calls refused with
@@ -167,13 +181,7 @@ func TestDiskFullPauses(t *testing.T) {
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	check, err := coordinator.CheckData(f.cfg)
-	if err != nil {
-		t.Fatalf("CheckData after the full disk: %v", err)
-	}
-	if check.LastRound != 3 {
-		t.Errorf("CheckData: last round %d, want 3", check.LastRound)
-	}
+	checkDataAt(t, f.cfg, 3, "after the full disk")
 	keys, err := manifest.LoadPublicKeys(filepath.Join(f.cfg.DataDir, manifest.PublicFile))
 	if err != nil {
 		t.Fatal(err)
@@ -295,13 +303,7 @@ func diskFullBetweenAuditAndCommit(t *testing.T, restart bool) {
 	}
 	if restart {
 		// The window's pair: state.db at round 1, the log one close ahead.
-		check, err := coordinator.CheckData(f.cfg)
-		if err != nil {
-			t.Fatalf("CheckData on the pair a failed commit left: %v", err)
-		}
-		if check.LastRound != 1 {
-			t.Fatalf("CheckData: last round %d, want 1", check.LastRound)
-		}
+		checkDataAt(t, f.cfg, 1, "on the pair a failed commit left")
 		s = startWith(t, f.cfg, coordinator.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 		ps = f.connect(t, s, names...)
 	}
@@ -324,13 +326,7 @@ func diskFullBetweenAuditAndCommit(t *testing.T, restart bool) {
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	check, err := coordinator.CheckData(f.cfg)
-	if err != nil {
-		t.Fatalf("CheckData after the failed commit: %v", err)
-	}
-	if check.LastRound != 3 {
-		t.Errorf("CheckData: last round %d, want 3", check.LastRound)
-	}
+	checkDataAt(t, f.cfg, 3, "after the failed commit")
 	// Four closes in the log (round 2 twice), three published.
 	if k := auditKinds(t, f.cfg, keys); k[audit.KindRoundClosed] != 4 {
 		t.Errorf("audit log: %d round_closed, want 4 (all: %v)", k[audit.KindRoundClosed], k)

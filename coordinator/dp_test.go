@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/coordinator"
@@ -41,24 +40,7 @@ func TestValidateDP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dpConfig()
 			tt.mutate(&c)
-			err := c.Validate()
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want an error naming %q", tt.want)
-			}
-			t.Logf("refused: %v", err)
-			for _, s := range tt.want {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("Validate() = %q, want it to name %q", err, s)
-				}
-			}
-			c.DataDir = filepath.Join(t.TempDir(), "data")
-			newRefusesUntouched(t, c)
+			validateNames(t, c, tt.want)
 		})
 	}
 }

@@ -241,12 +241,18 @@ func waitScalingFixed(t *testing.T, p *participant, within time.Duration) time.T
 	return time.Time{}
 }
 
-// startScaled starts a coordinator on f.cfg, connects names to it and
-// fixes the feature scaling, so that the first round can open.
-func (f *federation) startScaled(t *testing.T, names ...string) (*server, []*participant) {
+// startConnected starts a coordinator on f.cfg and connects names to it.
+func (f *federation) startConnected(t *testing.T, names ...string) (*server, []*participant) {
 	t.Helper()
 	s := start(t, f.cfg)
-	ps := f.connect(t, s, names...)
+	return s, f.connect(t, s, names...)
+}
+
+// startScaled is startConnected that also fixes the feature scaling, so
+// that the first round can open.
+func (f *federation) startScaled(t *testing.T, names ...string) (*server, []*participant) {
+	t.Helper()
+	s, ps := f.startConnected(t, names...)
 	fixScaling(t, ps)
 	return s, ps
 }

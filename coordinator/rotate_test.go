@@ -19,8 +19,7 @@ import (
 func signedFederation(t *testing.T) coordinator.Config {
 	t.Helper()
 	f := newFederation(t, []string{"st-mary", "charite"})
-	s := start(t, f.cfg)
-	fixScaling(t, f.connect(t, s, "st-mary", "charite"))
+	s, _ := f.startScaled(t, "st-mary", "charite")
 	if err := s.stop(t); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}

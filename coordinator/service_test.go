@@ -77,8 +77,7 @@ func TestStatsPhase(t *testing.T) {
 			f := newFederation(t, abc)
 			f.cfg.StatsTimeout = coordinator.Duration(tt.timeout)
 			f.cfg.LongPoll = coordinator.Duration(time.Second)
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
+			_, ps := f.startConnected(t, abc...)
 			if !ps[0].statsNeeded(t) {
 				t.Fatal("Join on a new federation: StatsNeeded = false, want true")
 			}
@@ -673,8 +672,7 @@ func TestUpdateRefusals(t *testing.T) {
 func TestRevocationCutsOpenConnection(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
+	s, ps := f.startConnected(t, abc...)
 	victim, other := ps[1], ps[0]
 	for _, p := range ps {
 		if _, err := p.svc.Join(callCtx(t, 10*time.Second), &fedguardv1.JoinRequest{}); err != nil {
@@ -848,8 +846,7 @@ func TestRequestValidation(t *testing.T) {
 func TestManifestRPCs(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
+	s, ps := f.startConnected(t, abc...)
 	_, err := ps[0].svc.GetManifest(callCtx(t, 5*time.Second), &fedguardv1.GetManifestRequest{Round: 0})
 	wantCode(t, "GetManifest(0) before the scaling is fixed", err, codes.NotFound)
 	fixScaling(t, ps)

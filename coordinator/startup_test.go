@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,7 +44,8 @@ func twoRounds(t *testing.T) ranFederation {
 			if err := s.stop(t); err != nil {
 				t.Fatal(err)
 			}
-			ran.after1 = copyDir(t, f.cfg.DataDir)
+			ran.after1 = t.TempDir()
+			fedtest.CopyDir(t, f.cfg.DataDir, ran.after1)
 			s = start(t, f.cfg)
 			ps = f.connect(t, s, abc...)
 		}
@@ -55,46 +55,6 @@ func twoRounds(t *testing.T) ranFederation {
 	}
 	ran.cfg, ran.data = f.cfg, f.cfg.DataDir
 	return ran
-}
-
-// copyDir copies the files of dir into a new temporary directory.
-func copyDir(t *testing.T, dir string) string {
-	t.Helper()
-	out := t.TempDir()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		copyFile(t, filepath.Join(dir, e.Name()), filepath.Join(out, e.Name()))
-	}
-	return out
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestStartupChecks is the regression test of issue 12 items 4 and 5: on
@@ -121,8 +81,8 @@ func TestStartupChecks(t *testing.T) {
 		{"state.db empty", func(t *testing.T, d string) { os.Truncate(state(d), 0) }, true, coordinator.ErrCorrupt, "is empty (0 bytes)"},
 		{"audit.db missing", func(t *testing.T, d string) { os.Remove(auditDB(d)) }, true, coordinator.ErrDataMismatch, "audit log"},
 		{"audit.db empty", func(t *testing.T, d string) { os.Truncate(auditDB(d), 0) }, true, audit.ErrCorrupt, "is empty (0 bytes)"},
-		{"state.db from the round-1 backup", func(t *testing.T, d string) { copyFile(t, state(fx.after1), state(d)) }, false, coordinator.ErrDataMismatch, "records coordinator_stopped of round 2"},
-		{"audit.db from the round-1 backup", func(t *testing.T, d string) { copyFile(t, auditDB(fx.after1), auditDB(d)) }, false, coordinator.ErrDataMismatch, "audit.db is older than state.db"},
+		{"state.db from the round-1 backup", func(t *testing.T, d string) { fedtest.CopyFile(t, state(fx.after1), state(d)) }, false, coordinator.ErrDataMismatch, "records coordinator_stopped of round 2"},
+		{"audit.db from the round-1 backup", func(t *testing.T, d string) { fedtest.CopyFile(t, auditDB(fx.after1), auditDB(d)) }, false, coordinator.ErrDataMismatch, "audit.db is older than state.db"},
 		{"state.db cut short", func(t *testing.T, d string) {
 			fedtest.DamageFile(t, state(d), func(b []byte) []byte { return b[:len(b)/3] })
 		}, false, coordinator.ErrCorrupt, "cut short"},
@@ -161,7 +121,8 @@ func TestStartupChecks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := fx.cfg
-			cfg.DataDir = copyDir(t, fx.data)
+			cfg.DataDir = t.TempDir()
+			fedtest.CopyDir(t, fx.data, cfg.DataDir)
 			tt.setup(t, cfg.DataDir)
 			check := func(what string, err error) {
 				t.Helper()

@@ -71,8 +71,7 @@ func TestStatsAttack(t *testing.T) {
 			f := newFederation(t, abc)
 			f.cfg.LongPoll = coordinator.Duration(time.Second)
 			f.cfg.StatsTimeout = coordinator.Duration(500 * time.Millisecond)
-			s := start(t, f.cfg)
-			ps := f.connect(t, s, abc...)
+			s, ps := f.startConnected(t, abc...)
 			_, err := ps[2].svc.ReportStats(callCtx(t, 10*time.Second), &fedguardv1.ReportStatsRequest{
 				Stats: &fedguardv1.FeatureStats{Count: tt.bad.count, Sum: tt.bad.sum, SumSquares: tt.bad.sumSq},
 			})

@@ -5,12 +5,7 @@ package coordinator_test
 import (
 	"bytes"
 	stded25519 "crypto/ed25519"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -25,34 +20,6 @@ import (
 	"github.com/fedguard/fedguard/manifest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
-
-// cosignVerifies checks an envelope's Ed25519 signature the way
-// `cosign verify-blob-attestation --key cosign.pub` does: over DSSE's PAE,
-// with the PKIX key in cosign.pub alone.
-func cosignVerifies(t *testing.T, cosignPub string, env []byte) bool {
-	t.Helper()
-	b, err := os.ReadFile(cosignPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e struct {
-		PayloadType string
-		Payload     string
-		Signatures  []struct{ Sig string }
-	}
-	if err := json.Unmarshal(env, &e); err != nil || len(e.Signatures) == 0 {
-		t.Fatalf("envelope: %v", err)
-	}
-	payload, _ := base64.StdEncoding.DecodeString(e.Payload)
-	sig, _ := base64.StdEncoding.DecodeString(e.Signatures[0].Sig)
-	pae := fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(e.PayloadType), e.PayloadType, len(payload), payload)
-	return stded25519.Verify(pub.(stded25519.PublicKey), pae, sig)
-}
 
 // TestSigningKeyOnToken runs a federation whose coordinator signs its
 // manifests and audit checkpoints with an Ed25519 key in SoftHSM2, and
@@ -80,7 +47,7 @@ func TestSigningKeyOnToken(t *testing.T) {
 		if v, err := manifest.Verify(got.GetManifest(), pinned, fedName); err != nil || v.Round.Round != round {
 			t.Errorf("manifest %d does not verify with the pinned signing.pub: %v", round, err)
 		}
-		if !cosignVerifies(t, filepath.Join(f.cfg.DataDir, manifest.CosignPublicFile), got.GetManifest()) {
+		if !softhsm.CosignVerifies(t, filepath.Join(f.cfg.DataDir, manifest.CosignPublicFile), got.GetManifest()) {
 			t.Errorf("manifest %d: the Ed25519 signature does not verify with cosign.pub", round)
 		}
 	}
@@ -223,8 +190,7 @@ func TestTokenKeyNotMade(t *testing.T) {
 func TestRotateKeysRefusesToken(t *testing.T) {
 	f := newFederation(t, abc)
 	f.cfg.PKCS11 = softhsm.New(t, "fedguard-coordinator", "manifest-signing")
-	s := start(t, f.cfg)
-	fixScaling(t, f.connect(t, s, abc...))
+	s, _ := f.startScaled(t, abc...)
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}

@@ -25,8 +25,7 @@ import (
 func TestReportValidation(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
+	s, ps := f.startConnected(t, abc...)
 
 	pii := &fedguardv1.ValidationFinding{Column: "email", Rule: "pii", Severity: "error", Count: 40, Total: 40}
 	idWarn := &fedguardv1.ValidationFinding{Column: "id", Rule: "pii", Severity: "warn"}
@@ -128,9 +127,7 @@ func TestReportValidation(t *testing.T) {
 func TestReportValidationDrift(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
-	fixScaling(t, ps) // reference: mean (1, 2), std (1, 1)
+	s, ps := f.startScaled(t, abc...) // reference: mean (1, 2), std (1, 1)
 
 	report := func(p *participant, st stats) {
 		t.Helper()
@@ -215,8 +212,7 @@ func TestReportValidationDrift(t *testing.T) {
 func TestReportValidationPrivacyBudget(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
+	s, ps := f.startConnected(t, abc...)
 	budget := &fedguardv1.ReportValidationRequest{Round: 1, Attempt: 1, Mode: "enforce", Rows: 569, Columns: 33,
 		Findings: []*fedguardv1.ValidationFinding{{Rule: "privacy_budget", Severity: "error"}}}
 	if _, err := ps[2].svc.ReportValidation(callCtx(t, 5*time.Second), budget); err != nil {
@@ -239,8 +235,7 @@ func TestReportValidationPrivacyBudget(t *testing.T) {
 func TestDriftFromStart(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
-	s := start(t, f.cfg)
-	ps := f.connect(t, s, abc...)
+	s, ps := f.startConnected(t, abc...)
 	honest, shifted := statsOf([2]float64{0, 1}, [2]float64{2, 3}), statsOf([2]float64{0, 4}, [2]float64{2, 6})
 	ps[0].reportStats(t, honest)
 	ps[1].reportStats(t, shifted)

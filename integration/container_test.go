@@ -80,7 +80,7 @@ func TestContainerFederation(t *testing.T) {
 	mustFedguard(t, "ca", "issue", "--dir", ca, "--host", "127.0.0.1,localhost",
 		"--out-cert", filepath.Join(etc, "coordinator.crt"), "--out-key", filepath.Join(etc, "coordinator.key"))
 	for _, f := range []string{"ca.crt", "crl.pem"} {
-		copyFile(t, filepath.Join(ca, f), filepath.Join(etc, f))
+		fedtest.CopyFile(t, filepath.Join(ca, f), filepath.Join(etc, f))
 	}
 	hospitals := []string{"st-mary", "city-general"}
 	for i, h := range hospitals {
@@ -267,7 +267,7 @@ func containerImage(t *testing.T, podman string) string {
 		t.Fatalf("static build: %v\n%s", err, out)
 	}
 	for _, f := range []string{"passwd", "group"} {
-		copyFile(t, filepath.Join(root, "deploy", "container", f), filepath.Join(ctx, "deploy", "container", f))
+		fedtest.CopyFile(t, filepath.Join(root, "deploy", "container", f), filepath.Join(ctx, "deploy", "container", f))
 	}
 	image := fmt.Sprintf("localhost/fedguard-test:%d", time.Now().UnixNano())
 	cmd := exec.Command(podman, "build", "--platform", "linux/"+runtime.GOARCH, "-f", filepath.Join(root, "Containerfile"), "-t", image, ctx)
@@ -276,21 +276,6 @@ func containerImage(t *testing.T, podman string) string {
 	}
 	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "--force", image).Run() })
 	return image
-}
-
-// copyFile copies src to dst (mode 0600), making dst's directory.
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // chownTree gives dir and everything in it to uid (and the group of the

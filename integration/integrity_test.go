@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -147,40 +147,6 @@ func exitCode(err error) int {
 	return 0
 }
 
-// copyDir copies the regular files of src into a new directory dst: a
-// backup of a coordinator's data directory, taken while it is stopped.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := os.MkdirAll(dst, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		in, err := os.Open(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := in.Stat()
-		out, err := os.OpenFile(filepath.Join(dst, e.Name()), os.O_CREATE|os.O_WRONLY|os.O_EXCL, fi.Mode().Perm())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			t.Fatal(err)
-		}
-		in.Close()
-		if err := out.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // refusals is what the hospitals' runs returned: the refusal reason per
 // hospital ("" when Run returned nil).
 func refusals(t *testing.T, errs map[string]error) map[string]manifest.Reason {
@@ -280,7 +246,7 @@ func TestManifestRefusals(t *testing.T) {
 		}
 	}
 	backup := filepath.Join(dir, "backup-round-1")
-	copyDir(t, live, backup)
+	fedtest.CopyDir(t, live, backup)
 	for _, err := range train(live, hospitalState, 3, false) {
 		if err != nil {
 			t.Fatalf("rounds 2 and 3: Run = %v", err)
@@ -289,7 +255,7 @@ func TestManifestRefusals(t *testing.T) {
 
 	t.Run("rollback", func(t *testing.T) {
 		restored := filepath.Join(dir, "restored")
-		copyDir(t, backup, restored)
+		fedtest.CopyDir(t, backup, restored)
 		got := refusals(t, train(restored, hospitalState, 3, true))
 		for _, h := range hospitals {
 			if got[h] != manifest.ReasonRollback {
@@ -303,7 +269,7 @@ func TestManifestRefusals(t *testing.T) {
 
 	t.Run("fork", func(t *testing.T) {
 		forked := filepath.Join(dir, "forked")
-		copyDir(t, backup, forked)
+		fedtest.CopyDir(t, backup, forked)
 		// Rounds 2 and 3 run again on the backup, with hospitals that
 		// never saw the original (fresh state): a second, different
 		// history, whose round 4 the original hospitals are offered.
@@ -325,7 +291,7 @@ func TestManifestRefusals(t *testing.T) {
 
 	t.Run("another key", func(t *testing.T) {
 		rekeyed := filepath.Join(dir, "rekeyed")
-		copyDir(t, live, rekeyed)
+		fedtest.CopyDir(t, live, rekeyed)
 		other := t.TempDir()
 		if _, _, err := manifest.LoadOrCreateSigner(other); err != nil {
 			t.Fatal(err)
@@ -335,7 +301,7 @@ func TestManifestRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		copyDir(t, other, rekeyed)
+		fedtest.CopyDir(t, other, rekeyed)
 		// The coordinator checks its audit log and its last manifest
 		// against its own keys at start-up: with another key in place it
 		// refuses to start, rather than sign rounds every hospital would

@@ -332,6 +332,18 @@ func readRounds(t *testing.T, cfg coordinator.Config) []coordinator.RoundRecord 
 	return recs
 }
 
+// finishedRounds waits for c, run with cfg, to exit 0 and returns the
+// round records of cfg's data directory, which must be rounds 1 to n.
+func (c *coordProc) finishedRounds(t *testing.T, cfg coordinator.Config, n int) []coordinator.RoundRecord {
+	t.Helper()
+	if err := c.waitExit(30 * time.Second); err != nil {
+		t.Fatalf("coordinator exited with %v, want 0", err)
+	}
+	recs := readRounds(t, cfg)
+	checkContiguous(t, recs, n)
+	return recs
+}
+
 // jsonLines decodes one JSON object per non-empty line.
 func jsonLines(t *testing.T, s string) []map[string]any {
 	t.Helper()

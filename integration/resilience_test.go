@@ -224,11 +224,7 @@ func TestParticipantDropout(t *testing.T) {
 				t.Errorf("participant %s exited with %v, want 0", h, err)
 			}
 		}
-		if err := coord.waitExit(30 * time.Second); err != nil {
-			t.Errorf("coordinator exited with %v, want 0", err)
-		}
-		recs := readRounds(t, cfg)
-		checkContiguous(t, recs, 4)
+		recs := coord.finishedRounds(t, cfg, 4)
 		r2 := recs[1]
 		if !slices.Contains(names(r2.Participants), "hospital-c") && !slices.Contains(r2.Dropped, "hospital-c") {
 			t.Errorf("round 2: participants %v dropped %v; hospital-c (in its cohort %v) is in neither", names(r2.Participants), r2.Dropped, r2.Cohort)
@@ -300,10 +296,7 @@ func TestCoordinatorRestart(t *testing.T) {
 			t.Errorf("%s: Run = %v, want nil", n, err)
 		}
 	}
-	if err := third.waitExit(30 * time.Second); err != nil {
-		t.Errorf("final coordinator exited with %v, want 0", err)
-	}
-	checkContiguous(t, readRounds(t, cfg), rounds)
+	third.finishedRounds(t, cfg, rounds)
 	// The audit log outlived the SIGKILL: it opens, verifies and tells the
 	// whole story.
 	checkAuditTrail(t, cfg.DataDir, rounds)

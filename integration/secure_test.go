@@ -90,13 +90,7 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 					t.Fatal("agents still running after 3 minutes")
 				}
 			}
-			if err := coord.waitExit(30 * time.Second); err != nil {
-				t.Fatalf("coordinator exited with %v", err)
-			}
-			recs := readRounds(t, cfg)
-			if len(recs) != 2 {
-				t.Fatalf("%d rounds recorded, want 2", len(recs))
-			}
+			recs := coord.finishedRounds(t, cfg, 2)
 			first := recs[0]
 			if len(first.Secure) != 1 {
 				t.Fatalf("round 1 has %d secure buckets, want 1: %+v", len(first.Secure), first.Secure)

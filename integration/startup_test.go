@@ -117,7 +117,7 @@ func TestDamagedDataFiles(t *testing.T) {
 	for _, d := range damages {
 		t.Run(d.name, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "data")
-			copyDir(t, live, data)
+			fedtest.CopyDir(t, live, data)
 			d.apply(t, data)
 			c := cfg
 			c.DataDir = data

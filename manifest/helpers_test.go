@@ -99,6 +99,17 @@ func signStatement(tb testing.TB, s *Signer, payloadType string, payload []byte)
 	return env
 }
 
+// signUnchecked signs the statement of r without Sign's checks, for a
+// Round that Sign would refuse.
+func signUnchecked(tb testing.TB, s *Signer, r Round) []byte {
+	tb.Helper()
+	payload, err := marshalStatement(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return signStatement(tb, s, PayloadType, payload)
+}
+
 // statementWith returns the statement of r as a generic JSON object,
 // edited by edit, re-encoded.
 func statementWith(tb testing.TB, r Round, edit func(st map[string]any)) []byte {

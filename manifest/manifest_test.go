@@ -324,11 +324,7 @@ func TestOpenRejects(t *testing.T) {
 	signRound := func(edit func(r *Round)) []byte {
 		r := goldenRound()
 		edit(&r)
-		payload, err := marshalStatement(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return signStatement(t, s, PayloadType, payload)
+		return signUnchecked(t, s, r)
 	}
 	pred := func(st map[string]any) map[string]any { return st["predicate"].(map[string]any) }
 	// mixed combines the Ed25519 signature of one envelope with the

@@ -87,11 +87,7 @@ func TestModelFileSubjectRefused(t *testing.T) {
 	signRound := func(edit func(r *Round)) []byte {
 		r := fileRound()
 		edit(&r)
-		payload, err := marshalStatement(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return signStatement(t, s, PayloadType, payload)
+		return signUnchecked(t, s, r)
 	}
 	for _, tc := range []struct {
 		name   string

@@ -5,11 +5,8 @@ package manifest
 import (
 	"bytes"
 	stded25519 "crypto/ed25519"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,31 +64,9 @@ func TestTokenSignerVerifies(t *testing.T) {
 	if _, _, err := Open(env, pinned); err != nil {
 		t.Fatalf("Open with the pinned keys: %v", err)
 	}
-	// cosign's check, by hand: the first DSSE signature under cosign.pub
-	// over the PAE.
-	cosignPEM, err := os.ReadFile(filepath.Join(dir, CosignPublicFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(cosignPEM)
-	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var e struct {
-		PayloadType string `json:"payloadType"`
-		Payload     string `json:"payload"`
-		Signatures  []struct {
-			Sig string `json:"sig"`
-		} `json:"signatures"`
-	}
-	if err := json.Unmarshal(env, &e); err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := base64.StdEncoding.DecodeString(e.Payload)
-	sig, _ := base64.StdEncoding.DecodeString(e.Signatures[0].Sig)
-	paeMsg := fmt.Sprintf("DSSEv1 %d %s %d %s", len(e.PayloadType), e.PayloadType, len(payload), payload)
-	if !stded25519.Verify(pub.(stded25519.PublicKey), []byte(paeMsg), sig) {
+	// cosign's check, independent of this package: the first DSSE
+	// signature under cosign.pub over the PAE.
+	if !softhsm.CosignVerifies(t, filepath.Join(dir, CosignPublicFile), env) {
 		t.Fatal("cosign.pub does not verify the envelope's Ed25519 signature")
 	}
 	// A checkpoint note.

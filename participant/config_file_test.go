@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -289,7 +290,7 @@ func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, filepath.Join(caDir, "ca.crt"), filepath.Join(dir, "ca.crt"))
+	fedtest.CopyFile(t, filepath.Join(caDir, "ca.crt"), filepath.Join(dir, "ca.crt"))
 	if err := os.WriteFile(filepath.Join(dir, "st-mary.crt"), certPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -300,23 +301,12 @@ func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
 	if _, _, err := manifest.LoadOrCreateSigner(coord); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, filepath.Join(coord, manifest.PublicFile), filepath.Join(dir, manifest.PublicFile))
-	copyFile(t, dataFile, filepath.Join(dir, "data.csv"))
+	fedtest.CopyFile(t, filepath.Join(coord, manifest.PublicFile), filepath.Join(dir, manifest.PublicFile))
+	fedtest.CopyFile(t, dataFile, filepath.Join(dir, "data.csv"))
 	return participant.FileConfig{
 		Coordinator: "127.0.0.1:7443", Federation: fed, CA: "ca.crt", Cert: "st-mary.crt", Key: "st-mary.key",
 		CoordinatorKey: manifest.PublicFile, Data: "data.csv", Ignore: []string{"id"},
 		Holdout: participant.DefaultHoldout, Seed: participant.DefaultSeed,
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -345,20 +335,20 @@ func TestFileConfigCheck(t *testing.T) {
 		{"valid", func(*testing.T, string, *participant.FileConfig) {}, nil},
 		{"with expectations", func(t *testing.T, dir string, c *participant.FileConfig) {
 			expect, _ := validationFiles(t)
-			copyFile(t, expect, filepath.Join(dir, "expect.json"))
+			fedtest.CopyFile(t, expect, filepath.Join(dir, "expect.json"))
 			c.Expect, c.Validation = "expect.json", participant.ValidationEnforce
 		}, nil},
 		// Before, both said OK: only the expectations file was parsed.
 		{"data refused by its expectations (enforce)", func(t *testing.T, dir string, c *participant.FileConfig) {
 			expect, withEmail := validationFiles(t)
-			copyFile(t, expect, filepath.Join(dir, "expect.json"))
-			copyFile(t, withEmail, filepath.Join(dir, "data.csv"))
+			fedtest.CopyFile(t, expect, filepath.Join(dir, "expect.json"))
+			fedtest.CopyFile(t, withEmail, filepath.Join(dir, "data.csv"))
 			c.Expect, c.Validation = "expect.json", participant.ValidationEnforce
 		}, []string{"fails its expectations", "email: pii", "sits out every round"}},
 		{"data refused by its expectations (warn)", func(t *testing.T, dir string, c *participant.FileConfig) {
 			expect, withEmail := validationFiles(t)
-			copyFile(t, expect, filepath.Join(dir, "expect.json"))
-			copyFile(t, withEmail, filepath.Join(dir, "data.csv"))
+			fedtest.CopyFile(t, expect, filepath.Join(dir, "expect.json"))
+			fedtest.CopyFile(t, withEmail, filepath.Join(dir, "data.csv"))
 			c.Expect, c.Validation = "expect.json", participant.ValidationWarn
 		}, []string{"fails its expectations", "would train on it anyway"}},
 		{"missing data", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Data = "nope.csv" }, []string{"participant: data:", "nope.csv", "no such file"}},

@@ -33,6 +33,22 @@ func resign(t *testing.T, s *manifest.Signer, r manifest.Round, edit func(*manif
 	return env
 }
 
+// resignSpec is resign with an edit of the round's model_spec, decoded
+// as a generic JSON object.
+func resignSpec(t *testing.T, s *manifest.Signer, r manifest.Round, edit func(spec map[string]any)) []byte {
+	return resign(t, s, r, func(r *manifest.Round) {
+		var spec map[string]any
+		if err := json.Unmarshal(r.ModelSpec, &spec); err != nil {
+			t.Fatal(err)
+		}
+		edit(spec)
+		var err error
+		if r.ModelSpec, err = json.Marshal(spec); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // editEnvelope decodes env as a generic JSON object, edits it and encodes
 // it again. It runs on server goroutines, so it reports with Errorf.
 func editEnvelope(t *testing.T, env []byte, edit func(e map[string]any)) []byte {
@@ -261,14 +277,9 @@ func TestRefusesManifest(t *testing.T) {
 			// would read the wrong columns.
 			name: "features reordered", at: 2,
 			attack: func(t *testing.T, f *fakeCoordinator, asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment {
-				asg.Manifest = resign(t, f.signer, f.chain[1].round, func(r *manifest.Round) {
-					var spec map[string]any
-					if err := json.Unmarshal(r.ModelSpec, &spec); err != nil {
-						t.Fatal(err)
-					}
+				asg.Manifest = resignSpec(t, f.signer, f.chain[1].round, func(spec map[string]any) {
 					fs := spec["features"].([]any)
 					fs[0], fs[1] = fs[1], fs[0]
-					r.ModelSpec, _ = json.Marshal(spec)
 				})
 				return asg
 			},
@@ -280,13 +291,8 @@ func TestRefusesManifest(t *testing.T) {
 			// trainer exchange is refused.
 			name: "another tensor layout", at: 2,
 			attack: func(t *testing.T, f *fakeCoordinator, asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment {
-				asg.Manifest = resign(t, f.signer, f.chain[1].round, func(r *manifest.Round) {
-					var spec map[string]any
-					if err := json.Unmarshal(r.ModelSpec, &spec); err != nil {
-						t.Fatal(err)
-					}
+				asg.Manifest = resignSpec(t, f.signer, f.chain[1].round, func(spec map[string]any) {
 					spec["layout_sha256"] = strings.Repeat("ab", 32)
-					r.ModelSpec, _ = json.Marshal(spec)
 				})
 				return asg
 			},
@@ -516,8 +522,7 @@ func TestMissedRounds(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), withState(state))
+			a, _ := p.agentFor(t, fake, withState(state))
 			err := run(t, a, 15*time.Second)
 
 			fetched, _ := fake.manifestLog()

@@ -143,8 +143,7 @@ func TestMetricsServed(t *testing.T) {
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	reached, release := holdAfter(fake, 2)
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), func(c *participant.Config) {
+	a, _ := p.agentFor(t, fake, func(c *participant.Config) {
 		c.MetricsListen = "127.0.0.1:0"
 	})
 	wait := startRun(t, a)
@@ -202,8 +201,7 @@ func TestMetricsOffByDefault(t *testing.T) {
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	reached, release := holdAfter(fake, 1)
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+	a, _ := p.agentFor(t, fake)
 	wait := startRun(t, a)
 	waitFor(t, "the agent to finish its round", reached)
 	if got := a.MetricsAddr(); got != "" {
@@ -227,8 +225,7 @@ func TestMetricsListenFailureStopsRun(t *testing.T) {
 	defer busy.Close()
 	p := newPKI(t)
 	fake := newFake(t, 1)
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), func(c *participant.Config) {
+	a, _ := p.agentFor(t, fake, func(c *participant.Config) {
 		c.MetricsListen = busy.Addr().String()
 	})
 	if err := run(t, a, 10*time.Second); err == nil || !strings.Contains(err.Error(), "metrics") {
@@ -289,8 +286,7 @@ func TestMetricsManifestRefused(t *testing.T) {
 		asg.Manifest = nil
 		return asg
 	}
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+	a, _ := p.agentFor(t, fake)
 	if err := run(t, a, 15*time.Second); !errors.Is(err, participant.ErrManifestRefused) {
 		t.Fatalf("Run = %v, want ErrManifestRefused", err)
 	}
@@ -318,8 +314,7 @@ func TestMetricsDataValidation(t *testing.T) {
 
 	t.Run("warn", func(t *testing.T) {
 		fake := newFake(t, 2)
-		_, addr := p.serve(t, fake, "127.0.0.1:0")
-		a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), func(c *participant.Config) {
+		a, _ := p.agentFor(t, fake, func(c *participant.Config) {
 			c.Expectations, c.ValidationData, c.ValidationMode = expect, withEmail, participant.ValidationWarn
 		})
 		if err := run(t, a, 15*time.Second); err != nil {
@@ -350,8 +345,7 @@ func TestMetricsDataValidation(t *testing.T) {
 	t.Run("enforce", func(t *testing.T) {
 		fake := newFake(t, 2)
 		fake.reportStats(t) // another hospital fixed the scaling
-		_, addr := p.serve(t, fake, "127.0.0.1:0")
-		a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), func(c *participant.Config) {
+		a, _ := p.agentFor(t, fake, func(c *participant.Config) {
 			c.Expectations, c.ValidationData, c.ValidationMode = expect, withEmail, participant.ValidationEnforce
 		})
 		if err := run(t, a, 2*time.Second); !errors.Is(err, context.DeadlineExceeded) {

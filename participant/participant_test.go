@@ -115,9 +115,10 @@ func (p *pki) client(t *testing.T, ca *x509.Certificate, holder *fedtest.Federat
 	return cfg
 }
 
-// serve runs fake on addr ("127.0.0.1:0" for any port) until the test ends
-// or the returned server is stopped.
-func (p *pki) serve(t *testing.T, fake *fakeCoordinator, addr string) (*grpc.Server, string) {
+// serve runs fake (a fakeCoordinator or one built on it) on addr
+// ("127.0.0.1:0" for any port) until the test ends or the returned server
+// is stopped.
+func (p *pki) serve(t *testing.T, fake fedguardv1.CoordinatorServiceServer, addr string) (*grpc.Server, string) {
 	t.Helper()
 	var lis net.Listener
 	var err error
@@ -135,6 +136,15 @@ func (p *pki) serve(t *testing.T, fake *fakeCoordinator, addr string) (*grpc.Ser
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return srv, lis.Addr().String()
+}
+
+// agentFor serves fake on a loopback port until the test ends and returns
+// an agent of the pki's hospital on it, with the test trainer, trusting
+// fake's keys and configured by edits.
+func (p *pki) agentFor(t *testing.T, fake *fakeCoordinator, edits ...func(*participant.Config)) (*participant.Agent, *fedtest.LogBuffer) {
+	t.Helper()
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	return newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), edits...)
 }
 
 // record is one update the fake coordinator accepted.
@@ -650,8 +660,7 @@ func checkUpdates(t *testing.T, f *fakeCoordinator, wantRounds int) {
 func TestRunTwoRounds(t *testing.T) {
 	p := newPKI(t)
 	fake := newFake(t, 2)
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+	a, _ := p.agentFor(t, fake)
 	if err := run(t, a, 15*time.Second); err != nil {
 		t.Fatalf("Run = %v, want nil", err)
 	}
@@ -693,8 +702,7 @@ func TestRefusesBadModel(t *testing.T) {
 					tt.tamper(msg)
 				}
 			}
-			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, logs := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+			a, logs := p.agentFor(t, fake)
 			if err := run(t, a, 15*time.Second); err != nil {
 				t.Fatalf("Run = %v, want nil", err)
 			}
@@ -719,8 +727,7 @@ func TestRefusedModelNeverSubmitted(t *testing.T) {
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	fake.tamper = func(_ int, msg *fedguardv1.GetModelResponse) { msg.Data[len(msg.Data)-1] ^= 0x01 }
-	_, addr := p.serve(t, fake, "127.0.0.1:0")
-	a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+	a, _ := p.agentFor(t, fake)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -800,8 +807,7 @@ func TestPermanentErrors(t *testing.T) {
 			p := newPKI(t)
 			fake := newFake(t, 2)
 			fake.joinErr = tt.joinErr
-			_, addr := p.serve(t, fake, "127.0.0.1:0")
-			a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys())
+			a, _ := p.agentFor(t, fake)
 			start := time.Now()
 			err := run(t, a, 10*time.Second)
 			if status.Code(err) != tt.code {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,15 +76,8 @@ func secureFederation(t *testing.T, rounds uint64, setup func(*secureFake)) (*se
 // serveSecure runs s on a loopback port until the test ends.
 func (p *pki) serveSecure(t *testing.T, s *secureFake) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(p.serverTLS)))
-	fedguardv1.RegisterCoordinatorServiceServer(srv, s)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return lis.Addr().String()
+	_, addr := p.serve(t, s, "127.0.0.1:0")
+	return addr
 }
 
 // fixedTrainer prepares on the test data but returns a fixed update, so

@@ -33,6 +33,19 @@ func benchMLP(features, hidden, classes int) *fedguardv1.ModelSpec {
 	return spec
 }
 
+// execBenchRound is the round both exec benchmarks train: an MLP of
+// 10.1 M parameters with a small specification (a model with a million
+// feature names would time the garbage collector), its starting values
+// and the assignment.
+func execBenchRound() (*fedguardv1.ModelSpec, []float32, *fedguardv1.RoundAssignment) {
+	spec := benchMLP(1000, 9990, 10)
+	start := make([]float32, spec.NumParams)
+	for i := range start {
+		start[i] = float32(i%1000) / 1000
+	}
+	return spec, start, &fedguardv1.RoundAssignment{Round: 1, Plan: &fedguardv1.TrainingPlan{LocalEpochs: 1}}
+}
+
 // BenchmarkExecRound measures one round of an ExecTrainer with the no-op
 // shell trainer (write the model and plan, start the trainer, which copies
 // the model, read the weights back and subtract) against its baseline, the
@@ -42,14 +55,7 @@ func benchMLP(features, hidden, classes int) *fedguardv1.ModelSpec {
 //
 //	go test ./participant -run '^$' -bench ExecRound -benchtime 5x
 func BenchmarkExecRound(b *testing.B) {
-	// An MLP of 10.1 M parameters with a small specification (a model
-	// with a million feature names would time the garbage collector).
-	spec := benchMLP(1000, 9990, 10)
-	start := make([]float32, spec.NumParams)
-	for i := range start {
-		start[i] = float32(i%1000) / 1000
-	}
-	asg := &fedguardv1.RoundAssignment{Round: 1, Plan: &fedguardv1.TrainingPlan{LocalEpochs: 1}}
+	spec, start, asg := execBenchRound()
 
 	b.Run("exec", func(b *testing.B) {
 		tr := noopTrainer(b, spec)
@@ -110,12 +116,7 @@ func newIORound(b *testing.B, spec *fedguardv1.ModelSpec, start []float32) func(
 //
 //	go test ./participant -run '^$' -bench ExecOverhead -benchtime 20x
 func BenchmarkExecOverhead(b *testing.B) {
-	spec := benchMLP(1000, 9990, 10)
-	start := make([]float32, spec.NumParams)
-	for i := range start {
-		start[i] = float32(i%1000) / 1000
-	}
-	asg := &fedguardv1.RoundAssignment{Round: 1, Plan: &fedguardv1.TrainingPlan{LocalEpochs: 1}}
+	spec, start, asg := execBenchRound()
 	tr := noopTrainer(b, spec)
 	io := newIORound(b, spec, start)
 	exec := func() {

@@ -19,6 +19,20 @@ import (
 	"github.com/fedguard/fedguard/wire"
 )
 
+// addOverWire adds c to asm as the receiver gets it: marshalled and
+// unmarshalled again.
+func addOverWire(asm *wire.MaskedAssembler, c *fedguardv1.SecureMaskedChunk) error {
+	b, err := proto.Marshal(c)
+	if err != nil {
+		return err
+	}
+	var got fedguardv1.SecureMaskedChunk
+	if err := proto.Unmarshal(b, &got); err != nil {
+		return err
+	}
+	return asm.Add(&got)
+}
+
 func TestMaskedRoundTrip(t *testing.T) {
 	per := wire.ChunkBytes / 4
 	for _, dim := range []int{1, 7, per, per + 1, 3*per - 1} {
@@ -33,15 +47,7 @@ func TestMaskedRoundTrip(t *testing.T) {
 			if asm.Done() {
 				t.Errorf("assembler done before chunk %d", chunks)
 			}
-			b, err := proto.Marshal(c)
-			if err != nil {
-				return err
-			}
-			var got fedguardv1.SecureMaskedChunk
-			if err := proto.Unmarshal(b, &got); err != nil {
-				return err
-			}
-			return asm.Add(&got)
+			return addOverWire(asm, c)
 		})
 		if err != nil {
 			t.Fatalf("dim %d: %v", dim, err)
@@ -251,15 +257,7 @@ func TestMaskedDataVersion(t *testing.T) {
 				if c.GetOffset() == 0 {
 					c.DataSha256 = tt.data
 				}
-				b, err := proto.Marshal(c)
-				if err != nil {
-					return err
-				}
-				var got fedguardv1.SecureMaskedChunk
-				if err := proto.Unmarshal(b, &got); err != nil {
-					return err
-				}
-				return asm.Add(&got)
+				return addOverWire(asm, c)
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -2,7 +2,9 @@ package fedtest
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -28,6 +30,60 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// CopyFile copies the file from to the path to, with from's permission
+// bits (a key stays 0600), making to's directory (0700) if it is missing.
+func CopyFile(t testing.TB, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fi.Mode().Perm())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CopyDir copies the regular files of src into dst (made, 0700, if
+// missing) with CopyFile, as a backup of a stopped coordinator's data
+// directory is taken. A file already in dst fails the test: a backup is
+// never copied over another.
+func CopyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		to := filepath.Join(dst, e.Name())
+		if _, err := os.Lstat(to); err == nil {
+			t.Fatalf("copy %s into %s: %s exists", src, dst, e.Name())
+		}
+		CopyFile(t, filepath.Join(src, e.Name()), to)
+	}
 }
 
 // DamageFile replaces the file at path by fn of its contents, for the

@@ -5,6 +5,9 @@
 // which the test process (and any child process it starts) finds through
 // SOFTHSM2_CONF. SoftHSM2 is the Debian package softhsm2, which .ci/run
 // installs; without it a test skips, except in CI (CI set), where it fails.
+//
+// CosignVerifies checks a DSSE envelope the way cosign does, for the token
+// tests of manifest and coordinator.
 package softhsm
 
 import (

@@ -60,6 +60,21 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 	return path
 }
 
+// readJSON reads the JSON object in the file at path, for a test to edit
+// and write again with writeJSON.
+func readJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return m
+}
+
 func TestParticipantRunConfig(t *testing.T) {
 	dir := t.TempDir()
 	file := map[string]any{
@@ -259,14 +274,7 @@ func TestParticipantRunCheckConfig(t *testing.T) {
 
 func TestCoordinatorFlagsOverride(t *testing.T) {
 	dir := t.TempDir()
-	b, err := os.ReadFile("../../../examples/coordinator.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file map[string]any
-	if err := json.Unmarshal(b, &file); err != nil {
-		t.Fatal(err)
-	}
+	file := readJSON(t, "../../../examples/coordinator.json")
 	file["reflection"] = true
 	file["metrics_listen"] = "127.0.0.1:9464"
 	cfgPath := writeJSON(t, dir, "coordinator.json", file)

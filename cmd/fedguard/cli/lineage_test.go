@@ -111,11 +111,7 @@ func hospitalConfig(t *testing.T, dir, name string) string {
 		"coordinator_key": filepath.Join(dir, "coordinator", "data", manifest.PublicFile),
 		"data":            filepath.Join(h, "data.csv"), "holdout": 0.2, "seed": 1,
 	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeTemp(t, name+".json", string(b))
+	return writeJSON(t, t.TempDir(), name+".json", cfg)
 }
 
 // TestParticipantLineageCheck: a hospital confirms that the final model's
@@ -237,20 +233,13 @@ func TestAuditLineageShowsChange(t *testing.T) {
 	wg.Wait()
 	coord.Close()
 
-	data := cfg.DataDir
-	code, js, errOut := runCLI("audit", "lineage", "-db", filepath.Join(data, coordinator.AuditFile), "-key", filepath.Join(data, manifest.PublicFile), "-json")
-	if code != 0 {
-		t.Fatalf("audit lineage: exit %d: %s", code, errOut)
-	}
 	var got struct {
 		Lineage []struct {
 			Round     uint64
 			Hospitals []struct{ Name, Change string }
 		}
 	}
-	if err := json.Unmarshal([]byte(js), &got); err != nil {
-		t.Fatal(err)
-	}
+	js := lineageJSON(t, cfg.DataDir, &got)
 	changes := map[string][]string{}
 	for _, mv := range got.Lineage {
 		for _, h := range mv.Hospitals {
@@ -266,6 +255,21 @@ func TestAuditLineageShowsChange(t *testing.T) {
 			t.Errorf("%s's lineage is %q, want first, then the same", h, s)
 		}
 	}
+}
+
+// lineageJSON runs `fedguard audit lineage -json` on the audit log of a
+// coordinator's data directory, checked with its signing.pub, decodes the
+// output into v and returns it.
+func lineageJSON(t *testing.T, dataDir string, v any) string {
+	t.Helper()
+	code, js, errOut := runCLI("audit", "lineage", "-db", filepath.Join(dataDir, coordinator.AuditFile), "-key", filepath.Join(dataDir, manifest.PublicFile), "-json")
+	if code != 0 {
+		t.Fatalf("audit lineage: exit %d: %s", code, errOut)
+	}
+	if err := json.Unmarshal([]byte(js), v); err != nil {
+		t.Fatalf("audit lineage -json: %v\n%s", err, js)
+	}
+	return js
 }
 
 // TestAuditLineageSecure: a secure federation's lineage lists every
@@ -286,11 +290,6 @@ func TestAuditLineageSecure(t *testing.T) {
 	}, io.Discard); err != nil {
 		t.Fatalf("secure demo: %v", err)
 	}
-	data := filepath.Join(dir, "coordinator", "data")
-	code, js, errOut := runCLI("audit", "lineage", "-db", filepath.Join(data, coordinator.AuditFile), "-key", filepath.Join(data, manifest.PublicFile), "-json")
-	if code != 0 {
-		t.Fatalf("audit lineage: exit %d: %s", code, errOut)
-	}
 	var got struct {
 		Lineage []struct {
 			Round     uint64
@@ -301,9 +300,7 @@ func TestAuditLineageSecure(t *testing.T) {
 			}
 		}
 	}
-	if err := json.Unmarshal([]byte(js), &got); err != nil {
-		t.Fatal(err)
-	}
+	js := lineageJSON(t, filepath.Join(dir, "coordinator", "data"), &got)
 	if len(got.Lineage) != 2 {
 		t.Fatalf("lineage of %d rounds, want 2:\n%s", len(got.Lineage), js)
 	}

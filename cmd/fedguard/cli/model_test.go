@@ -59,6 +59,44 @@ func signedModel(t *testing.T, dir string) (modelPath, manifestPath, keyPath str
 	return modelPath, manifestPath, keyPath, s
 }
 
+// readSigned reads an exported model: the coordinator's keys at keyPath,
+// the signed manifest at manifestPath and the model file's bytes.
+func readSigned(t *testing.T, modelPath, manifestPath, keyPath string) (keys manifest.PublicKeys, envelope, model []byte) {
+	t.Helper()
+	keys, err := manifest.LoadPublicKeys(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if envelope, err = os.ReadFile(manifestPath); err != nil {
+		t.Fatal(err)
+	}
+	if model, err = os.ReadFile(modelPath); err != nil {
+		t.Fatal(err)
+	}
+	return keys, envelope, model
+}
+
+// refusesEveryByteChange checks that verifyModel refuses the model file
+// good, which envelope signs under keys, with any one byte xored with any
+// of flips. It returns the path of the last changed file.
+func refusesEveryByteChange(t *testing.T, good, envelope []byte, keys manifest.PublicKeys, flips ...byte) string {
+	t.Helper()
+	bad := filepath.Join(t.TempDir(), "bad.safetensors")
+	for i := range good {
+		for _, flip := range flips {
+			b := bytes.Clone(good)
+			b[i] ^= flip
+			if err := os.WriteFile(bad, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verifyModel(bad, envelope, keys, ""); err == nil {
+				t.Fatalf("verifyModel accepted the file with byte %d xor %#x (%q → %q)", i, flip, good[i], b[i])
+			}
+		}
+	}
+	return bad
+}
+
 func TestModelVerify(t *testing.T) {
 	dir := t.TempDir()
 	modelPath, manifestPath, keyPath, _ := signedModel(t, dir)
@@ -70,32 +108,8 @@ func TestModelVerify(t *testing.T) {
 		t.Errorf("model verify printed %q", out.String())
 	}
 
-	keys, err := manifest.LoadPublicKeys(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	envelope, err := os.ReadFile(manifestPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	good, err := os.ReadFile(modelPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Every one-byte change of the file is refused.
-	bad := filepath.Join(dir, "bad.safetensors")
-	for i := range good {
-		for _, flip := range []byte{0x01, 0x20} {
-			b := bytes.Clone(good)
-			b[i] ^= flip
-			if err := os.WriteFile(bad, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := verifyModel(bad, envelope, keys, ""); err == nil {
-				t.Fatalf("verifyModel accepted the file with byte %d xor %#x (%q → %q)", i, flip, good[i], b[i])
-			}
-		}
-	}
+	keys, envelope, good := readSigned(t, modelPath, manifestPath, keyPath)
+	bad := refusesEveryByteChange(t, good, envelope, keys, 0x01, 0x20)
 	// Another federation, another key, another manifest.
 	if _, err := verifyModel(modelPath, envelope, keys, "other-net"); err == nil {
 		t.Errorf("verifyModel with another federation succeeded")

@@ -302,20 +302,9 @@ func forkExport(t *testing.T, dataDir string, size uint64) string {
 // hospitalConfigWithState is hospitalConfig with the agent's state file.
 func hospitalConfigWithState(t *testing.T, dir, name, state string) string {
 	t.Helper()
-	b, err := os.ReadFile(hospitalConfig(t, dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := readJSON(t, hospitalConfig(t, dir, name))
 	m["state"] = state
-	out, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeTemp(t, name+"-state.json", string(out))
+	return writeJSON(t, t.TempDir(), name+"-state.json", m)
 }
 
 // TestParticipantWitnessAfterRotation: after a key rotation the agent pins
@@ -330,14 +319,7 @@ func TestParticipantWitnessAfterRotation(t *testing.T) {
 	h := filepath.Join(dir, "hospital-a")
 	data := filepath.Join(dir, "coordinator", "data")
 	pinned := filepath.Join(data, manifest.PublicFile)
-	b, err := os.ReadFile(filepath.Join(h, "accepted.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st map[string]any
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	st := readJSON(t, filepath.Join(h, "accepted.json"))
 	old, err := manifest.LoadSigner(data)
 	if err != nil {
 		t.Fatal(err)
