@@ -16,6 +16,7 @@ func TestSelectKernel(t *testing.T) {
 	all := []kernelPath{pathPurego, pathAVX2, pathAVX512}
 	noAVX512 := []kernelPath{pathPurego, pathAVX2}
 	portable := []kernelPath{pathPurego}
+	arm := []kernelPath{pathPurego, pathNEON}
 	for _, c := range []struct {
 		env     string
 		avail   []kernelPath
@@ -32,7 +33,12 @@ func TestSelectKernel(t *testing.T) {
 		{"avx512", noAVX512, pathPurego, "FEDGUARD_KERNEL=avx512, but this CPU or build offers only purego, avx2"},
 		{"avx2", portable, pathPurego, "offers only purego"},
 		{"AVX2", all, pathPurego, `"AVX2" is not a kernel path`},
-		{"neon", noAVX512, pathPurego, `"neon" is not a kernel path`},
+		{"neon", noAVX512, pathPurego, "FEDGUARD_KERNEL=neon, but this CPU or build offers only purego, avx2"},
+		{"", arm, pathNEON, ""},
+		{"neon", arm, pathNEON, ""},
+		{"purego", arm, pathPurego, ""},
+		{"avx2", arm, pathPurego, "FEDGUARD_KERNEL=avx2, but this CPU or build offers only purego, neon"},
+		{"NEON", arm, pathPurego, `"NEON" is not a kernel path`},
 	} {
 		t.Run(c.env+"/"+strconv.Itoa(len(c.avail)), func(t *testing.T) {
 			got, err := selectKernel(c.env, c.avail)
