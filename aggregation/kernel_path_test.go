@@ -55,6 +55,11 @@ func TestSelectKernel(t *testing.T) {
 	}
 }
 
+// envEmulator names the user-mode emulator that runs this test binary
+// (`make test-arm64` sets it to qemu-aarch64-static), so that TestKernelEnv
+// can run it again where binfmt_misc does not know the architecture.
+const envEmulator = "FEDGUARD_TEST_EMULATOR"
+
 // TestKernelEnv runs this test binary again with FEDGUARD_KERNEL set, so
 // that the variable is read by the package initialiser as in production:
 // each available path is taken, and a path the CPU lacks makes New refuse.
@@ -66,12 +71,17 @@ func TestKernelEnv(t *testing.T) {
 		return
 	}
 	run := func(env string) string {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKernelEnv$", "-test.count=1")
+		args := []string{os.Args[0], "-test.run=^TestKernelEnv$", "-test.count=1"}
+		if emu := os.Getenv(envEmulator); emu != "" {
+			args = append([]string{emu}, args...)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), EnvKernel+"="+env, "FEDGUARD_KERNEL_CHILD="+env)
 		out, err := cmd.CombinedOutput()
 		if errors.Is(err, syscall.ENOEXEC) {
 			// A cross-compiled binary under qemu-user cannot exec itself
-			// unless binfmt_misc is set up.
+			// unless binfmt_misc is set up or FEDGUARD_TEST_EMULATOR
+			// names the emulator.
 			t.Skipf("cannot run the test binary again here: %v", err)
 		}
 		if err != nil {
