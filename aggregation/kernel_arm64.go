@@ -34,7 +34,9 @@ func pairTileNEON(acc *[16][16]float32, rows *[8]*float32, n int)
 
 // sort16NEON copies xs[r][off:off+16] into row r (64 bytes) of buf for
 // r < n, then applies the comparators net (nnet int32s), with the choices
-// of networkRowsGeneric; n > 0.
+// of networkRowsGeneric; n > 0. net must come from sortNetwork: its first
+// blockComparators·(n/8) comparators, the 8-sorter of each full block of 8
+// rows, are applied in registers as the rows are loaded.
 //
 //go:noescape
 func sort16NEON(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)
