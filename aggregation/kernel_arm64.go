@@ -74,11 +74,12 @@ func sqdist4x4NEON(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
 //go:noescape
 func add32NEON(acc *float32, x *float32, n int)
 
-// gramTileNEON sets acc[4p+q][l] to the float32 FMA sum of a_p[i]·b_q[i]
-// over i < n, i ≡ l mod 8; rows holds a0..a2, b0..b3; n > 0 is a multiple of 8.
+// gramTileNEON adds to out[4p+q] the float64 lane tree (laneTree64) of
+// the 8 float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n; rows holds
+// a0..a2, b0..b3; n > 0 is a multiple of 8.
 //
 //go:noescape
-func gramTileNEON(acc *[12][8]float32, rows *[7]*float32, n int)
+func gramTileNEON(out *[12]float64, rows *[7]*float32, n int)
 
 // sub32NEON sets dst[i] = x[i] − c[i] in float32 for i < n; n > 0 is a multiple of 8.
 //
@@ -210,8 +211,8 @@ func passAdd32(acc, x []float32) {
 }
 
 // gramTile adds the 12 dot products of a 3×4 tile of block rows to out
-// (see gramTileGeneric): the float32 FMA lanes of the whole groups of 8 in
-// assembly, their tree and the last partial group in Go.
+// (see gramTileGeneric): the whole groups of 8 in assembly, the last
+// partial group in Go.
 func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) {
 	n := len(a[0])
 	m := n &^ 7
@@ -226,11 +227,7 @@ func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) {
 	for k := range 4 {
 		rows[3+k] = unsafe.SliceData(b[k][:n])
 	}
-	var acc [12][8]float32
-	gramTileNEON(&acc, &rows, m)
-	for k := range acc {
-		out[k] += laneTree64(&acc[k])
-	}
+	gramTileNEON(out, &rows, m)
 	if m < n {
 		var ta [3][]float32
 		var tb [4][]float32

@@ -798,14 +798,16 @@ add32Loop:
 	BNE	add32Loop
 	RET
 
-// func gramTileNEON(acc *[12][8]float32, rows *[7]*float32, n int)
+// func gramTileNEON(out *[12]float64, rows *[7]*float32, n int)
 //
-// acc[4p+q][l] = Σ a_p[i]·b_q[i] over i < n, i ≡ l mod 8, summed from +0
-// with fused multiply-adds (FMLA, one rounding each: fma32 of gram.go), i
-// increasing; rows holds a0..a2, b0..b3; n > 0 is a multiple of 8. The 24
+// out[4p+q] += the lane tree of l, l[k] = Σ a_p[i]·b_q[i] over i < n,
+// i ≡ k mod 8, summed from +0 with fused multiply-adds (FMLA, one rounding
+// each: fma32 of gram.go), i increasing; the tree is laneTree64's: the
+// lanes to float64, (l_k + l_k+4) for k < 4, then (k, k+2), then (0, 1).
+// rows holds a0..a2, b0..b3; n > 0 is a multiple of 8. The 24
 // accumulators (V8–V31) take all the vector registers the loads leave.
 TEXT ·gramTileNEON(SB), NOSPLIT, $0-24
-	MOVD	acc+0(FP), R0
+	MOVD	out+0(FP), R0
 	MOVD	rows+8(FP), R1
 	MOVD	n+16(FP), R2
 	MOVD	(R1), R3
@@ -875,12 +877,138 @@ gramLoop:
 	SUBS	$8, R2, R2
 	BNE	gramLoop
 
-	VST1.P	[V8.S4, V9.S4, V10.S4, V11.S4], 64(R0)
-	VST1.P	[V12.S4, V13.S4, V14.S4, V15.S4], 64(R0)
-	VST1.P	[V16.S4, V17.S4, V18.S4, V19.S4], 64(R0)
-	VST1.P	[V20.S4, V21.S4, V22.S4, V23.S4], 64(R0)
-	VST1.P	[V24.S4, V25.S4, V26.S4, V27.S4], 64(R0)
-	VST1.P	[V28.S4, V29.S4, V30.S4, V31.S4], 64(R0)
+	WORD $0x0e617900 // fcvtl v0.2d, v8.2s
+	WORD $0x4e617901 // fcvtl2 v1.2d, v8.4s
+	WORD $0x0e617922 // fcvtl v2.2d, v9.2s
+	WORD $0x4e617923 // fcvtl2 v3.2d, v9.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	0(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 0(R0)
+	WORD $0x0e617940 // fcvtl v0.2d, v10.2s
+	WORD $0x4e617941 // fcvtl2 v1.2d, v10.4s
+	WORD $0x0e617962 // fcvtl v2.2d, v11.2s
+	WORD $0x4e617963 // fcvtl2 v3.2d, v11.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	8(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 8(R0)
+	WORD $0x0e617980 // fcvtl v0.2d, v12.2s
+	WORD $0x4e617981 // fcvtl2 v1.2d, v12.4s
+	WORD $0x0e6179a2 // fcvtl v2.2d, v13.2s
+	WORD $0x4e6179a3 // fcvtl2 v3.2d, v13.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	16(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 16(R0)
+	WORD $0x0e6179c0 // fcvtl v0.2d, v14.2s
+	WORD $0x4e6179c1 // fcvtl2 v1.2d, v14.4s
+	WORD $0x0e6179e2 // fcvtl v2.2d, v15.2s
+	WORD $0x4e6179e3 // fcvtl2 v3.2d, v15.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	24(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 24(R0)
+	WORD $0x0e617a00 // fcvtl v0.2d, v16.2s
+	WORD $0x4e617a01 // fcvtl2 v1.2d, v16.4s
+	WORD $0x0e617a22 // fcvtl v2.2d, v17.2s
+	WORD $0x4e617a23 // fcvtl2 v3.2d, v17.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	32(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 32(R0)
+	WORD $0x0e617a40 // fcvtl v0.2d, v18.2s
+	WORD $0x4e617a41 // fcvtl2 v1.2d, v18.4s
+	WORD $0x0e617a62 // fcvtl v2.2d, v19.2s
+	WORD $0x4e617a63 // fcvtl2 v3.2d, v19.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	40(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 40(R0)
+	WORD $0x0e617a80 // fcvtl v0.2d, v20.2s
+	WORD $0x4e617a81 // fcvtl2 v1.2d, v20.4s
+	WORD $0x0e617aa2 // fcvtl v2.2d, v21.2s
+	WORD $0x4e617aa3 // fcvtl2 v3.2d, v21.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	48(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 48(R0)
+	WORD $0x0e617ac0 // fcvtl v0.2d, v22.2s
+	WORD $0x4e617ac1 // fcvtl2 v1.2d, v22.4s
+	WORD $0x0e617ae2 // fcvtl v2.2d, v23.2s
+	WORD $0x4e617ae3 // fcvtl2 v3.2d, v23.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	56(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 56(R0)
+	WORD $0x0e617b00 // fcvtl v0.2d, v24.2s
+	WORD $0x4e617b01 // fcvtl2 v1.2d, v24.4s
+	WORD $0x0e617b22 // fcvtl v2.2d, v25.2s
+	WORD $0x4e617b23 // fcvtl2 v3.2d, v25.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	64(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 64(R0)
+	WORD $0x0e617b40 // fcvtl v0.2d, v26.2s
+	WORD $0x4e617b41 // fcvtl2 v1.2d, v26.4s
+	WORD $0x0e617b62 // fcvtl v2.2d, v27.2s
+	WORD $0x4e617b63 // fcvtl2 v3.2d, v27.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	72(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 72(R0)
+	WORD $0x0e617b80 // fcvtl v0.2d, v28.2s
+	WORD $0x4e617b81 // fcvtl2 v1.2d, v28.4s
+	WORD $0x0e617ba2 // fcvtl v2.2d, v29.2s
+	WORD $0x4e617ba3 // fcvtl2 v3.2d, v29.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	80(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 80(R0)
+	WORD $0x0e617bc0 // fcvtl v0.2d, v30.2s
+	WORD $0x4e617bc1 // fcvtl2 v1.2d, v30.4s
+	WORD $0x0e617be2 // fcvtl v2.2d, v31.2s
+	WORD $0x4e617be3 // fcvtl2 v3.2d, v31.4s
+	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
+	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
+	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
+	WORD $0x7e70d800 // faddp d0, v0.2d
+	FMOVD	88(R0), F1
+	FADDD	F0, F1, F1
+	FMOVD	F1, 88(R0)
 	RET
 
 // func sub32NEON(dst *float32, x *float32, c *float32, n int)
