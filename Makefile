@@ -72,12 +72,15 @@ test-short:
 # files, which the trainer tests need.
 SHORT_TMPDIR := $(or $(shell findmnt -no OPTIONS /dev/shm 2>/dev/null | grep -qv noexec && echo /dev/shm),$(TMPDIR),/tmp)
 
-# The aggregation kernels on arm64 (the portable path; there is no NEON
-# path yet), cross-compiled and run under qemu-user-static (Debian package
-# qemu-user-static): correctness only, qemu says nothing about speed.
+# The aggregation kernels on arm64, cross-compiled and run under
+# qemu-user-static (Debian package qemu-user-static): the NEON path against
+# the portable one bit for bit, and FEDGUARD_KERNEL=neon|purego read at
+# start-up (TestKernelEnv runs the binary again through the emulator).
+# Correctness only: qemu says nothing about speed.
+QEMU_ARM64 ?= qemu-aarch64-static
 test-arm64:
 	GOARCH=arm64 $(GO) test -c -o bin/aggregation-arm64.test ./aggregation
-	cd aggregation && qemu-aarch64-static ../bin/aggregation-arm64.test -test.short -test.count=1
+	cd aggregation && FEDGUARD_TEST_EMULATOR=$(QEMU_ARM64) $(QEMU_ARM64) ../bin/aggregation-arm64.test -test.short -test.count=1
 
 # A whole federation on loopback: CA, coordinator, four hospitals, 20 rounds.
 demo: build
@@ -99,10 +102,14 @@ proto-check: proto
 asm:
 	cd aggregation && $(GO) generate -run 'internal/asm' .
 
-# Fails when the committed generated assembly differs from what `make asm` makes.
+# Fails when the committed generated assembly differs from what `make asm`
+# makes, or (with llvm-mc) when a WORD of the hand-written NEON kernels is
+# not the instruction its comment names.
 asm-check: asm
 	@git diff --exit-code -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go || { echo "generated assembly is stale: run 'make asm' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go)" || { echo "untracked generated assembly: run 'make asm' and commit"; exit 1; }
+	@if command -v llvm-mc >/dev/null; then cd aggregation/internal/asm && $(GO) run ./neonwords ../../kernel_arm64.s; \
+	else echo "asm-check: llvm-mc not installed (Debian package llvm): the NEON words of kernel_arm64.s are not checked"; fi
 
 # Go benchmarks, then the end-to-end round benchmark.
 bench: build

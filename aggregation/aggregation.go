@@ -128,11 +128,11 @@
 //
 // # Kernel paths
 //
-// The dense loops run on one of three paths, chosen once per process:
-// AVX-512 or AVX2 assembly on amd64, or portable Go (every architecture,
-// and the purego build tag). All give the same bits, so a round can be
-// recomputed on any machine. The environment variable FEDGUARD_KERNEL
-// (avx512, avx2, purego) forces one; New refuses with ErrKernel when the
+// The dense loops run on one of four paths, chosen once per process:
+// AVX-512 or AVX2 assembly on amd64, NEON assembly on arm64, or portable
+// Go (every architecture, and the purego build tag). All give the same
+// bits, so a round can be recomputed on any machine. The environment
+// variable FEDGUARD_KERNEL (avx512, avx2, neon, purego) forces one; New refuses with ErrKernel when the
 // CPU lacks it. Kernel names the path that runs.
 package aggregation
 

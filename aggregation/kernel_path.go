@@ -4,7 +4,8 @@ package aggregation
 //
 // The kernels run one of several implementations ("paths") of the same
 // arithmetic: the portable Go loops (purego, every architecture), AVX2
-// assembly (every amd64 CPU since 2013-2015) and AVX-512 assembly. Every path
+// assembly (every amd64 CPU since 2013-2015), AVX-512 assembly, and NEON
+// (Advanced SIMD) assembly on arm64. Every path
 // gives the same bits (see kernel.go). At package initialisation the best
 // path the CPU offers is chosen, unless the environment variable
 // FEDGUARD_KERNEL names one: then that path runs, so that each one can be
@@ -24,24 +25,27 @@ import (
 )
 
 // EnvKernel is the environment variable that forces a kernel path:
-// "avx512", "avx2" or "purego" (empty: the best the CPU offers).
+// "avx512", "avx2" or "purego" on amd64, "neon" or "purego" on arm64
+// (empty: the best the CPU offers).
 const EnvKernel = "FEDGUARD_KERNEL"
 
 // ErrKernel marks a kernel path that FEDGUARD_KERNEL forces and this CPU or
 // build cannot run.
 var ErrKernel = errors.New("aggregation: kernel path unavailable")
 
-// kernelPath is one implementation of the kernels, in increasing preference.
+// kernelPath is one implementation of the kernels, in increasing preference
+// among those of one architecture.
 type kernelPath uint8
 
 const (
 	pathPurego kernelPath = iota
 	pathAVX2
 	pathAVX512
+	pathNEON
 	numPaths
 )
 
-var pathNames = [numPaths]string{"purego", "avx2", "avx512"}
+var pathNames = [numPaths]string{"purego", "avx2", "avx512", "neon"}
 
 func (p kernelPath) String() string {
 	if p < numPaths {
@@ -51,7 +55,8 @@ func (p kernelPath) String() string {
 }
 
 var (
-	// kernel is the path the dispatchers (kernel_amd64.go) run. Tests set it
+	// kernel is the path the dispatchers (kernel_amd64.go, kernel_arm64.go)
+	// run. Tests set it
 	// to each available path in turn (withPaths).
 	kernel kernelPath
 	// kernelErr is the refusal of a forced path, returned by New.
@@ -91,7 +96,7 @@ func selectKernel(env string, avail []kernelPath) (kernelPath, error) {
 }
 
 // Kernel returns the name of the kernel path the rules run ("avx512",
-// "avx2" or "purego"), or an error wrapping ErrKernel when FEDGUARD_KERNEL
+// "avx2", "neon" or "purego"), or an error wrapping ErrKernel when FEDGUARD_KERNEL
 // forces a path this CPU or build lacks.
 func Kernel() (string, error) {
 	if kernelErr != nil {

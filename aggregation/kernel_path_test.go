@@ -16,6 +16,7 @@ func TestSelectKernel(t *testing.T) {
 	all := []kernelPath{pathPurego, pathAVX2, pathAVX512}
 	noAVX512 := []kernelPath{pathPurego, pathAVX2}
 	portable := []kernelPath{pathPurego}
+	arm := []kernelPath{pathPurego, pathNEON}
 	for _, c := range []struct {
 		env     string
 		avail   []kernelPath
@@ -32,7 +33,12 @@ func TestSelectKernel(t *testing.T) {
 		{"avx512", noAVX512, pathPurego, "FEDGUARD_KERNEL=avx512, but this CPU or build offers only purego, avx2"},
 		{"avx2", portable, pathPurego, "offers only purego"},
 		{"AVX2", all, pathPurego, `"AVX2" is not a kernel path`},
-		{"neon", noAVX512, pathPurego, `"neon" is not a kernel path`},
+		{"neon", noAVX512, pathPurego, "FEDGUARD_KERNEL=neon, but this CPU or build offers only purego, avx2"},
+		{"", arm, pathNEON, ""},
+		{"neon", arm, pathNEON, ""},
+		{"purego", arm, pathPurego, ""},
+		{"avx2", arm, pathPurego, "FEDGUARD_KERNEL=avx2, but this CPU or build offers only purego, neon"},
+		{"NEON", arm, pathPurego, `"NEON" is not a kernel path`},
 	} {
 		t.Run(c.env+"/"+strconv.Itoa(len(c.avail)), func(t *testing.T) {
 			got, err := selectKernel(c.env, c.avail)
@@ -49,6 +55,11 @@ func TestSelectKernel(t *testing.T) {
 	}
 }
 
+// envEmulator names the user-mode emulator that runs this test binary
+// (`make test-arm64` sets it to qemu-aarch64-static), so that TestKernelEnv
+// can run it again where binfmt_misc does not know the architecture.
+const envEmulator = "FEDGUARD_TEST_EMULATOR"
+
 // TestKernelEnv runs this test binary again with FEDGUARD_KERNEL set, so
 // that the variable is read by the package initialiser as in production:
 // each available path is taken, and a path the CPU lacks makes New refuse.
@@ -60,12 +71,17 @@ func TestKernelEnv(t *testing.T) {
 		return
 	}
 	run := func(env string) string {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKernelEnv$", "-test.count=1")
+		args := []string{os.Args[0], "-test.run=^TestKernelEnv$", "-test.count=1"}
+		if emu := os.Getenv(envEmulator); emu != "" {
+			args = append([]string{emu}, args...)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), EnvKernel+"="+env, "FEDGUARD_KERNEL_CHILD="+env)
 		out, err := cmd.CombinedOutput()
 		if errors.Is(err, syscall.ENOEXEC) {
 			// A cross-compiled binary under qemu-user cannot exec itself
-			// unless binfmt_misc is set up.
+			// unless binfmt_misc is set up or FEDGUARD_TEST_EMULATOR
+			// names the emulator.
 			t.Skipf("cannot run the test binary again here: %v", err)
 		}
 		if err != nil {

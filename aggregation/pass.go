@@ -10,8 +10,8 @@ const passBlock = 4096
 // same run (`fedguard bench aggregate`). It runs on all cores, blocks of
 // 4096 coordinates each summed in L1 with the widest add the CPU has,
 // whatever FEDGUARD_KERNEL forces, so that a forced slow path is never
-// flattered by a slow baseline. It returns the path that ran ("avx2" or
-// "purego").
+// flattered by a slow baseline. It returns the path that ran ("avx2",
+// "neon" or "purego").
 func Pass(dst []float32, xs [][]float32) string {
 	d := len(dst)
 	tasks := (d + passBlock - 1) / passBlock

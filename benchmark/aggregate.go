@@ -58,10 +58,10 @@ type AggregateResult struct {
 	Rule string `json:"rule"`
 	N    int    `json:"n"`
 	D    int    `json:"d"`
-	// Kernel is the aggregation kernel path that ran: "avx512", "avx2" or
-	// "purego" (aggregation.Kernel; FEDGUARD_KERNEL forces one).
+	// Kernel is the aggregation kernel path that ran: "avx512", "avx2",
+	// "neon" or "purego" (aggregation.Kernel; FEDGUARD_KERNEL forces one).
 	Kernel string `json:"kernel"`
-	// PassKernel is the path of the summing pass ("avx2" or "purego"): the
+	// PassKernel is the path of the summing pass ("avx2", "neon" or "purego"): the
 	// widest the CPU has, whatever FEDGUARD_KERNEL forces.
 	PassKernel string `json:"pass_kernel"`
 	// Seconds is the median time of one aggregation; PassSeconds the median

@@ -1,0 +1,253 @@
+//go:build arm64 && !purego
+
+package aggregation
+
+// The arm64 kernels: NEON (Advanced SIMD) in kernel_arm64.s, written by
+// hand because avo generates amd64 only. They accelerate what the AVX2
+// path accelerates and give the portable path's bits; their speed has
+// only been reasoned about, never measured (this project's machines are
+// amd64, and arm64 runs under qemu-user, which says nothing about speed).
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// availablePaths lists the kernel paths this CPU runs. Advanced SIMD is
+// mandatory in ARMv8-A, but the kernels check for it all the same, so a
+// CPU or emulator without it falls back to the portable loops.
+func availablePaths() []kernelPath {
+	p := []kernelPath{pathPurego}
+	if cpu.ARM64.HasASIMD {
+		p = append(p, pathNEON)
+	}
+	return p
+}
+
+// pairTileNEON adds (a_p[i] − b_q[i])² (float32 difference, square and
+// sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing; rows holds
+// a0..a3, b0..b3; n > 0 is a multiple of 16.
+//
+//go:noescape
+func pairTileNEON(acc *[16][16]float32, rows *[8]*float32, n int)
+
+// sort16NEON copies xs[r][off:off+16] into row r (64 bytes) of buf for
+// r < n, then applies the comparators net (nnet int32s), with the choices
+// of networkRowsGeneric; n > 0. net must come from sortNetwork: its first
+// blockComparators·(n/8) comparators, the 8-sorter of each full block of 8
+// rows, are applied in registers as the rows are loaded.
+//
+//go:noescape
+func sort16NEON(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)
+
+// meanRowsNEON writes float32(s_l / cnt) into dst[l], s_l the float64 sum
+// of lane l of the 64-byte rows lo..hi-1 of buf added in row order; lo < hi.
+//
+//go:noescape
+func meanRowsNEON(dst *[16]float32, buf *float32, lo int, hi int, cnt float64)
+
+// add64NEON sets acc[i] += float64(x[i]) for i < n; n > 0 is a multiple of 8.
+//
+//go:noescape
+func add64NEON(acc *float64, x *float32, n int)
+
+// div32NEON sets dst[i] = float32(acc[i] / c) for i < n; n > 0 is a multiple of 8.
+//
+//go:noescape
+func div32NEON(dst *float32, acc *float64, n int, c float64)
+
+// axpy64NEON sets acc[i] += float64(w·float64(x[i])) for i < n, the
+// product rounded before the addition; n > 0 is a multiple of 8.
+//
+//go:noescape
+func axpy64NEON(acc *float64, x *float32, n int, w float64)
+
+// sqdist4x4NEON adds float64(t·t), t = float64(rows[r][k]) − float64(y[k]),
+// to s[r][k mod 4] for k < n, k increasing; n > 0 is a multiple of 4.
+//
+//go:noescape
+func sqdist4x4NEON(s *[4][4]float64, rows *[4]*float32, y *float32, n int)
+
+// add32NEON sets acc[i] += x[i] in float32 for i < n; n > 0 is a multiple of 16.
+//
+//go:noescape
+func add32NEON(acc *float32, x *float32, n int)
+
+// gramTileNEON adds to out[4p+q] the float64 lane tree (laneTree64) of
+// the 8 float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n; rows holds
+// a0..a2, b0..b3; n > 0 is a multiple of 8.
+//
+//go:noescape
+func gramTileNEON(out *[12]float64, rows *[7]*float32, n int)
+
+// sub32NEON sets dst[i] = x[i] − c[i] in float32 for i < n; n > 0 is a multiple of 8.
+//
+//go:noescape
+func sub32NEON(dst *float32, x *float32, c *float32, n int)
+
+func pairTile(s *[16]float32, a, b *[4][]float32) {
+	n := len(a[0])
+	m := n &^ (lanes - 1)
+	if kernel == pathPurego || m == 0 {
+		pairTileGeneric(s, a, b)
+		return
+	}
+	var rows [8]*float32
+	for k := range 4 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+		rows[4+k] = unsafe.SliceData(b[k][:n])
+	}
+	// The lanes of the whole 16-coordinate groups, then the tail in Go,
+	// then the lane tree, as on AVX2.
+	var acc [16][lanes]float32
+	pairTileNEON(&acc, &rows, m)
+	pairTileAcc(&acc, a, b, m)
+	for k := range acc {
+		s[k] = laneTree(&acc[k])
+	}
+}
+
+func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
+	if kernel == pathPurego {
+		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
+		return
+	}
+	// orderStat checked that every update holds off+16 values.
+	n := len(xs)
+	_ = buf[n*lanes-1]
+	_ = dst[lanes-1]
+	if !(0 <= lo && lo < hi && hi <= n) {
+		panic("aggregation: rank range out of bounds")
+	}
+	sort16NEON(&buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net))
+	meanRowsNEON((*[lanes]float32)(dst), &buf[0], lo, hi, float64(hi-lo))
+}
+
+// networkRows serves only the last, partial group of a vector, so the
+// portable loop is enough.
+func networkRows(buf []float32, net []int32) { networkRowsGeneric(buf, net) }
+
+// simdPrefix returns how many of the first n elements the element-wise
+// assembly of the current path takes (a multiple of 8), 0 for the
+// portable path.
+func simdPrefix(n int) int {
+	if kernel == pathNEON {
+		return n &^ 7
+	}
+	return 0
+}
+
+func add64(acc []float64, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := simdPrefix(n); m > 0 {
+		add64NEON(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add64Generic(acc, x)
+}
+
+func div32(dst []float32, acc []float64, c float64) {
+	n := len(dst)
+	acc = acc[:n]
+	if m := simdPrefix(n); m > 0 {
+		div32NEON(&dst[0], &acc[0], m, c)
+		dst, acc = dst[m:], acc[m:]
+	}
+	div32Generic(dst, acc, c)
+}
+
+func sort16(buf []float32, xs [][]float32, off int, net []int32) {
+	if kernel == pathPurego || len(xs) == 0 {
+		sort16Generic(buf, xs, off, net)
+		return
+	}
+	// The callers checked that every update holds off+16 values.
+	_ = buf[len(xs)*lanes-1]
+	sort16NEON(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
+}
+
+func axpy64w(acc []float64, w float64, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := simdPrefix(n); m > 0 {
+		axpy64NEON(&acc[0], &x[0], m, w)
+		acc, x = acc[m:], x[m:]
+	}
+	axpy64wGeneric(acc, w, x)
+}
+
+func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
+	n := len(y)
+	m := n &^ 3
+	if kernel == pathPurego || m == 0 {
+		sqdist4x4Generic(s, x, y)
+		return
+	}
+	var rows [4]*float32
+	for r := range 4 {
+		rows[r] = unsafe.SliceData(x[r][:n])
+	}
+	sqdist4x4NEON(s, &rows, &y[0], m)
+	for r := range 4 {
+		sqdist4Generic(&s[r], x[r][m:n], y[m:])
+	}
+}
+
+// passPath is the path of the summing pass's adds: NEON whenever the CPU
+// has it, whatever FEDGUARD_KERNEL forces.
+var passPath = map[bool]kernelPath{true: pathNEON, false: pathPurego}[cpu.ARM64.HasASIMD]
+
+// passAdd32 is the summing pass's acc += x.
+func passAdd32(acc, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := n &^ 15; passPath == pathNEON && m > 0 {
+		add32NEON(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add32Generic(acc, x)
+}
+
+// gramTile adds the 12 dot products of a 3×4 tile of block rows to out
+// (see gramTileGeneric): the whole groups of 8 in assembly, the last
+// partial group in Go.
+func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) {
+	n := len(a[0])
+	m := n &^ 7
+	if kernel == pathPurego || m == 0 {
+		gramTileGeneric(out, a, b)
+		return
+	}
+	var rows [7]*float32
+	for k := range 3 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+	}
+	for k := range 4 {
+		rows[3+k] = unsafe.SliceData(b[k][:n])
+	}
+	gramTileNEON(out, &rows, m)
+	if m < n {
+		var ta [3][]float32
+		var tb [4][]float32
+		for k := range 3 {
+			ta[k] = a[k][m:n]
+		}
+		for k := range 4 {
+			tb[k] = b[k][m:n]
+		}
+		gramTileGeneric(out, &ta, &tb)
+	}
+}
+
+// sub32 sets dst = x − c (float32).
+func sub32(dst, x, c []float32) {
+	n := len(dst)
+	x, c = x[:n], c[:n]
+	if m := n &^ 7; kernel != pathPurego && m > 0 {
+		sub32NEON(&dst[0], &x[0], &c[0], m)
+		dst, x, c = dst[m:], x[m:], c[m:]
+	}
+	sub32Generic(dst, x, c)
+}
