@@ -118,7 +118,7 @@ func loadServed(path, manifestPath, keyPath, federation string) (servedModel, er
 		if err != nil {
 			return servedModel{}, err
 		}
-		env, err := os.ReadFile(manifestPath)
+		env, err := readManifest(manifestPath)
 		if err != nil {
 			return servedModel{}, err
 		}
@@ -309,7 +309,7 @@ func runPredict(_ context.Context, env *Env, args []string) error {
 	modelPath := fs.String("model", "", "the model `file` (safetensors), as fedguard model export writes it")
 	dataPath := fs.String("data", "", "a CSV file of rows to score, with a header naming the model's features (- for standard input)")
 	scalingArg := fs.String("scaling", "", "the federation's feature scaling (default: FILE.scaling.json beside -model, as model export writes it)")
-	manifestPath := fs.String("manifest", "", "the model's signed manifest: verify the model (with -key) before scoring")
+	manifestPath := fs.String("manifest", "", "the model's signed manifest (at most 4 MiB): verify the model (with -key) before scoring")
 	key := fs.String("key", "", "with -manifest: the coordinator's signing.pub")
 	federation := fs.String("federation", "", "the federation the model must come from")
 	idCol := fs.String("id", "", "a column of the data file that identifies each row, copied into the output (default: the row number)")
