@@ -125,17 +125,6 @@ func TestModelExportOutDir(t *testing.T) {
 	}
 }
 
-// zeroFile returns a path in dir behind which stands /dev/zero: a file
-// that never ends, as a FIFO or a device named on a command line is.
-func zeroFile(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.Symlink("/dev/zero", p); err != nil {
-		t.Skipf("no /dev/zero: %v", err)
-	}
-	return p
-}
-
 // TestManifestReadBounded: model verify and predict read -manifest up to
 // manifest.MaxEnvelopeSize and no further, so a manifest that never ends
 // is refused instead of read until memory runs out, as it was when they
