@@ -175,6 +175,13 @@ func loadServed(path, manifestPath, keyPath, federation string) (servedModel, er
 	if err != nil {
 		return servedModel{}, err
 	}
+	// The model_spec is the file's own word: allocate for it only when
+	// the tensors the file holds (which safetensors.Open checked against
+	// its size) are as many values. Else a file of a few bytes could
+	// claim a model of model.MaxParams values.
+	if got, want := st.Layout().NumParams(), layout.NumParams(); got != want {
+		return servedModel{}, fmt.Errorf("%s: %w: the file holds %d values, its model_spec describes a model of %d", path, safetensors.ErrLayout, got, want)
+	}
 	params := make([]float32, layout.NumParams())
 	if err := st.ReadInto(layout, params); err != nil {
 		return servedModel{}, fmt.Errorf("%s: %w", path, err)
