@@ -69,3 +69,20 @@ func TestPredictAllocationBounded(t *testing.T) {
 		t.Errorf("loadServed allocated %d bytes for a file of 8 values", grew)
 	}
 }
+
+// TestModelVerifySizeBounded: model verify refuses a model file larger
+// than any safetensors file of the manifest's model can be, by its size,
+// before it hashes or parses it. Before, such a file (here a sparse one)
+// was read through and refused for what it held.
+func TestModelVerifySizeBounded(t *testing.T) {
+	dir := t.TempDir()
+	modelPath, manifestPath, keyPath, _ := signedModel(t, dir)
+	limit := int64(8 + safetensors.MaxHeaderSize + 8*8) // 8 parameters
+	if err := os.Truncate(modelPath, limit+1); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, []cliStep{
+		{"one byte too many", []string{"model", "verify", "--model", modelPath, "--manifest", manifestPath, "--key", keyPath}, 1, nil,
+			"is 100000073 bytes, more than the 100000072 a safetensors file of the manifest's model (8 parameters) can take"},
+	})
+}

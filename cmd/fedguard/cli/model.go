@@ -288,6 +288,12 @@ func verifyModel(path string, envelope []byte, keys manifest.PublicKeys, federat
 	if !fi.Mode().IsRegular() {
 		return verifiedModel{}, fmt.Errorf("%s is not a regular file", path)
 	}
+	// No safetensors file of the manifest's model is larger (the header
+	// bound, and 8 bytes a value for the widest dtype): refuse a larger
+	// one before hashing all of it.
+	if limit := 8 + safetensors.MaxHeaderSize + 8*int64(layout.NumParams()); fi.Size() > limit {
+		return verifiedModel{}, fmt.Errorf("%s is %d bytes, more than the %d a safetensors file of the manifest's model (%d parameters) can take", path, fi.Size(), limit, layout.NumParams())
+	}
 	if want := r.SafetensorsSHA256; want != "" {
 		h := sha256.New()
 		if _, err := io.Copy(h, f); err != nil {
