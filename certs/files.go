@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // PEM block types used by this package.
@@ -21,6 +23,26 @@ const (
 	pemCSR         = "CERTIFICATE REQUEST"
 	pemCRL         = "X509 CRL"
 )
+
+// MaxPEMFileSize bounds what is read of a certificate, CA bundle, private
+// key or certificate request file that an operator names. A real one is a
+// few kilobytes (ca.crt during a rotation holds two certificates); the
+// bound is far above that and still small, so a FIFO or a device named by
+// mistake, or a huge file, is refused instead of read until memory runs
+// out.
+const MaxPEMFileSize = 1 << 20
+
+// MaxCRLFileSize bounds what is read of a CRL file: an entry costs about
+// 60 bytes of PEM, so the bound holds some 250,000 revocations, far more
+// than a federation of hospitals makes.
+const MaxCRLFileSize = 16 << 20
+
+// ReadPEMFile reads the PEM file at path, refusing one over
+// MaxPEMFileSize without reading further: "read PATH: larger than N
+// bytes", an error wrapping strictjson.ErrTooLarge.
+func ReadPEMFile(path string) ([]byte, error) {
+	return strictjson.ReadFile(path, MaxPEMFileSize)
+}
 
 // WriteFileAtomic writes data to path with permission perm so that readers
 // see either the old file or the complete new one, even across a crash: it
@@ -123,11 +145,11 @@ func LoadCertificate(path string) (*x509.Certificate, error) {
 	return loadFile(path, "certificate", parseCertificatePEM)
 }
 
-// loadFile reads the file path and parses it; what names its content in
-// errors ("certs: load WHAT PATH: …").
+// loadFile reads the file path (at most MaxPEMFileSize bytes) and parses
+// it; what names its content in errors ("certs: load WHAT PATH: …").
 func loadFile[T any](path, what string, parse func([]byte) (T, error)) (T, error) {
 	var zero T
-	data, err := os.ReadFile(path)
+	data, err := ReadPEMFile(path)
 	if err != nil {
 		return zero, fmt.Errorf("certs: load %s: %w", what, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // RevocationList is the coordinator's view of crl.pem. It only ever accepts
@@ -53,7 +55,7 @@ func (r *RevocationList) Reload() (changed bool, err error) {
 	if r == nil || r.path == "" {
 		return false, nil
 	}
-	data, err := os.ReadFile(r.path)
+	data, err := strictjson.ReadFile(r.path, MaxCRLFileSize)
 	if err != nil {
 		return false, fmt.Errorf("certs: reload CRL: %w", err)
 	}

@@ -415,6 +415,22 @@ func stamp(path string) (fileStamp, error) {
 	return fileStamp{fi.ModTime(), fi.Size()}, nil
 }
 
+// LoadKeyPair is tls.LoadX509KeyPair with each file read up to
+// MaxPEMFileSize and no further (ReadPEMFile): the files are named in
+// configurations and on command lines, and are read again whenever they
+// change.
+func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := ReadPEMFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := ReadPEMFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
 // newKeyPair loads the pair once, so configuration errors show at start-up.
 func newKeyPair(certFile, keyFile string) (*keyPair, error) {
 	if certFile == "" || keyFile == "" {
@@ -441,7 +457,7 @@ func (kp *keyPair) get() (*tls.Certificate, error) {
 	if kp.cert != nil && cs == kp.certStat && ks == kp.keyStat {
 		return kp.cert, nil
 	}
-	c, err := tls.LoadX509KeyPair(kp.certFile, kp.keyFile)
+	c, err := LoadKeyPair(kp.certFile, kp.keyFile)
 	if err != nil {
 		if kp.cert != nil {
 			return kp.cert, nil

@@ -501,9 +501,6 @@ func (c Config) Warnings() []string {
 	return nil
 }
 
-// MaxConfigBytes bounds
-
-// spec returns the model specification the configuration describes.
 // layoutDigest is the hex digest of the model's tensor layout.
 func (c Config) layoutDigest() (string, error) {
 	s, err := c.spec()
@@ -518,6 +515,7 @@ func (c Config) layoutDigest() (string, error) {
 	return hex.EncodeToString(d[:]), nil
 }
 
+// spec returns the model specification the configuration describes.
 func (c Config) spec() (model.Spec, error) {
 	k, err := model.ParseKind(c.Model.Kind)
 	if err != nil {

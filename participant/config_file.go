@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/metricsserver"
 	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/lineage"
@@ -592,7 +593,11 @@ func readHeader(path string) error {
 		return err
 	}
 	defer f.Close()
-	if _, err := csv.NewReader(f).Read(); err != nil {
+	// Bounded as the agent reads the file, so that a header row that
+	// never ends (a device, a FIFO) is refused, not read until memory
+	// runs out.
+	r := csv.NewReader(dataset.NewBoundedReader(f, dataset.MaxBytes, dataset.MaxLineBytes))
+	if _, err := r.Read(); err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%s is empty, want a CSV header row", path)
 		}

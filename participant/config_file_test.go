@@ -358,6 +358,13 @@ func TestFileConfigCheck(t *testing.T) {
 			}
 			c.Data = "empty.csv"
 		}, []string{"empty.csv is empty"}},
+		// Before, a header row that never ends was read until memory ran out.
+		{"endless data", func(t *testing.T, dir string, c *participant.FileConfig) {
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, "endless.csv")); err != nil {
+				t.Skipf("no /dev/zero: %v", err)
+			}
+			c.Data = "endless.csv"
+		}, []string{"endless.csv", "line 1 is longer than 8388608 bytes"}},
 		{"missing key", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Key = "nope.key" }, []string{"cert and key", "nope.key"}},
 		{"key of another hospital", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Key = filepath.Join(other, "st-mary.key") }, []string{"cert and key"}},
 		{"coordinator key is not one", func(_ *testing.T, _ string, c *participant.FileConfig) { c.CoordinatorKey = "ca.crt" }, []string{"coordinator_key"}},

@@ -67,6 +67,10 @@ func loadSigningPub(path, cmd, why string) (manifest.PublicKeyFile, error) {
 	return k, nil
 }
 
+// maxProofBytes bounds an inclusion proof (audit verify -proof): one event
+// of at most audit.MaxLineLen bytes, a few dozen hashes and a checkpoint.
+const maxProofBytes = 16 << 20
+
 // input opens the file an export is read from, standard input for "-";
 // closeIn releases it.
 func input(name string) (in io.Reader, closeIn func() error, err error) {
@@ -95,7 +99,7 @@ func runAuditExport(_ context.Context, env *Env, args []string) error {
 func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "audit verify")
 	key := fs.String("key", "", "the coordinator's public key file (signing.pub, or a note verifier key)")
-	proof := fs.Bool("proof", false, "FILE is an inclusion proof from 'fedguard audit prove', not an export")
+	proof := fs.Bool("proof", false, "FILE is an inclusion proof from 'fedguard audit prove', not an export (at most 16 MiB)")
 	var witnesses stringList
 	fs.Var(&witnesses, "witness", "a hospital's witness file from 'fedguard participant witness': the export must extend its checkpoint (repeatable, or comma-separated)")
 	ca := fs.String("ca", "", "with -witness: the federation's CA certificate (ca.crt), which must have issued the witnesses' certificates")
@@ -125,9 +129,12 @@ func runAuditVerify(_ context.Context, env *Env, args []string) error {
 	}
 	defer closeIn()
 	if *proof {
-		data, err := io.ReadAll(io.LimitReader(in, 16<<20))
+		data, err := io.ReadAll(io.LimitReader(in, maxProofBytes+1))
 		if err != nil {
 			return err
+		}
+		if len(data) > maxProofBytes {
+			return fmt.Errorf("audit verify: proof %s: larger than %d bytes, not an inclusion proof", fs.Arg(0), maxProofBytes)
 		}
 		ev, cp, err := audit.VerifyProof(data, k.Verifiers)
 		if err != nil {

@@ -142,13 +142,13 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 func runCASign(_ context.Context, env *Env, args []string) error {
 	c := newCACommand(env, "ca sign", "CA directory")
 	flags := c.flags
-	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM)")
+	csrFile := flags.String("csr", "", "the participant's certificate signing request (PEM, at most 1 MiB)")
 	out := flags.String("out", "", "file for the signed certificate")
 	validity := flags.Duration("validity", certs.DefaultCertValidity, "lifetime of the certificate")
 	if err := parseIssuing(flags, args, validity, "dir", "csr", "out"); err != nil {
 		return err
 	}
-	csrPEM, err := os.ReadFile(*csrFile)
+	csrPEM, err := certs.ReadPEMFile(*csrFile)
 	if err != nil {
 		return fmt.Errorf("ca sign: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/safetensors"
@@ -187,7 +188,7 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 func runModelVerify(_ context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "model verify")
 	modelPath := fs.String("model", "", "the model `file` (safetensors), as fedguard model export writes it")
-	manifestPath := fs.String("manifest", "", "its signed round manifest (DSSE envelope)")
+	manifestPath := fs.String("manifest", "", "its signed round manifest (DSSE envelope, at most 4 MiB)")
 	key := fs.String("key", "", "the coordinator's signing.pub")
 	federation := fs.String("federation", "", "the federation the model must come from (default: any the key signs for)")
 	auditLog := fs.String("audit-log", "", "an audit `export` (fedguard audit export) verified with -key: refuse the model unless its manifest is the latest the export's last signed checkpoint covers")
@@ -198,9 +199,9 @@ func runModelVerify(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	envelope, err := os.ReadFile(*manifestPath)
+	envelope, err := readManifest(*manifestPath)
 	if err != nil {
-		return err
+		return fmt.Errorf("model verify: %w", err)
 	}
 	res, err := verifyModel(*modelPath, envelope, keys, *federation)
 	if err != nil {
@@ -216,6 +217,21 @@ func runModelVerify(_ context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "latest: round %d is the last round the audit log signs (checkpoint of %d events)\n", res.Round.Round, latest.covered)
 	}
 	return nil
+}
+
+// readManifest reads the signed round manifest a command line names. It
+// reads at most manifest.MaxEnvelopeSize bytes and refuses a longer file,
+// which manifest.Open would refuse anyway: a FIFO or a device behind the
+// name (or a huge file) costs no more memory than a real manifest.
+func readManifest(path string) ([]byte, error) {
+	b, err := strictjson.ReadFile(path, manifest.MaxEnvelopeSize)
+	if errors.Is(err, strictjson.ErrTooLarge) {
+		return nil, fmt.Errorf("manifest: %w (no signed manifest is larger)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	return b, nil
 }
 
 // verifiedModel is what verifyModel established.
@@ -271,6 +287,12 @@ func verifyModel(path string, envelope []byte, keys manifest.PublicKeys, federat
 	}
 	if !fi.Mode().IsRegular() {
 		return verifiedModel{}, fmt.Errorf("%s is not a regular file", path)
+	}
+	// No safetensors file of the manifest's model is larger (the header
+	// bound, and 8 bytes a value for the widest dtype): refuse a larger
+	// one before hashing all of it.
+	if limit := 8 + safetensors.MaxHeaderSize + 8*int64(layout.NumParams()); fi.Size() > limit {
+		return verifiedModel{}, fmt.Errorf("%s is %d bytes, more than the %d a safetensors file of the manifest's model (%d parameters) can take", path, fi.Size(), limit, layout.NumParams())
 	}
 	if want := r.SafetensorsSHA256; want != "" {
 		h := sha256.New()

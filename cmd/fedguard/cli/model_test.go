@@ -138,3 +138,22 @@ func TestModelExportOutDir(t *testing.T) {
 		t.Errorf("model export --out %s = exit %d, stderr %q; want a usage error naming -out", out, code, stderr.String())
 	}
 }
+
+// TestManifestReadBounded: model verify and predict read -manifest up to
+// manifest.MaxEnvelopeSize and no further, so a manifest that never ends
+// is refused instead of read until memory runs out, as it was when they
+// read it with os.ReadFile.
+func TestManifestReadBounded(t *testing.T) {
+	dir := t.TempDir()
+	modelPath, _, keyPath, _ := signedModel(t, dir)
+	endless := zeroFile(t, dir, "endless.manifest.json")
+	data := filepath.Join(dir, "rows.csv")
+	if err := os.WriteFile(data, []byte("a,b,c\n1,2,3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tooLarge := "manifest: read " + endless + ": larger than 4194304 bytes"
+	runSteps(t, []cliStep{
+		{"model verify", []string{"model", "verify", "--model", modelPath, "--manifest", endless, "--key", keyPath}, 1, nil, tooLarge},
+		{"predict", []string{"predict", "--model", modelPath, "--data", data, "--manifest", endless, "--key", keyPath}, 1, nil, tooLarge},
+	})
+}

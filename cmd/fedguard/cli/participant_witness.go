@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -61,7 +60,7 @@ func runParticipantWitness(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("participant witness: coordinator key: %w", err)
 	}
-	pair, err := tls.LoadX509KeyPair(*cert, *key)
+	pair, err := certs.LoadKeyPair(*cert, *key)
 	if err != nil {
 		return fmt.Errorf("participant witness: certificate and key: %w", err)
 	}

@@ -118,7 +118,7 @@ func loadServed(path, manifestPath, keyPath, federation string) (servedModel, er
 		if err != nil {
 			return servedModel{}, err
 		}
-		env, err := os.ReadFile(manifestPath)
+		env, err := readManifest(manifestPath)
 		if err != nil {
 			return servedModel{}, err
 		}
@@ -174,6 +174,13 @@ func loadServed(path, manifestPath, keyPath, federation string) (servedModel, er
 	layout, err := safetensors.SpecLayout(spec)
 	if err != nil {
 		return servedModel{}, err
+	}
+	// The model_spec is the file's own word: allocate for it only when
+	// the tensors the file holds (which safetensors.Open checked against
+	// its size) are as many values. Else a file of a few bytes could
+	// claim a model of model.MaxParams values.
+	if got, want := st.Layout().NumParams(), layout.NumParams(); got != want {
+		return servedModel{}, fmt.Errorf("%s: %w: the file holds %d values, its model_spec describes a model of %d", path, safetensors.ErrLayout, got, want)
 	}
 	params := make([]float32, layout.NumParams())
 	if err := st.ReadInto(layout, params); err != nil {
@@ -309,7 +316,7 @@ func runPredict(_ context.Context, env *Env, args []string) error {
 	modelPath := fs.String("model", "", "the model `file` (safetensors), as fedguard model export writes it")
 	dataPath := fs.String("data", "", "a CSV file of rows to score, with a header naming the model's features (- for standard input)")
 	scalingArg := fs.String("scaling", "", "the federation's feature scaling (default: FILE.scaling.json beside -model, as model export writes it)")
-	manifestPath := fs.String("manifest", "", "the model's signed manifest: verify the model (with -key) before scoring")
+	manifestPath := fs.String("manifest", "", "the model's signed manifest (at most 4 MiB): verify the model (with -key) before scoring")
 	key := fs.String("key", "", "with -manifest: the coordinator's signing.pub")
 	federation := fs.String("federation", "", "the federation the model must come from")
 	idCol := fs.String("id", "", "a column of the data file that identifies each row, copied into the output (default: the row number)")

@@ -142,6 +142,13 @@ func TestWitnessRefutesCutBackAndFork(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("participant witness: exit %d: %s", code, errOut)
 	}
+	// A key file that never ends is refused, not read until memory runs
+	// out (as it was by tls.LoadX509KeyPair).
+	code, _, errOut = runCLI("participant", "witness", "-state", filepath.Join(h, "accepted.json"),
+		"-cert", filepath.Join(h, "hospital-a.crt"), "-key", zeroFile(t, t.TempDir(), "endless.key"), "-coordinator-key", key, "-out", wpath+".x")
+	if want := "endless.key: larger than 1048576 bytes"; code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("participant witness -key /dev/zero: exit %d, %q; want exit 1 and %q", code, errOut, want)
+	}
 	// The same from the hospital's configuration file.
 	cfg := hospitalConfigWithState(t, dir, "hospital-a", filepath.Join(h, "accepted.json"))
 	code, fromConfig, errOut := runCLI("participant", "witness", "-config", cfg)
