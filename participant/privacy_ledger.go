@@ -206,14 +206,21 @@ func (f *ledgerFile) write(rec ledgerRecord) error {
 
 // ledgerEpsilon is the ε of the composition of the ledger's events at δ.
 func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
+	return composedEpsilon(evs, delta, func(e LedgerEvent) privacy.Event { return e.Event }, privacy.Epsilon)
+}
+
+// composedEpsilon is the ε at δ of the releases of a ledger's events, each
+// mapped to its mechanism and composed by compose: one path for the
+// record-level and the federation-level ledger, 0 for an empty ledger.
+func composedEpsilon[E, M any](evs []E, delta float64, mech func(E) M, compose func(float64, ...M) (privacy.Guarantee, error)) (float64, error) {
 	if len(evs) == 0 {
 		return 0, nil
 	}
-	pe := make([]privacy.Event, len(evs))
+	ms := make([]M, len(evs))
 	for i, e := range evs {
-		pe[i] = e.Event
+		ms[i] = mech(e)
 	}
-	g, err := privacy.Epsilon(delta, pe...)
+	g, err := compose(delta, ms...)
 	if err != nil {
 		return 0, err
 	}

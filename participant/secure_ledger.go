@@ -52,18 +52,9 @@ func checkDistributed(evs []DistributedLedgerEvent) error {
 
 // distributedEpsilon is the ε of the releases of evs at δ.
 func distributedEpsilon(evs []DistributedLedgerEvent, delta float64) (float64, error) {
-	if len(evs) == 0 {
-		return 0, nil
-	}
-	ms := make([]privacy.DistributedDiscreteGaussian, len(evs))
-	for i, e := range evs {
-		ms[i] = e.DistributedDiscreteGaussian
-	}
-	g, err := privacy.DistributedEpsilon(delta, ms...)
-	if err != nil {
-		return 0, err
-	}
-	return g.Epsilon, nil
+	return composedEpsilon(evs, delta, func(e DistributedLedgerEvent) privacy.DistributedDiscreteGaussian {
+		return e.DistributedDiscreteGaussian
+	}, privacy.DistributedEpsilon)
 }
 
 // secureLedger is the agent's federation-level privacy accounting: the

@@ -35,13 +35,7 @@ func centralSetup(o Options) (*centralSim, error) {
 	if o.DPMechanism != MechanismCentral {
 		return nil, nil
 	}
-	delta, clip := o.DPDelta, o.DPClipNorm
-	if delta == 0 {
-		delta = 1e-5
-	}
-	if clip == 0 {
-		clip = 1
-	}
+	delta, clip := o.dpDeltaClip()
 	sigma, err := privacy.SigmaFor(1, int64(o.Rounds), o.DPEpsilon, delta)
 	if err != nil {
 		return nil, fmt.Errorf("%w: dp: %w", ErrOptions, err)

@@ -64,13 +64,7 @@ func ddpSetup(o Options, dim int) (*ddpSim, error) {
 	if o.DPMechanism != MechanismDDP {
 		return nil, nil
 	}
-	delta, clip := o.DPDelta, o.DPClipNorm
-	if delta == 0 {
-		delta = 1e-5
-	}
-	if clip == 0 {
-		clip = 1
-	}
+	delta, clip := o.dpDeltaClip()
 	p := secagg.DefaultDDP(dim, clip, seedBytes(o.Seed, "ddp-rotation"))
 	p, m, err := p.Calibrate(o.Clients, o.Clients, int64(o.Rounds), o.DPEpsilon, delta)
 	if err != nil {

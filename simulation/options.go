@@ -3,6 +3,7 @@ package simulation
 import (
 	"errors"
 	"fmt"
+	"github.com/fedguard/fedguard/participant"
 	"runtime"
 	"slices"
 	"strings"
@@ -343,4 +344,18 @@ func check(o Options) (*checked, error) {
 		return bad(err)
 	}
 	return &checked{o: o, spec: spec, plan: plan, scheme: scheme, attack: atk, rule: rule, ruleConfig: ruleConfig}, nil
+}
+
+// dpDeltaClip is the run's δ and ℓ2 clipping norm, with the defaults every
+// mechanism shares: the hospital's default δ (participant.DefaultDPDelta)
+// and a clip of 1.
+func (o Options) dpDeltaClip() (delta, clip float64) {
+	delta, clip = o.DPDelta, o.DPClipNorm
+	if delta == 0 {
+		delta = participant.DefaultDPDelta
+	}
+	if clip == 0 {
+		clip = 1
+	}
+	return delta, clip
 }

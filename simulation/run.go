@@ -532,14 +532,7 @@ func dpSetup(c *checked, s *sim) ([]model.DP, *DPResult, error) {
 	if o.DPEpsilon == 0 && o.DPNoiseMultiplier == 0 {
 		return nil, nil, nil
 	}
-	delta := o.DPDelta
-	if delta == 0 {
-		delta = participant.DefaultDPDelta
-	}
-	clip := o.DPClipNorm
-	if clip == 0 {
-		clip = 1
-	}
+	delta, clip := o.dpDeltaClip()
 	res := &DPResult{Delta: delta, ClipNorm: clip, SigmaMin: math.Inf(1)}
 	type key struct{ n int }
 	sigmas := map[key]float64{}
