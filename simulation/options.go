@@ -3,7 +3,6 @@ package simulation
 import (
 	"errors"
 	"fmt"
-	"github.com/fedguard/fedguard/participant"
 	"runtime"
 	"slices"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/attack"
 	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/participant"
 	"github.com/fedguard/fedguard/partition"
 )
 
