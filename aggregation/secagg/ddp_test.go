@@ -2,8 +2,10 @@ package secagg
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -78,6 +80,7 @@ func TestDiscreteGaussianPMF(t *testing.T) {
 		{"σ²=2", 2, 200_000, 1},
 		{"σ²=30", 30, 200_000, 1},
 		{"σ²=10^4", 10_000, 200_000, 10},
+		{"σ²=163107740 (bench secagg's)", 163_107_740, 200_000, 1 << 10},
 		{"σ²=2^40 (math/big)", 1 << 40, 20_000, 1 << 18},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,6 +157,73 @@ func TestBernoulliExp(t *testing.T) {
 			if d := math.Abs(float64(hits) - draws*p); d > z*sd+1e-9 {
 				t.Errorf("%s Bernoulli(exp(−%d/%d)): %d of %d, want %.0f ± %.0f", path, tt.n, tt.d, hits, draws, draws*p, z*sd)
 			}
+		}
+	}
+}
+
+// TestKeystreamUniform checks uniform(m) with a chi-square test over its
+// m values (or, for large m, over 64 equal ranges of them), for m whose
+// rejection threshold 2^64 mod m is 0, small, or a quarter of the draws.
+func TestKeystreamUniform(t *testing.T) {
+	for _, m := range []uint64{1, 2, 3, 7, 12_772, 1 << 40, 3 << 62} {
+		k, err := newKeystream(seedStream(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const draws = 200_000
+		bins := min(m, 64)
+		counts := make([]int, bins)
+		probs := make([]float64, bins)
+		for i := range probs {
+			probs[i] = 1 / float64(bins)
+		}
+		for range draws {
+			u := k.uniform(m)
+			if u >= m {
+				t.Fatalf("uniform(%d) = %d", m, u)
+			}
+			hi, _ := bits.Mul64(u, bins)
+			b, _ := bits.Div64(hi, u*bins, m) // ⌊u·bins/m⌋: ranges of equal size when bins divides m
+			counts[b]++
+		}
+		if bins > 1 {
+			chiSquare(t, fmt.Sprintf("uniform(%d)", m), counts, probs, draws)
+		}
+	}
+}
+
+// TestDDPNoiseAhead checks that drawing the noise ahead (DrawNoise) gives
+// the same encoding as drawing it inside Encode, and that each drawing is
+// used once: the next Encode draws afresh, in step with an encoder that
+// never drew ahead.
+func TestDDPNoiseAhead(t *testing.T) {
+	p := DefaultDDP(3*ddpMinChunk+5, 1, [32]byte{2})
+	p.Sigma2 = 1 << 16
+	x := make([]float32, p.Dim)
+	for i := range x {
+		x[i] = float32(i%11) / 100
+	}
+	ahead, err := p.NewEncoderFrom(seedStream(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline, err := p.NewEncoderFrom(seedStream(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := make([]uint32, p.Words()), make([]uint32, p.Words())
+	for round := range 3 {
+		if round == 0 {
+			ahead.DrawNoise()
+		}
+		if err := ahead.Encode(a, x); err != nil {
+			t.Fatal(err)
+		}
+		if err := inline.Encode(b, x); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Fatalf("round %d: the encoding with the noise drawn ahead differs from the one drawn inside Encode", round)
 		}
 	}
 }
