@@ -192,19 +192,18 @@ func (g *DiscreteGaussian) Sigma2() uint64 { return g.sigma2 }
 // Sample returns one draw of N_Z(0, σ²).
 func (g *DiscreteGaussian) Sample() int64 {
 	for {
-		y := g.laplace()
-		if g.accept(y) {
-			return y
+		x, neg := g.laplace()
+		if g.accept(x) {
+			// −x if neg is 1, without a branch the processor would
+			// mispredict half the time.
+			s := int64(neg)
+			return (int64(x) ^ -s) + s
 		}
 	}
 }
 
-// accept draws Bernoulli(exp(−(|y|·t − σ²)²/(2σ²t²))).
-func (g *DiscreteGaussian) accept(y int64) bool {
-	a := uint64(y)
-	if y < 0 {
-		a = uint64(-y)
-	}
+// accept draws Bernoulli(exp(−(a·t − σ²)²/(2σ²t²))) for a = |y|.
+func (g *DiscreteGaussian) accept(a uint64) bool {
 	if g.denOK {
 		if hi, at := bits.Mul64(a, g.t); hi == 0 {
 			var diff uint64
@@ -231,8 +230,9 @@ func (g *DiscreteGaussian) accept(y int64) bool {
 }
 
 // laplace draws from the discrete Laplace distribution with scale t,
-// P(x) ∝ exp(−|x|/t) (Canonne, Kamath, Steinke 2020, Algorithm 2).
-func (g *DiscreteGaussian) laplace() int64 {
+// P(x) ∝ exp(−|x|/t) (Canonne, Kamath, Steinke 2020, Algorithm 2): it
+// returns |x| ≤ MaxInt64 and the sign, 1 for negative (never with 0).
+func (g *DiscreteGaussian) laplace() (uint64, uint64) {
 	for {
 		u, lo := bits.Mul64(g.rng.word(), g.t) // uniform(t), inlined
 		if lo < g.t {
@@ -250,28 +250,28 @@ func (g *DiscreteGaussian) laplace() int64 {
 		if hi != 0 || carry != 0 || x > math.MaxInt64 {
 			continue // beyond int64: probability far below 2^−60, rejecting keeps the rest exact
 		}
-		neg := g.coin()
-		if neg && x == 0 {
-			continue
+		neg := g.bit()
+		if x == 0 && neg == 1 {
+			continue // −0: rejected, so that 0 is not drawn twice as often
 		}
-		if neg {
-			return -int64(x)
-		}
-		return int64(x)
+		return x, neg
 	}
 }
 
-// coin returns a fair random bit (true: 1), from the pool of a word's
-// bits.
-func (g *DiscreteGaussian) coin() bool {
+// bit returns a fair random bit from the pool of a word's bits.
+func (g *DiscreteGaussian) bit() uint64 {
 	if g.nsigns == 0 {
 		g.signs, g.nsigns = g.rng.word(), 64
 	}
-	b := g.signs&1 == 1
+	b := g.signs & 1
 	g.signs >>= 1
 	g.nsigns--
 	return b
 }
+
+// coin returns a fair random bit (true: 1), from the pool of a word's
+// bits.
+func (g *DiscreteGaussian) coin() bool { return g.bit() == 1 }
 
 // bernExpMinusOne draws Bernoulli(exp(−1)): bernExpFrac(1, 1), whose
 // first trial, Bernoulli(1/2), takes a single bit.
