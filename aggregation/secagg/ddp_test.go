@@ -295,6 +295,7 @@ func TestDDPVariance(t *testing.T) {
 	}{
 		{"noise dominates", 400},
 		{"rounding matters", 1},
+		{"bench secagg's σ²", 163_107_740},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := DefaultDDP(d, 1.0, [32]byte{9})
@@ -335,12 +336,15 @@ func TestDDPVariance(t *testing.T) {
 			mean := make([]float32, d)
 			var sq float64
 			seeds := seedStream(12)
-			for range trials {
+			for trial := range trials {
 				clear(sum)
 				for c := range inputs {
 					e, err := p.NewEncoderFrom(seeds)
 					if err != nil {
 						t.Fatal(err)
+					}
+					if (trial+c)%2 == 1 {
+						e.DrawNoise() // half the encodings with the noise drawn ahead
 					}
 					if err := e.Encode(enc, inputs[c]); err != nil {
 						t.Fatal(err)
