@@ -457,21 +457,34 @@ func BenchmarkDDPEncode(b *testing.B) {
 	}
 }
 
-// TestFWHTBlocked checks the blocked, parallel transform against the
-// textbook loop, bit for bit, on lengths around the block size.
+// TestFWHTBlocked checks the blocked, radix-4, parallel transform against
+// the textbook radix-2 loop, bit for bit, on lengths around the block size
+// with even and odd numbers of passes across blocks, on 1 to 3 goroutines
+// (3 splits the butterflies of a group unevenly).
 func TestFWHTBlocked(t *testing.T) {
 	rng := rand.New(seedStream(5))
-	for _, n := range []int{1, 2, fwhtBlock / 2, fwhtBlock, 2 * fwhtBlock, 64 * fwhtBlock} {
-		v := make([]float64, n)
-		for i := range v {
-			v[i] = rng.NormFloat64()
-		}
-		want := append([]float64(nil), v...)
-		fwhtPasses(want, 1, n)
-		fwht(v)
-		for i := range v {
-			if v[i] != want[i] {
-				t.Fatalf("n=%d: coordinate %d is %v, the textbook transform gives %v", n, i, v[i], want[i])
+	for _, procs := range []int{1, 2, 3} {
+		for _, n := range []int{1, 2, 8, fwhtBlock / 2, fwhtBlock, 2 * fwhtBlock, 4 * fwhtBlock, 8 * fwhtBlock, 64 * fwhtBlock, 128 * fwhtBlock} {
+			v := make([]float64, n)
+			for i := range v {
+				v[i] = rng.NormFloat64()
+			}
+			want := append([]float64(nil), v...)
+			for h := 1; h < n; h <<= 1 {
+				for i := 0; i < n; i += 2 * h {
+					for j := i; j < i+h; j++ {
+						x, y := want[j], want[j+h]
+						want[j], want[j+h] = x+y, x-y
+					}
+				}
+			}
+			prev := runtime.GOMAXPROCS(procs)
+			fwht(v)
+			runtime.GOMAXPROCS(prev)
+			for i := range v {
+				if math.Float64bits(v[i]) != math.Float64bits(want[i]) {
+					t.Fatalf("GOMAXPROCS=%d, n=%d: coordinate %d is %v, the textbook transform gives %v", procs, n, i, v[i], want[i])
+				}
 			}
 		}
 	}
@@ -535,4 +548,54 @@ func FuzzDDPDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRotationSigns checks the rotation against its definition with the
+// signs as ±1/√d' float64s drawn 64 to a ChaCha8 word, as they were kept
+// before they were kept as bits: the rotated vectors must be the same bit
+// for bit, or participants and coordinators of different versions would
+// rotate differently.
+func TestRotationSigns(t *testing.T) {
+	const dim = 3*64 + 5
+	seed := [32]byte{7}
+	n := PaddedDim(dim)
+	signs := make([]float64, n)
+	rng := rand.NewChaCha8(seed)
+	inv := 1 / math.Sqrt(float64(n))
+	for i := 0; i < n; i += 64 {
+		w := rng.Uint64()
+		for j := 0; j < 64 && i+j < n; j++ {
+			if w>>j&1 == 1 {
+				signs[i+j] = -inv
+			} else {
+				signs[i+j] = inv
+			}
+		}
+	}
+	x := make([]float32, dim)
+	src := rand.New(seedStream(4))
+	for i := range x {
+		x[i] = float32(src.NormFloat64())
+	}
+	want := make([]float64, n)
+	for i, v := range x {
+		want[i] = float64(v) * signs[i]
+	}
+	fwht(want)
+	r := NewRotation(seed, dim)
+	got := make([]float64, n)
+	r.Forward(got, x)
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("Forward: coordinate %d is %v, want %v", i, got[i], want[i])
+		}
+	}
+	back := make([]float64, dim)
+	r.Inverse(back, slices.Clone(want))
+	fwht(want)
+	for i := range back {
+		if w := want[i] * signs[i]; math.Float64bits(back[i]) != math.Float64bits(w) {
+			t.Fatalf("Inverse: coordinate %d is %v, want %v", i, back[i], w)
+		}
+	}
 }
