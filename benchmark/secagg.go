@@ -125,8 +125,13 @@ type SecAggOptions struct {
 	DPClipNorm float64 // default √D/2 (inputs are uniform in [−1, 1], of norm about √(D/3))
 	// ServerProfile, when set, receives a pprof CPU profile of the
 	// server's replayed runs (all its rounds, no client work) of the
-	// session without DP.
+	// session without DP; those replays then run before the DP session's
+	// instead of alternating with them.
 	ServerProfile io.Writer
+	// ClientProfile, when set, receives a pprof CPU profile of the live
+	// sessions, every round of both: each sample is labelled role=client
+	// or role=server and dp=off or dp=on (go tool pprof -tagfocus).
+	ClientProfile io.Writer
 }
 
 // SecAggResult is SecAgg's measurement. JSON names are the benchmark's
@@ -156,6 +161,13 @@ type SecAggResult struct {
 	// medians of SecAggServerRuns runs.
 	ServerSeconds float64 `json:"server_seconds"`
 	UnmaskSeconds float64 `json:"unmask_seconds"`
+	// ClientCPUSeconds and ServerCPUSeconds are the CPU times (user and
+	// system, on every core) of the same work as ClientSeconds and
+	// ServerSeconds, medians likewise: on a loaded machine wall times
+	// grow with the load, CPU times much less. 0 where the system cannot
+	// tell.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
 	// BaselineKeystreamSeconds is the time of the AES-128-CTR keystream
 	// of one mask, 4·(D+1) bytes, on one goroutine: the median of
 	// secAggBaselineRuns runs before the session and as many after. The ratios are the times
@@ -229,10 +241,27 @@ type SecAggDPResult struct {
 	ServerSeconds  float64 `json:"server_seconds"`
 	UnmaskSeconds  float64 `json:"unmask_seconds"`
 	// ClientRatio and ServerRatio are the times with DP over those
-	// without (issue 15's target: at most 1.2).
+	// without (issue 15's target: at most 1.2); the two sessions run
+	// their rounds, and the server its replays, alternately.
 	ClientRatio float64 `json:"client_ratio"`
 	ServerRatio float64 `json:"server_ratio"`
-	MaskedBytes int     `json:"masked_bytes"`
+	// CPU times and their ratios, as in SecAggResult.
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
+	ClientCPURatio   float64 `json:"client_cpu_ratio"`
+	ServerCPURatio   float64 `json:"server_cpu_ratio"`
+	// NoiseSeconds and NoiseCPUSeconds are a survivor's time to make its
+	// encoder and draw its noise (secagg.DDPEncoder.DrawNoise), medians;
+	// they are part of ClientSeconds and ClientCPUSeconds. The noise does
+	// not depend on the update, so a hospital can draw it while it trains:
+	// ClientRatioNoiseAhead and ClientCPURatioNoiseAhead are the ratios
+	// with that time taken out of the round, the CPU it takes being spent
+	// before the round instead of in it.
+	NoiseSeconds             float64 `json:"noise_seconds"`
+	NoiseCPUSeconds          float64 `json:"noise_cpu_seconds"`
+	ClientRatioNoiseAhead    float64 `json:"client_ratio_noise_ahead"`
+	ClientCPURatioNoiseAhead float64 `json:"client_cpu_ratio_noise_ahead"`
+	MaskedBytes              int     `json:"masked_bytes"`
 	// ErrorVariance is the decoded mean's squared error per coordinate,
 	// against the exact mean of the clipped inputs; NoiseVariance is the
 	// mechanism's (DDP.NoiseVariance), and the rounding adds at most
@@ -335,15 +364,41 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 	ks := newKeystreamBaseline(o.D + 1)
 	baseline := ks.times(secAggBaselineRuns)
 
-	s, maxErr, err := runSecAggSession(ctx, o, params, nil)
+	s, err := newSecAggSession(o, params, nil)
 	if err != nil {
 		return SecAggResult{}, err
 	}
+	sessions := []*secAggSession{s}
 	var sdp *secAggSession
 	if dp != nil {
-		if sdp, _, err = runSecAggSession(ctx, o, params, dp); err != nil {
+		if sdp, err = newSecAggSession(o, params, dp); err != nil {
 			return SecAggResult{}, fmt.Errorf("with distributed DP: %w", err)
 		}
+		sessions = append(sessions, sdp)
+	}
+	if o.ClientProfile != nil {
+		if err := pprof.StartCPUProfile(o.ClientProfile); err != nil {
+			return SecAggResult{}, fmt.Errorf("benchmark: secagg client profile: %w", err)
+		}
+	}
+	err = runSecAggSessions(ctx, sessions)
+	if o.ClientProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return SecAggResult{}, err
+	}
+	maxErr, err := s.finish()
+	if err != nil {
+		return SecAggResult{}, err
+	}
+	if sdp != nil {
+		if _, err := sdp.finish(); err != nil {
+			return SecAggResult{}, fmt.Errorf("with distributed DP: %w", err)
+		}
+	}
+	if err := replaySecAggServers(ctx, o, sessions); err != nil {
+		return SecAggResult{}, err
 	}
 	baseline = append(baseline, ks.times(secAggBaselineRuns)...)
 
@@ -357,7 +412,9 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 		MaxError:                 maxErr,
 		ErrorBound:               params.ErrorBound(o.N),
 	}
-	res.ClientSeconds, res.MaskingSeconds, res.ServerSeconds, res.UnmaskSeconds, res.BytesPerClient = s.times()
+	t := s.times()
+	res.ClientSeconds, res.MaskingSeconds, res.ServerSeconds, res.UnmaskSeconds, res.BytesPerClient = t.client, t.masking, t.server, t.unmask, t.bytes
+	res.ClientCPUSeconds, res.ServerCPUSeconds = t.clientCPU, t.serverCPU
 	res.KeyMaterialBytes = res.BytesPerClient - res.MaskedBytes
 	res.ServerMasks, res.KeystreamFloorSeconds = s.masks, median(s.floor)
 	if res.KeystreamFloorSeconds > 0 {
@@ -373,105 +430,162 @@ func SecAgg(ctx context.Context, o SecAggOptions) (SecAggResult, error) {
 			MinSurvivors: o.Threshold, Sigma2: dp.Sigma2, PaddedD: dp.Padded(),
 			MaskedBytes: SecAggFraming + 4*dp.Words(),
 		}
-		r.ClientSeconds, r.MaskingSeconds, r.ServerSeconds, r.UnmaskSeconds, _ = sdp.times()
-		r.ClientRatio, r.ServerRatio = r.ClientSeconds/res.ClientSeconds, r.ServerSeconds/res.ServerSeconds
+		d := sdp.times()
+		r.ClientSeconds, r.MaskingSeconds, r.ServerSeconds, r.UnmaskSeconds = d.client, d.masking, d.server, d.unmask
+		r.ClientCPUSeconds, r.ServerCPUSeconds, r.NoiseSeconds, r.NoiseCPUSeconds = d.clientCPU, d.serverCPU, d.noise, d.noiseCPU
+		r.ClientRatio, r.ServerRatio = ratio(d.client, t.client), ratio(d.server, t.server)
+		r.ClientCPURatio, r.ServerCPURatio = ratio(d.clientCPU, t.clientCPU), ratio(d.serverCPU, t.serverCPU)
+		r.ClientRatioNoiseAhead, r.ClientCPURatioNoiseAhead = ratio(d.ahead, t.client), ratio(d.aheadCPU, t.clientCPU)
 		r.ErrorVariance, r.NoiseVariance, r.RoundingVariance = sdp.dpError, sdp.dpNoise, sdp.dpRounding
 		res.DP = r
 	}
 	return res, nil
 }
 
-// runSecAggSession runs one whole session, with the fixed-point encoding
-// of params or, if dp is not nil, with distributed DP, checks its decoded
-// mean and replays the server; it returns the session with its times and
-// the largest error of the mean (fixed-point encoding only).
-func runSecAggSession(ctx context.Context, o SecAggOptions, params secagg.Params, dp *secagg.DDP) (*secAggSession, float64, error) {
-	s, err := newSecAggSession(o, params, dp)
-	if err != nil {
-		return nil, 0, err
+// ratio returns a/b, or 0 if b is not positive (a time the system could
+// not measure).
+func ratio(a, b float64) float64 {
+	if !(b > 0) {
+		return 0
 	}
-	label := "secagg"
-	if dp != nil {
-		label = "secagg+dp"
-	}
+	return a / b
+}
+
+// runSecAggSessions runs the live rounds of the sessions, the one
+// without DP and, if there are two, the one with DP, alternately round by
+// round, so that a change of the machine's load between them weighs on
+// both.
+func runSecAggSessions(ctx context.Context, sessions []*secAggSession) error {
 	rounds := []struct {
 		name string
-		run  func(context.Context) error
+		run  func(*secAggSession, context.Context) error
 	}{
-		{"AdvertiseKeys", s.advertise},
-		{"ShareKeys", s.share},
-		{"MaskedInput", s.mask},
-		{"ConsistencyCheck", s.consist},
-		{"Unmasking", s.unmask},
+		{"AdvertiseKeys", (*secAggSession).advertise},
+		{"ShareKeys", (*secAggSession).share},
+		{"MaskedInput", (*secAggSession).mask},
+		{"ConsistencyCheck", (*secAggSession).consist},
+		{"Unmasking", (*secAggSession).unmask},
 	}
 	for _, r := range rounds {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("benchmark: secagg interrupted before %s: %w", r.name, err)
-		}
-		// Collect the garbage of the previous round now rather than
-		// during the next round's timed calls.
-		runtime.GC()
-		clientBefore, serverBefore := slices.Clone(s.clientTime), s.serverTime
-		if err := r.run(ctx); err != nil {
-			return nil, 0, fmt.Errorf("benchmark: secagg %s: %w", r.name, err)
-		}
-		if o.Progress != nil {
-			var spent []float64
-			for _, id := range s.survivors {
-				spent = append(spent, (s.clientTime[id] - clientBefore[id]).Seconds())
+		for _, s := range sessions {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("benchmark: secagg interrupted before %s: %w", r.name, err)
 			}
-			fmt.Fprintf(o.Progress, "%s %-17s client (median) %9.4f s   server %9.4f s\n",
-				label, r.name, median(spent), (s.serverTime - serverBefore).Seconds())
+			// Collect the garbage of the previous round now rather than
+			// during the next round's timed calls.
+			runtime.GC()
+			clientBefore, serverBefore := slices.Clone(s.clientTime), s.serverTime
+			if err := r.run(s, ctx); err != nil {
+				err = fmt.Errorf("benchmark: secagg %s: %w", r.name, err)
+				if s.dp != nil {
+					err = fmt.Errorf("with distributed DP: %w", err)
+				}
+				return err
+			}
+			if p := s.o.Progress; p != nil {
+				var spent []float64
+				for _, id := range s.survivors {
+					spent = append(spent, (s.clientTime[id] - clientBefore[id]).Seconds())
+				}
+				fmt.Fprintf(p, "%s %-17s client (median) %9.4f s   server %9.4f s\n",
+					s.label(), r.name, median(spent), (s.serverTime - serverBefore).Seconds())
+			}
 		}
 	}
+	return nil
+}
+
+// label names the session in progress lines.
+func (s *secAggSession) label() string {
+	if s.dp != nil {
+		return "secagg+dp"
+	}
+	return "secagg"
+}
+
+// finish checks the session's decoded mean and counts the server's masks;
+// it returns the largest error of the mean (fixed-point encoding only).
+func (s *secAggSession) finish() (float64, error) {
 	maxErr, err := s.check()
 	if err != nil {
-		return nil, 0, err
-	}
-	words := o.D + 1
-	if dp != nil {
-		words = dp.Words()
+		return 0, err
 	}
 	s.masks = s.serverMasks()
-	s.floor = []float64{keystreamFloor(s.masks, words)}
-	profile := o.ServerProfile != nil && dp == nil
-	if profile {
-		if err := pprof.StartCPUProfile(o.ServerProfile); err != nil {
-			return nil, 0, fmt.Errorf("benchmark: secagg server profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-	for run := 2; run <= SecAggServerRuns; run++ {
+	s.floor = []float64{keystreamFloor(s.masks, s.cfg.Dim)}
+	return maxErr, nil
+}
+
+// replaySecAggServers replays the server of each session
+// SecAggServerRuns−1 times, alternately, each replay beside a keystream
+// floor. With o.ServerProfile the replays of the session without DP run
+// first, all of them, under the profiler.
+func replaySecAggServers(ctx context.Context, o SecAggOptions, sessions []*secAggSession) error {
+	replay := func(s *secAggSession, run int) error {
 		if err := ctx.Err(); err != nil {
-			return nil, 0, fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
+			return fmt.Errorf("benchmark: secagg interrupted before server run %d: %w", run, err)
 		}
 		runtime.GC()
 		if err := s.replayServer(); err != nil {
-			return nil, 0, fmt.Errorf("benchmark: secagg server run %d: %w", run, err)
+			return fmt.Errorf("benchmark: %s server run %d: %w", s.label(), run, err)
 		}
-		s.floor = append(s.floor, keystreamFloor(s.masks, words))
+		s.floor = append(s.floor, keystreamFloor(s.masks, s.cfg.Dim))
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "%s %-17s %30s server %9.4f s (Unmask %.4f s)\n",
-				label, fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
+				s.label(), fmt.Sprintf("server run %d/%d", run, SecAggServerRuns), "", s.serverTimes[run-1], s.unmaskTimes[run-1])
+		}
+		return nil
+	}
+	if o.ServerProfile != nil {
+		if err := pprof.StartCPUProfile(o.ServerProfile); err != nil {
+			return fmt.Errorf("benchmark: secagg server profile: %w", err)
+		}
+		for run := 2; run <= SecAggServerRuns; run++ {
+			if err := replay(sessions[0], run); err != nil {
+				pprof.StopCPUProfile()
+				return err
+			}
+		}
+		pprof.StopCPUProfile()
+		sessions = sessions[1:]
+	}
+	for run := 2; run <= SecAggServerRuns; run++ {
+		for _, s := range sessions {
+			if err := replay(s, run); err != nil {
+				return err
+			}
 		}
 	}
-	if profile {
-		pprof.StopCPUProfile()
-	}
-	return s, maxErr, nil
+	return nil
 }
 
-// times returns the session's medians: a survivor's compute over every
-// round and its MaskedInput alone, the server's over every round and its
-// Unmask alone; and the most bytes a survivor sent.
-func (s *secAggSession) times() (client, masking, server, unmask float64, bytes int) {
-	var total, mask []float64
+// secAggTimes are a session's medians, in seconds: a survivor's compute
+// over every round (wall and CPU), its MaskedInput alone, its noise (DP
+// only), and its compute without the noise (wall and CPU: the noise drawn
+// ahead); the server's over every round (wall and CPU) and its Unmask
+// alone; and the most bytes a survivor sent.
+type secAggTimes struct {
+	client, clientCPU, masking, noise, noiseCPU, ahead, aheadCPU float64
+	server, serverCPU, unmask                                    float64
+	bytes                                                        int
+}
+
+func (s *secAggSession) times() secAggTimes {
+	var total, totalCPU, mask, noise, noiseCPU, ahead, aheadCPU []float64
+	var t secAggTimes
 	for _, id := range s.survivors {
 		total = append(total, s.clientTime[id].Seconds())
+		totalCPU = append(totalCPU, s.clientCPU[id].Seconds())
 		mask = append(mask, s.maskTime[id].Seconds())
-		bytes = max(bytes, s.sent[id])
+		noise = append(noise, s.noiseTime[id].Seconds())
+		noiseCPU = append(noiseCPU, s.noiseCPU[id].Seconds())
+		ahead = append(ahead, (s.clientTime[id] - s.noiseTime[id]).Seconds())
+		aheadCPU = append(aheadCPU, (s.clientCPU[id] - s.noiseCPU[id]).Seconds())
+		t.bytes = max(t.bytes, s.sent[id])
 	}
-	return median(total), median(mask), median(s.serverTimes), median(s.unmaskTimes), bytes
+	t.client, t.clientCPU, t.masking = median(total), median(totalCPU), median(mask)
+	t.noise, t.noiseCPU, t.ahead, t.aheadCPU = median(noise), median(noiseCPU), median(ahead), median(aheadCPU)
+	t.server, t.serverCPU, t.unmask = median(s.serverTimes), median(s.serverCPUs), median(s.unmaskTimes)
+	return t
 }
 
 // secAggSession is one session being run: the server, the clients, the
@@ -515,8 +629,12 @@ type secAggSession struct {
 	exactWeight uint64
 
 	clientTime, maskTime []time.Duration // by id
+	clientCPU            []time.Duration // by id, as clientTime
+	noiseTime, noiseCPU  []time.Duration // by id: making the DP encoder and drawing its noise
 	serverTime           time.Duration   // of the live run: all rounds and Decode
+	serverCPU            time.Duration   // as serverTime
 	serverTimes          []float64       // seconds, by run: all rounds and Decode
+	serverCPUs           []float64       // seconds, by run, as serverTimes
 	unmaskTimes          []float64       // seconds, by run: Server.Unmask alone
 	sent                 []int           // bytes sent, by id
 }
@@ -560,6 +678,9 @@ func newSecAggSession(o SecAggOptions, params secagg.Params, dp *secagg.DDP) (*s
 		exact:      make([]float64, o.D),
 		clientTime: make([]time.Duration, o.N+1),
 		maskTime:   make([]time.Duration, o.N+1),
+		clientCPU:  make([]time.Duration, o.N+1),
+		noiseTime:  make([]time.Duration, o.N+1),
+		noiseCPU:   make([]time.Duration, o.N+1),
 		sent:       make([]int, o.N+1),
 	}
 	for id := 1; id <= o.N; id++ {
@@ -581,19 +702,26 @@ func newSecAggSession(o SecAggOptions, params secagg.Params, dp *secagg.DDP) (*s
 	return s, nil
 }
 
-// timeClient runs f as participant id's compute and counts its time.
+// timeClient runs f as participant id's compute and counts its time,
+// wall and CPU, labelled for a profile (role=client).
 func (s *secAggSession) timeClient(id uint32, f func() error) error {
-	start := time.Now()
-	err := f()
+	var err error
+	cpu, start := processCPU(), time.Now()
+	pprof.Do(context.Background(), s.profileLabels("client"), func(context.Context) { err = f() })
 	s.clientTime[id] += time.Since(start)
+	s.clientCPU[id] += processCPU() - cpu
 	return err
 }
 
-// timeServer runs f as the server's compute and counts its time.
+// timeServer runs f as the server's compute and counts its time, wall and
+// CPU, labelled for a profile (role=server).
 func (s *secAggSession) timeServer(f func() ([]secagg.Rejection, error)) error {
-	start := time.Now()
-	rejected, err := f()
+	var rejected []secagg.Rejection
+	var err error
+	cpu, start := processCPU(), time.Now()
+	pprof.Do(context.Background(), s.profileLabels("server"), func(context.Context) { rejected, err = f() })
 	s.serverTime += time.Since(start)
+	s.serverCPU += processCPU() - cpu
 	if err != nil {
 		return err
 	}
@@ -601,6 +729,16 @@ func (s *secAggSession) timeServer(f func() ([]secagg.Rejection, error)) error {
 		return fmt.Errorf("server rejected honest participants: %v", rejected)
 	}
 	return nil
+}
+
+// profileLabels labels a profile's samples with the role and whether the
+// session has DP.
+func (s *secAggSession) profileLabels(role string) pprof.LabelSet {
+	dp := "off"
+	if s.dp != nil {
+		dp = "on"
+	}
+	return pprof.Labels("role", role, "dp", dp)
 }
 
 // ids returns the keys of m, sorted.
@@ -708,11 +846,16 @@ func (s *secAggSession) mask(ctx context.Context) error {
 		err := s.timeClient(id, func() (err error) {
 			if s.dp != nil {
 				// As a hospital does every round: a new encoder
-				// (rotation signs, noise generator from crypto/rand).
+				// (rotation signs, generators keyed from crypto/rand),
+				// and its noise, timed apart: what a hospital can
+				// do while it trains.
+				cpu, start := processCPU(), time.Now()
 				e, err := s.dp.NewEncoder()
 				if err != nil {
 					return err
 				}
+				e.DrawNoise()
+				s.noiseTime[id], s.noiseCPU[id] = time.Since(start), processCPU()-cpu
 				if err := e.Encode(enc, x); err != nil {
 					return fmt.Errorf("encode: %w", err)
 				}
@@ -782,6 +925,7 @@ func (s *secAggSession) unmask(ctx context.Context) error {
 		return nil, err
 	})
 	s.serverTimes = append(s.serverTimes, s.serverTime.Seconds())
+	s.serverCPUs = append(s.serverCPUs, s.serverCPU.Seconds())
 	s.unmaskTimes = append(s.unmaskTimes, unmask.Seconds())
 	return err
 }
@@ -806,11 +950,12 @@ func (s *secAggSession) replayServer() error {
 		{"Unmask", func() (r []secagg.Rejection, err error) { sum, r, err = server.Unmask(s.resps); return r, err }},
 		{"Decode", func() ([]secagg.Rejection, error) { _, err := s.decode(mean, sum); return nil, err }},
 	}
-	var total, unmask time.Duration
+	var total, unmask, totalCPU time.Duration
 	for _, step := range steps {
-		start := time.Now()
+		cpu, start := processCPU(), time.Now()
 		rejected, err := step.run()
 		d := time.Since(start)
+		totalCPU += processCPU() - cpu
 		if err != nil {
 			return fmt.Errorf("%s: %w", step.name, err)
 		}
@@ -826,6 +971,7 @@ func (s *secAggSession) replayServer() error {
 		return fmt.Errorf("%w: a replay of the server unmasked another sum", ErrSecAggWrong)
 	}
 	s.serverTimes = append(s.serverTimes, total.Seconds())
+	s.serverCPUs = append(s.serverCPUs, totalCPU.Seconds())
 	s.unmaskTimes = append(s.unmaskTimes, unmask.Seconds())
 	return nil
 }

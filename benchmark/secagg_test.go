@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -238,6 +240,33 @@ func TestSecAggDP(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "secagg+dp MaskedInput") {
 		t.Errorf("progress %q has no line for the DP run", progress.String())
+	}
+	for _, k := range []string{"client_cpu_seconds", "server_cpu_seconds", "client_cpu_ratio", "server_cpu_ratio",
+		"noise_seconds", "noise_cpu_seconds", "client_ratio_noise_ahead", "client_cpu_ratio_noise_ahead"} {
+		if _, ok := got["dp"].(map[string]any)[k]; !ok {
+			t.Errorf("JSON %v has no dp.%s", got["dp"], k)
+		}
+	}
+	// The noise is part of the client's time, and taking it out lowers
+	// the ratio.
+	if !(dp.NoiseSeconds > 0 && dp.NoiseSeconds < dp.ClientSeconds && dp.ClientRatioNoiseAhead < dp.ClientRatio) {
+		t.Errorf("noise %g s of client %g s, ratio %g with the noise drawn ahead against %g", dp.NoiseSeconds, dp.ClientSeconds, dp.ClientRatioNoiseAhead, dp.ClientRatio)
+	}
+	if runtime.GOOS == "linux" && !(res.ClientCPUSeconds > 0 && res.ServerCPUSeconds > 0 && dp.ClientCPURatio > 0 && dp.ServerCPURatio > 0) {
+		t.Errorf("CPU times not measured: client %g s, server %g s, DP ratios %g, %g", res.ClientCPUSeconds, res.ServerCPUSeconds, dp.ClientCPURatio, dp.ServerCPURatio)
+	}
+	// The two sessions alternate round by round, and so do the replays.
+	var order []string
+	for line := range strings.Lines(progress.String()) {
+		if f := strings.Fields(line); len(f) >= 2 {
+			order = append(order, f[0]+" "+f[1])
+		}
+	}
+	want := []string{"secagg AdvertiseKeys", "secagg+dp AdvertiseKeys", "secagg ShareKeys", "secagg+dp ShareKeys",
+		"secagg MaskedInput", "secagg+dp MaskedInput", "secagg ConsistencyCheck", "secagg+dp ConsistencyCheck",
+		"secagg Unmasking", "secagg+dp Unmasking", "secagg server", "secagg+dp server", "secagg server", "secagg+dp server"}
+	if !slices.Equal(order, want) {
+		t.Errorf("progress in the order\n%q\nwant\n%q", order, want)
 	}
 	if _, err := SecAgg(context.Background(), SecAggOptions{N: n, D: d, DPEpsilon: -1}); !errors.Is(err, ErrSecAggOptions) {
 		t.Errorf("negative dp epsilon: %v, want ErrSecAggOptions", err)

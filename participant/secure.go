@@ -371,6 +371,8 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 	if err != nil {
 		return Result{}, nil, err
 	}
+	// Under distributed DP the noise is drawn while the hospital trains.
+	prepared := plan.Prepare()
 	trainStart := time.Now()
 	res, err := a.cfg.Trainer.Train(ctx, asg, start)
 	if err == nil {
@@ -396,7 +398,7 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 	if _, err := crand.Read(seed[:]); err != nil {
 		return Result{}, nil, fmt.Errorf("participant: rounding seed: %w", err)
 	}
-	input, err := plan.Input(res.Delta, res.Samples, rand.NewChaCha8(seed))
+	input, err := prepared.Input(res.Delta, res.Samples, rand.NewChaCha8(seed))
 	if err != nil {
 		return Result{}, nil, fmt.Errorf("%w: encode the update: %w", ErrSecureRound, err)
 	}

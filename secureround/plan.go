@@ -350,6 +350,60 @@ func LargestBucket(n, s int) int {
 // encoder seeds itself from crypto/rand and never uses rng: noise a
 // seed could predict would protect nothing.
 func (p Plan) Input(delta []float32, samples uint64, rng *rand.ChaCha8) ([]uint32, error) {
+	return p.input(delta, samples, rng, nil)
+}
+
+// Prepared is a member's input prepared before its update exists: under
+// distributed DP, the encoder and its share of the noise, drawn in the
+// background (secagg.DDPEncoder.DrawNoise). The noise depends on neither
+// the update nor the round's seed, only on σ² and d′, so a hospital draws
+// it while it trains and its round does not wait for the sampler.
+type Prepared struct {
+	p    Plan
+	done chan struct{}
+	enc  *secagg.DDPEncoder // with its noise drawn, once done is closed
+	err  error
+	used bool
+}
+
+// Prepare starts preparing the member's input: under distributed DP it
+// makes the encoder and draws its noise on another goroutine, at once;
+// without, there is nothing to prepare. Prepared.Input then finishes it.
+// Abandoning a Prepared is safe: the goroutine ends on its own.
+func (p Plan) Prepare() *Prepared {
+	pr := &Prepared{p: p, done: make(chan struct{})}
+	d := p.DDP()
+	if d == nil {
+		close(pr.done)
+		return pr
+	}
+	go func() {
+		defer close(pr.done)
+		if pr.enc, pr.err = d.NewEncoder(); pr.err == nil {
+			pr.enc.DrawNoise()
+		}
+	}()
+	return pr
+}
+
+// Input is Plan.Input with the prepared encoder: it waits until the noise
+// is drawn. A Prepared gives one input only; a second call is an error
+// wrapping ErrPlan, since the same noise twice would cancel in a
+// difference.
+func (pr *Prepared) Input(delta []float32, samples uint64, rng *rand.ChaCha8) ([]uint32, error) {
+	<-pr.done
+	if pr.used {
+		return nil, fmt.Errorf("%w: a prepared input was used already", ErrPlan)
+	}
+	pr.used = true
+	if pr.err != nil {
+		return nil, fmt.Errorf("distributed DP: %w", pr.err)
+	}
+	return pr.p.input(delta, samples, rng, pr.enc)
+}
+
+// input is Input with the DP encoder enc, or a new one if enc is nil.
+func (p Plan) input(delta []float32, samples uint64, rng *rand.ChaCha8, enc *secagg.DDPEncoder) ([]uint32, error) {
 	if p.NormClip > 0 {
 		if n := model.Norm(delta); n > p.NormClip {
 			clipped := make([]float32, len(delta))
@@ -361,9 +415,11 @@ func (p Plan) Input(delta []float32, samples uint64, rng *rand.ChaCha8) ([]uint3
 		}
 	}
 	if d := p.DDP(); d != nil {
-		enc, err := d.NewEncoder()
-		if err != nil {
-			return nil, fmt.Errorf("distributed DP: %w", err)
+		if enc == nil {
+			var err error
+			if enc, err = d.NewEncoder(); err != nil {
+				return nil, fmt.Errorf("distributed DP: %w", err)
+			}
 		}
 		input := make([]uint32, d.Words())
 		if err := enc.Encode(input, delta); err != nil {

@@ -57,7 +57,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	mrand "math/rand/v2"
 	"runtime"
 	"sync"
 
@@ -242,23 +241,32 @@ func (p DDP) Check(n int) error {
 }
 
 // DDPEncoder encodes one participant's updates under a DDP. It holds the
-// noise generator and scratch space; it is not safe for concurrent use.
+// noise and rounding generators and scratch space; it is not safe for
+// concurrent use.
 type DDPEncoder struct {
 	p   DDP
 	rot *Rotation
-	// noise has one sampler per chunk of the padded coordinates, each
-	// with its own generator seeded from the reader: chunk w's rounding
-	// and noise come from noise[w]. The chunks depend on d′ only, not on
-	// the machine, so that a seeded encoder (NewEncoderFrom) gives the
-	// same encoding everywhere; they run on up to GOMAXPROCS goroutines.
+	// noise has one sampler per chunk of the padded coordinates, and
+	// round one rounding generator per chunk, each with its own key read
+	// from the seed: chunk w's noise comes from noise[w] and its
+	// rounding from round[w]. The chunks depend on d′ only, not on the
+	// machine, so that a seeded encoder (NewEncoderFrom) gives the same
+	// encoding everywhere; they run on up to GOMAXPROCS goroutines. The
+	// noise has generators of its own so that drawing it ahead
+	// (DrawNoise) or inside Encode gives the same encoding.
 	noise []*DiscreteGaussian
+	round []*keystream
 	buf   []float64
 	l2    float64
+	// drawn holds the noise DrawNoise drew for the next Encode, in two's
+	// complement modulo 2^32, when ready.
+	drawn []uint32
+	ready bool
 }
 
 // ddpMinChunk is the fewest coordinates a chunk of Encode holds (below
 // that, a goroutine costs more than it saves), and ddpMaxChunks the most
-// chunks: NewEncoderFrom reads 32 bytes of seed for each.
+// chunks: NewEncoderFrom reads 64 bytes of seed for each.
 const (
 	ddpMinChunk  = 1 << 14
 	ddpMaxChunks = 64
@@ -268,11 +276,11 @@ const (
 // [w·n/k, (w+1)·n/k).
 func chunk(n, k, w int) (int, int) { return w * n / k, (w + 1) * n / k }
 
-// NewEncoder returns an encoder whose noise, and rounding, generator is
-// seeded from crypto/rand.
+// NewEncoder returns an encoder whose noise and rounding generators are
+// keyed from crypto/rand.
 func (p DDP) NewEncoder() (*DDPEncoder, error) { return p.NewEncoderFrom(rand.Reader) }
 
-// NewEncoderFrom is NewEncoder with the generator's seed read from seed:
+// NewEncoderFrom is NewEncoder with the generators' keys read from seed:
 // for tests that must reproduce a run. Production code uses NewEncoder.
 func (p DDP) NewEncoderFrom(seed io.Reader) (*DDPEncoder, error) {
 	if err := p.Check(1); err != nil {
@@ -285,9 +293,36 @@ func (p DDP) NewEncoderFrom(seed io.Reader) (*DDPEncoder, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.noise = append(e.noise, g)
+		r, err := newKeystream(seed)
+		if err != nil {
+			return nil, fmt.Errorf("secagg: rounding seed: %w", err)
+		}
+		e.noise, e.round = append(e.noise, g), append(e.round, r)
 	}
 	return e, nil
+}
+
+// DrawNoise draws the noise the next Encode adds, now. The noise does not
+// depend on the update, so a participant can draw it before it has one,
+// while it trains, and Encode then only clips, rotates, rounds and adds
+// it: the same encoding as without DrawNoise, for the same generators,
+// and the same work, moved off the round's critical path. Each drawing
+// is used by one Encode only; calling DrawNoise again before Encode draws
+// afresh.
+func (e *DDPEncoder) DrawNoise() {
+	if len(e.drawn) != len(e.buf) {
+		e.drawn = make([]uint32, len(e.buf))
+	}
+	clear(e.drawn)
+	e.parallel(func(w, lo, hi int) { e.noise[w].addTo(e.drawn[lo:hi]) })
+	e.ready = true
+}
+
+// addTo adds a sample of N_Z(0, σ²) to each word of dst, modulo 2^32.
+func (g *DiscreteGaussian) addTo(dst []uint32) {
+	for i := range dst {
+		dst[i] += uint32(g.Sample())
+	}
 }
 
 // Encode writes the encoding of x to dst: len(x) must be Dim and len(dst)
@@ -317,7 +352,7 @@ func (e *DDPEncoder) Encode(dst []uint32, x []float32) error {
 		if attempt == maxRoundingAttempts {
 			return fmt.Errorf("secagg: conditional rounding failed %d times in a row (β = %v)", maxRoundingAttempts, p.Beta)
 		}
-		e.parallel(func(w, lo, hi int) { sums[w] = roundChunk(dst[lo:hi], e.buf[lo:hi], k, e.noise[w].rng) })
+		e.parallel(func(w, lo, hi int) { sums[w] = roundChunk(dst[lo:hi], e.buf[lo:hi], k, e.round[w]) })
 		var sum float64
 		for _, v := range sums {
 			sum += v
@@ -326,12 +361,13 @@ func (e *DDPEncoder) Encode(dst []uint32, x []float32) error {
 			break
 		}
 	}
-	e.parallel(func(w, lo, hi int) {
-		g := e.noise[w]
-		for i := lo; i < hi; i++ {
-			dst[i] += uint32(g.Sample())
-		}
-	})
+	if e.ready {
+		addVectors(dst[:len(e.buf)], e.drawn)
+		clear(e.drawn) // used once
+		e.ready = false
+	} else {
+		e.parallel(func(w, lo, hi int) { e.noise[w].addTo(dst[lo:hi]) })
+	}
 	dst[len(e.buf)] = 1
 	return nil
 }
@@ -364,13 +400,13 @@ func (e *DDPEncoder) parallel(f func(w, lo, hi int)) {
 // roundChunk writes the randomized rounding of k·v for each v of src to
 // dst in two's complement, and returns the sum of the squares of the
 // rounded values (exact in float64 below 2^53).
-func roundChunk(dst []uint32, src []float64, k float64, rng *mrand.Rand) float64 {
+func roundChunk(dst []uint32, src []float64, k float64, rng *keystream) float64 {
 	var sum float64
 	for i, v := range src {
 		s := v * k
 		f := math.Floor(s)
 		z := int64(f)
-		if float64(rng.Uint64()>>11)*0x1p-53 < s-f {
+		if float64(rng.word()>>11)*0x1p-53 < s-f {
 			z++
 		}
 		dst[i] = uint32(z)

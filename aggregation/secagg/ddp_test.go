@@ -2,8 +2,10 @@ package secagg
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/big"
+	"math/bits"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -78,6 +80,7 @@ func TestDiscreteGaussianPMF(t *testing.T) {
 		{"σ²=2", 2, 200_000, 1},
 		{"σ²=30", 30, 200_000, 1},
 		{"σ²=10^4", 10_000, 200_000, 10},
+		{"σ²=163107740 (bench secagg's)", 163_107_740, 200_000, 1 << 10},
 		{"σ²=2^40 (math/big)", 1 << 40, 20_000, 1 << 18},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +161,73 @@ func TestBernoulliExp(t *testing.T) {
 	}
 }
 
+// TestKeystreamUniform checks uniform(m) with a chi-square test over its
+// m values (or, for large m, over 64 equal ranges of them), for m whose
+// rejection threshold 2^64 mod m is 0, small, or a quarter of the draws.
+func TestKeystreamUniform(t *testing.T) {
+	for _, m := range []uint64{1, 2, 3, 7, 12_772, 1 << 40, 3 << 62} {
+		k, err := newKeystream(seedStream(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const draws = 200_000
+		bins := min(m, 64)
+		counts := make([]int, bins)
+		probs := make([]float64, bins)
+		for i := range probs {
+			probs[i] = 1 / float64(bins)
+		}
+		for range draws {
+			u := k.uniform(m)
+			if u >= m {
+				t.Fatalf("uniform(%d) = %d", m, u)
+			}
+			hi, _ := bits.Mul64(u, bins)
+			b, _ := bits.Div64(hi, u*bins, m) // ⌊u·bins/m⌋: ranges of equal size when bins divides m
+			counts[b]++
+		}
+		if bins > 1 {
+			chiSquare(t, fmt.Sprintf("uniform(%d)", m), counts, probs, draws)
+		}
+	}
+}
+
+// TestDDPNoiseAhead checks that drawing the noise ahead (DrawNoise) gives
+// the same encoding as drawing it inside Encode, and that each drawing is
+// used once: the next Encode draws afresh, in step with an encoder that
+// never drew ahead.
+func TestDDPNoiseAhead(t *testing.T) {
+	p := DefaultDDP(3*ddpMinChunk+5, 1, [32]byte{2})
+	p.Sigma2 = 1 << 16
+	x := make([]float32, p.Dim)
+	for i := range x {
+		x[i] = float32(i%11) / 100
+	}
+	ahead, err := p.NewEncoderFrom(seedStream(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline, err := p.NewEncoderFrom(seedStream(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := make([]uint32, p.Words()), make([]uint32, p.Words())
+	for round := range 3 {
+		if round == 0 {
+			ahead.DrawNoise()
+		}
+		if err := ahead.Encode(a, x); err != nil {
+			t.Fatal(err)
+		}
+		if err := inline.Encode(b, x); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Fatalf("round %d: the encoding with the noise drawn ahead differs from the one drawn inside Encode", round)
+		}
+	}
+}
+
 func TestNewDiscreteGaussianRefuses(t *testing.T) {
 	for _, s2 := range []uint64{0, MaxSigma2 + 1} {
 		if _, err := NewDiscreteGaussian(s2, seedStream(1)); !errors.Is(err, ErrParams) {
@@ -225,6 +295,7 @@ func TestDDPVariance(t *testing.T) {
 	}{
 		{"noise dominates", 400},
 		{"rounding matters", 1},
+		{"bench secagg's σ²", 163_107_740},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := DefaultDDP(d, 1.0, [32]byte{9})
@@ -265,12 +336,15 @@ func TestDDPVariance(t *testing.T) {
 			mean := make([]float32, d)
 			var sq float64
 			seeds := seedStream(12)
-			for range trials {
+			for trial := range trials {
 				clear(sum)
 				for c := range inputs {
 					e, err := p.NewEncoderFrom(seeds)
 					if err != nil {
 						t.Fatal(err)
+					}
+					if (trial+c)%2 == 1 {
+						e.DrawNoise() // half the encodings with the noise drawn ahead
 					}
 					if err := e.Encode(enc, inputs[c]); err != nil {
 						t.Fatal(err)
@@ -383,21 +457,34 @@ func BenchmarkDDPEncode(b *testing.B) {
 	}
 }
 
-// TestFWHTBlocked checks the blocked, parallel transform against the
-// textbook loop, bit for bit, on lengths around the block size.
+// TestFWHTBlocked checks the blocked, radix-4, parallel transform against
+// the textbook radix-2 loop, bit for bit, on lengths around the block size
+// with even and odd numbers of passes across blocks, on 1 to 3 goroutines
+// (3 splits the butterflies of a group unevenly).
 func TestFWHTBlocked(t *testing.T) {
 	rng := rand.New(seedStream(5))
-	for _, n := range []int{1, 2, fwhtBlock / 2, fwhtBlock, 2 * fwhtBlock, 64 * fwhtBlock} {
-		v := make([]float64, n)
-		for i := range v {
-			v[i] = rng.NormFloat64()
-		}
-		want := append([]float64(nil), v...)
-		fwhtPasses(want, 1, n)
-		fwht(v)
-		for i := range v {
-			if v[i] != want[i] {
-				t.Fatalf("n=%d: coordinate %d is %v, the textbook transform gives %v", n, i, v[i], want[i])
+	for _, procs := range []int{1, 2, 3} {
+		for _, n := range []int{1, 2, 8, fwhtBlock / 2, fwhtBlock, 2 * fwhtBlock, 4 * fwhtBlock, 8 * fwhtBlock, 64 * fwhtBlock, 128 * fwhtBlock} {
+			v := make([]float64, n)
+			for i := range v {
+				v[i] = rng.NormFloat64()
+			}
+			want := append([]float64(nil), v...)
+			for h := 1; h < n; h <<= 1 {
+				for i := 0; i < n; i += 2 * h {
+					for j := i; j < i+h; j++ {
+						x, y := want[j], want[j+h]
+						want[j], want[j+h] = x+y, x-y
+					}
+				}
+			}
+			prev := runtime.GOMAXPROCS(procs)
+			fwht(v)
+			runtime.GOMAXPROCS(prev)
+			for i := range v {
+				if math.Float64bits(v[i]) != math.Float64bits(want[i]) {
+					t.Fatalf("GOMAXPROCS=%d, n=%d: coordinate %d is %v, the textbook transform gives %v", procs, n, i, v[i], want[i])
+				}
 			}
 		}
 	}
@@ -461,4 +548,54 @@ func FuzzDDPDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRotationSigns checks the rotation against its definition with the
+// signs as ±1/√d' float64s drawn 64 to a ChaCha8 word, as they were kept
+// before they were kept as bits: the rotated vectors must be the same bit
+// for bit, or participants and coordinators of different versions would
+// rotate differently.
+func TestRotationSigns(t *testing.T) {
+	const dim = 3*64 + 5
+	seed := [32]byte{7}
+	n := PaddedDim(dim)
+	signs := make([]float64, n)
+	rng := rand.NewChaCha8(seed)
+	inv := 1 / math.Sqrt(float64(n))
+	for i := 0; i < n; i += 64 {
+		w := rng.Uint64()
+		for j := 0; j < 64 && i+j < n; j++ {
+			if w>>j&1 == 1 {
+				signs[i+j] = -inv
+			} else {
+				signs[i+j] = inv
+			}
+		}
+	}
+	x := make([]float32, dim)
+	src := rand.New(seedStream(4))
+	for i := range x {
+		x[i] = float32(src.NormFloat64())
+	}
+	want := make([]float64, n)
+	for i, v := range x {
+		want[i] = float64(v) * signs[i]
+	}
+	fwht(want)
+	r := NewRotation(seed, dim)
+	got := make([]float64, n)
+	r.Forward(got, x)
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("Forward: coordinate %d is %v, want %v", i, got[i], want[i])
+		}
+	}
+	back := make([]float64, dim)
+	r.Inverse(back, slices.Clone(want))
+	fwht(want)
+	for i := range back {
+		if w := want[i] * signs[i]; math.Float64bits(back[i]) != math.Float64bits(w) {
+			t.Fatalf("Inverse: coordinate %d is %v, want %v", i, back[i], w)
+		}
+	}
 }

@@ -26,15 +26,22 @@ func runBenchSecAgg(ctx context.Context, env *Env, args []string) (err error) {
 	fs.Float64Var(&o.DPClipNorm, "dp-clip-norm", 0, "ℓ2 norm the DP run clips updates to (0: √d/2)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object")
 	profile := fs.String("cpuprofile", "", "write a pprof CPU profile of the server's replayed runs to this file")
+	clientProfile := fs.String("client-cpuprofile", "", "write a pprof CPU profile of the live sessions to this file, samples labelled role=client|server and dp=off|on")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *profile != "" {
-		f, err := os.Create(*profile)
+	for _, p := range []struct {
+		path string
+		to   *io.Writer
+	}{{*profile, &o.ServerProfile}, {*clientProfile, &o.ClientProfile}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
 		if err != nil {
 			return fmt.Errorf("bench secagg: %w", err)
 		}
-		o.ServerProfile = f
+		*p.to = f
 		defer func() {
 			if cerr := f.Close(); cerr != nil && err == nil {
 				err = fmt.Errorf("bench secagg: %w", cerr)
@@ -58,6 +65,14 @@ func runBenchSecAgg(ctx context.Context, env *Env, args []string) (err error) {
 	return nil
 }
 
+// ratio returns a/b, or 0 if b is not positive (not measured).
+func ratio(a, b float64) float64 {
+	if !(b > 0) {
+		return 0
+	}
+	return a / b
+}
+
 // printSecAgg prints res as a table: each time in ms, over the keystream
 // baseline and over its target where the issue sets one.
 func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
@@ -76,8 +91,10 @@ func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
 		fmt.Fprintf(w, "%-32s %11.3f ms %12.1f %12s %10s\n", name, s*1e3, ratio, target, t)
 	}
 	row("client, all rounds (median)", res.ClientSeconds, res.ClientRatio, "", 0)
+	row("  CPU", res.ClientCPUSeconds, ratio(res.ClientCPUSeconds, res.BaselineKeystreamSeconds), "", 0)
 	row("client MaskedInput (median)", res.MaskingSeconds, res.MaskingRatio, "≤ 150 ms", res.MaskingSeconds/benchmark.SecAggMaskingTarget)
 	row("server, all rounds + Decode", res.ServerSeconds, res.ServerRatio, "", 0)
+	row("  CPU", res.ServerCPUSeconds, ratio(res.ServerCPUSeconds, res.BaselineKeystreamSeconds), "", 0)
 	row("server Unmask", res.UnmaskSeconds, res.UnmaskRatio, "≤ 1 s", res.UnmaskSeconds/benchmark.SecAggUnmaskTarget)
 	row("baseline: keystream of one mask", res.BaselineKeystreamSeconds, 1, "", 0)
 	fmt.Fprintf(w, "%-32s %11.3f ms %12.1f   (%d masks on %d cores; server %.2f × this floor)\n", "keystream floor of the server",
@@ -103,8 +120,14 @@ func printSecAgg(w io.Writer, res benchmark.SecAggResult) {
 			fmt.Fprintf(w, "%-32s %11.3f ms %12.3f %12s %10s\n", name, s*1e3, ratio, t, of)
 		}
 		dpRow("client, all rounds (median)", dp.ClientSeconds, dp.ClientRatio, "≤ 1.2× no DP")
+		dpRow("  CPU", dp.ClientCPUSeconds, dp.ClientCPURatio, "≤ 1.2× no DP")
+		dpRow("  noise drawn ahead", dp.ClientSeconds-dp.NoiseSeconds, dp.ClientRatioNoiseAhead, "≤ 1.2× no DP")
+		dpRow("  CPU, noise drawn ahead", dp.ClientCPUSeconds-dp.NoiseCPUSeconds, dp.ClientCPURatioNoiseAhead, "≤ 1.2× no DP")
+		dpRow("client noise (median)", dp.NoiseSeconds, ratio(dp.NoiseSeconds, res.ClientSeconds), "")
+		dpRow("  CPU", dp.NoiseCPUSeconds, ratio(dp.NoiseCPUSeconds, res.ClientCPUSeconds), "")
 		dpRow("client MaskedInput (median)", dp.MaskingSeconds, dp.MaskingSeconds/res.MaskingSeconds, "")
 		dpRow("server, all rounds + Decode", dp.ServerSeconds, dp.ServerRatio, "≤ 1.2× no DP")
+		dpRow("  CPU", dp.ServerCPUSeconds, dp.ServerCPURatio, "≤ 1.2× no DP")
 		dpRow("server Unmask", dp.UnmaskSeconds, dp.UnmaskSeconds/res.UnmaskSeconds, "")
 		fmt.Fprintf(w, "masked input with DP             %d bytes (%.4f× plain)\n", dp.MaskedBytes, float64(dp.MaskedBytes)/plain)
 		fmt.Fprintf(w, "mean's error variance with DP    %.4g per coordinate (noise %.4g, rounding at most %.4g)\n",
