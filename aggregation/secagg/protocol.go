@@ -209,7 +209,11 @@ func (r Rejection) String() string { return fmt.Sprintf("participant %d: %v", r.
 // msg is the full, domain-separated message: a Verify for ECDSA keys
 // hashes it with SHA-256 first, as the signing side does (see
 // PublicKeyVerifier). The caller maps ids to identities (in fedguard, to
-// the participants' certificates).
+// the participants' certificates). A Verify must be safe for concurrent
+// use: the Server checks the advertisements of distinct participants on
+// several goroutines at once. PublicKeyVerifier's is, as long as its key
+// function is (crypto/ecdsa and crypto/ed25519 verification only read the
+// key).
 type Verify func(id uint32, msg, sig []byte) error
 
 // PublicKeyVerifier returns the Verify matching how a Client signs, for
