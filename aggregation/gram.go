@@ -469,8 +469,11 @@ func (nb *neighbours) resort() {
 // resolve returns the Krum scores of the alive rows (k neighbours) and the
 // alive rows by increasing score (ties by ID, then index), refining rows
 // until the first m positions of that order are those the exact distances
-// give: each of them is certainly below every row after it.
-func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int) ([]float64, []int) {
+// give: each of them is certainly below every row after it. With set, only
+// the set of the first m is certain (each of them below every row after
+// position m), not their order among themselves: a decision that depends
+// only on the set refines far fewer rows when many scores are close.
+func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int, set bool) ([]float64, []int) {
 	for {
 		scores := pd.nb.scores(alive, k)
 		order := krumOrder(scores, updates, alive)
@@ -486,8 +489,13 @@ func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int) ([]float64
 				rs = append(rs, i)
 			}
 		}
-		for r, a := range order[:min(m, len(order))] {
-			for _, c := range order[r+1:] {
+		m := min(m, len(order))
+		for r, a := range order[:m] {
+			rest := order[r+1:]
+			if set {
+				rest = order[m:]
+			}
+			for _, c := range rest {
 				if (b[a] == 0 && b[c] == 0) || scores[a]+b[a] < scores[c]-b[c] {
 					continue
 				}

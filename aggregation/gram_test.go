@@ -243,7 +243,7 @@ func TestGramDecisionsExact(t *testing.T) {
 				alive[i] = true
 			}
 			k := n - 3
-			scores, order := pd.resolve(us, alive, k, n)
+			scores, order := pd.resolve(us, alive, k, n, false)
 			dist, _ := pairwiseSquaredDistancesFinite(vectors(us))
 			exact := newNeighbours(dist, n).scores(alive, k)
 			if wantOrder := krumOrder(exact, us, alive); !slices.Equal(order, wantOrder) {
