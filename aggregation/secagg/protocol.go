@@ -594,11 +594,11 @@ func (ip *interpolator) recover(held []heldShare) (group.Scalar, error) {
 	}
 	basis, ok := ip.bases[string(key)]
 	if !ok {
-		xs := make([]group.Scalar, len(held))
+		ids := make([]uint32, len(held))
 		for i, h := range held {
-			xs[i] = idScalar(h.holder)
+			ids[i] = h.holder
 		}
-		basis = lagrangeAtZero(xs)
+		basis = lagrangeAtZero(ids)
 		ip.bases[string(key)] = basis
 	}
 	secret := group.Ristretto255.NewScalar()

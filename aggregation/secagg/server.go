@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"crypto/subtle"
 	"fmt"
+	"math/big"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -651,42 +653,80 @@ func (m *serverMasks) wipe() {
 	}
 }
 
+// groupOrder is ℓ, the order of ristretto255's scalar field.
+var groupOrder, _ = new(big.Int).SetString("1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed", 16)
+
+// scalarOfInt returns the scalar x mod ℓ for x ≥ 0 (circl's SetBigInt
+// parses ℓ from a string on every call, a fifth of lagrangeAtZero's time).
+func scalarOfInt(x *big.Int) group.Scalar {
+	var r big.Int
+	var le [scalarSize]byte
+	r.Mod(x, groupOrder).FillBytes(le[:])
+	slices.Reverse(le[:])
+	s := group.Ristretto255.NewScalar()
+	if err := s.UnmarshalBinary(le[:]); err != nil {
+		panic("secagg: a reduced scalar is not canonical") // r < ℓ
+	}
+	return s
+}
+
 // lagrangeAtZero returns the Lagrange basis coefficients at 0 of the
-// distinct, non-zero points xs: λ_j = Π_{m≠j} x_m / (x_m − x_j), the
-// values of circl's polynomial.LagrangeBase(j, xs, 0). LagrangeBase
-// inverts one field element per coefficient; with a SecAgg+ graph every
-// secret has its own holders, and those inversions were 45 % of the
-// server's time at n = 1,000, degree 30 (issue 16's profile). Here all
-// the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
+// distinct, non-zero points ids (as scalars, idScalar): λ_j = Π_{m≠j} x_m /
+// (x_m − x_j), the values of circl's polynomial.LagrangeBase(j, xs, 0).
+// LagrangeBase inverts one field element per coefficient; with a SecAgg+
+// graph every secret has its own holders, and those inversions were 45 %
+// of the server's time at n = 1,000, degree 30 (issue 16's profile). Here
+// all the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
 // (Montgomery's trick: one inversion and 3(t−1) multiplications) and
-// multiplied by Π x_m.
-func lagrangeAtZero(xs []group.Scalar) []group.Scalar {
+// multiplied by Π x_m. The points are small integers, so each denominator
+// is first computed exactly as an integer (a few machine words per
+// factor, in 64-bit pieces) and reduced once, rather than by t−1 scalar
+// multiplications: those were the next largest part of the
+// reconstruction.
+func lagrangeAtZero(ids []uint32) []group.Scalar {
 	g := group.Ristretto255
 	num := g.NewScalar().SetUint64(1)
-	for _, x := range xs {
-		num.Mul(num, x)
+	for _, x := range ids {
+		num.Mul(num, idScalar(x))
 	}
-	dens := make([]group.Scalar, len(xs))
-	diff := g.NewScalar()
-	for j := range xs {
-		d := g.NewScalar().Set(xs[j])
-		for m := range xs {
-			if m != j {
-				d.Mul(d, diff.Sub(xs[m], xs[j]))
+	dens := make([]group.Scalar, len(ids))
+	var d, piece big.Int
+	for j, xj := range ids {
+		// d = |x_j·Π(x_m − x_j)|, its sign in neg; acc holds the factors
+		// not yet multiplied into d while their product fits 64 bits.
+		d.SetUint64(1)
+		acc, neg := uint64(xj), false
+		for m, xm := range ids {
+			if m == j {
+				continue
 			}
+			f := uint64(xm) - uint64(xj)
+			if xm < xj {
+				f, neg = uint64(xj)-uint64(xm), !neg
+			}
+			if hi, lo := bits.Mul64(acc, f); hi == 0 {
+				acc = lo
+				continue
+			}
+			d.Mul(&d, piece.SetUint64(acc))
+			acc = f
 		}
-		dens[j] = d
+		d.Mul(&d, piece.SetUint64(acc))
+		dens[j] = scalarOfInt(&d)
+		if neg {
+			dens[j].Neg(dens[j])
+		}
 	}
 	// prefix[j] = Π_{i<j} dens[i]; inv = 1/Π dens, peeled from the end.
-	prefix := make([]group.Scalar, len(xs))
+	prefix := make([]group.Scalar, len(ids))
 	acc := g.NewScalar().SetUint64(1)
 	for j, d := range dens {
 		prefix[j] = acc.Copy()
 		acc.Mul(acc, d)
 	}
 	inv := g.NewScalar().Inv(acc)
-	out := make([]group.Scalar, len(xs))
-	for j := len(xs) - 1; j >= 0; j-- {
+	out := make([]group.Scalar, len(ids))
+	for j := len(ids) - 1; j >= 0; j-- {
 		out[j] = g.NewScalar().Mul(inv, prefix[j]) // 1/dens[j]
 		out[j].Mul(out[j], num)
 		inv.Mul(inv, dens[j])
