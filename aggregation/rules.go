@@ -198,8 +198,10 @@ func (r MultiKrum) aggregate(as checked, dst []float32, updates []Update) (Repor
 	// M = 27, half the rows), is not needed. Against the score order of
 	// earlier versions the result differs only where a float64 sum of the
 	// float32 values is inexact in one order and not the other (their
-	// exponents more than ~24 bits apart) and that difference, 2⁻²⁹ of a
-	// float32 ulp or less, moves the final float32 rounding.
+	// exponents more than ~24 bits apart) and that difference, a few
+	// float64 roundings of the partial sums, moves the final float32
+	// rounding: the sum must lie that close to a float32 rounding
+	// boundary.
 	scores, order := pd.resolve(updates, alive, n-r.F-2, r.M, true)
 	chosen := slices.Sorted(slices.Values(order[:r.M]))
 	meanOf(dst, xs, chosen)
