@@ -32,7 +32,9 @@
 //     with the lowest score. Needs n ≥ 2f+3.
 //   - multi-krum (MultiKrum): Blanchard et al. (NeurIPS 2017): the unweighted
 //     mean of the m updates with the lowest Krum scores, the scores computed
-//     once over all n updates. Needs n ≥ 2f+3 and 1 ≤ m ≤ n−f; m = 1 is Krum.
+//     once over all n updates, added in float64 in input order (so that the
+//     aggregate depends on which m are chosen, not on their ranking among
+//     themselves). Needs n ≥ 2f+3 and 1 ≤ m ≤ n−f; m = 1 is Krum.
 //   - bulyan (Bulyan): El Mhamdi et al., "The Hidden Vulnerability of
 //     Distributed Learning in Byzantium" (ICML 2018). Selection: θ = n−2f
 //     updates are chosen by θ passes of Krum, each pass over the updates not

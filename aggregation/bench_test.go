@@ -104,3 +104,25 @@ func BenchmarkClosestToMedianMean(b *testing.B) {
 func BenchmarkSquaredDistancesTo(b *testing.B) {
 	benchKernel(b, func(xs [][]float32, dst []float32) { squaredDistancesTo(xs, xs[0]) })
 }
+
+// benchRule times rule r on the benchmark inputs, as `fedguard bench
+// aggregate` does, with f the largest the rule accepts at n = 50.
+func benchRule(b *testing.B, r Rule) {
+	xs := benchInputs()
+	updates := make([]Update, len(xs))
+	for i, x := range xs {
+		updates[i] = Update{ID: "p" + string(rune('A'+i/26)) + string(rune('a'+i%26)), Delta: x, Samples: 1}
+	}
+	benchKernel(b, func(_ [][]float32, dst []float32) {
+		if _, err := r.Aggregate(dst, updates); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+func BenchmarkKrum(b *testing.B)      { benchRule(b, Krum{F: 23}) }
+func BenchmarkMultiKrum(b *testing.B) { benchRule(b, MultiKrum{F: 23, M: 27}) }
+func BenchmarkBulyan(b *testing.B)    { benchRule(b, Bulyan{F: 11}) }
+func BenchmarkCenteredClipping(b *testing.B) {
+	benchRule(b, CenteredClipping{Tau: 1, F: 24})
+}

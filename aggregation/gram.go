@@ -255,16 +255,48 @@ func gramDistances(xs [][]float32) (dh, eb []float64, ok bool) {
 // (row r of the result, indexed like cols) exactly as
 // pairwiseSquaredDistancesFinite computes them: the same blocks, chunks,
 // per-pair operations and order of float64 additions (a pair's value does
-// not depend on its place in a tile). All of xs must be finite.
+// not depend on its place in a tile, nor on which of its rows is the
+// tile's: (x − y)² and (y − x)² are the same float32). A pair of two rows
+// that are in both rs and cols is computed once. All of xs must be finite.
 func exactRows(xs [][]float32, rs, cols []int) [][]float64 {
 	n, d := len(xs), len(xs[0])
-	nr, nc := len(rs), len(cols)
+	// The rows in both lists come first in both, in the order of rs, so
+	// that the tiles of those rows are the same on both sides: a tile
+	// pair below the diagonal of those tiles is the transpose of one
+	// above it, and is skipped.
+	inCols := make(map[int]bool, len(cols))
+	for _, j := range cols {
+		inCols[j] = true
+	}
+	var shared, rowsRest []int
+	for _, i := range rs {
+		if inCols[i] {
+			shared = append(shared, i)
+		} else {
+			rowsRest = append(rowsRest, i)
+		}
+	}
+	inShared := make(map[int]bool, len(shared))
+	for _, i := range shared {
+		inShared[i] = true
+	}
+	rowsT := append(slices.Clone(shared), rowsRest...)
+	colsT := slices.Clone(shared)
+	for _, j := range cols {
+		if !inShared[j] {
+			colsT = append(colsT, j)
+		}
+	}
+	ns := len(shared)
+	full := ns / 4 // tiles made only of shared rows, on both sides
+	nr, nc := len(rowsT), len(colsT)
 	ta, tb := (nr+3)/4, (nc+3)/4
+	skip := func(t, u int) bool { return u < t && t < full }
 	blocks := (d + pairBlock - 1) / pairBlock
 	chunks := pairChunks(n, d)
 	m := nr * nc
 	partial := make([]float64, chunks*m)
-	parallel(chunks, ta*tb*16*d, func(_, c int) {
+	parallel(chunks, (ta*tb-full*(full-1)/2)*16*d, func(_, c int) {
 		acc := partial[c*m : (c+1)*m]
 		var a, b [4][]float32
 		var s [16]float32
@@ -273,11 +305,14 @@ func exactRows(xs [][]float32, rs, cols []int) [][]float64 {
 			hi := min(lo+pairBlock, d)
 			for t := range ta {
 				for k := range 4 {
-					a[k] = xs[rs[min(4*t+k, nr-1)]][lo:hi]
+					a[k] = xs[rowsT[min(4*t+k, nr-1)]][lo:hi]
 				}
 				for u := range tb {
+					if skip(t, u) {
+						continue
+					}
 					for k := range 4 {
-						b[k] = xs[cols[min(4*u+k, nc-1)]][lo:hi]
+						b[k] = xs[colsT[min(4*u+k, nc-1)]][lo:hi]
 					}
 					pairTile(&s, &a, &b)
 					for p := range 4 {
@@ -295,12 +330,24 @@ func exactRows(xs [][]float32, rs, cols []int) [][]float64 {
 			}
 		}
 	})
-	out := make([][]float64, nr)
-	for r, i := range rs {
-		row := make([]float64, nc)
-		for q, j := range cols {
+	rowAt := make(map[int]int, nr)
+	for r, i := range rowsT {
+		rowAt[i] = r
+	}
+	colAt := make(map[int]int, nc)
+	for q, j := range colsT {
+		colAt[j] = q
+	}
+	out := make([][]float64, len(rs))
+	for ri, i := range rs {
+		row := make([]float64, len(cols))
+		for qi, j := range cols {
 			if j == i {
 				continue
+			}
+			r, q := rowAt[i], colAt[j]
+			if skip(r/4, q/4) {
+				r, q = q, r // computed as (j, i); j is a shared row
 			}
 			var v float64
 			for c := range chunks {
@@ -309,9 +356,9 @@ func exactRows(xs [][]float32, rs, cols []int) [][]float64 {
 			if math.IsInf(v, 0) || math.IsNaN(v) {
 				v = squaredDistance64(xs[i], xs[j])
 			}
-			row[q] = max(v, 0)
+			row[qi] = max(v, 0)
 		}
-		out[r] = row
+		out[ri] = row
 	}
 	return out
 }
@@ -422,8 +469,11 @@ func (nb *neighbours) resort() {
 // resolve returns the Krum scores of the alive rows (k neighbours) and the
 // alive rows by increasing score (ties by ID, then index), refining rows
 // until the first m positions of that order are those the exact distances
-// give: each of them is certainly below every row after it.
-func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int) ([]float64, []int) {
+// give: each of them is certainly below every row after it. With set, only
+// the set of the first m is certain (each of them below every row after
+// position m), not their order among themselves: a decision that depends
+// only on the set refines far fewer rows when many scores are close.
+func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int, set bool) ([]float64, []int) {
 	for {
 		scores := pd.nb.scores(alive, k)
 		order := krumOrder(scores, updates, alive)
@@ -439,8 +489,13 @@ func (pd *pairDist) resolve(updates []Update, alive []bool, k, m int) ([]float64
 				rs = append(rs, i)
 			}
 		}
-		for r, a := range order[:min(m, len(order))] {
-			for _, c := range order[r+1:] {
+		m := min(m, len(order))
+		for r, a := range order[:m] {
+			rest := order[r+1:]
+			if set {
+				rest = order[m:]
+			}
+			for _, c := range rest {
 				if (b[a] == 0 && b[c] == 0) || scores[a]+b[a] < scores[c]-b[c] {
 					continue
 				}

@@ -18,6 +18,7 @@ func TestLagrangeAtZero(t *testing.T) {
 		{1, 2},
 		{3, 1, 2},
 		{1000, 5, 999, 17, 2, 640},
+		{4294967295, 1, 4294967294, 65536, 3}, // factors near 2³²: the 64-bit pieces overflow at once
 		seq(1, 21),
 		seq(100, 767),
 	} {
@@ -25,7 +26,7 @@ func TestLagrangeAtZero(t *testing.T) {
 		for i, id := range ids {
 			xs[i] = idScalar(id)
 		}
-		got := lagrangeAtZero(xs)
+		got := lagrangeAtZero(ids)
 		for j := range xs {
 			if want := polynomial.LagrangeBase(uint(j), xs, zero); !got[j].IsEqual(want) {
 				t.Fatalf("%d points: coefficient %d = %v, want %v", len(xs), j, got[j], want)

@@ -209,7 +209,11 @@ func (r Rejection) String() string { return fmt.Sprintf("participant %d: %v", r.
 // msg is the full, domain-separated message: a Verify for ECDSA keys
 // hashes it with SHA-256 first, as the signing side does (see
 // PublicKeyVerifier). The caller maps ids to identities (in fedguard, to
-// the participants' certificates).
+// the participants' certificates). A Verify must be safe for concurrent
+// use: the Server checks the advertisements of distinct participants on
+// several goroutines at once. PublicKeyVerifier's is, as long as its key
+// function is (crypto/ecdsa and crypto/ed25519 verification only read the
+// key).
 type Verify func(id uint32, msg, sig []byte) error
 
 // PublicKeyVerifier returns the Verify matching how a Client signs, for
@@ -590,11 +594,11 @@ func (ip *interpolator) recover(held []heldShare) (group.Scalar, error) {
 	}
 	basis, ok := ip.bases[string(key)]
 	if !ok {
-		xs := make([]group.Scalar, len(held))
+		ids := make([]uint32, len(held))
 		for i, h := range held {
-			xs[i] = idScalar(h.holder)
+			ids[i] = h.holder
 		}
-		basis = lagrangeAtZero(xs)
+		basis = lagrangeAtZero(ids)
 		ip.bases[string(key)] = basis
 	}
 	secret := group.Ristretto255.NewScalar()

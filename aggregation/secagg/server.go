@@ -4,7 +4,12 @@ import (
 	"cmp"
 	"crypto/subtle"
 	"fmt"
+	"math/big"
+	"math/bits"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/group"
@@ -143,10 +148,16 @@ func (s *Server) CollectKeys(msgs []*AdvertiseKeys) (relay map[uint32][]*Adverti
 		return nil, nil, err
 	}
 	msgs, rejected = distinct(msgs, func(m *AdvertiseKeys) uint32 { return m.ID })
+	// The checks (a signature and two X25519 evaluations each) are
+	// independent, and at n = 1,000 they were the server's largest serial
+	// cost: they run on all cores, the results kept by position so that
+	// the outcome does not depend on the schedule.
+	errs := make([]error, len(msgs))
+	forEach(len(msgs), func(_, i int) { errs[i] = s.checkAdvertisement(msgs[i]) })
 	u1 := newIDSet(s.cfg.N)
 	byID := make(map[uint32]*AdvertiseKeys, len(msgs))
-	for _, m := range msgs {
-		if err := s.checkAdvertisement(m); err != nil {
+	for i, m := range msgs {
+		if err := errs[i]; err != nil {
 			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
 			continue
 		}
@@ -172,6 +183,34 @@ func (s *Server) CollectKeys(msgs []*AdvertiseKeys) (relay map[uint32][]*Adverti
 	return relay, sortRejections(rejected), nil
 }
 
+// forEach calls f(w, i) for every i in [0, n) on up to forEachWorkers(n)
+// goroutines, w in [0, forEachWorkers(n)) naming the goroutine (no two
+// concurrent calls share it), and returns when all calls have.
+func forEach(n int, f func(w, i int)) {
+	workers := forEachWorkers(n)
+	if workers <= 1 {
+		for i := range n {
+			f(0, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(w, i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func forEachWorkers(n int) int { return max(1, min(runtime.GOMAXPROCS(0), n)) }
+
+// checkAdvertisement checks m; it reads only m and the server's fixed
+// configuration, so checks of distinct messages may run concurrently
+// (s.verify must allow that, see Verify).
 func (s *Server) checkAdvertisement(m *AdvertiseKeys) error {
 	if err := m.Validate(s.cfg); err != nil {
 		return err
@@ -324,8 +363,10 @@ func (s *Server) CollectConsistency(sigs []*ConsistencySig) (requests map[uint32
 	sigs, rejected = distinct(sigs, func(m *ConsistencySig) uint32 { return m.ID })
 	u4 := newIDSet(s.cfg.N)
 	var valid []*ConsistencySig
-	for _, m := range sigs {
-		if err := s.checkConsistency(m); err != nil {
+	errs := make([]error, len(sigs))
+	forEach(len(sigs), func(_, i int) { errs[i] = s.checkConsistency(sigs[i]) })
+	for i, m := range sigs {
+		if err := errs[i]; err != nil {
 			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
 			continue
 		}
@@ -353,6 +394,8 @@ func (s *Server) CollectConsistency(sigs []*ConsistencySig) (requests map[uint32
 	return requests, rejected, nil
 }
 
+// checkConsistency checks m; like checkAdvertisement, it may run
+// concurrently for distinct messages.
 func (s *Server) checkConsistency(m *ConsistencySig) error {
 	if !s.u3.has(m.ID) {
 		return fmt.Errorf("%w: consistency signature from participant %d, which is not a survivor", ErrInconsistent, m.ID)
@@ -470,41 +513,53 @@ func (s *Server) checkResponse(r *UnmaskResponse) error {
 // here, one after the other, once cost as much as expanding the masks on
 // two cores (issue 16's profile).
 func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) (*serverMasks, error) {
-	ip := newInterpolator(s.cfg.Threshold)
-	m := &serverMasks{s: s, priv: map[uint32]*x25519.Key{}}
-	for _, w := range s.survivors {
-		b, err := ip.recover(selfHeld[w])
-		if err != nil {
-			m.wipe()
-			return nil, fmt.Errorf("secagg: reconstruct self-mask secret of participant %d: %w", w, err)
-		}
-		enc := encodeScalar(b)
-		commit := selfCommit(enc[:], &s.session, w)
-		if subtle.ConstantTimeCompare(commit[:], s.commits[w][:]) != 1 {
-			m.wipe()
-			return nil, fmt.Errorf("%w: self-mask secret of participant %d", ErrReconstruct, w)
-		}
-		m.jobs = append(m.jobs, maskJob{seed: selfSeed(enc[:], &s.session, w), negate: true})
-		clear(enc[:])
-	}
+	// Every secret is interpolated on its own (with a SecAgg+ graph each
+	// has its own holders, so its own Lagrange basis), on all cores; each
+	// goroutine keeps its own cache of bases. The results are kept by
+	// position, and the first error in the serial order is the one
+	// reported, so nothing depends on the schedule.
+	var dropped []uint32
 	for _, v := range s.u2.list() {
-		if s.u3.has(v) || !s.g.hasNeighbourIn(v, s.u3) {
-			continue
+		if !s.u3.has(v) && s.g.hasNeighbourIn(v, s.u3) {
+			dropped = append(dropped, v)
 		}
-		sv, err := ip.recover(keyHeld[v])
+	}
+	nSelf := len(s.survivors)
+	selfSeeds := make([][SeedSize]byte, nSelf)
+	privs := make([]x25519.Key, len(dropped))
+	errs := make([]error, nSelf+len(dropped))
+	ips := make([]*interpolator, forEachWorkers(len(errs)))
+	forEach(len(errs), func(w, i int) {
+		if ips[w] == nil {
+			ips[w] = newInterpolator(s.cfg.Threshold)
+		}
+		if i < nSelf {
+			errs[i] = s.reconstructSelf(ips[w], s.survivors[i], selfHeld, &selfSeeds[i])
+		} else {
+			errs[i] = s.reconstructKey(ips[w], dropped[i-nSelf], keyHeld, &privs[i-nSelf])
+		}
+	})
+	m := &serverMasks{s: s, priv: map[uint32]*x25519.Key{}}
+	wipe := func() {
+		for i := range selfSeeds {
+			clear(selfSeeds[i][:])
+		}
+		for i := range privs {
+			clear(privs[i][:])
+		}
+	}
+	for _, err := range errs {
 		if err != nil {
-			m.wipe()
-			return nil, fmt.Errorf("secagg: reconstruct mask key of participant %d: %w", v, err)
+			wipe()
+			return nil, err
 		}
-		priv := x25519.Key(encodeScalar(sv))
-		var pub x25519.Key
-		x25519.KeyGen(&pub, &priv)
-		if subtle.ConstantTimeCompare(pub[:], s.sPub[v][:]) != 1 {
-			clear(priv[:])
-			m.wipe()
-			return nil, fmt.Errorf("%w: mask key of participant %d does not match its advertised public key", ErrReconstruct, v)
-		}
-		m.priv[v] = &priv
+	}
+	for i := range selfSeeds {
+		m.jobs = append(m.jobs, maskJob{seed: selfSeeds[i], negate: true})
+		clear(selfSeeds[i][:])
+	}
+	for i, v := range dropped {
+		m.priv[v] = &privs[i]
 		s.g.eachNeighbour(v, func(u uint32) {
 			if s.u3.has(u) {
 				m.jobs = append(m.jobs, maskJob{dropped: v, survivor: u, negate: u < v})
@@ -512,6 +567,40 @@ func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) (*serverM
 		})
 	}
 	return m, nil
+}
+
+// reconstructSelf recovers survivor w's self-mask secret with ip, checks
+// it against w's commitment, and sets *seed to its self-mask seed.
+func (s *Server) reconstructSelf(ip *interpolator, w uint32, selfHeld map[uint32][]heldShare, seed *[SeedSize]byte) error {
+	b, err := ip.recover(selfHeld[w])
+	if err != nil {
+		return fmt.Errorf("secagg: reconstruct self-mask secret of participant %d: %w", w, err)
+	}
+	enc := encodeScalar(b)
+	defer clear(enc[:])
+	commit := selfCommit(enc[:], &s.session, w)
+	if subtle.ConstantTimeCompare(commit[:], s.commits[w][:]) != 1 {
+		return fmt.Errorf("%w: self-mask secret of participant %d", ErrReconstruct, w)
+	}
+	*seed = selfSeed(enc[:], &s.session, w)
+	return nil
+}
+
+// reconstructKey recovers dropped participant v's mask key with ip into
+// *priv, checking it against v's advertised public key.
+func (s *Server) reconstructKey(ip *interpolator, v uint32, keyHeld map[uint32][]heldShare, priv *x25519.Key) error {
+	sv, err := ip.recover(keyHeld[v])
+	if err != nil {
+		return fmt.Errorf("secagg: reconstruct mask key of participant %d: %w", v, err)
+	}
+	*priv = x25519.Key(encodeScalar(sv))
+	var pub x25519.Key
+	x25519.KeyGen(&pub, priv)
+	if subtle.ConstantTimeCompare(pub[:], s.sPub[v][:]) != 1 {
+		clear(priv[:])
+		return fmt.Errorf("%w: mask key of participant %d does not match its advertised public key", ErrReconstruct, v)
+	}
+	return nil
 }
 
 // serverMasks are the masks Unmask takes off the sum.
@@ -564,42 +653,80 @@ func (m *serverMasks) wipe() {
 	}
 }
 
+// groupOrder is ℓ, the order of ristretto255's scalar field.
+var groupOrder, _ = new(big.Int).SetString("1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed", 16)
+
+// scalarOfInt returns the scalar x mod ℓ for x ≥ 0 (circl's SetBigInt
+// parses ℓ from a string on every call, a fifth of lagrangeAtZero's time).
+func scalarOfInt(x *big.Int) group.Scalar {
+	var r big.Int
+	var le [scalarSize]byte
+	r.Mod(x, groupOrder).FillBytes(le[:])
+	slices.Reverse(le[:])
+	s := group.Ristretto255.NewScalar()
+	if err := s.UnmarshalBinary(le[:]); err != nil {
+		panic("secagg: a reduced scalar is not canonical") // r < ℓ
+	}
+	return s
+}
+
 // lagrangeAtZero returns the Lagrange basis coefficients at 0 of the
-// distinct, non-zero points xs: λ_j = Π_{m≠j} x_m / (x_m − x_j), the
-// values of circl's polynomial.LagrangeBase(j, xs, 0). LagrangeBase
-// inverts one field element per coefficient; with a SecAgg+ graph every
-// secret has its own holders, and those inversions were 45 % of the
-// server's time at n = 1,000, degree 30 (issue 16's profile). Here all
-// the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
+// distinct, non-zero points ids (as scalars, idScalar): λ_j = Π_{m≠j} x_m /
+// (x_m − x_j), the values of circl's polynomial.LagrangeBase(j, xs, 0).
+// LagrangeBase inverts one field element per coefficient; with a SecAgg+
+// graph every secret has its own holders, and those inversions were 45 %
+// of the server's time at n = 1,000, degree 30 (issue 16's profile). Here
+// all the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
 // (Montgomery's trick: one inversion and 3(t−1) multiplications) and
-// multiplied by Π x_m.
-func lagrangeAtZero(xs []group.Scalar) []group.Scalar {
+// multiplied by Π x_m. The points are small integers, so each denominator
+// is first computed exactly as an integer (a few machine words per
+// factor, in 64-bit pieces) and reduced once, rather than by t−1 scalar
+// multiplications: those were the next largest part of the
+// reconstruction.
+func lagrangeAtZero(ids []uint32) []group.Scalar {
 	g := group.Ristretto255
 	num := g.NewScalar().SetUint64(1)
-	for _, x := range xs {
-		num.Mul(num, x)
+	for _, x := range ids {
+		num.Mul(num, idScalar(x))
 	}
-	dens := make([]group.Scalar, len(xs))
-	diff := g.NewScalar()
-	for j := range xs {
-		d := g.NewScalar().Set(xs[j])
-		for m := range xs {
-			if m != j {
-				d.Mul(d, diff.Sub(xs[m], xs[j]))
+	dens := make([]group.Scalar, len(ids))
+	var d, piece big.Int
+	for j, xj := range ids {
+		// d = |x_j·Π(x_m − x_j)|, its sign in neg; acc holds the factors
+		// not yet multiplied into d while their product fits 64 bits.
+		d.SetUint64(1)
+		acc, neg := uint64(xj), false
+		for m, xm := range ids {
+			if m == j {
+				continue
 			}
+			f := uint64(xm) - uint64(xj)
+			if xm < xj {
+				f, neg = uint64(xj)-uint64(xm), !neg
+			}
+			if hi, lo := bits.Mul64(acc, f); hi == 0 {
+				acc = lo
+				continue
+			}
+			d.Mul(&d, piece.SetUint64(acc))
+			acc = f
 		}
-		dens[j] = d
+		d.Mul(&d, piece.SetUint64(acc))
+		dens[j] = scalarOfInt(&d)
+		if neg {
+			dens[j].Neg(dens[j])
+		}
 	}
 	// prefix[j] = Π_{i<j} dens[i]; inv = 1/Π dens, peeled from the end.
-	prefix := make([]group.Scalar, len(xs))
+	prefix := make([]group.Scalar, len(ids))
 	acc := g.NewScalar().SetUint64(1)
 	for j, d := range dens {
 		prefix[j] = acc.Copy()
 		acc.Mul(acc, d)
 	}
 	inv := g.NewScalar().Inv(acc)
-	out := make([]group.Scalar, len(xs))
-	for j := len(xs) - 1; j >= 0; j-- {
+	out := make([]group.Scalar, len(ids))
+	for j := len(ids) - 1; j >= 0; j-- {
 		out[j] = g.NewScalar().Mul(inv, prefix[j]) // 1/dens[j]
 		out[j].Mul(out[j], num)
 		inv.Mul(inv, dens[j])

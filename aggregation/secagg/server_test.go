@@ -619,3 +619,103 @@ func TestServerPhaseOrder(t *testing.T) {
 		t.Errorf("Unmask after the end = %v, want ErrPhase", err)
 	}
 }
+
+// TestServerChecksManyAtOnce checks the checks the server runs on all
+// cores (advertisements, consistency signatures, reconstruction) with
+// several bad messages in one round: each bad one is rejected with its
+// own error, the rest accepted, the rejections sorted, and a failed
+// reconstruction names the first participant in order whatever the
+// schedule. Run it with -race.
+func TestServerChecksManyAtOnce(t *testing.T) {
+	const n = 24
+	cfg := testConfig(n, 7, 12, 8)
+	inputs := randomInputs(mrand.New(mrand.NewPCG(7, 7)), n, cfg.Dim)
+	s := newSession(t, cfg, inputs, 11)
+	badSig, lowC, lowS := []uint32{3, 17}, uint32(8), uint32(21)
+	step := s.tamperedStep(PhaseAdvertiseKeys, func(s *session) {
+		for _, m := range s.adverts {
+			switch {
+			case slices.Contains(badSig, m.ID):
+				m.Sig[8] ^= 1
+			case m.ID == lowC || m.ID == lowS:
+				if m.ID == lowC {
+					m.CPub = lowOrderPoints[1]
+				} else {
+					m.SPub = lowOrderPoints[2]
+				}
+				m.Sig = signWith(s.t, m.ID, advertiseMessage(&s.server.session, m.ID, (*x25519.Key)(&m.CPub), (*x25519.Key)(&m.SPub)))
+			}
+		}
+	})
+	if err := step(); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		id  uint32
+		err error
+	}{{3, ErrBadSignature}, {lowC, ErrBadKey}, {17, ErrBadSignature}, {lowS, ErrBadKey}}
+	if len(s.rejected) != len(want) {
+		t.Fatalf("CollectKeys rejected %v, want %v", s.rejected, want)
+	}
+	for i, w := range want {
+		if r := s.rejected[i]; r.ID != w.id || !errors.Is(r.Err, w.err) {
+			t.Fatalf("rejection %d = %v, want participant %d with %v", i, r, w.id, w.err)
+		}
+	}
+	for _, id := range []uint32{3, 17, lowC, lowS} {
+		s.drop[id] = PhaseAdvertiseKeys
+	}
+	s.drop[5] = PhaseMaskedInput // a dropped member: its mask key is reconstructed
+	for _, f := range []func() error{s.share, s.mask} {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	badConsist := []uint32{2, 14, 23}
+	if err := s.tamperedStep(PhaseConsistencyCheck, func(s *session) {
+		for _, m := range s.sigs {
+			if slices.Contains(badConsist, m.ID) {
+				m.Sig[6] ^= 1
+			}
+		}
+	})(); err != nil {
+		t.Fatal(err)
+	}
+	var got []uint32
+	for _, r := range s.rejected {
+		if !errors.Is(r.Err, ErrBadSignature) {
+			t.Errorf("CollectConsistency rejected %v, want ErrBadSignature", r)
+		}
+		got = append(got, r.ID)
+	}
+	if !slices.Equal(got, badConsist) {
+		t.Fatalf("CollectConsistency rejected %v, want %v", got, badConsist)
+	}
+	for _, id := range badConsist {
+		s.drop[id] = PhaseConsistencyCheck
+	}
+	s.answer()
+	// Corrupt every share participant 1 holds, of several secrets: the
+	// error names the first secret in the server's order (the survivors'
+	// self masks, by id).
+	var r1 *UnmaskResponse
+	for _, r := range s.responses {
+		if r.ID == 1 {
+			r1 = r
+		}
+	}
+	if r1 == nil || len(r1.SelfShares) < 2 {
+		t.Fatalf("participant 1 answered %v", r1)
+	}
+	for i := range r1.SelfShares {
+		r1.SelfShares[i].Value = encodeScalar(idScalar(777 + uint32(i)))
+	}
+	for i := range r1.KeyShares {
+		r1.KeyShares[i].Value = encodeScalar(idScalar(999))
+	}
+	first := r1.SelfShares[0].Owner
+	_, _, err := s.server.Unmask(s.responses)
+	if !errors.Is(err, ErrReconstruct) || !containsID(err, first) || len(splitWords(err.Error())) != 1 {
+		t.Fatalf("Unmask = %v, want ErrReconstruct naming participant %d only", err, first)
+	}
+}
