@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -127,17 +125,12 @@ func parseLedger(b []byte) (ledgerRecord, error) {
 
 // loadLedger reads the ledger at path; a missing file is an empty ledger.
 func loadLedger(path string) (ledgerRecord, error) {
-	f, err := os.Open(path)
+	b, err := readAgentFile(path, maxLedgerFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ledgerRecord{Version: ledgerVersion}, nil
 	}
 	if err != nil {
 		return ledgerRecord{}, fmt.Errorf("privacy ledger: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxLedgerFileSize+1))
-	if err != nil {
-		return ledgerRecord{}, fmt.Errorf("privacy ledger %s: %w", path, err)
 	}
 	rec, err := parseLedger(b)
 	if err != nil {
