@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,15 @@ func TestReportSatOutAttacks(t *testing.T) {
 	// No round is open yet (statistics phase).
 	wantCode(t, "ReportSatOut before round 1", sitOut(attacker, &fedguardv1.ReportSatOutRequest{Round: 1, Attempt: 1, Reason: "trainer_crash"}), codes.FailedPrecondition)
 	wantCode(t, "ReportSatOut for a future round", sitOut(attacker, &fedguardv1.ReportSatOutRequest{Round: 1 << 62, Attempt: 1 << 31, Reason: "trainer_crash"}), codes.FailedPrecondition)
+
+	// A bidirectional override or a line separator would make the
+	// status page, a terminal or the manifest show other text than what
+	// is recorded.
+	for _, d := range []string{"see trainer.log\u202egol.exe", "oom\u2028forged line", "zero\u200bwidth"} {
+		wantCode(t, "ReportSatOut with detail "+strconv.Quote(d), sitOut(attacker, &fedguardv1.ReportSatOutRequest{Round: 1, Attempt: 1, Reason: "trainer_crash", Detail: d}), codes.InvalidArgument)
+		_, err := attacker.svc.ReportRefusal(callCtx(t, 5*time.Second), &fedguardv1.ReportRefusalRequest{ManifestRound: 0, Reason: "malformed", Detail: d})
+		wantCode(t, "ReportRefusal with detail "+strconv.Quote(d), err, codes.InvalidArgument)
+	}
 
 	huge := strings.Repeat("\x1b[2J\r\nforged", 10_000) // 130 kB
 	bad := []*fedguardv1.ReportSatOutRequest{
@@ -80,7 +90,7 @@ func TestReportSatOutAttacks(t *testing.T) {
 	for _, e := range readEvents(t, f.cfg, audit.KindEventsSuppressed) {
 		sup = append(sup, payload[audit.EventsSuppressed](t, e))
 	}
-	want := uint64(calls + 2 - coordinator.AuditEventsPerMinute)
+	want := uint64(calls + 2 + 6 - coordinator.AuditEventsPerMinute)
 	if len(sup) != 1 || sup[0].Participant != attacker.name || sup[0].Total != want {
 		t.Errorf("events_suppressed = %+v, want one for %s counting %d", sup, attacker.name, want)
 	}
