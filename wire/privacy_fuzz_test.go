@@ -22,7 +22,7 @@ func FuzzCheckPrivacyLedger(f *testing.F) {
 		{Epsilon: math.NaN(), Delta: 1e-5},
 		{Epsilon: math.Inf(1), Delta: 1e-5},
 		{Epsilon: 1, Delta: 1e-5, Budget: math.Inf(1)},
-		{Epsilon: -0.0, Delta: math.SmallestNonzeroFloat64},
+		{Epsilon: math.Copysign(0, -1), Delta: math.SmallestNonzeroFloat64},
 		{Epsilon: math.MaxFloat64, Delta: math.Nextafter(1, 0), Budget: math.MaxFloat64},
 		{Epsilon: 1, Delta: 1},
 		{Epsilon: 1, Delta: math.NaN()},
