@@ -10,10 +10,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -468,7 +465,7 @@ func validateReportRefusalRequest(req *fedguardv1.ReportRefusalRequest) (manifes
 	if len(d) > maxRefusalDetail {
 		return "", status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(d), maxRefusalDetail)
 	}
-	if !utf8.ValidString(d) || strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+	if !printableDetail(d) {
 		return "", status.Error(codes.InvalidArgument, "detail is not printable UTF-8")
 	}
 	return reason, nil
@@ -508,7 +505,7 @@ func validateReportSatOutRequest(req *fedguardv1.ReportSatOutRequest) error {
 	if len(d) > maxRefusalDetail {
 		return status.Errorf(codes.InvalidArgument, "detail is %d bytes, more than %d", len(d), maxRefusalDetail)
 	}
-	if !utf8.ValidString(d) || strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+	if !printableDetail(d) {
 		return status.Error(codes.InvalidArgument, "detail is not printable UTF-8")
 	}
 	return nil

@@ -118,6 +118,7 @@ func FuzzValidateReportRefusal(f *testing.F) {
 		&fedguardv1.ReportRefusalRequest{Reason: "nope"},
 		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: "a\x1b[31mred\r\nforged log line"},
 		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: strings.Repeat("x", maxRefusalDetail+1)},
+		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: "digest \u202e\u200bmismatch"},
 	)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req fedguardv1.ReportRefusalRequest
@@ -134,7 +135,9 @@ func FuzzValidateReportRefusal(f *testing.F) {
 		}
 		d := req.GetDetail()
 		if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
-			strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+			strings.IndexFunc(d, func(r rune) bool {
+				return unicode.IsControl(r) && r != '\n' && r != '\t' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+			}) >= 0 {
 			t.Fatalf("accepted detail %q", d)
 		}
 	})
@@ -152,6 +155,7 @@ func FuzzValidateReportSatOut(f *testing.F) {
 		&fedguardv1.ReportSatOutRequest{Reason: strings.Repeat("a", 65)},
 		&fedguardv1.ReportSatOutRequest{Reason: "trainer_timeout", Detail: "a\x1b[31mred\r\nforged log line"},
 		&fedguardv1.ReportSatOutRequest{Reason: "trainer_output", Detail: strings.Repeat("x", maxRefusalDetail+1)},
+		&fedguardv1.ReportSatOutRequest{Reason: "trainer_crash", Detail: "see log\u202egol.exe\u2028forged"},
 	)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var req fedguardv1.ReportSatOutRequest
@@ -169,7 +173,9 @@ func FuzzValidateReportSatOut(f *testing.F) {
 		}
 		d := req.GetDetail()
 		if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
-			strings.IndexFunc(d, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0 {
+			strings.IndexFunc(d, func(r rune) bool {
+				return unicode.IsControl(r) && r != '\n' && r != '\t' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+			}) >= 0 {
 			t.Fatalf("accepted detail %q", d)
 		}
 	})

@@ -159,3 +159,16 @@ func (s *service) ReportValidation(ctx context.Context, req *fedguardv1.ReportVa
 	}
 	return &fedguardv1.ReportValidationResponse{}, nil
 }
+
+// printableDetail reports whether d, a participant's free text (a manifest
+// refusal's or a sit-out's detail), may go as it came into the text log,
+// the audit log, the status page and a round manifest: valid UTF-8 with
+// no control characters other than tab and newline, and no format
+// characters or line and paragraph separators (Unicode Cf, Zl, Zp:
+// bidirectional overrides, zero-width characters), which make a terminal
+// or a page show other text than what is recorded.
+func printableDetail(d string) bool {
+	return utf8.ValidString(d) && strings.IndexFunc(d, func(r rune) bool {
+		return (unicode.IsControl(r) && r != '\n' && r != '\t') || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+	}) < 0
+}

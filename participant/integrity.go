@@ -338,15 +338,7 @@ func (a *Agent) refuse(ctx context.Context, client fedguardv1.CoordinatorService
 	a.log.ErrorContext(ctx, msg,
 		slog.String("reason", string(ref.Reason)), slog.Uint64("manifest_round", ref.Round), slog.String("detail", ref.Detail))
 	// The coordinator takes at most 1 KiB of printable UTF-8.
-	detail := strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && r != '\n' && r != '\t' {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(ref.Detail, ""))
-	if len(detail) > 1024 {
-		detail = strings.ToValidUTF8(detail[:1024], "")
-	}
+	detail := printable(ref.Detail)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultCallTimeout)
 	defer cancel()
 	if _, rerr := client.ReportRefusal(rctx, &fedguardv1.ReportRefusalRequest{
@@ -376,10 +368,12 @@ func (a *Agent) reportSatOut(ctx context.Context, client fedguardv1.CoordinatorS
 }
 
 // printable makes s what the coordinator takes as a detail: valid UTF-8
-// without control characters but newline and tab, at most 1 KiB.
+// without control characters but newline and tab, nor format characters
+// or line and paragraph separators (Unicode Cf, Zl, Zp: bidirectional
+// overrides, zero-width characters), at most 1 KiB.
 func printable(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && r != '\n' && r != '\t' {
+		if unicode.IsControl(r) && r != '\n' && r != '\t' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			return ' '
 		}
 		return r

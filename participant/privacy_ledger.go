@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -127,17 +125,12 @@ func parseLedger(b []byte) (ledgerRecord, error) {
 
 // loadLedger reads the ledger at path; a missing file is an empty ledger.
 func loadLedger(path string) (ledgerRecord, error) {
-	f, err := os.Open(path)
+	b, err := readAgentFile(path, maxLedgerFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ledgerRecord{Version: ledgerVersion}, nil
 	}
 	if err != nil {
 		return ledgerRecord{}, fmt.Errorf("privacy ledger: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxLedgerFileSize+1))
-	if err != nil {
-		return ledgerRecord{}, fmt.Errorf("privacy ledger %s: %w", path, err)
 	}
 	rec, err := parseLedger(b)
 	if err != nil {
@@ -204,7 +197,17 @@ func (f *ledgerFile) write(rec ledgerRecord) error {
 	return nil
 }
 
-// ledgerEpsilon is the ε of the composition of the ledger's events at δ.
+// errUnboundedEpsilon marks DP-SGD events whose composition has no finite
+// ε at the ledger's δ: a noise multiplier so small (or so many steps) that
+// the accountant bounds nothing. Such a round is never recorded nor its
+// update sent: the ledger could not account for it, and the ε the agent
+// reports with its updates must be a finite number (the coordinator
+// refuses any other, see wire.CheckPrivacyLedger), so one recorded
+// unbounded round would have every later update refused.
+var errUnboundedEpsilon = errors.New("the DP-SGD events give no finite ε (the noise multiplier is too small for the accountant to bound the privacy loss)")
+
+// ledgerEpsilon is the ε of the composition of the ledger's events at δ;
+// an unbounded one is an error wrapping errUnboundedEpsilon.
 func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
 	return composedEpsilon(evs, delta, func(e LedgerEvent) privacy.Event { return e.Event }, privacy.Epsilon)
 }
@@ -223,6 +226,9 @@ func composedEpsilon[E, M any](evs []E, delta float64, mech func(E) M, compose f
 	g, err := compose(delta, ms...)
 	if err != nil {
 		return 0, err
+	}
+	if math.IsInf(g.Epsilon, 0) || math.IsNaN(g.Epsilon) {
+		return 0, fmt.Errorf("ε at δ = %g is %v: %w", delta, g.Epsilon, errUnboundedEpsilon)
 	}
 	return g.Epsilon, nil
 }
@@ -481,6 +487,10 @@ func (g reportedDPGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignm
 		evs = append(evs, LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: e})
 	}
 	eps, err := ledgerEpsilon(evs, l.delta)
+	if errors.Is(err, errUnboundedEpsilon) {
+		return Result{}, &TrainerError{Reason: TrainerBadMetrics, Err: fmt.Errorf(
+			"the trainer's dp_events cannot be accounted for: %w; its update is not sent", err)}
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("participant: privacy accounting: %w", err)
 	}

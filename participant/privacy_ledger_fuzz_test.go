@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"errors"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -23,6 +24,8 @@ func FuzzParseLedger(f *testing.F) {
 	f.Add([]byte(`{"version":1,"events":[{"round":1,"attempt":1,"q":0,"sigma":1.1,"steps":300}]}`))
 	f.Add([]byte(`{"version":1,"events":[{"round":1,"attempt":1,"q":0.5,"sigma":-1,"steps":-3}]}`))
 	f.Add([]byte(`{"version":1,"events":[{"round":1,"attempt":1,"q":0.5,"sigma":1e400,"steps":3}]}`))
+	f.Add([]byte(`{"version":1,"events":[{"round":1,"attempt":1,"q":1,"sigma":1e-300,"steps":1}]}`))
+	f.Add([]byte(`{"version":1,"events":[{"round":1,"attempt":1,"q":1,"sigma":0.5,"steps":9223372036854775807}]}`))
 	f.Add([]byte(`{"version":1,"events":[],"extra":1}`))
 	f.Add([]byte(`{"version":1,"events":[]} {}`))
 	f.Add([]byte{})
@@ -46,8 +49,11 @@ func FuzzParseLedger(f *testing.F) {
 			}
 		}
 		if len(evs) > 0 && len(evs) <= 64 {
-			if _, err := ledgerEpsilon(evs, DefaultDPDelta); err != nil {
+			// An unbounded ε is a clear error, never +Inf or NaN.
+			if eps, err := ledgerEpsilon(evs, DefaultDPDelta); err != nil && !errors.Is(err, errUnboundedEpsilon) {
 				t.Fatalf("accepted ledger has no ε: %v", err)
+			} else if err == nil && (math.IsInf(eps, 0) || math.IsNaN(eps) || eps < 0) {
+				t.Fatalf("accepted ledger has ε %v", eps)
 			}
 		}
 		if len(rec.Distributed) > 0 && len(rec.Distributed) <= 64 {

@@ -14,6 +14,7 @@ import (
 	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/validation"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // dpTrainer is the test trainer with DP-SGD on.
@@ -288,5 +289,60 @@ func TestExecTrainerDPEvents(t *testing.T) {
 				t.Errorf("no log of the unaccountable trainer:\n%s", logs)
 			}
 		})
+	}
+}
+
+// TestExecTrainerUnboundedEpsilon: an external trainer that reports DP
+// events with a noise multiplier too small for the accountant (ε = +Inf)
+// while the hospital keeps a ledger without a budget gets its round sat
+// out as bad metrics: nothing is recorded, no update leaves with an
+// unbounded ε (which the coordinator refuses, so one such record used to
+// have every later update refused), and the ledger file stays empty.
+func TestExecTrainerUnboundedEpsilon(t *testing.T) {
+	p := newPKI(t)
+	fake := newFake(t, 3)
+	fake.reportStats(t)
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	tr := &participant.ExecTrainer{
+		Command: participant.HelperTrainer("dp_no_budget", `[{"q": 1, "sigma": 1e-300, "steps": 1}]`),
+		Dir:     filepath.Join(t.TempDir(), "work"), Local: newTrainer(),
+	}
+	state := filepath.Join(t.TempDir(), "h.accepted.json")
+	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys(), withState(state), func(c *participant.Config) { c.DPDelta = 1e-5 })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		fake.mu.Lock()
+		n := len(fake.records)
+		fake.mu.Unlock()
+		if n > 0 || strings.Contains(logs.String(), "no finite ε") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	fake.mu.Lock()
+	records := fake.records
+	fake.mu.Unlock()
+	for _, r := range records {
+		if err := wire.CheckPrivacyLedger(r.header.GetPrivacy()); err != nil {
+			t.Errorf("round %d: the update left with a ledger the coordinator refuses: %v", r.asg.GetRound(), err)
+		}
+	}
+	if len(records) != 0 {
+		t.Errorf("%d updates sent, want none", len(records))
+	}
+	if spent := got2(a); spent != 0 {
+		t.Errorf("ε spent %v, want 0 (nothing recorded)", spent)
+	}
+	if b, err := os.ReadFile(participant.PrivacyLedgerPath(state)); err == nil && strings.Contains(string(b), `"sigma"`) {
+		t.Errorf("the unbounded round was recorded: %s", b)
+	}
+	if !strings.Contains(logs.String(), "no finite ε") || !strings.Contains(logs.String(), "external trainer (metrics)") {
+		t.Errorf("no log of the unaccountable events as bad metrics:\n%s", logs)
 	}
 }

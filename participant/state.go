@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -148,7 +149,7 @@ func ReadState(path string) (State, error) {
 // checkpoint and no reveals when it does not exist. Anything but one well-formed record is an error, so that a
 // corrupt file stops the agent instead of making it forget the chain.
 func loadState(path string) (State, error) {
-	data, err := strictjson.ReadFile(path, maxStateFileSize)
+	data, err := readAgentFile(path, maxStateFileSize)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{Revealed: map[string]bool{}}, nil
 	}
@@ -185,6 +186,31 @@ func loadState(path string) (State, error) {
 		}
 	}
 	return State{Accepted: &manifest.Accepted{Round: rec.Round, Digest: rec.Digest}, Checkpoint: cp, Revealed: revealed, rotations: rec.Rotations}, nil
+}
+
+// readAgentFile reads one of the files the agent writes itself (the
+// state file, the privacy ledger), of at most limit bytes. They are
+// always regular files, written atomically: anything else (a named pipe,
+// which would block the agent's start for good, a link to a device) is
+// refused before a byte is read. A missing file's error matches
+// fs.ErrNotExist.
+func readAgentFile(path string, limit int64) ([]byte, error) {
+	f, _, err := openRegular(path)
+	if err != nil {
+		if _, ok := errors.AsType[*fs.PathError](err); !ok {
+			err = &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("larger than %d bytes: %w", limit, strictjson.ErrTooLarge)}
+	}
+	return data, nil
 }
 
 // saveState records st (st.Accepted is not nil) in the state file at path,

@@ -156,6 +156,15 @@ func helperTrain(mode string, args []string) int {
 			return 2
 		}
 		return writeMetrics(`{"samples": 42, "dp_events": ` + args[0] + `}`)
+	case "dp_no_budget":
+		// "dp" for a hospital that keeps a ledger without a budget.
+		if plan.DP == nil || plan.DP.Delta != 1e-5 || plan.DP.EpsilonBudget != 0 {
+			return fail("plan dp %+v, want a ledger without a budget", plan.DP)
+		}
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(`{"samples": 42, "dp_events": ` + args[0] + `}`)
 	case "crash_once":
 		// Crashes unless the marker file args[0] exists, which it makes.
 		if _, err := os.Stat(args[0]); err == nil {
