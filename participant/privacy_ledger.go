@@ -209,7 +209,11 @@ var errUnboundedEpsilon = errors.New("the DP-SGD events give no finite ε (the n
 // ledgerEpsilon is the ε of the composition of the ledger's events at δ;
 // an unbounded one is an error wrapping errUnboundedEpsilon.
 func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
-	return composedEpsilon(evs, delta, func(e LedgerEvent) privacy.Event { return e.Event }, privacy.Epsilon)
+	eps, err := composedEpsilon(evs, delta, func(e LedgerEvent) privacy.Event { return e.Event }, privacy.Epsilon)
+	if err == nil && (math.IsInf(eps, 0) || math.IsNaN(eps)) {
+		return 0, fmt.Errorf("ε at δ = %g is %v: %w", delta, eps, errUnboundedEpsilon)
+	}
+	return eps, err
 }
 
 // composedEpsilon is the ε at δ of the releases of a ledger's events, each
@@ -226,9 +230,6 @@ func composedEpsilon[E, M any](evs []E, delta float64, mech func(E) M, compose f
 	g, err := compose(delta, ms...)
 	if err != nil {
 		return 0, err
-	}
-	if math.IsInf(g.Epsilon, 0) || math.IsNaN(g.Epsilon) {
-		return 0, fmt.Errorf("ε at δ = %g is %v: %w", delta, g.Epsilon, errUnboundedEpsilon)
 	}
 	return g.Epsilon, nil
 }
