@@ -57,6 +57,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	// serverLimits comes second: its receive windows replace the wire's.
 	opts := append(wire.ServerOptions(), serverLimits(c.cfg.Limits, len(c.enrolled))...)
 	srv := grpc.NewServer(append(opts,
+		grpc.ForceServerCodecV2(messageCodec{}),
 		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
