@@ -42,6 +42,8 @@ type federation struct {
 	*fedtest.Federation
 	dir string
 	cfg coordinator.Config
+	// relayed, when set, is told each key relay a secureClient received.
+	relayed func(name string, keys *fedguardv1.SecureKeys)
 }
 
 // newFederation enrols names (plus any extra certificate holders that are

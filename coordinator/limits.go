@@ -33,6 +33,19 @@ package coordinator
 //     UpdateIdle to be taken, or when, UpdateIdle after it began, it has
 //     gone out at less than UpdateMinRate bytes a second on average
 //     (sendBounded).
+//   - what a cut download leaves queued: the part of the chunk gRPC had
+//     taken before the client stopped reading, at most one chunk
+//     (downloadChunkBytes) and 64 KiB of gRPC's per-stream write quota,
+//     stays queued behind the client's flow-control window. It cannot be
+//     released from here: when the handler returns, grpc-go queues the
+//     status behind that data and removes the stream from its writer only
+//     once both are written (http2Server.finishStream), or when the client
+//     resets the stream or the connection closes; no server API drops one
+//     stream's queued data. It is bounded all the same: the stream still
+//     counts against the connection's HTTP/2 stream limit (MaxCalls)
+//     until then, so one participant can leave at most MaxConnections ×
+//     MaxCalls such remainders, and a client that reads again gets them
+//     and the refusal.
 //   - secure streams: a SecureAggregate stream is under the same two
 //     limits wherever the coordinator waits for the member (streamIn):
 //     its first message and each phase's message must come
@@ -65,6 +78,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // Defaults of LimitsConfig.
@@ -146,11 +160,50 @@ func (l LimitsConfig) validate(add func(string, ...any)) {
 	}
 }
 
-// serverLimits are the gRPC server options that carry the limits.
-func serverLimits(l LimitsConfig) []grpc.ServerOption {
+// Receive windows. What a client has sent and the coordinator has not yet
+// read waits in the coordinator's memory, up to the client's flow-control
+// window: with wire.StreamWindow (2 MiB) for every upload, 100 uploads at
+// once held about 96 MB there (24 model sizes at 1 M parameters, heap
+// profiles of session 3). The windows are therefore shared out: all the
+// enrolled participants' uploads together may have windowBudget in
+// flight, each at least minStreamWindow (two 256 KiB chunks, so that an
+// upload never waits for a window update in the middle of a message) and
+// at most wire.StreamWindow, which is what a federation of up to 24 keeps.
+const (
+	windowBudget    = 48 << 20
+	minStreamWindow = 512 << 10
+)
+
+// receiveWindows are the coordinator's per-stream and per-connection
+// receive windows for a federation of enrolled participants. A connection
+// carries one upload and a few small calls, so its window is twice the
+// stream's: an upload never waits for the connection's window.
+//
+// gRPC sets windows once per server (grpc.InitialWindowSize disables its
+// bandwidth probing, which on loopback kept windows at 64 KiB and uploads
+// slow); it cannot shrink them as streams open. Smaller windows for every
+// federation were tried in session 3 and made uploads fall below
+// limits.update_min_rate under load; at 100 participants 512 KiB windows
+// did not, and took the peak from 133.9 and 135.4 model sizes to 120.6
+// and 123.4 with no change in round time beyond the noise (fedguard bench
+// round --participants 100 --params 1000000 --rounds 3, alternated, load
+// 27-41; docs/capacity.md).
+func receiveWindows(enrolled int) (stream, conn int32) {
+	w := int64(windowBudget) / int64(max(enrolled, 1))
+	w = min(max(w, minStreamWindow), wire.StreamWindow)
+	w &^= 64<<10 - 1 // whole 64 KiB
+	return int32(w), int32(2 * w)
+}
+
+// serverLimits are the gRPC server options that carry the limits, for a
+// federation of enrolled participants.
+func serverLimits(l LimitsConfig, enrolled int) []grpc.ServerOption {
+	stream, conn := receiveWindows(enrolled)
 	return []grpc.ServerOption{
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(uint32(l.MaxCalls)),
+		grpc.InitialWindowSize(stream),
+		grpc.InitialConnWindowSize(conn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionIdle: maxConnectionIdle,
@@ -320,6 +373,17 @@ type recvResult[T any] struct {
 // The goroutine's Recv blocks without a context; when the handler returns,
 // gRPC cancels the stream, that Recv returns, and close lets the goroutine
 // go.
+//
+// The goroutine receives a message only when the handler asks for one
+// (want), so a stream holds at most one decoded message: the one the
+// handler works on, or the one being received while it waits. Receiving
+// ahead held two per stream (the handler's and the one waiting to be
+// handed over), 256 KiB each, up to six model sizes at 100 uploads of
+// 1 M parameters at once. Measured with the receive windows below, the
+// coordinator's peak went from 120.6 and 123.4 model sizes to 119.3 and
+// 118.5 (alternated, load 27-41); alone, with 2 MiB windows, the saved
+// messages waited in the transport instead. HTTP/2 flow control keeps
+// the transport receiving meanwhile, so the upload does not stall.
 type streamIn[T any] struct {
 	c *Coordinator
 	// what names the stream in its refusals ("update stream").
@@ -327,6 +391,11 @@ type streamIn[T any] struct {
 	idle    time.Duration
 	results chan recvResult[T]
 	done    chan struct{}
+	// want asks the goroutine for the next message; asked says that one
+	// was asked for and not yet taken (a wait that gave up leaves it
+	// asked).
+	want  chan struct{}
+	asked bool
 
 	stop     func() error
 	ended    <-chan struct{}
@@ -344,9 +413,16 @@ func readStream[T any](c *Coordinator, what string, recv func() (T, error)) *str
 	in := &streamIn[T]{
 		c: c, what: what, idle: time.Duration(c.cfg.Limits.UpdateIdle),
 		results: make(chan recvResult[T]), done: make(chan struct{}),
+		want: make(chan struct{}, 1), asked: true,
 	}
+	in.want <- struct{}{} // the first message is read at once
 	go func() {
 		for {
+			select {
+			case <-in.want:
+			case <-in.done:
+				return
+			}
 			m, err := recv()
 			select {
 			case in.results <- recvResult[T]{m, err}:
@@ -372,6 +448,10 @@ func (in *streamIn[T]) until(t time.Time, late func() error) { in.deadline, in.l
 // timeout(wait).
 func (in *streamIn[T]) recv(wait time.Duration, timeout func(time.Duration) error) (T, error) {
 	var zero T
+	if !in.asked {
+		in.want <- struct{}{} // room for one: nothing else asks
+		in.asked = true
+	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var late <-chan time.Time
@@ -391,6 +471,7 @@ func (in *streamIn[T]) recv(wait time.Duration, timeout func(time.Duration) erro
 		}
 		select {
 		case res := <-in.results:
+			in.asked = false
 			return res.msg, res.err
 		case <-timer.C:
 			return zero, timeout(wait)

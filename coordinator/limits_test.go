@@ -2,9 +2,24 @@ package coordinator_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"maps"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,12 +27,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // metricValue reads one unlabelled gauge, or one series of a labelled counter
@@ -472,6 +492,256 @@ func TestSecureStreamStall(t *testing.T) {
 // coordinator's Send stayed blocked as long as the client lived: no
 // refusal was ever logged, and the client could then read the whole
 // model.
+// dialWindows connects as name with static flow-control windows of
+// window bytes (gRPC's probing for larger windows off).
+func dialWindows(t *testing.T, f *federation, name, addr string, window int32) *participant {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(f.tlsFor(t, name, addr))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageBytes)),
+		grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &participant{name: name, svc: fedguardv1.NewCoordinatorServiceClient(conn), conn: conn, dials: new(atomic.Int32)}
+}
+
+// dialWide connects as name with windows of 16 MiB, larger than any model
+// of these tests: the coordinator can send a whole model to it without
+// waiting for the client to read.
+func dialWide(t *testing.T, f *federation, name, addr string) *participant {
+	return dialWindows(t, f, name, addr, 16<<20)
+}
+
+// padCertificate issues name a new certificate from the federation's CA,
+// the same as its own but padded with a private, non-critical extension
+// to about size bytes (DER), and puts it in place of the old one.
+func padCertificate(t *testing.T, f *federation, name string, size int) {
+	t.Helper()
+	files := certs.Local(f.dir)
+	ca, err := tls.LoadX509KeyPair(files.CACert(), filepath.Join(f.dir, "ca", "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tls.LoadX509KeyPair(files.Cert(name), files.Key(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := *kp.Leaf
+	tmpl.SerialNumber = new(big.Int).Add(kp.Leaf.SerialNumber, big.NewInt(1))
+	tmpl.ExtraExtensions = []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 55555, 1}, Value: make([]byte, size-len(kp.Leaf.Raw)-16)}}
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca.Leaf, kp.Leaf.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files.Cert(name), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSecureReplyStall (issue 12, item 7): a SecureAggregate member that
+// stops reading the coordinator's replies is cut once a reply has waited
+// limits.update_idle to go out, with ResourceExhausted, logged and
+// audited once as a refused call, and the others' session goes on
+// without it.
+//
+// A Send blocks only once gRPC's 64 KiB write quota of the stream and the
+// client's window (64 KiB, static here) are both used up, so the member
+// must leave more than 128 KiB of replies unread. Its key relay does:
+// ten members whose certificates (relayed with their keys) are padded to
+// 15.5 KiB. The staller sends its advertisement, reads nothing, builds its
+// shares from the relays the others received, and sends them; the reply
+// to them cannot go out. Without sendBounded (a plain Send) the handler
+// stayed blocked in Send until the client went away: no refusal in 20 s.
+func TestSecureReplyStall(t *testing.T) {
+	t.Parallel()
+	names := make([]string, 10)
+	for i := range names {
+		names[i] = fmt.Sprintf("hospital-%02d", i)
+	}
+	f := newFederation(t, names)
+	f.cfg.Secure = true
+	// The round closes with the nine others; it opens with all ten, who
+	// all wait for it well within the cohort timeout.
+	f.cfg.MinParticipants = len(names) - 1
+	f.cfg.Training.Rounds = 1
+	f.cfg.SecAgg.PhaseTimeout = coordinator.Duration(20 * time.Second)
+	f.cfg.RoundTimeout = coordinator.Duration(40 * time.Second)
+	f.cfg.CohortTimeout = coordinator.Duration(20 * time.Second)
+	f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(2 * time.Second), UpdateMinRate: 1000}
+	for _, n := range names {
+		padCertificate(t, f, n, 15<<10+512)
+	}
+	s, logs := startLogged(t, f.cfg)
+	ps := f.connect(t, s, names[:9]...)
+	staller := dialWindows(t, f, names[9], s.addr, 1<<16)
+	all := append(slices.Clone(ps), staller)
+	fixScaling(t, all)
+	asgs := assignments(t, all)
+	relays := make(chan *fedguardv1.SecureKeys, len(ps))
+	f.relayed = func(_ string, keys *fedguardv1.SecureKeys) { relays <- keys }
+
+	ups := map[string]secureUpdate{}
+	for i, n := range names {
+		d := make([]float32, numParams)
+		for j := range d {
+			d[j] = float32(i+1)*0.01 - float32(j)*0.02
+		}
+		ups[n] = secureUpdate{delta: d, samples: uint64(5 + i)}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ps))
+	for i, p := range ps {
+		wg.Go(func() {
+			errs[i] = f.secureClient(callCtx(t, 60*time.Second), p, asgs[i], ups[p.name].delta, ups[p.name].samples, 0)
+		})
+	}
+	refusals := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range lines(t, logs, "call refused") {
+			if l["participant"] == staller.name {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	relay, err := stallReplies(callCtx(t, 60*time.Second), f, staller, asgs[9], relays, refusals)
+	wg.Wait()
+	wantCode(t, "SecureAggregate of a member that stopped reading", err, codes.ResourceExhausted)
+	if relay < 128<<10 {
+		t.Errorf("the staller's key relay is %d bytes; the test needs more than 128 KiB (write quota and window)", relay)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s: %v", ps[i].name, err)
+		}
+	}
+	if l := refusals(); len(l) != 1 || l[0]["code"] != codes.ResourceExhausted.String() ||
+		!strings.Contains(fmt.Sprint(l[0]["error"]), "reply stalled") {
+		t.Errorf("call refused lines of %s: %v, want one ResourceExhausted for the stalled reply", staller.name, l)
+	}
+	recs := waitRounds(t, s.c, 1, 60*time.Second)
+	if got := recs[0].Secure[0].Survivors; len(got) != len(ps) || slices.Contains(got, staller.name) {
+		t.Errorf("round 1 survivors %v, want the %d others", got, len(ps))
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKinds(t, f.cfg)["call_refused/"+staller.name]; n != 1 {
+		t.Errorf("%d call_refused events of %s, want 1", n, staller.name)
+	}
+}
+
+// stallReplies is a member of a secure round that never reads until it is
+// refused: it advertises its keys, builds its shares from the relays the
+// other members received (relays), sends them, and waits until refused
+// reports the refusal. Then it reads what is left: it returns the size of
+// its key relay and the stream's final error.
+func stallReplies(ctx context.Context, f *federation, p *participant, asg *fedguardv1.RoundAssignment, relays <-chan *fedguardv1.SecureKeys, refused func() []map[string]any) (int, error) {
+	start, err := manifest.Digest(asg.GetManifest())
+	if err != nil {
+		return 0, err
+	}
+	plan, err := secureround.FromProto(fedName, start, asg.GetRound(), asg.GetAttempt(), numParams, asg.GetSecure())
+	if err != nil {
+		return 0, err
+	}
+	b, members, id, ok := plan.Bucket(p.name)
+	if !ok {
+		return 0, fmt.Errorf("%s not in the plan", p.name)
+	}
+	files := certs.Local(f.dir)
+	kp, err := tls.LoadX509KeyPair(files.Cert(p.name), files.Key(p.name))
+	if err != nil {
+		return 0, err
+	}
+	ca, err := certs.LoadCertificate(files.CACert())
+	if err != nil {
+		return 0, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	var peerKeys map[uint32]any
+	cl, err := secagg.NewClient(plan.Session(b), id, kp.PrivateKey.(crypto.Signer), secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
+		if k, ok := peerKeys[id]; ok {
+			return k, nil
+		}
+		return nil, errors.New("unknown peer")
+	}), rand.Reader)
+	if err != nil {
+		return 0, err
+	}
+	stream, err := p.svc.SecureAggregate(ctx)
+	if err != nil {
+		return 0, err
+	}
+	send := func(req *fedguardv1.SecureAggregateRequest) error {
+		req.Round, req.Attempt = asg.GetRound(), asg.GetAttempt()
+		return stream.Send(req)
+	}
+	adv, err := cl.AdvertiseKeys()
+	if err != nil {
+		return 0, err
+	}
+	if err := send(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}}); err != nil {
+		return 0, err
+	}
+	// Every other member's advertisement, from the relays the others got.
+	byID := map[uint32]*fedguardv1.SecurePeer{}
+	for len(byID) < len(members)-1 {
+		select {
+		case keys := <-relays:
+			for _, pr := range keys.GetPeers() {
+				if pr.GetId() != id {
+					byID[pr.GetId()] = pr
+				}
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	merged := &fedguardv1.SecureKeys{}
+	for _, k := range slices.Sorted(maps.Keys(byID)) {
+		merged.Peers = append(merged.Peers, byID[k])
+	}
+	peers, err := wire.KeysFromProto(merged, len(members))
+	if err != nil {
+		return 0, err
+	}
+	if peerKeys, err = wire.PeerKeys(peers, fedName, members, roots, time.Now()); err != nil {
+		return 0, err
+	}
+	var advs []*secagg.AdvertiseKeys
+	for _, pr := range peers {
+		advs = append(advs, pr.Advertise)
+	}
+	sk, err := cl.ShareKeys(advs)
+	if err != nil {
+		return 0, err
+	}
+	if err := send(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(sk)}}); err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(refused()) == 0 {
+		if time.Now().After(deadline) {
+			return 0, errors.New("no refusal 20 s after the member stopped reading, want one after about limits.update_idle (2s)")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	relay := 0
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return relay, err
+		}
+		if k := resp.GetKeys(); k != nil {
+			relay = proto.Size(k)
+		}
+	}
+}
+
 func TestModelDownloadStall(t *testing.T) {
 	t.Parallel()
 	f := newFederation(t, abc)
@@ -527,8 +797,15 @@ func TestModelDownloadStall(t *testing.T) {
 	if total < 1<<20 || got >= total {
 		t.Errorf("the stalled download delivered %d of %d bytes, want a model of 1 MiB or more, not all of it", got, total)
 	}
-	// Another download of the same participant is served.
-	if _, _, err := ps[0].getModel(t, round); err != nil {
+	// Another download of the same participant is served. It goes over
+	// a connection whose windows hold the whole model, so that the
+	// coordinator's sends never wait for this reader: with the harness's
+	// connection (64 KiB windows at first) a process starved for a second
+	// (race detector, GOMAXPROCS=1, ten test processes on two cores) read
+	// too late, and this honest download was cut by the same 1 s
+	// update_idle (6 runs in 30, "model download stalled").
+	wide := dialWide(t, f, abc[0], s.addr)
+	if _, _, err := wide.getModel(t, round); err != nil {
 		t.Errorf("GetModel after the stalled one = %v", err)
 	}
 	if err := s.stop(t); err != nil {

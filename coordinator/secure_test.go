@@ -103,6 +103,9 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
+	if f.relayed != nil {
+		f.relayed(p.name, resp.GetKeys())
+	}
 	peers, err := wire.KeysFromProto(resp.GetKeys(), len(members))
 	if err != nil {
 		return err

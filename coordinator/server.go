@@ -54,8 +54,10 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		return err
 	}
 	auth := &authenticator{c: c, crl: crl}
-	opts := append(wire.ServerOptions(), serverLimits(c.cfg.Limits)...)
+	// serverLimits comes second: its receive windows replace the wire's.
+	opts := append(wire.ServerOptions(), serverLimits(c.cfg.Limits, len(c.enrolled))...)
 	srv := grpc.NewServer(append(opts,
+		grpc.ForceServerCodecV2(messageCodec{}),
 		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
