@@ -135,7 +135,10 @@ func (messageCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	}
 	buf := data.MaterializeToBuffer(messagePool)
 	defer buf.Free()
-	return proto.Unmarshal(buf.ReadOnlyData(), m)
+	if err := proto.Unmarshal(buf.ReadOnlyData(), m); err != nil {
+		return fmt.Errorf("%s: %w", malformedMessage, err)
+	}
+	return nil
 }
 
 func protoMessage(v any) (proto.Message, error) {

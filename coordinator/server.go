@@ -58,6 +58,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	opts := append(wire.ServerOptions(), serverLimits(c.cfg.Limits, len(c.enrolled))...)
 	srv := grpc.NewServer(append(opts,
 		grpc.ForceServerCodecV2(messageCodec{}),
+		grpc.StatsHandler(malformedAuditor{c}),
 		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
