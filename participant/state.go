@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -203,14 +202,7 @@ func readAgentFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, &fs.PathError{Op: "read", Path: path, Err: fmt.Errorf("larger than %d bytes: %w", limit, strictjson.ErrTooLarge)}
-	}
-	return data, nil
+	return strictjson.ReadAll(f, path, limit)
 }
 
 // saveState records st (st.Accepted is not nil) in the state file at path,

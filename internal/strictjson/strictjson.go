@@ -39,7 +39,14 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	return ReadAll(f, path, limit)
+}
+
+// ReadAll is ReadFile's read, of an open file or any other reader, named
+// path in its errors: at most limit+1 bytes are read, and more than limit
+// is an *fs.PathError wrapping ErrTooLarge.
+func ReadAll(r io.Reader, path string, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
 	}
