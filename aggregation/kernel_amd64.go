@@ -184,16 +184,12 @@ func sqdist4x4Asm(s *[4][4]float64, rows *[4]*float32, y *float32, n int) {
 // has it (AVX-512 ones too), whatever FEDGUARD_KERNEL forces.
 var passPath = map[bool]kernelPath{true: pathAVX2, false: pathPurego}[cpu.X86.HasAVX2]
 
-// passAdd32 is the summing pass's acc += x.
-func passAdd32(acc, x []float32) {
-	n := len(acc)
-	x = x[:n]
-	if m := n &^ 31; passPath == pathAVX2 && m > 0 {
-		add32AVX2(&acc[0], &x[0], m)
-		acc, x = acc[m:], x[m:]
-	}
-	add32Generic(acc, x)
-}
+// add32Block is the number of elements add32Asm takes at a time.
+const add32Block = 32
+
+// add32Asm is passAdd32's assembly over the first n elements (a multiple
+// of add32Block).
+func add32Asm(acc, x *float32, n int) { add32AVX2(acc, x, n) }
 
 // gramTileAsm is gramTile's assembly over the first n elements (a
 // multiple of 8). Every AVX-512 CPU has AVX2 and FMA, so both assembly

@@ -187,16 +187,12 @@ func sqdist4x4Asm(s *[4][4]float64, rows *[4]*float32, y *float32, n int) {
 // has it, whatever FEDGUARD_KERNEL forces.
 var passPath = map[bool]kernelPath{true: pathNEON, false: pathPurego}[cpu.ARM64.HasASIMD]
 
-// passAdd32 is the summing pass's acc += x.
-func passAdd32(acc, x []float32) {
-	n := len(acc)
-	x = x[:n]
-	if m := n &^ 15; passPath == pathNEON && m > 0 {
-		add32NEON(&acc[0], &x[0], m)
-		acc, x = acc[m:], x[m:]
-	}
-	add32Generic(acc, x)
-}
+// add32Block is the number of elements add32Asm takes at a time.
+const add32Block = 16
+
+// add32Asm is passAdd32's assembly over the first n elements (a multiple
+// of add32Block).
+func add32Asm(acc, x *float32, n int) { add32NEON(acc, x, n) }
 
 // gramTileAsm is gramTile's assembly over the first n elements (a
 // multiple of 8).

@@ -67,3 +67,14 @@ func sub32(dst, x, c []float32) {
 	}
 	sub32Generic(dst, x, c)
 }
+
+// passAdd32 is the summing pass's acc += x.
+func passAdd32(acc, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := n &^ (add32Block - 1); passPath != pathPurego && m > 0 {
+		add32Asm(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add32Generic(acc, x)
+}
