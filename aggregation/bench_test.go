@@ -98,7 +98,7 @@ func BenchmarkClosestToMedianMean(b *testing.B) {
 	for i := range sel {
 		sel[i] = 2 * i % benchN
 	}
-	benchKernel(b, func(xs [][]float32, dst []float32) { coordinateClosestToMedianMean(dst, xs, sel, 6) })
+	benchKernel(b, func(xs [][]float32, dst []float32) { coordinateClosestToMedianMean(dst, xs, sel, 6, true) })
 }
 
 func BenchmarkSquaredDistancesTo(b *testing.B) {

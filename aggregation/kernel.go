@@ -715,8 +715,9 @@ func sqdistRows(s [][4]float64, xs [][]float32, lo, hi int, y []float32) {
 // closest to their median (mean of the two middle values for even t),
 // taken as the window [a, b) of the sorted values grown from the first value
 // ≥ the median outwards, the lower side winning ties, and added in ascending
-// order. 1 ≤ beta ≤ t.
-func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, beta int) {
+// order. 1 ≤ beta ≤ t. finite promises that every selected value is finite
+// (Bulyan has checked), which allows closestToMedianLaneFinite.
+func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, beta int, finite bool) {
 	t, d := len(sel), len(dst)
 	if t == 0 || d == 0 {
 		return
@@ -752,8 +753,12 @@ func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, bet
 				}
 				networkRows(buf, net)
 			}
+			lane := closestToMedianLane
+			if finite {
+				lane = closestToMedianLaneFinite
+			}
 			for l := range m {
-				dst[off+l] = closestToMedianLane(buf, l, t, beta)
+				dst[off+l] = lane(buf, l, t, beta)
 			}
 		}
 	})
@@ -795,4 +800,58 @@ func closestToMedianLane(buf []float32, l, t, beta int) float32 {
 		s += float64(at(r))
 	}
 	return float32(s / float64(beta))
+}
+
+// closestToMedianLaneFinite is closestToMedianLane, bit for bit, for a lane
+// whose t values are all finite (so the network sorted them and the median
+// is finite).
+//
+// closestToMedianLane grows the window one step at a time, each step waiting
+// for the last and taking a branch that goes either way at random: at n = 50,
+// θ = 28, β = 6 it took 73 ns a lane on random sorted lanes, this 49 ns.
+// Growing the window merges two sorted lists, the distances m−at(b0−i) below
+// (i = 1, 2, …) and at(b0+j)−m above (j = 0, 1, …), taking the lower one on
+// ties. After β steps it has taken k from below, where k counts the
+// i in 1..min(β, b0) for which the i-th distance below is ≤ the
+// (β−i+1)-th above, or there are fewer than β−i+1 above. That predicate
+// only turns from true to false as i grows (the distance below grows, the
+// one above shrinks), so the count is the merge's k; its terms are
+// independent, and there is no branch on the data.
+func closestToMedianLaneFinite(buf []float32, l, t, beta int) float32 {
+	c := buf[l : l+(t-1)*lanes+1] // rank r of lane l is c[r*lanes]
+	var m float64
+	if t%2 == 1 {
+		m = float64(c[t/2*lanes])
+	} else {
+		m = (float64(c[(t/2-1)*lanes]) + float64(c[t/2*lanes])) / 2
+	}
+	// First rank with value ≥ m: at or next to the middle.
+	b0 := (t - 1) / 2
+	for b0 > 0 && float64(c[(b0-1)*lanes]) >= m {
+		b0--
+	}
+	for b0 < t && float64(c[b0*lanes]) < m {
+		b0++
+	}
+	up := t - b0 // values at or above m
+	k := 0
+	for i := 1; i <= min(beta, b0); i++ {
+		j := beta - i
+		dl := m - float64(c[(b0-i)*lanes])
+		dr := float64(c[min(b0+j, t-1)*lanes]) - m
+		k += b2i(j >= up) | b2i(dl <= dr)
+	}
+	var s float64
+	for r := b0 - k; r < b0-k+beta; r++ {
+		s += float64(c[r*lanes])
+	}
+	return float32(s / float64(beta))
+}
+
+// b2i is 1 for true and 0 for false (a SETcc, no branch).
+func b2i(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }

@@ -489,9 +489,11 @@ func TestCoordinateClosestToMedianMean(t *testing.T) {
 						want = naiveClosestToMedianMean(xs, sel, beta)
 						wants[key] = want
 					}
-					got := make([]float32, d)
-					coordinateClosestToMedianMean(got, xs, sel, beta)
-					checkEqual(t, fmt.Sprintf("coordinateClosestToMedianMean(%v, %d)", sel, beta), got, want)
+					for _, finite := range []bool{false, true} { // the cases are finite
+						got := make([]float32, d)
+						coordinateClosestToMedianMean(got, xs, sel, beta, finite)
+						checkEqual(t, fmt.Sprintf("coordinateClosestToMedianMean(%v, %d, %v)", sel, beta, finite), got, want)
+					}
 				}
 			}
 		})
@@ -663,6 +665,42 @@ func TestSortNetworkBlocks(t *testing.T) {
 					got, want := net[2*blockComparators*b+c], eight[c]+int32(b*8*lanes*4)
 					if got != want {
 						t.Fatalf("n=%d ranks %v block %d: entry %d = %d, want %d", n, r, b, c, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestClosestToMedianLaneFinite checks the counting form of Bulyan's window
+// against the step-by-step one, bit for bit, on sorted finite lanes: many
+// with ties at and around the median (where the window can start far from
+// the middle), the rest normal, for every t ≤ 40 and β ≤ t.
+func TestClosestToMedianLaneFinite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 28))
+	for tt := 1; tt <= 40; tt++ {
+		buf := make([]float32, tt*lanes)
+		col := make([]float32, tt)
+		for range 50 {
+			distinct := 1 + rng.IntN(2*tt)
+			for l := range lanes {
+				for r := range col {
+					col[r] = float32(rng.IntN(distinct) - distinct/2)
+					if l%4 == 3 {
+						col[r] = float32(rng.NormFloat64())
+					}
+				}
+				slices.Sort(col)
+				for r, v := range col {
+					buf[r*lanes+l] = v
+				}
+			}
+			for beta := 1; beta <= tt; beta++ {
+				for l := range lanes {
+					want := closestToMedianLane(buf, l, tt, beta)
+					got := closestToMedianLaneFinite(buf, l, tt, beta)
+					if math.Float32bits(got) != math.Float32bits(want) {
+						t.Fatalf("t=%d β=%d lane %d: got %v, want %v", tt, beta, l, got, want)
 					}
 				}
 			}

@@ -294,7 +294,7 @@ func (r Bulyan) Aggregate(dst []float32, updates []Update) (Report, error) {
 		alive[i] = false
 		pass[i], passScore[i] = p, s[i]
 	}
-	coordinateClosestToMedianMean(dst, xs, sel, beta)
+	coordinateClosestToMedianMean(dst, xs, sel, beta, true) // all finite: checked above
 
 	rep := Report{Rule: r.Name(), Entries: make([]Entry, n)}
 	for i, u := range updates {
