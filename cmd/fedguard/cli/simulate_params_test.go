@@ -86,7 +86,7 @@ func TestSimulatePresetFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := f.single()
-	if a := o.Attack; a.Name != attack.NameALIE || a.Z != -0.25 || a.ZRule != attack.ZRuleBucketing || !a.HonestStats {
+	if a := o.Attack; a.Name != attack.NameALIE || a.Z != -0.25 || !a.HonestStats {
 		t.Errorf("attack %+v, want the preset's alie with z -0.25", a)
 	}
 	if r := o.Aggregation; r.Rule != aggregation.NameMedian || r.Bucket != 2 {
