@@ -22,7 +22,7 @@ import (
 // Default grid of `fedguard simulate grid`.
 const (
 	defaultGridAttacks = "none,sign-flip,gaussian,label-flip,alie,ipm,min-max"
-	defaultGridRules   = "fedavg,median,trimmed-mean,krum,multi-krum,bulyan,centered-clipping"
+	defaultGridRules   = "fedavg,median,trimmed-mean,krum,multi-krum,bulyan,centered-clipping,rfa"
 )
 
 // attackParams are the flags of each attack's parameters; an attack gets
