@@ -108,7 +108,7 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 // attackFlags declares the flags of the attacks' parameters, bound to c.
 func attackFlags(fs *flag.FlagSet, c *attack.Config) {
 	fs.Float64Var(&c.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
-	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f)")
+	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f); negative sends μ + |z|σ of the updates, the papers' code's μ − |z|σ of gradients")
 	fs.Float64Var(&c.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
 	fs.StringVar(&c.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
 	fs.Float64Var(&c.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
