@@ -39,7 +39,8 @@
 // # Momentum and the papers' set-ups
 //
 // Options.LocalSteps makes a round a few SGD steps on fresh mini-batches,
-// as in the robustness papers; Options.WorkerMomentum keeps a momentum per
+// as in the robustness papers (Options.BatchOrder walks each client's rows
+// epoch by epoch instead, as a PyTorch DataLoader does); Options.WorkerMomentum keeps a momentum per
 // client across rounds (the client sends it instead of its update),
 // Options.ServerMomentum one for the server, in the convention
 // Options.MomentumStyle names; Options.ClippingCenter starts centered

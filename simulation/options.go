@@ -62,6 +62,30 @@ const (
 	InitTorch  = "pytorch"
 )
 
+// Options.BatchOrder values: how a client with LocalSteps > 0 picks its
+// mini-batches from round to round. A convention switch for comparing with
+// papers' PyTorch code; see batches and epochBatches.
+const (
+	// BatchFresh draws each round's mini-batches afresh from all of the
+	// client's rows (without replacement within the round): every round's
+	// batch is a uniform sample, independent of the last rounds'. The
+	// default ("" is it).
+	BatchFresh = "fresh"
+	// BatchEpoch walks a shuffled copy of the client's rows without
+	// replacement, batch after batch, and reshuffles when fewer than a
+	// batch remain (the last partial batch dropped): a PyTorch
+	// DataLoader over a shuffling sampler with drop_last, which is how
+	// the bucketing paper's code feeds its workers
+	// (epfml/byzantine-robust-noniid-optimizer, codes/worker.py
+	// TorchWorker.compute_gradient; codes/sampler.py NONIIDLTSampler;
+	// utils.py initialize_worker, drop_last=True). "epoch:K" also
+	// restarts the walk, reshuffled, every K batches, as their trainer
+	// does every MAX_BATCHES_PER_EPOCH = 30 iterations (codes/simulator.py
+	// ParallelTrainer.train calls train_epoch_start, a fresh iterator, at
+	// the start of each of its "epochs"; exp3.py).
+	BatchEpoch = "epoch"
+)
+
 // Options configure a simulation. The JSON names are those of result.json.
 type Options struct {
 	// Dataset is "mnist" or "wdbc" ("" is DefaultDataset).
@@ -110,6 +134,10 @@ type Options struct {
 	// for weights and biases; model.InitTorch), a convention switch for
 	// comparing with papers' PyTorch code.
 	Init string `json:"init,omitempty"`
+	// BatchOrder is how LocalSteps mini-batches are picked across rounds:
+	// BatchFresh ("" too) or BatchEpoch, "epoch" or "epoch:K" (see the
+	// constants). Ignored without LocalSteps.
+	BatchOrder string `json:"batch_order,omitempty"`
 	// WorkerMomentum is β of every client's momentum, kept across rounds:
 	// a client sends its momentum instead of its fresh update (see
 	// MomentumStyle). 0 is none.
@@ -241,6 +269,7 @@ type checked struct {
 	spec   model.Spec
 	plan   model.Plan
 	scheme partition.Scheme
+	order  batchOrder
 	attack attack.Attack
 	rule   aggregation.Rule
 	// ruleConfig is the configuration rule was built from: o.Aggregation,
@@ -289,6 +318,8 @@ func check(o Options) (*checked, error) {
 		return bad(fmt.Errorf("init %q, want %s or %s", o.Init, InitGlorot, InitTorch))
 	case o.LocalSteps < 0:
 		return bad(fmt.Errorf("local steps %d, want at least 0 (0: local epochs)", o.LocalSteps))
+	case o.BatchOrder != "" && o.LocalSteps == 0:
+		return bad(fmt.Errorf("batch order %q needs local steps (rounds of mini-batches); local epochs walk all rows", o.BatchOrder))
 	case !(o.WorkerMomentum >= 0 && o.WorkerMomentum < 1):
 		return bad(fmt.Errorf("worker momentum %v, want β in [0, 1)", o.WorkerMomentum))
 	case !(o.ServerMomentum >= 0 && o.ServerMomentum < 1):
@@ -314,6 +345,10 @@ func check(o Options) (*checked, error) {
 	case "", CenterMedian, CenterPrevious: // other rules than centered clipping ignore it
 	default:
 		return bad(fmt.Errorf("clipping center %q, want %s or %s", o.ClippingCenter, CenterMedian, CenterPrevious))
+	}
+	order, err := parseBatchOrder(o.BatchOrder)
+	if err != nil {
+		return bad(err)
 	}
 	scheme, err := partition.Parse(o.Partition)
 	if err != nil {
@@ -343,7 +378,7 @@ func check(o Options) (*checked, error) {
 	if err != nil {
 		return bad(err)
 	}
-	return &checked{o: o, spec: spec, plan: plan, scheme: scheme, attack: atk, rule: rule, ruleConfig: ruleConfig}, nil
+	return &checked{o: o, spec: spec, plan: plan, scheme: scheme, order: order, attack: atk, rule: rule, ruleConfig: ruleConfig}, nil
 }
 
 // dpDeltaClip is the run's δ and ℓ2 clipping norm, with the defaults every

@@ -41,7 +41,12 @@ type Preset struct {
 //     buffer (codes/worker.py MomentumWorker);
 //   - ALIE with the code's z (codes/attacks/alittle.py) and IPM with
 //     ε = 0.1 (utils.py initialize_worker), both over the honest workers'
-//     momenta only;
+//     momenta only. Their ALIE sends μ − z·σ of the momenta of
+//     gradients (alittle.py omniscient_callback: mu - std * z_max); the
+//     simulator's clients send updates, −lr times those momenta, where
+//     that vector is μ + z·σ: hence z negative (package attack sends
+//     μ − z·σ of the updates). With the sign of updates instead, ALIE
+//     costs CM nothing here (docs/reproductions.md, "The ALIE gap");
 //   - CM, Krum (m = 1, over ⌈n/s⌉ inputs), CClip (τ = 10 on gradients, 3
 //     iterations, centered on the previous aggregate: utils.py
 //     _get_aggregator, --clip-tau default 10, codes/aggregator/clipping.py),
@@ -65,7 +70,7 @@ func karimireddy2022(name string, beta float64) Preset {
 		ClippingCenter: CenterPrevious, EvalEvery: 30, Seed: 1, Preset: name,
 	}
 	attacks := []attack.Config{
-		{Name: attack.NameALIE, ZRule: attack.ZRuleBucketing, HonestStats: true},
+		{Name: attack.NameALIE, Z: -attack.DefaultZFor(attack.ZRuleBucketing, o.Clients, o.Byzantine), HonestStats: true},
 		{Name: attack.NameIPM, Epsilon: 0.1, HonestStats: true},
 	}
 	var rules []aggregation.Config
@@ -100,6 +105,12 @@ func karimireddy2022(name string, beta float64) Preset {
 // v ← 0.9·v − lr·g (server.py Server.defend), evaluated every 5 rounds
 // (TEST_STEP = 5; "Max accuracy" is what it prints), ALIE with z = 1.5
 // (-z default 1.5), against no defence, trimmed mean, Krum and Bulyan.
+// Their ALIE (malicious.py DriftAttack, as copied in
+// shaneson0/attacking_federate_learning; main.py calls it) takes μ and σ
+// over the malicious users' own gradients (OwnOnly) and sends μ − z·σ of
+// gradients, which is μ + z·σ of the updates the simulator's clients
+// send: hence z = −1.5 (their σ divides by m, package attack's by m − 1:
+// a factor √(12/11) ≈ 1.04 on σ).
 // Their trimmed mean averages the n−f−1 values closest to the median
 // (defences.py, as copied in shaneson0/attacking_federate_learning);
 // package aggregation's is Yin et al.'s, β = f/n at each end.
@@ -116,7 +127,7 @@ func baruch2019(name string) Preset {
 		Paper:   "Baruch, Baruch, Goldberg, A Little Is Enough: Circumventing Defenses For Distributed Learning, NeurIPS 2019: MNIST, n = 51, f = 12",
 		Source:  "github.com/moranant/attacking_distributed_learning (commit ed79e98): main.py, server.py, user.py, data_sets.py",
 		Options: o,
-		Attacks: []attack.Config{{Name: attack.NameNone}, {Name: attack.NameALIE, Z: 1.5}},
+		Attacks: []attack.Config{{Name: attack.NameNone}, {Name: attack.NameALIE, Z: -1.5, OwnOnly: true}},
 		Rules: []aggregation.Config{
 			{Rule: aggregation.NameFedAvg},
 			{Rule: aggregation.NameTrimmedMean, F: f, Beta: float64(f) / n},

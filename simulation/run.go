@@ -193,7 +193,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 			rng := participant.RoundRand(uint64(i), o.Seed, uint64(r))
 			x, y, plan := s.clientX[i], s.clientY[i], c.plan
 			if o.LocalSteps > 0 {
-				x, y, plan = s.batches(i, rng, plan)
+				x, y, plan = s.batches(i, r, rng, plan)
 			}
 			var delta []float32
 			var err error
@@ -341,22 +341,6 @@ func setup(c *checked, d *data) (*sim, error) {
 		}
 	}
 	return s, nil
-}
-
-// batches draws client i's rows for o.LocalSteps mini-batches of
-// plan.BatchSize rows, without replacement (all its rows when it holds
-// fewer), and returns them with the plan of one pass over them: one SGD
-// step per mini-batch.
-func (s *sim) batches(i int, rng *rand.Rand, plan model.Plan) ([][]float64, []int, model.Plan) {
-	rows := len(s.clientY[i])
-	k := min(s.o.LocalSteps*plan.BatchSize, rows)
-	perm := rng.Perm(rows)[:k]
-	x, y := make([][]float64, k), make([]int, k)
-	for j, p := range perm {
-		x[j], y[j] = s.clientX[i][p], s.clientY[i][p]
-	}
-	plan.Epochs = 1
-	return x, y, plan
 }
 
 // split deals the training rows out to the clients: all of them by

@@ -22,7 +22,7 @@ import (
 // Default grid of `fedguard simulate grid`.
 const (
 	defaultGridAttacks = "none,sign-flip,gaussian,label-flip,alie,ipm,min-max"
-	defaultGridRules   = "fedavg,median,trimmed-mean,krum,multi-krum,bulyan,centered-clipping"
+	defaultGridRules   = "fedavg,median,trimmed-mean,krum,multi-krum,bulyan,centered-clipping,rfa"
 )
 
 // attackParams are the flags of each attack's parameters; an attack gets
@@ -86,6 +86,7 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 	fs.Float64Var(&o.L2, "l2", 0, "clients' L2 weight decay")
 	fs.StringVar(&o.Init, "init", "", "how an MLP starts: glorot (default: He and Glorot uniform, zero biases) or pytorch (nn.Linear's default, U(±1/√fan_in) for weights and biases)")
 	fs.IntVar(&o.LocalSteps, "local-steps", 0, "clients' SGD steps per round on fresh mini-batches, instead of -local-epochs (0: epochs)")
+	fs.StringVar(&o.BatchOrder, "batch-order", "", "with -local-steps, how batches follow each other: fresh (default: drawn anew each round) or epoch[:K] (a shuffled walk without replacement, reshuffled when spent or every K batches, as a PyTorch DataLoader)")
 	fs.Float64Var(&o.WorkerMomentum, "worker-momentum", 0, "β of every client's momentum, kept across rounds (0: none)")
 	fs.Float64Var(&o.ServerMomentum, "server-momentum", 0, "β of the server's momentum of the aggregates (0: none)")
 	fs.StringVar(&o.MomentumStyle, "momentum-style", "", "momentum recursion: ema (m ← (1−β)u + βm, default) or heavy-ball (m ← βm + u)")
@@ -107,7 +108,7 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 // attackFlags declares the flags of the attacks' parameters, bound to c.
 func attackFlags(fs *flag.FlagSet, c *attack.Config) {
 	fs.Float64Var(&c.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
-	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f)")
+	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f); negative sends μ + |z|σ of the updates, the papers' code's μ − |z|σ of gradients")
 	fs.Float64Var(&c.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
 	fs.StringVar(&c.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
 	fs.Float64Var(&c.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
@@ -173,9 +174,16 @@ func (f *simFlags) set() map[string]bool {
 // all of them for a single run (attack.New refuses those the attack does
 // not take), only its own in a grid.
 func (f *simFlags) attackConfig(name string, all bool) attack.Config {
-	return mustOverlay(f.fs, attackFlags, attack.Config{Name: name}, func(p string) bool {
+	return f.overlayAttack(attack.Config{Name: name}, all)
+}
+
+// overlayAttack is base with the attack parameters set on the command line
+// (all of them, or only base's own): a preset's attack under the flags
+// given.
+func (f *simFlags) overlayAttack(base attack.Config, all bool) attack.Config {
+	return mustOverlay(f.fs, attackFlags, base, func(p string) bool {
 		// own-only and honest-stats are not parameters: they apply to every attack.
-		return p == "own-only" || p == "honest-stats" || all || slices.Contains(attackParams[name], p)
+		return p == "own-only" || p == "honest-stats" || all || slices.Contains(attackParams[base.Name], p)
 	})
 }
 
@@ -197,19 +205,78 @@ func (f *simFlags) ruleConfig(rule string, all bool) aggregation.Config {
 	if set["f"] {
 		byz = f.rule.F
 	}
+	c := f.overlayRule(aggregation.Defaults(rule, n, byz), all)
+	// The pre-steps apply to every rule, set or not.
+	c.NormClip, c.Bucket = f.rule.NormClip, f.rule.Bucket
+	return c
+}
+
+// overlayRule is base with the rule parameters and pre-steps set on the
+// command line (all of them, or only base's own and the pre-steps): a
+// preset's rule under the flags given.
+func (f *simFlags) overlayRule(base aggregation.Config, all bool) aggregation.Config {
+	rule := base.Rule
 	known := !errors.Is(aggregation.Config{Rule: rule}.Validate(), aggregation.ErrUnknownRule)
-	c := mustOverlay(f.fs, aggregationFlags, aggregation.Defaults(rule, n, byz), func(p string) bool {
+	return mustOverlay(f.fs, aggregationFlags, base, func(p string) bool {
 		switch {
 		case p == "rule":
 			return false
-		case all || !known:
+		case all || !known || p == "norm-clip" || p == "bucket":
 			return true
 		}
 		return p == "f" && rule != aggregation.NameFedAvg || slices.Contains(ruleParams[rule], p)
 	})
-	// The pre-steps apply to every rule, set or not.
-	c.NormClip, c.Bucket = f.rule.NormClip, f.rule.Bucket
-	return c
+}
+
+// single is the options of one run: the flags', or with -preset the
+// preset's with the flags given over them, its attack and rule too (the
+// first of its grid, unless -attack or -rule names another).
+func (f *simFlags) single() simulation.Options {
+	o := f.o
+	o.Attack = f.attackConfig(f.attack.Name, true)
+	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
+	if f.preset != "" {
+		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
+		set := f.set()
+		if !set["attack"] {
+			o.Attack = f.overlayAttack(p.Attacks[0], true)
+		}
+		if !set["rule"] {
+			o.Aggregation = f.overlayRule(p.Rules[0], true)
+		}
+	}
+	return o
+}
+
+// grid is the attacks and rules of a grid: those listed, or with -preset
+// and without -attacks or -rules the preset's, each under the parameter
+// flags given that are its own.
+func (f *simFlags) grid(attacks, rules string) ([]attack.Config, []aggregation.Config) {
+	var acs []attack.Config
+	var rcs []aggregation.Config
+	var p simulation.Preset
+	if f.preset != "" {
+		p, _ = simulation.LookupPreset(f.preset) // parse checked the name
+	}
+	if set := f.set(); f.preset != "" && !set["attacks"] {
+		for _, a := range p.Attacks {
+			acs = append(acs, f.overlayAttack(a, false))
+		}
+	} else {
+		for _, a := range splitList(attacks) {
+			acs = append(acs, f.attackConfig(a, false))
+		}
+	}
+	if set := f.set(); f.preset != "" && !set["rules"] {
+		for _, r := range p.Rules {
+			rcs = append(rcs, f.overlayRule(r, false))
+		}
+	} else {
+		for _, r := range splitList(rules) {
+			rcs = append(rcs, f.ruleConfig(r, false))
+		}
+	}
+	return acs, rcs
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) error {
@@ -228,19 +295,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	o := f.o
-	o.Attack = f.attackConfig(f.attack.Name, true)
-	o.Aggregation = f.ruleConfig(f.rule.Rule, true)
-	if f.preset != "" {
-		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
-		set := f.set()
-		if !set["attack"] {
-			o.Attack = p.Attacks[0]
-		}
-		if !set["rule"] {
-			o.Aggregation = p.Rules[0]
-		}
-	}
+	o := f.single()
 	if f.out != "" {
 		if err := os.MkdirAll(f.out, 0o755); err != nil {
 			return err
@@ -376,23 +431,7 @@ func runSimulateGrid(ctx context.Context, env *Env, args []string) error {
 	if f.set()["rule"] {
 		return usageError("simulate grid: use -rules, not -rule")
 	}
-	var acs []attack.Config
-	for _, a := range splitList(*attacks) {
-		acs = append(acs, f.attackConfig(a, false))
-	}
-	var rcs []aggregation.Config
-	for _, r := range splitList(*rules) {
-		rcs = append(rcs, f.ruleConfig(r, false))
-	}
-	if f.preset != "" {
-		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
-		if !f.set()["attacks"] {
-			acs = p.Attacks
-		}
-		if !f.set()["rules"] {
-			rcs = p.Rules
-		}
-	}
+	acs, rcs := f.grid(*attacks, *rules)
 	if f.out != "" {
 		if err := os.MkdirAll(f.out, 0o755); err != nil {
 			return err

@@ -73,3 +73,51 @@ func TestSimulateParams(t *testing.T) {
 		t.Fatalf("got %d lines, want %d", len(gl), len(wl))
 	}
 }
+
+// TestSimulatePresetFlags: with -preset, the attack and rule parameter
+// flags given apply to the preset's attack and rule, in a single run and in
+// a grid. They were dropped before (the preset's attack and rule replaced
+// the flags' whole), so `simulate --preset karimireddy2022-mnist --z -0.25`
+// silently ran the preset's z.
+func TestSimulatePresetFlags(t *testing.T) {
+	f := newSimFlags(testEnv(), "simulate")
+	f.fs.StringVar(&f.attack.Name, "attack", attack.NameNone, "")
+	if err := f.parse([]string{"--preset", "karimireddy2022-mnist", "--z", "-0.25", "--bucket", "2", "--batch-order", "epoch:30"}); err != nil {
+		t.Fatal(err)
+	}
+	o := f.single()
+	if a := o.Attack; a.Name != attack.NameALIE || a.Z != -0.25 || !a.HonestStats {
+		t.Errorf("attack %+v, want the preset's alie with z -0.25", a)
+	}
+	if r := o.Aggregation; r.Rule != aggregation.NameMedian || r.Bucket != 2 {
+		t.Errorf("rule %+v, want the preset's median with bucket 2", r)
+	}
+	if o.BatchOrder != "epoch:30" || o.Clients != 25 {
+		t.Errorf("options batch order %q, %d clients: want epoch:30 and the preset's 25", o.BatchOrder, o.Clients)
+	}
+
+	g := newSimFlags(testEnv(), "simulate grid")
+	attacks := g.fs.String("attacks", defaultGridAttacks, "")
+	rules := g.fs.String("rules", defaultGridRules, "")
+	if err := g.parse([]string{"--preset", "karimireddy2022-mnist", "--z", "-0.25", "--tau", "0.5"}); err != nil {
+		t.Fatal(err)
+	}
+	acs, rcs := g.grid(*attacks, *rules)
+	if len(acs) != 2 || acs[0].Z != -0.25 || acs[1].Z != 0 || acs[1].Epsilon != 0.1 {
+		t.Errorf("grid attacks %+v, want the preset's with z -0.25 on alie only", acs)
+	}
+	clips := 0
+	for _, r := range rcs {
+		if r.Rule == aggregation.NameCenteredClipping {
+			clips++
+			if r.Tau != 0.5 || r.Iterations != 3 {
+				t.Errorf("grid rule %+v, want the preset's centered clipping with tau 0.5", r)
+			}
+		} else if r.Tau != 0 {
+			t.Errorf("grid rule %+v took centered clipping's tau", r)
+		}
+	}
+	if len(rcs) != 8 || clips != 2 {
+		t.Errorf("grid has %d rules (%d centered clipping), want the preset's 8 (2)", len(rcs), clips)
+	}
+}

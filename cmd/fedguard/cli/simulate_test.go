@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/attack"
 )
 
 // wdbcArgs is a small simulation that runs in well under a second.
@@ -189,8 +191,8 @@ func TestSimulatePreset(t *testing.T) {
 		}
 	}
 	atk := o["attack"].(map[string]any)
-	if atk["name"] != "alie" || atk["z_rule"] != "bucketing" || atk["honest_stats"] != true {
-		t.Errorf("attack %v, want the preset's first: alie, z rule bucketing, honest statistics", atk)
+	if z := -attack.DefaultZFor(attack.ZRuleBucketing, 25, 5); atk["name"] != "alie" || atk["z"] != z || atk["honest_stats"] != true {
+		t.Errorf("attack %v, want the preset's first: alie, z %v (the bucketing code's, in gradient space), honest statistics", atk, z)
 	}
 	if code, _, stderr := caRun(t, "simulate", "--preset", "nope"); code != 2 || !strings.Contains(stderr, "karimireddy2022-mnist") {
 		t.Errorf("unknown preset: exit %d, stderr %s; want 2 and the known names", code, stderr)
