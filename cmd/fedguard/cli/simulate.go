@@ -229,8 +229,11 @@ func (f *simFlags) overlayRule(base aggregation.Config, all bool) aggregation.Co
 }
 
 // single is the options of one run: the flags', or with -preset the
-// preset's with the flags given over them, its attack and rule too (the
-// first of its grid, unless -attack or -rule names another).
+// preset's with the flags given over them, its attack and rule too: the
+// first of its grid, or the grid's own of the attack and rule that -attack
+// and -rule name (its first of that name), so that a single run repeats
+// the grid's cell; an attack or rule the grid lacks starts from its
+// defaults.
 func (f *simFlags) single() simulation.Options {
 	o := f.o
 	o.Attack = f.attackConfig(f.attack.Name, true)
@@ -238,11 +241,19 @@ func (f *simFlags) single() simulation.Options {
 	if f.preset != "" {
 		p, _ := simulation.LookupPreset(f.preset) // parse checked the name
 		set := f.set()
-		if !set["attack"] {
-			o.Attack = f.overlayAttack(p.Attacks[0], true)
+		a := 0
+		if set["attack"] {
+			a = slices.IndexFunc(p.Attacks, func(c attack.Config) bool { return c.Name == f.attack.Name })
 		}
-		if !set["rule"] {
-			o.Aggregation = f.overlayRule(p.Rules[0], true)
+		if a >= 0 {
+			o.Attack = f.overlayAttack(p.Attacks[a], true)
+		}
+		r := 0
+		if set["rule"] {
+			r = slices.IndexFunc(p.Rules, func(c aggregation.Config) bool { return c.Rule == f.rule.Rule })
+		}
+		if r >= 0 {
+			o.Aggregation = f.overlayRule(p.Rules[r], true)
 		}
 	}
 	return o

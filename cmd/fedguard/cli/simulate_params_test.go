@@ -96,6 +96,25 @@ func TestSimulatePresetFlags(t *testing.T) {
 		t.Errorf("options batch order %q, %d clients: want epoch:30 and the preset's 25", o.BatchOrder, o.Clients)
 	}
 
+	// An attack or rule the preset's grid has is the grid's cell: naming
+	// IPM and the bucketed median gives the preset's IPM (its ε and its
+	// honest-only statistics), not a bare one, so that a single run
+	// repeats the grid's cell. Before, it ran IPM without honest_stats and
+	// the median with f = 5, and ended at 49.0 % where the cell ends at
+	// 37.2 %.
+	c := newSimFlags(testEnv(), "simulate")
+	c.fs.StringVar(&c.attack.Name, "attack", attack.NameNone, "")
+	if err := c.parse([]string{"--preset", "karimireddy2022-mnist", "--attack", "ipm", "--rule", "median", "--bucket", "2"}); err != nil {
+		t.Fatal(err)
+	}
+	cell := c.single()
+	if a := cell.Attack; a.Name != attack.NameIPM || a.Epsilon != 0.1 || !a.HonestStats {
+		t.Errorf("attack %+v, want the preset's ipm (epsilon 0.1, honest stats)", a)
+	}
+	if r := cell.Aggregation; r.Rule != aggregation.NameMedian || r.Bucket != 2 || r.F != 0 {
+		t.Errorf("rule %+v, want the preset's median with bucket 2 and no f", r)
+	}
+
 	g := newSimFlags(testEnv(), "simulate grid")
 	attacks := g.fs.String("attacks", defaultGridAttacks, "")
 	rules := g.fs.String("rules", defaultGridRules, "")
