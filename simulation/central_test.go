@@ -2,9 +2,7 @@ package simulation
 
 import (
 	"context"
-	"errors"
 	"math"
-	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/aggregation"
@@ -31,36 +29,11 @@ func TestRunCentralDP(t *testing.T) {
 		t.Fatalf("DP result %+v, want the federation's ε just below 40 at σ = %v", res.DP, sigma)
 	}
 	t.Logf("WDBC, 10 clients, %d rounds, ε = %.3f: accuracy %.3f (σ = %.3f)", o.Rounds, res.DP.Epsilon, res.Accuracy, sigma)
-	if res.Accuracy < 0.8 {
-		t.Errorf("accuracy %v with central DP at ε = 40, want >= 0.8", res.Accuracy)
-	}
-	again, err := Run(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.ModelSHA256 != res.ModelSHA256 {
-		t.Error("two runs with the same seed give different models")
-	}
-	plain := wdbcOptions()
-	plain.Clients = 10
-	if p, err := Run(context.Background(), plain, nil); err != nil || p.ModelSHA256 == res.ModelSHA256 {
-		t.Errorf("plain run: %v, same model as with DP: %v", err, p.ModelSHA256 == res.ModelSHA256)
-	}
-	for _, tt := range []struct {
-		name   string
-		mutate func(*Options)
-		want   string
-	}{
+	checkFederationDP(t, "central", o, res, []dpRefusal{
 		{"no budget", func(o *Options) { o.DPEpsilon = 0 }, "central-gaussian needs dp_epsilon"},
 		{"a robust rule", func(o *Options) { o.Aggregation = aggregation.Config{Rule: "median"} }, "must be fedavg"},
 		{"secure mode", func(o *Options) { o.Secure = true }, "needs plain mode"},
-	} {
-		bad := o
-		tt.mutate(&bad)
-		if _, err := Run(context.Background(), bad, nil); !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: %v, want ErrOptions naming %q", tt.name, err, tt.want)
-		}
-	}
+	})
 }
 
 // TestCentralAggregate checks one round of central DP against its

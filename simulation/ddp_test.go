@@ -24,8 +24,30 @@ func TestRunDDP(t *testing.T) {
 		t.Fatalf("DP result %+v, want the federation's ε just below 40", res.DP)
 	}
 	t.Logf("WDBC, 10 clients, 3 rounds, ε = %.3f: accuracy %.3f (σ = %.1f grid units per client)", res.DP.Epsilon, res.Accuracy, res.DP.SigmaMin)
+	checkFederationDP(t, "distributed", o, res, []dpRefusal{
+		{"unknown mechanism", func(o *Options) { o.DPMechanism = "skellam" }, `dp mechanism "skellam"`},
+		{"no budget", func(o *Options) { o.DPEpsilon = 0 }, "needs dp_epsilon"},
+		{"a robust rule", func(o *Options) { o.Aggregation = aggregation.Config{Rule: "median"} }, "must be fedavg"},
+		{"sigma instead", func(o *Options) { o.DPNoiseMultiplier = 1 }, "not both"},
+	})
+}
+
+// dpRefusal is an option change a federation-level DP run refuses, and
+// the words its ErrOptions names.
+type dpRefusal struct {
+	name   string
+	mutate func(*Options)
+	want   string
+}
+
+// checkFederationDP checks what every federation-level DP mechanism (name)
+// promises of a run res of o on WDBC with 10 clients at ε = 40: it still
+// learns, the seed repeats the model, the noise changes it against a plain
+// run, and each refusal is ErrOptions naming its words.
+func checkFederationDP(t *testing.T, name string, o Options, res Result, refusals []dpRefusal) {
+	t.Helper()
 	if res.Accuracy < 0.8 {
-		t.Errorf("accuracy %v with distributed DP at ε = 40, want >= 0.8", res.Accuracy)
+		t.Errorf("accuracy %v with %s DP at ε = 40, want >= 0.8", res.Accuracy, name)
 	}
 	again, err := Run(context.Background(), o, nil)
 	if err != nil {
@@ -39,16 +61,7 @@ func TestRunDDP(t *testing.T) {
 	if p, err := Run(context.Background(), plain, nil); err != nil || p.ModelSHA256 == res.ModelSHA256 {
 		t.Errorf("plain run: %v, same model as with DP: %v", err, p.ModelSHA256 == res.ModelSHA256)
 	}
-	for _, tt := range []struct {
-		name   string
-		mutate func(*Options)
-		want   string
-	}{
-		{"unknown mechanism", func(o *Options) { o.DPMechanism = "skellam" }, `dp mechanism "skellam"`},
-		{"no budget", func(o *Options) { o.DPEpsilon = 0 }, "needs dp_epsilon"},
-		{"a robust rule", func(o *Options) { o.Aggregation = aggregation.Config{Rule: "median"} }, "must be fedavg"},
-		{"sigma instead", func(o *Options) { o.DPNoiseMultiplier = 1 }, "not both"},
-	} {
+	for _, tt := range refusals {
 		bad := o
 		tt.mutate(&bad)
 		if _, err := Run(context.Background(), bad, nil); !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), tt.want) {
