@@ -225,6 +225,10 @@ type secureSession struct {
 type secureOut struct {
 	req    *fedguardv1.SecureAggregateRequest
 	masked []uint32
+	// distributed is the federation-level ledger sent with masked: as it
+	// stood once this session's release was recorded, so that a resumed
+	// session reports what the first sending did.
+	distributed *fedguardv1.DistributedPrivacyLedger
 }
 
 // is reports whether the assignment's session (plan, bucket, id, starting
@@ -303,7 +307,7 @@ func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.Coordinator
 			return fmt.Errorf("%w: %w", ErrSecureRound, err)
 		}
 		res.Delta = nil // the update itself is not kept with the session
-		s.res, out.masked = res, masked.Masked
+		s.res, out.masked, out.distributed = res, masked.Masked, a.distributedLedger(s.plan)
 	case secagg.PhaseConsistencyCheck:
 		sig, err := sc.ConsistencyCheck(s.survivors)
 		if err != nil {
@@ -608,7 +612,7 @@ func (s *secureStream) sendPhase(phase secagg.Phase, out secureOut, replay bool)
 		}
 	}
 	if phase == secagg.PhaseMaskedInput {
-		return s.sendMasked(out.masked)
+		return s.sendMasked(out.masked, out.distributed)
 	}
 	req := proto.Clone(out.req).(*fedguardv1.SecureAggregateRequest)
 	req.Round, req.Attempt = s.asg.GetRound(), s.asg.GetAttempt()
@@ -621,8 +625,9 @@ func (s *secureStream) sendPhase(phase secagg.Phase, out secureOut, replay bool)
 	return nil
 }
 
-// sendMasked sends the masked input as chunks.
-func (s *secureStream) sendMasked(words []uint32) error {
+// sendMasked sends the masked input as chunks, the first with the
+// agent's ledgers.
+func (s *secureStream) sendMasked(words []uint32, distributed *fedguardv1.DistributedPrivacyLedger) error {
 	var sent uint64
 	s.sent = time.Now()
 	err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
@@ -631,6 +636,7 @@ func (s *secureStream) sendMasked(words []uint32) error {
 			// a plain update's header.
 			c.DataSha256 = s.a.data
 			c.Privacy = s.a.privacyLedger()
+			c.DistributedPrivacy = distributed
 		}
 		req := &fedguardv1.SecureAggregateRequest{
 			Round: s.asg.GetRound(), Attempt: s.asg.GetAttempt(),

@@ -9,13 +9,15 @@ import (
 	"github.com/fedguard/fedguard/privacy"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // maxDistributedEvents bounds the distributed part of the privacy ledger:
 // one event per secure session the hospital sent a masked input to, some
 // 130 bytes of JSON each, so that with a full record-level part the file
-// stays under maxLedgerFileSize.
-const maxDistributedEvents = 50_000
+// stays under maxLedgerFileSize. It is the bound the coordinator checks the
+// reported number of releases against.
+const maxDistributedEvents = wire.MaxDistributedReleases
 
 // DistributedLedgerEvent is one secure round with distributed DP to which
 // the agent sent its masked input: the round and attempt, and one release
@@ -202,4 +204,24 @@ func (a *Agent) recordSecureRelease(ctx context.Context, plan secureround.Plan) 
 // called while Run runs.
 func (a *Agent) SecurePrivacySpent() (epsilon, budget, delta float64) {
 	return a.secureDP.spent, a.secureDP.budget, a.secureDP.delta
+}
+
+// distributedLedger is what the agent reports with its masked input in a
+// secure session (SecureMaskedChunk.distributed_privacy): the
+// federation-level ε its ledger holds — the session's release included, as
+// it is recorded before the input is sent — δ, the budget (0 for none) and
+// the number of releases. nil when the session has no distributed DP or
+// the ledger holds no release. Like the record-level ledger it is the
+// hospital's own claim, which the coordinator records as reported.
+func (a *Agent) distributedLedger(plan secureround.Plan) *fedguardv1.DistributedPrivacyLedger {
+	l := a.secureDP
+	n := len(l.file.rec.Distributed)
+	if plan.DDP() == nil || n == 0 {
+		return nil
+	}
+	budget := l.budget
+	if math.IsInf(budget, 1) {
+		budget = 0
+	}
+	return &fedguardv1.DistributedPrivacyLedger{Epsilon: l.spent, Delta: l.delta, Budget: budget, Releases: uint64(n)}
 }

@@ -188,8 +188,10 @@ type MaskedAssembler struct {
 	words []uint32
 	next  uint64
 	data  []byte // the first chunk's data version
-	// privacy is the first chunk's record-level privacy ledger.
-	privacy *fedguardv1.PrivacyLedger
+	// privacy and distributed are the first chunk's record-level and
+	// federation-level privacy ledgers.
+	privacy     *fedguardv1.PrivacyLedger
+	distributed *fedguardv1.DistributedPrivacyLedger
 }
 
 // NewMaskedAssembler expects dim words.
@@ -214,12 +216,17 @@ func (a *MaskedAssembler) Add(c *fedguardv1.SecureMaskedChunk) error {
 		return fmt.Errorf("%w: data_sha256 on the masked chunk at word %d, only the first may carry it", ErrMessage, a.next)
 	case a.next != 0 && c.GetPrivacy() != nil:
 		return fmt.Errorf("%w: privacy on the masked chunk at word %d, only the first may carry it", ErrMessage, a.next)
+	case a.next != 0 && c.GetDistributedPrivacy() != nil:
+		return fmt.Errorf("%w: distributed_privacy on the masked chunk at word %d, only the first may carry it", ErrMessage, a.next)
 	}
 	if a.next == 0 {
 		if err := CheckPrivacyLedger(c.GetPrivacy()); err != nil {
 			return fmt.Errorf("%w: privacy: %v", ErrMessage, err)
 		}
-		a.data, a.privacy = c.GetDataSha256(), c.GetPrivacy()
+		if err := CheckDistributedPrivacyLedger(c.GetDistributedPrivacy()); err != nil {
+			return fmt.Errorf("%w: distributed_privacy: %v", ErrMessage, err)
+		}
+		a.data, a.privacy, a.distributed = c.GetDataSha256(), c.GetPrivacy(), c.GetDistributedPrivacy()
 	}
 	d := c.GetData()
 	for i := 0; i < len(d); i += 4 {
@@ -242,6 +249,12 @@ func (a *MaskedAssembler) DataSHA256() []byte { return a.data }
 // Privacy is the record-level privacy ledger the first chunk carried, or
 // nil.
 func (a *MaskedAssembler) Privacy() *fedguardv1.PrivacyLedger { return a.privacy }
+
+// DistributedPrivacy is the federation-level (distributed DP) privacy
+// ledger the first chunk carried, or nil.
+func (a *MaskedAssembler) DistributedPrivacy() *fedguardv1.DistributedPrivacyLedger {
+	return a.distributed
+}
 
 func idsFromProto(ids []uint32, n int, what string) ([]uint32, error) {
 	if len(ids) > n {

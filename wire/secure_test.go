@@ -308,3 +308,56 @@ func TestMaskedPrivacyLedger(t *testing.T) {
 		})
 	}
 }
+
+// TestMaskedDistributedPrivacyLedger: the federation-level ledger the
+// first chunk carries is the assembler's, beside the record-level one; a
+// malformed one (numbers, releases out of bounds), or one on a later
+// chunk, is refused.
+func TestMaskedDistributedPrivacyLedger(t *testing.T) {
+	per := wire.ChunkBytes / 4
+	good := &fedguardv1.DistributedPrivacyLedger{Epsilon: 3.5, Delta: 1e-5, Budget: 10, Releases: 4}
+	for _, tt := range []struct {
+		name   string
+		ledger *fedguardv1.DistributedPrivacyLedger
+		on     uint64 // the chunk offset it rides on
+		ok     bool
+	}{
+		{"reported", good, 0, true},
+		{"no budget", &fedguardv1.DistributedPrivacyLedger{Epsilon: 3.5, Delta: 1e-5, Releases: 1}, 0, true},
+		{"most releases", &fedguardv1.DistributedPrivacyLedger{Epsilon: 3.5, Delta: 1e-5, Releases: wire.MaxDistributedReleases}, 0, true},
+		{"not reported", nil, 0, true},
+		{"on a later chunk", good, uint64(per), false},
+		{"NaN epsilon", &fedguardv1.DistributedPrivacyLedger{Epsilon: math.NaN(), Delta: 1e-5, Releases: 1}, 0, false},
+		{"infinite epsilon", &fedguardv1.DistributedPrivacyLedger{Epsilon: math.Inf(1), Delta: 1e-5, Releases: 1}, 0, false},
+		{"negative epsilon", &fedguardv1.DistributedPrivacyLedger{Epsilon: -1, Delta: 1e-5, Releases: 1}, 0, false},
+		{"delta 0", &fedguardv1.DistributedPrivacyLedger{Epsilon: 1, Releases: 1}, 0, false},
+		{"delta 1", &fedguardv1.DistributedPrivacyLedger{Epsilon: 1, Delta: 1, Releases: 1}, 0, false},
+		{"infinite budget", &fedguardv1.DistributedPrivacyLedger{Epsilon: 1, Delta: 1e-5, Budget: math.Inf(1), Releases: 1}, 0, false},
+		{"no release", &fedguardv1.DistributedPrivacyLedger{Epsilon: 1, Delta: 1e-5}, 0, false},
+		{"too many releases", &fedguardv1.DistributedPrivacyLedger{Epsilon: 1, Delta: 1e-5, Releases: wire.MaxDistributedReleases + 1}, 0, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			words := make([]uint32, 2*per+1)
+			asm := wire.NewMaskedAssembler(len(words))
+			record := &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 1e-5}
+			err := wire.SendMasked(words, func(c *fedguardv1.SecureMaskedChunk) error {
+				if c.GetOffset() == 0 {
+					c.Privacy = record
+				}
+				if c.GetOffset() == tt.on {
+					c.DistributedPrivacy = tt.ledger
+				}
+				return addOverWire(asm, c)
+			})
+			if tt.ok != (err == nil) {
+				t.Fatalf("assembling = %v, want ok %v", err, tt.ok)
+			}
+			if tt.ok && (!proto.Equal(asm.DistributedPrivacy(), tt.ledger) || !proto.Equal(asm.Privacy(), record)) {
+				t.Errorf("DistributedPrivacy() = %v, Privacy() = %v; want %v, %v", asm.DistributedPrivacy(), asm.Privacy(), tt.ledger, record)
+			}
+			if !tt.ok && (!errors.Is(err, wire.ErrMessage) || !strings.Contains(err.Error(), "distributed_privacy")) {
+				t.Errorf("error %v, want ErrMessage naming distributed_privacy", err)
+			}
+		})
+	}
+}

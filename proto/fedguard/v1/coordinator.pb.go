@@ -1749,9 +1749,16 @@ type SecureMaskedChunk struct {
 	// The participant's record-level privacy ledger after this round, as in
 	// UpdateHeader.privacy: on the first chunk (offset 0) only. It goes into
 	// the secure_session audit event and the manifest.
-	Privacy       *PrivacyLedger `protobuf:"bytes,5,opt,name=privacy,proto3" json:"privacy,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Privacy *PrivacyLedger `protobuf:"bytes,5,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	// The participant's own federation-level (distributed DP) ledger after
+	// this session, when the session has distributed DP: on the first chunk
+	// (offset 0) only. The agent records the session's release before it
+	// sends its masked input, so the ledger includes this session. It goes
+	// into the secure_session audit event and the manifest. Absent means it
+	// reports none.
+	DistributedPrivacy *DistributedPrivacyLedger `protobuf:"bytes,6,opt,name=distributed_privacy,json=distributedPrivacy,proto3" json:"distributed_privacy,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *SecureMaskedChunk) Reset() {
@@ -1815,6 +1822,13 @@ func (x *SecureMaskedChunk) GetDataSha256() []byte {
 func (x *SecureMaskedChunk) GetPrivacy() *PrivacyLedger {
 	if x != nil {
 		return x.Privacy
+	}
+	return nil
+}
+
+func (x *SecureMaskedChunk) GetDistributedPrivacy() *DistributedPrivacyLedger {
+	if x != nil {
+		return x.DistributedPrivacy
 	}
 	return nil
 }
@@ -3056,6 +3070,84 @@ func (x *PrivacyLedger) GetBudget() float64 {
 	return 0
 }
 
+// DistributedPrivacyLedger is a participant's federation-level
+// differential-privacy account of distributed DP inside secure aggregation
+// (package participant's secure ledger): the ε of every sum with its
+// distributed noise it sent a masked input to, up to and including this
+// one, at delta, the ε budget it refuses to exceed (0: none set) and the
+// number of those releases. The unit is the hospital's whole update, not a
+// patient: it is never added to PrivacyLedger's ε. Like PrivacyLedger it is
+// the participant's own claim, and its values must be finite, epsilon and
+// budget non-negative, delta in (0, 1), releases at least 1 and at most the
+// ledger's bound (wire.MaxDistributedReleases).
+type DistributedPrivacyLedger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epsilon       float64                `protobuf:"fixed64,1,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta         float64                `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	Budget        float64                `protobuf:"fixed64,3,opt,name=budget,proto3" json:"budget,omitempty"`
+	Releases      uint64                 `protobuf:"varint,4,opt,name=releases,proto3" json:"releases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DistributedPrivacyLedger) Reset() {
+	*x = DistributedPrivacyLedger{}
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DistributedPrivacyLedger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DistributedPrivacyLedger) ProtoMessage() {}
+
+func (x *DistributedPrivacyLedger) ProtoReflect() protoreflect.Message {
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DistributedPrivacyLedger.ProtoReflect.Descriptor instead.
+func (*DistributedPrivacyLedger) Descriptor() ([]byte, []int) {
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DistributedPrivacyLedger) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *DistributedPrivacyLedger) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *DistributedPrivacyLedger) GetBudget() float64 {
+	if x != nil {
+		return x.Budget
+	}
+	return 0
+}
+
+func (x *DistributedPrivacyLedger) GetReleases() uint64 {
+	if x != nil {
+		return x.Releases
+	}
+	return 0
+}
+
 // Evaluation is a model's quality on some rows.
 type Evaluation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3068,7 +3160,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3172,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3185,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{44}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Evaluation) GetCount() uint64 {
@@ -3135,7 +3227,7 @@ type SubmitUpdateRequest struct {
 
 func (x *SubmitUpdateRequest) Reset() {
 	*x = SubmitUpdateRequest{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3239,7 @@ func (x *SubmitUpdateRequest) String() string {
 func (*SubmitUpdateRequest) ProtoMessage() {}
 
 func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3252,7 @@ func (x *SubmitUpdateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateRequest.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateRequest) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{45}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SubmitUpdateRequest) GetRound() uint64 {
@@ -3232,7 +3324,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3336,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[46]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3349,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{46}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateChunk) GetOffset() uint64 {
@@ -3286,7 +3378,7 @@ type SubmitUpdateResponse struct {
 
 func (x *SubmitUpdateResponse) Reset() {
 	*x = SubmitUpdateResponse{}
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[47]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3390,7 @@ func (x *SubmitUpdateResponse) String() string {
 func (*SubmitUpdateResponse) ProtoMessage() {}
 
 func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedguard_v1_coordinator_proto_msgTypes[47]
+	mi := &file_fedguard_v1_coordinator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3403,7 @@ func (x *SubmitUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitUpdateResponse.ProtoReflect.Descriptor instead.
 func (*SubmitUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{47}
+	return file_fedguard_v1_coordinator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SubmitUpdateResponse) GetRound() uint64 {
@@ -3455,14 +3547,15 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\"F\n" +
 	"\x12SecureRoutedShares\x120\n" +
-	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"\xac\x01\n" +
+	"\x06shares\x18\x01 \x03(\v2\x18.fedguard.v1.SecureShareR\x06shares\"\x84\x02\n" +
 	"\x11SecureMaskedChunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x14\n" +
 	"\x05words\x18\x03 \x01(\x04R\x05words\x12\x1f\n" +
 	"\vdata_sha256\x18\x04 \x01(\fR\n" +
 	"dataSha256\x124\n" +
-	"\aprivacy\x18\x05 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\"#\n" +
+	"\aprivacy\x18\x05 \x01(\v2\x1a.fedguard.v1.PrivacyLedgerR\aprivacy\x12V\n" +
+	"\x13distributed_privacy\x18\x06 \x01(\v2%.fedguard.v1.DistributedPrivacyLedgerR\x12distributedPrivacy\"#\n" +
 	"\x0fSecureSurvivors\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\rR\x03ids\"/\n" +
 	"\x0fSecureSignature\x12\x1c\n" +
@@ -3542,7 +3635,12 @@ const file_fedguard_v1_coordinator_proto_rawDesc = "" +
 	"\rPrivacyLedger\x12\x18\n" +
 	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
 	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x16\n" +
-	"\x06budget\x18\x03 \x01(\x01R\x06budget\"R\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget\"~\n" +
+	"\x18DistributedPrivacyLedger\x12\x18\n" +
+	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x16\n" +
+	"\x06budget\x18\x03 \x01(\x01R\x06budget\x12\x1a\n" +
+	"\breleases\x18\x04 \x01(\x04R\breleases\"R\n" +
 	"\n" +
 	"Evaluation\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x12\n" +
@@ -3590,7 +3688,7 @@ func file_fedguard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedguard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_fedguard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(ModelKind)(0),                   // 0: fedguard.v1.ModelKind
 	(*ModelSpec)(nil),                // 1: fedguard.v1.ModelSpec
@@ -3637,11 +3735,12 @@ var file_fedguard_v1_coordinator_proto_goTypes = []any{
 	(*GetModelResponse)(nil),         // 42: fedguard.v1.GetModelResponse
 	(*UpdateHeader)(nil),             // 43: fedguard.v1.UpdateHeader
 	(*PrivacyLedger)(nil),            // 44: fedguard.v1.PrivacyLedger
-	(*Evaluation)(nil),               // 45: fedguard.v1.Evaluation
-	(*SubmitUpdateRequest)(nil),      // 46: fedguard.v1.SubmitUpdateRequest
-	(*UpdateChunk)(nil),              // 47: fedguard.v1.UpdateChunk
-	(*SubmitUpdateResponse)(nil),     // 48: fedguard.v1.SubmitUpdateResponse
-	(*timestamppb.Timestamp)(nil),    // 49: google.protobuf.Timestamp
+	(*DistributedPrivacyLedger)(nil), // 45: fedguard.v1.DistributedPrivacyLedger
+	(*Evaluation)(nil),               // 46: fedguard.v1.Evaluation
+	(*SubmitUpdateRequest)(nil),      // 47: fedguard.v1.SubmitUpdateRequest
+	(*UpdateChunk)(nil),              // 48: fedguard.v1.UpdateChunk
+	(*SubmitUpdateResponse)(nil),     // 49: fedguard.v1.SubmitUpdateResponse
+	(*timestamppb.Timestamp)(nil),    // 50: google.protobuf.Timestamp
 }
 var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: fedguard.v1.ModelSpec.kind:type_name -> fedguard.v1.ModelKind
@@ -3652,7 +3751,7 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 5: fedguard.v1.RoundAssignment.model:type_name -> fedguard.v1.ModelSpec
 	3,  // 6: fedguard.v1.RoundAssignment.plan:type_name -> fedguard.v1.TrainingPlan
 	4,  // 7: fedguard.v1.RoundAssignment.scaling:type_name -> fedguard.v1.FeatureScaling
-	49, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
+	50, // 8: fedguard.v1.RoundAssignment.deadline:type_name -> google.protobuf.Timestamp
 	13, // 9: fedguard.v1.RoundAssignment.secure:type_name -> fedguard.v1.SecureRound
 	14, // 10: fedguard.v1.SecureRound.dp:type_name -> fedguard.v1.SecureDP
 	17, // 11: fedguard.v1.SecureAggregateRequest.advertise:type_name -> fedguard.v1.SecureAdvertise
@@ -3671,40 +3770,41 @@ var file_fedguard_v1_coordinator_proto_depIdxs = []int32{
 	21, // 24: fedguard.v1.SecureShares.shares:type_name -> fedguard.v1.SecureShare
 	21, // 25: fedguard.v1.SecureRoutedShares.shares:type_name -> fedguard.v1.SecureShare
 	44, // 26: fedguard.v1.SecureMaskedChunk.privacy:type_name -> fedguard.v1.PrivacyLedger
-	27, // 27: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
-	29, // 28: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
-	29, // 29: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
-	39, // 30: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
-	5,  // 31: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
-	45, // 32: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
-	44, // 33: fedguard.v1.UpdateHeader.privacy:type_name -> fedguard.v1.PrivacyLedger
-	43, // 34: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
-	47, // 35: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
-	6,  // 36: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
-	8,  // 37: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
-	10, // 38: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
-	32, // 39: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
-	34, // 40: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
-	36, // 41: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
-	38, // 42: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
-	41, // 43: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
-	46, // 44: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
-	15, // 45: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
-	7,  // 46: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
-	9,  // 47: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
-	11, // 48: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
-	33, // 49: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
-	35, // 50: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
-	37, // 51: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
-	40, // 52: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
-	42, // 53: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
-	48, // 54: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
-	16, // 55: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
-	46, // [46:56] is the sub-list for method output_type
-	36, // [36:46] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	45, // 27: fedguard.v1.SecureMaskedChunk.distributed_privacy:type_name -> fedguard.v1.DistributedPrivacyLedger
+	27, // 28: fedguard.v1.SecureUnmaskRequest.signatures:type_name -> fedguard.v1.SecureSignerSignature
+	29, // 29: fedguard.v1.SecureUnmaskResponse.self_shares:type_name -> fedguard.v1.SecureRevealed
+	29, // 30: fedguard.v1.SecureUnmaskResponse.key_shares:type_name -> fedguard.v1.SecureRevealed
+	39, // 31: fedguard.v1.ReportValidationRequest.findings:type_name -> fedguard.v1.ValidationFinding
+	5,  // 32: fedguard.v1.ReportValidationRequest.feature_stats:type_name -> fedguard.v1.FeatureStats
+	46, // 33: fedguard.v1.UpdateHeader.holdout:type_name -> fedguard.v1.Evaluation
+	44, // 34: fedguard.v1.UpdateHeader.privacy:type_name -> fedguard.v1.PrivacyLedger
+	43, // 35: fedguard.v1.SubmitUpdateRequest.header:type_name -> fedguard.v1.UpdateHeader
+	48, // 36: fedguard.v1.SubmitUpdateRequest.chunk:type_name -> fedguard.v1.UpdateChunk
+	6,  // 37: fedguard.v1.CoordinatorService.Join:input_type -> fedguard.v1.JoinRequest
+	8,  // 38: fedguard.v1.CoordinatorService.ReportStats:input_type -> fedguard.v1.ReportStatsRequest
+	10, // 39: fedguard.v1.CoordinatorService.WaitRound:input_type -> fedguard.v1.WaitRoundRequest
+	32, // 40: fedguard.v1.CoordinatorService.GetManifest:input_type -> fedguard.v1.GetManifestRequest
+	34, // 41: fedguard.v1.CoordinatorService.ReportRefusal:input_type -> fedguard.v1.ReportRefusalRequest
+	36, // 42: fedguard.v1.CoordinatorService.ReportSatOut:input_type -> fedguard.v1.ReportSatOutRequest
+	38, // 43: fedguard.v1.CoordinatorService.ReportValidation:input_type -> fedguard.v1.ReportValidationRequest
+	41, // 44: fedguard.v1.CoordinatorService.GetModel:input_type -> fedguard.v1.GetModelRequest
+	47, // 45: fedguard.v1.CoordinatorService.SubmitUpdate:input_type -> fedguard.v1.SubmitUpdateRequest
+	15, // 46: fedguard.v1.CoordinatorService.SecureAggregate:input_type -> fedguard.v1.SecureAggregateRequest
+	7,  // 47: fedguard.v1.CoordinatorService.Join:output_type -> fedguard.v1.JoinResponse
+	9,  // 48: fedguard.v1.CoordinatorService.ReportStats:output_type -> fedguard.v1.ReportStatsResponse
+	11, // 49: fedguard.v1.CoordinatorService.WaitRound:output_type -> fedguard.v1.WaitRoundResponse
+	33, // 50: fedguard.v1.CoordinatorService.GetManifest:output_type -> fedguard.v1.GetManifestResponse
+	35, // 51: fedguard.v1.CoordinatorService.ReportRefusal:output_type -> fedguard.v1.ReportRefusalResponse
+	37, // 52: fedguard.v1.CoordinatorService.ReportSatOut:output_type -> fedguard.v1.ReportSatOutResponse
+	40, // 53: fedguard.v1.CoordinatorService.ReportValidation:output_type -> fedguard.v1.ReportValidationResponse
+	42, // 54: fedguard.v1.CoordinatorService.GetModel:output_type -> fedguard.v1.GetModelResponse
+	49, // 55: fedguard.v1.CoordinatorService.SubmitUpdate:output_type -> fedguard.v1.SubmitUpdateResponse
+	16, // 56: fedguard.v1.CoordinatorService.SecureAggregate:output_type -> fedguard.v1.SecureAggregateResponse
+	47, // [47:57] is the sub-list for method output_type
+	37, // [37:47] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_fedguard_v1_coordinator_proto_init() }
@@ -3727,7 +3827,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 		(*SecureAggregateResponse_Unmask)(nil),
 		(*SecureAggregateResponse_Done)(nil),
 	}
-	file_fedguard_v1_coordinator_proto_msgTypes[45].OneofWrappers = []any{
+	file_fedguard_v1_coordinator_proto_msgTypes[46].OneofWrappers = []any{
 		(*SubmitUpdateRequest_Header)(nil),
 		(*SubmitUpdateRequest_Chunk)(nil),
 	}
@@ -3737,7 +3837,7 @@ func file_fedguard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedguard_v1_coordinator_proto_rawDesc), len(file_fedguard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
