@@ -385,6 +385,10 @@ type SecureSession struct {
 	// ledger with its masked input to it (its own claim), as
 	// update_received's counterpart in the manifest.
 	Privacy map[string]HospitalPrivacy `json:"privacy,omitempty"`
+	// DistributedPrivacy maps each survivor that reported a
+	// federation-level (distributed DP) ledger with its masked input to it
+	// (its own claim).
+	DistributedPrivacy map[string]HospitalDistributedPrivacy `json:"distributed_privacy,omitempty"`
 	// Error says why the session failed; empty when it completed.
 	Error string `json:"error,omitempty"`
 }
@@ -522,6 +526,10 @@ type PrivacySpent struct {
 	// Hospitals are the record-level ledgers of the included hospitals, as
 	// each reported it: their own claim.
 	Hospitals []HospitalPrivacy `json:"hospitals,omitempty"`
+	// HospitalsDistributed are the federation-level ledgers of distributed
+	// DP the included hospitals of a secure round reported: their own
+	// claim.
+	HospitalsDistributed []HospitalDistributedPrivacy `json:"hospitals_distributed,omitempty"`
 }
 
 // HospitalPrivacy is one hospital's record-level ledger after a round: the
@@ -532,6 +540,18 @@ type HospitalPrivacy struct {
 	Epsilon float64 `json:"epsilon"`
 	Delta   float64 `json:"delta"`
 	Budget  float64 `json:"budget,omitempty"`
+}
+
+// HospitalDistributedPrivacy is one hospital's federation-level ledger of
+// distributed DP after a secure round: the ε of the Releases sums with its
+// noise it sent a masked input to, at Delta, and its budget (0: none set).
+// It has manifest.HospitalDistributedPrivacy's fields.
+type HospitalDistributedPrivacy struct {
+	Name     string  `json:"name"`
+	Epsilon  float64 `json:"epsilon"`
+	Delta    float64 `json:"delta"`
+	Budget   float64 `json:"budget,omitempty"`
+	Releases uint64  `json:"releases"`
 }
 
 // PrivacyExhausted records a round the coordinator did not open because
@@ -551,6 +571,13 @@ func describePrivacy(ev Event, p PrivacySpent) string {
 	}
 	for _, h := range p.Hospitals {
 		s := fmt.Sprintf("%s ε = %.4g", h.Name, h.Epsilon)
+		if h.Budget > 0 {
+			s += fmt.Sprintf(" of %.4g", h.Budget)
+		}
+		parts = append(parts, s)
+	}
+	for _, h := range p.HospitalsDistributed {
+		s := fmt.Sprintf("%s federation-level ε = %.4g after %d releases", h.Name, h.Epsilon, h.Releases)
 		if h.Budget > 0 {
 			s += fmt.Sprintf(" of %.4g", h.Budget)
 		}

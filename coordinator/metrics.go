@@ -186,6 +186,7 @@ func newMetrics() *metrics {
 		m.failedAttempts, m.wedged,
 		m.eventsSuppressed, m.diskFree, m.diskMinFree, m.diskPaused,
 		m.privacy.spent, m.privacy.budget, m.privacy.exhausted, m.privacy.hospitalSpent, m.privacy.hospitalRemaining, m.privacy.hospitals,
+		m.privacy.distributedSpent, m.privacy.distributedRemaining, m.privacy.distributed,
 		// The process's own: memory against MemoryBudget, file descriptors,
 		// garbage collection.
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

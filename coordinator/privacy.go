@@ -249,14 +249,14 @@ func privacyRecord(rec *RoundRecord) *manifest.Privacy {
 	var p manifest.Privacy
 	if rec.Privacy != nil {
 		p = *rec.Privacy
-		p.Hospitals = nil
+		p.Hospitals, p.HospitalsDistributed = nil, nil
 	}
 	selected := map[string]bool{}
 	for _, e := range rec.Report.Entries {
 		selected[e.ID] = e.Selected
 	}
 	for _, pr := range rec.Participants {
-		if pr.Privacy == nil {
+		if pr.Privacy == nil && pr.DistributedPrivacy == nil {
 			continue
 		}
 		key := pr.Name
@@ -266,23 +266,34 @@ func privacyRecord(rec *RoundRecord) *manifest.Privacy {
 		if sel, ok := selected[key]; ok && !sel {
 			continue // excluded by the rule: its update is not in the model
 		}
-		p.Hospitals = append(p.Hospitals, *pr.Privacy)
+		if pr.Privacy != nil {
+			p.Hospitals = append(p.Hospitals, *pr.Privacy)
+		}
+		if pr.DistributedPrivacy != nil {
+			p.HospitalsDistributed = append(p.HospitalsDistributed, *pr.DistributedPrivacy)
+		}
 	}
 	slices.SortFunc(p.Hospitals, func(a, b manifest.HospitalPrivacy) int { return strings.Compare(a.Name, b.Name) })
-	if p.Mechanism == "" && len(p.Hospitals) == 0 {
+	slices.SortFunc(p.HospitalsDistributed, func(a, b manifest.HospitalDistributedPrivacy) int { return strings.Compare(a.Name, b.Name) })
+	if p.Mechanism == "" && len(p.Hospitals) == 0 && len(p.HospitalsDistributed) == 0 {
 		return nil
 	}
 	return &p
 }
 
 // privacySpentEvent is the audit payload of a round's Privacy record.
-// audit.HospitalPrivacy has manifest.HospitalPrivacy's fields (the audit
-// log does not import the manifest's types), so each ledger converts: a
-// field added to one of them and not the other stops this compiling.
+// audit.HospitalPrivacy has manifest.HospitalPrivacy's fields, and
+// audit.HospitalDistributedPrivacy manifest.HospitalDistributedPrivacy's
+// (the audit log does not import the manifest's types), so each ledger
+// converts: a field added to one of them and not the other stops this
+// compiling.
 func privacySpentEvent(attempt uint32, p *manifest.Privacy) audit.PrivacySpent {
 	ev := audit.PrivacySpent{Attempt: attempt, Mechanism: p.Mechanism, Parameters: p.Parameters, Epsilon: p.Epsilon, Delta: p.Delta}
 	for _, h := range p.Hospitals {
 		ev.Hospitals = append(ev.Hospitals, audit.HospitalPrivacy(h))
+	}
+	for _, h := range p.HospitalsDistributed {
+		ev.HospitalsDistributed = append(ev.HospitalsDistributed, audit.HospitalDistributedPrivacy(h))
 	}
 	return ev
 }
@@ -300,14 +311,18 @@ type PrivacyStatus struct {
 	Exhausted string  `json:"exhausted,omitempty"`
 }
 
-// HospitalPrivacyStatus is a participant's record-level ledger on the
-// status page, as it reported it with its update of Round: its own claim.
+// HospitalPrivacyStatus is a participant's record-level or
+// federation-level ledger on the status page, as it reported it with its
+// update or masked input of Round: its own claim. Releases is the
+// federation-level ledger's number of released sums (0 for the
+// record-level one).
 type HospitalPrivacyStatus struct {
 	Round     uint64  `json:"round"`
 	Epsilon   float64 `json:"epsilon"`
 	Delta     float64 `json:"delta"`
 	Budget    float64 `json:"budget,omitempty"`
 	Remaining float64 `json:"remaining,omitempty"`
+	Releases  uint64  `json:"releases,omitempty"`
 }
 
 // privacyMetrics are the coordinator's DP gauges.
@@ -320,6 +335,11 @@ type privacyMetrics struct {
 	hospitalSpent     prometheus.Gauge
 	hospitalRemaining prometheus.Gauge
 	hospitals         prometheus.Gauge
+	// The same for the hospitals' federation-level (distributed DP)
+	// ledgers.
+	distributedSpent     prometheus.Gauge
+	distributedRemaining prometheus.Gauge
+	distributed          prometheus.Gauge
 }
 
 func newPrivacyMetrics() privacyMetrics {
@@ -340,6 +360,12 @@ func newPrivacyMetrics() privacyMetrics {
 			"The smallest record-level ε budget left any participant reported (budget − ε; +Inf when none reported a budget). The status page has each participant's."),
 		hospitals: newGauge("fedguard_participants_privacy_reporting",
 			"Participants whose record-level privacy ledger the coordinator has received."),
+		distributedSpent: newGauge("fedguard_participants_distributed_privacy_epsilon_max",
+			"The largest federation-level (distributed DP) ε any participant reported with its last masked input that went into a model (their own claims; 0 before any)."),
+		distributedRemaining: newGauge("fedguard_participants_distributed_privacy_remaining_min",
+			"The smallest federation-level (distributed DP) ε budget left any participant reported (budget − ε; +Inf when none reported a budget). The status page has each participant's."),
+		distributed: newGauge("fedguard_participants_distributed_privacy_reporting",
+			"Participants whose federation-level (distributed DP) privacy ledger the coordinator has received."),
 	}
 }
 
@@ -349,6 +375,7 @@ func (m privacyMetrics) init() {
 	m.spent.WithLabelValues(MechanismCentralGaussian)
 	m.budget.WithLabelValues(MechanismCentralGaussian).Set(math.Inf(1))
 	m.hospitalRemaining.Set(math.Inf(1))
+	m.distributedRemaining.Set(math.Inf(1))
 }
 
 // loadCentralDP sets up central DP from the configuration and the last
@@ -446,9 +473,35 @@ func (c *Coordinator) notePrivacyLocked(envelope []byte) {
 		}
 		ps.Privacy = hs
 	}
-	n, most, least := 0, 0.0, math.Inf(1)
-	for _, ps := range c.status.participants {
-		if hs := ps.Privacy; hs != nil {
+	for _, h := range p.HospitalsDistributed {
+		ps := c.status.participants[h.Name]
+		if ps == nil {
+			continue
+		}
+		hs := &HospitalPrivacyStatus{Round: m.Round, Epsilon: h.Epsilon, Delta: h.Delta, Budget: h.Budget, Releases: h.Releases}
+		if h.Budget > 0 {
+			hs.Remaining = max(h.Budget-h.Epsilon, 0)
+		}
+		ps.DistributedPrivacy = hs
+	}
+	n, most, least := ledgerSummary(c.status.participants, func(ps *ParticipantStatus) *HospitalPrivacyStatus { return ps.Privacy })
+	c.metrics.privacy.hospitals.Set(float64(n))
+	c.metrics.privacy.hospitalSpent.Set(most)
+	c.metrics.privacy.hospitalRemaining.Set(least)
+	n, most, least = ledgerSummary(c.status.participants, func(ps *ParticipantStatus) *HospitalPrivacyStatus { return ps.DistributedPrivacy })
+	c.metrics.privacy.distributed.Set(float64(n))
+	c.metrics.privacy.distributedSpent.Set(most)
+	c.metrics.privacy.distributedRemaining.Set(least)
+}
+
+// ledgerSummary is what the metrics say of one kind of the participants'
+// ledgers (ledger picks it from a status): how many reported one, the
+// largest ε, and the smallest budget left among those with a budget
+// (+Inf if none has one).
+func ledgerSummary(participants map[string]*ParticipantStatus, ledger func(*ParticipantStatus) *HospitalPrivacyStatus) (n int, most, least float64) {
+	least = math.Inf(1)
+	for _, ps := range participants {
+		if hs := ledger(ps); hs != nil {
 			n++
 			most = max(most, hs.Epsilon)
 			if hs.Budget > 0 {
@@ -456,9 +509,7 @@ func (c *Coordinator) notePrivacyLocked(envelope []byte) {
 			}
 		}
 	}
-	c.metrics.privacy.hospitals.Set(float64(n))
-	c.metrics.privacy.hospitalSpent.Set(most)
-	c.metrics.privacy.hospitalRemaining.Set(least)
+	return n, most, least
 }
 
 // securePrivacy is the ledger member reported with its masked input in a
@@ -469,6 +520,19 @@ func securePrivacy(ledgers map[string]audit.HospitalPrivacy, member string) *man
 		return nil
 	}
 	m := manifest.HospitalPrivacy(h)
+	m.Name = member
+	return &m
+}
+
+// secureDistributedPrivacy is the federation-level ledger member reported
+// with its masked input in a secure session, in the manifest's form; nil
+// if it reported none.
+func secureDistributedPrivacy(ledgers map[string]audit.HospitalDistributedPrivacy, member string) *manifest.HospitalDistributedPrivacy {
+	h, ok := ledgers[member]
+	if !ok {
+		return nil
+	}
+	m := manifest.HospitalDistributedPrivacy(h)
 	m.Name = member
 	return &m
 }

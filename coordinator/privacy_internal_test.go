@@ -108,7 +108,7 @@ func TestCentralDPConfig(t *testing.T) {
 
 // TestStatusPagePrivacy: the page shows the federation's ε and what is
 // left of its budget, flags a spent budget, and shows each hospital's
-// claimed ε against its budget.
+// claimed ε, record-level and federation-level, against its budget.
 func TestStatusPagePrivacy(t *testing.T) {
 	mux := http.NewServeMux()
 	newStatusHandler(func() Status {
@@ -116,7 +116,8 @@ func TestStatusPagePrivacy(t *testing.T) {
 			Privacy: &PrivacyStatus{Mechanism: MechanismCentralGaussian, Round: 2, Epsilon: 3.25, Delta: 1e-5, Budget: 4, Remaining: 0.75,
 				Exhausted: "no round opens: round 3 would take ε to 4.5"},
 			Participants: []ParticipantStatus{
-				{Name: "hospital-a", Status: ParticipantIncluded, Privacy: &HospitalPrivacyStatus{Round: 2, Epsilon: 1.5, Delta: 1e-5, Budget: 8, Remaining: 6.5}},
+				{Name: "hospital-a", Status: ParticipantIncluded, Privacy: &HospitalPrivacyStatus{Round: 2, Epsilon: 1.5, Delta: 1e-5, Budget: 8, Remaining: 6.5},
+					DistributedPrivacy: &HospitalPrivacyStatus{Round: 2, Epsilon: 3.25, Delta: 1e-5, Budget: 10, Remaining: 6.75, Releases: 2}},
 				{Name: "hospital-b", Status: ParticipantIncluded},
 			}}
 	}).register(mux)
@@ -126,6 +127,8 @@ func TestStatusPagePrivacy(t *testing.T) {
 		`<dd id="privacy" class="refused">central-gaussian: ε = 3.25 at δ = 1e-05 after round 2, budget 4 (0.75 left); no round opens: round 3 would take ε to 4.5</dd>`,
 		"<th>record-level ε (its claim)</th>",
 		"<td>1.5 at δ = 1e-05 (round 2) of 8, 6.5 left</td>",
+		"<th>federation-level ε (its claim)</th>",
+		"<td>3.25 at δ = 1e-05 after 2 releases (round 2) of 10, 6.75 left</td>",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("GET /status lacks %q:\n%s", want, body)

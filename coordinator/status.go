@@ -170,6 +170,10 @@ type ParticipantStatus struct {
 	// Privacy is its record-level DP ledger as it reported it with its
 	// last update that went into a model; nil if it reported none.
 	Privacy *HospitalPrivacyStatus `json:"privacy,omitempty"`
+	// DistributedPrivacy is its federation-level (distributed DP) ledger
+	// as it reported it with its last masked input that went into a
+	// model; nil if it reported none.
+	DistributedPrivacy *HospitalPrivacyStatus `json:"distributed_privacy,omitempty"`
 }
 
 // FlagStatus is one anomaly flag (see AnomalyConfig).
@@ -533,6 +537,10 @@ func (c *Coordinator) Status() Status {
 			v := *p.Privacy
 			p.Privacy = &v
 		}
+		if p.DistributedPrivacy != nil {
+			v := *p.DistributedPrivacy
+			p.DistributedPrivacy = &v
+		}
 		s.Participants = append(s.Participants, p)
 	}
 	s.Flags = newestFirst(c.status.flags, func(f FlagStatus) FlagStatus { f.Band = slices.Clone(f.Band); return f })
@@ -616,9 +624,9 @@ const statusHTML = `<!DOCTYPE html>
 {{end}}
 <h2>Participants</h2>
 <table id="participants">
-<thead><tr><th>participant</th><th>status</th><th>reason</th><th>last round</th><th>anomaly flags</th><th>record-level ε (its claim)</th><th>since</th></tr></thead>
+<thead><tr><th>participant</th><th>status</th><th>reason</th><th>last round</th><th>anomaly flags</th><th>record-level ε (its claim)</th><th>federation-level ε (its claim)</th><th>since</th></tr></thead>
 <tbody>
-{{range .S.Participants}}<tr class="{{class .Status}}"><td>{{.Name}}</td><td>{{.Status}}</td><td>{{.Reason}}</td><td>{{if .Round}}{{.Round}} (attempt {{.Attempt}}){{end}}</td><td>{{if .Flags}}{{join .Flags}} (round {{.FlagsRound}}){{end}}</td><td>{{with .Privacy}}{{num .Epsilon}} at δ = {{num .Delta}} (round {{.Round}}){{if .Budget}} of {{num .Budget}}, {{num .Remaining}} left{{end}}{{end}}</td><td>{{tm .Since}}</td></tr>
+{{range .S.Participants}}<tr class="{{class .Status}}"><td>{{.Name}}</td><td>{{.Status}}</td><td>{{.Reason}}</td><td>{{if .Round}}{{.Round}} (attempt {{.Attempt}}){{end}}</td><td>{{if .Flags}}{{join .Flags}} (round {{.FlagsRound}}){{end}}</td><td>{{with .Privacy}}{{num .Epsilon}} at δ = {{num .Delta}} (round {{.Round}}){{if .Budget}} of {{num .Budget}}, {{num .Remaining}} left{{end}}{{end}}</td><td>{{with .DistributedPrivacy}}{{num .Epsilon}} at δ = {{num .Delta}} after {{.Releases}} releases (round {{.Round}}){{if .Budget}} of {{num .Budget}}, {{num .Remaining}} left{{end}}{{end}}</td><td>{{tm .Since}}</td></tr>
 {{end}}</tbody>
 </table>
 

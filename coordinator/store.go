@@ -87,6 +87,10 @@ type ParticipantRecord struct {
 	// Privacy is the participant's record-level DP ledger after the round,
 	// as it reported it; nil if it reported none.
 	Privacy *manifest.HospitalPrivacy `json:"privacy,omitempty"`
+	// DistributedPrivacy, in a secure round with distributed DP, is the
+	// participant's federation-level ledger after the round, as it
+	// reported it with its masked input; nil if it reported none.
+	DistributedPrivacy *manifest.HospitalDistributedPrivacy `json:"distributed_privacy,omitempty"`
 }
 
 // RefusedUpdate is a refused update of a round: who sent it and why.

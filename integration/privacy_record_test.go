@@ -327,9 +327,9 @@ func gaugeValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
 }
 
 // privacyReport builds the provenance report of events and returns its
-// privacy section, checking that every manifest in it verified and that
-// both renderings show it.
-func privacyReport(t *testing.T, events []audit.Event, keys manifest.PublicKeys) *report.PrivacyReport {
+// privacy section, checking that every manifest in it verified, that
+// both renderings show it, and that the markdown has each of markdown.
+func privacyReport(t *testing.T, events []audit.Event, keys manifest.PublicKeys, markdown ...string) *report.PrivacyReport {
 	t.Helper()
 	rep, err := report.Build(events, report.Options{VerifyManifest: func(env []byte) error {
 		_, _, err := manifest.Open(env, keys)
@@ -355,6 +355,11 @@ func privacyReport(t *testing.T, events []audit.Event, keys manifest.PublicKeys)
 	}
 	if !strings.Contains(md.String(), "## Privacy") || !strings.Contains(html.String(), `id="chart-privacy"`) {
 		t.Errorf("the privacy section or its chart is missing:\n%s", md.String())
+	}
+	for _, want := range markdown {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("the report's markdown lacks %q:\n%s", want, md.String())
+		}
 	}
 	return rep.Privacy
 }

@@ -191,6 +191,13 @@ type Privacy struct {
 	// Hospitals are the record-level ledgers of the included hospitals
 	// that train with DP-SGD, sorted by name, as each reported them.
 	Hospitals []HospitalPrivacy `json:"hospitals,omitempty"`
+	// HospitalsDistributed are the federation-level ledgers of distributed
+	// DP the included hospitals of a secure round reported with their
+	// masked input, sorted by name: each hospital's own account of the
+	// sums with its noise it contributed to (beside the coordinator's
+	// Epsilon, which counts rounds), in the unit of Epsilon — a whole
+	// hospital — never added to Hospitals' record-level ε.
+	HospitalsDistributed []HospitalDistributedPrivacy `json:"hospitals_distributed,omitempty"`
 }
 
 // HospitalPrivacy is one hospital's record-level DP ledger after a round.
@@ -201,6 +208,18 @@ type HospitalPrivacy struct {
 	Epsilon float64 `json:"epsilon"`
 	Delta   float64 `json:"delta"`
 	Budget  float64 `json:"budget,omitempty"`
+}
+
+// HospitalDistributedPrivacy is one hospital's federation-level ledger of
+// distributed DP after a secure round, as it reported it: the ε of the
+// Releases sums with its noise it sent a masked input to, this round's
+// included, at Delta, and the ε it refuses to exceed (Budget; 0: none).
+type HospitalDistributedPrivacy struct {
+	Name     string  `json:"name"`
+	Epsilon  float64 `json:"epsilon"`
+	Delta    float64 `json:"delta"`
+	Budget   float64 `json:"budget,omitempty"`
+	Releases uint64  `json:"releases"`
 }
 
 // predicateType is the predicate type r is written as.

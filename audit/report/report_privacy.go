@@ -17,8 +17,10 @@ import (
 // was made under from the round's signed manifest (its manifest_signed
 // event), whatever the mechanism: the federation-level mechanism (central
 // DP on the coordinator, distributed DP inside secure aggregation) with the
-// ε of all rounds so far, and the record-level ε each included hospital
-// reported with its update, against its budget. The signature status of
+// ε of all rounds so far, the record-level ε each included hospital
+// reported with its update, against its budget, and, in a secure
+// federation with distributed DP, the federation-level ε each included
+// hospital's own ledger holds, as it reported it with its masked input. The signature status of
 // each manifest is shown beside it, so a row read from an unverified
 // manifest says so. privacy_exhausted events (a round not opened because
 // the budget was spent) are listed too.
@@ -30,6 +32,9 @@ type PrivacyReport struct {
 	// Hospitals are the names of the hospitals that reported a
 	// record-level ledger in any round, sorted.
 	Hospitals []string
+	// HospitalsDistributed are the names of the hospitals that reported a
+	// federation-level (distributed DP) ledger in any round, sorted.
+	HospitalsDistributed []string
 	// Exhausted are the privacy_exhausted events, in log order.
 	Exhausted []PrivacyExhausted
 }
@@ -43,6 +48,9 @@ type PrivacyRound struct {
 	Epsilon   float64
 	Delta     float64
 	Hospitals []audit.HospitalPrivacy
+	// HospitalsDistributed are the hospitals' own federation-level
+	// ledgers.
+	HospitalsDistributed []audit.HospitalDistributedPrivacy
 }
 
 // PrivacyExhausted is one privacy_exhausted event.
@@ -62,6 +70,8 @@ type manifestPrivacy struct {
 			Epsilon   float64                 `json:"epsilon"`
 			Delta     float64                 `json:"delta"`
 			Hospitals []audit.HospitalPrivacy `json:"hospitals"`
+			// HospitalsDistributed is manifest.Privacy's field of that name.
+			HospitalsDistributed []audit.HospitalDistributedPrivacy `json:"hospitals_distributed"`
 		} `json:"privacy"`
 	} `json:"predicate"`
 }
@@ -71,7 +81,7 @@ type manifestPrivacy struct {
 func (b *reportBuilder) privacySection(events []audit.Event, round uint64) *PrivacyReport {
 	p := &PrivacyReport{}
 	byRound := map[uint64]PrivacyRound{}
-	names := map[string]bool{}
+	names, distributed := map[string]bool{}, map[string]bool{}
 	for _, ev := range events {
 		if round != 0 && ev.Round != round {
 			continue
@@ -101,10 +111,13 @@ func (b *reportBuilder) privacySection(events []audit.Event, round uint64) *Priv
 			pr := st.Predicate.Privacy
 			byRound[ev.Round] = PrivacyRound{
 				Round: ev.Round, Seq: ev.Seq, Signature: b.signature(v.Envelope),
-				Mechanism: pr.Mechanism, Epsilon: pr.Epsilon, Delta: pr.Delta, Hospitals: pr.Hospitals,
+				Mechanism: pr.Mechanism, Epsilon: pr.Epsilon, Delta: pr.Delta, Hospitals: pr.Hospitals, HospitalsDistributed: pr.HospitalsDistributed,
 			}
 			for _, h := range pr.Hospitals {
 				names[h.Name] = true
+			}
+			for _, h := range pr.HospitalsDistributed {
+				distributed[h.Name] = true
 			}
 		}
 	}
@@ -115,6 +128,7 @@ func (b *reportBuilder) privacySection(events []audit.Event, round uint64) *Priv
 		p.Rounds = append(p.Rounds, byRound[r])
 	}
 	p.Hospitals = slices.Sorted(maps.Keys(names))
+	p.HospitalsDistributed = slices.Sorted(maps.Keys(distributed))
 	return p
 }
 
@@ -123,10 +137,14 @@ func (b *reportBuilder) privacySection(events []audit.Event, round uint64) *Priv
 func (p *PrivacyReport) docSection() docSection {
 	s := docSection{ID: "privacy", Heading: "Privacy",
 		Summary: docLine{spanText("ε (natural log) spent up to each round, as the round's signed manifest records it: the federation-level mechanism's, " +
-			"and each included hospital's record-level ε as it reported it (its own claim: the coordinator cannot check it), against its budget.")}}
+			"each included hospital's record-level ε as it reported it (its own claim: the coordinator cannot check it), against its budget, " +
+			"and, under distributed DP, the federation-level ε each hospital's own ledger holds (the sums with its noise it sent an input to), against its budget.")}}
 	head := []string{"round", "manifest signature", "mechanism", "federation ε (δ)"}
 	for _, n := range p.Hospitals {
 		head = append(head, n+" ε / budget")
+	}
+	for _, n := range p.HospitalsDistributed {
+		head = append(head, n+" federation-level ε / budget")
 	}
 	t := docTable{Head: head, Empty: "No manifest has a privacy record."}
 	for _, r := range p.Rounds {
@@ -144,17 +162,16 @@ func (p *PrivacyReport) docSection() docSection {
 				continue
 			}
 			h := r.Hospitals[i]
-			cell := reportFloat(h.Epsilon)
-			switch {
-			case h.Budget > 0 && h.Epsilon > h.Budget:
-				row = append(row, docLine{spanBad(cell + " / " + reportFloat(h.Budget) + " (over budget)")})
+			row = append(row, budgetCell(h.Epsilon, h.Budget, ""))
+		}
+		for _, n := range p.HospitalsDistributed {
+			i := slices.IndexFunc(r.HospitalsDistributed, func(h audit.HospitalDistributedPrivacy) bool { return h.Name == n })
+			if i < 0 {
+				row = append(row, docLine{spanText("–")})
 				continue
-			case h.Budget > 0:
-				cell += " / " + reportFloat(h.Budget)
-			default:
-				cell += " / none"
 			}
-			row = append(row, docLine{spanText(cell)})
+			h := r.HospitalsDistributed[i]
+			row = append(row, budgetCell(h.Epsilon, h.Budget, fmt.Sprintf(" (%d releases)", h.Releases)))
 		}
 		t.Rows = append(t.Rows, row)
 	}
@@ -170,6 +187,21 @@ func (p *PrivacyReport) docSection() docSection {
 	return s
 }
 
+// budgetCell is a hospital's ε against its budget (0: none), then note;
+// marked when over the budget.
+func budgetCell(epsilon, budget float64, note string) docLine {
+	cell := reportFloat(epsilon)
+	switch {
+	case budget > 0 && epsilon > budget:
+		return docLine{spanBad(cell + " / " + reportFloat(budget) + " (over budget)" + note)}
+	case budget > 0:
+		cell += " / " + reportFloat(budget)
+	default:
+		cell += " / none"
+	}
+	return docLine{spanText(cell + note)}
+}
+
 // chart draws ε over rounds: the federation's and each hospital's, with
 // each hospital's budget as a dashed line at its height (drawn as a
 // two-point series).
@@ -183,7 +215,7 @@ func (p *PrivacyReport) chart() template.HTML {
 	}
 	var series []chart.Series
 	var fed []chart.Point
-	per := map[string][]chart.Point{}
+	per, perDistributed := map[string][]chart.Point{}, map[string][]chart.Point{}
 	budget := map[string]float64{}
 	for _, r := range rounds {
 		if r.Mechanism != "" {
@@ -194,6 +226,9 @@ func (p *PrivacyReport) chart() template.HTML {
 			if h.Budget > 0 && !math.IsInf(h.Budget, 0) {
 				budget[h.Name] = h.Budget
 			}
+		}
+		for _, h := range r.HospitalsDistributed {
+			perDistributed[h.Name] = append(perDistributed[h.Name], chart.Point{X: float64(r.Round), Y: h.Epsilon})
 		}
 	}
 	if len(fed) > 0 {
@@ -208,9 +243,15 @@ func (p *PrivacyReport) chart() template.HTML {
 			series = append(series, chart.Series{Name: n + " budget", Points: []chart.Point{{X: x0, Y: b}, {X: x1, Y: b}}})
 		}
 	}
+	for _, n := range p.HospitalsDistributed {
+		if len(perDistributed[n]) > 0 {
+			series = append(series, chart.Series{Name: n + " (federation-level)", Points: perDistributed[n]})
+		}
+	}
 	return chart.Chart{
 		ID: "chart-privacy", Title: "Privacy spent over rounds",
-		Desc:   "ε spent up to each round, from the signed manifests: the federation-level mechanism's and each hospital's record-level ε as it reported it, with each hospital's budget as a flat line.",
+		Desc: "ε spent up to each round, from the signed manifests: the federation-level mechanism's, each hospital's record-level ε as it reported it, with each hospital's budget as a flat line, " +
+			"and each hospital's own federation-level ε under distributed DP.",
 		XLabel: "round", YLabel: "ε", YMin: 0, Series: series,
 	}.SVG()
 }

@@ -69,6 +69,7 @@ var phases = [...]entry{
 			msgs := make([]*secagg.MaskedInput, len(in))
 			data := make(map[uint32][]byte, len(in))
 			ledgers := map[uint32]*fedguardv1.PrivacyLedger{}
+			distributed := map[uint32]*fedguardv1.DistributedPrivacyLedger{}
 			for i, m := range in {
 				msgs[i] = m.msg
 				if m.data != nil {
@@ -76,6 +77,9 @@ var phases = [...]entry{
 				}
 				if m.privacy != nil {
 					ledgers[ids[i]] = m.privacy
+				}
+				if m.distributed != nil {
+					distributed[ids[i]] = m.distributed
 				}
 			}
 			survivors, rejected, err := r.server.CollectMasked(msgs)
@@ -90,6 +94,9 @@ var phases = [...]entry{
 				}
 				if l, ok := ledgers[id]; ok {
 					r.res.Privacy[name] = audit.HospitalPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget()}
+				}
+				if l, ok := distributed[id]; ok {
+					r.res.Distributed[name] = audit.HospitalDistributedPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget(), Releases: l.GetReleases()}
 				}
 			}
 			return survivors, rejected, nil
@@ -174,9 +181,10 @@ type advertised struct {
 // for it (nil or 32 bytes): recorded for the survivors, so that a secure
 // round's manifest and audit log carry data lineage as a plain round's do.
 type masked struct {
-	msg     *secagg.MaskedInput
-	data    []byte
-	privacy *fedguardv1.PrivacyLedger // its record-level ledger, or nil
+	msg         *secagg.MaskedInput
+	data        []byte
+	privacy     *fedguardv1.PrivacyLedger            // its record-level ledger, or nil
+	distributed *fedguardv1.DistributedPrivacyLedger // its federation-level ledger, or nil
 }
 
 // decodeMasked assembles a masked input from its chunks, the first in
@@ -193,7 +201,7 @@ func decodeMasked(d *decoding) (masked, error) {
 			return masked{}, err
 		}
 		if asm.Done() {
-			return masked{&secagg.MaskedInput{ID: d.id, Masked: asm.Words()}, asm.DataSHA256(), asm.Privacy()}, nil
+			return masked{&secagg.MaskedInput{ID: d.id, Masked: asm.Words()}, asm.DataSHA256(), asm.Privacy(), asm.DistributedPrivacy()}, nil
 		}
 		var err error
 		if req, err = d.next(); err != nil {

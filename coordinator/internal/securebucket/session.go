@@ -127,6 +127,9 @@ type Result struct {
 	// Privacy maps each survivor that reported a record-level privacy
 	// ledger with its masked input to it.
 	Privacy map[string]audit.HospitalPrivacy
+	// Distributed maps each survivor that reported a federation-level
+	// (distributed DP) privacy ledger with its masked input to it.
+	Distributed map[string]audit.HospitalDistributedPrivacy
 	// Err is why the session failed; nil when it completed.
 	Err error
 }
@@ -200,6 +203,9 @@ func (s *Session) Record(attempt uint32) audit.SecureSession {
 	if len(res.Privacy) > 0 {
 		ev.Privacy = res.Privacy
 	}
+	if len(res.Distributed) > 0 {
+		ev.DistributedPrivacy = res.Distributed
+	}
 	return ev
 }
 
@@ -219,6 +225,7 @@ func (s *Session) Run(ctx context.Context, log *slog.Logger, t Timing, observe f
 	defer close(s.done)
 	r := &run{s: s, log: log, res: &s.result, keys: map[uint32]crypto.PublicKey{}, certs: map[uint32][]byte{}}
 	r.res.Dropped, r.res.Data, r.res.Privacy = map[string]string{}, map[string]string{}, map[string]audit.HospitalPrivacy{}
+	r.res.Distributed = map[string]audit.HospitalDistributedPrivacy{}
 	var err error
 	r.server, err = secagg.NewServer(s.cfg, secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
 		if k, ok := r.keys[id]; ok {
