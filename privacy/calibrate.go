@@ -101,6 +101,13 @@ func MaxSteps(q, sigma, epsilon, delta float64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return maxSteps(step, epsilon, delta), nil
+}
+
+// maxSteps is the largest number of releases, each of RDP step over the
+// default orders, that stays (epsilon, delta)-DP, up to MaxStepsLimit; 0
+// if one release exceeds the budget.
+func maxSteps(step []float64, epsilon, delta float64) int64 {
 	scaled := make([]float64, len(step))
 	fits := func(t int64) bool {
 		for i, r := range step {
@@ -110,13 +117,13 @@ func MaxSteps(q, sigma, epsilon, delta float64) (int64, error) {
 		return err == nil && eps <= epsilon
 	}
 	if !fits(1) {
-		return 0, nil
+		return 0
 	}
 	// ε grows with the steps: double until over, then bisect.
 	lo, hi := int64(1), int64(2)
 	for fits(hi) {
 		if hi >= MaxStepsLimit {
-			return MaxStepsLimit, nil
+			return MaxStepsLimit
 		}
 		lo, hi = hi, hi*2
 	}
@@ -128,5 +135,5 @@ func MaxSteps(q, sigma, epsilon, delta float64) (int64, error) {
 			hi = mid
 		}
 	}
-	return lo, nil
+	return lo
 }

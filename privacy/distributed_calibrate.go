@@ -41,3 +41,26 @@ func DistributedSigmaFor(m DistributedDiscreteGaussian, epsilon, delta float64) 
 	}
 	return narrowSigma(lo, hi, fits), nil
 }
+
+// DistributedMaxSteps returns the largest number of releases of the
+// distributed discrete Gaussian m that stays (epsilon, delta)-DP over the
+// default orders: how many more rounds a secure federation's noise allows
+// (less those already released). m's Steps is ignored. It is 0 if even one
+// release exceeds the budget, and at most MaxStepsLimit. One release's RDP
+// is computed once; each candidate count costs a multiplication per order,
+// the same product DistributedDiscreteGaussian.RDP forms, so m with Steps
+// set to the answer has an Epsilon within the budget.
+func DistributedMaxSteps(m DistributedDiscreteGaussian, epsilon, delta float64) (int64, error) {
+	m.Steps = 1
+	if err := m.Validate(); err != nil {
+		return 0, err
+	}
+	if err := validateBudget(epsilon, delta); err != nil {
+		return 0, err
+	}
+	step, err := m.RDP(defaultOrders)
+	if err != nil {
+		return 0, err
+	}
+	return maxSteps(step, epsilon, delta), nil
+}

@@ -45,8 +45,8 @@ var commands = []*command{
 	{name: "predict", summary: "score a CSV file's rows with an exported tabular model and the federation's scaling (verified first with -manifest and -key)", run: runPredict},
 	{name: "privacy", summary: "differential-privacy accounting: epsilon, sigma, steps", sub: []*command{
 		{name: "epsilon", summary: "(ε, δ) of T steps of the Poisson-subsampled Gaussian mechanism, or (-mechanism) of T releases of the distributed discrete Gaussian", run: runPrivacyEpsilon},
-		{name: "sigma", summary: "the noise multiplier that keeps T steps within an (ε, δ) budget", run: runPrivacySigma},
-		{name: "steps", summary: "how many steps an (ε, δ) budget allows", run: runPrivacySteps},
+		{name: "sigma", summary: "the noise multiplier that keeps T steps within an (ε, δ) budget, or (-mechanism) each client's σ for T releases of the distributed discrete Gaussian", run: runPrivacySigma},
+		{name: "steps", summary: "how many steps an (ε, δ) budget allows, or (-mechanism) how many releases of the distributed discrete Gaussian", run: runPrivacySteps},
 	}},
 	{name: "simulate", summary: "poisoning attacks against aggregation rules, in process (simulate grid: every pair)", run: runSimulate},
 	{name: "version", summary: "which build this is: version, commit, Go toolchain (--json)", run: runVersion},

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/privacy"
@@ -51,7 +52,7 @@ func newPrivacyFlags(env *Env, name string, names ...string) *privacyFlags {
 			p.fs.Float64Var(&p.epsilon, "epsilon", 0, "target ε, > 0")
 		case "mechanism":
 			p.fs.StringVar(&p.mechanism, "mechanism", mechanismSampledGaussian, "the mechanism: "+mechanismSampledGaussian+
-				" (-q, -sigma, -steps) or "+secagg.DDPMechanism+" (-sigma, -clients, -dim, -l2, -steps: one release's parameters as a round manifest's privacy record holds them)")
+				" (-q) or "+secagg.DDPMechanism+" (-clients, -dim, -l2, -l1: one release's parameters as a round manifest's privacy record holds them; -sigma and -steps as for the other)")
 		case "clients":
 			p.fs.IntVar(&p.clients, "clients", 0, secagg.DDPMechanism+": the fewest clients whose noise is in a released sum, >= 1")
 		case "dim":
@@ -68,17 +69,6 @@ func newPrivacyFlags(env *Env, name string, names ...string) *privacyFlags {
 			": each client's discrete Gaussian σ in grid units, >= 0.5)"
 	}
 	return p
-}
-
-// parse parses args, requires every accountant flag the command declared and
-// checks each against its domain, naming the flag in the error.
-func (p *privacyFlags) parse(args []string) error {
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	var names []string
-	p.fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	return p.check(names)
 }
 
 // check requires the flags named in required (but -json, -mechanism and
@@ -162,17 +152,49 @@ type privacyResult struct {
 	Order   *float64 `json:"order,omitempty"` // the Rényi order that gave ε
 }
 
-// distributedResult is the JSON `privacy epsilon -mechanism
-// distributed-discrete-gaussian` prints: the mechanism's parameters with
+// distributedResult is the JSON the privacy commands print with
+// -mechanism distributed-discrete-gaussian: the mechanism's parameters with
 // the names of privacy.DistributedDiscreteGaussian (those of a manifest's
-// privacy record), δ, and the answer in `epsilon`.
+// privacy record), δ, τ and ε — the answer of `privacy epsilon`, the
+// target of `privacy sigma` (whose answer is `sigma`) and `privacy steps`
+// (whose answer is `steps`). The Rényi order is `privacy epsilon`'s only.
 type distributedResult struct {
 	Mechanism string `json:"mechanism"`
 	privacy.DistributedDiscreteGaussian
-	Delta   float64 `json:"delta"`
-	Tau     float64 `json:"tau"`
-	Epsilon float64 `json:"epsilon"`
-	Order   float64 `json:"order"`
+	Delta   float64  `json:"delta"`
+	Tau     float64  `json:"tau"`
+	Epsilon float64  `json:"epsilon"`
+	Order   *float64 `json:"order,omitempty"`
+}
+
+// distributedFlags are the flags of the distributed discrete Gaussian's
+// parameters but -sigma and -steps, which every command names itself.
+var distributedFlags = []string{"clients", "dim", "l2", "l1"}
+
+// mechanismFlags checks -mechanism and the flags it requires: sampled for the
+// sampled Gaussian, sampled's flags but -q plus distributedFlags for the
+// distributed discrete Gaussian. It reports whether the mechanism is the
+// distributed one.
+func (p *privacyFlags) mechanismFlags(sampled ...string) (distributed bool, err error) {
+	switch p.mechanism {
+	case mechanismSampledGaussian:
+		return false, p.check(sampled)
+	case secagg.DDPMechanism:
+		required := slices.DeleteFunc(slices.Clone(sampled), func(n string) bool { return n == "q" })
+		return true, p.check(append(required, distributedFlags...))
+	default:
+		return false, usageError("%s: -mechanism %q, want %s or %s", p.name, p.mechanism, mechanismSampledGaussian, secagg.DDPMechanism)
+	}
+}
+
+// distributedMechanism is the distributed discrete Gaussian the flags
+// describe, checked (a usage error names what is wrong).
+func (p *privacyFlags) distributedMechanism() (privacy.DistributedDiscreteGaussian, error) {
+	m := privacy.DistributedDiscreteGaussian{Sigma: p.sigma, Clients: p.clients, Dim: p.dim, L2: p.l2, L1: p.l1, Steps: p.steps}
+	if err := m.Validate(); err != nil {
+		return m, usageError("%s: %v", p.name, err)
+	}
+	return m, nil
 }
 
 func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
@@ -180,18 +202,12 @@ func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
 	if err := parseFlags(p.fs, args); err != nil {
 		return err
 	}
-	switch p.mechanism {
-	case mechanismSampledGaussian:
-		if err := p.check([]string{"q", "sigma", "steps", "delta"}); err != nil {
-			return err
-		}
-	case secagg.DDPMechanism:
-		if err := p.check([]string{"sigma", "clients", "dim", "l2", "l1", "steps", "delta"}); err != nil {
-			return err
-		}
+	distributed, err := p.mechanismFlags("q", "sigma", "steps", "delta")
+	if err != nil {
+		return err
+	}
+	if distributed {
 		return distributedEpsilon(env, p)
-	default:
-		return usageError("%s: -mechanism %q, want %s or %s", p.name, p.mechanism, mechanismSampledGaussian, secagg.DDPMechanism)
 	}
 	g, err := privacy.Epsilon(p.delta, privacy.Event{Q: p.q, Sigma: p.sigma, Steps: p.steps})
 	if err != nil {
@@ -210,9 +226,16 @@ func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
 }
 
 func runPrivacySigma(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy sigma", "q", "steps", "epsilon", "delta")
-	if err := p.parse(args); err != nil {
+	p := newPrivacyFlags(env, "privacy sigma", "mechanism", "q", "steps", "epsilon", "delta", "clients", "dim", "l2", "l1")
+	if err := parseFlags(p.fs, args); err != nil {
 		return err
+	}
+	distributed, err := p.mechanismFlags("q", "steps", "epsilon", "delta")
+	if err != nil {
+		return err
+	}
+	if distributed {
+		return distributedSigma(env, p)
 	}
 	sigma, err := privacy.SigmaFor(p.q, p.steps, p.epsilon, p.delta)
 	if err != nil {
@@ -226,9 +249,16 @@ func runPrivacySigma(_ context.Context, env *Env, args []string) error {
 }
 
 func runPrivacySteps(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy steps", "q", "sigma", "epsilon", "delta")
-	if err := p.parse(args); err != nil {
+	p := newPrivacyFlags(env, "privacy steps", "mechanism", "q", "sigma", "epsilon", "delta", "clients", "dim", "l2", "l1")
+	if err := parseFlags(p.fs, args); err != nil {
 		return err
+	}
+	distributed, err := p.mechanismFlags("q", "sigma", "epsilon", "delta")
+	if err != nil {
+		return err
+	}
+	if distributed {
+		return distributedSteps(env, p)
 	}
 	steps, err := privacy.MaxSteps(p.q, p.sigma, p.epsilon, p.delta)
 	if err != nil {
@@ -246,9 +276,9 @@ func runPrivacySteps(_ context.Context, env *Env, args []string) error {
 // federation's round manifest (its privacy record's parameters, with
 // -steps the round) anyone can run.
 func distributedEpsilon(env *Env, p *privacyFlags) error {
-	m := privacy.DistributedDiscreteGaussian{Sigma: p.sigma, Clients: p.clients, Dim: p.dim, L2: p.l2, L1: p.l1, Steps: p.steps}
-	if err := m.Validate(); err != nil {
-		return usageError("%s: %v", p.name, err)
+	m, err := p.distributedMechanism()
+	if err != nil {
+		return err
 	}
 	g, err := m.Epsilon(p.delta)
 	if err != nil {
@@ -259,9 +289,56 @@ func distributedEpsilon(env *Env, p *privacyFlags) error {
 	}
 	if p.json {
 		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
-			Delta: p.delta, Tau: m.Tau(), Epsilon: g.Epsilon, Order: g.Order})
+			Delta: p.delta, Tau: m.Tau(), Epsilon: g.Epsilon, Order: &g.Order})
 	}
 	fmt.Fprintf(env.Stdout, "ε = %.6g at δ = %g after %d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g, τ = %.3g; Rényi order %g)\n",
 		g.Epsilon, p.delta, p.steps, p.clients, p.sigma, p.dim, p.l2, m.Tau(), g.Order)
+	return nil
+}
+
+// distributedSigma prints the least σ each client must add for -steps
+// releases of the distributed discrete Gaussian the flags describe to
+// stay within (-epsilon, -delta): the noise a secure federation needs for
+// a budget. secagg rounds σ² up to an integer; the federation's own
+// calibration does so too.
+func distributedSigma(env *Env, p *privacyFlags) error {
+	p.sigma = 1 // any σ the mechanism takes: DistributedSigmaFor ignores it
+	m, err := p.distributedMechanism()
+	if err != nil {
+		return err
+	}
+	sigma, err := privacy.DistributedSigmaFor(m, p.epsilon, p.delta)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	m.Sigma = sigma
+	if p.json {
+		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
+			Delta: p.delta, Tau: m.Tau(), Epsilon: p.epsilon})
+	}
+	fmt.Fprintf(env.Stdout, "σ = %.6g per client keeps %d releases of the sum of %d clients' distributed discrete Gaussian noise (dimension %d, ℓ2 sensitivity %g) within ε = %g at δ = %g\n",
+		sigma, p.steps, p.clients, p.dim, p.l2, p.epsilon, p.delta)
+	return nil
+}
+
+// distributedSteps prints how many releases of the distributed discrete
+// Gaussian the flags describe stay within (-epsilon, -delta): the rounds
+// a secure federation's noise allows.
+func distributedSteps(env *Env, p *privacyFlags) error {
+	m, err := p.distributedMechanism()
+	if err != nil {
+		return err
+	}
+	steps, err := privacy.DistributedMaxSteps(m, p.epsilon, p.delta)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	m.Steps = steps
+	if p.json {
+		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
+			Delta: p.delta, Tau: m.Tau(), Epsilon: p.epsilon})
+	}
+	fmt.Fprintf(env.Stdout, "%d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g) stay within ε = %g at δ = %g\n",
+		steps, p.clients, p.sigma, p.dim, p.l2, p.epsilon, p.delta)
 	return nil
 }

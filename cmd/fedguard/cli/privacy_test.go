@@ -72,6 +72,18 @@ func TestPrivacyCommands(t *testing.T) {
 		{"steps", []string{"privacy", "steps", "--q", "0.01", "--sigma", "1.1", "--epsilon", "8", "--delta", "1e-5"}},
 		{"steps-json", []string{"privacy", "steps", "--q", "0.01", "--sigma", "1.1", "--epsilon", "8", "--delta", "1e-5", "--json"}},
 		{"steps-none", []string{"privacy", "steps", "--q", "1", "--sigma", "0.5", "--epsilon", "1", "--delta", "1e-5"}},
+		{"sigma-ddg", []string{"privacy", "sigma", "--mechanism", "distributed-discrete-gaussian", "--clients", "10", "--dim", "32", "--l2", "100.5", "--steps", "10", "--epsilon", "8", "--delta", "1e-5"}},
+		{"sigma-ddg-json", []string{"privacy", "sigma", "--mechanism", "distributed-discrete-gaussian", "--clients", "5", "--dim", "1024", "--l2", "2", "--l1", "4", "--steps", "3", "--epsilon", "8", "--delta", "1e-5", "--json"}},
+		{"sigma-ddg-missing-l2", []string{"privacy", "sigma", "--mechanism", "distributed-discrete-gaussian", "--clients", "10", "--dim", "32", "--steps", "10", "--epsilon", "8", "--delta", "1e-5"}},
+		{"sigma-ddg-with-q", []string{"privacy", "sigma", "--mechanism", "distributed-discrete-gaussian", "--q", "0.1", "--clients", "10", "--dim", "32", "--l2", "100", "--steps", "10", "--epsilon", "8", "--delta", "1e-5"}},
+		{"sigma-ddg-unreachable", []string{"privacy", "sigma", "--mechanism", "distributed-discrete-gaussian", "--clients", "2", "--dim", "4", "--l2", "1e12", "--steps", "1000000000", "--epsilon", "1e-6", "--delta", "1e-12"}},
+		{"sigma-sampled-with-dim", []string{"privacy", "sigma", "--q", "0.01", "--steps", "10", "--epsilon", "8", "--delta", "1e-5", "--dim", "3"}},
+		{"sigma-unknown-mechanism", []string{"privacy", "sigma", "--mechanism", "skellam", "--steps", "10", "--epsilon", "8", "--delta", "1e-5"}},
+		{"steps-ddg", []string{"privacy", "steps", "--mechanism", "distributed-discrete-gaussian", "--sigma", "82", "--clients", "10", "--dim", "32", "--l2", "100.5", "--epsilon", "8", "--delta", "1e-5"}},
+		{"steps-ddg-json", []string{"privacy", "steps", "--mechanism", "distributed-discrete-gaussian", "--sigma", "4096", "--clients", "3", "--dim", "16384", "--l2", "2048", "--epsilon", "8", "--delta", "1e-5", "--json"}},
+		{"steps-ddg-none", []string{"privacy", "steps", "--mechanism", "distributed-discrete-gaussian", "--sigma", "0.5", "--clients", "2", "--dim", "4", "--l2", "100", "--epsilon", "1", "--delta", "1e-5"}},
+		{"steps-ddg-sigma-below-half", []string{"privacy", "steps", "--mechanism", "distributed-discrete-gaussian", "--sigma", "0.4", "--clients", "2", "--dim", "4", "--l2", "1", "--epsilon", "1", "--delta", "1e-5"}},
+		{"steps-ddg-missing-clients", []string{"privacy", "steps", "--mechanism", "distributed-discrete-gaussian", "--sigma", "82", "--dim", "32", "--l2", "100.5", "--epsilon", "8", "--delta", "1e-5"}},
 		{"unknown", []string{"privacy", "budget"}},
 	}
 	for _, tt := range tests {
@@ -227,5 +239,75 @@ func TestPrivacyEpsilonDistributed(t *testing.T) {
 				t.Errorf("ε %v, want within 1 %% below the calibrated budget %v", got.Epsilon, tt.epsilon)
 			}
 		})
+	}
+}
+
+// TestPrivacyDistributedCalibration runs `fedguard privacy sigma` and
+// `fedguard privacy steps` with -mechanism distributed-discrete-gaussian
+// and checks each answer with `fedguard privacy epsilon`: the σ found
+// keeps the releases within the budget and 0.1 % less does not; the
+// number of releases found is within the budget and one more is not.
+func TestPrivacyDistributedCalibration(t *testing.T) {
+	const delta = "1e-5"
+	epsilonOf := func(t *testing.T, sigma float64, steps int64, params []string) float64 {
+		t.Helper()
+		var got struct {
+			Epsilon float64 `json:"epsilon"`
+		}
+		runJSON(t, append([]string{"privacy", "epsilon", "--mechanism", secagg.DDPMechanism, "--json", "--delta", delta,
+			"--sigma", fmt.Sprint(sigma), "--steps", fmt.Sprint(steps)}, params...), &got)
+		return got.Epsilon
+	}
+	for _, tt := range []struct {
+		params  []string
+		epsilon float64
+	}{
+		{[]string{"--clients", "10", "--dim", "32", "--l2", "100.5"}, 8},
+		{[]string{"--clients", "3", "--dim", "16384", "--l2", "2048"}, 4},
+		{[]string{"--clients", "5", "--dim", "1024", "--l2", "2", "--l1", "4"}, 1},
+	} {
+		t.Run(strings.Join(tt.params, " "), func(t *testing.T) {
+			budget := []string{"--epsilon", fmt.Sprint(tt.epsilon), "--delta", delta}
+			var s struct {
+				Sigma float64 `json:"sigma"`
+				Steps int64   `json:"steps"`
+			}
+			runJSON(t, append(append([]string{"privacy", "sigma", "--mechanism", secagg.DDPMechanism, "--json", "--steps", "20"}, budget...), tt.params...), &s)
+			if s.Steps != 20 {
+				t.Errorf("privacy sigma echoed %d steps, want 20", s.Steps)
+			}
+			if e := epsilonOf(t, s.Sigma, 20, tt.params); e > tt.epsilon {
+				t.Errorf("σ = %v: ε = %v over 20 releases, want ≤ %v", s.Sigma, e, tt.epsilon)
+			}
+			if e := epsilonOf(t, s.Sigma*0.999, 20, tt.params); e <= tt.epsilon {
+				t.Errorf("σ = %v less 0.1 %%: ε = %v, still within %v", s.Sigma, e, tt.epsilon)
+			}
+			var n struct {
+				Steps int64 `json:"steps"`
+			}
+			runJSON(t, append(append([]string{"privacy", "steps", "--mechanism", secagg.DDPMechanism, "--json", "--sigma", fmt.Sprint(s.Sigma)}, budget...), tt.params...), &n)
+			if n.Steps < 20 {
+				t.Errorf("σ = %v allows %d releases, want at least the 20 it was found for", s.Sigma, n.Steps)
+			}
+			if e := epsilonOf(t, s.Sigma, n.Steps, tt.params); e > tt.epsilon {
+				t.Errorf("%d releases: ε = %v, want ≤ %v", n.Steps, e, tt.epsilon)
+			}
+			if e := epsilonOf(t, s.Sigma, n.Steps+1, tt.params); e <= tt.epsilon {
+				t.Errorf("%d releases: ε = %v, still within %v", n.Steps+1, e, tt.epsilon)
+			}
+		})
+	}
+}
+
+// runJSON runs the command line args, which must succeed, and decodes its
+// output into v.
+func runJSON(t *testing.T, args []string, v any) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), args, &out, &errOut); code != 0 {
+		t.Fatalf("fedguard %s = exit %d: %s", strings.Join(args, " "), code, errOut.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), v); err != nil {
+		t.Fatalf("fedguard %s: output %q: %v", strings.Join(args, " "), out.String(), err)
 	}
 }
