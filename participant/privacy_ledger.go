@@ -206,19 +206,11 @@ func (f *ledgerFile) write(rec ledgerRecord) error {
 // unbounded round would have every later update refused.
 var errUnboundedEpsilon = errors.New("the DP-SGD events give no finite ε (the noise multiplier is too small for the accountant to bound the privacy loss)")
 
-// ledgerEpsilon is the ε of the composition of the ledger's events at δ;
-// an unbounded one is an error wrapping errUnboundedEpsilon.
-func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
-	eps, err := composedEpsilon(evs, delta, func(e LedgerEvent) privacy.Event { return e.Event }, privacy.Epsilon)
-	if err == nil && (math.IsInf(eps, 0) || math.IsNaN(eps)) {
-		return 0, fmt.Errorf("ε at δ = %g is %v: %w", delta, eps, errUnboundedEpsilon)
-	}
-	return eps, err
-}
-
 // composedEpsilon is the ε at δ of the releases of a ledger's events, each
-// mapped to its mechanism and composed by compose: one path for the
-// record-level and the federation-level ledger, 0 for an empty ledger.
+// mapped to its mechanism and composed by compose from scratch, 0 for an
+// empty ledger: the federation-level ledger's (whose mechanisms' RDP is in
+// closed form), and the reference the record-level ledger's kept
+// composition is tested against.
 func composedEpsilon[E, M any](evs []E, delta float64, mech func(E) M, compose func(float64, ...M) (privacy.Guarantee, error)) (float64, error) {
 	if len(evs) == 0 {
 		return 0, nil
@@ -242,16 +234,51 @@ type dpLedger struct {
 	delta   float64
 	events  []LedgerEvent
 	spent   float64 // ε of events
+	// comp is the composition of events, kept beside them so that
+	// accounting for a round evaluates only the mechanisms it brings (see
+	// privacy.Composition): a trainer whose (q, σ) differs a little every
+	// round would otherwise cost one evaluation per round recorded, each
+	// round, three times. Its ε is the composition's of events, bit for
+	// bit.
+	comp *privacy.Composition
 }
 
-// commitLedger makes evs, whose ε is eps, the ledger: on disk first (the
-// spending is durable before the update it pays for can leave), then in
-// memory and the metric.
-func (a *Agent) commitLedger(l *dpLedger, evs []LedgerEvent, eps float64) error {
+// epsilonWith is the ε at the ledger's δ of its events followed by more
+// (none: the ledger's own), from its composition; an unbounded one is an
+// error wrapping errUnboundedEpsilon, as ledgerEpsilon's.
+func (l *dpLedger) epsilonWith(more ...LedgerEvent) (float64, error) {
+	evs := make([]privacy.Event, len(more))
+	for i, e := range more {
+		evs[i] = e.Event
+	}
+	g, err := l.comp.Epsilon(l.delta, evs...)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsInf(g.Epsilon, 0) || math.IsNaN(g.Epsilon) {
+		return 0, fmt.Errorf("ε at δ = %g is %v: %w", l.delta, g.Epsilon, errUnboundedEpsilon)
+	}
+	return g.Epsilon, nil
+}
+
+// commitLedger adds added, after which the ledger's ε is eps (computed by
+// epsilonWith(added...)), to the ledger: on disk first (the spending is
+// durable before the update it pays for can leave), then in memory and
+// the metric.
+func (a *Agent) commitLedger(l *dpLedger, added []LedgerEvent, eps float64) error {
+	evs := append(l.events[:len(l.events):len(l.events)], added...)
 	rec := l.file.rec
 	rec.Events = evs
 	if err := l.file.write(rec); err != nil {
 		return err
+	}
+	evs2 := make([]privacy.Event, len(added))
+	for i, e := range added {
+		evs2[i] = e.Event
+	}
+	// Validated when eps was computed: Add cannot refuse them.
+	if err := l.comp.Add(evs2...); err != nil {
+		return fmt.Errorf("participant: privacy accounting: %w", err)
 	}
 	l.events, l.spent = evs, eps
 	a.metrics.dpSpent.Set(eps)
@@ -289,7 +316,17 @@ func newDPLedger(cfg Config, file *ledgerFile) (*dpLedger, error) {
 		return nil, fmt.Errorf("participant: Config.DPDelta: %w", err)
 	}
 	l.events = file.rec.Events
-	spent, err := ledgerEpsilon(l.events, l.delta)
+	comp, err := privacy.NewComposition(privacy.DefaultOrders())
+	if err != nil {
+		return nil, fmt.Errorf("participant: privacy accounting: %w", err)
+	}
+	l.comp = comp
+	for _, e := range l.events {
+		if err := comp.Add(e.Event); err != nil {
+			return nil, fmt.Errorf("participant: privacy ledger: %w", err)
+		}
+	}
+	spent, err := l.epsilonWith()
 	if err != nil {
 		return nil, fmt.Errorf("participant: privacy ledger: %w", err)
 	}
@@ -319,7 +356,7 @@ func (l *dpLedger) roundEvent(asg *fedguardv1.RoundAssignment) (LedgerEvent, flo
 	if len(l.events) >= maxLedgerEvents {
 		return le, math.Inf(1), true, nil
 	}
-	eps, err := ledgerEpsilon(append(l.events[:len(l.events):len(l.events)], le), l.delta)
+	eps, err := l.epsilonWith(le)
 	return le, eps, true, err
 }
 
@@ -369,7 +406,7 @@ func (g dpGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignment, sta
 		if eps > l.budget {
 			return Result{}, fmt.Errorf("%w: ε would reach %.4g > budget %.4g", ErrPrivacyBudget, eps, l.budget)
 		}
-		if err := a.commitLedger(l, append(l.events[:len(l.events):len(l.events)], le), eps); err != nil {
+		if err := a.commitLedger(l, []LedgerEvent{le}, eps); err != nil {
 			return Result{}, err
 		}
 		a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),
@@ -451,7 +488,7 @@ func (l *dpLedger) predictReported(asg *fedguardv1.RoundAssignment) (LedgerEvent
 	if len(l.events) >= maxLedgerEvents {
 		return le, math.Inf(1), true, nil
 	}
-	eps, err := ledgerEpsilon(append(l.events[:len(l.events):len(l.events)], le), l.delta)
+	eps, err := l.epsilonWith(le)
 	return le, eps, true, err
 }
 
@@ -483,11 +520,11 @@ func (g reportedDPGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignm
 	if len(l.events)+len(res.DPEvents) > maxLedgerEvents {
 		return Result{}, fmt.Errorf("%w: the ledger holds %d events, at most %d", ErrPrivacyBudget, len(l.events), maxLedgerEvents)
 	}
-	evs := l.events[:len(l.events):len(l.events)]
+	var added []LedgerEvent
 	for _, e := range res.DPEvents {
-		evs = append(evs, LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: e})
+		added = append(added, LedgerEvent{Round: asg.GetRound(), Attempt: asg.GetAttempt(), Event: e})
 	}
-	eps, err := ledgerEpsilon(evs, l.delta)
+	eps, err := l.epsilonWith(added...)
 	if errors.Is(err, errUnboundedEpsilon) {
 		return Result{}, &TrainerError{Reason: TrainerBadMetrics, Err: fmt.Errorf(
 			"the trainer's dp_events cannot be accounted for: %w; its update is not sent", err)}
@@ -498,7 +535,7 @@ func (g reportedDPGuard) Train(ctx context.Context, asg *fedguardv1.RoundAssignm
 	if eps > l.budget {
 		return Result{}, fmt.Errorf("%w: the trainer reports DP events that take ε to %.4g > budget %.4g; the update is dropped", ErrPrivacyBudget, eps, l.budget)
 	}
-	if err := a.commitLedger(l, evs, eps); err != nil {
+	if err := a.commitLedger(l, added, eps); err != nil {
 		return Result{}, err
 	}
 	a.log.InfoContext(ctx, "privacy spent", slog.Uint64("round", asg.GetRound()), slog.Float64("epsilon", eps),

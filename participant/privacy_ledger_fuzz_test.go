@@ -2,6 +2,7 @@ package participant
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"path/filepath"
 	"reflect"
@@ -49,11 +50,29 @@ func FuzzParseLedger(f *testing.F) {
 			}
 		}
 		if len(evs) > 0 && len(evs) <= 64 {
-			// An unbounded ε is a clear error, never +Inf or NaN.
-			if eps, err := ledgerEpsilon(evs, DefaultDPDelta); err != nil && !errors.Is(err, errUnboundedEpsilon) {
+			// An unbounded ε is a clear error, never +Inf or NaN; the
+			// ledger the agent keeps (its composition, built event by
+			// event as rounds are recorded) says the same as the
+			// accountant from scratch, bit for bit.
+			eps, err := ledgerEpsilon(evs, DefaultDPDelta)
+			if err != nil && !errors.Is(err, errUnboundedEpsilon) {
 				t.Fatalf("accepted ledger has no ε: %v", err)
 			} else if err == nil && (math.IsInf(eps, 0) || math.IsNaN(eps) || eps < 0) {
 				t.Fatalf("accepted ledger has ε %v", eps)
+			}
+			comp, cerr := privacy.NewComposition(privacy.DefaultOrders())
+			if cerr != nil {
+				t.Fatal(cerr)
+			}
+			l := &dpLedger{delta: DefaultDPDelta, comp: comp}
+			for _, e := range evs {
+				if err := comp.Add(e.Event); err != nil {
+					t.Fatalf("composition refuses accepted event %+v: %v", e, err)
+				}
+			}
+			kept, kerr := l.epsilonWith()
+			if math.Float64bits(kept) != math.Float64bits(eps) || errors.Is(kerr, errUnboundedEpsilon) != errors.Is(err, errUnboundedEpsilon) {
+				t.Fatalf("kept composition: ε %v (%v), from scratch %v (%v)", kept, kerr, eps, err)
 			}
 		}
 		if len(rec.Distributed) > 0 && len(rec.Distributed) <= 64 {
@@ -119,4 +138,16 @@ func TestLedgerBounds(t *testing.T) {
 	if _, err := loadLedger(path); err != nil {
 		t.Errorf("a full ledger of realistic events does not load back: %v", err)
 	}
+}
+
+// ledgerEpsilon is the ε at δ of the ledger's events composed from scratch
+// (privacy.Epsilon), with the agent's rule that an unbounded one is an
+// error wrapping errUnboundedEpsilon: the reference for dpLedger's kept
+// composition.
+func ledgerEpsilon(evs []LedgerEvent, delta float64) (float64, error) {
+	eps, err := composedEpsilon(evs, delta, func(e LedgerEvent) privacy.Event { return e.Event }, privacy.Epsilon)
+	if err == nil && (math.IsInf(eps, 0) || math.IsNaN(eps)) {
+		return 0, fmt.Errorf("ε at δ = %g is %v: %w", delta, eps, errUnboundedEpsilon)
+	}
+	return eps, err
 }

@@ -346,3 +346,53 @@ func TestExecTrainerUnboundedEpsilon(t *testing.T) {
 		t.Errorf("no log of the unaccountable events as bad metrics:\n%s", logs)
 	}
 }
+
+// TestExecTrainerDriftingDPEvents: an exec trainer reports, every round,
+// one DP event of a (q, σ) it never reported before and one it did. The
+// agent keeps its ledger's composition in memory (privacy.Composition) and
+// accounts only for what is new; the ε it reports with each update, the ε
+// it ends with and the ε a restarted agent reads from the file are what
+// the accountant gives for all the events from scratch (privacy.Epsilon),
+// bit for bit.
+func TestExecTrainerDriftingDPEvents(t *testing.T) {
+	const rounds = 3
+	p := newPKI(t)
+	fake := newFake(t, rounds)
+	fake.reportStats(t)
+	_, addr := p.serve(t, fake, "127.0.0.1:0")
+	tr := &participant.ExecTrainer{Command: participant.HelperTrainer("dp_drift"), Dir: filepath.Join(t.TempDir(), "work"), Local: newTrainer()}
+	state := filepath.Join(t.TempDir(), "h.accepted.json")
+	budget := func(c *participant.Config) { c.DPEpsilon = 100 }
+	a, logs := newAgent(t, addr, p.clientTLS, tr, fake.keys(), withState(state), budget)
+	if err := run(t, a, 40*time.Second); err != nil {
+		t.Fatalf("Run = %v\n%s", err, logs)
+	}
+	fake.mu.Lock()
+	records := fake.records
+	fake.mu.Unlock()
+	if len(records) != rounds {
+		t.Fatalf("%d updates sent, want %d\n%s", len(records), rounds, logs)
+	}
+	var evs []privacy.Event
+	want := map[uint64]float64{}
+	for r := uint64(1); r <= rounds; r++ {
+		evs = append(evs, privacy.Event{Q: participant.DriftQ(r), Sigma: participant.DriftSigma(r), Steps: 40}, privacy.Event{Q: 0.05, Sigma: 1.2, Steps: 10})
+		g, err := privacy.Epsilon(participant.DefaultDPDelta, evs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[r] = g.Epsilon
+	}
+	for _, r := range records {
+		if got := r.header.GetPrivacy().GetEpsilon(); got != want[r.asg.GetRound()] {
+			t.Errorf("round %d: ε %v in the header, want %v (the accountant's from scratch)", r.asg.GetRound(), got, want[r.asg.GetRound()])
+		}
+	}
+	if got := got2(a); got != want[rounds] {
+		t.Errorf("ε spent %v, want %v", got, want[rounds])
+	}
+	b, _ := newAgent(t, addr, p.clientTLS, tr, fake.keys(), withState(state), budget)
+	if got := got2(b); got != want[rounds] {
+		t.Errorf("restarted agent: ε spent %v, want %v", got, want[rounds])
+	}
+}

@@ -156,6 +156,19 @@ func helperTrain(mode string, args []string) int {
 			return 2
 		}
 		return writeMetrics(`{"samples": 42, "dp_events": ` + args[0] + `}`)
+	case "dp_drift":
+		// "dp" with events that differ from round to round, as a
+		// trainer reporting the sampling rate and noise it measured:
+		// one of its own (q, σ) for the round, and one it reported
+		// before (a repeat).
+		if plan.DP == nil || !(plan.DP.EpsilonBudget > 0) {
+			return fail("plan dp %+v, want the hospital's budget", plan.DP)
+		}
+		if writeOK() != 0 {
+			return 2
+		}
+		return writeMetrics(fmt.Sprintf(`{"samples": 42, "dp_events": [{"q": %v, "sigma": %v, "steps": 40}, {"q": 0.05, "sigma": 1.2, "steps": 10}]}`,
+			DriftQ(plan.Round), DriftSigma(plan.Round)))
 	case "dp_no_budget":
 		// "dp" for a hospital that keeps a ledger without a budget.
 		if plan.DP == nil || plan.DP.Delta != 1e-5 || plan.DP.EpsilonBudget != 0 {
@@ -826,3 +839,9 @@ func mustSpec(t *testing.T, p *fedguardv1.ModelSpec) model.Spec {
 	}
 	return s
 }
+
+// DriftQ and DriftSigma are the sampling rate and noise multiplier the
+// "dp_drift" helper trainer reports for round r: a little different every
+// round (exported for the package's external tests).
+func DriftQ(r uint64) float64     { return 0.05 + float64(r)/1000 }
+func DriftSigma(r uint64) float64 { return 1.2 + float64(r)/100 }

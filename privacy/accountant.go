@@ -34,12 +34,13 @@ func (e Event) Validate() error {
 // the same (Q, Sigma) share one evaluation of the per-step RDP, so a ledger
 // of many rounds with a few configurations costs a few evaluations and a
 // multiplication each, whatever the number of steps. An event with zero
-// steps contributes nothing.
+// steps contributes nothing. A ledger asked about after every new event is
+// better kept in a Composition, which gives the same sums without
+// evaluating the mechanisms it has seen again.
 func Compose(orders []float64, events ...Event) ([]float64, error) {
 	if err := ValidateOrders(orders); err != nil {
 		return nil, err
 	}
-	type mechanism struct{ q, sigma float64 }
 	var (
 		seen  []mechanism // first-seen order, so the sum is deterministic
 		steps []float64   // steps[k] belongs to seen[k]
@@ -80,9 +81,7 @@ func Compose(orders []float64, events ...Event) ([]float64, error) {
 	step := make([]float64, len(orders))
 	for k, m := range seen {
 		stepRDP(m.q, m.sigma, orders, step)
-		for i, r := range step {
-			total[i] += steps[k] * r
-		}
+		addScaled(total, steps[k], step)
 	}
 	return total, nil
 }

@@ -58,3 +58,95 @@ func reportCPU(b *testing.B) func() {
 		}
 	}
 }
+
+// distinctLedger is n one-round events whose (q, σ) all differ slightly,
+// as an exec trainer that reports its own sampling rate and noise would
+// record them: the worst case for Compose, which evaluates each distinct
+// mechanism once per call.
+func distinctLedger(n int) []Event {
+	events := make([]Event, n)
+	for i := range events {
+		events[i] = Event{Q: 0.01 * (1 + float64(i)/1e4), Sigma: 1.1 + float64(i)/1e5, Steps: 300}
+	}
+	return events
+}
+
+// BenchmarkLedgerDistinct measures what the agent pays to account for one
+// more round once its ledger holds 1,000 events of distinct (q, σ): before
+// Composition, the ε of the whole ledger with the new event (Epsilon over
+// all of it, which evaluates every mechanism again — what the agent did
+// twice a round); with it, the
+// ε of the Composition the agent keeps with the new event peeked at, and
+// that event added (one evaluation). Each op's new event is one the ledger
+// has not seen. "build" is the whole of a 1,000-round ledger kept by a
+// Composition the way the agent keeps it (peek, peek, add per round);
+// before Composition that was the sum over rounds of "recompose" at each
+// ledger size, about 500 times "recompose" at 1,000.
+func BenchmarkLedgerDistinct(b *testing.B) {
+	const n = 1000
+	ledger := distinctLedger(n + 1_000_000)
+	base := ledger[:n]
+	b.Run("recompose", func(b *testing.B) {
+		defer reportCPU(b)()
+		i := n
+		for b.Loop() {
+			if _, err := Epsilon(1e-5, append(base[:n:n], ledger[i])...); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("composition", func(b *testing.B) {
+		c, err := NewComposition(defaultOrders)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Add(base...); err != nil {
+			b.Fatal(err)
+		}
+		defer reportCPU(b)()
+		i := n
+		for b.Loop() {
+			if _, err := c.Epsilon(1e-5, ledger[i]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("composition-add", func(b *testing.B) {
+		c, err := NewComposition(defaultOrders)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Add(base...); err != nil {
+			b.Fatal(err)
+		}
+		defer reportCPU(b)()
+		i := n
+		for b.Loop() {
+			if err := c.Add(ledger[i]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("build", func(b *testing.B) {
+		defer reportCPU(b)()
+		for b.Loop() {
+			c, err := NewComposition(defaultOrders)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, e := range base {
+				for range 2 {
+					if _, err := c.Epsilon(1e-5, e); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := c.Add(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
