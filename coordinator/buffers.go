@@ -127,8 +127,13 @@ func (messageCodec) Marshal(v any) (mem.BufferSlice, error) {
 
 // Unmarshal decodes data into v. A message that arrived in several frames
 // is first copied into one buffer of messagePool, given back once decoded
-// (the decoded message copies its bytes fields).
+// (the decoded message copies its bytes fields), except for an update's
+// chunk, which SubmitUpdate receives as an updateRequest: its data aliases
+// the buffer until the handler gives it back (chunks.go).
 func (messageCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if u, ok := v.(*updateRequest); ok {
+		return u.unmarshal(data) // chunks.go
+	}
 	m, err := protoMessage(v)
 	if err != nil {
 		return err
