@@ -169,6 +169,9 @@ func nextField(b []byte) (num protowire.Number, typ protowire.Type, field, rest 
 // the handler has decoded it (release).
 type updateReceiver struct {
 	stream grpc.ServerStream
+	// req is what RecvMsg decodes into, kept so that a message costs no
+	// allocation of it (only recv uses it).
+	req updateRequest
 
 	mu sync.Mutex
 	// last is the last message received and buf the buffer its chunk
@@ -180,14 +183,14 @@ type updateReceiver struct {
 // recv receives the next message. The buffer of an earlier one that was
 // not released is left to the collector.
 func (r *updateReceiver) recv() (*fedguardv1.SubmitUpdateRequest, error) {
-	var u updateRequest
-	if err := r.stream.RecvMsg(&u); err != nil {
+	r.req = updateRequest{}
+	if err := r.stream.RecvMsg(&r.req); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.last, r.buf = u.msg, u.buf
+	r.last, r.buf = r.req.msg, r.req.buf
 	r.mu.Unlock()
-	return u.msg, nil
+	return r.req.msg, nil
 }
 
 // release gives back the buffer msg's chunk data aliases, once nothing
