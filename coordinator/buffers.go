@@ -87,7 +87,9 @@ func (v *vectors) trim(keep int) {
 // flight. messagePool sizes buffers to the next 64 KiB and does not clear
 // them: Marshal writes a buffer from its start to the length it asked for,
 // and a received message is copied over the whole length it asked for,
-// so nothing of an earlier message can be read through one.
+// so nothing of an earlier message can be read through one. The other
+// exception is an update's chunk, decoded with its data left in the
+// received buffer (chunks.go).
 type messageCodec struct{}
 
 // Name is the content subtype the codec serves; it replaces gRPC's "proto".
