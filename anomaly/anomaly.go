@@ -192,6 +192,87 @@ func NormBand(cfg Config, norms []float64) (lo, hi float64, ok bool) {
 // dot product with it is taken.
 const refBlock = 1 << 14
 
+// refDots builds the reference of Check, Σ w[i]·updates[i].Delta over the
+// updates of non-zero norm, a block of refBlock parameters at a time, and
+// returns every update's dot product with it (0 for a zero norm or a
+// length other than d) and the sum of its squares.
+//
+// Every sum is a chain of float64 additions, and a chain of additions
+// waits on its adder's latency: one update's dot product at a time ran at
+// one element per latency, 9 % of the coordinator's CPU at 10 × 10M
+// (docs/capacity.md), on one goroutine while the round closes. The loops
+// below take four updates at once: four independent chains in flight,
+// each in exactly the order it had alone (the reference element by
+// element in update order, each dot product element by element), so the
+// results are bit-for-bit those of one update at a time
+// (TestRefDotsSameBits).
+func refDots(updates []Update, w []float64, d int) (dots []float64, refNorm float64) {
+	dots = make([]float64, len(updates))
+	var in, dotted []int // updates in the reference; those dotted with it
+	for i, u := range updates {
+		if u.Norm == 0 {
+			continue
+		}
+		in = append(in, i)
+		if len(u.Delta) == d {
+			dotted = append(dotted, i)
+		}
+	}
+	ref := make([]float64, min(refBlock, d))
+	for lo := 0; lo < d; lo += refBlock {
+		hi := min(lo+refBlock, d)
+		r := ref[:hi-lo]
+		clear(r)
+		k := 0
+		for ; k+4 <= len(in); k += 4 {
+			i0, i1, i2, i3 := in[k], in[k+1], in[k+2], in[k+3]
+			w0, w1, w2, w3 := w[i0], w[i1], w[i2], w[i3]
+			u0, u1, u2, u3 := updates[i0].Delta[lo:hi], updates[i1].Delta[lo:hi], updates[i2].Delta[lo:hi], updates[i3].Delta[lo:hi]
+			u0, u1, u2, u3 = u0[:len(r)], u1[:len(r)], u2[:len(r)], u3[:len(r)]
+			for j := range r {
+				x := r[j]
+				x += w0 * float64(u0[j])
+				x += w1 * float64(u1[j])
+				x += w2 * float64(u2[j])
+				x += w3 * float64(u3[j])
+				r[j] = x
+			}
+		}
+		for ; k < len(in); k++ {
+			i := in[k]
+			for j, v := range updates[i].Delta[lo:hi] {
+				r[j] += w[i] * float64(v)
+			}
+		}
+		for _, v := range r {
+			refNorm += v * v
+		}
+		k = 0
+		for ; k+4 <= len(dotted); k += 4 {
+			i0, i1, i2, i3 := dotted[k], dotted[k+1], dotted[k+2], dotted[k+3]
+			d0, d1, d2, d3 := dots[i0], dots[i1], dots[i2], dots[i3]
+			u0, u1, u2, u3 := updates[i0].Delta[lo:hi], updates[i1].Delta[lo:hi], updates[i2].Delta[lo:hi], updates[i3].Delta[lo:hi]
+			u0, u1, u2, u3 = u0[:len(r)], u1[:len(r)], u2[:len(r)], u3[:len(r)]
+			for j, rj := range r {
+				d0 += float64(u0[j]) * rj
+				d1 += float64(u1[j]) * rj
+				d2 += float64(u2[j]) * rj
+				d3 += float64(u3[j]) * rj
+			}
+			dots[i0], dots[i1], dots[i2], dots[i3] = d0, d1, d2, d3
+		}
+		for ; k < len(dotted); k++ {
+			i := dotted[k]
+			dot := dots[i]
+			for j, v := range updates[i].Delta[lo:hi] {
+				dot += float64(v) * r[j]
+			}
+			dots[i] = dot
+		}
+	}
+	return dots, refNorm
+}
+
 // Check flags the updates of one round against each other (see the
 // package documentation); report is the rule's report on them, whose
 // unselected entries are flagged as excluded. The flags come in the
@@ -212,7 +293,7 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 	// whole vector, so the flags are those of a model-sized ref without
 	// holding one: in float64 it would be two models' worth of memory at
 	// the coordinator's peak.
-	dots := make([]float64, len(updates))
+	var dots []float64
 	refNorm := 0.0
 	d := 0
 	if len(updates) > 0 {
@@ -224,33 +305,9 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 				w[i] = float64(u.Samples) * min(1, med/u.Norm)
 			}
 		}
-		ref := make([]float64, min(refBlock, d))
-		for lo := 0; lo < d; lo += refBlock {
-			hi := min(lo+refBlock, d)
-			r := ref[:hi-lo]
-			clear(r)
-			for i, u := range updates {
-				if u.Norm == 0 {
-					continue
-				}
-				for j, v := range u.Delta[lo:hi] {
-					r[j] += w[i] * float64(v)
-				}
-			}
-			for _, v := range r {
-				refNorm += v * v
-			}
-			for i, u := range updates {
-				if u.Norm == 0 || len(u.Delta) != d {
-					continue
-				}
-				dot := dots[i]
-				for j, v := range u.Delta[lo:hi] {
-					dot += float64(v) * r[j]
-				}
-				dots[i] = dot
-			}
-		}
+		dots, refNorm = refDots(updates, w, d)
+	} else {
+		dots = make([]float64, len(updates))
 	}
 	refNorm = math.Sqrt(refNorm)
 	entries := map[string]aggregation.Entry{}

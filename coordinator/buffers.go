@@ -87,7 +87,9 @@ func (v *vectors) trim(keep int) {
 // flight. messagePool sizes buffers to the next 64 KiB and does not clear
 // them: Marshal writes a buffer from its start to the length it asked for,
 // and a received message is copied over the whole length it asked for,
-// so nothing of an earlier message can be read through one.
+// so nothing of an earlier message can be read through one. The other
+// exception is an update's chunk, decoded with its data left in the
+// received buffer (chunks.go).
 type messageCodec struct{}
 
 // Name is the content subtype the codec serves; it replaces gRPC's "proto".
@@ -127,8 +129,13 @@ func (messageCodec) Marshal(v any) (mem.BufferSlice, error) {
 
 // Unmarshal decodes data into v. A message that arrived in several frames
 // is first copied into one buffer of messagePool, given back once decoded
-// (the decoded message copies its bytes fields).
+// (the decoded message copies its bytes fields), except for an update's
+// chunk, which SubmitUpdate receives as an updateRequest: its data aliases
+// the buffer until the handler gives it back (chunks.go).
 func (messageCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if u, ok := v.(*updateRequest); ok {
+		return u.unmarshal(data) // chunks.go
+	}
 	m, err := protoMessage(v)
 	if err != nil {
 		return err

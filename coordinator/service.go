@@ -279,7 +279,8 @@ func (s *service) validateUpdateHeader(req *fedguardv1.SubmitUpdateRequest) (*fe
 func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer) error {
 	ctx := stream.Context()
 	name := identity(ctx).Name
-	in := readStream(s.c, "update stream", stream.Recv)
+	rx := &updateReceiver{stream: stream}
+	in := readStream(s.c, "update stream", rx.recv)
 	defer in.close()
 	first, err := in.recv(in.idle, func(idle time.Duration) error {
 		return status.Errorf(codes.ResourceExhausted, "no message within %v of opening the stream (limits.update_idle)", idle)
@@ -291,7 +292,7 @@ func (s *service) SubmitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		return err
 	}
 	round := first.GetRound()
-	err = s.submitUpdate(stream, in, name, first)
+	err = s.submitUpdate(stream, in, rx, name, first)
 	if st, ok := status.FromError(err); ok && err != nil && st.Code() != codes.Canceled && st.Code() != codes.DeadlineExceeded && st.Code() != codes.Unavailable {
 		s.c.refuseUpdate(ctx, name, round, st)
 	}
@@ -317,7 +318,7 @@ func (c *Coordinator) refuseUpdate(ctx context.Context, name string, round uint6
 	}}, "update refused", "participant", name, "round", round, "attempt", attempt, "code", st.Code().String(), "reason", st.Message())
 }
 
-func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, in *streamIn[*fedguardv1.SubmitUpdateRequest], name string, first *fedguardv1.SubmitUpdateRequest) error {
+func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdateServer, in *streamIn[*fedguardv1.SubmitUpdateRequest], rx *updateReceiver, name string, first *fedguardv1.SubmitUpdateRequest) error {
 	c := s.c
 	ctx := stream.Context()
 	h, err := s.validateUpdateHeader(first)
@@ -383,7 +384,11 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 		if ch == nil {
 			return status.Error(codes.InvalidArgument, "only chunks may follow the header")
 		}
-		if err := asm.Add(ch.GetOffset(), ch.GetData()); err != nil {
+		// The chunk's data aliases a received buffer (chunks.go), given
+		// back once decoded.
+		err = asm.Add(ch.GetOffset(), ch.GetData())
+		rx.release(msg)
+		if err != nil {
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
 	}
