@@ -198,6 +198,55 @@ const refBlock = 1 << 14
 // order of updates, and for each update norm before cosine before
 // excluded.
 func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
+	d := 0
+	if len(updates) > 0 {
+		d = len(updates[0].Delta)
+	}
+	full := make([]bool, len(updates))
+	for i, u := range updates {
+		full[i] = len(u.Delta) == d
+	}
+	xs := make([][]float32, len(updates))
+	flags, _ := check(cfg, updates, d, full, func(lo, hi int) ([][]float32, error) {
+		for i, u := range updates {
+			xs[i] = nil
+			if len(u.Delta) >= hi {
+				xs[i] = u.Delta[lo:hi]
+			}
+		}
+		return xs, nil
+	}, report)
+	return flags
+}
+
+// CheckRows is Check with the updates' vectors read from rows (the
+// coordinator's spill file) instead of updates[i].Delta, which is
+// ignored: every row has d parameters. It reads the rows a block of
+// refBlock parameters at a time, holding n blocks, and returns Check's
+// flags, bit for bit (every sum is taken in the same order), or the
+// first read error.
+func CheckRows(cfg Config, updates []Update, d int, rows aggregation.Rows, report aggregation.Report) ([]Flag, error) {
+	full := make([]bool, len(updates))
+	for i := range full {
+		full[i] = true
+	}
+	buf := make([]float32, len(updates)*min(refBlock, d))
+	xs := make([][]float32, len(updates))
+	return check(cfg, updates, d, full, func(lo, hi int) ([][]float32, error) {
+		for i := range xs {
+			xs[i] = buf[i*(hi-lo) : (i+1)*(hi-lo)]
+		}
+		if err := rows.ReadBlock(lo, xs); err != nil {
+			return nil, fmt.Errorf("anomaly: reading the updates' parameters %d to %d: %w", lo, hi, err)
+		}
+		return xs, nil
+	}, report)
+}
+
+// check is Check over vectors given a block at a time: block(lo, hi)
+// returns every update's parameters lo..hi-1 (for updates with full[i],
+// those of length d; the others take no part in the cosine test).
+func check(cfg Config, updates []Update, d int, full []bool, block func(lo, hi int) ([][]float32, error), report aggregation.Report) ([]Flag, error) {
 	floor := *cfg.WithDefaults().CosineFloor
 	var flags []Flag
 	norms := make([]float64, len(updates))
@@ -214,10 +263,8 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 	// the coordinator's peak.
 	dots := make([]float64, len(updates))
 	refNorm := 0.0
-	d := 0
 	if len(updates) > 0 {
 		med := median(slices.Clone(norms))
-		d = len(updates[0].Delta)
 		w := make([]float64, len(updates))
 		for i, u := range updates {
 			if u.Norm != 0 {
@@ -227,13 +274,17 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 		ref := make([]float64, min(refBlock, d))
 		for lo := 0; lo < d; lo += refBlock {
 			hi := min(lo+refBlock, d)
+			xs, err := block(lo, hi)
+			if err != nil {
+				return nil, err
+			}
 			r := ref[:hi-lo]
 			clear(r)
 			for i, u := range updates {
 				if u.Norm == 0 {
 					continue
 				}
-				for j, v := range u.Delta[lo:hi] {
+				for j, v := range xs[i] {
 					r[j] += w[i] * float64(v)
 				}
 			}
@@ -241,11 +292,11 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 				refNorm += v * v
 			}
 			for i, u := range updates {
-				if u.Norm == 0 || len(u.Delta) != d {
+				if u.Norm == 0 || !full[i] {
 					continue
 				}
 				dot := dots[i]
-				for j, v := range u.Delta[lo:hi] {
+				for j, v := range xs[i] {
 					dot += float64(v) * r[j]
 				}
 				dots[i] = dot
@@ -261,7 +312,7 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 		if checkNorm && (norms[i] < lo || norms[i] > hi) {
 			flags = append(flags, Flag{ID: u.ID, Kind: Norm, Value: norms[i], Band: []float64{lo, hi}})
 		}
-		if u.Norm > 0 && refNorm > 0 && len(u.Delta) == d {
+		if u.Norm > 0 && refNorm > 0 && full[i] {
 			if cos := dots[i] / (u.Norm * refNorm); cos < floor {
 				flags = append(flags, Flag{ID: u.ID, Kind: Cosine, Value: cos, Band: []float64{floor, 1}})
 			}
@@ -270,7 +321,7 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 			flags = append(flags, Flag{ID: u.ID, Kind: Excluded, Value: e.Score})
 		}
 	}
-	return flags
+	return flags, nil
 }
 
 // Shift is how far a participant's feature statistics lie from the
