@@ -353,6 +353,7 @@ func TestMemoryBudget(t *testing.T) {
 		enrolled int
 		model    coordinator.ModelConfig
 		agg      aggregation.Config
+		spill    coordinator.SpillConfig
 		want     int64
 		wantErr  bool
 	}{
@@ -367,9 +368,24 @@ func TestMemoryBudget(t *testing.T) {
 			// parameters; (4 enrolled + 2) buffers of 4 bytes each, less
 			// half a model (under the 32 MiB allowance for memory outside
 			// the heap, which may not take more than half a model).
-			name: "large mlp", enrolled: 4,
+			name: "large mlp", enrolled: 4, spill: coordinator.SpillConfig{Mode: coordinator.SpillNever},
 			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
 			want:  6*4*10_110_010 - 4*10_110_010/2,
+		},
+		{
+			// The same, spilling its updates (the default above 64 MiB of
+			// updates): the aggregate, one update, headroom, the 16 MiB
+			// column block and 4 anomaly blocks of 64 KiB, under the floor.
+			name: "large mlp, spilled", enrolled: 4,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
+			want:  128 * mib,
+		},
+		{
+			// 40 enrolled: the spilled budget stays at 3 models and the
+			// blocks, not 42 models.
+			name: "large mlp, 40 enrolled, spilled", enrolled: 40,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{20000}},
+			want:  3*4*20_220_010 + 16*mib + 40*4*16384 - 32*mib,
 		},
 		{
 			// The same with norm-clip: its zero vector and a clipped copy
@@ -410,6 +426,7 @@ func TestMemoryBudget(t *testing.T) {
 			if tt.agg.Rule != "" {
 				c.Aggregation = tt.agg
 			}
+			c.Spill = tt.spill
 			got, err := coordinator.MemoryBudget(c)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("MemoryBudget() = %d, %v; want error %v", got, err, tt.wantErr)
