@@ -210,6 +210,24 @@ func TestValidate(t *testing.T) {
 		{"listen not an address", func(c *coordinator.Config) { c.Listen = "not-an-address" }, []string{"listen", "not-an-address"}},
 		{"listen bad port", func(c *coordinator.Config) { c.Listen = "127.0.0.1:http2x" }, []string{"listen", "not a TCP port"}},
 		{"negative limits", func(c *coordinator.Config) { c.Limits.MaxCalls = -1 }, []string{"limits must not be negative"}},
+		{"valid spill always", func(c *coordinator.Config) { c.Spill.Mode = coordinator.SpillAlways }, nil},
+		{"valid spill never", func(c *coordinator.Config) { c.Spill = coordinator.SpillConfig{Mode: coordinator.SpillNever, MemoryBytes: 1} }, nil},
+		{"spill mode unknown", func(c *coordinator.Config) { c.Spill.Mode = "sometimes" }, []string{`spill.mode "sometimes"`, `"auto", "always" or "never"`}},
+		{"spill threshold negative", func(c *coordinator.Config) { c.Spill.MemoryBytes = -1 }, []string{"spill.memory_bytes -1 must not be negative"}},
+		{"spill always with krum", func(c *coordinator.Config) {
+			c.Spill.Mode = coordinator.SpillAlways
+			c.Enrolled = []string{"a", "b", "c", "d", "e"}
+			c.MinParticipants = 5
+			c.Aggregation = aggregation.Config{Rule: "krum", F: 1}
+		}, []string{"spill.mode always", "rule krum aggregates in memory only"}},
+		{"spill always with norm-clip", func(c *coordinator.Config) {
+			c.Spill.Mode = coordinator.SpillAlways
+			c.Aggregation = aggregation.Config{Rule: "fedavg", NormClip: 1}
+		}, []string{"spill.mode always", "norm-clip+fedavg aggregates in memory only"}},
+		{"spill always in secure rounds", func(c *coordinator.Config) {
+			c.Spill.Mode = coordinator.SpillAlways
+			c.Secure = true
+		}, []string{"spill.mode always: secure rounds never hold plain updates"}},
 		{"federation empty", func(c *coordinator.Config) { c.Federation = "" }, []string{"federation"}},
 		{"federation bad name", func(c *coordinator.Config) { c.Federation = "My Federation" }, []string{"federation"}},
 		{"data_dir missing", func(c *coordinator.Config) { c.DataDir = "" }, []string{"data_dir is required"}},

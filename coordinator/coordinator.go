@@ -428,6 +428,7 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		spills:     spills(cfg),
 	}
 	c.metrics.reg.MustRegister(c.limits.collectors()...)
+	c.logSpill()
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
 	}

@@ -413,3 +413,18 @@ func (c *Coordinator) spillReserve() uint64 {
 func spillVectors(n int, m int64) int64 {
 	return 3*m + aggregation.DefaultBlockBytes + int64(n)*4*(16<<10)
 }
+
+// logSpill says at start whether plain rounds spill their updates, and
+// why a large federation's do not.
+func (c *Coordinator) logSpill() {
+	size := int64(len(c.cfg.Enrolled)) * 4 * int64(c.spec.NumParams())
+	s := c.cfg.Spill.withDefaults()
+	switch {
+	case c.spills:
+		c.opts.log.Info("plain rounds spill their updates to disk", "dir", filepath.Join(c.cfg.DataDir, spillDirName),
+			"mode", s.Mode, "updates_bytes", size, "spill_memory_bytes", s.MemoryBytes)
+	case s.Mode == SpillAuto && size > s.MemoryBytes && !c.cfg.Secure:
+		c.opts.log.Info("plain rounds hold their updates in memory", "updates_bytes", size, "spill_memory_bytes", s.MemoryBytes,
+			"why", spillUnsupported(c.cfg))
+	}
+}

@@ -143,13 +143,13 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 		}
 		return fmt.Errorf("chunk at parameter offset %d: %w", offset, err)
 	}
-	a.sumSq += model.SumSquares(part)
-	a.h.Write(data)
 	if a.sink != nil {
 		if err := a.sink(offset, data); err != nil {
 			return err
 		}
 	}
+	a.sumSq += model.SumSquares(part)
+	a.h.Write(data)
 	a.next += n
 	return nil
 }
