@@ -2,13 +2,16 @@ package coordinator
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -309,24 +312,29 @@ type spillRows struct {
 
 var _ aggregation.Rows = (*spillRows)(nil)
 
-// ReadBlock implements aggregation.Rows.
+// ReadBlock implements aggregation.Rows. The rows are read on all cores:
+// a read from the page cache is a copy, bound by one core's memory
+// bandwidth.
 func (r *spillRows) ReadBlock(off int, dst [][]float32) error {
-	for k, d := range dst {
-		if err := r.read(k, off, d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return inParallel(len(dst), func(k int) error { return r.read(k, off, dst[k]) })
 }
 
-// ReadRow implements aggregation.Rows.
-func (r *spillRows) ReadRow(i int, dst []float32) error { return r.read(i, 0, dst) }
+// ReadRow implements aggregation.Rows, in parts read on all cores.
+func (r *spillRows) ReadRow(i int, dst []float32) error {
+	const part = 1 << 20
+	parts := (len(dst) + part - 1) / part
+	return inParallel(parts, func(k int) error {
+		lo := k * part
+		return r.read(i, lo, dst[lo:min(lo+part, len(dst))])
+	})
+}
 
 // read fills dst with row k's parameters from off on. The bytes are read
 // straight into dst's memory (format v1 is the vector's little-endian
-// memory) and decoded in place, which checks every value is finite: the
-// file is the coordinator's own, but a damaged one must fail the round,
-// not make its model.
+// memory; a big-endian machine decodes them in place). The values are not
+// checked here: every rule tests the finiteness of what it read through
+// its own result (aggregation's deferredFinite), so a damaged file fails
+// the round with ErrNonFinite rather than making its model.
 func (r *spillRows) read(k, off int, dst []float32) error {
 	if k < 0 || k >= len(r.idx) || off < 0 || off+len(dst) > r.s.params {
 		return fmt.Errorf("spill: row %d parameters %d to %d out of range", k, off, off+len(dst))
@@ -338,8 +346,46 @@ func (r *spillRows) read(k, off int, dst []float32) error {
 		}
 		return fmt.Errorf("spill: read update: %w", err)
 	}
-	if err := model.DecodeInto(dst, b); err != nil {
-		return fmt.Errorf("spill: row %d from parameter %d: %w", k, off, err)
+	if !nativeLittleEndian {
+		return model.DecodeInto(dst, b)
+	}
+	return nil
+}
+
+// nativeLittleEndian is whether a float32 is stored as format v1 stores it.
+var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// inParallel runs f(0..n-1) on up to GOMAXPROCS goroutines and returns
+// the error of the lowest index that failed.
+func inParallel(n int, f func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			if err := f(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				errs[i] = f(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -217,8 +217,11 @@ func TestSpillBadState(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		if err := rows.ReadBlock(0, [][]float32{row[:16]}); !errors.Is(err, model.ErrNonFinite) {
-			t.Fatalf("ReadBlock over a NaN: %v", err)
+		for _, rule := range []aggregation.Rule{aggregation.FedAvg{}, aggregation.Median{}, aggregation.TrimmedMean{}} {
+			_, err := aggregation.AggregateOutOfCore(rule, make([]float32, d), []aggregation.Update{{ID: "a", Samples: 1}}, aggregation.OutOfCore{Rows: rows})
+			if !errors.Is(err, aggregation.ErrNonFinite) || !strings.Contains(err.Error(), `"a"`) {
+				t.Fatalf("%s over a NaN in the file: %v", rule.Name(), err)
+			}
 		}
 	})
 	t.Run("removed", func(t *testing.T) {
