@@ -211,7 +211,9 @@ func TestValidate(t *testing.T) {
 		{"listen bad port", func(c *coordinator.Config) { c.Listen = "127.0.0.1:http2x" }, []string{"listen", "not a TCP port"}},
 		{"negative limits", func(c *coordinator.Config) { c.Limits.MaxCalls = -1 }, []string{"limits must not be negative"}},
 		{"valid spill always", func(c *coordinator.Config) { c.Spill.Mode = coordinator.SpillAlways }, nil},
-		{"valid spill never", func(c *coordinator.Config) { c.Spill = coordinator.SpillConfig{Mode: coordinator.SpillNever, MemoryBytes: 1} }, nil},
+		{"valid spill never", func(c *coordinator.Config) {
+			c.Spill = coordinator.SpillConfig{Mode: coordinator.SpillNever, MemoryBytes: 1}
+		}, nil},
 		{"spill mode unknown", func(c *coordinator.Config) { c.Spill.Mode = "sometimes" }, []string{`spill.mode "sometimes"`, `"auto", "always" or "never"`}},
 		{"spill threshold negative", func(c *coordinator.Config) { c.Spill.MemoryBytes = -1 }, []string{"spill.memory_bytes -1 must not be negative"}},
 		{"spill always with krum", func(c *coordinator.Config) {
