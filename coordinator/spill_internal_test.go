@@ -1,9 +1,12 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -371,4 +374,67 @@ func TestSpillsDecision(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSpillReserveInDiskGuard: with spilling, the free-space guard keeps
+// room for one round's spill file beyond min_free_bytes. The free space
+// is set half-way into that room (±240 MB of slack for other writers on
+// the disk): the guard pauses; without spilling it does not.
+func TestSpillReserveInDiskGuard(t *testing.T) {
+	dir := t.TempDir()
+	enrolled := make([]string, 300)
+	for i := range enrolled {
+		enrolled[i] = fmt.Sprintf("hospital-%03d", i)
+	}
+	cfg := Config{
+		Federation: "spill", DataDir: dir, CACert: "ca.crt", Cert: "c.crt", Key: "c.key",
+		Enrolled: enrolled, MinParticipants: 1,
+		// 1 feature, 100,000 hidden units, 2 classes: 400,002 parameters.
+		Model: ModelConfig{Kind: "mlp", Features: []string{"f1"}, Label: "y", Classes: []string{"B", "M"}, Hidden: []int{100000}},
+		Spill: SpillConfig{Mode: SpillAlways},
+	}
+	c, err := New(cfg, WithInit(), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reserve := c.spillReserve()
+	if want := uint64(300 * 4 * 400002); reserve != want {
+		t.Fatalf("spillReserve between rounds = %d, want every enrolled hospital's update, %d", reserve, want)
+	}
+	free, err := freeBytes(dir)
+	if err != nil {
+		t.Skipf("free space unknown here: %v", err)
+	}
+	if free < reserve {
+		t.Skipf("%d bytes free, the test needs %d", free, reserve)
+	}
+	c.cfg.MinFreeBytes = free - reserve/2
+	ctx := context.Background()
+	c.checkDisk(ctx)
+	if !c.disk.paused.Load() {
+		t.Fatalf("%d bytes free, min_free_bytes %d, spill reserve %d: the guard did not pause", free, c.cfg.MinFreeBytes, reserve)
+	}
+	c.spills = false
+	c.checkDisk(ctx)
+	if c.disk.paused.Load() {
+		t.Fatal("without spilling the guard stays paused above min_free_bytes")
+	}
+	// An open round's file: what it may still take.
+	c.spills = true
+	s, err := createSpill(dir, 1, 0, enrolled[:2], 400002)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.remove()
+	spillUpdate(t, s, enrolled[0], make([]float32, 400002))
+	c.mu.Lock()
+	c.round = &openRound{spill: s}
+	c.mu.Unlock()
+	if got := c.spillReserve(); got != 4*400002 {
+		t.Fatalf("spillReserve with one of two slots written = %d, want %d", got, 4*400002)
+	}
+	c.mu.Lock()
+	c.round = nil
+	c.mu.Unlock()
 }
