@@ -206,29 +206,38 @@ const refBlock = 1 << 14
 // element in update order, each dot product element by element), so the
 // results are bit-for-bit those of one update at a time
 // (TestRefDotsSameBits).
-func refDots(updates []Update, w []float64, d int) (dots []float64, refNorm float64) {
+func refDots(updates []Update, w []float64, d int, full []bool, block func(lo, hi int) ([][]float32, error)) (dots []float64, refNorm float64, err error) {
 	dots = make([]float64, len(updates))
-	var in, dotted []int // updates in the reference; those dotted with it
+	var dotted []int // updates dotted with the reference
 	for i, u := range updates {
-		if u.Norm == 0 {
-			continue
-		}
-		in = append(in, i)
-		if len(u.Delta) == d {
+		if u.Norm != 0 && full[i] {
 			dotted = append(dotted, i)
 		}
 	}
 	ref := make([]float64, min(refBlock, d))
+	in := make([]int, 0, len(updates))
 	for lo := 0; lo < d; lo += refBlock {
 		hi := min(lo+refBlock, d)
+		xs, err := block(lo, hi)
+		if err != nil {
+			return nil, 0, err
+		}
 		r := ref[:hi-lo]
 		clear(r)
+		// The updates in this block's reference: a non-zero norm and the
+		// block's parameters (a shorter update adds nothing, as if its
+		// missing parameters were zero).
+		in = in[:0]
+		for i, u := range updates {
+			if u.Norm != 0 && len(xs[i]) >= len(r) {
+				in = append(in, i)
+			}
+		}
 		k := 0
 		for ; k+4 <= len(in); k += 4 {
 			i0, i1, i2, i3 := in[k], in[k+1], in[k+2], in[k+3]
 			w0, w1, w2, w3 := w[i0], w[i1], w[i2], w[i3]
-			u0, u1, u2, u3 := updates[i0].Delta[lo:hi], updates[i1].Delta[lo:hi], updates[i2].Delta[lo:hi], updates[i3].Delta[lo:hi]
-			u0, u1, u2, u3 = u0[:len(r)], u1[:len(r)], u2[:len(r)], u3[:len(r)]
+			u0, u1, u2, u3 := xs[i0][:len(r)], xs[i1][:len(r)], xs[i2][:len(r)], xs[i3][:len(r)]
 			for j := range r {
 				x := r[j]
 				x += w0 * float64(u0[j])
@@ -240,7 +249,7 @@ func refDots(updates []Update, w []float64, d int) (dots []float64, refNorm floa
 		}
 		for ; k < len(in); k++ {
 			i := in[k]
-			for j, v := range updates[i].Delta[lo:hi] {
+			for j, v := range xs[i][:len(r)] {
 				r[j] += w[i] * float64(v)
 			}
 		}
@@ -251,8 +260,7 @@ func refDots(updates []Update, w []float64, d int) (dots []float64, refNorm floa
 		for ; k+4 <= len(dotted); k += 4 {
 			i0, i1, i2, i3 := dotted[k], dotted[k+1], dotted[k+2], dotted[k+3]
 			d0, d1, d2, d3 := dots[i0], dots[i1], dots[i2], dots[i3]
-			u0, u1, u2, u3 := updates[i0].Delta[lo:hi], updates[i1].Delta[lo:hi], updates[i2].Delta[lo:hi], updates[i3].Delta[lo:hi]
-			u0, u1, u2, u3 = u0[:len(r)], u1[:len(r)], u2[:len(r)], u3[:len(r)]
+			u0, u1, u2, u3 := xs[i0][:len(r)], xs[i1][:len(r)], xs[i2][:len(r)], xs[i3][:len(r)]
 			for j, rj := range r {
 				d0 += float64(u0[j]) * rj
 				d1 += float64(u1[j]) * rj
@@ -264,13 +272,13 @@ func refDots(updates []Update, w []float64, d int) (dots []float64, refNorm floa
 		for ; k < len(dotted); k++ {
 			i := dotted[k]
 			dot := dots[i]
-			for j, v := range updates[i].Delta[lo:hi] {
+			for j, v := range xs[i][:len(r)] {
 				dot += float64(v) * r[j]
 			}
 			dots[i] = dot
 		}
 	}
-	return dots, refNorm
+	return dots, refNorm, nil
 }
 
 // Check flags the updates of one round against each other (see the
@@ -279,6 +287,63 @@ func refDots(updates []Update, w []float64, d int) (dots []float64, refNorm floa
 // order of updates, and for each update norm before cosine before
 // excluded.
 func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
+	d, full, block := deltaBlocks(updates)
+	flags, _ := check(cfg, updates, d, full, block, report)
+	return flags
+}
+
+// deltaBlocks gives check the updates' own vectors: d is the first
+// update's length, full[i] says whether update i has that length, and
+// block(lo, hi) returns updates[i].Delta[lo:hi] (nil for an update shorter
+// than hi).
+func deltaBlocks(updates []Update) (d int, full []bool, block func(lo, hi int) ([][]float32, error)) {
+	if len(updates) > 0 {
+		d = len(updates[0].Delta)
+	}
+	full = make([]bool, len(updates))
+	for i, u := range updates {
+		full[i] = len(u.Delta) == d
+	}
+	xs := make([][]float32, len(updates))
+	return d, full, func(lo, hi int) ([][]float32, error) {
+		for i, u := range updates {
+			xs[i] = nil
+			if len(u.Delta) >= hi {
+				xs[i] = u.Delta[lo:hi]
+			}
+		}
+		return xs, nil
+	}
+}
+
+// CheckRows is Check with the updates' vectors read from rows (the
+// coordinator's spill file) instead of updates[i].Delta, which is
+// ignored: every row has d parameters. It reads the rows a block of
+// refBlock parameters at a time, holding n blocks, and returns Check's
+// flags, bit for bit (every sum is taken in the same order), or the
+// first read error.
+func CheckRows(cfg Config, updates []Update, d int, rows aggregation.Rows, report aggregation.Report) ([]Flag, error) {
+	full := make([]bool, len(updates))
+	for i := range full {
+		full[i] = true
+	}
+	buf := make([]float32, len(updates)*min(refBlock, d))
+	xs := make([][]float32, len(updates))
+	return check(cfg, updates, d, full, func(lo, hi int) ([][]float32, error) {
+		for i := range xs {
+			xs[i] = buf[i*(hi-lo) : (i+1)*(hi-lo)]
+		}
+		if err := rows.ReadBlock(lo, xs); err != nil {
+			return nil, fmt.Errorf("anomaly: reading the updates' parameters %d to %d: %w", lo, hi, err)
+		}
+		return xs, nil
+	}, report)
+}
+
+// check is Check over vectors given a block at a time: block(lo, hi)
+// returns every update's parameters lo..hi-1 (for updates with full[i],
+// those of length d; the others take no part in the cosine test).
+func check(cfg Config, updates []Update, d int, full []bool, block func(lo, hi int) ([][]float32, error), report aggregation.Report) ([]Flag, error) {
 	floor := *cfg.WithDefaults().CosineFloor
 	var flags []Flag
 	norms := make([]float64, len(updates))
@@ -295,17 +360,18 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 	// the coordinator's peak.
 	var dots []float64
 	refNorm := 0.0
-	d := 0
 	if len(updates) > 0 {
 		med := median(slices.Clone(norms))
-		d = len(updates[0].Delta)
 		w := make([]float64, len(updates))
 		for i, u := range updates {
 			if u.Norm != 0 {
 				w[i] = float64(u.Samples) * min(1, med/u.Norm)
 			}
 		}
-		dots, refNorm = refDots(updates, w, d)
+		var err error
+		if dots, refNorm, err = refDots(updates, w, d, full, block); err != nil {
+			return nil, err
+		}
 	} else {
 		dots = make([]float64, len(updates))
 	}
@@ -318,7 +384,7 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 		if checkNorm && (norms[i] < lo || norms[i] > hi) {
 			flags = append(flags, Flag{ID: u.ID, Kind: Norm, Value: norms[i], Band: []float64{lo, hi}})
 		}
-		if u.Norm > 0 && refNorm > 0 && len(u.Delta) == d {
+		if u.Norm > 0 && refNorm > 0 && full[i] {
 			if cos := dots[i] / (u.Norm * refNorm); cos < floor {
 				flags = append(flags, Flag{ID: u.ID, Kind: Cosine, Value: cos, Band: []float64{floor, 1}})
 			}
@@ -327,7 +393,7 @@ func Check(cfg Config, updates []Update, report aggregation.Report) []Flag {
 			flags = append(flags, Flag{ID: u.ID, Kind: Excluded, Value: e.Score})
 		}
 	}
-	return flags
+	return flags, nil
 }
 
 // Shift is how far a participant's feature statistics lie from the

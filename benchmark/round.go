@@ -105,6 +105,10 @@ type RoundResult struct {
 	PeakRSSBytes  uint64 `json:"peak_rss_bytes"`
 	// PeakRSSModels is PeakRSSBytes in model sizes.
 	PeakRSSModels float64 `json:"peak_rss_models"`
+	// CoordinatorCPUSeconds is the user and system CPU time of the
+	// coordinator process over the whole run (start, every round, stop):
+	// on a loaded machine a steadier comparison than the round times.
+	CoordinatorCPUSeconds float64 `json:"coordinator_cpu_seconds"`
 	// ModelBytes is the size of one model (4 bytes per parameter), the unit
 	// of the memory goal (participants + 3) × model size.
 	ModelBytes uint64    `json:"model_bytes"`
@@ -258,6 +262,10 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	if err != nil {
 		return RoundResult{}, err
 	}
+	cpu, err := proc.CPUSeconds()
+	if err != nil {
+		return RoundResult{}, err
+	}
 	var sent, received uint64
 	for _, a := range agents {
 		s := a.Stats()
@@ -279,8 +287,8 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 		RoundSeconds: median(times),
 		BytesSent:    sent / perRound, BytesReceived: received / perRound,
 		PeakRSSBytes: rss, ModelBytes: uint64(4 * params),
-		PeakRSSModels: float64(rss) / float64(4*params),
-		Rounds:        times,
+		PeakRSSModels: float64(rss) / float64(4*params), CoordinatorCPUSeconds: cpu,
+		Rounds: times,
 	}
 	res.Bytes = res.BytesSent + res.BytesReceived
 	if o.Secure {

@@ -189,6 +189,10 @@ type Config struct {
 	// ResourceExhausted until space is freed (default
 	// DefaultMinFreeBytes, 256 MiB; see disk.go).
 	MinFreeBytes uint64 `json:"min_free_bytes,omitempty"`
+	// Spill says when a plain round keeps its accepted updates in a spill
+	// file in the data directory instead of in memory (see spill.go and
+	// docs/capacity.md); zero values take the defaults.
+	Spill SpillConfig `json:"spill,omitzero"`
 	// Limits bound the connections, calls and update streams of one
 	// participant.
 	Limits LimitsConfig `json:"limits,omitzero"`
@@ -567,6 +571,7 @@ func (c Config) Validate() error {
 	if err := c.CentralDP.validate(c); err != nil {
 		add("%w", err)
 	}
+	validateSpill(c, add)
 	seen := map[string]bool{}
 	for _, n := range c.Enrolled {
 		if err := certs.ValidateName(n); err != nil {
@@ -692,7 +697,8 @@ const minBudget = 128 << 20
 const nonHeap = 32 << 20
 
 // MemoryBudget is the soft memory limit for a coordinator with this
-// configuration. The goal is that the whole process stays within one
+// configuration. When its rounds spill their updates to disk, it is
+// spillVectors (spill.go). Otherwise the goal is that the whole process stays within one
 // model-sized vector per enrolled participant (their updates) and two
 // more, plus what the aggregation rule itself holds:
 //   - the vectors of the updates and of the round's aggregate
@@ -720,6 +726,9 @@ func MemoryBudget(cfg Config) (int64, error) {
 	}
 	m := 4 * int64(s.NumParams())
 	n := len(cfg.Enrolled)
+	if spills(cfg) {
+		return max(spillVectors(n, m)-min(nonHeap, m/2), minBudget), nil
+	}
 	return max(int64(n+2+ruleVectors(cfg.Aggregation, n))*m-min(nonHeap, m/2), minBudget), nil
 }
 

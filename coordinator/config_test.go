@@ -210,6 +210,26 @@ func TestValidate(t *testing.T) {
 		{"listen not an address", func(c *coordinator.Config) { c.Listen = "not-an-address" }, []string{"listen", "not-an-address"}},
 		{"listen bad port", func(c *coordinator.Config) { c.Listen = "127.0.0.1:http2x" }, []string{"listen", "not a TCP port"}},
 		{"negative limits", func(c *coordinator.Config) { c.Limits.MaxCalls = -1 }, []string{"limits must not be negative"}},
+		{"valid spill always", func(c *coordinator.Config) { c.Spill.Mode = coordinator.SpillAlways }, nil},
+		{"valid spill never", func(c *coordinator.Config) {
+			c.Spill = coordinator.SpillConfig{Mode: coordinator.SpillNever, MemoryBytes: 1}
+		}, nil},
+		{"spill mode unknown", func(c *coordinator.Config) { c.Spill.Mode = "sometimes" }, []string{`spill.mode "sometimes"`, `"auto", "always" or "never"`}},
+		{"spill threshold negative", func(c *coordinator.Config) { c.Spill.MemoryBytes = -1 }, []string{"spill.memory_bytes -1 must not be negative"}},
+		{"spill always with krum", func(c *coordinator.Config) {
+			c.Spill.Mode = coordinator.SpillAlways
+			c.Enrolled = []string{"a", "b", "c", "d", "e"}
+			c.MinParticipants = 5
+			c.Aggregation = aggregation.Config{Rule: "krum", F: 1}
+		}, []string{"spill.mode always", "rule krum aggregates in memory only"}},
+		{"spill always with norm-clip", func(c *coordinator.Config) {
+			c.Spill.Mode = coordinator.SpillAlways
+			c.Aggregation = aggregation.Config{Rule: "fedavg", NormClip: 1}
+		}, []string{"spill.mode always", "norm-clip+fedavg aggregates in memory only"}},
+		{"spill always in secure rounds", func(c *coordinator.Config) {
+			c.Spill.Mode = coordinator.SpillAlways
+			c.Secure = true
+		}, []string{"spill.mode always: secure rounds never hold plain updates"}},
 		{"federation empty", func(c *coordinator.Config) { c.Federation = "" }, []string{"federation"}},
 		{"federation bad name", func(c *coordinator.Config) { c.Federation = "My Federation" }, []string{"federation"}},
 		{"data_dir missing", func(c *coordinator.Config) { c.DataDir = "" }, []string{"data_dir is required"}},
@@ -353,6 +373,7 @@ func TestMemoryBudget(t *testing.T) {
 		enrolled int
 		model    coordinator.ModelConfig
 		agg      aggregation.Config
+		spill    coordinator.SpillConfig
 		want     int64
 		wantErr  bool
 	}{
@@ -367,9 +388,24 @@ func TestMemoryBudget(t *testing.T) {
 			// parameters; (4 enrolled + 2) buffers of 4 bytes each, less
 			// half a model (under the 32 MiB allowance for memory outside
 			// the heap, which may not take more than half a model).
-			name: "large mlp", enrolled: 4,
+			name: "large mlp", enrolled: 4, spill: coordinator.SpillConfig{Mode: coordinator.SpillNever},
 			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
 			want:  6*4*10_110_010 - 4*10_110_010/2,
+		},
+		{
+			// The same, spilling its updates (the default above 64 MiB of
+			// updates): the aggregate, one update, headroom, the 16 MiB
+			// column block and 4 anomaly blocks of 64 KiB, under the floor.
+			name: "large mlp, spilled", enrolled: 4,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{10000}},
+			want:  128 * mib,
+		},
+		{
+			// 40 enrolled: the spilled budget stays at 3 models and the
+			// blocks, not 42 models.
+			name: "large mlp, 40 enrolled, spilled", enrolled: 40,
+			model: coordinator.ModelConfig{Kind: "mlp", Features: names("f", 1000), Label: "y", Classes: names("c", 10), Hidden: []int{20000}},
+			want:  3*4*20_220_010 + 16*mib + 40*4*16384 - 32*mib,
 		},
 		{
 			// The same with norm-clip: its zero vector and a clipped copy
@@ -410,6 +446,7 @@ func TestMemoryBudget(t *testing.T) {
 			if tt.agg.Rule != "" {
 				c.Aggregation = tt.agg
 			}
+			c.Spill = tt.spill
 			got, err := coordinator.MemoryBudget(c)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("MemoryBudget() = %d, %v; want error %v", got, err, tt.wantErr)

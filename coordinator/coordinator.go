@@ -254,6 +254,10 @@ type openRound struct {
 	satOut map[string]string
 	// secure is set in a secure round.
 	secure *secureRound
+	// spill is the attempt's spill file in a plain round that spills its
+	// updates (spill.go), nil otherwise. It is removed when the attempt
+	// ends: committed, failed or abandoned.
+	spill *spillFile
 	// closing is set once the round loop has taken the round's updates to
 	// aggregate them, outside c.mu (closeRoundLocked): from then on the
 	// round accepts nothing, as if it were closed already.
@@ -297,6 +301,8 @@ type Coordinator struct {
 	// vecs are the model-sized vectors of updates and aggregates, reused
 	// across rounds (buffers.go).
 	vecs *vectors
+	// spills is whether plain rounds spill their updates (spill.go).
+	spills bool
 
 	// keyring is every identity the coordinator signed with (key
 	// rotation), and rotations the rotations that lead to signer's.
@@ -396,6 +402,12 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Spill files left by a stopped coordinator belong to attempts that
+	// are abandoned now.
+	if err := cleanSpills(cfg.DataDir); err != nil {
+		st.close()
+		return nil, err
+	}
 	c := &Coordinator{
 		dp:         dp,
 		cfg:        cfg,
@@ -413,8 +425,10 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 		metrics:    newMetrics(),
 		limits:     newPerIdentity(),
 		status:     newStatusBook(cfg.Enrolled),
+		spills:     spills(cfg),
 	}
 	c.metrics.reg.MustRegister(c.limits.collectors()...)
+	c.logSpill()
 	for _, n := range cfg.Enrolled {
 		c.enrolled[n] = true
 	}
@@ -510,6 +524,11 @@ func New(cfg Config, opts ...Option) (*Coordinator, error) {
 // Close releases the audit log, the state database and the signing key's
 // token, if any.
 func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.round != nil {
+		c.dropSpill(context.Background(), c.round)
+	}
+	c.mu.Unlock()
 	err := errors.Join(c.audit.Close(), c.store.close())
 	if c.keys != nil {
 		err = errors.Join(err, c.keys.Close())
@@ -706,6 +725,7 @@ func (c *Coordinator) failRoundLocked(ctx context.Context, f failure, updates in
 			return err
 		}
 	}
+	c.dropSpill(ctx, r)
 	c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
 	c.broadcastLocked()
 	return nil
@@ -833,6 +853,11 @@ func (c *Coordinator) openRoundLocked(ctx context.Context, now time.Time) error 
 			return fmt.Errorf("lay out secure round %d: %w", number, err)
 		}
 	}
+	if c.spills && r.secure == nil {
+		if r.spill, err = createSpill(c.cfg.DataDir, number, c.attempt, cohort, c.spec.NumParams()); err != nil {
+			return fmt.Errorf("round %d: %w", number, err)
+		}
+	}
 	c.round = r
 	c.phase = phaseTraining
 	c.metrics.cohortSize.Set(float64(len(cohort)))
@@ -888,7 +913,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 	job := closeJob{
 		rule: aggregation.WithRand(rule, rand.NewChaCha8(RoundSeed(start, r.number, r.attempt))), ruleName: rule.Name(),
 		round: r.number, attempt: r.attempt, startRound: c.lastRound, parent: c.manifest,
-		rec: rec, updates: updates, names: names, received: received, plain: r.secure == nil,
+		rec: rec, updates: updates, names: names, received: received, plain: r.secure == nil, spill: r.spill,
 	}
 	c.broadcastLocked() // update streams still arriving end now
 	c.mu.Unlock()
@@ -914,6 +939,7 @@ func (c *Coordinator) closeRoundLocked(ctx context.Context) error {
 	c.notePrivacyLocked(out.manifest)
 	c.manifest = out.manifest
 	c.lastRound, c.modelSum, c.lastCohort = r.number, out.modelSum, r.cohort
+	c.dropSpill(ctx, r)
 	c.round, c.attempt, c.cohortSince = nil, 0, time.Time{}
 	c.resetRetryLocked()
 	c.phase = phaseCohort
@@ -948,6 +974,9 @@ type closeJob struct {
 	names      []string
 	received   map[string]*received // plain rounds: the accepted updates
 	plain      bool
+	// spill holds the updates of a plain round that spills (their
+	// Delta is nil); read only.
+	spill *spillFile
 }
 
 // closeOutcome is what runClose made.
@@ -973,7 +1002,20 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	if central {
 		c.central.clip(job.updates)
 	}
-	report, err := job.rule.Aggregate(delta, job.updates)
+	var (
+		report aggregation.Report
+		rows   *spillRows
+		err    error
+	)
+	if job.spill != nil {
+		// The updates are in the spill file: aggregate out of core.
+		rows, err = job.spill.rows(job.names)
+		if err == nil {
+			report, err = aggregation.AggregateOutOfCore(job.rule, delta, job.updates, aggregation.OutOfCore{Rows: rows})
+		}
+	} else {
+		report, err = job.rule.Aggregate(delta, job.updates)
+	}
 	if err != nil {
 		// Every update was checked on arrival, so this is a bug or a rule
 		// precondition the configuration did not catch: retry the round.
@@ -987,7 +1029,16 @@ func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome
 	// Anomaly flags compare each update with the others and with the
 	// aggregate, so they are computed before the aggregate becomes the model.
 	if job.plain {
-		out.flags = anomalyFlags(c.cfg.Anomaly, job.attempt, job.names, job.received, report)
+		var src aggregation.Rows
+		if rows != nil {
+			src = rows
+		}
+		if out.flags, err = anomalyFlagsFrom(c.cfg.Anomaly, job.attempt, job.names, job.received, report, src, len(delta)); err != nil {
+			c.opts.log.ErrorContext(ctx, "anomaly checks failed", "round", job.round, "error", err)
+			out.aggregationFailed = true
+			c.vecs.put(delta)
+			return out, err
+		}
 	}
 	if central {
 		// The noise goes on the rule's output, the equal-weight mean of

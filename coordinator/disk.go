@@ -22,8 +22,9 @@ const DefaultMinFreeBytes = 256 << 20
 // one failure the coordinator cannot recover from on its own.
 //
 // The free space of the data directory's file system is checked when
-// Serve starts and every quotaTick. Below Config.MinFreeBytes the
-// coordinator pauses: every call but the health check is refused with
+// Serve starts and every quotaTick. Below Config.MinFreeBytes (plus, when
+// rounds spill their updates, the room one round's spill file may still
+// need: spillReserve) the coordinator pauses: every call but the health check is refused with
 // ResourceExhausted (counted, not written, see quota.go), no new round
 // opens, and fedguard_disk_paused is 1, which the FedguardDiskNearlyFull
 // alert reports. A round in progress closes or fails as usual (its
@@ -45,14 +46,15 @@ func (c *Coordinator) checkDisk(ctx context.Context) {
 		return // unsupported or transient: keep the last state
 	}
 	c.metrics.diskFree.Set(float64(free))
-	low := free < c.cfg.MinFreeBytes
+	reserve := c.spillReserve()
+	low := free < c.cfg.MinFreeBytes+reserve
 	if c.disk.paused.Swap(low) == low {
 		return
 	}
 	if low {
 		c.metrics.diskPaused.Set(1)
 		c.opts.log.ErrorContext(ctx, "pausing: the data directory's disk is nearly full; calls are refused until space is freed",
-			"free_bytes", free, "min_free_bytes", c.cfg.MinFreeBytes, "data_dir", c.cfg.DataDir)
+			"free_bytes", free, "min_free_bytes", c.cfg.MinFreeBytes, "spill_reserve_bytes", reserve, "data_dir", c.cfg.DataDir)
 		return
 	}
 	c.metrics.diskPaused.Set(0)
@@ -96,6 +98,7 @@ func (c *Coordinator) pauseDiskFull(ctx context.Context, err error, inARow int) 
 		c.noteFailedLocked(r, reason)
 		c.attempt++
 		c.retry.resume = nil
+		c.dropSpill(ctx, r)
 		c.round, c.phase, c.cohortSince = nil, phaseCohort, time.Time{}
 		c.broadcastLocked()
 	}

@@ -38,12 +38,20 @@ func ExampleMemoryBudget() {
 			Hidden:   []int{100_000},
 		},
 	}
-	// 100000·1001 + 2·100001 = 100300002 parameters of 4 bytes: one buffer
-	// per enrolled participant and two more (6: the aggregate and the
-	// collector's headroom), less the 32 MiB the process holds outside the
-	// Go heap.
+	// 100000·1001 + 2·100001 = 100300002 parameters of 4 bytes. With the
+	// updates in memory: one buffer per enrolled participant and two more
+	// (6: the aggregate and the collector's headroom), less the 32 MiB the
+	// process holds outside the Go heap.
+	cfg.Spill.Mode = coordinator.SpillNever
 	b, err := coordinator.MemoryBudget(cfg)
+	fmt.Println(b, err)
+	// By default updates this large spill to disk: three buffers (the
+	// aggregate, one update read back whole, headroom), the 16 MiB column
+	// block and the anomaly checks' blocks, whatever the number enrolled.
+	cfg.Spill.Mode = ""
+	b, err = coordinator.MemoryBudget(cfg)
 	fmt.Println(b, err)
 	// Output:
 	// 2373645616 <nil>
+	// 1187084952 <nil>
 }

@@ -319,16 +319,33 @@ func normBand(cfg AnomalyConfig, norms []float64) (lo, hi float64, ok bool) {
 // (anomaly.Check). names are sorted; the flags come in name order, norm
 // before cosine before excluded.
 func anomalyFlags(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, report aggregation.Report) []audit.AnomalyFlagged {
+	flags, _ := anomalyFlagsFrom(cfg, attempt, names, updates, report, nil, 0)
+	return flags
+}
+
+// anomalyFlagsFrom is anomalyFlags with the updates' vectors read from
+// rows (params each) when rows is not nil: a round that spills
+// (anomaly.CheckRows).
+func anomalyFlagsFrom(cfg AnomalyConfig, attempt uint32, names []string, updates map[string]*received, report aggregation.Report, rows aggregation.Rows, params int) ([]audit.AnomalyFlagged, error) {
 	in := make([]anomaly.Update, len(names))
 	for i, n := range names {
 		u := updates[n]
 		in[i] = anomaly.Update{ID: n, Delta: u.delta, Samples: u.samples, Norm: u.norm}
 	}
+	var found []anomaly.Flag
+	if rows != nil {
+		var err error
+		if found, err = anomaly.CheckRows(cfg, in, params, rows, report); err != nil {
+			return nil, err
+		}
+	} else {
+		found = anomaly.Check(cfg, in, report)
+	}
 	var flags []audit.AnomalyFlagged
-	for _, f := range anomaly.Check(cfg, in, report) {
+	for _, f := range found {
 		flags = append(flags, audit.AnomalyFlagged{Attempt: attempt, Participant: f.ID, Kind: f.Kind, Value: f.Value, Band: f.Band})
 	}
-	return flags
+	return flags, nil
 }
 
 // drift is how far a participant's feature statistics lie from the

@@ -341,18 +341,30 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 	}()
 
 	// The buffer lives as long as this call, which the reader ends with
-	// the round attempt, at its deadline, or when the stream stalls.
-	delta := c.vecs.get()
-	accepted := false
-	defer func() {
-		if !accepted {
-			c.vecs.put(delta)
+	// the round attempt, at its deadline, or when the stream stalls. A
+	// round that spills holds none: the update goes to its slot of the
+	// spill file as it arrives (spill.go).
+	var (
+		delta    []float32
+		asm      *wire.Assembler
+		accepted bool
+	)
+	if r.spill != nil {
+		if asm, err = c.spillAssembler(r, name); err != nil {
+			return err
 		}
-	}()
-	held := 4 * int64(len(delta))
-	c.limits.buffered.Add(held)
-	defer c.limits.buffered.Add(-held)
-	asm := wire.NewAssembler(delta)
+	} else {
+		delta = c.vecs.get()
+		defer func() {
+			if !accepted {
+				c.vecs.put(delta)
+			}
+		}()
+		held := 4 * int64(len(delta))
+		c.limits.buffered.Add(held)
+		defer c.limits.buffered.Add(-held)
+		asm = wire.NewAssembler(delta)
+	}
 	in.stop = func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -385,10 +397,13 @@ func (s *service) submitUpdate(stream fedguardv1.CoordinatorService_SubmitUpdate
 			return status.Error(codes.InvalidArgument, "only chunks may follow the header")
 		}
 		// The chunk's data aliases a received buffer (chunks.go), given
-		// back once decoded.
+		// back once decoded (into the update, or through the spill file).
 		err = asm.Add(ch.GetOffset(), ch.GetData())
 		rx.release(msg)
 		if err != nil {
+			if errors.Is(err, errSpillWrite) {
+				return c.spillWriteFailed(ctx, name, round, err)
+			}
 			return status.Errorf(codes.InvalidArgument, "update refused: %v", err)
 		}
 	}

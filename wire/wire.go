@@ -99,15 +99,17 @@ func Chunks(params []float32, fn func(offset uint64, data []byte) error) error {
 // Assembler rebuilds a vector from in-order chunks.
 type Assembler struct {
 	dst   []float32
+	size  uint64 // parameters of the vector: len(dst), or NewSinkAssembler's n
 	next  uint64
 	h     hash.Hash
 	sumSq float64
+	sink  func(offset uint64, data []byte) error // NewSinkAssembler's, or nil
 }
 
 // NewAssembler returns an Assembler that decodes into dst; the vector is
 // complete when len(dst) parameters have arrived.
 func NewAssembler(dst []float32) *Assembler {
-	return &Assembler{dst: dst, h: sha256.New()}
+	return &Assembler{dst: dst, size: uint64(len(dst)), h: sha256.New()}
 }
 
 // Add decodes one chunk. On error dst may hold part of the chunk; the
@@ -122,10 +124,17 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 		return fmt.Errorf("%w: offset %d, expected %d", ErrOrder, offset, a.next)
 	}
 	n := uint64(len(data) / 4)
-	if n > uint64(len(a.dst))-a.next {
-		return fmt.Errorf("%w: %d parameters at offset %d, vector has %d", ErrOverflow, n, offset, len(a.dst))
+	if n > a.size-a.next {
+		return fmt.Errorf("%w: %d parameters at offset %d, vector has %d", ErrOverflow, n, offset, a.size)
 	}
-	part := a.dst[a.next : a.next+n]
+	var part []float32
+	if a.sink != nil {
+		scratch := sinkScratch.Get().(*[]float32)
+		defer sinkScratch.Put(scratch)
+		part = (*scratch)[:n]
+	} else {
+		part = a.dst[a.next : a.next+n]
+	}
 	if err := model.DecodeInto(part, data); err != nil {
 		for i, v := range part {
 			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
@@ -133,6 +142,11 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 			}
 		}
 		return fmt.Errorf("chunk at parameter offset %d: %w", offset, err)
+	}
+	if a.sink != nil {
+		if err := a.sink(offset, data); err != nil {
+			return err
+		}
 	}
 	a.sumSq += model.SumSquares(part)
 	a.h.Write(data)
@@ -142,8 +156,8 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 
 // Done reports whether every parameter has arrived.
 func (a *Assembler) Done() error {
-	if a.next != uint64(len(a.dst)) {
-		return fmt.Errorf("%w: %d of %d parameters", ErrIncomplete, a.next, len(a.dst))
+	if a.next != a.size {
+		return fmt.Errorf("%w: %d of %d parameters", ErrIncomplete, a.next, a.size)
 	}
 	return nil
 }

@@ -118,6 +118,18 @@ func (c *Coordinator) Wait() error {
 // Done is closed when the process has exited.
 func (c *Coordinator) Done() <-chan struct{} { return c.done }
 
+// CPUSeconds is the user and system CPU time the process used, once it
+// exited: under a loaded machine a steadier measure of its work than the
+// wall time.
+func (c *Coordinator) CPUSeconds() (float64, error) {
+	select {
+	case <-c.done:
+	default:
+		return 0, errors.New("process: still running")
+	}
+	return (c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()).Seconds(), nil
+}
+
 // PeakRSS is the process's peak resident set size in bytes, once it exited.
 func (c *Coordinator) PeakRSS() (uint64, error) {
 	select {
