@@ -170,7 +170,12 @@ func pairwiseSquaredDistancesFinite(xs [][]float32) ([]float64, bool) {
 					a[k] = xs[rowOf(tp.a, k)][lo:hi]
 					b[k] = xs[rowOf(tp.b, k)][lo:hi]
 				}
-				pairTile(&s, &a, &b)
+				if tp.a == tp.b {
+					// Only the pairs j > i are read below.
+					pairTileDiag(&s, &a)
+				} else {
+					pairTile(&s, &a, &b)
+				}
 				if tp.a != tp.b && 4*tp.b+3 < n {
 					// A full off-diagonal tile: every pair has j > i.
 					for p := range 4 {

@@ -72,10 +72,34 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 	if m > 0 {
 		pairTileAVX2(&acc, &rows, m)
 	}
-	pairTileAcc(&acc, a, b, m)
-	for k := range acc {
-		s[k] = laneTree(&acc[k])
+	if m < n {
+		pairTileAcc(&acc, a, b, m)
 	}
+	laneTreeAVX2(s, &acc)
+}
+
+// pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to;
+// the other entries are unspecified. On AVX2 it computes those six pairs
+// only (pairTileDiagAVX2), not the sixteen of pairTile.
+func pairTileDiag(s *[16]float32, a *[4][]float32) {
+	n := len(a[0])
+	if kernel != pathAVX2 || n == 0 {
+		pairTile(s, a, a)
+		return
+	}
+	var rows [4]*float32
+	for k := range 4 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+	}
+	var acc [16][lanes]float32
+	m := n &^ (lanes - 1)
+	if m > 0 {
+		pairTileDiagAVX2(&acc, &rows, m)
+	}
+	if m < n {
+		pairTileAcc(&acc, a, a, m)
+	}
+	laneTreeAVX2(s, &acc)
 }
 
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {

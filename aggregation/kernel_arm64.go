@@ -108,6 +108,10 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 	}
 }
 
+// pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to
+// (the other entries are unspecified; here all sixteen are computed).
+func pairTileDiag(s *[16]float32, a *[4][]float32) { pairTile(s, a, a) }
+
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
 	if kernel == pathPurego {
 		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)

@@ -11,6 +11,20 @@ package aggregation
 //go:noescape
 func pairTileAVX2(acc *[16][16]float32, rows *[8]*float32, n int)
 
+// pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square
+// and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing, for
+// the six pairs p < q of the rows a0..a3; n is a multiple of 16. The
+// other ten accumulators are left as they are.
+//
+//go:noescape
+func pairTileDiagAVX2(acc *[16][16]float32, rows *[4]*float32, n int)
+
+// laneTreeAVX2 sets s[k] to the sum of the 16 float32 lanes of acc[k]
+// by the tree of laneTree: (l, l+8), (l, l+4), (l, l+2), (0, 1).
+//
+//go:noescape
+func laneTreeAVX2(s *[16]float32, acc *[16][16]float32)
+
 // sort16AVX2 copies xs[r][off:off+16] into row r (64 bytes) of buf for
 // r < n, then applies the comparators net (nnet int32s: pairs of byte
 // offsets of rows; the minimum to the first, the maximum to the second,

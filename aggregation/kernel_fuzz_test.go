@@ -53,6 +53,9 @@ func FuzzKernelPaths(f *testing.F) {
 				var s [16]float32
 				pairTile(&s, &a4, &b4)
 				out["pairTile"] = s[:]
+				var sd [16]float32
+				pairTileDiag(&sd, &a4)
+				out["pairTileDiag"] = []float32{sd[1], sd[2], sd[3], sd[6], sd[7], sd[11]} // p < q
 				var a3 [3][]float32
 				for k := range 3 {
 					a3[k] = row(k)

@@ -24,6 +24,8 @@ import (
 func main() {
 	ConstraintExpr("amd64,!purego")
 	pairTile()
+	pairTileDiag()
+	laneTree()
 	sort16()
 	meanRows()
 	add64()
@@ -40,12 +42,18 @@ func main() {
 // each 16 float32 lanes (two YMM). The block is walked in chunks of
 // pairChunk coordinates (the 8 rows' chunks, 16 KB, stay in L1), and each
 // chunk in four passes: b rows {0, 1} or {2, 3} against all four a rows,
-// lanes 0-7 or 8-15. A pass keeps its 8 accumulators, the 4 a values, one
-// b value, a temporary and the constant 1 in 15 of the 16 YMM registers,
-// and loads 6 vectors per 8 squared differences. As in the AVX-512 kernel,
-// half the differences are a·1 − b by VFMSUB231PS (exact product, one
-// rounding: the bits of VSUBPS) so that the FMA and the FADD pipes share
-// the work.
+// lanes 0-7 or 8-15. A pass keeps its 8 accumulators in registers, loads
+// one b value per b row and takes each a value as the memory operand of
+// the subtraction: t = b − a, which is −(a − b) exactly (rounding to
+// nearest is symmetric), so t·t has the portable loop's bits.
+//
+// Every difference is a VSUBPS. Earlier versions computed half of them as
+// a·1 − b by VFMSUB231PS (exact product, one rounding: the same bits) so
+// that the FMA pipes shared the additions' work, as the AVX-512 kernel
+// does; on this machine's AMD Zen (family 17h) that was slower: 2.6-2.9
+// cycles per 8 squared differences against 2.0-2.2 for VSUBPS with a
+// memory operand, which is the bound of its two 128-bit add pipes (a
+// subtraction and an addition per difference, each two µops).
 const pairChunk = 512
 
 func pairTile() {
@@ -58,11 +66,6 @@ func pairTile() {
 	rows := Load(Param("rows"), GP64())
 	n := Load(Param("n"), GP64())
 	SHLQ(U8(2), n) // bytes
-	ones := YMM()
-	one := GP32()
-	MOVL(U32(0x3f800000), one)
-	MOVD(one, ones.AsX())
-	VBROADCASTSS(ones.AsX(), ones)
 	start, end := GP64(), GP64()
 	XORQ(start, start)
 	TESTQ(n, n)
@@ -95,22 +98,12 @@ func pairTile() {
 		MOVQ(start, i)
 		loop := fmt.Sprintf("pair%d", pass)
 		Label(loop)
-		var x [4]VecVirtual
-		for p := range 4 {
-			x[p] = YMM()
-			VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, x[p])
-		}
 		for q := range 2 {
 			y := YMM()
 			VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}, y)
 			for p := range 4 {
 				t := YMM()
-				if p%2 == 1 {
-					VMOVAPS(y, t)
-					VFMSUB231PS(ones, x[p], t) // t = a·1 − b
-				} else {
-					VSUBPS(y, x[p], t)
-				}
+				VSUBPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, y, t) // t = b − a
 				VMULPS(t, t, t)
 				VADDPS(t, acc[p][q], acc[p][q])
 			}
@@ -128,6 +121,97 @@ func pairTile() {
 	CMPQ(start, n)
 	JL(LabelRef("chunk"))
 	Label("pairdone")
+	VZEROUPPER()
+	RET()
+}
+
+// diagPairs are the pairs (p, q), p < q, of a tile of rows with itself.
+var diagPairs = [6][2]int{{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}}
+
+// pairTileDiag: the accumulators of a tile of four rows with itself, for
+// its six pairs p < q only (the diagonal tiles of the distance matrix,
+// where pairTile would spend 16 pairs' work on 6). Both halves of the
+// lanes in one pass: 12 accumulators, rows 1-3 in registers and row p as
+// the memory operand, t = a_q − a_p, whose square is (a_p − a_q)²'s.
+// Each row is read once, so the block is not cut into chunks.
+func pairTileDiag() {
+	TEXT("pairTileDiagAVX2", NOSPLIT, "func(acc *[16][16]float32, rows *[4]*float32, n int)")
+	Pragma("noescape")
+	Doc("pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square",
+		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing, for",
+		"the six pairs p < q of the rows a0..a3; n is a multiple of 16. The",
+		"other ten accumulators are left as they are.")
+	accp := Load(Param("acc"), GP64())
+	rows := Load(Param("rows"), GP64())
+	n := Load(Param("n"), GP64())
+	SHLQ(U8(2), n) // bytes
+	var a [4]GPVirtual
+	for p := range 4 {
+		a[p] = GP64()
+		MOVQ(Mem{Base: rows, Disp: 8 * p}, a[p])
+	}
+	var acc [6][2]VecVirtual
+	for k, pq := range diagPairs {
+		for h := range 2 {
+			acc[k][h] = YMM()
+			VMOVUPS(Mem{Base: accp, Disp: 64*(4*pq[0]+pq[1]) + 32*h}, acc[k][h])
+		}
+	}
+	i := GP64()
+	XORQ(i, i)
+	TESTQ(n, n)
+	JZ(LabelRef("diagstore"))
+	Label("diag")
+	for h := range 2 {
+		var x [4]VecVirtual
+		for q := 1; q < 4; q++ {
+			x[q] = YMM()
+			VMOVUPS(Mem{Base: a[q], Index: i, Scale: 1, Disp: 32 * h}, x[q])
+		}
+		for k, pq := range diagPairs {
+			t := YMM()
+			VSUBPS(Mem{Base: a[pq[0]], Index: i, Scale: 1, Disp: 32 * h}, x[pq[1]], t) // t = a_q − a_p
+			VMULPS(t, t, t)
+			VADDPS(t, acc[k][h], acc[k][h])
+		}
+	}
+	ADDQ(U8(64), i)
+	CMPQ(i, n)
+	JL(LabelRef("diag"))
+	Label("diagstore")
+	for k, pq := range diagPairs {
+		for h := range 2 {
+			VMOVUPS(acc[k][h], Mem{Base: accp, Disp: 64*(4*pq[0]+pq[1]) + 32*h})
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// laneTree: the portable laneTree for the 16 accumulators of a tile, in
+// the same order: lanes (l, l+8), (l, l+4), (l, l+2), (0, 1), each sum
+// with the lower lane as the first operand (as the portable v[i] += v[i+w],
+// which matters only for the payload of a NaN).
+func laneTree() {
+	TEXT("laneTreeAVX2", NOSPLIT, "func(s *[16]float32, acc *[16][16]float32)")
+	Pragma("noescape")
+	Doc("laneTreeAVX2 sets s[k] to the sum of the 16 float32 lanes of acc[k]",
+		"by the tree of laneTree: (l, l+8), (l, l+4), (l, l+2), (0, 1).")
+	sp := Load(Param("s"), GP64())
+	accp := Load(Param("acc"), GP64())
+	for k := range 16 {
+		v, w := YMM(), XMM()
+		VMOVUPS(Mem{Base: accp, Disp: 64 * k}, v)
+		VADDPS(Mem{Base: accp, Disp: 64*k + 32}, v, v) // (l, l+8)
+		VEXTRACTF128(U8(1), v, w)
+		VADDPS(w, v.AsX(), w) // (l, l+4)
+		u := XMM()
+		VMOVHLPS(w, w, u)
+		VADDPS(u, w, w) // (l, l+2)
+		VMOVSHDUP(w, u)
+		VADDSS(u, w, w) // (0, 1)
+		VMOVSS(w, Mem{Base: sp, Disp: 4 * k})
+	}
 	VZEROUPPER()
 	RET()
 }
