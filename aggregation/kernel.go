@@ -758,6 +758,10 @@ func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, bet
 				}
 				networkRows(buf, net)
 			}
+			if finite && m == lanes {
+				closestToMedian16(dst[off:off+lanes], buf, t, beta)
+				continue
+			}
 			lane := closestToMedianLane
 			if finite {
 				lane = closestToMedianLaneFinite
@@ -851,6 +855,14 @@ func closestToMedianLaneFinite(buf []float32, l, t, beta int) float32 {
 		s += float64(c[r*lanes])
 	}
 	return float32(s / float64(beta))
+}
+
+// closestToMedian16Generic is the portable closestToMedian16: dst[l] =
+// closestToMedianLaneFinite(buf, l, t, beta) for the 16 lanes.
+func closestToMedian16Generic(dst, buf []float32, t, beta int) {
+	for l := range lanes {
+		dst[l] = closestToMedianLaneFinite(buf, l, t, beta)
+	}
 }
 
 // b2i is 1 for true and 0 for false (a SETcc, no branch).

@@ -122,6 +122,22 @@ func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi
 	meanRowsAVX2((*[lanes]float32)(dst), &buf[0], lo, hi, float64(hi-lo))
 }
 
+// closestToMedian16 sets dst[l] = closestToMedianLaneFinite(buf, l, t,
+// beta) for the 16 lanes of the t sorted, finite rows of buf. Both
+// assembly paths run the AVX2 kernel (every AVX-512 CPU has AVX2).
+func closestToMedian16(dst, buf []float32, t, beta int) {
+	if kernel == pathPurego {
+		closestToMedian16Generic(dst, buf, t, beta)
+		return
+	}
+	if !(1 <= beta && beta <= t) {
+		panic("aggregation: window larger than the values")
+	}
+	_ = buf[t*lanes-1]
+	_ = dst[lanes-1]
+	closestToMedian16AVX2(&dst[0], &buf[0], t, beta)
+}
+
 // networkRows serves only the last, partial group of a vector, so the
 // portable loop is enough (it gives the same bits as the assembly).
 func networkRows(buf []float32, net []int32) { networkRowsGeneric(buf, net) }

@@ -1075,3 +1075,133 @@ sub32:
 sub32done:
 	VZEROUPPER
 	RET
+
+// func closestToMedian16AVX2(dst *float32, buf *float32, t int, beta int)
+// Requires: AVX, AVX2, CMOV
+TEXT ·closestToMedian16AVX2(SB), NOSPLIT, $0-32
+	MOVQ         dst+0(FP), AX
+	MOVQ         buf+8(FP), CX
+	MOVQ         t+16(FP), DX
+	MOVQ         beta+24(FP), BX
+	MOVQ         $0x0000000000000001, SI
+	VMOVQ        SI, X0
+	VPBROADCASTQ X0, Y0
+	VMOVQ        BX, X1
+	VPBROADCASTQ X1, Y1
+	VCVTSI2SDQ   BX, X2, X2
+	VBROADCASTSD X2, Y2
+	MOVQ         $0x4000000000000000, SI
+	VMOVQ        SI, X3
+	VBROADCASTSD X3, Y3
+	MOVQ         DX, DI
+	SHRQ         $0x01, DI
+	MOVQ         DX, R8
+	SUBQ         BX, R8
+	CMPQ         R8, DI
+	CMOVQGT      DI, R8
+	XORQ         SI, SI
+	TESTQ        R8, R8
+	CMOVQLT      SI, R8
+	MOVQ         DI, SI
+	ADDQ         BX, SI
+	CMPQ         SI, DX
+	CMOVQGT      DX, SI
+	ANDQ         $0x01, DX
+	VMOVQ        R8, X4
+	VPBROADCASTQ X4, Y4
+	SHLQ         $0x06, DI
+	SHLQ         $0x06, R8
+	SHLQ         $0x06, SI
+	SHLQ         $0x06, BX
+	XORQ         R9, R9
+
+ctmgroup:
+	LEAQ      (CX)(R9*1), R10
+	VCVTPS2PD (R10)(DI*1), Y5
+	TESTQ     DX, DX
+	JNZ       ctmodd
+	VCVTPS2PD -64(R10)(DI*1), Y6
+	VADDPD    Y5, Y6, Y5
+	VDIVPD    Y3, Y5, Y5
+
+ctmodd:
+	VPXOR Y6, Y6, Y6
+	XORQ  R11, R11
+	CMPQ  R11, DI
+	JGE   ctmb0done
+
+ctmb0:
+	VCVTPS2PD (R10)(R11*1), Y7
+	VCMPPD    $0x11, Y5, Y7, Y7
+	VPSUBQ    Y7, Y6, Y6
+	ADDQ      $0x40, R11
+	CMPQ      R11, DI
+	JL        ctmb0
+
+ctmb0done:
+	VPXOR Y7, Y7, Y7
+	VPXOR Y8, Y8, Y8
+	LEAQ  (R10)(BX*1), R12
+	XORQ  R11, R11
+	CMPQ  R11, R8
+	JGE   ctmk1done
+
+ctmk1:
+	VPCMPGTQ  Y8, Y6, Y9
+	VPADDQ    Y1, Y8, Y10
+	VPCMPGTQ  Y10, Y6, Y10
+	VPANDN    Y9, Y10, Y9
+	VCVTPS2PD (R10)(R11*1), Y10
+	VSUBPD    Y10, Y5, Y10
+	VCVTPS2PD (R12)(R11*1), Y11
+	VSUBPD    Y5, Y11, Y11
+	VCMPPD    $0x12, Y11, Y10, Y10
+	VPAND     Y10, Y9, Y9
+	VPSUBQ    Y9, Y7, Y7
+	VPADDQ    Y0, Y8, Y8
+	ADDQ      $0x40, R11
+	CMPQ      R11, R8
+	JL        ctmk1
+
+ctmk1done:
+	CMPQ    R11, DI
+	JGE     ctmk2done
+	VMOVDQU Y4, Y8
+
+ctmk2:
+	VPCMPGTQ Y8, Y6, Y5
+	VPADDQ   Y1, Y8, Y9
+	VPCMPGTQ Y9, Y6, Y9
+	VPANDN   Y5, Y9, Y5
+	VPSUBQ   Y5, Y7, Y7
+	VPADDQ   Y0, Y8, Y8
+	ADDQ     $0x40, R11
+	CMPQ     R11, DI
+	JL       ctmk2
+
+ctmk2done:
+	VPSUBQ Y7, Y6, Y5
+	VXORPD Y6, Y6, Y6
+	VPXOR  Y8, Y8, Y8
+	XORQ   R11, R11
+
+ctmsum:
+	VPCMPGTQ   Y8, Y5, Y7
+	VPSUBQ     Y1, Y8, Y9
+	VPCMPGTQ   Y9, Y5, Y9
+	VPANDN     Y9, Y7, Y7
+	VCVTPS2PD  (R10)(R11*1), Y9
+	VANDPD     Y7, Y9, Y9
+	VADDPD     Y9, Y6, Y6
+	VPADDQ     Y0, Y8, Y8
+	ADDQ       $0x40, R11
+	CMPQ       R11, SI
+	JL         ctmsum
+	VDIVPD     Y2, Y6, Y6
+	VCVTPD2PSY Y6, X5
+	VMOVUPS    X5, (AX)(R9*1)
+	ADDQ       $0x10, R9
+	CMPQ       R9, $0x40
+	JL         ctmgroup
+	VZEROUPPER
+	RET

@@ -79,3 +79,9 @@ func gramTileAVX2(out *[12]float64, rows *[7]*float32, n int)
 //
 //go:noescape
 func sub32AVX2(dst *float32, x *float32, c *float32, n int)
+
+// closestToMedian16AVX2 sets dst[l], l < 16, to closestToMedianLaneFinite(buf,
+// l, t, beta) for the t sorted, finite 64-byte rows of buf; 1 ≤ beta ≤ t.
+//
+//go:noescape
+func closestToMedian16AVX2(dst *float32, buf *float32, t int, beta int)

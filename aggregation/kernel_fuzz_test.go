@@ -3,8 +3,11 @@ package aggregation
 import (
 	"encoding/binary"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/model"
 )
 
 // FuzzKernelPaths runs each kernel on every path the CPU offers, over raw
@@ -100,6 +103,15 @@ func FuzzKernelPaths(f *testing.F) {
 					buf := alignedFloats(n * lanes)
 					sort16(buf, xs, off, net)
 					out["sort16/"+string(rune('0'+rk[0]))] = buf
+					if rk[0] == 0 && model.AllFinite(buf) {
+						// Bulyan's window over the sorted rows, for
+						// every β.
+						for beta := 1; beta <= n; beta++ {
+							w := make([]float32, lanes)
+							closestToMedian16(w, buf, n, beta)
+							out["closestToMedian16/"+strconv.Itoa(beta)] = w
+						}
+					}
 					m := make([]float32, lanes)
 					rankMean16(m, alignedFloats(n*lanes), xs, off, net, rk[0], rk[1])
 					out["rankMean16/"+string(rune('0'+rk[0]))] = m

@@ -11,6 +11,10 @@ func pairTile(s *[16]float32, a, b *[4][]float32) { pairTileGeneric(s, a, b) }
 // (the other entries are unspecified; here all sixteen are computed).
 func pairTileDiag(s *[16]float32, a *[4][]float32) { pairTileGeneric(s, a, a) }
 
+func closestToMedian16(dst, buf []float32, t, beta int) {
+	closestToMedian16Generic(dst, buf, t, beta)
+}
+
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
 	rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
 }

@@ -35,6 +35,7 @@ func main() {
 	add32()
 	gramTile()
 	sub32()
+	closestToMedian()
 	Generate()
 }
 
@@ -609,6 +610,199 @@ func sub32() {
 	CMPQ(i, n)
 	JL(LabelRef("sub32"))
 	Label("sub32done")
+	VZEROUPPER()
+	RET()
+}
+
+// closestToMedian: Bulyan's window of β values closest to the median, for
+// the 16 sorted lanes of a block, four float64 lanes at a time. It is
+// closestToMedianLaneFinite with every data-dependent index replaced by a
+// mask over a fixed range of ranks, so that the lanes need no gathers:
+//
+//   - b0, the first rank with value ≥ m, is the number of ranks below t/2
+//     whose value is < m (the values are sorted and ranks ≥ t/2 are ≥ m);
+//   - k counts the ranks r in [b0 − β, b0) (r = b0 − i) for which r + β ≥ t
+//     (fewer than β − i + 1 values at or above m) or m − c[r] ≤
+//     c[min(r + β, t − 1)] − m;
+//   - the window [b0 − k, b0 − k + β) is summed over all ranks below
+//     min(t, t/2 + β) in ascending order, the ranks outside it adding +0,
+//     which changes no sum (the sum starts at +0 and is never −0).
+//
+// Each float64 operation is the portable one on the same values, so the
+// bits are the same.
+func closestToMedian() {
+	TEXT("closestToMedian16AVX2", NOSPLIT, "func(dst *float32, buf *float32, t, beta int)")
+	Pragma("noescape")
+	Doc("closestToMedian16AVX2 sets dst[l], l < 16, to closestToMedianLaneFinite(buf,",
+		"l, t, beta) for the t sorted, finite 64-byte rows of buf; 1 ≤ beta ≤ t.")
+	dst := Load(Param("dst"), GP64())
+	buf := Load(Param("buf"), GP64())
+	t := Load(Param("t"), GP64())
+	beta := Load(Param("beta"), GP64())
+
+	// Constants: int64 1, β (int64 and float64), 2.0.
+	one, betaI, betaF, two := YMM(), YMM(), YMM(), YMM()
+	g := GP64()
+	MOVQ(U64(1), g)
+	VMOVQ(g, one.AsX())
+	VPBROADCASTQ(one.AsX(), one)
+	VMOVQ(beta, betaI.AsX())
+	VPBROADCASTQ(betaI.AsX(), betaI)
+	VCVTSI2SDQ(beta, betaF.AsX(), betaF.AsX())
+	VBROADCASTSD(betaF.AsX(), betaF)
+	MOVQ(U64(0x4000000000000000), g) // 2.0
+	VMOVQ(g, two.AsX())
+	VBROADCASTSD(two.AsX(), two)
+
+	// Rank bounds, in bytes of buf (64 per rank): half = t/2; the ranks
+	// [0, kEnd) compare, kEnd = clamp(t − β, 0, half); the ranks
+	// [kEnd, half) have r + β ≥ t; the sum runs over [0, sumEnd),
+	// sumEnd = min(t, half + β).
+	half := GP64()
+	MOVQ(t, half)
+	SHRQ(U8(1), half)
+	kEnd := GP64()
+	MOVQ(t, kEnd)
+	SUBQ(beta, kEnd)
+	CMPQ(kEnd, half)
+	CMOVQGT(half, kEnd)
+	XORQ(g, g)
+	TESTQ(kEnd, kEnd)
+	CMOVQLT(g, kEnd)
+	sumEnd := GP64()
+	MOVQ(half, sumEnd)
+	ADDQ(beta, sumEnd)
+	CMPQ(sumEnd, t)
+	CMOVQGT(t, sumEnd)
+	odd := GP64()
+	MOVQ(t, odd)
+	ANDQ(U8(1), odd)
+	kEndV := YMM() // kEnd as int64 lanes, the rank of the second k loop's start
+	VMOVQ(kEnd, kEndV.AsX())
+	VPBROADCASTQ(kEndV.AsX(), kEndV)
+	SHLQ(U8(6), half)
+	SHLQ(U8(6), kEnd)
+	SHLQ(U8(6), sumEnd)
+	betaB := GP64()
+	MOVQ(beta, betaB)
+	SHLQ(U8(6), betaB)
+
+	grp := GP64()
+	XORQ(grp, grp)
+	Label("ctmgroup")
+	col := GP64() // lanes 4·group.. of rank 0
+	LEAQ(Mem{Base: buf, Index: grp, Scale: 1}, col)
+
+	// m: the median of the lanes.
+	m := YMM()
+	VCVTPS2PD(Mem{Base: col, Index: half, Scale: 1}, m)
+	TESTQ(odd, odd)
+	JNZ(LabelRef("ctmodd"))
+	below := YMM()
+	VCVTPS2PD(Mem{Base: col, Index: half, Scale: 1, Disp: -64}, below)
+	VADDPD(m, below, m) // float64(c[t/2−1]) + float64(c[t/2])
+	VDIVPD(two, m, m)
+	Label("ctmodd")
+
+	// b0 = #{r < t/2 : c[r] < m}, counted by subtracting the all-ones (−1)
+	// masks.
+	b0 := YMM()
+	VPXOR(b0, b0, b0)
+	r := GP64()
+	XORQ(r, r)
+	CMPQ(r, half)
+	JGE(LabelRef("ctmb0done"))
+	Label("ctmb0")
+	{
+		v, lt := YMM(), YMM()
+		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, v)
+		VCMPPD(U8(0x11), m, v, lt) // v < m (LT_OQ)
+		VPSUBQ(lt, b0, b0)
+	}
+	ADDQ(U8(64), r)
+	CMPQ(r, half)
+	JL(LabelRef("ctmb0"))
+	Label("ctmb0done")
+
+	// k: the ranks r in [0, kEnd) count when in [b0 − β, b0) and
+	// m − c[r] ≤ c[r + β] − m; the ranks in [kEnd, half) when in range.
+	// rv holds r in int64 lanes.
+	kc, rv := YMM(), YMM()
+	VPXOR(kc, kc, kc)
+	VPXOR(rv, rv, rv)
+	colB := GP64()
+	LEAQ(Mem{Base: col, Index: betaB, Scale: 1}, colB)
+	XORQ(r, r)
+	CMPQ(r, kEnd)
+	JGE(LabelRef("ctmk1done"))
+	Label("ctmk1")
+	{
+		in, hi, dl, dr := YMM(), YMM(), YMM(), YMM()
+		VPCMPGTQ(rv, b0, in) // b0 > r
+		VPADDQ(betaI, rv, hi)
+		VPCMPGTQ(hi, b0, hi) // b0 > r + β
+		VPANDN(in, hi, in)   // r < b0 ≤ r + β
+		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, dl)
+		VSUBPD(dl, m, dl) // m − c[r]
+		VCVTPS2PD(Mem{Base: colB, Index: r, Scale: 1}, dr)
+		VSUBPD(m, dr, dr)            // c[r + β] − m
+		VCMPPD(U8(0x12), dr, dl, dl) // dl ≤ dr (LE_OQ)
+		VPAND(dl, in, in)
+		VPSUBQ(in, kc, kc)
+	}
+	VPADDQ(one, rv, rv)
+	ADDQ(U8(64), r)
+	CMPQ(r, kEnd)
+	JL(LabelRef("ctmk1"))
+	Label("ctmk1done")
+	CMPQ(r, half)
+	JGE(LabelRef("ctmk2done"))
+	VMOVDQU(kEndV, rv)
+	Label("ctmk2")
+	{
+		in, hi := YMM(), YMM()
+		VPCMPGTQ(rv, b0, in) // b0 > r
+		VPADDQ(betaI, rv, hi)
+		VPCMPGTQ(hi, b0, hi) // b0 > r + β
+		VPANDN(in, hi, in)   // r < b0 ≤ r + β
+		VPSUBQ(in, kc, kc)
+	}
+	VPADDQ(one, rv, rv)
+	ADDQ(U8(64), r)
+	CMPQ(r, half)
+	JL(LabelRef("ctmk2"))
+	Label("ctmk2done")
+
+	// The window starts at a = b0 − k; sum its ranks in ascending order.
+	a := YMM()
+	VPSUBQ(kc, b0, a)
+	sum := YMM()
+	VXORPD(sum, sum, sum)
+	VPXOR(rv, rv, rv)
+	XORQ(r, r)
+	Label("ctmsum")
+	{
+		in, lo, v := YMM(), YMM(), YMM()
+		VPCMPGTQ(rv, a, in) // a > r
+		VPSUBQ(betaI, rv, lo)
+		VPCMPGTQ(lo, a, lo) // a > r − β
+		VPANDN(lo, in, in)  // a ≤ r < a + β
+		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, v)
+		VANDPD(in, v, v)
+		VADDPD(v, sum, sum)
+	}
+	VPADDQ(one, rv, rv)
+	ADDQ(U8(64), r)
+	CMPQ(r, sumEnd)
+	JL(LabelRef("ctmsum"))
+
+	VDIVPD(betaF, sum, sum)
+	out := XMM()
+	VCVTPD2PSY(sum, out)
+	VMOVUPS(out, Mem{Base: dst, Index: grp, Scale: 1})
+	ADDQ(U8(16), grp)
+	CMPQ(grp, U8(64))
+	JL(LabelRef("ctmgroup"))
 	VZEROUPPER()
 	RET()
 }
