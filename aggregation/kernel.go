@@ -170,10 +170,13 @@ func pairwiseSquaredDistancesFinite(xs [][]float32) ([]float64, bool) {
 					a[k] = xs[rowOf(tp.a, k)][lo:hi]
 					b[k] = xs[rowOf(tp.b, k)][lo:hi]
 				}
-				if tp.a == tp.b {
-					// Only the pairs j > i are read below.
+				// Only the pairs j > i, j < n are read below.
+				switch {
+				case tp.a == tp.b:
 					pairTileDiag(&s, &a)
-				} else {
+				case 4*tp.b+2 >= n: // b rows 2 and 3 repeat row n − 1
+					pairTile2(&s, &a, &b)
+				default:
 					pairTile(&s, &a, &b)
 				}
 				if tp.a != tp.b && 4*tp.b+3 < n {

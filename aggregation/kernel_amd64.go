@@ -78,6 +78,31 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 	laneTreeAVX2(s, &acc)
 }
 
+// pairTile2 sets s[4p+q], q < 2, to what pairTile(s, a, b) sets it to; the
+// other entries are unspecified. On AVX2 it computes those eight pairs only
+// (pairTile2AVX2).
+func pairTile2(s *[16]float32, a, b *[4][]float32) {
+	n := len(a[0])
+	if kernel != pathAVX2 || n == 0 {
+		pairTile(s, a, b)
+		return
+	}
+	var rows [8]*float32
+	for k := range 4 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+		rows[4+k] = unsafe.SliceData(b[k][:n])
+	}
+	var acc [16][lanes]float32
+	m := n &^ (lanes - 1)
+	if m > 0 {
+		pairTile2AVX2(&acc, &rows, m)
+	}
+	if m < n {
+		pairTileAcc(&acc, a, b, m)
+	}
+	laneTreeAVX2(s, &acc)
+}
+
 // pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to;
 // the other entries are unspecified. On AVX2 it computes those six pairs
 // only (pairTileDiagAVX2), not the sixteen of pairTile.

@@ -11,6 +11,14 @@ package aggregation
 //go:noescape
 func pairTileAVX2(acc *[16][16]float32, rows *[8]*float32, n int)
 
+// pairTile2AVX2 is pairTileAVX2 for the pairs q < 2 only: it adds
+// (a_p[i] − b_q[i])² to acc[4p+q][i mod 16] for q < 2 and leaves the
+// other accumulators as they are; rows holds a0..a3, b0..b3 (b2, b3
+// unused); n is a multiple of 16.
+//
+//go:noescape
+func pairTile2AVX2(acc *[16][16]float32, rows *[8]*float32, n int)
+
 // pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square
 // and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing, for
 // the six pairs p < q of the rows a0..a3; n is a multiple of 16. The

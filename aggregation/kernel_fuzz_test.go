@@ -56,6 +56,9 @@ func FuzzKernelPaths(f *testing.F) {
 				var s [16]float32
 				pairTile(&s, &a4, &b4)
 				out["pairTile"] = s[:]
+				var s2 [16]float32
+				pairTile2(&s2, &a4, &b4)
+				out["pairTile2"] = []float32{s2[0], s2[1], s2[4], s2[5], s2[8], s2[9], s2[12], s2[13]} // q < 2
 				var sd [16]float32
 				pairTileDiag(&sd, &a4)
 				out["pairTileDiag"] = []float32{sd[1], sd[2], sd[3], sd[6], sd[7], sd[11]} // p < q

@@ -23,7 +23,8 @@ import (
 
 func main() {
 	ConstraintExpr("amd64,!purego")
-	pairTile()
+	pairTile("pairTileAVX2", 4)
+	pairTile("pairTile2AVX2", 2)
 	pairTileDiag()
 	laneTree()
 	sort16()
@@ -57,12 +58,23 @@ func main() {
 // subtraction and an addition per difference, each two µops).
 const pairChunk = 512
 
-func pairTile() {
-	TEXT("pairTileAVX2", NOSPLIT, "func(acc *[16][16]float32, rows *[8]*float32, n int)")
+// pairTile2AVX2 is the same kernel for the pairs of b rows 0 and 1 only (two
+// passes): the last tile column of the distance matrix when n mod 4 is 1
+// or 2, where the other b rows repeat row n − 1.
+func pairTile(name string, bRows int) {
+	TEXT(name, NOSPLIT, "func(acc *[16][16]float32, rows *[8]*float32, n int)")
 	Pragma("noescape")
-	Doc("pairTileAVX2 adds (a_p[i] − b_q[i])² (float32 difference, square",
-		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
-		"rows holds a0..a3, b0..b3; n is a multiple of 16.")
+	if bRows == 4 {
+		Doc(name+" adds (a_p[i] − b_q[i])² (float32 difference, square",
+			"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
+			"rows holds a0..a3, b0..b3; n is a multiple of 16.")
+	} else {
+		Doc(name+" is pairTileAVX2 for the pairs q < 2 only: it adds",
+			"(a_p[i] − b_q[i])² to acc[4p+q][i mod 16] for q < 2 and leaves the",
+			"other accumulators as they are; rows holds a0..a3, b0..b3 (b2, b3",
+			"unused); n is a multiple of 16.")
+	}
+	lbl := func(s string) string { return fmt.Sprintf("%s%d", s, bRows) }
 	accp := Load(Param("acc"), GP64())
 	rows := Load(Param("rows"), GP64())
 	n := Load(Param("n"), GP64())
@@ -70,13 +82,13 @@ func pairTile() {
 	start, end := GP64(), GP64()
 	XORQ(start, start)
 	TESTQ(n, n)
-	JZ(LabelRef("pairdone"))
-	Label("chunk")
+	JZ(LabelRef(lbl("pairdone")))
+	Label(lbl("chunk"))
 	MOVQ(start, end)
 	ADDQ(U32(4*pairChunk), end)
 	CMPQ(end, n)
 	CMOVQGT(n, end)
-	for pass := range 4 {
+	for pass := range bRows { // two b rows and one half of the lanes per pass
 		q0, h := 2*(pass/2), pass%2
 		var a [4]GPVirtual
 		for p := range 4 {
@@ -97,7 +109,7 @@ func pairTile() {
 		}
 		i := GP64()
 		MOVQ(start, i)
-		loop := fmt.Sprintf("pair%d", pass)
+		loop := fmt.Sprintf("pair%d_%d", bRows, pass)
 		Label(loop)
 		for q := range 2 {
 			y := YMM()
@@ -120,8 +132,8 @@ func pairTile() {
 	}
 	MOVQ(end, start)
 	CMPQ(start, n)
-	JL(LabelRef("chunk"))
-	Label("pairdone")
+	JL(LabelRef(lbl("chunk")))
+	Label(lbl("pairdone"))
 	VZEROUPPER()
 	RET()
 }
