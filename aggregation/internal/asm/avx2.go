@@ -689,9 +689,6 @@ func closestToMedian() {
 	odd := GP64()
 	MOVQ(t, odd)
 	ANDQ(U8(1), odd)
-	kEndV := YMM() // kEnd as int64 lanes, the rank of the second k loop's start
-	VMOVQ(kEnd, kEndV.AsX())
-	VPBROADCASTQ(kEndV.AsX(), kEndV)
 	SHLQ(U8(6), half)
 	SHLQ(U8(6), kEnd)
 	SHLQ(U8(6), sumEnd)
@@ -720,40 +717,59 @@ func closestToMedian() {
 	// masks.
 	b0 := YMM()
 	VPXOR(b0, b0, b0)
-	r := GP64()
-	XORQ(r, r)
-	CMPQ(r, half)
+	rb := GP64()
+	XORQ(rb, rb)
+	CMPQ(rb, half)
 	JGE(LabelRef("ctmb0done"))
 	Label("ctmb0")
 	{
 		v, lt := YMM(), YMM()
-		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, v)
+		VCVTPS2PD(Mem{Base: col, Index: rb, Scale: 1}, v)
 		VCMPPD(U8(0x11), m, v, lt) // v < m (LT_OQ)
 		VPSUBQ(lt, b0, b0)
 	}
-	ADDQ(U8(64), r)
-	CMPQ(r, half)
+	ADDQ(U8(64), rb)
+	CMPQ(rb, half)
 	JL(LabelRef("ctmb0"))
 	Label("ctmb0done")
 
-	// k: the ranks r in [0, kEnd) count when in [b0 − β, b0) and
-	// m − c[r] ≤ c[r + β] − m; the ranks in [kEnd, half) when in range.
-	// rv holds r in int64 lanes.
+	// Only the ranks around b0 matter: k looks at [b0 − β, b0) and the
+	// window lies in [b0 − k, b0 − k + β). Both loops run over the union
+	// of those ranges for the four lanes (the lanes' masks keep each to
+	// its own), so at t = 28, β = 6 they take 6 ranks each, not 14 and 20.
+	b0min, b0max := hMinMax(b0)
+	lo, hi, e := GP64(), GP64(), GP64()
+	MOVQ(b0min, lo)
+	SHLQ(U8(6), lo)
+	SUBQ(betaB, lo)
+	XORQ(e, e)
+	CMPQ(lo, e)
+	CMOVQLT(e, lo) // max(0, b0min − β)
+	MOVQ(b0max, hi)
+	SHLQ(U8(6), hi)
+	MOVQ(hi, e)
+	CMPQ(e, kEnd)
+	CMOVQGT(kEnd, e) // min(b0max, kEnd)
+
+	// k: the ranks r in [lo, e) count when in [b0 − β, b0) and
+	// m − c[r] ≤ c[r + β] − m; those in [max(lo, kEnd), hi) when in range
+	// (r + β ≥ t). rv holds r in int64 lanes.
 	kc, rv := YMM(), YMM()
 	VPXOR(kc, kc, kc)
-	VPXOR(rv, rv, rv)
 	colB := GP64()
 	LEAQ(Mem{Base: col, Index: betaB, Scale: 1}, colB)
-	XORQ(r, r)
-	CMPQ(r, kEnd)
+	r := GP64()
+	MOVQ(lo, r)
+	broadcastRank(r, rv)
+	CMPQ(r, e)
 	JGE(LabelRef("ctmk1done"))
 	Label("ctmk1")
 	{
-		in, hi, dl, dr := YMM(), YMM(), YMM(), YMM()
+		in, up, dl, dr := YMM(), YMM(), YMM(), YMM()
 		VPCMPGTQ(rv, b0, in) // b0 > r
-		VPADDQ(betaI, rv, hi)
-		VPCMPGTQ(hi, b0, hi) // b0 > r + β
-		VPANDN(in, hi, in)   // r < b0 ≤ r + β
+		VPADDQ(betaI, rv, up)
+		VPCMPGTQ(up, b0, up) // b0 > r + β
+		VPANDN(in, up, in)   // r < b0 ≤ r + β
 		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, dl)
 		VSUBPD(dl, m, dl) // m − c[r]
 		VCVTPS2PD(Mem{Base: colB, Index: r, Scale: 1}, dr)
@@ -764,49 +780,62 @@ func closestToMedian() {
 	}
 	VPADDQ(one, rv, rv)
 	ADDQ(U8(64), r)
-	CMPQ(r, kEnd)
+	CMPQ(r, e)
 	JL(LabelRef("ctmk1"))
 	Label("ctmk1done")
-	CMPQ(r, half)
+	CMPQ(r, kEnd)
+	CMOVQLT(kEnd, r) // max(r, kEnd)
+	CMPQ(r, hi)
 	JGE(LabelRef("ctmk2done"))
-	VMOVDQU(kEndV, rv)
+	broadcastRank(r, rv)
 	Label("ctmk2")
 	{
-		in, hi := YMM(), YMM()
+		in, up := YMM(), YMM()
 		VPCMPGTQ(rv, b0, in) // b0 > r
-		VPADDQ(betaI, rv, hi)
-		VPCMPGTQ(hi, b0, hi) // b0 > r + β
-		VPANDN(in, hi, in)   // r < b0 ≤ r + β
+		VPADDQ(betaI, rv, up)
+		VPCMPGTQ(up, b0, up) // b0 > r + β
+		VPANDN(in, up, in)   // r < b0 ≤ r + β
 		VPSUBQ(in, kc, kc)
 	}
 	VPADDQ(one, rv, rv)
 	ADDQ(U8(64), r)
-	CMPQ(r, half)
+	CMPQ(r, hi)
 	JL(LabelRef("ctmk2"))
 	Label("ctmk2done")
 
-	// The window starts at a = b0 − k; sum its ranks in ascending order.
+	// The window starts at a = b0 − k; sum its ranks in ascending order,
+	// over [amin, min(amax + β, sumEnd)).
 	a := YMM()
 	VPSUBQ(kc, b0, a)
+	amin, amax := hMinMax(a)
+	MOVQ(amin, r)
+	SHLQ(U8(6), r)
+	MOVQ(amax, e)
+	SHLQ(U8(6), e)
+	ADDQ(betaB, e)
+	CMPQ(e, sumEnd)
+	CMOVQGT(sumEnd, e)
+	broadcastRank(r, rv)
 	sum := YMM()
 	VXORPD(sum, sum, sum)
-	VPXOR(rv, rv, rv)
-	XORQ(r, r)
+	CMPQ(r, e)
+	JGE(LabelRef("ctmsumdone"))
 	Label("ctmsum")
 	{
-		in, lo, v := YMM(), YMM(), YMM()
+		in, below, v := YMM(), YMM(), YMM()
 		VPCMPGTQ(rv, a, in) // a > r
-		VPSUBQ(betaI, rv, lo)
-		VPCMPGTQ(lo, a, lo) // a > r − β
-		VPANDN(lo, in, in)  // a ≤ r < a + β
+		VPSUBQ(betaI, rv, below)
+		VPCMPGTQ(below, a, below) // a > r − β
+		VPANDN(below, in, in)     // a ≤ r < a + β
 		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, v)
 		VANDPD(in, v, v)
 		VADDPD(v, sum, sum)
 	}
 	VPADDQ(one, rv, rv)
 	ADDQ(U8(64), r)
-	CMPQ(r, sumEnd)
+	CMPQ(r, e)
 	JL(LabelRef("ctmsum"))
+	Label("ctmsumdone")
 
 	VDIVPD(betaF, sum, sum)
 	out := XMM()
@@ -817,4 +846,33 @@ func closestToMedian() {
 	JL(LabelRef("ctmgroup"))
 	VZEROUPPER()
 	RET()
+}
+
+// hMinMax returns the least and the greatest of the four int64 lanes of x.
+func hMinMax(x VecVirtual) (GPVirtual, GPVirtual) {
+	s, gt, lo, hi := YMM(), YMM(), YMM(), YMM()
+	VPERMQ(U8(0x4e), x, s)  // the 128-bit halves swapped
+	VPCMPGTQ(s, x, gt)      // x > s
+	VBLENDVPD(gt, s, x, lo) // min
+	VBLENDVPD(gt, x, s, hi) // max
+	VPSHUFD(U8(0x4e), lo, s)
+	VPCMPGTQ(s, lo, gt)
+	VBLENDVPD(gt, s, lo, lo)
+	VPSHUFD(U8(0x4e), hi, s)
+	VPCMPGTQ(s, hi, gt)
+	VBLENDVPD(gt, hi, s, hi)
+	mn, mx := GP64(), GP64()
+	VMOVQ(lo.AsX(), mn)
+	VMOVQ(hi.AsX(), mx)
+	return mn, mx
+}
+
+// broadcastRank sets the four int64 lanes of v to the rank of the byte
+// offset r (r/64).
+func broadcastRank(r GPVirtual, v VecVirtual) {
+	k := GP64()
+	MOVQ(r, k)
+	SHRQ(U8(6), k)
+	VMOVQ(k, v.AsX())
+	VPBROADCASTQ(v.AsX(), v)
 }
