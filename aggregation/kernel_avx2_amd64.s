@@ -1238,6 +1238,8 @@ TEXT ·closestToMedian16AVX2(SB), NOSPLIT, $0-32
 	CMPQ         SI, DX
 	CMOVQGT      DX, SI
 	ANDQ         $0x01, DX
+	VMOVQ        DI, X4
+	VPBROADCASTQ X4, Y4
 	SHLQ         $0x06, DI
 	SHLQ         $0x06, R8
 	SHLQ         $0x06, SI
@@ -1246,28 +1248,105 @@ TEXT ·closestToMedian16AVX2(SB), NOSPLIT, $0-32
 
 ctmgroup:
 	LEAQ      (CX)(R9*1), R10
-	VCVTPS2PD (R10)(DI*1), Y4
+	VCVTPS2PD (R10)(DI*1), Y5
 	TESTQ     DX, DX
 	JNZ       ctmodd
-	VCVTPS2PD -64(R10)(DI*1), Y5
-	VADDPD    Y4, Y5, Y4
-	VDIVPD    Y3, Y4, Y4
+	VCVTPS2PD -64(R10)(DI*1), Y6
+	VADDPD    Y5, Y6, Y5
+	VDIVPD    Y3, Y5, Y5
 
 ctmodd:
-	VPXOR Y5, Y5, Y5
-	XORQ  R11, R11
-	CMPQ  R11, DI
-	JGE   ctmb0done
+	VPXOR     Y6, Y6, Y6
+	XORQ      R11, R11
+	CMPQ      R11, DI
+	JGE       ctmb0done
+	VCVTPS2PD -64(R10)(DI*1), Y7
+	VCMPPD    $0x11, Y5, Y7, Y7
+	VMOVMSKPD Y7, R12
+	CMPL      R12, $0x0f
+	JNE       ctmb0
+	VMOVDQU   Y4, Y6
+	JMP       ctmb0done
 
 ctmb0:
-	VCVTPS2PD (R10)(R11*1), Y6
-	VCMPPD    $0x11, Y4, Y6, Y6
-	VPSUBQ    Y6, Y5, Y5
+	VCVTPS2PD (R10)(R11*1), Y7
+	VCMPPD    $0x11, Y5, Y7, Y7
+	VPSUBQ    Y7, Y6, Y6
 	ADDQ      $0x40, R11
 	CMPQ      R11, DI
 	JL        ctmb0
 
 ctmb0done:
+	VPERMQ       $0x4e, Y6, Y7
+	VPCMPGTQ     Y7, Y6, Y8
+	VBLENDVPD    Y8, Y7, Y6, Y9
+	VBLENDVPD    Y8, Y6, Y7, Y10
+	VPSHUFD      $0x4e, Y9, Y7
+	VPCMPGTQ     Y7, Y9, Y8
+	VBLENDVPD    Y8, Y7, Y9, Y9
+	VPSHUFD      $0x4e, Y10, Y7
+	VPCMPGTQ     Y7, Y10, Y8
+	VBLENDVPD    Y8, Y10, Y7, Y10
+	VMOVQ        X9, R11
+	VMOVQ        X10, R12
+	SHLQ         $0x06, R11
+	SUBQ         BX, R11
+	XORQ         R13, R13
+	CMPQ         R11, R13
+	CMOVQLT      R13, R11
+	SHLQ         $0x06, R12
+	MOVQ         R12, R13
+	CMPQ         R13, R8
+	CMOVQGT      R8, R13
+	VPXOR        Y7, Y7, Y7
+	LEAQ         (R10)(BX*1), R14
+	MOVQ         R11, R15
+	SHRQ         $0x06, R15
+	VMOVQ        R15, X8
+	VPBROADCASTQ X8, Y8
+	CMPQ         R11, R13
+	JGE          ctmk1done
+
+ctmk1:
+	VPCMPGTQ  Y8, Y6, Y9
+	VPADDQ    Y1, Y8, Y10
+	VPCMPGTQ  Y10, Y6, Y10
+	VPANDN    Y9, Y10, Y9
+	VCVTPS2PD (R10)(R11*1), Y10
+	VSUBPD    Y10, Y5, Y10
+	VCVTPS2PD (R14)(R11*1), Y11
+	VSUBPD    Y5, Y11, Y11
+	VCMPPD    $0x12, Y11, Y10, Y10
+	VPAND     Y10, Y9, Y9
+	VPSUBQ    Y9, Y7, Y7
+	VPADDQ    Y0, Y8, Y8
+	ADDQ      $0x40, R11
+	CMPQ      R11, R13
+	JL        ctmk1
+
+ctmk1done:
+	CMPQ         R11, R8
+	CMOVQLT      R8, R11
+	CMPQ         R11, R12
+	JGE          ctmk2done
+	MOVQ         R11, R13
+	SHRQ         $0x06, R13
+	VMOVQ        R13, X8
+	VPBROADCASTQ X8, Y8
+
+ctmk2:
+	VPCMPGTQ Y8, Y6, Y5
+	VPADDQ   Y1, Y8, Y9
+	VPCMPGTQ Y9, Y6, Y9
+	VPANDN   Y5, Y9, Y5
+	VPSUBQ   Y5, Y7, Y7
+	VPADDQ   Y0, Y8, Y8
+	ADDQ     $0x40, R11
+	CMPQ     R11, R12
+	JL       ctmk2
+
+ctmk2done:
+	VPSUBQ       Y7, Y6, Y5
 	VPERMQ       $0x4e, Y5, Y6
 	VPCMPGTQ     Y6, Y5, Y7
 	VBLENDVPD    Y7, Y6, Y5, Y8
@@ -1281,76 +1360,6 @@ ctmb0done:
 	VMOVQ        X8, R11
 	VMOVQ        X9, R12
 	SHLQ         $0x06, R11
-	SUBQ         BX, R11
-	XORQ         R13, R13
-	CMPQ         R11, R13
-	CMOVQLT      R13, R11
-	SHLQ         $0x06, R12
-	MOVQ         R12, R13
-	CMPQ         R13, R8
-	CMOVQGT      R8, R13
-	VPXOR        Y6, Y6, Y6
-	LEAQ         (R10)(BX*1), R14
-	MOVQ         R11, R15
-	SHRQ         $0x06, R15
-	VMOVQ        R15, X7
-	VPBROADCASTQ X7, Y7
-	CMPQ         R11, R13
-	JGE          ctmk1done
-
-ctmk1:
-	VPCMPGTQ  Y7, Y5, Y8
-	VPADDQ    Y1, Y7, Y9
-	VPCMPGTQ  Y9, Y5, Y9
-	VPANDN    Y8, Y9, Y8
-	VCVTPS2PD (R10)(R11*1), Y9
-	VSUBPD    Y9, Y4, Y9
-	VCVTPS2PD (R14)(R11*1), Y10
-	VSUBPD    Y4, Y10, Y10
-	VCMPPD    $0x12, Y10, Y9, Y9
-	VPAND     Y9, Y8, Y8
-	VPSUBQ    Y8, Y6, Y6
-	VPADDQ    Y0, Y7, Y7
-	ADDQ      $0x40, R11
-	CMPQ      R11, R13
-	JL        ctmk1
-
-ctmk1done:
-	CMPQ         R11, R8
-	CMOVQLT      R8, R11
-	CMPQ         R11, R12
-	JGE          ctmk2done
-	MOVQ         R11, R13
-	SHRQ         $0x06, R13
-	VMOVQ        R13, X7
-	VPBROADCASTQ X7, Y7
-
-ctmk2:
-	VPCMPGTQ Y7, Y5, Y4
-	VPADDQ   Y1, Y7, Y8
-	VPCMPGTQ Y8, Y5, Y8
-	VPANDN   Y4, Y8, Y4
-	VPSUBQ   Y4, Y6, Y6
-	VPADDQ   Y0, Y7, Y7
-	ADDQ     $0x40, R11
-	CMPQ     R11, R12
-	JL       ctmk2
-
-ctmk2done:
-	VPSUBQ       Y6, Y5, Y4
-	VPERMQ       $0x4e, Y4, Y5
-	VPCMPGTQ     Y5, Y4, Y6
-	VBLENDVPD    Y6, Y5, Y4, Y7
-	VBLENDVPD    Y6, Y4, Y5, Y8
-	VPSHUFD      $0x4e, Y7, Y5
-	VPCMPGTQ     Y5, Y7, Y6
-	VBLENDVPD    Y6, Y5, Y7, Y7
-	VPSHUFD      $0x4e, Y8, Y5
-	VPCMPGTQ     Y5, Y8, Y6
-	VBLENDVPD    Y6, Y8, Y5, Y8
-	VMOVQ        X7, R11
-	VMOVQ        X8, R12
-	SHLQ         $0x06, R11
 	MOVQ         R12, R13
 	SHLQ         $0x06, R13
 	ADDQ         BX, R13
@@ -1358,29 +1367,29 @@ ctmk2done:
 	CMOVQGT      SI, R13
 	MOVQ         R11, R12
 	SHRQ         $0x06, R12
-	VMOVQ        R12, X7
-	VPBROADCASTQ X7, Y7
-	VXORPD       Y5, Y5, Y5
+	VMOVQ        R12, X8
+	VPBROADCASTQ X8, Y8
+	VXORPD       Y6, Y6, Y6
 	CMPQ         R11, R13
 	JGE          ctmsumdone
 
 ctmsum:
-	VPCMPGTQ  Y7, Y4, Y6
-	VPSUBQ    Y1, Y7, Y8
-	VPCMPGTQ  Y8, Y4, Y8
-	VPANDN    Y8, Y6, Y6
-	VCVTPS2PD (R10)(R11*1), Y8
-	VANDPD    Y6, Y8, Y8
-	VADDPD    Y8, Y5, Y5
-	VPADDQ    Y0, Y7, Y7
+	VPCMPGTQ  Y8, Y5, Y7
+	VPSUBQ    Y1, Y8, Y9
+	VPCMPGTQ  Y9, Y5, Y9
+	VPANDN    Y9, Y7, Y7
+	VCVTPS2PD (R10)(R11*1), Y9
+	VANDPD    Y7, Y9, Y9
+	VADDPD    Y9, Y6, Y6
+	VPADDQ    Y0, Y8, Y8
 	ADDQ      $0x40, R11
 	CMPQ      R11, R13
 	JL        ctmsum
 
 ctmsumdone:
-	VDIVPD     Y2, Y5, Y5
-	VCVTPD2PSY Y5, X4
-	VMOVUPS    X4, (AX)(R9*1)
+	VDIVPD     Y2, Y6, Y6
+	VCVTPD2PSY Y6, X5
+	VMOVUPS    X5, (AX)(R9*1)
 	ADDQ       $0x10, R9
 	CMPQ       R9, $0x40
 	JL         ctmgroup

@@ -689,6 +689,9 @@ func closestToMedian() {
 	odd := GP64()
 	MOVQ(t, odd)
 	ANDQ(U8(1), odd)
+	halfV := YMM() // t/2 in int64 lanes
+	VMOVQ(half, halfV.AsX())
+	VPBROADCASTQ(halfV.AsX(), halfV)
 	SHLQ(U8(6), half)
 	SHLQ(U8(6), kEnd)
 	SHLQ(U8(6), sumEnd)
@@ -721,6 +724,20 @@ func closestToMedian() {
 	XORQ(rb, rb)
 	CMPQ(rb, half)
 	JGE(LabelRef("ctmb0done"))
+	// Without ties at the median every rank below t/2 is < m: when rank
+	// t/2 − 1 is in all four lanes, b0 = t/2 without the count (the
+	// values are sorted).
+	{
+		v, lt := YMM(), YMM()
+		VCVTPS2PD(Mem{Base: col, Index: half, Scale: 1, Disp: -64}, v)
+		VCMPPD(U8(0x11), m, v, lt) // v < m (LT_OQ)
+		msk := GP32()
+		VMOVMSKPD(lt, msk)
+		CMPL(msk, U8(15))
+		JNE(LabelRef("ctmb0"))
+		VMOVDQU(halfV, b0)
+		JMP(LabelRef("ctmb0done"))
+	}
 	Label("ctmb0")
 	{
 		v, lt := YMM(), YMM()
