@@ -46,17 +46,22 @@ func passSeconds(xs [][]float32) float64 {
 }
 
 // benchKernel times op on the benchmark inputs and reports its ratio to one
-// pass measured just before.
+// pass measured just before, and the CPU time per operation (cpu-ms, all
+// cores together), which other processes on a loaded machine do not
+// inflate as they do wall times.
 func benchKernel(b *testing.B, op func(xs [][]float32, dst []float32)) {
 	xs := benchInputs()
 	dst := make([]float32, benchD)
 	pass := passSeconds(xs)
 	b.SetBytes(int64(benchN) * benchD * 4)
+	cpu := cpuSeconds()
 	for b.Loop() {
 		op(xs, dst)
 	}
+	cpu = cpuSeconds() - cpu
 	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/pass, "x-pass")
 	b.ReportMetric(pass*1e3, "pass-ms")
+	b.ReportMetric(cpu/float64(b.N)*1e3, "cpu-ms")
 }
 
 func BenchmarkPass(b *testing.B) {

@@ -170,7 +170,15 @@ func pairwiseSquaredDistancesFinite(xs [][]float32) ([]float64, bool) {
 					a[k] = xs[rowOf(tp.a, k)][lo:hi]
 					b[k] = xs[rowOf(tp.b, k)][lo:hi]
 				}
-				pairTile(&s, &a, &b)
+				// Only the pairs j > i, j < n are read below.
+				switch {
+				case tp.a == tp.b:
+					pairTileDiag(&s, &a)
+				case 4*tp.b+2 >= n: // b rows 2 and 3 repeat row n − 1
+					pairTile2(&s, &a, &b)
+				default:
+					pairTile(&s, &a, &b)
+				}
 				if tp.a != tp.b && 4*tp.b+3 < n {
 					// A full off-diagonal tile: every pair has j > i.
 					for p := range 4 {
@@ -753,6 +761,10 @@ func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, bet
 				}
 				networkRows(buf, net)
 			}
+			if finite && m == lanes {
+				closestToMedian16(dst[off:off+lanes], buf, t, beta)
+				continue
+			}
 			lane := closestToMedianLane
 			if finite {
 				lane = closestToMedianLaneFinite
@@ -846,6 +858,14 @@ func closestToMedianLaneFinite(buf []float32, l, t, beta int) float32 {
 		s += float64(c[r*lanes])
 	}
 	return float32(s / float64(beta))
+}
+
+// closestToMedian16Generic is the portable closestToMedian16: dst[l] =
+// closestToMedianLaneFinite(buf, l, t, beta) for the 16 lanes.
+func closestToMedian16Generic(dst, buf []float32, t, beta int) {
+	for l := range lanes {
+		dst[l] = closestToMedianLaneFinite(buf, l, t, beta)
+	}
 }
 
 // b2i is 1 for true and 0 for false (a SETcc, no branch).

@@ -72,10 +72,59 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 	if m > 0 {
 		pairTileAVX2(&acc, &rows, m)
 	}
-	pairTileAcc(&acc, a, b, m)
-	for k := range acc {
-		s[k] = laneTree(&acc[k])
+	if m < n {
+		pairTileAcc(&acc, a, b, m)
 	}
+	laneTreeAVX2(s, &acc)
+}
+
+// pairTile2 sets s[4p+q], q < 2, to what pairTile(s, a, b) sets it to; the
+// other entries are unspecified. On AVX2 it computes those eight pairs only
+// (pairTile2AVX2).
+func pairTile2(s *[16]float32, a, b *[4][]float32) {
+	n := len(a[0])
+	if kernel != pathAVX2 || n == 0 {
+		pairTile(s, a, b)
+		return
+	}
+	var rows [8]*float32
+	for k := range 4 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+		rows[4+k] = unsafe.SliceData(b[k][:n])
+	}
+	var acc [16][lanes]float32
+	m := n &^ (lanes - 1)
+	if m > 0 {
+		pairTile2AVX2(&acc, &rows, m)
+	}
+	if m < n {
+		pairTileAcc(&acc, a, b, m)
+	}
+	laneTreeAVX2(s, &acc)
+}
+
+// pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to;
+// the other entries are unspecified. On AVX2 it computes those six pairs
+// only (pairTileDiagAVX2), not the sixteen of pairTile.
+func pairTileDiag(s *[16]float32, a *[4][]float32) {
+	n := len(a[0])
+	if kernel != pathAVX2 || n == 0 {
+		pairTile(s, a, a)
+		return
+	}
+	var rows [4]*float32
+	for k := range 4 {
+		rows[k] = unsafe.SliceData(a[k][:n])
+	}
+	var acc [16][lanes]float32
+	m := n &^ (lanes - 1)
+	if m > 0 {
+		pairTileDiagAVX2(&acc, &rows, m)
+	}
+	if m < n {
+		pairTileAcc(&acc, a, a, m)
+	}
+	laneTreeAVX2(s, &acc)
 }
 
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
@@ -96,6 +145,22 @@ func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi
 	}
 	sort16AVX2(&buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net))
 	meanRowsAVX2((*[lanes]float32)(dst), &buf[0], lo, hi, float64(hi-lo))
+}
+
+// closestToMedian16 sets dst[l] = closestToMedianLaneFinite(buf, l, t,
+// beta) for the 16 lanes of the t sorted, finite rows of buf. Both
+// assembly paths run the AVX2 kernel (every AVX-512 CPU has AVX2).
+func closestToMedian16(dst, buf []float32, t, beta int) {
+	if kernel == pathPurego {
+		closestToMedian16Generic(dst, buf, t, beta)
+		return
+	}
+	if !(1 <= beta && beta <= t) {
+		panic("aggregation: window larger than the values")
+	}
+	_ = buf[t*lanes-1]
+	_ = dst[lanes-1]
+	closestToMedian16AVX2(&dst[0], &buf[0], t, beta)
 }
 
 // networkRows serves only the last, partial group of a vector, so the

@@ -108,6 +108,20 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 	}
 }
 
+// closestToMedian16 sets dst[l] = closestToMedianLaneFinite(buf, l, t,
+// beta) for the 16 lanes (portable code on arm64).
+func closestToMedian16(dst, buf []float32, t, beta int) {
+	closestToMedian16Generic(dst, buf, t, beta)
+}
+
+// pairTile2 sets s[4p+q], q < 2, to what pairTile(s, a, b) sets it to
+// (the other entries are unspecified; here all sixteen are computed).
+func pairTile2(s *[16]float32, a, b *[4][]float32) { pairTile(s, a, b) }
+
+// pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to
+// (the other entries are unspecified; here all sixteen are computed).
+func pairTileDiag(s *[16]float32, a *[4][]float32) { pairTile(s, a, a) }
+
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
 	if kernel == pathPurego {
 		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)

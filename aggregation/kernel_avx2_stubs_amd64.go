@@ -11,6 +11,28 @@ package aggregation
 //go:noescape
 func pairTileAVX2(acc *[16][16]float32, rows *[8]*float32, n int)
 
+// pairTile2AVX2 is pairTileAVX2 for the pairs q < 2 only: it adds
+// (a_p[i] − b_q[i])² to acc[4p+q][i mod 16] for q < 2 and leaves the
+// other accumulators as they are; rows holds a0..a3, b0..b3 (b2, b3
+// unused); n is a multiple of 16.
+//
+//go:noescape
+func pairTile2AVX2(acc *[16][16]float32, rows *[8]*float32, n int)
+
+// pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square
+// and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing, for
+// the six pairs p < q of the rows a0..a3; n is a multiple of 16. The
+// other ten accumulators are left as they are.
+//
+//go:noescape
+func pairTileDiagAVX2(acc *[16][16]float32, rows *[4]*float32, n int)
+
+// laneTreeAVX2 sets s[k] to the sum of the 16 float32 lanes of acc[k]
+// by the tree of laneTree: (l, l+8), (l, l+4), (l, l+2), (0, 1).
+//
+//go:noescape
+func laneTreeAVX2(s *[16]float32, acc *[16][16]float32)
+
 // sort16AVX2 copies xs[r][off:off+16] into row r (64 bytes) of buf for
 // r < n, then applies the comparators net (nnet int32s: pairs of byte
 // offsets of rows; the minimum to the first, the maximum to the second,
@@ -65,3 +87,9 @@ func gramTileAVX2(out *[12]float64, rows *[7]*float32, n int)
 //
 //go:noescape
 func sub32AVX2(dst *float32, x *float32, c *float32, n int)
+
+// closestToMedian16AVX2 sets dst[l], l < 16, to closestToMedianLaneFinite(buf,
+// l, t, beta) for the t sorted, finite 64-byte rows of buf; 1 ≤ beta ≤ t.
+//
+//go:noescape
+func closestToMedian16AVX2(dst *float32, buf *float32, t int, beta int)

@@ -3,8 +3,11 @@ package aggregation
 import (
 	"encoding/binary"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/model"
 )
 
 // FuzzKernelPaths runs each kernel on every path the CPU offers, over raw
@@ -53,6 +56,12 @@ func FuzzKernelPaths(f *testing.F) {
 				var s [16]float32
 				pairTile(&s, &a4, &b4)
 				out["pairTile"] = s[:]
+				var s2 [16]float32
+				pairTile2(&s2, &a4, &b4)
+				out["pairTile2"] = []float32{s2[0], s2[1], s2[4], s2[5], s2[8], s2[9], s2[12], s2[13]} // q < 2
+				var sd [16]float32
+				pairTileDiag(&sd, &a4)
+				out["pairTileDiag"] = []float32{sd[1], sd[2], sd[3], sd[6], sd[7], sd[11]} // p < q
 				var a3 [3][]float32
 				for k := range 3 {
 					a3[k] = row(k)
@@ -97,6 +106,15 @@ func FuzzKernelPaths(f *testing.F) {
 					buf := alignedFloats(n * lanes)
 					sort16(buf, xs, off, net)
 					out["sort16/"+string(rune('0'+rk[0]))] = buf
+					if rk[0] == 0 && model.AllFinite(buf) {
+						// Bulyan's window over the sorted rows, for
+						// every β.
+						for beta := 1; beta <= n; beta++ {
+							w := make([]float32, lanes)
+							closestToMedian16(w, buf, n, beta)
+							out["closestToMedian16/"+strconv.Itoa(beta)] = w
+						}
+					}
 					m := make([]float32, lanes)
 					rankMean16(m, alignedFloats(n*lanes), xs, off, net, rk[0], rk[1])
 					out["rankMean16/"+string(rune('0'+rk[0]))] = m

@@ -7,6 +7,18 @@ func availablePaths() []kernelPath { return []kernelPath{pathPurego} }
 
 func pairTile(s *[16]float32, a, b *[4][]float32) { pairTileGeneric(s, a, b) }
 
+// pairTile2 sets s[4p+q], q < 2, to what pairTile(s, a, b) sets it to
+// (the other entries are unspecified; here all sixteen are computed).
+func pairTile2(s *[16]float32, a, b *[4][]float32) { pairTileGeneric(s, a, b) }
+
+// pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to
+// (the other entries are unspecified; here all sixteen are computed).
+func pairTileDiag(s *[16]float32, a *[4][]float32) { pairTileGeneric(s, a, a) }
+
+func closestToMedian16(dst, buf []float32, t, beta int) {
+	closestToMedian16Generic(dst, buf, t, beta)
+}
+
 func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
 	rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
 }

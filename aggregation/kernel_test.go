@@ -675,9 +675,15 @@ func TestSortNetworkBlocks(t *testing.T) {
 // TestClosestToMedianLaneFinite checks the counting form of Bulyan's window
 // against the step-by-step one, bit for bit, on sorted finite lanes: many
 // with ties at and around the median (where the window can start far from
-// the middle), the rest normal, for every t ≤ 40 and β ≤ t.
+// the middle), some with signed zeros and magnitudes far apart (where the
+// float64 median and distances round), the rest normal, for every t ≤ 40
+// and β ≤ t. The 16-lane form closestToMedian16 (assembly on amd64) must
+// give the same bits on every path.
 func TestClosestToMedianLaneFinite(t *testing.T) {
 	rng := rand.New(rand.NewPCG(16, 28))
+	saved := kernel
+	defer func() { kernel = saved }()
+	extremes := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -1e-45, 1e-38, 3e38, -3e38, 1, 1 + 0x1p-23, 16777216, 16777218}
 	for tt := 1; tt <= 40; tt++ {
 		buf := make([]float32, tt*lanes)
 		col := make([]float32, tt)
@@ -685,9 +691,13 @@ func TestClosestToMedianLaneFinite(t *testing.T) {
 			distinct := 1 + rng.IntN(2*tt)
 			for l := range lanes {
 				for r := range col {
-					col[r] = float32(rng.IntN(distinct) - distinct/2)
-					if l%4 == 3 {
+					switch l % 4 {
+					case 3:
 						col[r] = float32(rng.NormFloat64())
+					case 2:
+						col[r] = extremes[rng.IntN(len(extremes))]
+					default:
+						col[r] = float32(rng.IntN(distinct) - distinct/2)
 					}
 				}
 				slices.Sort(col)
@@ -696,11 +706,22 @@ func TestClosestToMedianLaneFinite(t *testing.T) {
 				}
 			}
 			for beta := 1; beta <= tt; beta++ {
+				var want [lanes]float32
 				for l := range lanes {
-					want := closestToMedianLane(buf, l, tt, beta)
+					want[l] = closestToMedianLane(buf, l, tt, beta)
 					got := closestToMedianLaneFinite(buf, l, tt, beta)
-					if math.Float32bits(got) != math.Float32bits(want) {
-						t.Fatalf("t=%d β=%d lane %d: got %v, want %v", tt, beta, l, got, want)
+					if math.Float32bits(got) != math.Float32bits(want[l]) {
+						t.Fatalf("t=%d β=%d lane %d: got %v, want %v", tt, beta, l, got, want[l])
+					}
+				}
+				for _, p := range availablePaths() {
+					kernel = p
+					var got [lanes]float32
+					closestToMedian16(got[:], buf, tt, beta)
+					for l := range lanes {
+						if math.Float32bits(got[l]) != math.Float32bits(want[l]) {
+							t.Fatalf("%s: t=%d β=%d lane %d: got %v, want %v", p, tt, beta, l, got[l], want[l])
+						}
 					}
 				}
 			}

@@ -23,7 +23,10 @@ import (
 
 func main() {
 	ConstraintExpr("amd64,!purego")
-	pairTile()
+	pairTile("pairTileAVX2", 4)
+	pairTile("pairTile2AVX2", 2)
+	pairTileDiag()
+	laneTree()
 	sort16()
 	meanRows()
 	add64()
@@ -33,6 +36,7 @@ func main() {
 	add32()
 	gramTile()
 	sub32()
+	closestToMedian()
 	Generate()
 }
 
@@ -40,39 +44,51 @@ func main() {
 // each 16 float32 lanes (two YMM). The block is walked in chunks of
 // pairChunk coordinates (the 8 rows' chunks, 16 KB, stay in L1), and each
 // chunk in four passes: b rows {0, 1} or {2, 3} against all four a rows,
-// lanes 0-7 or 8-15. A pass keeps its 8 accumulators, the 4 a values, one
-// b value, a temporary and the constant 1 in 15 of the 16 YMM registers,
-// and loads 6 vectors per 8 squared differences. As in the AVX-512 kernel,
-// half the differences are a·1 − b by VFMSUB231PS (exact product, one
-// rounding: the bits of VSUBPS) so that the FMA and the FADD pipes share
-// the work.
+// lanes 0-7 or 8-15. A pass keeps its 8 accumulators in registers, loads
+// one b value per b row and takes each a value as the memory operand of
+// the subtraction: t = b − a, which is −(a − b) exactly (rounding to
+// nearest is symmetric), so t·t has the portable loop's bits.
+//
+// Every difference is a VSUBPS. Earlier versions computed half of them as
+// a·1 − b by VFMSUB231PS (exact product, one rounding: the same bits) so
+// that the FMA pipes shared the additions' work, as the AVX-512 kernel
+// does; on this machine's AMD Zen (family 17h) that was slower: 2.6-2.9
+// cycles per 8 squared differences against 2.0-2.2 for VSUBPS with a
+// memory operand, which is the bound of its two 128-bit add pipes (a
+// subtraction and an addition per difference, each two µops).
 const pairChunk = 512
 
-func pairTile() {
-	TEXT("pairTileAVX2", NOSPLIT, "func(acc *[16][16]float32, rows *[8]*float32, n int)")
+// pairTile2AVX2 is the same kernel for the pairs of b rows 0 and 1 only (two
+// passes): the last tile column of the distance matrix when n mod 4 is 1
+// or 2, where the other b rows repeat row n − 1.
+func pairTile(name string, bRows int) {
+	TEXT(name, NOSPLIT, "func(acc *[16][16]float32, rows *[8]*float32, n int)")
 	Pragma("noescape")
-	Doc("pairTileAVX2 adds (a_p[i] − b_q[i])² (float32 difference, square",
-		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
-		"rows holds a0..a3, b0..b3; n is a multiple of 16.")
+	if bRows == 4 {
+		Doc(name+" adds (a_p[i] − b_q[i])² (float32 difference, square",
+			"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
+			"rows holds a0..a3, b0..b3; n is a multiple of 16.")
+	} else {
+		Doc(name+" is pairTileAVX2 for the pairs q < 2 only: it adds",
+			"(a_p[i] − b_q[i])² to acc[4p+q][i mod 16] for q < 2 and leaves the",
+			"other accumulators as they are; rows holds a0..a3, b0..b3 (b2, b3",
+			"unused); n is a multiple of 16.")
+	}
+	lbl := func(s string) string { return fmt.Sprintf("%s%d", s, bRows) }
 	accp := Load(Param("acc"), GP64())
 	rows := Load(Param("rows"), GP64())
 	n := Load(Param("n"), GP64())
 	SHLQ(U8(2), n) // bytes
-	ones := YMM()
-	one := GP32()
-	MOVL(U32(0x3f800000), one)
-	MOVD(one, ones.AsX())
-	VBROADCASTSS(ones.AsX(), ones)
 	start, end := GP64(), GP64()
 	XORQ(start, start)
 	TESTQ(n, n)
-	JZ(LabelRef("pairdone"))
-	Label("chunk")
+	JZ(LabelRef(lbl("pairdone")))
+	Label(lbl("chunk"))
 	MOVQ(start, end)
 	ADDQ(U32(4*pairChunk), end)
 	CMPQ(end, n)
 	CMOVQGT(n, end)
-	for pass := range 4 {
+	for pass := range bRows { // two b rows and one half of the lanes per pass
 		q0, h := 2*(pass/2), pass%2
 		var a [4]GPVirtual
 		for p := range 4 {
@@ -93,24 +109,14 @@ func pairTile() {
 		}
 		i := GP64()
 		MOVQ(start, i)
-		loop := fmt.Sprintf("pair%d", pass)
+		loop := fmt.Sprintf("pair%d_%d", bRows, pass)
 		Label(loop)
-		var x [4]VecVirtual
-		for p := range 4 {
-			x[p] = YMM()
-			VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, x[p])
-		}
 		for q := range 2 {
 			y := YMM()
 			VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}, y)
 			for p := range 4 {
 				t := YMM()
-				if p%2 == 1 {
-					VMOVAPS(y, t)
-					VFMSUB231PS(ones, x[p], t) // t = a·1 − b
-				} else {
-					VSUBPS(y, x[p], t)
-				}
+				VSUBPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, y, t) // t = b − a
 				VMULPS(t, t, t)
 				VADDPS(t, acc[p][q], acc[p][q])
 			}
@@ -126,8 +132,99 @@ func pairTile() {
 	}
 	MOVQ(end, start)
 	CMPQ(start, n)
-	JL(LabelRef("chunk"))
-	Label("pairdone")
+	JL(LabelRef(lbl("chunk")))
+	Label(lbl("pairdone"))
+	VZEROUPPER()
+	RET()
+}
+
+// diagPairs are the pairs (p, q), p < q, of a tile of rows with itself.
+var diagPairs = [6][2]int{{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}}
+
+// pairTileDiag: the accumulators of a tile of four rows with itself, for
+// its six pairs p < q only (the diagonal tiles of the distance matrix,
+// where pairTile would spend 16 pairs' work on 6). Both halves of the
+// lanes in one pass: 12 accumulators, rows 1-3 in registers and row p as
+// the memory operand, t = a_q − a_p, whose square is (a_p − a_q)²'s.
+// Each row is read once, so the block is not cut into chunks.
+func pairTileDiag() {
+	TEXT("pairTileDiagAVX2", NOSPLIT, "func(acc *[16][16]float32, rows *[4]*float32, n int)")
+	Pragma("noescape")
+	Doc("pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square",
+		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing, for",
+		"the six pairs p < q of the rows a0..a3; n is a multiple of 16. The",
+		"other ten accumulators are left as they are.")
+	accp := Load(Param("acc"), GP64())
+	rows := Load(Param("rows"), GP64())
+	n := Load(Param("n"), GP64())
+	SHLQ(U8(2), n) // bytes
+	var a [4]GPVirtual
+	for p := range 4 {
+		a[p] = GP64()
+		MOVQ(Mem{Base: rows, Disp: 8 * p}, a[p])
+	}
+	var acc [6][2]VecVirtual
+	for k, pq := range diagPairs {
+		for h := range 2 {
+			acc[k][h] = YMM()
+			VMOVUPS(Mem{Base: accp, Disp: 64*(4*pq[0]+pq[1]) + 32*h}, acc[k][h])
+		}
+	}
+	i := GP64()
+	XORQ(i, i)
+	TESTQ(n, n)
+	JZ(LabelRef("diagstore"))
+	Label("diag")
+	for h := range 2 {
+		var x [4]VecVirtual
+		for q := 1; q < 4; q++ {
+			x[q] = YMM()
+			VMOVUPS(Mem{Base: a[q], Index: i, Scale: 1, Disp: 32 * h}, x[q])
+		}
+		for k, pq := range diagPairs {
+			t := YMM()
+			VSUBPS(Mem{Base: a[pq[0]], Index: i, Scale: 1, Disp: 32 * h}, x[pq[1]], t) // t = a_q − a_p
+			VMULPS(t, t, t)
+			VADDPS(t, acc[k][h], acc[k][h])
+		}
+	}
+	ADDQ(U8(64), i)
+	CMPQ(i, n)
+	JL(LabelRef("diag"))
+	Label("diagstore")
+	for k, pq := range diagPairs {
+		for h := range 2 {
+			VMOVUPS(acc[k][h], Mem{Base: accp, Disp: 64*(4*pq[0]+pq[1]) + 32*h})
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// laneTree: the portable laneTree for the 16 accumulators of a tile, in
+// the same order: lanes (l, l+8), (l, l+4), (l, l+2), (0, 1), each sum
+// with the lower lane as the first operand (as the portable v[i] += v[i+w],
+// which matters only for the payload of a NaN).
+func laneTree() {
+	TEXT("laneTreeAVX2", NOSPLIT, "func(s *[16]float32, acc *[16][16]float32)")
+	Pragma("noescape")
+	Doc("laneTreeAVX2 sets s[k] to the sum of the 16 float32 lanes of acc[k]",
+		"by the tree of laneTree: (l, l+8), (l, l+4), (l, l+2), (0, 1).")
+	sp := Load(Param("s"), GP64())
+	accp := Load(Param("acc"), GP64())
+	for k := range 16 {
+		v, w := YMM(), XMM()
+		VMOVUPS(Mem{Base: accp, Disp: 64 * k}, v)
+		VADDPS(Mem{Base: accp, Disp: 64*k + 32}, v, v) // (l, l+8)
+		VEXTRACTF128(U8(1), v, w)
+		VADDPS(w, v.AsX(), w) // (l, l+4)
+		u := XMM()
+		VMOVHLPS(w, w, u)
+		VADDPS(u, w, w) // (l, l+2)
+		VMOVSHDUP(w, u)
+		VADDSS(u, w, w) // (0, 1)
+		VMOVSS(w, Mem{Base: sp, Disp: 4 * k})
+	}
 	VZEROUPPER()
 	RET()
 }
@@ -527,4 +624,272 @@ func sub32() {
 	Label("sub32done")
 	VZEROUPPER()
 	RET()
+}
+
+// closestToMedian: Bulyan's window of β values closest to the median, for
+// the 16 sorted lanes of a block, four float64 lanes at a time. It is
+// closestToMedianLaneFinite with every data-dependent index replaced by a
+// mask over a fixed range of ranks, so that the lanes need no gathers:
+//
+//   - b0, the first rank with value ≥ m, is the number of ranks below t/2
+//     whose value is < m (the values are sorted and ranks ≥ t/2 are ≥ m);
+//   - k counts the ranks r in [b0 − β, b0) (r = b0 − i) for which r + β ≥ t
+//     (fewer than β − i + 1 values at or above m) or m − c[r] ≤
+//     c[min(r + β, t − 1)] − m;
+//   - the window [b0 − k, b0 − k + β) is summed over all ranks below
+//     min(t, t/2 + β) in ascending order, the ranks outside it adding +0,
+//     which changes no sum (the sum starts at +0 and is never −0).
+//
+// Each float64 operation is the portable one on the same values, so the
+// bits are the same.
+func closestToMedian() {
+	TEXT("closestToMedian16AVX2", NOSPLIT, "func(dst *float32, buf *float32, t, beta int)")
+	Pragma("noescape")
+	Doc("closestToMedian16AVX2 sets dst[l], l < 16, to closestToMedianLaneFinite(buf,",
+		"l, t, beta) for the t sorted, finite 64-byte rows of buf; 1 ≤ beta ≤ t.")
+	dst := Load(Param("dst"), GP64())
+	buf := Load(Param("buf"), GP64())
+	t := Load(Param("t"), GP64())
+	beta := Load(Param("beta"), GP64())
+
+	// Constants: int64 1, β (int64 and float64), 2.0.
+	one, betaI, betaF, two := YMM(), YMM(), YMM(), YMM()
+	g := GP64()
+	MOVQ(U64(1), g)
+	VMOVQ(g, one.AsX())
+	VPBROADCASTQ(one.AsX(), one)
+	VMOVQ(beta, betaI.AsX())
+	VPBROADCASTQ(betaI.AsX(), betaI)
+	VCVTSI2SDQ(beta, betaF.AsX(), betaF.AsX())
+	VBROADCASTSD(betaF.AsX(), betaF)
+	MOVQ(U64(0x4000000000000000), g) // 2.0
+	VMOVQ(g, two.AsX())
+	VBROADCASTSD(two.AsX(), two)
+
+	// Rank bounds, in bytes of buf (64 per rank): half = t/2; the ranks
+	// [0, kEnd) compare, kEnd = clamp(t − β, 0, half); the ranks
+	// [kEnd, half) have r + β ≥ t; the sum runs over [0, sumEnd),
+	// sumEnd = min(t, half + β).
+	half := GP64()
+	MOVQ(t, half)
+	SHRQ(U8(1), half)
+	kEnd := GP64()
+	MOVQ(t, kEnd)
+	SUBQ(beta, kEnd)
+	CMPQ(kEnd, half)
+	CMOVQGT(half, kEnd)
+	XORQ(g, g)
+	TESTQ(kEnd, kEnd)
+	CMOVQLT(g, kEnd)
+	sumEnd := GP64()
+	MOVQ(half, sumEnd)
+	ADDQ(beta, sumEnd)
+	CMPQ(sumEnd, t)
+	CMOVQGT(t, sumEnd)
+	odd := GP64()
+	MOVQ(t, odd)
+	ANDQ(U8(1), odd)
+	halfV := YMM() // t/2 in int64 lanes
+	VMOVQ(half, halfV.AsX())
+	VPBROADCASTQ(halfV.AsX(), halfV)
+	SHLQ(U8(6), half)
+	SHLQ(U8(6), kEnd)
+	SHLQ(U8(6), sumEnd)
+	betaB := GP64()
+	MOVQ(beta, betaB)
+	SHLQ(U8(6), betaB)
+
+	grp := GP64()
+	XORQ(grp, grp)
+	Label("ctmgroup")
+	col := GP64() // lanes 4·group.. of rank 0
+	LEAQ(Mem{Base: buf, Index: grp, Scale: 1}, col)
+
+	// m: the median of the lanes.
+	m := YMM()
+	VCVTPS2PD(Mem{Base: col, Index: half, Scale: 1}, m)
+	TESTQ(odd, odd)
+	JNZ(LabelRef("ctmodd"))
+	below := YMM()
+	VCVTPS2PD(Mem{Base: col, Index: half, Scale: 1, Disp: -64}, below)
+	VADDPD(m, below, m) // float64(c[t/2−1]) + float64(c[t/2])
+	VDIVPD(two, m, m)
+	Label("ctmodd")
+
+	// b0 = #{r < t/2 : c[r] < m}, counted by subtracting the all-ones (−1)
+	// masks.
+	b0 := YMM()
+	VPXOR(b0, b0, b0)
+	rb := GP64()
+	XORQ(rb, rb)
+	CMPQ(rb, half)
+	JGE(LabelRef("ctmb0done"))
+	// Without ties at the median every rank below t/2 is < m: when rank
+	// t/2 − 1 is in all four lanes, b0 = t/2 without the count (the
+	// values are sorted).
+	{
+		v, lt := YMM(), YMM()
+		VCVTPS2PD(Mem{Base: col, Index: half, Scale: 1, Disp: -64}, v)
+		VCMPPD(U8(0x11), m, v, lt) // v < m (LT_OQ)
+		msk := GP32()
+		VMOVMSKPD(lt, msk)
+		CMPL(msk, U8(15))
+		JNE(LabelRef("ctmb0"))
+		VMOVDQU(halfV, b0)
+		JMP(LabelRef("ctmb0done"))
+	}
+	Label("ctmb0")
+	{
+		v, lt := YMM(), YMM()
+		VCVTPS2PD(Mem{Base: col, Index: rb, Scale: 1}, v)
+		VCMPPD(U8(0x11), m, v, lt) // v < m (LT_OQ)
+		VPSUBQ(lt, b0, b0)
+	}
+	ADDQ(U8(64), rb)
+	CMPQ(rb, half)
+	JL(LabelRef("ctmb0"))
+	Label("ctmb0done")
+
+	// Only the ranks around b0 matter: k looks at [b0 − β, b0) and the
+	// window lies in [b0 − k, b0 − k + β). Both loops run over the union
+	// of those ranges for the four lanes (the lanes' masks keep each to
+	// its own), so at t = 28, β = 6 they take 6 ranks each, not 14 and 20.
+	b0min, b0max := hMinMax(b0)
+	lo, hi, e := GP64(), GP64(), GP64()
+	MOVQ(b0min, lo)
+	SHLQ(U8(6), lo)
+	SUBQ(betaB, lo)
+	XORQ(e, e)
+	CMPQ(lo, e)
+	CMOVQLT(e, lo) // max(0, b0min − β)
+	MOVQ(b0max, hi)
+	SHLQ(U8(6), hi)
+	MOVQ(hi, e)
+	CMPQ(e, kEnd)
+	CMOVQGT(kEnd, e) // min(b0max, kEnd)
+
+	// k: the ranks r in [lo, e) count when in [b0 − β, b0) and
+	// m − c[r] ≤ c[r + β] − m; those in [max(lo, kEnd), hi) when in range
+	// (r + β ≥ t). rv holds r in int64 lanes.
+	kc, rv := YMM(), YMM()
+	VPXOR(kc, kc, kc)
+	colB := GP64()
+	LEAQ(Mem{Base: col, Index: betaB, Scale: 1}, colB)
+	r := GP64()
+	MOVQ(lo, r)
+	broadcastRank(r, rv)
+	CMPQ(r, e)
+	JGE(LabelRef("ctmk1done"))
+	Label("ctmk1")
+	{
+		in, up, dl, dr := YMM(), YMM(), YMM(), YMM()
+		VPCMPGTQ(rv, b0, in) // b0 > r
+		VPADDQ(betaI, rv, up)
+		VPCMPGTQ(up, b0, up) // b0 > r + β
+		VPANDN(in, up, in)   // r < b0 ≤ r + β
+		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, dl)
+		VSUBPD(dl, m, dl) // m − c[r]
+		VCVTPS2PD(Mem{Base: colB, Index: r, Scale: 1}, dr)
+		VSUBPD(m, dr, dr)            // c[r + β] − m
+		VCMPPD(U8(0x12), dr, dl, dl) // dl ≤ dr (LE_OQ)
+		VPAND(dl, in, in)
+		VPSUBQ(in, kc, kc)
+	}
+	VPADDQ(one, rv, rv)
+	ADDQ(U8(64), r)
+	CMPQ(r, e)
+	JL(LabelRef("ctmk1"))
+	Label("ctmk1done")
+	CMPQ(r, kEnd)
+	CMOVQLT(kEnd, r) // max(r, kEnd)
+	CMPQ(r, hi)
+	JGE(LabelRef("ctmk2done"))
+	broadcastRank(r, rv)
+	Label("ctmk2")
+	{
+		in, up := YMM(), YMM()
+		VPCMPGTQ(rv, b0, in) // b0 > r
+		VPADDQ(betaI, rv, up)
+		VPCMPGTQ(up, b0, up) // b0 > r + β
+		VPANDN(in, up, in)   // r < b0 ≤ r + β
+		VPSUBQ(in, kc, kc)
+	}
+	VPADDQ(one, rv, rv)
+	ADDQ(U8(64), r)
+	CMPQ(r, hi)
+	JL(LabelRef("ctmk2"))
+	Label("ctmk2done")
+
+	// The window starts at a = b0 − k; sum its ranks in ascending order,
+	// over [amin, min(amax + β, sumEnd)).
+	a := YMM()
+	VPSUBQ(kc, b0, a)
+	amin, amax := hMinMax(a)
+	MOVQ(amin, r)
+	SHLQ(U8(6), r)
+	MOVQ(amax, e)
+	SHLQ(U8(6), e)
+	ADDQ(betaB, e)
+	CMPQ(e, sumEnd)
+	CMOVQGT(sumEnd, e)
+	broadcastRank(r, rv)
+	sum := YMM()
+	VXORPD(sum, sum, sum)
+	CMPQ(r, e)
+	JGE(LabelRef("ctmsumdone"))
+	Label("ctmsum")
+	{
+		in, below, v := YMM(), YMM(), YMM()
+		VPCMPGTQ(rv, a, in) // a > r
+		VPSUBQ(betaI, rv, below)
+		VPCMPGTQ(below, a, below) // a > r − β
+		VPANDN(below, in, in)     // a ≤ r < a + β
+		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, v)
+		VANDPD(in, v, v)
+		VADDPD(v, sum, sum)
+	}
+	VPADDQ(one, rv, rv)
+	ADDQ(U8(64), r)
+	CMPQ(r, e)
+	JL(LabelRef("ctmsum"))
+	Label("ctmsumdone")
+
+	VDIVPD(betaF, sum, sum)
+	out := XMM()
+	VCVTPD2PSY(sum, out)
+	VMOVUPS(out, Mem{Base: dst, Index: grp, Scale: 1})
+	ADDQ(U8(16), grp)
+	CMPQ(grp, U8(64))
+	JL(LabelRef("ctmgroup"))
+	VZEROUPPER()
+	RET()
+}
+
+// hMinMax returns the least and the greatest of the four int64 lanes of x.
+func hMinMax(x VecVirtual) (GPVirtual, GPVirtual) {
+	s, gt, lo, hi := YMM(), YMM(), YMM(), YMM()
+	VPERMQ(U8(0x4e), x, s)  // the 128-bit halves swapped
+	VPCMPGTQ(s, x, gt)      // x > s
+	VBLENDVPD(gt, s, x, lo) // min
+	VBLENDVPD(gt, x, s, hi) // max
+	VPSHUFD(U8(0x4e), lo, s)
+	VPCMPGTQ(s, lo, gt)
+	VBLENDVPD(gt, s, lo, lo)
+	VPSHUFD(U8(0x4e), hi, s)
+	VPCMPGTQ(s, hi, gt)
+	VBLENDVPD(gt, hi, s, hi)
+	mn, mx := GP64(), GP64()
+	VMOVQ(lo.AsX(), mn)
+	VMOVQ(hi.AsX(), mx)
+	return mn, mx
+}
+
+// broadcastRank sets the four int64 lanes of v to the rank of the byte
+// offset r (r/64).
+func broadcastRank(r GPVirtual, v VecVirtual) {
+	k := GP64()
+	MOVQ(r, k)
+	SHRQ(U8(6), k)
+	VMOVQ(k, v.AsX())
+	VPBROADCASTQ(v.AsX(), v)
 }
