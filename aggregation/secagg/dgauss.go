@@ -71,6 +71,9 @@ type DiscreteGaussian struct {
 	sigma2 uint64
 	t      uint64 // ⌊σ⌋ + 1
 	rng    *keystream
+	// table, when σ² has one, draws the samples (dgtable.go); the CKS
+	// methods below draw them otherwise.
+	table *dgTable
 	// den is 2σ²t², the acceptance test's denominator, when it fits in 64
 	// bits (denOK).
 	den   uint64
@@ -85,7 +88,24 @@ type DiscreteGaussian struct {
 // an AES-256-CTR keystream, is keyed with 32 bytes read from seed: pass
 // crypto/rand.Reader (tests pass a fixed stream to reproduce a run). It
 // fails if sigma2 is 0 or above MaxSigma2, or if seed cannot be read.
+//
+// It draws from σ²'s table (see "The table sampler" in dgtable.go),
+// built on the first call for that σ² and cached, when σ is below about
+// 50 000, and with the CKS algorithm above that.
 func NewDiscreteGaussian(sigma2 uint64, seed io.Reader) (*DiscreteGaussian, error) {
+	g, err := newDiscreteGaussianCKS(sigma2, seed)
+	if err != nil {
+		return nil, err
+	}
+	if g.table, err = tableFor(sigma2); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// newDiscreteGaussianCKS is NewDiscreteGaussian with the CKS algorithm
+// whatever σ²: the reference the table sampler is tested against.
+func newDiscreteGaussianCKS(sigma2 uint64, seed io.Reader) (*DiscreteGaussian, error) {
 	if sigma2 < 1 || sigma2 > MaxSigma2 {
 		return nil, fmt.Errorf("%w: discrete Gaussian σ² = %d, want 1 to 2^62", ErrParams, sigma2)
 	}
@@ -191,6 +211,19 @@ func (g *DiscreteGaussian) Sigma2() uint64 { return g.sigma2 }
 
 // Sample returns one draw of N_Z(0, σ²).
 func (g *DiscreteGaussian) Sample() int64 {
+	if g.table == nil {
+		return g.sampleCKS()
+	}
+	a, neg, resid := g.table.draw(g.rng.word())
+	if resid {
+		a = g.table.residual(g.rng)
+	}
+	s := int64(neg)
+	return (int64(a) ^ -s) + s
+}
+
+// sampleCKS returns one draw of N_Z(0, σ²) by the CKS algorithm.
+func (g *DiscreteGaussian) sampleCKS() int64 {
 	for {
 		x, neg := g.laplace()
 		if g.accept(x) {
