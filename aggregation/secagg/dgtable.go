@@ -534,6 +534,38 @@ func (t *dgTable) draw(w uint64) (a uint64, neg uint64, resid bool) {
 	return a, w & 1, a >= uint64(len(t.masses))
 }
 
+// addTo adds a sample to each word of dst, modulo 2^32: draw inlined in
+// a loop, the rare cases (a coin equal to the threshold's top bits, or
+// the residual outcome) sent to draw and residual.
+func (t *dgTable) addTo(dst []uint32, rng *keystream) {
+	top := t.top
+	binBits := t.binBits
+	mask := uint64(len(top) - 1)
+	binMask := uint64(1)<<binBits - 1
+	// draw's u >> (thrBits + binBits − 32), with thrBits + binBits = 63.
+	topMask := uint64(1)<<(32-binBits) - 1
+	k := uint64(len(t.masses))
+	for i := range dst {
+		w := rng.word()
+		bin := w >> (64 - binBits)
+		e := uint64(top[bin&mask])
+		uTop := (w >> 32) & topMask
+		thr := e >> binBits
+		a := bin
+		if uTop > thr {
+			a = e & binMask
+		}
+		if uTop == thr || a >= k {
+			var resid bool
+			if a, _, resid = t.draw(w); resid {
+				a = t.residual(rng)
+			}
+		}
+		s := w & 1
+		dst[i] += uint32((a ^ -s) + s)
+	}
+}
+
 // drawFull is draw's choice in bin with the full threshold.
 func (t *dgTable) drawFull(bin, u uint64) uint64 {
 	e := t.bins[bin]
