@@ -7,8 +7,11 @@ package secagg
 // integers with P(x) ∝ exp(−x²/(2σ²)). Its privacy proof is about that
 // exact distribution: a sampler that rounds a continuous Gaussian, or
 // computes exp in floating point, leaks through the difference (Mironov,
-// CCS 2012, showed how much for the Laplace mechanism). The sampler below
-// is Algorithm 1 to 3 of Canonne, Kamath and Steinke, "The Discrete
+// CCS 2012, showed how much for the Laplace mechanism). Samples come from
+// a table built once per σ² (dgtable.go, "The table sampler"), one
+// keystream word each, where σ² has one; the algorithm below draws them
+// otherwise, and is the independent reference the table is tested
+// against. It is Algorithm 1 to 3 of Canonne, Kamath and Steinke, "The Discrete
 // Gaussian for Differential Privacy" (NeurIPS 2020), with exact integer
 // arithmetic throughout: every acceptance test is a comparison of a
 // uniform integer with an integer numerator, so the output distribution is
