@@ -326,7 +326,7 @@ func (g *DiscreteGaussian) addTo(dst []uint32) {
 		}
 		return
 	}
-	g.table.addTo(dst, g.rng)
+	g.table.addTo(dst, g)
 }
 
 // Encode writes the encoding of x to dst: len(x) must be Dim and len(dst)

@@ -77,6 +77,10 @@ type DiscreteGaussian struct {
 	// table, when σ² has one, draws the samples (dgtable.go); the CKS
 	// methods below draw them otherwise.
 	table *dgTable
+	// next holds the unused half of the last keystream word a table
+	// draw took, when pending.
+	next    uint32
+	pending bool
 	// den is 2σ²t², the acceptance test's denominator, when it fits in 64
 	// bits (denOK).
 	den   uint64
@@ -217,12 +221,14 @@ func (g *DiscreteGaussian) Sample() int64 {
 	if g.table == nil {
 		return g.sampleCKS()
 	}
-	a, neg, resid := g.table.draw(g.rng.word())
-	if resid {
-		a = g.table.residual(g.rng)
+	var h uint32
+	if g.pending {
+		h, g.pending = g.next, false
+	} else {
+		w := g.rng.word()
+		h, g.next, g.pending = uint32(w), uint32(w>>32), true
 	}
-	s := int64(neg)
-	return (int64(a) ^ -s) + s
+	return int64(g.table.sample(h, g.rng))
 }
 
 // sampleCKS returns one draw of N_Z(0, σ²) by the CKS algorithm.

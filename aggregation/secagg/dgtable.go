@@ -90,10 +90,10 @@ type dgTable struct {
 	binBits uint     // b: N = 2^b bins
 	thrBits uint     // 63 − b: each bin's capacity is 2^thrBits
 	bins    []uint64 // threshold<<binBits | alias, threshold ≤ 2^thrBits
-	// top is bins packed in 32 bits, for the cache: the threshold's top
-	// 32 − binBits bits (capped at all ones: a full bin's alias is
+	// top is bins packed in 31 bits, for the cache: the threshold's top
+	// 31 − binBits bits (capped at all ones: a full bin's alias is
 	// itself, so the cap changes no outcome) above the alias. A draw
-	// whose coin equals the threshold's top bits looks at bins.
+	// whose coin ties with the threshold's top bits looks at bins.
 	top    []uint32
 	masses []uint64 // m_k for k < K = len(masses), in units of 2^−63
 	resid  uint64   // D = 2^63 − Σ m_k
@@ -360,9 +360,9 @@ func newDGTable(sigma2 uint64, massBits uint) (*dgTable, error) {
 	}
 	t.bins = bins
 	t.top = make([]uint32, len(bins))
-	hiBits := 32 - t.binBits
+	hiBits := 31 - t.binBits // thrBits − hiBits = 32
 	for i, e := range bins {
-		thr := min(e>>t.binBits>>(t.thrBits-hiBits), 1<<hiBits-1)
+		thr := min(e>>t.binBits>>32, 1<<hiBits-1)
 		t.top[i] = uint32(thr<<t.binBits | e&(1<<t.binBits-1))
 	}
 	return t, nil
@@ -517,62 +517,85 @@ func aliasTable(weights []uint64, thrBits uint) ([]uint64, error) {
 	return bins, nil
 }
 
-// draw returns |X| and its sign bit from one keystream word, or
-// resid = true for the residual outcome.
-func (t *dgTable) draw(w uint64) (a uint64, neg uint64, resid bool) {
-	bin := w >> (64 - t.binBits)
+// drawHalf returns |X| from h, 32 uniform bits (the sign is h's last
+// bit), or resid = true for the residual outcome: h's top binBits bits
+// pick the bin and its next 31 − binBits bits are the top of the coin,
+// compared with the threshold's top bits in t.top; on a tie (probability
+// 2^−(31−binBits)) the coin's other 32 bits come from a fresh word and
+// the full threshold in t.bins decides.
+func (t *dgTable) drawHalf(h uint32, rng *keystream) (a uint64, resid bool) {
+	binBits := t.binBits
+	bin := uint64(h) >> (32 - binBits)
 	e := uint64(t.top[bin&uint64(len(t.top)-1)])
-	u := (w >> 1) & (1<<t.thrBits - 1)
-	uTop := u >> (t.thrBits + t.binBits - 32)
+	uTop := uint64(h>>1) & (1<<(31-binBits) - 1)
 	a = bin
-	if uTop > e>>t.binBits {
-		a = e & (1<<t.binBits - 1)
+	if uTop > e>>binBits {
+		a = e & (1<<binBits - 1)
 	}
-	if uTop == e>>t.binBits { // probability about 2^−(32−binBits)
-		a = t.drawFull(bin, u)
+	if uTop == e>>binBits {
+		u := uTop<<32 | uint64(uint32(rng.word()))
+		if full := t.bins[bin]; u >= full>>binBits {
+			a = full & (1<<binBits - 1)
+		} else {
+			a = bin
+		}
 	}
-	return a, w & 1, a >= uint64(len(t.masses))
+	return a, a >= uint64(len(t.masses))
 }
 
-// addTo adds a sample to each word of dst, modulo 2^32: draw inlined in
-// a loop, the rare cases (a coin equal to the threshold's top bits, or
-// the residual outcome) sent to draw and residual.
-func (t *dgTable) addTo(dst []uint32, rng *keystream) {
+// sample returns X from h (see drawHalf), drawing the residual outcome's
+// value from rng.
+func (t *dgTable) sample(h uint32, rng *keystream) uint64 {
+	a, resid := t.drawHalf(h, rng)
+	if resid {
+		a = t.residual(rng)
+	}
+	s := uint64(h & 1)
+	return (a ^ -s) + s
+}
+
+// addTo adds a sample to each word of dst, modulo 2^32, two samples per
+// keystream word (the low half first), as Sample draws them: drawHalf
+// inlined in the loop, the rare cases (a coin tied with the threshold's
+// top bits, or the residual outcome) sent to sample. A half word left
+// over is kept in g for the next draw.
+func (t *dgTable) addTo(dst []uint32, g *DiscreteGaussian) {
+	rng := g.rng
+	if len(dst) > 0 && g.pending {
+		g.pending = false
+		dst[0] += uint32(t.sample(g.next, rng))
+		dst = dst[1:]
+	}
 	top := t.top
 	binBits := t.binBits
 	mask := uint64(len(top) - 1)
 	binMask := uint64(1)<<binBits - 1
-	// draw's u >> (thrBits + binBits − 32), with thrBits + binBits = 63.
-	topMask := uint64(1)<<(32-binBits) - 1
+	topMask := uint64(1)<<(31-binBits) - 1
 	k := uint64(len(t.masses))
-	for i := range dst {
+	for i := 0; i < len(dst); i += 2 {
 		w := rng.word()
-		bin := w >> (64 - binBits)
-		e := uint64(top[bin&mask])
-		uTop := (w >> 32) & topMask
-		thr := e >> binBits
-		a := bin
-		if uTop > thr {
-			a = e & binMask
+		if i+1 == len(dst) {
+			g.next, g.pending = uint32(w>>32), true
 		}
-		if uTop == thr || a >= k {
-			var resid bool
-			if a, _, resid = t.draw(w); resid {
-				a = t.residual(rng)
+		for j := 0; j < 2 && i+j < len(dst); j++ {
+			h := uint64(uint32(w >> (32 * j)))
+			bin := h >> (32 - binBits)
+			e := uint64(top[bin&mask])
+			uTop := (h >> 1) & topMask
+			thr := e >> binBits
+			a := bin
+			if uTop > thr {
+				a = e & binMask
 			}
+			if uTop == thr || a >= k {
+				a = t.sample(uint32(h), rng)
+			} else {
+				s := h & 1
+				a = (a ^ -s) + s
+			}
+			dst[i+j] += uint32(a)
 		}
-		s := w & 1
-		dst[i] += uint32((a ^ -s) + s)
 	}
-}
-
-// drawFull is draw's choice in bin with the full threshold.
-func (t *dgTable) drawFull(bin, u uint64) uint64 {
-	e := t.bins[bin]
-	if u < e>>t.binBits {
-		return bin
-	}
-	return e & (1<<t.binBits - 1)
 }
 
 // residual draws |X| from the residual law r_k/R (see the section "The

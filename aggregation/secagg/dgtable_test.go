@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"math/bits"
+	"math/rand/v2"
 	"sync"
 	"testing"
 
@@ -224,12 +225,13 @@ func TestDGTableCoarse(t *testing.T) {
 			counts := make([]int, len(probs))
 			var resid int
 			for range draws {
-				a, neg, r := g.table.draw(g.rng.word())
+				h := uint32(g.rng.word())
+				a, r := g.table.drawHalf(h, g.rng)
 				if r {
 					resid++
 					a = g.table.residual(g.rng)
 				}
-				s := int64(neg)
+				s := int64(h & 1)
 				x := (int64(a) ^ -s) + s
 				counts[max(0, min(x+limit, 2*limit))]++
 			}
@@ -466,7 +468,13 @@ func TestDGTableAddToIsSample(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a, b := coarse(t, tt.sigma2, tt.bits, 5), coarse(t, tt.sigma2, tt.bits, 5)
 			dst := make([]uint32, tt.n)
-			a.addTo(dst)
+			// Chunks of odd and even sizes, so that a half word is left
+			// over and picked up by the next call.
+			for lo, c := 0, 0; lo < len(dst); c++ {
+				hi := min(len(dst), lo+[]int{1, 7, 2, 0, 1000, 3, 4096}[c%7])
+				a.addTo(dst[lo:hi])
+				lo = hi
+			}
 			for i := range dst {
 				if want := uint32(b.Sample()); dst[i] != want {
 					t.Fatalf("sample %d: addTo drew %d, Sample %d", i, int32(dst[i]), int32(want))
@@ -474,4 +482,43 @@ func TestDGTableAddToIsSample(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDGTableTies checks drawHalf's rare path: for coins whose top bits tie
+// with a bin's threshold, the outcome is what the full threshold and the
+// coin's other 32 bits (the next keystream word) decide.
+func TestDGTableTies(t *testing.T) {
+	tb, err := newDGTable(163_107_740, 63)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng, err := newKeystream(seedStream(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peek, err := newKeystream(seedStream(3)) // the same words as rng
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick := rand.New(seedStream(4))
+	b := tb.binBits
+	var aliased int
+	for range 20_000 {
+		bin := pick.Uint64N(uint64(len(tb.bins)))
+		thrTop := uint64(tb.top[bin]) >> b
+		h := uint32(bin<<(32-b) | thrTop<<1 | pick.Uint64N(2))
+		got, _ := tb.drawHalf(h, rng)
+		u := thrTop<<32 | uint64(uint32(peek.word()))
+		want := bin
+		if full := tb.bins[bin]; u >= full>>b {
+			want = full & (1<<b - 1)
+		}
+		if got != want {
+			t.Fatalf("bin %d, coin %#x: drawHalf gave %d, want %d", bin, u, got, want)
+		}
+		if want != bin {
+			aliased++
+		}
+	}
+	t.Logf("%d of 20000 ties went to the alias", aliased)
 }
