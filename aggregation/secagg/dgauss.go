@@ -98,7 +98,7 @@ type DiscreteGaussian struct {
 //
 // It draws from σ²'s table (see "The table sampler" in dgtable.go),
 // built on the first call for that σ² and cached, when σ is below about
-// 50 000, and with the CKS algorithm above that.
+// 55 000, and with the CKS algorithm above that.
 func NewDiscreteGaussian(sigma2 uint64, seed io.Reader) (*DiscreteGaussian, error) {
 	g, err := newDiscreteGaussianCKS(sigma2, seed)
 	if err != nil {

@@ -7,29 +7,32 @@ package secagg
 // the noise of a million coordinates costs a hospital about as much CPU as
 // the rest of its secure round. The noise's σ² is fixed by the plan, so
 // the sampler can instead be prepared once per σ² and then draw each
-// sample from one 64-bit word, with the same distribution, exactly:
+// sample from 32 uniform bits, with the same distribution, exactly:
 //
 //  1. The masses. Let q_0 = p(0) and q_k = 2·p(k) for k ≥ 1 be the law of
 //     |X| for X ~ N_Z(0, σ²), p(k) = exp(−k²/(2σ²))/Z. Each q_k is
-//     enclosed in an interval computed in math/big.Float with directed
-//     rounding (every lower bound rounded down, every upper bound up):
-//     exp(−1/(2σ²)) by its Taylor series with a proven remainder,
-//     exp(−k²/(2σ²)) by the recurrence w_{k+1} = w_k·exp(−(2k+1)/(2σ²)),
-//     and Z = Σ_k exp(−k²/(2σ²)) by a partial sum plus a geometric bound
-//     on its tail. The table holds the dyadic mass m_k = ⌊lo(q_k)·2^63⌋
-//     (in units of 2^−63) for every k whose upper bound is at least one
-//     unit; m_k ≤ q_k·2^63 whatever the rounding, which is all exactness
-//     needs.
+//     enclosed in an interval with directed rounding (every lower bound
+//     rounded down, every upper bound up): exp(−1/(2σ²)) by its Taylor
+//     series with a proven remainder (math/big.Float), exp(−k²/(2σ²)) by
+//     the recurrence w_{k+1} = w_k·exp(−(2k+1)/(2σ²)) in 128-bit fixed
+//     point, and Z = Σ_k exp(−k²/(2σ²)) by a partial sum plus a geometric
+//     bound on its tail. The table holds the dyadic mass
+//     m_k = ⌊lo(q_k)·2^63⌋ (in units of 2^−63) for every k whose upper
+//     bound is at least one unit; m_k ≤ q_k·2^63 whatever the rounding,
+//     which is all exactness needs.
 //  2. The draw. The integer masses, plus one "residual" outcome of mass
 //     D = 2^63 − Σ m_k, are arranged in an alias table (Walker 1977, in
 //     Vose's O(n) construction) over N = 2^b bins of capacity 2^(63−b):
 //     with integer masses the alias method is exact, not approximate.
-//     One keystream word gives the bin (its top b bits), the coin that
-//     chooses between the bin's own outcome and its alias (the next 63−b
-//     bits against the bin's integer threshold) and the sign (the last
-//     bit; −0 is 0, which keeps P(0) = q_0). So |X| = k with probability
-//     exactly m_k·2^−63, and the residual outcome comes up with
-//     probability D·2^−63.
+//     32 uniform bits (half a keystream word) give the bin (the top b
+//     bits), the top 31−b bits of the coin that chooses between the bin's
+//     own outcome and its alias, and the sign (the last bit; −0 is 0,
+//     which keeps P(0) = q_0). The coin is compared with the top bits of
+//     the bin's integer threshold, kept with the alias in 32 bits per bin
+//     so that the table stays in cache; on a tie (probability 2^−(31−b))
+//     the coin's other 32 bits come from a fresh word and the full
+//     threshold decides. So |X| = k with probability exactly m_k·2^−63,
+//     and the residual outcome comes up with probability D·2^−63.
 //  3. The residual. Given the residual outcome, |X| must be drawn from
 //     r_k/R with r_k = q_k − m_k·2^−63 ≥ 0 and R = D·2^−63 (for k beyond
 //     the table, m_k = 0 and r_k = q_k: the infinite tail lives here).
@@ -41,19 +44,26 @@ package secagg
 //     scan restarts with the same U. Every decision is then a proven
 //     one, so the output is exactly r_j/R.
 //
-// Over the production table (masses of 63 bits), R ≈ K·2^−63 for K
-// tabulated values: about 2^−46 at σ ≈ 12 800. A residual draw costs the
-// scan of about K big.Float products (a few tens of milliseconds), so its
+// Over the production table (masses of 63 bits), R ≈ K·2^−64 for K
+// tabulated values: about 2^−47 at σ ≈ 12 800. A residual draw costs the
+// scan of about K big.Float products (tens of milliseconds), so its
 // expected cost is far below a nanosecond per sample, whatever the seed.
-// Tests force masses of 8 bits so that the residual path runs on most
-// draws and is checked by itself.
+// Tests force masses of 4 or 8 bits so that the residual path runs often,
+// and check it by itself.
 //
-// The cost per sample is one keystream word, one load from the table
-// (8 bytes per bin: N·8 bytes, 1 MiB at σ ≈ 12 800, shared by every
-// sampler of that σ²) and a few integer operations. The tables are built
-// once per σ² and cached (the plan's σ² is the same from round to round);
-// a table larger than maxTableBins bins (σ above about 50 000) is not
-// built, and the CKS sampler draws instead.
+// Why a table and not a faster rejection sampler: any sampler built on
+// Bernoulli(exp(−γ)) trials (CKS, or Karney's) spends several uniform
+// draws and unpredictable branches per sample; with σ fixed per plan, the
+// table turns all of that into one load and a comparison, and its
+// exactness rests on integer arithmetic and proven interval bounds, not
+// on a floating-point exp.
+//
+// The cost per sample is half a keystream word, one load from the table
+// (4 bytes per bin, 512 KiB at σ ≈ 12 800, shared by every sampler of
+// that σ²) and a few integer operations. The tables are built once per σ²
+// and cached (the plan's σ² is the same from round to round); a table of
+// more than maxTableBins bins (σ above about 55 000) is not built, and
+// the CKS sampler draws instead.
 //
 // Timing: like the CKS sampler, this one's running time depends on the
 // draw (the table load's cache behaviour, and the residual path). The
@@ -75,8 +85,9 @@ const (
 	// 2^−105 relative for the largest tables: the masses are the exact
 	// floors but for about one in 2^40.
 	tablePrec = 128
-	// maxTableBins bounds a table: 2^19 bins (4 MiB), enough for σ up to
-	// about 50 000 (the masses vanish beyond about 9.4σ).
+	// maxTableBins bounds a table: 2^19 bins (6 MiB with the full
+	// thresholds), enough for σ up to about 55 000 (the masses vanish
+	// beyond about 9.4σ).
 	maxTableBins = 1 << 19
 	// maxCachedTables bounds the tables kept for reuse.
 	maxCachedTables = 4
