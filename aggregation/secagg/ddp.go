@@ -320,9 +320,13 @@ func (e *DDPEncoder) DrawNoise() {
 
 // addTo adds a sample of N_Z(0, σ²) to each word of dst, modulo 2^32.
 func (g *DiscreteGaussian) addTo(dst []uint32) {
-	for i := range dst {
-		dst[i] += uint32(g.Sample())
+	if g.table == nil {
+		for i := range dst {
+			dst[i] += uint32(g.sampleCKS())
+		}
+		return
 	}
+	g.table.addTo(dst, g)
 }
 
 // Encode writes the encoding of x to dst: len(x) must be Dim and len(dst)

@@ -3,6 +3,7 @@ package secagg
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"math/bits"
@@ -66,10 +67,21 @@ func chiSquare(t *testing.T, name string, counts []int, probs []float64, total i
 
 // TestDiscreteGaussianPMF draws from N_Z(0, σ²) and compares the counts of
 // each value with the exact pmf exp(−x²/2σ²)/Σ_y exp(−y²/2σ²), for σ²
-// from 1 to 2^40 (above about 2^28 every acceptance test takes the
-// math/big path). For large σ the values are binned, and a bin's
-// probability is summed from the pmf in float64.
+// from 1 to 2^40, with both samplers: the table one (NewDiscreteGaussian,
+// which uses the CKS algorithm for σ² = 2^40, beyond any table) and the
+// CKS one (above about 2^28 every CKS acceptance test takes the math/big
+// path). For large σ the values are binned, and a bin's probability is
+// summed from the pmf in float64.
 func TestDiscreteGaussianPMF(t *testing.T) {
+	for _, sampler := range []struct {
+		name string
+		new  func(uint64, io.Reader) (*DiscreteGaussian, error)
+	}{{"table", NewDiscreteGaussian}, {"cks", newDiscreteGaussianCKS}} {
+		t.Run(sampler.name, func(t *testing.T) { testDiscreteGaussianPMF(t, sampler.new) })
+	}
+}
+
+func testDiscreteGaussianPMF(t *testing.T, newSampler func(uint64, io.Reader) (*DiscreteGaussian, error)) {
 	for _, tt := range []struct {
 		name   string
 		sigma2 uint64
@@ -84,7 +96,7 @@ func TestDiscreteGaussianPMF(t *testing.T) {
 		{"σ²=2^40 (math/big)", 1 << 40, 20_000, 1 << 18},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			g, err := NewDiscreteGaussian(tt.sigma2, seedStream(tt.sigma2))
+			g, err := newSampler(tt.sigma2, seedStream(tt.sigma2))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -424,16 +436,6 @@ func TestDDPCalibrate(t *testing.T) {
 		p.Padded(), p.Sigma2, p.Sigma(), p.L2Bound(), p.Sigma()*math.Sqrt(5)/p.L2Bound())
 	if _, _, err := p.Calibrate(5, 10_000, 1_000_000, 1e-3, 1e-9); !errors.Is(err, ErrParams) && !errors.Is(err, privacy.ErrUnreachable) {
 		t.Errorf("Calibrate for ε = 0.001 over 10^6 rounds: %v, want a budget error", err)
-	}
-}
-
-func BenchmarkDiscreteGaussian(b *testing.B) {
-	g, err := NewDiscreteGaussian(1<<22, seedStream(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		g.Sample()
 	}
 }
 

@@ -7,8 +7,11 @@ package secagg
 // integers with P(x) ∝ exp(−x²/(2σ²)). Its privacy proof is about that
 // exact distribution: a sampler that rounds a continuous Gaussian, or
 // computes exp in floating point, leaks through the difference (Mironov,
-// CCS 2012, showed how much for the Laplace mechanism). The sampler below
-// is Algorithm 1 to 3 of Canonne, Kamath and Steinke, "The Discrete
+// CCS 2012, showed how much for the Laplace mechanism). Samples come from
+// a table built once per σ² (dgtable.go, "The table sampler"), one
+// keystream word each, where σ² has one; the algorithm below draws them
+// otherwise, and is the independent reference the table is tested
+// against. It is Algorithm 1 to 3 of Canonne, Kamath and Steinke, "The Discrete
 // Gaussian for Differential Privacy" (NeurIPS 2020), with exact integer
 // arithmetic throughout: every acceptance test is a comparison of a
 // uniform integer with an integer numerator, so the output distribution is
@@ -71,6 +74,13 @@ type DiscreteGaussian struct {
 	sigma2 uint64
 	t      uint64 // ⌊σ⌋ + 1
 	rng    *keystream
+	// table, when σ² has one, draws the samples (dgtable.go); the CKS
+	// methods below draw them otherwise.
+	table *dgTable
+	// next holds the unused half of the last keystream word a table
+	// draw took, when pending.
+	next    uint32
+	pending bool
 	// den is 2σ²t², the acceptance test's denominator, when it fits in 64
 	// bits (denOK).
 	den   uint64
@@ -85,7 +95,24 @@ type DiscreteGaussian struct {
 // an AES-256-CTR keystream, is keyed with 32 bytes read from seed: pass
 // crypto/rand.Reader (tests pass a fixed stream to reproduce a run). It
 // fails if sigma2 is 0 or above MaxSigma2, or if seed cannot be read.
+//
+// It draws from σ²'s table (see "The table sampler" in dgtable.go),
+// built on the first call for that σ² and cached, when σ is below about
+// 55 000, and with the CKS algorithm above that.
 func NewDiscreteGaussian(sigma2 uint64, seed io.Reader) (*DiscreteGaussian, error) {
+	g, err := newDiscreteGaussianCKS(sigma2, seed)
+	if err != nil {
+		return nil, err
+	}
+	if g.table, err = tableFor(sigma2); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// newDiscreteGaussianCKS is NewDiscreteGaussian with the CKS algorithm
+// whatever σ²: the reference the table sampler is tested against.
+func newDiscreteGaussianCKS(sigma2 uint64, seed io.Reader) (*DiscreteGaussian, error) {
 	if sigma2 < 1 || sigma2 > MaxSigma2 {
 		return nil, fmt.Errorf("%w: discrete Gaussian σ² = %d, want 1 to 2^62", ErrParams, sigma2)
 	}
@@ -191,6 +218,21 @@ func (g *DiscreteGaussian) Sigma2() uint64 { return g.sigma2 }
 
 // Sample returns one draw of N_Z(0, σ²).
 func (g *DiscreteGaussian) Sample() int64 {
+	if g.table == nil {
+		return g.sampleCKS()
+	}
+	var h uint32
+	if g.pending {
+		h, g.pending = g.next, false
+	} else {
+		w := g.rng.word()
+		h, g.next, g.pending = uint32(w), uint32(w>>32), true
+	}
+	return int64(g.table.sample(h, g.rng))
+}
+
+// sampleCKS returns one draw of N_Z(0, σ²) by the CKS algorithm.
+func (g *DiscreteGaussian) sampleCKS() int64 {
 	for {
 		x, neg := g.laplace()
 		if g.accept(x) {
