@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/internal/cputime"
 )
 
 // Targets of issue 4 for one secure aggregation of n = 100 participants,
@@ -706,10 +707,10 @@ func newSecAggSession(o SecAggOptions, params secagg.Params, dp *secagg.DDP) (*s
 // wall and CPU, labelled for a profile (role=client).
 func (s *secAggSession) timeClient(id uint32, f func() error) error {
 	var err error
-	cpu, start := processCPU(), time.Now()
+	cpu, start := cputime.Process(), time.Now()
 	pprof.Do(context.Background(), s.profileLabels("client"), func(context.Context) { err = f() })
 	s.clientTime[id] += time.Since(start)
-	s.clientCPU[id] += processCPU() - cpu
+	s.clientCPU[id] += cputime.Process() - cpu
 	return err
 }
 
@@ -718,10 +719,10 @@ func (s *secAggSession) timeClient(id uint32, f func() error) error {
 func (s *secAggSession) timeServer(f func() ([]secagg.Rejection, error)) error {
 	var rejected []secagg.Rejection
 	var err error
-	cpu, start := processCPU(), time.Now()
+	cpu, start := cputime.Process(), time.Now()
 	pprof.Do(context.Background(), s.profileLabels("server"), func(context.Context) { rejected, err = f() })
 	s.serverTime += time.Since(start)
-	s.serverCPU += processCPU() - cpu
+	s.serverCPU += cputime.Process() - cpu
 	if err != nil {
 		return err
 	}
@@ -849,13 +850,13 @@ func (s *secAggSession) mask(ctx context.Context) error {
 				// (rotation signs, generators keyed from crypto/rand),
 				// and its noise, timed apart: what a hospital can
 				// do while it trains.
-				cpu, start := processCPU(), time.Now()
+				cpu, start := cputime.Process(), time.Now()
 				e, err := s.dp.NewEncoder()
 				if err != nil {
 					return err
 				}
 				e.DrawNoise()
-				s.noiseTime[id], s.noiseCPU[id] = time.Since(start), processCPU()-cpu
+				s.noiseTime[id], s.noiseCPU[id] = time.Since(start), cputime.Process()-cpu
 				if err := e.Encode(enc, x); err != nil {
 					return fmt.Errorf("encode: %w", err)
 				}
@@ -952,10 +953,10 @@ func (s *secAggSession) replayServer() error {
 	}
 	var total, unmask, totalCPU time.Duration
 	for _, step := range steps {
-		cpu, start := processCPU(), time.Now()
+		cpu, start := cputime.Process(), time.Now()
 		rejected, err := step.run()
 		d := time.Since(start)
-		totalCPU += processCPU() - cpu
+		totalCPU += cputime.Process() - cpu
 		if err != nil {
 			return fmt.Errorf("%s: %w", step.name, err)
 		}

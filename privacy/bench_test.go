@@ -3,6 +3,8 @@ package privacy
 import (
 	"fmt"
 	"testing"
+
+	"github.com/fedguard/fedguard/internal/cputime"
 )
 
 // BenchmarkEpsilon measures the target — 10⁵ steps accounted in at
@@ -50,10 +52,10 @@ func BenchmarkEpsilonLedger(b *testing.B) {
 // operation, which unlike ns/op does not grow when other processes share
 // the CPU. Call as defer reportCPU(b)().
 func reportCPU(b *testing.B) func() {
-	start, ok := cpuTime()
+	start := cputime.Process()
 	return func() {
-		end, _ := cpuTime()
-		if ok && b.N > 0 {
+		end := cputime.Process()
+		if end > start && b.N > 0 {
 			b.ReportMetric(float64(end-start)/1e6/float64(b.N), "cpu-ms/op")
 		}
 	}

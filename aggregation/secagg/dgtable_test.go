@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/fedguard/fedguard/internal/cputime"
 )
 
 // refPrec is the precision of the independent reference below: far
@@ -429,13 +431,13 @@ func BenchmarkDiscreteGaussian(b *testing.B) {
 			}
 			b.Run(fmt.Sprintf("σ²=%d/%s", s2, sampler.name), func(b *testing.B) {
 				dst := make([]uint32, 1<<12)
-				cpu := processCPU()
+				cpu := cputime.Process()
 				for b.Loop() {
 					g.addTo(dst)
 				}
 				samples := float64(b.N * len(dst))
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/samples, "ns/sample")
-				b.ReportMetric(float64((processCPU()-cpu).Nanoseconds())/samples, "cpu-ns/sample")
+				b.ReportMetric(float64((cputime.Process()-cpu).Nanoseconds())/samples, "cpu-ns/sample")
 			})
 		}
 	}

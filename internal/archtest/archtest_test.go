@@ -55,6 +55,7 @@ var layers = map[string]int{
 	"internal/buildinfo":     helpers,
 	"internal/strictjson":    helpers,
 	"internal/chart":         helpers,
+	"internal/cputime":       helpers,
 
 	"proto/fedguard/v1": foundations,
 	"data/mnist":        foundations,
