@@ -372,8 +372,8 @@ func (c FileConfig) validateDP() error {
 		return &FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}
 	case c.DPEpsilon > 0 && c.DPNoiseMultiplier == 0 && c.Trainer != TrainerExec:
 		return &FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}
-	case c.DPDelta > 0 && c.DPEpsilon == 0:
-		return &FieldError{Field: "dp_delta", Reason: "needs", Other: "dp_epsilon"}
+	case c.DPDelta > 0 && c.DPEpsilon == 0 && c.DPSecureEpsilon == 0 && c.DPSecureRoundEpsilon == 0:
+		return &FieldError{Field: "dp_delta", Reason: "needs a budget: set", Other: "dp_epsilon"}
 	case c.DPNoiseMultiplier > 0 && c.Trainer == TrainerExec:
 		return &FieldError{Field: "dp_noise_multiplier", Reason: "is for the built-in trainer only: unset", Other: "trainer"}
 	}

@@ -218,7 +218,9 @@ func TestFileConfigValidate(t *testing.T) {
 		{"dp negative epsilon", func(c *participant.FileConfig) { c.DPEpsilon = -1 },
 			&participant.FieldError{Field: "dp_epsilon", Reason: "-1, want a finite number > 0"}},
 		{"dp delta without budget", func(c *participant.FileConfig) { c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 1e-5, 1.1, 1 },
-			&participant.FieldError{Field: "dp_delta", Reason: "needs", Other: "dp_epsilon"}},
+			&participant.FieldError{Field: "dp_delta", Reason: "needs a budget: set", Other: "dp_epsilon"}},
+		{"dp delta with federation-level budget", func(c *participant.FileConfig) { c.DPDelta, c.DPSecureEpsilon = 1e-7, 10 }, nil},
+		{"dp delta with per-round floor", func(c *participant.FileConfig) { c.DPDelta, c.DPSecureRoundEpsilon = 1e-7, 2 }, nil},
 		{"dp with exec trainer", func(c *participant.FileConfig) {
 			c.Trainer, c.TrainerCommand, c.DPNoiseMultiplier, c.DPClipNorm = "exec", "t", 1.1, 1
 		}, &participant.FieldError{Field: "dp_noise_multiplier", Reason: "is for the built-in trainer only: unset", Other: "trainer"}},

@@ -285,13 +285,16 @@ func (a *Agent) commitLedger(l *dpLedger, added []LedgerEvent, eps float64) erro
 	return nil
 }
 
-// newDPLedger returns the agent's ledger: nil when the trainer does not
-// train with DP and no budget is set. A budget with a trainer that cannot
-// account for its training is an error: the budget could not be enforced.
+// newDPLedger returns the agent's record-level ledger: nil when the
+// trainer does not train with DP and no record-level budget is set. A
+// budget with a trainer that cannot account for its training is an error:
+// the budget could not be enforced. A δ alone (Config.DPDelta without
+// Config.DPEpsilon) asks for no record-level ledger from a trainer without
+// DP-SGD: it is then the δ of the federation-level ledger.
 func newDPLedger(cfg Config, file *ledgerFile) (*dpLedger, error) {
 	dt, ok := cfg.Trainer.(DPTrainer)
 	_, reports := cfg.Trainer.(*ExecTrainer)
-	if cfg.DPEpsilon == 0 && cfg.DPDelta == 0 && (!ok || !trainsWithDP(dt)) {
+	if cfg.DPEpsilon == 0 && (!ok || !trainsWithDP(dt)) && !(reports && cfg.DPDelta != 0) {
 		return nil, nil
 	}
 	switch {

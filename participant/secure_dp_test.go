@@ -136,6 +136,22 @@ func TestSecureExecTrainerOverBudget(t *testing.T) {
 // advertising a key — declined with a reason naming the numbers and
 // reported as privacy_budget, as the record-level budget is — and records
 // nothing more.
+// TestSecureDPDeltaAlone: a hospital whose trainer has no DP-SGD sets the
+// δ of its federation-level budget. It failed before: a δ without a
+// record-level budget asked for a record-level ledger, which a trainer
+// without DP-SGD cannot keep, so the agent refused to start and such a
+// hospital was held to DefaultDPDelta.
+func TestSecureDPDeltaAlone(t *testing.T) {
+	fake, addr, tlsCfgs := secureFederation(t, 1, nil)
+	a, _ := newPolicyAgent(t, addr, tlsCfgs[hospital], fake.keys(), hospital, filepath.Join(t.TempDir(), "state.json"), func(c *participant.Config) {
+		c.Trainer = newTrainer() // a LocalTrainer without DP-SGD
+		c.SecureDPEpsilon, c.DPDelta = 10, 1e-7
+	})
+	if eps, budget, delta := a.SecurePrivacySpent(); eps != 0 || budget != 10 || delta != 1e-7 {
+		t.Errorf("SecurePrivacySpent = %v, %v, %v; want 0, 10, 1e-07", eps, budget, delta)
+	}
+}
+
 func TestSecureDPLedger(t *testing.T) {
 	dp := &fedguardv1.SecureDP{Mechanism: secagg.DDPMechanism, ClipNorm: 1, Scale: 512, Sigma2: 1 << 24, Beta: secagg.DefaultDDPBeta}
 	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.layout.Dp = dp })

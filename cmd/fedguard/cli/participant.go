@@ -63,7 +63,7 @@ func participantFlags(fs *flag.FlagSet, c *participant.FileConfig) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HOST:PORT of an HTTP listener serving Prometheus metrics at /metrics and /healthz (default: none)")
 	fs.BoolVar(&c.NoDataVersion, "no-data-version", c.NoDataVersion, "do not report this hospital's data version (see docs/lineage.md, the small-data case)")
 	fs.Float64Var(&c.DPEpsilon, "dp-epsilon", c.DPEpsilon, "record-level privacy budget ε: sit out rounds that would exceed it (needs -dp-noise-multiplier and -dp-clip-norm; see docs/privacy.md)")
-	fs.Float64Var(&c.DPDelta, "dp-delta", c.DPDelta, "δ of the -dp-epsilon budget (default 1e-05)")
+	fs.Float64Var(&c.DPDelta, "dp-delta", c.DPDelta, "δ of the -dp-epsilon, -dp-secure-epsilon and -dp-secure-round-epsilon budgets (default 1e-05)")
 	fs.Float64Var(&c.DPNoiseMultiplier, "dp-noise-multiplier", c.DPNoiseMultiplier, "train the built-in models with DP-SGD at this noise multiplier σ (with -dp-clip-norm)")
 	fs.Float64Var(&c.DPClipNorm, "dp-clip-norm", c.DPClipNorm, "DP-SGD's per-record gradient clipping norm C (with -dp-noise-multiplier)")
 	fs.Float64Var(&c.Momentum, "momentum", c.Momentum, "built-in trainer: worker momentum β in [0, 1), kept in memory across rounds (0: none)")
