@@ -21,7 +21,11 @@ From a checkout of that commit with MNIST in datasets/MNIST/raw:
 
   go test ./simulation -run TestLockstepDump -lockstep-dump /tmp/d.json \\
       -lockstep-rounds 30 -lockstep-every 1 -lockstep-seed 0
-  python3 lockstep.py /tmp/d.json [--out golden.json]
+  python3 lockstep.py /tmp/d.json [--out golden.json] [--torch-init SEED]
+
+--torch-init SEED starts from their own initial model (torch.manual_seed
+then nn.Linear's default) instead of fedguard's, the rest of the draws
+unchanged.
 
 --out writes their code's evaluations in the form of
 simulation/testdata/lockstep (TestPresetMatchesAuthorsCode)."""
@@ -38,7 +42,6 @@ from codes.simulator import ParallelTrainer
 dump = json.load(open(sys.argv[1]))
 out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
 R = len(dump["batches"])
-torch.manual_seed(0)
 torch.set_num_threads(1)
 
 tr = datasets.MNIST("datasets", train=True, download=False)
@@ -60,14 +63,20 @@ class MLP(nn.Module):  # exp3_drive.py's
         return F.log_softmax(self.fc2(F.relu(self.fc1(x))), dim=1)
 
 
-model = MLP()
-# fedguard's layout: each layer's weights (out x in, row by row), then its biases.
-p = torch.tensor(dump["initial"], dtype=torch.float32)
-with torch.no_grad():
-    model.fc1.weight.copy_(p[0:50176].reshape(64, 784))
-    model.fc1.bias.copy_(p[50176:50240])
-    model.fc2.weight.copy_(p[50240:50880].reshape(10, 64))
-    model.fc2.bias.copy_(p[50880:50890])
+if "--torch-init" in sys.argv:
+    # Their own start instead of fedguard's: utils.main's
+    # torch.manual_seed(seed) then the model, nn.Linear's default init.
+    torch.manual_seed(int(sys.argv[sys.argv.index("--torch-init") + 1]))
+    model = MLP()
+else:
+    model = MLP()
+    # fedguard's layout: each layer's weights (out x in, row by row), then its biases.
+    p = torch.tensor(dump["initial"], dtype=torch.float32)
+    with torch.no_grad():
+        model.fc1.weight.copy_(p[0:50176].reshape(64, 784))
+        model.fc1.bias.copy_(p[50176:50240])
+        model.fc2.weight.copy_(p[50240:50880].reshape(10, 64))
+        model.fc2.bias.copy_(p[50880:50890])
 
 n = len(dump["buckets"][0])
 byz = set(dump["byzantine"])
