@@ -363,7 +363,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	if res.AttackSuccess != nil {
 		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
 	}
-	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", res.Options.Rounds, res.Seconds, res.ModelSHA256)
 	fmt.Fprintln(env.Stdout, detectionLine(res.Detection))
 	if sc := res.Secure; sc != nil {
 		fmt.Fprintf(env.Stdout, "secure: %d buckets (size %d), coordinate clip %g, %d quantization bits, %d weight bits, weight unit %d rows\n",

@@ -257,3 +257,18 @@ func TestSimulateGridShards(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulateFinalRounds: the summary line counts rounds, not
+// evaluations. With --eval-every it said "after 2 rounds" for a 4-round
+// run (and "after 20 rounds" for the 600-round presets).
+func TestSimulateFinalRounds(t *testing.T) {
+	args := append([]string{"simulate"}, wdbcArgs...)
+	args = append(args, "--rounds", "4", "--eval-every", "2")
+	code, stdout, stderr := caRun(t, args...)
+	if code != 0 {
+		t.Fatalf("simulate = %d, stderr %s", code, stderr)
+	}
+	if !strings.Contains(stdout, " after 4 rounds (") {
+		t.Errorf("summary does not say 4 rounds:\n%s", stdout)
+	}
+}
