@@ -82,6 +82,9 @@
 // shows that any value in (μ − zσ, μ + zσ) escapes detection and its
 // analysis is symmetric in the sign; the common implementations send
 // μ − z·σ, as this package does, and a negative Config.Z gives μ + |z|·σ.
+// Those implementations exchange gradients, where μ − z·σ is μ + z·σ of
+// the updates this package crafts; Config.ZSign = ZSignGradients sends
+// that, with Config.Z or the default z for the round's n and f.
 // s < 1 means a Byzantine majority, which the paper does not consider.
 //
 // # Attacks: min-max and min-sum
@@ -279,6 +282,13 @@ type Config struct {
 	// ZRule is the formula of ALIE's default z: ZRuleBaruch ("" is it)
 	// or ZRuleBucketing (see DefaultZFor).
 	ZRule string `json:"z_rule,omitempty"`
+	// ZSign is the space ALIE subtracts z·σ in: ZSignUpdates ("" is it),
+	// μ − z·σ of the updates the participants send, or ZSignGradients,
+	// μ − z·σ of gradients as the papers' code computes it, which is
+	// μ + z·σ of the updates (an update is −lr times a gradient). It
+	// applies to Z and to the default z alike, so a preset can mirror
+	// the papers' code with the z derived from the run's own n and f.
+	ZSign string `json:"z_sign,omitempty"`
 	// HonestStats computes the statistics-based attacks' μ and σ over the
 	// honest updates only, not over the honest and the attackers' own
 	// honestly trained ones, as the bucketing paper's code does
@@ -358,7 +368,7 @@ func New(c Config, features int) (Attack, error) {
 	case NameGaussian:
 		uses["sigma"] = true
 	case NameALIE:
-		uses["z"], uses["z_rule"] = true, true
+		uses["z"], uses["z_rule"], uses["z_sign"] = true, true, true
 	case NameIPM:
 		uses["epsilon"] = true
 	case NameMinMax, NameMinSum:
@@ -373,7 +383,7 @@ func New(c Config, features int) (Attack, error) {
 		key string
 		set bool
 	}{
-		{"sigma", c.Sigma != 0}, {"z", c.Z != 0}, {"z_rule", c.ZRule != ""}, {"epsilon", c.Epsilon != 0},
+		{"sigma", c.Sigma != 0}, {"z", c.Z != 0}, {"z_rule", c.ZRule != ""}, {"z_sign", c.ZSign != ""}, {"epsilon", c.Epsilon != 0},
 		{"perturbation", c.Perturbation != ""}, {"scale", c.Scale != 0}, {"target", c.Target != 0},
 	} {
 		if p.set && !uses[p.key] {
@@ -391,6 +401,11 @@ func New(c Config, features int) (Attack, error) {
 	case "", ZRuleBaruch, ZRuleBucketing:
 	default:
 		bad("z rule %q is not one of %s, %s", c.ZRule, ZRuleBaruch, ZRuleBucketing)
+	}
+	switch c.ZSign {
+	case "", ZSignUpdates, ZSignGradients:
+	default:
+		bad("z sign %q is not one of %s, %s", c.ZSign, ZSignUpdates, ZSignGradients)
 	}
 	if !finite(c.Epsilon) || c.Epsilon < 0 {
 		bad("epsilon %v must be a positive finite number (0 means %v)", c.Epsilon, DefaultEpsilon)
@@ -430,7 +445,7 @@ func New(c Config, features int) (Attack, error) {
 	case NameLabelFlip:
 		return labelFlip{none{b}}, nil
 	case NameALIE:
-		return alie{b, c.Z, c.ZRule}, nil
+		return alie{b, c.Z, c.ZRule, c.ZSign == ZSignGradients}, nil
 	case NameIPM:
 		eps := c.Epsilon
 		if eps == 0 {

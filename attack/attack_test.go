@@ -64,6 +64,10 @@ func TestCraftHandMade(t *testing.T) {
 		// μ − zσ
 		{attack.Config{Name: attack.NameALIE, Z: 1.5}, []float32{0.5, 2, 0, -3.5}},
 		{attack.Config{Name: attack.NameALIE, Z: -1.5}, []float32{3.5, 2, 0, -0.5}},
+		// The gradients' sign: μ + zσ of the updates, for Z and the default z.
+		{attack.Config{Name: attack.NameALIE, Z: 1.5, ZSign: attack.ZSignGradients}, []float32{3.5, 2, 0, -0.5}},
+		{attack.Config{Name: attack.NameALIE, Z: 1.5, ZSign: attack.ZSignUpdates}, []float32{0.5, 2, 0, -3.5}},
+		{attack.Config{Name: attack.NameALIE, ZSign: attack.ZSignGradients}, []float32{float32(2 + z0), 2, 0, float32(-2 + z0)}},
 		{attack.Config{Name: attack.NameALIE}, []float32{float32(2 - z0), 2, 0, float32(-2 - z0)}},
 		// The bucketing code's z for n = 3, f = 1: Φ⁻¹((2−1)/2) = 0.
 		{attack.Config{Name: attack.NameALIE, ZRule: attack.ZRuleBucketing}, []float32{2, 2, 0, -2}},
@@ -272,6 +276,32 @@ func TestDefaultZFor(t *testing.T) {
 	}
 }
 
+// TestALIEZFollowsRound checks that ALIE without Z takes its z from the
+// round's own n and f, under either sign: a preset that mirrors the
+// bucketing paper's code (ZRuleBucketing, ZSignGradients) keeps that
+// code's formula when a run changes the number of clients or attackers.
+func TestALIEZFollowsRound(t *testing.T) {
+	c := attack.Config{Name: attack.NameALIE, ZRule: attack.ZRuleBucketing, ZSign: attack.ZSignGradients, HonestStats: true}
+	for _, tc := range []struct{ n, f int }{{25, 5}, {30, 5}, {25, 8}, {51, 12}} {
+		r := handRound()
+		r.N, r.F = tc.n, tc.f
+		r.Own = slices.Repeat(r.Own, tc.f)
+		got, err := mustNew(t, c, 4).Craft(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// μ = [2 2 0 −2], σ = [√2 0 0 √2] over the two honest updates.
+		z := attack.DefaultZFor(attack.ZRuleBucketing, tc.n, tc.f)
+		if z == 0 {
+			t.Fatalf("DefaultZFor(bucketing, %d, %d) = 0: pick n and f with a z", tc.n, tc.f)
+		}
+		want := []float32{float32(2 + z*math.Sqrt2), 2, 0, float32(-2 + z*math.Sqrt2)}
+		if len(got) != tc.f || !near(got[0], want, 1e-6) {
+			t.Errorf("n = %d, f = %d: Craft = %v, want %d copies of %v (z = %v)", tc.n, tc.f, got, tc.f, want, z)
+		}
+	}
+}
+
 func TestLabelFlip(t *testing.T) {
 	a := mustNew(t, attack.Config{Name: attack.NameLabelFlip}, 2)
 	x := [][]float64{{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}}
@@ -472,6 +502,8 @@ func TestNewErrors(t *testing.T) {
 		{attack.Config{Name: attack.NameALIE, Z: math.NaN()}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameALIE, ZRule: "xie"}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameIPM, ZRule: attack.ZRuleBucketing}, 4, attack.ErrConfig},
+		{attack.Config{Name: attack.NameALIE, ZSign: "grad"}, 4, attack.ErrConfig},
+		{attack.Config{Name: attack.NameIPM, ZSign: attack.ZSignGradients}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameMinMax, Perturbation: "gauss"}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameBackdoor, Scale: -2}, 4, attack.ErrConfig},
 		{attack.Config{Name: attack.NameBackdoor, Target: -1}, 4, attack.ErrConfig},

@@ -97,6 +97,23 @@ const (
 	ZRuleBucketing = "bucketing"
 )
 
+// ALIE's sign conventions (Config.ZSign): the space in which the
+// Byzantine participants send μ − z·σ.
+const (
+	// ZSignUpdates is μ − z·σ of the updates the participants send, the
+	// literal reading of the paper's formula for the vectors exchanged
+	// and ByzFL's direction (LPD-EPFL/byzfl, ALittleIsEnough: μ + τσ of
+	// gradients). The default.
+	ZSignUpdates = "updates"
+	// ZSignGradients is μ − z·σ of gradients, what the papers' code
+	// sends: Baruch et al.'s (malicious.py DriftAttack: grads_mean -=
+	// num_std * grads_stdev) and the bucketing paper's
+	// (epfml/byzantine-robust-noniid-optimizer, codes/attacks/alittle.py:
+	// mu - std * z_max). An update is −lr times a gradient, so it is
+	// μ + z·σ of the updates.
+	ZSignGradients = "gradients"
+)
+
 // DefaultZFor returns ALIE's default z for n participants, f of them
 // Byzantine, under rule: DefaultZ for ZRuleBaruch (or ""), and for
 // ZRuleBucketing Φ⁻¹((n − f − s)/(n − f)) with s = ⌊n/2 + 1⌋ − f (kept in
@@ -124,9 +141,12 @@ type alie struct {
 	base
 	z     float64 // 0: DefaultZFor(zRule, N, F)
 	zRule string
+	// gradients is ZSignGradients: μ + z·σ of the updates.
+	gradients bool
 }
 
-// Craft implements Attack: F copies of μ − z·σ.
+// Craft implements Attack: F copies of μ − z·σ (μ + z·σ with
+// ZSignGradients).
 func (a alie) Craft(r Round) ([][]float32, error) {
 	v, err := a.prepare(r, false)
 	if v == nil {
@@ -135,6 +155,9 @@ func (a alie) Craft(r Round) ([][]float32, error) {
 	z := a.z
 	if z == 0 {
 		z = DefaultZFor(a.zRule, r.N, r.F)
+	}
+	if a.gradients {
+		z = -z
 	}
 	mu := mean(v.benign, v.d)
 	sd := std(v.benign, mu)

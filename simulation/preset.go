@@ -39,14 +39,16 @@ type Preset struct {
 //   - SGD learning rate 0.01 on the server (utils.py LR), worker momentum
 //     β = 0.9 or 0 (run.sh: --momentum 0 0.9) as PyTorch's heavy-ball
 //     buffer (codes/worker.py MomentumWorker);
-//   - ALIE with the code's z (codes/attacks/alittle.py) and IPM with
-//     ε = 0.1 (utils.py initialize_worker), both over the honest workers'
-//     momenta only. Their ALIE sends μ − z·σ of the momenta of
-//     gradients (alittle.py omniscient_callback: mu - std * z_max); the
-//     simulator's clients send updates, −lr times those momenta, where
-//     that vector is μ + z·σ: hence z negative (package attack sends
-//     μ − z·σ of the updates). With the sign of updates instead, ALIE
-//     costs CM nothing here (docs/reproductions.md, "The ALIE gap");
+//   - ALIE with the code's z (codes/attacks/alittle.py:
+//     Φ⁻¹((n−f−s)/(n−f)), attack.ZRuleBucketing, computed from the run's
+//     n and f, 0.2533 for 25 and 5) and IPM with ε = 0.1 (utils.py
+//     initialize_worker), both over the honest workers' momenta only.
+//     Their ALIE sends μ − z·σ of the momenta of gradients (alittle.py
+//     omniscient_callback: mu - std * z_max); the simulator's clients
+//     send updates, −lr times those momenta, where that vector is
+//     μ + z·σ: hence attack.ZSignGradients. With the sign of updates
+//     instead, ALIE costs CM nothing here (docs/reproductions.md, "The
+//     ALIE gap");
 //   - CM, Krum (m = 1, over ⌈n/s⌉ inputs), CClip (τ = 10 on gradients, 3
 //     iterations, centered on the previous aggregate: utils.py
 //     _get_aggregator, --clip-tau default 10, codes/aggregator/clipping.py),
@@ -70,7 +72,8 @@ func karimireddy2022(name string, beta float64) Preset {
 		ClippingCenter: CenterPrevious, EvalEvery: 30, Seed: 1, Preset: name,
 	}
 	attacks := []attack.Config{
-		{Name: attack.NameALIE, Z: -attack.DefaultZFor(attack.ZRuleBucketing, o.Clients, o.Byzantine), HonestStats: true},
+		// z from the run's n and f, by the code's formula, in gradient space.
+		{Name: attack.NameALIE, ZRule: attack.ZRuleBucketing, ZSign: attack.ZSignGradients, HonestStats: true},
 		{Name: attack.NameIPM, Epsilon: 0.1, HonestStats: true},
 	}
 	var rules []aggregation.Config
@@ -109,8 +112,9 @@ func karimireddy2022(name string, beta float64) Preset {
 // shaneson0/attacking_federate_learning; main.py calls it) takes μ and σ
 // over the malicious users' own gradients (OwnOnly) and sends μ − z·σ of
 // gradients, which is μ + z·σ of the updates the simulator's clients
-// send: hence z = −1.5 (their σ divides by m, package attack's by m − 1:
-// a factor √(12/11) ≈ 1.04 on σ).
+// send: hence z = 1.5 with attack.ZSignGradients (their z is a fixed
+// flag, not derived from n and f; their σ divides by m, package attack's
+// by m − 1: a factor √(12/11) ≈ 1.04 on σ).
 // Their trimmed mean averages the n−f−1 values closest to the median
 // (defences.py, as copied in shaneson0/attacking_federate_learning);
 // package aggregation's is Yin et al.'s, β = f/n at each end.
@@ -127,7 +131,7 @@ func baruch2019(name string) Preset {
 		Paper:   "Baruch, Baruch, Goldberg, A Little Is Enough: Circumventing Defenses For Distributed Learning, NeurIPS 2019: MNIST, n = 51, f = 12",
 		Source:  "github.com/moranant/attacking_distributed_learning (commit ed79e98): main.py, server.py, user.py, data_sets.py",
 		Options: o,
-		Attacks: []attack.Config{{Name: attack.NameNone}, {Name: attack.NameALIE, Z: -1.5, OwnOnly: true}},
+		Attacks: []attack.Config{{Name: attack.NameNone}, {Name: attack.NameALIE, Z: 1.5, ZSign: attack.ZSignGradients, OwnOnly: true}},
 		Rules: []aggregation.Config{
 			{Rule: aggregation.NameFedAvg},
 			{Rule: aggregation.NameTrimmedMean, F: f, Beta: float64(f) / n},

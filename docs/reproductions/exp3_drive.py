@@ -4,6 +4,9 @@ epfml/byzantine-robust-noniid-optimizer at 0e27349, unchanged but for:
   --epochs K   the number of 30-iteration epochs (exp3.py has 20);
   --mlp        fedguard's MLP 784-64-10 (PyTorch's default init) in place
                of their 2-conv CNN (codes/tasks/mnist.py Net);
+  --init glorot  fedguard's default MLP start (model.Init: hidden weights
+               U(±√(6/fan_in)), output weights U(±√(6/(fan_in+fan_out))),
+               zero biases) instead of PyTorch's nn.Linear default;
   --nonorm     pixels in [0, 1], as fedguard's loader gives them, instead
                of Normalize((0.1307,), (0.3081,)).
 
@@ -26,7 +29,7 @@ validation accuracies, one per epoch."""
 import os, sys, time
 import torch, torch.nn as nn, torch.nn.functional as F
 
-epochs, mlp, nonorm = 20, False, False
+epochs, mlp, nonorm, init = 20, False, False, "pytorch"
 argv = []
 it = iter(sys.argv[1:])
 for a in it:
@@ -36,6 +39,8 @@ for a in it:
         mlp = True
     elif a == "--nonorm":
         nonorm = True
+    elif a == "--init":
+        init = next(it)
     else:
         argv.append(a)
 sys.argv = [sys.argv[0]] + argv
@@ -80,6 +85,14 @@ class MLP(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(784, 64)
         self.fc2 = nn.Linear(64, 10)
+        if init == "glorot":
+            # fedguard's model.Init: hidden weights U(+-sqrt(6/fan_in)),
+            # output weights U(+-sqrt(6/(fan_in+fan_out))), zero biases.
+            with torch.no_grad():
+                self.fc1.weight.uniform_(-(6 / 784) ** 0.5, (6 / 784) ** 0.5)
+                self.fc2.weight.uniform_(-(6 / 74) ** 0.5, (6 / 74) ** 0.5)
+                self.fc1.bias.zero_()
+                self.fc2.bias.zero_()
 
     def forward(self, x):
         x = torch.flatten(x, 1)
@@ -88,7 +101,7 @@ class MLP(nn.Module):
 if mlp:
     utils.Net = MLP
 args = utils.get_args()
-tag = f"{args.agg}_{args.attack}_{args.momentum}_s{args.bucketing}_seed{args.seed}_{'mlp' if mlp else 'cnn'}{'_nonorm' if nonorm else ''}_e{epochs}"
+tag = f"{args.agg}_{args.attack}_{args.momentum}_s{args.bucketing}_seed{args.seed}_{'mlp' if mlp else 'cnn'}{'_nonorm' if nonorm else ''}{'_glorot' if init == 'glorot' else ''}_e{epochs}"
 t0 = time.time()
 utils.main(args, utils.EXP_DIR + "repro/" + tag, epochs, 30)
 print(f"WALL {tag} {time.time() - t0:.1f}s", flush=True)

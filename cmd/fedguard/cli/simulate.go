@@ -29,7 +29,7 @@ const (
 // only its own (attack.New refuses the others).
 var attackParams = map[string][]string{
 	attack.NameGaussian: {"sigma"},
-	attack.NameALIE:     {"z", "z-rule"},
+	attack.NameALIE:     {"z", "z-rule", "z-sign"},
 	attack.NameIPM:      {"epsilon"},
 	attack.NameMinMax:   {"perturbation"},
 	attack.NameMinSum:   {"perturbation"},
@@ -108,13 +108,14 @@ func optionFlags(fs *flag.FlagSet, o *simulation.Options) {
 // attackFlags declares the flags of the attacks' parameters, bound to c.
 func attackFlags(fs *flag.FlagSet, c *attack.Config) {
 	fs.Float64Var(&c.Sigma, "sigma", 0, "gaussian: standard deviation (0: the attack's default)")
-	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: Baruch et al.'s z_max for n and f); negative sends μ + |z|σ of the updates, the papers' code's μ − |z|σ of gradients")
+	fs.Float64Var(&c.Z, "z", 0, "alie: z (0: the z of -z-rule for n and f); negative sends μ + |z|σ of the updates, the papers' code's μ − |z|σ of gradients")
 	fs.Float64Var(&c.Epsilon, "epsilon", 0, "ipm: epsilon (0: the attack's default)")
 	fs.StringVar(&c.Perturbation, "perturbation", "", "min-max, min-sum: deviation std, unit or sign (default std)")
 	fs.Float64Var(&c.Scale, "scale", 0, "backdoor: boost of the attackers' update (0: n/f)")
 	fs.IntVar(&c.Target, "target", 0, "backdoor: target class")
 	fs.BoolVar(&c.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
 	fs.StringVar(&c.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
+	fs.StringVar(&c.ZSign, "z-sign", "", "alie: where μ − zσ is taken: updates (default: of the updates sent) or gradients (of gradients, as the papers' code: μ + zσ of the updates)")
 	fs.BoolVar(&c.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
 }
 
@@ -362,7 +363,7 @@ func runSimulate(ctx context.Context, env *Env, args []string) error {
 	if res.AttackSuccess != nil {
 		fmt.Fprintf(env.Stdout, ", attack success %.4f", *res.AttackSuccess)
 	}
-	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", len(res.Rounds), res.Seconds, res.ModelSHA256)
+	fmt.Fprintf(env.Stdout, " after %d rounds (%.1f s); model sha256 %s\n", res.Options.Rounds, res.Seconds, res.ModelSHA256)
 	fmt.Fprintln(env.Stdout, detectionLine(res.Detection))
 	if sc := res.Secure; sc != nil {
 		fmt.Fprintf(env.Stdout, "secure: %d buckets (size %d), coordinate clip %g, %d quantization bits, %d weight bits, weight unit %d rows\n",

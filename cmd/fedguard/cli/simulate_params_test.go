@@ -29,6 +29,8 @@ func TestSimulateParams(t *testing.T) {
 			"--clipping-center", "previous", "--eval-every", "2", "--partition", "sorted", "--partition-honest"},
 		// Secure buckets are ⌊n/S⌋, not ⌈n/S⌉: the rules' defaults count them.
 		{"--secure", "--secure-clip", "0.5", "--bucket", "2", "--clients", "25", "--byzantine", "5"},
+		{"--z", "0.5", "--z-sign", "gradients"},
+		{"--preset", "karimireddy2022-mnist", "--z-sign", "updates", "--clients", "30"},
 	}
 	attacks := append([]string{"nosuch"}, attack.Names...)
 	rules := []string{aggregation.NameFedAvg, aggregation.NameMedian, aggregation.NameTrimmedMean, aggregation.NameKrum,
@@ -91,6 +93,9 @@ func TestSimulatePresetFlags(t *testing.T) {
 	}
 	if r := o.Aggregation; r.Rule != aggregation.NameMedian || r.Bucket != 2 {
 		t.Errorf("rule %+v, want the preset's median with bucket 2", r)
+	}
+	if o.Attack.ZSign != attack.ZSignGradients || o.Attack.ZRule != attack.ZRuleBucketing {
+		t.Errorf("attack %+v, want the preset's gradient sign and bucketing z rule under -z", o.Attack)
 	}
 	if o.BatchOrder != "epoch:30" || o.Clients != 25 {
 		t.Errorf("options batch order %q, %d clients: want epoch:30 and the preset's 25", o.BatchOrder, o.Clients)

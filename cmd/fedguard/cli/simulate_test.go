@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/fedguard/fedguard/attack"
 )
 
 // wdbcArgs is a small simulation that runs in well under a second.
@@ -191,8 +189,9 @@ func TestSimulatePreset(t *testing.T) {
 		}
 	}
 	atk := o["attack"].(map[string]any)
-	if z := -attack.DefaultZFor(attack.ZRuleBucketing, 25, 5); atk["name"] != "alie" || atk["z"] != z || atk["honest_stats"] != true {
-		t.Errorf("attack %v, want the preset's first: alie, z %v (the bucketing code's, in gradient space), honest statistics", atk, z)
+	// z is left to the run's n and f (10 and 2 here), not the preset's 25 and 5.
+	if atk["name"] != "alie" || atk["z"] != nil || atk["z_rule"] != "bucketing" || atk["z_sign"] != "gradients" || atk["honest_stats"] != true {
+		t.Errorf("attack %v, want the preset's first: alie, z of the bucketing code's formula for the run's n and f, in gradient space, honest statistics", atk)
 	}
 	if code, _, stderr := caRun(t, "simulate", "--preset", "nope"); code != 2 || !strings.Contains(stderr, "karimireddy2022-mnist") {
 		t.Errorf("unknown preset: exit %d, stderr %s; want 2 and the known names", code, stderr)
@@ -256,5 +255,20 @@ func TestSimulateGridShards(t *testing.T) {
 		if code, _, _ := caRun(t, append([]string{"simulate", "merge", "--out", filepath.Join(dir, "bad")}, bad...)...); code == 0 {
 			t.Errorf("simulate merge %v succeeded, want a refusal", bad)
 		}
+	}
+}
+
+// TestSimulateFinalRounds: the summary line counts rounds, not
+// evaluations. With --eval-every it said "after 2 rounds" for a 4-round
+// run (and "after 20 rounds" for the 600-round presets).
+func TestSimulateFinalRounds(t *testing.T) {
+	args := append([]string{"simulate"}, wdbcArgs...)
+	args = append(args, "--rounds", "4", "--eval-every", "2")
+	code, stdout, stderr := caRun(t, args...)
+	if code != 0 {
+		t.Fatalf("simulate = %d, stderr %s", code, stderr)
+	}
+	if !strings.Contains(stdout, " after 4 rounds (") {
+		t.Errorf("summary does not say 4 rounds:\n%s", stdout)
 	}
 }

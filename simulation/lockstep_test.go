@@ -1,0 +1,183 @@
+package simulation
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/model"
+	"github.com/fedguard/fedguard/participant"
+)
+
+// The lockstep check sets fedguard's simulator beside the bucketing
+// paper's own code (epfml/byzantine-robust-noniid-optimizer at 0e27349)
+// on one cell of karimireddy2022-mnist, IPM × CM with buckets of 2, fed
+// the same draws: TestLockstepDump writes what the simulator draws (the
+// initial model, every client's batch of every round, every round's
+// buckets), docs/reproductions/lockstep.py runs their MomentumWorker,
+// IPMAttack, CM, bucket means and TorchServer on those draws, and
+// testdata/lockstep holds the test loss and accuracy their code gives.
+// docs/reproductions.md, "IPM × CM with buckets", has the commands.
+var (
+	lockstepDump   = flag.String("lockstep-dump", "", "TestLockstepDump: write the simulator's draws for the lockstep cell to this JSON file")
+	lockstepRounds = flag.Int("lockstep-rounds", 10, "TestLockstepDump: rounds")
+	lockstepSeed   = flag.Uint64("lockstep-seed", 0, "TestLockstepDump: seed")
+	lockstepEvery  = flag.Int("lockstep-every", 5, "TestLockstepDump: evaluate every N rounds")
+	lockstepInit   = flag.String("lockstep-init", InitGlorot, "TestLockstepDump: -init")
+)
+
+// lockstepOptions is the preset's IPM × bucketed CM cell.
+func lockstepOptions(t *testing.T, rounds, every int, seed uint64, init string) Options {
+	t.Helper()
+	p, err := LookupPreset("karimireddy2022-mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := p.Options
+	o.Attack = attack.Config{Name: attack.NameIPM, Epsilon: 0.1, HonestStats: true}
+	o.Aggregation = aggregation.Config{Rule: aggregation.NameMedian, Bucket: 2}
+	o.Rounds, o.EvalEvery, o.Seed, o.Init = rounds, every, seed, init
+	if p.Attacks[1] != o.Attack || p.Rules[4] != o.Aggregation {
+		t.Fatalf("the preset's IPM and bucketed median are %+v and %+v, not the lockstep cell's", p.Attacks[1], p.Rules[4])
+	}
+	return o
+}
+
+// lockstep is the file TestLockstepDump writes and lockstep.py reads; the
+// golden file has its Evals, Accuracy and Loss, computed by their code.
+type lockstep struct {
+	Seed      uint64    `json:"seed"`
+	Init      string    `json:"init,omitempty"`
+	Byzantine []int     `json:"byzantine,omitempty"`
+	Initial   []float32 `json:"initial,omitempty"`
+	// Batches[r][i] are the MNIST training rows (file order, from 0) of
+	// client i's batch in round r+1; Buckets[r][i] its bucket, from 1.
+	Batches  [][][]int `json:"batches,omitempty"`
+	Buckets  [][]int   `json:"buckets,omitempty"`
+	Evals    []int     `json:"evals"`
+	Accuracy []float64 `json:"accuracy"`
+	Loss     []float64 `json:"loss"`
+	Source   string    `json:"source,omitempty"`
+}
+
+// TestLockstepDump writes the simulator's draws for the lockstep cell
+// with -lockstep-dump; it is skipped otherwise.
+func TestLockstepDump(t *testing.T) {
+	if *lockstepDump == "" {
+		t.Skip("no -lockstep-dump")
+	}
+	o := lockstepOptions(t, *lockstepRounds, *lockstepEvery, *lockstepSeed, *lockstepInit)
+	c, err := check(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := load(c.o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := setup(c, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := split(c, d, s.byzIdx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initial := model.Init
+	if c.o.Init == InitTorch {
+		initial = model.InitTorch
+	}
+	ls := lockstep{Seed: c.o.Seed, Init: c.o.Init, Byzantine: s.byzIdx, Initial: initial(c.spec, derive(c.o.Seed, "init"))}
+	for r := 1; r <= c.o.Rounds; r++ {
+		batches := make([][]int, c.o.Clients)
+		probe := make([]aggregation.Update, c.o.Clients)
+		for i := range c.o.Clients {
+			// The rows s.batches picks, as indices into the training set.
+			rng := participant.RoundRand(uint64(i), c.o.Seed, uint64(r))
+			for _, q := range rng.Perm(len(parts[i]))[:min(c.o.LocalSteps*c.plan.BatchSize, len(parts[i]))] {
+				batches[i] = append(batches[i], parts[i][q])
+			}
+			probe[i] = aggregation.Update{ID: clientID(i), Delta: []float32{0}, Samples: 1}
+		}
+		// The buckets of the round's rule, with the randomness run gives it.
+		rule := aggregation.WithRand(c.rule, rand.NewChaCha8(seedBytes(c.o.Seed, "aggregation", uint64(r))))
+		rep, err := rule.Aggregate(make([]float32, 1), probe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buckets := make([]int, c.o.Clients)
+		for i, e := range rep.Entries {
+			buckets[i] = e.Bucket
+		}
+		ls.Batches = append(ls.Batches, batches)
+		ls.Buckets = append(ls.Buckets, buckets)
+	}
+	res, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rr := range res.Rounds {
+		ls.Evals = append(ls.Evals, rr.Round)
+		ls.Accuracy = append(ls.Accuracy, rr.Accuracy)
+		ls.Loss = append(ls.Loss, rr.Loss)
+	}
+	b, err := json.Marshal(ls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(*lockstepDump, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPresetMatchesAuthorsCode runs the lockstep cell for 10 rounds and
+// compares its test loss and accuracy with what the bucketing paper's
+// code computes from the same draws (testdata/lockstep): the simulator's
+// momentum, IPM, bucket means, CM and SGD step are theirs, to float32
+// rounding (their code trains in float32, the simulator in float64).
+func TestPresetMatchesAuthorsCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains on MNIST")
+	}
+	b, err := os.ReadFile(filepath.Join("testdata", "lockstep", "ipm-cm-bucket2-seed0.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want lockstep
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Evals) == 0 || len(want.Evals) != len(want.Loss) || len(want.Evals) != len(want.Accuracy) {
+		t.Fatalf("golden file: %d evaluations, %d losses, %d accuracies", len(want.Evals), len(want.Loss), len(want.Accuracy))
+	}
+	last := want.Evals[len(want.Evals)-1]
+	o := lockstepOptions(t, last, want.Evals[0], want.Seed, want.Init)
+	res, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rounds) != len(want.Evals) {
+		t.Fatalf("%d evaluations, want %d", len(res.Rounds), len(want.Evals))
+	}
+	for k, rr := range res.Rounds {
+		if rr.Round != want.Evals[k] {
+			t.Fatalf("evaluation %d at round %d, want %d", k, rr.Round, want.Evals[k])
+		}
+		// 1e-5 relative: about a hundred times the float32 rounding seen;
+		// a different bucket, batch row or momentum step moves the loss by
+		// more than 1e-3.
+		if d := math.Abs(rr.Loss-want.Loss[k]) / want.Loss[k]; d > 1e-5 {
+			t.Errorf("round %d: test loss %.7f, their code %.7f (relative difference %.1e)", rr.Round, rr.Loss, want.Loss[k], d)
+		}
+		if d := math.Abs(rr.Accuracy - want.Accuracy[k]); d > 1.5e-4 {
+			t.Errorf("round %d: test accuracy %.4f, their code %.4f", rr.Round, rr.Accuracy, want.Accuracy[k])
+		}
+	}
+}
