@@ -262,7 +262,9 @@ func (f *simFlags) single() simulation.Options {
 
 // grid is the attacks and rules of a grid: those listed, or with -preset
 // and without -attacks or -rules the preset's, each under the parameter
-// flags given that are its own.
+// flags given that are its own. With -preset, a listed attack or rule the
+// preset's grid has is every cell of the preset's of that name, as in a
+// single run; one it lacks starts from its defaults.
 func (f *simFlags) grid(attacks, rules string) ([]attack.Config, []aggregation.Config) {
 	var acs []attack.Config
 	var rcs []aggregation.Config
@@ -270,22 +272,39 @@ func (f *simFlags) grid(attacks, rules string) ([]attack.Config, []aggregation.C
 	if f.preset != "" {
 		p, _ = simulation.LookupPreset(f.preset) // parse checked the name
 	}
-	if set := f.set(); f.preset != "" && !set["attacks"] {
+	set := f.set()
+	if f.preset != "" && !set["attacks"] {
 		for _, a := range p.Attacks {
 			acs = append(acs, f.overlayAttack(a, false))
 		}
 	} else {
-		for _, a := range splitList(attacks) {
-			acs = append(acs, f.attackConfig(a, false))
+		for _, name := range splitList(attacks) {
+			n := len(acs)
+			for _, a := range p.Attacks {
+				if a.Name == name {
+					acs = append(acs, f.overlayAttack(a, false))
+				}
+			}
+			if len(acs) == n {
+				acs = append(acs, f.attackConfig(name, false))
+			}
 		}
 	}
-	if set := f.set(); f.preset != "" && !set["rules"] {
+	if f.preset != "" && !set["rules"] {
 		for _, r := range p.Rules {
 			rcs = append(rcs, f.overlayRule(r, false))
 		}
 	} else {
-		for _, r := range splitList(rules) {
-			rcs = append(rcs, f.ruleConfig(r, false))
+		for _, name := range splitList(rules) {
+			n := len(rcs)
+			for _, r := range p.Rules {
+				if r.Rule == name {
+					rcs = append(rcs, f.overlayRule(r, false))
+				}
+			}
+			if len(rcs) == n {
+				rcs = append(rcs, f.ruleConfig(name, false))
+			}
 		}
 	}
 	return acs, rcs

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/simulation"
 )
 
 // TestSimulateParams pins how `simulate` and `simulate grid` turn their
@@ -143,5 +145,34 @@ func TestSimulatePresetFlags(t *testing.T) {
 	}
 	if len(rcs) != 8 || clips != 2 {
 		t.Errorf("grid has %d rules (%d centered clipping), want the preset's 8 (2)", len(rcs), clips)
+	}
+
+	// A grid's -attacks and -rules of names the preset has are the
+	// preset's cells of those names, as in a single run. Before, they were
+	// bare defaults: `simulate grid --preset karimireddy2022-mnist
+	// -attacks alie -rules rfa` ran an ALIE with the updates' sign and an
+	// unbucketed RFA with default parameters, not the preset's cells.
+	want, err := simulation.LookupPreset("karimireddy2022-mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newSimFlags(testEnv(), "simulate grid")
+	attacks = h.fs.String("attacks", defaultGridAttacks, "")
+	rules = h.fs.String("rules", defaultGridRules, "")
+	if err := h.parse([]string{"--preset", "karimireddy2022-mnist", "-attacks", "alie,gaussian", "-rules", "rfa,trimmed-mean"}); err != nil {
+		t.Fatal(err)
+	}
+	acs, rcs = h.grid(*attacks, *rules)
+	var wantRFA []aggregation.Config
+	for _, r := range want.Rules {
+		if r.Rule == aggregation.NameRFA {
+			wantRFA = append(wantRFA, r)
+		}
+	}
+	if len(acs) != 2 || !reflect.DeepEqual(acs[0], want.Attacks[0]) || acs[0].Name != attack.NameALIE || acs[1].Name != attack.NameGaussian || acs[1].ZSign != "" {
+		t.Errorf("grid attacks %+v, want the preset's alie %+v, then a default gaussian", acs, want.Attacks[0])
+	}
+	if len(wantRFA) == 0 || len(rcs) != len(wantRFA)+1 || !reflect.DeepEqual(rcs[:len(wantRFA)], wantRFA) || rcs[len(wantRFA)].Rule != aggregation.NameTrimmedMean {
+		t.Errorf("grid rules %+v, want the preset's rfa cells %+v, then a default trimmed mean", rcs, wantRFA)
 	}
 }
