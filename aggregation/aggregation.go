@@ -290,6 +290,41 @@ var _ Rule = FedAvg{}
 // Name implements Rule.
 func (FedAvg) Name() string { return "fedavg" }
 
+// weights returns each update's weight nᵢ / Σ nᵢ, in memory and out of
+// core alike. A zero count is refused with ErrZeroSamples, unless
+// checkFinite (the caller's way to read the updates) finds a non-finite
+// value first, which is then the error.
+func (r FedAvg) weights(updates []Update, checkFinite func([]Update) error) ([]float64, error) {
+	var total float64
+	for _, u := range updates {
+		if u.Samples == 0 {
+			if err := checkFinite(updates); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %q", ErrZeroSamples, u.ID)
+		}
+		total += float64(r.samples(u))
+	}
+	w := make([]float64, len(updates))
+	for i, u := range updates {
+		w[i] = float64(r.samples(u)) / total
+	}
+	return w, nil
+}
+
+// report is FedAvg's report: every update selected, with its weight, and
+// the reason when its count was capped.
+func (r FedAvg) report(updates []Update, w []float64) Report {
+	rep := Report{Rule: "fedavg", Entries: make([]Entry, len(updates))}
+	for i, u := range updates {
+		rep.Entries[i] = Entry{ID: u.ID, Weight: w[i], Selected: true}
+		if s := r.samples(u); s != u.Samples {
+			rep.Entries[i].Reason = fmt.Sprintf("fedavg: claimed %d samples, capped at %d", u.Samples, s)
+		}
+	}
+	return rep
+}
+
 // Aggregate implements Rule: dst = Σ nᵢ·Δᵢ / Σ nᵢ with nᵢ the claimed
 // sample count, capped at MaxSamples when that is set. A zero count is
 // refused with ErrZeroSamples.
@@ -297,39 +332,22 @@ func (r FedAvg) Aggregate(dst []float32, updates []Update) (Report, error) {
 	if err := checkLengths(len(dst), updates); err != nil {
 		return Report{}, err
 	}
-	var total float64
-	for _, u := range updates {
-		if u.Samples == 0 {
-			if err := checkFinite(updates); err != nil {
-				return Report{}, err
-			}
-			return Report{}, fmt.Errorf("%w: %q", ErrZeroSamples, u.ID)
-		}
-		total += float64(r.samples(u))
+	w, err := r.weights(updates, checkFinite)
+	if err != nil {
+		return Report{}, err
 	}
-	rep := Report{Rule: "fedavg", Entries: make([]Entry, len(updates))}
 	// dst = Σ wᵢ·Δᵢ accumulated per coordinate in float64, each product
 	// rounded before it is added and the updates added in input order
 	// (weightedSum), so the result is the same bit for bit on every
 	// architecture and core count: anyone can recompute a round's model
 	// from its inputs.
-	w := make([]float64, len(updates))
-	for i, u := range updates {
-		w[i] = float64(r.samples(u)) / total
-	}
 	if !weightedSum(dst, vectors(updates), w) {
 		// Finiteness is tested on the result: see deferredFinite.
 		if err := deferredFinite(updates); err != nil {
 			return Report{}, err
 		}
 	}
-	for i, u := range updates {
-		rep.Entries[i] = Entry{ID: u.ID, Weight: float64(r.samples(u)) / total, Selected: true}
-		if s := r.samples(u); s != u.Samples {
-			rep.Entries[i].Reason = fmt.Sprintf("fedavg: claimed %d samples, capped at %d", u.Samples, s)
-		}
-	}
-	return rep, nil
+	return r.report(updates, w), nil
 }
 
 // samples is u's sample count after the cap.

@@ -214,20 +214,9 @@ func (r FedAvg) aggregateRows(dst []float32, updates []Update, o *outOfCore) (Re
 	if len(updates) == 0 {
 		return Report{}, ErrNoUpdates
 	}
-	var total float64
-	for _, u := range updates {
-		if u.Samples == 0 {
-			if err := o.checkFinite(updates); err != nil {
-				return Report{}, err
-			}
-			return Report{}, fmt.Errorf("%w: %q", ErrZeroSamples, u.ID)
-		}
-		total += float64(r.samples(u))
-	}
-	rep := Report{Rule: "fedavg", Entries: make([]Entry, len(updates))}
-	w := make([]float64, len(updates))
-	for i, u := range updates {
-		w[i] = float64(r.samples(u)) / total
+	w, err := r.weights(updates, o.checkFinite)
+	if err != nil {
+		return Report{}, err
 	}
 	finite := true
 	if err := o.blocks(dst, func(part []float32, xs [][]float32) {
@@ -240,11 +229,5 @@ func (r FedAvg) aggregateRows(dst []float32, updates []Update, o *outOfCore) (Re
 			return Report{}, err
 		}
 	}
-	for i, u := range updates {
-		rep.Entries[i] = Entry{ID: u.ID, Weight: float64(r.samples(u)) / total, Selected: true}
-		if s := r.samples(u); s != u.Samples {
-			rep.Entries[i].Reason = fmt.Sprintf("fedavg: claimed %d samples, capped at %d", u.Samples, s)
-		}
-	}
-	return rep, nil
+	return r.report(updates, w), nil
 }
