@@ -661,7 +661,7 @@ func (m *serverMasks) wipe() {
 var groupOrder, _ = new(big.Int).SetString("1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed", 16)
 
 // scalarOfInt returns the scalar x mod ℓ for x ≥ 0 (circl's SetBigInt
-// parses ℓ from a string on every call, a fifth of lagrangeAtZero's time).
+// parses ℓ from a string on every call, a fifth of the Lagrange bases' time).
 func scalarOfInt(x *big.Int) group.Scalar {
 	var r big.Int
 	var le [scalarSize]byte
