@@ -2,7 +2,11 @@
 
 package secagg
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // haveAVX2 selects the assembly loops of add_amd64.s. Tests turn it off to
 // check that the portable loop gives the same words.
@@ -35,4 +39,16 @@ func addWords(dst []uint32, ks []byte, negate bool) {
 	} else {
 		addWordsAVX2(&dst[0], &ks[0], len(dst))
 	}
+}
+
+// addVectors sets dst[i] += src[i] modulo 2^32, with the loop of addWords:
+// on x86, src's words lie in memory as the little-endian keystream words
+// addWordsAVX2 reads.
+func addVectors(dst, src []uint32) {
+	src = src[:len(dst)]
+	if !haveAVX2 || len(dst) == 0 {
+		addVectorsGeneric(dst, src)
+		return
+	}
+	addWordsAVX2(&dst[0], (*byte)(unsafe.Pointer(&src[0])), len(dst))
 }

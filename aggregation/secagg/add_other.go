@@ -6,3 +6,5 @@ package secagg
 var haveAVX2 = false
 
 func addWords(dst []uint32, ks []byte, negate bool) { addWordsGeneric(dst, ks, negate) }
+
+func addVectors(dst, src []uint32) { addVectorsGeneric(dst, src) }

@@ -89,3 +89,41 @@ func TestAddWordsShortKeystream(t *testing.T) {
 		}
 	})
 }
+
+// TestAddVectors checks addVectors, and sumVectors over blocks of
+// sumBlock words, against word-by-word sums for lengths around the loops'
+// and the blocks' edges, and that no word outside dst is written.
+func TestAddVectors(t *testing.T) {
+	const guard = 9
+	withAddPaths(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, n := range []int{0, 1, 7, 8, 31, 32, 33, 100, sumBlock - 1, sumBlock, sumBlock + 1, 3*sumBlock + 5, 100_001} {
+			words := make([]uint32, n+2*guard)
+			for i := range words {
+				words[i] = rng.Uint32()
+			}
+			orig := append([]uint32(nil), words...)
+			vecs := make([][]uint32, 5)
+			for k := range vecs {
+				vecs[k] = make([]uint32, n+rng.IntN(3)) // longer is allowed
+				for i := range vecs[k] {
+					vecs[k][i] = rng.Uint32()
+				}
+			}
+			dst := words[guard : guard+n]
+			addVectors(dst, vecs[0])
+			sumVectors(dst, vecs[1:])
+			for i := range words {
+				want := orig[i]
+				if j := i - guard; j >= 0 && j < n {
+					for _, v := range vecs {
+						want += v[j]
+					}
+				}
+				if words[i] != want {
+					t.Fatalf("n=%d: word %d (dst[%d]) = %#x, want %#x", n, i, i-guard, words[i], want)
+				}
+			}
+		}
+	})
+}

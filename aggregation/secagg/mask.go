@@ -116,8 +116,9 @@ func addMasks(dst []uint32, n int, seed func(i int) ([SeedSize]byte, bool, error
 	return nil
 }
 
-// addVectors sets dst[i] += src[i] modulo 2^32.
-func addVectors(dst, src []uint32) {
+// addVectorsGeneric sets dst[i] += src[i] modulo 2^32: the portable loop
+// of addVectors.
+func addVectorsGeneric(dst, src []uint32) {
 	src = src[:len(dst)]
 	for i := range dst {
 		dst[i] += src[i]

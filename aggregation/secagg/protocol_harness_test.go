@@ -15,9 +15,10 @@ import (
 )
 
 // identities are the participants' identity keys, ECDSA P-256 as in
-// fedguard, made once for all tests: identity[id] for id in 1..len-1.
+// fedguard, made once for all tests: identity[id] for id in 1..len-1
+// (enough for BenchmarkServerSecAggPlus's 1,000).
 var identities = sync.OnceValue(func() []*ecdsa.PrivateKey {
-	keys := make([]*ecdsa.PrivateKey, 101)
+	keys := make([]*ecdsa.PrivateKey, 1001)
 	for i := 1; i < len(keys); i++ {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {

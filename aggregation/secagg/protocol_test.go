@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/cloudflare/circl/dh/x25519"
+	"github.com/cloudflare/circl/group"
 	"github.com/cloudflare/circl/secretsharing"
 	"github.com/google/go-cmp/cmp"
 )
@@ -293,13 +294,16 @@ func TestVectors(t *testing.T) {
 	}
 }
 
-// TestInterpolator compares the server's cached-basis reconstruction with
+// TestRecoverAll compares the server's batched reconstruction with
 // circl's secretsharing.Recover and with the secret itself, for holder
-// sets that repeat (the cache is used) and that differ.
-func TestInterpolator(t *testing.T) {
+// sets that repeat (one basis serves several secrets) and that differ,
+// with more shares than needed, and with too few (an error for that
+// secret only).
+func TestRecoverAll(t *testing.T) {
 	r := mrand.New(mrand.NewPCG(5, 6))
 	for _, threshold := range []int{2, 3, 5, 51} {
-		ip := newInterpolator(threshold)
+		var held [][]heldShare
+		var want []group.Scalar
 		for trial := range 20 {
 			secret, err := randomScalar(seededRand(uint64(trial)))
 			if err != nil {
@@ -309,37 +313,46 @@ func TestInterpolator(t *testing.T) {
 			for _, i := range r.Perm(100)[:threshold+r.IntN(3)] {
 				holders = append(holders, uint32(i+1))
 			}
-			if trial%2 == 1 { // repeat a holder set: the cached basis
+			if trial%2 == 1 { // repeat a holder set: a shared basis
 				holders = nil
 				for i := range threshold {
 					holders = append(holders, uint32(i+1))
 				}
 			}
 			shares := splitSecret(seededRand(uint64(trial)), threshold, secret, holders)
-			var held []heldShare
+			var h []heldShare
 			var circl []secretsharing.Share
-			for _, h := range holders {
-				v := shares[h]
+			for _, id := range holders {
+				v := shares[id]
 				s, err := decodeScalar(&v)
 				if err != nil {
 					t.Fatal(err)
 				}
-				held = append(held, heldShare{holder: h, value: s})
-				circl = append(circl, secretsharing.Share{ID: idScalar(h), Value: s})
+				h = append(h, heldShare{holder: id, value: s})
+				circl = append(circl, secretsharing.Share{ID: idScalar(id), Value: s})
 			}
-			got, err := ip.recover(held)
+			c, err := secretsharing.Recover(uint(threshold-1), circl)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := secretsharing.Recover(uint(threshold-1), circl)
-			if err != nil {
-				t.Fatal(err)
+			if !c.IsEqual(secret) {
+				t.Fatalf("threshold %d: circl recovered %v, secret %v", threshold, c, secret)
 			}
-			if !got.IsEqual(want) || !got.IsEqual(secret) {
-				t.Fatalf("threshold %d, holders %v: recovered %v, circl %v, secret %v", threshold, holders, got, want, secret)
+			if trial%5 == 4 { // one share short
+				h, secret = h[:threshold-1], nil
 			}
-			if _, err := ip.recover(held[:threshold-1]); err == nil {
-				t.Fatalf("threshold %d: recovered from %d shares", threshold, threshold-1)
+			held = append(held, h)
+			want = append(want, secret)
+		}
+		got, errs := recoverAll(threshold, held)
+		for i := range held {
+			switch {
+			case want[i] == nil && errs[i] == nil:
+				t.Fatalf("threshold %d, secret %d: recovered from %d shares", threshold, i, len(held[i]))
+			case want[i] != nil && errs[i] != nil:
+				t.Fatalf("threshold %d, secret %d: %v", threshold, i, errs[i])
+			case want[i] != nil && !got[i].IsEqual(want[i]):
+				t.Fatalf("threshold %d, secret %d: recovered %v, want %v", threshold, i, got[i], want[i])
 			}
 		}
 	}

@@ -513,11 +513,10 @@ func (s *Server) checkResponse(r *UnmaskResponse) error {
 // here, one after the other, once cost as much as expanding the masks on
 // two cores (issue 16's profile).
 func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) (*serverMasks, error) {
-	// Every secret is interpolated on its own (with a SecAgg+ graph each
-	// has its own holders, so its own Lagrange basis), on all cores; each
-	// goroutine keeps its own cache of bases. The results are kept by
-	// position, and the first error in the serial order is the one
-	// reported, so nothing depends on the schedule.
+	// The secrets are interpolated together (recoverAll: one field
+	// inversion for all their Lagrange bases) and checked on all cores.
+	// The results are kept by position, and the first error in the serial
+	// order is the one reported, so nothing depends on the schedule.
 	var dropped []uint32
 	for _, v := range s.u2.list() {
 		if !s.u3.has(v) && s.g.hasNeighbourIn(v, s.u3) {
@@ -525,18 +524,31 @@ func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) (*serverM
 		}
 	}
 	nSelf := len(s.survivors)
+	held := make([][]heldShare, 0, nSelf+len(dropped))
+	for _, w := range s.survivors {
+		held = append(held, selfHeld[w])
+	}
+	for _, v := range dropped {
+		held = append(held, keyHeld[v])
+	}
+	secrets, errs := recoverAll(s.cfg.Threshold, held)
 	selfSeeds := make([][SeedSize]byte, nSelf)
 	privs := make([]x25519.Key, len(dropped))
-	errs := make([]error, nSelf+len(dropped))
-	ips := make([]*interpolator, forEachWorkers(len(errs)))
-	forEach(len(errs), func(w, i int) {
-		if ips[w] == nil {
-			ips[w] = newInterpolator(s.cfg.Threshold)
-		}
+	forEach(len(errs), func(_, i int) {
 		if i < nSelf {
-			errs[i] = s.reconstructSelf(ips[w], s.survivors[i], selfHeld, &selfSeeds[i])
+			w := s.survivors[i]
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("secagg: reconstruct self-mask secret of participant %d: %w", w, errs[i])
+				return
+			}
+			errs[i] = s.checkSelf(secrets[i], w, &selfSeeds[i])
 		} else {
-			errs[i] = s.reconstructKey(ips[w], dropped[i-nSelf], keyHeld, &privs[i-nSelf])
+			v := dropped[i-nSelf]
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("secagg: reconstruct mask key of participant %d: %w", v, errs[i])
+				return
+			}
+			errs[i] = s.checkKey(secrets[i], v, &privs[i-nSelf])
 		}
 	})
 	m := &serverMasks{s: s, priv: map[uint32]*x25519.Key{}}
@@ -569,13 +581,9 @@ func (s *Server) reconstruct(selfHeld, keyHeld map[uint32][]heldShare) (*serverM
 	return m, nil
 }
 
-// reconstructSelf recovers survivor w's self-mask secret with ip, checks
-// it against w's commitment, and sets *seed to its self-mask seed.
-func (s *Server) reconstructSelf(ip *interpolator, w uint32, selfHeld map[uint32][]heldShare, seed *[SeedSize]byte) error {
-	b, err := ip.recover(selfHeld[w])
-	if err != nil {
-		return fmt.Errorf("secagg: reconstruct self-mask secret of participant %d: %w", w, err)
-	}
+// checkSelf checks survivor w's reconstructed self-mask secret b against
+// w's commitment, and sets *seed to its self-mask seed.
+func (s *Server) checkSelf(b group.Scalar, w uint32, seed *[SeedSize]byte) error {
 	enc := encodeScalar(b)
 	defer clear(enc[:])
 	commit := selfCommit(enc[:], &s.session, w)
@@ -586,13 +594,9 @@ func (s *Server) reconstructSelf(ip *interpolator, w uint32, selfHeld map[uint32
 	return nil
 }
 
-// reconstructKey recovers dropped participant v's mask key with ip into
-// *priv, checking it against v's advertised public key.
-func (s *Server) reconstructKey(ip *interpolator, v uint32, keyHeld map[uint32][]heldShare, priv *x25519.Key) error {
-	sv, err := ip.recover(keyHeld[v])
-	if err != nil {
-		return fmt.Errorf("secagg: reconstruct mask key of participant %d: %w", v, err)
-	}
+// checkKey checks dropped participant v's reconstructed mask key sv
+// against v's advertised public key, and sets *priv to its encoding.
+func (s *Server) checkKey(sv group.Scalar, v uint32, priv *x25519.Key) error {
 	*priv = x25519.Key(encodeScalar(sv))
 	var pub x25519.Key
 	x25519.KeyGen(&pub, priv)
@@ -657,7 +661,7 @@ func (m *serverMasks) wipe() {
 var groupOrder, _ = new(big.Int).SetString("1000000000000000000000000000000014def9dea2f79cd65812631a5cf5d3ed", 16)
 
 // scalarOfInt returns the scalar x mod ℓ for x ≥ 0 (circl's SetBigInt
-// parses ℓ from a string on every call, a fifth of lagrangeAtZero's time).
+// parses ℓ from a string on every call, a fifth of the Lagrange bases' time).
 func scalarOfInt(x *big.Int) group.Scalar {
 	var r big.Int
 	var le [scalarSize]byte
@@ -670,26 +674,78 @@ func scalarOfInt(x *big.Int) group.Scalar {
 	return s
 }
 
-// lagrangeAtZero returns the Lagrange basis coefficients at 0 of the
-// distinct, non-zero points ids (as scalars, idScalar): λ_j = Π_{m≠j} x_m /
-// (x_m − x_j), the values of circl's polynomial.LagrangeBase(j, xs, 0).
-// LagrangeBase inverts one field element per coefficient; with a SecAgg+
-// graph every secret has its own holders, and those inversions were 45 %
-// of the server's time at n = 1,000, degree 30 (issue 16's profile). Here
-// all the denominators x_j·Π_{m≠j}(x_m − x_j) are inverted at once
-// (Montgomery's trick: one inversion and 3(t−1) multiplications) and
-// multiplied by Π x_m. The points are small integers, so each denominator
-// is first computed exactly as an integer (a few machine words per
-// factor, in 64-bit pieces) and reduced once, rather than by t−1 scalar
-// multiplications: those were the next largest part of the
-// reconstruction.
-func lagrangeAtZero(ids []uint32) []group.Scalar {
+// lagrangeBases returns, for each set of distinct, non-zero points ids
+// (as scalars, idScalar), its Lagrange basis coefficients at 0: λ_j =
+// Π_{m≠j} x_m / (x_m − x_j), the values of circl's
+// polynomial.LagrangeBase(j, xs, 0). LagrangeBase inverts one field
+// element per coefficient; with a SecAgg+ graph every secret has its own
+// holders, and those inversions were 45 % of the server's time at n =
+// 1,000, degree 30 (issue 16's profile), and one inversion per set still
+// 3 % of it. Here the denominators x_j·Π_{m≠j}(x_m − x_j) of every set
+// are inverted at once (Montgomery's trick, twice: within each set and
+// across the sets' products, one inversion in all and about 3 field
+// multiplications per denominator and per set) and multiplied by Π x_m.
+// The sets run on all cores.
+func lagrangeBases(sets [][]uint32) [][]group.Scalar {
 	g := group.Ristretto255
-	num := g.NewScalar().SetUint64(1)
+	dens := make([][]group.Scalar, len(sets))
+	nums := make([]group.Scalar, len(sets))
+	prods := make([]group.Scalar, len(sets))
+	forEach(len(sets), func(_, k int) {
+		dens[k], nums[k] = lagrangeDenominators(sets[k])
+		p := g.NewScalar().SetUint64(1)
+		for _, d := range dens[k] {
+			p.Mul(p, d)
+		}
+		prods[k] = p
+	})
+	total := g.NewScalar().SetUint64(1)
+	for _, p := range prods {
+		total.Mul(total, p)
+	}
+	invProds := inverses(prods, g.NewScalar().Inv(total))
+	out := make([][]group.Scalar, len(sets))
+	forEach(len(sets), func(_, k int) {
+		out[k] = inverses(dens[k], invProds[k])
+		for _, c := range out[k] {
+			c.Mul(c, nums[k])
+		}
+	})
+	return out
+}
+
+// inverses returns 1/xs[j] for every j, given inv = 1/Π xs: with prefix
+// products, peeled from the end, 3 multiplications per element.
+func inverses(xs []group.Scalar, inv group.Scalar) []group.Scalar {
+	g := group.Ristretto255
+	prefix := make([]group.Scalar, len(xs)) // Π_{i<j} xs[i]
+	acc := g.NewScalar().SetUint64(1)
+	for j, x := range xs {
+		prefix[j] = acc.Copy()
+		acc.Mul(acc, x)
+	}
+	inv = inv.Copy()
+	out := make([]group.Scalar, len(xs))
+	for j := len(xs) - 1; j >= 0; j-- {
+		out[j] = g.NewScalar().Mul(inv, prefix[j])
+		inv.Mul(inv, xs[j])
+	}
+	return out
+}
+
+// lagrangeDenominators returns the denominators x_j·Π_{m≠j}(x_m − x_j) of
+// the Lagrange basis at 0 of ids, and the numerator Π x_m they share. The
+// points are small integers, so each denominator is first computed
+// exactly as an integer (a few machine words per factor, in 64-bit
+// pieces) and reduced once, rather than by t−1 scalar multiplications:
+// those were the next largest part of the reconstruction.
+func lagrangeDenominators(ids []uint32) (dens []group.Scalar, num group.Scalar) {
+	g := group.Ristretto255
+	num = g.NewScalar().SetUint64(1)
 	for _, x := range ids {
 		num.Mul(num, idScalar(x))
 	}
-	dens := make([]group.Scalar, len(ids))
+	dens = make([]group.Scalar, len(ids))
 	var d, piece big.Int
 	for j, xj := range ids {
 		// d = |x_j·Π(x_m − x_j)|, its sign in neg; acc holds the factors
@@ -717,19 +773,5 @@ func lagrangeAtZero(ids []uint32) []group.Scalar {
 			dens[j].Neg(dens[j])
 		}
 	}
-	// prefix[j] = Π_{i<j} dens[i]; inv = 1/Π dens, peeled from the end.
-	prefix := make([]group.Scalar, len(ids))
-	acc := g.NewScalar().SetUint64(1)
-	for j, d := range dens {
-		prefix[j] = acc.Copy()
-		acc.Mul(acc, d)
-	}
-	inv := g.NewScalar().Inv(acc)
-	out := make([]group.Scalar, len(ids))
-	for j := len(ids) - 1; j >= 0; j-- {
-		out[j] = g.NewScalar().Mul(inv, prefix[j]) // 1/dens[j]
-		out[j].Mul(out[j], num)
-		inv.Mul(inv, dens[j])
-	}
-	return out
+	return dens, num
 }
