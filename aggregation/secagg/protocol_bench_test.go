@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedguard/fedguard/internal/cputime"
 )
 
 // The benchmark setting: 100 participants, a million words, the
@@ -350,13 +352,13 @@ func BenchmarkServerSecAggPlus(b *testing.B) {
 			b.Fatal(err)
 		}
 		for i, r := range rounds[:last+1] {
-			c, start := processCPU(), time.Now()
+			c, start := cputime.Process(), time.Now()
 			if err := r.run(v); err != nil {
 				b.Fatalf("%s: %v", r.name, err)
 			}
 			if i >= first {
 				wall += time.Since(start)
-				cpu += processCPU() - c
+				cpu += cputime.Process() - c
 			}
 		}
 		return wall, cpu
