@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/internal/workers"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -316,14 +316,14 @@ var _ aggregation.Rows = (*spillRows)(nil)
 // a read from the page cache is a copy, bound by one core's memory
 // bandwidth.
 func (r *spillRows) ReadBlock(off int, dst [][]float32) error {
-	return inParallel(len(dst), func(k int) error { return r.read(k, off, dst[k]) })
+	return workers.Each(context.Background(), runtime.GOMAXPROCS(0), len(dst), func(k int) error { return r.read(k, off, dst[k]) })
 }
 
 // ReadRow implements aggregation.Rows, in parts read on all cores.
 func (r *spillRows) ReadRow(i int, dst []float32) error {
 	const part = 1 << 20
 	parts := (len(dst) + part - 1) / part
-	return inParallel(parts, func(k int) error {
+	return workers.Each(context.Background(), runtime.GOMAXPROCS(0), parts, func(k int) error {
 		lo := k * part
 		return r.read(i, lo, dst[lo:min(lo+part, len(dst))])
 	})
@@ -354,41 +354,6 @@ func (r *spillRows) read(k, off int, dst []float32) error {
 
 // nativeLittleEndian is whether a float32 is stored as format v1 stores it.
 var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// inParallel runs f(0..n-1) on up to GOMAXPROCS goroutines and returns
-// the error of the lowest index that failed.
-func inParallel(n int, f func(i int) error) error {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		for i := range n {
-			if err := f(i); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				errs[i] = f(i)
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // errSpillWrite marks a failure to write an update into the spill file:
 // the coordinator's fault, not the participant's.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // Grid runs base with every (attack, rule) pair and returns the results
@@ -69,7 +70,7 @@ func GridShard(ctx context.Context, base Options, attacks []attack.Config, rules
 		done     int
 		firstErr error // the first run that failed, not those it cancelled
 	)
-	err = forEach(ctx, pairs, total, func(k int) error {
+	err = workers.Each(ctx, pairs, total, func(k int) error {
 		i := cells[k]
 		res, err := run(ctx, runs[i], d, time.Now(), nil)
 		mu.Lock()

@@ -7,12 +7,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/attack"
+	"github.com/fedguard/fedguard/internal/workers"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/participant"
 	"github.com/fedguard/fedguard/partition"
@@ -189,7 +188,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 	}
 	for r := 1; r <= o.Rounds; r++ {
 		t0 := time.Now()
-		err := forEach(ctx, o.Workers, o.Clients, func(i int) error {
+		err := workers.Each(ctx, o.Workers, o.Clients, func(i int) error {
 			rng := participant.RoundRand(uint64(i), o.Seed, uint64(r))
 			x, y, plan := s.clientX[i], s.clientY[i], c.plan
 			if o.LocalSteps > 0 {
@@ -442,10 +441,10 @@ func (s *sim) evaluate(global []float32) (RoundResult, error) {
 
 // evaluate is model.Evaluate over chunks of evalChunk rows in parallel,
 // combined in chunk order.
-func evaluate(spec model.Spec, params []float32, x [][]float64, y []int, workers int) (model.Metrics, error) {
+func evaluate(spec model.Spec, params []float32, x [][]float64, y []int, limit int) (model.Metrics, error) {
 	chunks := (len(x) + evalChunk - 1) / evalChunk
 	ms := make([]model.Metrics, chunks)
-	err := forEach(context.Background(), workers, chunks, func(i int) error {
+	err := workers.Each(context.Background(), limit, chunks, func(i int) error {
 		lo, hi := i*evalChunk, min((i+1)*evalChunk, len(x))
 		m, err := model.Evaluate(spec, params, x[lo:hi], y[lo:hi])
 		ms[i] = m
@@ -477,36 +476,6 @@ func clampFinite(v float32) float32 {
 }
 
 func clientID(i int) string { return fmt.Sprintf("client-%04d", i) }
-
-// forEach calls f(i) for i in [0, n) on up to workers goroutines and
-// returns the error of the lowest i that failed, or ctx's error.
-func forEach(ctx context.Context, workers, n int, f func(i int) error) error {
-	errs := make([]error, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(max(workers, 1), n) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					errs[i] = err
-					continue
-				}
-				errs[i] = f(i)
-			}
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // dpSetup returns each client's DP-SGD parameters (nil without DP) and
 // the privacy they give: with Options.DPEpsilon, the σ that gives a

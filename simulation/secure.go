@@ -7,6 +7,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/internal/workers"
 	"github.com/fedguard/fedguard/secureround"
 )
 
@@ -134,7 +135,7 @@ func (m *secureMode) round(ctx context.Context, s *sim, r int, deltas [][]float3
 	plan.Round = uint64(r)
 	plan.Start = seedBytes(o.Seed, "secure-start", uint64(r))
 	inputs := make([][]uint32, len(deltas))
-	err := forEach(ctx, o.Workers, len(deltas), func(i int) error {
+	err := workers.Each(ctx, o.Workers, len(deltas), func(i int) error {
 		rng := rand.NewChaCha8(seedBytes(o.Seed, "secagg-rounding", uint64(i), uint64(r)))
 		in, err := plan.Input(deltas[i], uint64(len(s.clientY[i])), rng)
 		if err != nil {

@@ -56,6 +56,7 @@ var layers = map[string]int{
 	"internal/strictjson":    helpers,
 	"internal/chart":         helpers,
 	"internal/cputime":       helpers,
+	"internal/workers":       helpers,
 
 	"proto/fedguard/v1": foundations,
 	"data/mnist":        foundations,
