@@ -266,48 +266,46 @@ func (f *simFlags) single() simulation.Options {
 // preset's grid has is every cell of the preset's of that name, as in a
 // single run; one it lacks starts from its defaults.
 func (f *simFlags) grid(attacks, rules string) ([]attack.Config, []aggregation.Config) {
-	var acs []attack.Config
-	var rcs []aggregation.Config
 	var p simulation.Preset
 	if f.preset != "" {
 		p, _ = simulation.LookupPreset(f.preset) // parse checked the name
 	}
 	set := f.set()
-	if f.preset != "" && !set["attacks"] {
-		for _, a := range p.Attacks {
-			acs = append(acs, f.overlayAttack(a, false))
-		}
-	} else {
-		for _, name := range splitList(attacks) {
-			n := len(acs)
-			for _, a := range p.Attacks {
-				if a.Name == name {
-					acs = append(acs, f.overlayAttack(a, false))
-				}
-			}
-			if len(acs) == n {
-				acs = append(acs, f.attackConfig(name, false))
-			}
-		}
-	}
-	if f.preset != "" && !set["rules"] {
-		for _, r := range p.Rules {
-			rcs = append(rcs, f.overlayRule(r, false))
-		}
-	} else {
-		for _, name := range splitList(rules) {
-			n := len(rcs)
-			for _, r := range p.Rules {
-				if r.Rule == name {
-					rcs = append(rcs, f.overlayRule(r, false))
-				}
-			}
-			if len(rcs) == n {
-				rcs = append(rcs, f.ruleConfig(name, false))
-			}
-		}
-	}
+	acs := gridCells(p.Attacks, f.preset != "" && !set["attacks"], splitList(attacks),
+		func(c attack.Config) string { return c.Name },
+		func(c attack.Config) attack.Config { return f.overlayAttack(c, false) },
+		func(name string) attack.Config { return f.attackConfig(name, false) })
+	rcs := gridCells(p.Rules, f.preset != "" && !set["rules"], splitList(rules),
+		func(c aggregation.Config) string { return c.Rule },
+		func(c aggregation.Config) aggregation.Config { return f.overlayRule(c, false) },
+		func(name string) aggregation.Config { return f.ruleConfig(name, false) })
 	return acs, rcs
+}
+
+// gridCells is one axis of a grid (its attacks or its rules): the preset's
+// cells, all of them (whole) or those of each listed name, each under the
+// flags (own); a listed name the preset lacks starts from its defaults
+// (fresh).
+func gridCells[T any](preset []T, whole bool, names []string, name func(T) string, own func(T) T, fresh func(string) T) []T {
+	var cells []T
+	if whole {
+		for _, c := range preset {
+			cells = append(cells, own(c))
+		}
+		return cells
+	}
+	for _, n := range names {
+		k := len(cells)
+		for _, c := range preset {
+			if name(c) == n {
+				cells = append(cells, own(c))
+			}
+		}
+		if len(cells) == k {
+			cells = append(cells, fresh(n))
+		}
+	}
+	return cells
 }
 
 func runSimulate(ctx context.Context, env *Env, args []string) error {
