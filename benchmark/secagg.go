@@ -46,12 +46,11 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/internal/cputime"
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // Targets of issue 4 for one secure aggregation of n = 100 participants,
@@ -1081,27 +1080,20 @@ func (s *secAggSession) serverMasks() int {
 // each with AES-128-CTR on GOMAXPROCS goroutines, each into a buffer of
 // its own: what Unmask cannot do without.
 func keystreamFloor(masks, words int) float64 {
-	workers := max(1, min(runtime.GOMAXPROCS(0), masks))
+	limit := runtime.GOMAXPROCS(0)
 	block, err := aes.NewCipher(make([]byte, 16))
 	if err != nil {
 		panic("benchmark: " + err.Error()) // 16-byte keys are always valid
 	}
-	bufs := make([][]byte, workers)
+	bufs := make([][]byte, workers.Count(limit, masks))
 	for w := range bufs {
 		bufs[w] = make([]byte, 4*words)
 	}
 	zero := make([]byte, 4*words)
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	iv := make([]byte, aes.BlockSize) // NewCTR copies it
 	start := time.Now()
-	for w := range workers {
-		wg.Go(func() {
-			iv := make([]byte, aes.BlockSize)
-			for next.Add(1) <= int64(masks) {
-				cipher.NewCTR(block, iv).XORKeyStream(bufs[w], zero)
-			}
-		})
-	}
-	wg.Wait()
+	workers.Indexed(limit, masks, func(w, _ int) {
+		cipher.NewCTR(block, iv).XORKeyStream(bufs[w], zero)
+	})
 	return time.Since(start).Seconds()
 }
