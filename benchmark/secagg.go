@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -741,16 +742,6 @@ func (s *secAggSession) profileLabels(role string) pprof.LabelSet {
 	return pprof.Labels("role", role, "dp", dp)
 }
 
-// ids returns the keys of m, sorted.
-func ids[V any](m map[uint32]V) []uint32 {
-	out := make([]uint32, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // phase runs one round of the protocol: the client side for each
 // participant of order in turn (step makes participant id's message, timed
 // as its compute, and size is what the message adds to its bytes sent
@@ -798,7 +789,7 @@ func (s *secAggSession) share(ctx context.Context) error {
 		}
 		return n
 	}
-	return phase(ctx, s, ids(s.relay),
+	return phase(ctx, s, slices.Sorted(maps.Keys(s.relay)),
 		func(id uint32) (*secagg.ShareKeys, error) { return s.client[id].ShareKeys(s.relay[id]) },
 		size,
 		func(msgs []*secagg.ShareKeys) (rejected []secagg.Rejection, err error) {
@@ -816,7 +807,7 @@ func (s *secAggSession) mask(ctx context.Context) error {
 	var msgs []*secagg.MaskedInput
 	x := make([]float32, s.o.D)
 	enc := make([]uint32, s.cfg.Dim)
-	for _, id := range ids(s.route) {
+	for _, id := range slices.Sorted(maps.Keys(s.route)) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -903,7 +894,7 @@ func (s *secAggSession) consist(ctx context.Context) error {
 // unmask runs the last round and decodes the sum into the mean.
 func (s *secAggSession) unmask(ctx context.Context) error {
 	before := s.serverTime
-	err := phase(ctx, s, ids(s.requests),
+	err := phase(ctx, s, slices.Sorted(maps.Keys(s.requests)),
 		func(id uint32) (*secagg.UnmaskResponse, error) { return s.client[id].Unmask(s.requests[id]) },
 		func(m *secagg.UnmaskResponse) int { return (4 + 32) * (len(m.SelfShares) + len(m.KeyShares)) },
 		func(msgs []*secagg.UnmaskResponse) (rejected []secagg.Rejection, err error) {
