@@ -187,6 +187,19 @@ func (p *privacyFlags) mechanismFlags(sampled ...string) (distributed bool, err 
 	}
 }
 
+// parsePrivacy declares and parses the flags of the privacy command name:
+// -mechanism, sampled (the sampled Gaussian's parameters it takes) and
+// distributedFlags; then it checks them (mechanismFlags) and reports
+// whether they ask for the distributed discrete Gaussian.
+func parsePrivacy(env *Env, name string, args []string, sampled ...string) (p *privacyFlags, distributed bool, err error) {
+	p = newPrivacyFlags(env, name, slices.Concat([]string{"mechanism"}, sampled, distributedFlags)...)
+	if err := parseFlags(p.fs, args); err != nil {
+		return nil, false, err
+	}
+	distributed, err = p.mechanismFlags(sampled...)
+	return p, distributed, err
+}
+
 // distributedMechanism is the distributed discrete Gaussian the flags
 // describe, checked (a usage error names what is wrong).
 func (p *privacyFlags) distributedMechanism() (privacy.DistributedDiscreteGaussian, error) {
@@ -198,11 +211,7 @@ func (p *privacyFlags) distributedMechanism() (privacy.DistributedDiscreteGaussi
 }
 
 func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy epsilon", "mechanism", "q", "sigma", "steps", "delta", "clients", "dim", "l2", "l1")
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	distributed, err := p.mechanismFlags("q", "sigma", "steps", "delta")
+	p, distributed, err := parsePrivacy(env, "privacy epsilon", args, "q", "sigma", "steps", "delta")
 	if err != nil {
 		return err
 	}
@@ -226,11 +235,7 @@ func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
 }
 
 func runPrivacySigma(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy sigma", "mechanism", "q", "steps", "epsilon", "delta", "clients", "dim", "l2", "l1")
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	distributed, err := p.mechanismFlags("q", "steps", "epsilon", "delta")
+	p, distributed, err := parsePrivacy(env, "privacy sigma", args, "q", "steps", "epsilon", "delta")
 	if err != nil {
 		return err
 	}
@@ -249,11 +254,7 @@ func runPrivacySigma(_ context.Context, env *Env, args []string) error {
 }
 
 func runPrivacySteps(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy steps", "mechanism", "q", "sigma", "epsilon", "delta", "clients", "dim", "l2", "l1")
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	distributed, err := p.mechanismFlags("q", "sigma", "epsilon", "delta")
+	p, distributed, err := parsePrivacy(env, "privacy steps", args, "q", "sigma", "epsilon", "delta")
 	if err != nil {
 		return err
 	}
