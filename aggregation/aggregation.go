@@ -141,6 +141,7 @@ package aggregation
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/fedguard/fedguard/model"
 )
@@ -275,6 +276,18 @@ func checkFinite(updates []Update) error {
 // result), in which case the rule goes on as before. On error dst holds
 // unspecified values.
 func deferredFinite(updates []Update) error { return checkFinite(updates) }
+
+// deferredFiniteDistances is the finiteness test of the rules whose first
+// pass is squaredDistancesTo: it calls deferredFinite when one of the
+// squared distances sq is not finite.
+func deferredFiniteDistances(sq []float64, updates []Update) error {
+	for _, v := range sq {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return deferredFinite(updates)
+		}
+	}
+	return nil
+}
 
 // FedAvg is the sample-weighted mean. Sample counts are self-reported, so
 // a participant can buy weight by claiming a large count; MaxSamples, when

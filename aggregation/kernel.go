@@ -72,6 +72,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/fedguard/fedguard/internal/workers"
 	"github.com/fedguard/fedguard/model"
 )
 
@@ -96,30 +97,11 @@ const (
 )
 
 // parallel runs task(worker, i) for every i in [0, tasks) on up to
-// GOMAXPROCS goroutines; worker is in [0, workers) and no two concurrent calls
-// share it. work estimates the total number of inner-loop operations.
+// GOMAXPROCS goroutines, fewer when work, the total number of inner-loop
+// operations, is small (one per minParallelWork); worker is in
+// [0, GOMAXPROCS) and no two concurrent calls share it (workers.Indexed).
 func parallel(tasks, work int, task func(worker, i int)) {
-	workers := min(runtime.GOMAXPROCS(0), tasks, max(1, work/minParallelWork))
-	if workers <= 1 {
-		for i := range tasks {
-			task(0, i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= tasks {
-					return
-				}
-				task(w, i)
-			}
-		})
-	}
-	wg.Wait()
+	workers.Indexed(min(runtime.GOMAXPROCS(0), max(1, work/minParallelWork)), tasks, task)
 }
 
 // pairwiseSquaredDistances returns the n×n matrix (row-major, len n*n) of

@@ -149,13 +149,8 @@ func (r RFA) Aggregate(dst []float32, updates []Update) (Report, error) {
 		weightedSum(dst, xs, alpha)
 	}
 	sqs := squaredDistancesTo(xs, dst)
-	for _, sq := range sqs {
-		if math.IsNaN(sq) || math.IsInf(sq, 0) {
-			if err := deferredFinite(updates); err != nil {
-				return Report{}, err
-			}
-			break
-		}
+	if err := deferredFiniteDistances(sqs, updates); err != nil {
+		return Report{}, err
 	}
 	w := make([]float64, n)
 	dist := make([]float64, n)

@@ -379,13 +379,8 @@ func (r CenteredClipping) Aggregate(dst []float32, updates []Update) (Report, er
 	// out of the previous weighted sum, fused (weightedSumDist).
 	copy(v, dst)
 	sqs := squaredDistancesTo(xs, v)
-	for _, sq := range sqs {
-		if math.IsNaN(sq) || math.IsInf(sq, 0) {
-			if err := deferredFinite(updates); err != nil {
-				return Report{}, err
-			}
-			break
-		}
+	if err := deferredFiniteDistances(sqs, updates); err != nil {
+		return Report{}, err
 	}
 	for it := range iters {
 		var sum float64
@@ -469,13 +464,8 @@ func vectors(updates []Update) [][]float32 {
 func distanceReport(name string, agg []float32, updates []Update, format string) (Report, error) {
 	rep := Report{Rule: name, Entries: make([]Entry, len(updates))}
 	sq := squaredDistancesTo(vectors(updates), agg)
-	for _, v := range sq {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			if err := deferredFinite(updates); err != nil {
-				return Report{}, err
-			}
-			break
-		}
+	if err := deferredFiniteDistances(sq, updates); err != nil {
+		return Report{}, err
 	}
 	for i, u := range updates {
 		dd := math.Sqrt(sq[i])

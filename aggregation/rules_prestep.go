@@ -76,13 +76,8 @@ func (c NormClip) Aggregate(dst []float32, updates []Update) (Report, error) {
 	factors := make([]float64, len(updates))
 	sq := squaredDistancesTo(vectors(updates), make([]float32, len(dst)))
 	// The norms are the finiteness test (see deferredFinite).
-	for _, v := range sq {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			if err := deferredFinite(updates); err != nil {
-				return Report{}, err
-			}
-			break
-		}
+	if err := deferredFiniteDistances(sq, updates); err != nil {
+		return Report{}, err
 	}
 	for i, u := range updates {
 		clipped[i] = u

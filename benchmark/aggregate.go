@@ -17,11 +17,10 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // DefaultAggregateRuns is the number of timed runs of Aggregate when
@@ -170,7 +169,7 @@ func median(ts []float64) float64 {
 // the seed.
 func randomUpdates(n, d int, seed uint64) []aggregation.Update {
 	us := make([]aggregation.Update, n)
-	parallelFor(n, func(i int) {
+	workers.Indexed(runtime.GOMAXPROCS(0), n, func(_, i int) {
 		rng := rand.New(rand.NewPCG(seed, uint64(i)))
 		x := make([]float32, d)
 		for c := range x {
@@ -184,18 +183,3 @@ func randomUpdates(n, d int, seed uint64) []aggregation.Update {
 // SumPass sets dst = Σ xs in float32: the baseline pass (aggregation.Pass).
 // It returns the kernel path that ran.
 func SumPass(dst []float32, xs [][]float32) string { return aggregation.Pass(dst, xs) }
-
-// parallelFor runs f(i) for i in [0, n) on GOMAXPROCS goroutines.
-func parallelFor(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		})
-	}
-	wg.Wait()
-}

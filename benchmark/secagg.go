@@ -41,17 +41,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/internal/cputime"
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // Targets of issue 4 for one secure aggregation of n = 100 participants,
@@ -742,16 +742,6 @@ func (s *secAggSession) profileLabels(role string) pprof.LabelSet {
 	return pprof.Labels("role", role, "dp", dp)
 }
 
-// ids returns the keys of m, sorted.
-func ids[V any](m map[uint32]V) []uint32 {
-	out := make([]uint32, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // phase runs one round of the protocol: the client side for each
 // participant of order in turn (step makes participant id's message, timed
 // as its compute, and size is what the message adds to its bytes sent
@@ -799,7 +789,7 @@ func (s *secAggSession) share(ctx context.Context) error {
 		}
 		return n
 	}
-	return phase(ctx, s, ids(s.relay),
+	return phase(ctx, s, slices.Sorted(maps.Keys(s.relay)),
 		func(id uint32) (*secagg.ShareKeys, error) { return s.client[id].ShareKeys(s.relay[id]) },
 		size,
 		func(msgs []*secagg.ShareKeys) (rejected []secagg.Rejection, err error) {
@@ -817,7 +807,7 @@ func (s *secAggSession) mask(ctx context.Context) error {
 	var msgs []*secagg.MaskedInput
 	x := make([]float32, s.o.D)
 	enc := make([]uint32, s.cfg.Dim)
-	for _, id := range ids(s.route) {
+	for _, id := range slices.Sorted(maps.Keys(s.route)) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -904,7 +894,7 @@ func (s *secAggSession) consist(ctx context.Context) error {
 // unmask runs the last round and decodes the sum into the mean.
 func (s *secAggSession) unmask(ctx context.Context) error {
 	before := s.serverTime
-	err := phase(ctx, s, ids(s.requests),
+	err := phase(ctx, s, slices.Sorted(maps.Keys(s.requests)),
 		func(id uint32) (*secagg.UnmaskResponse, error) { return s.client[id].Unmask(s.requests[id]) },
 		func(m *secagg.UnmaskResponse) int { return (4 + 32) * (len(m.SelfShares) + len(m.KeyShares)) },
 		func(msgs []*secagg.UnmaskResponse) (rejected []secagg.Rejection, err error) {
@@ -1081,27 +1071,20 @@ func (s *secAggSession) serverMasks() int {
 // each with AES-128-CTR on GOMAXPROCS goroutines, each into a buffer of
 // its own: what Unmask cannot do without.
 func keystreamFloor(masks, words int) float64 {
-	workers := max(1, min(runtime.GOMAXPROCS(0), masks))
+	limit := runtime.GOMAXPROCS(0)
 	block, err := aes.NewCipher(make([]byte, 16))
 	if err != nil {
 		panic("benchmark: " + err.Error()) // 16-byte keys are always valid
 	}
-	bufs := make([][]byte, workers)
+	bufs := make([][]byte, workers.Count(limit, masks))
 	for w := range bufs {
 		bufs[w] = make([]byte, 4*words)
 	}
 	zero := make([]byte, 4*words)
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	iv := make([]byte, aes.BlockSize) // NewCTR copies it
 	start := time.Now()
-	for w := range workers {
-		wg.Go(func() {
-			iv := make([]byte, aes.BlockSize)
-			for next.Add(1) <= int64(masks) {
-				cipher.NewCTR(block, iv).XORKeyStream(bufs[w], zero)
-			}
-		})
-	}
-	wg.Wait()
+	workers.Indexed(limit, masks, func(w, _ int) {
+		cipher.NewCTR(block, iv).XORKeyStream(bufs[w], zero)
+	})
 	return time.Since(start).Seconds()
 }

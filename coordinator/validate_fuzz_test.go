@@ -32,6 +32,19 @@ func invalidArgument(t *testing.T, err error) {
 	}
 }
 
+// checkDetail fails the test unless d, a detail a validator accepted, is
+// at most maxRefusalDetail bytes of printable UTF-8 (newlines and tabs
+// allowed, no format or line-separator characters).
+func checkDetail(t *testing.T, d string) {
+	t.Helper()
+	if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
+		strings.IndexFunc(d, func(r rune) bool {
+			return unicode.IsControl(r) && r != '\n' && r != '\t' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+		}) >= 0 {
+		t.Fatalf("accepted detail %q", d)
+	}
+}
+
 // FuzzValidateReportStats: the ReportStats check never panics, refuses
 // with InvalidArgument only, and what it accepts has a row count in
 // [1, MaxSamples] and finite sums of the model's width, with non-negative
@@ -133,13 +146,7 @@ func FuzzValidateReportRefusal(f *testing.F) {
 		if string(reason) != req.GetReason() {
 			t.Fatalf("accepted reason %q as %q", req.GetReason(), reason)
 		}
-		d := req.GetDetail()
-		if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
-			strings.IndexFunc(d, func(r rune) bool {
-				return unicode.IsControl(r) && r != '\n' && r != '\t' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-			}) >= 0 {
-			t.Fatalf("accepted detail %q", d)
-		}
+		checkDetail(t, req.GetDetail())
 	})
 }
 
@@ -171,12 +178,6 @@ func FuzzValidateReportSatOut(f *testing.F) {
 		if len(r) < 1 || len(r) > 64 || strings.IndexFunc(r, func(c rune) bool { return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') }) >= 0 {
 			t.Fatalf("accepted reason %q", r)
 		}
-		d := req.GetDetail()
-		if len(d) > maxRefusalDetail || !utf8.ValidString(d) ||
-			strings.IndexFunc(d, func(r rune) bool {
-				return unicode.IsControl(r) && r != '\n' && r != '\t' || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-			}) >= 0 {
-			t.Fatalf("accepted detail %q", d)
-		}
+		checkDetail(t, req.GetDetail())
 	})
 }

@@ -334,6 +334,25 @@ func (g *gateTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment, 
 	return g.LocalTrainer.Train(ctx, a, start)
 }
 
+// runGated runs hospitals a, b and c against addr, c held in round 1 by
+// the gateTrainer it returns, and waits up to timeout for c to reach that
+// round; the test closes gate.release to let c go on.
+func runGated(t *testing.T, dir, addr string, timeout time.Duration) (gate *gateTrainer, wait func(time.Duration) map[string]error) {
+	t.Helper()
+	gate = &gateTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), gateRound: 1, reached: make(chan struct{}), release: make(chan struct{})}
+	wait = runAgents(t, context.Background(), map[string]*participant.Agent{
+		"hospital-a": newAgent(t, dir, "hospital-a", addr, nil),
+		"hospital-b": newAgent(t, dir, "hospital-b", addr, nil),
+		"hospital-c": newAgent(t, dir, "hospital-c", addr, gate),
+	})
+	select {
+	case <-gate.reached:
+	case <-time.After(timeout):
+		t.Fatal("hospital-c never reached round 1")
+	}
+	return gate, wait
+}
+
 // TestRestartMidRoundRerunsRound: the coordinator persists only closed
 // rounds, so after a restart the open round is offered again with the same
 // round and attempt numbers. Hospitals that had already submitted to the
@@ -349,17 +368,7 @@ func TestRestartMidRoundRerunsRound(t *testing.T) {
 	addr := c1.Addr
 	cfg.Listen = addr
 
-	gate := &gateTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), gateRound: 1, reached: make(chan struct{}), release: make(chan struct{})}
-	wait := runAgents(t, context.Background(), map[string]*participant.Agent{
-		"hospital-a": newAgent(t, dir, "hospital-a", addr, nil),
-		"hospital-b": newAgent(t, dir, "hospital-b", addr, nil),
-		"hospital-c": newAgent(t, dir, "hospital-c", addr, gate),
-	})
-	select {
-	case <-gate.reached:
-	case <-time.After(30 * time.Second):
-		t.Fatal("hospital-c never reached round 1")
-	}
+	gate, wait := runGated(t, dir, addr, 30*time.Second)
 	time.Sleep(time.Second) // hospital-a and hospital-b submit round 1
 	// Stop the first coordinator (its open round is lost) and start a new
 	// one on the same address and database.

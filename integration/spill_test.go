@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
-	"github.com/fedguard/fedguard/participant"
 )
 
 // TestSpillSurvivesCoordinatorKill SIGKILLs a real coordinator whose
@@ -30,17 +28,7 @@ func TestSpillSurvivesCoordinatorKill(t *testing.T) {
 	addr := first.Addr
 	spillDir := filepath.Join(cfg.DataDir, "spill")
 
-	gate := &gateTrainer{LocalTrainer: localTrainer(dir, "hospital-c"), gateRound: 1, reached: make(chan struct{}), release: make(chan struct{})}
-	wait := runAgents(t, context.Background(), map[string]*participant.Agent{
-		"hospital-a": newAgent(t, dir, "hospital-a", addr, nil),
-		"hospital-b": newAgent(t, dir, "hospital-b", addr, nil),
-		"hospital-c": newAgent(t, dir, "hospital-c", addr, gate),
-	})
-	select {
-	case <-gate.reached:
-	case <-time.After(60 * time.Second):
-		t.Fatal("hospital-c never reached round 1")
-	}
+	gate, wait := runGated(t, dir, addr, 60*time.Second)
 	for _, h := range hs[:2] {
 		first.waitLog(h+"'s update", 30*time.Second, func(m map[string]any) bool {
 			return m["msg"] == "update received" && m["participant"] == h

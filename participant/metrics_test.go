@@ -370,11 +370,7 @@ func TestMetricsSecure(t *testing.T) {
 		for _, name := range secureNames {
 			agents[name], _ = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"))
 		}
-		for name, err := range runAll(t, agents, 60*time.Second) {
-			if err != nil {
-				t.Fatalf("%s: Run = %v, want nil", name, err)
-			}
-		}
+		runAllOK(t, agents, 60*time.Second)
 		n := float64(len(fake.global))
 		for name, a := range agents {
 			for _, phase := range []string{"advertise_keys", "share_keys", "masked_input", "consistency_check", "unmasking"} {

@@ -292,6 +292,18 @@ func (f *fakeCoordinator) closeLocked(global []float32, included []manifest.Cont
 	f.global = slices.Clone(global)
 }
 
+// advanceOnSitOut makes the fake close the open round with name's update
+// (advanceLocked) when the agent reports that it sits the round out (a
+// validation report of the round without training): a hospital that sits
+// out does not hold the federation up.
+func (f *fakeCoordinator) advanceOnSitOut(name string) {
+	f.onValidation = func(req *fedguardv1.ReportValidationRequest) {
+		if !req.GetTraining() && req.GetRound() == f.round {
+			f.advanceLocked(name)
+		}
+	}
+}
+
 // advanceLocked closes the open round with an update from another
 // hospital, name, as if this one had not been in its cohort, and opens the
 // next. f.mu must be held.

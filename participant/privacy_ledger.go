@@ -23,6 +23,23 @@ import (
 // ε and not δ: below 1/N for any hospital of fewer than 100,000 patients.
 const DefaultDPDelta = 1e-5
 
+// ledgerBounds reads a ledger's budget and δ from Config the way both of
+// the agent's ledgers do: a budget of 0 is none (+Inf), a δ of 0 is
+// DefaultDPDelta, and δ must be valid. Each ledger checks its budget's
+// range itself before.
+func ledgerBounds(budget, delta float64) (float64, float64, error) {
+	if budget == 0 {
+		budget = math.Inf(1)
+	}
+	if delta == 0 {
+		delta = DefaultDPDelta
+	}
+	if err := privacy.ValidateDelta(delta); err != nil {
+		return 0, 0, fmt.Errorf("participant: Config.DPDelta: %w", err)
+	}
+	return budget, delta, nil
+}
+
 // ErrPrivacyBudget marks a round the agent sat out because training in it
 // would take the hospital's record-level privacy loss above its budget
 // (Config.DPEpsilon). The agent reports it to the coordinator and waits
@@ -305,19 +322,14 @@ func newDPLedger(cfg Config, file *ledgerFile) (*dpLedger, error) {
 	case !ok || !trainsWithDP(dt):
 		return nil, errors.New("participant: Config.DPEpsilon is set but the trainer does not train with DP-SGD (set a noise multiplier and a clipping norm)")
 	}
-	l := &dpLedger{trainer: dt, file: file, budget: cfg.DPEpsilon, delta: cfg.DPDelta}
-	if !(l.budget >= 0) {
-		return nil, fmt.Errorf("participant: Config.DPEpsilon %v, want > 0 (or 0 for no budget)", l.budget)
+	if !(cfg.DPEpsilon >= 0) {
+		return nil, fmt.Errorf("participant: Config.DPEpsilon %v, want > 0 (or 0 for no budget)", cfg.DPEpsilon)
 	}
-	if l.budget == 0 {
-		l.budget = math.Inf(1)
+	budget, delta, err := ledgerBounds(cfg.DPEpsilon, cfg.DPDelta)
+	if err != nil {
+		return nil, err
 	}
-	if l.delta == 0 {
-		l.delta = DefaultDPDelta
-	}
-	if err := privacy.ValidateDelta(l.delta); err != nil {
-		return nil, fmt.Errorf("participant: Config.DPDelta: %w", err)
-	}
+	l := &dpLedger{trainer: dt, file: file, budget: budget, delta: delta}
 	l.events = file.rec.Events
 	comp, err := privacy.NewComposition(privacy.DefaultOrders())
 	if err != nil {

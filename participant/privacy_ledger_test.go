@@ -67,11 +67,7 @@ func TestPrivacyBudgetEnforced(t *testing.T) {
 
 	p := newPKI(t)
 	fake := newFake(t, 3)
-	fake.onValidation = func(req *fedguardv1.ReportValidationRequest) {
-		if !req.GetTraining() && req.GetRound() == fake.round {
-			fake.advanceLocked("hospital-b")
-		}
-	}
+	fake.advanceOnSitOut("hospital-b")
 	fake.reportStats(t)
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
 	a, logs := newAgent(t, addr, p.clientTLS, dpTrainer(), fake.keys(), withState(state), func(c *participant.Config) {
@@ -231,11 +227,7 @@ func TestExecTrainerDPEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPKI(t)
 			fake := newFake(t, 3)
-			fake.onValidation = func(req *fedguardv1.ReportValidationRequest) {
-				if !req.GetTraining() && req.GetRound() == fake.round {
-					fake.advanceLocked("hospital-b")
-				}
-			}
+			fake.advanceOnSitOut("hospital-b")
 			fake.reportStats(t)
 			_, addr := p.serve(t, fake, "127.0.0.1:0")
 			args := []string{}

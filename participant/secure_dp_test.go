@@ -100,11 +100,7 @@ func TestSecureExecTrainerOverBudget(t *testing.T) {
 		}
 		agents[name], _ = newPolicyAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"), policy)
 	}
-	for name, err := range runAll(t, agents, 60*time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", name, err)
-		}
-	}
+	runAllOK(t, agents, 60*time.Second)
 	sums, _, _ := fake.results()
 	if len(sums) != 1 {
 		t.Fatalf("fake unmasked %d sums, want 1", len(sums))
@@ -165,11 +161,7 @@ func TestSecureDPLedger(t *testing.T) {
 		}
 		agents[name], _ = newPolicyAgent(t, addr, tlsCfgs[name], fake.keys(), name, st, policy)
 	}
-	for name, err := range runAll(t, agents, 60*time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", name, err)
-		}
-	}
+	runAllOK(t, agents, 60*time.Second)
 	if sums, _, _ := fake.results(); len(sums) != 1 || sums[0].weight != 3 {
 		t.Fatalf("sums %+v, want one of 3", sums)
 	}

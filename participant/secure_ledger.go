@@ -102,19 +102,14 @@ type secureLedger struct {
 // newSecureLedger returns the agent's federation-level ledger, read from
 // file.
 func newSecureLedger(cfg Config, file *ledgerFile) (*secureLedger, error) {
-	l := &secureLedger{file: file, budget: cfg.SecureDPEpsilon, delta: cfg.DPDelta}
-	if !(l.budget >= 0) || math.IsInf(l.budget, 1) {
-		return nil, fmt.Errorf("participant: Config.SecureDPEpsilon %v, want a finite number > 0 (or 0 for no budget)", l.budget)
+	if !(cfg.SecureDPEpsilon >= 0) || math.IsInf(cfg.SecureDPEpsilon, 1) {
+		return nil, fmt.Errorf("participant: Config.SecureDPEpsilon %v, want a finite number > 0 (or 0 for no budget)", cfg.SecureDPEpsilon)
 	}
-	if l.budget == 0 {
-		l.budget = math.Inf(1)
+	budget, delta, err := ledgerBounds(cfg.SecureDPEpsilon, cfg.DPDelta)
+	if err != nil {
+		return nil, err
 	}
-	if l.delta == 0 {
-		l.delta = DefaultDPDelta
-	}
-	if err := privacy.ValidateDelta(l.delta); err != nil {
-		return nil, fmt.Errorf("participant: Config.DPDelta: %w", err)
-	}
+	l := &secureLedger{file: file, budget: budget, delta: delta}
 	spent, err := distributedEpsilon(file.rec.Distributed, l.delta)
 	if err != nil {
 		return nil, fmt.Errorf("participant: privacy ledger: %w", err)

@@ -824,6 +824,22 @@ func runAll(t *testing.T, agents map[string]*participant.Agent, timeout time.Dur
 	return errs
 }
 
+// runAllOK runs the agents as runAll does and stops the test, after
+// naming each agent whose Run did not return nil, unless all did.
+func runAllOK(t *testing.T, agents map[string]*participant.Agent, timeout time.Duration) {
+	t.Helper()
+	failed := false
+	for name, err := range runAll(t, agents, timeout) {
+		if err != nil {
+			t.Errorf("%s: Run = %v, want nil", name, err)
+			failed = true
+		}
+	}
+	if failed {
+		t.FailNow()
+	}
+}
+
 // stateRevealed reads the "revealed" list of a state file.
 func stateRevealed(t *testing.T, path string) []string {
 	t.Helper()
@@ -888,11 +904,7 @@ func TestSecureRounds(t *testing.T) {
 		}
 		agents[name], _ = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"), opts...)
 	}
-	for name, err := range runAll(t, agents, 60*time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", name, err)
-		}
-	}
+	runAllOK(t, agents, 60*time.Second)
 	sums, declines, _ := fake.results()
 	if len(sums) != 2 || len(declines) != 0 {
 		t.Fatalf("fake unmasked %d sums and got declines %v, want 2 sums and no decline", len(sums), declines)
@@ -1047,11 +1059,7 @@ func TestSecureHookAbort(t *testing.T) {
 				}
 				agents[name], logs[name] = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"), opts...)
 			}
-			for name, err := range runAll(t, agents, 60*time.Second) {
-				if err != nil {
-					t.Errorf("%s: Run = %v, want nil", name, err)
-				}
-			}
+			runAllOK(t, agents, 60*time.Second)
 			sums, _, _ := fake.results()
 			if len(sums) != 1 {
 				t.Fatalf("fake unmasked %d sums, want 1", len(sums))
@@ -1267,11 +1275,7 @@ func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
 		})
 		agents[name], logs[name] = newSecureAgent(t, addr, tlsCfgs[name], fake.keys(), name, filepath.Join(dir, name+".json"), hook)
 	}
-	for name, err := range runAll(t, agents, 60*time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", name, err)
-		}
-	}
+	runAllOK(t, agents, 60*time.Second)
 	fake.sm.Lock()
 	defer fake.sm.Unlock()
 	if !fake.crashed {

@@ -117,11 +117,7 @@ func TestDataValidation(t *testing.T) {
 			fake := newFake(t, 2)
 			// A hospital that sits out does not hold the federation up: the
 			// others' updates close the round without it.
-			fake.onValidation = func(req *fedguardv1.ReportValidationRequest) {
-				if !req.GetTraining() && req.GetRound() == fake.round {
-					fake.advanceLocked("hospital-b")
-				}
-			}
+			fake.advanceOnSitOut("hospital-b")
 			fake.reportStats(t)
 			_, addr := p.serve(t, fake, "127.0.0.1:0")
 			tr := newTrainer()

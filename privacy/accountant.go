@@ -190,14 +190,27 @@ type Guarantee struct {
 // Epsilon returns the (ε, δ) guarantee of the composition of events over
 // the default orders: Compose then EpsilonFromRDP.
 func Epsilon(delta float64, events ...Event) (Guarantee, error) {
+	return epsilonOver(delta, func(orders []float64) ([]float64, error) { return Compose(orders, events...) })
+}
+
+// epsilonOver is the Epsilon functions' common path: it checks delta first,
+// then converts the RDP curve rdp returns over the default orders into a
+// guarantee.
+func epsilonOver(delta float64, rdp func(orders []float64) ([]float64, error)) (Guarantee, error) {
 	if err := ValidateDelta(delta); err != nil {
 		return Guarantee{}, err
 	}
-	rdp, err := Compose(defaultOrders, events...)
+	r, err := rdp(defaultOrders)
 	if err != nil {
 		return Guarantee{}, err
 	}
-	eps, order, err := EpsilonFromRDP(defaultOrders, rdp, delta)
+	return guarantee(defaultOrders, r, delta)
+}
+
+// guarantee is the (ε, δ) guarantee of the RDP curve rdp over orders
+// (EpsilonFromRDP), with the order that gives it.
+func guarantee(orders, rdp []float64, delta float64) (Guarantee, error) {
+	eps, order, err := EpsilonFromRDP(orders, rdp, delta)
 	if err != nil {
 		return Guarantee{}, err
 	}

@@ -179,11 +179,7 @@ func (c *Composition) Epsilon(delta float64, more ...Event) (Guarantee, error) {
 		}
 		total = g.total
 	}
-	eps, order, err := EpsilonFromRDP(c.orders, total, delta)
-	if err != nil {
-		return Guarantee{}, err
-	}
-	return Guarantee{Epsilon: eps, Delta: delta, Order: order}, nil
+	return guarantee(c.orders, total, delta)
 }
 
 // addScaled adds s·v to total, element by element: the one place both

@@ -160,18 +160,7 @@ func (m DistributedDiscreteGaussian) ZCDP() (float64, error) {
 // Epsilon returns the (ε, δ) guarantee of the Steps releases over the
 // default orders (EpsilonFromRDP).
 func (m DistributedDiscreteGaussian) Epsilon(delta float64) (Guarantee, error) {
-	if err := ValidateDelta(delta); err != nil {
-		return Guarantee{}, err
-	}
-	rdp, err := m.RDP(defaultOrders)
-	if err != nil {
-		return Guarantee{}, err
-	}
-	eps, order, err := EpsilonFromRDP(defaultOrders, rdp, delta)
-	if err != nil {
-		return Guarantee{}, err
-	}
-	return Guarantee{Epsilon: eps, Delta: delta, Order: order}, nil
+	return epsilonOver(delta, m.RDP)
 }
 
 // ConditionalRoundingL2Bound returns the ℓ2 norm bound, on the integer grid,
@@ -243,9 +232,5 @@ func DistributedEpsilon(delta float64, ms ...DistributedDiscreteGaussian) (Guara
 			total[i] += r
 		}
 	}
-	eps, order, err := EpsilonFromRDP(defaultOrders, total, delta)
-	if err != nil {
-		return Guarantee{}, err
-	}
-	return Guarantee{Epsilon: eps, Delta: delta, Order: order}, nil
+	return guarantee(defaultOrders, total, delta)
 }

@@ -1,11 +1,8 @@
 package privacy
 
 import (
-	"encoding/json"
 	"errors"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,10 +12,6 @@ import (
 // orders and ε with testdata/ddg.json, the paper's formulas evaluated at 50
 // digits by testdata/ddg_reference.py.
 func TestDistributedDiscreteGaussianFormulas(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("testdata", "ddg.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ref struct {
 		Cases []struct {
 			DistributedDiscreteGaussian
@@ -30,9 +23,7 @@ func TestDistributedDiscreteGaussianFormulas(t *testing.T) {
 			Order   float64            `json:"order"`
 		} `json:"cases"`
 	}
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	readTestdata(t, "ddg.json", &ref)
 	if len(ref.Cases) < 5 {
 		t.Fatalf("only %d cases", len(ref.Cases))
 	}
@@ -62,13 +53,20 @@ func TestDistributedDiscreteGaussianFormulas(t *testing.T) {
 				t.Errorf("%+v: RDP at α=%v = %.17g, want %.17g", m, a, got[0], want)
 			}
 		}
-		g, err := m.Epsilon(c.Delta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if relErr(g.Epsilon, c.Epsilon) > 1e-9 || g.Order != c.Order {
-			t.Errorf("%+v: Epsilon(%v) = %.17g at α=%v, want %.17g at α=%v", m, c.Delta, g.Epsilon, g.Order, c.Epsilon, c.Order)
-		}
+		checkEpsilon(t, m, c.Delta, c.Epsilon, c.Order, 1e-9)
+	}
+}
+
+// checkEpsilon checks m.Epsilon(delta) against a reference: ε within tol
+// (relative), at the same order.
+func checkEpsilon(t *testing.T, m DistributedDiscreteGaussian, delta, eps, order, tol float64) {
+	t.Helper()
+	g, err := m.Epsilon(delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relErr(g.Epsilon, eps) > tol || g.Order != order {
+		t.Errorf("%+v: Epsilon(%v) = %.17g at α=%v, want %.17g at α=%v", m, delta, g.Epsilon, g.Order, eps, order)
 	}
 }
 
@@ -76,20 +74,7 @@ func TestDistributedDiscreteGaussianFormulas(t *testing.T) {
 // τ = 0 and the mechanism is the discrete Gaussian, against dp_accounting's
 // DiscreteGaussianDpEvent.
 func TestDistributedDiscreteGaussianOneClient(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("testdata", "dp_accounting.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		DiscreteGaussian []struct {
-			Sigma, L2, Delta, Epsilon, Order float64
-			Dim                              int
-			Steps                            int64
-		} `json:"discrete_gaussian"`
-	}
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatal(err)
-	}
+	ref := loadReference(t)
 	if len(ref.DiscreteGaussian) == 0 {
 		t.Fatal("no discrete Gaussian reference cases")
 	}
@@ -98,13 +83,7 @@ func TestDistributedDiscreteGaussianOneClient(t *testing.T) {
 		if tau := m.Tau(); tau != 0 {
 			t.Errorf("%+v: Tau() = %v, want 0", m, tau)
 		}
-		g, err := m.Epsilon(c.Delta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if relErr(g.Epsilon, c.Epsilon) > 1e-12 || g.Order != c.Order {
-			t.Errorf("%+v: Epsilon(%v) = %.17g at α=%v, dp_accounting %.17g at α=%v", m, c.Delta, g.Epsilon, g.Order, c.Epsilon, c.Order)
-		}
+		checkEpsilon(t, m, c.Delta, c.Epsilon, c.Order, 1e-12)
 	}
 }
 

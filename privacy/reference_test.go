@@ -26,22 +26,34 @@ type reference struct {
 		Sigma float64    `json:"sigma"`
 		RDP   []*float64 `json:"rdp"` // nil: +Inf (order excluded)
 	} `json:"single_step_rdp"`
+	// DiscreteGaussian are dp_accounting's DiscreteGaussianDpEvent cases.
+	DiscreteGaussian []struct {
+		Sigma, L2, Delta, Epsilon, Order float64
+		Dim                              int
+		Steps                            int64
+	} `json:"discrete_gaussian"`
 }
 
 func loadReference(t testing.TB) reference {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "dp_accounting.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ref reference
-	if err := json.Unmarshal(b, &ref); err != nil {
-		t.Fatalf("parse reference: %v", err)
-	}
+	readTestdata(t, "dp_accounting.json", &ref)
 	if len(ref.Cases) < 10 || len(ref.SingleStep) == 0 {
 		t.Fatalf("reference has %d cases and %d single steps; want at least 10 and 1", len(ref.Cases), len(ref.SingleStep))
 	}
 	return ref
+}
+
+// readTestdata decodes the JSON file testdata/name into v.
+func readTestdata(t testing.TB, name string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("parse %s: %v", name, err)
+	}
 }
 
 // relErr is |got − want| / |want|, or |got| when want is 0.

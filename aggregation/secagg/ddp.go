@@ -58,8 +58,8 @@ import (
 	"io"
 	"math"
 	"runtime"
-	"sync"
 
+	"github.com/fedguard/fedguard/internal/workers"
 	"github.com/fedguard/fedguard/privacy"
 )
 
@@ -378,27 +378,14 @@ func (e *DDPEncoder) Encode(dst []uint32, x []float32) error {
 
 // parallel runs f(w, lo, hi) for every chunk w of the padded
 // coordinates, [lo, hi), on up to GOMAXPROCS goroutines, and waits for
-// them.
+// them. Chunk w uses only the generators of chunk w, so the result does
+// not depend on which goroutine runs it.
 func (e *DDPEncoder) parallel(f func(w, lo, hi int)) {
 	n, k := len(e.buf), len(e.noise)
-	workers := min(k, runtime.GOMAXPROCS(0))
-	if workers == 1 {
-		for w := range k {
-			lo, hi := chunk(n, k, w)
-			f(w, lo, hi)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for g := range workers {
-		wg.Go(func() {
-			for w := g; w < k; w += workers {
-				lo, hi := chunk(n, k, w)
-				f(w, lo, hi)
-			}
-		})
-	}
-	wg.Wait()
+	workers.Indexed(runtime.GOMAXPROCS(0), k, func(_, w int) {
+		lo, hi := chunk(n, k, w)
+		f(w, lo, hi)
+	})
 }
 
 // roundChunk writes the randomized rounding of k·v for each v of src to

@@ -14,12 +14,12 @@ import (
 	"io"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/group"
 	"github.com/cloudflare/circl/secretsharing"
+
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // Limits on a session's configuration. They bound what a configuration
@@ -630,39 +630,23 @@ type mask struct {
 }
 
 // applyMasks adds every mask to dst, expanding them on up to GOMAXPROCS
-// goroutines. Each goroutine past the first accumulates into a private
-// vector, added to dst at the end: addition modulo 2^32 is associative and
-// commutative, so the result does not depend on scheduling.
+// goroutines (workers.Indexed). The goroutine w = 0 accumulates into dst,
+// each other one into a private vector, added to dst at the end: addition
+// modulo 2^32 is associative and commutative, so the result does not
+// depend on scheduling.
 func applyMasks(dst []uint32, masks []mask) {
-	workers := min(runtime.GOMAXPROCS(0), len(masks))
-	if workers <= 1 {
-		for i := range masks {
-			AddMask(dst, &masks[i].seed, masks[i].negate)
-		}
-		return
-	}
-	acc := make([][]uint32, workers)
+	limit := runtime.GOMAXPROCS(0)
+	acc := make([][]uint32, max(workers.Count(limit, len(masks)), 1))
 	acc[0] = dst
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range acc {
-		if w > 0 {
+	workers.Indexed(limit, len(masks), func(w, i int) {
+		if acc[w] == nil {
 			acc[w] = make([]uint32, len(dst))
 		}
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(masks) {
-					return
-				}
-				AddMask(acc[w], &masks[i].seed, masks[i].negate)
-			}
-		})
-	}
-	wg.Wait()
+		AddMask(acc[w], &masks[i].seed, masks[i].negate)
+	})
 	for _, a := range acc[1:] {
-		for i := range dst {
-			dst[i] += a[i]
+		if a != nil {
+			addVectors(dst, a)
 		}
 	}
 }

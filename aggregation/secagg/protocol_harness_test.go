@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	mrand "math/rand/v2"
 	"slices"
 	"sync"
@@ -135,16 +136,6 @@ func (s *session) sends(id uint32, p Phase) bool {
 	return !ok || d > p
 }
 
-// ids returns the keys of m, sorted.
-func ids[V any](m map[uint32]V) []uint32 {
-	out := make([]uint32, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // clientErr fails the test: honest clients of an honest server never fail.
 func (s *session) clientErr(round string, id uint32, err error) {
 	s.t.Helper()
@@ -172,7 +163,7 @@ func (s *session) advertise() error {
 func (s *session) share() error {
 	s.t.Helper()
 	s.shares = nil
-	for _, id := range ids(s.relay) {
+	for _, id := range slices.Sorted(maps.Keys(s.relay)) {
 		if !s.sends(id, PhaseShareKeys) {
 			continue
 		}
@@ -190,7 +181,7 @@ func (s *session) share() error {
 func (s *session) mask() error {
 	s.t.Helper()
 	s.masked = nil
-	for _, id := range ids(s.route) {
+	for _, id := range slices.Sorted(maps.Keys(s.route)) {
 		if !s.sends(id, PhaseMaskedInput) {
 			continue
 		}
@@ -227,7 +218,7 @@ func (s *session) consist() error {
 func (s *session) answer() {
 	s.t.Helper()
 	s.responses = nil
-	for _, id := range ids(s.requests) {
+	for _, id := range slices.Sorted(maps.Keys(s.requests)) {
 		if !s.sends(id, PhaseUnmasking) {
 			continue
 		}

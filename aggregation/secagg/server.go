@@ -8,11 +8,11 @@ import (
 	"math/bits"
 	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/group"
+
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // Server is the aggregating side of one session: it checks and routes the
@@ -183,30 +183,10 @@ func (s *Server) CollectKeys(msgs []*AdvertiseKeys) (relay map[uint32][]*Adverti
 	return relay, sortRejections(rejected), nil
 }
 
-// forEach calls f(w, i) for every i in [0, n) on up to forEachWorkers(n)
-// goroutines, w in [0, forEachWorkers(n)) naming the goroutine (no two
-// concurrent calls share it), and returns when all calls have.
-func forEach(n int, f func(w, i int)) {
-	workers := forEachWorkers(n)
-	if workers <= 1 {
-		for i := range n {
-			f(0, i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(w, i)
-			}
-		})
-	}
-	wg.Wait()
-}
-
-func forEachWorkers(n int) int { return max(1, min(runtime.GOMAXPROCS(0), n)) }
+// forEach calls f(w, i) for every i in [0, n) on up to GOMAXPROCS
+// goroutines, w naming the goroutine (no two concurrent calls share it),
+// and returns when all calls have (workers.Indexed).
+func forEach(n int, f func(w, i int)) { workers.Indexed(runtime.GOMAXPROCS(0), n, f) }
 
 // checkAdvertisement checks m; it reads only m and the server's fixed
 // configuration, so checks of distinct messages may run concurrently

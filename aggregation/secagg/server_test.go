@@ -3,6 +3,7 @@ package secagg
 import (
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
@@ -493,7 +494,7 @@ func (s *session) tamperedStep(p Phase, f func(*session)) func() error {
 			s.relay, s.rejected, err = s.server.CollectKeys(s.adverts)
 		case PhaseShareKeys:
 			s.shares = nil
-			for _, id := range ids(s.relay) {
+			for _, id := range slices.Sorted(maps.Keys(s.relay)) {
 				m, err := s.clients[id].ShareKeys(s.relay[id])
 				if err != nil {
 					s.clientErr("ShareKeys", id, err)
@@ -504,7 +505,7 @@ func (s *session) tamperedStep(p Phase, f func(*session)) func() error {
 			s.route, s.rejected, err = s.server.CollectShares(s.shares)
 		case PhaseMaskedInput:
 			s.masked = nil
-			for _, id := range ids(s.route) {
+			for _, id := range slices.Sorted(maps.Keys(s.route)) {
 				m, err := s.clients[id].MaskedInput(s.route[id], s.inputs[id])
 				if err != nil {
 					s.clientErr("MaskedInput", id, err)

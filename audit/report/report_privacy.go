@@ -132,6 +132,21 @@ func (b *reportBuilder) privacySection(events []audit.Event, round uint64) *Priv
 	return p
 }
 
+// ledgerCells appends to row a cell for each hospital of names: cell of
+// the round's ledger from it (the one of ledgers that name gives its
+// name), or a dash when the round has none.
+func ledgerCells[L any](row []docLine, names []string, ledgers []L, name func(L) string, cell func(L) docLine) []docLine {
+	for _, n := range names {
+		i := slices.IndexFunc(ledgers, func(l L) bool { return name(l) == n })
+		if i < 0 {
+			row = append(row, docLine{spanText("–")})
+			continue
+		}
+		row = append(row, cell(ledgers[i]))
+	}
+	return row
+}
+
 // docSection renders the section: one row per round, the federation's ε
 // and each hospital's ε (with its budget), then the refusals.
 func (p *PrivacyReport) docSection() docSection {
@@ -155,24 +170,14 @@ func (p *PrivacyReport) docSection() docSection {
 			fed = docLine{spanText(fmt.Sprintf("%s (%s)", reportFloat(r.Epsilon), reportFloat(r.Delta)))}
 		}
 		row := []docLine{{spanText(strconv.FormatUint(r.Round, 10))}, {signatureSpan(r.Signature)}, {spanText(mech)}, fed}
-		for _, n := range p.Hospitals {
-			i := slices.IndexFunc(r.Hospitals, func(h audit.HospitalPrivacy) bool { return h.Name == n })
-			if i < 0 {
-				row = append(row, docLine{spanText("–")})
-				continue
-			}
-			h := r.Hospitals[i]
-			row = append(row, budgetCell(h.Epsilon, h.Budget, ""))
-		}
-		for _, n := range p.HospitalsDistributed {
-			i := slices.IndexFunc(r.HospitalsDistributed, func(h audit.HospitalDistributedPrivacy) bool { return h.Name == n })
-			if i < 0 {
-				row = append(row, docLine{spanText("–")})
-				continue
-			}
-			h := r.HospitalsDistributed[i]
-			row = append(row, budgetCell(h.Epsilon, h.Budget, fmt.Sprintf(" (%d releases)", h.Releases)))
-		}
+		row = ledgerCells(row, p.Hospitals, r.Hospitals,
+			func(h audit.HospitalPrivacy) string { return h.Name },
+			func(h audit.HospitalPrivacy) docLine { return budgetCell(h.Epsilon, h.Budget, "") })
+		row = ledgerCells(row, p.HospitalsDistributed, r.HospitalsDistributed,
+			func(h audit.HospitalDistributedPrivacy) string { return h.Name },
+			func(h audit.HospitalDistributedPrivacy) docLine {
+				return budgetCell(h.Epsilon, h.Budget, fmt.Sprintf(" (%d releases)", h.Releases))
+			})
 		t.Rows = append(t.Rows, row)
 	}
 	s.Tables = append(s.Tables, t)

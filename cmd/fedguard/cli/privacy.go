@@ -187,6 +187,29 @@ func (p *privacyFlags) mechanismFlags(sampled ...string) (distributed bool, err 
 	}
 }
 
+// print writes a command's result: res as one JSON object with -json,
+// else the line that format makes of a.
+func (p *privacyFlags) print(env *Env, res any, format string, a ...any) error {
+	if p.json {
+		return json.NewEncoder(env.Stdout).Encode(res)
+	}
+	fmt.Fprintf(env.Stdout, format, a...)
+	return nil
+}
+
+// parsePrivacy declares and parses the flags of the privacy command name:
+// -mechanism, sampled (the sampled Gaussian's parameters it takes) and
+// distributedFlags; then it checks them (mechanismFlags) and reports
+// whether they ask for the distributed discrete Gaussian.
+func parsePrivacy(env *Env, name string, args []string, sampled ...string) (p *privacyFlags, distributed bool, err error) {
+	p = newPrivacyFlags(env, name, slices.Concat([]string{"mechanism"}, sampled, distributedFlags)...)
+	if err := parseFlags(p.fs, args); err != nil {
+		return nil, false, err
+	}
+	distributed, err = p.mechanismFlags(sampled...)
+	return p, distributed, err
+}
+
 // distributedMechanism is the distributed discrete Gaussian the flags
 // describe, checked (a usage error names what is wrong).
 func (p *privacyFlags) distributedMechanism() (privacy.DistributedDiscreteGaussian, error) {
@@ -198,11 +221,7 @@ func (p *privacyFlags) distributedMechanism() (privacy.DistributedDiscreteGaussi
 }
 
 func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy epsilon", "mechanism", "q", "sigma", "steps", "delta", "clients", "dim", "l2", "l1")
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	distributed, err := p.mechanismFlags("q", "sigma", "steps", "delta")
+	p, distributed, err := parsePrivacy(env, "privacy epsilon", args, "q", "sigma", "steps", "delta")
 	if err != nil {
 		return err
 	}
@@ -217,20 +236,13 @@ func runPrivacyEpsilon(_ context.Context, env *Env, args []string) error {
 		return fmt.Errorf("privacy epsilon: no finite ε at δ = %g: σ = %g is too small for every Rényi order", p.delta, p.sigma)
 	}
 	res := privacyResult{Q: p.q, Sigma: p.sigma, Steps: p.steps, Delta: p.delta, Epsilon: g.Epsilon, Order: &g.Order}
-	if p.json {
-		return json.NewEncoder(env.Stdout).Encode(res)
-	}
-	fmt.Fprintf(env.Stdout, "ε = %.6g at δ = %g after %d steps with q = %g, σ = %g (Rényi order %g)\n",
+	return p.print(env, res,
+		"ε = %.6g at δ = %g after %d steps with q = %g, σ = %g (Rényi order %g)\n",
 		g.Epsilon, p.delta, p.steps, p.q, p.sigma, g.Order)
-	return nil
 }
 
 func runPrivacySigma(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy sigma", "mechanism", "q", "steps", "epsilon", "delta", "clients", "dim", "l2", "l1")
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	distributed, err := p.mechanismFlags("q", "steps", "epsilon", "delta")
+	p, distributed, err := parsePrivacy(env, "privacy sigma", args, "q", "steps", "epsilon", "delta")
 	if err != nil {
 		return err
 	}
@@ -241,19 +253,12 @@ func runPrivacySigma(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("privacy sigma: %w", err)
 	}
-	if p.json {
-		return json.NewEncoder(env.Stdout).Encode(privacyResult{Q: p.q, Sigma: sigma, Steps: p.steps, Delta: p.delta, Epsilon: p.epsilon})
-	}
-	fmt.Fprintf(env.Stdout, "σ = %.6g keeps %d steps with q = %g within ε = %g at δ = %g\n", sigma, p.steps, p.q, p.epsilon, p.delta)
-	return nil
+	return p.print(env, privacyResult{Q: p.q, Sigma: sigma, Steps: p.steps, Delta: p.delta, Epsilon: p.epsilon},
+		"σ = %.6g keeps %d steps with q = %g within ε = %g at δ = %g\n", sigma, p.steps, p.q, p.epsilon, p.delta)
 }
 
 func runPrivacySteps(_ context.Context, env *Env, args []string) error {
-	p := newPrivacyFlags(env, "privacy steps", "mechanism", "q", "sigma", "epsilon", "delta", "clients", "dim", "l2", "l1")
-	if err := parseFlags(p.fs, args); err != nil {
-		return err
-	}
-	distributed, err := p.mechanismFlags("q", "sigma", "epsilon", "delta")
+	p, distributed, err := parsePrivacy(env, "privacy steps", args, "q", "sigma", "epsilon", "delta")
 	if err != nil {
 		return err
 	}
@@ -264,11 +269,8 @@ func runPrivacySteps(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("privacy steps: %w", err)
 	}
-	if p.json {
-		return json.NewEncoder(env.Stdout).Encode(privacyResult{Q: p.q, Sigma: p.sigma, Steps: steps, Delta: p.delta, Epsilon: p.epsilon})
-	}
-	fmt.Fprintf(env.Stdout, "%d steps with q = %g, σ = %g stay within ε = %g at δ = %g\n", steps, p.q, p.sigma, p.epsilon, p.delta)
-	return nil
+	return p.print(env, privacyResult{Q: p.q, Sigma: p.sigma, Steps: steps, Delta: p.delta, Epsilon: p.epsilon},
+		"%d steps with q = %g, σ = %g stay within ε = %g at δ = %g\n", steps, p.q, p.sigma, p.epsilon, p.delta)
 }
 
 // distributedEpsilon prints the (ε, δ) of -steps releases of the
@@ -287,13 +289,10 @@ func distributedEpsilon(env *Env, p *privacyFlags) error {
 	if math.IsInf(g.Epsilon, 1) {
 		return fmt.Errorf("%s: no finite ε at δ = %g: σ = %g is too small for every Rényi order", p.name, p.delta, p.sigma)
 	}
-	if p.json {
-		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
-			Delta: p.delta, Tau: m.Tau(), Epsilon: g.Epsilon, Order: &g.Order})
-	}
-	fmt.Fprintf(env.Stdout, "ε = %.6g at δ = %g after %d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g, τ = %.3g; Rényi order %g)\n",
+	return p.print(env, distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
+		Delta: p.delta, Tau: m.Tau(), Epsilon: g.Epsilon, Order: &g.Order},
+		"ε = %.6g at δ = %g after %d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g, τ = %.3g; Rényi order %g)\n",
 		g.Epsilon, p.delta, p.steps, p.clients, p.sigma, p.dim, p.l2, m.Tau(), g.Order)
-	return nil
 }
 
 // distributedSigma prints the least σ each client must add for -steps
@@ -312,13 +311,10 @@ func distributedSigma(env *Env, p *privacyFlags) error {
 		return fmt.Errorf("%s: %w", p.name, err)
 	}
 	m.Sigma = sigma
-	if p.json {
-		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
-			Delta: p.delta, Tau: m.Tau(), Epsilon: p.epsilon})
-	}
-	fmt.Fprintf(env.Stdout, "σ = %.6g per client keeps %d releases of the sum of %d clients' distributed discrete Gaussian noise (dimension %d, ℓ2 sensitivity %g) within ε = %g at δ = %g\n",
+	return p.print(env, distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
+		Delta: p.delta, Tau: m.Tau(), Epsilon: p.epsilon},
+		"σ = %.6g per client keeps %d releases of the sum of %d clients' distributed discrete Gaussian noise (dimension %d, ℓ2 sensitivity %g) within ε = %g at δ = %g\n",
 		sigma, p.steps, p.clients, p.dim, p.l2, p.epsilon, p.delta)
-	return nil
 }
 
 // distributedSteps prints how many releases of the distributed discrete
@@ -334,11 +330,8 @@ func distributedSteps(env *Env, p *privacyFlags) error {
 		return fmt.Errorf("%s: %w", p.name, err)
 	}
 	m.Steps = steps
-	if p.json {
-		return json.NewEncoder(env.Stdout).Encode(distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
-			Delta: p.delta, Tau: m.Tau(), Epsilon: p.epsilon})
-	}
-	fmt.Fprintf(env.Stdout, "%d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g) stay within ε = %g at δ = %g\n",
+	return p.print(env, distributedResult{Mechanism: secagg.DDPMechanism, DistributedDiscreteGaussian: m,
+		Delta: p.delta, Tau: m.Tau(), Epsilon: p.epsilon},
+		"%d releases of the sum of %d clients' distributed discrete Gaussian noise (σ = %g each, dimension %d, ℓ2 sensitivity %g) stay within ε = %g at δ = %g\n",
 		steps, p.clients, p.sigma, p.dim, p.l2, p.epsilon, p.delta)
-	return nil
 }
