@@ -95,9 +95,17 @@
 // Byzantine participant sends μ + γ·p with the perturbation p chosen by
 // Config.Perturbation:
 //
-//	std (default)  p = −σ
+//	std (default)  p = −σ       (+σ with Config.ZSign = ZSignGradients)
 //	unit           p = −μ/‖μ‖   (0 when μ = 0)
 //	sign           p = −sign(μ) (0 where μ_j = 0)
+//
+// Their code (vrt1shjwlkr/NDSS21-Model-Poisoning, our_attack_dist and
+// our_attack_score in every notebook) exchanges gradients and sends
+// μ − γ·∇p with ∇p the gradients' μ/‖μ‖, sign(μ) or σ. An update is −lr
+// times a gradient, so for unit and sign that is μ + γ·p above in update
+// space, but for std it is μ + γ·σ of the updates: the other direction
+// from the default, which takes the paper's p = −σ in update space.
+// ZSignGradients sends theirs, as it does for ALIE.
 //
 // and γ the largest value such that
 //
@@ -288,6 +296,10 @@ type Config struct {
 	// μ + z·σ of the updates (an update is −lr times a gradient). It
 	// applies to Z and to the default z alike, so a preset can mirror
 	// the papers' code with the z derived from the run's own n and f.
+	// min-max and min-sum take it too, for the space their μ − γ·∇p is
+	// taken in: with ZSignGradients the perturbation std is +σ of the
+	// updates, as Shejwalkar & Houmansadr's code (which exchanges
+	// gradients) sends it; unit and sign are the same in both spaces.
 	ZSign string `json:"z_sign,omitempty"`
 	// HonestStats computes the statistics-based attacks' μ and σ over the
 	// honest updates only, not over the honest and the attackers' own
@@ -372,7 +384,7 @@ func New(c Config, features int) (Attack, error) {
 	case NameIPM:
 		uses["epsilon"] = true
 	case NameMinMax, NameMinSum:
-		uses["perturbation"] = true
+		uses["perturbation"], uses["z_sign"] = true, true
 	case NameBackdoor:
 		uses["scale"], uses["target"] = true, true
 	case NameNone, NameSignFlip, NameLabelFlip, NameFangKrum, NameFangTrim:
@@ -457,7 +469,7 @@ func New(c Config, features int) (Attack, error) {
 		if p == "" {
 			p = DefaultPerturbation
 		}
-		return minMax{b, p, name == NameMinSum}, nil
+		return minMax{b, p, name == NameMinSum, c.ZSign == ZSignGradients}, nil
 	case NameFangKrum:
 		return fangKrum{b}, nil
 	case NameFangTrim:

@@ -3,11 +3,12 @@ package attack
 import "math"
 
 // minMax is Shejwalkar & Houmansadr's min-max (sum false) and min-sum (sum
-// true) attacks.
+// true) attacks; gradients is Config.ZSign = ZSignGradients.
 type minMax struct {
 	base
 	perturbation string
 	sum          bool
+	gradients    bool
 }
 
 // Craft implements Attack: F copies of μ + γ·p, γ maximal under the
@@ -18,7 +19,7 @@ func (a minMax) Craft(r Round) ([][]float32, error) {
 		return nothing(err)
 	}
 	mu := mean(v.benign, v.d)
-	p := perturbation(a.perturbation, v.benign, mu)
+	p := perturbation(a.perturbation, v.benign, mu, a.gradients)
 	q := newQuadratics(v.benign, mu, p, a.sum)
 	gamma := q.maxGamma()
 	mal := make([]float64, v.d)
@@ -29,8 +30,11 @@ func (a minMax) Craft(r Round) ([][]float32, error) {
 }
 
 // perturbation returns min-max's p: −σ ("std"), −μ/‖μ‖ ("unit") or
-// −sign(μ) ("sign"); zeros where it is undefined.
-func perturbation(kind string, benign [][]float32, mu []float64) []float64 {
+// −sign(μ) ("sign"); zeros where it is undefined. With gradients, p is
+// what the authors' code subtracts from the mean of gradients, in update
+// space: unit and sign are odd in the updates and do not change, std is
+// +σ of the updates (see ZSignGradients).
+func perturbation(kind string, benign [][]float32, mu []float64, gradients bool) []float64 {
 	p := make([]float64, len(mu))
 	switch kind {
 	case PerturbationUnit:
@@ -48,8 +52,12 @@ func perturbation(kind string, benign [][]float32, mu []float64) []float64 {
 			p[j] = -sign(x)
 		}
 	default:
+		sign := -1.0
+		if gradients {
+			sign = 1
+		}
 		for j, s := range std(benign, mu) {
-			p[j] = -s
+			p[j] = sign * s
 		}
 	}
 	return p

@@ -30,7 +30,7 @@ func TestGammaMaximal(t *testing.T) {
 				t.Run(fmt.Sprintf("%g/%s/sum=%v", scale, kind, sum), func(t *testing.T) {
 					benign := randomUpdates(rng, 7, 30, 0.3*scale, scale)
 					mu := mean(benign, 30)
-					p := perturbation(kind, benign, mu)
+					p := perturbation(kind, benign, mu, false)
 					q := newQuadratics(benign, mu, p, sum)
 					gamma := q.maxGamma()
 					if gamma <= 0 {
@@ -102,5 +102,66 @@ func TestKrumSim(t *testing.T) {
 	// max‖bᵢ‖ = √2; d = 2: λ ≤ 2/√2 + √2/√2 = √2 + 1.
 	if got, want := k.bound(), 2/math.Sqrt2+1; math.Abs(got-want) > 1e-12 {
 		t.Errorf("bound() = %v, want %v", got, want)
+	}
+}
+
+// TestMinMaxAuthorsCode holds min-max to Shejwalkar & Houmansadr's code
+// (vrt1shjwlkr/NDSS21-Model-Poisoning, our_attack_dist, as in
+// cifar10/release-fedsgd-alexnet-median.ipynb, run with torch 1.13 on the
+// CPU) on four fixed gradients g, sent here as the updates −g (lr 1). Their
+// code sends μ − λ·∇p of gradients; the wants are −1 times what it
+// returned. With ZSignGradients every perturbation matches theirs; with
+// the default, std goes the other way (μ − γσ of the updates), which is
+// the difference this test pins. Their λ search stops within 1e-5 and
+// keeps λ in float32, hence the tolerance.
+func TestMinMaxAuthorsCode(t *testing.T) {
+	g := [][]float32{{0.5, -1, 2, 0}, {1.5, -0.5, 1, 0.25}, {1, -2, 1.5, -0.25}, {0, -1.5, 2.5, 0.5}}
+	var honest [][]float32
+	for _, v := range g {
+		u := make([]float32, len(v))
+		for j, x := range v {
+			u[j] = -x
+		}
+		honest = append(honest, u)
+	}
+	for _, tc := range []struct {
+		perturbation, zSign string
+		want                []float64
+	}{
+		{PerturbationStd, ZSignGradients, []float64{0.118025, 2.118025, -0.881975, 0.309012}},
+		{PerturbationUnit, ZSignGradients, []float64{-0.214686, 0.35781, -0.500934, -0.035781}},
+		{PerturbationSign, ZSignGradients, []float64{0.134418, 0.365582, -0.865582, 0.759418}},
+		{PerturbationUnit, "", []float64{-0.214686, 0.35781, -0.500934, -0.035781}},
+		{PerturbationSign, "", []float64{0.134418, 0.365582, -0.865582, 0.759418}},
+	} {
+		a, err := New(Config{Name: NameMinMax, Perturbation: tc.perturbation, ZSign: tc.zSign, HonestStats: true}, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.Craft(Round{Honest: honest, Own: [][]float32{honest[0]}, N: 5, F: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, w := range tc.want {
+			if math.Abs(float64(got[0][j])-w) > 1e-4 {
+				t.Errorf("%s, z_sign %q: %v, their code %v", tc.perturbation, tc.zSign, got[0], tc.want)
+				break
+			}
+		}
+	}
+	// The default std is μ − γσ of the updates: below μ where theirs is above.
+	a, err := New(Config{Name: NameMinMax, HonestStats: true}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Craft(Round{Honest: honest, Own: [][]float32{honest[0]}, N: 5, F: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu := mean(honest, 4)
+	for j := range mu {
+		if float64(got[0][j]) >= mu[j] {
+			t.Errorf("default std: coordinate %d is %v, want below μ = %v", j, got[0][j], mu[j])
+		}
 	}
 }

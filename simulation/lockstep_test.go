@@ -30,10 +30,11 @@ var (
 	lockstepRounds = flag.Int("lockstep-rounds", 10, "TestLockstepDump: rounds")
 	lockstepSeed   = flag.Uint64("lockstep-seed", 0, "TestLockstepDump: seed")
 	lockstepEvery  = flag.Int("lockstep-every", 5, "TestLockstepDump: evaluate every N rounds")
-	lockstepInit   = flag.String("lockstep-init", InitGlorot, "TestLockstepDump: -init")
+	lockstepInit   = flag.String("lockstep-init", "", "TestLockstepDump: -init (default: the preset's)")
 )
 
-// lockstepOptions is the preset's IPM × bucketed CM cell.
+// lockstepOptions is the preset's IPM × bucketed CM cell; init "" keeps
+// the preset's start.
 func lockstepOptions(t *testing.T, rounds, every int, seed uint64, init string) Options {
 	t.Helper()
 	p, err := LookupPreset("karimireddy2022-mnist")
@@ -43,7 +44,10 @@ func lockstepOptions(t *testing.T, rounds, every int, seed uint64, init string) 
 	o := p.Options
 	o.Attack = attack.Config{Name: attack.NameIPM, Epsilon: 0.1, HonestStats: true}
 	o.Aggregation = aggregation.Config{Rule: aggregation.NameMedian, Bucket: 2}
-	o.Rounds, o.EvalEvery, o.Seed, o.Init = rounds, every, seed, init
+	o.Rounds, o.EvalEvery, o.Seed = rounds, every, seed
+	if init != "" {
+		o.Init = init
+	}
 	if p.Attacks[1] != o.Attack || p.Rules[4] != o.Aggregation {
 		t.Fatalf("the preset's IPM and bucketed median are %+v and %+v, not the lockstep cell's", p.Attacks[1], p.Rules[4])
 	}
@@ -137,16 +141,31 @@ func TestLockstepDump(t *testing.T) {
 	}
 }
 
-// TestPresetMatchesAuthorsCode runs the lockstep cell for 10 rounds and
+// TestPresetMatchesAuthorsCode runs the lockstep cell for 30 rounds and
 // compares its test loss and accuracy with what the bucketing paper's
 // code computes from the same draws (testdata/lockstep): the simulator's
 // momentum, IPM, bucket means, CM and SGD step are theirs, to float32
 // rounding (their code trains in float32, the simulator in float64).
+// The preset's own start (no -init) must be PyTorch's, their code's
+// default: the golden file of that start was computed from it, and from
+// glorot's the loss at round 10 is 1.8 % off. The glorot file keeps the
+// simulator's own start (--init glorot) held to their code too.
 func TestPresetMatchesAuthorsCode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains on MNIST")
 	}
-	b, err := os.ReadFile(filepath.Join("testdata", "lockstep", "ipm-cm-bucket2-seed0.json"))
+	for _, tc := range []struct {
+		file, init string // init "": the preset's own
+	}{
+		{"ipm-cm-bucket2-seed0-pytorch.json", ""},
+		{"ipm-cm-bucket2-seed0.json", InitGlorot},
+	} {
+		t.Run(tc.file, func(t *testing.T) { presetMatchesAuthorsCode(t, tc.file, tc.init) })
+	}
+}
+
+func presetMatchesAuthorsCode(t *testing.T, file, init string) {
+	b, err := os.ReadFile(filepath.Join("testdata", "lockstep", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +177,10 @@ func TestPresetMatchesAuthorsCode(t *testing.T) {
 		t.Fatalf("golden file: %d evaluations, %d losses, %d accuracies", len(want.Evals), len(want.Loss), len(want.Accuracy))
 	}
 	last := want.Evals[len(want.Evals)-1]
-	o := lockstepOptions(t, last, want.Evals[0], want.Seed, want.Init)
+	o := lockstepOptions(t, last, want.Evals[0], want.Seed, init)
+	if o.Init != want.Init {
+		t.Errorf("the run starts from init %q, the golden file's from %q", o.Init, want.Init)
+	}
 	res, err := Run(context.Background(), o, nil)
 	if err != nil {
 		t.Fatal(err)

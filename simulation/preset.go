@@ -58,10 +58,14 @@ type Preset struct {
 //
 // The simulator's updates are −lr·(momentum of gradients), so τ becomes
 // lr·τ = 0.1 and ν becomes lr·ν = 0.001 in update space (with ν scaled
-// too, RFA commutes with the scaling). What differs: the model (their
-// Net is a 2-conv CNN, codes/tasks/mnist.py; this is the simulator's MLP
-// 784-64-10) and the batch draw (theirs walks a shuffled shard without
-// replacement per epoch; this draws each round's batch afresh).
+// too, RFA commutes with the scaling). The MLP starts as PyTorch's
+// nn.Linear does, U(±1/√fan_in) for weights and biases (InitTorch): their
+// code keeps PyTorch's default, and TestPresetMatchesAuthorsCode runs it
+// from this start; --init glorot gives the simulator's own start. What
+// differs: the model (their Net is a 2-conv CNN, codes/tasks/mnist.py;
+// this is the simulator's MLP 784-64-10) and the batch draw (theirs walks
+// a shuffled shard without replacement per epoch; this draws each
+// round's batch afresh).
 func karimireddy2022(name string, beta float64) Preset {
 	const lr = 0.01
 	o := Options{
@@ -70,6 +74,7 @@ func karimireddy2022(name string, beta float64) Preset {
 		Rounds: 600, LocalSteps: 1, BatchSize: 32, LearningRate: lr,
 		WorkerMomentum: beta, MomentumStyle: MomentumHeavyBall,
 		ClippingCenter: CenterPrevious, EvalEvery: 30, Seed: 1, Preset: name,
+		Init: InitTorch,
 	}
 	attacks := []attack.Config{
 		// z from the run's n and f, by the code's formula, in gradient space.
@@ -118,6 +123,11 @@ func karimireddy2022(name string, beta float64) Preset {
 // Their trimmed mean averages the n−f−1 values closest to the median
 // (defences.py, as copied in shaneson0/attacking_federate_learning);
 // package aggregation's is Yin et al.'s, β = f/n at each end.
+// Their code is PyTorch too, but MnistNet does not keep PyTorch's start:
+// it draws fc1's weights Xavier-uniform, U(±√(6/884)) = ±0.082, and keeps
+// nn.Linear's default for fc1's biases and fc2 (U(±1/√fan_in)). Neither
+// of the simulator's starts is that (glorot: fc1 ±0.087, fc2 ±0.234,
+// zero biases; pytorch: fc1 ±0.036), so the preset keeps the default.
 func baruch2019(name string) Preset {
 	const n, f = 51, 12
 	o := Options{

@@ -150,3 +150,27 @@ func TestPresetALIEZFromRun(t *testing.T) {
 		t.Errorf("n = 25, f = 8: %d updates, first %v, want 8 of them, first coordinate %v (z %v)", len(got), got[0], want, z)
 	}
 }
+
+// TestPresetInit checks that each preset starts its MLP as its authors'
+// code does, where the simulator has that start: the bucketing paper's
+// code keeps PyTorch's default for nn.Linear (InitTorch), so the
+// karimireddy2022 presets start there, and a preset run is then the
+// lockstep test's run from the same draws (TestPresetMatchesAuthorsCode).
+// Baruch et al.'s MnistNet mixes Xavier-uniform hidden weights with
+// PyTorch's default elsewhere, which neither start reproduces, so
+// baruch2019 keeps the simulator's default.
+func TestPresetInit(t *testing.T) {
+	for name, want := range map[string]string{
+		"karimireddy2022-mnist":    InitTorch,
+		"karimireddy2022-mnist-m0": InitTorch,
+		"baruch2019-mnist":         "",
+	} {
+		p, err := LookupPreset(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Options.Init != want {
+			t.Errorf("preset %s: init %q, want %q", name, p.Options.Init, want)
+		}
+	}
+}

@@ -31,8 +31,8 @@ var attackParams = map[string][]string{
 	attack.NameGaussian: {"sigma"},
 	attack.NameALIE:     {"z", "z-rule", "z-sign"},
 	attack.NameIPM:      {"epsilon"},
-	attack.NameMinMax:   {"perturbation"},
-	attack.NameMinSum:   {"perturbation"},
+	attack.NameMinMax:   {"perturbation", "z-sign"},
+	attack.NameMinSum:   {"perturbation", "z-sign"},
 	attack.NameBackdoor: {"scale", "target"},
 }
 
@@ -115,7 +115,7 @@ func attackFlags(fs *flag.FlagSet, c *attack.Config) {
 	fs.IntVar(&c.Target, "target", 0, "backdoor: target class")
 	fs.BoolVar(&c.OwnOnly, "own-only", false, "the attackers see only their own updates, not the honest ones")
 	fs.StringVar(&c.ZRule, "z-rule", "", "alie: formula of the default z: baruch (Φ⁻¹((n−s)/n), default) or bucketing (Φ⁻¹((n−f−s)/(n−f)))")
-	fs.StringVar(&c.ZSign, "z-sign", "", "alie: where μ − zσ is taken: updates (default: of the updates sent) or gradients (of gradients, as the papers' code: μ + zσ of the updates)")
+	fs.StringVar(&c.ZSign, "z-sign", "", "alie: where μ − zσ is taken: updates (default: of the updates sent) or gradients (of gradients, as the papers' code: μ + zσ of the updates); min-max, min-sum: gradients takes the std perturbation as their authors' code does, +σ of the updates")
 	fs.BoolVar(&c.HonestStats, "honest-stats", false, "statistics-based attacks: μ and σ over the honest updates only")
 }
 

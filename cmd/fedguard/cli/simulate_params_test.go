@@ -16,7 +16,8 @@ import (
 // TestSimulateParams pins how `simulate` and `simulate grid` turn their
 // flags into each attack's and rule's configuration and apply a preset
 // under the flags given: testdata/simulate/params.golden was written by the
-// field-by-field code this package had before, and must not change.
+// field-by-field code this package had before, and changes only where a
+// preset does (session 6: the karimireddy2022 presets' init pytorch).
 func TestSimulateParams(t *testing.T) {
 	lines := [][]string{
 		nil,
@@ -33,6 +34,8 @@ func TestSimulateParams(t *testing.T) {
 		{"--secure", "--secure-clip", "0.5", "--bucket", "2", "--clients", "25", "--byzantine", "5"},
 		{"--z", "0.5", "--z-sign", "gradients"},
 		{"--preset", "karimireddy2022-mnist", "--z-sign", "updates", "--clients", "30"},
+		// The preset starts as PyTorch does; --init glorot takes fedguard's start back.
+		{"--preset", "karimireddy2022-mnist", "--init", "glorot"},
 	}
 	attacks := append([]string{"nosuch"}, attack.Names...)
 	rules := []string{aggregation.NameFedAvg, aggregation.NameMedian, aggregation.NameTrimmedMean, aggregation.NameKrum,

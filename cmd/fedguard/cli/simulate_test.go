@@ -181,7 +181,7 @@ func TestSimulatePreset(t *testing.T) {
 	o := last["summary"]["options"].(map[string]any)
 	for k, want := range map[string]any{
 		"preset": "karimireddy2022-mnist", "worker_momentum": 0.9, "momentum_style": "heavy-ball", "local_steps": 1.0,
-		"clipping_center": "previous", "partition": "sorted", "partition_honest": true, "batch_size": 32.0,
+		"clipping_center": "previous", "partition": "sorted", "partition_honest": true, "batch_size": 32.0, "init": "pytorch",
 		"clients": 10.0, "byzantine": 2.0, "rounds": 4.0, "learning_rate": 0.05, "dataset": "wdbc",
 	} {
 		if o[k] != want {
