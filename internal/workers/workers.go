@@ -28,22 +28,28 @@ func Each(ctx context.Context, limit, n int, f func(i int) error) error {
 	}
 	errs := make([]error, n)
 	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(limit, n) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := ctx.Err(); err != nil {
-					errs[i] = err
-					continue
-				}
-				errs[i] = f(i)
+	work := func() {
+		for {
+			i := int(next.Add(1) - 1)
+			if i >= n {
+				return
 			}
-		})
+			if err := ctx.Err(); err != nil {
+				errs[i] = err
+				continue
+			}
+			errs[i] = f(i)
+		}
 	}
+	// The calling goroutine is one of the workers: a job split in two
+	// starts one goroutine, not two, and the caller does not sleep while
+	// the others wake up (anomaly's checks split every block of 16 Ki
+	// parameters over the cores, hundreds of times a round).
+	var wg sync.WaitGroup
+	for range min(limit, n) - 1 {
+		wg.Go(work)
+	}
+	work()
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
