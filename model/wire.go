@@ -111,7 +111,10 @@ func DecodeInto(dst []float32, src []byte) error {
 // tail to the first, so the result is SumSquares(dst) bit for bit
 // (TestDecodeSumSquaresSameBits). A receiver that needs both (the
 // coordinator's update assembler, which records every update's norm) saves
-// a second pass over the decoded chunk. On error the sum is 0.
+// a second pass over the decoded chunk. On error the sum is 0. Its loop
+// repeats DecodeInto's rather than serving as DecodeInto's body, so that
+// DecodeInto's other callers (an agent decoding a downloaded model) pay
+// for no float arithmetic.
 func DecodeSumSquares(dst []float32, src []byte) (float64, error) {
 	if len(src) != 4*len(dst) {
 		return 0, fmt.Errorf("model: decode: %d bytes for %d parameters, want %d", len(src), len(dst), 4*len(dst))
