@@ -996,8 +996,11 @@ type closeOutcome struct {
 // themselves (the audit log, the store, the metrics).
 func (c *Coordinator) runClose(ctx context.Context, job *closeJob) (closeOutcome, error) {
 	var out closeOutcome
+	// Every rule writes all of its dst (aggregation's
+	// TestAggregateWritesAllOfDst), so the vector is not cleared first:
+	// clearing 40 MB at 10 M parameters was 1.6 % of the coordinator's
+	// CPU (docs/capacity.md).
 	delta := c.vecs.get()
-	clear(delta)
 	central := job.plain && c.central != nil
 	if central {
 		c.central.clip(job.updates)
