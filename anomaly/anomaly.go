@@ -66,12 +66,15 @@
 package anomaly
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/workers"
 )
 
 // Kinds of flags: the values of Flag.Kind (and of the coordinator's
@@ -195,7 +198,8 @@ const refBlock = 1 << 14
 // refDots builds the reference of Check, Σ w[i]·updates[i].Delta over the
 // updates of non-zero norm, a block of refBlock parameters at a time, and
 // returns every update's dot product with it (0 for a zero norm or a
-// length other than d) and the sum of its squares.
+// length other than d) and the sum of its squares. The work of each
+// block is shared out over up to parts goroutines.
 //
 // Every sum is a chain of float64 additions, and a chain of additions
 // waits on its adder's latency: one update's dot product at a time ran at
@@ -206,7 +210,14 @@ const refBlock = 1 << 14
 // element in update order, each dot product element by element), so the
 // results are bit-for-bit those of one update at a time
 // (TestRefDotsSameBits).
-func refDots(updates []Update, w []float64, d int, full []bool, block func(lo, hi int) ([][]float32, error)) (dots []float64, refNorm float64, err error) {
+//
+// The goroutines split each block without changing any chain: the
+// reference's elements are independent of each other, so each goroutine
+// builds a range of them; then each dot product (in groups of four) and
+// the reference's sum of squares is one task, a whole chain in its own
+// order. The results are the same bits for any parts
+// (TestRefDotsParallelSameBits).
+func refDots(updates []Update, w []float64, d int, full []bool, parts int, block func(lo, hi int) ([][]float32, error)) (dots []float64, refNorm float64, err error) {
 	dots = make([]float64, len(updates))
 	var dotted []int // updates dotted with the reference
 	for i, u := range updates {
@@ -214,6 +225,13 @@ func refDots(updates []Update, w []float64, d int, full []bool, block func(lo, h
 			dotted = append(dotted, i)
 		}
 	}
+	// The tasks of the dot products: groups of four dotted updates, the
+	// last one shorter; task len(groups) is the reference's norm.
+	var groups [][]int
+	for k := 0; k < len(dotted); k += 4 {
+		groups = append(groups, dotted[k:min(k+4, len(dotted))])
+	}
+	parts = max(parts, 1)
 	ref := make([]float64, min(refBlock, d))
 	in := make([]int, 0, len(updates))
 	for lo := 0; lo < d; lo += refBlock {
@@ -223,7 +241,6 @@ func refDots(updates []Update, w []float64, d int, full []bool, block func(lo, h
 			return nil, 0, err
 		}
 		r := ref[:hi-lo]
-		clear(r)
 		// The updates in this block's reference: a non-zero norm and the
 		// block's parameters (a shorter update adds nothing, as if its
 		// missing parameters were zero).
@@ -233,52 +250,90 @@ func refDots(updates []Update, w []float64, d int, full []bool, block func(lo, h
 				in = append(in, i)
 			}
 		}
-		k := 0
-		for ; k+4 <= len(in); k += 4 {
-			i0, i1, i2, i3 := in[k], in[k+1], in[k+2], in[k+3]
-			w0, w1, w2, w3 := w[i0], w[i1], w[i2], w[i3]
-			u0, u1, u2, u3 := xs[i0][:len(r)], xs[i1][:len(r)], xs[i2][:len(r)], xs[i3][:len(r)]
-			for j := range r {
-				x := r[j]
-				x += w0 * float64(u0[j])
-				x += w1 * float64(u1[j])
-				x += w2 * float64(u2[j])
-				x += w3 * float64(u3[j])
-				r[j] = x
+		// Split the reference into ranges of whole cache lines.
+		span := (len(r) + parts - 1) / parts
+		span = (span + 7) &^ 7
+		ranges := (len(r) + span - 1) / max(span, 1)
+		eachPart(parts, ranges, func(p int) {
+			a, b := p*span, min((p+1)*span, len(r))
+			buildRef(r[a:b], in, w, xs, a)
+		})
+		eachPart(parts, len(groups)+1, func(t int) {
+			if t == len(groups) {
+				sq := refNorm
+				for _, v := range r {
+					sq += v * v
+				}
+				refNorm = sq
+				return
 			}
-		}
-		for ; k < len(in); k++ {
-			i := in[k]
-			for j, v := range xs[i][:len(r)] {
-				r[j] += w[i] * float64(v)
-			}
-		}
-		for _, v := range r {
-			refNorm += v * v
-		}
-		k = 0
-		for ; k+4 <= len(dotted); k += 4 {
-			i0, i1, i2, i3 := dotted[k], dotted[k+1], dotted[k+2], dotted[k+3]
-			d0, d1, d2, d3 := dots[i0], dots[i1], dots[i2], dots[i3]
-			u0, u1, u2, u3 := xs[i0][:len(r)], xs[i1][:len(r)], xs[i2][:len(r)], xs[i3][:len(r)]
-			for j, rj := range r {
-				d0 += float64(u0[j]) * rj
-				d1 += float64(u1[j]) * rj
-				d2 += float64(u2[j]) * rj
-				d3 += float64(u3[j]) * rj
-			}
-			dots[i0], dots[i1], dots[i2], dots[i3] = d0, d1, d2, d3
-		}
-		for ; k < len(dotted); k++ {
-			i := dotted[k]
-			dot := dots[i]
-			for j, v := range xs[i][:len(r)] {
-				dot += float64(v) * r[j]
-			}
-			dots[i] = dot
-		}
+			dotGroup(dots, groups[t], xs, r)
+		})
 	}
 	return dots, refNorm, nil
+}
+
+// eachPart calls f(i) for every i in [0, n) on up to parts goroutines.
+// Every f writes only its own results.
+func eachPart(parts, n int, f func(i int)) {
+	// f returns no error, so neither does Each.
+	_ = workers.Each(context.Background(), parts, n, func(i int) error {
+		f(i)
+		return nil
+	})
+}
+
+// buildRef sets r, the reference's elements from off on within the block,
+// to Σ w[i]·xs[i][off+j] over the updates in, in their order.
+func buildRef(r []float64, in []int, w []float64, xs [][]float32, off int) {
+	clear(r)
+	k := 0
+	for ; k+4 <= len(in); k += 4 {
+		i0, i1, i2, i3 := in[k], in[k+1], in[k+2], in[k+3]
+		w0, w1, w2, w3 := w[i0], w[i1], w[i2], w[i3]
+		u0, u1, u2, u3 := xs[i0][off:off+len(r)], xs[i1][off:off+len(r)], xs[i2][off:off+len(r)], xs[i3][off:off+len(r)]
+		for j := range r {
+			x := r[j]
+			x += w0 * float64(u0[j])
+			x += w1 * float64(u1[j])
+			x += w2 * float64(u2[j])
+			x += w3 * float64(u3[j])
+			r[j] = x
+		}
+	}
+	for ; k < len(in); k++ {
+		i := in[k]
+		for j, v := range xs[i][off : off+len(r)] {
+			r[j] += w[i] * float64(v)
+		}
+	}
+}
+
+// dotGroup adds the block's terms of the dot products of up to four
+// updates (group) with the block's reference r to dots, as four chains in
+// flight: a shorter group repeats its first update in the spare chains,
+// whose results are dropped, so that it too waits on the adder once per
+// element rather than once per element and update.
+func dotGroup(dots []float64, group []int, xs [][]float32, r []float64) {
+	var g [4]int
+	for k := range g {
+		g[k] = group[0]
+		if k < len(group) {
+			g[k] = group[k]
+		}
+	}
+	d0, d1, d2, d3 := dots[g[0]], dots[g[1]], dots[g[2]], dots[g[3]]
+	u0, u1, u2, u3 := xs[g[0]][:len(r)], xs[g[1]][:len(r)], xs[g[2]][:len(r)], xs[g[3]][:len(r)]
+	for j, rj := range r {
+		d0 += float64(u0[j]) * rj
+		d1 += float64(u1[j]) * rj
+		d2 += float64(u2[j]) * rj
+		d3 += float64(u3[j]) * rj
+	}
+	out := [4]float64{d0, d1, d2, d3}
+	for k, i := range group {
+		dots[i] = out[k]
+	}
 }
 
 // Check flags the updates of one round against each other (see the
@@ -369,7 +424,7 @@ func check(cfg Config, updates []Update, d int, full []bool, block func(lo, hi i
 			}
 		}
 		var err error
-		if dots, refNorm, err = refDots(updates, w, d, full, block); err != nil {
+		if dots, refNorm, err = refDots(updates, w, d, full, runtime.GOMAXPROCS(0), block); err != nil {
 			return nil, err
 		}
 	} else {

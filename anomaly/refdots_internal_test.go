@@ -42,10 +42,17 @@ func oneAtATime(updates []Update, w []float64, d int) ([]float64, float64) {
 	return dots, refNorm
 }
 
-// refDotsOf is refDots over the updates' own vectors, as Check runs it.
+// refDotsOf is refDots over the updates' own vectors, as Check runs it,
+// on one goroutine.
 func refDotsOf(updates []Update, w []float64, d int) ([]float64, float64) {
+	return refDotsParts(updates, w, d, 1)
+}
+
+// refDotsParts is refDots over the updates' own vectors on up to parts
+// goroutines.
+func refDotsParts(updates []Update, w []float64, d, parts int) ([]float64, float64) {
 	_, full, block := deltaBlocks(updates)
-	dots, refNorm, err := refDots(updates, w, d, full, block)
+	dots, refNorm, err := refDots(updates, w, d, full, parts, block)
 	if err != nil {
 		panic(err)
 	}
@@ -99,6 +106,31 @@ func TestRefDotsSameBits(t *testing.T) {
 	}
 }
 
+// TestRefDotsParallelSameBits: sharing each block out over goroutines
+// changes no bit either, whatever their number (a range of the reference
+// per goroutine, then a task per group of four dot products and one for
+// the reference's norm).
+func TestRefDotsParallelSameBits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 6))
+	for _, d := range []int{1, 7, refBlock - 1, refBlock + 5, 3*refBlock + 123} {
+		for _, n := range []int{1, 2, 3, 4, 5, 6, 9, 10, 13} {
+			updates, w := randomUpdates(rng, n, d)
+			want, wantNorm := oneAtATime(updates, w, d)
+			for _, parts := range []int{2, 3, 7} {
+				got, gotNorm := refDotsParts(updates, w, d, parts)
+				if math.Float64bits(gotNorm) != math.Float64bits(wantNorm) {
+					t.Fatalf("parts=%d n=%d d=%d: reference norm² %v, one at a time %v", parts, n, d, gotNorm, wantNorm)
+				}
+				for i := range want {
+					if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+						t.Fatalf("parts=%d n=%d d=%d: dot %d = %v, one at a time %v", parts, n, d, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkRefDots: Check's reference and dot products at 10 updates of
 // 1 M parameters, one update at a time (before) and four at a time.
 func BenchmarkRefDots(b *testing.B) {
@@ -110,7 +142,11 @@ func BenchmarkRefDots(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		f    func([]Update, []float64, int) ([]float64, float64)
-	}{{"one-at-a-time", oneAtATime}, {"four-at-a-time", refDotsOf}} {
+	}{
+		{"one-at-a-time", oneAtATime},
+		{"four-at-a-time", refDotsOf},
+		{"two-goroutines", func(u []Update, w []float64, d int) ([]float64, float64) { return refDotsParts(u, w, d, 2) }},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				c.f(updates, w, 1<<20)

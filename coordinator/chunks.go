@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
 // Update chunks are decoded without a copy of their data.
@@ -50,7 +51,7 @@ type updateRequest struct {
 
 // unmarshal decodes data into u.
 func (u *updateRequest) unmarshal(data mem.BufferSlice) error {
-	buf := data.MaterializeToBuffer(messagePool)
+	buf := data.MaterializeToBuffer(wire.MessagePool)
 	u.msg = new(fedguardv1.SubmitUpdateRequest)
 	aliased, err := decodeUpdateRequest(buf.ReadOnlyData(), u.msg)
 	if err != nil || !aliased {

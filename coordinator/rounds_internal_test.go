@@ -13,7 +13,7 @@ func TestRoundsNotAheadOfInstalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &Coordinator{store: s}
-	if err := s.commitRound(RoundRecord{Round: 1}, []byte("model 1"), []byte("manifest 1"), 2); err != nil {
+	if err := s.commitRound(record(1, []byte("model 1")), []byte("model 1"), []byte("manifest 1"), 2); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := c.Rounds()

@@ -117,6 +117,9 @@ func (m *memStore) saveScaling(sc dataset.Scaling, genesis []byte) error {
 }
 
 func (m *memStore) commitRound(rec RoundRecord, model, manifest []byte, keep int) error {
+	if _, err := modelDigest(rec); err != nil {
+		return err
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -330,6 +331,31 @@ func testStateStore(t *testing.T, impl storeImpl) {
 			if (m != nil) != want || (r == 2 && mf != nil) {
 				t.Errorf("after a failed commit: model(%d) present %v, manifest %q; want model present %v", r, m != nil, mf, want)
 			}
+		}
+	})
+
+	// The state's model digest is taken from the record, not hashed again
+	// from the model: a record without a well-formed digest is refused
+	// before anything is written, and the digest kept is the record's.
+	t.Run("ModelDigestFromRecord", func(t *testing.T) {
+		s := impl.open(t)
+		if err := s.saveInitial(modelBytes(0)); err != nil {
+			t.Fatal(err)
+		}
+		for _, digest := range []string{"", "ab", strings.Repeat("zz", 32), strings.Repeat("ab", 33)} {
+			rec := record(1, modelBytes(1))
+			rec.ModelSHA256 = digest
+			if err := s.commitRound(rec, modelBytes(1), manifestBytes(1), 2); err == nil {
+				t.Errorf("commitRound with model digest %q succeeded", digest)
+			}
+		}
+		if err := s.commitRound(record(1, modelBytes(1)), modelBytes(1), manifestBytes(1), 2); err != nil {
+			t.Fatal(err)
+		}
+		s = impl.reopen(t, s)
+		// load checks the kept digest against the model and the record.
+		if p, ok, err := s.load(); err != nil || !ok || p.lastRound != 1 {
+			t.Errorf("load() after commitRound = round %d, %v, %v; want round 1", p.lastRound, ok, err)
 		}
 	})
 

@@ -105,6 +105,61 @@ func DecodeInto(dst []float32, src []byte) error {
 	return nil
 }
 
+// DecodeSumSquares is DecodeInto that also returns SumSquares(dst), taken
+// while the values are in registers: the same four float64 sums, each
+// element added to the sum of its index modulo 4 in index order and the
+// tail to the first, so the result is SumSquares(dst) bit for bit
+// (TestDecodeSumSquaresSameBits). A receiver that needs both (the
+// coordinator's update assembler, which records every update's norm) saves
+// a second pass over the decoded chunk. On error the sum is 0. Its loop
+// repeats DecodeInto's rather than serving as DecodeInto's body, so that
+// DecodeInto's other callers (an agent decoding a downloaded model) pay
+// for no float arithmetic.
+func DecodeSumSquares(dst []float32, src []byte) (float64, error) {
+	if len(src) != 4*len(dst) {
+		return 0, fmt.Errorf("model: decode: %d bytes for %d parameters, want %d", len(src), len(dst), 4*len(dst))
+	}
+	var s0, s1, s2, s3 float64
+	const chunk = 4096 // as DecodeInto; a multiple of 4, so lanes stay i mod 4
+	for start := 0; start < len(dst); start += chunk {
+		d := dst[start:min(start+chunk, len(dst))]
+		s := src[4*start : 4*start+4*len(d)]
+		bad := uint32(0)
+		i := 0
+		for ; i+4 <= len(d); i += 4 {
+			q := d[i : i+4 : i+4]
+			w := s[4*i : 4*i+16 : 4*i+16]
+			u0, u1 := binary.LittleEndian.Uint64(w[0:8]), binary.LittleEndian.Uint64(w[8:16])
+			a, b, c, e := uint32(u0), uint32(u0>>32), uint32(u1), uint32(u1>>32)
+			bad |= ((a & expMask) + 0x00800000) | ((b & expMask) + 0x00800000) |
+				((c & expMask) + 0x00800000) | ((e & expMask) + 0x00800000)
+			fa, fb, fc, fe := math.Float32frombits(a), math.Float32frombits(b), math.Float32frombits(c), math.Float32frombits(e)
+			q[0], q[1], q[2], q[3] = fa, fb, fc, fe
+			x0, x1, x2, x3 := float64(fa), float64(fb), float64(fc), float64(fe)
+			s0 += x0 * x0
+			s1 += x1 * x1
+			s2 += x2 * x2
+			s3 += x3 * x3
+		}
+		for ; i < len(d); i++ {
+			u := binary.LittleEndian.Uint32(s[4*i : 4*i+4])
+			bad |= (u & expMask) + 0x00800000
+			f := math.Float32frombits(u)
+			d[i] = f
+			x := float64(f)
+			s0 += x * x
+		}
+		if bad&0x80000000 != 0 {
+			for i, v := range d {
+				if math.Float32bits(v)&expMask == expMask {
+					return 0, fmt.Errorf("model: decode: parameter %d is %v: %w", start+i, v, ErrNonFinite)
+				}
+			}
+		}
+	}
+	return (s0 + s1) + (s2 + s3), nil
+}
+
 // digestBlock is how many bytes Digest encodes before handing them to SHA-256.
 const digestBlock = 64 << 10
 

@@ -161,6 +161,63 @@ func FuzzDecodeInto(f *testing.F) {
 	})
 }
 
+// FuzzDecodeSumSquares: DecodeSumSquares decodes what DecodeInto decodes,
+// refuses what it refuses, and its sum is SumSquares of the result, bit
+// for bit.
+func FuzzDecodeSumSquares(f *testing.F) {
+	f.Add(AppendBytes(nil, []float32{1, -2, 0.5}))
+	f.Add([]byte{0, 0, 0x80, 0x7f})
+	f.Add([]byte{1, 2, 3})
+	f.Add(AppendBytes(nil, randomParams(5000, 3)))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		want := make([]float32, len(src)/4)
+		werr := DecodeInto(want, src)
+		got := make([]float32, len(src)/4)
+		sum, err := DecodeSumSquares(got, src)
+		if (err == nil) != (werr == nil) || err != nil && err.Error() != werr.Error() {
+			t.Fatalf("DecodeSumSquares(%x) error = %v; DecodeInto's %v", src, err, werr)
+		}
+		if err != nil {
+			if sum != 0 {
+				t.Errorf("DecodeSumSquares(%x) = %v with an error, want 0", src, sum)
+			}
+			return
+		}
+		if !bytes.Equal(AppendBytes(nil, got), AppendBytes(nil, want)) {
+			t.Fatalf("DecodeSumSquares(%x) decoded %v; DecodeInto %v", src, got, want)
+		}
+		if w := SumSquares(want); math.Float64bits(sum) != math.Float64bits(w) {
+			t.Fatalf("DecodeSumSquares(%x) = %v, SumSquares = %v", src, sum, w)
+		}
+	})
+}
+
+// TestDecodeSumSquaresSameBits: the fused sum is SumSquares' bit for bit
+// at lengths around the lanes (4) and the decode's blocks (4096), with
+// values of magnitudes far apart, where any change in the order of the
+// additions changes the last bits.
+func TestDecodeSumSquaresSameBits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{0, 1, 3, 4, 5, 4095, 4096, 4097, 8190, 65536, 65539} {
+		p := make([]float32, n)
+		for i := range p {
+			p[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(30)-15)))
+		}
+		src := AppendBytes(nil, p)
+		dst := make([]float32, n)
+		sum, err := DecodeSumSquares(dst, src)
+		if err != nil {
+			t.Fatalf("DecodeSumSquares(%d values) = %v", n, err)
+		}
+		if want := SumSquares(p); math.Float64bits(sum) != math.Float64bits(want) {
+			t.Errorf("DecodeSumSquares(%d values) = %v (%x), SumSquares = %v (%x)", n, sum, math.Float64bits(sum), want, math.Float64bits(want))
+		}
+		if !bytes.Equal(AppendBytes(nil, dst), src) {
+			t.Errorf("DecodeSumSquares(%d values) decoded other values", n)
+		}
+	}
+}
+
 const benchParams = 10_000_000
 
 func BenchmarkAppendBytes(b *testing.B) {
@@ -181,6 +238,35 @@ func BenchmarkDecodeInto(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecodeChunk is what the coordinator does with each 256 KiB
+// chunk of an update (in cache): decode with the finiteness check and sum
+// the squares, in two passes or fused.
+func BenchmarkDecodeChunk(b *testing.B) {
+	p := randomParams(1<<16, 1)
+	src := AppendBytes(nil, p)
+	var sink float64
+	b.Run("separate", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		for b.Loop() {
+			if err := DecodeInto(p, src); err != nil {
+				b.Fatal(err)
+			}
+			sink += SumSquares(p)
+		}
+	})
+	b.Run("fused", func(b *testing.B) {
+		b.SetBytes(int64(len(src)))
+		for b.Loop() {
+			s, err := DecodeSumSquares(p, src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink += s
+		}
+	})
+	_ = sink
 }
 
 func BenchmarkDigest(b *testing.B) {

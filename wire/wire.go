@@ -135,7 +135,10 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 	} else {
 		part = a.dst[a.next : a.next+n]
 	}
-	if err := model.DecodeInto(part, data); err != nil {
+	// The squares are summed as the chunk is decoded (one pass over it,
+	// the same bits as model.SumSquares of the decoded chunk).
+	sumSq, err := model.DecodeSumSquares(part, data)
+	if err != nil {
 		for i, v := range part {
 			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
 				return fmt.Errorf("chunk at parameter offset %d: parameter %d is %v: %w", offset, offset+uint64(i), v, model.ErrNonFinite)
@@ -148,7 +151,7 @@ func (a *Assembler) Add(offset uint64, data []byte) error {
 			return err
 		}
 	}
-	a.sumSq += model.SumSquares(part)
+	a.sumSq += sumSq
 	a.h.Write(data)
 	a.next += n
 	return nil

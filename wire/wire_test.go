@@ -123,6 +123,20 @@ func TestChunksAssemblerRoundTrip(t *testing.T) {
 			if got := asm.Norm(); math.Abs(got-want) > 1e-12*want {
 				t.Errorf("Norm() = %v, want %v", got, want)
 			}
+			// The norm is recorded in the audit log and the manifest: it
+			// is the square root of the chunks' model.SumSquares added in
+			// order, bit for bit, whichever way Add sums them.
+			var sq float64
+			for _, c := range chunks {
+				v := make([]float32, len(c.data)/4)
+				if err := model.DecodeInto(v, c.data); err != nil {
+					t.Fatal(err)
+				}
+				sq += model.SumSquares(v)
+			}
+			if got := asm.Norm(); math.Float64bits(got) != math.Float64bits(math.Sqrt(sq)) {
+				t.Errorf("Norm() = %v, want %v (the chunks' SumSquares)", got, math.Sqrt(sq))
+			}
 		})
 	}
 }

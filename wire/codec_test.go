@@ -1,4 +1,4 @@
-package coordinator
+package wire_test
 
 import (
 	"bytes"
@@ -8,28 +8,29 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
+	"github.com/fedguard/fedguard/wire"
 )
 
-// TestMessageCodecDirtyBuffers: the codec's buffers are not cleared, so
+// TestCodecDirtyBuffers: the codec's buffers are not cleared, so
 // it must write and read every byte of a message however dirty the
 // buffer it gets: its encoding equals protobuf's and decodes back, for
 // messages of every size class, after the pool was filled with buffers
 // of 0xFF.
-func TestMessageCodecDirtyBuffers(t *testing.T) {
+func TestCodecDirtyBuffers(t *testing.T) {
 	for _, n := range []int{10 << 20 / 4, 1 << 20, 256 << 10, 64<<10 - 7, 64 << 10, 64<<10 + 1, 5000, 100, 0} {
 		for range 4 {
-			b := messagePool.Get(max(n, 1))
+			b := wire.MessagePool.Get(max(n, 1))
 			for i := range *b {
 				(*b)[i] = 0xFF
 			}
-			messagePool.Put(b)
+			wire.MessagePool.Put(b)
 		}
 		data := make([]byte, n)
 		for i := range data {
 			data[i] = byte(i * 7)
 		}
 		msg := &fedguardv1.GetModelResponse{Round: 3, FormatVersion: 1, Offset: 5, Data: data, NumParams: uint64(n / 4)}
-		var c messageCodec
+		var c wire.Codec
 		enc, err := c.Marshal(msg)
 		if err != nil {
 			t.Fatalf("%d bytes: Marshal: %v", n, err)
