@@ -89,6 +89,9 @@ func checkDataAt(t *testing.T, cfg coordinator.Config, last uint64, when string)
 // log: … no space left on device" as soon as round 2 tried to open.
 func TestDiskFullPauses(t *testing.T) {
 	fedtest.SkipIfShort(t, "fills a tmpfs twice and holds it full past a round deadline")
+	// Parallel: the tmpfs is the test's own, and most of its 20 s is spent
+	// holding it full past a deadline.
+	t.Parallel()
 	mnt := smallDisk(t, "16m")
 	names := []string{"a", "b"}
 	f := newFederation(t, names)
@@ -227,12 +230,16 @@ func TestDiskFullPauses(t *testing.T) {
 // too) and restarted on that pair, which --check-data accepts first.
 func TestDiskFullBetweenAuditAndCommit(t *testing.T) {
 	fedtest.SkipIfShort(t, "fills a tmpfs during a round's commit")
+	t.Parallel() // each run on a tmpfs of its own, mostly waiting
 	for _, restart := range []bool{false, true} {
 		name := "resume"
 		if restart {
 			name = "stop while paused, restart"
 		}
-		t.Run(name, func(t *testing.T) { diskFullBetweenAuditAndCommit(t, restart) })
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			diskFullBetweenAuditAndCommit(t, restart)
+		})
 	}
 }
 

@@ -62,7 +62,7 @@ func TestDamagedDataFiles(t *testing.T) {
 
 	stateFile := func(d string) string { return filepath.Join(d, coordinator.StateFile) }
 	auditFile := func(d string) string { return filepath.Join(d, coordinator.AuditFile) }
-	edit := func(path string, fn func(b []byte) []byte) { fedtest.DamageFile(t, path, fn) }
+	edit := func(t *testing.T, path string, fn func(b []byte) []byte) { fedtest.DamageFile(t, path, fn) }
 	fill := fedtest.FillPage
 	// usedPage is the nth bbolt page in use in the file at path, wrapping around.
 	usedPage := func(t *testing.T, path string, nth int) int {
@@ -78,27 +78,27 @@ func TestDamagedDataFiles(t *testing.T) {
 	}
 	damages := []damage{
 		{name: "audit.db cut short", apply: func(t *testing.T, d string) {
-			edit(auditFile(d), func(b []byte) []byte { return b[:len(b)/2] })
+			edit(t, auditFile(d), func(b []byte) []byte { return b[:len(b)/2] })
 		}, says: "cut short"},
 		{name: "audit.db page of 0xFF", apply: func(t *testing.T, d string) {
-			edit(auditFile(d), fill(usedPage(t, auditFile(d), 0), 0xFF))
+			edit(t, auditFile(d), fill(usedPage(t, auditFile(d), 0), 0xFF))
 		}, says: "damaged"},
 		{name: "audit.db page zeroed", apply: func(t *testing.T, d string) {
-			edit(auditFile(d), fill(usedPage(t, auditFile(d), 3), 0))
+			edit(t, auditFile(d), fill(usedPage(t, auditFile(d), 3), 0))
 		}, says: "damaged"},
 		{name: "audit.db empty", apply: func(t *testing.T, d string) { os.Truncate(auditFile(d), 0) }, says: "empty (0 bytes)"},
 		{name: "state.db cut short", apply: func(t *testing.T, d string) {
-			edit(stateFile(d), func(b []byte) []byte { return b[:len(b)/2] })
+			edit(t, stateFile(d), func(b []byte) []byte { return b[:len(b)/2] })
 		}, says: "cut short", state: true},
 		{name: "state.db page of 0xFF", apply: func(t *testing.T, d string) {
-			edit(stateFile(d), fill(usedPage(t, stateFile(d), 0), 0xFF))
+			edit(t, stateFile(d), fill(usedPage(t, stateFile(d), 0), 0xFF))
 		}, says: "damaged", state: true},
 		{name: "state.db empty", apply: func(t *testing.T, d string) { os.Truncate(stateFile(d), 0) }, says: "empty (0 bytes)", state: true},
 		{name: "state.db missing", apply: func(t *testing.T, d string) { os.Remove(stateFile(d)) }, says: "would fork it", state: true},
 	}
 	for seed := range uint64(12) {
 		damages = append(damages, damage{name: fmt.Sprintf("audit.db random flips %d", seed), mayBeOK: true, apply: func(t *testing.T, d string) {
-			edit(auditFile(d), func(b []byte) []byte {
+			edit(t, auditFile(d), func(b []byte) []byte {
 				r := rand.New(rand.NewPCG(seed, 5))
 				for range 1 + r.IntN(16) {
 					b[r.IntN(len(b))] ^= byte(1 + r.IntN(255))
@@ -114,8 +114,12 @@ func TestDamagedDataFiles(t *testing.T) {
 		c := exitCode(err)
 		return (c != 0 && c != 1) || strings.Contains(errOut, "goroutine ") || strings.Contains(errOut, "SIG")
 	}
+	// Each case damages its own copy of the data directory and runs its
+	// processes on it: the cases wait on process start-up and fsync more
+	// than they compute, so they run side by side.
 	for _, d := range damages {
 		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
 			data := filepath.Join(t.TempDir(), "data")
 			fedtest.CopyDir(t, live, data)
 			d.apply(t, data)

@@ -123,6 +123,7 @@ func TestParseFileConfig(t *testing.T) {
 }
 
 func TestLoadFileConfigErrorsNameTheFile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	unknown := filepath.Join(dir, "unknown.json")
 	if err := os.WriteFile(unknown, []byte(`{"coordinator":"c:1","color":"red"}`), 0o600); err != nil {
@@ -327,6 +328,7 @@ func writeConfig(t *testing.T, dir string, c participant.FileConfig) string {
 }
 
 func TestFileConfigCheck(t *testing.T) {
+	t.Parallel()
 	other := t.TempDir()
 	enrolment(t, other, "other-fed") // a second federation, to borrow its CA and certificate
 	tests := []struct {
@@ -457,6 +459,7 @@ func TestFileConfigConfig(t *testing.T) {
 }
 
 func TestFileConfigExecTrainer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := enrolment(t, dir, "clinic-net")
 	c.Trainer, c.TrainerCommand, c.TrainerTimeout, c.TrainerDir = "exec", "sh -c 'exit 0'", "90s", "work"

@@ -43,6 +43,7 @@ func TestDashboardsChecked(t *testing.T) {
 // participant's Grafana dashboard names exists in a real agent's registry,
 // and that the dashboard shows every fedguard_ metric the agent exports.
 func TestDeployReferencesExist(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	// The agent never runs: its registry exists from New on.

@@ -118,6 +118,7 @@ func checkRefused(t *testing.T, err error, a *participant.Agent, fake *fakeCoord
 // training on the model, tell the coordinator why, and keep its record of
 // the last manifest it accepted.
 func TestRefusesManifest(t *testing.T) {
+	t.Parallel()
 	other, err := manifest.GenerateSigner(crand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -412,6 +413,7 @@ func TestRefusesManifest(t *testing.T) {
 // it must fetch the manifests between the last one it accepted and the
 // offered one (round 3) with GetManifest, and check the whole path.
 func TestMissedRounds(t *testing.T) {
+	t.Parallel()
 	other, err := manifest.GenerateSigner(crand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -566,6 +568,7 @@ func TestMissedRounds(t *testing.T) {
 // hospital's process, on one state file: each must start from the manifest
 // the previous one accepted, read at New.
 func TestStateSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
@@ -645,6 +648,7 @@ func newWithStateFile(t *testing.T, path string) (*participant.Agent, error) {
 }
 
 func TestCorruptStateFile(t *testing.T) {
+	t.Parallel()
 	digest := otherDigest("a manifest")
 	tests := []struct {
 		name  string
@@ -687,6 +691,7 @@ func TestCorruptStateFile(t *testing.T) {
 // accepts would forget it at the next restart (and could then accept a
 // rollback), so it stops before training.
 func TestStateFileUnwritable(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
@@ -712,6 +717,7 @@ func TestStateFileUnwritable(t *testing.T) {
 // state (and its witness) covers the last round too; a forged final
 // manifest is refused and reported like any other.
 func TestFinalManifest(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	t.Run("accepted", func(t *testing.T) {
 		fake := newFake(t, 2)

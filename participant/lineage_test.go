@@ -17,6 +17,7 @@ import (
 // TestFileConfigDataSalt: the agent of a configuration file reports data
 // versions under the salt of its federation's CA, unless no_data_version.
 func TestFileConfigDataSalt(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := enrolment(t, dir, "clinic-net")
 	ca, err := certs.LoadCertificate(filepath.Join(dir, "ca.crt"))
@@ -121,6 +122,7 @@ func TestExecTrainerDataDescription(t *testing.T) {
 // TestFileConfigDataVersionExec: `participant lineage` recomputes an exec
 // trainer's data version (it refused before), and it changes with the file.
 func TestFileConfigDataVersionExec(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := enrolment(t, dir, "clinic-net")
 	c.Trainer, c.TrainerCommand = participant.TrainerExec, "sh -c true"

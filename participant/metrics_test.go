@@ -140,6 +140,7 @@ func gathered(t *testing.T, g prometheus.Gatherer, name string, labels ...string
 }
 
 func TestMetricsServed(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	reached, release := holdAfter(fake, 2)
@@ -198,6 +199,7 @@ func TestMetricsServed(t *testing.T) {
 }
 
 func TestMetricsOffByDefault(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	reached, release := holdAfter(fake, 1)
@@ -218,6 +220,7 @@ func TestMetricsOffByDefault(t *testing.T) {
 }
 
 func TestMetricsListenFailureStopsRun(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +240,7 @@ func TestMetricsListenFailureStopsRun(t *testing.T) {
 }
 
 func TestMetricsListenValidation(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	tests := []struct {
@@ -280,6 +284,7 @@ func TestMetricsListenValidation(t *testing.T) {
 }
 
 func TestMetricsManifestRefused(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	fake.offer = func(asg *fedguardv1.RoundAssignment) *fedguardv1.RoundAssignment {
@@ -309,6 +314,7 @@ func TestMetricsManifestRefused(t *testing.T) {
 // TestMetricsDataValidation: findings are counted by severity, and in
 // enforce mode the rounds sat out are counted as data_refused.
 func TestMetricsDataValidation(t *testing.T) {
+	t.Parallel()
 	expect, withEmail := validationFiles(t)
 	p := newPKI(t)
 
@@ -363,6 +369,7 @@ func TestMetricsDataValidation(t *testing.T) {
 // TestMetricsSecure: a secure round times each phase, and a declined one
 // is counted as sat out.
 func TestMetricsSecure(t *testing.T) {
+	t.Parallel()
 	t.Run("phases", func(t *testing.T) {
 		fake, addr, tlsCfgs := secureFederation(t, 1, nil)
 		dir := t.TempDir()

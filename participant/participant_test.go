@@ -670,6 +670,7 @@ func checkUpdates(t *testing.T, f *fakeCoordinator, wantRounds int) {
 }
 
 func TestRunTwoRounds(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	a, _ := p.agentFor(t, fake)
@@ -693,6 +694,7 @@ func TestRunTwoRounds(t *testing.T) {
 }
 
 func TestRefusesBadModel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		tamper func(msg *fedguardv1.GetModelResponse)
@@ -736,6 +738,7 @@ func TestRefusesBadModel(t *testing.T) {
 }
 
 func TestRefusedModelNeverSubmitted(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	fake.tamper = func(_ int, msg *fedguardv1.GetModelResponse) { msg.Data[len(msg.Data)-1] ^= 0x01 }
@@ -760,6 +763,7 @@ func TestRefusedModelNeverSubmitted(t *testing.T) {
 }
 
 func TestReconnectsAfterCoordinatorRestart(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	reached := make(chan struct{})
@@ -806,6 +810,7 @@ func TestReconnectsAfterCoordinatorRestart(t *testing.T) {
 }
 
 func TestPermanentErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		joinErr error
@@ -839,6 +844,7 @@ func TestPermanentErrors(t *testing.T) {
 }
 
 func TestCertificateRefusalIsPermanent(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	other := newPKI(t) // another CA for the same federation name
 	tests := []struct {
@@ -871,6 +877,7 @@ func TestCertificateRefusalIsPermanent(t *testing.T) {
 }
 
 func TestRoundClosedGoesBackToWait(t *testing.T) {
+	t.Parallel()
 	fake := newFake(t, 2)
 	fake.submitErr = func(call int) error {
 		if call != 1 {
@@ -898,6 +905,7 @@ func TestRoundClosedGoesBackToWait(t *testing.T) {
 }
 
 func TestIncompatibleSpecIsPermanent(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(*fedguardv1.ModelSpec)
@@ -979,6 +987,7 @@ func (f *faultyTrainer) Train(ctx context.Context, a *fedguardv1.RoundAssignment
 // process) crashes once: the agent sits that attempt out, logs why, and
 // then takes part in both rounds with the trainer's weights.
 func TestExecTrainerSitsOut(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 2)
 	_, addr := p.serve(t, fake, "127.0.0.1:0")
@@ -1016,6 +1025,7 @@ func TestExecTrainerSitsOut(t *testing.T) {
 }
 
 func TestTrainerFailureSkipsRound(t *testing.T) {
+	t.Parallel()
 	fake := newFake(t, 1)
 	tr := &faultyTrainer{Trainer: newTrainer()}
 	a, logs := newLocalAgent(t, serveLocal(t, fake), tr, fake.keys())
@@ -1111,6 +1121,7 @@ func TestLocalTrainerHoldoutIsStratified(t *testing.T) {
 // ErrCoordinatorGone and a message that says why. Before, it retried
 // forever.
 func TestGivesUpOnGoneCoordinator(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -103,6 +103,7 @@ func FuzzParseLedger(f *testing.F) {
 // TestLedgerBounds: a ledger larger than its bounds is refused on reading
 // and never written.
 func TestLedgerBounds(t *testing.T) {
+	t.Parallel()
 	ev := `{"round":1,"attempt":1,"q":0.5,"sigma":1,"steps":1}`
 	many := `{"version":1,"events":[` + strings.Repeat(ev+",", maxLedgerEvents) + ev + `]}`
 	if _, err := parseLedger([]byte(many)); err == nil {

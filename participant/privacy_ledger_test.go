@@ -57,6 +57,7 @@ func epsilonOf(t *testing.T, rounds int, ev privacy.Event) float64 {
 // the coordinator; a restarted agent reads the ledger back and still
 // refuses.
 func TestPrivacyBudgetEnforced(t *testing.T) {
+	t.Parallel()
 	ev := roundEvent(t)
 	if ev.Q <= 0 || ev.Q >= 1 || ev.Steps < 5 {
 		t.Fatalf("round event %+v: want Poisson sampling over several steps", ev)
@@ -150,6 +151,7 @@ func gather(t *testing.T, a *participant.Agent) map[string]float64 {
 }
 
 func TestNewValidatesDP(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	for _, tt := range []struct {
@@ -179,6 +181,7 @@ func TestNewValidatesDP(t *testing.T) {
 // before the model was checked (the first version of this code), the
 // ledger held three events here instead of two.
 func TestRefusedModelSpendsNoPrivacy(t *testing.T) {
+	t.Parallel()
 	ev := roundEvent(t)
 	p := newPKI(t)
 	fake := newFake(t, 2)
@@ -209,6 +212,7 @@ func TestRefusedModelSpendsNoPrivacy(t *testing.T) {
 // update is dropped, nothing is recorded, and the coordinator is told; a
 // trainer that reports no events under a budget sends nothing.
 func TestExecTrainerDPEvents(t *testing.T) {
+	t.Parallel()
 	ev := privacy.Event{Q: 0.05, Sigma: 1.2, Steps: 40}
 	e1, e2 := epsilonOf(t, 1, ev), epsilonOf(t, 2, ev)
 	events := `[{"q": 0.05, "sigma": 1.2, "steps": 40}]`
@@ -225,6 +229,7 @@ func TestExecTrainerDPEvents(t *testing.T) {
 		{"no events reported", "ok", 100, 0, nil, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			p := newPKI(t)
 			fake := newFake(t, 3)
 			fake.advanceOnSitOut("hospital-b")
@@ -291,6 +296,7 @@ func TestExecTrainerDPEvents(t *testing.T) {
 // unbounded ε (which the coordinator refuses, so one such record used to
 // have every later update refused), and the ledger file stays empty.
 func TestExecTrainerUnboundedEpsilon(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 3)
 	fake.reportStats(t)
@@ -347,6 +353,7 @@ func TestExecTrainerUnboundedEpsilon(t *testing.T) {
 // the accountant gives for all the events from scratch (privacy.Epsilon),
 // bit for bit.
 func TestExecTrainerDriftingDPEvents(t *testing.T) {
+	t.Parallel()
 	const rounds = 3
 	p := newPKI(t)
 	fake := newFake(t, rounds)

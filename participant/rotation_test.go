@@ -72,6 +72,7 @@ func stateRotations(t *testing.T, path string) (round uint64, rotations []map[st
 // restart (configured with the old keys still) verifies manifests signed
 // by the new keys alone.
 func TestKeyRotationFollowed(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 4)
 	oldKeys, oldSigner := fake.keys(), fake.signer
@@ -154,6 +155,7 @@ func mustCarried(t *testing.T, env []byte) []byte {
 // it comes back, the offered manifest is signed by keys it never pinned,
 // and it catches up through the missed manifests, following both.
 func TestKeyRotationChainMissed(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newFake(t, 1)
 	oldKeys := fake.keys()
@@ -206,6 +208,7 @@ func TestKeyRotationChainMissed(t *testing.T) {
 // agent refuses it, says why to the coordinator (which audits it) and in
 // its log, and keeps its state file and pinned keys.
 func TestKeyRotationRefused(t *testing.T) {
+	t.Parallel()
 	mallory := newSigner(t)
 	for _, tc := range []struct {
 		name string

@@ -23,6 +23,7 @@ import (
 // declined before any key is advertised or any model fetched, with a
 // reason that names the numbers; a round with enough noise is joined.
 func TestSecureDPPolicy(t *testing.T) {
+	t.Parallel()
 	t.Run("enough noise", func(t *testing.T) {
 		fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) {
 			f.layout.Dp = &fedguardv1.SecureDP{Mechanism: secagg.DDPMechanism, ClipNorm: 1, Scale: 512, Sigma2: 1 << 24, Beta: secagg.DefaultDDPBeta}
@@ -84,6 +85,7 @@ func TestSecureDPPolicy(t *testing.T) {
 // its privacy budget (a privacy_budget report), while the others' sum is
 // unmasked without it and nothing is recorded in its ledger.
 func TestSecureExecTrainerOverBudget(t *testing.T) {
+	t.Parallel()
 	ev := privacy.Event{Q: 0.05, Sigma: 1.2, Steps: 40}
 	budget := epsilonOf(t, 1, ev) / 2
 	fake, addr, tlsCfgs := secureFederation(t, 1, nil)
@@ -138,6 +140,7 @@ func TestSecureExecTrainerOverBudget(t *testing.T) {
 // without DP-SGD cannot keep, so the agent refused to start and such a
 // hospital was held to DefaultDPDelta.
 func TestSecureDPDeltaAlone(t *testing.T) {
+	t.Parallel()
 	fake, addr, tlsCfgs := secureFederation(t, 1, nil)
 	a, _ := newPolicyAgent(t, addr, tlsCfgs[hospital], fake.keys(), hospital, filepath.Join(t.TempDir(), "state.json"), func(c *participant.Config) {
 		c.Trainer = newTrainer() // a LocalTrainer without DP-SGD
@@ -149,6 +152,7 @@ func TestSecureDPDeltaAlone(t *testing.T) {
 }
 
 func TestSecureDPLedger(t *testing.T) {
+	t.Parallel()
 	dp := &fedguardv1.SecureDP{Mechanism: secagg.DDPMechanism, ClipNorm: 1, Scale: 512, Sigma2: 1 << 24, Beta: secagg.DefaultDDPBeta}
 	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.layout.Dp = dp })
 	dir := t.TempDir()

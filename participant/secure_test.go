@@ -886,6 +886,7 @@ func checkMean(t *testing.T, got secureSum, names []string, layout *fedguardv1.S
 }
 
 func TestSecureRounds(t *testing.T) {
+	t.Parallel()
 	fake, addr, tlsCfgs := secureFederation(t, 2, nil)
 	dir := t.TempDir()
 	var phasesMu sync.Mutex
@@ -953,6 +954,7 @@ func TestSecureRounds(t *testing.T) {
 // decline it rather than send a second masked input, and still decline
 // after a restart, from their state files.
 func TestSecureRetryAfterUnmask(t *testing.T) {
+	t.Parallel()
 	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) {
 		f.lie = true
 		f.declinesToAdvance = len(secureNames)
@@ -1019,6 +1021,7 @@ func TestSecureRetryAfterUnmask(t *testing.T) {
 // its input, when it drops after sending it), and it reveals nothing, and
 // so records nothing, before the unmasking.
 func TestSecureHookAbort(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		phase     secagg.Phase
 		survivors []string // whose inputs are in the sum
@@ -1094,6 +1097,7 @@ func TestSecureHookAbort(t *testing.T) {
 // TestSecurePlanRefused: an agent that cannot derive the round's layout,
 // or is not in its cohort, takes no part: no stream, no download.
 func TestSecurePlanRefused(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		cohort []string
@@ -1142,6 +1146,7 @@ func TestSecurePlanRefused(t *testing.T) {
 // documented format) says it revealed shares for the round's starting
 // model: it declines without advertising or downloading anything.
 func TestSecureDeclineFromStateFile(t *testing.T) {
+	t.Parallel()
 	p := newPKI(t)
 	fake := newSecureFake(t, 1, secureNames)
 	fake.declinesToAdvance = 1
@@ -1177,6 +1182,7 @@ func TestSecureDeclineFromStateFile(t *testing.T) {
 // TestStateFileRevealed checks the state file's revealed list when the
 // agent starts: malformed entries and unknown fields are refused.
 func TestStateFileRevealed(t *testing.T) {
+	t.Parallel()
 	d := otherDigest("a manifest")
 	tests := []struct {
 		name, content string
@@ -1225,6 +1231,7 @@ func runBelowMinBucket(t *testing.T) (*secureFake, *participant.Agent) {
 // advertised, and a plain round is refused outright when it requires
 // secure aggregation.
 func TestSecurePolicy(t *testing.T) {
+	t.Parallel()
 	t.Run("min bucket", func(t *testing.T) {
 		fake, _ := runBelowMinBucket(t)
 		_, declines, advertised := fake.results()
@@ -1259,6 +1266,7 @@ func TestSecurePolicy(t *testing.T) {
 // computes a second Unmask answer, none declines, and the round closes
 // with all of them.
 func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
+	t.Parallel()
 	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.crashAt = secagg.PhaseUnmasking })
 	dir := t.TempDir()
 	var mu sync.Mutex
@@ -1317,6 +1325,7 @@ func TestSecureResumeAfterCoordinatorCrash(t *testing.T) {
 // and take part in the next attempt, a new session, which closes the
 // round.
 func TestSecureResumeDiverges(t *testing.T) {
+	t.Parallel()
 	fake, addr, tlsCfgs := secureFederation(t, 1, func(f *secureFake) { f.crashAt = secagg.PhaseMaskedInput })
 	dir := t.TempDir()
 	restart := "hospital-c"

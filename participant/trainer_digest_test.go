@@ -11,6 +11,7 @@ import (
 )
 
 func TestTrainerDigest(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, content string) {
 		t.Helper()

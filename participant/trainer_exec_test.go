@@ -320,6 +320,7 @@ func newExec(t *testing.T, cmd []string, log *slog.Logger) *ExecTrainer {
 var execStart = []float32{1, 2, 3, 4, 5, 6, 7, 8}
 
 func TestExecTrainer(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	tr := newExec(t, helperTrainer("ok"), slog.New(slog.NewTextHandler(&logs, nil)))
 	start := slices.Clone(execStart)
@@ -372,6 +373,7 @@ func TestExecTrainerShell(t *testing.T) {
 }
 
 func TestExecTrainerFailures(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		mode   string
 		reason string
@@ -392,6 +394,7 @@ func TestExecTrainerFailures(t *testing.T) {
 		{"unknown_metrics", TrainerBadMetrics, "gpu"},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
+			t.Parallel()
 			tr := newExec(t, helperTrainer(tc.mode), nil)
 			_, err := tr.Train(context.Background(), execAssignment(), execStart)
 			var te *TrainerError
@@ -407,6 +410,7 @@ func TestExecTrainerFailures(t *testing.T) {
 		})
 	}
 	t.Run("round deadline", func(t *testing.T) {
+		t.Parallel()
 		tr := newExec(t, helperTrainer("sleep"), nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
@@ -420,6 +424,7 @@ func TestExecTrainerFailures(t *testing.T) {
 	// machine was slow writing its files) is a timeout, as when it passes
 	// while the trainer runs; it used to be reported as "start".
 	t.Run("deadline before start", func(t *testing.T) {
+		t.Parallel()
 		tr := newExec(t, helperTrainer("sleep"), nil)
 		_, err := tr.Train(&expiresAfterFirstLook{Context: context.Background()}, execAssignment(), execStart)
 		var te *TrainerError
@@ -428,6 +433,7 @@ func TestExecTrainerFailures(t *testing.T) {
 		}
 	})
 	t.Run("overflow", func(t *testing.T) {
+		t.Parallel()
 		tr := newExec(t, helperTrainer("overflow"), nil)
 		start := slices.Repeat([]float32{math.MaxFloat32}, 8)
 		_, err := tr.Train(context.Background(), execAssignment(), start)
@@ -437,6 +443,7 @@ func TestExecTrainerFailures(t *testing.T) {
 		}
 	})
 	t.Run("cannot start", func(t *testing.T) {
+		t.Parallel()
 		tr := newExec(t, []string{"/bin/sh"}, nil)
 		tr.Command = []string{filepath.Join(t.TempDir(), "gone")}
 		_, err := tr.Train(context.Background(), execAssignment(), execStart)
@@ -446,6 +453,7 @@ func TestExecTrainerFailures(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
 		tr := newExec(t, helperTrainer("sleep"), nil)
 		tr.Timeout = 200 * time.Millisecond
 		_, err := tr.Train(context.Background(), execAssignment(), execStart)
@@ -460,6 +468,7 @@ func TestExecTrainerFailures(t *testing.T) {
 // process it started run: both must die, and Train must return the
 // context's error.
 func TestExecTrainerCancelKillsGroup(t *testing.T) {
+	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	tr := newExec(t, helperTrainer("spawn", pidFile), nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -497,6 +506,7 @@ func TestExecTrainerCancelKillsGroup(t *testing.T) {
 // child running: the round succeeds and the child is dead, so that no
 // process of one round keeps working on the hospital's data after it.
 func TestExecTrainerKillsLeftovers(t *testing.T) {
+	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	tr := newExec(t, helperTrainer("linger", pidFile), nil)
 	if _, err := tr.Train(context.Background(), execAssignment(), execStart); err != nil {
@@ -531,6 +541,7 @@ func alive(pid int) bool {
 }
 
 func TestExecTrainerBoundedLog(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	tr := newExec(t, helperTrainer("chatty"), slog.New(slog.NewJSONHandler(&logs, nil)))
 	if _, err := tr.Train(context.Background(), execAssignment(), execStart); err != nil {
@@ -579,6 +590,7 @@ func tensorSpec() *fedguardv1.ModelSpec {
 // none) and computes no statistics; the trainer gets the layout, the
 // directory's path and no scaling, and its weights come back by name.
 func TestExecTrainerTensorLayout(t *testing.T) {
+	t.Parallel()
 	data := t.TempDir()
 	tr := &ExecTrainer{Command: helperTrainer("tensors"), Dir: filepath.Join(t.TempDir(), "work"), Timeout: time.Minute,
 		Local: &LocalTrainer{DataFile: data}, Log: slog.New(slog.DiscardHandler)}
@@ -765,6 +777,7 @@ func (c *expiresAfterFirstLook) Done() <-chan struct{} {
 // memory of the first one's (which the caller is done with), and what is
 // left there does not leak into it.
 func TestExecTrainerReusesUpdate(t *testing.T) {
+	t.Parallel()
 	tr := newExec(t, helperTrainer("ok"), nil)
 	first, err := tr.Train(context.Background(), execAssignment(), execStart)
 	if err != nil {

@@ -167,6 +167,7 @@ func (p pinFederation) pins(t *testing.T, n int) []string {
 // applies on top of the pin, at start and when the code changes between
 // rounds.
 func TestTrainerPinnedInManifest(t *testing.T) {
+	t.Parallel()
 	t.Run("pinned code trains", func(t *testing.T) {
 		dir, script, digest := writePinTrainer(t, false)
 		tr := &participant.ExecTrainer{Command: []string{"sh", script}, Code: dir, Approved: []string{digest},

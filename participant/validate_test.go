@@ -69,6 +69,7 @@ func validationFiles(t *testing.T) (expect, withEmail string) {
 // monitoring), and the name of a column the expectations do not list stays
 // at the hospital.
 func TestDataValidation(t *testing.T) {
+	t.Parallel()
 	expect, withEmail := validationFiles(t)
 	idWarn := &fedguardv1.ValidationFinding{Column: "id", Rule: "pii", Severity: "warn"}
 	emailFindings := []*fedguardv1.ValidationFinding{
@@ -153,6 +154,7 @@ func TestDataValidation(t *testing.T) {
 }
 
 func TestNewValidatesExpectations(t *testing.T) {
+	t.Parallel()
 	expect, _ := validationFiles(t)
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"version":1}`), 0o600); err != nil {
@@ -194,6 +196,7 @@ func TestNewValidatesExpectations(t *testing.T) {
 // expectations does not even shape the federation's scaling: the agent
 // withholds its feature statistics (and retries on the next connection).
 func TestDataValidationBeforeStats(t *testing.T) {
+	t.Parallel()
 	expect, withEmail := validationFiles(t)
 	p := newPKI(t)
 	fake := newFake(t, 1) // statistics not yet reported: the agent is asked for them

@@ -176,6 +176,15 @@ func presetMatchesAuthorsCode(t *testing.T, file, init string) {
 	if len(want.Evals) == 0 || len(want.Evals) != len(want.Loss) || len(want.Evals) != len(want.Accuracy) {
 		t.Fatalf("golden file: %d evaluations, %d losses, %d accuracies", len(want.Evals), len(want.Loss), len(want.Accuracy))
 	}
+	if raceEnabled {
+		// Under the race detector, the first evaluation only (10 of the
+		// 30 rounds): the same cell, draws, momentum, IPM, buckets and CM
+		// run, with the same workers, so a data race shows there as in
+		// round 30, and the comparison with their code still covers every
+		// step a round takes. The three evaluations run without -race
+		// (the second pass of `make test`).
+		want.Evals, want.Loss, want.Accuracy = want.Evals[:1], want.Loss[:1], want.Accuracy[:1]
+	}
 	last := want.Evals[len(want.Evals)-1]
 	o := lockstepOptions(t, last, want.Evals[0], want.Seed, init)
 	if o.Init != want.Init {
