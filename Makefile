@@ -51,19 +51,20 @@ release-verify:
 	GO="$(GO)" RELEASE_PUB="$(RELEASE_PUB)" deploy/release/verify.sh dist
 
 # The test command CI runs: vet, then every test (integration tests too) under the race detector,
-# then the tests whose full size runs only without it (NORACE_TESTS).
+# then, without it, the packages whose tests run full-size only without it (NORACE_PKGS).
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
-	$(GO) test -count=1 -timeout 20m -run '$(NORACE_RUN)' $(NORACE_PKGS)
+	$(GO) test -count=1 -timeout 20m $(NORACE_PKGS)
 
-# Number-crunching tests that the race detector slows five to seven times
-# and that find no more races at full size than at a smaller one: under
-# -race they run smaller or not at all (simulation/norace_test.go says
-# which), and here in full: one build of the simulation tests without
-# -race and about 15 s of CPU, against about 85 s they took under -race.
-NORACE_PKGS := ./simulation
-NORACE_RUN  := ^(TestPresetMatchesAuthorsCode|TestRunMNIST)$$
+# The packages with number-crunching tests that the race detector slows
+# five to seven times and that find no more races at full size than at a
+# smaller one: under -race they run smaller or not at all (each package's
+# raceEnabled constant says where), and here whole and in full: every
+# dropout pattern of secagg, the big kernel sizes of aggregation, the MNIST
+# runs of simulation; about 45 s of CPU. internal/doccheck's
+# TestRaceGatedPackagesRunWithoutRace keeps this list complete.
+NORACE_PKGS := ./aggregation ./aggregation/secagg ./simulation
 
 # The unit tests in short mode, for the edit-test loop: no race detector,
 # and every long run (exhaustive dropout patterns, big kernel sweeps,

@@ -111,3 +111,63 @@ func testsIn(t *testing.T, dir string) map[string]bool {
 	}
 	return names
 }
+
+// norace matches the Makefile's list of packages that `make test` runs a
+// second time without the race detector.
+var norace = regexp.MustCompile(`(?m)^NORACE_PKGS :=(.*)$`)
+
+// TestRaceGatedPackagesRunWithoutRace fails when a package's tests shrink
+// or skip work under the race detector (they define a raceEnabled
+// constant) and `make test`, which runs everything with -race, does not
+// also run that package without it. Such tests would otherwise never run
+// full-size anywhere: secagg's exhaustive dropout patterns and
+// aggregation's big kernel sizes did not, until both were listed.
+func TestRaceGatedPackagesRunWithoutRace(t *testing.T) {
+	makefile, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := norace.FindSubmatch(makefile)
+	if m == nil {
+		t.Fatal("Makefile: no NORACE_PKGS line")
+	}
+	listed := map[string]bool{}
+	for _, pkg := range strings.Fields(string(m[1])) {
+		listed[strings.TrimPrefix(pkg, "./")] = true
+	}
+	gated := map[string]bool{}
+	err = filepath.WalkDir(repoRoot, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(src), "\nconst raceEnabled") {
+			dir, err := filepath.Rel(repoRoot, filepath.Dir(path))
+			if err != nil {
+				return err
+			}
+			gated[filepath.ToSlash(dir)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gated) == 0 {
+		t.Fatal("no package defines raceEnabled in its tests; the search is broken")
+	}
+	for dir := range gated {
+		if !listed[dir] {
+			t.Errorf("%s gates tests on raceEnabled but is not in the Makefile's NORACE_PKGS, so `make test` never runs them full-size", dir)
+		}
+	}
+}
