@@ -148,7 +148,7 @@ func (s *Server) CollectKeys(msgs []*AdvertiseKeys) (relay map[uint32][]*Adverti
 		return nil, nil, err
 	}
 	msgs, rejected = distinct(msgs, func(m *AdvertiseKeys) uint32 { return m.ID })
-	// The checks (a signature and two X25519 evaluations each) are
+	// The checks (a signature and two low-order checks each) are
 	// independent, and at n = 1,000 they were the server's largest serial
 	// cost: they run on all cores, the results kept by position so that
 	// the outcome does not depend on the schedule.
