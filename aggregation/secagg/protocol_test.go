@@ -372,21 +372,14 @@ func probeShared(pub *x25519.Key) bool {
 // small order: p−2, p+2 (= 2), 2, 2^255−1 (= 18), the order-8 points
 // with their lowest byte changed, and a public key made by KeyGen.
 var nearMisses = func() []x25519.Key {
-	var out []x25519.Key
-	for _, h := range []string{
+	out := hexKeys(
 		"ebffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"0200000000000000000000000000000000000000000000000000000000000000",
 		"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"e1eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
 		"5e9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-	} {
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			panic(err)
-		}
-		out = append(out, x25519.Key(b))
-	}
+	)
 	var pub x25519.Key
 	x25519.KeyGen(&pub, &x25519.Key{1, 2, 3})
 	out = append(out, pub)
