@@ -489,11 +489,12 @@ func (c *Client) checkUnmask(req *UnmaskRequest) error {
 			ErrInconsistent, formatIDs(req.Dropped), c.id, formatIDs(dropped))
 	}
 	valid := 0
+	signed := encodeSurvivors(c.signed)
 	for _, s := range req.Sigs {
 		if !survivors.has(s.ID) {
 			return fmt.Errorf("%w: consistency signature from participant %d, not a survivor", ErrInconsistent, s.ID)
 		}
-		if err := c.verify(s.ID, consistencyMessage(&c.session, s.ID, c.signed), s.Sig); err != nil {
+		if err := c.verify(s.ID, signed.message(&c.session, s.ID), s.Sig); err != nil {
 			return fmt.Errorf("%w: consistency signature of participant %d: %v", ErrBadSignature, s.ID, err)
 		}
 		valid++

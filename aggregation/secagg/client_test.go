@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"slices"
@@ -117,7 +118,7 @@ func TestTamperedShare(t *testing.T) {
 // non-canonical encodings (p, p+1, and each with the unused top bit set).
 var lowOrderPoints = func() []x25519.Key {
 	var out []x25519.Key
-	for _, h := range []string{
+	for _, k := range hexKeys(
 		"0000000000000000000000000000000000000000000000000000000000000000",
 		"0100000000000000000000000000000000000000000000000000000000000000",
 		"e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
@@ -125,18 +126,26 @@ var lowOrderPoints = func() []x25519.Key {
 		"ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 		"eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-	} {
-		b, err := hex.DecodeString(h)
-		if err != nil {
-			panic(err)
-		}
-		k := x25519.Key(b)
+	) {
 		out = append(out, k)
 		k[31] |= 0x80
 		out = append(out, k)
 	}
 	return out
 }()
+
+// hexKeys decodes X25519 keys written in hex.
+func hexKeys(hs ...string) []x25519.Key {
+	out := make([]x25519.Key, len(hs))
+	for i, h := range hs {
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != x25519.Size {
+			panic(fmt.Sprintf("bad test key %q", h))
+		}
+		out[i] = x25519.Key(b)
+	}
+	return out
+}
 
 // TestLowOrderPoints checks that a validly signed advertisement carrying
 // a low-order point as either key is rejected by the server and, if the

@@ -80,7 +80,10 @@
 // # Cryptography
 //
 // Everything comes from circl and the standard library: X25519 from
-// circl/dh/x25519, whose Shared rejects low-order points; Shamir sharing
+// circl/dh/x25519, whose Shared rejects low-order points (the server,
+// which relays keys without agreeing on them, compares each advertised
+// key with the same seven encodings, libsodium's has_small_order list,
+// rather than run a ladder to find out); Shamir sharing
 // from circl/secretsharing over the ristretto255 scalar field
 // (circl/group); HKDF-SHA-256 (crypto/hkdf), AES-256-GCM and AES-128-CTR
 // (crypto/aes, crypto/cipher).

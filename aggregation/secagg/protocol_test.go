@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -356,4 +357,85 @@ func TestRecoverAll(t *testing.T) {
 			}
 		}
 	}
+}
+
+// probeShared reports whether circl's x25519.Shared accepts pub (as
+// checkPublicKey did before issue 16): it refuses a low-order point
+// whatever the secret.
+func probeShared(pub *x25519.Key) bool {
+	var probe, out x25519.Key
+	probe[0] = 1
+	return x25519.Shared(&out, &probe, pub)
+}
+
+// nearMisses are encodings next to the low-order ones that are not of
+// small order: p−2, p+2 (= 2), 2, 2^255−1 (= 18), the order-8 points
+// with their lowest byte changed, and a public key made by KeyGen.
+var nearMisses = func() []x25519.Key {
+	out := hexKeys(
+		"ebffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"0200000000000000000000000000000000000000000000000000000000000000",
+		"ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+		"e1eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+		"5e9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+	)
+	var pub x25519.Key
+	x25519.KeyGen(&pub, &x25519.Key{1, 2, 3})
+	out = append(out, pub)
+	for _, k := range slices.Clone(out) {
+		k[31] |= 0x80
+		out = append(out, k)
+	}
+	return out
+}()
+
+// TestCheckPublicKey checks the blocklist against the encodings of the
+// low-order points written out independently (lowOrderPoints, each with
+// and without bit 255), so that dropping an entry of smallOrder fails
+// here, and that circl's Shared refuses exactly the same keys among them
+// and the near misses.
+func TestCheckPublicKey(t *testing.T) {
+	for _, k := range lowOrderPoints {
+		if err := checkPublicKey(&k); !errors.Is(err, ErrBadKey) {
+			t.Errorf("checkPublicKey(%x) = %v, want ErrBadKey", k[:], err)
+		}
+		if probeShared(&k) {
+			t.Errorf("x25519.Shared accepts the low-order point %x", k[:])
+		}
+	}
+	for _, k := range nearMisses {
+		if err := checkPublicKey(&k); err != nil {
+			t.Errorf("checkPublicKey(%x) = %v, want nil", k[:], err)
+		}
+		if !probeShared(&k) {
+			t.Errorf("x25519.Shared refuses %x, not of small order", k[:])
+		}
+	}
+	// The error names the key as received, bit 255 included.
+	k := lowOrderPoints[1]
+	k[31] |= 0x80
+	want := "secagg: invalid X25519 public key: " + hex.EncodeToString(k[:]) + " is a point of small order"
+	if err := checkPublicKey(&k); err == nil || err.Error() != want {
+		t.Errorf("checkPublicKey(%x) = %v, want %q", k[:], err, want)
+	}
+}
+
+// FuzzCheckPublicKey checks that checkPublicKey rejects a key exactly
+// when circl's x25519.Shared (which the agreements use) refuses it.
+func FuzzCheckPublicKey(f *testing.F) {
+	for _, k := range slices.Concat(lowOrderPoints, nearMisses) {
+		f.Add(k[:])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var k x25519.Key // the first 32 bytes, zero-padded
+		copy(k[:], b)
+		err := checkPublicKey(&k)
+		if err != nil && !errors.Is(err, ErrBadKey) {
+			t.Fatalf("checkPublicKey(%x) = %v, want nil or ErrBadKey", k[:], err)
+		}
+		if shared := probeShared(&k); shared != (err == nil) {
+			t.Fatalf("checkPublicKey(%x) = %v, but x25519.Shared returns %v", k[:], err, shared)
+		}
+	})
 }

@@ -36,8 +36,9 @@ type Server struct {
 	commits    [][32]byte   // by id, for U2
 	u1, u2, u3 *idSet
 	u4         *idSet
-	survivors  []uint32 // U3, sorted
-	sum        []uint32 // Σ_{U3} masked inputs
+	survivors  []uint32          // U3, sorted
+	signed     survivorsEncoding // U3, as the consistency messages end
+	sum        []uint32          // Σ_{U3} masked inputs
 }
 
 // NewServer returns the server of session cfg; verify checks the
@@ -148,7 +149,7 @@ func (s *Server) CollectKeys(msgs []*AdvertiseKeys) (relay map[uint32][]*Adverti
 		return nil, nil, err
 	}
 	msgs, rejected = distinct(msgs, func(m *AdvertiseKeys) uint32 { return m.ID })
-	// The checks (a signature and two X25519 evaluations each) are
+	// The checks (a signature and two low-order checks each) are
 	// independent, and at n = 1,000 they were the server's largest serial
 	// cost: they run on all cores, the results kept by position so that
 	// the outcome does not depend on the schedule.
@@ -310,6 +311,7 @@ func (s *Server) CollectMasked(msgs []*MaskedInput) (survivors []uint32, rejecte
 	s.sum = make([]uint32, s.cfg.Dim)
 	sumVectors(s.sum, vecs)
 	s.survivors = u3.list()
+	s.signed = encodeSurvivors(s.survivors)
 	s.next = PhaseConsistencyCheck
 	return slices.Clone(s.survivors), rejected, nil
 }
@@ -383,7 +385,7 @@ func (s *Server) checkConsistency(m *ConsistencySig) error {
 	if err := m.Validate(s.cfg); err != nil {
 		return err
 	}
-	if err := s.verify(m.ID, consistencyMessage(&s.session, m.ID, s.survivors), m.Sig); err != nil {
+	if err := s.verify(m.ID, s.signed.message(&s.session, m.ID), m.Sig); err != nil {
 		return fmt.Errorf("%w: consistency signature of participant %d: %v", ErrBadSignature, m.ID, err)
 	}
 	return nil
