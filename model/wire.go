@@ -68,8 +68,8 @@ const expMask = 0x7f800000
 // 4·len(dst). A NaN or ±Inf value is refused with an error wrapping ErrNonFinite
 // and naming its index; on error dst holds unspecified values and must not be used.
 func DecodeInto(dst []float32, src []byte) error {
-	if len(src) != 4*len(dst) {
-		return fmt.Errorf("model: decode: %d bytes for %d parameters, want %d", len(src), len(dst), 4*len(dst))
+	if err := checkDecodeLen(dst, src); err != nil {
+		return err
 	}
 	// Decode in chunks and test finiteness once per chunk: the hot loop has no
 	// data-dependent branch, and a chunk stays in L1 for the rare re-scan.
@@ -95,11 +95,29 @@ func DecodeInto(dst []float32, src []byte) error {
 			d[i] = math.Float32frombits(u)
 		}
 		if bad&0x80000000 != 0 {
-			for i, v := range d {
-				if math.Float32bits(v)&expMask == expMask {
-					return fmt.Errorf("model: decode: parameter %d is %v: %w", start+i, v, ErrNonFinite)
-				}
+			if err := nonFinite(d, start); err != nil {
+				return err
 			}
+		}
+	}
+	return nil
+}
+
+// checkDecodeLen is the length check of DecodeInto and DecodeSumSquares.
+func checkDecodeLen(dst []float32, src []byte) error {
+	if len(src) != 4*len(dst) {
+		return fmt.Errorf("model: decode: %d bytes for %d parameters, want %d", len(src), len(dst), 4*len(dst))
+	}
+	return nil
+}
+
+// nonFinite names the first NaN or ±Inf of a decoded chunk d that starts at
+// index start, or returns nil; the decoders call it only when the chunk's
+// exponent test flagged one.
+func nonFinite(d []float32, start int) error {
+	for i, v := range d {
+		if math.Float32bits(v)&expMask == expMask {
+			return fmt.Errorf("model: decode: parameter %d is %v: %w", start+i, v, ErrNonFinite)
 		}
 	}
 	return nil
@@ -116,8 +134,8 @@ func DecodeInto(dst []float32, src []byte) error {
 // DecodeInto's other callers (an agent decoding a downloaded model) pay
 // for no float arithmetic.
 func DecodeSumSquares(dst []float32, src []byte) (float64, error) {
-	if len(src) != 4*len(dst) {
-		return 0, fmt.Errorf("model: decode: %d bytes for %d parameters, want %d", len(src), len(dst), 4*len(dst))
+	if err := checkDecodeLen(dst, src); err != nil {
+		return 0, err
 	}
 	var s0, s1, s2, s3 float64
 	const chunk = 4096 // as DecodeInto; a multiple of 4, so lanes stay i mod 4
@@ -150,10 +168,8 @@ func DecodeSumSquares(dst []float32, src []byte) (float64, error) {
 			s0 += x * x
 		}
 		if bad&0x80000000 != 0 {
-			for i, v := range d {
-				if math.Float32bits(v)&expMask == expMask {
-					return 0, fmt.Errorf("model: decode: parameter %d is %v: %w", start+i, v, ErrNonFinite)
-				}
+			if err := nonFinite(d, start); err != nil {
+				return 0, err
 			}
 		}
 	}
