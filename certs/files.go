@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	crand "crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -58,6 +59,19 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// WriteJSONAtomic writes v as one line of JSON (json.Marshal's encoding
+// and a newline) to path with permission perm, atomically as
+// WriteFileAtomic: the form of the state files an agent must never find torn
+// (its accepted manifest, its privacy ledger). A marshal error is
+// json.Marshal's, unwrapped, so that callers keep one prefix for both.
+func WriteJSONAtomic(path string, v any, perm os.FileMode) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(data, '\n'), perm)
 }
 
 // WritePrivateKey writes a PEM private key with mode 0600 and refuses to

@@ -2,7 +2,6 @@ package participant
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -169,11 +168,7 @@ func saveLedger(path string, rec ledgerRecord) error {
 	if rec.Events == nil {
 		rec.Events = []LedgerEvent{}
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("privacy ledger: %w", err)
-	}
-	if err := certs.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := certs.WriteJSONAtomic(path, rec, 0o600); err != nil {
 		return fmt.Errorf("privacy ledger: %w", err)
 	}
 	return nil
