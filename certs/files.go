@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -107,9 +108,7 @@ func WritePrivateKey(path string, keyPEM []byte) error {
 // writeTemp writes data to a new fsynced temporary file next to path.
 func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
+	dir = cmp.Or(dir, ".")
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("certs: write %s: %w", path, err)

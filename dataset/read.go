@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -122,10 +123,7 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 	if o.Label == "" {
 		return nil, fmt.Errorf("%w: ReadOptions.Label is required", ErrSchema)
 	}
-	maxRows := o.MaxRows
-	if maxRows == 0 {
-		maxRows = DefaultMaxRows
-	}
+	maxRows := cmp.Or(o.MaxRows, DefaultMaxRows)
 	if maxRows < 0 {
 		return nil, fmt.Errorf("%w: ReadOptions.MaxRows %d is negative", ErrSchema, o.MaxRows)
 	}

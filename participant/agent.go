@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -312,15 +313,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 			return nil, fmt.Errorf("participant: Config.MetricsListen %w", err)
 		}
 	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = DefaultMinBackoff
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.GiveUpAfter == 0 {
-		cfg.GiveUpAfter = DefaultGiveUpAfter
-	}
+	cfg.MinBackoff = cmp.Or(cfg.MinBackoff, DefaultMinBackoff)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, DefaultMaxBackoff)
+	cfg.GiveUpAfter = cmp.Or(cfg.GiveUpAfter, DefaultGiveUpAfter)
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return nil, fmt.Errorf("participant: MaxBackoff %v < MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}

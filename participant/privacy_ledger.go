@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,9 +31,7 @@ func ledgerBounds(budget, delta float64) (float64, float64, error) {
 	if budget == 0 {
 		budget = math.Inf(1)
 	}
-	if delta == 0 {
-		delta = DefaultDPDelta
-	}
+	delta = cmp.Or(delta, DefaultDPDelta)
 	if err := privacy.ValidateDelta(delta); err != nil {
 		return 0, 0, fmt.Errorf("participant: Config.DPDelta: %w", err)
 	}

@@ -2,6 +2,7 @@ package participant
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	crand "crypto/rand"
@@ -407,10 +408,7 @@ func (a *Agent) secureDPShortfall(plan secureround.Plan) string {
 	if dp == nil {
 		return fmt.Sprintf("this hospital takes part in secure rounds with distributed DP only (at most ε = %g per round)", limit)
 	}
-	delta := a.cfg.DPDelta
-	if delta == 0 {
-		delta = DefaultDPDelta
-	}
+	delta := cmp.Or(a.cfg.DPDelta, DefaultDPDelta)
 	g, err := dp.Mechanism(plan.MinSurvivors()).Epsilon(delta)
 	if err != nil {
 		return fmt.Sprintf("the round's distributed DP cannot be accounted: %v", err)
