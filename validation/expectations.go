@@ -254,4 +254,3 @@ func checkName(s string) error {
 	}
 	return nil
 }
-
