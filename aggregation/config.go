@@ -1,6 +1,7 @@
 package aggregation
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -187,10 +188,7 @@ func (c Config) base() (checked, error) {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
 	}
-	name := c.Rule
-	if name == "" {
-		name = NameFedAvg
-	}
+	name := cmp.Or(c.Rule, NameFedAvg)
 	spec, ok := lookupRule(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownRule, c.Rule, strings.Join(ruleNames, ", "))

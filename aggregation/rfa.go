@@ -1,6 +1,7 @@
 package aggregation
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 )
@@ -97,12 +98,8 @@ func (r RFA) cohort(n int) error { return honestMajority(r.Name(), n, r.F) }
 
 func (r RFA) params() (iters int, nu float64) {
 	iters, nu = r.Iterations, r.Nu
-	if iters == 0 {
-		iters = DefaultRFAIterations
-	}
-	if nu == 0 {
-		nu = DefaultNu
-	}
+	iters = cmp.Or(iters, DefaultRFAIterations)
+	nu = cmp.Or(nu, DefaultNu)
 	return iters, nu
 }
 

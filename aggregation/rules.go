@@ -359,10 +359,7 @@ func (r CenteredClipping) Aggregate(dst []float32, updates []Update) (Report, er
 	if err := prologue(r, dst, updates); err != nil {
 		return Report{}, err
 	}
-	iters := r.Iterations
-	if iters == 0 {
-		iters = DefaultIterations
-	}
+	iters := cmp.Or(r.Iterations, DefaultIterations)
 	xs := vectors(updates)
 	n := len(xs)
 	// v lives in dst; each iteration is one weighted sum over the updates

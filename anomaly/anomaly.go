@@ -66,6 +66,7 @@
 package anomaly
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -133,20 +134,14 @@ type Config struct {
 // WithDefaults returns c with every zero setting replaced by its default
 // (CosineFloor then points to a copy).
 func (c Config) WithDefaults() Config {
-	if c.NormMADs == 0 {
-		c.NormMADs = DefaultNormMADs
-	}
-	if c.NormRatio == 0 {
-		c.NormRatio = DefaultNormRatio
-	}
+	c.NormMADs = cmp.Or(c.NormMADs, DefaultNormMADs)
+	c.NormRatio = cmp.Or(c.NormRatio, DefaultNormRatio)
 	floor := DefaultCosineFloor
 	if c.CosineFloor != nil {
 		floor = *c.CosineFloor
 	}
 	c.CosineFloor = &floor
-	if c.DriftShift == 0 {
-		c.DriftShift = DefaultDriftShift
-	}
+	c.DriftShift = cmp.Or(c.DriftShift, DefaultDriftShift)
 	return c
 }
 

@@ -209,6 +209,7 @@
 package attack
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -367,10 +368,7 @@ type Backdoor interface {
 // the given number of features (the trigger's shape depends on it). Errors
 // wrap ErrUnknown or ErrConfig.
 func New(c Config, features int) (Attack, error) {
-	name := c.Name
-	if name == "" {
-		name = NameNone
-	}
+	name := cmp.Or(c.Name, NameNone)
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
@@ -449,26 +447,17 @@ func New(c Config, features int) (Attack, error) {
 	case NameSignFlip:
 		return signFlip{b}, nil
 	case NameGaussian:
-		sigma := c.Sigma
-		if sigma == 0 {
-			sigma = DefaultSigma
-		}
+		sigma := cmp.Or(c.Sigma, DefaultSigma)
 		return gaussian{b, sigma}, nil
 	case NameLabelFlip:
 		return labelFlip{none{b}}, nil
 	case NameALIE:
 		return alie{b, c.Z, c.ZRule, c.ZSign == ZSignGradients}, nil
 	case NameIPM:
-		eps := c.Epsilon
-		if eps == 0 {
-			eps = DefaultEpsilon
-		}
+		eps := cmp.Or(c.Epsilon, DefaultEpsilon)
 		return ipm{b, eps}, nil
 	case NameMinMax, NameMinSum:
-		p := c.Perturbation
-		if p == "" {
-			p = DefaultPerturbation
-		}
+		p := cmp.Or(c.Perturbation, DefaultPerturbation)
 		return minMax{b, p, name == NameMinSum, c.ZSign == ZSignGradients}, nil
 	case NameFangKrum:
 		return fangKrum{b}, nil

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -69,9 +70,7 @@ var kindTable = []KindSpec{
 		if err := json.Compact(&buf, p.Aggregation); err == nil {
 			agg = buf.String()
 		}
-		if agg == "" {
-			agg = "(none)"
-		}
+		agg = cmp.Or(agg, "(none)")
 		return fmt.Sprintf("configuration sha256 %s: aggregation %s, at least %d participants, %d rounds, secure aggregation %t",
 			p.SHA256, agg, p.MinParticipants, p.Rounds, p.Secure)
 	}),
@@ -149,10 +148,7 @@ var kindTable = []KindSpec{
 		return fmt.Sprintf("%s refused (%s): %s", p.Method, p.Code, p.Reason)
 	}),
 	timeline(KindEventsSuppressed, WriterCoordinator, false, func(_ Event, p EventsSuppressed) string {
-		who := p.Participant
-		if who == "" {
-			who = "callers without a verified identity"
-		}
+		who := cmp.Or(p.Participant, "callers without a verified identity")
 		kinds := slices.Sorted(maps.Keys(p.Kinds))
 		for i, k := range kinds {
 			kinds[i] = fmt.Sprintf("%s %d", k, p.Kinds[k])

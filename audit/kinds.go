@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -133,10 +134,7 @@ func describeValidation(p DataValidation) string {
 		} else {
 			warns++
 		}
-		col := f.Column
-		if col == "" {
-			col = "a column the expectations do not name"
-		}
+		col := cmp.Or(f.Column, "a column the expectations do not name")
 		parts = append(parts, fmt.Sprintf("%s %s on %s (%d of %d)", f.Severity, f.Rule, col, f.Count, f.Total))
 	}
 	trained := "trained"

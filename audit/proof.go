@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -59,13 +60,10 @@ func (l *Log) Prove(seq uint64) (Proof, error) {
 // proof) is ignored; any other change to the event is not.
 func VerifyProof(data []byte, verifiers note.Verifiers) (Event, Checkpoint, error) {
 	var p Proof
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&p); err != nil {
-		return Event{}, Checkpoint{}, fmt.Errorf("audit: verify proof: %w", err)
-	}
-	if d.More() {
+	if err := strictjson.Unmarshal(data, &p); errors.Is(err, strictjson.ErrTrailing) {
 		return Event{}, Checkpoint{}, errors.New("audit: verify proof: data after the proof")
+	} else if err != nil {
+		return Event{}, Checkpoint{}, fmt.Errorf("audit: verify proof: %w", err)
 	}
 	ev := p.Event
 	if p.Index != ev.Seq {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fedguard/fedguard/internal/strictjson"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -441,17 +442,14 @@ func sameLine(rendered, line []byte) bool {
 	return bytes.Equal(rendered[:len(rendered)-1], line)
 }
 
-// strictUnmarshal decodes one JSON object, refusing unknown fields.
+// strictUnmarshal decodes one JSON object, refusing unknown fields and
+// anything after it (strictjson's rule, in this package's words).
 func strictUnmarshal(data []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
+	err := strictjson.Unmarshal(data, v)
+	if errors.Is(err, strictjson.ErrTrailing) {
 		return errors.New("data after the object")
 	}
-	return nil
+	return err
 }
 
 // eventItem is an event line decoded and hashed, with what went wrong.

@@ -10,6 +10,7 @@ package benchmark
 // AggregateResult.Ratio is the rule's median time over the pass's.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -104,10 +105,7 @@ func Aggregate(ctx context.Context, o AggregateOptions) (AggregateResult, error)
 	if o.N < 1 || o.D < 1 {
 		return AggregateResult{}, fmt.Errorf("%w: n=%d d=%d, both must be positive", ErrAggregateOptions, o.N, o.D)
 	}
-	runs := o.Runs
-	if runs == 0 {
-		runs = DefaultAggregateRuns
-	}
+	runs := cmp.Or(o.Runs, DefaultAggregateRuns)
 	if runs < 0 {
 		return AggregateResult{}, fmt.Errorf("%w: runs=%d", ErrAggregateOptions, runs)
 	}

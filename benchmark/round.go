@@ -144,9 +144,7 @@ func Round(ctx context.Context, o RoundOptions) (RoundResult, error) {
 	if o.Participants < 1 || o.Params < 1 {
 		return RoundResult{}, fmt.Errorf("benchmark: need at least one participant and one parameter (got %d, %d)", o.Participants, o.Params)
 	}
-	if o.Rounds == 0 {
-		o.Rounds = 5
-	}
+	o.Rounds = cmp.Or(o.Rounds, 5)
 	if o.Binary == "" {
 		exe, err := os.Executable()
 		if err != nil {

@@ -29,6 +29,7 @@ package benchmark
 // k dropouts; on c cores that is about N/c and (N−k)(k+1)/c keystreams.
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/aes"
@@ -320,12 +321,8 @@ func (o SecAggOptions) check() (SecAggOptions, error) {
 		return o, fmt.Errorf("%w: negative DP option", ErrSecAggOptions)
 	}
 	if o.DPEpsilon > 0 {
-		if o.DPDelta == 0 {
-			o.DPDelta = 1e-5
-		}
-		if o.DPRounds == 0 {
-			o.DPRounds = 100
-		}
+		o.DPDelta = cmp.Or(o.DPDelta, 1e-5)
+		o.DPRounds = cmp.Or(o.DPRounds, 100)
 		if o.DPClipNorm == 0 {
 			o.DPClipNorm = math.Sqrt(float64(o.D)) / 2
 		}

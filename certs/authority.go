@@ -3,6 +3,7 @@ package certs
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -109,9 +110,7 @@ func initAuthority(dir, federation string, validity time.Duration, key crypto.Si
 	if err := ValidateName(federation); err != nil {
 		return nil, fmt.Errorf("certs: init: federation: %w", err)
 	}
-	if validity == 0 {
-		validity = DefaultCAValidity
-	}
+	validity = cmp.Or(validity, DefaultCAValidity)
 	if validity < 0 {
 		return nil, fmt.Errorf("certs: init: negative validity %v", validity)
 	}

@@ -1,11 +1,13 @@
 package certs
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	crand "crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -60,6 +62,19 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return syncDir(filepath.Dir(path))
 }
 
+// WriteJSONAtomic writes v as one line of JSON (json.Marshal's encoding
+// and a newline) to path with permission perm, atomically as
+// WriteFileAtomic: the form of the state files an agent must never find torn
+// (its accepted manifest, its privacy ledger). A marshal error is
+// json.Marshal's, unwrapped, so that callers keep one prefix for both.
+func WriteJSONAtomic(path string, v any, perm os.FileMode) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(data, '\n'), perm)
+}
+
 // WritePrivateKey writes a PEM private key with mode 0600 and refuses to
 // overwrite an existing file: replacing a key by mistake would orphan the
 // certificate issued for it, and a key is never meant to be rewritten.
@@ -93,9 +108,7 @@ func WritePrivateKey(path string, keyPEM []byte) error {
 // writeTemp writes data to a new fsynced temporary file next to path.
 func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
+	dir = cmp.Or(dir, ".")
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return "", fmt.Errorf("certs: write %s: %w", path, err)

@@ -84,3 +84,34 @@ func TestReadsBounded(t *testing.T) {
 		t.Error("after the refused reload, the revocation the loaded CRL holds is gone")
 	}
 }
+
+// TestWriteJSONAtomic: the file holds v's JSON and a newline with the
+// permission asked for, replacing what was there; a value JSON cannot
+// encode leaves the old file in place and returns json.Marshal's error.
+func TestWriteJSONAtomic(t *testing.T) {
+	type rec struct {
+		Round  uint64 `json:"round"`
+		Digest string `json:"digest"`
+	}
+	state := filepath.Join(t.TempDir(), "state.json")
+	if err := os.WriteFile(state, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSONAtomic(state, rec{Round: 7, Digest: "ab"}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(state)
+	if want := "{\"round\":7,\"digest\":\"ab\"}\n"; err != nil || string(got) != want {
+		t.Errorf("WriteJSONAtomic wrote %q (%v), want %q", got, err, want)
+	}
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("WriteJSONAtomic: stat = %v, %v, want mode 0600", fi, err)
+	}
+	err = WriteJSONAtomic(state, make(chan int), 0o600)
+	if err == nil || err.Error() != "json: unsupported type: chan int" {
+		t.Errorf("WriteJSONAtomic(chan) = %v, want json.Marshal's unsupported-type error", err)
+	}
+	if again, _ := os.ReadFile(state); string(again) != string(got) {
+		t.Errorf("after a failed write the file holds %q, want %q", again, got)
+	}
+}

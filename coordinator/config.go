@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -261,30 +262,18 @@ func ParseConfig(b []byte) (Config, error) {
 
 // withDefaults fills zero values with the documented defaults.
 func (c Config) withDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.Training.Rounds == 0 {
-		c.Training.Rounds = DefaultRounds
-	}
-	if c.Training.LocalEpochs == 0 {
-		c.Training.LocalEpochs = 1
-	}
-	if c.Training.LearningRate == 0 {
-		c.Training.LearningRate = 0.1
-	}
-	if c.Training.BatchSize == 0 {
-		c.Training.BatchSize = 32
-	}
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.Training.Rounds = cmp.Or(c.Training.Rounds, DefaultRounds)
+	c.Training.LocalEpochs = cmp.Or(c.Training.LocalEpochs, 1)
+	c.Training.LearningRate = cmp.Or(c.Training.LearningRate, 0.1)
+	c.Training.BatchSize = cmp.Or(c.Training.BatchSize, 32)
 	if c.MinParticipants == 0 {
 		c.MinParticipants = max(1, (len(c.Enrolled)+1)/2)
 	}
 	if c.Model.Kind == "mlp" && len(c.Model.Hidden) == 0 {
 		c.Model.Hidden = []int{16}
 	}
-	if c.Aggregation.Rule == "" {
-		c.Aggregation.Rule = aggregation.NameFedAvg
-	}
+	c.Aggregation.Rule = cmp.Or(c.Aggregation.Rule, aggregation.NameFedAvg)
 	if c.CohortTimeout == 0 {
 		c.CohortTimeout = Duration(DefaultCohortTimeout)
 	}
@@ -298,12 +287,8 @@ func (c Config) withDefaults() Config {
 		c.LongPoll = Duration(DefaultLongPoll)
 	}
 	c.Limits = c.Limits.withDefaults()
-	if c.KeepModels == 0 {
-		c.KeepModels = DefaultKeepModels
-	}
-	if c.MinFreeBytes == 0 {
-		c.MinFreeBytes = DefaultMinFreeBytes
-	}
+	c.KeepModels = cmp.Or(c.KeepModels, DefaultKeepModels)
+	c.MinFreeBytes = cmp.Or(c.MinFreeBytes, DefaultMinFreeBytes)
 	if c.Model.Kind == "tensors" && len(c.Model.Tensors) == 0 && c.InitialModel != "" {
 		if l, err := initialLayout(c.InitialModel); err == nil { // else Validate reports it
 			c.Model.Tensors = make([]TensorConfig, len(l))
@@ -319,18 +304,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Secure {
 		a := &c.SecAgg
-		if a.ThresholdPercent == 0 {
-			a.ThresholdPercent = secureround.DefaultThresholdPercent
-		}
-		if a.Clip == 0 {
-			a.Clip = 1
-		}
-		if a.WeightBits == 0 {
-			a.WeightBits = secagg.DefaultWeightBits
-		}
-		if a.WeightUnit == 0 {
-			a.WeightUnit = 1
-		}
+		a.ThresholdPercent = cmp.Or(a.ThresholdPercent, secureround.DefaultThresholdPercent)
+		a.Clip = cmp.Or(a.Clip, 1)
+		a.WeightBits = cmp.Or(a.WeightBits, secagg.DefaultWeightBits)
+		a.WeightUnit = cmp.Or(a.WeightUnit, 1)
 		if a.PhaseTimeout == 0 {
 			a.PhaseTimeout = Duration(secureround.DefaultPhaseTimeout)
 		}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -296,10 +297,7 @@ func (c *Coordinator) manifestFor(rec *RoundRecord, modelSum [32]byte, params []
 		dropped[s.Name] = "sat out: " + s.Reason
 	}
 	for _, n := range rec.Dropped {
-		why := dropped[n]
-		if why == "" {
-			why = "no update before the deadline"
-		}
+		why := cmp.Or(dropped[n], "no update before the deadline")
 		m.Excluded = append(m.Excluded, manifest.Exclusion{Name: n, Reason: why})
 	}
 	for _, r := range rec.Refused {

@@ -59,6 +59,7 @@ package coordinator
 // MaxConnectionIdle.
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -136,18 +137,12 @@ type LimitsConfig struct {
 }
 
 func (l LimitsConfig) withDefaults() LimitsConfig {
-	if l.MaxConnections == 0 {
-		l.MaxConnections = DefaultMaxConnections
-	}
-	if l.MaxCalls == 0 {
-		l.MaxCalls = DefaultMaxCalls
-	}
+	l.MaxConnections = cmp.Or(l.MaxConnections, DefaultMaxConnections)
+	l.MaxCalls = cmp.Or(l.MaxCalls, DefaultMaxCalls)
 	if l.UpdateIdle == 0 {
 		l.UpdateIdle = Duration(DefaultUpdateIdle)
 	}
-	if l.UpdateMinRate == 0 {
-		l.UpdateMinRate = DefaultUpdateMinRate
-	}
+	l.UpdateMinRate = cmp.Or(l.UpdateMinRate, DefaultUpdateMinRate)
 	return l
 }
 

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -92,12 +93,8 @@ type SpillConfig struct {
 
 // withDefaults fills the zero values.
 func (s SpillConfig) withDefaults() SpillConfig {
-	if s.Mode == "" {
-		s.Mode = SpillAuto
-	}
-	if s.MemoryBytes == 0 {
-		s.MemoryBytes = DefaultSpillMemoryBytes
-	}
+	s.Mode = cmp.Or(s.Mode, SpillAuto)
+	s.MemoryBytes = cmp.Or(s.MemoryBytes, DefaultSpillMemoryBytes)
 	return s
 }
 

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -323,10 +324,7 @@ func (c *Coordinator) noteSessionsLocked(rec RoundRecord) {
 			case slices.Contains(b.Survivors, m):
 				c.status.set(m, ParticipantUpdateReceived, "", now)
 			default:
-				why := b.Dropped[m]
-				if why == "" {
-					why = "not among the survivors"
-				}
+				why := cmp.Or(b.Dropped[m], "not among the survivors")
 				c.status.set(m, ParticipantDropped, fmt.Sprintf("left the secure session of bucket %d at %s", b.Bucket, why), now)
 			}
 		}

@@ -2,6 +2,7 @@ package dataset
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -122,10 +123,7 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 	if o.Label == "" {
 		return nil, fmt.Errorf("%w: ReadOptions.Label is required", ErrSchema)
 	}
-	maxRows := o.MaxRows
-	if maxRows == 0 {
-		maxRows = DefaultMaxRows
-	}
+	maxRows := cmp.Or(o.MaxRows, DefaultMaxRows)
 	if maxRows < 0 {
 		return nil, fmt.Errorf("%w: ReadOptions.MaxRows %d is negative", ErrSchema, o.MaxRows)
 	}
@@ -226,14 +224,14 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 			v, err := parseCell(rec[c])
 			if err != nil {
 				l, _ := cr.FieldPos(c)
-				return nil, &RowError{Line: l, Column: names[c], Value: truncate(rec[c]), Err: err}
+				return nil, &RowError{Line: l, Column: names[c], Value: Excerpt(rec[c]), Err: err}
 			}
 			row[j] = v
 		}
 		label := strings.TrimSpace(rec[labelCol])
 		if err := checkLabel(label); err != nil {
 			l, _ := cr.FieldPos(labelCol)
-			return nil, &RowError{Line: l, Column: names[labelCol], Value: truncate(rec[labelCol]), Err: err}
+			return nil, &RowError{Line: l, Column: names[labelCol], Value: Excerpt(rec[labelCol]), Err: err}
 		}
 		t.X = append(t.X, row)
 		// Clone: with ReuseRecord the cell shares memory with the whole record.
@@ -349,8 +347,11 @@ func checkText(s string) error {
 
 const maxShown = 40
 
-// truncate shortens a cell for an error message to maxShown bytes on a rune boundary.
-func truncate(s string) string {
+// Excerpt shortens a cell (or a name) read from a data or expectations
+// file to at most 40 bytes, cut on a rune boundary and marked with "…", so
+// that an error message quotes enough to find it and never a whole field
+// of up to a line's length (this package's and package validation's).
+func Excerpt(s string) string {
 	if len(s) <= maxShown {
 		return s
 	}
@@ -361,7 +362,7 @@ func truncate(s string) string {
 	return s[:cut] + "…"
 }
 
-func quoteTrunc(s string) string { return strconv.Quote(truncate(s)) }
+func quoteTrunc(s string) string { return strconv.Quote(Excerpt(s)) }
 
 // tooLargeError is returned by guardReader; it wraps ErrTooLarge.
 type tooLargeError struct{ msg string }

@@ -16,6 +16,7 @@ package demo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -162,28 +163,16 @@ type Flag struct {
 // withDefaults fills in the zero options that have a default, all but
 // Hospitals (see chooseHospitals) and Log.
 func (o Options) withDefaults() Options {
-	if o.Trainer == "" {
-		o.Trainer = TrainerBuiltin
-	}
+	o.Trainer = cmp.Or(o.Trainer, TrainerBuiltin)
 	if o.Trainer == TrainerPyTorch {
-		if o.Rounds == 0 {
-			o.Rounds = DefaultPyTorchRounds
-		}
-		if o.Python == "" {
-			o.Python = DefaultPython
-		}
-		if o.Partition == "" {
-			o.Partition = DefaultPartition
-		}
+		o.Rounds = cmp.Or(o.Rounds, DefaultPyTorchRounds)
+		o.Python = cmp.Or(o.Python, DefaultPython)
+		o.Partition = cmp.Or(o.Partition, DefaultPartition)
 		// train.py builds fedguard's MLP layout.
 		o.Model = "mlp"
 	}
-	if o.Rounds == 0 {
-		o.Rounds = 20
-	}
-	if o.Model == "" {
-		o.Model = "logreg"
-	}
+	o.Rounds = cmp.Or(o.Rounds, 20)
+	o.Model = cmp.Or(o.Model, "logreg")
 	return o
 }
 
@@ -793,9 +782,7 @@ func (f *Fed) Agent(name, addr string, keys manifest.PublicKeys, log *slog.Logge
 	salt := lineage.SaltFor(ca.Raw)
 	var trainer participant.Trainer = &participant.LocalTrainer{DataFile: filepath.Join(f.Dir, name, "data.csv"), Holdout: 0.2, Seed: seed}
 	if f.TrainerCode != "" {
-		if python == "" {
-			python = DefaultPython
-		}
+		python = cmp.Or(python, DefaultPython)
 		trainer = f.execTrainer(name, python, seed)
 	}
 	if name == f.Poison {
@@ -826,10 +813,7 @@ func secureNote(c coordinator.Config) string {
 
 // ruleName describes an aggregation configuration in one phrase.
 func ruleName(c aggregation.Config) string {
-	name := c.Rule
-	if name == "" {
-		name = aggregation.NameFedAvg
-	}
+	name := cmp.Or(c.Rule, aggregation.NameFedAvg)
 	if c.NormClip > 0 {
 		name += fmt.Sprintf(" after norm-clip %g", c.NormClip)
 	}

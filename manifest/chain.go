@@ -286,11 +286,7 @@ func SaveAccepted(path string, a Accepted) error {
 	if !isHexDigest(a.Digest) {
 		return fmt.Errorf("manifest: save accepted: digest %.80q is not 64 lowercase hex digits", a.Digest)
 	}
-	data, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("manifest: save accepted: %w", err)
-	}
-	if err := certs.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := certs.WriteJSONAtomic(path, a, 0o600); err != nil {
 		return fmt.Errorf("manifest: save accepted: %w", err)
 	}
 	return nil

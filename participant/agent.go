@@ -1,6 +1,7 @@
 package participant
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -312,15 +313,9 @@ func New(cfg Config, opts ...Option) (*Agent, error) {
 			return nil, fmt.Errorf("participant: Config.MetricsListen %w", err)
 		}
 	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = DefaultMinBackoff
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.GiveUpAfter == 0 {
-		cfg.GiveUpAfter = DefaultGiveUpAfter
-	}
+	cfg.MinBackoff = cmp.Or(cfg.MinBackoff, DefaultMinBackoff)
+	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, DefaultMaxBackoff)
+	cfg.GiveUpAfter = cmp.Or(cfg.GiveUpAfter, DefaultGiveUpAfter)
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return nil, fmt.Errorf("participant: MaxBackoff %v < MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
@@ -777,24 +772,8 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	if err != nil {
 		return err
 	}
-	trainStart := time.Now()
-	res, err := a.cfg.Trainer.Train(rctx, asg, start)
-	if err == nil {
-		a.metrics.trained(trainStart)
-	}
+	res, err := a.train(rctx, client, asg, start, log)
 	if err != nil {
-		if errors.Is(err, ErrIncompatible) {
-			return permanent(err)
-		}
-		if errors.Is(err, ErrPrivacyBudget) {
-			// Known only after training (an exec trainer's DP events):
-			// the update is dropped, and the coordinator told.
-			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
-			a.reportPrivacyRefusal(rctx, client, asg, log)
-		}
-		return fmt.Errorf("participant: train: %w", err)
-	}
-	if err := a.checkResult(res); err != nil {
 		return err
 	}
 	resp, err := a.submit(rctx, client, asg, res)
@@ -806,6 +785,31 @@ func (a *Agent) runRound(ctx context.Context, client fedguardv1.CoordinatorServi
 	log.InfoContext(ctx, "update accepted", slog.Float64("norm", resp.GetNorm()),
 		slog.Uint64("samples", res.Samples), slog.Float64("holdout_accuracy", res.Holdout.Accuracy))
 	return nil
+}
+
+// train runs the trainer from start and checks its result, for a plain
+// round and a secure one alike. An incompatible trainer is a permanent
+// error. A privacy budget that only training found exhausted (an exec
+// trainer's DP events) drops the update: this attempt is sat out and the
+// coordinator told why.
+func (a *Agent) train(ctx context.Context, client fedguardv1.CoordinatorServiceClient, asg *fedguardv1.RoundAssignment, start []float32, log *slog.Logger) (Result, error) {
+	trainStart := time.Now()
+	res, err := a.cfg.Trainer.Train(ctx, asg, start)
+	if err != nil {
+		if errors.Is(err, ErrIncompatible) {
+			return Result{}, permanent(err)
+		}
+		if errors.Is(err, ErrPrivacyBudget) {
+			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
+			a.reportPrivacyRefusal(ctx, client, asg, log)
+		}
+		return Result{}, fmt.Errorf("participant: train: %w", err)
+	}
+	a.metrics.trained(trainStart)
+	if err := a.checkResult(res); err != nil {
+		return Result{}, err
+	}
+	return res, nil
 }
 
 // checkResult refuses to send an update the coordinator would have to refuse.

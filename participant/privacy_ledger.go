@@ -1,8 +1,8 @@
 package participant
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,9 +31,7 @@ func ledgerBounds(budget, delta float64) (float64, float64, error) {
 	if budget == 0 {
 		budget = math.Inf(1)
 	}
-	if delta == 0 {
-		delta = DefaultDPDelta
-	}
+	delta = cmp.Or(delta, DefaultDPDelta)
 	if err := privacy.ValidateDelta(delta); err != nil {
 		return 0, 0, fmt.Errorf("participant: Config.DPDelta: %w", err)
 	}
@@ -169,11 +167,7 @@ func saveLedger(path string, rec ledgerRecord) error {
 	if rec.Events == nil {
 		rec.Events = []LedgerEvent{}
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("privacy ledger: %w", err)
-	}
-	if err := certs.WriteFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := certs.WriteJSONAtomic(path, rec, 0o600); err != nil {
 		return fmt.Errorf("privacy ledger: %w", err)
 	}
 	return nil

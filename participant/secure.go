@@ -2,6 +2,7 @@ package participant
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	crand "crypto/rand"
@@ -377,25 +378,10 @@ func (a *Agent) secureInput(ctx context.Context, client fedguardv1.CoordinatorSe
 	}
 	// Under distributed DP the noise is drawn while the hospital trains.
 	prepared := plan.Prepare()
-	trainStart := time.Now()
-	res, err := a.cfg.Trainer.Train(ctx, asg, start)
-	if err == nil {
-		a.metrics.trained(trainStart)
-	}
+	// On a privacy budget found exhausted by training, no masked input
+	// leaves, and the coordinator is told why, as after a plain round.
+	res, err := a.train(ctx, client, asg, start, a.log.With(slog.Uint64("round", asg.GetRound())))
 	if err != nil {
-		if errors.Is(err, ErrIncompatible) {
-			return Result{}, nil, permanent(err)
-		}
-		if errors.Is(err, ErrPrivacyBudget) {
-			// Known only after training (an exec trainer's DP events):
-			// the update is dropped, no masked input leaves, and the
-			// coordinator is told why, as after a plain round.
-			a.last.round, a.last.attempt = asg.GetRound(), uint64(asg.GetAttempt())
-			a.reportPrivacyRefusal(ctx, client, asg, a.log.With(slog.Uint64("round", asg.GetRound())))
-		}
-		return Result{}, nil, fmt.Errorf("participant: train: %w", err)
-	}
-	if err := a.checkResult(res); err != nil {
 		return Result{}, nil, err
 	}
 	var seed [32]byte
@@ -422,10 +408,7 @@ func (a *Agent) secureDPShortfall(plan secureround.Plan) string {
 	if dp == nil {
 		return fmt.Sprintf("this hospital takes part in secure rounds with distributed DP only (at most ε = %g per round)", limit)
 	}
-	delta := a.cfg.DPDelta
-	if delta == 0 {
-		delta = DefaultDPDelta
-	}
+	delta := cmp.Or(a.cfg.DPDelta, DefaultDPDelta)
 	g, err := dp.Mechanism(plan.MinSurvivors()).Epsilon(delta)
 	if err != nil {
 		return fmt.Sprintf("the round's distributed DP cannot be accounted: %v", err)

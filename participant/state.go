@@ -225,11 +225,7 @@ func saveState(path string, st State) error {
 		rec.Revealed = append(rec.Revealed, d)
 	}
 	slices.Sort(rec.Revealed)
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("save accepted manifest: %w", err)
-	}
-	if err := certs.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+	if err := certs.WriteJSONAtomic(path, rec, 0o600); err != nil {
 		return fmt.Errorf("save accepted manifest: %w", err)
 	}
 	return nil

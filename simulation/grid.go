@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -101,10 +102,7 @@ func GridShard(ctx context.Context, base Options, attacks []attack.Config, rules
 // AttackLabel names an attack configuration in tables and plots: its name,
 // with "/own" when the attackers see only their own updates.
 func AttackLabel(c attack.Config) string {
-	name := c.Name
-	if name == "" {
-		name = attack.NameNone
-	}
+	name := cmp.Or(c.Name, attack.NameNone)
 	if c.OwnOnly {
 		name += "/own"
 	}
@@ -114,10 +112,7 @@ func AttackLabel(c attack.Config) string {
 // RuleLabel names a rule configuration in tables and plots: the rule's
 // name, after its pre-steps ("clip2+bucket2+krum").
 func RuleLabel(c aggregation.Config) string {
-	name := c.Rule
-	if name == "" {
-		name = aggregation.NameFedAvg
-	}
+	name := cmp.Or(c.Rule, aggregation.NameFedAvg)
 	if c.Bucket > 1 {
 		name = fmt.Sprintf("bucket%d+%s", c.Bucket, name)
 	}

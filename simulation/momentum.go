@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -152,10 +153,7 @@ func statefulRule(c aggregation.Config, center string) aggregation.Rule {
 	if center != CenterPrevious || c.Rule != aggregation.NameCenteredClipping {
 		return nil
 	}
-	iters := c.Iterations
-	if iters == 0 {
-		iters = aggregation.DefaultIterations
-	}
+	iters := cmp.Or(c.Iterations, aggregation.DefaultIterations)
 	var rule aggregation.Rule = &previousClipping{tau: c.Tau, iters: iters}
 	if c.Bucket > 1 {
 		rule = aggregation.Bucketing{Size: c.Bucket, Rule: rule}

@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"runtime"
@@ -202,12 +203,8 @@ type Options struct {
 
 // withDefaults returns o with its zero fields set to their defaults.
 func (o Options) withDefaults() Options {
-	if o.Dataset == "" {
-		o.Dataset = DefaultDataset
-	}
-	if o.Model == "" {
-		o.Model = DefaultModel
-	}
+	o.Dataset = cmp.Or(o.Dataset, DefaultDataset)
+	o.Model = cmp.Or(o.Model, DefaultModel)
 	if o.Hidden == nil && strings.EqualFold(strings.TrimSpace(o.Model), "mlp") {
 		switch o.Dataset {
 		case DatasetWDBC:
@@ -217,30 +214,14 @@ func (o Options) withDefaults() Options {
 		}
 	}
 	o.Hidden = slices.Clone(o.Hidden)
-	if o.Clients == 0 {
-		o.Clients = DefaultClients
-	}
-	if o.Attack.Name == "" {
-		o.Attack.Name = attack.NameNone
-	}
-	if o.Aggregation.Rule == "" {
-		o.Aggregation.Rule = aggregation.NameFedAvg
-	}
-	if o.Partition == "" {
-		o.Partition = DefaultPartition
-	}
-	if o.Rounds == 0 {
-		o.Rounds = DefaultRounds
-	}
-	if o.LocalEpochs == 0 {
-		o.LocalEpochs = DefaultLocalEpochs
-	}
-	if o.LearningRate == 0 {
-		o.LearningRate = DefaultLearningRate
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = DefaultBatchSize
-	}
+	o.Clients = cmp.Or(o.Clients, DefaultClients)
+	o.Attack.Name = cmp.Or(o.Attack.Name, attack.NameNone)
+	o.Aggregation.Rule = cmp.Or(o.Aggregation.Rule, aggregation.NameFedAvg)
+	o.Partition = cmp.Or(o.Partition, DefaultPartition)
+	o.Rounds = cmp.Or(o.Rounds, DefaultRounds)
+	o.LocalEpochs = cmp.Or(o.LocalEpochs, DefaultLocalEpochs)
+	o.LearningRate = cmp.Or(o.LearningRate, DefaultLearningRate)
+	o.BatchSize = cmp.Or(o.BatchSize, DefaultBatchSize)
 	if o.Workers == 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -386,11 +367,7 @@ func check(o Options) (*checked, error) {
 // and a clip of 1.
 func (o Options) dpDeltaClip() (delta, clip float64) {
 	delta, clip = o.DPDelta, o.DPClipNorm
-	if delta == 0 {
-		delta = participant.DefaultDPDelta
-	}
-	if clip == 0 {
-		clip = 1
-	}
+	delta = cmp.Or(delta, participant.DefaultDPDelta)
+	clip = cmp.Or(clip, 1)
 	return delta, clip
 }

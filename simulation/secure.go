@@ -1,6 +1,7 @@
 package simulation
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -93,10 +94,7 @@ type secureMode struct {
 // coordinator does. Errors wrap ErrOptions.
 func newSecure(s *sim, dim int) (*secureMode, error) {
 	o := s.o
-	clip := o.SecureClip
-	if clip == 0 {
-		clip = DefaultSecureClip
-	}
+	clip := cmp.Or(o.SecureClip, DefaultSecureClip)
 	size := secureBucketSize(o.Aggregation.Bucket)
 	params, err := secagg.DefaultParams(secureround.LargestBucket(o.Clients, size), clip)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
@@ -156,7 +157,7 @@ func (e Expectations) validate() error {
 	seen := map[string]string{}
 	use := func(name, role string) error {
 		if err := checkName(name); err != nil {
-			return fmt.Errorf("%s name %q: %v", role, truncate(name), err)
+			return fmt.Errorf("%s name %q: %v", role, dataset.Excerpt(name), err)
 		}
 		if prev, ok := seen[name]; ok {
 			return fmt.Errorf("column %q is both %s and %s", name, prev, role)
@@ -176,7 +177,7 @@ func (e Expectations) validate() error {
 	classes := map[string]bool{}
 	for _, c := range e.Label.Classes {
 		if err := checkName(c.Value); err != nil {
-			return fmt.Errorf("label class %q: %v", truncate(c.Value), err)
+			return fmt.Errorf("label class %q: %v", dataset.Excerpt(c.Value), err)
 		}
 		if classes[c.Value] {
 			return fmt.Errorf("label class %q listed twice", c.Value)
@@ -221,7 +222,7 @@ func (e Expectations) validate() error {
 			vals := map[string]bool{}
 			for _, v := range c.Values {
 				if err := checkName(v); err != nil {
-					return fmt.Errorf("column %q: value %q: %v", c.Name, truncate(v), err)
+					return fmt.Errorf("column %q: value %q: %v", c.Name, dataset.Excerpt(v), err)
 				}
 				if vals[v] {
 					return fmt.Errorf("column %q: value %q listed twice", c.Name, v)
@@ -252,17 +253,4 @@ func checkName(s string) error {
 		return errors.New("surrounding white space")
 	}
 	return nil
-}
-
-// truncate shortens s for an error message to 40 bytes on a rune boundary.
-func truncate(s string) string {
-	const n = 40
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -157,9 +158,7 @@ func widen(lo, hi float64) (float64, float64) {
 	w := hi - lo
 	if w == 0 {
 		w = math.Abs(lo)
-		if w == 0 {
-			w = 1
-		}
+		w = cmp.Or(w, 1)
 	}
 	nlo, nhi := lo-RangeMargin*w, hi+RangeMargin*w
 	if lo >= 0 && nlo < 0 {

@@ -68,7 +68,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -77,6 +76,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // Format is the format string of a witness file.
@@ -121,13 +121,10 @@ func Parse(data []byte) (*File, error) {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrMalformed, len(data), MaxFileSize)
 	}
 	var f File
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	if err := strictjson.Unmarshal(data, &f); errors.Is(err, strictjson.ErrTrailing) {
 		return nil, fmt.Errorf("%w: data after the JSON object", ErrMalformed)
+	} else if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if f.Format != Format {
 		return nil, fmt.Errorf("%w: format %.64q, want %q", ErrMalformed, f.Format, Format)

@@ -307,10 +307,7 @@ func (c Chart) SVG() template.HTML {
 	b.WriteString("</g>\n")
 
 	if len(c.Band) > 0 {
-		name := c.BandName
-		if name == "" {
-			name = "band"
-		}
+		name := cmp.Or(c.BandName, "band")
 		fmt.Fprintf(&b, `<g class="band" aria-label="%s">`, e(name))
 		for _, run := range bandRuns(c.Band) {
 			b.WriteString(bandPath(f, run, name, c.XLabel))
@@ -393,10 +390,7 @@ func (c Chart) legend(f frame) string {
 		item(s.Name, colour)
 	}
 	if len(c.Band) > 0 {
-		name := c.BandName
-		if name == "" {
-			name = "band"
-		}
+		name := cmp.Or(c.BandName, "band")
 		item(name, "#c6dbef")
 	}
 	b.WriteString("</g>\n")

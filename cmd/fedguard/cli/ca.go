@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -232,10 +233,7 @@ func runCARevoke(_ context.Context, env *Env, args []string) error {
 		return nil
 	}
 	for _, r := range revoked {
-		id := r.Identity
-		if id == "" {
-			id = "not in issued.jsonl"
-		}
+		id := cmp.Or(r.Identity, "not in issued.jsonl")
 		fmt.Fprintf(env.Stdout, "revoked serial %s (%s)\n", caSerial(r.Serial), id)
 	}
 	if len(revoked) > 0 {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -160,10 +161,7 @@ func runParticipant(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	name := r.configPath
-	if name == "" {
-		name = "participant run"
-	}
+	name := cmp.Or(r.configPath, "participant run")
 	if r.check {
 		id, err := r.cfg.Check()
 		if err != nil {

@@ -17,9 +17,6 @@ func runVersion(_ context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 {
-		return usageError("version: unexpected arguments %q", fs.Args())
-	}
 	info := buildinfo.Read()
 	if *asJSON {
 		b, err := json.MarshalIndent(info, "", "  ")
