@@ -51,7 +51,7 @@ type updateRequest struct {
 
 // unmarshal decodes data into u.
 func (u *updateRequest) unmarshal(data mem.BufferSlice) error {
-	buf := data.MaterializeToBuffer(wire.MessagePool)
+	buf := data.MaterializeToBuffer(wire.MessagePool())
 	u.msg = new(fedguardv1.SubmitUpdateRequest)
 	aliased, err := decodeUpdateRequest(buf.ReadOnlyData(), u.msg)
 	if err != nil || !aliased {

@@ -51,19 +51,19 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
-	buf := MessagePool.Get(size)
+	buf := messagePool.Get(size)
 	out, err := opts.MarshalAppend((*buf)[:0], m)
 	if err != nil {
-		MessagePool.Put(buf)
+		messagePool.Put(buf)
 		return nil, err
 	}
 	if len(out) != size || &out[0] != &(*buf)[0] {
 		// The encoding did not fit where Size said (it cannot, but the
 		// buffer is not cleared, so it must never go out unwritten).
-		MessagePool.Put(buf)
+		messagePool.Put(buf)
 		return mem.BufferSlice{mem.SliceBuffer(out)}, nil
 	}
-	return mem.BufferSlice{mem.NewBuffer(buf, MessagePool)}, nil
+	return mem.BufferSlice{mem.NewBuffer(buf, messagePool)}, nil
 }
 
 // Unmarshal decodes data into v. A message that arrived in several frames
@@ -75,7 +75,7 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if err != nil {
 		return err
 	}
-	buf := data.MaterializeToBuffer(MessagePool)
+	buf := data.MaterializeToBuffer(messagePool)
 	defer buf.Free()
 	return proto.Unmarshal(buf.ReadOnlyData(), m)
 }
@@ -93,11 +93,16 @@ func protoMessage(v any) (proto.Message, error) {
 // messageClass is the granularity of MessagePool's buffers.
 const messageClass = 64 << 10
 
-// MessagePool is Codec's buffer pool: buffers in classes of 64 KiB up to
-// MaxMessageBytes, handed out as they were given back, not cleared, so a
-// user must write every byte it reads. Smaller requests go to gRPC's
-// default pool and larger ones are allocated.
-var MessagePool mem.BufferPool = &sizedPool{}
+// MessagePool returns Codec's buffer pool: buffers in classes of 64 KiB up
+// to MaxMessageBytes, handed out as they were given back, not cleared, so
+// a user must write every byte it reads. Smaller requests go to gRPC's
+// default pool and larger ones are allocated. It is a function, not a
+// variable, so that no package can swap the pool the codec's buffers are
+// given back to.
+func MessagePool() mem.BufferPool { return messagePool }
+
+// messagePool is the one pool behind MessagePool.
+var messagePool mem.BufferPool = &sizedPool{}
 
 // sizedPool is MessagePool's type.
 type sizedPool struct {

@@ -19,11 +19,11 @@ import (
 func TestCodecDirtyBuffers(t *testing.T) {
 	for _, n := range []int{10 << 20 / 4, 1 << 20, 256 << 10, 64<<10 - 7, 64 << 10, 64<<10 + 1, 5000, 100, 0} {
 		for range 4 {
-			b := wire.MessagePool.Get(max(n, 1))
+			b := wire.MessagePool().Get(max(n, 1))
 			for i := range *b {
 				(*b)[i] = 0xFF
 			}
-			wire.MessagePool.Put(b)
+			wire.MessagePool().Put(b)
 		}
 		data := make([]byte, n)
 		for i := range data {
