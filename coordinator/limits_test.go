@@ -33,6 +33,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -236,8 +237,8 @@ func TestSilentUpdateStream(t *testing.T) {
 		t.Errorf("silent stream ended after %v, want about 250ms", took)
 	}
 	s.stop(t)
-	refused := readEvents(t, f.cfg, audit.KindUpdateRefused)
-	if len(refused) != 1 || refused[0].Actor != ps[0].name || payload[audit.UpdateRefused](t, refused[0]).Code != codes.ResourceExhausted.String() {
+	refused := fedtest.AuditEvents(t, f.cfg, audit.KindUpdateRefused)
+	if len(refused) != 1 || refused[0].Actor != ps[0].name || fedtest.Payload[audit.UpdateRefused](t, refused[0]).Code != codes.ResourceExhausted.String() {
 		t.Errorf("update_refused events %+v, want one ResourceExhausted of %s", refused, ps[0].name)
 	}
 }
@@ -464,12 +465,12 @@ func TestSecureStreamStall(t *testing.T) {
 			if err := s.stop(t); err != nil {
 				t.Fatal(err)
 			}
-			if n := len(readEvents(t, f.cfg, audit.KindUpdateRefused)); n != 0 {
+			if n := len(fedtest.AuditEvents(t, f.cfg, audit.KindUpdateRefused)); n != 0 {
 				t.Errorf("%d update_refused events, want none (a secure stream's refusal is a call_refused)", n)
 			}
 			var refused []audit.CallRefused
-			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-				p := payload[audit.CallRefused](t, e)
+			for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindCallRefused) {
+				p := fedtest.Payload[audit.CallRefused](t, e)
 				if e.Actor != "hospital-d" {
 					t.Errorf("call_refused by %s, want hospital-d", e.Actor)
 				}

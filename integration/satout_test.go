@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -102,27 +101,12 @@ func TestTrainerSitOutReported(t *testing.T) {
 		t.Errorf("round 2 manifest excludes %+v, want hospital-c, sat out: trainer_crash: …", v.Round.Excluded)
 	}
 
-	l, err := audit.Open(filepath.Join(cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	var satOut []audit.RoundSatOut
-	if err := l.Events(0, func(ev audit.Event) error {
-		if ev.Kind != audit.KindRoundSatOut {
-			return nil
-		}
-		var p audit.RoundSatOut
-		if err := json.Unmarshal(ev.Payload, &p); err != nil {
-			return err
-		}
+	for _, ev := range fedtest.AuditEvents(t, cfg, audit.KindRoundSatOut) {
 		if ev.Actor != "hospital-c" || ev.Round != 2 {
 			t.Errorf("round_sat_out by %s in round %d, want hospital-c in round 2", ev.Actor, ev.Round)
 		}
-		satOut = append(satOut, p)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+		satOut = append(satOut, fedtest.Payload[audit.RoundSatOut](t, ev))
 	}
 	if len(satOut) != 1 || satOut[0].Reason != "trainer_crash" || !strings.Contains(satOut[0].Detail, "CUDA out of memory") {
 		t.Errorf("audited sit-outs = %+v, want one trainer_crash quoting the trainer", satOut)
