@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/internal/fedtest/endless"
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
@@ -354,16 +355,7 @@ func TestRotationGolden(t *testing.T) {
 	}
 	for name, want := range files {
 		path := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != string(want) {
+		if got := golden.File(t, path, want); string(got) != string(want) {
 			t.Errorf("%s differs from what this code writes:\n got %.200q\nwant %.200q", path, got, want)
 		}
 	}
