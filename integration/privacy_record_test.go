@@ -96,11 +96,7 @@ func testPrivacyOnTheRecord(t *testing.T, secure bool) {
 		hs[2]: dpAgent(t, dir, hs[2], c.Addr, keys, 0),
 	}
 	wait := runAgents(t, context.Background(), agents)
-	for n, err := range wait(90 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v", n, err)
-		}
-	}
+	wantFinished(t, wait(90*time.Second))
 	if err := c.WaitServe(t, 30*time.Second); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}

@@ -50,16 +50,8 @@ func TestTrainerSitOutReported(t *testing.T) {
 		"hospital-b": newAgent(t, dir, "hospital-b", c.Addr, nil),
 		"hospital-c": newAgent(t, dir, "hospital-c", c.Addr, crashing),
 	})
-	for n, err := range wait(90 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil (training finished)", n, err)
-		}
-	}
-	recs, err := c.Rounds()
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkContiguous(t, recs, 3)
+	wantFinished(t, wait(90*time.Second))
+	recs := servedRounds(t, c, 3)
 	r2 := recs[1]
 	if !slices.Equal(r2.Dropped, []string{"hospital-c"}) || len(r2.SatOut) != 1 || r2.SatOut[0].Name != "hospital-c" ||
 		!strings.HasPrefix(r2.SatOut[0].Reason, "trainer_crash: ") || !strings.Contains(r2.SatOut[0].Reason, "CUDA out of memory") {
