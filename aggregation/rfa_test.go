@@ -1,14 +1,14 @@
 package aggregation
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // rfaReference is a case in testdata/rfa: inputs and the aggregate an
@@ -43,9 +43,7 @@ func TestRFAMatchesReferences(t *testing.T) {
 				t.Fatal(err)
 			}
 			var v rfaReference
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&v); err != nil {
+			if err := strictjson.Unmarshal(b, &v); err != nil {
 				t.Fatal(err)
 			}
 			us := make([]Update, len(v.Inputs))

@@ -3,7 +3,6 @@ package aggregation
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
 // vector is a known-answer case in testdata/vectors: small inputs whose
@@ -50,9 +51,7 @@ func readVectors(t testing.TB) map[string]vector {
 			t.Fatal(err)
 		}
 		var v vector
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&v); err != nil {
+		if err := strictjson.Unmarshal(b, &v); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 		vs[strings.TrimSuffix(filepath.Base(f), ".json")] = v

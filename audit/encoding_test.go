@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,13 +14,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-// Golden files pin the wire formats. Regenerate them only for a reason
-// stated in the commit (a new format version), never to make a test pass:
-//
-//	go test ./audit/ -run 'Golden' -update
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
+)
 
 // goldenEvent is the fixed event of testdata/event.golden.
 func goldenEvent() Event {
@@ -36,19 +31,16 @@ func goldenEvent() Event {
 	}
 }
 
+// checkGolden fails the test unless got is testdata/name.
+//
+// Golden files (internal/fedtest/golden) pin the wire formats. Regenerate them only for a reason
+// stated in the commit (a new format version), never to make a test pass:
+//
+//	go test ./audit/ -run 'Golden' -update
 func checkGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
+	if want := golden.File(t, path, got); !bytes.Equal(got, want) {
 		t.Errorf("%s changed: a wire format changed (got %q, want %q); bump its version instead", path, got, want)
 	}
 }

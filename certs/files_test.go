@@ -8,19 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 	"github.com/fedguard/fedguard/internal/strictjson"
 )
-
-// zeroFile returns a path in dir behind which stands /dev/zero: a file
-// that never ends, as a FIFO or a device named in a configuration is.
-func zeroFile(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.Symlink("/dev/zero", p); err != nil {
-		t.Skipf("no /dev/zero: %v", err)
-	}
-	return p
-}
 
 // TestReadsBounded: every file an operator names to this package — a
 // certificate, a CA bundle, a key pair, a CRL — is read up to its bound
@@ -35,7 +25,7 @@ func TestReadsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	endless := zeroFile(t, dir, "endless.pem")
+	endless := endless.File(t, dir, "endless.pem")
 	crl := filepath.Join(dir, "crl.pem")
 	good, err := os.ReadFile(filepath.Join(a.dir, crlFile))
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -125,6 +126,19 @@ func (p *participant) slowSend(t *testing.T, round uint64, delta []float32, gap 
 	return time.Now(), err
 }
 
+// startLimited starts a federation of abc with the update stream limits
+// and the round timeout, the cohort opening after 100ms, and returns its
+// first round's assignment (the first participant's).
+func startLimited(t *testing.T, roundTimeout time.Duration, limits coordinator.LimitsConfig) (*server, []*participant, *fedguardv1.RoundAssignment) {
+	t.Helper()
+	f := newFederation(t, abc)
+	f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
+	f.cfg.RoundTimeout = coordinator.Duration(roundTimeout)
+	f.cfg.Limits = limits
+	s, ps := f.startScaled(t, abc...)
+	return s, ps, assignments(t, ps)[0]
+}
+
 // TestHalfSentUpdateEndsWithRound holds an update stream open across the
 // round's deadline, half sent or trickling: the coordinator must end it
 // when the round closes and drop its buffer. Before the limits, the
@@ -141,15 +155,9 @@ func TestHalfSentUpdateEndsWithRound(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFederation(t, abc)
-			f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
-			f.cfg.RoundTimeout = coordinator.Duration(1500 * time.Millisecond)
 			// Neither the idle nor the rate limit may end the stream first.
-			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(time.Minute), UpdateMinRate: 1}
-			s, ps := f.startScaled(t, abc...)
-			asg := assignments(t, ps)
-			round := asg[0].GetRound()
-			deadline := asg[0].GetDeadline().AsTime()
+			s, ps, asg := startLimited(t, 1500*time.Millisecond, coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(time.Minute), UpdateMinRate: 1})
+			round, deadline := asg.GetRound(), asg.GetDeadline().AsTime()
 
 			var (
 				wg      sync.WaitGroup
@@ -191,12 +199,8 @@ func TestUpdateStreamStall(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFederation(t, abc)
-			f.cfg.CohortTimeout = coordinator.Duration(100 * time.Millisecond)
-			f.cfg.RoundTimeout = coordinator.Duration(time.Minute)
-			f.cfg.Limits = coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(250 * time.Millisecond), UpdateMinRate: 1000}
-			s, ps := f.startScaled(t, abc...)
-			round := assignments(t, ps)[0].GetRound()
+			s, ps, asg := startLimited(t, time.Minute, coordinator.LimitsConfig{UpdateIdle: coordinator.Duration(250 * time.Millisecond), UpdateMinRate: 1000})
+			round := asg.GetRound()
 			began := time.Now()
 			ended, err := ps[0].slowSend(t, round, deltas(1), tc.gap)
 			wantCode(t, "stalled update stream", err, codes.ResourceExhausted)
@@ -233,8 +237,8 @@ func TestSilentUpdateStream(t *testing.T) {
 		t.Errorf("silent stream ended after %v, want about 250ms", took)
 	}
 	s.stop(t)
-	refused := readEvents(t, f.cfg, audit.KindUpdateRefused)
-	if len(refused) != 1 || refused[0].Actor != ps[0].name || payload[audit.UpdateRefused](t, refused[0]).Code != codes.ResourceExhausted.String() {
+	refused := fedtest.AuditEvents(t, f.cfg, audit.KindUpdateRefused)
+	if len(refused) != 1 || refused[0].Actor != ps[0].name || fedtest.Payload[audit.UpdateRefused](t, refused[0]).Code != codes.ResourceExhausted.String() {
 		t.Errorf("update_refused events %+v, want one ResourceExhausted of %s", refused, ps[0].name)
 	}
 }
@@ -461,12 +465,12 @@ func TestSecureStreamStall(t *testing.T) {
 			if err := s.stop(t); err != nil {
 				t.Fatal(err)
 			}
-			if n := len(readEvents(t, f.cfg, audit.KindUpdateRefused)); n != 0 {
+			if n := len(fedtest.AuditEvents(t, f.cfg, audit.KindUpdateRefused)); n != 0 {
 				t.Errorf("%d update_refused events, want none (a secure stream's refusal is a call_refused)", n)
 			}
 			var refused []audit.CallRefused
-			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-				p := payload[audit.CallRefused](t, e)
+			for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindCallRefused) {
+				p := fedtest.Payload[audit.CallRefused](t, e)
 				if e.Actor != "hospital-d" {
 					t.Errorf("call_refused by %s, want hospital-d", e.Actor)
 				}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -78,8 +79,8 @@ func TestMalformedMessageAudited(t *testing.T) {
 		fedguardv1.CoordinatorService_Join_FullMethodName:         true,
 		fedguardv1.CoordinatorService_SubmitUpdate_FullMethodName: true,
 	}
-	for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-		c := payload[audit.CallRefused](t, e)
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindCallRefused) {
+		c := fedtest.Payload[audit.CallRefused](t, e)
 		if e.Actor == p.name && strings.Contains(c.Reason, "malformed message") {
 			if !want[c.Method] {
 				t.Errorf("call_refused for %s audited twice or unexpectedly: %+v", c.Method, c)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/metricnames"
 )
 
@@ -165,7 +166,7 @@ func TestMetricsPoisonedParticipant(t *testing.T) {
 	}
 	var flags []audit.AnomalyFlagged
 	var order []string
-	for _, e := range readEvents(t, f.cfg, "") {
+	for _, e := range fedtest.AuditEvents(t, f.cfg, "") {
 		if e.Round == 1 {
 			order = append(order, e.Kind)
 		}
@@ -175,7 +176,7 @@ func TestMetricsPoisonedParticipant(t *testing.T) {
 		if e.Round != 1 || e.Actor != audit.ActorCoordinator {
 			t.Errorf("anomaly event seq %d: round %d actor %q, want round 1 actor %q", e.Seq, e.Round, e.Actor, audit.ActorCoordinator)
 		}
-		flags = append(flags, payload[audit.AnomalyFlagged](t, e))
+		flags = append(flags, fedtest.Payload[audit.AnomalyFlagged](t, e))
 	}
 	if len(flags) != 1 {
 		t.Fatalf("audit log has %d anomaly_flagged events (%+v), want 1", len(flags), flags)

@@ -48,7 +48,7 @@ func startLogged(t *testing.T, cfg coordinator.Config) (*server, *fedtest.LogBuf
 func countKinds(t *testing.T, cfg coordinator.Config) map[string]int {
 	t.Helper()
 	n := map[string]int{}
-	for _, e := range readEvents(t, cfg, "") {
+	for _, e := range fedtest.AuditEvents(t, cfg, "") {
 		n[e.Kind+"/"+e.Actor]++
 	}
 	return n
@@ -95,8 +95,8 @@ func TestAuditQuota(t *testing.T) {
 		t.Errorf("%d data_validation events of %s, want %d", got, abc[0], coordinator.AuditEventsPerMinute)
 	}
 	var sup []audit.EventsSuppressed
-	for _, e := range readEvents(t, f.cfg, audit.KindEventsSuppressed) {
-		p := payload[audit.EventsSuppressed](t, e)
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindEventsSuppressed) {
+		p := fedtest.Payload[audit.EventsSuppressed](t, e)
 		sup = append(sup, p)
 	}
 	want := uint64(calls - coordinator.AuditEventsPerMinute)
@@ -105,7 +105,7 @@ func TestAuditQuota(t *testing.T) {
 	}
 	// The suppressed events precede the stop, and both are covered by the
 	// last checkpoint.
-	all := readEvents(t, f.cfg, "")
+	all := fedtest.AuditEvents(t, f.cfg, "")
 	if k := all[len(all)-2].Kind; k != audit.KindEventsSuppressed {
 		t.Errorf("event before the stop is %s, want events_suppressed", k)
 	}
@@ -209,8 +209,8 @@ func TestRevocationEndsLiveCalls(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, e := range readEvents(t, f.cfg, audit.KindCallRefused) {
-				p := payload[audit.CallRefused](t, e)
+			for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindCallRefused) {
+				p := fedtest.Payload[audit.CallRefused](t, e)
 				got = append(got, e.Actor+" "+p.Code+" "+p.Method)
 			}
 			want := victim.name + " PermissionDenied /fedguard.v1.CoordinatorService/" + method
@@ -249,10 +249,10 @@ func TestConnectionRefusalsCountedAtStop(t *testing.T) {
 	if err := s.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	events := len(readEvents(t, f.cfg, audit.KindConnectionRefused))
+	events := len(fedtest.AuditEvents(t, f.cfg, audit.KindConnectionRefused))
 	var suppressed uint64
-	for _, e := range readEvents(t, f.cfg, audit.KindEventsSuppressed) {
-		p := payload[audit.EventsSuppressed](t, e)
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindEventsSuppressed) {
+		p := fedtest.Payload[audit.EventsSuppressed](t, e)
 		if p.Participant != "" {
 			t.Errorf("events_suppressed names %q for connections refused before any identity was verified", p.Participant)
 		}

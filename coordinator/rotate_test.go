@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -74,7 +75,7 @@ func TestRotateKeysResumes(t *testing.T) {
 	if !r.Resumed || r.NewFingerprint != next.Public().Fingerprint() {
 		t.Errorf("RotateKeys = %+v, want the staged rotation resumed", r)
 	}
-	if got := readEvents(t, cfg, audit.KindKeyRotated); len(got) != 1 {
+	if got := fedtest.AuditEvents(t, cfg, audit.KindKeyRotated); len(got) != 1 {
 		t.Errorf("audit log has %d key_rotated events, want 1", len(got))
 	}
 	s := start(t, cfg)
@@ -94,7 +95,7 @@ func TestRotateKeysResumes(t *testing.T) {
 	if err != nil || len(chain) != 2 {
 		t.Fatalf("LoadRotations = %d, %v; want 2", len(chain), err)
 	}
-	if got := readEvents(t, cfg, audit.KindKeyRotated); len(got) != 2 {
+	if got := fedtest.AuditEvents(t, cfg, audit.KindKeyRotated); len(got) != 2 {
 		t.Errorf("audit log has %d key_rotated events, want 2", len(got))
 	}
 	if _, err := coordinator.CheckData(cfg); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -87,20 +88,20 @@ func TestReportSatOutAttacks(t *testing.T) {
 		t.Errorf("the attacker's refused sit-outs were recorded as sit-outs: %v", k)
 	}
 	var sup []audit.EventsSuppressed
-	for _, e := range readEvents(t, f.cfg, audit.KindEventsSuppressed) {
-		sup = append(sup, payload[audit.EventsSuppressed](t, e))
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindEventsSuppressed) {
+		sup = append(sup, fedtest.Payload[audit.EventsSuppressed](t, e))
 	}
 	want := uint64(calls + 2 + 6 - coordinator.AuditEventsPerMinute)
 	if len(sup) != 1 || sup[0].Participant != attacker.name || sup[0].Total != want {
 		t.Errorf("events_suppressed = %+v, want one for %s counting %d", sup, attacker.name, want)
 	}
 	revoked := 0
-	for _, e := range readEvents(t, f.cfg, "") {
+	for _, e := range fedtest.AuditEvents(t, f.cfg, "") {
 		// JSON escapes control characters; what is echoed is bounded.
 		if len(e.Payload) > 1024 || strings.Count(string(e.Payload), "forged") > 8 {
 			t.Errorf("%s event of %s echoes the attacker's input: %.200s", e.Kind, e.Actor, e.Payload)
 		}
-		if e.Kind == audit.KindCallRefused && e.Actor == ps[1].name && payload[audit.CallRefused](t, e).Code == "PermissionDenied" {
+		if e.Kind == audit.KindCallRefused && e.Actor == ps[1].name && fedtest.Payload[audit.CallRefused](t, e).Code == "PermissionDenied" {
 			revoked++
 		}
 	}

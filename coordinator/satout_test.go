@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -58,7 +59,7 @@ func TestReportSatOut(t *testing.T) {
 		t.Errorf("round 1 sat out %+v, want hospital-c's trainer_timeout", r.SatOut)
 	}
 	s.stop(t)
-	evs := readEvents(t, f.cfg, audit.KindRoundSatOut)
+	evs := fedtest.AuditEvents(t, f.cfg, audit.KindRoundSatOut)
 	if len(evs) != 1 || evs[0].Actor != "hospital-c" || evs[0].Round != round || !strings.Contains(string(evs[0].Payload), `"reason":"trainer_timeout"`) {
 		t.Errorf("round_sat_out events = %+v, want one by hospital-c", evs)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -875,7 +876,7 @@ func TestManifestRPCs(t *testing.T) {
 	}
 	keys := s.c.PublicKeys()
 	s.stop(t)
-	refused := readEvents(t, f.cfg, audit.KindManifestRefused)
+	refused := fedtest.AuditEvents(t, f.cfg, audit.KindManifestRefused)
 	if len(refused) != 1 || refused[0].Actor != "hospital-b" || !strings.Contains(string(refused[0].Payload), `"reason":"fork"`) {
 		t.Errorf("manifest_refused events = %+v, want one by hospital-b with reason fork", refused)
 	}

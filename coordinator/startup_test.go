@@ -223,7 +223,7 @@ func TestRestartAfterUnpublishedClose(t *testing.T) {
 // coordinator's audit log, its manifests checked with keys.
 func reportedRound(t *testing.T, cfg coordinator.Config, keys manifest.PublicKeys, round uint64) report.RoundReport {
 	t.Helper()
-	rep, err := report.Build(readEvents(t, cfg, ""), report.Options{Round: round, VerifyManifest: func(env []byte) error {
+	rep, err := report.Build(fedtest.AuditEvents(t, cfg, ""), report.Options{Round: round, VerifyManifest: func(env []byte) error {
 		_, err := manifest.Verify(env, keys, cfg.Federation)
 		return err
 	}})

@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"encoding/hex"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,38 +11,9 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
-
-// readEvents returns the audit events of a stopped coordinator of kind.
-func readEvents(t *testing.T, cfg coordinator.Config, kind string) []audit.Event {
-	t.Helper()
-	l, err := audit.Open(filepath.Join(cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var out []audit.Event
-	if err := l.Events(0, func(e audit.Event) error {
-		if kind == "" || e.Kind == kind {
-			out = append(out, e)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// payload decodes the JSON payload of e as a T.
-func payload[T any](t *testing.T, e audit.Event) T {
-	t.Helper()
-	var p T
-	if err := json.Unmarshal(e.Payload, &p); err != nil {
-		t.Fatalf("seq %d (%s): %v", e.Seq, e.Kind, err)
-	}
-	return p
-}
 
 // TestStatsAttack (issue 12, item 2): one enrolled hospital sending
 // extreme statistics used to set the federation's scaling (mean ≈ 1e297
@@ -92,7 +62,7 @@ func TestStatsAttack(t *testing.T) {
 			if err := s.stop(t); err != nil {
 				t.Fatal(err)
 			}
-			fixed := readEvents(t, f.cfg, audit.KindScalingFixed)
+			fixed := fedtest.AuditEvents(t, f.cfg, audit.KindScalingFixed)
 			if len(fixed) != 1 {
 				t.Fatalf("%d scaling_fixed events, want 1", len(fixed))
 			}
@@ -114,8 +84,8 @@ func TestStatsAttack(t *testing.T) {
 			}
 			want := dataset.Stats{Count: tt.bad.count, Sum: tt.bad.sum, SumSquares: tt.bad.sumSq}.Digest()
 			found := false
-			for _, e := range readEvents(t, f.cfg, audit.KindStatsReceived) {
-				p := payload[audit.StatsReceived](t, e)
+			for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindStatsReceived) {
+				p := fedtest.Payload[audit.StatsReceived](t, e)
 				if e.Actor == abc[2] {
 					found = p.SHA256 == hex.EncodeToString(want[:])
 				}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/internal/softhsm"
 	"github.com/fedguard/fedguard/keystore"
 	"github.com/fedguard/fedguard/manifest"
@@ -208,7 +209,7 @@ func TestRotateKeysRefusesToken(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.cfg.DataDir, manifest.PendingRotationDir)); !os.IsNotExist(err) {
 		t.Errorf("a refused rotation was staged (%v)", err)
 	}
-	if got := readEvents(t, f.cfg, audit.KindKeyRotated); len(got) != 0 {
+	if got := fedtest.AuditEvents(t, f.cfg, audit.KindKeyRotated); len(got) != 0 {
 		t.Errorf("audit log has %d key_rotated events after a refusal", len(got))
 	}
 	if after, err := os.ReadFile(pub); err != nil || !bytes.Equal(after, before) {

@@ -9,21 +9,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/fedguard/fedguard/internal/fedtest/protofuzz"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
-
-// fuzzSeeds adds each message's encoding to f.
-func fuzzSeeds(f *testing.F, msgs ...proto.Message) {
-	for _, m := range msgs {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-}
 
 // invalidArgument fails unless err is nil or an InvalidArgument status.
 func invalidArgument(t *testing.T, err error) {
@@ -50,18 +39,14 @@ func checkDetail(t *testing.T, d string) {
 // [1, MaxSamples] and finite sums of the model's width, with non-negative
 // sums of squares.
 func FuzzValidateReportStats(f *testing.F) {
-	fuzzSeeds(f,
+	protofuzz.Seed(f,
 		&fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{Count: 3, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}}},
 		&fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{Count: 0, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}}},
 		&fedguardv1.ReportStatsRequest{Stats: &fedguardv1.FeatureStats{Count: 1, Sum: []float64{math.NaN(), 2}, SumSquares: []float64{-1, 4}}},
 		&fedguardv1.ReportStatsRequest{},
 	)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var req fedguardv1.ReportStatsRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
-		}
-		st, err := validateReportStatsRequest(&req, 2)
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.ReportStatsRequest) {
+		st, err := validateReportStatsRequest(req, 2)
 		invalidArgument(t, err)
 		if err != nil {
 			return
@@ -83,7 +68,7 @@ func FuzzValidateReportStats(f *testing.F) {
 // findings with printable column names and counts within their totals,
 // and training that agrees with the mode.
 func FuzzValidateReportValidation(f *testing.F) {
-	fuzzSeeds(f,
+	protofuzz.Seed(f,
 		&fedguardv1.ReportValidationRequest{Round: 1, Mode: "warn", Training: true, Rows: 10, Columns: 3},
 		&fedguardv1.ReportValidationRequest{Round: 2, Mode: "enforce", Training: false, Findings: []*fedguardv1.ValidationFinding{
 			{Column: "age", Rule: "range", Severity: "error", Count: 2, Total: 10},
@@ -92,12 +77,8 @@ func FuzzValidateReportValidation(f *testing.F) {
 			FeatureStats: &fedguardv1.FeatureStats{Count: 3, Sum: []float64{1, 2}, SumSquares: []float64{1, 4}}},
 		&fedguardv1.ReportValidationRequest{Round: 9, Mode: "strict"},
 	)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var req fedguardv1.ReportValidationRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
-		}
-		err := validateReportValidationRequest(&req, 1, 2)
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.ReportValidationRequest) {
+		err := validateReportValidationRequest(req, 1, 2)
 		invalidArgument(t, err)
 		if err != nil {
 			return
@@ -126,19 +107,15 @@ func FuzzValidateReportValidation(f *testing.F) {
 // detail of at most maxRefusalDetail bytes of printable UTF-8, which is
 // what goes into the logs. (It accepted any bytes as the detail before.)
 func FuzzValidateReportRefusal(f *testing.F) {
-	fuzzSeeds(f,
+	protofuzz.Seed(f,
 		&fedguardv1.ReportRefusalRequest{ManifestRound: 3, Reason: string(refusalReasons[0]), Detail: "digest mismatch"},
 		&fedguardv1.ReportRefusalRequest{Reason: "nope"},
 		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: "a\x1b[31mred\r\nforged log line"},
 		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: strings.Repeat("x", maxRefusalDetail+1)},
 		&fedguardv1.ReportRefusalRequest{Reason: string(refusalReasons[0]), Detail: "digest \u202e\u200bmismatch"},
 	)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var req fedguardv1.ReportRefusalRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
-		}
-		reason, err := validateReportRefusalRequest(&req)
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.ReportRefusalRequest) {
+		reason, err := validateReportRefusalRequest(req)
 		invalidArgument(t, err)
 		if err != nil {
 			return
@@ -156,7 +133,7 @@ func FuzzValidateReportRefusal(f *testing.F) {
 // printable UTF-8, which is what goes into the logs, the audit log, the
 // status page and the manifest.
 func FuzzValidateReportSatOut(f *testing.F) {
-	fuzzSeeds(f,
+	protofuzz.Seed(f,
 		&fedguardv1.ReportSatOutRequest{Round: 3, Attempt: 1, Reason: "trainer_crash", Detail: "exit status 3: CUDA out of memory"},
 		&fedguardv1.ReportSatOutRequest{Reason: "Trainer crash"},
 		&fedguardv1.ReportSatOutRequest{Reason: strings.Repeat("a", 65)},
@@ -164,12 +141,8 @@ func FuzzValidateReportSatOut(f *testing.F) {
 		&fedguardv1.ReportSatOutRequest{Reason: "trainer_output", Detail: strings.Repeat("x", maxRefusalDetail+1)},
 		&fedguardv1.ReportSatOutRequest{Reason: "trainer_crash", Detail: "see log\u202egol.exe\u2028forged"},
 	)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var req fedguardv1.ReportSatOutRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
-		}
-		err := validateReportSatOutRequest(&req)
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.ReportSatOutRequest) {
+		err := validateReportSatOutRequest(req)
 		invalidArgument(t, err)
 		if err != nil {
 			return

@@ -16,6 +16,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -97,7 +98,7 @@ func TestReportValidation(t *testing.T) {
 		Payload audit.DataValidation
 	}
 	var events []got
-	for _, e := range readEvents(t, f.cfg, audit.KindDataValidation) {
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindDataValidation) {
 		g := got{Actor: e.Actor, Round: e.Round}
 		dec := json.NewDecoder(strings.NewReader(string(e.Payload)))
 		dec.DisallowUnknownFields() // the payload holds the report and nothing else
@@ -174,15 +175,15 @@ func TestReportValidationDrift(t *testing.T) {
 	s.stop(t)
 
 	var gotFlags []audit.AnomalyFlagged
-	for _, e := range readEvents(t, f.cfg, audit.KindAnomalyFlagged) {
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindAnomalyFlagged) {
 		if e.Actor != audit.ActorCoordinator || e.Round != 1 {
 			t.Errorf("anomaly_flagged event by %s in round %d, want the coordinator in round 1", e.Actor, e.Round)
 		}
-		gotFlags = append(gotFlags, payload[audit.AnomalyFlagged](t, e))
+		gotFlags = append(gotFlags, fedtest.Payload[audit.AnomalyFlagged](t, e))
 	}
 	var gotStats []*audit.StatsReceived
-	for _, e := range readEvents(t, f.cfg, audit.KindDataValidation) {
-		gotStats = append(gotStats, payload[audit.DataValidation](t, e).FeatureStats)
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindDataValidation) {
+		gotStats = append(gotStats, fedtest.Payload[audit.DataValidation](t, e).FeatureStats)
 	}
 	wantAudit := []audit.AnomalyFlagged{{
 		Attempt: 1, Participant: "hospital-b", Kind: coordinator.AnomalyDrift, Value: 6,

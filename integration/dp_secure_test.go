@@ -64,11 +64,7 @@ func TestDistributedDPFederation(t *testing.T) {
 		// none; all use the default δ, the coordinator's delta.
 		agents[h] = ledgerAgent(t, dir, h, coord.Addr, keys, []float64{hospitalBudget, 0, 0, 0}[i%4])
 	}
-	for name, err := range runAgents(t, context.Background(), agents)(3 * time.Minute) {
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
+	wantFinished(t, runAgents(t, context.Background(), agents)(3*time.Minute))
 	select {
 	case <-coord.Done():
 	case <-time.After(30 * time.Second):

@@ -53,32 +53,19 @@ func dpAgent(t *testing.T, dir, name, addr string, keys manifest.PublicKeys, bud
 // log's events by kind ("": all of them).
 func signedManifests(t *testing.T, cfg coordinator.Config, keys manifest.PublicKeys) (map[uint64]manifest.Round, map[string][]audit.Event) {
 	t.Helper()
-	l, err := audit.Open(filepath.Join(cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	ms := map[uint64]manifest.Round{}
 	byKind := map[string][]audit.Event{}
-	err = l.Events(0, func(e audit.Event) error {
+	for _, e := range fedtest.AuditEvents(t, cfg, "") {
 		byKind[e.Kind] = append(byKind[e.Kind], e)
 		byKind[""] = append(byKind[""], e)
 		if e.Kind != audit.KindManifestSigned {
-			return nil
+			continue
 		}
-		var p audit.ManifestSigned
-		if err := json.Unmarshal(e.Payload, &p); err != nil {
-			return err
-		}
-		m, _, err := manifest.Open(p.Envelope, keys)
+		m, _, err := manifest.Open(fedtest.Payload[audit.ManifestSigned](t, e).Envelope, keys)
 		if err != nil {
-			return err
+			t.Fatalf("manifest of seq %d: %v", e.Seq, err)
 		}
 		ms[m.Round] = m
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	return ms, byKind
 }
@@ -109,11 +96,7 @@ func testPrivacyOnTheRecord(t *testing.T, secure bool) {
 		hs[2]: dpAgent(t, dir, hs[2], c.Addr, keys, 0),
 	}
 	wait := runAgents(t, context.Background(), agents)
-	for n, err := range wait(90 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v", n, err)
-		}
-	}
+	wantFinished(t, wait(90*time.Second))
 	if err := c.WaitServe(t, 30*time.Second); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}

@@ -117,6 +117,29 @@ func names(recs []coordinator.ParticipantRecord) []string {
 	return out
 }
 
+// wantFinished fails the test for every agent of errs (what runAgents's
+// wait returns) whose Run did not return nil: its training finished.
+func wantFinished(t *testing.T, errs map[string]error) {
+	t.Helper()
+	for n, err := range errs {
+		if err != nil {
+			t.Errorf("%s: Run = %v, want nil (training finished)", n, err)
+		}
+	}
+}
+
+// servedRounds returns the round records of c, which must be rounds 1 to
+// n, each once.
+func servedRounds(t *testing.T, c *fedtest.Coordinator, n int) []coordinator.RoundRecord {
+	t.Helper()
+	recs, err := c.Rounds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkContiguous(t, recs, n)
+	return recs
+}
+
 // checkContiguous fails unless recs are rounds 1..want, each once.
 func checkContiguous(t *testing.T, recs []coordinator.RoundRecord, want int) {
 	t.Helper()
@@ -161,11 +184,7 @@ func TestParticipantDropout(t *testing.T) {
 		if err := waitVictim(10 * time.Second)["hospital-c"]; !errors.Is(err, context.Canceled) {
 			t.Errorf("killed agent's Run = %v, want context.Canceled", err)
 		}
-		for n, err := range wait(60 * time.Second) {
-			if err != nil {
-				t.Errorf("%s: Run = %v, want nil (training finished)", n, err)
-			}
-		}
+		wantFinished(t, wait(60*time.Second))
 		select {
 		case <-c.Done():
 			if err := c.Err(); err != nil {
@@ -174,11 +193,7 @@ func TestParticipantDropout(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Errorf("coordinator still serving 15 s after the agents finished")
 		}
-		recs, err := c.Rounds()
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkContiguous(t, recs, 4)
+		recs := servedRounds(t, c, 4)
 		if got := names(recs[0].Participants); !slices.Equal(got, hs) {
 			t.Errorf("round 1 participants = %v, want %v", got, hs)
 		}
@@ -291,11 +306,7 @@ func TestCoordinatorRestart(t *testing.T) {
 	if r, _ := res["round"].(float64); r != stoppedAt {
 		t.Errorf("after SIGTERM the coordinator resumed from round %v, want %v (the last round it closed)", res["round"], stoppedAt)
 	}
-	for n, err := range wait(90 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", n, err)
-		}
-	}
+	wantFinished(t, wait(90*time.Second))
 	third.finishedRounds(t, cfg, rounds)
 	// The audit log outlived the SIGKILL: it opens, verifies and tells the
 	// whole story.
@@ -376,16 +387,8 @@ func TestRestartMidRoundRerunsRound(t *testing.T) {
 	t0 := time.Now()
 	c2 := fedtest.Serve(t, cfg)
 	close(gate.release)
-	for n, err := range wait(60 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", n, err)
-		}
-	}
-	recs, err := c2.Rounds()
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkContiguous(t, recs, 2)
+	wantFinished(t, wait(60*time.Second))
+	recs := servedRounds(t, c2, 2)
 	r1 := recs[0]
 	if took := r1.Closed.Sub(t0); r1.Attempt != 0 || took >= roundTimeout {
 		t.Errorf("re-run round 1 closed %v after the restart at attempt %d with %v (dropped %v); want attempt 0, well before the %v round timeout: "+

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,16 +50,8 @@ func TestTrainerSitOutReported(t *testing.T) {
 		"hospital-b": newAgent(t, dir, "hospital-b", c.Addr, nil),
 		"hospital-c": newAgent(t, dir, "hospital-c", c.Addr, crashing),
 	})
-	for n, err := range wait(90 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil (training finished)", n, err)
-		}
-	}
-	recs, err := c.Rounds()
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkContiguous(t, recs, 3)
+	wantFinished(t, wait(90*time.Second))
+	recs := servedRounds(t, c, 3)
 	r2 := recs[1]
 	if !slices.Equal(r2.Dropped, []string{"hospital-c"}) || len(r2.SatOut) != 1 || r2.SatOut[0].Name != "hospital-c" ||
 		!strings.HasPrefix(r2.SatOut[0].Reason, "trainer_crash: ") || !strings.Contains(r2.SatOut[0].Reason, "CUDA out of memory") {
@@ -102,27 +93,12 @@ func TestTrainerSitOutReported(t *testing.T) {
 		t.Errorf("round 2 manifest excludes %+v, want hospital-c, sat out: trainer_crash: …", v.Round.Excluded)
 	}
 
-	l, err := audit.Open(filepath.Join(cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	var satOut []audit.RoundSatOut
-	if err := l.Events(0, func(ev audit.Event) error {
-		if ev.Kind != audit.KindRoundSatOut {
-			return nil
-		}
-		var p audit.RoundSatOut
-		if err := json.Unmarshal(ev.Payload, &p); err != nil {
-			return err
-		}
+	for _, ev := range fedtest.AuditEvents(t, cfg, audit.KindRoundSatOut) {
 		if ev.Actor != "hospital-c" || ev.Round != 2 {
 			t.Errorf("round_sat_out by %s in round %d, want hospital-c in round 2", ev.Actor, ev.Round)
 		}
-		satOut = append(satOut, p)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+		satOut = append(satOut, fedtest.Payload[audit.RoundSatOut](t, ev))
 	}
 	if len(satOut) != 1 || satOut[0].Reason != "trainer_crash" || !strings.Contains(satOut[0].Detail, "CUDA out of memory") {
 		t.Errorf("audited sit-outs = %+v, want one trainer_crash quoting the trainer", satOut)

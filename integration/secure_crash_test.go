@@ -145,11 +145,7 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 				return m["msg"] == "secure attempt to resume" && m["round"] == 1.0 && m["attempt"] == 0.0
 			})
 
-			for n, err := range wait(3 * time.Minute) {
-				if err != nil {
-					t.Errorf("%s: Run = %v, want nil", n, err)
-				}
-			}
+			wantFinished(t, wait(3*time.Minute))
 			recs := second.finishedRounds(t, cfg, 2)
 			first := recs[0]
 			if first.Attempt != 0 {

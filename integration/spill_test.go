@@ -60,11 +60,7 @@ func TestSpillSurvivesCoordinatorKill(t *testing.T) {
 		t.Error("the restarted coordinator left a stale spill file")
 	}
 	close(gate.release)
-	for n, err := range wait(90 * time.Second) {
-		if err != nil {
-			t.Errorf("%s: Run = %v, want nil", n, err)
-		}
-	}
+	wantFinished(t, wait(90*time.Second))
 	second.finishedRounds(t, cfg, 2)
 	if left, err := os.ReadDir(spillDir); err != nil || len(left) != 0 {
 		t.Errorf("after the training the spill folder holds %v (%v), want nothing", left, err)

@@ -5,19 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 	"github.com/fedguard/fedguard/lineage"
 	"github.com/fedguard/fedguard/manifest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func TestVersion(t *testing.T) {
 	salt := lineage.SaltFor([]byte("a CA certificate"))
@@ -75,16 +70,7 @@ func TestVersionKnownAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "version.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(v.String()+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := golden.File(t, filepath.Join("testdata", "version.golden"), []byte(v.String()+"\n"))
 	if got := v.String() + "\n"; got != string(want) {
 		t.Errorf("Version = %s, want %s (testdata/version.golden)", got, want)
 	}
@@ -121,19 +107,7 @@ func TestTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := buf.String() + "\n" + string(js) + "\n"
-	golden := filepath.Join("testdata", "trace.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("trace mismatch (-want +got):\n%s", diff)
-	}
+	golden.Check(t, filepath.Join("testdata", "trace.golden"), []byte(got))
 
 	if _, err := lineage.Trace(rounds[:2], 3); err == nil || !strings.Contains(err.Error(), "no manifest of round 2") {
 		t.Errorf("Trace(missing round) = %v", err)

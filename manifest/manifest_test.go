@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,14 +17,14 @@ import (
 	"github.com/cloudflare/circl/sign/ed25519"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 )
 
-// update regenerates the golden files. Only do so for a stated reason (a
-// deliberate change of the wire format means a new PredicateType, see the
-// package documentation), and say it in the commit message:
-//
-//	go test ./manifest -run TestGolden -update
-var update = flag.Bool("update", false, "rewrite testdata golden files")
+// go test ./manifest -run TestGolden -update (golden.Updating) regenerates
+// the golden files. Only do so for a stated reason (a deliberate change of
+// the wire format means a new PredicateType, see the package
+// documentation), and say it in the commit message.
 
 // TestGolden pins the whole v1 wire format: the envelope of goldenRound
 // signed by the fixed test key with deterministic ML-DSA-65 (a known-answer
@@ -49,19 +48,8 @@ func TestGolden(t *testing.T) {
 		"cosign.pub":      s.Public().cosignPEM(),
 		"model.bin":       testModel,
 	}
-	if *update {
-		for name, data := range files {
-			if err := os.WriteFile(filepath.Join("testdata", name), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	for name, want := range files {
-		got, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
+		if got := golden.File(t, filepath.Join("testdata", name), want); !bytes.Equal(got, want) {
 			t.Errorf("testdata/%s differs from what this code writes:\n got %.200q\nwant %.200q", name, got, want)
 		}
 	}

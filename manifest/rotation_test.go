@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 	"github.com/fedguard/fedguard/internal/strictjson"
 )
 
@@ -353,16 +355,7 @@ func TestRotationGolden(t *testing.T) {
 	}
 	for name, want := range files {
 		path := filepath.Join("testdata", name)
-		if *update {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != string(want) {
+		if got := golden.File(t, path, want); string(got) != string(want) {
 			t.Errorf("%s differs from what this code writes:\n got %.200q\nwant %.200q", path, got, want)
 		}
 	}
@@ -388,12 +381,9 @@ func TestRotationGolden(t *testing.T) {
 // name) is refused instead of read until memory runs out, as it was
 // before LoadRotations read with strictjson.ReadFile.
 func TestLoadRotationsBounded(t *testing.T) {
-	if _, err := os.Stat("/dev/zero"); err != nil {
-		t.Skipf("no /dev/zero here: %v", err)
-	}
 	dir := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(dir, RotationsDir), 0o755))
-	must(t, os.Symlink("/dev/zero", filepath.Join(dir, RotationsDir, RotationFile(1))))
+	endless.File(t, filepath.Join(dir, RotationsDir), RotationFile(1))
 	_, err := LoadRotations(dir)
 	if !errors.Is(err, strictjson.ErrTooLarge) {
 		t.Fatalf("LoadRotations with an endless rotation file = %v, want a refusal wrapping strictjson.ErrTooLarge", err)

@@ -122,11 +122,17 @@ func TestNorm(t *testing.T) {
 	}
 }
 
-func FuzzDecodeInto(f *testing.F) {
+// addParamSeeds seeds a decoder fuzzer with encoded parameters: a few, an
+// infinity, a length that is no multiple of 4, and 5,000 of them.
+func addParamSeeds(f *testing.F) {
 	f.Add(AppendBytes(nil, []float32{1, -2, 0.5}))
 	f.Add([]byte{0, 0, 0x80, 0x7f})
 	f.Add([]byte{1, 2, 3})
 	f.Add(AppendBytes(nil, randomParams(5000, 3)))
+}
+
+func FuzzDecodeInto(f *testing.F) {
+	addParamSeeds(f)
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dst := make([]float32, len(src)/4)
 		err := DecodeInto(dst, src)
@@ -165,10 +171,7 @@ func FuzzDecodeInto(f *testing.F) {
 // refuses what it refuses, and its sum is SumSquares of the result, bit
 // for bit.
 func FuzzDecodeSumSquares(f *testing.F) {
-	f.Add(AppendBytes(nil, []float32{1, -2, 0.5}))
-	f.Add([]byte{0, 0, 0x80, 0x7f})
-	f.Add([]byte{1, 2, 3})
-	f.Add(AppendBytes(nil, randomParams(5000, 3)))
+	addParamSeeds(f)
 	f.Fuzz(func(t *testing.T, src []byte) {
 		want := make([]float32, len(src)/4)
 		werr := DecodeInto(want, src)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/internal/fedtest"
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
 )
@@ -364,9 +365,7 @@ func TestFileConfigCheck(t *testing.T) {
 		}, []string{"empty.csv is empty"}},
 		// Before, a header row that never ends was read until memory ran out.
 		{"endless data", func(t *testing.T, dir string, c *participant.FileConfig) {
-			if err := os.Symlink("/dev/zero", filepath.Join(dir, "endless.csv")); err != nil {
-				t.Skipf("no /dev/zero: %v", err)
-			}
+			endless.File(t, dir, "endless.csv")
 			c.Data = "endless.csv"
 		}, []string{"endless.csv", "line 1 is longer than 8388608 bytes"}},
 		{"missing key", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Key = "nope.key" }, []string{"cert and key", "nope.key"}},

@@ -3,12 +3,13 @@
 package participant
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 )
 
 // TestAgentFilesNotRegular: the agent's own files (the state file and the
@@ -21,10 +22,7 @@ func TestAgentFilesNotRegular(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
-	zero := filepath.Join(dir, "zero")
-	if err := os.Symlink("/dev/zero", zero); err != nil {
-		t.Fatal(err)
-	}
+	zero := endless.File(t, dir, "zero")
 	loaders := map[string]func(string) error{
 		"state":  func(p string) error { _, err := loadState(p); return err },
 		"ledger": func(p string) error { _, err := loadLedger(p); return err },

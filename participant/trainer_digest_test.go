@@ -110,9 +110,9 @@ func TestExecTrainerApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = tr.Train(context.Background(), execAssignment(), execStart)
-	var te *TrainerError
-	if !errors.As(err, &te) || te.Reason != TrainerNotApproved || !errors.Is(err, ErrTrainerNotApproved) {
-		t.Fatalf("Train after the code changed = %v, want reason %q", err, TrainerNotApproved)
+	wantTrainerError(t, err, TrainerNotApproved, "")
+	if !errors.Is(err, ErrTrainerNotApproved) {
+		t.Fatalf("Train after the code changed = %v, want ErrTrainerNotApproved", err)
 	}
 	// Without Code, the program itself is what is approved.
 	sh, err := exec.LookPath("sh")

@@ -397,13 +397,7 @@ func TestExecTrainerFailures(t *testing.T) {
 			t.Parallel()
 			tr := newExec(t, helperTrainer(tc.mode), nil)
 			_, err := tr.Train(context.Background(), execAssignment(), execStart)
-			var te *TrainerError
-			if !errors.As(err, &te) || !errors.Is(err, ErrTrainer) || te.Reason != tc.reason {
-				t.Fatalf("Train = %v, want a TrainerError with reason %q", err, tc.reason)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("Train = %v, want it to mention %q", err, tc.want)
-			}
+			wantTrainerError(t, err, tc.reason, tc.want)
 			if ents, _ := os.ReadDir(tr.Dir); len(ents) != 0 {
 				t.Errorf("round directory left behind: %v", ents)
 			}
@@ -415,10 +409,7 @@ func TestExecTrainerFailures(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		_, err := tr.Train(ctx, execAssignment(), execStart)
-		var te *TrainerError
-		if !errors.As(err, &te) || te.Reason != TrainerTimedOut || !strings.Contains(err.Error(), "deadline") {
-			t.Fatalf("Train = %v, want reason %q for the round's deadline", err, TrainerTimedOut)
-		}
+		wantTrainerError(t, err, TrainerTimedOut, "deadline")
 	})
 	// A round whose deadline passes before the trainer starts (the
 	// machine was slow writing its files) is a timeout, as when it passes
@@ -427,41 +418,42 @@ func TestExecTrainerFailures(t *testing.T) {
 		t.Parallel()
 		tr := newExec(t, helperTrainer("sleep"), nil)
 		_, err := tr.Train(&expiresAfterFirstLook{Context: context.Background()}, execAssignment(), execStart)
-		var te *TrainerError
-		if !errors.As(err, &te) || te.Reason != TrainerTimedOut || !strings.Contains(err.Error(), "deadline") {
-			t.Fatalf("Train = %v, want reason %q for the round's deadline", err, TrainerTimedOut)
-		}
+		wantTrainerError(t, err, TrainerTimedOut, "deadline")
 	})
 	t.Run("overflow", func(t *testing.T) {
 		t.Parallel()
 		tr := newExec(t, helperTrainer("overflow"), nil)
 		start := slices.Repeat([]float32{math.MaxFloat32}, 8)
 		_, err := tr.Train(context.Background(), execAssignment(), start)
-		var te *TrainerError
-		if !errors.As(err, &te) || te.Reason != TrainerNonFinite || !strings.Contains(err.Error(), "trained − start") {
-			t.Fatalf("Train = %v, want reason %q for the update", err, TrainerNonFinite)
-		}
+		wantTrainerError(t, err, TrainerNonFinite, "trained − start")
 	})
 	t.Run("cannot start", func(t *testing.T) {
 		t.Parallel()
 		tr := newExec(t, []string{"/bin/sh"}, nil)
 		tr.Command = []string{filepath.Join(t.TempDir(), "gone")}
 		_, err := tr.Train(context.Background(), execAssignment(), execStart)
-		var te *TrainerError
-		if !errors.As(err, &te) || te.Reason != TrainerCannotStart {
-			t.Fatalf("Train = %v, want reason %q", err, TrainerCannotStart)
-		}
+		wantTrainerError(t, err, TrainerCannotStart, "")
 	})
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
 		tr := newExec(t, helperTrainer("sleep"), nil)
 		tr.Timeout = 200 * time.Millisecond
 		_, err := tr.Train(context.Background(), execAssignment(), execStart)
-		var te *TrainerError
-		if !errors.As(err, &te) || te.Reason != TrainerTimedOut {
-			t.Fatalf("Train = %v, want reason %q", err, TrainerTimedOut)
-		}
+		wantTrainerError(t, err, TrainerTimedOut, "")
 	})
+}
+
+// wantTrainerError fails the test unless err is a TrainerError (and so
+// ErrTrainer) with reason, and says so unless its message mentions words.
+func wantTrainerError(t *testing.T, err error, reason, words string) {
+	t.Helper()
+	var te *TrainerError
+	if !errors.As(err, &te) || !errors.Is(err, ErrTrainer) || te.Reason != reason {
+		t.Fatalf("Train = %v, want a TrainerError with reason %q", err, reason)
+	}
+	if !strings.Contains(err.Error(), words) {
+		t.Errorf("Train = %v, want it to mention %q", err, words)
+	}
 }
 
 // TestExecTrainerCancelKillsGroup cancels a round while the trainer and a

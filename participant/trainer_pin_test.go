@@ -2,7 +2,6 @@ package participant_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -110,27 +109,12 @@ func runPinned(t *testing.T, pin string, tr participant.Trainer) pinFederation {
 // refusals are the manifest_refused events of the coordinator's audit log.
 func (p pinFederation) refusals(t *testing.T) []audit.ManifestRefused {
 	t.Helper()
-	l, err := audit.Open(filepath.Join(p.cfg.DataDir, coordinator.AuditFile), audit.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	var out []audit.ManifestRefused
-	if err := l.Events(0, func(e audit.Event) error {
-		if e.Kind != audit.KindManifestRefused {
-			return nil
-		}
-		var r audit.ManifestRefused
-		if err := json.Unmarshal(e.Payload, &r); err != nil {
-			return err
-		}
+	for _, e := range fedtest.AuditEvents(t, p.cfg, audit.KindManifestRefused) {
 		if e.Actor != hospital {
 			t.Errorf("manifest_refused by %q, want %q", e.Actor, hospital)
 		}
-		out = append(out, r)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+		out = append(out, fedtest.Payload[audit.ManifestRefused](t, e))
 	}
 	return out
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,10 +14,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 	"github.com/fedguard/fedguard/model"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // raw assembles a file from a header and data, as another writer might.
 func raw(hdr string, data []byte) []byte {
@@ -72,15 +70,7 @@ func TestGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join("testdata", "tiny.safetensors")
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := golden.File(t, path, buf.Bytes())
 	if !bytes.Equal(buf.Bytes(), want) {
 		t.Errorf("Write = %q\nwant    %q", buf.Bytes(), want)
 	}
@@ -111,15 +101,7 @@ func mixed() []byte {
 
 func TestDTypes(t *testing.T) {
 	path := filepath.Join("testdata", "mixed.safetensors")
-	if *update {
-		if err := os.WriteFile(path, mixed(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := golden.File(t, path, mixed())
 	r, err := open(b)
 	if err != nil {
 		t.Fatal(err)

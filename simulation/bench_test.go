@@ -31,14 +31,7 @@ func BenchmarkRound(b *testing.B) {
 			o.Attack = attack.Config{Name: attack.NameALIE}
 			o.Aggregation = aggregation.Defaults(aggregation.NameKrum, 25, 5)
 			o.Rounds = b.N
-			c, err := check(o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			d, err := load(c.o)
-			if err != nil {
-				b.Fatal(err)
-			}
+			c, d := loaded(b, o)
 			b.ResetTimer()
 			if _, err := run(context.Background(), c, d, time.Now(), nil); err != nil {
 				b.Fatal(err)

@@ -14,14 +14,9 @@ import (
 // reproducible from the seed, it differs from the plain run, and options
 // the mechanism cannot serve are refused.
 func TestRunDDP(t *testing.T) {
-	o := wdbcOptions()
-	o.Clients, o.DPMechanism, o.DPEpsilon = 10, MechanismDDP, 40
-	res, err := Run(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := res.DP; d == nil || d.Mechanism != MechanismDDP || d.Epsilon > 40 || d.Epsilon < 39 || d.Delta != 1e-5 || d.ClipNorm != 1 || !(d.SigmaMin >= 1) {
-		t.Fatalf("DP result %+v, want the federation's ε just below 40", res.DP)
+	o, res := runFederationDP(t, MechanismDDP)
+	if !(res.DP.SigmaMin >= 1) {
+		t.Fatalf("DP result %+v, want σ of at least one grid unit per client", res.DP)
 	}
 	t.Logf("WDBC, 10 clients, 3 rounds, ε = %.3f: accuracy %.3f (σ = %.1f grid units per client)", res.DP.Epsilon, res.Accuracy, res.DP.SigmaMin)
 	checkFederationDP(t, "distributed", o, res, []dpRefusal{
@@ -30,6 +25,24 @@ func TestRunDDP(t *testing.T) {
 		{"a robust rule", func(o *Options) { o.Aggregation = aggregation.Config{Rule: "median"} }, "must be fedavg"},
 		{"sigma instead", func(o *Options) { o.DPNoiseMultiplier = 1 }, "not both"},
 	})
+}
+
+// runFederationDP runs WDBC with 10 clients and the federation-level DP
+// mechanism at ε = 40, and checks the DP result every such mechanism
+// gives: the mechanism's name, the federation's ε just below 40, δ = 1e-5
+// and the clip norm 1.
+func runFederationDP(t *testing.T, mechanism string) (Options, Result) {
+	t.Helper()
+	o := wdbcOptions()
+	o.Clients, o.DPMechanism, o.DPEpsilon = 10, mechanism, 40
+	res, err := Run(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := res.DP; d == nil || d.Mechanism != mechanism || d.Epsilon > 40 || d.Epsilon < 39 || d.Delta != 1e-5 || d.ClipNorm != 1 {
+		t.Fatalf("DP result %+v, want %s with the federation's ε just below 40", res.DP, mechanism)
+	}
+	return o, res
 }
 
 // dpRefusal is an option change a federation-level DP run refuses, and

@@ -78,18 +78,7 @@ func TestLockstepDump(t *testing.T) {
 		t.Skip("no -lockstep-dump")
 	}
 	o := lockstepOptions(t, *lockstepRounds, *lockstepEvery, *lockstepSeed, *lockstepInit)
-	c, err := check(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := load(c.o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := setup(c, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, d, s := prepared(t, o)
 	parts, err := split(c, d, s.byzIdx)
 	if err != nil {
 		t.Fatal(err)

@@ -48,18 +48,7 @@ func TestPresetsValid(t *testing.T) {
 func TestPartitionHonest(t *testing.T) {
 	o := wdbcOptions()
 	o.Clients, o.Byzantine, o.Partition, o.PartitionHonest = 6, 2, "sorted", true
-	c, err := check(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := load(c.o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := setup(c, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, d, s := prepared(t, o)
 	rows, labels := 0, map[int]int{}
 	for i := range o.Clients {
 		if s.byz[i] {

@@ -25,6 +25,33 @@ func wdbcOptions() Options {
 	}
 }
 
+// loaded is what Run has from o before it sets up the clients: the checked
+// options and the data set; an error fails the test.
+func loaded(tb testing.TB, o Options) (*checked, *data) {
+	tb.Helper()
+	c, err := check(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d, err := load(c.o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, d
+}
+
+// prepared is loaded with the clients set up as Run sets them up before
+// its first round.
+func prepared(tb testing.TB, o Options) (*checked, *data, *sim) {
+	tb.Helper()
+	c, d := loaded(tb, o)
+	s, err := setup(c, d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, d, s
+}
+
 func TestRunWDBC(t *testing.T) {
 	var seen []RoundResult
 	res, err := Run(context.Background(), wdbcOptions(), func(r RoundResult) { seen = append(seen, r) })

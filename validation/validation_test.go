@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,9 +12,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
+)
 
 func readExpectations(t *testing.T, name string) Expectations {
 	t.Helper()
@@ -31,25 +30,6 @@ func openTestdata(t *testing.T, name string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
-}
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", name, diff)
-	}
 }
 
 func renderReport(t *testing.T, rep Report) []byte {
@@ -88,7 +68,7 @@ func TestCheckGolden(t *testing.T) {
 				t.Errorf("Check(%s).Errors() = %d, want %d", tt.data, got, tt.errors)
 			}
 			out := renderReport(t, rep)
-			golden(t, strings.TrimSuffix(tt.data, ".csv")+".report.golden", out)
+			golden.Check(t, filepath.Join("testdata", strings.TrimSuffix(tt.data, ".csv")+".report.golden"), out)
 			assertNoCellValues(t, tt.data, out)
 		})
 	}
@@ -184,7 +164,7 @@ func TestProposeGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, strings.TrimSuffix(tt.data, ".csv")+".proposed.golden", b)
+			golden.Check(t, filepath.Join("testdata", strings.TrimSuffix(tt.data, ".csv")+".proposed.golden"), b)
 			// A proposal is met by the file it was made from.
 			if _, err := f.Seek(0, 0); err != nil {
 				t.Fatal(err)

@@ -4,9 +4,8 @@ import (
 	"math"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/fedtest/protofuzz"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
@@ -17,25 +16,15 @@ import (
 // panic, and a spec it accepts must be valid, within model.MaxParams, and
 // of the parameter count the message claims.
 func FuzzSpecFromProto(f *testing.F) {
-	for _, p := range []*fedguardv1.ModelSpec{
+	protofuzz.Seed(f, []*fedguardv1.ModelSpec{
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.LogReg), Features: []string{"a", "b"}, Classes: []string{"B", "M"}, NumParams: 6},
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.MLP), Features: []string{"a"}, Classes: []string{"x", "y", "z"}, Hidden: []uint32{4}, NumParams: 23},
 		{FormatVersion: 2},
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.Tensors), NumParams: 7, Tensors: []*fedguardv1.TensorSpec{{Name: "w", Shape: []uint64{2, 3}}, {Name: "b"}}},
 		{FormatVersion: model.FormatVersion, Kind: fedguardv1.ModelKind(model.MLP), Features: []string{"a"}, Classes: []string{"x", "y"}, Hidden: []uint32{1 << 31}, NumParams: 1},
-	} {
-		b, err := proto.Marshal(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var p fedguardv1.ModelSpec
-		if proto.Unmarshal(data, &p) != nil {
-			return
-		}
-		s, err := wire.SpecFromProto(&p)
+	}...)
+	protofuzz.Fuzz(f, func(t *testing.T, p *fedguardv1.ModelSpec) {
+		s, err := wire.SpecFromProto(p)
 		if err != nil {
 			return
 		}
@@ -55,24 +44,14 @@ func FuzzSpecFromProto(f *testing.F) {
 // ordinary data (|x| ≤ 1e6) with it gives finite values or an error, never
 // silently non-finite ones (it did, with mean 1e300 and std 1e-300).
 func FuzzScalingFromProto(f *testing.F) {
-	for _, p := range []*fedguardv1.FeatureScaling{
+	protofuzz.Seed(f, []*fedguardv1.FeatureScaling{
 		{Mean: []float64{1, -2}, Std: []float64{0.5, 3}},
 		{Mean: []float64{0, 0}, Std: []float64{1, 0}},
 		{Mean: []float64{1e300, 0}, Std: []float64{1e-300, 1}},
 		{Mean: []float64{math.NaN(), 0}, Std: []float64{1, 1}},
-	} {
-		b, err := proto.Marshal(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var p fedguardv1.FeatureScaling
-		if proto.Unmarshal(data, &p) != nil {
-			return
-		}
-		sc, err := wire.ScalingFromProto(&p, 2)
+	}...)
+	protofuzz.Fuzz(f, func(t *testing.T, p *fedguardv1.FeatureScaling) {
+		sc, err := wire.ScalingFromProto(p, 2)
 		if err != nil {
 			return
 		}

@@ -5,8 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/fedguard/fedguard/internal/fedtest/protofuzz"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -17,7 +16,7 @@ import (
 // and the audit log can record — finite numbers that encode as JSON, ε and
 // the budget ≥ 0 and δ in (0, 1).
 func FuzzCheckPrivacyLedger(f *testing.F) {
-	for _, p := range []*fedguardv1.PrivacyLedger{
+	protofuzz.Seed(f, []*fedguardv1.PrivacyLedger{
 		{Epsilon: 2.5, Delta: 1e-5, Budget: 8},
 		{Epsilon: math.NaN(), Delta: 1e-5},
 		{Epsilon: math.Inf(1), Delta: 1e-5},
@@ -26,19 +25,9 @@ func FuzzCheckPrivacyLedger(f *testing.F) {
 		{Epsilon: math.MaxFloat64, Delta: math.Nextafter(1, 0), Budget: math.MaxFloat64},
 		{Epsilon: 1, Delta: 1},
 		{Epsilon: 1, Delta: math.NaN()},
-	} {
-		b, err := proto.Marshal(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var p fedguardv1.PrivacyLedger
-		if proto.Unmarshal(b, &p) != nil {
-			return
-		}
-		if wire.CheckPrivacyLedger(&p) != nil {
+	}...)
+	protofuzz.Fuzz(f, func(t *testing.T, p *fedguardv1.PrivacyLedger) {
+		if wire.CheckPrivacyLedger(p) != nil {
 			return
 		}
 		e, d, bu := p.GetEpsilon(), p.GetDelta(), p.GetBudget()
@@ -58,7 +47,7 @@ func FuzzCheckPrivacyLedger(f *testing.F) {
 // metrics can record — finite numbers that encode as JSON, ε and the
 // budget ≥ 0, δ in (0, 1), and 1 to MaxDistributedReleases releases.
 func FuzzCheckDistributedPrivacyLedger(f *testing.F) {
-	for _, p := range []*fedguardv1.DistributedPrivacyLedger{
+	protofuzz.Seed(f, []*fedguardv1.DistributedPrivacyLedger{
 		{Epsilon: 3.5, Delta: 1e-5, Budget: 10, Releases: 4},
 		{Epsilon: 3.5, Delta: 1e-5, Releases: 0},
 		{Epsilon: 3.5, Delta: 1e-5, Releases: wire.MaxDistributedReleases + 1},
@@ -68,19 +57,9 @@ func FuzzCheckDistributedPrivacyLedger(f *testing.F) {
 		{Epsilon: 1, Delta: 1e-5, Budget: math.Inf(1), Releases: 1},
 		{Epsilon: math.MaxFloat64, Delta: math.Nextafter(1, 0), Budget: math.MaxFloat64, Releases: wire.MaxDistributedReleases},
 		{Epsilon: 1, Delta: 1, Releases: 1},
-	} {
-		b, err := proto.Marshal(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var p fedguardv1.DistributedPrivacyLedger
-		if proto.Unmarshal(b, &p) != nil {
-			return
-		}
-		if wire.CheckDistributedPrivacyLedger(&p) != nil {
+	}...)
+	protofuzz.Fuzz(f, func(t *testing.T, p *fedguardv1.DistributedPrivacyLedger) {
+		if wire.CheckDistributedPrivacyLedger(p) != nil {
 			return
 		}
 		e, d, bu, r := p.GetEpsilon(), p.GetDelta(), p.GetBudget(), p.GetReleases()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/fedtest/protofuzz"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -203,18 +204,13 @@ func TestPeerKeys(t *testing.T) {
 // they accept must fit the bucket.
 func FuzzRequest(f *testing.F) {
 	f.Add([]byte{})
-	seed := &fedguardv1.SecureAggregateRequest{Round: 1, Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: &fedguardv1.SecureShares{
-		SelfCommit: make([]byte, 32), Shares: []*fedguardv1.SecureShare{{From: 1, To: 2, Ciphertext: make([]byte, secagg.ShareCiphertextSize)}},
-	}}}
-	b, _ := proto.Marshal(seed)
-	f.Add(b)
-	b, _ = proto.Marshal(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: &fedguardv1.SecureMaskedChunk{Words: 3, Data: make([]byte, 12)}}})
-	f.Add(b)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var req fedguardv1.SecureAggregateRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
-		}
+	protofuzz.Seed(f,
+		&fedguardv1.SecureAggregateRequest{Round: 1, Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: &fedguardv1.SecureShares{
+			SelfCommit: make([]byte, 32), Shares: []*fedguardv1.SecureShare{{From: 1, To: 2, Ciphertext: make([]byte, secagg.ShareCiphertextSize)}},
+		}}},
+		&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: &fedguardv1.SecureMaskedChunk{Words: 3, Data: make([]byte, 12)}}},
+	)
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.SecureAggregateRequest) {
 		const n = 4
 		if m, err := wire.AdvertiseFromProto(1, req.GetAdvertise()); err == nil && len(m.Sig) == 0 {
 			t.Errorf("accepted an advertisement without a signature")

@@ -142,92 +142,79 @@ func (s *session) clientErr(round string, id uint32, err error) {
 	s.t.Fatalf("%s of participant %d: %v", round, id, err)
 }
 
-func (s *session) advertise() error {
+// gather has each participant of ids that still sends at round p make
+// its message of that round with msg, in the order of ids.
+func gather[M any](s *session, p Phase, ids []uint32, msg func(c *Client, id uint32) (M, error)) []M {
 	s.t.Helper()
-	s.adverts = nil
-	for id := uint32(1); id <= uint32(s.cfg.N); id++ {
-		if !s.sends(id, PhaseAdvertiseKeys) {
+	var ms []M
+	for _, id := range ids {
+		if !s.sends(id, p) {
 			continue
 		}
-		m, err := s.clients[id].AdvertiseKeys()
+		m, err := msg(s.clients[id], id)
 		if err != nil {
-			s.clientErr("AdvertiseKeys", id, err)
+			s.clientErr(p.String(), id, err)
 		}
-		s.adverts = append(s.adverts, m)
+		ms = append(ms, m)
 	}
-	var err error
-	s.relay, s.rejected, err = s.server.CollectKeys(s.adverts)
-	return err
+	return ms
 }
 
-func (s *session) share() error {
-	s.t.Helper()
-	s.shares = nil
-	for _, id := range slices.Sorted(maps.Keys(s.relay)) {
-		if !s.sends(id, PhaseShareKeys) {
-			continue
+// tamperedStep returns round p of s (AdvertiseKeys to ConsistencyCheck):
+// the clients' messages, f applied to them (when not nil), then the
+// server's collection of them.
+func (s *session) tamperedStep(p Phase, f func(*session)) func() error {
+	return func() error {
+		s.t.Helper()
+		var err error
+		switch p {
+		case PhaseAdvertiseKeys:
+			everyone := make([]uint32, s.cfg.N)
+			for i := range everyone {
+				everyone[i] = uint32(i + 1)
+			}
+			s.adverts = gather(s, p, everyone, func(c *Client, _ uint32) (*AdvertiseKeys, error) { return c.AdvertiseKeys() })
+			s.tamper(f)
+			s.relay, s.rejected, err = s.server.CollectKeys(s.adverts)
+		case PhaseShareKeys:
+			s.shares = gather(s, p, slices.Sorted(maps.Keys(s.relay)), func(c *Client, id uint32) (*ShareKeys, error) { return c.ShareKeys(s.relay[id]) })
+			s.tamper(f)
+			s.route, s.rejected, err = s.server.CollectShares(s.shares)
+		case PhaseMaskedInput:
+			s.masked = gather(s, p, slices.Sorted(maps.Keys(s.route)), func(c *Client, id uint32) (*MaskedInput, error) {
+				return c.MaskedInput(s.route[id], s.inputs[id])
+			})
+			s.tamper(f)
+			s.survivors, s.rejected, err = s.server.CollectMasked(s.masked)
+		case PhaseConsistencyCheck:
+			s.sigs = gather(s, p, s.survivors, func(c *Client, _ uint32) (*ConsistencySig, error) { return c.ConsistencyCheck(s.survivors) })
+			s.tamper(f)
+			s.requests, s.rejected, err = s.server.CollectConsistency(s.sigs)
+		default:
+			s.t.Fatalf("tamperedStep(%v): not a step the server collects", p)
 		}
-		m, err := s.clients[id].ShareKeys(s.relay[id])
-		if err != nil {
-			s.clientErr("ShareKeys", id, err)
-		}
-		s.shares = append(s.shares, m)
+		return err
 	}
-	var err error
-	s.route, s.rejected, err = s.server.CollectShares(s.shares)
-	return err
 }
 
-func (s *session) mask() error {
-	s.t.Helper()
-	s.masked = nil
-	for _, id := range slices.Sorted(maps.Keys(s.route)) {
-		if !s.sends(id, PhaseMaskedInput) {
-			continue
-		}
-		m, err := s.clients[id].MaskedInput(s.route[id], s.inputs[id])
-		if err != nil {
-			s.clientErr("MaskedInput", id, err)
-		}
-		s.masked = append(s.masked, m)
+// tamper applies f, when not nil, to the messages s holds.
+func (s *session) tamper(f func(*session)) {
+	if f != nil {
+		f(s)
 	}
-	var err error
-	s.survivors, s.rejected, err = s.server.CollectMasked(s.masked)
-	return err
 }
 
-func (s *session) consist() error {
-	s.t.Helper()
-	s.sigs = nil
-	for _, id := range s.survivors {
-		if !s.sends(id, PhaseConsistencyCheck) {
-			continue
-		}
-		m, err := s.clients[id].ConsistencyCheck(s.survivors)
-		if err != nil {
-			s.clientErr("ConsistencyCheck", id, err)
-		}
-		s.sigs = append(s.sigs, m)
-	}
-	var err error
-	s.requests, s.rejected, err = s.server.CollectConsistency(s.sigs)
-	return err
-}
+func (s *session) advertise() error { return s.tamperedStep(PhaseAdvertiseKeys, nil)() }
+func (s *session) share() error     { return s.tamperedStep(PhaseShareKeys, nil)() }
+func (s *session) mask() error      { return s.tamperedStep(PhaseMaskedInput, nil)() }
+func (s *session) consist() error   { return s.tamperedStep(PhaseConsistencyCheck, nil)() }
 
 // answer collects the unmask responses without giving them to the server.
 func (s *session) answer() {
 	s.t.Helper()
-	s.responses = nil
-	for _, id := range slices.Sorted(maps.Keys(s.requests)) {
-		if !s.sends(id, PhaseUnmasking) {
-			continue
-		}
-		m, err := s.clients[id].Unmask(s.requests[id])
-		if err != nil {
-			s.clientErr("Unmask", id, err)
-		}
-		s.responses = append(s.responses, m)
-	}
+	s.responses = gather(s, PhaseUnmasking, slices.Sorted(maps.Keys(s.requests)), func(c *Client, id uint32) (*UnmaskResponse, error) {
+		return c.Unmask(s.requests[id])
+	})
 }
 
 func (s *session) unmask() ([]uint32, error) {

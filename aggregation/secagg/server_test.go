@@ -3,7 +3,6 @@ package secagg
 import (
 	"errors"
 	"fmt"
-	"maps"
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
@@ -471,62 +470,6 @@ func TestServerRejects(t *testing.T) {
 				t.Fatalf("sum differs from the plain sum over %v", want)
 			}
 		})
-	}
-}
-
-// tamperedStep returns step p of s with f applied to the clients'
-// messages before the server sees them.
-func (s *session) tamperedStep(p Phase, f func(*session)) func() error {
-	return func() error {
-		s.t.Helper()
-		var err error
-		switch p {
-		case PhaseAdvertiseKeys:
-			s.adverts = nil
-			for id := uint32(1); id <= uint32(s.cfg.N); id++ {
-				m, err := s.clients[id].AdvertiseKeys()
-				if err != nil {
-					s.clientErr("AdvertiseKeys", id, err)
-				}
-				s.adverts = append(s.adverts, m)
-			}
-			f(s)
-			s.relay, s.rejected, err = s.server.CollectKeys(s.adverts)
-		case PhaseShareKeys:
-			s.shares = nil
-			for _, id := range slices.Sorted(maps.Keys(s.relay)) {
-				m, err := s.clients[id].ShareKeys(s.relay[id])
-				if err != nil {
-					s.clientErr("ShareKeys", id, err)
-				}
-				s.shares = append(s.shares, m)
-			}
-			f(s)
-			s.route, s.rejected, err = s.server.CollectShares(s.shares)
-		case PhaseMaskedInput:
-			s.masked = nil
-			for _, id := range slices.Sorted(maps.Keys(s.route)) {
-				m, err := s.clients[id].MaskedInput(s.route[id], s.inputs[id])
-				if err != nil {
-					s.clientErr("MaskedInput", id, err)
-				}
-				s.masked = append(s.masked, m)
-			}
-			f(s)
-			s.survivors, s.rejected, err = s.server.CollectMasked(s.masked)
-		case PhaseConsistencyCheck:
-			s.sigs = nil
-			for _, id := range s.survivors {
-				m, err := s.clients[id].ConsistencyCheck(s.survivors)
-				if err != nil {
-					s.clientErr("ConsistencyCheck", id, err)
-				}
-				s.sigs = append(s.sigs, m)
-			}
-			f(s)
-			s.requests, s.rejected, err = s.server.CollectConsistency(s.sigs)
-		}
-		return err
 	}
 }
 

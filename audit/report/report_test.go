@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -21,24 +19,11 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 )
 
-// The -update flag rewrites the golden files:
-//
-//	go test ./audit/report -run TestReportGolden -update
-//
-// Other golden tests of the package may define the same flag, so it is
-// defined here only if no one has yet.
-func init() {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files")
-	}
-}
-
-func updateReportGolden() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
+// go test ./audit/report -run TestReportGolden -update rewrites the
+// golden files (internal/fedtest/golden).
 
 // reportLog builds a log event by event: consecutive sequence numbers from
 // 0, one minute apart.
@@ -926,18 +911,7 @@ func TestReportGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				path := filepath.Join("testdata", g.name+f.ext)
-				if updateReportGolden() {
-					if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run with -update to create it)", err)
-				}
-				if diff := cmp.Diff(string(want), got.String()); diff != "" {
-					t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-				}
+				golden.Check(t, path, got.Bytes())
 				// The same log renders to the same bytes: nothing depends
 				// on the clock or on map order.
 				var again bytes.Buffer

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,9 +14,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/mod/modfile"
+
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/tiny from the images and labels in this file")
+// go test -update (golden.Updating) rewrites testdata/tiny from the images
+// and labels in this file.
 
 // idx encodes an IDX file: magic, the dimensions, then data.
 func idx(magic uint32, dims []uint32, data []byte) []byte {
@@ -88,7 +90,7 @@ func writeSet(t *testing.T, files map[string][]byte) string {
 
 func TestGolden(t *testing.T) {
 	const dir = "testdata/tiny"
-	if *update {
+	if golden.Updating() {
 		for name, b := range tinyFiles() {
 			if err := os.WriteFile(filepath.Join(dir, name), gz(t, b), 0o644); err != nil {
 				t.Fatal(err)

@@ -57,6 +57,12 @@ var layers = map[string]int{
 	"internal/chart":         helpers,
 	"internal/cputime":       helpers,
 	"internal/workers":       helpers,
+	// Test support the internal tests of low layers import (certs, audit,
+	// coordinator): kept at the bottom so that they never import what
+	// imports them.
+	"internal/fedtest/endless":   helpers,
+	"internal/fedtest/golden":    helpers,
+	"internal/fedtest/protofuzz": helpers,
 
 	"proto/fedguard/v1": foundations,
 	"data/mnist":        foundations,

@@ -2,38 +2,18 @@ package chart_test
 
 import (
 	"encoding/xml"
-	"flag"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fedguard/fedguard/internal/chart"
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
 // golden compares got with testdata/name, or rewrites it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from its golden file:\ngot:\n%s\nwant:\n%s", name, got, want)
-	}
-}
 
 // counts parses an SVG as XML and counts its points per series, its band
 // areas and its markers per kind.
@@ -148,7 +128,7 @@ func TestSVG(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			svg := string(tt.chart.SVG())
-			golden(t, tt.name+".svg", svg)
+			golden.Check(t, filepath.Join("testdata", tt.name+".svg"), []byte(svg))
 			if strings.Contains(svg, "<script") {
 				t.Error("the SVG holds a <script> element")
 			}

@@ -8,21 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/safetensors"
 )
-
-// zeroFile returns a path in dir behind which stands /dev/zero: a file
-// that never ends, as a FIFO or a device named on a command line is.
-func zeroFile(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.Symlink("/dev/zero", p); err != nil {
-		t.Skipf("no /dev/zero: %v", err)
-	}
-	return p
-}
 
 // TestAuditProofReadBounded: audit verify -proof reads at most
 // maxProofBytes and refuses a longer file by its size. Before, it read the
@@ -31,7 +21,7 @@ func zeroFile(t *testing.T, dir, name string) string {
 func TestAuditProofReadBounded(t *testing.T) {
 	dir := t.TempDir()
 	_, _, keyPath, _ := signedModel(t, dir)
-	endless := zeroFile(t, dir, "endless.proof")
+	endless := endless.File(t, dir, "endless.proof")
 	runSteps(t, []cliStep{
 		{"file", []string{"audit", "verify", "--proof", "--key", keyPath, endless}, 1, nil, "proof " + endless + ": larger than 16777216 bytes"},
 	})

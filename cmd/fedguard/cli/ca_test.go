@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 )
 
 // caRun runs the command line and returns its exit code and output.
@@ -81,7 +82,7 @@ func TestCACommands(t *testing.T) {
 		{"sign", []string{"ca", "sign", "--dir", caDir, "--csr", marysCSR, "--out", marysCert}, 0, []string{"signed spiffe://hospitals-eu/participant/st-mary serial "}, ""},
 		{"sign st-john", []string{"ca", "sign", "--dir", caDir, "--csr", filepath.Join(hosp, "st-john.csr"), "--out", filepath.Join(hosp, "st-john.crt")}, 0, []string{"participant/st-john"}, ""},
 		// Before, a CSR that never ends was read until memory ran out.
-		{"sign endless CSR", []string{"ca", "sign", "--dir", caDir, "--csr", zeroFile(t, tmp, "endless.csr"), "--out", filepath.Join(tmp, "x.crt")}, 1, nil, "endless.csr: larger than 1048576 bytes"},
+		{"sign endless CSR", []string{"ca", "sign", "--dir", caDir, "--csr", endless.File(t, tmp, "endless.csr"), "--out", filepath.Join(tmp, "x.crt")}, 1, nil, "endless.csr: larger than 1048576 bytes"},
 		{"sign garbage", []string{"ca", "sign", "--dir", caDir, "--csr", srvCert, "--out", filepath.Join(tmp, "x.crt")}, 1, nil, `PEM block is "CERTIFICATE"`},
 		{"revoke by cert", []string{"ca", "revoke", "--dir", caDir, "--cert", marysCert}, 0, []string{"revoked serial ", "(spiffe://hospitals-eu/participant/st-mary)"}, ""},
 		{"revoke by cert again", []string{"ca", "revoke", "--dir", caDir, "--cert", marysCert}, 0, []string{"already revoked"}, ""},

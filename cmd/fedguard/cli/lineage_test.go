@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -59,7 +60,7 @@ func TestAuditLineageDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("audit lineage -json: exit %d: %s", code, errOut)
 	}
-	compareGolden(t, filepath.Join("testdata", "lineage-demo.golden"), redactDigests(table+"\n"+js))
+	golden.Check(t, filepath.Join("testdata", "lineage-demo.golden"), []byte(redactDigests(table+"\n"+js)))
 	// The same from an export, which is verified as it is read.
 	lines := exportLines(t, dir)
 	export := writeTemp(t, "audit.jsonl", strings.Join(lines, "\n")+"\n")

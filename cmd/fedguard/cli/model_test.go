@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	"github.com/fedguard/fedguard/safetensors"
@@ -146,7 +147,7 @@ func TestModelExportOutDir(t *testing.T) {
 func TestManifestReadBounded(t *testing.T) {
 	dir := t.TempDir()
 	modelPath, _, keyPath, _ := signedModel(t, dir)
-	endless := zeroFile(t, dir, "endless.manifest.json")
+	endless := endless.File(t, dir, "endless.manifest.json")
 	data := filepath.Join(dir, "rows.csv")
 	if err := os.WriteFile(data, []byte("a,b,c\n1,2,3\n"), 0o644); err != nil {
 		t.Fatal(err)

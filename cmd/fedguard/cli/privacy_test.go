@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -13,25 +12,12 @@ import (
 	"testing"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/internal/fedtest/golden"
 	"github.com/fedguard/fedguard/privacy"
 )
 
-// The -update flag rewrites the golden files:
-//
-//	go test ./cmd/fedguard/cli -run TestPrivacyCommands -update
-//
-// Other golden tests of the package may define the same flag, so it is
-// defined here only if no one has yet.
-func init() {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite golden files")
-	}
-}
-
-func updateGolden() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
+// go test ./cmd/fedguard/cli -run TestPrivacyCommands -update rewrites the
+// golden files (internal/fedtest/golden).
 
 // TestPrivacyCommands runs each command line and compares its exit code,
 // stdout and stderr with testdata/privacy/NAME.golden.
@@ -100,29 +86,7 @@ func checkGolden(t *testing.T, path string, args []string) {
 	var out, errOut bytes.Buffer
 	code := Main(context.Background(), args, &out, &errOut)
 	got := fmt.Sprintf("$ fedguard %s\nexit %d\n-- stdout --\n%s-- stderr --\n%s", strings.Join(args, " "), code, out.String(), errOut.String())
-	compareGolden(t, path, got)
-}
-
-// compareGolden compares got with the golden file at path, or rewrites
-// the file under -update.
-func compareGolden(t *testing.T, path, got string) {
-	t.Helper()
-	if updateGolden() {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s:\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	golden.Check(t, path, []byte(got))
 }
 
 // TestPrivacyEpsilonMatchesReference runs `fedguard privacy epsilon --json`

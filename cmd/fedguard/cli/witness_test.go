@@ -19,6 +19,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
+	"github.com/fedguard/fedguard/internal/fedtest/endless"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -145,7 +146,7 @@ func TestWitnessRefutesCutBackAndFork(t *testing.T) {
 	// A key file that never ends is refused, not read until memory runs
 	// out (as it was by tls.LoadX509KeyPair).
 	code, _, errOut = runCLI("participant", "witness", "-state", filepath.Join(h, "accepted.json"),
-		"-cert", filepath.Join(h, "hospital-a.crt"), "-key", zeroFile(t, t.TempDir(), "endless.key"), "-coordinator-key", key, "-out", wpath+".x")
+		"-cert", filepath.Join(h, "hospital-a.crt"), "-key", endless.File(t, t.TempDir(), "endless.key"), "-coordinator-key", key, "-out", wpath+".x")
 	if want := "endless.key: larger than 1048576 bytes"; code != 1 || !strings.Contains(errOut, want) {
 		t.Errorf("participant witness -key /dev/zero: exit %d, %q; want exit 1 and %q", code, errOut, want)
 	}

@@ -5,9 +5,8 @@ import (
 	"io"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/internal/fedtest/protofuzz"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -17,23 +16,13 @@ import (
 // member's current phase's.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
-	for _, req := range []*fedguardv1.SecureAggregateRequest{
+	protofuzz.Seed(f, []*fedguardv1.SecureAggregateRequest{
 		{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: &fedguardv1.SecureAdvertise{CPub: make([]byte, 32), SPub: make([]byte, 32), Signature: []byte{1}}}},
 		{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: &fedguardv1.SecureMaskedChunk{Words: 3, Data: make([]byte, 8)}}},
 		{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: []byte{1}}}},
-	} {
-		b, err := proto.Marshal(req)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	}...)
 	s := New(0, []string{"a", "b", "c", "d"}, secagg.Config{N: 4, Threshold: 3, Dim: 3}, secagg.Params{})
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var req fedguardv1.SecureAggregateRequest
-		if proto.Unmarshal(data, &req) != nil {
-			return
-		}
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.SecureAggregateRequest) {
 		for _, p := range secagg.Phases() {
 			m := s.Join("b", nil, []byte("certificate"))
 			m.phase = p
@@ -43,9 +32,9 @@ func FuzzDecode(f *testing.F) {
 					return nil, io.EOF
 				}
 				more--
-				return &req, nil
+				return req, nil
 			}
-			msg, err := m.Decode(&req, next)
+			msg, err := m.Decode(req, next)
 			switch {
 			case err != nil && !errors.Is(err, ErrMessage):
 				t.Errorf("%v: Decode = %v, want an ErrMessage", p, err)
