@@ -1,0 +1,139 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// avx512 declares the kernels of kernel_avx512gen_amd64.s: those of the
+// AVX-512 path that are generated (the others, in kernel_amd64.s, are
+// hand-written). They need AVX512F and AVX512VL, which the AVX-512 path
+// requires with AVX512DQ.
+func avx512() {
+	gramTiles5x5()
+	prefetchL2()
+}
+
+// gram5 is the side of gramTiles5x5AVX512's square tiles, and gramRow the
+// distance in bytes between two rows of its block (gramBlock float32 in
+// aggregation, which checks that the two agree).
+const (
+	gram5   = 5
+	gramRow = 2048
+)
+
+// gramTiles5x5: the 25 dot products of each of a list of 5×5 tiles of the
+// rows of one block, with exactly the arithmetic of gramTileAVX2 (and
+// gramTileRect): each product summed in 8 float32 lanes by VFMADD231PS,
+// lane l taking the coordinates ≡ l mod 8 in increasing order, then the
+// lanes in float64 by the tree (l, l+4), (l, l+2), (0, 1), added to out.
+//
+// What AVX-512 adds is registers: with the EVEX encoding (AVX512VL)
+// Y16-Y31 hold 8-lane float32 vectors too, so the 25 accumulators, the 5
+// a values and one b value fit in 31 of the 32 (10 loads per 25 fused
+// multiply-adds, against 7 per 12 for the 3×4 tile of 16 registers).
+// Every instruction has an EVEX form (VEXTRACTF32X4, not VEXTRACTF128),
+// since any register may be one of Y16-Y31. The loop over the tiles is
+// here too: per tile, a call from Go and its slice headers cost about as
+// much as the lane trees (the tile itself runs at the two FMA pipes'
+// rate, from L1 or L2 alike). A tile's rows are gramRow bytes apart, so
+// a tile is two row numbers.
+func gramTiles5x5() {
+	TEXT("gramTiles5x5AVX512", NOSPLIT, "func(out *float64, y *float32, tiles *[2]int32, ntiles int, n int)")
+	Pragma("noescape")
+	Doc("gramTiles5x5AVX512 adds, for t < ntiles, to out[25t+5p+q] the float64",
+		"lane tree of the 8 float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n (as",
+		"gramTileAVX2), where a_p is row tiles[t][0]+p and b_q row tiles[t][1]+q",
+		"of y, rows 2048 bytes apart; n is a positive multiple of 8, at most 512.")
+	outp := Load(Param("out"), GP64())
+	y := Load(Param("y"), GP64())
+	tiles := Load(Param("tiles"), GP64())
+	nt := Load(Param("ntiles"), GP64())
+	n := Load(Param("n"), GP64())
+	SHLQ(U8(2), n)
+	TESTQ(nt, nt)
+	JZ(LabelRef("tilesdone"))
+	Label("tile")
+	pa, pb := GP64(), GP64()
+	MOVLQSX(Mem{Base: tiles}, pa)
+	MOVLQSX(Mem{Base: tiles, Disp: 4}, pb)
+	SHLQ(U8(11), pa) // × gramRow
+	SHLQ(U8(11), pb)
+	ADDQ(y, pa)
+	ADDQ(y, pb)
+	var acc [gram5][gram5]VecVirtual
+	for p := range gram5 {
+		for q := range gram5 {
+			acc[p][q] = YMM()
+			VPXORD(acc[p][q], acc[p][q], acc[p][q])
+		}
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label("gram5")
+	var x [gram5]VecVirtual
+	for p := range gram5 {
+		x[p] = YMM()
+		VMOVUPS(Mem{Base: pa, Index: i, Scale: 1, Disp: gramRow * p}, x[p])
+	}
+	for q := range gram5 {
+		v := YMM()
+		VMOVUPS(Mem{Base: pb, Index: i, Scale: 1, Disp: gramRow * q}, v)
+		for p := range gram5 {
+			VFMADD231PS(v, x[p], acc[p][q])
+		}
+	}
+	ADDQ(U8(32), i)
+	CMPQ(i, n)
+	JL(LabelRef("gram5"))
+	for p := range gram5 {
+		for q := range gram5 {
+			lo, hi := YMM(), YMM()
+			VCVTPS2PD(acc[p][q].AsX(), lo)
+			VEXTRACTF32X4(U8(1), acc[p][q], hi.AsX())
+			VCVTPS2PD(hi.AsX(), hi)
+			VADDPD(hi, lo, lo) // (l, l+4)
+			VEXTRACTF32X4(U8(1), lo, hi.AsX())
+			VADDPD(hi.AsX(), lo.AsX(), lo.AsX()) // (l, l+2)
+			VPERMILPD(U8(1), lo.AsX(), hi.AsX())
+			VADDSD(hi.AsX(), lo.AsX(), lo.AsX()) // (0, 1)
+			VADDSD(Mem{Base: outp, Disp: 8 * (gram5*p + q)}, lo.AsX(), lo.AsX())
+			VMOVSD(lo.AsX(), Mem{Base: outp, Disp: 8 * (gram5*p + q)})
+		}
+	}
+	ADDQ(U8(8*gram5*gram5), outp)
+	ADDQ(U8(8), tiles)
+	DECQ(nt)
+	JNZ(LabelRef("tile"))
+	Label("tilesdone")
+	VZEROUPPER()
+	RET()
+}
+
+// prefetchL2: PREFETCHT1 over a range, so that the next block of the
+// Gram distances' rows is on its way to L2 while the tiles of the current
+// one compute (their loads come from L1 and L2, and the FMA pipes, not
+// memory, bound them). Without it the centring of each block waits on
+// memory: a block is n rows of 2 KB, too short for the hardware
+// prefetcher to ramp up on each.
+func prefetchL2() {
+	TEXT("prefetchL2", NOSPLIT, "func(p *float32, n int)")
+	Pragma("noescape")
+	Doc("prefetchL2 issues PREFETCHT1 for each 64-byte line that holds some",
+		"of p[0:n], n ≥ 0. It reads nothing and changes nothing.")
+	p := Load(Param("p"), GP64())
+	n := Load(Param("n"), GP64())
+	end := GP64()
+	LEAQ(Mem{Base: p, Index: n, Scale: 4}, end)
+	ANDQ(I32(-64), p) // the first line
+	CMPQ(p, end)
+	JGE(LabelRef("prefetchdone"))
+	Label("prefetch")
+	PREFETCHT1(Mem{Base: p})
+	ADDQ(U8(64), p)
+	CMPQ(p, end)
+	JL(LabelRef("prefetch"))
+	Label("prefetchdone")
+	RET()
+}
