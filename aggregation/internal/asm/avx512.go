@@ -87,20 +87,19 @@ func gramTiles5x5() {
 	ADDQ(U8(32), i)
 	CMPQ(i, n)
 	JL(LabelRef("gram5"))
+	// The lane trees, four accumulators at a time where they can share
+	// the horizontal steps, each step adding the lower lane to the upper
+	// (as laneTree64's v[i] += v[i+w]).
+	var flat []VecVirtual
 	for p := range gram5 {
-		for q := range gram5 {
-			lo, hi := YMM(), YMM()
-			VCVTPS2PD(acc[p][q].AsX(), lo)
-			VEXTRACTF32X4(U8(1), acc[p][q], hi.AsX())
-			VCVTPS2PD(hi.AsX(), hi)
-			VADDPD(hi, lo, lo) // (l, l+4)
-			VEXTRACTF32X4(U8(1), lo, hi.AsX())
-			VADDPD(hi.AsX(), lo.AsX(), lo.AsX()) // (l, l+2)
-			VPERMILPD(U8(1), lo.AsX(), hi.AsX())
-			VADDSD(hi.AsX(), lo.AsX(), lo.AsX()) // (0, 1)
-			VADDSD(Mem{Base: outp, Disp: 8 * (gram5*p + q)}, lo.AsX(), lo.AsX())
-			VMOVSD(lo.AsX(), Mem{Base: outp, Disp: 8 * (gram5*p + q)})
-		}
+		flat = append(flat, acc[p][:]...)
+	}
+	k := 0
+	for ; k+4 <= len(flat); k += 4 {
+		laneTree4(flat[k:k+4], Mem{Base: outp, Disp: 8 * k})
+	}
+	for ; k < len(flat); k++ {
+		laneTree1(flat[k], Mem{Base: outp, Disp: 8 * k})
 	}
 	ADDQ(U8(8*gram5*gram5), outp)
 	ADDQ(U8(8), tiles)
@@ -109,6 +108,50 @@ func gramTiles5x5() {
 	Label("tilesdone")
 	VZEROUPPER()
 	RET()
+}
+
+// halves4 returns the float64 (l, l+4) sums of the 8 float32 lanes of a.
+func halves4(a VecVirtual) VecVirtual {
+	lo, hi := YMM(), YMM()
+	VCVTPS2PD(a.AsX(), lo)
+	VEXTRACTF32X4(U8(1), a, hi.AsX())
+	VCVTPS2PD(hi.AsX(), hi)
+	VADDPD(hi, lo, lo) // (l, l+4)
+	return lo
+}
+
+// laneTree4 adds the lane trees of the accumulators a[0..3] to the four
+// float64 at out: (l, l+4) in each, (l, l+2) of two accumulators in one
+// register, (0, 1) of all four in one.
+func laneTree4(a []VecVirtual, out Mem) {
+	var u [2]VecVirtual
+	for h := range 2 {
+		s0, s1 := halves4(a[2*h]), halves4(a[2*h+1])
+		x, y := YMM(), YMM()
+		VSHUFF64X2(U8(0), s1, s0, x) // s0 lanes 0, 1; s1 lanes 0, 1
+		VSHUFF64X2(U8(3), s1, s0, y) // lanes 2, 3 of both
+		VADDPD(y, x, x)              // (l, l+2)
+		u[h] = x
+	}
+	lo, hi := YMM(), YMM()
+	VUNPCKLPD(u[1], u[0], lo) // lane 0 of a0, a2, a1, a3
+	VUNPCKHPD(u[1], u[0], hi) // lane 1
+	VADDPD(hi, lo, lo)        // (0, 1)
+	VPERMPD(U8(0xd8), lo, lo) // a0, a1, a2, a3
+	VADDPD(out, lo, lo)
+	VMOVUPD(lo, out)
+}
+
+// laneTree1 adds the lane tree of the accumulator a to the float64 at out.
+func laneTree1(a VecVirtual, out Mem) {
+	lo := halves4(a)
+	hi := XMM()
+	VEXTRACTF32X4(U8(1), lo, hi)
+	VADDPD(hi, lo.AsX(), lo.AsX()) // (l, l+2)
+	VPERMILPD(U8(1), lo.AsX(), hi)
+	VADDSD(hi, lo.AsX(), lo.AsX()) // (0, 1)
+	VADDSD(out, lo.AsX(), lo.AsX())
+	VMOVSD(lo.AsX(), out)
 }
 
 // prefetchL2: PREFETCHT1 over a range, so that the next block of the
