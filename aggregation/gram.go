@@ -24,11 +24,12 @@ package aggregation
 // median of rows 0, 1 and 2 (distances do not change under translation,
 // but the Gram form loses accuracy in proportion to ‖y‖², so the rows
 // are moved near each other's centre first). Rows are then taken in
-// tiles, 3×4 or, on the AVX-512 path, 5×5 (gramShape: a product's bits
-// do not depend on its tile); each dot product is summed in 8 float32 lanes (lane l
-// takes the coordinates ≡ l mod 8 of the block) by fused multiply-add, one
-// rounding per term, and the lanes go to float64 and are added by the tree
-// (l, l+4), (l, l+2), (0, 1) into a float64 total. The portable loop
+// tiles, 3×4 or, on the AVX-512 path, 5×5 (gramShape; a product's bits
+// do not depend on its tile); each dot product is summed in 8 float32
+// lanes (lane l takes the coordinates ≡ l mod 8 of the block) by fused
+// multiply-add, one rounding per term, and the lanes go to float64 and
+// are added by the tree (l, l+4), (l, l+2), (0, 1) into a float64 total
+// per chunk of blocks (gramChunks), the chunks' totals added in order. The portable loop
 // emulates the fused multiply-add exactly (fma32), so all paths give the
 // same bits, and ⟨y_i, y_j⟩ is computed by the very operations of ‖y_i‖²
 // when y_i = y_j: identical updates are exactly 0 apart.
