@@ -137,7 +137,9 @@ func gramTileRect(out []float64, a, b [][]float32) {
 // gramBlockOp adds to acc[np·nq·t + nq·p + q], for each tile t of
 // gramDistances' np×nq tiles, the product (as gramTileRect) of the rows
 // tiles[t][0]+p and tiles[t][1]+q of a block y, rows gramBlock float32
-// apart, in their first m coordinates.
+// apart, in their first m coordinates. Of a tile of rows with themselves
+// (tiles[t][0] = tiles[t][1]) only the entries p ≤ q must be set: the
+// others are never read.
 type gramBlockOp func(acc []float64, y []float32, m int, tiles [][2]int32)
 
 // gramBlock34 is gramBlockOp for 3×4 tiles, by gramTile.

@@ -8,6 +8,8 @@ package aggregation
 // lane tree of the 8 float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n (as
 // gramTileAVX2), where a_p is row tiles[t][0]+p and b_q row tiles[t][1]+q
 // of y, rows 2048 bytes apart; n is a positive multiple of 8, at most 512.
+// When tiles[t][0] = tiles[t][1] it does so for p ≤ q only (and adds +0
+// to the other entries).
 //
 //go:noescape
 func gramTiles5x5AVX512(out *float64, y *float32, tiles *[2]int32, ntiles int, n int)

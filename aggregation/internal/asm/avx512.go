@@ -45,7 +45,9 @@ func gramTiles5x5() {
 	Doc("gramTiles5x5AVX512 adds, for t < ntiles, to out[25t+5p+q] the float64",
 		"lane tree of the 8 float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n (as",
 		"gramTileAVX2), where a_p is row tiles[t][0]+p and b_q row tiles[t][1]+q",
-		"of y, rows 2048 bytes apart; n is a positive multiple of 8, at most 512.")
+		"of y, rows 2048 bytes apart; n is a positive multiple of 8, at most 512.",
+		"When tiles[t][0] = tiles[t][1] it does so for p ≤ q only (and adds +0",
+		"to the other entries).")
 	outp := Load(Param("out"), GP64())
 	y := Load(Param("y"), GP64())
 	tiles := Load(Param("tiles"), GP64())
@@ -71,6 +73,12 @@ func gramTiles5x5() {
 	}
 	i := GP64()
 	XORQ(i, i)
+	// A tile of five rows with themselves (the first of each row of
+	// tiles) needs only its 15 products p ≤ q: gramDistances reads no
+	// other. Its loop loads the five rows once; the other ten
+	// accumulators stay 0 and their sums go to entries nobody reads.
+	CMPQ(pa, pb)
+	JE(LabelRef("gram5diag"))
 	Label("gram5")
 	var x [gram5]VecVirtual
 	for p := range gram5 {
@@ -87,6 +95,20 @@ func gramTiles5x5() {
 	ADDQ(U8(32), i)
 	CMPQ(i, n)
 	JL(LabelRef("gram5"))
+	JMP(LabelRef("gram5trees"))
+	Label("gram5diag")
+	var xd [gram5]VecVirtual
+	for q := range gram5 {
+		xd[q] = YMM()
+		VMOVUPS(Mem{Base: pa, Index: i, Scale: 1, Disp: gramRow * q}, xd[q])
+		for p := range q + 1 {
+			VFMADD231PS(xd[q], xd[p], acc[p][q]) // as the b value b_q times a_p
+		}
+	}
+	ADDQ(U8(32), i)
+	CMPQ(i, n)
+	JL(LabelRef("gram5diag"))
+	Label("gram5trees")
 	// The lane trees, four accumulators at a time where they can share
 	// the horizontal steps, each step adding the lower lane to the upper
 	// (as laneTree64's v[i] += v[i+w]).
