@@ -108,17 +108,20 @@ proto-check: proto
 	@test -z "$$(git status --porcelain -- proto/)" || { git status --porcelain -- proto/; echo "untracked generated files: run 'make proto' and commit"; exit 1; }
 
 # Regenerate the AVX2 kernels (aggregation/kernel_avx2_amd64.s and their Go
-# declarations) from their avo description in aggregation/internal/asm, a
-# module of its own so that avo stays out of the main module.
+# declarations) and the generated AVX-512 ones (kernel_avx512gen_amd64.s)
+# from their avo description in aggregation/internal/asm, a module of its
+# own so that avo stays out of the main module.
 asm:
 	cd aggregation && $(GO) generate -run 'internal/asm' .
+
+ASM_GEN := $(addprefix aggregation/,kernel_avx2_amd64.s kernel_avx2_stubs_amd64.go kernel_avx512gen_amd64.s kernel_avx512gen_stubs_amd64.go)
 
 # Fails when the committed generated assembly differs from what `make asm`
 # makes, or (with llvm-mc) when a WORD of the hand-written NEON kernels is
 # not the instruction its comment names.
 asm-check: asm
-	@git diff --exit-code -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go || { echo "generated assembly is stale: run 'make asm' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- aggregation/kernel_avx2_amd64.s aggregation/kernel_avx2_stubs_amd64.go)" || { echo "untracked generated assembly: run 'make asm' and commit"; exit 1; }
+	@git diff --exit-code -- $(ASM_GEN) || { echo "generated assembly is stale: run 'make asm' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(ASM_GEN))" || { echo "untracked generated assembly: run 'make asm' and commit"; exit 1; }
 	@if command -v llvm-mc >/dev/null; then cd aggregation/internal/asm && $(GO) run ./neonwords ../../kernel_arm64.s; \
 	elif [ "$$CI" = true ]; then echo "asm-check: llvm-mc not installed (Debian package llvm): CI must check the NEON words of kernel_arm64.s"; exit 1; \
 	else echo "asm-check: llvm-mc not installed (Debian package llvm): the NEON words of kernel_arm64.s are not checked"; fi

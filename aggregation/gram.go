@@ -23,11 +23,13 @@ package aggregation
 // every row is first centred, y = fl(x − c) with c the coordinate-wise
 // median of rows 0, 1 and 2 (distances do not change under translation,
 // but the Gram form loses accuracy in proportion to ‖y‖², so the rows
-// are moved near each other's centre first). Rows are then taken in 3×4
-// tiles; each dot product of a tile is summed in 8 float32 lanes (lane l
-// takes the coordinates ≡ l mod 8 of the block) by fused multiply-add, one
-// rounding per term, and the lanes go to float64 and are added by the tree
-// (l, l+4), (l, l+2), (0, 1) into a float64 total. The portable loop
+// are moved near each other's centre first). Rows are then taken in
+// tiles, 3×4 or, on the AVX-512 path, 5×5 (gramShape; a product's bits
+// do not depend on its tile); each dot product is summed in 8 float32
+// lanes (lane l takes the coordinates ≡ l mod 8 of the block) by fused
+// multiply-add, one rounding per term, and the lanes go to float64 and
+// are added by the tree (l, l+4), (l, l+2), (0, 1) into a float64 total
+// per chunk of blocks (gramChunks), the chunks' totals added in order. The portable loop
 // emulates the fused multiply-add exactly (fma32), so all paths give the
 // same bits, and ⟨y_i, y_j⟩ is computed by the very operations of ‖y_i‖²
 // when y_i = y_j: identical updates are exactly 0 apart.
@@ -52,6 +54,7 @@ import (
 	"math/big"
 	"runtime"
 	"slices"
+	"sync"
 )
 
 // gramBlock is the number of coordinates per block of gramDistances: the
@@ -97,29 +100,81 @@ func fma32(a, b, c float32) float32 {
 	return f
 }
 
-// gramTileGeneric adds to out[4p+q] the dot product of a[p] and b[q]:
+// gramTileGeneric adds to out[4p+q] the dot product of a[p] and b[q]
+// (gramTileRect for a 3×4 tile).
+func gramTileGeneric(out *[12]float64, a *[3][]float32, b *[4][]float32) {
+	gramTileRect(out[:], a[:], b[:])
+}
+
+// gramTileRect adds to out[len(b)·p+q] the dot product of a[p] and b[q]:
 // the coordinates of the whole groups of 8 summed in 8 float32 lanes by
 // fma32 and reduced by laneTree64, then those of the last partial group
-// (if any) the same way in fresh lanes.
-func gramTileGeneric(out *[12]float64, a *[3][]float32, b *[4][]float32) {
+// (if any) the same way in fresh lanes. It defines the bits of every
+// tile shape and path: a product's value does not depend on the tile it
+// is computed in, nor on which of its rows is the a row (x·y and y·x are
+// the same exact product).
+func gramTileRect(out []float64, a, b [][]float32) {
 	n := len(a[0])
 	m := n &^ 7
 	for _, r := range [][2]int{{0, m}, {m, n}} {
 		if r[0] == r[1] {
 			continue
 		}
-		for p := range 3 {
+		for p := range a {
 			x := a[p][r[0]:r[1]]
-			for q := range 4 {
+			for q := range b {
 				y := b[q][r[0]:r[1]]
 				var l [8]float32
 				for i := range x {
 					l[i&7] = fma32(x[i], y[i], l[i&7])
 				}
-				out[4*p+q] += laneTree64(&l)
+				out[len(b)*p+q] += laneTree64(&l)
 			}
 		}
 	}
+}
+
+// gramBlockOp adds to acc[np·nq·t + nq·p + q], for each tile t of
+// gramDistances' np×nq tiles, the product (as gramTileRect) of the rows
+// tiles[t][0]+p and tiles[t][1]+q of a block y, rows gramBlock float32
+// apart, in their first m coordinates. Of a tile of rows with themselves
+// (tiles[t][0] = tiles[t][1]) only the entries p ≤ q must be set: the
+// others are never read.
+type gramBlockOp func(acc []float64, y []float32, m int, tiles [][2]int32)
+
+// gramBlock34 is gramBlockOp for 3×4 tiles, by gramTile.
+func gramBlock34(acc []float64, y []float32, m int, tiles [][2]int32) {
+	var a [3][]float32
+	var b [4][]float32
+	for t, tl := range tiles {
+		for k := range a {
+			a[k] = gramRowOf(y, int(tl[0])+k, 0, m)
+		}
+		for k := range b {
+			b[k] = gramRowOf(y, int(tl[1])+k, 0, m)
+		}
+		gramTile((*[12]float64)(acc[12*t:]), &a, &b)
+	}
+}
+
+// gramBlockRect is gramBlockOp for np×nq tiles in Go (gramTileRect), over
+// the coordinates [lo, m) of the rows.
+func gramBlockRect(np, nq int, acc []float64, y []float32, lo, m int, tiles [][2]int32) {
+	a, b := make([][]float32, np), make([][]float32, nq)
+	for t, tl := range tiles {
+		for k := range a {
+			a[k] = gramRowOf(y, int(tl[0])+k, lo, m)
+		}
+		for k := range b {
+			b[k] = gramRowOf(y, int(tl[1])+k, lo, m)
+		}
+		gramTileRect(acc[np*nq*t:np*nq*(t+1)], a, b)
+	}
+}
+
+// gramRowOf returns coordinates [lo, m) of row r of a block.
+func gramRowOf(y []float32, r, lo, m int) []float32 {
+	return y[r*gramBlock+lo : r*gramBlock+m]
 }
 
 // laneTree64 adds 8 float32 lanes in float64 by the tree (l, l+4),
@@ -153,6 +208,33 @@ func pairChunks(n, d int) int {
 	return min(blocks, maxPairChunks, max(1, pairChunkBudget/(8*n*n)))
 }
 
+// gramChunks is the number of coordinate ranges gramDistances sums
+// separately, which the bits of its float64 totals depend on: a function
+// of n and d only (through the number of the 3×4 tiles it used on every
+// path before the AVX-512 path's 5×5 ones), so that every path and tile
+// shape gives the same bits.
+func gramChunks(n, d int) int {
+	tiles := 0
+	for a := range (n + 2) / 3 {
+		for b := range (n + 3) / 4 {
+			if min(4*b+3, n-1) >= 3*a {
+				tiles++
+			}
+		}
+	}
+	blocks := (d + gramBlock - 1) / gramBlock
+	return min(blocks, maxPairChunks, max(1, pairChunkBudget/(8*12*tiles)))
+}
+
+// gramScratch is one worker's block of centred rows and its centre.
+type gramScratch struct{ y, c []float32 }
+
+// gramScratches and gramPartials keep gramDistances' buffers (the
+// partials are 2.7 MB at n = 100, d = 10⁵) from one call to the next:
+// allocated afresh, their pages were faulted in and cleared by the kernel
+// on every call, about a tenth of Krum's time at that size.
+var gramScratches, gramPartials sync.Pool
+
 // gramDistances returns the n×n matrix of D̂_ij (clamped at 0, symmetric,
 // zero diagonal) from the Gram matrix of the centred rows, and the matrix
 // of bounds E_ij ≥ |D̂_ij − D_ij| (D the differences kernel's value). It
@@ -161,29 +243,53 @@ func pairChunks(n, d int) int {
 // kernel throughout. n ≥ 1, d ≥ 1.
 func gramDistances(xs [][]float32) (dh, eb []float64, ok bool) {
 	n, d := len(xs), len(xs[0])
-	type tile struct{ a, b int }
-	var tiles []tile
-	for a := range (n + 2) / 3 {
-		for b := range (n + 3) / 4 {
-			if min(4*b+3, n-1) >= 3*a {
-				tiles = append(tiles, tile{a, b})
+	np, nq, blockOp := gramShape()
+	var tiles [][2]int32 // first rows of the a and b sides
+	for a := range (n + np - 1) / np {
+		for b := range (n + nq - 1) / nq {
+			if min(nq*b+nq-1, n-1) >= np*a {
+				tiles = append(tiles, [2]int32{int32(np * a), int32(nq * b)})
 			}
 		}
 	}
+	// The last tiles reach past row n − 1 into padding rows, whose
+	// products are computed and never read.
+	rows := max((n+np-1)/np*np, (n+nq-1)/nq*nq)
 	blocks := (d + gramBlock - 1) / gramBlock
-	chunks := min(blocks, maxPairChunks, max(1, pairChunkBudget/(8*12*len(tiles))))
-	partial := make([]float64, chunks*12*len(tiles))
-	type scratch struct{ y, c []float32 }
-	scr := make([]*scratch, runtime.GOMAXPROCS(0))
-	parallel(chunks, len(tiles)*12*d, func(w, c int) {
+	chunks := gramChunks(n, d)
+	per := np * nq * len(tiles) // partial sums of one chunk
+	pp, _ := gramPartials.Get().(*[]float64)
+	if pp == nil || cap(*pp) < chunks*per {
+		pp = &[]float64{}
+		*pp = make([]float64, chunks*per)
+	}
+	defer gramPartials.Put(pp)
+	partial := (*pp)[:chunks*per]
+	workers := runtime.GOMAXPROCS(0)
+	scr := make([]*gramScratch, workers)
+	defer func() {
+		for _, s := range scr {
+			if s != nil {
+				gramScratches.Put(s)
+			}
+		}
+	}()
+	// Tiles per call of blockOp: between calls, some rows of the next
+	// block are prefetched.
+	batch := max(1, min(16, len(tiles)/8))
+	parallel(chunks, len(tiles)*np*nq*d, func(w, c int) {
 		if scr[w] == nil {
-			scr[w] = &scratch{make([]float32, n*gramBlock), make([]float32, gramBlock)}
+			s, _ := gramScratches.Get().(*gramScratch)
+			if s == nil || len(s.y) < rows*gramBlock {
+				s = &gramScratch{make([]float32, rows*gramBlock), make([]float32, gramBlock)}
+			}
+			scr[w] = s
 		}
 		s := scr[w]
-		acc := partial[c*12*len(tiles) : (c+1)*12*len(tiles)]
-		var a [3][]float32
-		var b [4][]float32
-		for blk := c * blocks / chunks; blk < (c+1)*blocks/chunks; blk++ {
+		acc := partial[c*per : (c+1)*per]
+		clear(acc)
+		first, last := c*blocks/chunks, (c+1)*blocks/chunks
+		for blk := first; blk < last; blk++ {
 			lo := blk * gramBlock
 			hi := min(lo+gramBlock, d)
 			m := hi - lo
@@ -192,34 +298,55 @@ func gramDistances(xs [][]float32) (dh, eb []float64, ok bool) {
 			for k := range cv {
 				cv[k] = max(min(x0[k], x1[k]), min(max(x0[k], x1[k]), x2[k]))
 			}
-			row := func(r int) []float32 { return s.y[r*gramBlock : r*gramBlock+m] }
 			for r := range n {
-				sub32(row(r), xs[r][lo:hi], cv)
+				sub32(gramRowOf(s.y, r, 0, m), xs[r][lo:hi], cv)
 			}
-			for t, tl := range tiles {
-				for k := range 3 {
-					a[k] = row(min(3*tl.a+k, n-1))
+			// While the tiles compute, the rows of the block this worker
+			// most likely takes next (the chunks go to the workers in
+			// turn) are fetched into L2, a few rows per batch of tiles.
+			next := blk + 1
+			if next == last {
+				next = blocks
+				if c+workers < chunks {
+					next = (c + workers) * blocks / chunks
 				}
-				for k := range 4 {
-					b[k] = row(min(4*tl.b+k, n-1))
+			}
+			fetched := n
+			var flo, fhi int
+			if next < blocks {
+				fetched, flo, fhi = 0, next*gramBlock, min(next*gramBlock+gramBlock, d)
+			}
+			for t := 0; t < len(tiles); t += batch {
+				end := min(t+batch, len(tiles))
+				for ; fetched < end*n/len(tiles); fetched++ {
+					prefetchRow(xs[fetched][flo:fhi])
 				}
-				gramTile((*[12]float64)(acc[12*t:]), &a, &b)
+				blockOp(acc[np*nq*t:np*nq*end], s.y, m, tiles[t:end])
 			}
 		}
 	})
+	// The chunks' partial sums, added in chunk order (as a loop over the
+	// chunks per product would, but reading the partials in order: a
+	// chunk's are 42 KB apart at n = 100).
+	tot := partial[:per]
+	for k := range tot {
+		tot[k] += 0 // the sum starts at +0: a −0 partial gives +0, as it did
+	}
+	for c := 1; c < chunks; c++ {
+		for k, v := range partial[c*per : (c+1)*per] {
+			tot[k] += v
+		}
+	}
 	g := make([]float64, n*n)
 	for t, tl := range tiles {
-		for p := range 3 {
-			i := 3*tl.a + p
-			for q := range 4 {
-				j := 4*tl.b + q
+		for p := range np {
+			i := int(tl[0]) + p
+			for q := range nq {
+				j := int(tl[1]) + q
 				if i >= n || j >= n || j < i {
 					continue
 				}
-				var v float64
-				for c := range chunks {
-					v += partial[(c*len(tiles)+t)*12+4*p+q]
-				}
+				v := tot[np*nq*t+nq*p+q]
 				if math.IsInf(v, 0) || math.IsNaN(v) {
 					return nil, nil, false
 				}

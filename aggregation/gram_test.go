@@ -116,12 +116,70 @@ func TestGramTileSameBits(t *testing.T) {
 		}
 		var want [12]float64
 		gramTileGeneric(&want, &a, &b)
+		// The 5×5 tile of the AVX-512 path: rows 0-2 on the a side and
+		// 3-6 on the b side again, so that the midpoint rows still meet.
+		var a5, b5 [5][]float32
+		for k := range 5 {
+			a5[k], b5[k] = a[k%3], b[k%4]
+		}
+		var want5 [25]float64
+		gramTileRect(want5[:], a5[:], b5[:])
 		for _, p := range availablePaths() {
 			kernel = p
 			var got [12]float64
 			gramTile(&got, &a, &b)
 			if !sameBits(got[:], want[:]) {
 				t.Fatalf("%s d=%d: %v, portable %v", p, len(a[0]), got, want)
+			}
+			var got5 [25]float64
+			gramTileOf(got5[:], a5[:], b5[:])
+			if !sameBits(got5[:], want5[:]) {
+				t.Fatalf("%s 5×5 d=%d: %v, portable %v", p, len(a[0]), got5, want5)
+			}
+		}
+	}
+}
+
+// gramTileOf runs the current path's gramShape block operation on the
+// one tile a×b when its shape is len(a)×len(b) and the rows fit a block,
+// else gramTileRect.
+func gramTileOf(out []float64, a, b [][]float32) {
+	np, nq, op := gramShape()
+	if np != len(a) || nq != len(b) || len(a[0]) > gramBlock {
+		gramTileRect(out, a, b)
+		return
+	}
+	y := make([]float32, (np+nq)*gramBlock)
+	for k, r := range slices.Concat(a, b) {
+		copy(y[k*gramBlock:], r)
+	}
+	op(out, y, len(a[0]), [][2]int32{{0, int32(np)}})
+}
+
+// TestGramDistancesPathsSameBits: gramDistances gives the portable path's
+// bits on every path, whatever its tile shape (5×5 on AVX-512, 3×4
+// elsewhere): n around the tile sides, d with partial groups of 8, a
+// partial block and several chunks.
+func TestGramDistancesPathsSameBits(t *testing.T) {
+	saved := kernel
+	defer func() { kernel = saved }()
+	rng := rand.New(rand.NewPCG(51, 2))
+	for _, kind := range kernelKinds {
+		for _, n := range []int{3, 4, 5, 6, 9, 10, 11, 16, 26, 33} {
+			for _, d := range []int{1, 7, 8, 13, 512, 1030, 4099} {
+				if (raceEnabled || testing.Short()) && n*d > 40000 {
+					continue
+				}
+				xs := kernelInputs(rng, kind, n, d)
+				kernel = pathPurego
+				want, wantE, wantOK := gramDistances(xs)
+				for _, p := range availablePaths()[1:] {
+					kernel = p
+					got, gotE, ok := gramDistances(xs)
+					if ok != wantOK || !sameBits(got, want) || !sameBits(gotE, wantE) {
+						t.Fatalf("%s %s n=%d d=%d: gramDistances differs from the portable path's", p, kind, n, d)
+					}
+				}
 			}
 		}
 	}

@@ -12,7 +12,8 @@ package aggregation
 // for bit whatever the number of cores.
 //
 // On amd64 (without the purego build tag) the inner loops are Go assembly:
-// AVX-512 (kernel_amd64.s) or AVX2 (kernel_avx2_amd64.s, generated with avo),
+// AVX-512 (kernel_amd64.s, and kernel_avx512gen_amd64.s generated with avo) or
+// AVX2 (kernel_avx2_amd64.s, generated with avo),
 // and on arm64 NEON (kernel_arm64.s), as kernel_path.go selects. The portable Go loops in this file
 // perform exactly the same float32 and float64 operations in the same order
 // (the assembly uses no fused multiply-add, and the Go code forbids fusion

@@ -2,13 +2,16 @@
 
 package aggregation
 
-// The amd64 kernels: AVX-512 in kernel_amd64.s (hand-written), AVX2 in
-// kernel_avx2_amd64.s (generated with avo from internal/asm: `make asm`).
-// The AVX-512 file stays hand-written because it can only be run and
-// checked on an AVX-512 CPU, and regenerating code nobody can test here
-// would trade a reviewed kernel for an unverified one.
+// The amd64 kernels: AVX-512 in kernel_amd64.s (hand-written) and
+// kernel_avx512gen_amd64.s (the 5×5 Gram tile and a prefetch, generated),
+// AVX2 in kernel_avx2_amd64.s; the generated files come from avo
+// descriptions in internal/asm (`make asm`). kernel_amd64.s stays
+// hand-written: it was written and reviewed on a machine without AVX-512,
+// and regenerating it is worth doing only where its tests run (they do on
+// the machines with AVX-512 of later sessions).
 
 //go:generate go run -C internal/asm . -out ../../kernel_avx2_amd64.s -stubs ../../kernel_avx2_stubs_amd64.go -pkg aggregation
+//go:generate go run -C internal/asm . -set avx512 -out ../../kernel_avx512gen_amd64.s -stubs ../../kernel_avx512gen_stubs_amd64.go -pkg aggregation
 
 import (
 	"unsafe"
@@ -260,6 +263,50 @@ func add32Asm(acc, x *float32, n int) { add32AVX2(acc, x, n) }
 // multiple of 8). Every AVX-512 CPU has AVX2 and FMA, so both assembly
 // paths run the AVX2 kernel.
 func gramTileAsm(out *[12]float64, rows *[7]*float32, n int) { gramTileAVX2(out, rows, n) }
+
+// gramShape returns the tile shape of gramDistances on the current path
+// and its block operation: 5×5 on AVX-512, whose 32 registers hold the 25
+// accumulators (gramTiles5x5AVX512), else 3×4.
+func gramShape() (p, q int, op gramBlockOp) {
+	if kernel == pathAVX512 {
+		return 5, 5, gramBlock5x5
+	}
+	return 3, 4, gramBlock34
+}
+
+// gramTiles5x5AVX512 takes a block's rows 2048 bytes apart.
+const (
+	_ uint = gramBlock*4 - 2048
+	_ uint = 2048 - gramBlock*4
+)
+
+// gramBlock5x5 is gramBlockOp for 5×5 tiles: the whole groups of 8 by
+// gramTiles5x5AVX512, the last partial group in Go.
+func gramBlock5x5(acc []float64, y []float32, m int, tiles [][2]int32) {
+	k := m &^ 7
+	if kernel != pathAVX512 {
+		k = 0
+	}
+	if k > 0 && len(tiles) > 0 {
+		_ = acc[25*len(tiles)-1]
+		for _, tl := range tiles {
+			if tl[0] < 0 || tl[1] < 0 || (int(max(tl[0], tl[1]))+4)*gramBlock+m > len(y) {
+				panic("aggregation: Gram tile outside its block")
+			}
+		}
+		gramTiles5x5AVX512(&acc[0], &y[0], &tiles[0], len(tiles), k)
+	}
+	if k < m {
+		gramBlockRect(5, 5, acc, y, k, m, tiles)
+	}
+}
+
+// prefetchRow asks for x to be brought into L2 (no effect on any value).
+func prefetchRow(x []float32) {
+	if kernel != pathPurego && len(x) > 0 {
+		prefetchL2(&x[0], len(x))
+	}
+}
 
 // sub32Asm is sub32's assembly over the first n elements (a multiple of 8).
 func sub32Asm(dst, x, c *float32, n int) { sub32AVX2(dst, x, c, n) }

@@ -214,3 +214,9 @@ func gramTileAsm(out *[12]float64, rows *[7]*float32, n int) { gramTileNEON(out,
 
 // sub32Asm is sub32's assembly over the first n elements (a multiple of 8).
 func sub32Asm(dst, x, c *float32, n int) { sub32NEON(dst, x, c, n) }
+
+// gramShape returns the tile shape of gramDistances and its block operation.
+func gramShape() (p, q int, op gramBlockOp) { return 3, 4, gramBlock34 }
+
+// prefetchRow: no prefetch here.
+func prefetchRow([]float32) {}

@@ -69,6 +69,13 @@ func FuzzKernelPaths(f *testing.F) {
 				var g [12]float64
 				gramTile(&g, &a3, &b4)
 				out["gramTile"] = g[:]
+				a5, b5 := make([][]float32, 5), make([][]float32, 5)
+				for k := range 5 {
+					a5[k], b5[k] = row(k)[:min(d, gramBlock)], row(k + 5)[:min(d, gramBlock)]
+				}
+				g5 := make([]float64, 25)
+				gramTileOf(g5, a5, b5)
+				out["gramTile5x5"] = g5
 				var sq [4][4]float64
 				sqdist4x4(&sq, &a4, row(n-1))
 				out["sqdist4x4"] = sq[:]

@@ -45,3 +45,9 @@ func passAdd32(acc, x []float32) { add32Generic(acc, x) }
 func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) { gramTileGeneric(out, a, b) }
 
 func sub32(dst, x, c []float32) { sub32Generic(dst, x, c) }
+
+// gramShape returns the tile shape of gramDistances and its block operation.
+func gramShape() (p, q int, op gramBlockOp) { return 3, 4, gramBlock34 }
+
+// prefetchRow: no prefetch here.
+func prefetchRow([]float32) {}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -479,9 +480,12 @@ type neighbours struct {
 	rows [][]int
 }
 
+// newNeighbours sorts the rows on all cores: at n = 100 the sorts were
+// 4% of Krum's CPU time, all of it on one core.
 func newNeighbours(d []float64, n int) *neighbours {
 	nb := &neighbours{d: d, n: n, rows: make([][]int, n)}
-	for i := range n {
+	// About log₂ n comparisons per element, each some ten operations.
+	parallel(n, n*n*bits.Len(uint(n))*10, func(_, i int) {
 		row := make([]int, 0, n-1)
 		for j := range n {
 			if j != i {
@@ -493,7 +497,7 @@ func newNeighbours(d []float64, n int) *neighbours {
 			return cmp.Or(cmp.Compare(max(di[a], 0), max(di[b], 0)), cmp.Compare(a, b))
 		})
 		nb.rows[i] = row
-	}
+	})
 	return nb
 }
 

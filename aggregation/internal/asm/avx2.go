@@ -1,7 +1,8 @@
 // Command asm generates the AVX2 kernels of package aggregation
-// (kernel_avx2_amd64.s and its Go declarations) with avo. Run it through
-// `go generate ./aggregation` or `make asm`; CI (`make asm-check`) fails when
-// the committed files differ from what it makes.
+// (kernel_avx2_amd64.s and its Go declarations) and, with -set avx512, its
+// generated AVX-512 kernels (kernel_avx512gen_amd64.s, see avx512.go) with
+// avo. Run it through `go generate ./aggregation` or `make asm`; CI (`make
+// asm-check`) fails when the committed files differ from what it makes.
 //
 // Each kernel performs exactly the float32 and float64 operations of its
 // portable loop in kernel.go, in the same order and without fused
@@ -14,15 +15,34 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"log"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
 )
 
+// set selects the kernels of one output file.
+var set = flag.String("set", "avx2", "kernels to generate: avx2 or avx512")
+
 func main() {
+	flag.Parse()
 	ConstraintExpr("amd64,!purego")
+	switch *set {
+	case "avx2":
+		avx2()
+	case "avx512":
+		avx512()
+	default:
+		log.Fatalf("asm: -set %q: want avx2 or avx512", *set)
+	}
+	Generate()
+}
+
+// avx2 declares the kernels of kernel_avx2_amd64.s.
+func avx2() {
 	pairTile("pairTileAVX2", 4)
 	pairTile("pairTile2AVX2", 2)
 	pairTileDiag()
@@ -37,7 +57,6 @@ func main() {
 	gramTile()
 	sub32()
 	closestToMedian()
-	Generate()
 }
 
 // pairTile: the 16 squared-difference accumulators of a 4×4 tile of rows,
