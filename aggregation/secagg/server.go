@@ -220,8 +220,13 @@ func (s *Server) CollectShares(msgs []*ShareKeys) (route map[uint32][]*Encrypted
 	msgs, rejected = distinct(msgs, func(m *ShareKeys) uint32 { return m.ID })
 	u2 := newIDSet(s.cfg.N)
 	byID := make(map[uint32]*ShareKeys, len(msgs))
-	for _, m := range msgs {
-		if err := s.checkShares(m); err != nil {
+	// The checks read only the message and U1, so they run on all cores
+	// (with the complete graph each compares n−1 recipients), the results
+	// kept by position.
+	errs := make([]error, len(msgs))
+	forEach(len(msgs), func(_, i int) { errs[i] = s.checkShares(msgs[i]) })
+	for i, m := range msgs {
+		if err := errs[i]; err != nil {
 			rejected = append(rejected, Rejection{ID: m.ID, Err: err})
 			continue
 		}
@@ -234,7 +239,7 @@ func (s *Server) CollectShares(msgs []*ShareKeys) (route map[uint32][]*Encrypted
 	s.u2 = u2
 	route = make(map[uint32][]*EncryptedShare, u2.len())
 	for _, u := range u2.list() {
-		route[u] = []*EncryptedShare{}
+		route[u] = make([]*EncryptedShare, 0, min(u2.len(), s.g.degree()))
 	}
 	for _, u := range u2.list() {
 		s.commits[u] = byID[u].SelfCommit
@@ -426,23 +431,37 @@ func (s *Server) Unmask(resps []*UnmaskResponse) (sum []uint32, rejected []Rejec
 		return nil, nil, err
 	}
 	resps, rejected = distinct(resps, func(m *UnmaskResponse) uint32 { return m.ID })
+	// Checking the responses and decoding their shares (each scalar twice,
+	// by Validate and here) was the server's largest serial step before
+	// the masks at n = 500 with the complete graph (225,000 shares, about
+	// 4 % of its wall time): it runs on all cores, the results kept by
+	// position so that the held shares are in the same order as before.
+	checked := make([]checkedResponse, len(resps))
+	forEach(len(resps), func(_, i int) { checked[i] = s.checkAndDecode(resps[i]) })
 	u5 := newIDSet(s.cfg.N)
 	selfHeld := make(map[uint32][]heldShare)
 	keyHeld := make(map[uint32][]heldShare)
-	for _, r := range resps {
-		if err := s.checkResponse(r); err != nil {
-			rejected = append(rejected, Rejection{ID: r.ID, Err: err})
+	// Each secret has at most one share per member of its owner's closed
+	// neighbourhood.
+	holders := min(len(resps), s.g.degree()+1)
+	hold := func(held map[uint32][]heldShare, holder uint32, shares []Share, values []group.Scalar) {
+		for j := range shares {
+			owner := shares[j].Owner
+			if held[owner] == nil {
+				held[owner] = make([]heldShare, 0, holders)
+			}
+			held[owner] = append(held[owner], heldShare{holder: holder, value: values[j]})
+		}
+	}
+	for i, r := range resps {
+		c := &checked[i]
+		if c.err != nil {
+			rejected = append(rejected, Rejection{ID: r.ID, Err: c.err})
 			continue
 		}
 		u5.add(r.ID)
-		for _, sh := range r.SelfShares {
-			v, _ := decodeScalar(&sh.Value) // checked by Validate
-			selfHeld[sh.Owner] = append(selfHeld[sh.Owner], heldShare{holder: r.ID, value: v})
-		}
-		for _, sh := range r.KeyShares {
-			v, _ := decodeScalar(&sh.Value)
-			keyHeld[sh.Owner] = append(keyHeld[sh.Owner], heldShare{holder: r.ID, value: v})
-		}
+		hold(selfHeld, r.ID, r.SelfShares, c.self)
+		hold(keyHeld, r.ID, r.KeyShares, c.key)
 	}
 	rejected = sortRejections(rejected)
 	if u5.len() < s.cfg.Threshold {
@@ -461,6 +480,30 @@ func (s *Server) Unmask(resps []*UnmaskResponse) (sum []uint32, rejected []Rejec
 	sum, s.sum = s.sum, nil
 	s.next = 0
 	return sum, rejected, nil
+}
+
+// checkedResponse is a response checked by checkAndDecode: the values of
+// its self-mask and mask-key shares, in order, or why it was rejected.
+type checkedResponse struct {
+	self, key []group.Scalar
+	err       error
+}
+
+// checkAndDecode checks r and decodes its shares; like checkAdvertisement,
+// it reads only r and the server's state of earlier rounds, so distinct
+// responses may be checked concurrently.
+func (s *Server) checkAndDecode(r *UnmaskResponse) checkedResponse {
+	if err := s.checkResponse(r); err != nil {
+		return checkedResponse{err: err}
+	}
+	decode := func(shares []Share) []group.Scalar {
+		out := make([]group.Scalar, len(shares))
+		for j := range shares {
+			out[j], _ = decodeScalar(&shares[j].Value) // checked by Validate
+		}
+		return out
+	}
+	return checkedResponse{self: decode(r.SelfShares), key: decode(r.KeyShares)}
 }
 
 func (s *Server) checkResponse(r *UnmaskResponse) error {

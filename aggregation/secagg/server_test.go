@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -661,5 +662,83 @@ func TestServerChecksManyAtOnce(t *testing.T) {
 	_, _, err := s.server.Unmask(s.responses)
 	if !errors.Is(err, ErrReconstruct) || !containsID(err, first) || len(splitWords(err.Error())) != 1 {
 		t.Fatalf("Unmask = %v, want ErrReconstruct naming participant %d only", err, first)
+	}
+}
+
+// TestServerChecksSharesAndResponsesAtOnce checks that CollectShares and
+// Unmask, which check their messages on all cores, reject exactly the
+// bad ones, each with its own error, in order of id, and still unmask the
+// right sum, whatever GOMAXPROCS is.
+func TestServerChecksSharesAndResponsesAtOnce(t *testing.T) {
+	const n = 16
+	for _, procs := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			cfg := testConfig(n, 9, 0, 8)
+			inputs := randomInputs(mrand.New(mrand.NewPCG(8, 8)), n, cfg.Dim)
+			s := newSession(t, cfg, inputs, 12)
+			if err := s.advertise(); err != nil {
+				t.Fatal(err)
+			}
+			// Participants 4 and 10 leave out a share each.
+			err := s.tamperedStep(PhaseShareKeys, func(s *session) {
+				for _, m := range s.shares {
+					switch m.ID {
+					case 4:
+						m.Shares = slices.Delete(m.Shares, 2, 3)
+					case 10:
+						m.Shares = m.Shares[:len(m.Shares)-1]
+					}
+				}
+			})()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRejections(t, "CollectShares", s.rejected, []uint32{4, 10}, []error{ErrInconsistent, ErrInconsistent})
+			s.drop[4], s.drop[10] = PhaseShareKeys, PhaseShareKeys
+			s.drop[8] = PhaseMaskedInput // its mask key is reconstructed
+			for _, f := range []func() error{s.mask, s.consist} {
+				if err := f(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.answer()
+			// Participant 2 sends a non-canonical share, participant 6
+			// leaves out a self-mask share, participant 11 a mask-key share.
+			for _, r := range s.responses {
+				switch r.ID {
+				case 2:
+					for i := range r.SelfShares[1].Value {
+						r.SelfShares[1].Value[i] = 0xff
+					}
+				case 6:
+					r.SelfShares = r.SelfShares[1:]
+				case 11:
+					r.KeyShares = nil
+				}
+			}
+			sum, rejected, err := s.server.Unmask(s.responses)
+			if err != nil {
+				t.Fatalf("Unmask: %v", err)
+			}
+			checkRejections(t, "Unmask", rejected, []uint32{2, 6, 11}, []error{ErrMalformed, ErrInconsistent, ErrInconsistent})
+			if want := plainSum(inputs, s.survivors); !slices.Equal(sum, want) {
+				t.Fatalf("Unmask = %v, want %v", sum, want)
+			}
+		})
+	}
+}
+
+// checkRejections checks that rejected names ids, in order, with errors
+// matching want.
+func checkRejections(t *testing.T, round string, rejected []Rejection, ids []uint32, want []error) {
+	t.Helper()
+	if len(rejected) != len(ids) {
+		t.Fatalf("%s rejected %v, want participants %v", round, rejected, ids)
+	}
+	for i, r := range rejected {
+		if r.ID != ids[i] || !errors.Is(r.Err, want[i]) {
+			t.Fatalf("%s rejection %d = %v, want participant %d with %v", round, i, r, ids[i], want[i])
+		}
 	}
 }
