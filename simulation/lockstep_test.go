@@ -24,8 +24,8 @@ import (
 // docs/reproductions/lockstep.py runs their MomentumWorker, IPMAttack,
 // bucket means, CM or RFA and TorchServer on those draws, and
 // testdata/lockstep holds the test loss and accuracy their code gives.
-// docs/reproductions.md, "IPM × CM with buckets" and "IPM × RFA", has the
-// commands.
+// docs/reproductions.md, "IPM × CM with buckets" and "IPM × RFA without
+// buckets", has the commands.
 var (
 	lockstepDump   = flag.String("lockstep-dump", "", "TestLockstepDump: write the simulator's draws for the lockstep cell to this JSON file")
 	lockstepCell   = flag.String("lockstep-cell", lockstepCellCMBucket2, "TestLockstepDump: the cell, "+lockstepCellCMBucket2+" or "+lockstepCellRFA)
