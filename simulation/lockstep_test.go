@@ -18,38 +18,62 @@ import (
 
 // The lockstep check sets fedguard's simulator beside the bucketing
 // paper's own code (epfml/byzantine-robust-noniid-optimizer at 0e27349)
-// on one cell of karimireddy2022-mnist, IPM × CM with buckets of 2, fed
-// the same draws: TestLockstepDump writes what the simulator draws (the
-// initial model, every client's batch of every round, every round's
-// buckets), docs/reproductions/lockstep.py runs their MomentumWorker,
-// IPMAttack, CM, bucket means and TorchServer on those draws, and
+// on cells of karimireddy2022-mnist (lockstepCells), fed the same draws:
+// TestLockstepDump writes what the simulator draws (the initial model,
+// every client's batch of every round, every round's buckets),
+// docs/reproductions/lockstep.py runs their MomentumWorker, IPMAttack,
+// bucket means, CM or RFA and TorchServer on those draws, and
 // testdata/lockstep holds the test loss and accuracy their code gives.
-// docs/reproductions.md, "IPM × CM with buckets", has the commands.
+// docs/reproductions.md, "IPM × CM with buckets" and "IPM × RFA without
+// buckets", has the commands.
 var (
 	lockstepDump   = flag.String("lockstep-dump", "", "TestLockstepDump: write the simulator's draws for the lockstep cell to this JSON file")
+	lockstepCell   = flag.String("lockstep-cell", lockstepCellCMBucket2, "TestLockstepDump: the cell, "+lockstepCellCMBucket2+" or "+lockstepCellRFA)
 	lockstepRounds = flag.Int("lockstep-rounds", 10, "TestLockstepDump: rounds")
 	lockstepSeed   = flag.Uint64("lockstep-seed", 0, "TestLockstepDump: seed")
 	lockstepEvery  = flag.Int("lockstep-every", 5, "TestLockstepDump: evaluate every N rounds")
 	lockstepInit   = flag.String("lockstep-init", "", "TestLockstepDump: -init (default: the preset's)")
 )
 
-// lockstepOptions is the preset's IPM × bucketed CM cell; init "" keeps
-// the preset's start.
-func lockstepOptions(t *testing.T, rounds, every int, seed uint64, init string) Options {
+// The lockstep cells: the name lockstep.py reads from the dump's "cell",
+// the preset's rule (its index in Preset.Rules) and how their code
+// aggregates (lockstep.py: CM over bucket means; RFA(T=8), ν = 0.1 in
+// gradient units, over the inputs themselves).
+const (
+	lockstepCellCMBucket2 = "ipm-cm-bucket2"
+	lockstepCellRFA       = "ipm-rfa"
+)
+
+var lockstepCells = map[string]struct {
+	rule int
+	agg  aggregation.Config
+}{
+	lockstepCellCMBucket2: {4, aggregation.Config{Rule: aggregation.NameMedian, Bucket: 2}},
+	lockstepCellRFA: {3, aggregation.Config{Rule: aggregation.NameRFA, Iterations: 8, Nu: 0.001,
+		Start: aggregation.RFAStartZero, MaxSamples: 1}},
+}
+
+// lockstepOptions is the preset's cell under IPM; init "" keeps the
+// preset's start.
+func lockstepOptions(t *testing.T, cell string, rounds, every int, seed uint64, init string) Options {
 	t.Helper()
 	p, err := LookupPreset("karimireddy2022-mnist")
 	if err != nil {
 		t.Fatal(err)
 	}
+	c, ok := lockstepCells[cell]
+	if !ok {
+		t.Fatalf("no lockstep cell %q", cell)
+	}
 	o := p.Options
 	o.Attack = attack.Config{Name: attack.NameIPM, Epsilon: 0.1, HonestStats: true}
-	o.Aggregation = aggregation.Config{Rule: aggregation.NameMedian, Bucket: 2}
+	o.Aggregation = c.agg
 	o.Rounds, o.EvalEvery, o.Seed = rounds, every, seed
 	if init != "" {
 		o.Init = init
 	}
-	if p.Attacks[1] != o.Attack || p.Rules[4] != o.Aggregation {
-		t.Fatalf("the preset's IPM and bucketed median are %+v and %+v, not the lockstep cell's", p.Attacks[1], p.Rules[4])
+	if p.Attacks[1] != o.Attack || p.Rules[c.rule] != o.Aggregation {
+		t.Fatalf("the preset's IPM and rule %d are %+v and %+v, not the lockstep cell %s's", c.rule, p.Attacks[1], p.Rules[c.rule], cell)
 	}
 	return o
 }
@@ -57,12 +81,16 @@ func lockstepOptions(t *testing.T, rounds, every int, seed uint64, init string) 
 // lockstep is the file TestLockstepDump writes and lockstep.py reads; the
 // golden file has its Evals, Accuracy and Loss, computed by their code.
 type lockstep struct {
+	// Cell is a key of lockstepCells; "" is the first file's,
+	// lockstepCellCMBucket2.
+	Cell      string    `json:"cell,omitempty"`
 	Seed      uint64    `json:"seed"`
 	Init      string    `json:"init,omitempty"`
 	Byzantine []int     `json:"byzantine,omitempty"`
 	Initial   []float32 `json:"initial,omitempty"`
 	// Batches[r][i] are the MNIST training rows (file order, from 0) of
-	// client i's batch in round r+1; Buckets[r][i] its bucket, from 1.
+	// client i's batch in round r+1; Buckets[r][i] its bucket, from 1
+	// (0 throughout for a cell without buckets).
 	Batches  [][][]int `json:"batches,omitempty"`
 	Buckets  [][]int   `json:"buckets,omitempty"`
 	Evals    []int     `json:"evals"`
@@ -77,7 +105,7 @@ func TestLockstepDump(t *testing.T) {
 	if *lockstepDump == "" {
 		t.Skip("no -lockstep-dump")
 	}
-	o := lockstepOptions(t, *lockstepRounds, *lockstepEvery, *lockstepSeed, *lockstepInit)
+	o := lockstepOptions(t, *lockstepCell, *lockstepRounds, *lockstepEvery, *lockstepSeed, *lockstepInit)
 	c, d, s := prepared(t, o)
 	parts, err := split(c, d, s.byzIdx)
 	if err != nil {
@@ -87,7 +115,7 @@ func TestLockstepDump(t *testing.T) {
 	if c.o.Init == InitTorch {
 		initial = model.InitTorch
 	}
-	ls := lockstep{Seed: c.o.Seed, Init: c.o.Init, Byzantine: s.byzIdx, Initial: initial(c.spec, derive(c.o.Seed, "init"))}
+	ls := lockstep{Cell: *lockstepCell, Seed: c.o.Seed, Init: c.o.Init, Byzantine: s.byzIdx, Initial: initial(c.spec, derive(c.o.Seed, "init"))}
 	for r := 1; r <= c.o.Rounds; r++ {
 		batches := make([][]int, c.o.Clients)
 		probe := make([]aggregation.Update, c.o.Clients)
@@ -130,11 +158,12 @@ func TestLockstepDump(t *testing.T) {
 	}
 }
 
-// TestPresetMatchesAuthorsCode runs the lockstep cell for 30 rounds and
+// TestPresetMatchesAuthorsCode runs each lockstep cell for 30 rounds and
 // compares its test loss and accuracy with what the bucketing paper's
 // code computes from the same draws (testdata/lockstep): the simulator's
-// momentum, IPM, bucket means, CM and SGD step are theirs, to float32
-// rounding (their code trains in float32, the simulator in float64).
+// momentum, IPM, bucket means, CM, RFA and SGD step are theirs, to
+// float32 rounding (their code trains in float32, the simulator in
+// float64).
 // The preset's own start (no -init) must be PyTorch's, their code's
 // default: the golden file of that start was computed from it, and from
 // glorot's the loss at round 10 is 1.8 % off. The glorot file keeps the
@@ -148,6 +177,7 @@ func TestPresetMatchesAuthorsCode(t *testing.T) {
 	}{
 		{"ipm-cm-bucket2-seed0-pytorch.json", ""},
 		{"ipm-cm-bucket2-seed0.json", InitGlorot},
+		{"ipm-rfa-seed0-pytorch.json", ""},
 	} {
 		t.Run(tc.file, func(t *testing.T) { presetMatchesAuthorsCode(t, tc.file, tc.init) })
 	}
@@ -175,7 +205,11 @@ func presetMatchesAuthorsCode(t *testing.T, file, init string) {
 		want.Evals, want.Loss, want.Accuracy = want.Evals[:1], want.Loss[:1], want.Accuracy[:1]
 	}
 	last := want.Evals[len(want.Evals)-1]
-	o := lockstepOptions(t, last, want.Evals[0], want.Seed, init)
+	cell := want.Cell
+	if cell == "" {
+		cell = lockstepCellCMBucket2
+	}
+	o := lockstepOptions(t, cell, last, want.Evals[0], want.Seed, init)
 	if o.Init != want.Init {
 		t.Errorf("the run starts from init %q, the golden file's from %q", o.Init, want.Init)
 	}

@@ -1,14 +1,16 @@
 """Runs the bucketing paper's code (epfml/byzantine-robust-noniid-optimizer
 at 0e27349) on the draws fedguard's simulator made for one cell of
-karimireddy2022-mnist, IPM x CM with buckets of 2, and compares the test
-accuracy and loss with fedguard's at every evaluation.
+karimireddy2022-mnist, IPM x CM with buckets of 2 (cell ipm-cm-bucket2) or
+IPM x RFA without buckets (cell ipm-rfa), and compares the test accuracy
+and loss with fedguard's at every evaluation.
 
 Their code does the arithmetic: codes/worker.py MomentumWorker (the
 honest workers' heavy-ball momentum of gradients), codes/attacks/xie.py
 IPMAttack (-eps times the mean of the honest workers' momenta, eps = 0.1
 as utils.py initialize_worker gives it), the bucket means of utils.py
 bucketing_wrapper (its sum(...) / len(...), bucket by bucket),
-codes/aggregator/coordinatewise_median.py CM, codes/server.py TorchServer
+codes/aggregator/coordinatewise_median.py CM or codes/aggregator/rfa.py
+RFA(T=8) (nu = 0.1, as utils.py _get_aggregator gives it), codes/server.py TorchServer
 with torch.optim.SGD at utils.py's LR = 0.01, all driven through
 codes/simulator.py ParallelTrainer.aggregation_and_update. fedguard's
 draws replace their random ones: the initial model (loaded into the MLP
@@ -20,7 +22,7 @@ each round's buckets (in place of np.random.shuffle). Pixels are in
 From a checkout of that commit with MNIST in datasets/MNIST/raw:
 
   go test ./simulation -run TestLockstepDump -lockstep-dump /tmp/d.json \\
-      -lockstep-rounds 30 -lockstep-every 1 -lockstep-seed 0
+      -lockstep-rounds 30 -lockstep-every 1 -lockstep-seed 0 [-lockstep-cell ipm-rfa]
   python3 lockstep.py /tmp/d.json [--out golden.json] [--torch-init SEED]
 
 --torch-init SEED starts from their own initial model (torch.manual_seed
@@ -36,6 +38,7 @@ from torchvision import datasets
 from codes.worker import MomentumWorker
 from codes.attacks.xie import IPMAttack
 from codes.aggregator.coordinatewise_median import CM
+from codes.aggregator.rfa import RFA
 from codes.server import TorchServer
 from codes.simulator import ParallelTrainer
 
@@ -83,18 +86,21 @@ byz = set(dump["byzantine"])
 LR = 0.01  # utils.py
 optimizers = [torch.optim.SGD(model.parameters(), lr=LR) for _ in range(n)]
 server = TorchServer(optimizer=torch.optim.SGD(model.parameters(), lr=LR))
-cm = CM()
+cell = dump.get("cell") or "ipm-cm-bucket2"
+rule = {"ipm-cm-bucket2": CM(), "ipm-rfa": RFA(T=8)}[cell]  # utils.py _get_aggregator
 state = {"round": 0}
 
 
 def aggregator(inputs):
-    # utils.py bucketing_wrapper with fedguard's buckets for np.random.shuffle's.
     b = dump["buckets"][state["round"]]
+    if max(b) == 0:  # no bucketing: utils.get_aggregator returns the rule itself
+        return rule(inputs)
+    # utils.py bucketing_wrapper with fedguard's buckets for np.random.shuffle's.
     means = []
     for t in range(1, max(b) + 1):
         idx = [i for i in range(n) if b[i] == t]
         means.append(sum(inputs[i] for i in idx) / len(idx))
-    return cm(means)
+    return rule(means)
 
 
 trainer = ParallelTrainer(server=server, aggregator=aggregator, pre_batch_hooks=[], post_batch_hooks=[],
@@ -119,7 +125,7 @@ for i in range(n):
 
 t0 = time.time()
 evals = {r: k for k, r in enumerate(dump["evals"])}
-res = {"seed": dump["seed"], "init": dump.get("init", ""), "evals": [], "accuracy": [], "loss": [],
+res = {"cell": cell, "seed": dump["seed"], "init": dump.get("init", ""), "evals": [], "accuracy": [], "loss": [],
        "source": "docs/reproductions/lockstep.py: epfml/byzantine-robust-noniid-optimizer at 0e27349 on "
                  "fedguard's draws (TestLockstepDump), torch %s" % torch.__version__}
 worst = 0.0
