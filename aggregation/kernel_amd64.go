@@ -281,12 +281,10 @@ const (
 )
 
 // gramBlock5x5 is gramBlockOp for 5×5 tiles: the whole groups of 8 by
-// gramTiles5x5AVX512, the last partial group in Go.
+// gramTiles5x5AVX512, the last partial group in Go. gramShape returns it
+// only on the AVX-512 path.
 func gramBlock5x5(acc []float64, y []float32, m int, tiles [][2]int32) {
 	k := m &^ 7
-	if kernel != pathAVX512 {
-		k = 0
-	}
 	if k > 0 && len(tiles) > 0 {
 		_ = acc[25*len(tiles)-1]
 		for _, tl := range tiles {
