@@ -115,6 +115,185 @@ pairI:
 	BLT	pairP
 	RET
 
+// SORT8_STORE(off) sorts 8 rows of 8 lanes, row w in V(2w) and V(2w+1),
+// lane by lane with Batcher's 8-sorter (the 19 comparators sortNetwork
+// puts first on each full block of 8 wires), each comparator as
+// sort16NEON's (FCMGT and BSL, below), and stores the sorted rows' lanes
+// at off(R6), off+64(R6), ..., off+448(R6): sort16NEON's sortBlock runs it
+// on lanes 0-7 (off 0) and 8-15 (off 32) of a block. The wires'
+// registers are renamed at each comparator, so nothing is moved; it uses
+// V0-V23 and R7. The words' comments are /* */, as a // comment would
+// swallow the line's continuation.
+#define SORT8_STORE(off) \
+	WORD $0x6ea0e450 /* fcmgt v16.4s, v2.4s, v0.4s */   \
+	WORD $0x6ea2e412 /* fcmgt v18.4s, v0.4s, v2.4s */   \
+	WORD $0x6ea1e471 /* fcmgt v17.4s, v3.4s, v1.4s */   \
+	WORD $0x6ea3e433 /* fcmgt v19.4s, v1.4s, v3.4s */   \
+	VBSL	V2.B16, V0.B16, V16.B16                     \
+	VBSL	V2.B16, V0.B16, V18.B16                     \
+	VBSL	V3.B16, V1.B16, V17.B16                     \
+	VBSL	V3.B16, V1.B16, V19.B16                     \
+	WORD $0x6ea4e4d4 /* fcmgt v20.4s, v6.4s, v4.4s */   \
+	WORD $0x6ea6e496 /* fcmgt v22.4s, v4.4s, v6.4s */   \
+	WORD $0x6ea5e4f5 /* fcmgt v21.4s, v7.4s, v5.4s */   \
+	WORD $0x6ea7e4b7 /* fcmgt v23.4s, v5.4s, v7.4s */   \
+	VBSL	V6.B16, V4.B16, V20.B16                     \
+	VBSL	V6.B16, V4.B16, V22.B16                     \
+	VBSL	V7.B16, V5.B16, V21.B16                     \
+	VBSL	V7.B16, V5.B16, V23.B16                     \
+	WORD $0x6ea8e540 /* fcmgt v0.4s, v10.4s, v8.4s */   \
+	WORD $0x6eaae502 /* fcmgt v2.4s, v8.4s, v10.4s */   \
+	WORD $0x6ea9e561 /* fcmgt v1.4s, v11.4s, v9.4s */   \
+	WORD $0x6eabe523 /* fcmgt v3.4s, v9.4s, v11.4s */   \
+	VBSL	V10.B16, V8.B16, V0.B16                     \
+	VBSL	V10.B16, V8.B16, V2.B16                     \
+	VBSL	V11.B16, V9.B16, V1.B16                     \
+	VBSL	V11.B16, V9.B16, V3.B16                     \
+	WORD $0x6eace5c4 /* fcmgt v4.4s, v14.4s, v12.4s */  \
+	WORD $0x6eaee586 /* fcmgt v6.4s, v12.4s, v14.4s */  \
+	WORD $0x6eade5e5 /* fcmgt v5.4s, v15.4s, v13.4s */  \
+	WORD $0x6eafe5a7 /* fcmgt v7.4s, v13.4s, v15.4s */  \
+	VBSL	V14.B16, V12.B16, V4.B16                    \
+	VBSL	V14.B16, V12.B16, V6.B16                    \
+	VBSL	V15.B16, V13.B16, V5.B16                    \
+	VBSL	V15.B16, V13.B16, V7.B16                    \
+	WORD $0x6eb0e688 /* fcmgt v8.4s, v20.4s, v16.4s */  \
+	WORD $0x6eb4e60a /* fcmgt v10.4s, v16.4s, v20.4s */ \
+	WORD $0x6eb1e6a9 /* fcmgt v9.4s, v21.4s, v17.4s */  \
+	WORD $0x6eb5e62b /* fcmgt v11.4s, v17.4s, v21.4s */ \
+	VBSL	V20.B16, V16.B16, V8.B16                    \
+	VBSL	V20.B16, V16.B16, V10.B16                   \
+	VBSL	V21.B16, V17.B16, V9.B16                    \
+	VBSL	V21.B16, V17.B16, V11.B16                   \
+	WORD $0x6eb2e6cc /* fcmgt v12.4s, v22.4s, v18.4s */ \
+	WORD $0x6eb6e64e /* fcmgt v14.4s, v18.4s, v22.4s */ \
+	WORD $0x6eb3e6ed /* fcmgt v13.4s, v23.4s, v19.4s */ \
+	WORD $0x6eb7e66f /* fcmgt v15.4s, v19.4s, v23.4s */ \
+	VBSL	V22.B16, V18.B16, V12.B16                   \
+	VBSL	V22.B16, V18.B16, V14.B16                   \
+	VBSL	V23.B16, V19.B16, V13.B16                   \
+	VBSL	V23.B16, V19.B16, V15.B16                   \
+	WORD $0x6ea0e490 /* fcmgt v16.4s, v4.4s, v0.4s */   \
+	WORD $0x6ea4e414 /* fcmgt v20.4s, v0.4s, v4.4s */   \
+	WORD $0x6ea1e4b1 /* fcmgt v17.4s, v5.4s, v1.4s */   \
+	WORD $0x6ea5e435 /* fcmgt v21.4s, v1.4s, v5.4s */   \
+	VBSL	V4.B16, V0.B16, V16.B16                     \
+	VBSL	V4.B16, V0.B16, V20.B16                     \
+	VBSL	V5.B16, V1.B16, V17.B16                     \
+	VBSL	V5.B16, V1.B16, V21.B16                     \
+	WORD $0x6ea2e4d2 /* fcmgt v18.4s, v6.4s, v2.4s */   \
+	WORD $0x6ea6e456 /* fcmgt v22.4s, v2.4s, v6.4s */   \
+	WORD $0x6ea3e4f3 /* fcmgt v19.4s, v7.4s, v3.4s */   \
+	WORD $0x6ea7e477 /* fcmgt v23.4s, v3.4s, v7.4s */   \
+	VBSL	V6.B16, V2.B16, V18.B16                     \
+	VBSL	V6.B16, V2.B16, V22.B16                     \
+	VBSL	V7.B16, V3.B16, V19.B16                     \
+	VBSL	V7.B16, V3.B16, V23.B16                     \
+	WORD $0x6eace540 /* fcmgt v0.4s, v10.4s, v12.4s */  \
+	WORD $0x6eaae584 /* fcmgt v4.4s, v12.4s, v10.4s */  \
+	WORD $0x6eade561 /* fcmgt v1.4s, v11.4s, v13.4s */  \
+	WORD $0x6eabe5a5 /* fcmgt v5.4s, v13.4s, v11.4s */  \
+	VBSL	V10.B16, V12.B16, V0.B16                    \
+	VBSL	V10.B16, V12.B16, V4.B16                    \
+	VBSL	V11.B16, V13.B16, V1.B16                    \
+	VBSL	V11.B16, V13.B16, V5.B16                    \
+	WORD $0x6eb2e682 /* fcmgt v2.4s, v20.4s, v18.4s */  \
+	WORD $0x6eb4e646 /* fcmgt v6.4s, v18.4s, v20.4s */  \
+	WORD $0x6eb3e6a3 /* fcmgt v3.4s, v21.4s, v19.4s */  \
+	WORD $0x6eb5e667 /* fcmgt v7.4s, v19.4s, v21.4s */  \
+	VBSL	V20.B16, V18.B16, V2.B16                    \
+	VBSL	V20.B16, V18.B16, V6.B16                    \
+	VBSL	V21.B16, V19.B16, V3.B16                    \
+	VBSL	V21.B16, V19.B16, V7.B16                    \
+	WORD $0x6ea8e60c /* fcmgt v12.4s, v16.4s, v8.4s */  \
+	WORD $0x6eb0e50a /* fcmgt v10.4s, v8.4s, v16.4s */  \
+	WORD $0x6ea9e62d /* fcmgt v13.4s, v17.4s, v9.4s */  \
+	WORD $0x6eb1e52b /* fcmgt v11.4s, v9.4s, v17.4s */  \
+	VBSL	V16.B16, V8.B16, V12.B16                    \
+	VBSL	V16.B16, V8.B16, V10.B16                    \
+	VBSL	V17.B16, V9.B16, V13.B16                    \
+	VBSL	V17.B16, V9.B16, V11.B16                    \
+	WORD $0x6ea0e452 /* fcmgt v18.4s, v2.4s, v0.4s */   \
+	WORD $0x6ea2e414 /* fcmgt v20.4s, v0.4s, v2.4s */   \
+	WORD $0x6ea1e473 /* fcmgt v19.4s, v3.4s, v1.4s */   \
+	WORD $0x6ea3e435 /* fcmgt v21.4s, v1.4s, v3.4s */   \
+	VBSL	V2.B16, V0.B16, V18.B16                     \
+	VBSL	V2.B16, V0.B16, V20.B16                     \
+	VBSL	V3.B16, V1.B16, V19.B16                     \
+	VBSL	V3.B16, V1.B16, V21.B16                     \
+	WORD $0x6ea4e4c8 /* fcmgt v8.4s, v6.4s, v4.4s */    \
+	WORD $0x6ea6e490 /* fcmgt v16.4s, v4.4s, v6.4s */   \
+	WORD $0x6ea5e4e9 /* fcmgt v9.4s, v7.4s, v5.4s */    \
+	WORD $0x6ea7e4b1 /* fcmgt v17.4s, v5.4s, v7.4s */   \
+	VBSL	V6.B16, V4.B16, V8.B16                      \
+	VBSL	V6.B16, V4.B16, V16.B16                     \
+	VBSL	V7.B16, V5.B16, V9.B16                      \
+	VBSL	V7.B16, V5.B16, V17.B16                     \
+	WORD $0x6eaee6c0 /* fcmgt v0.4s, v22.4s, v14.4s */  \
+	WORD $0x6eb6e5c2 /* fcmgt v2.4s, v14.4s, v22.4s */  \
+	WORD $0x6eafe6e1 /* fcmgt v1.4s, v23.4s, v15.4s */  \
+	WORD $0x6eb7e5e3 /* fcmgt v3.4s, v15.4s, v23.4s */  \
+	VBSL	V22.B16, V14.B16, V0.B16                    \
+	VBSL	V22.B16, V14.B16, V2.B16                    \
+	VBSL	V23.B16, V15.B16, V1.B16                    \
+	VBSL	V23.B16, V15.B16, V3.B16                    \
+	WORD $0x6ea8e544 /* fcmgt v4.4s, v10.4s, v8.4s */   \
+	WORD $0x6eaae506 /* fcmgt v6.4s, v8.4s, v10.4s */   \
+	WORD $0x6ea9e565 /* fcmgt v5.4s, v11.4s, v9.4s */   \
+	WORD $0x6eabe527 /* fcmgt v7.4s, v9.4s, v11.4s */   \
+	VBSL	V10.B16, V8.B16, V4.B16                     \
+	VBSL	V10.B16, V8.B16, V6.B16                     \
+	VBSL	V11.B16, V9.B16, V5.B16                     \
+	VBSL	V11.B16, V9.B16, V7.B16                     \
+	WORD $0x6ea0e68e /* fcmgt v14.4s, v20.4s, v0.4s */  \
+	WORD $0x6eb4e416 /* fcmgt v22.4s, v0.4s, v20.4s */  \
+	WORD $0x6ea1e6af /* fcmgt v15.4s, v21.4s, v1.4s */  \
+	WORD $0x6eb5e437 /* fcmgt v23.4s, v1.4s, v21.4s */  \
+	VBSL	V20.B16, V0.B16, V14.B16                    \
+	VBSL	V20.B16, V0.B16, V22.B16                    \
+	VBSL	V21.B16, V1.B16, V15.B16                    \
+	VBSL	V21.B16, V1.B16, V23.B16                    \
+	WORD $0x6eb2e488 /* fcmgt v8.4s, v4.4s, v18.4s */   \
+	WORD $0x6ea4e64a /* fcmgt v10.4s, v18.4s, v4.4s */  \
+	WORD $0x6eb3e4a9 /* fcmgt v9.4s, v5.4s, v19.4s */   \
+	WORD $0x6ea5e66b /* fcmgt v11.4s, v19.4s, v5.4s */  \
+	VBSL	V4.B16, V18.B16, V8.B16                     \
+	VBSL	V4.B16, V18.B16, V10.B16                    \
+	VBSL	V5.B16, V19.B16, V9.B16                     \
+	VBSL	V5.B16, V19.B16, V11.B16                    \
+	WORD $0x6eaee4c0 /* fcmgt v0.4s, v6.4s, v14.4s */   \
+	WORD $0x6ea6e5d4 /* fcmgt v20.4s, v14.4s, v6.4s */  \
+	WORD $0x6eafe4e1 /* fcmgt v1.4s, v7.4s, v15.4s */   \
+	WORD $0x6ea7e5f5 /* fcmgt v21.4s, v15.4s, v7.4s */  \
+	VBSL	V6.B16, V14.B16, V0.B16                     \
+	VBSL	V6.B16, V14.B16, V20.B16                    \
+	VBSL	V7.B16, V15.B16, V1.B16                     \
+	VBSL	V7.B16, V15.B16, V21.B16                    \
+	WORD $0x6eb6e612 /* fcmgt v18.4s, v16.4s, v22.4s */ \
+	WORD $0x6eb0e6c4 /* fcmgt v4.4s, v22.4s, v16.4s */  \
+	WORD $0x6eb7e633 /* fcmgt v19.4s, v17.4s, v23.4s */ \
+	WORD $0x6eb1e6e5 /* fcmgt v5.4s, v23.4s, v17.4s */  \
+	VBSL	V16.B16, V22.B16, V18.B16                   \
+	VBSL	V16.B16, V22.B16, V4.B16                    \
+	VBSL	V17.B16, V23.B16, V19.B16                   \
+	VBSL	V17.B16, V23.B16, V5.B16                    \
+	ADD	$off, R6, R7                                \
+	VST1	[V12.S4, V13.S4], (R7)                      \
+	ADD	$64, R7, R7                                 \
+	VST1	[V8.S4, V9.S4], (R7)                        \
+	ADD	$64, R7, R7                                 \
+	VST1	[V10.S4, V11.S4], (R7)                      \
+	ADD	$64, R7, R7                                 \
+	VST1	[V0.S4, V1.S4], (R7)                        \
+	ADD	$64, R7, R7                                 \
+	VST1	[V20.S4, V21.S4], (R7)                      \
+	ADD	$64, R7, R7                                 \
+	VST1	[V18.S4, V19.S4], (R7)                      \
+	ADD	$64, R7, R7                                 \
+	VST1	[V4.S4, V5.S4], (R7)                        \
+	ADD	$64, R7, R7                                 \
+	VST1	[V2.S4, V3.S4], (R7)
+
 // func sort16NEON(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)
 //
 // Copies xs[r][off:off+16] into row r (64 bytes) of buf for r < n and
@@ -166,174 +345,7 @@ sortBlock:
 	VLD1.P	32(R15), [V10.S4, V11.S4]
 	VLD1.P	32(R19), [V12.S4, V13.S4]
 	VLD1.P	32(R20), [V14.S4, V15.S4]
-	WORD $0x6ea0e450 // fcmgt v16.4s, v2.4s, v0.4s
-	WORD $0x6ea2e412 // fcmgt v18.4s, v0.4s, v2.4s
-	WORD $0x6ea1e471 // fcmgt v17.4s, v3.4s, v1.4s
-	WORD $0x6ea3e433 // fcmgt v19.4s, v1.4s, v3.4s
-	VBSL	V2.B16, V0.B16, V16.B16
-	VBSL	V2.B16, V0.B16, V18.B16
-	VBSL	V3.B16, V1.B16, V17.B16
-	VBSL	V3.B16, V1.B16, V19.B16
-	WORD $0x6ea4e4d4 // fcmgt v20.4s, v6.4s, v4.4s
-	WORD $0x6ea6e496 // fcmgt v22.4s, v4.4s, v6.4s
-	WORD $0x6ea5e4f5 // fcmgt v21.4s, v7.4s, v5.4s
-	WORD $0x6ea7e4b7 // fcmgt v23.4s, v5.4s, v7.4s
-	VBSL	V6.B16, V4.B16, V20.B16
-	VBSL	V6.B16, V4.B16, V22.B16
-	VBSL	V7.B16, V5.B16, V21.B16
-	VBSL	V7.B16, V5.B16, V23.B16
-	WORD $0x6ea8e540 // fcmgt v0.4s, v10.4s, v8.4s
-	WORD $0x6eaae502 // fcmgt v2.4s, v8.4s, v10.4s
-	WORD $0x6ea9e561 // fcmgt v1.4s, v11.4s, v9.4s
-	WORD $0x6eabe523 // fcmgt v3.4s, v9.4s, v11.4s
-	VBSL	V10.B16, V8.B16, V0.B16
-	VBSL	V10.B16, V8.B16, V2.B16
-	VBSL	V11.B16, V9.B16, V1.B16
-	VBSL	V11.B16, V9.B16, V3.B16
-	WORD $0x6eace5c4 // fcmgt v4.4s, v14.4s, v12.4s
-	WORD $0x6eaee586 // fcmgt v6.4s, v12.4s, v14.4s
-	WORD $0x6eade5e5 // fcmgt v5.4s, v15.4s, v13.4s
-	WORD $0x6eafe5a7 // fcmgt v7.4s, v13.4s, v15.4s
-	VBSL	V14.B16, V12.B16, V4.B16
-	VBSL	V14.B16, V12.B16, V6.B16
-	VBSL	V15.B16, V13.B16, V5.B16
-	VBSL	V15.B16, V13.B16, V7.B16
-	WORD $0x6eb0e688 // fcmgt v8.4s, v20.4s, v16.4s
-	WORD $0x6eb4e60a // fcmgt v10.4s, v16.4s, v20.4s
-	WORD $0x6eb1e6a9 // fcmgt v9.4s, v21.4s, v17.4s
-	WORD $0x6eb5e62b // fcmgt v11.4s, v17.4s, v21.4s
-	VBSL	V20.B16, V16.B16, V8.B16
-	VBSL	V20.B16, V16.B16, V10.B16
-	VBSL	V21.B16, V17.B16, V9.B16
-	VBSL	V21.B16, V17.B16, V11.B16
-	WORD $0x6eb2e6cc // fcmgt v12.4s, v22.4s, v18.4s
-	WORD $0x6eb6e64e // fcmgt v14.4s, v18.4s, v22.4s
-	WORD $0x6eb3e6ed // fcmgt v13.4s, v23.4s, v19.4s
-	WORD $0x6eb7e66f // fcmgt v15.4s, v19.4s, v23.4s
-	VBSL	V22.B16, V18.B16, V12.B16
-	VBSL	V22.B16, V18.B16, V14.B16
-	VBSL	V23.B16, V19.B16, V13.B16
-	VBSL	V23.B16, V19.B16, V15.B16
-	WORD $0x6ea0e490 // fcmgt v16.4s, v4.4s, v0.4s
-	WORD $0x6ea4e414 // fcmgt v20.4s, v0.4s, v4.4s
-	WORD $0x6ea1e4b1 // fcmgt v17.4s, v5.4s, v1.4s
-	WORD $0x6ea5e435 // fcmgt v21.4s, v1.4s, v5.4s
-	VBSL	V4.B16, V0.B16, V16.B16
-	VBSL	V4.B16, V0.B16, V20.B16
-	VBSL	V5.B16, V1.B16, V17.B16
-	VBSL	V5.B16, V1.B16, V21.B16
-	WORD $0x6ea2e4d2 // fcmgt v18.4s, v6.4s, v2.4s
-	WORD $0x6ea6e456 // fcmgt v22.4s, v2.4s, v6.4s
-	WORD $0x6ea3e4f3 // fcmgt v19.4s, v7.4s, v3.4s
-	WORD $0x6ea7e477 // fcmgt v23.4s, v3.4s, v7.4s
-	VBSL	V6.B16, V2.B16, V18.B16
-	VBSL	V6.B16, V2.B16, V22.B16
-	VBSL	V7.B16, V3.B16, V19.B16
-	VBSL	V7.B16, V3.B16, V23.B16
-	WORD $0x6eace540 // fcmgt v0.4s, v10.4s, v12.4s
-	WORD $0x6eaae584 // fcmgt v4.4s, v12.4s, v10.4s
-	WORD $0x6eade561 // fcmgt v1.4s, v11.4s, v13.4s
-	WORD $0x6eabe5a5 // fcmgt v5.4s, v13.4s, v11.4s
-	VBSL	V10.B16, V12.B16, V0.B16
-	VBSL	V10.B16, V12.B16, V4.B16
-	VBSL	V11.B16, V13.B16, V1.B16
-	VBSL	V11.B16, V13.B16, V5.B16
-	WORD $0x6eb2e682 // fcmgt v2.4s, v20.4s, v18.4s
-	WORD $0x6eb4e646 // fcmgt v6.4s, v18.4s, v20.4s
-	WORD $0x6eb3e6a3 // fcmgt v3.4s, v21.4s, v19.4s
-	WORD $0x6eb5e667 // fcmgt v7.4s, v19.4s, v21.4s
-	VBSL	V20.B16, V18.B16, V2.B16
-	VBSL	V20.B16, V18.B16, V6.B16
-	VBSL	V21.B16, V19.B16, V3.B16
-	VBSL	V21.B16, V19.B16, V7.B16
-	WORD $0x6ea8e60c // fcmgt v12.4s, v16.4s, v8.4s
-	WORD $0x6eb0e50a // fcmgt v10.4s, v8.4s, v16.4s
-	WORD $0x6ea9e62d // fcmgt v13.4s, v17.4s, v9.4s
-	WORD $0x6eb1e52b // fcmgt v11.4s, v9.4s, v17.4s
-	VBSL	V16.B16, V8.B16, V12.B16
-	VBSL	V16.B16, V8.B16, V10.B16
-	VBSL	V17.B16, V9.B16, V13.B16
-	VBSL	V17.B16, V9.B16, V11.B16
-	WORD $0x6ea0e452 // fcmgt v18.4s, v2.4s, v0.4s
-	WORD $0x6ea2e414 // fcmgt v20.4s, v0.4s, v2.4s
-	WORD $0x6ea1e473 // fcmgt v19.4s, v3.4s, v1.4s
-	WORD $0x6ea3e435 // fcmgt v21.4s, v1.4s, v3.4s
-	VBSL	V2.B16, V0.B16, V18.B16
-	VBSL	V2.B16, V0.B16, V20.B16
-	VBSL	V3.B16, V1.B16, V19.B16
-	VBSL	V3.B16, V1.B16, V21.B16
-	WORD $0x6ea4e4c8 // fcmgt v8.4s, v6.4s, v4.4s
-	WORD $0x6ea6e490 // fcmgt v16.4s, v4.4s, v6.4s
-	WORD $0x6ea5e4e9 // fcmgt v9.4s, v7.4s, v5.4s
-	WORD $0x6ea7e4b1 // fcmgt v17.4s, v5.4s, v7.4s
-	VBSL	V6.B16, V4.B16, V8.B16
-	VBSL	V6.B16, V4.B16, V16.B16
-	VBSL	V7.B16, V5.B16, V9.B16
-	VBSL	V7.B16, V5.B16, V17.B16
-	WORD $0x6eaee6c0 // fcmgt v0.4s, v22.4s, v14.4s
-	WORD $0x6eb6e5c2 // fcmgt v2.4s, v14.4s, v22.4s
-	WORD $0x6eafe6e1 // fcmgt v1.4s, v23.4s, v15.4s
-	WORD $0x6eb7e5e3 // fcmgt v3.4s, v15.4s, v23.4s
-	VBSL	V22.B16, V14.B16, V0.B16
-	VBSL	V22.B16, V14.B16, V2.B16
-	VBSL	V23.B16, V15.B16, V1.B16
-	VBSL	V23.B16, V15.B16, V3.B16
-	WORD $0x6ea8e544 // fcmgt v4.4s, v10.4s, v8.4s
-	WORD $0x6eaae506 // fcmgt v6.4s, v8.4s, v10.4s
-	WORD $0x6ea9e565 // fcmgt v5.4s, v11.4s, v9.4s
-	WORD $0x6eabe527 // fcmgt v7.4s, v9.4s, v11.4s
-	VBSL	V10.B16, V8.B16, V4.B16
-	VBSL	V10.B16, V8.B16, V6.B16
-	VBSL	V11.B16, V9.B16, V5.B16
-	VBSL	V11.B16, V9.B16, V7.B16
-	WORD $0x6ea0e68e // fcmgt v14.4s, v20.4s, v0.4s
-	WORD $0x6eb4e416 // fcmgt v22.4s, v0.4s, v20.4s
-	WORD $0x6ea1e6af // fcmgt v15.4s, v21.4s, v1.4s
-	WORD $0x6eb5e437 // fcmgt v23.4s, v1.4s, v21.4s
-	VBSL	V20.B16, V0.B16, V14.B16
-	VBSL	V20.B16, V0.B16, V22.B16
-	VBSL	V21.B16, V1.B16, V15.B16
-	VBSL	V21.B16, V1.B16, V23.B16
-	WORD $0x6eb2e488 // fcmgt v8.4s, v4.4s, v18.4s
-	WORD $0x6ea4e64a // fcmgt v10.4s, v18.4s, v4.4s
-	WORD $0x6eb3e4a9 // fcmgt v9.4s, v5.4s, v19.4s
-	WORD $0x6ea5e66b // fcmgt v11.4s, v19.4s, v5.4s
-	VBSL	V4.B16, V18.B16, V8.B16
-	VBSL	V4.B16, V18.B16, V10.B16
-	VBSL	V5.B16, V19.B16, V9.B16
-	VBSL	V5.B16, V19.B16, V11.B16
-	WORD $0x6eaee4c0 // fcmgt v0.4s, v6.4s, v14.4s
-	WORD $0x6ea6e5d4 // fcmgt v20.4s, v14.4s, v6.4s
-	WORD $0x6eafe4e1 // fcmgt v1.4s, v7.4s, v15.4s
-	WORD $0x6ea7e5f5 // fcmgt v21.4s, v15.4s, v7.4s
-	VBSL	V6.B16, V14.B16, V0.B16
-	VBSL	V6.B16, V14.B16, V20.B16
-	VBSL	V7.B16, V15.B16, V1.B16
-	VBSL	V7.B16, V15.B16, V21.B16
-	WORD $0x6eb6e612 // fcmgt v18.4s, v16.4s, v22.4s
-	WORD $0x6eb0e6c4 // fcmgt v4.4s, v22.4s, v16.4s
-	WORD $0x6eb7e633 // fcmgt v19.4s, v17.4s, v23.4s
-	WORD $0x6eb1e6e5 // fcmgt v5.4s, v23.4s, v17.4s
-	VBSL	V16.B16, V22.B16, V18.B16
-	VBSL	V16.B16, V22.B16, V4.B16
-	VBSL	V17.B16, V23.B16, V19.B16
-	VBSL	V17.B16, V23.B16, V5.B16
-	ADD	$0, R6, R7
-	VST1	[V12.S4, V13.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V8.S4, V9.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V10.S4, V11.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V0.S4, V1.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V20.S4, V21.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V18.S4, V19.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V4.S4, V5.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V2.S4, V3.S4], (R7)
+	SORT8_STORE(0)
 	VLD1	(R10), [V0.S4, V1.S4]
 	VLD1	(R11), [V2.S4, V3.S4]
 	VLD1	(R12), [V4.S4, V5.S4]
@@ -342,174 +354,7 @@ sortBlock:
 	VLD1	(R15), [V10.S4, V11.S4]
 	VLD1	(R19), [V12.S4, V13.S4]
 	VLD1	(R20), [V14.S4, V15.S4]
-	WORD $0x6ea0e450 // fcmgt v16.4s, v2.4s, v0.4s
-	WORD $0x6ea2e412 // fcmgt v18.4s, v0.4s, v2.4s
-	WORD $0x6ea1e471 // fcmgt v17.4s, v3.4s, v1.4s
-	WORD $0x6ea3e433 // fcmgt v19.4s, v1.4s, v3.4s
-	VBSL	V2.B16, V0.B16, V16.B16
-	VBSL	V2.B16, V0.B16, V18.B16
-	VBSL	V3.B16, V1.B16, V17.B16
-	VBSL	V3.B16, V1.B16, V19.B16
-	WORD $0x6ea4e4d4 // fcmgt v20.4s, v6.4s, v4.4s
-	WORD $0x6ea6e496 // fcmgt v22.4s, v4.4s, v6.4s
-	WORD $0x6ea5e4f5 // fcmgt v21.4s, v7.4s, v5.4s
-	WORD $0x6ea7e4b7 // fcmgt v23.4s, v5.4s, v7.4s
-	VBSL	V6.B16, V4.B16, V20.B16
-	VBSL	V6.B16, V4.B16, V22.B16
-	VBSL	V7.B16, V5.B16, V21.B16
-	VBSL	V7.B16, V5.B16, V23.B16
-	WORD $0x6ea8e540 // fcmgt v0.4s, v10.4s, v8.4s
-	WORD $0x6eaae502 // fcmgt v2.4s, v8.4s, v10.4s
-	WORD $0x6ea9e561 // fcmgt v1.4s, v11.4s, v9.4s
-	WORD $0x6eabe523 // fcmgt v3.4s, v9.4s, v11.4s
-	VBSL	V10.B16, V8.B16, V0.B16
-	VBSL	V10.B16, V8.B16, V2.B16
-	VBSL	V11.B16, V9.B16, V1.B16
-	VBSL	V11.B16, V9.B16, V3.B16
-	WORD $0x6eace5c4 // fcmgt v4.4s, v14.4s, v12.4s
-	WORD $0x6eaee586 // fcmgt v6.4s, v12.4s, v14.4s
-	WORD $0x6eade5e5 // fcmgt v5.4s, v15.4s, v13.4s
-	WORD $0x6eafe5a7 // fcmgt v7.4s, v13.4s, v15.4s
-	VBSL	V14.B16, V12.B16, V4.B16
-	VBSL	V14.B16, V12.B16, V6.B16
-	VBSL	V15.B16, V13.B16, V5.B16
-	VBSL	V15.B16, V13.B16, V7.B16
-	WORD $0x6eb0e688 // fcmgt v8.4s, v20.4s, v16.4s
-	WORD $0x6eb4e60a // fcmgt v10.4s, v16.4s, v20.4s
-	WORD $0x6eb1e6a9 // fcmgt v9.4s, v21.4s, v17.4s
-	WORD $0x6eb5e62b // fcmgt v11.4s, v17.4s, v21.4s
-	VBSL	V20.B16, V16.B16, V8.B16
-	VBSL	V20.B16, V16.B16, V10.B16
-	VBSL	V21.B16, V17.B16, V9.B16
-	VBSL	V21.B16, V17.B16, V11.B16
-	WORD $0x6eb2e6cc // fcmgt v12.4s, v22.4s, v18.4s
-	WORD $0x6eb6e64e // fcmgt v14.4s, v18.4s, v22.4s
-	WORD $0x6eb3e6ed // fcmgt v13.4s, v23.4s, v19.4s
-	WORD $0x6eb7e66f // fcmgt v15.4s, v19.4s, v23.4s
-	VBSL	V22.B16, V18.B16, V12.B16
-	VBSL	V22.B16, V18.B16, V14.B16
-	VBSL	V23.B16, V19.B16, V13.B16
-	VBSL	V23.B16, V19.B16, V15.B16
-	WORD $0x6ea0e490 // fcmgt v16.4s, v4.4s, v0.4s
-	WORD $0x6ea4e414 // fcmgt v20.4s, v0.4s, v4.4s
-	WORD $0x6ea1e4b1 // fcmgt v17.4s, v5.4s, v1.4s
-	WORD $0x6ea5e435 // fcmgt v21.4s, v1.4s, v5.4s
-	VBSL	V4.B16, V0.B16, V16.B16
-	VBSL	V4.B16, V0.B16, V20.B16
-	VBSL	V5.B16, V1.B16, V17.B16
-	VBSL	V5.B16, V1.B16, V21.B16
-	WORD $0x6ea2e4d2 // fcmgt v18.4s, v6.4s, v2.4s
-	WORD $0x6ea6e456 // fcmgt v22.4s, v2.4s, v6.4s
-	WORD $0x6ea3e4f3 // fcmgt v19.4s, v7.4s, v3.4s
-	WORD $0x6ea7e477 // fcmgt v23.4s, v3.4s, v7.4s
-	VBSL	V6.B16, V2.B16, V18.B16
-	VBSL	V6.B16, V2.B16, V22.B16
-	VBSL	V7.B16, V3.B16, V19.B16
-	VBSL	V7.B16, V3.B16, V23.B16
-	WORD $0x6eace540 // fcmgt v0.4s, v10.4s, v12.4s
-	WORD $0x6eaae584 // fcmgt v4.4s, v12.4s, v10.4s
-	WORD $0x6eade561 // fcmgt v1.4s, v11.4s, v13.4s
-	WORD $0x6eabe5a5 // fcmgt v5.4s, v13.4s, v11.4s
-	VBSL	V10.B16, V12.B16, V0.B16
-	VBSL	V10.B16, V12.B16, V4.B16
-	VBSL	V11.B16, V13.B16, V1.B16
-	VBSL	V11.B16, V13.B16, V5.B16
-	WORD $0x6eb2e682 // fcmgt v2.4s, v20.4s, v18.4s
-	WORD $0x6eb4e646 // fcmgt v6.4s, v18.4s, v20.4s
-	WORD $0x6eb3e6a3 // fcmgt v3.4s, v21.4s, v19.4s
-	WORD $0x6eb5e667 // fcmgt v7.4s, v19.4s, v21.4s
-	VBSL	V20.B16, V18.B16, V2.B16
-	VBSL	V20.B16, V18.B16, V6.B16
-	VBSL	V21.B16, V19.B16, V3.B16
-	VBSL	V21.B16, V19.B16, V7.B16
-	WORD $0x6ea8e60c // fcmgt v12.4s, v16.4s, v8.4s
-	WORD $0x6eb0e50a // fcmgt v10.4s, v8.4s, v16.4s
-	WORD $0x6ea9e62d // fcmgt v13.4s, v17.4s, v9.4s
-	WORD $0x6eb1e52b // fcmgt v11.4s, v9.4s, v17.4s
-	VBSL	V16.B16, V8.B16, V12.B16
-	VBSL	V16.B16, V8.B16, V10.B16
-	VBSL	V17.B16, V9.B16, V13.B16
-	VBSL	V17.B16, V9.B16, V11.B16
-	WORD $0x6ea0e452 // fcmgt v18.4s, v2.4s, v0.4s
-	WORD $0x6ea2e414 // fcmgt v20.4s, v0.4s, v2.4s
-	WORD $0x6ea1e473 // fcmgt v19.4s, v3.4s, v1.4s
-	WORD $0x6ea3e435 // fcmgt v21.4s, v1.4s, v3.4s
-	VBSL	V2.B16, V0.B16, V18.B16
-	VBSL	V2.B16, V0.B16, V20.B16
-	VBSL	V3.B16, V1.B16, V19.B16
-	VBSL	V3.B16, V1.B16, V21.B16
-	WORD $0x6ea4e4c8 // fcmgt v8.4s, v6.4s, v4.4s
-	WORD $0x6ea6e490 // fcmgt v16.4s, v4.4s, v6.4s
-	WORD $0x6ea5e4e9 // fcmgt v9.4s, v7.4s, v5.4s
-	WORD $0x6ea7e4b1 // fcmgt v17.4s, v5.4s, v7.4s
-	VBSL	V6.B16, V4.B16, V8.B16
-	VBSL	V6.B16, V4.B16, V16.B16
-	VBSL	V7.B16, V5.B16, V9.B16
-	VBSL	V7.B16, V5.B16, V17.B16
-	WORD $0x6eaee6c0 // fcmgt v0.4s, v22.4s, v14.4s
-	WORD $0x6eb6e5c2 // fcmgt v2.4s, v14.4s, v22.4s
-	WORD $0x6eafe6e1 // fcmgt v1.4s, v23.4s, v15.4s
-	WORD $0x6eb7e5e3 // fcmgt v3.4s, v15.4s, v23.4s
-	VBSL	V22.B16, V14.B16, V0.B16
-	VBSL	V22.B16, V14.B16, V2.B16
-	VBSL	V23.B16, V15.B16, V1.B16
-	VBSL	V23.B16, V15.B16, V3.B16
-	WORD $0x6ea8e544 // fcmgt v4.4s, v10.4s, v8.4s
-	WORD $0x6eaae506 // fcmgt v6.4s, v8.4s, v10.4s
-	WORD $0x6ea9e565 // fcmgt v5.4s, v11.4s, v9.4s
-	WORD $0x6eabe527 // fcmgt v7.4s, v9.4s, v11.4s
-	VBSL	V10.B16, V8.B16, V4.B16
-	VBSL	V10.B16, V8.B16, V6.B16
-	VBSL	V11.B16, V9.B16, V5.B16
-	VBSL	V11.B16, V9.B16, V7.B16
-	WORD $0x6ea0e68e // fcmgt v14.4s, v20.4s, v0.4s
-	WORD $0x6eb4e416 // fcmgt v22.4s, v0.4s, v20.4s
-	WORD $0x6ea1e6af // fcmgt v15.4s, v21.4s, v1.4s
-	WORD $0x6eb5e437 // fcmgt v23.4s, v1.4s, v21.4s
-	VBSL	V20.B16, V0.B16, V14.B16
-	VBSL	V20.B16, V0.B16, V22.B16
-	VBSL	V21.B16, V1.B16, V15.B16
-	VBSL	V21.B16, V1.B16, V23.B16
-	WORD $0x6eb2e488 // fcmgt v8.4s, v4.4s, v18.4s
-	WORD $0x6ea4e64a // fcmgt v10.4s, v18.4s, v4.4s
-	WORD $0x6eb3e4a9 // fcmgt v9.4s, v5.4s, v19.4s
-	WORD $0x6ea5e66b // fcmgt v11.4s, v19.4s, v5.4s
-	VBSL	V4.B16, V18.B16, V8.B16
-	VBSL	V4.B16, V18.B16, V10.B16
-	VBSL	V5.B16, V19.B16, V9.B16
-	VBSL	V5.B16, V19.B16, V11.B16
-	WORD $0x6eaee4c0 // fcmgt v0.4s, v6.4s, v14.4s
-	WORD $0x6ea6e5d4 // fcmgt v20.4s, v14.4s, v6.4s
-	WORD $0x6eafe4e1 // fcmgt v1.4s, v7.4s, v15.4s
-	WORD $0x6ea7e5f5 // fcmgt v21.4s, v15.4s, v7.4s
-	VBSL	V6.B16, V14.B16, V0.B16
-	VBSL	V6.B16, V14.B16, V20.B16
-	VBSL	V7.B16, V15.B16, V1.B16
-	VBSL	V7.B16, V15.B16, V21.B16
-	WORD $0x6eb6e612 // fcmgt v18.4s, v16.4s, v22.4s
-	WORD $0x6eb0e6c4 // fcmgt v4.4s, v22.4s, v16.4s
-	WORD $0x6eb7e633 // fcmgt v19.4s, v17.4s, v23.4s
-	WORD $0x6eb1e6e5 // fcmgt v5.4s, v23.4s, v17.4s
-	VBSL	V16.B16, V22.B16, V18.B16
-	VBSL	V16.B16, V22.B16, V4.B16
-	VBSL	V17.B16, V23.B16, V19.B16
-	VBSL	V17.B16, V23.B16, V5.B16
-	ADD	$32, R6, R7
-	VST1	[V12.S4, V13.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V8.S4, V9.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V10.S4, V11.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V0.S4, V1.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V20.S4, V21.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V18.S4, V19.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V4.S4, V5.S4], (R7)
-	ADD	$64, R7, R7
-	VST1	[V2.S4, V3.S4], (R7)
+	SORT8_STORE(32)
 	ADD	$192, R1, R1
 	ADD	$512, R6, R6
 	SUBS	$1, R9, R9

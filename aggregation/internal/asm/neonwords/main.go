@@ -3,6 +3,11 @@
 //
 //	WORD $0x4e22d420 // fadd v0.4s, v1.4s, v2.4s
 //
+// or, in the body of a #define (where a // comment would swallow the
+// backslash that continues the line),
+//
+//	WORD $0x4e22d420 /* fadd v0.4s, v1.4s, v2.4s */ \
+//
 // must hold the encoding of the instruction in its comment, as LLVM's
 // assembler (llvm-mc, Debian package llvm) gives it. Go's arm64 assembler
 // has no mnemonics for most NEON floating-point instructions (FADD, FSUB,
@@ -24,7 +29,14 @@ import (
 )
 
 var (
-	wordLine = regexp.MustCompile(`^(\s*WORD\s+\$)(0x[0-9a-fA-F]{8})(\s*//\s*)(.+?)\s*$`)
+	// wordLines are the two forms of a word line: the submatches are the
+	// text before the word, the word, the text between the word and the
+	// instruction, the instruction, and the text after it.
+	wordLines = []*regexp.Regexp{
+		regexp.MustCompile(`^(\s*WORD\s+\$)(0x[0-9a-fA-F]{8})(\s*//\s*)(.+?)()\s*$`),
+		regexp.MustCompile(`^(\s*WORD\s+\$)(0x[0-9a-fA-F]{8})(\s*/\*\s*)(.+?)(\s*\*/\s*\\)\s*$`),
+	}
+	anyWord  = regexp.MustCompile(`^\s*WORD\s`)
 	encoding = regexp.MustCompile(`encoding: \[0x([0-9a-f]{2}),0x([0-9a-f]{2}),0x([0-9a-f]{2}),0x([0-9a-f]{2})\]`)
 )
 
@@ -47,6 +59,16 @@ func main() {
 	}
 }
 
+// wordLine returns the submatches of l as a word line, or nil.
+func wordLine(l string) []string {
+	for _, re := range wordLines {
+		if m := re.FindStringSubmatch(l); m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
 // run checks or rewrites the words of one file and returns how many
 // differ from their comments.
 func run(path, llvm string, write bool) (int, error) {
@@ -58,9 +80,11 @@ func run(path, llvm string, write bool) (int, error) {
 	var idx []int
 	var asm bytes.Buffer
 	for i, l := range lines {
-		if m := wordLine.FindStringSubmatch(l); m != nil {
+		if m := wordLine(l); m != nil {
 			idx = append(idx, i)
 			fmt.Fprintln(&asm, m[4])
+		} else if anyWord.MatchString(l) {
+			return 0, fmt.Errorf("%s:%d: a WORD without its instruction in a comment of either form", path, i+1)
 		}
 	}
 	if len(idx) == 0 {
@@ -83,12 +107,12 @@ func run(path, llvm string, write bool) (int, error) {
 		e := encs[k]
 		v, _ := strconv.ParseUint(e[4]+e[3]+e[2]+e[1], 16, 32)
 		want := fmt.Sprintf("0x%08x", v)
-		m := wordLine.FindStringSubmatch(lines[i])
+		m := wordLine(lines[i])
 		if strings.EqualFold(m[2], want) {
 			continue
 		}
 		if write {
-			lines[i] = m[1] + want + m[3] + m[4]
+			lines[i] = m[1] + want + m[3] + m[4] + m[5]
 			continue
 		}
 		bad++
