@@ -59,6 +59,43 @@ func avx2() {
 	closestToMedian()
 }
 
+// kernel starts the TEXT block of a kernel with its Go declaration's doc
+// comment. Every kernel is NOSPLIT and noescape: it calls nothing, and no
+// pointer it is passed outlives the call.
+func kernel(name, signature string, doc ...string) {
+	TEXT(name, NOSPLIT, signature)
+	Pragma("noescape")
+	Doc(doc...)
+}
+
+// A cursor is a register that a loop advances by step bytes per pass.
+type cursor struct {
+	r    Register
+	step int
+}
+
+// repeat emits a loop at label name: body, then each cursor advanced in
+// turn, and round again while the first cursor is below end. body runs
+// at least once.
+func repeat(name string, end Op, body func(), cs ...cursor) {
+	Label(name)
+	body()
+	for _, c := range cs {
+		ADDQ(U8(c.step), c.r)
+	}
+	CMPQ(cs[0].r, end)
+	JL(LabelRef(name))
+}
+
+// whileBelow is repeat behind a check, for loops that may run no pass:
+// while the first cursor is below end. It ends at label name+"done".
+func whileBelow(name string, end Op, body func(), cs ...cursor) {
+	CMPQ(cs[0].r, end)
+	JGE(LabelRef(name + "done"))
+	repeat(name, end, body, cs...)
+	Label(name + "done")
+}
+
 // pairTile: the 16 squared-difference accumulators of a 4×4 tile of rows,
 // each 16 float32 lanes (two YMM). The block is walked in chunks of
 // pairChunk coordinates (the 8 rows' chunks, 16 KB, stay in L1), and each
@@ -81,18 +118,16 @@ const pairChunk = 512
 // passes): the last tile column of the distance matrix when n mod 4 is 1
 // or 2, where the other b rows repeat row n − 1.
 func pairTile(name string, bRows int) {
-	TEXT(name, NOSPLIT, "func(acc *[16][16]float32, rows *[8]*float32, n int)")
-	Pragma("noescape")
-	if bRows == 4 {
-		Doc(name+" adds (a_p[i] − b_q[i])² (float32 difference, square",
-			"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
-			"rows holds a0..a3, b0..b3; n is a multiple of 16.")
-	} else {
-		Doc(name+" is pairTileAVX2 for the pairs q < 2 only: it adds",
+	doc := []string{name + " adds (a_p[i] − b_q[i])² (float32 difference, square",
+		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing;",
+		"rows holds a0..a3, b0..b3; n is a multiple of 16."}
+	if bRows == 2 {
+		doc = []string{name + " is pairTileAVX2 for the pairs q < 2 only: it adds",
 			"(a_p[i] − b_q[i])² to acc[4p+q][i mod 16] for q < 2 and leaves the",
 			"other accumulators as they are; rows holds a0..a3, b0..b3 (b2, b3",
-			"unused); n is a multiple of 16.")
+			"unused); n is a multiple of 16."}
 	}
+	kernel(name, "func(acc *[16][16]float32, rows *[8]*float32, n int)", doc...)
 	lbl := func(s string) string { return fmt.Sprintf("%s%d", s, bRows) }
 	accp := Load(Param("acc"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -128,21 +163,18 @@ func pairTile(name string, bRows int) {
 		}
 		i := GP64()
 		MOVQ(start, i)
-		loop := fmt.Sprintf("pair%d_%d", bRows, pass)
-		Label(loop)
-		for q := range 2 {
-			y := YMM()
-			VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}, y)
-			for p := range 4 {
-				t := YMM()
-				VSUBPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, y, t) // t = b − a
-				VMULPS(t, t, t)
-				VADDPS(t, acc[p][q], acc[p][q])
+		repeat(fmt.Sprintf("pair%d_%d", bRows, pass), end, func() {
+			for q := range 2 {
+				y := YMM()
+				VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1, Disp: 32 * h}, y)
+				for p := range 4 {
+					t := YMM()
+					VSUBPS(Mem{Base: a[p], Index: i, Scale: 1, Disp: 32 * h}, y, t) // t = b − a
+					VMULPS(t, t, t)
+					VADDPS(t, acc[p][q], acc[p][q])
+				}
 			}
-		}
-		ADDQ(U8(64), i)
-		CMPQ(i, end)
-		JL(LabelRef(loop))
+		}, cursor{i, 64})
 		for p := range 4 {
 			for q := range 2 {
 				VMOVUPS(acc[p][q], Mem{Base: accp, Disp: 64*(4*p+q0+q) + 32*h})
@@ -167,9 +199,8 @@ var diagPairs = [6][2]int{{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}}
 // the memory operand, t = a_q − a_p, whose square is (a_p − a_q)²'s.
 // Each row is read once, so the block is not cut into chunks.
 func pairTileDiag() {
-	TEXT("pairTileDiagAVX2", NOSPLIT, "func(acc *[16][16]float32, rows *[4]*float32, n int)")
-	Pragma("noescape")
-	Doc("pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square",
+	kernel("pairTileDiagAVX2", "func(acc *[16][16]float32, rows *[4]*float32, n int)",
+		"pairTileDiagAVX2 adds (a_p[i] − a_q[i])² (float32 difference, square",
 		"and sum, no FMA) to acc[4p+q][i mod 16] for i < n, i increasing, for",
 		"the six pairs p < q of the rows a0..a3; n is a multiple of 16. The",
 		"other ten accumulators are left as they are.")
@@ -193,23 +224,21 @@ func pairTileDiag() {
 	XORQ(i, i)
 	TESTQ(n, n)
 	JZ(LabelRef("diagstore"))
-	Label("diag")
-	for h := range 2 {
-		var x [4]VecVirtual
-		for q := 1; q < 4; q++ {
-			x[q] = YMM()
-			VMOVUPS(Mem{Base: a[q], Index: i, Scale: 1, Disp: 32 * h}, x[q])
+	repeat("diag", n, func() {
+		for h := range 2 {
+			var x [4]VecVirtual
+			for q := 1; q < 4; q++ {
+				x[q] = YMM()
+				VMOVUPS(Mem{Base: a[q], Index: i, Scale: 1, Disp: 32 * h}, x[q])
+			}
+			for k, pq := range diagPairs {
+				t := YMM()
+				VSUBPS(Mem{Base: a[pq[0]], Index: i, Scale: 1, Disp: 32 * h}, x[pq[1]], t) // t = a_q − a_p
+				VMULPS(t, t, t)
+				VADDPS(t, acc[k][h], acc[k][h])
+			}
 		}
-		for k, pq := range diagPairs {
-			t := YMM()
-			VSUBPS(Mem{Base: a[pq[0]], Index: i, Scale: 1, Disp: 32 * h}, x[pq[1]], t) // t = a_q − a_p
-			VMULPS(t, t, t)
-			VADDPS(t, acc[k][h], acc[k][h])
-		}
-	}
-	ADDQ(U8(64), i)
-	CMPQ(i, n)
-	JL(LabelRef("diag"))
+	}, cursor{i, 64})
 	Label("diagstore")
 	for k, pq := range diagPairs {
 		for h := range 2 {
@@ -225,9 +254,8 @@ func pairTileDiag() {
 // with the lower lane as the first operand (as the portable v[i] += v[i+w],
 // which matters only for the payload of a NaN).
 func laneTree() {
-	TEXT("laneTreeAVX2", NOSPLIT, "func(s *[16]float32, acc *[16][16]float32)")
-	Pragma("noescape")
-	Doc("laneTreeAVX2 sets s[k] to the sum of the 16 float32 lanes of acc[k]",
+	kernel("laneTreeAVX2", "func(s *[16]float32, acc *[16][16]float32)",
+		"laneTreeAVX2 sets s[k] to the sum of the 16 float32 lanes of acc[k]",
 		"by the tree of laneTree: (l, l+8), (l, l+4), (l, l+2), (0, 1).")
 	sp := Load(Param("s"), GP64())
 	accp := Load(Param("acc"), GP64())
@@ -251,9 +279,8 @@ func laneTree() {
 // sort16: gather 16 coordinates of every update into 64-byte rows, then the
 // comparators of a sorting network, lane-wise, on the rows in memory.
 func sort16() {
-	TEXT("sort16AVX2", NOSPLIT, "func(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)")
-	Pragma("noescape")
-	Doc("sort16AVX2 copies xs[r][off:off+16] into row r (64 bytes) of buf for",
+	kernel("sort16AVX2", "func(buf *float32, xs *[]float32, n int, off int, net *int32, nnet int)",
+		"sort16AVX2 copies xs[r][off:off+16] into row r (64 bytes) of buf for",
 		"r < n, then applies the comparators net (nnet int32s: pairs of byte",
 		"offsets of rows; the minimum to the first, the maximum to the second,",
 		"VMINPS/VMAXPS returning the second row's value on equal values).")
@@ -320,22 +347,20 @@ func sort16() {
 	ADDQ(skip, net)
 	CMPQ(net, end)
 	JGE(LabelRef("done"))
-	Label("cmp")
-	r0, r1 := GP64(), GP64()
-	MOVLQSX(Mem{Base: net}, r0)
-	MOVLQSX(Mem{Base: net, Disp: 4}, r1)
-	for h := range 2 {
-		x, y, mn, mx := YMM(), YMM(), YMM(), YMM()
-		VMOVUPS(Mem{Base: buf, Index: r0, Scale: 1, Disp: 32 * h}, x)
-		VMOVUPS(Mem{Base: buf, Index: r1, Scale: 1, Disp: 32 * h}, y)
-		VMINPS(y, x, mn)
-		VMAXPS(y, x, mx)
-		VMOVUPS(mn, Mem{Base: buf, Index: r0, Scale: 1, Disp: 32 * h})
-		VMOVUPS(mx, Mem{Base: buf, Index: r1, Scale: 1, Disp: 32 * h})
-	}
-	ADDQ(U8(8), net)
-	CMPQ(net, end)
-	JL(LabelRef("cmp"))
+	repeat("cmp", end, func() {
+		r0, r1 := GP64(), GP64()
+		MOVLQSX(Mem{Base: net}, r0)
+		MOVLQSX(Mem{Base: net, Disp: 4}, r1)
+		for h := range 2 {
+			x, y, mn, mx := YMM(), YMM(), YMM(), YMM()
+			VMOVUPS(Mem{Base: buf, Index: r0, Scale: 1, Disp: 32 * h}, x)
+			VMOVUPS(Mem{Base: buf, Index: r1, Scale: 1, Disp: 32 * h}, y)
+			VMINPS(y, x, mn)
+			VMAXPS(y, x, mx)
+			VMOVUPS(mn, Mem{Base: buf, Index: r0, Scale: 1, Disp: 32 * h})
+			VMOVUPS(mx, Mem{Base: buf, Index: r1, Scale: 1, Disp: 32 * h})
+		}
+	}, cursor{net, 8})
 	Label("done")
 	VZEROUPPER()
 	RET()
@@ -362,9 +387,8 @@ func sorter8() [][2]int {
 
 // meanRows: the float64 mean of rows lo..hi-1 in four 4-lane accumulators.
 func meanRows() {
-	TEXT("meanRowsAVX2", NOSPLIT, "func(dst *[16]float32, buf *float32, lo, hi int, cnt float64)")
-	Pragma("noescape")
-	Doc("meanRowsAVX2 writes float32(s_l / cnt) into dst[l], s_l the float64 sum",
+	kernel("meanRowsAVX2", "func(dst *[16]float32, buf *float32, lo, hi int, cnt float64)",
+		"meanRowsAVX2 writes float32(s_l / cnt) into dst[l], s_l the float64 sum",
 		"of lane l of the 64-byte rows lo..hi-1 of buf added in row order; lo < hi.")
 	dst := Load(Param("dst"), GP64())
 	buf := Load(Param("buf"), GP64())
@@ -379,15 +403,13 @@ func meanRows() {
 		s[k] = YMM()
 		VXORPD(s[k], s[k], s[k])
 	}
-	Label("row")
-	for k := range s {
-		v := YMM()
-		VCVTPS2PD(Mem{Base: buf, Index: lo, Scale: 1, Disp: 16 * k}, v)
-		VADDPD(v, s[k], s[k])
-	}
-	ADDQ(U8(64), lo)
-	CMPQ(lo, hi)
-	JL(LabelRef("row"))
+	repeat("row", hi, func() {
+		for k := range s {
+			v := YMM()
+			VCVTPS2PD(Mem{Base: buf, Index: lo, Scale: 1, Disp: 16 * k}, v)
+			VADDPD(v, s[k], s[k])
+		}
+	}, cursor{lo, 64})
 	for k := range s {
 		VDIVPD(cnt, s[k], s[k])
 		x := XMM()
@@ -405,24 +427,17 @@ func elementwise(name string, n Register, i32, i64 GPVirtual, body func(k int)) 
 	XORQ(i32, i32)
 	XORQ(i64, i64)
 	SHLQ(U8(2), n)
-	CMPQ(i32, n)
-	JGE(LabelRef(name + "done"))
-	Label(name)
-	body(0)
-	body(1)
-	ADDQ(U8(32), i32)
-	ADDQ(U8(64), i64)
-	CMPQ(i32, n)
-	JL(LabelRef(name))
-	Label(name + "done")
+	whileBelow(name, n, func() {
+		body(0)
+		body(1)
+	}, cursor{i32, 32}, cursor{i64, 64})
 	VZEROUPPER()
 	RET()
 }
 
 func add64() {
-	TEXT("add64AVX2", NOSPLIT, "func(acc *float64, x *float32, n int)")
-	Pragma("noescape")
-	Doc("add64AVX2 sets acc[i] += float64(x[i]) for i < n; n is a multiple of 8.")
+	kernel("add64AVX2", "func(acc *float64, x *float32, n int)",
+		"add64AVX2 sets acc[i] += float64(x[i]) for i < n; n is a multiple of 8.")
 	acc := Load(Param("acc"), GP64())
 	x := Load(Param("x"), GP64())
 	n := Load(Param("n"), GP64())
@@ -436,9 +451,8 @@ func add64() {
 }
 
 func div32() {
-	TEXT("div32AVX2", NOSPLIT, "func(dst *float32, acc *float64, n int, c float64)")
-	Pragma("noescape")
-	Doc("div32AVX2 sets dst[i] = float32(acc[i] / c) for i < n; n is a multiple of 8.")
+	kernel("div32AVX2", "func(dst *float32, acc *float64, n int, c float64)",
+		"div32AVX2 sets dst[i] = float32(acc[i] / c) for i < n; n is a multiple of 8.")
 	dst := Load(Param("dst"), GP64())
 	acc := Load(Param("acc"), GP64())
 	n := Load(Param("n"), GP64())
@@ -456,9 +470,8 @@ func div32() {
 }
 
 func axpy64() {
-	TEXT("axpy64AVX2", NOSPLIT, "func(acc *float64, x *float32, n int, w float64)")
-	Pragma("noescape")
-	Doc("axpy64AVX2 sets acc[i] += float64(w·float64(x[i])) for i < n, the",
+	kernel("axpy64AVX2", "func(acc *float64, x *float32, n int, w float64)",
+		"axpy64AVX2 sets acc[i] += float64(w·float64(x[i])) for i < n, the",
 		"product rounded before the addition (no FMA); n is a multiple of 8.")
 	acc := Load(Param("acc"), GP64())
 	x := Load(Param("x"), GP64())
@@ -476,9 +489,8 @@ func axpy64() {
 }
 
 func sqdist4x4() {
-	TEXT("sqdist4x4AVX2", NOSPLIT, "func(s *[4][4]float64, rows *[4]*float32, y *float32, n int)")
-	Pragma("noescape")
-	Doc("sqdist4x4AVX2 adds float64(t·t), t = float64(rows[r][k]) − float64(y[k]),",
+	kernel("sqdist4x4AVX2", "func(s *[4][4]float64, rows *[4]*float32, y *float32, n int)",
+		"sqdist4x4AVX2 adds float64(t·t), t = float64(rows[r][k]) − float64(y[k]),",
 		"to s[r][k mod 4] for k < n, k increasing, for the four rows (four",
 		"independent 4-lane float64 chains); n is a multiple of 4.")
 	s := Load(Param("s"), GP64())
@@ -496,22 +508,17 @@ func sqdist4x4() {
 	i := GP64()
 	XORQ(i, i)
 	SHLQ(U8(2), n)
-	CMPQ(i, n)
-	JGE(LabelRef("sqdone"))
-	Label("sq")
-	yv := YMM()
-	VCVTPS2PD(Mem{Base: y, Index: i, Scale: 1}, yv)
-	for r := range 4 {
-		t := YMM()
-		VCVTPS2PD(Mem{Base: x[r], Index: i, Scale: 1}, t)
-		VSUBPD(yv, t, t)
-		VMULPD(t, t, t)
-		VADDPD(t, acc[r], acc[r])
-	}
-	ADDQ(U8(16), i)
-	CMPQ(i, n)
-	JL(LabelRef("sq"))
-	Label("sqdone")
+	whileBelow("sq", n, func() {
+		yv := YMM()
+		VCVTPS2PD(Mem{Base: y, Index: i, Scale: 1}, yv)
+		for r := range 4 {
+			t := YMM()
+			VCVTPS2PD(Mem{Base: x[r], Index: i, Scale: 1}, t)
+			VSUBPD(yv, t, t)
+			VMULPD(t, t, t)
+			VADDPD(t, acc[r], acc[r])
+		}
+	}, cursor{i, 16})
 	for r := range 4 {
 		VMOVUPD(acc[r], Mem{Base: s, Disp: 32 * r})
 	}
@@ -520,9 +527,8 @@ func sqdist4x4() {
 }
 
 func add32() {
-	TEXT("add32AVX2", NOSPLIT, "func(acc *float32, x *float32, n int)")
-	Pragma("noescape")
-	Doc("add32AVX2 sets acc[i] += x[i] in float32 for i < n; n is a multiple of 32.",
+	kernel("add32AVX2", "func(acc *float32, x *float32, n int)",
+		"add32AVX2 sets acc[i] += x[i] in float32 for i < n; n is a multiple of 32.",
 		"It is the summing pass benchmarks divide by, not a rule's kernel.")
 	acc := Load(Param("acc"), GP64())
 	x := Load(Param("x"), GP64())
@@ -530,19 +536,14 @@ func add32() {
 	i := GP64()
 	XORQ(i, i)
 	SHLQ(U8(2), n)
-	CMPQ(i, n)
-	JGE(LabelRef("add32done"))
-	Label("add32")
-	for k := range 4 {
-		v := YMM()
-		VMOVUPS(Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k}, v)
-		VADDPS(Mem{Base: x, Index: i, Scale: 1, Disp: 32 * k}, v, v)
-		VMOVUPS(v, Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k})
-	}
-	ADDQ(U8(128), i)
-	CMPQ(i, n)
-	JL(LabelRef("add32"))
-	Label("add32done")
+	whileBelow("add32", n, func() {
+		for k := range 4 {
+			v := YMM()
+			VMOVUPS(Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k}, v)
+			VADDPS(Mem{Base: x, Index: i, Scale: 1, Disp: 32 * k}, v, v)
+			VMOVUPS(v, Mem{Base: acc, Index: i, Scale: 1, Disp: 32 * k})
+		}
+	}, cursor{i, 128})
 	VZEROUPPER()
 	RET()
 }
@@ -555,9 +556,8 @@ func add32() {
 // The lanes then go to float64 (exact) and are added by the tree
 // (l, l+4), (l, l+2), (0, 1), and the result is added to out.
 func gramTile() {
-	TEXT("gramTileAVX2", NOSPLIT, "func(out *[12]float64, rows *[7]*float32, n int)")
-	Pragma("noescape")
-	Doc("gramTileAVX2 adds to out[4p+q] the float64 lane tree of the 8",
+	kernel("gramTileAVX2", "func(out *[12]float64, rows *[7]*float32, n int)",
+		"gramTileAVX2 adds to out[4p+q] the float64 lane tree of the 8",
 		"float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n; rows holds a0..a2,",
 		"b0..b3; n is a positive multiple of 8.")
 	outp := Load(Param("out"), GP64())
@@ -583,35 +583,23 @@ func gramTile() {
 	}
 	i := GP64()
 	XORQ(i, i)
-	Label("gram")
-	var x [3]VecVirtual
-	for p := range 3 {
-		x[p] = YMM()
-		VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1}, x[p])
-	}
-	for q := range 4 {
-		y := YMM()
-		VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1}, y)
+	repeat("gram", n, func() {
+		var x [3]VecVirtual
 		for p := range 3 {
-			VFMADD231PS(y, x[p], acc[p][q])
+			x[p] = YMM()
+			VMOVUPS(Mem{Base: a[p], Index: i, Scale: 1}, x[p])
 		}
-	}
-	ADDQ(U8(32), i)
-	CMPQ(i, n)
-	JL(LabelRef("gram"))
+		for q := range 4 {
+			y := YMM()
+			VMOVUPS(Mem{Base: b[q], Index: i, Scale: 1}, y)
+			for p := range 3 {
+				VFMADD231PS(y, x[p], acc[p][q])
+			}
+		}
+	}, cursor{i, 32})
 	for p := range 3 {
 		for q := range 4 {
-			lo, hi := YMM(), YMM()
-			VCVTPS2PD(acc[p][q].AsX(), lo)
-			VEXTRACTF128(U8(1), acc[p][q], hi.AsX())
-			VCVTPS2PD(hi.AsX(), hi)
-			VADDPD(hi, lo, lo) // (l, l+4)
-			VEXTRACTF128(U8(1), lo, hi.AsX())
-			VADDPD(hi.AsX(), lo.AsX(), lo.AsX()) // (l, l+2)
-			VPERMILPD(U8(1), lo.AsX(), hi.AsX())
-			VADDSD(hi.AsX(), lo.AsX(), lo.AsX()) // (0, 1)
-			VADDSD(Mem{Base: outp, Disp: 8 * (4*p + q)}, lo.AsX(), lo.AsX())
-			VMOVSD(lo.AsX(), Mem{Base: outp, Disp: 8 * (4*p + q)})
+			laneTree1(acc[p][q], Mem{Base: outp, Disp: 8 * (4*p + q)}, vextractf128)
 		}
 	}
 	VZEROUPPER()
@@ -620,9 +608,8 @@ func gramTile() {
 
 // sub32: dst = x − c, the centring of the Gram-matrix distances.
 func sub32() {
-	TEXT("sub32AVX2", NOSPLIT, "func(dst *float32, x *float32, c *float32, n int)")
-	Pragma("noescape")
-	Doc("sub32AVX2 sets dst[i] = x[i] − c[i] in float32 for i < n; n is a multiple of 8.")
+	kernel("sub32AVX2", "func(dst *float32, x *float32, c *float32, n int)",
+		"sub32AVX2 sets dst[i] = x[i] − c[i] in float32 for i < n; n is a multiple of 8.")
 	dst := Load(Param("dst"), GP64())
 	x := Load(Param("x"), GP64())
 	c := Load(Param("c"), GP64())
@@ -630,17 +617,12 @@ func sub32() {
 	i := GP64()
 	XORQ(i, i)
 	SHLQ(U8(2), n)
-	CMPQ(i, n)
-	JGE(LabelRef("sub32done"))
-	Label("sub32")
-	v := YMM()
-	VMOVUPS(Mem{Base: x, Index: i, Scale: 1}, v)
-	VSUBPS(Mem{Base: c, Index: i, Scale: 1}, v, v)
-	VMOVUPS(v, Mem{Base: dst, Index: i, Scale: 1})
-	ADDQ(U8(32), i)
-	CMPQ(i, n)
-	JL(LabelRef("sub32"))
-	Label("sub32done")
+	whileBelow("sub32", n, func() {
+		v := YMM()
+		VMOVUPS(Mem{Base: x, Index: i, Scale: 1}, v)
+		VSUBPS(Mem{Base: c, Index: i, Scale: 1}, v, v)
+		VMOVUPS(v, Mem{Base: dst, Index: i, Scale: 1})
+	}, cursor{i, 32})
 	VZEROUPPER()
 	RET()
 }
@@ -662,9 +644,8 @@ func sub32() {
 // Each float64 operation is the portable one on the same values, so the
 // bits are the same.
 func closestToMedian() {
-	TEXT("closestToMedian16AVX2", NOSPLIT, "func(dst *float32, buf *float32, t, beta int)")
-	Pragma("noescape")
-	Doc("closestToMedian16AVX2 sets dst[l], l < 16, to closestToMedianLaneFinite(buf,",
+	kernel("closestToMedian16AVX2", "func(dst *float32, buf *float32, t, beta int)",
+		"closestToMedian16AVX2 sets dst[l], l < 16, to closestToMedianLaneFinite(buf,",
 		"l, t, beta) for the t sorted, finite 64-byte rows of buf; 1 ≤ beta ≤ t.")
 	dst := Load(Param("dst"), GP64())
 	buf := Load(Param("buf"), GP64())
@@ -757,16 +738,12 @@ func closestToMedian() {
 		VMOVDQU(halfV, b0)
 		JMP(LabelRef("ctmb0done"))
 	}
-	Label("ctmb0")
-	{
+	repeat("ctmb0", half, func() {
 		v, lt := YMM(), YMM()
 		VCVTPS2PD(Mem{Base: col, Index: rb, Scale: 1}, v)
 		VCMPPD(U8(0x11), m, v, lt) // v < m (LT_OQ)
 		VPSUBQ(lt, b0, b0)
-	}
-	ADDQ(U8(64), rb)
-	CMPQ(rb, half)
-	JL(LabelRef("ctmb0"))
+	}, cursor{rb, 64})
 	Label("ctmb0done")
 
 	// Only the ranks around b0 matter: k looks at [b0 − β, b0) and the
@@ -797,10 +774,7 @@ func closestToMedian() {
 	r := GP64()
 	MOVQ(lo, r)
 	broadcastRank(r, rv)
-	CMPQ(r, e)
-	JGE(LabelRef("ctmk1done"))
-	Label("ctmk1")
-	{
+	whileBelow("ctmk1", e, func() {
 		in, up, dl, dr := YMM(), YMM(), YMM(), YMM()
 		VPCMPGTQ(rv, b0, in) // b0 > r
 		VPADDQ(betaI, rv, up)
@@ -813,30 +787,22 @@ func closestToMedian() {
 		VCMPPD(U8(0x12), dr, dl, dl) // dl ≤ dr (LE_OQ)
 		VPAND(dl, in, in)
 		VPSUBQ(in, kc, kc)
-	}
-	VPADDQ(one, rv, rv)
-	ADDQ(U8(64), r)
-	CMPQ(r, e)
-	JL(LabelRef("ctmk1"))
-	Label("ctmk1done")
+		VPADDQ(one, rv, rv)
+	}, cursor{r, 64})
 	CMPQ(r, kEnd)
 	CMOVQLT(kEnd, r) // max(r, kEnd)
 	CMPQ(r, hi)
 	JGE(LabelRef("ctmk2done"))
 	broadcastRank(r, rv)
-	Label("ctmk2")
-	{
+	repeat("ctmk2", hi, func() {
 		in, up := YMM(), YMM()
 		VPCMPGTQ(rv, b0, in) // b0 > r
 		VPADDQ(betaI, rv, up)
 		VPCMPGTQ(up, b0, up) // b0 > r + β
 		VPANDN(in, up, in)   // r < b0 ≤ r + β
 		VPSUBQ(in, kc, kc)
-	}
-	VPADDQ(one, rv, rv)
-	ADDQ(U8(64), r)
-	CMPQ(r, hi)
-	JL(LabelRef("ctmk2"))
+		VPADDQ(one, rv, rv)
+	}, cursor{r, 64})
 	Label("ctmk2done")
 
 	// The window starts at a = b0 − k; sum its ranks in ascending order,
@@ -854,10 +820,7 @@ func closestToMedian() {
 	broadcastRank(r, rv)
 	sum := YMM()
 	VXORPD(sum, sum, sum)
-	CMPQ(r, e)
-	JGE(LabelRef("ctmsumdone"))
-	Label("ctmsum")
-	{
+	whileBelow("ctmsum", e, func() {
 		in, below, v := YMM(), YMM(), YMM()
 		VPCMPGTQ(rv, a, in) // a > r
 		VPSUBQ(betaI, rv, below)
@@ -866,12 +829,8 @@ func closestToMedian() {
 		VCVTPS2PD(Mem{Base: col, Index: r, Scale: 1}, v)
 		VANDPD(in, v, v)
 		VADDPD(v, sum, sum)
-	}
-	VPADDQ(one, rv, rv)
-	ADDQ(U8(64), r)
-	CMPQ(r, e)
-	JL(LabelRef("ctmsum"))
-	Label("ctmsumdone")
+		VPADDQ(one, rv, rv)
+	}, cursor{r, 64})
 
 	VDIVPD(betaF, sum, sum)
 	out := XMM()

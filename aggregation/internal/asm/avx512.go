@@ -40,9 +40,8 @@ const (
 // rate, from L1 or L2 alike). A tile's rows are gramRow bytes apart, so
 // a tile is two row numbers.
 func gramTiles5x5() {
-	TEXT("gramTiles5x5AVX512", NOSPLIT, "func(out *float64, y *float32, tiles *[2]int32, ntiles int, n int)")
-	Pragma("noescape")
-	Doc("gramTiles5x5AVX512 adds, for t < ntiles, to out[25t+5p+q] the float64",
+	kernel("gramTiles5x5AVX512", "func(out *float64, y *float32, tiles *[2]int32, ntiles int, n int)",
+		"gramTiles5x5AVX512 adds, for t < ntiles, to out[25t+5p+q] the float64",
 		"lane tree of the 8 float32 FMA lanes of Σ a_p[i]·b_q[i] for i < n (as",
 		"gramTileAVX2), where a_p is row tiles[t][0]+p and b_q row tiles[t][1]+q",
 		"of y, rows 2048 bytes apart; n is a positive multiple of 8, at most 512.",
@@ -79,35 +78,31 @@ func gramTiles5x5() {
 	// accumulators stay 0 and their sums go to entries nobody reads.
 	CMPQ(pa, pb)
 	JE(LabelRef("gram5diag"))
-	Label("gram5")
-	var x [gram5]VecVirtual
-	for p := range gram5 {
-		x[p] = YMM()
-		VMOVUPS(Mem{Base: pa, Index: i, Scale: 1, Disp: gramRow * p}, x[p])
-	}
-	for q := range gram5 {
-		v := YMM()
-		VMOVUPS(Mem{Base: pb, Index: i, Scale: 1, Disp: gramRow * q}, v)
+	repeat("gram5", n, func() {
+		var x [gram5]VecVirtual
 		for p := range gram5 {
-			VFMADD231PS(v, x[p], acc[p][q])
+			x[p] = YMM()
+			VMOVUPS(Mem{Base: pa, Index: i, Scale: 1, Disp: gramRow * p}, x[p])
 		}
-	}
-	ADDQ(U8(32), i)
-	CMPQ(i, n)
-	JL(LabelRef("gram5"))
+		for q := range gram5 {
+			v := YMM()
+			VMOVUPS(Mem{Base: pb, Index: i, Scale: 1, Disp: gramRow * q}, v)
+			for p := range gram5 {
+				VFMADD231PS(v, x[p], acc[p][q])
+			}
+		}
+	}, cursor{i, 32})
 	JMP(LabelRef("gram5trees"))
-	Label("gram5diag")
-	var xd [gram5]VecVirtual
-	for q := range gram5 {
-		xd[q] = YMM()
-		VMOVUPS(Mem{Base: pa, Index: i, Scale: 1, Disp: gramRow * q}, xd[q])
-		for p := range q + 1 {
-			VFMADD231PS(xd[q], xd[p], acc[p][q]) // as the b value b_q times a_p
+	repeat("gram5diag", n, func() {
+		var xd [gram5]VecVirtual
+		for q := range gram5 {
+			xd[q] = YMM()
+			VMOVUPS(Mem{Base: pa, Index: i, Scale: 1, Disp: gramRow * q}, xd[q])
+			for p := range q + 1 {
+				VFMADD231PS(xd[q], xd[p], acc[p][q]) // as the b value b_q times a_p
+			}
 		}
-	}
-	ADDQ(U8(32), i)
-	CMPQ(i, n)
-	JL(LabelRef("gram5diag"))
+	}, cursor{i, 32})
 	Label("gram5trees")
 	// The lane trees, four accumulators at a time where they can share
 	// the horizontal steps, each step adding the lower lane to the upper
@@ -121,7 +116,7 @@ func gramTiles5x5() {
 		laneTree4(flat[k:k+4], Mem{Base: outp, Disp: 8 * k})
 	}
 	for ; k < len(flat); k++ {
-		laneTree1(flat[k], Mem{Base: outp, Disp: 8 * k})
+		laneTree1(flat[k], Mem{Base: outp, Disp: 8 * k}, vextractf32x4)
 	}
 	ADDQ(U8(8*gram5*gram5), outp)
 	ADDQ(U8(8), tiles)
@@ -132,11 +127,21 @@ func gramTiles5x5() {
 	RET()
 }
 
+// An extract is the instruction that copies a 128-bit half of a YMM
+// register: VEXTRACTF128 (VEX, Y0-Y15 only) for the AVX2 kernels,
+// VEXTRACTF32X4 (EVEX, any of Y0-Y31) for the AVX-512 ones.
+type extract func(i, y, x Op)
+
+var (
+	vextractf128  extract = func(i, y, x Op) { VEXTRACTF128(i, y, x) }
+	vextractf32x4 extract = func(i, y, x Op) { VEXTRACTF32X4(i, y, x) }
+)
+
 // halves4 returns the float64 (l, l+4) sums of the 8 float32 lanes of a.
-func halves4(a VecVirtual) VecVirtual {
+func halves4(a VecVirtual, ext extract) VecVirtual {
 	lo, hi := YMM(), YMM()
 	VCVTPS2PD(a.AsX(), lo)
-	VEXTRACTF32X4(U8(1), a, hi.AsX())
+	ext(U8(1), a, hi.AsX())
 	VCVTPS2PD(hi.AsX(), hi)
 	VADDPD(hi, lo, lo) // (l, l+4)
 	return lo
@@ -148,7 +153,7 @@ func halves4(a VecVirtual) VecVirtual {
 func laneTree4(a []VecVirtual, out Mem) {
 	var u [2]VecVirtual
 	for h := range 2 {
-		s0, s1 := halves4(a[2*h]), halves4(a[2*h+1])
+		s0, s1 := halves4(a[2*h], vextractf32x4), halves4(a[2*h+1], vextractf32x4)
 		x, y := YMM(), YMM()
 		VSHUFF64X2(U8(0), s1, s0, x) // s0 lanes 0, 1; s1 lanes 0, 1
 		VSHUFF64X2(U8(3), s1, s0, y) // lanes 2, 3 of both
@@ -164,11 +169,13 @@ func laneTree4(a []VecVirtual, out Mem) {
 	VMOVUPD(lo, out)
 }
 
-// laneTree1 adds the lane tree of the accumulator a to the float64 at out.
-func laneTree1(a VecVirtual, out Mem) {
-	lo := halves4(a)
+// laneTree1 adds the lane tree of the accumulator a to the float64 at out:
+// (l, l+4), (l, l+2), (0, 1), as gramTileAVX2 does for each of its
+// accumulators.
+func laneTree1(a VecVirtual, out Mem, ext extract) {
+	lo := halves4(a, ext)
 	hi := XMM()
-	VEXTRACTF32X4(U8(1), lo, hi)
+	ext(U8(1), lo, hi)
 	VADDPD(hi, lo.AsX(), lo.AsX()) // (l, l+2)
 	VPERMILPD(U8(1), lo.AsX(), hi)
 	VADDSD(hi, lo.AsX(), lo.AsX()) // (0, 1)
@@ -183,22 +190,16 @@ func laneTree1(a VecVirtual, out Mem) {
 // memory: a block is n rows of 2 KB, too short for the hardware
 // prefetcher to ramp up on each.
 func prefetchL2() {
-	TEXT("prefetchL2", NOSPLIT, "func(p *float32, n int)")
-	Pragma("noescape")
-	Doc("prefetchL2 issues PREFETCHT1 for each 64-byte line that holds some",
+	kernel("prefetchL2", "func(p *float32, n int)",
+		"prefetchL2 issues PREFETCHT1 for each 64-byte line that holds some",
 		"of p[0:n], n ≥ 0. It reads nothing and changes nothing.")
 	p := Load(Param("p"), GP64())
 	n := Load(Param("n"), GP64())
 	end := GP64()
 	LEAQ(Mem{Base: p, Index: n, Scale: 4}, end)
 	ANDQ(I32(-64), p) // the first line
-	CMPQ(p, end)
-	JGE(LabelRef("prefetchdone"))
-	Label("prefetch")
-	PREFETCHT1(Mem{Base: p})
-	ADDQ(U8(64), p)
-	CMPQ(p, end)
-	JL(LabelRef("prefetch"))
-	Label("prefetchdone")
+	whileBelow("prefetch", end, func() {
+		PREFETCHT1(Mem{Base: p})
+	}, cursor{p, 64})
 	RET()
 }
