@@ -60,10 +60,8 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 		return
 	}
 	var rows [8]*float32
-	for k := range 4 {
-		rows[k] = unsafe.SliceData(a[k][:n])
-		rows[4+k] = unsafe.SliceData(b[k][:n])
-	}
+	rowPointers(rows[:4], n, a[:]...)
+	rowPointers(rows[4:], n, b[:]...)
 	if kernel == pathAVX512 {
 		pairTileAVX512(s, &rows, n)
 		return
@@ -75,10 +73,18 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 	if m > 0 {
 		pairTileAVX2(&acc, &rows, m)
 	}
+	pairTileTail(s, &acc, a, b, m, n)
+}
+
+// pairTileTail completes the accumulators acc of a tile on the AVX2 path,
+// which its kernel (pairTileAVX2, pairTile2AVX2 or pairTileDiagAVX2) has
+// filled for the first m = n &^ 15 coordinates: the others in Go, then the
+// lane tree of each into s.
+func pairTileTail(s *[16]float32, acc *[16][lanes]float32, a, b *[4][]float32, m, n int) {
 	if m < n {
-		pairTileAcc(&acc, a, b, m)
+		pairTileAcc(acc, a, b, m)
 	}
-	laneTreeAVX2(s, &acc)
+	laneTreeAVX2(s, acc)
 }
 
 // pairTile2 sets s[4p+q], q < 2, to what pairTile(s, a, b) sets it to; the
@@ -91,19 +97,14 @@ func pairTile2(s *[16]float32, a, b *[4][]float32) {
 		return
 	}
 	var rows [8]*float32
-	for k := range 4 {
-		rows[k] = unsafe.SliceData(a[k][:n])
-		rows[4+k] = unsafe.SliceData(b[k][:n])
-	}
+	rowPointers(rows[:4], n, a[:]...)
+	rowPointers(rows[4:], n, b[:]...)
 	var acc [16][lanes]float32
 	m := n &^ (lanes - 1)
 	if m > 0 {
 		pairTile2AVX2(&acc, &rows, m)
 	}
-	if m < n {
-		pairTileAcc(&acc, a, b, m)
-	}
-	laneTreeAVX2(s, &acc)
+	pairTileTail(s, &acc, a, b, m, n)
 }
 
 // pairTileDiag sets s[4p+q], p < q, to what pairTile(s, a, a) sets it to;
@@ -116,38 +117,24 @@ func pairTileDiag(s *[16]float32, a *[4][]float32) {
 		return
 	}
 	var rows [4]*float32
-	for k := range 4 {
-		rows[k] = unsafe.SliceData(a[k][:n])
-	}
+	rowPointers(rows[:], n, a[:]...)
 	var acc [16][lanes]float32
 	m := n &^ (lanes - 1)
 	if m > 0 {
 		pairTileDiagAVX2(&acc, &rows, m)
 	}
-	if m < n {
-		pairTileAcc(&acc, a, a, m)
-	}
-	laneTreeAVX2(s, &acc)
+	pairTileTail(s, &acc, a, a, m, n)
 }
 
-func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
-	if kernel == pathPurego {
-		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
-		return
-	}
-	// orderStat checked that every update holds off+16 values.
-	n := len(xs)
-	_ = buf[n*lanes-1]
-	_ = dst[lanes-1]
-	if !(0 <= lo && lo < hi && hi <= n) {
-		panic("aggregation: rank range out of bounds")
-	}
+// rankMean16Asm is rankMean16's assembly: one kernel on AVX-512, the
+// sort and the mean on AVX2.
+func rankMean16Asm(dst *[lanes]float32, buf *float32, xs *[]float32, n, off int, net []int32, lo, hi int) {
 	if kernel == pathAVX512 {
-		rankMean16AVX512(&dst[0], &buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net), lo, hi)
+		rankMean16AVX512(&dst[0], buf, xs, n, off, unsafe.SliceData(net), len(net), lo, hi)
 		return
 	}
-	sort16AVX2(&buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net))
-	meanRowsAVX2((*[lanes]float32)(dst), &buf[0], lo, hi, float64(hi-lo))
+	sort16AVX2(buf, xs, n, off, unsafe.SliceData(net), len(net))
+	meanRowsAVX2(dst, buf, lo, hi, float64(hi-lo))
 }
 
 // closestToMedian16 sets dst[l] = closestToMedianLaneFinite(buf, l, t,
@@ -183,60 +170,40 @@ func simdPrefix(n int) int {
 	return 0
 }
 
-func add64(acc []float64, x []float32) {
-	n := len(acc)
-	x = x[:n]
-	if m := simdPrefix(n); m > 0 {
-		if kernel == pathAVX512 {
-			add64AVX512(&acc[0], &x[0], m)
-		} else {
-			add64AVX2(&acc[0], &x[0], m)
-		}
-		acc, x = acc[m:], x[m:]
-	}
-	add64Generic(acc, x)
-}
-
-func div32(dst []float32, acc []float64, c float64) {
-	n := len(dst)
-	acc = acc[:n]
-	if m := simdPrefix(n); m > 0 {
-		if kernel == pathAVX512 {
-			div32AVX512(&dst[0], &acc[0], m, c)
-		} else {
-			div32AVX2(&dst[0], &acc[0], m, c)
-		}
-		dst, acc = dst[m:], acc[m:]
-	}
-	div32Generic(dst, acc, c)
-}
-
-func sort16(buf []float32, xs [][]float32, off int, net []int32) {
-	if kernel == pathPurego {
-		sort16Generic(buf, xs, off, net)
-		return
-	}
-	// The callers checked that every update holds off+16 values.
-	_ = buf[len(xs)*lanes-1]
+// add64Asm is add64's assembly over the first n elements (simdPrefix).
+func add64Asm(acc *float64, x *float32, n int) {
 	if kernel == pathAVX512 {
-		sort16AVX512(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
-		return
+		add64AVX512(acc, x, n)
+	} else {
+		add64AVX2(acc, x, n)
 	}
-	sort16AVX2(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
 }
 
-func axpy64w(acc []float64, w float64, x []float32) {
-	n := len(acc)
-	x = x[:n]
-	if m := simdPrefix(n); m > 0 {
-		if kernel == pathAVX512 {
-			axpy64AVX512(&acc[0], &x[0], m, w)
-		} else {
-			axpy64AVX2(&acc[0], &x[0], m, w)
-		}
-		acc, x = acc[m:], x[m:]
+// div32Asm is div32's assembly over the first n elements (simdPrefix).
+func div32Asm(dst *float32, acc *float64, n int, c float64) {
+	if kernel == pathAVX512 {
+		div32AVX512(dst, acc, n, c)
+	} else {
+		div32AVX2(dst, acc, n, c)
 	}
-	axpy64wGeneric(acc, w, x)
+}
+
+// sort16Asm is sort16's assembly over n > 0 rows.
+func sort16Asm(buf *float32, xs *[]float32, n, off int, net []int32) {
+	if kernel == pathAVX512 {
+		sort16AVX512(buf, xs, n, off, unsafe.SliceData(net), len(net))
+	} else {
+		sort16AVX2(buf, xs, n, off, unsafe.SliceData(net), len(net))
+	}
+}
+
+// axpy64Asm is axpy64w's assembly over the first n elements (simdPrefix).
+func axpy64Asm(acc *float64, x *float32, n int, w float64) {
+	if kernel == pathAVX512 {
+		axpy64AVX512(acc, x, n, w)
+	} else {
+		axpy64AVX2(acc, x, n, w)
+	}
 }
 
 // sqdist4x4Asm is sqdist4x4's assembly over the first n elements.

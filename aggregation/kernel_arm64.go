@@ -94,10 +94,8 @@ func pairTile(s *[16]float32, a, b *[4][]float32) {
 		return
 	}
 	var rows [8]*float32
-	for k := range 4 {
-		rows[k] = unsafe.SliceData(a[k][:n])
-		rows[4+k] = unsafe.SliceData(b[k][:n])
-	}
+	rowPointers(rows[:4], n, a[:]...)
+	rowPointers(rows[4:], n, b[:]...)
 	// The lanes of the whole 16-coordinate groups, then the tail in Go,
 	// then the lane tree, as on AVX2.
 	var acc [16][lanes]float32
@@ -122,20 +120,10 @@ func pairTile2(s *[16]float32, a, b *[4][]float32) { pairTile(s, a, b) }
 // (the other entries are unspecified; here all sixteen are computed).
 func pairTileDiag(s *[16]float32, a *[4][]float32) { pairTile(s, a, a) }
 
-func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
-	if kernel == pathPurego {
-		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
-		return
-	}
-	// orderStat checked that every update holds off+16 values.
-	n := len(xs)
-	_ = buf[n*lanes-1]
-	_ = dst[lanes-1]
-	if !(0 <= lo && lo < hi && hi <= n) {
-		panic("aggregation: rank range out of bounds")
-	}
-	sort16NEON(&buf[0], &xs[0], n, off, unsafe.SliceData(net), len(net))
-	meanRowsNEON((*[lanes]float32)(dst), &buf[0], lo, hi, float64(hi-lo))
+// rankMean16Asm is rankMean16's assembly: the sort, then the mean.
+func rankMean16Asm(dst *[lanes]float32, buf *float32, xs *[]float32, n, off int, net []int32, lo, hi int) {
+	sort16NEON(buf, xs, n, off, unsafe.SliceData(net), len(net))
+	meanRowsNEON(dst, buf, lo, hi, float64(hi-lo))
 }
 
 // networkRows serves only the last, partial group of a vector, so the
@@ -152,45 +140,19 @@ func simdPrefix(n int) int {
 	return 0
 }
 
-func add64(acc []float64, x []float32) {
-	n := len(acc)
-	x = x[:n]
-	if m := simdPrefix(n); m > 0 {
-		add64NEON(&acc[0], &x[0], m)
-		acc, x = acc[m:], x[m:]
-	}
-	add64Generic(acc, x)
+// add64Asm is add64's assembly over the first n elements (simdPrefix).
+func add64Asm(acc *float64, x *float32, n int) { add64NEON(acc, x, n) }
+
+// div32Asm is div32's assembly over the first n elements (simdPrefix).
+func div32Asm(dst *float32, acc *float64, n int, c float64) { div32NEON(dst, acc, n, c) }
+
+// sort16Asm is sort16's assembly over n > 0 rows.
+func sort16Asm(buf *float32, xs *[]float32, n, off int, net []int32) {
+	sort16NEON(buf, xs, n, off, unsafe.SliceData(net), len(net))
 }
 
-func div32(dst []float32, acc []float64, c float64) {
-	n := len(dst)
-	acc = acc[:n]
-	if m := simdPrefix(n); m > 0 {
-		div32NEON(&dst[0], &acc[0], m, c)
-		dst, acc = dst[m:], acc[m:]
-	}
-	div32Generic(dst, acc, c)
-}
-
-func sort16(buf []float32, xs [][]float32, off int, net []int32) {
-	if kernel == pathPurego || len(xs) == 0 {
-		sort16Generic(buf, xs, off, net)
-		return
-	}
-	// The callers checked that every update holds off+16 values.
-	_ = buf[len(xs)*lanes-1]
-	sort16NEON(&buf[0], &xs[0], len(xs), off, unsafe.SliceData(net), len(net))
-}
-
-func axpy64w(acc []float64, w float64, x []float32) {
-	n := len(acc)
-	x = x[:n]
-	if m := simdPrefix(n); m > 0 {
-		axpy64NEON(&acc[0], &x[0], m, w)
-		acc, x = acc[m:], x[m:]
-	}
-	axpy64wGeneric(acc, w, x)
-}
+// axpy64Asm is axpy64w's assembly over the first n elements (simdPrefix).
+func axpy64Asm(acc *float64, x *float32, n int, w float64) { axpy64NEON(acc, x, n, w) }
 
 // sqdist4x4Asm is sqdist4x4's assembly over the first n elements.
 func sqdist4x4Asm(s *[4][4]float64, rows *[4]*float32, y *float32, n int) {

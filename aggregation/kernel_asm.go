@@ -4,10 +4,21 @@ package aggregation
 
 import "unsafe"
 
-// The kernels whose assembly covers a whole-block prefix of the vectors
-// and leaves the tail to the portable code. They are the same on every
-// architecture with assembly; each architecture's file supplies the
-// ...Asm function that runs its instructions over the prefix.
+// The kernel wrappers that are the same on every architecture with
+// assembly: the fall-back to the portable code, the bounds checks the
+// assembly does not make and, where the assembly covers a whole-block
+// prefix of the vectors, the portable code over the tail. Each
+// architecture's file supplies the ...Asm function that runs its
+// instructions (and chooses among them, on amd64).
+
+// rowPointers sets ptrs[k] to the first element of rows[k], having
+// checked that the row holds n values: the assembly does no bounds
+// checks, so a short row panics here, as it would in the portable loop.
+func rowPointers(ptrs []*float32, n int, rows ...[]float32) {
+	for k, r := range rows {
+		ptrs[k] = unsafe.SliceData(r[:n])
+	}
+}
 
 func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
 	n := len(y)
@@ -17,9 +28,7 @@ func sqdist4x4(s *[4][4]float64, x *[4][]float32, y []float32) {
 		return
 	}
 	var rows [4]*float32
-	for r := range 4 {
-		rows[r] = unsafe.SliceData(x[r][:n])
-	}
+	rowPointers(rows[:], n, x[:]...)
 	sqdist4x4Asm(s, &rows, &y[0], m)
 	for r := range 4 {
 		sqdist4Generic(&s[r], x[r][m:n], y[m:])
@@ -37,12 +46,8 @@ func gramTile(out *[12]float64, a *[3][]float32, b *[4][]float32) {
 		return
 	}
 	var rows [7]*float32
-	for k := range 3 {
-		rows[k] = unsafe.SliceData(a[k][:n])
-	}
-	for k := range 4 {
-		rows[3+k] = unsafe.SliceData(b[k][:n])
-	}
+	rowPointers(rows[:3], n, a[:]...)
+	rowPointers(rows[3:], n, b[:]...)
 	gramTileAsm(out, &rows, m)
 	if m < n {
 		var ta [3][]float32
@@ -66,6 +71,61 @@ func sub32(dst, x, c []float32) {
 		dst, x, c = dst[m:], x[m:], c[m:]
 	}
 	sub32Generic(dst, x, c)
+}
+
+func rankMean16(dst, buf []float32, xs [][]float32, off int, net []int32, lo, hi int) {
+	if kernel == pathPurego {
+		rankMeanGeneric(dst, buf, xs, off, net, lo, hi)
+		return
+	}
+	// orderStat checked that every update holds off+16 values.
+	n := len(xs)
+	_ = buf[n*lanes-1]
+	_ = dst[lanes-1]
+	if !(0 <= lo && lo < hi && hi <= n) {
+		panic("aggregation: rank range out of bounds")
+	}
+	rankMean16Asm((*[lanes]float32)(dst), &buf[0], &xs[0], n, off, net, lo, hi)
+}
+
+func sort16(buf []float32, xs [][]float32, off int, net []int32) {
+	if kernel == pathPurego || len(xs) == 0 {
+		sort16Generic(buf, xs, off, net)
+		return
+	}
+	// The callers checked that every update holds off+16 values.
+	_ = buf[len(xs)*lanes-1]
+	sort16Asm(&buf[0], &xs[0], len(xs), off, net)
+}
+
+func add64(acc []float64, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := simdPrefix(n); m > 0 {
+		add64Asm(&acc[0], &x[0], m)
+		acc, x = acc[m:], x[m:]
+	}
+	add64Generic(acc, x)
+}
+
+func div32(dst []float32, acc []float64, c float64) {
+	n := len(dst)
+	acc = acc[:n]
+	if m := simdPrefix(n); m > 0 {
+		div32Asm(&dst[0], &acc[0], m, c)
+		dst, acc = dst[m:], acc[m:]
+	}
+	div32Generic(dst, acc, c)
+}
+
+func axpy64w(acc []float64, w float64, x []float32) {
+	n := len(acc)
+	x = x[:n]
+	if m := simdPrefix(n); m > 0 {
+		axpy64Asm(&acc[0], &x[0], m, w)
+		acc, x = acc[m:], x[m:]
+	}
+	axpy64wGeneric(acc, w, x)
 }
 
 // passAdd32 is the summing pass's acc += x.
