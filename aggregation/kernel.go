@@ -471,11 +471,24 @@ func meanOf(dst []float32, xs [][]float32, idx []int) {
 	if d == 0 || len(idx) == 0 {
 		return
 	}
-	tasks := (d + colChunk - 1) / colChunk
-	workers := runtime.GOMAXPROCS(0)
-	scratch := make([][]float64, workers)
 	cnt := float64(len(idx))
-	parallel(tasks, d*len(idx), func(w, t int) {
+	columnChunks(d, d*len(idx), func(acc []float64, lo, hi int) {
+		for _, i := range idx {
+			add64(acc, xs[i][lo:hi])
+		}
+		div32(dst[lo:hi], acc, cnt)
+	})
+}
+
+// columnChunks runs chunk(acc, lo, hi) for the chunks [lo, hi) of
+// colChunk coordinates of [0, d) on all cores (work as for parallel),
+// acc a zeroed float64 scratch of hi − lo values that belongs to the
+// worker: the frame of meanOf and weightedSum, which sum their updates'
+// coordinates in float64 a chunk at a time.
+func columnChunks(d, work int, chunk func(acc []float64, lo, hi int)) {
+	tasks := (d + colChunk - 1) / colChunk
+	scratch := make([][]float64, runtime.GOMAXPROCS(0))
+	parallel(tasks, work, func(w, t int) {
 		if scratch[w] == nil {
 			scratch[w] = make([]float64, colChunk)
 		}
@@ -483,10 +496,7 @@ func meanOf(dst []float32, xs [][]float32, idx []int) {
 		hi := min(lo+colChunk, d)
 		acc := scratch[w][:hi-lo]
 		clear(acc)
-		for _, i := range idx {
-			add64(acc, xs[i][lo:hi])
-		}
-		div32(dst[lo:hi], acc, cnt)
+		chunk(acc, lo, hi)
 	})
 }
 
@@ -535,17 +545,8 @@ func weightedSum(dst []float32, xs [][]float32, w []float64) bool {
 	if d == 0 {
 		return true
 	}
-	tasks := (d + colChunk - 1) / colChunk
-	scratch := make([][]float64, runtime.GOMAXPROCS(0))
 	var bad atomic.Bool
-	parallel(tasks, d*len(xs), func(wk, t int) {
-		if scratch[wk] == nil {
-			scratch[wk] = make([]float64, colChunk)
-		}
-		lo := t * colChunk
-		hi := min(lo+colChunk, d)
-		acc := scratch[wk][:hi-lo]
-		clear(acc)
+	columnChunks(d, d*len(xs), func(acc []float64, lo, hi int) {
 		for j, x := range xs {
 			axpy64w(acc, w[j], x[lo:hi])
 		}
