@@ -9,15 +9,23 @@ import (
 	"testing"
 )
 
-// fma32Ref is the float32 rounding of the exact a·b + c, by math/big.
+// fma32Ref is the float32 rounding of the exact a·b + c for finite a, b
+// and c, computed otherwise than fma32 (whose slow path is big.Float's):
+// the exact rational a·b + c (big.Rat), rounded once by Rat.Float32 (to
+// nearest, ties to even, subnormals included), with the sign IEEE 754
+// gives an exact zero: −0 only when a·b and c are both −0.
 func fma32Ref(a, b, c float32) float32 {
-	var x, y big.Float
-	x.SetPrec(1200).SetFloat64(float64(a))
-	y.SetPrec(1200).SetFloat64(float64(b))
-	x.Mul(&x, &y)
-	y.SetFloat64(float64(c))
-	x.Add(&x, &y)
-	f, _ := x.Float32()
+	var p, s big.Rat
+	p.Mul(new(big.Rat).SetFloat64(float64(a)), new(big.Rat).SetFloat64(float64(b)))
+	s.Add(&p, new(big.Rat).SetFloat64(float64(c)))
+	if s.Sign() == 0 {
+		negProduct := math.Signbit(float64(a)) != math.Signbit(float64(b))
+		if p.Sign() == 0 && c == 0 && negProduct && math.Signbit(float64(c)) {
+			return float32(math.Copysign(0, -1))
+		}
+		return 0
+	}
+	f, _ := s.Float32()
 	return f
 }
 
@@ -58,6 +66,10 @@ func TestFMA32(t *testing.T) {
 		c := float32(rng.NormFloat64() * math.Ldexp(1, rng.IntN(60)-30))
 		cases = append(cases, [3]float32{a, b, c})
 	}
+	// Exact zeros, whose sign fma32 takes from the float64 sum.
+	negZero := float32(math.Copysign(0, -1))
+	cases = append(cases, [3]float32{0, -1, negZero}, [3]float32{negZero, 2, negZero},
+		[3]float32{negZero, negZero, negZero}, [3]float32{0, 3, 0}, [3]float32{1, 1, -1}, [3]float32{-2, 0.5, 1})
 	naiveWrong := 0
 	for _, k := range cases {
 		got, want := fma32(k[0], k[1], k[2]), fma32Ref(k[0], k[1], k[2])
