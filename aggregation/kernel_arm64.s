@@ -643,6 +643,18 @@ add32Loop:
 	BNE	add32Loop
 	RET
 
+// LANETREE_ADD(off) adds to the float64 at off(R0) the tree of the four
+// float64 pairs V0-V3 (gramTileNEON's lanes 0-1, 2-3, 4-5, 6-7 of one
+// accumulator after FCVTL): (l, l+4), then (l, l+2), then (0, 1).
+#define LANETREE_ADD(off) \
+	WORD $0x4e62d400 /* fadd v0.2d, v0.2d, v2.2d */ \
+	WORD $0x4e63d421 /* fadd v1.2d, v1.2d, v3.2d */ \
+	WORD $0x4e61d400 /* fadd v0.2d, v0.2d, v1.2d */ \
+	WORD $0x7e70d800 /* faddp d0, v0.2d */          \
+	FMOVD	off(R0), F1                             \
+	FADDD	F0, F1, F1                              \
+	FMOVD	F1, off(R0)
+
 // func gramTileNEON(out *[12]float64, rows *[7]*float32, n int)
 //
 // out[4p+q] += the lane tree of l, l[k] = Σ a_p[i]·b_q[i] over i < n,
@@ -726,134 +738,62 @@ gramLoop:
 	WORD $0x4e617901 // fcvtl2 v1.2d, v8.4s
 	WORD $0x0e617922 // fcvtl v2.2d, v9.2s
 	WORD $0x4e617923 // fcvtl2 v3.2d, v9.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	0(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 0(R0)
+	LANETREE_ADD(0)
 	WORD $0x0e617940 // fcvtl v0.2d, v10.2s
 	WORD $0x4e617941 // fcvtl2 v1.2d, v10.4s
 	WORD $0x0e617962 // fcvtl v2.2d, v11.2s
 	WORD $0x4e617963 // fcvtl2 v3.2d, v11.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	8(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 8(R0)
+	LANETREE_ADD(8)
 	WORD $0x0e617980 // fcvtl v0.2d, v12.2s
 	WORD $0x4e617981 // fcvtl2 v1.2d, v12.4s
 	WORD $0x0e6179a2 // fcvtl v2.2d, v13.2s
 	WORD $0x4e6179a3 // fcvtl2 v3.2d, v13.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	16(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 16(R0)
+	LANETREE_ADD(16)
 	WORD $0x0e6179c0 // fcvtl v0.2d, v14.2s
 	WORD $0x4e6179c1 // fcvtl2 v1.2d, v14.4s
 	WORD $0x0e6179e2 // fcvtl v2.2d, v15.2s
 	WORD $0x4e6179e3 // fcvtl2 v3.2d, v15.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	24(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 24(R0)
+	LANETREE_ADD(24)
 	WORD $0x0e617a00 // fcvtl v0.2d, v16.2s
 	WORD $0x4e617a01 // fcvtl2 v1.2d, v16.4s
 	WORD $0x0e617a22 // fcvtl v2.2d, v17.2s
 	WORD $0x4e617a23 // fcvtl2 v3.2d, v17.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	32(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 32(R0)
+	LANETREE_ADD(32)
 	WORD $0x0e617a40 // fcvtl v0.2d, v18.2s
 	WORD $0x4e617a41 // fcvtl2 v1.2d, v18.4s
 	WORD $0x0e617a62 // fcvtl v2.2d, v19.2s
 	WORD $0x4e617a63 // fcvtl2 v3.2d, v19.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	40(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 40(R0)
+	LANETREE_ADD(40)
 	WORD $0x0e617a80 // fcvtl v0.2d, v20.2s
 	WORD $0x4e617a81 // fcvtl2 v1.2d, v20.4s
 	WORD $0x0e617aa2 // fcvtl v2.2d, v21.2s
 	WORD $0x4e617aa3 // fcvtl2 v3.2d, v21.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	48(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 48(R0)
+	LANETREE_ADD(48)
 	WORD $0x0e617ac0 // fcvtl v0.2d, v22.2s
 	WORD $0x4e617ac1 // fcvtl2 v1.2d, v22.4s
 	WORD $0x0e617ae2 // fcvtl v2.2d, v23.2s
 	WORD $0x4e617ae3 // fcvtl2 v3.2d, v23.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	56(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 56(R0)
+	LANETREE_ADD(56)
 	WORD $0x0e617b00 // fcvtl v0.2d, v24.2s
 	WORD $0x4e617b01 // fcvtl2 v1.2d, v24.4s
 	WORD $0x0e617b22 // fcvtl v2.2d, v25.2s
 	WORD $0x4e617b23 // fcvtl2 v3.2d, v25.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	64(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 64(R0)
+	LANETREE_ADD(64)
 	WORD $0x0e617b40 // fcvtl v0.2d, v26.2s
 	WORD $0x4e617b41 // fcvtl2 v1.2d, v26.4s
 	WORD $0x0e617b62 // fcvtl v2.2d, v27.2s
 	WORD $0x4e617b63 // fcvtl2 v3.2d, v27.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	72(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 72(R0)
+	LANETREE_ADD(72)
 	WORD $0x0e617b80 // fcvtl v0.2d, v28.2s
 	WORD $0x4e617b81 // fcvtl2 v1.2d, v28.4s
 	WORD $0x0e617ba2 // fcvtl v2.2d, v29.2s
 	WORD $0x4e617ba3 // fcvtl2 v3.2d, v29.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	80(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 80(R0)
+	LANETREE_ADD(80)
 	WORD $0x0e617bc0 // fcvtl v0.2d, v30.2s
 	WORD $0x4e617bc1 // fcvtl2 v1.2d, v30.4s
 	WORD $0x0e617be2 // fcvtl v2.2d, v31.2s
 	WORD $0x4e617be3 // fcvtl2 v3.2d, v31.4s
-	WORD $0x4e62d400 // fadd v0.2d, v0.2d, v2.2d
-	WORD $0x4e63d421 // fadd v1.2d, v1.2d, v3.2d
-	WORD $0x4e61d400 // fadd v0.2d, v0.2d, v1.2d
-	WORD $0x7e70d800 // faddp d0, v0.2d
-	FMOVD	88(R0), F1
-	FADDD	F0, F1, F1
-	FMOVD	F1, 88(R0)
+	LANETREE_ADD(88)
 	RET
 
 // func sub32NEON(dst *float32, x *float32, c *float32, n int)
