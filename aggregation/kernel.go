@@ -305,35 +305,50 @@ func orderStat(dst []float32, xs [][]float32, lo, hi int) {
 		}
 	}
 	net := sortNetwork(n, lo, hi)
+	laneGroups(d, n, d*(n+len(net)/2), func(buf []float32, off, m int) {
+		if m == lanes {
+			rankMean16(dst[off:off+lanes], buf, xs, off, net, lo, hi)
+			return
+		}
+		var tmp [lanes]float32
+		padGroup(buf, xs, off, d)
+		networkRows(buf, net)
+		meanRowsGeneric(&tmp, buf, lo, hi)
+		copy(dst[off:d], tmp[:m])
+	})
+}
+
+// laneGroups runs group(buf, off, m) for the groups [off, off+m) of lanes
+// coordinates of [0, d) (m < lanes only for the last), colChunk
+// coordinates a task on all cores (work as for parallel), buf a scratch
+// of rows×lanes float32 (rows of 64 bytes) that belongs to the worker:
+// the frame of orderStat and coordinateClosestToMedianMean, which sort
+// each group across the updates.
+func laneGroups(d, rows, work int, group func(buf []float32, off, m int)) {
 	groups := (d + lanes - 1) / lanes
 	perTask := colChunk / lanes
 	tasks := (groups + perTask - 1) / perTask
-	workers := runtime.GOMAXPROCS(0)
-	scratch := make([][]float32, workers)
-	parallel(tasks, d*(n+len(net)/2), func(w, t int) {
+	scratch := make([][]float32, runtime.GOMAXPROCS(0))
+	parallel(tasks, work, func(w, t int) {
 		if scratch[w] == nil {
-			scratch[w] = alignedFloats(n * lanes)
+			scratch[w] = alignedFloats(rows * lanes)
 		}
-		buf := scratch[w]
 		for g := t * perTask; g < min((t+1)*perTask, groups); g++ {
 			off := g * lanes
-			if off+lanes <= d {
-				rankMean16(dst[off:off+lanes], buf, xs, off, net, lo, hi)
-				continue
-			}
-			// Last, partial group: pad the lanes with zeros.
-			var tmp [lanes]float32
-			m := d - off
-			for r, x := range xs {
-				row := buf[r*lanes : (r+1)*lanes]
-				copy(row, x[off:d])
-				clear(row[m:])
-			}
-			networkRows(buf, net)
-			meanRowsGeneric(&tmp, buf, lo, hi)
-			copy(dst[off:d], tmp[:m])
+			group(scratch[w], off, min(lanes, d-off))
 		}
 	})
+}
+
+// padGroup copies the last, partial group [off, d) of each of xs into its
+// row of buf, padding the row's other lanes with zeros.
+func padGroup(buf []float32, xs [][]float32, off, d int) {
+	m := d - off
+	for r, x := range xs {
+		row := buf[r*lanes : (r+1)*lanes]
+		copy(row, x[off:d])
+		clear(row[m:])
+	}
 }
 
 // rankMeanGeneric is the portable rankMean16: gather 16 coordinates from off,
@@ -723,39 +738,23 @@ func coordinateClosestToMedianMean(dst []float32, xs [][]float32, sel []int, bet
 	}
 	// Fully sorted: with ties at the median the window can reach any rank.
 	net := sortNetwork(t, 0, t)
-	groups := (d + lanes - 1) / lanes
-	perTask := colChunk / lanes
-	tasks := (groups + perTask - 1) / perTask
-	scratch := make([][]float32, runtime.GOMAXPROCS(0))
-	parallel(tasks, d*(t+len(net)/2), func(w, k int) {
-		if scratch[w] == nil {
-			scratch[w] = alignedFloats(t * lanes)
+	laneGroups(d, t, d*(t+len(net)/2), func(buf []float32, off, m int) {
+		if m == lanes {
+			sort16(buf, rows, off, net)
+		} else {
+			padGroup(buf, rows, off, d)
+			networkRows(buf, net)
 		}
-		buf := scratch[w]
-		for g := k * perTask; g < min((k+1)*perTask, groups); g++ {
-			off := g * lanes
-			m := min(lanes, d-off)
-			if m == lanes {
-				sort16(buf, rows, off, net)
-			} else {
-				for r, x := range rows {
-					row := buf[r*lanes : (r+1)*lanes]
-					copy(row, x[off:d])
-					clear(row[m:])
-				}
-				networkRows(buf, net)
-			}
-			if finite && m == lanes {
-				closestToMedian16(dst[off:off+lanes], buf, t, beta)
-				continue
-			}
-			lane := closestToMedianLane
-			if finite {
-				lane = closestToMedianLaneFinite
-			}
-			for l := range m {
-				dst[off+l] = lane(buf, l, t, beta)
-			}
+		if finite && m == lanes {
+			closestToMedian16(dst[off:off+lanes], buf, t, beta)
+			return
+		}
+		lane := closestToMedianLane
+		if finite {
+			lane = closestToMedianLaneFinite
+		}
+		for l := range m {
+			dst[off+l] = lane(buf, l, t, beta)
 		}
 	})
 }
