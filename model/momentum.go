@@ -70,13 +70,13 @@ func (m *Momentum) Step(u []float32) {
 	switch m.Style {
 	case MomentumHeavyBall:
 		for j, v := range u {
-			m.m[j] = saturate(beta*m.m[j] + v)
+			m.m[j] = Saturate(beta*m.m[j] + v)
 			bad = bad || m.m[j] != m.m[j]
 		}
 	default:
 		a := 1 - beta
 		for j, v := range u {
-			m.m[j] = saturate(a*v + beta*m.m[j])
+			m.m[j] = Saturate(a*v + beta*m.m[j])
 			bad = bad || m.m[j] != m.m[j]
 		}
 	}
@@ -89,7 +89,13 @@ func (m *Momentum) Step(u []float32) {
 // Reset forgets the state: the next Step starts from m = 0.
 func (m *Momentum) Reset() { m.m = nil }
 
-func saturate(v float32) float32 {
+// Saturate returns v, or ±MaxFloat32 for ±Inf: a float32 sum or product
+// of finite model values that overflowed, brought back to the largest
+// finite value so that an infinity does not poison the model (and the
+// rounds after it). A NaN is returned as is, for the caller's finiteness
+// check. Momentum's state, the coordinator's and the simulator's global
+// model and the attacks' crafted updates all saturate with it.
+func Saturate(v float32) float32 {
 	switch {
 	case v > math.MaxFloat32:
 		return math.MaxFloat32

@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/model"
 )
 
 // Momentum conventions (Options.MomentumStyle). The papers and their code
@@ -72,12 +73,12 @@ func accumulate(buf, u []float32, style string, beta float32) {
 	switch style {
 	case MomentumHeavyBall:
 		for j, v := range u {
-			buf[j] = clampFinite(beta*buf[j] + v)
+			buf[j] = model.Saturate(beta*buf[j] + v)
 		}
 	default: // MomentumEMA
 		a := 1 - beta
 		for j, v := range u {
-			buf[j] = clampFinite(a*v + beta*buf[j])
+			buf[j] = model.Saturate(a*v + beta*buf[j])
 		}
 	}
 }
@@ -134,7 +135,7 @@ func (c *previousClipping) Aggregate(dst []float32, updates []aggregation.Update
 			}
 		}
 		for j := range c.center {
-			c.center[j] = clampFinite(float32(float64(c.center[j]) + acc[j]))
+			c.center[j] = model.Saturate(float32(float64(c.center[j]) + acc[j]))
 		}
 	}
 	copy(dst, c.center)
