@@ -500,25 +500,14 @@ func ledgerSummary(participants map[string]*ParticipantStatus, ledger func(*Part
 	return n, most, least
 }
 
-// securePrivacy is the ledger member reported with its masked input in a
-// secure session, in the manifest's form; nil if it reported none.
-func securePrivacy(ledgers map[string]manifest.HospitalPrivacy, member string) *manifest.HospitalPrivacy {
-	h, ok := ledgers[member]
+// memberLedger is the ledger (record-level or federation-level) member
+// reported with its masked input in a secure session, in the manifest's
+// form; nil if it reported none. The session keys each ledger by the name
+// it carries.
+func memberLedger[L manifest.HospitalPrivacy | manifest.HospitalDistributedPrivacy](ledgers map[string]L, member string) *L {
+	l, ok := ledgers[member]
 	if !ok {
 		return nil
 	}
-	h.Name = member
-	return &h
-}
-
-// secureDistributedPrivacy is the federation-level ledger member reported
-// with its masked input in a secure session, in the manifest's form; nil
-// if it reported none.
-func secureDistributedPrivacy(ledgers map[string]manifest.HospitalDistributedPrivacy, member string) *manifest.HospitalDistributedPrivacy {
-	h, ok := ledgers[member]
-	if !ok {
-		return nil
-	}
-	h.Name = member
-	return &h
+	return &l
 }
