@@ -264,7 +264,7 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		}
 		step := agg
 		if velocity != nil {
-			accumulate(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
+			model.Fold(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
 			step = velocity
 		}
 		for i, v := range step {
