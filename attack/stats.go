@@ -4,6 +4,8 @@ import (
 	"math"
 	"runtime"
 	"sync"
+
+	"github.com/fedguard/fedguard/model"
 )
 
 // mean returns the coordinate-wise mean of vs (at least one vector of
@@ -42,18 +44,15 @@ func std(vs [][]float32, mu []float64) []float64 {
 	return sd
 }
 
-// to32 rounds x to float32, saturating at ±math.MaxFloat32 (and mapping a
-// NaN, which the attacks never produce from finite inputs, to 0).
+// to32 rounds x to float32, saturating at ±math.MaxFloat32 (x beyond the
+// float32 range rounds to an infinity, which model.Saturate brings back)
+// and mapping a NaN, which the attacks never produce from finite inputs,
+// to 0.
 func to32(x float64) float32 {
-	switch {
-	case x > math.MaxFloat32:
-		return math.MaxFloat32
-	case x < -math.MaxFloat32:
-		return -math.MaxFloat32
-	case math.IsNaN(x):
+	if math.IsNaN(x) {
 		return 0
 	}
-	return float32(x)
+	return model.Saturate(float32(x))
 }
 
 // vec32 returns v rounded to float32 (see to32).

@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/fedguard/fedguard/manifest"
 )
 
 // Event kinds. The payload of each kind is the struct named after it below,
@@ -380,11 +382,11 @@ type SecureSession struct {
 	// Privacy maps each survivor that reported a record-level privacy
 	// ledger with its masked input to it (its own claim), as
 	// update_received's counterpart in the manifest.
-	Privacy map[string]HospitalPrivacy `json:"privacy,omitempty"`
+	Privacy map[string]manifest.HospitalPrivacy `json:"privacy,omitempty"`
 	// DistributedPrivacy maps each survivor that reported a
 	// federation-level (distributed DP) ledger with its masked input to it
 	// (its own claim).
-	DistributedPrivacy map[string]HospitalDistributedPrivacy `json:"distributed_privacy,omitempty"`
+	DistributedPrivacy map[string]manifest.HospitalDistributedPrivacy `json:"distributed_privacy,omitempty"`
 	// Error says why the session failed; empty when it completed.
 	Error string `json:"error,omitempty"`
 }
@@ -506,48 +508,16 @@ type AnomalyFlagged struct {
 	VarianceRatio float64 `json:"variance_ratio,omitempty"`
 }
 
-// PrivacySpent records a round's differential-privacy record, as the
-// round's manifest carries it (manifest.Privacy): the federation-level
+// PrivacySpent records a round's differential-privacy record, the one
+// the round's manifest carries (manifest.Privacy, embedded so that its
+// fields stand beside Attempt in the payload): the federation-level
 // mechanism, its parameters and the ε spent by every round so far, and
-// the record-level ledgers the included hospitals reported. It is written
-// with the round's verdict, before the manifest is signed.
+// the record-level and federation-level ledgers the included hospitals
+// reported (their own claims). It is written with the round's verdict,
+// before the manifest is signed.
 type PrivacySpent struct {
 	Attempt uint32 `json:"attempt"`
-	// Mechanism is "central-gaussian", "distributed-discrete-gaussian", or
-	// empty when only hospitals' record-level DP applies.
-	Mechanism  string          `json:"mechanism,omitempty"`
-	Parameters json.RawMessage `json:"parameters,omitempty"`
-	Epsilon    float64         `json:"epsilon,omitempty"`
-	Delta      float64         `json:"delta,omitempty"`
-	// Hospitals are the record-level ledgers of the included hospitals, as
-	// each reported it: their own claim.
-	Hospitals []HospitalPrivacy `json:"hospitals,omitempty"`
-	// HospitalsDistributed are the federation-level ledgers of distributed
-	// DP the included hospitals of a secure round reported: their own
-	// claim.
-	HospitalsDistributed []HospitalDistributedPrivacy `json:"hospitals_distributed,omitempty"`
-}
-
-// HospitalPrivacy is one hospital's record-level ledger after a round: the
-// ε it spent up to and including the round, at Delta, and its budget (0:
-// none set).
-type HospitalPrivacy struct {
-	Name    string  `json:"name"`
-	Epsilon float64 `json:"epsilon"`
-	Delta   float64 `json:"delta"`
-	Budget  float64 `json:"budget,omitempty"`
-}
-
-// HospitalDistributedPrivacy is one hospital's federation-level ledger of
-// distributed DP after a secure round: the ε of the Releases sums with its
-// noise it sent a masked input to, at Delta, and its budget (0: none set).
-// It has manifest.HospitalDistributedPrivacy's fields.
-type HospitalDistributedPrivacy struct {
-	Name     string  `json:"name"`
-	Epsilon  float64 `json:"epsilon"`
-	Delta    float64 `json:"delta"`
-	Budget   float64 `json:"budget,omitempty"`
-	Releases uint64  `json:"releases"`
+	manifest.Privacy
 }
 
 // PrivacyExhausted records a round the coordinator did not open because

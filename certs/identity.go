@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/fedguard/fedguard/internal/excerpt"
 )
 
 // Roles a certificate can name. The role is part of the identity URI and is
@@ -97,13 +99,9 @@ func ValidateName(s string) error {
 
 func isAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
 
-// truncate shortens untrusted input before it goes into an error message.
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
-}
+// truncate shortens untrusted input before it goes into an error message:
+// to 80 bytes, cut on a rune boundary.
+func truncate(s string) string { return excerpt.Of(s, 80) }
 
 // parseIdentityURI parses the strict textual form of an identity. It does
 // not use net/url: the only accepted spellings are exactly the ones URI

@@ -28,7 +28,7 @@ func TestAddStoredModel(t *testing.T) {
 		stored[n-1], v[n-1] = -math.MaxFloat32, -math.MaxFloat32/2
 		want := make([]float32, n)
 		for i := range want {
-			want[i] = clampFinite(v[i] + stored[i])
+			want[i] = model.Saturate(v[i] + stored[i])
 		}
 		s := newMemStore()
 		if err := s.saveInitial(model.AppendBytes(nil, stored)); err != nil {

@@ -104,36 +104,9 @@ var errWireFormat = errors.New("coordinator: invalid wire-format data")
 // member, when m does not have it) and a pointer to the field, to a
 // slice of b. aliased says whether some field was.
 func decodeAliased(b []byte, m proto.Message, outer, inner protowire.Number, sub func() (proto.Message, *[]byte)) (aliased bool, err error) {
-	merge := proto.UnmarshalOptions{Merge: true}
-	for len(b) > 0 {
-		num, typ, field, rest, err := nextField(b)
-		if err != nil {
-			return false, err
-		}
-		b = rest
-		if num != outer || typ != protowire.BytesType {
-			if err := merge.Unmarshal(field, m); err != nil {
-				return false, err
-			}
-			continue
-		}
+	err = eachBytesField(b, m, outer, func(body []byte) error {
 		into, data := sub()
-		_, tag := protowire.ConsumeVarint(field)
-		body, _ := protowire.ConsumeBytes(field[tag:])
-		for len(body) > 0 {
-			num, typ, f, rest, err := nextField(body)
-			if err != nil {
-				return false, err
-			}
-			body = rest
-			if num != inner || typ != protowire.BytesType {
-				if err := merge.Unmarshal(f, into); err != nil {
-					return false, err
-				}
-				continue
-			}
-			_, tag := protowire.ConsumeVarint(f)
-			v, _ := protowire.ConsumeBytes(f[tag:])
+		return eachBytesField(body, into, inner, func(v []byte) error {
 			// The last occurrence wins; an empty one leaves nil, as
 			// protobuf's proto3 bytes decoding does.
 			*data = nil
@@ -141,9 +114,39 @@ func decodeAliased(b []byte, m proto.Message, outer, inner protowire.Number, sub
 				*data = v[:len(v):len(v)]
 				aliased = true
 			}
-		}
+			return nil
+		})
+	})
+	if err != nil {
+		return false, err
 	}
 	return aliased, nil
+}
+
+// eachBytesField decodes the fields of b into m as proto.Unmarshal with
+// Merge would, except the bytes fields num: it calls f with the value of
+// each of those instead (a slice of b), in the order they stand in.
+func eachBytesField(b []byte, m proto.Message, num protowire.Number, f func(value []byte) error) error {
+	merge := proto.UnmarshalOptions{Merge: true}
+	for len(b) > 0 {
+		n, typ, field, rest, err := nextField(b)
+		if err != nil {
+			return err
+		}
+		b = rest
+		if n != num || typ != protowire.BytesType {
+			if err := merge.Unmarshal(field, m); err != nil {
+				return err
+			}
+			continue
+		}
+		_, tag := protowire.ConsumeVarint(field)
+		v, _ := protowire.ConsumeBytes(field[tag:])
+		if err := f(v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nextField splits the first field (tag and value) off b, with the checks

@@ -1158,7 +1158,7 @@ func addDecoded(x []float32, b []byte) bool {
 	for i := range x {
 		u := binary.LittleEndian.Uint32(b[4*i:])
 		bad |= (u & 0x7f800000) + 0x00800000 // bit 31 set iff the exponent is all ones
-		x[i] = clampFinite(x[i] + math.Float32frombits(u))
+		x[i] = model.Saturate(x[i] + math.Float32frombits(u))
 	}
 	return bad&0x80000000 == 0
 }
@@ -1215,15 +1215,6 @@ func RoundSeed(startManifest [32]byte, round uint64, attempt uint32) [32]byte {
 	b = binary.BigEndian.AppendUint64(b, round)
 	b = binary.BigEndian.AppendUint32(b, attempt)
 	return sha256.Sum256(b)
-}
-
-// clampFinite keeps a sum of finite values finite: an overflow saturates at
-// the largest float32 instead of poisoning the model with an infinity.
-func clampFinite(v float32) float32 {
-	if math.IsInf(float64(v), 0) {
-		return float32(math.Copysign(math.MaxFloat32, float64(v)))
-	}
-	return v
 }
 
 // assignmentLocked is the caller's ticket for the open round.

@@ -282,20 +282,8 @@ func privacyRecord(rec *RoundRecord) *manifest.Privacy {
 }
 
 // privacySpentEvent is the audit payload of a round's Privacy record.
-// audit.HospitalPrivacy has manifest.HospitalPrivacy's fields, and
-// audit.HospitalDistributedPrivacy manifest.HospitalDistributedPrivacy's
-// (the audit log does not import the manifest's types), so each ledger
-// converts: a field added to one of them and not the other stops this
-// compiling.
 func privacySpentEvent(attempt uint32, p *manifest.Privacy) audit.PrivacySpent {
-	ev := audit.PrivacySpent{Attempt: attempt, Mechanism: p.Mechanism, Parameters: p.Parameters, Epsilon: p.Epsilon, Delta: p.Delta}
-	for _, h := range p.Hospitals {
-		ev.Hospitals = append(ev.Hospitals, audit.HospitalPrivacy(h))
-	}
-	for _, h := range p.HospitalsDistributed {
-		ev.HospitalsDistributed = append(ev.HospitalsDistributed, audit.HospitalDistributedPrivacy(h))
-	}
-	return ev
+	return audit.PrivacySpent{Attempt: attempt, Privacy: *p}
 }
 
 // PrivacyStatus is the federation-level DP mechanism's account on the
@@ -512,27 +500,14 @@ func ledgerSummary(participants map[string]*ParticipantStatus, ledger func(*Part
 	return n, most, least
 }
 
-// securePrivacy is the ledger member reported with its masked input in a
-// secure session, in the manifest's form; nil if it reported none.
-func securePrivacy(ledgers map[string]audit.HospitalPrivacy, member string) *manifest.HospitalPrivacy {
-	h, ok := ledgers[member]
+// memberLedger is the ledger (record-level or federation-level) member
+// reported with its masked input in a secure session, in the manifest's
+// form; nil if it reported none. The session keys each ledger by the name
+// it carries.
+func memberLedger[L manifest.HospitalPrivacy | manifest.HospitalDistributedPrivacy](ledgers map[string]L, member string) *L {
+	l, ok := ledgers[member]
 	if !ok {
 		return nil
 	}
-	m := manifest.HospitalPrivacy(h)
-	m.Name = member
-	return &m
-}
-
-// secureDistributedPrivacy is the federation-level ledger member reported
-// with its masked input in a secure session, in the manifest's form; nil
-// if it reported none.
-func secureDistributedPrivacy(ledgers map[string]audit.HospitalDistributedPrivacy, member string) *manifest.HospitalDistributedPrivacy {
-	h, ok := ledgers[member]
-	if !ok {
-		return nil
-	}
-	m := manifest.HospitalDistributedPrivacy(h)
-	m.Name = member
-	return &m
+	return &l
 }

@@ -317,8 +317,8 @@ func (c *Coordinator) secureOutcomeLocked(ctx context.Context) (rec RoundRecord,
 		} else {
 			updates = append(updates, aggregation.Update{ID: bucketID(i), Delta: res.Mean, Samples: res.Weight})
 			for _, m := range res.Survivors {
-				rec.Participants = append(rec.Participants, ParticipantRecord{Name: m, SHA256: ev.SumSHA256, Bucket: i + 1, DataSHA256: ev.DataSHA256[m], Privacy: securePrivacy(ev.Privacy, m),
-					DistributedPrivacy: secureDistributedPrivacy(ev.DistributedPrivacy, m)})
+				rec.Participants = append(rec.Participants, ParticipantRecord{Name: m, SHA256: ev.SumSHA256, Bucket: i + 1, DataSHA256: ev.DataSHA256[m], Privacy: memberLedger(ev.Privacy, m),
+					DistributedPrivacy: memberLedger(ev.DistributedPrivacy, m)})
 				names = append(names, m)
 			}
 			for _, m := range ev.Members {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
+	"github.com/fedguard/fedguard/internal/excerpt"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
@@ -595,13 +596,9 @@ func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOut
 	return &fedguardv1.ReportSatOutResponse{}, nil
 }
 
-// truncate shortens untrusted input before it goes into an error message.
-func truncate(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
-}
+// truncate shortens untrusted input before it goes into an error message:
+// to 64 bytes, cut on a rune boundary.
+func truncate(s string) string { return excerpt.Of(s, 64) }
 
 // admitLocked decides whether name may submit an update for round now.
 func (c *Coordinator) admitLocked(name string, round uint64) error {

@@ -220,7 +220,7 @@ func deltas(seed uint64) []float32 {
 // model must have.
 func wantRecord(round uint64, attempt uint32, cohort []string, updates map[string]update, next []float32) coordinator.RoundRecord {
 	rec := coordinator.RoundRecord{Round: round, Attempt: attempt, Cohort: cohort, Report: aggregation.Report{Rule: "fedavg"}}
-	var total, hCount, hLoss, hAcc float64
+	var total float64
 	for _, u := range updates {
 		total += float64(u.samples)
 	}
@@ -236,13 +236,6 @@ func wantRecord(round uint64, attempt uint32, cohort []string, updates map[strin
 			HoldoutCount: u.holdout.GetCount(), HoldoutLoss: u.holdout.GetLoss(), HoldoutAccuracy: u.holdout.GetAccuracy(),
 		})
 		rec.Report.Entries = append(rec.Report.Entries, aggregation.Entry{ID: n, Weight: float64(u.samples) / total, Selected: true})
-		w := float64(u.holdout.GetCount())
-		hCount += w
-		hLoss += w * u.holdout.GetLoss()
-		hAcc += w * u.holdout.GetAccuracy()
-	}
-	if hCount > 0 {
-		rec.HoldoutLoss, rec.HoldoutAccuracy = hLoss/hCount, hAcc/hCount
 	}
 	sum := sha256.Sum256(model.AppendBytes(nil, next))
 	rec.ModelSHA256 = hex.EncodeToString(sum[:])
@@ -313,21 +306,24 @@ func TestTraining(t *testing.T) {
 	}
 	rounds := []struct {
 		updates map[string]update // absent cohort members drop out
+		// The round's holdout figures: the reported evaluations weighed
+		// by their counts.
+		holdoutLoss, holdoutAccuracy float64
 	}{
 		{map[string]update{
 			"hospital-a": {deltas(1), 10, ev(4, 0.7, 0.5)},
 			"hospital-b": {deltas(2), 30, ev(12, 0.6, 0.75)},
 			"hospital-c": {deltas(3), 7, nil},
-		}},
+		}, 0.625, 0.6875}, // (4·0.7 + 12·0.6)/16, (4·0.5 + 12·0.75)/16
 		{map[string]update{ // hospital-c drops out: the round closes at round_timeout
 			"hospital-a": {deltas(4), 11, ev(5, 0.5, 0.8)},
 			"hospital-b": {deltas(5), 29, ev(10, 0.4, 0.9)},
-		}},
+		}, 6.5 / 15, 13.0 / 15}, // (5·0.5 + 10·0.4)/15, (5·0.8 + 10·0.9)/15
 		{map[string]update{
 			"hospital-a": {deltas(6), 1, nil},
 			"hospital-b": {deltas(7), 1 << 40, nil},
 			"hospital-c": {deltas(8), 3, ev(2, 0.1, 1)},
-		}},
+		}, 0.1, 1},
 	}
 
 	// The initial logistic regression is all zeros.
@@ -397,7 +393,9 @@ func TestTraining(t *testing.T) {
 		recs := waitRounds(t, s.c, int(round), 10*time.Second)
 
 		next := ruleRef(t, current, r.updates)
-		want = append(want, wantRecord(round, 0, abc, r.updates, next))
+		rec := wantRecord(round, 0, abc, r.updates, next)
+		rec.HoldoutLoss, rec.HoldoutAccuracy = r.holdoutLoss, r.holdoutAccuracy
+		want = append(want, rec)
 		if diff := cmp.Diff(want, recs, recordOpts); diff != "" {
 			t.Errorf("after round %d: Rounds() mismatch (-want +got):\n%s", round, diff)
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fedguard/fedguard/internal/excerpt"
 )
 
 // Limits that bound what ReadCSV will hold in memory, so that a malformed or hostile
@@ -351,16 +353,7 @@ const maxShown = 40
 // file to at most 40 bytes, cut on a rune boundary and marked with "…", so
 // that an error message quotes enough to find it and never a whole field
 // of up to a line's length (this package's and package validation's).
-func Excerpt(s string) string {
-	if len(s) <= maxShown {
-		return s
-	}
-	cut := maxShown
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+func Excerpt(s string) string { return excerpt.Of(s, maxShown) }
 
 func quoteTrunc(s string) string { return strconv.Quote(Excerpt(s)) }
 

@@ -222,7 +222,7 @@ func checkHospitalLedgers(t *testing.T, dir string, cfg coordinator.Config, keys
 			t.Fatal(err)
 		}
 		want := ms[e.Round].Privacy.HospitalsDistributed
-		if len(p.HospitalsDistributed) != len(want) || len(want) == 0 || p.HospitalsDistributed[0] != audit.HospitalDistributedPrivacy(want[0]) {
+		if len(p.HospitalsDistributed) != len(want) || len(want) == 0 || p.HospitalsDistributed[0] != want[0] {
 			t.Errorf("privacy_spent of round %d: %+v, want the manifest's %+v", e.Round, p.HospitalsDistributed, want)
 		}
 	}

@@ -65,31 +65,47 @@ func (m *Momentum) Step(u []float32) {
 	if len(m.m) != len(u) {
 		m.m = make([]float32, len(u))
 	}
-	beta := float32(m.Beta)
-	bad := false
-	switch m.Style {
-	case MomentumHeavyBall:
-		for j, v := range u {
-			m.m[j] = saturate(beta*m.m[j] + v)
-			bad = bad || m.m[j] != m.m[j]
-		}
-	default:
-		a := 1 - beta
-		for j, v := range u {
-			m.m[j] = saturate(a*v + beta*m.m[j])
-			bad = bad || m.m[j] != m.m[j]
-		}
-	}
+	bad := Fold(m.m, u, m.Style, float32(m.Beta))
 	copy(u, m.m)
 	if bad {
 		m.m = nil
 	}
 }
 
+// Fold folds the update u into the momentum state m of style (MomentumEMA
+// or empty, or MomentumHeavyBall) with β = beta, in float32 and saturating
+// (see Saturate): m ← (1−β)·u + β·m, or m ← β·m + u. It reports whether
+// the new state holds a NaN (one in u). Momentum.Step folds its state
+// with it, and the simulator its clients' and its server's momenta, so
+// that both compute the same numbers.
+func Fold(m, u []float32, style string, beta float32) (nan bool) {
+	m = m[:len(u)]
+	switch style {
+	case MomentumHeavyBall:
+		for j, v := range u {
+			m[j] = Saturate(beta*m[j] + v)
+			nan = nan || m[j] != m[j]
+		}
+	default:
+		a := 1 - beta
+		for j, v := range u {
+			m[j] = Saturate(a*v + beta*m[j])
+			nan = nan || m[j] != m[j]
+		}
+	}
+	return nan
+}
+
 // Reset forgets the state: the next Step starts from m = 0.
 func (m *Momentum) Reset() { m.m = nil }
 
-func saturate(v float32) float32 {
+// Saturate returns v, or ±MaxFloat32 for ±Inf: a float32 sum or product
+// of finite model values that overflowed, brought back to the largest
+// finite value so that an infinity does not poison the model (and the
+// rounds after it). A NaN is returned as is, for the caller's finiteness
+// check. Momentum's state, the coordinator's and the simulator's global
+// model and the attacks' crafted updates all saturate with it.
+func Saturate(v float32) float32 {
 	switch {
 	case v > math.MaxFloat32:
 		return math.MaxFloat32

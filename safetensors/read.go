@@ -427,14 +427,14 @@ func (p parser) metadata() (map[string]string, error) {
 
 func (p parser) tensor(name string) (Info, error) {
 	t := Info{Name: name}
-	var haveDType, haveShape, haveOffsets bool
+	seen := make([]string, 0, 3) // the keys met; an unknown one fails in the switch
 	err := p.object(func(key string) error {
+		if slices.Contains(seen, key) {
+			return fmt.Errorf("duplicate key %q", key)
+		}
+		seen = append(seen, key)
 		switch key {
 		case "dtype":
-			if haveDType {
-				return errors.New(`duplicate key "dtype"`)
-			}
-			haveDType = true
 			s, err := p.str()
 			if err != nil {
 				return fmt.Errorf("dtype: %w", err)
@@ -444,10 +444,6 @@ func (p parser) tensor(name string) (Info, error) {
 				return fmt.Errorf("%w %q (this reader takes F32, F16, BF16 and F64)", ErrDType, s)
 			}
 		case "shape":
-			if haveShape {
-				return errors.New(`duplicate key "shape"`)
-			}
-			haveShape = true
 			dims, err := p.ints(model.MaxParams)
 			if err != nil {
 				return fmt.Errorf("shape: %w", err)
@@ -457,10 +453,6 @@ func (p parser) tensor(name string) (Info, error) {
 				t.Shape[i] = int(d)
 			}
 		case "data_offsets":
-			if haveOffsets {
-				return errors.New(`duplicate key "data_offsets"`)
-			}
-			haveOffsets = true
 			offs, err := p.ints(math.MaxInt64)
 			if err != nil {
 				return fmt.Errorf("data_offsets: %w", err)
@@ -477,7 +469,7 @@ func (p parser) tensor(name string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	if !haveDType || !haveShape || !haveOffsets {
+	if len(seen) != 3 { // the three keys, each once (a repeated or an unknown key failed above)
 		return Info{}, errors.New("entry lacks dtype, shape or data_offsets")
 	}
 	return t, nil

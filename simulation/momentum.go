@@ -6,26 +6,29 @@ import (
 	"math"
 
 	"github.com/fedguard/fedguard/aggregation"
+	"github.com/fedguard/fedguard/model"
 )
 
-// Momentum conventions (Options.MomentumStyle). The papers and their code
-// write the same heavy-ball recursion two ways; with a tuned learning rate
-// they differ only by the factor 1/(1−β) on the step size, but that factor
-// also scales what a clipping radius τ or a norm bound is measured against,
-// so a preset must use the convention its hyper-parameters were tuned for.
+// Momentum conventions (Options.MomentumStyle), package model's: the
+// simulator folds momenta with model.Fold, as a participant's
+// model.Momentum does. The papers and their code write the same
+// heavy-ball recursion two ways; with a tuned learning rate they differ
+// only by the factor 1/(1−β) on the step size, but that factor also scales
+// what a clipping radius τ or a norm bound is measured against, so a
+// preset must use the convention its hyper-parameters were tuned for.
 const (
 	// MomentumEMA is m ← (1−β)·u + β·m, the exponential moving average
 	// written in Karimireddy, He, Jaggi, "Learning from History for
 	// Byzantine Robust Optimization" (ICML 2021), Algorithm 2, and in
 	// "Byzantine-Robust Learning on Heterogeneous Datasets via Bucketing"
 	// (ICLR 2022), Algorithm 2. It is the default.
-	MomentumEMA = "ema"
+	MomentumEMA = model.MomentumEMA
 	// MomentumHeavyBall is m ← β·m + u (m starting at 0), PyTorch's
 	// SGD momentum buffer without dampening, which the bucketing paper's
 	// code uses: epfml/byzantine-robust-noniid-optimizer,
 	// codes/worker.py, MomentumWorker._save_grad
 	// (momentum_buffer.mul_(momentum).add_(grad)).
-	MomentumHeavyBall = "heavy-ball"
+	MomentumHeavyBall = model.MomentumHeavyBall
 )
 
 // Centers of stateful centered clipping (Options.ClippingCenter).
@@ -62,24 +65,8 @@ func (m *momentum) step(i int, u []float32) []float32 {
 	if m.worker[i] == nil {
 		m.worker[i] = make([]float32, len(u))
 	}
-	accumulate(m.worker[i], u, m.style, m.beta)
+	model.Fold(m.worker[i], u, m.style, m.beta)
 	return append([]float32(nil), m.worker[i]...)
-}
-
-// accumulate sets buf to the momentum recursion of style applied to u,
-// saturating at ±MaxFloat32 so a blown-up update cannot make it NaN.
-func accumulate(buf, u []float32, style string, beta float32) {
-	switch style {
-	case MomentumHeavyBall:
-		for j, v := range u {
-			buf[j] = clampFinite(beta*buf[j] + v)
-		}
-	default: // MomentumEMA
-		a := 1 - beta
-		for j, v := range u {
-			buf[j] = clampFinite(a*v + beta*buf[j])
-		}
-	}
 }
 
 // previousClipping is centered clipping started from the previous round's
@@ -134,7 +121,7 @@ func (c *previousClipping) Aggregate(dst []float32, updates []aggregation.Update
 			}
 		}
 		for j := range c.center {
-			c.center[j] = clampFinite(float32(float64(c.center[j]) + acc[j]))
+			c.center[j] = model.Saturate(float32(float64(c.center[j]) + acc[j]))
 		}
 	}
 	copy(dst, c.center)

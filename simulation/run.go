@@ -264,11 +264,11 @@ func run(ctx context.Context, c *checked, d *data, start time.Time, onRound func
 		}
 		step := agg
 		if velocity != nil {
-			accumulate(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
+			model.Fold(velocity, agg, o.MomentumStyle, float32(o.ServerMomentum))
 			step = velocity
 		}
 		for i, v := range step {
-			global[i] = clampFinite(global[i] + v)
+			global[i] = model.Saturate(global[i] + v)
 		}
 		if o.EvalEvery > 1 && r%o.EvalEvery != 0 && r != o.Rounds {
 			continue
@@ -464,15 +464,6 @@ func evaluate(spec model.Spec, params []float32, x [][]float64, y []int, limit i
 		loss = math.MaxFloat64 // keep JSON valid for a blown-up model
 	}
 	return model.Metrics{Count: len(x), Loss: loss, Accuracy: correct / n}, nil
-}
-
-// clampFinite keeps a sum of finite values finite, as the coordinator
-// does: an overflow saturates at the largest float32.
-func clampFinite(v float32) float32 {
-	if math.IsInf(float64(v), 0) {
-		return float32(math.Copysign(math.MaxFloat32, float64(v)))
-	}
-	return v
 }
 
 func clientID(i int) string { return fmt.Sprintf("client-%04d", i) }

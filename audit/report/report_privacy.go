@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/internal/chart"
+	"github.com/fedguard/fedguard/manifest"
 )
 
 // The privacy section reads what differential privacy each round's model
@@ -47,10 +48,10 @@ type PrivacyRound struct {
 	Mechanism string
 	Epsilon   float64
 	Delta     float64
-	Hospitals []audit.HospitalPrivacy
+	Hospitals []manifest.HospitalPrivacy
 	// HospitalsDistributed are the hospitals' own federation-level
 	// ledgers.
-	HospitalsDistributed []audit.HospitalDistributedPrivacy
+	HospitalsDistributed []manifest.HospitalDistributedPrivacy
 }
 
 // PrivacyExhausted is one privacy_exhausted event.
@@ -64,15 +65,8 @@ type PrivacyExhausted struct {
 // section reads (package manifest's predicate, fields privacy and round).
 type manifestPrivacy struct {
 	Predicate struct {
-		Round   uint64 `json:"round"`
-		Privacy *struct {
-			Mechanism string                  `json:"mechanism"`
-			Epsilon   float64                 `json:"epsilon"`
-			Delta     float64                 `json:"delta"`
-			Hospitals []audit.HospitalPrivacy `json:"hospitals"`
-			// HospitalsDistributed is manifest.Privacy's field of that name.
-			HospitalsDistributed []audit.HospitalDistributedPrivacy `json:"hospitals_distributed"`
-		} `json:"privacy"`
+		Round   uint64            `json:"round"`
+		Privacy *manifest.Privacy `json:"privacy"`
 	} `json:"predicate"`
 }
 
@@ -171,11 +165,11 @@ func (p *PrivacyReport) docSection() docSection {
 		}
 		row := []docLine{{spanText(strconv.FormatUint(r.Round, 10))}, {signatureSpan(r.Signature)}, {spanText(mech)}, fed}
 		row = ledgerCells(row, p.Hospitals, r.Hospitals,
-			func(h audit.HospitalPrivacy) string { return h.Name },
-			func(h audit.HospitalPrivacy) docLine { return budgetCell(h.Epsilon, h.Budget, "") })
+			func(h manifest.HospitalPrivacy) string { return h.Name },
+			func(h manifest.HospitalPrivacy) docLine { return budgetCell(h.Epsilon, h.Budget, "") })
 		row = ledgerCells(row, p.HospitalsDistributed, r.HospitalsDistributed,
-			func(h audit.HospitalDistributedPrivacy) string { return h.Name },
-			func(h audit.HospitalDistributedPrivacy) docLine {
+			func(h manifest.HospitalDistributedPrivacy) string { return h.Name },
+			func(h manifest.HospitalDistributedPrivacy) docLine {
 				return budgetCell(h.Epsilon, h.Budget, fmt.Sprintf(" (%d releases)", h.Releases))
 			})
 		t.Rows = append(t.Rows, row)

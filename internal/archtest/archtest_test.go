@@ -54,6 +54,7 @@ var layers = map[string]int{
 	"internal/doccheck":      helpers,
 	"internal/buildinfo":     helpers,
 	"internal/strictjson":    helpers,
+	"internal/excerpt":       helpers,
 	"internal/chart":         helpers,
 	"internal/cputime":       helpers,
 	"internal/workers":       helpers,

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
-	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/manifest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -93,10 +93,10 @@ var phases = [...]entry{
 					r.res.Data[name] = hex.EncodeToString(d)
 				}
 				if l, ok := ledgers[id]; ok {
-					r.res.Privacy[name] = audit.HospitalPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget()}
+					r.res.Privacy[name] = manifest.HospitalPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget()}
 				}
 				if l, ok := distributed[id]; ok {
-					r.res.Distributed[name] = audit.HospitalDistributedPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget(), Releases: l.GetReleases()}
+					r.res.Distributed[name] = manifest.HospitalDistributedPrivacy{Name: name, Epsilon: l.GetEpsilon(), Delta: l.GetDelta(), Budget: l.GetBudget(), Releases: l.GetReleases()}
 				}
 			}
 			return survivors, rejected, nil

@@ -48,6 +48,7 @@ import (
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/manifest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -126,10 +127,10 @@ type Result struct {
 	Data map[string]string
 	// Privacy maps each survivor that reported a record-level privacy
 	// ledger with its masked input to it.
-	Privacy map[string]audit.HospitalPrivacy
+	Privacy map[string]manifest.HospitalPrivacy
 	// Distributed maps each survivor that reported a federation-level
 	// (distributed DP) privacy ledger with its masked input to it.
-	Distributed map[string]audit.HospitalDistributedPrivacy
+	Distributed map[string]manifest.HospitalDistributedPrivacy
 	// Err is why the session failed; nil when it completed.
 	Err error
 }
@@ -224,8 +225,8 @@ func (s *Session) EndError() error {
 func (s *Session) Run(ctx context.Context, log *slog.Logger, t Timing, observe func(secagg.Phase, time.Duration)) {
 	defer close(s.done)
 	r := &run{s: s, log: log, res: &s.result, keys: map[uint32]crypto.PublicKey{}, certs: map[uint32][]byte{}}
-	r.res.Dropped, r.res.Data, r.res.Privacy = map[string]string{}, map[string]string{}, map[string]audit.HospitalPrivacy{}
-	r.res.Distributed = map[string]audit.HospitalDistributedPrivacy{}
+	r.res.Dropped, r.res.Data, r.res.Privacy = map[string]string{}, map[string]string{}, map[string]manifest.HospitalPrivacy{}
+	r.res.Distributed = map[string]manifest.HospitalDistributedPrivacy{}
 	var err error
 	r.server, err = secagg.NewServer(s.cfg, secagg.PublicKeyVerifier(func(id uint32) (crypto.PublicKey, error) {
 		if k, ok := r.keys[id]; ok {
