@@ -107,7 +107,7 @@ var layers = map[string]int{
 
 // testSupport are packages only tests may import: fixtures and harnesses
 // that must not ship in the binary.
-var testSupport = []string{"internal/fedtest", "internal/softhsm", "internal/chart/charttest"}
+var testSupport = []string{"internal/fedtest", "internal/softhsm", "internal/chart/charttest", "coordinator/internal/securetest"}
 
 // cliPackage may be imported only from cmd/.
 const cliPackage = "cmd/fedguard/cli"
