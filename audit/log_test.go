@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/fedguard/fedguard/internal/fedtest/hammer"
 )
 
 // TestRoundTrip appends, reopens, appends again, checkpoints, exports and
@@ -484,26 +486,14 @@ func TestAppendInvalid(t *testing.T) {
 	}
 	l, _ := openTestLog(t, nil)
 	// Good appends run alongside throughout.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var goodErr atomic.Value
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := l.Append(context.Background(), good); err != nil {
-					goodErr.Store(err)
-					return
-				}
-			}
-		}()
-	}
+	stop := hammer.Start(4, func(int) bool {
+		if _, err := l.Append(context.Background(), good); err != nil {
+			goodErr.Store(err)
+			return false
+		}
+		return true
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			evs, err := l.Append(context.Background(), tt.entries...)
@@ -512,8 +502,7 @@ func TestAppendInvalid(t *testing.T) {
 			}
 		})
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if err, _ := goodErr.Load().(error); err != nil {
 		t.Fatalf("a valid Append failed alongside invalid ones: %v", err)
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/fedguard/fedguard/aggregation"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
+	"github.com/fedguard/fedguard/internal/fedtest/hammer"
 	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
@@ -40,7 +39,6 @@ func BenchmarkRPCWaitDuringClose(b *testing.B) {
 	fed := fedtest.New(b, fedName, names...)
 	cfg := fed.Config(names)
 	cfg.MinParticipants = n
-	cfg.Listen = "127.0.0.1:0"
 	cfg.Model, cfg.Aggregation, cfg.Training = coordinator.ModelConfig{
 		Kind: "mlp", Features: []string{"f1", "f2"}, Label: "y", Classes: []string{"B", "M"}, Hidden: []int{384, 384},
 	}, aggregation.Config{Rule: aggregation.NameKrum, F: 8}, coordinator.TrainingConfig{Rounds: 1 << 20, LocalEpochs: 1, LearningRate: 0.1, BatchSize: 8}
@@ -48,24 +46,8 @@ func BenchmarkRPCWaitDuringClose(b *testing.B) {
 		coordinator.Duration(time.Minute), coordinator.Duration(30*time.Second)
 	cfg.KeepModels, cfg.Seed = 2, 7
 	closed := make(chan time.Time, 1)
-	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.DiscardHandler)),
-		coordinator.WithObserver(func(coordinator.RoundResult) { closed <- time.Now() }))
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ctx, lis) }()
-	defer func() {
-		cancel()
-		<-served
-		c.Close()
-	}()
-	addr := lis.Addr().String()
+	addr := fedtest.Serve(b, cfg, coordinator.WithObserver(func(coordinator.RoundResult) { closed <- time.Now() })).Addr
+	ctx := context.Background()
 	clients := make([]fedguardv1.CoordinatorServiceClient, n)
 	for i, name := range names {
 		tlsCfg := fed.ClientTLS(b, name, addr)
@@ -130,33 +112,23 @@ func BenchmarkRPCWaitDuringClose(b *testing.B) {
 		}
 		wg.Wait()
 		b.StartTimer()
-		stop := make(chan struct{})
 		var lat []float64
-		probed := make(chan struct{})
-		go func() {
-			defer close(probed)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				t0 := time.Now()
-				if _, err := clients[0].GetManifest(ctx, &fedguardv1.GetManifestRequest{Round: 0}); err != nil {
-					b.Error(err)
-					return
-				}
-				lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
-				// A pause between probes, so that the prober does not
-				// take a core from the close it measures.
-				time.Sleep(2 * time.Millisecond)
+		stop := hammer.Start(1, func(int) bool {
+			t0 := time.Now()
+			if _, err := clients[0].GetManifest(ctx, &fedguardv1.GetManifestRequest{Round: 0}); err != nil {
+				b.Error(err)
+				return false
 			}
-		}()
+			lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+			// A pause between probes, so that the prober does not
+			// take a core from the close it measures.
+			time.Sleep(2 * time.Millisecond)
+			return true
+		})
 		submit(n - 1)
 		last := time.Now()
 		at := <-closed
-		close(stop)
-		<-probed
+		stop()
 		closes = append(closes, float64(at.Sub(last).Microseconds())/1000)
 		waits = append(waits, lat...)
 		b.StopTimer()

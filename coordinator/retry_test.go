@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
+	"github.com/fedguard/fedguard/internal/fedtest/hammer"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
 )
@@ -49,24 +49,13 @@ func (p *participant) decline(t *testing.T, asg *fedguardv1.RoundAssignment, rea
 // handing each assignment to onAssign (nil: dropped), until the returned
 // function is called (more calls do nothing); it waits for them.
 func pollRounds(t *testing.T, ps []*participant, onAssign func(*participant, *fedguardv1.RoundAssignment)) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				resp, err := p.svc.WaitRound(callCtx(t, 2*time.Second), &fedguardv1.WaitRoundRequest{})
-				if a := resp.GetAssignment(); err == nil && a != nil && onAssign != nil {
-					onAssign(p, a)
-				}
-			}
-		})
-	}
-	return sync.OnceFunc(func() { close(done); wg.Wait() })
+	return hammer.Start(len(ps), func(i int) bool {
+		resp, err := ps[i].svc.WaitRound(callCtx(t, 2*time.Second), &fedguardv1.WaitRoundRequest{})
+		if a := resp.GetAssignment(); err == nil && a != nil && onAssign != nil {
+			onAssign(ps[i], a)
+		}
+		return true
+	})
 }
 
 // TestSecureRoundWedgedByDeclines: every hospital declines round 1 as

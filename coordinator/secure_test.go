@@ -26,6 +26,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/coordinator/internal/securetest"
 	"github.com/fedguard/fedguard/manifest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
@@ -81,95 +82,35 @@ func (f *federation) secureClient(ctx context.Context, p *participant, asg *fedg
 	if err != nil {
 		return err
 	}
-	send := func(ph secagg.Phase, req *fedguardv1.SecureAggregateRequest) error {
-		if ph != 0 && ph == stopAt {
-			return errStopped // the deferred cancel ends the stream
+	// exchange sends one phase's message(s) and receives the coordinator's
+	// reply.
+	exchange := func(ph secagg.Phase, reqs ...*fedguardv1.SecureAggregateRequest) (*fedguardv1.SecureAggregateResponse, error) {
+		if ph == stopAt {
+			return nil, errStopped // the deferred cancel ends the stream
 		}
-		req.Round, req.Attempt = asg.GetRound(), asg.GetAttempt()
-		return stream.Send(req)
-	}
-	// exchange sends one phase's message and receives the coordinator's reply.
-	exchange := func(ph secagg.Phase, req *fedguardv1.SecureAggregateRequest) (*fedguardv1.SecureAggregateResponse, error) {
-		if err := send(ph, req); err != nil {
-			return nil, err
+		for _, req := range reqs {
+			req.Round, req.Attempt = asg.GetRound(), asg.GetAttempt()
+			if err := stream.Send(req); err != nil {
+				return nil, err
+			}
 		}
 		return stream.Recv()
 	}
-	adv, err := cl.AdvertiseKeys()
-	if err != nil {
-		return err
-	}
-	resp, err := exchange(secagg.PhaseAdvertiseKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}})
-	if err != nil {
-		return err
-	}
-	if f.relayed != nil {
-		f.relayed(p.name, resp.GetKeys())
-	}
-	peers, err := wire.KeysFromProto(resp.GetKeys(), len(members))
-	if err != nil {
-		return err
-	}
-	if peerKeys, err = wire.PeerKeys(peers, fedName, members, roots, time.Now()); err != nil {
-		return err
-	}
-	peerKeys[id] = kp.PrivateKey.(crypto.Signer).Public() // the relay leaves out the client's own
-	var advs []*secagg.AdvertiseKeys
-	for _, pr := range peers {
-		advs = append(advs, pr.Advertise)
-	}
-	sk, err := cl.ShareKeys(advs)
-	if err != nil {
-		return err
-	}
-	resp, err = exchange(secagg.PhaseShareKeys, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(sk)}})
-	if err != nil {
-		return err
-	}
-	routed, err := wire.RoutedFromProto(resp.GetShares(), len(members))
-	if err != nil {
-		return err
+	keys := func(relay *fedguardv1.SecureKeys, peers []wire.Peer) error {
+		if f.relayed != nil {
+			f.relayed(p.name, relay)
+		}
+		if peerKeys, err = wire.PeerKeys(peers, fedName, members, roots, time.Now()); err != nil {
+			return err
+		}
+		peerKeys[id] = kp.PrivateKey.(crypto.Signer).Public() // the relay leaves out the client's own
+		return nil
 	}
 	enc := make([]uint32, numParams+1)
 	if err := plan.Params.Encode(enc, delta, plan.Weight(samples), mrand.NewChaCha8([32]byte{byte(id)})); err != nil {
 		return err
 	}
-	mi, err := cl.MaskedInput(routed, enc)
-	if err != nil {
-		return err
-	}
-	if stopAt == secagg.PhaseMaskedInput {
-		return errStopped
-	}
-	if err := wire.SendMasked(mi.Masked, func(c *fedguardv1.SecureMaskedChunk) error {
-		return send(0, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: c}})
-	}); err != nil {
-		return err
-	}
-	if resp, err = stream.Recv(); err != nil {
-		return err
-	}
-	surv, err := wire.SurvivorsFromProto(resp.GetSurvivors(), len(members))
-	if err != nil {
-		return err
-	}
-	sig, err := cl.ConsistencyCheck(surv)
-	if err != nil {
-		return err
-	}
-	resp, err = exchange(secagg.PhaseConsistencyCheck, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: sig.Sig}}})
-	if err != nil {
-		return err
-	}
-	req, err := wire.UnmaskRequestFromProto(id, len(members), resp.GetUnmask())
-	if err != nil {
-		return err
-	}
-	un, err := cl.Unmask(req)
-	if err != nil {
-		return err
-	}
-	resp, err = exchange(secagg.PhaseUnmasking, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: wire.UnmaskResponseToProto(un)}})
+	resp, err := securetest.Member(cl, len(members), enc, exchange, keys)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fedguard/fedguard/internal/chart/charttest"
 )
 
 // hostile is text a participant controls (a secure-round decline reason,
@@ -114,36 +116,24 @@ func TestStatusPage(t *testing.T) {
 	}
 	// The charts: accuracy and loss with both flags, one norm chart per
 	// participant with its own points, band areas and flags.
-	for _, want := range []struct {
-		id              string
-		points, markers int
-		band            bool
-	}{
-		{"chart-accuracy", 2, 2, false},
-		{"chart-loss", 2, 2, false},
-		{"chart-norm-hospital-a", 2, 0, true},
-		{"chart-norm-hospital-b", 2, 2, true},
-		{"chart-norm-hospital-c", 1, 0, true},
-		{"chart-norm-hospital-d", 1, 0, true},
-	} {
-		i := strings.Index(page, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" id="`+want.id+`"`)
-		if i < 0 {
-			t.Errorf("GET /status has no chart %s", want.id)
-			continue
+	charts := charttest.Charts(t, page)
+	got := map[string]charttest.Counts{}
+	for id, svg := range charts {
+		got[id] = charttest.Count(svg)
+		if !strings.Contains(svg, `<title id="`+id+`-title">`) {
+			t.Errorf("chart %s has no <title>", id)
 		}
-		svg := page[i : i+strings.Index(page[i:], "</svg>")]
-		if got := strings.Count(svg, `<circle class="point"`); got != want.points {
-			t.Errorf("chart %s: %d points, want %d", want.id, got, want.points)
-		}
-		if got := strings.Count(svg, `<line class="marker"`); got != want.markers {
-			t.Errorf("chart %s: %d flag markers, want %d", want.id, got, want.markers)
-		}
-		if got := strings.Contains(svg, `class="band-area"`); got != want.band {
-			t.Errorf("chart %s: band drawn %t, want %t", want.id, got, want.band)
-		}
-		if !strings.Contains(svg, `<title id="`+want.id+`-title">`) {
-			t.Errorf("chart %s has no <title>", want.id)
-		}
+	}
+	want := map[string]charttest.Counts{
+		"chart-accuracy":        {Points: 2, Markers: 2},
+		"chart-loss":            {Points: 2, Markers: 2},
+		"chart-norm-hospital-a": {Points: 2, Bands: 1},
+		"chart-norm-hospital-b": {Points: 2, Markers: 2, Bands: 1},
+		"chart-norm-hospital-c": {Points: 1, Bands: 1},
+		"chart-norm-hospital-d": {Points: 1, Bands: 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("what GET /status's charts draw (-want +got):\n%s", diff)
 	}
 	if strings.Contains(page, " style=") {
 		t.Error("GET /status has a style attribute, which its CSP blocks")
@@ -275,12 +265,12 @@ func TestStatusChartsBounded(t *testing.T) {
 	mux := http.NewServeMux()
 	newStatusHandler(func() Status { return s }).register(mux)
 	body, _ := io.ReadAll(get(t, mux, "/status").Body)
-	if got, want := strings.Count(string(body), `<circle class="point"`), (2+len(names))*StatusChartRounds; got != want {
+	if got, want := charttest.Count(string(body)).Points, (2+len(names))*StatusChartRounds; got != want {
 		t.Errorf("the page draws %d points, want %d", got, want)
 	}
 	// Flags older than the charts' first round are left off: the last
 	// StatusChartFlags flags span 100 rounds, the charts 50.
-	if got, want := strings.Count(string(body), `<line class="marker"`), 2*2*StatusChartRounds+2*StatusChartRounds; got != want {
+	if got, want := charttest.Count(string(body)).Markers, 2*2*StatusChartRounds+2*StatusChartRounds; got != want {
 		t.Errorf("the page draws %d flag markers, want %d", got, want)
 	}
 	if len(body) > 400_000 {
@@ -306,7 +296,7 @@ func TestStatusChartsSecure(t *testing.T) {
 	if strings.Contains(page, "chart-norm-") || strings.Contains(page, "Update norms") {
 		t.Error("a secure federation's page draws norm charts, which it has no norms for")
 	}
-	if got := strings.Count(page, `<circle class="point"`); got != 2 {
+	if got := charttest.Count(page).Points; got != 2 {
 		t.Errorf("%d points drawn, want 2 (accuracy and loss of round 1; round 2 has no holdout)", got)
 	}
 }

@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fedguard/fedguard/coordinator"
+	"github.com/fedguard/fedguard/internal/chart/charttest"
 	"github.com/fedguard/fedguard/internal/fedtest"
 )
 
@@ -83,31 +83,6 @@ func screenshot(t *testing.T, browser, url, name string, width, height int) {
 
 func near(v, want uint32) bool { return v+3 >= want && v <= want+3 }
 
-// svgCounts counts, in a DOM Chromium dumped, each chart's points, band
-// areas and flag markers, by the chart's id.
-type svgCounts struct{ points, bands, markers int }
-
-func chartCounts(t *testing.T, dom string) map[string]svgCounts {
-	t.Helper()
-	out := map[string]svgCounts{}
-	for _, part := range strings.Split(dom, "<svg ")[1:] {
-		m := regexp.MustCompile(`^[^>]*\bid="([^"]+)"`).FindStringSubmatch(part)
-		if m == nil {
-			t.Fatalf("an <svg> without an id: %.200s", part)
-		}
-		body, _, ok := strings.Cut(part, "</svg>")
-		if !ok {
-			t.Fatalf("<svg id=%q> is not closed", m[1])
-		}
-		out[m[1]] = svgCounts{
-			points:  strings.Count(body, `<circle class="point"`),
-			bands:   strings.Count(body, `class="band-area"`),
-			markers: strings.Count(body, `<line class="marker"`),
-		}
-	}
-	return out
-}
-
 // TestStatusPageCharts runs a real coordinator process and four hospitals,
 // one of them poisoned, for three rounds, holding round 3 until the test
 // has looked at the status page: loaded in headless Chromium, its charts
@@ -135,7 +110,7 @@ func TestStatusPageCharts(t *testing.T) {
 	if len(st.Charts.Rounds) != hold-1 {
 		t.Fatalf("/status.json charts %+v: want %d rounds", st.Charts, hold-1)
 	}
-	want := map[string]svgCounts{}
+	want := map[string]charttest.Counts{}
 	holdout := 0
 	for _, r := range st.Charts.Rounds {
 		if r.Holdout {
@@ -145,8 +120,8 @@ func TestStatusPageCharts(t *testing.T) {
 	if holdout != hold-1 {
 		t.Errorf("%d of %d closed rounds have a holdout evaluation, want all", holdout, hold-1)
 	}
-	want["chart-accuracy"] = svgCounts{points: holdout, markers: len(st.Charts.Flags)}
-	want["chart-loss"] = svgCounts{points: holdout, markers: len(st.Charts.Flags)}
+	want["chart-accuracy"] = charttest.Counts{Points: holdout, Markers: len(st.Charts.Flags)}
+	want["chart-loss"] = charttest.Counts{Points: holdout, Markers: len(st.Charts.Flags)}
 	flagsOf := map[string]int{}
 	for _, f := range st.Charts.Flags {
 		flagsOf[f.Participant]++
@@ -164,14 +139,14 @@ func TestStatusPageCharts(t *testing.T) {
 		if n != hold-1 {
 			t.Errorf("%s has norms in %d of %d rounds", h, n, hold-1)
 		}
-		want["chart-norm-"+h] = svgCounts{points: n, bands: 1, markers: flagsOf[h]} // rounds 1-2: one band area
+		want["chart-norm-"+h] = charttest.Counts{Points: n, Bands: 1, Markers: flagsOf[h]} // rounds 1-2: one band area
 	}
 
 	dom := dumpDOM(t, browser, "http://"+addr+"/status")
 	if strings.Contains(dom, "<script") {
 		t.Error("the status page holds a script")
 	}
-	got := chartCounts(t, dom)
+	got := charttest.CountAll(t, dom)
 	for id, w := range want {
 		if g, ok := got[id]; !ok {
 			t.Errorf("the status page has no chart %s", id)
@@ -193,8 +168,8 @@ func TestStatusPageCharts(t *testing.T) {
 	if strings.Contains(dom, "<script") {
 		t.Error("the report holds a script")
 	}
-	got = chartCounts(t, dom)
-	if g := got["chart-accuracy"]; g.points != rounds || g.markers < flagsOf[poisoned] {
+	got = charttest.CountAll(t, dom)
+	if g := got["chart-accuracy"]; g.Points != rounds || g.Markers < flagsOf[poisoned] {
 		t.Errorf("report chart-accuracy: %+v, want %d points and at least the %d flags of %s", g, rounds, flagsOf[poisoned], poisoned)
 	}
 	for _, h := range hospitals {
@@ -202,9 +177,9 @@ func TestStatusPageCharts(t *testing.T) {
 		switch {
 		case !ok:
 			t.Errorf("the report has no chart-norm-%s", h)
-		case g.points != rounds:
-			t.Errorf("report chart-norm-%s: %d points, want %d", h, g.points, rounds)
-		case h == poisoned && (g.markers < flagsOf[h] || g.bands == 0):
+		case g.Points != rounds:
+			t.Errorf("report chart-norm-%s: %d points, want %d", h, g.Points, rounds)
+		case h == poisoned && (g.Markers < flagsOf[h] || g.Bands == 0):
 			t.Errorf("report chart-norm-%s: %+v, want its flags (at least %d) and the norm band", h, g, flagsOf[h])
 		}
 	}

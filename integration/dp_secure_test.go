@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/audit"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/fedtest"
@@ -151,20 +150,9 @@ const hospitalBudget = 100
 // (0: none).
 func ledgerAgent(t *testing.T, dir, name, addr string, keys manifest.PublicKeys, budget float64) *participant.Agent {
 	t.Helper()
-	tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := participant.New(participant.Config{
-		Coordinator: addr, TLS: tlsCfg, Trainer: localTrainer(dir, name), Log: discardLogger(),
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, name, "accepted.json"),
-		SecureDPEpsilon: budget, // at participant.DefaultDPDelta
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	cfg := hospitalConfig(t, dir, name, addr, keys)
+	cfg.SecureDPEpsilon = budget // at participant.DefaultDPDelta
+	return mustAgent(t, cfg)
 }
 
 // checkHospitalLedgers checks that the federation-level ledger each

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/audit/report"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/fedtest"
@@ -27,25 +25,13 @@ import (
 // DP-SGD (σ = 1.1, C = 1) under that record-level budget.
 func dpAgent(t *testing.T, dir, name, addr string, keys manifest.PublicKeys, budget float64) *participant.Agent {
 	t.Helper()
-	tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lt := localTrainer(dir, name)
-	cfg := participant.Config{
-		Coordinator: addr, TLS: tlsCfg, Trainer: lt, Log: discardLogger(),
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, name, "accepted.json"),
-	}
+	cfg := hospitalConfig(t, dir, name, addr, keys)
 	if budget > 0 {
+		lt := localTrainer(dir, name)
 		lt.DP = &participant.DPSettings{NoiseMultiplier: 1.1, ClipNorm: 1}
-		cfg.DPEpsilon = budget
+		cfg.Trainer, cfg.DPEpsilon = lt, budget
 	}
-	a, err := participant.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
+	return mustAgent(t, cfg)
 }
 
 // signedManifests opens every round's manifest in a stopped coordinator's

@@ -55,18 +55,35 @@ func newAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer)
 // agent's options given.
 func pinnedAgent(t *testing.T, dir, name, addr string, trainer participant.Trainer, keys manifest.PublicKeys, stateFile string, opts ...participant.Option) *participant.Agent {
 	t.Helper()
+	cfg := hospitalConfig(t, dir, name, addr, keys)
+	if trainer != nil {
+		cfg.Trainer = trainer
+	}
+	cfg.StateFile = stateFile
+	return mustAgent(t, cfg, opts...)
+}
+
+// hospitalConfig is a demo hospital's agent configuration: its certificate
+// for addr, the local trainer on its share of the data, no log, backoffs
+// of 50 ms to 1 s, its state in dir/name/accepted.json and the pinned
+// coordinator keys.
+func hospitalConfig(t *testing.T, dir, name, addr string, keys manifest.PublicKeys) participant.Config {
+	t.Helper()
 	tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, name, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if trainer == nil {
-		trainer = localTrainer(dir, name)
-	}
-	a, err := participant.New(participant.Config{
-		Coordinator: addr, TLS: tlsCfg, Trainer: trainer, Log: discardLogger(),
+	return participant.Config{
+		Coordinator: addr, TLS: tlsCfg, Trainer: localTrainer(dir, name), Log: discardLogger(),
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: stateFile,
-	}, opts...)
+		Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, name, "accepted.json"),
+	}
+}
+
+// mustAgent is participant.New, failing the test on an error.
+func mustAgent(t *testing.T, cfg participant.Config, opts ...participant.Option) *participant.Agent {
+	t.Helper()
+	a, err := participant.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

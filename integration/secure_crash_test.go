@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
-	"github.com/fedguard/fedguard/certs"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/fedtest"
@@ -100,20 +99,9 @@ func TestSecureCoordinatorKilledInEachPhase(t *testing.T) {
 			agents := map[string]*participant.Agent{}
 			for _, h := range hospitals {
 				computed[h] = map[secagg.Phase]int{}
-				tlsCfg, err := certs.LocalClientConfig(dir, demo.Federation, h, addr)
-				if err != nil {
-					t.Fatal(err)
-				}
 				var a *participant.Agent
 				round[h] = func() uint64 { return a.Stats().Rounds + 1 } // the round in progress
-				a, err = participant.New(participant.Config{
-					Coordinator: addr, TLS: tlsCfg, Trainer: localTrainer(dir, h), Log: discardLogger(),
-					MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-					Federation: demo.Federation, CoordinatorKeys: keys, StateFile: filepath.Join(dir, h, "accepted.json"),
-				}, participant.WithSecureHook(hook(h)))
-				if err != nil {
-					t.Fatal(err)
-				}
+				a = mustAgent(t, hospitalConfig(t, dir, h, addr, keys), participant.WithSecureHook(hook(h)))
 				agents[h] = a
 			}
 			wait := runAgents(t, context.Background(), agents)

@@ -120,14 +120,7 @@ func (p *pki) client(t *testing.T, ca *x509.Certificate, holder *fedtest.Federat
 // is stopped.
 func (p *pki) serve(t *testing.T, fake fedguardv1.CoordinatorServiceServer, addr string) (*grpc.Server, string) {
 	t.Helper()
-	var lis net.Listener
-	var err error
-	for range 50 { // the old listener's port may take a moment to free up
-		if lis, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lis, err := fedtest.Listen(addr) // the old listener's port may take a moment to free up
 	if err != nil {
 		t.Fatal(err)
 	}

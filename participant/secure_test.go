@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -773,35 +772,15 @@ func newSecureAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest
 }
 
 // newPolicyAgent is newSecureAgent with the hospital's policy settings
-// changed by policy (when not nil).
+// changed by policy (when not nil): newAgent with the hospital's secure
+// trainer, its state file and its name on every log line.
 func newPolicyAgent(t *testing.T, addr string, tlsCfg *tls.Config, keys manifest.PublicKeys, name, state string, policy func(*participant.Config), opts ...participant.Option) (*participant.Agent, *fedtest.LogBuffer) {
 	t.Helper()
-	logs := new(fedtest.LogBuffer)
-	cfg := participant.Config{
-		Coordinator:     addr,
-		TLS:             tlsCfg,
-		Trainer:         secureTrainers()[name],
-		Log:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("hospital", name),
-		MinBackoff:      10 * time.Millisecond,
-		MaxBackoff:      100 * time.Millisecond,
-		AgentVersion:    "test",
-		Federation:      federation,
-		CoordinatorKeys: keys,
-		StateFile:       state,
-	}
+	edits := []func(*participant.Config){withState(state), func(c *participant.Config) { c.Log = c.Log.With("hospital", name) }}
 	if policy != nil {
-		policy(&cfg)
+		edits = append(edits, policy)
 	}
-	a, err := participant.New(cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() || testing.Verbose() {
-			t.Logf("%s log:\n%s", name, logs.String())
-		}
-	})
-	return a, logs
+	return newAgentWith(t, addr, tlsCfg, secureTrainers()[name], keys, opts, edits...)
 }
 
 // runAll runs the agents concurrently and returns what each Run returned.

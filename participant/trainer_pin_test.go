@@ -3,7 +3,6 @@ package participant_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,16 +86,8 @@ func runPinned(t *testing.T, pin string, tr participant.Trainer) pinFederation {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := new(fedtest.LogBuffer)
-	a, err := participant.New(participant.Config{
-		Coordinator: s.Addr, TLS: f.ClientTLS(t, hospital, s.Addr), Trainer: tr,
-		Log:        slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-		Federation: federation, CoordinatorKeys: keys, StateFile: filepath.Join(t.TempDir(), "accepted.json"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := newAgent(t, s.Addr, f.ClientTLS(t, hospital, s.Addr), tr, keys, withState(filepath.Join(t.TempDir(), "accepted.json")),
+		func(c *participant.Config) { c.MinBackoff, c.MaxBackoff = 50*time.Millisecond, time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	err = a.Run(ctx)

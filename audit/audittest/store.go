@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/internal/fedtest/hammer"
 )
 
 // Origin is the origin of the stores the suite asks for.
@@ -453,44 +453,33 @@ func testConcurrentReaders(t *testing.T, f Factory) {
 		}
 		roots[uint64(n)] = r
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for r := range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				size, last, err := s.Head()
-				if err != nil {
-					t.Errorf("reader %d: Head: %v", r, err)
-					return
-				}
-				if size == 0 {
-					continue
-				}
-				encs, err := s.ReadEvents(size-1, 1, 1<<20)
-				if err != nil || len(encs) != 1 || audit.Hash(sha256.Sum256(encs[0])) != last {
-					t.Errorf("reader %d: the last of %d events does not hash to the head's (%v)", r, size, err)
-					return
-				}
-				if root, err := tlog.TreeHash(int64(size), s); err != nil || root != roots[size] {
-					t.Errorf("reader %d: TreeHash(%d) = %v, %v; want %v", r, size, root, err, roots[size])
-					return
-				}
-			}
-		})
-	}
+	stop := hammer.Start(4, func(r int) bool {
+		size, last, err := s.Head()
+		if err != nil {
+			t.Errorf("reader %d: Head: %v", r, err)
+			return false
+		}
+		if size == 0 {
+			return true
+		}
+		encs, err := s.ReadEvents(size-1, 1, 1<<20)
+		if err != nil || len(encs) != 1 || audit.Hash(sha256.Sum256(encs[0])) != last {
+			t.Errorf("reader %d: the last of %d events does not hash to the head's (%v)", r, size, err)
+			return false
+		}
+		if root, err := tlog.TreeHash(int64(size), s); err != nil || root != roots[size] {
+			t.Errorf("reader %d: TreeHash(%d) = %v, %v; want %v", r, size, root, err, roots[size])
+			return false
+		}
+		return true
+	})
 	for _, b := range all {
 		if err := s.Append(b); err != nil {
 			t.Error(err)
 			break
 		}
 	}
-	close(done)
-	wg.Wait()
+	stop()
 	checkContent(t, s, m)
 }
 

@@ -5,17 +5,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/internal/chart/charttest"
 )
 
-// chartOf cuts the <svg> whose id is id out of page.
+// chartOf is the markup of the chart whose id is id in page.
 func chartOf(t *testing.T, page, id string) string {
 	t.Helper()
-	i := strings.Index(page, `class="chart" id="`+id+`"`)
-	if i < 0 {
+	svg, ok := charttest.Charts(t, page)[id]
+	if !ok {
 		t.Fatalf("the report has no chart %s", id)
 	}
-	return page[i : i+strings.Index(page[i:], "</svg>")]
+	return svg
 }
 
 // TestReportCharts: three clean rounds, with a norm flag on c in round 2
@@ -35,26 +38,14 @@ func TestReportCharts(t *testing.T) {
 		t.Errorf("Flags = %+v, want c's norm flag of round 2 and a's drift flag of round 3", rep.Flags)
 	}
 	page := writeHTML(t, rep)
-	for _, want := range []struct {
-		id              string
-		points, markers int
-		bands           int
-	}{
-		{"chart-accuracy", 3, 2, 0},
-		{"chart-norm-a", 3, 1, 1},
-		{"chart-norm-b", 3, 0, 1},
-		{"chart-norm-c", 3, 1, 1},
-	} {
-		svg := chartOf(t, page, want.id)
-		if got := strings.Count(svg, `<circle class="point"`); got != want.points {
-			t.Errorf("%s: %d points, want %d", want.id, got, want.points)
-		}
-		if got := strings.Count(svg, `<line class="marker"`); got != want.markers {
-			t.Errorf("%s: %d markers, want %d", want.id, got, want.markers)
-		}
-		if got := strings.Count(svg, `class="band-area"`); got != want.bands {
-			t.Errorf("%s: %d band areas, want %d", want.id, got, want.bands)
-		}
+	want := map[string]charttest.Counts{
+		"chart-accuracy": {Points: 3, Markers: 2},
+		"chart-norm-a":   {Points: 3, Markers: 1, Bands: 1},
+		"chart-norm-b":   {Points: 3, Bands: 1},
+		"chart-norm-c":   {Points: 3, Markers: 1, Bands: 1},
+	}
+	if diff := cmp.Diff(want, charttest.CountAll(t, page)); diff != "" {
+		t.Errorf("what the charts draw (-want +got):\n%s", diff)
 	}
 	if svg := chartOf(t, page, "chart-norm-c"); !strings.Contains(svg, "<title>norm band (from norm flags), round 2: [0.5, 2]</title>") {
 		t.Errorf("c's norm chart does not draw round 2's band [0.5, 2]:\n%s", svg)
@@ -83,7 +74,7 @@ func TestReportChartsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	svg := chartOf(t, b.String(), "chart-accuracy")
-	if got := strings.Count(svg, `<circle class="point"`); got != ChartRounds {
+	if got := charttest.Count(svg).Points; got != ChartRounds {
 		t.Errorf("the accuracy chart of %d rounds draws %d points, want %d", rounds, got, ChartRounds)
 	}
 	if !strings.Contains(svg, "<title>accuracy round 51: ") || strings.Contains(svg, "<title>accuracy round 50: ") {

@@ -142,13 +142,7 @@ func ServeHooked(t testing.TB, cfg coordinator.Config, before []func(*coordinato
 	if err != nil {
 		t.Fatalf("coordinator.New: %v", err)
 	}
-	var lis net.Listener
-	for range 50 { // a port a stopped coordinator held may take a moment to free up
-		if lis, err = net.Listen("tcp", cfg.Listen); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	lis, err := Listen(cfg.Listen)
 	if err != nil {
 		c.Close()
 		t.Fatal(err)
@@ -161,6 +155,21 @@ func ServeHooked(t testing.TB, cfg coordinator.Config, before []func(*coordinato
 	go func() { s.err = c.Serve(ctx, lis); close(s.done) }()
 	t.Cleanup(func() { s.Stop() })
 	return s
+}
+
+// Listen listens on the TCP address addr, trying again for about a second
+// while it is taken: a test that restarts a server on the address of one
+// it stopped may find the port not yet free.
+func Listen(addr string) (net.Listener, error) {
+	var lis net.Listener
+	var err error
+	for range 50 {
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			return lis, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, err
 }
 
 // StopTimeout bounds how long Stop waits for Serve to return.

@@ -16,9 +16,9 @@ import (
 	"time"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/coordinator/internal/securetest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/secureround"
-	"github.com/fedguard/fedguard/wire"
 )
 
 // TestSessionWithoutGRPC runs a bucket's session through the Member API
@@ -117,6 +117,9 @@ func TestSessionWithoutGRPC(t *testing.T) {
 	}
 }
 
+// errLeft is what a member's exchange returns when the test makes it leave.
+var errLeft = errors.New("left the session on purpose")
+
 // member plays one member with a secagg client; leave makes it leave
 // before it shares its keys.
 func member(ctx context.Context, s *Session, name string, id uint32, cfg secagg.Config, priv ed25519.PrivateKey, pub crypto.PublicKey,
@@ -127,7 +130,14 @@ func member(ctx context.Context, s *Session, name string, id uint32, cfg secagg.
 	}
 	m := s.Join(name, pub, []byte("certificate of "+name)) // relayed, not parsed here
 	defer m.Leave()
-	step := func(req *fedguardv1.SecureAggregateRequest, more []*fedguardv1.SecureAggregateRequest) (*fedguardv1.SecureAggregateResponse, error) {
+	// exchange hands one phase's message to the member as the coordinator's
+	// handler does: the first request decoded, the rest (the masked
+	// input's chunks) read by Decode.
+	exchange := func(ph secagg.Phase, reqs ...*fedguardv1.SecureAggregateRequest) (*fedguardv1.SecureAggregateResponse, error) {
+		if leave && ph == secagg.PhaseShareKeys {
+			return nil, errLeft
+		}
+		more := reqs[1:]
 		next := func() (*fedguardv1.SecureAggregateRequest, error) {
 			if len(more) == 0 {
 				return nil, io.EOF
@@ -136,80 +146,21 @@ func member(ctx context.Context, s *Session, name string, id uint32, cfg secagg.
 			more = more[1:]
 			return r, nil
 		}
-		msg, err := m.Decode(req, next)
+		msg, err := m.Decode(reqs[0], next)
 		if err != nil {
 			return nil, err
 		}
 		return m.Send(ctx, msg)
 	}
-	adv, err := cl.AdvertiseKeys()
-	if err != nil {
-		return err
-	}
-	resp, err := step(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Advertise{Advertise: wire.AdvertiseToProto(adv)}}, nil)
-	if err != nil {
-		return err
-	}
-	if leave {
-		return nil
-	}
-	peers, err := wire.KeysFromProto(resp.GetKeys(), cfg.N)
-	if err != nil {
-		return err
-	}
-	var advs []*secagg.AdvertiseKeys
-	for _, p := range peers {
-		advs = append(advs, p.Advertise)
-	}
-	sk, err := cl.ShareKeys(advs)
-	if err != nil {
-		return err
-	}
-	if resp, err = step(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Shares{Shares: wire.SharesToProto(sk)}}, nil); err != nil {
-		return err
-	}
-	routed, err := wire.RoutedFromProto(resp.GetShares(), cfg.N)
-	if err != nil {
-		return err
-	}
 	enc := make([]uint32, len(input)+1)
 	if err := plan.Params.Encode(enc, input, 1, mrand.NewChaCha8([32]byte{byte(id)})); err != nil {
 		return err
 	}
-	mi, err := cl.MaskedInput(routed, enc)
-	if err != nil {
-		return err
-	}
-	var chunks []*fedguardv1.SecureAggregateRequest
-	if err := wire.SendMasked(mi.Masked, func(c *fedguardv1.SecureMaskedChunk) error {
-		chunks = append(chunks, &fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Masked{Masked: c}})
+	resp, err := securetest.Member(cl, cfg.N, enc, exchange, nil)
+	if errors.Is(err, errLeft) {
 		return nil
-	}); err != nil {
-		return err
 	}
-	if resp, err = step(chunks[0], chunks[1:]); err != nil {
-		return err
-	}
-	surv, err := wire.SurvivorsFromProto(resp.GetSurvivors(), cfg.N)
 	if err != nil {
-		return err
-	}
-	sig, err := cl.ConsistencyCheck(surv)
-	if err != nil {
-		return err
-	}
-	if resp, err = step(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Consistency{Consistency: &fedguardv1.SecureSignature{Signature: sig.Sig}}}, nil); err != nil {
-		return err
-	}
-	req, err := wire.UnmaskRequestFromProto(id, cfg.N, resp.GetUnmask())
-	if err != nil {
-		return err
-	}
-	un, err := cl.Unmask(req)
-	if err != nil {
-		return err
-	}
-	if resp, err = step(&fedguardv1.SecureAggregateRequest{Body: &fedguardv1.SecureAggregateRequest_Unmask{Unmask: wire.UnmaskResponseToProto(un)}}, nil); err != nil {
 		return err
 	}
 	if resp.GetDone().GetSurvivors() != 3 || !m.Finished() {
