@@ -101,3 +101,50 @@ func TestMalformedMessageAudited(t *testing.T) {
 		t.Errorf("%d text-log refusals of malformed messages, want 2:\n%s", n, logs)
 	}
 }
+
+// TestUnknownMethodAudited (trial): a call to a method or service the
+// coordinator does not serve is a refusal like any other, in the text log
+// and the audit log, under the caller's quota. gRPC answered such a call
+// with Unimplemented before any interceptor ran, so it was neither logged
+// nor audited, although refusalCode counts Unimplemented as a refusal. The
+// method name is the caller's text: the record keeps an excerpt of it.
+func TestUnknownMethodAudited(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s, logs := startLogged(t, f.cfg)
+	p := f.connect(t, s, abc...)[0]
+
+	long := "/fedguard.v1.CoordinatorService/" + strings.Repeat("x", 4000)
+	methods := []string{"/fedguard.v1.CoordinatorService/Nope", "/fedguard.v1.Other/Nope", long}
+	for _, m := range methods {
+		var out fedguardv1.JoinResponse
+		err := p.conn.Invoke(callCtx(t, 5*time.Second), m, &fedguardv1.JoinRequest{}, &out)
+		wantCode(t, "call of "+m[:min(len(m), 60)], err, codes.Unimplemented)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []string
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindCallRefused) {
+		c := fedtest.Payload[audit.CallRefused](t, e)
+		if e.Actor == p.name && c.Code == codes.Unimplemented.String() {
+			got = append(got, c.Method)
+			if len(c.Method) > 256 || len(c.Reason) > 512 {
+				t.Errorf("call_refused holds %d bytes of method and %d of reason, want an excerpt", len(c.Method), len(c.Reason))
+			}
+		}
+	}
+	if len(got) != len(methods) || got[0] != methods[0] || got[1] != methods[1] || !strings.HasPrefix(long, strings.TrimSuffix(got[2], "…")) {
+		t.Errorf("audited Unimplemented calls %q, want %d of them, for %q", got, len(methods), methods[:2])
+	}
+	n := 0
+	for _, rec := range lines(t, logs, "call refused") {
+		if rec["participant"] == p.name && rec["code"] == codes.Unimplemented.String() {
+			n++
+		}
+	}
+	if n != len(methods) {
+		t.Errorf("%d text-log refusals of unknown methods, want %d:\n%s", n, len(methods), logs)
+	}
+}

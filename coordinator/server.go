@@ -21,6 +21,7 @@ import (
 
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/certs"
+	"github.com/fedguard/fedguard/internal/excerpt"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 	"github.com/fedguard/fedguard/wire"
 )
@@ -62,6 +63,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.Creds(refusalLogger{TransportCredentials: credentials.NewTLS(tlsCfg), c: c}),
 		grpc.ChainUnaryInterceptor(auth.unary),
 		grpc.ChainStreamInterceptor(auth.stream),
+		grpc.UnknownServiceHandler(unknownMethod),
 	)...)
 	fedguardv1.RegisterCoordinatorServiceServer(srv, &service{c: c})
 	if c.cfg.Reflection {
@@ -359,19 +361,20 @@ func (a *authenticator) unary(ctx context.Context, req any, info *grpc.UnaryServ
 	if info.FullMethod == healthpb.Health_Check_FullMethodName || info.FullMethod == healthpb.Health_List_FullMethodName {
 		return handler(ctx, req)
 	}
-	ctx, end, err := a.check(ctx, info.FullMethod)
+	method := callMethod(info.FullMethod)
+	ctx, end, err := a.check(ctx, method)
 	if err != nil {
 		return nil, err
 	}
 	defer end()
-	leave, err := a.c.enterCall(ctx, info.FullMethod)
+	leave, err := a.c.enterCall(ctx, method)
 	if err != nil {
 		return nil, err
 	}
 	defer leave()
 	resp, err := handler(ctx, req)
 	err = revokedDuringCall(ctx, err)
-	a.c.callRefused(ctx, info.FullMethod, err)
+	a.c.callRefused(ctx, method, err)
 	return resp, err
 }
 
@@ -379,12 +382,13 @@ func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	if info.FullMethod == healthpb.Health_Watch_FullMethodName {
 		return handler(srv, ss)
 	}
-	ctx, end, err := a.check(ss.Context(), info.FullMethod)
+	method := callMethod(info.FullMethod)
+	ctx, end, err := a.check(ss.Context(), method)
 	if err != nil {
 		return err
 	}
 	defer end()
-	leave, err := a.c.enterCall(ctx, info.FullMethod)
+	leave, err := a.c.enterCall(ctx, method)
 	if err != nil {
 		return err
 	}
@@ -394,9 +398,29 @@ func (a *authenticator) stream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	// SubmitUpdate records its own refusals (update_refused), but not one
 	// for a revocation it could not see.
 	if info.FullMethod != submitUpdateMethod || revoked != err {
-		a.c.callRefused(ctx, info.FullMethod, revoked)
+		a.c.callRefused(ctx, method, revoked)
 	}
 	return revoked
+}
+
+// maxMethodBytes bounds the method name a refusal records: the name of a
+// method the coordinator does not serve is the caller's text, as long as
+// its request headers allow.
+const maxMethodBytes = 128
+
+// callMethod is a call's method name as the text log and the audit log
+// record it: an excerpt of at most maxMethodBytes.
+func callMethod(full string) string { return excerpt.Of(full, maxMethodBytes) }
+
+// unknownMethod answers a call to a method or service the coordinator does
+// not serve. It is gRPC's unknown-service handler, so that such a call
+// passes the stream interceptor like every other call: the caller is
+// authenticated, and the refusal logged and audited within its quota
+// (callRefused). gRPC's own answer (Unimplemented) ran no interceptor, so
+// a caller could probe for methods unrecorded.
+func unknownMethod(_ any, ss grpc.ServerStream) error {
+	m, _ := grpc.MethodFromServerStream(ss)
+	return status.Errorf(codes.Unimplemented, "unknown method %s", callMethod(m))
 }
 
 type identityStream struct {
