@@ -108,6 +108,14 @@ const (
 	// an agent always has a long poll open, so only abandoned connections
 	// are closed.
 	maxConnectionIdle = 5 * time.Minute
+	// maxHeaderListBytes bounds a call's request headers (HTTP/2
+	// SETTINGS_MAX_HEADER_LIST_SIZE). gRPC decodes them before any limit
+	// here runs and by default takes up to 16 MiB a call: a participant
+	// sending that with every call held hundreds of megabytes. An agent's
+	// headers are a few hundred bytes. A call over the bound is reset by
+	// the transport (an HTTP/2 refusal, like a malformed frame, that no
+	// interceptor sees); a Go client refuses to send it.
+	maxHeaderListBytes = 16 << 10
 )
 
 // Reasons of refusals by the limits: values of the reason label of
@@ -196,6 +204,7 @@ func serverLimits(l LimitsConfig, enrolled int) []grpc.ServerOption {
 	stream, conn := receiveWindows(enrolled)
 	return []grpc.ServerOption{
 		grpc.ConnectionTimeout(handshakeTimeout),
+		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		grpc.MaxConcurrentStreams(uint32(l.MaxCalls)),
 		grpc.InitialWindowSize(stream),
 		grpc.InitialConnWindowSize(conn),

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -298,6 +299,39 @@ func TestConnectionsPerParticipant(t *testing.T) {
 			t.Fatalf("Join after closing a connection = %v, want the freed slot", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRequestHeadersBounded (trial): a call's request headers are bounded
+// far below gRPC's default of 16 MiB. A participant sending 15 MB of
+// metadata with each call over its 8 connections held the coordinator at
+// 410 MB (from 150 MB) for as long as it kept calling, since gRPC decodes
+// a call's headers before any limit of the coordinator runs. An agent's
+// headers are a few hundred bytes; a call with more than the bound is
+// refused and the connection stays usable.
+func TestRequestHeadersBounded(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	s := start(t, f.cfg)
+	p := f.connect(t, s, "hospital-a")[0]
+	join := func(meta int) error {
+		ctx := callCtx(t, 5*time.Second)
+		if meta > 0 {
+			ctx = metadata.AppendToOutgoingContext(ctx, "x-filler", strings.Repeat("a", meta))
+		}
+		_, err := p.svc.Join(ctx, &fedguardv1.JoinRequest{AgentVersion: "test"})
+		return err
+	}
+	if err := join(1 << 10); err != nil {
+		t.Fatalf("Join with 1 KiB of metadata: %v", err)
+	}
+	for _, meta := range []int{64 << 10, 1 << 20} {
+		if err := join(meta); err == nil {
+			t.Errorf("Join with %d bytes of metadata was served", meta)
+		}
+	}
+	if err := join(0); err != nil {
+		t.Fatalf("Join after the refused calls: %v", err)
 	}
 }
 
