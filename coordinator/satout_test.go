@@ -1,13 +1,17 @@
 package coordinator_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/audit"
+	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/internal/fedtest"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
@@ -62,5 +66,64 @@ func TestReportSatOut(t *testing.T) {
 	evs := fedtest.AuditEvents(t, f.cfg, audit.KindRoundSatOut)
 	if len(evs) != 1 || evs[0].Actor != "hospital-c" || evs[0].Round != round || !strings.Contains(string(evs[0].Payload), `"reason":"trainer_timeout"`) {
 		t.Errorf("round_sat_out events = %+v, want one by hospital-c", evs)
+	}
+}
+
+// TestReportSatOutAfterFailedAttempt (trial): a member of the attempt that
+// failed last may still say why it left it. A member of a secure session
+// that finds a bad share reports it once it has checked its shares, after
+// its training; by then the session may have failed because the others
+// left, and the report was refused as for a round not open, so the
+// accusation was lost. It is now recorded (audit log) and changes no
+// round; a report for an older attempt, another round, or from a
+// participant outside the failed attempt's cohort is still refused.
+func TestReportSatOutAfterFailedAttempt(t *testing.T) {
+	t.Parallel()
+	f := newFederation(t, abc)
+	f.cfg.Training.Rounds = 1
+	f.cfg.MinParticipants = 2
+	f.cfg.RoundTimeout = coordinator.Duration(time.Second) // no update comes: attempt 0 fails
+	f.cfg.StatsTimeout = coordinator.Duration(time.Second) // hospital-c joins later
+	f.cfg.CohortTimeout = coordinator.Duration(time.Second)
+	s, ps := f.startScaled(t, abc[:2]...)
+	first := assignments(t, ps)[0]
+	round := first.GetRound()
+	// Attempt 0 fails at its deadline; the next needs two members ready,
+	// and none asks.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, _, err := ps[0].getModel(t, round)
+		if status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "no round is") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempt %d of round %d did not fail: GetModel = %v", first.GetAttempt(), round, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	third := f.connect(t, s, abc[2])[0]
+	for _, tt := range []struct {
+		name string
+		p    *participant
+		req  *fedguardv1.ReportSatOutRequest
+		want codes.Code
+	}{
+		{"the failed attempt", ps[1], &fedguardv1.ReportSatOutRequest{Round: round, Attempt: first.GetAttempt(), Reason: "secure_bad_share", Detail: "the share of hospital-a failed"}, codes.OK},
+		{"another round", ps[1], &fedguardv1.ReportSatOutRequest{Round: round + 1, Attempt: first.GetAttempt(), Reason: "secure_bad_share"}, codes.FailedPrecondition},
+		{"not in its cohort", third, &fedguardv1.ReportSatOutRequest{Round: round, Attempt: first.GetAttempt(), Reason: "secure_bad_share"}, codes.FailedPrecondition},
+	} {
+		_, err := tt.p.svc.ReportSatOut(callCtx(t, 5*time.Second), tt.req)
+		wantCode(t, "ReportSatOut: "+tt.name, err, tt.want)
+	}
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range fedtest.AuditEvents(t, f.cfg, audit.KindRoundSatOut) {
+		p := fedtest.Payload[audit.RoundSatOut](t, e)
+		got = append(got, fmt.Sprintf("%s %d %s", e.Actor, p.Attempt, p.Reason))
+	}
+	if want := []string{fmt.Sprintf("%s %d secure_bad_share", ps[1].name, first.GetAttempt())}; !slices.Equal(got, want) {
+		t.Errorf("round_sat_out events %q, want %q", got, want)
 	}
 }

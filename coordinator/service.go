@@ -536,7 +536,8 @@ func validateReportSatOutRequest(req *fedguardv1.ReportSatOutRequest) error {
 // member of the open attempt's cohort that has sent no update may sit it
 // out; the sit-out is audited (round_sat_out), shown on the status page,
 // and its reason goes into the round manifest's exclusions. The round then
-// waits for the others only.
+// waits for the others only. A member of the attempt that failed last may
+// still report why it left it (late, below): that is recorded only.
 func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOutRequest) (*fedguardv1.ReportSatOutResponse, error) {
 	if err := validateReportSatOutRequest(req); err != nil {
 		return nil, err
@@ -565,10 +566,20 @@ func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOut
 		// is then a dropout of it, which the protocol survives.
 		return nil
 	}
+	// late: the attempt named is the one that failed last, and the caller
+	// was in its cohort. A member of a secure session that found a bad
+	// share reports it once it has checked its shares, after training,
+	// and the session may have failed by then for the others' leaving:
+	// the report is recorded (audit log, text log, status page) and
+	// changes no round.
+	late := func() bool {
+		return c.retry.failures > 0 && round == c.lastRound+1 && attempt+1 == c.attempt && slices.Contains(c.retry.cohort, name)
+	}
 	c.mu.Lock()
 	err := check()
+	recordOnly := err != nil && late()
 	c.mu.Unlock()
-	if err != nil {
+	if err != nil && !recordOnly {
 		return nil, err
 	}
 	if err := c.admit(name, audit.KindRoundSatOut); err != nil {
@@ -587,6 +598,12 @@ func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOut
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if recordOnly {
+		if c.round == nil { // no later attempt's status to overwrite
+			c.noteStatusLocked(name, ParticipantSatOut, fmt.Sprintf("attempt %d: %s", attempt, why))
+		}
+		return &fedguardv1.ReportSatOutResponse{}, nil
+	}
 	if err := check(); err != nil {
 		return nil, err // the attempt ended meanwhile; the record stands
 	}
