@@ -10,16 +10,41 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fedguard/fedguard/aggregation/secagg"
+	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/demo"
 	"github.com/fedguard/fedguard/internal/fedtest"
 	"github.com/fedguard/fedguard/manifest"
 	"github.com/fedguard/fedguard/participant"
+	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
 // errKilled is what the hook of the hospital the test kills returns.
 var errKilled = errors.New("hospital killed by the test")
+
+// startSecureDemo lays out the demo federation (demoFederation) and starts
+// a coordinator process for it in secure mode, with min participants,
+// rounds, and the phase and round timeouts given. It returns the
+// directory, the hospitals, the configuration, the process and the
+// coordinator's public keys, which the hospitals pin.
+func startSecureDemo(t *testing.T, min, rounds int, phase, round time.Duration) (string, []string, coordinator.Config, *coordProc, manifest.PublicKeys) {
+	t.Helper()
+	dir, _, hospitals := demoFederation(t)
+	cfg := fedConfig(t, dir, demo.Federation, hospitals, min, rounds)
+	cfg.Secure = true
+	cfg.SecAgg.PhaseTimeout = coordinator.Duration(phase)
+	cfg.RoundTimeout = coordinator.Duration(round)
+	coord := startCoordinator(t, writeConfig(t, dir, cfg))
+	keys, err := manifest.LoadPublicKeys(filepath.Join(cfg.DataDir, manifest.PublicFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, hospitals, cfg, coord, keys
+}
 
 // TestSecureKilledInEachPhase runs secure federations (a real coordinator
 // process, four hospitals over real mTLS) and kills one hospital just
@@ -37,17 +62,8 @@ func TestSecureKilledInEachPhase(t *testing.T) {
 				fedtest.SkipIfShort(t, "a coordinator process and four hospitals per phase; -short keeps the unmasking phase")
 			}
 			t.Parallel()
-			dir, _, hospitals := demoFederation(t)
+			dir, hospitals, cfg, coord, keys := startSecureDemo(t, 2, 2, 20*time.Second, 30*time.Second)
 			victim := hospitals[len(hospitals)-1]
-			cfg := fedConfig(t, dir, demo.Federation, hospitals, 2, 2)
-			cfg.Secure = true
-			cfg.SecAgg.PhaseTimeout = coordinator.Duration(20 * time.Second)
-			cfg.RoundTimeout = coordinator.Duration(30 * time.Second)
-			coord := startCoordinator(t, writeConfig(t, dir, cfg))
-			keys, err := manifest.LoadPublicKeys(filepath.Join(cfg.DataDir, manifest.PublicFile))
-			if err != nil {
-				t.Fatal(err)
-			}
 			victimCtx, kill := context.WithCancel(context.Background())
 			defer kill()
 			var killed atomic.Bool
@@ -148,5 +164,84 @@ func TestDemoSecure(t *testing.T) {
 				t.Errorf("final accuracy %v, want >= 0.93 (the plain demo's bar)", acc)
 			}
 		})
+	}
+}
+
+// cheatShares is a stream interceptor that makes its hospital send, in its
+// first secure session, shares whose ciphertexts are flipped: a malicious
+// member sending garbage to every other member of its bucket.
+func cheatShares(done *atomic.Bool) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		s, err := streamer(ctx, desc, cc, method, opts...)
+		if err != nil || method != fedguardv1.CoordinatorService_SecureAggregate_FullMethodName {
+			return s, err
+		}
+		return &cheatStream{ClientStream: s, done: done}, nil
+	}
+}
+
+type cheatStream struct {
+	grpc.ClientStream
+	done *atomic.Bool
+}
+
+func (s *cheatStream) SendMsg(m any) error {
+	if req, ok := m.(*fedguardv1.SecureAggregateRequest); ok && req.GetShares() != nil && s.done.CompareAndSwap(false, true) {
+		req = proto.Clone(req).(*fedguardv1.SecureAggregateRequest)
+		for _, sh := range req.GetShares().GetShares() {
+			sh.Ciphertext[0] ^= 1
+		}
+		m = req
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+// TestSecureBadShareNamed (trial): one hospital sends every other member
+// of its secure session a share that fails authentication. Each honest
+// member finds it (secagg.ShareError names the sender) and must abort, so
+// the session fails; until now each said so in its own log only, and the
+// coordinator's record showed four members dropped at the masked input
+// alike, the cheat among them, so that it could fail every secure round
+// unnamed. Each honest member now sits the attempt out with reason
+// secure_bad_share, naming the sender, which puts the accusation in the
+// audit log, on the status page and in the manifest; the round goes on in
+// a later attempt.
+func TestSecureBadShareNamed(t *testing.T) {
+	fedtest.SkipIfShort(t, "a coordinator process and four hospitals through a failed secure attempt")
+	t.Parallel()
+	dir, hospitals, cfg, coord, keys := startSecureDemo(t, 3, 1, 5*time.Second, 20*time.Second)
+	cheat := hospitals[len(hospitals)-1]
+	var cheated atomic.Bool
+	agents := map[string]*participant.Agent{}
+	for _, h := range hospitals {
+		var opts []participant.Option
+		if h == cheat {
+			opts = append(opts, participant.WithDialOptions(grpc.WithStreamInterceptor(cheatShares(&cheated))))
+		}
+		agents[h] = pinnedAgent(t, dir, h, coord.Addr, nil, keys, filepath.Join(dir, h, "accepted.json"), opts...)
+	}
+	for name, err := range runAgents(t, context.Background(), agents)(3 * time.Minute) {
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	coord.finishedRounds(t, cfg, 1)
+	if !cheated.Load() {
+		t.Fatal("the cheat sent no shares")
+	}
+	accused := map[string]string{}
+	for _, e := range fedtest.AuditEvents(t, cfg, audit.KindRoundSatOut) {
+		p := fedtest.Payload[audit.RoundSatOut](t, e)
+		if p.Reason == "secure_bad_share" && p.Attempt == 0 {
+			accused[e.Actor] = p.Detail
+		}
+	}
+	for _, h := range hospitals[:len(hospitals)-1] {
+		if d, ok := accused[h]; !ok || !strings.Contains(d, cheat) {
+			t.Errorf("%s: round_sat_out secure_bad_share of attempt 0 with detail %q, want one naming %s (all: %v)", h, d, cheat, accused)
+		}
+	}
+	if d, ok := accused[cheat]; ok {
+		t.Errorf("the cheat accused someone: %q", d)
 	}
 }

@@ -647,6 +647,12 @@ func (a *Agent) session(ctx context.Context, client fedguardv1.CoordinatorServic
 			a.reportSatOut(ctx, client, asg, "trainer_"+trainerReason(err), err)
 		case errors.Is(err, ErrSecureRound):
 			a.log.WarnContext(ctx, "secure round abandoned", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
+			if errors.As(err, new(*badShareError)) {
+				// Only this agent saw the bad share: without the report the
+				// coordinator's record shows it dropped, and the sender as
+				// a member like the others.
+				a.reportSatOut(ctx, client, asg, satOutBadShare, err)
+			}
 		case errors.As(err, &st) && roundLevel(status.Code(err)):
 			a.log.WarnContext(ctx, "round not completed", slog.Any("error", err), slog.Uint64("round", asg.GetRound()))
 		case errors.As(err, &st):

@@ -264,6 +264,40 @@ func (a *Agent) newSecureSession(plan secureround.Plan, bucket int, id uint32, m
 	return s, nil
 }
 
+// badShareError is a secure session broken by a member's share: a
+// secagg.ShareError (the share from that member failed its check), with
+// the member's name. Either the member sent a bad share or the
+// coordinator changed it on the way; the agent cannot tell which, and
+// reports it (satOutBadShare) so that the accusation is on the record.
+type badShareError struct {
+	sender string
+	err    error
+}
+
+func (e *badShareError) Error() string {
+	return fmt.Sprintf("the share of %s, as the coordinator relayed it: %v", e.sender, e.err)
+}
+
+func (e *badShareError) Unwrap() error { return e.err }
+
+// satOutBadShare is the reason an agent gives the coordinator
+// (ReportSatOut) when a member's share broke its session.
+const satOutBadShare = "secure_bad_share"
+
+// namedShareError returns err as a *badShareError when it is a
+// secagg.ShareError of a member of s's bucket, and err otherwise.
+func (s *secureSession) namedShareError(err error) error {
+	var se *secagg.ShareError
+	if !errors.As(err, &se) {
+		return err
+	}
+	members := s.plan.Buckets()[s.bucket]
+	if se.From < 1 || int(se.From) > len(members) {
+		return err
+	}
+	return &badShareError{sender: members[se.From-1], err: err}
+}
+
 // forget drops s if it is the pending session: the agent never answers in
 // it again.
 func (a *Agent) forget(s *secureSession) {
@@ -305,7 +339,7 @@ func (a *Agent) secureMessage(ctx context.Context, client fedguardv1.Coordinator
 		masked, err := sc.MaskedInput(s.routed, input)
 		clear(input)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrSecureRound, err)
+			return fmt.Errorf("%w: %w", ErrSecureRound, s.namedShareError(err))
 		}
 		res.Delta = nil // the update itself is not kept with the session
 		s.res, out.masked, out.distributed = res, masked.Masked, a.distributedLedger(s.plan)
