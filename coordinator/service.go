@@ -598,14 +598,19 @@ func (s *service) ReportSatOut(ctx context.Context, req *fedguardv1.ReportSatOut
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !recordOnly {
+		if err := check(); err != nil {
+			if !late() {
+				return nil, err // the attempt ended meanwhile; the record stands
+			}
+			recordOnly = true // it failed meanwhile: as above
+		}
+	}
 	if recordOnly {
 		if c.round == nil { // no later attempt's status to overwrite
 			c.noteStatusLocked(name, ParticipantSatOut, fmt.Sprintf("attempt %d: %s", attempt, why))
 		}
 		return &fedguardv1.ReportSatOutResponse{}, nil
-	}
-	if err := check(); err != nil {
-		return nil, err // the attempt ended meanwhile; the record stands
 	}
 	c.round.satOut[name] = why
 	c.noteStatusLocked(name, ParticipantSatOut, why)

@@ -244,4 +244,11 @@ func TestSecureBadShareNamed(t *testing.T) {
 	if d, ok := accused[cheat]; ok {
 		t.Errorf("the cheat accused someone: %q", d)
 	}
+	// Each report was taken, even one that came after the session had
+	// failed: none was also refused.
+	for _, e := range fedtest.AuditEvents(t, cfg, audit.KindCallRefused) {
+		if c := fedtest.Payload[audit.CallRefused](t, e); strings.HasSuffix(c.Method, "/ReportSatOut") {
+			t.Errorf("seq %d: %s's ReportSatOut refused: %s", e.Seq, e.Actor, c.Reason)
+		}
+	}
 }
