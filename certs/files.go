@@ -49,8 +49,14 @@ func ReadPEMFile(path string) ([]byte, error) {
 // WriteFileAtomic writes data to path with permission perm so that readers
 // see either the old file or the complete new one, even across a crash: it
 // writes a temporary file in the same directory, fsyncs it, renames it over
-// path and fsyncs the directory.
+// path and fsyncs the directory. A path that exists and is neither a
+// regular file nor a directory (a named pipe, a terminal, /dev/stdout) is
+// written to instead: renaming a file over it would replace it (as root,
+// /dev/stdout itself), and its reader would get nothing.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		return writeThrough(path, data)
+	}
 	tmp, err := writeTemp(path, data, perm)
 	if err != nil {
 		return err
@@ -124,6 +130,23 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 		return "", fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	return tmp, nil
+}
+
+// writeThrough writes data to the existing file at path, which is not a
+// regular file: it is not created, truncated or synced.
+func writeThrough(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("certs: write %s: %w", path, err)
+	}
+	return nil
 }
 
 // writeClose writes data to f, fsyncs and closes it, returning the first

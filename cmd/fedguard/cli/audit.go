@@ -39,7 +39,8 @@ func parseAndOpen(fs *flag.FlagSet, args []string) (*audit.Log, string, error) {
 // output returns the writer for -out ("" or "-": standard output) and a
 // function that completes it: the file is written to a temporary name and
 // renamed only when everything was written, so a failed export leaves no
-// partial file behind.
+// partial file behind (certs.WriteFileAtomic; a pipe or a terminal is
+// written to).
 func output(env *Env, path string) (io.Writer, func(err error) error) {
 	if path == "" || path == "-" {
 		return env.Stdout, func(err error) error { return err }
