@@ -81,7 +81,17 @@ func (a *Agent) checkManifest(ctx context.Context, client fedguardv1.Coordinator
 // coordinator is shutting down): the record then stays where it was.
 func (a *Agent) acceptFinal(ctx context.Context, client fedguardv1.CoordinatorServiceClient, envelope []byte) error {
 	if len(envelope) == 0 {
-		return nil // a coordinator from before the field
+		// Every coordinator sends the final manifest with finished (a
+		// federation finishes only after its first round closed). A
+		// finish without it is a server that cannot sign: one with a
+		// coordinator certificate but not the signing key, ending the
+		// hospital's training unnoticed.
+		round := uint64(0)
+		if a.accepted != nil {
+			round = a.accepted.Round + 1
+		}
+		return a.refuse(ctx, client, &manifest.RefusalError{Reason: manifest.ReasonUnsigned, Round: round,
+			Detail: "the coordinator said the training is finished without the signed manifest of the final model"})
 	}
 	v, f, err := a.verify(envelope)
 	if err != nil {

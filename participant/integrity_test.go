@@ -557,7 +557,7 @@ func TestMissedRounds(t *testing.T) {
 			if !slices.Equal(rounds, []uint64{4, 5}) || !startOK {
 				t.Errorf("updates for rounds %v (first from round 3's model: %v), want rounds [4 5]", rounds, startOK)
 			}
-			if diff := cmp.Diff(fake.closed(4).accepted(), loadState(t, state)); diff != "" {
+			if diff := cmp.Diff(fake.closed(5).accepted(), loadState(t, state)); diff != "" {
 				t.Errorf("state file mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -579,13 +579,14 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("first agent: Run = %v, want nil", err)
 	}
 	checkUpdates(t, fake, 2)
-	if diff := cmp.Diff(fake.closed(1).accepted(), loadState(t, state)); diff != "" {
+	if diff := cmp.Diff(fake.closed(2).accepted(), loadState(t, state)); diff != "" {
 		t.Fatalf("state after two rounds mismatch (-want +got):\n%s", diff)
 	}
 
-	// A restarted agent resumes at round 3 from the recorded round 1: the
-	// offered manifest of round 2 extends it, so it fetches nothing (on
-	// first contact it would fetch rounds 0 and 1).
+	// A restarted agent resumes at round 3 from the recorded round 2 (the
+	// final manifest of the first run): the offered manifest is that one,
+	// so it fetches nothing (on first contact it would fetch rounds 0 and
+	// 1).
 	fake.mu.Lock()
 	fake.rounds = 3
 	fake.mu.Unlock()
@@ -597,7 +598,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Errorf("resumed agent fetched manifests %v, want none: it did not start from its state file", fetched)
 	}
 	checkUpdates(t, fake, 3)
-	accepted := fake.closed(2).accepted()
+	accepted := fake.closed(3).accepted()
 	if diff := cmp.Diff(accepted, loadState(t, state)); diff != "" {
 		t.Fatalf("state after three rounds mismatch (-want +got):\n%s", diff)
 	}
@@ -737,6 +738,21 @@ func TestFinalManifest(t *testing.T) {
 		}
 		if st, err := participant.ReadState(state); err != nil || string(st.Checkpoint) != want {
 			t.Errorf("ReadState = %+v, %v; want the final manifest's checkpoint %q", st, err, want)
+		}
+	})
+	t.Run("withheld", func(t *testing.T) {
+		// A server with a coordinator certificate but not the signing key
+		// can say finished; without the signed final manifest the agent
+		// must not end its training as if the federation had.
+		fake := newFake(t, 2)
+		fake.final = func([]byte) []byte { return nil }
+		_, addr := p.serve(t, fake, "127.0.0.1:0")
+		state := filepath.Join(t.TempDir(), "accepted.json")
+		a, _ := newAgent(t, addr, p.clientTLS, newTrainer(), fake.keys(), withState(state))
+		err := run(t, a, 15*time.Second)
+		checkRefused(t, err, a, fake, manifest.ReasonUnsigned, 2)
+		if diff := cmp.Diff(fake.closed(1).accepted(), loadState(t, state)); diff != "" {
+			t.Errorf("state after the refusal mismatch (-want +got):\n%s", diff)
 		}
 	})
 	t.Run("forged", func(t *testing.T) {

@@ -189,8 +189,9 @@ type fakeCoordinator struct {
 	// (f.mu held): it may replace f.signer, and returns the key rotations
 	// that manifest carries.
 	rotate func(n uint64) []json.RawMessage
-	// final, when set, makes WaitRound send with finished the envelope it
-	// returns for the last closed round's (f.mu held).
+	// WaitRound sends the last closed round's manifest with finished, as
+	// the coordinator does; final, when set, replaces it with the
+	// envelope it returns for it (nil: none) (f.mu held).
 	final func(env []byte) []byte
 
 	mu                        sync.Mutex
@@ -398,11 +399,11 @@ func (f *fakeCoordinator) WaitRound(ctx context.Context, _ *fedguardv1.WaitRound
 		return nil, status.Error(codes.FailedPrecondition, "report stats first")
 	}
 	if f.round > f.rounds {
-		resp := &fedguardv1.WaitRoundResponse{Finished: true}
+		env := f.chain[len(f.chain)-1].env
 		if f.final != nil {
-			resp.Manifest = f.final(f.chain[len(f.chain)-1].env)
+			env = f.final(env)
 		}
-		return resp, nil
+		return &fedguardv1.WaitRoundResponse{Finished: true, Manifest: env}, nil
 	}
 	asg := f.assignment()
 	if f.offer != nil {

@@ -89,8 +89,8 @@ func TestKeyRotationFollowed(t *testing.T) {
 	}
 	checkUpdates(t, fake, 4)
 	round, rots := stateRotations(t, state)
-	if round != 3 || len(rots) != 1 {
-		t.Fatalf("state file at round %d with %d rotations, want round 3 and 1 rotation", round, len(rots))
+	if round != 4 || len(rots) != 1 {
+		t.Fatalf("state file at round %d with %d rotations, want round 4 (the final manifest) and 1 rotation", round, len(rots))
 	}
 	v, err := manifest.OpenRotation(mustCarried(t, fake.closed(3).env))
 	if err != nil {
@@ -132,8 +132,8 @@ func TestKeyRotationFollowed(t *testing.T) {
 	rolled, logs := newAgent(t, addr, p.clientTLS, newTrainer(), oldKeys, withState(state))
 	err = run(t, rolled, 20*time.Second)
 	checkRefused(t, err, rolled, fake, manifest.ReasonBadSignature, 5)
-	if round, _ := stateRotations(t, state); round != 4 {
-		t.Errorf("state file at round %d after the refusal, want 4", round)
+	if round, _ := stateRotations(t, state); round != 5 {
+		t.Errorf("state file at round %d after the refusal, want 5 (the restarted agent's final manifest)", round)
 	}
 	if !strings.Contains(logs.String(), "round manifest refused") {
 		t.Errorf("the refusal is not logged:\n%s", logs.String())
@@ -195,8 +195,8 @@ func TestKeyRotationChainMissed(t *testing.T) {
 		t.Errorf("the agent fetched no missed manifest")
 	}
 	round, rots := stateRotations(t, state)
-	if round != 6 || len(rots) != 2 || rots[1]["new_fingerprint"] != next.Public().Fingerprint() {
-		t.Fatalf("state file at round %d with rotations %v, want round 6 and two rotations ending at %s", round, rots, next.Public().Fingerprint())
+	if round != 7 || len(rots) != 2 || rots[1]["new_fingerprint"] != next.Public().Fingerprint() {
+		t.Fatalf("state file at round %d with rotations %v, want round 7 (the final manifest) and two rotations ending at %s", round, rots, next.Public().Fingerprint())
 	}
 	if n := strings.Count(logs.String(), "coordinator keys rotated"); n != 2 {
 		t.Errorf("the agent logged %d rotations, want 2", n)
