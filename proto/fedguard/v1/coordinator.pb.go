@@ -2446,7 +2446,9 @@ type ReportSatOutRequest struct {
 	Attempt uint32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// A stable reason, 1 to 64 bytes of [a-z0-9_]: trainer_start,
 	// trainer_crash, trainer_timeout, trainer_output, trainer_layout,
-	// trainer_non_finite, trainer_metrics, trainer_not_approved.
+	// trainer_non_finite, trainer_metrics, trainer_not_approved, or
+	// secure_bad_share (a secure session's member sent the caller a share
+	// that failed authentication; the detail names it).
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Human-readable detail, at most 1024 bytes of printable UTF-8.
 	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
