@@ -607,7 +607,7 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 	var out ExportedModel
 	err = db.View(func(tx *bolt.Tx) error {
 		meta, st := tx.Bucket(bucketMeta), tx.Bucket(bucketState)
-		if meta == nil || st == nil || tx.Bucket(bucketManifests) == nil {
+		if meta == nil || st == nil || tx.Bucket(bucketManifests) == nil || tx.Bucket(bucketModels) == nil {
 			return fmt.Errorf("%s is not a fedguard state database of schema version %s", path, schemaVersion)
 		}
 		if v := meta.Get(keySchema); string(v) != schemaVersion {
@@ -636,9 +636,15 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 				return fmt.Errorf("%w: scaling: %v", ErrCorrupt, err)
 			}
 		}
-		out.Model = bytes.Clone(tx.Bucket(bucketModels).Get(roundKey(r)))
+		models := tx.Bucket(bucketModels)
+		out.Model = bytes.Clone(models.Get(roundKey(r)))
 		if out.Model == nil {
-			return fmt.Errorf("the model of round %d is no longer kept (keep_models); its manifest is", r)
+			oldest := "none"
+			if k, _ := models.Cursor().First(); len(k) == 8 {
+				oldest = fmt.Sprintf("round %d", binary.BigEndian.Uint64(k))
+			}
+			return fmt.Errorf("the model of round %d is no longer kept (keep_models: the oldest model kept is %s); "+
+				"its signed manifest is still in the audit log: the manifest_signed event of round %d in `fedguard audit export`", r, oldest, r)
 		}
 		return nil
 	})

@@ -320,7 +320,9 @@ func TestExportModel(t *testing.T) {
 	}{
 		{-1, 3, ""},
 		{2, 2, ""},
-		{1, 0, "no longer kept"}, // keep_models 2: rounds 2 and 3 only
+		// keep_models 2: rounds 2 and 3 only; the error says where the
+		// round's manifest still is, for `participant lineage --check`.
+		{1, 0, "the model of round 1 is no longer kept (keep_models: the oldest model kept is round 2); its signed manifest is still in the audit log: the manifest_signed event of round 1 in `fedguard audit export`"},
 		{4, 0, "has not closed"},
 	}
 	for _, tt := range tests {
