@@ -500,9 +500,12 @@ func TestCheckFilesServerCertificate(t *testing.T) {
 	cfg := f.cfg
 	cfg.Cert = filepath.Join(f.dir, "hospital-a", "hospital-a.crt")
 	cfg.Key = filepath.Join(f.dir, "hospital-a", "hospital-a.key")
+	// The error names what the file is and which one belongs there, not
+	// only x509's "incompatible key usage".
 	err := coordinator.CheckFiles(cfg)
-	if err == nil || !strings.Contains(err.Error(), "server certificate") {
-		t.Errorf("CheckFiles(participant certificate as the server's) = %v, want a server certificate error", err)
+	if err == nil || !strings.Contains(err.Error(), "server certificate") ||
+		!strings.Contains(err.Error(), "participant/hospital-a") || !strings.Contains(err.Error(), "fedguard ca issue") {
+		t.Errorf("CheckFiles(participant certificate as the server's) = %v, want a server certificate error naming the participant and fedguard ca issue", err)
 	}
 	if co, err := coordinator.New(cfg); err == nil {
 		defer co.Close()

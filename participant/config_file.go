@@ -564,18 +564,21 @@ func (c FileConfig) checkCertificate(cfg Config) (certs.Identity, error) {
 			return certs.Identity{}, fmt.Errorf("participant: cert: %w", err)
 		}
 	}
+	// The identity first: the coordinator's certificate in the wrong place
+	// is named as such, not as x509's "incompatible key usage".
+	id, idErr := certs.ParseIdentity(leaf)
+	if idErr == nil && (id.Role != certs.RoleParticipant || id.Federation != c.Federation) {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s is %s, want a participant of federation %q (this hospital's certificate, from fedguard ca sign of its CSR)",
+			c.Cert, id, c.Federation)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots:     cfg.TLS.RootCAs,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
 	}
-	id, err := certs.ParseIdentity(leaf)
-	if err != nil {
-		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
-	}
-	if id.Role != certs.RoleParticipant || id.Federation != c.Federation {
-		return certs.Identity{}, fmt.Errorf("participant: cert %s is %s, want a participant of federation %q", c.Cert, id, c.Federation)
+	if idErr != nil {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, idErr)
 	}
 	return id, nil
 }

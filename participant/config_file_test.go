@@ -279,6 +279,8 @@ func TestFieldErrorDescribe(t *testing.T) {
 // enrolment writes what a hospital has after enrolment into dir: ca.crt,
 // st-mary.crt and .key for federation fed, the coordinator's signing.pub
 // and a data file; it returns a configuration with paths relative to dir.
+// The coordinator's own certificate and key (coordinator.crt, .key) are
+// there too, for the tests of a hospital that configures them by mistake.
 func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
 	t.Helper()
 	caDir := filepath.Join(t.TempDir(), "ca")
@@ -292,6 +294,16 @@ func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
 	}
 	certPEM, err := ca.Sign(csrPEM, 0)
 	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, serverKey, err := ca.IssueServer([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "coordinator.crt"), serverCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WritePrivateKey(filepath.Join(dir, "coordinator.key"), serverKey); err != nil {
 		t.Fatal(err)
 	}
 	fedtest.CopyFile(t, filepath.Join(caDir, "ca.crt"), filepath.Join(dir, "ca.crt"))
@@ -376,6 +388,10 @@ func TestFileConfigCheck(t *testing.T) {
 		{"certificate of another federation", func(_ *testing.T, _ string, c *participant.FileConfig) {
 			c.CA, c.Cert, c.Key = filepath.Join(other, "ca.crt"), filepath.Join(other, "st-mary.crt"), filepath.Join(other, "st-mary.key")
 		}, []string{"want a participant of federation \"clinic-net\""}},
+		// Before, x509's "incompatible key usage" was all it said.
+		{"the coordinator's certificate", func(_ *testing.T, _ string, c *participant.FileConfig) {
+			c.Cert, c.Key = "coordinator.crt", "coordinator.key"
+		}, []string{"coordinator.crt is spiffe://clinic-net/coordinator", "want a participant of federation \"clinic-net\"", "fedguard ca sign"}},
 		{"bad expectations", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Expect = "data.csv" }, []string{"participant: expect:", "invalid expectations"}},
 		{"corrupt state", func(t *testing.T, dir string, c *participant.FileConfig) {
 			if err := os.WriteFile(filepath.Join(dir, "st-mary.accepted.json"), []byte("{"), 0o600); err != nil {
