@@ -58,7 +58,9 @@ func TestLoadConfig(t *testing.T) {
 		{"minimal.json", minimal, nil},
 		{"unknown_field.json", coordinator.Config{}, []string{"unknown field", "min_participant"}},
 		{"unknown_nested_field.json", coordinator.Config{}, []string{"unknown field", "epochs"}},
-		{"bad_duration.json", coordinator.Config{}, []string{"5 minutes"}},
+		// The decoder does not name the field, so the error says what a
+		// duration looks like (before, only time's "unknown unit").
+		{"bad_duration.json", coordinator.Config{}, []string{`"5 minutes"`, `want a duration such as "30s", "10m" or "2h"`}},
 		{"number_duration.json", coordinator.Config{}, []string{"duration must be a string"}},
 		{"wrong_type.json", coordinator.Config{}, []string{"enrolled"}},
 		{"syntax.json", coordinator.Config{}, []string{"syntax.json"}},
