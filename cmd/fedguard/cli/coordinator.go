@@ -44,6 +44,13 @@ func parseCoordinator(env *Env, args []string) (coordinatorRun, error) {
 	checkData := fs.Bool("check-data", false, "check the data directory of a stopped coordinator (state.db and audit.db sound, the audit log verified, the two in agreement), print the verdict and exit (status 1 if it fails)")
 	var flags coordinator.Config
 	coordinatorFlags(fs, &flags)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nAnd the commands on a stopped coordinator's data directory (each with -h):\n"+
+			"  fedguard coordinator init --config FILE          create a new federation (state.db, audit.db, keys if absent) and exit\n"+
+			"  fedguard coordinator rotate-keys --config FILE   rotate the manifest-signing keys (--dry-run first)\n")
+	}
 	if err := parseFlags(fs, args, "config"); err != nil {
 		return coordinatorRun{}, err
 	}
