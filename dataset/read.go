@@ -56,6 +56,8 @@ var (
 	ErrRagged = errors.New("ragged row")
 	// ErrBadLabel means a label cell is empty, not UTF-8 or holds a control character.
 	ErrBadLabel = errors.New("bad label")
+	// ErrUnknownLabel means a label cell is not one of ReadOptions.Classes.
+	ErrUnknownLabel = errors.New("unknown label")
 )
 
 // RowError locates a problem in one data row so that hospital IT can find and fix
@@ -91,6 +93,10 @@ type ReadOptions struct {
 	Features []string // wanted feature columns in this order; nil = every column except Label and Ignore
 	Ignore   []string // columns to skip (e.g. "id"); names absent from the header are fine
 	MaxRows  int      // 0 = DefaultMaxRows (1_000_000); more rows is an error
+	// Classes, if not empty, are the labels a row may have (the federation's
+	// classes): another is a *RowError wrapping ErrUnknownLabel, with the
+	// line, as every other bad cell.
+	Classes []string
 }
 
 // ReadFile opens path and reads it with ReadCSV.
@@ -234,6 +240,11 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 		if err := checkLabel(label); err != nil {
 			l, _ := cr.FieldPos(labelCol)
 			return nil, &RowError{Line: l, Column: names[labelCol], Value: Excerpt(rec[labelCol]), Err: err}
+		}
+		if len(o.Classes) > 0 && !slices.Contains(o.Classes, label) {
+			l, _ := cr.FieldPos(labelCol)
+			return nil, &RowError{Line: l, Column: names[labelCol], Value: Excerpt(rec[labelCol]),
+				Err: fmt.Errorf("%w, want one of %q", ErrUnknownLabel, o.Classes)}
 		}
 		t.X = append(t.X, row)
 		// Clone: with ReuseRecord the cell shares memory with the whole record.

@@ -987,6 +987,12 @@ func TestIncompatibleSpecIsPermanent(t *testing.T) {
 			if !errors.Is(err, participant.ErrIncompatible) {
 				t.Fatalf("Run = %v, want ErrIncompatible", err)
 			}
+			// The hospital is told where in its file (README: "with the
+			// line and column named").
+			var re *dataset.RowError
+			if tt.name == "unknown label" && (!errors.As(err, &re) || re.Column != fake.spec.Label || re.Line < 2) {
+				t.Errorf("Run = %v, want a *dataset.RowError naming the line and the label column %q", err, fake.spec.Label)
+			}
 			if joins, _, _, _ := fake.counts(); joins != 1 {
 				t.Errorf("joins = %d, want 1", joins)
 			}
