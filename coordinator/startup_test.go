@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -280,4 +281,45 @@ func reportedRound(t *testing.T, cfg coordinator.Config, keys manifest.PublicKey
 		t.Fatalf("report has %d rounds, want round %d alone", len(rep.Rounds), round)
 	}
 	return rep.Rounds[0]
+}
+
+// TestFailedStartIsRecordedAsStopped: a coordinator records its start when
+// it opens its files (New), before Run listens. One that then could not
+// listen (the port taken: a second coordinator, or the old one still
+// stopping) left a coordinator_started with no stop and no checkpoint over
+// it, which an auditor reads as a crash of a running coordinator. The
+// failure must close the record: a coordinator_stopped naming the error,
+// signed by a checkpoint.
+func TestFailedStartIsRecordedAsStopped(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	f := newFederation(t, abc)
+	cfg := f.cfg
+	cfg.Listen = taken.Addr().String()
+	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := c.Run(t.Context())
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if runErr == nil || !strings.Contains(runErr.Error(), "listen on") {
+		t.Fatalf("Run on a taken port = %v, want a listen error", runErr)
+	}
+	events := fedtest.AuditEvents(t, cfg, "")
+	last := events[len(events)-1]
+	if last.Kind != audit.KindCoordinatorStopped || !strings.Contains(fedtest.Payload[audit.CoordinatorStopped](t, last).Reason, "listen on") {
+		t.Errorf("last audit event = %s %s, want coordinator_stopped naming the listen error", last.Kind, last.Payload)
+	}
+	d, err := coordinator.CheckData(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Audit.Covered != d.Audit.Events {
+		t.Errorf("the last checkpoint covers %d of %d events, want all", d.Audit.Covered, d.Audit.Events)
+	}
 }
