@@ -61,6 +61,10 @@ import (
 // coordinator that was not asked to create one.
 var ErrNoFederation = errors.New("coordinator: no federation in the data directory")
 
+// ErrInUse reports a data directory whose state.db another process (a
+// running coordinator) holds locked: nothing was checked or opened.
+var ErrInUse = errors.New("in use by a running coordinator")
+
 // ErrDataMismatch reports a state database and an audit log that describe
 // different histories.
 var ErrDataMismatch = errors.New("coordinator: state.db and audit.db disagree")

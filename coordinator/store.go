@@ -244,7 +244,7 @@ func openStore(dir, federation string, spec []byte, mode storeMode) (*store, err
 	if err != nil {
 		switch {
 		case errors.Is(err, bolterrors.ErrTimeout):
-			return nil, fmt.Errorf("open %s: another coordinator holds it", path)
+			return nil, fmt.Errorf("open %s: %w: another coordinator holds it", path, ErrInUse)
 		case errors.Is(err, boltfile.ErrEmpty), errors.Is(err, boltfile.ErrDamaged):
 			return nil, fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
 		}
