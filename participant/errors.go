@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,6 +109,16 @@ func isCertRefusal(err error) bool {
 // reason, what the agent can tell about its own certificate (out of its
 // validity period, and since when) or who can tell the rest.
 func (a *Agent) refusalHint(err error) string {
+	var herr x509.HostnameError
+	if errors.As(err, &herr) && herr.Certificate != nil {
+		names := slices.Clone(herr.Certificate.DNSNames)
+		for _, ip := range herr.Certificate.IPAddresses {
+			names = append(names, ip.String())
+		}
+		return fmt.Sprintf(": the coordinator's certificate is for %s: dial it by one of those names (--coordinator, coordinator) "+
+			"or set --server-name (server_name), or ask the federation operator for a certificate with this name (fedguard ca issue --host)",
+			strings.Join(names, ", "))
+	}
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "remote error" {
 		return ""

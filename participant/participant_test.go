@@ -914,6 +914,13 @@ func TestCertificateRefusalSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The coordinator's certificate names localhost and 127.0.0.1; a
+	// hospital that dials it by another name is told which names it has
+	// and how to use one (x509 says "not valid for any names" when the
+	// certificate has only IP addresses).
+	byName := p.client(t, p.ca, p.Federation, hospital)
+	byName.ServerName = "coordinator.example.org"
+
 	tests := []struct {
 		name   string
 		client *tls.Config
@@ -921,6 +928,7 @@ func TestCertificateRefusalSaysWhy(t *testing.T) {
 	}{
 		{"expired", expired, "this hospital's certificate expired at " + leaf.NotAfter.UTC().Format(time.RFC3339)},
 		{"from another CA", p.client(t, p.ca, other.Federation, hospital), "the coordinator refused this hospital's certificate"},
+		{"coordinator dialled by another name", byName, "the coordinator's certificate is for localhost, 127.0.0.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
