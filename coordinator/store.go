@@ -9,8 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"github.com/fedguard/fedguard/manifest"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -21,6 +25,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/boltfile"
+	"github.com/fedguard/fedguard/internal/excerpt"
 )
 
 // The database layout, all in one place. Keys of per-round buckets are the
@@ -284,7 +289,8 @@ func openStore(dir, federation string, spec []byte, mode storeMode) (*store, err
 			return fmt.Errorf("database belongs to federation %q, config says %q", got, federation)
 		}
 		if got := meta.Get(keySpec); !bytes.Equal(got, spec) {
-			return fmt.Errorf("database was made for model %s, config says %s", got, spec)
+			return fmt.Errorf("database was made for another model than the configuration's (%s): a federation's model cannot change; "+
+				"restore the configuration's model section, or point data_dir at an empty directory for a new federation", specDiff(got, spec))
 		}
 		return nil
 	}
@@ -649,4 +655,72 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 		return nil
 	})
 	return out, err
+}
+
+// specDiff says how the model specification stored in state.db differs
+// from the configuration's, field by field ("model.kind: "logreg" in
+// state.db, "mlp" in the configuration"), naming the feature names one
+// lacks and the other adds rather than printing two lists of them.
+func specDiff(stored, configured []byte) string {
+	var a, b map[string]json.RawMessage
+	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(configured, &b) != nil {
+		return fmt.Sprintf("state.db's %s, the configuration's %s", excerpt.Of(string(stored), 200), excerpt.Of(string(configured), 200))
+	}
+	value := func(m map[string]json.RawMessage, k string) string {
+		if v, ok := m[k]; ok {
+			return excerpt.Of(string(v), 120)
+		}
+		return "none"
+	}
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if bytes.Equal(a[k], b[k]) {
+			continue
+		}
+		var x, y []string
+		if json.Unmarshal(a[k], &x) == nil && json.Unmarshal(b[k], &y) == nil && x != nil && y != nil {
+			lacks, adds := quotedMissing(x, y), quotedMissing(y, x)
+			switch {
+			case lacks == "" && adds == "":
+				diffs = append(diffs, fmt.Sprintf("model.%s: the same names in another order", k))
+			default:
+				d := fmt.Sprintf("model.%s: the configuration", k)
+				if lacks != "" {
+					d += " lacks " + lacks
+				}
+				if lacks != "" && adds != "" {
+					d += " and"
+				}
+				if adds != "" {
+					d += " adds " + adds
+				}
+				diffs = append(diffs, d)
+			}
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("model.%s: %s in state.db, %s in the configuration", k, value(a, k), value(b, k)))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// quotedMissing lists the names of from that are not in in, quoted, at
+// most 10 of them.
+func quotedMissing(from, in []string) string {
+	var out []string
+	for _, s := range from {
+		if !slices.Contains(in, s) {
+			out = append(out, strconv.Quote(s))
+		}
+	}
+	if len(out) > 10 {
+		out = append(out[:10], fmt.Sprintf("and %d more", len(out)-10))
+	}
+	return strings.Join(out, ", ")
 }
