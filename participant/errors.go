@@ -104,10 +104,13 @@ func isCertRefusal(err error) bool {
 }
 
 // refusalHint says what the hospital can do about a certificate refusal
-// err: empty when this agent refused the coordinator's certificate (the
-// x509 error says why), and otherwise, since a TLS alert carries no
-// reason, what the agent can tell about its own certificate (out of its
-// validity period, and since when) or who can tell the rest.
+// err. When this agent refused the coordinator's certificate for the name
+// it dialled, it lists the names the certificate has and what to change;
+// for another refusal of the coordinator's certificate it is empty (the
+// x509 error says why). When the coordinator refused this hospital's,
+// since a TLS alert carries no reason, it says what the agent can tell
+// about its own certificate (out of its validity period, and since when)
+// or who can tell the rest.
 func (a *Agent) refusalHint(err error) string {
 	var herr x509.HostnameError
 	if errors.As(err, &herr) && herr.Certificate != nil {
