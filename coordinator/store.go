@@ -602,7 +602,7 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 	db, err := boltfile.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return ExportedModel{}, fmt.Errorf("open %s: a running coordinator holds it; stop it or export from a copy", path)
+			return ExportedModel{}, fmt.Errorf("open %s: %w", path, ErrInUse)
 		}
 		if errors.Is(err, boltfile.ErrEmpty) || errors.Is(err, boltfile.ErrDamaged) {
 			return ExportedModel{}, fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
