@@ -600,10 +600,14 @@ func readHeader(path string) error {
 	// never ends (a device, a FIFO) is refused, not read until memory
 	// runs out.
 	r := csv.NewReader(dataset.NewBoundedReader(f, dataset.MaxBytes, dataset.MaxLineBytes))
-	if _, err := r.Read(); err != nil {
+	header, err := r.Read()
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%s is empty, want a CSV header row", path)
 		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := dataset.CheckSeparator(header); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

@@ -369,6 +369,14 @@ func TestFileConfigCheck(t *testing.T) {
 			c.Expect, c.Validation = "expect.json", participant.ValidationWarn
 		}, []string{"fails its expectations", "would train on it anyway"}},
 		{"missing data", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Data = "nope.csv" }, []string{"participant: data:", "nope.csv", "no such file"}},
+		// Before, --check-config said OK and the agent stopped later on
+		// a missing label column.
+		{"semicolon-separated data", func(t *testing.T, dir string, c *participant.FileConfig) {
+			if err := os.WriteFile(filepath.Join(dir, "semi.csv"), []byte("id;x;y\n1;2;B\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c.Data = "semi.csv"
+		}, []string{"semi.csv", "the header is one column holding ';'", "separated by commas"}},
 		{"empty data", func(t *testing.T, dir string, c *participant.FileConfig) {
 			if err := os.WriteFile(filepath.Join(dir, "empty.csv"), nil, 0o644); err != nil {
 				t.Fatal(err)
