@@ -368,8 +368,10 @@ func (c FileConfig) validateDP() error {
 		return &FieldError{Field: "dp_noise_multiplier", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPNoiseMultiplier)}
 	case bad(c.DPClipNorm):
 		return &FieldError{Field: "dp_clip_norm", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPClipNorm)}
-	case (c.DPNoiseMultiplier > 0) != (c.DPClipNorm > 0):
-		return &FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}
+	case c.DPNoiseMultiplier > 0 && c.DPClipNorm == 0:
+		return &FieldError{Field: "dp_noise_multiplier", Reason: "needs", Other: "dp_clip_norm"}
+	case c.DPClipNorm > 0 && c.DPNoiseMultiplier == 0:
+		return &FieldError{Field: "dp_clip_norm", Reason: "needs", Other: "dp_noise_multiplier"}
 	case c.DPEpsilon > 0 && c.DPNoiseMultiplier == 0 && c.Trainer != TrainerExec:
 		return &FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}
 	case c.DPDelta > 0 && c.DPEpsilon == 0 && c.DPSecureEpsilon == 0 && c.DPSecureRoundEpsilon == 0:

@@ -211,8 +211,13 @@ func TestFileConfigValidate(t *testing.T) {
 		{"dp-sgd without budget", func(c *participant.FileConfig) { c.DPNoiseMultiplier, c.DPClipNorm = 1.1, 1 }, nil},
 		{"dp budget without dp-sgd", func(c *participant.FileConfig) { c.DPEpsilon = 8 },
 			&participant.FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}},
+		// Before, the reason held a field name of its own, and the flag
+		// form read "-dp-noise-multiplier and dp_clip_norm go together:
+		// set both -dp-clip-norm".
 		{"dp sigma without clip", func(c *participant.FileConfig) { c.DPEpsilon, c.DPNoiseMultiplier = 8, 1.1 },
-			&participant.FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}},
+			&participant.FieldError{Field: "dp_noise_multiplier", Reason: "needs", Other: "dp_clip_norm"}},
+		{"dp clip without sigma", func(c *participant.FileConfig) { c.DPClipNorm = 1 },
+			&participant.FieldError{Field: "dp_clip_norm", Reason: "needs", Other: "dp_noise_multiplier"}},
 		{"dp delta 1", func(c *participant.FileConfig) {
 			c.DPEpsilon, c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 8, 1, 1.1, 1
 		},
