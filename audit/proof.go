@@ -103,6 +103,9 @@ func (l *Log) prove(seq uint64) (Proof, error) {
 	if !ok {
 		return Proof{}, fmt.Errorf("%w: event %d: the log has no checkpoint yet", ErrNotCovered, seq)
 	}
+	if size := l.Size(); seq >= size && size > 0 {
+		return Proof{}, fmt.Errorf("%w: event %d is not in the log, which holds events 0 to %d", ErrNotCovered, seq, size-1)
+	}
 	if seq >= cp.Size {
 		return Proof{}, fmt.Errorf("%w: event %d is after the latest checkpoint, of size %d", ErrNotCovered, seq, cp.Size)
 	}

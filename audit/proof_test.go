@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -44,6 +45,12 @@ func TestProveEvery(t *testing.T) {
 	}
 	if _, err := l.Prove(n); err != nil {
 		t.Errorf("Prove(%d) after a new checkpoint = %v", n, err)
+	}
+	// An event the log does not hold is named as such, not as one a later
+	// checkpoint will cover (`audit prove --seq 9999` said "after the
+	// latest checkpoint").
+	if _, err := l.Prove(9999); !errors.Is(err, ErrNotCovered) || !strings.Contains(err.Error(), fmt.Sprintf("event 9999 is not in the log, which holds events 0 to %d", n)) {
+		t.Errorf("Prove(9999) = %v, want ErrNotCovered saying the log holds events 0 to %d", err, n)
 	}
 }
 

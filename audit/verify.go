@@ -643,14 +643,24 @@ func (p *lineParser) hash(h *Hash) {
 
 // lineReader reads newline-terminated lines of at most MaxLineLen bytes.
 type lineReader struct {
-	r    *bufio.Reader
-	long []byte // a line longer than r's buffer, being assembled
-	line int
+	r       *bufio.Reader
+	long    []byte // a line longer than r's buffer, being assembled
+	line    int
+	started bool // the input's start was checked for binary data
 }
 
 // next returns the next line without its newline, valid until the next
 // call, or io.EOF at the end.
 func (lr *lineReader) next() ([]byte, error) {
+	if !lr.started {
+		lr.started = true
+		// An export is text. A NUL byte at its start is most often the
+		// audit database itself, which would otherwise read as one long
+		// or unterminated line.
+		if head, _ := lr.r.Peek(512); bytes.IndexByte(head, 0) >= 0 {
+			return nil, verifyErr(1, -1, 0, "the file is binary, not an export of %s (an audit database? export it first: fedguard audit export --db FILE --out audit.jsonl)", ExportFormat)
+		}
+	}
 	lr.long = lr.long[:0]
 	for {
 		b, err := lr.r.ReadSlice('\n')

@@ -2,10 +2,12 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -514,4 +516,26 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVerifyDatabaseInsteadOfExport: `audit verify` given the audit
+// database itself (audit.db, beside the export in the README's commands)
+// printed the database's first bytes as a quoted string of escapes. It
+// must say what the file is and which command makes an export of it.
+func TestVerifyDatabaseInsteadOfExport(t *testing.T) {
+	l, path := openTestLog(t, nil)
+	if _, err := l.Append(context.Background(), synthEntry(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Verify(bytes.NewReader(db), VerifyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "binary, not an export") || !strings.Contains(err.Error(), "fedguard audit export --db") {
+		t.Errorf("Verify(audit.db) = %v, want it to say the file is binary and how to export it", err)
+	}
 }

@@ -55,19 +55,25 @@ func (r *RevocationList) Reload() (changed bool, err error) {
 	if r == nil || r.path == "" {
 		return false, nil
 	}
+	r.mu.RLock()
+	first, loaded := r.number == nil, r.hash
+	r.mu.RUnlock()
 	data, err := strictjson.ReadFile(r.path, MaxCRLFileSize)
 	if err != nil {
+		if first { // NewRevocationList: there is no previous list to keep
+			return false, fmt.Errorf("certs: load CRL: %w", err)
+		}
 		return false, fmt.Errorf("certs: reload CRL: %w", err)
 	}
 	sum := sha256.Sum256(data)
-	r.mu.RLock()
-	same := r.number != nil && sum == r.hash
-	r.mu.RUnlock()
-	if same {
+	if !first && sum == loaded {
 		return false, nil
 	}
 	crl, err := parseCRLFrom(data, r.cas)
 	if err != nil {
+		if first {
+			return false, fmt.Errorf("certs: load CRL %s: %w", r.path, err)
+		}
 		return false, fmt.Errorf("certs: reload CRL %s (keeping the previous list): %w", r.path, err)
 	}
 	serials := make(map[string]time.Time, len(crl.RevokedCertificateEntries))

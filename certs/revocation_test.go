@@ -2,6 +2,7 @@ package certs
 
 import (
 	"context"
+	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -31,6 +32,17 @@ func TestNewRevocationList(t *testing.T) {
 	var nilList *RevocationList
 	if nilList.IsRevoked(c.SerialNumber) {
 		t.Error("nil list revokes")
+	}
+	// A first load has no previous list to keep: before, a certificate
+	// named as the crl at start-up was refused "(keeping the previous
+	// list)".
+	notCRL := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(notCRL, pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: a.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRevocationList(notCRL, a.Certificate()); err == nil || strings.Contains(err.Error(), "previous list") ||
+		!strings.Contains(err.Error(), "certs: load CRL "+notCRL) {
+		t.Errorf("NewRevocationList(a certificate) = %v, want a load error that names the file and keeps no previous list", err)
 	}
 }
 

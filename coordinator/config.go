@@ -56,7 +56,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return err
+		return fmt.Errorf("duration %q: want a duration such as \"30s\", \"10m\" or \"2h\" (units ns, us, ms, s, m, h): %w", s, err)
 	}
 	*d = Duration(v)
 	return nil

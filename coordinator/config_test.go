@@ -58,7 +58,9 @@ func TestLoadConfig(t *testing.T) {
 		{"minimal.json", minimal, nil},
 		{"unknown_field.json", coordinator.Config{}, []string{"unknown field", "min_participant"}},
 		{"unknown_nested_field.json", coordinator.Config{}, []string{"unknown field", "epochs"}},
-		{"bad_duration.json", coordinator.Config{}, []string{"5 minutes"}},
+		// The decoder does not name the field, so the error says what a
+		// duration looks like (before, only time's "unknown unit").
+		{"bad_duration.json", coordinator.Config{}, []string{`"5 minutes"`, `want a duration such as "30s", "10m" or "2h"`}},
 		{"number_duration.json", coordinator.Config{}, []string{"duration must be a string"}},
 		{"wrong_type.json", coordinator.Config{}, []string{"enrolled"}},
 		{"syntax.json", coordinator.Config{}, []string{"syntax.json"}},
@@ -500,9 +502,12 @@ func TestCheckFilesServerCertificate(t *testing.T) {
 	cfg := f.cfg
 	cfg.Cert = filepath.Join(f.dir, "hospital-a", "hospital-a.crt")
 	cfg.Key = filepath.Join(f.dir, "hospital-a", "hospital-a.key")
+	// The error names what the file is and which one belongs there, not
+	// only x509's "incompatible key usage".
 	err := coordinator.CheckFiles(cfg)
-	if err == nil || !strings.Contains(err.Error(), "server certificate") {
-		t.Errorf("CheckFiles(participant certificate as the server's) = %v, want a server certificate error", err)
+	if err == nil || !strings.Contains(err.Error(), "server certificate") ||
+		!strings.Contains(err.Error(), "participant/hospital-a") || !strings.Contains(err.Error(), "fedguard ca issue") {
+		t.Errorf("CheckFiles(participant certificate as the server's) = %v, want a server certificate error naming the participant and fedguard ca issue", err)
 	}
 	if co, err := coordinator.New(cfg); err == nil {
 		defer co.Close()

@@ -73,6 +73,11 @@ func RotateKeys(cfg Config, opts RotateOptions) (Rotation, error) {
 	}
 	dir := cfg.DataDir
 	last, err := ExportModel(dir, -1)
+	if errors.Is(err, ErrInUse) {
+		// Not a copy: the hospitals follow the rotation the
+		// coordinator's own directory records.
+		return Rotation{}, fmt.Errorf("rotate keys: %w: stop the coordinator first, then rotate its data directory", err)
+	}
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rotate keys: %w", err)
 	}

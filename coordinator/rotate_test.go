@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,23 @@ func TestRotateKeysResumes(t *testing.T) {
 	}
 	if _, err := coordinator.CheckData(cfg); err != nil {
 		t.Errorf("CheckData after two rotations = %v", err)
+	}
+}
+
+// TestRotateKeysWhileRunning: rotate-keys on a running coordinator's
+// directory told the operator to "stop it or export from a copy", the
+// advice of `audit model`; a rotation made on a copy would fork the keys
+// the hospitals follow. It must say to stop the coordinator, and nothing
+// about a copy.
+func TestRotateKeysWhileRunning(t *testing.T) {
+	cfg := signedFederation(t)
+	s := start(t, cfg)
+	defer s.stop(t)
+	_, err := coordinator.RotateKeys(cfg, coordinator.RotateOptions{DryRun: true})
+	if !errors.Is(err, coordinator.ErrInUse) || !strings.Contains(err.Error(), "stop the coordinator first") || strings.Contains(err.Error(), "copy") {
+		t.Errorf("RotateKeys on a running coordinator = %v, want ErrInUse saying to stop it first", err)
+	}
+	if _, err := coordinator.ExportModel(cfg.DataDir, -1); !errors.Is(err, coordinator.ErrInUse) {
+		t.Errorf("ExportModel on a running coordinator = %v, want ErrInUse", err)
 	}
 }

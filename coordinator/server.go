@@ -42,7 +42,7 @@ const (
 func (c *Coordinator) Run(ctx context.Context) error {
 	lis, err := net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.cfg.Listen, err)
+		return c.recordStop(ctx, fmt.Errorf("listen on %s: %w", c.cfg.Listen, err))
 	}
 	return c.Serve(ctx, lis)
 }
@@ -52,7 +52,8 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	log := c.opts.log
 	tlsCfg, crl, err := serverTLS(c.cfg, c.authorize)
 	if err != nil {
-		return err
+		lis.Close()
+		return c.recordStop(ctx, err)
 	}
 	auth := &authenticator{c: c, crl: crl}
 	// serverLimits comes second: its receive windows replace the wire's.
@@ -77,12 +78,14 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		"enrolled", len(c.enrolled), "rounds", c.cfg.Training.Rounds, "rule", c.rule.Name())
 
 	if err := c.recordRevocations(ctx, crl); err != nil {
-		return err
+		lis.Close()
+		return c.recordStop(ctx, err)
 	}
 	c.checkDisk(ctx)
 	ms, err := c.listenMetrics()
 	if err != nil {
-		return err
+		lis.Close()
+		return c.recordStop(ctx, err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -148,7 +151,15 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		}
 		return nil
 	})
-	err = g.Wait()
+	return c.recordStop(ctx, g.Wait())
+}
+
+// recordStop closes what New's start record opened, whether Serve ran or
+// failed before it served (a taken port, a bad certificate): the
+// coordinator_stopped event with the reason (err's text, when err is not
+// nil), and a checkpoint over it. It returns err, or the recording's
+// error when err is nil.
+func (c *Coordinator) recordStop(ctx context.Context, err error) error {
 	reason := "stopped"
 	switch {
 	case err != nil:
@@ -167,7 +178,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	if rerr != nil && err == nil {
 		err = rerr
 	}
-	log.Info("coordinator stopped", "round", c.lastRoundNow(), "reason", reason)
+	c.opts.log.Info("coordinator stopped", "round", c.lastRoundNow(), "reason", reason)
 	return err
 }
 
@@ -220,17 +231,16 @@ func checkServerCertificate(tlsCfg *tls.Config, cas []*x509.Certificate, federat
 	for _, ca := range cas {
 		roots.AddCert(ca)
 	}
+	// The identity first: a participant's certificate in the wrong place
+	// is named as such, not as x509's "incompatible key usage".
+	id, idErr := certs.ParseIdentity(leaf)
+	if want := (certs.Identity{Federation: federation, Role: certs.RoleCoordinator}); idErr == nil && id != want {
+		return fmt.Errorf("it is %s, want %s (the coordinator's certificate, from fedguard ca issue)", id, want)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return err
 	}
-	id, err := certs.ParseIdentity(leaf)
-	if err != nil {
-		return err
-	}
-	if want := (certs.Identity{Federation: federation, Role: certs.RoleCoordinator}); id != want {
-		return fmt.Errorf("it is %s, want %s (the coordinator's certificate, from fedguard ca issue)", id, want)
-	}
-	return nil
+	return idErr
 }
 
 // CheckFiles validates cfg and loads the files it names (CA certificate,

@@ -61,6 +61,10 @@ import (
 // coordinator that was not asked to create one.
 var ErrNoFederation = errors.New("coordinator: no federation in the data directory")
 
+// ErrInUse reports a data directory whose state.db another process (a
+// running coordinator) holds locked: nothing was checked or opened.
+var ErrInUse = errors.New("in use by a running coordinator")
+
 // ErrDataMismatch reports a state database and an audit log that describe
 // different histories.
 var ErrDataMismatch = errors.New("coordinator: state.db and audit.db disagree")
@@ -146,10 +150,7 @@ func crossCheck(p persisted, log *audit.Log, keys manifest.Keyring, federation s
 		return sum, fmt.Errorf("%w; %s", err, restoreAdvice)
 	}
 	if p.manifest == nil {
-		if sum.Checkpoints > 0 {
-			return sum, fmt.Errorf("%w: state.db has no signed round, but audit.db holds %d signed checkpoints (the last of %d events): state.db is older than the log or belongs to another federation; %s", ErrDataMismatch, sum.Checkpoints, sum.Covered, restoreAdvice)
-		}
-		return sum, nil
+		return sum, checkUnsigned(log)
 	}
 	m, digest, err := keys.Open(p.manifest)
 	if err != nil {
@@ -206,6 +207,33 @@ func crossCheck(p persisted, log *audit.Log, keys manifest.Keyring, federation s
 		return sum, fmt.Errorf("%w: audit.db does not record the manifest of state.db's round %d after checkpoint %d; %s", ErrDataMismatch, p.lastRound, cp.Size, restoreAdvice)
 	}
 	return sum, nil
+}
+
+// checkUnsigned checks a log against a state.db that has no signed round
+// (the feature scaling is not fixed). The log may hold checkpoints: every
+// stop signs one, before the hospitals have fixed the scaling too. What it
+// must not hold is a signed history: a round opened or closed, a manifest
+// beyond round 0's, or a start or stop after a round. Round 0's manifest
+// itself may be there: a crash after it is recorded and before state.db
+// commits it with the scaling leaves it so, as a crash leaves the next
+// round's close for later rounds.
+func checkUnsigned(log *audit.Log) error {
+	return log.Events(0, func(ev audit.Event) error {
+		signed := false
+		switch ev.Kind {
+		case audit.KindRoundOpened, audit.KindRoundClosed:
+			signed = true
+		case audit.KindManifestSigned:
+			signed = ev.Round > 0
+		case audit.KindCoordinatorStarted, audit.KindCoordinatorStopped:
+			signed = ev.Actor == audit.ActorCoordinator && ev.Round > 0
+		}
+		if signed {
+			return fmt.Errorf("%w: state.db has no signed round, but audit.db records %s of round %d (event %d): state.db is older than the log or belongs to another federation; %s",
+				ErrDataMismatch, ev.Kind, ev.Round, ev.Seq, restoreAdvice)
+		}
+		return nil
+	})
 }
 
 // DataCheck is the verdict of CheckData on a data directory that passed.

@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,6 +116,19 @@ func TestStartupChecks(t *testing.T) {
 			})
 		}, false, audit.ErrCorrupt, "does not match the event"},
 		{"both missing", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, false, coordinator.ErrNoFederation, "run `fedguard coordinator init` once"},
+		// A state.db that never fixed the scaling beside a log of signed
+		// rounds is an old backup (or another federation's), however the
+		// rule for a log signed only at a stop reads.
+		{"state.db of a new federation", func(t *testing.T, d string) {
+			cfg := fx.cfg
+			cfg.DataDir = t.TempDir()
+			c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			fedtest.CopyFile(t, state(cfg.DataDir), state(d))
+		}, false, coordinator.ErrDataMismatch, "state.db has no signed round, but audit.db records"},
 		{"both missing, with --init", func(t *testing.T, d string) { os.Remove(state(d)); os.Remove(auditDB(d)) }, true, nil, ""},
 	}
 	quiet := slog.New(slog.DiscardHandler)
@@ -153,6 +167,39 @@ func TestStartupChecks(t *testing.T) {
 				t.Logf("refused: %v", err)
 			}
 		})
+	}
+}
+
+// TestRestartBeforeScaling: a coordinator stopped before the hospitals
+// fixed the feature scaling (started, then restarted for a configuration
+// change, say) signs its log at the stop, but state.db has no signed
+// round yet. Before, every later start refused the pair as "state.db is
+// older than the log" and told the operator to restore a backup that
+// cannot exist. The pair must check out, and the federation go on.
+func TestRestartBeforeScaling(t *testing.T) {
+	f := newFederation(t, abc)
+	for range 2 {
+		s := start(t, f.cfg)
+		if err := s.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := coordinator.CheckData(f.cfg); err != nil {
+			t.Fatalf("CheckData after a stop before the scaling: %v", err)
+		}
+	}
+	s, ps := f.startScaled(t, abc...)
+	assignments(t, ps)
+	submitAll(t, 1, ps, map[string]update{
+		"hospital-a": {deltas(1), 10, nil},
+		"hospital-b": {deltas(2), 20, nil},
+		"hospital-c": {deltas(3), 30, nil},
+	})
+	waitRounds(t, s.c, 1, 10*time.Second)
+	if err := s.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coordinator.CheckData(f.cfg); err != nil {
+		t.Fatalf("CheckData after round 1: %v", err)
 	}
 }
 
@@ -234,4 +281,45 @@ func reportedRound(t *testing.T, cfg coordinator.Config, keys manifest.PublicKey
 		t.Fatalf("report has %d rounds, want round %d alone", len(rep.Rounds), round)
 	}
 	return rep.Rounds[0]
+}
+
+// TestFailedStartIsRecordedAsStopped: a coordinator records its start when
+// it opens its files (New), before Run listens. One that then could not
+// listen (the port taken: a second coordinator, or the old one still
+// stopping) left a coordinator_started with no stop and no checkpoint over
+// it, which an auditor reads as a crash of a running coordinator. The
+// failure must close the record: a coordinator_stopped naming the error,
+// signed by a checkpoint.
+func TestFailedStartIsRecordedAsStopped(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	f := newFederation(t, abc)
+	cfg := f.cfg
+	cfg.Listen = taken.Addr().String()
+	c, err := coordinator.New(cfg, coordinator.WithInit(), coordinator.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := c.Run(t.Context())
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if runErr == nil || !strings.Contains(runErr.Error(), "listen on") {
+		t.Fatalf("Run on a taken port = %v, want a listen error", runErr)
+	}
+	events := fedtest.AuditEvents(t, cfg, "")
+	last := events[len(events)-1]
+	if last.Kind != audit.KindCoordinatorStopped || !strings.Contains(fedtest.Payload[audit.CoordinatorStopped](t, last).Reason, "listen on") {
+		t.Errorf("last audit event = %s %s, want coordinator_stopped naming the listen error", last.Kind, last.Payload)
+	}
+	d, err := coordinator.CheckData(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Audit.Covered != d.Audit.Events {
+		t.Errorf("the last checkpoint covers %d of %d events, want all", d.Audit.Covered, d.Audit.Events)
+	}
 }

@@ -9,8 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"github.com/fedguard/fedguard/manifest"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -21,6 +25,7 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/dataset"
 	"github.com/fedguard/fedguard/internal/boltfile"
+	"github.com/fedguard/fedguard/internal/excerpt"
 )
 
 // The database layout, all in one place. Keys of per-round buckets are the
@@ -244,7 +249,7 @@ func openStore(dir, federation string, spec []byte, mode storeMode) (*store, err
 	if err != nil {
 		switch {
 		case errors.Is(err, bolterrors.ErrTimeout):
-			return nil, fmt.Errorf("open %s: another coordinator holds it", path)
+			return nil, fmt.Errorf("open %s: %w: another coordinator holds it", path, ErrInUse)
 		case errors.Is(err, boltfile.ErrEmpty), errors.Is(err, boltfile.ErrDamaged):
 			return nil, fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
 		}
@@ -284,7 +289,8 @@ func openStore(dir, federation string, spec []byte, mode storeMode) (*store, err
 			return fmt.Errorf("database belongs to federation %q, config says %q", got, federation)
 		}
 		if got := meta.Get(keySpec); !bytes.Equal(got, spec) {
-			return fmt.Errorf("database was made for model %s, config says %s", got, spec)
+			return fmt.Errorf("database was made for another model than the configuration's (%s): a federation's model cannot change; "+
+				"restore the configuration's model section, or point data_dir at an empty directory for a new federation", specDiff(got, spec))
 		}
 		return nil
 	}
@@ -596,7 +602,7 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 	db, err := boltfile.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return ExportedModel{}, fmt.Errorf("open %s: a running coordinator holds it; stop it or export from a copy", path)
+			return ExportedModel{}, fmt.Errorf("open %s: %w", path, ErrInUse)
 		}
 		if errors.Is(err, boltfile.ErrEmpty) || errors.Is(err, boltfile.ErrDamaged) {
 			return ExportedModel{}, fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
@@ -607,7 +613,7 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 	var out ExportedModel
 	err = db.View(func(tx *bolt.Tx) error {
 		meta, st := tx.Bucket(bucketMeta), tx.Bucket(bucketState)
-		if meta == nil || st == nil || tx.Bucket(bucketManifests) == nil {
+		if meta == nil || st == nil || tx.Bucket(bucketManifests) == nil || tx.Bucket(bucketModels) == nil {
 			return fmt.Errorf("%s is not a fedguard state database of schema version %s", path, schemaVersion)
 		}
 		if v := meta.Get(keySchema); string(v) != schemaVersion {
@@ -636,11 +642,85 @@ func ExportModel(dataDir string, round int64) (ExportedModel, error) {
 				return fmt.Errorf("%w: scaling: %v", ErrCorrupt, err)
 			}
 		}
-		out.Model = bytes.Clone(tx.Bucket(bucketModels).Get(roundKey(r)))
+		models := tx.Bucket(bucketModels)
+		out.Model = bytes.Clone(models.Get(roundKey(r)))
 		if out.Model == nil {
-			return fmt.Errorf("the model of round %d is no longer kept (keep_models); its manifest is", r)
+			oldest := "none"
+			if k, _ := models.Cursor().First(); len(k) == 8 {
+				oldest = fmt.Sprintf("round %d", binary.BigEndian.Uint64(k))
+			}
+			return fmt.Errorf("the model of round %d is no longer kept (keep_models: the oldest model kept is %s); "+
+				"its signed manifest is still in the audit log: the manifest_signed event of round %d in `fedguard audit export`", r, oldest, r)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// specDiff says how the model specification stored in state.db differs
+// from the configuration's, field by field ("model.kind: "logreg" in
+// state.db, "mlp" in the configuration"), naming the feature names one
+// lacks and the other adds rather than printing two lists of them.
+func specDiff(stored, configured []byte) string {
+	var a, b map[string]json.RawMessage
+	if json.Unmarshal(stored, &a) != nil || json.Unmarshal(configured, &b) != nil {
+		return fmt.Sprintf("state.db's %s, the configuration's %s", excerpt.Of(string(stored), 200), excerpt.Of(string(configured), 200))
+	}
+	value := func(m map[string]json.RawMessage, k string) string {
+		if v, ok := m[k]; ok {
+			return excerpt.Of(string(v), 120)
+		}
+		return "none"
+	}
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if bytes.Equal(a[k], b[k]) {
+			continue
+		}
+		var x, y []string
+		if json.Unmarshal(a[k], &x) == nil && json.Unmarshal(b[k], &y) == nil && x != nil && y != nil {
+			lacks, adds := quotedMissing(x, y), quotedMissing(y, x)
+			switch {
+			case lacks == "" && adds == "":
+				diffs = append(diffs, fmt.Sprintf("model.%s: the same names in another order", k))
+			default:
+				d := fmt.Sprintf("model.%s: the configuration", k)
+				if lacks != "" {
+					d += " lacks " + lacks
+				}
+				if lacks != "" && adds != "" {
+					d += " and"
+				}
+				if adds != "" {
+					d += " adds " + adds
+				}
+				diffs = append(diffs, d)
+			}
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("model.%s: %s in state.db, %s in the configuration", k, value(a, k), value(b, k)))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// quotedMissing lists the names of from that are not in in, quoted, at
+// most 10 of them.
+func quotedMissing(from, in []string) string {
+	var out []string
+	for _, s := range from {
+		if !slices.Contains(in, s) {
+			out = append(out, strconv.Quote(s))
+		}
+	}
+	if len(out) > 10 {
+		out = append(out[:10], fmt.Sprintf("and %d more", len(out)-10))
+	}
+	return strings.Join(out, ", ")
 }

@@ -56,6 +56,12 @@ var (
 	ErrRagged = errors.New("ragged row")
 	// ErrBadLabel means a label cell is empty, not UTF-8 or holds a control character.
 	ErrBadLabel = errors.New("bad label")
+	// ErrUnknownLabel means a label cell is not one of ReadOptions.Classes.
+	ErrUnknownLabel = errors.New("unknown label")
+	// ErrSeparator means the header is one column that holds another
+	// separator (';', a tab, '|'): a file saved with other than commas
+	// between its cells. See CheckSeparator.
+	ErrSeparator = errors.New("not comma-separated")
 )
 
 // RowError locates a problem in one data row so that hospital IT can find and fix
@@ -91,6 +97,10 @@ type ReadOptions struct {
 	Features []string // wanted feature columns in this order; nil = every column except Label and Ignore
 	Ignore   []string // columns to skip (e.g. "id"); names absent from the header are fine
 	MaxRows  int      // 0 = DefaultMaxRows (1_000_000); more rows is an error
+	// Classes, if not empty, are the labels a row may have (the federation's
+	// classes): another is a *RowError wrapping ErrUnknownLabel, with the
+	// line, as every other bad cell.
+	Classes []string
 }
 
 // ReadFile opens path and reads it with ReadCSV.
@@ -111,8 +121,8 @@ func ReadFile(path string, o ReadOptions) (*Table, error) {
 // Header names, cells and labels are trimmed of surrounding white space and a
 // leading UTF-8 byte-order mark is dropped. Every feature cell must be a finite
 // plain decimal number (see ParseNumber); empty cells are refused for now. Errors name
-// the line, column and value; they wrap ErrEmpty, ErrTooLarge, ErrSchema or, for a
-// bad row, a *RowError.
+// the line, column and value; they wrap ErrEmpty, ErrTooLarge, ErrSchema,
+// ErrSeparator or, for a bad row, a *RowError.
 func ReadCSV(r io.Reader, o ReadOptions) (*Table, error) {
 	t, err := readCSV(r, o)
 	if err != nil {
@@ -139,6 +149,9 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 			return nil, fmt.Errorf("%w: no header", ErrEmpty)
 		}
 		return nil, csvError(err)
+	}
+	if err := CheckSeparator(header); err != nil {
+		return nil, err
 	}
 	names := make([]string, len(header))
 	pos := make(map[string]int, len(header))
@@ -235,6 +248,11 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 			l, _ := cr.FieldPos(labelCol)
 			return nil, &RowError{Line: l, Column: names[labelCol], Value: Excerpt(rec[labelCol]), Err: err}
 		}
+		if len(o.Classes) > 0 && !slices.Contains(o.Classes, label) {
+			l, _ := cr.FieldPos(labelCol)
+			return nil, &RowError{Line: l, Column: names[labelCol], Value: Excerpt(rec[labelCol]),
+				Err: fmt.Errorf("%w, want one of %q", ErrUnknownLabel, o.Classes)}
+		}
 		t.X = append(t.X, row)
 		// Clone: with ReuseRecord the cell shares memory with the whole record.
 		t.Labels = append(t.Labels, strings.Clone(label))
@@ -243,6 +261,33 @@ func readCSV(r io.Reader, o ReadOptions) (*Table, error) {
 		return nil, fmt.Errorf("%w: header but no data rows", ErrEmpty)
 	}
 	return t, nil
+}
+
+// CheckSeparator refuses a CSV header that is one column holding ';', a
+// tab or '|': a spreadsheet saved with another separator than the comma
+// (';' is the default of many European locales). Without it the file
+// reads as one column and fails later as a missing column, or as a header
+// name too long. Every reader of a hospital's data file calls it on the
+// header row.
+func CheckSeparator(header []string) error {
+	if len(header) != 1 {
+		return nil
+	}
+	for _, sep := range []string{";", "\t", "|"} {
+		if strings.Contains(header[0], sep) {
+			return fmt.Errorf("%w: the header is one column holding %s; fedguard reads files whose cells are separated by commas: save the file as CSV with ',' between cells",
+				ErrSeparator, quoteSep(sep))
+		}
+	}
+	return nil
+}
+
+// quoteSep is sep as the message shows it, between single quotes.
+func quoteSep(sep string) string {
+	if sep == "\t" {
+		return `'\t'`
+	}
+	return "'" + sep + "'"
 }
 
 // csvError turns csv.Reader errors into the package's vocabulary.

@@ -107,6 +107,14 @@ func TestReadCSVErrors(t *testing.T) {
 		{"empty label", "a,y\n1,x\n2, \n", ReadOptions{Label: "y"}, `line 3: column "y": bad label: empty label`, ErrBadLabel},
 		{"control char in label", "a,y\n1,\"x\ty\"\n", ReadOptions{Label: "y"}, "bad label: contains a control character", ErrBadLabel},
 		{"invalid utf8 label", "a,y\n1,\xff\n", ReadOptions{Label: "y"}, "bad label: not valid UTF-8", ErrBadLabel},
+		// Before, only Table.Encode found it, naming a 0-based row and no
+		// column, where every other cell error names the line and column.
+		// A spreadsheet saved with ';' or tabs between cells: before,
+		// `missing label column "y"` for a file that has one.
+		{"semicolons", "a;y\n1;x\n", ReadOptions{Label: "y"}, `the header is one column holding ';'`, ErrSeparator},
+		{"tabs", "a\ty\n1\tx\n", ReadOptions{Label: "y"}, `the header is one column holding '\t'`, ErrSeparator},
+		{"label outside the classes", "a,y\n1,B\n2,M\n3,X\n", ReadOptions{Label: "y", Classes: []string{"B", "M"}},
+			`line 4: column "y": unknown label, want one of ["B" "M"] (value "X")`, ErrUnknownLabel},
 		{"too many rows", "a,y\n1,x\n2,x\n3,x\n", ReadOptions{Label: "y", MaxRows: 2}, "more than 2 data rows (line 4", ErrTooLarge},
 		{"bad quote", "a,y\n1,x\"y\n", ReadOptions{Label: "y"}, "csv: parse error on line 2", nil},
 	}

@@ -513,7 +513,7 @@ func (a *Agent) classify(err error) error {
 		return fmt.Errorf("participant: coordinator refused the agent: %w", err)
 	case codes.Unavailable:
 		if cerr := a.creds.take(); cerr != nil {
-			return fmt.Errorf("%w (coordinator %s)", cerr, a.cfg.Coordinator)
+			return fmt.Errorf("%w (coordinator %s)%s", cerr, a.cfg.Coordinator, a.refusalHint(cerr))
 		}
 	}
 	return nil

@@ -368,8 +368,10 @@ func (c FileConfig) validateDP() error {
 		return &FieldError{Field: "dp_noise_multiplier", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPNoiseMultiplier)}
 	case bad(c.DPClipNorm):
 		return &FieldError{Field: "dp_clip_norm", Reason: fmt.Sprintf("%v, want a finite number > 0", c.DPClipNorm)}
-	case (c.DPNoiseMultiplier > 0) != (c.DPClipNorm > 0):
-		return &FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}
+	case c.DPNoiseMultiplier > 0 && c.DPClipNorm == 0:
+		return &FieldError{Field: "dp_noise_multiplier", Reason: "needs", Other: "dp_clip_norm"}
+	case c.DPClipNorm > 0 && c.DPNoiseMultiplier == 0:
+		return &FieldError{Field: "dp_clip_norm", Reason: "needs", Other: "dp_noise_multiplier"}
 	case c.DPEpsilon > 0 && c.DPNoiseMultiplier == 0 && c.Trainer != TrainerExec:
 		return &FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}
 	case c.DPDelta > 0 && c.DPEpsilon == 0 && c.DPSecureEpsilon == 0 && c.DPSecureRoundEpsilon == 0:
@@ -564,18 +566,21 @@ func (c FileConfig) checkCertificate(cfg Config) (certs.Identity, error) {
 			return certs.Identity{}, fmt.Errorf("participant: cert: %w", err)
 		}
 	}
+	// The identity first: the coordinator's certificate in the wrong place
+	// is named as such, not as x509's "incompatible key usage".
+	id, idErr := certs.ParseIdentity(leaf)
+	if idErr == nil && (id.Role != certs.RoleParticipant || id.Federation != c.Federation) {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s is %s, want a participant of federation %q (this hospital's certificate, from fedguard ca sign of its CSR)",
+			c.Cert, id, c.Federation)
+	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
 		Roots:     cfg.TLS.RootCAs,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
 	}
-	id, err := certs.ParseIdentity(leaf)
-	if err != nil {
-		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
-	}
-	if id.Role != certs.RoleParticipant || id.Federation != c.Federation {
-		return certs.Identity{}, fmt.Errorf("participant: cert %s is %s, want a participant of federation %q", c.Cert, id, c.Federation)
+	if idErr != nil {
+		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, idErr)
 	}
 	return id, nil
 }
@@ -597,10 +602,14 @@ func readHeader(path string) error {
 	// never ends (a device, a FIFO) is refused, not read until memory
 	// runs out.
 	r := csv.NewReader(dataset.NewBoundedReader(f, dataset.MaxBytes, dataset.MaxLineBytes))
-	if _, err := r.Read(); err != nil {
+	header, err := r.Read()
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%s is empty, want a CSV header row", path)
 		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := dataset.CheckSeparator(header); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

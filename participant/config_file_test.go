@@ -211,8 +211,13 @@ func TestFileConfigValidate(t *testing.T) {
 		{"dp-sgd without budget", func(c *participant.FileConfig) { c.DPNoiseMultiplier, c.DPClipNorm = 1.1, 1 }, nil},
 		{"dp budget without dp-sgd", func(c *participant.FileConfig) { c.DPEpsilon = 8 },
 			&participant.FieldError{Field: "dp_epsilon", Reason: "needs DP-SGD: set", Other: "dp_noise_multiplier"}},
+		// Before, the reason held a field name of its own, and the flag
+		// form read "-dp-noise-multiplier and dp_clip_norm go together:
+		// set both -dp-clip-norm".
 		{"dp sigma without clip", func(c *participant.FileConfig) { c.DPEpsilon, c.DPNoiseMultiplier = 8, 1.1 },
-			&participant.FieldError{Field: "dp_noise_multiplier", Reason: "and dp_clip_norm go together: set both", Other: "dp_clip_norm"}},
+			&participant.FieldError{Field: "dp_noise_multiplier", Reason: "needs", Other: "dp_clip_norm"}},
+		{"dp clip without sigma", func(c *participant.FileConfig) { c.DPClipNorm = 1 },
+			&participant.FieldError{Field: "dp_clip_norm", Reason: "needs", Other: "dp_noise_multiplier"}},
 		{"dp delta 1", func(c *participant.FileConfig) {
 			c.DPEpsilon, c.DPDelta, c.DPNoiseMultiplier, c.DPClipNorm = 8, 1, 1.1, 1
 		},
@@ -279,6 +284,8 @@ func TestFieldErrorDescribe(t *testing.T) {
 // enrolment writes what a hospital has after enrolment into dir: ca.crt,
 // st-mary.crt and .key for federation fed, the coordinator's signing.pub
 // and a data file; it returns a configuration with paths relative to dir.
+// The coordinator's own certificate and key (coordinator.crt, .key) are
+// there too, for the tests of a hospital that configures them by mistake.
 func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
 	t.Helper()
 	caDir := filepath.Join(t.TempDir(), "ca")
@@ -292,6 +299,16 @@ func enrolment(t *testing.T, dir, fed string) participant.FileConfig {
 	}
 	certPEM, err := ca.Sign(csrPEM, 0)
 	if err != nil {
+		t.Fatal(err)
+	}
+	serverCert, serverKey, err := ca.IssueServer([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "coordinator.crt"), serverCert, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WritePrivateKey(filepath.Join(dir, "coordinator.key"), serverKey); err != nil {
 		t.Fatal(err)
 	}
 	fedtest.CopyFile(t, filepath.Join(caDir, "ca.crt"), filepath.Join(dir, "ca.crt"))
@@ -357,6 +374,14 @@ func TestFileConfigCheck(t *testing.T) {
 			c.Expect, c.Validation = "expect.json", participant.ValidationWarn
 		}, []string{"fails its expectations", "would train on it anyway"}},
 		{"missing data", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Data = "nope.csv" }, []string{"participant: data:", "nope.csv", "no such file"}},
+		// Before, --check-config said OK and the agent stopped later on
+		// a missing label column.
+		{"semicolon-separated data", func(t *testing.T, dir string, c *participant.FileConfig) {
+			if err := os.WriteFile(filepath.Join(dir, "semi.csv"), []byte("id;x;y\n1;2;B\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c.Data = "semi.csv"
+		}, []string{"semi.csv", "the header is one column holding ';'", "separated by commas"}},
 		{"empty data", func(t *testing.T, dir string, c *participant.FileConfig) {
 			if err := os.WriteFile(filepath.Join(dir, "empty.csv"), nil, 0o644); err != nil {
 				t.Fatal(err)
@@ -376,6 +401,10 @@ func TestFileConfigCheck(t *testing.T) {
 		{"certificate of another federation", func(_ *testing.T, _ string, c *participant.FileConfig) {
 			c.CA, c.Cert, c.Key = filepath.Join(other, "ca.crt"), filepath.Join(other, "st-mary.crt"), filepath.Join(other, "st-mary.key")
 		}, []string{"want a participant of federation \"clinic-net\""}},
+		// Before, x509's "incompatible key usage" was all it said.
+		{"the coordinator's certificate", func(_ *testing.T, _ string, c *participant.FileConfig) {
+			c.Cert, c.Key = "coordinator.crt", "coordinator.key"
+		}, []string{"coordinator.crt is spiffe://clinic-net/coordinator", "want a participant of federation \"clinic-net\"", "fedguard ca sign"}},
 		{"bad expectations", func(_ *testing.T, _ string, c *participant.FileConfig) { c.Expect = "data.csv" }, []string{"participant: expect:", "invalid expectations"}},
 		{"corrupt state", func(t *testing.T, dir string, c *participant.FileConfig) {
 			if err := os.WriteFile(filepath.Join(dir, "st-mary.accepted.json"), []byte("{"), 0o600); err != nil {

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 
@@ -98,6 +101,65 @@ func isCertRefusal(err error) bool {
 		}
 	}
 	return false
+}
+
+// refusalHint says what the hospital can do about a certificate refusal
+// err. When this agent refused the coordinator's certificate for the name
+// it dialled, it lists the names the certificate has and what to change;
+// for another refusal of the coordinator's certificate it is empty (the
+// x509 error says why). When the coordinator refused this hospital's,
+// since a TLS alert carries no reason, it says what the agent can tell
+// about its own certificate (out of its validity period, and since when)
+// or who can tell the rest.
+func (a *Agent) refusalHint(err error) string {
+	var herr x509.HostnameError
+	if errors.As(err, &herr) && herr.Certificate != nil {
+		names := slices.Clone(herr.Certificate.DNSNames)
+		for _, ip := range herr.Certificate.IPAddresses {
+			names = append(names, ip.String())
+		}
+		return fmt.Sprintf(": the coordinator's certificate is for %s: dial it by one of those names (--coordinator, coordinator) "+
+			"or set --server-name (server_name), or ask the federation operator for a certificate with this name (fedguard ca issue --host)",
+			strings.Join(names, ", "))
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" {
+		return ""
+	}
+	const ask = "ask the federation operator for a new certificate (fedguard ca sign of this hospital's CSR)"
+	if leaf := a.ownLeaf(); leaf != nil {
+		now := a.ops.Now()
+		switch {
+		case now.After(leaf.NotAfter):
+			return fmt.Sprintf(": this hospital's certificate expired at %s; %s", leaf.NotAfter.UTC().Format(time.RFC3339), ask)
+		case now.Before(leaf.NotBefore):
+			return fmt.Sprintf(": this hospital's certificate is not valid before %s (is this machine's clock right?); otherwise %s",
+				leaf.NotBefore.UTC().Format(time.RFC3339), ask)
+		}
+	}
+	return ": the coordinator refused this hospital's certificate (revoked, not enrolled, or not issued by the federation's CA); " +
+		"its log names the reason: ask the federation operator"
+}
+
+// ownLeaf is the client certificate this agent last presented (or, without
+// a certificate callback, the configured one), parsed; nil if there is none
+// or it does not parse.
+func (a *Agent) ownLeaf() *x509.Certificate {
+	c := a.presented.Load()
+	if c == nil && a.cfg.TLS != nil && len(a.cfg.TLS.Certificates) > 0 {
+		c = &a.cfg.TLS.Certificates[0]
+	}
+	if c == nil || len(c.Certificate) == 0 {
+		return nil
+	}
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 // certWatch wraps the agent's transport credentials to remember the last

@@ -870,6 +870,83 @@ func TestCertificateRefusalIsPermanent(t *testing.T) {
 	}
 }
 
+// TestCertificateRefusalSaysWhy: when the coordinator refuses the hospital's
+// certificate, TLS tells the agent only "bad certificate"; the agent's error
+// must say what it can tell itself (its certificate expired, and when) and
+// otherwise what the hospital can do (ask the operator, whose log names the
+// reason), not leave a bare TLS alert.
+func TestCertificateRefusalSaysWhy(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	other := newPKI(t) // another CA for the same federation name
+
+	// A certificate of the federation's CA that has expired by the time
+	// the agent presents it: signed for 1 ns (NotAfter is kept to the
+	// second), then waited out.
+	ca, err := certs.Open(filepath.Join(p.Dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, csr, err := certs.NewParticipantRequest(federation, hospital)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, err := ca.Sign(csr, time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "expired.crt"), filepath.Join(dir, "expired.key")
+	if err := certs.WriteFileAtomic(certFile, crt, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WritePrivateKey(keyFile, key); err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := certs.LoadCertificate(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(leaf.NotAfter) + 1100*time.Millisecond)
+	expired, err := certs.ClientConfig(certs.ClientOptions{
+		CA: p.ca, CertFile: certFile, KeyFile: keyFile, Federation: federation, ServerName: "127.0.0.1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The coordinator's certificate names localhost and 127.0.0.1; a
+	// hospital that dials it by another name is told which names it has
+	// and how to use one (x509 says "not valid for any names" when the
+	// certificate has only IP addresses).
+	byName := p.client(t, p.ca, p.Federation, hospital)
+	byName.ServerName = "coordinator.example.org"
+
+	tests := []struct {
+		name   string
+		client *tls.Config
+		want   string
+	}{
+		{"expired", expired, "this hospital's certificate expired at " + leaf.NotAfter.UTC().Format(time.RFC3339)},
+		{"from another CA", p.client(t, p.ca, other.Federation, hospital), "the coordinator refused this hospital's certificate"},
+		{"coordinator dialled by another name", byName, "the coordinator's certificate is for localhost, 127.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := newFake(t, 1)
+			_, addr := p.serve(t, fake, "127.0.0.1:0")
+			a, _ := newAgent(t, addr, tt.client, newTrainer(), fake.keys())
+			err := run(t, a, 10*time.Second)
+			if !errors.Is(err, participant.ErrCertificate) {
+				t.Fatalf("Run = %v, want ErrCertificate", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "federation operator") {
+				t.Errorf("Run = %v\nwant it to say %q and whom to ask (the federation operator)", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestRoundClosedGoesBackToWait(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t, 2)
@@ -918,6 +995,12 @@ func TestIncompatibleSpecIsPermanent(t *testing.T) {
 			err := run(t, a, 10*time.Second)
 			if !errors.Is(err, participant.ErrIncompatible) {
 				t.Fatalf("Run = %v, want ErrIncompatible", err)
+			}
+			// The hospital is told where in its file (README: "with the
+			// line and column named").
+			var re *dataset.RowError
+			if tt.name == "unknown label" && (!errors.As(err, &re) || re.Column != fake.spec.Label || re.Line < 2) {
+				t.Errorf("Run = %v, want a *dataset.RowError naming the line and the label column %q", err, fake.spec.Label)
 			}
 			if joins, _, _, _ := fake.counts(); joins != 1 {
 				t.Errorf("joins = %d, want 1", joins)

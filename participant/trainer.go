@@ -194,9 +194,10 @@ func (t *LocalTrainer) Prepare(spec *fedguardv1.ModelSpec) (dataset.Stats, error
 		Label:    spec.GetLabel(),
 		Features: spec.GetFeatures(),
 		Ignore:   t.Ignore,
+		Classes:  spec.GetClasses(),
 	})
 	if err != nil {
-		if errors.Is(err, dataset.ErrSchema) {
+		if errors.Is(err, dataset.ErrSchema) || errors.Is(err, dataset.ErrUnknownLabel) {
 			return dataset.Stats{}, fmt.Errorf("%w: %w", ErrIncompatible, err)
 		}
 		return dataset.Stats{}, fmt.Errorf("participant: read %s: %w", t.DataFile, err)

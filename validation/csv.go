@@ -53,6 +53,9 @@ func newTable(r io.Reader) (*table, error) {
 		}
 		return nil, csvError(err)
 	}
+	if err := dataset.CheckSeparator(rec); err != nil {
+		return nil, fmt.Errorf("validation: %w: %w", ErrCSV, err)
+	}
 	if len(rec) > MaxColumns {
 		return nil, fmt.Errorf("validation: %w: more than %d columns", ErrTooLarge, MaxColumns)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"github.com/fedguard/fedguard/dataset"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -355,6 +356,10 @@ func TestCheckErrors(t *testing.T) {
 		{"bad quote", "x,y\n\"1,a\n", ErrCSV},
 		{"duplicate column", "x,x\n1,2\n", ErrCSV},
 		{"empty column name", "x,\n1,2\n", ErrCSV},
+		// A spreadsheet saved with ';' between cells (many European
+		// locales): before, "column 1 name: longer than 256 bytes" for a
+		// real header.
+		{"semicolons", "x;y\n1;a\n", dataset.ErrSeparator},
 		{"too many rows", "x,y\n1,a\n1,a\n1,a\n1,a\n", ErrTooLarge},
 		{"too many cells", "x,y,z\n1,a,1\n1,a,1\n1,a,1\n", ErrTooLarge},
 		{"long cell", "x,y\n1,abcdefghij\n", ErrTooLarge},

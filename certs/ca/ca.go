@@ -212,11 +212,15 @@ func (c *Authority) Issued() ([]certs.IssuedCert, error) { return c.a.Issued() }
 
 // IssueServer issues the coordinator's server certificate for hosts,
 // records it in the audit log, then writes its private key to keyFile
-// (0600) and the certificate to certFile. keyFile must not exist: it is
-// checked before anything is issued, so a refusal (a [*KeyFileError])
-// leaves no orphan certificate in issued.jsonl.
+// (0600) and the certificate to certFile. keyFile must not exist, and the
+// directories of both must take a new file: they are checked before
+// anything is issued, so a refusal (a [*KeyFileError] or an
+// [*OutputFileError]) leaves no orphan certificate in issued.jsonl.
 func (c *Authority) IssueServer(hosts []string, validity time.Duration, certFile, keyFile string) (*x509.Certificate, certs.Identity, error) {
 	if err := refuseExisting(keyFile); err != nil {
+		return nil, certs.Identity{}, err
+	}
+	if err := checkOutputs(keyFile, certFile); err != nil {
 		return nil, certs.Identity{}, err
 	}
 	certPEM, keyPEM, err := c.a.IssueServer(hosts, validity)
@@ -238,8 +242,12 @@ func (c *Authority) IssueServer(hosts []string, validity time.Duration, certFile
 
 // Sign signs a participant's CSR (see [certs.Authority.Sign]), records the
 // certificate in the audit log, then writes it to certFile. A CSR or
-// validity the CA refuses is a [*RequestError]: nothing was issued.
+// validity the CA refuses is a [*RequestError], and a certFile whose
+// directory cannot take it an [*OutputFileError]: nothing was issued.
 func (c *Authority) Sign(csrPEM []byte, validity time.Duration, certFile string) (*x509.Certificate, certs.Identity, error) {
+	if err := checkOutputs(certFile); err != nil {
+		return nil, certs.Identity{}, err
+	}
 	certPEM, err := c.a.Sign(csrPEM, validity)
 	if err != nil {
 		return nil, certs.Identity{}, &RequestError{Err: err}
@@ -447,6 +455,44 @@ func (e *KeyFileError) Error() string {
 }
 
 func (e *KeyFileError) Unwrap() error { return e.Err }
+
+// OutputFileError is a file the CA would write what it issues to (a
+// certificate, the server's key) whose directory cannot take it: checked
+// before anything is issued, so that no certificate is recorded that
+// nobody holds.
+type OutputFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *OutputFileError) Error() string {
+	return "cannot write " + e.Path + " (nothing was issued): " + e.Err.Error()
+}
+
+func (e *OutputFileError) Unwrap() error { return e.Err }
+
+// checkOutputs makes sure each path's directory exists and takes a new
+// file, by creating and removing one there (the way the atomic writes
+// that follow will). A path that exists and is neither a regular file nor
+// a directory (a pipe, /dev/stdout) is not probed: it is written to, not
+// replaced, and its directory need not take files.
+func checkOutputs(paths ...string) error {
+	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+			continue
+		}
+		f, err := os.CreateTemp(filepath.Dir(p), ".fedguard-ca-probe-*")
+		if err != nil {
+			return &OutputFileError{Path: p, Err: err}
+		}
+		name := f.Name()
+		err = errors.Join(f.Close(), os.Remove(name))
+		if err != nil {
+			return &OutputFileError{Path: p, Err: err}
+		}
+	}
+	return nil
+}
 
 // RequestError is a signing request the CA refused (a bad CSR, a bad
 // validity), as opposed to a failure to record or write what it issued.

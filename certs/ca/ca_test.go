@@ -137,6 +137,21 @@ func TestRefusalsLeaveNoTrace(t *testing.T) {
 			var kerr *ca.KeyFileError
 			return errors.As(err, &kerr) && errors.Is(err, fs.ErrExist)
 		}},
+		// Before, the CA signed and recorded the certificate, then failed
+		// to write it (or wrote the server's key and not its
+		// certificate): a certificate in the log that nobody holds.
+		{"certificate into a missing directory", func() error {
+			_, _, err := a.Sign(participantCSR(t, "st-mary"), 0, filepath.Join(out, "missing", "st-mary.crt"))
+			return err
+		}, func(err error) bool { var f *ca.OutputFileError; return errors.As(err, &f) }},
+		{"server certificate into a missing directory", func() error {
+			_, _, err := a.IssueServer([]string{"localhost"}, 0, filepath.Join(out, "missing", "srv.crt"), filepath.Join(out, "new.key"))
+			return err
+		}, func(err error) bool { var f *ca.OutputFileError; return errors.As(err, &f) }},
+		{"server key into a missing directory", func() error {
+			_, _, err := a.IssueServer([]string{"localhost"}, 0, filepath.Join(out, "srv.crt"), filepath.Join(out, "missing", "new.key"))
+			return err
+		}, func(err error) bool { var f *ca.OutputFileError; return errors.As(err, &f) }},
 		{"bad CSR", func() error {
 			_, _, err := a.Sign([]byte("not a CSR"), 0, filepath.Join(out, "x.crt"))
 			return err
@@ -177,6 +192,9 @@ func TestRefusalsLeaveNoTrace(t *testing.T) {
 	}
 	if b, err := os.ReadFile(key); err != nil || string(b) != "an existing key" {
 		t.Errorf("existing key file = %q, %v; want it untouched", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(out, "new.key")); err == nil {
+		t.Errorf("a refused IssueServer wrote the server's key")
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"github.com/fedguard/fedguard/audit"
 	"github.com/fedguard/fedguard/audit/report"
 	"github.com/fedguard/fedguard/certs"
-	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/manifest"
 )
 
@@ -264,7 +263,7 @@ func runAuditModel(_ context.Context, env *Env, args []string) error {
 	if err := parseFlags(fs, args, "data-dir"); err != nil {
 		return err
 	}
-	m, err := coordinator.ExportModel(*dataDir, *round)
+	m, err := exportModel(*dataDir, *round)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,12 @@ func rotationFollower(k manifest.PublicKeyFile) func(ev *audit.Event) (manifest.
 		}
 		switch {
 		case !v.Old.Equal(trusted):
-			return manifest.PublicKeys{}, fmt.Errorf("rotation %d is from keys %s, not the keys trusted at that point, %s", v.Rotation.Seq, v.Rotation.OldFingerprint, trusted.Fingerprint())
+			// Most often the auditor took DATA_DIR/signing.pub, which a
+			// rotation replaced with the newest keys.
+			return manifest.PublicKeys{}, fmt.Errorf("rotation %d is from keys %s, not the keys trusted at that point, %s: "+
+				"verify with the federation's first signing.pub (the one the hospitals pinned; after a rotation "+
+				"the coordinator's data directory keeps it as %s/000001/%s, and %s holds the newest keys)",
+				v.Rotation.Seq, v.Rotation.OldFingerprint, trusted.Fingerprint(), manifest.RetiredDir, manifest.PublicFile, manifest.PublicFile)
 		case kr.SHA256 != hex.EncodeToString(v.Digest[:]) || kr.Seq != v.Rotation.Seq ||
 			kr.OldFingerprint != v.Rotation.OldFingerprint || kr.NewFingerprint != v.Rotation.NewFingerprint:
 			return manifest.PublicKeys{}, fmt.Errorf("the key_rotated event does not describe the rotation manifest it holds (rotation %d, %s)", v.Rotation.Seq, hex.EncodeToString(v.Digest[:]))

@@ -128,7 +128,7 @@ func runCAIssue(_ context.Context, env *Env, args []string) error {
 	}
 	defer done()
 	cert, id, err := a.IssueServer(hostList, *validity, *outCert, *outKey)
-	if kerr := (*ca.KeyFileError)(nil); errors.As(err, &kerr) {
+	if kerr, oerr := (*ca.KeyFileError)(nil), (*ca.OutputFileError)(nil); errors.As(err, &kerr) || errors.As(err, &oerr) {
 		return fmt.Errorf("ca issue: %w", err)
 	} else if err != nil {
 		return err
@@ -161,6 +161,8 @@ func runCASign(_ context.Context, env *Env, args []string) error {
 	cert, id, err := a.Sign(csrPEM, *validity, *out)
 	if rerr := (*ca.RequestError)(nil); errors.As(err, &rerr) {
 		return fmt.Errorf("ca sign %s: %w", *csrFile, err)
+	} else if oerr := (*ca.OutputFileError)(nil); errors.As(err, &oerr) {
+		return fmt.Errorf("ca sign: %w", err)
 	} else if err != nil {
 		return err
 	}

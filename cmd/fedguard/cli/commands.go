@@ -7,7 +7,7 @@ package cli
 // prints a level in the order listed, which is alphabetical (TestCommandTable
 // keeps it so).
 var commands = []*command{
-	{name: "audit", summary: "the audit record: export, verify, prove, report, lineage", sub: []*command{
+	{name: "audit", summary: "the audit record: export, verify, prove, report, lineage, model, check", sub: []*command{
 		{name: "check", summary: "check an audit database in place: its file, chain, Merkle tree and signed checkpoints", run: runAuditCheck},
 		{name: "export", summary: "write an audit database as JSON lines (events, then signed checkpoints)", run: runAuditExport},
 		{name: "lineage", summary: "which hospitals' data versions trained a model version, and what changed between rounds", run: runAuditLineage},
@@ -21,7 +21,7 @@ var commands = []*command{
 		{name: "round", summary: "rounds over real mTLS on loopback with no-op training", run: runBenchRound},
 		{name: "secagg", summary: "one secure-aggregation session with dropouts, against the AES-CTR keystream of one mask", run: runBenchSecAgg},
 	}},
-	{name: "ca", summary: "the federation CA: init, issue, sign, revoke, list", sub: []*command{
+	{name: "ca", summary: "the federation CA: init, issue, sign, revoke, list, init-audit", sub: []*command{
 		{name: "init", summary: "create a federation CA in a new directory", run: runCAInit},
 		{name: "init-audit", summary: "start the audit log of a CA made before the CA log existed (a one-time migration)", run: runCAInitAudit},
 		{name: "issue", summary: "issue the coordinator's server certificate and key", run: runCAIssue},

@@ -33,6 +33,16 @@ func TestCommandTable(t *testing.T) {
 			names = append(names, c.name)
 			if c.sub != nil {
 				check(where, c.sub, depth+1)
+				// `fedguard -h` shows only the group's summary: it
+				// lists the subcommands, all of them (audit's left
+				// out check and model, ca's init-audit).
+				_, list, _ := strings.Cut(c.summary, ": ")
+				listed := strings.Split(list, ", ")
+				for _, s := range c.sub {
+					if !slices.Contains(listed, s.name) {
+						t.Errorf("command %q: summary %q does not list its subcommand %q", where, c.summary, s.name)
+					}
+				}
 			}
 		}
 		if !slices.IsSorted(names) {
@@ -43,6 +53,22 @@ func TestCommandTable(t *testing.T) {
 		}
 	}
 	check("", commands, 0)
+}
+
+// TestCoordinatorHelpNamesSubcommands: `coordinator -h` printed only the
+// flags, so the commands an operator runs first (coordinator init) and
+// later (rotate-keys) were not in the help of the command they belong to.
+func TestCoordinatorHelpNamesSubcommands(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := Main(context.Background(), []string{"coordinator", "-h"}, &out, &errOut); code != 0 {
+		t.Fatalf("coordinator -h: exit %d\n%s", code, errOut.String())
+	}
+	help := out.String() + errOut.String()
+	for _, want := range []string{"-check-config", "fedguard coordinator init --config", "fedguard coordinator rotate-keys --config"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("coordinator -h does not mention %q:\n%s", want, help)
+		}
+	}
 }
 
 // TestHelp compares `fedguard help` and each group's help, and the answer

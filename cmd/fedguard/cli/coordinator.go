@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -44,6 +45,13 @@ func parseCoordinator(env *Env, args []string) (coordinatorRun, error) {
 	checkData := fs.Bool("check-data", false, "check the data directory of a stopped coordinator (state.db and audit.db sound, the audit log verified, the two in agreement), print the verdict and exit (status 1 if it fails)")
 	var flags coordinator.Config
 	coordinatorFlags(fs, &flags)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nAnd the commands on a stopped coordinator's data directory (each with -h):\n"+
+			"  fedguard coordinator init --config FILE          create a new federation (state.db, audit.db, keys if absent) and exit\n"+
+			"  fedguard coordinator rotate-keys --config FILE   rotate the manifest-signing keys (--dry-run first)\n")
+	}
 	if err := parseFlags(fs, args, "config"); err != nil {
 		return coordinatorRun{}, err
 	}
@@ -122,6 +130,12 @@ func runCoordinator(ctx context.Context, env *Env, args []string) error {
 // data directory, without starting.
 func checkData(env *Env, cfg coordinator.Config) error {
 	d, err := coordinator.CheckData(cfg)
+	if errors.Is(err, coordinator.ErrInUse) {
+		// No verdict on the files: FAILED would send the operator to
+		// the backups.
+		fmt.Fprintf(env.Stdout, "NOT CHECKED: %s (stop the coordinator, or check a copy of the directory)\n", cfg.DataDir)
+		return err
+	}
 	if err != nil {
 		fmt.Fprintf(env.Stdout, "FAILED: %s\n", cfg.DataDir)
 		return err

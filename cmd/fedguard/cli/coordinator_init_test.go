@@ -3,7 +3,10 @@ package cli
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/fedguard/fedguard/coordinator"
 	"github.com/fedguard/fedguard/manifest"
@@ -54,5 +57,28 @@ func TestCoordinatorInit(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(auditOnly, coordinator.StateFile)); err == nil {
 		t.Errorf("refused init created %s", filepath.Join(auditOnly, coordinator.StateFile))
+	}
+}
+
+// TestCheckDataInUse: --check-data on the data directory of a running
+// coordinator cannot check it (the coordinator holds state.db's lock).
+// It said "FAILED: DIR", the verdict on a damaged pair, which sends an
+// operator to the backups; it must say the check did not run, and why.
+func TestCheckDataInUse(t *testing.T) {
+	cfgPath := "../../../examples/coordinator.json"
+	dir := filepath.Join(t.TempDir(), "data")
+	runSteps(t, []cliStep{
+		{"init", []string{"coordinator", "init", "--config", cfgPath, "--data-dir", dir}, 0, nil, ""},
+	})
+	// The lock a running coordinator holds.
+	db, err := bolt.Open(filepath.Join(dir, coordinator.StateFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	code, out, errOut := caRun(t, "coordinator", "--config", cfgPath, "--data-dir", dir, "--check-data")
+	if code != 1 || strings.Contains(out, "FAILED") || !strings.Contains(out, "NOT CHECKED: "+dir) ||
+		!strings.Contains(errOut, "in use by a running coordinator") {
+		t.Errorf("--check-data on a directory in use = exit %d\nstdout: %s\nstderr: %s\nwant exit 1, NOT CHECKED (not FAILED), saying it is in use", code, out, errOut)
 	}
 }

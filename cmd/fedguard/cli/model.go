@@ -123,7 +123,7 @@ func runModelExport(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := coordinator.ExportModel(*dataDir, *round)
+	m, err := exportModel(*dataDir, *round)
 	if err != nil {
 		return err
 	}
@@ -402,4 +402,15 @@ func checkLatest(path, keyPath string, m verifiedModel) (latestRound, error) {
 		return latestRound{}, fmt.Errorf("%w: the audit log signs manifest %s for round %d, the model's manifest is %s", errNotLatest, last.sha256, last.round, want)
 	}
 	return latestRound{covered: sum.Covered}, nil
+}
+
+// exportModel is coordinator.ExportModel for the commands that read a
+// round's model (audit model, model export): they only read, so a copy of
+// a running coordinator's directory does as well.
+func exportModel(dataDir string, round int64) (coordinator.ExportedModel, error) {
+	m, err := coordinator.ExportModel(dataDir, round)
+	if errors.Is(err, coordinator.ErrInUse) {
+		return m, fmt.Errorf("%w: stop it or export from a copy of the directory", err)
+	}
+	return m, err
 }

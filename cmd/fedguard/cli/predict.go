@@ -221,6 +221,9 @@ func scoreCSV(r io.Reader, m servedModel, sc dataset.Scaling, idCol string, emit
 	if err != nil {
 		return 0, fmt.Errorf("header: %w", err)
 	}
+	if err := dataset.CheckSeparator(header); err != nil {
+		return 0, fmt.Errorf("header: %w", err)
+	}
 	pos := make(map[string]int, len(header))
 	var unknown []string
 	labelCol, idIdx := -1, -1

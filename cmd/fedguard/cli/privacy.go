@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/fedguard/fedguard/aggregation/secagg"
 	"github.com/fedguard/fedguard/privacy"
@@ -51,8 +52,17 @@ func newPrivacyFlags(env *Env, name string, names ...string) *privacyFlags {
 		case "epsilon":
 			p.fs.Float64Var(&p.epsilon, "epsilon", 0, "target ε, > 0")
 		case "mechanism":
+			// Only the shared flags this command takes: sigma computes
+			// σ and steps the steps, so neither has that flag.
+			var shared []string
+			for _, s := range []string{"sigma", "steps"} {
+				if slices.Contains(names, s) {
+					shared = append(shared, "-"+s)
+				}
+			}
 			p.fs.StringVar(&p.mechanism, "mechanism", mechanismSampledGaussian, "the mechanism: "+mechanismSampledGaussian+
-				" (-q) or "+secagg.DDPMechanism+" (-clients, -dim, -l2, -l1: one release's parameters as a round manifest's privacy record holds them; -sigma and -steps as for the other)")
+				" (-q) or "+secagg.DDPMechanism+" (-clients, -dim, -l2, -l1: one release's parameters as a round manifest's privacy record holds them; "+
+				strings.Join(shared, " and ")+" as for the other)")
 		case "clients":
 			p.fs.IntVar(&p.clients, "clients", 0, secagg.DDPMechanism+": the fewest clients whose noise is in a released sum, >= 1")
 		case "dim":

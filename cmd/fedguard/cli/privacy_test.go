@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -75,6 +76,33 @@ func TestPrivacyCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			checkGolden(t, filepath.Join("testdata", "privacy", tt.name+".golden"), tt.args)
+		})
+	}
+}
+
+// TestPrivacyHelpNamesItsFlags: each privacy command's help mentions only
+// flags that command takes. The -mechanism text was shared, and told
+// `privacy sigma` (which has no -sigma) and `privacy steps` (no -steps) to
+// set both.
+func TestPrivacyHelpNamesItsFlags(t *testing.T) {
+	declared := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)
+	mention := regexp.MustCompile(`(?:^|[\s(,;])-([a-z][a-z0-9-]*)`)
+	for _, cmd := range []string{"epsilon", "sigma", "steps"} {
+		t.Run(cmd, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := Main(context.Background(), []string{"privacy", cmd, "-h"}, &out, &errOut); code != 0 {
+				t.Fatalf("privacy %s -h: exit %d\n%s", cmd, code, errOut.String())
+			}
+			help := out.String() + errOut.String()
+			flags := map[string]bool{}
+			for _, m := range declared.FindAllStringSubmatch(help, -1) {
+				flags[m[1]] = true
+			}
+			for _, m := range mention.FindAllStringSubmatch(help, -1) {
+				if !flags[m[1]] {
+					t.Errorf("privacy %s -h mentions -%s, which it does not take:\n%s", cmd, m[1], help)
+				}
+			}
 		})
 	}
 }
