@@ -45,7 +45,7 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 	if size < 8 {
 		return nil, fmt.Errorf("%w: %d bytes, too short for the header length", ErrFormat, size)
 	}
-	if _, err := r.ReadAt(nb[:], 0); err != nil {
+	if err := readFullAt(r, nb[:], 0); err != nil {
 		return nil, fmt.Errorf("safetensors: read header length: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(nb[:])
@@ -56,7 +56,7 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, fmt.Errorf("%w: header of %d bytes in a file of %d", ErrFormat, n, size)
 	}
 	hdr := make([]byte, n)
-	if _, err := r.ReadAt(hdr, 8); err != nil {
+	if err := readFullAt(r, hdr, 8); err != nil {
 		return nil, fmt.Errorf("safetensors: read header: %w", err)
 	}
 	tensors, meta, err := parseHeader(hdr)
@@ -67,6 +67,19 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, err
 	}
 	return &Reader{r: r, dataStart: 8 + int64(n), tensors: tensors, metadata: meta}, nil
+}
+
+// readFullAt fills p from r at off. io.ReaderAt may return io.EOF with a
+// full read that ends at the end of its input (bytes.Reader does, even for
+// an empty p): that is a complete read, not an error, or a file whose
+// header ends the file would be refused with a bare EOF instead of the
+// ErrFormat its content deserves.
+func readFullAt(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) && errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // Tensors returns the header's entries in data-offset order.
