@@ -3,8 +3,6 @@ package safetensors
 import (
 	"errors"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/fedguard/fedguard/model"
@@ -19,13 +17,7 @@ import (
 // is finite and holds, tensor by tensor, the values ReadAll reads from
 // the same file in its own order. (FuzzRead covers ReadAll alone.)
 func FuzzReadInto(f *testing.F) {
-	for _, name := range []string{"tiny.safetensors", "mixed.safetensors"} {
-		b, err := os.ReadFile(filepath.Join("testdata", name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addGoldenSeeds(f)
 	f.Add(raw(`{"scale":{"dtype":"F64","shape":[],"data_offsets":[0,8]},"conv.bias":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]},"conv.weight":{"dtype":"F16","shape":[2,1,2],"data_offsets":[12,20]}}`, make([]byte, 20)))
 	typed := func(err error) bool {
 		return errors.Is(err, ErrFormat) || errors.Is(err, ErrDType) || errors.Is(err, ErrLayout) || errors.Is(err, model.ErrNonFinite)
