@@ -518,7 +518,7 @@ func parseEventLine(line []byte, e *Event, seqOK *bool) (int64, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, string(ts))
 	if err != nil {
-		return 0, fmt.Errorf("time %q is not RFC 3339", ts)
+		return 0, fmt.Errorf("time %q is not RFC 3339", truncate(ts, 40))
 	}
 	ns, err := unixNano(t)
 	if err != nil {
@@ -527,7 +527,7 @@ func parseEventLine(line []byte, e *Event, seqOK *bool) (int64, error) {
 	e.Time = time.Unix(0, ns).UTC()
 	var tb [40]byte
 	if !bytes.Equal(e.Time.AppendFormat(tb[:0], time.RFC3339Nano), ts) {
-		return 0, fmt.Errorf("time %q is not in canonical form (UTC, RFC 3339 with nanoseconds)", ts)
+		return 0, fmt.Errorf("time %q is not in canonical form (UTC, RFC 3339 with nanoseconds)", truncate(ts, 40))
 	}
 	return ns, nil
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedguard/fedguard/internal/fedtest/protofuzz"
+	"github.com/fedguard/fedguard/model"
 	fedguardv1 "github.com/fedguard/fedguard/proto/fedguard/v1"
 )
 
@@ -152,5 +153,54 @@ func FuzzValidateReportSatOut(f *testing.F) {
 			t.Fatalf("accepted reason %q", r)
 		}
 		checkDetail(t, req.GetDetail())
+	})
+}
+
+// FuzzValidateUpdateHeader: the check of an update stream's first message
+// never panics, refuses with InvalidArgument only, and what it accepts is
+// a header of the model's format and width, a sample count in
+// [1, MaxSamples], digests of the right sizes, and a holdout evaluation
+// and privacy ledger whose numbers are finite and in range, which is what
+// the audit log and the manifest record of an accepted update.
+func FuzzValidateUpdateHeader(f *testing.F) {
+	spec := model.Spec{Kind: model.LogReg, Features: 3, Classes: 2}
+	n := uint64(spec.NumParams())
+	protofuzz.Seed(f,
+		&fedguardv1.SubmitUpdateRequest{Round: 1, FormatVersion: model.FormatVersion, Body: &fedguardv1.SubmitUpdateRequest_Header{Header: &fedguardv1.UpdateHeader{
+			NumParams: n, SampleCount: 10, Sha256: make([]byte, 32), DataSha256: make([]byte, 32),
+			Holdout: &fedguardv1.Evaluation{Loss: 0.5, Accuracy: 0.9, Count: 4},
+			Privacy: &fedguardv1.PrivacyLedger{Epsilon: 1, Delta: 1e-5, Budget: 8},
+		}}},
+		&fedguardv1.SubmitUpdateRequest{FormatVersion: model.FormatVersion, Body: &fedguardv1.SubmitUpdateRequest_Header{Header: &fedguardv1.UpdateHeader{
+			NumParams: n, SampleCount: MaxSamples + 1, Sha256: make([]byte, 31),
+			Holdout: &fedguardv1.Evaluation{Loss: math.NaN(), Accuracy: 2},
+		}}},
+		&fedguardv1.SubmitUpdateRequest{Body: &fedguardv1.SubmitUpdateRequest_Chunk{Chunk: &fedguardv1.UpdateChunk{Offset: 0, Data: []byte{1, 2, 3, 4}}}},
+	)
+	s := &service{c: &Coordinator{spec: spec}}
+	protofuzz.Fuzz(f, func(t *testing.T, req *fedguardv1.SubmitUpdateRequest) {
+		h, err := s.validateUpdateHeader(req)
+		if err == nil && h == nil {
+			t.Fatal("validateUpdateHeader accepted no header")
+		}
+		invalidArgument(t, err)
+		if err != nil {
+			return
+		}
+		if req.GetFormatVersion() != model.FormatVersion || h.GetNumParams() != n ||
+			h.GetSampleCount() == 0 || h.GetSampleCount() > MaxSamples ||
+			len(h.GetSha256()) != 32 || (len(h.GetDataSha256()) != 0 && len(h.GetDataSha256()) != 32) {
+			t.Fatalf("accepted header %v of format %d", h, req.GetFormatVersion())
+		}
+		if ev := h.GetHoldout(); ev != nil {
+			if l, a := ev.GetLoss(), ev.GetAccuracy(); !(l >= 0) || math.IsInf(l, 0) || !(a >= 0 && a <= 1) || ev.GetCount() > MaxSamples {
+				t.Fatalf("accepted holdout %v", ev)
+			}
+		}
+		if p := h.GetPrivacy(); p != nil {
+			if e, d := p.GetEpsilon(), p.GetDelta(); !(e >= 0) || math.IsInf(e, 0) || !(d > 0 && d < 1) {
+				t.Fatalf("accepted privacy ledger %v", p)
+			}
+		}
 	})
 }

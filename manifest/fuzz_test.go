@@ -17,16 +17,7 @@ import (
 func FuzzOpen(f *testing.F) {
 	s := testSigner(f)
 	keys := s.Public()
-	golden, err := os.ReadFile("testdata/manifest.golden")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(golden)
-	genesis, _, err := Sign(s, genesisRound())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(genesis)
+	golden, _ := addEnvelopeSeeds(f, s)
 	f.Add(editEnvelope(f, golden, func(e map[string]any) { e["signatures"] = sigs(e)[:1] }))
 	f.Add(editEnvelope(f, golden, func(e map[string]any) { e["signatures"] = nil }))
 	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"keyid":"","sig":"AA=="}]}`))
@@ -54,6 +45,23 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("accepted payload is not what Sign writes:\n got %q\nwant %q", payload, again)
 		}
 	})
+}
+
+// addEnvelopeSeeds adds the golden manifest and a genesis manifest signed
+// by s to f's corpus, and returns them.
+func addEnvelopeSeeds(f *testing.F, s *Signer) (golden, genesis []byte) {
+	f.Helper()
+	golden, err := os.ReadFile("testdata/manifest.golden")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(golden)
+	genesis, _, err = Sign(s, genesisRound())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(genesis)
+	return golden, genesis
 }
 
 // FuzzParseStatement fuzzes the statement parser directly, which FuzzOpen

@@ -45,7 +45,7 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 	if size < 8 {
 		return nil, fmt.Errorf("%w: %d bytes, too short for the header length", ErrFormat, size)
 	}
-	if _, err := r.ReadAt(nb[:], 0); err != nil {
+	if err := readFullAt(r, nb[:], 0); err != nil {
 		return nil, fmt.Errorf("safetensors: read header length: %w", err)
 	}
 	n := binary.LittleEndian.Uint64(nb[:])
@@ -56,7 +56,7 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, fmt.Errorf("%w: header of %d bytes in a file of %d", ErrFormat, n, size)
 	}
 	hdr := make([]byte, n)
-	if _, err := r.ReadAt(hdr, 8); err != nil {
+	if err := readFullAt(r, hdr, 8); err != nil {
 		return nil, fmt.Errorf("safetensors: read header: %w", err)
 	}
 	tensors, meta, err := parseHeader(hdr)
@@ -67,6 +67,19 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, err
 	}
 	return &Reader{r: r, dataStart: 8 + int64(n), tensors: tensors, metadata: meta}, nil
+}
+
+// readFullAt fills p from r at off. io.ReaderAt may return io.EOF with a
+// full read that ends at the end of its input (bytes.Reader does, even for
+// an empty p): that is a complete read, not an error, or a file whose
+// header ends the file would be refused with a bare EOF instead of the
+// ErrFormat its content deserves.
+func readFullAt(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) && errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // Tensors returns the header's entries in data-offset order.
@@ -131,15 +144,15 @@ func (r *Reader) ReadInto(l Layout, dst []float32) error {
 		shape, ok := want[t.Name]
 		switch {
 		case !ok:
-			return fmt.Errorf("%w: the file has tensor %q, the layout does not", ErrLayout, t.Name)
+			return fmt.Errorf("%w: the file has tensor %q, the layout does not", ErrLayout, short(t.Name))
 		case !equalShape(shape, t.Shape):
-			return fmt.Errorf("%w: tensor %q has shape %v, want %v", ErrLayout, t.Name, t.Shape, shape)
+			return fmt.Errorf("%w: tensor %q has shape %s, want %s", ErrLayout, short(t.Name), shortShape(t.Shape), shortShape(shape))
 		}
 	}
 	if len(r.tensors) != len(l) {
 		for _, t := range l {
 			if !slices.ContainsFunc(r.tensors, func(i Info) bool { return i.Name == t.Name }) {
-				return fmt.Errorf("%w: the file lacks tensor %q", ErrLayout, t.Name)
+				return fmt.Errorf("%w: the file lacks tensor %q", ErrLayout, short(t.Name))
 			}
 		}
 	}
@@ -153,7 +166,7 @@ func (r *Reader) ReadInto(l Layout, dst []float32) error {
 		o := at[t.Name]
 		n := int(t.End-t.Begin) / t.DType.Size()
 		if err := decode(br, t.DType, dst[o:o+n], buf); err != nil {
-			return fmt.Errorf("safetensors: tensor %q: %w", t.Name, err)
+			return fmt.Errorf("safetensors: tensor %q: %w", short(t.Name), err)
 		}
 	}
 	return nil
@@ -264,20 +277,20 @@ func checkOffsets(tensors []Info, dataSize int64) error {
 	for _, t := range tensors {
 		n, err := numElements(t.Shape)
 		if err != nil {
-			return fmt.Errorf("%w: tensor %q: %w", ErrFormat, t.Name, err)
+			return fmt.Errorf("%w: tensor %q: %w", ErrFormat, short(t.Name), err)
 		}
 		if total += n; total > model.MaxParams {
 			return fmt.Errorf("%w: more than %d values", ErrFormat, model.MaxParams)
 		}
 		switch {
 		case t.Begin < pos:
-			return fmt.Errorf("%w: tensor %q at bytes [%d, %d) overlaps the previous tensor, which ends at %d", ErrFormat, t.Name, t.Begin, t.End, pos)
+			return fmt.Errorf("%w: tensor %q at bytes [%d, %d) overlaps the previous tensor, which ends at %d", ErrFormat, short(t.Name), t.Begin, t.End, pos)
 		case t.Begin > pos:
-			return fmt.Errorf("%w: gap of %d bytes before tensor %q", ErrFormat, t.Begin-pos, t.Name)
+			return fmt.Errorf("%w: gap of %d bytes before tensor %q", ErrFormat, t.Begin-pos, short(t.Name))
 		case t.End < t.Begin:
-			return fmt.Errorf("%w: tensor %q ends at %d before it begins at %d", ErrFormat, t.Name, t.End, t.Begin)
+			return fmt.Errorf("%w: tensor %q ends at %d before it begins at %d", ErrFormat, short(t.Name), t.End, t.Begin)
 		case t.End-t.Begin != int64(n)*int64(t.DType.Size()):
-			return fmt.Errorf("%w: tensor %q has %d bytes, its shape %v of %s needs %d", ErrFormat, t.Name, t.End-t.Begin, t.Shape, t.DType, int64(n)*int64(t.DType.Size()))
+			return fmt.Errorf("%w: tensor %q has %d bytes, its shape %s of %s needs %d", ErrFormat, short(t.Name), t.End-t.Begin, shortShape(t.Shape), t.DType, int64(n)*int64(t.DType.Size()))
 		}
 		pos = t.End
 	}
@@ -304,7 +317,7 @@ func parseHeader(hdr []byte) ([]Info, map[string]string, error) {
 	seen := map[string]bool{}
 	err := p.object(func(key string) error {
 		if seen[key] {
-			return fmt.Errorf("duplicate key %q", key)
+			return fmt.Errorf("duplicate key %q", short(key))
 		}
 		seen[key] = true
 		if key == MetadataKey {
@@ -317,7 +330,7 @@ func parseHeader(hdr []byte) ([]Info, map[string]string, error) {
 		}
 		t, err := p.tensor(key)
 		if err != nil {
-			return fmt.Errorf("tensor %q: %w", key, err)
+			return fmt.Errorf("tensor %q: %w", short(key), err)
 		}
 		tensors = append(tensors, t)
 		return nil
@@ -342,7 +355,7 @@ func (p parser) delim(want json.Delim) error {
 		return err
 	}
 	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("got %v, want %q", tok, want)
+		return fmt.Errorf("got %s, want %q", short(fmt.Sprint(tok)), want)
 	}
 	return nil
 }
@@ -360,7 +373,7 @@ func (p parser) object(member func(key string) error) error {
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return fmt.Errorf("got %v, want a key", tok)
+			return fmt.Errorf("got %s, want a key", short(fmt.Sprint(tok)))
 		}
 		if err := member(key); err != nil {
 			return err
@@ -376,7 +389,7 @@ func (p parser) str() (string, error) {
 	}
 	s, ok := tok.(string)
 	if !ok {
-		return "", fmt.Errorf("got %v, want a string", tok)
+		return "", fmt.Errorf("got %s, want a string", short(fmt.Sprint(tok)))
 	}
 	return s, nil
 }
@@ -395,11 +408,11 @@ func (p parser) ints(max int64) ([]int64, error) {
 		}
 		num, ok := tok.(json.Number)
 		if !ok {
-			return nil, fmt.Errorf("got %v, want an integer", tok)
+			return nil, fmt.Errorf("got %s, want an integer", short(fmt.Sprint(tok)))
 		}
 		v, err := strconv.ParseInt(string(num), 10, 64)
 		if err != nil || num[0] == '-' || v > max {
-			return nil, fmt.Errorf("%s is not an integer in [0, %d]", num, max)
+			return nil, fmt.Errorf("%s is not an integer in [0, %d]", short(string(num)), max)
 		}
 		out = append(out, v)
 	}
@@ -410,11 +423,11 @@ func (p parser) metadata() (map[string]string, error) {
 	m := map[string]string{}
 	err := p.object(func(key string) error {
 		if _, dup := m[key]; dup {
-			return fmt.Errorf("duplicate metadata key %q", key)
+			return fmt.Errorf("duplicate metadata key %q", short(key))
 		}
 		v, err := p.str()
 		if err != nil {
-			return fmt.Errorf("metadata %q: %w", key, err)
+			return fmt.Errorf("metadata %q: %w", short(key), err)
 		}
 		m[key] = v
 		return nil
@@ -430,7 +443,7 @@ func (p parser) tensor(name string) (Info, error) {
 	seen := make([]string, 0, 3) // the keys met; an unknown one fails in the switch
 	err := p.object(func(key string) error {
 		if slices.Contains(seen, key) {
-			return fmt.Errorf("duplicate key %q", key)
+			return fmt.Errorf("duplicate key %q", short(key))
 		}
 		seen = append(seen, key)
 		switch key {
@@ -441,7 +454,7 @@ func (p parser) tensor(name string) (Info, error) {
 			}
 			t.DType = DType(s)
 			if t.DType.Size() == 0 {
-				return fmt.Errorf("%w %q (this reader takes F32, F16, BF16 and F64)", ErrDType, s)
+				return fmt.Errorf("%w %q (this reader takes F32, F16, BF16 and F64)", ErrDType, short(s))
 			}
 		case "shape":
 			dims, err := p.ints(model.MaxParams)
@@ -462,7 +475,7 @@ func (p parser) tensor(name string) (Info, error) {
 			}
 			t.Begin, t.End = offs[0], offs[1]
 		default:
-			return fmt.Errorf("unknown field %q", key)
+			return fmt.Errorf("unknown field %q", short(key))
 		}
 		return nil
 	})

@@ -145,12 +145,12 @@ func (l Layout) Validate() error {
 		case t.Name == MetadataKey:
 			return fmt.Errorf("%w: tensor named %q", ErrLayout, MetadataKey)
 		case seen[t.Name]:
-			return fmt.Errorf("%w: tensor %q appears twice", ErrLayout, t.Name)
+			return fmt.Errorf("%w: tensor %q appears twice", ErrLayout, short(t.Name))
 		}
 		seen[t.Name] = true
 		n, err := numElements(t.Shape)
 		if err != nil {
-			return fmt.Errorf("%w: tensor %q: %w", ErrLayout, t.Name, err)
+			return fmt.Errorf("%w: tensor %q: %w", ErrLayout, short(t.Name), err)
 		}
 		if total += n; total > model.MaxParams {
 			return fmt.Errorf("%w: more than %d parameters", ErrLayout, model.MaxParams)
@@ -168,7 +168,7 @@ func numElements(shape []int) (int, error) {
 			return 0, fmt.Errorf("negative dimension %d", d)
 		}
 		if d > 0 && n > model.MaxParams/d {
-			return 0, fmt.Errorf("shape %v has more than %d elements", shape, model.MaxParams)
+			return 0, fmt.Errorf("shape %s has more than %d elements", shortShape(shape), model.MaxParams)
 		}
 		n *= d
 	}

@@ -318,10 +318,9 @@ func TestWriteFile(t *testing.T) {
 	}
 }
 
-// FuzzRead checks that the reader never panics and that what it accepts
-// survives a round trip through the writer: same layout, bit-identical
-// values, same metadata, and a canonical file that rewrites to itself.
-func FuzzRead(f *testing.F) {
+// addGoldenSeeds adds the golden files of testdata to f's corpus.
+func addGoldenSeeds(f *testing.F) {
+	f.Helper()
 	for _, name := range []string{"tiny.safetensors", "mixed.safetensors"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
@@ -329,6 +328,13 @@ func FuzzRead(f *testing.F) {
 		}
 		f.Add(b)
 	}
+}
+
+// FuzzRead checks that the reader never panics and that what it accepts
+// survives a round trip through the writer: same layout, bit-identical
+// values, same metadata, and a canonical file that rewrites to itself.
+func FuzzRead(f *testing.F) {
+	addGoldenSeeds(f)
 	f.Add(raw(`{"__metadata__":{},"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[0],"data_offsets":[4,4]}}`, f32s(1)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := open(b)

@@ -28,7 +28,7 @@ type fixture struct {
 	cp       audit.Checkpoint
 }
 
-func newFixture(t *testing.T, dir, federation string) fixture {
+func newFixture(t testing.TB, dir, federation string) fixture {
 	t.Helper()
 	ca, err := certs.Init(filepath.Join(dir, "ca"), federation, certs.DefaultCAValidity)
 	if err != nil {
@@ -70,7 +70,7 @@ func newFixture(t *testing.T, dir, federation string) fixture {
 	return fixture{ca: ca, cert: crt, key: key, verifier: note.VerifierList(v), cp: cp}
 }
 
-func (f fixture) sign(t *testing.T) []byte {
+func (f fixture) sign(t testing.TB) []byte {
 	t.Helper()
 	pair, err := tls.X509KeyPair(f.cert, f.key)
 	if err != nil {
