@@ -109,10 +109,20 @@ func TestTrace(t *testing.T) {
 	got := buf.String() + "\n" + string(js) + "\n"
 	golden.Check(t, filepath.Join("testdata", "trace.golden"), []byte(got))
 
-	if _, err := lineage.Trace(rounds[:2], 3); err == nil || !strings.Contains(err.Error(), "no manifest of round 2") {
-		t.Errorf("Trace(missing round) = %v", err)
-	}
-	if _, err := lineage.Trace(append(rounds, round(2)), 3); err == nil || !strings.Contains(err.Error(), "two manifests of round 2") {
-		t.Errorf("Trace(duplicate round) = %v", err)
+	for _, tt := range []struct {
+		name   string
+		rounds []manifest.Round
+		upTo   uint64
+		want   string
+	}{
+		{"a round missing", []manifest.Round{rounds[0], rounds[1], rounds[3]}, 3, "no manifest of round 2, which the model of round 3 builds on"},
+		// An auditor asking for round 50 of a 20-round log was told that
+		// round 21 is missing.
+		{"past the newest", rounds[:2], 3, "no manifest of round 3: the newest is round 1"},
+		{"a round twice", append(rounds, round(2)), 3, "two manifests of round 2"},
+	} {
+		if _, err := lineage.Trace(tt.rounds, tt.upTo); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Trace(%s) = %v, want an error containing %q", tt.name, err, tt.want)
+		}
 	}
 }

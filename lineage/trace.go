@@ -56,14 +56,21 @@ type Contribution struct {
 // of round upTo owes something to all of them. rounds must be verified
 // manifests of one federation; round 0 (the initial model, trained on
 // nothing) and rounds after upTo are skipped. It fails when a round
-// between 1 and upTo is missing or present twice.
+// between 1 and upTo is missing or present twice; when upTo is past the
+// newest manifest, the error names the newest, which is what an auditor
+// who asked for a round the federation has not reached wants to know.
 func Trace(rounds []manifest.Round, upTo uint64) ([]ModelVersion, error) {
 	byRound := make(map[uint64]manifest.Round, len(rounds))
+	var newest uint64
 	for _, r := range rounds {
 		if _, dup := byRound[r.Round]; dup {
 			return nil, fmt.Errorf("lineage: two manifests of round %d", r.Round)
 		}
 		byRound[r.Round] = r
+		newest = max(newest, r.Round)
+	}
+	if len(rounds) > 0 && upTo > newest {
+		return nil, fmt.Errorf("lineage: no manifest of round %d: the newest is round %d", upTo, newest)
 	}
 	type last struct {
 		round uint64
