@@ -54,7 +54,7 @@ func ReadPEMFile(path string) ([]byte, error) {
 // written to instead: renaming a file over it would replace it (as root,
 // /dev/stdout itself), and its reader would get nothing.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+	if WritesThrough(path) {
 		return writeThrough(path, data)
 	}
 	tmp, err := writeTemp(path, data, perm)
@@ -130,6 +130,15 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 		return "", fmt.Errorf("certs: write %s: %w", path, err)
 	}
 	return tmp, nil
+}
+
+// WritesThrough reports whether WriteFileAtomic writes to path in place:
+// path exists and is neither a regular file nor a directory (a named
+// pipe, a terminal, /dev/stdout). Its directory then need not take new
+// files, which callers that check before they write rely on.
+func WritesThrough(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.Mode().IsRegular() && !fi.IsDir()
 }
 
 // writeThrough writes data to the existing file at path, which is not a

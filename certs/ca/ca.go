@@ -474,11 +474,11 @@ func (e *OutputFileError) Unwrap() error { return e.Err }
 // checkOutputs makes sure each path's directory exists and takes a new
 // file, by creating and removing one there (the way the atomic writes
 // that follow will). A path that exists and is neither a regular file nor
-// a directory (a pipe, /dev/stdout) is not probed: it is written to, not
-// replaced, and its directory need not take files.
+// a directory (a pipe, /dev/stdout) is not probed: certs.WritesThrough
+// it, and its directory need not take files.
 func checkOutputs(paths ...string) error {
 	for _, p := range paths {
-		if fi, err := os.Stat(p); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		if certs.WritesThrough(p) {
 			continue
 		}
 		f, err := os.CreateTemp(filepath.Dir(p), ".fedguard-ca-probe-*")
