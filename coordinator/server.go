@@ -50,10 +50,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller opened.
 func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	log := c.opts.log
-	tlsCfg, crl, err := serverTLS(c.cfg, c.authorize)
-	if err != nil {
+	// failed ends a start that never served: lis is closed here, since no
+	// srv.Serve will, and the start record is closed with the reason.
+	failed := func(err error) error {
 		lis.Close()
 		return c.recordStop(ctx, err)
+	}
+	tlsCfg, crl, err := serverTLS(c.cfg, c.authorize)
+	if err != nil {
+		return failed(err)
 	}
 	auth := &authenticator{c: c, crl: crl}
 	// serverLimits comes second: its receive windows replace the wire's.
@@ -78,14 +83,12 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 		"enrolled", len(c.enrolled), "rounds", c.cfg.Training.Rounds, "rule", c.rule.Name())
 
 	if err := c.recordRevocations(ctx, crl); err != nil {
-		lis.Close()
-		return c.recordStop(ctx, err)
+		return failed(err)
 	}
 	c.checkDisk(ctx)
 	ms, err := c.listenMetrics()
 	if err != nil {
-		lis.Close()
-		return c.recordStop(ctx, err)
+		return failed(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
