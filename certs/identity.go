@@ -168,3 +168,38 @@ func ParseIdentity(cert *x509.Certificate) (Identity, error) {
 	}
 	return id, nil
 }
+
+// WrongIdentityError is a certificate CheckOwn refuses because it names
+// another role or federation than the one the process runs as: Got is
+// what it names, for the caller to say which certificate was wanted.
+type WrongIdentityError struct {
+	Got Identity
+}
+
+func (e *WrongIdentityError) Error() string { return "certs: the certificate is " + e.Got.String() }
+
+// CheckOwn checks the certificate a process is about to present as role
+// in federation (the coordinator serving, a hospital dialling): that it
+// names such an identity, and that roots issued it for that role's
+// extended key usage (serverAuth for the coordinator, clientAuth for a
+// participant). The identity is checked first, so that a certificate of
+// the other role or of another federation is refused as a
+// *WrongIdentityError naming what it is, not as x509's "incompatible key
+// usage", which tells an operator nothing about the mix-up.
+func CheckOwn(leaf *x509.Certificate, roots *x509.CertPool, role, federation string) (Identity, error) {
+	id, idErr := ParseIdentity(leaf)
+	if idErr == nil && (id.Role != role || id.Federation != federation) {
+		return Identity{}, &WrongIdentityError{Got: id}
+	}
+	usage := x509.ExtKeyUsageClientAuth
+	if role == RoleCoordinator {
+		usage = x509.ExtKeyUsageServerAuth
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		return Identity{}, err
+	}
+	if idErr != nil {
+		return Identity{}, idErr
+	}
+	return id, nil
+}

@@ -3,10 +3,13 @@ package certs
 import (
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateName(t *testing.T) {
@@ -135,3 +138,66 @@ func TestParseIdentity(t *testing.T) {
 }
 
 type asn1OID = asn1.ObjectIdentifier
+
+// TestCheckOwn: a process's own certificate of the other role or of
+// another federation is refused as a *WrongIdentityError naming it (before
+// the key-usage check, whose "incompatible key usage" would hide the
+// mix-up); one from another CA fails the chain check; the right one gives
+// its identity.
+func TestCheckOwn(t *testing.T) {
+	a := newTestCA(t, "clinic-net")
+	other := newTestCA(t, "clinic-net")
+	roots := x509.NewCertPool()
+	roots.AddCert(a.Certificate())
+	leaf := func(certFile string) *x509.Certificate {
+		t.Helper()
+		b, err := os.ReadFile(certFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := parseCertificatePEM(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	serverCert, _ := serverFiles(t, a)
+	_, _, hospital := enrol(t, a, "westbrook")
+	_, _, foreign := enrol(t, other, "westbrook")
+	_, _, elsewhere := issueRaw(t, a, Identity{Federation: "other-net", Role: RoleParticipant, Name: "westbrook"}, nil, nil,
+		time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	coordinator := Identity{Federation: "clinic-net", Role: RoleCoordinator}
+	for _, tt := range []struct {
+		name      string
+		cert      *x509.Certificate
+		role      string
+		want      Identity
+		wrong     Identity // a *WrongIdentityError with this Got
+		wantChain bool     // an x509 chain error
+	}{
+		{"coordinator's own", leaf(serverCert), RoleCoordinator, coordinator, Identity{}, false},
+		{"hospital's own", hospital, RoleParticipant, Identity{Federation: "clinic-net", Role: RoleParticipant, Name: "westbrook"}, Identity{}, false},
+		{"hospital's as the coordinator's", hospital, RoleCoordinator, Identity{}, Identity{Federation: "clinic-net", Role: RoleParticipant, Name: "westbrook"}, false},
+		{"coordinator's as a hospital's", leaf(serverCert), RoleParticipant, Identity{}, coordinator, false},
+		{"another federation's", elsewhere, RoleParticipant, Identity{}, Identity{Federation: "other-net", Role: RoleParticipant, Name: "westbrook"}, false},
+		{"another CA's", foreign, RoleParticipant, Identity{}, Identity{}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			id, err := CheckOwn(tt.cert, roots, tt.role, "clinic-net")
+			var wrong *WrongIdentityError
+			var unknown x509.UnknownAuthorityError
+			switch {
+			case !tt.wrong.IsZero():
+				if !errors.As(err, &wrong) || wrong.Got != tt.wrong {
+					t.Errorf("CheckOwn = %v, want a *WrongIdentityError naming %s", err, tt.wrong)
+				}
+			case tt.wantChain:
+				if !errors.As(err, &unknown) {
+					t.Errorf("CheckOwn = %v, want x509.UnknownAuthorityError", err)
+				}
+			case err != nil || id != tt.want:
+				t.Errorf("CheckOwn = %v, %v; want %v, nil", id, err, tt.want)
+			}
+		})
+	}
+}

@@ -234,16 +234,12 @@ func checkServerCertificate(tlsCfg *tls.Config, cas []*x509.Certificate, federat
 	for _, ca := range cas {
 		roots.AddCert(ca)
 	}
-	// The identity first: a participant's certificate in the wrong place
-	// is named as such, not as x509's "incompatible key usage".
-	id, idErr := certs.ParseIdentity(leaf)
-	if want := (certs.Identity{Federation: federation, Role: certs.RoleCoordinator}); idErr == nil && id != want {
-		return fmt.Errorf("it is %s, want %s (the coordinator's certificate, from fedguard ca issue)", id, want)
+	_, err = certs.CheckOwn(leaf, roots, certs.RoleCoordinator, federation)
+	if wrong := (*certs.WrongIdentityError)(nil); errors.As(err, &wrong) {
+		want := certs.Identity{Federation: federation, Role: certs.RoleCoordinator}
+		return fmt.Errorf("it is %s, want %s (the coordinator's certificate, from fedguard ca issue)", wrong.Got, want)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-		return err
-	}
-	return idErr
+	return err
 }
 
 // CheckFiles validates cfg and loads the files it names (CA certificate,

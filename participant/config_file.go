@@ -566,21 +566,13 @@ func (c FileConfig) checkCertificate(cfg Config) (certs.Identity, error) {
 			return certs.Identity{}, fmt.Errorf("participant: cert: %w", err)
 		}
 	}
-	// The identity first: the coordinator's certificate in the wrong place
-	// is named as such, not as x509's "incompatible key usage".
-	id, idErr := certs.ParseIdentity(leaf)
-	if idErr == nil && (id.Role != certs.RoleParticipant || id.Federation != c.Federation) {
+	id, err := certs.CheckOwn(leaf, cfg.TLS.RootCAs, certs.RoleParticipant, c.Federation)
+	if wrong := (*certs.WrongIdentityError)(nil); errors.As(err, &wrong) {
 		return certs.Identity{}, fmt.Errorf("participant: cert %s is %s, want a participant of federation %q (this hospital's certificate, from fedguard ca sign of its CSR)",
-			c.Cert, id, c.Federation)
+			c.Cert, wrong.Got, c.Federation)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:     cfg.TLS.RootCAs,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
+	if err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, err)
-	}
-	if idErr != nil {
-		return certs.Identity{}, fmt.Errorf("participant: cert %s: %w", c.Cert, idErr)
 	}
 	return id, nil
 }
