@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
@@ -199,5 +200,29 @@ func TestCheckOwn(t *testing.T) {
 				t.Errorf("CheckOwn = %v, %v; want %v, nil", id, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestLeaf: a key pair's leaf is its Leaf when crypto/tls filled it in,
+// else its first certificate parsed; a pair with none is an error.
+func TestLeaf(t *testing.T) {
+	a := newTestCA(t, "clinic-net")
+	_, _, hospital := enrol(t, a, "westbrook")
+	for _, tt := range []struct {
+		name string
+		pair tls.Certificate
+		want *x509.Certificate
+	}{
+		{"filled in", tls.Certificate{Leaf: hospital}, hospital},
+		{"parsed", tls.Certificate{Certificate: [][]byte{hospital.Raw}}, hospital},
+		{"none", tls.Certificate{}, nil},
+	} {
+		got, err := Leaf(&tt.pair)
+		switch {
+		case tt.want == nil && err == nil:
+			t.Errorf("%s: Leaf = %v, want an error", tt.name, got)
+		case tt.want != nil && (err != nil || !got.Equal(tt.want)):
+			t.Errorf("%s: Leaf = %v, %v; want the hospital's certificate", tt.name, got, err)
+		}
 	}
 }

@@ -467,3 +467,16 @@ func (kp *keyPair) get() (*tls.Certificate, error) {
 	kp.cert, kp.certStat, kp.keyStat = &c, cs, ks
 	return kp.cert, nil
 }
+
+// Leaf is the end-entity certificate of the key pair c: c.Leaf, which
+// crypto/tls fills in when it loads a pair, or else c's first certificate
+// parsed.
+func Leaf(c *tls.Certificate) (*x509.Certificate, error) {
+	if c.Leaf != nil {
+		return c.Leaf, nil
+	}
+	if len(c.Certificate) == 0 {
+		return nil, errors.New("certs: the key pair holds no certificate")
+	}
+	return x509.ParseCertificate(c.Certificate[0])
+}

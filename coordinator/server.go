@@ -224,11 +224,9 @@ func checkServerCertificate(tlsCfg *tls.Config, cas []*x509.Certificate, federat
 	if err != nil {
 		return err
 	}
-	leaf := kp.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(kp.Certificate[0]); err != nil {
-			return err
-		}
+	leaf, err := certs.Leaf(kp)
+	if err != nil {
+		return err
 	}
 	roots := x509.NewCertPool()
 	for _, ca := range cas {

@@ -1,7 +1,6 @@
 package participant
 
 import (
-	"crypto/x509"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -560,11 +559,9 @@ func (c FileConfig) checkCertificate(cfg Config) (certs.Identity, error) {
 	if err != nil {
 		return certs.Identity{}, fmt.Errorf("participant: cert and key: %w", err)
 	}
-	leaf := tc.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(tc.Certificate[0]); err != nil {
-			return certs.Identity{}, fmt.Errorf("participant: cert: %w", err)
-		}
+	leaf, err := certs.Leaf(tc)
+	if err != nil {
+		return certs.Identity{}, fmt.Errorf("participant: cert: %w", err)
 	}
 	id, err := certs.CheckOwn(leaf, cfg.TLS.RootCAs, certs.RoleParticipant, c.Federation)
 	if wrong := (*certs.WrongIdentityError)(nil); errors.As(err, &wrong) {

@@ -149,13 +149,10 @@ func (a *Agent) ownLeaf() *x509.Certificate {
 	if c == nil && a.cfg.TLS != nil && len(a.cfg.TLS.Certificates) > 0 {
 		c = &a.cfg.TLS.Certificates[0]
 	}
-	if c == nil || len(c.Certificate) == 0 {
+	if c == nil {
 		return nil
 	}
-	if c.Leaf != nil {
-		return c.Leaf
-	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	leaf, err := certs.Leaf(c)
 	if err != nil {
 		return nil
 	}
